@@ -1,0 +1,288 @@
+/* bench/gemm.c — tilec's examples/gemm.lua against oneDNN's matmul, same run.
+ *
+ *   build/bench_gemm [--threads N] [--quick] [--spec examples/gemm.lua]
+ *
+ * For each shape and dtype (f32, bf16 inputs; f32 output C = A·Bᵀ) it checks
+ * both results against a double-precision dot product on sampled entries,
+ * then prints the median GFLOP/s of each and the ratio tilec / oneDNN.
+ * oneDNN uses OpenMP, so the thread count is set before its first call. */
+#include "codegen/codegen.h"
+#include "frontend/frontend.h"
+#include "passes/passes.h"
+
+#include <dnnl.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct Shape {
+    int64_t m, n, k;
+} Shape;
+
+static const Shape shapes[] = {
+    {1024, 1024, 1024}, {2048, 2048, 2048}, {4096, 4096, 4096},
+    {1, 4096, 4096},    {4, 4096, 4096},    {16, 4096, 4096},
+};
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void *xalloc(size_t n)
+{
+    void *p = aligned_alloc(64, (n + 63) / 64 * 64 + 64);
+    if (!p) {
+        fprintf(stderr, "bench_gemm: out of memory\n");
+        exit(1);
+    }
+    return p;
+}
+
+/* Inputs in the benchmark dtype (f32 or bf16 bits) and their f32 values. */
+typedef struct Problem {
+    Shape s;
+    DType dt;
+    void *a, *b; /* A[M,K], B[N,K] in dt */
+    float *c;    /* C[M,N] */
+} Problem;
+
+static void fill(void *p, DType dt, int64_t n, unsigned seed)
+{
+    for (int64_t i = 0; i < n; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        dt_store(dt, p, i, (double)(seed >> 8) / 8388608.0 - 1.0);
+    }
+}
+
+/* Sampled entries against a double dot product of the stored inputs. */
+static bool verify(const Problem *p, const char *who)
+{
+    unsigned seed = 7;
+    double worst = 0;
+    for (int t = 0; t < 64; t++) {
+        seed = seed * 1664525u + 1013904223u;
+        int64_t i = (int64_t)(seed % (unsigned)p->s.m);
+        seed = seed * 1664525u + 1013904223u;
+        int64_t j = (int64_t)(seed % (unsigned)p->s.n);
+        double ref = 0, mag = 0;
+        for (int64_t k = 0; k < p->s.k; k++) {
+            double x = dt_load(p->dt, p->a, i * p->s.k + k) * dt_load(p->dt, p->b, j * p->s.k + k);
+            ref += x;
+            mag += fabs(x);
+        }
+        double err = fabs(ref - p->c[i * p->s.n + j]) / (mag + 1e-30);
+        worst = fmax(worst, err);
+    }
+    if (worst > 1e-4) {
+        printf("  %s: WRONG RESULT (relative error %.3g on sampled entries)\n", who, worst);
+        return false;
+    }
+    return true;
+}
+
+typedef struct Tilec {
+    Kernel *k;
+    CgJit *jit;
+} Tilec;
+
+static bool tilec_prepare(Tilec *t, const char *spec, const Problem *p, double *compile_ms)
+{
+    char m[32], n[32], k[32];
+    snprintf(m, sizeof m, "%lld", (long long)p->s.m);
+    snprintf(n, sizeof n, "%lld", (long long)p->s.n);
+    snprintf(k, sizeof k, "%lld", (long long)p->s.k);
+    FeSet sets[] = {{"M", m}, {"N", n}, {"K", k}, {"dtype", dt_name(p->dt)}};
+    Diag d = {0};
+    double t0 = now();
+    t->k = fe_load(spec, sets, 4, &d);
+    const TargetInfo *target = ir_host_target();
+    PassOptions po = {0};
+    if (!t->k || !pass_pipeline(t->k, target, &po, &d) ||
+        !(t->jit = cg_jit_compile(t->k, target, &d))) {
+        fputs("bench_gemm: ", stderr);
+        diag_print(&d, stderr);
+        return false;
+    }
+    *compile_ms = (now() - t0) * 1e3;
+    return true;
+}
+
+static double time_median(int reps, void (*fn)(void *), void *ctx)
+{
+    double times[16];
+    fn(ctx); /* warm up */
+    for (int r = 0; r < reps; r++) {
+        double t0 = now();
+        fn(ctx);
+        times[r] = now() - t0;
+    }
+    qsort(times, (size_t)reps, sizeof times[0], cmp_double);
+    return times[reps / 2];
+}
+
+typedef struct TilecRun {
+    Tilec *t;
+    Problem *p;
+    int threads;
+} TilecRun;
+
+static void tilec_call(void *ctx)
+{
+    TilecRun *r = ctx;
+    void *args[] = {r->p->a, r->p->b, r->p->c};
+    Diag d = {0};
+    if (!cg_launch(r->t->k, cg_jit_fn(r->t->jit), args, NULL, r->threads, &d)) {
+        diag_print(&d, stderr);
+        exit(1);
+    }
+}
+
+typedef struct Dnnl {
+    dnnl_engine_t eng;
+    dnnl_stream_t stream;
+    dnnl_primitive_t prim;
+    dnnl_memory_t a, b, c;
+} Dnnl;
+
+#define DNNL_CHECK(x)                                                      \
+    do {                                                                   \
+        dnnl_status_t st_ = (x);                                           \
+        if (st_ != dnnl_success) {                                         \
+            fprintf(stderr, "bench_gemm: oneDNN %s failed (%d)\n", #x, st_); \
+            exit(1);                                                       \
+        }                                                                  \
+    } while (0)
+
+/* C[M,N] = A[M,K] · W where W = Bᵀ is [K,N] stored as B[N,K] ("ba"). */
+static void dnnl_prepare(Dnnl *o, Problem *p)
+{
+    dnnl_data_type_t dt = p->dt == DT_BF16 ? dnnl_bf16 : dnnl_f32;
+    dnnl_dims_t ad = {p->s.m, p->s.k}, bd = {p->s.k, p->s.n}, cd = {p->s.m, p->s.n};
+    dnnl_memory_desc_t amd, bmd, cmd;
+    DNNL_CHECK(dnnl_memory_desc_init_by_tag(&amd, 2, ad, dt, dnnl_ab));
+    DNNL_CHECK(dnnl_memory_desc_init_by_tag(&bmd, 2, bd, dt, dnnl_ba));
+    DNNL_CHECK(dnnl_memory_desc_init_by_tag(&cmd, 2, cd, dnnl_f32, dnnl_ab));
+    DNNL_CHECK(dnnl_engine_create(&o->eng, dnnl_cpu, 0));
+    DNNL_CHECK(dnnl_stream_create(&o->stream, o->eng, dnnl_stream_default_flags));
+    dnnl_matmul_desc_t md;
+    DNNL_CHECK(dnnl_matmul_desc_init(&md, &amd, &bmd, NULL, &cmd));
+    dnnl_primitive_desc_t pd;
+    DNNL_CHECK(dnnl_primitive_desc_create(&pd, &md, NULL, o->eng, NULL));
+    DNNL_CHECK(dnnl_primitive_create(&o->prim, pd));
+    DNNL_CHECK(dnnl_primitive_desc_destroy(pd));
+    DNNL_CHECK(dnnl_memory_create(&o->a, &amd, o->eng, p->a));
+    DNNL_CHECK(dnnl_memory_create(&o->b, &bmd, o->eng, p->b));
+    DNNL_CHECK(dnnl_memory_create(&o->c, &cmd, o->eng, p->c));
+}
+
+static void dnnl_call(void *ctx)
+{
+    Dnnl *o = ctx;
+    dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, o->a}, {DNNL_ARG_WEIGHTS, o->b}, {DNNL_ARG_DST, o->c}};
+    DNNL_CHECK(dnnl_primitive_execute(o->prim, o->stream, 3, args));
+    DNNL_CHECK(dnnl_stream_wait(o->stream));
+}
+
+static void dnnl_release(Dnnl *o)
+{
+    dnnl_memory_destroy(o->a);
+    dnnl_memory_destroy(o->b);
+    dnnl_memory_destroy(o->c);
+    dnnl_primitive_destroy(o->prim);
+    dnnl_stream_destroy(o->stream);
+    dnnl_engine_destroy(o->eng);
+}
+
+static bool bench_one(const char *spec, Shape s, DType dt, int threads)
+{
+    Problem p = {.s = s, .dt = dt};
+    p.a = xalloc(dt_storage_bytes(dt, s.m * s.k));
+    p.b = xalloc(dt_storage_bytes(dt, s.n * s.k));
+    p.c = xalloc(sizeof(float) * (size_t)(s.m * s.n));
+    fill(p.a, dt, s.m * s.k, 1);
+    fill(p.b, dt, s.n * s.k, 2);
+    double flop = 2.0 * (double)s.m * (double)s.n * (double)s.k;
+    int reps = flop > 3e10 ? 3 : flop > 3e9 ? 5 : 9;
+    bool ok = true;
+
+    Tilec t = {0};
+    double compile_ms = 0, t_tilec = NAN, t_dnnl;
+    if (tilec_prepare(&t, spec, &p, &compile_ms)) {
+        TilecRun r = {&t, &p, threads};
+        memset(p.c, 0, sizeof(float) * (size_t)(s.m * s.n));
+        tilec_call(&r);
+        if (verify(&p, "tilec"))
+            t_tilec = time_median(reps, tilec_call, &r);
+        else
+            ok = false;
+        cg_jit_free(t.jit);
+        ir_kernel_free(t.k);
+    } else {
+        ok = false;
+    }
+    Dnnl o;
+    dnnl_prepare(&o, &p);
+    memset(p.c, 0, sizeof(float) * (size_t)(s.m * s.n));
+    dnnl_call(&o);
+    ok &= verify(&p, "oneDNN");
+    t_dnnl = time_median(reps, dnnl_call, &o);
+    dnnl_release(&o);
+
+    double g_tilec = flop / t_tilec * 1e-9, g_dnnl = flop / t_dnnl * 1e-9;
+    printf("%-5s %5lld %5lld %5lld %9.1f %9.1f %7.2f %10.0f\n", dt_name(dt), (long long)s.m,
+           (long long)s.n, (long long)s.k, g_tilec, g_dnnl, g_tilec / g_dnnl, compile_ms);
+    fflush(stdout);
+    free(p.a);
+    free(p.b);
+    free(p.c);
+    return ok;
+}
+
+int main(int argc, char **argv)
+{
+    int threads = 1;
+    bool quick = false;
+    const char *spec = "examples/gemm.lua";
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--threads") && i + 1 < argc)
+            threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--quick"))
+            quick = true;
+        else if (!strcmp(argv[i], "--spec") && i + 1 < argc)
+            spec = argv[++i];
+        else {
+            fprintf(stderr, "usage: bench_gemm [--threads N] [--quick] [--spec FILE]\n");
+            return 2;
+        }
+    }
+    if (threads < 1)
+        threads = 1;
+    char env[16];
+    snprintf(env, sizeof env, "%d", threads);
+    setenv("OMP_NUM_THREADS", env, 1); /* before oneDNN starts OpenMP */
+    const TargetInfo *t = ir_host_target();
+    printf("bench_gemm: target %s, %d thread(s), medians; ratio = tilec / oneDNN\n",
+           t ? t->name : "none", threads);
+    printf("%-5s %5s %5s %5s %9s %9s %7s %10s\n", "dtype", "M", "N", "K", "tilec", "oneDNN",
+           "ratio", "compile_ms");
+    printf("%-5s %5s %5s %5s %9s %9s\n", "", "", "", "", "GFLOP/s", "GFLOP/s");
+    bool ok = true;
+    DType dts[] = {DT_F32, DT_BF16};
+    for (int d = 0; d < 2; d++)
+        for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+            if (quick && shapes[i].m * shapes[i].n * shapes[i].k > 1100LL * 1100 * 1100)
+                continue;
+            ok &= bench_one(spec, shapes[i], dts[d], threads);
+        }
+    return ok ? 0 : 1;
+}

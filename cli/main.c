@@ -1,0 +1,703 @@
+/* main.c — the tilec command line: compile, run, ir, targets.
+ *
+ * Every error is one line on stderr and a non-zero exit: 1 for a failure in
+ * the user's spec, data or check, 2 for a malformed command line. */
+#include "codegen/codegen.h"
+#include "frontend/frontend.h"
+#include "ir/ir.h"
+#include "passes/passes.h"
+#include "runtime/npy.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+enum { MAX_OPTS = 64 };
+
+typedef struct NamedFile {
+    const char *name, *path;
+} NamedFile;
+
+/* Options of every command, parsed in one place. */
+typedef struct Opts {
+    const char *cmd, *spec;
+    FeSet sets[MAX_OPTS];
+    int nsets;
+    NamedFile ins[MAX_OPTS], outs[MAX_OPTS];
+    int nins, nouts;
+    const char *target, *emit, *dump_after, *out_path;
+    bool interp, check, raw, time_passes;
+    int threads, repeat;
+    unsigned seed;
+} Opts;
+
+static const char usage_main[] =
+    "tilec — compile tile kernels written in Lua to AVX-512 machine code\n"
+    "\n"
+    "usage: tilec COMMAND SPEC.lua [options]\n"
+    "\n"
+    "commands:\n"
+    "  run      run a kernel on .npy inputs (JIT-compiled, or --interp), optionally --check it\n"
+    "  compile  compile a kernel to LLVM IR, assembly, an object file or printed Loop IR\n"
+    "  ir       print a kernel's Tile IR as the frontend built it\n"
+    "  targets  list the targets and whether this CPU can run them\n"
+    "\n"
+    "'tilec COMMAND --help' explains a command. First steps:\n"
+    "  tilec run examples/gemm.lua --check          # random inputs, JIT vs interpreter\n"
+    "  tilec ir examples/softmax.lua                # look at the IR\n"
+    "  tilec compile examples/gemm.lua --emit asm -o gemm.s\n";
+
+static const char usage_run[] =
+    "usage: tilec run SPEC.lua [--set NAME=VALUE]... [--in ARG=FILE.npy]... [--out ARG=FILE.npy]...\n"
+    "                 [--interp] [--check] [--raw] [--target T] [--threads N] [--seed N] [--repeat N]\n"
+    "\n"
+    "Runs the kernel once. Inputs not given with --in are filled with deterministic\n"
+    "random numbers in [-1, 1) (--seed changes them). Input files are converted to\n"
+    "the argument's dtype (bf16/fp8 with round-to-nearest-even); a `dyn` dimension\n"
+    "takes its value from the input whose shape uses it, or from --set.\n"
+    "\n"
+    "  --set NAME=VALUE   choose a parameter (a tune{} candidate, a size, or a dyn dim)\n"
+    "  --in ARG=FILE      read input argument ARG from a NumPy .npy file\n"
+    "  --out ARG=FILE     write output argument ARG to FILE (f32 unless --raw)\n"
+    "  --raw              write outputs in their own dtype (bf16 as u2 bits, fp8 as u1 bits)\n"
+    "  --interp           run the reference interpreter instead of compiled code\n"
+    "  --check            run both, report the largest difference, fail if it is too big\n"
+    "  --target T         x86-avx512 or x86-avx2 (default: the best this CPU runs)\n"
+    "  --threads N        worker threads for the block grid (default: all cores)\n"
+    "  --repeat N         run N times and print the median time\n";
+
+static const char usage_compile[] =
+    "usage: tilec compile SPEC.lua [--set NAME=VALUE]... [--target T] [--emit ir|llvm|asm|obj]\n"
+    "                     [--dump-after PASS|all] [--time-passes] -o OUT\n"
+    "\n"
+    "Lowers the kernel through the pass pipeline and writes the result.\n"
+    "  --emit ir     the Loop IR after all passes (text)\n"
+    "  --emit llvm   LLVM IR (.ll)      --emit asm  assembly (.s)      --emit obj  object (.o, default)\n"
+    "  --dump-after  print the IR after the named pass (or every pass) to stderr\n"
+    "  -o OUT        output path ('-' for stdout, text formats only)\n"
+    "The object exports one function named after the kernel:\n"
+    "  void NAME(void *const *args, const int64_t *params, int64_t block_begin, int64_t block_end);\n";
+
+static const char usage_ir[] =
+    "usage: tilec ir SPEC.lua [--set NAME=VALUE]...\n"
+    "\n"
+    "Prints the Tile IR the frontend builds from SPEC.lua, before any pass.\n"
+    "'tilec compile SPEC.lua --dump-after all -o /dev/null' shows what each pass makes of it.\n";
+
+static int usage_error(const char *fmt, const char *arg)
+{
+    fputs("tilec: ", stderr);
+    fprintf(stderr, fmt, arg);
+    fputs(" (see 'tilec --help')\n", stderr);
+    return 2;
+}
+
+static int fail(const Diag *d)
+{
+    fputs("tilec: ", stderr);
+    diag_print(d, stderr);
+    return 1;
+}
+
+/* "NAME=VALUE" split in place into two strings. */
+static bool split_eq(char *s, const char **name, const char **value)
+{
+    char *eq = strchr(s, '=');
+    if (!eq || eq == s)
+        return false;
+    *eq = 0;
+    *name = s;
+    *value = eq + 1;
+    return true;
+}
+
+static int parse_opts(int argc, char **argv, Opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->cmd = argv[1];
+    o->repeat = 1;
+    o->seed = 1;
+    for (int i = 2; i < argc; i++) {
+        char *a = argv[i];
+        bool has_value = i + 1 < argc;
+        if (!strcmp(a, "--interp")) {
+            o->interp = true;
+        } else if (!strcmp(a, "--check")) {
+            o->check = true;
+        } else if (!strcmp(a, "--raw")) {
+            o->raw = true;
+        } else if (!strcmp(a, "--time-passes")) {
+            o->time_passes = true;
+        } else if (a[0] == '-' && a[1] && !has_value) {
+            return usage_error("option %s needs a value", a);
+        } else if (!strcmp(a, "--set") || !strcmp(a, "--in") || !strcmp(a, "--out")) {
+            if (o->nsets == MAX_OPTS || o->nins == MAX_OPTS || o->nouts == MAX_OPTS)
+                return usage_error("too many %s options", a);
+            const char *name, *value;
+            if (!split_eq(argv[++i], &name, &value))
+                return usage_error("expected NAME=VALUE after %s", a);
+            if (a[2] == 's')
+                o->sets[o->nsets++] = (FeSet){name, value};
+            else if (a[2] == 'i')
+                o->ins[o->nins++] = (NamedFile){name, value};
+            else
+                o->outs[o->nouts++] = (NamedFile){name, value};
+        } else if (!strcmp(a, "--target")) {
+            o->target = argv[++i];
+        } else if (!strcmp(a, "--emit")) {
+            o->emit = argv[++i];
+        } else if (!strcmp(a, "--dump-after")) {
+            o->dump_after = argv[++i];
+        } else if (!strcmp(a, "-o")) {
+            o->out_path = argv[++i];
+        } else if (!strcmp(a, "--threads") || !strcmp(a, "--seed") || !strcmp(a, "--repeat")) {
+            char *end;
+            long v = strtol(argv[++i], &end, 10);
+            if (*end || v < 0 || (a[2] == 'r' && v < 1))
+                return usage_error("%s needs a non-negative integer", a);
+            if (a[2] == 't')
+                o->threads = (int)v;
+            else if (a[2] == 's')
+                o->seed = (unsigned)v;
+            else
+                o->repeat = (int)v;
+        } else if (a[0] == '-' && a[1]) {
+            return usage_error("unknown option %s", a);
+        } else if (!o->spec) {
+            o->spec = a;
+        } else {
+            return usage_error("unexpected argument %s (one SPEC.lua per command)", a);
+        }
+    }
+    return 0;
+}
+
+static const TargetInfo *pick_target(const char *name, Diag *d)
+{
+    SrcLoc none = {0};
+    if (!name) {
+        const TargetInfo *t = ir_host_target();
+        if (!t)
+            diag_error(d, none, "this CPU has neither AVX-512 nor AVX2 (FMA)");
+        return t;
+    }
+    const TargetInfo *t = ir_target(name);
+    if (!t)
+        diag_error(d, none, "unknown target '%s' (known: %s)", name, ir_target_names());
+    return t;
+}
+
+/* ------------------------------------------------------------ arguments */
+
+/* The run-time state of one invocation: a tensor per argument, values of
+ * the dyn params, and which params are bound so far. */
+typedef struct Bindings {
+    RtTensor *t[64];
+    int64_t params[64];
+    bool bound[64];
+} Bindings;
+
+static void bindings_free(Bindings *b, int n)
+{
+    for (int i = 0; i < n; i++)
+        rt_tensor_free(b->t[i]);
+}
+
+static const char *find_named(const NamedFile *v, int n, const char *name)
+{
+    for (int i = 0; i < n; i++)
+        if (!strcmp(v[i].name, name))
+            return v[i].path;
+    return NULL;
+}
+
+static void describe_shape(const Buffer *b, char *out, size_t n)
+{
+    size_t used = (size_t)snprintf(out, n, "%s[", dt_name(b->dtype));
+    for (int d = 0; d < b->rank && used < n; d++) {
+        FILE *mem = fmemopen(out + used, n - used, "w");
+        if (!mem)
+            break;
+        if (d)
+            fputs(", ", mem);
+        ir_print_expr(b->shape[d], mem);
+        fclose(mem);
+        used = strlen(out);
+    }
+    if (used < n)
+        snprintf(out + used, n - used, "]");
+}
+
+/* Dyn dims that are a bare PARAM in an argument's shape take their value
+ * from the tensor given for it. */
+static void bind_from_shape(const Buffer *b, const RtTensor *t, Bindings *bd)
+{
+    for (int d = 0; d < b->rank && d < t->rank; d++) {
+        const Expr *e = b->shape[d];
+        if (e->op == EX_PARAM && !bd->bound[e->param->index]) {
+            bd->params[e->param->index] = t->shape[d];
+            bd->bound[e->param->index] = true;
+        }
+    }
+}
+
+static bool uses_param(const Expr *e, int index)
+{
+    if (e->op == EX_PARAM)
+        return e->param->index == index;
+    for (int i = 0; i < e->nargs; i++)
+        if (uses_param(e->args[i], index))
+            return true;
+    return false;
+}
+
+static bool eval_shape(const Kernel *k, const Buffer *b, const Bindings *bd, int64_t *shape,
+                       Diag *d)
+{
+    for (int i = 0; i < b->rank; i++) {
+        for (int p = 0; p < k->nparams; p++)
+            if (!bd->bound[p] && uses_param(b->shape[i], p)) {
+                diag_error(d, b->loc, "argument %s: dyn dimension %s has no value", b->name,
+                           k->params[p]->name);
+                diag_hint(d, "give an input whose shape uses it, or --set %s=N",
+                          k->params[p]->name);
+                return false;
+            }
+        if (!ir_eval_int(b->shape[i], bd->params, &shape[i]) || shape[i] < 0)
+            return diag_error(d, b->loc, "argument %s: cannot evaluate its shape", b->name);
+    }
+    return true;
+}
+
+/* Integer data into a float argument (or back) is almost always a mistake;
+ * u8 into an 8-bit float format and u2 into bf16 are raw bit patterns. */
+static bool dtype_compatible(DType file, DType arg, bool *raw)
+{
+    *raw = (file == DT_U8 && dt_bits(arg) == 8 && dt_is_float(arg)) ||
+           (file == DT_BF16 && arg == DT_BF16);
+    if (*raw)
+        return true;
+    return dt_is_float(file) == dt_is_float(arg);
+}
+
+static bool load_input(const Kernel *k, int arg, const char *path, Bindings *bd, Diag *d)
+{
+    const Buffer *b = k->bufs[arg];
+    RtTensor *file = rt_npy_load(path, d);
+    if (!file)
+        return false;
+    char want[256], got[128];
+    describe_shape(b, want, sizeof want);
+    rt_tensor_describe(file, got, sizeof got);
+    bool raw;
+    if (!dtype_compatible(file->dtype, b->dtype, &raw)) {
+        SrcLoc loc = {path, 0};
+        diag_error(d, loc, "holds %s but argument %s is %s", got, b->name, want);
+        rt_tensor_free(file);
+        return false;
+    }
+    if (file->rank != b->rank) {
+        SrcLoc loc = {path, 0};
+        diag_error(d, loc, "is %s but argument %s is %s (rank %d, not %d)", got, b->name, want,
+                   b->rank, file->rank);
+        rt_tensor_free(file);
+        return false;
+    }
+    bind_from_shape(b, file, bd);
+    int64_t shape[IR_MAX_RANK];
+    if (!eval_shape(k, b, bd, shape, d)) {
+        rt_tensor_free(file);
+        return false;
+    }
+    for (int i = 0; i < b->rank; i++)
+        if (shape[i] != file->shape[i]) {
+            SrcLoc loc = {path, 0};
+            diag_error(d, loc, "is %s but argument %s is %s: dim %d is %lld, expected %lld", got,
+                       b->name, want, i, (long long)file->shape[i], (long long)shape[i]);
+            rt_tensor_free(file);
+            return false;
+        }
+    RtTensor *t = file;
+    if (raw) {
+        file->dtype = b->dtype; /* the bytes already are the argument's encoding */
+    } else if (file->dtype != b->dtype) {
+        t = rt_tensor_convert(file, b->dtype);
+        rt_tensor_free(file);
+    }
+    bd->t[arg] = t;
+    return t != NULL;
+}
+
+static void fill_random(RtTensor *t, unsigned seed)
+{
+    unsigned s = seed * 2654435761u + 12345u;
+    int64_t n = rt_tensor_numel(t);
+    for (int64_t i = 0; i < n; i++) {
+        s ^= s << 13;
+        s ^= s >> 17;
+        s ^= s << 5;
+        double v = (double)(s >> 8) / 8388608.0 - 1.0;
+        if (dt_is_int(t->dtype))
+            v = (double)(s % 16);
+        dt_store(t->dtype, t->data, i, v);
+    }
+}
+
+/* Build every argument: given inputs first (they bind dyn dims), then
+ * random inputs and zeroed outputs. */
+static bool setup_args(const Kernel *k, const Opts *o, Bindings *bd, Diag *d)
+{
+    memset(bd, 0, sizeof *bd);
+    for (int i = 0; i < o->nins; i++)
+        if (!ir_buf_find(k, o->ins[i].name) || ir_buf_find(k, o->ins[i].name)->scope != SCOPE_GLOBAL) {
+            SrcLoc none = {0};
+            return diag_error(d, none, "--in %s: kernel %s has no argument %s", o->ins[i].name,
+                              k->name, o->ins[i].name);
+        }
+    for (int i = 0; i < o->nouts; i++) {
+        const Buffer *b = ir_buf_find(k, o->outs[i].name);
+        if (!b || b->scope != SCOPE_GLOBAL || b->dir == ARG_IN) {
+            SrcLoc none = {0};
+            return diag_error(d, none, "--out %s: kernel %s has no output argument %s",
+                              o->outs[i].name, k->name, o->outs[i].name);
+        }
+    }
+    for (int i = 0; i < k->nargs; i++) {
+        const Buffer *b = k->bufs[i];
+        const char *path = find_named(o->ins, o->nins, b->name);
+        if (path && !load_input(k, i, path, bd, d))
+            return false;
+    }
+    for (int i = 0; i < k->nargs; i++) {
+        const Buffer *b = k->bufs[i];
+        if (bd->t[i])
+            continue;
+        int64_t shape[IR_MAX_RANK];
+        if (!eval_shape(k, b, bd, shape, d))
+            return false;
+        bd->t[i] = rt_tensor_new(b->dtype, b->rank, shape);
+        if (!bd->t[i])
+            return diag_error(d, b->loc, "argument %s: out of memory", b->name);
+        if (b->dir != ARG_OUT)
+            fill_random(bd->t[i], o->seed + (unsigned)i);
+    }
+    return true;
+}
+
+static Bindings *bindings_clone(const Kernel *k, const Bindings *src)
+{
+    Bindings *b = malloc(sizeof *b);
+    *b = *src;
+    for (int i = 0; i < k->nargs; i++)
+        b->t[i] = rt_tensor_convert(src->t[i], src->t[i]->dtype);
+    return b;
+}
+
+/* --------------------------------------------------------------- running */
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Runs the kernel on bd: the interpreter on Tile IR, or the pipeline and the
+ * JIT.  k is lowered in place when compiling. */
+static bool execute(Kernel *k, bool interp, const TargetInfo *t, const Opts *o, Bindings *bd,
+                    double *median, Diag *d)
+{
+    void *args[64];
+    for (int i = 0; i < k->nargs; i++)
+        args[i] = bd->t[i]->data;
+    double times[64];
+    int reps = o->repeat < 64 ? o->repeat : 64;
+    if (interp) {
+        for (int r = 0; r < reps; r++) {
+            double t0 = now();
+            if (!ir_interp(k, args, bd->params, d))
+                return false;
+            times[r] = now() - t0;
+        }
+    } else {
+        PassOptions po = {.dump_after = NULL, .dump = stderr, .time_passes = o->time_passes};
+        if (!pass_pipeline(k, t, &po, d))
+            return false;
+        CgJit *jit = cg_jit_compile(k, t, d);
+        if (!jit)
+            return false;
+        for (int r = 0; r < reps; r++) {
+            double t0 = now();
+            if (!cg_launch(k, cg_jit_fn(jit), args, bd->params, o->threads, d)) {
+                cg_jit_free(jit);
+                return false;
+            }
+            times[r] = now() - t0;
+        }
+        cg_jit_free(jit);
+    }
+    qsort(times, (size_t)reps, sizeof times[0], cmp_double);
+    *median = times[reps / 2];
+    return true;
+}
+
+/* Tolerance of a compiled result against the interpreter, from the output
+ * dtype: f32 results differ only by summation order. */
+static double tolerance(DType dt)
+{
+    switch (dt) {
+    case DT_F32: return 1e-4;
+    case DT_F16: return 2e-3;
+    case DT_BF16: return 1.6e-2;
+    case DT_F8E4M3: return 1.3e-1;
+    case DT_F8E5M2: return 2.6e-1;
+    default: return 0;
+    }
+}
+
+static bool compare_outputs(const Kernel *k, const Bindings *ref, const Bindings *got,
+                            const char *what)
+{
+    bool ok = true;
+    for (int i = 0; i < k->nargs; i++) {
+        const Buffer *b = k->bufs[i];
+        if (b->dir == ARG_IN)
+            continue;
+        const RtTensor *r = ref->t[i], *g = got->t[i];
+        int64_t n = rt_tensor_numel(r);
+        double maxabs = 0, maxref = 0, maxrel = 0;
+        for (int64_t j = 0; j < n; j++) {
+            double x = dt_load(b->dtype, r->data, j), y = dt_load(b->dtype, g->data, j);
+            double diff = fabs(x - y);
+            if (isnan(x) != isnan(y))
+                diff = INFINITY;
+            else if (isnan(x))
+                diff = 0;
+            maxabs = fmax(maxabs, diff);
+            maxref = fmax(maxref, fabs(x));
+            if (fabs(x) > 1e-6)
+                maxrel = fmax(maxrel, diff / fabs(x));
+        }
+        double tol = tolerance(b->dtype) * fmax(maxref, 1.0);
+        bool pass = maxabs <= tol;
+        printf("check %s: max |diff| %.3g, max rel %.3g (tolerance %.3g) — %s vs interpreter: %s\n",
+               b->name, maxabs, maxrel, tol, what, pass ? "OK" : "MISMATCH");
+        ok &= pass;
+    }
+    return ok;
+}
+
+static bool write_outputs(const Kernel *k, const Opts *o, const Bindings *bd, Diag *d)
+{
+    for (int i = 0; i < k->nargs; i++) {
+        const Buffer *b = k->bufs[i];
+        if (b->dir == ARG_IN)
+            continue;
+        const RtTensor *t = bd->t[i];
+        const char *path = find_named(o->outs, o->nouts, b->name);
+        char desc[128];
+        rt_tensor_describe(t, desc, sizeof desc);
+        if (!path) {
+            double sum = 0;
+            int64_t n = rt_tensor_numel(t);
+            for (int64_t j = 0; j < n; j++)
+                sum += dt_load(t->dtype, t->data, j);
+            printf("%s: %s, sum %.6g (no --out %s=FILE given)\n", b->name, desc, sum, b->name);
+            continue;
+        }
+        bool keep = o->raw && t->dtype != DT_F8E4M3 && t->dtype != DT_F8E5M2 && t->dtype != DT_E8M0;
+        RtTensor *w = keep ? (RtTensor *)t : rt_tensor_convert(t, DT_F32);
+        if (o->raw && !keep) { /* raw fp8 bytes go out as u1 */
+            w = rt_tensor_convert(t, t->dtype);
+            w->dtype = DT_U8;
+        }
+        bool ok = w && rt_npy_save(path, w, d);
+        if (w != t)
+            rt_tensor_free(w);
+        if (!ok)
+            return false;
+        printf("%s: %s written to %s\n", b->name, desc, path);
+    }
+    return true;
+}
+
+static int cmd_run(const Opts *o)
+{
+    Diag d = {0};
+    const TargetInfo *t = pick_target(o->target, &d);
+    if (!t)
+        return fail(&d);
+    if (!o->interp && !ir_target_runs_here(t)) {
+        SrcLoc none = {0};
+        diag_error(&d, none, "this CPU cannot run target %s", t->name);
+        diag_hint(&d, "use --target %s, or --interp",
+                  ir_host_target() ? ir_host_target()->name : "x86-avx2");
+        return fail(&d);
+    }
+    Kernel *k = fe_load(o->spec, o->sets, o->nsets, &d);
+    if (!k)
+        return fail(&d);
+    if (k->nargs > 64 || k->nparams > 64) {
+        SrcLoc none = {o->spec, 0};
+        diag_error(&d, none, "kernel %s is too large for tilec run (64 arguments at most)", k->name);
+        ir_kernel_free(k);
+        return fail(&d);
+    }
+    Bindings *bd = malloc(sizeof *bd);
+    int rc = 1;
+    Bindings *ref = NULL;
+    Kernel *tile = NULL;
+    if (!setup_args(k, o, bd, &d))
+        goto out;
+    if (o->check) {
+        /* The interpreter runs the Tile IR as the frontend built it, before
+         * any pass: an independent path to the same numbers. */
+        ref = bindings_clone(k, bd);
+        tile = fe_load(o->spec, o->sets, o->nsets, &d);
+        double tref;
+        Opts once = *o;
+        once.repeat = 1;
+        if (!tile || !execute(tile, true, t, &once, ref, &tref, &d))
+            goto out;
+    }
+    double median;
+    if (!execute(k, o->interp && !o->check, t, o, bd, &median, &d))
+        goto out;
+    const char *what = o->interp && !o->check ? "interpreter" : t->name;
+    if (o->repeat > 1)
+        printf("%s: %s median of %d runs: %.3f ms\n", k->name, what, o->repeat, median * 1e3);
+    rc = 0;
+    if (o->check && !compare_outputs(k, ref, bd, what))
+        rc = 1;
+    if (!write_outputs(k, o, bd, &d))
+        rc = 1;
+out:
+    if (d.set)
+        fail(&d);
+    if (ref) {
+        bindings_free(ref, k->nargs);
+        free(ref);
+    }
+    bindings_free(bd, k->nargs);
+    free(bd);
+    ir_kernel_free(tile);
+    ir_kernel_free(k);
+    return rc;
+}
+
+static int cmd_compile(const Opts *o)
+{
+    Diag d = {0};
+    const char *emit = o->emit ? o->emit : "obj";
+    CgEmit what;
+    if (!strcmp(emit, "llvm"))
+        what = CG_EMIT_LLVM;
+    else if (!strcmp(emit, "asm"))
+        what = CG_EMIT_ASM;
+    else if (!strcmp(emit, "obj"))
+        what = CG_EMIT_OBJ;
+    else if (strcmp(emit, "ir"))
+        return usage_error("unknown --emit kind '%s' (ir, llvm, asm or obj)", emit);
+    if (!o->out_path)
+        return usage_error("compile needs -o OUT%s", "");
+    if (!strcmp(o->out_path, "-") && !strcmp(emit, "obj"))
+        return usage_error("an object file cannot go to stdout%s", "");
+    const TargetInfo *t = pick_target(o->target, &d);
+    if (!t)
+        return fail(&d);
+    Kernel *k = fe_load(o->spec, o->sets, o->nsets, &d);
+    if (!k)
+        return fail(&d);
+    PassOptions po = {.dump_after = o->dump_after, .dump = stderr, .time_passes = o->time_passes};
+    int rc = 1;
+    if (!pass_pipeline(k, t, &po, &d))
+        goto out;
+    if (!strcmp(emit, "ir")) {
+        bool to_stdout = !strcmp(o->out_path, "-");
+        FILE *f = to_stdout ? stdout : fopen(o->out_path, "w");
+        if (!f) {
+            SrcLoc loc = {o->out_path, 0};
+            diag_error(&d, loc, "cannot write");
+            goto out;
+        }
+        ir_print(k, f);
+        if (!to_stdout)
+            fclose(f);
+    } else if (!cg_emit_file(k, t, what, !strcmp(o->out_path, "-") ? "/dev/stdout" : o->out_path, &d)) {
+        goto out;
+    }
+    rc = 0;
+out:
+    if (rc)
+        fail(&d);
+    ir_kernel_free(k);
+    return rc;
+}
+
+static int cmd_ir(const Opts *o)
+{
+    Diag d = {0};
+    Kernel *k = fe_load(o->spec, o->sets, o->nsets, &d);
+    if (!k)
+        return fail(&d);
+    ir_print(k, stdout);
+    ir_kernel_free(k);
+    return 0;
+}
+
+static int cmd_targets(void)
+{
+    const char *names[] = {"x86-avx512", "x86-avx2"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        const TargetInfo *t = ir_target(names[i]);
+        printf("%-12s %d-bit vectors%s  %s\n", t->name, t->vector_bits,
+               t->has_bf16_dot ? ", bf16 dot" : "          ",
+               ir_target_runs_here(t) ? "runs on this CPU" : "compile only on this CPU");
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+        !strcmp(argv[1], "help")) {
+        if (argc >= 3 && strcmp(argv[1], "help") == 0) {
+            char *args[] = {argv[0], argv[2], "--help", NULL};
+            return main(3, args);
+        }
+        fputs(usage_main, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const char *cmd = argv[1];
+    const char *help = !strcmp(cmd, "run")       ? usage_run
+                       : !strcmp(cmd, "compile") ? usage_compile
+                       : !strcmp(cmd, "ir")      ? usage_ir
+                                                 : NULL;
+    if (!help && strcmp(cmd, "targets"))
+        return usage_error("unknown command '%s' (run, compile, ir, targets)", cmd);
+    for (int i = 2; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputs(help ? help : "usage: tilec targets\n", stdout);
+            return 0;
+        }
+    if (!strcmp(cmd, "targets"))
+        return cmd_targets();
+    Opts o;
+    int rc = parse_opts(argc, argv, &o);
+    if (rc)
+        return rc;
+    if (!o.spec)
+        return usage_error("%s needs a SPEC.lua", cmd);
+    if (!strcmp(cmd, "run"))
+        return cmd_run(&o);
+    if (o.nins || o.nouts || o.interp || o.check)
+        return usage_error("--in/--out/--interp/--check belong to 'tilec run', not '%s'", cmd);
+    return !strcmp(cmd, "compile") ? cmd_compile(&o) : cmd_ir(&o);
+}

@@ -1,0 +1,47 @@
+/* diag.c — the one way tilec reports an error. */
+#include "ir/ir.h"
+
+#include <string.h>
+
+bool diag_error(Diag *d, SrcLoc loc, const char *fmt, ...)
+{
+    if (!d || d->set) /* the first error is the one the user needs */
+        return false;
+    d->set = true;
+    d->loc = loc;
+    d->hint[0] = 0;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(d->msg, sizeof d->msg, fmt, ap);
+    va_end(ap);
+    /* One line, always: fold any newline a message picked up. */
+    for (char *p = d->msg; *p; p++)
+        if (*p == '\n')
+            *p = ' ';
+    return false;
+}
+
+void diag_hint(Diag *d, const char *fmt, ...)
+{
+    if (!d)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(d->hint, sizeof d->hint, fmt, ap);
+    va_end(ap);
+    for (char *p = d->hint; *p; p++)
+        if (*p == '\n')
+            *p = ' ';
+}
+
+void diag_print(const Diag *d, FILE *f)
+{
+    if (d->loc.file && d->loc.line > 0)
+        fprintf(f, "%s:%d: ", d->loc.file, d->loc.line);
+    else if (d->loc.file)
+        fprintf(f, "%s: ", d->loc.file);
+    fputs(d->msg, f);
+    if (d->hint[0])
+        fprintf(f, " (hint: %s)", d->hint);
+    fputc('\n', f);
+}

@@ -1,0 +1,431 @@
+/* ir.h — every IR type of tilec in one place.
+ *
+ * One set of nodes serves two levels:
+ *   Tile IR  — what the frontend builds: loops, element stores and tile ops
+ *              (copy, fill, gemm, reduce, atomic_add) on whole regions.
+ *   Loop IR  — what codegen sees: pass_lower has replaced every tile op by
+ *              loops of element loads/stores, except GEMM, which becomes
+ *              register-tile MICRO_GEMM statements.  Loops may carry the
+ *              VECTOR kind (set by pass_vectorize).
+ * Kernel.level says which level a kernel is at; the verifier enforces it.
+ *
+ * Memory: every node of a kernel lives in the kernel's arena and dies with
+ * ir_kernel_free().  Nothing in here owns a malloc'd pointer.
+ *
+ * Value semantics (shared by the interpreter and every back end):
+ *   - float arithmetic is f32: loads of bf16/f16/fp8 widen exactly to f32,
+ *     every float op yields F32, a store (or CAST) rounds to the destination
+ *     dtype with round-to-nearest-even and, for fp8, saturation;
+ *   - integer arithmetic is i64 (loop variables, params, index math); DIV and
+ *     MOD on integers are floor division / floor modulo, like Lua's // and %;
+ *   - comparisons yield BOOL; SELECT picks without evaluating order effects.
+ *   - COPY reads outside the source buffer's bounds as 0 and drops writes
+ *     outside the destination's bounds (tails of non-multiple shapes).
+ */
+#ifndef TILEC_IR_H
+#define TILEC_IR_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define IR_MAX_RANK 6
+#define IR_MAX_GRID 3
+
+/* ---------------------------------------------------------------- arena */
+
+typedef struct Arena Arena;
+Arena *arena_new(void);
+void arena_free(Arena *a);
+void *arena_alloc(Arena *a, size_t n); /* zeroed, 16-byte aligned */
+char *arena_strdup(Arena *a, const char *s);
+char *arena_printf(Arena *a, const char *fmt, ...);
+
+/* ---------------------------------------------------------- diagnostics */
+
+/* A source position in the user's file (a .lua spec or a printed .tir). */
+typedef struct SrcLoc {
+    const char *file; /* NULL when unknown */
+    int line;
+} SrcLoc;
+
+/* The one way tilec reports an error: where, what, and how to fix it.
+ * Printed as one line: "file:line: message (hint: ...)". */
+typedef struct Diag {
+    bool set;
+    SrcLoc loc;
+    char msg[512];
+    char hint[256];
+} Diag;
+
+/* Fill d (first error wins) and return false, so callers can
+ * `return diag_error(d, loc, "...")`. */
+bool diag_error(Diag *d, SrcLoc loc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void diag_hint(Diag *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void diag_print(const Diag *d, FILE *f);
+
+/* ---------------------------------------------------------------- dtypes */
+
+/* X(ENUM, text, bits, kind) — kind: 'f' float, 'i' signed, 'u' unsigned, 'b' bool.
+ * F4E2M1 packs two elements per byte, low nibble first (element 2j in the low
+ * nibble).  E8M0 is the unsigned power-of-two scale format (2^(e-127)). */
+#define IR_DTYPES(X)                  \
+    X(BOOL, "bool", 8, 'b')           \
+    X(I8, "i8", 8, 'i')               \
+    X(U8, "u8", 8, 'u')               \
+    X(I32, "i32", 32, 'i')            \
+    X(I64, "i64", 64, 'i')            \
+    X(F16, "f16", 16, 'f')            \
+    X(BF16, "bf16", 16, 'f')          \
+    X(F32, "f32", 32, 'f')            \
+    X(F8E4M3, "f8e4m3", 8, 'f')       \
+    X(F8E5M2, "f8e5m2", 8, 'f')       \
+    X(F4E2M1, "f4e2m1", 4, 'f')       \
+    X(E8M0, "e8m0", 8, 'f')
+
+typedef enum DType {
+    DT_NONE,
+#define X(e, t, b, k) DT_##e,
+    IR_DTYPES(X)
+#undef X
+    DT_COUNT
+} DType;
+
+const char *dt_name(DType t);
+DType dt_parse(const char *name); /* DT_NONE if unknown */
+int dt_bits(DType t);
+bool dt_is_float(DType t);
+bool dt_is_int(DType t); /* signed or unsigned integer, not bool */
+/* Bytes occupied by n elements (F4E2M1: ceil(n/2)). */
+size_t dt_storage_bytes(DType t, int64_t n);
+
+/* Exact conversions (ir/dtype.c).  to_f32 is exact for every float dtype;
+ * from_f32 rounds to nearest even and saturates fp8 to its max finite value
+ * (NaN stays NaN where the format has one). */
+float dt_bf16_to_f32(uint16_t h);
+uint16_t dt_f32_to_bf16(float f);
+float dt_f16_to_f32(uint16_t h);
+uint16_t dt_f32_to_f16(float f);
+float dt_e4m3_to_f32(uint8_t b);
+uint8_t dt_f32_to_e4m3(float f);
+float dt_e5m2_to_f32(uint8_t b);
+uint8_t dt_f32_to_e5m2(float f);
+float dt_e2m1_to_f32(uint8_t nibble);
+uint8_t dt_f32_to_e2m1(float f);
+float dt_e8m0_to_f32(uint8_t b);
+/* Round f to the nearest value representable in dtype t (for CAST). */
+float dt_round_f32(DType t, float f);
+/* Element access on raw storage: element i of an array of dtype t. */
+double dt_load(DType t, const void *base, int64_t i);
+void dt_store(DType t, void *base, int64_t i, double v);
+
+/* ------------------------------------------------------------ variables */
+
+/* A loop or block-index variable (always i64). Names are unique per kernel. */
+typedef struct Var {
+    const char *name;
+    int id;
+} Var;
+
+/* A runtime scalar of the kernel: a `dyn` dimension (I64) known only at run
+ * time, bound from the argument shapes or given explicitly. */
+typedef struct Param {
+    const char *name;
+    DType dtype;
+    int index; /* position in the runtime scalar array */
+} Param;
+
+/* A parameter of the spec as the user wrote it: fixed, tunable or dynamic.
+ * Fixed and tunable parameters are resolved to a value before IR is built;
+ * they are kept so tools (sweeps, caches) can see the kernel's signature. */
+typedef enum KParamKind { KP_FIXED, KP_TUNE, KP_DYN } KParamKind;
+
+typedef struct KParam {
+    const char *name;
+    KParamKind kind;
+    const char *value; /* chosen value as text ("128", "bf16"); NULL for dyn */
+    const char **cands; /* tune candidates as text */
+    int ncands;
+    Param *dyn; /* KP_DYN only */
+} KParam;
+
+/* --------------------------------------------------------------- buffers */
+
+typedef enum Scope { SCOPE_GLOBAL, SCOPE_SHARED, SCOPE_FRAGMENT, SCOPE_LOCAL } Scope;
+const char *scope_name(Scope s);
+
+typedef enum ArgDir { ARG_NONE, ARG_IN, ARG_OUT, ARG_INOUT } ArgDir;
+
+/* Global buffers are the kernel's tensor arguments (shapes and strides are
+ * expressions over dyn params and constants, strides in elements).  Other
+ * scopes are per-block scratch with constant shapes, row-major. */
+typedef struct Buffer {
+    const char *name;
+    int id;
+    Scope scope;
+    DType dtype;
+    ArgDir dir; /* globals only */
+    int rank;
+    struct Expr *shape[IR_MAX_RANK];
+    struct Expr *stride[IR_MAX_RANK];
+    SrcLoc loc;
+} Buffer;
+
+/* ----------------------------------------------------------- expressions */
+
+/* X(ENUM, text, nargs) — nargs -1: variable (LOAD takes buf->rank indices). */
+#define IR_EXPR_OPS(X)            \
+    X(CONST, "const", 0)          \
+    X(VAR, "var", 0)              \
+    X(PARAM, "param", 0)          \
+    X(LOAD, "load", -1)           \
+    X(ADD, "+", 2)                \
+    X(SUB, "-", 2)                \
+    X(MUL, "*", 2)                \
+    X(DIV, "/", 2)                \
+    X(MOD, "%", 2)                \
+    X(MIN, "min", 2)              \
+    X(MAX, "max", 2)              \
+    X(LT, "<", 2)                 \
+    X(LE, "<=", 2)                \
+    X(EQ, "==", 2)                \
+    X(NE, "!=", 2)                \
+    X(AND, "and", 2)              \
+    X(OR, "or", 2)                \
+    X(NOT, "not", 1)              \
+    X(NEG, "neg", 1)              \
+    X(ABS, "abs", 1)              \
+    X(EXP, "exp", 1)              \
+    X(EXP2, "exp2", 1)            \
+    X(LOG, "log", 1)              \
+    X(SQRT, "sqrt", 1)            \
+    X(RSQRT, "rsqrt", 1)          \
+    X(SIGMOID, "sigmoid", 1)      \
+    X(SILU, "silu", 1)            \
+    X(SOFTPLUS, "softplus", 1)    \
+    X(CAST, "cast", 1)            \
+    X(SELECT, "select", 3)
+
+typedef enum ExprOp {
+#define X(e, t, n) EX_##e,
+    IR_EXPR_OPS(X)
+#undef X
+    EX_COUNT
+} ExprOp;
+
+const char *ex_name(ExprOp op);
+int ex_nargs(ExprOp op);
+
+typedef struct Expr {
+    ExprOp op;
+    DType dtype; /* result type; CAST: the target dtype */
+    int nargs;
+    struct Expr **args;
+    union {
+        int64_t i; /* CONST of int/bool dtype */
+        double f;  /* CONST of float dtype */
+    } imm;
+    Var *var;     /* VAR */
+    Param *param; /* PARAM */
+    Buffer *buf;  /* LOAD; args are the indices */
+} Expr;
+
+/* ------------------------------------------------------------ statements */
+
+typedef enum LoopKind {
+    LOOP_SERIAL,    /* plain sequential loop */
+    LOOP_PARALLEL,  /* iterations independent: free to vectorise/distribute */
+    LOOP_UNROLL,    /* fully unrolled by codegen (extent must be constant) */
+    LOOP_PIPELINED, /* serial, with `arg` stages of prefetch/multi-buffering */
+    LOOP_VECTOR,    /* Loop IR only: lanes of `arg` width with masked tail */
+} LoopKind;
+const char *loop_kind_name(LoopKind k);
+
+typedef enum ReduceOp { RED_SUM, RED_MAX, RED_MIN, RED_ABSMAX } ReduceOp;
+const char *reduce_op_name(ReduceOp r);
+
+/* A rectangular window of a buffer: off[d] .. off[d]+ext[d].  Extents are
+ * constants (tile shapes are static); offsets are expressions.  Parts of the
+ * window outside the buffer's shape are the "tail" (see COPY). */
+typedef struct Region {
+    Buffer *buf;
+    Expr *off[IR_MAX_RANK];
+    int64_t ext[IR_MAX_RANK];
+} Region;
+
+#define IR_STMT_OPS(X)                                          \
+    X(SEQ, "seq")               /* items in order */            \
+    X(FOR, "for")               /* loop var in 0..extent */     \
+    X(IF, "if")                 /* cond, then, optional else */ \
+    X(STORE, "store")           /* buf[idx] = value */          \
+    X(COPY, "copy")             /* dst = src (tails: see top) */\
+    X(FILL, "fill")             /* dst = value */               \
+    X(GEMM, "gemm")             /* c (+)= op(a) . op(b) */      \
+    X(REDUCE, "reduce")         /* dst (op)= reduce(src, axis)*/\
+    X(ATOMIC_ADD, "atomic_add") /* dst += src, atomically */    \
+    X(MICRO_GEMM, "micro_gemm") /* Loop IR: register tile */
+
+typedef enum StmtOp {
+#define X(e, t) ST_##e,
+    IR_STMT_OPS(X)
+#undef X
+    ST_COUNT
+} StmtOp;
+
+const char *st_name(StmtOp op);
+
+typedef struct Stmt Stmt;
+struct Stmt {
+    StmtOp op;
+    SrcLoc loc; /* the user's line that made it */
+    union {
+        struct { Stmt **items; int n, cap; } seq;
+        struct { Var *var; Expr *extent; LoopKind kind; int arg; Stmt *body; } loop;
+        struct { Expr *cond; Stmt *then_, *else_; } if_;
+        struct { Buffer *buf; Expr **idx; Expr *value; } store;
+        struct { Region src, dst; } copy;       /* also ATOMIC_ADD */
+        struct { Region dst; Expr *value; } fill;
+        /* GEMM and MICRO_GEMM.  a: [M,K] ([K,M] if trans_a), b: [K,N] ([N,K]
+         * if trans_b), c: [M,N]; clear: c = a.b instead of c += a.b.
+         * Inputs are f32, bf16 (or f16/fp8), the accumulator is f32. */
+        struct { Region a, b, c; bool trans_a, trans_b, clear; } gemm;
+        /* dst has src's rank minus one (axis removed).  clear: dst = r
+         * instead of dst = dst (op) r. */
+        struct { Region src, dst; int axis; ReduceOp rop; bool clear; } reduce;
+    } u;
+};
+
+/* ---------------------------------------------------------------- kernel */
+
+typedef enum IRLevel { LEVEL_TILE, LEVEL_LOOP } IRLevel;
+
+typedef struct Kernel {
+    Arena *arena;
+    const char *name;
+    SrcLoc loc;
+    IRLevel level;
+
+    KParam *kparams; /* the spec's parameters, in declaration order */
+    int nkparams;
+    Param **params; /* runtime scalars (dyn dims), index order */
+    int nparams;
+
+    Buffer **bufs; /* arguments first (nargs of them), then scratch buffers */
+    int nbufs, nargs;
+
+    int ngrid; /* block grid: 1..3 dimensions, outermost first */
+    Var *grid_var[IR_MAX_GRID];
+    Expr *grid[IR_MAX_GRID];
+
+    Stmt *body; /* a SEQ, run once per block */
+    Var **vars; /* every variable made by ir_var_new (names unique) */
+    int nvars;
+    int next_id;
+} Kernel;
+
+/* ------------------------------------------------------------- builders */
+/* ir/build.c.  Builders never fail on well-typed input; the frontend checks
+ * the user's shapes and types first and reports with source lines. */
+
+Kernel *ir_kernel_new(const char *name, SrcLoc loc);
+void ir_kernel_free(Kernel *k);
+
+KParam *ir_kparam_add(Kernel *k, const char *name, KParamKind kind, const char *value);
+void ir_kparam_cand(Kernel *k, KParam *p, const char *cand);
+Param *ir_param_add(Kernel *k, const char *name, DType dtype);
+Param *ir_param_find(const Kernel *k, const char *name);
+
+/* Argument with row-major strides over the given shape. */
+Buffer *ir_arg_add(Kernel *k, const char *name, DType dt, ArgDir dir, int rank,
+                   Expr *const *shape, SrcLoc loc);
+Buffer *ir_buf_add(Kernel *k, const char *name, Scope scope, DType dt, int rank,
+                   const int64_t *shape, SrcLoc loc);
+Buffer *ir_buf_find(const Kernel *k, const char *name);
+/* A new variable; the name is made unique within k (i, i_1, i_2, ...). */
+Var *ir_var_new(Kernel *k, const char *name);
+Var *ir_var_find(const Kernel *k, const char *name);
+void ir_set_grid(Kernel *k, int n, Var *const *vars, Expr *const *extents);
+
+Expr *ir_const_i(Kernel *k, int64_t v);           /* I64 */
+Expr *ir_const_f(Kernel *k, double v);            /* F32 */
+Expr *ir_const_bool(Kernel *k, bool v);
+Expr *ir_var(Kernel *k, Var *v);
+Expr *ir_param(Kernel *k, Param *p);
+Expr *ir_load(Kernel *k, Buffer *b, Expr *const *idx);
+/* Unary/binary ops with the promotion rules at the top of this file;
+ * integer constants are folded. */
+Expr *ir_unary(Kernel *k, ExprOp op, Expr *a);
+Expr *ir_binary(Kernel *k, ExprOp op, Expr *a, Expr *b);
+Expr *ir_select(Kernel *k, Expr *c, Expr *a, Expr *b);
+Expr *ir_cast(Kernel *k, DType to, Expr *a);
+bool ir_expr_is_const(const Expr *e, int64_t *out); /* integer constant? */
+bool ir_expr_equal(const Expr *a, const Expr *b);
+
+Stmt *ir_seq(Kernel *k, SrcLoc loc);
+void ir_seq_push(Kernel *k, Stmt *seq, Stmt *s);
+Stmt *ir_for(Kernel *k, Var *v, Expr *extent, LoopKind kind, int arg, Stmt *body, SrcLoc loc);
+Stmt *ir_if(Kernel *k, Expr *cond, Stmt *then_, Stmt *else_, SrcLoc loc);
+Stmt *ir_store(Kernel *k, Buffer *b, Expr *const *idx, Expr *value, SrcLoc loc);
+Stmt *ir_copy(Kernel *k, Region src, Region dst, SrcLoc loc);
+Stmt *ir_fill(Kernel *k, Region dst, Expr *value, SrcLoc loc);
+Stmt *ir_gemm(Kernel *k, Region a, Region b, Region c, bool trans_a, bool trans_b,
+              bool clear, SrcLoc loc);
+Stmt *ir_micro_gemm(Kernel *k, Region a, Region b, Region c, bool trans_a, bool trans_b,
+                    bool clear, SrcLoc loc);
+Stmt *ir_reduce(Kernel *k, Region src, Region dst, int axis, ReduceOp rop, bool clear,
+                SrcLoc loc);
+Stmt *ir_atomic_add(Kernel *k, Region src, Region dst, SrcLoc loc);
+/* The whole of a scratch buffer (offsets 0, extents = its shape). */
+Region ir_region_whole(Kernel *k, Buffer *b);
+/* Region rank is its buffer's rank. Number of elements of the window. */
+int64_t ir_region_elems(const Region *r);
+
+/* ------------------------------------------------- printer, parser, verifier */
+
+/* The printed form is the IR's text interface: ir_parse(ir_print(k)) prints
+ * identically.  ir/print.c, ir/parse.c. */
+void ir_print(const Kernel *k, FILE *f);
+char *ir_print_string(const Kernel *k); /* malloc'd */
+void ir_print_expr(const Expr *e, FILE *f);
+Kernel *ir_parse(const char *text, const char *filename, Diag *d);
+
+/* Structural and type checks; run after every pass (ir/verify.c). */
+bool ir_verify(const Kernel *k, Diag *d);
+
+/* --------------------------------------------------------------- targets */
+
+/* What passes need to know of a target; codegen has the rest. */
+typedef struct TargetInfo {
+    const char *name;         /* "x86-avx512", "x86-avx2", ... */
+    const char *llvm_triple;
+    const char *llvm_cpu;     /* NULL: host */
+    const char *llvm_features;
+    int vector_bits;          /* 512, 256 */
+    bool has_bf16_dot;        /* vdpbf16ps */
+    int64_t max_fragment_bytes;
+    int micro_m, micro_n;     /* register tile of MICRO_GEMM (f32 accumulators) */
+} TargetInfo;
+
+const TargetInfo *ir_target(const char *name); /* NULL if unknown */
+const char *ir_target_names(void);             /* "x86-avx512, x86-avx2" */
+/* Best target this CPU can run (checks cpuid). */
+const TargetInfo *ir_host_target(void);
+bool ir_target_runs_here(const TargetInfo *t);
+
+/* ----------------------------------------------------------- interpreter */
+
+/* Run a kernel (either level) on the CPU, block after block, with the exact
+ * value semantics at the top of this file.  args[i] points at the storage of
+ * argument i (dtype and strides as the kernel declares); params[i] is the
+ * value of runtime scalar i.  ir/interp.c. */
+bool ir_interp(const Kernel *k, void *const *args, const int64_t *params, Diag *d);
+
+/* -------------------------------------------------------------- helpers */
+
+/* Evaluate an integer expression over params only (grid sizes, shapes). */
+bool ir_eval_int(const Expr *e, const int64_t *params, int64_t *out);
+
+#endif

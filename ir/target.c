@@ -1,0 +1,65 @@
+/* target.c — the targets passes know about, and what this CPU can run. */
+#include "ir/ir.h"
+
+#include <string.h>
+
+static const TargetInfo targets[] = {
+    {
+        .name = "x86-avx512",
+        .llvm_triple = "x86_64-unknown-linux-gnu",
+        .llvm_cpu = "x86-64-v4",
+        /* Intel CPUs prefer 256-bit vectors unless told otherwise. */
+        .llvm_features = "+avx512f,+avx512bw,+avx512vl,+avx512dq,+avx512bf16,+fma,+f16c,"
+                         "-prefer-256-bit",
+        .vector_bits = 512,
+        .has_bf16_dot = true,
+        /* Fragments are register tiles spilled to the stack; keep them
+         * within L1 so the micro-kernel's loads and stores stay cheap. */
+        .max_fragment_bytes = 32 * 1024,
+        .micro_m = 6,
+        .micro_n = 32,
+    },
+    {
+        .name = "x86-avx2",
+        .llvm_triple = "x86_64-unknown-linux-gnu",
+        .llvm_cpu = "x86-64-v3",
+        .llvm_features = "+avx2,+fma,+f16c",
+        .vector_bits = 256,
+        .has_bf16_dot = false,
+        .max_fragment_bytes = 32 * 1024,
+        .micro_m = 6,
+        .micro_n = 16,
+    },
+};
+
+enum { NTARGETS = sizeof targets / sizeof targets[0] };
+
+const TargetInfo *ir_target(const char *name)
+{
+    for (int i = 0; i < NTARGETS; i++)
+        if (!strcmp(targets[i].name, name))
+            return &targets[i];
+    return NULL;
+}
+
+const char *ir_target_names(void) { return "x86-avx512, x86-avx2"; }
+
+bool ir_target_runs_here(const TargetInfo *t)
+{
+    __builtin_cpu_init();
+    if (!strcmp(t->name, "x86-avx512"))
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+               __builtin_cpu_supports("avx512bf16");
+    if (!strcmp(t->name, "x86-avx2"))
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    return false;
+}
+
+const TargetInfo *ir_host_target(void)
+{
+    for (int i = 0; i < NTARGETS; i++)
+        if (ir_target_runs_here(&targets[i]))
+            return &targets[i];
+    return NULL;
+}
