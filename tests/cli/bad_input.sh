@@ -1,0 +1,94 @@
+# Every kind of bad input to the tilec command gives one clear line on
+# stderr, a non-zero exit, and leaves existing files alone.
+TILEC=$1
+source "$(dirname "$0")/lib.sh"
+
+gemm=examples/gemm.lua
+
+expect_error "unknown target" \
+  "tilec: unknown target 'x86-sse' (known: x86-avx512, x86-avx2)" -- \
+  "$TILEC" run $gemm --target x86-sse
+expect_error "unknown target (compile)" \
+  "tilec: unknown target 'sm_99' (known: x86-avx512, x86-avx2)" -- \
+  "$TILEC" compile $gemm --target sm_99 -o "$tmp/x.o"
+expect_error "missing npy" \
+  "tilec: $tmp/none.npy: cannot open: No such file or directory" -- \
+  "$TILEC" run $gemm --in A=$tmp/none.npy
+
+npy write "$tmp/short.npy" "<f4" 256,256 1 2 3 4
+expect_error "truncated npy" \
+  "tilec: $tmp/short.npy: truncated .npy file (fewer bytes than its header's shape needs)" -- \
+  "$TILEC" run $gemm --in A=$tmp/short.npy
+
+printf 'hello, not numpy' > "$tmp/text.npy"
+expect_error "not an npy file" "tilec: $tmp/text.npy: not an .npy file (bad magic)" -- \
+  "$TILEC" run $gemm --in A=$tmp/text.npy
+
+npy write "$tmp/ints.npy" "<i4" 4,4 $(seq 16)
+expect_error "wrong-dtype npy" \
+  "tilec: $tmp/ints.npy: holds i32[4, 4] but argument A is f32[4, 4]" -- \
+  "$TILEC" run $gemm --set M=4 --set K=4 --in A=$tmp/ints.npy
+
+python3 - "$tmp/c8.npy" <<'PY'
+import sys
+h = "{'descr': '<c8', 'fortran_order': False, 'shape': (2,), }"
+h += " " * ((64 - (11 + len(h)) % 64) % 64) + "\n"
+open(sys.argv[1], "wb").write(b"\x93NUMPY\x01\x00" + len(h).to_bytes(2, "little") + h.encode() + bytes(16))
+PY
+expect_error "unsupported npy dtype" \
+  "tilec: $tmp/c8.npy: unsupported .npy dtype '<c8' (tilec reads f4, f2, f8, i4, i8, u1, i1, b1, u2; little-endian)" -- \
+  "$TILEC" run $gemm --in A=$tmp/c8.npy
+
+npy write "$tmp/a35.npy" "<f4" 3,5 $(seq 15)
+expect_error "input shape mismatch" \
+  "tilec: $tmp/a35.npy: is f32[3, 5] but argument A is f32[4, 4]: dim 0 is 3, expected 4" -- \
+  "$TILEC" run $gemm --set M=4 --set K=4 --in A=$tmp/a35.npy
+npy write "$tmp/a1.npy" "<f4" 16 $(seq 16)
+expect_error "input rank mismatch" \
+  "tilec: $tmp/a1.npy: is f32[16] but argument A is f32[4, 4] (rank 2, not 1)" -- \
+  "$TILEC" run $gemm --set M=4 --set K=4 --in A=$tmp/a1.npy
+
+expect_error "--in of an unknown argument" \
+  "tilec: --in Q: kernel gemm has no argument Q" -- \
+  "$TILEC" run $gemm --in Q=$tmp/a1.npy
+expect_error "--out of an input" \
+  "tilec: --out A: kernel gemm has no output argument A" -- \
+  "$TILEC" run $gemm --out A=$tmp/o.npy
+
+expect_error_like "--set unknown parameter" "^tilec: .*gemm\.lua.*QQ" -- \
+  "$TILEC" run $gemm --set QQ=3
+expect_error_like "--set outside the tune set" "^tilec: .*gemm\.lua.*dtype.*f64" -- \
+  "$TILEC" run $gemm --set dtype=f64
+
+cat > "$tmp/syntax.lua" <<'LUA'
+local T = require "tile"
+return T.kernel "broken" {
+  params = { N = 64 ,
+LUA
+expect_error_like "Lua syntax error" "^tilec: $tmp/syntax\.lua:[0-9]+: " -- \
+  "$TILEC" ir "$tmp/syntax.lua"
+
+cat > "$tmp/unknown_op.lua" <<'LUA'
+local T = require "tile"
+local x = T.gemmm
+LUA
+expect_error_like "unknown T op" "^tilec: $tmp/unknown_op\.lua:2: .*T\.gemmm" -- \
+  "$TILEC" ir "$tmp/unknown_op.lua"
+
+expect_error_like "fragment larger than the target allows" \
+  "^tilec: .*gemm\.lua:[0-9]+: .*larger than x86-avx512 allows" -- \
+  "$TILEC" run $gemm --set BM=256 --set BN=256 --target x86-avx512
+
+expect_error "unknown command" "tilec: unknown command 'frobnicate' (run, compile, ir, targets) (see 'tilec --help')" -- \
+  "$TILEC" frobnicate
+expect_error "unknown option" "tilec: unknown option --fast (see 'tilec --help')" -- \
+  "$TILEC" run $gemm --fast
+expect_error "bad --emit" "tilec: unknown --emit kind 'exe' (ir, llvm, asm or obj) (see 'tilec --help')" -- \
+  "$TILEC" compile $gemm --emit exe -o "$tmp/x"
+
+# A failed run leaves an existing output file as it was.
+printf 'precious' > "$tmp/out.npy"
+"$TILEC" run $gemm --in A=$tmp/short.npy --out C=$tmp/out.npy 2>/dev/null
+if [ "$(cat "$tmp/out.npy")" = precious ]; then ok "failed run keeps existing output"; else bad "failed run keeps existing output" "out.npy was changed"; fi
+
+finish

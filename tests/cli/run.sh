@@ -1,0 +1,72 @@
+# tilec run end to end: the demo, --check on every example, .npy in and out
+# against references computed here in plain Python.
+TILEC=$1
+source "$(dirname "$0")/lib.sh"
+
+check() { # NAME COMMAND...: must exit 0 and print only OK checks
+  local name=$1; shift
+  local out
+  if out=$("$@" 2>&1) && printf '%s' "$out" | grep -q "OK" && ! printf '%s' "$out" | grep -q MISMATCH; then
+    ok "$name"
+  else
+    bad "$name" "$out"
+  fi
+}
+
+check "demo: gemm f32 --check" "$TILEC" run examples/gemm.lua --check
+check "gemm bf16 odd shape --check" "$TILEC" run examples/gemm.lua --set dtype=bf16 --set M=67 --set N=45 --set K=131 --check
+check "gemm 1x1x1 --check" "$TILEC" run examples/gemm.lua --set M=1 --set N=1 --set K=1 --check
+check "softmax --check" "$TILEC" run examples/softmax.lua --check
+check "rmsnorm --check" "$TILEC" run examples/rmsnorm.lua --check
+check "silu_mul --check" "$TILEC" run examples/silu_mul.lua --check
+check "gemm on 1 thread, avx2 --check" "$TILEC" run examples/gemm.lua --target x86-avx2 --threads 1 --check
+
+# softmax of known rows, through files, against Python's math.
+npy write "$tmp/x.npy" "<f4" 3,4 1 2 3 4  0 0 0 0  -1 5 0.5 2
+for mode in "" --interp; do
+  rm -f "$tmp/y.npy"
+  if "$TILEC" run examples/softmax.lua --set M=3 --set N=4 --in x=$tmp/x.npy --out y=$tmp/y.npy $mode >/dev/null 2>"$tmp/err" &&
+     python3 - "$tmp/y.npy" <<'PY'
+import math, sys
+sys.path.insert(0, "tests/cli")
+from npyio import read
+shape, y = read(sys.argv[1])
+rows = [[1, 2, 3, 4], [0, 0, 0, 0], [-1, 5, 0.5, 2]]
+want = []
+for r in rows:
+    m = max(r); e = [math.exp(v - m) for v in r]; s = sum(e)
+    want += [v / s for v in e]
+assert list(shape) == [3, 4], shape
+worst = max(abs(a - b) for a, b in zip(y, want))
+assert worst < 1e-6, worst
+PY
+  then ok "softmax from .npy ${mode:-jit}"; else bad "softmax from .npy ${mode:-jit}" "$(cat "$tmp/err")"; fi
+done
+
+# bf16 inputs are rounded to nearest even on the way in: 1 + 2^-9 is a tie
+# that rounds down to 1, 1 + 3*2^-9 rounds up to 1 + 2^-7.
+npy write "$tmp/a.npy" "<f4" 1,2 1.001953125 1.005859375
+npy write "$tmp/b.npy" "<f4" 1,2 1 1
+if "$TILEC" run examples/gemm.lua --set dtype=bf16 --set M=1 --set N=1 --set K=2 \
+     --in A=$tmp/a.npy --in B=$tmp/b.npy --out C=$tmp/c.npy >/dev/null 2>"$tmp/err" &&
+   [ "$(npy read "$tmp/c.npy" | tail -1)" = "2.0078125" ]; then
+  ok "bf16 input rounding"
+else
+  bad "bf16 input rounding" "$(cat "$tmp/err")" "$(npy read "$tmp/c.npy" 2>&1 | tail -1)"
+fi
+
+# compile writes each format.
+for emit in ir llvm asm obj; do
+  if "$TILEC" compile examples/gemm.lua --emit $emit -o "$tmp/gemm.$emit" 2>"$tmp/err" && [ -s "$tmp/gemm.$emit" ]; then
+    ok "compile --emit $emit"
+  else
+    bad "compile --emit $emit" "$(cat "$tmp/err")"
+  fi
+done
+if grep -q zmm "$tmp/gemm.asm"; then ok "avx512 asm uses zmm"; else bad "avx512 asm uses zmm"; fi
+if "$TILEC" compile examples/softmax.lua --dump-after all --emit ir -o /dev/null 2>&1 | grep -q "^kernel"; then
+  ok "--dump-after all prints IR"; else bad "--dump-after all prints IR"; fi
+if "$TILEC" --help | grep -q "usage" && "$TILEC" run --help | grep -q -- "--check"; then
+  ok "help"; else bad "help"; fi
+
+finish
