@@ -285,7 +285,9 @@ struct Stmt {
         struct { Stmt **items; int n, cap; } seq;
         struct { Var *var; Expr *extent; LoopKind kind; int arg; Stmt *body; } loop;
         struct { Expr *cond; Stmt *then_, *else_; } if_;
-        struct { Buffer *buf; Expr **idx; Expr *value; } store;
+        /* atomic: buf[idx] += value as one atomic read-modify-write (what
+         * ATOMIC_ADD lowers to; blocks of the grid run concurrently). */
+        struct { Buffer *buf; Expr **idx; Expr *value; bool atomic; } store;
         struct { Region src, dst; } copy;       /* also ATOMIC_ADD */
         struct { Region dst; Expr *value; } fill;
         /* GEMM and MICRO_GEMM.  a: [M,K] ([K,M] if trans_a), b: [K,N] ([N,K]

@@ -1,0 +1,475 @@
+/* lua.c — the embedded Lua state and the C half of the `tile` module.
+ *
+ * tile.lua holds the language (operators, loops, checks with the user's
+ * line); this file gives it `core`, thin builders over ir/build.c that take
+ * and return IR nodes as light userdata, and turns Lua errors into one Diag
+ * at the user's file and line. */
+#include "frontend/frontend.h"
+
+#include <errno.h>
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+#include <stdlib.h>
+#include <string.h>
+
+extern const char tile_lua_src[];
+
+enum { MAX_DEPTH = 64 };
+
+/* The kernel under construction and the stack of open statement blocks. */
+typedef struct Ctx {
+    Kernel *k;
+    Stmt *blocks[MAX_DEPTH];
+    int depth;
+    const char *file;
+} Ctx;
+
+static Ctx *ctx(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(1)); }
+
+static void *ptr(lua_State *L, int i)
+{
+    luaL_checktype(L, i, LUA_TLIGHTUSERDATA);
+    return lua_touserdata(L, i);
+}
+
+static SrcLoc loc_at(lua_State *L, int i)
+{
+    SrcLoc l = {ctx(L)->file, (int)luaL_optinteger(L, i, 0)};
+    return l;
+}
+
+static Kernel *kern(lua_State *L)
+{
+    Kernel *k = ctx(L)->k;
+    if (!k)
+        luaL_error(L, "tile: no kernel is being built");
+    return k;
+}
+
+static DType check_dtype(lua_State *L, int i)
+{
+    DType t = dt_parse(luaL_checkstring(L, i));
+    if (t == DT_NONE)
+        luaL_error(L, "tile: unknown dtype %s", lua_tostring(L, i));
+    return t;
+}
+
+static ExprOp check_op(lua_State *L, int i)
+{
+    const char *name = luaL_checkstring(L, i);
+    for (int op = 0; op < EX_COUNT; op++)
+        if (!strcmp(ex_name((ExprOp)op), name))
+            return (ExprOp)op;
+    return luaL_error(L, "tile: unknown op %s", name), EX_CONST;
+}
+
+/* A Lua array of light userdata (Expr*) into out; returns its length. */
+static int expr_list(lua_State *L, int i, Expr **out, int max)
+{
+    luaL_checktype(L, i, LUA_TTABLE);
+    int n = (int)luaL_len(L, i);
+    if (n > max)
+        luaL_error(L, "tile: too many dimensions (at most %d)", max);
+    for (int j = 0; j < n; j++) {
+        lua_geti(L, i, j + 1);
+        out[j] = ptr(L, -1);
+        lua_pop(L, 1);
+    }
+    return n;
+}
+
+/* {buf = B, off = {e...}, ext = {n...}} into a Region. */
+static Region region(lua_State *L, int i)
+{
+    Region r = {0};
+    luaL_checktype(L, i, LUA_TTABLE);
+    lua_getfield(L, i, "buf");
+    r.buf = ptr(L, -1);
+    lua_getfield(L, i, "off");
+    expr_list(L, lua_gettop(L), r.off, IR_MAX_RANK);
+    lua_getfield(L, i, "ext");
+    for (int d = 0; d < r.buf->rank; d++) {
+        lua_geti(L, -1, d + 1);
+        r.ext[d] = luaL_checkinteger(L, -1);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 3);
+    return r;
+}
+
+static void emit(lua_State *L, Stmt *s)
+{
+    Ctx *c = ctx(L);
+    if (c->depth == 0)
+        luaL_error(L, "tile: statements must be inside T.grid");
+    ir_seq_push(c->k, c->blocks[c->depth - 1], s);
+}
+
+/* ------------------------------------------------------------- builders */
+
+static int c_kernel(lua_State *L)
+{
+    Ctx *c = ctx(L);
+    ir_kernel_free(c->k);
+    c->k = ir_kernel_new(luaL_checkstring(L, 1), loc_at(L, 2));
+    c->depth = 0;
+    return 0;
+}
+
+static int c_kparam(lua_State *L)
+{
+    Kernel *k = kern(L);
+    const char *kind = luaL_checkstring(L, 2);
+    KParamKind kk = !strcmp(kind, "dyn") ? KP_DYN : !strcmp(kind, "fixed") ? KP_FIXED : KP_TUNE;
+    KParam *p = ir_kparam_add(k, luaL_checkstring(L, 1), kk, luaL_optstring(L, 3, NULL));
+    if (lua_istable(L, 4))
+        for (int i = 1; i <= (int)luaL_len(L, 4); i++) {
+            lua_geti(L, 4, i);
+            ir_kparam_cand(k, p, luaL_tolstring(L, -1, NULL));
+            lua_pop(L, 2);
+        }
+    if (kk == KP_DYN) {
+        p->dyn = ir_param_add(k, p->name, DT_I64);
+        lua_pushlightuserdata(L, ir_param(k, p->dyn));
+        return 1;
+    }
+    return 0;
+}
+
+static int c_arg(lua_State *L)
+{
+    Kernel *k = kern(L);
+    Expr *dims[IR_MAX_RANK];
+    int rank = expr_list(L, 3, dims, IR_MAX_RANK);
+    const char *dir = luaL_checkstring(L, 4);
+    ArgDir ad = !strcmp(dir, "out") ? ARG_OUT : !strcmp(dir, "inout") ? ARG_INOUT : ARG_IN;
+    Buffer *b = ir_arg_add(k, luaL_checkstring(L, 1), check_dtype(L, 2), ad, rank, dims, loc_at(L, 5));
+    if (lua_istable(L, 6))
+        expr_list(L, 6, b->stride, IR_MAX_RANK);
+    lua_pushlightuserdata(L, b);
+    return 1;
+}
+
+static int c_buf(lua_State *L)
+{
+    Kernel *k = kern(L);
+    static const char *const scopes[] = {"global", "shared", "fragment", "local", NULL};
+    Scope sc = (Scope)luaL_checkoption(L, 2, NULL, scopes);
+    luaL_checktype(L, 4, LUA_TTABLE);
+    int rank = (int)luaL_len(L, 4);
+    int64_t shape[IR_MAX_RANK];
+    for (int d = 0; d < rank && d < IR_MAX_RANK; d++) {
+        lua_geti(L, 4, d + 1);
+        shape[d] = luaL_checkinteger(L, -1);
+        lua_pop(L, 1);
+    }
+    Buffer *b = ir_buf_add(k, luaL_checkstring(L, 1), sc, check_dtype(L, 3), rank, shape, loc_at(L, 5));
+    lua_pushlightuserdata(L, b);
+    return 1;
+}
+
+/* Give a buffer the name of the user's local that holds it, if free. */
+static int c_rename(lua_State *L)
+{
+    Kernel *k = kern(L);
+    Buffer *b = ptr(L, 1);
+    const char *name = luaL_checkstring(L, 2);
+    if (ir_buf_find(k, name))
+        return 0;
+    b->name = arena_strdup(k->arena, name);
+    return 0;
+}
+
+static int c_var(lua_State *L)
+{
+    Kernel *k = kern(L);
+    Var *v = ir_var_new(k, luaL_checkstring(L, 1));
+    lua_pushlightuserdata(L, v);
+    lua_pushlightuserdata(L, ir_var(k, v));
+    return 2;
+}
+
+static int c_const(lua_State *L)
+{
+    Kernel *k = kern(L);
+    if (lua_isboolean(L, 1))
+        lua_pushlightuserdata(L, ir_const_bool(k, lua_toboolean(L, 1)));
+    else if (lua_isinteger(L, 1))
+        lua_pushlightuserdata(L, ir_const_i(k, lua_tointeger(L, 1)));
+    else
+        lua_pushlightuserdata(L, ir_const_f(k, luaL_checknumber(L, 1)));
+    return 1;
+}
+
+static int c_unary(lua_State *L)
+{
+    lua_pushlightuserdata(L, ir_unary(kern(L), check_op(L, 1), ptr(L, 2)));
+    return 1;
+}
+
+static int c_binary(lua_State *L)
+{
+    lua_pushlightuserdata(L, ir_binary(kern(L), check_op(L, 1), ptr(L, 2), ptr(L, 3)));
+    return 1;
+}
+
+static int c_select(lua_State *L)
+{
+    lua_pushlightuserdata(L, ir_select(kern(L), ptr(L, 1), ptr(L, 2), ptr(L, 3)));
+    return 1;
+}
+
+static int c_cast(lua_State *L)
+{
+    lua_pushlightuserdata(L, ir_cast(kern(L), check_dtype(L, 1), ptr(L, 2)));
+    return 1;
+}
+
+static int c_load(lua_State *L)
+{
+    Buffer *b = ptr(L, 1);
+    Expr *idx[IR_MAX_RANK];
+    expr_list(L, 2, idx, IR_MAX_RANK);
+    lua_pushlightuserdata(L, ir_load(kern(L), b, idx));
+    return 1;
+}
+
+/* dtype name of an expression, and its value if an integer constant. */
+static int c_info(lua_State *L)
+{
+    Expr *e = ptr(L, 1);
+    int64_t v;
+    lua_pushstring(L, dt_name(e->dtype));
+    if (ir_expr_is_const(e, &v))
+        lua_pushinteger(L, v);
+    else
+        lua_pushnil(L);
+    return 2;
+}
+
+static int c_print_expr(lua_State *L)
+{
+    char *buf = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&buf, &n);
+    ir_print_expr(ptr(L, 1), f);
+    fclose(f);
+    lua_pushstring(L, buf);
+    free(buf);
+    return 1;
+}
+
+static int c_push(lua_State *L)
+{
+    Ctx *c = ctx(L);
+    if (c->depth == MAX_DEPTH)
+        return luaL_error(L, "tile: loops nested too deeply (%d levels)", MAX_DEPTH);
+    c->blocks[c->depth++] = ir_seq(kern(L), loc_at(L, 1));
+    return 0;
+}
+
+static int c_pop(lua_State *L)
+{
+    Ctx *c = ctx(L);
+    if (c->depth == 0)
+        return luaL_error(L, "tile: block stack underflow");
+    lua_pushlightuserdata(L, c->blocks[--c->depth]);
+    return 1;
+}
+
+static int c_depth(lua_State *L)
+{
+    lua_pushinteger(L, ctx(L)->depth);
+    return 1;
+}
+
+static int c_store(lua_State *L)
+{
+    Buffer *b = ptr(L, 1);
+    Expr *idx[IR_MAX_RANK];
+    expr_list(L, 2, idx, IR_MAX_RANK);
+    emit(L, ir_store(kern(L), b, idx, ptr(L, 3), loc_at(L, 4)));
+    return 0;
+}
+
+static int c_copy(lua_State *L)
+{
+    bool atomic = lua_toboolean(L, 4);
+    Region src = region(L, 1), dst = region(L, 2);
+    emit(L, atomic ? ir_atomic_add(kern(L), src, dst, loc_at(L, 3))
+                   : ir_copy(kern(L), src, dst, loc_at(L, 3)));
+    return 0;
+}
+
+static int c_fill(lua_State *L)
+{
+    emit(L, ir_fill(kern(L), region(L, 1), ptr(L, 2), loc_at(L, 3)));
+    return 0;
+}
+
+static int c_gemm(lua_State *L)
+{
+    emit(L, ir_gemm(kern(L), region(L, 1), region(L, 2), region(L, 3), lua_toboolean(L, 4),
+                    lua_toboolean(L, 5), lua_toboolean(L, 6), loc_at(L, 7)));
+    return 0;
+}
+
+static int c_reduce(lua_State *L)
+{
+    static const char *const ops[] = {"sum", "max", "min", "absmax", NULL};
+    emit(L, ir_reduce(kern(L), region(L, 1), region(L, 2), (int)luaL_checkinteger(L, 3),
+                      (ReduceOp)luaL_checkoption(L, 4, NULL, ops), lua_toboolean(L, 5),
+                      loc_at(L, 6)));
+    return 0;
+}
+
+static int c_loop(lua_State *L)
+{
+    static const char *const kinds[] = {"serial", "parallel", "unroll", "pipelined", NULL};
+    emit(L, ir_for(kern(L), ptr(L, 1), ptr(L, 2), (LoopKind)luaL_checkoption(L, 3, NULL, kinds),
+                   (int)luaL_optinteger(L, 4, 0), ptr(L, 5), loc_at(L, 6)));
+    return 0;
+}
+
+static int c_if(lua_State *L)
+{
+    Stmt *else_ = lua_isnoneornil(L, 3) ? NULL : ptr(L, 3);
+    emit(L, ir_if(kern(L), ptr(L, 1), ptr(L, 2), else_, loc_at(L, 4)));
+    return 0;
+}
+
+static int c_grid(lua_State *L)
+{
+    Kernel *k = kern(L);
+    Var *vars[IR_MAX_GRID];
+    Expr *ext[IR_MAX_GRID];
+    int n = expr_list(L, 2, ext, IR_MAX_GRID);
+    for (int i = 0; i < n; i++) {
+        lua_geti(L, 1, i + 1);
+        vars[i] = ptr(L, -1);
+        lua_pop(L, 1);
+    }
+    ir_set_grid(k, n, vars, ext);
+    k->body = ptr(L, 3);
+    return 0;
+}
+
+static const luaL_Reg core_fns[] = {
+    {"kernel", c_kernel}, {"kparam", c_kparam}, {"arg", c_arg},     {"buf", c_buf},
+    {"rename", c_rename}, {"var", c_var},       {"const", c_const}, {"unary", c_unary},
+    {"binary", c_binary}, {"select", c_select}, {"cast", c_cast},   {"load", c_load},
+    {"info", c_info},     {"print_expr", c_print_expr},            {"push", c_push},
+    {"pop", c_pop},       {"depth", c_depth},   {"store", c_store}, {"copy", c_copy},
+    {"fill", c_fill},     {"gemm", c_gemm},     {"reduce", c_reduce}, {"loop", c_loop},
+    {"if_", c_if},        {"grid", c_grid},     {NULL, NULL},
+};
+
+/* ------------------------------------------------------------- loading */
+
+/* package.preload.tile: run tile.lua with the core table as its argument. */
+static int open_tile(lua_State *L)
+{
+    if (luaL_loadbuffer(L, tile_lua_src, strlen(tile_lua_src), "=tile") != LUA_OK)
+        return lua_error(L);
+    lua_newtable(L);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    luaL_setfuncs(L, core_fns, 1);
+    lua_call(L, 1, 1);
+    return 1;
+}
+
+/* Turn a Lua error into a Diag.  tile.lua raises tables {msg=, hint=,
+ * line=}; anything else is a string, usually "file:line: message". */
+static void lua_diag(lua_State *L, const char *file, Diag *d)
+{
+    SrcLoc loc = {file, 0};
+    if (lua_istable(L, -1)) {
+        lua_getfield(L, -1, "line");
+        loc.line = (int)lua_tointeger(L, -1);
+        lua_getfield(L, -2, "msg");
+        diag_error(d, loc, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "error");
+        lua_getfield(L, -3, "hint");
+        if (lua_isstring(L, -1))
+            diag_hint(d, "%s", lua_tostring(L, -1));
+        lua_pop(L, 3);
+        return;
+    }
+    const char *msg = lua_tostring(L, -1);
+    if (!msg)
+        msg = "error (not a string)";
+    /* Strip a leading "file:line:" that names the user's file. */
+    size_t n = strlen(file);
+    if (!strncmp(msg, file, n) && msg[n] == ':') {
+        char *end;
+        long line = strtol(msg + n + 1, &end, 10);
+        if (end != msg + n + 1 && *end == ':') {
+            loc.line = (int)line;
+            msg = end + 1;
+            while (*msg == ' ')
+                msg++;
+        }
+    }
+    diag_error(d, loc, "%s", msg);
+}
+
+Kernel *fe_load(const char *path, const FeSet *sets, int nsets, Diag *d)
+{
+    lua_State *L = luaL_newstate();
+    if (!L) {
+        SrcLoc loc = {path, 0};
+        diag_error(d, loc, "cannot create a Lua state (out of memory)");
+        return NULL;
+    }
+    luaL_openlibs(L);
+    Ctx c = {.file = path};
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "preload");
+    lua_pushlightuserdata(L, &c);
+    lua_pushcclosure(L, open_tile, 1);
+    lua_setfield(L, -2, "tile");
+    lua_pop(L, 2);
+
+    Kernel *k = NULL;
+    FILE *probe = fopen(path, "r");
+    if (!probe) {
+        SrcLoc loc = {NULL, 0};
+        diag_error(d, loc, "cannot open %s: %s", path, strerror(errno));
+        goto out;
+    }
+    fclose(probe);
+    /* The chunk name "@path" makes Lua report the user's path in messages. */
+    if (luaL_loadfile(L, path) != LUA_OK) {
+        lua_diag(L, path, d);
+        goto out;
+    }
+    /* tile._build(spec_result, sets, path) does the rest in Lua. */
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "tile");
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+        lua_diag(L, path, d);
+        goto out;
+    }
+    lua_getfield(L, -1, "_build");
+    lua_pushvalue(L, -3); /* the chunk */
+    lua_newtable(L);
+    for (int i = 0; i < nsets; i++) {
+        lua_pushstring(L, sets[i].value);
+        lua_setfield(L, -2, sets[i].name);
+    }
+    lua_pushstring(L, path);
+    if (lua_pcall(L, 3, 0, 0) != LUA_OK) {
+        lua_diag(L, path, d);
+        goto out;
+    }
+    k = c.k;
+    c.k = NULL;
+    if (!ir_verify(k, d)) {
+        ir_kernel_free(k);
+        k = NULL;
+    }
+out:
+    ir_kernel_free(c.k);
+    lua_close(L);
+    return k;
+}

@@ -1,0 +1,747 @@
+-- tile.lua — the `tile` module: the language kernels are written in.
+--
+-- Lua runs at build time.  Numbers and tables are build-time values; an E
+-- (expression) wraps an IR node and its operators build IR.  Every check
+-- here reports at the user's own line (`where`), never at a line of this
+-- file.  `core` is the C half (frontend/lua.c): thin IR builders.
+local core = ...
+
+local T = {}
+local USER_FILE        -- "@path" of the spec being built
+local built            -- state of the kernel being built (see T._build)
+
+------------------------------------------------------------------ errors
+
+-- The innermost stack frame that runs the user's file: its line and level.
+local function where()
+  for level = 2, 64 do
+    local info = debug.getinfo(level, "Sl")
+    if not info then break end
+    if info.source == USER_FILE then return info.currentline, level end
+  end
+  return built and built.line or 0, nil
+end
+
+local function err(msg, hint)
+  error({ msg = msg, hint = hint, line = (where()) }, 0)
+end
+
+------------------------------------------------------------------ dtypes
+
+local DTYPES = { "f32", "bf16", "f16", "f8e4m3", "f8e5m2", "f4e2m1", "e8m0",
+                 "i8", "u8", "i32", "i64", "bool" }
+local is_dtype = {}
+for _, d in ipairs(DTYPES) do T[d] = d; is_dtype[d] = true end
+local function is_float(dt) return dt:sub(1, 1) == "f" or dt == "bf16" or dt == "e8m0" end
+
+------------------------------------------------------------- expressions
+
+local E = {}           -- metatable of expressions
+E.__index = E
+
+local function is_E(x) return getmetatable(x) == E end
+
+local function wrap(h)
+  local dtype, const = core.info(h)
+  return setmetatable({ h = h, dtype = dtype, const = const }, E)
+end
+
+-- A build-time number or boolean becomes an IR constant.
+local function lift(x, what)
+  if is_E(x) then return x end
+  local t = type(x)
+  if t == "number" or t == "boolean" then return wrap(core.const(x)) end
+  if type(x) == "table" and x.__proxy then
+    err(("%s has rank %d but was indexed with %d index(es)"):format(x.buf.name, x.buf.rank, #x.idx),
+        "index every dimension, e.g. x[i][j]")
+  end
+  err(("expected a number or tile expression%s, got %s"):format(what and (" for " .. what) or "", t))
+end
+
+local function binop(op)
+  return function(a, b) return wrap(core.binary(op, lift(a).h, lift(b).h)) end
+end
+
+E.__add = binop("+")
+E.__sub = binop("-")
+E.__mul = binop("*")
+E.__mod = binop("%")
+E.__idiv = function(a, b)
+  local x, y = lift(a), lift(b)
+  if is_float(x.dtype) or is_float(y.dtype) then
+    err("'//' is floor division of integers", "for floats use '/', then T.cast(x, T.i64) if needed")
+  end
+  return wrap(core.binary("/", x.h, y.h))
+end
+E.__div = function(a, b)
+  local x, y = lift(a), lift(b)
+  if not is_float(x.dtype) and not is_float(y.dtype) then
+    err("'/' on two integer values is ambiguous", "use // for floor division, or T.cast(x, T.f32) first")
+  end
+  return wrap(core.binary("/", x.h, y.h))
+end
+E.__unm = function(a) return wrap(core.unary("neg", a.h)) end
+local function no_compare()
+  err("Lua's comparison operators must return a boolean, so they cannot build IR",
+      "use T.lt(a, b), T.le, T.gt, T.ge, T.eq or T.ne")
+end
+E.__lt, E.__le = no_compare, no_compare
+E.__pow = function() err("'^' is not a tile operator", "use T.exp2 or multiply") end
+E.__concat = function() err("'..' is not a tile operator") end
+E.__tostring = function(e) return core.print_expr(e.h) end
+E.__call = function() err("a tile expression is not a function") end
+function E.cast(e, dtype) return T.cast(e, dtype) end
+
+local function cast(x, dtype)
+  if not is_dtype[dtype] then err(("T.cast: unknown dtype %s"):format(tostring(dtype))) end
+  return wrap(core.cast(dtype, lift(x).h))
+end
+
+local function unary(name, op)
+  T[name] = function(x)
+    if x == nil then err(("T.%s needs an argument"):format(name)) end
+    return wrap(core.unary(op, lift(x, "T." .. name).h))
+  end
+end
+for _, op in ipairs { "exp", "exp2", "log", "sqrt", "rsqrt", "sigmoid", "silu", "softplus", "abs" } do
+  unary(op, op)
+end
+
+function T.min(a, b)
+  if type(a) == "number" and type(b) == "number" then return math.min(a, b) end
+  return wrap(core.binary("min", lift(a).h, lift(b).h))
+end
+function T.max(a, b)
+  if type(a) == "number" and type(b) == "number" then return math.max(a, b) end
+  return wrap(core.binary("max", lift(a).h, lift(b).h))
+end
+function T.clamp(x, lo, hi) return T.min(T.max(x, lo), hi) end
+function T.select(c, a, b)
+  local cc = lift(c)
+  if cc.dtype ~= "bool" then err("T.select: the condition must be a comparison (bool), not " .. cc.dtype) end
+  return wrap(core.select(cc.h, lift(a).h, lift(b).h))
+end
+T.cast = cast
+
+local function cmp(op)
+  return function(a, b) return wrap(core.binary(op, lift(a).h, lift(b).h)) end
+end
+T.lt, T.le, T.eq, T.ne = cmp("<"), cmp("<="), cmp("=="), cmp("!=")
+function T.gt(a, b) return T.lt(b, a) end
+function T.ge(a, b) return T.le(b, a) end
+T.and_, T.or_ = cmp("and"), cmp("or")
+function T.not_(a) return wrap(core.unary("not", lift(a).h)) end
+
+function T.ceildiv(a, b)
+  if math.type(a) == "integer" and math.type(b) == "integer" then return (a + b - 1) // b end
+  return (lift(a) + b - 1) // b
+end
+
+----------------------------------------------------------------- buffers
+
+local B = {}           -- metatable of buffers (arguments and scratch)
+local Bm = {}          -- buffer methods
+local V = {}           -- metatable of tile views
+local P = {}           -- metatable of partially indexed buffers
+
+local function is_B(x) return getmetatable(x) == B end
+
+local function shape_str(shape)
+  local t = {}
+  for i, d in ipairs(shape) do t[i] = tostring(d) end
+  return table.concat(t, "x")
+end
+
+-- Give a scratch buffer the name of the user's local holding it.
+local function autoname(b)
+  if b.named then return end
+  local _, level = where()
+  if not level then return end
+  for i = 1, 200 do
+    local name, value = debug.getlocal(level - 1, i)
+    if not name then break end
+    if value == b then
+      core.rename(b.h, name)
+      b.named, b.name = true, name
+      return
+    end
+  end
+end
+
+local function index_expr(x, b)
+  local e = lift(x, "an index")
+  if is_float(e.dtype) or e.dtype == "bool" then
+    err(("index into %s must be an integer, not %s"):format(b.name, e.dtype), "use T.cast(x, T.i64) or //")
+  end
+  return e.h
+end
+
+local function load(b, idx)
+  local hs = {}
+  for i, x in ipairs(idx) do hs[i] = index_expr(x, b) end
+  return wrap(core.load(b.h, hs))
+end
+
+local function store(b, idx, v)
+  if #idx ~= b.rank then
+    err(("%s has rank %d but the store gives %d index(es)"):format(b.name, b.rank, #idx))
+  end
+  if b.global and b.dir == "in" then
+    err(("argument %s is an input; mark it out = true or inout = true to write it"):format(b.name))
+  end
+  local e = lift(v, "a store")
+  if not is_float(b.dtype) and is_float(e.dtype) then
+    err(("storing an %s value into %s buffer %s"):format(e.dtype, b.dtype, b.name),
+        ("convert explicitly: T.cast(value, T.%s)"):format(b.dtype))
+  end
+  local hs = {}
+  for i, x in ipairs(idx) do hs[i] = index_expr(x, b) end
+  autoname(b)
+  core.store(b.h, hs, e.h, (where()))
+end
+
+-- x[i] on a rank-n buffer: a load when n indices are known, else a proxy.
+local function index(b, idx)
+  if #idx == b.rank then return load(b, idx) end
+  return setmetatable({ __proxy = true, buf = b, idx = idx }, P)
+end
+
+P.__index = function(p, k)
+  local idx = { table.unpack(p.idx) }
+  idx[#idx + 1] = k
+  return index(p.buf, idx)
+end
+P.__newindex = function(p, k, v)
+  local idx = { table.unpack(p.idx) }
+  idx[#idx + 1] = k
+  store(p.buf, idx, v)
+end
+for _, mm in ipairs { "__add", "__sub", "__mul", "__div", "__mod", "__unm", "__idiv" } do
+  P[mm] = function(a, b)
+    local p = getmetatable(a) == P and a or b
+    lift(p)
+  end
+end
+
+B.__index = function(b, k)
+  if type(k) == "string" then
+    local m = Bm[k]
+    if m then return m end
+    err(("buffer %s has no field '%s'"):format(rawget(b, "name"), k), "index with numbers or tile expressions: x[i][j]")
+  end
+  if type(k) == "table" and not is_E(k) then return load(b, k) end
+  return index(b, { k })
+end
+B.__newindex = function(b, k, v)
+  if type(k) == "table" and not is_E(k) then return store(b, k, v) end
+  store(b, { k }, v)
+end
+B.__tostring = function(b) return ("%s %s %s[%s]"):format(b.scope, b.name, b.dtype, shape_str(b.shape)) end
+
+-- A:tile(r0, c0 [, {h, w}]): a window of a buffer at element offsets.
+function Bm.tile(b, ...)
+  local n = select("#", ...)
+  local args = { ... }
+  local ext
+  if n > 0 and type(args[n]) == "table" and not is_E(args[n]) then
+    ext = args[n]; args[n] = nil; n = n - 1
+  end
+  if n ~= b.rank then
+    err(("%s:tile needs %d offsets (one per dimension), got %d"):format(b.name, b.rank, n))
+  end
+  if ext and #ext ~= b.rank then
+    err(("%s:tile: extents {%s} have %d dims, the buffer has %d"):format(b.name, shape_str(ext), #ext, b.rank))
+  end
+  return setmetatable({ buf = b, off = args, ext = ext }, V)
+end
+V.__index = function(v, k) err("a tile view is only an operand of T.copy, T.gemm, T.reduce_*, T.fill or T.atomic_add") end
+
+local seq = 0
+local function next_seq() seq = seq + 1; return seq end
+
+local function parse_dims(spec, what)
+  local dims, dtype = {}, spec.dtype
+  for i, x in ipairs(spec) do
+    if type(x) == "string" then
+      if not is_dtype[x] then err(("%s: unknown dtype '%s'"):format(what, x), "one of " .. table.concat(DTYPES, ", ")) end
+      dtype = x
+    else
+      dims[#dims + 1] = x
+    end
+  end
+  if not dtype then err(what .. " needs a dtype, e.g. T.f32") end
+  if #dims == 0 or #dims > 6 then err(("%s needs 1 to 6 dimensions, got %d"):format(what, #dims)) end
+  for i, d in ipairs(dims) do
+    if is_E(d) then
+      if is_float(d.dtype) then err(("%s: dimension %d is a %s expression"):format(what, i, d.dtype)) end
+    elseif math.type(d) ~= "integer" or d < 1 then
+      err(("%s: dimension %d must be a positive integer, got %s"):format(what, i, tostring(d)))
+    end
+  end
+  return dims, dtype
+end
+
+function T.tensor(spec)
+  if type(spec) ~= "table" then err("T.tensor{dims..., dtype} takes a table") end
+  local dims, dtype = parse_dims(spec, "T.tensor")
+  local dir = spec.inout and "inout" or spec.out and "out" or "in"
+  return { __tensor = true, dims = dims, dtype = dtype, dir = dir, strides = spec.strides,
+           seq = next_seq(), line = (where()) }
+end
+
+local scratch_count = {}
+local function scratch(scope)
+  return function(spec)
+    if type(spec) ~= "table" then err(("T.%s{dims..., dtype} takes a table"):format(scope)) end
+    if not built or not built.in_body then err(("T.%s is only allowed inside the kernel body"):format(scope)) end
+    local dims, dtype = parse_dims(spec, "T." .. scope)
+    for i, d in ipairs(dims) do
+      if is_E(d) then
+        if d.const then dims[i] = d.const
+        else err(("T.%s: dimension %d is not a constant (%s)"):format(scope, i, tostring(d)),
+                 "scratch buffers need static shapes; tile the dynamic dimension") end
+      end
+    end
+    local n = scratch_count[scope] or 0
+    scratch_count[scope] = n + 1
+    local name = spec.name or (scope == "fragment" and "frag" or scope) .. n
+    local line = (where())
+    local h = core.buf(name, scope, dtype, dims, line)
+    return setmetatable({ h = h, name = name, named = spec.name ~= nil, scope = scope, dtype = dtype,
+                          shape = dims, rank = #dims, global = false, dir = false, line = line }, B)
+  end
+end
+T.shared, T.fragment, T.local_ = scratch("shared"), scratch("fragment"), scratch("local")
+T["local"] = T.local_
+
+------------------------------------------------------------------ regions
+
+local function static_shape(b)
+  local ext = {}
+  for i, d in ipairs(b.shape) do
+    if is_E(d) then
+      if not d.const then return nil end
+      ext[i] = d.const
+    else
+      ext[i] = d
+    end
+  end
+  return ext
+end
+
+-- Non-unit extents: the shape two operands must agree on.
+local function squeeze(ext)
+  local t = {}
+  for _, n in ipairs(ext) do if n ~= 1 then t[#t + 1] = n end end
+  return t
+end
+
+local function same(a, b)
+  if #a ~= #b then return false end
+  for i = 1, #a do if a[i] ~= b[i] then return false end end
+  return true
+end
+
+-- Extents a view takes from its partner: aligned to the right, 1 elsewhere.
+local function fit(rank, other)
+  local ext = {}
+  local o = squeeze(other)
+  for i = 1, rank do ext[i] = 1 end
+  if #o > rank then return nil end
+  for i = 1, #o do ext[rank - #o + i] = o[i] end
+  return ext
+end
+
+-- operand → {buf=, off=, ext=} given the partner's extents (or nil).
+local function region(x, partner_ext, what)
+  local b, off, ext
+  if is_B(x) then
+    b = x
+    ext = static_shape(b)
+    if not ext then err(("%s: %s has a dynamic shape; use %s:tile(...) with explicit extents"):format(what, b.name, b.name)) end
+    off = {}
+    for i = 1, b.rank do off[i] = 0 end
+  elseif getmetatable(x) == V then
+    b, off, ext = x.buf, x.off, x.ext
+    if not ext then
+      if not partner_ext then err(("%s: the extents of %s:tile(...) are unknown"):format(what, b.name),
+                                  "give them: " .. b.name .. ":tile(r, c, {h, w})") end
+      ext = fit(b.rank, partner_ext)
+      if not ext then err(("%s: a %s tile does not fit rank-%d %s"):format(what, shape_str(partner_ext), b.rank, b.name)) end
+    end
+  else
+    err(("%s: expected a buffer or a tile view, got %s"):format(what, type(x)))
+  end
+  autoname(b)
+  local hs = {}
+  for i, o in ipairs(off) do hs[i] = index_expr(o, b) end
+  return { buf = b.h, off = hs, ext = ext, b = b }
+end
+
+local function known_ext(x)
+  if is_B(x) then return static_shape(x) end
+  if getmetatable(x) == V then return x.ext end
+end
+
+function T.copy(src, dst)
+  local s = region(src, known_ext(dst), "T.copy")
+  local d = region(dst, s.ext, "T.copy")
+  if not same(squeeze(s.ext), squeeze(d.ext)) then
+    err(("T.copy: source is %s but destination is %s"):format(shape_str(s.ext), shape_str(d.ext)))
+  end
+  if d.b.global and d.b.dir == "in" then
+    err(("T.copy: argument %s is an input; mark it out = true to write it"):format(d.b.name))
+  end
+  if is_float(s.b.dtype) ~= is_float(d.b.dtype) then
+    err(("T.copy: %s is %s but %s is %s"):format(s.b.name, s.b.dtype, d.b.name, d.b.dtype), "copy between float buffers, or cast elementwise")
+  end
+  core.copy(s, d, (where()), false)
+end
+
+function T.atomic_add(dst, src)
+  local s = region(src, known_ext(dst), "T.atomic_add")
+  local d = region(dst, s.ext, "T.atomic_add")
+  if not same(squeeze(s.ext), squeeze(d.ext)) then
+    err(("T.atomic_add: source is %s but destination is %s"):format(shape_str(s.ext), shape_str(d.ext)))
+  end
+  if not is_float(d.b.dtype) then err("T.atomic_add: destination must be a float buffer") end
+  core.copy(s, d, (where()), true)
+end
+
+function T.fill(dst, value)
+  local d = region(dst, nil, "T.fill")
+  local v = lift(value, "T.fill")
+  if not is_float(d.b.dtype) and is_float(v.dtype) then
+    err(("T.fill: %s value into %s buffer %s"):format(v.dtype, d.b.dtype, d.b.name))
+  end
+  core.fill(d, v.h, (where()))
+end
+
+function T.clear(dst) T.fill(dst, 0) end
+
+local function dims2(r, trans)
+  if trans then return r.ext[2], r.ext[1] end
+  return r.ext[1], r.ext[2]
+end
+
+function T.gemm(A, Bt, C, opts)
+  opts = opts or {}
+  local a, b, c = region(A, nil, "T.gemm"), region(Bt, nil, "T.gemm"), region(C, nil, "T.gemm")
+  for _, r in ipairs { { a, "A" }, { b, "B" }, { c, "C" } } do
+    if #r[1].ext ~= 2 then err(("T.gemm: %s must be 2-D, %s is %s"):format(r[2], r[1].b.name, shape_str(r[1].ext))) end
+  end
+  local m, ka = dims2(a, opts.trans_a)
+  local kb, n = dims2(b, opts.trans_b)
+  local A_s, B_s = shape_str(a.ext), shape_str(b.ext)
+  if ka ~= kb then
+    err(("T.gemm: A is %s but B is %s (K mismatch)"):format(A_s, B_s),
+        opts.trans_b and "with trans_b B is N x K" or "B is K x N; pass {trans_b = true} if it is N x K")
+  end
+  if c.ext[1] ~= m or c.ext[2] ~= n then
+    err(("T.gemm: A·B is %dx%d but C is %s"):format(m, n, shape_str(c.ext)))
+  end
+  if a.b.dtype ~= b.b.dtype then
+    err(("T.gemm: A is %s but B is %s (inputs must have the same dtype)"):format(a.b.dtype, b.b.dtype))
+  end
+  if not is_float(a.b.dtype) then err(("T.gemm: inputs must be float, not %s"):format(a.b.dtype)) end
+  if c.b.dtype ~= "f32" then
+    err(("T.gemm: the accumulator C must be f32, not %s"):format(c.b.dtype), "accumulate in a T.fragment{..., T.f32}")
+  end
+  core.gemm(a, b, c, opts.trans_a or false, opts.trans_b or false, opts.clear or false, (where()))
+end
+
+local function reducer(op)
+  return function(src, dst, axis, opts)
+    opts = opts or {}
+    local s = region(src, nil, "T.reduce_" .. op)
+    local d = region(dst, nil, "T.reduce_" .. op)
+    if math.type(axis) ~= "integer" or axis < 0 or axis >= #s.ext then
+      err(("T.reduce_%s: axis must be 0..%d for a rank-%d source, got %s"):format(op, #s.ext - 1, #s.ext, tostring(axis)))
+    end
+    local want = {}
+    for i, n in ipairs(s.ext) do if i ~= axis + 1 then want[#want + 1] = n end end
+    if #want == 0 then want = { 1 } end
+    if not same(want, d.ext) then
+      err(("T.reduce_%s: reducing %s over axis %d gives %s, but the destination is %s"):format(
+        op, shape_str(s.ext), axis, shape_str(want), shape_str(d.ext)))
+    end
+    if not is_float(d.b.dtype) then err(("T.reduce_%s: destination must be float"):format(op)) end
+    local clear = opts.clear
+    if clear == nil then clear = true end
+    core.reduce(s, d, axis, op, clear, (where()))
+  end
+end
+for _, op in ipairs { "sum", "max", "min", "absmax" } do T["reduce_" .. op] = reducer(op) end
+
+------------------------------------------------------------------- loops
+
+local function extent(n, what)
+  if math.type(n) == "integer" then
+    if n < 0 then err(("%s: negative extent %d"):format(what, n)) end
+    return core.const(n)
+  end
+  local e = lift(n, what)
+  if is_float(e.dtype) or e.dtype == "bool" then err(("%s: extent must be an integer, not %s"):format(what, e.dtype)) end
+  return e.h
+end
+
+-- A generic-for over one build-time pass: the iterator yields the loop
+-- variables once, and the to-be-closed value closes the IR block when the
+-- Lua loop ends (normally, by break, or by error).
+local function loop(kind, names, extents, arg, what)
+  if not built or not built.in_body then err(what .. " is only allowed inside the kernel body") end
+  local line = (where())
+  local vars, exprs = {}, {}
+  for i, n in ipairs(extents) do extents[i] = extent(n, what) end
+  for i = 1, #extents do
+    local v, e = core.var(names[i] or ("i" .. i))
+    vars[i], exprs[i] = v, wrap(e)
+  end
+  core.push(line)
+  local depth = core.depth()
+  local done = false
+  local function iter()
+    if done then return nil end
+    done = true
+    return table.unpack(exprs)
+  end
+  local closer = setmetatable({}, { __close = function(_, e)
+    if e ~= nil then return end -- an error is on its way; nothing to emit
+    if core.depth() ~= depth then err(what .. ": unbalanced blocks (a T.if_ body raised?)") end
+    local body = core.pop()
+    if kind == "grid" then
+      if built.grid then err("a kernel has exactly one T.grid") end
+      if core.depth() ~= 0 then err("T.grid must be the outermost loop of the body") end
+      core.grid(vars, extents, body)
+      built.grid = true
+      return
+    end
+    for i = #vars, 1, -1 do
+      if i < #vars then
+        core.push(line)
+        core.loop(vars[i + 1], extents[i + 1], kind, arg, body, line)
+        body = core.pop()
+      end
+    end
+    core.loop(vars[1], extents[1], kind, arg, body, line)
+  end })
+  return iter, nil, nil, closer
+end
+
+function T.grid(...)
+  local n = select("#", ...)
+  if n < 1 or n > 3 then err(("T.grid takes 1 to 3 extents, got %d"):format(n)) end
+  if built and built.grid then err("a kernel has exactly one T.grid") end
+  return loop("grid", { "bz", "by", "bx" }, { ... }, 0, "T.grid")
+end
+local function check_n(n, what) if n == nil then err(what .. " needs an extent") end end
+function T.serial(n) check_n(n, "T.serial"); return loop("serial", { "i" }, { n }, 0, "T.serial") end
+function T.unroll(n)
+  check_n(n, "T.unroll")
+  if math.type(n) ~= "integer" then err("T.unroll needs a constant extent") end
+  return loop("unroll", { "u" }, { n }, 0, "T.unroll")
+end
+function T.pipelined(n, stages)
+  check_n(n, "T.pipelined")
+  stages = stages or 2
+  if math.type(stages) ~= "integer" or stages < 1 then err("T.pipelined: stages must be a positive integer") end
+  return loop("pipelined", { "k" }, { n }, stages, "T.pipelined")
+end
+function T.parallel(...)
+  local n = select("#", ...)
+  if n < 1 or n > 6 then err(("T.parallel takes 1 to 6 extents, got %d"):format(n)) end
+  return loop("parallel", { "i", "j", "l", "m", "n", "o" }, { ... }, 0, "T.parallel")
+end
+
+function T.if_(cond, then_fn, else_fn)
+  local c = lift(cond, "T.if_")
+  if c.dtype ~= "bool" then err("T.if_: the condition must be a comparison (bool), not " .. c.dtype, "use T.lt(a, b) and friends") end
+  if type(then_fn) ~= "function" then err("T.if_(cond, function() ... end [, function() ... end])") end
+  local line = (where())
+  core.push(line); then_fn(); local t = core.pop()
+  local e
+  if else_fn then core.push(line); else_fn(); e = core.pop() end
+  core.if_(c.h, t, e, line)
+end
+
+-------------------------------------------------------------- parameters
+
+local DYN = setmetatable({}, { __tostring = function() return "T.dyn" end })
+T.dyn = DYN
+function T.tune(cands)
+  if type(cands) ~= "table" or #cands == 0 then err("T.tune{...} needs a list of candidates") end
+  return { __tune = true, cands = cands }
+end
+function T.size(default)
+  if math.type(default) ~= "integer" or default < 1 then err("T.size(n) needs a positive integer default") end
+  return { __size = true, default = default }
+end
+
+local function names_of(t)
+  local names = {}
+  for k in pairs(t) do names[#names + 1] = k end
+  table.sort(names)
+  return names
+end
+
+local function set_error(msg, hint) error({ msg = msg, hint = hint, line = built.line }, 0) end
+
+local function positive_int(name, s)
+  local v = math.tointeger(tonumber(s))
+  if not v or v < 1 then set_error(("--set %s=%s: expected a positive integer"):format(name, s)) end
+  return v
+end
+
+-- Resolve every parameter (with --set overrides) into p and record it.
+local function resolve_params(params, sets)
+  local p = {}
+  for name in pairs(sets) do
+    if params[name] == nil then
+      set_error(("--set %s: kernel %s has no parameter %s"):format(name, built.name, name),
+                "its parameters: " .. table.concat(names_of(params), ", "))
+    end
+  end
+  for _, name in ipairs(names_of(params)) do
+    local v, s = params[name], sets[name]
+    if v == DYN then
+      if s then
+        p[name] = positive_int(name, s)
+        core.kparam(name, "fixed", tostring(p[name]))
+      else
+        p[name] = wrap(core.kparam(name, "dyn"))
+      end
+    elseif type(v) == "table" and v.__tune then
+      local chosen = v.cands[1]
+      if s then
+        chosen = nil
+        for _, c in ipairs(v.cands) do if tostring(c) == s then chosen = c end end
+        if chosen == nil then
+          local cs = {}
+          for i, c in ipairs(v.cands) do cs[i] = tostring(c) end
+          set_error(("--set %s=%s: not one of its tune{} values {%s}"):format(name, s, table.concat(cs, ", ")))
+        end
+      end
+      p[name] = chosen
+      core.kparam(name, "tune", tostring(chosen), v.cands)
+    elseif type(v) == "table" and v.__size then
+      p[name] = s and positive_int(name, s) or v.default
+      core.kparam(name, "tune", tostring(p[name]))
+    elseif type(v) == "number" or type(v) == "string" or type(v) == "boolean" then
+      if s then
+        set_error(("--set %s: parameter %s is fixed (%s)"):format(name, name, tostring(v)),
+                  "make it T.tune{...}, T.size(n) or T.dyn to set it")
+      end
+      p[name] = v
+      core.kparam(name, "fixed", tostring(v))
+    else
+      set_error(("parameter %s: expected a number, a string, T.dyn, T.tune{...} or T.size(n)"):format(name))
+    end
+  end
+  return p
+end
+
+-- The arguments in declaration order (the order of their T.tensor calls).
+local function declare_args(def, p)
+  local args = def.args
+  if type(args) == "function" then args = args(p) end
+  if type(args) ~= "table" then err("kernel " .. built.name .. ": args must be a table or a function returning one") end
+  local list = {}
+  for name, t in pairs(args) do
+    if type(name) ~= "string" or type(t) ~= "table" or not t.__tensor then
+      err(("kernel %s: args.%s must be a T.tensor{...}"):format(built.name, tostring(name)))
+    end
+    list[#list + 1] = { name = name, t = t }
+  end
+  table.sort(list, function(a, b) return a.t.seq < b.t.seq end)
+  local bufs = {}
+  for i, a in ipairs(list) do
+    local hs = {}
+    for j, d in ipairs(a.t.dims) do hs[j] = lift(d).h end
+    local strides
+    if a.t.strides then
+      strides = {}
+      for j, s in ipairs(a.t.strides) do strides[j] = lift(s).h end
+    end
+    local h = core.arg(a.name, a.t.dtype, hs, a.t.dir, a.t.line, strides)
+    bufs[a.name] = setmetatable({ h = h, name = a.name, named = true, scope = "global", dtype = a.t.dtype,
+                                  shape = a.t.dims, rank = #a.t.dims, global = true, dir = a.t.dir }, B)
+    list[i] = bufs[a.name]
+  end
+  return bufs, list
+end
+
+-- body(p, A, B, ...): arguments are matched to the body's parameter names.
+local function call_body(def, p, bufs, list)
+  local body = def.body
+  if type(body) ~= "function" then err("kernel " .. built.name .. ": body must be a function(p, args...)") end
+  local info = debug.getinfo(body, "u")
+  local actual = {}
+  if info.nparams <= 1 then
+    actual = list
+  else
+    for i = 2, info.nparams do
+      local name = debug.getlocal(body, i)
+      if not bufs[name] then
+        err(("kernel %s: body parameter '%s' is not an argument"):format(built.name, name),
+            "arguments: " .. table.concat(names_of(bufs), ", "))
+      end
+      actual[i - 1] = bufs[name]
+    end
+  end
+  built.in_body = true
+  body(p, table.unpack(actual, 1, math.max(#actual, 0)))
+  built.in_body = false
+  if not built.grid then err("kernel " .. built.name .. " has no T.grid", "wrap the body in: for b in T.grid(n) do ... end") end
+end
+
+function T.kernel(name)
+  if type(name) ~= "string" then err('T.kernel "name" { ... }') end
+  local line = (where())
+  return function(def)
+    if type(def) ~= "table" then err('T.kernel "' .. name .. '" takes a table { params = ..., args = ..., body = ... }') end
+    return { __kernel = true, name = name, def = def, line = line }
+  end
+end
+
+function T._build(chunk, sets, path)
+  USER_FILE = "@" .. path
+  local spec = chunk()
+  if type(spec) ~= "table" or not spec.__kernel then
+    error({ msg = "the spec must return a kernel: return T.kernel \"name\" { ... }", line = 0 }, 0)
+  end
+  built = { name = spec.name, line = spec.line, grid = false, in_body = false }
+  core.kernel(spec.name, spec.line)
+  local p = resolve_params(spec.def.params or {}, sets)
+  local bufs, list = declare_args(spec.def, p)
+  call_body(spec.def, p, bufs, list)
+end
+
+------------------------------------------------------- unknown T.* names
+
+local function distance(a, b)
+  local prev = {}
+  for j = 0, #b do prev[j] = j end
+  for i = 1, #a do
+    local cur = { [0] = i }
+    for j = 1, #b do
+      local cost = a:sub(i, i) == b:sub(j, j) and 0 or 1
+      cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+    end
+    prev = cur
+  end
+  return prev[#b]
+end
+
+setmetatable(T, { __index = function(_, k)
+  if type(k) ~= "string" or k:sub(1, 2) == "__" then return nil end
+  local best, bd = nil, 3
+  for name in pairs(T) do
+    if type(name) == "string" and name:sub(1, 1) ~= "_" then
+      local d = distance(k, name)
+      if d < bd then best, bd = name, d end
+    end
+  end
+  err(("unknown op T.%s"):format(k), best and ("did you mean T." .. best .. "?") or nil)
+end })
+
+return T

@@ -1,0 +1,355 @@
+/* print.c — the printed form of a kernel: tilec's text interface to IR.
+ *
+ *   kernel NAME level tile|loop
+ *   param NAME fixed VALUE | tune VALUE {C1, C2} | size VALUE | dyn
+ *   scalar NAME: DTYPE
+ *   arg NAME: DTYPE[SHAPE] in|out|inout [strides [S0, S1]]
+ *   buf NAME: SCOPE DTYPE[SHAPE]
+ *   grid (V0, V1) < (E0, E1)
+ *   {
+ *     STATEMENTS
+ *   }
+ *
+ * Expressions are infix with the fewest parentheses precedence allows;
+ * dtypes are implied (a load has its buffer's, 1 is i64, 1.0 is f32). */
+#include "ir/ir.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Binding strength of an expression's top operator (higher binds tighter). */
+static int prec(const Expr *e)
+{
+    switch (e->op) {
+    case EX_OR: return 1;
+    case EX_AND: return 2;
+    case EX_LT: case EX_LE: case EX_EQ: case EX_NE: return 3;
+    case EX_ADD: case EX_SUB: return 4;
+    case EX_MUL: case EX_DIV: case EX_MOD: return 5;
+    case EX_NEG: case EX_NOT: return 6;
+    case EX_CONST:
+        if (dt_is_float(e->dtype) ? signbit(e->imm.f) : e->imm.i < 0)
+            return 6; /* a negative literal prints like a negation */
+        return 7;
+    default: return 7;
+    }
+}
+
+static void print_const(const Expr *e, FILE *f)
+{
+    if (e->dtype == DT_BOOL) {
+        fputs(e->imm.i ? "true" : "false", f);
+    } else if (dt_is_int(e->dtype)) {
+        fprintf(f, "%lld", (long long)e->imm.i);
+    } else if (isnan(e->imm.f)) {
+        fputs("nan", f);
+    } else if (isinf(e->imm.f)) {
+        fputs(e->imm.f < 0 ? "-inf" : "inf", f);
+    } else {
+        char buf[64];
+        snprintf(buf, sizeof buf, "%.9g", e->imm.f);
+        fputs(buf, f);
+        if (!strpbrk(buf, ".e"))
+            fputs(".0", f);
+    }
+}
+
+static void print_sub(const Expr *e, int min_prec, FILE *f)
+{
+    bool paren = prec(e) < min_prec;
+    if (paren)
+        fputc('(', f);
+    ir_print_expr(e, f);
+    if (paren)
+        fputc(')', f);
+}
+
+static void print_args(const Expr *e, FILE *f)
+{
+    fputc('(', f);
+    for (int i = 0; i < e->nargs; i++) {
+        if (i)
+            fputs(", ", f);
+        ir_print_expr(e->args[i], f);
+    }
+    fputc(')', f);
+}
+
+void ir_print_expr(const Expr *e, FILE *f)
+{
+    switch (e->op) {
+    case EX_CONST: print_const(e, f); return;
+    case EX_VAR: fputs(e->var->name, f); return;
+    case EX_PARAM: fputs(e->param->name, f); return;
+    case EX_LOAD:
+        fprintf(f, "%s[", e->buf->name);
+        for (int i = 0; i < e->nargs; i++) {
+            if (i)
+                fputs(", ", f);
+            ir_print_expr(e->args[i], f);
+        }
+        fputc(']', f);
+        return;
+    case EX_NEG:
+        fputc('-', f);
+        print_sub(e->args[0], 7, f);
+        return;
+    case EX_NOT:
+        fputs("not ", f);
+        print_sub(e->args[0], 7, f);
+        return;
+    case EX_CAST:
+        fprintf(f, "cast<%s>", dt_name(e->dtype));
+        print_args(e, f);
+        return;
+    default:
+        break;
+    }
+    if (ex_nargs(e->op) == 2 && e->op != EX_MIN && e->op != EX_MAX) {
+        int p = prec(e);
+        print_sub(e->args[0], p, f);
+        fprintf(f, " %s ", ex_name(e->op));
+        print_sub(e->args[1], p + 1, f); /* left-associative */
+        return;
+    }
+    fputs(ex_name(e->op), f);
+    print_args(e, f);
+}
+
+/* -------------------------------------------------------------- regions */
+
+static bool region_is_whole(const Region *r)
+{
+    if (r->buf->scope == SCOPE_GLOBAL)
+        return false;
+    for (int d = 0; d < r->buf->rank; d++) {
+        int64_t off, n;
+        if (!ir_expr_is_const(r->off[d], &off) || off != 0 ||
+            !ir_expr_is_const(r->buf->shape[d], &n) || n != r->ext[d])
+            return false;
+    }
+    return true;
+}
+
+static void print_region(const Region *r, FILE *f)
+{
+    fputs(r->buf->name, f);
+    if (region_is_whole(r))
+        return;
+    fputc('[', f);
+    for (int d = 0; d < r->buf->rank; d++) {
+        if (d)
+            fputs(", ", f);
+        ir_print_expr(r->off[d], f);
+        fprintf(f, " +: %lld", (long long)r->ext[d]);
+    }
+    fputc(']', f);
+}
+
+/* ----------------------------------------------------------- statements */
+
+static void indent(int depth, FILE *f)
+{
+    for (int i = 0; i < depth; i++)
+        fputs("  ", f);
+}
+
+static void print_block(const Stmt *s, int depth, FILE *f);
+
+static void print_stmt(const Stmt *s, int depth, FILE *f)
+{
+    if (s->op == ST_SEQ) { /* a nested sequence prints flat */
+        for (int i = 0; i < s->u.seq.n; i++)
+            print_stmt(s->u.seq.items[i], depth, f);
+        return;
+    }
+    indent(depth, f);
+    switch (s->op) {
+    case ST_FOR:
+        fprintf(f, "for %s: %s", s->u.loop.var->name, loop_kind_name(s->u.loop.kind));
+        if (s->u.loop.kind == LOOP_PIPELINED || s->u.loop.kind == LOOP_VECTOR)
+            fprintf(f, "(%d)", s->u.loop.arg);
+        fputs(" < ", f);
+        ir_print_expr(s->u.loop.extent, f);
+        fputc(' ', f);
+        print_block(s->u.loop.body, depth, f);
+        break;
+    case ST_IF:
+        fputs("if ", f);
+        ir_print_expr(s->u.if_.cond, f);
+        fputc(' ', f);
+        print_block(s->u.if_.then_, depth, f);
+        if (s->u.if_.else_) {
+            indent(depth, f);
+            fputs("else ", f);
+            print_block(s->u.if_.else_, depth, f);
+        }
+        return;
+    case ST_STORE:
+        fprintf(f, "%s%s[", s->u.store.atomic ? "atomic " : "", s->u.store.buf->name);
+        for (int i = 0; i < s->u.store.buf->rank; i++) {
+            if (i)
+                fputs(", ", f);
+            ir_print_expr(s->u.store.idx[i], f);
+        }
+        fputs(s->u.store.atomic ? "] += " : "] = ", f);
+        ir_print_expr(s->u.store.value, f);
+        fputc('\n', f);
+        break;
+    case ST_COPY:
+    case ST_ATOMIC_ADD:
+        fprintf(f, "%s ", st_name(s->op));
+        print_region(&s->u.copy.src, f);
+        fputs(" -> ", f);
+        print_region(&s->u.copy.dst, f);
+        fputc('\n', f);
+        break;
+    case ST_FILL:
+        fputs("fill ", f);
+        print_region(&s->u.fill.dst, f);
+        fputs(" = ", f);
+        ir_print_expr(s->u.fill.value, f);
+        fputc('\n', f);
+        break;
+    case ST_GEMM:
+    case ST_MICRO_GEMM:
+        fprintf(f, "%s ", st_name(s->op));
+        print_region(&s->u.gemm.a, f);
+        fputs(", ", f);
+        print_region(&s->u.gemm.b, f);
+        fputs(" -> ", f);
+        print_region(&s->u.gemm.c, f);
+        if (s->u.gemm.trans_a)
+            fputs(" trans_a", f);
+        if (s->u.gemm.trans_b)
+            fputs(" trans_b", f);
+        if (s->u.gemm.clear)
+            fputs(" clear", f);
+        fputc('\n', f);
+        break;
+    case ST_REDUCE:
+        fprintf(f, "reduce %s axis %d ", reduce_op_name(s->u.reduce.rop), s->u.reduce.axis);
+        print_region(&s->u.reduce.src, f);
+        fputs(" -> ", f);
+        print_region(&s->u.reduce.dst, f);
+        if (s->u.reduce.clear)
+            fputs(" clear", f);
+        fputc('\n', f);
+        break;
+    default:
+        fprintf(f, "?%s\n", st_name(s->op));
+        break;
+    }
+}
+
+static void print_block(const Stmt *s, int depth, FILE *f)
+{
+    fputs("{\n", f);
+    print_stmt(s, depth + 1, f);
+    indent(depth, f);
+    fputs("}\n", f);
+}
+
+/* --------------------------------------------------------------- header */
+
+static void print_dims(Expr *const *dims, int rank, FILE *f)
+{
+    fputc('[', f);
+    for (int d = 0; d < rank; d++) {
+        if (d)
+            fputs(", ", f);
+        ir_print_expr(dims[d], f);
+    }
+    fputc(']', f);
+}
+
+/* Are b's strides exactly what ir_arg_add builds (row-major over shape)? */
+static bool is_row_major(const Buffer *b)
+{
+    int64_t one;
+    if (b->rank == 0)
+        return true;
+    if (!ir_expr_is_const(b->stride[b->rank - 1], &one) || one != 1)
+        return false;
+    for (int d = b->rank - 2; d >= 0; d--) {
+        const Expr *inner = b->stride[d + 1], *n = b->shape[d + 1], *s = b->stride[d];
+        int64_t x, y, v;
+        if (ir_expr_is_const(inner, &x) && ir_expr_is_const(n, &y)) {
+            if (!ir_expr_is_const(s, &v) || v != x * y)
+                return false;
+        } else if (ir_expr_is_const(inner, &x) && x == 1) {
+            if (!ir_expr_equal(s, n))
+                return false;
+        } else if (!(s->op == EX_MUL && ir_expr_equal(s->args[0], inner) &&
+                     ir_expr_equal(s->args[1], n))) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static void print_kparam(const KParam *p, FILE *f)
+{
+    fprintf(f, "param %s ", p->name);
+    if (p->kind == KP_DYN) {
+        fputs("dyn\n", f);
+        return;
+    }
+    const char *kind = p->kind == KP_FIXED ? "fixed" : p->ncands ? "tune" : "size";
+    fprintf(f, "%s %s", kind, p->value ? p->value : "?");
+    if (p->ncands) {
+        fputs(" {", f);
+        for (int i = 0; i < p->ncands; i++)
+            fprintf(f, "%s%s", i ? ", " : "", p->cands[i]);
+        fputc('}', f);
+    }
+    fputc('\n', f);
+}
+
+void ir_print(const Kernel *k, FILE *f)
+{
+    fprintf(f, "kernel %s level %s\n", k->name, k->level == LEVEL_TILE ? "tile" : "loop");
+    for (int i = 0; i < k->nkparams; i++)
+        print_kparam(&k->kparams[i], f);
+    for (int i = 0; i < k->nparams; i++)
+        fprintf(f, "scalar %s: %s\n", k->params[i]->name, dt_name(k->params[i]->dtype));
+    static const char *const dirs[] = {"none", "in", "out", "inout"};
+    for (int i = 0; i < k->nbufs; i++) {
+        const Buffer *b = k->bufs[i];
+        if (b->scope == SCOPE_GLOBAL) {
+            fprintf(f, "arg %s: %s", b->name, dt_name(b->dtype));
+            print_dims(b->shape, b->rank, f);
+            fprintf(f, " %s", dirs[b->dir]);
+            if (!is_row_major(b)) {
+                fputs(" strides ", f);
+                print_dims(b->stride, b->rank, f);
+            }
+        } else {
+            fprintf(f, "buf %s: %s %s", b->name, scope_name(b->scope), dt_name(b->dtype));
+            print_dims(b->shape, b->rank, f);
+        }
+        fputc('\n', f);
+    }
+    if (k->ngrid) {
+        fputs("grid (", f);
+        for (int i = 0; i < k->ngrid; i++)
+            fprintf(f, "%s%s", i ? ", " : "", k->grid_var[i]->name);
+        fputs(") < ", f);
+        print_dims(k->grid, k->ngrid, f);
+        fputc('\n', f);
+    }
+    print_block(k->body, 0, f);
+}
+
+char *ir_print_string(const Kernel *k)
+{
+    char *buf = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&buf, &n);
+    if (!f)
+        return NULL;
+    ir_print(k, f);
+    fclose(f);
+    return buf;
+}

@@ -1,0 +1,382 @@
+/* lower.c — Tile IR → Loop IR.
+ *
+ * Every tile op becomes loops of element loads and stores with the tail
+ * semantics of ir.h (reads past a global buffer's edge give 0, writes past it
+ * are dropped), except GEMM, which becomes MICRO_GEMM register tiles over
+ * operands this pass stages into row-major scratch buffers: global operands
+ * are copied in (and C out), a transposed B is packed k-major so the
+ * micro-kernel reads unit-stride vectors of B.  After this pass codegen sees
+ * only static-shaped, row-major, in-bounds MICRO_GEMM operands. */
+#include "passes/passes.h"
+
+#include <math.h>
+
+typedef struct Lower {
+    Kernel *k;
+    const TargetInfo *t;
+    int ntemp; /* for unique scratch names */
+} Lower;
+
+static Expr *ci(Lower *L, int64_t v) { return ir_const_i(L->k, v); }
+static Expr *add(Lower *L, Expr *a, Expr *b) { return ir_binary(L->k, EX_ADD, a, b); }
+
+static Expr *zero_of(Lower *L, DType dt)
+{
+    return dt_is_float(dt) ? ir_const_f(L->k, 0) : ci(L, 0);
+}
+
+/* Index of region r's element at window position pos[] (one per dim). */
+static void region_at(Lower *L, const Region *r, Expr *const *pos, Expr **idx)
+{
+    for (int d = 0; d < r->buf->rank; d++)
+        idx[d] = add(L, r->off[d], pos[d]);
+}
+
+/* 0 <= idx[d] < shape[d] for every d (true for scratch buffers, whose
+ * windows are in bounds by construction). */
+static Expr *in_bounds(Lower *L, const Buffer *b, Expr *const *idx)
+{
+    Expr *c = NULL;
+    if (b->scope != SCOPE_GLOBAL)
+        return NULL;
+    for (int d = 0; d < b->rank; d++) {
+        Expr *lo = ir_binary(L->k, EX_LE, ci(L, 0), idx[d]);
+        Expr *hi = ir_binary(L->k, EX_LT, idx[d], b->shape[d]);
+        Expr *both = ir_binary(L->k, EX_AND, lo, hi);
+        c = c ? ir_binary(L->k, EX_AND, c, both) : both;
+    }
+    return c;
+}
+
+/* The whole window lies inside the buffer (NULL: trivially true). */
+static Expr *window_inside(Lower *L, const Region *r)
+{
+    if (r->buf->scope != SCOPE_GLOBAL)
+        return NULL;
+    Expr *c = NULL;
+    for (int d = 0; d < r->buf->rank; d++) {
+        Expr *lo = ir_binary(L->k, EX_LE, ci(L, 0), r->off[d]);
+        Expr *hi = ir_binary(L->k, EX_LE, add(L, r->off[d], ci(L, r->ext[d])), r->buf->shape[d]);
+        Expr *both = ir_binary(L->k, EX_AND, lo, hi);
+        c = c ? ir_binary(L->k, EX_AND, c, both) : both;
+    }
+    return c;
+}
+
+static Expr *and_opt(Lower *L, Expr *a, Expr *b)
+{
+    if (!a)
+        return b;
+    if (!b)
+        return a;
+    return ir_binary(L->k, EX_AND, a, b);
+}
+
+/* A load that reads 0 outside a global buffer without touching memory
+ * there: the index is clamped into range and the value selected away. */
+static Expr *guarded_load(Lower *L, const Buffer *b, Expr **idx, bool guard)
+{
+    Expr *cond = guard ? in_bounds(L, b, idx) : NULL;
+    if (!cond)
+        return ir_load(L->k, (Buffer *)b, idx);
+    Expr *clamped[IR_MAX_RANK];
+    for (int d = 0; d < b->rank; d++) {
+        Expr *hi = ir_binary(L->k, EX_SUB, b->shape[d], ci(L, 1));
+        clamped[d] = ir_binary(L->k, EX_MAX, ir_binary(L->k, EX_MIN, idx[d], hi), ci(L, 0));
+    }
+    return ir_select(L->k, cond, ir_load(L->k, (Buffer *)b, clamped), zero_of(L, b->dtype));
+}
+
+static Stmt *guarded_store(Lower *L, Buffer *b, Expr **idx, Expr *v, bool guard, bool atomic,
+                           SrcLoc loc)
+{
+    Stmt *st = ir_store(L->k, b, idx, v, loc);
+    st->u.store.atomic = atomic;
+    Expr *cond = guard ? in_bounds(L, b, idx) : NULL;
+    if (!cond)
+        return st;
+    Stmt *then_ = ir_seq(L->k, loc);
+    ir_seq_push(L->k, then_, st);
+    return ir_if(L->k, cond, then_, NULL, loc);
+}
+
+/* ------------------------------------------------------- loop nests */
+
+/* A nest of loops of `kind` over ext[0..n); the innermost body is returned
+ * through *inner and the loop variables through vars.  n == 0 gives a plain
+ * block. */
+static Stmt *nest(Lower *L, int n, const int64_t *ext, LoopKind kind, const char *prefix,
+                  Expr **vars, Stmt **inner, SrcLoc loc)
+{
+    Stmt *body = ir_seq(L->k, loc);
+    *inner = body;
+    Var *vs[IR_MAX_RANK];
+    for (int i = 0; i < n; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "%s%d", prefix, i);
+        vs[i] = ir_var_new(L->k, name);
+        vars[i] = ir_var(L->k, vs[i]);
+    }
+    for (int i = n - 1; i >= 0; i--) {
+        Stmt *loop = ir_for(L->k, vs[i], ci(L, ext[i]), kind, 0, body, loc);
+        body = ir_seq(L->k, loc);
+        ir_seq_push(L->k, body, loop);
+    }
+    return body;
+}
+
+/* Window positions of a region from the loop variables over the squeezed
+ * (non-unit) extents it shares with its partner. */
+static void squeezed_pos(Lower *L, const Region *r, Expr *const *vars, Expr **pos)
+{
+    int v = 0;
+    for (int d = 0; d < r->buf->rank; d++)
+        pos[d] = r->ext[d] == 1 ? ci(L, 0) : vars[v++];
+}
+
+static int squeeze(const Region *r, int64_t *ext)
+{
+    int n = 0;
+    for (int d = 0; d < r->buf->rank; d++)
+        if (r->ext[d] != 1)
+            ext[n++] = r->ext[d];
+    return n;
+}
+
+/* COPY / ATOMIC_ADD as loops; guarded or not. */
+static Stmt *copy_loops(Lower *L, const Region *src, const Region *dst, bool atomic, bool guard,
+                        SrcLoc loc)
+{
+    int64_t ext[IR_MAX_RANK];
+    int n = squeeze(dst, ext);
+    Expr *vars[IR_MAX_RANK], *sp[IR_MAX_RANK], *dp[IR_MAX_RANK], *si[IR_MAX_RANK], *di[IR_MAX_RANK];
+    Stmt *inner;
+    Stmt *outer = nest(L, n, ext, LOOP_PARALLEL, "c", vars, &inner, loc);
+    squeezed_pos(L, src, vars, sp);
+    squeezed_pos(L, dst, vars, dp);
+    region_at(L, src, sp, si);
+    region_at(L, dst, dp, di);
+    Expr *v = guarded_load(L, src->buf, si, guard);
+    ir_seq_push(L->k, inner, guarded_store(L, dst->buf, di, v, guard, atomic, loc));
+    return outer;
+}
+
+/* A fast unguarded nest when both windows are inside their buffers, the
+ * guarded one otherwise. */
+static Stmt *lower_copy(Lower *L, const Region *src, const Region *dst, bool atomic, SrcLoc loc)
+{
+    Expr *inside = and_opt(L, window_inside(L, src), window_inside(L, dst));
+    if (!inside)
+        return copy_loops(L, src, dst, atomic, false, loc);
+    return ir_if(L->k, inside, copy_loops(L, src, dst, atomic, false, loc),
+                 copy_loops(L, src, dst, atomic, true, loc), loc);
+}
+
+static Stmt *lower_fill(Lower *L, const Region *dst, Expr *value, SrcLoc loc)
+{
+    int64_t ext[IR_MAX_RANK];
+    int n = squeeze(dst, ext);
+    Expr *vars[IR_MAX_RANK], *dp[IR_MAX_RANK], *di[IR_MAX_RANK];
+    Stmt *inner;
+    Stmt *outer = nest(L, n, ext, LOOP_PARALLEL, "f", vars, &inner, loc);
+    squeezed_pos(L, dst, vars, dp);
+    region_at(L, dst, dp, di);
+    ir_seq_push(L->k, inner, guarded_store(L, dst->buf, di, value, true, false, loc));
+    return outer;
+}
+
+/* --------------------------------------------------------------- reduce */
+
+static Buffer *temp(Lower *L, const char *what, Scope scope, DType dt, int rank, const int64_t *shape,
+                    SrcLoc loc)
+{
+    char name[32];
+    snprintf(name, sizeof name, "%s%d", what, L->ntemp++);
+    return ir_buf_add(L->k, name, scope, dt, rank, shape, loc);
+}
+
+static Expr *combine(Lower *L, ReduceOp op, Expr *acc, Expr *x)
+{
+    switch (op) {
+    case RED_SUM: return ir_binary(L->k, EX_ADD, acc, x);
+    case RED_MAX: return ir_binary(L->k, EX_MAX, acc, x);
+    case RED_MIN: return ir_binary(L->k, EX_MIN, acc, x);
+    default: return ir_binary(L->k, EX_MAX, acc, ir_unary(L->k, EX_ABS, x));
+    }
+}
+
+static Expr *identity(Lower *L, ReduceOp op)
+{
+    return ir_const_f(L->k, op == RED_MAX ? -INFINITY : op == RED_MIN ? INFINITY : 0.0);
+}
+
+/* dst[...] (op)= reduce over the axis, through an f32 accumulator so a
+ * low-precision destination is rounded once, as the interpreter does. */
+static Stmt *lower_reduce(Lower *L, const Stmt *s)
+{
+    const Region *src = &s->u.reduce.src, *dst = &s->u.reduce.dst;
+    ReduceOp op = s->u.reduce.rop;
+    int axis = s->u.reduce.axis, rank = src->buf->rank;
+    int64_t one = 1;
+    Buffer *acc = temp(L, "acc", SCOPE_LOCAL, DT_F32, 1, &one, s->loc);
+    Expr *zero[1] = {ci(L, 0)};
+
+    Expr *dv[IR_MAX_RANK], *di[IR_MAX_RANK];
+    Stmt *body;
+    Stmt *outer = nest(L, dst->buf->rank, dst->ext, LOOP_PARALLEL, "r", dv, &body, s->loc);
+    region_at(L, dst, dv, di);
+    ir_seq_push(L->k, body, ir_store(L->k, acc, zero, identity(L, op), s->loc));
+
+    Var *rv = ir_var_new(L->k, "red");
+    Expr *pos[IR_MAX_RANK], *si[IR_MAX_RANK];
+    for (int d = 0, o = 0; d < rank; d++)
+        pos[d] = d == axis ? ir_var(L->k, rv) : (rank == 1 ? ci(L, 0) : dv[o++]);
+    region_at(L, src, pos, si);
+    Expr *x = guarded_load(L, src->buf, si, true);
+    if (src->buf->scope == SCOPE_GLOBAL) /* outside the edge: the identity, not 0 */
+        x = ir_select(L->k, in_bounds(L, src->buf, si), x, identity(L, op));
+    Stmt *step = ir_seq(L->k, s->loc);
+    ir_seq_push(L->k, step, ir_store(L->k, acc, zero, combine(L, op, ir_load(L->k, acc, zero), x), s->loc));
+    ir_seq_push(L->k, body, ir_for(L->k, rv, ci(L, src->ext[axis]), LOOP_SERIAL, 0, step, s->loc));
+
+    Expr *result = ir_load(L->k, acc, zero);
+    if (!s->u.reduce.clear) {
+        ReduceOp outer_op = op == RED_ABSMAX ? RED_MAX : op;
+        result = combine(L, outer_op, guarded_load(L, dst->buf, di, true), result);
+    }
+    ir_seq_push(L->k, body, guarded_store(L, dst->buf, di, result, true, false, s->loc));
+    return outer;
+}
+
+/* ----------------------------------------------------------------- gemm */
+
+static Region whole(Lower *L, Buffer *b) { return ir_region_whole(L->k, b); }
+
+/* Copy a (possibly global, possibly transposed) operand window into a new
+ * row-major scratch buffer of `rows x cols`. */
+static Buffer *stage(Lower *L, Stmt *seq, const Region *r, bool transpose, int64_t rows,
+                     int64_t cols, const char *what, SrcLoc loc)
+{
+    int64_t shape[2] = {rows, cols};
+    Buffer *b = temp(L, what, SCOPE_SHARED, r->buf->dtype, 2, shape, loc);
+    Expr *vars[2], *pos[2], *si[2], *di[2];
+    Stmt *inner;
+    Stmt *loops = nest(L, 2, shape, LOOP_PARALLEL, "p", vars, &inner, loc);
+    pos[0] = transpose ? vars[1] : vars[0];
+    pos[1] = transpose ? vars[0] : vars[1];
+    region_at(L, r, pos, si);
+    di[0] = vars[0];
+    di[1] = vars[1];
+    ir_seq_push(L->k, inner, ir_store(L->k, b, di, guarded_load(L, r->buf, si, true), loc));
+    ir_seq_push(L->k, seq, loops);
+    return b;
+}
+
+static Region sub(Lower *L, const Region *r, int64_t d0, int64_t e0, Expr *o0, int64_t d1, int64_t e1,
+                  Expr *o1)
+{
+    Region s = *r;
+    s.off[0] = add(L, add(L, r->off[0], o0), ci(L, d0));
+    s.off[1] = add(L, add(L, r->off[1], o1), ci(L, d1));
+    s.ext[0] = e0;
+    s.ext[1] = e1;
+    return s;
+}
+
+/* One register tile at rows [i, i+mr), columns [j, j+nr). */
+static Stmt *micro(Lower *L, const Stmt *g, const Region *a, const Region *b, const Region *c,
+                   Expr *i, int64_t i0, int64_t mr, Expr *j, int64_t j0, int64_t nr, int64_t K)
+{
+    Expr *z = ci(L, 0);
+    Region ta = g->u.gemm.trans_a ? sub(L, a, 0, K, z, i0, mr, i) : sub(L, a, i0, mr, i, 0, K, z);
+    Region tb = sub(L, b, 0, K, z, j0, nr, j);
+    Region tc = sub(L, c, i0, mr, i, j0, nr, j);
+    return ir_micro_gemm(L->k, ta, tb, tc, g->u.gemm.trans_a, false, g->u.gemm.clear, g->loc);
+}
+
+/* Columns of one row band: full NR tiles in a loop, then the tail. */
+static void row_band(Lower *L, Stmt *seq, const Stmt *g, const Region *a, const Region *b,
+                     const Region *c, Expr *i, int64_t i0, int64_t mr, int64_t N, int64_t K)
+{
+    int64_t NR = L->t->micro_n, full = N / NR, rem = N % NR;
+    if (full) {
+        Var *jv = ir_var_new(L->k, "jt");
+        Stmt *body = ir_seq(L->k, g->loc);
+        Expr *j = ir_binary(L->k, EX_MUL, ir_var(L->k, jv), ci(L, NR));
+        ir_seq_push(L->k, body, micro(L, g, a, b, c, i, i0, mr, j, 0, NR, K));
+        ir_seq_push(L->k, seq, ir_for(L->k, jv, ci(L, full), LOOP_SERIAL, 0, body, g->loc));
+    }
+    if (rem)
+        ir_seq_push(L->k, seq, micro(L, g, a, b, c, i, i0, mr, ci(L, 0), full * NR, rem, K));
+}
+
+static Stmt *lower_gemm(Lower *L, const Stmt *g)
+{
+    Stmt *seq = ir_seq(L->k, g->loc);
+    Region a = g->u.gemm.a, b = g->u.gemm.b, c = g->u.gemm.c;
+    bool ta = g->u.gemm.trans_a, tb = g->u.gemm.trans_b;
+    int64_t M = c.ext[0], N = c.ext[1], K = ta ? a.ext[0] : a.ext[1];
+    if (a.buf->scope == SCOPE_GLOBAL) {
+        a = whole(L, stage(L, seq, &a, false, a.ext[0], a.ext[1], "gemm_a", g->loc));
+    }
+    if (b.buf->scope == SCOPE_GLOBAL || tb) /* k-major, unit stride along n */
+        b = whole(L, stage(L, seq, &b, tb, K, N, "gemm_b", g->loc));
+    Region c_out = c;
+    bool stage_c = c.buf->scope == SCOPE_GLOBAL;
+    if (stage_c) {
+        int64_t shape[2] = {M, N};
+        c = whole(L, temp(L, "gemm_c", SCOPE_SHARED, DT_F32, 2, shape, g->loc));
+        if (!g->u.gemm.clear)
+            ir_seq_push(L->k, seq, lower_copy(L, &c_out, &c, false, g->loc));
+    }
+    int64_t MR = L->t->micro_m, full = M / MR, rem = M % MR;
+    if (full) {
+        Var *iv = ir_var_new(L->k, "it");
+        Stmt *body = ir_seq(L->k, g->loc);
+        Expr *i = ir_binary(L->k, EX_MUL, ir_var(L->k, iv), ci(L, MR));
+        row_band(L, body, g, &a, &b, &c, i, 0, MR, N, K);
+        ir_seq_push(L->k, seq, ir_for(L->k, iv, ci(L, full), LOOP_SERIAL, 0, body, g->loc));
+    }
+    if (rem)
+        row_band(L, seq, g, &a, &b, &c, ci(L, 0), full * MR, rem, N, K);
+    if (stage_c)
+        ir_seq_push(L->k, seq, lower_copy(L, &c, &c_out, false, g->loc));
+    return seq;
+}
+
+/* ------------------------------------------------------------- the walk */
+
+static Stmt *lower_stmt(Lower *L, Stmt *s)
+{
+    switch (s->op) {
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n; i++)
+            s->u.seq.items[i] = lower_stmt(L, s->u.seq.items[i]);
+        return s;
+    case ST_FOR:
+        s->u.loop.body = lower_stmt(L, s->u.loop.body);
+        return s;
+    case ST_IF:
+        s->u.if_.then_ = lower_stmt(L, s->u.if_.then_);
+        if (s->u.if_.else_)
+            s->u.if_.else_ = lower_stmt(L, s->u.if_.else_);
+        return s;
+    case ST_COPY: return lower_copy(L, &s->u.copy.src, &s->u.copy.dst, false, s->loc);
+    case ST_ATOMIC_ADD: return lower_copy(L, &s->u.copy.src, &s->u.copy.dst, true, s->loc);
+    case ST_FILL: return lower_fill(L, &s->u.fill.dst, s->u.fill.value, s->loc);
+    case ST_REDUCE: return lower_reduce(L, s);
+    case ST_GEMM: return lower_gemm(L, s);
+    default: return s;
+    }
+}
+
+bool pass_lower(Kernel *k, const TargetInfo *t, Diag *d)
+{
+    (void)d;
+    if (k->level == LEVEL_LOOP)
+        return true;
+    Lower L = {.k = k, .t = t};
+    k->body = lower_stmt(&L, k->body);
+    k->level = LEVEL_LOOP;
+    return true;
+}

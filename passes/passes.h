@@ -1,0 +1,30 @@
+/* passes.h — the pass pipeline: Tile IR in, Loop IR out.
+ *
+ * Each pass takes a kernel and a target, mutates the kernel, and returns
+ * false with d set when the kernel cannot be compiled for that target.
+ * The order lives in one table in pipeline.c; ir_verify runs after each. */
+#ifndef TILEC_PASSES_H
+#define TILEC_PASSES_H
+
+#include "ir/ir.h"
+
+typedef struct PassOptions {
+    const char *dump_after; /* NULL, a pass name, or "all": print IR after it */
+    FILE *dump;             /* where dumps and timings go (stderr if NULL) */
+    bool time_passes;
+} PassOptions;
+
+/* Run every pass in order: Tile IR → Loop IR for target t. */
+bool pass_pipeline(Kernel *k, const TargetInfo *t, const PassOptions *o, Diag *d);
+/* "check, lower, vectorize" */
+const char *pass_names(void);
+
+/* Semantic pre-check against the target (fragment sizes, ...). */
+bool pass_check(Kernel *k, const TargetInfo *t, Diag *d);
+/* Tile ops → loops of element loads/stores; GEMM → MICRO_GEMM register
+ * tiles over packed scratch operands. */
+bool pass_lower(Kernel *k, const TargetInfo *t, Diag *d);
+/* Mark innermost loops that are safe to run in vector lanes. */
+bool pass_vectorize(Kernel *k, const TargetInfo *t, Diag *d);
+
+#endif

@@ -1,0 +1,65 @@
+/* pipeline.c — the one list of passes, in order, and the driver that dumps,
+ * times and verifies after each. */
+#include "passes/passes.h"
+
+#include <string.h>
+#include <time.h>
+
+static const struct {
+    const char *name;
+    bool (*run)(Kernel *, const TargetInfo *, Diag *);
+} passes[] = {
+    {"check", pass_check},
+    {"lower", pass_lower},
+    {"vectorize", pass_vectorize},
+};
+
+enum { NPASSES = sizeof passes / sizeof passes[0] };
+
+const char *pass_names(void) { return "check, lower, vectorize"; }
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+bool pass_pipeline(Kernel *k, const TargetInfo *t, const PassOptions *o, Diag *d)
+{
+    PassOptions none = {0};
+    if (!o)
+        o = &none;
+    FILE *out = o->dump ? o->dump : stderr;
+    const char *dump = o->dump_after;
+    if (dump && strcmp(dump, "all")) {
+        bool known = false;
+        for (int i = 0; i < NPASSES; i++)
+            known |= !strcmp(passes[i].name, dump);
+        if (!known) {
+            SrcLoc none_loc = {0};
+            return diag_error(d, none_loc, "--dump-after: unknown pass '%s' (passes: %s, or all)",
+                              dump, pass_names());
+        }
+    }
+    if (!ir_verify(k, d))
+        return false;
+    for (int i = 0; i < NPASSES; i++) {
+        double t0 = now();
+        if (!passes[i].run(k, t, d))
+            return false;
+        double t1 = now();
+        if (!ir_verify(k, d)) {
+            diag_hint(d, "IR after pass '%s' is malformed: a tilec bug, please report it",
+                      passes[i].name);
+            return false;
+        }
+        if (o->time_passes)
+            fprintf(out, "pass %-10s %8.3f ms\n", passes[i].name, (t1 - t0) * 1e3);
+        if (dump && (!strcmp(dump, "all") || !strcmp(dump, passes[i].name))) {
+            fprintf(out, "# after %s\n", passes[i].name);
+            ir_print(k, out);
+        }
+    }
+    return true;
+}
