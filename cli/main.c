@@ -596,7 +596,7 @@ static int cmd_compile(const Opts *o)
 {
     Diag d = {0};
     const char *emit = o->emit ? o->emit : "obj";
-    CgEmit what;
+    CgEmit what = CG_EMIT_OBJ;
     if (!strcmp(emit, "llvm"))
         what = CG_EMIT_LLVM;
     else if (!strcmp(emit, "asm"))

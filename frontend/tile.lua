@@ -362,7 +362,7 @@ local function region(x, partner_ext, what)
     off = {}
     for i = 1, b.rank do off[i] = 0 end
   elseif getmetatable(x) == V then
-    b, off, ext = x.buf, x.off, x.ext
+    b, off, ext = rawget(x, "buf"), rawget(x, "off"), rawget(x, "ext")
     if not ext then
       if not partner_ext then err(("%s: the extents of %s:tile(...) are unknown"):format(what, b.name),
                                   "give them: " .. b.name .. ":tile(r, c, {h, w})") end
@@ -380,7 +380,7 @@ end
 
 local function known_ext(x)
   if is_B(x) then return static_shape(x) end
-  if getmetatable(x) == V then return x.ext end
+  if getmetatable(x) == V then return rawget(x, "ext") end
 end
 
 function T.copy(src, dst)
@@ -417,7 +417,10 @@ function T.fill(dst, value)
   core.fill(d, v.h, (where()))
 end
 
-function T.clear(dst) T.fill(dst, 0) end
+function T.clear(dst)
+  local b = is_B(dst) and dst or rawget(dst, "buf")
+  T.fill(dst, b and is_float(b.dtype) and 0.0 or 0)
+end
 
 local function dims2(r, trans)
   if trans then return r.ext[2], r.ext[1] end
@@ -532,7 +535,8 @@ function T.grid(...)
   local n = select("#", ...)
   if n < 1 or n > 3 then err(("T.grid takes 1 to 3 extents, got %d"):format(n)) end
   if built and built.grid then err("a kernel has exactly one T.grid") end
-  return loop("grid", { "bz", "by", "bx" }, { ... }, 0, "T.grid")
+  local names = ({ { "bx" }, { "by", "bx" }, { "bz", "by", "bx" } })[n]
+  return loop("grid", names, { ... }, 0, "T.grid")
 end
 local function check_n(n, what) if n == nil then err(what .. " needs an extent") end end
 function T.serial(n) check_n(n, "T.serial"); return loop("serial", { "i" }, { n }, 0, "T.serial") end

@@ -1,0 +1,17 @@
+/* cg.h — what the codegen files share (private to codegen/). */
+#ifndef TILEC_CODEGEN_CG_H
+#define TILEC_CODEGEN_CG_H
+
+#include "codegen/codegen.h"
+
+#include <llvm-c/Core.h>
+#include <llvm-c/TargetMachine.h>
+
+/* Build an LLVM module holding k's function, optimised at O3 for t.
+ * *tm receives the target machine it was built for (caller disposes). */
+LLVMModuleRef cg_build_module(LLVMContextRef ctx, const Kernel *k, const TargetInfo *t,
+                              LLVMTargetMachineRef *tm, Diag *d);
+/* A target machine for t (NULL with d set if LLVM lacks the target). */
+LLVMTargetMachineRef cg_target_machine(const TargetInfo *t, Diag *d);
+
+#endif

@@ -1,0 +1,38 @@
+/* cgctx.h — the state of one kernel's LLVM IR emission (private to codegen/). */
+#ifndef TILEC_CODEGEN_CGCTX_H
+#define TILEC_CODEGEN_CGCTX_H
+
+#include "codegen/cg.h"
+
+typedef struct Cg {
+    LLVMContextRef ctx;
+    LLVMModuleRef mod;
+    LLVMBuilderRef b;
+    const Kernel *k;
+    const TargetInfo *t;
+    LLVMValueRef fn;
+    LLVMTypeRef i1, i8, i16, i32, i64, f32, ptr;
+    LLVMValueRef *var;                  /* by Var.id (+1 slot: the block index) */
+    LLVMValueRef *param;                /* by Param.index */
+    LLVMValueRef *base;                 /* by Buffer.id */
+    LLVMValueRef (*stride)[IR_MAX_RANK]; /* by Buffer.id */
+} Cg;
+
+LLVMValueRef cg_i64(Cg *c, int64_t v);
+LLVMValueRef cg_intrinsic(Cg *c, const char *name, LLVMTypeRef *tys, int ntys, LLVMValueRef *args,
+                          int nargs);
+LLVMTypeRef cg_storage_type(Cg *c, DType t);
+LLVMValueRef cg_bf16_to_f32(Cg *c, LLVMValueRef h);
+LLVMValueRef cg_f32_to_bf16(Cg *c, LLVMValueRef f);
+LLVMValueRef cg_widen(Cg *c, DType t, LLVMValueRef raw);
+LLVMValueRef cg_convert(Cg *c, LLVMValueRef v, DType from, DType to);
+LLVMValueRef cg_narrow(Cg *c, DType t, LLVMValueRef v);
+LLVMValueRef cg_elem_ptr(Cg *c, const Buffer *b, LLVMValueRef const *idx);
+LLVMValueRef cg_expr(Cg *c, const Expr *e);
+void cg_stmt(Cg *c, const Stmt *s);
+void cg_loop(Cg *c, Var *var, LLVMValueRef n, LoopKind kind, int arg, void (*body)(Cg *, void *),
+             void *ctx);
+/* micro.c */
+void cg_micro_gemm(Cg *c, const Stmt *s);
+
+#endif

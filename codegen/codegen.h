@@ -1,0 +1,31 @@
+/* codegen.h — Loop IR → LLVM IR → x86-64 machine code (JIT or files).
+ *
+ * Generated-code ABI: one external function per kernel, named after it:
+ *   void NAME(void *const *args, const int64_t *params, int64_t begin, int64_t end);
+ * runs blocks [begin, end) of the grid linearised row-major over its dims;
+ * args[i] is the base of argument i, params[i] the value of runtime scalar i.
+ * fp8 conversions call the exported dt_* functions of ir/dtype.c, so an
+ * object file links against tilec_ir. */
+#ifndef TILEC_CODEGEN_H
+#define TILEC_CODEGEN_H
+
+#include "ir/ir.h"
+
+typedef void (*CgKernelFn)(void *const *args, const int64_t *params, int64_t begin, int64_t end);
+
+typedef enum CgEmit { CG_EMIT_LLVM, CG_EMIT_ASM, CG_EMIT_OBJ } CgEmit;
+
+/* Write k (at LEVEL_LOOP) as LLVM IR text, assembly or an object file. */
+bool cg_emit_file(const Kernel *k, const TargetInfo *t, CgEmit what, const char *path, Diag *d);
+
+typedef struct CgJit CgJit;
+CgJit *cg_jit_compile(const Kernel *k, const TargetInfo *t, Diag *d);
+CgKernelFn cg_jit_fn(const CgJit *j);
+void cg_jit_free(CgJit *j);
+
+/* Evaluate the grid with params and run every block on nthreads threads of
+ * the runtime's pool (0: all cores). */
+bool cg_launch(const Kernel *k, CgKernelFn fn, void *const *args, const int64_t *params,
+               int nthreads, Diag *d);
+
+#endif

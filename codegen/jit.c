@@ -1,0 +1,139 @@
+/* jit.c — running generated code: ORC LLJIT in-process, objects and text
+ * to files, and the launch of a kernel's grid on the runtime's pool. */
+#include "codegen/cg.h"
+#include "runtime/pool.h"
+
+#include <llvm-c/LLJIT.h>
+#include <llvm-c/Orc.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct CgJit {
+    LLVMOrcLLJITRef jit;
+    CgKernelFn fn;
+};
+
+static bool llvm_error(Diag *d, const Kernel *k, const char *what, LLVMErrorRef e)
+{
+    char *msg = LLVMGetErrorMessage(e);
+    diag_error(d, k->loc, "%s for kernel %s: %s", what, k->name, msg);
+    LLVMDisposeErrorMessage(msg);
+    return false;
+}
+
+CgJit *cg_jit_compile(const Kernel *k, const TargetInfo *t, Diag *d)
+{
+    if (!ir_target_runs_here(t)) {
+        diag_error(d, k->loc, "this CPU cannot run code for target %s", t->name);
+        return NULL;
+    }
+    LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext();
+    LLVMTargetMachineRef tm = NULL;
+    LLVMModuleRef mod = cg_build_module(LLVMOrcThreadSafeContextGetContext(tsc), k, t, &tm, d);
+    if (!mod) {
+        LLVMOrcDisposeThreadSafeContext(tsc);
+        return NULL;
+    }
+    CgJit *j = calloc(1, sizeof *j);
+    LLVMOrcLLJITBuilderRef builder = LLVMOrcCreateLLJITBuilder();
+    /* The JIT owns the target machine from here on. */
+    LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(
+        builder, LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(tm));
+    LLVMErrorRef e = LLVMOrcCreateLLJIT(&j->jit, builder);
+    if (e) {
+        llvm_error(d, k, "cannot create the JIT", e);
+        LLVMDisposeModule(mod);
+        LLVMOrcDisposeThreadSafeContext(tsc);
+        free(j);
+        return NULL;
+    }
+    LLVMOrcJITDylibRef jd = LLVMOrcLLJITGetMainJITDylib(j->jit);
+    /* dt_* conversion helpers and libm resolve from this process. */
+    LLVMOrcDefinitionGeneratorRef gen;
+    e = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(&gen, LLVMOrcLLJITGetGlobalPrefix(j->jit),
+                                                             NULL, NULL);
+    if (!e) {
+        LLVMOrcJITDylibAddGenerator(jd, gen);
+        e = LLVMOrcLLJITAddLLVMIRModule(j->jit, jd, LLVMOrcCreateNewThreadSafeModule(mod, tsc));
+    }
+    LLVMOrcDisposeThreadSafeContext(tsc);
+    LLVMOrcExecutorAddress addr = 0;
+    if (!e)
+        e = LLVMOrcLLJITLookup(j->jit, &addr, k->name);
+    if (e) {
+        llvm_error(d, k, "JIT compilation failed", e);
+        cg_jit_free(j);
+        return NULL;
+    }
+    j->fn = (CgKernelFn)(uintptr_t)addr;
+    return j;
+}
+
+CgKernelFn cg_jit_fn(const CgJit *j) { return j->fn; }
+
+void cg_jit_free(CgJit *j)
+{
+    if (!j)
+        return;
+    if (j->jit)
+        LLVMOrcDisposeLLJIT(j->jit);
+    free(j);
+}
+
+bool cg_emit_file(const Kernel *k, const TargetInfo *t, CgEmit what, const char *path, Diag *d)
+{
+    LLVMContextRef ctx = LLVMContextCreate();
+    LLVMTargetMachineRef tm = NULL;
+    LLVMModuleRef mod = cg_build_module(ctx, k, t, &tm, d);
+    bool ok = mod != NULL;
+    char *err = NULL;
+    if (ok && what == CG_EMIT_LLVM)
+        ok = !LLVMPrintModuleToFile(mod, path, &err);
+    else if (ok)
+        ok = !LLVMTargetMachineEmitToFile(tm, mod, (char *)path,
+                                          what == CG_EMIT_ASM ? LLVMAssemblyFile : LLVMObjectFile, &err);
+    if (mod && !ok) {
+        SrcLoc loc = {path, 0};
+        diag_error(d, loc, "cannot write: %s", err ? err : "?");
+    }
+    LLVMDisposeMessage(err);
+    if (mod)
+        LLVMDisposeModule(mod);
+    if (tm)
+        LLVMDisposeTargetMachine(tm);
+    LLVMContextDispose(ctx);
+    return ok;
+}
+
+typedef struct Launch {
+    CgKernelFn fn;
+    void *const *args;
+    const int64_t *params;
+} Launch;
+
+static void run_blocks(void *ctx, int64_t begin, int64_t end)
+{
+    Launch *l = ctx;
+    l->fn(l->args, l->params, begin, end);
+}
+
+bool cg_launch(const Kernel *k, CgKernelFn fn, void *const *args, const int64_t *params,
+               int nthreads, Diag *d)
+{
+    int64_t nblocks = 1;
+    for (int g = 0; g < k->ngrid; g++) {
+        int64_t n;
+        if (!ir_eval_int(k->grid[g], params, &n))
+            return diag_error(d, k->loc, "cannot evaluate the grid of kernel %s", k->name);
+        if (n < 0)
+            return diag_error(d, k->loc, "kernel %s: grid dimension %d is negative (%lld)", k->name, g,
+                              (long long)n);
+        nblocks *= n;
+    }
+    Launch l = {fn, args, params};
+    RtPool *pool = rt_pool_default();
+    if (!pool)
+        return diag_error(d, k->loc, "cannot start the thread pool");
+    rt_pool_run(pool, nthreads, nblocks, run_blocks, &l);
+    return true;
+}

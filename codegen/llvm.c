@@ -1,0 +1,596 @@
+/* llvm.c — Loop IR → LLVM IR.
+ *
+ * One function per kernel (ABI in codegen.h).  Values: integers are i64,
+ * booleans i1, every float dtype is an f32 value (loads widen, stores round —
+ * the value semantics of ir.h).  LOOP_VECTOR loops become plain loops that
+ * carry `llvm.loop.vectorize.*` metadata (width, masked tail), so LLVM's
+ * vectoriser emits the zmm code; MICRO_GEMM is emitted directly as a
+ * register-blocked vector kernel (micro.c). */
+#include "codegen/cg.h"
+#include "codegen/cgctx.h"
+
+#include <llvm-c/Analysis.h>
+#include <llvm-c/DebugInfo.h>
+#include <llvm-c/Target.h>
+#include <llvm-c/Transforms/PassBuilder.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ----------------------------------------------------------- basic types */
+
+LLVMValueRef cg_i64(Cg *c, int64_t v) { return LLVMConstInt(c->i64, (unsigned long long)v, 1); }
+
+LLVMValueRef cg_intrinsic(Cg *c, const char *name, LLVMTypeRef *tys, int ntys, LLVMValueRef *args,
+                          int nargs)
+{
+    unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+    LLVMValueRef fn = LLVMGetIntrinsicDeclaration(c->mod, id, tys, (size_t)ntys);
+    LLVMTypeRef fty = LLVMIntrinsicGetType(c->ctx, id, tys, (size_t)ntys);
+    return LLVMBuildCall2(c->b, fty, fn, args, (unsigned)nargs, "");
+}
+
+/* A helper of ir/dtype.c called from generated code: float f(i8) or i8 f(float). */
+static LLVMValueRef call_helper(Cg *c, const char *name, LLVMTypeRef ret, LLVMTypeRef arg,
+                                LLVMValueRef v)
+{
+    LLVMTypeRef fty = LLVMFunctionType(ret, &arg, 1, 0);
+    LLVMValueRef fn = LLVMGetNamedFunction(c->mod, name);
+    if (!fn)
+        fn = LLVMAddFunction(c->mod, name, fty);
+    return LLVMBuildCall2(c->b, fty, fn, &v, 1, "");
+}
+
+LLVMTypeRef cg_storage_type(Cg *c, DType t)
+{
+    switch (t) {
+    case DT_BOOL: case DT_I8: case DT_U8: case DT_F8E4M3: case DT_F8E5M2: case DT_E8M0: return c->i8;
+    case DT_I32: return c->i32;
+    case DT_I64: return c->i64;
+    case DT_F16: return LLVMHalfTypeInContext(c->ctx);
+    case DT_BF16: return c->i16;
+    case DT_F32: return c->f32;
+    default: return c->i8;
+    }
+}
+
+/* f32 → bf16 bits, round to nearest even, NaN kept (quieted), exactly as
+ * dt_f32_to_bf16.  Plain integer ops: the loop vectoriser widens them. */
+LLVMValueRef cg_f32_to_bf16(Cg *c, LLVMValueRef f)
+{
+    LLVMValueRef u = LLVMBuildBitCast(c->b, f, c->i32, "");
+    LLVMValueRef k16 = LLVMConstInt(c->i32, 16, 0);
+    LLVMValueRef lsb = LLVMBuildAnd(c->b, LLVMBuildLShr(c->b, u, k16, ""), LLVMConstInt(c->i32, 1, 0), "");
+    LLVMValueRef r = LLVMBuildAdd(c->b, u, LLVMBuildAdd(c->b, LLVMConstInt(c->i32, 0x7fff, 0), lsb, ""), "");
+    LLVMValueRef quiet = LLVMBuildOr(c->b, u, LLVMConstInt(c->i32, 0x400000, 0), "");
+    LLVMValueRef isnan = LLVMBuildFCmp(c->b, LLVMRealUNO, f, f, "");
+    r = LLVMBuildSelect(c->b, isnan, quiet, r, "");
+    return LLVMBuildTrunc(c->b, LLVMBuildLShr(c->b, r, k16, ""), c->i16, "");
+}
+
+/* bf16 bits (i16 or a vector of them) → f32. */
+LLVMValueRef cg_bf16_to_f32(Cg *c, LLVMValueRef h)
+{
+    bool vec = LLVMGetTypeKind(LLVMTypeOf(h)) == LLVMVectorTypeKind;
+    unsigned n = vec ? LLVMGetVectorSize(LLVMTypeOf(h)) : 1;
+    LLVMTypeRef i32 = vec ? LLVMVectorType(c->i32, n) : c->i32;
+    LLVMTypeRef f32 = vec ? LLVMVectorType(c->f32, n) : c->f32;
+    LLVMValueRef w = LLVMBuildZExt(c->b, h, i32, "");
+    LLVMValueRef sh;
+    if (vec) {
+        LLVMValueRef s[64];
+        for (unsigned i = 0; i < n; i++)
+            s[i] = LLVMConstInt(c->i32, 16, 0);
+        sh = LLVMConstVector(s, n);
+    } else {
+        sh = LLVMConstInt(c->i32, 16, 0);
+    }
+    return LLVMBuildBitCast(c->b, LLVMBuildShl(c->b, w, sh, ""), f32, "");
+}
+
+/* A stored element (of dtype t) widened to its value type. */
+LLVMValueRef cg_widen(Cg *c, DType t, LLVMValueRef raw)
+{
+    switch (t) {
+    case DT_BOOL: return LLVMBuildICmp(c->b, LLVMIntNE, raw, LLVMConstInt(c->i8, 0, 0), "");
+    case DT_I8: case DT_I32: return LLVMBuildSExt(c->b, raw, c->i64, "");
+    case DT_U8: return LLVMBuildZExt(c->b, raw, c->i64, "");
+    case DT_I64: case DT_F32: return raw;
+    case DT_F16: return LLVMBuildFPExt(c->b, raw, c->f32, "");
+    case DT_BF16: return cg_bf16_to_f32(c, raw);
+    case DT_F8E4M3: return call_helper(c, "dt_e4m3_to_f32", c->f32, c->i8, raw);
+    case DT_F8E5M2: return call_helper(c, "dt_e5m2_to_f32", c->f32, c->i8, raw);
+    case DT_E8M0: return call_helper(c, "dt_e8m0_to_f32", c->f32, c->i8, raw);
+    default: return raw;
+    }
+}
+
+/* A value converted to the value type of dtype t (f32, i64 or i1). */
+LLVMValueRef cg_convert(Cg *c, LLVMValueRef v, DType from, DType to)
+{
+    bool ff = dt_is_float(from), tf = dt_is_float(to);
+    if (ff && tf)
+        return v;
+    if (!ff && tf)
+        return from == DT_BOOL ? LLVMBuildUIToFP(c->b, v, c->f32, "") : LLVMBuildSIToFP(c->b, v, c->f32, "");
+    if (to == DT_BOOL) {
+        if (from == DT_BOOL)
+            return v;
+        return ff ? LLVMBuildFCmp(c->b, LLVMRealUNE, v, LLVMConstReal(c->f32, 0), "")
+                  : LLVMBuildICmp(c->b, LLVMIntNE, v, cg_i64(c, 0), "");
+    }
+    if (ff) { /* saturating, NaN → 0: dt_store's clamp-then-truncate */
+        LLVMTypeRef tys[2] = {c->i64, c->f32};
+        return cg_intrinsic(c, "llvm.fptosi.sat", tys, 2, &v, 1);
+    }
+    return from == DT_BOOL ? LLVMBuildZExt(c->b, v, c->i64, "") : v;
+}
+
+/* A value (already of to's value type) narrowed to t's storage. */
+LLVMValueRef cg_narrow(Cg *c, DType t, LLVMValueRef v)
+{
+    switch (t) {
+    case DT_BOOL: return LLVMBuildZExt(c->b, v, c->i8, "");
+    case DT_I8: case DT_U8: case DT_I32: {
+        /* clamp to the range, then truncate (dt_store) */
+        int64_t lo = t == DT_I8 ? -128 : t == DT_U8 ? 0 : INT32_MIN;
+        int64_t hi = t == DT_I8 ? 127 : t == DT_U8 ? 255 : INT32_MAX;
+        LLVMValueRef x = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, v, cg_i64(c, lo), ""), cg_i64(c, lo), v, "");
+        x = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSGT, x, cg_i64(c, hi), ""), cg_i64(c, hi), x, "");
+        return LLVMBuildTrunc(c->b, x, cg_storage_type(c, t), "");
+    }
+    case DT_F16: return LLVMBuildFPTrunc(c->b, v, LLVMHalfTypeInContext(c->ctx), "");
+    case DT_BF16: return cg_f32_to_bf16(c, v);
+    case DT_F8E4M3: return call_helper(c, "dt_f32_to_e4m3", c->i8, c->f32, v);
+    case DT_F8E5M2: return call_helper(c, "dt_f32_to_e5m2", c->i8, c->f32, v);
+    default: return v;
+    }
+}
+
+/* Round an f32 value to dtype t and back (CAST to a float dtype). */
+static LLVMValueRef round_to(Cg *c, DType t, LLVMValueRef v)
+{
+    if (t == DT_F32)
+        return v;
+    return cg_widen(c, t, cg_narrow(c, t, v));
+}
+
+/* ------------------------------------------------------------ addresses */
+
+LLVMValueRef cg_elem_ptr(Cg *c, const Buffer *b, LLVMValueRef const *idx)
+{
+    LLVMValueRef off = cg_i64(c, 0);
+    for (int d = 0; d < b->rank; d++)
+        off = LLVMBuildAdd(c->b, off, LLVMBuildMul(c->b, idx[d], c->stride[b->id][d], ""), "");
+    return LLVMBuildGEP2(c->b, cg_storage_type(c, b->dtype), c->base[b->id], &off, 1, "");
+}
+
+/* ---------------------------------------------------------- expressions */
+
+static LLVMValueRef int_div(Cg *c, LLVMValueRef a, LLVMValueRef b, bool mod)
+{
+    /* floor semantics: adjust C's truncation when signs differ */
+    LLVMValueRef q = LLVMBuildSDiv(c->b, a, b, ""), r = LLVMBuildSRem(c->b, a, b, "");
+    LLVMValueRef nz = LLVMBuildICmp(c->b, LLVMIntNE, r, cg_i64(c, 0), "");
+    LLVMValueRef neg = LLVMBuildICmp(c->b, LLVMIntSLT, LLVMBuildXor(c->b, r, b, ""), cg_i64(c, 0), "");
+    LLVMValueRef adj = LLVMBuildAnd(c->b, nz, neg, "");
+    if (mod)
+        return LLVMBuildSelect(c->b, adj, LLVMBuildAdd(c->b, r, b, ""), r, "");
+    return LLVMBuildSelect(c->b, adj, LLVMBuildSub(c->b, q, cg_i64(c, 1), ""), q, "");
+}
+
+static LLVMValueRef fmath(Cg *c, const char *name, LLVMValueRef x)
+{
+    LLVMTypeRef ty = c->f32;
+    return cg_intrinsic(c, name, &ty, 1, &x, 1);
+}
+
+static LLVMValueRef fconst(Cg *c, double v) { return LLVMConstReal(c->f32, v); }
+
+static LLVMValueRef unary_float(Cg *c, ExprOp op, LLVMValueRef x)
+{
+    LLVMValueRef one = fconst(c, 1.0);
+    switch (op) {
+    case EX_NEG: return LLVMBuildFNeg(c->b, x, "");
+    case EX_ABS: return fmath(c, "llvm.fabs", x);
+    case EX_EXP: return fmath(c, "llvm.exp", x);
+    case EX_EXP2: return fmath(c, "llvm.exp2", x);
+    case EX_LOG: return fmath(c, "llvm.log", x);
+    case EX_SQRT: return fmath(c, "llvm.sqrt", x);
+    case EX_RSQRT: return LLVMBuildFDiv(c->b, one, fmath(c, "llvm.sqrt", x), "");
+    case EX_SIGMOID:
+        return LLVMBuildFDiv(c->b, one, LLVMBuildFAdd(c->b, one, fmath(c, "llvm.exp", LLVMBuildFNeg(c->b, x, "")), ""), "");
+    case EX_SILU:
+        return LLVMBuildFDiv(c->b, x, LLVMBuildFAdd(c->b, one, fmath(c, "llvm.exp", LLVMBuildFNeg(c->b, x, "")), ""), "");
+    case EX_SOFTPLUS: { /* max(x, 0) + log(1 + exp(-|x|)): no overflow */
+        LLVMValueRef ax = fmath(c, "llvm.fabs", x);
+        LLVMValueRef t = fmath(c, "llvm.log", LLVMBuildFAdd(c->b, one, fmath(c, "llvm.exp", LLVMBuildFNeg(c->b, ax, "")), ""));
+        LLVMValueRef pos = LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOGT, x, fconst(c, 0), ""), x, fconst(c, 0), "");
+        return LLVMBuildFAdd(c->b, pos, t, "");
+    }
+    default: return x;
+    }
+}
+
+static LLVMValueRef binary(Cg *c, const Expr *e)
+{
+    const Expr *ea = e->args[0], *eb = e->args[1];
+    bool fl = dt_is_float(ea->dtype) || dt_is_float(eb->dtype);
+    DType common = fl ? DT_F32 : (ea->dtype == DT_BOOL && eb->dtype == DT_BOOL ? DT_BOOL : DT_I64);
+    LLVMValueRef a = cg_convert(c, cg_expr(c, ea), ea->dtype, common);
+    LLVMValueRef b = cg_convert(c, cg_expr(c, eb), eb->dtype, common);
+    LLVMBuilderRef B = c->b;
+    switch (e->op) {
+    case EX_ADD: return fl ? LLVMBuildFAdd(B, a, b, "") : LLVMBuildAdd(B, a, b, "");
+    case EX_SUB: return fl ? LLVMBuildFSub(B, a, b, "") : LLVMBuildSub(B, a, b, "");
+    case EX_MUL: return fl ? LLVMBuildFMul(B, a, b, "") : LLVMBuildMul(B, a, b, "");
+    case EX_DIV: return fl ? LLVMBuildFDiv(B, a, b, "") : int_div(c, a, b, false);
+    case EX_MOD: return fl ? LLVMBuildFRem(B, a, b, "") : int_div(c, a, b, true);
+    case EX_MIN:
+        return LLVMBuildSelect(B, fl ? LLVMBuildFCmp(B, LLVMRealOLT, a, b, "") : LLVMBuildICmp(B, LLVMIntSLT, a, b, ""), a, b, "");
+    case EX_MAX:
+        return LLVMBuildSelect(B, fl ? LLVMBuildFCmp(B, LLVMRealOGT, a, b, "") : LLVMBuildICmp(B, LLVMIntSGT, a, b, ""), a, b, "");
+    case EX_LT: return fl ? LLVMBuildFCmp(B, LLVMRealOLT, a, b, "") : LLVMBuildICmp(B, LLVMIntSLT, a, b, "");
+    case EX_LE: return fl ? LLVMBuildFCmp(B, LLVMRealOLE, a, b, "") : LLVMBuildICmp(B, LLVMIntSLE, a, b, "");
+    case EX_EQ: return fl ? LLVMBuildFCmp(B, LLVMRealOEQ, a, b, "") : LLVMBuildICmp(B, LLVMIntEQ, a, b, "");
+    case EX_NE: return fl ? LLVMBuildFCmp(B, LLVMRealUNE, a, b, "") : LLVMBuildICmp(B, LLVMIntNE, a, b, "");
+    case EX_AND:
+        return LLVMBuildAnd(B, cg_convert(c, a, common, DT_BOOL), cg_convert(c, b, common, DT_BOOL), "");
+    case EX_OR:
+        return LLVMBuildOr(B, cg_convert(c, a, common, DT_BOOL), cg_convert(c, b, common, DT_BOOL), "");
+    default: return a;
+    }
+}
+
+LLVMValueRef cg_expr(Cg *c, const Expr *e)
+{
+    switch (e->op) {
+    case EX_CONST:
+        if (e->dtype == DT_BOOL)
+            return LLVMConstInt(c->i1, (unsigned long long)e->imm.i, 0);
+        return dt_is_float(e->dtype) ? fconst(c, e->imm.f) : cg_i64(c, e->imm.i);
+    case EX_VAR: return c->var[e->var->id];
+    case EX_PARAM: return c->param[e->param->index];
+    case EX_LOAD: {
+        LLVMValueRef idx[IR_MAX_RANK];
+        for (int d = 0; d < e->nargs; d++)
+            idx[d] = cg_expr(c, e->args[d]);
+        LLVMValueRef p = cg_elem_ptr(c, e->buf, idx);
+        return cg_widen(c, e->buf->dtype, LLVMBuildLoad2(c->b, cg_storage_type(c, e->buf->dtype), p, ""));
+    }
+    case EX_SELECT: {
+        LLVMValueRef cond = cg_convert(c, cg_expr(c, e->args[0]), e->args[0]->dtype, DT_BOOL);
+        LLVMValueRef a = cg_convert(c, cg_expr(c, e->args[1]), e->args[1]->dtype, e->dtype);
+        LLVMValueRef b = cg_convert(c, cg_expr(c, e->args[2]), e->args[2]->dtype, e->dtype);
+        return LLVMBuildSelect(c->b, cond, a, b, "");
+    }
+    case EX_CAST: {
+        LLVMValueRef v = cg_convert(c, cg_expr(c, e->args[0]), e->args[0]->dtype, e->dtype);
+        if (dt_is_float(e->dtype))
+            return round_to(c, e->dtype, v);
+        if (e->dtype == DT_BOOL || e->dtype == DT_I64)
+            return v;
+        return cg_widen(c, e->dtype, cg_narrow(c, e->dtype, v)); /* wrap to i8/i32 range */
+    }
+    case EX_NOT:
+        return LLVMBuildNot(c->b, cg_convert(c, cg_expr(c, e->args[0]), e->args[0]->dtype, DT_BOOL), "");
+    default:
+        break;
+    }
+    if (e->nargs == 2)
+        return binary(c, e);
+    LLVMValueRef x = cg_expr(c, e->args[0]);
+    if (!dt_is_float(e->dtype)) { /* integer neg/abs */
+        x = cg_convert(c, x, e->args[0]->dtype, DT_I64);
+        LLVMValueRef neg = LLVMBuildNeg(c->b, x, "");
+        if (e->op == EX_NEG)
+            return neg;
+        return LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, x, cg_i64(c, 0), ""), neg, x, "");
+    }
+    return unary_float(c, e->op, cg_convert(c, x, e->args[0]->dtype, DT_F32));
+}
+
+/* ----------------------------------------------------------- statements */
+
+static LLVMMetadataRef md_flag(Cg *c, const char *name, LLVMValueRef v)
+{
+    LLVMMetadataRef ops[2] = {LLVMMDStringInContext2(c->ctx, name, strlen(name)),
+                              v ? LLVMValueAsMetadata(v) : NULL};
+    return LLVMMDNodeInContext2(c->ctx, ops, v ? 2 : 1);
+}
+
+/* !llvm.loop metadata for a vector loop: force vectorisation at `width`
+ * lanes with a predicated (masked) tail; reductions may be reordered. */
+static void loop_metadata(Cg *c, LLVMValueRef latch_br, LoopKind kind, int width)
+{
+    LLVMMetadataRef ops[4];
+    int n = 1;
+    LLVMValueRef t = LLVMConstInt(c->i1, 1, 0);
+    if (kind == LOOP_VECTOR) {
+        ops[n++] = md_flag(c, "llvm.loop.vectorize.enable", t);
+        ops[n++] = md_flag(c, "llvm.loop.vectorize.width", LLVMConstInt(c->i32, (unsigned)width, 0));
+        ops[n++] = md_flag(c, "llvm.loop.vectorize.predicate.enable", t);
+    } else if (kind == LOOP_UNROLL) {
+        ops[n++] = md_flag(c, "llvm.loop.unroll.full", NULL);
+    } else {
+        return;
+    }
+    LLVMMetadataRef tmp = LLVMTemporaryMDNode(c->ctx, NULL, 0);
+    ops[0] = tmp;
+    LLVMMetadataRef node = LLVMMDNodeInContext2(c->ctx, ops, (size_t)n);
+    LLVMMetadataReplaceAllUsesWith(tmp, node);
+    unsigned kid = LLVMGetMDKindIDInContext(c->ctx, "llvm.loop", 9);
+    LLVMSetMetadata(latch_br, kid, LLVMMetadataAsValue(c->ctx, node));
+}
+
+/* for var in [0, n): body — a canonical loop with the counter as a phi. */
+void cg_loop(Cg *c, Var *var, LLVMValueRef n, LoopKind kind, int arg,
+             void (*body)(Cg *, void *), void *ctx)
+{
+    LLVMBasicBlockRef pre = LLVMGetInsertBlock(c->b);
+    LLVMBasicBlockRef head = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "loop");
+    LLVMBasicBlockRef bodyb = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "body");
+    LLVMBasicBlockRef exit = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "exit");
+    LLVMBuildBr(c->b, head);
+    LLVMPositionBuilderAtEnd(c->b, head);
+    LLVMValueRef i = LLVMBuildPhi(c->b, c->i64, var ? var->name : "i");
+    LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, i, n, ""), bodyb, exit);
+    LLVMPositionBuilderAtEnd(c->b, bodyb);
+    if (var)
+        c->var[var->id] = i;
+    body(c, ctx);
+    LLVMValueRef next = LLVMBuildAdd(c->b, i, cg_i64(c, 1), "");
+    LLVMBasicBlockRef latch = LLVMGetInsertBlock(c->b);
+    LLVMValueRef br = LLVMBuildBr(c->b, head);
+    loop_metadata(c, br, kind, arg);
+    LLVMValueRef zero = cg_i64(c, 0);
+    LLVMAddIncoming(i, &zero, &pre, 1);
+    LLVMAddIncoming(i, &next, &latch, 1);
+    LLVMPositionBuilderAtEnd(c->b, exit);
+}
+
+static void stmt_body(Cg *c, void *s) { cg_stmt(c, s); }
+
+static void store(Cg *c, const Stmt *s)
+{
+    const Buffer *b = s->u.store.buf;
+    LLVMValueRef idx[IR_MAX_RANK];
+    for (int d = 0; d < b->rank; d++)
+        idx[d] = cg_expr(c, s->u.store.idx[d]);
+    LLVMValueRef v = cg_expr(c, s->u.store.value);
+    DType vt = dt_is_float(b->dtype) ? DT_F32 : b->dtype == DT_BOOL ? DT_BOOL : DT_I64;
+    v = cg_convert(c, v, s->u.store.value->dtype, vt);
+    LLVMValueRef p = cg_elem_ptr(c, b, idx);
+    if (s->u.store.atomic) { /* f32 only: checked by cg_check */
+        LLVMBuildAtomicRMW(c->b, LLVMAtomicRMWBinOpFAdd, p, v, LLVMAtomicOrderingMonotonic, 0);
+        return;
+    }
+    LLVMBuildStore(c->b, cg_narrow(c, b->dtype, v), p);
+}
+
+void cg_stmt(Cg *c, const Stmt *s)
+{
+    switch (s->op) {
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n; i++)
+            cg_stmt(c, s->u.seq.items[i]);
+        break;
+    case ST_FOR:
+        cg_loop(c, s->u.loop.var, cg_expr(c, s->u.loop.extent), s->u.loop.kind, s->u.loop.arg,
+                stmt_body, s->u.loop.body);
+        break;
+    case ST_IF: {
+        LLVMValueRef cond = cg_convert(c, cg_expr(c, s->u.if_.cond), s->u.if_.cond->dtype, DT_BOOL);
+        LLVMBasicBlockRef then_ = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "then");
+        LLVMBasicBlockRef else_ = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "else");
+        LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "join");
+        LLVMBuildCondBr(c->b, cond, then_, else_);
+        LLVMPositionBuilderAtEnd(c->b, then_);
+        cg_stmt(c, s->u.if_.then_);
+        LLVMBuildBr(c->b, join);
+        LLVMPositionBuilderAtEnd(c->b, else_);
+        if (s->u.if_.else_)
+            cg_stmt(c, s->u.if_.else_);
+        LLVMBuildBr(c->b, join);
+        LLVMPositionBuilderAtEnd(c->b, join);
+        break;
+    }
+    case ST_STORE:
+        store(c, s);
+        break;
+    case ST_MICRO_GEMM:
+        cg_micro_gemm(c, s);
+        break;
+    default:
+        break; /* tile ops never reach codegen: the verifier rejects them */
+    }
+}
+
+/* ------------------------------------------------------------- function */
+
+/* What this back end cannot compile yet, reported before building. */
+static bool cg_check(const Kernel *k, const Stmt *s, Diag *d)
+{
+    switch (s->op) {
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n; i++)
+            if (!cg_check(k, s->u.seq.items[i], d))
+                return false;
+        return true;
+    case ST_FOR: return cg_check(k, s->u.loop.body, d);
+    case ST_IF:
+        return cg_check(k, s->u.if_.then_, d) && (!s->u.if_.else_ || cg_check(k, s->u.if_.else_, d));
+    case ST_STORE:
+        if (s->u.store.atomic && s->u.store.buf->dtype != DT_F32)
+            return diag_error(d, s->loc, "atomic_add into %s buffer %s: the x86 back end supports f32 only",
+                              dt_name(s->u.store.buf->dtype), s->u.store.buf->name);
+        return true;
+    default: return true;
+    }
+}
+
+static bool check_kernel(const Kernel *k, Diag *d)
+{
+    if (k->level != LEVEL_LOOP)
+        return diag_error(d, k->loc, "codegen needs Loop IR (run the pass pipeline first)");
+    for (int i = 0; i < k->nbufs; i++)
+        if (k->bufs[i]->dtype == DT_F4E2M1)
+            return diag_error(d, k->bufs[i]->loc,
+                              "%s is f4e2m1: packed fp4 buffers are not supported by the x86 back end yet",
+                              k->bufs[i]->name);
+    return cg_check(k, k->body, d);
+}
+
+/* Shapes and strides of every buffer, evaluated once at entry; scratch
+ * buffers are 64-byte aligned stack arrays (one set per running block). */
+static void setup_buffers(Cg *c, LLVMValueRef args)
+{
+    const Kernel *k = c->k;
+    for (int i = 0; i < k->nbufs; i++) {
+        const Buffer *b = k->bufs[i];
+        for (int d = 0; d < b->rank; d++)
+            c->stride[b->id][d] = cg_expr(c, b->stride[d]);
+        if (b->scope == SCOPE_GLOBAL) {
+            LLVMValueRef slot = LLVMBuildGEP2(c->b, c->ptr, args, (LLVMValueRef[]){cg_i64(c, i)}, 1, "");
+            c->base[b->id] = LLVMBuildLoad2(c->b, c->ptr, slot, b->name);
+        } else {
+            int64_t n = 1, dim;
+            for (int d = 0; d < b->rank; d++) {
+                ir_expr_is_const(b->shape[d], &dim);
+                n *= dim;
+            }
+            /* + 64 elements: vector tails may read (never use) past the end */
+            LLVMTypeRef arr = LLVMArrayType2(cg_storage_type(c, b->dtype), (uint64_t)(n + 64));
+            LLVMValueRef a = LLVMBuildAlloca(c->b, arr, b->name);
+            LLVMSetAlignment(a, 64);
+            c->base[b->id] = a;
+        }
+    }
+}
+
+typedef struct BlockLoop {
+    LLVMValueRef grid[IR_MAX_GRID], begin;
+} BlockLoop;
+
+static void block_body(Cg *c, void *ctx)
+{
+    BlockLoop *bl = ctx;
+    const Kernel *k = c->k;
+    LLVMValueRef rest = LLVMBuildAdd(c->b, bl->begin, c->var[k->next_id], "");
+    for (int g = k->ngrid - 1; g >= 0; g--) {
+        c->var[k->grid_var[g]->id] = LLVMBuildSRem(c->b, rest, bl->grid[g], k->grid_var[g]->name);
+        rest = LLVMBuildSDiv(c->b, rest, bl->grid[g], "");
+    }
+    cg_stmt(c, k->body);
+}
+
+static void build_function(Cg *c)
+{
+    const Kernel *k = c->k;
+    LLVMTypeRef ps[4] = {c->ptr, c->ptr, c->i64, c->i64};
+    LLVMTypeRef fty = LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), ps, 4, 0);
+    c->fn = LLVMAddFunction(c->mod, k->name, fty);
+    const char *attrs[][2] = {{"target-cpu", c->t->llvm_cpu},
+                              {"target-features", c->t->llvm_features},
+                              {"prefer-vector-width", c->t->vector_bits == 512 ? "512" : "256"},
+                              {"min-legal-vector-width", c->t->vector_bits == 512 ? "512" : "256"}};
+    for (size_t i = 0; i < sizeof attrs / sizeof attrs[0]; i++)
+        LLVMAddAttributeAtIndex(c->fn, LLVMAttributeFunctionIndex,
+                                LLVMCreateStringAttribute(c->ctx, attrs[i][0], (unsigned)strlen(attrs[i][0]),
+                                                          attrs[i][1], (unsigned)strlen(attrs[i][1])));
+    unsigned nounwind = LLVMGetEnumAttributeKindForName("nounwind", 8);
+    LLVMAddAttributeAtIndex(c->fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(c->ctx, nounwind, 0));
+    LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "entry");
+    LLVMPositionBuilderAtEnd(c->b, entry);
+    LLVMValueRef args = LLVMGetParam(c->fn, 0), params = LLVMGetParam(c->fn, 1);
+    for (int i = 0; i < k->nparams; i++) {
+        LLVMValueRef slot = LLVMBuildGEP2(c->b, c->i64, params, (LLVMValueRef[]){cg_i64(c, i)}, 1, "");
+        c->param[i] = LLVMBuildLoad2(c->b, c->i64, slot, k->params[i]->name);
+    }
+    setup_buffers(c, args);
+    BlockLoop bl = {.begin = LLVMGetParam(c->fn, 2)};
+    for (int g = 0; g < k->ngrid; g++)
+        bl.grid[g] = cg_expr(c, k->grid[g]);
+    LLVMValueRef count = LLVMBuildSub(c->b, LLVMGetParam(c->fn, 3), bl.begin, "");
+    Var blkvar = {.name = "blk", .id = k->next_id};
+    cg_loop(c, &blkvar, count, LOOP_SERIAL, 0, block_body, &bl);
+    LLVMBuildRetVoid(c->b);
+}
+
+LLVMTargetMachineRef cg_target_machine(const TargetInfo *t, Diag *d)
+{
+    LLVMInitializeX86TargetInfo();
+    LLVMInitializeX86Target();
+    LLVMInitializeX86TargetMC();
+    LLVMInitializeX86AsmPrinter();
+    LLVMTargetRef target;
+    char *err = NULL;
+    if (LLVMGetTargetFromTriple(t->llvm_triple, &target, &err)) {
+        SrcLoc none = {0};
+        diag_error(d, none, "LLVM has no target for %s: %s", t->llvm_triple, err ? err : "?");
+        LLVMDisposeMessage(err);
+        return NULL;
+    }
+    return LLVMCreateTargetMachine(target, t->llvm_triple, t->llvm_cpu, t->llvm_features,
+                                   LLVMCodeGenLevelAggressive, LLVMRelocPIC, LLVMCodeModelDefault);
+}
+
+LLVMModuleRef cg_build_module(LLVMContextRef ctx, const Kernel *k, const TargetInfo *t,
+                              LLVMTargetMachineRef *tm_out, Diag *d)
+{
+    if (!check_kernel(k, d))
+        return NULL;
+    LLVMTargetMachineRef tm = cg_target_machine(t, d);
+    if (!tm)
+        return NULL;
+    Cg c = {.ctx = ctx, .k = k, .t = t};
+    c.mod = LLVMModuleCreateWithNameInContext(k->name, ctx);
+    LLVMSetTarget(c.mod, t->llvm_triple);
+    LLVMTargetDataRef dl = LLVMCreateTargetDataLayout(tm);
+    char *dls = LLVMCopyStringRepOfTargetData(dl);
+    LLVMSetDataLayout(c.mod, dls);
+    LLVMDisposeMessage(dls);
+    LLVMDisposeTargetData(dl);
+    c.b = LLVMCreateBuilderInContext(ctx);
+    c.i1 = LLVMInt1TypeInContext(ctx);
+    c.i8 = LLVMInt8TypeInContext(ctx);
+    c.i16 = LLVMInt16TypeInContext(ctx);
+    c.i32 = LLVMInt32TypeInContext(ctx);
+    c.i64 = LLVMInt64TypeInContext(ctx);
+    c.f32 = LLVMFloatTypeInContext(ctx);
+    c.ptr = LLVMPointerTypeInContext(ctx, 0);
+    size_t n = (size_t)k->next_id + 8; /* + the block index and micro.c counters */
+    c.var = calloc(n, sizeof *c.var);
+    c.base = calloc(n, sizeof *c.base);
+    c.stride = calloc(n, sizeof *c.stride);
+    c.param = calloc((size_t)k->nparams + 1, sizeof *c.param);
+    build_function(&c);
+    LLVMDisposeBuilder(c.b);
+    free(c.var);
+    free(c.base);
+    free(c.stride);
+    free(c.param);
+    char *err = NULL;
+    if (LLVMVerifyModule(c.mod, LLVMReturnStatusAction, &err)) {
+        diag_error(d, k->loc, "internal error: LLVM rejected the IR for %s: %.300s", k->name, err);
+        LLVMDisposeMessage(err);
+        LLVMDisposeModule(c.mod);
+        LLVMDisposeTargetMachine(tm);
+        return NULL;
+    }
+    LLVMDisposeMessage(err);
+    LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
+    LLVMPassBuilderOptionsSetLoopVectorization(po, 1);
+    LLVMPassBuilderOptionsSetSLPVectorization(po, 1);
+    LLVMErrorRef perr = LLVMRunPasses(c.mod, "default<O3>", tm, po);
+    LLVMDisposePassBuilderOptions(po);
+    if (perr) {
+        char *msg = LLVMGetErrorMessage(perr);
+        diag_error(d, k->loc, "internal error: LLVM passes failed: %s", msg);
+        LLVMDisposeErrorMessage(msg);
+        LLVMDisposeModule(c.mod);
+        LLVMDisposeTargetMachine(tm);
+        return NULL;
+    }
+    *tm_out = tm;
+    return c.mod;
+}

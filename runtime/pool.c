@@ -1,0 +1,148 @@
+/* pool.c — a persistent pthread pool: workers sleep on a condition variable
+ * between runs; each run hands every worker one contiguous chunk. */
+#include "runtime/pool.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+typedef struct Worker {
+    _Alignas(64) struct RtPool *pool; /* one cache line per worker */
+    int index;
+    pthread_t thread;
+} Worker;
+
+struct RtPool {
+    pthread_mutex_t mu;
+    pthread_cond_t start, done;
+    int nthreads;    /* workers besides the caller */
+    int use;         /* threads taking part in the current run */
+    uint64_t epoch;  /* bumped per run; workers wait for a new one */
+    int pending;     /* workers still busy in this run */
+    bool quit;
+    RtTaskFn fn;
+    void *ctx;
+    int64_t ntasks;
+    Worker *workers;
+};
+
+static void chunk(int64_t n, int parts, int i, int64_t *b, int64_t *e)
+{
+    *b = n * i / parts;
+    *e = n * (i + 1) / parts;
+}
+
+static void *worker_main(void *arg)
+{
+    Worker *w = arg;
+    RtPool *p = w->pool;
+    uint64_t seen = 0;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (p->epoch == seen && !p->quit)
+            pthread_cond_wait(&p->start, &p->mu);
+        if (p->quit)
+            break;
+        seen = p->epoch;
+        int parts = p->use, me = w->index + 1; /* the caller is part 0 */
+        if (me < parts) {
+            RtTaskFn fn = p->fn;
+            void *ctx = p->ctx;
+            int64_t b, e;
+            chunk(p->ntasks, parts, me, &b, &e);
+            pthread_mutex_unlock(&p->mu);
+            if (b < e)
+                fn(ctx, b, e);
+            pthread_mutex_lock(&p->mu);
+            if (--p->pending == 0)
+                pthread_cond_signal(&p->done);
+        }
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+RtPool *rt_pool_new(int nthreads)
+{
+    if (nthreads <= 0)
+        nthreads = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (nthreads < 1)
+        nthreads = 1;
+    RtPool *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->start, NULL);
+    pthread_cond_init(&p->done, NULL);
+    p->nthreads = nthreads - 1;
+    p->workers = aligned_alloc(64, sizeof(Worker) * (size_t)(p->nthreads + 1));
+    for (int i = 0; i < p->nthreads; i++) {
+        p->workers[i].pool = p;
+        p->workers[i].index = i;
+        pthread_create(&p->workers[i].thread, NULL, worker_main, &p->workers[i]);
+    }
+    return p;
+}
+
+void rt_pool_free(RtPool *p)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->mu);
+    p->quit = true;
+    pthread_cond_broadcast(&p->start);
+    pthread_mutex_unlock(&p->mu);
+    for (int i = 0; i < p->nthreads; i++)
+        pthread_join(p->workers[i].thread, NULL);
+    free(p->workers);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->start);
+    pthread_cond_destroy(&p->done);
+    free(p);
+}
+
+int rt_pool_threads(const RtPool *p) { return p->nthreads + 1; }
+
+void rt_pool_run(RtPool *p, int use, int64_t ntasks, RtTaskFn fn, void *ctx)
+{
+    int total = p->nthreads + 1;
+    if (use <= 0 || use > total)
+        use = total;
+    if (use > ntasks)
+        use = ntasks > 0 ? (int)ntasks : 1;
+    if (use == 1) {
+        if (ntasks > 0)
+            fn(ctx, 0, ntasks);
+        return;
+    }
+    pthread_mutex_lock(&p->mu);
+    p->fn = fn;
+    p->ctx = ctx;
+    p->ntasks = ntasks;
+    p->use = use;
+    p->pending = use - 1;
+    p->epoch++;
+    pthread_cond_broadcast(&p->start);
+    pthread_mutex_unlock(&p->mu);
+    int64_t b, e;
+    chunk(ntasks, use, 0, &b, &e);
+    if (b < e)
+        fn(ctx, b, e);
+    pthread_mutex_lock(&p->mu);
+    while (p->pending > 0)
+        pthread_cond_wait(&p->done, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* The runtime's one shared context: made once, lives until exit. */
+static RtPool *default_pool;
+static pthread_once_t default_once = PTHREAD_ONCE_INIT;
+
+static void make_default(void) { default_pool = rt_pool_new(0); }
+
+RtPool *rt_pool_default(void)
+{
+    pthread_once(&default_once, make_default);
+    return default_pool;
+}

@@ -1,0 +1,140 @@
+/* ref.c — references from the math (see ref.h). */
+#include "ref.h"
+
+#include <math.h>
+#include <string.h>
+
+void ref_gemm(int M, int N, int K, const float *A, const float *B, float *C)
+{
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            double s = 0;
+            for (int k = 0; k < K; k++)
+                s += (double)A[(int64_t)i * K + k] * B[(int64_t)j * K + k];
+            C[(int64_t)i * N + j] = (float)s;
+        }
+}
+
+void ref_softmax(int M, int N, const float *x, float *y)
+{
+    for (int i = 0; i < M; i++) {
+        const float *r = x + (int64_t)i * N;
+        double m = -INFINITY, s = 0;
+        for (int j = 0; j < N; j++)
+            m = fmax(m, r[j]);
+        for (int j = 0; j < N; j++)
+            s += exp(r[j] - m);
+        for (int j = 0; j < N; j++)
+            y[(int64_t)i * N + j] = (float)(exp(r[j] - m) / s);
+    }
+}
+
+void ref_rmsnorm(int M, int N, const float *x, const float *w, float eps, float *y)
+{
+    for (int i = 0; i < M; i++) {
+        const float *r = x + (int64_t)i * N;
+        double ss = 0;
+        for (int j = 0; j < N; j++)
+            ss += (double)r[j] * r[j];
+        double scale = 1.0 / sqrt(ss / N + eps);
+        for (int j = 0; j < N; j++)
+            y[(int64_t)i * N + j] = (float)(w[j] * r[j] * scale);
+    }
+}
+
+void ref_silu_mul(int64_t n, const float *gate, const float *up, float *y)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] = (float)(gate[i] / (1.0 + exp(-(double)gate[i])) * up[i]);
+}
+
+/* The representable magnitudes of a format are m * 2^e with a `mbits`-bit
+ * fraction; below 2^emin the spacing stays 2^(emin - mbits).  Round |x| to
+ * the nearest of them by comparing the two neighbours in double. */
+static double round_mag(double a, int mbits, int emin, double maxv, int saturate)
+{
+    if (a == 0 || isnan(a))
+        return a;
+    if (isinf(a))
+        return saturate ? maxv : INFINITY;
+    int e = (int)floor(log2(a));
+    if (ldexp(1, e) > a) /* guard log2's rounding */
+        e--;
+    if (ldexp(1, e + 1) <= a)
+        e++;
+    if (e < emin)
+        e = emin;
+    double step = ldexp(1, e - mbits);
+    double lo = floor(a / step) * step, hi = lo + step;
+    double r;
+    if (a - lo < hi - a)
+        r = lo;
+    else if (a - lo > hi - a)
+        r = hi;
+    else /* tie: the one with an even last fraction bit */
+        r = fmod(lo / step, 2) == 0 ? lo : hi;
+    if (r > maxv) {
+        if (saturate)
+            return maxv;
+        /* IEEE overflow: past max + half a step rounds to infinity */
+        return a < maxv + step / 2 ? maxv : INFINITY;
+    }
+    return r;
+}
+
+static float signed_round(float x, int mbits, int emin, double maxv, int saturate)
+{
+    double r = round_mag(fabs((double)x), mbits, emin, maxv, saturate);
+    return (float)(signbit(x) ? -r : r);
+}
+
+float ref_round_bf16(float x) { return signed_round(x, 7, -126, 3.3895313892515355e38, 0); }
+float ref_round_f16(float x) { return signed_round(x, 10, -14, 65504, 0); }
+float ref_round_e4m3(float x) { return signed_round(x, 3, -6, 448, 1); }
+float ref_round_e5m2(float x) { return signed_round(x, 2, -14, 57344, 1); }
+float ref_round_e2m1(float x) { return isnan(x) ? (signbit(x) ? -6.0f : 6.0f) : signed_round(x, 1, 0, 6, 1); }
+
+/* sign | exponent (ebits, bias) | fraction (mbits) */
+static double decode(unsigned bits, int ebits, int mbits, int bias)
+{
+    unsigned s = bits >> (ebits + mbits) & 1, e = bits >> mbits & ((1u << ebits) - 1);
+    unsigned m = bits & ((1u << mbits) - 1);
+    double v = e == 0 ? ldexp((double)m, 1 - bias - mbits) : ldexp(1.0 + ldexp((double)m, -mbits), (int)e - bias);
+    return s ? -v : v;
+}
+
+float ref_decode_e4m3(uint8_t b) { return (b & 0x7f) == 0x7f ? NAN : (float)decode(b, 4, 3, 7); }
+
+float ref_decode_e5m2(uint8_t b)
+{
+    if ((b & 0x7c) == 0x7c)
+        return (b & 3) ? NAN : (b & 0x80 ? -INFINITY : INFINITY);
+    return (float)decode(b, 5, 2, 15);
+}
+
+float ref_decode_bf16(uint16_t b)
+{
+    if ((b & 0x7f80) == 0x7f80)
+        return (b & 0x7f) ? NAN : (b & 0x8000 ? -INFINITY : INFINITY);
+    return (float)decode(b, 8, 7, 127);
+}
+
+float ref_decode_f16(uint16_t b)
+{
+    if ((b & 0x7c00) == 0x7c00)
+        return (b & 0x3ff) ? NAN : (b & 0x8000 ? -INFINITY : INFINITY);
+    return (float)decode(b, 5, 10, 15);
+}
+
+double ref_max_abs_diff(const float *a, const float *b, int64_t n)
+{
+    double m = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (isnan(a[i]) != isnan(b[i]))
+            d = INFINITY;
+        if (d > m)
+            m = d;
+    }
+    return m;
+}

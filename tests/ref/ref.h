@@ -1,0 +1,29 @@
+/* ref.h — independent references, written from the math in plain C.
+ * They share no code with tilec: rounding is computed from the formats'
+ * definitions here, not by calling ir/dtype.c. */
+#ifndef TILEC_TEST_REF_H
+#define TILEC_TEST_REF_H
+
+#include <stdint.h>
+
+/* C[M,N] = A[M,K] · B[N,K]^T, accumulated in double. */
+void ref_gemm(int M, int N, int K, const float *A, const float *B, float *C);
+void ref_softmax(int M, int N, const float *x, float *y);
+void ref_rmsnorm(int M, int N, const float *x, const float *w, float eps, float *y);
+void ref_silu_mul(int64_t n, const float *gate, const float *up, float *y);
+
+/* Nearest value of the format, ties to even; fp8/fp4 saturate to ±max. */
+float ref_round_bf16(float x);
+float ref_round_f16(float x);
+float ref_round_e4m3(float x);
+float ref_round_e5m2(float x);
+float ref_round_e2m1(float x);
+/* Value of every encoding, from the format's definition (NaN for NaNs). */
+float ref_decode_e4m3(uint8_t b);
+float ref_decode_e5m2(uint8_t b);
+float ref_decode_bf16(uint16_t b);
+float ref_decode_f16(uint16_t b);
+
+double ref_max_abs_diff(const float *a, const float *b, int64_t n);
+
+#endif
