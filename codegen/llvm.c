@@ -534,9 +534,14 @@ LLVMTargetMachineRef cg_target_machine(const TargetInfo *t, Diag *d)
                                    LLVMCodeGenLevelAggressive, LLVMRelocPIC, LLVMCodeModelDefault);
 }
 
+/* LLVM's remarks ("loop not vectorized") are for compiler developers;
+ * errors surface through return values instead. */
+static void quiet_diagnostics(LLVMDiagnosticInfoRef info, void *ctx) { (void)info; (void)ctx; }
+
 LLVMModuleRef cg_build_module(LLVMContextRef ctx, const Kernel *k, const TargetInfo *t,
                               LLVMTargetMachineRef *tm_out, Diag *d)
 {
+    LLVMContextSetDiagnosticHandler(ctx, quiet_diagnostics, NULL);
     if (!check_kernel(k, d))
         return NULL;
     LLVMTargetMachineRef tm = cg_target_machine(t, d);
