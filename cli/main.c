@@ -112,6 +112,16 @@ static bool split_eq(char *s, const char **name, const char **value)
     return true;
 }
 
+static bool is_value_option(const char *a)
+{
+    static const char *const with_value[] = {"--set", "--in", "--out", "--target", "--emit",
+                                             "--dump-after", "-o", "--threads", "--seed", "--repeat"};
+    for (size_t i = 0; i < sizeof with_value / sizeof with_value[0]; i++)
+        if (!strcmp(a, with_value[i]))
+            return true;
+    return false;
+}
+
 static int parse_opts(int argc, char **argv, Opts *o)
 {
     memset(o, 0, sizeof *o);
@@ -129,7 +139,7 @@ static int parse_opts(int argc, char **argv, Opts *o)
             o->raw = true;
         } else if (!strcmp(a, "--time-passes")) {
             o->time_passes = true;
-        } else if (a[0] == '-' && a[1] && !has_value) {
+        } else if (is_value_option(a) && !has_value) {
             return usage_error("option %s needs a value", a);
         } else if (!strcmp(a, "--set") || !strcmp(a, "--in") || !strcmp(a, "--out")) {
             if (o->nsets == MAX_OPTS || o->nins == MAX_OPTS || o->nouts == MAX_OPTS)

@@ -23,7 +23,7 @@ bool pass_check(Kernel *k, const TargetInfo *t, Diag *d)
             diag_error(d, b->loc, "%s %s is %s %s (%lld KiB), larger than %s allows (%lld KiB)",
                        scope_name(b->scope), b->name, shape, dt_name(b->dtype),
                        (long long)(bytes / 1024), t->name, (long long)(t->max_fragment_bytes / 1024));
-            diag_hint(d, "use smaller tiles (e.g. --set BM=64), or keep large tiles in T.shared");
+            diag_hint(d, "use smaller tiles, or keep large tiles in T.shared");
             return false;
         }
     }
