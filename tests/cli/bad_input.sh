@@ -1,7 +1,7 @@
 # Every kind of bad input to the tilec command gives one clear line on
 # stderr, a non-zero exit, and leaves existing files alone.
 TILEC=$1
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/support/lib.sh"
 
 gemm=examples/gemm.lua
 

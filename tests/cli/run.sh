@@ -1,7 +1,7 @@
 # tilec run end to end: the demo, --check on every example, .npy in and out
 # against references computed here in plain Python.
 TILEC=$1
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/support/lib.sh"
 
 check() { # NAME COMMAND...: must exit 0 and print only OK checks
   local name=$1; shift
@@ -28,7 +28,7 @@ for mode in "" --interp; do
   if "$TILEC" run examples/softmax.lua --set M=3 --set N=4 --in x=$tmp/x.npy --out y=$tmp/y.npy $mode >/dev/null 2>"$tmp/err" &&
      python3 - "$tmp/y.npy" <<'PY'
 import math, sys
-sys.path.insert(0, "tests/cli")
+sys.path.insert(0, "tests/cli/support")
 from npyio import read
 shape, y = read(sys.argv[1])
 rows = [[1, 2, 3, 4], [0, 0, 0, 0], [-1, 5, 0.5, 2]]

@@ -1,0 +1,358 @@
+/* test_kernels.c — every example kernel, run by the interpreter and by the
+ * JIT on each target this CPU runs, at many shapes (tile multiples and not,
+ * 1-element edges, dyn dims, 1 and 2 threads), against the plain-C
+ * references of tests/ref. */
+#include "codegen/codegen.h"
+#include "frontend/frontend.h"
+#include "passes/passes.h"
+#include "ref/ref.h"
+#include "test.h"
+
+#include <string.h>
+
+enum { MAXARGS = 8 };
+
+/* A kernel's arguments as f32 arrays (what the references read) plus the
+ * storage in the argument's own dtype (what the kernel reads). */
+typedef struct Args {
+    int n;
+    float *f[MAXARGS];
+    void *raw[MAXARGS];
+    int64_t numel[MAXARGS];
+    DType dt[MAXARGS];
+} Args;
+
+static void args_free(Args *a)
+{
+    for (int i = 0; i < a->n; i++) {
+        free(a->f[i]);
+        free(a->raw[i]);
+    }
+}
+
+/* Random inputs, already rounded to each argument's dtype (so the
+ * references see exactly what the kernel sees). */
+static void args_make(const Kernel *k, const int64_t *params, Args *a, unsigned seed)
+{
+    a->n = k->nargs;
+    for (int i = 0; i < k->nargs; i++) {
+        const Buffer *b = k->bufs[i];
+        int64_t n = 1, dim;
+        for (int d = 0; d < b->rank; d++) {
+            ir_eval_int(b->shape[d], params, &dim);
+            n *= dim;
+        }
+        a->numel[i] = n;
+        a->dt[i] = b->dtype;
+        a->f[i] = calloc((size_t)n + 1, sizeof(float));
+        a->raw[i] = calloc(dt_storage_bytes(b->dtype, n) + 64, 1);
+        for (int64_t j = 0; j < n && b->dir != ARG_OUT; j++) {
+            float v = test_rand(&seed);
+            dt_store(b->dtype, a->raw[i], j, v);
+            a->f[i][j] = (float)dt_load(b->dtype, a->raw[i], j);
+        }
+    }
+}
+
+static void args_read_back(Args *a)
+{
+    for (int i = 0; i < a->n; i++)
+        for (int64_t j = 0; j < a->numel[i]; j++)
+            a->f[i][j] = (float)dt_load(a->dt[i], a->raw[i], j);
+}
+
+typedef enum Mode { INTERP, JIT } Mode;
+
+/* Run spec with sets on fresh random inputs; outputs land in a->f. */
+static bool run_spec(const char *spec, const FeSet *sets, int nsets, const int64_t *params, Mode mode,
+                     const char *target, int threads, Args *a)
+{
+    Diag d = {0};
+    Kernel *k = fe_load(spec, sets, nsets, &d);
+    if (!k) {
+        diag_print(&d, stdout);
+        return false;
+    }
+    args_make(k, params, a, 42);
+    bool ok;
+    if (mode == INTERP) {
+        ok = ir_interp(k, a->raw, params, &d);
+    } else {
+        const TargetInfo *t = ir_target(target);
+        CgJit *j = NULL;
+        ok = pass_pipeline(k, t, NULL, &d) && (j = cg_jit_compile(k, t, &d)) &&
+             cg_launch(k, cg_jit_fn(j), a->raw, params, threads, &d);
+        cg_jit_free(j);
+    }
+    if (!ok)
+        diag_print(&d, stdout);
+    args_read_back(a);
+    ir_kernel_free(k);
+    return ok;
+}
+
+/* The executors to compare: the interpreter, and the JIT per target and
+ * thread count (targets this CPU cannot run are reported as skipped). */
+typedef struct Exec {
+    Mode mode;
+    const char *target;
+    int threads;
+} Exec;
+
+static const Exec execs[] = {
+    {INTERP, NULL, 0},
+    {JIT, "x86-avx512", 1},
+    {JIT, "x86-avx512", 2},
+    {JIT, "x86-avx2", 2},
+};
+enum { NEXECS = sizeof execs / sizeof execs[0] };
+
+static bool exec_available(const Exec *e)
+{
+    if (e->mode == INTERP)
+        return true;
+    static bool said[2];
+    bool ok = ir_target_runs_here(ir_target(e->target));
+    int which = !strcmp(e->target, "x86-avx2");
+    if (!ok && !said[which]) {
+        printf("skipped: this CPU cannot run %s\n", e->target);
+        said[which] = true;
+    }
+    return ok;
+}
+
+static const char *exec_name(const Exec *e)
+{
+    static char buf[64];
+    if (e->mode == INTERP)
+        return "interpreter";
+    snprintf(buf, sizeof buf, "%s/%d thread(s)", e->target, e->threads);
+    return buf;
+}
+
+static char num[16][32];
+static const char *itoa_slot(int slot, int64_t v)
+{
+    snprintf(num[slot], sizeof num[slot], "%lld", (long long)v);
+    return num[slot];
+}
+
+/* ------------------------------------------------------------------ gemm */
+
+static void check_gemm(const char *dtype, int M, int N, int K)
+{
+    FeSet sets[] = {{"M", itoa_slot(0, M)}, {"N", itoa_slot(1, N)}, {"K", itoa_slot(2, K)}, {"dtype", dtype}};
+    for (int e = 0; e < NEXECS; e++) {
+        if (!exec_available(&execs[e]))
+            continue;
+        Args a = {0};
+        bool ok = run_spec("examples/gemm.lua", sets, 4, NULL, execs[e].mode, execs[e].target, execs[e].threads, &a);
+        CHECKF(ok, "gemm %s %dx%dx%d on %s did not run", dtype, M, N, K, exec_name(&execs[e]));
+        if (ok) {
+            float *ref = calloc((size_t)M * N, sizeof(float));
+            ref_gemm(M, N, K, a.f[0], a.f[1], ref);
+            /* f32 accumulation of K products of magnitude <= 1 */
+            double tol = 1e-6 * K + 1e-6;
+            double diff = ref_max_abs_diff(ref, a.f[2], (int64_t)M * N);
+            CHECKF(diff <= tol, "gemm %s %dx%dx%d on %s: max |diff| %g > %g", dtype, M, N, K,
+                   exec_name(&execs[e]), diff, tol);
+            free(ref);
+        }
+        args_free(&a);
+    }
+}
+
+TEST(gemm_f32_shapes)
+{
+    /* tile multiples, non-multiples of every tile size (BM 48, BN 64, BK 128,
+     * micro tiles 6x32), and 1-element edges */
+    static const int shapes[][3] = {
+        {96, 128, 256}, {67, 45, 131}, {1, 1, 1}, {1, 100, 7}, {49, 65, 129}, {5, 33, 2}, {200, 31, 300},
+    };
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        check_gemm("f32", shapes[i][0], shapes[i][1], shapes[i][2]);
+}
+
+TEST(gemm_bf16_shapes)
+{
+    static const int shapes[][3] = {{96, 128, 256}, {67, 45, 131}, {1, 1, 1}, {16, 64, 3}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        check_gemm("bf16", shapes[i][0], shapes[i][1], shapes[i][2]);
+}
+
+/* ------------------------------------------------------- row operations */
+
+typedef void (*RowRef)(int M, int N, const Args *a, float *out);
+
+static void softmax_ref(int M, int N, const Args *a, float *out) { ref_softmax(M, N, a->f[0], out); }
+static void rmsnorm_ref(int M, int N, const Args *a, float *out)
+{
+    ref_rmsnorm(M, N, a->f[0], a->f[1], 1e-6f, out);
+}
+static void silu_ref(int M, int N, const Args *a, float *out)
+{
+    ref_silu_mul((int64_t)M * N, a->f[0], a->f[1], out);
+}
+
+static void check_rows(const char *spec, int M, int N, RowRef ref, int out_arg, double tol,
+                       const char *extra_name, const char *extra_value)
+{
+    FeSet sets[3] = {{"M", itoa_slot(3, M)}, {"N", itoa_slot(4, N)}, {extra_name, extra_value}};
+    for (int e = 0; e < NEXECS; e++) {
+        if (!exec_available(&execs[e]))
+            continue;
+        Args a = {0};
+        bool ok = run_spec(spec, sets, extra_name ? 3 : 2, NULL, execs[e].mode, execs[e].target,
+                           execs[e].threads, &a);
+        CHECKF(ok, "%s %dx%d on %s did not run", spec, M, N, exec_name(&execs[e]));
+        if (ok) {
+            float *want = calloc((size_t)M * N, sizeof(float));
+            ref(M, N, &a, want);
+            /* outputs in a low-precision dtype: compare after its rounding */
+            if (a.dt[out_arg] == DT_BF16)
+                for (int64_t i = 0; i < (int64_t)M * N; i++)
+                    want[i] = ref_round_bf16(want[i]);
+            double diff = ref_max_abs_diff(want, a.f[out_arg], (int64_t)M * N);
+            CHECKF(diff <= tol, "%s %dx%d on %s: max |diff| %g > %g", spec, M, N, exec_name(&execs[e]), diff, tol);
+            free(want);
+        }
+        args_free(&a);
+    }
+}
+
+TEST(softmax_shapes)
+{
+    static const int shapes[][2] = {{16, 256}, {13, 1000}, {1, 1}, {3, 1}, {1, 513}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        check_rows("examples/softmax.lua", shapes[i][0], shapes[i][1], softmax_ref, 1, 2e-6, NULL, NULL);
+}
+
+TEST(rmsnorm_shapes)
+{
+    static const int shapes[][2] = {{16, 256}, {13, 1000}, {1, 1}, {9, 257}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        check_rows("examples/rmsnorm.lua", shapes[i][0], shapes[i][1], rmsnorm_ref, 2, 1e-5, NULL, NULL);
+}
+
+TEST(silu_mul_f32_and_bf16)
+{
+    static const int shapes[][2] = {{4, 512}, {7, 1000}, {1, 1}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        check_rows("examples/silu_mul.lua", shapes[i][0], shapes[i][1], silu_ref, 2, 1e-6, "dtype", "f32");
+        /* bf16 output: one rounding of a value near the f32 result (<= 1 ulp) */
+        check_rows("examples/silu_mul.lua", shapes[i][0], shapes[i][1], silu_ref, 2, 8e-3, "dtype", "bf16");
+    }
+}
+
+/* ------------------------------------------------------------- dyn dims */
+
+TEST(dyn_dimension_at_run_time)
+{
+    /* One compiled kernel serves every M: M is a runtime scalar. */
+    Diag d = {0};
+    Kernel *k = fe_load("examples/dyn_scale.lua", NULL, 0, &d);
+    CHECK(k && k->nparams == 1);
+    if (!k)
+        return;
+    const TargetInfo *t = ir_host_target();
+    CgJit *j = NULL;
+    CHECK(pass_pipeline(k, t, NULL, &d) && (j = cg_jit_compile(k, t, &d)));
+    for (int64_t M = 0; j && M <= 40; M += 13) {
+        int64_t N = 100, params[1] = {M};
+        Args a = {0};
+        args_make(k, params, &a, 7);
+        CHECK(cg_launch(k, cg_jit_fn(j), a.raw, params, 2, &d));
+        args_read_back(&a);
+        for (int64_t i = 0; i < M * N; i++)
+            CHECKF(a.f[1][i] == a.f[0][i] * 2.0f + 1.0f, "M=%lld element %lld", (long long)M, (long long)i);
+        args_free(&a);
+    }
+    cg_jit_free(j);
+    ir_kernel_free(k);
+}
+
+/* -------------------------------------------------------- atomic add */
+
+TEST(atomic_add_across_blocks)
+{
+    /* 64 blocks all add their row sums into one accumulator concurrently. */
+    const char *src =
+        "kernel colsum level tile\n"
+        "arg x: f32[64, 32] in\n"
+        "arg y: f32[1, 32] inout\n"
+        "buf t: fragment f32[1, 32]\n"
+        "grid (b) < [64]\n"
+        "{\n"
+        "  copy x[b +: 1, 0 +: 32] -> t\n"
+        "  atomic_add t -> y[0 +: 1, 0 +: 32]\n"
+        "}\n";
+    Diag d = {0};
+    for (int e = 0; e < NEXECS; e++) {
+        if (!exec_available(&execs[e]))
+            continue;
+        Kernel *k = ir_parse(src, "colsum.tir", &d);
+        CHECK(k != NULL);
+        if (!k) {
+            diag_print(&d, stdout);
+            return;
+        }
+        float x[64 * 32], y[32] = {0}, want[32] = {0};
+        unsigned seed = 3;
+        for (int i = 0; i < 64 * 32; i++) {
+            x[i] = (float)(int)(test_rand(&seed) * 8); /* integers: any order sums exactly */
+            want[i % 32] += x[i];
+        }
+        void *args[2] = {x, y};
+        bool ok;
+        if (execs[e].mode == INTERP) {
+            ok = ir_interp(k, args, NULL, &d);
+        } else {
+            const TargetInfo *t = ir_target(execs[e].target);
+            CgJit *j = NULL;
+            ok = pass_pipeline(k, t, NULL, &d) && (j = cg_jit_compile(k, t, &d)) &&
+                 cg_launch(k, cg_jit_fn(j), args, NULL, execs[e].threads, &d);
+            cg_jit_free(j);
+        }
+        CHECKF(ok, "colsum on %s", exec_name(&execs[e]));
+        for (int i = 0; ok && i < 32; i++)
+            CHECKF(y[i] == want[i], "column %d on %s: %g != %g", i, exec_name(&execs[e]), y[i], want[i]);
+        ir_kernel_free(k);
+    }
+}
+
+TEST(interpreter_reports_out_of_bounds)
+{
+    const char *src =
+        "kernel oob level tile\n"
+        "arg y: f32[4] out\n"
+        "grid (b) < [1]\n"
+        "{\n"
+        "  for i: serial < 5 {\n"
+        "    y[i] = 1.0\n"
+        "  }\n"
+        "}\n";
+    Diag d = {0};
+    Kernel *k = ir_parse(src, "oob.tir", &d);
+    float y[4];
+    void *args[1] = {y};
+    CHECK(k && !ir_interp(k, args, NULL, &d));
+    char line[700];
+    FILE *f = fmemopen(line, sizeof line, "w");
+    diag_print(&d, f);
+    fclose(f);
+    CHECKF(!strcmp(line, "oob.tir:6: index [4] is out of bounds for y of shape [4]\n"), "%s", line);
+    ir_kernel_free(k);
+}
+
+int main(void)
+{
+    RUN(gemm_f32_shapes);
+    RUN(gemm_bf16_shapes);
+    RUN(softmax_shapes);
+    RUN(rmsnorm_shapes);
+    RUN(silu_mul_f32_and_bf16);
+    RUN(dyn_dimension_at_run_time);
+    RUN(atomic_add_across_blocks);
+    RUN(interpreter_reports_out_of_bounds);
+    return test_summary();
+}
