@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 typedef struct Shape {
     int64_t m, n, k;
@@ -267,9 +268,17 @@ int main(int argc, char **argv)
     }
     if (threads < 1)
         threads = 1;
+    /* OpenMP reads OMP_NUM_THREADS when its library loads, before main:
+     * re-run this program with it set so oneDNN uses the same threads. */
     char env[16];
     snprintf(env, sizeof env, "%d", threads);
-    setenv("OMP_NUM_THREADS", env, 1); /* before oneDNN starts OpenMP */
+    const char *cur = getenv("OMP_NUM_THREADS");
+    if (!cur || strcmp(cur, env)) {
+        setenv("OMP_NUM_THREADS", env, 1);
+        execv("/proc/self/exe", argv);
+        fprintf(stderr, "bench_gemm: cannot re-run itself to set OMP_NUM_THREADS\n");
+        return 1;
+    }
     const TargetInfo *t = ir_host_target();
     printf("bench_gemm: target %s, %d thread(s), medians; ratio = tilec / oneDNN\n",
            t ? t->name : "none", threads);
