@@ -75,7 +75,7 @@ static const char *ident(Parser *ps)
     skip_space(ps);
     const char *s = ps->p;
     if (!isalpha((unsigned char)*s) && *s != '_')
-        error(ps, "expected a name near '%.10s'", *s ? s : "end of input");
+        error(ps, "expected a name near '%.12s'", *s ? s : "end of input");
     size_t n = 0;
     while (isalnum((unsigned char)s[n]) || s[n] == '_')
         n++;

@@ -47,8 +47,13 @@ static void print_const(const Expr *e, FILE *f)
     } else if (isinf(e->imm.f)) {
         fputs(e->imm.f < 0 ? "-inf" : "inf", f);
     } else {
+        /* the shortest decimal that reads back as the same f32 */
         char buf[64];
-        snprintf(buf, sizeof buf, "%.9g", e->imm.f);
+        for (int digits = 6; digits <= 9; digits++) {
+            snprintf(buf, sizeof buf, "%.*g", digits, e->imm.f);
+            if (strtof(buf, NULL) == (float)e->imm.f)
+                break;
+        }
         fputs(buf, f);
         if (!strpbrk(buf, ".e"))
             fputs(".0", f);

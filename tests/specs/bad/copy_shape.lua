@@ -1,0 +1,15 @@
+local T = require "tile"
+return T.kernel "copy_shape" {
+  params = { N = 64 },
+  args = function(p) return {
+    x = T.tensor{p.N, p.N, T.f32},
+    q = T.tensor{p.N, p.N, T.i32, out = true},
+    y = T.tensor{p.N, p.N, T.f32, out = true},
+  } end,
+  body = function(p, x, q, y)
+    for b in T.grid(1) do
+      local t = T.shared{64, 16, T.f32}
+      T.copy(x:tile(0, 0, {64, 32}), t)
+    end
+  end,
+}

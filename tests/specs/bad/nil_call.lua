@@ -1,0 +1,15 @@
+local T = require "tile"
+return T.kernel "nil_call" {
+  params = { N = 64 },
+  args = function(p) return {
+    x = T.tensor{p.N, p.N, T.f32},
+    q = T.tensor{p.N, p.N, T.i32, out = true},
+    y = T.tensor{p.N, p.N, T.f32, out = true},
+  } end,
+  body = function(p, x, q, y)
+    for b in T.grid(1) do
+      local f = nil
+      f(1)
+    end
+  end,
+}

@@ -1,0 +1,2 @@
+local T = require "tile"
+local g = T.gemmm
