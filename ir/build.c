@@ -329,14 +329,50 @@ static Expr *fold_int(Kernel *k, ExprOp op, Expr *a, Expr *b)
     return NULL;
 }
 
+static bool is_bool_const(const Expr *e, bool *v)
+{
+    if (e->op != EX_CONST || e->dtype != DT_BOOL)
+        return false;
+    *v = e->imm.i != 0;
+    return true;
+}
+
+/* Comparisons of integer constants, and and/or with a constant side. */
+static Expr *fold_bool(Kernel *k, ExprOp op, Expr *a, Expr *b)
+{
+    int64_t x, y;
+    if (ir_expr_is_const(a, &x) && ir_expr_is_const(b, &y)) {
+        switch (op) {
+        case EX_LT: return ir_const_bool(k, x < y);
+        case EX_LE: return ir_const_bool(k, x <= y);
+        case EX_EQ: return ir_const_bool(k, x == y);
+        case EX_NE: return ir_const_bool(k, x != y);
+        default: break;
+        }
+    }
+    bool c;
+    if (op == EX_AND || op == EX_OR) {
+        bool is_and = op == EX_AND;
+        if (is_bool_const(a, &c))
+            return c == is_and ? b : ir_const_bool(k, c);
+        if (is_bool_const(b, &c))
+            return c == is_and ? a : ir_const_bool(k, c);
+    }
+    return NULL;
+}
+
 Expr *ir_binary(Kernel *k, ExprOp op, Expr *a, Expr *b)
 {
     DType t;
     switch (op) {
     case EX_LT: case EX_LE: case EX_EQ: case EX_NE:
-    case EX_AND: case EX_OR:
+    case EX_AND: case EX_OR: {
+        Expr *f = fold_bool(k, op, a, b);
+        if (f)
+            return f;
         t = DT_BOOL;
         break;
+    }
     default:
         t = arith_type(a->dtype, b->dtype);
         if (t == DT_I64) {

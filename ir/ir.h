@@ -358,7 +358,8 @@ Expr *ir_var(Kernel *k, Var *v);
 Expr *ir_param(Kernel *k, Param *p);
 Expr *ir_load(Kernel *k, Buffer *b, Expr *const *idx);
 /* Unary/binary ops with the promotion rules at the top of this file;
- * integer constants are folded. */
+ * integer constants, their comparisons and and/or with a constant side are
+ * folded. */
 Expr *ir_unary(Kernel *k, ExprOp op, Expr *a);
 Expr *ir_binary(Kernel *k, ExprOp op, Expr *a, Expr *b);
 Expr *ir_select(Kernel *k, Expr *c, Expr *a, Expr *b);

@@ -168,6 +168,8 @@ static Stmt *lower_copy(Lower *L, const Region *src, const Region *dst, bool ato
     Expr *inside = and_opt(L, window_inside(L, src), window_inside(L, dst));
     if (!inside)
         return copy_loops(L, src, dst, atomic, false, loc);
+    if (inside->op == EX_CONST) /* decided at compile time */
+        return copy_loops(L, src, dst, atomic, inside->imm.i == 0, loc);
     return ir_if(L->k, inside, copy_loops(L, src, dst, atomic, false, loc),
                  copy_loops(L, src, dst, atomic, true, loc), loc);
 }
