@@ -11,8 +11,10 @@
 
 #include <llvm-c/Analysis.h>
 #include <llvm-c/DebugInfo.h>
+#include <llvm-c/Support.h>
 #include <llvm-c/Target.h>
 #include <llvm-c/Transforms/PassBuilder.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -298,9 +300,33 @@ static LLVMMetadataRef md_flag(Cg *c, const char *name, LLVMValueRef v)
     return LLVMMDNodeInContext2(c->ctx, ops, v ? 2 : 1);
 }
 
+static bool calls_math(const Expr *e)
+{
+    if (e->op == EX_EXP || e->op == EX_EXP2 || e->op == EX_LOG || e->op == EX_SIGMOID ||
+        e->op == EX_SILU || e->op == EX_SOFTPLUS)
+        return true;
+    for (int i = 0; i < e->nargs; i++)
+        if (calls_math(e->args[i]))
+            return true;
+    return false;
+}
+
+static bool body_calls_math(const Stmt *s)
+{
+    if (s->op == ST_SEQ) {
+        for (int i = 0; i < s->u.seq.n; i++)
+            if (body_calls_math(s->u.seq.items[i]))
+                return true;
+        return false;
+    }
+    return s->op == ST_STORE && calls_math(s->u.store.value);
+}
+
 /* !llvm.loop metadata for a vector loop: force vectorisation at `width`
- * lanes with a predicated (masked) tail; reductions may be reordered. */
-static void loop_metadata(Cg *c, LLVMValueRef latch_br, LoopKind kind, int width)
+ * lanes with a predicated (masked) tail; reductions may be reordered.
+ * Loops calling vector math keep an unmasked body and a scalar tail
+ * instead, since libmvec has no masked variants for LLVM to call. */
+static void loop_metadata(Cg *c, LLVMValueRef latch_br, LoopKind kind, int width, bool masked)
 {
     LLVMMetadataRef ops[4];
     int n = 1;
@@ -308,7 +334,8 @@ static void loop_metadata(Cg *c, LLVMValueRef latch_br, LoopKind kind, int width
     if (kind == LOOP_VECTOR) {
         ops[n++] = md_flag(c, "llvm.loop.vectorize.enable", t);
         ops[n++] = md_flag(c, "llvm.loop.vectorize.width", LLVMConstInt(c->i32, (unsigned)width, 0));
-        ops[n++] = md_flag(c, "llvm.loop.vectorize.predicate.enable", t);
+        if (masked)
+            ops[n++] = md_flag(c, "llvm.loop.vectorize.predicate.enable", t);
     } else if (kind == LOOP_UNROLL) {
         ops[n++] = md_flag(c, "llvm.loop.unroll.full", NULL);
     } else {
@@ -323,7 +350,7 @@ static void loop_metadata(Cg *c, LLVMValueRef latch_br, LoopKind kind, int width
 }
 
 /* for var in [0, n): body — a canonical loop with the counter as a phi. */
-void cg_loop(Cg *c, Var *var, LLVMValueRef n, LoopKind kind, int arg,
+void cg_loop(Cg *c, Var *var, LLVMValueRef n, LoopKind kind, int arg, bool masked,
              void (*body)(Cg *, void *), void *ctx)
 {
     LLVMBasicBlockRef pre = LLVMGetInsertBlock(c->b);
@@ -341,7 +368,7 @@ void cg_loop(Cg *c, Var *var, LLVMValueRef n, LoopKind kind, int arg,
     LLVMValueRef next = LLVMBuildAdd(c->b, i, cg_i64(c, 1), "");
     LLVMBasicBlockRef latch = LLVMGetInsertBlock(c->b);
     LLVMValueRef br = LLVMBuildBr(c->b, head);
-    loop_metadata(c, br, kind, arg);
+    loop_metadata(c, br, kind, arg, masked);
     LLVMValueRef zero = cg_i64(c, 0);
     LLVMAddIncoming(i, &zero, &pre, 1);
     LLVMAddIncoming(i, &next, &latch, 1);
@@ -374,10 +401,15 @@ void cg_stmt(Cg *c, const Stmt *s)
         for (int i = 0; i < s->u.seq.n; i++)
             cg_stmt(c, s->u.seq.items[i]);
         break;
-    case ST_FOR:
-        cg_loop(c, s->u.loop.var, cg_expr(c, s->u.loop.extent), s->u.loop.kind, s->u.loop.arg,
+    case ST_FOR: {
+        /* LLVM 19 maps f32 math to libmvec's 8-lane (AVX2) entry points only,
+         * unmasked: a loop with math runs 8 lanes wide with a scalar tail. */
+        bool math = body_calls_math(s->u.loop.body);
+        int width = math && s->u.loop.arg > 8 ? 8 : s->u.loop.arg;
+        cg_loop(c, s->u.loop.var, cg_expr(c, s->u.loop.extent), s->u.loop.kind, width, !math,
                 stmt_body, s->u.loop.body);
         break;
+    }
     case ST_IF: {
         LLVMValueRef cond = cg_convert(c, cg_expr(c, s->u.if_.cond), s->u.if_.cond->dtype, DT_BOOL);
         LLVMBasicBlockRef then_ = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "then");
@@ -512,12 +544,22 @@ static void build_function(Cg *c)
         bl.grid[g] = cg_expr(c, k->grid[g]);
     LLVMValueRef count = LLVMBuildSub(c->b, LLVMGetParam(c->fn, 3), bl.begin, "");
     Var blkvar = {.name = "blk", .id = k->next_id};
-    cg_loop(c, &blkvar, count, LOOP_SERIAL, 0, block_body, &bl);
+    cg_loop(c, &blkvar, count, LOOP_SERIAL, 0, false, block_body, &bl);
     LLVMBuildRetVoid(c->b);
+}
+
+/* Once per process: vectorised math calls (exp, log, ...) go to glibc's
+ * libmvec (_ZGVeN16v_expf ...), so loops with math stay in zmm registers. */
+static void init_llvm(void)
+{
+    const char *argv[] = {"tilec", "-vector-library=LIBMVEC-X86"};
+    LLVMParseCommandLineOptions(2, argv, NULL);
 }
 
 LLVMTargetMachineRef cg_target_machine(const TargetInfo *t, Diag *d)
 {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, init_llvm);
     LLVMInitializeX86TargetInfo();
     LLVMInitializeX86Target();
     LLVMInitializeX86TargetMC();

@@ -149,14 +149,14 @@ static void scalar_j(Cg *c, void *ctx)
     LLVMValueRef cp = at(c, &s->u.gemm.c, c->var[sc->i->id], c->var[sc->j->id]);
     LLVMValueRef init = s->u.gemm.clear ? LLVMConstReal(c->f32, 0) : LLVMBuildLoad2(c->b, c->f32, cp, "");
     LLVMBuildStore(c->b, init, sc->acc);
-    cg_loop(c, sc->k, cg_i64(c, s->u.gemm.b.ext[0]), LOOP_SERIAL, 0, scalar_k, sc);
+    cg_loop(c, sc->k, cg_i64(c, s->u.gemm.b.ext[0]), LOOP_SERIAL, 0, false, scalar_k, sc);
     LLVMBuildStore(c->b, LLVMBuildLoad2(c->b, c->f32, sc->acc, ""), cp);
 }
 
 static void scalar_i(Cg *c, void *ctx)
 {
     Scalar *sc = ctx;
-    cg_loop(c, sc->j, cg_i64(c, sc->s->u.gemm.c.ext[1]), LOOP_SERIAL, 0, scalar_j, sc);
+    cg_loop(c, sc->j, cg_i64(c, sc->s->u.gemm.c.ext[1]), LOOP_SERIAL, 0, false, scalar_j, sc);
 }
 
 static Var *temp_var(Cg *c, const char *name, int slot)
@@ -179,7 +179,7 @@ void cg_micro_gemm(Cg *c, const Stmt *s)
     if (!vec) {
         Scalar sc = {.s = s, .i = temp_var(c, "i", 2), .j = temp_var(c, "j", 3), .k = k,
                      .acc = entry_alloca(c, c->f32)};
-        cg_loop(c, sc.i, cg_i64(c, mr), LOOP_SERIAL, 0, scalar_i, &sc);
+        cg_loop(c, sc.i, cg_i64(c, mr), LOOP_SERIAL, 0, false, scalar_i, &sc);
         free(sc.i);
         free(sc.j);
         free(k);
@@ -197,7 +197,7 @@ void cg_micro_gemm(Cg *c, const Stmt *s)
                 init = vload(c, &m, m.vf32, at(c, cr, cg_i64(c, i), cg_i64(c, (int64_t)v * w)), lanes_of(&m, v));
             LLVMBuildStore(c->b, init, m.acc[i][v]);
         }
-    cg_loop(c, k, cg_i64(c, s->u.gemm.b.ext[0]), LOOP_SERIAL, 0, k_step, &m);
+    cg_loop(c, k, cg_i64(c, s->u.gemm.b.ext[0]), LOOP_SERIAL, 0, false, k_step, &m);
     for (int i = 0; i < mr; i++)
         for (int v = 0; v < nv; v++) {
             LLVMValueRef acc = LLVMBuildLoad2(c->b, m.vf32, m.acc[i][v], "");
