@@ -9,6 +9,7 @@
 #include "codegen/cgctx.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 enum { MAX_ROWS = 16, MAX_VECS = 8 };
 
@@ -76,6 +77,57 @@ static LLVMValueRef splat(Cg *c, Micro *m, LLVMValueRef x)
     LLVMValueRef v = LLVMBuildInsertElement(c->b, LLVMGetPoison(m->vf32), x, LLVMConstInt(c->i32, 0, 0), "");
     LLVMTypeRef mty = LLVMVectorType(c->i32, (unsigned)m->w);
     return LLVMBuildShuffleVector(c->b, v, LLVMGetPoison(m->vf32), LLVMConstNull(mty), "");
+}
+
+/* One k-pair with vdpbf16ps: acc += A(i, 2kk)·B(2kk, n) + A(i, 2kk+1)·B(2kk+1, n).
+ * The instruction's operand types are read off its declaration (LLVM has
+ * used both i32 and bfloat vectors for them). */
+static void pair_step(Cg *c, void *ctx)
+{
+    Micro *m = ctx;
+    const Stmt *s = m->s;
+    const Region *a = &s->u.gemm.a, *b = &s->u.gemm.b;
+    LLVMValueRef kk = c->var[m->kvar->id];
+    const char *name = "llvm.x86.avx512bf16.dpbf16ps.512";
+    unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+    LLVMValueRef fn = LLVMGetIntrinsicDeclaration(c->mod, id, NULL, 0);
+    LLVMTypeRef fty = LLVMGlobalGetValueType(fn), params[3];
+    LLVMGetParamTypes(fty, params);
+    LLVMTypeRef pairs16 = LLVMVectorType(c->i16, (unsigned)(2 * m->w));
+    LLVMValueRef bv[MAX_VECS];
+    for (int v = 0; v < m->nv; v++) {
+        LLVMValueRef p = at(c, b, kk, cg_i64(c, (int64_t)2 * v * m->w));
+        int lanes = lanes_of(m, v);
+        LLVMValueRef raw;
+        if (lanes == m->w) {
+            raw = LLVMBuildLoad2(c->b, pairs16, p, "");
+            LLVMSetAlignment(raw, 2);
+        } else {
+            LLVMValueRef bits[64];
+            for (int i = 0; i < 2 * m->w; i++)
+                bits[i] = LLVMConstInt(c->i1, i < 2 * lanes, 0);
+            LLVMTypeRef tys[2] = {pairs16, c->ptr};
+            LLVMValueRef args[4] = {p, LLVMConstInt(c->i32, 2, 0), LLVMConstVector(bits, (unsigned)(2 * m->w)),
+                                    LLVMConstNull(pairs16)};
+            raw = cg_intrinsic(c, "llvm.masked.load", tys, 2, args, 4);
+        }
+        bv[v] = LLVMBuildBitCast(c->b, raw, params[2], "");
+    }
+    LLVMValueRef two_kk = LLVMBuildMul(c->b, kk, cg_i64(c, 2), "");
+    LLVMTypeRef vi32 = LLVMVectorType(c->i32, (unsigned)m->w);
+    for (int i = 0; i < m->mr; i++) {
+        LLVMValueRef pa = at(c, a, cg_i64(c, i), two_kk);
+        LLVMValueRef pair = LLVMBuildLoad2(c->b, c->i32, pa, "");
+        LLVMSetAlignment(pair, 2);
+        LLVMValueRef v = LLVMBuildInsertElement(c->b, LLVMGetPoison(vi32), pair, LLVMConstInt(c->i32, 0, 0), "");
+        v = LLVMBuildShuffleVector(c->b, v, LLVMGetPoison(vi32), LLVMConstNull(vi32), "");
+        LLVMValueRef av = LLVMBuildBitCast(c->b, v, params[1], "");
+        for (int w = 0; w < m->nv; w++) {
+            LLVMValueRef acc = LLVMBuildLoad2(c->b, m->vf32, m->acc[i][w], "");
+            LLVMValueRef args[3] = {acc, av, bv[w]};
+            LLVMBuildStore(c->b, LLVMBuildCall2(c->b, fty, fn, args, 3, ""), m->acc[i][w]);
+        }
+    }
 }
 
 static void k_step(Cg *c, void *ctx)
@@ -175,6 +227,11 @@ void cg_micro_gemm(Cg *c, const Stmt *s)
     int mr = (int)s->u.gemm.c.ext[0], nr = (int)s->u.gemm.c.ext[1];
     int nv = (nr + w - 1) / w;
     bool vec = (dt == DT_F32 || dt == DT_BF16 || dt == DT_F16) && mr <= MAX_ROWS && nv <= MAX_VECS;
+    if (s->u.gemm.b_pairs && (!vec || dt != DT_BF16 || !c->t->has_bf16_dot || s->u.gemm.trans_a)) {
+        /* pass_lower only packs pairs where this holds; a hand-written .tir may not */
+        fprintf(stderr, "tilec: internal error: b_pairs micro_gemm needs bf16 on a bf16-dot target\n");
+        abort();
+    }
     Var *k = temp_var(c, "k", 1);
     if (!vec) {
         Scalar sc = {.s = s, .i = temp_var(c, "i", 2), .j = temp_var(c, "j", 3), .k = k,
@@ -197,7 +254,9 @@ void cg_micro_gemm(Cg *c, const Stmt *s)
                 init = vload(c, &m, m.vf32, at(c, cr, cg_i64(c, i), cg_i64(c, (int64_t)v * w)), lanes_of(&m, v));
             LLVMBuildStore(c->b, init, m.acc[i][v]);
         }
-    cg_loop(c, k, cg_i64(c, s->u.gemm.b.ext[0]), LOOP_SERIAL, 0, false, k_step, &m);
+    /* b's window rows: K, or K/2 pairs */
+    cg_loop(c, k, cg_i64(c, s->u.gemm.b.ext[0]), LOOP_SERIAL, 0, false,
+            s->u.gemm.b_pairs ? pair_step : k_step, &m);
     for (int i = 0; i < mr; i++)
         for (int v = 0; v < nv; v++) {
             LLVMValueRef acc = LLVMBuildLoad2(c->b, m.vf32, m.acc[i][v], "");

@@ -248,8 +248,11 @@ static void exec_gemm(Interp *in, const Stmt *s)
                 continue;
             int64_t off = ci * cm->stride[0] + cj * cm->stride[1];
             float acc = s->u.gemm.clear ? 0.0f : (float)dt_load(c->buf->dtype, cm->base, off);
-            for (int64_t kk = 0; kk < K; kk++)
-                acc += (float)operand(in, a, ao, i, kk, ta) * (float)operand(in, b, bo, kk, j, tb);
+            for (int64_t kk = 0; kk < K; kk++) {
+                double bv = s->u.gemm.b_pairs ? operand(in, b, bo, kk / 2, 2 * j + kk % 2, false)
+                                              : operand(in, b, bo, kk, j, tb);
+                acc += (float)operand(in, a, ao, i, kk, ta) * (float)bv;
+            }
             dt_store(c->buf->dtype, cm->base, off, acc);
         }
 }

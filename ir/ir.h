@@ -292,8 +292,11 @@ struct Stmt {
         struct { Region dst; Expr *value; } fill;
         /* GEMM and MICRO_GEMM.  a: [M,K] ([K,M] if trans_a), b: [K,N] ([N,K]
          * if trans_b), c: [M,N]; clear: c = a.b instead of c += a.b.
-         * Inputs are f32, bf16 (or f16/fp8), the accumulator is f32. */
-        struct { Region a, b, c; bool trans_a, trans_b, clear; } gemm;
+         * Inputs are f32, bf16 (or f16/fp8), the accumulator is f32.
+         * b_pairs (MICRO_GEMM only): b is packed in k-pairs for dot-product
+         * instructions — b's window is [K/2, 2N] and B(k, n) is element
+         * [k/2, 2n + k%2] of it. */
+        struct { Region a, b, c; bool trans_a, trans_b, clear, b_pairs; } gemm;
         /* dst has src's rank minus one (axis removed).  clear: dst = r
          * instead of dst = dst (op) r. */
         struct { Region src, dst; int axis; ReduceOp rop; bool clear; } reduce;

@@ -363,7 +363,10 @@ static Stmt *stmt(Parser *ps)
         expect(ps, "->");
         Region c = region(ps);
         bool ta = accept(ps, "trans_a"), tb = accept(ps, "trans_b"), clear = accept(ps, "clear");
-        return micro ? ir_micro_gemm(k, a, b, c, ta, tb, clear, loc) : ir_gemm(k, a, b, c, ta, tb, clear, loc);
+        bool pairs = accept(ps, "b_pairs");
+        Stmt *g = micro ? ir_micro_gemm(k, a, b, c, ta, tb, clear, loc) : ir_gemm(k, a, b, c, ta, tb, clear, loc);
+        g->u.gemm.b_pairs = pairs;
+        return g;
     }
     if (accept(ps, "reduce")) {
         static const char *const ops[] = {"sum", "max", "min", "absmax"};

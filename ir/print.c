@@ -231,6 +231,8 @@ static void print_stmt(const Stmt *s, int depth, FILE *f)
             fputs(" trans_b", f);
         if (s->u.gemm.clear)
             fputs(" clear", f);
+        if (s->u.gemm.b_pairs)
+            fputs(" b_pairs", f);
         fputc('\n', f);
         break;
     case ST_REDUCE:

@@ -125,6 +125,15 @@ static void check_gemm(Verifier *v, const Stmt *s)
     }
     int64_t m = s->u.gemm.trans_a ? a->ext[1] : a->ext[0], ka = s->u.gemm.trans_a ? a->ext[0] : a->ext[1];
     int64_t kb = s->u.gemm.trans_b ? b->ext[1] : b->ext[0], n = s->u.gemm.trans_b ? b->ext[0] : b->ext[1];
+    if (s->u.gemm.b_pairs) { /* [K/2, 2N]: K is even */
+        if (s->op != ST_MICRO_GEMM || s->u.gemm.trans_b || b->ext[1] % 2) {
+            fail(v, s->loc, "verify: %s: b_pairs needs a micro_gemm with an untransposed [K/2, 2N] b%s",
+                 st_name(s->op), "");
+            return;
+        }
+        kb = 2 * b->ext[0];
+        n = b->ext[1] / 2;
+    }
     if (ka != kb || c->ext[0] != m || c->ext[1] != n)
         fail(v, s->loc, "verify: %s shapes disagree (M, N, K)%s", st_name(s->op), "");
     else if (c->buf->dtype != DT_F32)

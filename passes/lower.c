@@ -274,6 +274,26 @@ static Buffer *stage(Lower *L, Stmt *seq, const Region *r, bool transpose, int64
     return b;
 }
 
+/* Pack B (a [K,N] window, or [N,K] if transposed; K even) in k-pairs for a
+ * dot-product instruction: bp[kk, 2n + t] = B(2kk + t, n). */
+static Buffer *stage_pairs(Lower *L, Stmt *seq, const Region *r, bool transpose, int64_t K,
+                           int64_t N, SrcLoc loc)
+{
+    int64_t shape[2] = {K / 2, 2 * N};
+    Buffer *b = temp(L, "gemm_bp", SCOPE_SHARED, r->buf->dtype, 2, shape, loc);
+    Expr *vars[2], *pos[2], *si[2];
+    Stmt *inner;
+    Stmt *loops = nest(L, 2, shape, LOOP_PARALLEL, "q", vars, &inner, loc);
+    Expr *k = add(L, ir_binary(L->k, EX_MUL, vars[0], ci(L, 2)), ir_binary(L->k, EX_MOD, vars[1], ci(L, 2)));
+    Expr *n = ir_binary(L->k, EX_DIV, vars[1], ci(L, 2));
+    pos[0] = transpose ? n : k;
+    pos[1] = transpose ? k : n;
+    region_at(L, r, pos, si);
+    ir_seq_push(L->k, inner, ir_store(L->k, b, vars, guarded_load(L, r->buf, si, true), loc));
+    ir_seq_push(L->k, seq, loops);
+    return b;
+}
+
 static Region sub(Lower *L, const Region *r, int64_t d0, int64_t e0, Expr *o0, int64_t d1, int64_t e1,
                   Expr *o1)
 {
@@ -285,31 +305,36 @@ static Region sub(Lower *L, const Region *r, int64_t d0, int64_t e0, Expr *o0, i
     return s;
 }
 
-/* One register tile at rows [i, i+mr), columns [j, j+nr). */
+/* One register tile at rows [i, i+mr), columns [j, j+nr); with pairs, b
+ * is the k-pair packing of B ([K/2, 2N]). */
 static Stmt *micro(Lower *L, const Stmt *g, const Region *a, const Region *b, const Region *c,
-                   Expr *i, int64_t i0, int64_t mr, Expr *j, int64_t j0, int64_t nr, int64_t K)
+                   Expr *i, int64_t i0, int64_t mr, Expr *j, int64_t j0, int64_t nr, int64_t K,
+                   bool pairs)
 {
     Expr *z = ci(L, 0);
     Region ta = g->u.gemm.trans_a ? sub(L, a, 0, K, z, i0, mr, i) : sub(L, a, i0, mr, i, 0, K, z);
-    Region tb = sub(L, b, 0, K, z, j0, nr, j);
+    Region tb = pairs ? sub(L, b, 0, K / 2, z, 2 * j0, 2 * nr, ir_binary(L->k, EX_MUL, j, ci(L, 2)))
+                      : sub(L, b, 0, K, z, j0, nr, j);
     Region tc = sub(L, c, i0, mr, i, j0, nr, j);
-    return ir_micro_gemm(L->k, ta, tb, tc, g->u.gemm.trans_a, false, g->u.gemm.clear, g->loc);
+    Stmt *s = ir_micro_gemm(L->k, ta, tb, tc, g->u.gemm.trans_a, false, g->u.gemm.clear, g->loc);
+    s->u.gemm.b_pairs = pairs;
+    return s;
 }
 
 /* Columns of one row band: full NR tiles in a loop, then the tail. */
 static void row_band(Lower *L, Stmt *seq, const Stmt *g, const Region *a, const Region *b,
-                     const Region *c, Expr *i, int64_t i0, int64_t mr, int64_t N, int64_t K)
+                     const Region *c, Expr *i, int64_t i0, int64_t mr, int64_t N, int64_t K, bool pairs)
 {
     int64_t NR = L->t->micro_n, full = N / NR, rem = N % NR;
     if (full) {
         Var *jv = ir_var_new(L->k, "jt");
         Stmt *body = ir_seq(L->k, g->loc);
         Expr *j = ir_binary(L->k, EX_MUL, ir_var(L->k, jv), ci(L, NR));
-        ir_seq_push(L->k, body, micro(L, g, a, b, c, i, i0, mr, j, 0, NR, K));
+        ir_seq_push(L->k, body, micro(L, g, a, b, c, i, i0, mr, j, 0, NR, K, pairs));
         ir_seq_push(L->k, seq, ir_for(L->k, jv, ci(L, full), LOOP_SERIAL, 0, body, g->loc));
     }
     if (rem)
-        ir_seq_push(L->k, seq, micro(L, g, a, b, c, i, i0, mr, ci(L, 0), full * NR, rem, K));
+        ir_seq_push(L->k, seq, micro(L, g, a, b, c, i, i0, mr, ci(L, 0), full * NR, rem, K, pairs));
 }
 
 static Stmt *lower_gemm(Lower *L, const Stmt *g)
@@ -321,7 +346,12 @@ static Stmt *lower_gemm(Lower *L, const Stmt *g)
     if (a.buf->scope == SCOPE_GLOBAL) {
         a = whole(L, stage(L, seq, &a, false, a.ext[0], a.ext[1], "gemm_a", g->loc));
     }
-    if (b.buf->scope == SCOPE_GLOBAL || tb) /* k-major, unit stride along n */
+    /* bf16 on a target with a pairwise dot product (vdpbf16ps): B in
+     * k-pairs, A read as pairs along its rows (so K must be even). */
+    bool pairs = L->t->has_bf16_dot && a.buf->dtype == DT_BF16 && !ta && K % 2 == 0;
+    if (pairs)
+        b = whole(L, stage_pairs(L, seq, &b, tb, K, N, g->loc));
+    else if (b.buf->scope == SCOPE_GLOBAL || tb) /* k-major, unit stride along n */
         b = whole(L, stage(L, seq, &b, tb, K, N, "gemm_b", g->loc));
     Region c_out = c;
     bool stage_c = c.buf->scope == SCOPE_GLOBAL;
@@ -336,11 +366,11 @@ static Stmt *lower_gemm(Lower *L, const Stmt *g)
         Var *iv = ir_var_new(L->k, "it");
         Stmt *body = ir_seq(L->k, g->loc);
         Expr *i = ir_binary(L->k, EX_MUL, ir_var(L->k, iv), ci(L, MR));
-        row_band(L, body, g, &a, &b, &c, i, 0, MR, N, K);
+        row_band(L, body, g, &a, &b, &c, i, 0, MR, N, K, pairs);
         ir_seq_push(L->k, seq, ir_for(L->k, iv, ci(L, full), LOOP_SERIAL, 0, body, g->loc));
     }
     if (rem)
-        row_band(L, seq, g, &a, &b, &c, ci(L, 0), full * MR, rem, N, K);
+        row_band(L, seq, g, &a, &b, &c, ci(L, 0), full * MR, rem, N, K, pairs);
     if (stage_c)
         ir_seq_push(L->k, seq, lower_copy(L, &c, &c_out, false, g->loc));
     return seq;
