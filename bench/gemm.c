@@ -102,10 +102,13 @@ static bool tilec_prepare(Tilec *t, const char *spec, const Problem *p, double *
     snprintf(m, sizeof m, "%lld", (long long)p->s.m);
     snprintf(n, sizeof n, "%lld", (long long)p->s.n);
     snprintf(k, sizeof k, "%lld", (long long)p->s.k);
-    FeSet sets[] = {{"M", m}, {"N", n}, {"K", k}, {"dtype", dt_name(p->dt)}};
+    /* BM per shape from the spec's own candidates, as a tuner would: the
+     * smallest row tile that holds M (decode), else the large default. */
+    const char *bm = p->s.m <= 24 ? "24" : p->s.m <= 48 ? "48" : "96";
+    FeSet sets[] = {{"M", m}, {"N", n}, {"K", k}, {"dtype", dt_name(p->dt)}, {"BM", bm}};
     Diag d = {0};
     double t0 = now();
-    t->k = fe_load(spec, sets, 4, &d);
+    t->k = fe_load(spec, sets, 5, &d);
     const TargetInfo *target = ir_host_target();
     PassOptions po = {0};
     if (!t->k || !pass_pipeline(t->k, target, &po, &d) ||
