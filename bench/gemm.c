@@ -9,6 +9,7 @@
 #include "codegen/codegen.h"
 #include "frontend/frontend.h"
 #include "passes/passes.h"
+#include "runtime/timing.h"
 
 #include <dnnl.h>
 #include <math.h>
@@ -25,19 +26,6 @@ static const Shape shapes[] = {
     {1024, 1024, 1024}, {2048, 2048, 2048}, {4096, 4096, 4096},
     {1, 4096, 4096},    {4, 4096, 4096},    {16, 4096, 4096},
 };
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 static void *xalloc(size_t n)
 {
@@ -107,7 +95,7 @@ static bool tilec_prepare(Tilec *t, const char *spec, const Problem *p, double *
     const char *bm = p->s.m <= 24 ? "24" : p->s.m <= 48 ? "48" : "96";
     FeSet sets[] = {{"M", m}, {"N", n}, {"K", k}, {"dtype", dt_name(p->dt)}, {"BM", bm}};
     Diag d = {0};
-    double t0 = now();
+    double t0 = rt_now();
     t->k = fe_load(spec, sets, 5, &d);
     const TargetInfo *target = ir_host_target();
     PassOptions po = {0};
@@ -117,7 +105,7 @@ static bool tilec_prepare(Tilec *t, const char *spec, const Problem *p, double *
         diag_print(&d, stderr);
         return false;
     }
-    *compile_ms = (now() - t0) * 1e3;
+    *compile_ms = (rt_now() - t0) * 1e3;
     return true;
 }
 
@@ -126,12 +114,11 @@ static double time_median(int reps, void (*fn)(void *), void *ctx)
     double times[16];
     fn(ctx); /* warm up */
     for (int r = 0; r < reps; r++) {
-        double t0 = now();
+        double t0 = rt_now();
         fn(ctx);
-        times[r] = now() - t0;
+        times[r] = rt_now() - t0;
     }
-    qsort(times, (size_t)reps, sizeof times[0], cmp_double);
-    return times[reps / 2];
+    return rt_median(times, reps);
 }
 
 typedef struct TilecRun {

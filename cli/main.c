@@ -7,6 +7,7 @@
 #include "ir/ir.h"
 #include "passes/passes.h"
 #include "runtime/npy.h"
+#include "runtime/timing.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -406,19 +407,6 @@ static Bindings *bindings_clone(const Kernel *k, const Bindings *src)
 
 /* --------------------------------------------------------------- running */
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* Runs the kernel on bd: the interpreter on Tile IR, or the pipeline and the
  * JIT.  k is lowered in place when compiling. */
 static bool execute(Kernel *k, bool interp, const TargetInfo *t, const Opts *o, Bindings *bd,
@@ -431,10 +419,10 @@ static bool execute(Kernel *k, bool interp, const TargetInfo *t, const Opts *o, 
     int reps = o->repeat < 64 ? o->repeat : 64;
     if (interp) {
         for (int r = 0; r < reps; r++) {
-            double t0 = now();
+            double t0 = rt_now();
             if (!ir_interp(k, args, bd->params, d))
                 return false;
-            times[r] = now() - t0;
+            times[r] = rt_now() - t0;
         }
     } else {
         PassOptions po = {.dump_after = NULL, .dump = stderr, .time_passes = o->time_passes};
@@ -444,17 +432,16 @@ static bool execute(Kernel *k, bool interp, const TargetInfo *t, const Opts *o, 
         if (!jit)
             return false;
         for (int r = 0; r < reps; r++) {
-            double t0 = now();
+            double t0 = rt_now();
             if (!cg_launch(k, cg_jit_fn(jit), args, bd->params, o->threads, d)) {
                 cg_jit_free(jit);
                 return false;
             }
-            times[r] = now() - t0;
+            times[r] = rt_now() - t0;
         }
         cg_jit_free(jit);
     }
-    qsort(times, (size_t)reps, sizeof times[0], cmp_double);
-    *median = times[reps / 2];
+    *median = rt_median(times, reps);
     return true;
 }
 
