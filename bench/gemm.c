@@ -92,7 +92,7 @@ static bool tilec_prepare(Tilec *t, const char *spec, const Problem *p, double *
     snprintf(k, sizeof k, "%lld", (long long)p->s.k);
     /* BM per shape from the spec's own candidates, as a tuner would: the
      * smallest row tile that holds M (decode), else the large default. */
-    const char *bm = p->s.m <= 24 ? "24" : p->s.m <= 48 ? "48" : "96";
+    const char *bm = p->s.m <= 24 ? "24" : p->s.m <= 48 ? "48" : p->s.m <= 96 ? "96" : "192";
     FeSet sets[] = {{"M", m}, {"N", n}, {"K", k}, {"dtype", dt_name(p->dt)}, {"BM", bm}};
     Diag d = {0};
     double t0 = rt_now();

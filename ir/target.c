@@ -13,9 +13,10 @@ static const TargetInfo targets[] = {
                          "-prefer-256-bit",
         .vector_bits = 512,
         .has_bf16_dot = true,
-        /* Fragments are register tiles spilled to the stack; keep them
-         * within L1 so the micro-kernel's loads and stores stay cheap. */
-        .max_fragment_bytes = 32 * 1024,
+        /* A CPU fragment is a C tile that the micro-kernel loads and stores
+         * once per K block: it must stay cache-resident, not in registers.
+         * 128 KiB keeps a block's tiles within this core's L2 (1 MiB). */
+        .max_fragment_bytes = 128 * 1024,
         .micro_m = 6,
         .micro_n = 32,
     },
@@ -26,7 +27,7 @@ static const TargetInfo targets[] = {
         .llvm_features = "+avx2,+fma,+f16c",
         .vector_bits = 256,
         .has_bf16_dot = false,
-        .max_fragment_bytes = 32 * 1024,
+        .max_fragment_bytes = 128 * 1024,
         .micro_m = 6,
         .micro_n = 16,
     },

@@ -15,7 +15,7 @@ cat > "$tmp/main.c" <<'C'
 #include <stdint.h>
 #include <stdio.h>
 void gemm(void *const *args, const int64_t *params, int64_t begin, int64_t end);
-enum { M = 37, N = 50, K = 70, BM = 96, BN = 64 }; /* the spec's default tiles */
+enum { M = 37, N = 50, K = 70, BM = 192, BN = 64 }; /* the spec's default tiles */
 static float A[M * K], B[N * K], C[M * N];
 int main(void)
 {

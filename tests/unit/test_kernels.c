@@ -164,7 +164,7 @@ static void check_gemm(const char *dtype, int M, int N, int K)
 
 TEST(gemm_f32_shapes)
 {
-    /* tile multiples, non-multiples of every tile size (BM 96, BN 64, BK 128,
+    /* tile multiples, non-multiples of every tile size (BM 192, BN 64, BK 128,
      * micro tiles 6x32), and 1-element edges */
     static const int shapes[][3] = {
         {96, 128, 256}, {67, 45, 131}, {1, 1, 1}, {1, 100, 7}, {49, 65, 129}, {5, 33, 2}, {200, 31, 300},

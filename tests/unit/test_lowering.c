@@ -111,10 +111,10 @@ TEST(lowering_keeps_the_meaning_bit_for_bit)
 TEST(pipeline_errors)
 {
     Diag d = {0};
-    FeSet sets[] = {{"BM", "192"}, {"BN", "128"}};
+    FeSet sets[] = {{"BM", "192"}, {"BN", "256"}};
     Kernel *k = fe_load("examples/gemm.lua", sets, 2, &d);
     CHECK(k && !pass_pipeline(k, ir_target("x86-avx512"), NULL, &d));
-    CHECKF(strstr(d.msg, "fragment acc is 192x128 f32 (96 KiB), larger than x86-avx512 allows (32 KiB)"), "%s", d.msg);
+    CHECKF(strstr(d.msg, "fragment acc is 192x256 f32 (192 KiB), larger than x86-avx512 allows (128 KiB)"), "%s", d.msg);
     CHECK(d.loc.line == 22);
     ir_kernel_free(k);
     Diag d2 = {0};
