@@ -228,9 +228,13 @@ static LLVMValueRef binary(Cg *c, const Expr *e)
     case EX_DIV: return fl ? LLVMBuildFDiv(B, a, b, "") : int_div(c, a, b, false);
     case EX_MOD: return fl ? LLVMBuildFRem(B, a, b, "") : int_div(c, a, b, true);
     case EX_MIN:
-        return LLVMBuildSelect(B, fl ? LLVMBuildFCmp(B, LLVMRealOLT, a, b, "") : LLVMBuildICmp(B, LLVMIntSLT, a, b, ""), a, b, "");
+        if (fl)
+            return cg_intrinsic(c, "llvm.minimum", &c->f32, 1, (LLVMValueRef[]){a, b}, 2);
+        return LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, a, b, ""), a, b, "");
     case EX_MAX:
-        return LLVMBuildSelect(B, fl ? LLVMBuildFCmp(B, LLVMRealOGT, a, b, "") : LLVMBuildICmp(B, LLVMIntSGT, a, b, ""), a, b, "");
+        if (fl)
+            return cg_intrinsic(c, "llvm.maximum", &c->f32, 1, (LLVMValueRef[]){a, b}, 2);
+        return LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSGT, a, b, ""), a, b, "");
     case EX_LT: return fl ? LLVMBuildFCmp(B, LLVMRealOLT, a, b, "") : LLVMBuildICmp(B, LLVMIntSLT, a, b, "");
     case EX_LE: return fl ? LLVMBuildFCmp(B, LLVMRealOLE, a, b, "") : LLVMBuildICmp(B, LLVMIntSLE, a, b, "");
     case EX_EQ: return fl ? LLVMBuildFCmp(B, LLVMRealOEQ, a, b, "") : LLVMBuildICmp(B, LLVMIntEQ, a, b, "");

@@ -57,6 +57,25 @@ static int64_t eval_int(Interp *in, const Expr *e, SrcLoc loc) { return (int64_t
 
 static double f32(double x) { return (double)(float)x; }
 
+/* IEEE 754-2019 maximum/minimum: NaN if either is NaN, and -0 < +0. */
+static float fmaximum(float a, float b)
+{
+    if (isnan(a) || isnan(b))
+        return NAN;
+    if (a == b)
+        return signbit(a) ? b : a;
+    return a > b ? a : b;
+}
+
+static float fminimum(float a, float b)
+{
+    if (isnan(a) || isnan(b))
+        return NAN;
+    if (a == b)
+        return signbit(a) ? a : b;
+    return a < b ? a : b;
+}
+
 static double int_div(double a, double b, bool mod)
 {
     int64_t x = (int64_t)a, y = (int64_t)b;
@@ -117,8 +136,8 @@ static double eval(Interp *in, const Expr *e, SrcLoc loc)
     case EX_MUL: return fop ? f32(a * b) : a * b;
     case EX_DIV: return fop ? f32(a / b) : int_div(a, b, false);
     case EX_MOD: return fop ? (double)fmodf((float)a, (float)b) : int_div(a, b, true);
-    case EX_MIN: return a < b ? a : b;
-    case EX_MAX: return a > b ? a : b;
+    case EX_MIN: return fop ? fminimum((float)a, (float)b) : (a < b ? a : b);
+    case EX_MAX: return fop ? fmaximum((float)a, (float)b) : (a > b ? a : b);
     case EX_LT: return a < b;
     case EX_LE: return a <= b;
     case EX_EQ: return a == b;
@@ -266,9 +285,9 @@ static float reduce_step(ReduceOp op, float acc, float x)
 {
     switch (op) {
     case RED_SUM: return acc + x;
-    case RED_MAX: return x > acc ? x : acc;
-    case RED_MIN: return x < acc ? x : acc;
-    default: return fabsf(x) > acc ? fabsf(x) : acc;
+    case RED_MAX: return fmaximum(acc, x);
+    case RED_MIN: return fminimum(acc, x);
+    default: return fmaximum(acc, fabsf(x));
     }
 }
 

@@ -16,6 +16,8 @@
  *   - float arithmetic is f32: loads of bf16/f16/fp8 widen exactly to f32,
  *     every float op yields F32, a store (or CAST) rounds to the destination
  *     dtype with round-to-nearest-even and, for fp8, saturation;
+ *   - float MIN/MAX (and the max/min/absmax reductions) are IEEE 754-2019
+ *     minimum/maximum: NaN if either operand is NaN, and -0 < +0;
  *   - integer arithmetic is i64 (loop variables, params, index math); DIV and
  *     MOD on integers are floor division / floor modulo, like Lua's // and %;
  *   - comparisons yield BOOL; SELECT picks without evaluating order effects.

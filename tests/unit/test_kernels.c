@@ -320,6 +320,61 @@ TEST(atomic_add_across_blocks)
     }
 }
 
+TEST(max_and_min_follow_ieee_maximum_minimum)
+{
+    /* NaN anywhere in a row makes its max NaN; max(-0, +0) is +0 — the
+     * same in the interpreter and in vectorised code. */
+    const char *src =
+        "kernel rowmax level tile\n"
+        "arg x: f32[4, 40] in\n"
+        "arg y: f32[4] out\n"
+        "arg z: f32[4] out\n"
+        "buf t: fragment f32[4, 40]\n"
+        "buf r: fragment f32[4]\n"
+        "grid (b) < [1]\n"
+        "{\n"
+        "  copy x[0 +: 4, 0 +: 40] -> t\n"
+        "  reduce max axis 1 t -> r clear\n"
+        "  copy r -> y[0 +: 4]\n"
+        "  for i: parallel < 4 {\n"
+        "    z[i] = min(x[i, 0], x[i, 1])\n"
+        "  }\n"
+        "}\n";
+    for (int e = 0; e < NEXECS; e++) {
+        if (!exec_available(&execs[e]))
+            continue;
+        Diag d = {0};
+        Kernel *k = ir_parse(src, "rowmax.tir", &d);
+        CHECK(k != NULL);
+        if (!k)
+            return;
+        float x[4 * 40], y[4], z[4];
+        for (int i = 0; i < 4 * 40; i++)
+            x[i] = (float)(i % 40) - 50.0f;
+        x[1 * 40 + 17] = NAN;      /* row 1: NaN inside */
+        x[2 * 40 + 0] = NAN;       /* row 2: NaN first (also min's operand) */
+        for (int i = 0; i < 40; i++) /* row 3: only zeros of both signs */
+            x[3 * 40 + i] = (i % 2) ? 0.0f : -0.0f;
+        void *args[3] = {x, y, z};
+        bool ok;
+        if (execs[e].mode == INTERP) {
+            ok = ir_interp(k, args, NULL, &d);
+        } else {
+            const TargetInfo *t = ir_target(execs[e].target);
+            CgJit *j = NULL;
+            ok = pass_pipeline(k, t, NULL, &d) && (j = cg_jit_compile(k, t, &d)) &&
+                 cg_launch(k, cg_jit_fn(j), args, NULL, 1, &d);
+            cg_jit_free(j);
+        }
+        CHECKF(ok, "rowmax on %s", exec_name(&execs[e]));
+        CHECKF(y[0] == -11.0f && isnan(y[1]) && isnan(y[2]) && y[3] == 0 && !signbit(y[3]),
+               "%s: max rows %g %g %g %g", exec_name(&execs[e]), y[0], y[1], y[2], y[3]);
+        CHECKF(z[0] == -50.0f && isnan(z[2]) && z[3] == 0 && signbit(z[3]), "%s: min %g %g %g",
+               exec_name(&execs[e]), z[0], z[2], z[3]);
+        ir_kernel_free(k);
+    }
+}
+
 TEST(interpreter_reports_out_of_bounds)
 {
     const char *src =
@@ -353,6 +408,7 @@ int main(void)
     RUN(silu_mul_f32_and_bf16);
     RUN(dyn_dimension_at_run_time);
     RUN(atomic_add_across_blocks);
+    RUN(max_and_min_follow_ieee_maximum_minimum);
     RUN(interpreter_reports_out_of_bounds);
     return test_summary();
 }
