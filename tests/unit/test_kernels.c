@@ -63,6 +63,20 @@ static void args_read_back(Args *a)
 
 typedef enum Mode { INTERP, JIT } Mode;
 
+/* Run a Tile IR kernel with the interpreter, or lower and JIT it. */
+static bool execute(Kernel *k, Mode mode, const char *target, int threads, void *const *args,
+                    const int64_t *params, Diag *d)
+{
+    if (mode == INTERP)
+        return ir_interp(k, args, params, d);
+    const TargetInfo *t = ir_target(target);
+    CgJit *j = NULL;
+    bool ok = pass_pipeline(k, t, NULL, d) && (j = cg_jit_compile(k, t, d)) &&
+              cg_launch(k, cg_jit_fn(j), args, params, threads, d);
+    cg_jit_free(j);
+    return ok;
+}
+
 /* Run spec with sets on fresh random inputs; outputs land in a->f. */
 static bool run_spec(const char *spec, const FeSet *sets, int nsets, const int64_t *params, Mode mode,
                      const char *target, int threads, Args *a)
@@ -74,16 +88,7 @@ static bool run_spec(const char *spec, const FeSet *sets, int nsets, const int64
         return false;
     }
     args_make(k, params, a, 42);
-    bool ok;
-    if (mode == INTERP) {
-        ok = ir_interp(k, a->raw, params, &d);
-    } else {
-        const TargetInfo *t = ir_target(target);
-        CgJit *j = NULL;
-        ok = pass_pipeline(k, t, NULL, &d) && (j = cg_jit_compile(k, t, &d)) &&
-             cg_launch(k, cg_jit_fn(j), a->raw, params, threads, &d);
-        cg_jit_free(j);
-    }
+    bool ok = execute(k, mode, target, threads, a->raw, params, &d);
     if (!ok)
         diag_print(&d, stdout);
     args_read_back(a);
@@ -303,16 +308,7 @@ TEST(atomic_add_across_blocks)
             want[i % 32] += x[i];
         }
         void *args[2] = {x, y};
-        bool ok;
-        if (execs[e].mode == INTERP) {
-            ok = ir_interp(k, args, NULL, &d);
-        } else {
-            const TargetInfo *t = ir_target(execs[e].target);
-            CgJit *j = NULL;
-            ok = pass_pipeline(k, t, NULL, &d) && (j = cg_jit_compile(k, t, &d)) &&
-                 cg_launch(k, cg_jit_fn(j), args, NULL, execs[e].threads, &d);
-            cg_jit_free(j);
-        }
+        bool ok = execute(k, execs[e].mode, execs[e].target, execs[e].threads, args, NULL, &d);
         CHECKF(ok, "colsum on %s", exec_name(&execs[e]));
         for (int i = 0; ok && i < 32; i++)
             CHECKF(y[i] == want[i], "column %d on %s: %g != %g", i, exec_name(&execs[e]), y[i], want[i]);
@@ -356,16 +352,7 @@ TEST(max_and_min_follow_ieee_maximum_minimum)
         for (int i = 0; i < 40; i++) /* row 3: only zeros of both signs */
             x[3 * 40 + i] = (i % 2) ? 0.0f : -0.0f;
         void *args[3] = {x, y, z};
-        bool ok;
-        if (execs[e].mode == INTERP) {
-            ok = ir_interp(k, args, NULL, &d);
-        } else {
-            const TargetInfo *t = ir_target(execs[e].target);
-            CgJit *j = NULL;
-            ok = pass_pipeline(k, t, NULL, &d) && (j = cg_jit_compile(k, t, &d)) &&
-                 cg_launch(k, cg_jit_fn(j), args, NULL, 1, &d);
-            cg_jit_free(j);
-        }
+        bool ok = execute(k, execs[e].mode, execs[e].target, execs[e].threads, args, NULL, &d);
         CHECKF(ok, "rowmax on %s", exec_name(&execs[e]));
         CHECKF(y[0] == -11.0f && isnan(y[1]) && isnan(y[2]) && y[3] == 0 && !signbit(y[3]),
                "%s: max rows %g %g %g %g", exec_name(&execs[e]), y[0], y[1], y[2], y[3]);
