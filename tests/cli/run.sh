@@ -57,13 +57,22 @@ fi
 
 # compile writes each format.
 for emit in ir llvm asm obj; do
-  if "$TILEC" compile examples/gemm.lua --emit $emit -o "$tmp/gemm.$emit" 2>"$tmp/err" && [ -s "$tmp/gemm.$emit" ]; then
+  if "$TILEC" compile examples/gemm.lua --target x86-avx512 --emit $emit -o "$tmp/gemm.$emit" 2>"$tmp/err" &&
+     [ -s "$tmp/gemm.$emit" ]; then
     ok "compile --emit $emit"
   else
     bad "compile --emit $emit" "$(cat "$tmp/err")"
   fi
 done
-if grep -q zmm "$tmp/gemm.asm"; then ok "avx512 asm uses zmm"; else bad "avx512 asm uses zmm"; fi
+# compiled for AVX-512 whatever the host: zmm FMAs, and vdpbf16ps for bf16
+if grep -q "vfmadd231ps.*zmm" "$tmp/gemm.asm"; then ok "avx512 f32 gemm uses zmm FMA"; else bad "avx512 f32 gemm uses zmm FMA"; fi
+"$TILEC" compile examples/gemm.lua --set dtype=bf16 --target x86-avx512 --emit asm -o "$tmp/gemm_bf16.s" 2>/dev/null
+if grep -q "vdpbf16ps.*zmm" "$tmp/gemm_bf16.s"; then ok "avx512 bf16 gemm uses vdpbf16ps"; else bad "avx512 bf16 gemm uses vdpbf16ps"; fi
+"$TILEC" compile examples/gemm.lua --target x86-avx2 --emit asm -o "$tmp/gemm_avx2.s" 2>/dev/null
+if grep -q "vfmadd231ps.*ymm" "$tmp/gemm_avx2.s" && ! grep -q zmm "$tmp/gemm_avx2.s"; then
+  ok "avx2 gemm uses ymm only"; else bad "avx2 gemm uses ymm only"; fi
+"$TILEC" compile examples/softmax.lua --target x86-avx512 --emit asm -o "$tmp/softmax.s" 2>/dev/null
+if grep -q "vmovups.*zmm.*{%k" "$tmp/softmax.s"; then ok "softmax vectorised with masked zmm tails"; else bad "softmax vectorised with masked zmm tails"; fi
 if "$TILEC" compile examples/softmax.lua --dump-after all --emit ir -o /dev/null 2>&1 | grep -q "^kernel"; then
   ok "--dump-after all prints IR"; else bad "--dump-after all prints IR"; fi
 if "$TILEC" --help | grep -q "usage" && "$TILEC" run --help | grep -q -- "--check"; then
