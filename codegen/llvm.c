@@ -144,6 +144,7 @@ LLVMValueRef cg_narrow(Cg *c, DType t, LLVMValueRef v)
     case DT_BF16: return cg_f32_to_bf16(c, v);
     case DT_F8E4M3: return call_helper(c, "dt_f32_to_e4m3", c->i8, c->f32, v);
     case DT_F8E5M2: return call_helper(c, "dt_f32_to_e5m2", c->i8, c->f32, v);
+    case DT_E8M0: return call_helper(c, "dt_f32_to_e8m0", c->i8, c->f32, v);
     default: return v;
     }
 }
@@ -239,6 +240,11 @@ static LLVMValueRef binary(Cg *c, const Expr *e)
     case EX_LE: return fl ? LLVMBuildFCmp(B, LLVMRealOLE, a, b, "") : LLVMBuildICmp(B, LLVMIntSLE, a, b, "");
     case EX_EQ: return fl ? LLVMBuildFCmp(B, LLVMRealOEQ, a, b, "") : LLVMBuildICmp(B, LLVMIntEQ, a, b, "");
     case EX_NE: return fl ? LLVMBuildFCmp(B, LLVMRealUNE, a, b, "") : LLVMBuildICmp(B, LLVMIntNE, a, b, "");
+    case EX_BAND: return LLVMBuildAnd(B, a, b, "");
+    case EX_BOR: return LLVMBuildOr(B, a, b, "");
+    case EX_BXOR: return LLVMBuildXor(B, a, b, "");
+    case EX_SHL: return LLVMBuildShl(B, a, LLVMBuildAnd(B, b, cg_i64(c, 63), ""), "");
+    case EX_SHR: return LLVMBuildAShr(B, a, LLVMBuildAnd(B, b, cg_i64(c, 63), ""), "");
     case EX_AND:
         return LLVMBuildAnd(B, cg_convert(c, a, common, DT_BOOL), cg_convert(c, b, common, DT_BOOL), "");
     case EX_OR:
@@ -279,6 +285,12 @@ LLVMValueRef cg_expr(Cg *c, const Expr *e)
     }
     case EX_NOT:
         return LLVMBuildNot(c->b, cg_convert(c, cg_expr(c, e->args[0]), e->args[0]->dtype, DT_BOOL), "");
+    case EX_BITCAST: {
+        LLVMValueRef x = cg_expr(c, e->args[0]);
+        if (e->dtype == DT_F32) /* low 32 bits of the i64 value */
+            return LLVMBuildBitCast(c->b, LLVMBuildTrunc(c->b, x, c->i32, ""), c->f32, "");
+        return LLVMBuildSExt(c->b, LLVMBuildBitCast(c->b, x, c->i32, ""), c->i64, "");
+    }
     default:
         break;
     }

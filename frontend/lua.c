@@ -226,6 +226,12 @@ static int c_cast(lua_State *L)
     return 1;
 }
 
+static int c_bitcast(lua_State *L)
+{
+    lua_pushlightuserdata(L, ir_bitcast(kern(L), check_dtype(L, 1), ptr(L, 2)));
+    return 1;
+}
+
 static int c_load(lua_State *L)
 {
     Buffer *b = ptr(L, 1);
@@ -358,7 +364,7 @@ static int c_grid(lua_State *L)
 static const luaL_Reg core_fns[] = {
     {"kernel", c_kernel}, {"kparam", c_kparam}, {"arg", c_arg},     {"buf", c_buf},
     {"rename", c_rename}, {"var", c_var},       {"const", c_const}, {"unary", c_unary},
-    {"binary", c_binary}, {"select", c_select}, {"cast", c_cast},   {"load", c_load},
+    {"binary", c_binary}, {"select", c_select}, {"cast", c_cast},   {"load", c_load}, {"bitcast", c_bitcast},
     {"info", c_info},     {"print_expr", c_print_expr},            {"push", c_push},
     {"pop", c_pop},       {"depth", c_depth},   {"store", c_store}, {"copy", c_copy},
     {"fill", c_fill},     {"gemm", c_gemm},     {"reduce", c_reduce}, {"loop", c_loop},

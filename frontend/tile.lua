@@ -81,6 +81,18 @@ E.__div = function(a, b)
   return wrap(core.binary("/", x.h, y.h))
 end
 E.__unm = function(a) return wrap(core.unary("neg", a.h)) end
+-- Bit operations on integers (quantisation formats are bit layouts).
+local function bitop(op)
+  return function(a, b)
+    local x, y = lift(a), lift(b)
+    if is_float(x.dtype) or is_float(y.dtype) then
+      err(("'%s' needs integers"):format(op), "reinterpret a float's bits with T.bitcast(x, T.i32)")
+    end
+    return wrap(core.binary(op, x.h, y.h))
+  end
+end
+E.__band, E.__bor, E.__bxor, E.__shl, E.__shr = bitop("&"), bitop("|"), bitop("^"), bitop("<<"), bitop(">>")
+E.__bnot = function(a) return bitop("^")(a, -1) end
 local function no_compare()
   err("Lua's comparison operators must return a boolean, so they cannot build IR",
       "use T.lt(a, b), T.le, T.gt, T.ge, T.eq or T.ne")
@@ -122,6 +134,16 @@ function T.select(c, a, b)
   return wrap(core.select(cc.h, lift(a).h, lift(b).h))
 end
 T.cast = cast
+
+-- Reinterpret the bits of an f32 value as i32, or of an integer as f32.
+function T.bitcast(x, dtype)
+  local e = lift(x, "T.bitcast")
+  local ok = (dtype == "i32" and is_float(e.dtype)) or (dtype == "f32" and not is_float(e.dtype) and e.dtype ~= "bool")
+  if not ok then
+    err(("T.bitcast(%s value, %s): only f32 <-> i32"):format(e.dtype, tostring(dtype)))
+  end
+  return wrap(core.bitcast(dtype, e.h))
+end
 
 local function cmp(op)
   return function(a, b) return wrap(core.binary(op, lift(a).h, lift(b).h)) end
@@ -566,6 +588,11 @@ function T.if_(cond, then_fn, else_fn)
   local e
   if else_fn then core.push(line); else_fn(); e = core.pop() end
   core.if_(c.h, t, e, line)
+end
+
+-- A spec's own constraint: an error at the caller's line when c is false.
+function T.check(c, msg, hint)
+  if not c then err(msg, hint) end
 end
 
 -------------------------------------------------------------- parameters

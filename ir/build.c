@@ -318,6 +318,11 @@ static Expr *fold_int(Kernel *k, ExprOp op, Expr *a, Expr *b)
         case EX_MOD: return y ? ir_const_i(k, floor_mod(x, y)) : NULL;
         case EX_MIN: return ir_const_i(k, x < y ? x : y);
         case EX_MAX: return ir_const_i(k, x > y ? x : y);
+        case EX_BAND: return ir_const_i(k, x & y);
+        case EX_BOR: return ir_const_i(k, x | y);
+        case EX_BXOR: return ir_const_i(k, x ^ y);
+        case EX_SHL: return y >= 0 && y < 64 ? ir_const_i(k, (int64_t)((uint64_t)x << y)) : NULL;
+        case EX_SHR: return y >= 0 && y < 64 ? ir_const_i(k, x >> y) : NULL;
         default: return NULL;
         }
     }
@@ -423,6 +428,13 @@ Expr *ir_select(Kernel *k, Expr *c, Expr *a, Expr *b)
     e->args[0] = c;
     e->args[1] = a;
     e->args[2] = b;
+    return e;
+}
+
+Expr *ir_bitcast(Kernel *k, DType to, Expr *a)
+{
+    Expr *e = expr_new(k, EX_BITCAST, to, 1);
+    e->args[0] = a;
     return e;
 }
 

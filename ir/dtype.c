@@ -194,6 +194,18 @@ uint8_t dt_f32_to_e2m1(float f)
 
 float dt_e8m0_to_f32(uint8_t b) { return b == 255 ? NAN : ldexpf(1.0f, (int)b - 127); }
 
+uint8_t dt_f32_to_e8m0(float f)
+{
+    if (f == 0)
+        return 0;
+    if (!(f > 0)) /* negative or NaN: no such scale */
+        return 255;
+    int e;
+    float m = frexpf(f, &e); /* f = m * 2^e, m in [0.5, 1) */
+    int x = e - 1 + (m > 0.5f) + 127;
+    return (uint8_t)(x < 0 ? 0 : x > 254 ? 254 : x);
+}
+
 /* ------------------------------------------------------------- generic */
 
 float dt_round_f32(DType t, float f)
@@ -255,18 +267,7 @@ void dt_store(DType t, void *base, int64_t i, double v)
         *p = (uint8_t)((*p & ~(0xf << sh)) | dt_f32_to_e2m1((float)v) << sh);
         break;
     }
-    case DT_E8M0: { /* nearest power of two at or above: what ue8m0 scales hold */
-        float f = (float)v;
-        int e;
-        if (!(f > 0) || isnan(f)) {
-            ((uint8_t *)base)[i] = f == 0 ? 0 : 255;
-            break;
-        }
-        float m = frexpf(f, &e);
-        int x = e - 1 + (m > 0.5f) + 127;
-        ((uint8_t *)base)[i] = (uint8_t)(x < 0 ? 0 : x > 254 ? 254 : x);
-        break;
-    }
+    case DT_E8M0: ((uint8_t *)base)[i] = dt_f32_to_e8m0((float)v); break;
     default: break;
     }
 }

@@ -118,6 +118,19 @@ static double eval(Interp *in, const Expr *e, SrcLoc loc)
         dt_store(e->dtype == DT_I64 ? DT_I64 : e->dtype, &tmp, 0, v);
         return dt_load(e->dtype, &tmp, 0);
     }
+    case EX_BITCAST: {
+        double v = eval(in, e->args[0], loc);
+        uint32_t u;
+        if (e->dtype == DT_F32) { /* the low 32 bits of an integer */
+            u = (uint32_t)(int64_t)v;
+            float f;
+            memcpy(&f, &u, 4);
+            return f;
+        }
+        float f = (float)v;
+        memcpy(&u, &f, 4);
+        return (double)(int32_t)u;
+    }
     default:
         break;
     }
@@ -142,6 +155,11 @@ static double eval(Interp *in, const Expr *e, SrcLoc loc)
     case EX_LE: return a <= b;
     case EX_EQ: return a == b;
     case EX_NE: return a != b;
+    case EX_BAND: return (double)((int64_t)a & (int64_t)b);
+    case EX_BOR: return (double)((int64_t)a | (int64_t)b);
+    case EX_BXOR: return (double)((int64_t)a ^ (int64_t)b);
+    case EX_SHL: return (double)(int64_t)((uint64_t)(int64_t)a << ((int64_t)b & 63));
+    case EX_SHR: return (double)((int64_t)a >> ((int64_t)b & 63));
     case EX_AND: return a != 0 && b != 0;
     case EX_OR: return a != 0 || b != 0;
     case EX_NOT: return a == 0;

@@ -21,6 +21,9 @@
  *   - integer arithmetic is i64 (loop variables, params, index math); DIV and
  *     MOD on integers are floor division / floor modulo, like Lua's // and %;
  *   - comparisons yield BOOL; SELECT picks without evaluating order effects.
+ *   - bit operations (& | ^ << >>) act on integers as i64 two's complement;
+ *     >> is arithmetic.  BITCAST reinterprets bits between f32 and i32 (an
+ *     i32 value is sign-extended to i64; to f32 it takes the low 32 bits).
  *   - COPY reads outside the source buffer's bounds as 0 and drops writes
  *     outside the destination's bounds (tails of non-multiple shapes).
  */
@@ -118,6 +121,9 @@ uint8_t dt_f32_to_e5m2(float f);
 float dt_e2m1_to_f32(uint8_t nibble);
 uint8_t dt_f32_to_e2m1(float f);
 float dt_e8m0_to_f32(uint8_t b);
+/* The smallest power of two >= f, as a UE8M0 byte (clamped to 2^-127 ..
+ * 2^127; 0 encodes as 2^-127, NaN/negative as 255). */
+uint8_t dt_f32_to_e8m0(float f);
 /* Round f to the nearest value representable in dtype t (for CAST). */
 float dt_round_f32(DType t, float f);
 /* Element access on raw storage: element i of an array of dtype t. */
@@ -197,6 +203,11 @@ typedef struct Buffer {
     X(NE, "!=", 2)                \
     X(AND, "and", 2)              \
     X(OR, "or", 2)                \
+    X(BAND, "&", 2)               \
+    X(BOR, "|", 2)                \
+    X(BXOR, "^", 2)               \
+    X(SHL, "<<", 2)               \
+    X(SHR, ">>", 2)               \
     X(NOT, "not", 1)              \
     X(NEG, "neg", 1)              \
     X(ABS, "abs", 1)              \
@@ -209,6 +220,7 @@ typedef struct Buffer {
     X(SILU, "silu", 1)            \
     X(SOFTPLUS, "softplus", 1)    \
     X(CAST, "cast", 1)            \
+    X(BITCAST, "bitcast", 1)      \
     X(SELECT, "select", 3)
 
 typedef enum ExprOp {
@@ -369,6 +381,8 @@ Expr *ir_unary(Kernel *k, ExprOp op, Expr *a);
 Expr *ir_binary(Kernel *k, ExprOp op, Expr *a, Expr *b);
 Expr *ir_select(Kernel *k, Expr *c, Expr *a, Expr *b);
 Expr *ir_cast(Kernel *k, DType to, Expr *a);
+/* Reinterpret bits: f32 <-> i32 only (checked by the verifier). */
+Expr *ir_bitcast(Kernel *k, DType to, Expr *a);
 bool ir_expr_is_const(const Expr *e, int64_t *out); /* integer constant? */
 bool ir_expr_equal(const Expr *a, const Expr *b);
 

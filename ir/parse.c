@@ -183,12 +183,14 @@ static Expr *atom(Parser *ps)
         return ir_const_f(ps->k, INFINITY);
     if (!strcmp(name, "nan"))
         return ir_const_f(ps->k, NAN);
-    if (!strcmp(name, "cast")) {
+    if (!strcmp(name, "cast") || !strcmp(name, "bitcast")) {
+        bool bits = name[0] == 'b';
         expect(ps, "<");
         DType t = dtype(ps);
         expect(ps, ">");
         expect(ps, "(");
-        Expr *e = ir_cast(ps->k, t, expr(ps));
+        Expr *x = expr(ps);
+        Expr *e = bits ? ir_bitcast(ps->k, t, x) : ir_cast(ps->k, t, x);
         expect(ps, ")");
         return e;
     }
@@ -240,9 +242,10 @@ static Expr *unary(Parser *ps)
 
 /* Binary operators by level, loosest first; all left-associative. */
 static const struct { const char *text; ExprOp op; int level; } binops[] = {
-    {"or", EX_OR, 1}, {"and", EX_AND, 2}, {"<=", EX_LE, 3}, {"<", EX_LT, 3}, {"==", EX_EQ, 3},
-    {"!=", EX_NE, 3}, {"+", EX_ADD, 4},  {"-", EX_SUB, 4},  {"*", EX_MUL, 5}, {"/", EX_DIV, 5},
-    {"%", EX_MOD, 5},
+    {"or", EX_OR, 1},   {"and", EX_AND, 2}, {"<=", EX_LE, 3},  {"<", EX_LT, 3},  {"==", EX_EQ, 3},
+    {"!=", EX_NE, 3},   {"|", EX_BOR, 4},   {"^", EX_BXOR, 5}, {"&", EX_BAND, 6}, {"<<", EX_SHL, 7},
+    {">>", EX_SHR, 7},  {"+", EX_ADD, 8},   {"-", EX_SUB, 8},  {"*", EX_MUL, 9},  {"/", EX_DIV, 9},
+    {"%", EX_MOD, 9},
 };
 
 static bool binop_at(Parser *ps, int level, ExprOp *op)
@@ -256,6 +259,8 @@ static bool binop_at(Parser *ps, int level, ExprOp *op)
             continue;
         if (!strcmp(binops[i].text, "-") && ps->p[1] == '>')
             continue;
+        if (!strcmp(binops[i].text, "<") && ps->p[1] == '<') /* "<<" is a shift */
+            continue;
         if (accept(ps, binops[i].text)) {
             *op = binops[i].op;
             return true;
@@ -266,7 +271,7 @@ static bool binop_at(Parser *ps, int level, ExprOp *op)
 
 static Expr *binary_level(Parser *ps, int level)
 {
-    if (level > 5)
+    if (level > 9)
         return unary(ps);
     Expr *e = binary_level(ps, level + 1);
     ExprOp op;

@@ -25,14 +25,18 @@ static int prec(const Expr *e)
     case EX_OR: return 1;
     case EX_AND: return 2;
     case EX_LT: case EX_LE: case EX_EQ: case EX_NE: return 3;
-    case EX_ADD: case EX_SUB: return 4;
-    case EX_MUL: case EX_DIV: case EX_MOD: return 5;
-    case EX_NEG: case EX_NOT: return 6;
+    case EX_BOR: return 4;
+    case EX_BXOR: return 5;
+    case EX_BAND: return 6;
+    case EX_SHL: case EX_SHR: return 7;
+    case EX_ADD: case EX_SUB: return 8;
+    case EX_MUL: case EX_DIV: case EX_MOD: return 9;
+    case EX_NEG: case EX_NOT: return 10;
     case EX_CONST:
         if (dt_is_float(e->dtype) ? signbit(e->imm.f) : e->imm.i < 0)
-            return 6; /* a negative literal prints like a negation */
-        return 7;
-    default: return 7;
+            return 10; /* a negative literal prints like a negation */
+        return 11;
+    default: return 11;
     }
 }
 
@@ -98,14 +102,15 @@ void ir_print_expr(const Expr *e, FILE *f)
         return;
     case EX_NEG:
         fputc('-', f);
-        print_sub(e->args[0], 7, f);
+        print_sub(e->args[0], 11, f);
         return;
     case EX_NOT:
         fputs("not ", f);
-        print_sub(e->args[0], 7, f);
+        print_sub(e->args[0], 11, f);
         return;
     case EX_CAST:
-        fprintf(f, "cast<%s>", dt_name(e->dtype));
+    case EX_BITCAST:
+        fprintf(f, "%s<%s>", ex_name(e->op), dt_name(e->dtype));
         print_args(e, f);
         return;
     default:

@@ -59,6 +59,17 @@ static void check_expr(Verifier *v, const Expr *e, SrcLoc loc)
             if (!dt_is_int(e->args[i]->dtype))
                 fail(v, loc, "verify: index %s of a load from %s is not an integer", "", e->buf->name);
         break;
+    case EX_BAND: case EX_BOR: case EX_BXOR: case EX_SHL: case EX_SHR:
+        if (!dt_is_int(e->args[0]->dtype) || !dt_is_int(e->args[1]->dtype))
+            fail(v, loc, "verify: bit operation %s needs integer operands%s", ex_name(e->op), "");
+        break;
+    case EX_BITCAST: {
+        DType from = e->args[0]->dtype;
+        bool f2i = e->dtype == DT_I32 && dt_is_float(from), i2f = e->dtype == DT_F32 && dt_is_int(from);
+        if (!f2i && !i2f)
+            fail(v, loc, "verify: bitcast<%s> of a %s value: only f32 <-> i32", dt_name(e->dtype), dt_name(from));
+        break;
+    }
     case EX_SELECT:
         if (e->args[0]->dtype != DT_BOOL)
             fail(v, loc, "verify: select condition is %s, not bool%s", dt_name(e->args[0]->dtype), "");

@@ -138,3 +138,23 @@ double ref_max_abs_diff(const float *a, const float *b, int64_t n)
     }
     return m;
 }
+
+void ref_act_quant(int K, const float *x, float *q, float *s)
+{
+    for (int b = 0; b < K / 128; b++) {
+        float amax = 0;
+        for (int k = 0; k < 128; k++)
+            amax = fmaxf(amax, fabsf(x[b * 128 + k]));
+        amax = fmaxf(amax, 1e-4f);
+        float ratio = amax / 448.0f; /* an f32 division, as the reference does */
+        int e;
+        double m = frexp(ratio, &e); /* ratio = m * 2^e, m in [0.5, 1) */
+        double scale = m == 0.5 ? ldexp(1, e - 1) : ldexp(1, e);
+        s[b] = (float)scale;
+        for (int k = 0; k < 128; k++) {
+            double v = x[b * 128 + k] / scale;
+            v = v > 448 ? 448 : v < -448 ? -448 : v;
+            q[b * 128 + k] = ref_round_e4m3((float)v);
+        }
+    }
+}

@@ -27,3 +27,8 @@ float ref_decode_f16(uint16_t b);
 double ref_max_abs_diff(const float *a, const float *b, int64_t n);
 
 #endif
+
+/* act_quant (v4-spec §2.2) for one row of K values (K % 128 == 0):
+ * q[k] = the e4m3 value (as f32) of x[k]/s, s[b] = the block's power-of-two
+ * scale, 2^ceil(log2(max(amax, 1e-4) / 448)). */
+void ref_act_quant(int K, const float *x, float *q, float *s);

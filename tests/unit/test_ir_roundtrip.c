@@ -74,6 +74,8 @@ TEST(every_expression_form_round_trips)
         "    else {\n"
         "      t[i] = cast<bf16>(min(max(1.0, 2.0), cast<f32>(z[i]))) - -(3.0 - 1.0)\n"
         "      z[i] = z[i] - (i - 1) * -2\n"
+        "      z[i] = bitcast<i32>(1.5) >> 3 & 255 | z[i] << 2 ^ 7\n"
+        "      t[i] = bitcast<f32>((z[i] | 1) << 23)\n"
         "    }\n"
         "  }\n"
         "}\n";

@@ -1,0 +1,41 @@
+-- act_quant (v4-spec §2.2): per row, per block of 128 along K,
+--   amax = max(|x|, 1e-4),  s = 2^ceil(log2(amax / 448))  (a UE8M0 scale),
+--   q = e4m3(clamp(x / s, -448, 448)), round to nearest even.
+-- The power of two is taken from the f32 bits of amax/448 — its exponent,
+-- plus one when the mantissa is not zero — exactly as the reference does.
+--   tilec run kernels_src/act_quant.lua --set M=4 --check
+local T = require "tile"
+
+local BLOCK = 128
+
+return T.kernel "act_quant" {
+  params = { M = T.dyn, K = T.size(7168), dtype = T.tune{"bf16", "f32"}, BM = T.tune{8, 4, 16} },
+  args = function(p)
+    T.check(p.K % BLOCK == 0, ("act_quant: K = %d is not a multiple of the scale block (%d)"):format(p.K, BLOCK),
+            "pad K, or quantise the tail separately")
+    return {
+      x = T.tensor{p.M, p.K, p.dtype},
+      q = T.tensor{p.M, p.K, T.f8e4m3, out = true},
+      s = T.tensor{p.M, p.K // BLOCK, T.e8m0, out = true},
+    }
+  end,
+  body = function(p, x, q, s)
+    for bm, bk in T.grid(T.ceildiv(p.M, p.BM), p.K // BLOCK) do
+      local t     = T.fragment{p.BM, BLOCK, T.f32}
+      local amax  = T.fragment{p.BM, T.f32}
+      local scale = T.fragment{p.BM, T.f32}
+      T.copy(x:tile(bm * p.BM, bk * BLOCK), t)
+      T.reduce_absmax(t, amax, 1)
+      for i in T.parallel(p.BM) do
+        local bits = T.bitcast(T.max(amax[i], 1e-4) / 448.0, T.i32)
+        local e = ((bits >> 23) & 0xff) + T.select(T.ne(bits & 0x7fffff, 0), 1, 0)
+        scale[i] = T.bitcast(e << 23, T.f32)
+      end
+      for i, j in T.parallel(p.BM, BLOCK) do
+        t[i][j] = T.clamp(t[i][j] / scale[i], -448.0, 448.0)
+      end
+      T.copy(t, q:tile(bm * p.BM, bk * BLOCK))                 -- stores round to e4m3
+      T.copy(scale, s:tile(bm * p.BM, bk, { p.BM, 1 }))        -- exact powers of two
+    end
+  end,
+}
