@@ -102,6 +102,7 @@ LLVMValueRef cg_widen(Cg *c, DType t, LLVMValueRef raw)
     case DT_F8E4M3: return call_helper(c, "dt_e4m3_to_f32", c->f32, c->i8, raw);
     case DT_F8E5M2: return call_helper(c, "dt_e5m2_to_f32", c->f32, c->i8, raw);
     case DT_E8M0: return call_helper(c, "dt_e8m0_to_f32", c->f32, c->i8, raw);
+    case DT_F4E2M1: return call_helper(c, "dt_e2m1_to_f32", c->f32, c->i8, raw); /* one nibble */
     default: return raw;
     }
 }
@@ -145,6 +146,7 @@ LLVMValueRef cg_narrow(Cg *c, DType t, LLVMValueRef v)
     case DT_F8E4M3: return call_helper(c, "dt_f32_to_e4m3", c->i8, c->f32, v);
     case DT_F8E5M2: return call_helper(c, "dt_f32_to_e5m2", c->i8, c->f32, v);
     case DT_E8M0: return call_helper(c, "dt_f32_to_e8m0", c->i8, c->f32, v);
+    case DT_F4E2M1: return call_helper(c, "dt_f32_to_e2m1", c->i8, c->f32, v); /* one nibble */
     default: return v;
     }
 }

@@ -434,6 +434,14 @@ Kernel *fe_load(const char *path, const FeSet *sets, int nsets, Diag *d)
     lua_pushlightuserdata(L, &c);
     lua_pushcclosure(L, open_tile, 1);
     lua_setfield(L, -2, "tile");
+    lua_pop(L, 1);
+    /* A spec may require modules that sit beside it: "<dir>/?.lua" first. */
+    const char *slash = strrchr(path, '/');
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
+    lua_getfield(L, -1, "path");
+    lua_pushfstring(L, "%s/?.lua;%s", dir, lua_tostring(L, -1));
+    lua_setfield(L, -3, "path");
     lua_pop(L, 2);
 
     Kernel *k = NULL;

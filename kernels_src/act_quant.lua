@@ -1,10 +1,10 @@
 -- act_quant (v4-spec §2.2): per row, per block of 128 along K,
 --   amax = max(|x|, 1e-4),  s = 2^ceil(log2(amax / 448))  (a UE8M0 scale),
 --   q = e4m3(clamp(x / s, -448, 448)), round to nearest even.
--- The power of two is taken from the f32 bits of amax/448 — its exponent,
--- plus one when the mantissa is not zero — exactly as the reference does.
+-- The power of two comes from the f32 bits of amax/448 (quant.lua).
 --   tilec run kernels_src/act_quant.lua --set M=4 --check
 local T = require "tile"
+local Q = require "quant"
 
 local BLOCK = 128
 
@@ -26,11 +26,7 @@ return T.kernel "act_quant" {
       local scale = T.fragment{p.BM, T.f32}
       T.copy(x:tile(bm * p.BM, bk * BLOCK), t)
       T.reduce_absmax(t, amax, 1)
-      for i in T.parallel(p.BM) do
-        local bits = T.bitcast(T.max(amax[i], 1e-4) / 448.0, T.i32)
-        local e = ((bits >> 23) & 0xff) + T.select(T.ne(bits & 0x7fffff, 0), 1, 0)
-        scale[i] = T.bitcast(e << 23, T.f32)
-      end
+      for i in T.parallel(p.BM) do scale[i] = Q.pow2_ceil(T.max(amax[i], 1e-4) / 448.0) end
       for i, j in T.parallel(p.BM, BLOCK) do
         t[i][j] = T.clamp(t[i][j] / scale[i], -448.0, 448.0)
       end

@@ -158,3 +158,45 @@ void ref_act_quant(int K, const float *x, float *q, float *s)
         }
     }
 }
+
+/* 2^ceil(log2(v)) for v > 0, from frexp: v = m·2^e with m in [0.5, 1). */
+static double pow2_ceil(float v)
+{
+    int e;
+    double m = frexp(v, &e);
+    return m == 0.5 ? ldexp(1, e - 1) : ldexp(1, e);
+}
+
+void ref_fp4_act_quant(int K, const float *x, float *y, float *s)
+{
+    for (int b = 0; b < K / 32; b++) {
+        float amax = 0;
+        for (int k = 0; k < 32; k++)
+            amax = fmaxf(amax, fabsf(x[b * 32 + k]));
+        amax = fmaxf(amax, 6.0f * ldexpf(1, -126));
+        double scale = pow2_ceil(amax / 6.0f);
+        s[b] = (float)scale;
+        for (int k = 0; k < 32; k++) {
+            double v = x[b * 32 + k] / scale;
+            v = v > 6 ? 6 : v < -6 ? -6 : v;
+            y[b * 32 + k] = ref_round_bf16((float)(ref_round_e2m1((float)v) * scale));
+        }
+    }
+}
+
+void ref_kv_fp8_sim(int D, int nope, const float *x, float *y)
+{
+    for (int b = 0; b < nope / 64; b++) {
+        float amax = 0;
+        for (int k = 0; k < 64; k++)
+            amax = fmaxf(amax, fabsf(x[b * 64 + k]));
+        double scale = pow2_ceil(fmaxf(amax, 1e-4f) / 448.0f);
+        for (int k = 0; k < 64; k++) {
+            double v = x[b * 64 + k] / scale;
+            v = v > 448 ? 448 : v < -448 ? -448 : v;
+            y[b * 64 + k] = ref_round_bf16((float)(ref_round_e4m3((float)v) * scale));
+        }
+    }
+    for (int k = nope; k < D; k++)
+        y[k] = x[k];
+}

@@ -32,3 +32,10 @@ double ref_max_abs_diff(const float *a, const float *b, int64_t n);
  * q[k] = the e4m3 value (as f32) of x[k]/s, s[b] = the block's power-of-two
  * scale, 2^ceil(log2(max(amax, 1e-4) / 448)). */
 void ref_act_quant(int K, const float *x, float *q, float *s);
+
+/* fp4_act_quant in place (v4-spec §2.5), one row of K (K % 32 == 0):
+ * y[k] = bf16(e2m1(clamp(x/s, -6, 6)) * s), s[b] = 2^ceil(log2(max(amax, 6*2^-126) / 6)). */
+void ref_fp4_act_quant(int K, const float *x, float *y, float *s);
+/* The FP8 KV simulation (v4-spec §2.6) of one vector of D = nope + 64 dims:
+ * nope dims through e4m3 with 64-wide ue8m0 blocks and back to bf16. */
+void ref_kv_fp8_sim(int D, int nope, const float *x, float *y);

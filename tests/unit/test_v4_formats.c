@@ -1,5 +1,6 @@
 /* test_v4_formats.c — the number-format operators of v4-spec §2, bit for
- * bit against references written from the spec: act_quant (§2.2). */
+ * bit against references written from the spec: act_quant (§2.2),
+ * fp4_act_quant (§2.5) and the FP8 KV simulation (§2.6). */
 #include "codegen/codegen.h"
 #include "frontend/frontend.h"
 #include "passes/passes.h"
@@ -101,6 +102,93 @@ TEST(act_quant_bit_exact)
         check_act_quant("x86-avx512", 2, 512, 4096, "bf16");
 }
 
+/* Run spec (dyn M = params[0]) on the interpreter or a JIT target. */
+static bool run(const char *spec, const FeSet *sets, int nsets, const char *target, void *const *args,
+                const int64_t *params)
+{
+    Diag d = {0};
+    Kernel *k = fe_load(spec, sets, nsets, &d);
+    bool ok = k != NULL;
+    if (ok && !target) {
+        ok = ir_interp(k, args, params, &d);
+    } else if (ok) {
+        const TargetInfo *t = ir_target(target);
+        CgJit *j = NULL;
+        ok = pass_pipeline(k, t, NULL, &d) && (j = cg_jit_compile(k, t, &d)) &&
+             cg_launch(k, cg_jit_fn(j), args, params, 2, &d);
+        cg_jit_free(j);
+    }
+    if (!ok)
+        diag_print(&d, stdout);
+    ir_kernel_free(k);
+    return ok;
+}
+
+/* bf16 inputs over many magnitudes; rows of the output compared exactly. */
+static void check_dequant(const char *spec, const FeSet *sets, int nsets, int M, int D, bool with_scales,
+                          void (*ref)(int D, const float *x, float *y, float *s))
+{
+    const char *targets[] = {NULL, "x86-avx512", "x86-avx2"};
+    uint16_t *x = calloc((size_t)M * D, 2), *y = calloc((size_t)M * D, 2);
+    uint8_t *s = calloc((size_t)M * D, 1);
+    float *xf = calloc((size_t)M * D, 4), *want = calloc((size_t)M * D, 4), *ws = calloc((size_t)M * D, 4);
+    make_input(M, D, xf);
+    for (int64_t i = 0; i < (int64_t)M * D; i++) {
+        x[i] = dt_f32_to_bf16(xf[i]);
+        xf[i] = dt_bf16_to_f32(x[i]);
+    }
+    int nblk = with_scales ? D / 32 : 0;
+    for (int i = 0; i < M; i++)
+        ref(D, xf + (int64_t)i * D, want + (int64_t)i * D, ws + (int64_t)i * nblk);
+    for (size_t t = 0; t < 3; t++) {
+        if (targets[t] && !ir_target_runs_here(ir_target(targets[t])))
+            continue;
+        memset(y, 0xff, (size_t)M * D * 2);
+        void *args[3] = {x, y, s};
+        int64_t params[1] = {M};
+        CHECK(run(spec, sets, nsets, targets[t], args, params));
+        int bad = 0;
+        for (int64_t i = 0; i < (int64_t)M * D; i++)
+            if (dt_bf16_to_f32(y[i]) != want[i] && bad++ < 4)
+                printf("  %s on %s: y[%lld] = %g, want %g (x %g)\n", spec, targets[t] ? targets[t] : "interp",
+                       (long long)i, dt_bf16_to_f32(y[i]), want[i], xf[i]);
+        for (int64_t i = 0; i < (int64_t)M * nblk; i++)
+            if (dt_e8m0_to_f32(s[i]) != ws[i] && bad++ < 8)
+                printf("  %s on %s: s[%lld] = %g, want %g\n", spec, targets[t] ? targets[t] : "interp", (long long)i,
+                       dt_e8m0_to_f32(s[i]), ws[i]);
+        CHECK(bad == 0);
+    }
+    free(x); free(y); free(s); free(xf); free(want); free(ws);
+}
+
+static void fp4_ref(int D, const float *x, float *y, float *s) { ref_fp4_act_quant(D, x, y, s); }
+static void kv_ref_flash(int D, const float *x, float *y, float *s) { (void)s; ref_kv_fp8_sim(D, 448, x, y); }
+static void kv_ref_mini(int D, const float *x, float *y, float *s) { (void)s; ref_kv_fp8_sim(D, 128, x, y); }
+
+TEST(fp4_act_quant_bit_exact)
+{
+    /* the indexer's head dim is 128 in every config */
+    FeSet sets[] = {{"K", "128"}};
+    check_dequant("kernels_src/fp4_act_quant.lua", sets, 1, 21, 128, true, fp4_ref);
+    FeSet wide[] = {{"K", "4096"}};
+    check_dequant("kernels_src/fp4_act_quant.lua", wide, 1, 3, 4096, true, fp4_ref);
+}
+
+TEST(kv_fp8_simulation_bit_exact)
+{
+    check_dequant("kernels_src/kv_fp8_sim.lua", NULL, 0, 19, 512, false, kv_ref_flash);   /* Flash: 448 + 64 */
+    FeSet mini[] = {{"D", "192"}, {"NOPE", "128"}};                                        /* v4-mini: 128 + 64 */
+    check_dequant("kernels_src/kv_fp8_sim.lua", mini, 2, 7, 192, false, kv_ref_mini);
+}
+
+TEST(kv_fp8_simulation_rejects_a_bad_head_split)
+{
+    FeSet sets[] = {{"D", "512"}, {"NOPE", "384"}};
+    Diag d = {0};
+    CHECK(fe_load("kernels_src/kv_fp8_sim.lua", sets, 2, &d) == NULL);
+    CHECKF(strstr(d.msg, "kv_fp8_sim: head dim 512 is not split as nope") != NULL, "%s", d.msg);
+}
+
 TEST(act_quant_rejects_k_off_the_block)
 {
     FeSet set = {"K", "200"};
@@ -114,5 +202,8 @@ int main(void)
 {
     RUN(act_quant_bit_exact);
     RUN(act_quant_rejects_k_off_the_block);
+    RUN(fp4_act_quant_bit_exact);
+    RUN(kv_fp8_simulation_bit_exact);
+    RUN(kv_fp8_simulation_rejects_a_bad_head_split);
     return test_summary();
 }
