@@ -200,3 +200,13 @@ void ref_kv_fp8_sim(int D, int nope, const float *x, float *y)
     for (int k = nope; k < D; k++)
         y[k] = x[k];
 }
+
+void ref_hadamard(int N, const float *x, float *y)
+{
+    for (int j = 0; j < N; j++) {
+        double s = 0;
+        for (int i = 0; i < N; i++)
+            s += (__builtin_popcount((unsigned)(i & j)) & 1) ? -(double)x[i] : (double)x[i];
+        y[j] = ref_round_bf16((float)(s / sqrt((double)N)));
+    }
+}

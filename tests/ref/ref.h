@@ -39,3 +39,7 @@ void ref_fp4_act_quant(int K, const float *x, float *y, float *s);
 /* The FP8 KV simulation (v4-spec §2.6) of one vector of D = nope + 64 dims:
  * nope dims through e4m3 with 64-wide ue8m0 blocks and back to bf16. */
 void ref_kv_fp8_sim(int D, int nope, const float *x, float *y);
+
+/* rotate_activation (v4-spec §2.7): y = bf16(x · H_N / sqrt(N)), H_N the
+ * Sylvester Hadamard matrix, H[i][j] = (-1)^popcount(i & j); in double. */
+void ref_hadamard(int N, const float *x, float *y);

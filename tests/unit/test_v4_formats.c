@@ -1,6 +1,7 @@
 /* test_v4_formats.c — the number-format operators of v4-spec §2, bit for
  * bit against references written from the spec: act_quant (§2.2),
- * fp4_act_quant (§2.5) and the FP8 KV simulation (§2.6). */
+ * fp4_act_quant (§2.5) and the FP8 KV simulation (§2.6); the Hadamard
+ * rotation (§2.7) to within one bf16 rounding of the exact product. */
 #include "codegen/codegen.h"
 #include "frontend/frontend.h"
 #include "passes/passes.h"
@@ -189,6 +190,41 @@ TEST(kv_fp8_simulation_rejects_a_bad_head_split)
     CHECKF(strstr(d.msg, "kv_fp8_sim: head dim 512 is not split as nope") != NULL, "%s", d.msg);
 }
 
+TEST(hadamard_rotation)
+{
+    /* f32 butterflies against an exact (double) product: the bf16 results
+     * agree except where the exact value sits at a bf16 rounding boundary. */
+    const int M = 33, N = 128;
+    const char *targets[] = {NULL, "x86-avx512", "x86-avx2"};
+    uint16_t *x = calloc((size_t)M * N, 2), *y = calloc((size_t)M * N, 2);
+    float *xf = calloc((size_t)M * N, 4), *want = calloc((size_t)M * N, 4);
+    unsigned seed = 9;
+    for (int i = 0; i < M * N; i++) {
+        x[i] = dt_f32_to_bf16(test_rand(&seed) * (float)(1 + i % 7));
+        xf[i] = dt_bf16_to_f32(x[i]);
+    }
+    for (int i = 0; i < M; i++)
+        ref_hadamard(N, xf + i * N, want + i * N);
+    for (size_t t = 0; t < 3; t++) {
+        if (targets[t] && !ir_target_runs_here(ir_target(targets[t])))
+            continue;
+        void *args[2] = {x, y};
+        int64_t params[1] = {M};
+        CHECK(run("kernels_src/hadamard.lua", NULL, 0, targets[t], args, params));
+        int exact = 0, far = 0;
+        for (int i = 0; i < M * N; i++) {
+            float got = dt_bf16_to_f32(y[i]);
+            exact += got == want[i];
+            /* one bf16 ulp of the larger magnitude */
+            float ulp = ldexpf(1.0f, ilogbf(fmaxf(fabsf(want[i]), 1e-30f)) - 7);
+            far += fabsf(got - want[i]) > ulp;
+        }
+        CHECKF(far == 0 && exact >= M * N * 98 / 100, "%s: %d exact of %d, %d beyond one ulp",
+               targets[t] ? targets[t] : "interp", exact, M * N, far);
+    }
+    free(x); free(y); free(xf); free(want);
+}
+
 TEST(act_quant_rejects_k_off_the_block)
 {
     FeSet set = {"K", "200"};
@@ -205,5 +241,6 @@ int main(void)
     RUN(fp4_act_quant_bit_exact);
     RUN(kv_fp8_simulation_bit_exact);
     RUN(kv_fp8_simulation_rejects_a_bad_head_split);
+    RUN(hadamard_rotation);
     return test_summary();
 }

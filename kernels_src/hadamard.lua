@@ -1,0 +1,37 @@
+-- rotate_activation (v4-spec §2.7): y = x · H_N / sqrt(N) over the last dim,
+-- H_N the Sylvester Walsh–Hadamard matrix (N = 128 in V4), x and y bf16.
+-- A fast Walsh–Hadamard transform: log2(N) butterfly stages in f32, each a
+-- parallel loop that pairs element j with j xor h; the stages are unrolled
+-- by Lua at build time and ping-pong between two fragments.
+--   tilec run kernels_src/hadamard.lua --set M=4 --check
+local T = require "tile"
+
+return T.kernel "hadamard" {
+  params = { M = T.dyn, N = T.size(128), BM = T.tune{8, 4, 16} },
+  args = function(p)
+    T.check(p.N & (p.N - 1) == 0, ("hadamard: N = %d is not a power of two"):format(p.N))
+    return {
+      x = T.tensor{p.M, p.N, T.bf16},
+      y = T.tensor{p.M, p.N, T.bf16, out = true},
+    }
+  end,
+  body = function(p, x, y)
+    for bm in T.grid(T.ceildiv(p.M, p.BM)) do
+      local a = T.fragment{p.BM, p.N, T.f32}
+      local b = T.fragment{p.BM, p.N, T.f32}
+      T.copy(x:tile(bm * p.BM, 0), a)
+      local src, dst = a, b
+      local h = 1
+      while h < p.N do
+        for i, j in T.parallel(p.BM, p.N) do
+          local partner = j ~ h
+          dst[i][j] = T.select(T.eq(j & h, 0), src[i][j] + src[i][partner], src[i][partner] - src[i][j])
+        end
+        src, dst = dst, src
+        h = h * 2
+      end
+      for i, j in T.parallel(p.BM, p.N) do dst[i][j] = src[i][j] * (1.0 / math.sqrt(p.N)) end
+      T.copy(dst, y:tile(bm * p.BM, 0))
+    end
+  end,
+}
