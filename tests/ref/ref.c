@@ -210,3 +210,48 @@ void ref_hadamard(int N, const float *x, float *y)
         y[j] = ref_round_bf16((float)(s / sqrt((double)N)));
     }
 }
+
+void ref_rope_table(double theta, int yarn, int P, float *cs)
+{
+    double freq[32];
+    for (int i = 0; i < 32; i++)
+        freq[i] = pow(theta, -2.0 * i / 64);
+    if (yarn) {
+        const double pi = 3.14159265358979323846;
+        double low = floor(64 * log(65536 / (32 * 2 * pi)) / (2 * log(theta)));
+        double high = ceil(64 * log(65536 / (1 * 2 * pi)) / (2 * log(theta)));
+        low = fmax(low, 0);
+        high = fmin(high, 63);
+        for (int i = 0; i < 32; i++) {
+            double ramp = (i - low) / (high - low);
+            ramp = ramp < 0 ? 0 : ramp > 1 ? 1 : ramp;
+            double smooth = 1 - ramp;
+            freq[i] = freq[i] / 16 * (1 - smooth) + freq[i] * smooth;
+        }
+    }
+    for (int p = 0; p < P; p++)
+        for (int i = 0; i < 32; i++) {
+            cs[((int64_t)p * 32 + i) * 2 + 0] = (float)cos(p * freq[i]);
+            cs[((int64_t)p * 32 + i) * 2 + 1] = (float)sin(p * freq[i]);
+        }
+}
+
+void ref_rope(int M, int H, int D, const float *x, const int32_t *pos, const float *cs, int inverse,
+              float *y)
+{
+    for (int t = 0; t < M; t++)
+        for (int h = 0; h < H; h++) {
+            const float *xr = x + ((int64_t)t * H + h) * D;
+            float *yr = y + ((int64_t)t * H + h) * D;
+            for (int j = 0; j < D - 64; j++)
+                yr[j] = xr[j];
+            for (int i = 0; i < 32; i++) {
+                double c = cs[((int64_t)pos[t] * 32 + i) * 2], s = cs[((int64_t)pos[t] * 32 + i) * 2 + 1];
+                if (inverse)
+                    s = -s;
+                double a = xr[D - 64 + 2 * i], b = xr[D - 64 + 2 * i + 1];
+                yr[D - 64 + 2 * i] = ref_round_bf16((float)(a * c - b * s));
+                yr[D - 64 + 2 * i + 1] = ref_round_bf16((float)(a * s + b * c));
+            }
+        }
+}

@@ -43,3 +43,12 @@ void ref_kv_fp8_sim(int D, int nope, const float *x, float *y);
 /* rotate_activation (v4-spec §2.7): y = bf16(x · H_N / sqrt(N)), H_N the
  * Sylvester Hadamard matrix, H[i][j] = (-1)^popcount(i & j); in double. */
 void ref_hadamard(int N, const float *x, float *y);
+
+/* The RoPE cos/sin table of v4-spec §3.7 for positions 0..P-1, in double:
+ * freq_i = theta^(-2i/64), with YaRN (factor 16, original 65536, beta_fast
+ * 32, beta_slow 1) when yarn is set; cs[(p*32 + i)*2 + {0,1}] = cos/sin(p·freq_i). */
+void ref_rope_table(double theta, int yarn, int P, float *cs);
+/* y = x with the last 64 dims of each of H heads rotated by the table row of
+ * pos[t] (interleaved pairs); inverse applies the conjugate; bf16-rounded. */
+void ref_rope(int M, int H, int D, const float *x, const int32_t *pos, const float *cs, int inverse,
+              float *y);

@@ -1,7 +1,7 @@
 /* test_v4_formats.c — the number-format operators of v4-spec §2, bit for
  * bit against references written from the spec: act_quant (§2.2),
  * fp4_act_quant (§2.5) and the FP8 KV simulation (§2.6); the Hadamard
- * rotation (§2.7) to within one bf16 rounding of the exact product. */
+ * rotation (§2.7) and RoPE (§3.7) to within one bf16 rounding of exact math. */
 #include "codegen/codegen.h"
 #include "frontend/frontend.h"
 #include "passes/passes.h"
@@ -225,6 +225,49 @@ TEST(hadamard_rotation)
     free(x); free(y); free(xf); free(want);
 }
 
+static void check_rope(double theta, int yarn, const char *direction)
+{
+    const int M = 9, H = 3, D = 192, P = 4096; /* v4-mini heads: 128 nope + 64 rope */
+    float *cs = calloc((size_t)P * 64, 4);
+    ref_rope_table(theta, yarn, P, cs);
+    uint16_t *x = calloc((size_t)M * H * D, 2), *y = calloc((size_t)M * H * D, 2);
+    float *xf = calloc((size_t)M * H * D, 4), *want = calloc((size_t)M * H * D, 4);
+    int32_t pos[9] = {0, 1, 2, 127, 128, 1000, 2047, 4000, 4095};
+    unsigned seed = 17;
+    for (int i = 0; i < M * H * D; i++) {
+        x[i] = dt_f32_to_bf16(test_rand(&seed));
+        xf[i] = dt_bf16_to_f32(x[i]);
+    }
+    int inverse = !strcmp(direction, "inverse");
+    ref_rope(M, H, D, xf, pos, cs, inverse, want);
+    FeSet sets[] = {{"H", "3"}, {"D", "192"}, {"P", "4096"}, {"direction", direction}};
+    const char *targets[] = {NULL, "x86-avx512", "x86-avx2"};
+    for (size_t t = 0; t < 3; t++) {
+        if (targets[t] && !ir_target_runs_here(ir_target(targets[t])))
+            continue;
+        void *args[4] = {x, pos, cs, y};
+        int64_t params[1] = {M};
+        CHECK(run("kernels_src/rope.lua", sets, 4, targets[t], args, params));
+        int far = 0, exact = 0;
+        for (int i = 0; i < M * H * D; i++) {
+            float got = dt_bf16_to_f32(y[i]);
+            float ulp = ldexpf(1.0f, ilogbf(fmaxf(fabsf(want[i]), 1e-30f)) - 7);
+            far += fabsf(got - want[i]) > ulp;
+            exact += got == want[i];
+        }
+        CHECKF(far == 0 && exact >= M * H * D * 97 / 100, "rope theta %g yarn %d %s on %s: %d beyond 1 ulp, %d exact",
+               theta, yarn, direction, targets[t] ? targets[t] : "interp", far, exact);
+    }
+    free(cs); free(x); free(y); free(xf); free(want);
+}
+
+TEST(rope_forward_and_inverse_with_and_without_yarn)
+{
+    check_rope(160000, 1, "forward"); /* compressed layers */
+    check_rope(160000, 1, "inverse");
+    check_rope(10000, 0, "forward");  /* SWA layers and MTP */
+}
+
 TEST(act_quant_rejects_k_off_the_block)
 {
     FeSet set = {"K", "200"};
@@ -242,5 +285,6 @@ int main(void)
     RUN(kv_fp8_simulation_bit_exact);
     RUN(kv_fp8_simulation_rejects_a_bad_head_split);
     RUN(hadamard_rotation);
+    RUN(rope_forward_and_inverse_with_and_without_yarn);
     return test_summary();
 }
