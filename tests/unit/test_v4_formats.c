@@ -268,6 +268,55 @@ TEST(rope_forward_and_inverse_with_and_without_yarn)
     check_rope(10000, 0, "forward");  /* SWA layers and MTP */
 }
 
+/* Two-level check (v4-spec §9): against a reference that rounds the norm's
+ * output to bf16 and quantises it exactly as the spec says, with the sum of
+ * squares in double — only the order of a 4096-term f32 sum differs, which
+ * can move a value across a bf16 rounding boundary. */
+TEST(rmsnorm_quant_against_the_spec)
+{
+    const int M = 6, D = 4096;
+    uint16_t *x = calloc((size_t)M * D, 2);
+    uint8_t *q = calloc((size_t)M * D, 1), *s = calloc((size_t)M * D / 128, 1);
+    float *xf = calloc((size_t)M * D, 4), *w = calloc(D, 4), *y = calloc((size_t)M * D, 4);
+    float *qr = calloc((size_t)M * D, 4), *sr = calloc((size_t)M * D / 128, 4);
+    make_input(M, D, xf);
+    for (int i = 0; i < M * D; i++) {
+        x[i] = dt_f32_to_bf16(xf[i] + 0.01f); /* no all-zero rows: those have no norm */
+        xf[i] = dt_bf16_to_f32(x[i]);
+    }
+    unsigned seed = 23;
+    for (int j = 0; j < D; j++)
+        w[j] = 0.5f + test_rand(&seed);
+    ref_rmsnorm(M, D, xf, w, 1e-6f, y);
+    for (int i = 0; i < M * D; i++)
+        y[i] = ref_round_bf16(y[i]);
+    for (int i = 0; i < M; i++)
+        ref_act_quant(D, y + (int64_t)i * D, qr + (int64_t)i * D, sr + (int64_t)i * (D / 128));
+    const char *targets[] = {NULL, "x86-avx512", "x86-avx2"};
+    for (size_t t = 0; t < 3; t++) {
+        if (targets[t] && !ir_target_runs_here(ir_target(targets[t])))
+            continue;
+        void *args[4] = {x, w, q, s};
+        int64_t params[1] = {M};
+        CHECK(run("kernels_src/rmsnorm_quant.lua", NULL, 0, targets[t], args, params));
+        int qsame = 0, ssame = 0, far = 0;
+        for (int i = 0; i < M * D; i++) {
+            float got = dt_e4m3_to_f32(q[i]) * dt_e8m0_to_f32(s[i / 128]);
+            float want = qr[i] * sr[i / 128];
+            qsame += dt_e4m3_to_f32(q[i]) == qr[i];
+            /* one e4m3 step at this magnitude: 2^(exponent - 3) */
+            float step = ldexpf(1.0f, ilogbf(fmaxf(fabsf(want), 1e-30f)) - 3);
+            far += fabsf(got - want) > step;
+        }
+        for (int i = 0; i < M * D / 128; i++)
+            ssame += dt_e8m0_to_f32(s[i]) == sr[i];
+        CHECKF(far == 0 && qsame >= M * D * 99 / 100 && ssame >= M * D / 128 * 97 / 100,
+               "%s: %d of %d codes and %d of %d scales equal, %d beyond one step", targets[t] ? targets[t] : "interp",
+               qsame, M * D, ssame, M * D / 128, far);
+    }
+    free(x); free(q); free(s); free(xf); free(w); free(y); free(qr); free(sr);
+}
+
 TEST(act_quant_rejects_k_off_the_block)
 {
     FeSet set = {"K", "200"};
@@ -286,5 +335,6 @@ int main(void)
     RUN(kv_fp8_simulation_rejects_a_bad_head_split);
     RUN(hadamard_rotation);
     RUN(rope_forward_and_inverse_with_and_without_yarn);
+    RUN(rmsnorm_quant_against_the_spec);
     return test_summary();
 }
