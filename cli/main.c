@@ -351,6 +351,8 @@ static void fill_random(RtTensor *t, unsigned seed)
         double v = (double)(s >> 8) / 8388608.0 - 1.0;
         if (dt_is_int(t->dtype))
             v = (double)(s % 16);
+        else if (t->dtype == DT_E8M0) /* scales: powers of two around 1 */
+            v = ldexp(1.0, (int)(s % 9) - 4);
         dt_store(t->dtype, t->data, i, v);
     }
 }

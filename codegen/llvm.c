@@ -14,6 +14,7 @@
 #include <llvm-c/Support.h>
 #include <llvm-c/Target.h>
 #include <llvm-c/Transforms/PassBuilder.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,6 +90,29 @@ LLVMValueRef cg_bf16_to_f32(Cg *c, LLVMValueRef h)
     return LLVMBuildBitCast(c->b, LLVMBuildShl(c->b, w, sh, ""), f32, "");
 }
 
+/* e4m3 byte → f32 in plain integer/float ops, so loops that read fp8
+ * weights vectorise: normal numbers rebias the exponent (7 → 127),
+ * subnormals are m·2^-9, S.1111.111 is NaN (dt_e4m3_to_f32's definition). */
+static LLVMValueRef e4m3_to_f32(Cg *c, LLVMValueRef byte)
+{
+    LLVMBuilderRef B = c->b;
+    LLVMValueRef b = LLVMBuildZExt(B, byte, c->i32, "");
+    LLVMValueRef k = LLVMConstInt(c->i32, 0, 0);
+#define I32(v) LLVMConstInt(c->i32, (unsigned long long)(v), 0)
+    LLVMValueRef sign = LLVMBuildShl(B, LLVMBuildAnd(B, b, I32(0x80), ""), I32(24), "");
+    LLVMValueRef e = LLVMBuildAnd(B, LLVMBuildLShr(B, b, I32(3), ""), I32(15), "");
+    LLVMValueRef m = LLVMBuildAnd(B, b, I32(7), "");
+    LLVMValueRef normal = LLVMBuildOr(B, sign, LLVMBuildOr(B, LLVMBuildShl(B, LLVMBuildAdd(B, e, I32(120), ""), I32(23), ""),
+                                                             LLVMBuildShl(B, m, I32(20), ""), ""), "");
+    LLVMValueRef sub = LLVMBuildFMul(B, LLVMBuildUIToFP(B, m, c->f32, ""), LLVMConstReal(c->f32, 1.0 / 512), "");
+    sub = LLVMBuildBitCast(B, LLVMBuildOr(B, LLVMBuildBitCast(B, sub, c->i32, ""), sign, ""), c->f32, "");
+    LLVMValueRef v = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntEQ, e, k, ""), sub,
+                                     LLVMBuildBitCast(B, normal, c->f32, ""), "");
+    LLVMValueRef nan = LLVMBuildICmp(B, LLVMIntEQ, LLVMBuildAnd(B, b, I32(0x7f), ""), I32(0x7f), "");
+    return LLVMBuildSelect(B, nan, LLVMConstReal(c->f32, NAN), v, "");
+#undef I32
+}
+
 /* A stored element (of dtype t) widened to its value type. */
 LLVMValueRef cg_widen(Cg *c, DType t, LLVMValueRef raw)
 {
@@ -99,8 +123,13 @@ LLVMValueRef cg_widen(Cg *c, DType t, LLVMValueRef raw)
     case DT_I64: case DT_F32: return raw;
     case DT_F16: return LLVMBuildFPExt(c->b, raw, c->f32, "");
     case DT_BF16: return cg_bf16_to_f32(c, raw);
-    case DT_F8E4M3: return call_helper(c, "dt_e4m3_to_f32", c->f32, c->i8, raw);
-    case DT_F8E5M2: return call_helper(c, "dt_e5m2_to_f32", c->f32, c->i8, raw);
+    case DT_F8E4M3: return e4m3_to_f32(c, raw);
+    case DT_F8E5M2: /* e5m2 is the top byte of an f16 */
+        return LLVMBuildFPExt(c->b,
+                              LLVMBuildBitCast(c->b, LLVMBuildShl(c->b, LLVMBuildZExt(c->b, raw, c->i16, ""),
+                                                                  LLVMConstInt(c->i16, 8, 0), ""),
+                                               LLVMHalfTypeInContext(c->ctx), ""),
+                              c->f32, "");
     case DT_E8M0: return call_helper(c, "dt_e8m0_to_f32", c->f32, c->i8, raw);
     case DT_F4E2M1: return call_helper(c, "dt_e2m1_to_f32", c->f32, c->i8, raw); /* one nibble */
     default: return raw;

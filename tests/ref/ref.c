@@ -255,3 +255,30 @@ void ref_rope(int M, int H, int D, const float *x, const int32_t *pos, const flo
             }
         }
 }
+
+void ref_fp8_gemm(int M, int N, int K, const float *a, const float *sa, const float *b, const float *sb,
+                  float *c)
+{
+    int nkb = K / 128;
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            double acc = 0;
+            for (int kb = 0; kb < nkb; kb++) {
+                double part = 0;
+                for (int k = kb * 128; k < kb * 128 + 128; k++)
+                    part += (double)a[(int64_t)i * K + k] * b[(int64_t)j * K + k];
+                acc += part * sa[i * nkb + kb] * sb[(j / 128) * nkb + kb];
+            }
+            c[(int64_t)i * N + j] = ref_round_bf16((float)acc);
+        }
+}
+
+double ref_calc_diff(const float *x, const float *y, int64_t n)
+{
+    double xy = 0, sq = 0;
+    for (int64_t i = 0; i < n; i++) {
+        xy += (double)x[i] * y[i];
+        sq += (double)x[i] * x[i] + (double)y[i] * y[i];
+    }
+    return sq == 0 ? 0 : 1 - 2 * xy / sq;
+}

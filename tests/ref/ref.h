@@ -52,3 +52,10 @@ void ref_rope_table(double theta, int yarn, int P, float *cs);
  * pos[t] (interleaved pairs); inverse applies the conjugate; bf16-rounded. */
 void ref_rope(int M, int H, int D, const float *x, const int32_t *pos, const float *cs, int inverse,
               float *y);
+
+/* fp8_gemm (v4-spec §2.3): C = Σ_kb (A_kb·B_kbᵀ)·sa[m,kb]·sb[n/128,kb] with
+ * A, B given as their e4m3 values, scales as values; double, then bf16. */
+void ref_fp8_gemm(int M, int N, int K, const float *a, const float *sa, const float *b, const float *sb,
+                  float *c);
+/* DeepGEMM's calc_diff: 1 - 2·Σxy / Σ(x² + y²). */
+double ref_calc_diff(const float *x, const float *y, int64_t n);

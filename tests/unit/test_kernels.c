@@ -362,6 +362,43 @@ TEST(max_and_min_follow_ieee_maximum_minimum)
     }
 }
 
+TEST(every_fp8_byte_widens_exactly)
+{
+    /* Compiled fp8 loads (inline bit arithmetic, vectorised) decode all 256
+     * codes of both formats like the formats' definitions. */
+    static const char *src =
+        "kernel widen level tile\n"
+        "arg a: f8e4m3[256] in\n"
+        "arg b: f8e5m2[256] in\n"
+        "arg x: f32[256] out\n"
+        "arg y: f32[256] out\n"
+        "grid (g) < [1]\n"
+        "{\n"
+        "  for i: parallel < 256 {\n"
+        "    x[i] = a[i]\n"
+        "    y[i] = b[i]\n"
+        "  }\n"
+        "}\n";
+    uint8_t codes[256];
+    for (int i = 0; i < 256; i++)
+        codes[i] = (uint8_t)i;
+    for (int e = 0; e < NEXECS; e++) {
+        if (!exec_available(&execs[e]))
+            continue;
+        Diag d = {0};
+        Kernel *k = ir_parse(src, "widen.tir", &d);
+        float x[256], y[256];
+        void *args[4] = {codes, codes, x, y};
+        CHECK(k && execute(k, execs[e].mode, execs[e].target, 1, args, NULL, &d));
+        for (int i = 0; i < 256; i++) {
+            float wa = ref_decode_e4m3((uint8_t)i), wb = ref_decode_e5m2((uint8_t)i);
+            CHECKF((isnan(wa) && isnan(x[i])) || x[i] == wa, "%s: e4m3 %02x -> %g, want %g", exec_name(&execs[e]), i, x[i], wa);
+            CHECKF((isnan(wb) && isnan(y[i])) || y[i] == wb, "%s: e5m2 %02x -> %g, want %g", exec_name(&execs[e]), i, y[i], wb);
+        }
+        ir_kernel_free(k);
+    }
+}
+
 TEST(interpreter_reports_out_of_bounds)
 {
     const char *src =
@@ -396,6 +433,7 @@ int main(void)
     RUN(dyn_dimension_at_run_time);
     RUN(atomic_add_across_blocks);
     RUN(max_and_min_follow_ieee_maximum_minimum);
+    RUN(every_fp8_byte_widens_exactly);
     RUN(interpreter_reports_out_of_bounds);
     return test_summary();
 }

@@ -317,6 +317,86 @@ TEST(rmsnorm_quant_against_the_spec)
     free(x); free(q); free(s); free(xf); free(w); free(y); free(qr); free(sr);
 }
 
+/* fp8_gemm (§2.3), two levels: tight against the spec's math on the same
+ * quantised inputs (bf16 results within one rounding), loose against the
+ * unquantised product (DeepGEMM's calc_diff below 1e-3 for FP8). */
+static void check_fp8_gemm(const char *target, int M, int N, int K)
+{
+    int nkb = K / 128, nnb = (N + 127) / 128;
+    float *xa = calloc((size_t)M * K, 4), *xb = calloc((size_t)N * K, 4);
+    unsigned seed = 31;
+    for (int64_t i = 0; i < (int64_t)M * K; i++)
+        xa[i] = test_rand(&seed) * 3.0f;
+    for (int64_t i = 0; i < (int64_t)N * K; i++)
+        xb[i] = test_rand(&seed) * 0.05f;
+    /* quantise: A per 1×128 with act_quant's reference, B per 128×128 */
+    float *qa = calloc((size_t)M * K, 4), *sa = calloc((size_t)M * nkb, 4);
+    float *qb = calloc((size_t)N * K, 4), *sb = calloc((size_t)nnb * nkb, 4);
+    for (int i = 0; i < M; i++)
+        ref_act_quant(K, xa + (int64_t)i * K, qa + (int64_t)i * K, sa + (int64_t)i * nkb);
+    for (int nb = 0; nb < nnb; nb++)
+        for (int kb = 0; kb < nkb; kb++) {
+            float amax = 1e-4f;
+            for (int n = nb * 128; n < N && n < nb * 128 + 128; n++)
+                for (int k = kb * 128; k < kb * 128 + 128; k++)
+                    amax = fmaxf(amax, fabsf(xb[(int64_t)n * K + k]));
+            float s = ldexpf(1.0f, (int)ceil(log2(amax / 448.0)));
+            sb[nb * nkb + kb] = s;
+            for (int n = nb * 128; n < N && n < nb * 128 + 128; n++)
+                for (int k = kb * 128; k < kb * 128 + 128; k++)
+                    qb[(int64_t)n * K + k] = ref_round_e4m3(xb[(int64_t)n * K + k] / s);
+        }
+    uint8_t *a8 = calloc((size_t)M * K, 1), *b8 = calloc((size_t)N * K, 1);
+    uint8_t *sa8 = calloc((size_t)M * nkb, 1), *sb8 = calloc((size_t)nnb * nkb, 1);
+    for (int64_t i = 0; i < (int64_t)M * K; i++)
+        a8[i] = dt_f32_to_e4m3(qa[i]);
+    for (int64_t i = 0; i < (int64_t)N * K; i++)
+        b8[i] = dt_f32_to_e4m3(qb[i]);
+    for (int i = 0; i < M * nkb; i++)
+        sa8[i] = dt_f32_to_e8m0(sa[i]);
+    for (int i = 0; i < nnb * nkb; i++)
+        sb8[i] = dt_f32_to_e8m0(sb[i]);
+    float *want = calloc((size_t)M * N, 4), *exact = calloc((size_t)M * N, 4), *got = calloc((size_t)M * N, 4);
+    ref_fp8_gemm(M, N, K, qa, sa, qb, sb, want);
+    ref_gemm(M, N, K, xa, xb, exact);
+    uint16_t *c = calloc((size_t)M * N, 2);
+    char ns[16], ks[16];
+    snprintf(ns, sizeof ns, "%d", N);
+    snprintf(ks, sizeof ks, "%d", K);
+    FeSet sets[] = {{"N", ns}, {"K", ks}, {"BM", M <= 16 ? "16" : "64"}};
+    void *args[5] = {a8, sa8, b8, sb8, c};
+    int64_t params[1] = {M};
+    CHECK(run("kernels_src/fp8_gemm.lua", sets, 3, target, args, params));
+    int far = 0, same = 0;
+    for (int64_t i = 0; i < (int64_t)M * N; i++) {
+        got[i] = dt_bf16_to_f32(c[i]);
+        float ulp = ldexpf(1.0f, ilogbf(fmaxf(fabsf(want[i]), 1e-30f)) - 7);
+        far += fabsf(got[i] - want[i]) > ulp;
+        same += got[i] == want[i];
+    }
+    double diff = ref_calc_diff(got, exact, (int64_t)M * N);
+    CHECKF(far == 0 && same >= M * N * 9 / 10 && diff < 1e-3,
+           "fp8_gemm %dx%dx%d on %s: %d beyond one bf16 rounding, %d of %d equal, calc_diff %.2e", M, N, K,
+           target ? target : "interp", far, same, M * N, diff);
+    free(xa); free(xb); free(qa); free(sa); free(qb); free(sb); free(a8); free(b8); free(sa8); free(sb8);
+    free(want); free(exact); free(got); free(c);
+}
+
+TEST(fp8_gemm_two_level)
+{
+    check_fp8_gemm(NULL, 5, 200, 256);           /* interpreter, a partial N block */
+    const char *targets[] = {"x86-avx512", "x86-avx2"};
+    for (int t = 0; t < 2; t++) {
+        if (!ir_target_runs_here(ir_target(targets[t])))
+            continue;
+        check_fp8_gemm(targets[t], 5, 200, 256);
+        check_fp8_gemm(targets[t], 1, 4096, 4096);   /* Flash decode shapes */
+        check_fp8_gemm(targets[t], 16, 1024, 4096);
+    }
+    if (ir_target_runs_here(ir_target("x86-avx512")))
+        check_fp8_gemm("x86-avx512", 512, 512, 1024); /* a prefill of 512 tokens */
+}
+
 TEST(act_quant_rejects_k_off_the_block)
 {
     FeSet set = {"K", "200"};
@@ -336,5 +416,6 @@ int main(void)
     RUN(hadamard_rotation);
     RUN(rope_forward_and_inverse_with_and_without_yarn);
     RUN(rmsnorm_quant_against_the_spec);
+    RUN(fp8_gemm_two_level);
     return test_summary();
 }
