@@ -282,3 +282,56 @@ double ref_calc_diff(const float *x, const float *y, int64_t n)
     }
     return sq == 0 ? 0 : 1 - 2 * xy / sq;
 }
+
+void ref_hc_pre(int D, const float *x, const float *fn, const float *scale, const float *base, float *y,
+                float *post, float *comb)
+{
+    const double eps = 1e-6;
+    int n = 4 * D;
+    double ss = 0, mix[24], pre[4], c[4][4];
+    for (int k = 0; k < n; k++)
+        ss += (double)x[k] * x[k];
+    double r = 1 / sqrt(ss / n + 1e-6);
+    for (int m = 0; m < 24; m++) {
+        double s = 0;
+        for (int k = 0; k < n; k++)
+            s += (double)x[k] * fn[(int64_t)m * n + k];
+        mix[m] = s * r;
+    }
+    for (int i = 0; i < 4; i++) {
+        pre[i] = 1 / (1 + exp(-(mix[i] * scale[0] + base[i]))) + eps;
+        post[i] = (float)(2 / (1 + exp(-(mix[4 + i] * scale[1] + base[4 + i]))));
+    }
+    for (int i = 0; i < 4; i++) { /* softmax over j, + eps */
+        double row[4], mx = -INFINITY, sum = 0;
+        for (int j = 0; j < 4; j++) {
+            row[j] = mix[8 + 4 * i + j] * scale[2] + base[8 + 4 * i + j];
+            mx = fmax(mx, row[j]);
+        }
+        for (int j = 0; j < 4; j++)
+            sum += exp(row[j] - mx);
+        for (int j = 0; j < 4; j++)
+            c[i][j] = exp(row[j] - mx) / sum + eps;
+    }
+    for (int it = 0; it < 20; it++) {
+        if (it > 0) /* rows, then columns; the first pass has columns only */
+            for (int i = 0; i < 4; i++) {
+                double s = c[i][0] + c[i][1] + c[i][2] + c[i][3];
+                for (int j = 0; j < 4; j++)
+                    c[i][j] /= s + eps;
+            }
+        for (int j = 0; j < 4; j++) {
+            double s = c[0][j] + c[1][j] + c[2][j] + c[3][j];
+            for (int i = 0; i < 4; i++)
+                c[i][j] /= s + eps;
+        }
+    }
+    for (int i = 0; i < 16; i++)
+        comb[i] = (float)c[i / 4][i % 4];
+    for (int d = 0; d < D; d++) {
+        double s = 0;
+        for (int i = 0; i < 4; i++)
+            s += pre[i] * x[i * D + d];
+        y[d] = ref_round_bf16((float)s);
+    }
+}

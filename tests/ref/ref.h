@@ -59,3 +59,9 @@ void ref_fp8_gemm(int M, int N, int K, const float *a, const float *sa, const fl
                   float *c);
 /* DeepGEMM's calc_diff: 1 - 2·Σxy / Σ(x² + y²). */
 double ref_calc_diff(const float *x, const float *y, int64_t n);
+
+/* hc_pre (v4-spec §3.3.1) for one token: x holds the 4 streams of D values
+ * (4·D), fn is [24, 4D]; outputs y[D] (bf16-rounded), post[4], comb[16]
+ * (row-major C[i][j]); double throughout. */
+void ref_hc_pre(int D, const float *x, const float *fn, const float *scale, const float *base, float *y,
+                float *post, float *comb);

@@ -397,6 +397,64 @@ TEST(fp8_gemm_two_level)
         check_fp8_gemm("x86-avx512", 512, 512, 1024); /* a prefill of 512 tokens */
 }
 
+/* hc_pre (§3.3.1) at v4-mini (D 512) and Flash (D 4096) widths. */
+static void check_hc_pre(const char *target, int M, int D)
+{
+    int n = 4 * D;
+    uint16_t *x = calloc((size_t)M * n, 2), *y = calloc((size_t)M * D, 2);
+    float *xf = calloc((size_t)M * n, 4), *fn = calloc((size_t)24 * n, 4), scale[3], base[24];
+    float *post = calloc((size_t)M * 4, 4), *comb = calloc((size_t)M * 16, 4);
+    float *wy = calloc(D, 4), wpost[4], wcomb[16];
+    unsigned seed = 41;
+    for (int64_t i = 0; i < (int64_t)M * n; i++) {
+        x[i] = dt_f32_to_bf16(test_rand(&seed) * (1 + (float)(i % 5)));
+        xf[i] = dt_bf16_to_f32(x[i]);
+    }
+    for (int64_t i = 0; i < (int64_t)24 * n; i++)
+        fn[i] = test_rand(&seed) * 0.05f;
+    for (int i = 0; i < 3; i++)
+        scale[i] = 0.75f + 0.25f * test_rand(&seed);
+    for (int i = 0; i < 24; i++)
+        base[i] = test_rand(&seed);
+    char ds[16];
+    snprintf(ds, sizeof ds, "%d", D);
+    FeSet sets[] = {{"D", ds}};
+    void *args[7] = {x, fn, scale, base, y, post, comb};
+    int64_t params[1] = {M};
+    CHECK(run("kernels_src/hc_pre.lua", sets, 1, target, args, params));
+    double worst_post = 0, worst_comb = 0;
+    int yfar = 0, ysame = 0;
+    for (int t = 0; t < M; t++) {
+        ref_hc_pre(D, xf + (int64_t)t * n, fn, scale, base, wy, wpost, wcomb);
+        for (int i = 0; i < 4; i++)
+            worst_post = fmax(worst_post, fabs(post[t * 4 + i] - wpost[i]) / fabs(wpost[i]));
+        for (int i = 0; i < 16; i++) /* comb entries lie in [0, 1] */
+            worst_comb = fmax(worst_comb, fabs(comb[t * 16 + i] - wcomb[i]));
+        for (int d = 0; d < D; d++) {
+            float got = dt_bf16_to_f32(y[(int64_t)t * D + d]);
+            /* one bf16 ulp, or f32 rounding of the four terms when they cancel */
+            float ulp = fmaxf(ldexpf(1.0f, ilogbf(fmaxf(fabsf(wy[d]), 1e-30f)) - 7), 1e-5f);
+            yfar += fabsf(got - wy[d]) > ulp;
+            ysame += got == wy[d];
+        }
+    }
+    CHECKF(worst_post < 2e-5 && worst_comb < 2e-5 && yfar == 0 && ysame >= M * D * 95 / 100,
+           "hc_pre M=%d D=%d on %s: post rel %.2e, comb abs %.2e, y: %d beyond 1 ulp, %d of %d equal", M, D,
+           target ? target : "interp", worst_post, worst_comb, yfar, ysame, M * D);
+    free(x); free(y); free(xf); free(fn); free(post); free(comb); free(wy);
+}
+
+TEST(hc_pre_against_the_spec)
+{
+    check_hc_pre(NULL, 3, 512);
+    const char *targets[] = {"x86-avx512", "x86-avx2"};
+    for (int t = 0; t < 2; t++)
+        if (ir_target_runs_here(ir_target(targets[t]))) {
+            check_hc_pre(targets[t], 7, 512);
+            check_hc_pre(targets[t], 16, 4096);
+        }
+}
+
 TEST(act_quant_rejects_k_off_the_block)
 {
     FeSet set = {"K", "200"};
@@ -417,5 +475,6 @@ int main(void)
     RUN(rope_forward_and_inverse_with_and_without_yarn);
     RUN(rmsnorm_quant_against_the_spec);
     RUN(fp8_gemm_two_level);
+    RUN(hc_pre_against_the_spec);
     return test_summary();
 }
