@@ -335,3 +335,14 @@ void ref_hc_pre(int D, const float *x, const float *fn, const float *scale, cons
         y[d] = ref_round_bf16((float)s);
     }
 }
+
+void ref_hc_post(int D, const float *f, const float *r, const float *post, const float *comb, float *x)
+{
+    for (int j = 0; j < 4; j++)
+        for (int d = 0; d < D; d++) {
+            double s = (double)post[j] * f[d];
+            for (int i = 0; i < 4; i++)
+                s += (double)comb[4 * i + j] * r[i * D + d];
+            x[j * D + d] = ref_round_bf16((float)s);
+        }
+}

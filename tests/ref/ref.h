@@ -65,3 +65,7 @@ double ref_calc_diff(const float *x, const float *y, int64_t n);
  * (row-major C[i][j]); double throughout. */
 void ref_hc_pre(int D, const float *x, const float *fn, const float *scale, const float *base, float *y,
                 float *post, float *comb);
+
+/* hc_post (v4-spec §3.3.2) for one token: x[j·D + d] = bf16(post[j]·f[d] +
+ * Σ_i comb[4i + j]·r[i·D + d]), in double. */
+void ref_hc_post(int D, const float *f, const float *r, const float *post, const float *comb, float *x);

@@ -455,6 +455,50 @@ TEST(hc_pre_against_the_spec)
         }
 }
 
+TEST(hc_post_against_the_spec)
+{
+    /* comb is not symmetric, so a transposed combination fails */
+    const int M = 6, D = 512;
+    uint16_t *f = calloc((size_t)M * D, 2), *r = calloc((size_t)M * 4 * D, 2), *x = calloc((size_t)M * 4 * D, 2);
+    float *ff = calloc((size_t)M * D, 4), *rf = calloc((size_t)M * 4 * D, 4), *want = calloc((size_t)4 * D, 4);
+    float post[6 * 4], comb[6 * 16];
+    unsigned seed = 43;
+    for (int i = 0; i < M * D; i++) {
+        f[i] = dt_f32_to_bf16(test_rand(&seed));
+        ff[i] = dt_bf16_to_f32(f[i]);
+    }
+    for (int i = 0; i < M * 4 * D; i++) {
+        r[i] = dt_f32_to_bf16(test_rand(&seed) * 2);
+        rf[i] = dt_bf16_to_f32(r[i]);
+    }
+    for (int i = 0; i < M * 4; i++)
+        post[i] = 1 + test_rand(&seed);
+    for (int i = 0; i < M * 16; i++)
+        comb[i] = 0.5f + 0.5f * test_rand(&seed);
+    const char *targets[] = {NULL, "x86-avx512", "x86-avx2"};
+    for (size_t t = 0; t < 3; t++) {
+        if (targets[t] && !ir_target_runs_here(ir_target(targets[t])))
+            continue;
+        FeSet sets[] = {{"D", "512"}};
+        void *args[5] = {f, r, post, comb, x};
+        int64_t params[1] = {M};
+        CHECK(run("kernels_src/hc_post.lua", sets, 1, targets[t], args, params));
+        int far = 0, same = 0;
+        for (int tok = 0; tok < M; tok++) {
+            ref_hc_post(D, ff + tok * D, rf + tok * 4 * D, post + tok * 4, comb + tok * 16, want);
+            for (int k = 0; k < 4 * D; k++) {
+                float got = dt_bf16_to_f32(x[(int64_t)tok * 4 * D + k]);
+                float ulp = fmaxf(ldexpf(1.0f, ilogbf(fmaxf(fabsf(want[k]), 1e-30f)) - 7), 1e-5f);
+                far += fabsf(got - want[k]) > ulp;
+                same += got == want[k];
+            }
+        }
+        CHECKF(far == 0 && same >= M * 4 * D * 95 / 100, "hc_post on %s: %d beyond one rounding, %d of %d equal",
+               targets[t] ? targets[t] : "interp", far, same, M * 4 * D);
+    }
+    free(f); free(r); free(x); free(ff); free(rf); free(want);
+}
+
 TEST(act_quant_rejects_k_off_the_block)
 {
     FeSet set = {"K", "200"};
@@ -476,5 +520,6 @@ int main(void)
     RUN(rmsnorm_quant_against_the_spec);
     RUN(fp8_gemm_two_level);
     RUN(hc_pre_against_the_spec);
+    RUN(hc_post_against_the_spec);
     return test_summary();
 }
