@@ -671,17 +671,25 @@ local function resolve_params(params, sets)
   return p
 end
 
+-- An argument a configuration leaves out: `ids = hash and T.tensor{...} or T.none`;
+-- the body receives nil for it.
+T.none = setmetatable({}, { __tostring = function() return "T.none" end })
+
 -- The arguments in declaration order (the order of their T.tensor calls).
 local function declare_args(def, p)
   local args = def.args
   if type(args) == "function" then args = args(p) end
   if type(args) ~= "table" then err("kernel " .. built.name .. ": args must be a table or a function returning one") end
   local list = {}
+  built.absent = {}
   for name, t in pairs(args) do
-    if type(name) ~= "string" or type(t) ~= "table" or not t.__tensor then
+    if t == T.none then
+      built.absent[name] = true
+    elseif type(name) ~= "string" or type(t) ~= "table" or not t.__tensor then
       err(("kernel %s: args.%s must be a T.tensor{...}"):format(built.name, tostring(name)))
+    else
+      list[#list + 1] = { name = name, t = t }
     end
-    list[#list + 1] = { name = name, t = t }
   end
   table.sort(list, function(a, b) return a.t.seq < b.t.seq end)
   local bufs = {}
@@ -712,7 +720,7 @@ local function call_body(def, p, bufs, list)
   else
     for i = 2, info.nparams do
       local name = debug.getlocal(body, i)
-      if not bufs[name] then
+      if not bufs[name] and not built.absent[name] then
         err(("kernel %s: body parameter '%s' is not an argument"):format(built.name, name),
             "arguments: " .. table.concat(names_of(bufs), ", "))
       end

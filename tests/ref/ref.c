@@ -346,3 +346,35 @@ void ref_hc_post(int D, const float *f, const float *r, const float *post, const
             x[j * D + d] = ref_round_bf16((float)s);
         }
 }
+
+void ref_moe_gate(int D, int E, int K, const float *x, const float *wg, const float *bias, double route_scale,
+                  const int32_t *hash_row, int32_t *idx, double *w, double *sel)
+{
+    double score[1024];
+    for (int e = 0; e < E; e++) {
+        double l = 0;
+        for (int d = 0; d < D; d++)
+            l += (double)x[d] * wg[(int64_t)e * D + d];
+        double sp = l > 20 ? l : log1p(exp(l));
+        score[e] = sqrt(sp);
+        sel[e] = score[e] + bias[e];
+    }
+    double masked[1024];
+    memcpy(masked, sel, sizeof(double) * (size_t)E);
+    double total = 0;
+    for (int k = 0; k < K; k++) {
+        int best = 0;
+        if (hash_row) {
+            best = hash_row[k];
+        } else {
+            for (int e = 1; e < E; e++)
+                if (masked[e] > masked[best])
+                    best = e;
+            masked[best] = -INFINITY;
+        }
+        idx[k] = best;
+        total += score[best];
+    }
+    for (int k = 0; k < K; k++)
+        w[k] = score[idx[k]] / total * route_scale;
+}

@@ -69,3 +69,10 @@ void ref_hc_pre(int D, const float *x, const float *fn, const float *scale, cons
 /* hc_post (v4-spec §3.3.2) for one token: x[j·D + d] = bf16(post[j]·f[d] +
  * Σ_i comb[4i + j]·r[i·D + d]), in double. */
 void ref_hc_post(int D, const float *f, const float *r, const float *post, const float *comb, float *x);
+
+/* The MoE gate (v4-spec §3.5 steps 1–4) for one token: scores in double;
+ * idx = top-k of score + bias (ties to the lower expert) unless hash_row is
+ * given (hash routing); w = unbiased scores normalised, times route_scale.
+ * Also returns every expert's biased score in sel (for tie checks). */
+void ref_moe_gate(int D, int E, int K, const float *x, const float *wg, const float *bias, double route_scale,
+                  const int32_t *hash_row, int32_t *idx, double *w, double *sel);

@@ -499,6 +499,86 @@ TEST(hc_post_against_the_spec)
     free(f); free(r); free(x); free(ff); free(rf); free(want);
 }
 
+/* Routing is compared as index sets (v4-spec §9.2): an expert may differ
+ * from the reference only where its biased score ties the k-th within
+ * f32 rounding; weights are compared expert by expert. */
+static void check_gate(const char *target, int M, int D, int E, bool hash)
+{
+    const int K = 6, V = 97;
+    uint16_t *x = calloc((size_t)M * D, 2), *wg = calloc((size_t)E * D, 2);
+    float *xf = calloc((size_t)M * D, 4), *wf = calloc((size_t)E * D, 4), *bias = calloc(E, 4);
+    int32_t *ids = calloc(M, 4), *t2e = calloc((size_t)V * K, 4), *idx = calloc((size_t)M * K, 4);
+    float *w = calloc((size_t)M * K, 4);
+    unsigned seed = 47;
+    for (int i = 0; i < M * D; i++) {
+        x[i] = dt_f32_to_bf16(test_rand(&seed));
+        xf[i] = dt_bf16_to_f32(x[i]);
+    }
+    for (int i = 0; i < E * D; i++) {
+        wg[i] = dt_f32_to_bf16(test_rand(&seed) * 0.2f);
+        wf[i] = dt_bf16_to_f32(wg[i]);
+    }
+    for (int e = 0; e < E; e++)
+        bias[e] = 0.1f * test_rand(&seed);
+    for (int i = 0; i < M; i++)
+        ids[i] = (int32_t)((unsigned)(i * 37) % V);
+    for (int i = 0; i < V * K; i++)
+        t2e[i] = (int32_t)((unsigned)(i * 11 + i / K) % E);
+    char ds[16], es[16];
+    snprintf(ds, sizeof ds, "%d", D);
+    snprintf(es, sizeof es, "%d", E);
+    FeSet sets[] = {{"D", ds}, {"E", es}, {"routing", hash ? "hash" : "topk"}, {"V", "97"}};
+    void *args_topk[5] = {x, wg, bias, idx, w};
+    void *args_hash[7] = {x, wg, bias, ids, t2e, idx, w};
+    int64_t params[1] = {M};
+    CHECK(run("kernels_src/moe_gate.lua", sets, 4, target, hash ? args_hash : args_topk, params));
+    int wrong = 0;
+    double worst_w = 0;
+    for (int t = 0; t < M; t++) {
+        int32_t ridx[6];
+        double rw[6], sel[1024];
+        ref_moe_gate(D, E, K, xf + (int64_t)t * D, wf, bias, 1.5, hash ? t2e + ids[t] * K : NULL, ridx, rw, sel);
+        double kth = INFINITY;
+        for (int k = 0; k < K; k++)
+            kth = fmin(kth, sel[ridx[k]]);
+        for (int k = 0; k < K; k++) {
+            int32_t e = idx[t * K + k];
+            int found = -1;
+            for (int j = 0; j < K; j++)
+                if (ridx[j] == e)
+                    found = j;
+            bool tie = !hash && e >= 0 && e < E && fabs(sel[e] - kth) < 1e-5;
+            if (found < 0 && !tie && wrong++ < 3)
+                printf("  token %d: expert %d is not in the reference's top-%d\n", t, e, K);
+            if (found >= 0)
+                worst_w = fmax(worst_w, fabs(w[t * K + k] - rw[found]) / rw[found]);
+        }
+    }
+    CHECKF(wrong == 0 && worst_w < 1e-5, "moe_gate %s M=%d D=%d E=%d on %s: %d wrong experts, weight rel err %.2e",
+           hash ? "hash" : "topk", M, D, E, target ? target : "interp", wrong, worst_w);
+    free(x); free(wg); free(xf); free(wf); free(bias); free(ids); free(t2e); free(idx); free(w);
+}
+
+TEST(moe_gate_topk_and_hash_routing)
+{
+    check_gate(NULL, 5, 512, 16, false);     /* v4-mini: 16 experts, d 512 */
+    check_gate(NULL, 5, 512, 16, true);
+    const char *targets[] = {"x86-avx512", "x86-avx2"};
+    for (int t = 0; t < 2; t++)
+        if (ir_target_runs_here(ir_target(targets[t]))) {
+            check_gate(targets[t], 16, 4096, 256, false);   /* Flash decode: 256 experts, d 4096 */
+            check_gate(targets[t], 9, 512, 16, true);
+        }
+}
+
+TEST(moe_gate_rejects_topk_beyond_the_experts)
+{
+    FeSet sets[] = {{"E", "4"}};
+    Diag d = {0};
+    CHECK(fe_load("kernels_src/moe_gate.lua", sets, 1, &d) == NULL);
+    CHECKF(strstr(d.msg, "moe_gate: top-k 6 is larger than the 4 experts") != NULL, "%s", d.msg);
+}
+
 TEST(act_quant_rejects_k_off_the_block)
 {
     FeSet set = {"K", "200"};
@@ -521,5 +601,7 @@ int main(void)
     RUN(fp8_gemm_two_level);
     RUN(hc_pre_against_the_spec);
     RUN(hc_post_against_the_spec);
+    RUN(moe_gate_topk_and_hash_routing);
+    RUN(moe_gate_rejects_topk_beyond_the_experts);
     return test_summary();
 }
