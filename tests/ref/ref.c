@@ -378,3 +378,13 @@ void ref_moe_gate(int D, int E, int K, const float *x, const float *wg, const fl
     for (int k = 0; k < K; k++)
         w[k] = score[idx[k]] / total * route_scale;
 }
+
+void ref_swiglu_quant(int I, const float *g, const float *u, float w, float limit, float *q, float *s)
+{
+    float h[16384];
+    for (int i = 0; i < I; i++) {
+        double gg = fmin(g[i], limit), uu = fmax(fmin(u[i], limit), -limit);
+        h[i] = ref_round_bf16((float)(gg / (1 + exp(-gg)) * uu * w));
+    }
+    ref_act_quant(I, h, q, s);
+}

@@ -76,3 +76,7 @@ void ref_hc_post(int D, const float *f, const float *r, const float *post, const
  * Also returns every expert's biased score in sel (for tie checks). */
 void ref_moe_gate(int D, int E, int K, const float *x, const float *wg, const float *bias, double route_scale,
                   const int32_t *hash_row, int32_t *idx, double *w, double *sel);
+
+/* SwiGLU with the asymmetric clamp (v4-spec §3.5 steps 7–9) for one row of
+ * I values: h = bf16(silu(min(g, L)) · clamp(u, ±L) · w), then act_quant. */
+void ref_swiglu_quant(int I, const float *g, const float *u, float w, float limit, float *q, float *s);

@@ -3,7 +3,10 @@
  * default parameters and with --set values; every DSL construct becomes the
  * IR node it names, at the user's line; the printed IR parses back; and
  * mistakes give one line at the user's file and line (golden files in
- * tests/specs/fe/bad: NAME.lua beside NAME.err).
+ * tests/specs/fe/bad: NAME.lua beside NAME.err).  A golden line that ends
+ * in "*" fixes only what comes before it (the location and the op that
+ * reports): it is for mistakes the frontend does not report well yet, where
+ * the wording is the fixer's choice.
  *
  * Specs that may crash the frontend are loaded in a child process, so a
  * crash is one failed check, not a dead test binary. */
@@ -260,7 +263,7 @@ TEST(gemm_defaults)
     CHECK(count_op(k, ST_GEMM) == 1 && count_op(k, ST_COPY) == 3 && count_op(k, ST_FILL) == 1);
     const Stmt *g = nth_op(k, ST_GEMM, 0);
     CHECK(g && g->u.gemm.trans_b && !g->u.gemm.trans_a && !g->u.gemm.clear);
-    CHECK(g && g->loc.line == 25 && g->loc.file && !strcmp(g->loc.file, "examples/gemm.lua"));
+    CHECK(g && g->loc.line == 27 && g->loc.file && !strcmp(g->loc.file, "examples/gemm.lua"));
     const Stmt *loop = nth_op(k, ST_FOR, 0);
     CHECK(loop && loop->u.loop.kind == LOOP_PIPELINED && loop->u.loop.arg == 2 &&
           const_is(loop->u.loop.extent, (256 + bk - 1) / bk));
@@ -466,16 +469,28 @@ TEST(features_scratch_buffers)
     check_scratch(k, "xs", SCOPE_SHARED, DT_F32, 2, (int64_t[]){4, 16});      /* local name */
     check_scratch(k, "accum", SCOPE_FRAGMENT, DT_F32, 2, (int64_t[]){4, 16}); /* name = */
     check_scratch(k, "frag1", SCOPE_FRAGMENT, DT_F32, 2, (int64_t[]){2, 2});  /* default */
+    check_scratch(k, "rs", SCOPE_LOCAL, DT_F32, 1, (int64_t[]){4});
     const Buffer *xs = ir_buf_find(k, "xs");
     CHECK(xs && xs->loc.line == 14);
-    /* rs is first used inside a T.if_ closure, where it is an upvalue. */
-    for (int i = k->nargs; i < k->nbufs; i++) {
-        const Buffer *b = k->bufs[i];
-        CHECKF(b->name[0] != '(', "scratch buffer named \"%s\" (a Lua internal slot)", b->name);
-        if (b->scope == SCOPE_LOCAL)
-            CHECKF(!strcmp(b->name, "rs") || !strcmp(b->name, "local0"),
-                   "the T.local_ buffer is named %s, want rs (or local0)", b->name);
+    ir_kernel_free(k);
+}
+
+/* A scratch buffer first used inside a closure, where it is an upvalue:
+ * it keeps a real name (its local's, or the default), never a Lua internal
+ * slot name like "(temporary)", which the IR parser refuses. */
+TEST(scratch_used_first_in_a_closure)
+{
+    Kernel *k = load("tests/specs/fe/upvalue_name.lua", NULL, 0);
+    CHECK(k != NULL);
+    if (!k)
+        return;
+    CHECK(k->nbufs == 2);
+    if (k->nbufs == 2) {
+        const char *name = k->bufs[1]->name;
+        CHECKF(!strcmp(name, "rs") || !strcmp(name, "local0"),
+               "the T.local_ buffer is named \"%s\", want rs (or local0)", name);
     }
+    check_roundtrip(k);
     ir_kernel_free(k);
 }
 
@@ -627,7 +642,12 @@ TEST(bad_specs_give_their_golden_diagnostic)
         snprintf(errpath, sizeof errpath, "%s/%.*s.err", dir, (int)(n - 4), e->d_name);
         CHECKF(read_text(errpath, want, sizeof want), "%s is missing", errpath);
         load_isolated(spec, NULL, 0, got, sizeof got);
-        CHECKF(!strcmp(got, want), "%s\n    got:  %s    want: %s", spec, got, want);
+        size_t wn = strlen(want);
+        bool prefix = wn >= 2 && !strcmp(want + wn - 2, "*\n");
+        bool ok = prefix ? !strncmp(got, want, wn - 2) && strchr(got, '\n') &&
+                                !strchr(got, '\n')[1] && !contains(got, " tile:")
+                         : !strcmp(got, want);
+        CHECKF(ok, "%s\n    got:  %s    want: %s", spec, got, want);
         count++;
     }
     closedir(dp);
@@ -734,6 +754,7 @@ int main(void)
     RUN(set_errors);
     RUN(features_parameters_and_arguments);
     RUN(features_scratch_buffers);
+    RUN(scratch_used_first_in_a_closure);
     RUN(features_statements);
     RUN(features_roundtrip);
     RUN(semantics_through_the_interpreter);

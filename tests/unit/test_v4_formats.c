@@ -579,6 +579,48 @@ TEST(moe_gate_rejects_topk_beyond_the_experts)
     CHECKF(strstr(d.msg, "moe_gate: top-k 6 is larger than the 4 experts") != NULL, "%s", d.msg);
 }
 
+TEST(swiglu_quant_against_the_spec)
+{
+    /* gate and up values up to ±15 so both sides of the clamp are hit */
+    const int M = 7, I = 2048;
+    uint16_t *g = calloc((size_t)M * I, 2), *u = calloc((size_t)M * I, 2);
+    float *gf = calloc((size_t)M * I, 4), *uf = calloc((size_t)M * I, 4), w[7];
+    uint8_t *q = calloc((size_t)M * I, 1), *sc = calloc((size_t)M * I / 128, 1);
+    float *qr = calloc((size_t)M * I, 4), *sr = calloc((size_t)M * I / 128, 4);
+    unsigned seed = 53;
+    for (int i = 0; i < M * I; i++) {
+        g[i] = dt_f32_to_bf16(test_rand(&seed) * 15);
+        u[i] = dt_f32_to_bf16(test_rand(&seed) * 15);
+        gf[i] = dt_bf16_to_f32(g[i]);
+        uf[i] = dt_bf16_to_f32(u[i]);
+    }
+    for (int t = 0; t < M; t++) {
+        w[t] = 0.05f + 0.5f * (test_rand(&seed) + 1);
+        ref_swiglu_quant(I, gf + (int64_t)t * I, uf + (int64_t)t * I, w[t], 10, qr + (int64_t)t * I, sr + t * (I / 128));
+    }
+    const char *targets[] = {NULL, "x86-avx512", "x86-avx2"};
+    for (size_t t = 0; t < 3; t++) {
+        if (targets[t] && !ir_target_runs_here(ir_target(targets[t])))
+            continue;
+        FeSet sets[] = {{"I", "2048"}};
+        void *args[5] = {g, u, w, q, sc};
+        int64_t params[1] = {M};
+        CHECK(run("kernels_src/swiglu_quant.lua", sets, 1, targets[t], args, params));
+        int same = 0, far = 0, ssame = 0;
+        for (int i = 0; i < M * I; i++) {
+            float got = dt_e4m3_to_f32(q[i]) * dt_e8m0_to_f32(sc[i / 128]), want = qr[i] * sr[i / 128];
+            same += dt_e4m3_to_f32(q[i]) == qr[i];
+            far += fabsf(got - want) > ldexpf(1.0f, ilogbf(fmaxf(fabsf(want), 1e-30f)) - 3);
+        }
+        for (int i = 0; i < M * I / 128; i++)
+            ssame += dt_e8m0_to_f32(sc[i]) == sr[i];
+        CHECKF(far == 0 && same >= M * I * 99 / 100 && ssame >= M * I / 128 * 97 / 100,
+               "swiglu_quant on %s: %d of %d codes and %d of %d scales equal, %d beyond one step",
+               targets[t] ? targets[t] : "interp", same, M * I, ssame, M * I / 128, far);
+    }
+    free(g); free(u); free(gf); free(uf); free(q); free(sc); free(qr); free(sr);
+}
+
 TEST(act_quant_rejects_k_off_the_block)
 {
     FeSet set = {"K", "200"};
@@ -603,5 +645,6 @@ int main(void)
     RUN(hc_post_against_the_spec);
     RUN(moe_gate_topk_and_hash_routing);
     RUN(moe_gate_rejects_topk_beyond_the_experts);
+    RUN(swiglu_quant_against_the_spec);
     return test_summary();
 }

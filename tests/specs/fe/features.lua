@@ -13,7 +13,7 @@ return T.kernel "features" {
     for bx in T.grid(T.ceildiv(p.M, p.R)) do
       local xs = T.shared{p.R, p.N, T.f32}
       local acc = T.fragment{p.R, p.N, T.f32, name = "accum"}
-      local rs = T.local_{p.R, T.f32}
+      local rs = T.local_{p.R, T.f32, name = "rs"}
       T.fragment{2, 2, T.f32}
       T.clear(acc)
       T.copy(x:tile(bx * p.R, 0), xs)

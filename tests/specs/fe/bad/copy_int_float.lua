@@ -1,0 +1,15 @@
+local T = require "tile"
+return T.kernel "copy_int_float" {
+  params = { M = T.dyn, N = 8 },
+  args = function(p) return {
+    x = T.tensor{p.N, p.N, T.f32},
+    y = T.tensor{p.N, T.f32, out = true},
+    q = T.tensor{p.N, T.i32, out = true},
+  } end,
+  body = function(p, x, y, q)
+    for b in T.grid(1) do
+      local t = T.fragment{8, T.f32}
+      T.copy(q, t)
+    end
+  end,
+}

@@ -1,0 +1,12 @@
+local T = require "tile"
+return T.kernel "grid_rank" {
+  params = { M = T.dyn, N = 8 },
+  args = function(p) return {
+    x = T.tensor{p.N, p.N, T.f32},
+    y = T.tensor{p.N, T.f32, out = true},
+    q = T.tensor{p.N, T.i32, out = true},
+  } end,
+  body = function(p, x, y, q)
+    for a, b, c, d in T.grid(1, 1, 1, 1) do end
+  end,
+}

@@ -1,0 +1,13 @@
+local T = require "tile"
+return T.kernel "store_before_grid" {
+  params = { M = T.dyn, N = 8 },
+  args = function(p) return {
+    x = T.tensor{p.N, p.N, T.f32},
+    y = T.tensor{p.N, T.f32, out = true},
+    q = T.tensor{p.N, T.i32, out = true},
+  } end,
+  body = function(p, x, y, q)
+    y[0] = 1.0
+    for b in T.grid(1) do end
+  end,
+}
