@@ -175,10 +175,11 @@ static int c_rename(lua_State *L)
     Kernel *k = kern(L);
     Buffer *b = ptr(L, 1);
     const char *name = luaL_checkstring(L, 2);
-    if (ir_buf_find(k, name))
-        return 0;
-    b->name = arena_strdup(k->arena, name);
-    return 0;
+    bool free_name = !ir_buf_find(k, name);
+    if (free_name)
+        b->name = arena_strdup(k->arena, name);
+    lua_pushboolean(L, free_name);
+    return 1;
 }
 
 static int c_var(lua_State *L)
@@ -385,8 +386,67 @@ static int open_tile(lua_State *L)
     return 1;
 }
 
-/* Turn a Lua error into a Diag.  tile.lua raises tables {msg=, hint=,
- * line=}; anything else is a string, usually "file:line: message". */
+/* Does msg begin with "CHUNK:LINE:" naming the spec?  Lua writes the chunk
+ * as the path, or as "..." and its tail when the path is long. */
+static bool spec_prefix(const char *msg, const char *path, int *line, const char **rest)
+{
+    size_t n = strlen(path);
+    const char *after = NULL;
+    if (!strncmp(msg, path, n) && msg[n] == ':') {
+        after = msg + n + 1;
+    } else if (!strncmp(msg, "...", 3)) {
+        const char *colon = strstr(msg + 3, ":");
+        size_t tail = colon ? (size_t)(colon - (msg + 3)) : 0;
+        if (colon && tail > 0 && tail <= n && !strncmp(path + n - tail, msg + 3, tail))
+            after = colon + 1;
+    }
+    if (!after)
+        return false;
+    char *end;
+    long l = strtol(after, &end, 10);
+    if (end == after || *end != ':')
+        return false;
+    *line = (int)l;
+    for (end++; *end == ' '; end++)
+        ;
+    *rest = end;
+    return true;
+}
+
+/* The message handler of every call into the spec: a plain Lua error
+ * (a string) becomes {msg=, line=} at the innermost line of the spec on the
+ * stack — the user's line even when the error happened in a module the
+ * spec required.  tile.lua's own errors are tables already. */
+static int on_error(lua_State *L)
+{
+    if (!lua_isstring(L, 1))
+        return 1;
+    const char *path = lua_tostring(L, lua_upvalueindex(1));
+    const char *msg = lua_tostring(L, 1), *rest = msg;
+    int line = 0;
+    lua_Debug ar;
+    for (int level = 1; lua_getstack(L, level, &ar); level++) {
+        lua_getinfo(L, "Sl", &ar);
+        if (ar.source[0] == '@' && !strcmp(ar.source + 1, path) && ar.currentline > 0) {
+            line = ar.currentline;
+            break;
+        }
+    }
+    int at;
+    if (spec_prefix(msg, path, &at, &rest)) /* the error is in the spec itself */
+        line = at;
+    else
+        rest = msg; /* in a module: keep its own file:line in the text */
+    lua_createtable(L, 0, 2);
+    lua_pushstring(L, rest);
+    lua_setfield(L, -2, "msg");
+    lua_pushinteger(L, line);
+    lua_setfield(L, -2, "line");
+    return 1;
+}
+
+/* Turn a Lua error into a Diag: a table {msg=, hint=, line=} (from tile.lua
+ * or on_error), or a string (a syntax error from loading the spec). */
 static void lua_diag(lua_State *L, const char *file, Diag *d)
 {
     SrcLoc loc = {file, 0};
@@ -401,21 +461,11 @@ static void lua_diag(lua_State *L, const char *file, Diag *d)
         lua_pop(L, 3);
         return;
     }
-    const char *msg = lua_tostring(L, -1);
+    const char *msg = lua_tostring(L, -1), *rest;
     if (!msg)
         msg = "error (not a string)";
-    /* Strip a leading "file:line:" that names the user's file. */
-    size_t n = strlen(file);
-    if (!strncmp(msg, file, n) && msg[n] == ':') {
-        char *end;
-        long line = strtol(msg + n + 1, &end, 10);
-        if (end != msg + n + 1 && *end == ':') {
-            loc.line = (int)line;
-            msg = end + 1;
-            while (*msg == ' ')
-                msg++;
-        }
-    }
+    if (spec_prefix(msg, file, &loc.line, &rest))
+        msg = rest;
     diag_error(d, loc, "%s", msg);
 }
 
@@ -458,21 +508,24 @@ Kernel *fe_load(const char *path, const FeSet *sets, int nsets, Diag *d)
         goto out;
     }
     /* tile._build(spec_result, sets, path) does the rest in Lua. */
+    lua_pushstring(L, path);
+    lua_pushcclosure(L, on_error, 1);
+    int handler = lua_gettop(L);
     lua_getglobal(L, "require");
     lua_pushstring(L, "tile");
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    if (lua_pcall(L, 1, 1, handler) != LUA_OK) {
         lua_diag(L, path, d);
         goto out;
     }
     lua_getfield(L, -1, "_build");
-    lua_pushvalue(L, -3); /* the chunk */
+    lua_pushvalue(L, handler - 1); /* the chunk */
     lua_newtable(L);
     for (int i = 0; i < nsets; i++) {
         lua_pushstring(L, sets[i].value);
         lua_setfield(L, -2, sets[i].name);
     }
     lua_pushstring(L, path);
-    if (lua_pcall(L, 3, 0, 0) != LUA_OK) {
+    if (lua_pcall(L, 3, 0, handler) != LUA_OK) {
         lua_diag(L, path, d);
         goto out;
     }

@@ -182,11 +182,18 @@ local function autoname(b)
   for i = 1, 200 do
     local name, value = debug.getlocal(level - 1, i)
     if not name then break end
-    if value == b then
-      core.rename(b.h, name)
-      b.named, b.name = true, name
+    if value == b and name:sub(1, 1) ~= "(" then   -- "(temporary)" etc. are Lua's own
+      if core.rename(b.h, name) then b.name, built.names[name] = name, true end
+      b.named = true
       return
     end
+  end
+end
+
+-- Statements exist only inside the grid: check before building one.
+local function need_grid(what)
+  if core.depth() == 0 then
+    err(what .. " must be inside the kernel's T.grid loop", "put the body's statements inside: for b in T.grid(n) do ... end")
   end
 end
 
@@ -199,6 +206,10 @@ local function index_expr(x, b)
 end
 
 local function load(b, idx)
+  if #idx ~= b.rank then
+    err(("%s has rank %d but was indexed with %d index(es)"):format(b.name, b.rank, #idx),
+        "index every dimension, e.g. x[i][j]")
+  end
   local hs = {}
   for i, x in ipairs(idx) do hs[i] = index_expr(x, b) end
   return wrap(core.load(b.h, hs))
@@ -218,6 +229,7 @@ local function store(b, idx, v)
   end
   local hs = {}
   for i, x in ipairs(idx) do hs[i] = index_expr(x, b) end
+  need_grid("a store to " .. b.name)
   autoname(b)
   core.store(b.h, hs, e.h, (where()))
 end
@@ -307,6 +319,16 @@ function T.tensor(spec)
   if type(spec) ~= "table" then err("T.tensor{dims..., dtype} takes a table") end
   local dims, dtype = parse_dims(spec, "T.tensor")
   local dir = spec.inout and "inout" or spec.out and "out" or "in"
+  if spec.strides ~= nil then
+    if type(spec.strides) ~= "table" or #spec.strides ~= #dims then
+      err(("T.tensor: strides must list %d values (one per dimension)"):format(#dims))
+    end
+    for i, st in ipairs(spec.strides) do
+      if not is_E(st) and math.type(st) ~= "integer" then
+        err(("T.tensor: stride %d must be an integer, got %s"):format(i, tostring(st)))
+      end
+    end
+  end
   return { __tensor = true, dims = dims, dtype = dtype, dir = dir, strides = spec.strides,
            seq = next_seq(), line = (where()) }
 end
@@ -327,6 +349,10 @@ local function scratch(scope)
     local n = scratch_count[scope] or 0
     scratch_count[scope] = n + 1
     local name = spec.name or (scope == "fragment" and "frag" or scope) .. n
+    if spec.name and built.names[name] then
+      err(("T.%s: the name %s is already taken"):format(scope, name), "give the buffer another name")
+    end
+    built.names[name] = true
     local line = (where())
     local h = core.buf(name, scope, dtype, dims, line)
     return setmetatable({ h = h, name = name, named = spec.name ~= nil, scope = scope, dtype = dtype,
@@ -406,6 +432,7 @@ local function known_ext(x)
 end
 
 function T.copy(src, dst)
+  need_grid("T.copy")
   local s = region(src, known_ext(dst), "T.copy")
   local d = region(dst, s.ext, "T.copy")
   if not same(squeeze(s.ext), squeeze(d.ext)) then
@@ -421,6 +448,7 @@ function T.copy(src, dst)
 end
 
 function T.atomic_add(dst, src)
+  need_grid("T.atomic_add")
   local s = region(src, known_ext(dst), "T.atomic_add")
   local d = region(dst, s.ext, "T.atomic_add")
   if not same(squeeze(s.ext), squeeze(d.ext)) then
@@ -431,6 +459,7 @@ function T.atomic_add(dst, src)
 end
 
 function T.fill(dst, value)
+  need_grid("T.fill")
   local d = region(dst, nil, "T.fill")
   local v = lift(value, "T.fill")
   if not is_float(d.b.dtype) and is_float(v.dtype) then
@@ -440,6 +469,9 @@ function T.fill(dst, value)
 end
 
 function T.clear(dst)
+  if not is_B(dst) and getmetatable(dst) ~= V then
+    err(("T.clear: expected a buffer or a tile view, got %s"):format(type(dst)))
+  end
   local b = is_B(dst) and dst or rawget(dst, "buf")
   T.fill(dst, b and is_float(b.dtype) and 0.0 or 0)
 end
@@ -449,8 +481,16 @@ local function dims2(r, trans)
   return r.ext[1], r.ext[2]
 end
 
+local function check_opts(opts, what)
+  if opts ~= nil and type(opts) ~= "table" then
+    err(("%s: options must be a table, got %s"):format(what, type(opts)), "e.g. { trans_b = true }")
+  end
+  return opts or {}
+end
+
 function T.gemm(A, Bt, C, opts)
-  opts = opts or {}
+  need_grid("T.gemm")
+  opts = check_opts(opts, "T.gemm")
   local a, b, c = region(A, nil, "T.gemm"), region(Bt, nil, "T.gemm"), region(C, nil, "T.gemm")
   for _, r in ipairs { { a, "A" }, { b, "B" }, { c, "C" } } do
     if #r[1].ext ~= 2 then err(("T.gemm: %s must be 2-D, %s is %s"):format(r[2], r[1].b.name, shape_str(r[1].ext))) end
@@ -477,7 +517,8 @@ end
 
 local function reducer(op)
   return function(src, dst, axis, opts)
-    opts = opts or {}
+    need_grid("T.reduce_" .. op)
+    opts = check_opts(opts, "T.reduce_" .. op)
     local s = region(src, nil, "T.reduce_" .. op)
     local d = region(dst, nil, "T.reduce_" .. op)
     if math.type(axis) ~= "integer" or axis < 0 or axis >= #s.ext then
@@ -513,8 +554,12 @@ end
 -- A generic-for over one build-time pass: the iterator yields the loop
 -- variables once, and the to-be-closed value closes the IR block when the
 -- Lua loop ends (normally, by break, or by error).
-local function loop(kind, names, extents, arg, what)
+local function loop(kind, names, extents, n, arg, what)
   if not built or not built.in_body then err(what .. " is only allowed inside the kernel body") end
+  for i = 1, n do
+    if extents[i] == nil then err(("%s: extent %d is nil"):format(what, i), "is a parameter misspelt?") end
+  end
+  if kind ~= "grid" then need_grid(what) end
   local line = (where())
   local vars, exprs = {}, {}
   for i, n in ipairs(extents) do extents[i] = extent(n, what) end
@@ -558,28 +603,29 @@ function T.grid(...)
   if n < 1 or n > 3 then err(("T.grid takes 1 to 3 extents, got %d"):format(n)) end
   if built and built.grid then err("a kernel has exactly one T.grid") end
   local names = ({ { "bx" }, { "by", "bx" }, { "bz", "by", "bx" } })[n]
-  return loop("grid", names, { ... }, 0, "T.grid")
+  return loop("grid", names, { ... }, n, 0, "T.grid")
 end
 local function check_n(n, what) if n == nil then err(what .. " needs an extent") end end
-function T.serial(n) check_n(n, "T.serial"); return loop("serial", { "i" }, { n }, 0, "T.serial") end
+function T.serial(n) check_n(n, "T.serial"); return loop("serial", { "i" }, { n }, 1, 0, "T.serial") end
 function T.unroll(n)
   check_n(n, "T.unroll")
   if math.type(n) ~= "integer" then err("T.unroll needs a constant extent") end
-  return loop("unroll", { "u" }, { n }, 0, "T.unroll")
+  return loop("unroll", { "u" }, { n }, 1, 0, "T.unroll")
 end
 function T.pipelined(n, stages)
   check_n(n, "T.pipelined")
   stages = stages or 2
   if math.type(stages) ~= "integer" or stages < 1 then err("T.pipelined: stages must be a positive integer") end
-  return loop("pipelined", { "k" }, { n }, stages, "T.pipelined")
+  return loop("pipelined", { "k" }, { n }, 1, stages, "T.pipelined")
 end
 function T.parallel(...)
   local n = select("#", ...)
   if n < 1 or n > 6 then err(("T.parallel takes 1 to 6 extents, got %d"):format(n)) end
-  return loop("parallel", { "i", "j", "l", "m", "n", "o" }, { ... }, 0, "T.parallel")
+  return loop("parallel", { "i", "j", "l", "m", "n", "o" }, { ... }, n, 0, "T.parallel")
 end
 
 function T.if_(cond, then_fn, else_fn)
+  need_grid("T.if_")
   local c = lift(cond, "T.if_")
   if c.dtype ~= "bool" then err("T.if_: the condition must be a comparison (bool), not " .. c.dtype, "use T.lt(a, b) and friends") end
   if type(then_fn) ~= "function" then err("T.if_(cond, function() ... end [, function() ... end])") end
@@ -701,6 +747,7 @@ local function declare_args(def, p)
       strides = {}
       for j, s in ipairs(a.t.strides) do strides[j] = lift(s).h end
     end
+    built.names[a.name] = true
     local h = core.arg(a.name, a.t.dtype, hs, a.t.dir, a.t.line, strides)
     bufs[a.name] = setmetatable({ h = h, name = a.name, named = true, scope = "global", dtype = a.t.dtype,
                                   shape = a.t.dims, rank = #a.t.dims, global = true, dir = a.t.dir }, B)
@@ -748,9 +795,14 @@ function T._build(chunk, sets, path)
   if type(spec) ~= "table" or not spec.__kernel then
     error({ msg = "the spec must return a kernel: return T.kernel \"name\" { ... }", line = 0 }, 0)
   end
-  built = { name = spec.name, line = spec.line, grid = false, in_body = false }
+  built = { name = spec.name, line = spec.line, grid = false, in_body = false, names = {} }
   core.kernel(spec.name, spec.line)
-  local p = resolve_params(spec.def.params or {}, sets)
+  local params = spec.def.params or {}
+  if type(params) ~= "table" then
+    set_error(("kernel %s: params must be a table, got %s"):format(spec.name, type(params)),
+              "params = { N = 4096, BM = T.tune{64, 128}, M = T.dyn }")
+  end
+  local p = resolve_params(params, sets)
   local bufs, list = declare_args(spec.def, p)
   call_body(spec.def, p, bufs, list)
 end
