@@ -714,7 +714,11 @@ local function resolve_params(params, sets)
       set_error(("parameter %s: expected a number, a string, T.dyn, T.tune{...} or T.size(n)"):format(name))
     end
   end
-  return p
+  -- A misspelt p.X is an error at the user's line, not a nil that fails later.
+  return setmetatable(p, { __index = function(_, k)
+    err(("kernel %s has no parameter %s"):format(built.name, tostring(k)),
+        "its parameters: " .. table.concat(names_of(params), ", "))
+  end })
 end
 
 -- An argument a configuration leaves out: `ids = hash and T.tensor{...} or T.none`;
