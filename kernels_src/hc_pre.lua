@@ -10,8 +10,9 @@
 -- over X; Sinkhorn runs in registers-sized fragments; a second pass makes y.
 --   tilec run kernels_src/hc_pre.lua --set M=4 --set D=512 --check
 local T = require "tile"
+local mhc = require "mhc"
 
-local EPS = 1e-6
+local EPS = mhc.EPS
 local ITERS = 20
 
 return T.kernel "hc_pre" {
@@ -31,26 +32,10 @@ return T.kernel "hc_pre" {
   end,
   body = function(p, x, fn, scale, base, y, post, comb)
     for bm in T.grid(T.ceildiv(p.M, p.BM)) do
-      local xs  = T.fragment{p.BM, p.BK, T.f32}
-      local fs  = T.shared{24, p.BK, T.f32}
-      local mix = T.fragment{p.BM, 24, T.f32}
-      local ss  = T.fragment{p.BM, T.f32}
       local pre = T.fragment{p.BM, 4, T.f32}
       local c   = T.fragment{p.BM, 4, 4, T.f32}
       local c2  = T.fragment{p.BM, 4, 4, T.f32}
-      local ys  = T.fragment{p.BM, p.BK, T.f32}
-      T.clear(mix)
-      T.clear(ss)
-      for kb in T.serial(4 * p.D // p.BK) do
-        T.copy(x:tile(bm * p.BM, kb * p.BK), xs)
-        T.copy(fn:tile(0, kb * p.BK), fs)
-        T.gemm(xs, fs, mix, { trans_b = true })
-        for t, j in T.parallel(p.BM, p.BK) do xs[t][j] = xs[t][j] * xs[t][j] end
-        T.reduce_sum(xs, ss, 1, { clear = false })
-      end
-      for t, k in T.parallel(p.BM, 24) do
-        mix[t][k] = mix[t][k] * T.rsqrt(ss[t] / (4 * p.D) + EPS)
-      end
+      local mix = mhc.mixes(p, x, fn, 24, bm)
       for t, i in T.parallel(p.BM, 4) do
         local row = bm * p.BM + t
         pre[t][i] = T.sigmoid(mix[t][i] * scale[0] + base[i]) + EPS
@@ -78,15 +63,7 @@ return T.kernel "hc_pre" {
         local row = bm * p.BM + t
         T.if_(T.lt(row, p.M), function() comb[row][k] = c2[t][k // 4][k % 4] end)
       end
-      -- y = Σ_i pre_i · X[:, i, :], in f32, rounded once to bf16
-      for db in T.serial(p.D // p.BK) do
-        T.clear(ys)
-        for i = 0, 3 do
-          T.copy(x:tile(bm * p.BM, i * p.D + db * p.BK), xs)
-          for t, j in T.parallel(p.BM, p.BK) do ys[t][j] = ys[t][j] + pre[t][i] * xs[t][j] end
-        end
-        T.copy(ys, y:tile(bm * p.BM, db * p.BK))
-      end
+      mhc.stream_sum(p, x, pre, y, bm)
     end
   end,
 }

@@ -388,3 +388,24 @@ void ref_swiglu_quant(int I, const float *g, const float *u, float w, float limi
     }
     ref_act_quant(I, h, q, s);
 }
+
+void ref_hc_head(int D, const float *x, const float *fn, const float *scale, const float *base, float *y)
+{
+    int n = 4 * D;
+    double ss = 0, pre[4];
+    for (int k = 0; k < n; k++)
+        ss += (double)x[k] * x[k];
+    double r = 1 / sqrt(ss / n + 1e-6);
+    for (int i = 0; i < 4; i++) {
+        double s = 0;
+        for (int k = 0; k < n; k++)
+            s += (double)x[k] * fn[(int64_t)i * n + k];
+        pre[i] = 1 / (1 + exp(-(s * r * scale[0] + base[i]))) + 1e-6;
+    }
+    for (int d = 0; d < D; d++) {
+        double s = 0;
+        for (int i = 0; i < 4; i++)
+            s += pre[i] * x[i * D + d];
+        y[d] = ref_round_bf16((float)s);
+    }
+}

@@ -80,3 +80,7 @@ void ref_moe_gate(int D, int E, int K, const float *x, const float *wg, const fl
 /* SwiGLU with the asymmetric clamp (v4-spec §3.5 steps 7–9) for one row of
  * I values: h = bf16(silu(min(g, L)) · clamp(u, ±L) · w), then act_quant. */
 void ref_swiglu_quant(int I, const float *g, const float *u, float w, float limit, float *q, float *s);
+
+/* hc_head (v4-spec §3.6 step 1) for one token: y[D] = bf16(Σ_i pre_i·X_i),
+ * pre_i = sigmoid(mixes_i·scale[0] + base[i]) + 1e-6; double throughout. */
+void ref_hc_head(int D, const float *x, const float *fn, const float *scale, const float *base, float *y);

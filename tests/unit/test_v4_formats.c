@@ -621,6 +621,45 @@ TEST(swiglu_quant_against_the_spec)
     free(g); free(u); free(gf); free(uf); free(q); free(sc); free(qr); free(sr);
 }
 
+TEST(hc_head_against_the_spec)
+{
+    const int M = 6, D = 512, n = 4 * D;
+    uint16_t *x = calloc((size_t)M * n, 2), *y = calloc((size_t)M * D, 2);
+    float *xf = calloc((size_t)M * n, 4), *fn = calloc((size_t)4 * n, 4), *want = calloc(D, 4), scale[1], base[4];
+    unsigned seed = 59;
+    for (int i = 0; i < M * n; i++) {
+        x[i] = dt_f32_to_bf16(test_rand(&seed) * 2);
+        xf[i] = dt_bf16_to_f32(x[i]);
+    }
+    for (int i = 0; i < 4 * n; i++)
+        fn[i] = test_rand(&seed) * 0.05f;
+    scale[0] = 0.8f;
+    for (int i = 0; i < 4; i++)
+        base[i] = test_rand(&seed);
+    const char *targets[] = {NULL, "x86-avx512", "x86-avx2"};
+    for (size_t t = 0; t < 3; t++) {
+        if (targets[t] && !ir_target_runs_here(ir_target(targets[t])))
+            continue;
+        FeSet sets[] = {{"D", "512"}};
+        void *args[5] = {x, fn, scale, base, y};
+        int64_t params[1] = {M};
+        CHECK(run("kernels_src/hc_head.lua", sets, 1, targets[t], args, params));
+        int far = 0, same = 0;
+        for (int tok = 0; tok < M; tok++) {
+            ref_hc_head(D, xf + (int64_t)tok * n, fn, scale, base, want);
+            for (int d = 0; d < D; d++) {
+                float got = dt_bf16_to_f32(y[tok * D + d]);
+                float ulp = fmaxf(ldexpf(1.0f, ilogbf(fmaxf(fabsf(want[d]), 1e-30f)) - 7), 1e-5f);
+                far += fabsf(got - want[d]) > ulp;
+                same += got == want[d];
+            }
+        }
+        CHECKF(far == 0 && same >= M * D * 95 / 100, "hc_head on %s: %d beyond one rounding, %d of %d equal",
+               targets[t] ? targets[t] : "interp", far, same, M * D);
+    }
+    free(x); free(y); free(xf); free(fn); free(want);
+}
+
 TEST(act_quant_rejects_k_off_the_block)
 {
     FeSet set = {"K", "200"};
@@ -643,6 +682,7 @@ int main(void)
     RUN(fp8_gemm_two_level);
     RUN(hc_pre_against_the_spec);
     RUN(hc_post_against_the_spec);
+    RUN(hc_head_against_the_spec);
     RUN(moe_gate_topk_and_hash_routing);
     RUN(moe_gate_rejects_topk_beyond_the_experts);
     RUN(swiglu_quant_against_the_spec);
