@@ -390,9 +390,14 @@ local function same(a, b)
   return true
 end
 
--- Extents a view takes from its partner: aligned to the right, 1 elsewhere.
+-- Extents a view takes from its partner: the same when the ranks agree,
+-- else the partner's non-unit extents aligned to the right, 1 elsewhere.
 local function fit(rank, other)
   local ext = {}
+  if #other == rank then
+    for i = 1, rank do ext[i] = other[i] end
+    return ext
+  end
   local o = squeeze(other)
   for i = 1, rank do ext[i] = 1 end
   if #o > rank then return nil end

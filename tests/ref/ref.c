@@ -409,3 +409,14 @@ void ref_hc_head(int D, const float *x, const float *fn, const float *scale, con
         y[d] = ref_round_bf16((float)s);
     }
 }
+
+void ref_q_norm(int HD, const float *q, float *y)
+{
+    double sum = 0;
+    for (int i = 0; i < HD; i++)
+        sum += ref_round_bf16(q[i] * q[i]);
+    float mean = ref_round_bf16((float)(sum / HD));
+    float r = ref_round_bf16((float)(1 / sqrt((double)ref_round_bf16(mean + 1e-6f))));
+    for (int i = 0; i < HD; i++)
+        y[i] = ref_round_bf16(q[i] * r);
+}

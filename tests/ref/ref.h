@@ -84,3 +84,7 @@ void ref_swiglu_quant(int I, const float *g, const float *u, float w, float limi
 /* hc_head (v4-spec §3.6 step 1) for one token: y[D] = bf16(Σ_i pre_i·X_i),
  * pre_i = sigmoid(mixes_i·scale[0] + base[i]) + 1e-6; double throughout. */
 void ref_hc_head(int D, const float *x, const float *fn, const float *scale, const float *base, float *y);
+
+/* The per-head query norm (v4-spec §3.4 step 3) of one head of HD values in
+ * the reference's bf16 steps: y = bf16(q · bf16(rsqrt(bf16(bf16(mean(bf16(q²))) + 1e-6)))). */
+void ref_q_norm(int HD, const float *q, float *y);

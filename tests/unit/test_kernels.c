@@ -399,6 +399,20 @@ TEST(every_fp8_byte_widens_exactly)
     }
 }
 
+TEST(views_take_same_rank_extents_as_they_are)
+{
+    /* a [2, 1, D] fragment copied to and from a view of a [M, H, D] tensor */
+    for (int e = 0; e < NEXECS; e++) {
+        if (!exec_available(&execs[e]))
+            continue;
+        Args a = {0};
+        CHECK(run_spec("tests/specs/view_unit_extent.lua", NULL, 0, NULL, execs[e].mode, execs[e].target,
+                       execs[e].threads, &a));
+        CHECKF(ref_max_abs_diff(a.f[0], a.f[1], 5 * 3 * 4) == 0, "%s: y differs from x", exec_name(&execs[e]));
+        args_free(&a);
+    }
+}
+
 TEST(interpreter_reports_out_of_bounds)
 {
     const char *src =
@@ -434,6 +448,7 @@ int main(void)
     RUN(atomic_add_across_blocks);
     RUN(max_and_min_follow_ieee_maximum_minimum);
     RUN(every_fp8_byte_widens_exactly);
+    RUN(views_take_same_rank_extents_as_they_are);
     RUN(interpreter_reports_out_of_bounds);
     return test_summary();
 }

@@ -660,6 +660,38 @@ TEST(hc_head_against_the_spec)
     free(x); free(y); free(xf); free(fn); free(want);
 }
 
+TEST(q_norm_in_the_reference_bf16_steps)
+{
+    const int M = 5, H = 8, HD = 512; /* Flash heads; v4-mini heads are 192 */
+    uint16_t *q = calloc((size_t)M * H * HD, 2), *y = calloc((size_t)M * H * HD, 2);
+    float *qf = calloc((size_t)M * H * HD, 4), *want = calloc((size_t)M * H * HD, 4);
+    unsigned seed = 61;
+    for (int i = 0; i < M * H * HD; i++) {
+        q[i] = dt_f32_to_bf16(test_rand(&seed) * (float)(1 + (i / HD) % 9));
+        qf[i] = dt_bf16_to_f32(q[i]);
+    }
+    for (int i = 0; i < M * H; i++)
+        ref_q_norm(HD, qf + (int64_t)i * HD, want + (int64_t)i * HD);
+    const char *targets[] = {NULL, "x86-avx512", "x86-avx2"};
+    for (size_t t = 0; t < 3; t++) {
+        if (targets[t] && !ir_target_runs_here(ir_target(targets[t])))
+            continue;
+        FeSet sets[] = {{"H", "8"}, {"HD", "512"}};
+        void *args[2] = {q, y};
+        int64_t params[1] = {M};
+        CHECK(run("kernels_src/q_norm.lua", sets, 2, targets[t], args, params));
+        int same = 0, far = 0;
+        for (int i = 0; i < M * H * HD; i++) {
+            float got = dt_bf16_to_f32(y[i]);
+            same += got == want[i];
+            far += fabsf(got - want[i]) > ldexpf(1.0f, ilogbf(fmaxf(fabsf(want[i]), 1e-30f)) - 7);
+        }
+        CHECKF(far == 0 && same >= M * H * HD * 99 / 100, "q_norm on %s: %d of %d equal, %d beyond one ulp",
+               targets[t] ? targets[t] : "interp", same, M * H * HD, far);
+    }
+    free(q); free(y); free(qf); free(want);
+}
+
 TEST(act_quant_rejects_k_off_the_block)
 {
     FeSet set = {"K", "200"};
@@ -683,6 +715,7 @@ int main(void)
     RUN(hc_pre_against_the_spec);
     RUN(hc_post_against_the_spec);
     RUN(hc_head_against_the_spec);
+    RUN(q_norm_in_the_reference_bf16_steps);
     RUN(moe_gate_topk_and_hash_routing);
     RUN(moe_gate_rejects_topk_beyond_the_experts);
     RUN(swiglu_quant_against_the_spec);
