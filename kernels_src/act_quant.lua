@@ -21,15 +21,9 @@ return T.kernel "act_quant" {
   end,
   body = function(p, x, q, s)
     for bm, bk in T.grid(T.ceildiv(p.M, p.BM), p.K // BLOCK) do
-      local t     = T.fragment{p.BM, BLOCK, T.f32}
-      local amax  = T.fragment{p.BM, T.f32}
-      local scale = T.fragment{p.BM, T.f32}
+      local t = T.fragment{p.BM, BLOCK, T.f32}
       T.copy(x:tile(bm * p.BM, bk * BLOCK), t)
-      T.reduce_absmax(t, amax, 1)
-      for i in T.parallel(p.BM) do scale[i] = Q.pow2_ceil(T.max(amax[i], 1e-4) / 448.0) end
-      for i, j in T.parallel(p.BM, BLOCK) do
-        t[i][j] = T.clamp(t[i][j] / scale[i], -448.0, 448.0)
-      end
+      local scale = Q.scale_rows(t, 448.0, 1e-4)
       T.copy(t, q:tile(bm * p.BM, bk * BLOCK))                 -- stores round to e4m3
       T.copy(scale, s:tile(bm * p.BM, bk, { p.BM, 1 }))        -- exact powers of two
     end

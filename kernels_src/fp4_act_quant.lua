@@ -20,15 +20,10 @@ return T.kernel "fp4_act_quant" {
   end,
   body = function(p, x, y, s)
     for bm, bk in T.grid(T.ceildiv(p.M, p.BM), p.K // BLOCK) do
-      local t     = T.fragment{p.BM, BLOCK, T.f32}
-      local amax  = T.fragment{p.BM, T.f32}
-      local scale = T.fragment{p.BM, T.f32}
+      local t = T.fragment{p.BM, BLOCK, T.f32}
       T.copy(x:tile(bm * p.BM, bk * BLOCK), t)
-      T.reduce_absmax(t, amax, 1)
-      for i in T.parallel(p.BM) do scale[i] = Q.pow2_ceil(T.max(amax[i], 6 * 2 ^ -126) / 6.0) end
-      for i, j in T.parallel(p.BM, BLOCK) do
-        t[i][j] = T.cast(T.clamp(t[i][j] / scale[i], -6.0, 6.0), T.f4e2m1) * scale[i]
-      end
+      local scale = Q.scale_rows(t, 6.0, 6 * 2 ^ -126)
+      for i, j in T.parallel(p.BM, BLOCK) do t[i][j] = T.cast(t[i][j], T.f4e2m1) * scale[i] end
       T.copy(t, y:tile(bm * p.BM, bk * BLOCK))
       T.copy(scale, s:tile(bm * p.BM, bk, { p.BM, 1 }))
     end

@@ -22,16 +22,11 @@ return T.kernel "kv_fp8_sim" {
   end,
   body = function(p, kv, y)
     for bm in T.grid(T.ceildiv(p.M, p.BM)) do
-      local t     = T.fragment{p.BM, BLOCK, T.f32}
-      local amax  = T.fragment{p.BM, T.f32}
-      local scale = T.fragment{p.BM, T.f32}
+      local t = T.fragment{p.BM, BLOCK, T.f32}
       for b = 0, p.NOPE // BLOCK - 1 do          -- a build-time loop: one block each
         T.copy(kv:tile(bm * p.BM, b * BLOCK), t)
-        T.reduce_absmax(t, amax, 1)
-        for i in T.parallel(p.BM) do scale[i] = Q.pow2_ceil(T.max(amax[i], 1e-4) / 448.0) end
-        for i, j in T.parallel(p.BM, BLOCK) do
-          t[i][j] = T.cast(T.clamp(t[i][j] / scale[i], -448.0, 448.0), T.f8e4m3) * scale[i]
-        end
+        local scale = Q.scale_rows(t, 448.0, 1e-4)
+        for i, j in T.parallel(p.BM, BLOCK) do t[i][j] = T.cast(t[i][j], T.f8e4m3) * scale[i] end
         T.copy(t, y:tile(bm * p.BM, b * BLOCK))
       end
       T.copy(kv:tile(bm * p.BM, p.NOPE), t)     -- the RoPE dims, unchanged

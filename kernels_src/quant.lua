@@ -13,4 +13,19 @@ function Q.pow2_ceil(v)
   return T.bitcast(e << 23, T.f32)
 end
 
+-- Quantise each row of the tile t (rows x cols, f32) onto a format's grid
+-- with one power-of-two scale per row: amax = max(|row|, floor),
+-- s = 2^ceil(log2(amax / qmax)), row = clamp(row / s, ±qmax).  The caller
+-- rounds (by storing to the format, or T.cast) and gets the scales back as
+-- a fragment of `rows` values.
+function Q.scale_rows(t, qmax, floor)
+  local rows, cols = t.shape[1], t.shape[2]
+  local amax = T.fragment{rows, T.f32}
+  local scale = T.fragment{rows, T.f32}
+  T.reduce_absmax(t, amax, 1)
+  for i in T.parallel(rows) do scale[i] = Q.pow2_ceil(T.max(amax[i], floor) / qmax) end
+  for i, j in T.parallel(rows, cols) do t[i][j] = T.clamp(t[i][j] / scale[i], -qmax, qmax) end
+  return scale
+end
+
 return Q

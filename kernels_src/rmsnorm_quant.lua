@@ -27,8 +27,6 @@ return T.kernel "rmsnorm_quant" {
       local t     = T.fragment{p.BM, BLOCK, T.f32}
       local ws    = T.fragment{BLOCK, T.f32}
       local rms   = T.fragment{p.BM, T.f32}   -- sum of squares, then 1/rms
-      local amax  = T.fragment{p.BM, T.f32}
-      local scale = T.fragment{p.BM, T.f32}
       T.clear(rms)
       for b in T.serial(nb) do
         T.copy(x:tile(bm * p.BM, b * BLOCK), t)
@@ -40,9 +38,7 @@ return T.kernel "rmsnorm_quant" {
         T.copy(x:tile(bm * p.BM, b * BLOCK), t)
         T.copy(w:tile(b * BLOCK), ws)
         for i, j in T.parallel(p.BM, BLOCK) do t[i][j] = T.cast(t[i][j] * rms[i] * ws[j], T.bf16) end
-        T.reduce_absmax(t, amax, 1)
-        for i in T.parallel(p.BM) do scale[i] = Q.pow2_ceil(T.max(amax[i], 1e-4) / 448.0) end
-        for i, j in T.parallel(p.BM, BLOCK) do t[i][j] = T.clamp(t[i][j] / scale[i], -448.0, 448.0) end
+        local scale = Q.scale_rows(t, 448.0, 1e-4)
         T.copy(t, q:tile(bm * p.BM, b * BLOCK))
         T.copy(scale, s:tile(bm * p.BM, b, { p.BM, 1 }))
       end

@@ -27,8 +27,6 @@ return T.kernel "swiglu_quant" {
       local gs    = T.fragment{p.BM, BLOCK, T.f32}
       local us    = T.fragment{p.BM, BLOCK, T.f32}
       local ws    = T.fragment{p.BM, T.f32}
-      local amax  = T.fragment{p.BM, T.f32}
-      local scale = T.fragment{p.BM, T.f32}
       T.copy(g:tile(bm * p.BM, bk * BLOCK), gs)
       T.copy(u:tile(bm * p.BM, bk * BLOCK), us)
       T.copy(w:tile(bm * p.BM), ws)
@@ -36,9 +34,7 @@ return T.kernel "swiglu_quant" {
         local h = T.silu(T.min(gs[i][j], L)) * T.clamp(us[i][j], -L, L) * ws[i]
         gs[i][j] = T.cast(h, T.bf16)
       end
-      T.reduce_absmax(gs, amax, 1)
-      for i in T.parallel(p.BM) do scale[i] = Q.pow2_ceil(T.max(amax[i], 1e-4) / 448.0) end
-      for i, j in T.parallel(p.BM, BLOCK) do gs[i][j] = T.clamp(gs[i][j] / scale[i], -448.0, 448.0) end
+      local scale = Q.scale_rows(gs, 448.0, 1e-4)
       T.copy(gs, q:tile(bm * p.BM, bk * BLOCK))
       T.copy(scale, s:tile(bm * p.BM, bk, { p.BM, 1 }))
     end
