@@ -1,10 +1,9 @@
-/* test_frontend_errors.c — every mistake in a spec is one line at the
- * user's file and line.  Golden files: tests/specs/bad/NAME.lua is loaded
- * and its diagnostic must equal tests/specs/bad/NAME.err exactly. */
+/* test_frontend_errors.c — --set validation and a missing spec file: one
+ * line each, naming the file and line.  (The golden bad specs are run by
+ * test_frontend.c from tests/specs/fe/bad/.) */
 #include "frontend/frontend.h"
 #include "test.h"
 
-#include <dirent.h>
 #include <string.h>
 
 static void diag_text(const Diag *d, char *out, size_t n)
@@ -12,45 +11,6 @@ static void diag_text(const Diag *d, char *out, size_t n)
     FILE *f = fmemopen(out, n, "w");
     diag_print(d, f);
     fclose(f);
-}
-
-static bool read_file(const char *path, char *out, size_t n)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return false;
-    size_t got = fread(out, 1, n - 1, f);
-    out[got] = 0;
-    fclose(f);
-    return true;
-}
-
-TEST(bad_specs_give_their_golden_diagnostic)
-{
-    const char *dir = "tests/specs/bad";
-    DIR *dp = opendir(dir);
-    CHECK(dp != NULL);
-    if (!dp)
-        return;
-    int count = 0;
-    for (struct dirent *e; (e = readdir(dp));) {
-        size_t n = strlen(e->d_name);
-        if (n < 5 || strcmp(e->d_name + n - 4, ".lua"))
-            continue;
-        char spec[512], errpath[512], want[1024], got[1024];
-        snprintf(spec, sizeof spec, "%s/%s", dir, e->d_name);
-        snprintf(errpath, sizeof errpath, "%s/%.*s.err", dir, (int)(n - 4), e->d_name);
-        Diag d = {0};
-        Kernel *k = fe_load(spec, NULL, 0, &d);
-        CHECKF(k == NULL, "%s loaded without an error", spec);
-        ir_kernel_free(k);
-        diag_text(&d, got, sizeof got);
-        CHECKF(read_file(errpath, want, sizeof want), "%s is missing", errpath);
-        CHECKF(!strcmp(got, want), "%s\n    got:  %s    want: %s", spec, got, want);
-        count++;
-    }
-    closedir(dp);
-    CHECKF(count >= 15, "only %d bad specs found", count);
 }
 
 static void expect_set_error(const char *name, const char *value, const char *want)
@@ -111,7 +71,6 @@ TEST(missing_spec_file)
 
 int main(void)
 {
-    RUN(bad_specs_give_their_golden_diagnostic);
     RUN(set_rejects_unknown_fixed_and_out_of_set_values);
     RUN(set_values_reach_the_kernel);
     RUN(missing_spec_file);
