@@ -420,3 +420,15 @@ void ref_q_norm(int HD, const float *q, float *y)
     for (int i = 0; i < HD; i++)
         y[i] = ref_round_bf16(q[i] * r);
 }
+
+void ref_grouped_oproj(int M, int G, int R, int GD, const float *o, const float *w, float *u)
+{
+    for (int t = 0; t < M; t++)
+        for (int g = 0; g < G; g++)
+            for (int r = 0; r < R; r++) {
+                double s = 0;
+                for (int k = 0; k < GD; k++)
+                    s += (double)w[((int64_t)g * R + r) * GD + k] * o[(int64_t)t * G * GD + (int64_t)g * GD + k];
+                u[((int64_t)t * G + g) * R + r] = ref_round_bf16((float)s);
+            }
+}

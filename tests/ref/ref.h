@@ -88,3 +88,7 @@ void ref_hc_head(int D, const float *x, const float *fn, const float *scale, con
 /* The per-head query norm (v4-spec §3.4 step 3) of one head of HD values in
  * the reference's bf16 steps: y = bf16(q · bf16(rsqrt(bf16(bf16(mean(bf16(q²))) + 1e-6)))). */
 void ref_q_norm(int HD, const float *q, float *y);
+
+/* Grouped output projection (v4-spec §3.4 step 15): u[t, g, r] =
+ * bf16(Σ_k wo_a[g, r, k] · o[t, g·GD + k]), in double. */
+void ref_grouped_oproj(int M, int G, int R, int GD, const float *o, const float *w, float *u);

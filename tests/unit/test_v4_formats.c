@@ -692,6 +692,52 @@ TEST(q_norm_in_the_reference_bf16_steps)
     free(q); free(y); free(qf); free(want);
 }
 
+static void check_oproj(const char *target, int M, int G, int R, int GD)
+{
+    int64_t no = (int64_t)M * G * GD, nw = (int64_t)G * R * GD, nu = (int64_t)M * G * R;
+    uint16_t *o = calloc((size_t)no, 2), *w = calloc((size_t)nw, 2), *u = calloc((size_t)nu, 2);
+    float *of = calloc((size_t)no, 4), *wf = calloc((size_t)nw, 4), *want = calloc((size_t)nu, 4);
+    unsigned seed = 67;
+    for (int64_t i = 0; i < no; i++) {
+        o[i] = dt_f32_to_bf16(test_rand(&seed));
+        of[i] = dt_bf16_to_f32(o[i]);
+    }
+    for (int64_t i = 0; i < nw; i++) { /* each group's weights differ in scale: a group mix-up shows */
+        w[i] = dt_f32_to_bf16(test_rand(&seed) * (float)(1 + i / ((int64_t)R * GD)) * 0.05f);
+        wf[i] = dt_bf16_to_f32(w[i]);
+    }
+    ref_grouped_oproj(M, G, R, GD, of, wf, want);
+    char gs[16], rs[16], ds[16];
+    snprintf(gs, sizeof gs, "%d", G);
+    snprintf(rs, sizeof rs, "%d", R);
+    snprintf(ds, sizeof ds, "%d", GD);
+    FeSet sets[] = {{"G", gs}, {"R", rs}, {"GD", ds}};
+    void *args[3] = {o, w, u};
+    int64_t params[1] = {M};
+    CHECK(run("kernels_src/grouped_oproj.lua", sets, 3, target, args, params));
+    int far = 0, same = 0;
+    for (int64_t i = 0; i < nu; i++) {
+        float got = dt_bf16_to_f32(u[i]);
+        float ulp = fmaxf(ldexpf(1.0f, ilogbf(fmaxf(fabsf(want[i]), 1e-30f)) - 7), 1e-5f);
+        far += fabsf(got - want[i]) > ulp;
+        same += got == want[i];
+    }
+    CHECKF(far == 0 && same >= nu * 9 / 10, "grouped_oproj M=%d G=%d R=%d GD=%d on %s: %d beyond one rounding, %d of %lld equal",
+           M, G, R, GD, target ? target : "interp", far, same, (long long)nu);
+    free(o); free(w); free(u); free(of); free(wf); free(want);
+}
+
+TEST(grouped_output_projection)
+{
+    check_oproj(NULL, 3, 2, 256, 768); /* v4-mini: 2 groups of 8·192/2, o_lora 256 */
+    const char *targets[] = {"x86-avx512", "x86-avx2"};
+    for (int t = 0; t < 2; t++)
+        if (ir_target_runs_here(ir_target(targets[t]))) {
+            check_oproj(targets[t], 5, 2, 256, 768);
+            check_oproj(targets[t], 4, 8, 1024, 4096); /* Flash decode */
+        }
+}
+
 TEST(act_quant_rejects_k_off_the_block)
 {
     FeSet set = {"K", "200"};
@@ -716,6 +762,7 @@ int main(void)
     RUN(hc_post_against_the_spec);
     RUN(hc_head_against_the_spec);
     RUN(q_norm_in_the_reference_bf16_steps);
+    RUN(grouped_output_projection);
     RUN(moe_gate_topk_and_hash_routing);
     RUN(moe_gate_rejects_topk_beyond_the_experts);
     RUN(swiglu_quant_against_the_spec);
