@@ -432,3 +432,33 @@ void ref_grouped_oproj(int M, int G, int R, int GD, const float *o, const float 
                 u[((int64_t)t * G + g) * R + r] = ref_round_bf16((float)s);
             }
 }
+
+void ref_sparse_attn(int H, int D, const float *q, const float *kv, const int32_t *idx, int L,
+                     const float *sink, float *o)
+{
+    double z[4096];
+    for (int h = 0; h < H; h++) {
+        double m = -INFINITY;
+        for (int j = 0; j < L; j++) {
+            if (idx[j] < 0)
+                continue;
+            double s = 0;
+            for (int d = 0; d < D; d++)
+                s += (double)q[h * D + d] * kv[(int64_t)idx[j] * D + d];
+            z[j] = s / sqrt((double)D);
+            m = fmax(m, z[j]);
+        }
+        double den = 0;
+        for (int j = 0; j < L; j++)
+            if (idx[j] >= 0)
+                den += exp(z[j] - m);
+        den += m == -INFINITY ? INFINITY : exp(sink[h] - m);
+        for (int d = 0; d < D; d++) {
+            double num = 0;
+            for (int j = 0; j < L; j++)
+                if (idx[j] >= 0)
+                    num += exp(z[j] - m) * kv[(int64_t)idx[j] * D + d];
+            o[h * D + d] = (float)(num / den);
+        }
+    }
+}

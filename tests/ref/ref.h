@@ -92,3 +92,9 @@ void ref_q_norm(int HD, const float *q, float *y);
 /* Grouped output projection (v4-spec §3.4 step 15): u[t, g, r] =
  * bf16(Σ_k wo_a[g, r, k] · o[t, g·GD + k]), in double. */
 void ref_grouped_oproj(int M, int G, int R, int GD, const float *o, const float *w, float *u);
+
+/* Sparse attention with a sink (v4-spec §3.4 step 12) for one query token:
+ * o[h] = Σ_j e^(z_j − m) k_j / (Σ_j e^(z_j − m) + e^(sink_h − m)) over the
+ * rows kv[idx[j]] with idx[j] >= 0, z_j = q_h·k_j / sqrt(D); exact, double. */
+void ref_sparse_attn(int H, int D, const float *q, const float *kv, const int32_t *idx, int L,
+                     const float *sink, float *o);

@@ -738,6 +738,71 @@ TEST(grouped_output_projection)
         }
 }
 
+static void check_attn(const char *target, int M, int H, int D, int L, int NKV)
+{
+    int64_t nq = (int64_t)M * H * D, nkv = (int64_t)NKV * D;
+    uint16_t *q = calloc((size_t)nq, 2), *kv = calloc((size_t)nkv, 2), *o = calloc((size_t)nq, 2);
+    float *qf = calloc((size_t)nq, 4), *kf = calloc((size_t)nkv, 4), *want = calloc((size_t)nq, 4);
+    float *got = calloc((size_t)nq, 4), *sink = calloc(H, 4);
+    int32_t *idx = calloc((size_t)M * L, 4);
+    unsigned seed = 71;
+    for (int64_t i = 0; i < nq; i++) {
+        q[i] = dt_f32_to_bf16(test_rand(&seed) * 2);
+        qf[i] = dt_bf16_to_f32(q[i]);
+    }
+    for (int64_t i = 0; i < nkv; i++) {
+        kv[i] = dt_f32_to_bf16(test_rand(&seed));
+        kf[i] = dt_bf16_to_f32(kv[i]);
+    }
+    for (int h = 0; h < H; h++)
+        sink[h] = test_rand(&seed) * 3;
+    for (int t = 0; t < M; t++)
+        for (int j = 0; j < L; j++) {
+            unsigned r = (unsigned)(test_rand(&seed) * 1e6f + 1e6f);
+            idx[t * L + j] = r % 5 == 0 ? -1 : (int32_t)(r % (unsigned)NKV);
+            if (t == 1 && j < 64)
+                idx[t * L + j] = -1; /* a whole key block masked */
+            if (t == 2)
+                idx[t * L + j] = -1; /* nothing visible: o = 0 */
+        }
+    for (int t = 0; t < M; t++)
+        ref_sparse_attn(H, D, qf + (int64_t)t * H * D, kf, idx + t * L, L, sink, want + (int64_t)t * H * D);
+    char hs[16], ds[16], lsz[16], ns[16];
+    snprintf(hs, sizeof hs, "%d", H);
+    snprintf(ds, sizeof ds, "%d", D);
+    snprintf(lsz, sizeof lsz, "%d", L);
+    snprintf(ns, sizeof ns, "%d", NKV);
+    FeSet sets[] = {{"H", hs}, {"D", ds}, {"L", lsz}, {"NKV", ns}, {"BH", H % 16 ? "8" : "16"}};
+    void *args[5] = {q, kv, idx, sink, o};
+    int64_t params[1] = {M};
+    CHECK(run("kernels_src/sparse_attn.lua", sets, 5, target, args, params));
+    double worst = 0, mag = 0;
+    for (int64_t i = 0; i < nq; i++) {
+        got[i] = dt_bf16_to_f32(o[i]);
+        worst = fmax(worst, fabs(got[i] - want[i]));
+        mag = fmax(mag, fabs(want[i]));
+    }
+    double diff = ref_calc_diff(got, want, nq);
+    bool zero = true; /* token 2 sees nothing */
+    for (int64_t i = 2 * H * D; M > 2 && i < 3 * (int64_t)H * D; i++)
+        zero &= got[i] == 0;
+    /* bf16 P and a bf16 output: a few parts in a thousand of the largest value */
+    CHECKF(worst <= 1e-2 * mag && diff < 1e-5 && zero, "sparse_attn H=%d D=%d L=%d on %s: max |diff| %.3g of %.3g, calc_diff %.2e%s",
+           H, D, L, target ? target : "interp", worst, mag, diff, zero ? "" : ", a fully masked query is not 0");
+    free(q); free(kv); free(o); free(qf); free(kf); free(want); free(got); free(sink); free(idx);
+}
+
+TEST(sparse_attention_with_sink)
+{
+    check_attn(NULL, 3, 8, 192, 128, 150);                  /* v4-mini heads */
+    const char *targets[] = {"x86-avx512", "x86-avx2"};
+    for (int t = 0; t < 2; t++)
+        if (ir_target_runs_here(ir_target(targets[t]))) {
+            check_attn(targets[t], 3, 8, 192, 128, 150);
+            check_attn(targets[t], 4, 64, 512, 640, 1000);   /* Flash decode: 128 window + 512 top-k */
+        }
+}
+
 TEST(act_quant_rejects_k_off_the_block)
 {
     FeSet set = {"K", "200"};
@@ -763,6 +828,7 @@ int main(void)
     RUN(hc_head_against_the_spec);
     RUN(q_norm_in_the_reference_bf16_steps);
     RUN(grouped_output_projection);
+    RUN(sparse_attention_with_sink);
     RUN(moe_gate_topk_and_hash_routing);
     RUN(moe_gate_rejects_topk_beyond_the_experts);
     RUN(swiglu_quant_against_the_spec);
