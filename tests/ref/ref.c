@@ -462,3 +462,34 @@ void ref_sparse_attn(int H, int D, const float *q, const float *kv, const int32_
         }
     }
 }
+
+void ref_indexer_logits(int IH, int ID, const float *q, const float *k, int N, const float *w, int pos,
+                        int ratio, double *score)
+{
+    int visible = (pos + 1) / ratio;
+    for (int n = 0; n < N; n++) {
+        double s = 0;
+        for (int h = 0; h < IH; h++) {
+            double dot = 0;
+            for (int d = 0; d < ID; d++)
+                dot += (double)q[h * ID + d] * k[(int64_t)n * ID + d];
+            s += (dot > 0 ? dot : 0) * w[h];
+        }
+        score[n] = n < visible ? s : -INFINITY;
+    }
+}
+
+void ref_topk(int N, int K, const double *score, int offset, int32_t *idx)
+{
+    static unsigned char taken[1 << 20];
+    memset(taken, 0, (size_t)N);
+    for (int k = 0; k < K; k++) {
+        int best = -1;
+        for (int n = 0; n < N; n++)
+            if (!taken[n] && score[n] > -INFINITY && (best < 0 || score[n] > score[best]))
+                best = n;
+        if (best >= 0)
+            taken[best] = 1;
+        idx[k] = best < 0 ? -1 : best + offset;
+    }
+}

@@ -98,3 +98,11 @@ void ref_grouped_oproj(int M, int G, int R, int GD, const float *o, const float 
  * rows kv[idx[j]] with idx[j] >= 0, z_j = q_h·k_j / sqrt(D); exact, double. */
 void ref_sparse_attn(int H, int D, const float *q, const float *kv, const int32_t *idx, int L,
                      const float *sink, float *o);
+
+/* The lightning indexer's scores (v4-spec §3.4.2) for one query:
+ * score[n] = Σ_h relu(q_h · K_n)·w_h for n < (pos+1)/ratio, else −inf. */
+void ref_indexer_logits(int IH, int ID, const float *q, const float *k, int N, const float *w, int pos,
+                        int ratio, double *score);
+/* The positions of the K largest scores (ties to the lower position), −1
+ * for −inf ones, plus offset. */
+void ref_topk(int N, int K, const double *score, int offset, int32_t *idx);
