@@ -493,3 +493,34 @@ void ref_topk(int N, int K, const double *score, int offset, int32_t *idx)
         idx[k] = best < 0 ? -1 : best + offset;
     }
 }
+
+void ref_compress(int Tn, int r, int D, const float *kv, const float *g, const float *ape, float *out)
+{
+    int overlap = r == 4, c = overlap ? 2 : 1, w = c * D, nslots = overlap ? 2 * r : r;
+    for (int n = 0; n < Tn / r; n++)
+        for (int d = 0; d < D; d++) {
+            double score[256], value[256], mx = -INFINITY;
+            for (int s = 0; s < nslots; s++) {
+                if (!overlap) {
+                    int row = n * r + s;
+                    score[s] = (double)g[(int64_t)row * w + d] + ape[s * w + d];
+                    value[s] = kv[(int64_t)row * w + d];
+                } else if (s < r) { /* the previous block, first half */
+                    int row = (n - 1) * r + s;
+                    score[s] = n == 0 ? -INFINITY : (double)g[(int64_t)row * w + d] + ape[s * w + d];
+                    value[s] = n == 0 ? 0 : kv[(int64_t)row * w + d];
+                } else { /* this block, second half */
+                    int row = n * r + s - r;
+                    score[s] = (double)g[(int64_t)row * w + D + d] + ape[(s - r) * w + D + d];
+                    value[s] = kv[(int64_t)row * w + D + d];
+                }
+                mx = fmax(mx, score[s]);
+            }
+            double den = 0, num = 0;
+            for (int s = 0; s < nslots; s++) {
+                den += exp(score[s] - mx);
+                num += exp(score[s] - mx) * value[s];
+            }
+            out[(int64_t)n * D + d] = (float)(num / den);
+        }
+}

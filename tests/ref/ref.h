@@ -106,3 +106,8 @@ void ref_indexer_logits(int IH, int ID, const float *q, const float *k, int N, c
 /* The positions of the K largest scores (ties to the lower position), −1
  * for −inf ones, plus offset. */
 void ref_topk(int N, int K, const double *score, int offset, int32_t *idx);
+
+/* The compressor's pooling (v4-spec §3.4.1 steps 2–3) over Tn tokens with
+ * ratio r (overlap when r == 4: kv, g and ape are 2D wide): one entry of D
+ * channels per block, per-channel softmax over the slots; double. */
+void ref_compress(int Tn, int r, int D, const float *kv, const float *g, const float *ape, float *out);

@@ -879,6 +879,47 @@ TEST(indexer_scores_and_topk)
         }
 }
 
+static void check_compress(const char *target, int Tn, int r, int D)
+{
+    int c = r == 4 ? 2 : 1;
+    int64_t n = (int64_t)Tn * c * D, no = (int64_t)(Tn / r) * D;
+    float *kv = calloc((size_t)n, 4), *g = calloc((size_t)n, 4), *ape = calloc((size_t)r * c * D, 4);
+    float *out = calloc((size_t)no, 4), *want = calloc((size_t)no, 4);
+    unsigned seed = 79;
+    for (int64_t i = 0; i < n; i++) {
+        kv[i] = test_rand(&seed);
+        g[i] = test_rand(&seed) * 4;
+    }
+    for (int i = 0; i < r * c * D; i++)
+        ape[i] = test_rand(&seed);
+    ref_compress(Tn, r, D, kv, g, ape, want);
+    char ts[16], rs[16], ds[16];
+    snprintf(ts, sizeof ts, "%d", Tn);
+    snprintf(rs, sizeof rs, "%d", r);
+    snprintf(ds, sizeof ds, "%d", D);
+    FeSet sets[] = {{"T", ts}, {"ratio", rs}, {"D", ds}};
+    void *args[4] = {kv, g, ape, out};
+    CHECK(run("kernels_src/compress.lua", sets, 3, target, args, NULL));
+    double worst = 0;
+    for (int64_t i = 0; i < no; i++)
+        worst = fmax(worst, fabs(out[i] - want[i]));
+    CHECKF(worst < 2e-6, "compress T=%d r=%d D=%d on %s: max |diff| %.2e", Tn, r, D, target ? target : "interp", worst);
+    free(kv); free(g); free(ape); free(out); free(want);
+}
+
+TEST(compressor_pooling_overlap_and_not)
+{
+    check_compress(NULL, 32, 4, 128);                 /* CSA with overlap; the indexer's D 128 */
+    check_compress(NULL, 64, 16, 128);                /* v4-mini HCA */
+    const char *targets[] = {"x86-avx512", "x86-avx2"};
+    for (int t = 0; t < 2; t++)
+        if (ir_target_runs_here(ir_target(targets[t]))) {
+            check_compress(targets[t], 512, 4, 512);  /* CSA, 512-token prefill */
+            check_compress(targets[t], 512, 128, 512); /* Flash HCA */
+            check_compress(targets[t], 64, 16, 128);
+        }
+}
+
 TEST(act_quant_rejects_k_off_the_block)
 {
     FeSet set = {"K", "200"};
@@ -906,6 +947,7 @@ int main(void)
     RUN(grouped_output_projection);
     RUN(sparse_attention_with_sink);
     RUN(indexer_scores_and_topk);
+    RUN(compressor_pooling_overlap_and_not);
     RUN(moe_gate_topk_and_hash_routing);
     RUN(moe_gate_rejects_topk_beyond_the_experts);
     RUN(swiglu_quant_against_the_spec);
