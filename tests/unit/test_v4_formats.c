@@ -801,6 +801,8 @@ TEST(sparse_attention_with_sink)
             check_attn(targets[t], 3, 8, 192, 128, 150);
             check_attn(targets[t], 4, 64, 512, 640, 1000);   /* Flash decode: 128 window + 512 top-k */
         }
+    if (ir_target_runs_here(ir_target("x86-avx512")))        /* a 64K-entry compressed context */
+        check_attn("x86-avx512", 3, 64, 512, 640, 65536 + 128);
 }
 
 /* Indexer scores then top-k (§3.4.2), the selection compared as index sets
