@@ -399,6 +399,61 @@ TEST(every_fp8_byte_widens_exactly)
     }
 }
 
+TEST(fp8_stores_round_like_the_definition)
+{
+    /* Compiled e4m3 stores (inline, vectorised) against dt_f32_to_e4m3 over
+     * a sweep of f32 bit patterns and the values around every code. */
+    enum { N = 1 << 20 };
+    static const char *src =
+        "kernel narrow level tile\n"
+        "arg x: f32[1048576] in\n"
+        "arg y: f8e4m3[1048576] out\n"
+        "grid (g) < [16]\n"
+        "{\n"
+        "  for i: parallel < 65536 {\n"
+        "    y[g * 65536 + i] = x[g * 65536 + i]\n"
+        "  }\n"
+        "}\n";
+    float *x = malloc(N * sizeof(float));
+    uint8_t *y = malloc(N);
+    int n = 0;
+    for (int c = 0; c < 256; c++) { /* each code's value, its neighbours, the midpoints */
+        float v = dt_e4m3_to_f32((uint8_t)c), w = dt_e4m3_to_f32((uint8_t)(c + 1));
+        x[n++] = v;
+        x[n++] = nextafterf(v, INFINITY);
+        x[n++] = nextafterf(v, -INFINITY);
+        if (c != 0x7e && c != 0xfe && c != 0x7f && c != 0xff) {
+            float mid = (float)(((double)v + w) / 2);
+            x[n++] = mid;
+            x[n++] = nextafterf(mid, INFINITY);
+            x[n++] = nextafterf(mid, -INFINITY);
+        }
+    }
+    for (uint64_t u = 0; n < N; u += 4099, n++) {
+        uint32_t bits = (uint32_t)u;
+        memcpy(&x[n], &bits, 4);
+    }
+    x[0] = INFINITY;
+    x[1] = -INFINITY;
+    x[2] = NAN;
+    for (int e = 1; e < NEXECS; e++) {
+        if (!exec_available(&execs[e]))
+            continue;
+        Diag d = {0};
+        Kernel *k = ir_parse(src, "narrow.tir", &d);
+        void *args[2] = {x, y};
+        CHECK(k && execute(k, execs[e].mode, execs[e].target, execs[e].threads, args, NULL, &d));
+        int bad = 0;
+        for (int i = 0; i < N; i++)
+            if (y[i] != dt_f32_to_e4m3(x[i]) && bad++ < 4)
+                printf("  %s: e4m3(%a) = %02x, want %02x\n", exec_name(&execs[e]), x[i], y[i], dt_f32_to_e4m3(x[i]));
+        CHECK(bad == 0);
+        ir_kernel_free(k);
+    }
+    free(x);
+    free(y);
+}
+
 TEST(views_take_same_rank_extents_as_they_are)
 {
     /* a [2, 1, D] fragment copied to and from a view of a [M, H, D] tensor */
@@ -448,6 +503,7 @@ int main(void)
     RUN(atomic_add_across_blocks);
     RUN(max_and_min_follow_ieee_maximum_minimum);
     RUN(every_fp8_byte_widens_exactly);
+    RUN(fp8_stores_round_like_the_definition);
     RUN(views_take_same_rank_extents_as_they_are);
     RUN(interpreter_reports_out_of_bounds);
     return test_summary();

@@ -1,0 +1,138 @@
+/* bench/ops.c — every V4 operator in kernels_src/ at Flash decode shapes:
+ * its median time and the memory bandwidth it reaches (bytes of its
+ * arguments / time) as a fraction of this machine's copy bandwidth,
+ * measured in the same run with memcpy over 512 MiB.
+ *
+ *   build/bench/bench_ops [--threads N]
+ *
+ * Small operators' arguments fit in the caches, so their fraction can pass
+ * 1: read it as "not memory-bound"; the large ones (weights, KV) are the
+ * honest bandwidth figures. */
+#include "codegen/codegen.h"
+#include "frontend/frontend.h"
+#include "passes/passes.h"
+#include "runtime/timing.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct Op {
+    const char *spec;
+    const char *sets[8][2];
+    int64_t m; /* the dyn token count (0: none) */
+} Op;
+
+/* Flash (v4-spec §1) decode: 16 tokens. */
+static const Op ops[] = {
+    {"kernels_src/act_quant.lua", {{"K", "4096"}}, 16},
+    {"kernels_src/rmsnorm_quant.lua", {{"D", "4096"}}, 16},
+    {"kernels_src/hc_pre.lua", {{"D", "4096"}}, 16},
+    {"kernels_src/hc_post.lua", {{"D", "4096"}}, 16},
+    {"kernels_src/hc_head.lua", {{"D", "4096"}}, 16},
+    {"kernels_src/q_norm.lua", {{"H", "64"}, {"HD", "512"}}, 16},
+    {"kernels_src/rope.lua", {{"H", "64"}, {"D", "512"}, {"P", "4096"}}, 16},
+    {"kernels_src/kv_fp8_sim.lua", {{"D", "512"}}, 16},
+    {"kernels_src/hadamard.lua", {{"N", "128"}}, 16 * 64},
+    {"kernels_src/fp4_act_quant.lua", {{"K", "128"}}, 16 * 64},
+    {"kernels_src/indexer_logits.lua", {{"N", "4096"}}, 16},
+    {"kernels_src/topk.lua", {{"N", "4096"}, {"K", "512"}}, 16},
+    {"kernels_src/sparse_attn.lua", {{"H", "64"}, {"D", "512"}, {"L", "640"}, {"NKV", "65664"}}, 16},
+    {"kernels_src/grouped_oproj.lua", {{"G", "8"}, {"R", "1024"}, {"GD", "4096"}}, 16},
+    {"kernels_src/fp8_gemm.lua", {{"N", "4096"}, {"K", "4096"}, {"BM", "16"}}, 16},
+    {"kernels_src/moe_gate.lua", {{"D", "4096"}, {"E", "256"}}, 16},
+    {"kernels_src/swiglu_quant.lua", {{"I", "2048"}}, 16 * 6},
+    {"kernels_src/compress.lua", {{"T", "128"}, {"ratio", "4"}, {"D", "512"}}, 0},
+};
+
+static double copy_bandwidth(void)
+{
+    size_t n = (size_t)512 << 20;
+    char *a = malloc(n), *b = malloc(n);
+    memset(a, 1, n);
+    memset(b, 2, n);
+    double t[5];
+    for (int r = 0; r < 5; r++) {
+        double t0 = rt_now();
+        memcpy(b, a, n);
+        t[r] = rt_now() - t0;
+    }
+    free(a);
+    free(b);
+    return 2.0 * (double)n / rt_median(t, 5) * 1e-9; /* read + write */
+}
+
+/* Arguments filled so every kernel runs meaningfully: small floats, scales
+ * of 1 (e8m0 127), and index arguments of 0 (always in range). */
+static size_t make_args(const Kernel *k, const int64_t *params, void **args)
+{
+    size_t total = 0;
+    for (int i = 0; i < k->nargs; i++) {
+        const Buffer *b = k->bufs[i];
+        int64_t n = 1, dim;
+        for (int d = 0; d < b->rank; d++) {
+            ir_eval_int(b->shape[d], params, &dim);
+            n *= dim;
+        }
+        size_t bytes = dt_storage_bytes(b->dtype, n);
+        args[i] = aligned_alloc(64, (bytes + 127) / 64 * 64);
+        memset(args[i], 0, bytes);
+        if (dt_is_float(b->dtype))
+            for (int64_t j = 0; j < n; j++)
+                dt_store(b->dtype, args[i], j, b->dtype == DT_E8M0 ? 1.0 : (double)((j * 7) % 13) / 13 - 0.5);
+        total += bytes;
+    }
+    return total;
+}
+
+int main(int argc, char **argv)
+{
+    int threads = 1;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--threads") && i + 1 < argc)
+            threads = atoi(argv[++i]);
+        else {
+            fprintf(stderr, "usage: bench_ops [--threads N]\n");
+            return 2;
+        }
+    }
+    const TargetInfo *t = ir_host_target();
+    double bw = copy_bandwidth();
+    printf("bench_ops: target %s, %d thread(s); memcpy copy bandwidth %.1f GB/s (read+write)\n",
+           t ? t->name : "none", threads, bw);
+    printf("%-34s %8s %10s %9s %9s\n", "operator (Flash decode)", "tokens", "median_us", "GB/s", "of_copy");
+    int failures = 0;
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+        FeSet sets[8];
+        int nsets = 0;
+        for (; nsets < 8 && ops[i].sets[nsets][0]; nsets++)
+            sets[nsets] = (FeSet){ops[i].sets[nsets][0], ops[i].sets[nsets][1]};
+        Diag d = {0};
+        Kernel *k = fe_load(ops[i].spec, sets, nsets, &d);
+        CgJit *j = NULL;
+        if (!k || !pass_pipeline(k, t, NULL, &d) || !(j = cg_jit_compile(k, t, &d))) {
+            printf("%-34s failed: ", ops[i].spec + strlen("kernels_src/"));
+            diag_print(&d, stdout);
+            failures++;
+            ir_kernel_free(k);
+            continue;
+        }
+        int64_t params[1] = {ops[i].m};
+        void *args[16];
+        size_t bytes = make_args(k, params, args);
+        double times[9];
+        cg_launch(k, cg_jit_fn(j), args, params, threads, &d); /* warm up */
+        for (int r = 0; r < 9; r++) {
+            double t0 = rt_now();
+            cg_launch(k, cg_jit_fn(j), args, params, threads, &d);
+            times[r] = rt_now() - t0;
+        }
+        double med = rt_median(times, 9), gbs = (double)bytes / med * 1e-9;
+        printf("%-34s %8lld %10.1f %9.1f %9.2f\n", ops[i].spec + strlen("kernels_src/"), (long long)ops[i].m,
+               med * 1e6, gbs, gbs / bw);
+        for (int a = 0; a < k->nargs; a++)
+            free(args[a]);
+        cg_jit_free(j);
+        ir_kernel_free(k);
+    }
+    return failures ? 1 : 0;
+}
