@@ -205,11 +205,34 @@ LLVMValueRef cg_narrow(Cg *c, DType t, LLVMValueRef v)
     }
 }
 
+/* An f32 value rounded to the e2m1 grid (0, .5, 1, 1.5, 2, 3, 4, 6; ties to
+ * even, saturating at ±6, NaN → 6 with its sign), in vectorisable ops: the
+ * spacing is 0.5 below 2 and half the power of two above. */
+static LLVMValueRef round_e2m1(Cg *c, LLVMValueRef v)
+{
+    LLVMBuilderRef B = c->b;
+    LLVMTypeRef ty = c->f32;
+    LLVMValueRef a = cg_intrinsic(c, "llvm.fabs", &ty, 1, &v, 1);
+    LLVMValueRef pow2 = LLVMBuildBitCast(B, LLVMBuildAnd(B, LLVMBuildBitCast(B, a, c->i32, ""),
+                                                         LLVMConstInt(c->i32, 0x7f800000, 0), ""), c->f32, "");
+    LLVMValueRef step = LLVMBuildFMul(B, pow2, LLVMConstReal(c->f32, 0.5), "");
+    step = LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOLT, a, LLVMConstReal(c->f32, 2.0), ""),
+                           LLVMConstReal(c->f32, 0.5), step, "");
+    LLVMValueRef q = LLVMBuildFDiv(B, a, step, "");
+    LLVMValueRef r = LLVMBuildFMul(B, cg_intrinsic(c, "llvm.roundeven", &ty, 1, &q, 1), step, "");
+    LLVMValueRef six = LLVMConstReal(c->f32, 6.0);
+    r = LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOLT, r, six, ""), r, six, ""); /* > 6, NaN → 6 */
+    LLVMValueRef args[2] = {r, v};
+    return cg_intrinsic(c, "llvm.copysign", &ty, 1, args, 2);
+}
+
 /* Round an f32 value to dtype t and back (CAST to a float dtype). */
 static LLVMValueRef round_to(Cg *c, DType t, LLVMValueRef v)
 {
     if (t == DT_F32)
         return v;
+    if (t == DT_F4E2M1)
+        return round_e2m1(c, v);
     return cg_widen(c, t, cg_narrow(c, t, v));
 }
 

@@ -454,6 +454,59 @@ TEST(fp8_stores_round_like_the_definition)
     free(y);
 }
 
+TEST(fp4_casts_round_like_the_definition)
+{
+    /* cast<f4e2m1> in compiled code (inline) against dt_round_f32 over a
+     * sweep of f32 patterns, the values around each code, inf and NaN. */
+    enum { N = 1 << 18 };
+    static const char *src =
+        "kernel cast4 level tile\n"
+        "arg x: f32[262144] in\n"
+        "arg y: f32[262144] out\n"
+        "grid (g) < [4]\n"
+        "{\n"
+        "  for i: parallel < 65536 {\n"
+        "    y[g * 65536 + i] = cast<f4e2m1>(x[g * 65536 + i])\n"
+        "  }\n"
+        "}\n";
+    float *x = malloc(N * sizeof(float)), *y = malloc(N * sizeof(float));
+    int n = 0;
+    for (int c = 0; c < 16; c++) {
+        float v = dt_e2m1_to_f32((uint8_t)c), w = dt_e2m1_to_f32((uint8_t)((c + 1) & 15));
+        float mid = (float)(((double)v + w) / 2);
+        float vals[] = {v, nextafterf(v, INFINITY), nextafterf(v, -INFINITY), mid, nextafterf(mid, INFINITY),
+                        nextafterf(mid, -INFINITY)};
+        for (int i = 0; i < 6; i++)
+            x[n++] = vals[i];
+    }
+    x[n++] = INFINITY;
+    x[n++] = -INFINITY;
+    x[n++] = NAN;
+    x[n++] = -NAN;
+    for (uint64_t u = 0; n < N; u += 16411, n++) {
+        uint32_t bits = (uint32_t)u;
+        memcpy(&x[n], &bits, 4);
+    }
+    for (int e = 1; e < NEXECS; e++) {
+        if (!exec_available(&execs[e]))
+            continue;
+        Diag d = {0};
+        Kernel *k = ir_parse(src, "cast4.tir", &d);
+        void *args[2] = {x, y};
+        CHECK(k && execute(k, execs[e].mode, execs[e].target, execs[e].threads, args, NULL, &d));
+        int bad = 0;
+        for (int i = 0; i < N; i++) {
+            float want = dt_round_f32(DT_F4E2M1, x[i]);
+            if ((y[i] != want || signbit(y[i]) != signbit(want)) && bad++ < 4)
+                printf("  %s: e2m1(%a) = %g, want %g\n", exec_name(&execs[e]), x[i], y[i], want);
+        }
+        CHECK(bad == 0);
+        ir_kernel_free(k);
+    }
+    free(x);
+    free(y);
+}
+
 TEST(views_take_same_rank_extents_as_they_are)
 {
     /* a [2, 1, D] fragment copied to and from a view of a [M, H, D] tensor */
@@ -504,6 +557,7 @@ int main(void)
     RUN(max_and_min_follow_ieee_maximum_minimum);
     RUN(every_fp8_byte_widens_exactly);
     RUN(fp8_stores_round_like_the_definition);
+    RUN(fp4_casts_round_like_the_definition);
     RUN(views_take_same_rank_extents_as_they_are);
     RUN(interpreter_reports_out_of_bounds);
     return test_summary();
