@@ -12,8 +12,6 @@
 local T = require "tile"
 local mhc = require "mhc"
 
-local EPS = mhc.EPS
-local ITERS = 20
 
 return T.kernel "hc_pre" {
   params = { M = T.dyn, D = T.size(4096), BM = T.tune{4, 8}, BK = T.tune{512, 256} },
@@ -33,36 +31,8 @@ return T.kernel "hc_pre" {
   body = function(p, x, fn, scale, base, y, post, comb)
     for bm in T.grid(T.ceildiv(p.M, p.BM)) do
       local pre = T.fragment{p.BM, 4, T.f32}
-      local c   = T.fragment{p.BM, 4, 4, T.f32}
-      local c2  = T.fragment{p.BM, 4, 4, T.f32}
       local mix = mhc.mixes(p, x, fn, 24, bm)
-      for t, i in T.parallel(p.BM, 4) do
-        local row = bm * p.BM + t
-        pre[t][i] = T.sigmoid(mix[t][i] * scale[0] + base[i]) + EPS
-        T.if_(T.lt(row, p.M), function()
-          post[row][i] = 2.0 * T.sigmoid(mix[t][4 + i] * scale[1] + base[4 + i])
-        end)
-      end
-      -- Sinkhorn: softmax over j into c, then normalise columns (c → c2),
-      -- rows (c2 → c) and columns (c → c2) again; the result is in c2.
-      for t, i, j in T.parallel(p.BM, 4, 4) do
-        c2[t][i][j] = mix[t][8 + 4 * i + j] * scale[2] + base[8 + 4 * i + j]
-      end
-      local function row_max(b, t, i) return T.max(T.max(b[t][i][0], b[t][i][1]), T.max(b[t][i][2], b[t][i][3])) end
-      local function row_sum(b, t, i) return b[t][i][0] + b[t][i][1] + b[t][i][2] + b[t][i][3] end
-      local function col_sum(b, t, j) return b[t][0][j] + b[t][1][j] + b[t][2][j] + b[t][3][j] end
-      for t, i, j in T.parallel(p.BM, 4, 4) do c[t][i][j] = T.exp(c2[t][i][j] - row_max(c2, t, i)) end
-      for t, i, j in T.parallel(p.BM, 4, 4) do c2[t][i][j] = c[t][i][j] / row_sum(c, t, i) + EPS end
-      for t, i, j in T.parallel(p.BM, 4, 4) do c[t][i][j] = c2[t][i][j] / (col_sum(c2, t, j) + EPS) end
-      for t, i, j in T.parallel(p.BM, 4, 4) do c2[t][i][j] = c[t][i][j] end
-      for it in T.serial(ITERS - 1) do
-        for t, i, j in T.parallel(p.BM, 4, 4) do c[t][i][j] = c2[t][i][j] / (row_sum(c2, t, i) + EPS) end
-        for t, i, j in T.parallel(p.BM, 4, 4) do c2[t][i][j] = c[t][i][j] / (col_sum(c, t, j) + EPS) end
-      end
-      for t, k in T.parallel(p.BM, 16) do
-        local row = bm * p.BM + t
-        T.if_(T.lt(row, p.M), function() comb[row][k] = c2[t][k // 4][k % 4] end)
-      end
+      mhc.split_sinkhorn(p, mix, scale, base, pre, post, comb, bm)
       mhc.stream_sum(p, x, pre, y, bm)
     end
   end,
