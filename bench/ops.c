@@ -28,6 +28,7 @@ static const Op ops[] = {
     {"kernels_src/rmsnorm_quant.lua", {{"D", "4096"}}, 16},
     {"kernels_src/hc_pre.lua", {{"D", "4096"}}, 16},
     {"kernels_src/hc_post.lua", {{"D", "4096"}}, 16},
+    {"kernels_src/hc_post_pre.lua", {{"D", "4096"}}, 16},
     {"kernels_src/hc_head.lua", {{"D", "4096"}}, 16},
     {"kernels_src/q_norm.lua", {{"H", "64"}, {"HD", "512"}}, 16},
     {"kernels_src/rope.lua", {{"H", "64"}, {"D", "512"}, {"P", "4096"}}, 16},

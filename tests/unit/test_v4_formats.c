@@ -922,6 +922,67 @@ TEST(compressor_pooling_overlap_and_not)
         }
 }
 
+TEST(hc_post_fused_with_the_next_hc_pre)
+{
+    /* against the composition of the two references: X' from ref_hc_post,
+     * then ref_hc_pre on that bf16 X' */
+    const int M = 5, D = 512, n = 4 * D;
+    uint16_t *f = calloc((size_t)M * D, 2), *r = calloc((size_t)M * n, 2), *x = calloc((size_t)M * n, 2);
+    uint16_t *y = calloc((size_t)M * D, 2);
+    float *ff = calloc((size_t)M * D, 4), *rf = calloc((size_t)M * n, 4), *fn = calloc((size_t)24 * n, 4);
+    float *wx = calloc((size_t)n, 4), *wy = calloc(D, 4), post[5 * 4], comb[5 * 16], scale[3], base[24];
+    float post2[5 * 4], comb2[5 * 16], wpost[4], wcomb[16];
+    unsigned seed = 83;
+    for (int i = 0; i < M * D; i++) {
+        f[i] = dt_f32_to_bf16(test_rand(&seed));
+        ff[i] = dt_bf16_to_f32(f[i]);
+    }
+    for (int i = 0; i < M * n; i++) {
+        r[i] = dt_f32_to_bf16(test_rand(&seed) * 2);
+        rf[i] = dt_bf16_to_f32(r[i]);
+    }
+    for (int i = 0; i < M * 4; i++)
+        post[i] = 1 + test_rand(&seed);
+    for (int i = 0; i < M * 16; i++)
+        comb[i] = 0.5f + 0.5f * test_rand(&seed);
+    for (int i = 0; i < 24 * n; i++)
+        fn[i] = test_rand(&seed) * 0.05f;
+    for (int i = 0; i < 3; i++)
+        scale[i] = 0.75f + 0.25f * test_rand(&seed);
+    for (int i = 0; i < 24; i++)
+        base[i] = test_rand(&seed);
+    const char *targets[] = {NULL, "x86-avx512", "x86-avx2"};
+    for (size_t t = 0; t < 3; t++) {
+        if (targets[t] && !ir_target_runs_here(ir_target(targets[t])))
+            continue;
+        FeSet sets[] = {{"D", "512"}};
+        void *args[11] = {f, r, post, comb, fn, scale, base, x, y, post2, comb2};
+        int64_t params[1] = {M};
+        CHECK(run("kernels_src/hc_post_pre.lua", sets, 1, targets[t], args, params));
+        int xfar = 0, yfar = 0;
+        double worst = 0;
+        for (int tok = 0; tok < M; tok++) {
+            ref_hc_post(D, ff + tok * D, rf + (int64_t)tok * n, post + tok * 4, comb + tok * 16, wx);
+            ref_hc_pre(D, wx, fn, scale, base, wy, wpost, wcomb);
+            for (int k = 0; k < n; k++) {
+                float got = dt_bf16_to_f32(x[(int64_t)tok * n + k]);
+                xfar += fabsf(got - wx[k]) > fmaxf(ldexpf(1.0f, ilogbf(fmaxf(fabsf(wx[k]), 1e-30f)) - 7), 1e-5f);
+            }
+            for (int d = 0; d < D; d++) {
+                float got = dt_bf16_to_f32(y[tok * D + d]);
+                yfar += fabsf(got - wy[d]) > fmaxf(ldexpf(1.0f, ilogbf(fmaxf(fabsf(wy[d]), 1e-30f)) - 7), 1e-5f);
+            }
+            for (int i = 0; i < 4; i++)
+                worst = fmax(worst, fabs(post2[tok * 4 + i] - wpost[i]) / fabs(wpost[i]));
+            for (int i = 0; i < 16; i++)
+                worst = fmax(worst, fabs(comb2[tok * 16 + i] - wcomb[i]));
+        }
+        CHECKF(xfar == 0 && yfar == 0 && worst < 2e-5, "hc_post_pre on %s: x %d and y %d beyond one rounding, post/comb %.2e",
+               targets[t] ? targets[t] : "interp", xfar, yfar, worst);
+    }
+    free(f); free(r); free(x); free(y); free(ff); free(rf); free(fn); free(wx); free(wy);
+}
+
 TEST(act_quant_rejects_k_off_the_block)
 {
     FeSet set = {"K", "200"};
@@ -945,6 +1006,7 @@ int main(void)
     RUN(hc_pre_against_the_spec);
     RUN(hc_post_against_the_spec);
     RUN(hc_head_against_the_spec);
+    RUN(hc_post_fused_with_the_next_hc_pre);
     RUN(q_norm_in_the_reference_bf16_steps);
     RUN(grouped_output_projection);
     RUN(sparse_attention_with_sink);
