@@ -10,6 +10,10 @@
 
 #include <string.h>
 
+/* One unit in the last place of v in a format with `mbits` fraction bits
+ * (7 for bf16, 3 for e4m3). */
+static float ulp_of(float v, int mbits) { return ldexpf(1.0f, ilogbf(fmaxf(fabsf(v), 1e-30f)) - mbits); }
+
 /* Rows with magnitudes from 1e-6 to 1e4, an all-zero block, exact powers of
  * two and values on the e4m3 rounding midpoints after scaling. */
 static void make_input(int M, int K, float *x)
@@ -216,7 +220,7 @@ TEST(hadamard_rotation)
             float got = dt_bf16_to_f32(y[i]);
             exact += got == want[i];
             /* one bf16 ulp of the larger magnitude */
-            float ulp = ldexpf(1.0f, ilogbf(fmaxf(fabsf(want[i]), 1e-30f)) - 7);
+            float ulp = ulp_of(want[i], 7);
             far += fabsf(got - want[i]) > ulp;
         }
         CHECKF(far == 0 && exact >= M * N * 98 / 100, "%s: %d exact of %d, %d beyond one ulp",
@@ -251,7 +255,7 @@ static void check_rope(double theta, int yarn, const char *direction)
         int far = 0, exact = 0;
         for (int i = 0; i < M * H * D; i++) {
             float got = dt_bf16_to_f32(y[i]);
-            float ulp = ldexpf(1.0f, ilogbf(fmaxf(fabsf(want[i]), 1e-30f)) - 7);
+            float ulp = ulp_of(want[i], 7);
             far += fabsf(got - want[i]) > ulp;
             exact += got == want[i];
         }
@@ -305,7 +309,7 @@ TEST(rmsnorm_quant_against_the_spec)
             float want = qr[i] * sr[i / 128];
             qsame += dt_e4m3_to_f32(q[i]) == qr[i];
             /* one e4m3 step at this magnitude: 2^(exponent - 3) */
-            float step = ldexpf(1.0f, ilogbf(fmaxf(fabsf(want), 1e-30f)) - 3);
+            float step = ulp_of(want, 3);
             far += fabsf(got - want) > step;
         }
         for (int i = 0; i < M * D / 128; i++)
@@ -370,7 +374,7 @@ static void check_fp8_gemm(const char *target, int M, int N, int K)
     int far = 0, same = 0;
     for (int64_t i = 0; i < (int64_t)M * N; i++) {
         got[i] = dt_bf16_to_f32(c[i]);
-        float ulp = ldexpf(1.0f, ilogbf(fmaxf(fabsf(want[i]), 1e-30f)) - 7);
+        float ulp = ulp_of(want[i], 7);
         far += fabsf(got[i] - want[i]) > ulp;
         same += got[i] == want[i];
     }
@@ -433,7 +437,7 @@ static void check_hc_pre(const char *target, int M, int D)
         for (int d = 0; d < D; d++) {
             float got = dt_bf16_to_f32(y[(int64_t)t * D + d]);
             /* one bf16 ulp, or f32 rounding of the four terms when they cancel */
-            float ulp = fmaxf(ldexpf(1.0f, ilogbf(fmaxf(fabsf(wy[d]), 1e-30f)) - 7), 1e-5f);
+            float ulp = fmaxf(ulp_of(wy[d], 7), 1e-5f);
             yfar += fabsf(got - wy[d]) > ulp;
             ysame += got == wy[d];
         }
@@ -488,7 +492,7 @@ TEST(hc_post_against_the_spec)
             ref_hc_post(D, ff + tok * D, rf + tok * 4 * D, post + tok * 4, comb + tok * 16, want);
             for (int k = 0; k < 4 * D; k++) {
                 float got = dt_bf16_to_f32(x[(int64_t)tok * 4 * D + k]);
-                float ulp = fmaxf(ldexpf(1.0f, ilogbf(fmaxf(fabsf(want[k]), 1e-30f)) - 7), 1e-5f);
+                float ulp = fmaxf(ulp_of(want[k], 7), 1e-5f);
                 far += fabsf(got - want[k]) > ulp;
                 same += got == want[k];
             }
@@ -610,7 +614,7 @@ TEST(swiglu_quant_against_the_spec)
         for (int i = 0; i < M * I; i++) {
             float got = dt_e4m3_to_f32(q[i]) * dt_e8m0_to_f32(sc[i / 128]), want = qr[i] * sr[i / 128];
             same += dt_e4m3_to_f32(q[i]) == qr[i];
-            far += fabsf(got - want) > ldexpf(1.0f, ilogbf(fmaxf(fabsf(want), 1e-30f)) - 3);
+            far += fabsf(got - want) > ulp_of(want, 3);
         }
         for (int i = 0; i < M * I / 128; i++)
             ssame += dt_e8m0_to_f32(sc[i]) == sr[i];
@@ -649,7 +653,7 @@ TEST(hc_head_against_the_spec)
             ref_hc_head(D, xf + (int64_t)tok * n, fn, scale, base, want);
             for (int d = 0; d < D; d++) {
                 float got = dt_bf16_to_f32(y[tok * D + d]);
-                float ulp = fmaxf(ldexpf(1.0f, ilogbf(fmaxf(fabsf(want[d]), 1e-30f)) - 7), 1e-5f);
+                float ulp = fmaxf(ulp_of(want[d], 7), 1e-5f);
                 far += fabsf(got - want[d]) > ulp;
                 same += got == want[d];
             }
@@ -684,7 +688,7 @@ TEST(q_norm_in_the_reference_bf16_steps)
         for (int i = 0; i < M * H * HD; i++) {
             float got = dt_bf16_to_f32(y[i]);
             same += got == want[i];
-            far += fabsf(got - want[i]) > ldexpf(1.0f, ilogbf(fmaxf(fabsf(want[i]), 1e-30f)) - 7);
+            far += fabsf(got - want[i]) > ulp_of(want[i], 7);
         }
         CHECKF(far == 0 && same >= M * H * HD * 99 / 100, "q_norm on %s: %d of %d equal, %d beyond one ulp",
                targets[t] ? targets[t] : "interp", same, M * H * HD, far);
@@ -718,7 +722,7 @@ static void check_oproj(const char *target, int M, int G, int R, int GD)
     int far = 0, same = 0;
     for (int64_t i = 0; i < nu; i++) {
         float got = dt_bf16_to_f32(u[i]);
-        float ulp = fmaxf(ldexpf(1.0f, ilogbf(fmaxf(fabsf(want[i]), 1e-30f)) - 7), 1e-5f);
+        float ulp = fmaxf(ulp_of(want[i], 7), 1e-5f);
         far += fabsf(got - want[i]) > ulp;
         same += got == want[i];
     }
@@ -966,11 +970,11 @@ TEST(hc_post_fused_with_the_next_hc_pre)
             ref_hc_pre(D, wx, fn, scale, base, wy, wpost, wcomb);
             for (int k = 0; k < n; k++) {
                 float got = dt_bf16_to_f32(x[(int64_t)tok * n + k]);
-                xfar += fabsf(got - wx[k]) > fmaxf(ldexpf(1.0f, ilogbf(fmaxf(fabsf(wx[k]), 1e-30f)) - 7), 1e-5f);
+                xfar += fabsf(got - wx[k]) > fmaxf(ulp_of(wx[k], 7), 1e-5f);
             }
             for (int d = 0; d < D; d++) {
                 float got = dt_bf16_to_f32(y[tok * D + d]);
-                yfar += fabsf(got - wy[d]) > fmaxf(ldexpf(1.0f, ilogbf(fmaxf(fabsf(wy[d]), 1e-30f)) - 7), 1e-5f);
+                yfar += fabsf(got - wy[d]) > fmaxf(ulp_of(wy[d], 7), 1e-5f);
             }
             for (int i = 0; i < 4; i++)
                 worst = fmax(worst, fabs(post2[tok * 4 + i] - wpost[i]) / fabs(wpost[i]));
