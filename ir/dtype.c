@@ -200,6 +200,8 @@ uint8_t dt_f32_to_e8m0(float f)
         return 0;
     if (!(f > 0)) /* negative or NaN: no such scale */
         return 255;
+    if (isinf(f))
+        return 254;
     int e;
     float m = frexpf(f, &e); /* f = m * 2^e, m in [0.5, 1) */
     int x = e - 1 + (m > 0.5f) + 127;
@@ -216,6 +218,7 @@ float dt_round_f32(DType t, float f)
     case DT_F8E4M3: return dt_e4m3_to_f32(dt_f32_to_e4m3(f));
     case DT_F8E5M2: return dt_e5m2_to_f32(dt_f32_to_e5m2(f));
     case DT_F4E2M1: return dt_e2m1_to_f32(dt_f32_to_e2m1(f));
+    case DT_E8M0: return dt_e8m0_to_f32(dt_f32_to_e8m0(f));
     default: return f;
     }
 }
@@ -245,7 +248,7 @@ static int64_t to_int(double v, double lo, double hi)
     if (isnan(v))
         return 0;
     v = v < lo ? lo : v > hi ? hi : v;
-    return (int64_t)v;
+    return v >= 9223372036854775808.0 ? INT64_MAX : (int64_t)v; /* 2^63 itself overflows */
 }
 
 void dt_store(DType t, void *base, int64_t i, double v)
@@ -255,7 +258,7 @@ void dt_store(DType t, void *base, int64_t i, double v)
     case DT_I8: ((int8_t *)base)[i] = (int8_t)to_int(v, -128, 127); break;
     case DT_U8: ((uint8_t *)base)[i] = (uint8_t)to_int(v, 0, 255); break;
     case DT_I32: ((int32_t *)base)[i] = (int32_t)to_int(v, -2147483648.0, 2147483647.0); break;
-    case DT_I64: ((int64_t *)base)[i] = to_int(v, -9.2233720368547748e18, 9.2233720368547748e18); break;
+    case DT_I64: ((int64_t *)base)[i] = to_int(v, -9223372036854775808.0, 9223372036854775808.0); break;
     case DT_F16: ((uint16_t *)base)[i] = dt_f32_to_f16((float)v); break;
     case DT_BF16: ((uint16_t *)base)[i] = dt_f32_to_bf16((float)v); break;
     case DT_F32: ((float *)base)[i] = (float)v; break;

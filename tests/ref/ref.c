@@ -524,3 +524,23 @@ void ref_compress(int Tn, int r, int D, const float *kv, const float *g, const f
             out[(int64_t)n * D + d] = (float)(num / den);
         }
 }
+
+float ref_decode_e2m1(uint8_t nibble) { return (float)decode(nibble & 15u, 2, 1, 1); }
+
+float ref_decode_e8m0(uint8_t b) { return b == 255 ? NAN : (float)ldexp(1.0, (int)b - 127); }
+
+uint8_t ref_encode_e8m0(float f)
+{
+    if (isnan(f) || f < 0)
+        return 255;
+    if (f == 0)
+        return 0;
+    if (isinf(f))
+        return 254;
+    double d = f;
+    int k = ilogb(d); /* 2^k <= d < 2^(k+1) */
+    if (ldexp(1.0, k) < d)
+        k++;
+    k = k < -127 ? -127 : k > 127 ? 127 : k;
+    return (uint8_t)(k + 127);
+}

@@ -111,3 +111,12 @@ void ref_topk(int N, int K, const double *score, int offset, int32_t *idx);
  * ratio r (overlap when r == 4: kv, g and ape are 2D wide): one entry of D
  * channels per block, per-channel softmax over the slots; double. */
 void ref_compress(int Tn, int r, int D, const float *kv, const float *g, const float *ape, float *out);
+
+/* The e2m1 nibble's value from the format's definition (sign | 2-bit
+ * exponent, bias 1 | 1-bit fraction; exponent 0 is subnormal, no NaN/inf). */
+float ref_decode_e2m1(uint8_t nibble);
+/* UE8M0 (unsigned, 8-bit exponent, bias 127): 2^(b-127), 255 is NaN. */
+float ref_decode_e8m0(uint8_t b);
+/* The UE8M0 byte of the smallest power of two >= f, exponent clamped to
+ * -127..127 (so +inf gives 254 and 0 gives 0); NaN and f < 0 give 255. */
+uint8_t ref_encode_e8m0(float f);
