@@ -410,6 +410,9 @@ int64_t ir_region_elems(const Region *r);
 /* The printed form is the IR's text interface: ir_parse(ir_print(k)) prints
  * identically.  ir/print.c, ir/parse.c. */
 void ir_print(const Kernel *k, FILE *f);
+/* The same with "  # file:line" after the kernel line, each buffer and each
+ * statement (the parser reads them back into the locations). */
+void ir_print_locs(const Kernel *k, FILE *f);
 char *ir_print_string(const Kernel *k); /* malloc'd */
 void ir_print_expr(const Expr *e, FILE *f);
 Kernel *ir_parse(const char *text, const char *filename, Diag *d);

@@ -1,33 +1,64 @@
 /* parse.c — the printed form of a kernel back into IR (see print.c for the
  * grammar).  Expressions are rebuilt through the builders, so a parsed tree
  * has the same types and folded constants as the one that was printed, and
- * print(parse(print(k))) == print(k). */
+ * print(parse(print(k))) == print(k).
+ *
+ * Errors are one line, "file.tir:LINE: message", never a crash: every error
+ * longjmps out and the half-built kernel is freed.  A comment "# FILE:LINE"
+ * at the end of a statement's line (what the printer writes with source
+ * locations) becomes that statement's loc; any other comment is ignored. */
 #include "ir/ir.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdlib.h>
 #include <string.h>
 
 typedef struct Parser {
+    const char *diag_file; /* the caller's name: errors outlive the freed kernel */
     const char *p, *file;
     int line;
     Kernel *k;
     Diag *d;
     jmp_buf fail;
+    int depth;     /* nesting of expressions and blocks, bounded */
+    const char *trail; /* the last comment that followed code on its line */
+    int trail_line;
+    const char *last_file; /* arena copy of the last FILE of a loc comment */
     char tok[128]; /* the current token's text */
+    char near[32]; /* the rest of the current line, for messages */
 } Parser;
+
+/* Deeper nesting than this is an error rather than a stack overflow. */
+#define MAX_DEPTH 200
+
+/* The input at the cursor, cut at the end of its line, for "near '...'". */
+static const char *near(Parser *ps)
+{
+    if (!*ps->p)
+        return "end of input";
+    size_t n = strcspn(ps->p, "\r\n");
+    if (n > 20)
+        n = 20;
+    memcpy(ps->near, ps->p, n);
+    ps->near[n] = 0;
+    return ps->near;
+}
 
 static _Noreturn void error(Parser *ps, const char *fmt, const char *arg)
 {
-    SrcLoc loc = {ps->file, ps->line};
+    SrcLoc loc = {ps->diag_file, ps->line};
     diag_error(ps->d, loc, fmt, arg);
     longjmp(ps->fail, 1);
 }
 
+/* Skip blanks and comments.  A comment that follows code on its line is
+ * remembered (trail, trail_line): it may carry a source location. */
 static void skip_space(Parser *ps)
 {
+    int line0 = ps->line;
     for (;;) {
         while (*ps->p == ' ' || *ps->p == '\t' || *ps->p == '\r' || *ps->p == '\n') {
             if (*ps->p == '\n')
@@ -36,9 +67,40 @@ static void skip_space(Parser *ps)
         }
         if (*ps->p != '#')
             return;
+        if (ps->line == line0) {
+            ps->trail = ps->p;
+            ps->trail_line = ps->line;
+        }
         while (*ps->p && *ps->p != '\n') /* comments run to the end of the line */
             ps->p++;
     }
+}
+
+/* If the trailing comment of `line` came after `start` and reads
+ * "# FILE:LINE", set *out to that location (FILE may contain ':'). */
+static void trailing_loc(Parser *ps, const char *start, int line, SrcLoc *out)
+{
+    if (!ps->trail || ps->trail_line != line || ps->trail < start || !ps->k)
+        return;
+    const char *s = ps->trail + 1;
+    s += strspn(s, " \t");
+    size_t n = strcspn(s, "\r\n");
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+        n--;
+    size_t colon = n;
+    while (colon && s[colon - 1] != ':')
+        colon--;
+    if (colon < 2 || colon == n || strspn(s + colon, "0123456789") != n - colon || n - colon > 9)
+        return;
+    char file[256];
+    if (colon - 1 >= sizeof file)
+        return;
+    memcpy(file, s, colon - 1);
+    file[colon - 1] = 0;
+    if (!ps->last_file || strcmp(ps->last_file, file))
+        ps->last_file = arena_strdup(ps->k->arena, file);
+    out->file = ps->last_file;
+    out->line = atoi(s + colon);
 }
 
 /* Does the input continue with s (after spaces)?  Consume it if so. */
@@ -58,14 +120,9 @@ static bool accept(Parser *ps, const char *s)
 static void expect(Parser *ps, const char *s)
 {
     if (!accept(ps, s)) {
-        char near[24];
         skip_space(ps);
-        snprintf(near, sizeof near, "%.20s", *ps->p ? ps->p : "end of input");
-        char *nl = strchr(near, '\n');
-        if (nl)
-            *nl = 0;
-        SrcLoc loc = {ps->file, ps->line};
-        diag_error(ps->d, loc, "expected '%s' near '%s'", s, near);
+        SrcLoc loc = {ps->diag_file, ps->line};
+        diag_error(ps->d, loc, "expected '%s' near '%s'", s, near(ps));
         longjmp(ps->fail, 1);
     }
 }
@@ -75,25 +132,30 @@ static const char *ident(Parser *ps)
     skip_space(ps);
     const char *s = ps->p;
     if (!isalpha((unsigned char)*s) && *s != '_')
-        error(ps, "expected a name near '%.12s'", *s ? s : "end of input");
+        error(ps, "expected a name near '%s'", near(ps));
     size_t n = 0;
     while (isalnum((unsigned char)s[n]) || s[n] == '_')
         n++;
     if (n >= sizeof ps->tok)
-        error(ps, "name too long: %.20s...", s);
+        error(ps, "name too long: '%s...'", near(ps));
     memcpy(ps->tok, s, n);
     ps->tok[n] = 0;
     ps->p += n;
     return ps->tok;
 }
 
+/* A decimal integer, optionally negative; out of i64 range is an error. */
 static int64_t integer(Parser *ps)
 {
     skip_space(ps);
+    const char *s = ps->p + (*ps->p == '-');
+    if (!isdigit((unsigned char)*s))
+        error(ps, "expected an integer near '%s'", near(ps));
     char *end;
+    errno = 0;
     long long v = strtoll(ps->p, &end, 10);
-    if (end == ps->p)
-        error(ps, "expected an integer near '%.10s'", ps->p);
+    if (errno == ERANGE)
+        error(ps, "integer out of range near '%s'", near(ps));
     ps->p = end;
     return v;
 }
@@ -107,7 +169,7 @@ static const char *word(Parser *ps)
            ps->p[n] != '{' && n + 1 < sizeof ps->tok)
         n++;
     if (!n)
-        error(ps, "expected a value near '%.10s'", ps->p);
+        error(ps, "expected a value near '%s'", near(ps));
     memcpy(ps->tok, ps->p, n);
     ps->tok[n] = 0;
     ps->p += n;
@@ -135,10 +197,17 @@ static Buffer *buffer(Parser *ps, const char *name)
     return b;
 }
 
+/* "[i, j]": exactly b->rank indices (too many fails at the ',' as
+ * "expected ']'"). */
 static void index_list(Parser *ps, Buffer *b, Expr **idx)
 {
     expect(ps, "[");
     for (int d = 0; d < b->rank; d++) {
+        if (d && (skip_space(ps), *ps->p == ']')) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "'%s' takes %d indices, got %d", b->name, b->rank, d);
+            error(ps, "%s", msg);
+        }
         if (d)
             expect(ps, ",");
         idx[d] = expr(ps);
@@ -152,17 +221,29 @@ static const struct { const char *name; ExprOp op; } calls[] = {
     {"silu", EX_SILU},   {"softplus", EX_SOFTPLUS}, {"abs", EX_ABS},   {"select", EX_SELECT},
 };
 
+/* A literal, possibly with a leading '-' (so "-2" and "-1.5" read back as
+ * the negative constants the printer wrote, and INT64_MIN parses).  A '.'
+ * or an exponent makes it f32, otherwise it is i64. */
 static Expr *number(Parser *ps)
 {
-    const char *s = ps->p;
+    const char *s = ps->p + (*ps->p == '-');
     size_t n = strspn(s, "0123456789");
     bool is_float = s[n] == '.' || s[n] == 'e' || s[n] == 'E';
     if (!is_float)
         return ir_const_i(ps->k, integer(ps));
     char *end;
-    double v = strtod(s, &end);
+    double v = strtod(ps->p, &end);
+    if (isalnum((unsigned char)*end) || *end == '_' || *end == '.')
+        error(ps, "malformed number near '%s'", near(ps));
     ps->p = end;
     return ir_const_f(ps->k, v);
+}
+
+/* Is the next non-space character c?  (Nothing is consumed.) */
+static bool next_is(Parser *ps, char c)
+{
+    skip_space(ps);
+    return *ps->p == c;
 }
 
 static Expr *atom(Parser *ps)
@@ -183,7 +264,9 @@ static Expr *atom(Parser *ps)
         return ir_const_f(ps->k, INFINITY);
     if (!strcmp(name, "nan"))
         return ir_const_f(ps->k, NAN);
-    if (!strcmp(name, "cast") || !strcmp(name, "bitcast")) {
+    /* Operator names are words only before '(' (or '<' for casts), so a
+     * variable may still be called "max" or "exp". */
+    if ((!strcmp(name, "cast") || !strcmp(name, "bitcast")) && next_is(ps, '<')) {
         bool bits = name[0] == 'b';
         expect(ps, "<");
         DType t = dtype(ps);
@@ -195,7 +278,7 @@ static Expr *atom(Parser *ps)
         return e;
     }
     for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++) {
-        if (strcmp(name, calls[i].name))
+        if (strcmp(name, calls[i].name) || !next_is(ps, '('))
             continue;
         expect(ps, "(");
         Expr *a = expr(ps), *e;
@@ -215,8 +298,7 @@ static Expr *atom(Parser *ps)
         expect(ps, ")");
         return e;
     }
-    skip_space(ps);
-    if (*ps->p == '[') {
+    if (next_is(ps, '[')) {
         Buffer *b = buffer(ps, name);
         Expr *idx[IR_MAX_RANK];
         index_list(ps, b, idx);
@@ -233,6 +315,14 @@ static Expr *atom(Parser *ps)
 
 static Expr *unary(Parser *ps)
 {
+    skip_space(ps);
+    if (ps->p[0] == '-' && isdigit((unsigned char)ps->p[1]))
+        return number(ps);
+    if (ps->p[0] == '-' && !strncmp(ps->p + 1, "inf", 3) && !isalnum((unsigned char)ps->p[4]) &&
+        ps->p[4] != '_' && ps->p[4] != '[') {
+        ps->p += 4;
+        return ir_const_f(ps->k, -INFINITY);
+    }
     if (accept(ps, "-"))
         return ir_unary(ps->k, EX_NEG, unary(ps));
     if (accept(ps, "not"))
@@ -255,11 +345,12 @@ static bool binop_at(Parser *ps, int level, ExprOp *op)
         if (binops[i].level != level)
             continue;
         /* "+:" closes a region extent, "->" separates operands */
-        if (!strcmp(binops[i].text, "+") && ps->p[1] == ':')
+        /* (p[1] is read only when p[0] matched, so never past the end) */
+        if (!strcmp(binops[i].text, "+") && ps->p[0] == '+' && ps->p[1] == ':')
             continue;
-        if (!strcmp(binops[i].text, "-") && ps->p[1] == '>')
+        if (!strcmp(binops[i].text, "-") && ps->p[0] == '-' && ps->p[1] == '>')
             continue;
-        if (!strcmp(binops[i].text, "<") && ps->p[1] == '<') /* "<<" is a shift */
+        if (!strcmp(binops[i].text, "<") && ps->p[0] == '<' && ps->p[1] == '<') /* "<<" is a shift */
             continue;
         if (accept(ps, binops[i].text)) {
             *op = binops[i].op;
@@ -280,7 +371,14 @@ static Expr *binary_level(Parser *ps, int level)
     return e;
 }
 
-static Expr *expr(Parser *ps) { return binary_level(ps, 1); }
+static Expr *expr(Parser *ps)
+{
+    if (++ps->depth > MAX_DEPTH)
+        error(ps, "nesting deeper than %s levels", "200");
+    Expr *e = binary_level(ps, 1);
+    ps->depth--;
+    return e;
+}
 
 /* ----------------------------------------------------------- statements */
 
@@ -303,23 +401,30 @@ static Region region(Parser *ps)
     return r;
 }
 
-static Stmt *block(Parser *ps);
+static Stmt *block(Parser *ps, SrcLoc *header);
 
+/* "serial", "unroll(4)", "pipelined(2)", "vector(16)": the argument is
+ * printed when the kind needs it (pipelined, vector) or when it is not 0. */
 static LoopKind loop_kind(Parser *ps, int *arg)
 {
     static const char *const kinds[] = {"serial", "parallel", "unroll", "pipelined", "vector"};
     const char *name = ident(ps);
-    for (int i = 0; i < 5; i++)
-        if (!strcmp(name, kinds[i])) {
-            *arg = 0;
-            if (i == LOOP_PIPELINED || i == LOOP_VECTOR) {
-                expect(ps, "(");
-                *arg = (int)integer(ps);
-                expect(ps, ")");
-            }
-            return (LoopKind)i;
+    for (int i = 0; i < 5; i++) {
+        if (strcmp(name, kinds[i]))
+            continue;
+        *arg = 0;
+        bool needs = i == LOOP_PIPELINED || i == LOOP_VECTOR;
+        if (needs || next_is(ps, '(')) {
+            expect(ps, "(");
+            int64_t n = integer(ps);
+            if (n < INT32_MIN || n > INT32_MAX)
+                error(ps, "loop argument out of range near '%s'", near(ps));
+            *arg = (int)n;
+            expect(ps, ")");
         }
-    error(ps, "unknown loop kind '%s'", name);
+        return (LoopKind)i;
+    }
+    error(ps, "unknown loop kind '%s' (serial, parallel, unroll, pipelined, vector)", name);
 }
 
 static Var *new_var(Parser *ps, const char *name)
@@ -329,96 +434,159 @@ static Var *new_var(Parser *ps, const char *name)
     return ir_var_new(ps->k, name);
 }
 
-static Stmt *stmt(Parser *ps)
+/* A statement keyword; followed by '[' the word is a buffer being stored to
+ * (a buffer may be called "fill"), so it is not consumed. */
+static bool keyword(Parser *ps, const char *kw)
 {
-    SrcLoc loc = {ps->file, ps->line};
-    Kernel *k = ps->k;
-    if (accept(ps, "for")) {
-        Var *v = new_var(ps, ident(ps));
-        expect(ps, ":");
-        int arg;
-        LoopKind kind = loop_kind(ps, &arg);
-        expect(ps, "<");
-        Expr *n = expr(ps);
-        return ir_for(k, v, n, kind, arg, block(ps), loc);
-    }
-    if (accept(ps, "if")) {
-        Expr *c = expr(ps);
-        Stmt *then_ = block(ps);
-        return ir_if(k, c, then_, accept(ps, "else") ? block(ps) : NULL, loc);
-    }
-    bool is_copy = accept(ps, "copy");
-    if (is_copy || accept(ps, "atomic_add")) {
-        bool atomic = !is_copy;
-        Region src = region(ps);
-        expect(ps, "->");
-        Region dst = region(ps);
-        return atomic ? ir_atomic_add(k, src, dst, loc) : ir_copy(k, src, dst, loc);
-    }
-    if (accept(ps, "fill")) {
-        Region dst = region(ps);
-        expect(ps, "=");
-        return ir_fill(k, dst, expr(ps), loc);
-    }
-    bool micro = accept(ps, "micro_gemm");
-    if (micro || accept(ps, "gemm")) {
-        Region a = region(ps);
-        expect(ps, ",");
-        Region b = region(ps);
-        expect(ps, "->");
-        Region c = region(ps);
-        bool ta = accept(ps, "trans_a"), tb = accept(ps, "trans_b"), clear = accept(ps, "clear");
-        bool pairs = accept(ps, "b_pairs");
-        Stmt *g = micro ? ir_micro_gemm(k, a, b, c, ta, tb, clear, loc) : ir_gemm(k, a, b, c, ta, tb, clear, loc);
-        g->u.gemm.b_pairs = pairs;
-        return g;
-    }
-    if (accept(ps, "reduce")) {
-        static const char *const ops[] = {"sum", "max", "min", "absmax"};
-        const char *name = ident(ps);
-        int op = -1;
-        for (int i = 0; i < 4; i++)
-            if (!strcmp(name, ops[i]))
-                op = i;
-        if (op < 0)
-            error(ps, "unknown reduction '%s'", name);
-        expect(ps, "axis");
-        int axis = (int)integer(ps);
-        Region src = region(ps);
-        expect(ps, "->");
-        Region dst = region(ps);
-        return ir_reduce(k, src, dst, axis, (ReduceOp)op, accept(ps, "clear"), loc);
-    }
-    bool atomic = accept(ps, "atomic");
+    const char *save = ps->p;
+    int line = ps->line;
+    if (!accept(ps, kw))
+        return false;
+    if (!next_is(ps, '['))
+        return true;
+    ps->p = save;
+    ps->line = line;
+    return false;
+}
+
+static Stmt *stmt_for(Parser *ps, SrcLoc loc)
+{
+    Var *v = new_var(ps, ident(ps));
+    expect(ps, ":");
+    int arg;
+    LoopKind kind = loop_kind(ps, &arg);
+    expect(ps, "<");
+    Expr *n = expr(ps);
+    Stmt *s = ir_for(ps->k, v, n, kind, arg, NULL, loc);
+    s->u.loop.body = block(ps, &s->loc);
+    return s;
+}
+
+static Stmt *stmt_if(Parser *ps, SrcLoc loc)
+{
+    Expr *c = expr(ps);
+    Stmt *s = ir_if(ps->k, c, NULL, NULL, loc);
+    s->u.if_.then_ = block(ps, &s->loc);
+    if (keyword(ps, "else"))
+        s->u.if_.else_ = block(ps, NULL);
+    return s;
+}
+
+static Stmt *stmt_gemm(Parser *ps, bool micro, SrcLoc loc)
+{
+    Region a = region(ps);
+    expect(ps, ",");
+    Region b = region(ps);
+    expect(ps, "->");
+    Region c = region(ps);
+    /* flags in the printer's order */
+    bool ta = keyword(ps, "trans_a"), tb = keyword(ps, "trans_b"), clear = keyword(ps, "clear");
+    bool pairs = keyword(ps, "b_pairs");
+    Stmt *g = micro ? ir_micro_gemm(ps->k, a, b, c, ta, tb, clear, loc)
+                    : ir_gemm(ps->k, a, b, c, ta, tb, clear, loc);
+    g->u.gemm.b_pairs = pairs;
+    return g;
+}
+
+static Stmt *stmt_reduce(Parser *ps, SrcLoc loc)
+{
+    static const char *const ops[] = {"sum", "max", "min", "absmax"};
+    const char *name = ident(ps);
+    int op = -1;
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(name, ops[i]))
+            op = i;
+    if (op < 0)
+        error(ps, "unknown reduction '%s' (sum, max, min, absmax)", name);
+    expect(ps, "axis");
+    int64_t axis = integer(ps);
+    if (axis < 0 || axis >= IR_MAX_RANK)
+        error(ps, "reduce axis out of range near '%s'", near(ps));
+    Region src = region(ps);
+    expect(ps, "->");
+    Region dst = region(ps);
+    return ir_reduce(ps->k, src, dst, (int)axis, (ReduceOp)op, keyword(ps, "clear"), loc);
+}
+
+static Stmt *stmt_store(Parser *ps, SrcLoc loc)
+{
+    bool atomic = keyword(ps, "atomic");
     Buffer *b = buffer(ps, ident(ps));
     Expr *idx[IR_MAX_RANK];
     index_list(ps, b, idx);
     expect(ps, atomic ? "+=" : "=");
-    Stmt *s = ir_store(k, b, idx, expr(ps), loc);
+    Stmt *s = ir_store(ps->k, b, idx, expr(ps), loc);
     s->u.store.atomic = atomic;
     return s;
 }
 
-static Stmt *block(Parser *ps)
+/* One statement; loops and ifs take their loc comment from the line of
+ * their '{' (block), the others from their own line. */
+static Stmt *stmt(Parser *ps)
+{
+    skip_space(ps);
+    const char *start = ps->p;
+    SrcLoc loc = {ps->file, ps->line};
+    Kernel *k = ps->k;
+    if (keyword(ps, "for"))
+        return stmt_for(ps, loc);
+    if (keyword(ps, "if"))
+        return stmt_if(ps, loc);
+    Stmt *s;
+    bool is_copy = keyword(ps, "copy"), micro = false;
+    if (is_copy || keyword(ps, "atomic_add")) {
+        Region src = region(ps);
+        expect(ps, "->");
+        Region dst = region(ps);
+        s = is_copy ? ir_copy(k, src, dst, loc) : ir_atomic_add(k, src, dst, loc);
+    } else if (keyword(ps, "fill")) {
+        Region dst = region(ps);
+        expect(ps, "=");
+        s = ir_fill(k, dst, expr(ps), loc);
+    } else if ((micro = keyword(ps, "micro_gemm")) || keyword(ps, "gemm")) {
+        s = stmt_gemm(ps, micro, loc);
+    } else if (keyword(ps, "reduce")) {
+        s = stmt_reduce(ps, loc);
+    } else {
+        s = stmt_store(ps, loc);
+    }
+    skip_space(ps); /* reaches the trailing comment, if any */
+    trailing_loc(ps, start, loc.line, &s->loc);
+    return s;
+}
+
+/* "{ STATEMENTS }" as a SEQ.  header: where a loc comment on the line of
+ * the '{' goes (the loop or if that owns the block), or NULL. */
+static Stmt *block(Parser *ps, SrcLoc *header)
 {
     SrcLoc loc = {ps->file, ps->line};
+    if (++ps->depth > MAX_DEPTH)
+        error(ps, "nesting deeper than %s levels", "200");
     expect(ps, "{");
+    const char *open = ps->p;
+    skip_space(ps);
+    if (header)
+        trailing_loc(ps, open - 1, loc.line, header);
     Stmt *seq = ir_seq(ps->k, loc);
     while (!accept(ps, "}")) {
-        skip_space(ps);
         if (!*ps->p)
             error(ps, "unexpected end of input: a '{' is not closed%s", "");
         ir_seq_push(ps->k, seq, stmt(ps));
+        skip_space(ps);
     }
+    ps->depth--;
     return seq;
 }
 
 /* --------------------------------------------------------------- header */
 
+/* "[E0, E1, ...]", possibly "[]" (rank 0). */
 static void dims(Parser *ps, Expr **out, int *rank)
 {
     expect(ps, "[");
     *rank = 0;
+    if (accept(ps, "]"))
+        return;
     do {
         if (*rank == IR_MAX_RANK)
             error(ps, "more than %s dimensions", "6");
@@ -431,6 +599,9 @@ static void header_param(Parser *ps)
 {
     char name[128];
     snprintf(name, sizeof name, "%s", ident(ps));
+    for (int i = 0; i < ps->k->nkparams; i++)
+        if (!strcmp(ps->k->kparams[i].name, name))
+            error(ps, "parameter '%s' is defined twice", name);
     const char *kind = ident(ps);
     if (!strcmp(kind, "dyn")) {
         ir_kparam_add(ps->k, name, KP_DYN, NULL);
@@ -454,6 +625,8 @@ static void header_scalar(Parser *ps)
 {
     char name[128];
     snprintf(name, sizeof name, "%s", ident(ps));
+    if (ir_param_find(ps->k, name))
+        error(ps, "scalar '%s' is defined twice", name);
     expect(ps, ":");
     Param *p = ir_param_add(ps->k, name, dtype(ps));
     for (int i = 0; i < ps->k->nkparams; i++)
@@ -461,7 +634,7 @@ static void header_scalar(Parser *ps)
             ps->k->kparams[i].dyn = p;
 }
 
-static void header_buffer(Parser *ps, bool arg)
+static Buffer *header_buffer(Parser *ps, bool arg)
 {
     SrcLoc loc = {ps->file, ps->line};
     char name[128];
@@ -486,8 +659,7 @@ static void header_buffer(Parser *ps, bool arg)
         for (int d = 0; d < rank; d++)
             if (!ir_expr_is_const(shape[d], &n[d]) || n[d] < 1)
                 error(ps, "scratch buffer '%s' needs constant positive dimensions", name);
-        ir_buf_add(ps->k, name, scope, t, rank, n, loc);
-        return;
+        return ir_buf_add(ps->k, name, scope, t, rank, n, loc);
     }
     const char *dir = ident(ps);
     ArgDir ad = !strcmp(dir, "in") ? ARG_IN : !strcmp(dir, "out") ? ARG_OUT : !strcmp(dir, "inout") ? ARG_INOUT : ARG_NONE;
@@ -498,8 +670,9 @@ static void header_buffer(Parser *ps, bool arg)
         int srank;
         dims(ps, b->stride, &srank);
         if (srank != rank)
-            error(ps, "argument '%s' has a stride per dimension", name);
+            error(ps, "argument '%s' needs one stride per dimension", name);
     }
+    return b;
 }
 
 static void header_grid(Parser *ps)
@@ -507,6 +680,8 @@ static void header_grid(Parser *ps)
     Var *vars[IR_MAX_GRID];
     Expr *ext[IR_MAX_GRID];
     int n = 0;
+    if (ps->k->ngrid)
+        error(ps, "the grid is defined twice%s", "");
     expect(ps, "(");
     do {
         if (n == IR_MAX_GRID)
@@ -522,43 +697,60 @@ static void header_grid(Parser *ps)
     ir_set_grid(ps->k, n, vars, ext);
 }
 
+/* The header lines before the body, each with an optional loc comment. */
+static void header(Parser *ps)
+{
+    for (;;) {
+        skip_space(ps);
+        const char *start = ps->p;
+        int line = ps->line;
+        Buffer *b = NULL;
+        if (accept(ps, "param"))
+            header_param(ps);
+        else if (accept(ps, "scalar"))
+            header_scalar(ps);
+        else if (accept(ps, "arg"))
+            b = header_buffer(ps, true);
+        else if (accept(ps, "buf"))
+            b = header_buffer(ps, false);
+        else if (accept(ps, "grid"))
+            header_grid(ps);
+        else
+            return;
+        skip_space(ps);
+        if (b)
+            trailing_loc(ps, start, line, &b->loc);
+    }
+}
+
 Kernel *ir_parse(const char *text, const char *filename, Diag *d)
 {
-    Parser ps = {.p = text, .file = filename, .line = 1, .d = d};
+    Parser ps = {.p = text, .file = filename, .diag_file = filename, .line = 1, .d = d};
     if (setjmp(ps.fail)) {
         ir_kernel_free(ps.k);
         return NULL;
     }
-    SrcLoc loc = {filename, 1};
     if (!accept(&ps, "kernel")) {
+        SrcLoc loc = {filename, ps.line};
         diag_error(d, loc, "expected 'kernel NAME level tile|loop' at the start");
         return NULL;
     }
+    SrcLoc loc = {filename, ps.line};
     char name[128];
     snprintf(name, sizeof name, "%s", ident(&ps));
     ps.k = ir_kernel_new(name, loc);
+    ps.file = ps.k->loc.file; /* the kernel's own copy outlives the caller's */
     expect(&ps, "level");
     const char *level = ident(&ps);
     if (strcmp(level, "tile") && strcmp(level, "loop"))
         error(&ps, "unknown level '%s' (tile or loop)", level);
     ps.k->level = !strcmp(level, "loop") ? LEVEL_LOOP : LEVEL_TILE;
-    for (;;) {
-        if (accept(&ps, "param"))
-            header_param(&ps);
-        else if (accept(&ps, "scalar"))
-            header_scalar(&ps);
-        else if (accept(&ps, "arg"))
-            header_buffer(&ps, true);
-        else if (accept(&ps, "buf"))
-            header_buffer(&ps, false);
-        else if (accept(&ps, "grid"))
-            header_grid(&ps);
-        else
-            break;
-    }
-    ps.k->body = block(&ps);
+    skip_space(&ps);
+    trailing_loc(&ps, text, loc.line, &ps.k->loc);
+    header(&ps);
+    ps.k->body = block(&ps, NULL);
     skip_space(&ps);
     if (*ps.p)
-        error(&ps, "unexpected text after the kernel body near '%.10s'", ps.p);
+        error(&ps, "unexpected text after the kernel body near '%s'", near(&ps));
     return ps.k;
 }

@@ -1,24 +1,65 @@
 /* verify.c — structural and type checks, run after every pass.
  *
  * The frontend reports the user's mistakes with hints; the verifier catches
- * what a buggy pass (or a hand-written .tir) produces, naming the statement's
- * source line and the rule broken. */
+ * what a buggy pass (or a hand-written .tir) produces.  Every message starts
+ * "verify: ", sits at the loc of the statement (or buffer, or kernel) at
+ * fault and names the rule broken.  The first error wins.
+ *
+ * Rules, by object:
+ *   kernel   — a grid of 1..3 dimensions whose extents are integer
+ *              expressions of scalars and constants; buffer names unique;
+ *              variable names unique; arguments first in bufs.
+ *   buffers  — arguments have a direction and integer shapes/strides over
+ *              scalars; scratch buffers have constant positive shapes.
+ *   vars     — made by this kernel, defined once (by a loop or the grid),
+ *              used only inside what defines them.
+ *   exprs    — operand counts; loads of this kernel's buffers with one
+ *              integer index per dimension and the buffer's dtype;
+ *              comparisons/and/or/not are bool, and/or/not/select
+ *              conditions take bool; bit ops take integers; bitcast is
+ *              f32 <-> i32; scalars belong to the kernel.
+ *   stmts    — level: COPY/FILL/GEMM/REDUCE/ATOMIC_ADD only in tile IR,
+ *              MICRO_GEMM and vector loops only in loop IR; loop extents
+ *              integer, unroll extents constant, pipelined/vector arg >= 1;
+ *              if conditions bool; nothing writes an `in` argument.
+ *   regions  — a buffer of the kernel, integer offsets, positive extents
+ *              (a Region's rank is its buffer's rank by construction).
+ *   copy     — both windows have the same shape once unit extents are
+ *              dropped (so [1, 64] -> [64] is fine); also atomic_add.
+ *   gemm     — 2-D operands; a [M,K] (trans_a: [K,M]), b [K,N] (trans_b:
+ *              [N,K]; b_pairs, micro_gemm only: [K/2, 2N]), c [M,N];
+ *              float inputs; c is f32.
+ *   reduce   — axis < src rank; dst is the src window with the axis
+ *              removed (rank - 1, the other extents in order), except that
+ *              a rank-1 source reduces into a rank-1 window of extent 1
+ *              (IR has no rank-0 scratch); dst is float. */
 #include "ir/ir.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 typedef struct Verifier {
     const Kernel *k;
     Diag *d;
+    const Var **var_of;     /* by id: the kernel's variable with that id */
     unsigned char *in_scope; /* by Var.id: defined by an enclosing loop/grid */
     unsigned char *defined;  /* by Var.id: ever defined */
     bool ok;
 } Verifier;
 
-static bool fail(Verifier *v, SrcLoc loc, const char *fmt, const char *a, const char *b)
+static bool fail(Verifier *v, SrcLoc loc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static bool fail(Verifier *v, SrcLoc loc, const char *fmt, ...)
 {
-    if (v->ok)
-        diag_error(v->d, loc, fmt, a, b);
+    if (v->ok) {
+        char msg[400];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+        diag_error(v->d, loc, "verify: %s", msg);
+    }
     v->ok = false;
     return false;
 }
@@ -31,87 +72,164 @@ static bool owns_buffer(const Kernel *k, const Buffer *b)
     return false;
 }
 
+static bool owns_var(const Verifier *v, const Var *var)
+{
+    return var->id >= 0 && var->id < v->k->next_id && v->var_of[var->id] == var;
+}
+
+/* ---------------------------------------------------------- expressions */
+
+static void check_expr(Verifier *v, const Expr *e, SrcLoc loc);
+
+static void check_load(Verifier *v, const Expr *e, SrcLoc loc)
+{
+    const Buffer *b = e->buf;
+    if (!b || !owns_buffer(v->k, b)) {
+        fail(v, loc, "load from %s, which is not a buffer of this kernel", b ? b->name : "(null)");
+        return;
+    }
+    if (e->nargs != b->rank) {
+        fail(v, loc, "load from %s has %d indices, but %s has rank %d", b->name, e->nargs,
+             b->name, b->rank);
+        return;
+    }
+    if (e->dtype != b->dtype)
+        fail(v, loc, "load from %s is typed %s, but %s holds %s", b->name, dt_name(e->dtype),
+             b->name, dt_name(b->dtype));
+    for (int i = 0; v->ok && i < e->nargs; i++) {
+        check_expr(v, e->args[i], loc);
+        if (v->ok && !dt_is_int(e->args[i]->dtype))
+            fail(v, loc, "index %d of a load from %s is %s, not an integer", i, b->name,
+                 dt_name(e->args[i]->dtype));
+    }
+}
+
+/* The dtype rules of one operator, its operands already checked. */
+static void check_types(Verifier *v, const Expr *e, SrcLoc loc)
+{
+    const char *op = ex_name(e->op);
+    switch (e->op) {
+    case EX_LT: case EX_LE: case EX_EQ: case EX_NE:
+        if (e->dtype != DT_BOOL)
+            fail(v, loc, "comparison %s is typed %s, not bool", op, dt_name(e->dtype));
+        break;
+    case EX_AND: case EX_OR: case EX_NOT:
+        for (int i = 0; i < e->nargs; i++)
+            if (e->args[i]->dtype != DT_BOOL)
+                return (void)fail(v, loc, "operand of '%s' is %s, not bool", op,
+                                  dt_name(e->args[i]->dtype));
+        if (e->dtype != DT_BOOL)
+            fail(v, loc, "'%s' is typed %s, not bool", op, dt_name(e->dtype));
+        break;
+    case EX_BAND: case EX_BOR: case EX_BXOR: case EX_SHL: case EX_SHR:
+        if (!dt_is_int(e->args[0]->dtype) || !dt_is_int(e->args[1]->dtype))
+            fail(v, loc, "bit operation %s needs integer operands, not %s and %s", op,
+                 dt_name(e->args[0]->dtype), dt_name(e->args[1]->dtype));
+        break;
+    case EX_BITCAST: {
+        DType from = e->args[0]->dtype;
+        bool f2i = e->dtype == DT_I32 && dt_is_float(from);
+        bool i2f = e->dtype == DT_F32 && dt_is_int(from);
+        if (!f2i && !i2f)
+            fail(v, loc, "bitcast<%s> of a %s value: only f32 <-> i32", dt_name(e->dtype),
+                 dt_name(from));
+        break;
+    }
+    case EX_CAST:
+        if (e->dtype == DT_NONE || e->dtype >= DT_COUNT)
+            fail(v, loc, "cast to no dtype");
+        break;
+    case EX_SELECT:
+        if (e->args[0]->dtype != DT_BOOL)
+            fail(v, loc, "select condition is %s, not bool", dt_name(e->args[0]->dtype));
+        break;
+    default:
+        break;
+    }
+}
+
 static void check_expr(Verifier *v, const Expr *e, SrcLoc loc)
 {
     if (!v->ok)
         return;
+    if (!e) {
+        fail(v, loc, "an expression is missing");
+        return;
+    }
+    if (e->op >= EX_COUNT) {
+        fail(v, loc, "unknown expression op %d", (int)e->op);
+        return;
+    }
     int want = ex_nargs(e->op);
     if (want >= 0 && e->nargs != want) {
-        fail(v, loc, "verify: %s takes a different number of operands%s", ex_name(e->op), "");
+        fail(v, loc, "%s takes %d operands, not %d", ex_name(e->op), want, e->nargs);
         return;
     }
     switch (e->op) {
+    case EX_CONST:
+        return;
     case EX_VAR:
-        if (e->var->id >= v->k->next_id || !v->in_scope[e->var->id])
-            fail(v, loc, "verify: variable %s is used outside the loop that defines it%s",
-                 e->var->name, "");
+        if (!e->var || !owns_var(v, e->var))
+            fail(v, loc, "variable %s is not a variable of this kernel",
+                 e->var ? e->var->name : "(null)");
+        else if (!v->in_scope[e->var->id])
+            fail(v, loc, "variable %s is used outside the loop that defines it", e->var->name);
         return;
     case EX_PARAM:
-        if (e->param->index >= v->k->nparams || v->k->params[e->param->index] != e->param)
-            fail(v, loc, "verify: %s is not a scalar of this kernel%s", e->param->name, "");
+        if (!e->param || e->param->index < 0 || e->param->index >= v->k->nparams ||
+            v->k->params[e->param->index] != e->param)
+            fail(v, loc, "%s is not a scalar of this kernel", e->param ? e->param->name : "(null)");
         return;
     case EX_LOAD:
-        if (!owns_buffer(v->k, e->buf))
-            fail(v, loc, "verify: load from %s, which is not a buffer of this kernel%s", e->buf->name, "");
-        else if (e->nargs != e->buf->rank)
-            fail(v, loc, "verify: load from %s has the wrong number of indices%s", e->buf->name, "");
-        for (int i = 0; v->ok && i < e->nargs; i++)
-            if (!dt_is_int(e->args[i]->dtype))
-                fail(v, loc, "verify: index %s of a load from %s is not an integer", "", e->buf->name);
-        break;
-    case EX_BAND: case EX_BOR: case EX_BXOR: case EX_SHL: case EX_SHR:
-        if (!dt_is_int(e->args[0]->dtype) || !dt_is_int(e->args[1]->dtype))
-            fail(v, loc, "verify: bit operation %s needs integer operands%s", ex_name(e->op), "");
-        break;
-    case EX_BITCAST: {
-        DType from = e->args[0]->dtype;
-        bool f2i = e->dtype == DT_I32 && dt_is_float(from), i2f = e->dtype == DT_F32 && dt_is_int(from);
-        if (!f2i && !i2f)
-            fail(v, loc, "verify: bitcast<%s> of a %s value: only f32 <-> i32", dt_name(e->dtype), dt_name(from));
-        break;
-    }
-    case EX_SELECT:
-        if (e->args[0]->dtype != DT_BOOL)
-            fail(v, loc, "verify: select condition is %s, not bool%s", dt_name(e->args[0]->dtype), "");
-        break;
+        check_load(v, e, loc);
+        return;
     default:
         break;
     }
     for (int i = 0; i < e->nargs; i++)
         check_expr(v, e->args[i], loc);
+    if (v->ok)
+        check_types(v, e, loc);
 }
 
 static void check_int(Verifier *v, const Expr *e, SrcLoc loc, const char *what)
 {
     check_expr(v, e, loc);
     if (v->ok && !dt_is_int(e->dtype))
-        fail(v, loc, "verify: %s must be an integer, not %s", what, dt_name(e->dtype));
+        fail(v, loc, "%s must be an integer, not %s", what, dt_name(e->dtype));
 }
+
+/* -------------------------------------------------------------- regions */
 
 static void check_region(Verifier *v, const Region *r, SrcLoc loc, const char *op)
 {
-    if (!owns_buffer(v->k, r->buf)) {
-        fail(v, loc, "verify: %s uses %s, which is not a buffer of this kernel", op, r->buf->name);
+    if (!v->ok)
+        return;
+    if (!r->buf || !owns_buffer(v->k, r->buf)) {
+        fail(v, loc, "%s uses %s, which is not a buffer of this kernel", op,
+             r->buf ? r->buf->name : "(null)");
         return;
     }
-    for (int d = 0; d < r->buf->rank; d++) {
+    for (int d = 0; v->ok && d < r->buf->rank; d++) {
         if (!r->off[d]) {
-            fail(v, loc, "verify: %s: region of %s lacks an offset", op, r->buf->name);
+            fail(v, loc, "%s: the window of %s lacks an offset in dimension %d", op, r->buf->name, d);
             return;
         }
         check_int(v, r->off[d], loc, "a region offset");
-        if (r->ext[d] <= 0)
-            fail(v, loc, "verify: %s: region of %s has a non-positive extent", op, r->buf->name);
+        if (v->ok && r->ext[d] <= 0)
+            fail(v, loc, "%s: the window of %s has extent %lld in dimension %d", op, r->buf->name,
+                 (long long)r->ext[d], d);
     }
 }
 
 static void check_writable(Verifier *v, const Buffer *b, SrcLoc loc)
 {
-    if (b->scope == SCOPE_GLOBAL && b->dir == ARG_IN)
-        fail(v, loc, "verify: write to input argument %s%s", b->name, "");
+    if (v->ok && b->scope == SCOPE_GLOBAL && b->dir == ARG_IN)
+        fail(v, loc, "write to input argument %s", b->name);
 }
 
-static int64_t squeezed(const Region *r, int64_t *out)
+/* The window's extents without the unit ones; returns how many remain. */
+static int squeezed(const Region *r, int64_t *out)
 {
     int n = 0;
     for (int d = 0; d < r->buf->rank; d++)
@@ -120,35 +238,88 @@ static int64_t squeezed(const Region *r, int64_t *out)
     return n;
 }
 
+static void print_shape(char *buf, size_t size, const int64_t *ext, int n)
+{
+    size_t used = (size_t)snprintf(buf, size, "[");
+    for (int i = 0; i < n && used < size; i++)
+        used += (size_t)snprintf(buf + used, size - used, "%s%lld", i ? ", " : "", (long long)ext[i]);
+    if (used < size)
+        snprintf(buf + used, size - used, "]");
+}
+
+/* ----------------------------------------------------------- statements */
+
 static void check_stmt(Verifier *v, const Stmt *s);
+
+static void check_copy(Verifier *v, const Stmt *s)
+{
+    const Region *src = &s->u.copy.src, *dst = &s->u.copy.dst;
+    const char *op = st_name(s->op);
+    check_region(v, src, s->loc, op);
+    check_region(v, dst, s->loc, op);
+    if (!v->ok)
+        return;
+    int64_t a[IR_MAX_RANK], b[IR_MAX_RANK];
+    int na = squeezed(src, a), nb = squeezed(dst, b);
+    bool same = na == nb;
+    for (int i = 0; same && i < na; i++)
+        same = a[i] == b[i];
+    if (!same) {
+        char sa[96], sb[96];
+        print_shape(sa, sizeof sa, src->ext, src->buf->rank);
+        print_shape(sb, sizeof sb, dst->ext, dst->buf->rank);
+        fail(v, s->loc, "%s %s -> %s: windows %s and %s differ in shape", op, src->buf->name,
+             dst->buf->name, sa, sb);
+        return;
+    }
+    check_writable(v, dst->buf, s->loc);
+}
+
+static void gemm_dims(const Stmt *s, int64_t *m, int64_t *n, int64_t *ka, int64_t *kb)
+{
+    const Region *a = &s->u.gemm.a, *b = &s->u.gemm.b;
+    *m = s->u.gemm.trans_a ? a->ext[1] : a->ext[0];
+    *ka = s->u.gemm.trans_a ? a->ext[0] : a->ext[1];
+    *kb = s->u.gemm.trans_b ? b->ext[1] : b->ext[0];
+    *n = s->u.gemm.trans_b ? b->ext[0] : b->ext[1];
+    if (s->u.gemm.b_pairs) { /* [K/2, 2N] */
+        *kb = 2 * b->ext[0];
+        *n = b->ext[1] / 2;
+    }
+}
 
 static void check_gemm(Verifier *v, const Stmt *s)
 {
     const Region *a = &s->u.gemm.a, *b = &s->u.gemm.b, *c = &s->u.gemm.c;
-    check_region(v, a, s->loc, st_name(s->op));
-    check_region(v, b, s->loc, st_name(s->op));
-    check_region(v, c, s->loc, st_name(s->op));
+    const char *op = st_name(s->op);
+    check_region(v, a, s->loc, op);
+    check_region(v, b, s->loc, op);
+    check_region(v, c, s->loc, op);
     if (!v->ok)
         return;
     if (a->buf->rank != 2 || b->buf->rank != 2 || c->buf->rank != 2) {
-        fail(v, s->loc, "verify: %s operands must be 2-D%s", st_name(s->op), "");
+        fail(v, s->loc, "%s operands must be 2-D (ranks %d, %d, %d)", op, a->buf->rank,
+             b->buf->rank, c->buf->rank);
         return;
     }
-    int64_t m = s->u.gemm.trans_a ? a->ext[1] : a->ext[0], ka = s->u.gemm.trans_a ? a->ext[0] : a->ext[1];
-    int64_t kb = s->u.gemm.trans_b ? b->ext[1] : b->ext[0], n = s->u.gemm.trans_b ? b->ext[0] : b->ext[1];
-    if (s->u.gemm.b_pairs) { /* [K/2, 2N]: K is even */
-        if (s->op != ST_MICRO_GEMM || s->u.gemm.trans_b || b->ext[1] % 2) {
-            fail(v, s->loc, "verify: %s: b_pairs needs a micro_gemm with an untransposed [K/2, 2N] b%s",
-                 st_name(s->op), "");
-            return;
-        }
-        kb = 2 * b->ext[0];
-        n = b->ext[1] / 2;
+    if (s->u.gemm.b_pairs && (s->op != ST_MICRO_GEMM || s->u.gemm.trans_b || b->ext[1] % 2)) {
+        fail(v, s->loc, "%s: b_pairs needs a micro_gemm with an untransposed [K/2, 2N] b", op);
+        return;
     }
-    if (ka != kb || c->ext[0] != m || c->ext[1] != n)
-        fail(v, s->loc, "verify: %s shapes disagree (M, N, K)%s", st_name(s->op), "");
+    int64_t m, n, ka, kb;
+    gemm_dims(s, &m, &n, &ka, &kb);
+    if (ka != kb || c->ext[0] != m || c->ext[1] != n) {
+        fail(v, s->loc, "%s shapes disagree: a gives M=%lld K=%lld, b gives K=%lld N=%lld, "
+             "c is [%lld, %lld]", op, (long long)m, (long long)ka, (long long)kb, (long long)n,
+             (long long)c->ext[0], (long long)c->ext[1]);
+        return;
+    }
+    if (!dt_is_float(a->buf->dtype) || !dt_is_float(b->buf->dtype))
+        fail(v, s->loc, "%s inputs must be float, not %s and %s", op, dt_name(a->buf->dtype),
+             dt_name(b->buf->dtype));
     else if (c->buf->dtype != DT_F32)
-        fail(v, s->loc, "verify: %s accumulator %s is not f32", st_name(s->op), c->buf->name);
+        fail(v, s->loc, "%s accumulator %s is %s, not f32", op, c->buf->name,
+             dt_name(c->buf->dtype));
     check_writable(v, c->buf, s->loc);
 }
 
@@ -161,34 +332,30 @@ static void check_reduce(Verifier *v, const Stmt *s)
         return;
     int axis = s->u.reduce.axis, rank = src->buf->rank;
     if (axis < 0 || axis >= rank) {
-        fail(v, s->loc, "verify: reduce axis is out of range%s%s", "", "");
+        fail(v, s->loc, "reduce axis %d is out of range for rank-%d %s", axis, rank, src->buf->name);
         return;
     }
-    bool scalar = rank == 1 && dst->buf->rank == 1 && dst->ext[0] == 1;
-    bool ok = scalar || dst->buf->rank == rank - 1;
-    for (int d = 0, o = 0; ok && !scalar && d < rank; d++)
+    int64_t want[IR_MAX_RANK];
+    int n = 0;
+    for (int d = 0; d < rank; d++)
         if (d != axis)
-            ok = dst->ext[o++] == src->ext[d];
-    if (!ok)
-        fail(v, s->loc, "verify: reduce destination %s is not the source %s without the axis",
-             dst->buf->name, src->buf->name);
-    check_writable(v, dst->buf, s->loc);
-}
-
-static void check_copy(Verifier *v, const Stmt *s)
-{
-    const Region *src = &s->u.copy.src, *dst = &s->u.copy.dst;
-    check_region(v, src, s->loc, st_name(s->op));
-    check_region(v, dst, s->loc, st_name(s->op));
-    if (!v->ok)
+            want[n++] = src->ext[d];
+    if (n == 0) /* a rank-1 source: a [1] window */
+        want[n++] = 1;
+    bool ok = dst->buf->rank == n;
+    for (int d = 0; ok && d < n; d++)
+        ok = dst->ext[d] == want[d];
+    if (!ok) {
+        char sw[96], sd[96];
+        print_shape(sw, sizeof sw, want, n);
+        print_shape(sd, sizeof sd, dst->ext, dst->buf->rank);
+        fail(v, s->loc, "reduce of %s over axis %d gives %s, but the window of %s is %s",
+             src->buf->name, axis, sw, dst->buf->name, sd);
         return;
-    int64_t a[IR_MAX_RANK], b[IR_MAX_RANK];
-    int na = (int)squeezed(src, a), nb = (int)squeezed(dst, b);
-    bool same = na == nb;
-    for (int i = 0; same && i < na; i++)
-        same = a[i] == b[i];
-    if (!same)
-        fail(v, s->loc, "verify: %s: %s and %s windows differ in shape", src->buf->name, dst->buf->name);
+    }
+    if (!dt_is_float(dst->buf->dtype))
+        fail(v, s->loc, "reduce destination %s is %s, not a float", dst->buf->name,
+             dt_name(dst->buf->dtype));
     check_writable(v, dst->buf, s->loc);
 }
 
@@ -204,33 +371,85 @@ static bool level_allows(const Verifier *v, const Stmt *s)
     return true;
 }
 
+/* Define a loop or grid variable: once, and only one of this kernel's. */
+static bool define_var(Verifier *v, const Var *var, SrcLoc loc, const char *what)
+{
+    if (!var)
+        return fail(v, loc, "%s variable is missing", what);
+    if (!owns_var(v, var))
+        return fail(v, loc, "%s variable %s is not a variable of this kernel", what, var->name);
+    if (v->defined[var->id])
+        return fail(v, loc, "%s variable %s is defined twice", what, var->name);
+    v->defined[var->id] = v->in_scope[var->id] = 1;
+    return true;
+}
+
 static void check_for(Verifier *v, const Stmt *s)
 {
-    Var *var = s->u.loop.var;
+    const Var *var = s->u.loop.var;
+    LoopKind kind = s->u.loop.kind;
     check_int(v, s->u.loop.extent, s->loc, "a loop extent");
     if (!v->ok)
         return;
-    if (var->id >= v->k->next_id || v->defined[var->id]) {
-        fail(v, s->loc, "verify: loop variable %s is defined twice%s", var->name, "");
+    if (kind > LOOP_VECTOR) {
+        fail(v, s->loc, "unknown loop kind %d", (int)kind);
         return;
     }
-    if (s->u.loop.kind == LOOP_UNROLL && !ir_expr_is_const(s->u.loop.extent, NULL))
-        fail(v, s->loc, "verify: unrolled loop over %s needs a constant extent%s", var->name, "");
-    if ((s->u.loop.kind == LOOP_VECTOR || s->u.loop.kind == LOOP_PIPELINED) && s->u.loop.arg < 1)
-        fail(v, s->loc, "verify: %s loop over %s needs a positive width/stages",
-             loop_kind_name(s->u.loop.kind), var->name);
-    v->defined[var->id] = v->in_scope[var->id] = 1;
+    if (kind == LOOP_UNROLL && !ir_expr_is_const(s->u.loop.extent, NULL))
+        fail(v, s->loc, "unrolled loop over %s needs a constant extent",
+             var ? var->name : "(null)");
+    else if ((kind == LOOP_VECTOR || kind == LOOP_PIPELINED) && s->u.loop.arg < 1)
+        fail(v, s->loc, "%s loop over %s needs a positive %s, not %d", loop_kind_name(kind),
+             var ? var->name : "(null)", kind == LOOP_VECTOR ? "width" : "stage count",
+             s->u.loop.arg);
+    if (!v->ok || !define_var(v, var, s->loc, "loop"))
+        return;
     check_stmt(v, s->u.loop.body);
     v->in_scope[var->id] = 0;
+}
+
+static void check_if(Verifier *v, const Stmt *s)
+{
+    check_expr(v, s->u.if_.cond, s->loc);
+    if (v->ok && s->u.if_.cond->dtype != DT_BOOL)
+        fail(v, s->loc, "if condition is %s, not bool", dt_name(s->u.if_.cond->dtype));
+    check_stmt(v, s->u.if_.then_);
+    if (s->u.if_.else_)
+        check_stmt(v, s->u.if_.else_);
+}
+
+static void check_store(Verifier *v, const Stmt *s)
+{
+    const Buffer *b = s->u.store.buf;
+    if (!b || !owns_buffer(v->k, b)) {
+        fail(v, s->loc, "store to %s, which is not a buffer of this kernel", b ? b->name : "(null)");
+        return;
+    }
+    if (b->rank && !s->u.store.idx) {
+        fail(v, s->loc, "store to %s lacks its indices", b->name);
+        return;
+    }
+    for (int i = 0; v->ok && i < b->rank; i++) {
+        check_expr(v, s->u.store.idx[i], s->loc);
+        if (v->ok && !dt_is_int(s->u.store.idx[i]->dtype))
+            fail(v, s->loc, "index %d of a store to %s is %s, not an integer", i, b->name,
+                 dt_name(s->u.store.idx[i]->dtype));
+    }
+    check_expr(v, s->u.store.value, s->loc);
+    check_writable(v, b, s->loc);
 }
 
 static void check_stmt(Verifier *v, const Stmt *s)
 {
     if (!v->ok)
         return;
+    if (!s) {
+        fail(v, v->k->loc, "a statement (loop or if body) is missing");
+        return;
+    }
     if (!level_allows(v, s)) {
-        fail(v, s->loc, "verify: %s is not allowed in %s IR", st_name(s->op),
-             v->k->level == LEVEL_TILE ? "tile" : "loop");
+        fail(v, s->loc, "%s%s is not allowed in %s IR", st_name(s->op),
+             s->op == ST_FOR ? " (vector)" : "", v->k->level == LEVEL_TILE ? "tile" : "loop");
         return;
     }
     switch (s->op) {
@@ -238,82 +457,100 @@ static void check_stmt(Verifier *v, const Stmt *s)
         for (int i = 0; i < s->u.seq.n; i++)
             check_stmt(v, s->u.seq.items[i]);
         break;
-    case ST_FOR:
-        check_for(v, s);
-        break;
-    case ST_IF:
-        check_expr(v, s->u.if_.cond, s->loc);
-        if (v->ok && s->u.if_.cond->dtype != DT_BOOL)
-            fail(v, s->loc, "verify: if condition is %s, not bool%s", dt_name(s->u.if_.cond->dtype), "");
-        check_stmt(v, s->u.if_.then_);
-        if (s->u.if_.else_)
-            check_stmt(v, s->u.if_.else_);
-        break;
-    case ST_STORE: {
-        const Buffer *b = s->u.store.buf;
-        if (!owns_buffer(v->k, b)) {
-            fail(v, s->loc, "verify: store to %s, which is not a buffer of this kernel%s", b->name, "");
-            break;
-        }
-        for (int i = 0; i < b->rank; i++)
-            check_int(v, s->u.store.idx[i], s->loc, "a store index");
-        check_expr(v, s->u.store.value, s->loc);
-        check_writable(v, b, s->loc);
-        break;
-    }
+    case ST_FOR: check_for(v, s); break;
+    case ST_IF: check_if(v, s); break;
+    case ST_STORE: check_store(v, s); break;
     case ST_COPY:
-    case ST_ATOMIC_ADD:
-        check_copy(v, s);
-        break;
+    case ST_ATOMIC_ADD: check_copy(v, s); break;
     case ST_FILL:
         check_region(v, &s->u.fill.dst, s->loc, "fill");
         check_expr(v, s->u.fill.value, s->loc);
-        check_writable(v, s->u.fill.dst.buf, s->loc);
+        if (v->ok)
+            check_writable(v, s->u.fill.dst.buf, s->loc);
         break;
     case ST_GEMM:
-    case ST_MICRO_GEMM:
-        check_gemm(v, s);
-        break;
-    case ST_REDUCE:
-        check_reduce(v, s);
-        break;
-    default:
-        fail(v, s->loc, "verify: unknown statement%s%s", "", "");
+    case ST_MICRO_GEMM: check_gemm(v, s); break;
+    case ST_REDUCE: check_reduce(v, s); break;
+    default: fail(v, s->loc, "unknown statement op %d", (int)s->op);
     }
+}
+
+/* ---------------------------------------------------------------- kernel */
+
+static void check_buffer(Verifier *v, int i)
+{
+    const Buffer *b = v->k->bufs[i];
+    if ((b->scope == SCOPE_GLOBAL) != (i < v->k->nargs)) {
+        fail(v, b->loc, "%s: arguments must come first in the buffer list", b->name);
+        return;
+    }
+    for (int j = 0; j < i; j++)
+        if (!strcmp(v->k->bufs[j]->name, b->name))
+            fail(v, b->loc, "two buffers are named %s", b->name);
+    if (b->rank < 0 || b->rank > IR_MAX_RANK)
+        fail(v, b->loc, "%s has rank %d", b->name, b->rank);
+    if (b->scope == SCOPE_GLOBAL && (b->dir < ARG_IN || b->dir > ARG_INOUT))
+        fail(v, b->loc, "argument %s has no direction (in, out, inout)", b->name);
+    for (int r = 0; v->ok && r < b->rank; r++) {
+        int64_t n;
+        if (b->scope != SCOPE_GLOBAL) {
+            if (!b->shape[r] || !ir_expr_is_const(b->shape[r], &n) || n < 1)
+                fail(v, b->loc, "scratch buffer %s needs a constant positive shape (dimension %d)",
+                     b->name, r);
+            continue;
+        }
+        check_int(v, b->shape[r], b->loc, "a shape");
+        check_int(v, b->stride[r], b->loc, "a stride");
+    }
+}
+
+static void check_kernel(Verifier *v)
+{
+    const Kernel *k = v->k;
+    for (int i = 0; i < k->nvars; i++) {
+        const Var *var = k->vars[i];
+        if (var->id < 0 || var->id >= k->next_id)
+            fail(v, k->loc, "variable %s has an id outside the kernel's", var->name);
+        else
+            v->var_of[var->id] = var;
+        for (int j = 0; v->ok && j < i; j++)
+            if (!strcmp(k->vars[j]->name, var->name))
+                fail(v, k->loc, "two variables are named %s", var->name);
+    }
+    for (int i = 0; v->ok && i < k->nbufs; i++)
+        check_buffer(v, i);
+    for (int i = 0; v->ok && i < k->nkparams; i++) {
+        const Param *p = k->kparams[i].dyn;
+        if (k->kparams[i].kind == KP_DYN && p &&
+            (p->index < 0 || p->index >= k->nparams || k->params[p->index] != p))
+            fail(v, k->loc, "dyn parameter %s is not a scalar of this kernel", k->kparams[i].name);
+    }
+    if (v->ok && (k->ngrid < 1 || k->ngrid > IR_MAX_GRID))
+        fail(v, k->loc, "kernel %s has a grid of %d dimensions, not 1 to %d", k->name, k->ngrid,
+             IR_MAX_GRID);
+    /* extents first: they are evaluated before any block runs */
+    for (int g = 0; v->ok && g < k->ngrid; g++)
+        check_int(v, k->grid[g], k->loc, "a grid extent");
+    for (int g = 0; v->ok && g < k->ngrid; g++)
+        define_var(v, k->grid_var[g], k->loc, "grid");
+    if (v->ok && (!k->body || k->body->op != ST_SEQ))
+        fail(v, k->loc, "the kernel body must be a sequence");
+    if (v->ok)
+        check_stmt(v, k->body);
 }
 
 bool ir_verify(const Kernel *k, Diag *d)
 {
     Verifier v = {.k = k, .d = d, .ok = true};
-    v.in_scope = calloc((size_t)k->next_id + 1, 1);
-    v.defined = calloc((size_t)k->next_id + 1, 1);
-    SrcLoc loc = k->loc;
-    if (!v.in_scope || !v.defined)
-        return diag_error(d, loc, "verify: out of memory");
-    if (k->ngrid < 1 || k->ngrid > IR_MAX_GRID)
-        fail(&v, loc, "verify: kernel %s has no block grid%s", k->name, "");
-    for (int i = 0; v.ok && i < k->nbufs; i++) {
-        const Buffer *b = k->bufs[i];
-        if ((b->scope == SCOPE_GLOBAL) != (i < k->nargs))
-            fail(&v, b->loc, "verify: %s: arguments must come first in the buffer list%s", b->name, "");
-        for (int r = 0; v.ok && r < b->rank; r++) {
-            int64_t n;
-            if (b->scope != SCOPE_GLOBAL && (!ir_expr_is_const(b->shape[r], &n) || n < 1))
-                fail(&v, b->loc, "verify: scratch buffer %s needs a constant positive shape%s", b->name, "");
-            else
-                check_int(&v, b->shape[r], b->loc, "a shape");
-        }
-    }
-    for (int g = 0; v.ok && g < k->ngrid; g++) {
-        check_int(&v, k->grid[g], loc, "a grid extent");
-        Var *gv = k->grid_var[g];
-        if (gv->id >= k->next_id || v.defined[gv->id])
-            fail(&v, loc, "verify: grid variable %s is defined twice%s", gv->name, "");
-        else
-            v.defined[gv->id] = v.in_scope[gv->id] = 1;
-    }
-    if (v.ok)
-        check_stmt(&v, k->body);
+    size_t n = (size_t)(k->next_id > 0 ? k->next_id : 0) + 1;
+    v.var_of = calloc(n, sizeof *v.var_of);
+    v.in_scope = calloc(n, 1);
+    v.defined = calloc(n, 1);
+    if (v.var_of && v.in_scope && v.defined)
+        check_kernel(&v);
+    else
+        fail(&v, k->loc, "out of memory");
+    free(v.var_of);
     free(v.in_scope);
     free(v.defined);
     return v.ok;

@@ -193,7 +193,9 @@ static Buffer *temp(Lower *L, const char *what, Scope scope, DType dt, int rank,
                     SrcLoc loc)
 {
     char name[32];
-    snprintf(name, sizeof name, "%s%d", what, L->ntemp++);
+    do /* a name no buffer of the kernel has, user-named ones included */
+        snprintf(name, sizeof name, "%s%d", what, L->ntemp++);
+    while (ir_buf_find(L->k, name));
     return ir_buf_add(L->k, name, scope, dt, rank, shape, loc);
 }
 
@@ -225,7 +227,8 @@ static Stmt *lower_reduce(Lower *L, const Stmt *s)
 
     Expr *dv[IR_MAX_RANK], *di[IR_MAX_RANK];
     Stmt *body;
-    Stmt *outer = nest(L, dst->buf->rank, dst->ext, LOOP_PARALLEL, "r", dv, &body, s->loc);
+    /* serial: every destination element reuses the one accumulator */
+    Stmt *outer = nest(L, dst->buf->rank, dst->ext, LOOP_SERIAL, "r", dv, &body, s->loc);
     region_at(L, dst, dv, di);
     ir_seq_push(L->k, body, ir_store(L->k, acc, zero, identity(L, op), s->loc));
 

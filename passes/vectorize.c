@@ -48,8 +48,9 @@ static bool is_reduction_step(const Stmt *s)
     if (v->op != EX_ADD && v->op != EX_MAX && v->op != EX_MIN)
         return false;
     const Expr *lhs = v->args[0], *rhs = v->args[1];
+    /* one fixed accumulator element: its index is a constant */
     return lhs->op == EX_LOAD && lhs->buf == acc && ir_expr_equal(lhs->args[0], s->u.store.idx[0]) &&
-           !loads_from(rhs, acc);
+           ir_expr_is_const(s->u.store.idx[0], NULL) && !loads_from(rhs, acc);
 }
 
 static void walk(Stmt *s, int width)

@@ -1,0 +1,654 @@
+/* test_passes.c — each pass alone on printed IR, and the pipeline's promises.
+ *
+ *   - golden: tests/passes/NAME.in.tir, parsed, through ONE pass (lower or
+ *     vectorize) for x86-avx512, printed == tests/passes/NAME.out.tir byte
+ *     for byte.  The .out files were generated once from the pass and read
+ *     line by line (tails guarded, reductions through an f32 accumulator,
+ *     GEMM staged/packed into micro_gemm tiles, vector marks only on safe
+ *     loops).  TILEC_BLESS=1 rewrites them — read the diff before keeping it.
+ *   - equivalence: Tile IR and the Loop IR that pass_pipeline makes of it
+ *     give bitwise-equal outputs under ir_interp on the same random inputs
+ *     (the lowering keeps the per-element order of every sum).
+ *   - pass_check and the pipeline driver's errors and dumps.
+ * Run from the repository root (ctest does). */
+#define _POSIX_C_SOURCE 200809L /* open_memstream */
+#include "frontend/frontend.h"
+#include "passes/passes.h"
+#include "test.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------- helpers */
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    size_t got = fread(buf, 1, (size_t)n, f);
+    buf[got] = 0;
+    fclose(f);
+    return buf;
+}
+
+static Kernel *parse_file(const char *path)
+{
+    char *src = slurp(path);
+    CHECKF(src != NULL, "cannot read %s", path);
+    if (!src)
+        return NULL;
+    Diag d = {0};
+    Kernel *k = ir_parse(src, path, &d);
+    if (!k)
+        diag_print(&d, stdout);
+    CHECKF(k != NULL, "cannot parse %s", path);
+    free(src);
+    return k;
+}
+
+static const TargetInfo *avx512(void) { return ir_target("x86-avx512"); }
+
+typedef bool (*PassFn)(Kernel *, const TargetInfo *, Diag *);
+
+/* NAME.in.tir through `pass` == NAME.out.tir; the golden also parses back
+ * and prints identically (it is valid Loop IR, not just text). */
+static void golden(const char *name, PassFn pass)
+{
+    char in[256], out[256];
+    snprintf(in, sizeof in, "tests/passes/%s.in.tir", name);
+    snprintf(out, sizeof out, "tests/passes/%s.out.tir", name);
+    Kernel *k = parse_file(in);
+    if (!k)
+        return;
+    Diag d = {0};
+    bool ok = pass(k, avx512(), &d) && ir_verify(k, &d);
+    if (!ok)
+        diag_print(&d, stdout);
+    CHECKF(ok, "%s: pass or verify failed", name);
+    char *got = ir_print_string(k);
+    ir_kernel_free(k);
+    if (getenv("TILEC_BLESS")) {
+        FILE *f = fopen(out, "w");
+        fputs(got, f);
+        fclose(f);
+    }
+    char *want = slurp(out);
+    CHECKF(want != NULL, "missing %s (run with TILEC_BLESS=1 once, then read it)", out);
+    if (want) {
+        CHECKF(!strcmp(got, want), "%s: output differs from %s; got:\n%s", name, out, got);
+        Diag d2 = {0};
+        Kernel *back = ir_parse(want, out, &d2);
+        if (!back)
+            diag_print(&d2, stdout);
+        CHECKF(back && ir_verify(back, &d2), "%s does not parse or verify", out);
+        if (back) {
+            char *again = ir_print_string(back);
+            CHECKF(!strcmp(again, want), "%s does not print back identically:\n%s", out, again);
+            free(again);
+            ir_kernel_free(back);
+        }
+    }
+    free(want);
+    free(got);
+}
+
+/* ------------------------------------------------------------ goldens */
+
+TEST(golden_lower_copy) { golden("lower_copy", pass_lower); }
+TEST(golden_lower_reduce) { golden("lower_reduce", pass_lower); }
+TEST(golden_lower_gemm_f32) { golden("lower_gemm_f32", pass_lower); }
+TEST(golden_lower_gemm_bf16) { golden("lower_gemm_bf16", pass_lower); }
+TEST(golden_vectorize) { golden("vectorize", pass_vectorize); }
+
+/* Kind of the loop over variable `name` (or -1 if there is none). */
+static int loop_kind_of(const Stmt *s, const char *name)
+{
+    switch (s->op) {
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n; i++) {
+            int k = loop_kind_of(s->u.seq.items[i], name);
+            if (k >= 0)
+                return k;
+        }
+        return -1;
+    case ST_IF: {
+        int k = loop_kind_of(s->u.if_.then_, name);
+        return k >= 0 || !s->u.if_.else_ ? k : loop_kind_of(s->u.if_.else_, name);
+    }
+    case ST_FOR:
+        if (!strcmp(s->u.loop.var->name, name))
+            return (int)s->u.loop.kind;
+        return loop_kind_of(s->u.loop.body, name);
+    default:
+        return -1;
+    }
+}
+
+static Kernel *parse_text(const char *text)
+{
+    Diag d = {0};
+    Kernel *k = ir_parse(text, "inline.tir", &d);
+    if (!k)
+        diag_print(&d, stdout);
+    CHECK(k != NULL);
+    return k;
+}
+
+/* vectorize.c promises a reduction mark only for `acc[0] = acc[0] op e`
+ * into a one-element accumulator: an index that moves with the loop
+ * (acc[j % 4]) carries a dependence at distance 4 and is not a reduction
+ * codegen may reassociate.  Same for an accumulator that is f32[4] but
+ * indexed at the loop variable's function. */
+TEST(vectorize_reduction_needs_a_fixed_accumulator)
+{
+    Kernel *k = parse_text("kernel v level loop\n"
+                           "arg x: f32[40] in\n"
+                           "arg y: f32[4] out\n"
+                           "buf acc4: local f32[4]\n"
+                           "grid (b) < [1]\n"
+                           "{\n"
+                           "  for j: serial < 40 {\n"
+                           "    acc4[j % 4] = acc4[j % 4] + x[j]\n"
+                           "  }\n"
+                           "  for q: serial < 40 {\n"
+                           "    acc4[3 - q % 4] = max(acc4[3 - q % 4], x[q])\n"
+                           "  }\n"
+                           "}\n");
+    if (!k)
+        return;
+    Diag d = {0};
+    CHECK(pass_vectorize(k, avx512(), &d));
+    CHECKF(loop_kind_of(k->body, "j") == LOOP_SERIAL,
+           "acc4[j %% 4] += x[j] was marked %s: not a one-element reduction",
+           loop_kind_name((LoopKind)loop_kind_of(k->body, "j")));
+    CHECKF(loop_kind_of(k->body, "q") == LOOP_SERIAL,
+           "acc4[3 - q %% 4] = max(...) was marked %s: not a one-element reduction",
+           loop_kind_name((LoopKind)loop_kind_of(k->body, "q")));
+    ir_kernel_free(k);
+}
+
+/* The vector width is the target's f32 lanes: 16 on AVX-512, 8 on AVX2. */
+TEST(vectorize_width_follows_target)
+{
+    static const char *text = "kernel w level loop\n"
+                              "arg x: f32[40] in\n"
+                              "arg y: f32[40] out\n"
+                              "grid (b) < [1]\n"
+                              "{\n"
+                              "  for j: parallel < 40 {\n"
+                              "    y[j] = x[j]\n"
+                              "  }\n"
+                              "}\n";
+    const char *names[] = {"x86-avx512", "x86-avx2"};
+    int widths[] = {16, 8};
+    for (int i = 0; i < 2; i++) {
+        Kernel *k = parse_text(text);
+        if (!k)
+            return;
+        Diag d = {0};
+        CHECK(pass_vectorize(k, ir_target(names[i]), &d));
+        const Stmt *loop = k->body->u.seq.items[0];
+        CHECK(loop->op == ST_FOR && loop->u.loop.kind == LOOP_VECTOR);
+        CHECKF(loop->u.loop.arg == widths[i], "%s: width %d", names[i], loop->u.loop.arg);
+        ir_kernel_free(k);
+    }
+}
+
+/* The scratch buffers pass_lower adds (acc0, gemm_a1, ...) must not take a
+ * name the kernel already uses: the printed Loop IR would declare the same
+ * buffer name twice and no longer parse back to the same kernel. */
+TEST(lower_scratch_names_are_unique)
+{
+    Kernel *k = parse_text("kernel names level tile\n"
+                           "arg x: f32[4, 8] in\n"
+                           "arg y: f32[4] out\n"
+                           "buf acc0: fragment f32[4]\n"
+                           "grid (b) < [1]\n"
+                           "{\n"
+                           "  reduce sum axis 1 x[0 +: 4, 0 +: 8] -> acc0 clear\n"
+                           "  copy acc0 -> y[0 +: 4]\n"
+                           "}\n");
+    if (!k)
+        return;
+    Diag d = {0};
+    CHECK(pass_pipeline(k, avx512(), NULL, &d));
+    for (int i = 0; i < k->nbufs; i++)
+        for (int j = i + 1; j < k->nbufs; j++)
+            CHECKF(strcmp(k->bufs[i]->name, k->bufs[j]->name), "two buffers named %s after lowering",
+                   k->bufs[i]->name);
+    char *text = ir_print_string(k);
+    Diag d2 = {0};
+    Kernel *back = ir_parse(text, "names.tir", &d2);
+    char *again = back ? ir_print_string(back) : NULL;
+    CHECKF(again && !strcmp(text, again), "lowered IR does not parse back: %s\n%s", d2.msg, text);
+    free(again);
+    free(text);
+    ir_kernel_free(back);
+    ir_kernel_free(k);
+}
+
+/* ------------------------------------------ parallel loops are parallel */
+
+static bool mentions(const Expr *e, const Var *v)
+{
+    if (e->op == EX_VAR && e->var == v)
+        return true;
+    for (int i = 0; i < e->nargs; i++)
+        if (mentions(e->args[i], v))
+            return true;
+    return false;
+}
+
+/* ir.h: LOOP_PARALLEL/VECTOR iterations are independent, free to vectorise
+ * or distribute.  A plain store whose indices do not mention an enclosing
+ * parallel loop's variable writes the same element in every iteration of
+ * it: a cross-iteration dependence (atomic stores are the exception by
+ * design).  Reports the first such store into *why. */
+/* A vector loop that is one reduction step acc[c] = acc[c] op e (what
+ * vectorize.c marks, reordering allowed) is a reduction, not independent
+ * iterations. */
+static bool is_vector_reduction(const Stmt *loop)
+{
+    const Stmt *b = loop->u.loop.body;
+    while (b->op == ST_SEQ && b->u.seq.n == 1)
+        b = b->u.seq.items[0];
+    if (loop->u.loop.kind != LOOP_VECTOR || b->op != ST_STORE || b->u.store.buf->rank != 1)
+        return false;
+    const Expr *v = b->u.store.value;
+    return (v->op == EX_ADD || v->op == EX_MAX || v->op == EX_MIN) && v->args[0]->op == EX_LOAD &&
+           v->args[0]->buf == b->u.store.buf && ir_expr_is_const(b->u.store.idx[0], NULL);
+}
+
+static bool independent(const Stmt *s, const Var **par, int npar, char *why, size_t n)
+{
+    switch (s->op) {
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n; i++)
+            if (!independent(s->u.seq.items[i], par, npar, why, n))
+                return false;
+        return true;
+    case ST_IF:
+        return independent(s->u.if_.then_, par, npar, why, n) &&
+               (!s->u.if_.else_ || independent(s->u.if_.else_, par, npar, why, n));
+    case ST_FOR: {
+        bool p = (s->u.loop.kind == LOOP_PARALLEL || s->u.loop.kind == LOOP_VECTOR) && !is_vector_reduction(s);
+        if (p)
+            par[npar] = s->u.loop.var;
+        return independent(s->u.loop.body, par, npar + p, why, n);
+    }
+    case ST_STORE:
+        if (s->u.store.atomic)
+            return true;
+        for (int p = 0; p < npar; p++) {
+            bool any = false;
+            for (int d = 0; d < s->u.store.buf->rank; d++)
+                any |= mentions(s->u.store.idx[d], par[p]);
+            if (!any) {
+                snprintf(why, n, "%s is written at one element in every iteration of parallel loop %s",
+                         s->u.store.buf->name, par[p]->name);
+                return false;
+            }
+        }
+        return true;
+    default:
+        return true;
+    }
+}
+
+/* Every loop pass_pipeline marks parallel or vector really is: checked on
+ * the lowered goldens' inputs and the examples. */
+TEST(lowered_parallel_loops_are_independent)
+{
+    const char *files[] = {"tests/passes/lower_copy.in.tir", "tests/passes/lower_reduce.in.tir",
+                           "tests/passes/lower_gemm_f32.in.tir", "tests/passes/lower_gemm_bf16.in.tir"};
+    const char *specs[] = {"examples/gemm.lua", "examples/softmax.lua", "examples/rmsnorm.lua",
+                           "examples/silu_mul.lua", "examples/dyn_scale.lua"};
+    for (int i = 0; i < 9; i++) {
+        Diag d = {0};
+        const char *name = i < 4 ? files[i] : specs[i - 4];
+        Kernel *k = i < 4 ? parse_file(name) : fe_load(name, NULL, 0, &d);
+        bool ok = k && pass_pipeline(k, avx512(), NULL, &d);
+        CHECKF(ok, "%s: %s", name, d.msg);
+        if (ok) {
+            const Var *par[64];
+            char why[256] = "";
+            CHECKF(independent(k->body, par, 0, why, sizeof why), "%s: %s", name, why);
+        }
+        ir_kernel_free(k);
+    }
+}
+
+/* -------------------------------------------------------- equivalence */
+
+/* Storage of every argument, filled from one seed (integers get small
+ * values, floats uniform [-1, 1) rounded to the dtype). */
+typedef struct Args {
+    int n;
+    void *p[16];
+    size_t bytes[16];
+} Args;
+
+static void args_make(const Kernel *k, const int64_t *params, unsigned seed, Args *a)
+{
+    a->n = k->nargs;
+    for (int i = 0; i < k->nargs; i++) {
+        const Buffer *b = k->bufs[i];
+        int64_t n = 1, dim = 0;
+        for (int r = 0; r < b->rank; r++) {
+            ir_eval_int(b->shape[r], params, &dim);
+            n *= dim;
+        }
+        a->bytes[i] = dt_storage_bytes(b->dtype, n);
+        a->p[i] = calloc(a->bytes[i] + 16, 1);
+        for (int64_t j = 0; j < n; j++) {
+            float v = test_rand(&seed);
+            dt_store(b->dtype, a->p[i], j, dt_is_float(b->dtype) ? v : (double)(int)(v * 8));
+        }
+    }
+}
+
+static void args_free(Args *a)
+{
+    for (int i = 0; i < a->n; i++)
+        free(a->p[i]);
+}
+
+/* Interpret `tile` and `loop` (the same kernel before and after the
+ * pipeline) on the same inputs; returns the number of arguments whose bytes
+ * differ (-1: the interpreter failed), naming them unless quiet. */
+static int count_differences(const Kernel *tile, const Kernel *loop, const int64_t *params, const char *what,
+                             bool quiet)
+{
+    int bad = 0;
+    for (unsigned seed = 3; seed < 5; seed++) {
+        Args x, y;
+        args_make(tile, params, seed, &x);
+        args_make(loop, params, seed, &y);
+        Diag d1 = {0}, d2 = {0};
+        bool ok1 = ir_interp(tile, x.p, params, &d1), ok2 = ir_interp(loop, y.p, params, &d2);
+        if (!ok1)
+            diag_print(&d1, stdout);
+        if (!ok2)
+            diag_print(&d2, stdout);
+        if (!ok1 || !ok2)
+            bad = -1;
+        for (int i = 0; ok1 && ok2 && bad >= 0 && i < x.n; i++) {
+            bool same = x.bytes[i] == y.bytes[i] && !memcmp(x.p[i], y.p[i], x.bytes[i]);
+            if (!same && !quiet)
+                printf("  %s (params[0]=%lld, seed %u): argument %s differs between tile and loop IR\n", what,
+                       (long long)(params ? params[0] : 0), seed, tile->bufs[i]->name);
+            bad += !same;
+        }
+        args_free(&x);
+        args_free(&y);
+    }
+    return bad;
+}
+
+static void same_results(const Kernel *tile, const Kernel *loop, const int64_t *params, const char *what)
+{
+    int bad = count_differences(tile, loop, params, what, false);
+    CHECKF(bad == 0, "%s: %s", what, bad < 0 ? "interpreter failed" : "tile and loop IR differ");
+}
+
+/* The comparison can fail: goldens with one wrong detail (a tail read as 1
+ * instead of 0, a wrong reduction identity, a reduce that forgets the old
+ * destination, a lost remainder tile, a wrong k-pair packing) must differ from the Tile IR at a size that reaches the detail. */
+TEST(equivalence_catches_broken_lowerings)
+{
+    static const struct { const char *name, *from, *to; int64_t m; } mutants[] = {
+        {"lower_copy", "x[max(min(b * 4 + c0, M - 1), 0), max(min(16 + c1, 19), 0)], 0.0)",
+         "x[max(min(b * 4 + c0, M - 1), 0), max(min(16 + c1, 19), 0)], 1.0)", 5},
+        {"lower_reduce", "acc1[0] = -inf", "acc1[0] = 0.0", 1},
+        {"lower_reduce", "min(select(0 <= 4 + r0_2 and 4 + r0_2 < 12, cm[max(min(4 + r0_2, 11), 0)], 0.0), acc2[0])",
+         "min(acc2[0], acc2[0])", 4},
+        {"lower_gemm_f32", "micro_gemm gemm_a0[12 +: 1, 0 +: 7], gemm_b1[0 +: 7, 32 +: 8] -> gemm_c2[12 +: 1, 32 +: 8]",
+         "", 0},
+        {"lower_gemm_bf16", "gemm_bp0[q0, q1] = bs[q1 / 2, q0 * 2 + q1 % 2]", "gemm_bp0[q0, q1] = bs[q1 / 2, q0 * 2]", 0},
+    };
+    for (size_t i = 0; i < sizeof mutants / sizeof mutants[0]; i++) {
+        char in[256], out[256];
+        snprintf(in, sizeof in, "tests/passes/%s.in.tir", mutants[i].name);
+        snprintf(out, sizeof out, "tests/passes/%s.out.tir", mutants[i].name);
+        char *text = slurp(out);
+        char *at = text ? strstr(text, mutants[i].from) : NULL;
+        CHECKF(at != NULL, "mutant %zu: '%s' not in %s", i, mutants[i].from, out);
+        if (!at) {
+            free(text);
+            continue;
+        }
+        size_t nf = strlen(mutants[i].from), nt = strlen(mutants[i].to);
+        char *mut = malloc(strlen(text) + nt + 1);
+        memcpy(mut, text, (size_t)(at - text));
+        memcpy(mut + (at - text), mutants[i].to, nt);
+        strcpy(mut + (at - text) + nt, at + nf);
+        Kernel *tile = parse_file(in), *loop = parse_text(mut);
+        if (tile && loop)
+            CHECKF(count_differences(tile, loop, &mutants[i].m, mutants[i].name, true) > 0,
+                   "mutant %zu of %s (%s -> %s) went unnoticed", i, mutants[i].name, mutants[i].from,
+                   mutants[i].to);
+        ir_kernel_free(tile);
+        ir_kernel_free(loop);
+        free(mut);
+        free(text);
+    }
+}
+
+/* The hand-written inputs of the goldens, each at several dyn sizes
+ * (1-row edges, partial last block, exact multiple). */
+TEST(tile_equals_loop_hand_written)
+{
+    const char *names[] = {"lower_copy", "lower_reduce", "lower_gemm_f32", "lower_gemm_bf16"};
+    const int64_t ms[] = {1, 4, 5, 11};
+    for (int i = 0; i < 4; i++) {
+        char path[256];
+        snprintf(path, sizeof path, "tests/passes/%s.in.tir", names[i]);
+        for (int m = 0; m < 4; m++) {
+            Kernel *tile = parse_file(path), *loop = parse_file(path);
+            if (!tile || !loop)
+                return;
+            Diag d = {0};
+            bool ok = pass_pipeline(loop, avx512(), NULL, &d);
+            if (!ok)
+                diag_print(&d, stdout);
+            CHECKF(ok && loop->level == LEVEL_LOOP, "%s: pipeline failed", names[i]);
+            if (ok)
+                same_results(tile, loop, &ms[m], names[i]);
+            bool dyn = tile->nparams > 0;
+            ir_kernel_free(tile);
+            ir_kernel_free(loop);
+            if (!dyn)
+                break; /* static shapes: one size is all there is */
+        }
+    }
+}
+
+/* Every example spec, at shapes that hit tails (and small enough for the
+ * interpreter), for both targets' lowerings. */
+TEST(tile_equals_loop_examples)
+{
+    static const struct {
+        const char *spec;
+        FeSet set[4];
+        int nset;
+        int64_t param;
+    } cases[] = {
+        {"examples/gemm.lua", {{"M", "37"}, {"N", "70"}, {"K", "45"}, {"BM", "24"}}, 4, 0},
+        {"examples/gemm.lua", {{"M", "30"}, {"N", "33"}, {"K", "66"}, {"dtype", "bf16"}}, 4, 0},
+        {"examples/gemm.lua", {{"M", "7"}, {"N", "9"}, {"K", "7"}, {"dtype", "bf16"}}, 4, 0},
+        {"examples/softmax.lua", {{"M", "5"}, {"N", "300"}, {"BM", "4"}}, 3, 0},
+        {"examples/rmsnorm.lua", {{"M", "9"}, {"N", "130"}}, 2, 0},
+        {"examples/silu_mul.lua", {{"M", "6"}, {"N", "70"}, {"dtype", "bf16"}}, 3, 0},
+        {"examples/silu_mul.lua", {{"M", "3"}, {"N", "33"}, {"dtype", "f32"}}, 3, 0},
+        {"examples/dyn_scale.lua", {{"N", "9"}}, 1, 21},
+        {"examples/dyn_scale.lua", {{"N", "9"}}, 1, 1},
+    };
+    const char *targets[] = {"x86-avx512", "x86-avx2"};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        for (int t = 0; t < 2; t++) {
+            Diag d = {0};
+            Kernel *tile = fe_load(cases[i].spec, cases[i].set, cases[i].nset, &d);
+            Kernel *loop = fe_load(cases[i].spec, cases[i].set, cases[i].nset, &d);
+            bool ok = tile && loop && pass_pipeline(loop, ir_target(targets[t]), NULL, &d);
+            if (!ok)
+                diag_print(&d, stdout);
+            CHECKF(ok, "%s [%zu] for %s: load or pipeline failed", cases[i].spec, i, targets[t]);
+            if (ok) {
+                char what[128];
+                snprintf(what, sizeof what, "%s [%zu] %s", cases[i].spec, i, targets[t]);
+                int64_t params[1] = {cases[i].param};
+                same_results(tile, loop, params, what);
+            }
+            ir_kernel_free(tile);
+            ir_kernel_free(loop);
+        }
+}
+
+/* ------------------------------------------------- check and pipeline */
+
+static const char *fragment_kernel(const char *decl)
+{
+    static char text[512];
+    snprintf(text, sizeof text,
+             "kernel big level tile\n"
+             "arg y: f32[4] out\n"
+             "%s\n"
+             "grid (b) < [1]\n"
+             "{\n"
+             "  fill y[0 +: 4] = 1.0\n"
+             "}\n",
+             decl);
+    return text;
+}
+
+/* Exactly the limit passes; one element more fails, naming the buffer, its
+ * shape, dtype and size, the target and the limit; shared is not limited. */
+TEST(check_fragment_limit)
+{
+    static const struct { const char *decl; const char *msg; } cases[] = {
+        {"buf acc: fragment f32[128, 256]", NULL},
+        {"buf acc: fragment bf16[256, 256]", NULL},
+        {"buf big: shared f32[512, 512]", NULL},
+        {"buf acc: fragment f32[129, 256]",
+         "fragment acc is 129x256 f32 (129 KiB), larger than x86-avx512 allows (128 KiB)"},
+        {"buf tmp: local f32[64, 64, 9]",
+         "local tmp is 64x64x9 f32 (144 KiB), larger than x86-avx512 allows (128 KiB)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        Kernel *k = parse_text(fragment_kernel(cases[i].decl));
+        if (!k)
+            return;
+        Diag d = {0};
+        bool ok = pass_check(k, avx512(), &d);
+        if (!cases[i].msg) {
+            CHECKF(ok, "%s: rejected: %s", cases[i].decl, d.msg);
+        } else {
+            CHECKF(!ok && !strcmp(d.msg, cases[i].msg), "%s: got '%s'", cases[i].decl, d.msg);
+            CHECKF(d.hint[0] != 0, "%s: no hint", cases[i].decl);
+            CHECKF(d.loc.line == 3, "%s: reported at line %d, not the buffer's line 3", cases[i].decl,
+                   d.loc.line);
+        }
+        ir_kernel_free(k);
+    }
+}
+
+/* Through the pipeline from a spec: the error is at the user's Lua line
+ * and names the target it was compiled for. */
+TEST(check_fragment_from_spec)
+{
+    Diag d = {0};
+    FeSet sets[] = {{"BM", "192"}, {"BN", "256"}};
+    Kernel *k = fe_load("examples/gemm.lua", sets, 2, &d);
+    CHECK(k != NULL);
+    if (!k)
+        return;
+    CHECK(!pass_pipeline(k, ir_target("x86-avx2"), NULL, &d));
+    CHECKF(strstr(d.msg, "fragment acc is 192x256 f32 (192 KiB), larger than x86-avx2 allows (128 KiB)"),
+           "%s", d.msg);
+    CHECKF(d.loc.file && strstr(d.loc.file, "gemm.lua") && d.loc.line == 22, "at %s:%d",
+           d.loc.file ? d.loc.file : "?", d.loc.line);
+    CHECK(k->level == LEVEL_TILE); /* nothing was lowered */
+    ir_kernel_free(k);
+}
+
+TEST(dump_after_unknown_pass)
+{
+    Diag d = {0};
+    Kernel *k = parse_file("tests/passes/lower_copy.in.tir");
+    if (!k)
+        return;
+    PassOptions o = {.dump_after = "tile"};
+    CHECK(!pass_pipeline(k, avx512(), &o, &d));
+    CHECKF(strstr(d.msg, "unknown pass 'tile'") && strstr(d.msg, pass_names()), "%s", d.msg);
+    CHECK(!strcmp(pass_names(), "check, lower, vectorize"));
+    CHECK(k->level == LEVEL_TILE);
+    ir_kernel_free(k);
+}
+
+/* --dump-after NAME prints the kernel once, after that pass; "all" after
+ * each; --time-passes a line per pass.  The dump after "lower" is the lower
+ * golden (pass_check changes nothing). */
+TEST(dump_after_and_timing)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    Kernel *k = parse_file("tests/passes/lower_gemm_f32.in.tir");
+    if (!k)
+        return;
+    Diag d = {0};
+    PassOptions o = {.dump_after = "lower", .dump = f, .time_passes = true};
+    CHECK(pass_pipeline(k, avx512(), &o, &d));
+    fclose(f);
+    char *want = slurp("tests/passes/lower_gemm_f32.out.tir");
+    const char *dump = strstr(buf, "# after lower\n");
+    CHECKF(dump != NULL, "no dump in:\n%s", buf);
+    if (dump && want) {
+        dump += strlen("# after lower\n");
+        CHECKF(!strncmp(dump, want, strlen(want)), "dump after lower is not the golden:\n%s", dump);
+    }
+    CHECK(!strstr(buf, "# after check") && !strstr(buf, "# after vectorize"));
+    CHECK(strstr(buf, "pass check") && strstr(buf, "pass lower") && strstr(buf, "pass vectorize"));
+    free(want);
+    free(buf);
+    ir_kernel_free(k);
+
+    f = open_memstream(&buf, &len);
+    k = parse_file("tests/passes/lower_copy.in.tir");
+    o = (PassOptions){.dump_after = "all", .dump = f};
+    CHECK(k && pass_pipeline(k, avx512(), &o, &d));
+    fclose(f);
+    const char *a = strstr(buf, "# after check\nkernel lower_copy level tile\n");
+    const char *b = a ? strstr(a, "# after lower\nkernel lower_copy level loop\n") : NULL;
+    const char *c = b ? strstr(b, "# after vectorize\nkernel lower_copy level loop\n") : NULL;
+    CHECKF(a && b && c, "dump-after all:\n%s", buf);
+    CHECK(!strstr(buf, "pass check")); /* no timing unless asked */
+    free(buf);
+    ir_kernel_free(k);
+}
+
+int main(void)
+{
+    RUN(golden_lower_copy);
+    RUN(golden_lower_reduce);
+    RUN(golden_lower_gemm_f32);
+    RUN(golden_lower_gemm_bf16);
+    RUN(golden_vectorize);
+    RUN(vectorize_reduction_needs_a_fixed_accumulator);
+    RUN(vectorize_width_follows_target);
+    RUN(lower_scratch_names_are_unique);
+    RUN(lowered_parallel_loops_are_independent);
+    RUN(tile_equals_loop_hand_written);
+    RUN(equivalence_catches_broken_lowerings);
+    RUN(tile_equals_loop_examples);
+    RUN(check_fragment_limit);
+    RUN(check_fragment_from_spec);
+    RUN(dump_after_unknown_pass);
+    RUN(dump_after_and_timing);
+    return test_summary();
+}

@@ -1,0 +1,446 @@
+/* test_verify.c — the verifier catches what a buggy pass produces.  Each test
+ * starts from a kernel that verifies, plants one violation (usually by
+ * mutating one node, as a pass would) and checks the exact message and the
+ * line it names. */
+#include "test.h"
+
+#include "ir/ir.h"
+
+#include <string.h>
+
+/* A tile kernel that uses every tile op; line numbers matter below. */
+static const char tile_src[] =
+    "kernel base level tile\n"                        /* 1 */
+    "param M dyn\n"                                   /* 2 */
+    "scalar M: i64\n"                                 /* 3 */
+    "arg x: f32[M, 64] in\n"                          /* 4 */
+    "arg w: bf16[64, 32] in\n"                        /* 5 */
+    "arg y: f32[M, 32] out\n"                         /* 6 */
+    "buf xs: shared f32[16, 64]\n"                    /* 7 */
+    "buf ws: shared bf16[64, 32]\n"                   /* 8 */
+    "buf acc: fragment f32[16, 32]\n"                 /* 9 */
+    "buf r: fragment f32[16]\n"                       /* 10 */
+    "grid (b) < [(M + 15) / 16]\n"                    /* 11 */
+    "{\n"                                             /* 12 */
+    "  copy x[b * 16 +: 16, 0 +: 64] -> xs\n"         /* 13: item 0 */
+    "  copy w[0 +: 64, 0 +: 32] -> ws\n"              /* 14: item 1 */
+    "  fill acc = 0.0\n"                              /* 15: item 2 */
+    "  gemm xs, ws -> acc\n"                          /* 16: item 3 */
+    "  reduce max axis 1 acc -> r clear\n"            /* 17: item 4 */
+    "  for i: parallel < 16 {\n"                      /* 18: item 5 */
+    "    if b * 16 + i < M {\n"                       /* 19 */
+    "      for j: serial < 32 {\n"                    /* 20 */
+    "        y[b * 16 + i, j] = acc[i, j] - r[i]\n"   /* 21 */
+    "      }\n"
+    "    }\n"
+    "  }\n"
+    "  for u: unroll < 4 {\n"                         /* 25: item 6 */
+    "    r[u] = x[u, 0]\n"                            /* 26 */
+    "  }\n"
+    "}\n";
+
+/* A Loop IR kernel: vector loops, micro_gemm on packed b, atomic stores. */
+static const char loop_src[] =
+    "kernel lbase level loop\n"                                           /* 1 */
+    "arg a: bf16[16, 32] in\n"                                            /* 2 */
+    "arg bp: bf16[16, 32] in\n"                                           /* 3 */
+    "arg c: f32[16, 16] inout\n"                                          /* 4 */
+    "buf acc: local f32[16, 16]\n"                                        /* 5 */
+    "grid (g) < [1]\n"                                                    /* 6 */
+    "{\n"                                                                 /* 7 */
+    "  for i: parallel < 16 {\n"                                          /* 8: item 0 */
+    "    for j: vector(16) < 16 {\n"                                      /* 9 */
+    "      acc[i, j] = 0.0\n"                                             /* 10 */
+    "    }\n"
+    "  }\n"
+    "  micro_gemm a[0 +: 16, 0 +: 32], bp[0 +: 16, 0 +: 32] -> acc b_pairs\n" /* 13: item 1 */
+    "  for i_1: pipelined(2) < 16 {\n"                                    /* 14: item 2 */
+    "    for j_1: vector(8) < 16 {\n"                                     /* 15 */
+    "      atomic c[i_1, j_1] += acc[i_1, j_1]\n"                         /* 16 */
+    "    }\n"
+    "  }\n"
+    "}\n";
+
+static Kernel *load(const char *src)
+{
+    Diag d = {0};
+    Kernel *k = ir_parse(src, "v.tir", &d);
+    if (!k)
+        printf("  parse: %s:%d: %s\n", d.loc.file, d.loc.line, d.msg);
+    return k;
+}
+
+static Stmt *item(const Kernel *k, int i) { return k->body->u.seq.items[i]; }
+static Stmt *first(const Stmt *block) { return block->u.seq.items[0]; }
+
+/* The innermost store of tile_src (line 21). */
+static Stmt *tile_store(const Kernel *k)
+{
+    Stmt *loop_i = item(k, 5);
+    Stmt *if_ = first(loop_i->u.loop.body);
+    return first(first(if_->u.if_.then_)->u.loop.body);
+}
+
+/* ir_verify fails with exactly `want`, at `line`; frees k. */
+static void expect_fail(Kernel *k, int line, const char *want)
+{
+    CHECK(k != NULL);
+    if (!k)
+        return;
+    Diag d = {0};
+    bool ok = ir_verify(k, &d);
+    CHECKF(!ok, "verified, wanted: %s", want);
+    if (!ok) {
+        CHECKF(!strcmp(d.msg, want), "\n    got  %s\n    want %s", d.msg, want);
+        CHECKF(d.loc.line == line, "line %d, want %d (%s)", d.loc.line, line, d.msg);
+    }
+    ir_kernel_free(k);
+}
+
+TEST(base_kernels_verify)
+{
+    const char *srcs[] = {tile_src, loop_src};
+    for (int i = 0; i < 2; i++) {
+        Kernel *k = load(srcs[i]);
+        Diag d = {0};
+        CHECK(k != NULL);
+        CHECKF(k && ir_verify(k, &d), "%d:%d: %s", i, d.loc.line, d.msg);
+        ir_kernel_free(k);
+    }
+}
+
+/* --------------------------------------------------------------- levels */
+
+TEST(tile_ops_are_errors_in_loop_ir)
+{
+    Kernel *k = load(tile_src);
+    k->level = LEVEL_LOOP;
+    expect_fail(k, 13, "verify: copy is not allowed in loop IR");
+    const int lines[] = {15, 16, 17};
+    const char *msgs[] = {"verify: fill is not allowed in loop IR",
+                          "verify: gemm is not allowed in loop IR",
+                          "verify: reduce is not allowed in loop IR"};
+    for (int i = 0; i < 3; i++) {
+        k = load(tile_src);
+        k->level = LEVEL_LOOP;
+        k->body->u.seq.items += 2 + i; /* start the body at the op under test */
+        k->body->u.seq.n -= 2 + i;
+        expect_fail(k, lines[i], msgs[i]);
+    }
+    k = load(tile_src);
+    k->level = LEVEL_LOOP;
+    item(k, 0)->op = ST_ATOMIC_ADD;
+    item(k, 0)->u.copy.dst.buf = k->bufs[2]; /* y is writable */
+    expect_fail(k, 13, "verify: atomic_add is not allowed in loop IR");
+}
+
+TEST(micro_gemm_and_vector_loops_are_errors_in_tile_ir)
+{
+    Kernel *k = load(loop_src);
+    k->level = LEVEL_TILE;
+    expect_fail(k, 9, "verify: for (vector) is not allowed in tile IR");
+    k = load(loop_src);
+    k->level = LEVEL_TILE;
+    first(item(k, 0)->u.loop.body)->u.loop.kind = LOOP_SERIAL;
+    expect_fail(k, 13, "verify: micro_gemm is not allowed in tile IR");
+}
+
+/* ---------------------------------------------------------- expressions */
+
+TEST(load_index_count_type_and_dtype)
+{
+    Kernel *k = load(tile_src);
+    Expr *ld = tile_store(k)->u.store.value->args[0]; /* acc[i, j] */
+    ld->nargs = 1;
+    expect_fail(k, 21, "verify: load from acc has 1 indices, but acc has rank 2");
+    k = load(tile_src);
+    ld = tile_store(k)->u.store.value->args[0];
+    ld->args[1] = ir_const_f(k, 1.0);
+    expect_fail(k, 21, "verify: index 1 of a load from acc is f32, not an integer");
+    k = load(tile_src);
+    ld = tile_store(k)->u.store.value->args[1]; /* r[i] */
+    ld->dtype = DT_BF16;
+    expect_fail(k, 21, "verify: load from r is typed bf16, but r holds f32");
+    k = load(tile_src);
+    tile_store(k)->u.store.idx[0] = ir_const_bool(k, true);
+    expect_fail(k, 21, "verify: index 0 of a store to y is bool, not an integer");
+}
+
+TEST(operand_counts_and_operator_types)
+{
+    Kernel *k = load(tile_src);
+    tile_store(k)->u.store.value->nargs = 3;
+    expect_fail(k, 21, "verify: - takes 2 operands, not 3");
+    k = load(tile_src);
+    Stmt *if_ = first(item(k, 5)->u.loop.body);
+    Expr *cond = if_->u.if_.cond;
+    if_->u.if_.cond = ir_binary(k, EX_AND, cond, ir_var(k, ir_var_find(k, "i")));
+    expect_fail(k, 19, "verify: operand of 'and' is i64, not bool");
+    k = load(tile_src);
+    tile_store(k)->u.store.value =
+        ir_binary(k, EX_BAND, ir_var(k, ir_var_find(k, "j")), ir_const_f(k, 2.0));
+    expect_fail(k, 21, "verify: bit operation & needs integer operands, not i64 and f32");
+    k = load(tile_src);
+    tile_store(k)->u.store.value = ir_bitcast(k, DT_I32, ir_var(k, ir_var_find(k, "j")));
+    expect_fail(k, 21, "verify: bitcast<i32> of a i64 value: only f32 <-> i32");
+    k = load(tile_src);
+    tile_store(k)->u.store.value =
+        ir_select(k, ir_var(k, ir_var_find(k, "j")), ir_const_f(k, 1), ir_const_f(k, 2));
+    expect_fail(k, 21, "verify: select condition is i64, not bool");
+    k = load(tile_src);
+    first(item(k, 5)->u.loop.body)->u.if_.cond->dtype = DT_I64; /* a mistyped comparison */
+    expect_fail(k, 19, "verify: comparison < is typed i64, not bool");
+    k = load(tile_src);
+    tile_store(k)->u.store.value = NULL;
+    expect_fail(k, 21, "verify: an expression is missing");
+}
+
+/* ------------------------------------------------------------ variables */
+
+TEST(variables_are_used_only_where_defined_and_defined_once)
+{
+    /* a pass that hoists a statement out of its loop */
+    Kernel *k = load(tile_src);
+    ir_seq_push(k, k->body, tile_store(k));
+    expect_fail(k, 21, "verify: variable i is used outside the loop that defines it");
+    /* a pass that reuses a loop's variable for a second loop */
+    k = load(tile_src);
+    item(k, 6)->u.loop.var = item(k, 5)->u.loop.var;
+    expect_fail(k, 25, "verify: loop variable i is defined twice");
+    /* the grid's variable as a loop variable */
+    k = load(tile_src);
+    item(k, 6)->u.loop.var = k->grid_var[0];
+    expect_fail(k, 25, "verify: loop variable b is defined twice");
+    /* a variable made by another kernel */
+    Kernel *other = load(tile_src);
+    k = load(tile_src);
+    tile_store(k)->u.store.idx[1] = ir_var(k, ir_var_find(other, "j"));
+    expect_fail(k, 21, "verify: variable j is not a variable of this kernel");
+    ir_kernel_free(other);
+    /* a grid extent that uses a variable: extents are known before blocks run */
+    k = load(tile_src);
+    k->grid[0] = ir_var(k, k->grid_var[0]);
+    expect_fail(k, 1, "verify: variable b is used outside the loop that defines it");
+    /* two variables with one name would print ambiguously */
+    k = load(tile_src);
+    ir_var_find(k, "u")->name = "j";
+    expect_fail(k, 1, "verify: two variables are named j");
+}
+
+TEST(buffers_and_scalars_belong_to_the_kernel)
+{
+    Kernel *other = load(tile_src);
+    Kernel *k = load(tile_src);
+    tile_store(k)->u.store.buf = ir_buf_find(other, "y");
+    expect_fail(k, 21, "verify: store to y, which is not a buffer of this kernel");
+    k = load(tile_src);
+    tile_store(k)->u.store.value->args[1]->buf = ir_buf_find(other, "r");
+    expect_fail(k, 21, "verify: load from r, which is not a buffer of this kernel");
+    k = load(tile_src);
+    item(k, 0)->u.copy.dst.buf = ir_buf_find(other, "xs");
+    expect_fail(k, 13, "verify: copy uses xs, which is not a buffer of this kernel");
+    k = load(tile_src);
+    Stmt *if_ = first(item(k, 5)->u.loop.body);
+    if_->u.if_.cond->args[1] = ir_param(k, ir_param_find(other, "M"));
+    expect_fail(k, 19, "verify: M is not a scalar of this kernel");
+    ir_kernel_free(other);
+}
+
+TEST(buffer_declarations)
+{
+    Kernel *k = load(tile_src);
+    ir_buf_find(k, "ws")->shape[0] = ir_param(k, k->params[0]);
+    expect_fail(k, 8, "verify: scratch buffer ws needs a constant positive shape (dimension 0)");
+    k = load(tile_src);
+    ir_buf_find(k, "acc")->shape[1] = ir_const_i(k, 0);
+    expect_fail(k, 9, "verify: scratch buffer acc needs a constant positive shape (dimension 1)");
+    k = load(tile_src);
+    k->bufs[0]->shape[0] = ir_const_f(k, 4.0);
+    expect_fail(k, 4, "verify: a shape must be an integer, not f32");
+    k = load(tile_src);
+    k->bufs[1]->dir = ARG_NONE;
+    expect_fail(k, 5, "verify: argument w has no direction (in, out, inout)");
+    k = load(tile_src);
+    ir_buf_find(k, "r")->name = "xs";
+    expect_fail(k, 10, "verify: two buffers are named xs");
+    k = load(tile_src);
+    Buffer *t = k->bufs[0];
+    k->bufs[0] = k->bufs[3];
+    k->bufs[3] = t;
+    expect_fail(k, 7, "verify: xs: arguments must come first in the buffer list");
+}
+
+/* ---------------------------------------------------------- statements */
+
+TEST(loops_ifs_and_the_grid)
+{
+    Kernel *k = load(tile_src);
+    item(k, 5)->u.loop.extent = ir_const_f(k, 16.0);
+    expect_fail(k, 18, "verify: a loop extent must be an integer, not f32");
+    k = load(tile_src);
+    item(k, 6)->u.loop.extent = ir_param(k, k->params[0]);
+    expect_fail(k, 25, "verify: unrolled loop over u needs a constant extent");
+    k = load(loop_src);
+    first(item(k, 0)->u.loop.body)->u.loop.arg = 0;
+    expect_fail(k, 9, "verify: vector loop over j needs a positive width, not 0");
+    k = load(loop_src);
+    item(k, 2)->u.loop.arg = -1;
+    expect_fail(k, 14, "verify: pipelined loop over i_1 needs a positive stage count, not -1");
+    k = load(tile_src);
+    Stmt *if_ = first(item(k, 5)->u.loop.body);
+    if_->u.if_.cond = ir_binary(k, EX_SUB, ir_param(k, k->params[0]), ir_var(k, ir_var_find(k, "i")));
+    expect_fail(k, 19, "verify: if condition is i64, not bool");
+    k = load(tile_src);
+    item(k, 5)->u.loop.body = NULL;
+    expect_fail(k, 1, "verify: a statement (loop or if body) is missing");
+    k = load(tile_src);
+    k->ngrid = 0;
+    expect_fail(k, 1, "verify: kernel base has a grid of 0 dimensions, not 1 to 3");
+    k = load(tile_src);
+    k->grid[0] = ir_const_f(k, 2.0);
+    expect_fail(k, 1, "verify: a grid extent must be an integer, not f32");
+}
+
+TEST(nothing_writes_an_input)
+{
+    Kernel *k = load(tile_src);
+    tile_store(k)->u.store.buf = k->bufs[0]; /* x, same rank */
+    expect_fail(k, 21, "verify: write to input argument x");
+    k = load(tile_src);
+    Region x = item(k, 0)->u.copy.src;
+    item(k, 0)->u.copy.src = item(k, 0)->u.copy.dst;
+    item(k, 0)->u.copy.dst = x;
+    expect_fail(k, 13, "verify: write to input argument x");
+    k = load(loop_src);
+    k->bufs[2]->dir = ARG_IN; /* c, the target of the atomic store */
+    expect_fail(k, 16, "verify: write to input argument c");
+}
+
+TEST(regions)
+{
+    Kernel *k = load(tile_src);
+    item(k, 0)->u.copy.src.ext[1] = 0;
+    expect_fail(k, 13, "verify: copy: the window of x has extent 0 in dimension 1");
+    k = load(tile_src);
+    item(k, 0)->u.copy.src.off[0] = ir_const_f(k, 0.5);
+    expect_fail(k, 13, "verify: a region offset must be an integer, not f32");
+    k = load(tile_src);
+    item(k, 2)->u.fill.dst.off[1] = NULL;
+    expect_fail(k, 15, "verify: fill: the window of acc lacks an offset in dimension 1");
+}
+
+TEST(copy_shapes_agree_after_dropping_unit_extents)
+{
+    /* [1, 64] -> [64] and [16, 1, 4] -> [16, 4] are fine */
+    const char *ok_src =
+        "kernel c level tile\n"
+        "arg x: f32[8, 64] in\n"
+        "arg z: f32[16, 2, 4] in\n"
+        "buf row: local f32[64]\n"
+        "buf t: local f32[16, 4]\n"
+        "grid (b) < [8]\n"
+        "{\n"
+        "  copy x[b +: 1, 0 +: 64] -> row\n"
+        "  copy z[0 +: 16, 1 +: 1, 0 +: 4] -> t\n"
+        "}\n";
+    Kernel *k = load(ok_src);
+    Diag d = {0};
+    CHECKF(k && ir_verify(k, &d), "%s", d.msg);
+    ir_kernel_free(k);
+    k = load(ok_src);
+    item(k, 0)->u.copy.src.ext[0] = 2; /* [2, 64] -> [64] */
+    expect_fail(k, 8, "verify: copy x -> row: windows [2, 64] and [64] differ in shape");
+    k = load(ok_src);
+    item(k, 1)->u.copy.src.ext[1] = 2; /* [16, 2, 4] -> [16, 4] */
+    expect_fail(k, 9, "verify: copy z -> t: windows [16, 2, 4] and [16, 4] differ in shape");
+    k = load(tile_src);
+    item(k, 1)->u.copy.src.ext[0] = 32; /* [32, 32] -> ws [64, 32] */
+    expect_fail(k, 14, "verify: copy w -> ws: windows [32, 32] and [64, 32] differ in shape");
+}
+
+TEST(gemm_shapes_and_types)
+{
+    Kernel *k = load(tile_src);
+    item(k, 3)->u.gemm.trans_a = true; /* xs [16, 64] as [K, M]: M=64, K=16 */
+    expect_fail(k, 16, "verify: gemm shapes disagree: a gives M=64 K=16, b gives K=64 N=32, c is [16, 32]");
+    k = load(tile_src);
+    item(k, 3)->u.gemm.trans_b = true;
+    expect_fail(k, 16, "verify: gemm shapes disagree: a gives M=16 K=64, b gives K=32 N=64, c is [16, 32]");
+    k = load(tile_src);
+    ir_buf_find(k, "acc")->dtype = DT_BF16; /* its load on line 21 comes later */
+    expect_fail(k, 16, "verify: gemm accumulator acc is bf16, not f32");
+    k = load(tile_src);
+    item(k, 3)->u.gemm.c = item(k, 3)->u.gemm.a; /* [16, 64] */
+    expect_fail(k, 16, "verify: gemm shapes disagree: a gives M=16 K=64, b gives K=64 N=32, c is [16, 64]");
+    k = load(tile_src);
+    item(k, 3)->u.gemm.c.buf = ir_buf_find(k, "r"); /* rank 1 */
+    expect_fail(k, 16, "verify: gemm operands must be 2-D (ranks 2, 2, 1)");
+    k = load(tile_src);
+    item(k, 3)->u.gemm.b_pairs = true;
+    expect_fail(k, 16, "verify: gemm: b_pairs needs a micro_gemm with an untransposed [K/2, 2N] b");
+    k = load(loop_src);
+    item(k, 1)->u.gemm.b_pairs = false; /* bp [16, 32] read as [K, N] = K 16 */
+    expect_fail(k, 13, "verify: micro_gemm shapes disagree: a gives M=16 K=32, b gives K=16 N=32, c is [16, 16]");
+    const char *int_src =
+        "kernel g level tile\n"
+        "buf a: local i8[4, 4]\n"
+        "buf c: local f32[4, 4]\n"
+        "grid (b) < [1]\n"
+        "{\n"
+        "  gemm a, a -> c\n"
+        "}\n";
+    expect_fail(load(int_src), 6, "verify: gemm inputs must be float, not i8 and i8");
+}
+
+TEST(reduce_ranks_axes_and_types)
+{
+    Kernel *k = load(tile_src);
+    item(k, 4)->u.reduce.axis = 2;
+    expect_fail(k, 17, "verify: reduce axis 2 is out of range for rank-2 acc");
+    k = load(tile_src);
+    item(k, 4)->u.reduce.axis = 0; /* gives [32], r is [16] */
+    expect_fail(k, 17, "verify: reduce of acc over axis 0 gives [32], but the window of r is [16]");
+    k = load(tile_src);
+    item(k, 4)->u.reduce.dst = ir_region_whole(k, ir_buf_find(k, "acc")); /* no keepdims */
+    expect_fail(k, 17, "verify: reduce of acc over axis 1 gives [16], but the window of acc is [16, 32]");
+    /* a rank-1 source reduces into a [1] window, nothing else */
+    const char *src1 =
+        "kernel r level tile\n"
+        "buf v: local f32[8]\n"
+        "buf one: local f32[1]\n"
+        "buf two: local f32[2]\n"
+        "buf n: local i32[1]\n"
+        "grid (b) < [1]\n"
+        "{\n"
+        "  reduce sum axis 0 v -> one\n"
+        "}\n";
+    k = load(src1);
+    Diag d = {0};
+    CHECKF(k && ir_verify(k, &d), "%s", d.msg);
+    ir_kernel_free(k);
+    k = load(src1);
+    item(k, 0)->u.reduce.dst = ir_region_whole(k, ir_buf_find(k, "two"));
+    expect_fail(k, 8, "verify: reduce of v over axis 0 gives [1], but the window of two is [2]");
+    k = load(src1);
+    item(k, 0)->u.reduce.dst = ir_region_whole(k, ir_buf_find(k, "n"));
+    expect_fail(k, 8, "verify: reduce destination n is i32, not a float");
+}
+
+int main(void)
+{
+    RUN(base_kernels_verify);
+    RUN(tile_ops_are_errors_in_loop_ir);
+    RUN(micro_gemm_and_vector_loops_are_errors_in_tile_ir);
+    RUN(load_index_count_type_and_dtype);
+    RUN(operand_counts_and_operator_types);
+    RUN(variables_are_used_only_where_defined_and_defined_once);
+    RUN(buffers_and_scalars_belong_to_the_kernel);
+    RUN(buffer_declarations);
+    RUN(loops_ifs_and_the_grid);
+    RUN(nothing_writes_an_input);
+    RUN(regions);
+    RUN(copy_shapes_agree_after_dropping_unit_extents);
+    RUN(gemm_shapes_and_types);
+    RUN(reduce_ranks_axes_and_types);
+    return test_summary();
+}
