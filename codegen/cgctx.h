@@ -36,5 +36,10 @@ void cg_loop(Cg *c, Var *var, LLVMValueRef n, LoopKind kind, int arg, bool maske
              void (*body)(Cg *, void *), void *ctx);
 /* micro.c */
 void cg_micro_gemm(Cg *c, const Stmt *s);
+/* ptx.c: the GPU kernel function, barriers, math without libm */
+void cg_gpu_build_function(Cg *c);
+void cg_gpu_barrier(Cg *c);
+LLVMValueRef cg_gpu_math(Cg *c, const char *intrinsic, LLVMValueRef x); /* NULL: not special */
+bool cg_gpu_check(const Kernel *k, Diag *d);
 
 #endif

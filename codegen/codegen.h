@@ -19,6 +19,10 @@ typedef enum CgEmit { CG_EMIT_LLVM, CG_EMIT_ASM, CG_EMIT_OBJ } CgEmit;
 /* Write k (at LEVEL_LOOP) as LLVM IR text, assembly or an object file. */
 bool cg_emit_file(const Kernel *k, const TargetInfo *t, CgEmit what, const char *path, Diag *d);
 
+/* PTX text of k (GPU Loop IR, after pass_threads) for a GPU target t; the
+ * kernel ABI is in ptx.c.  malloc'd, NULL with d set on failure. */
+char *cg_emit_ptx(const Kernel *k, const TargetInfo *t, Diag *d);
+
 typedef struct CgJit CgJit;
 CgJit *cg_jit_compile(const Kernel *k, const TargetInfo *t, Diag *d);
 CgKernelFn cg_jit_fn(const CgJit *j);

@@ -115,6 +115,36 @@ bool cg_emit_file(const Kernel *k, const TargetInfo *t, CgEmit what, const char 
     return ok;
 }
 
+char *cg_emit_ptx(const Kernel *k, const TargetInfo *t, Diag *d)
+{
+    if (!t->gpu_sm) {
+        diag_error(d, k->loc, "target %s is not a GPU: no PTX for it", t->name);
+        return NULL;
+    }
+    LLVMContextRef ctx = LLVMContextCreate();
+    LLVMTargetMachineRef tm = NULL;
+    LLVMModuleRef mod = cg_build_module(ctx, k, t, &tm, d);
+    char *text = NULL, *err = NULL;
+    LLVMMemoryBufferRef mb = NULL;
+    if (mod && LLVMTargetMachineEmitToMemoryBuffer(tm, mod, LLVMAssemblyFile, &err, &mb))
+        diag_error(d, k->loc, "internal error: LLVM could not emit PTX for %s: %s", k->name,
+                   err ? err : "?");
+    if (mb) {
+        size_t n = LLVMGetBufferSize(mb);
+        text = malloc(n + 1);
+        memcpy(text, LLVMGetBufferStart(mb), n);
+        text[n] = 0;
+        LLVMDisposeMemoryBuffer(mb);
+    }
+    LLVMDisposeMessage(err);
+    if (mod)
+        LLVMDisposeModule(mod);
+    if (tm)
+        LLVMDisposeTargetMachine(tm);
+    LLVMContextDispose(ctx);
+    return text;
+}
+
 typedef struct Launch {
     CgKernelFn fn;
     void *const *args;

@@ -183,6 +183,8 @@ LLVMValueRef cg_convert(Cg *c, LLVMValueRef v, DType from, DType to)
 }
 
 /* A value (already of to's value type) narrowed to t's storage. */
+static LLVMValueRef f32_to_e8m0(Cg *c, LLVMValueRef f);
+
 LLVMValueRef cg_narrow(Cg *c, DType t, LLVMValueRef v)
 {
     switch (t) {
@@ -199,10 +201,34 @@ LLVMValueRef cg_narrow(Cg *c, DType t, LLVMValueRef v)
     case DT_BF16: return cg_f32_to_bf16(c, v);
     case DT_F8E4M3: return f32_to_e4m3(c, v);
     case DT_F8E5M2: return call_helper(c, "dt_f32_to_e5m2", c->i8, c->f32, v);
-    case DT_E8M0: return call_helper(c, "dt_f32_to_e8m0", c->i8, c->f32, v);
+    case DT_E8M0: return f32_to_e8m0(c, v);
     case DT_F4E2M1: return call_helper(c, "dt_f32_to_e2m1", c->i8, c->f32, v); /* one nibble */
     default: return v;
     }
+}
+
+/* The smallest power of two >= f as a UE8M0 byte, in integer ops (no call,
+ * so GPUs and vector loops have it) — dt_f32_to_e8m0's definition: 0 → 0
+ * (2^-127), negative or NaN → 255, +inf and above 2^127 → 254; a subnormal
+ * rounds up to 2^-126 (byte 1) once it is above 2^-127. */
+static LLVMValueRef f32_to_e8m0(Cg *c, LLVMValueRef f)
+{
+    LLVMBuilderRef B = c->b;
+    LLVMValueRef bits = LLVMBuildBitCast(B, f, c->i32, "");
+    LLVMValueRef e = LLVMBuildAnd(B, LLVMBuildLShr(B, bits, LLVMConstInt(c->i32, 23, 0), ""),
+                                  LLVMConstInt(c->i32, 255, 0), "");
+    LLVMValueRef m = LLVMBuildAnd(B, bits, LLVMConstInt(c->i32, 0x7fffff, 0), "");
+    LLVMValueRef up = LLVMBuildZExt(B, LLVMBuildICmp(B, LLVMIntNE, m, LLVMConstInt(c->i32, 0, 0), ""), c->i32, "");
+    LLVMValueRef x = LLVMBuildAdd(B, e, up, "");
+    LLVMValueRef sub = LLVMBuildZExt(B, LLVMBuildICmp(B, LLVMIntUGT, m, LLVMConstInt(c->i32, 0x400000, 0), ""), c->i32, "");
+    x = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntEQ, e, LLVMConstInt(c->i32, 0, 0), ""), sub, x, "");
+    x = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntUGT, x, LLVMConstInt(c->i32, 254, 0), ""),
+                        LLVMConstInt(c->i32, 254, 0), x, "");
+    x = LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOGT, f, LLVMConstReal(c->f32, 0), ""), x,
+                        LLVMConstInt(c->i32, 255, 0), "");
+    x = LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOEQ, f, LLVMConstReal(c->f32, 0), ""),
+                        LLVMConstInt(c->i32, 0, 0), x, "");
+    return LLVMBuildTrunc(B, x, c->i8, "");
 }
 
 /* An f32 value rounded to the e2m1 grid (0, .5, 1, 1.5, 2, 3, 4, 6; ties to
@@ -262,6 +288,9 @@ static LLVMValueRef int_div(Cg *c, LLVMValueRef a, LLVMValueRef b, bool mod)
 
 static LLVMValueRef fmath(Cg *c, const char *name, LLVMValueRef x)
 {
+    LLVMValueRef special = c->t->gpu_sm ? cg_gpu_math(c, name, x) : NULL;
+    if (special)
+        return special;
     LLVMTypeRef ty = c->f32;
     return cg_intrinsic(c, name, &ty, 1, &x, 1);
 }
@@ -527,6 +556,9 @@ void cg_stmt(Cg *c, const Stmt *s)
     case ST_MICRO_GEMM:
         cg_micro_gemm(c, s);
         break;
+    case ST_BARRIER:
+        cg_gpu_barrier(c);
+        break;
     default:
         break; /* tile ops never reach codegen: the verifier rejects them */
     }
@@ -555,7 +587,7 @@ static bool cg_check(const Kernel *k, const Stmt *s, Diag *d)
     }
 }
 
-static bool check_kernel(const Kernel *k, Diag *d)
+static bool check_kernel(const Kernel *k, const TargetInfo *t, Diag *d)
 {
     if (k->level != LEVEL_LOOP)
         return diag_error(d, k->loc, "codegen needs Loop IR (run the pass pipeline first)");
@@ -564,6 +596,8 @@ static bool check_kernel(const Kernel *k, Diag *d)
             return diag_error(d, k->bufs[i]->loc,
                               "%s is f4e2m1: packed fp4 buffers are not supported by the x86 back end yet",
                               k->bufs[i]->name);
+    if (t->gpu_sm)
+        return cg_gpu_check(k, d);
     return cg_check(k, k->body, d);
 }
 
@@ -659,6 +693,10 @@ LLVMTargetMachineRef cg_target_machine(const TargetInfo *t, Diag *d)
     LLVMInitializeX86Target();
     LLVMInitializeX86TargetMC();
     LLVMInitializeX86AsmPrinter();
+    LLVMInitializeNVPTXTargetInfo();
+    LLVMInitializeNVPTXTarget();
+    LLVMInitializeNVPTXTargetMC();
+    LLVMInitializeNVPTXAsmPrinter();
     LLVMTargetRef target;
     char *err = NULL;
     if (LLVMGetTargetFromTriple(t->llvm_triple, &target, &err)) {
@@ -679,7 +717,7 @@ LLVMModuleRef cg_build_module(LLVMContextRef ctx, const Kernel *k, const TargetI
                               LLVMTargetMachineRef *tm_out, Diag *d)
 {
     LLVMContextSetDiagnosticHandler(ctx, quiet_diagnostics, NULL);
-    if (!check_kernel(k, d))
+    if (!check_kernel(k, t, d))
         return NULL;
     LLVMTargetMachineRef tm = cg_target_machine(t, d);
     if (!tm)
@@ -705,7 +743,10 @@ LLVMModuleRef cg_build_module(LLVMContextRef ctx, const Kernel *k, const TargetI
     c.base = calloc(n, sizeof *c.base);
     c.stride = calloc(n, sizeof *c.stride);
     c.param = calloc((size_t)k->nparams + 1, sizeof *c.param);
-    build_function(&c);
+    if (t->gpu_sm)
+        cg_gpu_build_function(&c);
+    else
+        build_function(&c);
     LLVMDisposeBuilder(c.b);
     free(c.var);
     free(c.base);

@@ -198,6 +198,12 @@ void ir_set_grid(Kernel *k, int n, Var *const *vars, Expr *const *extents)
     }
 }
 
+void ir_set_threads(Kernel *k, int n, Var *v)
+{
+    k->nthreads = n;
+    k->thread_var = v;
+}
+
 /* ------------------------------------------------------------ expressions */
 
 static Expr *expr_new(Kernel *k, ExprOp op, DType dt, int nargs)
@@ -515,6 +521,8 @@ Stmt *ir_atomic_add(Kernel *k, Region src, Region dst, SrcLoc loc)
     s->op = ST_ATOMIC_ADD;
     return s;
 }
+
+Stmt *ir_barrier(Kernel *k, SrcLoc loc) { return stmt_new(k, ST_BARRIER, loc); }
 
 Stmt *ir_fill(Kernel *k, Region dst, Expr *value, SrcLoc loc)
 {

@@ -26,6 +26,19 @@
  *     i32 value is sign-extended to i64; to f32 it takes the low 32 bits).
  *   - COPY reads outside the source buffer's bounds as 0 and drops writes
  *     outside the destination's bounds (tails of non-multiple shapes).
+ *
+ * Threads (GPU Loop IR): a kernel with nthreads > 0 runs its body once per
+ * thread of each block, nthreads threads per block, with thread_var bound to
+ * 0..nthreads-1.  pass_threads produces such kernels: it distributes parallel
+ * loops over the threads and guards one-thread work with `tid == 0`.  There,
+ *   - SHARED buffers are one per block, seen by all its threads; LOCAL
+ *     buffers are private to each thread; FRAGMENT buffers no longer exist;
+ *   - BARRIER waits until every thread of the block reaches it, and orders
+ *     the memory accesses before it (shared and global) before those after.
+ *     Every thread must reach the same barriers: a barrier lies only in
+ *     control flow that does not depend on the thread index;
+ *   - two threads touching the same element between two barriers, one of
+ *     them writing, is a race (undefined); atomic stores excepted.
  */
 #ifndef TILEC_IR_H
 #define TILEC_IR_H
@@ -280,7 +293,8 @@ typedef struct Region {
     X(GEMM, "gemm")             /* c (+)= op(a) . op(b) */      \
     X(REDUCE, "reduce")         /* dst (op)= reduce(src, axis)*/\
     X(ATOMIC_ADD, "atomic_add") /* dst += src, atomically */    \
-    X(MICRO_GEMM, "micro_gemm") /* Loop IR: register tile */
+    X(MICRO_GEMM, "micro_gemm") /* Loop IR: register tile */    \
+    X(BARRIER, "barrier")       /* Loop IR with threads: sync */
 
 typedef enum StmtOp {
 #define X(e, t) ST_##e,
@@ -339,7 +353,10 @@ typedef struct Kernel {
     Var *grid_var[IR_MAX_GRID];
     Expr *grid[IR_MAX_GRID];
 
-    Stmt *body; /* a SEQ, run once per block */
+    int nthreads;    /* threads per block (GPU Loop IR); 0: one logical thread */
+    Var *thread_var; /* the thread index when nthreads > 0 */
+
+    Stmt *body; /* a SEQ, run once per block (per thread when nthreads > 0) */
     Var **vars; /* every variable made by ir_var_new (names unique) */
     int nvars;
     int next_id;
@@ -367,6 +384,8 @@ Buffer *ir_buf_find(const Kernel *k, const char *name);
 Var *ir_var_new(Kernel *k, const char *name);
 Var *ir_var_find(const Kernel *k, const char *name);
 void ir_set_grid(Kernel *k, int n, Var *const *vars, Expr *const *extents);
+/* Make k a threaded kernel: n threads per block, index variable v. */
+void ir_set_threads(Kernel *k, int n, Var *v);
 
 Expr *ir_const_i(Kernel *k, int64_t v);           /* I64 */
 Expr *ir_const_f(Kernel *k, double v);            /* F32 */
@@ -400,6 +419,7 @@ Stmt *ir_micro_gemm(Kernel *k, Region a, Region b, Region c, bool trans_a, bool 
 Stmt *ir_reduce(Kernel *k, Region src, Region dst, int axis, ReduceOp rop, bool clear,
                 SrcLoc loc);
 Stmt *ir_atomic_add(Kernel *k, Region src, Region dst, SrcLoc loc);
+Stmt *ir_barrier(Kernel *k, SrcLoc loc);
 /* The whole of a scratch buffer (offsets 0, extents = its shape). */
 Region ir_region_whole(Kernel *k, Buffer *b);
 /* Region rank is its buffer's rank. Number of elements of the window. */
@@ -432,6 +452,11 @@ typedef struct TargetInfo {
     bool has_bf16_dot;        /* vdpbf16ps */
     int64_t max_fragment_bytes;
     int micro_m, micro_n;     /* register tile of MICRO_GEMM (f32 accumulators) */
+    /* GPU targets (gpu_sm > 0): the block grid maps to CTAs of
+     * gpu_threads threads; shared buffers live in the CTA's shared memory. */
+    int gpu_sm;               /* 90 for sm_90a, 80 for sm_80; 0: a CPU */
+    int gpu_threads;          /* threads per CTA */
+    int64_t max_shared_bytes; /* per CTA, with the opt-in for large blocks */
 } TargetInfo;
 
 const TargetInfo *ir_target(const char *name); /* NULL if unknown */

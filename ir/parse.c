@@ -547,6 +547,8 @@ static Stmt *stmt(Parser *ps)
         s = stmt_gemm(ps, micro, loc);
     } else if (keyword(ps, "reduce")) {
         s = stmt_reduce(ps, loc);
+    } else if (keyword(ps, "barrier")) {
+        s = ir_barrier(k, loc);
     } else {
         s = stmt_store(ps, loc);
     }
@@ -697,6 +699,18 @@ static void header_grid(Parser *ps)
     ir_set_grid(ps->k, n, vars, ext);
 }
 
+static void header_threads(Parser *ps)
+{
+    if (ps->k->nthreads)
+        error(ps, "threads are defined twice%s", "");
+    Var *v = new_var(ps, ident(ps));
+    expect(ps, "<");
+    int64_t n = integer(ps);
+    if (n < 1 || n > 1024)
+        error(ps, "a block has 1 to %s threads", "1024");
+    ir_set_threads(ps->k, (int)n, v);
+}
+
 /* The header lines before the body, each with an optional loc comment. */
 static void header(Parser *ps)
 {
@@ -715,6 +729,8 @@ static void header(Parser *ps)
             b = header_buffer(ps, false);
         else if (accept(ps, "grid"))
             header_grid(ps);
+        else if (accept(ps, "threads"))
+            header_threads(ps);
         else
             return;
         skip_space(ps);

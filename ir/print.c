@@ -6,6 +6,7 @@
  *   arg NAME: DTYPE[SHAPE] in|out|inout [strides [S0, S1]]
  *   buf NAME: SCOPE DTYPE[SHAPE]
  *   grid (V0, V1) < [E0, E1]
+ *   threads V < N                     (GPU Loop IR only)
  *   {
  *     for V: KIND < EXTENT {          KIND: serial parallel unroll
  *       ...                                 pipelined(STAGES) vector(WIDTH)
@@ -20,6 +21,7 @@
  *     gemm A, B -> C [trans_a] [trans_b] [clear]
  *     micro_gemm A, B -> C [trans_a] [trans_b] [clear] [b_pairs]
  *     reduce sum|max|min|absmax axis N SRC -> DST [clear]
+ *     barrier
  *   }
  *
  * A region is B[OFF +: EXT, ...]; a whole scratch buffer is just B.
@@ -270,6 +272,9 @@ static void print_simple(const Stmt *s, FILE *f)
     case ST_MICRO_GEMM:
         print_gemm(s, f);
         break;
+    case ST_BARRIER:
+        fputs("barrier", f);
+        break;
     case ST_REDUCE:
         fprintf(f, "reduce %s axis %d ", reduce_op_name(s->u.reduce.rop), s->u.reduce.axis);
         print_region(&s->u.reduce.src, f);
@@ -416,6 +421,8 @@ static void print_kernel(const Printer *p, const Kernel *k)
         print_dims(k->grid, k->ngrid, f);
         fputc('\n', f);
     }
+    if (k->nthreads)
+        fprintf(f, "threads %s < %d\n", k->thread_var ? k->thread_var->name : "?", k->nthreads);
     print_block(p, k->body, 0, (SrcLoc){0});
 }
 
@@ -427,8 +434,7 @@ void ir_print(const Kernel *k, FILE *f)
 
 /* The printed form with "  # file:line" after each statement, buffer and the
  * kernel line (for --dump-after and golden frontend tests).  ir_parse reads
- * the comments back into the locs, so this form round-trips too.
- * TODO(lead): declare in ir.h next to ir_print. */
+ * the comments back into the locs, so this form round-trips too. */
 void ir_print_locs(const Kernel *k, FILE *f)
 {
     Printer p = {.f = f, .locs = true};

@@ -31,6 +31,28 @@ static const TargetInfo targets[] = {
         .micro_m = 6,
         .micro_n = 16,
     },
+    {
+        .name = "sm_90a",
+        .llvm_triple = "nvptx64-nvidia-cuda",
+        .llvm_cpu = "sm_90a",
+        .llvm_features = "+ptx80",
+        .vector_bits = 32,
+        .max_fragment_bytes = 64 * 1024,
+        .gpu_sm = 90,
+        .gpu_threads = 128,
+        .max_shared_bytes = 227 * 1024,
+    },
+    {
+        .name = "sm_80",
+        .llvm_triple = "nvptx64-nvidia-cuda",
+        .llvm_cpu = "sm_80",
+        .llvm_features = "+ptx70",
+        .vector_bits = 32,
+        .max_fragment_bytes = 64 * 1024,
+        .gpu_sm = 80,
+        .gpu_threads = 128,
+        .max_shared_bytes = 163 * 1024,
+    },
 };
 
 enum { NTARGETS = sizeof targets / sizeof targets[0] };
@@ -43,7 +65,7 @@ const TargetInfo *ir_target(const char *name)
     return NULL;
 }
 
-const char *ir_target_names(void) { return "x86-avx512, x86-avx2"; }
+const char *ir_target_names(void) { return "x86-avx512, x86-avx2, sm_90a, sm_80"; }
 
 bool ir_target_runs_here(const TargetInfo *t)
 {
@@ -59,7 +81,7 @@ bool ir_target_runs_here(const TargetInfo *t)
 
 const TargetInfo *ir_host_target(void)
 {
-    for (int i = 0; i < NTARGETS; i++)
+    for (int i = 0; i < NTARGETS && !targets[i].gpu_sm; i++)
         if (ir_target_runs_here(&targets[i]))
             return &targets[i];
     return NULL;

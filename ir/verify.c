@@ -365,6 +365,8 @@ static bool level_allows(const Verifier *v, const Stmt *s)
                    s->op == ST_REDUCE || s->op == ST_ATOMIC_ADD;
     if (v->k->level == LEVEL_LOOP && tile_op)
         return false;
+    if (s->op == ST_BARRIER && (v->k->level != LEVEL_LOOP || !v->k->nthreads))
+        return false;
     if (v->k->level == LEVEL_TILE &&
         (s->op == ST_MICRO_GEMM || (s->op == ST_FOR && s->u.loop.kind == LOOP_VECTOR)))
         return false;
@@ -447,6 +449,10 @@ static void check_stmt(Verifier *v, const Stmt *s)
         fail(v, v->k->loc, "a statement (loop or if body) is missing");
         return;
     }
+    if (s->op == ST_BARRIER && !level_allows(v, s)) {
+        fail(v, s->loc, "barrier outside a threaded loop-IR kernel (threads < N)");
+        return;
+    }
     if (!level_allows(v, s)) {
         fail(v, s->loc, "%s%s is not allowed in %s IR", st_name(s->op),
              s->op == ST_FOR ? " (vector)" : "", v->k->level == LEVEL_TILE ? "tile" : "loop");
@@ -471,6 +477,7 @@ static void check_stmt(Verifier *v, const Stmt *s)
     case ST_GEMM:
     case ST_MICRO_GEMM: check_gemm(v, s); break;
     case ST_REDUCE: check_reduce(v, s); break;
+    case ST_BARRIER: break;
     default: fail(v, s->loc, "unknown statement op %d", (int)s->op);
     }
 }
@@ -533,6 +540,16 @@ static void check_kernel(Verifier *v)
         check_int(v, k->grid[g], k->loc, "a grid extent");
     for (int g = 0; v->ok && g < k->ngrid; g++)
         define_var(v, k->grid_var[g], k->loc, "grid");
+    if (v->ok && k->nthreads) {
+        if (k->level != LEVEL_LOOP || k->nthreads < 0 || k->nthreads > 1024)
+            fail(v, k->loc, "kernel %s: threads (%d) need loop IR and 1 to 1024 of them", k->name,
+                 k->nthreads);
+        else if (define_var(v, k->thread_var, k->loc, "thread"))
+            for (int i = 0; v->ok && i < k->nbufs; i++)
+                if (k->bufs[i]->scope == SCOPE_FRAGMENT)
+                    fail(v, k->bufs[i]->loc, "%s: a threaded kernel has no fragment buffers",
+                         k->bufs[i]->name);
+    }
     if (v->ok && (!k->body || k->body->op != ST_SEQ))
         fail(v, k->loc, "the kernel body must be a sequence");
     if (v->ok)

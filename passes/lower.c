@@ -227,8 +227,11 @@ static Stmt *lower_reduce(Lower *L, const Stmt *s)
 
     Expr *dv[IR_MAX_RANK], *di[IR_MAX_RANK];
     Stmt *body;
-    /* serial: every destination element reuses the one accumulator */
-    Stmt *outer = nest(L, dst->buf->rank, dst->ext, LOOP_SERIAL, "r", dv, &body, s->loc);
+    /* On a CPU the destination loop is serial: every element reuses the one
+     * accumulator.  On a GPU a LOCAL buffer is private to each thread, so
+     * the elements are independent and spread over the threads. */
+    LoopKind kind = L->t->gpu_sm ? LOOP_PARALLEL : LOOP_SERIAL;
+    Stmt *outer = nest(L, dst->buf->rank, dst->ext, kind, "r", dv, &body, s->loc);
     region_at(L, dst, dv, di);
     ir_seq_push(L->k, body, ir_store(L->k, acc, zero, identity(L, op), s->loc));
 
@@ -340,8 +343,42 @@ static void row_band(Lower *L, Stmt *seq, const Stmt *g, const Region *a, const 
         ir_seq_push(L->k, seq, micro(L, g, a, b, c, i, i0, mr, ci(L, 0), full * NR, rem, K, pairs));
 }
 
+/* GEMM on a GPU without tensor cores: one thread per element of C, a
+ * private f32 accumulator and a serial loop over K (pass_threads spreads
+ * the C elements over the block's threads). */
+static Stmt *lower_gemm_simt(Lower *L, const Stmt *g)
+{
+    const Region *a = &g->u.gemm.a, *b = &g->u.gemm.b, *c = &g->u.gemm.c;
+    bool ta = g->u.gemm.trans_a, tb = g->u.gemm.trans_b;
+    int64_t K = ta ? a->ext[0] : a->ext[1], one = 1;
+    Buffer *acc = temp(L, "acc", SCOPE_LOCAL, DT_F32, 1, &one, g->loc);
+    Expr *zero[1] = {ci(L, 0)};
+    Expr *cv[2], *ci_[2];
+    Stmt *body;
+    Stmt *outer = nest(L, 2, c->ext, LOOP_PARALLEL, "g", cv, &body, g->loc);
+    region_at(L, c, cv, ci_);
+    Expr *init = g->u.gemm.clear ? ir_const_f(L->k, 0) : guarded_load(L, c->buf, ci_, true);
+    ir_seq_push(L->k, body, ir_store(L->k, acc, zero, init, g->loc));
+    Var *kv = ir_var_new(L->k, "kk");
+    Expr *kx = ir_var(L->k, kv), *pa[2], *pb[2], *ia[2], *ib[2];
+    pa[0] = ta ? kx : cv[0];
+    pa[1] = ta ? cv[0] : kx;
+    pb[0] = tb ? cv[1] : kx;
+    pb[1] = tb ? kx : cv[1];
+    region_at(L, a, pa, ia);
+    region_at(L, b, pb, ib);
+    Expr *prod = ir_binary(L->k, EX_MUL, guarded_load(L, a->buf, ia, true), guarded_load(L, b->buf, ib, true));
+    Stmt *step = ir_seq(L->k, g->loc);
+    ir_seq_push(L->k, step, ir_store(L->k, acc, zero, ir_binary(L->k, EX_ADD, ir_load(L->k, acc, zero), prod), g->loc));
+    ir_seq_push(L->k, body, ir_for(L->k, kv, ci(L, K), LOOP_SERIAL, 0, step, g->loc));
+    ir_seq_push(L->k, body, guarded_store(L, c->buf, ci_, ir_load(L->k, acc, zero), true, false, g->loc));
+    return outer;
+}
+
 static Stmt *lower_gemm(Lower *L, const Stmt *g)
 {
+    if (L->t->gpu_sm)
+        return lower_gemm_simt(L, g);
     Stmt *seq = ir_seq(L->k, g->loc);
     Region a = g->u.gemm.a, b = g->u.gemm.b, c = g->u.gemm.c;
     bool ta = g->u.gemm.trans_a, tb = g->u.gemm.trans_b;

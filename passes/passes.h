@@ -24,7 +24,13 @@ bool pass_check(Kernel *k, const TargetInfo *t, Diag *d);
 /* Tile ops → loops of element loads/stores; GEMM → MICRO_GEMM register
  * tiles over packed scratch operands. */
 bool pass_lower(Kernel *k, const TargetInfo *t, Diag *d);
-/* Mark innermost loops that are safe to run in vector lanes. */
+/* Mark innermost loops that are safe to run in vector lanes (CPU). */
 bool pass_vectorize(Kernel *k, const TargetInfo *t, Diag *d);
+/* GPU: spread parallel loops over the block's threads, place scratch in
+ * shared or private memory, insert the barriers the data flow needs. */
+bool pass_threads(Kernel *k, const TargetInfo *t, Diag *d);
+/* Dynamic shared memory a threaded kernel needs (buffers 16-aligned, in
+ * buffer order: codegen lays them out the same way). */
+int64_t pass_shared_bytes(const Kernel *k);
 
 #endif

@@ -5,18 +5,22 @@
 #include <string.h>
 #include <time.h>
 
+enum { ANY, CPU, GPU }; /* which targets a pass runs for */
+
 static const struct {
     const char *name;
     bool (*run)(Kernel *, const TargetInfo *, Diag *);
+    int on;
 } passes[] = {
-    {"check", pass_check},
-    {"lower", pass_lower},
-    {"vectorize", pass_vectorize},
+    {"check", pass_check, ANY},
+    {"lower", pass_lower, ANY},
+    {"vectorize", pass_vectorize, CPU},
+    {"threads", pass_threads, GPU},
 };
 
 enum { NPASSES = sizeof passes / sizeof passes[0] };
 
-const char *pass_names(void) { return "check, lower, vectorize"; }
+const char *pass_names(void) { return "check, lower, vectorize, threads"; }
 
 static double now(void)
 {
@@ -45,6 +49,8 @@ bool pass_pipeline(Kernel *k, const TargetInfo *t, const PassOptions *o, Diag *d
     if (!ir_verify(k, d))
         return false;
     for (int i = 0; i < NPASSES; i++) {
+        if (passes[i].on != ANY && (passes[i].on == GPU) != (t->gpu_sm > 0))
+            continue;
         double t0 = now();
         if (!passes[i].run(k, t, d))
             return false;

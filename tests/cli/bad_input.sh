@@ -6,10 +6,10 @@ source "$(dirname "$0")/support/lib.sh"
 gemm=examples/gemm.lua
 
 expect_error "unknown target" \
-  "tilec: unknown target 'x86-sse' (known: x86-avx512, x86-avx2)" -- \
+  "tilec: unknown target 'x86-sse' (known: x86-avx512, x86-avx2, sm_90a, sm_80)" -- \
   "$TILEC" run $gemm --target x86-sse
 expect_error "unknown target (compile)" \
-  "tilec: unknown target 'sm_99' (known: x86-avx512, x86-avx2)" -- \
+  "tilec: unknown target 'sm_99' (known: x86-avx512, x86-avx2, sm_90a, sm_80)" -- \
   "$TILEC" compile $gemm --target sm_99 -o "$tmp/x.o"
 expect_error "missing npy" \
   "tilec: $tmp/none.npy: cannot open: No such file or directory" -- \

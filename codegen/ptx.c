@@ -1,0 +1,223 @@
+/* ptx.c — GPU Loop IR (threads, see ir.h) → an NVPTX kernel → PTX text.
+ *
+ * Kernel ABI (what runtime launches pass to cuLaunchKernel):
+ *   NAME(ptr addrspace(1) arg0, ..., i64 param0, ...)
+ * one pointer per argument buffer, then one i64 per runtime scalar, launched
+ * as a 1-D grid of every block of the kernel's grid (linearised row-major,
+ * like the CPU ABI) with k->nthreads threads and pass_shared_bytes(k) bytes
+ * of dynamic shared memory.  Shared buffers are laid out in that dynamic
+ * array in buffer order, 16-byte aligned; LOCAL buffers are per-thread
+ * arrays that LLVM keeps in registers when their indices are constant.
+ *
+ * Math: the NVPTX back end has no libm, so exp and log are built here from
+ * the hardware's ex2/lg2 approximations with range reduction (relative error
+ * a few ulp, within --check's f32 tolerance); division and sqrt are the
+ * correctly rounded PTX instructions. */
+#include "codegen/cg.h"
+#include "codegen/cgctx.h"
+#include "passes/passes.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static LLVMValueRef sreg(Cg *c, const char *name)
+{
+    LLVMValueRef v = cg_intrinsic(c, name, NULL, 0, NULL, 0);
+    return LLVMBuildZExt(c->b, v, c->i64, "");
+}
+
+static LLVMValueRef nvvm1(Cg *c, const char *name, LLVMValueRef x)
+{
+    return cg_intrinsic(c, name, NULL, 0, &x, 1);
+}
+
+static LLVMValueRef fconst(Cg *c, double v) { return LLVMConstReal(c->f32, v); }
+
+/* v * 2^n for an integral n (as f32), exact: the power is built in two
+ * halves so that neither overflows nor flushes before the product does. */
+static LLVMValueRef scale_pow2(Cg *c, LLVMValueRef v, LLVMValueRef n)
+{
+    LLVMBuilderRef B = c->b;
+    LLVMTypeRef ty = c->f32;
+    n = cg_intrinsic(c, "llvm.maxnum", &ty, 1, (LLVMValueRef[]){n, fconst(c, -300)}, 2);
+    n = cg_intrinsic(c, "llvm.minnum", &ty, 1, (LLVMValueRef[]){n, fconst(c, 300)}, 2);
+    LLVMValueRef h = cg_intrinsic(c, "llvm.floor", &ty, 1,
+                                  (LLVMValueRef[]){LLVMBuildFMul(B, n, fconst(c, 0.5), "")}, 1);
+    LLVMValueRef s1 = nvvm1(c, "llvm.nvvm.ex2.approx.f", h); /* exact for integers */
+    LLVMValueRef s2 = nvvm1(c, "llvm.nvvm.ex2.approx.f", LLVMBuildFSub(B, n, h, ""));
+    return LLVMBuildFMul(B, LLVMBuildFMul(B, v, s1, ""), s2, "");
+}
+
+static LLVMValueRef keep_nan(Cg *c, LLVMValueRef x, LLVMValueRef r)
+{
+    return LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealUNO, x, x, ""), x, r, "");
+}
+
+/* 2^x = 2^n * 2^f, n = rint(x), |f| <= 1/2 exact. */
+static LLVMValueRef gpu_exp2(Cg *c, LLVMValueRef x)
+{
+    LLVMTypeRef ty = c->f32;
+    LLVMValueRef n = cg_intrinsic(c, "llvm.rint", &ty, 1, &x, 1);
+    LLVMValueRef f = LLVMBuildFSub(c->b, x, n, "");
+    LLVMValueRef inf = LLVMBuildFCmp(c->b, LLVMRealOEQ, x, fconst(c, INFINITY), "");
+    LLVMValueRef r = scale_pow2(c, nvvm1(c, "llvm.nvvm.ex2.approx.f", f), n);
+    r = LLVMBuildSelect(c->b, inf, fconst(c, INFINITY), r, "");
+    return keep_nan(c, x, r);
+}
+
+/* e^x = 2^n * e^r with x = n ln2 + r, |r| <= ln2/2 (ln2 split in two parts
+ * so that r is exact to f32 precision). */
+static LLVMValueRef gpu_exp(Cg *c, LLVMValueRef x)
+{
+    LLVMBuilderRef B = c->b;
+    LLVMTypeRef ty = c->f32;
+    LLVMValueRef t = LLVMBuildFMul(B, x, fconst(c, M_LOG2E), "");
+    LLVMValueRef n = cg_intrinsic(c, "llvm.rint", &ty, 1, &t, 1);
+    LLVMValueRef r = cg_intrinsic(c, "llvm.fma", &ty, 1,
+                                  (LLVMValueRef[]){n, fconst(c, -0.693145751953125), x}, 3);
+    r = cg_intrinsic(c, "llvm.fma", &ty, 1, (LLVMValueRef[]){n, fconst(c, -1.428606765330187045e-06), r}, 3);
+    LLVMValueRef e = scale_pow2(c, nvvm1(c, "llvm.nvvm.ex2.approx.f", LLVMBuildFMul(B, r, fconst(c, M_LOG2E), "")), n);
+    e = LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOGT, x, fconst(c, 88.8), ""), fconst(c, INFINITY), e, "");
+    e = LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOLT, x, fconst(c, -104.0), ""), fconst(c, 0.0), e, "");
+    return keep_nan(c, x, e);
+}
+
+/* ln x = ln(m) + e ln2 with m in [0.75, 1.5): lg2.approx is accurate in
+ * absolute terms, so the exponent is taken out exactly first. */
+static LLVMValueRef gpu_log(Cg *c, LLVMValueRef x)
+{
+    LLVMBuilderRef B = c->b;
+    LLVMValueRef bits = LLVMBuildBitCast(B, x, c->i32, "");
+    /* exponent relative to 0.75 so the mantissa lands in [0.75, 1.5) */
+    LLVMValueRef adj = LLVMBuildSub(B, bits, LLVMConstInt(c->i32, 0x3f400000, 0), "");
+    LLVMValueRef e = LLVMBuildAShr(B, adj, LLVMConstInt(c->i32, 23, 0), "");
+    LLVMValueRef mbits = LLVMBuildSub(B, bits, LLVMBuildShl(B, e, LLVMConstInt(c->i32, 23, 0), ""), "");
+    LLVMValueRef m = LLVMBuildBitCast(B, mbits, c->f32, "");
+    LLVMValueRef lm = LLVMBuildFMul(B, nvvm1(c, "llvm.nvvm.lg2.approx.f", m), fconst(c, M_LN2), "");
+    LLVMValueRef ef = LLVMBuildSIToFP(B, e, c->f32, "");
+    LLVMValueRef r = LLVMBuildFAdd(B, LLVMBuildFMul(B, ef, fconst(c, M_LN2), ""), lm, "");
+    /* zero, subnormal, negative, inf and NaN inputs: the approximation's own
+     * answer is right there (it handles the specials) */
+    LLVMValueRef normal = LLVMBuildAnd(
+        B, LLVMBuildFCmp(B, LLVMRealOGE, x, fconst(c, 1.17549435e-38), ""),
+        LLVMBuildFCmp(B, LLVMRealOLT, x, fconst(c, INFINITY), ""), "");
+    LLVMValueRef plain = LLVMBuildFMul(B, nvvm1(c, "llvm.nvvm.lg2.approx.f", x), fconst(c, M_LN2), "");
+    return LLVMBuildSelect(B, normal, r, plain, "");
+}
+
+LLVMValueRef cg_gpu_math(Cg *c, const char *name, LLVMValueRef x)
+{
+    if (!strcmp(name, "llvm.exp"))
+        return gpu_exp(c, x);
+    if (!strcmp(name, "llvm.exp2"))
+        return gpu_exp2(c, x);
+    if (!strcmp(name, "llvm.log"))
+        return gpu_log(c, x);
+    return NULL;
+}
+
+/* ------------------------------------------------------------ function */
+
+static void add_annotation(Cg *c, const char *key, int value)
+{
+    LLVMValueRef ops[3] = {c->fn, LLVMMDStringInContext(c->ctx, key, (unsigned)strlen(key)),
+                           LLVMConstInt(c->i32, (unsigned)value, 0)};
+    LLVMAddNamedMetadataOperand(c->mod, "nvvm.annotations", LLVMMDNodeInContext(c->ctx, ops, 3));
+}
+
+static int64_t scratch_elems(const Buffer *b)
+{
+    int64_t n = 1, d;
+    for (int i = 0; i < b->rank; i++) {
+        ir_expr_is_const(b->shape[i], &d);
+        n *= d;
+    }
+    return n;
+}
+
+static void setup_gpu_buffers(Cg *c)
+{
+    const Kernel *k = c->k;
+    LLVMTypeRef i8arr = LLVMArrayType2(c->i8, 0);
+    LLVMValueRef smem = NULL;
+    int64_t off = 0;
+    for (int i = 0; i < k->nbufs; i++) {
+        const Buffer *b = k->bufs[i];
+        for (int d = 0; d < b->rank; d++)
+            c->stride[b->id][d] = cg_expr(c, b->stride[d]);
+        if (b->scope == SCOPE_GLOBAL) {
+            c->base[b->id] = LLVMGetParam(c->fn, (unsigned)i);
+        } else if (b->scope == SCOPE_SHARED) {
+            if (!smem) {
+                smem = LLVMAddGlobalInAddressSpace(c->mod, i8arr, "tilec_smem", 3);
+                LLVMSetLinkage(smem, LLVMExternalLinkage);
+                LLVMSetAlignment(smem, 16);
+            }
+            c->base[b->id] = LLVMBuildGEP2(c->b, c->i8, smem, (LLVMValueRef[]){cg_i64(c, off)}, 1, b->name);
+            off += ((int64_t)dt_storage_bytes(b->dtype, scratch_elems(b)) + 15) / 16 * 16;
+        } else {
+            LLVMTypeRef arr = LLVMArrayType2(cg_storage_type(c, b->dtype), (uint64_t)scratch_elems(b));
+            c->base[b->id] = LLVMBuildAlloca(c->b, arr, b->name);
+        }
+    }
+}
+
+void cg_gpu_build_function(Cg *c)
+{
+    const Kernel *k = c->k;
+    int n = k->nargs + k->nparams;
+    LLVMTypeRef *ps = calloc((size_t)n + 1, sizeof *ps);
+    LLVMTypeRef gptr = LLVMPointerTypeInContext(c->ctx, 1);
+    for (int i = 0; i < n; i++)
+        ps[i] = i < k->nargs ? gptr : c->i64;
+    LLVMTypeRef fty = LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), ps, (unsigned)n, 0);
+    free(ps);
+    c->fn = LLVMAddFunction(c->mod, k->name, fty);
+    LLVMSetFunctionCallConv(c->fn, LLVMPTXKernelCallConv);
+    add_annotation(c, "kernel", 1);
+    add_annotation(c, "maxntidx", k->nthreads);
+    /* Arguments are distinct tensors (the runtime allocates each one), so
+     * loads of inputs may take the read-only path. */
+    unsigned noalias = LLVMGetEnumAttributeKindForName("noalias", 7);
+    unsigned readonly = LLVMGetEnumAttributeKindForName("readonly", 8);
+    for (int i = 0; i < k->nargs; i++) {
+        LLVMAddAttributeAtIndex(c->fn, (unsigned)i + 1, LLVMCreateEnumAttribute(c->ctx, noalias, 0));
+        if (k->bufs[i]->dir == ARG_IN)
+            LLVMAddAttributeAtIndex(c->fn, (unsigned)i + 1, LLVMCreateEnumAttribute(c->ctx, readonly, 0));
+    }
+    LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "entry");
+    LLVMPositionBuilderAtEnd(c->b, entry);
+    for (int i = 0; i < k->nparams; i++)
+        c->param[i] = LLVMGetParam(c->fn, (unsigned)(k->nargs + i));
+    setup_gpu_buffers(c);
+    c->var[k->thread_var->id] = sreg(c, "llvm.nvvm.read.ptx.sreg.tid.x");
+    LLVMValueRef rest = sreg(c, "llvm.nvvm.read.ptx.sreg.ctaid.x");
+    for (int g = k->ngrid - 1; g >= 0; g--) {
+        LLVMValueRef ext = cg_expr(c, k->grid[g]);
+        c->var[k->grid_var[g]->id] = LLVMBuildSRem(c->b, rest, ext, k->grid_var[g]->name);
+        rest = LLVMBuildSDiv(c->b, rest, ext, "");
+    }
+    cg_stmt(c, k->body);
+    LLVMBuildRetVoid(c->b);
+}
+
+void cg_gpu_barrier(Cg *c)
+{
+    cg_intrinsic(c, "llvm.nvvm.barrier0", NULL, 0, NULL, 0);
+}
+
+/* What the GPU back end cannot compile yet, found before building. */
+bool cg_gpu_check(const Kernel *k, Diag *d)
+{
+    if (!k->nthreads)
+        return diag_error(d, k->loc, "kernel %s reached the GPU back end without threads "
+                          "(internal: pass_threads did not run)", k->name);
+    for (int i = 0; i < k->nbufs; i++) {
+        const Buffer *b = k->bufs[i];
+        if (b->dtype == DT_F8E5M2 || b->dtype == DT_F4E2M1)
+            return diag_error(d, b->loc, "%s is %s: the %s back end does not store that format yet",
+                              b->name, dt_name(b->dtype), "GPU");
+    }
+    return true;
+}

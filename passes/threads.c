@@ -1,0 +1,519 @@
+/* threads.c — Loop IR of one logical thread per block → GPU Loop IR with
+ * nthreads threads per block (see "Threads" in ir/ir.h).
+ *
+ * The block's statements run in every thread ("uniform" code) except:
+ *   - a nest of parallel loops is flattened to one index space and spread
+ *     cyclically over the threads (iteration f runs in thread f % NT, so
+ *     neighbouring threads touch neighbouring elements: coalesced), and
+ *     everything inside it runs in that one thread;
+ *   - other work with side effects (a store, or a loop or if holding one but
+ *     no parallel loop) runs in thread 0 only, guarded by `tid == 0`.
+ * Memory follows from that: a LOCAL buffer touched only inside distributed
+ * nests stays private to each thread; every other scratch buffer (fragments,
+ * and locals that uniform code touches) becomes SHARED, one per block.
+ * pass_barriers then orders the phases.  The shared total is checked against
+ * the target's limit here, where it is first known. */
+#include "passes/passes.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct Threads {
+    Kernel *k;
+    const TargetInfo *t;
+    Var *tid;
+    unsigned char *uniform_use; /* by Buffer.id: touched outside distributed nests */
+    Stmt **phases;              /* the statements this pass made: distributed */
+    bool *phase_one;            /* loops, and (phase_one) thread-0 guards */
+    int nphases, capphases;
+} Threads;
+
+static void add_phase(Threads *T, Stmt *s, bool one)
+{
+    if (T->nphases == T->capphases) {
+        T->capphases = T->capphases ? 2 * T->capphases : 32;
+        T->phases = realloc(T->phases, (size_t)T->capphases * sizeof *T->phases);
+        T->phase_one = realloc(T->phase_one, (size_t)T->capphases * sizeof *T->phase_one);
+    }
+    T->phases[T->nphases] = s;
+    T->phase_one[T->nphases++] = one;
+}
+
+static Expr *ci(Threads *T, int64_t v) { return ir_const_i(T->k, v); }
+
+/* ------------------------------------------------------------ queries */
+
+static bool stmt_has_parallel(const Stmt *s)
+{
+    switch (s->op) {
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n; i++)
+            if (stmt_has_parallel(s->u.seq.items[i]))
+                return true;
+        return false;
+    case ST_FOR: return s->u.loop.kind == LOOP_PARALLEL || stmt_has_parallel(s->u.loop.body);
+    case ST_IF:
+        return stmt_has_parallel(s->u.if_.then_) || (s->u.if_.else_ && stmt_has_parallel(s->u.if_.else_));
+    default: return false;
+    }
+}
+
+static void mark_expr(Threads *T, const Expr *e)
+{
+    if (e->op == EX_LOAD)
+        T->uniform_use[e->buf->id] = 1;
+    for (int i = 0; i < e->nargs; i++)
+        mark_expr(T, e->args[i]);
+}
+
+/* Every buffer a statement touches is used by uniform (one-thread or
+ * all-thread) code. */
+static void mark_stmt(Threads *T, const Stmt *s)
+{
+    switch (s->op) {
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n; i++)
+            mark_stmt(T, s->u.seq.items[i]);
+        break;
+    case ST_FOR:
+        mark_expr(T, s->u.loop.extent);
+        mark_stmt(T, s->u.loop.body);
+        break;
+    case ST_IF:
+        mark_expr(T, s->u.if_.cond);
+        mark_stmt(T, s->u.if_.then_);
+        if (s->u.if_.else_)
+            mark_stmt(T, s->u.if_.else_);
+        break;
+    case ST_STORE:
+        T->uniform_use[s->u.store.buf->id] = 1;
+        for (int d = 0; d < s->u.store.buf->rank; d++)
+            mark_expr(T, s->u.store.idx[d]);
+        mark_expr(T, s->u.store.value);
+        break;
+    default: break;
+    }
+}
+
+/* ------------------------------------------------------- substitution */
+
+static void subst_expr(Expr *e, const Var *v, const Expr *by)
+{
+    if (e->op == EX_VAR && e->var == v) {
+        *e = *by; /* every use of v is replaced, so shared nodes are fine */
+        return;
+    }
+    for (int i = 0; i < e->nargs; i++)
+        subst_expr(e->args[i], v, by);
+}
+
+static void subst_stmt(Stmt *s, const Var *v, const Expr *by)
+{
+    switch (s->op) {
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n; i++)
+            subst_stmt(s->u.seq.items[i], v, by);
+        break;
+    case ST_FOR:
+        subst_expr(s->u.loop.extent, v, by);
+        subst_stmt(s->u.loop.body, v, by);
+        break;
+    case ST_IF:
+        subst_expr(s->u.if_.cond, v, by);
+        subst_stmt(s->u.if_.then_, v, by);
+        if (s->u.if_.else_)
+            subst_stmt(s->u.if_.else_, v, by);
+        break;
+    case ST_STORE:
+        for (int d = 0; d < s->u.store.buf->rank; d++)
+            subst_expr(s->u.store.idx[d], v, by);
+        subst_expr(s->u.store.value, v, by);
+        break;
+    default: break;
+    }
+}
+
+/* Inside a distributed nest everything runs in one thread: parallel loops
+ * there are plain loops. */
+static void serialize(Stmt *s)
+{
+    switch (s->op) {
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n; i++)
+            serialize(s->u.seq.items[i]);
+        break;
+    case ST_FOR:
+        if (s->u.loop.kind == LOOP_PARALLEL)
+            s->u.loop.kind = LOOP_SERIAL;
+        serialize(s->u.loop.body);
+        break;
+    case ST_IF:
+        serialize(s->u.if_.then_);
+        if (s->u.if_.else_)
+            serialize(s->u.if_.else_);
+        break;
+    default: break;
+    }
+}
+
+/* ------------------------------------------------------- distribution */
+
+/* The loop directly nested as the only statement of s's body, if parallel. */
+static Stmt *only_parallel_child(Stmt *s)
+{
+    Stmt *b = s->u.loop.body;
+    while (b->op == ST_SEQ && b->u.seq.n == 1)
+        b = b->u.seq.items[0];
+    return b->op == ST_FOR && b->u.loop.kind == LOOP_PARALLEL ? b : NULL;
+}
+
+/* for v0 < e0 parallel { for v1 < e1 parallel { B } } becomes
+ *   for r < ceil(E / NT) { if r*NT + tid < E { B[v0 := f / e1, v1 := f % e1] } }
+ * with f = r*NT + tid and E = e0*e1 (any depth). */
+static Stmt *distribute(Threads *T, Stmt *s)
+{
+    Stmt *loops[IR_MAX_RANK * 4];
+    int n = 0;
+    for (Stmt *l = s; l && n < (int)(sizeof loops / sizeof loops[0]); l = only_parallel_child(l))
+        loops[n++] = l;
+    Stmt *body = loops[n - 1]->u.loop.body;
+    Expr *total = ci(T, 1);
+    for (int i = 0; i < n; i++)
+        total = ir_binary(T->k, EX_MUL, total, loops[i]->u.loop.extent);
+
+    Var *rv = ir_var_new(T->k, "r");
+    Expr *nt = ci(T, T->k->nthreads);
+    Expr *f = ir_binary(T->k, EX_ADD, ir_binary(T->k, EX_MUL, ir_var(T->k, rv), nt), ir_var(T->k, T->tid));
+    Expr *inner = ci(T, 1); /* product of the extents inside loop i */
+    for (int i = n - 1; i >= 0; i--) {
+        Expr *e = loops[i]->u.loop.extent;
+        Expr *q = ir_binary(T->k, EX_DIV, f, inner);
+        Expr *vi = i == 0 ? q : ir_binary(T->k, EX_MOD, q, e);
+        subst_stmt(body, loops[i]->u.loop.var, vi);
+        inner = ir_binary(T->k, EX_MUL, inner, e);
+    }
+    serialize(body);
+
+    int64_t tot, nthr = T->k->nthreads;
+    bool known = ir_expr_is_const(total, &tot);
+    Expr *rounds = known ? ci(T, (tot + nthr - 1) / nthr)
+                         : ir_binary(T->k, EX_DIV, ir_binary(T->k, EX_ADD, total, ci(T, nthr - 1)), nt);
+    Stmt *guarded = body;
+    if (!known || tot % nthr) {
+        Stmt *then_ = ir_seq(T->k, s->loc);
+        ir_seq_push(T->k, then_, body);
+        guarded = ir_seq(T->k, s->loc);
+        ir_seq_push(T->k, guarded, ir_if(T->k, ir_binary(T->k, EX_LT, f, total), then_, NULL, s->loc));
+    }
+    Stmt *loop = ir_for(T->k, rv, rounds, LOOP_SERIAL, 0, guarded, s->loc);
+    add_phase(T, loop, false);
+    return loop;
+}
+
+static Stmt *one_thread(Threads *T, Stmt *group)
+{
+    Expr *first = ir_binary(T->k, EX_EQ, ir_var(T->k, T->tid), ci(T, 0));
+    Stmt *s = ir_if(T->k, first, group, NULL, group->loc);
+    add_phase(T, s, true);
+    return s;
+}
+
+static Stmt *uniform(Threads *T, Stmt *s);
+
+/* Items in order; neighbouring one-thread items share one guard. */
+static Stmt *uniform_seq(Threads *T, Stmt *s)
+{
+    Stmt *out = ir_seq(T->k, s->loc), *group = NULL;
+    for (int i = 0; i < s->u.seq.n; i++) {
+        Stmt *it = s->u.seq.items[i];
+        bool solo = !stmt_has_parallel(it) && it->op != ST_SEQ;
+        if (solo) {
+            mark_stmt(T, it);
+            if (!group) {
+                group = ir_seq(T->k, it->loc);
+                ir_seq_push(T->k, out, one_thread(T, group));
+            }
+            ir_seq_push(T->k, group, it);
+            continue;
+        }
+        group = NULL;
+        ir_seq_push(T->k, out, uniform(T, it));
+    }
+    return out;
+}
+
+/* A statement run by every thread of the block. */
+static Stmt *uniform(Threads *T, Stmt *s)
+{
+    switch (s->op) {
+    case ST_SEQ: return uniform_seq(T, s);
+    case ST_FOR:
+        if (s->u.loop.kind == LOOP_PARALLEL)
+            return distribute(T, s);
+        mark_expr(T, s->u.loop.extent);
+        s->u.loop.body = uniform(T, s->u.loop.body);
+        return s;
+    case ST_IF:
+        mark_expr(T, s->u.if_.cond);
+        s->u.if_.then_ = uniform(T, s->u.if_.then_);
+        if (s->u.if_.else_)
+            s->u.if_.else_ = uniform(T, s->u.if_.else_);
+        return s;
+    default: { /* a lone statement: one thread */
+        Stmt *g = ir_seq(T->k, s->loc);
+        mark_stmt(T, s);
+        ir_seq_push(T->k, g, s);
+        return one_thread(T, g);
+    }
+    }
+}
+
+/* ------------------------------------------------------------- memory */
+
+static int64_t buf_bytes(const Buffer *b)
+{
+    int64_t n = 1, d;
+    for (int i = 0; i < b->rank; i++) {
+        ir_expr_is_const(b->shape[i], &d);
+        n *= d;
+    }
+    return (int64_t)dt_storage_bytes(b->dtype, n);
+}
+
+/* Fragments and uniformly used locals go to shared memory; the total must
+ * fit the target. */
+static bool place_buffers(Threads *T, Diag *d)
+{
+    int64_t total = 0;
+    const Buffer *largest = NULL;
+    for (int i = T->k->nargs; i < T->k->nbufs; i++) {
+        Buffer *b = T->k->bufs[i];
+        if (b->scope == SCOPE_FRAGMENT || (b->scope == SCOPE_LOCAL && T->uniform_use[b->id]))
+            b->scope = SCOPE_SHARED;
+        if (b->scope != SCOPE_SHARED)
+            continue;
+        total += (buf_bytes(b) + 15) / 16 * 16;
+        if (!largest || buf_bytes(b) > buf_bytes(largest))
+            largest = b;
+    }
+    if (total > T->t->max_shared_bytes) {
+        diag_error(d, largest->loc,
+                   "kernel %s needs %lld bytes of shared memory, more than %s's %lld per block "
+                   "(largest: %s, %lld bytes)",
+                   T->k->name, (long long)total, T->t->name, (long long)T->t->max_shared_bytes,
+                   largest->name, (long long)buf_bytes(largest));
+        diag_hint(d, "use smaller tiles (--set the block sizes)");
+        return false;
+    }
+    return true;
+}
+
+
+/* ------------------------------------------------------------ barriers */
+
+/* What the threads of a block did to each buffer since the last barrier:
+ * bits by Buffer.id.  MANY: by threads in general; ONE: by thread 0 only
+ * (two thread-0 phases never race with each other). */
+enum { RD_MANY = 1, WR_MANY = 2, RD_ONE = 4, WR_ONE = 8 };
+
+typedef struct Sync {
+    Threads *T;
+    int nbufs;
+    int nbarriers;
+} Sync;
+
+static int phase_index(const Threads *T, const Stmt *s)
+{
+    for (int i = 0; i < T->nphases; i++)
+        if (T->phases[i] == s)
+            return i;
+    return -1;
+}
+
+static bool tracked(const Buffer *b) { return b->scope == SCOPE_SHARED || b->scope == SCOPE_GLOBAL; }
+
+static void acc_expr(unsigned char *acc, const Expr *e, unsigned char rd)
+{
+    if (e->op == EX_LOAD && tracked(e->buf))
+        acc[e->buf->id] |= rd;
+    for (int i = 0; i < e->nargs; i++)
+        acc_expr(acc, e->args[i], rd);
+}
+
+static void acc_stmt(unsigned char *acc, const Stmt *s, unsigned char rd, unsigned char wr)
+{
+    switch (s->op) {
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n; i++)
+            acc_stmt(acc, s->u.seq.items[i], rd, wr);
+        break;
+    case ST_FOR:
+        acc_expr(acc, s->u.loop.extent, rd);
+        acc_stmt(acc, s->u.loop.body, rd, wr);
+        break;
+    case ST_IF:
+        acc_expr(acc, s->u.if_.cond, rd);
+        acc_stmt(acc, s->u.if_.then_, rd, wr);
+        if (s->u.if_.else_)
+            acc_stmt(acc, s->u.if_.else_, rd, wr);
+        break;
+    case ST_STORE:
+        if (tracked(s->u.store.buf))
+            acc[s->u.store.buf->id] |= wr;
+        for (int d = 0; d < s->u.store.buf->rank; d++)
+            acc_expr(acc, s->u.store.idx[d], rd);
+        acc_expr(acc, s->u.store.value, rd);
+        break;
+    default: break;
+    }
+}
+
+/* Do accesses `now` after `before` (same epoch) let two threads meet on a
+ * buffer with one of them writing? */
+static bool conflict(const Sync *S, const unsigned char *before, const unsigned char *now)
+{
+    for (int i = 0; i < S->nbufs; i++) {
+        unsigned b = before[i], n = now[i];
+        bool bw = b & (WR_MANY | WR_ONE), nw = n & (WR_MANY | WR_ONE);
+        if (!(bw && n) && !(nw && b))
+            continue;
+        bool b_one = !(b & (RD_MANY | WR_MANY)), n_one = !(n & (RD_MANY | WR_MANY));
+        if (!(b_one && n_one))
+            return true;
+    }
+    return false;
+}
+
+static void merge(const Sync *S, unsigned char *into, const unsigned char *from)
+{
+    for (int i = 0; i < S->nbufs; i++)
+        into[i] |= from[i];
+}
+
+static void sync_stmt(Sync *S, Stmt *s, unsigned char *st);
+
+/* Account one step that all threads take with accesses acc: a barrier goes
+ * before it when it conflicts with what happened since the last one. */
+static bool step(Sync *S, unsigned char *st, const unsigned char *acc)
+{
+    bool need = conflict(S, st, acc);
+    if (need)
+        memset(st, 0, (size_t)S->nbufs);
+    merge(S, st, acc);
+    return need;
+}
+
+static void sync_seq(Sync *S, Stmt *seq, unsigned char *st)
+{
+    Stmt **items = seq->u.seq.items;
+    int n = seq->u.seq.n;
+    seq->u.seq.items = NULL;
+    seq->u.seq.n = seq->u.seq.cap = 0;
+    unsigned char *acc = calloc((size_t)S->nbufs, 1);
+    for (int i = 0; i < n; i++) {
+        Stmt *it = items[i];
+        if (it->op == ST_BARRIER) {
+            memset(st, 0, (size_t)S->nbufs);
+            ir_seq_push(S->T->k, seq, it);
+            continue;
+        }
+        int p = phase_index(S->T, it);
+        if (p >= 0) {
+            memset(acc, 0, (size_t)S->nbufs);
+            bool one = S->T->phase_one[p];
+            acc_stmt(acc, it, one ? RD_ONE : RD_MANY, one ? WR_ONE : WR_MANY);
+            if (step(S, st, acc)) {
+                ir_seq_push(S->T->k, seq, ir_barrier(S->T->k, it->loc));
+                S->nbarriers++;
+            }
+            ir_seq_push(S->T->k, seq, it);
+            continue;
+        }
+        /* uniform control flow: every thread reads its extent or condition */
+        memset(acc, 0, (size_t)S->nbufs);
+        if (it->op == ST_FOR)
+            acc_expr(acc, it->u.loop.extent, RD_MANY);
+        else if (it->op == ST_IF)
+            acc_expr(acc, it->u.if_.cond, RD_MANY);
+        if (step(S, st, acc)) {
+            ir_seq_push(S->T->k, seq, ir_barrier(S->T->k, it->loc));
+            S->nbarriers++;
+        }
+        sync_stmt(S, it, st);
+        ir_seq_push(S->T->k, seq, it);
+    }
+    free(acc);
+}
+
+/* Control flow all threads take: its extent or condition is read by all
+ * of them (a barrier may be needed before it); a loop body is followed by
+ * itself, so it is synchronised until the state at its top is stable. */
+static void sync_stmt(Sync *S, Stmt *s, unsigned char *st)
+{
+    size_t n = (size_t)S->nbufs;
+    unsigned char *in = calloc(n, 1), *out = calloc(n, 1);
+    switch (s->op) {
+    case ST_SEQ: sync_seq(S, s, st); break;
+    case ST_FOR: /* (its extent was accounted for by sync_seq) */
+        memcpy(in, st, n);
+        for (int iter = 0; iter < 4; iter++) {
+            memcpy(out, in, n);
+            sync_stmt(S, s->u.loop.body, out);
+            unsigned char *next = calloc(n, 1);
+            merge(S, next, st);
+            merge(S, next, out);
+            bool same = !memcmp(next, in, n);
+            memcpy(in, next, n);
+            free(next);
+            if (same)
+                break;
+        }
+        memcpy(st, in, n);
+        break;
+    case ST_IF:
+        memcpy(out, st, n);
+        sync_stmt(S, s->u.if_.then_, st);
+        if (s->u.if_.else_)
+            sync_stmt(S, s->u.if_.else_, out);
+        merge(S, st, out);
+        break;
+    default: break;
+    }
+    free(in);
+    free(out);
+}
+
+bool pass_threads(Kernel *k, const TargetInfo *t, Diag *d)
+{
+    if (!t->gpu_sm || k->nthreads)
+        return true;
+    Threads T = {.k = k, .t = t};
+    T.tid = ir_var_new(k, "tid");
+    ir_set_threads(k, t->gpu_threads, T.tid);
+    T.uniform_use = calloc((size_t)k->next_id + 1, 1);
+    if (!T.uniform_use)
+        return diag_error(d, k->loc, "out of memory");
+    k->body = uniform(&T, k->body);
+    bool ok = place_buffers(&T, d);
+    if (ok) { /* shared placement known: order the phases */
+        Sync S = {.T = &T, .nbufs = k->next_id + 1};
+        unsigned char *st = calloc((size_t)S.nbufs, 1);
+        sync_seq(&S, k->body, st);
+        free(st);
+    }
+    free(T.uniform_use);
+    free(T.phases);
+    free(T.phase_one);
+    return ok;
+}
+
+/* Bytes of shared memory a threaded kernel's buffers take, 16-aligned each
+ * (what a launch must provide as dynamic shared memory). */
+int64_t pass_shared_bytes(const Kernel *k)
+{
+    int64_t total = 0;
+    for (int i = k->nargs; i < k->nbufs; i++)
+        if (k->bufs[i]->scope == SCOPE_SHARED)
+            total += (buf_bytes(k->bufs[i]) + 15) / 16 * 16;
+    return total;
+}
