@@ -2,6 +2,7 @@
  *
  * Every error is one line on stderr and a non-zero exit: 1 for a failure in
  * the user's spec, data or check, 2 for a malformed command line. */
+#include "cli/report.h"
 #include "codegen/codegen.h"
 #include "frontend/frontend.h"
 #include "ir/ir.h"
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 enum { MAX_OPTS = 64 };
 
@@ -28,13 +30,13 @@ typedef struct Opts {
     NamedFile ins[MAX_OPTS], outs[MAX_OPTS];
     int nins, nouts;
     const char *target, *emit, *dump_after, *out_path;
-    bool interp, check, raw, time_passes;
+    bool interp, simt, check, raw, time_passes, report;
     int threads, repeat;
     unsigned seed;
 } Opts;
 
 static const char usage_main[] =
-    "tilec — compile tile kernels written in Lua to AVX-512 machine code\n"
+    "tilec — compile tile kernels written in Lua to AVX-512 machine code and to PTX\n"
     "\n"
     "usage: tilec COMMAND SPEC.lua [options]\n"
     "\n"
@@ -51,7 +53,8 @@ static const char usage_main[] =
 
 static const char usage_run[] =
     "usage: tilec run SPEC.lua [--set NAME=VALUE]... [--in ARG=FILE.npy]... [--out ARG=FILE.npy]...\n"
-    "                 [--interp] [--check] [--raw] [--target T] [--threads N] [--seed N] [--repeat N]\n"
+    "                 [--interp] [--simt] [--check] [--raw] [--target T] [--threads N] [--seed N]\n"
+    "                 [--repeat N]\n"
     "\n"
     "Runs the kernel once. Inputs not given with --in are filled with deterministic\n"
     "random numbers in [-1, 1) (--seed changes them). Input files are converted to\n"
@@ -63,22 +66,30 @@ static const char usage_run[] =
     "  --out ARG=FILE     write output argument ARG to FILE (f32 unless --raw)\n"
     "  --raw              write outputs in their own dtype (bf16 as u2 bits, fp8 as u1 bits)\n"
     "  --interp           run the reference interpreter instead of compiled code\n"
+    "  --simt             GPU targets: run the GPU-lowered kernel in the interpreter's SIMT\n"
+    "                     mode (threads, shared memory, barriers, race checks) instead of a GPU\n"
     "  --check            run both, report the largest difference, fail if it is too big\n"
-    "  --target T         x86-avx512 or x86-avx2 (default: the best this CPU runs)\n"
+    "  --target T         x86-avx512 or x86-avx2 (default: the best this CPU runs), or\n"
+    "                     sm_90a / sm_80 to run on the CUDA device (needs libcuda.so.1)\n"
     "  --threads N        worker threads for the block grid (default: all cores)\n"
     "  --repeat N         run N times and print the median time\n";
 
 static const char usage_compile[] =
-    "usage: tilec compile SPEC.lua [--set NAME=VALUE]... [--target T] [--emit ir|llvm|asm|obj]\n"
-    "                     [--dump-after PASS|all] [--time-passes] -o OUT\n"
+    "usage: tilec compile SPEC.lua [--set NAME=VALUE]... [--target T] [--emit ir|llvm|asm|obj|ptx]\n"
+    "                     [--dump-after PASS|all] [--time-passes] [--report] -o OUT\n"
     "\n"
     "Lowers the kernel through the pass pipeline and writes the result.\n"
     "  --emit ir     the Loop IR after all passes (text)\n"
     "  --emit llvm   LLVM IR (.ll)      --emit asm  assembly (.s)      --emit obj  object (.o, default)\n"
+    "  --emit ptx    PTX for --target sm_90a or sm_80 (the default for those targets)\n"
+    "  --report      GPU targets: registers, shared memory, spills (ptxas -v) and the\n"
+    "                instruction mix (cuobjdump -sass) of the kernel, on stdout\n"
     "  --dump-after  print the IR after the named pass (or every pass) to stderr\n"
     "  -o OUT        output path ('-' for stdout, text formats only)\n"
     "The object exports one function named after the kernel:\n"
-    "  void NAME(void *const *args, const int64_t *params, int64_t block_begin, int64_t block_end);\n";
+    "  void NAME(void *const *args, const int64_t *params, int64_t block_begin, int64_t block_end);\n"
+    "The PTX has one .entry named after the kernel: NAME(args..., params...), one global\n"
+    "pointer per argument then one .u64 per runtime scalar, launched as a 1-D grid of all blocks.\n";
 
 static const char usage_ir[] =
     "usage: tilec ir SPEC.lua [--set NAME=VALUE]...\n"
@@ -136,6 +147,10 @@ static int parse_opts(int argc, char **argv, Opts *o)
             o->interp = true;
         } else if (!strcmp(a, "--check")) {
             o->check = true;
+        } else if (!strcmp(a, "--simt")) {
+            o->simt = true;
+        } else if (!strcmp(a, "--report")) {
+            o->report = true;
         } else if (!strcmp(a, "--raw")) {
             o->raw = true;
         } else if (!strcmp(a, "--time-passes")) {
@@ -411,9 +426,43 @@ static Bindings *bindings_clone(const Kernel *k, const Bindings *src)
 
 /* Runs the kernel on bd: the interpreter on Tile IR, or the pipeline and the
  * JIT.  k is lowered in place when compiling. */
+static bool execute_gpu(Kernel *k, const TargetInfo *t, const Opts *o, Bindings *bd, double *median,
+                        Diag *d)
+{
+    PassOptions po = {.dump_after = NULL, .dump = stderr, .time_passes = o->time_passes};
+    if (!pass_pipeline(k, t, &po, d))
+        return false;
+    void *host[64];
+    size_t bytes[64];
+    for (int i = 0; i < k->nargs; i++) {
+        host[i] = bd->t[i]->data;
+        bytes[i] = rt_tensor_bytes(bd->t[i]);
+    }
+    if (o->simt) { /* the GPU-lowered IR, threads and all, in the interpreter */
+        double t0 = rt_now();
+        bool ok = ir_interp(k, host, bd->params, d);
+        *median = rt_now() - t0;
+        return ok;
+    }
+#ifdef TILEC_PENDING_GPU_RUN
+    CgGpuArgs a = {host, bytes, bd->params};
+    double ms = 0;
+    if (!cg_gpu_run(k, t, &a, o->repeat, &ms, d))
+        return false;
+    *median = ms * 1e-3;
+    return true;
+#else
+    (void)bytes;
+    SrcLoc none = {0};
+    return diag_error(d, none, "GPU runs are not built yet");
+#endif
+}
+
 static bool execute(Kernel *k, bool interp, const TargetInfo *t, const Opts *o, Bindings *bd,
                     double *median, Diag *d)
 {
+    if (!interp && t->gpu_sm)
+        return execute_gpu(k, t, o, bd, median, d);
     void *args[64];
     for (int i = 0; i < k->nargs; i++)
         args[i] = bd->t[i]->data;
@@ -532,7 +581,12 @@ static int cmd_run(const Opts *o)
     const TargetInfo *t = pick_target(o->target, &d);
     if (!t)
         return fail(&d);
-    if (!o->interp && !ir_target_runs_here(t)) {
+    if (o->simt && !t->gpu_sm) {
+        SrcLoc none = {0};
+        diag_error(&d, none, "--simt runs GPU-lowered code: it needs --target sm_90a or sm_80");
+        return fail(&d);
+    }
+    if (!o->interp && !t->gpu_sm && !ir_target_runs_here(t)) {
         SrcLoc none = {0};
         diag_error(&d, none, "this CPU cannot run target %s", t->name);
         diag_hint(&d, "use --target %s, or --interp",
@@ -568,7 +622,9 @@ static int cmd_run(const Opts *o)
     double median;
     if (!execute(k, o->interp && !o->check, t, o, bd, &median, &d))
         goto out;
-    const char *what = o->interp && !o->check ? "interpreter" : t->name;
+    const char *what = o->interp && !o->check ? "interpreter"
+                       : o->simt                 ? "SIMT interpreter"
+                                                 : t->name;
     if (o->repeat > 1)
         printf("%s: %s median of %d runs: %.3f ms\n", k->name, what, o->repeat, median * 1e3);
     rc = 0;
@@ -590,19 +646,65 @@ out:
     return rc;
 }
 
+/* PTX to o->out_path (atomically: a temporary file renamed into place),
+ * then the --report from it. */
+static bool write_ptx(const Kernel *k, const TargetInfo *t, const Opts *o, Diag *d)
+{
+    char *ptx = cg_emit_ptx(k, t, d);
+    if (!ptx)
+        return false;
+    bool to_stdout = !strcmp(o->out_path, "-");
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp%d", to_stdout ? "/tmp/tilec.ptx" : o->out_path, (int)getpid());
+    FILE *f = fopen(tmp, "w");
+    bool ok = f && fputs(ptx, f) >= 0;
+    if (f)
+        ok = !fclose(f) && ok;
+    if (ok && to_stdout)
+        fputs(ptx, stdout);
+    free(ptx);
+    if (!ok) {
+        SrcLoc loc = {to_stdout ? tmp : o->out_path, 0};
+        remove(tmp);
+        return diag_error(d, loc, "cannot write");
+    }
+    if (o->report && !report_gpu(k->name, t->name, tmp, (long)pass_shared_bytes(k), stdout, d)) {
+        remove(tmp);
+        return false;
+    }
+    if (to_stdout)
+        remove(tmp);
+    else if (rename(tmp, o->out_path)) {
+        SrcLoc loc = {o->out_path, 0};
+        remove(tmp);
+        return diag_error(d, loc, "cannot write");
+    }
+    return true;
+}
+
 static int cmd_compile(const Opts *o)
 {
     Diag d = {0};
-    const char *emit = o->emit ? o->emit : "obj";
+    const TargetInfo *t0 = o->target ? ir_target(o->target) : NULL;
+    bool gpu = t0 && t0->gpu_sm;
+    const char *emit = o->emit ? o->emit : gpu ? "ptx" : "obj";
     CgEmit what = CG_EMIT_OBJ;
+    if (gpu && (!strcmp(emit, "obj") || !strcmp(emit, "asm")))
+        emit = !strcmp(emit, "asm") ? "ptx" : emit;
+    if (gpu && !strcmp(emit, "obj"))
+        return usage_error("GPU targets emit ptx, llvm or ir, not '%s'", emit);
+    if (!gpu && !strcmp(emit, "ptx"))
+        return usage_error("--emit ptx needs --target sm_90a or sm_80%s", "");
+    if (o->report && !gpu)
+        return usage_error("--report is for GPU targets (--target sm_90a or sm_80)%s", "");
     if (!strcmp(emit, "llvm"))
         what = CG_EMIT_LLVM;
     else if (!strcmp(emit, "asm"))
         what = CG_EMIT_ASM;
     else if (!strcmp(emit, "obj"))
         what = CG_EMIT_OBJ;
-    else if (strcmp(emit, "ir"))
-        return usage_error("unknown --emit kind '%s' (ir, llvm, asm or obj)", emit);
+    else if (strcmp(emit, "ir") && strcmp(emit, "ptx"))
+        return usage_error("unknown --emit kind '%s' (ir, llvm, asm, obj or ptx)", emit);
     if (!o->out_path)
         return usage_error("compile needs -o OUT%s", "");
     if (!strcmp(o->out_path, "-") && !strcmp(emit, "obj"))
@@ -628,6 +730,9 @@ static int cmd_compile(const Opts *o)
         ir_print(k, f);
         if (!to_stdout)
             fclose(f);
+    } else if (!strcmp(emit, "ptx")) {
+        if (!write_ptx(k, t, o, &d))
+            goto out;
     } else if (!cg_emit_file(k, t, what, !strcmp(o->out_path, "-") ? "/dev/stdout" : o->out_path, &d)) {
         goto out;
     }
@@ -658,6 +763,12 @@ static int cmd_targets(void)
         printf("%-12s %d-bit vectors%s  %s\n", t->name, t->vector_bits,
                t->has_bf16_dot ? ", bf16 dot" : "          ",
                ir_target_runs_here(t) ? "runs on this CPU" : "compile only on this CPU");
+    }
+    const char *gpus[] = {"sm_90a", "sm_80"};
+    for (size_t i = 0; i < sizeof gpus / sizeof gpus[0]; i++) {
+        const TargetInfo *t = ir_target(gpus[i]);
+        printf("%-12s PTX, %d threads per block, %lld KiB shared  runs on a CUDA device (tilec run)\n",
+               t->name, t->gpu_threads, (long long)(t->max_shared_bytes / 1024));
     }
     return 0;
 }
@@ -695,7 +806,7 @@ int main(int argc, char **argv)
         return usage_error("%s needs a SPEC.lua", cmd);
     if (!strcmp(cmd, "run"))
         return cmd_run(&o);
-    if (o.nins || o.nouts || o.interp || o.check)
-        return usage_error("--in/--out/--interp/--check belong to 'tilec run', not '%s'", cmd);
+    if (o.nins || o.nouts || o.interp || o.check || o.simt)
+        return usage_error("--in/--out/--interp/--simt/--check belong to 'tilec run', not '%s'", cmd);
     return !strcmp(cmd, "compile") ? cmd_compile(&o) : cmd_ir(&o);
 }

@@ -23,6 +23,22 @@ bool cg_emit_file(const Kernel *k, const TargetInfo *t, CgEmit what, const char 
  * kernel ABI is in ptx.c.  malloc'd, NULL with d set on failure. */
 char *cg_emit_ptx(const Kernel *k, const TargetInfo *t, Diag *d);
 
+/* Host copies of a kernel's arguments for a GPU run: host[i] holds bytes[i]
+ * bytes of argument i (dense, the kernel's strides); params[i] is runtime
+ * scalar i.  Outputs are copied back into host[]. */
+typedef struct CgGpuArgs {
+    void *const *host;
+    const size_t *bytes;
+    const int64_t *params;
+} CgGpuArgs;
+
+/* Run k (after the pass pipeline for GPU target t) on the first CUDA device:
+ * PTX, load, copy in, launch, copy out (gpu_run.c).  reps > 1 also times
+ * that many launches (median ms into *median_ms).  Fails with a one-line
+ * message when there is no CUDA driver or device. */
+bool cg_gpu_run(const Kernel *k, const TargetInfo *t, const CgGpuArgs *a, int reps, double *median_ms,
+                Diag *d);
+
 typedef struct CgJit CgJit;
 CgJit *cg_jit_compile(const Kernel *k, const TargetInfo *t, Diag *d);
 CgKernelFn cg_jit_fn(const CgJit *j);

@@ -155,7 +155,15 @@ LLVMValueRef cg_widen(Cg *c, DType t, LLVMValueRef raw)
                                                                   LLVMConstInt(c->i16, 8, 0), ""),
                                                LLVMHalfTypeInContext(c->ctx), ""),
                               c->f32, "");
-    case DT_E8M0: return call_helper(c, "dt_e8m0_to_f32", c->f32, c->i8, raw);
+    case DT_E8M0: { /* 2^(b-127): b in the exponent field; 0 is the subnormal 2^-127, 255 NaN */
+        LLVMValueRef b = LLVMBuildZExt(c->b, raw, c->i32, "");
+        LLVMValueRef bits = LLVMBuildShl(c->b, b, LLVMConstInt(c->i32, 23, 0), "");
+        bits = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntEQ, b, LLVMConstInt(c->i32, 0, 0), ""),
+                               LLVMConstInt(c->i32, 0x400000, 0), bits, "");
+        bits = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntEQ, b, LLVMConstInt(c->i32, 255, 0), ""),
+                               LLVMConstInt(c->i32, 0x7fc00000, 0), bits, "");
+        return LLVMBuildBitCast(c->b, bits, c->f32, "");
+    }
     case DT_F4E2M1: return call_helper(c, "dt_e2m1_to_f32", c->f32, c->i8, raw); /* one nibble */
     default: return raw;
     }

@@ -30,8 +30,8 @@ return T.kernel "moe_gate" {
   body = function(p, x, wg, bias, ids, tid2eid, idx, w)
     local scale = tonumber(p.route_scale)
     for bm in T.grid(T.ceildiv(p.M, p.BM)) do
-      local xs    = T.fragment{p.BM, p.BK, T.f32}
-      local ws    = T.shared{p.E, p.BK, T.f32}
+      local xs    = T.fragment{p.BM, p.BK, T.bf16}  -- x is bf16: exact
+      local ws    = T.shared{p.E, p.BK, T.bf16}  -- wg is bf16: staging it so is exact
       local score = T.fragment{p.BM, p.E, T.f32}
       local sel   = T.fragment{p.BM, p.E, T.f32}   -- biased scores, masked as chosen
       local cand  = T.fragment{p.BM, p.E, T.f32}   -- index if at the max, else E

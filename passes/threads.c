@@ -26,6 +26,11 @@ typedef struct Threads {
     Stmt **phases;              /* the statements this pass made: distributed */
     bool *phase_one;            /* loops, and (phase_one) thread-0 guards */
     int nphases, capphases;
+    /* Register candidates: scratch accesses whose index is exactly the
+     * element a distributed nest's thread owns (see find_owned). */
+    unsigned char *misaligned;  /* by Buffer.id: some access is not owned */
+    struct Owned { Expr *load; Stmt *store; Var *slot; } *owned;
+    int nowned, capowned;
 } Threads;
 
 static void add_phase(Threads *T, Stmt *s, bool one)
@@ -156,6 +161,124 @@ static void serialize(Stmt *s)
     }
 }
 
+/* ------------------------------------------------- register promotion */
+
+/* A scratch buffer whose every access sits in a distributed nest of its own
+ * shape, indexed by that nest's loop variables in order, is only ever
+ * touched by the thread that owns the element: iteration f of the nest runs
+ * in thread f % NT as its (f / NT)-th round.  Such a buffer needs no shared
+ * memory and no barriers: each thread keeps its ceil(size / NT) elements in
+ * a private array indexed by the round (registers, once unrolled). */
+static bool owned_index(Expr *const *idx, const Buffer *b, Stmt *const *loops, int n)
+{
+    if (b->scope != SCOPE_FRAGMENT && b->scope != SCOPE_LOCAL)
+        return false;
+    if (b->rank != n)
+        return false;
+    for (int d = 0; d < n; d++) {
+        int64_t ext, dim;
+        if (idx[d]->op != EX_VAR || idx[d]->var != loops[d]->u.loop.var ||
+            !ir_expr_is_const(loops[d]->u.loop.extent, &ext) ||
+            !ir_expr_is_const(b->shape[d], &dim) || ext != dim)
+            return false;
+    }
+    return true;
+}
+
+static void add_owned(Threads *T, Expr *load, Stmt *store, Var *slot)
+{
+    if (T->nowned == T->capowned) {
+        T->capowned = T->capowned ? 2 * T->capowned : 64;
+        T->owned = realloc(T->owned, (size_t)T->capowned * sizeof *T->owned);
+    }
+    T->owned[T->nowned++] = (struct Owned){load, store, slot};
+}
+
+static void owned_expr(Threads *T, Expr *e, Stmt *const *loops, int n, Var *slot)
+{
+    if (e->op == EX_LOAD) {
+        if (owned_index(e->args, e->buf, loops, n))
+            add_owned(T, e, NULL, slot);
+        else
+            T->misaligned[e->buf->id] = 1;
+    }
+    for (int i = 0; i < e->nargs; i++)
+        owned_expr(T, e->args[i], loops, n, slot);
+}
+
+/* Record the owned accesses of a nest's body (before its variables are
+ * substituted); anything else marks its buffer misaligned. */
+static void find_owned(Threads *T, Stmt *s, Stmt *const *loops, int n, Var *slot)
+{
+    switch (s->op) {
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n; i++)
+            find_owned(T, s->u.seq.items[i], loops, n, slot);
+        break;
+    case ST_FOR:
+        owned_expr(T, s->u.loop.extent, loops, n, slot);
+        /* an inner loop reaches elements other than the thread's own */
+        find_owned(T, s->u.loop.body, loops, 0, slot);
+        break;
+    case ST_IF:
+        owned_expr(T, s->u.if_.cond, loops, n, slot);
+        find_owned(T, s->u.if_.then_, loops, n, slot);
+        if (s->u.if_.else_)
+            find_owned(T, s->u.if_.else_, loops, n, slot);
+        break;
+    case ST_STORE:
+        if (owned_index(s->u.store.idx, s->u.store.buf, loops, n))
+            add_owned(T, NULL, s, slot);
+        else
+            T->misaligned[s->u.store.buf->id] = 1;
+        for (int d = 0; d < s->u.store.buf->rank; d++)
+            owned_expr(T, s->u.store.idx[d], loops, n, slot);
+        owned_expr(T, s->u.store.value, loops, n, slot);
+        break;
+    default: break;
+    }
+}
+
+static bool promotable(const Threads *T, const Buffer *b)
+{
+    return (b->scope == SCOPE_FRAGMENT || b->scope == SCOPE_LOCAL) && !T->misaligned[b->id] &&
+           !T->uniform_use[b->id];
+}
+
+/* Owned buffers become private [rounds] arrays indexed by the round. */
+static void promote(Threads *T)
+{
+    int64_t nt = T->k->nthreads;
+    for (int i = T->k->nargs; i < T->k->nbufs; i++) {
+        Buffer *b = T->k->bufs[i];
+        if (!promotable(T, b))
+            continue;
+        int64_t n = 1, dim;
+        for (int d = 0; d < b->rank; d++) {
+            ir_expr_is_const(b->shape[d], &dim);
+            n *= dim;
+        }
+        b->scope = SCOPE_LOCAL;
+        b->rank = 1;
+        b->shape[0] = ci(T, (n + nt - 1) / nt);
+        b->stride[0] = ci(T, 1);
+    }
+    for (int i = 0; i < T->nowned; i++) {
+        struct Owned *o = &T->owned[i];
+        Buffer *b = o->load ? o->load->buf : o->store->u.store.buf;
+        if (b->scope != SCOPE_LOCAL || b->rank != 1 || !promotable(T, b))
+            continue;
+        Expr **idx = arena_alloc(T->k->arena, sizeof *idx);
+        idx[0] = ir_var(T->k, o->slot);
+        if (o->load) {
+            o->load->args = idx;
+            o->load->nargs = 1;
+        } else {
+            o->store->u.store.idx = idx;
+        }
+    }
+}
+
 /* ------------------------------------------------------- distribution */
 
 /* The loop directly nested as the only statement of s's body, if parallel. */
@@ -182,6 +305,7 @@ static Stmt *distribute(Threads *T, Stmt *s)
         total = ir_binary(T->k, EX_MUL, total, loops[i]->u.loop.extent);
 
     Var *rv = ir_var_new(T->k, "r");
+    find_owned(T, body, loops, n, rv);
     Expr *nt = ci(T, T->k->nthreads);
     Expr *f = ir_binary(T->k, EX_ADD, ir_binary(T->k, EX_MUL, ir_var(T->k, rv), nt), ir_var(T->k, T->tid));
     Expr *inner = ci(T, 1); /* product of the extents inside loop i */
@@ -205,7 +329,9 @@ static Stmt *distribute(Threads *T, Stmt *s)
         guarded = ir_seq(T->k, s->loc);
         ir_seq_push(T->k, guarded, ir_if(T->k, ir_binary(T->k, EX_LT, f, total), then_, NULL, s->loc));
     }
-    Stmt *loop = ir_for(T->k, rv, rounds, LOOP_SERIAL, 0, guarded, s->loc);
+    /* unrolled: the rounds index private arrays, which then live in registers */
+    bool unroll = known && (tot + nthr - 1) / nthr <= 32;
+    Stmt *loop = ir_for(T->k, rv, rounds, unroll ? LOOP_UNROLL : LOOP_SERIAL, 0, guarded, s->loc);
     add_phase(T, loop, false);
     return loop;
 }
@@ -491,9 +617,11 @@ bool pass_threads(Kernel *k, const TargetInfo *t, Diag *d)
     T.tid = ir_var_new(k, "tid");
     ir_set_threads(k, t->gpu_threads, T.tid);
     T.uniform_use = calloc((size_t)k->next_id + 1, 1);
-    if (!T.uniform_use)
+    T.misaligned = calloc((size_t)k->next_id + 1, 1);
+    if (!T.uniform_use || !T.misaligned)
         return diag_error(d, k->loc, "out of memory");
     k->body = uniform(&T, k->body);
+    promote(&T);
     bool ok = place_buffers(&T, d);
     if (ok) { /* shared placement known: order the phases */
         Sync S = {.T = &T, .nbufs = k->next_id + 1};
@@ -502,6 +630,8 @@ bool pass_threads(Kernel *k, const TargetInfo *t, Diag *d)
         free(st);
     }
     free(T.uniform_use);
+    free(T.misaligned);
+    free(T.owned);
     free(T.phases);
     free(T.phase_one);
     return ok;

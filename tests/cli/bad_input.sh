@@ -83,7 +83,7 @@ expect_error "unknown command" "tilec: unknown command 'frobnicate' (run, compil
   "$TILEC" frobnicate
 expect_error "unknown option" "tilec: unknown option --fast (see 'tilec --help')" -- \
   "$TILEC" run $gemm --fast
-expect_error "bad --emit" "tilec: unknown --emit kind 'exe' (ir, llvm, asm or obj) (see 'tilec --help')" -- \
+expect_error "bad --emit" "tilec: unknown --emit kind 'exe' (ir, llvm, asm, obj or ptx) (see 'tilec --help')" -- \
   "$TILEC" compile $gemm --emit exe -o "$tmp/x"
 
 # A failed run leaves an existing output file as it was.
