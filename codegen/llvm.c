@@ -562,7 +562,10 @@ void cg_stmt(Cg *c, const Stmt *s)
         store(c, s);
         break;
     case ST_MICRO_GEMM:
-        cg_micro_gemm(c, s);
+        if (c->t->gpu_sm)
+            cg_gpu_mma(c, s);
+        else
+            cg_micro_gemm(c, s);
         break;
     case ST_BARRIER:
         cg_gpu_barrier(c);

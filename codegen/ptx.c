@@ -155,7 +155,7 @@ static void setup_gpu_buffers(Cg *c)
                 LLVMSetAlignment(smem, 16);
             }
             c->base[b->id] = LLVMBuildGEP2(c->b, c->i8, smem, (LLVMValueRef[]){cg_i64(c, off)}, 1, b->name);
-            off += ((int64_t)dt_storage_bytes(b->dtype, scratch_elems(b)) + 15) / 16 * 16;
+            off += ((int64_t)dt_storage_bytes(b->dtype, ir_buf_span(b)) + 15) / 16 * 16;
         } else {
             LLVMTypeRef arr = LLVMArrayType2(cg_storage_type(c, b->dtype), (uint64_t)scratch_elems(b));
             c->base[b->id] = LLVMBuildAlloca(c->b, arr, b->name);
@@ -220,4 +220,126 @@ bool cg_gpu_check(const Kernel *k, Diag *d)
                               b->name, dt_name(b->dtype), "GPU");
     }
     return true;
+}
+
+/* --------------------------------------------------------- tensor cores */
+
+typedef struct Mma {
+    const Stmt *s;
+    MmaLayout L;
+    LLVMValueRef g, q, row0, col0; /* lane/4, lane%4, the warp tile's corner */
+    LLVMValueRef kk;               /* the current 16-wide k step */
+} Mma;
+
+static LLVMValueRef add(Cg *c, LLVMValueRef a, int64_t b) { return LLVMBuildAdd(c->b, a, cg_i64(c, b), ""); }
+
+/* Two consecutive 16-bit elements of a row, as the 32-bit register mma
+ * takes (lower k in the low half). */
+static LLVMValueRef load_pair(Cg *c, const Buffer *b, LLVMValueRef row, LLVMValueRef col)
+{
+    LLVMValueRef idx[2] = {row, col};
+    LLVMValueRef p = cg_elem_ptr(c, b, idx);
+    LLVMValueRef v = LLVMBuildLoad2(c->b, c->i32, p, "");
+    LLVMSetAlignment(v, 4);
+    return v;
+}
+
+/* B stored [K, N]: elements (k, n) and (k+1, n) packed into one register. */
+static LLVMValueRef load_kpair(Cg *c, const Buffer *b, LLVMValueRef k, LLVMValueRef n)
+{
+    LLVMValueRef i0[2] = {k, n}, i1[2] = {add(c, k, 1), n};
+    LLVMValueRef lo = LLVMBuildLoad2(c->b, c->i16, cg_elem_ptr(c, b, i0), "");
+    LLVMValueRef hi = LLVMBuildLoad2(c->b, c->i16, cg_elem_ptr(c, b, i1), "");
+    hi = LLVMBuildShl(c->b, LLVMBuildZExt(c->b, hi, c->i32, ""), LLVMConstInt(c->i32, 16, 0), "");
+    return LLVMBuildOr(c->b, LLVMBuildZExt(c->b, lo, c->i32, ""), hi, "");
+}
+
+static LLVMValueRef mma_asm(Cg *c, DType dt, LLVMValueRef *a, LLVMValueRef *b, LLVMValueRef *acc)
+{
+    LLVMTypeRef f4[4] = {c->f32, c->f32, c->f32, c->f32};
+    LLVMTypeRef ret = LLVMStructTypeInContext(c->ctx, f4, 4, 0);
+    LLVMTypeRef ps[10] = {c->i32, c->i32, c->i32, c->i32, c->i32, c->i32, c->f32, c->f32, c->f32, c->f32};
+    LLVMTypeRef fty = LLVMFunctionType(ret, ps, 10, 0);
+    const char *text = dt == DT_BF16
+                           ? "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {$0,$1,$2,$3}, "
+                             "{$4,$5,$6,$7}, {$8,$9}, {$10,$11,$12,$13};"
+                           : "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {$0,$1,$2,$3}, "
+                             "{$4,$5,$6,$7}, {$8,$9}, {$10,$11,$12,$13};";
+    const char *cons = "=f,=f,=f,=f,r,r,r,r,r,r,0,1,2,3";
+    LLVMValueRef fn = LLVMGetInlineAsm(fty, (char *)text, strlen(text), (char *)cons, strlen(cons), 0, 0,
+                                       LLVMInlineAsmDialectATT, 0);
+    LLVMValueRef args[10] = {a[0], a[1], a[2], a[3], b[0], b[1], acc[0], acc[1], acc[2], acc[3]};
+    return LLVMBuildCall2(c->b, fty, fn, args, 10, "");
+}
+
+/* One 16-wide step of k: every warp loads its A and B fragments from shared
+ * memory (PTX fragment layouts for m16n8k16) and issues mt x nt mma. */
+static void mma_step(Cg *c, void *ctx)
+{
+    Mma *m = ctx;
+    const Stmt *s = m->s;
+    const Buffer *A = s->u.gemm.a.buf, *B = s->u.gemm.b.buf, *C = s->u.gemm.c.buf;
+    DType dt = A->dtype;
+    LLVMValueRef k0 = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, m->kk, cg_i64(c, 16), ""),
+                                   LLVMBuildMul(c->b, m->q, cg_i64(c, 2), ""), "");
+    LLVMValueRef a[8][4], b[32][2];
+    for (int mt = 0; mt < m->L.mt; mt++) {
+        LLVMValueRef r = LLVMBuildAdd(c->b, m->row0, LLVMBuildAdd(c->b, m->g, cg_i64(c, 16 * mt), ""), "");
+        a[mt][0] = load_pair(c, A, r, k0);
+        a[mt][1] = load_pair(c, A, add(c, r, 8), k0);
+        a[mt][2] = load_pair(c, A, r, add(c, k0, 8));
+        a[mt][3] = load_pair(c, A, add(c, r, 8), add(c, k0, 8));
+    }
+    for (int nt = 0; nt < m->L.nt; nt++) {
+        LLVMValueRef n = LLVMBuildAdd(c->b, m->col0, LLVMBuildAdd(c->b, m->g, cg_i64(c, 8 * nt), ""), "");
+        if (s->u.gemm.trans_b) {
+            b[nt][0] = load_pair(c, B, n, k0);
+            b[nt][1] = load_pair(c, B, n, add(c, k0, 8));
+        } else {
+            b[nt][0] = load_kpair(c, B, k0, n);
+            b[nt][1] = load_kpair(c, B, add(c, k0, 8), n);
+        }
+    }
+    for (int mt = 0; mt < m->L.mt; mt++)
+        for (int nt = 0; nt < m->L.nt; nt++) {
+            LLVMValueRef ptr[4], acc[4];
+            for (int i = 0; i < 4; i++) {
+                LLVMValueRef slot = cg_i64(c, 4 * ((int64_t)mt * m->L.nt + nt) + i);
+                ptr[i] = cg_elem_ptr(c, C, &slot);
+                acc[i] = LLVMBuildLoad2(c->b, c->f32, ptr[i], "");
+            }
+            LLVMValueRef d = mma_asm(c, dt, a[mt], b[nt], acc);
+            for (int i = 0; i < 4; i++)
+                LLVMBuildStore(c->b, LLVMBuildExtractValue(c->b, d, (unsigned)i, ""), ptr[i]);
+        }
+}
+
+static void mma_loop_body(Cg *c, void *ctx)
+{
+    Mma *m = ctx;
+    m->kk = c->var[c->k->next_id + 7];
+    mma_step(c, m);
+}
+
+void cg_gpu_mma(Cg *c, const Stmt *s)
+{
+    const Kernel *k = c->k;
+    const Region *a = &s->u.gemm.a, *b = &s->u.gemm.b;
+    Mma m = {.s = s};
+    int64_t M = a->ext[0], K = a->ext[1], N = s->u.gemm.trans_b ? b->ext[0] : b->ext[1];
+    ir_mma_layout(M, N, k->nthreads, &m.L); /* checked by the verifier */
+    LLVMValueRef tid = c->var[k->thread_var->id];
+    LLVMValueRef warp = LLVMBuildSDiv(c->b, tid, cg_i64(c, 32), "");
+    LLVMValueRef lane = LLVMBuildSRem(c->b, tid, cg_i64(c, 32), "");
+    m.g = LLVMBuildSDiv(c->b, lane, cg_i64(c, 4), "");
+    m.q = LLVMBuildSRem(c->b, lane, cg_i64(c, 4), "");
+    m.row0 = LLVMBuildMul(c->b, LLVMBuildSDiv(c->b, warp, cg_i64(c, m.L.wn), ""), cg_i64(c, M / m.L.wm), "");
+    m.col0 = LLVMBuildMul(c->b, LLVMBuildSRem(c->b, warp, cg_i64(c, m.L.wn), ""), cg_i64(c, N / m.L.wn), "");
+    if (s->u.gemm.clear)
+        for (int64_t i = 0; i < m.L.slots; i++) {
+            LLVMValueRef slot = cg_i64(c, i);
+            LLVMBuildStore(c->b, LLVMConstReal(c->f32, 0), cg_elem_ptr(c, s->u.gemm.c.buf, &slot));
+        }
+    Var kv = {.name = "kk", .id = k->next_id + 7};
+    cg_loop(c, &kv, cg_i64(c, K / 16), LOOP_SERIAL, 0, false, mma_loop_body, &m);
 }

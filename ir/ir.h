@@ -38,7 +38,13 @@
  *     Every thread must reach the same barriers: a barrier lies only in
  *     control flow that does not depend on the thread index;
  *   - two threads touching the same element between two barriers, one of
- *     them writing, is a race (undefined); atomic stores excepted.
+ *     them writing, is a race (undefined); atomic stores excepted;
+ *   - MICRO_GEMM is a tensor-core product the whole block issues together:
+ *     a [M,K] and b ([K,N], or [N,K] with trans_b) are 2-D shared buffers,
+ *     c is each thread's LOCAL share of the [M,N] f32 accumulator, slot s of
+ *     thread t holding element ir_mma_pos(t, s) of it (see MmaLayout);
+ *   - a scratch buffer may have padded rows (strides other than row-major):
+ *     its storage spans ir_buf_span() elements.
  */
 #ifndef TILEC_IR_H
 #define TILEC_IR_H
@@ -464,6 +470,28 @@ const char *ir_target_names(void);             /* "x86-avx512, x86-avx2" */
 /* Best target this CPU can run (checks cpuid). */
 const TargetInfo *ir_host_target(void);
 bool ir_target_runs_here(const TargetInfo *t);
+
+/* ------------------------------------------------------- GPU layouts */
+
+/* How the threads of a block share an [m, n] f32 accumulator of tensor-core
+ * products (PTX mma.m16n8k16, whose C fragment gives thread `lane` of a warp
+ * rows lane/4 and lane/4 + 8, columns 2(lane%4) and 2(lane%4) + 1 of each
+ * 16x8 piece): the warps form a wm x wn grid, each owning an (m/wm) x (n/wn)
+ * tile of mt x nt pieces; a thread holds slots = 4 mt nt values, slot
+ * s = 4 (i_mt nt + i_nt) + c. */
+typedef struct MmaLayout {
+    int64_t m, n;
+    int nthreads, wm, wn, mt, nt;
+    int64_t slots;
+} MmaLayout;
+
+/* The layout for an [m, n] accumulator over nthreads threads (a multiple of
+ * 32); false if m, n do not tile into 16x8 pieces over the warps. */
+bool ir_mma_layout(int64_t m, int64_t n, int nthreads, MmaLayout *l);
+/* Row i and column j of the element that slot `slot` of thread tid holds. */
+void ir_mma_pos(const MmaLayout *l, int64_t tid, int64_t slot, int64_t *i, int64_t *j);
+/* Elements the storage of a scratch buffer spans (padded strides included). */
+int64_t ir_buf_span(const Buffer *b);
 
 /* ----------------------------------------------------------- interpreter */
 

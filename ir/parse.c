@@ -661,7 +661,17 @@ static Buffer *header_buffer(Parser *ps, bool arg)
         for (int d = 0; d < rank; d++)
             if (!ir_expr_is_const(shape[d], &n[d]) || n[d] < 1)
                 error(ps, "scratch buffer '%s' needs constant positive dimensions", name);
-        return ir_buf_add(ps->k, name, scope, t, rank, n, loc);
+        Buffer *b = ir_buf_add(ps->k, name, scope, t, rank, n, loc);
+        if (accept(ps, "strides")) {
+            int srank;
+            dims(ps, b->stride, &srank);
+            if (srank != rank)
+                error(ps, "buffer '%s' needs one stride per dimension", name);
+            for (int d = 0; d < rank; d++)
+                if (!ir_expr_is_const(b->stride[d], NULL))
+                    error(ps, "scratch buffer '%s' needs constant strides", name);
+        }
+        return b;
     }
     const char *dir = ident(ps);
     ArgDir ad = !strcmp(dir, "in") ? ARG_IN : !strcmp(dir, "out") ? ARG_OUT : !strcmp(dir, "inout") ? ARG_INOUT : ARG_NONE;

@@ -4,7 +4,7 @@
  *   param NAME fixed VALUE | tune VALUE {C1, C2} | size VALUE | dyn
  *   scalar NAME: DTYPE
  *   arg NAME: DTYPE[SHAPE] in|out|inout [strides [S0, S1]]
- *   buf NAME: SCOPE DTYPE[SHAPE]
+ *   buf NAME: SCOPE DTYPE[SHAPE] [strides [S0, S1]]
  *   grid (V0, V1) < [E0, E1]
  *   threads V < N                     (GPU Loop IR only)
  *   {
@@ -398,6 +398,10 @@ static void print_buffer(const Printer *p, const Buffer *b)
     } else {
         fprintf(f, "buf %s: %s %s", b->name, scope_name(b->scope), dt_name(b->dtype));
         print_dims(b->shape, b->rank, f);
+        if (!is_row_major(b)) { /* padded rows (GPU shared memory) */
+            fputs(" strides ", f);
+            print_dims(b->stride, b->rank, f);
+        }
     }
     end_line(p, b->loc);
 }

@@ -288,10 +288,42 @@ static void gemm_dims(const Stmt *s, int64_t *m, int64_t *n, int64_t *ka, int64_
     }
 }
 
+/* A block's tensor-core product (see Threads in ir.h): shared operands,
+ * c each thread's share of the accumulator in the MMA layout. */
+static void check_block_mma(Verifier *v, const Stmt *s)
+{
+    const Region *a = &s->u.gemm.a, *b = &s->u.gemm.b, *c = &s->u.gemm.c;
+    if (a->buf->rank != 2 || b->buf->rank != 2 || a->buf->scope != SCOPE_SHARED ||
+        b->buf->scope != SCOPE_SHARED) {
+        fail(v, s->loc, "micro_gemm of a threaded kernel needs 2-D shared operands");
+        return;
+    }
+    int64_t m = a->ext[0], k = a->ext[1], kb = s->u.gemm.trans_b ? b->ext[1] : b->ext[0];
+    int64_t n = s->u.gemm.trans_b ? b->ext[0] : b->ext[1], slots;
+    MmaLayout l;
+    if (s->u.gemm.trans_a || k != kb || !ir_mma_layout(m, n, v->k->nthreads, &l)) {
+        fail(v, s->loc, "micro_gemm [%lld x %lld] . [%lld x %lld] has no tensor-core layout over %d threads",
+             (long long)m, (long long)k, (long long)kb, (long long)n, v->k->nthreads);
+        return;
+    }
+    if (c->buf->scope != SCOPE_LOCAL || c->buf->rank != 1 || c->buf->dtype != DT_F32 ||
+        !ir_expr_is_const(c->buf->shape[0], &slots) || slots != l.slots || c->ext[0] != slots)
+        fail(v, s->loc, "micro_gemm accumulator %s must be a local f32[%lld] (each thread's share)",
+             c->buf->name, (long long)l.slots);
+}
+
 static void check_gemm(Verifier *v, const Stmt *s)
 {
     const Region *a = &s->u.gemm.a, *b = &s->u.gemm.b, *c = &s->u.gemm.c;
     const char *op = st_name(s->op);
+    if (s->op == ST_MICRO_GEMM && v->k->nthreads) {
+        check_region(v, a, s->loc, op);
+        check_region(v, b, s->loc, op);
+        check_region(v, c, s->loc, op);
+        if (v->ok)
+            check_block_mma(v, s);
+        return;
+    }
     check_region(v, a, s->loc, op);
     check_region(v, b, s->loc, op);
     check_region(v, c, s->loc, op);

@@ -375,8 +375,42 @@ static Stmt *lower_gemm_simt(Lower *L, const Stmt *g)
     return outer;
 }
 
+Stmt *pass_gemm_loops(Kernel *k, const TargetInfo *t, const Stmt *g)
+{
+    Lower L = {.k = k, .t = t};
+    return lower_gemm_simt(&L, g);
+}
+
+static bool whole_region(const Region *r)
+{
+    for (int d = 0; d < r->buf->rank; d++) {
+        int64_t off, dim;
+        if (!ir_expr_is_const(r->off[d], &off) || off || !ir_expr_is_const(r->buf->shape[d], &dim) ||
+            dim != r->ext[d])
+            return false;
+    }
+    return true;
+}
+
+/* Tensor cores take the GEMM when its operands are whole bf16/f16 scratch
+ * tiles, A untransposed, and C a whole f32 fragment that tiles into 16x8
+ * pieces over the block's warps (pass_threads gives C that layout). */
+static bool tensor_core_gemm(Lower *L, const Stmt *g)
+{
+    const Region *a = &g->u.gemm.a, *b = &g->u.gemm.b, *c = &g->u.gemm.c;
+    DType dt = a->buf->dtype;
+    MmaLayout lay;
+    return L->t->gpu_sm >= 80 && (dt == DT_BF16 || dt == DT_F16) && b->buf->dtype == dt &&
+           !g->u.gemm.trans_a && a->buf->scope != SCOPE_GLOBAL && b->buf->scope != SCOPE_GLOBAL &&
+           c->buf->scope == SCOPE_FRAGMENT && whole_region(a) && whole_region(b) && whole_region(c) &&
+           a->ext[1] % 16 == 0 && ir_mma_layout(c->ext[0], c->ext[1], L->t->gpu_threads, &lay);
+}
+
 static Stmt *lower_gemm(Lower *L, const Stmt *g)
 {
+    if (L->t->gpu_sm && tensor_core_gemm(L, g))
+        return ir_micro_gemm(L->k, g->u.gemm.a, g->u.gemm.b, g->u.gemm.c, false, g->u.gemm.trans_b,
+                             g->u.gemm.clear, g->loc);
     if (L->t->gpu_sm)
         return lower_gemm_simt(L, g);
     Stmt *seq = ir_seq(L->k, g->loc);

@@ -24,6 +24,9 @@ bool pass_check(Kernel *k, const TargetInfo *t, Diag *d);
 /* Tile ops → loops of element loads/stores; GEMM → MICRO_GEMM register
  * tiles over packed scratch operands. */
 bool pass_lower(Kernel *k, const TargetInfo *t, Diag *d);
+/* A GEMM (or block MICRO_GEMM) as plain loops: one iteration per element
+ * of C, a private accumulator, a serial loop over K (lower.c). */
+Stmt *pass_gemm_loops(Kernel *k, const TargetInfo *t, const Stmt *g);
 /* Mark innermost loops that are safe to run in vector lanes (CPU). */
 bool pass_vectorize(Kernel *k, const TargetInfo *t, Diag *d);
 /* GPU: spread parallel loops over the block's threads, place scratch in

@@ -8,11 +8,16 @@
  *     everything inside it runs in that one thread;
  *   - other work with side effects (a store, or a loop or if holding one but
  *     no parallel loop) runs in thread 0 only, guarded by `tid == 0`.
- * Memory follows from that: a LOCAL buffer touched only inside distributed
- * nests stays private to each thread; every other scratch buffer (fragments,
- * and locals that uniform code touches) becomes SHARED, one per block.
- * pass_barriers then orders the phases.  The shared total is checked against
- * the target's limit here, where it is first known. */
+ *   - a MICRO_GEMM (tensor-core product) is issued by all threads together;
+ *     its accumulator takes the MMA layout of ir.h, and every nest over the
+ *     accumulator is distributed in that layout instead of cyclically.
+ * Memory follows from that: a scratch buffer that every access reaches at
+ * the element its thread owns becomes a private array (registers); other
+ * LOCAL buffers touched only inside distributed nests stay private; every
+ * other scratch buffer becomes SHARED, one per block, with rows padded where
+ * tensor-core operand loads would hit one bank.  Barriers then order the
+ * phases where the data flow needs them.  The shared total is checked
+ * against the target's limit here, where it is first known. */
 #include "passes/passes.h"
 
 #include <stdlib.h>
@@ -31,6 +36,12 @@ typedef struct Threads {
     unsigned char *misaligned;  /* by Buffer.id: some access is not owned */
     struct Owned { Expr *load; Stmt *store; Var *slot; } *owned;
     int nowned, capowned;
+    /* by Buffer.id: the distribution its owned accesses follow: 0 none yet,
+     * 1 cyclic, 2 + g for the layout of the g-th MICRO_GEMM's accumulator */
+    int *layout_of;
+    MmaLayout mma[16];
+    Stmt *mma_stmt[16];
+    int nmma;
 } Threads;
 
 static void add_phase(Threads *T, Stmt *s, bool one)
@@ -56,6 +67,7 @@ static bool stmt_has_parallel(const Stmt *s)
             if (stmt_has_parallel(s->u.seq.items[i]))
                 return true;
         return false;
+    case ST_MICRO_GEMM: return true; /* all threads issue it */
     case ST_FOR: return s->u.loop.kind == LOOP_PARALLEL || stmt_has_parallel(s->u.loop.body);
     case ST_IF:
         return stmt_has_parallel(s->u.if_.then_) || (s->u.if_.else_ && stmt_has_parallel(s->u.if_.else_));
@@ -185,6 +197,18 @@ static bool owned_index(Expr *const *idx, const Buffer *b, Stmt *const *loops, i
     return true;
 }
 
+static int mma_of(const Threads *T, const Buffer *b)
+{
+    for (int g = 0; g < T->nmma; g++)
+        if (T->mma_stmt[g]->u.gemm.c.buf == b)
+            return g;
+    return -1;
+}
+
+/* The distribution a nest over these loops uses: the MMA layout of the
+ * first accumulator it reaches at owned elements, else cyclic. */
+static int nest_layout(Threads *T, Stmt *s, Stmt *const *loops, int n);
+
 static void add_owned(Threads *T, Expr *load, Stmt *store, Var *slot)
 {
     if (T->nowned == T->capowned) {
@@ -194,12 +218,23 @@ static void add_owned(Threads *T, Expr *load, Stmt *store, Var *slot)
     T->owned[T->nowned++] = (struct Owned){load, store, slot};
 }
 
+static int cur_layout; /* the layout of the nest find_owned is walking */
+
+static void note_layout(Threads *T, const Buffer *b)
+{
+    int *l = &T->layout_of[b->id];
+    if (*l && *l != cur_layout)
+        T->misaligned[b->id] = 1; /* owned in two different distributions */
+    *l = cur_layout;
+}
+
 static void owned_expr(Threads *T, Expr *e, Stmt *const *loops, int n, Var *slot)
 {
     if (e->op == EX_LOAD) {
-        if (owned_index(e->args, e->buf, loops, n))
+        if (owned_index(e->args, e->buf, loops, n)) {
             add_owned(T, e, NULL, slot);
-        else
+            note_layout(T, e->buf);
+        } else
             T->misaligned[e->buf->id] = 1;
     }
     for (int i = 0; i < e->nargs; i++)
@@ -227,15 +262,51 @@ static void find_owned(Threads *T, Stmt *s, Stmt *const *loops, int n, Var *slot
             find_owned(T, s->u.if_.else_, loops, n, slot);
         break;
     case ST_STORE:
-        if (owned_index(s->u.store.idx, s->u.store.buf, loops, n))
+        if (owned_index(s->u.store.idx, s->u.store.buf, loops, n)) {
             add_owned(T, NULL, s, slot);
-        else
+            note_layout(T, s->u.store.buf);
+        } else
             T->misaligned[s->u.store.buf->id] = 1;
         for (int d = 0; d < s->u.store.buf->rank; d++)
             owned_expr(T, s->u.store.idx[d], loops, n, slot);
         owned_expr(T, s->u.store.value, loops, n, slot);
         break;
     default: break;
+    }
+}
+
+static int layout_expr(Threads *T, const Expr *e, Stmt *const *loops, int n)
+{
+    if (e->op == EX_LOAD && owned_index(e->args, e->buf, loops, n) && mma_of(T, e->buf) >= 0)
+        return 2 + mma_of(T, e->buf);
+    for (int i = 0; i < e->nargs; i++) {
+        int l = layout_expr(T, e->args[i], loops, n);
+        if (l)
+            return l;
+    }
+    return 0;
+}
+
+static int nest_layout(Threads *T, Stmt *s, Stmt *const *loops, int n)
+{
+    int l = 0;
+    switch (s->op) {
+    case ST_SEQ:
+        for (int i = 0; !l && i < s->u.seq.n; i++)
+            l = nest_layout(T, s->u.seq.items[i], loops, n);
+        return l;
+    case ST_IF:
+        l = layout_expr(T, s->u.if_.cond, loops, n);
+        if (!l)
+            l = nest_layout(T, s->u.if_.then_, loops, n);
+        if (!l && s->u.if_.else_)
+            l = nest_layout(T, s->u.if_.else_, loops, n);
+        return l;
+    case ST_STORE:
+        if (owned_index(s->u.store.idx, s->u.store.buf, loops, n) && mma_of(T, s->u.store.buf) >= 0)
+            return 2 + mma_of(T, s->u.store.buf);
+        return layout_expr(T, s->u.store.value, loops, n);
+    default: return 0;
     }
 }
 
@@ -260,8 +331,16 @@ static void promote(Threads *T)
         }
         b->scope = SCOPE_LOCAL;
         b->rank = 1;
-        b->shape[0] = ci(T, (n + nt - 1) / nt);
+        int l = T->layout_of[b->id];
+        b->shape[0] = ci(T, l >= 2 ? T->mma[l - 2].slots : (n + nt - 1) / nt);
         b->stride[0] = ci(T, 1);
+    }
+    for (int g = 0; g < T->nmma; g++) { /* c: the thread's whole share */
+        Region *c = &T->mma_stmt[g]->u.gemm.c;
+        if (c->buf->rank == 1) {
+            c->off[0] = ci(T, 0);
+            c->ext[0] = T->mma[g].slots;
+        }
     }
     for (int i = 0; i < T->nowned; i++) {
         struct Owned *o = &T->owned[i];
@@ -290,6 +369,34 @@ static Stmt *only_parallel_child(Stmt *s)
     return b->op == ST_FOR && b->u.loop.kind == LOOP_PARALLEL ? b : NULL;
 }
 
+/* The same nest over an [M, N] tensor-core accumulator: slot s of thread t
+ * runs element ir_mma_pos(t, s) (the formulas of ir/mma.c, as IR). */
+static Stmt *distribute_mma(Threads *T, Stmt *s, Stmt *const *loops, int n, const MmaLayout *L,
+                            int lay)
+{
+    Kernel *k = T->k;
+    Stmt *body = loops[n - 1]->u.loop.body;
+    Var *sv = ir_var_new(k, "slot");
+    cur_layout = lay;
+    find_owned(T, body, loops, n, sv);
+    Expr *tid = ir_var(k, T->tid), *slot = ir_var(k, sv);
+#define B(op, a, b) ir_binary(k, EX_##op, a, b)
+    Expr *warp = B(DIV, tid, ci(T, 32)), *lane = B(MOD, tid, ci(T, 32));
+    Expr *c = B(MOD, slot, ci(T, 4));
+    Expr *pnt = B(MOD, B(DIV, slot, ci(T, 4)), ci(T, L->nt)), *pmt = B(DIV, slot, ci(T, 4 * L->nt));
+    Expr *i = B(ADD, B(ADD, B(MUL, B(DIV, warp, ci(T, L->wn)), ci(T, L->m / L->wm)), B(MUL, pmt, ci(T, 16))),
+                B(ADD, B(DIV, lane, ci(T, 4)), B(MUL, B(DIV, c, ci(T, 2)), ci(T, 8))));
+    Expr *j = B(ADD, B(ADD, B(MUL, B(MOD, warp, ci(T, L->wn)), ci(T, L->n / L->wn)), B(MUL, pnt, ci(T, 8))),
+                B(ADD, B(MUL, B(MOD, lane, ci(T, 4)), ci(T, 2)), B(MOD, c, ci(T, 2))));
+#undef B
+    subst_stmt(body, loops[0]->u.loop.var, i);
+    subst_stmt(body, loops[1]->u.loop.var, j);
+    serialize(body);
+    Stmt *loop = ir_for(k, sv, ci(T, L->slots), L->slots <= 128 ? LOOP_UNROLL : LOOP_SERIAL, 0, body, s->loc);
+    add_phase(T, loop, false);
+    return loop;
+}
+
 /* for v0 < e0 parallel { for v1 < e1 parallel { B } } becomes
  *   for r < ceil(E / NT) { if r*NT + tid < E { B[v0 := f / e1, v1 := f % e1] } }
  * with f = r*NT + tid and E = e0*e1 (any depth). */
@@ -304,8 +411,14 @@ static Stmt *distribute(Threads *T, Stmt *s)
     for (int i = 0; i < n; i++)
         total = ir_binary(T->k, EX_MUL, total, loops[i]->u.loop.extent);
 
+    int lay = nest_layout(T, body, loops, n);
+    if (lay >= 2)
+        return distribute_mma(T, s, loops, n, &T->mma[lay - 2], lay);
     Var *rv = ir_var_new(T->k, "r");
+    cur_layout = 1;
+    int owned_before = T->nowned;
     find_owned(T, body, loops, n, rv);
+    bool has_owned = T->nowned > owned_before;
     Expr *nt = ci(T, T->k->nthreads);
     Expr *f = ir_binary(T->k, EX_ADD, ir_binary(T->k, EX_MUL, ir_var(T->k, rv), nt), ir_var(T->k, T->tid));
     Expr *inner = ci(T, 1); /* product of the extents inside loop i */
@@ -329,8 +442,9 @@ static Stmt *distribute(Threads *T, Stmt *s)
         guarded = ir_seq(T->k, s->loc);
         ir_seq_push(T->k, guarded, ir_if(T->k, ir_binary(T->k, EX_LT, f, total), then_, NULL, s->loc));
     }
-    /* unrolled: the rounds index private arrays, which then live in registers */
-    bool unroll = known && (tot + nthr - 1) / nthr <= 32;
+    /* unrolled when the rounds index private arrays, which then live in
+     * registers; other nests stay loops (short code, few live addresses) */
+    bool unroll = has_owned && known && (tot + nthr - 1) / nthr <= 32;
     Stmt *loop = ir_for(T->k, rv, rounds, unroll ? LOOP_UNROLL : LOOP_SERIAL, 0, guarded, s->loc);
     add_phase(T, loop, false);
     return loop;
@@ -385,6 +499,9 @@ static Stmt *uniform(Threads *T, Stmt *s)
         if (s->u.if_.else_)
             s->u.if_.else_ = uniform(T, s->u.if_.else_);
         return s;
+    case ST_MICRO_GEMM:
+        add_phase(T, s, false);
+        return s;
     default: { /* a lone statement: one thread */
         Stmt *g = ir_seq(T->k, s->loc);
         mark_stmt(T, s);
@@ -396,15 +513,7 @@ static Stmt *uniform(Threads *T, Stmt *s)
 
 /* ------------------------------------------------------------- memory */
 
-static int64_t buf_bytes(const Buffer *b)
-{
-    int64_t n = 1, d;
-    for (int i = 0; i < b->rank; i++) {
-        ir_expr_is_const(b->shape[i], &d);
-        n *= d;
-    }
-    return (int64_t)dt_storage_bytes(b->dtype, n);
-}
+static int64_t buf_bytes(const Buffer *b) { return (int64_t)dt_storage_bytes(b->dtype, ir_buf_span(b)); }
 
 /* Fragments and uniformly used locals go to shared memory; the total must
  * fit the target. */
@@ -482,6 +591,14 @@ static void acc_stmt(unsigned char *acc, const Stmt *s, unsigned char rd, unsign
         acc_stmt(acc, s->u.if_.then_, rd, wr);
         if (s->u.if_.else_)
             acc_stmt(acc, s->u.if_.else_, rd, wr);
+        break;
+    case ST_MICRO_GEMM: /* reads its operand tiles; c is private by now */
+        if (tracked(s->u.gemm.a.buf))
+            acc[s->u.gemm.a.buf->id] |= rd;
+        if (tracked(s->u.gemm.b.buf))
+            acc[s->u.gemm.b.buf->id] |= rd;
+        if (tracked(s->u.gemm.c.buf))
+            acc[s->u.gemm.c.buf->id] |= wr;
         break;
     case ST_STORE:
         if (tracked(s->u.store.buf))
@@ -609,6 +726,120 @@ static void sync_stmt(Sync *S, Stmt *s, unsigned char *st)
     free(out);
 }
 
+/* ------------------------------------------- tensor-core compatibility */
+
+static bool reach_ok_expr(const Expr *e, const Buffer *c, Stmt *const *loops, int n)
+{
+    if (e->op == EX_LOAD && e->buf == c && !owned_index(e->args, c, loops, n))
+        return false;
+    for (int i = 0; i < e->nargs; i++)
+        if (!reach_ok_expr(e->args[i], c, loops, n))
+            return false;
+    return true;
+}
+
+/* Is every access to the accumulator c (besides the products into it) at
+ * the element a distributed nest over c's shape owns?  Then c can live in
+ * the MMA layout.  n < 0: uniform level, outside any parallel nest. */
+static bool reach_ok(const Stmt *s, const Buffer *c, Stmt *const *loops, int n)
+{
+    switch (s->op) {
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n; i++)
+            if (!reach_ok(s->u.seq.items[i], c, loops, n))
+                return false;
+        return true;
+    case ST_FOR: {
+        if (!reach_ok_expr(s->u.loop.extent, c, loops, n < 0 ? 0 : n))
+            return false;
+        if (n < 0 && s->u.loop.kind == LOOP_PARALLEL) { /* a nest that pass_threads distributes */
+            Stmt *chain[IR_MAX_RANK * 4];
+            int m = 0;
+            for (Stmt *l = (Stmt *)s; l && m < (int)(sizeof chain / sizeof chain[0]); l = only_parallel_child(l))
+                chain[m++] = l;
+            return reach_ok(chain[m - 1]->u.loop.body, c, chain, m);
+        }
+        return reach_ok(s->u.loop.body, c, loops, n < 0 ? -1 : 0);
+    }
+    case ST_IF:
+        return reach_ok_expr(s->u.if_.cond, c, loops, n < 0 ? 0 : n) &&
+               reach_ok(s->u.if_.then_, c, loops, n) &&
+               (!s->u.if_.else_ || reach_ok(s->u.if_.else_, c, loops, n));
+    case ST_STORE:
+        if (s->u.store.buf == c && !owned_index(s->u.store.idx, c, loops, n < 0 ? 0 : n))
+            return false;
+        for (int d = 0; d < s->u.store.buf->rank; d++)
+            if (!reach_ok_expr(s->u.store.idx[d], c, loops, n < 0 ? 0 : n))
+                return false;
+        return reach_ok_expr(s->u.store.value, c, loops, n < 0 ? 0 : n);
+    case ST_MICRO_GEMM:
+        return s->u.gemm.a.buf != c && s->u.gemm.b.buf != c;
+    default: return true;
+    }
+}
+
+/* Tensor-core products: their accumulators get the MMA layout; their
+ * operands live in shared memory, rows padded by 16 bytes when a row is a
+ * multiple of 128 bytes (else the 8 rows a warp's fragment load reads at
+ * once would all sit in the same banks). */
+static bool find_mma(Threads *T, Stmt *s, Diag *d)
+{
+    switch (s->op) {
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n; i++)
+            if (!find_mma(T, s->u.seq.items[i], d))
+                return false;
+        return true;
+    case ST_FOR: return find_mma(T, s->u.loop.body, d);
+    case ST_IF:
+        return find_mma(T, s->u.if_.then_, d) && (!s->u.if_.else_ || find_mma(T, s->u.if_.else_, d));
+    case ST_MICRO_GEMM: {
+        const Region *c = &s->u.gemm.c;
+        if (mma_of(T, c->buf) >= 0)
+            return true;
+        if (!reach_ok(T->k->body, c->buf, NULL, -1)) {
+            /* c is read across rows or outside parallel loops (a softmax
+             * over scores, say): the product runs on plain FMA loops */
+            *s = *pass_gemm_loops(T->k, T->t, s);
+            return true;
+        }
+        if (T->nmma == (int)(sizeof T->mma / sizeof T->mma[0]))
+            return diag_error(d, s->loc, "kernel %s has more than %d tensor-core accumulators",
+                              T->k->name, T->nmma);
+        if (!ir_mma_layout(c->ext[0], c->ext[1], T->k->nthreads, &T->mma[T->nmma]))
+            return diag_error(d, s->loc, "gemm accumulator %s [%lld, %lld] cannot map to %d threads "
+                              "(needs multiples of 16 x 8 per warp)", c->buf->name,
+                              (long long)c->ext[0], (long long)c->ext[1], T->k->nthreads);
+        T->mma_stmt[T->nmma++] = s;
+        Buffer *ops[2] = {s->u.gemm.a.buf, s->u.gemm.b.buf};
+        for (int o = 0; o < 2; o++) {
+            Buffer *b = ops[o];
+            int64_t cols;
+            T->uniform_use[b->id] = 1; /* shared: every warp reads all of it */
+            ir_expr_is_const(b->shape[1], &cols);
+            if (b->scope != SCOPE_GLOBAL && (cols * dt_bits(b->dtype) / 8) % 128 == 0)
+                b->stride[0] = ci(T, cols + 128 / dt_bits(b->dtype));
+        }
+        return true;
+    }
+    default: return true;
+    }
+}
+
+/* Every tensor-core accumulator must have become a private [slots] array. */
+static bool check_mma(Threads *T, Diag *d)
+{
+    for (int g = 0; g < T->nmma; g++) {
+        const Buffer *b = T->mma_stmt[g]->u.gemm.c.buf;
+        if (b->scope != SCOPE_LOCAL || b->rank != 1)
+            return diag_error(d, T->mma_stmt[g]->loc,
+                              "the gemm accumulator %s is also used elementwise in a way that does not "
+                              "follow its tensor-core layout (a loop over other indices, or a read "
+                              "outside a parallel loop over its shape)", b->name);
+    }
+    return true;
+}
+
 bool pass_threads(Kernel *k, const TargetInfo *t, Diag *d)
 {
     if (!t->gpu_sm || k->nthreads)
@@ -618,11 +849,15 @@ bool pass_threads(Kernel *k, const TargetInfo *t, Diag *d)
     ir_set_threads(k, t->gpu_threads, T.tid);
     T.uniform_use = calloc((size_t)k->next_id + 1, 1);
     T.misaligned = calloc((size_t)k->next_id + 1, 1);
-    if (!T.uniform_use || !T.misaligned)
+    T.layout_of = calloc((size_t)k->next_id + 1, sizeof *T.layout_of);
+    if (!T.uniform_use || !T.misaligned || !T.layout_of)
         return diag_error(d, k->loc, "out of memory");
-    k->body = uniform(&T, k->body);
-    promote(&T);
-    bool ok = place_buffers(&T, d);
+    bool ok = find_mma(&T, k->body, d);
+    if (ok) {
+        k->body = uniform(&T, k->body);
+        promote(&T);
+        ok = check_mma(&T, d) && place_buffers(&T, d);
+    }
     if (ok) { /* shared placement known: order the phases */
         Sync S = {.T = &T, .nbufs = k->next_id + 1};
         unsigned char *st = calloc((size_t)S.nbufs, 1);
@@ -631,6 +866,7 @@ bool pass_threads(Kernel *k, const TargetInfo *t, Diag *d)
     }
     free(T.uniform_use);
     free(T.misaligned);
+    free(T.layout_of);
     free(T.owned);
     free(T.phases);
     free(T.phase_one);
