@@ -444,18 +444,12 @@ static bool execute_gpu(Kernel *k, const TargetInfo *t, const Opts *o, Bindings 
         *median = rt_now() - t0;
         return ok;
     }
-#ifdef TILEC_PENDING_GPU_RUN
     CgGpuArgs a = {host, bytes, bd->params};
     double ms = 0;
     if (!cg_gpu_run(k, t, &a, o->repeat, &ms, d))
         return false;
     *median = ms * 1e-3;
     return true;
-#else
-    (void)bytes;
-    SrcLoc none = {0};
-    return diag_error(d, none, "GPU runs are not built yet");
-#endif
 }
 
 static bool execute(Kernel *k, bool interp, const TargetInfo *t, const Opts *o, Bindings *bd,
