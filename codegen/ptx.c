@@ -2,6 +2,7 @@
  *
  * Kernel ABI (what runtime launches pass to cuLaunchKernel):
  *   NAME(ptr addrspace(1) arg0, ..., i64 param0, ...)
+ * with every argument pointer 16-byte aligned (the base of an allocation);
  * one pointer per argument buffer, then one i64 per runtime scalar, launched
  * as a 1-D grid of every block of the kernel's grid (linearised row-major,
  * like the CPU ABI) with k->nthreads threads and pass_shared_bytes(k) bytes
@@ -181,8 +182,12 @@ void cg_gpu_build_function(Cg *c)
      * loads of inputs may take the read-only path. */
     unsigned noalias = LLVMGetEnumAttributeKindForName("noalias", 7);
     unsigned readonly = LLVMGetEnumAttributeKindForName("readonly", 8);
+    unsigned align = LLVMGetEnumAttributeKindForName("align", 5);
     for (int i = 0; i < k->nargs; i++) {
         LLVMAddAttributeAtIndex(c->fn, (unsigned)i + 1, LLVMCreateEnumAttribute(c->ctx, noalias, 0));
+        /* whole allocations (cuMemAlloc: 256-byte aligned): lets 16-byte
+         * vector accesses be proven aligned */
+        LLVMAddAttributeAtIndex(c->fn, (unsigned)i + 1, LLVMCreateEnumAttribute(c->ctx, align, 16));
         if (k->bufs[i]->dir == ARG_IN)
             LLVMAddAttributeAtIndex(c->fn, (unsigned)i + 1, LLVMCreateEnumAttribute(c->ctx, readonly, 0));
     }

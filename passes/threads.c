@@ -360,6 +360,40 @@ static void promote(Threads *T)
 
 /* ------------------------------------------------------- distribution */
 
+static int widest_expr(const Expr *e)
+{
+    int w = e->op == EX_LOAD ? dt_bits(e->buf->dtype) / 8 : 1;
+    for (int i = 0; i < e->nargs; i++) {
+        int a = widest_expr(e->args[i]);
+        w = a > w ? a : w;
+    }
+    return w;
+}
+
+/* Bytes of the widest element a statement loads or stores (at least 1). */
+static int widest_bytes(const Stmt *s)
+{
+    int w = 1, a;
+    switch (s->op) {
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n; i++)
+            if ((a = widest_bytes(s->u.seq.items[i])) > w)
+                w = a;
+        return w;
+    case ST_FOR: return widest_bytes(s->u.loop.body);
+    case ST_IF:
+        w = widest_bytes(s->u.if_.then_);
+        if (s->u.if_.else_ && (a = widest_bytes(s->u.if_.else_)) > w)
+            w = a;
+        return w;
+    case ST_STORE:
+        w = dt_bits(s->u.store.buf->dtype) / 8;
+        a = widest_expr(s->u.store.value);
+        return a > w ? a : w;
+    default: return 16; /* anything else: no vectors */
+    }
+}
+
 /* The loop directly nested as the only statement of s's body, if parallel. */
 static Stmt *only_parallel_child(Stmt *s)
 {
@@ -419,28 +453,44 @@ static Stmt *distribute(Threads *T, Stmt *s)
     int owned_before = T->nowned;
     find_owned(T, body, loops, n, rv);
     bool has_owned = T->nowned > owned_before;
+    /* A thread takes V consecutive elements along the innermost loop (16
+     * bytes of the widest dtype touched), so neighbouring accesses merge
+     * into vector loads and stores; owned elements stay one per round. */
+    int64_t ein, tot, V = has_owned ? 1 : 16 / widest_bytes(body);
+    bool known = ir_expr_is_const(total, &tot);
+    if (!known || !ir_expr_is_const(loops[n - 1]->u.loop.extent, &ein) || V < 1)
+        V = 1;
+    while (V > 1 && ein % V)
+        V /= 2;
     Expr *nt = ci(T, T->k->nthreads);
-    Expr *f = ir_binary(T->k, EX_ADD, ir_binary(T->k, EX_MUL, ir_var(T->k, rv), nt), ir_var(T->k, T->tid));
+    Expr *chunk = ir_binary(T->k, EX_ADD, ir_binary(T->k, EX_MUL, ir_var(T->k, rv), nt), ir_var(T->k, T->tid));
+    Var *ev = V > 1 ? ir_var_new(T->k, "e") : NULL;
+    Expr *base = ir_binary(T->k, EX_MUL, chunk, ci(T, V)); /* first element of the chunk */
     Expr *inner = ci(T, 1); /* product of the extents inside loop i */
     for (int i = n - 1; i >= 0; i--) {
         Expr *e = loops[i]->u.loop.extent;
-        Expr *q = ir_binary(T->k, EX_DIV, f, inner);
+        Expr *q = ir_binary(T->k, EX_DIV, base, inner);
         Expr *vi = i == 0 ? q : ir_binary(T->k, EX_MOD, q, e);
+        if (ev && i == n - 1)
+            vi = ir_binary(T->k, EX_ADD, vi, ir_var(T->k, ev));
         subst_stmt(body, loops[i]->u.loop.var, vi);
         inner = ir_binary(T->k, EX_MUL, inner, e);
     }
     serialize(body);
+    if (ev)
+        body = ir_for(T->k, ev, ci(T, V), LOOP_UNROLL, 0, body, s->loc);
 
-    int64_t tot, nthr = T->k->nthreads;
-    bool known = ir_expr_is_const(total, &tot);
-    Expr *rounds = known ? ci(T, (tot + nthr - 1) / nthr)
+    int64_t nthr = T->k->nthreads;
+    Expr *chunks = V > 1 ? ci(T, tot / V) : total; /* V > 1 only with constant extents */
+    int64_t nchunks = known ? tot / V : 0;
+    Expr *rounds = known ? ci(T, (nchunks + nthr - 1) / nthr)
                          : ir_binary(T->k, EX_DIV, ir_binary(T->k, EX_ADD, total, ci(T, nthr - 1)), nt);
     Stmt *guarded = body;
-    if (!known || tot % nthr) {
+    if (!known || nchunks % nthr) {
         Stmt *then_ = ir_seq(T->k, s->loc);
         ir_seq_push(T->k, then_, body);
         guarded = ir_seq(T->k, s->loc);
-        ir_seq_push(T->k, guarded, ir_if(T->k, ir_binary(T->k, EX_LT, f, total), then_, NULL, s->loc));
+        ir_seq_push(T->k, guarded, ir_if(T->k, ir_binary(T->k, EX_LT, chunk, chunks), then_, NULL, s->loc));
     }
     /* unrolled when the rounds index private arrays, which then live in
      * registers; other nests stay loops (short code, few live addresses) */
@@ -780,8 +830,8 @@ static bool reach_ok(const Stmt *s, const Buffer *c, Stmt *const *loops, int n)
 
 /* Tensor-core products: their accumulators get the MMA layout; their
  * operands live in shared memory, rows padded by 16 bytes when a row is a
- * multiple of 128 bytes (else the 8 rows a warp's fragment load reads at
- * once would all sit in the same banks). */
+ * multiple of 32 bytes (else the 8 rows a warp's fragment load reads at
+ * once would share banks). */
 static bool find_mma(Threads *T, Stmt *s, Diag *d)
 {
     switch (s->op) {
@@ -817,7 +867,10 @@ static bool find_mma(Threads *T, Stmt *s, Diag *d)
             int64_t cols;
             T->uniform_use[b->id] = 1; /* shared: every warp reads all of it */
             ir_expr_is_const(b->shape[1], &cols);
-            if (b->scope != SCOPE_GLOBAL && (cols * dt_bits(b->dtype) / 8) % 128 == 0)
+            /* rows of 4 mod 8 words put the 8 rows one fragment load reads
+             * (4 words each) on 32 different banks */
+            int64_t words = cols * dt_bits(b->dtype) / 32;
+            if (b->scope != SCOPE_GLOBAL && (cols * dt_bits(b->dtype)) % 128 == 0 && words % 8 == 0)
                 b->stride[0] = ci(T, cols + 128 / dt_bits(b->dtype));
         }
         return true;
