@@ -494,7 +494,7 @@ static Stmt *distribute(Threads *T, Stmt *s)
     }
     /* unrolled when the rounds index private arrays, which then live in
      * registers; other nests stay loops (short code, few live addresses) */
-    bool unroll = has_owned && known && (tot + nthr - 1) / nthr <= 32;
+    bool unroll = has_owned && known && (tot + nthr - 1) / nthr <= 128;
     Stmt *loop = ir_for(T->k, rv, rounds, unroll ? LOOP_UNROLL : LOOP_SERIAL, 0, guarded, s->loc);
     add_phase(T, loop, false);
     return loop;

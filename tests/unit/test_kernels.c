@@ -1,11 +1,14 @@
-/* test_kernels.c — every example kernel, run by the interpreter and by the
- * JIT on each target this CPU runs, at many shapes (tile multiples and not,
+/* test_kernels.c — every example kernel, run by the interpreter, by the
+ * JIT on each target this CPU runs, by the interpreter's SIMT mode on the
+ * GPU-lowered kernel (threads, shared memory, barriers, race checks) and on
+ * the CUDA device when there is one, at many shapes (tile multiples and not,
  * 1-element edges, dyn dims, 1 and 2 threads), against the plain-C
  * references of tests/ref. */
 #include "codegen/codegen.h"
 #include "frontend/frontend.h"
 #include "passes/passes.h"
 #include "ref/ref.h"
+#include "runtime/cuda.h"
 #include "test.h"
 
 #include <string.h>
@@ -61,15 +64,35 @@ static void args_read_back(Args *a)
             a->f[i][j] = (float)dt_load(a->dt[i], a->raw[i], j);
 }
 
-typedef enum Mode { INTERP, JIT } Mode;
+typedef enum Mode { INTERP, JIT, SIMT, GPU } Mode;
 
-/* Run a Tile IR kernel with the interpreter, or lower and JIT it. */
+static bool run_gpu(Kernel *k, const TargetInfo *t, void *const *args, const int64_t *params, Diag *d)
+{
+    size_t bytes[MAXARGS];
+    for (int i = 0; i < k->nargs; i++) {
+        int64_t n = 1, dim;
+        for (int r = 0; r < k->bufs[i]->rank; r++) {
+            ir_eval_int(k->bufs[i]->shape[r], params, &dim);
+            n *= dim;
+        }
+        bytes[i] = dt_storage_bytes(k->bufs[i]->dtype, n);
+    }
+    CgGpuArgs a = {args, bytes, params};
+    return pass_pipeline(k, t, NULL, d) && cg_gpu_run(k, t, &a, 1, NULL, d);
+}
+
+/* Run a Tile IR kernel with the interpreter, or lower it and run it: JIT on
+ * this CPU, SIMT interpretation of the GPU lowering, or the GPU. */
 static bool execute(Kernel *k, Mode mode, const char *target, int threads, void *const *args,
                     const int64_t *params, Diag *d)
 {
     if (mode == INTERP)
         return ir_interp(k, args, params, d);
     const TargetInfo *t = ir_target(target);
+    if (mode == SIMT)
+        return pass_pipeline(k, t, NULL, d) && ir_interp(k, args, params, d);
+    if (mode == GPU)
+        return run_gpu(k, t, args, params, d);
     CgJit *j = NULL;
     bool ok = pass_pipeline(k, t, NULL, d) && (j = cg_jit_compile(k, t, d)) &&
               cg_launch(k, cg_jit_fn(j), args, params, threads, d);
@@ -109,13 +132,34 @@ static const Exec execs[] = {
     {JIT, "x86-avx512", 1},
     {JIT, "x86-avx512", 2},
     {JIT, "x86-avx2", 2},
+    {SIMT, "sm_90a", 0},
+    {GPU, "sm_90a", 0},
 };
 enum { NEXECS = sizeof execs / sizeof execs[0] };
 
+/* Is there a CUDA device (asked once; "skipped" said once)? */
+static bool gpu_present(void)
+{
+    static int state; /* 0 unknown, 1 yes, 2 no */
+    if (!state) {
+        Diag d = {0};
+        CuDevice *dev = cu_open(&d);
+        state = dev ? 1 : 2;
+        if (dev)
+            printf("GPU: %s (sm_%d)\n", cu_device_name(dev), cu_sm_version(dev));
+        else
+            printf("skipped: no CUDA device (%s)\n", d.msg);
+        cu_close(dev);
+    }
+    return state == 1;
+}
+
 static bool exec_available(const Exec *e)
 {
-    if (e->mode == INTERP)
+    if (e->mode == INTERP || e->mode == SIMT)
         return true;
+    if (e->mode == GPU)
+        return gpu_present();
     static bool said[2];
     bool ok = ir_target_runs_here(ir_target(e->target));
     int which = !strcmp(e->target, "x86-avx2");
@@ -131,6 +175,10 @@ static const char *exec_name(const Exec *e)
     static char buf[64];
     if (e->mode == INTERP)
         return "interpreter";
+    if (e->mode != JIT) {
+        snprintf(buf, sizeof buf, "%s %s", e->target, e->mode == SIMT ? "SIMT interpreter" : "GPU");
+        return buf;
+    }
     snprintf(buf, sizeof buf, "%s/%d thread(s)", e->target, e->threads);
     return buf;
 }
