@@ -214,10 +214,79 @@ static Expr *identity(Lower *L, ReduceOp op)
     return ir_const_f(L->k, op == RED_MAX ? -INFINITY : op == RED_MIN ? INFINITY : 0.0);
 }
 
+/* A GPU reduction with fewer destination elements than threads: P threads
+ * share each element.  Thread p of an element combines elements p, p + P,
+ * ... of its row (neighbouring threads read neighbouring elements) into a
+ * shared part[..., p]; then one thread per element combines the P parts. */
+static Stmt *lower_reduce_split(Lower *L, const Stmt *s, int64_t P)
+{
+    const Region *src = &s->u.reduce.src, *dst = &s->u.reduce.dst;
+    ReduceOp op = s->u.reduce.rop;
+    int axis = s->u.reduce.axis, rank = src->buf->rank, dr = dst->buf->rank;
+    int64_t one = 1, len = src->ext[axis], ext[IR_MAX_RANK + 1];
+    Expr *zero[1] = {ci(L, 0)};
+    for (int d = 0; d < dr; d++)
+        ext[d] = dst->ext[d];
+    ext[dr] = P;
+    Buffer *part = temp(L, "part", SCOPE_SHARED, DT_F32, dr + 1, ext, s->loc);
+    Stmt *seq = ir_seq(L->k, s->loc);
+
+    /* phase 1: strided partial reductions */
+    Buffer *acc = temp(L, "acc", SCOPE_LOCAL, DT_F32, 1, &one, s->loc);
+    Expr *pv[IR_MAX_RANK + 1];
+    Stmt *body;
+    ir_seq_push(L->k, seq, nest(L, dr + 1, ext, LOOP_PARALLEL, "r", pv, &body, s->loc));
+    ir_seq_push(L->k, body, ir_store(L->k, acc, zero, identity(L, op), s->loc));
+    Var *tv = ir_var_new(L->k, "red");
+    Expr *idx = add(L, pv[dr], ir_binary(L->k, EX_MUL, ir_var(L->k, tv), ci(L, P)));
+    Expr *pos[IR_MAX_RANK], *si[IR_MAX_RANK];
+    for (int d = 0, o = 0; d < rank; d++)
+        pos[d] = d == axis ? idx : (rank == 1 ? ci(L, 0) : pv[o++]);
+    region_at(L, src, pos, si);
+    Expr *x = guarded_load(L, src->buf, si, true);
+    if (src->buf->scope == SCOPE_GLOBAL)
+        x = ir_select(L->k, in_bounds(L, src->buf, si), x, identity(L, op));
+    Stmt *upd = ir_seq(L->k, s->loc);
+    ir_seq_push(L->k, upd, ir_store(L->k, acc, zero, combine(L, op, ir_load(L->k, acc, zero), x), s->loc));
+    Stmt *step = upd;
+    if (len % P) {
+        step = ir_seq(L->k, s->loc);
+        ir_seq_push(L->k, step, ir_if(L->k, ir_binary(L->k, EX_LT, idx, ci(L, len)), upd, NULL, s->loc));
+    }
+    ir_seq_push(L->k, body, ir_for(L->k, tv, ci(L, (len + P - 1) / P), LOOP_SERIAL, 0, step, s->loc));
+    ir_seq_push(L->k, body, ir_store(L->k, part, pv, ir_load(L->k, acc, zero), s->loc));
+
+    /* phase 2: the parts of each element, then into the destination */
+    ReduceOp outer_op = op == RED_ABSMAX ? RED_MAX : op; /* parts are absolute already */
+    Buffer *acc2 = temp(L, "acc", SCOPE_LOCAL, DT_F32, 1, &one, s->loc);
+    Expr *dv[IR_MAX_RANK + 1], *di[IR_MAX_RANK];
+    ir_seq_push(L->k, seq, nest(L, dr, dst->ext, LOOP_PARALLEL, "r", dv, &body, s->loc));
+    ir_seq_push(L->k, body, ir_store(L->k, acc2, zero, identity(L, outer_op), s->loc));
+    Var *qv = ir_var_new(L->k, "part");
+    dv[dr] = ir_var(L->k, qv);
+    Stmt *comb = ir_seq(L->k, s->loc);
+    ir_seq_push(L->k, comb, ir_store(L->k, acc2, zero,
+                                     combine(L, outer_op, ir_load(L->k, acc2, zero), ir_load(L->k, part, dv)), s->loc));
+    ir_seq_push(L->k, body, ir_for(L->k, qv, ci(L, P), LOOP_SERIAL, 0, comb, s->loc));
+    region_at(L, dst, dv, di);
+    Expr *result = ir_load(L->k, acc2, zero);
+    if (!s->u.reduce.clear)
+        result = combine(L, outer_op, guarded_load(L, dst->buf, di, true), result);
+    ir_seq_push(L->k, body, guarded_store(L, dst->buf, di, result, true, false, s->loc));
+    return seq;
+}
+
 /* dst[...] (op)= reduce over the axis, through an f32 accumulator so a
  * low-precision destination is rounded once, as the interpreter does. */
 static Stmt *lower_reduce(Lower *L, const Stmt *s)
 {
+    if (L->t->gpu_sm) {
+        int64_t D = ir_region_elems(&s->u.reduce.dst), P = 1;
+        while (2 * P * D <= L->t->gpu_threads && 2 * P <= s->u.reduce.src.ext[s->u.reduce.axis])
+            P *= 2;
+        if (P > 1)
+            return lower_reduce_split(L, s, P);
+    }
     const Region *src = &s->u.reduce.src, *dst = &s->u.reduce.dst;
     ReduceOp op = s->u.reduce.rop;
     int axis = s->u.reduce.axis, rank = src->buf->rank;

@@ -452,7 +452,11 @@ static Stmt *distribute(Threads *T, Stmt *s)
     cur_layout = 1;
     int owned_before = T->nowned;
     find_owned(T, body, loops, n, rv);
-    bool has_owned = T->nowned > owned_before;
+    bool has_owned = false; /* of buffers that will be promoted (see prescan) */
+    for (int i = owned_before; i < T->nowned; i++) {
+        const Buffer *b = T->owned[i].load ? T->owned[i].load->buf : T->owned[i].store->u.store.buf;
+        has_owned |= promotable(T, b);
+    }
     /* A thread takes V consecutive elements along the innermost loop (16
      * bytes of the widest dtype touched), so neighbouring accesses merge
      * into vector loads and stores; owned elements stay one per round. */
@@ -460,7 +464,7 @@ static Stmt *distribute(Threads *T, Stmt *s)
     bool known = ir_expr_is_const(total, &tot);
     if (!known || !ir_expr_is_const(loops[n - 1]->u.loop.extent, &ein) || V < 1)
         V = 1;
-    while (V > 1 && ein % V)
+    while (V > 1 && (ein % V || tot / V < T->k->nthreads)) /* and keep every thread busy */
         V /= 2;
     Expr *nt = ci(T, T->k->nthreads);
     Expr *chunk = ir_binary(T->k, EX_ADD, ir_binary(T->k, EX_MUL, ir_var(T->k, rv), nt), ir_var(T->k, T->tid));
@@ -506,6 +510,49 @@ static Stmt *one_thread(Threads *T, Stmt *group)
     Stmt *s = ir_if(T->k, first, group, NULL, group->loc);
     add_phase(T, s, true);
     return s;
+}
+
+/* A dry run of uniform(): which scratch buffers every access reaches at an
+ * owned element (so they will live in registers), before any nest is
+ * distributed: distribute() needs it to choose its vector width. */
+static void prescan(Threads *T, Stmt *s)
+{
+    switch (s->op) {
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n; i++) {
+            Stmt *it = s->u.seq.items[i];
+            if (!stmt_has_parallel(it) && it->op != ST_SEQ)
+                mark_stmt(T, it);
+            else
+                prescan(T, it);
+        }
+        break;
+    case ST_FOR:
+        if (s->u.loop.kind == LOOP_PARALLEL) {
+            Stmt *loops[IR_MAX_RANK * 4];
+            int n = 0;
+            for (Stmt *l = s; l && n < (int)(sizeof loops / sizeof loops[0]); l = only_parallel_child(l))
+                loops[n++] = l;
+            Stmt *body = loops[n - 1]->u.loop.body;
+            int lay = nest_layout(T, body, loops, n);
+            int saved = T->nowned;
+            cur_layout = lay >= 2 ? lay : 1;
+            find_owned(T, body, loops, n, NULL);
+            T->nowned = saved; /* flags only */
+            break;
+        }
+        mark_expr(T, s->u.loop.extent);
+        prescan(T, s->u.loop.body);
+        break;
+    case ST_IF:
+        mark_expr(T, s->u.if_.cond);
+        prescan(T, s->u.if_.then_);
+        if (s->u.if_.else_)
+            prescan(T, s->u.if_.else_);
+        break;
+    case ST_MICRO_GEMM: break;
+    default: mark_stmt(T, s); break;
+    }
 }
 
 static Stmt *uniform(Threads *T, Stmt *s);
@@ -907,6 +954,7 @@ bool pass_threads(Kernel *k, const TargetInfo *t, Diag *d)
         return diag_error(d, k->loc, "out of memory");
     bool ok = find_mma(&T, k->body, d);
     if (ok) {
+        prescan(&T, k->body);
         k->body = uniform(&T, k->body);
         promote(&T);
         ok = check_mma(&T, d) && place_buffers(&T, d);
