@@ -215,9 +215,9 @@ int main(int argc, char **argv)
     bench_stream(dev, "rmsnorm f32 16384x4096", "examples/rmsnorm.lua", rms, 4, reps);
     FeSet sm[] = {{"M", "16384"}, {"N", "4096"}, {"BM", "4"}, {"BN", "512"}};
     bench_stream(dev, "softmax f32 16384x4096", "examples/softmax.lua", sm, 4, reps);
-    bench_gemm(dev, 4096, "128", "128", "32", reps);
+    bench_gemm(dev, 4096, "128", "128", "64", reps);
     if (!quick)
-        bench_gemm(dev, 8192, "128", "128", "32", reps);
+        bench_gemm(dev, 8192, "128", "128", "64", reps);
     cu_close(dev);
     return 0;
 }
