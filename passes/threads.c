@@ -28,6 +28,7 @@ typedef struct Threads {
     const TargetInfo *t;
     Var *tid;
     unsigned char *uniform_use; /* by Buffer.id: touched outside distributed nests */
+    int nids;                   /* ids below this have entries in the by-id arrays */
     Stmt **phases;              /* the statements this pass made: distributed */
     bool *phase_one;            /* loops, and (phase_one) thread-0 guards */
     int nphases, capphases;
@@ -312,7 +313,7 @@ static int nest_layout(Threads *T, Stmt *s, Stmt *const *loops, int n)
 
 static bool promotable(const Threads *T, const Buffer *b)
 {
-    return (b->scope == SCOPE_FRAGMENT || b->scope == SCOPE_LOCAL) && !T->misaligned[b->id] &&
+    return b->id < T->nids && (b->scope == SCOPE_FRAGMENT || b->scope == SCOPE_LOCAL) && !T->misaligned[b->id] &&
            !T->uniform_use[b->id];
 }
 
@@ -620,7 +621,8 @@ static bool place_buffers(Threads *T, Diag *d)
     const Buffer *largest = NULL;
     for (int i = T->k->nargs; i < T->k->nbufs; i++) {
         Buffer *b = T->k->bufs[i];
-        if (b->scope == SCOPE_FRAGMENT || (b->scope == SCOPE_LOCAL && T->uniform_use[b->id]))
+        if (b->scope == SCOPE_FRAGMENT ||
+            (b->scope == SCOPE_LOCAL && b->id < T->nids && T->uniform_use[b->id]))
             b->scope = SCOPE_SHARED;
         if (b->scope != SCOPE_SHARED)
             continue;
@@ -976,12 +978,23 @@ bool pass_threads(Kernel *k, const TargetInfo *t, Diag *d)
     Threads T = {.k = k, .t = t};
     T.tid = ir_var_new(k, "tid");
     ir_set_threads(k, block_size(k->body, t->gpu_threads), T.tid);
+    T.nids = k->next_id + 1;
     T.uniform_use = calloc((size_t)k->next_id + 1, 1);
     T.misaligned = calloc((size_t)k->next_id + 1, 1);
     T.layout_of = calloc((size_t)k->next_id + 1, sizeof *T.layout_of);
     if (!T.uniform_use || !T.misaligned || !T.layout_of)
         return diag_error(d, k->loc, "out of memory");
     bool ok = find_mma(&T, k->body, d);
+    if (ok && k->next_id + 1 > T.nids) { /* find_mma made buffers (FMA fallbacks) */
+        int n = k->next_id + 1;
+        T.uniform_use = realloc(T.uniform_use, (size_t)n);
+        T.misaligned = realloc(T.misaligned, (size_t)n);
+        T.layout_of = realloc(T.layout_of, (size_t)n * sizeof *T.layout_of);
+        memset(T.uniform_use + T.nids, 0, (size_t)(n - T.nids));
+        memset(T.misaligned + T.nids, 0, (size_t)(n - T.nids));
+        memset(T.layout_of + T.nids, 0, (size_t)(n - T.nids) * sizeof *T.layout_of);
+        T.nids = n;
+    }
     if (ok) {
         prescan(&T, k->body);
         k->body = uniform(&T, k->body);
