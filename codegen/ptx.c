@@ -233,6 +233,8 @@ typedef struct Mma {
     const Stmt *s;
     MmaLayout L;
     LLVMValueRef g, q, row0, col0; /* lane/4, lane%4, the warp tile's corner */
+    LLVMValueRef lrow, lcol;       /* this lane's ldmatrix row for A: (l%8 + 8(l/8%2), 8(l/16)) */
+    LLVMValueRef brow, bcol;       /* and for B's tiles: (l%8 + 8(l/16), 8(l/8%2)) */
     LLVMValueRef kk;               /* the current 16-wide k step */
 } Mma;
 
@@ -257,6 +259,25 @@ static LLVMValueRef load_kpair(Cg *c, const Buffer *b, LLVMValueRef k, LLVMValue
     LLVMValueRef hi = LLVMBuildLoad2(c->b, c->i16, cg_elem_ptr(c, b, i1), "");
     hi = LLVMBuildShl(c->b, LLVMBuildZExt(c->b, hi, c->i32, ""), LLVMConstInt(c->i32, 16, 0), "");
     return LLVMBuildOr(c->b, LLVMBuildZExt(c->b, lo, c->i32, ""), hi, "");
+}
+
+/* ldmatrix.x4: four 8x8 tiles of 16-bit elements from shared memory; lane
+ * l gives the address of row l % 8 of tile l / 8 and receives, in register
+ * i, elements (l / 4, 2 (l % 4) .. +1) of tile i — the mma fragment layout. */
+static void ldmatrix4(Cg *c, LLVMValueRef row_ptr, LLVMValueRef out[4])
+{
+    LLVMTypeRef i4[4] = {c->i32, c->i32, c->i32, c->i32};
+    LLVMTypeRef ret = LLVMStructTypeInContext(c->ctx, i4, 4, 0);
+    LLVMTypeRef p = c->i64;
+    LLVMTypeRef fty = LLVMFunctionType(ret, &p, 1, 0);
+    const char *text = "ldmatrix.sync.aligned.m8n8.x4.shared.b16 {$0,$1,$2,$3}, [$4];";
+    const char *cons = "=r,=r,=r,=r,l,~{memory}";
+    LLVMValueRef fn = LLVMGetInlineAsm(fty, (char *)text, strlen(text), (char *)cons, strlen(cons), 1, 0,
+                                       LLVMInlineAsmDialectATT, 0);
+    LLVMValueRef addr = LLVMBuildPtrToInt(c->b, row_ptr, c->i64, "");
+    LLVMValueRef r = LLVMBuildCall2(c->b, fty, fn, &addr, 1, "");
+    for (int i = 0; i < 4; i++)
+        out[i] = LLVMBuildExtractValue(c->b, r, (unsigned)i, "");
 }
 
 static LLVMValueRef mma_asm(Cg *c, DType dt, LLVMValueRef *a, LLVMValueRef *b, LLVMValueRef *acc)
@@ -288,16 +309,27 @@ static void mma_step(Cg *c, void *ctx)
     LLVMValueRef k0 = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, m->kk, cg_i64(c, 16), ""),
                                    LLVMBuildMul(c->b, m->q, cg_i64(c, 2), ""), "");
     LLVMValueRef a[8][4], b[32][2];
+    /* A: one ldmatrix.x4 per 16x16 piece (tiles: rows +0/+8 x k +0/+8) */
+    LLVMValueRef kbase = LLVMBuildMul(c->b, m->kk, cg_i64(c, 16), "");
     for (int mt = 0; mt < m->L.mt; mt++) {
-        LLVMValueRef r = LLVMBuildAdd(c->b, m->row0, LLVMBuildAdd(c->b, m->g, cg_i64(c, 16 * mt), ""), "");
-        a[mt][0] = load_pair(c, A, r, k0);
-        a[mt][1] = load_pair(c, A, add(c, r, 8), k0);
-        a[mt][2] = load_pair(c, A, r, add(c, k0, 8));
-        a[mt][3] = load_pair(c, A, add(c, r, 8), add(c, k0, 8));
+        LLVMValueRef row = LLVMBuildAdd(c->b, m->row0, LLVMBuildAdd(c->b, m->lrow, cg_i64(c, 16 * mt), ""), "");
+        LLVMValueRef idx[2] = {row, LLVMBuildAdd(c->b, kbase, m->lcol, "")};
+        ldmatrix4(c, cg_elem_ptr(c, A, idx), a[mt]);
     }
     for (int nt = 0; nt < m->L.nt; nt++) {
         LLVMValueRef n = LLVMBuildAdd(c->b, m->col0, LLVMBuildAdd(c->b, m->g, cg_i64(c, 8 * nt), ""), "");
-        if (s->u.gemm.trans_b) {
+        if (s->u.gemm.trans_b && nt % 2 == 0 && nt + 1 < m->L.nt) {
+            /* B rows are n: tiles (nt, k +0), (nt, k +8), (nt+1, k +0), (nt+1, k +8) */
+            LLVMValueRef r[4];
+            LLVMValueRef brow = LLVMBuildAdd(c->b, m->col0, LLVMBuildAdd(c->b, m->brow, cg_i64(c, 8 * nt), ""), "");
+            LLVMValueRef idx[2] = {brow, LLVMBuildAdd(c->b, kbase, m->bcol, "")};
+            ldmatrix4(c, cg_elem_ptr(c, B, idx), r);
+            b[nt][0] = r[0];
+            b[nt][1] = r[1];
+            b[nt + 1][0] = r[2];
+            b[nt + 1][1] = r[3];
+            nt++;
+        } else if (s->u.gemm.trans_b) {
             b[nt][0] = load_pair(c, B, n, k0);
             b[nt][1] = load_pair(c, B, n, add(c, k0, 8));
         } else {
@@ -338,6 +370,14 @@ void cg_gpu_mma(Cg *c, const Stmt *s)
     LLVMValueRef lane = LLVMBuildSRem(c->b, tid, cg_i64(c, 32), "");
     m.g = LLVMBuildSDiv(c->b, lane, cg_i64(c, 4), "");
     m.q = LLVMBuildSRem(c->b, lane, cg_i64(c, 4), "");
+    LLVMValueRef l8 = LLVMBuildSRem(c->b, lane, cg_i64(c, 8), "");
+    LLVMValueRef t = LLVMBuildSDiv(c->b, lane, cg_i64(c, 8), ""); /* which tile */
+    LLVMValueRef t_lo = LLVMBuildMul(c->b, LLVMBuildSRem(c->b, t, cg_i64(c, 2), ""), cg_i64(c, 8), "");
+    LLVMValueRef t_hi = LLVMBuildMul(c->b, LLVMBuildSDiv(c->b, t, cg_i64(c, 2), ""), cg_i64(c, 8), "");
+    m.lrow = LLVMBuildAdd(c->b, l8, t_lo, "");
+    m.lcol = t_hi;
+    m.brow = LLVMBuildAdd(c->b, l8, t_hi, "");
+    m.bcol = t_lo;
     m.row0 = LLVMBuildMul(c->b, LLVMBuildSDiv(c->b, warp, cg_i64(c, m.L.wn), ""), cg_i64(c, M / m.L.wm), "");
     m.col0 = LLVMBuildMul(c->b, LLVMBuildSRem(c->b, warp, cg_i64(c, m.L.wn), ""), cg_i64(c, N / m.L.wn), "");
     if (s->u.gemm.clear)
