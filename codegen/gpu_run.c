@@ -29,9 +29,13 @@ bool cg_gpu_run(const Kernel *k, const TargetInfo *t, const CgGpuArgs *a, int re
     int64_t nblocks;
     if (!grid_blocks(k, a->params, &nblocks, d))
         return false;
-    CuDevice *dev = cu_open(d);
-    if (!dev)
+    Diag why = {0};
+    CuDevice *dev = cu_open(&why);
+    if (!dev) {
+        diag_error(d, k->loc, "kernel %s cannot run on %s: %s", k->name, t->name, why.msg);
+        diag_hint(d, "--simt runs the GPU lowering in the interpreter; compile --emit ptx needs no GPU");
         return false;
+    }
     if (cu_sm_version(dev) < t->gpu_sm) {
         diag_error(d, k->loc, "kernel %s was compiled for %s, but the GPU (%s) is sm_%d", k->name,
                    t->name, cu_device_name(dev), cu_sm_version(dev));

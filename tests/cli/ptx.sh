@@ -57,4 +57,9 @@ expect_error "ptx for a CPU" \
 expect_error "simt on a CPU target" \
   "tilec: --simt runs GPU-lowered code: it needs --target sm_90a or sm_80" -- \
   "$TILEC" run examples/gemm.lua --simt
+# no driver: one line naming the kernel and its line (TILEC_CUDA_LIB forces
+# the missing library on machines that have one)
+expect_error_like "run without a CUDA driver" \
+  "^tilec: examples/silu_mul.lua:[0-9]+: kernel silu_mul cannot run on sm_90a: no CUDA driver: .* \(hint: --simt runs" -- \
+  env TILEC_CUDA_LIB=/nonexistent/libcuda.so.1 "$TILEC" run examples/silu_mul.lua --target sm_90a
 finish
