@@ -20,8 +20,8 @@ bool pass_check(Kernel *k, const TargetInfo *t, Diag *d)
         }
         int64_t bytes = (int64_t)dt_storage_bytes(b->dtype, n);
         if (bytes > t->max_fragment_bytes) {
-            diag_error(d, b->loc, "%s %s is %s %s (%lld KiB), larger than %s allows (%lld KiB)",
-                       scope_name(b->scope), b->name, shape, dt_name(b->dtype),
+            diag_error(d, b->loc, "kernel %s: %s %s is %s %s (%lld KiB), larger than %s allows (%lld KiB)",
+                       k->name, scope_name(b->scope), b->name, shape, dt_name(b->dtype),
                        (long long)(bytes / 1024), t->name, (long long)(t->max_fragment_bytes / 1024));
             diag_hint(d, "use smaller tiles, or keep large tiles in T.shared");
             return false;

@@ -48,6 +48,9 @@ if printf '%s' "$out" | grep -Eq "^kernel softmax on sm_90a: [0-9]+ registers, .
 expect_error "shared memory over the limit" \
   "tilec: examples/gemm.lua:20: kernel gemm needs 262144 bytes of shared memory, more than sm_80's 166912 per block (largest: As, 196608 bytes) (hint: use smaller tiles (--set the block sizes))" -- \
   "$TILEC" compile examples/gemm.lua --target sm_80 --set BK=256 -o "$tmp/x.ptx"
+expect_error "fragment larger than the block's registers" \
+  "tilec: examples/gemm.lua:22: kernel gemm: fragment acc is 192x256 f32 (192 KiB), larger than sm_90a allows (128 KiB) (hint: use smaller tiles, or keep large tiles in T.shared)" -- \
+  "$TILEC" compile examples/gemm.lua --target sm_90a --set BM=192 --set BN=256 -o "$tmp/x.ptx"
 expect_error "no objects for GPUs" \
   "tilec: GPU targets emit ptx, llvm or ir, not 'obj' (see 'tilec --help')" -- \
   "$TILEC" compile examples/gemm.lua --target sm_90a --emit obj -o "$tmp/x.o"

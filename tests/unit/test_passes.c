@@ -535,9 +535,9 @@ TEST(check_fragment_limit)
         {"buf acc: fragment bf16[256, 256]", NULL},
         {"buf big: shared f32[512, 512]", NULL},
         {"buf acc: fragment f32[129, 256]",
-         "fragment acc is 129x256 f32 (129 KiB), larger than x86-avx512 allows (128 KiB)"},
+         "kernel big: fragment acc is 129x256 f32 (129 KiB), larger than x86-avx512 allows (128 KiB)"},
         {"buf tmp: local f32[64, 64, 9]",
-         "local tmp is 64x64x9 f32 (144 KiB), larger than x86-avx512 allows (128 KiB)"},
+         "kernel big: local tmp is 64x64x9 f32 (144 KiB), larger than x86-avx512 allows (128 KiB)"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         Kernel *k = parse_text(fragment_kernel(cases[i].decl));
