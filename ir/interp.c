@@ -1,30 +1,113 @@
 /* interp.c — the reference interpreter: runs a kernel at either IR level on
  * the CPU, one block after another, with the value semantics of ir.h.
  *
- * It is deliberately simple — a tree walk over one frame of variable values —
- * because it is what compiled code is checked against.  Every element access
- * is bounds-checked: an out-of-range index is an error at the user's line. */
+ * It is deliberately simple — a tree walk over one frame of variable values
+ * per thread — because it is what compiled code is checked against.  Every
+ * element access is bounds-checked: an out-of-range index is an error at the
+ * user's line.
+ *
+ * SIMT mode (kernels with threads, see "Threads" in ir.h).  Each thread of a
+ * block has its own variable frame and its own copy of every LOCAL buffer;
+ * SHARED buffers are one per block.  All scratch is filled with ones bits
+ * (NaN for floats, -1 for integers) at the start of every block, so a read
+ * before the first write shows in the results, as garbage would on a GPU.
+ * (Without threads scratch is zeroed once, as before.)
+ * Threads run without coroutines, by the structure of the statement tree: a
+ * subtree without a barrier runs for thread 0 to completion, then thread 1,
+ * and so on; a SEQ with barriers runs its items in turn that way; a loop or
+ * if with a barrier inside runs in lock-step, which needs its extent or
+ * condition to be the same in every thread (else an error: on a GPU that
+ * barrier would hang or misbehave).  A barrier starts a new epoch.
+ *
+ * The race detector watches shared and global buffers in SIMT mode: per
+ * element (shadow arrays allocated on the first access) the epoch and thread
+ * of the last write and the epoch and thread(s) of the reads.  Two accesses
+ * to one element by different threads in the same epoch, one of them a
+ * write, are an error at the second access's line — atomic adds excepted
+ * among themselves.  Every block starts a new epoch, so blocks are only
+ * checked against themselves (the grid's blocks run one by one here). */
 #include "ir/ir.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* Race-detector state of one element.  Epoch 0 is "never".  Two threads
+ * per side are enough: the first conflict is reported, and naming a thread
+ * other than the current one needs at most two candidates. */
+typedef struct Shadow {
+    uint32_t wep, rep; /* epochs of the writes and of the reads recorded */
+    uint16_t wt, wt2;  /* the writing thread; a second one (atomic adds only) */
+    uint16_t rt, rt2;  /* the first reading thread; a second one */
+    uint8_t plain;     /* wt's writes in epoch wep were not all atomic adds */
+} Shadow;
+
+#define NO_THREAD 0xffff
+
+typedef enum Access { ACC_READ, ACC_WRITE, ACC_ATOMIC } Access;
+
 typedef struct Mem {
-    void *base;
+    char *base;     /* storage (a LOCAL buffer in SIMT mode: thread 0's copy) */
+    size_t tbytes;  /* bytes from one thread's copy to the next; 0: one copy */
+    size_t bytes;   /* bytes of one copy (scratch buffers) */
+    int64_t span;   /* elements the storage spans: the shadow's length */
     int64_t shape[IR_MAX_RANK], stride[IR_MAX_RANK];
+    bool tracked;   /* the race detector watches it */
+    Shadow *shadow; /* by element offset; allocated on the first access */
 } Mem;
 
 typedef struct Interp {
     const Kernel *k;
     const int64_t *params;
-    int64_t *vars; /* indexed by Var.id */
-    Mem *mem;      /* indexed by Buffer.id */
+    int64_t *vars; /* nthreads frames of nvars values, indexed by Var.id */
+    int64_t nvars;
+    int64_t *tv;   /* the current thread's frame */
+    int nthreads;  /* 1 without SIMT mode */
+    int cur;       /* the current thread */
+    bool simt;
+    uint32_t epoch; /* advanced by every barrier and every block */
+    Mem *mem;       /* indexed by Buffer.id */
     Diag *d;
     bool failed;
 } Interp;
 
 static Mem *mem_of(Interp *in, const Buffer *b) { return &in->mem[b->id]; }
+
+/* Storage of b as the current thread sees it. */
+static void *base_of(Interp *in, const Buffer *b)
+{
+    Mem *m = mem_of(in, b);
+    return m->base + (size_t)in->cur * m->tbytes;
+}
+
+static void set_thread(Interp *in, int t)
+{
+    in->cur = t;
+    in->tv = in->vars + (int64_t)t * in->nvars;
+}
+
+static bool fail(Interp *in, SrcLoc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static bool fail(Interp *in, SrcLoc loc, const char *fmt, ...)
+{
+    char msg[sizeof in->d->msg];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    in->failed = true;
+    return diag_error(in->d, loc, "%s", msg);
+}
+
+/* "3, 17": an index vector for messages. */
+static void format_index(char *out, size_t size, const int64_t *idx, int rank)
+{
+    out[0] = 0;
+    for (int j = 0; j < rank; j++) {
+        size_t l = strlen(out);
+        snprintf(out + l, size - l, "%s%lld", j ? ", " : "", (long long)idx[j]);
+    }
+}
 
 /* Offset of idx in b, or -1 (with a diagnostic) when out of bounds. */
 static int64_t offset(Interp *in, const Buffer *b, const int64_t *idx, SrcLoc loc)
@@ -33,20 +116,83 @@ static int64_t offset(Interp *in, const Buffer *b, const int64_t *idx, SrcLoc lo
     int64_t off = 0;
     for (int d = 0; d < b->rank; d++) {
         if (idx[d] < 0 || idx[d] >= m->shape[d]) {
-            char shape[128] = "", index[128] = "";
-            for (int j = 0; j < b->rank; j++) {
-                size_t ls = strlen(shape), li = strlen(index);
-                snprintf(shape + ls, sizeof shape - ls, "%s%lld", j ? ", " : "", (long long)m->shape[j]);
-                snprintf(index + li, sizeof index - li, "%s%lld", j ? ", " : "", (long long)idx[j]);
-            }
-            diag_error(in->d, loc, "index [%s] is out of bounds for %s of shape [%s]", index,
-                       b->name, shape);
-            in->failed = true;
+            char shape[128], index[128];
+            format_index(shape, sizeof shape, m->shape, b->rank);
+            format_index(index, sizeof index, idx, b->rank);
+            fail(in, loc, "index [%s] is out of bounds for %s of shape [%s]", index, b->name, shape);
             return -1;
         }
         off += idx[d] * m->stride[d];
     }
     return off;
+}
+
+/* --------------------------------------------------------- race detector */
+
+static const char *access_text(Access a)
+{
+    return a == ACC_READ ? "reads it" : a == ACC_WRITE ? "writes it" : "adds to it atomically";
+}
+
+static bool report_race(Interp *in, const Buffer *b, const int64_t *idx, Access a, int other,
+                        const char *what, SrcLoc loc)
+{
+    char index[128];
+    format_index(index, sizeof index, idx, b->rank);
+    fail(in, loc, "race on %s[%s]: thread %d %s after thread %d %s with no barrier between",
+         b->name, index, in->cur, access_text(a), other, what);
+    diag_hint(in->d, "a barrier between the two accesses orders them; only atomic adds may "
+                     "meet without one");
+    return false;
+}
+
+/* One of the two recorded threads that is not t, or -1. */
+static int other_than(int t, uint16_t first, uint16_t second)
+{
+    return first != t ? first : second != NO_THREAD ? second : -1;
+}
+
+static void record(Shadow *sh, uint32_t e, int t, Access a)
+{
+    if (a == ACC_READ) {
+        if (sh->rep != e) {
+            sh->rep = e;
+            sh->rt = (uint16_t)t;
+            sh->rt2 = NO_THREAD;
+        } else if (sh->rt != t && sh->rt2 == NO_THREAD) {
+            sh->rt2 = (uint16_t)t;
+        }
+    } else if (sh->wep != e || a == ACC_WRITE) {
+        sh->wep = e;
+        sh->wt = (uint16_t)t;
+        sh->wt2 = NO_THREAD;
+        sh->plain = a == ACC_WRITE;
+    } else if (sh->wt != t && sh->wt2 == NO_THREAD) {
+        sh->wt2 = (uint16_t)t; /* atomic adds of several threads */
+    }
+}
+
+/* Check and record an access to element off (index idx) of b: a race is
+ * another thread's access in this epoch where either writes, unless both
+ * are atomic adds. */
+static bool track(Interp *in, const Buffer *b, int64_t off, const int64_t *idx, Access a,
+                  SrcLoc loc)
+{
+    Mem *m = mem_of(in, b);
+    if (!m->tracked)
+        return true;
+    if (!m->shadow && !(m->shadow = calloc((size_t)(m->span > 0 ? m->span : 1), sizeof *m->shadow)))
+        return fail(in, loc, "interpreter: out of memory for the race detector");
+    Shadow *sh = &m->shadow[off];
+    uint32_t e = in->epoch;
+    int t = in->cur, w = sh->wep == e ? other_than(t, sh->wt, sh->wt2) : -1;
+    if (w >= 0 && !(a == ACC_ATOMIC && !sh->plain))
+        return report_race(in, b, idx, a, w, sh->plain ? "wrote it" : "added to it atomically", loc);
+    int r = sh->rep == e ? other_than(t, sh->rt, sh->rt2) : -1;
+    if (a != ACC_READ && r >= 0)
+        return report_race(in, b, idx, a, r, "read it", loc);
+    record(sh, e, t, a);
+    return true;
 }
 
 /* --------------------------------------------------------- expressions */
@@ -95,14 +241,16 @@ static double eval(Interp *in, const Expr *e, SrcLoc loc)
     double a = 0, b = 0;
     switch (e->op) {
     case EX_CONST: return fl ? e->imm.f : (double)e->imm.i;
-    case EX_VAR: return (double)in->vars[e->var->id];
+    case EX_VAR: return (double)in->tv[e->var->id];
     case EX_PARAM: return (double)in->params[e->param->index];
     case EX_LOAD: {
         int64_t idx[IR_MAX_RANK];
         for (int d = 0; d < e->nargs; d++)
             idx[d] = eval_int(in, e->args[d], loc);
         int64_t off = offset(in, e->buf, idx, loc);
-        return off < 0 ? 0 : dt_load(e->buf->dtype, mem_of(in, e->buf)->base, off);
+        if (off < 0 || !track(in, e->buf, off, idx, ACC_READ, loc))
+            return 0;
+        return dt_load(e->buf->dtype, base_of(in, e->buf), off);
     }
     case EX_SELECT:
         return eval(in, e->args[0], loc) != 0 ? eval(in, e->args[1], loc)
@@ -177,8 +325,7 @@ static double eval(Interp *in, const Expr *e, SrcLoc loc)
         return f32(x > 0 ? x + log1pf(expf(-x)) : log1pf(expf(x)));
     }
     default:
-        diag_error(in->d, loc, "interpreter: unsupported expression %s", ex_name(e->op));
-        in->failed = true;
+        fail(in, loc, "interpreter: unsupported expression %s", ex_name(e->op));
         return 0;
     }
 }
@@ -206,23 +353,39 @@ static void region_origin(Interp *in, const Region *r, int64_t *origin, SrcLoc l
         origin[d] = eval_int(in, r->off[d], loc);
 }
 
-
-static double region_load(Interp *in, const Region *r, const int64_t *idx)
+/* Offset of an in-bounds index, after the race detector saw the access;
+ * -1 when it reported a race. */
+static int64_t elem_off(Interp *in, const Buffer *b, const int64_t *idx, Access a, SrcLoc loc)
 {
-    Mem *m = mem_of(in, r->buf);
+    Mem *m = mem_of(in, b);
     int64_t off = 0;
-    for (int d = 0; d < r->buf->rank; d++)
+    for (int d = 0; d < b->rank; d++)
         off += idx[d] * m->stride[d];
-    return dt_load(r->buf->dtype, m->base, off);
+    return track(in, b, off, idx, a, loc) ? off : -1;
 }
 
-static void region_store(Interp *in, const Region *r, const int64_t *idx, double v)
+static double region_load(Interp *in, const Region *r, const int64_t *idx, SrcLoc loc)
 {
-    Mem *m = mem_of(in, r->buf);
-    int64_t off = 0;
-    for (int d = 0; d < r->buf->rank; d++)
-        off += idx[d] * m->stride[d];
-    dt_store(r->buf->dtype, m->base, off, v);
+    int64_t off = elem_off(in, r->buf, idx, ACC_READ, loc);
+    return off < 0 ? 0 : dt_load(r->buf->dtype, base_of(in, r->buf), off);
+}
+
+static void region_store(Interp *in, const Region *r, const int64_t *idx, double v, SrcLoc loc)
+{
+    int64_t off = elem_off(in, r->buf, idx, ACC_WRITE, loc);
+    if (off >= 0)
+        dt_store(r->buf->dtype, base_of(in, r->buf), off, v);
+}
+
+/* dst += v as one atomic read-modify-write, rounded like an f32 add.
+ * Blocks (and threads) run one at a time here, so a plain add is atomic. */
+static void region_add(Interp *in, const Region *r, const int64_t *idx, double v, SrcLoc loc)
+{
+    int64_t off = elem_off(in, r->buf, idx, ACC_ATOMIC, loc);
+    if (off < 0)
+        return;
+    void *base = base_of(in, r->buf);
+    dt_store(r->buf->dtype, base, off, f32(f32(dt_load(r->buf->dtype, base, off)) + f32(v)));
 }
 
 /* COPY and ATOMIC_ADD: windows of equal element count, walked in row-major
@@ -237,10 +400,11 @@ static void exec_copy(Interp *in, const Stmt *s, bool add)
     for (int64_t i = 0; i < n && !in->failed; i++) {
         if (!region_index(in, dst, dso, i, di))
             continue; /* writes past the destination's edge are dropped */
-        double v = region_index(in, src, so, i, si) ? region_load(in, src, si) : 0.0;
+        double v = region_index(in, src, so, i, si) ? region_load(in, src, si, s->loc) : 0.0;
         if (add)
-            v = f32(f32(region_load(in, dst, di)) + f32(v));
-        region_store(in, dst, di, v);
+            region_add(in, dst, di, v, s->loc);
+        else
+            region_store(in, dst, di, v, s->loc);
     }
 }
 
@@ -251,47 +415,84 @@ static void exec_fill(Interp *in, const Stmt *s)
     region_origin(in, dst, o, s->loc);
     double v = eval(in, s->u.fill.value, s->loc);
     int64_t n = ir_region_elems(dst);
-    for (int64_t i = 0; i < n; i++)
+    for (int64_t i = 0; i < n && !in->failed; i++)
         if (region_index(in, dst, o, i, idx))
-            region_store(in, dst, idx, v);
+            region_store(in, dst, idx, v, s->loc);
 }
 
 /* Element (i, j) of a 2-D operand window, transposed on request;
  * outside the buffer reads as 0. */
 static double operand(Interp *in, const Region *r, const int64_t *o, int64_t i, int64_t j,
-                      bool trans)
+                      bool trans, SrcLoc loc)
 {
     int64_t idx[2] = {o[0] + (trans ? j : i), o[1] + (trans ? i : j)};
     Mem *m = mem_of(in, r->buf);
     if (idx[0] < 0 || idx[0] >= m->shape[0] || idx[1] < 0 || idx[1] >= m->shape[1])
         return 0;
-    return dt_load(r->buf->dtype, m->base, idx[0] * m->stride[0] + idx[1] * m->stride[1]);
+    return region_load(in, r, idx, loc);
+}
+
+/* acc + the dot product of row i of op(a) and column j of op(b), summed in
+ * f32 in k order (GEMM and MICRO_GEMM alike). */
+static float dot(Interp *in, const Stmt *s, const int64_t *ao, const int64_t *bo, int64_t i,
+                 int64_t j, int64_t K, float acc)
+{
+    const Region *a = &s->u.gemm.a, *b = &s->u.gemm.b;
+    for (int64_t kk = 0; kk < K && !in->failed; kk++) {
+        double bv = s->u.gemm.b_pairs ? operand(in, b, bo, kk / 2, 2 * j + kk % 2, false, s->loc)
+                                      : operand(in, b, bo, kk, j, s->u.gemm.trans_b, s->loc);
+        acc += (float)operand(in, a, ao, i, kk, s->u.gemm.trans_a, s->loc) * (float)bv;
+    }
+    return acc;
 }
 
 static void exec_gemm(Interp *in, const Stmt *s)
 {
     const Region *a = &s->u.gemm.a, *b = &s->u.gemm.b, *c = &s->u.gemm.c;
-    bool ta = s->u.gemm.trans_a, tb = s->u.gemm.trans_b;
     int64_t ao[2], bo[2], co[2];
     region_origin(in, a, ao, s->loc);
     region_origin(in, b, bo, s->loc);
     region_origin(in, c, co, s->loc);
-    int64_t M = c->ext[0], N = c->ext[1], K = ta ? a->ext[0] : a->ext[1];
+    int64_t M = c->ext[0], N = c->ext[1], K = s->u.gemm.trans_a ? a->ext[0] : a->ext[1];
     Mem *cm = mem_of(in, c->buf);
-    for (int64_t i = 0; i < M; i++)
-        for (int64_t j = 0; j < N; j++) {
-            int64_t ci = co[0] + i, cj = co[1] + j;
-            if (ci < 0 || ci >= cm->shape[0] || cj < 0 || cj >= cm->shape[1])
+    for (int64_t i = 0; i < M && !in->failed; i++)
+        for (int64_t j = 0; j < N && !in->failed; j++) {
+            int64_t ci[2] = {co[0] + i, co[1] + j};
+            if (ci[0] < 0 || ci[0] >= cm->shape[0] || ci[1] < 0 || ci[1] >= cm->shape[1])
                 continue;
-            int64_t off = ci * cm->stride[0] + cj * cm->stride[1];
-            float acc = s->u.gemm.clear ? 0.0f : (float)dt_load(c->buf->dtype, cm->base, off);
-            for (int64_t kk = 0; kk < K; kk++) {
-                double bv = s->u.gemm.b_pairs ? operand(in, b, bo, kk / 2, 2 * j + kk % 2, false)
-                                              : operand(in, b, bo, kk, j, tb);
-                acc += (float)operand(in, a, ao, i, kk, ta) * (float)bv;
-            }
-            dt_store(c->buf->dtype, cm->base, off, acc);
+            float acc = s->u.gemm.clear ? 0.0f : (float)region_load(in, c, ci, s->loc);
+            region_store(in, c, ci, dot(in, s, ao, bo, i, j, K, acc), s->loc);
         }
+}
+
+/* MICRO_GEMM of a threaded kernel: the whole block's tensor-core product.
+ * Each thread's share depends only on the shared operands, so the current
+ * thread computes just its own slots of c (element ir_mma_pos of the [M, N]
+ * accumulator each). */
+static void exec_block_mma(Interp *in, const Stmt *s)
+{
+    const Region *a = &s->u.gemm.a, *b = &s->u.gemm.b, *c = &s->u.gemm.c;
+    bool ta = s->u.gemm.trans_a, tb = s->u.gemm.trans_b;
+    int64_t ao[2], bo[2], co[1];
+    region_origin(in, a, ao, s->loc);
+    region_origin(in, b, bo, s->loc);
+    region_origin(in, c, co, s->loc);
+    int64_t M = ta ? a->ext[1] : a->ext[0], K = ta ? a->ext[0] : a->ext[1];
+    int64_t N = s->u.gemm.b_pairs ? b->ext[1] / 2 : tb ? b->ext[0] : b->ext[1];
+    MmaLayout l;
+    if (!ir_mma_layout(M, N, in->nthreads, &l) || c->buf->rank != 1) {
+        fail(in, s->loc, "interpreter: micro_gemm [%lld x %lld] has no tensor-core layout over %d threads",
+             (long long)M, (long long)N, in->nthreads);
+        return;
+    }
+    for (int64_t slot = 0; slot < l.slots && !in->failed; slot++) {
+        int64_t i, j, ci[1] = {co[0] + slot};
+        ir_mma_pos(&l, in->cur, slot, &i, &j);
+        if (offset(in, c->buf, ci, s->loc) < 0)
+            return;
+        float acc = s->u.gemm.clear ? 0.0f : (float)region_load(in, c, ci, s->loc);
+        region_store(in, c, ci, dot(in, s, ao, bo, i, j, K, acc), s->loc);
+    }
 }
 
 static float reduce_init(ReduceOp op)
@@ -309,43 +510,74 @@ static float reduce_step(ReduceOp op, float acc, float x)
     }
 }
 
-static void exec_reduce(Interp *in, const Stmt *s)
+/* The reduction of one source row: dst's window element `i` (index di)
+ * with the axis re-inserted. */
+static float reduce_row(Interp *in, const Stmt *s, const int64_t *so, int64_t i)
 {
     const Region *src = &s->u.reduce.src, *dst = &s->u.reduce.dst;
     int axis = s->u.reduce.axis, rank = src->buf->rank;
     ReduceOp op = s->u.reduce.rop;
-    int64_t so[IR_MAX_RANK], dso[IR_MAX_RANK], di[IR_MAX_RANK], si[IR_MAX_RANK];
+    int64_t rest = i, outer[IR_MAX_RANK], si[IR_MAX_RANK];
+    for (int d = dst->buf->rank - 1; d >= 0; d--) {
+        outer[d] = rest % dst->ext[d];
+        rest /= dst->ext[d];
+    }
+    float acc = reduce_init(op);
+    Mem *m = mem_of(in, src->buf);
+    for (int64_t r = 0; r < src->ext[axis] && !in->failed; r++) {
+        bool inside = true;
+        for (int d = 0, o = 0; d < rank; d++) {
+            si[d] = so[d] + (d == axis ? r : outer[o++]);
+            inside &= si[d] >= 0 && si[d] < m->shape[d];
+        }
+        if (inside)
+            acc = reduce_step(op, acc, (float)region_load(in, src, si, s->loc));
+    }
+    return acc;
+}
+
+static void exec_reduce(Interp *in, const Stmt *s)
+{
+    const Region *src = &s->u.reduce.src, *dst = &s->u.reduce.dst;
+    ReduceOp op = s->u.reduce.rop;
+    int64_t so[IR_MAX_RANK], dso[IR_MAX_RANK], di[IR_MAX_RANK];
     region_origin(in, src, so, s->loc);
     region_origin(in, dst, dso, s->loc);
     int64_t n = ir_region_elems(dst);
-    for (int64_t i = 0; i < n; i++) {
+    for (int64_t i = 0; i < n && !in->failed; i++) {
         if (!region_index(in, dst, dso, i, di))
             continue;
-        /* The source row: dst's window index with the axis re-inserted. */
-        int64_t rest = i, outer[IR_MAX_RANK];
-        for (int d = dst->buf->rank - 1; d >= 0; d--) {
-            outer[d] = rest % dst->ext[d];
-            rest /= dst->ext[d];
-        }
-        float acc = reduce_init(op);
-        for (int64_t r = 0; r < src->ext[axis]; r++) {
-            bool inside = true;
-            Mem *m = mem_of(in, src->buf);
-            for (int d = 0, o = 0; d < rank; d++) {
-                si[d] = so[d] + (d == axis ? r : outer[o++]);
-                inside &= si[d] >= 0 && si[d] < m->shape[d];
-            }
-            if (inside)
-                acc = reduce_step(op, acc, (float)region_load(in, src, si));
-        }
+        float acc = reduce_row(in, s, so, i);
         if (!s->u.reduce.clear)
-            acc = reduce_step(op == RED_ABSMAX ? RED_MAX : op, (float)region_load(in, dst, di), acc);
-        region_store(in, dst, di, acc);
+            acc = reduce_step(op == RED_ABSMAX ? RED_MAX : op, (float)region_load(in, dst, di, s->loc), acc);
+        region_store(in, dst, di, acc, s->loc);
     }
 }
 
 /* ----------------------------------------------------------- statements */
 
+static void exec(Interp *in, const Stmt *s);
+
+static void exec_store(Interp *in, const Stmt *s)
+{
+    const Buffer *b = s->u.store.buf;
+    int64_t idx[IR_MAX_RANK];
+    for (int d = 0; d < b->rank; d++)
+        idx[d] = eval_int(in, s->u.store.idx[d], s->loc);
+    double v = eval(in, s->u.store.value, s->loc);
+    if (in->failed)
+        return;
+    int64_t off = offset(in, b, idx, s->loc);
+    Access a = s->u.store.atomic ? ACC_ATOMIC : ACC_WRITE;
+    if (off < 0 || !track(in, b, off, idx, a, s->loc))
+        return;
+    void *base = base_of(in, b);
+    if (s->u.store.atomic) /* blocks and threads run one by one here: a plain add */
+        v = f32(f32(dt_load(b->dtype, base, off)) + f32(v));
+    dt_store(b->dtype, base, off, v);
+}
+
+/* One thread's walk of s (in SIMT mode: a subtree without barriers). */
 static void exec(Interp *in, const Stmt *s)
 {
     if (in->failed)
@@ -358,7 +590,7 @@ static void exec(Interp *in, const Stmt *s)
     case ST_FOR: {
         int64_t n = eval_int(in, s->u.loop.extent, s->loc);
         for (int64_t i = 0; i < n && !in->failed; i++) {
-            in->vars[s->u.loop.var->id] = i;
+            in->tv[s->u.loop.var->id] = i;
             exec(in, s->u.loop.body);
         }
         break;
@@ -369,82 +601,226 @@ static void exec(Interp *in, const Stmt *s)
         else if (s->u.if_.else_)
             exec(in, s->u.if_.else_);
         break;
-    case ST_STORE: {
-        int64_t idx[IR_MAX_RANK];
-        for (int d = 0; d < s->u.store.buf->rank; d++)
-            idx[d] = eval_int(in, s->u.store.idx[d], s->loc);
-        double v = eval(in, s->u.store.value, s->loc);
-        int64_t off = offset(in, s->u.store.buf, idx, s->loc);
-        if (off < 0)
-            break;
-        void *base = mem_of(in, s->u.store.buf)->base;
-        if (s->u.store.atomic) /* blocks run one by one here: a plain add */
-            v = f32(f32(dt_load(s->u.store.buf->dtype, base, off)) + f32(v));
-        dt_store(s->u.store.buf->dtype, base, off, v);
-        break;
-    }
+    case ST_STORE: exec_store(in, s); break;
     case ST_COPY: exec_copy(in, s, false); break;
     case ST_ATOMIC_ADD: exec_copy(in, s, true); break;
     case ST_FILL: exec_fill(in, s); break;
-    case ST_GEMM:
-    case ST_MICRO_GEMM: exec_gemm(in, s); break;
+    case ST_GEMM: exec_gemm(in, s); break;
+    case ST_MICRO_GEMM: in->simt ? exec_block_mma(in, s) : exec_gemm(in, s); break;
     case ST_REDUCE: exec_reduce(in, s); break;
-    default:
-        diag_error(in->d, s->loc, "interpreter: unsupported statement %s", st_name(s->op));
-        in->failed = true;
+    default: fail(in, s->loc, "interpreter: unsupported statement %s", st_name(s->op));
     }
+}
+
+/* ------------------------------------------------------------ SIMT mode */
+
+static bool has_barrier(const Stmt *s)
+{
+    if (!s)
+        return false;
+    switch (s->op) {
+    case ST_BARRIER: return true;
+    case ST_FOR: return has_barrier(s->u.loop.body);
+    case ST_IF: return has_barrier(s->u.if_.then_) || has_barrier(s->u.if_.else_);
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n; i++)
+            if (has_barrier(s->u.seq.items[i]))
+                return true;
+        return false;
+    default: return false;
+    }
+}
+
+static void format_value(char *out, size_t size, const Expr *e, double v)
+{
+    if (e->dtype == DT_BOOL)
+        snprintf(out, size, "%s", v != 0 ? "true" : "false");
+    else
+        snprintf(out, size, "%lld", (long long)v);
+}
+
+/* The value of e, which must be the same in every thread: control flow
+ * around a barrier that depends on the thread would leave some threads
+ * waiting at a barrier the others never reach. */
+static bool uniform(Interp *in, const Expr *e, SrcLoc loc, const char *what, double *out)
+{
+    for (int t = 0; t < in->nthreads && !in->failed; t++) {
+        set_thread(in, t);
+        double v = eval(in, e, loc);
+        if (t == 0) {
+            *out = v;
+        } else if (v != *out && !in->failed) {
+            char a[32], b[32];
+            format_value(a, sizeof a, e, *out);
+            format_value(b, sizeof b, e, v);
+            fail(in, loc, "barrier inside %s differs between threads (thread 0: %s, thread %d: %s)",
+                 what, a, t, b);
+            diag_hint(in->d, "every thread of a block must reach the same barriers: keep them "
+                             "out of control flow that depends on the thread index");
+        }
+    }
+    return !in->failed;
+}
+
+static void simt(Interp *in, const Stmt *s);
+
+/* A loop with a barrier inside: iterations in lock-step over all threads. */
+static void simt_for(Interp *in, const Stmt *s)
+{
+    double n;
+    if (!uniform(in, s->u.loop.extent, s->loc, "a loop whose extent", &n))
+        return;
+    int id = s->u.loop.var->id;
+    for (int64_t i = 0; i < (int64_t)n && !in->failed; i++) {
+        for (int t = 0; t < in->nthreads; t++)
+            in->vars[(int64_t)t * in->nvars + id] = i;
+        simt(in, s->u.loop.body);
+    }
+}
+
+static void simt_if(Interp *in, const Stmt *s)
+{
+    double c;
+    if (!uniform(in, s->u.if_.cond, s->loc, "an if whose condition", &c))
+        return;
+    const Stmt *branch = c != 0 ? s->u.if_.then_ : s->u.if_.else_;
+    if (branch)
+        simt(in, branch);
+}
+
+/* Run s for every thread of the block (see the top of this file). */
+static void simt(Interp *in, const Stmt *s)
+{
+    if (in->failed)
+        return;
+    if (!has_barrier(s)) {
+        for (int t = 0; t < in->nthreads && !in->failed; t++) {
+            set_thread(in, t);
+            exec(in, s);
+        }
+        return;
+    }
+    switch (s->op) {
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n && !in->failed; i++)
+            simt(in, s->u.seq.items[i]);
+        break;
+    case ST_FOR: simt_for(in, s); break;
+    case ST_IF: simt_if(in, s); break;
+    default: in->epoch++; break; /* ST_BARRIER: accesses after it are ordered */
+    }
+}
+
+/* ----------------------------------------------------------------- setup */
+
+/* Elements from offset 0 to the last element, plus one (0 if empty). */
+static int64_t span_of(const Mem *m, int rank)
+{
+    int64_t span = 1;
+    for (int d = 0; d < rank; d++) {
+        if (m->shape[d] <= 0)
+            return 0;
+        span += (m->shape[d] - 1) * m->stride[d];
+    }
+    return span;
+}
+
+/* Storage of a scratch buffer: one copy, or one per thread for a LOCAL
+ * buffer in SIMT mode. */
+static bool alloc_scratch(Interp *in, const Buffer *b, Mem *m)
+{
+    bool per_thread = in->simt && b->scope == SCOPE_LOCAL;
+    size_t copies = per_thread ? (size_t)in->nthreads : 1;
+    m->bytes = (dt_storage_bytes(b->dtype, m->span) + 16 + 15) / 16 * 16;
+    m->tbytes = per_thread ? m->bytes : 0;
+    m->base = calloc(copies, m->bytes);
+    return m->base != NULL;
 }
 
 static bool setup_mem(Interp *in, void *const *args)
 {
     const Kernel *k = in->k;
-    SrcLoc none = {0};
     for (int i = 0; i < k->nbufs; i++) {
         const Buffer *b = k->bufs[i];
         Mem *m = &in->mem[b->id];
-        int64_t n = 1;
+        bool nonneg = true;
         for (int d = 0; d < b->rank; d++) {
             if (!ir_eval_int(b->shape[d], in->params, &m->shape[d]) ||
                 !ir_eval_int(b->stride[d], in->params, &m->stride[d]))
-                return diag_error(in->d, b->loc, "interpreter: cannot evaluate the shape of %s",
-                                  b->name);
-            n *= m->shape[d];
+                return fail(in, b->loc, "interpreter: cannot evaluate the shape of %s", b->name);
+            nonneg &= m->stride[d] >= 0;
         }
-        if (b->scope == SCOPE_GLOBAL) {
+        m->span = span_of(m, b->rank);
+        /* a LOCAL buffer is private; the rest is what threads share */
+        m->tracked = in->simt && b->scope != SCOPE_LOCAL && nonneg;
+        if (b->scope == SCOPE_GLOBAL)
             m->base = args[i];
-        } else {
-            m->base = calloc(1, dt_storage_bytes(b->dtype, n) + 16);
-            if (!m->base)
-                return diag_error(in->d, none, "interpreter: out of memory");
-        }
+        else if (!alloc_scratch(in, b, m))
+            return fail(in, k->loc, "interpreter: out of memory");
     }
     return true;
 }
 
+/* Bind the block's grid variables (and in SIMT mode each frame's thread
+ * index); SIMT mode also gives the block fresh scratch, filled with ones
+ * bits, and a new epoch. */
+static void start_block(Interp *in, int64_t blk, const int64_t *grid)
+{
+    const Kernel *k = in->k;
+    for (int t = 0; t < in->nthreads; t++) {
+        int64_t *frame = in->vars + (int64_t)t * in->nvars, rest = blk;
+        for (int g = k->ngrid - 1; g >= 0; g--) {
+            frame[k->grid_var[g]->id] = rest % grid[g];
+            rest /= grid[g];
+        }
+        if (in->simt)
+            frame[k->thread_var->id] = t;
+    }
+    set_thread(in, 0);
+    if (!in->simt)
+        return;
+    in->epoch++;
+    for (int i = 0; i < k->nbufs; i++) {
+        Mem *m = mem_of(in, k->bufs[i]);
+        if (k->bufs[i]->scope != SCOPE_GLOBAL)
+            memset(m->base, 0xff, m->tbytes ? m->tbytes * (size_t)in->nthreads : m->bytes);
+    }
+}
+
+static void free_mem(Interp *in)
+{
+    for (int i = 0; in->mem && i < in->k->nbufs; i++) {
+        Mem *m = mem_of(in, in->k->bufs[i]);
+        if (in->k->bufs[i]->scope != SCOPE_GLOBAL)
+            free(m->base);
+        free(m->shadow);
+    }
+    free(in->mem);
+    free(in->vars);
+}
+
 bool ir_interp(const Kernel *k, void *const *args, const int64_t *params, Diag *d)
 {
-    Interp in = {.k = k, .params = params, .d = d};
-    in.vars = calloc((size_t)k->next_id + 1, sizeof *in.vars);
-    in.mem = calloc((size_t)k->next_id + 1, sizeof *in.mem);
-    bool ok = in.vars && in.mem && setup_mem(&in, args);
+    Interp in = {.k = k, .params = params, .d = d, .simt = k->nthreads > 0};
+    in.nthreads = in.simt ? k->nthreads : 1;
+    in.nvars = k->next_id + 1;
+    in.vars = calloc((size_t)(in.nthreads * in.nvars), sizeof *in.vars);
+    in.mem = calloc((size_t)in.nvars, sizeof *in.mem);
+    bool ok = (in.vars && in.mem) ? setup_mem(&in, args) : fail(&in, k->loc, "interpreter: out of memory");
     int64_t grid[IR_MAX_GRID] = {1, 1, 1}, nblocks = 1;
     for (int g = 0; ok && g < k->ngrid; g++) {
-        ok = ir_eval_int(k->grid[g], params, &grid[g]);
+        ok = ir_eval_int(k->grid[g], params, &grid[g]) ||
+             fail(&in, k->loc, "interpreter: cannot evaluate the grid of %s", k->name);
         nblocks *= grid[g];
     }
     for (int64_t blk = 0; ok && blk < nblocks && !in.failed; blk++) {
-        int64_t rest = blk;
-        for (int g = k->ngrid - 1; g >= 0; g--) {
-            in.vars[k->grid_var[g]->id] = rest % grid[g];
-            rest /= grid[g];
-        }
-        exec(&in, k->body);
+        start_block(&in, blk, grid);
+        if (in.simt)
+            simt(&in, k->body);
+        else
+            exec(&in, k->body);
     }
     ok = ok && !in.failed;
-    for (int i = 0; in.mem && i < k->nbufs; i++)
-        if (k->bufs[i]->scope != SCOPE_GLOBAL)
-            free(in.mem[k->bufs[i]->id].base);
-    free(in.vars);
-    free(in.mem);
+    free_mem(&in);
     return ok;
 }

@@ -77,7 +77,7 @@ expect_error_like "unknown T op" "^tilec: $tmp/unknown_op\.lua:2: .*T\.gemmm" --
 
 expect_error_like "fragment larger than the target allows" \
   "^tilec: .*gemm\.lua:[0-9]+: .*larger than x86-avx512 allows" -- \
-  "$TILEC" run $gemm --set BM=192 --set BN=256 --target x86-avx512
+  "$TILEC" compile $gemm --set BM=192 --set BN=256 --target x86-avx512 -o "$tmp/big.o"
 
 expect_error "unknown command" "tilec: unknown command 'frobnicate' (run, compile, ir, targets) (see 'tilec --help')" -- \
   "$TILEC" frobnicate

@@ -1,0 +1,474 @@
+/* test_simt.c — the interpreter's SIMT mode (kernels with `threads tid < N`):
+ * per-thread variables and LOCAL buffers, one SHARED buffer per block (fresh
+ * each block), lock-step at barriers, the race detector and the divergent
+ * barrier check.  Kernels are hand-written Loop IR in tests/ir/simt_*.tir;
+ * results are checked against plain C, errors by message and line. */
+#include "ir/ir.h"
+#include "test.h"
+
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+
+static char *read_text(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *buf = NULL;
+    size_t n = 0;
+    FILE *m = open_memstream(&buf, &n);
+    int c;
+    while ((c = fgetc(f)) != EOF)
+        fputc(c, m);
+    fclose(m);
+    fclose(f);
+    return buf;
+}
+
+/* Parse (and verify) text as file `name`; NULL with a printed reason. */
+static Kernel *parse_text(const char *text, const char *name)
+{
+    Diag d = {0};
+    Kernel *k = ir_parse(text, name, &d);
+    if (k && !ir_verify(k, &d)) {
+        ir_kernel_free(k);
+        k = NULL;
+    }
+    if (!k) {
+        printf("  ");
+        diag_print(&d, stdout);
+    }
+    return k;
+}
+
+/* Remove the first `cut` after the first `anchor` (NULL: the start) from
+ * text, to make a broken variant of a good kernel. */
+static bool cut_text(char *text, const char *anchor, const char *cut)
+{
+    char *from = anchor ? strstr(text, anchor) : text;
+    char *at = from ? strstr(from, cut) : NULL;
+    if (at)
+        memmove(at, at + strlen(cut), strlen(at + strlen(cut)) + 1);
+    return at != NULL;
+}
+
+/* tests/ir/NAME.tir, with `cut` (if not NULL) removed after `anchor`. */
+static char *variant(const char *name, const char *anchor, const char *cut)
+{
+    char path[256];
+    snprintf(path, sizeof path, "tests/ir/%s.tir", name);
+    char *text = read_text(path);
+    CHECKF(text != NULL, "cannot read %s (run from the repo root)", path);
+    if (text && cut && !cut_text(text, anchor, cut)) {
+        CHECKF(false, "%s has no '%s'", path, cut);
+        free(text);
+        return NULL;
+    }
+    return text;
+}
+
+static Kernel *load(const char *name, const char *anchor, const char *cut)
+{
+    char *text = variant(name, anchor, cut);
+    if (!text)
+        return NULL;
+    char path[256];
+    snprintf(path, sizeof path, "tests/ir/%s.tir", name);
+    Kernel *k = parse_text(text, path);
+    CHECKF(k != NULL, "%s does not parse", path);
+    free(text);
+    return k;
+}
+
+/* Line (1-based) of the first line containing `what` in the variant. */
+static int line_of(const char *name, const char *anchor, const char *cut, const char *what)
+{
+    char *text = variant(name, anchor, cut);
+    char *hit = text ? strstr(text, what) : NULL;
+    int line = 1;
+    for (char *p = text; hit && p < hit; p++)
+        line += *p == '\n';
+    free(text);
+    return hit ? line : -1;
+}
+
+static void fill(float *x, int64_t n, unsigned seed)
+{
+    for (int64_t i = 0; i < n; i++)
+        x[i] = test_rand(&seed);
+}
+
+/* Run k; on failure the diagnostic is left in d. */
+static bool run(const Kernel *k, void **args, Diag *d)
+{
+    *d = (Diag){0};
+    return ir_interp(k, args, NULL, d);
+}
+
+/* k must fail with a message containing `want` at `name`.tir:`line`. */
+static void expect_error(const Kernel *k, void **args, const char *name, int line, const char *want)
+{
+    Diag d;
+    bool ok = run(k, args, &d);
+    CHECKF(!ok, "%s ran without the expected error '%s'", name, want);
+    if (ok)
+        return;
+    char file[256];
+    snprintf(file, sizeof file, "tests/ir/%s.tir", name);
+    CHECKF(strstr(d.msg, want) != NULL, "%s: message '%s' lacks '%s'", name, d.msg, want);
+    CHECKF(d.loc.file && !strcmp(d.loc.file, file) && d.loc.line == line,
+           "%s: error at %s:%d, want %s:%d (%s)", name, d.loc.file ? d.loc.file : "?", d.loc.line,
+           file, line, d.msg);
+}
+
+static void expect_ok(const Kernel *k, void **args, const char *name)
+{
+    Diag d;
+    bool ok = run(k, args, &d);
+    CHECKF(ok, "%s failed: %s:%d: %s", name, d.loc.file ? d.loc.file : "?", d.loc.line, d.msg);
+}
+
+/* ------------------------------------------------------ correct kernels */
+
+TEST(reverse_through_shared)
+{
+    Kernel *k = load("simt_reverse", NULL, NULL);
+    if (!k)
+        return;
+    float x[512], y[512];
+    fill(x, 512, 1);
+    void *args[] = {x, y};
+    expect_ok(k, args, "simt_reverse");
+    int bad = 0;
+    for (int b = 0; b < 4; b++)
+        for (int t = 0; t < 128; t++)
+            bad += y[b * 128 + t] != x[b * 128 + 127 - t];
+    CHECKF(bad == 0, "%d of 512 elements wrong", bad);
+    ir_kernel_free(k);
+}
+
+/* A tree sum over 7 phases, each behind a barrier inside a serial loop. */
+TEST(reduction_phases_in_a_loop)
+{
+    Kernel *k = load("simt_reduce", NULL, NULL);
+    if (!k)
+        return;
+    float x[4 * 128], y[4];
+    fill(x, 4 * 128, 2);
+    void *args[] = {x, y};
+    expect_ok(k, args, "simt_reduce");
+    for (int b = 0; b < 4; b++) {
+        float s[128];
+        memcpy(s, x + b * 128, sizeof s);
+        for (int h = 64; h >= 1; h /= 2) /* the same tree, the same f32 sums */
+            for (int t = 0; t < h; t++)
+                s[t] = s[t] + s[t + h];
+        CHECKF(y[b] == s[0], "block %d: %g, want %g", b, y[b], s[0]);
+    }
+    ir_kernel_free(k);
+}
+
+/* 2x2 blocks of 128 threads transposing 64x64 tiles through a padded shared
+ * tile; also the detector's cost: it must stay far below a second. */
+TEST(transpose_64x64_tiles)
+{
+    Kernel *k = load("simt_transpose", NULL, NULL);
+    if (!k)
+        return;
+    static float x[128 * 128], y[128 * 128];
+    fill(x, 128 * 128, 3);
+    void *args[] = {x, y};
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    expect_ok(k, args, "simt_transpose");
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    int bad = 0;
+    for (int i = 0; i < 128; i++)
+        for (int j = 0; j < 128; j++)
+            bad += y[i * 128 + j] != x[j * 128 + i];
+    CHECKF(bad == 0, "%d of %d elements wrong", bad, 128 * 128);
+    printf("  4 blocks x 128 threads, 64x64 tiles: %.1f ms\n", s * 1e3);
+    CHECKF(s < 1.0, "took %.3f s", s); /* sanitizers included */
+    ir_kernel_free(k);
+}
+
+/* A tensor-core product over one warp: each thread's accumulator slots
+ * are elements ir_mma_pos of the 16x8 result. */
+TEST(micro_gemm_per_thread_slots)
+{
+    Kernel *k = load("simt_mma", NULL, NULL);
+    if (!k)
+        return;
+    float a[16 * 16], b[16 * 8], c[16 * 8];
+    fill(a, 16 * 16, 4);
+    fill(b, 16 * 8, 5);
+    void *args[] = {a, b, c};
+    expect_ok(k, args, "simt_mma");
+    float worst = 0;
+    for (int i = 0; i < 16; i++)
+        for (int j = 0; j < 8; j++) {
+            float want = 0;
+            for (int kk = 0; kk < 16; kk++)
+                want += a[i * 16 + kk] * b[kk * 8 + j];
+            float e = fabsf(c[i * 8 + j] - want);
+            worst = e > worst ? e : worst;
+        }
+    CHECKF(worst < 1e-5f, "max |diff| %g", worst);
+    ir_kernel_free(k);
+}
+
+TEST(local_buffers_are_private)
+{
+    Kernel *k = load("simt_local", NULL, NULL);
+    if (!k)
+        return;
+    float x[2 * 128], y[2 * 128];
+    fill(x, 2 * 128, 6);
+    void *args[] = {x, y};
+    expect_ok(k, args, "simt_local");
+    int bad = 0;
+    for (int i = 0; i < 2 * 128; i++)
+        bad += y[i] != x[i] * 2.0f + 1.0f;
+    CHECKF(bad == 0, "%d of 256 threads read another thread's LOCAL value", bad);
+    ir_kernel_free(k);
+}
+
+/* Block 1 reads shared memory that only block 0 wrote: it sees the NaN
+ * pattern of fresh shared memory, not block 0's values. */
+TEST(shared_buffers_are_fresh_per_block)
+{
+    Kernel *k = load("simt_fresh_shared", NULL, NULL);
+    if (!k)
+        return;
+    float x[128], y[2 * 128];
+    fill(x, 128, 7);
+    void *args[] = {x, y};
+    expect_ok(k, args, "simt_fresh_shared");
+    int bad0 = 0, bad1 = 0;
+    for (int t = 0; t < 128; t++) {
+        bad0 += y[t] != x[t];
+        bad1 += !isnan(y[128 + t]);
+    }
+    CHECKF(bad0 == 0 && bad1 == 0, "block 0: %d wrong, block 1: %d not NaN", bad0, bad1);
+    ir_kernel_free(k);
+}
+
+/* All threads add to one shared and one global element: atomics do not
+ * race with each other, and the sums come out in thread order. */
+TEST(atomic_adds_do_not_race)
+{
+    Kernel *k = load("simt_atomic", NULL, NULL);
+    if (!k)
+        return;
+    float x[4 * 128], total[1] = {0.5f}, y[4];
+    for (int i = 0; i < 4 * 128; i++)
+        x[i] = (float)(i % 7) - 2.5f;
+    void *args[] = {x, total, y};
+    expect_ok(k, args, "simt_atomic");
+    float want_total = 0.5f;
+    for (int b = 0; b < 4; b++) {
+        float acc = 0;
+        for (int t = 0; t < 128; t++) {
+            acc += x[b * 128 + t];
+            want_total += x[b * 128 + t];
+        }
+        CHECKF(y[b] == acc, "block %d: %g, want %g", b, y[b], acc);
+    }
+    CHECKF(total[0] == want_total, "total %g, want %g", total[0], want_total);
+    ir_kernel_free(k);
+}
+
+/* ------------------------------------------------------------- races */
+
+/* Threads run one after another between barriers, so the first conflict is
+ * known exactly: the messages below are the detector's whole verdict. */
+
+TEST(missing_barrier_is_a_race)
+{
+    const char *cut = "  barrier\n";
+    Kernel *k = load("simt_reverse", NULL, cut);
+    if (!k)
+        return;
+    float x[512], y[512];
+    fill(x, 512, 8);
+    void *args[] = {x, y};
+    /* thread 63 read s[64] (unwritten yet); thread 64 then writes it */
+    expect_error(k, args, "simt_reverse", line_of("simt_reverse", NULL, cut, "s[tid] ="),
+                 "race on s[64]: thread 64 writes it after thread 63 read it with no barrier between");
+    ir_kernel_free(k);
+}
+
+TEST(missing_barrier_in_phase_loop_is_a_race)
+{
+    const char *cut = "    barrier\n";
+    Kernel *k = load("simt_reduce", NULL, cut);
+    if (!k)
+        return;
+    float x[4 * 128], y[4];
+    fill(x, 4 * 128, 9);
+    void *args[] = {x, y};
+    /* phase 0 of thread 0 reads s[64], which thread 64 wrote just before */
+    expect_error(k, args, "simt_reduce", line_of("simt_reduce", NULL, cut, "s[tid] = s[tid]"),
+                 "race on s[64]: thread 0 reads it after thread 64 wrote it with no barrier between");
+    ir_kernel_free(k);
+}
+
+/* A second phase overwrites what a neighbour read in the first one. */
+TEST(write_after_read_is_a_race)
+{
+    Kernel *k = load("simt_war", NULL, NULL);
+    if (!k)
+        return;
+    float x[128], y[128];
+    fill(x, 128, 10);
+    void *args[] = {x, y};
+    /* the two statements after the barrier run one after the other, each
+     * for every thread: thread 127 read s[0] before thread 0 writes it */
+    expect_error(k, args, "simt_war", line_of("simt_war", NULL, NULL, "s[tid] = 0.0"),
+                 "race on s[0]: thread 0 writes it after thread 127 read it with no barrier between");
+    ir_kernel_free(k);
+}
+
+TEST(write_after_write_is_a_race)
+{
+    Kernel *k = load("simt_waw", NULL, NULL);
+    if (!k)
+        return;
+    float x[128], y[1];
+    fill(x, 128, 11);
+    void *args[] = {x, y};
+    expect_error(k, args, "simt_waw", line_of("simt_waw", NULL, NULL, "s[0] = x[tid]"),
+                 "race on s[0]: thread 1 writes it after thread 0 wrote it with no barrier between");
+    ir_kernel_free(k);
+}
+
+/* The transpose without its barrier: thread 0 read row 0 of the tile,
+ * thread 2 then writes t[0, 2] (2-D indices in the message). */
+TEST(missing_barrier_in_transpose_is_a_race)
+{
+    const char *cut = "  barrier\n";
+    Kernel *k = load("simt_transpose", NULL, cut);
+    if (!k)
+        return;
+    static float x[128 * 128], y[128 * 128];
+    fill(x, 128 * 128, 12);
+    void *args[] = {x, y};
+    expect_error(k, args, "simt_transpose", line_of("simt_transpose", NULL, cut, "t[r * 2"),
+                 "race on t[0, 2]: thread 2 writes it after thread 0 read it with no barrier between");
+    ir_kernel_free(k);
+}
+
+/* The tensor-core product reads the shared operands: without the barrier
+ * thread 0 reads row 0 of `as` before thread 1 has written its part. */
+TEST(micro_gemm_without_barrier_is_a_race)
+{
+    const char *cut = "  barrier\n";
+    Kernel *k = load("simt_mma", NULL, cut);
+    if (!k)
+        return;
+    float a[16 * 16] = {0}, b[16 * 8] = {0}, c[16 * 8];
+    void *args[] = {a, b, c};
+    expect_error(k, args, "simt_mma", line_of("simt_mma", NULL, cut, "as[i * 2"),
+                 "race on as[0, 1]: thread 1 writes it after thread 0 read it with no barrier between");
+    ir_kernel_free(k);
+}
+
+/* Global buffers are watched too (within a block). */
+TEST(race_on_a_global_buffer)
+{
+    Kernel *k = load("simt_global_race", NULL, NULL);
+    if (!k)
+        return;
+    float x[2 * 128], y[64];
+    fill(x, 2 * 128, 13);
+    void *args[] = {x, y};
+    expect_error(k, args, "simt_global_race", line_of("simt_global_race", NULL, NULL, "y[tid"),
+                 "race on y[0]: thread 64 writes it after thread 0 wrote it with no barrier between");
+    ir_kernel_free(k);
+}
+
+/* A plain read of an element that other threads add to atomically in the
+ * same epoch (the barrier before thread 0 reads the block's sum is gone). */
+TEST(plain_read_after_atomics_is_a_race)
+{
+    const char *anchor = "atomic total", *cut = "  barrier\n";
+    Kernel *k = load("simt_atomic", anchor, cut);
+    if (!k)
+        return;
+    float x[4 * 128] = {0}, total[1] = {0}, y[4];
+    void *args[] = {x, total, y};
+    expect_error(k, args, "simt_atomic", line_of("simt_atomic", anchor, cut, "y[blk]"),
+                 "race on acc[0]: thread 0 reads it after thread 1 added to it atomically with no "
+                 "barrier between");
+    ir_kernel_free(k);
+}
+
+/* A plain write meeting another thread's atomic add to the same element. */
+TEST(atomic_after_plain_write_is_a_race)
+{
+    const char *cut = "  barrier\n";
+    Kernel *k = load("simt_atomic", NULL, cut);
+    if (!k)
+        return;
+    float x[4 * 128] = {0}, total[1] = {0}, y[4];
+    void *args[] = {x, total, y};
+    expect_error(k, args, "simt_atomic", line_of("simt_atomic", NULL, cut, "atomic acc[0]"),
+                 "race on acc[0]: thread 1 adds to it atomically after thread 0 wrote it with no "
+                 "barrier between");
+    ir_kernel_free(k);
+}
+
+/* ------------------------------------------------------ divergent barriers */
+
+TEST(barrier_under_thread_dependent_if)
+{
+    Kernel *k = load("simt_divergent_if", NULL, NULL);
+    if (!k)
+        return;
+    float x[128], y[128];
+    fill(x, 128, 14);
+    void *args[] = {x, y};
+    expect_error(k, args, "simt_divergent_if", line_of("simt_divergent_if", NULL, NULL, "if tid < 3"),
+                 "barrier inside an if whose condition differs between threads (thread 0: true, "
+                 "thread 3: false)");
+    ir_kernel_free(k);
+}
+
+TEST(barrier_in_loop_of_thread_dependent_extent)
+{
+    Kernel *k = load("simt_divergent_loop", NULL, NULL);
+    if (!k)
+        return;
+    float x[128], y[128];
+    fill(x, 128, 14);
+    void *args[] = {x, y};
+    expect_error(k, args, "simt_divergent_loop", line_of("simt_divergent_loop", NULL, NULL, "for i"),
+                 "barrier inside a loop whose extent differs between threads (thread 0: 1, "
+                 "thread 5: 2)");
+    ir_kernel_free(k);
+}
+
+int main(void)
+{
+    RUN(reverse_through_shared);
+    RUN(reduction_phases_in_a_loop);
+    RUN(transpose_64x64_tiles);
+    RUN(micro_gemm_per_thread_slots);
+    RUN(local_buffers_are_private);
+    RUN(shared_buffers_are_fresh_per_block);
+    RUN(atomic_adds_do_not_race);
+    RUN(missing_barrier_is_a_race);
+    RUN(missing_barrier_in_phase_loop_is_a_race);
+    RUN(write_after_read_is_a_race);
+    RUN(write_after_write_is_a_race);
+    RUN(missing_barrier_in_transpose_is_a_race);
+    RUN(micro_gemm_without_barrier_is_a_race);
+    RUN(race_on_a_global_buffer);
+    RUN(plain_read_after_atomics_is_a_race);
+    RUN(atomic_after_plain_write_is_a_race);
+    RUN(barrier_under_thread_dependent_if);
+    RUN(barrier_in_loop_of_thread_dependent_extent);
+    return test_summary();
+}
