@@ -233,9 +233,11 @@ typedef struct Mma {
     const Stmt *s;
     MmaLayout L;
     LLVMValueRef g, q, row0, col0; /* lane/4, lane%4, the warp tile's corner */
-    LLVMValueRef lrow, lcol;       /* this lane's ldmatrix row for A: (l%8 + 8(l/8%2), 8(l/16)) */
-    LLVMValueRef brow, bcol;       /* and for B's tiles: (l%8 + 8(l/16), 8(l/8%2)) */
-    LLVMValueRef kk;               /* the current 16-wide k step */
+    LLVMValueRef lrow, lcol;       /* this lane's ldmatrix row for A: (l%8 + 8(l/8%2), 8e(l/16)) */
+    LLVMValueRef brow, bcol;       /* and for B's tiles: (l%8 + 8(l/16), 8e(l/8%2)) */
+    LLVMValueRef kk;               /* the current k step */
+    int kstep;                     /* k of one mma: 16 (bf16, f16) or 32 (fp8) */
+    int e;                         /* elements per 16-bit unit: 1, or 2 for fp8 */
 } Mma;
 
 static LLVMValueRef add(Cg *c, LLVMValueRef a, int64_t b) { return LLVMBuildAdd(c->b, a, cg_i64(c, b), ""); }
@@ -280,17 +282,26 @@ static void ldmatrix4(Cg *c, LLVMValueRef row_ptr, LLVMValueRef out[4])
         out[i] = LLVMBuildExtractValue(c->b, r, (unsigned)i, "");
 }
 
+/* The mma for operands of dtype dt (ir_mma_k says which the target takes). */
+static const char *mma_text(DType dt)
+{
+    switch (dt) {
+    case DT_BF16: return "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 ";
+    case DT_F16: return "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 ";
+    case DT_F8E4M3: return "mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32 ";
+    default: return "mma.sync.aligned.m16n8k32.row.col.f32.e5m2.e5m2.f32 ";
+    }
+}
+
 static LLVMValueRef mma_asm(Cg *c, DType dt, LLVMValueRef *a, LLVMValueRef *b, LLVMValueRef *acc)
 {
     LLVMTypeRef f4[4] = {c->f32, c->f32, c->f32, c->f32};
     LLVMTypeRef ret = LLVMStructTypeInContext(c->ctx, f4, 4, 0);
     LLVMTypeRef ps[10] = {c->i32, c->i32, c->i32, c->i32, c->i32, c->i32, c->f32, c->f32, c->f32, c->f32};
     LLVMTypeRef fty = LLVMFunctionType(ret, ps, 10, 0);
-    const char *text = dt == DT_BF16
-                           ? "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {$0,$1,$2,$3}, "
-                             "{$4,$5,$6,$7}, {$8,$9}, {$10,$11,$12,$13};"
-                           : "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {$0,$1,$2,$3}, "
-                             "{$4,$5,$6,$7}, {$8,$9}, {$10,$11,$12,$13};";
+    char text[160];
+    snprintf(text, sizeof text, "%s{$0,$1,$2,$3}, {$4,$5,$6,$7}, {$8,$9}, {$10,$11,$12,$13};",
+             mma_text(dt));
     const char *cons = "=f,=f,=f,=f,r,r,r,r,r,r,0,1,2,3";
     LLVMValueRef fn = LLVMGetInlineAsm(fty, (char *)text, strlen(text), (char *)cons, strlen(cons), 0, 0,
                                        LLVMInlineAsmDialectATT, 0);
@@ -298,19 +309,21 @@ static LLVMValueRef mma_asm(Cg *c, DType dt, LLVMValueRef *a, LLVMValueRef *b, L
     return LLVMBuildCall2(c->b, fty, fn, args, 10, "");
 }
 
-/* One 16-wide step of k: every warp loads its A and B fragments from shared
- * memory (PTX fragment layouts for m16n8k16) and issues mt x nt mma. */
+/* One step of k: every warp loads its A and B fragments from shared memory
+ * and issues mt x nt mma.  The fragment layouts of m16n8k16 (16-bit) and
+ * m16n8k32 (8-bit) are the same in 16-bit units: a register holds 2 (or 4)
+ * consecutive k of one row, so the 8-bit case is the 16-bit one with every
+ * k offset doubled (m->e). */
 static void mma_step(Cg *c, void *ctx)
 {
     Mma *m = ctx;
     const Stmt *s = m->s;
     const Buffer *A = s->u.gemm.a.buf, *B = s->u.gemm.b.buf, *C = s->u.gemm.c.buf;
     DType dt = A->dtype;
-    LLVMValueRef k0 = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, m->kk, cg_i64(c, 16), ""),
-                                   LLVMBuildMul(c->b, m->q, cg_i64(c, 2), ""), "");
+    LLVMValueRef kbase = LLVMBuildMul(c->b, m->kk, cg_i64(c, m->kstep), "");
+    LLVMValueRef k0 = LLVMBuildAdd(c->b, kbase, LLVMBuildMul(c->b, m->q, cg_i64(c, 2 * m->e), ""), "");
     LLVMValueRef a[8][4], b[32][2];
-    /* A: one ldmatrix.x4 per 16x16 piece (tiles: rows +0/+8 x k +0/+8) */
-    LLVMValueRef kbase = LLVMBuildMul(c->b, m->kk, cg_i64(c, 16), "");
+    /* A: one ldmatrix.x4 per 16 x kstep piece (tiles: rows +0/+8 x k +0/+kstep/2) */
     for (int mt = 0; mt < m->L.mt; mt++) {
         LLVMValueRef row = LLVMBuildAdd(c->b, m->row0, LLVMBuildAdd(c->b, m->lrow, cg_i64(c, 16 * mt), ""), "");
         LLVMValueRef idx[2] = {row, LLVMBuildAdd(c->b, kbase, m->lcol, "")};
@@ -331,7 +344,7 @@ static void mma_step(Cg *c, void *ctx)
             nt++;
         } else if (s->u.gemm.trans_b) {
             b[nt][0] = load_pair(c, B, n, k0);
-            b[nt][1] = load_pair(c, B, n, add(c, k0, 8));
+            b[nt][1] = load_pair(c, B, n, add(c, k0, 8 * m->e));
         } else {
             b[nt][0] = load_kpair(c, B, k0, n);
             b[nt][1] = load_kpair(c, B, add(c, k0, 8), n);
@@ -362,7 +375,8 @@ void cg_gpu_mma(Cg *c, const Stmt *s)
 {
     const Kernel *k = c->k;
     const Region *a = &s->u.gemm.a, *b = &s->u.gemm.b;
-    Mma m = {.s = s};
+    Mma m = {.s = s, .kstep = ir_mma_k(c->t, a->buf->dtype)};
+    m.e = m.kstep / 16;
     int64_t M = a->ext[0], K = a->ext[1], N = s->u.gemm.trans_b ? b->ext[0] : b->ext[1];
     ir_mma_layout(M, N, k->nthreads, &m.L); /* checked by the verifier */
     LLVMValueRef tid = c->var[k->thread_var->id];
@@ -375,9 +389,9 @@ void cg_gpu_mma(Cg *c, const Stmt *s)
     LLVMValueRef t_lo = LLVMBuildMul(c->b, LLVMBuildSRem(c->b, t, cg_i64(c, 2), ""), cg_i64(c, 8), "");
     LLVMValueRef t_hi = LLVMBuildMul(c->b, LLVMBuildSDiv(c->b, t, cg_i64(c, 2), ""), cg_i64(c, 8), "");
     m.lrow = LLVMBuildAdd(c->b, l8, t_lo, "");
-    m.lcol = t_hi;
+    m.lcol = LLVMBuildMul(c->b, t_hi, cg_i64(c, m.e), "");
     m.brow = LLVMBuildAdd(c->b, l8, t_hi, "");
-    m.bcol = t_lo;
+    m.bcol = LLVMBuildMul(c->b, t_lo, cg_i64(c, m.e), "");
     m.row0 = LLVMBuildMul(c->b, LLVMBuildSDiv(c->b, warp, cg_i64(c, m.L.wn), ""), cg_i64(c, M / m.L.wm), "");
     m.col0 = LLVMBuildMul(c->b, LLVMBuildSRem(c->b, warp, cg_i64(c, m.L.wn), ""), cg_i64(c, N / m.L.wn), "");
     if (s->u.gemm.clear)
@@ -386,5 +400,5 @@ void cg_gpu_mma(Cg *c, const Stmt *s)
             LLVMBuildStore(c->b, LLVMConstReal(c->f32, 0), cg_elem_ptr(c, s->u.gemm.c.buf, &slot));
         }
     Var kv = {.name = "kk", .id = k->next_id + 7};
-    cg_loop(c, &kv, cg_i64(c, K / 16), LOOP_SERIAL, 0, false, mma_loop_body, &m);
+    cg_loop(c, &kv, cg_i64(c, K / m.kstep), LOOP_SERIAL, 0, false, mma_loop_body, &m);
 }

@@ -1,4 +1,4 @@
--- C[M,N] = A[M,K] · B[N,K]^T with f32 or bf16 inputs, f32 accumulation.
+-- C[M,N] = A[M,K] · B[N,K]^T with f32, bf16 or fp8 (e4m3) inputs, f32 accumulation.
 -- Each block computes a BM x BN tile of C: it stages BM x BK of A and
 -- BN x BK of B in shared buffers and accumulates in a register fragment.
 --   tilec run examples/gemm.lua --set dtype=bf16 --set M=300 --check
@@ -7,7 +7,7 @@ local T = require "tile"
 return T.kernel "gemm" {
   params = {
     M = T.size(256), N = T.size(256), K = T.size(256),
-    dtype = T.tune{"f32", "bf16"},
+    dtype = T.tune{"f32", "bf16", "f8e4m3"},
     BM = T.tune{192, 96, 48, 24, 128, 64}, BN = T.tune{64, 32, 128, 256}, BK = T.tune{128, 64, 256, 32},
   },
   args = function(p) return {

@@ -490,6 +490,10 @@ typedef struct MmaLayout {
 bool ir_mma_layout(int64_t m, int64_t n, int nthreads, MmaLayout *l);
 /* Row i and column j of the element that slot `slot` of thread tid holds. */
 void ir_mma_pos(const MmaLayout *l, int64_t tid, int64_t slot, int64_t *i, int64_t *j);
+/* The k extent of one tensor-core mma for operands of dtype dt on target t
+ * (16 for bf16/f16 from sm_80, 32 for fp8 e4m3/e5m2 from sm_89), or 0 when
+ * its tensor cores do not take dt (or t is a CPU). */
+int ir_mma_k(const TargetInfo *t, DType dt);
 /* Elements the storage of a scratch buffer spans (padded strides included). */
 int64_t ir_buf_span(const Buffer *b);
 

@@ -52,3 +52,12 @@ int64_t ir_buf_span(const Buffer *b)
     }
     return span;
 }
+
+int ir_mma_k(const TargetInfo *t, DType dt)
+{
+    if (t->gpu_sm >= 80 && (dt == DT_BF16 || dt == DT_F16))
+        return 16;
+    if (t->gpu_sm >= 89 && (dt == DT_F8E4M3 || dt == DT_F8E5M2))
+        return 32;
+    return 0;
+}

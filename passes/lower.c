@@ -461,18 +461,21 @@ static bool whole_region(const Region *r)
     return true;
 }
 
-/* Tensor cores take the GEMM when its operands are whole bf16/f16 scratch
- * tiles, A untransposed, and C a whole f32 fragment that tiles into 16x8
- * pieces over the block's warps (pass_threads gives C that layout). */
+/* Tensor cores take the GEMM when its operands are whole scratch tiles of a
+ * dtype they take (ir_mma_k), A untransposed, K a multiple of the mma's k,
+ * and C a whole f32 fragment that tiles into 16x8 pieces over the block's
+ * warps (pass_threads gives C that layout).  8-bit B must be [N, K]
+ * (trans_b): ldmatrix cannot transpose bytes. */
 static bool tensor_core_gemm(Lower *L, const Stmt *g)
 {
     const Region *a = &g->u.gemm.a, *b = &g->u.gemm.b, *c = &g->u.gemm.c;
     DType dt = a->buf->dtype;
+    int kstep = ir_mma_k(L->t, dt);
     MmaLayout lay;
-    return L->t->gpu_sm >= 80 && (dt == DT_BF16 || dt == DT_F16) && b->buf->dtype == dt &&
+    return kstep && b->buf->dtype == dt && (g->u.gemm.trans_b || dt_bits(dt) == 16) &&
            !g->u.gemm.trans_a && a->buf->scope != SCOPE_GLOBAL && b->buf->scope != SCOPE_GLOBAL &&
            c->buf->scope == SCOPE_FRAGMENT && whole_region(a) && whole_region(b) && whole_region(c) &&
-           a->ext[1] % 16 == 0 && ir_mma_layout(c->ext[0], c->ext[1], L->t->gpu_threads, &lay);
+           a->ext[1] % kstep == 0 && ir_mma_layout(c->ext[0], c->ext[1], L->t->gpu_threads, &lay);
 }
 
 static Stmt *lower_gemm(Lower *L, const Stmt *g)

@@ -40,6 +40,14 @@ ptx="$tmp/g.ptx"
 if "$TILEC" compile examples/gemm.lua --target sm_90a --set dtype=bf16 --set BM=48 --set BN=32 --set BK=64 \
      --set M=100 -o "$ptx" && "$PTXAS" -arch=sm_90a -o "$tmp/x.cubin" "$ptx"; then ok "gemm bf16 tails"; else bad "gemm bf16 tails"; fi
 
+# fp8 operands take the m16n8k32 e4m3 tensor cores of sm_90a, without spills
+ptx="$tmp/g8.ptx"
+if "$TILEC" compile examples/gemm.lua --target sm_90a --set dtype=f8e4m3 --set BM=128 --set BN=128 --set BK=64 \
+     -o "$ptx" && grep -q "mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32" "$ptx" &&
+   log=$("$PTXAS" -arch=sm_90a -v -o "$tmp/x.cubin" "$ptx" 2>&1) &&
+   printf '%s' "$log" | grep -q "0 bytes spill stores, 0 bytes spill loads"; then
+  ok "gemm fp8 tensor cores"; else bad "gemm fp8 tensor cores" "${log:-}"; fi
+
 # --report prints registers and spills from ptxas -v
 out=$("$TILEC" compile examples/softmax.lua --target sm_90a --report -o "$tmp/s.ptx" 2>&1)
 if printf '%s' "$out" | grep -Eq "^kernel softmax on sm_90a: [0-9]+ registers, .* spills 0 bytes stored"; then
@@ -51,6 +59,9 @@ expect_error "shared memory over the limit" \
 expect_error "fragment larger than the block's registers" \
   "tilec: examples/gemm.lua:22: kernel gemm: fragment acc is 192x256 f32 (192 KiB), larger than sm_90a allows (128 KiB) (hint: use smaller tiles, or keep large tiles in T.shared)" -- \
   "$TILEC" compile examples/gemm.lua --target sm_90a --set BM=192 --set BN=256 -o "$tmp/x.ptx"
+expect_error "fp8 gemm where the tensor cores take no fp8" \
+  "tilec: examples/gemm.lua:27: kernel gemm: T.gemm on f8e4m3 operand As: the tensor cores of sm_80 take only bf16 and f16 (f8e4m3 needs sm_89 or later) (hint: copy the tiles into bf16 shared buffers first; fp8 and fp4 widen to bf16 exactly)" -- \
+  "$TILEC" compile examples/gemm.lua --target sm_80 --set dtype=f8e4m3 -o "$tmp/x.ptx"
 expect_error "no objects for GPUs" \
   "tilec: GPU targets emit ptx, llvm or ir, not 'obj' (see 'tilec --help')" -- \
   "$TILEC" compile examples/gemm.lua --target sm_90a --emit obj -o "$tmp/x.o"

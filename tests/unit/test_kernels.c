@@ -233,6 +233,15 @@ TEST(gemm_bf16_shapes)
         check_gemm("bf16", shapes[i][0], shapes[i][1], shapes[i][2]);
 }
 
+/* e4m3 operands: tensor cores of sm_89+ (m16n8k32) on the GPU, widened on
+ * the CPU; the products are exact in f32 like bf16's. */
+TEST(gemm_fp8_shapes)
+{
+    static const int shapes[][3] = {{96, 128, 256}, {67, 45, 131}, {16, 64, 3}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        check_gemm("f8e4m3", shapes[i][0], shapes[i][1], shapes[i][2]);
+}
+
 /* ------------------------------------------------------- row operations */
 
 typedef void (*RowRef)(int M, int N, const Args *a, float *out);
@@ -597,6 +606,7 @@ int main(void)
 {
     RUN(gemm_f32_shapes);
     RUN(gemm_bf16_shapes);
+    RUN(gemm_fp8_shapes);
     RUN(softmax_shapes);
     RUN(rmsnorm_shapes);
     RUN(silu_mul_f32_and_bf16);
