@@ -245,7 +245,7 @@ TEST(gemm_defaults)
     for (int i = 0; i < 7 && i < k->nkparams; i++)
         CHECKF(!strcmp(k->kparams[i].name, order[i]), "kparam %d is %s", i, k->kparams[i].name);
     const KParam *p = kparam(k, "dtype");
-    CHECK(p && p->kind == KP_TUNE && !strcmp(p->value, "f32") && p->ncands == 2 &&
+    CHECK(p && p->kind == KP_TUNE && !strcmp(p->value, "f32") && p->ncands == 3 &&
           !strcmp(p->cands[0], "f32") && !strcmp(p->cands[1], "bf16"));
     p = kparam(k, "M");
     CHECK(p && p->kind == KP_TUNE && p->ncands == 0 && !strcmp(p->value, "256"));
@@ -287,7 +287,7 @@ TEST(gemm_with_sets)
     check_scratch(k, "Bs", SCOPE_SHARED, DT_BF16, 2, (int64_t[]){32, 64});
     check_scratch(k, "acc", SCOPE_FRAGMENT, DT_F32, 2, (int64_t[]){48, 32});
     const KParam *p = kparam(k, "dtype");
-    CHECK(p && !strcmp(p->value, "bf16") && p->ncands == 2);
+    CHECK(p && !strcmp(p->value, "bf16") && p->ncands == 3);
     p = kparam(k, "M");
     CHECK(p && p->kind == KP_TUNE && !strcmp(p->value, "300"));
     p = kparam(k, "BM");
