@@ -16,10 +16,14 @@
  * LOCAL buffers touched only inside distributed nests stay private; every
  * other scratch buffer becomes SHARED, one per block, with rows padded where
  * tensor-core operand loads would hit one bank.  Barriers then order the
- * phases where the data flow needs them.  The shared total is checked
+ * phases where the data flow needs them: two accesses to one element by
+ * different threads, one a write, with no barrier between (accesses that
+ * two nests of the same distribution make at the element their thread owns
+ * are by one thread, and need none).  The shared total is checked
  * against the target's limit here, where it is first known. */
 #include "passes/passes.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,6 +35,11 @@ typedef struct Threads {
     int nids;                   /* ids below this have entries in the by-id arrays */
     Stmt **phases;              /* the statements this pass made: distributed */
     bool *phase_one;            /* loops, and (phase_one) thread-0 guards */
+    /* by phase, then Buffer.id (below nkeys[phase]): the distribution its
+     * accesses to the buffer all follow at owned elements (dist_key), or
+     * NOT_OWNED, or 0 (not accessed); NULL for thread-0 phases */
+    uint16_t **phase_keys;
+    int *phase_nkeys;
     int nphases, capphases;
     /* Register candidates: scratch accesses whose index is exactly the
      * element a distributed nest's thread owns (see find_owned). */
@@ -45,15 +54,19 @@ typedef struct Threads {
     int nmma;
 } Threads;
 
-static void add_phase(Threads *T, Stmt *s, bool one)
+static void add_phase(Threads *T, Stmt *s, bool one, uint16_t *keys, int nkeys)
 {
     if (T->nphases == T->capphases) {
         T->capphases = T->capphases ? 2 * T->capphases : 32;
         T->phases = realloc(T->phases, (size_t)T->capphases * sizeof *T->phases);
         T->phase_one = realloc(T->phase_one, (size_t)T->capphases * sizeof *T->phase_one);
+        T->phase_keys = realloc(T->phase_keys, (size_t)T->capphases * sizeof *T->phase_keys);
+        T->phase_nkeys = realloc(T->phase_nkeys, (size_t)T->capphases * sizeof *T->phase_nkeys);
     }
     T->phases[T->nphases] = s;
-    T->phase_one[T->nphases++] = one;
+    T->phase_one[T->nphases] = one;
+    T->phase_keys[T->nphases] = keys;
+    T->phase_nkeys[T->nphases++] = nkeys;
 }
 
 static Expr *ci(Threads *T, int64_t v) { return ir_const_i(T->k, v); }
@@ -404,6 +417,60 @@ static Stmt *only_parallel_child(Stmt *s)
     return b->op == ST_FOR && b->u.loop.kind == LOOP_PARALLEL ? b : NULL;
 }
 
+/* Which thread touches an element a nest reaches at the element its thread
+ * owns depends only on the nest's distribution: cyclic with V elements per
+ * chunk, or an MMA layout (extents equal the buffer's shape there). */
+enum { NOT_OWNED = 0xffff };
+static uint16_t dist_key(int layout, int64_t V) { return (uint16_t)(layout * 32 + V); }
+
+static void keys_expr(uint16_t *keys, const Expr *e, Stmt *const *loops, int n, uint16_t key)
+{
+    if (e->op == EX_LOAD && keys[e->buf->id] != NOT_OWNED)
+        keys[e->buf->id] = owned_index(e->args, e->buf, loops, n) ? key : NOT_OWNED;
+    for (int i = 0; i < e->nargs; i++)
+        keys_expr(keys, e->args[i], loops, n, key);
+}
+
+/* Mark in keys (by Buffer.id) each buffer the nest body s reaches: key
+ * when every access is at the owned element, else NOT_OWNED.  Walked
+ * before the nest's variables are substituted, like find_owned. */
+static void keys_stmt(uint16_t *keys, const Stmt *s, Stmt *const *loops, int n, uint16_t key)
+{
+    switch (s->op) {
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n; i++)
+            keys_stmt(keys, s->u.seq.items[i], loops, n, key);
+        break;
+    case ST_FOR:
+        keys_expr(keys, s->u.loop.extent, loops, n, key);
+        keys_stmt(keys, s->u.loop.body, loops, 0, key);
+        break;
+    case ST_IF:
+        keys_expr(keys, s->u.if_.cond, loops, n, key);
+        keys_stmt(keys, s->u.if_.then_, loops, n, key);
+        if (s->u.if_.else_)
+            keys_stmt(keys, s->u.if_.else_, loops, n, key);
+        break;
+    case ST_STORE: {
+        const Buffer *b = s->u.store.buf;
+        if (keys[b->id] != NOT_OWNED)
+            keys[b->id] = owned_index(s->u.store.idx, b, loops, n) ? key : NOT_OWNED;
+        for (int d = 0; d < b->rank; d++)
+            keys_expr(keys, s->u.store.idx[d], loops, n, key);
+        keys_expr(keys, s->u.store.value, loops, n, key);
+        break;
+    }
+    default: break;
+    }
+}
+
+static uint16_t *nest_keys(Threads *T, const Stmt *body, Stmt *const *loops, int n, uint16_t key)
+{
+    uint16_t *keys = calloc((size_t)T->k->next_id + 1, sizeof *keys);
+    keys_stmt(keys, body, loops, n, key);
+    return keys;
+}
+
 /* The same nest over an [M, N] tensor-core accumulator: slot s of thread t
  * runs element ir_mma_pos(t, s) (the formulas of ir/mma.c, as IR). */
 static Stmt *distribute_mma(Threads *T, Stmt *s, Stmt *const *loops, int n, const MmaLayout *L,
@@ -411,6 +478,8 @@ static Stmt *distribute_mma(Threads *T, Stmt *s, Stmt *const *loops, int n, cons
 {
     Kernel *k = T->k;
     Stmt *body = loops[n - 1]->u.loop.body;
+    uint16_t *keys = nest_keys(T, body, loops, n, dist_key(lay, 1));
+    int nkeys = k->next_id + 1;
     Var *sv = ir_var_new(k, "slot");
     cur_layout = lay;
     find_owned(T, body, loops, n, sv);
@@ -428,7 +497,7 @@ static Stmt *distribute_mma(Threads *T, Stmt *s, Stmt *const *loops, int n, cons
     subst_stmt(body, loops[1]->u.loop.var, j);
     serialize(body);
     Stmt *loop = ir_for(k, sv, ci(T, L->slots), L->slots <= 128 ? LOOP_UNROLL : LOOP_SERIAL, 0, body, s->loc);
-    add_phase(T, loop, false);
+    add_phase(T, loop, false, keys, nkeys);
     return loop;
 }
 
@@ -472,6 +541,8 @@ static Stmt *distribute(Threads *T, Stmt *s)
     Var *ev = V > 1 ? ir_var_new(T->k, "e") : NULL;
     Expr *base = ir_binary(T->k, EX_MUL, chunk, ci(T, V)); /* first element of the chunk */
     Expr *inner = ci(T, 1); /* product of the extents inside loop i */
+    int nkeys = T->k->next_id + 1;
+    uint16_t *keys = nest_keys(T, body, loops, n, dist_key(1, V));
     for (int i = n - 1; i >= 0; i--) {
         Expr *e = loops[i]->u.loop.extent;
         Expr *q = ir_binary(T->k, EX_DIV, base, inner);
@@ -501,7 +572,7 @@ static Stmt *distribute(Threads *T, Stmt *s)
      * registers; other nests stay loops (short code, few live addresses) */
     bool unroll = has_owned && known && (tot + nthr - 1) / nthr <= 128;
     Stmt *loop = ir_for(T->k, rv, rounds, unroll ? LOOP_UNROLL : LOOP_SERIAL, 0, guarded, s->loc);
-    add_phase(T, loop, false);
+    add_phase(T, loop, false, keys, nkeys);
     return loop;
 }
 
@@ -509,7 +580,7 @@ static Stmt *one_thread(Threads *T, Stmt *group)
 {
     Expr *first = ir_binary(T->k, EX_EQ, ir_var(T->k, T->tid), ci(T, 0));
     Stmt *s = ir_if(T->k, first, group, NULL, group->loc);
-    add_phase(T, s, true);
+    add_phase(T, s, true, NULL, 0);
     return s;
 }
 
@@ -598,7 +669,7 @@ static Stmt *uniform(Threads *T, Stmt *s)
             s->u.if_.else_ = uniform(T, s->u.if_.else_);
         return s;
     case ST_MICRO_GEMM:
-        add_phase(T, s, false);
+        add_phase(T, s, false, NULL, 0);
         return s;
     default: { /* a lone statement: one thread */
         Stmt *g = ir_seq(T->k, s->loc);
@@ -645,16 +716,28 @@ static bool place_buffers(Threads *T, Diag *d)
 
 /* ------------------------------------------------------------ barriers */
 
-/* What the threads of a block did to each buffer since the last barrier:
- * bits by Buffer.id.  MANY: by threads in general; ONE: by thread 0 only
- * (two thread-0 phases never race with each other). */
-enum { RD_MANY = 1, WR_MANY = 2, RD_ONE = 4, WR_ONE = 8 };
+/* What the threads of a block did to each buffer since the last barrier,
+ * by Buffer.id: access bits, and above them (<< KEY_SHIFT) the distribution
+ * every access followed at owned elements (dist_key), NOT_OWNED, or 0 for
+ * none yet.  MANY: by threads in general; ONE: by thread 0 only (two
+ * thread-0 phases never race with each other). */
+enum { RD_MANY = 1, WR_MANY = 2, RD_ONE = 4, WR_ONE = 8, BITS = 15, KEY_SHIFT = 4 };
 
 typedef struct Sync {
     Threads *T;
     int nbufs;
     int nbarriers;
 } Sync;
+
+static unsigned key_of(unsigned a) { return a >> KEY_SHIFT; }
+
+/* The state after accesses a and b, in either order, with no barrier. */
+static unsigned combine(unsigned a, unsigned b)
+{
+    unsigned ka = key_of(a), kb = key_of(b);
+    unsigned k = !ka ? kb : !kb || ka == kb ? ka : NOT_OWNED;
+    return ((a | b) & BITS) | k << KEY_SHIFT;
+}
 
 static int phase_index(const Threads *T, const Stmt *s)
 {
@@ -666,7 +749,7 @@ static int phase_index(const Threads *T, const Stmt *s)
 
 static bool tracked(const Buffer *b) { return b->scope == SCOPE_SHARED || b->scope == SCOPE_GLOBAL; }
 
-static void acc_expr(unsigned char *acc, const Expr *e, unsigned char rd)
+static void acc_expr(unsigned *acc, const Expr *e, unsigned rd)
 {
     if (e->op == EX_LOAD && tracked(e->buf))
         acc[e->buf->id] |= rd;
@@ -674,7 +757,7 @@ static void acc_expr(unsigned char *acc, const Expr *e, unsigned char rd)
         acc_expr(acc, e->args[i], rd);
 }
 
-static void acc_stmt(unsigned char *acc, const Stmt *s, unsigned char rd, unsigned char wr)
+static void acc_stmt(unsigned *acc, const Stmt *s, unsigned rd, unsigned wr)
 {
     switch (s->op) {
     case ST_SEQ:
@@ -710,9 +793,22 @@ static void acc_stmt(unsigned char *acc, const Stmt *s, unsigned char rd, unsign
     }
 }
 
+/* Give each buffer the phase touched its distribution key (from the
+ * phase's table; NOT_OWNED where the phase has none). */
+static void add_keys(const Sync *S, unsigned *acc, int phase)
+{
+    const uint16_t *keys = phase >= 0 ? S->T->phase_keys[phase] : NULL;
+    int nkeys = phase >= 0 ? S->T->phase_nkeys[phase] : 0;
+    for (int i = 0; i < S->nbufs; i++)
+        if (acc[i]) {
+            unsigned k = keys && i < nkeys && keys[i] ? keys[i] : NOT_OWNED;
+            acc[i] |= k << KEY_SHIFT;
+        }
+}
+
 /* Do accesses `now` after `before` (same epoch) let two threads meet on a
  * buffer with one of them writing? */
-static bool conflict(const Sync *S, const unsigned char *before, const unsigned char *now)
+static bool conflict(const Sync *S, const unsigned *before, const unsigned *now)
 {
     for (int i = 0; i < S->nbufs; i++) {
         unsigned b = before[i], n = now[i];
@@ -720,50 +816,58 @@ static bool conflict(const Sync *S, const unsigned char *before, const unsigned 
         if (!(bw && n) && !(nw && b))
             continue;
         bool b_one = !(b & (RD_MANY | WR_MANY)), n_one = !(n & (RD_MANY | WR_MANY));
-        if (!(b_one && n_one))
-            return true;
+        if (b_one && n_one)
+            continue;
+        /* every access at owned elements of one distribution: one thread
+         * per element on both sides */
+        if (key_of(b) != NOT_OWNED && key_of(b) == key_of(n) && !(b & (RD_ONE | WR_ONE)) &&
+            !(n & (RD_ONE | WR_ONE)))
+            continue;
+        return true;
     }
     return false;
 }
 
-static void merge(const Sync *S, unsigned char *into, const unsigned char *from)
+static void merge(const Sync *S, unsigned *into, const unsigned *from)
 {
     for (int i = 0; i < S->nbufs; i++)
-        into[i] |= from[i];
+        into[i] = combine(into[i], from[i]);
 }
 
-static void sync_stmt(Sync *S, Stmt *s, unsigned char *st);
+static void sync_stmt(Sync *S, Stmt *s, unsigned *st);
 
 /* Account one step that all threads take with accesses acc: a barrier goes
  * before it when it conflicts with what happened since the last one. */
-static bool step(Sync *S, unsigned char *st, const unsigned char *acc)
+static bool step(Sync *S, unsigned *st, const unsigned *acc)
 {
     bool need = conflict(S, st, acc);
     if (need)
-        memset(st, 0, (size_t)S->nbufs);
+        memset(st, 0, (size_t)S->nbufs * sizeof *st);
     merge(S, st, acc);
     return need;
 }
 
-static void sync_seq(Sync *S, Stmt *seq, unsigned char *st)
+static void sync_seq(Sync *S, Stmt *seq, unsigned *st)
 {
     Stmt **items = seq->u.seq.items;
     int n = seq->u.seq.n;
+    size_t bytes = (size_t)S->nbufs * sizeof *st;
     seq->u.seq.items = NULL;
     seq->u.seq.n = seq->u.seq.cap = 0;
-    unsigned char *acc = calloc((size_t)S->nbufs, 1);
+    unsigned *acc = calloc((size_t)S->nbufs, sizeof *acc);
     for (int i = 0; i < n; i++) {
         Stmt *it = items[i];
         if (it->op == ST_BARRIER) {
-            memset(st, 0, (size_t)S->nbufs);
+            memset(st, 0, bytes);
             ir_seq_push(S->T->k, seq, it);
             continue;
         }
         int p = phase_index(S->T, it);
         if (p >= 0) {
-            memset(acc, 0, (size_t)S->nbufs);
+            memset(acc, 0, bytes);
             bool one = S->T->phase_one[p];
             acc_stmt(acc, it, one ? RD_ONE : RD_MANY, one ? WR_ONE : WR_MANY);
+            add_keys(S, acc, p);
             if (step(S, st, acc)) {
                 ir_seq_push(S->T->k, seq, ir_barrier(S->T->k, it->loc));
                 S->nbarriers++;
@@ -772,11 +876,12 @@ static void sync_seq(Sync *S, Stmt *seq, unsigned char *st)
             continue;
         }
         /* uniform control flow: every thread reads its extent or condition */
-        memset(acc, 0, (size_t)S->nbufs);
+        memset(acc, 0, bytes);
         if (it->op == ST_FOR)
             acc_expr(acc, it->u.loop.extent, RD_MANY);
         else if (it->op == ST_IF)
             acc_expr(acc, it->u.if_.cond, RD_MANY);
+        add_keys(S, acc, -1);
         if (step(S, st, acc)) {
             ir_seq_push(S->T->k, seq, ir_barrier(S->T->k, it->loc));
             S->nbarriers++;
@@ -790,30 +895,30 @@ static void sync_seq(Sync *S, Stmt *seq, unsigned char *st)
 /* Control flow all threads take: its extent or condition is read by all
  * of them (a barrier may be needed before it); a loop body is followed by
  * itself, so it is synchronised until the state at its top is stable. */
-static void sync_stmt(Sync *S, Stmt *s, unsigned char *st)
+static void sync_stmt(Sync *S, Stmt *s, unsigned *st)
 {
-    size_t n = (size_t)S->nbufs;
-    unsigned char *in = calloc(n, 1), *out = calloc(n, 1);
+    size_t n = (size_t)S->nbufs, bytes = n * sizeof *st;
+    unsigned *in = calloc(n, sizeof *in), *out = calloc(n, sizeof *out);
     switch (s->op) {
     case ST_SEQ: sync_seq(S, s, st); break;
     case ST_FOR: /* (its extent was accounted for by sync_seq) */
-        memcpy(in, st, n);
+        memcpy(in, st, bytes);
         for (int iter = 0; iter < 4; iter++) {
-            memcpy(out, in, n);
+            memcpy(out, in, bytes);
             sync_stmt(S, s->u.loop.body, out);
-            unsigned char *next = calloc(n, 1);
+            unsigned *next = calloc(n, sizeof *next);
             merge(S, next, st);
             merge(S, next, out);
-            bool same = !memcmp(next, in, n);
-            memcpy(in, next, n);
+            bool same = !memcmp(next, in, bytes);
+            memcpy(in, next, bytes);
             free(next);
             if (same)
                 break;
         }
-        memcpy(st, in, n);
+        memcpy(st, in, bytes);
         break;
     case ST_IF:
-        memcpy(out, st, n);
+        memcpy(out, st, bytes);
         sync_stmt(S, s->u.if_.then_, st);
         if (s->u.if_.else_)
             sync_stmt(S, s->u.if_.else_, out);
@@ -1003,7 +1108,7 @@ bool pass_threads(Kernel *k, const TargetInfo *t, Diag *d)
     }
     if (ok) { /* shared placement known: order the phases */
         Sync S = {.T = &T, .nbufs = k->next_id + 1};
-        unsigned char *st = calloc((size_t)S.nbufs, 1);
+        unsigned *st = calloc((size_t)S.nbufs, sizeof *st);
         sync_seq(&S, k->body, st);
         free(st);
     }
@@ -1013,6 +1118,10 @@ bool pass_threads(Kernel *k, const TargetInfo *t, Diag *d)
     free(T.owned);
     free(T.phases);
     free(T.phase_one);
+    for (int i = 0; i < T.nphases; i++)
+        free(T.phase_keys[i]);
+    free(T.phase_keys);
+    free(T.phase_nkeys);
     return ok;
 }
 

@@ -3,7 +3,9 @@
  * each block), lock-step at barriers, the race detector and the divergent
  * barrier check.  Kernels are hand-written Loop IR in tests/ir/simt_*.tir;
  * results are checked against plain C, errors by message and line. */
+#include "frontend/frontend.h"
 #include "ir/ir.h"
+#include "passes/passes.h"
 #include "test.h"
 
 #include <stdint.h>
@@ -450,9 +452,137 @@ TEST(barrier_in_loop_of_thread_dependent_extent)
     ir_kernel_free(k);
 }
 
+/* ------------------------------------------- barriers placed by the passes */
+
+/* The spec lowered for sm_90a (NULL with a printed reason). */
+static Kernel *lowered(const char *spec, const FeSet *sets, int nsets)
+{
+    Diag d = {0};
+    Kernel *k = fe_load(spec, sets, nsets, &d);
+    if (k && !pass_pipeline(k, ir_target("sm_90a"), NULL, &d)) {
+        ir_kernel_free(k);
+        k = NULL;
+    }
+    if (!k) {
+        printf("  ");
+        diag_print(&d, stdout);
+    }
+    return k;
+}
+
+/* The n-th barrier of s in program order (counting down *n), with the SEQ
+ * that holds it and its index there. */
+static bool find_barrier(Stmt *s, int *n, Stmt **seq, int *at)
+{
+    switch (s->op) {
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n; i++) {
+            if (s->u.seq.items[i]->op == ST_BARRIER && (*n)-- == 0) {
+                *seq = s;
+                *at = i;
+                return true;
+            }
+            if (find_barrier(s->u.seq.items[i], n, seq, at))
+                return true;
+        }
+        return false;
+    case ST_FOR: return find_barrier(s->u.loop.body, n, seq, at);
+    case ST_IF:
+        return find_barrier(s->u.if_.then_, n, seq, at) ||
+               (s->u.if_.else_ && find_barrier(s->u.if_.else_, n, seq, at));
+    default: return false;
+    }
+}
+
+/* Run k (static shapes) on inputs in [-1, 1); the diagnostic lands in d. */
+static bool run_lowered(const Kernel *k, Diag *d)
+{
+    void *args[16] = {0};
+    unsigned seed = 7;
+    for (int i = 0; i < k->nargs && i < 16; i++) {
+        const Buffer *b = k->bufs[i];
+        int64_t n = 1, dim;
+        for (int r = 0; r < b->rank; r++)
+            n *= ir_expr_is_const(b->shape[r], &dim) ? dim : 1;
+        args[i] = calloc(dt_storage_bytes(b->dtype, n) + 64, 1);
+        for (int64_t j = 0; j < n; j++) {
+            seed = seed * 1103515245u + 12345u;
+            dt_store(b->dtype, args[i], j, (double)(seed >> 8 & 0xffff) / 32768.0 - 1.0);
+        }
+    }
+    bool ok = ir_interp(k, args, NULL, d);
+    for (int i = 0; i < 16; i++)
+        free(args[i]);
+    return ok;
+}
+
+/* Every barrier pass_threads puts in spec's lowering is needed: the kernel
+ * runs clean as lowered, and with any one barrier removed the race detector
+ * fires.  This is the planted missing barrier on real pass output, and it
+ * also catches barriers placed where the data flow needs none. */
+static void check_every_barrier_needed(const char *spec, const FeSet *sets, int nsets)
+{
+    Kernel *k = lowered(spec, sets, nsets);
+    if (!k)
+        return;
+    Diag d = {0};
+    CHECKF(run_lowered(k, &d), "%s as lowered: %s", spec, d.msg);
+    int nbarriers = 0, n = 1 << 30, at;
+    Stmt *seq;
+    find_barrier(k->body, &n, &seq, &at);
+    nbarriers = (1 << 30) - n;
+    ir_kernel_free(k);
+    CHECKF(nbarriers > 0, "%s: the lowering has no barrier to remove", spec);
+    for (int i = 0; i < nbarriers; i++) {
+        k = lowered(spec, sets, nsets);
+        if (!k)
+            return;
+        n = i;
+        CHECK(find_barrier(k->body, &n, &seq, &at));
+        SrcLoc loc = seq->u.seq.items[at]->loc;
+        memmove(&seq->u.seq.items[at], &seq->u.seq.items[at + 1],
+                (size_t)(seq->u.seq.n - at - 1) * sizeof(Stmt *));
+        seq->u.seq.n--;
+        d = (Diag){0};
+        bool ok = run_lowered(k, &d);
+        CHECKF(!ok && strstr(d.msg, "race on"), "%s without barrier %d (line %d): %s", spec, i, loc.line,
+               ok ? "ran clean" : d.msg);
+        ir_kernel_free(k);
+    }
+}
+
+TEST(every_barrier_in_lowered_softmax_is_needed)
+{
+    FeSet sets[] = {{"M", "11"}, {"N", "700"}}; /* whole and tail tiles: both copy branches run */
+    check_every_barrier_needed("examples/softmax.lua", sets, 2);
+}
+
+TEST(every_barrier_in_lowered_rmsnorm_is_needed)
+{
+    FeSet sets[] = {{"M", "11"}, {"N", "700"}};
+    check_every_barrier_needed("examples/rmsnorm.lua", sets, 2);
+}
+
+TEST(every_barrier_in_lowered_tensor_core_gemm_is_needed)
+{
+    FeSet sets[] = {{"M", "100"}, {"N", "100"}, {"K", "80"}, {"dtype", "bf16"},
+                    {"BM", "64"}, {"BN", "64"}, {"BK", "32"}};
+    check_every_barrier_needed("examples/gemm.lua", sets, 7);
+}
+
+TEST(every_barrier_in_lowered_fma_gemm_is_needed)
+{
+    FeSet sets[] = {{"M", "60"}, {"N", "40"}, {"K", "80"}, {"BM", "48"}, {"BN", "32"}, {"BK", "32"}};
+    check_every_barrier_needed("examples/gemm.lua", sets, 6);
+}
+
 int main(void)
 {
     RUN(reverse_through_shared);
+    RUN(every_barrier_in_lowered_softmax_is_needed);
+    RUN(every_barrier_in_lowered_rmsnorm_is_needed);
+    RUN(every_barrier_in_lowered_tensor_core_gemm_is_needed);
+    RUN(every_barrier_in_lowered_fma_gemm_is_needed);
     RUN(reduction_phases_in_a_loop);
     RUN(transpose_64x64_tiles);
     RUN(micro_gemm_per_thread_slots);

@@ -31,6 +31,19 @@ static void make_input(int M, int K, float *x)
             x[2 * K + k] = ldexpf(1.0f, k % 20 - 10);  /* powers of two */
 }
 
+/* Can this machine run target (NULL: the interpreter; a GPU target: its
+ * lowering in the interpreter's SIMT mode)?  Says "skipped" for a CPU
+ * target it cannot run. */
+static bool runs_here(const char *target)
+{
+    if (!target || ir_target(target)->gpu_sm)
+        return true;
+    if (ir_target_runs_here(ir_target(target)))
+        return true;
+    printf("skipped: this CPU cannot run %s\n", target);
+    return false;
+}
+
 static void check_act_quant(const char *target, int threads, int M, int K, const char *dtype)
 {
     char ks[16];
@@ -59,6 +72,8 @@ static void check_act_quant(const char *target, int threads, int M, int K, const
     bool ok;
     if (!target) {
         ok = ir_interp(k, args, params, &d);
+    } else if (ir_target(target)->gpu_sm) {
+        ok = pass_pipeline(k, ir_target(target), NULL, &d) && ir_interp(k, args, params, &d);
     } else {
         const TargetInfo *t = ir_target(target);
         CgJit *j = NULL;
@@ -92,22 +107,21 @@ TEST(act_quant_bit_exact)
     /* v4-mini (dim 512), Flash decode (dim 4096, M 1..16) and a prefill of
      * 512 tokens at dim 4096 (JIT only: the interpreter is slow there). */
     static const int shapes[][2] = {{1, 128}, {3, 384}, {13, 512}, {16, 4096}};
-    const char *targets[] = {NULL, "x86-avx512", "x86-avx2"};
-    for (size_t t = 0; t < 3; t++) {
-        if (targets[t] && !ir_target_runs_here(ir_target(targets[t]))) {
-            printf("skipped: this CPU cannot run %s\n", targets[t]);
+    const char *targets[] = {NULL, "x86-avx512", "x86-avx2", "sm_90a"};
+    for (size_t t = 0; t < 4; t++) {
+        if (!runs_here(targets[t]))
             continue;
-        }
         for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
             check_act_quant(targets[t], 2, shapes[i][0], shapes[i][1], "bf16");
             check_act_quant(targets[t], 1, shapes[i][0], shapes[i][1], "f32");
         }
     }
-    if (ir_target_runs_here(ir_target("x86-avx512")))
-        check_act_quant("x86-avx512", 2, 512, 4096, "bf16");
+    check_act_quant(ir_host_target()->name, 2, 512, 4096, "bf16");
 }
 
-/* Run spec (dyn M = params[0]) on the interpreter or a JIT target. */
+/* Run spec (dyn M = params[0]) on the interpreter, a JIT target, or (GPU
+ * targets) the interpreter's SIMT mode on the GPU lowering, which also
+ * watches for races between the block's threads. */
 static bool run(const char *spec, const FeSet *sets, int nsets, const char *target, void *const *args,
                 const int64_t *params)
 {
@@ -116,6 +130,8 @@ static bool run(const char *spec, const FeSet *sets, int nsets, const char *targ
     bool ok = k != NULL;
     if (ok && !target) {
         ok = ir_interp(k, args, params, &d);
+    } else if (ok && ir_target(target)->gpu_sm) {
+        ok = pass_pipeline(k, ir_target(target), NULL, &d) && ir_interp(k, args, params, &d);
     } else if (ok) {
         const TargetInfo *t = ir_target(target);
         CgJit *j = NULL;
@@ -133,7 +149,7 @@ static bool run(const char *spec, const FeSet *sets, int nsets, const char *targ
 static void check_dequant(const char *spec, const FeSet *sets, int nsets, int M, int D, bool with_scales,
                           void (*ref)(int D, const float *x, float *y, float *s))
 {
-    const char *targets[] = {NULL, "x86-avx512", "x86-avx2"};
+    const char *targets[] = {NULL, "x86-avx512", "x86-avx2", "sm_90a"};
     uint16_t *x = calloc((size_t)M * D, 2), *y = calloc((size_t)M * D, 2);
     uint8_t *s = calloc((size_t)M * D, 1);
     float *xf = calloc((size_t)M * D, 4), *want = calloc((size_t)M * D, 4), *ws = calloc((size_t)M * D, 4);
@@ -145,8 +161,8 @@ static void check_dequant(const char *spec, const FeSet *sets, int nsets, int M,
     int nblk = with_scales ? D / 32 : 0;
     for (int i = 0; i < M; i++)
         ref(D, xf + (int64_t)i * D, want + (int64_t)i * D, ws + (int64_t)i * nblk);
-    for (size_t t = 0; t < 3; t++) {
-        if (targets[t] && !ir_target_runs_here(ir_target(targets[t])))
+    for (size_t t = 0; t < 4; t++) {
+        if (!runs_here(targets[t]))
             continue;
         memset(y, 0xff, (size_t)M * D * 2);
         void *args[3] = {x, y, s};
@@ -199,7 +215,7 @@ TEST(hadamard_rotation)
     /* f32 butterflies against an exact (double) product: the bf16 results
      * agree except where the exact value sits at a bf16 rounding boundary. */
     const int M = 33, N = 128;
-    const char *targets[] = {NULL, "x86-avx512", "x86-avx2"};
+    const char *targets[] = {NULL, "x86-avx512", "x86-avx2", "sm_90a"};
     uint16_t *x = calloc((size_t)M * N, 2), *y = calloc((size_t)M * N, 2);
     float *xf = calloc((size_t)M * N, 4), *want = calloc((size_t)M * N, 4);
     unsigned seed = 9;
@@ -209,8 +225,8 @@ TEST(hadamard_rotation)
     }
     for (int i = 0; i < M; i++)
         ref_hadamard(N, xf + i * N, want + i * N);
-    for (size_t t = 0; t < 3; t++) {
-        if (targets[t] && !ir_target_runs_here(ir_target(targets[t])))
+    for (size_t t = 0; t < 4; t++) {
+        if (!runs_here(targets[t]))
             continue;
         void *args[2] = {x, y};
         int64_t params[1] = {M};
@@ -245,9 +261,9 @@ static void check_rope(double theta, int yarn, const char *direction)
     int inverse = !strcmp(direction, "inverse");
     ref_rope(M, H, D, xf, pos, cs, inverse, want);
     FeSet sets[] = {{"H", "3"}, {"D", "192"}, {"P", "4096"}, {"direction", direction}};
-    const char *targets[] = {NULL, "x86-avx512", "x86-avx2"};
-    for (size_t t = 0; t < 3; t++) {
-        if (targets[t] && !ir_target_runs_here(ir_target(targets[t])))
+    const char *targets[] = {NULL, "x86-avx512", "x86-avx2", "sm_90a"};
+    for (size_t t = 0; t < 4; t++) {
+        if (!runs_here(targets[t]))
             continue;
         void *args[4] = {x, pos, cs, y};
         int64_t params[1] = {M};
@@ -296,9 +312,9 @@ TEST(rmsnorm_quant_against_the_spec)
         y[i] = ref_round_bf16(y[i]);
     for (int i = 0; i < M; i++)
         ref_act_quant(D, y + (int64_t)i * D, qr + (int64_t)i * D, sr + (int64_t)i * (D / 128));
-    const char *targets[] = {NULL, "x86-avx512", "x86-avx2"};
-    for (size_t t = 0; t < 3; t++) {
-        if (targets[t] && !ir_target_runs_here(ir_target(targets[t])))
+    const char *targets[] = {NULL, "x86-avx512", "x86-avx2", "sm_90a"};
+    for (size_t t = 0; t < 4; t++) {
+        if (!runs_here(targets[t]))
             continue;
         void *args[4] = {x, w, q, s};
         int64_t params[1] = {M};
@@ -389,6 +405,7 @@ static void check_fp8_gemm(const char *target, int M, int N, int K)
 TEST(fp8_gemm_two_level)
 {
     check_fp8_gemm(NULL, 5, 200, 256);           /* interpreter, a partial N block */
+    check_fp8_gemm("sm_90a", 5, 200, 256);
     const char *targets[] = {"x86-avx512", "x86-avx2"};
     for (int t = 0; t < 2; t++) {
         if (!ir_target_runs_here(ir_target(targets[t])))
@@ -397,8 +414,7 @@ TEST(fp8_gemm_two_level)
         check_fp8_gemm(targets[t], 1, 4096, 4096);   /* Flash decode shapes */
         check_fp8_gemm(targets[t], 16, 1024, 4096);
     }
-    if (ir_target_runs_here(ir_target("x86-avx512")))
-        check_fp8_gemm("x86-avx512", 512, 512, 1024); /* a prefill of 512 tokens */
+    check_fp8_gemm(ir_host_target()->name, 512, 512, 1024); /* a prefill of 512 tokens */
 }
 
 /* hc_pre (§3.3.1) at v4-mini (D 512) and Flash (D 4096) widths. */
@@ -451,6 +467,7 @@ static void check_hc_pre(const char *target, int M, int D)
 TEST(hc_pre_against_the_spec)
 {
     check_hc_pre(NULL, 3, 512);
+    check_hc_pre("sm_90a", 3, 512);
     const char *targets[] = {"x86-avx512", "x86-avx2"};
     for (int t = 0; t < 2; t++)
         if (ir_target_runs_here(ir_target(targets[t]))) {
@@ -479,9 +496,9 @@ TEST(hc_post_against_the_spec)
         post[i] = 1 + test_rand(&seed);
     for (int i = 0; i < M * 16; i++)
         comb[i] = 0.5f + 0.5f * test_rand(&seed);
-    const char *targets[] = {NULL, "x86-avx512", "x86-avx2"};
-    for (size_t t = 0; t < 3; t++) {
-        if (targets[t] && !ir_target_runs_here(ir_target(targets[t])))
+    const char *targets[] = {NULL, "x86-avx512", "x86-avx2", "sm_90a"};
+    for (size_t t = 0; t < 4; t++) {
+        if (!runs_here(targets[t]))
             continue;
         FeSet sets[] = {{"D", "512"}};
         void *args[5] = {f, r, post, comb, x};
@@ -566,7 +583,9 @@ static void check_gate(const char *target, int M, int D, int E, bool hash)
 TEST(moe_gate_topk_and_hash_routing)
 {
     check_gate(NULL, 5, 512, 16, false);     /* v4-mini: 16 experts, d 512 */
+    check_gate("sm_90a", 5, 512, 16, false);
     check_gate(NULL, 5, 512, 16, true);
+    check_gate("sm_90a", 5, 512, 16, true);
     const char *targets[] = {"x86-avx512", "x86-avx2"};
     for (int t = 0; t < 2; t++)
         if (ir_target_runs_here(ir_target(targets[t]))) {
@@ -602,9 +621,9 @@ TEST(swiglu_quant_against_the_spec)
         w[t] = 0.05f + 0.5f * (test_rand(&seed) + 1);
         ref_swiglu_quant(I, gf + (int64_t)t * I, uf + (int64_t)t * I, w[t], 10, qr + (int64_t)t * I, sr + t * (I / 128));
     }
-    const char *targets[] = {NULL, "x86-avx512", "x86-avx2"};
-    for (size_t t = 0; t < 3; t++) {
-        if (targets[t] && !ir_target_runs_here(ir_target(targets[t])))
+    const char *targets[] = {NULL, "x86-avx512", "x86-avx2", "sm_90a"};
+    for (size_t t = 0; t < 4; t++) {
+        if (!runs_here(targets[t]))
             continue;
         FeSet sets[] = {{"I", "2048"}};
         void *args[5] = {g, u, w, q, sc};
@@ -640,9 +659,9 @@ TEST(hc_head_against_the_spec)
     scale[0] = 0.8f;
     for (int i = 0; i < 4; i++)
         base[i] = test_rand(&seed);
-    const char *targets[] = {NULL, "x86-avx512", "x86-avx2"};
-    for (size_t t = 0; t < 3; t++) {
-        if (targets[t] && !ir_target_runs_here(ir_target(targets[t])))
+    const char *targets[] = {NULL, "x86-avx512", "x86-avx2", "sm_90a"};
+    for (size_t t = 0; t < 4; t++) {
+        if (!runs_here(targets[t]))
             continue;
         FeSet sets[] = {{"D", "512"}};
         void *args[5] = {x, fn, scale, base, y};
@@ -676,9 +695,9 @@ TEST(q_norm_in_the_reference_bf16_steps)
     }
     for (int i = 0; i < M * H; i++)
         ref_q_norm(HD, qf + (int64_t)i * HD, want + (int64_t)i * HD);
-    const char *targets[] = {NULL, "x86-avx512", "x86-avx2"};
-    for (size_t t = 0; t < 3; t++) {
-        if (targets[t] && !ir_target_runs_here(ir_target(targets[t])))
+    const char *targets[] = {NULL, "x86-avx512", "x86-avx2", "sm_90a"};
+    for (size_t t = 0; t < 4; t++) {
+        if (!runs_here(targets[t]))
             continue;
         FeSet sets[] = {{"H", "8"}, {"HD", "512"}};
         void *args[2] = {q, y};
@@ -734,6 +753,7 @@ static void check_oproj(const char *target, int M, int G, int R, int GD)
 TEST(grouped_output_projection)
 {
     check_oproj(NULL, 3, 2, 256, 768); /* v4-mini: 2 groups of 8·192/2, o_lora 256 */
+    check_oproj("sm_90a", 3, 2, 256, 768);
     const char *targets[] = {"x86-avx512", "x86-avx2"};
     for (int t = 0; t < 2; t++)
         if (ir_target_runs_here(ir_target(targets[t]))) {
@@ -799,14 +819,15 @@ static void check_attn(const char *target, int M, int H, int D, int L, int NKV)
 TEST(sparse_attention_with_sink)
 {
     check_attn(NULL, 3, 8, 192, 128, 150);                  /* v4-mini heads */
+    check_attn("sm_90a", 3, 8, 192, 128, 150);
     const char *targets[] = {"x86-avx512", "x86-avx2"};
     for (int t = 0; t < 2; t++)
         if (ir_target_runs_here(ir_target(targets[t]))) {
             check_attn(targets[t], 3, 8, 192, 128, 150);
             check_attn(targets[t], 4, 64, 512, 640, 1000);   /* Flash decode: 128 window + 512 top-k */
         }
-    if (ir_target_runs_here(ir_target("x86-avx512")))        /* a 64K-entry compressed context */
-        check_attn("x86-avx512", 3, 64, 512, 640, 65536 + 128);
+    /* a 64K-entry compressed context, on the best target this CPU runs */
+    check_attn(ir_host_target()->name, 3, 64, 512, 640, 65536 + 128);
 }
 
 /* Indexer scores then top-k (§3.4.2), the selection compared as index sets
@@ -877,6 +898,7 @@ static void check_indexer(const char *target, int M, int N, int K, int ratio)
 TEST(indexer_scores_and_topk)
 {
     check_indexer(NULL, 3, 64, 16, 4);                     /* v4-mini: top-16 */
+    check_indexer("sm_90a", 3, 64, 16, 4);
     const char *targets[] = {"x86-avx512", "x86-avx2"};
     for (int t = 0; t < 2; t++)
         if (ir_target_runs_here(ir_target(targets[t]))) {
@@ -916,7 +938,9 @@ static void check_compress(const char *target, int Tn, int r, int D)
 TEST(compressor_pooling_overlap_and_not)
 {
     check_compress(NULL, 32, 4, 128);                 /* CSA with overlap; the indexer's D 128 */
+    check_compress("sm_90a", 32, 4, 128);
     check_compress(NULL, 64, 16, 128);                /* v4-mini HCA */
+    check_compress("sm_90a", 64, 16, 128);
     const char *targets[] = {"x86-avx512", "x86-avx2"};
     for (int t = 0; t < 2; t++)
         if (ir_target_runs_here(ir_target(targets[t]))) {
@@ -955,9 +979,9 @@ TEST(hc_post_fused_with_the_next_hc_pre)
         scale[i] = 0.75f + 0.25f * test_rand(&seed);
     for (int i = 0; i < 24; i++)
         base[i] = test_rand(&seed);
-    const char *targets[] = {NULL, "x86-avx512", "x86-avx2"};
-    for (size_t t = 0; t < 3; t++) {
-        if (targets[t] && !ir_target_runs_here(ir_target(targets[t])))
+    const char *targets[] = {NULL, "x86-avx512", "x86-avx2", "sm_90a"};
+    for (size_t t = 0; t < 4; t++) {
+        if (!runs_here(targets[t]))
             continue;
         FeSet sets[] = {{"D", "512"}};
         void *args[11] = {f, r, post, comb, fn, scale, base, x, y, post2, comb2};
