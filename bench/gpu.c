@@ -1,6 +1,7 @@
 /* bench/gpu.c — tilec kernels on the CUDA device against peers measured in
  * the same run: bf16 GEMM against cuBLAS (cublasGemmEx, f32 accumulation)
- * at 4096³ and 8192³, and memory-bound kernels against the device-to-device
+ * and e4m3 GEMM against cuBLASLt (cublasLtMatmul, f32 accumulation, f32
+ * out like tilec's) at 4096³ and 8192³, and memory-bound kernels against the device-to-device
  * copy bandwidth (bytes read + written per second).  Medians of timed
  * launches (CUDA events); inputs are random.
  *
@@ -13,6 +14,7 @@
 #include "runtime/cuda.h"
 #include "runtime/timing.h"
 
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 #include <stdlib.h>
@@ -142,11 +144,82 @@ static double time_cublas(CuDevice *dev, int64_t M, int64_t N, int64_t K, int re
     return ms;
 }
 
-static void bench_gemm(CuDevice *dev, int64_t n, const char *bm, const char *bn, const char *bk, int reps)
+/* cuBLASLt e4m3 GEMM, f32 accumulation: the same C = A B^T (fp8 needs A
+ * transposed in cuBLAS's column-major terms: "TN", which this is).  Output
+ * f32 where this cuBLASLt takes it, else bf16 (*out says which). */
+static double time_cublaslt_fp8(CuDevice *dev, int64_t M, int64_t N, int64_t K, int reps, const char **out,
+                                Diag *d)
+{
+    CuPtr a = cu_alloc(dev, (size_t)(M * K), d), b = cu_alloc(dev, (size_t)(N * K), d);
+    CuPtr c = cu_alloc(dev, (size_t)(M * N * 4), d);
+    size_t wsize = 32u << 20;
+    CuPtr ws = cu_alloc(dev, wsize, d);
+    cublasLtHandle_t h;
+    if (!a || !b || !c || !ws || cublasLtCreate(&h) != CUBLAS_STATUS_SUCCESS)
+        return -1;
+    size_t na = (size_t)(M * K), nb = (size_t)(N * K), nmax = na > nb ? na : nb;
+    uint8_t *hb = malloc(nmax);
+    unsigned s = 11;
+    for (size_t j = 0; j < nmax; j++) {
+        s = s * 1103515245u + 12345u;
+        dt_store(DT_F8E4M3, hb, (int64_t)j, (double)(s >> 8) / (double)(1u << 23) - 1.0);
+    }
+    cu_htod(dev, a, hb, na, d);
+    cu_htod(dev, b, hb, nb, d);
+    free(hb);
+    double ms = -1;
+    cudaDataType_t outs[2] = {CUDA_R_32F, CUDA_R_16BF};
+    for (int o = 0; o < 2 && ms < 0; o++) {
+        cublasLtMatmulDesc_t op;
+        cublasLtMatrixLayout_t la, lb, lc;
+        cublasOperation_t tr = CUBLAS_OP_T, nt = CUBLAS_OP_N;
+        cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+        cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &tr, sizeof tr);
+        cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &nt, sizeof nt);
+        cublasLtMatrixLayoutCreate(&la, CUDA_R_8F_E4M3, (uint64_t)K, (uint64_t)N, K); /* B[N,K] */
+        cublasLtMatrixLayoutCreate(&lb, CUDA_R_8F_E4M3, (uint64_t)K, (uint64_t)M, K); /* A[M,K] */
+        cublasLtMatrixLayoutCreate(&lc, outs[o], (uint64_t)N, (uint64_t)M, N);        /* C[M,N] */
+        float one = 1, zero = 0;
+        double *t = calloc((size_t)reps, sizeof *t);
+        bool ok = true;
+        for (int r = -2; r < reps && ok; r++) {
+            cu_sync(dev, d);
+            double t0 = rt_now();
+            ok = cublasLtMatmul(h, op, &one, (void *)(uintptr_t)b, la, (void *)(uintptr_t)a, lb, &zero,
+                                (void *)(uintptr_t)c, lc, (void *)(uintptr_t)c, lc, NULL,
+                                (void *)(uintptr_t)ws, wsize, 0) == CUBLAS_STATUS_SUCCESS;
+            cu_sync(dev, d);
+            if (r >= 0)
+                t[r] = (rt_now() - t0) * 1e3;
+        }
+        if (ok) {
+            ms = rt_median(t, reps);
+            *out = o ? "bf16" : "f32";
+        }
+        free(t);
+        cublasLtMatrixLayoutDestroy(la);
+        cublasLtMatrixLayoutDestroy(lb);
+        cublasLtMatrixLayoutDestroy(lc);
+        cublasLtMatmulDescDestroy(op);
+    }
+    if (ms < 0)
+        diag_error(d, (SrcLoc){0}, "cublasLtMatmul refused the e4m3 GEMM");
+    cublasLtDestroy(h);
+    cu_free(dev, a);
+    cu_free(dev, b);
+    cu_free(dev, c);
+    cu_free(dev, ws);
+    return ms;
+}
+
+static void bench_gemm(CuDevice *dev, const char *dtype, int64_t n, const char *bm, const char *bn,
+                       const char *bk, int reps)
 {
     char ns[32];
     snprintf(ns, sizeof ns, "%lld", (long long)n);
-    FeSet sets[] = {{"M", ns}, {"N", ns}, {"K", ns}, {"dtype", "bf16"}, {"BM", bm}, {"BN", bn}, {"BK", bk}};
+    FeSet sets[] = {{"M", ns}, {"N", ns}, {"K", ns}, {"dtype", dtype}, {"BM", bm}, {"BN", bn}, {"BK", bk}};
+    bool fp8 = !strcmp(dtype, "f8e4m3");
+    const char *peer_name = fp8 ? "cuBLASLt" : "cuBLAS", *peer_out = "f32";
     Diag d = {0};
     Built b;
     size_t bytes;
@@ -154,16 +227,16 @@ static void bench_gemm(CuDevice *dev, int64_t n, const char *bm, const char *bn,
     if (build(dev, "examples/gemm.lua", sets, 7, &b, &d))
         ms = time_kernel(dev, &b, reps, &bytes, &d);
     if (ms > 0)
-        peer = time_cublas(dev, n, n, n, reps, &d);
+        peer = fp8 ? time_cublaslt_fp8(dev, n, n, n, reps, &peer_out, &d) : time_cublas(dev, n, n, n, reps, &d);
     if (ms < 0 || peer < 0) {
-        printf("gemm bf16 %lld^3: failed: ", (long long)n);
+        printf("gemm %s %lld^3: failed: ", dtype, (long long)n);
         diag_print(&d, stdout);
     } else {
         double flop = 2.0 * (double)n * (double)n * (double)n;
-        printf("gemm bf16 %5lld^3 (BM %s BN %s BK %s, %d regs): tilec %8.3f ms %7.1f TFLOP/s | cuBLAS %8.3f ms "
-               "%7.1f TFLOP/s | ratio %.3f\n",
-               (long long)n, bm, bn, bk, cu_kernel_regs(b.fn), ms, flop / ms * 1e-9, peer, flop / peer * 1e-9,
-               peer / ms);
+        printf("gemm %-6s %5lld^3 (BM %s BN %s BK %s, %d regs): tilec %8.3f ms %7.1f TFLOP/s | %s (%s out) "
+               "%8.3f ms %7.1f TFLOP/s | ratio %.3f\n",
+               dtype, (long long)n, bm, bn, bk, cu_kernel_regs(b.fn), ms, flop / ms * 1e-9, peer_name, peer_out,
+               peer, flop / peer * 1e-9, peer / ms);
     }
     cu_kernel_free(b.fn);
     ir_kernel_free(b.k);
@@ -215,9 +288,12 @@ int main(int argc, char **argv)
     bench_stream(dev, "rmsnorm f32 16384x4096", "examples/rmsnorm.lua", rms, 4, reps);
     FeSet sm[] = {{"M", "16384"}, {"N", "4096"}, {"BM", "4"}, {"BN", "512"}};
     bench_stream(dev, "softmax f32 16384x4096", "examples/softmax.lua", sm, 4, reps);
-    bench_gemm(dev, 4096, "128", "128", "64", reps);
-    if (!quick)
-        bench_gemm(dev, 8192, "128", "128", "64", reps);
+    static const char *dtypes[] = {"bf16", "f8e4m3"};
+    for (int i = 0; i < 2; i++) {
+        bench_gemm(dev, dtypes[i], 4096, "128", "128", "64", reps);
+        if (!quick)
+            bench_gemm(dev, dtypes[i], 8192, "128", "128", "64", reps);
+    }
     cu_close(dev);
     return 0;
 }
