@@ -478,12 +478,25 @@ static bool tensor_core_gemm(Lower *L, const Stmt *g)
            a->ext[1] % kstep == 0 && ir_mma_layout(c->ext[0], c->ext[1], L->t->gpu_threads, &lay);
 }
 
+/* A product of very few rows (decode: one token, a few) on the CPU runs as
+ * dot products along K, which is contiguous in A and in B [N, K]: every
+ * element of B is read once, straight from where the kernel put it, in a
+ * vectorised reduction.  The register tiles of MICRO_GEMM would first
+ * transpose B into k-major panels and then compute micro_m rows, most of
+ * them padding. */
+static bool dot_rows(Lower *L, const Stmt *g)
+{
+    return !L->t->gpu_sm && g->u.gemm.trans_b && !g->u.gemm.trans_a && g->u.gemm.c.ext[0] <= 2;
+}
+
 static Stmt *lower_gemm(Lower *L, const Stmt *g)
 {
     if (L->t->gpu_sm && tensor_core_gemm(L, g))
         return ir_micro_gemm(L->k, g->u.gemm.a, g->u.gemm.b, g->u.gemm.c, false, g->u.gemm.trans_b,
                              g->u.gemm.clear, g->loc);
     if (L->t->gpu_sm)
+        return lower_gemm_simt(L, g);
+    if (dot_rows(L, g))
         return lower_gemm_simt(L, g);
     Stmt *seq = ir_seq(L->k, g->loc);
     Region a = g->u.gemm.a, b = g->u.gemm.b, c = g->u.gemm.c;

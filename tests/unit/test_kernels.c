@@ -192,14 +192,17 @@ static const char *itoa_slot(int slot, int64_t v)
 
 /* ------------------------------------------------------------------ gemm */
 
-static void check_gemm(const char *dtype, int M, int N, int K)
+/* bm: the row tile (NULL: the spec's default). */
+static void check_gemm_bm(const char *dtype, int M, int N, int K, const char *bm)
 {
-    FeSet sets[] = {{"M", itoa_slot(0, M)}, {"N", itoa_slot(1, N)}, {"K", itoa_slot(2, K)}, {"dtype", dtype}};
+    FeSet sets[] = {{"M", itoa_slot(0, M)}, {"N", itoa_slot(1, N)}, {"K", itoa_slot(2, K)}, {"dtype", dtype},
+                    {"BM", bm}};
     for (int e = 0; e < NEXECS; e++) {
         if (!exec_available(&execs[e]))
             continue;
         Args a = {0};
-        bool ok = run_spec("examples/gemm.lua", sets, 4, NULL, execs[e].mode, execs[e].target, execs[e].threads, &a);
+        bool ok = run_spec("examples/gemm.lua", sets, bm ? 5 : 4, NULL, execs[e].mode, execs[e].target,
+                           execs[e].threads, &a);
         CHECKF(ok, "gemm %s %dx%dx%d on %s did not run", dtype, M, N, K, exec_name(&execs[e]));
         if (ok) {
             float *ref = calloc((size_t)M * N, sizeof(float));
@@ -214,6 +217,8 @@ static void check_gemm(const char *dtype, int M, int N, int K)
         args_free(&a);
     }
 }
+
+static void check_gemm(const char *dtype, int M, int N, int K) { check_gemm_bm(dtype, M, N, K, NULL); }
 
 TEST(gemm_f32_shapes)
 {
@@ -240,6 +245,19 @@ TEST(gemm_fp8_shapes)
     static const int shapes[][3] = {{96, 128, 256}, {67, 45, 131}, {16, 64, 3}};
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
         check_gemm("f8e4m3", shapes[i][0], shapes[i][1], shapes[i][2]);
+}
+
+/* Row tiles of one or two rows run as dot products along K on the CPU
+ * (decode); tails in N and K included. */
+TEST(gemm_decode_rows)
+{
+    static const int shapes[][3] = {{1, 100, 300}, {2, 64, 256}, {3, 33, 129}};
+    static const char *dtypes[] = {"f32", "bf16"};
+    for (int d = 0; d < 2; d++)
+        for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+            check_gemm_bm(dtypes[d], shapes[i][0], shapes[i][1], shapes[i][2], "1");
+            check_gemm_bm(dtypes[d], shapes[i][0], shapes[i][1], shapes[i][2], "4");
+        }
 }
 
 /* ------------------------------------------------------- row operations */
@@ -607,6 +625,7 @@ int main(void)
     RUN(gemm_f32_shapes);
     RUN(gemm_bf16_shapes);
     RUN(gemm_fp8_shapes);
+    RUN(gemm_decode_rows);
     RUN(softmax_shapes);
     RUN(rmsnorm_shapes);
     RUN(silu_mul_f32_and_bf16);
