@@ -534,6 +534,8 @@ void cg_stmt(Cg *c, const Stmt *s)
             cg_stmt(c, s->u.seq.items[i]);
         break;
     case ST_FOR: {
+        if (c->t->gpu_sm && cg_gpu_async_chunk(c, s))
+            break;
         /* LLVM 19 maps f32 math to libmvec's 8-lane (AVX2) entry points only,
          * unmasked: a loop with math runs 8 lanes wide with a scalar tail. */
         bool math = body_calls_math(s->u.loop.body);
@@ -569,6 +571,11 @@ void cg_stmt(Cg *c, const Stmt *s)
         break;
     case ST_BARRIER:
         cg_gpu_barrier(c);
+        break;
+    case ST_ASYNC_COMMIT: /* (async stores land at once on a CPU) */
+    case ST_ASYNC_WAIT:
+        if (c->t->gpu_sm)
+            cg_gpu_async(c, s);
         break;
     default:
         break; /* tile ops never reach codegen: the verifier rejects them */

@@ -212,6 +212,77 @@ void cg_gpu_barrier(Cg *c)
     cg_intrinsic(c, "llvm.nvvm.barrier0", NULL, 0, NULL, 0);
 }
 
+/* ------------------------------------------------------ async copies */
+
+static void asm_void(Cg *c, const char *text, const char *cons, LLVMValueRef *args, int nargs)
+{
+    LLVMTypeRef tys[4];
+    for (int i = 0; i < nargs; i++)
+        tys[i] = LLVMTypeOf(args[i]);
+    LLVMTypeRef fty = LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), tys, (unsigned)nargs, 0);
+    LLVMValueRef fn = LLVMGetInlineAsm(fty, (char *)text, strlen(text), (char *)cons, strlen(cons), 1, 0,
+                                       LLVMInlineAsmDialectATT, 0);
+    LLVMBuildCall2(c->b, fty, fn, args, (unsigned)nargs, "");
+}
+
+void cg_gpu_async(Cg *c, const Stmt *s)
+{
+    if (s->op == ST_ASYNC_COMMIT) {
+        asm_void(c, "cp.async.commit_group;", "~{memory}", NULL, 0);
+        return;
+    }
+    char text[64];
+    snprintf(text, sizeof text, "cp.async.wait_group %d;", s->u.wait.pending);
+    asm_void(c, text, "~{memory}", NULL, 0);
+    cg_gpu_barrier(c);
+}
+
+static void chunk_body(Cg *c, void *s) { cg_stmt(c, s); }
+
+/* for e: unroll < V { async dst[.., x + e] = src[.., y + e] }: one
+ * cp.async of the V elements when both ends are aligned to the chunk
+ * (checked at run time: a row stride need not be), else V plain stores. */
+bool cg_gpu_async_chunk(Cg *c, const Stmt *s)
+{
+    const Stmt *st = s->u.loop.body;
+    while (st->op == ST_SEQ && st->u.seq.n == 1)
+        st = st->u.seq.items[0];
+    int64_t V;
+    if (s->u.loop.kind != LOOP_UNROLL || !ir_expr_is_const(s->u.loop.extent, &V) || st->op != ST_STORE ||
+        !st->u.store.async)
+        return false;
+    const Buffer *dst = st->u.store.buf, *src = st->u.store.value->buf;
+    int64_t bytes = V * dt_bits(dst->dtype) / 8;
+    if (dt_bits(dst->dtype) < 8 || (bytes != 4 && bytes != 8 && bytes != 16))
+        return false;
+    c->var[s->u.loop.var->id] = cg_i64(c, 0);
+    LLVMValueRef di[IR_MAX_RANK], si[IR_MAX_RANK];
+    for (int d = 0; d < dst->rank; d++)
+        di[d] = cg_expr(c, st->u.store.idx[d]);
+    for (int d = 0; d < src->rank; d++)
+        si[d] = cg_expr(c, st->u.store.value->args[d]);
+    LLVMValueRef dp = LLVMBuildPtrToInt(c->b, cg_elem_ptr(c, dst, di), c->i64, "");
+    LLVMValueRef sp = LLVMBuildPtrToInt(c->b, cg_elem_ptr(c, src, si), c->i64, "");
+    LLVMValueRef mis = LLVMBuildAnd(c->b, LLVMBuildOr(c->b, dp, sp, ""), cg_i64(c, bytes - 1), "");
+    LLVMBasicBlockRef fast = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "cp_async");
+    LLVMBasicBlockRef slow = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "cp_plain");
+    LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "cp_join");
+    LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntEQ, mis, cg_i64(c, 0), ""), fast, slow);
+    LLVMPositionBuilderAtEnd(c->b, fast);
+    char text[96];
+    snprintf(text, sizeof text, "cp.async.%s.shared.global [$0], [$1], %lld;", bytes == 16 ? "cg" : "ca",
+             (long long)bytes);
+    LLVMValueRef args[2] = {dp, sp};
+    asm_void(c, text, "l,l,~{memory}", args, 2);
+    LLVMBuildBr(c->b, join);
+    LLVMPositionBuilderAtEnd(c->b, slow);
+    cg_loop(c, s->u.loop.var, cg_expr(c, s->u.loop.extent), LOOP_UNROLL, 0, false, chunk_body,
+            (void *)s->u.loop.body);
+    LLVMBuildBr(c->b, join);
+    LLVMPositionBuilderAtEnd(c->b, join);
+    return true;
+}
+
 /* What the GPU back end cannot compile yet, found before building. */
 bool cg_gpu_check(const Kernel *k, Diag *d)
 {

@@ -523,6 +523,14 @@ Stmt *ir_atomic_add(Kernel *k, Region src, Region dst, SrcLoc loc)
 }
 
 Stmt *ir_barrier(Kernel *k, SrcLoc loc) { return stmt_new(k, ST_BARRIER, loc); }
+Stmt *ir_async_commit(Kernel *k, SrcLoc loc) { return stmt_new(k, ST_ASYNC_COMMIT, loc); }
+
+Stmt *ir_async_wait(Kernel *k, int pending, SrcLoc loc)
+{
+    Stmt *s = stmt_new(k, ST_ASYNC_WAIT, loc);
+    s->u.wait.pending = pending;
+    return s;
+}
 
 Stmt *ir_fill(Kernel *k, Region dst, Expr *value, SrcLoc loc)
 {

@@ -25,7 +25,12 @@
  * to one element by different threads in the same epoch, one of them a
  * write, are an error at the second access's line — atomic adds excepted
  * among themselves.  Every block starts a new epoch, so blocks are only
- * checked against themselves (the grid's blocks run one by one here). */
+ * checked against themselves (the grid's blocks run one by one here).
+ *
+ * Async stores (see ir.h) land immediately without threads; in SIMT mode
+ * each thread's stay pending, in its groups, until an async_wait lands the
+ * old groups: a read before then sees the stale (NaN-filled) scratch.  The
+ * race detector sees them as writes where they are issued. */
 #include "ir/ir.h"
 
 #include <math.h>
@@ -56,6 +61,14 @@ typedef struct Mem {
     Shadow *shadow; /* by element offset; allocated on the first access */
 } Mem;
 
+/* An async store not landed yet: value v for element off of buffer b. */
+typedef struct Pending {
+    const Buffer *b;
+    int64_t off, group;
+    int thread;
+    double v;
+} Pending;
+
 typedef struct Interp {
     const Kernel *k;
     const int64_t *params;
@@ -67,6 +80,9 @@ typedef struct Interp {
     bool simt;
     uint32_t epoch; /* advanced by every barrier and every block */
     Mem *mem;       /* indexed by Buffer.id */
+    Pending *pending; /* SIMT mode: async stores in flight, in issue order */
+    int64_t npending, cappending;
+    int64_t *groups;  /* by thread: async groups committed so far */
     Diag *d;
     bool failed;
 } Interp;
@@ -571,6 +587,14 @@ static void exec_store(Interp *in, const Stmt *s)
     Access a = s->u.store.atomic ? ACC_ATOMIC : ACC_WRITE;
     if (off < 0 || !track(in, b, off, idx, a, s->loc))
         return;
+    if (s->u.store.async && in->simt) {
+        if (in->npending == in->cappending) {
+            in->cappending = in->cappending ? 2 * in->cappending : 1024;
+            in->pending = realloc(in->pending, (size_t)in->cappending * sizeof *in->pending);
+        }
+        in->pending[in->npending++] = (Pending){b, off, in->groups[in->cur], in->cur, v};
+        return;
+    }
     void *base = base_of(in, b);
     if (s->u.store.atomic) /* blocks and threads run one by one here: a plain add */
         v = f32(f32(dt_load(b->dtype, base, off)) + f32(v));
@@ -608,6 +632,11 @@ static void exec(Interp *in, const Stmt *s)
     case ST_GEMM: exec_gemm(in, s); break;
     case ST_MICRO_GEMM: in->simt ? exec_block_mma(in, s) : exec_gemm(in, s); break;
     case ST_REDUCE: exec_reduce(in, s); break;
+    case ST_ASYNC_COMMIT:
+        if (in->simt)
+            in->groups[in->cur]++;
+        break;
+    case ST_ASYNC_WAIT: break; /* without threads every async store has landed */
     default: fail(in, s->loc, "interpreter: unsupported statement %s", st_name(s->op));
     }
 }
@@ -619,7 +648,8 @@ static bool has_barrier(const Stmt *s)
     if (!s)
         return false;
     switch (s->op) {
-    case ST_BARRIER: return true;
+    case ST_BARRIER:
+    case ST_ASYNC_WAIT: return true;
     case ST_FOR: return has_barrier(s->u.loop.body);
     case ST_IF: return has_barrier(s->u.if_.then_) || has_barrier(s->u.if_.else_);
     case ST_SEQ:
@@ -664,6 +694,24 @@ static bool uniform(Interp *in, const Expr *e, SrcLoc loc, const char *what, dou
 
 static void simt(Interp *in, const Stmt *s);
 
+/* async_wait n: every thread's groups but its n newest committed land (in
+ * issue order), then the barrier. */
+static void simt_async_wait(Interp *in, const Stmt *s)
+{
+    int64_t kept = 0;
+    for (int64_t i = 0; i < in->npending; i++) {
+        Pending *p = &in->pending[i];
+        if (p->group < in->groups[p->thread] - s->u.wait.pending) {
+            set_thread(in, p->thread);
+            dt_store(p->b->dtype, base_of(in, p->b), p->off, p->v);
+        } else {
+            in->pending[kept++] = *p;
+        }
+    }
+    in->npending = kept;
+    in->epoch++;
+}
+
 /* A loop with a barrier inside: iterations in lock-step over all threads. */
 static void simt_for(Interp *in, const Stmt *s)
 {
@@ -707,6 +755,7 @@ static void simt(Interp *in, const Stmt *s)
         break;
     case ST_FOR: simt_for(in, s); break;
     case ST_IF: simt_if(in, s); break;
+    case ST_ASYNC_WAIT: simt_async_wait(in, s); break;
     default: in->epoch++; break; /* ST_BARRIER: accesses after it are ordered */
     }
 }
@@ -780,6 +829,8 @@ static void start_block(Interp *in, int64_t blk, const int64_t *grid)
     if (!in->simt)
         return;
     in->epoch++;
+    in->npending = 0; /* (a kernel that never waits leaves its stores unlanded) */
+    memset(in->groups, 0, (size_t)in->nthreads * sizeof *in->groups);
     for (int i = 0; i < k->nbufs; i++) {
         Mem *m = mem_of(in, k->bufs[i]);
         if (k->bufs[i]->scope != SCOPE_GLOBAL)
@@ -797,6 +848,8 @@ static void free_mem(Interp *in)
     }
     free(in->mem);
     free(in->vars);
+    free(in->pending);
+    free(in->groups);
 }
 
 bool ir_interp(const Kernel *k, void *const *args, const int64_t *params, Diag *d)
@@ -806,7 +859,9 @@ bool ir_interp(const Kernel *k, void *const *args, const int64_t *params, Diag *
     in.nvars = k->next_id + 1;
     in.vars = calloc((size_t)(in.nthreads * in.nvars), sizeof *in.vars);
     in.mem = calloc((size_t)in.nvars, sizeof *in.mem);
-    bool ok = (in.vars && in.mem) ? setup_mem(&in, args) : fail(&in, k->loc, "interpreter: out of memory");
+    in.groups = calloc((size_t)in.nthreads, sizeof *in.groups);
+    bool ok = (in.vars && in.mem && in.groups) ? setup_mem(&in, args)
+                                               : fail(&in, k->loc, "interpreter: out of memory");
     int64_t grid[IR_MAX_GRID] = {1, 1, 1}, nblocks = 1;
     for (int g = 0; ok && g < k->ngrid; g++) {
         ok = ir_eval_int(k->grid[g], params, &grid[g]) ||

@@ -45,6 +45,17 @@
  *     thread t holding element ir_mma_pos(t, s) of it (see MmaLayout);
  *   - a scratch buffer may have padded rows (strides other than row-major):
  *     its storage spans ir_buf_span() elements.
+ *
+ * Asynchronous copies (GPU, made by pass_stages for `pipelined` loops): an
+ * `async` COPY (Tile IR) or STORE (Loop IR) moves elements from a global
+ * buffer into a scratch buffer of the same dtype without waiting for them:
+ * a thread's async stores land at some point before the ASYNC_WAIT that
+ * covers them.  ASYNC_COMMIT closes the thread's open group of async stores;
+ * ASYNC_WAIT n waits until at most n of the thread's committed groups are
+ * still in flight, then is a block barrier (BARRIER's rules apply to it).
+ * Landing "immediately" is one legal schedule (the CPU and the plain
+ * interpreter take it); the SIMT interpreter lands them at the wait, so a
+ * read before its wait sees stale data.
  */
 #ifndef TILEC_IR_H
 #define TILEC_IR_H
@@ -300,7 +311,9 @@ typedef struct Region {
     X(REDUCE, "reduce")         /* dst (op)= reduce(src, axis)*/\
     X(ATOMIC_ADD, "atomic_add") /* dst += src, atomically */    \
     X(MICRO_GEMM, "micro_gemm") /* Loop IR: register tile */    \
-    X(BARRIER, "barrier")       /* Loop IR with threads: sync */
+    X(BARRIER, "barrier")       /* Loop IR with threads: sync */\
+    X(ASYNC_COMMIT, "async_commit") /* close a group of async stores */\
+    X(ASYNC_WAIT, "async_wait") /* land old groups, then barrier */
 
 typedef enum StmtOp {
 #define X(e, t) ST_##e,
@@ -321,8 +334,9 @@ struct Stmt {
         struct { Expr *cond; Stmt *then_, *else_; } if_;
         /* atomic: buf[idx] += value as one atomic read-modify-write (what
          * ATOMIC_ADD lowers to; blocks of the grid run concurrently). */
-        struct { Buffer *buf; Expr **idx; Expr *value; bool atomic; } store;
-        struct { Region src, dst; } copy;       /* also ATOMIC_ADD */
+        struct { Buffer *buf; Expr **idx; Expr *value; bool atomic, async; } store;
+        struct { Region src, dst; bool async; } copy; /* also ATOMIC_ADD */
+        struct { int pending; } wait; /* ASYNC_WAIT: groups left in flight */
         struct { Region dst; Expr *value; } fill;
         /* GEMM and MICRO_GEMM.  a: [M,K] ([K,M] if trans_a), b: [K,N] ([N,K]
          * if trans_b), c: [M,N]; clear: c = a.b instead of c += a.b.
@@ -426,6 +440,23 @@ Stmt *ir_reduce(Kernel *k, Region src, Region dst, int axis, ReduceOp rop, bool 
                 SrcLoc loc);
 Stmt *ir_atomic_add(Kernel *k, Region src, Region dst, SrcLoc loc);
 Stmt *ir_barrier(Kernel *k, SrcLoc loc);
+Stmt *ir_async_commit(Kernel *k, SrcLoc loc);
+Stmt *ir_async_wait(Kernel *k, int pending, SrcLoc loc);
+
+/* Deep copies (ir/clone.c): how a pass repeats a piece of a kernel.  In
+ * the copy, variable var[i] reads as a copy of by[i] and buffer from[i] is
+ * replaced by to[i]; loops get fresh variables (a variable is defined once
+ * per kernel). */
+typedef struct IrSubst {
+    const Var *var[16];
+    Expr *by[16];
+    int nvars;
+    const Buffer *from[16];
+    Buffer *to[16];
+    int nbufs;
+} IrSubst;
+Expr *ir_clone_expr(Kernel *k, const Expr *e, const IrSubst *sub);
+Stmt *ir_clone_stmt(Kernel *k, const Stmt *s, const IrSubst *sub);
 /* The whole of a scratch buffer (offsets 0, extents = its shape). */
 Region ir_region_whole(Kernel *k, Buffer *b);
 /* Region rank is its buffer's rank. Number of elements of the window. */

@@ -510,13 +510,14 @@ static Stmt *stmt_reduce(Parser *ps, SrcLoc loc)
 
 static Stmt *stmt_store(Parser *ps, SrcLoc loc)
 {
-    bool atomic = keyword(ps, "atomic");
+    bool atomic = keyword(ps, "atomic"), async = !atomic && keyword(ps, "async");
     Buffer *b = buffer(ps, ident(ps));
     Expr *idx[IR_MAX_RANK];
     index_list(ps, b, idx);
     expect(ps, atomic ? "+=" : "=");
     Stmt *s = ir_store(ps->k, b, idx, expr(ps), loc);
     s->u.store.atomic = atomic;
+    s->u.store.async = async;
     return s;
 }
 
@@ -535,10 +536,12 @@ static Stmt *stmt(Parser *ps)
     Stmt *s;
     bool is_copy = keyword(ps, "copy"), micro = false;
     if (is_copy || keyword(ps, "atomic_add")) {
+        bool async = is_copy && keyword(ps, "async");
         Region src = region(ps);
         expect(ps, "->");
         Region dst = region(ps);
         s = is_copy ? ir_copy(k, src, dst, loc) : ir_atomic_add(k, src, dst, loc);
+        s->u.copy.async = async;
     } else if (keyword(ps, "fill")) {
         Region dst = region(ps);
         expect(ps, "=");
@@ -549,6 +552,10 @@ static Stmt *stmt(Parser *ps)
         s = stmt_reduce(ps, loc);
     } else if (keyword(ps, "barrier")) {
         s = ir_barrier(k, loc);
+    } else if (keyword(ps, "async_commit")) {
+        s = ir_async_commit(k, loc);
+    } else if (keyword(ps, "async_wait")) {
+        s = ir_async_wait(k, (int)integer(ps), loc);
     } else {
         s = stmt_store(ps, loc);
     }

@@ -15,13 +15,13 @@
  *     }
  *     else {
  *     }
- *     B[I, J] = VALUE                 atomic B[I, J] += VALUE
- *     copy SRC -> DST                 atomic_add SRC -> DST
+ *     B[I, J] = VALUE                 atomic B[I, J] += VALUE   async B[I, J] = VALUE
+ *     copy SRC -> DST                 atomic_add SRC -> DST     copy async SRC -> DST
  *     fill DST = VALUE
  *     gemm A, B -> C [trans_a] [trans_b] [clear]
  *     micro_gemm A, B -> C [trans_a] [trans_b] [clear] [b_pairs]
  *     reduce sum|max|min|absmax axis N SRC -> DST [clear]
- *     barrier
+ *     barrier                         async_commit              async_wait N
  *   }
  *
  * A region is B[OFF +: EXT, ...]; a whole scratch buffer is just B.
@@ -250,14 +250,14 @@ static void print_simple(const Stmt *s, FILE *f)
 {
     switch (s->op) {
     case ST_STORE:
-        fprintf(f, "%s%s", s->u.store.atomic ? "atomic " : "", s->u.store.buf->name);
+        fprintf(f, "%s%s", s->u.store.atomic ? "atomic " : s->u.store.async ? "async " : "", s->u.store.buf->name);
         print_index(s->u.store.idx, s->u.store.buf->rank, f);
         fputs(s->u.store.atomic ? " += " : " = ", f);
         ir_print_expr(s->u.store.value, f);
         break;
     case ST_COPY:
     case ST_ATOMIC_ADD:
-        fprintf(f, "%s ", st_name(s->op));
+        fprintf(f, "%s %s", st_name(s->op), s->u.copy.async ? "async " : "");
         print_region(&s->u.copy.src, f);
         fputs(" -> ", f);
         print_region(&s->u.copy.dst, f);
@@ -273,7 +273,11 @@ static void print_simple(const Stmt *s, FILE *f)
         print_gemm(s, f);
         break;
     case ST_BARRIER:
-        fputs("barrier", f);
+    case ST_ASYNC_COMMIT:
+        fputs(st_name(s->op), f);
+        break;
+    case ST_ASYNC_WAIT:
+        fprintf(f, "async_wait %d", s->u.wait.pending);
         break;
     case ST_REDUCE:
         fprintf(f, "reduce %s axis %d ", reduce_op_name(s->u.reduce.rop), s->u.reduce.axis);

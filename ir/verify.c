@@ -251,6 +251,16 @@ static void print_shape(char *buf, size_t size, const int64_t *ext, int n)
 
 static void check_stmt(Verifier *v, const Stmt *s);
 
+/* An async copy or store moves a global buffer's elements into scratch of
+ * the same dtype, unchanged (what cp.async can do). */
+static void check_async(Verifier *v, const Buffer *src, const Buffer *dst, SrcLoc loc)
+{
+    if (src->scope != SCOPE_GLOBAL || dst->scope == SCOPE_GLOBAL || src->dtype != dst->dtype)
+        fail(v, loc, "async %s -> %s must copy a global buffer into scratch of the same dtype (%s %s -> %s %s)",
+             src->name, dst->name, scope_name(src->scope), dt_name(src->dtype), scope_name(dst->scope),
+             dt_name(dst->dtype));
+}
+
 static void check_copy(Verifier *v, const Stmt *s)
 {
     const Region *src = &s->u.copy.src, *dst = &s->u.copy.dst;
@@ -272,6 +282,8 @@ static void check_copy(Verifier *v, const Stmt *s)
              dst->buf->name, sa, sb);
         return;
     }
+    if (s->op == ST_COPY && s->u.copy.async)
+        check_async(v, src->buf, dst->buf, s->loc);
     check_writable(v, dst->buf, s->loc);
 }
 
@@ -470,6 +482,12 @@ static void check_store(Verifier *v, const Stmt *s)
                  dt_name(s->u.store.idx[i]->dtype));
     }
     check_expr(v, s->u.store.value, s->loc);
+    if (v->ok && s->u.store.async) {
+        if (s->u.store.value->op != EX_LOAD)
+            fail(v, s->loc, "async store to %s must store a load", b->name);
+        else
+            check_async(v, s->u.store.value->buf, b, s->loc);
+    }
     check_writable(v, b, s->loc);
 }
 
@@ -509,7 +527,12 @@ static void check_stmt(Verifier *v, const Stmt *s)
     case ST_GEMM:
     case ST_MICRO_GEMM: check_gemm(v, s); break;
     case ST_REDUCE: check_reduce(v, s); break;
-    case ST_BARRIER: break;
+    case ST_BARRIER:
+    case ST_ASYNC_COMMIT: break;
+    case ST_ASYNC_WAIT:
+        if (s->u.wait.pending < 0)
+            fail(v, s->loc, "async_wait %d: the groups left in flight cannot be negative", s->u.wait.pending);
+        break;
     default: fail(v, s->loc, "unknown statement op %d", (int)s->op);
     }
 }

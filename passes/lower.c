@@ -535,6 +535,32 @@ static Stmt *lower_gemm(Lower *L, const Stmt *g)
     return seq;
 }
 
+/* The stores of an async copy's loops that move an element unchanged from
+ * the global source become async (tails, whose loads are guarded, stay
+ * plain stores: they land at once, which is always allowed). */
+static void mark_async(Stmt *s)
+{
+    switch (s->op) {
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n; i++)
+            mark_async(s->u.seq.items[i]);
+        break;
+    case ST_FOR: mark_async(s->u.loop.body); break;
+    case ST_IF:
+        mark_async(s->u.if_.then_);
+        if (s->u.if_.else_)
+            mark_async(s->u.if_.else_);
+        break;
+    case ST_STORE: {
+        const Expr *v = s->u.store.value;
+        s->u.store.async = v->op == EX_LOAD && v->buf->scope == SCOPE_GLOBAL &&
+                           v->buf->dtype == s->u.store.buf->dtype && s->u.store.buf->scope != SCOPE_GLOBAL;
+        break;
+    }
+    default: break;
+    }
+}
+
 /* ------------------------------------------------------------- the walk */
 
 static Stmt *lower_stmt(Lower *L, Stmt *s)
@@ -552,7 +578,12 @@ static Stmt *lower_stmt(Lower *L, Stmt *s)
         if (s->u.if_.else_)
             s->u.if_.else_ = lower_stmt(L, s->u.if_.else_);
         return s;
-    case ST_COPY: return lower_copy(L, &s->u.copy.src, &s->u.copy.dst, false, s->loc);
+    case ST_COPY: {
+        Stmt *loops = lower_copy(L, &s->u.copy.src, &s->u.copy.dst, false, s->loc);
+        if (s->u.copy.async)
+            mark_async(loops);
+        return loops;
+    }
     case ST_ATOMIC_ADD: return lower_copy(L, &s->u.copy.src, &s->u.copy.dst, true, s->loc);
     case ST_FILL: return lower_fill(L, &s->u.fill.dst, s->u.fill.value, s->loc);
     case ST_REDUCE: return lower_reduce(L, s);

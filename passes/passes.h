@@ -16,11 +16,14 @@ typedef struct PassOptions {
 
 /* Run every pass in order: Tile IR → Loop IR for target t. */
 bool pass_pipeline(Kernel *k, const TargetInfo *t, const PassOptions *o, Diag *d);
-/* "check, lower, vectorize" */
+/* "check, stages, lower, vectorize, threads" */
 const char *pass_names(void);
 
 /* Semantic pre-check against the target (fragment sizes, ...). */
 bool pass_check(Kernel *k, const TargetInfo *t, Diag *d);
+/* GPU: multi-stage buffering of `pipelined` loops with asynchronous copies
+ * (Tile IR; see stages.c). */
+bool pass_stages(Kernel *k, const TargetInfo *t, Diag *d);
 /* Tile ops → loops of element loads/stores; GEMM → MICRO_GEMM register
  * tiles over packed scratch operands. */
 bool pass_lower(Kernel *k, const TargetInfo *t, Diag *d);

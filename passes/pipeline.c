@@ -13,6 +13,7 @@ static const struct {
     int on;
 } passes[] = {
     {"check", pass_check, ANY},
+    {"stages", pass_stages, GPU},
     {"lower", pass_lower, ANY},
     {"vectorize", pass_vectorize, CPU},
     {"threads", pass_threads, GPU},
@@ -20,7 +21,7 @@ static const struct {
 
 enum { NPASSES = sizeof passes / sizeof passes[0] };
 
-const char *pass_names(void) { return "check, lower, vectorize, threads"; }
+const char *pass_names(void) { return "check, stages, lower, vectorize, threads"; }
 
 static double now(void)
 {

@@ -50,8 +50,11 @@ typedef struct Threads {
      * 1 cyclic, 2 + g for the layout of the g-th MICRO_GEMM's accumulator */
     int *layout_of;
     MmaLayout mma[16];
-    Stmt *mma_stmt[16];
+    Stmt *mma_stmt[16]; /* the first product into each accumulator */
     int nmma;
+    Stmt *uses[64];     /* every tensor-core product, and its accumulator */
+    int use_mma[64];
+    int nuses;
 } Threads;
 
 static void add_phase(Threads *T, Stmt *s, bool one, uint16_t *keys, int nkeys)
@@ -81,7 +84,9 @@ static bool stmt_has_parallel(const Stmt *s)
             if (stmt_has_parallel(s->u.seq.items[i]))
                 return true;
         return false;
-    case ST_MICRO_GEMM: return true; /* all threads issue it */
+    case ST_MICRO_GEMM: /* all threads issue it */
+    case ST_ASYNC_COMMIT:
+    case ST_ASYNC_WAIT: return true;
     case ST_FOR: return s->u.loop.kind == LOOP_PARALLEL || stmt_has_parallel(s->u.loop.body);
     case ST_IF:
         return stmt_has_parallel(s->u.if_.then_) || (s->u.if_.else_ && stmt_has_parallel(s->u.if_.else_));
@@ -349,11 +354,11 @@ static void promote(Threads *T)
         b->shape[0] = ci(T, l >= 2 ? T->mma[l - 2].slots : (n + nt - 1) / nt);
         b->stride[0] = ci(T, 1);
     }
-    for (int g = 0; g < T->nmma; g++) { /* c: the thread's whole share */
-        Region *c = &T->mma_stmt[g]->u.gemm.c;
+    for (int u = 0; u < T->nuses; u++) { /* c: the thread's whole share */
+        Region *c = &T->uses[u]->u.gemm.c;
         if (c->buf->rank == 1) {
             c->off[0] = ci(T, 0);
-            c->ext[0] = T->mma[g].slots;
+            c->ext[0] = T->mma[T->use_mma[u]].slots;
         }
     }
     for (int i = 0; i < T->nowned; i++) {
@@ -622,7 +627,9 @@ static void prescan(Threads *T, Stmt *s)
         if (s->u.if_.else_)
             prescan(T, s->u.if_.else_);
         break;
-    case ST_MICRO_GEMM: break;
+    case ST_MICRO_GEMM:
+    case ST_ASYNC_COMMIT:
+    case ST_ASYNC_WAIT: break;
     default: mark_stmt(T, s); break;
     }
 }
@@ -670,6 +677,9 @@ static Stmt *uniform(Threads *T, Stmt *s)
         return s;
     case ST_MICRO_GEMM:
         add_phase(T, s, false, NULL, 0);
+        return s;
+    case ST_ASYNC_COMMIT: /* every thread, for its own copies */
+    case ST_ASYNC_WAIT:
         return s;
     default: { /* a lone statement: one thread */
         Stmt *g = ir_seq(T->k, s->loc);
@@ -857,7 +867,7 @@ static void sync_seq(Sync *S, Stmt *seq, unsigned *st)
     unsigned *acc = calloc((size_t)S->nbufs, sizeof *acc);
     for (int i = 0; i < n; i++) {
         Stmt *it = items[i];
-        if (it->op == ST_BARRIER) {
+        if (it->op == ST_BARRIER || it->op == ST_ASYNC_WAIT) { /* a wait is a barrier too */
             memset(st, 0, bytes);
             ir_seq_push(S->T->k, seq, it);
             continue;
@@ -999,22 +1009,27 @@ static bool find_mma(Threads *T, Stmt *s, Diag *d)
         return find_mma(T, s->u.if_.then_, d) && (!s->u.if_.else_ || find_mma(T, s->u.if_.else_, d));
     case ST_MICRO_GEMM: {
         const Region *c = &s->u.gemm.c;
-        if (mma_of(T, c->buf) >= 0)
-            return true;
-        if (!reach_ok(T->k->body, c->buf, NULL, -1)) {
+        int g = mma_of(T, c->buf);
+        if (g < 0 && !reach_ok(T->k->body, c->buf, NULL, -1)) {
             /* c is read across rows or outside parallel loops (a softmax
              * over scores, say): the product runs on plain FMA loops */
             *s = *pass_gemm_loops(T->k, T->t, s);
             return true;
         }
-        if (T->nmma == (int)(sizeof T->mma / sizeof T->mma[0]))
+        if (g < 0 && T->nmma == (int)(sizeof T->mma / sizeof T->mma[0]))
             return diag_error(d, s->loc, "kernel %s has more than %d tensor-core accumulators",
                               T->k->name, T->nmma);
-        if (!ir_mma_layout(c->ext[0], c->ext[1], T->k->nthreads, &T->mma[T->nmma]))
+        if (g < 0 && !ir_mma_layout(c->ext[0], c->ext[1], T->k->nthreads, &T->mma[T->nmma]))
             return diag_error(d, s->loc, "gemm accumulator %s [%lld, %lld] cannot map to %d threads "
                               "(needs multiples of 16 x 8 per warp)", c->buf->name,
                               (long long)c->ext[0], (long long)c->ext[1], T->k->nthreads);
-        T->mma_stmt[T->nmma++] = s;
+        if (g < 0)
+            T->mma_stmt[g = T->nmma++] = s;
+        if (T->nuses == (int)(sizeof T->uses / sizeof T->uses[0]))
+            return diag_error(d, s->loc, "kernel %s has more than %d tensor-core products", T->k->name,
+                              T->nuses);
+        T->uses[T->nuses] = s;
+        T->use_mma[T->nuses++] = g;
         Buffer *ops[2] = {s->u.gemm.a.buf, s->u.gemm.b.buf};
         for (int o = 0; o < 2; o++) {
             Buffer *b = ops[o];

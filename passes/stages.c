@@ -1,0 +1,320 @@
+/* stages.c — multi-stage buffering of `pipelined` loops on GPU targets
+ * (Tile IR, before lowering).
+ *
+ *   for k: pipelined(S) < n { copy G(k) -> X; ...; REST(k, X, ...) }
+ *
+ * where the copies at the top of the body move global windows into whole
+ * scratch buffers that nothing else in the kernel writes and only REST
+ * reads, becomes, with X_0 .. X_{S-1} S copies of each such buffer,
+ *
+ *   for s < S-1:   if s < n { copy async G(s) -> X_s ... }   async_commit
+ *   for kb < ceil(n / S) {
+ *     for u < S (unrolled here), k = kb S + u:
+ *       if k < n {
+ *         async_wait S-2     -- tile k has landed (every thread's part of
+ *                               it: the wait is a barrier), and every thread
+ *                               is done with tile k-1, whose buffers are next
+ *         if k+S-1 < n { copy async G(k+S-1) -> X_{(u+S-1) % S} ... }
+ *         async_commit
+ *         REST(k, X_u, ...)
+ *       }
+ *   }
+ *
+ * so tiles k+1 .. k+S-1 stream in while tile k is computed on, with one
+ * barrier per step.  The body is repeated S times because the buffers of a
+ * step are fixed in each copy.  A copy that changes dtype (e4m3 into bf16,
+ * say) cannot be asynchronous: it runs synchronously in the same place.
+ * S shrinks until the buffers fit the target's shared memory; below two
+ * stages the loop is left alone. */
+#include "passes/passes.h"
+
+#include <stdio.h>
+#include <string.h>
+
+enum { MAX_STAGED = 8, MAX_STAGES = 4 };
+
+typedef struct Use {
+    int reads, writes;
+} Use;
+
+static void use_expr(const Expr *e, const Buffer *b, Use *u)
+{
+    if (e->op == EX_LOAD && e->buf == b)
+        u->reads++;
+    for (int i = 0; i < e->nargs; i++)
+        use_expr(e->args[i], b, u);
+}
+
+static void use_region(const Region *r, const Buffer *b, Use *u, bool write)
+{
+    if (r->buf == b)
+        *(write ? &u->writes : &u->reads) += 1;
+    for (int d = 0; d < r->buf->rank; d++)
+        use_expr(r->off[d], b, u);
+}
+
+/* How often s reads and writes b (statically, not per iteration). */
+static void use_stmt(const Stmt *s, const Buffer *b, Use *u)
+{
+    if (!s)
+        return;
+    switch (s->op) {
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n; i++)
+            use_stmt(s->u.seq.items[i], b, u);
+        break;
+    case ST_FOR:
+        use_expr(s->u.loop.extent, b, u);
+        use_stmt(s->u.loop.body, b, u);
+        break;
+    case ST_IF:
+        use_expr(s->u.if_.cond, b, u);
+        use_stmt(s->u.if_.then_, b, u);
+        use_stmt(s->u.if_.else_, b, u);
+        break;
+    case ST_STORE:
+        if (s->u.store.buf == b)
+            u->writes++;
+        for (int d = 0; d < s->u.store.buf->rank; d++)
+            use_expr(s->u.store.idx[d], b, u);
+        use_expr(s->u.store.value, b, u);
+        break;
+    case ST_COPY:
+    case ST_ATOMIC_ADD:
+        use_region(&s->u.copy.src, b, u, false);
+        use_region(&s->u.copy.dst, b, u, true);
+        break;
+    case ST_FILL:
+        use_region(&s->u.fill.dst, b, u, true);
+        use_expr(s->u.fill.value, b, u);
+        break;
+    case ST_GEMM:
+    case ST_MICRO_GEMM:
+        use_region(&s->u.gemm.a, b, u, false);
+        use_region(&s->u.gemm.b, b, u, false);
+        use_region(&s->u.gemm.c, b, u, true);
+        break;
+    case ST_REDUCE:
+        use_region(&s->u.reduce.src, b, u, false);
+        use_region(&s->u.reduce.dst, b, u, true);
+        break;
+    default: break;
+    }
+}
+
+static bool has_load(const Expr *e)
+{
+    if (e->op == EX_LOAD)
+        return true;
+    for (int i = 0; i < e->nargs; i++)
+        if (has_load(e->args[i]))
+            return true;
+    return false;
+}
+
+static bool whole(const Region *r)
+{
+    for (int d = 0; d < r->buf->rank; d++) {
+        int64_t off, dim;
+        if (!ir_expr_is_const(r->off[d], &off) || off || !ir_expr_is_const(r->buf->shape[d], &dim) ||
+            dim != r->ext[d])
+            return false;
+    }
+    return true;
+}
+
+/* Bytes of b in shared memory, with room for the row padding pass_threads
+ * may add to tensor-core operands. */
+static int64_t shared_bytes(const Buffer *b)
+{
+    int64_t n = 1, rows = 1, dim;
+    for (int d = 0; d < b->rank; d++) {
+        ir_expr_is_const(b->shape[d], &dim);
+        n *= dim;
+        if (d < b->rank - 1)
+            rows *= dim;
+    }
+    return (int64_t)dt_storage_bytes(b->dtype, n) + 16 * rows;
+}
+
+typedef struct Stage {
+    Kernel *k;
+    const TargetInfo *t;
+    Stmt *loop;           /* the pipelined loop */
+    int ncopies;          /* the leading copies that are staged */
+    Buffer *buf[MAX_STAGED][MAX_STAGES]; /* [copy][stage]: stage 0 is the original */
+    int S;
+} Stage;
+
+/* Is the i-th statement of the loop's body a copy that can be staged? */
+static bool stageable(const Kernel *k, const Stmt *loop, const Stmt *c)
+{
+    if (c->op != ST_COPY || c->u.copy.src.buf->scope != SCOPE_GLOBAL || c->u.copy.dst.buf->scope == SCOPE_GLOBAL ||
+        !whole(&c->u.copy.dst))
+        return false;
+    for (int d = 0; d < c->u.copy.src.buf->rank; d++)
+        if (has_load(c->u.copy.src.off[d]))
+            return false;
+    const Buffer *x = c->u.copy.dst.buf;
+    Use all = {0}, inside = {0};
+    use_stmt(k->body, x, &all);
+    use_stmt(loop->u.loop.body, x, &inside);
+    return all.writes == 1 && inside.writes == 1 && all.reads == inside.reads;
+}
+
+/* The most stages (up to the loop's) whose buffers fit in shared memory. */
+static int fit_stages(Stage *st, int want)
+{
+    int64_t base = 0, staged = 0;
+    for (int i = st->k->nargs; i < st->k->nbufs; i++)
+        if (st->k->bufs[i]->scope == SCOPE_SHARED)
+            base += shared_bytes(st->k->bufs[i]);
+    const Stmt *body = st->loop->u.loop.body;
+    for (int i = 0; i < st->ncopies; i++) {
+        const Buffer *x = body->u.seq.items[i]->u.copy.dst.buf;
+        staged += shared_bytes(x);
+        if (x->scope != SCOPE_SHARED)
+            base += shared_bytes(x);
+    }
+    int S = want > MAX_STAGES ? MAX_STAGES : want;
+    while (S >= 2 && base + (S - 1) * staged > st->t->max_shared_bytes)
+        S--;
+    return S;
+}
+
+static Buffer *stage_buffer(Kernel *k, const Buffer *x, int s)
+{
+    char name[64];
+    int extra = 0;
+    do
+        snprintf(name, sizeof name, extra ? "%s_%d_%d" : "%s_%d", x->name, s, extra);
+    while (ir_buf_find(k, name) && ++extra);
+    int64_t shape[IR_MAX_RANK];
+    for (int d = 0; d < x->rank; d++)
+        ir_expr_is_const(x->shape[d], &shape[d]);
+    return ir_buf_add(k, name, x->scope, x->dtype, x->rank, shape, x->loc);
+}
+
+static Expr *ci(Stage *st, int64_t v) { return ir_const_i(st->k, v); }
+
+/* A fresh copy of e (passes may rewrite expressions in place: no sharing). */
+static Expr *dup(Stage *st, const Expr *e) { return ir_clone_expr(st->k, e, &(IrSubst){0}); }
+
+/* The substitution for step k (an expression) on the buffers of stage s. */
+static IrSubst step_subst(Stage *st, Expr *k, int s)
+{
+    IrSubst sub = {.nvars = 1};
+    sub.var[0] = st->loop->u.loop.var;
+    sub.by[0] = k;
+    const Stmt *body = st->loop->u.loop.body;
+    for (int i = 0; i < st->ncopies; i++) {
+        sub.from[sub.nbufs] = body->u.seq.items[i]->u.copy.dst.buf;
+        sub.to[sub.nbufs++] = st->buf[i][s];
+    }
+    return sub;
+}
+
+/* if k < n { the staged copies of step k into stage s } */
+static Stmt *issue(Stage *st, Expr *k, int s)
+{
+    const Stmt *body = st->loop->u.loop.body;
+    IrSubst sub = step_subst(st, k, s);
+    Stmt *seq = ir_seq(st->k, st->loop->loc);
+    for (int i = 0; i < st->ncopies; i++) {
+        Stmt *c = ir_clone_stmt(st->k, body->u.seq.items[i], &sub);
+        c->u.copy.async = c->u.copy.src.buf->dtype == c->u.copy.dst.buf->dtype;
+        ir_seq_push(st->k, seq, c);
+    }
+    Expr *n = dup(st, st->loop->u.loop.extent);
+    return ir_if(st->k, ir_binary(st->k, EX_LT, dup(st, k), n), seq, NULL, st->loop->loc);
+}
+
+/* The rest of the body for step k on the buffers of stage s. */
+static Stmt *rest(Stage *st, Expr *k, int s)
+{
+    const Stmt *body = st->loop->u.loop.body;
+    IrSubst sub = step_subst(st, k, s);
+    Stmt *seq = ir_seq(st->k, st->loop->loc);
+    for (int i = st->ncopies; i < body->u.seq.n; i++)
+        ir_seq_push(st->k, seq, ir_clone_stmt(st->k, body->u.seq.items[i], &sub));
+    return seq;
+}
+
+static Stmt *staged_loop(Stage *st)
+{
+    Kernel *k = st->k;
+    SrcLoc loc = st->loop->loc;
+    int S = st->S;
+    Stmt *out = ir_seq(k, loc);
+    for (int s = 0; s < S - 1; s++) {
+        ir_seq_push(k, out, issue(st, ci(st, s), s));
+        ir_seq_push(k, out, ir_async_commit(k, loc));
+    }
+    Var *kb = ir_var_new(k, "kb");
+    Stmt *body = ir_seq(k, loc);
+    for (int u = 0; u < S; u++) {
+        Expr *step = ir_binary(k, EX_ADD, ir_binary(k, EX_MUL, ir_var(k, kb), ci(st, S)), ci(st, u));
+        Stmt *seq = ir_seq(k, loc);
+        ir_seq_push(k, seq, ir_async_wait(k, S - 2, loc));
+        ir_seq_push(k, seq, issue(st, ir_binary(k, EX_ADD, dup(st, step), ci(st, S - 1)), (u + S - 1) % S));
+        ir_seq_push(k, seq, ir_async_commit(k, loc));
+        ir_seq_push(k, seq, rest(st, step, u));
+        ir_seq_push(k, body, ir_if(k, ir_binary(k, EX_LT, dup(st, step), dup(st, st->loop->u.loop.extent)),
+                                   seq, NULL, loc));
+    }
+    Expr *n = dup(st, st->loop->u.loop.extent);
+    Expr *steps = ir_binary(k, EX_DIV, ir_binary(k, EX_ADD, n, ci(st, S - 1)), ci(st, S));
+    ir_seq_push(k, out, ir_for(k, kb, steps, LOOP_SERIAL, 0, body, loc));
+    return out;
+}
+
+/* Stage the loop if it qualifies; the replacement, or s itself. */
+static Stmt *try_stage(Kernel *k, const TargetInfo *t, Stmt *s)
+{
+    Stmt *body = s->u.loop.body;
+    if (s->u.loop.kind != LOOP_PIPELINED || s->u.loop.arg < 2 || body->op != ST_SEQ)
+        return s;
+    Stage st = {.k = k, .t = t, .loop = s};
+    while (st.ncopies < body->u.seq.n && st.ncopies < MAX_STAGED &&
+           stageable(k, s, body->u.seq.items[st.ncopies]))
+        st.ncopies++;
+    if (!st.ncopies)
+        return s;
+    st.S = fit_stages(&st, s->u.loop.arg);
+    if (st.S < 2)
+        return s;
+    for (int i = 0; i < st.ncopies; i++) {
+        Buffer *x = body->u.seq.items[i]->u.copy.dst.buf;
+        st.buf[i][0] = x;
+        for (int j = 1; j < st.S; j++)
+            st.buf[i][j] = stage_buffer(k, x, j);
+    }
+    return staged_loop(&st);
+}
+
+static Stmt *walk(Kernel *k, const TargetInfo *t, Stmt *s)
+{
+    switch (s->op) {
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n; i++)
+            s->u.seq.items[i] = walk(k, t, s->u.seq.items[i]);
+        return s;
+    case ST_FOR:
+        s->u.loop.body = walk(k, t, s->u.loop.body);
+        return try_stage(k, t, s);
+    case ST_IF:
+        s->u.if_.then_ = walk(k, t, s->u.if_.then_);
+        if (s->u.if_.else_)
+            s->u.if_.else_ = walk(k, t, s->u.if_.else_);
+        return s;
+    default: return s;
+    }
+}
+
+bool pass_stages(Kernel *k, const TargetInfo *t, Diag *d)
+{
+    (void)d;
+    if (k->level == LEVEL_TILE)
+        k->body = walk(k, t, k->body);
+    return true;
+}
