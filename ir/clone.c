@@ -18,6 +18,8 @@ Expr *ir_clone_expr(Kernel *k, const Expr *e, const IrSubst *sub)
         for (int i = 0; i < sub->nvars; i++)
             if (sub->var[i] == e->var)
                 return ir_clone_expr(k, sub->by[i], &(IrSubst){0});
+    if (e->nargs == 2 && e->op != EX_LOAD) /* rebuilt: constants fold again (0 * 32 -> 0) */
+        return ir_binary(k, e->op, ir_clone_expr(k, e->args[0], sub), ir_clone_expr(k, e->args[1], sub));
     Expr *c = arena_alloc(k->arena, sizeof *c);
     *c = *e;
     if (e->nargs) {

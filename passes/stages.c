@@ -214,6 +214,14 @@ static IrSubst step_subst(Stage *st, Expr *k, int s)
     return sub;
 }
 
+/* if cond { seq }, or just seq (or nothing) when cond is a constant. */
+static Stmt *guard(Stage *st, Expr *cond, Stmt *seq)
+{
+    if (cond->op != EX_CONST)
+        return ir_if(st->k, cond, seq, NULL, st->loop->loc);
+    return cond->imm.i ? seq : ir_seq(st->k, st->loop->loc);
+}
+
 /* if k < n { the staged copies of step k into stage s } */
 static Stmt *issue(Stage *st, Expr *k, int s)
 {
@@ -226,7 +234,7 @@ static Stmt *issue(Stage *st, Expr *k, int s)
         ir_seq_push(st->k, seq, c);
     }
     Expr *n = dup(st, st->loop->u.loop.extent);
-    return ir_if(st->k, ir_binary(st->k, EX_LT, dup(st, k), n), seq, NULL, st->loop->loc);
+    return guard(st, ir_binary(st->k, EX_LT, dup(st, k), n), seq);
 }
 
 /* The rest of the body for step k on the buffers of stage s. */
@@ -259,8 +267,7 @@ static Stmt *staged_loop(Stage *st)
         ir_seq_push(k, seq, issue(st, ir_binary(k, EX_ADD, dup(st, step), ci(st, S - 1)), (u + S - 1) % S));
         ir_seq_push(k, seq, ir_async_commit(k, loc));
         ir_seq_push(k, seq, rest(st, step, u));
-        ir_seq_push(k, body, ir_if(k, ir_binary(k, EX_LT, dup(st, step), dup(st, st->loop->u.loop.extent)),
-                                   seq, NULL, loc));
+        ir_seq_push(k, body, guard(st, ir_binary(k, EX_LT, dup(st, step), dup(st, st->loop->u.loop.extent)), seq));
     }
     Expr *n = dup(st, st->loop->u.loop.extent);
     Expr *steps = ir_binary(k, EX_DIV, ir_binary(k, EX_ADD, n, ci(st, S - 1)), ci(st, S));
