@@ -40,6 +40,17 @@ ptx="$tmp/g.ptx"
 if "$TILEC" compile examples/gemm.lua --target sm_90a --set dtype=bf16 --set BM=48 --set BN=32 --set BK=64 \
      --set M=100 -o "$ptx" && "$PTXAS" -arch=sm_90a -o "$tmp/x.cubin" "$ptx"; then ok "gemm bf16 tails"; else bad "gemm bf16 tails"; fi
 
+# the pipelined bf16 gemm streams its tiles with cp.async into two stages,
+# without spills, on both GPU targets
+for arch in sm_90a sm_80; do
+  ptx="$tmp/gp-$arch.ptx"
+  if "$TILEC" compile examples/gemm.lua --target $arch --set dtype=bf16 --set BM=128 --set BN=128 --set BK=64 \
+       -o "$ptx" && grep -q "cp.async.cg.shared.global" "$ptx" && grep -q "cp.async.wait_group 0" "$ptx" &&
+     log=$("$PTXAS" -arch=$arch -v -o "$tmp/x.cubin" "$ptx" 2>&1) &&
+     printf '%s' "$log" | grep -q "0 bytes spill stores, 0 bytes spill loads"; then
+    ok "gemm bf16 cp.async stages $arch"; else bad "gemm bf16 cp.async stages $arch" "${log:-}"; fi
+done
+
 # fp8 operands take the m16n8k32 e4m3 tensor cores of sm_90a, without spills
 ptx="$tmp/g8.ptx"
 if "$TILEC" compile examples/gemm.lua --target sm_90a --set dtype=f8e4m3 --set BM=128 --set BN=128 --set BK=64 \
