@@ -750,6 +750,58 @@ static void check_oproj(const char *target, int M, int G, int R, int GD)
     free(o); free(w); free(u); free(of); free(wf); free(want);
 }
 
+/* The output head (§3.6 step 3): logits = y · headᵀ with bf16 y (the final
+ * norm's output) and bf16 head, against a double-precision dot product of
+ * the same values; f32 accumulation over D terms of magnitude ≤ 0.05. */
+static void check_lm_head(const char *target, int M, int V, int D, const char *bm)
+{
+    int64_t ny = (int64_t)M * D, nh = (int64_t)V * D, nl = (int64_t)M * V;
+    uint16_t *y = calloc((size_t)ny, 2), *h = calloc((size_t)nh, 2);
+    float *logits = calloc((size_t)nl, 4);
+    unsigned seed = 71;
+    for (int64_t i = 0; i < ny; i++)
+        y[i] = dt_f32_to_bf16(test_rand(&seed) * 4.0f);
+    for (int64_t i = 0; i < nh; i++)
+        h[i] = dt_f32_to_bf16(test_rand(&seed) * 0.05f);
+    char vs[16], ds[16];
+    snprintf(vs, sizeof vs, "%d", V);
+    snprintf(ds, sizeof ds, "%d", D);
+    FeSet sets[] = {{"V", vs}, {"D", ds}, {"BM", bm}};
+    void *args[3] = {y, h, logits};
+    int64_t params[1] = {M};
+    CHECK(run("kernels_src/lm_head.lua", sets, 3, target, args, params));
+    double worst = 0, tol = 1e-6 * D;
+    for (int m = 0; m < M; m++)
+        for (int v = 0; v < V; v++) {
+            double want = 0;
+            for (int k = 0; k < D; k++)
+                want += (double)dt_bf16_to_f32(y[(int64_t)m * D + k]) * dt_bf16_to_f32(h[(int64_t)v * D + k]);
+            double diff = fabs(want - logits[(int64_t)m * V + v]);
+            worst = diff > worst || diff != diff ? diff : worst;
+        }
+    CHECKF(worst <= tol, "lm_head M=%d V=%d D=%d BM=%s on %s: max |diff| %g > %g", M, V, D, bm,
+           target ? target : "interp", worst, tol);
+    free(y); free(h); free(logits);
+}
+
+TEST(lm_head_on_the_last_positions)
+{
+    check_lm_head(NULL, 2, 300, 512, "1");                 /* v4-mini width, a partial vocab block */
+    check_lm_head("sm_90a", 2, 300, 512, "16");
+    const char *host = ir_host_target()->name;
+    check_lm_head(host, 1, 2048, 512, "1");                /* v4-mini: vocab 2048 */
+    check_lm_head(host, 4, 8192, 4096, "1");               /* Flash width (vocab cut to 8192 rows) */
+    check_lm_head(host, 4, 1000, 4096, "16");
+}
+
+/* wo_b (§3.4 step 16) is fp8_gemm at [d, G·1024]: act_quant'ed u against
+ * the FP8 weight with 128x128 scales. */
+TEST(wo_b_is_fp8_gemm_at_its_shape)
+{
+    check_fp8_gemm(ir_host_target()->name, 4, 4096, 8192); /* Flash: d 4096, G·1024 = 8192 */
+    check_fp8_gemm(ir_host_target()->name, 2, 512, 1024);  /* v4-mini-like: d 512 */
+}
+
 TEST(grouped_output_projection)
 {
     check_oproj(NULL, 3, 2, 256, 768); /* v4-mini: 2 groups of 8·192/2, o_lora 256 */
@@ -1043,5 +1095,7 @@ int main(void)
     RUN(moe_gate_topk_and_hash_routing);
     RUN(moe_gate_rejects_topk_beyond_the_experts);
     RUN(swiglu_quant_against_the_spec);
+    RUN(lm_head_on_the_last_positions);
+    RUN(wo_b_is_fp8_gemm_at_its_shape);
     return test_summary();
 }
