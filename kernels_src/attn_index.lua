@@ -11,8 +11,11 @@
 --   CSA: the indexer's top-k row, already offset by topk(_long).lua.
 -- Widths (step 11): SWA W; HCA W + s//ratio (prefill) or W + (p+1)//ratio
 -- of the last query (decode); CSA W + KT, where the caller sizes the top-k
--- as min(index_topk, blocks).  Prefill starts at position 0 (p = t < s);
--- decode queries sit at start_pos + t.
+-- as min(index_topk, blocks).  The window part is always W wide: the
+-- reference trims it to s entries in a prefill shorter than W, where the
+-- extra ones here are −1.  Prefill starts at position 0 (p = t < s); decode
+-- queries sit at start_pos + t, each reading the ring as it stands after
+-- its own token (one token per call, as the reference decodes).
 --   tilec run kernels_src/attn_index.lua --set kind=hca --set ratio=128 --set mode=prefill --set M=300 --check
 local T = require "tile"
 

@@ -83,8 +83,9 @@ return T.kernel "topk_long" {
 
       -- emit(slot, n) for the positions n where pred holds, slot = 0, 1, ...
       -- in position order: a tile row starts at the rows before it (an
-      -- exclusive prefix sum), and scans its columns only if it has a hit.
-      local function enumerate(pred, emit)
+      -- exclusive prefix sum), and scans its columns only if it has a hit
+      -- (only if it holds slot `only`, when given).
+      local function enumerate(pred, emit, only)
         T.clear(cnt)
         for tb in T.serial(NT) do
           flag_tile(tb, pred)
@@ -93,7 +94,9 @@ return T.kernel "topk_long" {
             cnt[0] = cnt[0] + rs[r]
           end
           for r in T.parallel(R) do
-            T.if_(T.gt(rs[r], 0.0), function()
+            local hit = T.gt(rs[r], 0.0)
+            if only then hit = T.and_(T.le(ro[r], only), T.lt(only, ro[r] + rs[r])) end
+            T.if_(hit, function()
               for c in T.serial(C) do
                 T.if_(T.gt(fl[r][c], 0.0), function()
                   emit(ro[r], tb * BT + r * C + c)
@@ -127,9 +130,10 @@ return T.kernel "topk_long" {
       -- 2. ties at v are taken from the lowest position: the last one taken
       -- is the (k - above)-th (none cut when there are fewer)
       cut[0] = p.N
+      local last = p.K - above[0] - 1.0
       enumerate(function(x) return T.eq(x, thr[0]) end, function(slot, n)
-        T.if_(T.eq(slot, p.K - above[0] - 1.0), function() cut[0] = n end)
-      end)
+        T.if_(T.eq(slot, last), function() cut[0] = n end)
+      end, last)
 
       -- 3. the chosen positions in order, then −1 (fewer than k visible)
       local chosen = function(x, n) return T.or_(T.gt(x, thr[0]), T.and_(T.eq(x, thr[0]), T.le(n, cut[0]))) end

@@ -307,26 +307,26 @@ TEST(bad_input_is_one_line)
                  "kernels_src/topk_long.lua:42: topk_long: k = 512 is larger than the 256 entries\n");
     FeSet hca[] = {{"kind", "hca"}, {"ratio", "8"}};
     expect_error("kernels_src/attn_index.lua", hca, 2,
-                 "kernels_src/attn_index.lua:27: attn_index: HCA compresses by 128 (16 in v4-mini), not 8\n");
+                 "kernels_src/attn_index.lua:30: attn_index: HCA compresses by 128 (16 in v4-mini), not 8\n");
     FeSet csa[] = {{"kind", "csa"}, {"ratio", "16"}};
-    expect_error("kernels_src/attn_index.lua", csa, 2, "kernels_src/attn_index.lua:30: attn_index: CSA compresses by 4, not 16\n");
+    expect_error("kernels_src/attn_index.lua", csa, 2, "kernels_src/attn_index.lua:33: attn_index: CSA compresses by 4, not 16\n");
     FeSet cache[] = {{"KT", "2048"}, {"S", "4096"}};
     expect_error("kernels_src/attn_index.lua", cache, 2,
-                 "kernels_src/attn_index.lua:31: attn_index: a top-2048 is more than the 1024 compressed blocks "
+                 "kernels_src/attn_index.lua:34: attn_index: a top-2048 is more than the 1024 compressed blocks "
                  "of a 4096-token cache\n");
     FeSet prefill[] = {{"mode", "prefill"}, {"start_pos", "7"}};
     expect_error("kernels_src/attn_index.lua", prefill, 2,
-                 "kernels_src/attn_index.lua:36: attn_index: prefill starts at position 0 (its window indexes this "
+                 "kernels_src/attn_index.lua:39: attn_index: prefill starts at position 0 (its window indexes this "
                  "call's rows), not 7 (hint: continue a sequence with mode=decode)\n");
     FeSet longp[] = {{"mode", "prefill"}, {"kind", "swa"}, {"S", "4096"}, {"M", "5000"}};
     expect_error("kernels_src/attn_index.lua", longp, 4,
-                 "kernels_src/attn_index.lua:42: attn_index: positions 0..4999 are beyond the 4096-token cache\n");
+                 "kernels_src/attn_index.lua:45: attn_index: positions 0..4999 are beyond the 4096-token cache\n");
     FeSet beyond[] = {{"mode", "decode"}, {"kind", "swa"}, {"S", "4096"}, {"M", "2"}, {"start_pos", "4095"}};
     expect_error("kernels_src/attn_index.lua", beyond, 5,
-                 "kernels_src/attn_index.lua:42: attn_index: positions 4095..4096 are beyond the 4096-token cache\n");
+                 "kernels_src/attn_index.lua:45: attn_index: positions 4095..4096 are beyond the 4096-token cache\n");
     FeSet early[] = {{"mode", "decode"}, {"KT", "512"}, {"M", "1"}, {"start_pos", "1000"}};
     expect_error("kernels_src/attn_index.lua", early, 4,
-                 "kernels_src/attn_index.lua:44: attn_index: a top-512 is more than the 250 blocks visible at "
+                 "kernels_src/attn_index.lua:47: attn_index: a top-512 is more than the 250 blocks visible at "
                  "position 1000 (hint: the indexer picks min(index_topk, visible blocks); before the first block, kind=swa)\n");
 }
 
