@@ -277,6 +277,7 @@ TEST(topk_flash_lengths)
         if (!runs_here(targets[t]))
             continue;
         check_topk(targets[t], 4096, 512);
+        check_topk(targets[t], 4096, 1024);
         check_topk(targets[t], 5000, 1024);
         check_topk(targets[t], 65536, 512);
         check_topk(targets[t], 65536, 1024);
