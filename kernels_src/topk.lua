@@ -3,8 +3,8 @@
 -- are visible (score −inf), plus an offset (s in prefill, 128 in decode:
 -- the compressed rows follow the window rows).  K rounds of (row max,
 -- lowest position at it, mask it) over the whole row held in a fragment —
--- simple and exact, O(K·N); a select that scales to 262144 entries is
--- still to come.
+-- simple and exact, O(K·N); topk_long.lua selects in O(N) passes for
+-- rows beyond one fragment (up to 262144).
 --   tilec run kernels_src/topk.lua --set M=2 --set N=512 --set K=16 --check
 local T = require "tile"
 
