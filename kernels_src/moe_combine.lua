@@ -15,6 +15,7 @@
 --     independent of the slot order.
 --   tilec run kernels_src/moe_combine.lua --set M=4 --set D=512 --interp
 local T = require "tile"
+local MD = require "moe_dispatch"
 
 return T.kernel "moe_combine" {
   params = { M = T.dyn, D = T.size(4096), TOPK = T.size(6), weighted = T.tune{"no", "yes"},
@@ -22,6 +23,7 @@ return T.kernel "moe_combine" {
              BM = T.tune{4, 8, 1}, BD = T.tune{512, 256, 1024} },
   args = function(p)
     T.check(p.D % p.BD == 0, ("moe_combine: D = %d is not a multiple of the tile BD = %d"):format(p.D, p.BD))
+    MD.check_rows(p, "moe_combine")                -- rows are sorted as f32 keys
     local a = {}
     a.row = T.tensor{p.M, p.TOPK, T.i32}
     a.w   = T.tensor{p.M, p.TOPK, T.f32}         -- read only when weighted = "yes"

@@ -19,34 +19,46 @@
 -- the layout.  Every step is a sum in a fixed order, so the layout is
 -- deterministic and independent of the grid's schedule.
 --
--- Counts are summed in f32 (reductions are float): exact below 2^24 pairs.
+-- Counts are summed in f32 (reductions are float): exact up to 2^24 rows.
 -- An id outside [0, E) cannot raise an error from inside a kernel; such a
 -- pair is not routed (row −1, counted nowhere), so offsets[E] < T·k tells
 -- the caller, and the rows past offsets[E] get src −1, weight 0.
 local T = require "tile"
 
-local D = {}
+local MD = {}
 
-D.BT = 8 -- tokens per block of moe_count and moe_place (they must agree)
+MD.BT = 8 -- tokens per block of moe_count and moe_place (they must agree)
 
--- The shape constraints every dispatch/combine kernel shares.
-function D.check(p, name)
+-- Rows are counted and ranked in f32: exact up to 2^24.
+MD.MAX_ROWS = 1 << 24
+
+-- The shape constraints of the layout kernels.  The row limit is checked
+-- where the token count is fixed at build time (--set M); a dyn M cannot be.
+function MD.check(p, name)
   T.check(p.TOPK <= p.E, ("%s: top-k %d is larger than the %d experts"):format(name, p.TOPK, p.E))
+  MD.check_rows(p, name)
+end
+
+function MD.check_rows(p, name)
+  if math.type(p.M) == "integer" then
+    T.check(p.M * p.TOPK <= MD.MAX_ROWS, ("%s: %d tokens x top-%d = %d rows; rows are counted in f32, exact up to %d"):format(
+      name, p.M, p.TOPK, p.M * p.TOPK, MD.MAX_ROWS), "dispatch the tokens in parts")
+  end
 end
 
 -- Token blocks of the layout kernels.
-function D.blocks(p) return T.ceildiv(p.M, D.BT) end
+function MD.blocks(p) return T.ceildiv(p.M, MD.BT) end
 
 -- The expert of each of block b's BT·k pairs (pair q = token b·BT + q // k,
 -- slot q % k), −1 for pairs past the last token and for ids outside [0, E).
-function D.chunk_experts(p, idx, b)
-  local ex = T.fragment{D.BT * p.TOPK, T.i32, name = "ex"}
-  for q in T.parallel(D.BT * p.TOPK) do
-    local t = b * D.BT + q // p.TOPK
+function MD.chunk_experts(p, idx, b)
+  local ex = T.fragment{MD.BT * p.TOPK, T.i32, name = "ex"}
+  for q in T.parallel(MD.BT * p.TOPK) do
+    local t = b * MD.BT + q // p.TOPK
     local e = idx[T.min(t, p.M - 1)][q % p.TOPK]     -- tail pairs read a valid row, then drop it
     ex[q] = T.select(T.and_(T.lt(t, p.M), T.and_(T.le(0, e), T.lt(e, p.E))), e, -1)
   end
   return ex
 end
 
-return D
+return MD

@@ -24,11 +24,14 @@ return T.kernel "moe_gather" {
   body = function(p, src, x, xs, xe, se)
     local R = p.M * p.TOPK
     for rb in T.grid(T.ceildiv(R, p.BR)) do
+      -- the block's sources first: a scratch value, unlike a global load,
+      -- cannot change under the stores to xe, so the copies keep it
+      local from = T.fragment{p.BR, T.i32}
+      for i in T.parallel(p.BR) do from[i] = src[T.min(rb * p.BR + i, R - 1)] end
       for i in T.serial(p.BR) do
-        local r = rb * p.BR + i
-        local s = src[T.min(r, R - 1)]            -- rows past R are dropped by the copies
-        T.copy(x:tile(s, 0, { 1, p.D }), xe:tile(r, 0, { 1, p.D }))
-        T.copy(xs:tile(s, 0, { 1, p.D // BLOCK }), se:tile(r, 0, { 1, p.D // BLOCK }))
+        local r = rb * p.BR + i                     -- rows past R are dropped by the copies
+        T.copy(x:tile(from[i], 0, { 1, p.D }), xe:tile(r, 0, { 1, p.D }))
+        T.copy(xs:tile(from[i], 0, { 1, p.D // BLOCK }), se:tile(r, 0, { 1, p.D // BLOCK }))
       end
     end
   end,

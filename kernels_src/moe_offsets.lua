@@ -8,7 +8,7 @@
 -- The exclusive sum over experts is a masked row sum, E x SLICE at a time.
 --   tilec run kernels_src/moe_offsets.lua --set M=20 --set E=16 --set TOPK=4 --interp
 local T = require "tile"
-local D = require "moe_dispatch"
+local MD = require "moe_dispatch"
 
 local SLICE = 16 -- experts summed per step of the exclusive scan
 local ROWS = 256 -- rows per step of the fill past offsets[E]
@@ -16,12 +16,12 @@ local ROWS = 256 -- rows per step of the fill past offsets[E]
 return T.kernel "moe_offsets" {
   params = { M = T.dyn, E = T.size(256), TOPK = T.size(6) },
   args = function(p)
-    D.check(p, "moe_offsets")
+    MD.check(p, "moe_offsets")
     return {
-      cnt     = T.tensor{D.blocks(p), p.E, T.i32},
+      cnt     = T.tensor{MD.blocks(p), p.E, T.i32},
       counts  = T.tensor{p.E, T.i32, out = true},
       offsets = T.tensor{p.E + 1, T.i32, out = true},
-      base    = T.tensor{D.blocks(p), p.E, T.i32, out = true},
+      base    = T.tensor{MD.blocks(p), p.E, T.i32, out = true},
       src     = T.tensor{p.M * p.TOPK, T.i32, out = true},
       wr      = T.tensor{p.M * p.TOPK, T.f32, out = true},
     }
@@ -33,7 +33,7 @@ return T.kernel "moe_offsets" {
       local part = T.fragment{p.E, SLICE, T.f32}
       local tot  = T.fragment{1, T.f32}
       T.clear(run)
-      for b in T.serial(D.blocks(p)) do
+      for b in T.serial(MD.blocks(p)) do
         for e in T.parallel(p.E) do run[e] = run[e] + T.cast(cnt[b][e], T.f32) end
       end
       T.clear(off)
@@ -50,7 +50,7 @@ return T.kernel "moe_offsets" {
         offsets[e] = T.cast(off[e], T.i32)
       end
       for i in T.parallel(1) do offsets[p.E] = T.cast(tot[i], T.i32) end
-      for b in T.serial(D.blocks(p)) do
+      for b in T.serial(MD.blocks(p)) do
         for e in T.parallel(p.E) do
           base[b][e] = T.cast(off[e], T.i32)
           off[e] = off[e] + T.cast(cnt[b][e], T.f32)

@@ -6,25 +6,25 @@
 -- [0, E) get row −1 and no row.
 --   tilec run kernels_src/moe_place.lua --set M=4 --set E=16 --set TOPK=4 --interp
 local T = require "tile"
-local D = require "moe_dispatch"
+local MD = require "moe_dispatch"
 
 return T.kernel "moe_place" {
   params = { M = T.dyn, E = T.size(256), TOPK = T.size(6) },
   args = function(p)
-    D.check(p, "moe_place")
+    MD.check(p, "moe_place")
     return {
       idx  = T.tensor{p.M, p.TOPK, T.i32},
       w    = T.tensor{p.M, p.TOPK, T.f32},
-      base = T.tensor{D.blocks(p), p.E, T.i32},
+      base = T.tensor{MD.blocks(p), p.E, T.i32},
       row  = T.tensor{p.M, p.TOPK, T.i32, out = true},
       src  = T.tensor{p.M * p.TOPK, T.i32, out = true},
       wr   = T.tensor{p.M * p.TOPK, T.f32, out = true},
     }
   end,
   body = function(p, idx, w, base, row, src, wr)
-    local P = D.BT * p.TOPK
-    for b in T.grid(D.blocks(p)) do
-      local ex   = D.chunk_experts(p, idx, b)
+    local P = MD.BT * p.TOPK
+    for b in T.grid(MD.blocks(p)) do
+      local ex   = MD.chunk_experts(p, idx, b)
       local same = T.fragment{P, P, T.f32}
       local rank = T.fragment{P, T.f32}
       for q, q2 in T.parallel(P, P) do
@@ -32,7 +32,7 @@ return T.kernel "moe_place" {
       end
       T.reduce_sum(same, rank, 1)
       for q in T.parallel(P) do
-        local t, s = b * D.BT + q // p.TOPK, q % p.TOPK
+        local t, s = b * MD.BT + q // p.TOPK, q % p.TOPK
         local e = ex[q]
         T.if_(T.ge(e, 0), function()
           local r = base[b][e] + T.cast(rank[q], T.i32)

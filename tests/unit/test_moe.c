@@ -364,6 +364,41 @@ TEST(combine_flash_decode_and_prefill)
     CHECK(check_combine("sm_90a", 2, 6, 256, 4096, SPREAD, V4_OUT) == 0);
 }
 
+/* ----------------------------------------------------------- bad input */
+
+/* spec with sets must not load; its diagnostic is exactly `want`. */
+static void expect_error(const char *spec, const FeSet *sets, int nsets, const char *want)
+{
+    Diag d = {0};
+    Kernel *k = fe_load(spec, sets, nsets, &d);
+    CHECKF(k == NULL, "%s loaded", spec);
+    ir_kernel_free(k);
+    char got[1024] = "";
+    FILE *f = fmemopen(got, sizeof got, "w");
+    diag_print(&d, f);
+    fclose(f);
+    CHECKF(!strcmp(got, want), "\n    got:  %s    want: %s", got, want);
+}
+
+TEST(bad_shapes_are_one_line_errors)
+{
+    FeSet few[] = {{"E", "4"}};
+    expect_error("kernels_src/moe_count.lua", few, 1,
+                 "kernels_src/moe_count.lua:12: moe_count: top-k 6 is larger than the 4 experts\n");
+    expect_error("kernels_src/moe_place.lua", few, 1,
+                 "kernels_src/moe_place.lua:14: moe_place: top-k 6 is larger than the 4 experts\n");
+    FeSet d200[] = {{"D", "200"}};
+    expect_error("kernels_src/moe_gather.lua", d200, 1,
+                 "kernels_src/moe_gather.lua:15: moe_gather: D = 200 is not a multiple of the scale block (128)\n");
+    FeSet tile[] = {{"D", "512"}, {"BD", "1024"}};
+    expect_error("kernels_src/moe_combine.lua", tile, 2,
+                 "kernels_src/moe_combine.lua:25: moe_combine: D = 512 is not a multiple of the tile BD = 1024\n");
+    FeSet huge[] = {{"M", "3000000"}};
+    expect_error("kernels_src/moe_offsets.lua", huge, 1,
+                 "kernels_src/moe_offsets.lua:19: moe_offsets: 3000000 tokens x top-6 = 18000000 rows; rows are "
+                 "counted in f32, exact up to 16777216 (hint: dispatch the tokens in parts)\n");
+}
+
 int main(void)
 {
     RUN(dispatch_layout_and_gather_bit_exact);
@@ -371,5 +406,6 @@ int main(void)
     RUN(dispatch_flash_decode_and_prefill);
     RUN(combine_against_the_spec_sum);
     RUN(combine_flash_decode_and_prefill);
+    RUN(bad_shapes_are_one_line_errors);
     return test_summary();
 }
