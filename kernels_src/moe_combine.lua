@@ -32,8 +32,9 @@ return T.kernel "moe_combine" {
     a.out = T.tensor{p.M, p.D, p.out_dtype, out = true}
     return a
   end,
-  -- sh, the one optional argument, comes last: the frontend passes the body
-  -- nil for every parameter after an absent one in the middle.
+  -- sh, the one optional argument, comes last: with absent arguments
+  -- between present ones the frontend can hand the body nil for the later
+  -- ones too (it unpacks a table with holes).
   body = function(p, row, w, y, out, sh)
     local K = p.TOPK
     if p.weighted ~= "yes" then w = nil end
@@ -48,20 +49,19 @@ return T.kernel "moe_combine" {
         local r = row[tok(t)][s]
         key[t][s] = T.select(T.ge(r, 0), T.cast(r, T.f32), -1.0 - T.cast(s, T.f32))
       end
+      -- Σ over the K slots of f(s), built as one expression (K is small)
+      local function sum_slots(f)
+        local x = f(0)
+        for s = 1, K - 1 do x = x + f(s) end
+        return x
+      end
       for t, s in T.parallel(p.BM, K) do
-        local n = 0.0
-        for s2 = 0, K - 1 do n = n + T.select(T.lt(key[t][s2], key[t][s]), 1.0, 0.0) end
-        rk[t][s] = n
+        rk[t][s] = sum_slots(function(s2) return T.select(T.lt(key[t][s2], key[t][s]), 1.0, 0.0) end)
       end
       for t, j in T.parallel(p.BM, K) do
-        local o, ww = 0.0, 0.0
-        for s = 0, K - 1 do
-          local here = T.eq(rk[t][s], T.cast(j, T.f32))
-          o = o + T.select(here, key[t][s], 0.0)
-          if w then ww = ww + T.select(here, w[tok(t)][s], 0.0) end
-        end
-        ord[t][j] = o
-        if w then ow[t][j] = ww end
+        local function at_j(v) return function(s) return T.select(T.eq(rk[t][s], T.cast(j, T.f32)), v(s), 0.0) end end
+        ord[t][j] = sum_slots(at_j(function(s) return key[t][s] end))
+        if w then ow[t][j] = sum_slots(at_j(function(s) return w[tok(t)][s] end)) end
       end
       T.clear(acc)
       for j in T.serial(K) do

@@ -16,8 +16,9 @@
 -- and moe_combine sums each token's rows back.  moe_gather and moe_combine
 -- are the only kernels that move activations, and they read only src and
 -- row: a multi-rank version replaces those two with communication and keeps
--- the layout.  Every step is a sum in a fixed order, so the layout is
--- deterministic and independent of the grid's schedule.
+-- the layout.  Counts are exact sums and a pair's row follows from the
+-- (token, slot) order alone, so the layout does not depend on how the
+-- blocks are scheduled.
 --
 -- Counts are summed in f32 (reductions are float): exact up to 2^24 rows.
 -- An id outside [0, E) cannot raise an error from inside a kernel; such a

@@ -63,6 +63,7 @@ enum Routing {
     ONE_HOT,     /* every token has expert E/2 (in a varying slot) */
     FEW,         /* only k + 1 experts, including 0 and E-1: the rest get no token */
     DUPLICATES,  /* a token may name an expert twice (a hash table could) */
+    ALL_ONE,     /* every slot of every token names expert 1 */
     OUT_OF_RANGE /* some ids are -1, E or far outside: not routed */
 };
 
@@ -86,8 +87,8 @@ static void make_routing(int T, int K, int E, enum Routing kind, unsigned seed, 
         for (int s = 0; s < K; s++) {
             int32_t e;
             do {
-                e = kind == FEW ? pool[rand_int(&seed, K + 1)] : rand_int(&seed, E);
-            } while (kind != DUPLICATES && taken(r, s, e));
+                e = kind == FEW ? pool[rand_int(&seed, K + 1)] : kind == ALL_ONE ? 1 : rand_int(&seed, E);
+            } while (kind != DUPLICATES && kind != ALL_ONE && taken(r, s, e));
             r[s] = e;
         }
         if (kind == ONE_HOT && !taken(r, K, E / 2))
@@ -243,6 +244,7 @@ TEST(dispatch_edge_routings)
         CHECK(check_dispatch(TARGETS[t], 9, 4, 16, 128, ONE_HOT) == 0);
         CHECK(check_dispatch(TARGETS[t], 17, 4, 16, 128, FEW) == 0);
         CHECK(check_dispatch(TARGETS[t], 9, 4, 16, 128, DUPLICATES) == 0);
+        CHECK(check_dispatch(TARGETS[t], 13, 4, 16, 128, ALL_ONE) == 0);
         CHECK(check_dispatch(TARGETS[t], 10, 4, 16, 128, OUT_OF_RANGE) == 0);
         CHECK(check_dispatch(TARGETS[t], 6, 4, 4, 128, SPREAD) == 0);   /* k = E: every expert, every token */
     }
@@ -256,7 +258,36 @@ TEST(dispatch_flash_decode_and_prefill)
     CHECK(check_dispatch(jit, 16, 6, 256, 4096, ONE_HOT) == 0);
     CHECK(check_dispatch(jit, 2048, 6, 256, 4096, SPREAD) == 0);
     CHECK(check_dispatch(jit, 2048, 6, 256, 4096, FEW) == 0);
+    CHECK(check_dispatch(jit, 2048, 6, 256, 128, ALL_ONE) == 0);
     CHECK(check_dispatch("sm_90a", 3, 6, 256, 4096, SPREAD) == 0);
+}
+
+/* An id outside [0, E) cannot stop a kernel: the pair is not routed (row
+ * -1), and offsets[E] < T·k is how the caller finds out. */
+TEST(out_of_range_ids_are_not_routed)
+{
+    const int T = 12, K = 4, E = 16, D = 128, R = T * K;
+    int32_t idx[12 * 4];
+    float w[12 * 4];
+    uint8_t x[12 * 128], xs[12];
+    make_routing(T, K, E, OUT_OF_RANGE, 3, idx, w);
+    make_activations(T, D, 5, x, xs);
+    int nbad = 0;
+    for (int i = 0; i < R; i++)
+        nbad += idx[i] < 0 || idx[i] >= E;
+    CHECK(nbad == 4);
+    const char *targets[] = {NULL, ir_host_target()->name, "sm_90a"};
+    for (int t = 0; t < 3; t++) {
+        Dispatch o = dispatch_new(T, K, E, D);
+        CHECK(dispatch_run(targets[t], T, K, E, D, idx, w, x, xs, &o));
+        CHECKF(o.offsets[E] == R - nbad, "%s: offsets[E] = %d", name_of(targets[t]), o.offsets[E]);
+        for (int i = 0; i < R; i++)
+            if (idx[i] < 0 || idx[i] >= E)
+                CHECKF(o.row[i] == -1, "%s: id %d got row %d", name_of(targets[t]), idx[i], o.row[i]);
+        for (int r = R - nbad; r < R; r++)
+            CHECK(o.src[r] == -1 && o.wr[r] == 0 && o.xe[(int64_t)r * D] == 0);
+        dispatch_free(&o);
+    }
 }
 
 /* ------------------------------------------------------------- combine */
@@ -404,6 +435,7 @@ int main(void)
     RUN(dispatch_layout_and_gather_bit_exact);
     RUN(dispatch_edge_routings);
     RUN(dispatch_flash_decode_and_prefill);
+    RUN(out_of_range_ids_are_not_routed);
     RUN(combine_against_the_spec_sum);
     RUN(combine_flash_decode_and_prefill);
     RUN(bad_shapes_are_one_line_errors);
