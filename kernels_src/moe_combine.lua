@@ -2,7 +2,7 @@
 -- of moe_dispatch.lua: each token's expert rows summed back in f32,
 --   out[t, :] = Σ_slots [w[t, s] ·] y[row[t, s], :]   (+ shared[t, :])
 -- with y the experts' bf16 outputs in dispatch order and row from moe_place
--- (−1: the slot was not routed and adds nothing).
+-- (−1, or any row outside y: the slot was not routed and adds nothing).
 --   - V4 applies the routing weight inside the expert, before the down
 --     projection (step 8: swiglu_quant takes the dispatched wr), so the V4
 --     combine is unweighted; weighted = "yes" multiplies here instead.
@@ -46,8 +46,8 @@ return T.kernel "moe_combine" {
       local acc = T.fragment{p.BM, p.BD, T.f32}
       local function tok(t) return T.min(tb * p.BM + t, p.M - 1) end  -- tail tokens: read, not written
       for t, s in T.parallel(p.BM, K) do
-        local r = row[tok(t)][s]
-        key[t][s] = T.select(T.ge(r, 0), T.cast(r, T.f32), -1.0 - T.cast(s, T.f32))
+        local r = row[tok(t)][s]                  -- a row outside y counts as unrouted
+        key[t][s] = T.select(T.and_(T.le(0, r), T.lt(r, p.M * K)), T.cast(r, T.f32), -1.0 - T.cast(s, T.f32))
       end
       -- Σ over the K slots of f(s), built as one expression (K is small)
       local function sum_slots(f)
@@ -67,7 +67,7 @@ return T.kernel "moe_combine" {
       for j in T.serial(K) do
         for t, d in T.parallel(p.BM, p.BD) do
           local r = T.cast(ord[t][j], T.i64)
-          local v = y[T.max(r, 0)][db * p.BD + d]
+          local v = y[T.clamp(r, 0, p.M * K - 1)][db * p.BD + d]  -- clamped: rows not from moe_place may collide and sum past y
           if w then v = ow[t][j] * v end
           acc[t][d] = acc[t][d] + T.select(T.ge(r, 0), v, 0.0)
         end

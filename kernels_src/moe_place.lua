@@ -37,8 +37,10 @@ return T.kernel "moe_place" {
         T.if_(T.ge(e, 0), function()
           local r = base[b][e] + T.cast(rank[q], T.i32)
           row[t][s] = r
-          src[r] = T.cast(t, T.i32)
-          wr[r] = w[t][s]
+          T.if_(T.lt(r, p.M * p.TOPK), function()   -- only a base from another layout is off the end
+            src[r] = T.cast(t, T.i32)
+            wr[r] = w[t][s]
+          end)
         end, function()
           T.if_(T.lt(t, p.M), function() row[t][s] = -1 end)
         end)
