@@ -5,12 +5,16 @@
 --   base[b, e] = offsets[e] + Σ_{b'<b} cnt[b', e]   (token block b's first row
 --                of expert e),
 -- and src = −1, wr = 0 on the rows past offsets[E], which no pair fills.
--- The exclusive sum over experts is a masked row sum, E x SLICE at a time.
+-- One block walks the token blocks CH at a time: each step loads a CH x E
+-- tile at once and sums over it, so the walk waits on memory NB/CH times,
+-- not NB.  The exclusive sum over experts is a masked row sum, E x SLICE at
+-- a time.
 --   tilec run kernels_src/moe_offsets.lua --set M=20 --set E=16 --set TOPK=4 --interp
 local T = require "tile"
 local MD = require "moe_dispatch"
 
 local SLICE = 16 -- experts summed per step of the exclusive scan
+local CH = 16    -- token blocks loaded per step: one round trip to memory each
 local ROWS = 256 -- rows per step of the fill past offsets[E]
 
 return T.kernel "moe_offsets" {
@@ -27,22 +31,31 @@ return T.kernel "moe_offsets" {
     }
   end,
   body = function(p, cnt, counts, offsets, base, src, wr)
+    local NB = MD.blocks(p)
     for _ in T.grid(1) do
-      local run  = T.fragment{p.E, T.f32}  -- per expert: the pairs counted so far
-      local off  = T.fragment{p.E, T.f32}
-      local part = T.fragment{p.E, SLICE, T.f32}
+      local part = T.fragment{CH, p.E, T.f32}  -- CH token blocks' counts (0 past the last)
+      local run  = T.fragment{p.E, T.f32}      -- per expert: every pair
+      local off  = T.fragment{p.E, T.f32}      -- per expert: the rows before it, then before block b
+      local pre  = T.fragment{p.E, SLICE, T.f32}
       local tot  = T.fragment{1, T.f32}
+      local function load_part(c)
+        for i, e in T.parallel(CH, p.E) do
+          local b = c * CH + i
+          part[i][e] = T.select(T.lt(b, NB), T.cast(cnt[T.min(b, NB - 1)][e], T.f32), 0.0)
+        end
+      end
       T.clear(run)
-      for b in T.serial(MD.blocks(p)) do
-        for e in T.parallel(p.E) do run[e] = run[e] + T.cast(cnt[b][e], T.f32) end
+      for c in T.serial(T.ceildiv(NB, CH)) do
+        load_part(c)
+        T.reduce_sum(part, run, 0, { clear = false })
       end
       T.clear(off)
       for sl in T.serial(T.ceildiv(p.E, SLICE)) do
         for e, j in T.parallel(p.E, SLICE) do
           local e2 = sl * SLICE + j
-          part[e][j] = T.select(T.lt(e2, e), run[T.min(e2, p.E - 1)], 0.0)
+          pre[e][j] = T.select(T.lt(e2, e), run[T.min(e2, p.E - 1)], 0.0)
         end
-        T.reduce_sum(part, off, 1, { clear = false })
+        T.reduce_sum(pre, off, 1, { clear = false })
       end
       T.reduce_sum(run, tot, 0)
       for e in T.parallel(p.E) do
@@ -50,10 +63,13 @@ return T.kernel "moe_offsets" {
         offsets[e] = T.cast(off[e], T.i32)
       end
       for i in T.parallel(1) do offsets[p.E] = T.cast(tot[i], T.i32) end
-      for b in T.serial(MD.blocks(p)) do
-        for e in T.parallel(p.E) do
-          base[b][e] = T.cast(off[e], T.i32)
-          off[e] = off[e] + T.cast(cnt[b][e], T.f32)
+      for c in T.serial(T.ceildiv(NB, CH)) do
+        load_part(c)
+        for i in T.serial(CH) do
+          for e in T.parallel(p.E) do
+            T.if_(T.lt(c * CH + i, NB), function() base[c * CH + i][e] = T.cast(off[e], T.i32) end)
+            off[e] = off[e] + part[i][e]
+          end
         end
       end
       local R = p.M * p.TOPK

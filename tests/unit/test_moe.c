@@ -426,7 +426,7 @@ TEST(bad_shapes_are_one_line_errors)
                  "kernels_src/moe_combine.lua:25: moe_combine: D = 512 is not a multiple of the tile BD = 1024\n");
     FeSet huge[] = {{"M", "3000000"}};
     expect_error("kernels_src/moe_offsets.lua", huge, 1,
-                 "kernels_src/moe_offsets.lua:19: moe_offsets: 3000000 tokens x top-6 = 18000000 rows; rows are "
+                 "kernels_src/moe_offsets.lua:23: moe_offsets: 3000000 tokens x top-6 = 18000000 rows; rows are "
                  "counted in f32, exact up to 16777216 (hint: dispatch the tokens in parts)\n");
 }
 
