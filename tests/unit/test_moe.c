@@ -247,6 +247,7 @@ TEST(dispatch_edge_routings)
         CHECK(check_dispatch(TARGETS[t], 13, 4, 16, 128, ALL_ONE) == 0);
         CHECK(check_dispatch(TARGETS[t], 10, 4, 16, 128, OUT_OF_RANGE) == 0);
         CHECK(check_dispatch(TARGETS[t], 6, 4, 4, 128, SPREAD) == 0);   /* k = E: every expert, every token */
+        CHECK(check_dispatch(TARGETS[t], 150, 4, 16, 128, FEW) == 0);   /* 19 token blocks: moe_offsets' tiles of 16 and a tail */
     }
 }
 
