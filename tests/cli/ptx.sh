@@ -51,6 +51,14 @@ for arch in sm_90a sm_80; do
     ok "gemm bf16 cp.async stages $arch"; else bad "gemm bf16 cp.async stages $arch" "${log:-}"; fi
 done
 
+# the MoE combine's other configuration (weights, shared-expert add, bf16 out) assembles too
+for arch in sm_90a sm_80; do
+  ptx="$tmp/mc-$arch.ptx"
+  if "$TILEC" compile kernels_src/moe_combine.lua --target $arch --set weighted=yes --set shared=add \
+       --set out_dtype=bf16 -o "$ptx" && "$PTXAS" -arch=$arch -o "$tmp/x.cubin" "$ptx"; then
+    ok "$arch moe_combine weighted, shared, bf16"; else bad "$arch moe_combine weighted, shared, bf16"; fi
+done
+
 # fp8 operands take the m16n8k32 e4m3 tensor cores of sm_90a, without spills
 ptx="$tmp/g8.ptx"
 if "$TILEC" compile examples/gemm.lua --target sm_90a --set dtype=f8e4m3 --set BM=128 --set BN=128 --set BK=64 \
