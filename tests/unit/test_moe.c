@@ -110,7 +110,7 @@ typedef struct Dispatch {
 
 static Dispatch dispatch_new(int T, int K, int E, int D)
 {
-    int64_t nb = (T + 7) / 8, R = (int64_t)T * K;
+    int64_t nb = (T + 7) / 8, R = (int64_t)T * K; /* token blocks of 8 (moe_dispatch.lua's BT) */
     Dispatch o = {
         .cnt = malloc(nb * E * 4), .base = malloc(nb * E * 4), .counts = malloc(E * 4),
         .offsets = malloc((E + 1) * 4), .row = malloc(R * 4), .src = malloc(R * 4), .wr = malloc(R * 4),
@@ -226,7 +226,8 @@ static int check_dispatch(const char *target, int T, int K, int E, int D, enum R
 
 TEST(dispatch_layout_and_gather_bit_exact)
 {
-    /* v4-mini (16 experts, top-4, d 512) and Flash (256, top-6, d 4096) */
+    /* v4-mini (16 experts, top-4, d 512) and Flash's 256 experts, top-6
+     * (d 256 here; d 4096 below) */
     for (int t = 0; t < NTARGETS; t++) {
         if (!runs_here(TARGETS[t]))
             continue;
