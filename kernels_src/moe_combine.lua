@@ -13,7 +13,7 @@
 --     Rows are expert-contiguous, so adding a token's rows in ascending row
 --     order is that order: the sum is bit-for-bit the spec's, and
 --     independent of the slot order.
---   tilec run kernels_src/moe_combine.lua --set M=4 --set D=512 --interp
+--   tilec run kernels_src/moe_combine.lua --set M=4 --set D=512 --check
 local T = require "tile"
 local MD = require "moe_dispatch"
 

@@ -2,7 +2,7 @@
 -- cnt[b, e] = how many of the block's (token, slot) pairs chose expert e.
 -- The one-hot tile compares the experts with one slot of the block's tokens
 -- at a time, so it stays E x BT at E = 256.
---   tilec run kernels_src/moe_count.lua --set M=4 --set E=16 --set TOPK=4 --interp
+--   tilec run kernels_src/moe_count.lua --set M=4 --set E=16 --set TOPK=4 --check
 local T = require "tile"
 local MD = require "moe_dispatch"
 

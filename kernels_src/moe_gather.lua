@@ -4,7 +4,7 @@
 --   xe[r, :] = x[src[r], :],   se[r, :] = xs[src[r], :],
 -- zeros where src[r] = −1 (a copy reads 0 past a tensor's edge).  This and
 -- moe_combine are the kernels a multi-rank version replaces by transfers.
---   tilec run kernels_src/moe_gather.lua --set M=4 --set D=512 --interp
+--   tilec run kernels_src/moe_gather.lua --set M=4 --set D=512 --check
 local T = require "tile"
 
 local BLOCK = 128 -- act_quant's scale block

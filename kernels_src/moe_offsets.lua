@@ -9,7 +9,7 @@
 -- tile at once and sums over it, so the walk waits on memory NB/CH times,
 -- not NB.  The exclusive sum over experts is a masked row sum, E x SLICE at
 -- a time.
---   tilec run kernels_src/moe_offsets.lua --set M=20 --set E=16 --set TOPK=4 --interp
+--   tilec run kernels_src/moe_offsets.lua --set M=20 --set E=16 --set TOPK=4 --check
 local T = require "tile"
 local MD = require "moe_dispatch"
 

@@ -4,7 +4,7 @@
 -- "earlier" in (token, slot) order, so an expert's rows run by token, then
 -- slot; then src[row] = t and wr[row] = w[t, s].  Pairs whose id is outside
 -- [0, E) get row −1 and no row.
---   tilec run kernels_src/moe_place.lua --set M=4 --set E=16 --set TOPK=4 --interp
+--   tilec run kernels_src/moe_place.lua --set M=4 --set E=16 --set TOPK=4 --check
 local T = require "tile"
 local MD = require "moe_dispatch"
 
