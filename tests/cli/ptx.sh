@@ -15,7 +15,7 @@ fi
 
 specs=(examples/*.lua)
 for f in kernels_src/*.lua; do
-  case $(basename "$f") in mhc.lua|quant.lua) ;; *) specs+=("$f") ;; esac  # helper modules
+  case $(basename "$f") in mhc.lua|quant.lua|moe_dispatch.lua) ;; *) specs+=("$f") ;; esac  # helper modules
 done
 
 for arch in sm_90a sm_80; do
@@ -49,6 +49,14 @@ for arch in sm_90a sm_80; do
      log=$("$PTXAS" -arch=$arch -v -o "$tmp/x.cubin" "$ptx" 2>&1) &&
      printf '%s' "$log" | grep -q "0 bytes spill stores, 0 bytes spill loads"; then
     ok "gemm bf16 cp.async stages $arch"; else bad "gemm bf16 cp.async stages $arch" "${log:-}"; fi
+done
+
+# the MoE combine's other configuration (weights, shared-expert add, bf16 out) assembles too
+for arch in sm_90a sm_80; do
+  ptx="$tmp/mc-$arch.ptx"
+  if "$TILEC" compile kernels_src/moe_combine.lua --target $arch --set weighted=yes --set shared=add \
+       --set out_dtype=bf16 -o "$ptx" && "$PTXAS" -arch=$arch -o "$tmp/x.cubin" "$ptx"; then
+    ok "$arch moe_combine weighted, shared, bf16"; else bad "$arch moe_combine weighted, shared, bf16"; fi
 done
 
 # fp8 operands take the m16n8k32 e4m3 tensor cores of sm_90a, without spills
