@@ -770,10 +770,11 @@ local function call_body(def, p, bufs, list)
   local body = def.body
   if type(body) ~= "function" then err("kernel " .. built.name .. ": body must be a function(p, args...)") end
   local info = debug.getinfo(body, "u")
-  local actual = {}
+  local actual, n = {}, 0
   if info.nparams <= 1 then
-    actual = list
+    actual, n = list, #list
   else
+    n = info.nparams - 1 -- not #actual: an absent (T.none) argument leaves a hole
     for i = 2, info.nparams do
       local name = debug.getlocal(body, i)
       if not bufs[name] and not built.absent[name] then
@@ -784,7 +785,7 @@ local function call_body(def, p, bufs, list)
     end
   end
   built.in_body = true
-  body(p, table.unpack(actual, 1, math.max(#actual, 0)))
+  body(p, table.unpack(actual, 1, n))
   built.in_body = false
   if not built.grid then err("kernel " .. built.name .. " has no T.grid", "wrap the body in: for b in T.grid(n) do ... end") end
 end

@@ -424,6 +424,20 @@ TEST(set_errors)
 
 /* ------------------------------------------------------- DSL constructs */
 
+/* A body whose parameters start with absent (T.none) arguments still gets
+ * the present ones in their places. */
+TEST(absent_arguments_leave_no_hole)
+{
+    Kernel *k = load("tests/specs/fe/absent_args.lua", NULL, 0);
+    CHECK(k != NULL);
+    if (!k)
+        return;
+    CHECK(k->nargs == 2);
+    check_arg(k, 0, "b", DT_F32, ARG_IN, 1, (int64_t[]){8});
+    check_arg(k, 1, "out", DT_F32, ARG_OUT, 1, (int64_t[]){8});
+    ir_kernel_free(k);
+}
+
 TEST(features_parameters_and_arguments)
 {
     Kernel *k = load("tests/specs/fe/features.lua", NULL, 0);
@@ -753,6 +767,7 @@ int main(void)
     RUN(dyn_dimension_and_its_specialisation);
     RUN(set_errors);
     RUN(features_parameters_and_arguments);
+    RUN(absent_arguments_leave_no_hole);
     RUN(features_scratch_buffers);
     RUN(scratch_used_first_in_a_closure);
     RUN(features_statements);
