@@ -7,6 +7,8 @@
 #ifndef TILEC_TEST_H
 #define TILEC_TEST_H
 
+#include <stdbool.h>
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,6 +63,22 @@ static inline int test_summary(void)
 {
     printf("%d passed, %d failed\n", test_passed, test_failed);
     return test_failed ? 1 : 0;
+}
+
+/* Whether to run the largest shapes (Flash prefills, 64K contexts): not
+ * under the sanitizers, where they take minutes; the plain build runs
+ * them.  Says "skipped" once. */
+static inline bool test_large_shapes(void)
+{
+#ifdef TILEC_SANITIZED
+    static bool said;
+    if (!said)
+        printf("skipped: the largest shapes under the sanitizers (the plain build runs them)\n");
+    said = true;
+    return false;
+#else
+    return true;
+#endif
 }
 
 /* Deterministic inputs: xorshift, uniform in [-1, 1). */

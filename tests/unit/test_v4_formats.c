@@ -116,7 +116,8 @@ TEST(act_quant_bit_exact)
             check_act_quant(targets[t], 1, shapes[i][0], shapes[i][1], "f32");
         }
     }
-    check_act_quant(ir_host_target()->name, 2, 512, 4096, "bf16");
+    if (test_large_shapes())
+        check_act_quant(ir_host_target()->name, 2, 512, 4096, "bf16");
 }
 
 /* Run spec (dyn M = params[0]) on the interpreter, a JIT target, or (GPU
@@ -414,7 +415,8 @@ TEST(fp8_gemm_two_level)
         check_fp8_gemm(targets[t], 1, 4096, 4096);   /* Flash decode shapes */
         check_fp8_gemm(targets[t], 16, 1024, 4096);
     }
-    check_fp8_gemm(ir_host_target()->name, 512, 512, 1024); /* a prefill of 512 tokens */
+    if (test_large_shapes())
+        check_fp8_gemm(ir_host_target()->name, 512, 512, 1024); /* a prefill of 512 tokens */
 }
 
 /* hc_pre (§3.3.1) at v4-mini (D 512) and Flash (D 4096) widths. */
@@ -790,7 +792,8 @@ TEST(lm_head_on_the_last_positions)
     check_lm_head("sm_90a", 2, 300, 512, "16");
     const char *host = ir_host_target()->name;
     check_lm_head(host, 1, 2048, 512, "1");                /* v4-mini: vocab 2048 */
-    check_lm_head(host, 4, 8192, 4096, "1");               /* Flash width (vocab cut to 8192 rows) */
+    if (test_large_shapes())
+        check_lm_head(host, 4, 8192, 4096, "1");           /* Flash width (vocab cut to 8192 rows) */
     check_lm_head(host, 4, 1000, 4096, "16");
 }
 
@@ -798,7 +801,8 @@ TEST(lm_head_on_the_last_positions)
  * the FP8 weight with 128x128 scales. */
 TEST(wo_b_is_fp8_gemm_at_its_shape)
 {
-    check_fp8_gemm(ir_host_target()->name, 4, 4096, 8192); /* Flash: d 4096, G·1024 = 8192 */
+    if (test_large_shapes())
+        check_fp8_gemm(ir_host_target()->name, 4, 4096, 8192); /* Flash: d 4096, G·1024 = 8192 */
     check_fp8_gemm(ir_host_target()->name, 2, 512, 1024);  /* v4-mini-like: d 512 */
 }
 
@@ -879,7 +883,8 @@ TEST(sparse_attention_with_sink)
             check_attn(targets[t], 4, 64, 512, 640, 1000);   /* Flash decode: 128 window + 512 top-k */
         }
     /* a 64K-entry compressed context, on the best target this CPU runs */
-    check_attn(ir_host_target()->name, 3, 64, 512, 640, 65536 + 128);
+    if (test_large_shapes())
+        check_attn(ir_host_target()->name, 3, 64, 512, 640, 65536 + 128);
 }
 
 /* Indexer scores then top-k (§3.4.2), the selection compared as index sets
