@@ -515,6 +515,19 @@ static void store(Cg *c, const Stmt *s)
     LLVMValueRef idx[IR_MAX_RANK];
     for (int d = 0; d < b->rank; d++)
         idx[d] = cg_expr(c, s->u.store.idx[d]);
+    const Expr *val = s->u.store.value;
+    if (!s->u.store.atomic && val->op == EX_LOAD && val->buf->dtype == b->dtype && b->dtype != DT_BOOL &&
+        dt_bits(b->dtype) >= 8) {
+        /* a copy of an element of the same dtype moves its bits: no widening
+         * and rounding back (a NaN keeps its sign and payload) */
+        LLVMValueRef si[IR_MAX_RANK];
+        for (int d = 0; d < val->nargs; d++)
+            si[d] = cg_expr(c, val->args[d]);
+        LLVMTypeRef ty = cg_storage_type(c, b->dtype);
+        LLVMValueRef bits = LLVMBuildLoad2(c->b, ty, cg_elem_ptr(c, val->buf, si), "");
+        LLVMBuildStore(c->b, bits, cg_elem_ptr(c, b, idx));
+        return;
+    }
     LLVMValueRef v = cg_expr(c, s->u.store.value);
     DType vt = dt_is_float(b->dtype) ? DT_F32 : b->dtype == DT_BOOL ? DT_BOOL : DT_I64;
     v = cg_convert(c, v, s->u.store.value->dtype, vt);

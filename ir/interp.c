@@ -61,12 +61,12 @@ typedef struct Mem {
     Shadow *shadow; /* by element offset; allocated on the first access */
 } Mem;
 
-/* An async store not landed yet: value v for element off of buffer b. */
+/* An async store not landed yet: the bytes of element off of buffer b. */
 typedef struct Pending {
     const Buffer *b;
     int64_t off, group;
     int thread;
-    double v;
+    uint8_t bytes[8];
 } Pending;
 
 typedef struct Interp {
@@ -413,9 +413,20 @@ static void exec_copy(Interp *in, const Stmt *s, bool add)
     region_origin(in, src, so, s->loc);
     region_origin(in, dst, dso, s->loc);
     int64_t n = ir_region_elems(dst);
+    DType t = dst->buf->dtype;
+    size_t w = (size_t)dt_bits(t) / 8;
+    bool bits = !add && src->buf->dtype == t && t != DT_BOOL && dt_bits(t) >= 8; /* see ir.h */
     for (int64_t i = 0; i < n && !in->failed; i++) {
         if (!region_index(in, dst, dso, i, di))
             continue; /* writes past the destination's edge are dropped */
+        if (bits && region_index(in, src, so, i, si)) {
+            int64_t from = elem_off(in, src->buf, si, ACC_READ, s->loc);
+            int64_t to = from < 0 ? -1 : elem_off(in, dst->buf, di, ACC_WRITE, s->loc);
+            if (to >= 0)
+                memcpy((char *)base_of(in, dst->buf) + (size_t)to * w,
+                       (char *)base_of(in, src->buf) + (size_t)from * w, w);
+            continue;
+        }
         double v = region_index(in, src, so, i, si) ? region_load(in, src, si, s->loc) : 0.0;
         if (add)
             region_add(in, dst, di, v, s->loc);
@@ -574,25 +585,61 @@ static void exec_reduce(Interp *in, const Stmt *s)
 
 static void exec(Interp *in, const Stmt *s);
 
+/* Does the store copy an element of its own dtype (whole bytes)?  Then it
+ * moves the bits, as compiled code does: a NaN keeps its sign and payload. */
+static bool moves_bits(const Stmt *s)
+{
+    const Expr *v = s->u.store.value;
+    DType t = s->u.store.buf->dtype;
+    return !s->u.store.atomic && v->op == EX_LOAD && v->buf->dtype == t && t != DT_BOOL && dt_bits(t) >= 8;
+}
+
+/* The bytes of the element a load reads (it is tracked as a read). */
+static bool load_bytes(Interp *in, const Expr *e, SrcLoc loc, uint8_t *out)
+{
+    int64_t idx[IR_MAX_RANK];
+    for (int d = 0; d < e->nargs; d++)
+        idx[d] = eval_int(in, e->args[d], loc);
+    int64_t off = in->failed ? -1 : offset(in, e->buf, idx, loc);
+    if (off < 0 || !track(in, e->buf, off, idx, ACC_READ, loc))
+        return false;
+    size_t n = (size_t)dt_bits(e->buf->dtype) / 8;
+    memcpy(out, (char *)base_of(in, e->buf) + (size_t)off * n, n);
+    return true;
+}
+
 static void exec_store(Interp *in, const Stmt *s)
 {
     const Buffer *b = s->u.store.buf;
     int64_t idx[IR_MAX_RANK];
     for (int d = 0; d < b->rank; d++)
         idx[d] = eval_int(in, s->u.store.idx[d], s->loc);
-    double v = eval(in, s->u.store.value, s->loc);
+    uint8_t bytes[8];
+    bool raw = moves_bits(s);
+    double v = 0;
+    if (raw)
+        raw = load_bytes(in, s->u.store.value, s->loc, bytes);
+    else
+        v = eval(in, s->u.store.value, s->loc);
     if (in->failed)
         return;
     int64_t off = offset(in, b, idx, s->loc);
     Access a = s->u.store.atomic ? ACC_ATOMIC : ACC_WRITE;
     if (off < 0 || !track(in, b, off, idx, a, s->loc))
         return;
-    if (s->u.store.async && in->simt) {
+    size_t n = (size_t)dt_bits(b->dtype) / 8;
+    if (s->u.store.async && in->simt) { /* async stores always move bits (verified) */
         if (in->npending == in->cappending) {
             in->cappending = in->cappending ? 2 * in->cappending : 1024;
             in->pending = realloc(in->pending, (size_t)in->cappending * sizeof *in->pending);
         }
-        in->pending[in->npending++] = (Pending){b, off, in->groups[in->cur], in->cur, v};
+        Pending *p = &in->pending[in->npending++];
+        *p = (Pending){b, off, in->groups[in->cur], in->cur, {0}};
+        memcpy(p->bytes, bytes, n);
+        return;
+    }
+    if (raw) {
+        memcpy((char *)base_of(in, b) + (size_t)off * n, bytes, n);
         return;
     }
     void *base = base_of(in, b);
@@ -703,7 +750,8 @@ static void simt_async_wait(Interp *in, const Stmt *s)
         Pending *p = &in->pending[i];
         if (p->group < in->groups[p->thread] - s->u.wait.pending) {
             set_thread(in, p->thread);
-            dt_store(p->b->dtype, base_of(in, p->b), p->off, p->v);
+            size_t n = (size_t)dt_bits(p->b->dtype) / 8;
+            memcpy((char *)base_of(in, p->b) + (size_t)p->off * n, p->bytes, n);
         } else {
             in->pending[kept++] = *p;
         }

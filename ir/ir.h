@@ -24,6 +24,8 @@
  *   - bit operations (& | ^ << >>) act on integers as i64 two's complement;
  *     >> is arithmetic.  BITCAST reinterprets bits between f32 and i32 (an
  *     i32 value is sign-extended to i64; to f32 it takes the low 32 bits).
+ *   - a store whose value is a load of the store's own dtype (whole bytes)
+ *     moves the bits: the same value, and a NaN keeps its sign and payload;
  *   - COPY reads outside the source buffer's bounds as 0 and drops writes
  *     outside the destination's bounds (tails of non-multiple shapes).
  *

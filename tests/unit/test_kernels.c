@@ -596,6 +596,43 @@ TEST(views_take_same_rank_extents_as_they_are)
     }
 }
 
+/* Copies move bits: every e4m3/e5m2 code, and bf16/f16/f32 NaNs with
+ * either sign and several payloads, arrive unchanged on every executor. */
+TEST(copies_move_bits)
+{
+    static const char *dtypes[] = {"f8e4m3", "f8e5m2", "bf16", "f16", "f32"};
+    for (int t = 0; t < 5; t++) {
+        FeSet sets[] = {{"N", "256"}, {"dtype", dtypes[t]}};
+        DType dt = dt_parse(dtypes[t]);
+        size_t w = (size_t)dt_bits(dt) / 8;
+        uint8_t x[256 * 4], y[256 * 4];
+        for (int i = 0; i < 256; i++) /* byte patterns: all codes for fp8, NaNs and the rest above */
+            for (size_t j = 0; j < w; j++)
+                x[i * w + j] = (uint8_t)(j == w - 1 ? (i & 1 ? 0xff : 0x7f) : i * 37 + (int)j);
+        if (w == 1)
+            for (int i = 0; i < 256; i++)
+                x[i] = (uint8_t)i;
+        for (int e = 0; e < NEXECS; e++) {
+            if (!exec_available(&execs[e]))
+                continue;
+            Diag d = {0};
+            Kernel *k = fe_load("tests/specs/copy_bits.lua", sets, 2, &d);
+            CHECK(k != NULL);
+            if (!k)
+                continue;
+            memset(y, 0, sizeof y);
+            void *args[2] = {x, y};
+            bool ok = execute(k, execs[e].mode, execs[e].target, execs[e].threads, args, NULL, &d);
+            CHECKF(ok, "copy %s on %s: %s", dtypes[t], exec_name(&execs[e]), d.msg);
+            int bad = 0;
+            for (size_t i = 0; ok && i < 256 * w; i++)
+                bad += x[i] != y[i];
+            CHECKF(bad == 0, "copy %s on %s: %d bytes changed", dtypes[t], exec_name(&execs[e]), bad);
+            ir_kernel_free(k);
+        }
+    }
+}
+
 TEST(interpreter_reports_out_of_bounds)
 {
     const char *src =
@@ -636,6 +673,7 @@ int main(void)
     RUN(fp8_stores_round_like_the_definition);
     RUN(fp4_casts_round_like_the_definition);
     RUN(views_take_same_rank_extents_as_they_are);
+    RUN(copies_move_bits);
     RUN(interpreter_reports_out_of_bounds);
     return test_summary();
 }
