@@ -56,12 +56,17 @@ function F.e2m1(nib)
 end
 
 -- Ws[n][k] = e2m1(w[e, n0 + n, k0 + k]) · sw[e, n0 + n, (k0 + k) / 32]:
--- a power-of-two scale times an e2m1 value is exact in bf16.
+-- a power-of-two scale times an e2m1 value is exact in bf16.  One
+-- iteration per byte (element 2j in its low nibble, 2j + 1 in the high
+-- one) and per 32-wide scale group, so the loads are contiguous bytes and
+-- the scale is loaded once per group.
 function F.dequant(w, sw, e, n0, k0, Ws)
-  for n, k in T.parallel(Ws.shape[1], Ws.shape[2]) do
-    local byte = w[e][n0 + n][(k0 + k) // 2]
-    local nib = (byte >> ((k % 2) * 4)) & 15   -- element 2j is the low nibble
-    Ws[n][k] = F.e2m1(nib) * sw[e][n0 + n][(k0 + k) // F.WBLOCK]
+  local G = F.WBLOCK
+  for n, g, j in T.parallel(Ws.shape[1], Ws.shape[2] // G, G // 2) do
+    local byte = w[e][n0 + n][(k0 + g * G) // 2 + j]
+    local scale = sw[e][n0 + n][k0 // G + g]
+    Ws[n][g * G + 2 * j] = F.e2m1(byte & 15) * scale
+    Ws[n][g * G + 2 * j + 1] = F.e2m1(byte >> 4) * scale
   end
 end
 

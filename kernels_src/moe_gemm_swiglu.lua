@@ -18,7 +18,7 @@ local BN = F.ABLOCK  -- a column block is one output scale block
 
 return T.kernel "moe_gemm_swiglu" {
   params = { R = T.dyn, E = T.size(16), I = T.size(2048), K = T.size(4096),
-             limit = T.tune{"10"}, BM = T.tune{16, 32, 64} },
+             limit = T.tune{"10"}, BM = T.tune{16, 4, 8, 32, 64} },
   args = function(p)
     F.check_k(p.K, "moe_gemm_swiglu")
     T.check(p.I % BN == 0, ("moe_gemm_swiglu: inter = %d is not a multiple of the output scale block (%d)"):format(p.I, BN),

@@ -11,18 +11,19 @@ static const float E2M1[16] = {0, 0.5f, 1, 1.5f, 2, 3, 4, 6, -0.0f, -0.5f, -1, -
 
 float ref_e2m1_nibble(unsigned nibble) { return E2M1[nibble & 15]; }
 
-/* The nearest code to v (|v| <= 6 after the scale); on a tie the code with
- * an even index, i.e. a zero fraction bit. */
+/* Halfway between neighbouring magnitudes of the table. */
+static const double MID[7] = {0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5};
+
+/* The nearest code to v (|v| <= 6 after the scale; beyond, 6): the number of
+ * midpoints |v| passes; on a midpoint the code with an even index, i.e. a
+ * zero fraction bit. */
 static unsigned nearest_e2m1(double v)
 {
     double a = fabs(v);
-    unsigned best = 0;
-    for (unsigned c = 1; c < 8; c++) {
-        double d = fabs(a - E2M1[c]), db = fabs(a - E2M1[best]);
-        if (d < db || (d == db && c % 2 == 0))
-            best = c;
-    }
-    return signbit(v) ? best | 8 : best;
+    unsigned c = 0;
+    for (unsigned i = 0; i < 7; i++)
+        c += (a > MID[i]) + (a == MID[i]) * (i % 2);
+    return signbit(v) ? c | 8 : c;
 }
 
 void ref_fp4_quant_row(int K, const float *w, uint8_t *packed, uint8_t *scales)
@@ -30,14 +31,14 @@ void ref_fp4_quant_row(int K, const float *w, uint8_t *packed, uint8_t *scales)
     for (int b = 0; b < K / 32; b++) {
         double amax = 6 * ldexp(1, -126);
         for (int k = 0; k < 32; k++)
-            amax = fmax(amax, fabs(w[b * 32 + k]));
+            amax = fabs(w[b * 32 + k]) > amax ? fabs(w[b * 32 + k]) : amax;
         int e;
         double m = frexp(amax / 6, &e); /* amax/6 = m·2^e, m in [0.5, 1) */
         int p = m == 0.5 ? e - 1 : e;   /* 2^p = 2^ceil(log2(amax/6)) */
         scales[b] = (uint8_t)(p + 127);
+        double inv = ldexp(1, -p); /* dividing by a power of two is exact */
         for (int k = 0; k < 32; k += 2) {
-            unsigned lo = nearest_e2m1(fmin(fmax(w[b * 32 + k] / ldexp(1, p), -6), 6));
-            unsigned hi = nearest_e2m1(fmin(fmax(w[b * 32 + k + 1] / ldexp(1, p), -6), 6));
+            unsigned lo = nearest_e2m1(w[b * 32 + k] * inv), hi = nearest_e2m1(w[b * 32 + k + 1] * inv);
             packed[(b * 32 + k) / 2] = (uint8_t)(lo | hi << 4);
         }
     }

@@ -37,8 +37,14 @@ static bool run(const char *spec, const FeSet *sets, int nsets, const char *targ
     } else if (ok) {
         const TargetInfo *t = ir_target(target);
         CgJit *j = NULL;
-        ok = pass_pipeline(k, t, NULL, &d) && (j = cg_jit_compile(k, t, &d)) &&
-             cg_launch(k, cg_jit_fn(j), args, params, 2, &d);
+        ok = pass_pipeline(k, t, NULL, &d) && (j = cg_jit_compile(k, t, &d));
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        ok = ok && cg_launch(k, cg_jit_fn(j), args, params, 2, &d);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        if (getenv("MOE_VERBOSE")) /* one launch on 2 threads, caches cold */
+            printf("  %s R=%lld on %s: %.2f ms\n", spec, (long long)R, target,
+                   1e3 * (t1.tv_sec - t0.tv_sec) + 1e-6 * (t1.tv_nsec - t0.tv_nsec));
         cg_jit_free(j);
     }
     if (!ok)
@@ -68,6 +74,8 @@ typedef struct Moe {
     uint8_t *a, *sa;  /* their e4m3 codes and 1×128 scales */
     uint8_t *w, *sw;  /* [E, N, K/2] packed e2m1 and [E, N, K/32] scales (experts with rows only) */
     float *rw;        /* [R] routing weights */
+    int *rows, nrows; /* the rows compared (pick_rows) */
+    double *exact;    /* [nrows, N]: those rows times the unquantised weights */
     unsigned wseed;
 } Moe;
 
@@ -78,9 +86,49 @@ typedef struct Moe {
 static void weight_row(const Moe *m, int e, int n, float *row)
 {
     unsigned s = m->wseed ^ (unsigned)(e * 7919 + n * 104729 + 1);
+    float mag = 0.45f / sqrtf((float)m->K), step[5] = {0.25f, 0.5f, 1, 2, 4};
     for (int k = 0; k < m->K; k++) {
         float bell = test_rand(&s) + test_rand(&s) + test_rand(&s);
-        row[k] = bell * 0.45f / sqrtf((float)m->K) * ldexpf(1.0f, (n + k / 32) % 5 - 2);
+        row[k] = bell * mag * step[(n + k / 32) % 5];
+    }
+}
+
+static int expert_of(const Moe *m, int r)
+{
+    for (int e = 0; e < m->E; e++)
+        if (r >= m->off[e] && r < m->off[e] + m->cnt[e])
+            return e;
+    return -1;
+}
+
+/* The rows to compare: all of them, or at prefill the first and last of
+ * every expert and every 257th. */
+static int pick_rows(const Moe *m, int *rows)
+{
+    int n = 0;
+    for (int r = 0; r < m->R; r++) {
+        int e = expert_of(m, r);
+        if (m->R <= 64 || r == m->off[e] || r == m->off[e] + m->cnt[e] - 1 || r % 257 == 0)
+            rows[n++] = r;
+    }
+    return n;
+}
+
+/* Row n of expert e's weights: quantised into m, and its products with the
+ * unquantised activations of the compared rows of e, in double. */
+static void make_weight_row(Moe *m, int e, int n, float *row)
+{
+    int64_t at = (int64_t)e * m->N + n;
+    weight_row(m, e, n, row);
+    ref_fp4_quant_row(m->K, row, m->w + at * (m->K / 2), m->sw + at * (m->K / 32));
+    for (int i = 0; i < m->nrows; i++) {
+        if (expert_of(m, m->rows[i]) != e)
+            continue;
+        const float *x = m->x + (int64_t)m->rows[i] * m->K;
+        double acc = 0;
+        for (int k = 0; k < m->K; k++)
+            acc += (double)x[k] * row[k];
+        m->exact[(int64_t)i * m->N + n] = acc;
     }
 }
 
@@ -101,7 +149,7 @@ static Moe moe_new(int E, int N, int K, const int *counts, unsigned seed)
     float *q = calloc(K, 4), *s = calloc(K / 128, 4);
     for (int r = 0; r < m.R; r++) {
         float *x = m.x + (int64_t)r * K;
-        float mag = ldexpf(1.0f, r % 7 - 2); /* 1/4 .. 16: some gates and ups pass the clamp */
+        float mag = ldexpf(1.0f, r * 3 % 7 - 2); /* 1/4 .. 16: some gates and ups pass the clamp */
         for (int k = 0; k < K; k++)
             x[k] = test_rand(&seed) * mag * (1 + (k / 128) % 3);
         ref_act_quant(K, x, q, s);
@@ -111,18 +159,15 @@ static Moe moe_new(int E, int N, int K, const int *counts, unsigned seed)
             m.sa[(int64_t)r * (K / 128) + b] = dt_f32_to_e8m0(s[b]);
         m.rw[r] = 0.1f + 0.4f * (test_rand(&seed) + 1);
     }
+    m.rows = calloc(m.R, sizeof *m.rows);
+    m.nrows = pick_rows(&m, m.rows);
+    m.exact = calloc((size_t)m.nrows * N, sizeof *m.exact);
     /* calloc: the pages of experts without rows are never touched */
     m.w = calloc((size_t)E * N * (K / 2), 1);
     m.sw = calloc((size_t)E * N * (K / 32), 1);
-    for (int e = 0; e < E; e++) {
-        if (!counts[e])
-            continue;
-        for (int n = 0; n < N; n++) {
-            int64_t row = (int64_t)e * N + n;
-            weight_row(&m, e, n, q);
-            ref_fp4_quant_row(K, q, m.w + row * (K / 2), m.sw + row * (K / 32));
-        }
-    }
+    for (int e = 0; e < E; e++)
+        for (int n = 0; counts[e] && n < N; n++)
+            make_weight_row(&m, e, n, q);
     free(q); free(s);
     return m;
 }
@@ -130,50 +175,7 @@ static Moe moe_new(int E, int N, int K, const int *counts, unsigned seed)
 static void moe_free(Moe *m)
 {
     free(m->cnt); free(m->off); free(m->x); free(m->a); free(m->sa); free(m->w); free(m->sw); free(m->rw);
-}
-
-static int expert_of(const Moe *m, int r)
-{
-    for (int e = 0; e < m->E; e++)
-        if (r >= m->off[e] && r < m->off[e] + m->cnt[e])
-            return e;
-    return -1;
-}
-
-/* The rows to compare: all of them, or at prefill the first and last of
- * every expert and every 37th. */
-static int pick_rows(const Moe *m, int *rows)
-{
-    int n = 0;
-    for (int r = 0; r < m->R; r++) {
-        int e = expert_of(m, r);
-        if (m->R <= 64 || r == m->off[e] || r == m->off[e] + m->cnt[e] - 1 || r % 37 == 0)
-            rows[n++] = r;
-    }
-    return n;
-}
-
-/* exact[i][n] = Σ_k x[rows[i]][k] · w[e][n][k] over unquantised values, in double. */
-static void exact_gemm(const Moe *m, const int *rows, int nrows, int n0, int N, double *exact)
-{
-    float *wr = calloc(m->K, 4);
-    for (int e = 0; e < m->E; e++) {
-        if (!m->cnt[e])
-            continue;
-        for (int n = 0; n < N; n++) {
-            weight_row(m, e, n0 + n, wr);
-            for (int i = 0; i < nrows; i++) {
-                if (expert_of(m, rows[i]) != e)
-                    continue;
-                const float *x = m->x + (int64_t)rows[i] * m->K;
-                double acc = 0;
-                for (int k = 0; k < m->K; k++)
-                    acc += (double)x[k] * wr[k];
-                exact[(int64_t)i * N + n] = acc;
-            }
-        }
-    }
-    free(wr);
+    free(m->rows); free(m->exact);
 }
 
 /* E, the output width (N, or I for the fused kernel), K and BM as --set values. */
@@ -204,11 +206,9 @@ static void check_plain(const char *target, const Moe *m, const char *bm)
     Sets st;
     void *args[7] = {m->a, m->sa, m->cnt, m->off, m->w, m->sw, c};
     CHECK(run(PLAIN, sets_of(&st, m->E, "N", N, m->K, bm), 4, target, args, m->R));
-    int *rows = calloc(m->R, sizeof *rows), nrows = pick_rows(m, rows);
+    const int *rows = m->rows, nrows = m->nrows;
     float *want = calloc((size_t)nrows * N, 4), *got = calloc((size_t)nrows * N, 4);
     float *exact = calloc((size_t)nrows * N, 4);
-    double *exd = calloc((size_t)nrows * N, 8);
-    exact_gemm(m, rows, nrows, 0, N, exd);
     int far = 0, same = 0;
     for (int i = 0; i < nrows; i++) {
         int r = rows[i], e = expert_of(m, r);
@@ -218,7 +218,7 @@ static void check_plain(const char *target, const Moe *m, const char *bm)
         for (int n = 0; n < N; n++) {
             int64_t j = (int64_t)i * N + n;
             got[j] = dt_bf16_to_f32(c[(int64_t)r * N + n]);
-            exact[j] = (float)exd[j];
+            exact[j] = (float)m->exact[j];
             far += !(fabsf(got[j] - want[j]) <= ulp_of(want[j], 7));
             same += got[j] == want[j];
         }
@@ -232,7 +232,7 @@ static void check_plain(const char *target, const Moe *m, const char *bm)
            "moe_expert_gemm R=%d E=%d N=%d K=%d BM=%s on %s: %d beyond one bf16 rounding, %d of %d equal, "
            "calc_diff %.2e, %lld unwritten",
            m->R, m->E, N, m->K, bm, name_of(target), far, same, nrows * N, diff, (long long)unwritten);
-    free(c); free(rows); free(want); free(got); free(exact); free(exd);
+    free(c); free(want); free(got); free(exact);
 }
 
 /* ---------------------------------------------------- GEMM 1 + SwiGLU */
@@ -262,11 +262,10 @@ static void check_fused(const char *target, const Moe *m, const char *bm)
     Sets st;
     void *args[9] = {m->a, m->sa, m->cnt, m->off, m->w, m->sw, m->rw, q, s};
     CHECK(run(FUSED, sets_of(&st, m->E, "I", I, K, bm), 4, target, args, m->R));
-    int *rows = calloc(m->R, sizeof *rows), nrows = pick_rows(m, rows);
+    const int *rows = m->rows, nrows = m->nrows;
+    const double *gu = m->exact;
     float *qr = calloc(I, 4), *sr = calloc(nb, 4);
     float *got = calloc((size_t)nrows * I, 4), *exact = calloc((size_t)nrows * I, 4);
-    double *gu = calloc((size_t)nrows * 2 * I, 8);
-    exact_gemm(m, rows, nrows, 0, 2 * I, gu);
     int same = 0, far = 0, ssame = 0, gclamp = 0, uclamp = 0;
     for (int i = 0; i < nrows; i++) {
         int r = rows[i], e = expert_of(m, r);
@@ -295,7 +294,7 @@ static void check_fused(const char *target, const Moe *m, const char *bm)
            "%d of %d scales equal, calc_diff %.2e",
            m->R, m->E, I, K, bm, name_of(target), far, same, nrows * I, ssame, nrows * nb, diff);
     CHECKF(gclamp > 0 && uclamp > 0, "the clamp is not exercised: %d gates > 10, %d |up| > 10", gclamp, uclamp);
-    free(q); free(s); free(rows); free(qr); free(sr); free(got); free(exact); free(gu);
+    free(q); free(s); free(qr); free(sr); free(got); free(exact);
 }
 
 /* ---------------------------------------------------------------- tests */
@@ -310,51 +309,276 @@ static void check_fused(const char *target, const Moe *m, const char *bm)
             printf("  %.2fs: %s\n", (t1_.tv_sec - t0_.tv_sec) + 1e-9 * (t1_.tv_nsec - t0_.tv_nsec), #stmt); \
     } while (0)
 
-/* v4-mini (16 experts, d 512, inter 256) at decode: 7 rows over 4 experts. */
-static const int MINI_DECODE[16] = {0, 0, 3, 0, 1, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 1};
+/* ------------------------------------------------- bit-exact formats */
 
-TEST(v4_mini_decode_every_executor)
+static uint8_t hash8(unsigned x)
 {
+    x ^= x >> 16;
+    x *= 0x7feb352dU;
+    x ^= x >> 15;
+    x *= 0x846ca68bU;
+    return (uint8_t)(x >> 16);
+}
+
+/* FP4 unpacking (§2.4), bit for bit: one-hot activations (a = 1, scale 1)
+ * make row k of expert e's output the dequantised column k of its
+ * weights, e2m1(nibble) · 2^(scale - 127), which bf16 holds exactly.  Every
+ * nibble meets every scale exponent from 2^-30 to 2^30, in the low and the
+ * high half of a byte.  (-0, nibble 8, sums to +0 with the zero products.) */
+TEST(fp4_unpack_bit_exact)
+{
+    enum { E = 3, N = 128, K = 128, LO = 97, HI = 157 };
+    static const int counts[E] = {K, 0, K};
+    static uint8_t a[2 * K * K], sa[2 * K], w[E * N * K / 2], sw[E * N * K / 32];
+    static uint16_t c[2 * K * N];
+    static unsigned char seen[2][16][256];
+    int32_t cnt[E], off[E];
+    for (int e = 0, r = 0; e < E; r += counts[e], e++)
+        cnt[e] = counts[e], off[e] = r;
+    for (int r = 0; r < 2 * K; r++) {
+        for (int k = 0; k < K; k++)
+            a[r * K + k] = k == r % K ? dt_f32_to_e4m3(1.0f) : 0;
+        sa[r] = 127;
+    }
+    for (int i = 0; i < E * N * K / 2; i++)
+        w[i] = hash8((unsigned)i);
+    for (int i = 0; i < E * N * K / 32; i++)
+        sw[i] = (uint8_t)(LO + hash8((unsigned)i * 3 + 1) % (HI - LO + 1));
+    for (int e = 0; e < E; e += 2) /* the coverage this gives */
+        for (int n = 0; n < N; n++)
+            for (int k = 0; k < K; k++) {
+                int64_t at = ((int64_t)e * N + n) * K + k;
+                seen[k % 2][w[at / 2] >> (k % 2 * 4) & 15][sw[at / 32]] = 1;
+            }
+    int missing = 0;
+    for (int h = 0; h < 2; h++)
+        for (int nib = 0; nib < 16; nib++)
+            for (int b = LO; b <= HI; b++)
+                missing += !seen[h][nib][b];
+    CHECKF(missing == 0, "%d (half, nibble, exponent) combinations not covered", missing);
     const char *targets[4] = {NULL, "sm_90a"};
-    int n = 2 + jit_targets(targets + 2);
-    Moe down = moe_new(16, 512, 256, MINI_DECODE, 3);   /* GEMM 2: inter → d */
-    Moe up = moe_new(16, 512, 512, MINI_DECODE, 5);     /* GEMM 1: d → 2·inter */
+    int nt = 2 + jit_targets(targets + 2);
+    for (int t = 0; t < nt; t++) {
+        memset(c, 0xff, sizeof c);
+        Sets st;
+        void *args[7] = {a, sa, cnt, off, w, sw, c};
+        CHECK(run(PLAIN, sets_of(&st, E, "N", N, K, "16"), 4, targets[t], args, 2 * K));
+        int bad = 0;
+        for (int e = 0; e < E; e++)
+            for (int k = 0; k < cnt[e]; k++)
+                for (int n = 0; n < N; n++) {
+                    int64_t at = ((int64_t)e * N + n) * K + k;
+                    float want = ref_e2m1_nibble(w[at / 2] >> (k % 2 * 4)) * ldexpf(1, sw[at / 32] - 127);
+                    float got = dt_bf16_to_f32(c[(off[e] + k) * N + n]);
+                    if (got != want && bad++ < 4)
+                        printf("  %s: expert %d, n %d, k %d: %g, want %g\n", name_of(targets[t]), e, n, k, got, want);
+                }
+        CHECKF(bad == 0, "%s: %d of %d weights unpacked wrongly", name_of(targets[t]), bad, 2 * K * N);
+    }
+}
+
+/* The SwiGLU epilogue's FP8 re-quantisation (§3.5 step 9, §2.2), bit for
+ * bit against the reference on the same values: activations and weights
+ * from short grids keep every GEMM sum exact in f32, so the kernel's gate
+ * and up are the reference's.  Only silu(g)·u·w is computed differently
+ * (f32 against double); where the reference's h lies within 2^-17 of a
+ * bf16 rounding midpoint the two may round apart, and only there a code
+ * may differ, by one step.  Every scale and every other code is equal. */
+TEST(swiglu_requant_bit_exact)
+{
+    enum { E = 4, I = 256, K = 256, R = 6 };
+    static const int counts[E] = {3, 0, 2, 1};
+    static const float agrid[8] = {0, 0.5f, 1, 1.5f, 2, -1, -2, -0.5f};
+    static uint8_t a[R * K], sa[R * K / 128], w[E * 2 * I * K / 2], sw[E * 2 * I * K / 32];
+    static uint8_t q[R * I], s[R * I / 128];
+    float rw[R], qr[I], sr[I / 128];
+    int32_t cnt[E], off[E];
+    for (int e = 0, r = 0; e < E; r += counts[e], e++)
+        cnt[e] = counts[e], off[e] = r;
+    for (int i = 0; i < R * K; i++)
+        a[i] = dt_f32_to_e4m3(agrid[hash8((unsigned)i + 7) % 8] * (float)(1 + i % 3));
+    for (int i = 0; i < R * K / 128; i++)
+        sa[i] = (uint8_t)(126 + i % 3);
+    for (int i = 0; i < E * 2 * I * K / 2; i++)
+        w[i] = hash8((unsigned)i * 5 + 3);
+    for (int i = 0; i < E * 2 * I * K / 32; i++)
+        sw[i] = (uint8_t)(124 + hash8((unsigned)i) % 3);
+    for (int r = 0; r < R; r++)
+        rw[r] = 0.2f + 0.17f * (float)r;
+    const char *targets[4] = {NULL, "sm_90a"};
+    int nt = 2 + jit_targets(targets + 2);
+    for (int t = 0; t < nt; t++) {
+        memset(q, 0xff, sizeof q);
+        memset(s, 0xff, sizeof s);
+        Sets st;
+        void *args[9] = {a, sa, cnt, off, w, sw, rw, q, s};
+        CHECK(run(FUSED, sets_of(&st, E, "I", I, K, "4"), 4, targets[t], args, R));
+        int codes = 0, near = 0, ambiguous = 0, scales = 0, clamped = 0;
+        for (int e = 0; e < E; e++)
+            for (int r = off[e]; r < off[e] + cnt[e]; r++) {
+                const uint8_t *we = w + (int64_t)e * 2 * I * K / 2, *se = sw + (int64_t)e * 2 * I * K / 32;
+                float gu[2 * I];
+                ref_fp4_gemm_row(2 * I, K, a + r * K, sa + r * K / 128, we, se, gu);
+                ref_moe_swiglu_row(I, K, a + r * K, sa + r * K / 128, we, se, rw[r], 10, qr, sr);
+                for (int n = 0; n < I; n++) {
+                    double h = silu_clamped(gu[n], gu[I + n], rw[r]);
+                    double mid = ref_round_bf16((float)h) + copysign(ulp_of((float)h, 7) / 2, h - ref_round_bf16((float)h));
+                    bool amb = fabs(h - mid) <= fabs(h) * 0x1p-17;
+                    float got = dt_e4m3_to_f32(q[r * I + n]);
+                    clamped += gu[n] > 10 || fabsf(gu[I + n]) > 10;
+                    ambiguous += amb;
+                    codes += got == qr[n];
+                    near += amb && fabsf(got - qr[n]) <= ulp_of(qr[n], 3);
+                }
+                for (int b = 0; b < I / 128; b++)
+                    scales += dt_e8m0_to_f32(s[r * (I / 128) + b]) == sr[b];
+            }
+        int total = R * I;
+        CHECKF(scales == R * (I / 128) && codes + near >= total && codes >= total - ambiguous,
+               "%s: %d of %d scales and %d of %d codes equal (%d within one step where h is ambiguous, %d such)",
+               name_of(targets[t]), scales, R * (I / 128), codes, total, near, ambiguous);
+        CHECKF(clamped > total / 20, "only %d of %d gates or ups pass the clamp", clamped, total);
+        if (getenv("MOE_VERBOSE"))
+            printf("  %s: %d/%d codes, %d ambiguous, %d clamped\n", name_of(targets[t]), codes, total, ambiguous, clamped);
+    }
+}
+
+/* ---------------------------------------------------------- GEMMs */
+
+/* Small shapes on the interpreter and the sm_90a lowering in SIMT mode
+ * (which also watches for races): 3 rows over 2 of 4 experts, row tiles of
+ * 4 (the GPU's plain path) and 16 (tensor cores). */
+TEST(small_shapes_interp_and_simt)
+{
+    static const int counts[4] = {2, 0, 1, 0};
+    Moe plain = moe_new(4, 256, 256, counts, 3), fused = moe_new(4, 256, 256, counts, 5);
+    const char *bms[2] = {"4", "16"};
+    for (int b = 0; b < 2; b++) {
+        TIMED(check_plain(NULL, &plain, bms[b]));
+        TIMED(check_fused(NULL, &fused, bms[b]));
+        TIMED(check_plain("sm_90a", &plain, bms[b]));
+        TIMED(check_fused("sm_90a", &fused, bms[b]));
+    }
+    moe_free(&plain);
+    moe_free(&fused);
+}
+
+/* v4-mini (16 experts, d 512, inter 256) at decode on the JIT: 7 rows over
+ * 4 experts. */
+TEST(v4_mini_decode_jit)
+{
+    static const int counts[16] = {0, 0, 3, 0, 1, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 1};
+    const char *targets[2];
+    int n = jit_targets(targets);
+    Moe down = moe_new(16, 512, 256, counts, 3);   /* GEMM 2: inter → d */
+    Moe up = moe_new(16, 512, 512, counts, 5);     /* GEMM 1: d → 2·inter */
     for (int t = 0; t < n; t++) {
-        struct timespec t0, t1;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
+        check_plain(targets[t], &down, "4");
         check_plain(targets[t], &down, "16");
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        if (getenv("MOE_VERBOSE")) printf("  %.2fs\n", (t1.tv_sec - t0.tv_sec) + 1e-9 * (t1.tv_nsec - t0.tv_nsec));
-        check_fused(targets[t], &up, "16");
-        clock_gettime(CLOCK_MONOTONIC, &t0);
-        if (getenv("MOE_VERBOSE")) printf("  %.2fs\n", (t0.tv_sec - t1.tv_sec) + 1e-9 * (t0.tv_nsec - t1.tv_nsec));
+        check_fused(targets[t], &up, "8");
     }
     moe_free(&down);
     moe_free(&up);
 }
 
+/* The grid is sized by the bound on row tiles; these reach it exactly:
+ * one row per expert (decode's worst case), and 17 rows each (two tiles
+ * per expert, the second with one row). */
+TEST(tile_schedule_at_its_bound)
+{
+    static int single[16], seventeen[16];
+    for (int e = 0; e < 16; e++)
+        single[e] = 1, seventeen[e] = 17;
+    const char *targets[2];
+    int n = jit_targets(targets);
+    Moe one = moe_new(16, 256, 256, single, 19), two = moe_new(16, 256, 256, seventeen, 23);
+    for (int t = 0; t < n; t++) {
+        check_plain(targets[t], &one, "16");
+        check_plain(targets[t], &two, "16");
+        check_fused(targets[t], &two, "16");
+    }
+    check_plain(NULL, &one, "16");
+    moe_free(&one);
+    moe_free(&two);
+}
+
 /* Flash (d 4096, inter 2048, 256 experts) at decode on the JIT: 16 rows
- * over 5 experts, and one row. */
+ * over 5 experts (3 for GEMM 1), and one row. */
 TEST(flash_decode_jit)
 {
-    static int counts[256], one[256];
+    static int counts[256], three[256], one[256];
     counts[3] = 6, counts[17] = 1, counts[100] = 4, counts[101] = 2, counts[255] = 3;
+    three[0] = 9, three[128] = 1, three[255] = 6;
     one[200] = 1;
     const char *targets[2];
     int n = jit_targets(targets);
-    Moe down = moe_new(256, 4096, 2048, counts, 7), up = moe_new(256, 4096, 4096, counts, 9);
+    Moe down = moe_new(256, 4096, 2048, counts, 7), up = moe_new(256, 4096, 4096, three, 9);
     Moe down1 = moe_new(256, 4096, 2048, one, 11);
     for (int t = 0; t < n; t++) {
         TIMED(check_plain(targets[t], &down, "16"));
         TIMED(check_fused(targets[t], &up, "16"));
-        TIMED(check_plain(targets[t], &down1, "16"));
+        TIMED(check_plain(targets[t], &down1, "4"));
     }
     moe_free(&down); moe_free(&up); moe_free(&down1);
 }
 
+/* A prefill of 2048 routed rows with Flash's per-expert shapes, 8 experts
+ * (four empty, one with a single row), on the best JIT target. */
+TEST(flash_prefill_jit)
+{
+    static const int counts[8] = {1200, 0, 1, 0, 718, 0, 129, 0};
+    const char *targets[2];
+    if (!jit_targets(targets))
+        return;
+    Moe down;
+    TIMED(down = moe_new(8, 4096, 2048, counts, 13));
+    TIMED(check_plain(targets[0], &down, "64"));
+    moe_free(&down);
+    Moe up;
+    TIMED(up = moe_new(8, 4096, 4096, counts, 17));
+    TIMED(check_fused(targets[0], &up, "64"));
+    moe_free(&up);
+}
+
+/* ----------------------------------------------------------- bad input */
+
+static void expect_error(const char *spec, const char *name, const char *value, const char *want)
+{
+    FeSet set = {name, value};
+    Diag d = {0};
+    Kernel *k = fe_load(spec, &set, 1, &d);
+    CHECKF(k == NULL, "%s with %s=%s accepted", spec, name, value);
+    ir_kernel_free(k);
+    char got[1024] = "";
+    FILE *f = fmemopen(got, sizeof got, "w");
+    diag_print(&d, f);
+    fclose(f);
+    CHECKF(!strcmp(got, want), "%s=%s\n    got:  %s    want: %s", name, value, got, want);
+}
+
+TEST(bad_shapes_are_one_line_errors)
+{
+    expect_error(PLAIN, "K", "127",
+                 PLAIN ":21: moe_expert_gemm: K = 127 is odd, but packed fp4 weights hold two elements per byte\n");
+    expect_error(FUSED, "K", "4094",
+                 FUSED ":23: moe_gemm_swiglu: K = 4094 is not a multiple of the fp4 weight scale block (32)\n");
+    expect_error(PLAIN, "K", "96",
+                 PLAIN ":21: moe_expert_gemm: K = 96 is not a multiple of the activation scale block (128)\n");
+    expect_error(FUSED, "I", "200",
+                 FUSED ":24: moe_gemm_swiglu: inter = 200 is not a multiple of the output scale block (128) "
+                 "(hint: the scales s[R, inter/128] must cover whole blocks)\n");
+    expect_error(PLAIN, "N", "200", PLAIN ":22: moe_expert_gemm: N = 200 is not a multiple of the tile BN = 128\n");
+}
+
 int main(void)
 {
-    RUN(v4_mini_decode_every_executor);
-    RUN(flash_decode_jit);
+    TIMED(RUN(fp4_unpack_bit_exact));
+    TIMED(RUN(swiglu_requant_bit_exact));
+    TIMED(RUN(small_shapes_interp_and_simt));
+    TIMED(RUN(v4_mini_decode_jit));
+    TIMED(RUN(tile_schedule_at_its_bound));
+    TIMED(RUN(flash_decode_jit));
+    TIMED(RUN(flash_prefill_jit));
+    TIMED(RUN(bad_shapes_are_one_line_errors));
     return test_summary();
 }
