@@ -94,11 +94,17 @@ function F.accumulate(outs, a, sa, w, sw, tile, K)
   end
 end
 
--- c[row0 + i][n0 + j] = acc[i][j] for the tile's rows only: the rows after
--- them belong to the next expert.
+-- Whether row i of tile is one of its expert's rows (the rows after them
+-- belong to the next expert) and inside out (so offsets past R write
+-- nothing).
+function F.owns(tile, i, out)
+  return T.and_(T.lt(i, tile.rows), T.lt(tile.row0 + i, out.shape[1]))
+end
+
+-- c[row0 + i][n0 + j] = acc[i][j] for the rows the tile owns.
 function F.store_rows(acc, c, tile, n0)
   for i, j in T.parallel(acc.shape[1], acc.shape[2]) do
-    T.if_(T.lt(i, tile.rows), function() c[tile.row0 + i][n0 + j] = acc[i][j] end)
+    T.if_(F.owns(tile, i, c), function() c[tile.row0 + i][n0 + j] = acc[i][j] end)
   end
 end
 

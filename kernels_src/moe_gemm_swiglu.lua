@@ -53,7 +53,7 @@ return T.kernel "moe_gemm_swiglu" {
       local scale = Q.scale_rows(g, 448.0, 1e-4)
       F.store_rows(g, q, tile, bn * BN)                  -- stores round to e4m3
       for i in T.parallel(p.BM) do
-        T.if_(T.lt(i, tile.rows), function() s[tile.row0 + i][bn] = scale[i] end)
+        T.if_(F.owns(tile, i, s), function() s[tile.row0 + i][bn] = scale[i] end)
       end
     end
   end,

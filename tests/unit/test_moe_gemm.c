@@ -132,15 +132,17 @@ static void make_weight_row(Moe *m, int e, int n, float *row)
     }
 }
 
-static Moe moe_new(int E, int N, int K, const int *counts, unsigned seed)
+/* Expert e's rows start at a multiple of align (1: packed back to back;
+ * more leaves rows of no expert between them, which stay untouched). */
+static Moe moe_new_aligned(int E, int N, int K, const int *counts, int align, unsigned seed)
 {
     Moe m = {.E = E, .N = N, .K = K, .wseed = seed * 31 + 7};
     m.cnt = calloc(E, 4);
     m.off = calloc(E, 4);
     for (int e = 0; e < E; e++) {
         m.cnt[e] = counts[e];
-        m.off[e] = m.R;
-        m.R += counts[e];
+        m.off[e] = (m.R + align - 1) / align * align;
+        m.R = m.off[e] + counts[e];
     }
     m.x = calloc((size_t)m.R * K, 4);
     m.a = calloc((size_t)m.R * K, 1);
@@ -172,6 +174,11 @@ static Moe moe_new(int E, int N, int K, const int *counts, unsigned seed)
     return m;
 }
 
+static Moe moe_new(int E, int N, int K, const int *counts, unsigned seed)
+{
+    return moe_new_aligned(E, N, K, counts, 1, seed);
+}
+
 static void moe_free(Moe *m)
 {
     free(m->cnt); free(m->off); free(m->x); free(m->a); free(m->sa); free(m->w); free(m->sw); free(m->rw);
@@ -197,8 +204,9 @@ static const FeSet *sets_of(Sets *t, int E, const char *wname, int width, int K,
 
 /* moe_expert_gemm on target: within one bf16 rounding of the spec's math
  * on the same inputs (>= 90% equal) and calc_diff < 0.02 (§9's FP4 bound)
- * against the unquantised product, on the picked rows; every row written. */
-static void check_plain(const char *target, const Moe *m, const char *bm)
+ * against the unquantised product, on the picked rows; every row of an
+ * expert written and no other.  Returns the output (bf16 bits). */
+static uint16_t *check_plain(const char *target, const Moe *m, const char *bm)
 {
     int N = m->N;
     uint16_t *c = malloc((size_t)m->R * N * 2);
@@ -223,17 +231,21 @@ static void check_plain(const char *target, const Moe *m, const char *bm)
             same += got[j] == want[j];
         }
     }
-    int64_t unwritten = 0;
-    for (int64_t j = 0; j < (int64_t)m->R * N; j++)
-        unwritten += isnan(dt_bf16_to_f32(c[j]));
+    int64_t misplaced = 0; /* the experts' rows all written, the rows between them untouched */
+    for (int r = 0; r < m->R; r++)
+        for (int n = 0, owned = expert_of(m, r) >= 0; n < N; n++)
+            misplaced += isnan(dt_bf16_to_f32(c[(int64_t)r * N + n])) == owned;
     double diff = ref_calc_diff(got, exact, (int64_t)nrows * N);
     if (getenv("MOE_VERBOSE")) printf("  plain %s: far %d same %d/%d diff %.2e\n", name_of(target), far, same, nrows * N, diff);
-    CHECKF(far == 0 && same >= nrows * N * 9 / 10 && diff < 0.02 && unwritten == 0,
+    CHECKF(far == 0 && same >= nrows * N * 9 / 10 && diff < 0.02 && misplaced == 0,
            "moe_expert_gemm R=%d E=%d N=%d K=%d BM=%s on %s: %d beyond one bf16 rounding, %d of %d equal, "
-           "calc_diff %.2e, %lld unwritten",
-           m->R, m->E, N, m->K, bm, name_of(target), far, same, nrows * N, diff, (long long)unwritten);
-    free(c); free(want); free(got); free(exact);
+           "calc_diff %.2e, %lld values written where they should not be or not written",
+           m->R, m->E, N, m->K, bm, name_of(target), far, same, nrows * N, diff, (long long)misplaced);
+    free(want); free(got); free(exact);
+    return c;
 }
+
+static void check_plain_only(const char *target, const Moe *m, const char *bm) { free(check_plain(target, m, bm)); }
 
 /* ---------------------------------------------------- GEMM 1 + SwiGLU */
 
@@ -242,6 +254,41 @@ static double silu_clamped(double g, double u, double rw)
     g = fmin(g, 10);
     u = fmax(fmin(u, 10), -10);
     return g / (1 + exp(-g)) * u * rw;
+}
+
+/* The re-quantisation bit for bit on every row: the reference's SwiGLU and
+ * act_quant applied to the gate and up values that moe_expert_gemm computed
+ * on the same w13 (bf16 [R, 2I]), which are the fused kernel's own: both
+ * run the same K loop.  Only silu's f32 rounding may move h across a bf16
+ * midpoint, so a code may differ by one step in rare places; the scales
+ * may not differ. */
+static void check_requant_of(const Moe *m, const uint16_t *gu_plain, const uint8_t *q, const uint8_t *s,
+                             const char *target)
+{
+    int I = m->N / 2, nb = I / 128, codes = 0, scales = 0, far = 0, total = 0;
+    float *g = calloc(2 * I, 4), *qr = calloc(I, 4), *sr = calloc(nb, 4);
+    for (int r = 0; r < m->R; r++) {
+        if (expert_of(m, r) < 0)
+            continue;
+        for (int n = 0; n < 2 * I; n++)
+            g[n] = dt_bf16_to_f32(gu_plain[(int64_t)r * 2 * I + n]);
+        ref_swiglu_quant(I, g, g + I, m->rw[r], 10, qr, sr);
+        for (int n = 0; n < I; n++) {
+            float got = dt_e4m3_to_f32(q[(int64_t)r * I + n]);
+            codes += got == qr[n];
+            far += !(fabsf(got - qr[n]) <= ulp_of(qr[n], 3));
+        }
+        for (int b = 0; b < nb; b++)
+            scales += dt_e8m0_to_f32(s[(int64_t)r * nb + b]) == sr[b];
+        total += I;
+    }
+    if (getenv("MOE_VERBOSE"))
+        printf("  requant of moe_expert_gemm's g, u on %s: %d of %d codes, %d of %d scales\n", name_of(target), codes,
+               total, scales, total / 128);
+    CHECKF(far == 0 && codes >= total - total / 10000 && scales == total / 128,
+           "moe_gemm_swiglu on %s against act_quant of moe_expert_gemm's gate and up: %d of %d codes (%d beyond "
+           "one step), %d of %d scales equal", name_of(target), codes, total, far, scales, total / 128);
+    free(g); free(qr); free(sr);
 }
 
 /* moe_gemm_swiglu on target (m->N = 2·inter): codes and scales against the
@@ -253,7 +300,7 @@ static double silu_clamped(double g, double u, double rw)
  * about twice the relative error of one FP4 GEMM (calc_diff ~5x that
  * GEMM's 0.005; a wrong scale layout gives ~1).  Both sides of the clamp
  * must be reached. */
-static void check_fused(const char *target, const Moe *m, const char *bm)
+static void check_fused(const char *target, const Moe *m, const char *bm, const uint16_t *gu_plain)
 {
     int I = m->N / 2, K = m->K, nb = I / 128;
     uint8_t *q = malloc((size_t)m->R * I), *s = malloc((size_t)m->R * nb);
@@ -287,6 +334,18 @@ static void check_fused(const char *target, const Moe *m, const char *bm)
         for (int b = 0; b < nb; b++)
             ssame += dt_e8m0_to_f32(s[(int64_t)r * nb + b]) == sr[b];
     }
+    int64_t misplaced = 0;
+    for (int r = 0; r < m->R; r++) {
+        int owned = expert_of(m, r) >= 0;
+        for (int n = 0; n < I; n++)
+            misplaced += isnan(dt_e4m3_to_f32(q[(int64_t)r * I + n])) == owned;
+        for (int b = 0; b < nb; b++)
+            misplaced += isnan(dt_e8m0_to_f32(s[(int64_t)r * nb + b])) == owned;
+    }
+    CHECKF(misplaced == 0, "moe_gemm_swiglu on %s: %lld codes or scales written outside the experts' rows or not "
+           "written", name_of(target), (long long)misplaced);
+    if (gu_plain)
+        check_requant_of(m, gu_plain, q, s, target);
     double diff = ref_calc_diff(got, exact, (int64_t)nrows * I);
     if (getenv("MOE_VERBOSE")) printf("  fused %s: far %d same %d/%d ssame %d/%d diff %.2e clamps %d %d\n", name_of(target), far, same, nrows * I, ssame, nrows * nb, diff, gclamp, uclamp);
     CHECKF(far == 0 && same >= nrows * I * 98 / 100 && ssame >= nrows * nb * 95 / 100 && diff < 0.05,
@@ -447,20 +506,21 @@ TEST(swiglu_requant_bit_exact)
 
 /* Small shapes on the interpreter and the sm_90a lowering in SIMT mode
  * (which also watches for races): 3 rows over 2 of 4 experts, row tiles of
- * 4 (the GPU's plain path) and 16 (tensor cores). */
+ * 4 (the GPU's plain path) and 16 (tensor cores); the fused kernel's
+ * re-quantisation is also checked on the plain kernel's gate and up. */
 TEST(small_shapes_interp_and_simt)
 {
     static const int counts[4] = {2, 0, 1, 0};
-    Moe plain = moe_new(4, 256, 256, counts, 3), fused = moe_new(4, 256, 256, counts, 5);
-    const char *bms[2] = {"4", "16"};
-    for (int b = 0; b < 2; b++) {
-        TIMED(check_plain(NULL, &plain, bms[b]));
-        TIMED(check_fused(NULL, &fused, bms[b]));
-        TIMED(check_plain("sm_90a", &plain, bms[b]));
-        TIMED(check_fused("sm_90a", &fused, bms[b]));
-    }
-    moe_free(&plain);
-    moe_free(&fused);
+    Moe m = moe_new(4, 256, 256, counts, 3);
+    const char *bms[2] = {"4", "16"}, *targets[2] = {NULL, "sm_90a"};
+    for (int b = 0; b < 2; b++)
+        for (int t = 0; t < 2; t++) {
+            uint16_t *gu;
+            TIMED(gu = check_plain(targets[t], &m, bms[b]));
+            TIMED(check_fused(targets[t], &m, bms[b], gu));
+            free(gu);
+        }
+    moe_free(&m);
 }
 
 /* v4-mini (16 experts, d 512, inter 256) at decode on the JIT: 7 rows over
@@ -473,9 +533,9 @@ TEST(v4_mini_decode_jit)
     Moe down = moe_new(16, 512, 256, counts, 3);   /* GEMM 2: inter → d */
     Moe up = moe_new(16, 512, 512, counts, 5);     /* GEMM 1: d → 2·inter */
     for (int t = 0; t < n; t++) {
-        check_plain(targets[t], &down, "4");
-        check_plain(targets[t], &down, "16");
-        check_fused(targets[t], &up, "8");
+        check_plain_only(targets[t], &down, "4");
+        check_plain_only(targets[t], &down, "16");
+        check_fused(targets[t], &up, "8", NULL);
     }
     moe_free(&down);
     moe_free(&up);
@@ -493,13 +553,31 @@ TEST(tile_schedule_at_its_bound)
     int n = jit_targets(targets);
     Moe one = moe_new(16, 256, 256, single, 19), two = moe_new(16, 256, 256, seventeen, 23);
     for (int t = 0; t < n; t++) {
-        check_plain(targets[t], &one, "16");
-        check_plain(targets[t], &two, "16");
-        check_fused(targets[t], &two, "16");
+        check_plain_only(targets[t], &one, "16");
+        uint16_t *gu = check_plain(targets[t], &two, "16");
+        check_fused(targets[t], &two, "16", gu);
+        free(gu);
     }
-    check_plain(NULL, &one, "16");
+    check_plain_only(NULL, &one, "4");
     moe_free(&one);
     moe_free(&two);
+}
+
+/* Experts' rows need not be back to back: with each expert starting at a
+ * multiple of 32 (a padded, aligned layout), the rows between them are
+ * neither read into any result nor written. */
+TEST(aligned_expert_offsets)
+{
+    static const int counts[6] = {5, 0, 33, 1, 0, 2};
+    const char *targets[3] = {NULL};
+    int n = 1 + jit_targets(targets + 1);
+    Moe plain = moe_new_aligned(6, 256, 256, counts, 32, 29), fused = moe_new_aligned(6, 256, 256, counts, 32, 31);
+    for (int t = 0; t < n; t++) {
+        check_plain_only(targets[t], &plain, "16");
+        check_fused(targets[t], &fused, "8", NULL);
+    }
+    moe_free(&plain);
+    moe_free(&fused);
 }
 
 /* Flash (d 4096, inter 2048, 256 experts) at decode on the JIT: 16 rows
@@ -515,29 +593,31 @@ TEST(flash_decode_jit)
     Moe down = moe_new(256, 4096, 2048, counts, 7), up = moe_new(256, 4096, 4096, three, 9);
     Moe down1 = moe_new(256, 4096, 2048, one, 11);
     for (int t = 0; t < n; t++) {
-        TIMED(check_plain(targets[t], &down, "16"));
-        TIMED(check_fused(targets[t], &up, "16"));
-        TIMED(check_plain(targets[t], &down1, "4"));
+        TIMED(check_plain_only(targets[t], &down, "16"));
+        TIMED(check_fused(targets[t], &up, "16", NULL));
+        TIMED(check_plain_only(targets[t], &down1, "4"));
     }
     moe_free(&down); moe_free(&up); moe_free(&down1);
 }
 
-/* A prefill of 2048 routed rows with Flash's per-expert shapes, 8 experts
- * (four empty, one with a single row), on the best JIT target. */
+/* A prefill of 2048 routed rows with Flash's GEMM 1 shapes (K = d 4096,
+ * w13 of 2 x inter 2048 rows), 8 experts (four empty, one with a single
+ * row), on the best JIT target: moe_expert_gemm gives the gate and up
+ * values, moe_gemm_swiglu their SwiGLU re-quantised, checked against the
+ * reference on those same values. */
 TEST(flash_prefill_jit)
 {
     static const int counts[8] = {1200, 0, 1, 0, 718, 0, 129, 0};
     const char *targets[2];
     if (!jit_targets(targets))
         return;
-    Moe down;
-    TIMED(down = moe_new(8, 4096, 2048, counts, 13));
-    TIMED(check_plain(targets[0], &down, "64"));
-    moe_free(&down);
-    Moe up;
-    TIMED(up = moe_new(8, 4096, 4096, counts, 17));
-    TIMED(check_fused(targets[0], &up, "64"));
-    moe_free(&up);
+    Moe m;
+    TIMED(m = moe_new(8, 4096, 4096, counts, 17));
+    uint16_t *gu;
+    TIMED(gu = check_plain(targets[0], &m, "64"));
+    TIMED(check_fused(targets[0], &m, "64", gu));
+    free(gu);
+    moe_free(&m);
 }
 
 /* ----------------------------------------------------------- bad input */
@@ -577,6 +657,7 @@ int main(void)
     TIMED(RUN(small_shapes_interp_and_simt));
     TIMED(RUN(v4_mini_decode_jit));
     TIMED(RUN(tile_schedule_at_its_bound));
+    TIMED(RUN(aligned_expert_offsets));
     TIMED(RUN(flash_decode_jit));
     TIMED(RUN(flash_prefill_jit));
     TIMED(RUN(bad_shapes_are_one_line_errors));
