@@ -95,10 +95,10 @@ function F.accumulate(outs, a, sa, w, sw, tile, K)
 end
 
 -- Whether row i of tile is one of its expert's rows (the rows after them
--- belong to the next expert) and inside out (so offsets past R write
--- nothing).
+-- belong to the next expert) and inside out (so bad offsets write nothing).
 function F.owns(tile, i, out)
-  return T.and_(T.lt(i, tile.rows), T.lt(tile.row0 + i, out.shape[1]))
+  local row = tile.row0 + i
+  return T.and_(T.lt(i, tile.rows), T.and_(T.le(0, row), T.lt(row, out.shape[1])))
 end
 
 -- c[row0 + i][n0 + j] = acc[i][j] for the rows the tile owns.

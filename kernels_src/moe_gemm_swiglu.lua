@@ -8,8 +8,10 @@
 -- gate and up weights: rows [0, I) are w1, rows [I, 2I) are w3 (the
 -- checkpoint's two tensors one after the other, like vLLM's w13), packed
 -- fp4 with 1×32 UE8M0 scales.  A block owns one 128-wide column block of
--- the gate and the matching one of up, which is one scale block of q.
---   tilec ir kernels_src/moe_gemm_swiglu.lua
+-- the gate and the matching one of up, which is one scale block of q; rows
+-- and the GEMM are moe_expert_gemm's (moe_fp4.lua).
+--   tilec run kernels_src/moe_gemm_swiglu.lua --set R=9 --set E=4 --set I=128 --set K=256 \
+--     --in cnt=cnt.npy --in off=off.npy --check      (cnt, off: int32 [E])
 local T = require "tile"
 local F = require "moe_fp4"
 local Q = require "quant"

@@ -639,15 +639,15 @@ static void expect_error(const char *spec, const char *name, const char *value, 
 TEST(bad_shapes_are_one_line_errors)
 {
     expect_error(PLAIN, "K", "127",
-                 PLAIN ":21: moe_expert_gemm: K = 127 is odd, but packed fp4 weights hold two elements per byte\n");
+                 PLAIN ":26: moe_expert_gemm: K = 127 is odd, but packed fp4 weights hold two elements per byte\n");
     expect_error(FUSED, "K", "4094",
-                 FUSED ":23: moe_gemm_swiglu: K = 4094 is not a multiple of the fp4 weight scale block (32)\n");
+                 FUSED ":25: moe_gemm_swiglu: K = 4094 is not a multiple of the fp4 weight scale block (32)\n");
     expect_error(PLAIN, "K", "96",
-                 PLAIN ":21: moe_expert_gemm: K = 96 is not a multiple of the activation scale block (128)\n");
+                 PLAIN ":26: moe_expert_gemm: K = 96 is not a multiple of the activation scale block (128)\n");
     expect_error(FUSED, "I", "200",
-                 FUSED ":24: moe_gemm_swiglu: inter = 200 is not a multiple of the output scale block (128) "
+                 FUSED ":26: moe_gemm_swiglu: inter = 200 is not a multiple of the output scale block (128) "
                  "(hint: the scales s[R, inter/128] must cover whole blocks)\n");
-    expect_error(PLAIN, "N", "200", PLAIN ":22: moe_expert_gemm: N = 200 is not a multiple of the tile BN = 128\n");
+    expect_error(PLAIN, "N", "200", PLAIN ":27: moe_expert_gemm: N = 200 is not a multiple of the tile BN = 128\n");
 }
 
 int main(void)
