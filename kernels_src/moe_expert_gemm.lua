@@ -1,0 +1,47 @@
+-- The routed experts' grouped GEMM (v4-spec §2.4, §3.5 steps 6 and 9): one
+-- launch over every expert, FP8 activations times FP4 weights, bf16 out,
+--   c[r, n] = Σ_k32 (Σ_{k in k32} a[r, k] · e2m1(w[e, n, k])) · sa[r, k // 128] · sw[e, n, k // 32]
+-- for each row r of expert e's range [off[e], off[e] + cnt[e]) (experts may
+-- be empty; gaps between ranges are left alone).
+-- a: e4m3 [R, K] in expert order with 1×128 UE8M0 scales sa; w: e2m1 packed
+-- two per byte, element 2j in the low nibble, as u8 [E, N, K/2] (the back
+-- ends have no f4e2m1 buffers), with 1×32 UE8M0 scales sw.
+-- The weight scale is a power of two, so applying it to the dequantised
+-- weight is exact and the same as applying it to each 32-wide sub-product;
+-- each 128-wide K block is then one product of bf16 tiles (e4m3 and scaled
+-- e2m1 widen exactly) in its own f32 accumulator, promoted with the
+-- activation scale as in fp8_gemm.
+-- Blocks are row tiles × 128-wide column blocks; the grid is the bound on
+-- row tiles (moe_fp4.lua), and each block finds its expert by scanning the
+-- row counts, so empty experts cost no blocks.
+--   tilec run kernels_src/moe_expert_gemm.lua --set R=9 --set E=4 --set N=256 --set K=256 \
+--     --in cnt=cnt.npy --in off=off.npy --check      (cnt, off: int32 [E])
+local T = require "tile"
+local F = require "moe_fp4"
+
+return T.kernel "moe_expert_gemm" {
+  params = { R = T.dyn, E = T.size(16), N = T.size(4096), K = T.size(2048),
+             BM = T.tune{16, 4, 8, 32, 64}, BN = 128 },
+  args = function(p)
+    F.check_k(p.K, "moe_expert_gemm")
+    T.check(p.N % p.BN == 0, ("moe_expert_gemm: N = %d is not a multiple of the tile BN = %d"):format(p.N, p.BN))
+    return {
+      a   = T.tensor{p.R, p.K, T.f8e4m3},
+      sa  = T.tensor{p.R, p.K // F.ABLOCK, T.e8m0},
+      cnt = T.tensor{p.E, T.i32},              -- rows routed to each expert (may be 0)
+      off = T.tensor{p.E, T.i32},              -- first row of each expert in a
+      w   = T.tensor{p.E, p.N, p.K // 2, T.u8},
+      sw  = T.tensor{p.E, p.N, p.K // F.WBLOCK, T.e8m0},
+      c   = T.tensor{p.R, p.N, T.bf16, out = true},
+    }
+  end,
+  body = function(p, a, sa, cnt, off, w, sw, c)
+    for t, bn in T.grid(F.max_tiles(p.R, p.E, p.BM), p.N // p.BN) do
+      local tile = F.find_tile(t, cnt, off, p.E, p.BM)
+      local acc = T.fragment{p.BM, p.BN, T.f32}
+      T.clear(acc)
+      F.accumulate({ { acc, bn * p.BN } }, a, sa, w, sw, tile, p.K)
+      F.store_rows(acc, c, tile, bn * p.BN)
+    end
+  end,
+}

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The MoE expert GEMMs through tilec run: routing from .npy files (counts
+# and offsets, one expert empty), the JIT against the interpreter and the
+# SIMT lowering; a scale tensor of the wrong shape and a K the scales do
+# not divide are one-line errors.
+#   bash tests/cli/moe_gemm.sh build/tilec
+TILEC=$1
+source "$(dirname "$0")/support/lib.sh"
+cd "$(dirname "$0")/../.."
+
+check() { # NAME COMMAND...: must exit 0 and print only OK checks
+  local name=$1; shift
+  local out
+  if out=$("$@" 2>&1) && printf '%s' "$out" | grep -q "OK" && ! printf '%s' "$out" | grep -q MISMATCH; then
+    ok "$name"
+  else
+    bad "$name" "$out"
+  fi
+}
+
+npy write "$tmp/cnt.npy" "<i4" 4 3 0 5 1
+npy write "$tmp/off.npy" "<i4" 4 0 3 3 8
+route=(--in cnt=$tmp/cnt.npy --in off=$tmp/off.npy --set R=9 --set E=4 --set K=256)
+check "moe_expert_gemm --check" "$TILEC" run kernels_src/moe_expert_gemm.lua "${route[@]}" --set N=256 --check
+check "moe_gemm_swiglu --check" "$TILEC" run kernels_src/moe_gemm_swiglu.lua "${route[@]}" --set I=128 --check
+check "moe_gemm_swiglu --simt --check" "$TILEC" run kernels_src/moe_gemm_swiglu.lua "${route[@]}" --set I=128 \
+  --set BM=4 --target sm_90a --simt --check
+
+python3 -c "
+import sys; sys.path.insert(0, 'tests/cli/support'); import npyio
+npyio.write('$tmp/sw.npy', '|u1', [4, 256, 4], [127] * 4096)"
+expect_error "weight scales of the wrong shape" \
+  "tilec: $tmp/sw.npy: is u8[4, 256, 4] but argument sw is e8m0[4, 256, 8]: dim 2 is 4, expected 8" -- \
+  "$TILEC" run kernels_src/moe_expert_gemm.lua "${route[@]}" --set N=256 --in sw=$tmp/sw.npy
+expect_error "K the activation scales do not divide" \
+  "tilec: kernels_src/moe_expert_gemm.lua:26: moe_expert_gemm: K = 160 is not a multiple of the activation scale block (128)" -- \
+  "$TILEC" run kernels_src/moe_expert_gemm.lua --set K=160
+finish
