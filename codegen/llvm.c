@@ -164,7 +164,21 @@ LLVMValueRef cg_widen(Cg *c, DType t, LLVMValueRef raw)
                                LLVMConstInt(c->i32, 0x7fc00000, 0), bits, "");
         return LLVMBuildBitCast(c->b, bits, c->f32, "");
     }
-    case DT_F4E2M1: return call_helper(c, "dt_e2m1_to_f32", c->f32, c->i8, raw); /* one nibble */
+    case DT_F4E2M1: { /* one nibble s.ee.m: 0, 0.5 (e 0) or (1 + m/2) 2^(e-1) */
+        LLVMValueRef n = LLVMBuildZExt(c->b, raw, c->i32, "");
+        LLVMValueRef e = LLVMBuildAnd(c->b, LLVMBuildLShr(c->b, n, LLVMConstInt(c->i32, 1, 0), ""),
+                                      LLVMConstInt(c->i32, 3, 0), "");
+        LLVMValueRef m = LLVMBuildAnd(c->b, n, LLVMConstInt(c->i32, 1, 0), "");
+        LLVMValueRef normal = LLVMBuildOr(
+            c->b, LLVMBuildShl(c->b, LLVMBuildAdd(c->b, e, LLVMConstInt(c->i32, 126, 0), ""), LLVMConstInt(c->i32, 23, 0), ""),
+            LLVMBuildShl(c->b, m, LLVMConstInt(c->i32, 22, 0), ""), "");
+        LLVMValueRef sub = LLVMBuildMul(c->b, m, LLVMConstInt(c->i32, 0x3f000000, 0), ""); /* 0 or 0.5 */
+        LLVMValueRef mag = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntEQ, e, LLVMConstInt(c->i32, 0, 0), ""),
+                                           sub, normal, "");
+        LLVMValueRef sign = LLVMBuildShl(c->b, LLVMBuildAnd(c->b, n, LLVMConstInt(c->i32, 8, 0), ""),
+                                         LLVMConstInt(c->i32, 28, 0), "");
+        return LLVMBuildBitCast(c->b, LLVMBuildOr(c->b, mag, sign, ""), c->f32, "");
+    }
     default: return raw;
     }
 }
@@ -280,6 +294,20 @@ LLVMValueRef cg_elem_ptr(Cg *c, const Buffer *b, LLVMValueRef const *idx)
     return LLVMBuildGEP2(c->b, cg_storage_type(c, b->dtype), c->base[b->id], &off, 1, "");
 }
 
+/* Element idx of a packed fp4 buffer (low nibble first), as an i8 0..15. */
+static LLVMValueRef load_nibble(Cg *c, const Buffer *b, LLVMValueRef const *idx)
+{
+    LLVMValueRef off = cg_i64(c, 0);
+    for (int d = 0; d < b->rank; d++)
+        off = LLVMBuildAdd(c->b, off, LLVMBuildMul(c->b, idx[d], c->stride[b->id][d], ""), "");
+    LLVMValueRef byte_off = LLVMBuildLShr(c->b, off, cg_i64(c, 1), "");
+    LLVMValueRef p = LLVMBuildGEP2(c->b, c->i8, c->base[b->id], &byte_off, 1, "");
+    LLVMValueRef byte = LLVMBuildLoad2(c->b, c->i8, p, "");
+    LLVMValueRef shift = LLVMBuildTrunc(c->b, LLVMBuildShl(c->b, LLVMBuildAnd(c->b, off, cg_i64(c, 1), ""),
+                                                           cg_i64(c, 2), ""), c->i8, "");
+    return LLVMBuildAnd(c->b, LLVMBuildLShr(c->b, byte, shift, ""), LLVMConstInt(c->i8, 15, 0), "");
+}
+
 /* ---------------------------------------------------------- expressions */
 
 static LLVMValueRef int_div(Cg *c, LLVMValueRef a, LLVMValueRef b, bool mod)
@@ -382,6 +410,8 @@ LLVMValueRef cg_expr(Cg *c, const Expr *e)
         LLVMValueRef idx[IR_MAX_RANK];
         for (int d = 0; d < e->nargs; d++)
             idx[d] = cg_expr(c, e->args[d]);
+        if (e->buf->dtype == DT_F4E2M1) /* packed: element i is nibble i % 2 of byte i / 2 */
+            return cg_widen(c, DT_F4E2M1, load_nibble(c, e->buf, idx));
         LLVMValueRef p = cg_elem_ptr(c, e->buf, idx);
         return cg_widen(c, e->buf->dtype, LLVMBuildLoad2(c->b, cg_storage_type(c, e->buf->dtype), p, ""));
     }
@@ -622,11 +652,14 @@ static bool check_kernel(const Kernel *k, const TargetInfo *t, Diag *d)
 {
     if (k->level != LEVEL_LOOP)
         return diag_error(d, k->loc, "codegen needs Loop IR (run the pass pipeline first)");
-    for (int i = 0; i < k->nbufs; i++)
-        if (k->bufs[i]->dtype == DT_F4E2M1)
-            return diag_error(d, k->bufs[i]->loc,
-                              "%s is f4e2m1: packed fp4 buffers are not supported by the x86 back end yet",
-                              k->bufs[i]->name);
+    for (int i = 0; i < k->nbufs; i++) {
+        const Buffer *b = k->bufs[i];
+        if (b->dtype == DT_F4E2M1 && (b->scope != SCOPE_GLOBAL || b->dir != ARG_IN))
+            return diag_error(d, b->loc,
+                              "%s is f4e2m1: packed fp4 is read-only (an input argument); the %s back end "
+                              "does not write it yet",
+                              b->name, t->gpu_sm ? "GPU" : "x86");
+    }
     if (t->gpu_sm)
         return cg_gpu_check(k, d);
     return cg_check(k, k->body, d);

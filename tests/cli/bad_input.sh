@@ -75,6 +75,13 @@ LUA
 expect_error_like "unknown T op" "^tilec: $tmp/unknown_op\.lua:2: .*T\.gemmm" -- \
   "$TILEC" ir "$tmp/unknown_op.lua"
 
+expect_error "writing packed fp4 (x86)" \
+  "tilec: tests/specs/fp4_store.lua:8: w is f4e2m1: packed fp4 is read-only (an input argument); the x86 back end does not write it yet" -- \
+  "$TILEC" compile tests/specs/fp4_store.lua --target x86-avx2 -o "$tmp/fp4.o"
+expect_error "writing packed fp4 (GPU)" \
+  "tilec: tests/specs/fp4_store.lua:8: w is f4e2m1: packed fp4 is read-only (an input argument); the GPU back end does not write it yet" -- \
+  "$TILEC" compile tests/specs/fp4_store.lua --target sm_90a -o "$tmp/fp4.ptx"
+
 expect_error_like "fragment larger than the target allows" \
   "^tilec: .*gemm\.lua:[0-9]+: .*larger than x86-avx512 allows" -- \
   "$TILEC" compile $gemm --set BM=192 --set BN=256 --target x86-avx512 -o "$tmp/big.o"

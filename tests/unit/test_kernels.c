@@ -633,6 +633,40 @@ TEST(copies_move_bits)
     }
 }
 
+/* Packed fp4 inputs: every pair of codes in a byte decodes to the e2m1
+ * value of each nibble (low nibble first) on every executor. */
+TEST(fp4_inputs_decode_every_code)
+{
+    static const float mag[8] = {0, 0.5f, 1, 1.5f, 2, 3, 4, 6}; /* e2m1, v4-spec §2.4 */
+    uint8_t w[256];
+    float want[512], y[512];
+    for (int i = 0; i < 256; i++) {
+        w[i] = (uint8_t)i;
+        for (int h = 0; h < 2; h++) {
+            int code = h ? i >> 4 : i & 15;
+            want[2 * i + h] = (code & 8 ? -1.0f : 1.0f) * mag[code & 7];
+        }
+    }
+    for (int e = 0; e < NEXECS; e++) {
+        if (!exec_available(&execs[e]))
+            continue;
+        Diag d = {0};
+        Kernel *k = fe_load("tests/specs/fp4_load.lua", NULL, 0, &d);
+        CHECK(k != NULL);
+        if (!k)
+            continue;
+        memset(y, 0xff, sizeof y);
+        void *args[2] = {w, y};
+        bool ok = execute(k, execs[e].mode, execs[e].target, execs[e].threads, args, NULL, &d);
+        CHECKF(ok, "fp4 load on %s: %s", exec_name(&execs[e]), d.msg);
+        int bad = 0;
+        for (int i = 0; ok && i < 512; i++)
+            bad += memcmp(&want[i], &y[i], 4) != 0; /* -0 included */
+        CHECKF(bad == 0, "fp4 load on %s: %d of 512 elements wrong", exec_name(&execs[e]), bad);
+        ir_kernel_free(k);
+    }
+}
+
 TEST(interpreter_reports_out_of_bounds)
 {
     const char *src =
@@ -674,6 +708,7 @@ int main(void)
     RUN(fp4_casts_round_like_the_definition);
     RUN(views_take_same_rank_extents_as_they_are);
     RUN(copies_move_bits);
+    RUN(fp4_inputs_decode_every_code);
     RUN(interpreter_reports_out_of_bounds);
     return test_summary();
 }
