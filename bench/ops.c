@@ -43,6 +43,16 @@ static const Op ops[] = {
     {"kernels_src/moe_gate.lua", {{"D", "4096"}, {"E", "256"}}, 16},
     {"kernels_src/swiglu_quant.lua", {{"I", "2048"}}, 16 * 6},
     {"kernels_src/compress.lua", {{"T", "128"}, {"ratio", "4"}, {"D", "512"}}, 0},
+    {"kernels_src/topk_long.lua", {{"N", "262144"}, {"K", "1024"}}, 16},
+    {"kernels_src/lm_head.lua", {{"V", "129280"}, {"D", "4096"}, {"BM", "1"}}, 1},
+    {"kernels_src/moe_count.lua", {{"E", "256"}}, 16},
+    {"kernels_src/moe_offsets.lua", {{"E", "256"}}, 16},
+    {"kernels_src/moe_place.lua", {{"E", "256"}}, 16},
+    {"kernels_src/moe_gather.lua", {{"D", "4096"}}, 16},
+    /* the expert GEMMs: 16 tokens x top-6 rows over 8 experts (12 each) */
+    {"kernels_src/moe_gemm_swiglu.lua", {{"E", "8"}, {"I", "2048"}, {"K", "4096"}, {"BM", "4"}}, 16 * 6},
+    {"kernels_src/moe_expert_gemm.lua", {{"E", "8"}, {"N", "4096"}, {"K", "2048"}, {"BM", "4"}}, 16 * 6},
+    {"kernels_src/moe_combine.lua", {{"D", "4096"}, {"shared", "add"}, {"out_dtype", "bf16"}}, 16},
 };
 
 static double copy_bandwidth(void)
@@ -60,6 +70,28 @@ static double copy_bandwidth(void)
     free(a);
     free(b);
     return 2.0 * (double)n / rt_median(t, 5) * 1e-9; /* read + write */
+}
+
+/* The expert GEMMs take per-expert row counts and offsets (int32 [E], named
+ * cnt and off): the m rows spread evenly, so every expert has work. */
+static void spread_rows(const Kernel *k, int64_t m, void **args)
+{
+    int32_t *cnt = NULL, *off = NULL;
+    int64_t E = 0;
+    for (int i = 0; i < k->nargs; i++) {
+        const Buffer *b = k->bufs[i];
+        if (b->dtype != DT_I32 || b->rank != 1 || !ir_expr_is_const(b->shape[0], &E))
+            continue;
+        if (!strcmp(b->name, "cnt"))
+            cnt = args[i];
+        else if (!strcmp(b->name, "off"))
+            off = args[i];
+    }
+    for (int64_t e = 0, at = 0; cnt && off && e < E; e++) {
+        cnt[e] = (int32_t)(m / E + (e < m % E));
+        off[e] = (int32_t)at;
+        at += cnt[e];
+    }
 }
 
 /* Arguments filled so every kernel runs meaningfully: small floats, scales
@@ -120,6 +152,7 @@ int main(int argc, char **argv)
         int64_t params[1] = {ops[i].m};
         void *args[16];
         size_t bytes = make_args(k, params, args);
+        spread_rows(k, ops[i].m, args);
         double times[9];
         cg_launch(k, cg_jit_fn(j), args, params, threads, &d); /* warm up */
         for (int r = 0; r < 9; r++) {
