@@ -585,6 +585,17 @@ Region ir_region_whole(Kernel *k, Buffer *b)
     return r;
 }
 
+bool ir_region_is_whole(const Region *r)
+{
+    for (int d = 0; d < r->buf->rank; d++) {
+        int64_t off, dim;
+        if (!ir_expr_is_const(r->off[d], &off) || off || !ir_expr_is_const(r->buf->shape[d], &dim) ||
+            dim != r->ext[d])
+            return false;
+    }
+    return true;
+}
+
 int64_t ir_region_elems(const Region *r)
 {
     int64_t n = 1;

@@ -461,6 +461,8 @@ Expr *ir_clone_expr(Kernel *k, const Expr *e, const IrSubst *sub);
 Stmt *ir_clone_stmt(Kernel *k, const Stmt *s, const IrSubst *sub);
 /* The whole of a scratch buffer (offsets 0, extents = its shape). */
 Region ir_region_whole(Kernel *k, Buffer *b);
+/* Is r all of its (static-shaped) buffer, from offset 0? */
+bool ir_region_is_whole(const Region *r);
 /* Region rank is its buffer's rank. Number of elements of the window. */
 int64_t ir_region_elems(const Region *r);
 

@@ -450,16 +450,6 @@ Stmt *pass_gemm_loops(Kernel *k, const TargetInfo *t, const Stmt *g)
     return lower_gemm_simt(&L, g);
 }
 
-static bool whole_region(const Region *r)
-{
-    for (int d = 0; d < r->buf->rank; d++) {
-        int64_t off, dim;
-        if (!ir_expr_is_const(r->off[d], &off) || off || !ir_expr_is_const(r->buf->shape[d], &dim) ||
-            dim != r->ext[d])
-            return false;
-    }
-    return true;
-}
 
 /* Tensor cores take the GEMM when its operands are whole scratch tiles of a
  * dtype they take (ir_mma_k), A untransposed, K a multiple of the mma's k,
@@ -474,7 +464,7 @@ static bool tensor_core_gemm(Lower *L, const Stmt *g)
     MmaLayout lay;
     return kstep && b->buf->dtype == dt && (g->u.gemm.trans_b || dt_bits(dt) == 16) &&
            !g->u.gemm.trans_a && a->buf->scope != SCOPE_GLOBAL && b->buf->scope != SCOPE_GLOBAL &&
-           c->buf->scope == SCOPE_FRAGMENT && whole_region(a) && whole_region(b) && whole_region(c) &&
+           c->buf->scope == SCOPE_FRAGMENT && ir_region_is_whole(a) && ir_region_is_whole(b) && ir_region_is_whole(c) &&
            a->ext[1] % kstep == 0 && ir_mma_layout(c->ext[0], c->ext[1], L->t->gpu_threads, &lay);
 }
 

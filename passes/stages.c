@@ -112,16 +112,6 @@ static bool has_load(const Expr *e)
     return false;
 }
 
-static bool whole(const Region *r)
-{
-    for (int d = 0; d < r->buf->rank; d++) {
-        int64_t off, dim;
-        if (!ir_expr_is_const(r->off[d], &off) || off || !ir_expr_is_const(r->buf->shape[d], &dim) ||
-            dim != r->ext[d])
-            return false;
-    }
-    return true;
-}
 
 /* Bytes of b in shared memory, with room for the row padding pass_threads
  * may add to tensor-core operands. */
@@ -150,7 +140,7 @@ typedef struct Stage {
 static bool stageable(const Kernel *k, const Stmt *loop, const Stmt *c)
 {
     if (c->op != ST_COPY || c->u.copy.src.buf->scope != SCOPE_GLOBAL || c->u.copy.dst.buf->scope == SCOPE_GLOBAL ||
-        !whole(&c->u.copy.dst))
+        !ir_region_is_whole(&c->u.copy.dst))
         return false;
     for (int d = 0; d < c->u.copy.src.buf->rank; d++)
         if (has_load(c->u.copy.src.off[d]))
