@@ -11,6 +11,7 @@
 #include "ref/moe_ref.h"
 #include "ref/ref.h"
 #include "test.h"
+#include "tests/harness/run.h"
 
 #include <float.h>
 #include <string.h>
@@ -20,41 +21,7 @@ static const char *TARGETS[] = {NULL, "x86-avx512", "x86-avx2", "sm_90a"};
 
 static const char *name_of(const char *target) { return target ? target : "interp"; }
 
-/* Can this machine run target (NULL: the interpreter; a GPU target: its
- * lowering in SIMT mode)?  Says "skipped" for a CPU it cannot run. */
-static bool runs_here(const char *target)
-{
-    if (!target || ir_target(target)->gpu_sm)
-        return true;
-    if (ir_target_runs_here(ir_target(target)))
-        return true;
-    printf("skipped: this CPU cannot run %s\n", target);
-    return false;
-}
 
-/* Run spec (dyn M = params[0]) on target, as test_v4_formats.c does. */
-static bool run(const char *spec, const FeSet *sets, int nsets, const char *target, void *const *args,
-                const int64_t *params)
-{
-    Diag d = {0};
-    Kernel *k = fe_load(spec, sets, nsets, &d);
-    bool ok = k != NULL;
-    if (ok && !target) {
-        ok = ir_interp(k, args, params, &d);
-    } else if (ok && ir_target(target)->gpu_sm) {
-        ok = pass_pipeline(k, ir_target(target), NULL, &d) && ir_interp(k, args, params, &d);
-    } else if (ok) {
-        const TargetInfo *t = ir_target(target);
-        CgJit *j = NULL;
-        ok = pass_pipeline(k, t, NULL, &d) && (j = cg_jit_compile(k, t, &d)) &&
-             cg_launch(k, cg_jit_fn(j), args, params, 2, &d);
-        cg_jit_free(j);
-    }
-    if (!ok)
-        diag_print(&d, stdout);
-    ir_kernel_free(k);
-    return ok;
-}
 
 /* ------------------------------------------------------------ routings */
 
@@ -150,10 +117,10 @@ static bool dispatch_run(const char *target, int T, int K, int E, int D, int32_t
     void *offsets_args[] = {o->cnt, o->counts, o->offsets, o->base, o->src, o->wr};
     void *place_args[] = {idx, w, o->base, o->row, o->src, o->wr};
     void *gather_args[] = {o->src, x, xs, o->xe, o->se};
-    return run("kernels_src/moe_count.lua", layout, 2, target, count_args, params) &&
-           run("kernels_src/moe_offsets.lua", layout, 2, target, offsets_args, params) &&
-           run("kernels_src/moe_place.lua", layout, 2, target, place_args, params) &&
-           run("kernels_src/moe_gather.lua", gather, 2, target, gather_args, params);
+    return th_run("kernels_src/moe_count.lua", layout, 2, target, count_args, params, 2) &&
+           th_run("kernels_src/moe_offsets.lua", layout, 2, target, offsets_args, params, 2) &&
+           th_run("kernels_src/moe_place.lua", layout, 2, target, place_args, params, 2) &&
+           th_run("kernels_src/moe_gather.lua", gather, 2, target, gather_args, params, 2);
 }
 
 static int diff_i32(const char *what, const int32_t *got, const int32_t *want, int64_t n)
@@ -229,7 +196,7 @@ TEST(dispatch_layout_and_gather_bit_exact)
     /* v4-mini (16 experts, top-4, d 512) and Flash's 256 experts, top-6
      * (d 256 here; d 4096 below) */
     for (int t = 0; t < NTARGETS; t++) {
-        if (!runs_here(TARGETS[t]))
+        if (!th_runs_here(TARGETS[t]))
             continue;
         CHECK(check_dispatch(TARGETS[t], 5, 4, 16, 512, SPREAD) == 0);
         CHECK(check_dispatch(TARGETS[t], 1, 4, 16, 512, SPREAD) == 0);
@@ -240,7 +207,7 @@ TEST(dispatch_layout_and_gather_bit_exact)
 TEST(dispatch_edge_routings)
 {
     for (int t = 0; t < NTARGETS; t++) {
-        if (!runs_here(TARGETS[t]))
+        if (!th_runs_here(TARGETS[t]))
             continue;
         CHECK(check_dispatch(TARGETS[t], 9, 4, 16, 128, ONE_HOT) == 0);
         CHECK(check_dispatch(TARGETS[t], 17, 4, 16, 128, FEW) == 0);
@@ -346,7 +313,7 @@ static int check_combine(const char *target, int T, int K, int E, int D, enum Ro
     args[n++] = out;
     memset(out, 0xab, TD * 4);
     int64_t params[1] = {T};
-    bool ran = run("kernels_src/moe_combine.lua", sets, 5, target, args, params);
+    bool ran = th_run("kernels_src/moe_combine.lua", sets, 5, target, args, params, 2);
     int bad = !ran;
     for (int64_t i = 0; ran && i < TD; i++)
         got[i] = c.bf16_out ? dt_bf16_to_f32(((uint16_t *)out)[i]) : ((float *)out)[i];
@@ -375,7 +342,7 @@ static const Combine WEIGHTED = {true, false, false};
 TEST(combine_against_the_spec_sum)
 {
     for (int t = 0; t < NTARGETS; t++) {
-        if (!runs_here(TARGETS[t]))
+        if (!th_runs_here(TARGETS[t]))
             continue;
         CHECK(check_combine(TARGETS[t], 5, 4, 16, 512, SPREAD, V4) == 0);     /* v4-mini */
         CHECK(check_combine(TARGETS[t], 1, 4, 16, 512, SPREAD, V4_OUT) == 0);

@@ -13,6 +13,7 @@
 #include "ref/moe_gemm_ref.h"
 #include "ref/ref.h"
 #include "test.h"
+#include "tests/harness/run.h"
 
 #include <string.h>
 #include <time.h>
@@ -24,34 +25,11 @@ static float ulp_of(float v, int mbits) { return ldexpf(1.0f, ilogbf(fmaxf(fabsf
 
 static const char *name_of(const char *target) { return target ? target : "interp"; }
 
-/* NULL is the interpreter; a GPU target runs its lowering in SIMT mode. */
+/* The expert GEMMs' one dyn value is the row count R. */
 static bool run(const char *spec, const FeSet *sets, int nsets, const char *target, void *const *args, int64_t R)
 {
-    Diag d = {0};
-    Kernel *k = fe_load(spec, sets, nsets, &d);
-    bool ok = k != NULL;
     int64_t params[1] = {R};
-    if (ok && !target) {
-        ok = ir_interp(k, args, params, &d);
-    } else if (ok && ir_target(target)->gpu_sm) {
-        ok = pass_pipeline(k, ir_target(target), NULL, &d) && ir_interp(k, args, params, &d);
-    } else if (ok) {
-        const TargetInfo *t = ir_target(target);
-        CgJit *j = NULL;
-        ok = pass_pipeline(k, t, NULL, &d) && (j = cg_jit_compile(k, t, &d));
-        struct timespec t0, t1;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
-        ok = ok && cg_launch(k, cg_jit_fn(j), args, params, 2, &d);
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        if (getenv("MOE_VERBOSE")) /* one launch on 2 threads, caches cold */
-            printf("  %s R=%lld on %s: %.2f ms\n", spec, (long long)R, target,
-                   1e3 * (t1.tv_sec - t0.tv_sec) + 1e-6 * (t1.tv_nsec - t0.tv_nsec));
-        cg_jit_free(j);
-    }
-    if (!ok)
-        diag_print(&d, stdout);
-    ir_kernel_free(k);
-    return ok;
+    return th_run(spec, sets, nsets, target, args, params, 2);
 }
 
 /* The CPU targets this machine runs, best first. */

@@ -7,6 +7,7 @@
 #include "passes/passes.h"
 #include "ref/ref.h"
 #include "test.h"
+#include "tests/harness/run.h"
 
 #include <string.h>
 
@@ -31,18 +32,6 @@ static void make_input(int M, int K, float *x)
             x[2 * K + k] = ldexpf(1.0f, k % 20 - 10);  /* powers of two */
 }
 
-/* Can this machine run target (NULL: the interpreter; a GPU target: its
- * lowering in the interpreter's SIMT mode)?  Says "skipped" for a CPU
- * target it cannot run. */
-static bool runs_here(const char *target)
-{
-    if (!target || ir_target(target)->gpu_sm)
-        return true;
-    if (ir_target_runs_here(ir_target(target)))
-        return true;
-    printf("skipped: this CPU cannot run %s\n", target);
-    return false;
-}
 
 static void check_act_quant(const char *target, int threads, int M, int K, const char *dtype)
 {
@@ -109,7 +98,7 @@ TEST(act_quant_bit_exact)
     static const int shapes[][2] = {{1, 128}, {3, 384}, {13, 512}, {16, 4096}};
     const char *targets[] = {NULL, "x86-avx512", "x86-avx2", "sm_90a"};
     for (size_t t = 0; t < 4; t++) {
-        if (!runs_here(targets[t]))
+        if (!th_runs_here(targets[t]))
             continue;
         for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
             check_act_quant(targets[t], 2, shapes[i][0], shapes[i][1], "bf16");
@@ -120,31 +109,6 @@ TEST(act_quant_bit_exact)
         check_act_quant(ir_host_target()->name, 2, 512, 4096, "bf16");
 }
 
-/* Run spec (dyn M = params[0]) on the interpreter, a JIT target, or (GPU
- * targets) the interpreter's SIMT mode on the GPU lowering, which also
- * watches for races between the block's threads. */
-static bool run(const char *spec, const FeSet *sets, int nsets, const char *target, void *const *args,
-                const int64_t *params)
-{
-    Diag d = {0};
-    Kernel *k = fe_load(spec, sets, nsets, &d);
-    bool ok = k != NULL;
-    if (ok && !target) {
-        ok = ir_interp(k, args, params, &d);
-    } else if (ok && ir_target(target)->gpu_sm) {
-        ok = pass_pipeline(k, ir_target(target), NULL, &d) && ir_interp(k, args, params, &d);
-    } else if (ok) {
-        const TargetInfo *t = ir_target(target);
-        CgJit *j = NULL;
-        ok = pass_pipeline(k, t, NULL, &d) && (j = cg_jit_compile(k, t, &d)) &&
-             cg_launch(k, cg_jit_fn(j), args, params, 2, &d);
-        cg_jit_free(j);
-    }
-    if (!ok)
-        diag_print(&d, stdout);
-    ir_kernel_free(k);
-    return ok;
-}
 
 /* bf16 inputs over many magnitudes; rows of the output compared exactly. */
 static void check_dequant(const char *spec, const FeSet *sets, int nsets, int M, int D, bool with_scales,
@@ -163,12 +127,12 @@ static void check_dequant(const char *spec, const FeSet *sets, int nsets, int M,
     for (int i = 0; i < M; i++)
         ref(D, xf + (int64_t)i * D, want + (int64_t)i * D, ws + (int64_t)i * nblk);
     for (size_t t = 0; t < 4; t++) {
-        if (!runs_here(targets[t]))
+        if (!th_runs_here(targets[t]))
             continue;
         memset(y, 0xff, (size_t)M * D * 2);
         void *args[3] = {x, y, s};
         int64_t params[1] = {M};
-        CHECK(run(spec, sets, nsets, targets[t], args, params));
+        CHECK(th_run(spec, sets, nsets, targets[t], args, params, 2));
         int bad = 0;
         for (int64_t i = 0; i < (int64_t)M * D; i++)
             if (dt_bf16_to_f32(y[i]) != want[i] && bad++ < 4)
@@ -227,11 +191,11 @@ TEST(hadamard_rotation)
     for (int i = 0; i < M; i++)
         ref_hadamard(N, xf + i * N, want + i * N);
     for (size_t t = 0; t < 4; t++) {
-        if (!runs_here(targets[t]))
+        if (!th_runs_here(targets[t]))
             continue;
         void *args[2] = {x, y};
         int64_t params[1] = {M};
-        CHECK(run("kernels_src/hadamard.lua", NULL, 0, targets[t], args, params));
+        CHECK(th_run("kernels_src/hadamard.lua", NULL, 0, targets[t], args, params, 2));
         int exact = 0, far = 0;
         for (int i = 0; i < M * N; i++) {
             float got = dt_bf16_to_f32(y[i]);
@@ -264,11 +228,11 @@ static void check_rope(double theta, int yarn, const char *direction)
     FeSet sets[] = {{"H", "3"}, {"D", "192"}, {"P", "4096"}, {"direction", direction}};
     const char *targets[] = {NULL, "x86-avx512", "x86-avx2", "sm_90a"};
     for (size_t t = 0; t < 4; t++) {
-        if (!runs_here(targets[t]))
+        if (!th_runs_here(targets[t]))
             continue;
         void *args[4] = {x, pos, cs, y};
         int64_t params[1] = {M};
-        CHECK(run("kernels_src/rope.lua", sets, 4, targets[t], args, params));
+        CHECK(th_run("kernels_src/rope.lua", sets, 4, targets[t], args, params, 2));
         int far = 0, exact = 0;
         for (int i = 0; i < M * H * D; i++) {
             float got = dt_bf16_to_f32(y[i]);
@@ -315,11 +279,11 @@ TEST(rmsnorm_quant_against_the_spec)
         ref_act_quant(D, y + (int64_t)i * D, qr + (int64_t)i * D, sr + (int64_t)i * (D / 128));
     const char *targets[] = {NULL, "x86-avx512", "x86-avx2", "sm_90a"};
     for (size_t t = 0; t < 4; t++) {
-        if (!runs_here(targets[t]))
+        if (!th_runs_here(targets[t]))
             continue;
         void *args[4] = {x, w, q, s};
         int64_t params[1] = {M};
-        CHECK(run("kernels_src/rmsnorm_quant.lua", NULL, 0, targets[t], args, params));
+        CHECK(th_run("kernels_src/rmsnorm_quant.lua", NULL, 0, targets[t], args, params, 2));
         int qsame = 0, ssame = 0, far = 0;
         for (int i = 0; i < M * D; i++) {
             float got = dt_e4m3_to_f32(q[i]) * dt_e8m0_to_f32(s[i / 128]);
@@ -387,7 +351,7 @@ static void check_fp8_gemm(const char *target, int M, int N, int K)
     FeSet sets[] = {{"N", ns}, {"K", ks}, {"BM", M <= 16 ? "16" : "64"}};
     void *args[5] = {a8, sa8, b8, sb8, c};
     int64_t params[1] = {M};
-    CHECK(run("kernels_src/fp8_gemm.lua", sets, 3, target, args, params));
+    CHECK(th_run("kernels_src/fp8_gemm.lua", sets, 3, target, args, params, 2));
     int far = 0, same = 0;
     for (int64_t i = 0; i < (int64_t)M * N; i++) {
         got[i] = dt_bf16_to_f32(c[i]);
@@ -443,7 +407,7 @@ static void check_hc_pre(const char *target, int M, int D)
     FeSet sets[] = {{"D", ds}};
     void *args[7] = {x, fn, scale, base, y, post, comb};
     int64_t params[1] = {M};
-    CHECK(run("kernels_src/hc_pre.lua", sets, 1, target, args, params));
+    CHECK(th_run("kernels_src/hc_pre.lua", sets, 1, target, args, params, 2));
     double worst_post = 0, worst_comb = 0;
     int yfar = 0, ysame = 0;
     for (int t = 0; t < M; t++) {
@@ -500,12 +464,12 @@ TEST(hc_post_against_the_spec)
         comb[i] = 0.5f + 0.5f * test_rand(&seed);
     const char *targets[] = {NULL, "x86-avx512", "x86-avx2", "sm_90a"};
     for (size_t t = 0; t < 4; t++) {
-        if (!runs_here(targets[t]))
+        if (!th_runs_here(targets[t]))
             continue;
         FeSet sets[] = {{"D", "512"}};
         void *args[5] = {f, r, post, comb, x};
         int64_t params[1] = {M};
-        CHECK(run("kernels_src/hc_post.lua", sets, 1, targets[t], args, params));
+        CHECK(th_run("kernels_src/hc_post.lua", sets, 1, targets[t], args, params, 2));
         int far = 0, same = 0;
         for (int tok = 0; tok < M; tok++) {
             ref_hc_post(D, ff + tok * D, rf + tok * 4 * D, post + tok * 4, comb + tok * 16, want);
@@ -554,7 +518,7 @@ static void check_gate(const char *target, int M, int D, int E, bool hash)
     void *args_topk[5] = {x, wg, bias, idx, w};
     void *args_hash[7] = {x, wg, bias, ids, t2e, idx, w};
     int64_t params[1] = {M};
-    CHECK(run("kernels_src/moe_gate.lua", sets, 4, target, hash ? args_hash : args_topk, params));
+    CHECK(th_run("kernels_src/moe_gate.lua", sets, 4, target, hash ? args_hash : args_topk, params, 2));
     int wrong = 0;
     double worst_w = 0;
     for (int t = 0; t < M; t++) {
@@ -625,12 +589,12 @@ TEST(swiglu_quant_against_the_spec)
     }
     const char *targets[] = {NULL, "x86-avx512", "x86-avx2", "sm_90a"};
     for (size_t t = 0; t < 4; t++) {
-        if (!runs_here(targets[t]))
+        if (!th_runs_here(targets[t]))
             continue;
         FeSet sets[] = {{"I", "2048"}};
         void *args[5] = {g, u, w, q, sc};
         int64_t params[1] = {M};
-        CHECK(run("kernels_src/swiglu_quant.lua", sets, 1, targets[t], args, params));
+        CHECK(th_run("kernels_src/swiglu_quant.lua", sets, 1, targets[t], args, params, 2));
         int same = 0, far = 0, ssame = 0;
         for (int i = 0; i < M * I; i++) {
             float got = dt_e4m3_to_f32(q[i]) * dt_e8m0_to_f32(sc[i / 128]), want = qr[i] * sr[i / 128];
@@ -663,12 +627,12 @@ TEST(hc_head_against_the_spec)
         base[i] = test_rand(&seed);
     const char *targets[] = {NULL, "x86-avx512", "x86-avx2", "sm_90a"};
     for (size_t t = 0; t < 4; t++) {
-        if (!runs_here(targets[t]))
+        if (!th_runs_here(targets[t]))
             continue;
         FeSet sets[] = {{"D", "512"}};
         void *args[5] = {x, fn, scale, base, y};
         int64_t params[1] = {M};
-        CHECK(run("kernels_src/hc_head.lua", sets, 1, targets[t], args, params));
+        CHECK(th_run("kernels_src/hc_head.lua", sets, 1, targets[t], args, params, 2));
         int far = 0, same = 0;
         for (int tok = 0; tok < M; tok++) {
             ref_hc_head(D, xf + (int64_t)tok * n, fn, scale, base, want);
@@ -699,12 +663,12 @@ TEST(q_norm_in_the_reference_bf16_steps)
         ref_q_norm(HD, qf + (int64_t)i * HD, want + (int64_t)i * HD);
     const char *targets[] = {NULL, "x86-avx512", "x86-avx2", "sm_90a"};
     for (size_t t = 0; t < 4; t++) {
-        if (!runs_here(targets[t]))
+        if (!th_runs_here(targets[t]))
             continue;
         FeSet sets[] = {{"H", "8"}, {"HD", "512"}};
         void *args[2] = {q, y};
         int64_t params[1] = {M};
-        CHECK(run("kernels_src/q_norm.lua", sets, 2, targets[t], args, params));
+        CHECK(th_run("kernels_src/q_norm.lua", sets, 2, targets[t], args, params, 2));
         int same = 0, far = 0;
         for (int i = 0; i < M * H * HD; i++) {
             float got = dt_bf16_to_f32(y[i]);
@@ -739,7 +703,7 @@ static void check_oproj(const char *target, int M, int G, int R, int GD)
     FeSet sets[] = {{"G", gs}, {"R", rs}, {"GD", ds}};
     void *args[3] = {o, w, u};
     int64_t params[1] = {M};
-    CHECK(run("kernels_src/grouped_oproj.lua", sets, 3, target, args, params));
+    CHECK(th_run("kernels_src/grouped_oproj.lua", sets, 3, target, args, params, 2));
     int far = 0, same = 0;
     for (int64_t i = 0; i < nu; i++) {
         float got = dt_bf16_to_f32(u[i]);
@@ -771,7 +735,7 @@ static void check_lm_head(const char *target, int M, int V, int D, const char *b
     FeSet sets[] = {{"V", vs}, {"D", ds}, {"BM", bm}};
     void *args[3] = {y, h, logits};
     int64_t params[1] = {M};
-    CHECK(run("kernels_src/lm_head.lua", sets, 3, target, args, params));
+    CHECK(th_run("kernels_src/lm_head.lua", sets, 3, target, args, params, 2));
     double worst = 0, tol = 1e-6 * D;
     for (int m = 0; m < M; m++)
         for (int v = 0; v < V; v++) {
@@ -855,7 +819,7 @@ static void check_attn(const char *target, int M, int H, int D, int L, int NKV)
     FeSet sets[] = {{"H", hs}, {"D", ds}, {"L", lsz}, {"NKV", ns}, {"BH", H % 16 ? "8" : "16"}};
     void *args[5] = {q, kv, idx, sink, o};
     int64_t params[1] = {M};
-    CHECK(run("kernels_src/sparse_attn.lua", sets, 5, target, args, params));
+    CHECK(th_run("kernels_src/sparse_attn.lua", sets, 5, target, args, params, 2));
     double worst = 0, mag = 0;
     for (int64_t i = 0; i < nq; i++) {
         got[i] = dt_bf16_to_f32(o[i]);
@@ -917,10 +881,10 @@ static void check_indexer(const char *target, int M, int N, int K, int ratio)
     FeSet lsets[] = {{"N", ns}, {"ratio", rs}};
     void *largs[5] = {q, kk, w, pos, score};
     int64_t params[1] = {M};
-    CHECK(run("kernels_src/indexer_logits.lua", lsets, 2, target, largs, params));
+    CHECK(th_run("kernels_src/indexer_logits.lua", lsets, 2, target, largs, params, 2));
     FeSet tsets[] = {{"N", ns}, {"K", ks}, {"offset", "128"}};
     void *targs[2] = {score, idx};
-    CHECK(run("kernels_src/topk.lua", tsets, 3, target, targs, params));
+    CHECK(th_run("kernels_src/topk.lua", tsets, 3, target, targs, params, 2));
     double worst = 0;
     int wrong = 0;
     for (int t = 0; t < M; t++) {
@@ -984,7 +948,7 @@ static void check_compress(const char *target, int Tn, int r, int D)
     snprintf(ds, sizeof ds, "%d", D);
     FeSet sets[] = {{"T", ts}, {"ratio", rs}, {"D", ds}};
     void *args[4] = {kv, g, ape, out};
-    CHECK(run("kernels_src/compress.lua", sets, 3, target, args, NULL));
+    CHECK(th_run("kernels_src/compress.lua", sets, 3, target, args, NULL, 2));
     double worst = 0;
     for (int64_t i = 0; i < no; i++)
         worst = fmax(worst, fabs(out[i] - want[i]));
@@ -1038,12 +1002,12 @@ TEST(hc_post_fused_with_the_next_hc_pre)
         base[i] = test_rand(&seed);
     const char *targets[] = {NULL, "x86-avx512", "x86-avx2", "sm_90a"};
     for (size_t t = 0; t < 4; t++) {
-        if (!runs_here(targets[t]))
+        if (!th_runs_here(targets[t]))
             continue;
         FeSet sets[] = {{"D", "512"}};
         void *args[11] = {f, r, post, comb, fn, scale, base, x, y, post2, comb2};
         int64_t params[1] = {M};
-        CHECK(run("kernels_src/hc_post_pre.lua", sets, 1, targets[t], args, params));
+        CHECK(th_run("kernels_src/hc_post_pre.lua", sets, 1, targets[t], args, params, 2));
         int xfar = 0, yfar = 0;
         double worst = 0;
         for (int tok = 0; tok < M; tok++) {

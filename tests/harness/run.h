@@ -1,0 +1,27 @@
+/* run.h — how operator tests run a kernel spec on one executor:
+ *   NULL           the interpreter on the Tile IR the frontend built;
+ *   a GPU target   its GPU lowering in the interpreter's SIMT mode (threads,
+ *                  shared memory, async copies, and the race detector);
+ *   a CPU target   the pass pipeline and the JIT, on `threads` threads.
+ * Shared by the tests in tests/unit/ (tests/harness/run.c). */
+#ifndef TILEC_TEST_RUN_H
+#define TILEC_TEST_RUN_H
+
+#include "frontend/frontend.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Can this machine run target?  The interpreter and SIMT mode always can;
+ * a CPU target this CPU lacks prints "skipped: ..." (once per target). */
+bool th_runs_here(const char *target);
+
+/* Load spec with sets and run it on target over args; params: the dyn
+ * values.  False (the diagnostic printed) when it does not compile or run. */
+bool th_run(const char *spec, const FeSet *sets, int nsets, const char *target, void *const *args,
+            const int64_t *params, int threads);
+
+/* "interp" for NULL, else the target's name (for messages). */
+const char *th_name(const char *target);
+
+#endif
