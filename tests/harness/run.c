@@ -53,3 +53,17 @@ bool th_run(const char *spec, const FeSet *sets, int nsets, const char *target, 
     ir_kernel_free(k);
     return ok;
 }
+
+bool th_load_fails(const char *spec, const FeSet *sets, int nsets, char *msg, size_t size)
+{
+    Diag d = {0};
+    Kernel *k = fe_load(spec, sets, nsets, &d);
+    msg[0] = 0;
+    FILE *f = fmemopen(msg, size, "w");
+    if (f) {
+        diag_print(&d, f);
+        fclose(f);
+    }
+    ir_kernel_free(k);
+    return k == NULL;
+}

@@ -10,6 +10,7 @@
 #include "frontend/frontend.h"
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* Can this machine run target?  The interpreter and SIMT mode always can;
@@ -20,6 +21,10 @@ bool th_runs_here(const char *target);
  * values.  False (the diagnostic printed) when it does not compile or run. */
 bool th_run(const char *spec, const FeSet *sets, int nsets, const char *target, void *const *args,
             const int64_t *params, int threads);
+
+/* Does spec with sets fail to load?  Its diagnostic, as printed, goes to
+ * msg (the one-line errors tests compare exactly). */
+bool th_load_fails(const char *spec, const FeSet *sets, int nsets, char *msg, size_t size);
 
 /* "interp" for NULL, else the target's name (for messages). */
 const char *th_name(const char *target);
