@@ -113,27 +113,40 @@ static LLVMValueRef e4m3_to_f32(Cg *c, LLVMValueRef byte)
 #undef I32
 }
 
-/* f32 → e4m3 byte, round to nearest even with saturation to ±448 (NaN stays
- * NaN), in integer ops that vectorise — dt_f32_to_e4m3's definition:
- * normals keep 3 mantissa bits (rounded on the f32 bits, exponent rebiased
- * 127 → 7), subnormals are roundeven(|x|·2^9), the largest code is 0x7e. */
-static LLVMValueRef f32_to_e4m3(Cg *c, LLVMValueRef f)
+/* An fp8 format as the narrowing below needs it. */
+typedef struct Fp8 {
+    int mbits, bias;       /* mantissa bits, exponent bias */
+    unsigned max, nan;     /* the largest finite code (saturation), the NaN code */
+} Fp8;
+
+static const Fp8 E4M3 = {3, 7, 0x7e, 0x7f}, E5M2 = {2, 15, 0x7b, 0x7e};
+
+/* f32 → fp8 byte, round to nearest even with saturation to the largest
+ * finite value (NaN stays NaN), in integer ops that vectorise and need no
+ * helper (the GPU has none) — dt_f32_to_e4m3/e5m2's definition: normals
+ * keep mbits mantissa bits (rounded on the f32 bits, exponent rebiased
+ * 127 → bias), subnormals are roundeven(|x| · 2^(bias - 1 + mbits)). */
+static LLVMValueRef f32_to_fp8(Cg *c, LLVMValueRef f, const Fp8 *F)
 {
     LLVMBuilderRef B = c->b;
 #define I32(v) LLVMConstInt(c->i32, (unsigned long long)(v), 0)
+    int shift = 23 - F->mbits;
     LLVMValueRef u = LLVMBuildBitCast(B, f, c->i32, "");
     LLVMValueRef sign = LLVMBuildAnd(B, LLVMBuildLShr(B, u, I32(24), ""), I32(0x80), "");
     LLVMValueRef a = LLVMBuildAnd(B, u, I32(0x7fffffff), "");
-    LLVMValueRef lsb = LLVMBuildAnd(B, LLVMBuildLShr(B, a, I32(20), ""), I32(1), "");
-    LLVMValueRef rounded = LLVMBuildAdd(B, a, LLVMBuildAdd(B, I32(0x7ffff), lsb, ""), "");
-    LLVMValueRef normal = LLVMBuildSub(B, LLVMBuildLShr(B, rounded, I32(20), ""), I32(960), "");
-    LLVMValueRef mag = LLVMBuildFMul(B, LLVMBuildBitCast(B, a, c->f32, ""), LLVMConstReal(c->f32, 512.0), "");
+    LLVMValueRef lsb = LLVMBuildAnd(B, LLVMBuildLShr(B, a, I32(shift), ""), I32(1), "");
+    LLVMValueRef rounded = LLVMBuildAdd(B, a, LLVMBuildAdd(B, I32((1u << (shift - 1)) - 1), lsb, ""), "");
+    LLVMValueRef normal =
+        LLVMBuildSub(B, LLVMBuildLShr(B, rounded, I32(shift), ""), I32((unsigned)(127 - F->bias) << F->mbits), "");
+    LLVMValueRef mag = LLVMBuildFMul(B, LLVMBuildBitCast(B, a, c->f32, ""),
+                                     LLVMConstReal(c->f32, ldexp(1.0, F->bias - 1 + F->mbits)), "");
     LLVMTypeRef ty = c->f32;
     LLVMValueRef sub = LLVMBuildFPToUI(B, cg_intrinsic(c, "llvm.roundeven", &ty, 1, &mag, 1), c->i32, "");
-    LLVMValueRef code = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntULT, a, I32(0x3c800000), ""), sub, normal, "");
-    LLVMValueRef big = LLVMBuildICmp(B, LLVMIntUGT, code, I32(0x7e), ""); /* >= 464, inf */
-    code = LLVMBuildSelect(B, big, I32(0x7e), code, "");
-    code = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntUGT, a, I32(0x7f800000), ""), I32(0x7f), code, "");
+    LLVMValueRef min_normal = I32((unsigned)(128 - F->bias) << 23); /* 2^(1 - bias) */
+    LLVMValueRef code = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntULT, a, min_normal, ""), sub, normal, "");
+    LLVMValueRef big = LLVMBuildICmp(B, LLVMIntUGT, code, I32(F->max), ""); /* past the largest, inf */
+    code = LLVMBuildSelect(B, big, I32(F->max), code, "");
+    code = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntUGT, a, I32(0x7f800000), ""), I32(F->nan), code, "");
     return LLVMBuildTrunc(B, LLVMBuildOr(B, code, sign, ""), c->i8, "");
 #undef I32
 }
@@ -221,8 +234,8 @@ LLVMValueRef cg_narrow(Cg *c, DType t, LLVMValueRef v)
     }
     case DT_F16: return LLVMBuildFPTrunc(c->b, v, LLVMHalfTypeInContext(c->ctx), "");
     case DT_BF16: return cg_f32_to_bf16(c, v);
-    case DT_F8E4M3: return f32_to_e4m3(c, v);
-    case DT_F8E5M2: return call_helper(c, "dt_f32_to_e5m2", c->i8, c->f32, v);
+    case DT_F8E4M3: return f32_to_fp8(c, v, &E4M3);
+    case DT_F8E5M2: return f32_to_fp8(c, v, &E5M2);
     case DT_E8M0: return f32_to_e8m0(c, v);
     case DT_F4E2M1: return call_helper(c, "dt_f32_to_e2m1", c->i8, c->f32, v); /* one nibble */
     default: return v;

@@ -289,12 +289,6 @@ bool cg_gpu_check(const Kernel *k, Diag *d)
     if (!k->nthreads)
         return diag_error(d, k->loc, "kernel %s reached the GPU back end without threads "
                           "(internal: pass_threads did not run)", k->name);
-    for (int i = 0; i < k->nbufs; i++) {
-        const Buffer *b = k->bufs[i];
-        if (b->dtype == DT_F8E5M2)
-            return diag_error(d, b->loc, "%s is %s: the %s back end does not store that format yet",
-                              b->name, dt_name(b->dtype), "GPU");
-    }
     return true;
 }
 

@@ -59,6 +59,14 @@ for arch in sm_90a sm_80; do
     ok "$arch moe_combine weighted, shared, bf16"; else bad "$arch moe_combine weighted, shared, bf16"; fi
 done
 
+# e5m2 stores narrow inline (no helper call the GPU lacks)
+for arch in sm_90a sm_80; do
+  ptx="$tmp/e5-$arch.ptx"
+  if "$TILEC" compile tests/specs/e5m2_roundtrip.lua --target $arch -o "$ptx" &&
+     "$PTXAS" -arch=$arch -o "$tmp/x.cubin" "$ptx"; then
+    ok "$arch e5m2 stores"; else bad "$arch e5m2 stores"; fi
+done
+
 # fp8 operands take the m16n8k32 e4m3 tensor cores of sm_90a, without spills
 ptx="$tmp/g8.ptx"
 if "$TILEC" compile examples/gemm.lua --target sm_90a --set dtype=f8e4m3 --set BM=128 --set BN=128 --set BK=64 \
