@@ -253,7 +253,9 @@ bool cg_gpu_async_chunk(Cg *c, const Stmt *s)
         return false;
     const Buffer *dst = st->u.store.buf, *src = st->u.store.value->buf;
     int64_t bytes = V * dt_bits(dst->dtype) / 8;
-    if (dt_bits(dst->dtype) < 8 || (bytes != 4 && bytes != 8 && bytes != 16))
+    /* cp.async fills shared memory only: a tile that became registers (or
+     * global) takes plain stores, which land at once */
+    if (dst->scope != SCOPE_SHARED || dt_bits(dst->dtype) < 8 || (bytes != 4 && bytes != 8 && bytes != 16))
         return false;
     c->var[s->u.loop.var->id] = cg_i64(c, 0);
     LLVMValueRef di[IR_MAX_RANK], si[IR_MAX_RANK];
