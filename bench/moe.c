@@ -26,6 +26,7 @@
 #include "passes/passes.h"
 #include "ref/moe_gemm_ref.h"
 #include "ref/ref.h"
+#include "bench/peers.h"
 #include "runtime/timing.h"
 
 #include <math.h>
@@ -466,22 +467,6 @@ static bool verify(const Run *r, int th, const float *xf)
 
 /* --------------------------------------------------------------- timing */
 
-static double copy_bandwidth(void) /* bench/ops.c's */
-{
-    size_t n = (size_t)512 << 20;
-    char *a = malloc(n), *b = malloc(n);
-    memset(a, 1, n);
-    memset(b, 2, n);
-    double t[5];
-    for (int r = 0; r < 5; r++) {
-        double t0 = rt_now();
-        memcpy(b, a, n);
-        t[r] = rt_now() - t0;
-    }
-    free(a);
-    free(b);
-    return 2.0 * (double)n / rt_median(t, 5) * 1e-9; /* read + write */
-}
 
 static double time_it(bool (*fn)(const Run *, int), const Run *r, int th, int reps, bool *ok)
 {
@@ -588,7 +573,7 @@ int main(int argc, char **argv)
     };
     int reps = quick ? 3 : 7;
     const TargetInfo *t = ir_host_target();
-    double bw = copy_bandwidth();
+    double bw = bench_copy_bandwidth();
     printf("bench_moe: target %s, %d thread(s), median of %d; memcpy copy bandwidth %.1f GB/s (read+write)\n",
            t ? t->name : "none", threads, reps, bw);
     printf("overlap: routed GEMMs and shared expert on two pthreads, 1 pool thread each, vs fused at %d thread(s)\n",

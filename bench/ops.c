@@ -8,6 +8,7 @@
  * Small operators' arguments fit in the caches, so their fraction can pass
  * 1: read it as "not memory-bound"; the large ones (weights, KV) are the
  * honest bandwidth figures. */
+#include "bench/peers.h"
 #include "codegen/codegen.h"
 #include "frontend/frontend.h"
 #include "passes/passes.h"
@@ -55,22 +56,6 @@ static const Op ops[] = {
     {"kernels_src/moe_combine.lua", {{"D", "4096"}, {"shared", "add"}, {"out_dtype", "bf16"}}, 16},
 };
 
-static double copy_bandwidth(void)
-{
-    size_t n = (size_t)512 << 20;
-    char *a = malloc(n), *b = malloc(n);
-    memset(a, 1, n);
-    memset(b, 2, n);
-    double t[5];
-    for (int r = 0; r < 5; r++) {
-        double t0 = rt_now();
-        memcpy(b, a, n);
-        t[r] = rt_now() - t0;
-    }
-    free(a);
-    free(b);
-    return 2.0 * (double)n / rt_median(t, 5) * 1e-9; /* read + write */
-}
 
 /* The expert GEMMs take per-expert row counts and offsets (int32 [E], named
  * cnt and off): the m rows spread evenly, so every expert has work. */
@@ -129,7 +114,7 @@ int main(int argc, char **argv)
         }
     }
     const TargetInfo *t = ir_host_target();
-    double bw = copy_bandwidth();
+    double bw = bench_copy_bandwidth();
     printf("bench_ops: target %s, %d thread(s); memcpy copy bandwidth %.1f GB/s (read+write)\n",
            t ? t->name : "none", threads, bw);
     printf("%-34s %8s %10s %9s %9s\n", "operator (Flash decode)", "tokens", "median_us", "GB/s", "of_copy");

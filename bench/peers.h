@@ -1,0 +1,9 @@
+/* peers.h — what the CPU benchmarks measure their kernels against that is
+ * not a library: this machine's memory bandwidth (bench/peers.c). */
+#ifndef TILEC_BENCH_PEERS_H
+#define TILEC_BENCH_PEERS_H
+
+/* memcpy of 512 MiB, median of 5, as bytes read + written per second / 1e9. */
+double bench_copy_bandwidth(void);
+
+#endif
