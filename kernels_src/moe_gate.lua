@@ -5,6 +5,11 @@
 --   expert), or idx = tid2eid[token id] in the hash-routed first layers,
 --   w_k = score[idx_k] / Σ_k score[idx_k] · route_scale   (unbiased scores).
 -- Top-k is k rounds of (row max, lowest index attaining it, mask it out).
+-- A token id outside the vocabulary, or a tid2eid entry outside [0, E) (a
+-- corrupt table: a kernel cannot raise an error), routes that slot nowhere:
+-- expert −1 and weight 0, which the dispatch drops (its offsets[E] then
+-- falls short of T·k, which the caller can check); the other slots share
+-- the weight.
 --   tilec run kernels_src/moe_gate.lua --set M=4 --set E=64 --set D=256 --check
 local T = require "tile"
 
@@ -52,7 +57,10 @@ return T.kernel "moe_gate" {
       if p.routing == "hash" then
         for t, k in T.parallel(p.BM, p.TOPK) do
           local row = T.min(bm * p.BM + t, p.M - 1)       -- tail rows read a valid id, write nothing
-          pick[t][k] = T.cast(tid2eid[ids[row]][k], T.f32)
+          local id = ids[row]
+          local known = T.and_(T.le(0, id), T.lt(id, p.V))
+          local e = tid2eid[T.select(known, id, 0)][k]
+          pick[t][k] = T.cast(T.select(T.and_(known, T.and_(T.le(0, e), T.lt(e, p.E))), e, -1), T.f32)
         end
       else
         for t, e in T.parallel(p.BM, p.E) do sel[t][e] = score[t][e] + bias[e] end
@@ -66,13 +74,16 @@ return T.kernel "moe_gate" {
           end
         end
       end
-      for t, k in T.parallel(p.BM, p.TOPK) do got[t][k] = score[t][T.cast(pick[t][k], T.i64)] end
+      for t, k in T.parallel(p.BM, p.TOPK) do
+        local e = T.cast(pick[t][k], T.i64)
+        got[t][k] = T.select(T.le(0, e), score[t][T.max(e, 0)], 0.0)
+      end
       T.reduce_sum(got, sum, 1)
       for t, k in T.parallel(p.BM, p.TOPK) do
         local row = bm * p.BM + t
         T.if_(T.lt(row, p.M), function()
           idx[row][k] = T.cast(pick[t][k], T.i32)
-          w[row][k] = got[t][k] / sum[t] * scale
+          w[row][k] = T.select(T.lt(0.0, sum[t]), got[t][k] / sum[t] * scale, 0.0)
         end)
       end
     end

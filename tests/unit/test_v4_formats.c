@@ -560,6 +560,48 @@ TEST(moe_gate_topk_and_hash_routing)
         }
 }
 
+/* A corrupt hash table routes nowhere rather than out of bounds: a token id
+ * outside the vocabulary or an expert id outside [0, E) gives expert -1 and
+ * weight 0 (the dispatch drops such slots); a token's other slots share
+ * route_scale among themselves. */
+TEST(moe_gate_hash_entries_out_of_range_route_nowhere)
+{
+    enum { M = 3, D = 256, E = 16, K = 6, V = 97 };
+    uint16_t x[M * D], wg[E * D];
+    float bias[E] = {0}, w[M * K];
+    int32_t ids[M] = {5, V + 3, 11}, t2e[V * K], idx[M * K];
+    unsigned seed = 9;
+    for (int i = 0; i < M * D; i++)
+        x[i] = dt_f32_to_bf16(test_rand(&seed));
+    for (int i = 0; i < E * D; i++)
+        wg[i] = dt_f32_to_bf16(test_rand(&seed) * 0.2f);
+    for (int i = 0; i < V * K; i++)
+        t2e[i] = i % E;
+    t2e[5 * K + 1] = -1;     /* token 0: two bad entries */
+    t2e[5 * K + 4] = E + 5;
+    FeSet sets[] = {{"D", "256"}, {"E", "16"}, {"routing", "hash"}, {"V", "97"}};
+    void *args[7] = {x, wg, bias, ids, t2e, idx, w};
+    int64_t params[1] = {M};
+    const char *targets[] = {NULL, "sm_90a", ir_host_target()->name};
+    for (int t = 0; t < 3; t++) {
+        CHECK(th_run("kernels_src/moe_gate.lua", sets, 4, targets[t], args, params, 2));
+        for (int m = 0; m < M; m++) {
+            double sum = 0;
+            for (int k = 0; k < K; k++) {
+                int32_t want = m == 1 ? -1 : t2e[ids[m] * K + k];
+                bool bad = want < 0 || want >= E;
+                CHECKF(idx[m * K + k] == (bad ? -1 : want), "%s token %d slot %d: expert %d, want %d",
+                       th_name(targets[t]), m, k, idx[m * K + k], bad ? -1 : want);
+                CHECKF(!bad || w[m * K + k] == 0, "%s token %d slot %d: weight %g for no expert",
+                       th_name(targets[t]), m, k, w[m * K + k]);
+                sum += w[m * K + k];
+            }
+            CHECKF(fabs(sum - (m == 1 ? 0.0 : 1.5)) < 1e-5, "%s token %d: weights sum to %g",
+                   th_name(targets[t]), m, sum);
+        }
+    }
+}
+
 TEST(moe_gate_rejects_topk_beyond_the_experts)
 {
     FeSet sets[] = {{"E", "4"}};
@@ -1063,6 +1105,7 @@ int main(void)
     RUN(compressor_pooling_overlap_and_not);
     RUN(moe_gate_topk_and_hash_routing);
     RUN(moe_gate_rejects_topk_beyond_the_experts);
+    RUN(moe_gate_hash_entries_out_of_range_route_nowhere);
     RUN(swiglu_quant_against_the_spec);
     RUN(lm_head_on_the_last_positions);
     RUN(wo_b_is_fp8_gemm_at_its_shape);
