@@ -28,6 +28,7 @@
 #include "ref/ref.h"
 #include "bench/peers.h"
 #include "runtime/timing.h"
+#include "tests/harness/run.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -37,37 +38,23 @@
 
 /* ------------------------------------------------- stages (test_moe_layer.c) */
 
-typedef struct Stage {
-    Kernel *k;
-    CgJit *j;
-} Stage;
+typedef ThKernel Stage;
 
+/* sets: {name, value} pairs up to a {NULL} */
 static bool stage_build(Stage *s, const char *spec, const char *sets[][2])
 {
     FeSet fs[8];
     int n = 0;
     for (; n < 8 && sets[n][0]; n++)
         fs[n] = (FeSet){sets[n][0], sets[n][1]};
-    Diag d = {0};
-    const TargetInfo *t = ir_host_target();
-    s->k = fe_load(spec, fs, n, &d);
-    s->j = NULL;
-    bool ok = s->k && pass_pipeline(s->k, t, NULL, &d) && (s->j = cg_jit_compile(s->k, t, &d));
-    if (!ok) {
-        printf("  %s: ", spec);
-        diag_print(&d, stdout);
-    }
-    return ok;
+    return th_kernel_build(s, spec, fs, n);
 }
 
+/* Every spec here has a single dyn dim: one param. */
 static bool stage_run(const Stage *s, void *const *args, int64_t dyn, int threads)
 {
-    Diag d = {0};
     int64_t params[1] = {dyn};
-    bool ok = cg_launch(s->k, cg_jit_fn(s->j), args, params, threads, &d);
-    if (!ok)
-        diag_print(&d, stdout);
-    return ok;
+    return th_kernel_run(s, args, params, threads);
 }
 
 /* ------------------------------------------------------------- the layer */
@@ -226,10 +213,8 @@ static bool chain_build(Stage *st, const Cfg *c)
 
 static void chain_free(Stage *st)
 {
-    for (int i = 0; i < NSTAGES; i++) {
-        cg_jit_free(st[i].j);
-        ir_kernel_free(st[i].k);
-    }
+    for (int i = 0; i < NSTAGES; i++)
+        th_kernel_free(&st[i]);
 }
 
 /* Everything the chains write (R = T·K dispatched rows); u* are the unfused chain's own. */

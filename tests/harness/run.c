@@ -67,3 +67,51 @@ bool th_load_fails(const char *spec, const FeSet *sets, int nsets, char *msg, si
     ir_kernel_free(k);
     return k == NULL;
 }
+
+bool th_kernel_build(ThKernel *tk, const char *spec, const FeSet *sets, int nsets)
+{
+    Diag d = {0};
+    const TargetInfo *t = ir_host_target();
+    tk->k = fe_load(spec, sets, nsets, &d);
+    tk->jit = NULL;
+    bool ok = tk->k && pass_pipeline(tk->k, t, NULL, &d) && (tk->jit = cg_jit_compile(tk->k, t, &d));
+    if (!ok) {
+        printf("  %s: ", spec);
+        diag_print(&d, stdout);
+    }
+    return ok;
+}
+
+bool th_kernel_run(const ThKernel *tk, void *const *args, const int64_t *params, int threads)
+{
+    Diag d = {0};
+    bool ok = cg_launch(tk->k, cg_jit_fn(tk->jit), args, params, threads, &d);
+    if (!ok)
+        diag_print(&d, stdout);
+    return ok;
+}
+
+void th_kernel_free(ThKernel *tk)
+{
+    cg_jit_free(tk->jit);
+    ir_kernel_free(tk->k);
+    tk->jit = NULL;
+    tk->k = NULL;
+}
+
+char *th_read_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *buf = NULL;
+    size_t n = 0;
+    FILE *m = open_memstream(&buf, &n);
+    int ch;
+    while (m && (ch = fgetc(f)) != EOF)
+        fputc(ch, m);
+    if (m)
+        fclose(m);
+    fclose(f);
+    return buf;
+}

@@ -26,6 +26,22 @@ bool th_run(const char *spec, const FeSet *sets, int nsets, const char *target, 
  * msg (the one-line errors tests compare exactly). */
 bool th_load_fails(const char *spec, const FeSet *sets, int nsets, char *msg, size_t size);
 
+/* A spec compiled once for this CPU's best target and launched many times
+ * (a chain of kernels, a benchmark). */
+typedef struct ThKernel {
+    Kernel *k;
+    struct CgJit *jit;
+} ThKernel;
+
+/* False (the diagnostic printed, naming spec) when it does not compile. */
+bool th_kernel_build(ThKernel *tk, const char *spec, const FeSet *sets, int nsets);
+/* One launch over args; params: the dyn values, in the kernel's order. */
+bool th_kernel_run(const ThKernel *tk, void *const *args, const int64_t *params, int threads);
+void th_kernel_free(ThKernel *tk);
+
+/* The whole file, NUL-terminated (malloc'd), or NULL when it cannot be read. */
+char *th_read_file(const char *path);
+
 /* "interp" for NULL, else the target's name (for messages). */
 const char *th_name(const char *target);
 

@@ -6,6 +6,7 @@
 #include "frontend/frontend.h"
 #include "passes/passes.h"
 #include "test.h"
+#include "tests/harness/run.h"
 
 #include <dirent.h>
 #include <stdint.h>
@@ -309,21 +310,6 @@ TEST(loop_kernel_round_trips)
 
 /* ------------------------------------------------- every .tir in tests/ir */
 
-static char *read_text(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    char *buf = NULL;
-    size_t n = 0;
-    FILE *m = open_memstream(&buf, &n);
-    int c;
-    while ((c = fgetc(f)) != EOF)
-        fputc(c, m);
-    fclose(m);
-    fclose(f);
-    return buf;
-}
 
 TEST(every_sample_tir_is_its_own_printed_form)
 {
@@ -339,7 +325,7 @@ TEST(every_sample_tir_is_its_own_printed_form)
             continue;
         char path[512];
         snprintf(path, sizeof path, "tests/ir/%s", e->d_name);
-        char *text = read_text(path);
+        char *text = th_read_file(path);
         CHECKF(text != NULL, "cannot read %s", path);
         if (!text)
             continue;
@@ -379,7 +365,7 @@ static int round_trip_specs_in(const char *dirname)
             continue;
         char path[512];
         snprintf(path, sizeof path, "%s/%s", dirname, e->d_name);
-        char *src = read_text(path);
+        char *src = th_read_file(path);
         bool is_kernel = src && strstr(src, "T.kernel");
         free(src);
         if (!is_kernel)

@@ -4,20 +4,10 @@
 #include "frontend/frontend.h"
 #include "passes/passes.h"
 #include "test.h"
+#include "tests/harness/run.h"
 
 #include <string.h>
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return NULL;
-    static char buf[1 << 16];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    buf[n] = 0;
-    fclose(f);
-    return strdup(buf);
-}
 
 /* tests/passes/NAME.in.tir through lower+vectorize == NAME.out.tir. */
 static void golden(const char *name)
@@ -25,7 +15,7 @@ static void golden(const char *name)
     char in[256], out[256];
     snprintf(in, sizeof in, "tests/passes/%s.in.tir", name);
     snprintf(out, sizeof out, "tests/passes/%s.out.tir", name);
-    char *src = slurp(in), *want = slurp(out);
+    char *src = th_read_file(in), *want = th_read_file(out);
     CHECKF(src && want, "missing %s or %s", in, out);
     if (!src || !want)
         return;

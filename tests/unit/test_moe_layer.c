@@ -19,46 +19,17 @@
 #include "ref/moe_ref.h"
 #include "ref/ref.h"
 #include "test.h"
+#include "tests/harness/run.h"
 
 #include <string.h>
 
 /* ---------------------------------------------------------- chain runner */
 
-/* One kernel compiled once for the host and launched for every token
- * count: every spec here has a single dyn dim, so params is one value. */
-typedef struct Stage {
-    Kernel *k;
-    CgJit *j;
-} Stage;
-
-static bool stage_build(Stage *s, const char *spec, const FeSet *sets, int nsets)
+/* Every spec here has a single dyn dim: one param. */
+static bool stage_run(const ThKernel *s, void *const *args, int64_t dyn)
 {
-    Diag d = {0};
-    const TargetInfo *t = ir_host_target();
-    s->k = fe_load(spec, sets, nsets, &d);
-    s->j = NULL;
-    bool ok = s->k && pass_pipeline(s->k, t, NULL, &d) && (s->j = cg_jit_compile(s->k, t, &d));
-    if (!ok) {
-        printf("  %s: ", spec);
-        diag_print(&d, stdout);
-    }
-    return ok;
-}
-
-static bool stage_run(const Stage *s, void *const *args, int64_t dyn)
-{
-    Diag d = {0};
     int64_t params[1] = {dyn};
-    bool ok = cg_launch(s->k, cg_jit_fn(s->j), args, params, 2, &d);
-    if (!ok)
-        diag_print(&d, stdout);
-    return ok;
-}
-
-static void stage_free(Stage *s)
-{
-    cg_jit_free(s->j);
-    ir_kernel_free(s->k);
+    return th_kernel_run(s, args, params, 2);
 }
 
 /* ------------------------------------------------------------- the layer */
@@ -167,7 +138,7 @@ static void weights_free(Weights *w)
 enum { GATE, AQ, COUNT, OFFSETS, PLACE, GATHER, GEMM1, GEMM2, SH13, SWIGLU, SH2, COMBINE, NSTAGES };
 
 typedef struct Chain {
-    Stage st[NSTAGES];
+    ThKernel st[NSTAGES];
 } Chain;
 
 static bool chain_build(Chain *ch, const Cfg *c)
@@ -189,24 +160,24 @@ static bool chain_build(Chain *ch, const Cfg *c)
     FeSet s2[] = {{"N", D}, {"K", IS}, {"BM", "16"}};
     FeSet comb[] = {{"D", D}, {"TOPK", K}, {"shared", "add"}, {"out_dtype", "bf16"}};
     memset(ch, 0, sizeof *ch);
-    return stage_build(&ch->st[GATE], "kernels_src/moe_gate.lua", gate, 5) &&
-           stage_build(&ch->st[AQ], "kernels_src/act_quant.lua", aq, 1) &&
-           stage_build(&ch->st[COUNT], "kernels_src/moe_count.lua", layout, 2) &&
-           stage_build(&ch->st[OFFSETS], "kernels_src/moe_offsets.lua", layout, 2) &&
-           stage_build(&ch->st[PLACE], "kernels_src/moe_place.lua", layout, 2) &&
-           stage_build(&ch->st[GATHER], "kernels_src/moe_gather.lua", gather, 2) &&
-           stage_build(&ch->st[GEMM1], "kernels_src/moe_gemm_swiglu.lua", g1, 3) &&
-           stage_build(&ch->st[GEMM2], "kernels_src/moe_expert_gemm.lua", g2, 3) &&
-           stage_build(&ch->st[SH13], "kernels_src/fp8_gemm.lua", s13, 3) &&
-           stage_build(&ch->st[SWIGLU], "kernels_src/swiglu_quant.lua", sw, 1) &&
-           stage_build(&ch->st[SH2], "kernels_src/fp8_gemm.lua", s2, 3) &&
-           stage_build(&ch->st[COMBINE], "kernels_src/moe_combine.lua", comb, 4);
+    return th_kernel_build(&ch->st[GATE], "kernels_src/moe_gate.lua", gate, 5) &&
+           th_kernel_build(&ch->st[AQ], "kernels_src/act_quant.lua", aq, 1) &&
+           th_kernel_build(&ch->st[COUNT], "kernels_src/moe_count.lua", layout, 2) &&
+           th_kernel_build(&ch->st[OFFSETS], "kernels_src/moe_offsets.lua", layout, 2) &&
+           th_kernel_build(&ch->st[PLACE], "kernels_src/moe_place.lua", layout, 2) &&
+           th_kernel_build(&ch->st[GATHER], "kernels_src/moe_gather.lua", gather, 2) &&
+           th_kernel_build(&ch->st[GEMM1], "kernels_src/moe_gemm_swiglu.lua", g1, 3) &&
+           th_kernel_build(&ch->st[GEMM2], "kernels_src/moe_expert_gemm.lua", g2, 3) &&
+           th_kernel_build(&ch->st[SH13], "kernels_src/fp8_gemm.lua", s13, 3) &&
+           th_kernel_build(&ch->st[SWIGLU], "kernels_src/swiglu_quant.lua", sw, 1) &&
+           th_kernel_build(&ch->st[SH2], "kernels_src/fp8_gemm.lua", s2, 3) &&
+           th_kernel_build(&ch->st[COMBINE], "kernels_src/moe_combine.lua", comb, 4);
 }
 
 static void chain_free(Chain *ch)
 {
     for (int i = 0; i < NSTAGES; i++)
-        stage_free(&ch->st[i]);
+        th_kernel_free(&ch->st[i]);
 }
 
 /* Everything the chain writes for T tokens (R = T·K dispatched rows). */
@@ -247,7 +218,7 @@ static void bufs_free(Bufs *b)
 static bool chain_run(const Chain *ch, const Cfg *c, const Weights *W, int T, uint16_t *x, Bufs *b)
 {
     int64_t R = (int64_t)T * c->K;
-    const Stage *s = ch->st;
+    const ThKernel *s = ch->st;
     void *gate[] = {x, W->wg, W->bias, b->idx, b->w};
     void *aq[] = {x, b->x8, b->xs};
     void *count[] = {b->idx, b->cnt};

@@ -15,30 +15,17 @@
 #include "frontend/frontend.h"
 #include "passes/passes.h"
 #include "test.h"
+#include "tests/harness/run.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 /* ------------------------------------------------------------- helpers */
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    size_t got = fread(buf, 1, (size_t)n, f);
-    buf[got] = 0;
-    fclose(f);
-    return buf;
-}
 
 static Kernel *parse_file(const char *path)
 {
-    char *src = slurp(path);
+    char *src = th_read_file(path);
     CHECKF(src != NULL, "cannot read %s", path);
     if (!src)
         return NULL;
@@ -77,7 +64,7 @@ static void golden(const char *name, PassFn pass)
         fputs(got, f);
         fclose(f);
     }
-    char *want = slurp(out);
+    char *want = th_read_file(out);
     CHECKF(want != NULL, "missing %s (run with TILEC_BLESS=1 once, then read it)", out);
     if (want) {
         CHECKF(!strcmp(got, want), "%s: output differs from %s; got:\n%s", name, out, got);
@@ -415,7 +402,7 @@ TEST(equivalence_catches_broken_lowerings)
         char in[256], out[256];
         snprintf(in, sizeof in, "tests/passes/%s.in.tir", mutants[i].name);
         snprintf(out, sizeof out, "tests/passes/%s.out.tir", mutants[i].name);
-        char *text = slurp(out);
+        char *text = th_read_file(out);
         char *at = text ? strstr(text, mutants[i].from) : NULL;
         CHECKF(at != NULL, "mutant %zu: '%s' not in %s", i, mutants[i].from, out);
         if (!at) {
@@ -605,7 +592,7 @@ TEST(dump_after_and_timing)
     PassOptions o = {.dump_after = "lower", .dump = f, .time_passes = true};
     CHECK(pass_pipeline(k, avx512(), &o, &d));
     fclose(f);
-    char *want = slurp("tests/passes/lower_gemm_f32.out.tir");
+    char *want = th_read_file("tests/passes/lower_gemm_f32.out.tir");
     const char *dump = strstr(buf, "# after lower\n");
     CHECKF(dump != NULL, "no dump in:\n%s", buf);
     if (dump && want) {

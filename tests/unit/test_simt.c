@@ -7,6 +7,7 @@
 #include "ir/ir.h"
 #include "passes/passes.h"
 #include "test.h"
+#include "tests/harness/run.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -15,21 +16,6 @@
 #include <string.h>
 #include <time.h>
 
-static char *read_text(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    char *buf = NULL;
-    size_t n = 0;
-    FILE *m = open_memstream(&buf, &n);
-    int c;
-    while ((c = fgetc(f)) != EOF)
-        fputc(c, m);
-    fclose(m);
-    fclose(f);
-    return buf;
-}
 
 /* Parse (and verify) text as file `name`; NULL with a printed reason. */
 static Kernel *parse_text(const char *text, const char *name)
@@ -63,7 +49,7 @@ static char *variant(const char *name, const char *anchor, const char *cut)
 {
     char path[256];
     snprintf(path, sizeof path, "tests/ir/%s.tir", name);
-    char *text = read_text(path);
+    char *text = th_read_file(path);
     CHECKF(text != NULL, "cannot read %s (run from the repo root)", path);
     if (text && cut && !cut_text(text, anchor, cut)) {
         CHECKF(false, "%s has no '%s'", path, cut);
