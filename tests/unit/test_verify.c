@@ -329,6 +329,58 @@ TEST(regions)
     expect_fail(k, 15, "verify: fill: the window of acc lacks an offset in dimension 1");
 }
 
+/* Async copies move a global buffer's elements into scratch of the same
+ * dtype, unchanged (what cp.async does); an async store stores a load;
+ * async_wait keeps a non-negative number of groups in flight. */
+TEST(async_copies_and_waits)
+{
+    const char *head = "kernel a level tile\n"
+                       "arg x: f32[64] in\n"
+                       "arg h: bf16[64] in\n"
+                       "buf s: shared f32[64]\n"
+                       "buf t: shared f32[64]\n"
+                       "grid (g) < [1]\n"
+                       "{\n";
+    const char *bodies[] = {
+        "  copy async x[0 +: 64] -> s\n  async_commit\n  async_wait 0\n}\n",
+        "  copy async s -> t\n}\n",
+        "  copy async h[0 +: 64] -> s\n}\n",
+        "  async_wait 2\n}\n",
+    };
+    const char *want[] = {
+        NULL,
+        "verify: async s -> t must copy a global buffer into scratch of the same dtype (shared f32 -> shared f32)",
+        "verify: async h -> s must copy a global buffer into scratch of the same dtype (global bf16 -> shared f32)",
+        NULL,
+    };
+    for (int i = 0; i < 4; i++) {
+        char src[512];
+        snprintf(src, sizeof src, "%s%s", head, bodies[i]);
+        Kernel *k = load(src);
+        if (want[i]) {
+            expect_fail(k, 8, want[i]);
+            continue;
+        }
+        Diag d = {0};
+        CHECKF(k && ir_verify(k, &d), "body %d: %s", i, d.msg);
+        ir_kernel_free(k);
+    }
+    Kernel *k = load("kernel a level loop\n"
+                     "arg x: f32[64] in\n"
+                     "buf s: shared f32[64]\n"
+                     "grid (g) < [1]\n"
+                     "{\n"
+                     "  for i: serial < 64 {\n"
+                     "    async s[i] = x[i] + 1.0\n"
+                     "  }\n"
+                     "}\n");
+    expect_fail(k, 7, "verify: async store to s must store a load");
+    k = load(tile_src);
+    Stmt *w = ir_async_wait(k, -1, item(k, 0)->loc);
+    k->body->u.seq.items[0] = w;
+    expect_fail(k, 13, "verify: async_wait -1: the groups left in flight cannot be negative");
+}
+
 TEST(copy_shapes_agree_after_dropping_unit_extents)
 {
     /* [1, 64] -> [64] and [16, 1, 4] -> [16, 4] are fine */
@@ -440,6 +492,7 @@ int main(void)
     RUN(nothing_writes_an_input);
     RUN(regions);
     RUN(copy_shapes_agree_after_dropping_unit_extents);
+    RUN(async_copies_and_waits);
     RUN(gemm_shapes_and_types);
     RUN(reduce_ranks_axes_and_types);
     return test_summary();
