@@ -552,6 +552,24 @@ void cg_loop(Cg *c, Var *var, LLVMValueRef n, LoopKind kind, int arg, bool maske
 
 static void stmt_body(Cg *c, void *s) { cg_stmt(c, s); }
 
+/* prefetcht1: into L2 and the levels below, where a tile read on the next
+ * step of a loop waits without displacing this step's from L1.  The
+ * address is computed without `inbounds`: a prefetch past the end is fine. */
+static void prefetch(Cg *c, const Stmt *s)
+{
+    const Buffer *b = s->u.store.buf;
+    LLVMValueRef off = cg_i64(c, 0);
+    for (int d = 0; d < b->rank; d++)
+        off = LLVMBuildAdd(c->b, off, LLVMBuildMul(c->b, cg_expr(c, s->u.store.idx[d]), c->stride[b->id][d], ""), "");
+    int bits = dt_bits(b->dtype);
+    off = bits >= 8 ? LLVMBuildMul(c->b, off, cg_i64(c, bits / 8), "")
+                    : LLVMBuildSDiv(c->b, LLVMBuildMul(c->b, off, cg_i64(c, bits), ""), cg_i64(c, 8), "");
+    LLVMValueRef p = LLVMBuildGEP2(c->b, c->i8, c->base[b->id], &off, 1, "");
+    LLVMValueRef args[4] = {p, LLVMConstInt(c->i32, 0, 0), LLVMConstInt(c->i32, 2, 0), LLVMConstInt(c->i32, 1, 0)};
+    LLVMTypeRef ty = c->ptr;
+    cg_intrinsic(c, "llvm.prefetch", &ty, 1, args, 4);
+}
+
 static void store(Cg *c, const Stmt *s)
 {
     const Buffer *b = s->u.store.buf;
@@ -627,6 +645,10 @@ void cg_stmt(Cg *c, const Stmt *s)
         break;
     case ST_BARRIER:
         cg_gpu_barrier(c);
+        break;
+    case ST_PREFETCH:
+        if (!c->t->gpu_sm)
+            prefetch(c, s);
         break;
     case ST_ASYNC_COMMIT: /* (async stores land at once on a CPU) */
     case ST_ASYNC_WAIT:

@@ -170,6 +170,225 @@ static LLVMValueRef entry_alloca(Cg *c, LLVMTypeRef ty)
     return a;
 }
 
+/* ------------------------------------------------ dot tiles (trans_b) */
+
+/* MICRO_GEMM with B as [N, K] (trans_b) on the CPU: C[mr, nr] (+)= A·Bᵀ as
+ * mr·nr dot products along K, which is contiguous in both operands.  Each
+ * product keeps W-lane partial sums in a register over the K loop and sums
+ * them across lanes at the end.  B is read where it lies, in its own dtype:
+ * a weight matrix in fp8 is widened in registers and never packed, so a
+ * decode GEMV reads only the compressed bytes. */
+enum { MAX_DOT_ROWS = 8, MAX_DOT_COLS = 16 };
+
+typedef struct Dot {
+    const Stmt *s;
+    int mr, nr, w, chunk; /* chunk: elements per step, w or (8-bit operands, bf16 pairs) 2w */
+    bool pairs;           /* bf16 x bf16 with vdpbf16ps: the elements stay bf16 */
+    LLVMTypeRef vf32;
+    LLVMValueRef acc[MAX_DOT_ROWS][MAX_DOT_COLS];
+    Var *kvar;
+} Dot;
+
+static LLVMValueRef splat_i(Cg *c, LLVMTypeRef elem, int w, unsigned long long v)
+{
+    LLVMValueRef k[64];
+    for (int i = 0; i < w; i++)
+        k[i] = LLVMConstInt(elem, v, 0);
+    return LLVMConstVector(k, (unsigned)w);
+}
+
+/* The dtypes a dot tile widens in vector registers. */
+static bool dot_dtype(DType t)
+{
+    return t == DT_F32 || t == DT_F16 || t == DT_BF16 || t == DT_F8E4M3 || t == DT_F8E5M2;
+}
+
+/* n stored elements of dtype t → n f32 lanes.  The fp8 formats go through
+ * f16, which holds both exactly and which F16C converts in one instruction:
+ * e5m2 is the top byte of an f16; e4m3's exponent and mantissa fit f16's
+ * fields as they are (subnormals included), with bias 7 instead of 15, so
+ * the value comes out 2^-8 too small — dot_gemm scales the finished sum
+ * back (dot_scale), which is exact — and its S.1111.111 code becomes an f16
+ * NaN.  All the bit work is on 16-bit lanes, twice as many per register. */
+static LLVMValueRef dot_widen(Cg *c, DType t, LLVMValueRef raw, int n)
+{
+    LLVMBuilderRef B = c->b;
+    LLVMTypeRef vf32 = LLVMVectorType(c->f32, (unsigned)n), vi16 = LLVMVectorType(c->i16, (unsigned)n);
+    LLVMTypeRef vhalf = LLVMVectorType(LLVMHalfTypeInContext(c->ctx), (unsigned)n);
+    switch (t) {
+    case DT_F32: return raw;
+    case DT_F16: return LLVMBuildFPExt(B, raw, vf32, "");
+    case DT_BF16: return cg_bf16_to_f32(c, raw);
+    case DT_F8E5M2: {
+        LLVMValueRef h = LLVMBuildShl(B, LLVMBuildZExt(B, raw, vi16, ""), splat_i(c, c->i16, n, 8), "");
+        return LLVMBuildFPExt(B, LLVMBuildBitCast(B, h, vhalf, ""), vf32, "");
+    }
+    case DT_F8E4M3: {
+        /* s.eeee.mmm sign-extended to 16 bits and shifted left by 7 puts
+         * e and m in f16's fields and s in bit 15 — and a copy of s in bit
+         * 14, the top exponent bit, which is cleared.  The NaN code .1111.111
+         * is the one whose e and m carry into bit 14 when 1 is added at m's
+         * lowest bit: that bit, or-ed in, makes an f16 NaN (exponent 11111).
+         * (Arithmetic, not a select: LLVM would move a select past the
+         * conversion, onto twice as many 32-bit lanes.) */
+        LLVMValueRef h = LLVMBuildShl(B, LLVMBuildSExt(B, raw, vi16, ""), splat_i(c, c->i16, n, 7), "");
+        h = LLVMBuildAnd(B, h, splat_i(c, c->i16, n, 0xbfff), "");
+        LLVMValueRef nan = LLVMBuildAnd(B, LLVMBuildAdd(B, h, splat_i(c, c->i16, n, 0x80), ""),
+                                        splat_i(c, c->i16, n, 0x4000), "");
+        h = LLVMBuildOr(B, h, nan, "");
+        return LLVMBuildFPExt(B, LLVMBuildBitCast(B, h, vhalf, ""), vf32, "");
+    }
+    default: abort(); /* dot_dtype() said no */
+    }
+}
+
+/* What dot_widen's values must be multiplied by to be the stored ones. */
+static double dot_scale(DType t) { return t == DT_F8E4M3 ? 256.0 : 1.0; }
+
+/* d->chunk (or, masked, `lanes`) elements of row `row` of r from column k
+ * on, as f32 lanes; masked-off lanes read as 0. */
+static LLVMValueRef dot_raw(Cg *c, Dot *d, const Region *r, int row, LLVMValueRef k, int lanes);
+
+static LLVMValueRef dot_load(Cg *c, Dot *d, const Region *r, int row, LLVMValueRef k, int lanes)
+{
+    return dot_widen(c, r->buf->dtype, dot_raw(c, d, r, row, k, lanes), d->chunk);
+}
+
+/* Lanes [h·W, (h+1)·W) of a chunk. */
+static LLVMValueRef dot_part(Cg *c, Dot *d, LLVMValueRef v, int h)
+{
+    if (d->chunk == d->w)
+        return v;
+    LLVMValueRef idx[32];
+    for (int i = 0; i < d->w; i++)
+        idx[i] = LLVMConstInt(c->i32, (unsigned long long)(h * d->w + i), 0);
+    return LLVMBuildShuffleVector(c->b, v, LLVMGetPoison(LLVMTypeOf(v)), LLVMConstVector(idx, (unsigned)d->w), "");
+}
+
+/* d->chunk (or, masked, `lanes`) raw elements of row `row` of r from k on. */
+static LLVMValueRef dot_raw(Cg *c, Dot *d, const Region *r, int row, LLVMValueRef k, int lanes)
+{
+    DType t = r->buf->dtype;
+    int n = d->chunk;
+    LLVMTypeRef ty = LLVMVectorType(cg_storage_type(c, t), (unsigned)n);
+    LLVMValueRef p = at(c, r, cg_i64(c, row), k);
+    unsigned align = (unsigned)(dt_bits(t) / 8);
+    if (lanes == n) {
+        LLVMValueRef v = LLVMBuildLoad2(c->b, ty, p, "");
+        LLVMSetAlignment(v, align);
+        return v;
+    }
+    LLVMValueRef bits[64];
+    for (int i = 0; i < n; i++)
+        bits[i] = LLVMConstInt(c->i1, i < lanes, 0);
+    LLVMTypeRef tys[2] = {ty, c->ptr};
+    LLVMValueRef args[4] = {p, LLVMConstInt(c->i32, align, 0), LLVMConstVector(bits, (unsigned)n), LLVMConstNull(ty)};
+    return cg_intrinsic(c, "llvm.masked.load", tys, 2, args, 4);
+}
+
+/* bf16 pairs: acc[i][j] += Σ over 2W elements with vdpbf16ps, which sums
+ * adjacent pairs into each f32 lane — along K, the order a dot product
+ * needs, so neither operand is rearranged.  Masked-off elements are +0. */
+static void dot_pairs(Cg *c, Dot *d, LLVMValueRef k, int lanes)
+{
+    const Stmt *s = d->s;
+    const char *name = "llvm.x86.avx512bf16.dpbf16ps.512";
+    unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+    LLVMValueRef fn = LLVMGetIntrinsicDeclaration(c->mod, id, NULL, 0);
+    LLVMTypeRef fty = LLVMGlobalGetValueType(fn), params[3];
+    LLVMGetParamTypes(fty, params);
+    LLVMValueRef av[MAX_DOT_ROWS];
+    for (int i = 0; i < d->mr; i++)
+        av[i] = LLVMBuildBitCast(c->b, dot_raw(c, d, &s->u.gemm.a, i, k, lanes), params[1], "");
+    for (int j = 0; j < d->nr; j++) {
+        LLVMValueRef bv = LLVMBuildBitCast(c->b, dot_raw(c, d, &s->u.gemm.b, j, k, lanes), params[2], "");
+        for (int i = 0; i < d->mr; i++) {
+            LLVMValueRef args[3] = {LLVMBuildLoad2(c->b, d->vf32, d->acc[i][j], ""), av[i], bv};
+            LLVMBuildStore(c->b, LLVMBuildCall2(c->b, fty, fn, args, 3, ""), d->acc[i][j]);
+        }
+    }
+}
+
+/* acc[i][j] += A(i, k..k+chunk) * B(j, k..k+chunk) for every i, j, in
+ * chunk/W register-wide pieces. */
+static void dot_lanes(Cg *c, Dot *d, LLVMValueRef k, int lanes)
+{
+    const Stmt *s = d->s;
+    if (d->pairs) {
+        dot_pairs(c, d, k, lanes);
+        return;
+    }
+    int parts = d->chunk / d->w;
+    LLVMValueRef av[MAX_DOT_ROWS];
+    LLVMTypeRef ty = d->vf32;
+    for (int i = 0; i < d->mr; i++)
+        av[i] = dot_load(c, d, &s->u.gemm.a, i, k, lanes);
+    for (int j = 0; j < d->nr; j++) {
+        LLVMValueRef bv = dot_load(c, d, &s->u.gemm.b, j, k, lanes);
+        for (int h = 0; h < parts; h++) {
+            LLVMValueRef bh = dot_part(c, d, bv, h);
+            for (int i = 0; i < d->mr; i++) {
+                LLVMValueRef acc = LLVMBuildLoad2(c->b, d->vf32, d->acc[i][j], "");
+                LLVMValueRef args[3] = {dot_part(c, d, av[i], h), bh, acc};
+                LLVMBuildStore(c->b, cg_intrinsic(c, "llvm.fma", &ty, 1, args, 3), d->acc[i][j]);
+            }
+        }
+    }
+}
+
+static void dot_step(Cg *c, void *ctx)
+{
+    Dot *d = ctx;
+    dot_lanes(c, d, LLVMBuildMul(c->b, c->var[d->kvar->id], cg_i64(c, d->chunk), ""), d->chunk);
+}
+
+/* The W lanes of v summed pairwise (halves, then quarters, ...). */
+static LLVMValueRef lane_sum(Cg *c, LLVMValueRef v, int w)
+{
+    for (int n = w / 2; n >= 1; n /= 2) {
+        LLVMValueRef lo[32], hi[32];
+        for (int i = 0; i < n; i++) {
+            lo[i] = LLVMConstInt(c->i32, (unsigned long long)i, 0);
+            hi[i] = LLVMConstInt(c->i32, (unsigned long long)(n + i), 0);
+        }
+        LLVMValueRef poison = LLVMGetPoison(LLVMTypeOf(v));
+        v = LLVMBuildFAdd(c->b, LLVMBuildShuffleVector(c->b, v, poison, LLVMConstVector(lo, (unsigned)n), ""),
+                          LLVMBuildShuffleVector(c->b, v, poison, LLVMConstVector(hi, (unsigned)n), ""), "");
+    }
+    return LLVMBuildExtractElement(c->b, v, LLVMConstInt(c->i32, 0, 0), "");
+}
+
+static void dot_gemm(Cg *c, const Stmt *s, int mr, int nr, Var *k)
+{
+    int w = c->t->vector_bits / 32;
+    int64_t K = s->u.gemm.a.ext[1];
+    DType ta = s->u.gemm.a.buf->dtype, tb = s->u.gemm.b.buf->dtype;
+    bool pairs = c->t->has_bf16_dot && ta == DT_BF16 && tb == DT_BF16;
+    int chunk = pairs || dt_bits(ta) == 8 || dt_bits(tb) == 8 ? 2 * w : w;
+    Dot d = {.s = s, .mr = mr, .nr = nr, .w = w, .chunk = chunk, .pairs = pairs, .kvar = k,
+             .vf32 = LLVMVectorType(c->f32, (unsigned)w)};
+    for (int i = 0; i < mr; i++)
+        for (int j = 0; j < nr; j++) {
+            d.acc[i][j] = entry_alloca(c, d.vf32);
+            LLVMBuildStore(c->b, LLVMConstNull(d.vf32), d.acc[i][j]);
+        }
+    cg_loop(c, k, cg_i64(c, K / chunk), LOOP_SERIAL, 0, false, dot_step, &d);
+    if (K % chunk)
+        dot_lanes(c, &d, cg_i64(c, K - K % chunk), (int)(K % chunk));
+    LLVMValueRef scale = LLVMConstReal(c->f32, dot_scale(ta) * dot_scale(tb));
+    const Region *cr = &s->u.gemm.c;
+    for (int i = 0; i < mr; i++)
+        for (int j = 0; j < nr; j++) {
+            LLVMValueRef p = at(c, cr, cg_i64(c, i), cg_i64(c, j));
+            LLVMValueRef sum = lane_sum(c, LLVMBuildLoad2(c->b, d.vf32, d.acc[i][j], ""), w);
+            if (dot_scale(ta) * dot_scale(tb) != 1.0)
+                sum = LLVMBuildFMul(c->b, sum, scale, "");
+            if (!s->u.gemm.clear)
+                sum = LLVMBuildFAdd(c->b, LLVMBuildLoad2(c->b, c->f32, p, ""), sum, "");
+            LLVMBuildStore(c->b, sum, p);
+        }
+}
+
 /* Any dtype: c[i][j] (+)= sum_k a*b in f32, one element at a time. */
 typedef struct Scalar {
     const Stmt *s;
@@ -189,7 +408,7 @@ static void scalar_k(Cg *c, void *ctx)
     const Stmt *s = sc->s;
     LLVMValueRef i = c->var[sc->i->id], j = c->var[sc->j->id], k = c->var[sc->k->id];
     LLVMValueRef x = operand(c, &s->u.gemm.a, i, k, s->u.gemm.trans_a);
-    LLVMValueRef y = operand(c, &s->u.gemm.b, k, j, false);
+    LLVMValueRef y = operand(c, &s->u.gemm.b, k, j, s->u.gemm.trans_b);
     LLVMValueRef acc = LLVMBuildLoad2(c->b, c->f32, sc->acc, "");
     LLVMBuildStore(c->b, LLVMBuildFAdd(c->b, acc, LLVMBuildFMul(c->b, x, y, ""), ""), sc->acc);
 }
@@ -201,7 +420,8 @@ static void scalar_j(Cg *c, void *ctx)
     LLVMValueRef cp = at(c, &s->u.gemm.c, c->var[sc->i->id], c->var[sc->j->id]);
     LLVMValueRef init = s->u.gemm.clear ? LLVMConstReal(c->f32, 0) : LLVMBuildLoad2(c->b, c->f32, cp, "");
     LLVMBuildStore(c->b, init, sc->acc);
-    cg_loop(c, sc->k, cg_i64(c, s->u.gemm.b.ext[0]), LOOP_SERIAL, 0, false, scalar_k, sc);
+    int64_t K = s->u.gemm.trans_a ? s->u.gemm.a.ext[0] : s->u.gemm.a.ext[1];
+    cg_loop(c, sc->k, cg_i64(c, K), LOOP_SERIAL, 0, false, scalar_k, sc);
     LLVMBuildStore(c->b, LLVMBuildLoad2(c->b, c->f32, sc->acc, ""), cp);
 }
 
@@ -233,7 +453,13 @@ void cg_micro_gemm(Cg *c, const Stmt *s)
         abort();
     }
     Var *k = temp_var(c, "k", 1);
-    if (!vec) {
+    if (s->u.gemm.trans_b && !s->u.gemm.trans_a && dot_dtype(dt) && dot_dtype(s->u.gemm.a.buf->dtype) &&
+        mr <= MAX_DOT_ROWS && nr <= MAX_DOT_COLS) {
+        dot_gemm(c, s, mr, nr, k);
+        free(k);
+        return;
+    }
+    if (!vec || s->u.gemm.trans_b) {
         Scalar sc = {.s = s, .i = temp_var(c, "i", 2), .j = temp_var(c, "j", 3), .k = k,
                      .acc = entry_alloca(c, c->f32)};
         cg_loop(c, sc.i, cg_i64(c, mr), LOOP_SERIAL, 0, false, scalar_i, &sc);

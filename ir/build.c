@@ -507,6 +507,13 @@ Stmt *ir_store(Kernel *k, Buffer *b, Expr *const *idx, Expr *value, SrcLoc loc)
     return s;
 }
 
+Stmt *ir_prefetch(Kernel *k, Buffer *b, Expr *const *idx, SrcLoc loc)
+{
+    Stmt *s = ir_store(k, b, idx, NULL, loc);
+    s->op = ST_PREFETCH;
+    return s;
+}
+
 Stmt *ir_copy(Kernel *k, Region src, Region dst, SrcLoc loc)
 {
     Stmt *s = stmt_new(k, ST_COPY, loc);

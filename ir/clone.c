@@ -80,6 +80,13 @@ Stmt *ir_clone_stmt(Kernel *k, const Stmt *s, const IrSubst *sub)
         c->u.store.async = s->u.store.async;
         return c;
     }
+    case ST_PREFETCH: {
+        Buffer *b = map_buf(sub, s->u.store.buf);
+        Expr *idx[IR_MAX_RANK];
+        for (int d = 0; d < b->rank; d++)
+            idx[d] = ir_clone_expr(k, s->u.store.idx[d], sub);
+        return ir_prefetch(k, b, idx, s->loc);
+    }
     default: break;
     }
     c = arena_alloc(k->arena, sizeof *c);

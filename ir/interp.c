@@ -684,6 +684,7 @@ static void exec(Interp *in, const Stmt *s)
             in->groups[in->cur]++;
         break;
     case ST_ASYNC_WAIT: break; /* without threads every async store has landed */
+    case ST_PREFETCH: break;   /* a hint about caches */
     default: fail(in, s->loc, "interpreter: unsupported statement %s", st_name(s->op));
     }
 }

@@ -315,7 +315,8 @@ typedef struct Region {
     X(MICRO_GEMM, "micro_gemm") /* Loop IR: register tile */    \
     X(BARRIER, "barrier")       /* Loop IR with threads: sync */\
     X(ASYNC_COMMIT, "async_commit") /* close a group of async stores */\
-    X(ASYNC_WAIT, "async_wait") /* land old groups, then barrier */
+    X(ASYNC_WAIT, "async_wait") /* land old groups, then barrier */\
+    X(PREFETCH, "prefetch")     /* Loop IR: buf[idx] is read soon */
 
 typedef enum StmtOp {
 #define X(e, t) ST_##e,
@@ -432,6 +433,9 @@ void ir_seq_push(Kernel *k, Stmt *seq, Stmt *s);
 Stmt *ir_for(Kernel *k, Var *v, Expr *extent, LoopKind kind, int arg, Stmt *body, SrcLoc loc);
 Stmt *ir_if(Kernel *k, Expr *cond, Stmt *then_, Stmt *else_, SrcLoc loc);
 Stmt *ir_store(Kernel *k, Buffer *b, Expr *const *idx, Expr *value, SrcLoc loc);
+/* A hint that the cache line holding buf[idx] is read soon (u.store, no
+ * value): no effect on results, out-of-bounds indices allowed. */
+Stmt *ir_prefetch(Kernel *k, Buffer *b, Expr *const *idx, SrcLoc loc);
 Stmt *ir_copy(Kernel *k, Region src, Region dst, SrcLoc loc);
 Stmt *ir_fill(Kernel *k, Region dst, Expr *value, SrcLoc loc);
 Stmt *ir_gemm(Kernel *k, Region a, Region b, Region c, bool trans_a, bool trans_b,
@@ -493,6 +497,10 @@ typedef struct TargetInfo {
     bool has_bf16_dot;        /* vdpbf16ps */
     int64_t max_fragment_bytes;
     int micro_m, micro_n;     /* register tile of MICRO_GEMM (f32 accumulators) */
+    /* A dot-product MICRO_GEMM (trans_b: few rows, B [N, K] read in place)
+     * keeps dot_m x dot_n accumulators, dot_m A vectors and a B vector in
+     * the vector registers. */
+    int dot_m, dot_n;
     /* GPU targets (gpu_sm > 0): the block grid maps to CTAs of
      * gpu_threads threads; shared buffers live in the CTA's shared memory. */
     int gpu_sm;               /* 90 for sm_90a, 80 for sm_80; 0: a CPU */

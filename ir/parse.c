@@ -542,6 +542,11 @@ static Stmt *stmt(Parser *ps)
         Region dst = region(ps);
         s = is_copy ? ir_copy(k, src, dst, loc) : ir_atomic_add(k, src, dst, loc);
         s->u.copy.async = async;
+    } else if (keyword(ps, "prefetch")) {
+        Buffer *b = buffer(ps, ident(ps));
+        Expr *idx[IR_MAX_RANK];
+        index_list(ps, b, idx);
+        s = ir_prefetch(k, b, idx, loc);
     } else if (keyword(ps, "fill")) {
         Region dst = region(ps);
         expect(ps, "=");

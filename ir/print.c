@@ -255,6 +255,10 @@ static void print_simple(const Stmt *s, FILE *f)
         fputs(s->u.store.atomic ? " += " : " = ", f);
         ir_print_expr(s->u.store.value, f);
         break;
+    case ST_PREFETCH:
+        fprintf(f, "prefetch %s", s->u.store.buf->name);
+        print_index(s->u.store.idx, s->u.store.buf->rank, f);
+        break;
     case ST_COPY:
     case ST_ATOMIC_ADD:
         fprintf(f, "%s %s", st_name(s->op), s->u.copy.async ? "async " : "");

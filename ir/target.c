@@ -19,6 +19,8 @@ static const TargetInfo targets[] = {
         .max_fragment_bytes = 128 * 1024,
         .micro_m = 6,
         .micro_n = 32,
+        .dot_m = 4, /* 24 accumulators + 4 + 1 of 32 zmm */
+        .dot_n = 6,
     },
     {
         .name = "x86-avx2",
@@ -30,6 +32,8 @@ static const TargetInfo targets[] = {
         .max_fragment_bytes = 128 * 1024,
         .micro_m = 6,
         .micro_n = 16,
+        .dot_m = 3, /* 9 accumulators + 3 + 1 of 16 ymm */
+        .dot_n = 3,
     },
     {
         .name = "sm_90a",

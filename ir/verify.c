@@ -411,6 +411,8 @@ static bool level_allows(const Verifier *v, const Stmt *s)
         return false;
     if (s->op == ST_BARRIER && (v->k->level != LEVEL_LOOP || !v->k->nthreads))
         return false;
+    if (s->op == ST_PREFETCH && v->k->level != LEVEL_LOOP)
+        return false;
     if (v->k->level == LEVEL_TILE &&
         (s->op == ST_MICRO_GEMM || (s->op == ST_FOR && s->u.loop.kind == LOOP_VECTOR)))
         return false;
@@ -464,23 +466,32 @@ static void check_if(Verifier *v, const Stmt *s)
         check_stmt(v, s->u.if_.else_);
 }
 
-static void check_store(Verifier *v, const Stmt *s)
+/* The buffer and indices of a STORE or PREFETCH. */
+static void check_index(Verifier *v, const Stmt *s, const char *what)
 {
     const Buffer *b = s->u.store.buf;
     if (!b || !owns_buffer(v->k, b)) {
-        fail(v, s->loc, "store to %s, which is not a buffer of this kernel", b ? b->name : "(null)");
+        fail(v, s->loc, "%s %s, which is not a buffer of this kernel", what, b ? b->name : "(null)");
         return;
     }
     if (b->rank && !s->u.store.idx) {
-        fail(v, s->loc, "store to %s lacks its indices", b->name);
+        fail(v, s->loc, "%s %s lacks its indices", what, b->name);
         return;
     }
     for (int i = 0; v->ok && i < b->rank; i++) {
         check_expr(v, s->u.store.idx[i], s->loc);
         if (v->ok && !dt_is_int(s->u.store.idx[i]->dtype))
-            fail(v, s->loc, "index %d of a store to %s is %s, not an integer", i, b->name,
+            fail(v, s->loc, "index %d of a %s %s is %s, not an integer", i, what, b->name,
                  dt_name(s->u.store.idx[i]->dtype));
     }
+}
+
+static void check_store(Verifier *v, const Stmt *s)
+{
+    const Buffer *b = s->u.store.buf;
+    check_index(v, s, "store to");
+    if (!v->ok)
+        return;
     check_expr(v, s->u.store.value, s->loc);
     if (v->ok && s->u.store.async) {
         if (s->u.store.value->op != EX_LOAD)
@@ -516,6 +527,7 @@ static void check_stmt(Verifier *v, const Stmt *s)
     case ST_FOR: check_for(v, s); break;
     case ST_IF: check_if(v, s); break;
     case ST_STORE: check_store(v, s); break;
+    case ST_PREFETCH: check_index(v, s, "prefetch of"); break;
     case ST_COPY:
     case ST_ATOMIC_ADD: check_copy(v, s); break;
     case ST_FILL:

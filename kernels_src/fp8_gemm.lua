@@ -11,7 +11,7 @@ local T = require "tile"
 local BLOCK = 128
 
 return T.kernel "fp8_gemm" {
-  params = { M = T.dyn, N = T.size(4096), K = T.size(4096), BM = T.tune{64, 32, 16, 128} },
+  params = { M = T.dyn, N = T.size(4096), K = T.size(4096), BM = T.tune{64, 32, 16, 128, 4, 1} },
   args = function(p)
     T.check(p.K % BLOCK == 0, ("fp8_gemm: K = %d is not a multiple of the scale block (%d)"):format(p.K, BLOCK))
     return {
@@ -30,7 +30,7 @@ return T.kernel "fp8_gemm" {
       local acc  = T.fragment{p.BM, BLOCK, T.f32}
       local sas  = T.fragment{p.BM, T.f32}
       T.clear(acc)
-      for kb in T.serial(p.K // BLOCK) do
+      for kb in T.pipelined(p.K // BLOCK, 2) do
         T.copy(a:tile(by * p.BM, kb * BLOCK), As)
         T.copy(b:tile(bx * BLOCK, kb * BLOCK), Bs)
         T.gemm(As, Bs, part, { trans_b = true, clear = true })

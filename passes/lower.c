@@ -468,15 +468,197 @@ static bool tensor_core_gemm(Lower *L, const Stmt *g)
            a->ext[1] % kstep == 0 && ir_mma_layout(c->ext[0], c->ext[1], L->t->gpu_threads, &lay);
 }
 
-/* A product of very few rows (decode: one token, a few) on the CPU runs as
- * dot products along K, which is contiguous in A and in B [N, K]: every
- * element of B is read once, straight from where the kernel put it, in a
- * vectorised reduction.  The register tiles of MICRO_GEMM would first
- * transpose B into k-major panels and then compute micro_m rows, most of
- * them padding. */
-static bool dot_rows(Lower *L, const Stmt *g)
+/* ------------------------------------------------ dot tiles (decode) */
+
+/* A product of few rows (decode: one token, a few) with B as [N, K] runs on
+ * the CPU as dot products along K, which is contiguous in A and in B: a
+ * MICRO_GEMM with trans_b is a dot_m x dot_n tile of them (codegen/micro.c),
+ * B read in place and in its own dtype.  The broadcast register tiles would
+ * first transpose B into k-major panels and then compute micro_m rows, most
+ * of them padding. */
+enum { DOT_MAX_ROWS = 16 };
+
+static bool dot_gemm(Lower *L, const Stmt *g)
 {
-    return !L->t->gpu_sm && g->u.gemm.trans_b && !g->u.gemm.trans_a && g->u.gemm.c.ext[0] <= 2;
+    return !L->t->gpu_sm && g->u.gemm.trans_b && !g->u.gemm.trans_a && g->u.gemm.c.ext[0] <= DOT_MAX_ROWS;
+}
+
+/* The tile's rows for a product of M rows, and its columns for mr rows:
+ * the accumulator budget dot_m x dot_n, spent on columns when rows are few. */
+static int64_t dot_rows_of(const TargetInfo *t, int64_t M) { return M < t->dot_m ? M : t->dot_m; }
+
+static int64_t dot_cols_of(const TargetInfo *t, int64_t mr)
+{
+    int64_t nr = (int64_t)t->dot_m * t->dot_n / mr;
+    return nr < 16 ? nr : 16;
+}
+
+/* Dot tiles over rows [i0 + i, +mr) (i a loop index times mr, or 0) and all
+ * N columns: full groups of nr in a loop, then the tail. */
+static void dot_band(Lower *L, Stmt *seq, const Stmt *g, const Region *a, const Region *b, const Region *c,
+                     Expr *i, int64_t i0, int64_t mr, int64_t N, int64_t K)
+{
+    int64_t nr = dot_cols_of(L->t, mr), full = N / nr, rem = N % nr;
+    Expr *z = ci(L, 0);
+    for (int part = 0; part < 2; part++) {
+        if (part == 0 ? !full : !rem)
+            continue;
+        int64_t n = part == 0 ? nr : rem, j0 = part == 0 ? 0 : full * nr;
+        Var *jv = part == 0 && full > 1 ? ir_var_new(L->k, "jt") : NULL;
+        Expr *j = jv ? ir_binary(L->k, EX_MUL, ir_var(L->k, jv), ci(L, nr)) : z;
+        Region ta = sub(L, a, i0, mr, i, 0, K, z), tb = sub(L, b, j0, n, j, 0, K, z);
+        Region tc = sub(L, c, i0, mr, i, j0, n, j);
+        Stmt *tile = ir_micro_gemm(L->k, ta, tb, tc, false, true, g->u.gemm.clear, g->loc);
+        if (jv) {
+            Stmt *body = ir_seq(L->k, g->loc);
+            ir_seq_push(L->k, body, tile);
+            tile = ir_for(L->k, jv, ci(L, full), LOOP_SERIAL, 0, body, g->loc);
+        }
+        ir_seq_push(L->k, seq, tile);
+    }
+}
+
+/* Every row band of C = A·Bᵀ in dot tiles. */
+static Stmt *dot_tiles(Lower *L, const Stmt *g, const Region *a, const Region *b, const Region *c)
+{
+    Stmt *seq = ir_seq(L->k, g->loc);
+    int64_t M = c->ext[0], N = c->ext[1], K = a->ext[1];
+    int64_t mr = dot_rows_of(L->t, M), full = M / mr, rem = M % mr;
+    if (full > 1) {
+        Var *iv = ir_var_new(L->k, "it");
+        Stmt *body = ir_seq(L->k, g->loc);
+        dot_band(L, body, g, a, b, c, ir_binary(L->k, EX_MUL, ir_var(L->k, iv), ci(L, mr)), 0, mr, N, K);
+        ir_seq_push(L->k, seq, ir_for(L->k, iv, ci(L, full), LOOP_SERIAL, 0, body, g->loc));
+    } else if (full) {
+        dot_band(L, seq, g, a, b, c, ci(L, 0), 0, mr, N, K);
+    }
+    if (rem)
+        dot_band(L, seq, g, a, b, c, ci(L, 0), full * mr, rem, N, K);
+    return seq;
+}
+
+/* A global operand is read in place when its window lies inside the
+ * buffer; otherwise (a tail block) it is first copied with its tail zeroed,
+ * which is the GEMM's meaning of the parts outside. */
+static Stmt *lower_gemm_dot(Lower *L, const Stmt *g)
+{
+    Stmt *seq = ir_seq(L->k, g->loc);
+    Region a = g->u.gemm.a, b = g->u.gemm.b, c = g->u.gemm.c, c_out = c;
+    bool stage_c = c.buf->scope == SCOPE_GLOBAL;
+    if (stage_c) {
+        c = whole(L, temp(L, "gemm_c", SCOPE_SHARED, DT_F32, 2, c.ext, g->loc));
+        if (!g->u.gemm.clear)
+            ir_seq_push(L->k, seq, lower_copy(L, &c_out, &c, false, g->loc));
+    }
+    Expr *inside = and_opt(L, a.buf->scope == SCOPE_GLOBAL ? window_inside(L, &a) : NULL,
+                           b.buf->scope == SCOPE_GLOBAL ? window_inside(L, &b) : NULL);
+    bool always = !inside || (inside->op == EX_CONST && inside->imm.i);
+    bool never = inside && inside->op == EX_CONST && !inside->imm.i;
+    Stmt *fast = never ? NULL : dot_tiles(L, g, &a, &b, &c), *slow = NULL;
+    if (!always) {
+        slow = ir_seq(L->k, g->loc);
+        Region sa = a, sb = b;
+        if (a.buf->scope == SCOPE_GLOBAL)
+            sa = whole(L, stage(L, slow, &a, false, a.ext[0], a.ext[1], "gemm_a", g->loc));
+        if (b.buf->scope == SCOPE_GLOBAL)
+            sb = whole(L, stage(L, slow, &b, false, b.ext[0], b.ext[1], "gemm_b", g->loc));
+        ir_seq_push(L->k, slow, dot_tiles(L, g, &sa, &sb, &c));
+    }
+    ir_seq_push(L->k, seq, always ? fast : never ? slow : ir_if(L->k, inside, fast, slow, g->loc));
+    if (stage_c)
+        ir_seq_push(L->k, seq, lower_copy(L, &c, &c_out, false, g->loc));
+    return seq;
+}
+
+/* Whether every value of `from` is exactly a value of `to` (a copy from one
+ * to the other only widens). */
+static bool widens_exactly(DType from, DType to)
+{
+    if (from == to)
+        return true;
+    bool fp8 = from == DT_F8E4M3 || from == DT_F8E5M2 || from == DT_F4E2M1;
+    switch (to) {
+    case DT_F32: return fp8 || from == DT_BF16 || from == DT_F16;
+    case DT_BF16: case DT_F16: return fp8;
+    default: return false;
+    }
+}
+
+/* References to buffer b in s (regions, loads and stores). */
+static int expr_refs(const Expr *e, const Buffer *b)
+{
+    int n = e->op == EX_LOAD && e->buf == b;
+    for (int i = 0; i < e->nargs; i++)
+        n += expr_refs(e->args[i], b);
+    return n;
+}
+
+static int region_refs(const Region *r, const Buffer *b)
+{
+    int n = r->buf == b;
+    for (int d = 0; d < r->buf->rank; d++)
+        n += expr_refs(r->off[d], b);
+    return n;
+}
+
+static int stmt_refs(const Stmt *s, const Buffer *b)
+{
+    int n = 0;
+    switch (s->op) {
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n; i++)
+            n += stmt_refs(s->u.seq.items[i], b);
+        return n;
+    case ST_FOR: return expr_refs(s->u.loop.extent, b) + stmt_refs(s->u.loop.body, b);
+    case ST_IF:
+        return expr_refs(s->u.if_.cond, b) + stmt_refs(s->u.if_.then_, b) +
+               (s->u.if_.else_ ? stmt_refs(s->u.if_.else_, b) : 0);
+    case ST_STORE:
+        n = (s->u.store.buf == b) + expr_refs(s->u.store.value, b);
+        for (int d = 0; d < s->u.store.buf->rank; d++)
+            n += expr_refs(s->u.store.idx[d], b);
+        return n;
+    case ST_COPY: case ST_ATOMIC_ADD: return region_refs(&s->u.copy.src, b) + region_refs(&s->u.copy.dst, b);
+    case ST_FILL: return region_refs(&s->u.fill.dst, b) + expr_refs(s->u.fill.value, b);
+    case ST_GEMM: case ST_MICRO_GEMM:
+        return region_refs(&s->u.gemm.a, b) + region_refs(&s->u.gemm.b, b) + region_refs(&s->u.gemm.c, b);
+    case ST_REDUCE: return region_refs(&s->u.reduce.src, b) + region_refs(&s->u.reduce.dst, b);
+    default: return 0;
+    }
+}
+
+/* In-register dequantisation: `copy w -> Ws; gemm(X, Ws)` where w is a
+ * read-only input (an fp8 weight tile) and Ws a scratch tile used nowhere
+ * else becomes `gemm(X, w)` when the GEMM takes dot tiles: they widen w's
+ * bytes in registers instead of a copy converting, writing and re-reading
+ * twice as many.  Only exact copies qualify (the values the GEMM sees are
+ * unchanged).  Each row band widens w again, and it still pays with six
+ * bands: fp8_gemm at M = 16, x86-avx2, 38 ms forwarded against 62 ms with
+ * the copy (N = K = 4096, one thread). */
+static void forward_dot_operands(Lower *L, Stmt *seq)
+{
+    for (int j = 0; j < seq->u.seq.n; j++) {
+        Stmt *g = seq->u.seq.items[j];
+        if (g->op != ST_GEMM || !dot_gemm(L, g))
+            continue;
+        Buffer *ws = g->u.gemm.b.buf;
+        if (ws->scope == SCOPE_GLOBAL || !ir_region_is_whole(&g->u.gemm.b))
+            continue;
+        for (int i = 0; i < j; i++) {
+            Stmt *cp = seq->u.seq.items[i];
+            if (cp->op != ST_COPY || cp->u.copy.async || cp->u.copy.dst.buf != ws)
+                continue;
+            const Region *src = &cp->u.copy.src;
+            if (src->buf->scope != SCOPE_GLOBAL || src->buf->dir != ARG_IN || src->buf->rank != 2 ||
+                src->ext[0] != g->u.gemm.b.ext[0] || src->ext[1] != g->u.gemm.b.ext[1] ||
+                !ir_region_is_whole(&cp->u.copy.dst) || !widens_exactly(src->buf->dtype, ws->dtype) ||
+                stmt_refs(L->k->body, ws) != 2)
+                break;
+            g->u.gemm.b = *src;
+            seq->u.seq.items[i] = ir_seq(L->k, cp->loc); /* the copy is gone */
+            break;
+        }
+    }
 }
 
 static Stmt *lower_gemm(Lower *L, const Stmt *g)
@@ -486,8 +668,8 @@ static Stmt *lower_gemm(Lower *L, const Stmt *g)
                              g->u.gemm.clear, g->loc);
     if (L->t->gpu_sm)
         return lower_gemm_simt(L, g);
-    if (dot_rows(L, g))
-        return lower_gemm_simt(L, g);
+    if (dot_gemm(L, g))
+        return lower_gemm_dot(L, g);
     Stmt *seq = ir_seq(L->k, g->loc);
     Region a = g->u.gemm.a, b = g->u.gemm.b, c = g->u.gemm.c;
     bool ta = g->u.gemm.trans_a, tb = g->u.gemm.trans_b;
@@ -551,18 +733,94 @@ static void mark_async(Stmt *s)
     }
 }
 
+/* ------------------------------------------------ prefetch (CPU) */
+
+enum { CACHE_LINE = 64 };
+
+/* Prefetches of every cache line of window r (a global one read by the
+ * loop body), one step of the loop further on: its offsets with the loop
+ * variable advanced by `ahead`. */
+static Stmt *prefetch_window(Lower *L, const Region *r, const Var *v, Expr *ahead, SrcLoc loc)
+{
+    IrSubst sub = {.nvars = 1};
+    sub.var[0] = v;
+    sub.by[0] = ahead;
+    int rank = r->buf->rank, bits = dt_bits(r->buf->dtype);
+    int64_t per_line = CACHE_LINE * 8 / bits, ext[IR_MAX_RANK];
+    for (int d = 0; d < rank; d++)
+        ext[d] = r->ext[d];
+    ext[rank - 1] = (r->ext[rank - 1] + per_line - 1) / per_line;
+    Expr *vars[IR_MAX_RANK], *idx[IR_MAX_RANK];
+    Stmt *inner;
+    Stmt *loops = nest(L, rank, ext, LOOP_SERIAL, "pf", vars, &inner, loc);
+    for (int d = 0; d < rank; d++) {
+        Expr *pos = d == rank - 1 ? ir_binary(L->k, EX_MUL, vars[d], ci(L, per_line)) : vars[d];
+        idx[d] = add(L, ir_clone_expr(L->k, r->off[d], &sub), pos);
+    }
+    ir_seq_push(L->k, inner, ir_prefetch(L->k, r->buf, idx, loc));
+    return loops;
+}
+
+/* A `pipelined(S)` loop on the CPU fetches, at the top of each step, the
+ * global windows that step k + S - 1 will read — its copies' sources and
+ * its GEMMs' operands read in place — into the cache while this step
+ * computes: the CPU's counterpart of the GPU's multi-stage buffers (pass
+ * `stages`).  Worth it where the hardware prefetcher cannot guess, e.g. a
+ * tile of weight rows 4 KiB apart that each step walks 128 bytes further. */
+static Stmt *prefetch_next_step(Lower *L, const Stmt *loop)
+{
+    const Stmt *body = loop->u.loop.body;
+    if (body->op != ST_SEQ)
+        return NULL;
+    int stages = loop->u.loop.arg > 1 ? loop->u.loop.arg : 2;
+    Expr *ahead = add(L, ir_var(L->k, loop->u.loop.var), ci(L, stages - 1));
+    Stmt *seq = ir_seq(L->k, loop->loc);
+    for (int i = 0; i < body->u.seq.n; i++) {
+        const Stmt *s = body->u.seq.items[i];
+        const Region *reads[2] = {NULL, NULL};
+        if (s->op == ST_COPY)
+            reads[0] = &s->u.copy.src;
+        else if (s->op == ST_GEMM) {
+            reads[0] = &s->u.gemm.a;
+            reads[1] = &s->u.gemm.b;
+        }
+        for (int j = 0; j < 2; j++)
+            if (reads[j] && reads[j]->buf->scope == SCOPE_GLOBAL)
+                ir_seq_push(L->k, seq, prefetch_window(L, reads[j], loop->u.loop.var, ahead, s->loc));
+    }
+    if (!seq->u.seq.n)
+        return NULL;
+    Expr *more = ir_binary(L->k, EX_LT, ahead, loop->u.loop.extent);
+    return ir_if(L->k, more, seq, NULL, loop->loc);
+}
+
 /* ------------------------------------------------------------- the walk */
 
 static Stmt *lower_stmt(Lower *L, Stmt *s)
 {
     switch (s->op) {
     case ST_SEQ:
+        if (!L->t->gpu_sm)
+            forward_dot_operands(L, s);
         for (int i = 0; i < s->u.seq.n; i++)
             s->u.seq.items[i] = lower_stmt(L, s->u.seq.items[i]);
         return s;
-    case ST_FOR:
+    case ST_FOR: {
+        Stmt *pf = NULL;
+        if (!L->t->gpu_sm && s->u.loop.kind == LOOP_PIPELINED) {
+            if (s->u.loop.body->op == ST_SEQ)
+                forward_dot_operands(L, s->u.loop.body); /* prefetch what is read in the end */
+            pf = prefetch_next_step(L, s);
+        }
         s->u.loop.body = lower_stmt(L, s->u.loop.body);
+        if (pf) {
+            Stmt *body = ir_seq(L->k, s->loc);
+            ir_seq_push(L->k, body, pf);
+            ir_seq_push(L->k, body, s->u.loop.body);
+            s->u.loop.body = body;
+        }
         return s;
+    }
     case ST_IF:
         s->u.if_.then_ = lower_stmt(L, s->u.if_.then_);
         if (s->u.if_.else_)

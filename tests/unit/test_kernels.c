@@ -247,16 +247,74 @@ TEST(gemm_fp8_shapes)
         check_gemm("f8e4m3", shapes[i][0], shapes[i][1], shapes[i][2]);
 }
 
-/* Row tiles of one or two rows run as dot products along K on the CPU
- * (decode); tails in N and K included. */
+/* Row tiles of up to 16 rows run as dot tiles along K on the CPU (decode):
+ * one row, row bands with a remainder (4 = 3 + 1 on AVX2), 16 rows; tails
+ * in N and in K (K not a multiple of the 8, 16 or 32 elements per step). */
 TEST(gemm_decode_rows)
 {
-    static const int shapes[][3] = {{1, 100, 300}, {2, 64, 256}, {3, 33, 129}};
-    static const char *dtypes[] = {"f32", "bf16"};
-    for (int d = 0; d < 2; d++)
-        for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
-            check_gemm_bm(dtypes[d], shapes[i][0], shapes[i][1], shapes[i][2], "1");
-            check_gemm_bm(dtypes[d], shapes[i][0], shapes[i][1], shapes[i][2], "4");
+    static const int shapes[][3] = {{1, 100, 300}, {2, 64, 256}, {3, 33, 129}, {16, 40, 37}, {7, 9, 70}};
+    static const char *dtypes[] = {"f32", "bf16", "f8e4m3"};
+    static const char *bms[] = {"1", "4", "16"};
+    for (int d = 0; d < 3; d++)
+        for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+            for (int b = 0; b < 3; b++)
+                check_gemm_bm(dtypes[d], shapes[i][0], shapes[i][1], shapes[i][2], bms[b]);
+}
+
+/* A dot tile widens its fp8 operand in registers (codegen/micro.c): every
+ * code of both formats, NaN and ±inf included, through a product with
+ * known rows — C[i][n] = Σ_k a_i · decode(n) = 40 · a_i · decode(n), exact
+ * in f32 — with A in f32 and in bf16.  K = 40 is one 16- or 32-element
+ * step and a masked tail. */
+TEST(dot_tiles_widen_every_fp8_code)
+{
+    static const char *fmts[] = {"f8e4m3", "f8e5m2"}, *adts[] = {"f32", "bf16"};
+    static const float rows[3] = {1.0f, 0.5f, -1.0f};
+    for (int f = 0; f < 2; f++)
+        for (int t = 0; t < 2; t++) {
+            char src[1024];
+            snprintf(src, sizeof src,
+                     "kernel dotw level tile\n"
+                     "arg a: %s[3, 40] in\n"
+                     "arg b: %s[256, 40] in\n"
+                     "arg c: f32[3, 256] out\n"
+                     "buf acc: fragment f32[3, 256]\n"
+                     "grid (g) < [1]\n"
+                     "{\n"
+                     "  gemm a[0 +: 3, 0 +: 40], b[0 +: 256, 0 +: 40] -> acc trans_b clear\n"
+                     "  copy acc -> c[0 +: 3, 0 +: 256]\n"
+                     "}\n",
+                     adts[t], fmts[f]);
+            float af[3 * 40];
+            uint16_t ab[3 * 40];
+            uint8_t codes[256 * 40];
+            for (int i = 0; i < 3 * 40; i++) {
+                af[i] = rows[i / 40];
+                ab[i] = dt_f32_to_bf16(af[i]);
+            }
+            for (int i = 0; i < 256 * 40; i++)
+                codes[i] = (uint8_t)(i / 40);
+            for (int e = 0; e < NEXECS; e++) {
+                if (!exec_available(&execs[e]) || execs[e].mode == GPU)
+                    continue;
+                Diag d = {0};
+                Kernel *k = ir_parse(src, "dotw.tir", &d);
+                static float c[3 * 256];
+                void *args[3] = {t ? (void *)ab : (void *)af, codes, c};
+                bool ok = k && execute(k, execs[e].mode, execs[e].target, 1, args, NULL, &d);
+                CHECKF(ok, "%s %s x %s: %s", exec_name(&execs[e]), adts[t], fmts[f], d.msg);
+                int bad = 0;
+                for (int i = 0; ok && i < 3; i++)
+                    for (int n = 0; n < 256; n++) {
+                        float v = f ? ref_decode_e5m2((uint8_t)n) : ref_decode_e4m3((uint8_t)n);
+                        float want = 40.0f * rows[i] * v, got = c[i * 256 + n];
+                        if (!((isnan(want) && isnan(got)) || got == want) && bad++ < 3)
+                            CHECKF(false, "%s %s x %s: c[%d][%02x] = %g, want %g", exec_name(&execs[e]), adts[t],
+                                   fmts[f], i, n, got, want);
+                    }
+                CHECKF(bad == 0, "%s %s x %s: %d wrong", exec_name(&execs[e]), adts[t], fmts[f], bad);
+                ir_kernel_free(k);
+            }
         }
 }
 
@@ -707,6 +765,7 @@ int main(void)
     RUN(gemm_bf16_shapes);
     RUN(gemm_fp8_shapes);
     RUN(gemm_decode_rows);
+    RUN(dot_tiles_widen_every_fp8_code);
     RUN(softmax_shapes);
     RUN(rmsnorm_shapes);
     RUN(silu_mul_f32_and_bf16);

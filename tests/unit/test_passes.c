@@ -90,6 +90,8 @@ TEST(golden_lower_copy) { golden("lower_copy", pass_lower); }
 TEST(golden_lower_reduce) { golden("lower_reduce", pass_lower); }
 TEST(golden_lower_gemm_f32) { golden("lower_gemm_f32", pass_lower); }
 TEST(golden_lower_gemm_bf16) { golden("lower_gemm_bf16", pass_lower); }
+/* decode: dot tiles, the fp8 weight read in place, prefetch of the next step */
+TEST(golden_lower_dot) { golden("lower_dot", pass_lower); }
 TEST(golden_vectorize) { golden("vectorize", pass_vectorize); }
 
 /* Kind of the loop over variable `name` (or -1 if there is none). */
@@ -292,13 +294,14 @@ static bool independent(const Stmt *s, const Var **par, int npar, char *why, siz
 TEST(lowered_parallel_loops_are_independent)
 {
     const char *files[] = {"tests/passes/lower_copy.in.tir", "tests/passes/lower_reduce.in.tir",
-                           "tests/passes/lower_gemm_f32.in.tir", "tests/passes/lower_gemm_bf16.in.tir"};
+                           "tests/passes/lower_gemm_f32.in.tir", "tests/passes/lower_gemm_bf16.in.tir",
+                           "tests/passes/lower_dot.in.tir"};
     const char *specs[] = {"examples/gemm.lua", "examples/softmax.lua", "examples/rmsnorm.lua",
                            "examples/silu_mul.lua", "examples/dyn_scale.lua"};
-    for (int i = 0; i < 9; i++) {
+    for (int i = 0; i < 10; i++) {
         Diag d = {0};
-        const char *name = i < 4 ? files[i] : specs[i - 4];
-        Kernel *k = i < 4 ? parse_file(name) : fe_load(name, NULL, 0, &d);
+        const char *name = i < 5 ? files[i] : specs[i - 5];
+        Kernel *k = i < 5 ? parse_file(name) : fe_load(name, NULL, 0, &d);
         bool ok = k && pass_pipeline(k, avx512(), NULL, &d);
         CHECKF(ok, "%s: %s", name, d.msg);
         if (ok) {
@@ -385,7 +388,9 @@ static void same_results(const Kernel *tile, const Kernel *loop, const int64_t *
 
 /* The comparison can fail: goldens with one wrong detail (a tail read as 1
  * instead of 0, a wrong reduction identity, a reduce that forgets the old
- * destination, a lost remainder tile, a wrong k-pair packing) must differ from the Tile IR at a size that reaches the detail. */
+ * destination, a lost remainder tile, a wrong k-pair packing, a dot tile
+ * reading the wrong K window) must differ from the Tile IR at a size that
+ * reaches the detail. */
 TEST(equivalence_catches_broken_lowerings)
 {
     static const struct { const char *name, *from, *to; int64_t m; } mutants[] = {
@@ -394,9 +399,11 @@ TEST(equivalence_catches_broken_lowerings)
         {"lower_reduce", "acc1[0] = -inf", "acc1[0] = 0.0", 1},
         {"lower_reduce", "min(select(0 <= 4 + r0_2 and 4 + r0_2 < 12, cm[max(min(4 + r0_2, 11), 0)], 0.0), acc2[0])",
          "min(acc2[0], acc2[0])", 4},
-        {"lower_gemm_f32", "micro_gemm gemm_a0[12 +: 1, 0 +: 7], gemm_b1[0 +: 7, 32 +: 8] -> gemm_c2[12 +: 1, 32 +: 8]",
+        {"lower_gemm_f32", "micro_gemm gemm_a1[12 +: 1, 0 +: 7], gemm_b2[32 +: 8, 0 +: 7] -> gemm_c0[12 +: 1, 32 +: 8] trans_b",
          "", 0},
-        {"lower_gemm_bf16", "gemm_bp0[q0, q1] = bs[q1 / 2, q0 * 2 + q1 % 2]", "gemm_bp0[q0, q1] = bs[q1 / 2, q0 * 2]", 0},
+        {"lower_gemm_bf16", "bg[max(min(q0 * 2 + q1 % 2, 9), 0)", "bg[max(min(q0 * 2, 9), 0)", 0},
+        {"lower_gemm_bf16", "bs[jt_1 * 6 +: 6, 1 +: 9]", "bs[jt_1 * 6 +: 6, 0 +: 9]", 0},
+        {"lower_dot", "w[18 +: 3, k * 40 +: 40]", "w[17 +: 3, k * 40 +: 40]", 5},
     };
     for (size_t i = 0; i < sizeof mutants / sizeof mutants[0]; i++) {
         char in[256], out[256];
@@ -430,9 +437,9 @@ TEST(equivalence_catches_broken_lowerings)
  * (1-row edges, partial last block, exact multiple). */
 TEST(tile_equals_loop_hand_written)
 {
-    const char *names[] = {"lower_copy", "lower_reduce", "lower_gemm_f32", "lower_gemm_bf16"};
+    const char *names[] = {"lower_copy", "lower_reduce", "lower_gemm_f32", "lower_gemm_bf16", "lower_dot"};
     const int64_t ms[] = {1, 4, 5, 11};
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 5; i++) {
         char path[256];
         snprintf(path, sizeof path, "tests/passes/%s.in.tir", names[i]);
         for (int m = 0; m < 4; m++) {
@@ -625,6 +632,7 @@ int main(void)
     RUN(golden_lower_reduce);
     RUN(golden_lower_gemm_f32);
     RUN(golden_lower_gemm_bf16);
+    RUN(golden_lower_dot);
     RUN(golden_vectorize);
     RUN(vectorize_reduction_needs_a_fixed_accumulator);
     RUN(vectorize_width_follows_target);
