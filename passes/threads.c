@@ -10,7 +10,12 @@
  *     no parallel loop) runs in thread 0 only, guarded by `tid == 0`.
  *   - a MICRO_GEMM (tensor-core product) is issued by all threads together;
  *     its accumulator takes the MMA layout of ir.h, and every nest over the
- *     accumulator is distributed in that layout instead of cyclically.
+ *     accumulator is distributed in that layout instead of cyclically.  On
+ *     sm_90a a product whose operands are K-major shared tiles and whose
+ *     accumulator splits into 64-row pieces over warpgroups runs as wgmma
+ *     (plan_wgmma): warpgroup layout, operands stored swizzled (every
+ *     access rewritten, swizzle_index), and the matrix descriptors of each
+ *     instruction on the MICRO_GEMM once shared memory is laid out.
  * Memory follows from that: a scratch buffer that every access reaches at
  * the element its thread owns becomes a private array (registers); other
  * LOCAL buffers touched only inside distributed nests stay private; every
