@@ -485,7 +485,7 @@ static Stmt *stmt_gemm(Parser *ps, bool micro, SrcLoc loc)
     Stmt *g = micro ? ir_micro_gemm(ps->k, a, b, c, ta, tb, clear, loc)
                     : ir_gemm(ps->k, a, b, c, ta, tb, clear, loc);
     g->u.gemm.b_pairs = pairs;
-    if (micro && keyword(ps, "wgmma")) {
+    if (micro && accept(ps, "wgmma")) { /* (followed by "[": not a keyword()) */
         Expr *d[1024];
         int n = 0;
         expect(ps, "[");

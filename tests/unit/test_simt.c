@@ -664,6 +664,38 @@ TEST(wgmma_gemm_matches_the_interpreter)
     }
 }
 
+/* The wgmma form prints and parses back (descriptors, 1024-byte aligned
+ * operands), and the parsed kernel runs to the same product. */
+TEST(wgmma_kernel_text_round_trips)
+{
+    float *want = NULL, *got = NULL;
+    Kernel *k = NULL;
+    Diag d = {0};
+    if (!gemm_pair("128", "64", "128", "bf16", &want, &k)) {
+        CHECKF(false, "the bf16 gemm does not lower");
+        free(want);
+        if (k)
+            ir_kernel_free(k);
+        return;
+    }
+    char *text = ir_print_string(k);
+    CHECK(strstr(text, " wgmma [") && strstr(text, " align 1024"));
+    Kernel *back = parse_text(text, "wgmma.tir");
+    CHECK(back != NULL);
+    if (back) {
+        char *again = ir_print_string(back);
+        CHECK(!strcmp(text, again));
+        free(again);
+        CHECKF(run_kernel(back, &d, 2, &got), "%s", d.msg);
+        CHECK(got && mismatches(want, got, 100 * 72) == 0);
+        ir_kernel_free(back);
+    }
+    free(text);
+    free(want);
+    free(got);
+    ir_kernel_free(k);
+}
+
 /* Planted descriptor faults in real pass output: a stride byte offset
  * (8-row groups) twice too large, B read without its swizzle, A's start
  * one k step (32 bytes) late.  Each must make the SIMT run fail — a wrong
@@ -738,6 +770,7 @@ int main(void)
     RUN(async_wait_that_lands_too_little_reads_stale_tiles);
     RUN(wgmma_gemm_matches_the_interpreter);
     RUN(wgmma_descriptor_faults_are_caught);
+    RUN(wgmma_kernel_text_round_trips);
     RUN(reduction_phases_in_a_loop);
     RUN(transpose_64x64_tiles);
     RUN(micro_gemm_per_thread_slots);
