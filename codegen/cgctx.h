@@ -16,6 +16,9 @@ typedef struct Cg {
     LLVMValueRef *param;                /* by Param.index */
     LLVMValueRef *base;                 /* by Buffer.id */
     LLVMValueRef (*stride)[IR_MAX_RANK]; /* by Buffer.id */
+    /* GPU: the kernel issues wgmma, which reads shared memory through the
+     * async proxy: every barrier is preceded by a proxy fence */
+    bool async_proxy;
 } Cg;
 
 LLVMValueRef cg_i64(Cg *c, int64_t v);

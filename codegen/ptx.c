@@ -137,12 +137,22 @@ static int64_t scratch_elems(const Buffer *b)
     return n;
 }
 
+/* The largest alignment a shared buffer asks for (wgmma operands: 1024,
+ * which their swizzle and descriptors assume of the array itself). */
+static unsigned smem_align(const Kernel *k)
+{
+    unsigned al = 16;
+    for (int i = k->nargs; i < k->nbufs; i++)
+        if (k->bufs[i]->scope == SCOPE_SHARED && (unsigned)k->bufs[i]->align > al)
+            al = (unsigned)k->bufs[i]->align;
+    return al;
+}
+
 static void setup_gpu_buffers(Cg *c)
 {
     const Kernel *k = c->k;
     LLVMTypeRef i8arr = LLVMArrayType2(c->i8, 0);
     LLVMValueRef smem = NULL;
-    int64_t off = 0;
     for (int i = 0; i < k->nbufs; i++) {
         const Buffer *b = k->bufs[i];
         for (int d = 0; d < b->rank; d++)
@@ -153,14 +163,29 @@ static void setup_gpu_buffers(Cg *c)
             if (!smem) {
                 smem = LLVMAddGlobalInAddressSpace(c->mod, i8arr, "tilec_smem", 3);
                 LLVMSetLinkage(smem, LLVMExternalLinkage);
-                LLVMSetAlignment(smem, 16);
+                LLVMSetAlignment(smem, smem_align(k));
             }
-            c->base[b->id] = LLVMBuildGEP2(c->b, c->i8, smem, (LLVMValueRef[]){cg_i64(c, off)}, 1, b->name);
-            off += ((int64_t)dt_storage_bytes(b->dtype, ir_buf_span(b)) + 15) / 16 * 16;
+            LLVMValueRef off = cg_i64(c, ir_shared_offset(k, b));
+            c->base[b->id] = LLVMBuildGEP2(c->b, c->i8, smem, &off, 1, b->name);
         } else {
             LLVMTypeRef arr = LLVMArrayType2(cg_storage_type(c, b->dtype), (uint64_t)scratch_elems(b));
             c->base[b->id] = LLVMBuildAlloca(c->b, arr, b->name);
         }
+    }
+}
+
+static bool uses_wgmma(const Stmt *s)
+{
+    switch (s->op) {
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n; i++)
+            if (uses_wgmma(s->u.seq.items[i]))
+                return true;
+        return false;
+    case ST_FOR: return uses_wgmma(s->u.loop.body);
+    case ST_IF: return uses_wgmma(s->u.if_.then_) || (s->u.if_.else_ && uses_wgmma(s->u.if_.else_));
+    case ST_MICRO_GEMM: return s->u.gemm.desc != NULL;
+    default: return false;
     }
 }
 
@@ -195,6 +220,7 @@ void cg_gpu_build_function(Cg *c)
     LLVMPositionBuilderAtEnd(c->b, entry);
     for (int i = 0; i < k->nparams; i++)
         c->param[i] = LLVMGetParam(c->fn, (unsigned)(k->nargs + i));
+    c->async_proxy = uses_wgmma(k->body);
     setup_gpu_buffers(c);
     c->var[k->thread_var->id] = sreg(c, "llvm.nvvm.read.ptx.sreg.tid.x");
     LLVMValueRef rest = sreg(c, "llvm.nvvm.read.ptx.sreg.ctaid.x");
@@ -207,8 +233,16 @@ void cg_gpu_build_function(Cg *c)
     LLVMBuildRetVoid(c->b);
 }
 
+static void asm_void(Cg *c, const char *text, const char *cons, LLVMValueRef *args, int nargs);
+
+/* In a kernel with wgmma, shared memory written by threads (stores, and
+ * cp.async once waited for) is read by wgmma through the async proxy: each
+ * writer fences its writes for that proxy before the barrier that orders
+ * them before the wgmma (PTX ISA, memory consistency model: proxies). */
 void cg_gpu_barrier(Cg *c)
 {
+    if (c->async_proxy)
+        asm_void(c, "fence.proxy.async.shared::cta;", "~{memory}", NULL, 0);
     cg_intrinsic(c, "llvm.nvvm.barrier0", NULL, 0, NULL, 0);
 }
 
@@ -438,8 +472,123 @@ static void mma_loop_body(Cg *c, void *ctx)
     mma_step(c, m);
 }
 
+/* ---------------------------------------------------------------- wgmma */
+
+/* The dtype part of a wgmma's name, and whether it takes the transpose
+ * immediates (16-bit types only; 8-bit operands are K-major always). */
+static const char *wgmma_types(DType dt, bool *trans_imm)
+{
+    *trans_imm = dt_bits(dt) == 16;
+    switch (dt) {
+    case DT_BF16: return "bf16.bf16";
+    case DT_F16: return "f16.f16";
+    case DT_F8E4M3: return "e4m3.e4m3";
+    default: return "e5m2.e5m2";
+    }
+}
+
+/* v = asm volatile "" (v) for every slot of the accumulator: the values
+ * stay in place around the asynchronous wgmma (nothing reads them before
+ * the wait, nothing writes them after the fence). */
+static void fence_slots(Cg *c, const Buffer *C, int64_t slots)
+{
+    LLVMTypeRef fty = LLVMFunctionType(c->f32, &c->f32, 1, 0);
+    LLVMValueRef fn = LLVMGetInlineAsm(fty, "", 0, "=f,0,~{memory}", 14, 1, 0, LLVMInlineAsmDialectATT, 0);
+    for (int64_t i = 0; i < slots; i++) {
+        LLVMValueRef slot = cg_i64(c, i), p = cg_elem_ptr(c, C, &slot);
+        LLVMValueRef v = LLVMBuildLoad2(c->b, c->f32, p, "");
+        LLVMBuildStore(c->b, LLVMBuildCall2(c->b, fty, fn, &v, 1, ""), p);
+    }
+}
+
+/* One descriptor: the IR's (low, high) words, its start address moved by
+ * the shared array's own address (the IR counts from the array). */
+static LLVMValueRef wgmma_desc(Cg *c, const Stmt *s, int i)
+{
+    LLVMValueRef lo = LLVMBuildAnd(c->b, cg_expr(c, s->u.gemm.desc[i]), cg_i64(c, 0xffffffff), "");
+    LLVMValueRef hi = LLVMBuildShl(c->b, cg_expr(c, s->u.gemm.desc[i + 1]), cg_i64(c, 32), "");
+    LLVMValueRef smem = LLVMBuildPtrToInt(c->b, LLVMGetNamedGlobal(c->mod, "tilec_smem"), c->i64, "");
+    LLVMValueRef d = LLVMBuildOr(c->b, hi, lo, "");
+    return LLVMBuildAdd(c->b, d, LLVMBuildLShr(c->b, smem, cg_i64(c, 4), ""), "");
+}
+
+/* wgmma i of the warpgroup: accumulator slots first.. (n/2 of them). */
+static void wgmma_one(Cg *c, const Stmt *s, int n, int i, int64_t first, bool zero)
+{
+    const Buffer *C = s->u.gemm.c.buf;
+    DType dt = s->u.gemm.a.buf->dtype;
+    bool trans_imm;
+    const char *types = wgmma_types(dt, &trans_imm);
+    int r = n / 2;
+    char *text = malloc((size_t)r * 8 + 512), *cons = malloc((size_t)r * 10 + 64);
+    int len = sprintf(text, "{\n.reg .pred p;\nsetp.ne.b32 p, $%d, 0;\nwgmma.mma_async.sync.aligned.m64n%dk%d.f32.%s {",
+                      r + 2, n, dt_bits(dt) == 8 ? 32 : 16, types);
+    int cl = 0;
+    for (int j = 0; j < r; j++) {
+        len += sprintf(text + len, "%s$%d", j ? "," : "", j);
+        cl += sprintf(cons + cl, "=f,");
+    }
+    sprintf(text + len, "}, $%d, $%d, p, 1, 1%s;\n}", r, r + 1, trans_imm ? ", 0, 0" : "");
+    cl += sprintf(cons + cl, "l,l,r");
+    for (int j = 0; j < r; j++)
+        cl += sprintf(cons + cl, ",%d", j);
+    LLVMTypeRef *tys = malloc(sizeof *tys * (size_t)(r + 3));
+    LLVMValueRef *args = malloc(sizeof *args * (size_t)(r + 3)), *ptrs = malloc(sizeof *ptrs * (size_t)r);
+    LLVMTypeRef *outs = malloc(sizeof *outs * (size_t)r);
+    args[0] = wgmma_desc(c, s, 4 * i);
+    args[1] = wgmma_desc(c, s, 4 * i + 2);
+    args[2] = LLVMConstInt(c->i32, zero ? 0 : 1, 0);
+    tys[0] = tys[1] = c->i64;
+    tys[2] = c->i32;
+    for (int j = 0; j < r; j++) {
+        LLVMValueRef slot = cg_i64(c, first + j);
+        ptrs[j] = cg_elem_ptr(c, C, &slot);
+        args[3 + j] = LLVMBuildLoad2(c->b, c->f32, ptrs[j], "");
+        tys[3 + j] = outs[j] = c->f32;
+    }
+    LLVMTypeRef ret = LLVMStructTypeInContext(c->ctx, outs, (unsigned)r, 0);
+    LLVMTypeRef fty = LLVMFunctionType(ret, tys, (unsigned)(r + 3), 0);
+    LLVMValueRef fn = LLVMGetInlineAsm(fty, text, strlen(text), cons, strlen(cons), 1, 0, LLVMInlineAsmDialectATT, 0);
+    LLVMValueRef d = LLVMBuildCall2(c->b, fty, fn, args, (unsigned)(r + 3), "");
+    for (int j = 0; j < r; j++)
+        LLVMBuildStore(c->b, LLVMBuildExtractValue(c->b, d, (unsigned)j, ""), ptrs[j]);
+    free(text);
+    free(cons);
+    free(tys);
+    free(args);
+    free(ptrs);
+    free(outs);
+}
+
+/* A MICRO_GEMM with descriptors (ir.h): fence, the warpgroup's wgmma in
+ * issue order, commit, and wait for all of them — the accumulator is read
+ * right after, and the next writes of the operand tiles come after the
+ * barrier that follows. */
+static void cg_gpu_wgmma(Cg *c, const Stmt *s)
+{
+    const Region *a = &s->u.gemm.a, *b = &s->u.gemm.b;
+    MmaLayout l;
+    ir_wgmma_layout(a->ext[0], b->ext[0], c->k->nthreads, &l); /* checked by the verifier */
+    int64_t kstep = dt_bits(a->buf->dtype) == 8 ? 32 : 16, K = a->ext[1];
+    fence_slots(c, s->u.gemm.c.buf, l.slots);
+    asm_void(c, "wgmma.fence.sync.aligned;", "~{memory}", NULL, 0);
+    int i = 0;
+    for (int64_t ks = 0; ks < K / kstep; ks++)
+        for (int p = 0; p < l.mt; p++)
+            for (int q = 0; q < l.nq; q++, i++)
+                wgmma_one(c, s, l.wg_n, i, 4 * ((int64_t)p * l.nt + (int64_t)q * (l.wg_n / 8)),
+                          s->u.gemm.clear && ks == 0);
+    asm_void(c, "wgmma.commit_group.sync.aligned;", "~{memory}", NULL, 0);
+    asm_void(c, "wgmma.wait_group.sync.aligned 0;", "~{memory}", NULL, 0);
+    fence_slots(c, s->u.gemm.c.buf, l.slots);
+}
+
 void cg_gpu_mma(Cg *c, const Stmt *s)
 {
+    if (s->u.gemm.desc) {
+        cg_gpu_wgmma(c, s);
+        return;
+    }
     const Kernel *k = c->k;
     const Region *a = &s->u.gemm.a, *b = &s->u.gemm.b;
     Mma m = {.s = s, .kstep = ir_mma_k(c->t, a->buf->dtype)};

@@ -58,6 +58,7 @@ typedef struct Mem {
     int64_t span;   /* elements the storage spans: the shadow's length */
     int64_t shape[IR_MAX_RANK], stride[IR_MAX_RANK];
     bool tracked;   /* the race detector watches it */
+    int64_t smem;   /* SIMT mode, shared buffers: byte offset in the shared array */
     Shadow *shadow; /* by element offset; allocated on the first access */
 } Mem;
 
@@ -492,6 +493,123 @@ static void exec_gemm(Interp *in, const Stmt *s)
         }
 }
 
+/* ------------------------------------------------------ wgmma (sm_90a) */
+
+/* A wgmma matrix descriptor, decoded as the PTX ISA lays it out (64 bits:
+ * start address >> 4 in bits 0-13, leading dimension byte offset >> 4 in
+ * 16-29, stride dimension byte offset >> 4 in 32-45, matrix base offset in
+ * 49-51, swizzle mode in 62-63: 0 none, 1 128-byte, 2 64-byte, 3 32-byte). */
+typedef struct Desc {
+    int64_t start, lbo, sbo;
+    int base, swizzle; /* swizzle: the pattern's width in bytes, 0 none */
+} Desc;
+
+static Desc decode_desc(uint64_t d)
+{
+    static const int widths[4] = {0, 128, 64, 32};
+    Desc x = {.start = (int64_t)(d & 0x3fff) << 4,
+              .lbo = (int64_t)(d >> 16 & 0x3fff) << 4,
+              .sbo = (int64_t)(d >> 32 & 0x3fff) << 4,
+              .base = (int)(d >> 49 & 7),
+              .swizzle = widths[d >> 62 & 3]};
+    return x;
+}
+
+/* The shared byte address of byte kb (of K) of row r of a K-major operand
+ * (PTX ISA, wgmma "shared memory matrix layout").  Without swizzling, the
+ * matrix is 8-row x 16-byte core matrices, rows 16 bytes apart, core
+ * matrices LBO apart along K and SBO apart along M/N.  With a W-byte
+ * swizzle, 8 rows of W bytes (rows W apart) repeat SBO apart, and the
+ * address's 16-byte chunk bits (4..) are XORed with its bits 7.. (log2
+ * W/16 of them). */
+static int64_t desc_addr(const Desc *x, int64_t r, int64_t kb)
+{
+    if (!x->swizzle)
+        return x->start + r / 8 * x->sbo + r % 8 * 16 + kb / 16 * x->lbo + kb % 16;
+    int64_t a = x->start + r / 8 * x->sbo + r % 8 * x->swizzle + kb;
+    return a ^ ((a >> 7) & (x->swizzle / 16 - 1)) << 4;
+}
+
+/* The element of operand buffer b at shared address addr, read (and seen
+ * by the race detector) as a wgmma reads it; an address outside b is an
+ * error: the descriptor disagrees with the buffer the product names. */
+static float desc_load(Interp *in, const Stmt *s, const Buffer *b, int64_t addr)
+{
+    Mem *m = mem_of(in, b);
+    int64_t eb = dt_bits(b->dtype) / 8, off = addr - m->smem;
+    if (off < 0 || off % eb || off / eb >= m->span) {
+        fail(in, s->loc, "wgmma descriptor reads shared address %lld, outside %s (bytes %lld..%lld)",
+             (long long)addr, b->name, (long long)m->smem, (long long)(m->smem + m->span * eb));
+        return 0;
+    }
+    int64_t e = off / eb, idx[2] = {e / m->stride[0], e % m->stride[0]};
+    if (!track(in, b, e, idx, ACC_READ, s->loc))
+        return 0;
+    return (float)dt_load(b->dtype, mem_of(in, b)->base, e);
+}
+
+static uint64_t desc_word(Interp *in, const Stmt *s, int i)
+{
+    uint64_t lo = (uint64_t)eval_int(in, s->u.gemm.desc[i], s->loc) & 0xffffffffu;
+    uint64_t hi = (uint64_t)eval_int(in, s->u.gemm.desc[i + 1], s->loc) & 0xffffffffu;
+    return hi << 32 | lo;
+}
+
+/* One wgmma (instruction i of the warpgroup, for its 64-row piece p and
+ * column chunk q) in the current thread: its registers of the m64nNk
+ * accumulator, which the PTX ISA gives thread t of the warpgroup as
+ * d[r], r = 4j + c: row 16 (t/32) + (t%32)/4 + 8 (c/2), column
+ * 8j + 2 (t%4) + c%2 — slot 4 (p nt + q N/8 + j) + c of c (ir.h). */
+static void wgmma_one(Interp *in, const Stmt *s, const MmaLayout *l, int i, int p, int q, bool zero)
+{
+    const Buffer *A = s->u.gemm.a.buf, *B = s->u.gemm.b.buf, *C = s->u.gemm.c.buf;
+    int kstep = dt_bits(A->dtype) == 8 ? 32 : 16, eb = dt_bits(A->dtype) / 8;
+    Desc da = decode_desc(desc_word(in, s, 4 * i)), db = decode_desc(desc_word(in, s, 4 * i + 2));
+    if (da.base || db.base) {
+        fail(in, s->loc, "interpreter: wgmma descriptor with a matrix base offset");
+        return;
+    }
+    int t = in->cur % 128, warp = t / 32, lane = t % 32;
+    float a[2][32], b[32][32];
+    for (int h = 0; h < 2; h++) /* this thread's two rows of A */
+        for (int kk = 0; kk < kstep; kk++)
+            a[h][kk] = desc_load(in, s, A, desc_addr(&da, 16 * warp + lane / 4 + 8 * h, kk * eb));
+    for (int j = 0; j < l->wg_n / 8; j++) /* and its two columns of B per 8 */
+        for (int e = 0; e < 2; e++)
+            for (int kk = 0; kk < kstep; kk++)
+                b[2 * j + e][kk] = desc_load(in, s, B, desc_addr(&db, 8 * j + 2 * (lane % 4) + e, kk * eb));
+    float *acc = (float *)base_of(in, C);
+    for (int r = 0; r < l->wg_n / 2 && !in->failed; r++) {
+        int c = r % 4, j = r / 4;
+        int64_t slot = 4 * ((int64_t)p * l->nt + (int64_t)q * (l->wg_n / 8) + j) + c;
+        float d = zero ? 0.0f : acc[slot];
+        for (int kk = 0; kk < kstep; kk++)
+            d += a[c / 2][kk] * b[2 * j + c % 2][kk];
+        acc[slot] = d;
+    }
+}
+
+/* MICRO_GEMM with descriptors: the warpgroup's wgmma instructions in
+ * issue order (ir.h), each reading its operands from shared memory through
+ * its descriptors; the results are complete at the end (the back end waits
+ * for them there). */
+static void exec_wgmma(Interp *in, const Stmt *s)
+{
+    const Region *a = &s->u.gemm.a, *b = &s->u.gemm.b, *c = &s->u.gemm.c;
+    int64_t M = a->ext[0], K = a->ext[1], N = b->ext[0];
+    MmaLayout l;
+    if (!ir_wgmma_layout(M, N, in->nthreads, &l) || c->buf->dtype != DT_F32 || l.wg_n > 256) {
+        fail(in, s->loc, "interpreter: micro_gemm [%lld x %lld] has no wgmma layout over %d threads",
+             (long long)M, (long long)N, in->nthreads);
+        return;
+    }
+    int kstep = dt_bits(a->buf->dtype) == 8 ? 32 : 16, i = 0;
+    for (int64_t ks = 0; ks < K / kstep; ks++)
+        for (int p = 0; p < l.mt; p++)
+            for (int q = 0; q < l.nq && !in->failed; q++, i++)
+                wgmma_one(in, s, &l, i, p, q, s->u.gemm.clear && ks == 0);
+}
+
 /* MICRO_GEMM of a threaded kernel: the whole block's tensor-core product.
  * Each thread's share depends only on the shared operands, so the current
  * thread computes just its own slots of c (element ir_mma_pos of the [M, N]
@@ -507,6 +625,10 @@ static void exec_block_mma(Interp *in, const Stmt *s)
     int64_t M = ta ? a->ext[1] : a->ext[0], K = ta ? a->ext[0] : a->ext[1];
     int64_t N = s->u.gemm.b_pairs ? b->ext[1] / 2 : tb ? b->ext[0] : b->ext[1];
     MmaLayout l;
+    if (s->u.gemm.desc) {
+        exec_wgmma(in, s);
+        return;
+    }
     if (!ir_mma_layout(M, N, in->nthreads, &l) || c->buf->rank != 1) {
         fail(in, s->loc, "interpreter: micro_gemm [%lld x %lld] has no tensor-core layout over %d threads",
              (long long)M, (long long)N, in->nthreads);
@@ -851,6 +973,7 @@ static bool setup_mem(Interp *in, void *const *args)
         m->span = span_of(m, b->rank);
         /* a LOCAL buffer is private; the rest is what threads share */
         m->tracked = in->simt && b->scope != SCOPE_LOCAL && nonneg;
+        m->smem = b->scope == SCOPE_SHARED ? ir_shared_offset(k, b) : -1;
         if (b->scope == SCOPE_GLOBAL)
             m->base = args[i];
         else if (!alloc_scratch(in, b, m))

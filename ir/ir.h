@@ -47,6 +47,20 @@
  *     thread t holding element ir_mma_pos(t, s) of it (see MmaLayout);
  *   - a scratch buffer may have padded rows (strides other than row-major):
  *     its storage spans ir_buf_span() elements.
+ *   - Shared buffers lie in one per-block array, in buffer order, each at
+ *     ir_shared_offset() (16-byte aligned, or Buffer.align).  A MICRO_GEMM
+ *     with descriptors (sm_90a) is the block's product as wgmma: the
+ *     warpgroups (128 threads each) form the grid of ir_wgmma_layout, and
+ *     for k step s, 64-row piece p and column chunk q (in that nesting
+ *     order, i = (s * mt + p) * nq + q) a warpgroup multiplies the 64 x K
+ *     step of A that desc[2i] describes by the wg_n x K step of B (K-major:
+ *     [N, K]) that desc[2i+1] describes, into its 64 x wg_n piece of c.
+ *     A descriptor's start address is a byte offset into the block's
+ *     shared array (the back end adds the array's address); its fields are
+ *     those of the PTX ISA's wgmma matrix descriptor.  The a and b regions
+ *     name the buffers read; how their elements are placed is whatever the
+ *     kernel's stores wrote (pass_threads writes the swizzled layout the
+ *     descriptors describe).
  *
  * Asynchronous copies (GPU, made by pass_stages for `pipelined` loops): an
  * `async` COPY (Tile IR) or STORE (Loop IR) moves elements from a global
@@ -211,6 +225,7 @@ typedef struct Buffer {
     int rank;
     struct Expr *shape[IR_MAX_RANK];
     struct Expr *stride[IR_MAX_RANK];
+    int align; /* shared scratch: byte alignment of its storage (0: 16) */
     SrcLoc loc;
 } Buffer;
 
@@ -347,7 +362,16 @@ struct Stmt {
          * b_pairs (MICRO_GEMM only): b is packed in k-pairs for dot-product
          * instructions — b's window is [K/2, 2N] and B(k, n) is element
          * [k/2, 2n + k%2] of it. */
-        struct { Region a, b, c; bool trans_a, trans_b, clear, b_pairs; } gemm;
+        /* desc (MICRO_GEMM of a threaded kernel only, NULL otherwise): the
+         * product runs as warpgroup MMAs (wgmma) whose shared operands are
+         * read through these 64-bit matrix descriptors (see Threads) —
+         * ndesc = 2 * (instructions per warpgroup), A's and B's in turn. */
+        struct {
+            Region a, b, c;
+            bool trans_a, trans_b, clear, b_pairs;
+            struct Expr **desc;
+            int ndesc;
+        } gemm;
         /* dst has src's rank minus one (axis removed).  clear: dst = r
          * instead of dst = dst (op) r. */
         struct { Region src, dst; int axis; ReduceOp rop; bool clear; } reduce;
@@ -526,11 +550,22 @@ typedef struct MmaLayout {
     int64_t m, n;
     int nthreads, wm, wn, mt, nt;
     int64_t slots;
+    /* warps per unit of the wm x wn grid: 1 (mma.sync, 16-row pieces), or 4
+     * for a wgmma warpgroup, whose warp w owns rows 16w..16w+15 of each
+     * 64-row piece (the rest of the fragment is the m16n8 one); wg_n: the
+     * n of one wgmma (0 for mma.sync), nq = n / wn / wg_n of them per row
+     * of pieces.  The position formula is the same: unit u = warp / unit,
+     * i = (u / wn) (m / wm) + 16 unit pmt + 16 (warp % unit) + lane / 4 + 8 (c / 2). */
+    int unit, wg_n, nq;
 } MmaLayout;
 
 /* The layout for an [m, n] accumulator over nthreads threads (a multiple of
  * 32); false if m, n do not tile into 16x8 pieces over the warps. */
 bool ir_mma_layout(int64_t m, int64_t n, int nthreads, MmaLayout *l);
+/* The same for wgmma on sm_90a: nthreads a multiple of 128, warpgroups in
+ * a grid whose tiles split into 64-row pieces and columns that one wgmma
+ * (n a multiple of 8, at most 256, the largest dividing them) covers. */
+bool ir_wgmma_layout(int64_t m, int64_t n, int nthreads, MmaLayout *l);
 /* Row i and column j of the element that slot `slot` of thread tid holds. */
 void ir_mma_pos(const MmaLayout *l, int64_t tid, int64_t slot, int64_t *i, int64_t *j);
 /* The k extent of one tensor-core mma for operands of dtype dt on target t
@@ -539,6 +574,10 @@ void ir_mma_pos(const MmaLayout *l, int64_t tid, int64_t slot, int64_t *i, int64
 int ir_mma_k(const TargetInfo *t, DType dt);
 /* Elements the storage of a scratch buffer spans (padded strides included). */
 int64_t ir_buf_span(const Buffer *b);
+/* Byte offset of shared buffer b in the block's shared array (buffers in
+ * order, each aligned to max(16, align)); ir_shared_bytes: the array's size. */
+int64_t ir_shared_offset(const Kernel *k, const Buffer *b);
+int64_t ir_shared_bytes(const Kernel *k);
 
 /* ----------------------------------------------------------- interpreter */
 

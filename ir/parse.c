@@ -485,6 +485,20 @@ static Stmt *stmt_gemm(Parser *ps, bool micro, SrcLoc loc)
     Stmt *g = micro ? ir_micro_gemm(ps->k, a, b, c, ta, tb, clear, loc)
                     : ir_gemm(ps->k, a, b, c, ta, tb, clear, loc);
     g->u.gemm.b_pairs = pairs;
+    if (micro && accept(ps, "wgmma")) { /* (followed by "[": not a keyword()) */
+        Expr *d[1024];
+        int n = 0;
+        expect(ps, "[");
+        do {
+            if (n == (int)(sizeof d / sizeof d[0]))
+                error(ps, "too many wgmma descriptor words%s", "");
+            d[n++] = expr(ps);
+        } while (accept(ps, ","));
+        expect(ps, "]");
+        g->u.gemm.desc = arena_alloc(ps->k->arena, (size_t)n * sizeof *d);
+        memcpy(g->u.gemm.desc, d, (size_t)n * sizeof *d);
+        g->u.gemm.ndesc = n;
+    }
     return g;
 }
 
@@ -682,6 +696,11 @@ static Buffer *header_buffer(Parser *ps, bool arg)
             for (int d = 0; d < rank; d++)
                 if (!ir_expr_is_const(b->stride[d], NULL))
                     error(ps, "scratch buffer '%s' needs constant strides", name);
+        }
+        if (accept(ps, "align")) {
+            b->align = (int)integer(ps);
+            if (b->align < 16 || b->align & (b->align - 1))
+                error(ps, "buffer '%s': align must be a power of two of at least 16", name);
         }
         return b;
     }

@@ -4,7 +4,7 @@
  *   param NAME fixed VALUE | tune VALUE {C1, C2} | size VALUE | dyn
  *   scalar NAME: DTYPE
  *   arg NAME: DTYPE[SHAPE] in|out|inout [strides [S0, S1]]
- *   buf NAME: SCOPE DTYPE[SHAPE] [strides [S0, S1]]
+ *   buf NAME: SCOPE DTYPE[SHAPE] [strides [S0, S1]] [align BYTES]
  *   grid (V0, V1) < [E0, E1]
  *   threads V < N                     (GPU Loop IR only)
  *   {
@@ -19,7 +19,7 @@
  *     copy SRC -> DST                 atomic_add SRC -> DST     copy async SRC -> DST
  *     fill DST = VALUE
  *     gemm A, B -> C [trans_a] [trans_b] [clear]
- *     micro_gemm A, B -> C [trans_a] [trans_b] [clear] [b_pairs]
+ *     micro_gemm A, B -> C [trans_a] [trans_b] [clear] [b_pairs] [wgmma [D0, D1, ...]]
  *     reduce sum|max|min|absmax axis N SRC -> DST [clear]
  *     barrier                         async_commit              async_wait N
  *   }
@@ -243,6 +243,14 @@ static void print_gemm(const Stmt *s, FILE *f)
         fputs(" clear", f);
     if (s->u.gemm.b_pairs)
         fputs(" b_pairs", f);
+    if (s->u.gemm.desc) {
+        fputs(" wgmma [", f);
+        for (int i = 0; i < s->u.gemm.ndesc; i++) {
+            fputs(i ? ", " : "", f);
+            ir_print_expr(s->u.gemm.desc[i], f);
+        }
+        fputc(']', f);
+    }
 }
 
 /* A statement that fits on one line, without its line end. */
@@ -410,6 +418,8 @@ static void print_buffer(const Printer *p, const Buffer *b)
             fputs(" strides ", f);
             print_dims(b->stride, b->rank, f);
         }
+        if (b->align)
+            fprintf(f, " align %d", b->align);
     }
     end_line(p, b->loc);
 }

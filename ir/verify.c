@@ -300,6 +300,22 @@ static void gemm_dims(const Stmt *s, int64_t *m, int64_t *n, int64_t *ka, int64_
     }
 }
 
+/* wgmma descriptors: two 32-bit words (low, high) for A and for B of each
+ * instruction of a warpgroup (k steps x 64-row pieces x column chunks),
+ * integers over the thread index and constants only. */
+static void check_wgmma_desc(Verifier *v, const Stmt *s, const MmaLayout *l, int64_t k)
+{
+    int kstep = dt_bits(s->u.gemm.a.buf->dtype) == 8 ? 32 : 16;
+    int64_t want = 4 * (k / kstep) * l->mt * l->nq;
+    if (k % kstep || s->u.gemm.ndesc != want) {
+        fail(v, s->loc, "micro_gemm wgmma needs %lld descriptor words, has %d", (long long)want,
+             s->u.gemm.ndesc);
+        return;
+    }
+    for (int i = 0; i < s->u.gemm.ndesc; i++)
+        check_int(v, s->u.gemm.desc[i], s->loc, "a wgmma descriptor");
+}
+
 /* A block's tensor-core product (see Threads in ir.h): shared operands,
  * c each thread's share of the accumulator in the MMA layout. */
 static void check_block_mma(Verifier *v, const Stmt *s)
@@ -313,7 +329,9 @@ static void check_block_mma(Verifier *v, const Stmt *s)
     int64_t m = a->ext[0], k = a->ext[1], kb = s->u.gemm.trans_b ? b->ext[1] : b->ext[0];
     int64_t n = s->u.gemm.trans_b ? b->ext[0] : b->ext[1], slots;
     MmaLayout l;
-    if (s->u.gemm.trans_a || k != kb || !ir_mma_layout(m, n, v->k->nthreads, &l)) {
+    bool wg = s->u.gemm.desc != NULL;
+    bool laid = wg ? ir_wgmma_layout(m, n, v->k->nthreads, &l) : ir_mma_layout(m, n, v->k->nthreads, &l);
+    if (s->u.gemm.trans_a || k != kb || !laid || (wg && !s->u.gemm.trans_b)) {
         fail(v, s->loc, "micro_gemm [%lld x %lld] . [%lld x %lld] has no tensor-core layout over %d threads",
              (long long)m, (long long)k, (long long)kb, (long long)n, v->k->nthreads);
         return;
@@ -322,6 +340,8 @@ static void check_block_mma(Verifier *v, const Stmt *s)
         !ir_expr_is_const(c->buf->shape[0], &slots) || slots != l.slots || c->ext[0] != slots)
         fail(v, s->loc, "micro_gemm accumulator %s must be a local f32[%lld] (each thread's share)",
              c->buf->name, (long long)l.slots);
+    else if (wg)
+        check_wgmma_desc(v, s, &l, k);
 }
 
 static void check_gemm(Verifier *v, const Stmt *s)

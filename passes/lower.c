@@ -455,7 +455,9 @@ Stmt *pass_gemm_loops(Kernel *k, const TargetInfo *t, const Stmt *g)
  * dtype they take (ir_mma_k), A untransposed, K a multiple of the mma's k,
  * and C a whole f32 fragment that tiles into 16x8 pieces over the block's
  * warps (pass_threads gives C that layout).  8-bit B must be [N, K]
- * (trans_b): ldmatrix cannot transpose bytes. */
+ * (trans_b): ldmatrix cannot transpose bytes.  Which instruction runs it
+ * (mma.sync, or wgmma on sm_90a) pass_threads decides, once the block's
+ * threads are known. */
 static bool tensor_core_gemm(Lower *L, const Stmt *g)
 {
     const Region *a = &g->u.gemm.a, *b = &g->u.gemm.b, *c = &g->u.gemm.c;

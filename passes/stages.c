@@ -114,8 +114,9 @@ static bool has_load(const Expr *e)
 
 
 /* Bytes of b in shared memory, with room for the row padding pass_threads
- * may add to tensor-core operands. */
-static int64_t shared_bytes(const Buffer *b)
+ * may add to tensor-core operands (or, on sm_90a, the 1024-byte alignment
+ * of a wgmma operand instead). */
+static int64_t shared_bytes(const TargetInfo *t, const Buffer *b)
 {
     int64_t n = 1, rows = 1, dim;
     for (int d = 0; d < b->rank; d++) {
@@ -124,7 +125,10 @@ static int64_t shared_bytes(const Buffer *b)
         if (d < b->rank - 1)
             rows *= dim;
     }
-    return (int64_t)dt_storage_bytes(b->dtype, n) + 16 * rows;
+    int64_t pad = 16 * rows;
+    if (t->gpu_sm >= 90 && b->rank == 2 && pad < 1024)
+        pad = 1024;
+    return (int64_t)dt_storage_bytes(b->dtype, n) + pad;
 }
 
 typedef struct Stage {
@@ -158,13 +162,13 @@ static int fit_stages(Stage *st, int want)
     int64_t base = 0, staged = 0;
     for (int i = st->k->nargs; i < st->k->nbufs; i++)
         if (st->k->bufs[i]->scope == SCOPE_SHARED)
-            base += shared_bytes(st->k->bufs[i]);
+            base += shared_bytes(st->t, st->k->bufs[i]);
     const Stmt *body = st->loop->u.loop.body;
     for (int i = 0; i < st->ncopies; i++) {
         const Buffer *x = body->u.seq.items[i]->u.copy.dst.buf;
-        staged += shared_bytes(x);
+        staged += shared_bytes(st->t, x);
         if (x->scope != SCOPE_SHARED)
-            base += shared_bytes(x);
+            base += shared_bytes(st->t, x);
     }
     int S = want > MAX_STAGES ? MAX_STAGES : want;
     while (S >= 2 && base + (S - 1) * staged > st->t->max_shared_bytes)

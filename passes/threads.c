@@ -10,7 +10,12 @@
  *     no parallel loop) runs in thread 0 only, guarded by `tid == 0`.
  *   - a MICRO_GEMM (tensor-core product) is issued by all threads together;
  *     its accumulator takes the MMA layout of ir.h, and every nest over the
- *     accumulator is distributed in that layout instead of cyclically.
+ *     accumulator is distributed in that layout instead of cyclically.  On
+ *     sm_90a a product whose operands are K-major shared tiles and whose
+ *     accumulator splits into 64-row pieces over warpgroups runs as wgmma
+ *     (plan_wgmma): warpgroup layout, operands stored swizzled (every
+ *     access rewritten, swizzle_index), and the matrix descriptors of each
+ *     instruction on the MICRO_GEMM once shared memory is laid out.
  * Memory follows from that: a scratch buffer that every access reaches at
  * the element its thread owns becomes a private array (registers); other
  * LOCAL buffers touched only inside distributed nests stay private; every
@@ -55,6 +60,13 @@ typedef struct Threads {
     Stmt *uses[64];     /* every tensor-core product, and its accumulator */
     int use_mma[64];
     int nuses;
+    /* sm_90a: the products that run as wgmma (see plan_wgmma), and the
+     * operand buffers stored in their swizzled layout, W bytes wide */
+    Stmt *wg[64];
+    int nwg;
+    Buffer *swz[64];
+    int swz_w[64];
+    int nswz;
 } Threads;
 
 static void add_phase(Threads *T, Stmt *s, bool one, uint16_t *keys, int nkeys)
@@ -491,11 +503,14 @@ static Stmt *distribute_mma(Threads *T, Stmt *s, Stmt *const *loops, int n, cons
     Expr *tid = ir_var(k, T->tid), *slot = ir_var(k, sv);
 #define B(op, a, b) ir_binary(k, EX_##op, a, b)
     Expr *warp = B(DIV, tid, ci(T, 32)), *lane = B(MOD, tid, ci(T, 32));
+    Expr *unit = L->unit > 1 ? B(DIV, warp, ci(T, L->unit)) : warp; /* warp, or warpgroup */
     Expr *c = B(MOD, slot, ci(T, 4));
     Expr *pnt = B(MOD, B(DIV, slot, ci(T, 4)), ci(T, L->nt)), *pmt = B(DIV, slot, ci(T, 4 * L->nt));
-    Expr *i = B(ADD, B(ADD, B(MUL, B(DIV, warp, ci(T, L->wn)), ci(T, L->m / L->wm)), B(MUL, pmt, ci(T, 16))),
+    Expr *i = B(ADD, B(ADD, B(MUL, B(DIV, unit, ci(T, L->wn)), ci(T, L->m / L->wm)), B(MUL, pmt, ci(T, 16 * L->unit))),
                 B(ADD, B(DIV, lane, ci(T, 4)), B(MUL, B(DIV, c, ci(T, 2)), ci(T, 8))));
-    Expr *j = B(ADD, B(ADD, B(MUL, B(MOD, warp, ci(T, L->wn)), ci(T, L->n / L->wn)), B(MUL, pnt, ci(T, 8))),
+    if (L->unit > 1) /* warp w of a warpgroup: rows 16w.. of each 64-row piece */
+        i = B(ADD, i, B(MUL, B(MOD, warp, ci(T, L->unit)), ci(T, 16)));
+    Expr *j = B(ADD, B(ADD, B(MUL, B(MOD, unit, ci(T, L->wn)), ci(T, L->n / L->wn)), B(MUL, pnt, ci(T, 8))),
                 B(ADD, B(MUL, B(MOD, lane, ci(T, 4)), ci(T, 2)), B(MOD, c, ci(T, 2))));
 #undef B
     subst_stmt(body, loops[0]->u.loop.var, i);
@@ -707,10 +722,10 @@ static bool place_buffers(Threads *T, Diag *d)
             b->scope = SCOPE_SHARED;
         if (b->scope != SCOPE_SHARED)
             continue;
-        total += (buf_bytes(b) + 15) / 16 * 16;
         if (!largest || buf_bytes(b) > buf_bytes(largest))
             largest = b;
     }
+    total = ir_shared_bytes(T->k);
     if (total > T->t->max_shared_bytes) {
         diag_error(d, largest->loc,
                    "kernel %s needs %lld bytes of shared memory, more than %s's %lld per block "
@@ -992,10 +1007,270 @@ static bool reach_ok(const Stmt *s, const Buffer *c, Stmt *const *loops, int n)
     }
 }
 
-/* Tensor-core products: their accumulators get the MMA layout; their
- * operands live in shared memory, rows padded by 16 bytes when a row is a
- * multiple of 32 bytes (else the 8 rows a warp's fragment load reads at
- * once would share banks). */
+/* ------------------------------------------------------------ wgmma */
+
+/* Can the product run as wgmma (sm_90a)?  Whole 2-D shared operands, both
+ * K-major (A [M, K], B [N, K]: the layout wgmma takes for every dtype; 8-bit
+ * ones take no other), and an accumulator that splits into 64-row pieces
+ * over warpgroups. */
+static bool wgmma_fits(const Threads *T, const Stmt *s)
+{
+    const Region *a = &s->u.gemm.a, *b = &s->u.gemm.b, *c = &s->u.gemm.c;
+    MmaLayout l;
+    return T->t->gpu_sm >= 90 && s->u.gemm.trans_b && !s->u.gemm.trans_a && !s->u.gemm.b_pairs &&
+           a->buf->rank == 2 && b->buf->rank == 2 && c->buf->rank == 2 && a->buf != b->buf &&
+           ir_region_is_whole(a) && ir_region_is_whole(b) &&
+           ir_wgmma_layout(c->ext[0], c->ext[1], T->k->nthreads, &l);
+}
+
+static void list_products(Stmt *s, Stmt **out, int *n, int cap)
+{
+    switch (s->op) {
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n; i++)
+            list_products(s->u.seq.items[i], out, n, cap);
+        break;
+    case ST_FOR: list_products(s->u.loop.body, out, n, cap); break;
+    case ST_IF:
+        list_products(s->u.if_.then_, out, n, cap);
+        if (s->u.if_.else_)
+            list_products(s->u.if_.else_, out, n, cap);
+        break;
+    case ST_MICRO_GEMM:
+        if (*n < cap)
+            out[(*n)++] = s;
+        break;
+    default: break;
+    }
+}
+
+static bool share_buffer(const Stmt *p, const Stmt *q)
+{
+    const Buffer *x[3] = {p->u.gemm.a.buf, p->u.gemm.b.buf, p->u.gemm.c.buf};
+    const Buffer *y[3] = {q->u.gemm.a.buf, q->u.gemm.b.buf, q->u.gemm.c.buf};
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++)
+            if (x[i] == y[j])
+                return true;
+    return false;
+}
+
+/* The products that run as wgmma: those that fit, except where one shares
+ * a buffer with an mma.sync product (its operands want padded row-major
+ * rows, wgmma's swizzled ones; an accumulator has one layout).  Products
+ * whose accumulator falls back to FMA loops read their operands
+ * elementwise, which works in either layout. */
+static void plan_wgmma(Threads *T)
+{
+    Stmt *all[64];
+    bool on[64], sync[64];
+    int n = 0;
+    list_products(T->k->body, all, &n, 64);
+    for (int i = 0; i < n; i++) {
+        bool fma = !reach_ok(T->k->body, all[i]->u.gemm.c.buf, NULL, -1);
+        on[i] = !fma && wgmma_fits(T, all[i]);
+        sync[i] = !fma && !on[i];
+    }
+    for (bool changed = true; changed;) {
+        changed = false;
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < n; j++)
+                if (sync[i] && on[j] && share_buffer(all[i], all[j])) {
+                    on[j] = false;
+                    sync[j] = changed = true;
+                }
+    }
+    for (int i = 0; i < n; i++)
+        if (on[i])
+            T->wg[T->nwg++] = all[i];
+}
+
+static bool is_wgmma(const Threads *T, const Stmt *s)
+{
+    for (int i = 0; i < T->nwg; i++)
+        if (T->wg[i] == s)
+            return true;
+    return false;
+}
+
+/* Bytes of K each row of a K-major operand keeps in one swizzle atom: the
+ * widest of the PTX ISA's 128-, 64- and 32-byte swizzles that divides the
+ * row (a row is a multiple of 32 bytes: K is a multiple of the mma's k). */
+static int swizzle_width(const Buffer *b)
+{
+    int64_t cols;
+    ir_expr_is_const(b->shape[1], &cols);
+    int64_t row = cols * dt_bits(b->dtype) / 8;
+    return row % 128 == 0 ? 128 : row % 64 == 0 ? 64 : 32;
+}
+
+static void note_swizzled(Threads *T, Buffer *b)
+{
+    for (int i = 0; i < T->nswz; i++)
+        if (T->swz[i] == b)
+            return;
+    T->swz[T->nswz] = b;
+    T->swz_w[T->nswz++] = swizzle_width(b);
+    /* the swizzle XORs address bits 4.. with bits 7..: its pattern repeats
+     * every 1024 bytes, and the descriptors assume it starts at 0 */
+    b->align = 1024;
+}
+
+static Expr *dup(Threads *T, const Expr *e) { return ir_clone_expr(T->k, e, &(IrSubst){0}); }
+
+/* Where element (r, k) of a K-major operand [R, K] lies in the layout the
+ * wgmma descriptors describe (PTX ISA, "shared memory matrix layout" of
+ * wgmma, K-major with 128/64/32-byte swizzle): K is cut into columns of W
+ * bytes, each column R rows of W bytes (8-row groups 8W bytes apart), and
+ * within the 1024-aligned storage the 16-byte chunk bits 4.. of every byte
+ * address are XORed with its bits 7.. (as many bits as W has chunks, log2
+ * W/16).  The element's new place is returned as an index of the same
+ * [R, K] buffer (its storage is only permuted). */
+static void swizzle_index(Threads *T, const Buffer *b, int W, Expr **idx)
+{
+    Kernel *k = T->k;
+    int64_t R, K;
+    ir_expr_is_const(b->shape[0], &R);
+    ir_expr_is_const(b->shape[1], &K);
+    int64_t eb = dt_bits(b->dtype) / 8;
+#define B(op, x, y) ir_binary(k, EX_##op, x, y)
+    Expr *byte = B(MUL, idx[1], ci(T, eb));
+    Expr *lin = B(ADD, B(ADD, B(MUL, B(DIV, byte, ci(T, W)), ci(T, R * W)), B(MUL, idx[0], ci(T, W))),
+                  B(MOD, dup(T, byte), ci(T, W)));
+    Expr *bits = B(SHL, B(BAND, B(SHR, lin, ci(T, 7)), ci(T, W / 16 - 1)), ci(T, 4));
+    Expr *elem = B(DIV, B(BXOR, dup(T, lin), bits), ci(T, eb));
+    idx[0] = B(DIV, elem, ci(T, K));
+    idx[1] = B(MOD, dup(T, elem), ci(T, K));
+#undef B
+}
+
+static int swizzled(const Threads *T, const Buffer *b)
+{
+    for (int i = 0; i < T->nswz; i++)
+        if (T->swz[i] == b)
+            return T->swz_w[i];
+    return 0;
+}
+
+static void swizzle_expr(Threads *T, Expr *e)
+{
+    for (int i = 0; i < e->nargs; i++)
+        swizzle_expr(T, e->args[i]);
+    int W = e->op == EX_LOAD ? swizzled(T, e->buf) : 0;
+    if (W) {
+        Expr **idx = arena_alloc(T->k->arena, 2 * sizeof *idx);
+        idx[0] = e->args[0];
+        idx[1] = e->args[1];
+        swizzle_index(T, e->buf, W, idx);
+        e->args = idx;
+    }
+}
+
+/* Every access to a swizzled operand goes to its swizzled place (the copies
+ * that fill it, and any elementwise use). */
+static void swizzle_stmt(Threads *T, Stmt *s)
+{
+    switch (s->op) {
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n; i++)
+            swizzle_stmt(T, s->u.seq.items[i]);
+        break;
+    case ST_FOR:
+        swizzle_expr(T, s->u.loop.extent);
+        swizzle_stmt(T, s->u.loop.body);
+        break;
+    case ST_IF:
+        swizzle_expr(T, s->u.if_.cond);
+        swizzle_stmt(T, s->u.if_.then_);
+        if (s->u.if_.else_)
+            swizzle_stmt(T, s->u.if_.else_);
+        break;
+    case ST_STORE: {
+        for (int d = 0; d < s->u.store.buf->rank; d++)
+            swizzle_expr(T, s->u.store.idx[d]);
+        swizzle_expr(T, s->u.store.value);
+        int W = swizzled(T, s->u.store.buf);
+        if (W) {
+            Expr **idx = arena_alloc(T->k->arena, 2 * sizeof *idx);
+            idx[0] = s->u.store.idx[0];
+            idx[1] = s->u.store.idx[1];
+            swizzle_index(T, s->u.store.buf, W, idx);
+            s->u.store.idx = idx;
+        }
+        break;
+    }
+    default: break;
+    }
+}
+
+/* The descriptor (low, high 32-bit words) of rows row0.. and k step k0 of
+ * a K-major swizzled operand at byte offset base of the shared array, as
+ * the PTX ISA's wgmma matrix descriptor: start address >> 4 in bits 0-13,
+ * leading byte offset >> 4 in 16-29 (unused by swizzled K-major layouts:
+ * one k step never leaves its W-byte column; 1 by convention), stride byte
+ * offset >> 4 (8-row groups, 8W bytes) in 32-45, base offset 0 in 49-51
+ * (the storage is 1024-aligned), swizzle mode in 62-63 (1: 128 bytes,
+ * 2: 64, 3: 32).  extra: a per-warpgroup start offset >> 4 (or NULL). */
+static void make_desc(Threads *T, const Buffer *b, int64_t base, int64_t row0, int64_t k0, Expr *extra,
+                      Expr **lo, Expr **hi)
+{
+    int W = swizzled(T, b);
+    int64_t R, eb = dt_bits(b->dtype) / 8;
+    ir_expr_is_const(b->shape[0], &R);
+    int64_t byte = k0 * eb;
+    int64_t addr = base + byte / W * R * W + row0 * W + byte % W;
+    int64_t mode = W == 128 ? 1 : W == 64 ? 2 : 3;
+    *lo = ci(T, (addr >> 4) | (int64_t)1 << 16);
+    if (extra)
+        *lo = ir_binary(T->k, EX_ADD, *lo, extra);
+    *hi = ci(T, (8 * W >> 4) | mode << 30);
+}
+
+/* i * step, with i the warpgroup's row (or column) in the grid, >> 4 for a
+ * descriptor's start address; NULL when it is always 0. */
+static Expr *group_offset(Threads *T, const MmaLayout *L, bool rows, int64_t step)
+{
+    int count = rows ? L->wm : L->wn;
+    if (count == 1)
+        return NULL;
+    Expr *g = ir_binary(T->k, EX_DIV, ir_var(T->k, T->tid), ci(T, 128));
+    g = rows ? ir_binary(T->k, EX_DIV, g, ci(T, L->wn)) : ir_binary(T->k, EX_MOD, g, ci(T, L->wn));
+    return ir_binary(T->k, EX_MUL, g, ci(T, step >> 4));
+}
+
+/* The descriptors of every wgmma a warpgroup issues for product s (in the
+ * order of ir.h), now that the shared array is laid out. */
+static void wgmma_descs(Threads *T, Stmt *s, const MmaLayout *L)
+{
+    const Buffer *A = s->u.gemm.a.buf, *Bb = s->u.gemm.b.buf;
+    int64_t K = s->u.gemm.a.ext[1], kstep = dt_bits(A->dtype) == 8 ? 32 : 16;
+    int64_t offa = ir_shared_offset(T->k, A), offb = ir_shared_offset(T->k, Bb);
+    int n = (int)(4 * (K / kstep) * L->mt * L->nq), i = 0;
+    Expr **d = arena_alloc(T->k->arena, (size_t)n * sizeof *d);
+    for (int64_t ks = 0; ks < K / kstep; ks++)
+        for (int p = 0; p < L->mt; p++)
+            for (int q = 0; q < L->nq; q++, i += 4) {
+                Expr *ea = group_offset(T, L, true, L->m / L->wm * swizzled(T, A));
+                Expr *eb = group_offset(T, L, false, L->n / L->wn * swizzled(T, Bb));
+                make_desc(T, A, offa, 64 * p, ks * kstep, ea, &d[i], &d[i + 1]);
+                make_desc(T, Bb, offb, (int64_t)q * L->wg_n, ks * kstep, eb, &d[i + 2], &d[i + 3]);
+            }
+    s->u.gemm.desc = d;
+    s->u.gemm.ndesc = n;
+}
+
+static void all_wgmma_descs(Threads *T)
+{
+    for (int u = 0; u < T->nuses; u++)
+        if (is_wgmma(T, T->uses[u]))
+            wgmma_descs(T, T->uses[u], &T->mma[T->use_mma[u]]);
+}
+
+/* Tensor-core products: their accumulators get the MMA layout (of wgmma
+ * where plan_wgmma chose it); mma.sync operands live in shared memory, rows
+ * padded by 16 bytes when a row is a multiple of 32 bytes (else the 8 rows
+ * a warp's fragment load reads at once would share banks); wgmma operands
+ * in the swizzled layout of swizzle_index. */
 static bool find_mma(Threads *T, Stmt *s, Diag *d)
 {
     switch (s->op) {
@@ -1019,7 +1294,10 @@ static bool find_mma(Threads *T, Stmt *s, Diag *d)
         if (g < 0 && T->nmma == (int)(sizeof T->mma / sizeof T->mma[0]))
             return diag_error(d, s->loc, "kernel %s has more than %d tensor-core accumulators",
                               T->k->name, T->nmma);
-        if (g < 0 && !ir_mma_layout(c->ext[0], c->ext[1], T->k->nthreads, &T->mma[T->nmma]))
+        bool wg = is_wgmma(T, s);
+        if (g < 0 && wg)
+            ir_wgmma_layout(c->ext[0], c->ext[1], T->k->nthreads, &T->mma[T->nmma]); /* (plan_wgmma checked) */
+        else if (g < 0 && !ir_mma_layout(c->ext[0], c->ext[1], T->k->nthreads, &T->mma[T->nmma]))
             return diag_error(d, s->loc, "gemm accumulator %s [%lld, %lld] cannot map to %d threads "
                               "(needs multiples of 16 x 8 per warp)", c->buf->name,
                               (long long)c->ext[0], (long long)c->ext[1], T->k->nthreads);
@@ -1035,6 +1313,10 @@ static bool find_mma(Threads *T, Stmt *s, Diag *d)
             Buffer *b = ops[o];
             int64_t cols;
             T->uniform_use[b->id] = 1; /* shared: every warp reads all of it */
+            if (wg) {
+                note_swizzled(T, b);
+                continue;
+            }
             ir_expr_is_const(b->shape[1], &cols);
             /* rows of 4 mod 8 words put the 8 rows one fragment load reads
              * (4 words each) on 32 different banks */
@@ -1104,7 +1386,10 @@ bool pass_threads(Kernel *k, const TargetInfo *t, Diag *d)
     T.layout_of = calloc((size_t)k->next_id + 1, sizeof *T.layout_of);
     if (!T.uniform_use || !T.misaligned || !T.layout_of)
         return diag_error(d, k->loc, "out of memory");
+    plan_wgmma(&T);
     bool ok = find_mma(&T, k->body, d);
+    if (ok && T.nswz)
+        swizzle_stmt(&T, k->body);
     if (ok && k->next_id + 1 > T.nids) { /* find_mma made buffers (FMA fallbacks) */
         int n = k->next_id + 1;
         T.uniform_use = realloc(T.uniform_use, (size_t)n);
@@ -1121,6 +1406,8 @@ bool pass_threads(Kernel *k, const TargetInfo *t, Diag *d)
         promote(&T);
         ok = check_mma(&T, d) && place_buffers(&T, d);
     }
+    if (ok)
+        all_wgmma_descs(&T);
     if (ok) { /* shared placement known: order the phases */
         Sync S = {.T = &T, .nbufs = k->next_id + 1};
         unsigned *st = calloc((size_t)S.nbufs, sizeof *st);
@@ -1142,11 +1429,4 @@ bool pass_threads(Kernel *k, const TargetInfo *t, Diag *d)
 
 /* Bytes of shared memory a threaded kernel's buffers take, 16-aligned each
  * (what a launch must provide as dynamic shared memory). */
-int64_t pass_shared_bytes(const Kernel *k)
-{
-    int64_t total = 0;
-    for (int i = k->nargs; i < k->nbufs; i++)
-        if (k->bufs[i]->scope == SCOPE_SHARED)
-            total += (buf_bytes(k->bufs[i]) + 15) / 16 * 16;
-    return total;
-}
+int64_t pass_shared_bytes(const Kernel *k) { return ir_shared_bytes(k); }

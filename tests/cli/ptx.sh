@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every example and every V4 kernel compiles to PTX for sm_90a and sm_80 and
 # assembles with ptxas; the GEMM example and the attention kernel do not
-# spill; GPU bad input (shared memory over the limit, --emit obj, --simt on a
+# spill; sm_90a gemms use wgmma, sm_80 mma.sync; GPU bad input (shared memory over the limit, --emit obj, --simt on a
 # CPU target) fails with one clear line.
 #   bash tests/cli/ptx.sh build/tilec
 TILEC=$1
@@ -67,13 +67,44 @@ for arch in sm_90a sm_80; do
     ok "$arch e5m2 stores"; else bad "$arch e5m2 stores"; fi
 done
 
-# fp8 operands take the m16n8k32 e4m3 tensor cores of sm_90a, without spills
-ptx="$tmp/g8.ptx"
-if "$TILEC" compile examples/gemm.lua --target sm_90a --set dtype=f8e4m3 --set BM=128 --set BN=128 --set BK=64 \
-     -o "$ptx" && grep -q "mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32" "$ptx" &&
-   log=$("$PTXAS" -arch=sm_90a -v -o "$tmp/x.cubin" "$ptx" 2>&1) &&
-   printf '%s' "$log" | grep -q "0 bytes spill stores, 0 bytes spill loads"; then
-  ok "gemm fp8 tensor cores"; else bad "gemm fp8 tensor cores" "${log:-}"; fi
+# sm_90a gemms run on wgmma (Hopper warpgroup MMA) from swizzled shared
+# tiles, without spills: bf16 m64n128k16 over two warpgroups, e4m3 k32;
+# sm_80 keeps mma.sync, and so does sm_90a for tiles wgmma cannot take
+# (BM=16: no 64-row piece)
+wg() { # NAME ARCH WANT NOT -- compile args...
+  local name=$1 arch=$2 want=$3 not=$4 ptx="$tmp/w.ptx" log
+  shift 5
+  if "$TILEC" compile examples/gemm.lua --target "$arch" "$@" -o "$ptx" && grep -qF "$want" "$ptx" &&
+     ! grep -qF "$not" "$ptx" && log=$("$PTXAS" -arch="$arch" -v -o "$tmp/x.cubin" "$ptx" 2>&1) &&
+     printf '%s' "$log" | grep -q "0 bytes spill stores, 0 bytes spill loads"; then
+    ok "$name"; else bad "$name" "${log:-}"; fi
+}
+wg "gemm bf16 wgmma sm_90a" sm_90a "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16" "mma.sync" -- \
+  --set dtype=bf16 --set BM=128 --set BN=128 --set BK=64
+wg "gemm bf16 mma.sync sm_80" sm_80 "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32" "wgmma" -- \
+  --set dtype=bf16 --set BM=128 --set BN=128 --set BK=64
+wg "gemm fp8 wgmma sm_90a" sm_90a "wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3" "mma.sync" -- \
+  --set dtype=f8e4m3 --set BM=128 --set BN=128 --set BK=64
+wg "gemm fp8 mma.sync fallback sm_90a" sm_90a "mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32" "wgmma" -- \
+  --set dtype=f8e4m3 --set BM=16 --set BN=64 --set BK=64
+# V4 kernels take it too where their row tiles are 64 rows (prefill shapes)
+for k in "fp8_gemm" "grouped_oproj --set BM=64" "moe_gemm_swiglu --set BM=64"; do
+  set -- $k
+  ptx="$tmp/k.ptx" f=kernels_src/$1.lua
+  shift
+  if "$TILEC" compile "$f" --target sm_90a "$@" -o "$ptx" && grep -q "wgmma.mma_async" "$ptx" &&
+     "$PTXAS" -arch=sm_90a -o "$tmp/x.cubin" "$ptx"; then
+    ok "sm_90a $k wgmma"; else bad "sm_90a $k wgmma"; fi
+done
+
+# with cuobjdump, --report's instruction mix shows the warpgroup MMAs (HGMMA)
+if command -v cuobjdump >/dev/null; then
+  out=$("$TILEC" compile examples/gemm.lua --target sm_90a --set dtype=bf16 --set BM=128 --set BN=128 \
+        --set BK=64 --report -o "$tmp/r.ptx" 2>&1)
+  if printf '%s' "$out" | grep -Eq "HGMMA [1-9]"; then ok "report HGMMA"; else bad "report HGMMA" "$out"; fi
+else
+  echo "skipped: report HGMMA (cuobjdump not found)"
+fi
 
 # --report prints registers and spills from ptxas -v
 out=$("$TILEC" compile examples/softmax.lua --target sm_90a --report -o "$tmp/s.ptx" 2>&1)

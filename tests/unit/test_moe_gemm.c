@@ -488,14 +488,15 @@ TEST(swiglu_requant_bit_exact)
 
 /* Small shapes on the interpreter and the sm_90a lowering in SIMT mode
  * (which also watches for races): 3 rows over 2 of 4 experts, row tiles of
- * 4 (the GPU's plain path) and 16 (tensor cores); the fused kernel's
- * re-quantisation is also checked on the plain kernel's gate and up. */
+ * 4 (the GPU's plain path) and 16 (mma.sync tensor cores); the fused kernel's
+ * re-quantisation is also checked on the plain kernel's gate and up; and
+ * tiles of 64 rows, which sm_90a runs as wgmma. */
 TEST(small_shapes_interp_and_simt)
 {
     static const int counts[4] = {2, 0, 1, 0};
     Moe m = moe_new(4, 256, 256, counts, 3);
-    const char *bms[2] = {"4", "16"}, *targets[2] = {NULL, "sm_90a"};
-    for (int b = 0; b < 2; b++)
+    const char *bms[3] = {"4", "16", "64"}, *targets[2] = {NULL, "sm_90a"}; /* 64: wgmma on sm_90a */
+    for (int b = 0; b < 3; b++)
         for (int t = 0; t < 2; t++) {
             uint16_t *gu;
             TIMED(gu = check_plain(targets[t], &m, bms[b]));

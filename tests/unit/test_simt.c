@@ -595,6 +595,146 @@ TEST(async_wait_that_lands_too_little_reads_stale_tiles)
     ir_kernel_free(k);
 }
 
+/* The first product of s that runs as wgmma (has descriptors). */
+static Stmt *first_wgmma(Stmt *s)
+{
+    Stmt *r = NULL;
+    switch (s->op) {
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n && !r; i++)
+            r = first_wgmma(s->u.seq.items[i]);
+        return r;
+    case ST_FOR: return first_wgmma(s->u.loop.body);
+    case ST_IF: return (r = first_wgmma(s->u.if_.then_)) || !s->u.if_.else_ ? r : first_wgmma(s->u.if_.else_);
+    case ST_MICRO_GEMM: return s->u.gemm.desc ? s : NULL;
+    default: return NULL;
+    }
+}
+
+/* examples/gemm.lua at M x N x K = 100 x 72 x 160 (edge tiles in M and N)
+ * with the given tiles and dtype: the plain interpreter's product in *want,
+ * the sm_90a lowering in *k (NULL with a printed reason). */
+static bool gemm_pair(const char *bm, const char *bn, const char *bk, const char *dt, float **want,
+                      Kernel **k)
+{
+    FeSet sets[] = {{"M", "100"}, {"N", "72"}, {"K", "160"}, {"dtype", dt},
+                    {"BM", bm}, {"BN", bn}, {"BK", bk}};
+    Diag d = {0};
+    Kernel *plain = fe_load("examples/gemm.lua", sets, 7, &d);
+    *k = lowered("examples/gemm.lua", sets, 7);
+    bool ok = plain && *k && run_kernel(plain, &d, 2, want);
+    if (plain)
+        ir_kernel_free(plain);
+    return ok;
+}
+
+/* On sm_90a the tensor-core gemm runs as wgmma — one warpgroup or two, one
+ * or two 64-row pieces each, bf16 (k16) and e4m3 (k32), swizzles of 128,
+ * 64 and 32 bytes — and the SIMT interpreter, reading the operands through
+ * the descriptors as the PTX ISA lays them out, gets the plain
+ * interpreter's product. */
+TEST(wgmma_gemm_matches_the_interpreter)
+{
+    static const char *const cfg[][4] = {
+        {"128", "128", "64", "bf16"},  /* 2 warpgroups over M, 128-byte swizzle, staged */
+        {"64", "64", "32", "bf16"},    /* 1 warpgroup, 64-byte swizzle */
+        {"128", "64", "128", "bf16"},  /* two 64-row pieces, K in two 128-byte columns */
+        {"64", "256", "64", "bf16"},   /* 2 warpgroups over N, n128 each */
+        {"128", "128", "64", "f8e4m3"}, /* k32, 64-byte rows */
+        {"64", "32", "32", "f8e4m3"},  /* 32-byte swizzle, n32 */
+    };
+    for (size_t c = 0; c < sizeof cfg / sizeof cfg[0]; c++) {
+        float *want = NULL, *got = NULL;
+        Kernel *k = NULL;
+        Diag d = {0};
+        if (gemm_pair(cfg[c][0], cfg[c][1], cfg[c][2], cfg[c][3], &want, &k)) {
+            CHECKF(first_wgmma(k->body) != NULL, "BM=%s BN=%s BK=%s %s: no wgmma", cfg[c][0], cfg[c][1],
+                   cfg[c][2], cfg[c][3]);
+            bool ok = run_kernel(k, &d, 2, &got);
+            CHECKF(ok, "BM=%s BN=%s BK=%s %s: %s", cfg[c][0], cfg[c][1], cfg[c][2], cfg[c][3], d.msg);
+            CHECKF(ok && mismatches(want, got, 100 * 72) == 0, "BM=%s BN=%s BK=%s %s: %lld elements differ",
+                   cfg[c][0], cfg[c][1], cfg[c][2], cfg[c][3], ok ? (long long)mismatches(want, got, 100 * 72) : -1LL);
+        } else {
+            CHECKF(false, "BM=%s BN=%s BK=%s %s does not lower", cfg[c][0], cfg[c][1], cfg[c][2], cfg[c][3]);
+        }
+        free(want);
+        free(got);
+        if (k)
+            ir_kernel_free(k);
+    }
+}
+
+/* The wgmma form prints and parses back (descriptors, 1024-byte aligned
+ * operands), and the parsed kernel runs to the same product. */
+TEST(wgmma_kernel_text_round_trips)
+{
+    float *want = NULL, *got = NULL;
+    Kernel *k = NULL;
+    Diag d = {0};
+    if (!gemm_pair("128", "64", "128", "bf16", &want, &k)) {
+        CHECKF(false, "the bf16 gemm does not lower");
+        free(want);
+        if (k)
+            ir_kernel_free(k);
+        return;
+    }
+    char *text = ir_print_string(k);
+    CHECK(strstr(text, " wgmma [") && strstr(text, " align 1024"));
+    Kernel *back = parse_text(text, "wgmma.tir");
+    CHECK(back != NULL);
+    if (back) {
+        char *again = ir_print_string(back);
+        CHECK(!strcmp(text, again));
+        free(again);
+        CHECKF(run_kernel(back, &d, 2, &got), "%s", d.msg);
+        CHECK(got && mismatches(want, got, 100 * 72) == 0);
+        ir_kernel_free(back);
+    }
+    free(text);
+    free(want);
+    free(got);
+    ir_kernel_free(k);
+}
+
+/* Planted descriptor faults in real pass output: a stride byte offset
+ * (8-row groups) twice too large, B read without its swizzle, A's start
+ * one k step (32 bytes) late.  Each must make the SIMT run fail — a wrong
+ * product, or a read outside the operand. */
+TEST(wgmma_descriptor_faults_are_caught)
+{
+    enum { SBO, NO_SWIZZLE, START };
+    for (int fault = SBO; fault <= START; fault++) {
+        float *want = NULL, *got = NULL;
+        Kernel *k = NULL;
+        Diag d = {0};
+        if (!gemm_pair("128", "128", "64", "bf16", &want, &k)) {
+            CHECKF(false, "the bf16 gemm does not lower");
+            free(want);
+            if (k)
+                ir_kernel_free(k);
+            continue;
+        }
+        Stmt *s = first_wgmma(k->body);
+        CHECK(s != NULL);
+        for (int i = 0; s && i < s->u.gemm.ndesc; i += 4) {
+            Expr **a_hi = &s->u.gemm.desc[i + 1], **b_hi = &s->u.gemm.desc[i + 3], **a_lo = &s->u.gemm.desc[i];
+            int64_t hi;
+            if (fault == SBO && ir_expr_is_const(*a_hi, &hi))
+                *a_hi = ir_const_i(k, (hi & ~(int64_t)0x3fff) | (hi & 0x3fff) * 2);
+            if (fault == NO_SWIZZLE && ir_expr_is_const(*b_hi, &hi))
+                *b_hi = ir_const_i(k, hi & ~((int64_t)3 << 30));
+            if (fault == START)
+                *a_lo = ir_binary(k, EX_ADD, *a_lo, ir_const_i(k, 2));
+        }
+        bool ok = run_kernel(k, &d, 2, &got);
+        CHECKF(!ok || mismatches(want, got, 100 * 72) > 0, "descriptor fault %d still gave the right product",
+               fault);
+        free(want);
+        free(got);
+        ir_kernel_free(k);
+    }
+}
+
 TEST(every_barrier_in_lowered_softmax_is_needed)
 {
     FeSet sets[] = {{"M", "11"}, {"N", "700"}}; /* whole and tail tiles: both copy branches run */
@@ -628,6 +768,9 @@ int main(void)
     RUN(every_barrier_in_lowered_tensor_core_gemm_is_needed);
     RUN(every_barrier_in_lowered_fma_gemm_is_needed);
     RUN(async_wait_that_lands_too_little_reads_stale_tiles);
+    RUN(wgmma_gemm_matches_the_interpreter);
+    RUN(wgmma_descriptor_faults_are_caught);
+    RUN(wgmma_kernel_text_round_trips);
     RUN(reduction_phases_in_a_loop);
     RUN(transpose_64x64_tiles);
     RUN(micro_gemm_per_thread_slots);

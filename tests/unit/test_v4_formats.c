@@ -723,7 +723,7 @@ TEST(q_norm_in_the_reference_bf16_steps)
     free(q); free(y); free(qf); free(want);
 }
 
-static void check_oproj(const char *target, int M, int G, int R, int GD)
+static void check_oproj(const char *target, int M, int G, int R, int GD, const char *bm)
 {
     int64_t no = (int64_t)M * G * GD, nw = (int64_t)G * R * GD, nu = (int64_t)M * G * R;
     uint16_t *o = calloc((size_t)no, 2), *w = calloc((size_t)nw, 2), *u = calloc((size_t)nu, 2);
@@ -742,10 +742,10 @@ static void check_oproj(const char *target, int M, int G, int R, int GD)
     snprintf(gs, sizeof gs, "%d", G);
     snprintf(rs, sizeof rs, "%d", R);
     snprintf(ds, sizeof ds, "%d", GD);
-    FeSet sets[] = {{"G", gs}, {"R", rs}, {"GD", ds}};
+    FeSet sets[] = {{"G", gs}, {"R", rs}, {"GD", ds}, {"BM", bm}};
     void *args[3] = {o, w, u};
     int64_t params[1] = {M};
-    CHECK(th_run("kernels_src/grouped_oproj.lua", sets, 3, target, args, params, 2));
+    CHECK(th_run("kernels_src/grouped_oproj.lua", sets, bm ? 4 : 3, target, args, params, 2));
     int far = 0, same = 0;
     for (int64_t i = 0; i < nu; i++) {
         float got = dt_bf16_to_f32(u[i]);
@@ -814,13 +814,14 @@ TEST(wo_b_is_fp8_gemm_at_its_shape)
 
 TEST(grouped_output_projection)
 {
-    check_oproj(NULL, 3, 2, 256, 768); /* v4-mini: 2 groups of 8·192/2, o_lora 256 */
-    check_oproj("sm_90a", 3, 2, 256, 768);
+    check_oproj(NULL, 3, 2, 256, 768, NULL); /* v4-mini: 2 groups of 8·192/2, o_lora 256 */
+    check_oproj("sm_90a", 3, 2, 256, 768, NULL);
+    check_oproj("sm_90a", 40, 2, 256, 768, "64"); /* 64-row tiles: wgmma, rows past M */
     const char *targets[] = {"x86-avx512", "x86-avx2"};
     for (int t = 0; t < 2; t++)
         if (ir_target_runs_here(ir_target(targets[t]))) {
-            check_oproj(targets[t], 5, 2, 256, 768);
-            check_oproj(targets[t], 4, 8, 1024, 4096); /* Flash decode */
+            check_oproj(targets[t], 5, 2, 256, 768, NULL);
+            check_oproj(targets[t], 4, 8, 1024, 4096, NULL); /* Flash decode */
         }
 }
 

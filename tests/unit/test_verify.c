@@ -97,6 +97,36 @@ static void expect_fail(Kernel *k, int line, const char *want)
     ir_kernel_free(k);
 }
 
+/* One warpgroup's wgmma product (m64n8k16: one instruction, 4 words). */
+static const char *wgmma_src =
+    "kernel wg level loop\n"
+    "arg a: bf16[64, 16] in\n"
+    "arg b: bf16[8, 16] in\n"
+    "buf as: shared bf16[64, 16] align 1024\n"
+    "buf bs: shared bf16[8, 16] align 1024\n"
+    "buf acc: local f32[4]\n"
+    "grid (blk) < [1]\n"
+    "threads tid < 128\n"
+    "{\n"
+    "  micro_gemm as, bs -> acc trans_b clear wgmma [65536 + tid / 128, 1073741888, 65600, 1073741888]\n" /* 10 */
+    "}\n";
+
+TEST(wgmma_descriptors)
+{
+    Kernel *k = load(wgmma_src);
+    Diag d = {0};
+    CHECKF(k && ir_verify(k, &d), "%d: %s", d.loc.line, d.msg);
+    ir_kernel_free(k);
+    k = load(wgmma_src);
+    if (k)
+        item(k, 0)->u.gemm.ndesc = 3;
+    expect_fail(k, 10, "verify: micro_gemm wgmma needs 4 descriptor words, has 3");
+    k = load(wgmma_src);
+    if (k)
+        item(k, 0)->u.gemm.desc[1] = ir_const_f(k, 1.0);
+    expect_fail(k, 10, "verify: a wgmma descriptor must be an integer, not f32");
+}
+
 TEST(base_kernels_verify)
 {
     const char *srcs[] = {tile_src, loop_src};
@@ -483,6 +513,7 @@ int main(void)
     RUN(base_kernels_verify);
     RUN(tile_ops_are_errors_in_loop_ir);
     RUN(micro_gemm_and_vector_loops_are_errors_in_tile_ir);
+    RUN(wgmma_descriptors);
     RUN(load_index_count_type_and_dtype);
     RUN(operand_counts_and_operator_types);
     RUN(variables_are_used_only_where_defined_and_defined_once);
