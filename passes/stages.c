@@ -23,7 +23,9 @@
  * so tiles k+1 .. k+S-1 stream in while tile k is computed on, with one
  * barrier per step.  The body is repeated S times because the buffers of a
  * step are fixed in each copy.  A copy that changes dtype (e4m3 into bf16,
- * say) cannot be asynchronous: it runs synchronously in the same place.
+ * say) cannot be asynchronous: it runs synchronously in the same place, and
+ * a loop with no other copies is left alone (on a CPU, `lower` gives the
+ * same loop prefetches of the next step instead).
  * S shrinks until the buffers fit the target's shared memory; below two
  * stages the loop is left alone. */
 #include "passes/passes.h"
@@ -279,7 +281,14 @@ static Stmt *try_stage(Kernel *k, const TargetInfo *t, Stmt *s)
     while (st.ncopies < body->u.seq.n && st.ncopies < MAX_STAGED &&
            stageable(k, s, body->u.seq.items[st.ncopies]))
         st.ncopies++;
-    if (!st.ncopies)
+    /* Without one copy that can be asynchronous (fp8_gemm's, say, all widen
+     * e4m3 into bf16) the stages would only cost shared memory. */
+    bool any_async = false;
+    for (int i = 0; i < st.ncopies; i++) {
+        const Stmt *c = body->u.seq.items[i];
+        any_async |= c->u.copy.src.buf->dtype == c->u.copy.dst.buf->dtype;
+    }
+    if (!any_async)
         return s;
     st.S = fit_stages(&st, s->u.loop.arg);
     if (st.S < 2)
