@@ -487,6 +487,13 @@ typedef struct IrSubst {
 } IrSubst;
 Expr *ir_clone_expr(Kernel *k, const Expr *e, const IrSubst *sub);
 Stmt *ir_clone_stmt(Kernel *k, const Stmt *s, const IrSubst *sub);
+
+/* How often s reads and writes buffer b, counted statically (a statement
+ * in a loop counts once): regions, loads and stores, added to *u. */
+typedef struct IrUse {
+    int reads, writes;
+} IrUse;
+void ir_buffer_use(const Stmt *s, const Buffer *b, IrUse *u);
 /* The whole of a scratch buffer (offsets 0, extents = its shape). */
 Region ir_region_whole(Kernel *k, Buffer *b);
 /* Is r all of its (static-shaped) buffer, from offset 0? */

@@ -586,49 +586,6 @@ static bool widens_exactly(DType from, DType to)
     }
 }
 
-/* References to buffer b in s (regions, loads and stores). */
-static int expr_refs(const Expr *e, const Buffer *b)
-{
-    int n = e->op == EX_LOAD && e->buf == b;
-    for (int i = 0; i < e->nargs; i++)
-        n += expr_refs(e->args[i], b);
-    return n;
-}
-
-static int region_refs(const Region *r, const Buffer *b)
-{
-    int n = r->buf == b;
-    for (int d = 0; d < r->buf->rank; d++)
-        n += expr_refs(r->off[d], b);
-    return n;
-}
-
-static int stmt_refs(const Stmt *s, const Buffer *b)
-{
-    int n = 0;
-    switch (s->op) {
-    case ST_SEQ:
-        for (int i = 0; i < s->u.seq.n; i++)
-            n += stmt_refs(s->u.seq.items[i], b);
-        return n;
-    case ST_FOR: return expr_refs(s->u.loop.extent, b) + stmt_refs(s->u.loop.body, b);
-    case ST_IF:
-        return expr_refs(s->u.if_.cond, b) + stmt_refs(s->u.if_.then_, b) +
-               (s->u.if_.else_ ? stmt_refs(s->u.if_.else_, b) : 0);
-    case ST_STORE:
-        n = (s->u.store.buf == b) + expr_refs(s->u.store.value, b);
-        for (int d = 0; d < s->u.store.buf->rank; d++)
-            n += expr_refs(s->u.store.idx[d], b);
-        return n;
-    case ST_COPY: case ST_ATOMIC_ADD: return region_refs(&s->u.copy.src, b) + region_refs(&s->u.copy.dst, b);
-    case ST_FILL: return region_refs(&s->u.fill.dst, b) + expr_refs(s->u.fill.value, b);
-    case ST_GEMM: case ST_MICRO_GEMM:
-        return region_refs(&s->u.gemm.a, b) + region_refs(&s->u.gemm.b, b) + region_refs(&s->u.gemm.c, b);
-    case ST_REDUCE: return region_refs(&s->u.reduce.src, b) + region_refs(&s->u.reduce.dst, b);
-    default: return 0;
-    }
-}
-
 /* In-register dequantisation: `copy w -> Ws; gemm(X, Ws)` where w is a
  * read-only input (an fp8 weight tile) and Ws a scratch tile used nowhere
  * else becomes `gemm(X, w)` when the GEMM takes dot tiles: they widen w's
@@ -653,8 +610,11 @@ static void forward_dot_operands(Lower *L, Stmt *seq)
             const Region *src = &cp->u.copy.src;
             if (src->buf->scope != SCOPE_GLOBAL || src->buf->dir != ARG_IN || src->buf->rank != 2 ||
                 src->ext[0] != g->u.gemm.b.ext[0] || src->ext[1] != g->u.gemm.b.ext[1] ||
-                !ir_region_is_whole(&cp->u.copy.dst) || !widens_exactly(src->buf->dtype, ws->dtype) ||
-                stmt_refs(L->k->body, ws) != 2)
+                !ir_region_is_whole(&cp->u.copy.dst) || !widens_exactly(src->buf->dtype, ws->dtype))
+                break;
+            IrUse use = {0};
+            ir_buffer_use(L->k->body, ws, &use);
+            if (use.reads != 1 || use.writes != 1)
                 break;
             g->u.gemm.b = *src;
             seq->u.seq.items[i] = ir_seq(L->k, cp->loc); /* the copy is gone */

@@ -35,75 +35,6 @@
 
 enum { MAX_STAGED = 8, MAX_STAGES = 4 };
 
-typedef struct Use {
-    int reads, writes;
-} Use;
-
-static void use_expr(const Expr *e, const Buffer *b, Use *u)
-{
-    if (e->op == EX_LOAD && e->buf == b)
-        u->reads++;
-    for (int i = 0; i < e->nargs; i++)
-        use_expr(e->args[i], b, u);
-}
-
-static void use_region(const Region *r, const Buffer *b, Use *u, bool write)
-{
-    if (r->buf == b)
-        *(write ? &u->writes : &u->reads) += 1;
-    for (int d = 0; d < r->buf->rank; d++)
-        use_expr(r->off[d], b, u);
-}
-
-/* How often s reads and writes b (statically, not per iteration). */
-static void use_stmt(const Stmt *s, const Buffer *b, Use *u)
-{
-    if (!s)
-        return;
-    switch (s->op) {
-    case ST_SEQ:
-        for (int i = 0; i < s->u.seq.n; i++)
-            use_stmt(s->u.seq.items[i], b, u);
-        break;
-    case ST_FOR:
-        use_expr(s->u.loop.extent, b, u);
-        use_stmt(s->u.loop.body, b, u);
-        break;
-    case ST_IF:
-        use_expr(s->u.if_.cond, b, u);
-        use_stmt(s->u.if_.then_, b, u);
-        use_stmt(s->u.if_.else_, b, u);
-        break;
-    case ST_STORE:
-        if (s->u.store.buf == b)
-            u->writes++;
-        for (int d = 0; d < s->u.store.buf->rank; d++)
-            use_expr(s->u.store.idx[d], b, u);
-        use_expr(s->u.store.value, b, u);
-        break;
-    case ST_COPY:
-    case ST_ATOMIC_ADD:
-        use_region(&s->u.copy.src, b, u, false);
-        use_region(&s->u.copy.dst, b, u, true);
-        break;
-    case ST_FILL:
-        use_region(&s->u.fill.dst, b, u, true);
-        use_expr(s->u.fill.value, b, u);
-        break;
-    case ST_GEMM:
-    case ST_MICRO_GEMM:
-        use_region(&s->u.gemm.a, b, u, false);
-        use_region(&s->u.gemm.b, b, u, false);
-        use_region(&s->u.gemm.c, b, u, true);
-        break;
-    case ST_REDUCE:
-        use_region(&s->u.reduce.src, b, u, false);
-        use_region(&s->u.reduce.dst, b, u, true);
-        break;
-    default: break;
-    }
-}
-
 static bool has_load(const Expr *e)
 {
     if (e->op == EX_LOAD)
@@ -152,9 +83,9 @@ static bool stageable(const Kernel *k, const Stmt *loop, const Stmt *c)
         if (has_load(c->u.copy.src.off[d]))
             return false;
     const Buffer *x = c->u.copy.dst.buf;
-    Use all = {0}, inside = {0};
-    use_stmt(k->body, x, &all);
-    use_stmt(loop->u.loop.body, x, &inside);
+    IrUse all = {0}, inside = {0};
+    ir_buffer_use(k->body, x, &all);
+    ir_buffer_use(loop->u.loop.body, x, &inside);
     return all.writes == 1 && inside.writes == 1 && all.reads == inside.reads;
 }
 

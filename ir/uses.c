@@ -1,0 +1,66 @@
+/* uses.c — where a buffer is read and written (see ir_buffer_use). */
+#include "ir/ir.h"
+
+static void use_expr(const Expr *e, const Buffer *b, IrUse *u)
+{
+    if (e->op == EX_LOAD && e->buf == b)
+        u->reads++;
+    for (int i = 0; i < e->nargs; i++)
+        use_expr(e->args[i], b, u);
+}
+
+static void use_region(const Region *r, const Buffer *b, IrUse *u, bool write)
+{
+    if (r->buf == b)
+        *(write ? &u->writes : &u->reads) += 1;
+    for (int d = 0; d < r->buf->rank; d++)
+        use_expr(r->off[d], b, u);
+}
+
+void ir_buffer_use(const Stmt *s, const Buffer *b, IrUse *u)
+{
+    if (!s)
+        return;
+    switch (s->op) {
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n; i++)
+            ir_buffer_use(s->u.seq.items[i], b, u);
+        break;
+    case ST_FOR:
+        use_expr(s->u.loop.extent, b, u);
+        ir_buffer_use(s->u.loop.body, b, u);
+        break;
+    case ST_IF:
+        use_expr(s->u.if_.cond, b, u);
+        ir_buffer_use(s->u.if_.then_, b, u);
+        ir_buffer_use(s->u.if_.else_, b, u);
+        break;
+    case ST_STORE:
+        if (s->u.store.buf == b)
+            u->writes++;
+        for (int d = 0; d < s->u.store.buf->rank; d++)
+            use_expr(s->u.store.idx[d], b, u);
+        use_expr(s->u.store.value, b, u);
+        break;
+    case ST_COPY:
+    case ST_ATOMIC_ADD:
+        use_region(&s->u.copy.src, b, u, false);
+        use_region(&s->u.copy.dst, b, u, true);
+        break;
+    case ST_FILL:
+        use_region(&s->u.fill.dst, b, u, true);
+        use_expr(s->u.fill.value, b, u);
+        break;
+    case ST_GEMM:
+    case ST_MICRO_GEMM:
+        use_region(&s->u.gemm.a, b, u, false);
+        use_region(&s->u.gemm.b, b, u, false);
+        use_region(&s->u.gemm.c, b, u, true);
+        break;
+    case ST_REDUCE:
+        use_region(&s->u.reduce.src, b, u, false);
+        use_region(&s->u.reduce.dst, b, u, true);
+        break;
+    default: break;
+    }
+}
