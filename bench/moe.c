@@ -558,7 +558,7 @@ int main(int argc, char **argv)
     };
     int reps = quick ? 3 : 7;
     const TargetInfo *t = ir_host_target();
-    double bw = bench_copy_bandwidth();
+    double bw = bench_copy_bandwidth(threads);
     printf("bench_moe: target %s, %d thread(s), median of %d; memcpy copy bandwidth %.1f GB/s (read+write)\n",
            t ? t->name : "none", threads, reps, bw);
     printf("overlap: routed GEMMs and shared expert on two pthreads, 1 pool thread each, vs fused at %d thread(s)\n",

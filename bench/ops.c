@@ -114,7 +114,7 @@ int main(int argc, char **argv)
         }
     }
     const TargetInfo *t = ir_host_target();
-    double bw = bench_copy_bandwidth();
+    double bw = bench_copy_bandwidth(threads);
     printf("bench_ops: target %s, %d thread(s); memcpy copy bandwidth %.1f GB/s (read+write)\n",
            t ? t->name : "none", threads, bw);
     printf("%-34s %8s %10s %9s %9s\n", "operator (Flash decode)", "tokens", "median_us", "GB/s", "of_copy");

@@ -3,7 +3,8 @@
 #ifndef TILEC_BENCH_PEERS_H
 #define TILEC_BENCH_PEERS_H
 
-/* memcpy of 512 MiB, median of 5, as bytes read + written per second / 1e9. */
-double bench_copy_bandwidth(void);
+/* memcpy of 512 MiB split over `threads` threads of the runtime's pool,
+ * median of 5, as bytes read + written per second / 1e9. */
+double bench_copy_bandwidth(int threads);
 
 #endif
