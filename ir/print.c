@@ -22,6 +22,7 @@
  *     micro_gemm A, B -> C [trans_a] [trans_b] [clear] [b_pairs] [wgmma [D0, D1, ...]]
  *     reduce sum|max|min|absmax axis N SRC -> DST [clear]
  *     barrier                         async_commit              async_wait N
+ *     prefetch B[I, J]
  *   }
  *
  * A region is B[OFF +: EXT, ...]; a whole scratch buffer is just B.

@@ -19,7 +19,8 @@
  *              conditions take bool; bit ops take integers; bitcast is
  *              f32 <-> i32; scalars belong to the kernel.
  *   stmts    — level: COPY/FILL/GEMM/REDUCE/ATOMIC_ADD only in tile IR,
- *              MICRO_GEMM and vector loops only in loop IR; loop extents
+ *              MICRO_GEMM, PREFETCH and vector loops only in loop IR
+ *              (a prefetch indexes its buffer like a load); loop extents
  *              integer, unroll extents constant, pipelined/vector arg >= 1;
  *              if conditions bool; nothing writes an `in` argument.
  *   regions  — a buffer of the kernel, integer offsets, positive extents

@@ -411,6 +411,28 @@ TEST(async_copies_and_waits)
     expect_fail(k, 13, "verify: async_wait -1: the groups left in flight cannot be negative");
 }
 
+/* A prefetch is Loop IR (lower places it) and indexes its buffer like a
+ * load; out-of-bounds indices are allowed (it is only a hint). */
+TEST(prefetch_is_loop_ir_with_integer_indices)
+{
+    const char *fmt = "kernel p level %s\n"
+                      "arg x: f32[64] in\n"
+                      "grid (g) < [1]\n"
+                      "{\n"
+                      "  prefetch x[%s]\n"
+                      "}\n";
+    char src[256];
+    snprintf(src, sizeof src, fmt, "loop", "g * 64 + 100");
+    Kernel *k = load(src);
+    Diag d = {0};
+    CHECKF(k && ir_verify(k, &d), "%s", d.msg);
+    ir_kernel_free(k);
+    snprintf(src, sizeof src, fmt, "tile", "0");
+    expect_fail(load(src), 5, "verify: prefetch is not allowed in tile IR");
+    snprintf(src, sizeof src, fmt, "loop", "1.5");
+    expect_fail(load(src), 5, "verify: index 0 of a prefetch of x is f32, not an integer");
+}
+
 TEST(copy_shapes_agree_after_dropping_unit_extents)
 {
     /* [1, 64] -> [64] and [16, 1, 4] -> [16, 4] are fine */
@@ -524,6 +546,7 @@ int main(void)
     RUN(regions);
     RUN(copy_shapes_agree_after_dropping_unit_extents);
     RUN(async_copies_and_waits);
+    RUN(prefetch_is_loop_ir_with_integer_indices);
     RUN(gemm_shapes_and_types);
     RUN(reduce_ranks_axes_and_types);
     return test_summary();
