@@ -91,8 +91,15 @@ static bool tilec_prepare(Tilec *t, const char *spec, const Problem *p, double *
     snprintf(n, sizeof n, "%lld", (long long)p->s.n);
     snprintf(k, sizeof k, "%lld", (long long)p->s.k);
     /* BM per shape from the spec's own candidates, as a tuner would: the
-     * smallest row tile that holds M (decode), else the large default. */
-    const char *bm = p->s.m <= 2 ? "1" : p->s.m <= 24 ? "24" : p->s.m <= 48 ? "48" : p->s.m <= 96 ? "96" : "192";
+     * smallest row tile that holds M (decode: up to 16 rows run as dot
+     * tiles), else the large default. */
+    const char *bm = p->s.m <= 1    ? "1"
+                     : p->s.m <= 4  ? "4"
+                     : p->s.m <= 16 ? "16"
+                     : p->s.m <= 24 ? "24"
+                     : p->s.m <= 48 ? "48"
+                     : p->s.m <= 96 ? "96"
+                                    : "192";
     FeSet sets[] = {{"M", m}, {"N", n}, {"K", k}, {"dtype", dt_name(p->dt)}, {"BM", bm}};
     Diag d = {0};
     double t0 = rt_now();
