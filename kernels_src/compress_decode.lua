@@ -19,10 +19,9 @@ return T.kernel "compress_decode" {
   params = { pos = T.dyn, D = T.size(512), ratio = T.size(4), kind = T.tune{"attn", "index"}, S = T.size(4096) },
   args = function(p)
     C.check(p, "compress_decode")
+    C.check_cache(p, "compress_decode")
     if known(p.pos) then
-      T.check(p.pos >= 1 and p.pos < p.S,
-              ("compress_decode: position %d is outside 1..%d of the %d-token cache"):format(p.pos, p.S - 1, p.S),
-              "position 0 starts a sequence: compress_prefill")
+      T.check(p.pos < p.S, ("compress_decode: position %d is beyond the %d-token cache"):format(p.pos, p.S))
     end
     local cw = C.halves(p) * p.D
     return {

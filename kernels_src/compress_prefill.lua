@@ -20,6 +20,7 @@ return T.kernel "compress_prefill" {
   params = { T = T.dyn, D = T.size(512), ratio = T.size(4), kind = T.tune{"attn", "index"}, S = T.size(4096) },
   args = function(p)
     C.check(p, "compress_prefill")
+    C.check_cache(p, "compress_prefill")
     if known(p.T) then
       T.check(p.T >= 1 and p.T <= p.S, ("compress_prefill: %d tokens do not fit the %d-token cache"):format(p.T, p.S))
     end

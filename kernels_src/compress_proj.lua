@@ -17,7 +17,7 @@ return T.kernel "compress_proj" {
   args = function(p)
     C.check(p, "compress_proj")
     T.check(p.d % p.BK == 0, ("compress_proj: d = %d is not a multiple of BK = %d"):format(p.d, p.BK),
-            "the K loop reads whole tiles; V4's d is 4096 (v4-mini 512)")
+            "the K loop reads whole tiles; V4's d is 4096, v4-mini's 512")
     local cw = C.halves(p) * p.D
     return {
       x     = T.tensor{p.T, p.d, T.bf16},

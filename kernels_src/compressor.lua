@@ -38,6 +38,12 @@ function C.check(p, who)
   end
 end
 
+-- The cache holds S positions: S // r rows, and the entry of a block that
+-- ends at position p goes to row p // r, so S must be whole blocks.
+function C.check_cache(p, who)
+  T.check(p.S % p.ratio == 0, ("%s: a %d-token cache is not whole blocks of %d"):format(who, p.S, p.ratio))
+end
+
 -- y[0, j] = Σ_s softmax_s(score_s[j]) · value_s[j] for channels j < width
 -- over nslots slots, slot(s, j) giving (score, value): a max pass, then the
 -- exponentials' sums.  Returns y, a [1, width] f32 fragment.
