@@ -3,7 +3,8 @@
 -- configuration checks, the per-channel softmax pooling over a block's
 -- slots, where the slots come from in a bulk prefill and in the streaming
 -- state, the emit chain on one pooled entry, and the prefill's state fill.
--- compress.lua, compress_prefill.lua and compress_decode.lua use it.
+-- compress.lua, compress_proj.lua, compress_prefill.lua and
+-- compress_decode.lua use it.
 local T = require "tile"
 local Q = require "quant"
 local R = require "rotate"
