@@ -126,7 +126,9 @@ end
 -- RMSNorm with weight w (f32 math on the bf16 values, bf16 out), RoPE on
 -- the last 64 dims at position pos from the cos/sin table cs [P, 32, 2]
 -- (rope.lua's), bf16, then the kind's quantisation, into cache row `row`
--- (bf16; dropped past the cache's end).  The f32 entry never leaves the block.
+-- (bf16; dropped past the cache's end, so that a run-time position beyond
+-- it, which the specs can only check when it is known, touches no memory
+-- outside the arguments).  The f32 entry never leaves the block.
 function C.emit(p, y, w, cs, pos, cache, row)
   local D, base = p.D, p.D - R.ROPE
   local sq  = T.fragment{1, D, T.f32, name = "sq"}
@@ -138,8 +140,9 @@ function C.emit(p, y, w, cs, pos, cache, row)
   for i, j in T.parallel(1, D) do y[i][j] = T.cast(y[i][j] * rms[i] * w[j], T.bf16) end
   local z = T.fragment{1, D, T.f32, name = "roped"}
   for i, j in T.parallel(1, base) do z[i][j] = y[i][j] end
+  local at = T.min(pos, cs.shape[1] - 1) -- past the table (a run-time position): its row is dropped below
   for i, k in T.parallel(1, R.ROPE // 2) do
-    local re, im = R.rope_pair(y[i][base + 2 * k], y[i][base + 2 * k + 1], cs[pos][k][0], cs[pos][k][1])
+    local re, im = R.rope_pair(y[i][base + 2 * k], y[i][base + 2 * k + 1], cs[at][k][0], cs[at][k][1])
     z[i][base + 2 * k] = T.cast(re, T.bf16)
     z[i][base + 2 * k + 1] = T.cast(im, T.bf16)
   end

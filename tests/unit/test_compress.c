@@ -450,6 +450,39 @@ TEST(stream_on_the_jit)
     }
 }
 
+/* A run-time decode position past the cache (the spec checks it only when
+ * it is known at build time) writes no row and reads nothing outside its
+ * arguments: the interpreter's loads are bounds-checked C (and the
+ * sanitizers watch them), the JIT's run it on real memory. */
+static void check_beyond_the_cache(const Config *c, const char *target)
+{
+    int cw = cwidth(c);
+    int64_t pos = S + c->ratio - 1; /* completes the block after the cache's last one */
+    float *kv = calloc((size_t)(pos + 1) * cw, 4), *g = calloc((size_t)(pos + 1) * cw, 4);
+    Weights W = make_weights(c);
+    Sets ss;
+    int nsets = config_sets(c, false, &ss);
+    Exec dec;
+    Dev v = dev_new(c);
+    bool ok = exec_open(&dec, "kernels_src/compress_decode.lua", ss.s, nsets, target) &&
+              run_decode(&dec, c, &W, &v, pos, kv, g);
+    CHECKF(ok && untouched_from(c, &v, 0), "%s on %s: a decode at %lld (past the cache) failed or wrote a row",
+           c->name, th_name(target), (long long)pos);
+    dev_free(&v);
+    exec_close(&dec);
+    free_weights(&W);
+    free(kv); free(g);
+}
+
+TEST(decode_past_the_cache_writes_nothing)
+{
+    const char *host = ir_host_target() ? ir_host_target()->name : NULL;
+    check_beyond_the_cache(&MINI_CSA, NULL);
+    check_beyond_the_cache(&MINI_IDX, NULL);
+    if (host)
+        check_beyond_the_cache(&FLASH_HCA, host);
+}
+
 /* ------------------------------------------------------------ bad input */
 
 static void expect_error(const char *spec, const FeSet *sets, int nsets, const char *want)
@@ -503,6 +536,7 @@ int main(void)
     RUN(stream_on_the_interpreter);
     RUN(stream_on_sm90a_simt);
     RUN(stream_on_the_jit);
+    RUN(decode_past_the_cache_writes_nothing);
     RUN(bad_input_is_one_line);
     return test_summary();
 }
