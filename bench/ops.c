@@ -57,6 +57,33 @@ static const Op ops[] = {
 };
 
 
+/* The compressors (v4-spec §3.4.1), one spec in several configurations, so
+ * each row is labelled: the projections of 16 tokens (attention CSA reads
+ * 2 x [1024, 4096] bf16 weights, HCA 2 x [512, 4096], the indexer's
+ * 2 x [256, 4096]); one decode token at a block's last position (m is the
+ * position: the step that pools the block and emits an entry); the fused
+ * prefill of the 128 tokens compress.lua pools above.  The decode rows'
+ * bytes count the whole cache [1024, 512] and cos/sin table they index. */
+typedef struct Labelled {
+    Op op;
+    const char *label;
+    int64_t tokens;
+} Labelled;
+
+static const Labelled compressors[] = {
+    {{"kernels_src/compress_proj.lua", {{"d", "4096"}, {"D", "512"}, {"ratio", "4"}}, 16},
+      "compress_proj attn CSA", 16},
+    {{"kernels_src/compress_proj.lua", {{"d", "4096"}, {"D", "512"}, {"ratio", "128"}}, 16},
+      "compress_proj attn HCA", 16},
+    {{"kernels_src/compress_proj.lua", {{"d", "4096"}, {"D", "128"}, {"kind", "index"}}, 16},
+      "compress_proj indexer", 16},
+    {{"kernels_src/compress_decode.lua", {{"D", "512"}, {"ratio", "4"}}, 15}, "compress_decode attn CSA, emit", 1},
+    {{"kernels_src/compress_decode.lua", {{"D", "512"}, {"ratio", "128"}}, 127}, "compress_decode attn HCA, emit", 1},
+    {{"kernels_src/compress_decode.lua", {{"D", "128"}, {"kind", "index"}}, 15}, "compress_decode indexer, emit", 1},
+    {{"kernels_src/compress_decode.lua", {{"D", "512"}, {"ratio", "4"}}, 14}, "compress_decode attn CSA, no emit", 1},
+    {{"kernels_src/compress_prefill.lua", {{"D", "512"}, {"ratio", "4"}}, 128}, "compress_prefill attn CSA", 128},
+};
+
 /* The expert GEMMs take per-expert row counts and offsets (int32 [E], named
  * cnt and off): the m rows spread evenly, so every expert has work. */
 static void spread_rows(const Kernel *k, int64_t m, void **args)
@@ -102,6 +129,44 @@ static size_t make_args(const Kernel *k, const int64_t *params, void **args)
     return total;
 }
 
+/* One row: compile op for t, time 9 launches after a warm-up, print the
+ * median under label (NULL: the spec's name) with `tokens` in that column. */
+static bool bench_op(const Op *op, const char *label, int64_t tokens, const TargetInfo *t, int threads, double bw)
+{
+    const char *name = label ? label : op->spec + strlen("kernels_src/");
+    FeSet sets[8];
+    int nsets = 0;
+    for (; nsets < 8 && op->sets[nsets][0]; nsets++)
+        sets[nsets] = (FeSet){op->sets[nsets][0], op->sets[nsets][1]};
+    Diag d = {0};
+    Kernel *k = fe_load(op->spec, sets, nsets, &d);
+    CgJit *j = NULL;
+    if (!k || !pass_pipeline(k, t, NULL, &d) || !(j = cg_jit_compile(k, t, &d))) {
+        printf("%-34s failed: ", name);
+        diag_print(&d, stdout);
+        ir_kernel_free(k);
+        return false;
+    }
+    int64_t params[1] = {op->m};
+    void *args[16];
+    size_t bytes = make_args(k, params, args);
+    spread_rows(k, op->m, args);
+    double times[9];
+    cg_launch(k, cg_jit_fn(j), args, params, threads, &d); /* warm up */
+    for (int r = 0; r < 9; r++) {
+        double t0 = rt_now();
+        cg_launch(k, cg_jit_fn(j), args, params, threads, &d);
+        times[r] = rt_now() - t0;
+    }
+    double med = rt_median(times, 9), gbs = (double)bytes / med * 1e-9;
+    printf("%-34s %8lld %10.1f %9.1f %9.2f\n", name, (long long)tokens, med * 1e6, gbs, gbs / bw);
+    for (int a = 0; a < k->nargs; a++)
+        free(args[a]);
+    cg_jit_free(j);
+    ir_kernel_free(k);
+    return true;
+}
+
 int main(int argc, char **argv)
 {
     int threads = 1;
@@ -119,39 +184,9 @@ int main(int argc, char **argv)
            t ? t->name : "none", threads, bw);
     printf("%-34s %8s %10s %9s %9s\n", "operator (Flash decode)", "tokens", "median_us", "GB/s", "of_copy");
     int failures = 0;
-    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
-        FeSet sets[8];
-        int nsets = 0;
-        for (; nsets < 8 && ops[i].sets[nsets][0]; nsets++)
-            sets[nsets] = (FeSet){ops[i].sets[nsets][0], ops[i].sets[nsets][1]};
-        Diag d = {0};
-        Kernel *k = fe_load(ops[i].spec, sets, nsets, &d);
-        CgJit *j = NULL;
-        if (!k || !pass_pipeline(k, t, NULL, &d) || !(j = cg_jit_compile(k, t, &d))) {
-            printf("%-34s failed: ", ops[i].spec + strlen("kernels_src/"));
-            diag_print(&d, stdout);
-            failures++;
-            ir_kernel_free(k);
-            continue;
-        }
-        int64_t params[1] = {ops[i].m};
-        void *args[16];
-        size_t bytes = make_args(k, params, args);
-        spread_rows(k, ops[i].m, args);
-        double times[9];
-        cg_launch(k, cg_jit_fn(j), args, params, threads, &d); /* warm up */
-        for (int r = 0; r < 9; r++) {
-            double t0 = rt_now();
-            cg_launch(k, cg_jit_fn(j), args, params, threads, &d);
-            times[r] = rt_now() - t0;
-        }
-        double med = rt_median(times, 9), gbs = (double)bytes / med * 1e-9;
-        printf("%-34s %8lld %10.1f %9.1f %9.2f\n", ops[i].spec + strlen("kernels_src/"), (long long)ops[i].m,
-               med * 1e6, gbs, gbs / bw);
-        for (int a = 0; a < k->nargs; a++)
-            free(args[a]);
-        cg_jit_free(j);
-        ir_kernel_free(k);
-    }
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
+        failures += !bench_op(&ops[i], NULL, ops[i].m, t, threads, bw);
+    for (size_t i = 0; i < sizeof compressors / sizeof compressors[0]; i++)
+        failures += !bench_op(&compressors[i].op, compressors[i].label, compressors[i].tokens, t, threads, bw);
     return failures ? 1 : 0;
 }

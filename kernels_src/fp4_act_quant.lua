@@ -22,8 +22,7 @@ return T.kernel "fp4_act_quant" {
     for bm, bk in T.grid(T.ceildiv(p.M, p.BM), p.K // BLOCK) do
       local t = T.fragment{p.BM, BLOCK, T.f32}
       T.copy(x:tile(bm * p.BM, bk * BLOCK), t)
-      local scale = Q.scale_rows(t, 6.0, 6 * 2 ^ -126)
-      for i, j in T.parallel(p.BM, BLOCK) do t[i][j] = T.cast(t[i][j], T.f4e2m1) * scale[i] end
+      local scale = Q.fp4_sim(t)
       T.copy(t, y:tile(bm * p.BM, bk * BLOCK))
       T.copy(scale, s:tile(bm * p.BM, bk, { p.BM, 1 }))
     end

@@ -1,10 +1,10 @@
 -- rotate_activation (v4-spec §2.7): y = x · H_N / sqrt(N) over the last dim,
 -- H_N the Sylvester Walsh–Hadamard matrix (N = 128 in V4), x and y bf16.
--- A fast Walsh–Hadamard transform: log2(N) butterfly stages in f32, each a
--- parallel loop that pairs element j with j xor h; the stages are unrolled
--- by Lua at build time and ping-pong between two fragments.
+-- A fast Walsh–Hadamard transform in f32 (rotate.lua's butterflies, shared
+-- with the indexer's compressor).
 --   tilec run kernels_src/hadamard.lua --set M=4 --check
 local T = require "tile"
+local R = require "rotate"
 
 return T.kernel "hadamard" {
   params = { M = T.dyn, N = T.size(128), BM = T.tune{8, 4, 16} },
@@ -20,18 +20,8 @@ return T.kernel "hadamard" {
       local a = T.fragment{p.BM, p.N, T.f32}
       local b = T.fragment{p.BM, p.N, T.f32}
       T.copy(x:tile(bm * p.BM, 0), a)
-      local src, dst = a, b
-      local h = 1
-      while h < p.N do
-        for i, j in T.parallel(p.BM, p.N) do
-          local partner = j ~ h
-          dst[i][j] = T.select(T.eq(j & h, 0), src[i][j] + src[i][partner], src[i][partner] - src[i][j])
-        end
-        src, dst = dst, src
-        h = h * 2
-      end
-      for i, j in T.parallel(p.BM, p.N) do dst[i][j] = src[i][j] * (1.0 / math.sqrt(p.N)) end
-      T.copy(dst, y:tile(bm * p.BM, 0))
+      local rot = R.hadamard(a, b)
+      T.copy(rot, y:tile(bm * p.BM, 0))
     end
   end,
 }

@@ -28,4 +28,19 @@ function Q.scale_rows(t, qmax, floor)
   return scale
 end
 
+-- Quantise-dequantise each row of t in place, one power-of-two scale per
+-- row: t = fmt(clamp(t / s, ±qmax)) · s, the values a block-scaled cache
+-- of that format holds.  Returns the scales.
+local function simulate_rows(t, fmt, qmax, floor)
+  local scale = Q.scale_rows(t, qmax, floor)
+  for i, j in T.parallel(t.shape[1], t.shape[2]) do t[i][j] = T.cast(t[i][j], fmt) * scale[i] end
+  return scale
+end
+
+-- FP8 e4m3 with UE8M0 scales (v4-spec §2.2, §2.6): amax floored at 1e-4.
+function Q.fp8_sim(t) return simulate_rows(t, T.f8e4m3, 448.0, 1e-4) end
+
+-- FP4 e2m1 with UE8M0 scales (v4-spec §2.5): amax floored at 6·2^-126.
+function Q.fp4_sim(t) return simulate_rows(t, T.f4e2m1, 6.0, 6 * 2 ^ -126) end
+
 return Q

@@ -6,8 +6,9 @@
 -- cs[p, i] = (cos(p·freq_i), sin(p·freq_i)).  Other dims are copied.
 --   tilec run kernels_src/rope.lua --set M=3 --set H=2 --check
 local T = require "tile"
+local R = require "rotate"
 
-local ROPE = 64
+local ROPE = R.ROPE
 
 return T.kernel "rope" {
   params = { M = T.dyn, H = T.size(64), D = T.size(512), P = T.size(4096),
@@ -35,8 +36,9 @@ return T.kernel "rope" {
           local at = pos[t]
           local c, s = cs[at][k][0], cs[at][k][1] * sign
           local a, b = x[t][h][base + 2 * k], x[t][h][base + 2 * k + 1]
-          y[t][h][base + 2 * k]     = a * c - b * s
-          y[t][h][base + 2 * k + 1] = a * s + b * c
+          local re, im = R.rope_pair(a, b, c, s)
+          y[t][h][base + 2 * k]     = re
+          y[t][h][base + 2 * k + 1] = im
         end)
       end
     end

@@ -15,7 +15,7 @@ fi
 
 specs=(examples/*.lua)
 for f in kernels_src/*.lua; do
-  case $(basename "$f") in mhc.lua|quant.lua|moe_dispatch.lua|moe_fp4.lua) ;; *) specs+=("$f") ;; esac  # helper modules
+  case $(basename "$f") in mhc.lua|quant.lua|rotate.lua|compressor.lua|moe_dispatch.lua|moe_fp4.lua) ;; *) specs+=("$f") ;; esac  # helper modules
 done
 
 for arch in sm_90a sm_80; do
@@ -49,6 +49,20 @@ for arch in sm_90a sm_80; do
      log=$("$PTXAS" -arch=$arch -v -o "$tmp/x.cubin" "$ptx" 2>&1) &&
      printf '%s' "$log" | grep -q "0 bytes spill stores, 0 bytes spill loads"; then
     ok "gemm bf16 cp.async stages $arch"; else bad "gemm bf16 cp.async stages $arch" "${log:-}"; fi
+done
+
+# the compressor's other emit and pooling (the indexer's Hadamard + FP4,
+# HCA's 128 slots without overlap) assemble too
+for arch in sm_90a sm_80; do
+  for cfg in "kind=index D=128" "ratio=128"; do
+    for f in compress_prefill compress_decode; do
+      sets=(); for kv in $cfg; do sets+=(--set "$kv"); done
+      ptx="$tmp/$f-$arch.ptx"
+      if "$TILEC" compile kernels_src/$f.lua --target $arch "${sets[@]}" -o "$ptx" &&
+         "$PTXAS" -arch=$arch -o "$tmp/x.cubin" "$ptx"; then
+        ok "$arch $f $cfg"; else bad "$arch $f $cfg"; fi
+    done
+  done
 done
 
 # the MoE combine's other configuration (weights, shared-expert add, bf16 out) assembles too
