@@ -755,6 +755,8 @@ static void dead_stores_item(Fuse *F, Frame *fr, int depth, Stmt *s)
                 drop_stores(F, s, b);
         }
     Stmt *kids[2] = {NULL, NULL};
+    if (s->op == ST_SEQ) /* a nested sequence (an unswitched arm): no owner */
+        kids[0] = s;
     if (s->op == ST_FOR)
         kids[0] = s->u.loop.body;
     if (s->op == ST_IF) {
@@ -763,7 +765,7 @@ static void dead_stores_item(Fuse *F, Frame *fr, int depth, Stmt *s)
     }
     for (int c = 0; c < 2; c++)
         if (kids[c] && kids[c]->op == ST_SEQ && depth < 64) {
-            fr[depth] = (Frame){kids[c], 0, s};
+            fr[depth] = (Frame){kids[c], 0, s->op == ST_SEQ ? NULL : s};
             dead_stores_in(F, fr, depth + 1);
         }
 }

@@ -44,7 +44,11 @@ typedef bool (*PassFn)(Kernel *, const TargetInfo *, Diag *);
 
 /* NAME.in.tir through `pass` == NAME.out.tir; the golden also parses back
  * and prints identically (it is valid Loop IR, not just text). */
-static void golden(const char *name, PassFn pass)
+static void golden_for(const char *name, PassFn pass, const TargetInfo *t);
+
+static void golden(const char *name, PassFn pass) { golden_for(name, pass, avx512()); }
+
+static void golden_for(const char *name, PassFn pass, const TargetInfo *t)
 {
     char in[256], out[256];
     snprintf(in, sizeof in, "tests/passes/%s.in.tir", name);
@@ -53,7 +57,7 @@ static void golden(const char *name, PassFn pass)
     if (!k)
         return;
     Diag d = {0};
-    bool ok = pass(k, avx512(), &d) && ir_verify(k, &d);
+    bool ok = pass(k, t, &d) && ir_verify(k, &d);
     if (!ok)
         diag_print(&d, stdout);
     CHECKF(ok, "%s: pass or verify failed", name);
@@ -93,6 +97,18 @@ TEST(golden_lower_gemm_bf16) { golden("lower_gemm_bf16", pass_lower); }
 /* decode: dot tiles, the fp8 weight read in place, prefetch of the next step */
 TEST(golden_lower_dot) { golden("lower_dot", pass_lower); }
 TEST(golden_vectorize) { golden("vectorize", pass_vectorize); }
+/* copy in, scale, a row reduction, normalise, copy out: one row loop, the
+ * elementwise loops fused into the reduction's, xs forwarded and gone */
+TEST(golden_fuse_chain) { golden("fuse_chain", pass_fuse); }
+/* what must stay apart: inner extents 8 and 7 (the rows still fuse), a
+ * read of another row (t[3 - d0, 0]), a read of another iteration's
+ * element (v[3 - e0]) */
+TEST(golden_fuse_keep) { golden("fuse_keep", pass_fuse); }
+/* lower's `if inside {fast} else {guarded}` copies unswitched: both arms
+ * fused, t gone */
+TEST(golden_fuse_switch) { golden("fuse_switch", pass_fuse); }
+/* GPU: no fusion across a barrier; the nests after it fuse */
+TEST(golden_fuse_barrier) { golden_for("fuse_barrier", pass_fuse, ir_target("sm_90a")); }
 
 /* Kind of the loop over variable `name` (or -1 if there is none). */
 static int loop_kind_of(const Stmt *s, const char *name)
@@ -463,6 +479,32 @@ TEST(tile_equals_loop_hand_written)
     }
 }
 
+/* pass_fuse alone keeps the meaning of its goldens' inputs bit for bit
+ * (dyn M: one row, a partial block, exact blocks). */
+TEST(fuse_keeps_the_meaning)
+{
+    const char *names[] = {"fuse_chain", "fuse_keep", "fuse_switch", "fuse_barrier"};
+    const int64_t ms[] = {1, 5, 8};
+    for (int i = 0; i < 4; i++) {
+        char path[256];
+        snprintf(path, sizeof path, "tests/passes/%s.in.tir", names[i]);
+        for (int m = 0; m < 3; m++) {
+            Kernel *before = parse_file(path), *after = parse_file(path);
+            if (!before || !after)
+                return;
+            Diag d = {0};
+            const TargetInfo *t = after->nthreads ? ir_target("sm_90a") : avx512();
+            CHECKF(pass_fuse(after, t, &d) && ir_verify(after, &d), "%s: %s", names[i], d.msg);
+            same_results(before, after, &ms[m], names[i]);
+            bool dyn = before->nparams > 0;
+            ir_kernel_free(before);
+            ir_kernel_free(after);
+            if (!dyn)
+                break;
+        }
+    }
+}
+
 /* Every example spec, at shapes that hit tails (and small enough for the
  * interpreter), for both targets' lowerings. */
 TEST(tile_equals_loop_examples)
@@ -635,6 +677,11 @@ int main(void)
     RUN(golden_lower_gemm_bf16);
     RUN(golden_lower_dot);
     RUN(golden_vectorize);
+    RUN(golden_fuse_chain);
+    RUN(golden_fuse_keep);
+    RUN(golden_fuse_switch);
+    RUN(golden_fuse_barrier);
+    RUN(fuse_keeps_the_meaning);
     RUN(vectorize_reduction_needs_a_fixed_accumulator);
     RUN(vectorize_width_follows_target);
     RUN(lower_scratch_names_are_unique);
