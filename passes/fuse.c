@@ -49,6 +49,7 @@ enum { MAX_CONDS = 3, MAX_VALUE_NODES = 256 };
 typedef struct Fuse {
     Kernel *k;
     bool gpu;
+    bool no_math; /* the store being forwarded may not be (see math_may_forward) */
 } Fuse;
 
 /* ---------------------------------------------------------- helpers */
@@ -560,7 +561,7 @@ static void forward_stmt(Fuse *F, Stmt *s, Avails *av)
             s->u.store.idx[d] = forward_expr(F, s->u.store.idx[d], av);
         s->u.store.value = forward_expr(F, s->u.store.value, av);
         kill_writes(av, s->u.store.buf);
-        if (forwardable(s) && av->n < 64)
+        if (forwardable(s) && !F->no_math && av->n < 64)
             av->st[av->n++] = s;
         break;
     case ST_IF: {
@@ -598,10 +599,38 @@ static bool overwritten(const Stmt *seq, int i)
     return false;
 }
 
+static bool calls_math(const Expr *e)
+{
+    if (e->op == EX_EXP || e->op == EX_EXP2 || e->op == EX_LOG || e->op == EX_SIGMOID || e->op == EX_SILU ||
+        e->op == EX_SOFTPLUS)
+        return true;
+    for (int i = 0; i < e->nargs; i++)
+        if (calls_math(e->args[i]))
+            return true;
+    return false;
+}
+
+/* Forwarding copies the value to each load; worth it for a value that
+ * calls math (exp, silu: calls codegen does not merge) only where every
+ * read of the buffer comes after the store in this sequence, so that the
+ * store dies and the value is still computed once. */
+static bool math_may_forward(const Fuse *F, const Stmt *seq, int i)
+{
+    const Stmt *st = seq->u.seq.items[i];
+    if (st->op != ST_STORE || !calls_math(st->u.store.value))
+        return true;
+    int here = 0;
+    for (int j = i + 1; j < seq->u.seq.n; j++)
+        here += use_of(seq->u.seq.items[j], st->u.store.buf).reads;
+    return here == use_of(F->k->body, st->u.store.buf).reads;
+}
+
 static void forward_seq(Fuse *F, Stmt *seq, Avails *av)
 {
-    for (int i = 0; i < seq->u.seq.n; i++)
+    for (int i = 0; i < seq->u.seq.n; i++) {
+        F->no_math = !math_may_forward(F, seq, i);
         forward_stmt(F, seq->u.seq.items[i], av);
+    }
     for (int i = 0; i < seq->u.seq.n; i++) {
         Stmt *s = seq->u.seq.items[i];
         if (s->op == ST_STORE && s->u.store.buf->scope != SCOPE_GLOBAL && !s->u.store.atomic &&
