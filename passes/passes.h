@@ -16,7 +16,7 @@ typedef struct PassOptions {
 
 /* Run every pass in order: Tile IR → Loop IR for target t. */
 bool pass_pipeline(Kernel *k, const TargetInfo *t, const PassOptions *o, Diag *d);
-/* "check, stages, lower, vectorize, threads" */
+/* "check, stages, lower, fuse, vectorize, threads" */
 const char *pass_names(void);
 
 /* Semantic pre-check against the target (fragment sizes, ...). */
@@ -30,6 +30,11 @@ bool pass_lower(Kernel *k, const TargetInfo *t, Diag *d);
 /* A GEMM (or block MICRO_GEMM) as plain loops: one iteration per element
  * of C, a private accumulator, a serial loop over K (lower.c). */
 Stmt *pass_gemm_loops(Kernel *k, const TargetInfo *t, const Stmt *g);
+/* Loop fusion within the kernel (Loop IR): consecutive nests over the
+ * same iteration space merge when no iteration of one touches what another
+ * iteration of the other writes; scratch values then used within one
+ * iteration are forwarded and their stores dropped (see fuse.c). */
+bool pass_fuse(Kernel *k, const TargetInfo *t, Diag *d);
 /* Mark innermost loops that are safe to run in vector lanes (CPU). */
 bool pass_vectorize(Kernel *k, const TargetInfo *t, Diag *d);
 /* GPU: spread parallel loops over the block's threads, place scratch in

@@ -5,6 +5,11 @@
  *   - parallel, with a body of plain stores (iterations are independent), or
  *   - serial, with a body that is one reduction step `acc[0] = acc[0] op e`
  *     (op +, max, min) into a one-element local accumulator.
+ *   - serial, with a body of plain stores of which one is such a reduction
+ *     step and the others independent across iterations: each stores its
+ *     buffer at one index tuple with a dimension `v + c` (c free of v) and
+ *     every load of that buffer in the body is at the same tuple (what
+ *     pass_fuse makes of an elementwise loop fused into a reduction).
  * Codegen turns the mark into a vectorised loop with a masked tail; it may
  * reassociate the reduction, which is why only these shapes are marked. */
 #include "passes/passes.h"
@@ -53,6 +58,90 @@ static bool is_reduction_step(const Stmt *s)
            ir_expr_is_const(s->u.store.idx[0], NULL) && !loads_from(rhs, acc);
 }
 
+static bool mentions(const Expr *e, const Var *v)
+{
+    if (e->op == EX_VAR && e->var == v)
+        return true;
+    for (int i = 0; i < e->nargs; i++)
+        if (mentions(e->args[i], v))
+            return true;
+    return false;
+}
+
+/* e is v + c with c free of v: distinct iterations, distinct values. */
+static bool moves_with(const Expr *e, const Var *v)
+{
+    if (e->op == EX_VAR)
+        return e->var == v;
+    if (e->op != EX_ADD)
+        return false;
+    return (moves_with(e->args[0], v) && !mentions(e->args[1], v)) ||
+           (moves_with(e->args[1], v) && !mentions(e->args[0], v));
+}
+
+static bool same_tuple(Expr *const *a, Expr *const *b, int rank)
+{
+    for (int d = 0; d < rank; d++)
+        if (!ir_expr_equal(a[d], b[d]))
+            return false;
+    return true;
+}
+
+/* Every load of b in e is at idx. */
+static bool loads_only_at(const Expr *e, const Buffer *b, Expr *const *idx)
+{
+    if (e->op == EX_LOAD && e->buf == b && !same_tuple(e->args, idx, b->rank))
+        return false;
+    for (int i = 0; i < e->nargs; i++)
+        if (!loads_only_at(e->args[i], b, idx))
+            return false;
+    return true;
+}
+
+/* A store of a serial loop over v that no other iteration sees. */
+static bool private_store(const Stmt *body, const Stmt *st, const Var *v)
+{
+    const Buffer *b = st->u.store.buf;
+    bool moves = false;
+    for (int d = 0; d < b->rank; d++)
+        moves |= moves_with(st->u.store.idx[d], v);
+    if (!moves)
+        return false;
+    for (int i = 0; i < body->u.seq.n; i++) {
+        const Stmt *t = body->u.seq.items[i];
+        if (t->u.store.buf == b && !same_tuple(t->u.store.idx, st->u.store.idx, b->rank))
+            return false;
+        for (int d = 0; d < t->u.store.buf->rank; d++)
+            if (!loads_only_at(t->u.store.idx[d], b, st->u.store.idx))
+                return false;
+        if (!loads_only_at(t->u.store.value, b, st->u.store.idx))
+            return false;
+    }
+    return true;
+}
+
+/* The third shape at the top: private stores and one reduction step. */
+static bool is_fused_reduction(const Stmt *loop)
+{
+    const Stmt *body = loop->u.loop.body;
+    if (body->op != ST_SEQ || !is_innermost(body))
+        return false;
+    int steps = 0;
+    for (int i = 0; i < body->u.seq.n; i++) {
+        const Stmt *st = body->u.seq.items[i];
+        if (is_reduction_step(st)) {
+            steps++;
+            for (int j = 0; j < body->u.seq.n; j++) /* no one else touches the accumulator */
+                if (j != i && (body->u.seq.items[j]->u.store.buf == st->u.store.buf ||
+                               loads_from(body->u.seq.items[j]->u.store.value, st->u.store.buf)))
+                    return false;
+        } else if (!private_store(body, st, loop->u.loop.var)) {
+            return false;
+        }
+    }
+    return steps == 1;
+}
+
 static void walk(Stmt *s, int width)
 {
     switch (s->op) {
@@ -67,7 +156,7 @@ static void walk(Stmt *s, int width)
         break;
     case ST_FOR:
         if ((s->u.loop.kind == LOOP_PARALLEL && is_innermost(s->u.loop.body)) ||
-            (s->u.loop.kind == LOOP_SERIAL && is_reduction_step(s->u.loop.body))) {
+            (s->u.loop.kind == LOOP_SERIAL && (is_reduction_step(s->u.loop.body) || is_fused_reduction(s)))) {
             s->u.loop.kind = LOOP_VECTOR;
             s->u.loop.arg = width;
         } else {

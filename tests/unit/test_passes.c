@@ -44,7 +44,11 @@ typedef bool (*PassFn)(Kernel *, const TargetInfo *, Diag *);
 
 /* NAME.in.tir through `pass` == NAME.out.tir; the golden also parses back
  * and prints identically (it is valid Loop IR, not just text). */
-static void golden(const char *name, PassFn pass)
+static void golden_for(const char *name, PassFn pass, const TargetInfo *t);
+
+static void golden(const char *name, PassFn pass) { golden_for(name, pass, avx512()); }
+
+static void golden_for(const char *name, PassFn pass, const TargetInfo *t)
 {
     char in[256], out[256];
     snprintf(in, sizeof in, "tests/passes/%s.in.tir", name);
@@ -53,7 +57,7 @@ static void golden(const char *name, PassFn pass)
     if (!k)
         return;
     Diag d = {0};
-    bool ok = pass(k, avx512(), &d) && ir_verify(k, &d);
+    bool ok = pass(k, t, &d) && ir_verify(k, &d);
     if (!ok)
         diag_print(&d, stdout);
     CHECKF(ok, "%s: pass or verify failed", name);
@@ -93,6 +97,18 @@ TEST(golden_lower_gemm_bf16) { golden("lower_gemm_bf16", pass_lower); }
 /* decode: dot tiles, the fp8 weight read in place, prefetch of the next step */
 TEST(golden_lower_dot) { golden("lower_dot", pass_lower); }
 TEST(golden_vectorize) { golden("vectorize", pass_vectorize); }
+/* copy in, scale, a row reduction, normalise, copy out: one row loop, the
+ * elementwise loops fused into the reduction's, xs forwarded and gone */
+TEST(golden_fuse_chain) { golden("fuse_chain", pass_fuse); }
+/* what must stay apart: inner extents 8 and 7 (the rows still fuse), a
+ * read of another row (t[3 - d0, 0]), a read of another iteration's
+ * element (v[3 - e0]) */
+TEST(golden_fuse_keep) { golden("fuse_keep", pass_fuse); }
+/* lower's `if inside {fast} else {guarded}` copies unswitched: both arms
+ * fused, t gone */
+TEST(golden_fuse_switch) { golden("fuse_switch", pass_fuse); }
+/* GPU: no fusion across a barrier; the nests after it fuse */
+TEST(golden_fuse_barrier) { golden_for("fuse_barrier", pass_fuse, ir_target("sm_90a")); }
 
 /* Kind of the loop over variable `name` (or -1 if there is none). */
 static int loop_kind_of(const Stmt *s, const char *name)
@@ -238,42 +254,43 @@ static bool mentions(const Expr *e, const Var *v)
  * parallel loop's variable writes the same element in every iteration of
  * it: a cross-iteration dependence (atomic stores are the exception by
  * design).  Reports the first such store into *why. */
-/* A vector loop that is one reduction step acc[c] = acc[c] op e (what
- * vectorize.c marks, reordering allowed) is a reduction, not independent
- * iterations. */
-static bool is_vector_reduction(const Stmt *loop)
+/* A reduction step acc[c] = acc[c] op e: in a vector loop (what
+ * vectorize.c marks, reordering allowed) a reduction, not a dependence
+ * between iterations; the loop's other stores must still be independent. */
+static bool is_reduction_store(const Stmt *b)
 {
-    const Stmt *b = loop->u.loop.body;
-    while (b->op == ST_SEQ && b->u.seq.n == 1)
-        b = b->u.seq.items[0];
-    if (loop->u.loop.kind != LOOP_VECTOR || b->op != ST_STORE || b->u.store.buf->rank != 1)
+    if (b->op != ST_STORE || b->u.store.buf->rank != 1)
         return false;
     const Expr *v = b->u.store.value;
     return (v->op == EX_ADD || v->op == EX_MAX || v->op == EX_MIN) && v->args[0]->op == EX_LOAD &&
            v->args[0]->buf == b->u.store.buf && ir_expr_is_const(b->u.store.idx[0], NULL);
 }
 
-static bool independent(const Stmt *s, const Var **par, int npar, char *why, size_t n)
+/* vec: the innermost enclosing vector loop's variable (or NULL). */
+static bool independent(const Stmt *s, const Var **par, int npar, const Var *vec, char *why, size_t n)
 {
     switch (s->op) {
     case ST_SEQ:
         for (int i = 0; i < s->u.seq.n; i++)
-            if (!independent(s->u.seq.items[i], par, npar, why, n))
+            if (!independent(s->u.seq.items[i], par, npar, vec, why, n))
                 return false;
         return true;
     case ST_IF:
-        return independent(s->u.if_.then_, par, npar, why, n) &&
-               (!s->u.if_.else_ || independent(s->u.if_.else_, par, npar, why, n));
+        return independent(s->u.if_.then_, par, npar, vec, why, n) &&
+               (!s->u.if_.else_ || independent(s->u.if_.else_, par, npar, vec, why, n));
     case ST_FOR: {
-        bool p = (s->u.loop.kind == LOOP_PARALLEL || s->u.loop.kind == LOOP_VECTOR) && !is_vector_reduction(s);
+        bool p = s->u.loop.kind == LOOP_PARALLEL || s->u.loop.kind == LOOP_VECTOR;
         if (p)
             par[npar] = s->u.loop.var;
-        return independent(s->u.loop.body, par, npar + p, why, n);
+        return independent(s->u.loop.body, par, npar + p,
+                           s->u.loop.kind == LOOP_VECTOR ? s->u.loop.var : vec, why, n);
     }
     case ST_STORE:
         if (s->u.store.atomic)
             return true;
         for (int p = 0; p < npar; p++) {
+            if (par[p] == vec && is_reduction_store(s))
+                continue;
             bool any = false;
             for (int d = 0; d < s->u.store.buf->rank; d++)
                 any |= mentions(s->u.store.idx[d], par[p]);
@@ -307,7 +324,7 @@ TEST(lowered_parallel_loops_are_independent)
         if (ok) {
             const Var *par[64];
             char why[256] = "";
-            CHECKF(independent(k->body, par, 0, why, sizeof why), "%s: %s", name, why);
+            CHECKF(independent(k->body, par, 0, NULL, why, sizeof why), "%s: %s", name, why);
         }
         ir_kernel_free(k);
     }
@@ -462,6 +479,32 @@ TEST(tile_equals_loop_hand_written)
     }
 }
 
+/* pass_fuse alone keeps the meaning of its goldens' inputs bit for bit
+ * (dyn M: one row, a partial block, exact blocks). */
+TEST(fuse_keeps_the_meaning)
+{
+    const char *names[] = {"fuse_chain", "fuse_keep", "fuse_switch", "fuse_barrier"};
+    const int64_t ms[] = {1, 5, 8};
+    for (int i = 0; i < 4; i++) {
+        char path[256];
+        snprintf(path, sizeof path, "tests/passes/%s.in.tir", names[i]);
+        for (int m = 0; m < 3; m++) {
+            Kernel *before = parse_file(path), *after = parse_file(path);
+            if (!before || !after)
+                return;
+            Diag d = {0};
+            const TargetInfo *t = after->nthreads ? ir_target("sm_90a") : avx512();
+            CHECKF(pass_fuse(after, t, &d) && ir_verify(after, &d), "%s: %s", names[i], d.msg);
+            same_results(before, after, &ms[m], names[i]);
+            bool dyn = before->nparams > 0;
+            ir_kernel_free(before);
+            ir_kernel_free(after);
+            if (!dyn)
+                break;
+        }
+    }
+}
+
 /* Every example spec, at shapes that hit tails (and small enough for the
  * interpreter), for both targets' lowerings. */
 TEST(tile_equals_loop_examples)
@@ -579,7 +622,7 @@ TEST(dump_after_unknown_pass)
     PassOptions o = {.dump_after = "tile"};
     CHECK(!pass_pipeline(k, avx512(), &o, &d));
     CHECKF(strstr(d.msg, "unknown pass 'tile'") && strstr(d.msg, pass_names()), "%s", d.msg);
-    CHECK(!strcmp(pass_names(), "check, stages, lower, vectorize, threads"));
+    CHECK(!strcmp(pass_names(), "check, stages, lower, fuse, vectorize, threads"));
     CHECK(k->level == LEVEL_TILE);
     ir_kernel_free(k);
 }
@@ -634,6 +677,11 @@ int main(void)
     RUN(golden_lower_gemm_bf16);
     RUN(golden_lower_dot);
     RUN(golden_vectorize);
+    RUN(golden_fuse_chain);
+    RUN(golden_fuse_keep);
+    RUN(golden_fuse_switch);
+    RUN(golden_fuse_barrier);
+    RUN(fuse_keeps_the_meaning);
     RUN(vectorize_reduction_needs_a_fixed_accumulator);
     RUN(vectorize_width_follows_target);
     RUN(lower_scratch_names_are_unique);

@@ -1,0 +1,858 @@
+/* fuse.c — loop fusion within a kernel (Loop IR, right after `lower`).
+ *
+ * lower makes one loop nest per tile op; consecutive nests over the same
+ * iteration space are merged here, and scratch values that then live
+ * within one iteration stop going through memory.  Four steps, each over
+ * every sequence of the kernel:
+ *
+ *  1. unswitch: a run of nests and lower's `if inside {fast} else {guarded}`
+ *     copies becomes one `if` per distinct condition, each arm a straight
+ *     run of nests (2^k versions, k <= MAX_CONDS on a CPU; k = 1 on a GPU,
+ *     where every version carries its own barriers and some combinations
+ *     of conditions never occur: one fast arm and one tail arm).  Only conditions without
+ *     loads qualify: they read loop variables bound outside the run and
+ *     parameters, so the run cannot change them.  Kept only where it lets
+ *     the all-fast arm fuse.
+ *  2. fuse two FOR nests A, B (B later in the sequence, everything between
+ *     commuting with A — no buffer written by one and touched by the
+ *     other) when their extents are equal expressions, their kinds are
+ *     parallel or serial, both bodies are plain loads/stores/ifs/loops, and
+ *     — renaming B's variable to A's, v — every pair of accesses to the same
+ *     buffer, one in A and one in B, at least one a store, agree in some
+ *     dimension on an index `v + c` with c free of the nests' own variables
+ *     (so they can only meet in the same iteration of v, where A's part
+ *     still runs first).  The fused loop is parallel only when both were.
+ *     The fused body is a sequence again, so inner loops fuse the same way.
+ *     GPU: only perfect nests of parallel loops with equal extents at every
+ *     level fuse (threads spreads a nest over the block; putting a row's
+ *     column loop under a per-row reduction would leave it to one thread).
+ *  3. forward: in straight-line code a load of scratch X at the indices of
+ *     the last store to X (nothing in between storing X or a buffer the
+ *     stored value reads) becomes the stored value (rounded to X's dtype).
+ *  4. dead stores: a loop nest that stores scratch X and no longer reads it
+ *     loses those stores when no later statement — including the next
+ *     iterations of enclosing loops — can read X before a nest overwrites
+ *     all of X; a scratch buffer nothing uses any more is removed.
+ *
+ * Runs before vectorize (which then sees the fused innermost loops: a
+ * serial loop of independent stores plus one reduction step vectorises) and
+ * before threads (which spreads the fused nests and places barriers between
+ * what remains; barriers do not exist yet, and a statement that is not a
+ * plain nest — barrier, micro_gemm, async op — never commutes or fuses). */
+#include "passes/passes.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+enum { MAX_CONDS = 3, MAX_VALUE_NODES = 256 };
+
+typedef struct Fuse {
+    Kernel *k;
+    bool gpu;
+    bool no_math; /* the store being forwarded may not be (see math_may_forward) */
+} Fuse;
+
+/* ---------------------------------------------------------- helpers */
+
+static bool mentions_var(const Expr *e, const Var *v)
+{
+    if (e->op == EX_VAR && e->var == v)
+        return true;
+    for (int i = 0; i < e->nargs; i++)
+        if (mentions_var(e->args[i], v))
+            return true;
+    return false;
+}
+
+static bool has_load(const Expr *e)
+{
+    if (e->op == EX_LOAD)
+        return true;
+    for (int i = 0; i < e->nargs; i++)
+        if (has_load(e->args[i]))
+            return true;
+    return false;
+}
+
+static int expr_nodes(const Expr *e)
+{
+    int n = 1;
+    for (int i = 0; i < e->nargs; i++)
+        n += expr_nodes(e->args[i]);
+    return n;
+}
+
+/* Only loops, ifs and plain stores: what this pass reasons about. */
+static bool plain(const Stmt *s)
+{
+    switch (s->op) {
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n; i++)
+            if (!plain(s->u.seq.items[i]))
+                return false;
+        return true;
+    case ST_FOR: return plain(s->u.loop.body);
+    case ST_IF: return plain(s->u.if_.then_) && (!s->u.if_.else_ || plain(s->u.if_.else_));
+    case ST_STORE: return !s->u.store.atomic && !s->u.store.async;
+    default: return false;
+    }
+}
+
+static IrUse use_of(const Stmt *s, const Buffer *b)
+{
+    IrUse u = {0};
+    ir_buffer_use(s, b, &u);
+    return u;
+}
+
+static bool reads(const Stmt *s, const Buffer *b) { return use_of(s, b).reads > 0; }
+
+/* No buffer is written by one and touched by the other. */
+static bool commute(const Fuse *F, const Stmt *a, const Stmt *b)
+{
+    if (!plain(a) || !plain(b))
+        return false;
+    for (int i = 0; i < F->k->nbufs; i++) {
+        IrUse ua = use_of(a, F->k->bufs[i]), ub = use_of(b, F->k->bufs[i]);
+        if ((ua.writes && (ub.reads || ub.writes)) || (ub.writes && ua.reads))
+            return false;
+    }
+    return true;
+}
+
+/* A sequence's items with nested sequences spliced in (same meaning). */
+static void flatten(Fuse *F, Stmt *seq)
+{
+    Stmt *out = ir_seq(F->k, seq->loc);
+    for (int i = 0; i < seq->u.seq.n; i++) {
+        Stmt *it = seq->u.seq.items[i];
+        if (it->op == ST_SEQ) {
+            flatten(F, it);
+            for (int j = 0; j < it->u.seq.n; j++)
+                ir_seq_push(F->k, out, it->u.seq.items[j]);
+        } else {
+            ir_seq_push(F->k, out, it);
+        }
+    }
+    seq->u.seq = out->u.seq;
+}
+
+/* --------------------------------------------------- access pairs */
+
+typedef struct Access {
+    const Buffer *buf;
+    Expr **idx;
+    bool write;
+} Access;
+
+typedef struct Accesses {
+    Access *a;
+    int n, cap;
+} Accesses;
+
+static void acc_push(Accesses *s, const Buffer *b, Expr **idx, bool write)
+{
+    if (s->n == s->cap) {
+        s->cap = s->cap ? 2 * s->cap : 16;
+        s->a = realloc(s->a, (size_t)s->cap * sizeof *s->a);
+    }
+    s->a[s->n++] = (Access){b, idx, write};
+}
+
+static void loads_of(const Expr *e, Accesses *s)
+{
+    if (e->op == EX_LOAD)
+        acc_push(s, e->buf, e->args, false);
+    for (int i = 0; i < e->nargs; i++)
+        loads_of(e->args[i], s);
+}
+
+/* Every load and store in s, and the variables its loops bind. */
+static void accesses_of(const Stmt *s, Accesses *acc, const Var **vars, int *nvars)
+{
+    switch (s->op) {
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n; i++)
+            accesses_of(s->u.seq.items[i], acc, vars, nvars);
+        break;
+    case ST_FOR:
+        if (*nvars < 64)
+            vars[(*nvars)++] = s->u.loop.var;
+        loads_of(s->u.loop.extent, acc);
+        accesses_of(s->u.loop.body, acc, vars, nvars);
+        break;
+    case ST_IF:
+        loads_of(s->u.if_.cond, acc);
+        accesses_of(s->u.if_.then_, acc, vars, nvars);
+        if (s->u.if_.else_)
+            accesses_of(s->u.if_.else_, acc, vars, nvars);
+        break;
+    case ST_STORE:
+        for (int d = 0; d < s->u.store.buf->rank; d++)
+            loads_of(s->u.store.idx[d], acc);
+        loads_of(s->u.store.value, acc);
+        acc_push(acc, s->u.store.buf, s->u.store.idx, true);
+        break;
+    default: break;
+    }
+}
+
+static bool mentions_any(const Expr *e, const Var *const *vars, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (mentions_var(e, vars[i]))
+            return true;
+    return false;
+}
+
+/* e is v + c (either order), with c free of the nests' variables: distinct
+ * values of v give distinct values of e. */
+static bool moves_with(const Expr *e, const Var *v, const Var *const *inner, int ninner)
+{
+    if (e->op == EX_VAR)
+        return e->var == v;
+    if (e->op != EX_ADD)
+        return false;
+    for (int s = 0; s < 2; s++)
+        if (moves_with(e->args[s], v, inner, ninner) && !mentions_var(e->args[1 - s], v) &&
+            !mentions_any(e->args[1 - s], inner, ninner))
+            return true;
+    return false;
+}
+
+/* Accesses x (of A) and y (of B) can only touch the same element in the
+ * same iteration of v. */
+static bool same_iteration(const Access *x, const Access *y, const Var *v, const Var *const *inner,
+                           int ninner)
+{
+    for (int d = 0; d < x->buf->rank; d++)
+        if (ir_expr_equal(x->idx[d], y->idx[d]) && moves_with(x->idx[d], v, inner, ninner))
+            return true;
+    return false;
+}
+
+/* The dependence test of step 2 (B's variable already renamed to v). */
+static bool fusable_accesses(const Stmt *a, const Stmt *b, const Var *v)
+{
+    Accesses aa = {0}, ab = {0};
+    const Var *inner[128];
+    int ninner = 0;
+    accesses_of(a, &aa, inner, &ninner);
+    accesses_of(b, &ab, inner, &ninner);
+    bool ok = true;
+    for (int i = 0; ok && i < aa.n; i++)
+        for (int j = 0; ok && j < ab.n; j++) {
+            const Access *x = &aa.a[i], *y = &ab.a[j];
+            if (x->buf == y->buf && (x->write || y->write))
+                ok = same_iteration(x, y, v, inner, ninner);
+        }
+    free(aa.a);
+    free(ab.a);
+    return ok;
+}
+
+/* ------------------------------------------------------------ fusion */
+
+static void fuse_seq(Fuse *F, Stmt *seq);
+
+static bool fusable_kind(LoopKind k) { return k == LOOP_PARALLEL || k == LOOP_SERIAL; }
+
+/* A perfect nest of parallel loops: each body one loop, down to a body
+ * without loops.  Returns its depth (0: not one) and the extents. */
+static int perfect_depth(const Stmt *s, Expr **ext)
+{
+    int n = 0;
+    while (s->op == ST_FOR && s->u.loop.kind == LOOP_PARALLEL && n < IR_MAX_RANK) {
+        ext[n++] = s->u.loop.extent;
+        const Stmt *b = s->u.loop.body;
+        while (b->op == ST_SEQ && b->u.seq.n == 1 && b->u.seq.items[0]->op != ST_STORE)
+            b = b->u.seq.items[0];
+        s = b;
+    }
+    if (s->op == ST_FOR)
+        return 0;
+    Accesses none = {0};
+    const Var *vars[64];
+    int nv = 0;
+    accesses_of(s, &none, vars, &nv); /* any loop left below: not perfect */
+    free(none.a);
+    return nv ? 0 : n;
+}
+
+static bool gpu_shapes_match(const Stmt *a, const Stmt *b)
+{
+    Expr *ea[IR_MAX_RANK], *eb[IR_MAX_RANK];
+    int na = perfect_depth(a, ea), nb = perfect_depth(b, eb);
+    if (!na || na != nb)
+        return false;
+    for (int i = 0; i < na; i++)
+        if (!ir_expr_equal(ea[i], eb[i]))
+            return false;
+    return true;
+}
+
+/* A and B as one loop, or NULL when step 2's conditions do not hold. */
+static Stmt *try_fuse(Fuse *F, const Stmt *a, const Stmt *b)
+{
+    if (a->op != ST_FOR || b->op != ST_FOR || !fusable_kind(a->u.loop.kind) ||
+        !fusable_kind(b->u.loop.kind) || !ir_expr_equal(a->u.loop.extent, b->u.loop.extent) ||
+        !plain(a) || !plain(b) || (F->gpu && !gpu_shapes_match(a, b)))
+        return NULL;
+    IrSubst sub = {.nvars = 1};
+    sub.var[0] = b->u.loop.var;
+    sub.by[0] = ir_var(F->k, a->u.loop.var);
+    Stmt *bbody = ir_clone_stmt(F->k, b->u.loop.body, &sub);
+    if (!fusable_accesses(a->u.loop.body, bbody, a->u.loop.var))
+        return NULL;
+    Stmt *body = ir_seq(F->k, a->loc);
+    ir_seq_push(F->k, body, a->u.loop.body);
+    ir_seq_push(F->k, body, bbody);
+    flatten(F, body);
+    fuse_seq(F, body);
+    LoopKind kind = a->u.loop.kind == LOOP_PARALLEL && b->u.loop.kind == LOOP_PARALLEL ? LOOP_PARALLEL
+                                                                                       : LOOP_SERIAL;
+    return ir_for(F->k, a->u.loop.var, a->u.loop.extent, kind, 0, body, a->loc);
+}
+
+static void seq_remove(Stmt *seq, int i)
+{
+    memmove(&seq->u.seq.items[i], &seq->u.seq.items[i + 1],
+            (size_t)(seq->u.seq.n - i - 1) * sizeof seq->u.seq.items[0]);
+    seq->u.seq.n--;
+}
+
+/* Step 2 over one flat sequence: each loop fuses with the first later loop
+ * it can reach by commuting past the statements between. */
+static void fuse_run(Fuse *F, Stmt *seq)
+{
+    for (int i = 0; i < seq->u.seq.n; i++) {
+        Stmt *a = seq->u.seq.items[i];
+        if (a->op != ST_FOR)
+            continue;
+        for (int j = i + 1; j < seq->u.seq.n; j++) {
+            Stmt *f = try_fuse(F, a, seq->u.seq.items[j]);
+            if (f) {
+                seq->u.seq.items[j] = f;
+                seq_remove(seq, i);
+                i--; /* the fused loop may fuse further on */
+                break;
+            }
+            if (!commute(F, a, seq->u.seq.items[j]))
+                break;
+        }
+    }
+}
+
+/* ------------------------------------------------------------ unswitch */
+
+/* lower's guarded copy: `if c {...} else {...}`, c without loads. */
+static bool switchable(const Stmt *s)
+{
+    return s->op == ST_IF && s->u.if_.else_ && !has_load(s->u.if_.cond) && plain(s);
+}
+
+static int cond_index(Expr **conds, int n, const Expr *c)
+{
+    for (int i = 0; i < n; i++)
+        if (ir_expr_equal(conds[i], c))
+            return i;
+    return -1;
+}
+
+/* The run [from, to) with every condition decided by the bits of `truth`:
+ * copies (fresh loop variables), so each version stands alone. */
+static Stmt *version(Fuse *F, Stmt *seq, int from, int to, Expr **conds, int nconds, unsigned truth)
+{
+    Stmt *out = ir_seq(F->k, seq->loc);
+    for (int i = from; i < to; i++) {
+        const Stmt *s = seq->u.seq.items[i];
+        if (switchable(s)) {
+            int c = cond_index(conds, nconds, s->u.if_.cond);
+            s = (truth >> c) & 1 ? s->u.if_.then_ : s->u.if_.else_;
+        }
+        ir_seq_push(F->k, out, ir_clone_stmt(F->k, s, &(IrSubst){0}));
+    }
+    flatten(F, out);
+    fuse_seq(F, out);
+    return out;
+}
+
+/* if c0 { if c1 ... } else { ... }: one version per leaf. */
+static Stmt *versions(Fuse *F, Stmt *seq, int from, int to, Expr **conds, int nconds, int c,
+                      unsigned truth)
+{
+    if (c == nconds)
+        return version(F, seq, from, to, conds, nconds, truth);
+    Stmt *t = ir_seq(F->k, seq->loc), *e = ir_seq(F->k, seq->loc);
+    ir_seq_push(F->k, t, versions(F, seq, from, to, conds, nconds, c + 1, truth | 1u << c));
+    ir_seq_push(F->k, e, versions(F, seq, from, to, conds, nconds, c + 1, truth));
+    return ir_if(F->k, conds[c], t, e, seq->u.seq.items[from]->loc);
+}
+
+static int count_loops(const Stmt *s)
+{
+    int n = 0;
+    for (int i = 0; i < s->u.seq.n; i++)
+        n += s->u.seq.items[i]->op != ST_IF; /* the arms' nests, in the count below */
+    return n;
+}
+
+/* Step 1 on the run [from, to) of loops and switchable ifs; true if done. */
+static bool unswitch_run(Fuse *F, Stmt *seq, int from, int to)
+{
+    Expr *conds[MAX_CONDS];
+    int nconds = 0, nifs = 0;
+    for (int i = from; i < to; i++) {
+        const Stmt *s = seq->u.seq.items[i];
+        if (!switchable(s))
+            continue;
+        nifs++;
+        if (cond_index(conds, nconds, s->u.if_.cond) < 0) {
+            if (nconds == (F->gpu ? 1 : MAX_CONDS))
+                return false;
+            conds[nconds++] = s->u.if_.cond;
+        }
+    }
+    if (!nifs || to - from < 2)
+        return false;
+    Stmt *fast = version(F, seq, from, to, conds, nconds, ~0u);
+    if (count_loops(fast) >= to - from)
+        return false; /* nothing fused: keep the original */
+    Stmt *sw = versions(F, seq, from, to, conds, nconds, 0, 0);
+    seq->u.seq.items[from] = sw;
+    for (int i = from + 1; i < to; i++)
+        seq_remove(seq, from + 1);
+    return true;
+}
+
+static void unswitch(Fuse *F, Stmt *seq)
+{
+    for (int i = 0; i < seq->u.seq.n; i++) {
+        int j = i;
+        while (j < seq->u.seq.n && (seq->u.seq.items[j]->op == ST_FOR || switchable(seq->u.seq.items[j])) &&
+               plain(seq->u.seq.items[j]))
+            j++;
+        if (j - i >= 2 && unswitch_run(F, seq, i, j))
+            continue;
+        i = j > i ? j - 1 : i;
+    }
+}
+
+/* Steps 1 and 2 on a sequence and everything in it, innermost first. */
+static void fuse_seq(Fuse *F, Stmt *seq)
+{
+    flatten(F, seq);
+    for (int i = 0; i < seq->u.seq.n; i++) {
+        Stmt *s = seq->u.seq.items[i];
+        if (s->op == ST_FOR && s->u.loop.body->op == ST_SEQ)
+            fuse_seq(F, s->u.loop.body);
+        if (s->op == ST_IF && s->u.if_.then_->op == ST_SEQ)
+            fuse_seq(F, s->u.if_.then_);
+        if (s->op == ST_IF && s->u.if_.else_ && s->u.if_.else_->op == ST_SEQ)
+            fuse_seq(F, s->u.if_.else_);
+    }
+    unswitch(F, seq);
+    fuse_run(F, seq);
+}
+
+/* ------------------------------------------------------------ forward */
+
+/* The stores whose values later loads may take (at most one per buffer). */
+typedef struct Avails {
+    Stmt *st[64];
+    int n;
+} Avails;
+
+static bool value_reads(const Expr *e, const Buffer *b)
+{
+    if (e->op == EX_LOAD && e->buf == b)
+        return true;
+    for (int i = 0; i < e->nargs; i++)
+        if (value_reads(e->args[i], b))
+            return true;
+    return false;
+}
+
+/* Forget what a write to b makes stale: the store to b and stores whose
+ * value reads b. */
+static void kill_writes(Avails *av, const Buffer *b)
+{
+    for (int i = 0; i < av->n; i++) {
+        const Stmt *s = av->st[i];
+        if (s->u.store.buf == b || value_reads(s->u.store.value, b)) {
+            av->st[i--] = av->st[--av->n];
+        }
+    }
+}
+
+static void kill_stmt_writes(const Fuse *F, Avails *av, const Stmt *s)
+{
+    for (int i = 0; i < F->k->nbufs; i++)
+        if (use_of(s, F->k->bufs[i]).writes)
+            kill_writes(av, F->k->bufs[i]);
+}
+
+/* The stored value as a load would see it: rounded to the buffer's dtype. */
+static Expr *as_loaded(Fuse *F, const Stmt *st)
+{
+    Expr *v = st->u.store.value;
+    DType dt = st->u.store.buf->dtype;
+    if (v->dtype == dt)
+        return v;
+    return ir_cast(F->k, dt, v);
+}
+
+static bool same_idx(Expr *const *a, Expr *const *b, int rank)
+{
+    for (int d = 0; d < rank; d++)
+        if (!ir_expr_equal(a[d], b[d]))
+            return false;
+    return true;
+}
+
+/* e with the loads an available store answers replaced by its value.
+ * Expressions may be shared between statements (lower reuses index
+ * trees), so a changed node is a copy, never an edit. */
+static Expr *forward_expr(Fuse *F, Expr *e, const Avails *av)
+{
+    if (e->op == EX_LOAD)
+        for (int i = 0; i < av->n; i++) {
+            const Stmt *s = av->st[i];
+            if (s->u.store.buf == e->buf && same_idx(s->u.store.idx, e->args, e->buf->rank))
+                return as_loaded(F, s);
+        }
+    Expr *copy = NULL;
+    for (int i = 0; i < e->nargs; i++) {
+        Expr *a = forward_expr(F, e->args[i], av);
+        if (a == e->args[i])
+            continue;
+        if (!copy) {
+            copy = arena_alloc(F->k->arena, sizeof *copy);
+            *copy = *e;
+            copy->args = arena_alloc(F->k->arena, (size_t)e->nargs * sizeof *copy->args);
+            memcpy(copy->args, e->args, (size_t)e->nargs * sizeof *copy->args);
+        }
+        copy->args[i] = a;
+    }
+    return copy ? copy : e;
+}
+
+/* A stored value may take a forwarded one (the types stay as the builder
+ * made them: float values widen to f32 in every executor alike). */
+static bool forwardable(const Stmt *s)
+{
+    const Buffer *b = s->u.store.buf;
+    DType vt = s->u.store.value->dtype;
+    if (b->scope == SCOPE_GLOBAL || s->u.store.atomic || s->u.store.async)
+        return false;
+    if (expr_nodes(s->u.store.value) > MAX_VALUE_NODES || value_reads(s->u.store.value, b))
+        return false; /* a value reading b would read the element this store replaced */
+    return vt == b->dtype || (dt_is_float(vt) && dt_is_float(b->dtype) && b->dtype != DT_F4E2M1);
+}
+
+static void forward_seq(Fuse *F, Stmt *seq, Avails *av);
+
+static void forward_stmt(Fuse *F, Stmt *s, Avails *av)
+{
+    switch (s->op) {
+    case ST_SEQ: forward_seq(F, s, av); break;
+    case ST_STORE:
+        for (int d = 0; d < s->u.store.buf->rank; d++)
+            s->u.store.idx[d] = forward_expr(F, s->u.store.idx[d], av);
+        s->u.store.value = forward_expr(F, s->u.store.value, av);
+        kill_writes(av, s->u.store.buf);
+        if (forwardable(s) && !F->no_math && av->n < 64)
+            av->st[av->n++] = s;
+        break;
+    case ST_IF: {
+        s->u.if_.cond = forward_expr(F, s->u.if_.cond, av);
+        Avails t = *av, e = *av;
+        forward_stmt(F, s->u.if_.then_, &t);
+        if (s->u.if_.else_)
+            forward_stmt(F, s->u.if_.else_, &e);
+        kill_stmt_writes(F, av, s);
+        break;
+    }
+    case ST_FOR: {
+        Avails none = {0}; /* the body repeats: nothing from before holds in it */
+        kill_stmt_writes(F, av, s);
+        forward_stmt(F, s->u.loop.body, &none);
+        break;
+    }
+    default: kill_stmt_writes(F, av, s); av->n = 0; break;
+    }
+}
+
+/* Store i of seq is overwritten by a later store at the same indices
+ * with only stores between that do not read its buffer. */
+static bool overwritten(const Stmt *seq, int i)
+{
+    const Stmt *s = seq->u.seq.items[i];
+    const Buffer *b = s->u.store.buf;
+    for (int j = i + 1; j < seq->u.seq.n; j++) {
+        const Stmt *t = seq->u.seq.items[j];
+        if (t->op != ST_STORE || reads(t, b))
+            return false;
+        if (t->u.store.buf == b && !t->u.store.atomic && same_idx(t->u.store.idx, s->u.store.idx, b->rank))
+            return true;
+    }
+    return false;
+}
+
+static bool calls_math(const Expr *e)
+{
+    if (e->op == EX_EXP || e->op == EX_EXP2 || e->op == EX_LOG || e->op == EX_SIGMOID || e->op == EX_SILU ||
+        e->op == EX_SOFTPLUS)
+        return true;
+    for (int i = 0; i < e->nargs; i++)
+        if (calls_math(e->args[i]))
+            return true;
+    return false;
+}
+
+/* Forwarding copies the value to each load; worth it for a value that
+ * calls math (exp, silu: calls codegen does not merge) only where every
+ * read of the buffer comes after the store in this sequence, so that the
+ * store dies and the value is still computed once. */
+static bool math_may_forward(const Fuse *F, const Stmt *seq, int i)
+{
+    const Stmt *st = seq->u.seq.items[i];
+    if (st->op != ST_STORE || !calls_math(st->u.store.value))
+        return true;
+    int here = 0;
+    for (int j = i + 1; j < seq->u.seq.n; j++)
+        here += use_of(seq->u.seq.items[j], st->u.store.buf).reads;
+    return here == use_of(F->k->body, st->u.store.buf).reads;
+}
+
+static void forward_seq(Fuse *F, Stmt *seq, Avails *av)
+{
+    for (int i = 0; i < seq->u.seq.n; i++) {
+        F->no_math = !math_may_forward(F, seq, i);
+        forward_stmt(F, seq->u.seq.items[i], av);
+    }
+    for (int i = 0; i < seq->u.seq.n; i++) {
+        Stmt *s = seq->u.seq.items[i];
+        if (s->op == ST_STORE && s->u.store.buf->scope != SCOPE_GLOBAL && !s->u.store.atomic &&
+            !s->u.store.async && overwritten(seq, i))
+            seq_remove(seq, i--);
+    }
+}
+
+/* --------------------------------------------------------- dead stores */
+
+typedef enum { NEITHER, LIVE, KILLED } Fate;
+
+typedef struct Frame {
+    Stmt *seq;   /* a sequence on the way down */
+    int pos;     /* the item being looked at */
+    Stmt *owner; /* the FOR or IF whose body or arm seq is; NULL at the top */
+} Frame;
+
+
+static bool const_is(const Expr *e, int64_t want)
+{
+    int64_t v;
+    return ir_expr_is_const(e, &v) && v == want;
+}
+
+/* A store to b at the loop variables `vars` (extents ext) covers all of b. */
+static bool covers(const Stmt *st, const Buffer *b, const Var *const *vars, Expr *const *ext, int n)
+{
+    bool used[64] = {false};
+    for (int d = 0; d < b->rank; d++) {
+        int64_t dim;
+        if (!ir_expr_is_const(b->shape[d], &dim))
+            return false;
+        const Expr *e = st->u.store.idx[d];
+        if (dim == 1 && const_is(e, 0))
+            continue;
+        int v = 0;
+        while (v < n && !(e->op == EX_VAR && e->var == vars[v]))
+            v++;
+        if (v == n || used[v] || !const_is(ext[v], dim))
+            return false;
+        used[v] = true;
+    }
+    return true;
+}
+
+/* Does s store every element of b unconditionally (ifs not entered;
+ * enclosing loops of the store run at least once)? */
+static bool overwrites(const Stmt *s, const Buffer *b, const Var **vars, Expr **ext, int n)
+{
+    switch (s->op) {
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n; i++)
+            if (overwrites(s->u.seq.items[i], b, vars, ext, n))
+                return true;
+        return false;
+    case ST_FOR: {
+        int64_t e;
+        if (n == 64 || !ir_expr_is_const(s->u.loop.extent, &e) || e < 1)
+            return false;
+        vars[n] = s->u.loop.var;
+        ext[n] = s->u.loop.extent;
+        return overwrites(s->u.loop.body, b, vars, ext, n + 1);
+    }
+    case ST_STORE: return s->u.store.buf == b && !s->u.store.atomic && covers(s, b, vars, ext, n);
+    default: return false;
+    }
+}
+
+/* What s does to b's old contents, read in program order. */
+static Fate fate(const Stmt *s, const Buffer *b)
+{
+    switch (s->op) {
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n; i++) {
+            Fate f = fate(s->u.seq.items[i], b);
+            if (f != NEITHER)
+                return f;
+        }
+        return NEITHER;
+    case ST_IF: {
+        if (value_reads(s->u.if_.cond, b))
+            return LIVE;
+        Fate t = fate(s->u.if_.then_, b), e = s->u.if_.else_ ? fate(s->u.if_.else_, b) : NEITHER;
+        return t == LIVE || e == LIVE ? LIVE : t == KILLED && e == KILLED ? KILLED : NEITHER;
+    }
+    default: {
+        if (reads(s, b))
+            return LIVE;
+        const Var *vars[64];
+        Expr *ext[64];
+        return overwrites(s, b, vars, ext, 0) ? KILLED : NEITHER;
+    }
+    }
+}
+
+/* Can anything after item frames[depth-1].pos read what it stored in b? */
+static bool live_after(const Frame *fr, int depth, const Buffer *b)
+{
+    for (int l = depth - 1; l >= 0; l--) {
+        const Stmt *seq = fr[l].seq;
+        for (int i = fr[l].pos + 1; i < seq->u.seq.n; i++) {
+            Fate f = fate(seq->u.seq.items[i], b);
+            if (f != NEITHER)
+                return f == LIVE;
+        }
+        if (fr[l].owner && fr[l].owner->op == ST_FOR) /* the next iteration */
+            for (int i = 0; i <= fr[l].pos; i++) {
+                Fate f = fate(seq->u.seq.items[i], b);
+                if (f == LIVE)
+                    return true;
+                if (f == KILLED)
+                    break; /* the loop's exit still leads outward */
+            }
+    }
+    return false;
+}
+
+/* Stores to b in s become nothing. */
+static void drop_stores(Fuse *F, Stmt *s, const Buffer *b)
+{
+    switch (s->op) {
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n; i++) {
+            Stmt *it = s->u.seq.items[i];
+            if (it->op == ST_STORE && it->u.store.buf == b)
+                s->u.seq.items[i] = ir_seq(F->k, it->loc);
+            else
+                drop_stores(F, it, b);
+        }
+        break;
+    case ST_FOR: drop_stores(F, s->u.loop.body, b); break;
+    case ST_IF:
+        drop_stores(F, s->u.if_.then_, b);
+        if (s->u.if_.else_)
+            drop_stores(F, s->u.if_.else_, b);
+        break;
+    default: break;
+    }
+}
+
+static void dead_stores_in(Fuse *F, Frame *fr, int depth);
+
+static void dead_stores_item(Fuse *F, Frame *fr, int depth, Stmt *s)
+{
+    if (s->op == ST_FOR && plain(s))
+        for (int i = 0; i < F->k->nbufs; i++) {
+            const Buffer *b = F->k->bufs[i];
+            IrUse u = use_of(s, b);
+            if (b->scope != SCOPE_GLOBAL && u.writes && !u.reads && !live_after(fr, depth, b))
+                drop_stores(F, s, b);
+        }
+    Stmt *kids[2] = {NULL, NULL};
+    if (s->op == ST_SEQ) /* a nested sequence (an unswitched arm): no owner */
+        kids[0] = s;
+    if (s->op == ST_FOR)
+        kids[0] = s->u.loop.body;
+    if (s->op == ST_IF) {
+        kids[0] = s->u.if_.then_;
+        kids[1] = s->u.if_.else_;
+    }
+    for (int c = 0; c < 2; c++)
+        if (kids[c] && kids[c]->op == ST_SEQ && depth < 64) {
+            fr[depth] = (Frame){kids[c], 0, s->op == ST_SEQ ? NULL : s};
+            dead_stores_in(F, fr, depth + 1);
+        }
+}
+
+static void dead_stores_in(Fuse *F, Frame *fr, int depth)
+{
+    Stmt *seq = fr[depth - 1].seq;
+    for (int i = 0; i < seq->u.seq.n; i++) {
+        fr[depth - 1].pos = i;
+        dead_stores_item(F, fr, depth, seq->u.seq.items[i]);
+    }
+}
+
+/* Loops and ifs left without a store do nothing (their conditions and
+ * extents have no effects): removed, and sequences flattened. */
+static bool prune(Fuse *F, Stmt *s)
+{
+    switch (s->op) {
+    case ST_SEQ: {
+        flatten(F, s);
+        for (int i = 0; i < s->u.seq.n; i++)
+            if (!prune(F, s->u.seq.items[i]))
+                seq_remove(s, i--);
+        return s->u.seq.n > 0;
+    }
+    case ST_FOR: return prune(F, s->u.loop.body);
+    case ST_IF: {
+        bool t = prune(F, s->u.if_.then_);
+        bool e = s->u.if_.else_ && prune(F, s->u.if_.else_);
+        return t || e;
+    }
+    default: return true;
+    }
+}
+
+static void drop_unused_buffers(Kernel *k)
+{
+    int n = k->nargs;
+    for (int i = k->nargs; i < k->nbufs; i++) {
+        IrUse u = use_of(k->body, k->bufs[i]);
+        if (u.reads || u.writes)
+            k->bufs[n++] = k->bufs[i];
+    }
+    k->nbufs = n;
+}
+
+bool pass_fuse(Kernel *k, const TargetInfo *t, Diag *d)
+{
+    (void)d;
+    if (k->level != LEVEL_LOOP)
+        return true;
+    Fuse F = {.k = k, .gpu = t->gpu_sm > 0};
+    fuse_seq(&F, k->body);
+    Avails av = {0};
+    forward_seq(&F, k->body, &av);
+    Frame fr[64] = {{k->body, 0, NULL}};
+    dead_stores_in(&F, fr, 1);
+    prune(&F, k->body);
+    drop_unused_buffers(k);
+    return true;
+}
