@@ -22,6 +22,7 @@
  *     micro_gemm A, B -> C [trans_a] [trans_b] [clear] [b_pairs] [wgmma [D0, D1, ...]]
  *     reduce sum|max|min|absmax axis N SRC -> DST [clear]
  *     barrier                         async_commit              async_wait N
+ *     wgmma_wait N
  *   }
  *
  * A region is B[OFF +: EXT, ...]; a whole scratch buffer is just B.
@@ -289,7 +290,8 @@ static void print_simple(const Stmt *s, FILE *f)
         fputs(st_name(s->op), f);
         break;
     case ST_ASYNC_WAIT:
-        fprintf(f, "async_wait %d", s->u.wait.pending);
+    case ST_WGMMA_WAIT:
+        fprintf(f, "%s %d", st_name(s->op), s->u.wait.pending);
         break;
     case ST_REDUCE:
         fprintf(f, "reduce %s axis %d ", reduce_op_name(s->u.reduce.rop), s->u.reduce.axis);

@@ -17,11 +17,12 @@ static const struct {
     {"lower", pass_lower, ANY},
     {"vectorize", pass_vectorize, CPU},
     {"threads", pass_threads, GPU},
+    {"wgwait", pass_wgwait, GPU},
 };
 
 enum { NPASSES = sizeof passes / sizeof passes[0] };
 
-const char *pass_names(void) { return "check, stages, lower, vectorize, threads"; }
+const char *pass_names(void) { return "check, stages, lower, vectorize, threads, wgwait"; }
 
 static double now(void)
 {
