@@ -45,7 +45,7 @@ void cg_gpu_barrier(Cg *c);
 /* An unrolled loop of async stores of one 4-, 8- or 16-byte chunk as one
  * cp.async (false: not such a loop, compile it as usual). */
 bool cg_gpu_async_chunk(Cg *c, const Stmt *s);
-void cg_gpu_async(Cg *c, const Stmt *s); /* ASYNC_COMMIT, ASYNC_WAIT */
+void cg_gpu_async(Cg *c, const Stmt *s); /* ASYNC_COMMIT, ASYNC_WAIT, WGMMA_WAIT */
 void cg_gpu_mma(Cg *c, const Stmt *s); /* a threaded MICRO_GEMM */
 LLVMValueRef cg_gpu_math(Cg *c, const char *intrinsic, LLVMValueRef x); /* NULL: not special */
 bool cg_gpu_check(const Kernel *k, Diag *d);

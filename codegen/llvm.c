@@ -652,6 +652,7 @@ void cg_stmt(Cg *c, const Stmt *s)
         break;
     case ST_ASYNC_COMMIT: /* (async stores land at once on a CPU) */
     case ST_ASYNC_WAIT:
+    case ST_WGMMA_WAIT:
         if (c->t->gpu_sm)
             cg_gpu_async(c, s);
         break;

@@ -259,8 +259,14 @@ static void asm_void(Cg *c, const char *text, const char *cons, LLVMValueRef *ar
     LLVMBuildCall2(c->b, fty, fn, args, (unsigned)nargs, "");
 }
 
+static void cg_gpu_wgmma_wait(Cg *c, const Stmt *s);
+
 void cg_gpu_async(Cg *c, const Stmt *s)
 {
+    if (s->op == ST_WGMMA_WAIT) {
+        cg_gpu_wgmma_wait(c, s);
+        return;
+    }
     if (s->op == ST_ASYNC_COMMIT) {
         asm_void(c, "cp.async.commit_group;", "~{memory}", NULL, 0);
         return;
@@ -561,9 +567,9 @@ static void wgmma_one(Cg *c, const Stmt *s, int n, int i, int64_t first, bool ze
 }
 
 /* A MICRO_GEMM with descriptors (ir.h): fence, the warpgroup's wgmma in
- * issue order, commit, and wait for all of them — the accumulator is read
- * right after, and the next writes of the operand tiles come after the
- * barrier that follows. */
+ * issue order, commit — one group, left in flight: the WGMMA_WAIT that
+ * pass_wgwait placed before the accumulator is read or the operand tiles
+ * are overwritten completes it. */
 static void cg_gpu_wgmma(Cg *c, const Stmt *s)
 {
     const Region *a = &s->u.gemm.a, *b = &s->u.gemm.b;
@@ -579,8 +585,46 @@ static void cg_gpu_wgmma(Cg *c, const Stmt *s)
                 wgmma_one(c, s, l.wg_n, i, 4 * ((int64_t)p * l.nt + (int64_t)q * (l.wg_n / 8)),
                           s->u.gemm.clear && ks == 0);
     asm_void(c, "wgmma.commit_group.sync.aligned;", "~{memory}", NULL, 0);
-    asm_void(c, "wgmma.wait_group.sync.aligned 0;", "~{memory}", NULL, 0);
-    fence_slots(c, s->u.gemm.c.buf, l.slots);
+}
+
+/* Every wgmma accumulator of s (once each, up to n), with its slots. */
+static int wgmma_accs(const Stmt *s, const Buffer **acc, int64_t *slots, int n, int cap)
+{
+    switch (s->op) {
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n; i++)
+            n = wgmma_accs(s->u.seq.items[i], acc, slots, n, cap);
+        return n;
+    case ST_FOR: return wgmma_accs(s->u.loop.body, acc, slots, n, cap);
+    case ST_IF:
+        n = wgmma_accs(s->u.if_.then_, acc, slots, n, cap);
+        return s->u.if_.else_ ? wgmma_accs(s->u.if_.else_, acc, slots, n, cap) : n;
+    case ST_MICRO_GEMM:
+        for (int i = 0; i < n; i++)
+            if (acc[i] == s->u.gemm.c.buf)
+                return n;
+        if (!s->u.gemm.desc || n == cap)
+            return n;
+        acc[n] = s->u.gemm.c.buf;
+        ir_expr_is_const(s->u.gemm.c.buf->shape[0], &slots[n]);
+        return n + 1;
+    default: return n;
+    }
+}
+
+/* wgmma.wait_group n, then every wgmma accumulator passes through an
+ * empty asm: LLVM keeps the in-flight groups' registers as SSA values, and
+ * without this it could read (or move) them before the wait. */
+static void cg_gpu_wgmma_wait(Cg *c, const Stmt *s)
+{
+    char text[64];
+    snprintf(text, sizeof text, "wgmma.wait_group.sync.aligned %d;", s->u.wait.pending);
+    asm_void(c, text, "~{memory}", NULL, 0);
+    const Buffer *acc[16];
+    int64_t slots[16];
+    int n = wgmma_accs(c->k->body, acc, slots, 0, 16);
+    for (int i = 0; i < n; i++)
+        fence_slots(c, acc[i], slots[i]);
 }
 
 void cg_gpu_mma(Cg *c, const Stmt *s)

@@ -539,6 +539,13 @@ Stmt *ir_async_wait(Kernel *k, int pending, SrcLoc loc)
     return s;
 }
 
+Stmt *ir_wgmma_wait(Kernel *k, int pending, SrcLoc loc)
+{
+    Stmt *s = stmt_new(k, ST_WGMMA_WAIT, loc);
+    s->u.wait.pending = pending;
+    return s;
+}
+
 Stmt *ir_fill(Kernel *k, Region dst, Expr *value, SrcLoc loc)
 {
     Stmt *s = stmt_new(k, ST_FILL, loc);

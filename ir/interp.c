@@ -84,11 +84,19 @@ typedef struct Interp {
     Pending *pending; /* SIMT mode: async stores in flight, in issue order */
     int64_t npending, cappending;
     int64_t *groups;  /* by thread: async groups committed so far */
+    /* SIMT mode: each thread's wgmma groups in flight, oldest first
+     * (WG_MAX per thread), and by Buffer.id how many of all threads'
+     * groups read it as an operand (see wg_check) */
+    const Stmt **wg;
+    int *nwg;
+    int *wg_readers;
     Diag *d;
     bool failed;
 } Interp;
 
 static Mem *mem_of(Interp *in, const Buffer *b) { return &in->mem[b->id]; }
+static bool wg_check(Interp *in, const Buffer *b, bool write, SrcLoc loc);
+static void wg_issue(Interp *in, const Stmt *s);
 
 /* Storage of b as the current thread sees it. */
 static void *base_of(Interp *in, const Buffer *b)
@@ -265,7 +273,7 @@ static double eval(Interp *in, const Expr *e, SrcLoc loc)
         for (int d = 0; d < e->nargs; d++)
             idx[d] = eval_int(in, e->args[d], loc);
         int64_t off = offset(in, e->buf, idx, loc);
-        if (off < 0 || !track(in, e->buf, off, idx, ACC_READ, loc))
+        if (off < 0 || !track(in, e->buf, off, idx, ACC_READ, loc) || !wg_check(in, e->buf, false, loc))
             return 0;
         return dt_load(e->buf->dtype, base_of(in, e->buf), off);
     }
@@ -627,6 +635,7 @@ static void exec_block_mma(Interp *in, const Stmt *s)
     MmaLayout l;
     if (s->u.gemm.desc) {
         exec_wgmma(in, s);
+        wg_issue(in, s);
         return;
     }
     if (!ir_mma_layout(M, N, in->nthreads, &l) || c->buf->rank != 1) {
@@ -703,6 +712,75 @@ static void exec_reduce(Interp *in, const Stmt *s)
     }
 }
 
+
+/* ------------------------------------------------- wgmma groups in flight */
+
+/* A MICRO_GEMM with descriptors computes at issue here, but stays in
+ * flight (ir.h) until a wgmma_wait retires it: until then its thread may
+ * not touch its accumulator and no thread may write its operands.  Every
+ * such access is reported, so a missing or too lax wgmma_wait fails even
+ * where the product happens to come out right. */
+enum { WG_MAX = 16 };
+
+static bool wg_failed(Interp *in, const Buffer *b, const char *what, int t, const Stmt *g, SrcLoc loc)
+{
+    fail(in, loc, "race on %s: thread %d %s while thread %d's wgmma group (line %d) %s it is in flight",
+         b->name, in->cur, what, t, g->loc.line, b == g->u.gemm.c.buf ? "writing" : "reading");
+    diag_hint(in->d, "a wgmma_wait that retires the group must come first (and, for a shared "
+                     "operand other threads read, a barrier after it)");
+    return false;
+}
+
+/* May the current thread access b now (write: overwrite it)? */
+static bool wg_check(Interp *in, const Buffer *b, bool write, SrcLoc loc)
+{
+    if (!in->wg || (b->scope == SCOPE_LOCAL ? !in->nwg[in->cur] : !write || !in->wg_readers[b->id]))
+        return true;
+    bool local = b->scope == SCOPE_LOCAL;
+    for (int t = local ? in->cur : 0; t < (local ? in->cur + 1 : in->nthreads); t++)
+        for (int i = 0; i < in->nwg[t]; i++) {
+            const Stmt *g = in->wg[t * WG_MAX + i];
+            bool acc = t == in->cur && g->u.gemm.c.buf == b;
+            if (acc || (write && (g->u.gemm.a.buf == b || g->u.gemm.b.buf == b)))
+                return wg_failed(in, b, write ? "writes it" : "reads it", t, g, loc);
+        }
+    return true;
+}
+
+static void wg_issue(Interp *in, const Stmt *s)
+{
+    if (in->nwg[in->cur] == WG_MAX) {
+        fail(in, s->loc, "thread %d has more than %d wgmma groups in flight", in->cur, WG_MAX);
+        return;
+    }
+    in->wg[in->cur * WG_MAX + in->nwg[in->cur]++] = s;
+    in->wg_readers[s->u.gemm.a.buf->id]++;
+    in->wg_readers[s->u.gemm.b.buf->id]++;
+}
+
+/* wgmma_wait n: the current thread's groups but its n newest complete. */
+static void wg_retire(Interp *in, int keep)
+{
+    const Stmt **q = in->wg + in->cur * WG_MAX;
+    int n = in->nwg[in->cur], drop = n > keep ? n - keep : 0;
+    for (int i = 0; i < drop; i++) {
+        in->wg_readers[q[i]->u.gemm.a.buf->id]--;
+        in->wg_readers[q[i]->u.gemm.b.buf->id]--;
+    }
+    memmove(q, q + drop, (size_t)(n - drop) * sizeof *q);
+    in->nwg[in->cur] = n - drop;
+}
+
+/* A block ends with no group in flight (its results would be lost). */
+static bool wg_block_end(Interp *in)
+{
+    for (int t = 0; in->wg && t < in->nthreads; t++)
+        if (in->nwg[t])
+            return fail(in, in->wg[t * WG_MAX]->loc, "thread %d ends the block with a wgmma group in flight "
+                        "(no wgmma_wait retires it)", t);
+    return true;
+}
+
 /* ----------------------------------------------------------- statements */
 
 static void exec(Interp *in, const Stmt *s);
@@ -723,7 +801,7 @@ static bool load_bytes(Interp *in, const Expr *e, SrcLoc loc, uint8_t *out)
     for (int d = 0; d < e->nargs; d++)
         idx[d] = eval_int(in, e->args[d], loc);
     int64_t off = in->failed ? -1 : offset(in, e->buf, idx, loc);
-    if (off < 0 || !track(in, e->buf, off, idx, ACC_READ, loc))
+    if (off < 0 || !track(in, e->buf, off, idx, ACC_READ, loc) || !wg_check(in, e->buf, false, loc))
         return false;
     size_t n = (size_t)dt_bits(e->buf->dtype) / 8;
     memcpy(out, (char *)base_of(in, e->buf) + (size_t)off * n, n);
@@ -747,7 +825,7 @@ static void exec_store(Interp *in, const Stmt *s)
         return;
     int64_t off = offset(in, b, idx, s->loc);
     Access a = s->u.store.atomic ? ACC_ATOMIC : ACC_WRITE;
-    if (off < 0 || !track(in, b, off, idx, a, s->loc))
+    if (off < 0 || !track(in, b, off, idx, a, s->loc) || !wg_check(in, b, true, s->loc))
         return;
     size_t n = (size_t)dt_bits(b->dtype) / 8;
     if (s->u.store.async && in->simt) { /* async stores always move bits (verified) */
@@ -806,6 +884,10 @@ static void exec(Interp *in, const Stmt *s)
             in->groups[in->cur]++;
         break;
     case ST_ASYNC_WAIT: break; /* without threads every async store has landed */
+    case ST_WGMMA_WAIT:
+        if (in->wg)
+            wg_retire(in, s->u.wait.pending);
+        break;
     case ST_PREFETCH: break;   /* a hint about caches */
     default: fail(in, s->loc, "interpreter: unsupported statement %s", st_name(s->op));
     }
@@ -1022,6 +1104,9 @@ static void free_mem(Interp *in)
     free(in->vars);
     free(in->pending);
     free(in->groups);
+    free(in->wg);
+    free(in->nwg);
+    free(in->wg_readers);
 }
 
 bool ir_interp(const Kernel *k, void *const *args, const int64_t *params, Diag *d)
@@ -1032,6 +1117,11 @@ bool ir_interp(const Kernel *k, void *const *args, const int64_t *params, Diag *
     in.vars = calloc((size_t)(in.nthreads * in.nvars), sizeof *in.vars);
     in.mem = calloc((size_t)in.nvars, sizeof *in.mem);
     in.groups = calloc((size_t)in.nthreads, sizeof *in.groups);
+    if (in.simt) {
+        in.wg = calloc((size_t)in.nthreads * WG_MAX, sizeof *in.wg);
+        in.nwg = calloc((size_t)in.nthreads, sizeof *in.nwg);
+        in.wg_readers = calloc((size_t)in.nvars, sizeof *in.wg_readers);
+    }
     bool ok = (in.vars && in.mem && in.groups) ? setup_mem(&in, args)
                                                : fail(&in, k->loc, "interpreter: out of memory");
     int64_t grid[IR_MAX_GRID] = {1, 1, 1}, nblocks = 1;
@@ -1042,9 +1132,10 @@ bool ir_interp(const Kernel *k, void *const *args, const int64_t *params, Diag *
     }
     for (int64_t blk = 0; ok && blk < nblocks && !in.failed; blk++) {
         start_block(&in, blk, grid);
-        if (in.simt)
+        if (in.simt) {
             simt(&in, k->body);
-        else
+            wg_block_end(&in);
+        } else
             exec(&in, k->body);
     }
     ok = ok && !in.failed;

@@ -61,6 +61,12 @@
  *     name the buffers read; how their elements are placed is whatever the
  *     kernel's stores wrote (pass_threads writes the swizzled layout the
  *     descriptors describe).
+ *   - Such a MICRO_GEMM is asynchronous: each thread issues it as one
+ *     wgmma group that stays in flight until a WGMMA_WAIT n of the thread
+ *     leaves at most n newer groups in flight.  While a group is in flight
+ *     its thread must not read or write c (other in-flight products into
+ *     the same c excepted: they chain) and no thread may write a or b
+ *     (pass_wgwait places the waits; the SIMT interpreter reports both).
  *
  * Asynchronous copies (GPU, made by pass_stages for `pipelined` loops): an
  * `async` COPY (Tile IR) or STORE (Loop IR) moves elements from a global
@@ -331,6 +337,7 @@ typedef struct Region {
     X(BARRIER, "barrier")       /* Loop IR with threads: sync */\
     X(ASYNC_COMMIT, "async_commit") /* close a group of async stores */\
     X(ASYNC_WAIT, "async_wait") /* land old groups, then barrier */\
+    X(WGMMA_WAIT, "wgmma_wait") /* complete old wgmma groups */\
     X(PREFETCH, "prefetch")     /* Loop IR: buf[idx] is read soon */
 
 typedef enum StmtOp {
@@ -354,7 +361,7 @@ struct Stmt {
          * ATOMIC_ADD lowers to; blocks of the grid run concurrently). */
         struct { Buffer *buf; Expr **idx; Expr *value; bool atomic, async; } store;
         struct { Region src, dst; bool async; } copy; /* also ATOMIC_ADD */
-        struct { int pending; } wait; /* ASYNC_WAIT: groups left in flight */
+        struct { int pending; } wait; /* ASYNC_WAIT, WGMMA_WAIT: groups left in flight */
         struct { Region dst; Expr *value; } fill;
         /* GEMM and MICRO_GEMM.  a: [M,K] ([K,M] if trans_a), b: [K,N] ([N,K]
          * if trans_b), c: [M,N]; clear: c = a.b instead of c += a.b.
@@ -472,6 +479,7 @@ Stmt *ir_atomic_add(Kernel *k, Region src, Region dst, SrcLoc loc);
 Stmt *ir_barrier(Kernel *k, SrcLoc loc);
 Stmt *ir_async_commit(Kernel *k, SrcLoc loc);
 Stmt *ir_async_wait(Kernel *k, int pending, SrcLoc loc);
+Stmt *ir_wgmma_wait(Kernel *k, int pending, SrcLoc loc);
 
 /* Deep copies (ir/clone.c): how a pass repeats a piece of a kernel.  In
  * the copy, variable var[i] reads as a copy of by[i] and buffer from[i] is

@@ -575,6 +575,8 @@ static Stmt *stmt(Parser *ps)
         s = ir_async_commit(k, loc);
     } else if (keyword(ps, "async_wait")) {
         s = ir_async_wait(k, (int)integer(ps), loc);
+    } else if (keyword(ps, "wgmma_wait")) {
+        s = ir_wgmma_wait(k, (int)integer(ps), loc);
     } else {
         s = stmt_store(ps, loc);
     }

@@ -23,6 +23,7 @@
  *     reduce sum|max|min|absmax axis N SRC -> DST [clear]
  *     barrier                         async_commit              async_wait N
  *     prefetch B[I, J]
+ *     wgmma_wait N
  *   }
  *
  * A region is B[OFF +: EXT, ...]; a whole scratch buffer is just B.
@@ -290,7 +291,8 @@ static void print_simple(const Stmt *s, FILE *f)
         fputs(st_name(s->op), f);
         break;
     case ST_ASYNC_WAIT:
-        fprintf(f, "async_wait %d", s->u.wait.pending);
+    case ST_WGMMA_WAIT:
+        fprintf(f, "%s %d", st_name(s->op), s->u.wait.pending);
         break;
     case ST_REDUCE:
         fprintf(f, "reduce %s axis %d ", reduce_op_name(s->u.reduce.rop), s->u.reduce.axis);

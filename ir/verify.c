@@ -563,8 +563,10 @@ static void check_stmt(Verifier *v, const Stmt *s)
     case ST_BARRIER:
     case ST_ASYNC_COMMIT: break;
     case ST_ASYNC_WAIT:
+    case ST_WGMMA_WAIT:
         if (s->u.wait.pending < 0)
-            fail(v, s->loc, "async_wait %d: the groups left in flight cannot be negative", s->u.wait.pending);
+            fail(v, s->loc, "%s %d: the groups left in flight cannot be negative", st_name(s->op),
+                 s->u.wait.pending);
         break;
     default: fail(v, s->loc, "unknown statement op %d", (int)s->op);
     }

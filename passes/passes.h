@@ -16,7 +16,7 @@ typedef struct PassOptions {
 
 /* Run every pass in order: Tile IR → Loop IR for target t. */
 bool pass_pipeline(Kernel *k, const TargetInfo *t, const PassOptions *o, Diag *d);
-/* "check, stages, lower, fuse, vectorize, threads" */
+/* "check, stages, lower, fuse, vectorize, threads, wgwait" */
 const char *pass_names(void);
 
 /* Semantic pre-check against the target (fragment sizes, ...). */
@@ -40,6 +40,10 @@ bool pass_vectorize(Kernel *k, const TargetInfo *t, Diag *d);
 /* GPU: spread parallel loops over the block's threads, place scratch in
  * shared or private memory, insert the barriers the data flow needs. */
 bool pass_threads(Kernel *k, const TargetInfo *t, Diag *d);
+/* sm_90a: the wgmma_wait (and barrier) each asynchronous wgmma group needs
+ * before its accumulator is touched or its operand tiles are rewritten
+ * (GPU Loop IR; see wgwait.c). */
+bool pass_wgwait(Kernel *k, const TargetInfo *t, Diag *d);
 /* Dynamic shared memory a threaded kernel needs (buffers 16-aligned, in
  * buffer order: codegen lays them out the same way). */
 int64_t pass_shared_bytes(const Kernel *k);

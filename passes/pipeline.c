@@ -18,11 +18,12 @@ static const struct {
     {"fuse", pass_fuse, CPU}, /* GPU: the rule is there (see fuse.c) but softmax then spills on sm_90a */
     {"vectorize", pass_vectorize, CPU},
     {"threads", pass_threads, GPU},
+    {"wgwait", pass_wgwait, GPU},
 };
 
 enum { NPASSES = sizeof passes / sizeof passes[0] };
 
-const char *pass_names(void) { return "check, stages, lower, fuse, vectorize, threads"; }
+const char *pass_names(void) { return "check, stages, lower, fuse, vectorize, threads, wgwait"; }
 
 static double now(void)
 {

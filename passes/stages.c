@@ -21,7 +21,10 @@
  *   }
  *
  * so tiles k+1 .. k+S-1 stream in while tile k is computed on, with one
- * barrier per step.  The body is repeated S times because the buffers of a
+ * barrier per step.  On sm_90a, where REST's product on the staged tiles
+ * runs as asynchronous wgmma (see refill_last), the copies of step k go
+ * after REST(k) instead: they refill the buffers of tile k-1, whose group
+ * pass_wgwait retires (wgmma_wait 1 and a barrier) while tile k's runs on.  The body is repeated S times because the buffers of a
  * step are fixed in each copy.  A copy that changes dtype (e4m3 into bf16,
  * say) cannot be asynchronous: it runs synchronously in the same place, and
  * a loop with no other copies is left alone (on a CPU, `lower` gives the
@@ -71,6 +74,7 @@ typedef struct Stage {
     int ncopies;          /* the leading copies that are staged */
     Buffer *buf[MAX_STAGED][MAX_STAGES]; /* [copy][stage]: stage 0 is the original */
     int S;
+    bool refill_last; /* issue a step's copies after its REST (sm_90a) */
 } Stage;
 
 /* Is the i-th statement of the loop's body a copy that can be staged? */
@@ -175,6 +179,34 @@ static Stmt *rest(Stage *st, Expr *k, int s)
     return seq;
 }
 
+static bool staged(const Stage *st, const Buffer *b)
+{
+    for (int i = 0; i < st->ncopies; i++)
+        if (st->buf[i][0] == b)
+            return true;
+    return false;
+}
+
+/* Does REST hold a product that may run as wgmma on staged tiles (K-major
+ * A and B, the shape pass_threads takes)?  Then the step's group can stay
+ * in flight across the next step's wait, if the next step's copies do not
+ * overwrite its tiles: they must refill the tiles of the step before.  (A
+ * guess at Tile IR: if threads picks mma.sync after all, the order only
+ * costs some overlap of copies with the synchronous product.) */
+static bool wgmma_rest(const Stage *st)
+{
+    const Stmt *body = st->loop->u.loop.body;
+    if (st->t->gpu_sm < 90)
+        return false;
+    for (int i = st->ncopies; i < body->u.seq.n; i++) {
+        const Stmt *g = body->u.seq.items[i];
+        if (g->op == ST_GEMM && g->u.gemm.trans_b && !g->u.gemm.trans_a && staged(st, g->u.gemm.a.buf) &&
+            staged(st, g->u.gemm.b.buf))
+            return true;
+    }
+    return false;
+}
+
 static Stmt *staged_loop(Stage *st)
 {
     Kernel *k = st->k;
@@ -191,9 +223,12 @@ static Stmt *staged_loop(Stage *st)
         Expr *step = ir_binary(k, EX_ADD, ir_binary(k, EX_MUL, ir_var(k, kb), ci(st, S)), ci(st, u));
         Stmt *seq = ir_seq(k, loc);
         ir_seq_push(k, seq, ir_async_wait(k, S - 2, loc));
+        if (st->refill_last)
+            ir_seq_push(k, seq, rest(st, step, u));
         ir_seq_push(k, seq, issue(st, ir_binary(k, EX_ADD, dup(st, step), ci(st, S - 1)), (u + S - 1) % S));
         ir_seq_push(k, seq, ir_async_commit(k, loc));
-        ir_seq_push(k, seq, rest(st, step, u));
+        if (!st->refill_last)
+            ir_seq_push(k, seq, rest(st, step, u));
         ir_seq_push(k, body, guard(st, ir_binary(k, EX_LT, dup(st, step), dup(st, st->loop->u.loop.extent)), seq));
     }
     Expr *n = dup(st, st->loop->u.loop.extent);
@@ -230,6 +265,7 @@ static Stmt *try_stage(Kernel *k, const TargetInfo *t, Stmt *s)
         for (int j = 1; j < st.S; j++)
             st.buf[i][j] = stage_buffer(k, x, j);
     }
+    st.refill_last = wgmma_rest(&st);
     return staged_loop(&st);
 }
 

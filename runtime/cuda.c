@@ -395,6 +395,19 @@ static bool time_runs(CuDevice *dev, CuTimedOp op, void *ctx, int reps, double *
     return ok;
 }
 
+bool cu_tensor_map_encode(CuDevice *dev, const TmapArgs *a, CuPtr base, void *map, Diag *d)
+{
+    if (base % 16 || (uintptr_t)map % TMAP_ALIGN)
+        return diag_error(d, (SrcLoc){0}, "cuTensorMapEncodeTiled: tensor address 0x%llx or map %p misaligned "
+                          "(16 and %d bytes needed)", (unsigned long long)base, map, TMAP_ALIGN);
+    CUresult r = dev->api.cuTensorMapEncodeTiled(
+        (CUtensorMap *)map, (CUtensorMapDataType)a->data_type, a->rank, (void *)(uintptr_t)base, a->dim,
+        a->stride, a->box, a->elem_stride, (CUtensorMapInterleave)a->interleave,
+        (CUtensorMapSwizzle)a->swizzle, (CUtensorMapL2promotion)a->l2_promotion,
+        (CUtensorMapFloatOOBfill)a->oob_fill);
+    return cu_ok(dev, d, "cuTensorMapEncodeTiled", r);
+}
+
 typedef struct LaunchOp {
     CuKernel *k;
     const unsigned *grid;
@@ -487,6 +500,10 @@ bool cu_time_launches(CuKernel *k, const unsigned grid[3], unsigned block_thread
     return no_cuda(d);
 }
 bool cu_time_dtod(CuDevice *dev, CuPtr dst, CuPtr src, size_t bytes, int reps, double *ms, Diag *d)
+{
+    return no_cuda(d);
+}
+bool cu_tensor_map_encode(CuDevice *dev, const TmapArgs *a, CuPtr base, void *map, Diag *d)
 {
     return no_cuda(d);
 }

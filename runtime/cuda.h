@@ -15,6 +15,7 @@
 #define TILEC_RUNTIME_CUDA_H
 
 #include "ir/ir.h"
+#include "runtime/tensormap.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -49,6 +50,11 @@ bool cu_htod(CuDevice *dev, CuPtr dst, const void *src, size_t bytes, Diag *d);
 bool cu_dtoh(CuDevice *dev, void *dst, CuPtr src, size_t bytes, Diag *d);
 bool cu_dtod(CuDevice *dev, CuPtr dst, CuPtr src, size_t bytes, Diag *d);
 bool cu_memset(CuDevice *dev, CuPtr dst, uint8_t v, size_t bytes, Diag *d);
+
+/* cuTensorMapEncodeTiled(map, a, base): map is TMAP_BYTES, TMAP_ALIGN-aligned
+ * host memory (passed by value as the kernel's .param), base the tensor's
+ * device address (16-byte aligned, checked). */
+bool cu_tensor_map_encode(CuDevice *dev, const TmapArgs *a, CuPtr base, void *map, Diag *d);
 
 /* Time `reps` launches with events (one event pair per launch); median ms into *ms. */
 bool cu_time_launches(CuKernel *k, const unsigned grid[3], unsigned block_threads, size_t dyn_smem,

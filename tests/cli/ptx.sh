@@ -50,6 +50,14 @@ for arch in sm_90a sm_80; do
      printf '%s' "$log" | grep -q "0 bytes spill stores, 0 bytes spill loads"; then
     ok "gemm bf16 cp.async stages $arch"; else bad "gemm bf16 cp.async stages $arch" "${log:-}"; fi
 done
+# on sm_90a a step's wgmma group stays in flight across the next step's wait
+# (wait_group 1 before the refill of its tiles), and ptxas keeps the wgmma
+# asynchronous (it warns "wgmma.mma_async instructions are serialized" when
+# it cannot prove the accumulators untouched while in flight)
+ptx="$tmp/gp-sm_90a.ptx"
+if grep -q "wgmma.wait_group.sync.aligned 1;" "$ptx" && log=$("$PTXAS" -arch=sm_90a -v -o "$tmp/x.cubin" "$ptx" 2>&1) &&
+   ! printf '%s' "$log" | grep -qi "serializ"; then
+  ok "gemm bf16 wgmma group in flight across steps sm_90a"; else bad "gemm bf16 wgmma group in flight across steps sm_90a" "${log:-}"; fi
 
 # the compressor's other emit and pooling (the indexer's Hadamard + FP4,
 # HCA's 128 slots without overlap) assemble too

@@ -4,6 +4,10 @@
  *                line that names libcuda (no GPU needed);
  *   tensor_map:  cuda_api.h's CUtensorMap layout (libclang's numbers) is the
  *                host compiler's, 128 bytes aligned to at least 64;
+ *   tensor_map_args: the cuTensorMapEncodeTiled arguments tmap_args builds
+ *                for gemm operand tiles (dims and boxes innermost first,
+ *                byte strides, the enum values of cuda.h) and each limit
+ *                that keeps a copy on cp.async;
  *   ptx_assembles: the hand-written PTX below assembles with ptxas for sm_90a
  *                when ptxas is installed, so a typo shows without a GPU;
  *   gpu:         on a machine with a GPU, memory round trips, a bad PTX load,
@@ -114,6 +118,49 @@ TEST(tensor_map)
     printf("  CUtensorMap: %zu bytes, aligned to %zu\n", sizeof(CUtensorMap), _Alignof(CUtensorMap));
 #else
     printf("  skipped: built without cuda.h\n");
+#endif
+}
+
+/* The arguments for examples/gemm.lua's A tile (bf16 [300, 4096], boxes
+ * 128 x 64: 128-byte rows, the 128-byte swizzle wgmma reads) and an e4m3
+ * [256, 96] tile of 64 x 32 with the 32-byte swizzle, and every reason TMA
+ * refuses a copy. */
+TEST(tensor_map_args)
+{
+    TmapArgs a;
+    Diag d = {0};
+    int64_t shape[2] = {300, 4096}, stride[2] = {4096, 1}, box[2] = {128, 64};
+    CHECKF(tmap_args(DT_BF16, 2, shape, stride, box, 128, &a, &d), "%s", d.msg);
+    CHECK(a.data_type == 9 && a.rank == 2);
+    CHECK(a.dim[0] == 4096 && a.dim[1] == 300 && a.stride[0] == 8192);
+    CHECK(a.box[0] == 64 && a.box[1] == 128 && a.elem_stride[0] == 1 && a.elem_stride[1] == 1);
+    CHECK(a.swizzle == 3 && a.interleave == 0 && a.oob_fill == 0);
+    int64_t s8[2] = {256, 96}, st8[2] = {96, 1}, b8[2] = {64, 32};
+    CHECKF(tmap_args(DT_F8E4M3, 2, s8, st8, b8, 32, &a, &d), "%s", d.msg);
+    CHECK(a.data_type == 0 && a.dim[0] == 96 && a.stride[0] == 96 && a.box[0] == 32 && a.swizzle == 1);
+    struct { DType dt; int64_t shape[2], stride[2], box[2]; int swz; const char *why; } bad[] = {
+        {DT_BF16, {300, 100}, {100, 1}, {128, 64}, 128, "multiple of 16 bytes below"}, /* 200-byte rows */
+        {DT_BF16, {300, 4096}, {1, 300}, {128, 64}, 128, "not contiguous"},
+        {DT_BF16, {300, 4096}, {4096, 1}, {512, 64}, 128, "outside 1..256"},
+        {DT_F32, {300, 4096}, {4096, 1}, {128, 2}, 0, "inner extent is no multiple of 16"},
+        {DT_BF16, {300, 4096}, {4096, 1}, {128, 128}, 128, "exceeds the swizzle span"},
+        {DT_BF16, {300, 4096}, {4096, 1}, {128, 64}, 64, "exceeds the swizzle span"},
+        {DT_F4E2M1, {300, 4096}, {4096, 1}, {128, 64}, 0, "no whole-byte"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        d = (Diag){0};
+        bool ok = tmap_args(bad[i].dt, 2, bad[i].shape, bad[i].stride, bad[i].box, bad[i].swz, &a, &d);
+        CHECKF(!ok && strstr(d.msg, bad[i].why), "case %zu: %s", i, ok ? "accepted" : d.msg);
+    }
+#if TILEC_HAVE_CUDA
+    CHECK((int)TMAP_DT_UINT8 == (int)CU_TENSOR_MAP_DATA_TYPE_UINT8 && (int)TMAP_DT_BFLOAT16 == (int)CU_TENSOR_MAP_DATA_TYPE_BFLOAT16);
+    CHECK((int)TMAP_DT_FLOAT16 == (int)CU_TENSOR_MAP_DATA_TYPE_FLOAT16 && (int)TMAP_DT_FLOAT32 == (int)CU_TENSOR_MAP_DATA_TYPE_FLOAT32);
+    CHECK((int)TMAP_DT_INT32 == (int)CU_TENSOR_MAP_DATA_TYPE_INT32 && (int)TMAP_DT_INT64 == (int)CU_TENSOR_MAP_DATA_TYPE_INT64);
+    CHECK((int)TMAP_SWIZZLE_32B == (int)CU_TENSOR_MAP_SWIZZLE_32B && (int)TMAP_SWIZZLE_64B == (int)CU_TENSOR_MAP_SWIZZLE_64B &&
+          (int)TMAP_SWIZZLE_128B == (int)CU_TENSOR_MAP_SWIZZLE_128B && (int)TMAP_SWIZZLE_NONE == (int)CU_TENSOR_MAP_SWIZZLE_NONE);
+    CHECK((int)TMAP_INTERLEAVE_NONE == (int)CU_TENSOR_MAP_INTERLEAVE_NONE && (int)TMAP_L2_256B == (int)CU_TENSOR_MAP_L2_PROMOTION_L2_256B);
+    CHECK((int)TMAP_OOB_FILL_ZERO == (int)CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    CHECK(TMAP_BYTES == sizeof(CUtensorMap));
 #endif
 }
 
@@ -285,6 +332,7 @@ int main(void)
 {
     RUN(no_driver);
     RUN(tensor_map);
+    RUN(tensor_map_args);
     RUN(ptx_assembles);
     RUN(gpu);
     return test_summary();

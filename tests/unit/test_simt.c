@@ -679,7 +679,7 @@ TEST(wgmma_kernel_text_round_trips)
         return;
     }
     char *text = ir_print_string(k);
-    CHECK(strstr(text, " wgmma [") && strstr(text, " align 1024"));
+    CHECK(strstr(text, " wgmma [") && strstr(text, " align 1024") && strstr(text, "wgmma_wait "));
     Kernel *back = parse_text(text, "wgmma.tir");
     CHECK(back != NULL);
     if (back) {
@@ -735,6 +735,76 @@ TEST(wgmma_descriptor_faults_are_caught)
     }
 }
 
+/* The n-th statement of kind op in s (program order, counting down *n),
+ * with the SEQ that holds it and its index there. */
+static bool find_op(Stmt *s, StmtOp op, int *n, Stmt **seq, int *at)
+{
+    switch (s->op) {
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n; i++) {
+            if (s->u.seq.items[i]->op == op && (*n)-- == 0) {
+                *seq = s;
+                *at = i;
+                return true;
+            }
+            if (find_op(s->u.seq.items[i], op, n, seq, at))
+                return true;
+        }
+        return false;
+    case ST_FOR: return find_op(s->u.loop.body, op, n, seq, at);
+    case ST_IF:
+        return find_op(s->u.if_.then_, op, n, seq, at) || (s->u.if_.else_ && find_op(s->u.if_.else_, op, n, seq, at));
+    default: return false;
+    }
+}
+
+/* The staged 128 x 128 x 64 gemm on sm_90a, four K steps, 2 x 2 blocks
+ * (whole and edge tiles in M and N: both copy branches run): each step's wgmma group stays in
+ * flight across the next step's wait (`wgmma_wait 1` before the refill of
+ * the tiles it reads), and every wgmma_wait pass_wgwait placed is needed:
+ * with any one removed, or leaving one group more in flight, the SIMT
+ * interpreter reports the accumulator read or the operand tile overwritten
+ * while a group is in flight. */
+TEST(every_wgmma_wait_is_needed)
+{
+    FeSet sets[] = {{"M", "200"}, {"N", "136"}, {"K", "256"}, {"dtype", "bf16"},
+                    {"BM", "128"}, {"BN", "128"}, {"BK", "64"}};
+    Kernel *k = lowered("examples/gemm.lua", sets, 7);
+    if (!k)
+        return;
+    Diag d = {0};
+    char *text = ir_print_string(k);
+    CHECKF(strstr(text, "wgmma_wait 1\n") != NULL, "no group is left in flight across a step");
+    free(text);
+    CHECKF(run_lowered(k, &d), "as lowered: %s", d.msg);
+    int n = 1 << 30, at;
+    Stmt *seq;
+    find_op(k->body, ST_WGMMA_WAIT, &n, &seq, &at);
+    int nwaits = (1 << 30) - n;
+    ir_kernel_free(k);
+    CHECKF(nwaits >= 4, "only %d wgmma_wait", nwaits);
+    for (int i = 0; i < 2 * nwaits; i++) {
+        if (!(k = lowered("examples/gemm.lua", sets, 7)))
+            return;
+        n = i / 2;
+        CHECK(find_op(k->body, ST_WGMMA_WAIT, &n, &seq, &at));
+        Stmt *w = seq->u.seq.items[at];
+        int line = w->loc.line;
+        if (i % 2) {
+            w->u.wait.pending++;
+        } else {
+            memmove(&seq->u.seq.items[at], &seq->u.seq.items[at + 1],
+                    (size_t)(seq->u.seq.n - at - 1) * sizeof(Stmt *));
+            seq->u.seq.n--;
+        }
+        d = (Diag){0};
+        bool ok = run_lowered(k, &d);
+        CHECKF(!ok && strstr(d.msg, "wgmma group"), "wgmma_wait %d (line %d) %s: %s", i / 2, line,
+               i % 2 ? "one group laxer" : "removed", ok ? "ran clean" : d.msg);
+        ir_kernel_free(k);
+    }
+}
+
 TEST(every_barrier_in_lowered_softmax_is_needed)
 {
     FeSet sets[] = {{"M", "11"}, {"N", "700"}}; /* whole and tail tiles: both copy branches run */
@@ -747,9 +817,13 @@ TEST(every_barrier_in_lowered_rmsnorm_is_needed)
     check_every_barrier_needed("examples/rmsnorm.lua", sets, 2);
 }
 
+/* K = 128 is four 32-wide steps: the refills of both stage buffers run
+ * while the other buffer's wgmma group is in flight, in whole tiles
+ * (block row 0) and edge tiles (block row 1), so the barrier after each
+ * wgmma_wait is exercised too. */
 TEST(every_barrier_in_lowered_tensor_core_gemm_is_needed)
 {
-    FeSet sets[] = {{"M", "100"}, {"N", "100"}, {"K", "80"}, {"dtype", "bf16"},
+    FeSet sets[] = {{"M", "100"}, {"N", "100"}, {"K", "128"}, {"dtype", "bf16"},
                     {"BM", "64"}, {"BN", "64"}, {"BK", "32"}};
     check_every_barrier_needed("examples/gemm.lua", sets, 7);
 }
@@ -771,6 +845,7 @@ int main(void)
     RUN(wgmma_gemm_matches_the_interpreter);
     RUN(wgmma_descriptor_faults_are_caught);
     RUN(wgmma_kernel_text_round_trips);
+    RUN(every_wgmma_wait_is_needed);
     RUN(reduction_phases_in_a_loop);
     RUN(transpose_64x64_tiles);
     RUN(micro_gemm_per_thread_slots);

@@ -409,6 +409,9 @@ TEST(async_copies_and_waits)
     Stmt *w = ir_async_wait(k, -1, item(k, 0)->loc);
     k->body->u.seq.items[0] = w;
     expect_fail(k, 13, "verify: async_wait -1: the groups left in flight cannot be negative");
+    k = load(tile_src);
+    k->body->u.seq.items[0] = ir_wgmma_wait(k, -1, item(k, 0)->loc);
+    expect_fail(k, 13, "verify: wgmma_wait -1: the groups left in flight cannot be negative");
 }
 
 /* A prefetch is Loop IR (lower places it) and indexes its buffer like a
