@@ -305,15 +305,17 @@ TEST(rmsnorm_quant_against_the_spec)
 /* fp8_gemm (§2.3), two levels: tight against the spec's math on the same
  * quantised inputs (bf16 results within one rounding), loose against the
  * unquantised product (DeepGEMM's calc_diff below 1e-3 for FP8). */
-static void check_fp8_gemm(const char *target, int M, int N, int K)
+static void check_fp8_gemm_bn(const char *target, int M, int N, int K, const char *bn)
 {
     int nkb = K / 128, nnb = (N + 127) / 128;
     float *xa = calloc((size_t)M * K, 4), *xb = calloc((size_t)N * K, 4);
     unsigned seed = 31;
     for (int64_t i = 0; i < (int64_t)M * K; i++)
         xa[i] = test_rand(&seed) * 3.0f;
+    /* weights whose 128x128 blocks differ in magnitude (so in scale): a
+     * block reading another block's scale is off by a power of two */
     for (int64_t i = 0; i < (int64_t)N * K; i++)
-        xb[i] = test_rand(&seed) * 0.05f;
+        xb[i] = test_rand(&seed) * 0.05f * (float)(1 << ((i / K / 128 + (i % K) / 128) % 2));
     /* quantise: A per 1×128 with act_quant's reference, B per 128×128 */
     float *qa = calloc((size_t)M * K, 4), *sa = calloc((size_t)M * nkb, 4);
     float *qb = calloc((size_t)N * K, 4), *sb = calloc((size_t)nnb * nkb, 4);
@@ -348,10 +350,10 @@ static void check_fp8_gemm(const char *target, int M, int N, int K)
     char ns[16], ks[16];
     snprintf(ns, sizeof ns, "%d", N);
     snprintf(ks, sizeof ks, "%d", K);
-    FeSet sets[] = {{"N", ns}, {"K", ks}, {"BM", M <= 16 ? "16" : "64"}};
+    FeSet sets[] = {{"N", ns}, {"K", ks}, {"BM", M <= 16 ? "16" : "64"}, {"BN", bn}};
     void *args[5] = {a8, sa8, b8, sb8, c};
     int64_t params[1] = {M};
-    CHECK(th_run("kernels_src/fp8_gemm.lua", sets, 3, target, args, params, 2));
+    CHECK(th_run("kernels_src/fp8_gemm.lua", sets, 4, target, args, params, 2));
     int far = 0, same = 0;
     for (int64_t i = 0; i < (int64_t)M * N; i++) {
         got[i] = dt_bf16_to_f32(c[i]);
@@ -361,10 +363,15 @@ static void check_fp8_gemm(const char *target, int M, int N, int K)
     }
     double diff = ref_calc_diff(got, exact, (int64_t)M * N);
     CHECKF(far == 0 && same >= M * N * 9 / 10 && diff < 1e-3,
-           "fp8_gemm %dx%dx%d on %s: %d beyond one bf16 rounding, %d of %d equal, calc_diff %.2e", M, N, K,
-           target ? target : "interp", far, same, M * N, diff);
+           "fp8_gemm %dx%dx%d BN %s on %s: %d beyond one bf16 rounding, %d of %d equal, calc_diff %.2e", M, N, K,
+           bn, target ? target : "interp", far, same, M * N, diff);
     free(xa); free(xb); free(qa); free(sa); free(qb); free(sb); free(a8); free(b8); free(sa8); free(sb8);
     free(want); free(exact); free(got); free(c);
+}
+
+static void check_fp8_gemm(const char *target, int M, int N, int K)
+{
+    check_fp8_gemm_bn(target, M, N, K, "128");
 }
 
 TEST(fp8_gemm_two_level)
@@ -378,7 +385,10 @@ TEST(fp8_gemm_two_level)
         check_fp8_gemm(targets[t], 5, 200, 256);
         check_fp8_gemm(targets[t], 1, 4096, 4096);   /* Flash decode shapes */
         check_fp8_gemm(targets[t], 16, 1024, 4096);
+        check_fp8_gemm_bn(targets[t], 5, 200, 256, "16"); /* 16-row blocks: eight share a row of weight scales */
+        check_fp8_gemm_bn(targets[t], 1, 200, 256, "32");
     }
+    check_fp8_gemm_bn("sm_90a", 5, 200, 256, "32");
     if (test_large_shapes())
         check_fp8_gemm(ir_host_target()->name, 512, 512, 1024); /* a prefill of 512 tokens */
 }
