@@ -34,7 +34,8 @@ LLVMValueRef cg_elem_ptr(Cg *c, const Buffer *b, LLVMValueRef const *idx);
 LLVMValueRef cg_expr(Cg *c, const Expr *e);
 void cg_stmt(Cg *c, const Stmt *s);
 /* for var in [0, n): body.  kind/arg pick the loop metadata (vector width,
- * full unroll); masked asks for a predicated vector tail. */
+ * full unroll; a serial loop with arg > 0 unrolls arg times at most);
+ * masked asks for a predicated vector tail. */
 void cg_loop(Cg *c, Var *var, LLVMValueRef n, LoopKind kind, int arg, bool masked,
              void (*body)(Cg *, void *), void *ctx);
 /* micro.c */

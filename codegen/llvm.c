@@ -513,6 +513,8 @@ static void loop_metadata(Cg *c, LLVMValueRef latch_br, LoopKind kind, int width
             ops[n++] = md_flag(c, "llvm.loop.vectorize.predicate.enable", t);
     } else if (kind == LOOP_UNROLL) {
         ops[n++] = md_flag(c, "llvm.loop.unroll.full", NULL);
+    } else if (kind == LOOP_SERIAL && width > 0) {
+        ops[n++] = md_flag(c, "llvm.loop.unroll.count", LLVMConstInt(c->i32, (unsigned)width, 0));
     } else {
         return;
     }
