@@ -68,6 +68,14 @@ done
 if grep -q "vfmadd231ps.*zmm" "$tmp/gemm.asm"; then ok "avx512 f32 gemm uses zmm FMA"; else bad "avx512 f32 gemm uses zmm FMA"; fi
 "$TILEC" compile examples/gemm.lua --set dtype=bf16 --target x86-avx512 --emit asm -o "$tmp/gemm_bf16.s" 2>/dev/null
 if grep -q "vdpbf16ps.*zmm" "$tmp/gemm_bf16.s"; then ok "avx512 bf16 gemm uses vdpbf16ps"; else bad "avx512 bf16 gemm uses vdpbf16ps"; fi
+# decode rows: dot tiles — vdpbf16ps on bf16 pairs along K (AVX-512), fp8
+# widened through F16C (vcvtph2ps) and the next step prefetched (AVX2)
+"$TILEC" compile examples/gemm.lua --set dtype=bf16 --set M=4 --set BM=4 --target x86-avx512 --emit asm \
+  -o "$tmp/dot_bf16.s" 2>/dev/null
+if grep -q "vdpbf16ps.*zmm" "$tmp/dot_bf16.s"; then ok "avx512 bf16 dot tiles use vdpbf16ps"; else bad "avx512 bf16 dot tiles use vdpbf16ps"; fi
+"$TILEC" compile kernels_src/fp8_gemm.lua --set BM=1 --set BN=16 --target x86-avx2 --emit asm -o "$tmp/dot_fp8.s" 2>/dev/null
+if grep -q "vcvtph2ps" "$tmp/dot_fp8.s" && grep -q "prefetcht1" "$tmp/dot_fp8.s"; then
+  ok "fp8 dot tiles widen through f16 and prefetch"; else bad "fp8 dot tiles widen through f16 and prefetch"; fi
 "$TILEC" compile examples/gemm.lua --target x86-avx2 --emit asm -o "$tmp/gemm_avx2.s" 2>/dev/null
 if grep -q "vfmadd231ps.*ymm" "$tmp/gemm_avx2.s" && ! grep -q zmm "$tmp/gemm_avx2.s"; then
   ok "avx2 gemm uses ymm only"; else bad "avx2 gemm uses ymm only"; fi
