@@ -167,6 +167,93 @@ static bool bench_op(const Op *op, const char *label, int64_t tokens, const Targ
     return true;
 }
 
+/* ------------------------------------------- fused against the pair */
+
+typedef struct Built {
+    Kernel *k;
+    CgJit *j;
+} Built;
+
+static bool build(const char *spec, const FeSet *sets, int nsets, const TargetInfo *t, Built *b)
+{
+    Diag d = {0};
+    b->j = NULL;
+    b->k = fe_load(spec, sets, nsets, &d);
+    if (b->k && pass_pipeline(b->k, t, NULL, &d) && (b->j = cg_jit_compile(b->k, t, &d)))
+        return true;
+    printf("%s failed: ", spec);
+    diag_print(&d, stdout);
+    return false;
+}
+
+static void unbuild(Built *b)
+{
+    cg_jit_free(b->j);
+    ir_kernel_free(b->k);
+}
+
+/* Median of 9 runs of `n` launches in sequence (a kernel chain). */
+static double time_chain(Built *const *ks, void **const *args, int n, const int64_t *params, int threads)
+{
+    Diag d = {0};
+    double times[9];
+    for (int r = -1; r < 9; r++) {
+        double t0 = rt_now();
+        for (int i = 0; i < n; i++)
+            cg_launch(ks[i]->k, cg_jit_fn(ks[i]->j), args[i], params, threads, &d);
+        if (r >= 0)
+            times[r] = rt_now() - t0;
+    }
+    return rt_median(times, 9);
+}
+
+/* RMSNorm → FP8 quantisation (issue 3's fusion goal): rmsnorm_quant.lua,
+ * which never stores the bf16 norm, against rmsnorm.lua then act_quant.lua,
+ * after checking that both give the same bits; and against the bandwidth
+ * bound of its traffic: x, w, q and s once each (the kernel's two passes
+ * read x twice; at decode sizes the second read hits the cache). */
+static bool bench_fused_norm(const TargetInfo *t, int threads, double bw)
+{
+    static const int64_t rows[] = {16, 4096};
+    const int64_t D = 4096;
+    FeSet aq[] = {{"K", "4096"}};
+    Built fused, norm, quant;
+    if (!build("kernels_src/rmsnorm_quant.lua", NULL, 0, t, &fused) ||
+        !build("kernels_src/rmsnorm.lua", NULL, 0, t, &norm) || !build("kernels_src/act_quant.lua", aq, 1, t, &quant))
+        return false;
+    printf("\n%-34s %8s %10s %10s %7s %10s %8s\n", "RMSNorm -> FP8 (D 4096)", "tokens", "fused_us", "pair_us",
+           "pair/f", "bound_us", "of_bound");
+    bool ok = true;
+    for (int r = 0; r < 2 && ok; r++) {
+        int64_t M = rows[r];
+        size_t n = (size_t)(M * D);
+        uint16_t *x = malloc(n * 2), *y = malloc(n * 2);
+        uint8_t *q1 = malloc(n), *q2 = malloc(n), *s1 = malloc(n / 128), *s2 = malloc(n / 128);
+        float *w = malloc((size_t)D * 4);
+        for (size_t i = 0; i < n; i++)
+            x[i] = dt_f32_to_bf16((float)((i * 7919) % 1999) / 999.0f - 1.0f);
+        for (int64_t i = 0; i < D; i++)
+            w[i] = 0.5f + (float)(i % 17) / 17.0f;
+        void *af[] = {x, w, q1, s1}, *an[] = {x, w, y}, *aq2[] = {y, q2, s2};
+        Built *one[] = {&fused}, *pair[] = {&norm, &quant};
+        void **fa[] = {af}, **pa[] = {an, aq2};
+        int64_t params[1] = {M};
+        double tf = time_chain(one, fa, 1, params, threads), tp = time_chain(pair, pa, 2, params, threads);
+        ok = !memcmp(q1, q2, n) && !memcmp(s1, s2, n / 128);
+        if (!ok)
+            printf("rmsnorm_quant and rmsnorm + act_quant differ at %lld tokens\n", (long long)M);
+        double bytes = (double)n * 2 + (double)D * 4 + (double)n + (double)n / 128; /* x, w, q, s */
+        double bound = bytes / (bw * 1e9);
+        printf("%-34s %8lld %10.1f %10.1f %7.2f %10.1f %8.2f\n", "rmsnorm_quant vs rmsnorm+act_quant",
+               (long long)M, tf * 1e6, tp * 1e6, tp / tf, bound * 1e6, bound / tf);
+        free(x); free(y); free(q1); free(q2); free(s1); free(s2); free(w);
+    }
+    unbuild(&fused);
+    unbuild(&norm);
+    unbuild(&quant);
+    return ok;
+}
+
 int main(int argc, char **argv)
 {
     int threads = 1;
@@ -188,5 +275,6 @@ int main(int argc, char **argv)
         failures += !bench_op(&ops[i], NULL, ops[i].m, t, threads, bw);
     for (size_t i = 0; i < sizeof compressors / sizeof compressors[0]; i++)
         failures += !bench_op(&compressors[i].op, compressors[i].label, compressors[i].tokens, t, threads, bw);
+    failures += !bench_fused_norm(t, threads, bw);
     return failures ? 1 : 0;
 }

@@ -302,6 +302,50 @@ TEST(rmsnorm_quant_against_the_spec)
     free(x); free(q); free(s); free(xf); free(w); free(y); free(qr); free(sr);
 }
 
+/* The plain RMSNorm (bf16 out) against the spec within one bf16 rounding,
+ * and composed with act_quant: the same bits as the fused rmsnorm_quant
+ * (one kernel computes what the pair does, y never stored). */
+TEST(rmsnorm_alone_and_composed_with_act_quant)
+{
+    const int M = 5, D = 4096;
+    uint16_t *x = calloc((size_t)M * D, 2), *y = calloc((size_t)M * D, 2);
+    uint8_t *q1 = calloc((size_t)M * D, 1), *s1 = calloc((size_t)M * D / 128, 1);
+    uint8_t *q2 = calloc((size_t)M * D, 1), *s2 = calloc((size_t)M * D / 128, 1);
+    float *xf = calloc((size_t)M * D, 4), *w = calloc(D, 4), *want = calloc((size_t)M * D, 4);
+    make_input(M, D, xf);
+    for (int i = 0; i < M * D; i++) {
+        x[i] = dt_f32_to_bf16(xf[i] + 0.01f);
+        xf[i] = dt_bf16_to_f32(x[i]);
+    }
+    unsigned seed = 29;
+    for (int j = 0; j < D; j++)
+        w[j] = 0.5f + test_rand(&seed);
+    ref_rmsnorm(M, D, xf, w, 1e-6f, want);
+    const char *targets[] = {NULL, "x86-avx512", "x86-avx2", "sm_90a"};
+    FeSet kq[] = {{"K", "4096"}};
+    for (size_t t = 0; t < 4; t++) {
+        if (!th_runs_here(targets[t]))
+            continue;
+        const char *name = targets[t] ? targets[t] : "interp";
+        int64_t params[1] = {M};
+        void *a1[3] = {x, w, y}, *a2[3] = {y, q1, s1}, *a3[4] = {x, w, q2, s2};
+        CHECK(th_run("kernels_src/rmsnorm.lua", NULL, 0, targets[t], a1, params, 2));
+        int same = 0, far = 0;
+        for (int i = 0; i < M * D; i++) {
+            float got = dt_bf16_to_f32(y[i]), r = ref_round_bf16(want[i]);
+            same += got == r;
+            far += fabsf(got - want[i]) > ulp_of(want[i], 7);
+        }
+        CHECKF(far == 0 && same >= M * D * 99 / 100, "rmsnorm on %s: %d of %d equal, %d beyond one bf16 rounding",
+               name, same, M * D, far);
+        CHECK(th_run("kernels_src/act_quant.lua", kq, 1, targets[t], a2, params, 2));
+        CHECK(th_run("kernels_src/rmsnorm_quant.lua", NULL, 0, targets[t], a3, params, 2));
+        CHECKF(!memcmp(q1, q2, (size_t)M * D) && !memcmp(s1, s2, (size_t)M * D / 128),
+               "rmsnorm then act_quant on %s differs from rmsnorm_quant", name);
+    }
+    free(x); free(y); free(q1); free(s1); free(q2); free(s2); free(xf); free(w); free(want);
+}
+
 /* fp8_gemm (§2.3), two levels: tight against the spec's math on the same
  * quantised inputs (bf16 results within one rounding), loose against the
  * unquantised product (DeepGEMM's calc_diff below 1e-3 for FP8). */
@@ -1104,6 +1148,7 @@ int main(void)
     RUN(hadamard_rotation);
     RUN(rope_forward_and_inverse_with_and_without_yarn);
     RUN(rmsnorm_quant_against_the_spec);
+    RUN(rmsnorm_alone_and_composed_with_act_quant);
     RUN(fp8_gemm_two_level);
     RUN(hc_pre_against_the_spec);
     RUN(hc_post_against_the_spec);
