@@ -572,6 +572,13 @@ static Stmt *lower_gemm_dot(Lower *L, const Stmt *g)
     return seq;
 }
 
+/* The dtypes a dot tile reads in place and widens in vector registers
+ * (codegen/micro.c's dot_dtype): packed fp4, say, is not among them. */
+static bool dot_reads_in_place(DType t)
+{
+    return t == DT_F32 || t == DT_F16 || t == DT_BF16 || t == DT_F8E4M3 || t == DT_F8E5M2;
+}
+
 /* Whether every value of `from` is exactly a value of `to` (a copy from one
  * to the other only widens). */
 static bool widens_exactly(DType from, DType to)
@@ -610,7 +617,8 @@ static void forward_dot_operands(Lower *L, Stmt *seq)
             const Region *src = &cp->u.copy.src;
             if (src->buf->scope != SCOPE_GLOBAL || src->buf->dir != ARG_IN || src->buf->rank != 2 ||
                 src->ext[0] != g->u.gemm.b.ext[0] || src->ext[1] != g->u.gemm.b.ext[1] ||
-                !ir_region_is_whole(&cp->u.copy.dst) || !widens_exactly(src->buf->dtype, ws->dtype))
+                !ir_region_is_whole(&cp->u.copy.dst) || !widens_exactly(src->buf->dtype, ws->dtype) ||
+                !dot_reads_in_place(src->buf->dtype))
                 break;
             IrUse use = {0};
             ir_buffer_use(L->k->body, ws, &use);

@@ -261,6 +261,57 @@ TEST(gemm_decode_rows)
                 check_gemm_bm(dtypes[d], shapes[i][0], shapes[i][1], shapes[i][2], bms[b]);
 }
 
+/* A copy of a read-only weight tile into scratch that only feeds a decode
+ * GEMM is skipped when the dot tile can read the weights in place — but
+ * not for packed fp4, which it cannot (it once read the nibbles as bytes).
+ * Every e2m1 code appears in B; c[i][n] against a double sum. */
+TEST(fp4_weights_copied_for_a_decode_gemm)
+{
+    static const char *src = "kernel fp4w level tile\n"
+                             "arg a: bf16[3, 64] in\n"
+                             "arg w: f4e2m1[40, 64] in\n"
+                             "arg c: f32[3, 40] out\n"
+                             "buf as: shared bf16[3, 64]\n"
+                             "buf ws: shared bf16[40, 64]\n"
+                             "buf acc: fragment f32[3, 40]\n"
+                             "grid (g) < [1]\n"
+                             "{\n"
+                             "  copy a[0 +: 3, 0 +: 64] -> as\n"
+                             "  copy w[0 +: 40, 0 +: 64] -> ws\n"
+                             "  gemm as, ws -> acc trans_b clear\n"
+                             "  copy acc -> c[0 +: 3, 0 +: 40]\n"
+                             "}\n";
+    uint16_t a[3 * 64];
+    uint8_t w[40 * 32];
+    unsigned seed = 5;
+    for (int i = 0; i < 3 * 64; i++)
+        a[i] = dt_f32_to_bf16(test_rand(&seed));
+    for (int i = 0; i < 40 * 32; i++)
+        w[i] = (uint8_t)((i * 37 + 11) & 0xff);
+    for (int e = 0; e < NEXECS; e++) {
+        if (!exec_available(&execs[e]) || execs[e].mode == GPU)
+            continue;
+        Diag d = {0};
+        Kernel *k = ir_parse(src, "fp4w.tir", &d);
+        float c[3 * 40];
+        void *args[3] = {a, w, c};
+        bool ok = k && execute(k, execs[e].mode, execs[e].target, 1, args, NULL, &d);
+        CHECKF(ok, "%s: %s", exec_name(&execs[e]), d.msg);
+        for (int i = 0; ok && i < 3; i++)
+            for (int n = 0; n < 40; n++) {
+                double want = 0;
+                for (int kk = 0; kk < 64; kk++) {
+                    int idx = n * 64 + kk;
+                    unsigned nib = idx % 2 ? w[idx / 2] >> 4 : w[idx / 2] & 15;
+                    want += (double)dt_bf16_to_f32(a[i * 64 + kk]) * ref_decode_e2m1((uint8_t)nib);
+                }
+                CHECKF(fabs(c[i * 40 + n] - want) <= 1e-4, "%s: c[%d][%d] = %g, want %g", exec_name(&execs[e]), i, n,
+                       c[i * 40 + n], want);
+            }
+        ir_kernel_free(k);
+    }
+}
+
 /* A dot tile widens its fp8 operand in registers (codegen/micro.c): every
  * code of both formats, NaN and ±inf included, through a product with
  * known rows — C[i][n] = Σ_k a_i · decode(n) = 40 · a_i · decode(n), exact
@@ -766,6 +817,7 @@ int main(void)
     RUN(gemm_fp8_shapes);
     RUN(gemm_decode_rows);
     RUN(dot_tiles_widen_every_fp8_code);
+    RUN(fp4_weights_copied_for_a_decode_gemm);
     RUN(softmax_shapes);
     RUN(rmsnorm_shapes);
     RUN(silu_mul_f32_and_bf16);
