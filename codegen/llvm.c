@@ -138,10 +138,15 @@ static LLVMValueRef f32_to_fp8(Cg *c, LLVMValueRef f, const Fp8 *F)
     LLVMValueRef rounded = LLVMBuildAdd(B, a, LLVMBuildAdd(B, I32((1u << (shift - 1)) - 1), lsb, ""), "");
     LLVMValueRef normal =
         LLVMBuildSub(B, LLVMBuildLShr(B, rounded, I32(shift), ""), I32((unsigned)(127 - F->bias) << F->mbits), "");
-    LLVMValueRef mag = LLVMBuildFMul(B, LLVMBuildBitCast(B, a, c->f32, ""),
-                                     LLVMConstReal(c->f32, ldexp(1.0, F->bias - 1 + F->mbits)), "");
-    LLVMTypeRef ty = c->f32;
-    LLVMValueRef sub = LLVMBuildFPToUI(B, cg_intrinsic(c, "llvm.roundeven", &ty, 1, &mag, 1), c->i32, "");
+    /* Subnormals: |x| + 2^(24 - bias - mbits) has a last mantissa bit worth
+     * the format's subnormal step, so the add itself rounds |x| to nearest
+     * even in those steps, and the mantissa bits it leaves are the code
+     * (8 for e4m3 when it rounds up to the smallest normal, which is that
+     * normal's code) — two instructions where a round and a conversion took
+     * seven. */
+    LLVMValueRef magic = LLVMConstReal(c->f32, ldexp(1.0, 24 - F->bias - F->mbits));
+    LLVMValueRef sum = LLVMBuildFAdd(B, LLVMBuildBitCast(B, a, c->f32, ""), magic, "");
+    LLVMValueRef sub = LLVMBuildSub(B, LLVMBuildBitCast(B, sum, c->i32, ""), LLVMBuildBitCast(B, magic, c->i32, ""), "");
     LLVMValueRef min_normal = I32((unsigned)(128 - F->bias) << 23); /* 2^(1 - bias) */
     LLVMValueRef code = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntULT, a, min_normal, ""), sub, normal, "");
     LLVMValueRef big = LLVMBuildICmp(B, LLVMIntUGT, code, I32(F->max), ""); /* past the largest, inf */
