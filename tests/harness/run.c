@@ -68,13 +68,18 @@ bool th_load_fails(const char *spec, const FeSet *sets, int nsets, char *msg, si
     return k == NULL;
 }
 
-bool th_kernel_build(ThKernel *tk, const char *spec, const FeSet *sets, int nsets)
+bool th_kernel_build_on(ThKernel *tk, const char *spec, const FeSet *sets, int nsets, const char *target)
 {
     Diag d = {0};
-    const TargetInfo *t = ir_host_target();
+    const TargetInfo *t = target ? ir_target(target) : NULL;
     tk->k = fe_load(spec, sets, nsets, &d);
     tk->jit = NULL;
-    bool ok = tk->k && pass_pipeline(tk->k, t, NULL, &d) && (tk->jit = cg_jit_compile(tk->k, t, &d));
+    tk->target = target;
+    bool ok = tk->k != NULL;
+    if (ok && t)
+        ok = pass_pipeline(tk->k, t, NULL, &d);
+    if (ok && t && !t->gpu_sm)
+        ok = (tk->jit = cg_jit_compile(tk->k, t, &d)) != NULL;
     if (!ok) {
         printf("  %s: ", spec);
         diag_print(&d, stdout);
@@ -82,10 +87,16 @@ bool th_kernel_build(ThKernel *tk, const char *spec, const FeSet *sets, int nset
     return ok;
 }
 
+bool th_kernel_build(ThKernel *tk, const char *spec, const FeSet *sets, int nsets)
+{
+    return th_kernel_build_on(tk, spec, sets, nsets, ir_host_target()->name);
+}
+
 bool th_kernel_run(const ThKernel *tk, void *const *args, const int64_t *params, int threads)
 {
     Diag d = {0};
-    bool ok = cg_launch(tk->k, cg_jit_fn(tk->jit), args, params, threads, &d);
+    bool ok = tk->jit ? cg_launch(tk->k, cg_jit_fn(tk->jit), args, params, threads, &d)
+                      : ir_interp(tk->k, args, params, &d);
     if (!ok)
         diag_print(&d, stdout);
     return ok;

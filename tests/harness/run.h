@@ -26,14 +26,18 @@ bool th_run(const char *spec, const FeSet *sets, int nsets, const char *target, 
  * msg (the one-line errors tests compare exactly). */
 bool th_load_fails(const char *spec, const FeSet *sets, int nsets, char *msg, size_t size);
 
-/* A spec compiled once for this CPU's best target and launched many times
- * (a chain of kernels, a benchmark). */
+/* A spec compiled once and launched many times (a chain of kernels, a
+ * decode one token per launch, a benchmark), on one executor as above. */
 typedef struct ThKernel {
     Kernel *k;
-    struct CgJit *jit;
+    struct CgJit *jit; /* NULL: the interpreter (SIMT mode for a GPU target) */
+    const char *target;
 } ThKernel;
 
-/* False (the diagnostic printed, naming spec) when it does not compile. */
+/* On target (NULL: the interpreter).  False (the diagnostic printed,
+ * naming spec) when it does not compile. */
+bool th_kernel_build_on(ThKernel *tk, const char *spec, const FeSet *sets, int nsets, const char *target);
+/* On this CPU's best target. */
 bool th_kernel_build(ThKernel *tk, const char *spec, const FeSet *sets, int nsets);
 /* One launch over args; params: the dyn values, in the kernel's order. */
 bool th_kernel_run(const ThKernel *tk, void *const *args, const int64_t *params, int threads);

@@ -3,9 +3,7 @@
  * step 5 at Flash lengths (top-k of up to 262144 scores), bit for bit
  * against the plain-C references of ref/attn_index_ref.c; and the one-line
  * errors for lists the spec does not define. */
-#include "codegen/codegen.h"
 #include "frontend/frontend.h"
-#include "passes/passes.h"
 #include "ref/attn_index_ref.h"
 #include "test.h"
 #include "tests/harness/run.h"
@@ -14,44 +12,9 @@
 
 /* ------------------------------------------------------------ executors */
 
-/* One compiled kernel, run many times with different dyn values: on the
- * interpreter (target NULL), a JIT target, or (GPU targets) the GPU
- * lowering in the interpreter's SIMT mode, which also watches for races. */
-typedef struct Exec {
-    Kernel *k;
-    CgJit *jit;
-    const char *target;
-} Exec;
-
-static const char *name_of(const char *target) { return target ? target : "interp"; }
-
-/* Says "skipped" for a CPU target this machine cannot run. */
-static bool runs_here(const char *target)
-{
-    if (!target || ir_target(target)->gpu_sm || ir_target_runs_here(ir_target(target)))
-        return true;
-    printf("skipped: this CPU cannot run %s\n", target);
-    return false;
-}
-
-static bool exec_open(Exec *e, const char *spec, const FeSet *sets, int nsets, const char *target)
-{
-    Diag d = {0};
-    memset(e, 0, sizeof *e);
-    e->target = target;
-    e->k = fe_load(spec, sets, nsets, &d);
-    bool ok = e->k != NULL;
-    if (ok && target)
-        ok = pass_pipeline(e->k, ir_target(target), NULL, &d);
-    if (ok && target && !ir_target(target)->gpu_sm)
-        ok = (e->jit = cg_jit_compile(e->k, ir_target(target), &d)) != NULL;
-    if (!ok)
-        diag_print(&d, stdout);
-    return ok;
-}
-
-/* params: the value of each dyn parameter by name (NULL-terminated pairs). */
-static bool exec_run(Exec *e, void *const *args, const char *const *names, const int64_t *values, int n)
+/* One compiled kernel (tests/harness: ThKernel, on any executor) run with
+ * the value of each dyn parameter given by name. */
+static bool exec_run(const ThKernel *e, void *const *args, const char *const *names, const int64_t *values, int n)
 {
     int64_t params[8] = {0};
     for (int i = 0; i < n; i++) {
@@ -59,17 +22,7 @@ static bool exec_run(Exec *e, void *const *args, const char *const *names, const
         if (p)
             params[p->index] = values[i];
     }
-    Diag d = {0};
-    bool ok = e->jit ? cg_launch(e->k, cg_jit_fn(e->jit), args, params, 2, &d) : ir_interp(e->k, args, params, &d);
-    if (!ok)
-        diag_print(&d, stdout);
-    return ok;
-}
-
-static void exec_close(Exec *e)
-{
-    cg_jit_free(e->jit);
-    ir_kernel_free(e->k);
+    return th_kernel_run(e, args, params, 2);
 }
 
 /* --------------------------------------------------------- index lists */
@@ -96,7 +49,7 @@ static void fake_topk(int64_t M, int kt, int offset, int32_t *topk)
 }
 
 /* One call: M queries from start_pos (prefill: 0) on a compiled kernel. */
-static int check_call(Exec *e, const Config *c, int kind, bool decode, int kt, int64_t start_pos, int64_t M)
+static int check_call(ThKernel *e, const Config *c, int kind, bool decode, int kt, int64_t start_pos, int64_t M)
 {
     RefAttnIndex a = {.kind = kind, .decode = decode, .W = c->W, .kt = kt, .s = M, .last = start_pos + M - 1};
     a.ratio = kind == REF_CSA ? c->csa_ratio : c->hca_ratio;
@@ -116,14 +69,14 @@ static int check_call(Exec *e, const Config *c, int kind, bool decode, int kt, i
         for (int64_t i = 0; i < L; i++)
             if (got[t * L + i] != want[i] && bad++ < 3)
                 printf("  %s %s %s on %s, start %lld M %lld: query %lld entry %lld = %d, want %d\n", c->name,
-                       KINDS[kind], decode ? "decode" : "prefill", name_of(e->target), (long long)start_pos,
+                       KINDS[kind], decode ? "decode" : "prefill", th_name(e->target), (long long)start_pos,
                        (long long)M, (long long)t, (long long)i, got[t * L + i], want[i]);
     }
     free(topk); free(got); free(want);
     return bad;
 }
 
-static bool open_index(Exec *e, const Config *c, int kind, bool decode, int kt, const char *target)
+static bool open_index(ThKernel *e, const Config *c, int kind, bool decode, int kt, const char *target)
 {
     char ws[16], rs[16], ks[16], ss[16];
     snprintf(ws, sizeof ws, "%d", c->W);
@@ -132,7 +85,7 @@ static bool open_index(Exec *e, const Config *c, int kind, bool decode, int kt, 
     snprintf(ss, sizeof ss, "%lld", (long long)c->max_seq);
     FeSet sets[] = {{"kind", KINDS[kind]}, {"mode", decode ? "decode" : "prefill"}, {"W", ws},
                     {"ratio", rs}, {"KT", ks}, {"S", ss}};
-    return exec_open(e, "kernels_src/attn_index.lua", sets, 6, target);
+    return th_kernel_build_on(e, "kernels_src/attn_index.lua", sets, 6, target);
 }
 
 /* Prefill lengths around the window and block edges, decode positions near
@@ -149,10 +102,10 @@ static void check_index_lists(const Config *c, const char *target, bool big)
     for (int kind = 0; kind < 3; kind++)
         for (int dec = 0; dec < 2; dec++) {
             int kt = kind == REF_CSA ? c->index_topk : 1;
-            Exec e;
+            ThKernel e;
             if (!open_index(&e, c, kind, dec, kt, target)) {
                 CHECK(false);
-                exec_close(&e);
+                th_kernel_free(&e);
                 continue;
             }
             int bad = 0;
@@ -169,8 +122,8 @@ static void check_index_lists(const Config *c, const char *target, bool big)
                     bad += check_call(&e, c, kind, true, kt, decode_big[i], 1);
             }
             CHECKF(bad == 0, "%s %s %s on %s: %d wrong entries", c->name, KINDS[kind], dec ? "decode" : "prefill",
-                   name_of(target), bad);
-            exec_close(&e);
+                   th_name(target), bad);
+            th_kernel_free(&e);
         }
 }
 
@@ -178,7 +131,7 @@ TEST(index_lists_v4_mini)
 {
     const char *targets[] = {NULL, "sm_90a", "x86-avx512", "x86-avx2"};
     for (int t = 0; t < 4; t++)
-        if (runs_here(targets[t]))
+        if (th_runs_here(targets[t]))
             check_index_lists(&MINI, targets[t], targets[t] && !ir_target(targets[t])->gpu_sm);
 }
 
@@ -186,7 +139,7 @@ TEST(index_lists_flash)
 {
     const char *targets[] = {NULL, "sm_90a", "x86-avx512", "x86-avx2"};
     for (int t = 0; t < 4; t++)
-        if (runs_here(targets[t]))
+        if (th_runs_here(targets[t]))
             check_index_lists(&FLASH, targets[t], targets[t] && !ir_target(targets[t])->gpu_sm);
 }
 
@@ -230,10 +183,10 @@ static void check_topk(const char *target, int64_t N, int K)
     snprintf(ns, sizeof ns, "%lld", (long long)N);
     snprintf(ks, sizeof ks, "%d", K);
     FeSet sets[] = {{"N", ns}, {"K", ks}, {"offset", "128"}};
-    Exec e;
-    if (!exec_open(&e, "kernels_src/topk_long.lua", sets, 3, target)) {
+    ThKernel e;
+    if (!th_kernel_build_on(&e, "kernels_src/topk_long.lua", sets, 3, target)) {
         CHECK(false);
-        exec_close(&e);
+        th_kernel_free(&e);
         return;
     }
     float *s = malloc((size_t)(NROWS * N) * 4);
@@ -250,12 +203,12 @@ static void check_topk(const char *target, int64_t N, int K)
         ref_topk_sorted(N, K, x, offset, want);
         for (int k = 0; k < K; k++)
             if (got[row * K + k] != want[k] && bad++ < 3)
-                printf("  top-%d of %lld on %s, row %d: entry %d = %d, want %d\n", K, (long long)N, name_of(target),
+                printf("  top-%d of %lld on %s, row %d: entry %d = %d, want %d\n", K, (long long)N, th_name(target),
                        row, k, got[row * K + k], want[k]);
     }
-    CHECKF(bad == 0, "top-%d of %lld on %s: %d wrong", K, (long long)N, name_of(target), bad);
+    CHECKF(bad == 0, "top-%d of %lld on %s: %d wrong", K, (long long)N, th_name(target), bad);
     free(s); free(got); free(want);
-    exec_close(&e);
+    th_kernel_free(&e);
 }
 
 TEST(topk_small_on_every_executor)
@@ -263,7 +216,7 @@ TEST(topk_small_on_every_executor)
     /* a row that is not whole tiles, and k = N */
     const char *targets[] = {NULL, "sm_90a", "x86-avx512", "x86-avx2"};
     for (int t = 0; t < 4; t++)
-        if (runs_here(targets[t])) {
+        if (th_runs_here(targets[t])) {
             check_topk(targets[t], 1000, 64);
             check_topk(targets[t], 256, 256);
         }
@@ -275,7 +228,7 @@ TEST(topk_flash_lengths)
      * top-1024 (Pro), on the JIT targets this CPU runs */
     const char *targets[] = {"x86-avx512", "x86-avx2"};
     for (int t = 0; t < 2; t++) {
-        if (!runs_here(targets[t]))
+        if (!th_runs_here(targets[t]))
             continue;
         check_topk(targets[t], 4096, 512);
         check_topk(targets[t], 4096, 1024);

@@ -9,9 +9,7 @@
  * v4-mini (d 512: attention D 192, indexer D 128, ratios 4 and 16) and Flash
  * (d 4096: D 512 and 128, ratios 4 and 128); interpreter, sm_90a SIMT (small
  * shapes) and the JIT on this CPU's best target. */
-#include "codegen/codegen.h"
 #include "frontend/frontend.h"
-#include "passes/passes.h"
 #include "ref/compress_ref.h"
 #include "ref/ref.h"
 #include "test.h"
@@ -23,46 +21,12 @@ enum { S = 4096 }; /* the cache's positions (v4-mini's max_seq_len): S / r rows,
 
 /* ------------------------------------------------------------ executors */
 
-/* One compiled kernel, launched many times (a decode is one launch per
- * token): the interpreter (target NULL), a JIT target, or a GPU target's
- * lowering in the interpreter's SIMT mode. */
-typedef struct Exec {
-    Kernel *k;
-    CgJit *jit;
-    const char *target;
-} Exec;
-
-static bool exec_open(Exec *e, const char *spec, const FeSet *sets, int nsets, const char *target)
+/* The kernels have one dyn parameter (T or pos); a decode is one launch per
+ * token of one compiled kernel (tests/harness: ThKernel on any executor). */
+static bool exec_run(const ThKernel *e, void *const *args, int64_t dyn)
 {
-    Diag d = {0};
-    memset(e, 0, sizeof *e);
-    e->target = target;
-    e->k = fe_load(spec, sets, nsets, &d);
-    bool ok = e->k != NULL;
-    if (ok && target)
-        ok = pass_pipeline(e->k, ir_target(target), NULL, &d);
-    if (ok && target && !ir_target(target)->gpu_sm)
-        ok = (e->jit = cg_jit_compile(e->k, ir_target(target), &d)) != NULL;
-    if (!ok)
-        diag_print(&d, stdout);
-    return ok;
-}
-
-/* The kernels have one dyn parameter (T or pos). */
-static bool exec_run(Exec *e, void *const *args, int64_t dyn)
-{
-    Diag d = {0};
     int64_t params[1] = {dyn};
-    bool ok = e->jit ? cg_launch(e->k, cg_jit_fn(e->jit), args, params, 2, &d) : ir_interp(e->k, args, params, &d);
-    if (!ok)
-        diag_print(&d, stdout);
-    return ok;
-}
-
-static void exec_close(Exec *e)
-{
-    cg_jit_free(e->jit);
-    ir_kernel_free(e->k);
+    return th_kernel_run(e, args, params, 2);
 }
 
 /* -------------------------------------------------------------- configs */
@@ -115,7 +79,7 @@ static void to_bf16(int64_t n, const float *x, uint16_t *b, float *rounded)
  * is held to 4·√d·2^-24·Σ|w·x|, a random-walk bound on d roundings (the
  * worst case d·2^-24·Σ|w·x| is so loose at d = 4096 that an output
  * rounded to bf16 would pass it).  Returns the outputs beyond it. */
-static int check_projection_T(const Config *c, Exec *e, int T)
+static int check_projection_T(const Config *c, ThKernel *e, int T)
 {
     int cw = cwidth(c), d = c->d;
     int64_t nx = (int64_t)T * d, nw = (int64_t)cw * d, no = (int64_t)T * cw;
@@ -163,15 +127,15 @@ static void check_projection(const Config *c, const char *target, const int *Ts,
 {
     Sets s;
     int ns = config_sets(c, true, &s);
-    Exec e;
-    bool ok = exec_open(&e, "kernels_src/compress_proj.lua", s.s, ns, target);
+    ThKernel e;
+    bool ok = th_kernel_build_on(&e, "kernels_src/compress_proj.lua", s.s, ns, target);
     CHECKF(ok, "compress_proj %s on %s", c->name, th_name(target));
     for (int i = 0; ok && i < n; i++) {
         int bad = check_projection_T(c, &e, Ts[i]);
         CHECKF(bad == 0, "compress_proj %s T=%d on %s: %d beyond 4·√d·2^-24·Σ|w·x|", c->name, Ts[i], th_name(target),
                bad);
     }
-    exec_close(&e);
+    th_kernel_free(&e);
 }
 
 TEST(projection_decode_and_prefill)
@@ -331,13 +295,13 @@ static Dev dev_new(const Config *c)
 
 static void dev_free(Dev *v) { free(v->cache); free(v->kv_state); free(v->score_state); }
 
-static bool run_prefill(Exec *e, const Weights *W, Dev *v, int64_t T, float *kv, float *g)
+static bool run_prefill(ThKernel *e, const Weights *W, Dev *v, int64_t T, float *kv, float *g)
 {
     void *args[8] = {kv, g, W->ape, W->w, W->cs, v->cache, v->kv_state, v->score_state};
     return exec_run(e, args, T);
 }
 
-static bool run_decode(Exec *e, const Config *c, const Weights *W, Dev *v, int64_t pos, float *kv, float *g)
+static bool run_decode(ThKernel *e, const Config *c, const Weights *W, Dev *v, int64_t pos, float *kv, float *g)
 {
     int cw = cwidth(c);
     void *args[8] = {kv + pos * cw, g + pos * cw, W->ape, W->w, W->cs, v->cache, v->kv_state, v->score_state};
@@ -369,9 +333,9 @@ static void check_stream(const Config *c, const char *target, int64_t s, int64_t
     Weights W = make_weights(c);
     Sets ss;
     int nsets = config_sets(c, false, &ss);
-    Exec pre, dec;
-    bool ok = exec_open(&pre, "kernels_src/compress_prefill.lua", ss.s, nsets, target) &&
-              exec_open(&dec, "kernels_src/compress_decode.lua", ss.s, nsets, target);
+    ThKernel pre, dec;
+    bool ok = th_kernel_build_on(&pre, "kernels_src/compress_prefill.lua", ss.s, nsets, target) &&
+              th_kernel_build_on(&dec, "kernels_src/compress_decode.lua", ss.s, nsets, target);
     Dev A = dev_new(c), B = dev_new(c);
     ok = ok && run_prefill(&pre, &W, &B, N, kv, g) && run_prefill(&pre, &W, &A, s, kv, g);
     for (int64_t p = s; ok && p < N; p++)
@@ -410,7 +374,7 @@ static void check_stream(const Config *c, const char *target, int64_t s, int64_t
     }
     ref_compressor_free(&ea); ref_compressor_free(&pa); ref_compressor_free(&eb); ref_compressor_free(&pb);
     dev_free(&A); dev_free(&B);
-    exec_close(&pre); exec_close(&dec);
+    th_kernel_free(&pre); th_kernel_free(&dec);
     free_weights(&W);
     free(kv); free(g);
 }
@@ -462,14 +426,14 @@ static void check_beyond_the_cache(const Config *c, const char *target)
     Weights W = make_weights(c);
     Sets ss;
     int nsets = config_sets(c, false, &ss);
-    Exec dec;
+    ThKernel dec;
     Dev v = dev_new(c);
-    bool ok = exec_open(&dec, "kernels_src/compress_decode.lua", ss.s, nsets, target) &&
+    bool ok = th_kernel_build_on(&dec, "kernels_src/compress_decode.lua", ss.s, nsets, target) &&
               run_decode(&dec, c, &W, &v, pos, kv, g);
     CHECKF(ok && untouched_from(c, &v, 0), "%s on %s: a decode at %lld (past the cache) failed or wrote a row",
            c->name, th_name(target), (long long)pos);
     dev_free(&v);
-    exec_close(&dec);
+    th_kernel_free(&dec);
     free_weights(&W);
     free(kv); free(g);
 }
