@@ -2,13 +2,15 @@
 -- output does not feed an FP8 GEMM directly (the compressor's and the
 -- indexer's x, the final norm before the head):
 --   y = bf16((x · rsqrt(mean(x²) + 1e-6)) · w).
--- The same two passes as rmsnorm_quant.lua (which fuses act_quant and never
--- stores y): composed with act_quant it must give that kernel's bits, which
--- is how the fused kernel's gain is measured (bench_ops).
+-- The same two passes as rmsnorm_quant.lua (norm.lua; that one fuses
+-- act_quant and never stores y): composed with act_quant it gives that
+-- kernel's bits, which is how the fused kernel's gain is measured
+-- (bench_ops).
 --   tilec run kernels_src/rmsnorm.lua --set M=4 --check
 local T = require "tile"
+local N = require "norm"
 
-local BLOCK = 128
+local BLOCK = N.BLOCK
 
 return T.kernel "rmsnorm" {
   params = { M = T.dyn, D = T.size(4096), BM = T.tune{8, 4, 16} },
@@ -26,18 +28,10 @@ return T.kernel "rmsnorm" {
       local t   = T.fragment{p.BM, BLOCK, T.f32}
       local ws  = T.fragment{BLOCK, T.f32}
       local rms = T.fragment{p.BM, T.f32}   -- sum of squares, then 1/rms
-      T.clear(rms)
+      N.inv_rms(x, bm * p.BM, p.D, t, rms)
       for b in T.serial(nb) do
-        T.copy(x:tile(bm * p.BM, b * BLOCK), t)
-        for i, j in T.parallel(p.BM, BLOCK) do t[i][j] = t[i][j] * t[i][j] end
-        T.reduce_sum(t, rms, 1, { clear = false })
-      end
-      for i in T.parallel(p.BM) do rms[i] = T.rsqrt(rms[i] / p.D + 1e-6) end
-      for b in T.serial(nb) do
-        T.copy(x:tile(bm * p.BM, b * BLOCK), t)
-        T.copy(w:tile(b * BLOCK), ws)
-        for i, j in T.parallel(p.BM, BLOCK) do t[i][j] = t[i][j] * rms[i] * ws[j] end
-        T.copy(t, y:tile(bm * p.BM, b * BLOCK))   -- rounds to bf16
+        N.normalize(x, w, bm * p.BM, b, t, ws, rms)
+        T.copy(t, y:tile(bm * p.BM, b * BLOCK))
       end
     end
   end,

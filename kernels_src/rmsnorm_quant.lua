@@ -7,8 +7,9 @@
 --   tilec run kernels_src/rmsnorm_quant.lua --set M=4 --check
 local T = require "tile"
 local Q = require "quant"
+local N = require "norm"
 
-local BLOCK = 128
+local BLOCK = N.BLOCK
 
 return T.kernel "rmsnorm_quant" {
   params = { M = T.dyn, D = T.size(4096), BM = T.tune{8, 4, 16} },
@@ -27,17 +28,9 @@ return T.kernel "rmsnorm_quant" {
       local t     = T.fragment{p.BM, BLOCK, T.f32}
       local ws    = T.fragment{BLOCK, T.f32}
       local rms   = T.fragment{p.BM, T.f32}   -- sum of squares, then 1/rms
-      T.clear(rms)
+      N.inv_rms(x, bm * p.BM, p.D, t, rms)
       for b in T.serial(nb) do
-        T.copy(x:tile(bm * p.BM, b * BLOCK), t)
-        for i, j in T.parallel(p.BM, BLOCK) do t[i][j] = t[i][j] * t[i][j] end
-        T.reduce_sum(t, rms, 1, { clear = false })
-      end
-      for i in T.parallel(p.BM) do rms[i] = T.rsqrt(rms[i] / p.D + 1e-6) end
-      for b in T.serial(nb) do
-        T.copy(x:tile(bm * p.BM, b * BLOCK), t)
-        T.copy(w:tile(b * BLOCK), ws)
-        for i, j in T.parallel(p.BM, BLOCK) do t[i][j] = T.cast(t[i][j] * rms[i] * ws[j], T.bf16) end
+        N.normalize(x, w, bm * p.BM, b, t, ws, rms)
         local scale = Q.scale_rows(t, 448.0, 1e-4)
         T.copy(t, q:tile(bm * p.BM, b * BLOCK))
         T.copy(scale, s:tile(bm * p.BM, b, { p.BM, 1 }))

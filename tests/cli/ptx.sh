@@ -15,7 +15,7 @@ fi
 
 specs=(examples/*.lua)
 for f in kernels_src/*.lua; do
-  case $(basename "$f") in mhc.lua|quant.lua|rotate.lua|compressor.lua|moe_dispatch.lua|moe_fp4.lua) ;; *) specs+=("$f") ;; esac  # helper modules
+  case $(basename "$f") in mhc.lua|norm.lua|quant.lua|rotate.lua|compressor.lua|moe_dispatch.lua|moe_fp4.lua) ;; *) specs+=("$f") ;; esac  # helper modules
 done
 
 for arch in sm_90a sm_80; do
