@@ -93,6 +93,12 @@ expect_error "unknown option" "tilec: unknown option --fast (see 'tilec --help')
 expect_error "bad --emit" "tilec: unknown --emit kind 'exe' (ir, llvm, asm, obj or ptx) (see 'tilec --help')" -- \
   "$TILEC" compile $gemm --emit exe -o "$tmp/x"
 
+expect_error "rmsnorm width not whole steps" "tilec: kernels_src/rmsnorm.lua:18: rmsnorm: D = 100 is not a multiple of 128" -- \
+  "$TILEC" run kernels_src/rmsnorm.lua --set M=2 --set D=100
+expect_error "fp8_gemm tile of another size" \
+  "tilec: kernels_src/fp8_gemm.lua:16: --set BN=48: not one of its tune{} values {128, 64, 32, 16}" -- \
+  "$TILEC" run kernels_src/fp8_gemm.lua --set M=2 --set BN=48
+
 # A failed run leaves an existing output file as it was.
 printf 'precious' > "$tmp/out.npy"
 "$TILEC" run $gemm --in A=$tmp/short.npy --out C=$tmp/out.npy 2>/dev/null
