@@ -247,24 +247,6 @@ static double dot_scale(DType t) { return t == DT_F8E4M3 ? 256.0 : 1.0; }
 
 /* d->chunk (or, masked, `lanes`) elements of row `row` of r from column k
  * on, as f32 lanes; masked-off lanes read as 0. */
-static LLVMValueRef dot_raw(Cg *c, Dot *d, const Region *r, int row, LLVMValueRef k, int lanes);
-
-static LLVMValueRef dot_load(Cg *c, Dot *d, const Region *r, int row, LLVMValueRef k, int lanes)
-{
-    return dot_widen(c, r->buf->dtype, dot_raw(c, d, r, row, k, lanes), d->chunk);
-}
-
-/* Lanes [h·W, (h+1)·W) of a chunk. */
-static LLVMValueRef dot_part(Cg *c, Dot *d, LLVMValueRef v, int h)
-{
-    if (d->chunk == d->w)
-        return v;
-    LLVMValueRef idx[32];
-    for (int i = 0; i < d->w; i++)
-        idx[i] = LLVMConstInt(c->i32, (unsigned long long)(h * d->w + i), 0);
-    return LLVMBuildShuffleVector(c->b, v, LLVMGetPoison(LLVMTypeOf(v)), LLVMConstVector(idx, (unsigned)d->w), "");
-}
-
 /* d->chunk (or, masked, `lanes`) raw elements of row `row` of r from k on. */
 static LLVMValueRef dot_raw(Cg *c, Dot *d, const Region *r, int row, LLVMValueRef k, int lanes)
 {
@@ -284,6 +266,22 @@ static LLVMValueRef dot_raw(Cg *c, Dot *d, const Region *r, int row, LLVMValueRe
     LLVMTypeRef tys[2] = {ty, c->ptr};
     LLVMValueRef args[4] = {p, LLVMConstInt(c->i32, align, 0), LLVMConstVector(bits, (unsigned)n), LLVMConstNull(ty)};
     return cg_intrinsic(c, "llvm.masked.load", tys, 2, args, 4);
+}
+
+static LLVMValueRef dot_load(Cg *c, Dot *d, const Region *r, int row, LLVMValueRef k, int lanes)
+{
+    return dot_widen(c, r->buf->dtype, dot_raw(c, d, r, row, k, lanes), d->chunk);
+}
+
+/* Lanes [h·W, (h+1)·W) of a chunk. */
+static LLVMValueRef dot_part(Cg *c, Dot *d, LLVMValueRef v, int h)
+{
+    if (d->chunk == d->w)
+        return v;
+    LLVMValueRef idx[32];
+    for (int i = 0; i < d->w; i++)
+        idx[i] = LLVMConstInt(c->i32, (unsigned long long)(h * d->w + i), 0);
+    return LLVMBuildShuffleVector(c->b, v, LLVMGetPoison(LLVMTypeOf(v)), LLVMConstVector(idx, (unsigned)d->w), "");
 }
 
 /* bf16 pairs: acc[i][j] += Σ over 2W elements with vdpbf16ps, which sums

@@ -492,7 +492,7 @@ static int64_t dot_rows_of(const TargetInfo *t, int64_t M) { return M < t->dot_m
 static int64_t dot_cols_of(const TargetInfo *t, int64_t mr)
 {
     int64_t nr = (int64_t)t->dot_m * t->dot_n / mr;
-    return nr < 16 ? nr : 16;
+    return nr < 16 ? nr : 16; /* codegen/micro.c's MAX_DOT_COLS */
 }
 
 /* Dot tiles over rows [i0 + i, +mr) (i a loop index times mr, or 0) and all
