@@ -55,12 +55,25 @@ static void vstore(Cg *c, Micro *m, LLVMValueRef v, LLVMValueRef p, int lanes)
 
 static int lanes_of(const Micro *m, int v) { return v == m->nv - 1 && m->rem ? m->rem : m->w; }
 
-/* Pointer to element (r0 + i, c0 + j) of region r. */
+/* Pointer to element (r0 + i, c0 + j) of the matrix of region r (its last
+ * two dims; a block-scaled B may have leading unit dims).  Packed e2m1:
+ * the byte that holds the element (pass_lower keeps such windows and rows
+ * starting on a byte). */
 static LLVMValueRef at(Cg *c, const Region *r, LLVMValueRef i, LLVMValueRef j)
 {
-    LLVMValueRef idx[2] = {LLVMBuildAdd(c->b, cg_expr(c, r->off[0]), i, ""),
-                           LLVMBuildAdd(c->b, cg_expr(c, r->off[1]), j, "")};
-    return cg_elem_ptr(c, r->buf, idx);
+    const Buffer *b = r->buf;
+    LLVMValueRef idx[IR_MAX_RANK];
+    for (int d = 0; d < b->rank; d++)
+        idx[d] = cg_expr(c, r->off[d]);
+    idx[b->rank - 2] = LLVMBuildAdd(c->b, idx[b->rank - 2], i, "");
+    idx[b->rank - 1] = LLVMBuildAdd(c->b, idx[b->rank - 1], j, "");
+    if (b->dtype != DT_F4E2M1)
+        return cg_elem_ptr(c, b, idx);
+    LLVMValueRef off = cg_i64(c, 0);
+    for (int d = 0; d < b->rank; d++)
+        off = LLVMBuildAdd(c->b, off, LLVMBuildMul(c->b, idx[d], c->stride[b->id][d], ""), "");
+    off = LLVMBuildLShr(c->b, off, cg_i64(c, 1), "");
+    return LLVMBuildGEP2(c->b, c->i8, c->base[b->id], &off, 1, "");
 }
 
 static LLVMValueRef widen_vec(Cg *c, Micro *m, DType dt, LLVMValueRef v)
@@ -182,11 +195,15 @@ enum { MAX_DOT_ROWS = 8, MAX_DOT_COLS = 16 };
 
 typedef struct Dot {
     const Stmt *s;
-    int mr, nr, w, chunk; /* chunk: elements per step, w or (8-bit operands, bf16 pairs) 2w */
+    int mr, nr, w, chunk; /* chunk: elements per step, w or (8-bit operands, bf16 pairs, e2m1) 2w */
     bool pairs;           /* bf16 x bf16 with vdpbf16ps: the elements stay bf16 */
     LLVMTypeRef vf32;
     LLVMValueRef acc[MAX_DOT_ROWS][MAX_DOT_COLS];
     Var *kvar;
+    /* B's block scale (b_scale): rows of B per scale row, elements of K
+     * per scale column; bk is a multiple of chunk (the verifier's 32). */
+    const Region *scale;
+    int64_t rows_per_scale, bk;
 } Dot;
 
 static LLVMValueRef splat_i(Cg *c, LLVMTypeRef elem, int w, unsigned long long v)
@@ -307,6 +324,82 @@ static void dot_pairs(Cg *c, Dot *d, LLVMValueRef k, int lanes)
     }
 }
 
+/* ------------------------------------------------ block-scaled B */
+
+static LLVMValueRef splat_f(Cg *c, Dot *d, LLVMValueRef x)
+{
+    LLVMValueRef v = LLVMBuildInsertElement(c->b, LLVMGetPoison(d->vf32), x, LLVMConstInt(c->i32, 0, 0), "");
+    LLVMTypeRef mty = LLVMVectorType(c->i32, (unsigned)d->w);
+    return LLVMBuildShuffleVector(c->b, v, LLVMGetPoison(d->vf32), LLVMConstNull(mty), "");
+}
+
+/* The scale of B's row j for the step at element k, as an f32: one scalar
+ * load per row per step (a block spans whole steps). */
+static LLVMValueRef block_scale(Cg *c, Dot *d, int j, LLVMValueRef k)
+{
+    const Region *sc = d->scale;
+    LLVMValueRef col = LLVMBuildUDiv(c->b, k, cg_i64(c, d->bk), "");
+    LLVMValueRef p = at(c, sc, cg_i64(c, j / d->rows_per_scale), col);
+    LLVMValueRef raw = LLVMBuildLoad2(c->b, cg_storage_type(c, sc->buf->dtype), p, "");
+    return cg_widen(c, sc->buf->dtype, raw);
+}
+
+/* The chunk's packed e2m1 elements of B's row j from k on: chunk/8 32-bit
+ * words, element e in bits 4(e % 8) .. +3 of word e / 8 (low nibble first). */
+static LLVMValueRef e2m1_words(Cg *c, Dot *d, int j, LLVMValueRef k)
+{
+    LLVMTypeRef ty = LLVMVectorType(c->i32, (unsigned)(d->chunk / 8));
+    LLVMValueRef v = LLVMBuildLoad2(c->b, ty, at(c, &d->s->u.gemm.b, cg_i64(c, j), k), "");
+    LLVMSetAlignment(v, 1);
+    return v;
+}
+
+/* The e2m1 magnitudes 0, .5, 1, 1.5, 2, 3, 4, 6 times the block's scale,
+ * one per lane of the permute's table: 8 lanes (AVX2's vpermps reads index
+ * bits 0-2; the sign is applied apart), or 16 with the negatives in lanes
+ * 8-15 (AVX-512's reads bits 0-3, so the nibble indexes it as it is).
+ * A power-of-two scale makes every entry exact; an f32 one rounds each
+ * product once, as the definition does. */
+static LLVMValueRef e2m1_table(Cg *c, Dot *d, LLVMValueRef scale)
+{
+    static const float mag[8] = {0, 0.5f, 1, 1.5f, 2, 3, 4, 6};
+    LLVMValueRef k[16];
+    for (int i = 0; i < d->w; i++)
+        k[i] = LLVMConstReal(c->f32, i < 8 ? mag[i] : -mag[i - 8]);
+    LLVMValueRef t = LLVMConstVector(k, (unsigned)d->w);
+    return scale ? LLVMBuildFMul(c->b, t, splat_f(c, d, scale), "") : t;
+}
+
+/* Lanes [h·W, (h+1)·W) of the chunk's e2m1 elements as scaled f32: each
+ * lane takes its word (a broadcast), shifts its nibble to the bottom and
+ * looks it up in the table with vpermps; with an 8-entry table the sign
+ * (nibble bit 3) is shifted to bit 31 and xor-ed in, which negates the
+ * scaled magnitude whatever the scale's sign. */
+static LLVMValueRef e2m1_part(Cg *c, Dot *d, LLVMValueRef words, LLVMValueRef table, int h)
+{
+    LLVMBuilderRef B = c->b;
+    int w = d->w;
+    LLVMValueRef pick[16], right[16], left[16];
+    for (int l = 0; l < w; l++) {
+        int e = h * w + l;
+        pick[l] = LLVMConstInt(c->i32, (unsigned long long)(e / 8), 0);
+        right[l] = LLVMConstInt(c->i32, (unsigned long long)(4 * (e % 8)), 0);
+        left[l] = LLVMConstInt(c->i32, (unsigned long long)(28 - 4 * (e % 8)), 0);
+    }
+    LLVMValueRef x = LLVMBuildShuffleVector(B, words, LLVMGetPoison(LLVMTypeOf(words)),
+                                            LLVMConstVector(pick, (unsigned)w), "");
+    LLVMValueRef idx = LLVMBuildLShr(B, x, LLVMConstVector(right, (unsigned)w), "");
+    LLVMTypeRef vi32 = LLVMVectorType(c->i32, (unsigned)w);
+    const char *name = w == 16 ? "llvm.x86.avx512.permvar.sf.512" : "llvm.x86.avx2.permps";
+    LLVMValueRef args[2] = {table, idx};
+    LLVMValueRef v = cg_intrinsic(c, name, NULL, 0, args, 2);
+    if (w == 16)
+        return v;
+    LLVMValueRef sign = LLVMBuildAnd(B, LLVMBuildShl(B, x, LLVMConstVector(left, (unsigned)w), ""),
+                                     splat_i(c, c->i32, w, 0x80000000u), "");
+    return LLVMBuildBitCast(B, LLVMBuildXor(B, LLVMBuildBitCast(B, v, vi32, ""), sign, ""), d->vf32, "");
+}
+
 /* acc[i][j] += A(i, k..k+chunk) * B(j, k..k+chunk) for every i, j, in
  * chunk/W register-wide pieces. */
 static void dot_lanes(Cg *c, Dot *d, LLVMValueRef k, int lanes)
@@ -322,9 +415,15 @@ static void dot_lanes(Cg *c, Dot *d, LLVMValueRef k, int lanes)
     for (int i = 0; i < d->mr; i++)
         av[i] = dot_load(c, d, &s->u.gemm.a, i, k, lanes);
     for (int j = 0; j < d->nr; j++) {
-        LLVMValueRef bv = dot_load(c, d, &s->u.gemm.b, j, k, lanes);
+        bool e2m1 = s->u.gemm.b.buf->dtype == DT_F4E2M1;
+        LLVMValueRef scale = d->scale ? block_scale(c, d, j, k) : NULL;
+        LLVMValueRef bv = e2m1 ? NULL : dot_load(c, d, &s->u.gemm.b, j, k, lanes);
+        LLVMValueRef words = e2m1 ? e2m1_words(c, d, j, k) : NULL;
+        LLVMValueRef table = e2m1 ? e2m1_table(c, d, scale) : NULL;
         for (int h = 0; h < parts; h++) {
-            LLVMValueRef bh = dot_part(c, d, bv, h);
+            LLVMValueRef bh = e2m1 ? e2m1_part(c, d, words, table, h) : dot_part(c, d, bv, h);
+            if (scale && !e2m1)
+                bh = LLVMBuildFMul(c->b, bh, splat_f(c, d, scale), "");
             for (int i = 0; i < d->mr; i++) {
                 LLVMValueRef acc = LLVMBuildLoad2(c->b, d->vf32, d->acc[i][j], "");
                 LLVMValueRef args[3] = {dot_part(c, d, av[i], h), bh, acc};
@@ -361,10 +460,22 @@ static void dot_gemm(Cg *c, const Stmt *s, int mr, int nr, Var *k)
     int w = c->t->vector_bits / 32;
     int64_t K = s->u.gemm.a.ext[1];
     DType ta = s->u.gemm.a.buf->dtype, tb = s->u.gemm.b.buf->dtype;
-    bool pairs = c->t->has_bf16_dot && ta == DT_BF16 && tb == DT_BF16;
-    int chunk = pairs || dt_bits(ta) == 8 || dt_bits(tb) == 8 ? 2 * w : w;
+    const Region *sc = s->u.gemm.b_scale.buf ? &s->u.gemm.b_scale : NULL;
+    bool pairs = c->t->has_bf16_dot && ta == DT_BF16 && tb == DT_BF16 && !sc;
+    int chunk = pairs || dt_bits(ta) == 8 || dt_bits(tb) <= 8 ? 2 * w : w;
     Dot d = {.s = s, .mr = mr, .nr = nr, .w = w, .chunk = chunk, .pairs = pairs, .kvar = k,
-             .vf32 = LLVMVectorType(c->f32, (unsigned)w)};
+             .vf32 = LLVMVectorType(c->f32, (unsigned)w), .scale = sc};
+    if (sc) {
+        const Region *b = &s->u.gemm.b;
+        int rank = b->buf->rank;
+        d.rows_per_scale = b->ext[rank - 2] / sc->ext[rank - 2];
+        d.bk = b->ext[rank - 1] / sc->ext[rank - 1];
+        if (d.bk % chunk || K % chunk) { /* the verifier's 32-element blocks */
+            fprintf(stderr, "tilec: internal error: b_scale blocks of %lld elements in %d-element steps\n",
+                    (long long)d.bk, chunk);
+            abort();
+        }
+    }
     for (int i = 0; i < mr; i++)
         for (int j = 0; j < nr; j++) {
             d.acc[i][j] = entry_alloca(c, d.vf32);
@@ -454,11 +565,16 @@ void cg_micro_gemm(Cg *c, const Stmt *s)
         abort();
     }
     Var *k = temp_var(c, "k", 1);
-    if (s->u.gemm.trans_b && !s->u.gemm.trans_a && dot_dtype(dt) && dot_dtype(s->u.gemm.a.buf->dtype) &&
-        mr <= MAX_DOT_ROWS && nr <= MAX_DOT_COLS) {
+    bool scaled = s->u.gemm.b_scale.buf != NULL;
+    if (s->u.gemm.trans_b && !s->u.gemm.trans_a && (dot_dtype(dt) || (scaled && dt == DT_F4E2M1)) &&
+        dot_dtype(s->u.gemm.a.buf->dtype) && mr <= MAX_DOT_ROWS && nr <= MAX_DOT_COLS) {
         dot_gemm(c, s, mr, nr, k);
         free(k);
         return;
+    }
+    if (scaled) { /* pass_lower gives a scale only to dot tiles */
+        fprintf(stderr, "tilec: internal error: a block-scaled micro_gemm that is not a dot tile\n");
+        abort();
     }
     if (!vec || s->u.gemm.trans_b) {
         Scalar sc = {.s = s, .i = temp_var(c, "i", 2), .j = temp_var(c, "j", 3), .k = k,

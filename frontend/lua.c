@@ -315,10 +315,16 @@ static int c_fill(lua_State *L)
     return 0;
 }
 
+/* gemm(a, b, c, trans_a, trans_b, clear, line [, a_scale [, b_scale]]) */
 static int c_gemm(lua_State *L)
 {
-    emit(L, ir_gemm(kern(L), region(L, 1), region(L, 2), region(L, 3), lua_toboolean(L, 4),
-                    lua_toboolean(L, 5), lua_toboolean(L, 6), loc_at(L, 7)));
+    Stmt *g = ir_gemm(kern(L), region(L, 1), region(L, 2), region(L, 3), lua_toboolean(L, 4),
+                      lua_toboolean(L, 5), lua_toboolean(L, 6), loc_at(L, 7));
+    if (!lua_isnoneornil(L, 8))
+        g->u.gemm.a_scale = region(L, 8);
+    if (!lua_isnoneornil(L, 9))
+        g->u.gemm.b_scale = region(L, 9);
+    emit(L, g);
     return 0;
 }
 

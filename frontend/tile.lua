@@ -493,13 +493,53 @@ local function check_opts(opts, what)
   return opts or {}
 end
 
+-- A block scale of a T.gemm operand x (the a_scale or b_scale option):
+-- e8m0 or f32, x's rank, extents dividing x's into blocks.  Returns its
+-- region, or nil without one.
+local function gemm_scale(s, x, what)
+  if s == nil then return nil end
+  local name = what .. "_scale"
+  local r = region(s, nil, "T.gemm " .. name)
+  if r.b.dtype ~= "e8m0" and r.b.dtype ~= "f32" then
+    err(("T.gemm: %s %s is %s; block scales are e8m0 or f32"):format(name, r.b.name, r.b.dtype))
+  end
+  if #r.ext ~= #x.ext then
+    err(("T.gemm: %s %s is %s but %s is %s (a scale has its operand's rank)"):format(
+      name, r.b.name, shape_str(r.ext), x.b.name, shape_str(x.ext)))
+  end
+  for d = 1, #r.ext do
+    if x.ext[d] % r.ext[d] ~= 0 then
+      err(("T.gemm: %s %s is %s, which does not divide %s's %s into blocks"):format(
+        name, r.b.name, shape_str(r.ext), x.b.name, shape_str(x.ext)),
+        ("e.g. %s[N, K/32] for 1x32 blocks of B[N, K]"):format(name))
+    end
+  end
+  return r
+end
+
+-- A scaled operand may keep leading unit dims (w:tile(e, n, k, {1, BN, BK})):
+-- its matrix is the last two.
+local function gemm_matrix(r, scaled, what)
+  local n = #r.ext
+  local ok = n == 2 or (scaled and n > 2)
+  for d = 1, n - 2 do ok = ok and r.ext[d] == 1 end
+  if not ok then
+    err(("T.gemm: %s must be 2-D, %s is %s"):format(what, r.b.name, shape_str(r.ext)),
+        scaled and "a block-scaled operand may have leading dims of extent 1 only" or nil)
+  end
+  return { ext = { r.ext[n - 1], r.ext[n] } }
+end
+
 function T.gemm(A, Bt, C, opts)
   need_grid("T.gemm")
   opts = check_opts(opts, "T.gemm")
-  local a, b, c = region(A, nil, "T.gemm"), region(Bt, nil, "T.gemm"), region(C, nil, "T.gemm")
-  for _, r in ipairs { { a, "A" }, { b, "B" }, { c, "C" } } do
-    if #r[1].ext ~= 2 then err(("T.gemm: %s must be 2-D, %s is %s"):format(r[2], r[1].b.name, shape_str(r[1].ext))) end
-  end
+  local a0, b0, c = region(A, nil, "T.gemm"), region(Bt, nil, "T.gemm"), region(C, nil, "T.gemm")
+  local as = gemm_scale(opts.a_scale, a0, "a")
+  local bs = gemm_scale(opts.b_scale, b0, "b")
+  local a = gemm_matrix(a0, as ~= nil, "A")
+  local b = gemm_matrix(b0, bs ~= nil, "B")
+  gemm_matrix(c, false, "C")
+  a.b, b.b = a0.b, b0.b
   local m, ka = dims2(a, opts.trans_a)
   local kb, n = dims2(b, opts.trans_b)
   local A_s, B_s = shape_str(a.ext), shape_str(b.ext)
@@ -510,14 +550,17 @@ function T.gemm(A, Bt, C, opts)
   if c.ext[1] ~= m or c.ext[2] ~= n then
     err(("T.gemm: A·B is %dx%d but C is %s"):format(m, n, shape_str(c.ext)))
   end
-  if a.b.dtype ~= b.b.dtype then
-    err(("T.gemm: A is %s but B is %s (inputs must have the same dtype)"):format(a.b.dtype, b.b.dtype))
+  if a.b.dtype ~= b.b.dtype and not (as or bs) then
+    err(("T.gemm: A is %s but B is %s (inputs must have the same dtype)"):format(a.b.dtype, b.b.dtype),
+        "unless one of them is block-scaled (a_scale, b_scale)")
   end
-  if not is_float(a.b.dtype) then err(("T.gemm: inputs must be float, not %s"):format(a.b.dtype)) end
+  for _, x in ipairs { a, b } do
+    if not is_float(x.b.dtype) then err(("T.gemm: inputs must be float, not %s"):format(x.b.dtype)) end
+  end
   if c.b.dtype ~= "f32" then
     err(("T.gemm: the accumulator C must be f32, not %s"):format(c.b.dtype), "accumulate in a T.fragment{..., T.f32}")
   end
-  core.gemm(a, b, c, opts.trans_a or false, opts.trans_b or false, opts.clear or false, (where()))
+  core.gemm(a0, b0, c, opts.trans_a or false, opts.trans_b or false, opts.clear or false, (where()), as, bs)
 end
 
 local function reducer(op)

@@ -106,6 +106,10 @@ Stmt *ir_clone_stmt(Kernel *k, const Stmt *s, const IrSubst *sub)
         c->u.gemm.a = clone_region(k, &s->u.gemm.a, sub);
         c->u.gemm.b = clone_region(k, &s->u.gemm.b, sub);
         c->u.gemm.c = clone_region(k, &s->u.gemm.c, sub);
+        if (s->u.gemm.a_scale.buf)
+            c->u.gemm.a_scale = clone_region(k, &s->u.gemm.a_scale, sub);
+        if (s->u.gemm.b_scale.buf)
+            c->u.gemm.b_scale = clone_region(k, &s->u.gemm.b_scale, sub);
         if (s->u.gemm.desc) {
             c->u.gemm.desc = arena_alloc(k->arena, (size_t)s->u.gemm.ndesc * sizeof *c->u.gemm.desc);
             for (int i = 0; i < s->u.gemm.ndesc; i++)

@@ -456,40 +456,75 @@ static void exec_fill(Interp *in, const Stmt *s)
             region_store(in, dst, idx, v, s->loc);
 }
 
-/* Element (i, j) of a 2-D operand window, transposed on request;
- * outside the buffer reads as 0. */
-static double operand(Interp *in, const Region *r, const int64_t *o, int64_t i, int64_t j,
-                      bool trans, SrcLoc loc)
+/* Element (r, c) of the matrix of a window (its last two dims; the others
+ * have extent 1); outside the buffer reads as 0. */
+static double matrix_elem(Interp *in, const Region *x, const int64_t *o, int64_t r, int64_t c, SrcLoc loc)
 {
-    int64_t idx[2] = {o[0] + (trans ? j : i), o[1] + (trans ? i : j)};
-    Mem *m = mem_of(in, r->buf);
-    if (idx[0] < 0 || idx[0] >= m->shape[0] || idx[1] < 0 || idx[1] >= m->shape[1])
-        return 0;
-    return region_load(in, r, idx, loc);
+    int rank = x->buf->rank;
+    int64_t idx[IR_MAX_RANK];
+    Mem *m = mem_of(in, x->buf);
+    for (int d = 0; d < rank; d++) {
+        idx[d] = o[d] + (d == rank - 2 ? r : d == rank - 1 ? c : 0);
+        if (idx[d] < 0 || idx[d] >= m->shape[d])
+            return 0;
+    }
+    return region_load(in, x, idx, loc);
+}
+
+/* A GEMM operand window with its origin, and its block scale's if any. */
+typedef struct Operand {
+    const Region *r, *scale;
+    int64_t o[IR_MAX_RANK], so[IR_MAX_RANK];
+    int64_t br, bc; /* block shape */
+} Operand;
+
+static void operand_init(Interp *in, Operand *x, const Region *r, const Region *scale, SrcLoc loc)
+{
+    x->r = r;
+    x->scale = scale->buf ? scale : NULL;
+    region_origin(in, r, x->o, loc);
+    if (x->scale) {
+        int rank = r->buf->rank;
+        region_origin(in, scale, x->so, loc);
+        x->br = r->ext[rank - 2] / scale->ext[rank - 2];
+        x->bc = r->ext[rank - 1] / scale->ext[rank - 1];
+    }
+}
+
+/* Element (i, j) of an operand, transposed on request, times its block's
+ * scale (an f32 product). */
+static double operand(Interp *in, const Operand *x, int64_t i, int64_t j, bool trans, SrcLoc loc)
+{
+    int64_t r = trans ? j : i, c = trans ? i : j;
+    double v = matrix_elem(in, x->r, x->o, r, c, loc);
+    if (!x->scale)
+        return v;
+    return f32(v * matrix_elem(in, x->scale, x->so, r / x->br, c / x->bc, loc));
 }
 
 /* acc + the dot product of row i of op(a) and column j of op(b), summed in
  * f32 in k order (GEMM and MICRO_GEMM alike). */
-static float dot(Interp *in, const Stmt *s, const int64_t *ao, const int64_t *bo, int64_t i,
+static float dot(Interp *in, const Stmt *s, const Operand *a, const Operand *b, int64_t i,
                  int64_t j, int64_t K, float acc)
 {
-    const Region *a = &s->u.gemm.a, *b = &s->u.gemm.b;
     for (int64_t kk = 0; kk < K && !in->failed; kk++) {
-        double bv = s->u.gemm.b_pairs ? operand(in, b, bo, kk / 2, 2 * j + kk % 2, false, s->loc)
-                                      : operand(in, b, bo, kk, j, s->u.gemm.trans_b, s->loc);
-        acc += (float)operand(in, a, ao, i, kk, s->u.gemm.trans_a, s->loc) * (float)bv;
+        double bv = s->u.gemm.b_pairs ? operand(in, b, kk / 2, 2 * j + kk % 2, false, s->loc)
+                                      : operand(in, b, kk, j, s->u.gemm.trans_b, s->loc);
+        acc += (float)operand(in, a, i, kk, s->u.gemm.trans_a, s->loc) * (float)bv;
     }
     return acc;
 }
 
 static void exec_gemm(Interp *in, const Stmt *s)
 {
-    const Region *a = &s->u.gemm.a, *b = &s->u.gemm.b, *c = &s->u.gemm.c;
-    int64_t ao[2], bo[2], co[2];
-    region_origin(in, a, ao, s->loc);
-    region_origin(in, b, bo, s->loc);
+    const Region *a = &s->u.gemm.a, *c = &s->u.gemm.c;
+    Operand ao, bo;
+    int64_t co[2];
+    operand_init(in, &ao, a, &s->u.gemm.a_scale, s->loc);
+    operand_init(in, &bo, &s->u.gemm.b, &s->u.gemm.b_scale, s->loc);
     region_origin(in, c, co, s->loc);
-    int64_t M = c->ext[0], N = c->ext[1], K = s->u.gemm.trans_a ? a->ext[0] : a->ext[1];
+    int rank = a->buf->rank;
+    int64_t M = c->ext[0], N = c->ext[1], K = s->u.gemm.trans_a ? a->ext[rank - 2] : a->ext[rank - 1];
     Mem *cm = mem_of(in, c->buf);
     for (int64_t i = 0; i < M && !in->failed; i++)
         for (int64_t j = 0; j < N && !in->failed; j++) {
@@ -497,7 +532,7 @@ static void exec_gemm(Interp *in, const Stmt *s)
             if (ci[0] < 0 || ci[0] >= cm->shape[0] || ci[1] < 0 || ci[1] >= cm->shape[1])
                 continue;
             float acc = s->u.gemm.clear ? 0.0f : (float)region_load(in, c, ci, s->loc);
-            region_store(in, c, ci, dot(in, s, ao, bo, i, j, K, acc), s->loc);
+            region_store(in, c, ci, dot(in, s, &ao, &bo, i, j, K, acc), s->loc);
         }
 }
 
@@ -626,9 +661,10 @@ static void exec_block_mma(Interp *in, const Stmt *s)
 {
     const Region *a = &s->u.gemm.a, *b = &s->u.gemm.b, *c = &s->u.gemm.c;
     bool ta = s->u.gemm.trans_a, tb = s->u.gemm.trans_b;
-    int64_t ao[2], bo[2], co[1];
-    region_origin(in, a, ao, s->loc);
-    region_origin(in, b, bo, s->loc);
+    Operand ao, bo;
+    int64_t co[1];
+    operand_init(in, &ao, a, &s->u.gemm.a_scale, s->loc);
+    operand_init(in, &bo, b, &s->u.gemm.b_scale, s->loc);
     region_origin(in, c, co, s->loc);
     int64_t M = ta ? a->ext[1] : a->ext[0], K = ta ? a->ext[0] : a->ext[1];
     int64_t N = s->u.gemm.b_pairs ? b->ext[1] / 2 : tb ? b->ext[0] : b->ext[1];
@@ -649,7 +685,7 @@ static void exec_block_mma(Interp *in, const Stmt *s)
         if (offset(in, c->buf, ci, s->loc) < 0)
             return;
         float acc = s->u.gemm.clear ? 0.0f : (float)region_load(in, c, ci, s->loc);
-        region_store(in, c, ci, dot(in, s, ao, bo, i, j, K, acc), s->loc);
+        region_store(in, c, ci, dot(in, s, &ao, &bo, i, j, K, acc), s->loc);
     }
 }
 

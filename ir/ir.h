@@ -368,13 +368,28 @@ struct Stmt {
          * Inputs are f32, bf16 (or f16/fp8), the accumulator is f32.
          * b_pairs (MICRO_GEMM only): b is packed in k-pairs for dot-product
          * instructions — b's window is [K/2, 2N] and B(k, n) is element
-         * [k/2, 2n + k%2] of it. */
+         * [k/2, 2n + k%2] of it.
+         * a_scale, b_scale (optional, buf NULL when absent): block scales,
+         * e8m0 or f32, one per block of the operand:
+         *   C (+)= op(a ⊙ expand(a_scale)) . op(b ⊙ expand(b_scale)).
+         * A scale's window has its operand's rank, and divides the
+         * operand's window into blocks of ext[d] / scale.ext[d] elements
+         * per dimension; element (r, c) of the operand's window (in its
+         * storage order, before any trans) is multiplied, as an f32
+         * product, by element (r / br, c / bc) of the scale's window.  An
+         * element outside either buffer reads 0.  A scaled operand may
+         * have any float dtype (packed f4e2m1 included) and rank > 2 with
+         * extent 1 in all but its last two dims, which are the matrix.
+         * On the GPU only GEMM has scales (lowering dequantises); on the
+         * CPU a MICRO_GEMM may have b_scale (trans_b, K blocks a multiple
+         * of 32 elements): the dot tile scales B in registers. */
         /* desc (MICRO_GEMM of a threaded kernel only, NULL otherwise): the
          * product runs as warpgroup MMAs (wgmma) whose shared operands are
          * read through these 64-bit matrix descriptors (see Threads) —
          * ndesc = 2 * (instructions per warpgroup), A's and B's in turn. */
         struct {
             Region a, b, c;
+            Region a_scale, b_scale;
             bool trans_a, trans_b, clear, b_pairs;
             struct Expr **desc;
             int ndesc;

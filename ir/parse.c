@@ -481,9 +481,16 @@ static Stmt *stmt_gemm(Parser *ps, bool micro, SrcLoc loc)
     Region c = region(ps);
     /* flags in the printer's order */
     bool ta = keyword(ps, "trans_a"), tb = keyword(ps, "trans_b"), clear = keyword(ps, "clear");
+    Region as = {0}, bs = {0};
+    if (keyword(ps, "a_scale"))
+        as = region(ps);
+    if (keyword(ps, "b_scale"))
+        bs = region(ps);
     bool pairs = keyword(ps, "b_pairs");
     Stmt *g = micro ? ir_micro_gemm(ps->k, a, b, c, ta, tb, clear, loc)
                     : ir_gemm(ps->k, a, b, c, ta, tb, clear, loc);
+    g->u.gemm.a_scale = as;
+    g->u.gemm.b_scale = bs;
     g->u.gemm.b_pairs = pairs;
     if (micro && accept(ps, "wgmma")) { /* (followed by "[": not a keyword()) */
         Expr *d[1024];

@@ -18,8 +18,8 @@
  *     B[I, J] = VALUE                 atomic B[I, J] += VALUE   async B[I, J] = VALUE
  *     copy SRC -> DST                 atomic_add SRC -> DST     copy async SRC -> DST
  *     fill DST = VALUE
- *     gemm A, B -> C [trans_a] [trans_b] [clear]
- *     micro_gemm A, B -> C [trans_a] [trans_b] [clear] [b_pairs] [wgmma [D0, D1, ...]]
+ *     gemm A, B -> C [trans_a] [trans_b] [clear] [a_scale S] [b_scale S]
+ *     micro_gemm A, B -> C [trans_a] [trans_b] [clear] [b_scale S] [b_pairs] [wgmma [D0, D1, ...]]
  *     reduce sum|max|min|absmax axis N SRC -> DST [clear]
  *     barrier                         async_commit              async_wait N
  *     prefetch B[I, J]
@@ -243,6 +243,12 @@ static void print_gemm(const Stmt *s, FILE *f)
         fputs(" trans_b", f);
     if (s->u.gemm.clear)
         fputs(" clear", f);
+    const Region *scales[2] = {&s->u.gemm.a_scale, &s->u.gemm.b_scale};
+    for (int i = 0; i < 2; i++)
+        if (scales[i]->buf) {
+            fputs(i ? " b_scale " : " a_scale ", f);
+            print_region(scales[i], f);
+        }
     if (s->u.gemm.b_pairs)
         fputs(" b_pairs", f);
     if (s->u.gemm.desc) {

@@ -56,6 +56,10 @@ void ir_buffer_use(const Stmt *s, const Buffer *b, IrUse *u)
         use_region(&s->u.gemm.a, b, u, false);
         use_region(&s->u.gemm.b, b, u, false);
         use_region(&s->u.gemm.c, b, u, true);
+        if (s->u.gemm.a_scale.buf)
+            use_region(&s->u.gemm.a_scale, b, u, false);
+        if (s->u.gemm.b_scale.buf)
+            use_region(&s->u.gemm.b_scale, b, u, false);
         break;
     case ST_REDUCE:
         use_region(&s->u.reduce.src, b, u, false);

@@ -29,7 +29,11 @@
  *              dropped (so [1, 64] -> [64] is fine); also atomic_add.
  *   gemm     — 2-D operands; a [M,K] (trans_a: [K,M]), b [K,N] (trans_b:
  *              [N,K]; b_pairs, micro_gemm only: [K/2, 2N]), c [M,N];
- *              float inputs; c is f32.
+ *              float inputs; c is f32.  A block scale (e8m0 or f32) has
+ *              its operand's rank and extents that divide the operand's;
+ *              a scaled operand may have leading dims of extent 1; a
+ *              micro_gemm takes only b_scale, with trans_b, no b_pairs,
+ *              no threads, and K blocks a multiple of 32 elements.
  *   reduce   — axis < src rank; dst is the src window with the axis
  *              removed (rank - 1, the other extents in order), except that
  *              a rank-1 source reduces into a rank-1 window of extent 1
@@ -288,13 +292,17 @@ static void check_copy(Verifier *v, const Stmt *s)
     check_writable(v, dst->buf, s->loc);
 }
 
+/* The matrix of an operand window is its last two dims. */
+static int64_t rows_of(const Region *r) { return r->ext[r->buf->rank - 2]; }
+static int64_t cols_of(const Region *r) { return r->ext[r->buf->rank - 1]; }
+
 static void gemm_dims(const Stmt *s, int64_t *m, int64_t *n, int64_t *ka, int64_t *kb)
 {
     const Region *a = &s->u.gemm.a, *b = &s->u.gemm.b;
-    *m = s->u.gemm.trans_a ? a->ext[1] : a->ext[0];
-    *ka = s->u.gemm.trans_a ? a->ext[0] : a->ext[1];
-    *kb = s->u.gemm.trans_b ? b->ext[1] : b->ext[0];
-    *n = s->u.gemm.trans_b ? b->ext[0] : b->ext[1];
+    *m = s->u.gemm.trans_a ? cols_of(a) : rows_of(a);
+    *ka = s->u.gemm.trans_a ? rows_of(a) : cols_of(a);
+    *kb = s->u.gemm.trans_b ? cols_of(b) : rows_of(b);
+    *n = s->u.gemm.trans_b ? rows_of(b) : cols_of(b);
     if (s->u.gemm.b_pairs) { /* [K/2, 2N] */
         *kb = 2 * b->ext[0];
         *n = b->ext[1] / 2;
@@ -345,10 +353,66 @@ static void check_block_mma(Verifier *v, const Stmt *s)
         check_wgmma_desc(v, s, &l, k);
 }
 
+/* Operand x (named what) and its block scale sc, if any: x is 2-D, or
+ * scaled with leading unit dims; the scale's window tiles x's. */
+static void check_scaled(Verifier *v, const Stmt *s, const Region *x, const Region *sc, const char *what)
+{
+    const char *op = st_name(s->op);
+    int rank = x->buf->rank;
+    if (!sc->buf) {
+        if (rank != 2)
+            fail(v, s->loc, "%s operand %s %s must be 2-D, not rank %d", op, what, x->buf->name, rank);
+        return;
+    }
+    check_region(v, sc, s->loc, op);
+    if (!v->ok)
+        return;
+    if (rank < 2 || sc->buf->rank != rank) {
+        fail(v, s->loc, "%s: %s_scale %s has rank %d but %s %s has rank %d (a scale has its operand's rank, >= 2)",
+             op, what, sc->buf->name, sc->buf->rank, what, x->buf->name, rank);
+        return;
+    }
+    if (sc->buf->dtype != DT_E8M0 && sc->buf->dtype != DT_F32) {
+        fail(v, s->loc, "%s: %s_scale %s is %s, not e8m0 or f32", op, what, sc->buf->name, dt_name(sc->buf->dtype));
+        return;
+    }
+    for (int d = 0; d < rank; d++) {
+        if (d < rank - 2 && x->ext[d] != 1) {
+            fail(v, s->loc, "%s: scaled %s %s has extent %lld in dimension %d; only its last two may exceed 1",
+                 op, what, x->buf->name, (long long)x->ext[d], d);
+            return;
+        }
+        if (x->ext[d] % sc->ext[d]) {
+            fail(v, s->loc, "%s: %s_scale %s has extent %lld in dimension %d, which does not divide %s's %lld "
+                 "into blocks", op, what, sc->buf->name, (long long)sc->ext[d], d, x->buf->name,
+                 (long long)x->ext[d]);
+            return;
+        }
+    }
+}
+
+/* A micro_gemm's scale is the CPU dot tile's (codegen/micro.c): B's, with
+ * trans_b, and K blocks a whole number of its steps (32 covers them all). */
+static void check_micro_scale(Verifier *v, const Stmt *s)
+{
+    const Region *b = &s->u.gemm.b, *sc = &s->u.gemm.b_scale;
+    if (s->u.gemm.a_scale.buf || (sc->buf && (!s->u.gemm.trans_b || s->u.gemm.trans_a || s->u.gemm.b_pairs))) {
+        fail(v, s->loc, "micro_gemm: only b takes a block scale, with trans_b and without trans_a or b_pairs");
+        return;
+    }
+    if (sc->buf && cols_of(b) / cols_of(sc) % 32)
+        fail(v, s->loc, "micro_gemm: b_scale %s's blocks are %lld elements along K, not a multiple of 32",
+             sc->buf->name, (long long)(cols_of(b) / cols_of(sc)));
+}
+
 static void check_gemm(Verifier *v, const Stmt *s)
 {
     const Region *a = &s->u.gemm.a, *b = &s->u.gemm.b, *c = &s->u.gemm.c;
     const char *op = st_name(s->op);
+    if (s->op == ST_MICRO_GEMM && v->k->nthreads && (s->u.gemm.a_scale.buf || s->u.gemm.b_scale.buf)) {
+        fail(v, s->loc, "micro_gemm of a threaded kernel has a block scale (lowering dequantises them first)");
+        return;
+    }
     if (s->op == ST_MICRO_GEMM && v->k->nthreads) {
         check_region(v, a, s->loc, op);
         check_region(v, b, s->loc, op);
@@ -362,11 +426,17 @@ static void check_gemm(Verifier *v, const Stmt *s)
     check_region(v, c, s->loc, op);
     if (!v->ok)
         return;
-    if (a->buf->rank != 2 || b->buf->rank != 2 || c->buf->rank != 2) {
+    if (c->buf->rank != 2) {
         fail(v, s->loc, "%s operands must be 2-D (ranks %d, %d, %d)", op, a->buf->rank,
              b->buf->rank, c->buf->rank);
         return;
     }
+    check_scaled(v, s, a, &s->u.gemm.a_scale, "a");
+    check_scaled(v, s, b, &s->u.gemm.b_scale, "b");
+    if (v->ok && s->op == ST_MICRO_GEMM)
+        check_micro_scale(v, s);
+    if (!v->ok)
+        return;
     if (s->u.gemm.b_pairs && (s->op != ST_MICRO_GEMM || s->u.gemm.trans_b || b->ext[1] % 2)) {
         fail(v, s->loc, "%s: b_pairs needs a micro_gemm with an untransposed [K/2, 2N] b", op);
         return;

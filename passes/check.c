@@ -27,8 +27,11 @@ static bool check_gemm_dtypes(const Kernel *k, const Stmt *s, const TargetInfo *
         return true;
     }
     const Buffer *ops[2] = {s->u.gemm.a.buf, s->u.gemm.b.buf};
+    const bool scaled[2] = {s->u.gemm.a_scale.buf != NULL, s->u.gemm.b_scale.buf != NULL};
     for (int i = 0; i < 2; i++) {
         DType dt = ops[i]->dtype;
+        if (scaled[i]) /* pass_lower dequantises it into a bf16 or f32 tile */
+            continue;
         if (!t->gpu_sm || dt_bits(dt) > 8 || !dt_is_float(dt) || ir_mma_k(t, dt))
             continue;
         diag_error(d, s->loc, "kernel %s: T.gemm on %s operand %s: the tensor cores of %s take only %s "

@@ -369,14 +369,17 @@ static Buffer *stage_pairs(Lower *L, Stmt *seq, const Region *r, bool transpose,
     return b;
 }
 
+/* A window of the matrix of r (its last two dims: a block-scaled operand
+ * may have leading unit dims): rows [o0 + d0, +e0), columns [o1 + d1, +e1). */
 static Region sub(Lower *L, const Region *r, int64_t d0, int64_t e0, Expr *o0, int64_t d1, int64_t e1,
                   Expr *o1)
 {
     Region s = *r;
-    s.off[0] = add(L, add(L, r->off[0], o0), ci(L, d0));
-    s.off[1] = add(L, add(L, r->off[1], o1), ci(L, d1));
-    s.ext[0] = e0;
-    s.ext[1] = e1;
+    int R = r->buf->rank - 2, C = R + 1;
+    s.off[R] = add(L, add(L, r->off[R], o0), ci(L, d0));
+    s.off[C] = add(L, add(L, r->off[C], o1), ci(L, d1));
+    s.ext[R] = e0;
+    s.ext[C] = e1;
     return s;
 }
 
@@ -495,10 +498,21 @@ static int64_t dot_cols_of(const TargetInfo *t, int64_t mr)
     return nr < 16 ? nr : 16; /* codegen/micro.c's MAX_DOT_COLS */
 }
 
+/* The rows of B's block scale bs that B's rows [j + j0, +n) of a dot tile
+ * use: one block row, or n / bn of them (dot_scale_fits). */
+static Region scale_rows(Lower *L, const Region *b, const Region *bs, Expr *j, int64_t j0, int64_t n)
+{
+    int R = b->buf->rank - 2;
+    int64_t bn = b->ext[R] / bs->ext[R];
+    Expr *first = ir_binary(L->k, EX_DIV, add(L, j, ci(L, j0)), ci(L, bn));
+    return sub(L, bs, 0, n > bn ? n / bn : 1, first, 0, bs->ext[R + 1], ci(L, 0));
+}
+
 /* Dot tiles over rows [i0 + i, +mr) (i a loop index times mr, or 0) and all
- * N columns: full groups of nr in a loop, then the tail. */
-static void dot_band(Lower *L, Stmt *seq, const Stmt *g, const Region *a, const Region *b, const Region *c,
-                     Expr *i, int64_t i0, int64_t mr, int64_t N, int64_t K)
+ * N columns: full groups of nr in a loop, then the tail.  bs: B's block
+ * scale, or NULL. */
+static void dot_band(Lower *L, Stmt *seq, const Stmt *g, const Region *a, const Region *b, const Region *bs,
+                     const Region *c, Expr *i, int64_t i0, int64_t mr, int64_t N, int64_t K)
 {
     int64_t nr = dot_cols_of(L->t, mr), full = N / nr, rem = N % nr;
     Expr *z = ci(L, 0);
@@ -511,6 +525,8 @@ static void dot_band(Lower *L, Stmt *seq, const Stmt *g, const Region *a, const 
         Region ta = sub(L, a, i0, mr, i, 0, K, z), tb = sub(L, b, j0, n, j, 0, K, z);
         Region tc = sub(L, c, i0, mr, i, j0, n, j);
         Stmt *tile = ir_micro_gemm(L->k, ta, tb, tc, false, true, g->u.gemm.clear, g->loc);
+        if (bs)
+            tile->u.gemm.b_scale = scale_rows(L, b, bs, j, j0, n);
         if (jv) {
             Stmt *body = ir_seq(L->k, g->loc);
             ir_seq_push(L->k, body, tile);
@@ -521,31 +537,39 @@ static void dot_band(Lower *L, Stmt *seq, const Stmt *g, const Region *a, const 
 }
 
 /* Every row band of C = A·Bᵀ in dot tiles. */
-static Stmt *dot_tiles(Lower *L, const Stmt *g, const Region *a, const Region *b, const Region *c)
+static Stmt *dot_tiles(Lower *L, const Stmt *g, const Region *a, const Region *b, const Region *bs,
+                       const Region *c)
 {
     Stmt *seq = ir_seq(L->k, g->loc);
     int64_t M = c->ext[0], N = c->ext[1], K = a->ext[1];
     int64_t mr = dot_rows_of(L->t, M), full = M / mr, rem = M % mr;
+    bs = bs && bs->buf ? bs : NULL;
     if (full > 1) {
         Var *iv = ir_var_new(L->k, "it");
         Stmt *body = ir_seq(L->k, g->loc);
-        dot_band(L, body, g, a, b, c, ir_binary(L->k, EX_MUL, ir_var(L->k, iv), ci(L, mr)), 0, mr, N, K);
+        dot_band(L, body, g, a, b, bs, c, ir_binary(L->k, EX_MUL, ir_var(L->k, iv), ci(L, mr)), 0, mr, N, K);
         ir_seq_push(L->k, seq, ir_for(L->k, iv, ci(L, full), LOOP_SERIAL, 0, body, g->loc));
     } else if (full) {
-        dot_band(L, seq, g, a, b, c, ci(L, 0), 0, mr, N, K);
+        dot_band(L, seq, g, a, b, bs, c, ci(L, 0), 0, mr, N, K);
     }
     if (rem)
-        dot_band(L, seq, g, a, b, c, ci(L, 0), full * mr, rem, N, K);
+        dot_band(L, seq, g, a, b, bs, c, ci(L, 0), full * mr, rem, N, K);
     return seq;
 }
 
+static Region dequantise(Lower *L, Stmt *seq, const Region *x, const Region *s, DType dt, const char *what,
+                         SrcLoc loc);
+
 /* A global operand is read in place when its window lies inside the
  * buffer; otherwise (a tail block) it is first copied with its tail zeroed,
- * which is the GEMM's meaning of the parts outside. */
+ * which is the GEMM's meaning of the parts outside.  A block-scaled B
+ * (b_scale; dot_scaled_in_place) is scaled in the dot tile, or in the tail
+ * case dequantised into f32 scratch. */
 static Stmt *lower_gemm_dot(Lower *L, const Stmt *g)
 {
     Stmt *seq = ir_seq(L->k, g->loc);
     Region a = g->u.gemm.a, b = g->u.gemm.b, c = g->u.gemm.c, c_out = c;
+    const Region *bs = g->u.gemm.b_scale.buf ? &g->u.gemm.b_scale : NULL;
     bool stage_c = c.buf->scope == SCOPE_GLOBAL;
     if (stage_c) {
         c = whole(L, temp(L, "gemm_c", SCOPE_SHARED, DT_F32, 2, c.ext, g->loc));
@@ -554,17 +578,21 @@ static Stmt *lower_gemm_dot(Lower *L, const Stmt *g)
     }
     Expr *inside = and_opt(L, a.buf->scope == SCOPE_GLOBAL ? window_inside(L, &a) : NULL,
                            b.buf->scope == SCOPE_GLOBAL ? window_inside(L, &b) : NULL);
+    if (bs && bs->buf->scope == SCOPE_GLOBAL)
+        inside = and_opt(L, inside, window_inside(L, bs));
     bool always = !inside || (inside->op == EX_CONST && inside->imm.i);
     bool never = inside && inside->op == EX_CONST && !inside->imm.i;
-    Stmt *fast = never ? NULL : dot_tiles(L, g, &a, &b, &c), *slow = NULL;
+    Stmt *fast = never ? NULL : dot_tiles(L, g, &a, &b, bs, &c), *slow = NULL;
     if (!always) {
         slow = ir_seq(L->k, g->loc);
         Region sa = a, sb = b;
         if (a.buf->scope == SCOPE_GLOBAL)
             sa = whole(L, stage(L, slow, &a, false, a.ext[0], a.ext[1], "gemm_a", g->loc));
-        if (b.buf->scope == SCOPE_GLOBAL)
+        if (bs)
+            sb = dequantise(L, slow, &b, bs, DT_F32, "gemm_b", g->loc);
+        else if (b.buf->scope == SCOPE_GLOBAL)
             sb = whole(L, stage(L, slow, &b, false, b.ext[0], b.ext[1], "gemm_b", g->loc));
-        ir_seq_push(L->k, slow, dot_tiles(L, g, &sa, &sb, &c));
+        ir_seq_push(L->k, slow, dot_tiles(L, g, &sa, &sb, NULL, &c));
     }
     ir_seq_push(L->k, seq, always ? fast : never ? slow : ir_if(L->k, inside, fast, slow, g->loc));
     if (stage_c)
@@ -631,8 +659,141 @@ static void forward_dot_operands(Lower *L, Stmt *seq)
     }
 }
 
+/* ------------------------------------------------ block-scaled operands */
+
+/* The matrix of a window is its last two dims (a scaled operand may have
+ * leading unit dims). */
+static int64_t mat_rows(const Region *r) { return r->ext[r->buf->rank - 2]; }
+static int64_t mat_cols(const Region *r) { return r->ext[r->buf->rank - 1]; }
+
+/* The loops of dequantise, guarded or not. */
+static Stmt *dequant_loops(Lower *L, const Region *x, const Region *s, Buffer *xs, bool guard, SrcLoc loc)
+{
+    int rank = x->buf->rank, R = rank - 2;
+    int64_t shape[2] = {mat_rows(x), mat_cols(x)}, block[2] = {shape[0] / mat_rows(s), shape[1] / mat_cols(s)};
+    Expr *v[2], *xp[IR_MAX_RANK], *sp[IR_MAX_RANK], *xi[IR_MAX_RANK], *si[IR_MAX_RANK];
+    Stmt *inner;
+    Stmt *loops = nest(L, 2, shape, LOOP_PARALLEL, "d", v, &inner, loc);
+    for (int d = 0; d < rank; d++) {
+        bool mat = d >= R;
+        xp[d] = mat ? v[d - R] : ci(L, 0);
+        sp[d] = !mat ? ci(L, 0) : block[d - R] == 1 ? v[d - R] : ir_binary(L->k, EX_DIV, v[d - R], ci(L, block[d - R]));
+    }
+    region_at(L, x, xp, xi);
+    region_at(L, s, sp, si);
+    Expr *val = ir_binary(L->k, EX_MUL, guarded_load(L, x->buf, xi, guard), guarded_load(L, s->buf, si, guard));
+    ir_seq_push(L->k, inner, ir_store(L->k, xs, v, val, loc));
+    return loops;
+}
+
+/* xs[r][c] = x(r, c) · s(r / br, c / bc) over the matrix of window x, an
+ * f32 product stored as dt (tails outside either buffer read 0, as the
+ * GEMM's operands do): the scratch tile a plain GEMM reads instead.  As
+ * for copies, unguarded loads where both windows lie inside. */
+static Region dequantise(Lower *L, Stmt *seq, const Region *x, const Region *s, DType dt, const char *what,
+                         SrcLoc loc)
+{
+    int64_t shape[2] = {mat_rows(x), mat_cols(x)};
+    Buffer *xs = temp(L, what, SCOPE_SHARED, dt, 2, shape, loc);
+    Expr *inside = and_opt(L, window_inside(L, x), window_inside(L, s));
+    Stmt *loops;
+    if (!inside || inside->op == EX_CONST)
+        loops = dequant_loops(L, x, s, xs, inside && !inside->imm.i, loc);
+    else
+        loops = ir_if(L->k, inside, dequant_loops(L, x, s, xs, false, loc), dequant_loops(L, x, s, xs, true, loc), loc);
+    ir_seq_push(L->k, seq, loops);
+    return whole(L, xs);
+}
+
+/* What a scaled operand x (scale dtype s) is dequantised into, beside the
+ * other operand's dtype: bf16 where the other is bf16 and every x·s is
+ * exact in bf16 — e2m1 times a power of two: two significant bits, 2^-128
+ * at the least, within bf16's subnormals (2^-133) — so the product stays
+ * bf16 x bf16 (the tensor cores' on a GPU); f32 otherwise (exact: it is
+ * the product's own dtype). */
+static DType dequant_dtype(DType other, DType x, DType s)
+{
+    return other == DT_BF16 && x == DT_F4E2M1 && s == DT_E8M0 ? DT_BF16 : DT_F32;
+}
+
+/* An integer expression that is even for every value of its variables. */
+static bool provably_even(const Expr *e)
+{
+    int64_t v;
+    if (ir_expr_is_const(e, &v))
+        return v % 2 == 0;
+    switch (e->op) {
+    case EX_ADD: case EX_SUB: return provably_even(e->args[0]) && provably_even(e->args[1]);
+    case EX_MUL: return provably_even(e->args[0]) || provably_even(e->args[1]);
+    default: return false;
+    }
+}
+
+/* The dtypes a dot tile reads in place and scales (codegen/micro.c). */
+static bool dot_scales(DType t) { return dot_reads_in_place(t) || t == DT_F4E2M1; }
+
+/* Whether every dot tile's rows of B lie in whole block rows of its scale
+ * (one block row, or whole ones): B's block height bn against the tile
+ * heights nr the row bands use. */
+static bool dot_scale_fits(Lower *L, int64_t M, int64_t bn)
+{
+    int64_t mr = dot_rows_of(L->t, M), bands[2] = {mr, M % mr};
+    for (int i = 0; i < 2; i++) {
+        int64_t nr = bands[i] ? dot_cols_of(L->t, bands[i]) : 0;
+        if (nr && bn % nr && nr % bn)
+            return false;
+    }
+    return true;
+}
+
+/* A decode GEMM whose B is block-scaled runs as dot tiles that scale B in
+ * registers (packed e2m1 through a table): B of a dtype they read, K blocks
+ * of whole 32-element steps, tiles inside block rows, and packed e2m1 rows
+ * and windows starting on a byte. */
+static bool dot_scaled_in_place(Lower *L, const Stmt *g)
+{
+    const Region *b = &g->u.gemm.b, *bs = &g->u.gemm.b_scale;
+    if (!dot_gemm(L, g) || !bs->buf || !dot_scales(b->buf->dtype) || mat_cols(b) / mat_cols(bs) % 32 ||
+        !dot_scale_fits(L, g->u.gemm.c.ext[0], mat_rows(b) / mat_rows(bs)))
+        return false;
+    if (b->buf->dtype != DT_F4E2M1)
+        return true;
+    int rank = b->buf->rank;
+    bool even = provably_even(b->off[rank - 1]);
+    for (int d = 0; d < rank - 1; d++)
+        even = even && provably_even(b->buf->stride[d]);
+    return even;
+}
+
+/* A GEMM with block scales: the scaled operands are dequantised into
+ * scratch tiles, then a plain GEMM (every target; the CPU's decode GEMMs
+ * scale B in the dot tiles instead, and dequantise only a scaled A). */
+static Stmt *lower_gemm(Lower *L, const Stmt *g);
+
+static Stmt *lower_gemm_scaled(Lower *L, const Stmt *g)
+{
+    Stmt *seq = ir_seq(L->k, g->loc), *plain = ir_gemm(L->k, g->u.gemm.a, g->u.gemm.b, g->u.gemm.c,
+                                                      g->u.gemm.trans_a, g->u.gemm.trans_b, g->u.gemm.clear, g->loc);
+    const Region *as = &g->u.gemm.a_scale, *bs = &g->u.gemm.b_scale;
+    bool fast = dot_scaled_in_place(L, g);
+    if (fast)
+        plain->u.gemm.b_scale = *bs;
+    else if (bs->buf)
+        plain->u.gemm.b = dequantise(L, seq, &g->u.gemm.b, bs,
+                                     dequant_dtype(g->u.gemm.a.buf->dtype, g->u.gemm.b.buf->dtype, bs->buf->dtype),
+                                     "gemm_db", g->loc);
+    if (as->buf)
+        plain->u.gemm.a = dequantise(L, seq, &g->u.gemm.a, as,
+                                     dequant_dtype(plain->u.gemm.b.buf->dtype, g->u.gemm.a.buf->dtype, as->buf->dtype),
+                                     "gemm_da", g->loc);
+    ir_seq_push(L->k, seq, fast ? lower_gemm_dot(L, plain) : lower_gemm(L, plain));
+    return seq;
+}
+
 static Stmt *lower_gemm(Lower *L, const Stmt *g)
 {
+    if (g->u.gemm.a_scale.buf || g->u.gemm.b_scale.buf)
+        return lower_gemm_scaled(L, g);
     if (L->t->gpu_sm && tensor_core_gemm(L, g))
         return ir_micro_gemm(L->k, g->u.gemm.a, g->u.gemm.b, g->u.gemm.c, false, g->u.gemm.trans_b,
                              g->u.gemm.clear, g->loc);
@@ -747,14 +908,16 @@ static Stmt *prefetch_next_step(Lower *L, const Stmt *loop)
     Stmt *seq = ir_seq(L->k, loop->loc);
     for (int i = 0; i < body->u.seq.n; i++) {
         const Stmt *s = body->u.seq.items[i];
-        const Region *reads[2] = {NULL, NULL};
+        const Region *reads[4] = {NULL, NULL, NULL, NULL};
         if (s->op == ST_COPY)
             reads[0] = &s->u.copy.src;
         else if (s->op == ST_GEMM) {
             reads[0] = &s->u.gemm.a;
             reads[1] = &s->u.gemm.b;
+            reads[2] = s->u.gemm.a_scale.buf ? &s->u.gemm.a_scale : NULL;
+            reads[3] = s->u.gemm.b_scale.buf ? &s->u.gemm.b_scale : NULL;
         }
-        for (int j = 0; j < 2; j++)
+        for (int j = 0; j < 4; j++)
             if (reads[j] && reads[j]->buf->scope == SCOPE_GLOBAL)
                 ir_seq_push(L->k, seq, prefetch_window(L, reads[j], loop->u.loop.var, ahead, s->loc));
     }

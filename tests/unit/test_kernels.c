@@ -369,6 +369,131 @@ TEST(dot_tiles_widen_every_fp8_code)
         }
 }
 
+/* A dot tile reads a block-scaled packed e2m1 B in place (codegen/micro.c:
+ * table lookup, sign, scale; elsewhere lowering dequantises it): C = A ·
+ * (B ⊙ expand(S))ᵀ with B [16, 64] and 1x32 scales S [16, 2].
+ *   exact: row n of B is code n everywhere (all 16 codes, ±0 included),
+ *     scales 2^-3 .. 2^3 per block, rows of A constant, so C[i][n] =
+ *     a_i · e2m1(n) · 32 · (s[n][0] + s[n][1]) exactly in f32;
+ *   mixed: random codes, A varying along K, f32 scales that are not
+ *     powers of two, against a double sum — and against the same sum with
+ *     each byte's nibbles swapped, which must fail: the inputs would catch
+ *     a decoder that took the high nibble first. */
+static const char *fp4_src(const char *adt, const char *sdt)
+{
+    static char src[1024];
+    snprintf(src, sizeof src,
+             "kernel dotf4 level tile\n"
+             "arg a: %s[3, 64] in\n"
+             "arg b: f4e2m1[16, 64] in\n"
+             "arg s: %s[16, 2] in\n"
+             "arg c: f32[3, 16] out\n"
+             "buf acc: fragment f32[3, 16]\n"
+             "grid (g) < [1]\n"
+             "{\n"
+             "  gemm a[0 +: 3, 0 +: 64], b[0 +: 16, 0 +: 64] -> acc trans_b clear b_scale s[0 +: 16, 0 +: 2]\n"
+             "  copy acc -> c[0 +: 3, 0 +: 16]\n"
+             "}\n",
+             adt, sdt);
+    return src;
+}
+
+static bool run_fp4(const Exec *x, const char *src, void *a, void *b, void *s, float *c)
+{
+    Diag d = {0};
+    Kernel *k = ir_parse(src, "dotf4.tir", &d);
+    void *args[4] = {a, b, s, c};
+    bool ok = k && execute(k, x->mode, x->target, 1, args, NULL, &d);
+    CHECKF(ok, "%s: %s", exec_name(x), d.msg);
+    ir_kernel_free(k);
+    return ok;
+}
+
+/* Σ_k a[i][k] · e2m1(B[n][k]) · s[n][k / 32], nibbles swapped on request. */
+static double fp4_dot(const float *a, const uint8_t *b, const float *s, int i, int n, bool swap, double *mag)
+{
+    double sum = 0;
+    *mag = 0;
+    for (int k = 0; k < 64; k++) {
+        int idx = n * 64 + k;
+        bool high = (idx % 2 == 1) != swap;
+        unsigned nib = high ? b[idx / 2] >> 4 : b[idx / 2] & 15;
+        double t = (double)a[i * 64 + k] * ref_decode_e2m1((uint8_t)nib) * s[n * 2 + k / 32];
+        sum += t;
+        *mag += fabs(t);
+    }
+    return sum;
+}
+
+TEST(dot_tiles_widen_every_fp4_code)
+{
+    static const char *adts[] = {"f32", "bf16"};
+    static const float rows[3] = {1.0f, 0.5f, -1.0f};
+    float af[3 * 64], sf[16 * 2];
+    uint16_t ab[3 * 64];
+    uint8_t codes[16 * 32], s8[16 * 2];
+    for (int t = 0; t < 2; t++) { /* exact */
+        for (int i = 0; i < 3 * 64; i++) {
+            af[i] = rows[i / 64];
+            ab[i] = dt_f32_to_bf16(af[i]);
+        }
+        for (int i = 0; i < 16 * 32; i++)
+            codes[i] = (uint8_t)((i / 32) * 17); /* code n in both nibbles of row n */
+        for (int i = 0; i < 16 * 2; i++)
+            s8[i] = (uint8_t)(127 + (i * 5) % 7 - 3);
+        for (int e = 0; e < NEXECS; e++) {
+            if (!exec_available(&execs[e]) || execs[e].mode == GPU)
+                continue;
+            static float c[3 * 16];
+            if (!run_fp4(&execs[e], fp4_src(adts[t], "e8m0"), t ? (void *)ab : (void *)af, codes, s8, c))
+                continue;
+            int bad = 0;
+            for (int i = 0; i < 3; i++)
+                for (int n = 0; n < 16; n++) {
+                    float want = rows[i] * ref_decode_e2m1((uint8_t)n) * 32.0f *
+                                 (ref_decode_e8m0(s8[2 * n]) + ref_decode_e8m0(s8[2 * n + 1]));
+                    float got = c[i * 16 + n];
+                    bool same = got == want; /* (a sum from +0: -0 terms give +0) */
+                    if (!same && bad++ < 3)
+                        CHECKF(false, "%s %s: c[%d][%x] = %g, want %g", exec_name(&execs[e]), adts[t], i, n, got, want);
+                }
+            CHECKF(bad == 0, "%s %s x e2m1: %d wrong", exec_name(&execs[e]), adts[t], bad);
+        }
+    }
+    unsigned seed = 7;
+    for (int i = 0; i < 3 * 64; i++) {
+        af[i] = test_rand(&seed);
+        ab[i] = dt_f32_to_bf16(af[i]);
+        af[i] = dt_bf16_to_f32(ab[i]); /* the same values in both dtypes */
+    }
+    for (int i = 0; i < 16 * 32; i++)
+        codes[i] = (uint8_t)((test_rand(&seed) + 1.0f) * 128.0f);
+    for (int i = 0; i < 16 * 2; i++)
+        sf[i] = 0.3f + 0.7f * (float)i / 7.0f * (i % 3 == 1 ? -1.0f : 1.0f);
+    for (int t = 0; t < 2; t++) /* mixed */
+        for (int e = 0; e < NEXECS; e++) {
+            if (!exec_available(&execs[e]) || execs[e].mode == GPU)
+                continue;
+            static float c[3 * 16];
+            if (!run_fp4(&execs[e], fp4_src(adts[t], "f32"), t ? (void *)ab : (void *)af, codes, sf, c))
+                continue;
+            int bad = 0, caught = 0;
+            for (int i = 0; i < 3; i++)
+                for (int n = 0; n < 16; n++) {
+                    double mag, want = fp4_dot(af, codes, sf, i, n, false, &mag), tol = 1e-6 * mag;
+                    double swapped = fp4_dot(af, codes, sf, i, n, true, &mag);
+                    double got = c[i * 16 + n];
+                    if (!(fabs(got - want) <= tol) && bad++ < 3)
+                        CHECKF(false, "%s %s f32 scales: c[%d][%d] = %g, want %g", exec_name(&execs[e]), adts[t], i, n,
+                               got, want);
+                    caught += !(fabs(got - swapped) <= tol);
+                }
+            CHECKF(bad == 0, "%s %s f32 scales: %d wrong", exec_name(&execs[e]), adts[t], bad);
+            CHECKF(caught >= 40, "%s %s: swapped nibbles would pass for %d of 48 outputs", exec_name(&execs[e]),
+                   adts[t], 48 - caught);
+        }
+}
+
 /* ------------------------------------------------------- row operations */
 
 typedef void (*RowRef)(int M, int N, const Args *a, float *out);
@@ -817,6 +942,7 @@ int main(void)
     RUN(gemm_fp8_shapes);
     RUN(gemm_decode_rows);
     RUN(dot_tiles_widen_every_fp8_code);
+    RUN(dot_tiles_widen_every_fp4_code);
     RUN(fp4_weights_copied_for_a_decode_gemm);
     RUN(softmax_shapes);
     RUN(rmsnorm_shapes);

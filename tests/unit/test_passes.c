@@ -96,6 +96,14 @@ TEST(golden_lower_gemm_f32) { golden("lower_gemm_f32", pass_lower); }
 TEST(golden_lower_gemm_bf16) { golden("lower_gemm_bf16", pass_lower); }
 /* decode: dot tiles, the fp8 weight read in place, prefetch of the next step */
 TEST(golden_lower_dot) { golden("lower_dot", pass_lower); }
+/* a block-scaled fp4 B (1x32 scales, leading unit dim): dot tiles that
+ * scale it in place, and f32 dequantisation where the window may leave w */
+TEST(golden_lower_scaled) { golden("lower_scaled", pass_lower); }
+/* 20 rows (no dot tiles): B dequantised into bf16 scratch (e2m1 times a
+ * power of two is exact there), then the plain GEMM; 8x32 blocks */
+TEST(golden_lower_scaled_deq) { golden("lower_scaled_deq", pass_lower); }
+/* the same on sm_90a: dequantised into bf16 shared memory for the tensor cores */
+TEST(golden_lower_scaled_gpu) { golden_for("lower_scaled_gpu", pass_lower, ir_target("sm_90a")); }
 TEST(golden_vectorize) { golden("vectorize", pass_vectorize); }
 /* copy in, scale, a row reduction, normalise, copy out: one row loop, the
  * elementwise loops fused into the reduction's, xs forwarded and gone */
@@ -354,6 +362,8 @@ static void args_make(const Kernel *k, const int64_t *params, unsigned seed, Arg
         a->p[i] = calloc(a->bytes[i] + 16, 1);
         for (int64_t j = 0; j < n; j++) {
             float v = test_rand(&seed);
+            if (b->dtype == DT_E8M0) /* scales: powers of two 2^-4 .. 2^3 */
+                v = ldexpf(1.0f, (int)floorf(v * 4));
             dt_store(b->dtype, a->p[i], j, dt_is_float(b->dtype) ? v : (double)(int)(v * 8));
         }
     }
@@ -454,9 +464,10 @@ TEST(equivalence_catches_broken_lowerings)
  * (1-row edges, partial last block, exact multiple). */
 TEST(tile_equals_loop_hand_written)
 {
-    const char *names[] = {"lower_copy", "lower_reduce", "lower_gemm_f32", "lower_gemm_bf16", "lower_dot"};
+    const char *names[] = {"lower_copy", "lower_reduce", "lower_gemm_f32", "lower_gemm_bf16", "lower_dot",
+                           "lower_scaled", "lower_scaled_deq"};
     const int64_t ms[] = {1, 4, 5, 11};
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < 7; i++) {
         char path[256];
         snprintf(path, sizeof path, "tests/passes/%s.in.tir", names[i]);
         for (int m = 0; m < 4; m++) {
@@ -676,6 +687,9 @@ int main(void)
     RUN(golden_lower_gemm_f32);
     RUN(golden_lower_gemm_bf16);
     RUN(golden_lower_dot);
+    RUN(golden_lower_scaled);
+    RUN(golden_lower_scaled_deq);
+    RUN(golden_lower_scaled_gpu);
     RUN(golden_vectorize);
     RUN(golden_fuse_chain);
     RUN(golden_fuse_keep);
