@@ -168,6 +168,15 @@ static void k_step(Cg *c, void *ctx)
     }
 }
 
+static Var *temp_var(Cg *c, const char *name, int slot)
+{
+    /* Codegen-only counters use the slots past the kernel's own ids. */
+    Var *v = calloc(1, sizeof *v);
+    v->name = name;
+    v->id = c->k->next_id + slot;
+    return v;
+}
+
 /* An alloca in the entry block, where SROA promotes it to a register. */
 static LLVMValueRef entry_alloca(Cg *c, LLVMTypeRef ty)
 {
@@ -201,9 +210,14 @@ typedef struct Dot {
     LLVMValueRef acc[MAX_DOT_ROWS][MAX_DOT_COLS];
     Var *kvar;
     /* B's block scale (b_scale): rows of B per scale row, elements of K
-     * per scale column; bk is a multiple of chunk (the verifier's 32). */
+     * per scale column; bk is a multiple of chunk (the verifier's 32).
+     * The K loop runs per block (kb) and per step in it; a block's scales
+     * are loaded once, as row_scale[j] (splat) or, for packed e2m1, as the
+     * scaled table row_table[j]. */
     const Region *scale;
     int64_t rows_per_scale, bk;
+    Var *kbvar;
+    LLVMValueRef k0, row_scale[MAX_DOT_COLS], row_table[MAX_DOT_COLS];
 } Dot;
 
 static LLVMValueRef splat_i(Cg *c, LLVMTypeRef elem, int w, unsigned long long v)
@@ -333,25 +347,32 @@ static LLVMValueRef splat_f(Cg *c, Dot *d, LLVMValueRef x)
     return LLVMBuildShuffleVector(c->b, v, LLVMGetPoison(d->vf32), LLVMConstNull(mty), "");
 }
 
-/* The scale of B's row j for the step at element k, as an f32: one scalar
- * load per row per step (a block spans whole steps). */
-static LLVMValueRef block_scale(Cg *c, Dot *d, int j, LLVMValueRef k)
+/* The scale of B's row j in K block kb, as an f32: one scalar load per
+ * row per block.  UE8M0 without branches (LLVM turns cg_widen's selects
+ * into jumps here): the byte in the exponent field, and for 0 (2^-127) and
+ * 255 (NaN) the top mantissa bit too. */
+static LLVMValueRef block_scale(Cg *c, Dot *d, int j, LLVMValueRef kb)
 {
+    LLVMBuilderRef B = c->b;
     const Region *sc = d->scale;
-    LLVMValueRef col = LLVMBuildUDiv(c->b, k, cg_i64(c, d->bk), "");
-    LLVMValueRef p = at(c, sc, cg_i64(c, j / d->rows_per_scale), col);
-    LLVMValueRef raw = LLVMBuildLoad2(c->b, cg_storage_type(c, sc->buf->dtype), p, "");
-    return cg_widen(c, sc->buf->dtype, raw);
+    LLVMValueRef p = at(c, sc, cg_i64(c, j / d->rows_per_scale), kb);
+    LLVMValueRef raw = LLVMBuildLoad2(B, cg_storage_type(c, sc->buf->dtype), p, "");
+    if (sc->buf->dtype != DT_E8M0)
+        return cg_widen(c, sc->buf->dtype, raw);
+    LLVMValueRef e = LLVMBuildZExt(B, raw, c->i32, "");
+    LLVMValueRef edge = LLVMBuildICmp(B, LLVMIntULE, LLVMBuildAnd(B, LLVMBuildAdd(B, e, LLVMConstInt(c->i32, 1, 0), ""),
+                                                                  LLVMConstInt(c->i32, 255, 0), ""),
+                                      LLVMConstInt(c->i32, 1, 0), "");
+    LLVMValueRef bits = LLVMBuildOr(B, LLVMBuildShl(B, e, LLVMConstInt(c->i32, 23, 0), ""),
+                                    LLVMBuildShl(B, LLVMBuildZExt(B, edge, c->i32, ""), LLVMConstInt(c->i32, 22, 0), ""), "");
+    return LLVMBuildBitCast(B, bits, c->f32, "");
 }
 
-/* The chunk's packed e2m1 elements of B's row j from k on: chunk/8 32-bit
+/* Where the chunk's packed e2m1 elements of B's row j from k on lie: 32-bit
  * words, element e in bits 4(e % 8) .. +3 of word e / 8 (low nibble first). */
 static LLVMValueRef e2m1_words(Cg *c, Dot *d, int j, LLVMValueRef k)
 {
-    LLVMTypeRef ty = LLVMVectorType(c->i32, (unsigned)(d->chunk / 8));
-    LLVMValueRef v = LLVMBuildLoad2(c->b, ty, at(c, &d->s->u.gemm.b, cg_i64(c, j), k), "");
-    LLVMSetAlignment(v, 1);
-    return v;
+    return at(c, &d->s->u.gemm.b, cg_i64(c, j), k);
 }
 
 /* The e2m1 magnitudes 0, .5, 1, 1.5, 2, 3, 4, 6 times the block's scale,
@@ -379,25 +400,32 @@ static LLVMValueRef e2m1_part(Cg *c, Dot *d, LLVMValueRef words, LLVMValueRef ta
 {
     LLVMBuilderRef B = c->b;
     int w = d->w;
-    LLVMValueRef pick[16], right[16], left[16];
+    LLVMValueRef pick[16], left[16];
     for (int l = 0; l < w; l++) {
-        int e = h * w + l;
-        pick[l] = LLVMConstInt(c->i32, (unsigned long long)(e / 8), 0);
-        right[l] = LLVMConstInt(c->i32, (unsigned long long)(4 * (e % 8)), 0);
-        left[l] = LLVMConstInt(c->i32, (unsigned long long)(28 - 4 * (e % 8)), 0);
+        pick[l] = LLVMConstInt(c->i32, (unsigned long long)(l / 8), 0);
+        left[l] = LLVMConstInt(c->i32, (unsigned long long)(28 - 4 * (l % 8)), 0);
     }
-    LLVMValueRef x = LLVMBuildShuffleVector(B, words, LLVMGetPoison(LLVMTypeOf(words)),
-                                            LLVMConstVector(pick, (unsigned)w), "");
-    LLVMValueRef idx = LLVMBuildLShr(B, x, LLVMConstVector(right, (unsigned)w), "");
+    /* this part's w/8 words (w/2 bytes), each broadcast to its 8 lanes:
+     * vpbroadcastd from memory on AVX2 */
+    LLVMTypeRef wty = LLVMVectorType(c->i32, (unsigned)(w / 8));
+    LLVMValueRef off = cg_i64(c, (int64_t)h * w / 2);
+    LLVMValueRef p = LLVMBuildGEP2(B, c->i8, words, &off, 1, "");
+    LLVMValueRef raw = LLVMBuildLoad2(B, wty, p, "");
+    LLVMSetAlignment(raw, 1);
+    LLVMValueRef x = LLVMBuildShuffleVector(B, raw, LLVMGetPoison(wty), LLVMConstVector(pick, (unsigned)w), "");
+    /* each lane's nibble to the top (bits 28-31: the sign at bit 31), then
+     * down to the bottom with one uniform shift */
     LLVMTypeRef vi32 = LLVMVectorType(c->i32, (unsigned)w);
+    LLVMValueRef top = LLVMBuildShl(B, x, LLVMConstVector(left, (unsigned)w), "");
+    LLVMValueRef idx = LLVMBuildLShr(B, top, splat_i(c, c->i32, w, 28), "");
     const char *name = w == 16 ? "llvm.x86.avx512.permvar.sf.512" : "llvm.x86.avx2.permps";
     LLVMValueRef args[2] = {table, idx};
     LLVMValueRef v = cg_intrinsic(c, name, NULL, 0, args, 2);
     if (w == 16)
         return v;
-    LLVMValueRef sign = LLVMBuildAnd(B, LLVMBuildShl(B, x, LLVMConstVector(left, (unsigned)w), ""),
-                                     splat_i(c, c->i32, w, 0x80000000u), "");
-    return LLVMBuildBitCast(B, LLVMBuildXor(B, LLVMBuildBitCast(B, v, vi32, ""), sign, ""), d->vf32, "");
+    /* negative lanes (bit 31 of top) take -v: vblendvps on the sign bit */
+    LLVMValueRef neg = LLVMBuildICmp(B, LLVMIntSLT, top, LLVMConstNull(vi32), "");
+    return LLVMBuildSelect(B, neg, LLVMBuildFNeg(B, v, ""), v, "");
 }
 
 /* acc[i][j] += A(i, k..k+chunk) * B(j, k..k+chunk) for every i, j, in
@@ -416,14 +444,12 @@ static void dot_lanes(Cg *c, Dot *d, LLVMValueRef k, int lanes)
         av[i] = dot_load(c, d, &s->u.gemm.a, i, k, lanes);
     for (int j = 0; j < d->nr; j++) {
         bool e2m1 = s->u.gemm.b.buf->dtype == DT_F4E2M1;
-        LLVMValueRef scale = d->scale ? block_scale(c, d, j, k) : NULL;
         LLVMValueRef bv = e2m1 ? NULL : dot_load(c, d, &s->u.gemm.b, j, k, lanes);
         LLVMValueRef words = e2m1 ? e2m1_words(c, d, j, k) : NULL;
-        LLVMValueRef table = e2m1 ? e2m1_table(c, d, scale) : NULL;
         for (int h = 0; h < parts; h++) {
-            LLVMValueRef bh = e2m1 ? e2m1_part(c, d, words, table, h) : dot_part(c, d, bv, h);
-            if (scale && !e2m1)
-                bh = LLVMBuildFMul(c->b, bh, splat_f(c, d, scale), "");
+            LLVMValueRef bh = e2m1 ? e2m1_part(c, d, words, d->row_table[j], h) : dot_part(c, d, bv, h);
+            if (d->scale && !e2m1)
+                bh = LLVMBuildFMul(c->b, bh, d->row_scale[j], "");
             for (int i = 0; i < d->mr; i++) {
                 LLVMValueRef acc = LLVMBuildLoad2(c->b, d->vf32, d->acc[i][j], "");
                 LLVMValueRef args[3] = {dot_part(c, d, av[i], h), bh, acc};
@@ -437,6 +463,31 @@ static void dot_step(Cg *c, void *ctx)
 {
     Dot *d = ctx;
     dot_lanes(c, d, LLVMBuildMul(c->b, c->var[d->kvar->id], cg_i64(c, d->chunk), ""), d->chunk);
+}
+
+/* One K block of a block-scaled B: each row's scale (or e2m1 table) once,
+ * then the block's steps. */
+static void dot_scaled_step(Cg *c, void *ctx)
+{
+    Dot *d = ctx;
+    LLVMValueRef k = LLVMBuildMul(c->b, c->var[d->kvar->id], cg_i64(c, d->chunk), "");
+    dot_lanes(c, d, LLVMBuildAdd(c->b, d->k0, k, ""), d->chunk);
+}
+
+static void dot_block(Cg *c, void *ctx)
+{
+    Dot *d = ctx;
+    LLVMValueRef kb = c->var[d->kbvar->id];
+    d->k0 = LLVMBuildMul(c->b, kb, cg_i64(c, d->bk), "");
+    bool e2m1 = d->s->u.gemm.b.buf->dtype == DT_F4E2M1;
+    for (int j = 0; j < d->nr; j++) {
+        LLVMValueRef s = block_scale(c, d, j, kb);
+        if (e2m1)
+            d->row_table[j] = e2m1_table(c, d, s);
+        else
+            d->row_scale[j] = splat_f(c, d, s);
+    }
+    cg_loop(c, d->kvar, cg_i64(c, d->bk / d->chunk), LOOP_SERIAL, 2, false, dot_scaled_step, d);
 }
 
 /* The W lanes of v summed pairwise (halves, then quarters, ...). */
@@ -462,7 +513,9 @@ static void dot_gemm(Cg *c, const Stmt *s, int mr, int nr, Var *k)
     DType ta = s->u.gemm.a.buf->dtype, tb = s->u.gemm.b.buf->dtype;
     const Region *sc = s->u.gemm.b_scale.buf ? &s->u.gemm.b_scale : NULL;
     bool pairs = c->t->has_bf16_dot && ta == DT_BF16 && tb == DT_BF16 && !sc;
-    int chunk = pairs || dt_bits(ta) == 8 || dt_bits(tb) <= 8 ? 2 * w : w;
+    /* packed e2m1: one W-lane part per step, which keeps the tables and
+     * accumulators of pass_lower's columns in registers */
+    int chunk = tb == DT_F4E2M1 ? w : pairs || dt_bits(ta) == 8 || dt_bits(tb) == 8 ? 2 * w : w;
     Dot d = {.s = s, .mr = mr, .nr = nr, .w = w, .chunk = chunk, .pairs = pairs, .kvar = k,
              .vf32 = LLVMVectorType(c->f32, (unsigned)w), .scale = sc};
     if (sc) {
@@ -484,7 +537,13 @@ static void dot_gemm(Cg *c, const Stmt *s, int mr, int nr, Var *k)
     /* The body is already mr·nr FMAs wide: unrolling it further only
      * multiplies the code (and the compile time: 0.49 s for a 16-row f32
      * gemm fully unrolled at K 128). */
-    cg_loop(c, k, cg_i64(c, K / chunk), LOOP_SERIAL, 2, false, dot_step, &d);
+    if (sc) {
+        d.kbvar = temp_var(c, "kb", 4);
+        cg_loop(c, d.kbvar, cg_i64(c, K / d.bk), LOOP_SERIAL, 0, false, dot_block, &d);
+        free(d.kbvar);
+    } else {
+        cg_loop(c, k, cg_i64(c, K / chunk), LOOP_SERIAL, 2, false, dot_step, &d);
+    }
     if (K % chunk)
         dot_lanes(c, &d, cg_i64(c, K - K % chunk), (int)(K % chunk));
     LLVMValueRef scale = LLVMConstReal(c->f32, dot_scale(ta) * dot_scale(tb));
@@ -543,14 +602,6 @@ static void scalar_i(Cg *c, void *ctx)
     cg_loop(c, sc->j, cg_i64(c, sc->s->u.gemm.c.ext[1]), LOOP_SERIAL, 0, false, scalar_j, sc);
 }
 
-static Var *temp_var(Cg *c, const char *name, int slot)
-{
-    /* Codegen-only counters use the slots past the kernel's own ids. */
-    Var *v = calloc(1, sizeof *v);
-    v->name = name;
-    v->id = c->k->next_id + slot;
-    return v;
-}
 
 void cg_micro_gemm(Cg *c, const Stmt *s)
 {

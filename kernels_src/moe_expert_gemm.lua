@@ -3,14 +3,14 @@
 --   c[r, n] = Σ_k32 (Σ_{k in k32} a[r, k] · e2m1(w[e, n, k])) · sa[r, k // 128] · sw[e, n, k // 32]
 -- for each row r of expert e's range [off[e], off[e] + cnt[e]) (experts may
 -- be empty; gaps between ranges are left alone).
--- a: e4m3 [R, K] in expert order with 1×128 UE8M0 scales sa; w: e2m1 packed
--- two per byte, element 2j in the low nibble, as u8 [E, N, K/2] (the back
--- ends have no f4e2m1 buffers), with 1×32 UE8M0 scales sw.
--- The weight scale is a power of two, so applying it to the dequantised
--- weight is exact and the same as applying it to each 32-wide sub-product;
--- each 128-wide K block is then one product of bf16 tiles (e4m3 and scaled
--- e2m1 widen exactly) in its own f32 accumulator, promoted with the
--- activation scale as in fp8_gemm.
+-- a: e4m3 [R, K] in expert order with 1×128 UE8M0 scales sa; w: f4e2m1
+-- [E, N, K], packed two per byte, element 2j in the low nibble (the
+-- checkpoint's int8 [E, N, K/2] bytes as they are), with 1×32 UE8M0 scales sw.
+-- The weight scale is a power of two, so applying it to the weight is
+-- exact and the same as applying it to each 32-wide sub-product; each
+-- 128-wide K block is then one product of A (e4m3 widened to bf16, exact)
+-- and the block-scaled weights in its own f32 accumulator, promoted with
+-- the activation scale as in fp8_gemm.
 -- Blocks are row tiles × 128-wide column blocks; the grid is the bound on
 -- row tiles (moe_fp4.lua), and each block finds its expert by scanning the
 -- row counts, so empty experts cost no blocks.
@@ -30,7 +30,7 @@ return T.kernel "moe_expert_gemm" {
       sa  = T.tensor{p.R, p.K // F.ABLOCK, T.e8m0},
       cnt = T.tensor{p.E, T.i32},              -- rows routed to each expert (may be 0)
       off = T.tensor{p.E, T.i32},              -- first row of each expert in a
-      w   = T.tensor{p.E, p.N, p.K // 2, T.u8},
+      w   = T.tensor{p.E, p.N, p.K, T.f4e2m1},
       sw  = T.tensor{p.E, p.N, p.K // F.WBLOCK, T.e8m0},
       c   = T.tensor{p.R, p.N, T.bf16, out = true},
     }

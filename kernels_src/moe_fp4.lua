@@ -1,7 +1,8 @@
 -- moe_fp4.lua — the pieces the routed experts' grouped GEMMs share
--- (moe_expert_gemm, moe_gemm_swiglu): the tile schedule over experts, FP4
--- weight dequantisation and the K loop with per-block promotion.  A plain
--- Lua module: specs `require "moe_fp4"` from their own folder.
+-- (moe_expert_gemm, moe_gemm_swiglu): the tile schedule over experts and the
+-- K loop with per-block promotion, whose GEMMs take the packed FP4 weights
+-- with their 1x32 scales as a block-scaled operand.  A plain Lua module:
+-- specs `require "moe_fp4"` from their own folder.
 local T = require "tile"
 
 local F = {}
@@ -45,41 +46,20 @@ function F.find_tile(t, cnt, off, E, BM)
   return { e = st[0], row0 = st[1], rows = st[2] }
 end
 
--- The value of an e2m1 nibble (sign | 2-bit exponent, bias 1 | 1-bit
--- fraction): 0 and 0.5 below exponent 1, else the f32 with that exponent
--- and fraction, which is (mag << 22) + (126 << 23) in f32 bits.
-function F.e2m1(nib)
-  local mag = nib & 7
-  local normal = T.bitcast((mag << 22) + (126 << 23), T.f32)
-  local v = T.select(T.lt(mag, 2), T.cast(mag, T.f32) * 0.5, normal)
-  return T.select(T.lt(7, nib), -v, v)
-end
-
--- Ws[n][k] = e2m1(w[e, n0 + n, k0 + k]) · sw[e, n0 + n, (k0 + k) / 32]:
--- a power-of-two scale times an e2m1 value is exact in bf16.  One
--- iteration per byte (element 2j in its low nibble, 2j + 1 in the high
--- one) and per 32-wide scale group, so the loads are contiguous bytes and
--- the scale is loaded once per group.
-function F.dequant(w, sw, e, n0, k0, Ws)
-  local G = F.WBLOCK
-  for n, g, j in T.parallel(Ws.shape[1], Ws.shape[2] // G, G // 2) do
-    local byte = w[e][n0 + n][(k0 + g * G) // 2 + j]
-    local scale = sw[e][n0 + n][k0 // G + g]
-    Ws[n][g * G + 2 * j] = F.e2m1(byte & 15) * scale
-    Ws[n][g * G + 2 * j + 1] = F.e2m1(byte >> 4) * scale
-  end
-end
-
 -- For each {acc, n0} in outs: acc[i][j] += Σ_kb sa[row, kb] · (A_kb · W_kbᵀ)[i][j]
--- over the rows of tile, with W rows n0.. of expert tile.e.  Every 128-wide
--- K block is an exact bf16 product summed in its own f32 accumulator, then
--- promoted with the activation scale (v4-spec §2.3).  An empty tile runs no
--- K blocks.
+-- over the rows of tile, with W rows n0.. of expert tile.e: W_kb is the
+-- packed e2m1 window of w times its 1x32 UE8M0 scales (sw), a block-scaled
+-- GEMM operand — each weight times a power of two, exact in f32 and in
+-- bf16.  The CPU's decode dot tiles read the packed bytes in place and
+-- scale them in registers; elsewhere lowering dequantises the window into
+-- a bf16 tile first (the tensor cores' bf16 x bf16).  Every 128-wide K
+-- block is summed in its own f32 accumulator, then promoted with the
+-- activation scale (v4-spec §2.3).  An empty tile runs no K blocks.
 function F.accumulate(outs, a, sa, w, sw, tile, K)
   local BM, BN = outs[1][1].shape[1], outs[1][1].shape[2]
   local As   = T.shared{BM, F.ABLOCK, T.bf16, name = "As"}    -- e4m3 widens exactly
-  local Ws   = T.shared{BN, F.ABLOCK, T.bf16, name = "Ws"}    -- so does scaled e2m1
   local part = T.fragment{BM, BN, T.f32, name = "part"}
+  local SB = F.ABLOCK // F.WBLOCK                               -- weight scales per K block
   local sas  = T.fragment{BM, T.f32, name = "sas"}
   local nkb = T.select(T.lt(0, tile.rows), K // F.ABLOCK, 0)
   for kb in T.serial(nkb) do
@@ -87,8 +67,8 @@ function F.accumulate(outs, a, sa, w, sw, tile, K)
     T.copy(sa:tile(tile.row0, kb, { BM, 1 }), sas)
     for _, o in ipairs(outs) do
       local acc, n0 = o[1], o[2]
-      F.dequant(w, sw, tile.e, n0, kb * F.ABLOCK, Ws)
-      T.gemm(As, Ws, part, { trans_b = true, clear = true })
+      T.gemm(As, w:tile(tile.e, n0, kb * F.ABLOCK, { 1, BN, F.ABLOCK }), part,
+             { trans_b = true, clear = true, b_scale = sw:tile(tile.e, n0, kb * SB, { 1, BN, SB }) })
       for i, j in T.parallel(BM, BN) do acc[i][j] = acc[i][j] + part[i][j] * sas[i] end
     end
   end

@@ -30,7 +30,7 @@ return T.kernel "moe_gemm_swiglu" {
       sa   = T.tensor{p.R, p.K // F.ABLOCK, T.e8m0},
       cnt  = T.tensor{p.E, T.i32},
       off  = T.tensor{p.E, T.i32},
-      w13  = T.tensor{p.E, 2 * p.I, p.K // 2, T.u8},
+      w13  = T.tensor{p.E, 2 * p.I, p.K, T.f4e2m1},      -- packed, low nibble first
       sw13 = T.tensor{p.E, 2 * p.I, p.K // F.WBLOCK, T.e8m0},
       rw   = T.tensor{p.R, T.f32},                       -- each row's routing weight
       q    = T.tensor{p.R, p.I, T.f8e4m3, out = true},

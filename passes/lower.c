@@ -492,9 +492,21 @@ static bool dot_gemm(Lower *L, const Stmt *g)
  * the accumulator budget dot_m x dot_n, spent on columns when rows are few. */
 static int64_t dot_rows_of(const TargetInfo *t, int64_t M) { return M < t->dot_m ? M : t->dot_m; }
 
-static int64_t dot_cols_of(const TargetInfo *t, int64_t mr)
+/* A dot tile over block-scaled packed e2m1 B (codegen/micro.c) holds, per
+ * column, its accumulators and the block's scaled table, beside one A
+ * vector per row and about eight constants and temporaries; and each
+ * column walks two row pointers (B's and its scale's) through the general
+ * registers.  So: (registers - 8 - rows) / (rows + 1) columns, at most 4 —
+ * AVX2 3 for one row (at 4 and more the K loop reloads a table or the
+ * sign constant from the stack), AVX-512 4 (at 6, pointers are reloaded). */
+static int64_t dot_cols_of(const TargetInfo *t, int64_t mr, bool e2m1)
 {
     int64_t nr = (int64_t)t->dot_m * t->dot_n / mr;
+    if (e2m1) {
+        int64_t regs = t->vector_bits >= 512 ? 32 : 16;
+        nr = (regs - 8 - mr) / (1 + mr);
+        nr = nr < 1 ? 1 : nr > 4 ? 4 : nr;
+    }
     return nr < 16 ? nr : 16; /* codegen/micro.c's MAX_DOT_COLS */
 }
 
@@ -514,7 +526,7 @@ static Region scale_rows(Lower *L, const Region *b, const Region *bs, Expr *j, i
 static void dot_band(Lower *L, Stmt *seq, const Stmt *g, const Region *a, const Region *b, const Region *bs,
                      const Region *c, Expr *i, int64_t i0, int64_t mr, int64_t N, int64_t K)
 {
-    int64_t nr = dot_cols_of(L->t, mr), full = N / nr, rem = N % nr;
+    int64_t nr = dot_cols_of(L->t, mr, bs && b->buf->dtype == DT_F4E2M1), full = N / nr, rem = N % nr;
     Expr *z = ci(L, 0);
     for (int part = 0; part < 2; part++) {
         if (part == 0 ? !full : !rem)
@@ -735,11 +747,11 @@ static bool dot_scales(DType t) { return dot_reads_in_place(t) || t == DT_F4E2M1
 /* Whether every dot tile's rows of B lie in whole block rows of its scale
  * (one block row, or whole ones): B's block height bn against the tile
  * heights nr the row bands use. */
-static bool dot_scale_fits(Lower *L, int64_t M, int64_t bn)
+static bool dot_scale_fits(Lower *L, int64_t M, int64_t bn, bool e2m1)
 {
     int64_t mr = dot_rows_of(L->t, M), bands[2] = {mr, M % mr};
     for (int i = 0; i < 2; i++) {
-        int64_t nr = bands[i] ? dot_cols_of(L->t, bands[i]) : 0;
+        int64_t nr = bands[i] ? dot_cols_of(L->t, bands[i], e2m1) : 0;
         if (nr && bn % nr && nr % bn)
             return false;
     }
@@ -754,7 +766,7 @@ static bool dot_scaled_in_place(Lower *L, const Stmt *g)
 {
     const Region *b = &g->u.gemm.b, *bs = &g->u.gemm.b_scale;
     if (!dot_gemm(L, g) || !bs->buf || !dot_scales(b->buf->dtype) || mat_cols(b) / mat_cols(bs) % 32 ||
-        !dot_scale_fits(L, g->u.gemm.c.ext[0], mat_rows(b) / mat_rows(bs)))
+        !dot_scale_fits(L, g->u.gemm.c.ext[0], mat_rows(b) / mat_rows(bs), b->buf->dtype == DT_F4E2M1))
         return false;
     if (b->buf->dtype != DT_F4E2M1)
         return true;
