@@ -297,10 +297,12 @@ static bool eval_shape(const Kernel *k, const Buffer *b, const Bindings *bd, int
 }
 
 /* Integer data into a float argument (or back) is almost always a mistake;
- * u8 into an 8-bit float format and u2 into bf16 are raw bit patterns. */
+ * u8 into an 8-bit float format and u2 into bf16 are raw bit patterns, and
+ * u8 into f4e2m1 is packed bytes, two elements each (a checkpoint's
+ * int8 [..., K/2] for an f4e2m1 [..., K] argument). */
 static bool dtype_compatible(DType file, DType arg, bool *raw)
 {
-    *raw = (file == DT_U8 && dt_bits(arg) == 8 && dt_is_float(arg)) ||
+    *raw = (file == DT_U8 && dt_bits(arg) <= 8 && dt_is_float(arg)) ||
            (file == DT_BF16 && arg == DT_BF16);
     if (*raw)
         return true;
@@ -330,6 +332,8 @@ static bool load_input(const Kernel *k, int arg, const char *path, Bindings *bd,
         rt_tensor_free(file);
         return false;
     }
+    if (raw && b->dtype == DT_F4E2M1 && b->rank)
+        file->shape[b->rank - 1] *= 2; /* elements, as the argument counts them */
     bind_from_shape(b, file, bd);
     int64_t shape[IR_MAX_RANK];
     if (!eval_shape(k, b, bd, shape, d)) {

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The MoE expert GEMMs through tilec run: routing from .npy files (counts
 # and offsets, one expert empty), the JIT against the interpreter and the
-# SIMT lowering; a scale tensor of the wrong shape and a K the scales do
-# not divide are one-line errors.
+# SIMT lowering; the weights as the checkpoint's packed bytes; a scale
+# tensor of the wrong shape and a K the scales do not divide are one-line
+# errors.
 #   bash tests/cli/moe_gemm.sh build/tilec
 TILEC=$1
 source "$(dirname "$0")/support/lib.sh"
@@ -28,7 +29,11 @@ check "moe_gemm_swiglu --simt --check" "$TILEC" run kernels_src/moe_gemm_swiglu.
 
 python3 -c "
 import sys; sys.path.insert(0, 'tests/cli/support'); import npyio
-npyio.write('$tmp/sw.npy', '|u1', [4, 256, 4], [127] * 4096)"
+npyio.write('$tmp/sw.npy', '|u1', [4, 256, 4], [127] * 4096)
+npyio.write('$tmp/w.npy', '|u1', [4, 256, 128], [(i * 37 + 11) & 255 for i in range(4 * 256 * 128)])"
+# the checkpoint's packed bytes (int8 [E, N, K/2]) for the f4e2m1 [E, N, K] weights
+check "moe_expert_gemm --in w=packed u1 bytes" "$TILEC" run kernels_src/moe_expert_gemm.lua "${route[@]}" --set N=256 \
+  --in w=$tmp/w.npy --check
 expect_error "weight scales of the wrong shape" \
   "tilec: $tmp/sw.npy: is u8[4, 256, 4] but argument sw is e8m0[4, 256, 8]: dim 2 is 4, expected 8" -- \
   "$TILEC" run kernels_src/moe_expert_gemm.lua "${route[@]}" --set N=256 --in sw=$tmp/sw.npy

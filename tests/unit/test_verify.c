@@ -82,6 +82,35 @@ static Stmt *tile_store(const Kernel *k)
 }
 
 /* ir_verify fails with exactly `want`, at `line`; frees k. */
+static void expect_fail(Kernel *k, int line, const char *want);
+
+/* A block-scaled packed fp4 B (1x32 scales), its window with a leading
+ * unit dim, and the CPU dot tile it lowers to. */
+static const char *scaled_src =
+    "kernel s level tile\n"
+    "arg x: bf16[4, 64] in\n"
+    "arg w: f4e2m1[2, 16, 64] in\n"
+    "arg sw: e8m0[2, 16, 2] in\n"
+    "arg q: i32[2, 16, 2] in\n"
+    "arg r: e8m0[16, 2] in\n"
+    "buf acc: fragment f32[4, 16]\n"
+    "grid (b) < [2]\n"
+    "{\n"
+    "  gemm x[0 +: 4, 0 +: 64], w[b +: 1, 0 +: 16, 0 +: 64] -> acc trans_b clear b_scale sw[b +: 1, 0 +: 16, 0 +: 2]\n" /* 10 */
+    "}\n";
+
+static const char *scaled_loop_src =
+    "kernel s level loop\n"
+    "arg x: bf16[4, 64] in\n"
+    "arg w: f4e2m1[16, 64] in\n"
+    "arg sw: e8m0[16, 2] in\n"
+    "arg sx: e8m0[4, 2] in\n"
+    "buf acc: fragment f32[4, 16]\n"
+    "grid (b) < [1]\n"
+    "{\n"
+    "  micro_gemm x[0 +: 4, 0 +: 64], w[0 +: 16, 0 +: 64] -> acc trans_b clear b_scale sw[0 +: 16, 0 +: 2]\n" /* 9 */
+    "}\n";
+
 static void expect_fail(Kernel *k, int line, const char *want)
 {
     CHECK(k != NULL);
@@ -499,6 +528,43 @@ TEST(gemm_shapes_and_types)
     expect_fail(load(int_src), 6, "verify: gemm inputs must be float, not i8 and i8");
 }
 
+/* Block scales: e8m0 or f32, the operand's rank, extents that divide the
+ * operand's, leading unit dims only on a scaled operand; a micro_gemm's
+ * only on b, with 32-element K blocks. */
+TEST(gemm_block_scales)
+{
+    Kernel *k = load(scaled_src);
+    Diag d = {0};
+    CHECKF(k && ir_verify(k, &d), "%s", d.msg);
+    ir_kernel_free(k);
+    k = load(scaled_loop_src);
+    CHECKF(k && ir_verify(k, &d), "%s", d.msg);
+    ir_kernel_free(k);
+    k = load(scaled_src);
+    item(k, 0)->u.gemm.b_scale.buf = ir_buf_find(k, "q"); /* as sw, but i32 */
+    expect_fail(k, 10, "verify: gemm: b_scale q is i32, not e8m0 or f32");
+    k = load(scaled_src);
+    item(k, 0)->u.gemm.b_scale.ext[2] = 3; /* 64 / 3 */
+    expect_fail(k, 10, "verify: gemm: b_scale sw has extent 3 in dimension 2, which does not divide w's 64 into blocks");
+    k = load(scaled_src);
+    item(k, 0)->u.gemm.b_scale.buf = ir_buf_find(k, "r"); /* rank 2 for a rank-3 b */
+    expect_fail(k, 10, "verify: gemm: b_scale r has rank 2 but b w has rank 3 (a scale has its operand's rank, >= 2)");
+    k = load(scaled_src);
+    item(k, 0)->u.gemm.b.ext[0] = 2; /* a leading dim of 2 */
+    item(k, 0)->u.gemm.b_scale.ext[0] = 2;
+    expect_fail(k, 10, "verify: gemm: scaled b w has extent 2 in dimension 0; only its last two may exceed 1");
+    k = load(scaled_src);
+    item(k, 0)->u.gemm.b_scale.buf = NULL; /* rank 3 without a scale */
+    expect_fail(k, 10, "verify: gemm operand b w must be 2-D, not rank 3");
+    k = load(scaled_loop_src);
+    item(k, 0)->u.gemm.b_scale.ext[1] = 4; /* 16-element K blocks */
+    item(k, 0)->u.gemm.b_scale.buf->shape[1] = ir_const_i(k, 4);
+    expect_fail(k, 9, "verify: micro_gemm: b_scale sw's blocks are 16 elements along K, not a multiple of 32");
+    k = load(scaled_loop_src);
+    item(k, 0)->u.gemm.a_scale = ir_region_whole(k, ir_buf_find(k, "sx"));
+    expect_fail(k, 9, "verify: micro_gemm: only b takes a block scale, with trans_b and without trans_a or b_pairs");
+}
+
 TEST(reduce_ranks_axes_and_types)
 {
     Kernel *k = load(tile_src);
@@ -551,6 +617,7 @@ int main(void)
     RUN(async_copies_and_waits);
     RUN(prefetch_is_loop_ir_with_integer_indices);
     RUN(gemm_shapes_and_types);
+    RUN(gemm_block_scales);
     RUN(reduce_ranks_axes_and_types);
     return test_summary();
 }
