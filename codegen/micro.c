@@ -55,24 +55,34 @@ static void vstore(Cg *c, Micro *m, LLVMValueRef v, LLVMValueRef p, int lanes)
 
 static int lanes_of(const Micro *m, int v) { return v == m->nv - 1 && m->rem ? m->rem : m->w; }
 
+static LLVMValueRef half_exact(Cg *c, LLVMValueRef v)
+{
+    LLVMValueRef h = LLVMBuildLShr(c->b, v, cg_i64(c, 1), "");
+    LLVMSetExact(h, 1);
+    return h;
+}
+
 /* Pointer to element (r0 + i, c0 + j) of the matrix of region r (its last
  * two dims; a block-scaled B may have leading unit dims).  Packed e2m1:
- * the byte that holds the element (pass_lower keeps such windows and rows
- * starting on a byte). */
+ * the byte that holds the element — pass_lower keeps the window's column,
+ * the steps j and the outer strides even (the last stride is 1), so every
+ * term halves exactly, which keeps the address an induction LLVM can
+ * strength-reduce. */
 static LLVMValueRef at(Cg *c, const Region *r, LLVMValueRef i, LLVMValueRef j)
 {
     const Buffer *b = r->buf;
+    int last = b->rank - 1;
     LLVMValueRef idx[IR_MAX_RANK];
     for (int d = 0; d < b->rank; d++)
         idx[d] = cg_expr(c, r->off[d]);
-    idx[b->rank - 2] = LLVMBuildAdd(c->b, idx[b->rank - 2], i, "");
-    idx[b->rank - 1] = LLVMBuildAdd(c->b, idx[b->rank - 1], j, "");
-    if (b->dtype != DT_F4E2M1)
+    idx[last - 1] = LLVMBuildAdd(c->b, idx[last - 1], i, "");
+    if (b->dtype != DT_F4E2M1) {
+        idx[last] = LLVMBuildAdd(c->b, idx[last], j, "");
         return cg_elem_ptr(c, b, idx);
-    LLVMValueRef off = cg_i64(c, 0);
-    for (int d = 0; d < b->rank; d++)
-        off = LLVMBuildAdd(c->b, off, LLVMBuildMul(c->b, idx[d], c->stride[b->id][d], ""), "");
-    off = LLVMBuildLShr(c->b, off, cg_i64(c, 1), "");
+    }
+    LLVMValueRef off = LLVMBuildAdd(c->b, half_exact(c, idx[last]), half_exact(c, j), "");
+    for (int d = 0; d < last; d++)
+        off = LLVMBuildAdd(c->b, off, LLVMBuildMul(c->b, idx[d], half_exact(c, c->stride[b->id][d]), ""), "");
     return LLVMBuildGEP2(c->b, c->i8, c->base[b->id], &off, 1, "");
 }
 

@@ -498,14 +498,19 @@ static int64_t dot_rows_of(const TargetInfo *t, int64_t M) { return M < t->dot_m
  * column walks two row pointers (B's and its scale's) through the general
  * registers.  So: (registers - 8 - rows) / (rows + 1) columns, at most 4 —
  * AVX2 3 for one row (at 4 and more the K loop reloads a table or the
- * sign constant from the stack), AVX-512 4 (at 6, pointers are reloaded). */
-static int64_t dot_cols_of(const TargetInfo *t, int64_t mr, bool e2m1)
+ * sign constant from the stack), AVX-512 4 (at 6, pointers are reloaded).
+ * Narrower, down to half, where that divides the N columns: a tail tile's
+ * K loop had its row pointers reloaded from the stack (N 128 in 3s). */
+static int64_t dot_cols_of(const TargetInfo *t, int64_t mr, bool e2m1, int64_t N)
 {
     int64_t nr = (int64_t)t->dot_m * t->dot_n / mr;
     if (e2m1) {
         int64_t regs = t->vector_bits >= 512 ? 32 : 16;
         nr = (regs - 8 - mr) / (1 + mr);
         nr = nr < 1 ? 1 : nr > 4 ? 4 : nr;
+        for (int64_t d = nr; 2 * d >= nr && N % nr; d--)
+            if (N % d == 0)
+                nr = d;
     }
     return nr < 16 ? nr : 16; /* codegen/micro.c's MAX_DOT_COLS */
 }
@@ -526,7 +531,7 @@ static Region scale_rows(Lower *L, const Region *b, const Region *bs, Expr *j, i
 static void dot_band(Lower *L, Stmt *seq, const Stmt *g, const Region *a, const Region *b, const Region *bs,
                      const Region *c, Expr *i, int64_t i0, int64_t mr, int64_t N, int64_t K)
 {
-    int64_t nr = dot_cols_of(L->t, mr, bs && b->buf->dtype == DT_F4E2M1), full = N / nr, rem = N % nr;
+    int64_t nr = dot_cols_of(L->t, mr, bs && b->buf->dtype == DT_F4E2M1, N), full = N / nr, rem = N % nr;
     Expr *z = ci(L, 0);
     for (int part = 0; part < 2; part++) {
         if (part == 0 ? !full : !rem)
@@ -747,11 +752,11 @@ static bool dot_scales(DType t) { return dot_reads_in_place(t) || t == DT_F4E2M1
 /* Whether every dot tile's rows of B lie in whole block rows of its scale
  * (one block row, or whole ones): B's block height bn against the tile
  * heights nr the row bands use. */
-static bool dot_scale_fits(Lower *L, int64_t M, int64_t bn, bool e2m1)
+static bool dot_scale_fits(Lower *L, int64_t M, int64_t N, int64_t bn, bool e2m1)
 {
     int64_t mr = dot_rows_of(L->t, M), bands[2] = {mr, M % mr};
     for (int i = 0; i < 2; i++) {
-        int64_t nr = bands[i] ? dot_cols_of(L->t, bands[i], e2m1) : 0;
+        int64_t nr = bands[i] ? dot_cols_of(L->t, bands[i], e2m1, N) : 0;
         if (nr && bn % nr && nr % bn)
             return false;
     }
@@ -766,7 +771,7 @@ static bool dot_scaled_in_place(Lower *L, const Stmt *g)
 {
     const Region *b = &g->u.gemm.b, *bs = &g->u.gemm.b_scale;
     if (!dot_gemm(L, g) || !bs->buf || !dot_scales(b->buf->dtype) || mat_cols(b) / mat_cols(bs) % 32 ||
-        !dot_scale_fits(L, g->u.gemm.c.ext[0], mat_rows(b) / mat_rows(bs), b->buf->dtype == DT_F4E2M1))
+        !dot_scale_fits(L, g->u.gemm.c.ext[0], mat_rows(b), mat_rows(b) / mat_rows(bs), b->buf->dtype == DT_F4E2M1))
         return false;
     if (b->buf->dtype != DT_F4E2M1)
         return true;

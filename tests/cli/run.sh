@@ -76,6 +76,22 @@ if grep -q "vdpbf16ps.*zmm" "$tmp/dot_bf16.s"; then ok "avx512 bf16 dot tiles us
 "$TILEC" compile kernels_src/fp8_gemm.lua --set BM=1 --set BN=16 --target x86-avx2 --emit asm -o "$tmp/dot_fp8.s" 2>/dev/null
 if grep -q "vcvtph2ps" "$tmp/dot_fp8.s" && grep -q "prefetcht1" "$tmp/dot_fp8.s"; then
   ok "fp8 dot tiles widen through f16 and prefetch"; else bad "fp8 dot tiles widen through f16 and prefetch"; fi
+# packed fp4 weights with 1x32 scales (a block-scaled GEMM operand): the
+# dot tile's K loops read the bytes in place — per 8 weights one dword
+# broadcast from memory, the e2m1 table permute (vpermps; LLVM's domain pass
+# may spell it vpermd, the same permute), the sign blend and the FMA — with
+# no scalar byte loads and no spill or reload through the stack.
+"$TILEC" compile kernels_src/moe_expert_gemm.lua --set BM=1 --target x86-avx2 --emit asm -o "$tmp/dot_fp4.s" 2>/dev/null
+awk '/^\.LBB[0-9_]+:/ { lab = $1; sub(/:$/, "", lab); n = 0; next }
+     { body[++n] = $0 }
+     /^[ \t]+j[a-z]+[ \t]+\.LBB/ { if ($2 == lab) { s = ""; for (i = 1; i <= n; i++) s = s body[i] "\n"
+                                     if (s ~ /vfmadd/ && s ~ /vperm/) printf "%s", s } }' "$tmp/dot_fp4.s" >"$tmp/dot_fp4_k.s"
+if grep -qE "vperm(ps|d)" "$tmp/dot_fp4_k.s" && grep -q "vpbroadcastd	(%" "$tmp/dot_fp4_k.s" &&
+   grep -q vblendvps "$tmp/dot_fp4_k.s" && ! grep -qE "movzb|movsb|[0-9]\(%rsp\)" "$tmp/dot_fp4_k.s"; then
+  ok "fp4 dot tiles decode through a table permute, no scalar loads or spills"
+else
+  bad "fp4 dot tiles decode through a table permute, no scalar loads or spills" "$(head -40 "$tmp/dot_fp4_k.s")"
+fi
 "$TILEC" compile examples/gemm.lua --target x86-avx2 --emit asm -o "$tmp/gemm_avx2.s" 2>/dev/null
 if grep -q "vfmadd231ps.*ymm" "$tmp/gemm_avx2.s" && ! grep -q zmm "$tmp/gemm_avx2.s"; then
   ok "avx2 gemm uses ymm only"; else bad "avx2 gemm uses ymm only"; fi
