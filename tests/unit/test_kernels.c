@@ -494,6 +494,138 @@ TEST(dot_tiles_widen_every_fp4_code)
         }
 }
 
+/* Block scales on other operands and shapes, against a double sum of the
+ * decoded, scaled operands (tolerance: f32 accumulation, 1e-5 of Σ|terms|):
+ *   bf16 B with f32 1x32 scales and e4m3 B with e8m0 6x32 scales, decode
+ *     rows: the dot tile scales B in registers (checked in the Loop IR);
+ *   a scaled A (e8m0 1x32), and both scaled with B as [K, N] (no trans_b)
+ *     in 20 rows: dequantised into scratch first. */
+typedef struct ScaledCase {
+    int M, N, K;
+    const char *adt, *bdt, *sdt; /* the scales' dtype (both operands) */
+    bool a_scaled, b_scaled, trans_b;
+    int sa[2], sb[2];            /* scale shapes (window = buffer) */
+    bool dot_scales_b;           /* the CPU's Loop IR has micro_gemm ... b_scale */
+} ScaledCase;
+
+/* Element (r, c) of an [rows, cols] array of dtype dt, decoded. */
+static double decoded(const char *dt, const void *p, int cols, int r, int c)
+{
+    size_t i = (size_t)r * (size_t)cols + (size_t)c;
+    if (!strcmp(dt, "f32"))
+        return ((const float *)p)[i];
+    if (!strcmp(dt, "bf16"))
+        return ref_decode_bf16(((const uint16_t *)p)[i]);
+    if (!strcmp(dt, "f8e4m3"))
+        return ref_decode_e4m3(((const uint8_t *)p)[i]);
+    return ref_decode_e8m0(((const uint8_t *)p)[i]); /* e8m0 */
+}
+
+static void *fill_dtype(const char *dt, size_t n, unsigned *seed)
+{
+    void *p = calloc(n, 4);
+    for (size_t i = 0; i < n; i++) {
+        float v = test_rand(seed);
+        if (!strcmp(dt, "f32"))
+            ((float *)p)[i] = v * 1.5f;
+        else if (!strcmp(dt, "bf16"))
+            ((uint16_t *)p)[i] = dt_f32_to_bf16(v);
+        else if (!strcmp(dt, "f8e4m3"))
+            ((uint8_t *)p)[i] = dt_f32_to_e4m3(v * 8);
+        else /* e8m0: 2^-3 .. 2^3 */
+            ((uint8_t *)p)[i] = (uint8_t)(124 + (int)((v + 1) * 3.5f));
+    }
+    return p;
+}
+
+static void check_scaled_case(const ScaledCase *t)
+{
+    char src[1024], as[128] = "", bs[128] = "";
+    int bro = t->trans_b ? t->N : t->K, bco = t->trans_b ? t->K : t->N; /* B's storage shape */
+    if (t->a_scaled)
+        snprintf(as, sizeof as, " a_scale sa[0 +: %d, 0 +: %d]", t->sa[0], t->sa[1]);
+    if (t->b_scaled)
+        snprintf(bs, sizeof bs, " b_scale sb[0 +: %d, 0 +: %d]", t->sb[0], t->sb[1]);
+    snprintf(src, sizeof src,
+             "kernel scaled level tile\n"
+             "arg a: %s[%d, %d] in\n"
+             "arg b: %s[%d, %d] in\n"
+             "arg sa: %s[%d, %d] in\n"
+             "arg sb: %s[%d, %d] in\n"
+             "arg c: f32[%d, %d] out\n"
+             "buf acc: fragment f32[%d, %d]\n"
+             "grid (g) < [1]\n"
+             "{\n"
+             "  gemm a[0 +: %d, 0 +: %d], b[0 +: %d, 0 +: %d] -> acc%s clear%s%s\n"
+             "  copy acc -> c[0 +: %d, 0 +: %d]\n"
+             "}\n",
+             t->adt, t->M, t->K, t->bdt, bro, bco, t->sdt, t->sa[0], t->sa[1], t->sdt, t->sb[0], t->sb[1], t->M,
+             t->N, t->M, t->N, t->M, t->K, bro, bco, t->trans_b ? " trans_b" : "", as, bs, t->M, t->N);
+    unsigned seed = 11;
+    void *a = fill_dtype(t->adt, (size_t)t->M * t->K, &seed), *b = fill_dtype(t->bdt, (size_t)t->N * t->K, &seed);
+    void *sa = fill_dtype(t->sdt, (size_t)t->sa[0] * t->sa[1], &seed);
+    void *sb = fill_dtype(t->sdt, (size_t)t->sb[0] * t->sb[1], &seed);
+    float *c = calloc((size_t)t->M * t->N, sizeof(float));
+    Diag d = {0};
+    Kernel *k = ir_parse(src, "scaled.tir", &d);
+    CHECKF(k != NULL, "%s", d.msg);
+    if (k && pass_pipeline(k, ir_target("x86-avx2"), NULL, &d)) {
+        char *text = ir_print_string(k);
+        bool dot = strstr(text, "b_scale") != NULL;
+        CHECKF(dot == t->dot_scales_b, "%s x %s, M=%d: the dot tiles %s B's scale", t->adt, t->bdt, t->M,
+               dot ? "take" : "do not take");
+        free(text);
+    }
+    ir_kernel_free(k);
+    for (int e = 0; e < NEXECS; e++) {
+        if (!exec_available(&execs[e]) || execs[e].mode == GPU)
+            continue;
+        k = ir_parse(src, "scaled.tir", &d);
+        void *args[5] = {a, b, sa, sb, c};
+        bool ok = k && execute(k, execs[e].mode, execs[e].target, 1, args, NULL, &d);
+        CHECKF(ok, "%s: %s", exec_name(&execs[e]), d.msg);
+        ir_kernel_free(k);
+        int bad = 0;
+        for (int i = 0; ok && i < t->M; i++)
+            for (int n = 0; n < t->N; n++) {
+                double want = 0, mag = 0;
+                for (int kk = 0; kk < t->K; kk++) {
+                    double x = decoded(t->adt, a, t->K, i, kk), y;
+                    if (t->a_scaled)
+                        x *= decoded(t->sdt, sa, t->sa[1], i / (t->M / t->sa[0]), kk / (t->K / t->sa[1]));
+                    int r = t->trans_b ? n : kk, q = t->trans_b ? kk : n;
+                    y = decoded(t->bdt, b, bco, r, q);
+                    if (t->b_scaled)
+                        y *= decoded(t->sdt, sb, t->sb[1], r / (bro / t->sb[0]), q / (bco / t->sb[1]));
+                    want += x * y;
+                    mag += fabs(x * y);
+                }
+                double got = c[i * t->N + n];
+                if (!(fabs(got - want) <= 1e-5 * mag) && bad++ < 3)
+                    CHECKF(false, "%s %s x %s M=%d: c[%d][%d] = %g, want %g", exec_name(&execs[e]), t->adt, t->bdt,
+                           t->M, i, n, got, want);
+            }
+        CHECKF(bad == 0, "%s %s x %s M=%d: %d wrong", exec_name(&execs[e]), t->adt, t->bdt, t->M, bad);
+    }
+    free(a);
+    free(b);
+    free(sa);
+    free(sb);
+    free(c);
+}
+
+TEST(gemm_block_scales_other_operands)
+{
+    static const ScaledCase cases[] = {
+        {3, 40, 256, "bf16", "bf16", "f32", false, true, true, {1, 1}, {40, 8}, true},
+        {3, 48, 128, "f32", "f8e4m3", "e8m0", false, true, true, {1, 1}, {8, 4}, true},
+        {2, 16, 64, "bf16", "f32", "e8m0", true, false, true, {2, 2}, {1, 1}, false},
+        {20, 24, 64, "bf16", "bf16", "f32", true, true, false, {10, 2}, {2, 3}, false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        check_scaled_case(&cases[i]);
+}
+
 /* ------------------------------------------------------- row operations */
 
 typedef void (*RowRef)(int M, int N, const Args *a, float *out);
@@ -943,6 +1075,7 @@ int main(void)
     RUN(gemm_decode_rows);
     RUN(dot_tiles_widen_every_fp8_code);
     RUN(dot_tiles_widen_every_fp4_code);
+    RUN(gemm_block_scales_other_operands);
     RUN(fp4_weights_copied_for_a_decode_gemm);
     RUN(softmax_shapes);
     RUN(rmsnorm_shapes);
