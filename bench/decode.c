@@ -1,7 +1,7 @@
 /* bench/decode.c — decode GEMMs: weight bytes per second against this
  * machine's copy bandwidth on the same thread count (issue 3's goal: ≥ 90%).
  *
- *   build/bench/bench_decode [--threads N] [--quick]
+ *   build/bench/bench_decode [--threads N] [--quick] [--fmt bf16|fp8|fp4]
  *
  * M = 1, 4, 16 tokens through the Flash weight shapes N×K = 4096×4096 and
  * 7168×2048 in three formats:
@@ -13,7 +13,9 @@
  * BM the smallest that holds M; BN 32 (bf16) and, up to 4 rows, 16 (fp8)
  * weight rows per block, few enough concurrent row streams for the hardware
  * prefetchers (against 64 and 128: 1.5x and 2x at M = 1 on the AVX2 host);
- * at 16 rows fp8 keeps 128 (compute-bound there: 27 against 32 ms).  Enough copies of the weights to fill twice the last-
+ * at 16 rows fp8 keeps 128 (compute-bound there: 27 against 32 ms).  fp4
+ * likewise: BN 16 up to 4 rows (M = 1: 3.4-4.4 ms against 10-11 at 128,
+ * a loaded host), 128 at 16.  Enough copies of the weights to fill twice the last-
  * level cache are rotated between repetitions, so the weights come from
  * DRAM.  Every kernel's output is checked on sampled columns against double-
  * precision sums of the decoded operands before it is timed (a fast wrong
@@ -238,9 +240,9 @@ static bool build(const Problem *p, ThKernel *tk)
     FeSet bf16[] = {{"M", m}, {"N", n}, {"K", k}, {"dtype", "bf16"}, {"BM", bm}, {"BN", "32"}};
     /* 16 weight rows per block: few enough streams for the prefetchers */
     FeSet fp8[] = {{"N", n}, {"K", k}, {"BM", bm}, {"BN", p->M <= 4 ? "16" : "128"}};
-    FeSet fp4[] = {{"E", "1"}, {"N", n}, {"K", k}, {"BM", bm}};
+    FeSet fp4[] = {{"E", "1"}, {"N", n}, {"K", k}, {"BM", bm}, {"BN", p->M <= 4 ? "16" : "128"}};
     const FeSet *sets = p->fmt == FMT_BF16 ? bf16 : p->fmt == FMT_FP8 ? fp8 : fp4;
-    int nsets = p->fmt == FMT_BF16 ? 6 : 4;
+    int nsets = p->fmt == FMT_BF16 ? 6 : p->fmt == FMT_FP4 ? 5 : 4;
     return th_kernel_build(tk, spec_of(p->fmt), sets, nsets);
 }
 
@@ -274,14 +276,23 @@ static double run(const Problem *p, int threads, int reps)
 
 int main(int argc, char **argv)
 {
-    int threads = 1, quick = 0;
+    int threads = 1, quick = 0, only = -1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc)
             threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--quick"))
             quick = 1;
-        else {
-            fprintf(stderr, "usage: bench_decode [--threads N] [--quick]\n");
+        else if (!strcmp(argv[i], "--fmt") && i + 1 < argc) {
+            i++;
+            for (int f = 0; f < NFMT; f++)
+                if (!strcmp(argv[i], fmt_name[f]))
+                    only = f;
+            if (only < 0) {
+                fprintf(stderr, "bench_decode: unknown format %s (bf16, fp8, fp4)\n", argv[i]);
+                return 2;
+            }
+        } else {
+            fprintf(stderr, "usage: bench_decode [--threads N] [--quick] [--fmt bf16|fp8|fp4]\n");
             return 2;
         }
     }
@@ -298,7 +309,7 @@ int main(int argc, char **argv)
         for (int s = 0; s < 2; s++)
             for (int i = 0; i < 3; i++) {
                 Problem p = {f, ms[i], shapes[s][0], shapes[s][1]};
-                if (quick && s)
+                if ((quick && s) || (only >= 0 && f != only))
                     continue;
                 double sec = run(&p, threads, reps);
                 if (sec < 0) {

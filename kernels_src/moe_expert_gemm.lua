@@ -21,7 +21,7 @@ local F = require "moe_fp4"
 
 return T.kernel "moe_expert_gemm" {
   params = { R = T.dyn, E = T.size(16), N = T.size(4096), K = T.size(2048),
-             BM = T.tune{16, 4, 8, 32, 64, 1}, BN = 128 },
+             BM = T.tune{16, 4, 8, 32, 64, 1}, BN = T.tune{128, 64, 32, 16} },
   args = function(p)
     F.check_k(p.K, "moe_expert_gemm")
     T.check(p.N % p.BN == 0, ("moe_expert_gemm: N = %d is not a multiple of the tile BN = %d"):format(p.N, p.BN))

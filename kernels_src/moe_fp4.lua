@@ -62,7 +62,10 @@ function F.accumulate(outs, a, sa, w, sw, tile, K)
   local SB = F.ABLOCK // F.WBLOCK                               -- weight scales per K block
   local sas  = T.fragment{BM, T.f32, name = "sas"}
   local nkb = T.select(T.lt(0, tile.rows), K // F.ABLOCK, 0)
-  for kb in T.serial(nkb) do
+  -- pipelined: on the CPU each step prefetches the next one's weight rows
+  -- (BN rows 64 bytes apart in K, more streams than the hardware tracks);
+  -- on the GPU its copies change dtype, so no stages
+  for kb in T.pipelined(nkb, 2) do
     T.copy(a:tile(tile.row0, kb * F.ABLOCK), As)
     T.copy(sa:tile(tile.row0, kb, { BM, 1 }), sas)
     for _, o in ipairs(outs) do
