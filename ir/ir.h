@@ -502,6 +502,8 @@ typedef struct IrUse {
     int reads, writes;
 } IrUse;
 void ir_buffer_use(const Stmt *s, const Buffer *b, IrUse *u);
+/* Remove the scratch buffers the body no longer reads or writes. */
+void ir_drop_unused_buffers(Kernel *k);
 /* The whole of a scratch buffer (offsets 0, extents = its shape). */
 Region ir_region_whole(Kernel *k, Buffer *b);
 /* Is r all of its (static-shaped) buffer, from offset 0? */

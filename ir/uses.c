@@ -64,3 +64,15 @@ void ir_buffer_use(const Stmt *s, const Buffer *b, IrUse *u)
     default: break;
     }
 }
+
+void ir_drop_unused_buffers(Kernel *k)
+{
+    int n = k->nargs;
+    for (int i = k->nargs; i < k->nbufs; i++) {
+        IrUse u = {0};
+        ir_buffer_use(k->body, k->bufs[i], &u);
+        if (u.reads || u.writes)
+            k->bufs[n++] = k->bufs[i];
+    }
+    k->nbufs = n;
+}

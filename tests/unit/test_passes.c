@@ -97,6 +97,7 @@ TEST(golden_lower_gemm_bf16) { golden("lower_gemm_bf16", pass_lower); }
 /* decode: dot tiles, the fp8 weight read in place, prefetch of the next step */
 TEST(golden_lower_dot) { golden("lower_dot", pass_lower); }
 TEST(golden_vectorize) { golden("vectorize", pass_vectorize); }
+TEST(golden_bounds) { golden("bounds", pass_bounds); }
 /* copy in, scale, a row reduction, normalise, copy out: one row loop, the
  * elementwise loops fused into the reduction's, xs forwarded and gone */
 TEST(golden_fuse_chain) { golden("fuse_chain", pass_fuse); }
@@ -505,6 +506,23 @@ TEST(fuse_keeps_the_meaning)
     }
 }
 
+/* pass_bounds alone keeps the meaning of its golden's input (dyn M: inside
+ * and past the grid's rows, so the unfolded tests go both ways). */
+TEST(bounds_keeps_the_meaning)
+{
+    const int64_t ms[] = {1, 100, 5000};
+    for (int m = 0; m < 3; m++) {
+        Kernel *before = parse_file("tests/passes/bounds.in.tir"), *after = parse_file("tests/passes/bounds.in.tir");
+        if (!before || !after)
+            return;
+        Diag d = {0};
+        CHECKF(pass_bounds(after, avx512(), &d) && ir_verify(after, &d), "bounds: %s", d.msg);
+        same_results(before, after, &ms[m], "bounds");
+        ir_kernel_free(before);
+        ir_kernel_free(after);
+    }
+}
+
 /* Every example spec, at shapes that hit tails (and small enough for the
  * interpreter), for both targets' lowerings. */
 TEST(tile_equals_loop_examples)
@@ -622,7 +640,7 @@ TEST(dump_after_unknown_pass)
     PassOptions o = {.dump_after = "tile"};
     CHECK(!pass_pipeline(k, avx512(), &o, &d));
     CHECKF(strstr(d.msg, "unknown pass 'tile'") && strstr(d.msg, pass_names()), "%s", d.msg);
-    CHECK(!strcmp(pass_names(), "check, stages, lower, fuse, vectorize, threads, wgwait"));
+    CHECK(!strcmp(pass_names(), "check, stages, lower, bounds, fuse, vectorize, threads, wgwait"));
     CHECK(k->level == LEVEL_TILE);
     ir_kernel_free(k);
 }
@@ -682,6 +700,8 @@ int main(void)
     RUN(golden_fuse_switch);
     RUN(golden_fuse_barrier);
     RUN(fuse_keeps_the_meaning);
+    RUN(golden_bounds);
+    RUN(bounds_keeps_the_meaning);
     RUN(vectorize_reduction_needs_a_fixed_accumulator);
     RUN(vectorize_width_follows_target);
     RUN(lower_scratch_names_are_unique);
