@@ -94,6 +94,8 @@ TEST(golden_lower_copy) { golden("lower_copy", pass_lower); }
 TEST(golden_lower_reduce) { golden("lower_reduce", pass_lower); }
 TEST(golden_lower_gemm_f32) { golden("lower_gemm_f32", pass_lower); }
 TEST(golden_lower_gemm_bf16) { golden("lower_gemm_bf16", pass_lower); }
+/* Without a bf16 dot product, narrow operands are staged widened to f32. */
+TEST(golden_lower_gemm_widen) { golden_for("lower_gemm_widen", pass_lower, ir_target("x86-avx2")); }
 /* decode: dot tiles, the fp8 weight read in place, prefetch of the next step */
 TEST(golden_lower_dot) { golden("lower_dot", pass_lower); }
 TEST(golden_vectorize) { golden("vectorize", pass_vectorize); }
@@ -422,6 +424,7 @@ TEST(equivalence_catches_broken_lowerings)
         {"lower_gemm_bf16", "bg[max(min(q0 * 2 + q1 % 2, 9), 0)", "bg[max(min(q0 * 2, 9), 0)", 0},
         {"lower_gemm_bf16", "bs[jt_1 * 6 +: 6, 1 +: 9]", "bs[jt_1 * 6 +: 6, 0 +: 9]", 0},
         {"lower_dot", "w[18 +: 3, k * 40 +: 40]", "w[17 +: 3, k * 40 +: 40]", 5},
+        {"lower_gemm_widen", "gemm_a0[p0, p1] = as[p0, p1]", "gemm_a0[p0, p1] = as[p0, 0]", 0},
     };
     for (size_t i = 0; i < sizeof mutants / sizeof mutants[0]; i++) {
         char in[256], out[256];
@@ -455,9 +458,10 @@ TEST(equivalence_catches_broken_lowerings)
  * (1-row edges, partial last block, exact multiple). */
 TEST(tile_equals_loop_hand_written)
 {
-    const char *names[] = {"lower_copy", "lower_reduce", "lower_gemm_f32", "lower_gemm_bf16", "lower_dot"};
+    const char *names[] = {"lower_copy", "lower_reduce", "lower_gemm_f32", "lower_gemm_bf16", "lower_dot",
+                           "lower_gemm_widen"};
     const int64_t ms[] = {1, 4, 5, 11};
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < 6; i++) {
         char path[256];
         snprintf(path, sizeof path, "tests/passes/%s.in.tir", names[i]);
         for (int m = 0; m < 4; m++) {
@@ -693,6 +697,7 @@ int main(void)
     RUN(golden_lower_reduce);
     RUN(golden_lower_gemm_f32);
     RUN(golden_lower_gemm_bf16);
+    RUN(golden_lower_gemm_widen);
     RUN(golden_lower_dot);
     RUN(golden_vectorize);
     RUN(golden_fuse_chain);
