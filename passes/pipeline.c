@@ -14,6 +14,7 @@ static const struct {
 } passes[] = {
     {"check", pass_check, ANY},
     {"stages", pass_stages, GPU},
+    {"tma", pass_tma, GPU}, /* sm_90a only */
     {"lower", pass_lower, ANY},
     {"fuse", pass_fuse, CPU}, /* GPU: the rule is there (see fuse.c) but softmax then spills on sm_90a */
     {"vectorize", pass_vectorize, CPU},
@@ -23,7 +24,7 @@ static const struct {
 
 enum { NPASSES = sizeof passes / sizeof passes[0] };
 
-const char *pass_names(void) { return "check, stages, lower, fuse, vectorize, threads, wgwait"; }
+const char *pass_names(void) { return "check, stages, tma, lower, fuse, vectorize, threads, wgwait"; }
 
 static double now(void)
 {
