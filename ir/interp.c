@@ -106,6 +106,11 @@ typedef struct Interp {
     const Stmt **wg;
     int *nwg;
     int *wg_readers;
+    /* by Buffer.id: the epoch and thread of the last wgmma_wait that
+     * retired a group reading it: until a barrier, other threads' writes
+     * to it race with that group's reads */
+    uint32_t *wg_done_epoch;
+    int *wg_done_thread;
     /* mbarriers used in this block (MBAR_MAX), and by thread the phases of
      * each it has seen complete */
     struct Mbar *mbar;
@@ -782,6 +787,13 @@ static bool wg_failed(Interp *in, const Buffer *b, const char *what, int t, cons
 /* May the current thread access b now (write: overwrite it)? */
 static bool wg_check(Interp *in, const Buffer *b, bool write, SrcLoc loc)
 {
+    if (in->wg && write && b->scope != SCOPE_LOCAL && in->wg_done_epoch[b->id] == in->epoch &&
+        in->wg_done_thread[b->id] != in->cur) {
+        fail(in, loc, "race on %s: thread %d writes it after thread %d's wgmma group read it (retired by its "
+             "wgmma_wait) with no barrier between", b->name, in->cur, in->wg_done_thread[b->id]);
+        diag_hint(in->d, "after the wgmma_wait, a barrier: each thread retires only its own groups");
+        return false;
+    }
     if (!in->wg || (b->scope == SCOPE_LOCAL ? !in->nwg[in->cur] : !write || !in->wg_readers[b->id]))
         return true;
     bool local = b->scope == SCOPE_LOCAL;
@@ -812,8 +824,12 @@ static void wg_retire(Interp *in, int keep)
     const Stmt **q = in->wg + in->cur * WG_MAX;
     int n = in->nwg[in->cur], drop = n > keep ? n - keep : 0;
     for (int i = 0; i < drop; i++) {
-        in->wg_readers[q[i]->u.gemm.a.buf->id]--;
-        in->wg_readers[q[i]->u.gemm.b.buf->id]--;
+        const Buffer *ops[2] = {q[i]->u.gemm.a.buf, q[i]->u.gemm.b.buf};
+        for (int o = 0; o < 2; o++) {
+            in->wg_readers[ops[o]->id]--;
+            in->wg_done_epoch[ops[o]->id] = in->epoch;
+            in->wg_done_thread[ops[o]->id] = in->cur;
+        }
     }
     memmove(q, q + drop, (size_t)(n - drop) * sizeof *q);
     in->nwg[in->cur] = n - drop;
@@ -974,6 +990,8 @@ static void exec_tma(Interp *in, const Stmt *s)
         per *= bshape[d];
     Mem *m = mem_of(in, x);
     Mem *g = mem_of(in, src->buf);
+    if (!wg_check(in, x, true, s->loc)) /* no wgmma group may still read the tile */
+        return;
     for (int64_t c = 0; c < nbox && !in->failed; c++)
         for (int64_t e = 0; e < per && !in->failed; e++) {
             bool inside = true;
@@ -1318,6 +1336,8 @@ static void free_mem(Interp *in)
     free(in->wg);
     free(in->nwg);
     free(in->wg_readers);
+    free(in->wg_done_epoch);
+    free(in->wg_done_thread);
     free(in->mbar);
     free(in->seen);
 }
@@ -1336,6 +1356,8 @@ bool ir_interp(const Kernel *k, void *const *args, const int64_t *params, Diag *
         in.wg = calloc((size_t)in.nthreads * WG_MAX, sizeof *in.wg);
         in.nwg = calloc((size_t)in.nthreads, sizeof *in.nwg);
         in.wg_readers = calloc((size_t)in.nvars, sizeof *in.wg_readers);
+        in.wg_done_epoch = calloc((size_t)in.nvars, sizeof *in.wg_done_epoch);
+        in.wg_done_thread = calloc((size_t)in.nvars, sizeof *in.wg_done_thread);
     }
     bool ok = (in.vars && in.mem && in.groups && in.mbar && in.seen) ? setup_mem(&in, args)
                                                : fail(&in, k->loc, "interpreter: out of memory");

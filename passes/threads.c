@@ -898,6 +898,38 @@ static void merge(const Sync *S, unsigned *into, const unsigned *from)
 
 static void sync_stmt(Sync *S, Stmt *s, unsigned *st);
 
+/* A one-thread group of mbar_init? */
+static bool inits_mbarriers(const Stmt *s)
+{
+    if (s->op != ST_IF || s->u.if_.else_ || s->u.if_.then_->op != ST_SEQ || !s->u.if_.then_->u.seq.n)
+        return false;
+    for (int i = 0; i < s->u.if_.then_->u.seq.n; i++)
+        if (s->u.if_.then_->u.seq.items[i]->op != ST_MBAR_INIT)
+            return false;
+    return true;
+}
+
+/* A TMA load's write must come after what other threads did to its tile
+ * (a barrier before it), but readers after it wait on its mbarrier, not a
+ * barrier: its write is not left in the state. */
+static void forget_tma_writes(unsigned *st, const Stmt *s)
+{
+    switch (s->op) {
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n; i++)
+            forget_tma_writes(st, s->u.seq.items[i]);
+        break;
+    case ST_FOR: forget_tma_writes(st, s->u.loop.body); break;
+    case ST_IF:
+        forget_tma_writes(st, s->u.if_.then_);
+        if (s->u.if_.else_)
+            forget_tma_writes(st, s->u.if_.else_);
+        break;
+    case ST_TMA_LOAD: st[s->u.mbar.dst.buf->id] &= ~(unsigned)(WR_ONE | WR_MANY); break;
+    default: break;
+    }
+}
+
 /* Account one step that all threads take with accesses acc: a barrier goes
  * before it when it conflicts with what happened since the last one. */
 static bool step(Sync *S, unsigned *st, const unsigned *acc)
@@ -924,6 +956,12 @@ static void sync_seq(Sync *S, Stmt *seq, unsigned *st)
             ir_seq_push(S->T->k, seq, it);
             continue;
         }
+        if (inits_mbarriers(it)) { /* mbarriers are set up, then a barrier */
+            ir_seq_push(S->T->k, seq, it);
+            ir_seq_push(S->T->k, seq, ir_barrier(S->T->k, it->loc));
+            memset(st, 0, bytes);
+            continue;
+        }
         int p = phase_index(S->T, it);
         if (p >= 0) {
             memset(acc, 0, bytes);
@@ -934,6 +972,7 @@ static void sync_seq(Sync *S, Stmt *seq, unsigned *st)
                 ir_seq_push(S->T->k, seq, ir_barrier(S->T->k, it->loc));
                 S->nbarriers++;
             }
+            forget_tma_writes(st, it);
             ir_seq_push(S->T->k, seq, it);
             continue;
         }

@@ -17,9 +17,11 @@
  * waits for its tiles with `mbar_wait tma_bar[u], kb % 2` right after its
  * async_wait (fill j of a loop goes to stage j % S, so the fill step k
  * waits for is stage u's (k / S)-th: phase kb, parity kb % 2).  Copies
- * that do not qualify stay cp.async.  The mbarriers are set up (one
- * arrival a phase: the expect_tx) at the top of the kernel; the async_wait
- * of the first step is the barrier that orders that before every use.
+ * that do not qualify stay cp.async; where none is left, the loop's
+ * async_commit and async_wait go too (pass_threads puts the barriers the
+ * data flow still needs).  The mbarriers are set up (one arrival a phase:
+ * the expect_tx) at the top of the kernel, where pass_threads follows them
+ * with a barrier.
  * Out-of-bounds elements of a box are zeros, COPY's tail rule.
  *
  * Phases count from the start of the block, so a staged loop inside
@@ -195,6 +197,45 @@ static Buffer *bar_buffer(Kernel *k, int S, SrcLoc loc)
     return ir_buf_add(k, name, SCOPE_SHARED, DT_I64, 1, shape, loc);
 }
 
+static bool has_async(const Stmt *s)
+{
+    switch (s->op) {
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n; i++)
+            if (has_async(s->u.seq.items[i]))
+                return true;
+        return false;
+    case ST_IF: return has_async(s->u.if_.then_) || (s->u.if_.else_ && has_async(s->u.if_.else_));
+    case ST_FOR: return has_async(s->u.loop.body);
+    case ST_COPY: return s->u.copy.async;
+    default: return false;
+    }
+}
+
+/* With no cp.async left, its commits and waits go (the waits were the
+ * barriers that ordered the copies; the mbarriers order the loads now). */
+static void drop_async_sync(Kernel *k, Stmt *s)
+{
+    if (s->op == ST_IF) {
+        drop_async_sync(k, s->u.if_.then_);
+        if (s->u.if_.else_)
+            drop_async_sync(k, s->u.if_.else_);
+    }
+    if (s->op == ST_FOR)
+        drop_async_sync(k, s->u.loop.body);
+    if (s->op != ST_SEQ)
+        return;
+    int n = 0;
+    for (int i = 0; i < s->u.seq.n; i++) {
+        Stmt *it = s->u.seq.items[i];
+        if (it->op != ST_ASYNC_COMMIT && it->op != ST_ASYNC_WAIT) {
+            drop_async_sync(k, it);
+            s->u.seq.items[n++] = it;
+        }
+    }
+    s->u.seq.n = n;
+}
+
 /* The staged loop at items[at] of seq: its TMA loads, waits and mbarriers. */
 static void convert(Kernel *k, Stmt *seq, int at, Stmt **inits)
 {
@@ -230,6 +271,11 @@ static void convert(Kernel *k, Stmt *seq, int at, Stmt **inits)
         ir_seq_push(k, seq, old[i]);
     for (int s = 0; s < m.S; s++)
         ir_seq_push(k, *inits, ir_mbar_init(k, m.bar, ci(&m, s), 1, loop->loc));
+    if (has_async(seq))
+        return;
+    for (int i = 0; i <= at; i++) /* (the prologue kept its count: at is the loop) */
+        drop_async_sync(k, seq->u.seq.items[i]);
+    drop_async_sync(k, seq);
 }
 
 /* Staged loops outside other loops (SEQ and IF only on the way). */

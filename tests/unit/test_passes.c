@@ -622,7 +622,7 @@ TEST(dump_after_unknown_pass)
     PassOptions o = {.dump_after = "tile"};
     CHECK(!pass_pipeline(k, avx512(), &o, &d));
     CHECKF(strstr(d.msg, "unknown pass 'tile'") && strstr(d.msg, pass_names()), "%s", d.msg);
-    CHECK(!strcmp(pass_names(), "check, stages, lower, fuse, vectorize, threads, wgwait"));
+    CHECK(!strcmp(pass_names(), "check, stages, tma, lower, fuse, vectorize, threads, wgwait"));
     CHECK(k->level == LEVEL_TILE);
     ir_kernel_free(k);
 }
