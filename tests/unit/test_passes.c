@@ -108,6 +108,12 @@ TEST(golden_fuse_keep) { golden("fuse_keep", pass_fuse); }
  * fused, t gone */
 TEST(golden_fuse_switch) { golden("fuse_switch", pass_fuse); }
 /* GPU: no fusion across a barrier; the nests after it fuse */
+/* pass_tma: a staged loop's argument tiles become TMA loads on one
+ * mbarrier per stage (waits with parity kb % 2, no cp.async sync left);
+ * with rows of 264 bytes (K = 132, no multiple of 16) they stay cp.async */
+TEST(golden_tma_gemm) { golden_for("tma_gemm", pass_tma, ir_target("sm_90a")); }
+TEST(golden_tma_keep) { golden_for("tma_keep", pass_tma, ir_target("sm_90a")); }
+TEST(golden_tma_not_on_sm80) { golden_for("tma_keep", pass_tma, ir_target("sm_80")); }
 TEST(golden_fuse_barrier) { golden_for("fuse_barrier", pass_fuse, ir_target("sm_90a")); }
 
 /* Kind of the loop over variable `name` (or -1 if there is none). */
@@ -681,6 +687,9 @@ int main(void)
     RUN(golden_fuse_keep);
     RUN(golden_fuse_switch);
     RUN(golden_fuse_barrier);
+    RUN(golden_tma_gemm);
+    RUN(golden_tma_keep);
+    RUN(golden_tma_not_on_sm80);
     RUN(fuse_keeps_the_meaning);
     RUN(vectorize_reduction_needs_a_fixed_accumulator);
     RUN(vectorize_width_follows_target);
