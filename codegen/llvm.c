@@ -671,6 +671,12 @@ void cg_stmt(Cg *c, const Stmt *s)
         if (c->t->gpu_sm)
             cg_gpu_async(c, s);
         break;
+    case ST_MBAR_INIT: /* (GPU only: cg_gpu_check) */
+    case ST_MBAR_EXPECT:
+    case ST_MBAR_WAIT:
+    case ST_TMA_LOAD:
+        cg_gpu_tma(c, s);
+        break;
     default:
         break; /* tile ops never reach codegen: the verifier rejects them */
     }
@@ -695,6 +701,12 @@ static bool cg_check(const Kernel *k, const Stmt *s, Diag *d)
             return diag_error(d, s->loc, "atomic_add into %s buffer %s: the x86 back end supports f32 only",
                               dt_name(s->u.store.buf->dtype), s->u.store.buf->name);
         return true;
+    case ST_MBAR_INIT:
+    case ST_MBAR_EXPECT:
+    case ST_MBAR_WAIT:
+    case ST_TMA_LOAD:
+        return diag_error(d, s->loc, "%s: TMA and mbarriers exist on sm_90a only, not on the x86 back end",
+                          st_name(s->op));
     default: return true;
     }
 }

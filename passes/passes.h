@@ -16,7 +16,7 @@ typedef struct PassOptions {
 
 /* Run every pass in order: Tile IR → Loop IR for target t. */
 bool pass_pipeline(Kernel *k, const TargetInfo *t, const PassOptions *o, Diag *d);
-/* "check, stages, lower, bounds, fuse, vectorize, threads, wgwait" */
+/* "check, stages, tma, lower, bounds, fuse, vectorize, threads, wgwait" */
 const char *pass_names(void);
 
 /* Semantic pre-check against the target (fragment sizes, ...). */
@@ -24,6 +24,9 @@ bool pass_check(Kernel *k, const TargetInfo *t, Diag *d);
 /* GPU: multi-stage buffering of `pipelined` loops with asynchronous copies
  * (Tile IR; see stages.c). */
 bool pass_stages(Kernel *k, const TargetInfo *t, Diag *d);
+/* sm_90a: a staged loop's copies of argument tiles become TMA loads that
+ * complete on one mbarrier per stage (Tile IR, after stages; see tma.c). */
+bool pass_tma(Kernel *k, const TargetInfo *t, Diag *d);
 /* Tile ops → loops of element loads/stores; GEMM → MICRO_GEMM register
  * tiles over packed scratch operands. */
 bool pass_lower(Kernel *k, const TargetInfo *t, Diag *d);

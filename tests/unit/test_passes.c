@@ -111,6 +111,12 @@ TEST(golden_fuse_keep) { golden("fuse_keep", pass_fuse); }
  * fused, t gone */
 TEST(golden_fuse_switch) { golden("fuse_switch", pass_fuse); }
 /* GPU: no fusion across a barrier; the nests after it fuse */
+/* pass_tma: a staged loop's argument tiles become TMA loads on one
+ * mbarrier per stage (waits with parity kb % 2, no cp.async sync left);
+ * with rows of 264 bytes (K = 132, no multiple of 16) they stay cp.async */
+TEST(golden_tma_gemm) { golden_for("tma_gemm", pass_tma, ir_target("sm_90a")); }
+TEST(golden_tma_keep) { golden_for("tma_keep", pass_tma, ir_target("sm_90a")); }
+TEST(golden_tma_not_on_sm80) { golden_for("tma_keep", pass_tma, ir_target("sm_80")); }
 TEST(golden_fuse_barrier) { golden_for("fuse_barrier", pass_fuse, ir_target("sm_90a")); }
 
 /* Kind of the loop over variable `name` (or -1 if there is none). */
@@ -644,7 +650,7 @@ TEST(dump_after_unknown_pass)
     PassOptions o = {.dump_after = "tile"};
     CHECK(!pass_pipeline(k, avx512(), &o, &d));
     CHECKF(strstr(d.msg, "unknown pass 'tile'") && strstr(d.msg, pass_names()), "%s", d.msg);
-    CHECK(!strcmp(pass_names(), "check, stages, lower, bounds, fuse, vectorize, threads, wgwait"));
+    CHECK(!strcmp(pass_names(), "check, stages, tma, lower, bounds, fuse, vectorize, threads, wgwait"));
     CHECK(k->level == LEVEL_TILE);
     ir_kernel_free(k);
 }
@@ -704,6 +710,9 @@ int main(void)
     RUN(golden_fuse_keep);
     RUN(golden_fuse_switch);
     RUN(golden_fuse_barrier);
+    RUN(golden_tma_gemm);
+    RUN(golden_tma_keep);
+    RUN(golden_tma_not_on_sm80);
     RUN(fuse_keeps_the_meaning);
     RUN(golden_bounds);
     RUN(bounds_keeps_the_meaning);
