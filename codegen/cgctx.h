@@ -19,6 +19,11 @@ typedef struct Cg {
     /* GPU: the kernel issues wgmma, which reads shared memory through the
      * async proxy: every barrier is preceded by a proxy fence */
     bool async_proxy;
+    /* GPU: the tensor maps of its TMA loads (codegen.h) and the byval
+     * parameters that hold them */
+    CgTmaMap tmaps[CG_MAX_TMAPS];
+    LLVMValueRef tmap_param[CG_MAX_TMAPS];
+    int ntmaps;
 } Cg;
 
 LLVMValueRef cg_i64(Cg *c, int64_t v);
@@ -48,6 +53,7 @@ void cg_gpu_barrier(Cg *c);
 bool cg_gpu_async_chunk(Cg *c, const Stmt *s);
 void cg_gpu_async(Cg *c, const Stmt *s); /* ASYNC_COMMIT, ASYNC_WAIT, WGMMA_WAIT */
 void cg_gpu_mma(Cg *c, const Stmt *s); /* a threaded MICRO_GEMM */
+void cg_gpu_tma(Cg *c, const Stmt *s); /* MBAR_INIT, MBAR_EXPECT, MBAR_WAIT, TMA_LOAD */
 LLVMValueRef cg_gpu_math(Cg *c, const char *intrinsic, LLVMValueRef x); /* NULL: not special */
 bool cg_gpu_check(const Kernel *k, Diag *d);
 

@@ -11,6 +11,7 @@
 #define TILEC_CODEGEN_H
 
 #include "ir/ir.h"
+#include "ir/tensormap.h"
 
 typedef void (*CgKernelFn)(void *const *args, const int64_t *params, int64_t begin, int64_t end);
 
@@ -22,6 +23,27 @@ bool cg_emit_file(const Kernel *k, const TargetInfo *t, CgEmit what, const char 
 /* PTX text of k (GPU Loop IR, after pass_threads) for a GPU target t; the
  * kernel ABI is in ptx.c.  malloc'd, NULL with d set on failure. */
 char *cg_emit_ptx(const Kernel *k, const TargetInfo *t, Diag *d);
+
+/* A TMA tensor map a GPU kernel takes (sm_90a, codegen/tma.c): one per
+ * distinct (argument, box, swizzle) of its tma_loads, in order of first
+ * use.  A GPU kernel's parameters are its argument pointers, then these
+ * maps (each `.param .align 64 .b8 NAME[128]`, grid-constant: the 128
+ * bytes are passed by value), then its i64 scalars. */
+enum { CG_MAX_TMAPS = 16 };
+typedef struct CgTmaMap {
+    int arg, rank;
+    int64_t box[IR_MAX_RANK]; /* outermost first */
+    int swizzle;              /* bytes: 0, 32, 64, 128 */
+} CgTmaMap;
+int cg_tma_maps(const Kernel *k, CgTmaMap *maps); /* maps[CG_MAX_TMAPS]; returns how many */
+int cg_tma_map_of(const Kernel *k, const CgTmaMap *maps, int n, const Stmt *tma_load);
+/* cuTensorMapEncodeTiled's arguments for map m, the shapes evaluated with
+ * the launch's scalars (false where TMA cannot take them). */
+bool cg_tma_args(const Kernel *k, const CgTmaMap *m, const int64_t *params, TmapArgs *out, Diag *d);
+/* The position of argument pointer i, tensor map i or scalar i in the
+ * kernel's parameters (kernelParams of cuLaunchKernel). */
+typedef enum CgParamKind { CG_PARAM_ARG, CG_PARAM_TMAP, CG_PARAM_SCALAR } CgParamKind;
+int cg_gpu_param_slot(const Kernel *k, int nmaps, CgParamKind kind, int i);
 
 /* Host copies of a kernel's arguments for a GPU run: host[i] holds bytes[i]
  * bytes of argument i (dense, the kernel's strides); params[i] is runtime

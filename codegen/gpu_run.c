@@ -47,9 +47,13 @@ bool cg_gpu_run(const Kernel *k, const TargetInfo *t, const CgGpuArgs *a, int re
     size_t smem = (size_t)pass_shared_bytes(k);
     CuKernel *kern = ptx ? cu_kernel_load(dev, ptx, k->name, smem, d) : NULL;
     free(ptx);
+    CgTmaMap maps[CG_MAX_TMAPS];
+    int nmaps = cg_tma_maps(k, maps);
     CuPtr *dptr = calloc((size_t)k->nargs + 1, sizeof *dptr);
-    void **params = calloc((size_t)(k->nargs + k->nparams) + 1, sizeof *params);
-    if (!kern || !dptr || !params)
+    void **params = calloc((size_t)(k->nargs + nmaps + k->nparams) + 1, sizeof *params);
+    /* the maps' 128 bytes each, 64-aligned, passed by value */
+    unsigned char *tmaps = aligned_alloc(TMAP_ALIGN, (size_t)(nmaps + 1) * TMAP_BYTES);
+    if (!kern || !dptr || !params || !tmaps)
         goto out;
     for (int i = 0; i < k->nargs; i++) {
         if (!(dptr[i] = cu_alloc(dev, a->bytes[i], d)))
@@ -58,10 +62,18 @@ bool cg_gpu_run(const Kernel *k, const TargetInfo *t, const CgGpuArgs *a, int re
             goto out;
         if (k->bufs[i]->dir == ARG_OUT && !cu_memset(dev, dptr[i], 0, a->bytes[i], d))
             goto out;
-        params[i] = &dptr[i];
+        params[cg_gpu_param_slot(k, nmaps, CG_PARAM_ARG, i)] = &dptr[i];
+    }
+    for (int j = 0; j < nmaps; j++) {
+        TmapArgs ta;
+        unsigned char *map = tmaps + (size_t)j * TMAP_BYTES;
+        if (!cg_tma_args(k, &maps[j], a->params, &ta, d) ||
+            !cu_tensor_map_encode(dev, &ta, dptr[maps[j].arg], map, d))
+            goto out;
+        params[cg_gpu_param_slot(k, nmaps, CG_PARAM_TMAP, j)] = map;
     }
     for (int i = 0; i < k->nparams; i++)
-        params[k->nargs + i] = (void *)&a->params[i];
+        params[cg_gpu_param_slot(k, nmaps, CG_PARAM_SCALAR, i)] = (void *)&a->params[i];
     unsigned grid[3] = {(unsigned)nblocks, 1, 1};
     if (nblocks > 0) {
         if (reps > 1) {
@@ -85,6 +97,7 @@ out:
             cu_free(dev, dptr[i]);
     free(dptr);
     free(params);
+    free(tmaps);
     cu_kernel_free(kern);
     cu_close(dev);
     return ok;

@@ -134,10 +134,13 @@ static LLVMValueRef f32_to_fp8(Cg *c, LLVMValueRef f, const Fp8 *F)
     LLVMValueRef u = LLVMBuildBitCast(B, f, c->i32, "");
     LLVMValueRef sign = LLVMBuildAnd(B, LLVMBuildLShr(B, u, I32(24), ""), I32(0x80), "");
     LLVMValueRef a = LLVMBuildAnd(B, u, I32(0x7fffffff), "");
+    /* Normals: round to nearest even on the kept bits and rebias in one
+     * add (the rebias moved before the shift; it cannot borrow, as a is at
+     * least the smallest normal where this result is used). */
     LLVMValueRef lsb = LLVMBuildAnd(B, LLVMBuildLShr(B, a, I32(shift), ""), I32(1), "");
-    LLVMValueRef rounded = LLVMBuildAdd(B, a, LLVMBuildAdd(B, I32((1u << (shift - 1)) - 1), lsb, ""), "");
-    LLVMValueRef normal =
-        LLVMBuildSub(B, LLVMBuildLShr(B, rounded, I32(shift), ""), I32((unsigned)(127 - F->bias) << F->mbits), "");
+    unsigned rebias = (unsigned)(127 - F->bias) << 23;
+    LLVMValueRef rounded = LLVMBuildAdd(B, a, LLVMBuildAdd(B, I32((1u << (shift - 1)) - 1 - rebias), lsb, ""), "");
+    LLVMValueRef normal = LLVMBuildLShr(B, rounded, I32(shift), "");
     /* Subnormals: |x| + 2^(24 - bias - mbits) has a last mantissa bit worth
      * the format's subnormal step, so the add itself rounds |x| to nearest
      * even in those steps, and the mantissa bits it leaves are the code
@@ -148,10 +151,15 @@ static LLVMValueRef f32_to_fp8(Cg *c, LLVMValueRef f, const Fp8 *F)
     LLVMValueRef sum = LLVMBuildFAdd(B, LLVMBuildBitCast(B, a, c->f32, ""), magic, "");
     LLVMValueRef sub = LLVMBuildSub(B, LLVMBuildBitCast(B, sum, c->i32, ""), LLVMBuildBitCast(B, magic, c->i32, ""), "");
     LLVMValueRef min_normal = I32((unsigned)(128 - F->bias) << 23); /* 2^(1 - bias) */
-    LLVMValueRef code = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntULT, a, min_normal, ""), sub, normal, "");
+    /* The range tests compare floats: one instruction each on AVX2, where
+     * an unsigned integer compare takes three (a NaN is not below the
+     * smallest normal, and is caught by the last test). */
+    LLVMValueRef tiny = LLVMBuildFCmp(B, LLVMRealOLT, LLVMBuildBitCast(B, a, c->f32, ""),
+                                      LLVMBuildBitCast(B, min_normal, c->f32, ""), "");
+    LLVMValueRef code = LLVMBuildSelect(B, tiny, sub, normal, "");
     LLVMValueRef big = LLVMBuildICmp(B, LLVMIntUGT, code, I32(F->max), ""); /* past the largest, inf */
     code = LLVMBuildSelect(B, big, I32(F->max), code, "");
-    code = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntUGT, a, I32(0x7f800000), ""), I32(F->nan), code, "");
+    code = LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealUNO, f, f, ""), I32(F->nan), code, "");
     return LLVMBuildTrunc(B, LLVMBuildOr(B, code, sign, ""), c->i8, "");
 #undef I32
 }
@@ -663,6 +671,12 @@ void cg_stmt(Cg *c, const Stmt *s)
         if (c->t->gpu_sm)
             cg_gpu_async(c, s);
         break;
+    case ST_MBAR_INIT: /* (GPU only: cg_gpu_check) */
+    case ST_MBAR_EXPECT:
+    case ST_MBAR_WAIT:
+    case ST_TMA_LOAD:
+        cg_gpu_tma(c, s);
+        break;
     default:
         break; /* tile ops never reach codegen: the verifier rejects them */
     }
@@ -687,6 +701,12 @@ static bool cg_check(const Kernel *k, const Stmt *s, Diag *d)
             return diag_error(d, s->loc, "atomic_add into %s buffer %s: the x86 back end supports f32 only",
                               dt_name(s->u.store.buf->dtype), s->u.store.buf->name);
         return true;
+    case ST_MBAR_INIT:
+    case ST_MBAR_EXPECT:
+    case ST_MBAR_WAIT:
+    case ST_TMA_LOAD:
+        return diag_error(d, s->loc, "%s: TMA and mbarriers exist on sm_90a only, not on the x86 back end",
+                          st_name(s->op));
     default: return true;
     }
 }

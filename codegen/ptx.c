@@ -1,9 +1,12 @@
 /* ptx.c — GPU Loop IR (threads, see ir.h) → an NVPTX kernel → PTX text.
  *
  * Kernel ABI (what runtime launches pass to cuLaunchKernel):
- *   NAME(ptr addrspace(1) arg0, ..., i64 param0, ...)
+ *   NAME(ptr addrspace(1) arg0, ..., [128 x i8] tmap0 (byval), ..., i64 param0, ...)
  * with every argument pointer 16-byte aligned (the base of an allocation);
- * one pointer per argument buffer, then one i64 per runtime scalar, launched
+ * one pointer per argument buffer, then one 128-byte tensor map per
+ * cg_tma_maps entry (grid-constant: `.param .align 64 .b8 NAME[128]`,
+ * whose generic address, cvta.param, is the TMA's tensor-map operand),
+ * then one i64 per runtime scalar, launched
  * as a 1-D grid of every block of the kernel's grid (linearised row-major,
  * like the CPU ABI) with k->nthreads threads and pass_shared_bytes(k) bytes
  * of dynamic shared memory.  Shared buffers are laid out in that dynamic
@@ -189,20 +192,51 @@ static bool uses_wgmma(const Stmt *s)
     }
 }
 
+/* The tensor-map parameters: byval [128 x i8], 64-aligned, and marked
+ * grid_constant, so the TMA reads them where they are (param space, by
+ * generic address) instead of a local copy. */
+static void tmap_params(Cg *c)
+{
+    const Kernel *k = c->k;
+    if (!c->ntmaps)
+        return;
+    LLVMTypeRef map = LLVMArrayType2(c->i8, TMAP_BYTES);
+    unsigned byval = LLVMGetEnumAttributeKindForName("byval", 5);
+    unsigned align = LLVMGetEnumAttributeKindForName("align", 5);
+    LLVMValueRef idx[CG_MAX_TMAPS];
+    for (int j = 0; j < c->ntmaps; j++) {
+        unsigned slot = (unsigned)cg_gpu_param_slot(k, c->ntmaps, CG_PARAM_TMAP, j);
+        LLVMAddAttributeAtIndex(c->fn, slot + 1, LLVMCreateTypeAttribute(c->ctx, byval, map));
+        LLVMAddAttributeAtIndex(c->fn, slot + 1, LLVMCreateEnumAttribute(c->ctx, align, TMAP_ALIGN));
+        c->tmap_param[j] = LLVMGetParam(c->fn, slot);
+        idx[j] = LLVMConstInt(c->i32, slot + 1, 0); /* (1-based) */
+    }
+    const char *key = "grid_constant";
+    LLVMValueRef ops[3] = {c->fn, LLVMMDStringInContext(c->ctx, key, (unsigned)strlen(key)),
+                           LLVMMDNodeInContext(c->ctx, idx, (unsigned)c->ntmaps)};
+    LLVMAddNamedMetadataOperand(c->mod, "nvvm.annotations", LLVMMDNodeInContext(c->ctx, ops, 3));
+}
+
 void cg_gpu_build_function(Cg *c)
 {
     const Kernel *k = c->k;
-    int n = k->nargs + k->nparams;
+    c->ntmaps = cg_tma_maps(k, c->tmaps);
+    int n = k->nargs + c->ntmaps + k->nparams;
     LLVMTypeRef *ps = calloc((size_t)n + 1, sizeof *ps);
     LLVMTypeRef gptr = LLVMPointerTypeInContext(c->ctx, 1);
-    for (int i = 0; i < n; i++)
-        ps[i] = i < k->nargs ? gptr : c->i64;
+    for (int i = 0; i < k->nargs; i++)
+        ps[cg_gpu_param_slot(k, c->ntmaps, CG_PARAM_ARG, i)] = gptr;
+    for (int j = 0; j < c->ntmaps; j++)
+        ps[cg_gpu_param_slot(k, c->ntmaps, CG_PARAM_TMAP, j)] = LLVMPointerTypeInContext(c->ctx, 0);
+    for (int i = 0; i < k->nparams; i++)
+        ps[cg_gpu_param_slot(k, c->ntmaps, CG_PARAM_SCALAR, i)] = c->i64;
     LLVMTypeRef fty = LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), ps, (unsigned)n, 0);
     free(ps);
     c->fn = LLVMAddFunction(c->mod, k->name, fty);
     LLVMSetFunctionCallConv(c->fn, LLVMPTXKernelCallConv);
     add_annotation(c, "kernel", 1);
     add_annotation(c, "maxntidx", k->nthreads);
+    tmap_params(c);
     /* Arguments are distinct tensors (the runtime allocates each one), so
      * loads of inputs may take the read-only path. */
     unsigned noalias = LLVMGetEnumAttributeKindForName("noalias", 7);
@@ -219,7 +253,7 @@ void cg_gpu_build_function(Cg *c)
     LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "entry");
     LLVMPositionBuilderAtEnd(c->b, entry);
     for (int i = 0; i < k->nparams; i++)
-        c->param[i] = LLVMGetParam(c->fn, (unsigned)(k->nargs + i));
+        c->param[i] = LLVMGetParam(c->fn, (unsigned)cg_gpu_param_slot(k, c->ntmaps, CG_PARAM_SCALAR, i));
     c->async_proxy = uses_wgmma(k->body);
     setup_gpu_buffers(c);
     c->var[k->thread_var->id] = sreg(c, "llvm.nvvm.read.ptx.sreg.tid.x");
@@ -323,6 +357,90 @@ bool cg_gpu_async_chunk(Cg *c, const Stmt *s)
     LLVMBuildBr(c->b, join);
     LLVMPositionBuilderAtEnd(c->b, join);
     return true;
+}
+
+/* ------------------------------------------------- TMA and mbarriers */
+
+/* The shared address of mbarrier bar[slot], as cp.async takes addresses. */
+static LLVMValueRef mbar_addr(Cg *c, const Stmt *s)
+{
+    LLVMValueRef slot = cg_expr(c, s->u.mbar.slot);
+    return LLVMBuildPtrToInt(c->b, cg_elem_ptr(c, s->u.mbar.bar, &slot), c->i64, "");
+}
+
+static LLVMValueRef i32_of(Cg *c, const Expr *e) { return LLVMBuildTrunc(c->b, cg_expr(c, e), c->i32, ""); }
+
+/* One cp.async.bulk.tensor per box: coordinates innermost first, the box's
+ * column of the destination at c * (box bytes) (ir.h, "TMA"). */
+static void tma_load(Cg *c, const Stmt *s)
+{
+    const Region *src = &s->u.mbar.src;
+    const Buffer *x = s->u.mbar.dst.buf;
+    int rank = x->rank, map = cg_tma_map_of(c->k, c->tmaps, c->ntmaps, s);
+    int64_t box[IR_MAX_RANK], nbox = ir_tma_box(s, box), bytes = dt_bits(x->dtype) / 8;
+    for (int d = 0; d < rank; d++)
+        bytes *= box[d];
+    LLVMValueRef zero = cg_i64(c, 0), idx[IR_MAX_RANK];
+    for (int d = 0; d < rank; d++)
+        idx[d] = zero;
+    LLVMValueRef dst = LLVMBuildPtrToInt(c->b, cg_elem_ptr(c, x, idx), c->i64, "");
+    LLVMValueRef tmap = LLVMBuildPtrToInt(c->b, c->tmap_param[map], c->i64, "");
+    LLVMValueRef bar = mbar_addr(c, s);
+    char text[256], cons[64];
+    int len = snprintf(text, sizeof text,
+                       "cp.async.bulk.tensor.%dd.shared::cluster.global.mbarrier::complete_tx::bytes [$0], [$1, {",
+                       rank);
+    for (int i = 0; i < rank; i++)
+        len += snprintf(text + len, sizeof text - (size_t)len, "%s$%d", i ? ", " : "", 2 + i);
+    snprintf(text + len, sizeof text - (size_t)len, "}], [$%d];", 2 + rank);
+    len = snprintf(cons, sizeof cons, "l,l");
+    for (int i = 0; i < rank; i++)
+        len += snprintf(cons + len, sizeof cons - (size_t)len, ",r");
+    snprintf(cons + len, sizeof cons - (size_t)len, ",l,~{memory}");
+    for (int64_t b = 0; b < nbox; b++) {
+        LLVMValueRef args[IR_MAX_RANK + 3];
+        args[0] = LLVMBuildAdd(c->b, dst, cg_i64(c, b * bytes), "");
+        args[1] = tmap;
+        for (int i = 0; i < rank; i++) { /* innermost first */
+            int d = rank - 1 - i;
+            args[2 + i] = i32_of(c, src->off[d]);
+            if (i == 0 && b)
+                args[2] = LLVMBuildAdd(c->b, args[2], LLVMConstInt(c->i32, (uint64_t)(b * box[d]), 0), "");
+        }
+        args[2 + rank] = bar;
+        asm_void(c, text, cons, args, rank + 3);
+    }
+}
+
+void cg_gpu_tma(Cg *c, const Stmt *s)
+{
+    LLVMValueRef args[2];
+    switch (s->op) {
+    case ST_MBAR_INIT:
+        /* then make the initialised mbarrier visible to the TMA unit (the
+         * async proxy) before the barrier that publishes it */
+        args[0] = mbar_addr(c, s);
+        args[1] = i32_of(c, s->u.mbar.arg);
+        asm_void(c, "mbarrier.init.shared::cta.b64 [$0], $1;", "l,r,~{memory}", args, 2);
+        asm_void(c, "fence.mbarrier_init.release.cluster;", "~{memory}", NULL, 0);
+        asm_void(c, "fence.proxy.async.shared::cta;", "~{memory}", NULL, 0);
+        break;
+    case ST_MBAR_EXPECT:
+        args[0] = mbar_addr(c, s);
+        args[1] = i32_of(c, s->u.mbar.arg);
+        asm_void(c, "mbarrier.arrive.expect_tx.shared::cta.b64 _, [$0], $1;", "l,r,~{memory}", args, 2);
+        break;
+    case ST_MBAR_WAIT:
+        args[0] = mbar_addr(c, s);
+        args[1] = i32_of(c, s->u.mbar.arg);
+        asm_void(c,
+                 "{\n.reg .pred p;\nTILEC_MBAR_WAIT_${:uid}:\n"
+                 "mbarrier.try_wait.parity.shared::cta.b64 p, [$0], $1;\n"
+                 "@!p bra TILEC_MBAR_WAIT_${:uid};\n}",
+                 "l,r,~{memory}", args, 2);
+        break;
+    default: tma_load(c, s); break;
+    }
 }
 
 /* What the GPU back end cannot compile yet, found before building. */

@@ -546,6 +546,58 @@ Stmt *ir_wgmma_wait(Kernel *k, int pending, SrcLoc loc)
     return s;
 }
 
+static Stmt *mbar_stmt(Kernel *k, StmtOp op, Buffer *bar, Expr *slot, Expr *arg, SrcLoc loc)
+{
+    Stmt *s = stmt_new(k, op, loc);
+    s->u.mbar.bar = bar;
+    s->u.mbar.slot = slot;
+    s->u.mbar.arg = arg;
+    return s;
+}
+
+Stmt *ir_mbar_init(Kernel *k, Buffer *bar, Expr *slot, int64_t count, SrcLoc loc)
+{
+    return mbar_stmt(k, ST_MBAR_INIT, bar, slot, ir_const_i(k, count), loc);
+}
+
+Stmt *ir_mbar_expect(Kernel *k, Buffer *bar, Expr *slot, int64_t bytes, SrcLoc loc)
+{
+    return mbar_stmt(k, ST_MBAR_EXPECT, bar, slot, ir_const_i(k, bytes), loc);
+}
+
+Stmt *ir_mbar_wait(Kernel *k, Buffer *bar, Expr *slot, Expr *parity, SrcLoc loc)
+{
+    return mbar_stmt(k, ST_MBAR_WAIT, bar, slot, parity, loc);
+}
+
+Stmt *ir_tma_load(Kernel *k, Region src, Region dst, Buffer *bar, Expr *slot, int swizzle, SrcLoc loc)
+{
+    Stmt *s = mbar_stmt(k, ST_TMA_LOAD, bar, slot, NULL, loc);
+    s->u.mbar.src = src;
+    s->u.mbar.dst = dst;
+    s->u.mbar.swizzle = swizzle;
+    return s;
+}
+
+int64_t ir_tma_box(const Stmt *s, int64_t *box)
+{
+    const Region *r = &s->u.mbar.dst;
+    int rank = r->buf->rank;
+    for (int d = 0; d < rank; d++)
+        box[d] = r->ext[d];
+    int W = s->u.mbar.swizzle;
+    int64_t row = (int64_t)dt_storage_bytes(r->buf->dtype, r->ext[rank - 1]);
+    if (!W || row <= W)
+        return 1;
+    box[rank - 1] = W / (dt_bits(r->buf->dtype) / 8);
+    return row / W;
+}
+
+int64_t ir_swizzle_byte(int64_t b, int W)
+{
+    return W ? b ^ (((b >> 7) & (W / 16 - 1)) << 4) : b;
+}
+
 Stmt *ir_fill(Kernel *k, Region dst, Expr *value, SrcLoc loc)
 {
     Stmt *s = stmt_new(k, ST_FILL, loc);

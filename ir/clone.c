@@ -120,6 +120,18 @@ Stmt *ir_clone_stmt(Kernel *k, const Stmt *s, const IrSubst *sub)
         c->u.reduce.src = clone_region(k, &s->u.reduce.src, sub);
         c->u.reduce.dst = clone_region(k, &s->u.reduce.dst, sub);
         break;
+    case ST_TMA_LOAD:
+        c->u.mbar.src = clone_region(k, &s->u.mbar.src, sub);
+        c->u.mbar.dst = clone_region(k, &s->u.mbar.dst, sub);
+        /* fall through */
+    case ST_MBAR_INIT:
+    case ST_MBAR_EXPECT:
+    case ST_MBAR_WAIT:
+        c->u.mbar.bar = map_buf(sub, s->u.mbar.bar);
+        c->u.mbar.slot = ir_clone_expr(k, s->u.mbar.slot, sub);
+        if (s->u.mbar.arg)
+            c->u.mbar.arg = ir_clone_expr(k, s->u.mbar.arg, sub);
+        break;
     default: break; /* BARRIER, ASYNC_COMMIT, ASYNC_WAIT: nothing to copy */
     }
     return c;

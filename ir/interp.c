@@ -30,7 +30,21 @@
  * Async stores (see ir.h) land immediately without threads; in SIMT mode
  * each thread's stay pending, in its groups, until an async_wait lands the
  * old groups: a read before then sees the stale (NaN-filled) scratch.  The
- * race detector sees them as writes where they are issued. */
+ * race detector sees them as writes where they are issued.
+ *
+ * TMA and mbarriers (ir.h, "TMA"): a tma_load lands at once, in the layout
+ * the hardware writes (boxes, zero fill, the address swizzle), and its
+ * bytes complete transactions on its mbarrier, whose arrivals, expected
+ * bytes and phase are kept per block.  Each element a TMA load wrote
+ * carries the mbarrier and phase it completes with, and a thread reading
+ * it before a wait that saw that phase complete is an error, as is a TMA
+ * overwriting what another thread read since the last barrier.  An
+ * mbar_wait runs in lock-step like a barrier (without starting an epoch):
+ * every thread is at it, so a phase that is not complete then never will
+ * be — a deadlock, reported with its likely cause (wrong parity, or bytes
+ * expected that no load delivers).  A load that delivers more bytes than
+ * its phase still expects, and any use of an mbarrier before mbar_init,
+ * are errors too. */
 #include "ir/ir.h"
 
 #include <math.h>
@@ -45,6 +59,8 @@ typedef struct Shadow {
     uint16_t wt, wt2;  /* the writing thread; a second one (atomic adds only) */
     uint16_t rt, rt2;  /* the first reading thread; a second one */
     uint8_t plain;     /* wt's writes in epoch wep were not all atomic adds */
+    uint16_t tma_bar;  /* written by a TMA load on mbarrier tma_bar - 1 (0: not) */
+    uint32_t tma_phase; /* ... whose phase tma_phase its bytes complete */
 } Shadow;
 
 #define NO_THREAD 0xffff
@@ -90,9 +106,32 @@ typedef struct Interp {
     const Stmt **wg;
     int *nwg;
     int *wg_readers;
+    /* by Buffer.id: the epoch and thread of the last wgmma_wait that
+     * retired a group reading it: until a barrier, other threads' writes
+     * to it race with that group's reads */
+    uint32_t *wg_done_epoch;
+    int *wg_done_thread;
+    /* mbarriers used in this block (MBAR_MAX), and by thread the phases of
+     * each it has seen complete */
+    struct Mbar *mbar;
+    int nmbar;
+    int64_t *seen;
     Diag *d;
     bool failed;
 } Interp;
+
+/* An mbarrier: element slot of buffer b, in this block. */
+typedef struct Mbar {
+    const Buffer *b;
+    int64_t slot;
+    int64_t count;   /* arrivals per phase */
+    int64_t pending; /* arrivals the current phase still needs */
+    int64_t tx;      /* bytes it expects and no load delivered yet */
+    int64_t expected, delivered; /* this phase's totals, for messages */
+    int64_t phase;   /* phases completed */
+} Mbar;
+
+enum { MBAR_MAX = 32 };
 
 static Mem *mem_of(Interp *in, const Buffer *b) { return &in->mem[b->id]; }
 static bool wg_check(Interp *in, const Buffer *b, bool write, SrcLoc loc);
@@ -211,6 +250,20 @@ static bool track(Interp *in, const Buffer *b, int64_t off, const int64_t *idx, 
     Shadow *sh = &m->shadow[off];
     uint32_t e = in->epoch;
     int t = in->cur, w = sh->wep == e ? other_than(t, sh->wt, sh->wt2) : -1;
+    if (sh->tma_bar && a == ACC_READ) { /* the mbarrier orders it, not barriers */
+        const Mbar *mb = &in->mbar[sh->tma_bar - 1];
+        if (in->seen[(int64_t)t * MBAR_MAX + sh->tma_bar - 1] <= sh->tma_phase) {
+            char index[128];
+            format_index(index, sizeof index, idx, b->rank);
+            fail(in, loc, "thread %d reads %s[%s], written by a TMA load, before waiting for phase %u of "
+                 "mbarrier %s[%lld]", t, b->name, index, sh->tma_phase, mb->b->name, (long long)mb->slot);
+            diag_hint(in->d, "an mbar_wait with that phase's parity must come first");
+            return false;
+        }
+        w = -1;
+    } else if (a != ACC_READ) {
+        sh->tma_bar = 0;
+    }
     if (w >= 0 && !(a == ACC_ATOMIC && !sh->plain))
         return report_race(in, b, idx, a, w, sh->plain ? "wrote it" : "added to it atomically", loc);
     int r = sh->rep == e ? other_than(t, sh->rt, sh->rt2) : -1;
@@ -770,6 +823,13 @@ static bool wg_failed(Interp *in, const Buffer *b, const char *what, int t, cons
 /* May the current thread access b now (write: overwrite it)? */
 static bool wg_check(Interp *in, const Buffer *b, bool write, SrcLoc loc)
 {
+    if (in->wg && write && b->scope != SCOPE_LOCAL && in->wg_done_epoch[b->id] == in->epoch &&
+        in->wg_done_thread[b->id] != in->cur) {
+        fail(in, loc, "race on %s: thread %d writes it after thread %d's wgmma group read it (retired by its "
+             "wgmma_wait) with no barrier between", b->name, in->cur, in->wg_done_thread[b->id]);
+        diag_hint(in->d, "after the wgmma_wait, a barrier: each thread retires only its own groups");
+        return false;
+    }
     if (!in->wg || (b->scope == SCOPE_LOCAL ? !in->nwg[in->cur] : !write || !in->wg_readers[b->id]))
         return true;
     bool local = b->scope == SCOPE_LOCAL;
@@ -800,8 +860,12 @@ static void wg_retire(Interp *in, int keep)
     const Stmt **q = in->wg + in->cur * WG_MAX;
     int n = in->nwg[in->cur], drop = n > keep ? n - keep : 0;
     for (int i = 0; i < drop; i++) {
-        in->wg_readers[q[i]->u.gemm.a.buf->id]--;
-        in->wg_readers[q[i]->u.gemm.b.buf->id]--;
+        const Buffer *ops[2] = {q[i]->u.gemm.a.buf, q[i]->u.gemm.b.buf};
+        for (int o = 0; o < 2; o++) {
+            in->wg_readers[ops[o]->id]--;
+            in->wg_done_epoch[ops[o]->id] = in->epoch;
+            in->wg_done_thread[ops[o]->id] = in->cur;
+        }
     }
     memmove(q, q + drop, (size_t)(n - drop) * sizeof *q);
     in->nwg[in->cur] = n - drop;
@@ -884,6 +948,158 @@ static void exec_store(Interp *in, const Stmt *s)
     dt_store(b->dtype, base, off, v);
 }
 
+/* ------------------------------------------------------ TMA, mbarriers */
+
+/* The mbarrier a statement names; NULL (reported) before its mbar_init,
+ * or a new one for MBAR_INIT. */
+static Mbar *mbar_of(Interp *in, const Stmt *s)
+{
+    int64_t slot = eval_int(in, s->u.mbar.slot, s->loc);
+    int64_t off = in->failed ? -1 : offset(in, s->u.mbar.bar, &slot, s->loc);
+    if (off < 0)
+        return NULL;
+    bool init = s->op == ST_MBAR_INIT;
+    if (!track(in, s->u.mbar.bar, off, &slot, init ? ACC_WRITE : ACC_ATOMIC, s->loc))
+        return NULL;
+    for (int i = 0; i < in->nmbar; i++)
+        if (in->mbar[i].b == s->u.mbar.bar && in->mbar[i].slot == slot) {
+            if (init)
+                fail(in, s->loc, "mbarrier %s[%lld] is initialised twice in a block", s->u.mbar.bar->name,
+                     (long long)slot);
+            return init ? NULL : &in->mbar[i];
+        }
+    if (!init) {
+        fail(in, s->loc, "mbarrier %s[%lld] is used before mbar_init", s->u.mbar.bar->name, (long long)slot);
+        diag_hint(in->d, "one thread initialises each mbarrier at the start of the block, then a barrier");
+        return NULL;
+    }
+    if (in->nmbar == MBAR_MAX) {
+        fail(in, s->loc, "interpreter: more than %d mbarriers in a block", MBAR_MAX);
+        return NULL;
+    }
+    in->mbar[in->nmbar] = (Mbar){.b = s->u.mbar.bar, .slot = slot};
+    return &in->mbar[in->nmbar++];
+}
+
+/* The current phase completes when it has every arrival and every byte. */
+static void mbar_progress(Mbar *mb)
+{
+    if (mb->pending == 0 && mb->tx == 0) {
+        mb->phase++;
+        mb->pending = mb->count;
+        mb->expected = mb->delivered = 0;
+    }
+}
+
+static void exec_mbar_init(Interp *in, const Stmt *s)
+{
+    Mbar *mb = mbar_of(in, s);
+    if (mb)
+        mb->count = mb->pending = eval_int(in, s->u.mbar.arg, s->loc);
+}
+
+static void exec_mbar_expect(Interp *in, const Stmt *s)
+{
+    Mbar *mb = mbar_of(in, s);
+    if (!mb)
+        return;
+    int64_t bytes = eval_int(in, s->u.mbar.arg, s->loc);
+    mb->tx += bytes;
+    mb->expected += bytes;
+    mb->pending--;
+    mbar_progress(mb);
+}
+
+/* The boxes land now, in the hardware's layout, and complete their bytes. */
+static void exec_tma(Interp *in, const Stmt *s)
+{
+    Mbar *mb = mbar_of(in, s);
+    if (!mb)
+        return;
+    const Region *src = &s->u.mbar.src;
+    const Buffer *x = s->u.mbar.dst.buf;
+    int rank = x->rank;
+    int64_t bshape[IR_MAX_RANK], so[IR_MAX_RANK], si[IR_MAX_RANK], di[IR_MAX_RANK];
+    int64_t nbox = ir_tma_box(s, bshape), eb = dt_bits(x->dtype) / 8, per = 1;
+    region_origin(in, src, so, s->loc);
+    for (int d = 0; d < rank; d++)
+        per *= bshape[d];
+    Mem *m = mem_of(in, x);
+    Mem *g = mem_of(in, src->buf);
+    if (!wg_check(in, x, true, s->loc)) /* no wgmma group may still read the tile */
+        return;
+    for (int64_t c = 0; c < nbox && !in->failed; c++)
+        for (int64_t e = 0; e < per && !in->failed; e++) {
+            bool inside = true;
+            int64_t rest = e, goff = 0;
+            for (int d = rank - 1; d >= 0; d--) {
+                si[d] = so[d] + rest % bshape[d] + (d == rank - 1 ? c * bshape[d] : 0);
+                rest /= bshape[d];
+                inside &= si[d] >= 0 && si[d] < g->shape[d];
+                goff += si[d] * g->stride[d];
+            }
+            /* boxes one after another, each dense, then the swizzle */
+            int64_t byte = ir_swizzle_byte((c * per + e) * eb, s->u.mbar.swizzle), off = byte / eb;
+            for (int64_t d = rank - 1, r = off; d >= 0; r /= m->shape[d], d--) /* for messages */
+                di[d] = r % m->shape[d];
+            if (inside && !track(in, src->buf, goff, si, ACC_READ, s->loc))
+                return;
+            if (off >= m->span || !track(in, x, off, di, ACC_WRITE, s->loc)) {
+                if (!in->failed)
+                    fail(in, s->loc, "tma_load writes byte %lld of %s, outside its storage", (long long)byte,
+                         x->name);
+                return;
+            }
+            if (m->shadow) { /* the mbarrier orders the data from here on */
+                m->shadow[off].tma_bar = (uint16_t)(mb - in->mbar + 1);
+                m->shadow[off].tma_phase = (uint32_t)mb->phase;
+                m->shadow[off].wep = 0;
+            }
+            char *to = m->base + byte;
+            if (inside)
+                memcpy(to, (char *)g->base + goff * eb, (size_t)eb);
+            else
+                memset(to, 0, (size_t)eb);
+        }
+    int64_t bytes = nbox * per * eb;
+    if (bytes > mb->tx || mb->pending == mb->count) {
+        fail(in, s->loc, "tma_load delivers %lld bytes to mbarrier %s[%lld], whose phase %lld expects only "
+             "%lld more (mbar_expect_tx counts fewer bytes than its loads deliver, or comes after them)",
+             (long long)bytes, mb->b->name, (long long)mb->slot, (long long)mb->phase,
+             (long long)(mb->pending == mb->count ? 0 : mb->tx));
+        return;
+    }
+    mb->tx -= bytes;
+    mb->delivered += bytes;
+    mbar_progress(mb);
+}
+
+/* One thread's mbar_wait: the phase of the parity asked for is complete
+ * when the current phase has the other parity.  Every thread is at the
+ * wait (it runs in lock-step), so otherwise it never completes. */
+static void mbar_wait(Interp *in, const Stmt *s)
+{
+    Mbar *mb = mbar_of(in, s);
+    if (!mb)
+        return;
+    int64_t parity = eval_int(in, s->u.mbar.arg, s->loc) & 1;
+    if ((mb->phase & 1) != parity) {
+        in->seen[(int64_t)in->cur * MBAR_MAX + (mb - in->mbar)] = mb->phase;
+        return;
+    }
+    if (mb->pending == 0 && mb->tx > 0)
+        fail(in, s->loc, "deadlock: mbar_wait on %s[%lld] never returns: phase %lld expects %lld bytes "
+             "(mbar_expect_tx) but its TMA loads deliver %lld", mb->b->name, (long long)mb->slot,
+             (long long)mb->phase, (long long)mb->expected, (long long)mb->delivered);
+    else
+        fail(in, s->loc, "deadlock: mbar_wait on %s[%lld] with parity %lld never returns: phase %lld "
+             "(parity %lld) has %lld of its %lld arrivals and nothing else will arrive", mb->b->name,
+             (long long)mb->slot, (long long)parity, (long long)mb->phase, (long long)(mb->phase & 1),
+             (long long)(mb->count - mb->pending), (long long)mb->count);
+    diag_hint(in->d, "a wait's parity is its phase %% 2; each phase needs its mbar_expect_tx and the loads "
+                     "that deliver exactly those bytes");
+}
+
 /* One thread's walk of s (in SIMT mode: a subtree without barriers). */
 static void exec(Interp *in, const Stmt *s)
 {
@@ -925,6 +1141,10 @@ static void exec(Interp *in, const Stmt *s)
             wg_retire(in, s->u.wait.pending);
         break;
     case ST_PREFETCH: break;   /* a hint about caches */
+    case ST_MBAR_INIT: exec_mbar_init(in, s); break;
+    case ST_MBAR_EXPECT: exec_mbar_expect(in, s); break;
+    case ST_TMA_LOAD: exec_tma(in, s); break;
+    case ST_MBAR_WAIT: mbar_wait(in, s); break; /* (one thread: SIMT mode waits in simt()) */
     default: fail(in, s->loc, "interpreter: unsupported statement %s", st_name(s->op));
     }
 }
@@ -937,7 +1157,8 @@ static bool has_barrier(const Stmt *s)
         return false;
     switch (s->op) {
     case ST_BARRIER:
-    case ST_ASYNC_WAIT: return true;
+    case ST_ASYNC_WAIT:
+    case ST_MBAR_WAIT: return true; /* (a lock-step point, not a barrier) */
     case ST_FOR: return has_barrier(s->u.loop.body);
     case ST_IF: return has_barrier(s->u.if_.then_) || has_barrier(s->u.if_.else_);
     case ST_SEQ:
@@ -1045,6 +1266,12 @@ static void simt(Interp *in, const Stmt *s)
     case ST_FOR: simt_for(in, s); break;
     case ST_IF: simt_if(in, s); break;
     case ST_ASYNC_WAIT: simt_async_wait(in, s); break;
+    case ST_MBAR_WAIT: /* every thread, in lock-step; no new epoch */
+        for (int t = 0; t < in->nthreads && !in->failed; t++) {
+            set_thread(in, t);
+            mbar_wait(in, s);
+        }
+        break;
     default: in->epoch++; break; /* ST_BARRIER: accesses after it are ordered */
     }
 }
@@ -1116,6 +1343,8 @@ static void start_block(Interp *in, int64_t blk, const int64_t *grid)
             frame[k->thread_var->id] = t;
     }
     set_thread(in, 0);
+    in->nmbar = 0;
+    memset(in->seen, 0, (size_t)in->nthreads * MBAR_MAX * sizeof *in->seen);
     if (!in->simt)
         return;
     in->epoch++;
@@ -1143,6 +1372,10 @@ static void free_mem(Interp *in)
     free(in->wg);
     free(in->nwg);
     free(in->wg_readers);
+    free(in->wg_done_epoch);
+    free(in->wg_done_thread);
+    free(in->mbar);
+    free(in->seen);
 }
 
 bool ir_interp(const Kernel *k, void *const *args, const int64_t *params, Diag *d)
@@ -1153,12 +1386,16 @@ bool ir_interp(const Kernel *k, void *const *args, const int64_t *params, Diag *
     in.vars = calloc((size_t)(in.nthreads * in.nvars), sizeof *in.vars);
     in.mem = calloc((size_t)in.nvars, sizeof *in.mem);
     in.groups = calloc((size_t)in.nthreads, sizeof *in.groups);
+    in.mbar = calloc(MBAR_MAX, sizeof *in.mbar);
+    in.seen = calloc((size_t)in.nthreads * MBAR_MAX, sizeof *in.seen);
     if (in.simt) {
         in.wg = calloc((size_t)in.nthreads * WG_MAX, sizeof *in.wg);
         in.nwg = calloc((size_t)in.nthreads, sizeof *in.nwg);
         in.wg_readers = calloc((size_t)in.nvars, sizeof *in.wg_readers);
+        in.wg_done_epoch = calloc((size_t)in.nvars, sizeof *in.wg_done_epoch);
+        in.wg_done_thread = calloc((size_t)in.nvars, sizeof *in.wg_done_thread);
     }
-    bool ok = (in.vars && in.mem && in.groups) ? setup_mem(&in, args)
+    bool ok = (in.vars && in.mem && in.groups && in.mbar && in.seen) ? setup_mem(&in, args)
                                                : fail(&in, k->loc, "interpreter: out of memory");
     int64_t grid[IR_MAX_GRID] = {1, 1, 1}, nblocks = 1;
     for (int g = 0; ok && g < k->ngrid; g++) {

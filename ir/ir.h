@@ -78,6 +78,27 @@
  * Landing "immediately" is one legal schedule (the CPU and the plain
  * interpreter take it); the SIMT interpreter lands them at the wait, so a
  * read before its wait sees stale data.
+ *
+ * TMA (sm_90a, made by pass_tma for staged loops): an mbarrier is an i64
+ * element bar[slot] of a shared buffer.  MBAR_INIT bar, n sets it up for n
+ * arrivals per phase, phase 0 — once per block, by one thread, before any
+ * other use, which a barrier must order after it.  MBAR_EXPECT bar, bytes
+ * is one arrival that also makes the current phase wait for `bytes` more
+ * bytes of TMA transactions.  TMA_LOAD src -> dst, bar copies a window of
+ * a global argument (dense rows, zeros outside its shape: COPY's tail rule)
+ * into the whole of a shared buffer, asynchronously, and its bytes (the
+ * whole window's, zeros included) complete transactions on bar; with
+ * `swizzle W` (32, 64, 128) the buffer's K is cut into W-byte columns of
+ * R rows each, one TMA box per column, and within the buffer's storage the
+ * 16-byte chunk bits 4.. of each byte address are XORed with bits 7.. (the
+ * layout pass_threads gives wgmma operands); without, it is the buffer's
+ * row-major order.  A phase completes once it has all its arrivals and
+ * every byte it expects, and the next begins.  MBAR_WAIT bar, p waits
+ * until the phase of parity p (p = phase % 2) that was last or is now
+ * current has completed; every thread runs it, in control flow that does
+ * not depend on the thread index (as for BARRIER), but it orders nothing
+ * but the TMA data: a thread may read what a TMA load wrote only after a
+ * wait that saw the phase it completed.
  */
 #ifndef TILEC_IR_H
 #define TILEC_IR_H
@@ -338,7 +359,11 @@ typedef struct Region {
     X(ASYNC_COMMIT, "async_commit") /* close a group of async stores */\
     X(ASYNC_WAIT, "async_wait") /* land old groups, then barrier */\
     X(WGMMA_WAIT, "wgmma_wait") /* complete old wgmma groups */\
-    X(PREFETCH, "prefetch")     /* Loop IR: buf[idx] is read soon */
+    X(PREFETCH, "prefetch")     /* Loop IR: buf[idx] is read soon */\
+    X(MBAR_INIT, "mbar_init")   /* sm_90a: set up an mbarrier */\
+    X(MBAR_EXPECT, "mbar_expect_tx") /* arrive, expecting TMA bytes */\
+    X(TMA_LOAD, "tma_load")     /* TMA tile copy onto an mbarrier */\
+    X(MBAR_WAIT, "mbar_wait")   /* wait for an mbarrier's phase */
 
 typedef enum StmtOp {
 #define X(e, t) ST_##e,
@@ -394,6 +419,10 @@ struct Stmt {
             struct Expr **desc;
             int ndesc;
         } gemm;
+        /* MBAR_INIT (arg: arrival count), MBAR_EXPECT (arg: bytes),
+         * MBAR_WAIT (arg: parity), TMA_LOAD (src, dst, swizzle): the
+         * mbarrier is element bar[slot]; see "TMA" at the top. */
+        struct { Region src, dst; Buffer *bar; struct Expr *slot, *arg; int swizzle; } mbar;
         /* dst has src's rank minus one (axis removed).  clear: dst = r
          * instead of dst = dst (op) r. */
         struct { Region src, dst; int axis; ReduceOp rop; bool clear; } reduce;
@@ -495,6 +524,18 @@ Stmt *ir_barrier(Kernel *k, SrcLoc loc);
 Stmt *ir_async_commit(Kernel *k, SrcLoc loc);
 Stmt *ir_async_wait(Kernel *k, int pending, SrcLoc loc);
 Stmt *ir_wgmma_wait(Kernel *k, int pending, SrcLoc loc);
+/* TMA and mbarriers (see "TMA" at the top). */
+Stmt *ir_mbar_init(Kernel *k, Buffer *bar, Expr *slot, int64_t count, SrcLoc loc);
+Stmt *ir_mbar_expect(Kernel *k, Buffer *bar, Expr *slot, int64_t bytes, SrcLoc loc);
+Stmt *ir_mbar_wait(Kernel *k, Buffer *bar, Expr *slot, Expr *parity, SrcLoc loc);
+Stmt *ir_tma_load(Kernel *k, Region src, Region dst, Buffer *bar, Expr *slot, int swizzle, SrcLoc loc);
+/* The TMA box of a TMA_LOAD (outermost first, as shapes are written): its
+ * window, or with a swizzle one W-byte column of it; returns how many boxes
+ * along the innermost dimension make the window. */
+int64_t ir_tma_box(const Stmt *s, int64_t *box);
+/* Byte b of a W-byte swizzled layout (W 32, 64, 128; 0: none) is stored
+ * at the returned byte: 16-byte chunk bits 4.. XORed with bits 7.. */
+int64_t ir_swizzle_byte(int64_t b, int W);
 
 /* Deep copies (ir/clone.c): how a pass repeats a piece of a kernel.  In
  * the copy, variable var[i] reads as a copy of by[i] and buffer from[i] is
@@ -517,6 +558,8 @@ typedef struct IrUse {
     int reads, writes;
 } IrUse;
 void ir_buffer_use(const Stmt *s, const Buffer *b, IrUse *u);
+/* Remove the scratch buffers the body no longer reads or writes. */
+void ir_drop_unused_buffers(Kernel *k);
 /* The whole of a scratch buffer (offsets 0, extents = its shape). */
 Region ir_region_whole(Kernel *k, Buffer *b);
 /* Is r all of its (static-shaped) buffer, from offset 0? */

@@ -542,6 +542,41 @@ static Stmt *stmt_store(Parser *ps, SrcLoc loc)
     return s;
 }
 
+/* "BAR[SLOT]": an mbarrier (an element of a 1-D buffer). */
+static Buffer *mbar_ref(Parser *ps, Expr **slot)
+{
+    Buffer *b = buffer(ps, ident(ps));
+    if (b->rank != 1)
+        error(ps, "mbarrier buffer '%s' is not 1-D", b->name);
+    index_list(ps, b, slot);
+    return b;
+}
+
+static Stmt *stmt_mbar(Parser *ps, StmtOp op, SrcLoc loc)
+{
+    Expr *slot;
+    Buffer *bar = mbar_ref(ps, &slot);
+    expect(ps, ",");
+    if (op == ST_MBAR_WAIT)
+        return ir_mbar_wait(ps->k, bar, slot, expr(ps), loc);
+    int64_t n = integer(ps);
+    return op == ST_MBAR_INIT ? ir_mbar_init(ps->k, bar, slot, n, loc) : ir_mbar_expect(ps->k, bar, slot, n, loc);
+}
+
+static Stmt *stmt_tma(Parser *ps, SrcLoc loc)
+{
+    Region src = region(ps);
+    expect(ps, "->");
+    Region dst = region(ps);
+    expect(ps, ",");
+    Expr *slot;
+    Buffer *bar = mbar_ref(ps, &slot);
+    int64_t W = keyword(ps, "swizzle") ? integer(ps) : 0;
+    if (W != 0 && W != 32 && W != 64 && W != 128)
+        error(ps, "tma_load swizzle must be 32, 64 or 128 bytes near '%s'", near(ps));
+    return ir_tma_load(ps->k, src, dst, bar, slot, (int)W, loc);
+}
+
 /* One statement; loops and ifs take their loc comment from the line of
  * their '{' (block), the others from their own line. */
 static Stmt *stmt(Parser *ps)
@@ -584,6 +619,14 @@ static Stmt *stmt(Parser *ps)
         s = ir_async_wait(k, (int)integer(ps), loc);
     } else if (keyword(ps, "wgmma_wait")) {
         s = ir_wgmma_wait(k, (int)integer(ps), loc);
+    } else if (keyword(ps, "mbar_init")) {
+        s = stmt_mbar(ps, ST_MBAR_INIT, loc);
+    } else if (keyword(ps, "mbar_expect_tx")) {
+        s = stmt_mbar(ps, ST_MBAR_EXPECT, loc);
+    } else if (keyword(ps, "mbar_wait")) {
+        s = stmt_mbar(ps, ST_MBAR_WAIT, loc);
+    } else if (keyword(ps, "tma_load")) {
+        s = stmt_tma(ps, loc);
     } else {
         s = stmt_store(ps, loc);
     }

@@ -24,6 +24,9 @@
  *     barrier                         async_commit              async_wait N
  *     prefetch B[I, J]
  *     wgmma_wait N
+ *     mbar_init BAR[I], COUNT         mbar_expect_tx BAR[I], BYTES
+ *     tma_load SRC -> DST, BAR[I] [swizzle W]
+ *     mbar_wait BAR[I], PARITY
  *   }
  *
  * A region is B[OFF +: EXT, ...]; a whole scratch buffer is just B.
@@ -299,6 +302,25 @@ static void print_simple(const Stmt *s, FILE *f)
     case ST_ASYNC_WAIT:
     case ST_WGMMA_WAIT:
         fprintf(f, "%s %d", st_name(s->op), s->u.wait.pending);
+        break;
+    case ST_MBAR_INIT:
+    case ST_MBAR_EXPECT:
+    case ST_MBAR_WAIT:
+        fprintf(f, "%s %s[", st_name(s->op), s->u.mbar.bar->name);
+        ir_print_expr(s->u.mbar.slot, f);
+        fputs("], ", f);
+        ir_print_expr(s->u.mbar.arg, f);
+        break;
+    case ST_TMA_LOAD:
+        fputs("tma_load ", f);
+        print_region(&s->u.mbar.src, f);
+        fputs(" -> ", f);
+        print_region(&s->u.mbar.dst, f);
+        fprintf(f, ", %s[", s->u.mbar.bar->name);
+        ir_print_expr(s->u.mbar.slot, f);
+        fputc(']', f);
+        if (s->u.mbar.swizzle)
+            fprintf(f, " swizzle %d", s->u.mbar.swizzle);
         break;
     case ST_REDUCE:
         fprintf(f, "reduce %s axis %d ", reduce_op_name(s->u.reduce.rop), s->u.reduce.axis);

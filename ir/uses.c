@@ -65,6 +65,31 @@ void ir_buffer_use(const Stmt *s, const Buffer *b, IrUse *u)
         use_region(&s->u.reduce.src, b, u, false);
         use_region(&s->u.reduce.dst, b, u, true);
         break;
+    case ST_TMA_LOAD:
+        use_region(&s->u.mbar.src, b, u, false);
+        use_region(&s->u.mbar.dst, b, u, true);
+        /* fall through */
+    case ST_MBAR_INIT:
+    case ST_MBAR_EXPECT:
+    case ST_MBAR_WAIT: /* an mbarrier's state changes under every use */
+        if (s->u.mbar.bar == b)
+            u->writes++;
+        use_expr(s->u.mbar.slot, b, u);
+        if (s->u.mbar.arg)
+            use_expr(s->u.mbar.arg, b, u);
+        break;
     default: break;
     }
+}
+
+void ir_drop_unused_buffers(Kernel *k)
+{
+    int n = k->nargs;
+    for (int i = k->nargs; i < k->nbufs; i++) {
+        IrUse u = {0};
+        ir_buffer_use(k->body, k->bufs[i], &u);
+        if (u.reads || u.writes)
+            k->bufs[n++] = k->bufs[i];
+    }
+    k->nbufs = n;
 }

@@ -37,7 +37,14 @@
  *   reduce   — axis < src rank; dst is the src window with the axis
  *              removed (rank - 1, the other extents in order), except that
  *              a rank-1 source reduces into a rank-1 window of extent 1
- *              (IR has no rank-0 scratch); dst is float. */
+ *              (IR has no rank-0 scratch); dst is float.
+ *   mbarrier — mbar_init/expect_tx/wait and tma_load name an element of a
+ *              1-D shared i64 buffer with an integer slot; init counts and
+ *              expected bytes are positive constants; a wait's parity is
+ *              an integer.
+ *   tma_load — a window of a global argument into the whole of a shared
+ *              buffer of the same dtype and shape (rank 1..5), swizzle 0,
+ *              32, 64 or 128 (then 2-D, rows a multiple of W bytes). */
 #include "ir/ir.h"
 
 #include <stdlib.h>
@@ -494,6 +501,52 @@ static void check_reduce(Verifier *v, const Stmt *s)
     check_writable(v, dst->buf, s->loc);
 }
 
+static void check_mbar(Verifier *v, const Stmt *s)
+{
+    const Buffer *b = s->u.mbar.bar;
+    const char *op = st_name(s->op);
+    if (!b || !owns_buffer(v->k, b)) {
+        fail(v, s->loc, "%s uses %s, which is not a buffer of this kernel", op, b ? b->name : "(null)");
+        return;
+    }
+    if (b->scope != SCOPE_SHARED || b->dtype != DT_I64 || b->rank != 1) {
+        fail(v, s->loc, "%s: mbarrier buffer %s must be shared i64 of rank 1", op, b->name);
+        return;
+    }
+    check_int(v, s->u.mbar.slot, s->loc, "an mbarrier slot");
+    if (s->op != ST_TMA_LOAD)
+        check_int(v, s->u.mbar.arg, s->loc, s->op == ST_MBAR_WAIT ? "a wait's parity" : "an mbarrier count");
+    int64_t n;
+    if (v->ok && (s->op == ST_MBAR_INIT || s->op == ST_MBAR_EXPECT) &&
+        (!ir_expr_is_const(s->u.mbar.arg, &n) || n <= 0))
+        fail(v, s->loc, "%s %s: the %s must be a positive constant", op, b->name,
+             s->op == ST_MBAR_INIT ? "arrival count" : "byte count");
+}
+
+static void check_tma(Verifier *v, const Stmt *s)
+{
+    const Region *src = &s->u.mbar.src, *dst = &s->u.mbar.dst;
+    check_region(v, src, s->loc, "tma_load");
+    check_region(v, dst, s->loc, "tma_load");
+    if (!v->ok)
+        return;
+    const Buffer *g = src->buf, *x = dst->buf;
+    bool shape = g->rank == x->rank && ir_region_is_whole(dst);
+    for (int d = 0; shape && d < g->rank; d++)
+        shape = src->ext[d] == dst->ext[d];
+    int W = s->u.mbar.swizzle;
+    if (g->scope != SCOPE_GLOBAL || x->scope != SCOPE_SHARED || g->dtype != x->dtype || !shape)
+        fail(v, s->loc, "tma_load %s -> %s must copy a window of a global argument into the whole of a "
+             "shared buffer of the same dtype and shape", g->name, x->name);
+    else if (W != 0 && W != 32 && W != 64 && W != 128)
+        fail(v, s->loc, "tma_load %s -> %s: swizzle %d is not 0, 32, 64 or 128", g->name, x->name, W);
+    else if (W && (x->rank != 2 || (int64_t)dt_storage_bytes(x->dtype, dst->ext[1]) % W))
+        fail(v, s->loc, "tma_load %s -> %s: a %d-byte swizzle needs a 2-D buffer whose rows are a multiple "
+             "of %d bytes", g->name, x->name, W, W);
+    else
+        check_mbar(v, s);
+}
+
 static bool level_allows(const Verifier *v, const Stmt *s)
 {
     bool tile_op = s->op == ST_COPY || s->op == ST_FILL || s->op == ST_GEMM ||
@@ -638,6 +691,10 @@ static void check_stmt(Verifier *v, const Stmt *s)
             fail(v, s->loc, "%s %d: the groups left in flight cannot be negative", st_name(s->op),
                  s->u.wait.pending);
         break;
+    case ST_MBAR_INIT:
+    case ST_MBAR_EXPECT:
+    case ST_MBAR_WAIT: check_mbar(v, s); break;
+    case ST_TMA_LOAD: check_tma(v, s); break;
     default: fail(v, s->loc, "unknown statement op %d", (int)s->op);
     }
 }

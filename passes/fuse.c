@@ -830,17 +830,6 @@ static bool prune(Fuse *F, Stmt *s)
     }
 }
 
-static void drop_unused_buffers(Kernel *k)
-{
-    int n = k->nargs;
-    for (int i = k->nargs; i < k->nbufs; i++) {
-        IrUse u = use_of(k->body, k->bufs[i]);
-        if (u.reads || u.writes)
-            k->bufs[n++] = k->bufs[i];
-    }
-    k->nbufs = n;
-}
-
 bool pass_fuse(Kernel *k, const TargetInfo *t, Diag *d)
 {
     (void)d;
@@ -853,6 +842,6 @@ bool pass_fuse(Kernel *k, const TargetInfo *t, Diag *d)
     Frame fr[64] = {{k->body, 0, NULL}};
     dead_stores_in(&F, fr, 1);
     prune(&F, k->body);
-    drop_unused_buffers(k);
+    ir_drop_unused_buffers(k);
     return true;
 }

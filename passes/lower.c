@@ -330,12 +330,13 @@ static Stmt *lower_reduce(Lower *L, const Stmt *s)
 static Region whole(Lower *L, Buffer *b) { return ir_region_whole(L->k, b); }
 
 /* Copy a (possibly global, possibly transposed) operand window into a new
- * row-major scratch buffer of `rows x cols`. */
+ * row-major scratch buffer of `rows x cols` and dtype dt (r's own, or f32
+ * to widen it). */
 static Buffer *stage(Lower *L, Stmt *seq, const Region *r, bool transpose, int64_t rows,
-                     int64_t cols, const char *what, SrcLoc loc)
+                     int64_t cols, DType dt, const char *what, SrcLoc loc)
 {
     int64_t shape[2] = {rows, cols};
-    Buffer *b = temp(L, what, SCOPE_SHARED, r->buf->dtype, 2, shape, loc);
+    Buffer *b = temp(L, what, SCOPE_SHARED, dt, 2, shape, loc);
     Expr *vars[2], *pos[2], *si[2], *di[2];
     Stmt *inner;
     Stmt *loops = nest(L, 2, shape, LOOP_PARALLEL, "p", vars, &inner, loc);
@@ -604,11 +605,11 @@ static Stmt *lower_gemm_dot(Lower *L, const Stmt *g)
         slow = ir_seq(L->k, g->loc);
         Region sa = a, sb = b;
         if (a.buf->scope == SCOPE_GLOBAL)
-            sa = whole(L, stage(L, slow, &a, false, a.ext[0], a.ext[1], "gemm_a", g->loc));
+            sa = whole(L, stage(L, slow, &a, false, a.ext[0], a.ext[1], a.buf->dtype, "gemm_a", g->loc));
         if (bs)
             sb = dequantise(L, slow, &b, bs, DT_F32, "gemm_b", g->loc);
         else if (b.buf->scope == SCOPE_GLOBAL)
-            sb = whole(L, stage(L, slow, &b, false, b.ext[0], b.ext[1], "gemm_b", g->loc));
+            sb = whole(L, stage(L, slow, &b, false, b.ext[0], b.ext[1], b.buf->dtype, "gemm_b", g->loc));
         ir_seq_push(L->k, slow, dot_tiles(L, g, &sa, &sb, NULL, &c));
     }
     ir_seq_push(L->k, seq, always ? fast : never ? slow : ir_if(L->k, inside, fast, slow, g->loc));
@@ -739,11 +740,13 @@ static Region dequantise(Lower *L, Stmt *seq, const Region *x, const Region *s, 
  * other operand's dtype: bf16 where the other is bf16 and every x·s is
  * exact in bf16 — e2m1 times a power of two: two significant bits, 2^-128
  * at the least, within bf16's subnormals (2^-133) — so the product stays
- * bf16 x bf16 (the tensor cores' on a GPU); f32 otherwise (exact: it is
- * the product's own dtype). */
-static DType dequant_dtype(DType other, DType x, DType s)
+ * bf16 x bf16 (the tensor cores' on a GPU, vdpbf16ps on AVX-512); f32
+ * otherwise (exact: it is the product's own dtype), and on a CPU without a
+ * bf16 dot product, which would stage bf16 widened to f32 again. */
+static DType dequant_dtype(const Lower *L, DType other, DType x, DType s)
 {
-    return other == DT_BF16 && x == DT_F4E2M1 && s == DT_E8M0 ? DT_BF16 : DT_F32;
+    bool bf16_products = L->t->gpu_sm || L->t->has_bf16_dot;
+    return bf16_products && other == DT_BF16 && x == DT_F4E2M1 && s == DT_E8M0 ? DT_BF16 : DT_F32;
 }
 
 /* An integer expression that is even for every value of its variables. */
@@ -816,11 +819,11 @@ static Stmt *lower_gemm_scaled(Lower *L, const Stmt *g)
         plain->u.gemm.b_scale = *bs;
     else if (bs->buf)
         plain->u.gemm.b = dequantise(L, seq, &g->u.gemm.b, bs,
-                                     dequant_dtype(g->u.gemm.a.buf->dtype, g->u.gemm.b.buf->dtype, bs->buf->dtype),
+                                     dequant_dtype(L, g->u.gemm.a.buf->dtype, g->u.gemm.b.buf->dtype, bs->buf->dtype),
                                      "gemm_db", g->loc);
     if (as->buf)
         plain->u.gemm.a = dequantise(L, seq, &g->u.gemm.a, as,
-                                     dequant_dtype(plain->u.gemm.b.buf->dtype, g->u.gemm.a.buf->dtype, as->buf->dtype),
+                                     dequant_dtype(L, plain->u.gemm.b.buf->dtype, g->u.gemm.a.buf->dtype, as->buf->dtype),
                                      "gemm_da", g->loc);
     ir_seq_push(L->k, seq, fast ? lower_gemm_dot(L, plain) : lower_gemm(L, plain));
     return seq;
@@ -841,16 +844,19 @@ static Stmt *lower_gemm(Lower *L, const Stmt *g)
     Region a = g->u.gemm.a, b = g->u.gemm.b, c = g->u.gemm.c;
     bool ta = g->u.gemm.trans_a, tb = g->u.gemm.trans_b;
     int64_t M = c.ext[0], N = c.ext[1], K = ta ? a.ext[0] : a.ext[1];
-    if (a.buf->scope == SCOPE_GLOBAL) {
-        a = whole(L, stage(L, seq, &a, false, a.ext[0], a.ext[1], "gemm_a", g->loc));
-    }
     /* bf16 on a target with a pairwise dot product (vdpbf16ps): B in
      * k-pairs, A read as pairs along its rows (so K must be even). */
     bool pairs = L->t->has_bf16_dot && a.buf->dtype == DT_BF16 && !ta && K % 2 == 0;
+    /* Otherwise narrow operands are staged widened to f32: once per block,
+     * where the register tile would widen each element again for every row
+     * band (B) or column tile (A) — an f32 broadcast is one instruction, a
+     * bf16 one four (bf16 2048^3 on x86-avx2: 2x the instructions per k). */
+    if (a.buf->scope == SCOPE_GLOBAL || (!pairs && a.buf->dtype != DT_F32))
+        a = whole(L, stage(L, seq, &a, false, a.ext[0], a.ext[1], pairs ? a.buf->dtype : DT_F32, "gemm_a", g->loc));
     if (pairs)
         b = whole(L, stage_pairs(L, seq, &b, tb, K, N, g->loc));
-    else if (b.buf->scope == SCOPE_GLOBAL || tb) /* k-major, unit stride along n */
-        b = whole(L, stage(L, seq, &b, tb, K, N, "gemm_b", g->loc));
+    else if (b.buf->scope == SCOPE_GLOBAL || tb || b.buf->dtype != DT_F32) /* k-major, unit stride along n */
+        b = whole(L, stage(L, seq, &b, tb, K, N, DT_F32, "gemm_b", g->loc));
     Region c_out = c;
     bool stage_c = c.buf->scope == SCOPE_GLOBAL;
     if (stage_c) {

@@ -16,7 +16,7 @@ typedef struct PassOptions {
 
 /* Run every pass in order: Tile IR → Loop IR for target t. */
 bool pass_pipeline(Kernel *k, const TargetInfo *t, const PassOptions *o, Diag *d);
-/* "check, stages, lower, fuse, vectorize, threads, wgwait" */
+/* "check, stages, tma, lower, bounds, fuse, vectorize, threads, wgwait" */
 const char *pass_names(void);
 
 /* Semantic pre-check against the target (fragment sizes, ...). */
@@ -24,12 +24,19 @@ bool pass_check(Kernel *k, const TargetInfo *t, Diag *d);
 /* GPU: multi-stage buffering of `pipelined` loops with asynchronous copies
  * (Tile IR; see stages.c). */
 bool pass_stages(Kernel *k, const TargetInfo *t, Diag *d);
+/* sm_90a: a staged loop's copies of argument tiles become TMA loads that
+ * complete on one mbarrier per stage (Tile IR, after stages; see tma.c). */
+bool pass_tma(Kernel *k, const TargetInfo *t, Diag *d);
 /* Tile ops → loops of element loads/stores; GEMM → MICRO_GEMM register
  * tiles over packed scratch operands. */
 bool pass_lower(Kernel *k, const TargetInfo *t, Diag *d);
 /* A GEMM (or block MICRO_GEMM) as plain loops: one iteration per element
  * of C, a private accumulator, a serial loop over K (lower.c). */
 Stmt *pass_gemm_loops(Kernel *k, const TargetInfo *t, const Stmt *g);
+/* Fold the conditions, selects and min/max that the ranges of the grid,
+ * loop and thread variables decide; drop the branches never taken and the
+ * scratch buffers only they used (Loop IR; see bounds.c). */
+bool pass_bounds(Kernel *k, const TargetInfo *t, Diag *d);
 /* Loop fusion within the kernel (Loop IR): consecutive nests over the
  * same iteration space merge when no iteration of one touches what another
  * iteration of the other writes; scratch values then used within one

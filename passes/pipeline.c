@@ -14,7 +14,9 @@ static const struct {
 } passes[] = {
     {"check", pass_check, ANY},
     {"stages", pass_stages, GPU},
+    {"tma", pass_tma, GPU}, /* sm_90a only */
     {"lower", pass_lower, ANY},
+    {"bounds", pass_bounds, CPU}, /* GPU: softmax then spills 12 bytes on sm_90a (ptxas stops at 128 registers) */
     {"fuse", pass_fuse, CPU}, /* GPU: the rule is there (see fuse.c) but softmax then spills on sm_90a */
     {"vectorize", pass_vectorize, CPU},
     {"threads", pass_threads, GPU},
@@ -23,7 +25,7 @@ static const struct {
 
 enum { NPASSES = sizeof passes / sizeof passes[0] };
 
-const char *pass_names(void) { return "check, stages, lower, fuse, vectorize, threads, wgwait"; }
+const char *pass_names(void) { return "check, stages, tma, lower, bounds, fuse, vectorize, threads, wgwait"; }
 
 static double now(void)
 {

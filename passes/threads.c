@@ -98,7 +98,8 @@ static bool stmt_has_parallel(const Stmt *s)
         return false;
     case ST_MICRO_GEMM: /* all threads issue it */
     case ST_ASYNC_COMMIT:
-    case ST_ASYNC_WAIT: return true;
+    case ST_ASYNC_WAIT:
+    case ST_MBAR_WAIT: return true;
     case ST_FOR: return s->u.loop.kind == LOOP_PARALLEL || stmt_has_parallel(s->u.loop.body);
     case ST_IF:
         return stmt_has_parallel(s->u.if_.then_) || (s->u.if_.else_ && stmt_has_parallel(s->u.if_.else_));
@@ -139,7 +140,31 @@ static void mark_stmt(Threads *T, const Stmt *s)
             mark_expr(T, s->u.store.idx[d]);
         mark_expr(T, s->u.store.value);
         break;
+    case ST_TMA_LOAD:
+        T->uniform_use[s->u.mbar.dst.buf->id] = 1;
+        /* fall through */
+    case ST_MBAR_INIT:
+    case ST_MBAR_EXPECT:
+    case ST_MBAR_WAIT:
+        T->uniform_use[s->u.mbar.bar->id] = 1;
+        break;
     default: break;
+    }
+}
+
+/* Does a TMA load fill b?  (Its rows must stay dense: no padding.) */
+static bool tma_fills(const Stmt *s, const Buffer *b)
+{
+    switch (s->op) {
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n; i++)
+            if (tma_fills(s->u.seq.items[i], b))
+                return true;
+        return false;
+    case ST_FOR: return tma_fills(s->u.loop.body, b);
+    case ST_IF: return tma_fills(s->u.if_.then_, b) || (s->u.if_.else_ && tma_fills(s->u.if_.else_, b));
+    case ST_TMA_LOAD: return s->u.mbar.dst.buf == b;
+    default: return false;
     }
 }
 
@@ -644,7 +669,8 @@ static void prescan(Threads *T, Stmt *s)
         break;
     case ST_MICRO_GEMM:
     case ST_ASYNC_COMMIT:
-    case ST_ASYNC_WAIT: break;
+    case ST_ASYNC_WAIT:
+    case ST_MBAR_WAIT: break;
     default: mark_stmt(T, s); break;
     }
 }
@@ -695,6 +721,9 @@ static Stmt *uniform(Threads *T, Stmt *s)
         return s;
     case ST_ASYNC_COMMIT: /* every thread, for its own copies */
     case ST_ASYNC_WAIT:
+        return s;
+    case ST_MBAR_WAIT: /* every thread waits for the TMA data it reads */
+        mark_stmt(T, s);
         return s;
     default: { /* a lone statement: one thread */
         Stmt *g = ir_seq(T->k, s->loc);
@@ -814,6 +843,14 @@ static void acc_stmt(unsigned *acc, const Stmt *s, unsigned rd, unsigned wr)
             acc_expr(acc, s->u.store.idx[d], rd);
         acc_expr(acc, s->u.store.value, rd);
         break;
+    case ST_TMA_LOAD: /* a write where issued: what others read must be done */
+        acc[s->u.mbar.dst.buf->id] |= wr;
+        acc[s->u.mbar.src.buf->id] |= rd;
+        acc[s->u.mbar.bar->id] |= rd;
+        break;
+    case ST_MBAR_INIT: acc[s->u.mbar.bar->id] |= wr; break;
+    case ST_MBAR_EXPECT: /* arrivals and waits are atomic on the mbarrier */
+    case ST_MBAR_WAIT: acc[s->u.mbar.bar->id] |= rd; break;
     default: break;
     }
 }
@@ -861,6 +898,38 @@ static void merge(const Sync *S, unsigned *into, const unsigned *from)
 
 static void sync_stmt(Sync *S, Stmt *s, unsigned *st);
 
+/* A one-thread group of mbar_init? */
+static bool inits_mbarriers(const Stmt *s)
+{
+    if (s->op != ST_IF || s->u.if_.else_ || s->u.if_.then_->op != ST_SEQ || !s->u.if_.then_->u.seq.n)
+        return false;
+    for (int i = 0; i < s->u.if_.then_->u.seq.n; i++)
+        if (s->u.if_.then_->u.seq.items[i]->op != ST_MBAR_INIT)
+            return false;
+    return true;
+}
+
+/* A TMA load's write must come after what other threads did to its tile
+ * (a barrier before it), but readers after it wait on its mbarrier, not a
+ * barrier: its write is not left in the state. */
+static void forget_tma_writes(unsigned *st, const Stmt *s)
+{
+    switch (s->op) {
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n; i++)
+            forget_tma_writes(st, s->u.seq.items[i]);
+        break;
+    case ST_FOR: forget_tma_writes(st, s->u.loop.body); break;
+    case ST_IF:
+        forget_tma_writes(st, s->u.if_.then_);
+        if (s->u.if_.else_)
+            forget_tma_writes(st, s->u.if_.else_);
+        break;
+    case ST_TMA_LOAD: st[s->u.mbar.dst.buf->id] &= ~(unsigned)(WR_ONE | WR_MANY); break;
+    default: break;
+    }
+}
+
 /* Account one step that all threads take with accesses acc: a barrier goes
  * before it when it conflicts with what happened since the last one. */
 static bool step(Sync *S, unsigned *st, const unsigned *acc)
@@ -887,6 +956,12 @@ static void sync_seq(Sync *S, Stmt *seq, unsigned *st)
             ir_seq_push(S->T->k, seq, it);
             continue;
         }
+        if (inits_mbarriers(it)) { /* mbarriers are set up, then a barrier */
+            ir_seq_push(S->T->k, seq, it);
+            ir_seq_push(S->T->k, seq, ir_barrier(S->T->k, it->loc));
+            memset(st, 0, bytes);
+            continue;
+        }
         int p = phase_index(S->T, it);
         if (p >= 0) {
             memset(acc, 0, bytes);
@@ -897,11 +972,15 @@ static void sync_seq(Sync *S, Stmt *seq, unsigned *st)
                 ir_seq_push(S->T->k, seq, ir_barrier(S->T->k, it->loc));
                 S->nbarriers++;
             }
+            forget_tma_writes(st, it);
             ir_seq_push(S->T->k, seq, it);
             continue;
         }
-        /* uniform control flow: every thread reads its extent or condition */
+        /* uniform control flow: every thread reads its extent or condition
+         * (or, for a wait, its mbarrier) */
         memset(acc, 0, bytes);
+        if (it->op == ST_MBAR_WAIT)
+            acc_stmt(acc, it, RD_MANY, WR_MANY);
         if (it->op == ST_FOR)
             acc_expr(acc, it->u.loop.extent, RD_MANY);
         else if (it->op == ST_IF)
@@ -1199,6 +1278,9 @@ static void swizzle_stmt(Threads *T, Stmt *s)
         }
         break;
     }
+    case ST_TMA_LOAD: /* the hardware writes the same layout (ir.h, "TMA") */
+        s->u.mbar.swizzle = swizzled(T, s->u.mbar.dst.buf);
+        break;
     default: break;
     }
 }
@@ -1321,7 +1403,8 @@ static bool find_mma(Threads *T, Stmt *s, Diag *d)
             /* rows of 4 mod 8 words put the 8 rows one fragment load reads
              * (4 words each) on 32 different banks */
             int64_t words = cols * dt_bits(b->dtype) / 32;
-            if (b->scope != SCOPE_GLOBAL && (cols * dt_bits(b->dtype)) % 128 == 0 && words % 8 == 0)
+            if (b->scope != SCOPE_GLOBAL && (cols * dt_bits(b->dtype)) % 128 == 0 && words % 8 == 0 &&
+                !tma_fills(T->k->body, b))
                 b->stride[0] = ci(T, cols + 128 / dt_bits(b->dtype));
         }
         return true;

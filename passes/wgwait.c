@@ -182,9 +182,18 @@ static void walk_seq(Wg *w, Stmt *s, Flight *f, bool apply)
         if (wait >= 0) {
             retire(w, f, wait);
             if (apply) {
-                ir_seq_push(w->k, s, ir_wgmma_wait(w->k, wait, it->loc));
-                if (barrier)
+                /* a barrier just before (pass_threads' own) serves, once
+                 * the wait goes ahead of it */
+                bool before = barrier && s->u.seq.n && s->u.seq.items[s->u.seq.n - 1]->op == ST_BARRIER;
+                Stmt *wait_stmt = ir_wgmma_wait(w->k, wait, it->loc);
+                if (before) {
+                    s->u.seq.items[s->u.seq.n - 1] = wait_stmt;
                     ir_seq_push(w->k, s, ir_barrier(w->k, it->loc));
+                } else {
+                    ir_seq_push(w->k, s, wait_stmt);
+                    if (barrier)
+                        ir_seq_push(w->k, s, ir_barrier(w->k, it->loc));
+                }
             }
         }
         if (descend(w, it))

@@ -15,7 +15,7 @@
 #define TILEC_RUNTIME_CUDA_H
 
 #include "ir/ir.h"
-#include "runtime/tensormap.h"
+#include "ir/tensormap.h"
 
 #include <stdbool.h>
 #include <stddef.h>

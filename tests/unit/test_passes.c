@@ -94,6 +94,8 @@ TEST(golden_lower_copy) { golden("lower_copy", pass_lower); }
 TEST(golden_lower_reduce) { golden("lower_reduce", pass_lower); }
 TEST(golden_lower_gemm_f32) { golden("lower_gemm_f32", pass_lower); }
 TEST(golden_lower_gemm_bf16) { golden("lower_gemm_bf16", pass_lower); }
+/* Without a bf16 dot product, narrow operands are staged widened to f32. */
+TEST(golden_lower_gemm_widen) { golden_for("lower_gemm_widen", pass_lower, ir_target("x86-avx2")); }
 /* decode: dot tiles, the fp8 weight read in place, prefetch of the next step */
 TEST(golden_lower_dot) { golden("lower_dot", pass_lower); }
 /* a block-scaled fp4 B (1x32 scales, leading unit dim): dot tiles that
@@ -105,6 +107,7 @@ TEST(golden_lower_scaled_deq) { golden("lower_scaled_deq", pass_lower); }
 /* the same on sm_90a: dequantised into bf16 shared memory for the tensor cores */
 TEST(golden_lower_scaled_gpu) { golden_for("lower_scaled_gpu", pass_lower, ir_target("sm_90a")); }
 TEST(golden_vectorize) { golden("vectorize", pass_vectorize); }
+TEST(golden_bounds) { golden("bounds", pass_bounds); }
 /* copy in, scale, a row reduction, normalise, copy out: one row loop, the
  * elementwise loops fused into the reduction's, xs forwarded and gone */
 TEST(golden_fuse_chain) { golden("fuse_chain", pass_fuse); }
@@ -116,6 +119,12 @@ TEST(golden_fuse_keep) { golden("fuse_keep", pass_fuse); }
  * fused, t gone */
 TEST(golden_fuse_switch) { golden("fuse_switch", pass_fuse); }
 /* GPU: no fusion across a barrier; the nests after it fuse */
+/* pass_tma: a staged loop's argument tiles become TMA loads on one
+ * mbarrier per stage (waits with parity kb % 2, no cp.async sync left);
+ * with rows of 264 bytes (K = 132, no multiple of 16) they stay cp.async */
+TEST(golden_tma_gemm) { golden_for("tma_gemm", pass_tma, ir_target("sm_90a")); }
+TEST(golden_tma_keep) { golden_for("tma_keep", pass_tma, ir_target("sm_90a")); }
+TEST(golden_tma_not_on_sm80) { golden_for("tma_keep", pass_tma, ir_target("sm_80")); }
 TEST(golden_fuse_barrier) { golden_for("fuse_barrier", pass_fuse, ir_target("sm_90a")); }
 
 /* Kind of the loop over variable `name` (or -1 if there is none). */
@@ -431,6 +440,7 @@ TEST(equivalence_catches_broken_lowerings)
         {"lower_gemm_bf16", "bg[max(min(q0 * 2 + q1 % 2, 9), 0)", "bg[max(min(q0 * 2, 9), 0)", 0},
         {"lower_gemm_bf16", "bs[jt_1 * 6 +: 6, 1 +: 9]", "bs[jt_1 * 6 +: 6, 0 +: 9]", 0},
         {"lower_dot", "w[18 +: 3, k * 40 +: 40]", "w[17 +: 3, k * 40 +: 40]", 5},
+        {"lower_gemm_widen", "gemm_a0[p0, p1] = as[p0, p1]", "gemm_a0[p0, p1] = as[p0, 0]", 0},
     };
     for (size_t i = 0; i < sizeof mutants / sizeof mutants[0]; i++) {
         char in[256], out[256];
@@ -465,9 +475,9 @@ TEST(equivalence_catches_broken_lowerings)
 TEST(tile_equals_loop_hand_written)
 {
     const char *names[] = {"lower_copy", "lower_reduce", "lower_gemm_f32", "lower_gemm_bf16", "lower_dot",
-                           "lower_scaled", "lower_scaled_deq"};
+                           "lower_gemm_widen", "lower_scaled", "lower_scaled_deq"};
     const int64_t ms[] = {1, 4, 5, 11};
-    for (int i = 0; i < 7; i++) {
+    for (int i = 0; i < 8; i++) {
         char path[256];
         snprintf(path, sizeof path, "tests/passes/%s.in.tir", names[i]);
         for (int m = 0; m < 4; m++) {
@@ -513,6 +523,23 @@ TEST(fuse_keeps_the_meaning)
             if (!dyn)
                 break;
         }
+    }
+}
+
+/* pass_bounds alone keeps the meaning of its golden's input (dyn M: inside
+ * and past the grid's rows, so the unfolded tests go both ways). */
+TEST(bounds_keeps_the_meaning)
+{
+    const int64_t ms[] = {1, 100, 5000};
+    for (int m = 0; m < 3; m++) {
+        Kernel *before = parse_file("tests/passes/bounds.in.tir"), *after = parse_file("tests/passes/bounds.in.tir");
+        if (!before || !after)
+            return;
+        Diag d = {0};
+        CHECKF(pass_bounds(after, avx512(), &d) && ir_verify(after, &d), "bounds: %s", d.msg);
+        same_results(before, after, &ms[m], "bounds");
+        ir_kernel_free(before);
+        ir_kernel_free(after);
     }
 }
 
@@ -633,7 +660,7 @@ TEST(dump_after_unknown_pass)
     PassOptions o = {.dump_after = "tile"};
     CHECK(!pass_pipeline(k, avx512(), &o, &d));
     CHECKF(strstr(d.msg, "unknown pass 'tile'") && strstr(d.msg, pass_names()), "%s", d.msg);
-    CHECK(!strcmp(pass_names(), "check, stages, lower, fuse, vectorize, threads, wgwait"));
+    CHECK(!strcmp(pass_names(), "check, stages, tma, lower, bounds, fuse, vectorize, threads, wgwait"));
     CHECK(k->level == LEVEL_TILE);
     ir_kernel_free(k);
 }
@@ -686,6 +713,7 @@ int main(void)
     RUN(golden_lower_reduce);
     RUN(golden_lower_gemm_f32);
     RUN(golden_lower_gemm_bf16);
+    RUN(golden_lower_gemm_widen);
     RUN(golden_lower_dot);
     RUN(golden_lower_scaled);
     RUN(golden_lower_scaled_deq);
@@ -695,7 +723,12 @@ int main(void)
     RUN(golden_fuse_keep);
     RUN(golden_fuse_switch);
     RUN(golden_fuse_barrier);
+    RUN(golden_tma_gemm);
+    RUN(golden_tma_keep);
+    RUN(golden_tma_not_on_sm80);
     RUN(fuse_keeps_the_meaning);
+    RUN(golden_bounds);
+    RUN(bounds_keeps_the_meaning);
     RUN(vectorize_reduction_needs_a_fixed_accumulator);
     RUN(vectorize_width_follows_target);
     RUN(lower_scratch_names_are_unique);

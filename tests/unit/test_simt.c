@@ -567,7 +567,9 @@ static int64_t mismatches(const float *a, const float *b, int64_t n)
  * results differ from the plain interpreter's (stale NaN-filled scratch). */
 TEST(async_wait_that_lands_too_little_reads_stale_tiles)
 {
-    FeSet sets[] = {{"M", "64"}, {"N", "64"}, {"K", "128"}, {"dtype", "bf16"},
+    /* K = 132: rows of 264 bytes, no multiple of 16, which TMA cannot
+     * take: the tiles stream with cp.async */
+    FeSet sets[] = {{"M", "64"}, {"N", "64"}, {"K", "132"}, {"dtype", "bf16"},
                     {"BM", "64"}, {"BN", "64"}, {"BK", "32"}};
     Diag d = {0};
     Kernel *plain = fe_load("examples/gemm.lua", sets, 7, &d);
@@ -593,6 +595,113 @@ TEST(async_wait_that_lands_too_little_reads_stale_tiles)
     free(got);
     ir_kernel_free(plain);
     ir_kernel_free(k);
+}
+
+
+/* ------------------------------------------------------------- TMA */
+
+static bool find_op(Stmt *s, StmtOp op, int *n, Stmt **seq, int *at);
+
+static Stmt *nth_op(Kernel *k, StmtOp op, int n, Stmt **seq, int *at)
+{
+    Stmt *sq = NULL;
+    int i = 0;
+    if (!find_op(k->body, op, &n, &sq, &i))
+        return NULL;
+    if (seq)
+        *seq = sq, *at = i;
+    return sq->u.seq.items[i];
+}
+
+/* The staged gemm on sm_90a loads its tiles with TMA (swizzled like its
+ * wgmma operands, zeros past the edges) and gives the plain interpreter's
+ * product, in bf16 and e4m3, at shapes with tails in M, N and K. */
+static void check_tma_gemm(const char *dtype, const char *BK, const char *K)
+{
+    FeSet sets[] = {{"M", "100"}, {"N", "72"}, {"K", K}, {"dtype", dtype},
+                    {"BM", "64"}, {"BN", "64"}, {"BK", BK}};
+    Diag d = {0};
+    Kernel *plain = fe_load("examples/gemm.lua", sets, 7, &d);
+    Kernel *k = lowered("examples/gemm.lua", sets, 7);
+    if (!plain || !k)
+        return;
+    CHECKF(nth_op(k, ST_TMA_LOAD, 0, NULL, NULL) && nth_op(k, ST_MBAR_WAIT, 0, NULL, NULL),
+           "%s gemm: no TMA loads", dtype);
+    CHECKF(!nth_op(k, ST_ASYNC_WAIT, 0, NULL, NULL), "%s gemm: cp.async waits left", dtype);
+    float *want = NULL, *got = NULL;
+    CHECK(run_kernel(plain, &d, 2, &want));
+    CHECKF(run_kernel(k, &d, 2, &got), "%s", d.msg);
+    CHECK(mismatches(want, got, 100 * 72) == 0);
+    free(want);
+    free(got);
+    ir_kernel_free(plain);
+    ir_kernel_free(k);
+}
+
+TEST(tma_gemm_bf16_matches_the_interpreter) { check_tma_gemm("bf16", "64", "200"); }
+TEST(tma_gemm_e4m3_matches_the_interpreter) { check_tma_gemm("f8e4m3", "128", "272"); }
+
+/* One planted fault in the TMA gemm's lowering: the SIMT interpreter must
+ * fail with `want` in its message. */
+typedef void (*Plant)(Kernel *k);
+
+static void check_planted(const char *what, Plant plant, const char *want)
+{
+    FeSet sets[] = {{"M", "100"}, {"N", "72"}, {"K", "200"}, {"dtype", "bf16"},
+                    {"BM", "64"}, {"BN", "64"}, {"BK", "64"}};
+    Kernel *k = lowered("examples/gemm.lua", sets, 7);
+    if (!k)
+        return;
+    plant(k);
+    Diag d = {0};
+    bool ok = run_lowered(k, &d);
+    CHECKF(!ok && strstr(d.msg, want), "%s: %s", what, ok ? "ran clean" : d.msg);
+    ir_kernel_free(k);
+}
+
+static void drop_stmt(Kernel *k, StmtOp op)
+{
+    Stmt *seq;
+    int at;
+    if (!nth_op(k, op, 0, &seq, &at))
+        return;
+    memmove(&seq->u.seq.items[at], &seq->u.seq.items[at + 1], (size_t)(seq->u.seq.n - at - 1) * sizeof(Stmt *));
+    seq->u.seq.n--;
+}
+
+static void drop_wait(Kernel *k) { drop_stmt(k, ST_MBAR_WAIT); }
+static void drop_init(Kernel *k) { drop_stmt(k, ST_MBAR_INIT); }
+
+static void flip_parity(Kernel *k)
+{
+    Stmt *w = nth_op(k, ST_MBAR_WAIT, 0, NULL, NULL);
+    if (w)
+        w->u.mbar.arg = ir_binary(k, EX_SUB, ir_const_i(k, 1), w->u.mbar.arg);
+}
+
+static void halve_bytes(Kernel *k)
+{
+    Stmt *e = nth_op(k, ST_MBAR_EXPECT, 0, NULL, NULL);
+    int64_t n;
+    if (e && ir_expr_is_const(e->u.mbar.arg, &n))
+        e->u.mbar.arg = ir_const_i(k, n / 2);
+}
+
+static void double_bytes(Kernel *k)
+{
+    Stmt *e = nth_op(k, ST_MBAR_EXPECT, 0, NULL, NULL);
+    int64_t n;
+    if (e && ir_expr_is_const(e->u.mbar.arg, &n))
+        e->u.mbar.arg = ir_const_i(k, n * 2);
+}
+
+TEST(tma_planted_faults_are_caught)
+{
+    check_planted("no mbar_wait", drop_wait, "before waiting for phase");
+    check_planted("wrong parity", flip_parity, "deadlock: mbar_wait");
+    check_planted("expect_tx of half the bytes", halve_bytes, "delivers");
+    check_planted("expect_tx of twice the bytes", double_bytes, "expects 32768 bytes (mbar_expect_tx) but its TMA loads deliver 16384");
+    check_planted("no mbar_init", drop_init, "used before mbar_init");
 }
 
 /* The first product of s that runs as wgmma (has descriptors). */
@@ -842,6 +951,9 @@ int main(void)
     RUN(every_barrier_in_lowered_tensor_core_gemm_is_needed);
     RUN(every_barrier_in_lowered_fma_gemm_is_needed);
     RUN(async_wait_that_lands_too_little_reads_stale_tiles);
+    RUN(tma_gemm_bf16_matches_the_interpreter);
+    RUN(tma_gemm_e4m3_matches_the_interpreter);
+    RUN(tma_planted_faults_are_caught);
     RUN(wgmma_gemm_matches_the_interpreter);
     RUN(wgmma_descriptor_faults_are_caught);
     RUN(wgmma_kernel_text_round_trips);

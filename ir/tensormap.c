@@ -1,5 +1,5 @@
 /* tensormap.c — cuTensorMapEncodeTiled's arguments (see tensormap.h). */
-#include "runtime/tensormap.h"
+#include "ir/tensormap.h"
 
 /* TMA moves elements of 1, 2, 4 or 8 bytes; it reinterprets nothing but
  * the out-of-bounds fill, so every 8-bit type (fp8 too) moves as UINT8. */

@@ -24,8 +24,8 @@
  *     for tails (ir.h), where NAN_REQUEST_ZERO_FMA (1) would write NaNs;
  *   - the map is 128 bytes, its address 64-byte aligned (a kernel takes it
  *     as `.param .align 64 .b8 map[128]`). */
-#ifndef TILEC_RUNTIME_TENSORMAP_H
-#define TILEC_RUNTIME_TENSORMAP_H
+#ifndef TILEC_IR_TENSORMAP_H
+#define TILEC_IR_TENSORMAP_H
 
 #include "ir/ir.h"
 
