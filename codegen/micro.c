@@ -214,7 +214,7 @@ enum { MAX_DOT_ROWS = 8, MAX_DOT_COLS = 16 };
 
 typedef struct Dot {
     const Stmt *s;
-    int mr, nr, w, chunk; /* chunk: elements per step, w or (8-bit operands, bf16 pairs, e2m1) 2w */
+    int mr, nr, w, chunk; /* chunk: elements per step, w or (8-bit operands, bf16 pairs) 2w */
     bool pairs;           /* bf16 x bf16 with vdpbf16ps: the elements stay bf16 */
     LLVMTypeRef vf32;
     LLVMValueRef acc[MAX_DOT_ROWS][MAX_DOT_COLS];
@@ -380,7 +380,7 @@ static LLVMValueRef block_scale(Cg *c, Dot *d, int j, LLVMValueRef kb)
 
 /* Where the chunk's packed e2m1 elements of B's row j from k on lie: 32-bit
  * words, element e in bits 4(e % 8) .. +3 of word e / 8 (low nibble first). */
-static LLVMValueRef e2m1_words(Cg *c, Dot *d, int j, LLVMValueRef k)
+static LLVMValueRef e2m1_row(Cg *c, Dot *d, int j, LLVMValueRef k)
 {
     return at(c, &d->s->u.gemm.b, cg_i64(c, j), k);
 }
@@ -402,10 +402,10 @@ static LLVMValueRef e2m1_table(Cg *c, Dot *d, LLVMValueRef scale)
 }
 
 /* Lanes [h·W, (h+1)·W) of the chunk's e2m1 elements as scaled f32: each
- * lane takes its word (a broadcast), shifts its nibble to the bottom and
- * looks it up in the table with vpermps; with an 8-entry table the sign
- * (nibble bit 3) is shifted to bit 31 and xor-ed in, which negates the
- * scaled magnitude whatever the scale's sign. */
+ * lane takes its word (a broadcast), shifts its nibble to the top and then
+ * to the bottom, and looks it up in the table with vpermps; with an
+ * 8-entry table, lanes whose nibble has its sign bit (bit 31 after the
+ * first shift) take the negated entry, whatever the scale's sign. */
 static LLVMValueRef e2m1_part(Cg *c, Dot *d, LLVMValueRef words, LLVMValueRef table, int h)
 {
     LLVMBuilderRef B = c->b;
@@ -455,7 +455,7 @@ static void dot_lanes(Cg *c, Dot *d, LLVMValueRef k, int lanes)
     for (int j = 0; j < d->nr; j++) {
         bool e2m1 = s->u.gemm.b.buf->dtype == DT_F4E2M1;
         LLVMValueRef bv = e2m1 ? NULL : dot_load(c, d, &s->u.gemm.b, j, k, lanes);
-        LLVMValueRef words = e2m1 ? e2m1_words(c, d, j, k) : NULL;
+        LLVMValueRef words = e2m1 ? e2m1_row(c, d, j, k) : NULL;
         for (int h = 0; h < parts; h++) {
             LLVMValueRef bh = e2m1 ? e2m1_part(c, d, words, d->row_table[j], h) : dot_part(c, d, bv, h);
             if (d->scale && !e2m1)
@@ -611,7 +611,6 @@ static void scalar_i(Cg *c, void *ctx)
     Scalar *sc = ctx;
     cg_loop(c, sc->j, cg_i64(c, sc->s->u.gemm.c.ext[1]), LOOP_SERIAL, 0, false, scalar_j, sc);
 }
-
 
 void cg_micro_gemm(Cg *c, const Stmt *s)
 {
