@@ -293,7 +293,9 @@ V.__index = function(v, k) err("a tile view is only an operand of T.copy, T.gemm
 local seq = 0
 local function next_seq() seq = seq + 1; return seq end
 
-local function parse_dims(spec, what)
+-- least: the smallest dimension allowed (0 for arguments, which may be
+-- empty: a dyn size fixed at 0; 1 for scratch tiles).
+local function parse_dims(spec, what, least)
   local dims, dtype = {}, spec.dtype
   for i, x in ipairs(spec) do
     if type(x) == "string" then
@@ -308,8 +310,9 @@ local function parse_dims(spec, what)
   for i, d in ipairs(dims) do
     if is_E(d) then
       if is_float(d.dtype) then err(("%s: dimension %d is a %s expression"):format(what, i, d.dtype)) end
-    elseif math.type(d) ~= "integer" or d < 1 then
-      err(("%s: dimension %d must be a positive integer, got %s"):format(what, i, tostring(d)))
+    elseif math.type(d) ~= "integer" or d < least then
+      err(("%s: dimension %d must be a %s integer, got %s"):format(what, i, least == 0 and "non-negative" or "positive",
+                                                                   tostring(d)))
     end
   end
   return dims, dtype
@@ -317,7 +320,7 @@ end
 
 function T.tensor(spec)
   if type(spec) ~= "table" then err("T.tensor{dims..., dtype} takes a table") end
-  local dims, dtype = parse_dims(spec, "T.tensor")
+  local dims, dtype = parse_dims(spec, "T.tensor", 0)
   local dir = spec.inout and "inout" or spec.out and "out" or "in"
   if spec.strides ~= nil then
     if type(spec.strides) ~= "table" or #spec.strides ~= #dims then
@@ -338,7 +341,7 @@ local function scratch(scope)
   return function(spec)
     if type(spec) ~= "table" then err(("T.%s{dims..., dtype} takes a table"):format(scope)) end
     if not built or not built.in_body then err(("T.%s is only allowed inside the kernel body"):format(scope)) end
-    local dims, dtype = parse_dims(spec, "T." .. scope)
+    local dims, dtype = parse_dims(spec, "T." .. scope, 1)
     for i, d in ipairs(dims) do
       if is_E(d) then
         if d.const then dims[i] = d.const
@@ -668,9 +671,13 @@ end
 
 local function set_error(msg, hint) error({ msg = msg, hint = hint, line = built.line }, 0) end
 
-local function positive_int(name, s)
+-- An integer of at least `least` (1 for sizes; 0 for a dyn dimension,
+-- which may be empty at run time: an expert with no tokens).
+local function int_at_least(least, name, s)
   local v = math.tointeger(tonumber(s))
-  if not v or v < 1 then set_error(("--set %s=%s: expected a positive integer"):format(name, s)) end
+  if not v or v < least then
+    set_error(("--set %s=%s: expected %s integer"):format(name, s, least == 0 and "a non-negative" or "a positive"))
+  end
   return v
 end
 
@@ -687,7 +694,7 @@ local function resolve_params(params, sets)
     local v, s = params[name], sets[name]
     if v == DYN then
       if s then
-        p[name] = positive_int(name, s)
+        p[name] = int_at_least(0, name, s)
         core.kparam(name, "fixed", tostring(p[name]))
       else
         p[name] = wrap(core.kparam(name, "dyn"))
@@ -706,7 +713,7 @@ local function resolve_params(params, sets)
       p[name] = chosen
       core.kparam(name, "tune", tostring(chosen), v.cands)
     elseif type(v) == "table" and v.__size then
-      p[name] = s and positive_int(name, s) or v.default
+      p[name] = s and int_at_least(1, name, s) or v.default
       core.kparam(name, "tune", tostring(p[name]))
     elseif type(v) == "number" or type(v) == "string" or type(v) == "boolean" then
       if s then

@@ -401,10 +401,10 @@ TEST(dyn_dimension_and_its_specialisation)
 
 TEST(set_errors)
 {
-    expect_error("examples/dyn_scale.lua", &(FeSet){"M", "0"}, 1,
-                 "examples/dyn_scale.lua:7: --set M=0: expected a positive integer\n");
+    expect_error("examples/dyn_scale.lua", &(FeSet){"M", "-1"}, 1,
+                 "examples/dyn_scale.lua:7: --set M=-1: expected a non-negative integer\n");
     expect_error("examples/dyn_scale.lua", &(FeSet){"M", "abc"}, 1,
-                 "examples/dyn_scale.lua:7: --set M=abc: expected a positive integer\n");
+                 "examples/dyn_scale.lua:7: --set M=abc: expected a non-negative integer\n");
     expect_error("examples/softmax.lua", &(FeSet){"x", "3"}, 1,
                  "examples/softmax.lua:7: --set x: kernel softmax has no parameter x "
                  "(hint: its parameters: BM, BN, M, N)\n");
