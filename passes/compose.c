@@ -192,7 +192,7 @@ static bool fail(Compose *cx, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return diag_error(cx->d, cx->k->loc, "compose %s: %s", cx->k->name, msg);
+    return diag_error(cx->d, cx->k->loc, "T.compose %s: %s", cx->k->name, msg);
 }
 
 static const char *part_name(const Walk *w) { return w->producer ? w->cx->P->name : w->cx->C->name; }
@@ -750,7 +750,7 @@ static bool check_link(Compose *cx, Link *l)
     if (l->out->dtype != l->in->dtype) {
         fail(cx, "%s's %s is %s but %s's %s is %s", cx->P->name, l->out_name, dt_name(l->out->dtype), cx->C->name,
              l->in_name, dt_name(l->in->dtype));
-        diag_hint(cx->d, "the tensor they share has one dtype: set the consumer's in params = {...}");
+        diag_hint(cx->d, "the tensor they share has one dtype (the consumer's dtype parameter, if it has one, can be set in params = {...})");
         return false;
     }
     bool same = l->out->rank == l->in->rank;
