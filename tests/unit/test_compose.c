@@ -199,9 +199,13 @@ TEST(illegal_compositions_are_one_line_errors)
         {"bad_shape", "compose addone_colsum: addone's y is [M, 256] but colsum's x is [M, 128] (hint: unify the "
                       "parameters that size them in params = {...}, e.g. K = function(p) return p.D end)"},
         {"bad_via", "compose addone_colsum: via: addone has no output argument yy (hint: its outputs: y)"},
-        {"bad_part", "compose addone_colsum: tests/specs/compose/addone.lua:10: addone: D = 200 is not a multiple "
+        {"bad_part", "compose addone_colsum: tests/specs/compose/addone.lua:12: addone: D = 200 is not a multiple "
                      "of 128"},
         {"bad_missing", "compose addone_colsum: no spec colsum2.lua next to this one"},
+        {"bad_guard", "compose addone_colsum: addone writes y under a T.if_ (only unconditional writes can be "
+                      "followed) (tests/specs/compose/addone.lua:25)"},
+        {"bad_gaps", "compose addone_colsum: addone writes y in steps that leave gaps (or with several loops in one "
+                     "dimension) (tests/specs/compose/addone.lua:27)"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char path[128], msg[800], want[800];
