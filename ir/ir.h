@@ -523,16 +523,21 @@ int64_t ir_tma_box(const Stmt *s, int64_t *box);
 int64_t ir_swizzle_byte(int64_t b, int W);
 
 /* Deep copies (ir/clone.c): how a pass repeats a piece of a kernel.  In
- * the copy, variable var[i] reads as a copy of by[i] and buffer from[i] is
- * replaced by to[i]; loops get fresh variables (a variable is defined once
- * per kernel). */
+ * the copy, variable var[i] reads as a copy of by[i], buffer from[i] is
+ * replaced by to[i] and scalar pfrom[i] by pto[i]; loops get fresh
+ * variables (a variable is defined once per kernel).  With every variable,
+ * buffer and scalar mapped, the source may be another kernel (how
+ * passes/compose.c joins two). */
 typedef struct IrSubst {
-    const Var *var[16];
-    Expr *by[16];
+    const Var *var[32];
+    Expr *by[32];
     int nvars;
-    const Buffer *from[16];
-    Buffer *to[16];
+    const Buffer *from[64];
+    Buffer *to[64];
     int nbufs;
+    const Param *pfrom[8];
+    Param *pto[8];
+    int nparams;
 } IrSubst;
 Expr *ir_clone_expr(Kernel *k, const Expr *e, const IrSubst *sub);
 Stmt *ir_clone_stmt(Kernel *k, const Stmt *s, const IrSubst *sub);
