@@ -5,7 +5,6 @@
  * and return IR nodes as light userdata, and turns Lua errors into one Diag
  * at the user's file and line. */
 #include "frontend/frontend.h"
-#include "passes/passes.h" /* pass_compose: a T.compose spec is two kernels joined */
 
 #include <errno.h>
 #include <lauxlib.h>
@@ -433,7 +432,7 @@ static int c_compose(lua_State *L)
         lua_pop(L, 3);
     }
     Diag d = {0};
-    if (!pass_compose(k, p, q, via, n, &d)) {
+    if (!ir_compose(k, p, q, via, n, &d)) {
         lua_createtable(L, 0, 3);
         lua_pushstring(L, d.msg);
         lua_setfield(L, -2, "msg");

@@ -527,7 +527,7 @@ int64_t ir_swizzle_byte(int64_t b, int W);
  * replaced by to[i] and scalar pfrom[i] by pto[i]; loops get fresh
  * variables (a variable is defined once per kernel).  With every variable,
  * buffer and scalar mapped, the source may be another kernel (how
- * passes/compose.c joins two). */
+ * ir/compose.c joins two). */
 typedef struct IrSubst {
     const Var *var[32];
     Expr *by[32];
@@ -654,5 +654,18 @@ bool ir_interp(const Kernel *k, void *const *args, const int64_t *params, Diag *
 
 /* Evaluate an integer expression over params only (grid sizes, shapes). */
 bool ir_eval_int(const Expr *e, const int64_t *params, int64_t *out);
+
+/* ------------------------------------------------------- composition */
+
+/* One tensor a composition connects: the producer's output `out` feeds
+ * the consumer's input `in`. */
+typedef struct ComposeVia {
+    const char *out, *in;
+} ComposeVia;
+/* T.compose: fill k (name, parameters and scalars already set) with one
+ * kernel computing what producer P then consumer C compute, each `via`
+ * tensor a block-local buffer instead of an argument; false with d at k's
+ * line naming why when that is not legal (see ir/compose.c).  Tile IR. */
+bool ir_compose(Kernel *k, const Kernel *P, const Kernel *C, const ComposeVia *via, int nvia, Diag *d);
 
 #endif

@@ -19,16 +19,6 @@ bool pass_pipeline(Kernel *k, const TargetInfo *t, const PassOptions *o, Diag *d
 /* "check, stages, tma, lower, bounds, fuse, vectorize, threads, wgwait" */
 const char *pass_names(void);
 
-/* One tensor a composition connects: the producer's output `out` feeds
- * the consumer's input `in`. */
-typedef struct ComposeVia {
-    const char *out, *in;
-} ComposeVia;
-/* T.compose: fill k (name, parameters and scalars already set) with one
- * kernel computing what producer P then consumer C compute, each `via`
- * tensor a block-local buffer instead of an argument; false with d at k's
- * line naming why when that is not legal (see compose.c).  Tile IR. */
-bool pass_compose(Kernel *k, const Kernel *P, const Kernel *C, const ComposeVia *via, int nvia, Diag *d);
 
 /* Semantic pre-check against the target (fragment sizes, ...). */
 bool pass_check(Kernel *k, const TargetInfo *t, Diag *d);

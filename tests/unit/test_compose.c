@@ -1,4 +1,4 @@
-/* test_compose.c — T.compose (passes/compose.c): a producer and a consumer
+/* test_compose.c — T.compose (ir/compose.c): a producer and a consumer
  * kernel joined into one.
  *   - kernels_src/rmsnorm_fp8.lua (rmsnorm then act_quant) gives the bits
  *     of the pair and of the hand-fused rmsnorm_quant.lua, on the

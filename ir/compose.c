@@ -22,7 +22,7 @@
  * threads hand it from P's phase to C's; on a CPU it is cache-resident
  * scratch.  Afterwards the ordinary pipeline runs (fuse may merge P's last
  * nest with C's first). */
-#include "passes/passes.h"
+#include "ir/ir.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
@@ -939,7 +939,7 @@ static bool follow(Compose *cx, Link *l, Stmt *pbody, Stmt *cbody)
     return ok;
 }
 
-bool pass_compose(Kernel *k, const Kernel *P, const Kernel *C, const ComposeVia *via, int nvia, Diag *d)
+bool ir_compose(Kernel *k, const Kernel *P, const Kernel *C, const ComposeVia *via, int nvia, Diag *d)
 {
     Compose *cx = calloc(1, sizeof *cx);
     *cx = (Compose){.k = k, .P = P, .C = C, .d = d};
