@@ -1,13 +1,13 @@
 -- C[M,N] = A[M,K] · B[K,N], B not transposed: its tile [BK, BN] keeps N
 -- contiguous (MN-major), the layout wgmma reads with its transpose
--- immediate on sm_90a (16-bit types).
+-- immediate on sm_90a (16-bit types; 8-bit operands must be K-major).
 --   tilec run tests/specs/gemm_kn.lua --set M=100 --check
 local T = require "tile"
 
 return T.kernel "gemm_kn" {
   params = {
     M = T.size(256), N = T.size(256), K = T.size(256),
-    dtype = T.tune{"bf16", "f16", "f32"},
+    dtype = T.tune{"bf16", "f16", "f32", "f8e4m3"},
     BM = T.tune{64, 128, 16}, BN = T.tune{64, 128, 256, 32, 48}, BK = T.tune{64, 32, 128},
   },
   args = function(p) return {
