@@ -8,7 +8,7 @@ return T.kernel "gemm_kn" {
   params = {
     M = T.size(256), N = T.size(256), K = T.size(256),
     dtype = T.tune{"bf16", "f16", "f32", "f8e4m3"},
-    BM = T.tune{64, 128, 16}, BN = T.tune{64, 128, 256, 32, 48}, BK = T.tune{64, 32, 128},
+    BM = T.tune{64, 128, 16}, BN = T.tune{64, 128, 256, 32, 48, 320}, BK = T.tune{64, 32, 128},
   },
   args = function(p) return {
     A = T.tensor{p.M, p.K, p.dtype},

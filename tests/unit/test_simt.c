@@ -876,6 +876,7 @@ TEST(wgmma_mn_major_b_matches_the_interpreter)
         {"64", "256", "32", "bf16"},  /* 2 warpgroups over N, n128 each */
         {"64", "48", "32", "f16"},    /* 32-byte swizzle, n48: three atoms */
         {"64", "32", "64", "bf16"},   /* 64-byte swizzle */
+        {"64", "320", "32", "bf16"},  /* n160 per warpgroup: 64-byte atoms though rows take 128 */
     };
     for (size_t c = 0; c < sizeof cfg / sizeof cfg[0]; c++) {
         float *want = NULL, *got = NULL;
