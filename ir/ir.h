@@ -53,8 +53,11 @@
  *     warpgroups (128 threads each) form the grid of ir_wgmma_layout, and
  *     for k step s, 64-row piece p and column chunk q (in that nesting
  *     order, i = (s * mt + p) * nq + q) a warpgroup multiplies the 64 x K
- *     step of A that desc[2i] describes by the wg_n x K step of B (K-major:
- *     [N, K]) that desc[2i+1] describes, into its 64 x wg_n piece of c.
+ *     step of A that desc[2i] describes by the wg_n x K step of B that
+ *     desc[2i+1] describes, into its 64 x wg_n piece of c.  B is K-major
+ *     ([N, K]) with trans_b, else MN-major ([K, N], 16-bit types only: the
+ *     instruction's transpose immediate is set and the descriptor's offsets
+ *     take their MN-major meaning).
  *     A descriptor's start address is a byte offset into the block's
  *     shared array (the back end adds the array's address); its fields are
  *     those of the PTX ISA's wgmma matrix descriptor.  The a and b regions
