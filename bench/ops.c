@@ -3,7 +3,8 @@
  * arguments / time) as a fraction of this machine's copy bandwidth,
  * measured in the same run with memcpy over 512 MiB.
  *
- *   build/bench/bench_ops [--threads N]
+ *   build/bench/bench_ops [--threads N] [--norm-only]
+ * (--norm-only: just the last table, RMSNorm → FP8 fused against the pair)
  *
  * Small operators' arguments fit in the caches, so their fraction can pass
  * 1: read it as "not memory-bound"; the large ones (weights, KV) are the
@@ -208,47 +209,65 @@ static double time_chain(Built *const *ks, void **const *args, int n, const int6
 }
 
 /* RMSNorm → FP8 quantisation (issue 3's fusion goal): rmsnorm_quant.lua,
- * which never stores the bf16 norm, against rmsnorm.lua then act_quant.lua,
- * after checking that both give the same bits; and against the bandwidth
- * bound of its traffic: x, w, q and s once each (the kernel's two passes
- * read x twice; at decode sizes the second read hits the cache). */
+ * fused by hand, and rmsnorm_fp8.lua, the two specs composed by T.compose
+ * (neither stores the bf16 norm), each against rmsnorm.lua then
+ * act_quant.lua, after checking that all three give the same bits; and
+ * against the bandwidth bound of the traffic: x, w, q and s once each (the
+ * kernels' two passes read x twice; at decode sizes the second read hits
+ * the cache). */
 static bool bench_fused_norm(const TargetInfo *t, int threads, double bw)
 {
     static const int64_t rows[] = {16, 4096};
     const int64_t D = 4096;
     FeSet aq[] = {{"K", "4096"}};
-    Built fused, norm, quant;
+    Built fused, composed, norm, quant;
     if (!build("kernels_src/rmsnorm_quant.lua", NULL, 0, t, &fused) ||
+        !build("kernels_src/rmsnorm_fp8.lua", NULL, 0, t, &composed) ||
         !build("kernels_src/rmsnorm.lua", NULL, 0, t, &norm) || !build("kernels_src/act_quant.lua", aq, 1, t, &quant))
         return false;
-    printf("\n%-34s %8s %10s %10s %7s %10s %8s\n", "RMSNorm -> FP8 (D 4096)", "tokens", "fused_us", "pair_us",
-           "pair/f", "bound_us", "of_bound");
+    printf("\n%-34s %8s %10s %10s %7s %10s %8s\n", "RMSNorm -> FP8 (D 4096)", "tokens", "kernel_us", "pair_us",
+           "pair/k", "bound_us", "of_bound");
     bool ok = true;
     for (int r = 0; r < 2 && ok; r++) {
         int64_t M = rows[r];
         size_t n = (size_t)(M * D);
         uint16_t *x = malloc(n * 2), *y = malloc(n * 2);
-        uint8_t *q1 = malloc(n), *q2 = malloc(n), *s1 = malloc(n / 128), *s2 = malloc(n / 128);
+        uint8_t *q[3], *s[3];
+        for (int i = 0; i < 3; i++) {
+            q[i] = malloc(n);
+            s[i] = malloc(n / 128);
+        }
         float *w = malloc((size_t)D * 4);
         for (size_t i = 0; i < n; i++)
             x[i] = dt_f32_to_bf16((float)((i * 7919) % 1999) / 999.0f - 1.0f);
         for (int64_t i = 0; i < D; i++)
             w[i] = 0.5f + (float)(i % 17) / 17.0f;
-        void *af[] = {x, w, q1, s1}, *an[] = {x, w, y}, *aq2[] = {y, q2, s2};
-        Built *one[] = {&fused}, *pair[] = {&norm, &quant};
-        void **fa[] = {af}, **pa[] = {an, aq2};
+        void *af[] = {x, w, q[0], s[0]}, *ac[] = {x, w, q[1], s[1]}, *an[] = {x, w, y}, *aq2[] = {y, q[2], s[2]};
+        Built *one[] = {&fused}, *comp[] = {&composed}, *pair[] = {&norm, &quant};
+        void **fa[] = {af}, **ca[] = {ac}, **pa[] = {an, aq2};
         int64_t params[1] = {M};
-        double tf = time_chain(one, fa, 1, params, threads), tp = time_chain(pair, pa, 2, params, threads);
-        ok = !memcmp(q1, q2, n) && !memcmp(s1, s2, n / 128);
-        if (!ok)
-            printf("rmsnorm_quant and rmsnorm + act_quant differ at %lld tokens\n", (long long)M);
+        double tf = time_chain(one, fa, 1, params, threads), tc = time_chain(comp, ca, 1, params, threads);
+        double tp = time_chain(pair, pa, 2, params, threads);
+        for (int i = 0; i < 2; i++)
+            if (memcmp(q[i], q[2], n) || memcmp(s[i], s[2], n / 128)) {
+                printf("%s and rmsnorm + act_quant differ at %lld tokens\n", i ? "rmsnorm_fp8" : "rmsnorm_quant",
+                       (long long)M);
+                ok = false;
+            }
         double bytes = (double)n * 2 + (double)D * 4 + (double)n + (double)n / 128; /* x, w, q, s */
         double bound = bytes / (bw * 1e9);
-        printf("%-34s %8lld %10.1f %10.1f %7.2f %10.1f %8.2f\n", "rmsnorm_quant vs rmsnorm+act_quant",
+        printf("%-34s %8lld %10.1f %10.1f %7.2f %10.1f %8.2f\n", "rmsnorm_quant (hand-fused) vs pair",
                (long long)M, tf * 1e6, tp * 1e6, tp / tf, bound * 1e6, bound / tf);
-        free(x); free(y); free(q1); free(q2); free(s1); free(s2); free(w);
+        printf("%-34s %8lld %10.1f %10.1f %7.2f %10.1f %8.2f\n", "rmsnorm_fp8 (T.compose) vs pair",
+               (long long)M, tc * 1e6, tp * 1e6, tp / tc, bound * 1e6, bound / tc);
+        free(x); free(y); free(w);
+        for (int i = 0; i < 3; i++) {
+            free(q[i]);
+            free(s[i]);
+        }
     }
     unbuild(&fused);
+    unbuild(&composed);
     unbuild(&norm);
     unbuild(&quant);
     return ok;
@@ -257,11 +276,14 @@ static bool bench_fused_norm(const TargetInfo *t, int threads, double bw)
 int main(int argc, char **argv)
 {
     int threads = 1;
+    bool norm_only = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc)
             threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--norm-only"))
+            norm_only = true;
         else {
-            fprintf(stderr, "usage: bench_ops [--threads N]\n");
+            fprintf(stderr, "usage: bench_ops [--threads N] [--norm-only]\n");
             return 2;
         }
     }
@@ -269,12 +291,14 @@ int main(int argc, char **argv)
     double bw = bench_copy_bandwidth(threads);
     printf("bench_ops: target %s, %d thread(s); memcpy copy bandwidth %.1f GB/s (read+write)\n",
            t ? t->name : "none", threads, bw);
-    printf("%-34s %8s %10s %9s %9s\n", "operator (Flash decode)", "tokens", "median_us", "GB/s", "of_copy");
     int failures = 0;
-    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
-        failures += !bench_op(&ops[i], NULL, ops[i].m, t, threads, bw);
-    for (size_t i = 0; i < sizeof compressors / sizeof compressors[0]; i++)
-        failures += !bench_op(&compressors[i].op, compressors[i].label, compressors[i].tokens, t, threads, bw);
+    if (!norm_only) {
+        printf("%-34s %8s %10s %9s %9s\n", "operator (Flash decode)", "tokens", "median_us", "GB/s", "of_copy");
+        for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
+            failures += !bench_op(&ops[i], NULL, ops[i].m, t, threads, bw);
+        for (size_t i = 0; i < sizeof compressors / sizeof compressors[0]; i++)
+            failures += !bench_op(&compressors[i].op, compressors[i].label, compressors[i].tokens, t, threads, bw);
+    }
     failures += !bench_fused_norm(t, threads, bw);
     return failures ? 1 : 0;
 }

@@ -652,7 +652,10 @@ static void wgmma_one(Cg *c, const Stmt *s, int n, int i, int64_t first, bool ze
         len += sprintf(text + len, "%s$%d", j ? "," : "", j);
         cl += sprintf(cons + cl, "=f,");
     }
-    sprintf(text + len, "}, $%d, $%d, p, 1, 1%s;\n}", r, r + 1, trans_imm ? ", 0, 0" : "");
+    /* imm-trans-b 1: B is MN-major ([K, N], N contiguous), as its
+     * descriptors describe it (16-bit types only: the verifier checked) */
+    sprintf(text + len, "}, $%d, $%d, p, 1, 1%s;\n}", r, r + 1,
+            !trans_imm ? "" : s->u.gemm.trans_b ? ", 0, 0" : ", 0, 1");
     cl += sprintf(cons + cl, "l,l,r");
     for (int j = 0; j < r; j++)
         cl += sprintf(cons + cl, ",%d", j);
@@ -692,7 +695,8 @@ static void cg_gpu_wgmma(Cg *c, const Stmt *s)
 {
     const Region *a = &s->u.gemm.a, *b = &s->u.gemm.b;
     MmaLayout l;
-    ir_wgmma_layout(a->ext[0], b->ext[0], c->k->nthreads, &l); /* checked by the verifier */
+    int64_t N = s->u.gemm.trans_b ? b->ext[0] : b->ext[1];
+    ir_wgmma_layout(a->ext[0], N, c->k->nthreads, &l); /* checked by the verifier */
     int64_t kstep = dt_bits(a->buf->dtype) == 8 ? 32 : 16, K = a->ext[1];
     fence_slots(c, s->u.gemm.c.buf, l.slots);
     asm_void(c, "wgmma.fence.sync.aligned;", "~{memory}", NULL, 0);

@@ -7,7 +7,7 @@ local T = require "tile"
 return T.kernel "gemm" {
   params = {
     M = T.size(256), N = T.size(256), K = T.size(256),
-    dtype = T.tune{"f32", "bf16", "f8e4m3"},
+    dtype = T.tune{"f32", "bf16", "f8e4m3"}, stages = T.tune{2, 3, 4},  -- tiles in flight (CPU: prefetch distance + 1)
     BM = T.tune{192, 96, 48, 24, 128, 64, 16, 4, 1}, BN = T.tune{64, 32, 128, 256}, BK = T.tune{128, 64, 256, 32},
   },
   args = function(p) return {
@@ -21,7 +21,7 @@ return T.kernel "gemm" {
       local Bs  = T.shared{p.BN, p.BK, p.dtype}
       local acc = T.fragment{p.BM, p.BN, T.f32}
       T.clear(acc)
-      for k in T.pipelined(T.ceildiv(p.K, p.BK), 2) do
+      for k in T.pipelined(T.ceildiv(p.K, p.BK), p.stages) do
         T.copy(A:tile(by * p.BM, k * p.BK), As)
         T.copy(B:tile(bx * p.BN, k * p.BK), Bs)
         T.gemm(As, Bs, acc, { trans_b = true })

@@ -1,6 +1,7 @@
 /* frontend.h — Lua specs in, Tile IR out.
  *
- * A spec is a Lua 5.4 file that returns `T.kernel "name" {...}` built with the
+ * A spec is a Lua 5.4 file that returns `T.kernel "name" {...}` (or
+ * `T.compose "name" {...}`, two specs joined by ir/compose.c) built with the
  * `tile` module (frontend/tile.lua; the language is described in
  * frontend/README.md).  Lua runs at build time: loops, tables and functions
  * in the spec build IR; T.* calls and operators on IR values become IR. */

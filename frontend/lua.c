@@ -15,14 +15,18 @@
 
 extern const char tile_lua_src[];
 
-enum { MAX_DEPTH = 64 };
+enum { MAX_DEPTH = 64, MAX_HELD = 8 };
 
-/* The kernel under construction and the stack of open statement blocks. */
+/* The kernel under construction and the stack of open statement blocks;
+ * for T.compose, the kernels built so far (held until joined) and the
+ * file whose statements are being built (a part's spec). */
 typedef struct Ctx {
     Kernel *k;
     Stmt *blocks[MAX_DEPTH];
     int depth;
-    const char *file;
+    const char *file, *spec_file;
+    Kernel *held[MAX_HELD];
+    int nheld;
 } Ctx;
 
 static Ctx *ctx(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(1)); }
@@ -368,6 +372,94 @@ static int c_grid(lua_State *L)
     return 0;
 }
 
+/* ------------------------------------------------------------- T.compose */
+
+/* Detach the kernel just built (a composition's part, or the composed
+ * kernel's signature) and hold it until core.compose joins them. */
+static int c_take(lua_State *L)
+{
+    Ctx *c = ctx(L);
+    Kernel *k = kern(L);
+    if (c->nheld == MAX_HELD)
+        return luaL_error(L, "tile: too many kernels in one composition");
+    c->held[c->nheld++] = k;
+    c->k = NULL;
+    lua_pushlightuserdata(L, k);
+    return 1;
+}
+
+static Kernel *held(lua_State *L, int i)
+{
+    Ctx *c = ctx(L);
+    Kernel *k = ptr(L, i);
+    for (int j = 0; j < c->nheld; j++)
+        if (c->held[j] == k)
+            return k;
+    return luaL_error(L, "tile: not a kernel held for composition"), NULL;
+}
+
+static void release(Ctx *c, Kernel *k)
+{
+    for (int j = 0; j < c->nheld; j++)
+        if (c->held[j] == k) {
+            c->held[j] = c->held[--c->nheld];
+            return;
+        }
+}
+
+/* Statements built from now on are at lines of `path` (a part's spec), or
+ * of the spec itself when nil.  The name lives in the arena of `owner`,
+ * the composed kernel, which keeps the parts' statements. */
+static int c_set_file(lua_State *L)
+{
+    Ctx *c = ctx(L);
+    c->file = lua_isnoneornil(L, 1) ? c->spec_file : arena_strdup(held(L, 2)->arena, luaL_checkstring(L, 1));
+    return 0;
+}
+
+/* compose(k, producer, consumer, {{out, in}, ...}): k becomes the kernel
+ * being built; the parts are freed.  An illegal composition is an error
+ * at k's line (the T.compose call). */
+static int c_compose(lua_State *L)
+{
+    Ctx *c = ctx(L);
+    Kernel *k = held(L, 1), *p = held(L, 2), *q = held(L, 3);
+    luaL_checktype(L, 4, LUA_TTABLE);
+    ComposeVia via[8];
+    int n = (int)luaL_len(L, 4);
+    if (n > 8)
+        n = 8;
+    for (int i = 0; i < n; i++) {
+        lua_geti(L, 4, i + 1);
+        lua_geti(L, -1, 1);
+        lua_geti(L, -2, 2);
+        via[i].out = luaL_checkstring(L, -2);
+        via[i].in = luaL_checkstring(L, -1);
+        lua_pop(L, 3);
+    }
+    Diag d = {0};
+    if (!ir_compose(k, p, q, via, n, &d)) {
+        lua_createtable(L, 0, 3);
+        lua_pushstring(L, d.msg);
+        lua_setfield(L, -2, "msg");
+        if (d.hint[0]) {
+            lua_pushstring(L, d.hint);
+            lua_setfield(L, -2, "hint");
+        }
+        lua_pushinteger(L, k->loc.line);
+        lua_setfield(L, -2, "line");
+        return lua_error(L);
+    }
+    release(c, k);
+    release(c, p);
+    release(c, q);
+    ir_kernel_free(p);
+    ir_kernel_free(q);
+    ir_kernel_free(c->k);
+    c->k = k;
+    return 0;
+}
+
 static const luaL_Reg core_fns[] = {
     {"kernel", c_kernel}, {"kparam", c_kparam}, {"arg", c_arg},     {"buf", c_buf},
     {"rename", c_rename}, {"var", c_var},       {"const", c_const}, {"unary", c_unary},
@@ -375,7 +467,8 @@ static const luaL_Reg core_fns[] = {
     {"info", c_info},     {"print_expr", c_print_expr},            {"push", c_push},
     {"pop", c_pop},       {"depth", c_depth},   {"store", c_store}, {"copy", c_copy},
     {"fill", c_fill},     {"gemm", c_gemm},     {"reduce", c_reduce}, {"loop", c_loop},
-    {"if_", c_if},        {"grid", c_grid},     {NULL, NULL},
+    {"if_", c_if},        {"grid", c_grid},     {"take", c_take}, {"set_file", c_set_file},
+    {"compose", c_compose}, {NULL, NULL},
 };
 
 /* ------------------------------------------------------------- loading */
@@ -484,7 +577,7 @@ Kernel *fe_load(const char *path, const FeSet *sets, int nsets, Diag *d)
         return NULL;
     }
     luaL_openlibs(L);
-    Ctx c = {.file = path};
+    Ctx c = {.file = path, .spec_file = path};
     lua_getglobal(L, "package");
     lua_getfield(L, -1, "preload");
     lua_pushlightuserdata(L, &c);
@@ -543,6 +636,8 @@ Kernel *fe_load(const char *path, const FeSet *sets, int nsets, Diag *d)
     }
 out:
     ir_kernel_free(c.k);
+    for (int i = 0; i < c.nheld; i++)
+        ir_kernel_free(c.held[i]);
     lua_close(L);
     return k;
 }

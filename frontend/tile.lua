@@ -293,7 +293,9 @@ V.__index = function(v, k) err("a tile view is only an operand of T.copy, T.gemm
 local seq = 0
 local function next_seq() seq = seq + 1; return seq end
 
-local function parse_dims(spec, what)
+-- least: the smallest dimension allowed (0 for arguments, which may be
+-- empty: a dyn size fixed at 0; 1 for scratch tiles).
+local function parse_dims(spec, what, least)
   local dims, dtype = {}, spec.dtype
   for i, x in ipairs(spec) do
     if type(x) == "string" then
@@ -308,8 +310,9 @@ local function parse_dims(spec, what)
   for i, d in ipairs(dims) do
     if is_E(d) then
       if is_float(d.dtype) then err(("%s: dimension %d is a %s expression"):format(what, i, d.dtype)) end
-    elseif math.type(d) ~= "integer" or d < 1 then
-      err(("%s: dimension %d must be a positive integer, got %s"):format(what, i, tostring(d)))
+    elseif math.type(d) ~= "integer" or d < least then
+      err(("%s: dimension %d must be a %s integer, got %s"):format(what, i, least == 0 and "non-negative" or "positive",
+                                                                   tostring(d)))
     end
   end
   return dims, dtype
@@ -317,7 +320,7 @@ end
 
 function T.tensor(spec)
   if type(spec) ~= "table" then err("T.tensor{dims..., dtype} takes a table") end
-  local dims, dtype = parse_dims(spec, "T.tensor")
+  local dims, dtype = parse_dims(spec, "T.tensor", 0)
   local dir = spec.inout and "inout" or spec.out and "out" or "in"
   if spec.strides ~= nil then
     if type(spec.strides) ~= "table" or #spec.strides ~= #dims then
@@ -338,7 +341,7 @@ local function scratch(scope)
   return function(spec)
     if type(spec) ~= "table" then err(("T.%s{dims..., dtype} takes a table"):format(scope)) end
     if not built or not built.in_body then err(("T.%s is only allowed inside the kernel body"):format(scope)) end
-    local dims, dtype = parse_dims(spec, "T." .. scope)
+    local dims, dtype = parse_dims(spec, "T." .. scope, 1)
     for i, d in ipairs(dims) do
       if is_E(d) then
         if d.const then dims[i] = d.const
@@ -711,14 +714,59 @@ end
 
 local function set_error(msg, hint) error({ msg = msg, hint = hint, line = built.line }, 0) end
 
-local function positive_int(name, s)
+-- An integer of at least `least` (1 for sizes; 0 for a dyn dimension,
+-- which may be empty at run time: an expert with no tokens).
+local function int_at_least(least, name, s)
   local v = math.tointeger(tonumber(s))
-  if not v or v < 1 then set_error(("--set %s=%s: expected a positive integer"):format(name, s)) end
+  if not v or v < least then
+    set_error(("--set %s=%s: expected %s integer"):format(name, s, least == 0 and "a non-negative" or "a positive"))
+  end
   return v
 end
 
+-- One parameter's value from its declaration v and its --set text s.
+local function resolve_one(name, v, s)
+  if v == DYN then
+    if s then
+      local n = int_at_least(0, name, s)
+      core.kparam(name, "fixed", tostring(n))
+      return n
+    end
+    return wrap(core.kparam(name, "dyn"))
+  elseif type(v) == "table" and v.__tune then
+    local chosen = v.cands[1]
+    if s then
+      chosen = nil
+      for _, c in ipairs(v.cands) do if tostring(c) == s then chosen = c end end
+      if chosen == nil then
+        local cs = {}
+        for i, c in ipairs(v.cands) do cs[i] = tostring(c) end
+        set_error(("--set %s=%s: not one of its tune{} values {%s}"):format(name, s, table.concat(cs, ", ")))
+      end
+    end
+    core.kparam(name, "tune", tostring(chosen), v.cands)
+    return chosen
+  elseif type(v) == "table" and v.__size then
+    local n = s and int_at_least(1, name, s) or v.default
+    core.kparam(name, "tune", tostring(n))
+    return n
+  elseif type(v) == "number" or type(v) == "string" or type(v) == "boolean" then
+    if s then
+      set_error(("--set %s: parameter %s is fixed (%s)"):format(name, name, tostring(v)),
+                "make it T.tune{...}, T.size(n) or T.dyn to set it")
+    end
+    core.kparam(name, "fixed", tostring(v))
+    return v
+  end
+  set_error(("parameter %s: expected a number, a string, T.dyn, T.tune{...} or T.size(n)"):format(name))
+end
+
 -- Resolve every parameter (with --set overrides) into p and record it.
-local function resolve_params(params, sets)
+-- forced (a composition's part): every parameter takes the composed
+-- kernel's value instead (T.dyn: a run-time scalar of the same name).
+-- derived (a composition): a function value is a parameter computed from
+-- the others, p.X = f(p), recorded after them.
+local function resolve_params(params, sets, forced, derived)
   local p = {}
   for name in pairs(sets) do
     if params[name] == nil then
@@ -726,47 +774,33 @@ local function resolve_params(params, sets)
                 "its parameters: " .. table.concat(names_of(params), ", "))
     end
   end
+  local later = {}
   for _, name in ipairs(names_of(params)) do
     local v, s = params[name], sets[name]
-    if v == DYN then
-      if s then
-        p[name] = positive_int(name, s)
-        core.kparam(name, "fixed", tostring(p[name]))
-      else
-        p[name] = wrap(core.kparam(name, "dyn"))
-      end
-    elseif type(v) == "table" and v.__tune then
-      local chosen = v.cands[1]
-      if s then
-        chosen = nil
-        for _, c in ipairs(v.cands) do if tostring(c) == s then chosen = c end end
-        if chosen == nil then
-          local cs = {}
-          for i, c in ipairs(v.cands) do cs[i] = tostring(c) end
-          set_error(("--set %s=%s: not one of its tune{} values {%s}"):format(name, s, table.concat(cs, ", ")))
-        end
-      end
-      p[name] = chosen
-      core.kparam(name, "tune", tostring(chosen), v.cands)
-    elseif type(v) == "table" and v.__size then
-      p[name] = s and positive_int(name, s) or v.default
-      core.kparam(name, "tune", tostring(p[name]))
-    elseif type(v) == "number" or type(v) == "string" or type(v) == "boolean" then
-      if s then
-        set_error(("--set %s: parameter %s is fixed (%s)"):format(name, name, tostring(v)),
-                  "make it T.tune{...}, T.size(n) or T.dyn to set it")
-      end
-      p[name] = v
-      core.kparam(name, "fixed", tostring(v))
+    if forced and forced[name] ~= nil then
+      v, s = forced[name], nil
+    end
+    if derived and type(v) == "function" then
+      if s then set_error(("--set %s: parameter %s is derived from the others (T.compose params)"):format(name, name)) end
+      later[#later + 1] = name
     else
-      set_error(("parameter %s: expected a number, a string, T.dyn, T.tune{...} or T.size(n)"):format(name))
+      p[name] = resolve_one(name, v, s)
     end
   end
   -- A misspelt p.X is an error at the user's line, not a nil that fails later.
-  return setmetatable(p, { __index = function(_, k)
+  setmetatable(p, { __index = function(_, k)
     err(("kernel %s has no parameter %s"):format(built.name, tostring(k)),
         "its parameters: " .. table.concat(names_of(params), ", "))
   end })
+  for _, name in ipairs(later) do
+    local v = params[name](p)
+    if type(v) ~= "number" and type(v) ~= "string" and type(v) ~= "boolean" then
+      err(("parameter %s: its function returned %s, not a number, string or boolean"):format(name, type(v)))
+    end
+    rawset(p, name, v)
+    core.kparam(name, "fixed", tostring(v))
+  end
+  return p
 end
 
 -- An argument a configuration leaves out: `ids = hash and T.tensor{...} or T.none`;
@@ -842,22 +876,105 @@ function T.kernel(name)
   end
 end
 
-function T._build(chunk, sets, path)
-  USER_FILE = "@" .. path
-  local spec = chunk()
-  if type(spec) ~= "table" or not spec.__kernel then
-    error({ msg = "the spec must return a kernel: return T.kernel \"name\" { ... }", line = 0 }, 0)
-  end
+-- Build a kernel spec's IR: resolve parameters, declare arguments, run the body.
+local function build_kernel(spec, sets, forced)
   built = { name = spec.name, line = spec.line, grid = false, in_body = false, names = {} }
+  scratch_count = {} -- a composition's parts are named as they are alone
   core.kernel(spec.name, spec.line)
   local params = spec.def.params or {}
   if type(params) ~= "table" then
     set_error(("kernel %s: params must be a table, got %s"):format(spec.name, type(params)),
               "params = { N = 4096, BM = T.tune{64, 128}, M = T.dyn }")
   end
-  local p = resolve_params(params, sets)
+  local p = resolve_params(params, sets, forced)
   local bufs, list = declare_args(spec.def, p)
   call_body(spec.def, p, bufs, list)
+end
+
+-- T.compose "name" { "producer", "consumer", via = { out = "in" }, params = {...} }:
+-- one kernel computing what the producer then the consumer compute, each
+-- `via` tensor kept in the block (passes/compose.c).  The parts are specs
+-- found next to this one (as `require` finds modules).
+function T.compose(name)
+  if type(name) ~= "string" then err('T.compose "name" { "producer", "consumer", via = { out = "in" } }') end
+  local line = (where())
+  return function(def)
+    if type(def) ~= "table" then err('T.compose "' .. name .. '" takes a table { "producer", "consumer", via = {...} }') end
+    return { __compose = true, name = name, def = def, line = line }
+  end
+end
+
+-- The part spec `name`: its file and the kernel it returns.
+local function load_part(spec, name, fail)
+  local file = package.searchpath(name, package.path)
+  if not file then fail(("no spec %s.lua next to this one"):format(name)) end
+  local chunk, msg = loadfile(file)
+  if not chunk then fail(msg) end
+  local ok, part = pcall(chunk)
+  if not ok then fail(type(part) == "table" and tostring(part.msg) or tostring(part)) end
+  if type(part) ~= "table" or not part.__kernel then fail(("%s does not return a T.kernel"):format(file)) end
+  return { file = file, spec = part }
+end
+
+local function build_compose(spec, sets, path)
+  local def = spec.def
+  local function fail(msg, hint) error({ msg = ("T.compose %s: %s"):format(spec.name, msg), hint = hint, line = spec.line }, 0) end
+  if type(def[1]) ~= "string" or type(def[2]) ~= "string" or def[3] ~= nil then
+    fail("name two kernel specs, the producer then the consumer", '{ "rmsnorm", "act_quant", via = { y = "x" } }')
+  end
+  local via = {}
+  if type(def.via) ~= "table" then fail("via = { out = \"in\" } names the tensors the producer hands the consumer") end
+  for out, input in pairs(def.via) do
+    if type(out) ~= "string" or type(input) ~= "string" then fail("via maps an output name to an input name (strings)") end
+    via[#via + 1] = { out, input }
+  end
+  table.sort(via, function(a, b) return a[1] < b[1] end)
+  if def.params ~= nil and type(def.params) ~= "table" then fail("params must be a table") end
+  local parts = { load_part(spec, def[1], fail), load_part(spec, def[2], fail) }
+  -- The composed kernel's parameters: the parts' by name (the producer's
+  -- declaration first), then this spec's params.
+  local params = {}
+  for _, part in ipairs(parts) do
+    local pp = part.spec.def.params or {}
+    if type(pp) == "table" then
+      for k, v in pairs(pp) do if params[k] == nil then params[k] = v end end
+    end
+  end
+  for k, v in pairs(def.params or {}) do params[k] = v end
+  built = { name = spec.name, line = spec.line, grid = false, in_body = false, names = {} }
+  core.kernel(spec.name, spec.line)
+  local p = resolve_params(params, sets, nil, true)
+  local forced = {}
+  for name in pairs(params) do
+    local v = rawget(p, name)
+    forced[name] = is_E(v) and DYN or v
+  end
+  local composed = core.take()
+  local handles = {}
+  for i, part in ipairs(parts) do
+    USER_FILE = "@" .. part.file
+    core.set_file(part.file, composed)
+    -- An error in a part names the part's file and line after this spec's.
+    local ok, e = xpcall(build_kernel, function(e)
+      if type(e) == "table" then return { msg = ("%s:%d: %s"):format(part.file, e.line or 0, tostring(e.msg)), hint = e.hint } end
+      return { msg = tostring(e) }
+    end, part.spec, {}, forced)
+    USER_FILE = "@" .. path
+    core.set_file(nil)
+    if not ok then fail(e.msg, e.hint) end
+    handles[i] = core.take()
+  end
+  core.compose(composed, handles[1], handles[2], via)
+end
+
+function T._build(chunk, sets, path)
+  USER_FILE = "@" .. path
+  local spec = chunk()
+  if type(spec) == "table" and spec.__compose then return build_compose(spec, sets, path) end
+  if type(spec) ~= "table" or not spec.__kernel then
+    error({ msg = "the spec must return a kernel: return T.kernel \"name\" { ... }", line = 0 }, 0)
+  end
+  build_kernel(spec, sets)
 end
 
 ------------------------------------------------------- unknown T.* names

@@ -12,6 +12,14 @@ static Buffer *map_buf(const IrSubst *sub, Buffer *b)
     return b;
 }
 
+static Param *map_param(const IrSubst *sub, Param *p)
+{
+    for (int i = 0; i < sub->nparams; i++)
+        if (sub->pfrom[i] == p)
+            return sub->pto[i];
+    return p;
+}
+
 Expr *ir_clone_expr(Kernel *k, const Expr *e, const IrSubst *sub)
 {
     if (e->op == EX_VAR)
@@ -29,6 +37,8 @@ Expr *ir_clone_expr(Kernel *k, const Expr *e, const IrSubst *sub)
     }
     if (e->op == EX_LOAD)
         c->buf = map_buf(sub, e->buf);
+    if (e->op == EX_PARAM)
+        c->param = map_param(sub, e->param);
     return c;
 }
 

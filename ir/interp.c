@@ -626,6 +626,21 @@ static int64_t desc_addr(const Desc *x, int64_t r, int64_t kb)
     return a ^ ((a >> 7) & (x->swizzle / 16 - 1)) << 4;
 }
 
+/* The same for byte nb (of N) of k row k of an MN-major B ([K, N], N
+ * contiguous: wgmma's imm-trans-b).  Without swizzling, core matrices of 8
+ * k rows x 16 bytes of N (rows 16 bytes apart) lie SBO apart along N and
+ * LBO apart along K (the PTX ISA's "interleave" meanings); with a W-byte
+ * swizzle, an atom is 8 k rows of W bytes of N (rows W apart), atoms lie
+ * LBO apart along N and 8-row groups of k SBO apart, and the address is
+ * XORed as for K-major. */
+static int64_t desc_addr_mn(const Desc *x, int64_t k, int64_t nb)
+{
+    if (!x->swizzle)
+        return x->start + nb / 16 * x->sbo + nb % 16 + k % 8 * 16 + k / 8 * x->lbo;
+    int64_t a = x->start + nb / x->swizzle * x->lbo + nb % x->swizzle + k / 8 * x->sbo + k % 8 * x->swizzle;
+    return a ^ ((a >> 7) & (x->swizzle / 16 - 1)) << 4;
+}
+
 /* The element of operand buffer b at shared address addr, read (and seen
  * by the race detector) as a wgmma reads it; an address outside b is an
  * error: the descriptor disagrees with the buffer the product names. */
@@ -666,14 +681,17 @@ static void wgmma_one(Interp *in, const Stmt *s, const MmaLayout *l, int i, int 
         return;
     }
     int t = in->cur % 128, warp = t / 32, lane = t % 32;
-    float a[2][32], b[32][32];
+    float a[2][32], b[64][32]; /* wg_n <= 256: two columns per 8 */
     for (int h = 0; h < 2; h++) /* this thread's two rows of A */
         for (int kk = 0; kk < kstep; kk++)
             a[h][kk] = desc_load(in, s, A, desc_addr(&da, 16 * warp + lane / 4 + 8 * h, kk * eb));
     for (int j = 0; j < l->wg_n / 8; j++) /* and its two columns of B per 8 */
         for (int e = 0; e < 2; e++)
-            for (int kk = 0; kk < kstep; kk++)
-                b[2 * j + e][kk] = desc_load(in, s, B, desc_addr(&db, 8 * j + 2 * (lane % 4) + e, kk * eb));
+            for (int kk = 0; kk < kstep; kk++) {
+                int64_t n = 8 * j + 2 * (lane % 4) + e;
+                int64_t addr = s->u.gemm.trans_b ? desc_addr(&db, n, kk * eb) : desc_addr_mn(&db, kk, n * eb);
+                b[2 * j + e][kk] = desc_load(in, s, B, addr);
+            }
     float *acc = (float *)base_of(in, C);
     for (int r = 0; r < l->wg_n / 2 && !in->failed; r++) {
         int c = r % 4, j = r / 4;
@@ -692,7 +710,7 @@ static void wgmma_one(Interp *in, const Stmt *s, const MmaLayout *l, int i, int 
 static void exec_wgmma(Interp *in, const Stmt *s)
 {
     const Region *a = &s->u.gemm.a, *b = &s->u.gemm.b, *c = &s->u.gemm.c;
-    int64_t M = a->ext[0], K = a->ext[1], N = b->ext[0];
+    int64_t M = a->ext[0], K = a->ext[1], N = s->u.gemm.trans_b ? b->ext[0] : b->ext[1];
     MmaLayout l;
     if (!ir_wgmma_layout(M, N, in->nthreads, &l) || c->buf->dtype != DT_F32 || l.wg_n > 256) {
         fail(in, s->loc, "interpreter: micro_gemm [%lld x %lld] has no wgmma layout over %d threads",

@@ -53,8 +53,11 @@
  *     warpgroups (128 threads each) form the grid of ir_wgmma_layout, and
  *     for k step s, 64-row piece p and column chunk q (in that nesting
  *     order, i = (s * mt + p) * nq + q) a warpgroup multiplies the 64 x K
- *     step of A that desc[2i] describes by the wg_n x K step of B (K-major:
- *     [N, K]) that desc[2i+1] describes, into its 64 x wg_n piece of c.
+ *     step of A that desc[2i] describes by the wg_n x K step of B that
+ *     desc[2i+1] describes, into its 64 x wg_n piece of c.  B is K-major
+ *     ([N, K]) with trans_b, else MN-major ([K, N], 16-bit types only: the
+ *     instruction's transpose immediate is set and the descriptor's offsets
+ *     take their MN-major meaning).
  *     A descriptor's start address is a byte offset into the block's
  *     shared array (the back end adds the array's address); its fields are
  *     those of the PTX ISA's wgmma matrix descriptor.  The a and b regions
@@ -538,16 +541,21 @@ int64_t ir_tma_box(const Stmt *s, int64_t *box);
 int64_t ir_swizzle_byte(int64_t b, int W);
 
 /* Deep copies (ir/clone.c): how a pass repeats a piece of a kernel.  In
- * the copy, variable var[i] reads as a copy of by[i] and buffer from[i] is
- * replaced by to[i]; loops get fresh variables (a variable is defined once
- * per kernel). */
+ * the copy, variable var[i] reads as a copy of by[i], buffer from[i] is
+ * replaced by to[i] and scalar pfrom[i] by pto[i]; loops get fresh
+ * variables (a variable is defined once per kernel).  With every variable,
+ * buffer and scalar mapped, the source may be another kernel (how
+ * ir/compose.c joins two). */
 typedef struct IrSubst {
-    const Var *var[16];
-    Expr *by[16];
+    const Var *var[32];
+    Expr *by[32];
     int nvars;
-    const Buffer *from[16];
-    Buffer *to[16];
+    const Buffer *from[64];
+    Buffer *to[64];
     int nbufs;
+    const Param *pfrom[8];
+    Param *pto[8];
+    int nparams;
 } IrSubst;
 Expr *ir_clone_expr(Kernel *k, const Expr *e, const IrSubst *sub);
 Stmt *ir_clone_stmt(Kernel *k, const Stmt *s, const IrSubst *sub);
@@ -664,5 +672,18 @@ bool ir_interp(const Kernel *k, void *const *args, const int64_t *params, Diag *
 
 /* Evaluate an integer expression over params only (grid sizes, shapes). */
 bool ir_eval_int(const Expr *e, const int64_t *params, int64_t *out);
+
+/* ------------------------------------------------------- composition */
+
+/* One tensor a composition connects: the producer's output `out` feeds
+ * the consumer's input `in`. */
+typedef struct ComposeVia {
+    const char *out, *in;
+} ComposeVia;
+/* T.compose: fill k (name, parameters and scalars already set) with one
+ * kernel computing what producer P then consumer C compute, each `via`
+ * tensor a block-local buffer instead of an argument; false with d at k's
+ * line naming why when that is not legal (see ir/compose.c).  Tile IR. */
+bool ir_compose(Kernel *k, const Kernel *P, const Kernel *C, const ComposeVia *via, int nvia, Diag *d);
 
 #endif

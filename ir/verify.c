@@ -347,7 +347,9 @@ static void check_block_mma(Verifier *v, const Stmt *s)
     MmaLayout l;
     bool wg = s->u.gemm.desc != NULL;
     bool laid = wg ? ir_wgmma_layout(m, n, v->k->nthreads, &l) : ir_mma_layout(m, n, v->k->nthreads, &l);
-    if (s->u.gemm.trans_a || k != kb || !laid || (wg && !s->u.gemm.trans_b)) {
+    /* wgmma reads B [K, N] (MN-major) for 16-bit types only */
+    bool mn_ok = s->u.gemm.trans_b || dt_bits(b->buf->dtype) == 16;
+    if (s->u.gemm.trans_a || k != kb || !laid || (wg && !mn_ok)) {
         fail(v, s->loc, "micro_gemm [%lld x %lld] . [%lld x %lld] has no tensor-core layout over %d threads",
              (long long)m, (long long)k, (long long)kb, (long long)n, v->k->nthreads);
         return;

@@ -5,7 +5,7 @@
 -- The same two passes as rmsnorm_quant.lua (norm.lua; that one fuses
 -- act_quant and never stores y): composed with act_quant it gives that
 -- kernel's bits, which is how the fused kernel's gain is measured
--- (bench_ops).
+-- (bench_ops); rmsnorm_fp8.lua is that composition made by T.compose.
 --   tilec run kernels_src/rmsnorm.lua --set M=4 --check
 local T = require "tile"
 local N = require "norm"

@@ -12,7 +12,7 @@ local BN = 64 -- keys per block
 
 return T.kernel "sparse_attn" {
   params = { M = T.dyn, H = T.size(64), D = T.size(512), L = T.size(640), NKV = T.size(4096),
-             BH = T.tune{16, 8} },
+             BH = T.tune{16, 8, 64} },
   args = function(p)
     T.check(p.L % BN == 0, ("sparse_attn: %d indices per query is not a multiple of %d"):format(p.L, BN))
     T.check(p.H % p.BH == 0, ("sparse_attn: %d heads is not a multiple of BH = %d"):format(p.H, p.BH))

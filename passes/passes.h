@@ -19,6 +19,7 @@ bool pass_pipeline(Kernel *k, const TargetInfo *t, const PassOptions *o, Diag *d
 /* "check, stages, tma, lower, bounds, fuse, vectorize, threads, wgwait" */
 const char *pass_names(void);
 
+
 /* Semantic pre-check against the target (fragment sizes, ...). */
 bool pass_check(Kernel *k, const TargetInfo *t, Diag *d);
 /* GPU: multi-stage buffering of `pipelined` loops with asynchronous copies

@@ -11,11 +11,12 @@
  *   - a MICRO_GEMM (tensor-core product) is issued by all threads together;
  *     its accumulator takes the MMA layout of ir.h, and every nest over the
  *     accumulator is distributed in that layout instead of cyclically.  On
- *     sm_90a a product whose operands are K-major shared tiles and whose
- *     accumulator splits into 64-row pieces over warpgroups runs as wgmma
- *     (plan_wgmma): warpgroup layout, operands stored swizzled (every
- *     access rewritten, swizzle_index), and the matrix descriptors of each
- *     instruction on the MICRO_GEMM once shared memory is laid out.
+ *     sm_90a a product whose operands are shared tiles, A K-major and B
+ *     K-major or (16-bit types) MN-major, and whose accumulator splits into
+ *     64-row pieces over warpgroups runs as wgmma (plan_wgmma): warpgroup
+ *     layout, operands stored swizzled (every access rewritten,
+ *     swizzle_index), and the matrix descriptors of each instruction on the
+ *     MICRO_GEMM once shared memory is laid out.
  * Memory follows from that: a scratch buffer that every access reaches at
  * the element its thread owns becomes a private array (registers); other
  * LOCAL buffers touched only inside distributed nests stay private; every
@@ -1088,18 +1089,30 @@ static bool reach_ok(const Stmt *s, const Buffer *c, Stmt *const *loops, int n)
 
 /* ------------------------------------------------------------ wgmma */
 
-/* Can the product run as wgmma (sm_90a)?  Whole 2-D shared operands, both
- * K-major (A [M, K], B [N, K]: the layout wgmma takes for every dtype; 8-bit
- * ones take no other), and an accumulator that splits into 64-row pieces
- * over warpgroups. */
+/* The widest swizzle (128, 64 or 32 bytes; 0: none) whose W-byte atoms
+ * along N tile the n of one wgmma: an MN-major operand's descriptors start
+ * each instruction (and each warpgroup's columns) at an atom's first byte. */
+static int mn_swizzle_width(int64_t wg_n, DType dt)
+{
+    int64_t bytes = wg_n * dt_bits(dt) / 8;
+    return bytes % 128 == 0 ? 128 : bytes % 64 == 0 ? 64 : bytes % 32 == 0 ? 32 : 0;
+}
+
+/* Can the product run as wgmma (sm_90a)?  Whole 2-D shared operands, A
+ * K-major ([M, K]) and B K-major ([N, K], trans_b: the layout wgmma takes
+ * for every dtype) or, for 16-bit types only, MN-major ([K, N], read with
+ * the instruction's transpose immediate; 8-bit operands must be K-major),
+ * and an accumulator that splits into 64-row pieces over warpgroups. */
 static bool wgmma_fits(const Threads *T, const Stmt *s)
 {
     const Region *a = &s->u.gemm.a, *b = &s->u.gemm.b, *c = &s->u.gemm.c;
     MmaLayout l;
-    return T->t->gpu_sm >= 90 && s->u.gemm.trans_b && !s->u.gemm.trans_a && !s->u.gemm.b_pairs &&
-           a->buf->rank == 2 && b->buf->rank == 2 && c->buf->rank == 2 && a->buf != b->buf &&
-           ir_region_is_whole(a) && ir_region_is_whole(b) &&
-           ir_wgmma_layout(c->ext[0], c->ext[1], T->k->nthreads, &l);
+    bool ok = T->t->gpu_sm >= 90 && !s->u.gemm.trans_a && !s->u.gemm.b_pairs && a->buf->rank == 2 &&
+              b->buf->rank == 2 && c->buf->rank == 2 && a->buf != b->buf && ir_region_is_whole(a) &&
+              ir_region_is_whole(b) && ir_wgmma_layout(c->ext[0], c->ext[1], T->k->nthreads, &l);
+    if (!ok || s->u.gemm.trans_b)
+        return ok;
+    return dt_bits(b->buf->dtype) == 16 && mn_swizzle_width(l.wg_n, b->buf->dtype) != 0;
 }
 
 static void list_products(Stmt *s, Stmt **out, int *n, int cap)
@@ -1183,13 +1196,20 @@ static int swizzle_width(const Buffer *b)
     return row % 128 == 0 ? 128 : row % 64 == 0 ? 64 : 32;
 }
 
-static void note_swizzled(Threads *T, Buffer *b)
+/* b is a wgmma operand whose descriptors need a swizzle of at most W bytes
+ * (W: the widest its row takes, or for an MN-major B the widest whose
+ * atoms tile one instruction's n): a buffer read both ways gets the
+ * narrowest, which every use's descriptors can describe. */
+static void note_swizzled(Threads *T, Buffer *b, int W)
 {
     for (int i = 0; i < T->nswz; i++)
-        if (T->swz[i] == b)
+        if (T->swz[i] == b) {
+            if (W < T->swz_w[i])
+                T->swz_w[i] = W;
             return;
+        }
     T->swz[T->nswz] = b;
-    T->swz_w[T->nswz++] = swizzle_width(b);
+    T->swz_w[T->nswz++] = W;
     /* the swizzle XORs address bits 4.. with bits 7..: its pattern repeats
      * every 1024 bytes, and the descriptors assume it starts at 0 */
     b->align = 1024;
@@ -1204,7 +1224,11 @@ static Expr *dup(Threads *T, const Expr *e) { return ir_clone_expr(T->k, e, &(Ir
  * within the 1024-aligned storage the 16-byte chunk bits 4.. of every byte
  * address are XORed with its bits 7.. (as many bits as W has chunks, log2
  * W/16).  The element's new place is returned as an index of the same
- * [R, K] buffer (its storage is only permuted). */
+ * [R, K] buffer (its storage is only permuted).  An MN-major B [K, N] is
+ * the same permutation with the roles named the other way: N, its
+ * contiguous dimension, is cut into W-byte columns of K rows each (the
+ * MN-major canonical layout: W-byte atoms of 8 k rows, atoms along N LBO =
+ * K W bytes apart, 8-row groups of k SBO = 8 W apart). */
 static void swizzle_index(Threads *T, const Buffer *b, int W, Expr **idx)
 {
     Kernel *k = T->k;
@@ -1308,6 +1332,26 @@ static void make_desc(Threads *T, const Buffer *b, int64_t base, int64_t row0, i
     *hi = ci(T, (8 * W >> 4) | mode << 30);
 }
 
+/* The descriptor of k rows k0.. (one k step) and columns n0.. of an
+ * MN-major B [K, N] (n0 a multiple of the W-byte atom's elements), stored
+ * by swizzle_index in W-byte columns of K rows: start at column n0 / (W /
+ * eb), row k0; for MN-major swizzled layouts the PTX ISA's leading byte
+ * offset is the step between atoms along N (one column, K W bytes) and the
+ * stride byte offset the step between groups of 8 k rows (8 W bytes). */
+static void make_desc_mn(Threads *T, const Buffer *b, int64_t base, int64_t k0, int64_t n0, Expr *extra,
+                         Expr **lo, Expr **hi)
+{
+    int W = swizzled(T, b);
+    int64_t K, eb = dt_bits(b->dtype) / 8;
+    ir_expr_is_const(b->shape[0], &K);
+    int64_t addr = base + n0 * eb / W * K * W + k0 * W;
+    int64_t mode = W == 128 ? 1 : W == 64 ? 2 : 3;
+    *lo = ci(T, (addr >> 4) | (K * W >> 4) << 16);
+    if (extra)
+        *lo = ir_binary(T->k, EX_ADD, *lo, extra);
+    *hi = ci(T, (8 * W >> 4) | mode << 30);
+}
+
 /* i * step, with i the warpgroup's row (or column) in the grid, >> 4 for a
  * descriptor's start address; NULL when it is always 0. */
 static Expr *group_offset(Threads *T, const MmaLayout *L, bool rows, int64_t step)
@@ -1333,9 +1377,16 @@ static void wgmma_descs(Threads *T, Stmt *s, const MmaLayout *L)
         for (int p = 0; p < L->mt; p++)
             for (int q = 0; q < L->nq; q++, i += 4) {
                 Expr *ea = group_offset(T, L, true, L->m / L->wm * swizzled(T, A));
-                Expr *eb = group_offset(T, L, false, L->n / L->wn * swizzled(T, Bb));
                 make_desc(T, A, offa, 64 * p, ks * kstep, ea, &d[i], &d[i + 1]);
-                make_desc(T, Bb, offb, (int64_t)q * L->wg_n, ks * kstep, eb, &d[i + 2], &d[i + 3]);
+                if (s->u.gemm.trans_b) {
+                    Expr *eb = group_offset(T, L, false, L->n / L->wn * swizzled(T, Bb));
+                    make_desc(T, Bb, offb, (int64_t)q * L->wg_n, ks * kstep, eb, &d[i + 2], &d[i + 3]);
+                } else { /* a warpgroup's columns start K W bytes per atom later */
+                    int64_t Kb, W = swizzled(T, Bb), bytes = L->n / L->wn * (dt_bits(Bb->dtype) / 8);
+                    ir_expr_is_const(Bb->shape[0], &Kb);
+                    Expr *eb = group_offset(T, L, false, bytes / W * Kb * W);
+                    make_desc_mn(T, Bb, offb, ks * kstep, (int64_t)q * L->wg_n, eb, &d[i + 2], &d[i + 3]);
+                }
             }
     s->u.gemm.desc = d;
     s->u.gemm.ndesc = n;
@@ -1396,7 +1447,8 @@ static bool find_mma(Threads *T, Stmt *s, Diag *d)
             int64_t cols;
             T->uniform_use[b->id] = 1; /* shared: every warp reads all of it */
             if (wg) {
-                note_swizzled(T, b);
+                bool mn = o == 1 && !s->u.gemm.trans_b; /* B as [K, N] */
+                note_swizzled(T, b, mn ? mn_swizzle_width(T->mma[g].wg_n, b->dtype) : swizzle_width(b));
                 continue;
             }
             ir_expr_is_const(b->shape[1], &cols);

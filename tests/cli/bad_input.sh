@@ -95,6 +95,12 @@ expect_error "bad --emit" "tilec: unknown --emit kind 'exe' (ir, llvm, asm, obj 
 
 expect_error "rmsnorm width not whole steps" "tilec: kernels_src/rmsnorm.lua:18: rmsnorm: D = 100 is not a multiple of 128" -- \
   "$TILEC" run kernels_src/rmsnorm.lua --set M=2 --set D=100
+expect_error "compose: consumer reads outside the producer's block" \
+  "tilec: tests/specs/compose/bad_rows.lua:2: T.compose addone_colsum: colsum's block reads x dim 0 [bx*16, bx*16 + 16) but addone's block writes y dim 0 [bx*8, bx*8 + 8) (hint: the consumer's block must read only what the producer's block writes: match their tiles)" -- \
+  "$TILEC" run tests/specs/compose/bad_rows.lua --set M=4
+expect_error "compose: an error in a part names the part" \
+  "tilec: kernels_src/rmsnorm_fp8.lua:10: T.compose rmsnorm_fp8: kernels_src/rmsnorm.lua:18: rmsnorm: D = 100 is not a multiple of 128" -- \
+  "$TILEC" run kernels_src/rmsnorm_fp8.lua --set M=2 --set D=100
 expect_error "fp8_gemm tile of another size" \
   "tilec: kernels_src/fp8_gemm.lua:16: --set BN=48: not one of its tune{} values {128, 64, 32, 16}" -- \
   "$TILEC" run kernels_src/fp8_gemm.lua --set M=2 --set BN=48

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every example and every V4 kernel compiles to PTX for sm_90a and sm_80 and
 # assembles with ptxas; the GEMM example and the attention kernel do not
-# spill; sm_90a gemms use wgmma, sm_80 mma.sync; GPU bad input (shared memory over the limit, --emit obj, --simt on a
+# spill; sm_90a gemms use wgmma (a 16-bit [K, N] B too, transposed), sm_80 mma.sync; GPU bad input (shared memory over the limit, --emit obj, --simt on a
 # CPU target) fails with one clear line.
 #   bash tests/cli/ptx.sh build/tilec
 TILEC=$1
@@ -126,6 +126,28 @@ for k in "fp8_gemm" "grouped_oproj --set BM=64" "moe_gemm_swiglu --set BM=64"; d
      "$PTXAS" -arch=sm_90a -o "$tmp/x.cubin" "$ptx"; then
     ok "sm_90a $k wgmma"; else bad "sm_90a $k wgmma"; fi
 done
+
+# a 16-bit B given as [K, N] (N contiguous) runs on wgmma with the B
+# transpose immediate (imm-trans-b 1: MN-major descriptors), without spills:
+# sparse_attn's P.V at 64-head tiles (BH=16 has no 64-row piece and keeps
+# mma.sync) and tests/specs/gemm_kn.lua; 8-bit [K, N] stays off wgmma (fp8
+# operands must be K-major), and sm_80 keeps mma.sync
+mn() { # NAME ARCH SPEC WANT NOT -- compile args...
+  local name=$1 arch=$2 spec=$3 want=$4 not=$5 ptx="$tmp/mn.ptx" log
+  shift 6
+  if "$TILEC" compile "$spec" --target "$arch" "$@" -o "$ptx" && grep -qE "$want" "$ptx" &&
+     ! grep -qE "$not" "$ptx" && log=$("$PTXAS" -arch="$arch" -v -o "$tmp/x.cubin" "$ptx" 2>&1) &&
+     printf '%s' "$log" | grep -q "0 bytes spill stores, 0 bytes spill loads"; then
+    ok "$name"; else bad "$name" "${log:-}"; fi
+}
+trans='wgmma\.mma_async\.sync\.aligned\.m64n256k16\.f32\.bf16\.bf16 .*, p, 1, 1, 0, 1;'
+mn "sparse_attn BH=64 wgmma MN-major B sm_90a" sm_90a kernels_src/sparse_attn.lua "$trans" "mma\.sync" -- --set BH=64
+mn "sparse_attn BH=64 mma.sync sm_80" sm_80 kernels_src/sparse_attn.lua "mma\.sync\.aligned\.m16n8k16" "wgmma" -- --set BH=64
+mn "gemm_kn bf16 wgmma MN-major B sm_90a" sm_90a tests/specs/gemm_kn.lua \
+  'wgmma\.mma_async\.sync\.aligned\.m64n128k16\.f32\.bf16\.bf16 .*, p, 1, 1, 0, 1;' "mma\.sync" -- \
+  --set dtype=bf16 --set BM=128 --set BN=128 --set BK=64
+mn "gemm_kn e4m3 stays off wgmma sm_90a" sm_90a tests/specs/gemm_kn.lua "ld\.shared" "wgmma" -- \
+  --set dtype=f8e4m3 --set BM=64 --set BN=64 --set BK=64
 
 # with cuobjdump, --report's instruction mix shows the warpgroup MMAs (HGMMA)
 if command -v cuobjdump >/dev/null; then

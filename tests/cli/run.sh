@@ -20,6 +20,19 @@ check "softmax --check" "$TILEC" run examples/softmax.lua --check
 check "rmsnorm --check" "$TILEC" run examples/rmsnorm.lua --check
 check "silu_mul --check" "$TILEC" run examples/silu_mul.lua --check
 check "gemm on 1 thread, avx2 --check" "$TILEC" run examples/gemm.lua --target x86-avx2 --threads 1 --check
+check "dyn M=0 (an empty batch) --check" "$TILEC" run examples/dyn_scale.lua --set M=0 --check
+
+# an empty .npy in gives an empty one out, with the right shape
+npy write "$tmp/e.npy" "<f4" 0,100
+if "$TILEC" run examples/dyn_scale.lua --in x=$tmp/e.npy --out y=$tmp/ey.npy >/dev/null 2>"$tmp/err" &&
+   python3 - "$tmp/ey.npy" <<'PY'
+import sys
+sys.path.insert(0, "tests/cli/support")
+from npyio import read
+shape, y = read(sys.argv[1])
+assert list(shape) == [0, 100] and len(y) == 0, (shape, len(y))
+PY
+then ok "empty .npy in, empty .npy out"; else bad "empty .npy in, empty .npy out" "$(cat "$tmp/err")"; fi
 
 # softmax of known rows, through files, against Python's math.
 npy write "$tmp/x.npy" "<f4" 3,4 1 2 3 4  0 0 0 0  -1 5 0.5 2

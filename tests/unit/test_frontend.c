@@ -240,9 +240,9 @@ TEST(gemm_defaults)
     check_arg(k, 1, "B", DT_F32, ARG_IN, 2, (int64_t[]){256, 256});
     check_arg(k, 2, "C", DT_F32, ARG_OUT, 2, (int64_t[]){256, 256});
     /* Parameters are recorded in name order. */
-    const char *order[] = {"BK", "BM", "BN", "K", "M", "N", "dtype"};
-    CHECK(k->nkparams == 7);
-    for (int i = 0; i < 7 && i < k->nkparams; i++)
+    const char *order[] = {"BK", "BM", "BN", "K", "M", "N", "dtype", "stages"};
+    CHECK(k->nkparams == 8);
+    for (int i = 0; i < 8 && i < k->nkparams; i++)
         CHECKF(!strcmp(k->kparams[i].name, order[i]), "kparam %d is %s", i, k->kparams[i].name);
     const KParam *p = kparam(k, "dtype");
     CHECK(p && p->kind == KP_TUNE && !strcmp(p->value, "f32") && p->ncands == 3 &&
@@ -401,10 +401,10 @@ TEST(dyn_dimension_and_its_specialisation)
 
 TEST(set_errors)
 {
-    expect_error("examples/dyn_scale.lua", &(FeSet){"M", "0"}, 1,
-                 "examples/dyn_scale.lua:7: --set M=0: expected a positive integer\n");
+    expect_error("examples/dyn_scale.lua", &(FeSet){"M", "-1"}, 1,
+                 "examples/dyn_scale.lua:7: --set M=-1: expected a non-negative integer\n");
     expect_error("examples/dyn_scale.lua", &(FeSet){"M", "abc"}, 1,
-                 "examples/dyn_scale.lua:7: --set M=abc: expected a positive integer\n");
+                 "examples/dyn_scale.lua:7: --set M=abc: expected a non-negative integer\n");
     expect_error("examples/softmax.lua", &(FeSet){"x", "3"}, 1,
                  "examples/softmax.lua:7: --set x: kernel softmax has no parameter x "
                  "(hint: its parameters: BM, BN, M, N)\n");

@@ -366,7 +366,7 @@ static int round_trip_specs_in(const char *dirname)
         char path[512];
         snprintf(path, sizeof path, "%s/%s", dirname, e->d_name);
         char *src = th_read_file(path);
-        bool is_kernel = src && strstr(src, "T.kernel");
+        bool is_kernel = src && (strstr(src, "T.kernel") || strstr(src, "T.compose"));
         free(src);
         if (!is_kernel)
             continue;

@@ -844,6 +844,143 @@ TEST(wgmma_descriptor_faults_are_caught)
     }
 }
 
+/* ---------------------------------------------- wgmma, MN-major B */
+
+/* tests/specs/gemm_kn.lua (B as [K, N]) at M x N x K = 100 x 72 x 160
+ * (edge tiles in M, N and K) with the given tiles and dtype, as
+ * gemm_pair does for examples/gemm.lua. */
+static bool kn_pair(const char *bm, const char *bn, const char *bk, const char *dt, float **want, Kernel **k)
+{
+    FeSet sets[] = {{"M", "100"}, {"N", "72"}, {"K", "160"}, {"dtype", dt},
+                    {"BM", bm}, {"BN", bn}, {"BK", bk}};
+    Diag d = {0};
+    Kernel *plain = fe_load("tests/specs/gemm_kn.lua", sets, 7, &d);
+    *k = lowered("tests/specs/gemm_kn.lua", sets, 7);
+    bool ok = plain && *k && run_kernel(plain, &d, 2, want);
+    if (plain)
+        ir_kernel_free(plain);
+    return ok;
+}
+
+/* A 16-bit gemm whose B tile is [K, N] runs on sm_90a as wgmma with an
+ * MN-major B (no trans_b on the product: the transpose immediate), and the
+ * SIMT interpreter, decoding its descriptors the MN-major way, gets the
+ * plain interpreter's product: swizzles of 128 bytes (one atom along N per
+ * instruction, and two: the leading byte offset), 64 and 32 bytes (three
+ * atoms), one warpgroup and two (over M, and over N: the column offset). */
+TEST(wgmma_mn_major_b_matches_the_interpreter)
+{
+    static const char *const cfg[][4] = {
+        {"64", "64", "64", "bf16"},   /* 128-byte swizzle, n64: one atom */
+        {"128", "128", "64", "bf16"}, /* 2 warpgroups over M, n128: two atoms along N */
+        {"64", "256", "32", "bf16"},  /* 2 warpgroups over N, n128 each */
+        {"64", "48", "32", "f16"},    /* 32-byte swizzle, n48: three atoms */
+        {"64", "32", "64", "bf16"},   /* 64-byte swizzle */
+        {"64", "320", "32", "bf16"},  /* n160 per warpgroup: 64-byte atoms though rows take 128 */
+    };
+    for (size_t c = 0; c < sizeof cfg / sizeof cfg[0]; c++) {
+        float *want = NULL, *got = NULL;
+        Kernel *k = NULL;
+        Diag d = {0};
+        if (kn_pair(cfg[c][0], cfg[c][1], cfg[c][2], cfg[c][3], &want, &k)) {
+            Stmt *s = first_wgmma(k->body);
+            CHECKF(s && !s->u.gemm.trans_b, "BM=%s BN=%s BK=%s %s: no MN-major wgmma", cfg[c][0], cfg[c][1],
+                   cfg[c][2], cfg[c][3]);
+            bool ok = run_kernel(k, &d, 2, &got);
+            CHECKF(ok, "BM=%s BN=%s BK=%s %s: %s", cfg[c][0], cfg[c][1], cfg[c][2], cfg[c][3], d.msg);
+            CHECKF(ok && mismatches(want, got, 100 * 72) == 0, "BM=%s BN=%s BK=%s %s: %lld elements differ",
+                   cfg[c][0], cfg[c][1], cfg[c][2], cfg[c][3], ok ? (long long)mismatches(want, got, 100 * 72) : -1LL);
+        } else {
+            CHECKF(false, "gemm_kn BM=%s BN=%s BK=%s %s does not lower", cfg[c][0], cfg[c][1], cfg[c][2], cfg[c][3]);
+        }
+        free(want);
+        free(got);
+        if (k)
+            ir_kernel_free(k);
+    }
+}
+
+/* wgmma takes an MN-major B for 16-bit types only: an 8-bit (e4m3) [K, N]
+ * B stays off it (fp8 operands must be K-major), and so does f32; both
+ * still give the right product on sm_90a. */
+TEST(wgmma_mn_major_b_is_16_bit_only)
+{
+    const char *dts[] = {"f8e4m3", "f32"};
+    for (int i = 0; i < 2; i++) {
+        float *want = NULL, *got = NULL;
+        Kernel *k = NULL;
+        Diag d = {0};
+        if (kn_pair("64", "64", "64", dts[i], &want, &k)) {
+            CHECKF(first_wgmma(k->body) == NULL, "gemm_kn %s runs on wgmma", dts[i]);
+            CHECKF(run_kernel(k, &d, 2, &got), "%s: %s", dts[i], d.msg);
+            CHECKF(got && mismatches(want, got, 100 * 72) == 0, "gemm_kn %s: wrong product", dts[i]);
+        } else
+            CHECKF(false, "gemm_kn %s does not lower", dts[i]);
+        free(want);
+        free(got);
+        if (k)
+            ir_kernel_free(k);
+    }
+}
+
+/* Planted faults in the MN-major descriptors of real pass output: the
+ * leading byte offset (atoms along N) halved, the stride byte offset
+ * (8-row k groups) doubled, B's swizzle mode dropped, and the transpose
+ * bit off (the product read as a K-major B).  Each must make the SIMT run
+ * fail — a wrong product, or a read outside the operand. */
+TEST(wgmma_mn_major_descriptor_faults_are_caught)
+{
+    enum { LBO, SBO, NO_SWIZZLE, NO_TRANSPOSE };
+    for (int fault = LBO; fault <= NO_TRANSPOSE; fault++) {
+        float *want = NULL, *got = NULL;
+        Kernel *k = NULL;
+        Diag d = {0};
+        if (!kn_pair("128", "128", "64", "bf16", &want, &k)) {
+            CHECKF(false, "gemm_kn bf16 does not lower");
+            free(want);
+            if (k)
+                ir_kernel_free(k);
+            continue;
+        }
+        Stmt *s = first_wgmma(k->body);
+        CHECK(s != NULL);
+        for (int i = 0; s && i < s->u.gemm.ndesc; i += 4) {
+            Expr **b_lo = &s->u.gemm.desc[i + 2], **b_hi = &s->u.gemm.desc[i + 3];
+            int64_t lo, hi;
+            if (fault == LBO && ir_expr_is_const(*b_lo, &lo))
+                *b_lo = ir_const_i(k, (lo & 0x3fff) | (lo >> 16 & 0x3fff) / 2 << 16);
+            if (fault == SBO && ir_expr_is_const(*b_hi, &hi))
+                *b_hi = ir_const_i(k, (hi & ~(int64_t)0x3fff) | (hi & 0x3fff) * 2);
+            if (fault == NO_SWIZZLE && ir_expr_is_const(*b_hi, &hi))
+                *b_hi = ir_const_i(k, hi & ~((int64_t)3 << 30));
+        }
+        if (s && fault == NO_TRANSPOSE)
+            s->u.gemm.trans_b = true;
+        bool ok = run_kernel(k, &d, 2, &got);
+        CHECKF(!ok || mismatches(want, got, 100 * 72) > 0, "MN-major descriptor fault %d still gave the right product",
+               fault);
+        free(want);
+        free(got);
+        ir_kernel_free(k);
+    }
+}
+
+/* sparse_attn's P·V (P [BH, 64] by the gathered rows as [K, N]) runs as
+ * wgmma with an MN-major B where its head tile is 64 rows (BH = 64: wgmma
+ * has no smaller m); its Q·Kᵀ, whose scores are reduced across rows, stays
+ * on FMA loops that read the same swizzled rows elementwise.  (Its values
+ * are checked against the reference in test_v4_formats.c.) */
+TEST(sparse_attn_pv_runs_on_wgmma)
+{
+    FeSet sets[] = {{"H", "64"}, {"D", "192"}, {"L", "128"}, {"NKV", "150"}, {"BH", "64"}};
+    Kernel *k = lowered("kernels_src/sparse_attn.lua", sets, 5);
+    if (!k)
+        return;
+    Stmt *s = first_wgmma(k->body);
+    CHECKF(s && !s->u.gemm.trans_b, "sparse_attn BH=64: P.V is not an MN-major wgmma");
+    ir_kernel_free(k);
+}
+
 /* The n-th statement of kind op in s (program order, counting down *n),
  * with the SEQ that holds it and its index there. */
 static bool find_op(Stmt *s, StmtOp op, int *n, Stmt **seq, int *at)
@@ -956,6 +1093,10 @@ int main(void)
     RUN(tma_planted_faults_are_caught);
     RUN(wgmma_gemm_matches_the_interpreter);
     RUN(wgmma_descriptor_faults_are_caught);
+    RUN(wgmma_mn_major_b_matches_the_interpreter);
+    RUN(wgmma_mn_major_b_is_16_bit_only);
+    RUN(wgmma_mn_major_descriptor_faults_are_caught);
+    RUN(sparse_attn_pv_runs_on_wgmma);
     RUN(wgmma_kernel_text_round_trips);
     RUN(every_wgmma_wait_is_needed);
     RUN(reduction_phases_in_a_loop);

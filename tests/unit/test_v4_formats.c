@@ -879,7 +879,8 @@ TEST(grouped_output_projection)
         }
 }
 
-static void check_attn(const char *target, int M, int H, int D, int L, int NKV)
+/* bh: the head tile (0: 16 where H allows, else 8) */
+static void check_attn(const char *target, int M, int H, int D, int L, int NKV, int bh)
 {
     int64_t nq = (int64_t)M * H * D, nkv = (int64_t)NKV * D;
     uint16_t *q = calloc((size_t)nq, 2), *kv = calloc((size_t)nkv, 2), *o = calloc((size_t)nq, 2);
@@ -908,12 +909,13 @@ static void check_attn(const char *target, int M, int H, int D, int L, int NKV)
         }
     for (int t = 0; t < M; t++)
         ref_sparse_attn(H, D, qf + (int64_t)t * H * D, kf, idx + t * L, L, sink, want + (int64_t)t * H * D);
-    char hs[16], ds[16], lsz[16], ns[16];
+    char hs[16], ds[16], lsz[16], ns[16], bhs[16];
+    snprintf(bhs, sizeof bhs, "%d", bh ? bh : H % 16 ? 8 : 16);
     snprintf(hs, sizeof hs, "%d", H);
     snprintf(ds, sizeof ds, "%d", D);
     snprintf(lsz, sizeof lsz, "%d", L);
     snprintf(ns, sizeof ns, "%d", NKV);
-    FeSet sets[] = {{"H", hs}, {"D", ds}, {"L", lsz}, {"NKV", ns}, {"BH", H % 16 ? "8" : "16"}};
+    FeSet sets[] = {{"H", hs}, {"D", ds}, {"L", lsz}, {"NKV", ns}, {"BH", bhs}};
     void *args[5] = {q, kv, idx, sink, o};
     int64_t params[1] = {M};
     CHECK(th_run("kernels_src/sparse_attn.lua", sets, 5, target, args, params, 2));
@@ -935,17 +937,18 @@ static void check_attn(const char *target, int M, int H, int D, int L, int NKV)
 
 TEST(sparse_attention_with_sink)
 {
-    check_attn(NULL, 3, 8, 192, 128, 150);                  /* v4-mini heads */
-    check_attn("sm_90a", 3, 8, 192, 128, 150);
+    check_attn(NULL, 3, 8, 192, 128, 150, 0);                  /* v4-mini heads */
+    check_attn("sm_90a", 3, 8, 192, 128, 150, 0);
+    check_attn("sm_90a", 3, 64, 128, 128, 150, 64);  /* 64-head tiles: P.V on wgmma, B MN-major */
     const char *targets[] = {"x86-avx512", "x86-avx2"};
     for (int t = 0; t < 2; t++)
         if (ir_target_runs_here(ir_target(targets[t]))) {
-            check_attn(targets[t], 3, 8, 192, 128, 150);
-            check_attn(targets[t], 4, 64, 512, 640, 1000);   /* Flash decode: 128 window + 512 top-k */
+            check_attn(targets[t], 3, 8, 192, 128, 150, 0);
+            check_attn(targets[t], 4, 64, 512, 640, 1000, 0);   /* Flash decode: 128 window + 512 top-k */
         }
     /* a 64K-entry compressed context, on the best target this CPU runs */
     if (test_large_shapes())
-        check_attn(ir_host_target()->name, 3, 64, 512, 640, 65536 + 128);
+        check_attn(ir_host_target()->name, 3, 64, 512, 640, 65536 + 128, 0);
 }
 
 /* Indexer scores then top-k (§3.4.2), the selection compared as index sets
