@@ -282,9 +282,11 @@ void cg_gpu_barrier(Cg *c)
 
 /* ------------------------------------------------------ async copies */
 
+enum { ASM_MAX_ARGS = IR_MAX_RANK + 3 }; /* a TMA load: address, map, coordinates, mbarrier */
+
 static void asm_void(Cg *c, const char *text, const char *cons, LLVMValueRef *args, int nargs)
 {
-    LLVMTypeRef tys[4];
+    LLVMTypeRef tys[ASM_MAX_ARGS];
     for (int i = 0; i < nargs; i++)
         tys[i] = LLVMTypeOf(args[i]);
     LLVMTypeRef fty = LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), tys, (unsigned)nargs, 0);

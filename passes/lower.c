@@ -490,8 +490,11 @@ static bool dot_gemm(Lower *L, const Stmt *g)
 }
 
 /* The tile's rows for a product of M rows, and its columns for mr rows:
- * the accumulator budget dot_m x dot_n, spent on columns when rows are few. */
-static int64_t dot_rows_of(const TargetInfo *t, int64_t M) { return M < t->dot_m ? M : t->dot_m; }
+ * the accumulator budget dot_m x dot_n, spent on columns when rows are few.
+ * One row more than dot_m still fits the registers (fewer columns), and
+ * then each weight is widened once instead of twice (fp8 at M = 4 on AVX2:
+ * one 4x2 band instead of a 3x3 and a 1x9). */
+static int64_t dot_rows_of(const TargetInfo *t, int64_t M) { return M <= t->dot_m + 1 ? M : t->dot_m; }
 
 /* A dot tile over block-scaled packed e2m1 B (codegen/micro.c) holds, per
  * column, its accumulators and the block's scaled table, beside one A
