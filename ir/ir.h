@@ -440,6 +440,7 @@ typedef struct Kernel {
     Expr *grid[IR_MAX_GRID];
 
     int nthreads;    /* threads per block (GPU Loop IR); 0: one logical thread */
+    int block_threads; /* GPU threads per block the spec asks for (0: the target chooses) */
     Var *thread_var; /* the thread index when nthreads > 0 */
 
     Stmt *body; /* a SEQ, run once per block (per thread when nthreads > 0) */
