@@ -172,6 +172,21 @@ expect_error "fragment larger than the block's registers" \
 expect_error "fp8 gemm where the tensor cores take no fp8" \
   "tilec: examples/gemm.lua:27: kernel gemm: T.gemm on f8e4m3 operand As: the tensor cores of sm_80 take only bf16 and f16 (f8e4m3 needs sm_89 or later) (hint: copy the tiles into bf16 shared buffers first; fp8 and fp4 widen to bf16 exactly)" -- \
   "$TILEC" compile examples/gemm.lua --target sm_80 --set dtype=f8e4m3 -o "$tmp/x.ptx"
+# three and four tiles in flight on sm_90a (TMA onto one mbarrier per
+# stage, wgmma groups overlapping the loads), checked on the SIMT interpreter
+for st in 3 4; do
+  ptx="$tmp/st$st.ptx"
+  set_=(--set dtype=bf16 --set BM=128 --set BN=128 --set BK=64 --set stages=$st)
+  if "$TILEC" compile examples/gemm.lua --target sm_90a "${set_[@]}" -o "$ptx" &&
+     log=$("$PTXAS" -arch=sm_90a -v -o "$tmp/x.cubin" "$ptx" 2>&1) &&
+     printf '%s' "$log" | grep -q "0 bytes spill stores, 0 bytes spill loads" &&
+     "$TILEC" run examples/gemm.lua --target sm_90a --simt "${set_[@]}" --set M=300 --set N=260 --set K=400 --check 2>&1 | grep -q "OK"; then
+    ok "gemm bf16 $st stages sm_90a"
+  else
+    bad "gemm bf16 $st stages sm_90a" "ptxas failed, spilled, or the SIMT check failed"
+  fi
+done
+
 # spec's threads = N: that many threads per block (whole warps, and the
 # fragments must map), checked on the SIMT interpreter
 for nt in 64 256; do
