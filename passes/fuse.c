@@ -167,25 +167,44 @@ static void loads_of(const Expr *e, Accesses *s)
         loads_of(e->args[i], s);
 }
 
+/* The loop variables bound inside some statements, each with its range
+ * [0, hi] where its loop's extent is a constant (hi < 0: unknown). */
+typedef struct Vars {
+    const Var *v[128];
+    int64_t hi[128];
+    int n;
+    bool full; /* more loops than fit: nothing may be assumed of the rest */
+} Vars;
+
+static void vars_push(Vars *vs, const Stmt *loop)
+{
+    if (vs->n == 128) {
+        vs->full = true;
+        return;
+    }
+    int64_t ext;
+    vs->v[vs->n] = loop->u.loop.var;
+    vs->hi[vs->n++] = ir_expr_is_const(loop->u.loop.extent, &ext) && ext > 0 ? ext - 1 : -1;
+}
+
 /* Every load and store in s, and the variables its loops bind. */
-static void accesses_of(const Stmt *s, Accesses *acc, const Var **vars, int *nvars)
+static void accesses_of(const Stmt *s, Accesses *acc, Vars *vars)
 {
     switch (s->op) {
     case ST_SEQ:
         for (int i = 0; i < s->u.seq.n; i++)
-            accesses_of(s->u.seq.items[i], acc, vars, nvars);
+            accesses_of(s->u.seq.items[i], acc, vars);
         break;
     case ST_FOR:
-        if (*nvars < 64)
-            vars[(*nvars)++] = s->u.loop.var;
+        vars_push(vars, s);
         loads_of(s->u.loop.extent, acc);
-        accesses_of(s->u.loop.body, acc, vars, nvars);
+        accesses_of(s->u.loop.body, acc, vars);
         break;
     case ST_IF:
         loads_of(s->u.if_.cond, acc);
-        accesses_of(s->u.if_.then_, acc, vars, nvars);
+        accesses_of(s->u.if_.then_, acc, vars);
         if (s->u.if_.else_)
-            accesses_of(s->u.if_.else_, acc, vars, nvars);
+            accesses_of(s->u.if_.else_, acc, vars);
         break;
     case ST_STORE:
         for (int d = 0; d < s->u.store.buf->rank; d++)
@@ -197,37 +216,155 @@ static void accesses_of(const Stmt *s, Accesses *acc, const Var **vars, int *nva
     }
 }
 
-static bool mentions_any(const Expr *e, const Var *const *vars, int n)
+static bool mentions_any(const Expr *e, const Vars *vs)
 {
-    for (int i = 0; i < n; i++)
-        if (mentions_var(e, vars[i]))
+    for (int i = 0; i < vs->n; i++)
+        if (mentions_var(e, vs->v[i]))
             return true;
     return false;
 }
 
 /* e is v + c (either order), with c free of the nests' variables: distinct
  * values of v give distinct values of e. */
-static bool moves_with(const Expr *e, const Var *v, const Var *const *inner, int ninner)
+static bool moves_with(const Expr *e, const Var *v, const Vars *inner)
 {
     if (e->op == EX_VAR)
         return e->var == v;
     if (e->op != EX_ADD)
         return false;
     for (int s = 0; s < 2; s++)
-        if (moves_with(e->args[s], v, inner, ninner) && !mentions_var(e->args[1 - s], v) &&
-            !mentions_any(e->args[1 - s], inner, ninner))
+        if (moves_with(e->args[s], v, inner) && !mentions_var(e->args[1 - s], v) &&
+            !mentions_any(e->args[1 - s], inner))
             return true;
     return false;
 }
 
-/* Accesses x (of A) and y (of B) can only touch the same element in the
- * same iteration of v. */
-static bool same_iteration(const Access *x, const Access *y, const Var *v, const Var *const *inner,
-                           int ninner)
+/* ------------------------------------------------- strided indices */
+
+/* An integer range lo..hi (known false: could be anything). */
+typedef struct Range {
+    int64_t lo, hi;
+    bool known;
+} Range;
+
+static const Range UNKNOWN = {0, 0, false};
+
+/* The range of an index expression built from constants and the inner
+ * variables (loops with constant extents) by + - and * (and floor / and %
+ * by positive constants); anything else, outer variables and parameters
+ * included, is unknown.  A deliberately small cousin of bounds.c's
+ * range_of: only what decides whether s·v + e stays in its own block. */
+static Range range_in(const Expr *e, const Vars *inner)
 {
-    for (int d = 0; d < x->buf->rank; d++)
-        if (ir_expr_equal(x->idx[d], y->idx[d]) && moves_with(x->idx[d], v, inner, ninner))
+    int64_t c;
+    if (ir_expr_is_const(e, &c))
+        return (Range){c, c, true};
+    if (e->op == EX_VAR) {
+        for (int i = 0; i < inner->n; i++)
+            if (inner->v[i] == e->var)
+                return inner->hi[i] >= 0 ? (Range){0, inner->hi[i], true} : UNKNOWN;
+        return UNKNOWN;
+    }
+    if (!dt_is_int(e->dtype) || e->nargs != 2)
+        return UNKNOWN;
+    Range a = range_in(e->args[0], inner);
+    if (!a.known)
+        return UNKNOWN;
+    if ((e->op == EX_DIV || e->op == EX_MOD) && ir_expr_is_const(e->args[1], &c) && c > 0) {
+        if (e->op == EX_MOD)
+            return a.lo >= 0 && a.hi < c ? a : (Range){0, c - 1, true};
+        return a.lo >= 0 ? (Range){a.lo / c, a.hi / c, true} : UNKNOWN;
+    }
+    Range b = range_in(e->args[1], inner);
+    if (!b.known || (e->op != EX_ADD && e->op != EX_SUB && e->op != EX_MUL))
+        return UNKNOWN;
+    int64_t x[2] = {a.lo, a.hi}, y[2] = {b.lo, b.hi};
+    Range r = {0, 0, true};
+    for (int i = 0; i < 4; i++) { /* + - *: the extremes lie at the corners */
+        int64_t t;
+        bool over = e->op == EX_ADD   ? __builtin_add_overflow(x[i >> 1], y[i & 1], &t)
+                    : e->op == EX_SUB ? __builtin_sub_overflow(x[i >> 1], y[i & 1], &t)
+                                      : __builtin_mul_overflow(x[i >> 1], y[i & 1], &t);
+        if (over)
+            return UNKNOWN;
+        r.lo = i == 0 || t < r.lo ? t : r.lo;
+        r.hi = i == 0 || t > r.hi ? t : r.hi;
+    }
+    return r;
+}
+
+/* An index split as s·v + e: the terms of its sum, signed. */
+typedef struct Split {
+    int64_t s;          /* v's coefficient; 0: not of the form */
+    const Expr *t[16];  /* the terms of e */
+    bool neg[16];
+    int n;
+    Range e;            /* e's range */
+} Split;
+
+static bool split_terms(const Expr *x, bool neg, const Var *v, Split *sp)
+{
+    if (x->op == EX_ADD || (x->op == EX_SUB && dt_is_int(x->dtype)))
+        return split_terms(x->args[0], neg, v, sp) && split_terms(x->args[1], x->op == EX_SUB ? !neg : neg, v, sp);
+    if (mentions_var(x, v)) {
+        int64_t c = 1;
+        bool ok = x->op == EX_VAR || (x->op == EX_MUL && ((x->args[0]->op == EX_VAR && x->args[0]->var == v &&
+                                                           ir_expr_is_const(x->args[1], &c)) ||
+                                                          (x->args[1]->op == EX_VAR && x->args[1]->var == v &&
+                                                           ir_expr_is_const(x->args[0], &c))));
+        if (!ok || neg || c <= 0 || sp->s)
+            return false; /* v elsewhere, a second v term, or a stride not positive */
+        sp->s = c;
+        return true;
+    }
+    if (sp->n == 16)
+        return false;
+    sp->t[sp->n] = x;
+    sp->neg[sp->n++] = neg;
+    return true;
+}
+
+/* idx as s·v + e, e's range from the inner variables; false when idx is
+ * not of that form or e's range is unknown. */
+static bool split_index(const Expr *idx, const Var *v, const Vars *inner, Split *sp)
+{
+    *sp = (Split){0};
+    if (!split_terms(idx, false, v, sp) || !sp->s)
+        return false;
+    sp->e = (Range){0, 0, true};
+    for (int i = 0; i < sp->n; i++) {
+        Range r = range_in(sp->t[i], inner);
+        int64_t lo = sp->neg[i] ? -r.hi : r.lo, hi = sp->neg[i] ? -r.lo : r.hi;
+        if (!r.known || __builtin_add_overflow(sp->e.lo, lo, &sp->e.lo) ||
+            __builtin_add_overflow(sp->e.hi, hi, &sp->e.hi))
+            return false;
+    }
+    return true;
+}
+
+/* idx is s·v + e with e in [0, s): iteration v touches only block v of
+ * width s in this dimension (returns s, or 0). */
+static int64_t block_stride(const Expr *idx, const Var *v, const Vars *inner, Split *sp)
+{
+    if (!split_index(idx, v, inner, sp))
+        return 0;
+    return sp->e.lo >= 0 && sp->e.hi < sp->s ? sp->s : 0;
+}
+
+/* Accesses x (of A) and y (of B) can only touch the same element in the
+ * same iteration of v: in some dimension both indices are the same v + c,
+ * or both are s·v + e with one s and e in [0, s) (s·i + e = s·j + e' with
+ * |e - e'| < s gives i = j). */
+static bool same_iteration(const Access *x, const Access *y, const Var *v, const Vars *inner)
+{
+    for (int d = 0; d < x->buf->rank; d++) {
+        if (ir_expr_equal(x->idx[d], y->idx[d]) && moves_with(x->idx[d], v, inner))
             return true;
+        Split sx, sy;
+        int64_t s = block_stride(x->idx[d], v, inner, &sx);
+        if (s && s == block_stride(y->idx[d], v, inner, &sy))
+            return true;
+    }
     return false;
 }
 
@@ -235,16 +372,15 @@ static bool same_iteration(const Access *x, const Access *y, const Var *v, const
 static bool fusable_accesses(const Stmt *a, const Stmt *b, const Var *v)
 {
     Accesses aa = {0}, ab = {0};
-    const Var *inner[128];
-    int ninner = 0;
-    accesses_of(a, &aa, inner, &ninner);
-    accesses_of(b, &ab, inner, &ninner);
-    bool ok = true;
+    Vars inner = {0};
+    accesses_of(a, &aa, &inner);
+    accesses_of(b, &ab, &inner);
+    bool ok = !inner.full;
     for (int i = 0; ok && i < aa.n; i++)
         for (int j = 0; ok && j < ab.n; j++) {
             const Access *x = &aa.a[i], *y = &ab.a[j];
             if (x->buf == y->buf && (x->write || y->write))
-                ok = same_iteration(x, y, v, inner, ninner);
+                ok = same_iteration(x, y, v, &inner);
         }
     free(aa.a);
     free(ab.a);
@@ -272,11 +408,10 @@ static int perfect_depth(const Stmt *s, Expr **ext)
     if (s->op == ST_FOR)
         return 0;
     Accesses none = {0};
-    const Var *vars[64];
-    int nv = 0;
-    accesses_of(s, &none, vars, &nv); /* any loop left below: not perfect */
+    Vars below = {0};
+    accesses_of(s, &none, &below); /* any loop left below: not perfect */
     free(none.a);
-    return nv ? 0 : n;
+    return below.n || below.full ? 0 : n;
 }
 
 static bool gpu_shapes_match(const Stmt *a, const Stmt *b)
