@@ -23,7 +23,8 @@
  *     or on strided blocks: both indices `s·v + e` with one constant s > 0
  *     and e, from constants and the nests' inner loop variables (constant
  *     extents), within [0, s) (so they can only meet in the same iteration
- *     of v, where A's part still runs first).  The fused loop is parallel only when both were.
+ *     of v, where A's part still runs first).  The fused loop is
+ *     parallel only when both were.
  *     The fused body is a sequence again, so inner loops fuse the same way.
  *     GPU: only perfect nests of parallel loops with equal extents at every
  *     level fuse (threads spreads a nest over the block; putting a row's
