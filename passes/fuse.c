@@ -250,57 +250,20 @@ static bool moves_with(const Expr *e, const Var *v, const Vars *inner)
 
 /* ------------------------------------------------- strided indices */
 
-/* An integer range lo..hi (known false: could be anything). */
-typedef struct Range {
-    int64_t lo, hi;
-    bool known;
-} Range;
-
-static const Range UNKNOWN = {0, 0, false};
-
-/* The range of an index expression built from constants and the inner
- * variables (loops with constant extents) by + - and * (and floor / and %
- * by positive constants); anything else, outer variables and parameters
- * included, is unknown.  A deliberately small cousin of bounds.c's
- * range_of: only what decides whether s·v + e stays in its own block. */
-static Range range_in(const Expr *e, const Vars *inner)
+/* The inner variables' ranges (loops with constant extents); outer
+ * variables and parameters are unknown, so s·v + e is decided by what
+ * moves within one iteration of v only. */
+static IrRange inner_range(const Expr *e, void *ctx)
 {
-    int64_t c;
-    if (ir_expr_is_const(e, &c))
-        return (Range){c, c, true};
-    if (e->op == EX_VAR) {
+    const Vars *inner = ctx;
+    if (e->op == EX_VAR)
         for (int i = 0; i < inner->n; i++)
             if (inner->v[i] == e->var)
-                return inner->hi[i] >= 0 ? (Range){0, inner->hi[i], true} : UNKNOWN;
-        return UNKNOWN;
-    }
-    if (!dt_is_int(e->dtype) || e->nargs != 2)
-        return UNKNOWN;
-    Range a = range_in(e->args[0], inner);
-    if (!a.known)
-        return UNKNOWN;
-    if ((e->op == EX_DIV || e->op == EX_MOD) && ir_expr_is_const(e->args[1], &c) && c > 0) {
-        if (e->op == EX_MOD)
-            return a.lo >= 0 && a.hi < c ? a : (Range){0, c - 1, true};
-        return a.lo >= 0 ? (Range){a.lo / c, a.hi / c, true} : UNKNOWN;
-    }
-    Range b = range_in(e->args[1], inner);
-    if (!b.known || (e->op != EX_ADD && e->op != EX_SUB && e->op != EX_MUL))
-        return UNKNOWN;
-    int64_t x[2] = {a.lo, a.hi}, y[2] = {b.lo, b.hi};
-    Range r = {0, 0, true};
-    for (int i = 0; i < 4; i++) { /* + - *: the extremes lie at the corners */
-        int64_t t;
-        bool over = e->op == EX_ADD   ? __builtin_add_overflow(x[i >> 1], y[i & 1], &t)
-                    : e->op == EX_SUB ? __builtin_sub_overflow(x[i >> 1], y[i & 1], &t)
-                                      : __builtin_mul_overflow(x[i >> 1], y[i & 1], &t);
-        if (over)
-            return UNKNOWN;
-        r.lo = i == 0 || t < r.lo ? t : r.lo;
-        r.hi = i == 0 || t > r.hi ? t : r.hi;
-    }
-    return r;
+                return inner->hi[i] >= 0 ? (IrRange){0, inner->hi[i], true} : (IrRange){0, 0, false};
+    return (IrRange){0, 0, false};
 }
+
+static IrRange range_in(const Expr *e, const Vars *inner) { return ir_range_of(e, inner_range, (void *)inner); }
 
 /* An index split as s·v + e: the terms of its sum, signed. */
 typedef struct Split {
@@ -308,7 +271,7 @@ typedef struct Split {
     Expr *t[16];        /* the terms of e */
     bool neg[16];
     int n;
-    Range e;            /* e's range */
+    IrRange e;          /* e's range */
 } Split;
 
 static bool split_terms(Expr *x, bool neg, const Var *v, Split *sp)
@@ -340,9 +303,9 @@ static bool split_index(Expr *idx, const Var *v, const Vars *inner, Split *sp)
     *sp = (Split){0};
     if (!split_terms(idx, false, v, sp) || !sp->s)
         return false;
-    sp->e = (Range){0, 0, true};
+    sp->e = (IrRange){0, 0, true};
     for (int i = 0; i < sp->n; i++) {
-        Range r = range_in(sp->t[i], inner);
+        IrRange r = range_in(sp->t[i], inner);
         int64_t lo = sp->neg[i] ? -r.hi : r.lo, hi = sp->neg[i] ? -r.lo : r.hi;
         if (!r.known || __builtin_add_overflow(sp->e.lo, lo, &sp->e.lo) ||
             __builtin_add_overflow(sp->e.hi, hi, &sp->e.hi))
