@@ -865,7 +865,7 @@ end
 
 -- T.compose "name" { "producer", "consumer", via = { out = "in" }, params = {...} }:
 -- one kernel computing what the producer then the consumer compute, each
--- `via` tensor kept in the block (passes/compose.c).  The parts are specs
+-- `via` tensor kept in the block (ir/compose.c).  The parts are specs
 -- found next to this one (as `require` finds modules).
 function T.compose(name)
   if type(name) ~= "string" then err('T.compose "name" { "producer", "consumer", via = { out = "in" } }') end
