@@ -121,6 +121,13 @@ static int c_kernel(lua_State *L)
     return 0;
 }
 
+/* block_threads(n): the GPU threads per block the spec asks for. */
+static int c_block_threads(lua_State *L)
+{
+    kern(L)->block_threads = (int)luaL_checkinteger(L, 1);
+    return 0;
+}
+
 static int c_kparam(lua_State *L)
 {
     Kernel *k = kern(L);
@@ -461,7 +468,7 @@ static int c_compose(lua_State *L)
 }
 
 static const luaL_Reg core_fns[] = {
-    {"kernel", c_kernel}, {"kparam", c_kparam}, {"arg", c_arg},     {"buf", c_buf},
+    {"kernel", c_kernel}, {"block_threads", c_block_threads}, {"kparam", c_kparam}, {"arg", c_arg},     {"buf", c_buf},
     {"rename", c_rename}, {"var", c_var},       {"const", c_const}, {"unary", c_unary},
     {"binary", c_binary}, {"select", c_select}, {"cast", c_cast},   {"load", c_load}, {"bitcast", c_bitcast},
     {"info", c_info},     {"print_expr", c_print_expr},            {"push", c_push},

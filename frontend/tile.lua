@@ -876,6 +876,20 @@ function T.kernel(name)
   end
 end
 
+-- threads = N or function(p) ... end: the GPU threads per block (the
+-- target chooses when absent; a CPU ignores it).  Whole warps, at most
+-- 1024; whether the kernel's tensor-core fragments map onto them is the
+-- threads pass's to say, at the gemm's line.
+local function set_block_threads(threads, p)
+  if threads == nil then return end
+  local n = threads
+  if type(threads) == "function" then n = threads(p) end
+  if math.type(n) ~= "integer" or n < 32 or n > 1024 or n % 32 ~= 0 then
+    set_error(("kernel %s: threads = %s: a GPU block has whole warps of 32 threads, 32 to 1024"):format(built.name, tostring(n)))
+  end
+  core.block_threads(n)
+end
+
 -- Build a kernel spec's IR: resolve parameters, declare arguments, run the body.
 local function build_kernel(spec, sets, forced)
   built = { name = spec.name, line = spec.line, grid = false, in_body = false, names = {} }
@@ -887,13 +901,14 @@ local function build_kernel(spec, sets, forced)
               "params = { N = 4096, BM = T.tune{64, 128}, M = T.dyn }")
   end
   local p = resolve_params(params, sets, forced)
+  set_block_threads(spec.def.threads, p)
   local bufs, list = declare_args(spec.def, p)
   call_body(spec.def, p, bufs, list)
 end
 
 -- T.compose "name" { "producer", "consumer", via = { out = "in" }, params = {...} }:
 -- one kernel computing what the producer then the consumer compute, each
--- `via` tensor kept in the block (passes/compose.c).  The parts are specs
+-- `via` tensor kept in the block (ir/compose.c).  The parts are specs
 -- found next to this one (as `require` finds modules).
 function T.compose(name)
   if type(name) ~= "string" then err('T.compose "name" { "producer", "consumer", via = { out = "in" } }') end

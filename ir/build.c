@@ -446,6 +446,13 @@ Expr *ir_bitcast(Kernel *k, DType to, Expr *a)
 
 Expr *ir_cast(Kernel *k, DType to, Expr *a)
 {
+    /* Rounding a value to `to` twice is rounding it once, also through an
+     * exact f32 in between (what forwarding a stored bf16 value makes). */
+    if (dt_is_float(to) && a->op == EX_CAST && a->dtype == to)
+        return a;
+    if (dt_is_float(to) && a->op == EX_CAST && a->dtype == DT_F32 && a->args[0]->op == EX_CAST &&
+        a->args[0]->dtype == to && dt_is_float(a->args[0]->args[0]->dtype))
+        return a->args[0];
     Expr *e = expr_new(k, EX_CAST, to, 1);
     e->args[0] = a;
     return e;

@@ -455,6 +455,7 @@ typedef struct Kernel {
     Expr *grid[IR_MAX_GRID];
 
     int nthreads;    /* threads per block (GPU Loop IR); 0: one logical thread */
+    int block_threads; /* GPU threads per block the spec asks for (0: the target chooses) */
     Var *thread_var; /* the thread index when nthreads > 0 */
 
     Stmt *body; /* a SEQ, run once per block (per thread when nthreads > 0) */
@@ -566,6 +567,16 @@ typedef struct IrUse {
     int reads, writes;
 } IrUse;
 void ir_buffer_use(const Stmt *s, const Buffer *b, IrUse *u);
+/* An integer interval lo..hi (known false: could be anything). */
+typedef struct IrRange {
+    int64_t lo, hi;
+    bool known;
+} IrRange;
+/* The interval of integer expression e (ir/range.c) from those of its
+ * leaves, which leaf(VAR or PARAM expression, ctx) gives: + - * min max
+ * select, and floor / and % by positive constants; anything else (loads,
+ * floats, overflow) is unknown. */
+IrRange ir_range_of(const Expr *e, IrRange (*leaf)(const Expr *, void *), void *ctx);
 /* Remove the scratch buffers the body no longer reads or writes. */
 void ir_drop_unused_buffers(Kernel *k);
 /* The whole of a scratch buffer (offsets 0, extents = its shape). */

@@ -804,6 +804,14 @@ static void header_threads(Parser *ps)
     ir_set_threads(ps->k, (int)n, v);
 }
 
+static void header_block_threads(Parser *ps)
+{
+    int64_t n = integer(ps);
+    if (n < 1 || n > 1024)
+        error(ps, "a block has 1 to %s threads", "1024");
+    ps->k->block_threads = (int)n;
+}
+
 /* The header lines before the body, each with an optional loc comment. */
 static void header(Parser *ps)
 {
@@ -822,6 +830,8 @@ static void header(Parser *ps)
             b = header_buffer(ps, false);
         else if (accept(ps, "grid"))
             header_grid(ps);
+        else if (accept(ps, "block_threads"))
+            header_block_threads(ps);
         else if (accept(ps, "threads"))
             header_threads(ps);
         else

@@ -6,6 +6,7 @@
  *   arg NAME: DTYPE[SHAPE] in|out|inout [strides [S0, S1]]
  *   buf NAME: SCOPE DTYPE[SHAPE] [strides [S0, S1]] [align BYTES]
  *   grid (V0, V1) < [E0, E1]
+ *   block_threads N                   (what the spec asks of a GPU)
  *   threads V < N                     (GPU Loop IR only)
  *   {
  *     for V: KIND < EXTENT {          KIND: serial parallel unroll
@@ -474,6 +475,8 @@ static void print_kernel(const Printer *p, const Kernel *k)
         print_dims(k->grid, k->ngrid, f);
         fputc('\n', f);
     }
+    if (k->block_threads)
+        fprintf(f, "block_threads %d\n", k->block_threads);
     if (k->nthreads)
         fprintf(f, "threads %s < %d\n", k->thread_var ? k->thread_var->name : "?", k->nthreads);
     print_block(p, k->body, 0, (SrcLoc){0});

@@ -19,104 +19,46 @@
 
 #include <stdlib.h>
 
-typedef struct Interval {
-    int64_t lo, hi;
-    bool known; /* false: anything */
-} Interval;
-
 typedef struct Bounds {
     Kernel *k;
-    Interval *var; /* by Var id */
+    IrRange *var; /* by Var id */
 } Bounds;
 
-static const Interval ANYTHING = {0, 0, false};
+static const IrRange ANYTHING = {0, 0, false};
 
-static Interval between(int64_t lo, int64_t hi) { return (Interval){lo, hi, true}; }
+static IrRange between(int64_t lo, int64_t hi) { return (IrRange){lo, hi, true}; }
 
-/* lo..hi of the four corner values a op b (for + - * the extremes lie at
- * the corners); anything on overflow. */
-static Interval corners(ExprOp op, Interval a, Interval b)
+/* A variable's interval from the table; a dyn parameter is a size. */
+static IrRange leaf_range(const Expr *e, void *ctx)
 {
-    int64_t x[2] = {a.lo, a.hi}, y[2] = {b.lo, b.hi}, lo = 0, hi = 0;
-    for (int i = 0; i < 4; i++) {
-        int64_t r;
-        bool over = op == EX_ADD   ? __builtin_add_overflow(x[i >> 1], y[i & 1], &r)
-                    : op == EX_SUB ? __builtin_sub_overflow(x[i >> 1], y[i & 1], &r)
-                                   : __builtin_mul_overflow(x[i >> 1], y[i & 1], &r);
-        if (over)
-            return ANYTHING;
-        lo = i == 0 || r < lo ? r : lo;
-        hi = i == 0 || r > hi ? r : hi;
-    }
-    return between(lo, hi);
+    const Bounds *B = ctx;
+    return e->op == EX_VAR ? B->var[e->var->id] : between(0, INT64_MAX);
 }
 
-static int64_t floor_div(int64_t a, int64_t b)
-{
-    int64_t q = a / b;
-    return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
-}
-
-static Interval range_of(const Bounds *B, const Expr *e);
+static IrRange range_of(const Bounds *B, const Expr *e) { return ir_range_of(e, leaf_range, (void *)B); }
 
 /* A boolean's interval: [1, 1] true, [0, 0] false, [0, 1] either. */
-static Interval truth(const Bounds *B, const Expr *e)
+static IrRange truth(const Bounds *B, const Expr *e)
 {
-    Interval a = e->nargs > 0 ? range_of(B, e->args[0]) : ANYTHING;
-    Interval b = e->nargs > 1 ? range_of(B, e->args[1]) : ANYTHING;
+    if (e->op == EX_CONST)
+        return between(e->imm.i != 0, e->imm.i != 0);
+    bool logic = e->op == EX_AND || e->op == EX_OR || e->op == EX_NOT;
+    IrRange a = e->nargs > 0 ? (logic ? truth(B, e->args[0]) : range_of(B, e->args[0])) : ANYTHING;
+    IrRange b = e->nargs > 1 ? (logic ? truth(B, e->args[1]) : range_of(B, e->args[1])) : ANYTHING;
     bool sure = a.known && b.known;
     switch (e->op) {
     case EX_LT: return !sure ? between(0, 1) : a.hi < b.lo ? between(1, 1) : a.lo >= b.hi ? between(0, 0) : between(0, 1);
     case EX_LE: return !sure ? between(0, 1) : a.hi <= b.lo ? between(1, 1) : a.lo > b.hi ? between(0, 0) : between(0, 1);
-    case EX_EQ:
-        if (!sure)
-            return between(0, 1);
-        if (a.lo == a.hi && b.lo == b.hi && a.lo == b.lo)
-            return between(1, 1);
-        return a.hi < b.lo || b.hi < a.lo ? between(0, 0) : between(0, 1);
-    case EX_NE: {
-        Interval eq = truth(B, &(Expr){.op = EX_EQ, .nargs = 2, .args = e->args});
-        return between(1 - eq.hi, 1 - eq.lo);
+    case EX_EQ: case EX_NE: {
+        bool eq = sure && a.lo == a.hi && b.lo == b.hi && a.lo == b.lo;
+        bool ne = sure && (a.hi < b.lo || b.hi < a.lo);
+        IrRange r = eq ? between(1, 1) : ne ? between(0, 0) : between(0, 1);
+        return e->op == EX_EQ ? r : between(1 - r.hi, 1 - r.lo);
     }
     case EX_AND: return between(a.lo && b.lo, a.hi && b.hi);
     case EX_OR: return between(a.lo || b.lo, a.hi || b.hi);
     case EX_NOT: return between(1 - a.hi, 1 - a.lo);
     default: return between(0, 1);
-    }
-}
-
-static Interval range_of(const Bounds *B, const Expr *e)
-{
-    if (e->dtype == DT_BOOL && e->op != EX_CONST && e->op != EX_LOAD && e->op != EX_SELECT)
-        return truth(B, e);
-    if (!dt_is_int(e->dtype) && e->dtype != DT_BOOL)
-        return ANYTHING;
-    Interval a = e->nargs > 0 ? range_of(B, e->args[0]) : ANYTHING;
-    Interval b = e->nargs > 1 ? range_of(B, e->args[1]) : ANYTHING;
-    bool sure = a.known && b.known;
-    int64_t c;
-    switch (e->op) {
-    case EX_CONST: return between(e->imm.i, e->imm.i);
-    case EX_VAR: return B->var[e->var->id];
-    case EX_PARAM: return between(0, INT64_MAX); /* a dyn size */
-    case EX_ADD: case EX_SUB: case EX_MUL: return sure ? corners(e->op, a, b) : ANYTHING;
-    case EX_DIV: /* floor division is monotone in a for a positive divisor */
-        if (a.known && ir_expr_is_const(e->args[1], &c) && c > 0)
-            return between(floor_div(a.lo, c), floor_div(a.hi, c));
-        return ANYTHING;
-    case EX_MOD:
-        if (ir_expr_is_const(e->args[1], &c) && c > 0)
-            return a.known && a.lo >= 0 && a.hi < c ? a : between(0, c - 1);
-        return ANYTHING;
-    case EX_MIN: return sure ? between(a.lo < b.lo ? a.lo : b.lo, a.hi < b.hi ? a.hi : b.hi) : ANYTHING;
-    case EX_MAX: return sure ? between(a.lo > b.lo ? a.lo : b.lo, a.hi > b.hi ? a.hi : b.hi) : ANYTHING;
-    case EX_SELECT: {
-        Interval t = range_of(B, e->args[1]), f = range_of(B, e->args[2]);
-        if (!t.known || !f.known)
-            return ANYTHING;
-        return between(t.lo < f.lo ? t.lo : f.lo, t.hi > f.hi ? t.hi : f.hi);
-    }
-    default: return ANYTHING;
     }
 }
 
@@ -144,18 +86,18 @@ static Expr *fold_args(Bounds *B, Expr *e)
 static Expr *fold(Bounds *B, Expr *e)
 {
     e = fold_args(B, e);
-    if (e->dtype == DT_BOOL && e->op != EX_CONST && e->op != EX_LOAD) {
-        Interval t = range_of(B, e);
+    if (e->dtype == DT_BOOL && e->op != EX_CONST && e->op != EX_LOAD && e->op != EX_SELECT) {
+        IrRange t = truth(B, e);
         if (t.known && t.lo == t.hi)
             return ir_const_bool(B->k, t.lo != 0);
     }
     if (e->op == EX_SELECT) {
-        Interval t = range_of(B, e->args[0]);
+        IrRange t = truth(B, e->args[0]);
         if (t.known && t.lo == t.hi)
             return e->args[t.lo ? 1 : 2];
     }
     if ((e->op == EX_MIN || e->op == EX_MAX) && dt_is_int(e->dtype)) {
-        Interval a = range_of(B, e->args[0]), b = range_of(B, e->args[1]);
+        IrRange a = range_of(B, e->args[0]), b = range_of(B, e->args[1]);
         if (a.known && b.known) {
             bool a_le_b = a.hi <= b.lo, b_le_a = b.hi <= a.lo;
             if (e->op == EX_MIN && (a_le_b || b_le_a))
@@ -177,7 +119,7 @@ static void fold_region(Bounds *B, Region *r)
  * all is still sound: nothing inside runs then. */
 static void bind(Bounds *B, const Var *v, const Expr *extent)
 {
-    Interval x = range_of(B, extent);
+    IrRange x = range_of(B, extent);
     B->var[v->id] = x.known && x.hi >= 1 && x.hi != INT64_MAX ? between(0, x.hi - 1)
                     : x.known && x.hi < 1                   ? between(0, 0)
                                                             : between(0, INT64_MAX);

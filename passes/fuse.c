@@ -2,7 +2,7 @@
  *
  * lower makes one loop nest per tile op; consecutive nests over the same
  * iteration space are merged here, and scratch values that then live
- * within one iteration stop going through memory.  Four steps, each over
+ * within one iteration stop going through memory.  Five steps, each over
  * every sequence of the kernel:
  *
  *  1. unswitch: a run of nests and lower's `if inside {fast} else {guarded}`
@@ -19,9 +19,12 @@
  *     parallel or serial, both bodies are plain loads/stores/ifs/loops, and
  *     — renaming B's variable to A's, v — every pair of accesses to the same
  *     buffer, one in A and one in B, at least one a store, agree in some
- *     dimension on an index `v + c` with c free of the nests' own variables
- *     (so they can only meet in the same iteration of v, where A's part
- *     still runs first).  The fused loop is parallel only when both were.
+ *     dimension on an index `v + c` with c free of the nests' own variables,
+ *     or on strided blocks: both indices `s·v + e` with one constant s > 0
+ *     and e, from constants and the nests' inner loop variables (constant
+ *     extents), within [0, s) (so they can only meet in the same iteration
+ *     of v, where A's part still runs first).  The fused loop is
+ *     parallel only when both were.
  *     The fused body is a sequence again, so inner loops fuse the same way.
  *     GPU: only perfect nests of parallel loops with equal extents at every
  *     level fuse (threads spreads a nest over the block; putting a row's
@@ -33,6 +36,12 @@
  *     loses those stores when no later statement — including the next
  *     iterations of enclosing loops — can read X before a nest overwrites
  *     all of X; a scratch buffer nothing uses any more is removed.
+ *  5. contract (CPU): a scratch buffer whose every access lies in one
+ *     loop over v (one with inner loops), indexing one dimension as
+ *     `s·v + e`, e in [0, s), and which each iteration writes whole (its
+ *     block) before reading, keeps s elements of that dimension, indexed
+ *     e: what fusing the producer of a strided tile with its consumer
+ *     leaves behind when the inner loops do not fuse as well.
  *
  * Runs before vectorize (which then sees the fused innermost loops: a
  * serial loop of independent stores plus one reduction step vectorises) and
@@ -167,25 +176,44 @@ static void loads_of(const Expr *e, Accesses *s)
         loads_of(e->args[i], s);
 }
 
+/* The loop variables bound inside some statements, each with its range
+ * [0, hi] where its loop's extent is a constant (hi < 0: unknown). */
+typedef struct Vars {
+    const Var *v[128];
+    int64_t hi[128];
+    int n;
+    bool full; /* more loops than fit: nothing may be assumed of the rest */
+} Vars;
+
+static void vars_push(Vars *vs, const Stmt *loop)
+{
+    if (vs->n == 128) {
+        vs->full = true;
+        return;
+    }
+    int64_t ext;
+    vs->v[vs->n] = loop->u.loop.var;
+    vs->hi[vs->n++] = ir_expr_is_const(loop->u.loop.extent, &ext) && ext > 0 ? ext - 1 : -1;
+}
+
 /* Every load and store in s, and the variables its loops bind. */
-static void accesses_of(const Stmt *s, Accesses *acc, const Var **vars, int *nvars)
+static void accesses_of(const Stmt *s, Accesses *acc, Vars *vars)
 {
     switch (s->op) {
     case ST_SEQ:
         for (int i = 0; i < s->u.seq.n; i++)
-            accesses_of(s->u.seq.items[i], acc, vars, nvars);
+            accesses_of(s->u.seq.items[i], acc, vars);
         break;
     case ST_FOR:
-        if (*nvars < 64)
-            vars[(*nvars)++] = s->u.loop.var;
+        vars_push(vars, s);
         loads_of(s->u.loop.extent, acc);
-        accesses_of(s->u.loop.body, acc, vars, nvars);
+        accesses_of(s->u.loop.body, acc, vars);
         break;
     case ST_IF:
         loads_of(s->u.if_.cond, acc);
-        accesses_of(s->u.if_.then_, acc, vars, nvars);
+        accesses_of(s->u.if_.then_, acc, vars);
         if (s->u.if_.else_)
-            accesses_of(s->u.if_.else_, acc, vars, nvars);
+            accesses_of(s->u.if_.else_, acc, vars);
         break;
     case ST_STORE:
         for (int d = 0; d < s->u.store.buf->rank; d++)
@@ -197,54 +225,137 @@ static void accesses_of(const Stmt *s, Accesses *acc, const Var **vars, int *nva
     }
 }
 
-static bool mentions_any(const Expr *e, const Var *const *vars, int n)
+static bool mentions_any(const Expr *e, const Vars *vs)
 {
-    for (int i = 0; i < n; i++)
-        if (mentions_var(e, vars[i]))
+    for (int i = 0; i < vs->n; i++)
+        if (mentions_var(e, vs->v[i]))
             return true;
     return false;
 }
 
 /* e is v + c (either order), with c free of the nests' variables: distinct
  * values of v give distinct values of e. */
-static bool moves_with(const Expr *e, const Var *v, const Var *const *inner, int ninner)
+static bool moves_with(const Expr *e, const Var *v, const Vars *inner)
 {
     if (e->op == EX_VAR)
         return e->var == v;
     if (e->op != EX_ADD)
         return false;
     for (int s = 0; s < 2; s++)
-        if (moves_with(e->args[s], v, inner, ninner) && !mentions_var(e->args[1 - s], v) &&
-            !mentions_any(e->args[1 - s], inner, ninner))
+        if (moves_with(e->args[s], v, inner) && !mentions_var(e->args[1 - s], v) &&
+            !mentions_any(e->args[1 - s], inner))
             return true;
     return false;
+}
+
+/* ------------------------------------------------- strided indices */
+
+/* The inner variables' ranges (loops with constant extents); outer
+ * variables and parameters are unknown, so s·v + e is decided by what
+ * moves within one iteration of v only. */
+static IrRange inner_range(const Expr *e, void *ctx)
+{
+    const Vars *inner = ctx;
+    if (e->op == EX_VAR)
+        for (int i = 0; i < inner->n; i++)
+            if (inner->v[i] == e->var)
+                return inner->hi[i] >= 0 ? (IrRange){0, inner->hi[i], true} : (IrRange){0, 0, false};
+    return (IrRange){0, 0, false};
+}
+
+static IrRange range_in(const Expr *e, const Vars *inner) { return ir_range_of(e, inner_range, (void *)inner); }
+
+/* An index split as s·v + e: the terms of its sum, signed. */
+typedef struct Split {
+    int64_t s;          /* v's coefficient; 0: not of the form */
+    Expr *t[16];        /* the terms of e */
+    bool neg[16];
+    int n;
+    IrRange e;          /* e's range */
+} Split;
+
+static bool split_terms(Expr *x, bool neg, const Var *v, Split *sp)
+{
+    if (x->op == EX_ADD || (x->op == EX_SUB && dt_is_int(x->dtype)))
+        return split_terms(x->args[0], neg, v, sp) && split_terms(x->args[1], x->op == EX_SUB ? !neg : neg, v, sp);
+    if (mentions_var(x, v)) {
+        int64_t c = 1;
+        bool ok = x->op == EX_VAR || (x->op == EX_MUL && ((x->args[0]->op == EX_VAR && x->args[0]->var == v &&
+                                                           ir_expr_is_const(x->args[1], &c)) ||
+                                                          (x->args[1]->op == EX_VAR && x->args[1]->var == v &&
+                                                           ir_expr_is_const(x->args[0], &c))));
+        if (!ok || neg || c <= 0 || sp->s)
+            return false; /* v elsewhere, a second v term, or a stride not positive */
+        sp->s = c;
+        return true;
+    }
+    if (sp->n == 16)
+        return false;
+    sp->t[sp->n] = x;
+    sp->neg[sp->n++] = neg;
+    return true;
+}
+
+/* idx as s·v + e, e's range from the inner variables; false when idx is
+ * not of that form or e's range is unknown. */
+static bool split_index(Expr *idx, const Var *v, const Vars *inner, Split *sp)
+{
+    *sp = (Split){0};
+    if (!split_terms(idx, false, v, sp) || !sp->s)
+        return false;
+    sp->e = (IrRange){0, 0, true};
+    for (int i = 0; i < sp->n; i++) {
+        IrRange r = range_in(sp->t[i], inner);
+        int64_t lo = sp->neg[i] ? -r.hi : r.lo, hi = sp->neg[i] ? -r.lo : r.hi;
+        if (!r.known || __builtin_add_overflow(sp->e.lo, lo, &sp->e.lo) ||
+            __builtin_add_overflow(sp->e.hi, hi, &sp->e.hi))
+            return false;
+    }
+    return true;
+}
+
+/* idx is s·v + e with e in [0, s): iteration v touches only block v of
+ * width s in this dimension (returns s, or 0). */
+static int64_t block_stride(Expr *idx, const Var *v, const Vars *inner, Split *sp)
+{
+    if (!split_index(idx, v, inner, sp))
+        return 0;
+    return sp->e.lo >= 0 && sp->e.hi < sp->s ? sp->s : 0;
 }
 
 /* Accesses x (of A) and y (of B) can only touch the same element in the
- * same iteration of v. */
-static bool same_iteration(const Access *x, const Access *y, const Var *v, const Var *const *inner,
-                           int ninner)
+ * same iteration of v: in some dimension both indices are the same v + c,
+ * or both are s·v + e with one s and e in [0, s) (s·i + e = s·j + e' with
+ * |e - e'| < s gives i = j). */
+static bool same_iteration(const Access *x, const Access *y, const Var *v, const Vars *inner, bool strided)
 {
-    for (int d = 0; d < x->buf->rank; d++)
-        if (ir_expr_equal(x->idx[d], y->idx[d]) && moves_with(x->idx[d], v, inner, ninner))
+    for (int d = 0; d < x->buf->rank; d++) {
+        if (ir_expr_equal(x->idx[d], y->idx[d]) && moves_with(x->idx[d], v, inner))
             return true;
+        if (!strided)
+            continue;
+        Split sx, sy;
+        int64_t s = block_stride(x->idx[d], v, inner, &sx);
+        if (s && s == block_stride(y->idx[d], v, inner, &sy))
+            return true;
+    }
     return false;
 }
 
-/* The dependence test of step 2 (B's variable already renamed to v). */
-static bool fusable_accesses(const Stmt *a, const Stmt *b, const Var *v)
+/* The dependence test of step 2 (B's variable already renamed to v);
+ * strided blocks only on a CPU (the GPU rule stays the one tested there). */
+static bool fusable_accesses(const Fuse *F, const Stmt *a, const Stmt *b, const Var *v)
 {
     Accesses aa = {0}, ab = {0};
-    const Var *inner[128];
-    int ninner = 0;
-    accesses_of(a, &aa, inner, &ninner);
-    accesses_of(b, &ab, inner, &ninner);
-    bool ok = true;
+    Vars inner = {0};
+    accesses_of(a, &aa, &inner);
+    accesses_of(b, &ab, &inner);
+    bool ok = !inner.full;
     for (int i = 0; ok && i < aa.n; i++)
         for (int j = 0; ok && j < ab.n; j++) {
             const Access *x = &aa.a[i], *y = &ab.a[j];
             if (x->buf == y->buf && (x->write || y->write))
-                ok = same_iteration(x, y, v, inner, ninner);
+                ok = same_iteration(x, y, v, &inner, !F->gpu);
         }
     free(aa.a);
     free(ab.a);
@@ -272,11 +383,10 @@ static int perfect_depth(const Stmt *s, Expr **ext)
     if (s->op == ST_FOR)
         return 0;
     Accesses none = {0};
-    const Var *vars[64];
-    int nv = 0;
-    accesses_of(s, &none, vars, &nv); /* any loop left below: not perfect */
+    Vars below = {0};
+    accesses_of(s, &none, &below); /* any loop left below: not perfect */
     free(none.a);
-    return nv ? 0 : n;
+    return below.n || below.full ? 0 : n;
 }
 
 static bool gpu_shapes_match(const Stmt *a, const Stmt *b)
@@ -302,7 +412,7 @@ static Stmt *try_fuse(Fuse *F, const Stmt *a, const Stmt *b)
     sub.var[0] = b->u.loop.var;
     sub.by[0] = ir_var(F->k, a->u.loop.var);
     Stmt *bbody = ir_clone_stmt(F->k, b->u.loop.body, &sub);
-    if (!fusable_accesses(a->u.loop.body, bbody, a->u.loop.var))
+    if (!fusable_accesses(F, a->u.loop.body, bbody, a->u.loop.var))
         return NULL;
     Stmt *body = ir_seq(F->k, a->loc);
     ir_seq_push(F->k, body, a->u.loop.body);
@@ -656,15 +766,41 @@ static bool const_is(const Expr *e, int64_t want)
     return ir_expr_is_const(e, &v) && v == want;
 }
 
-/* A store to b at the loop variables `vars` (extents ext) covers all of b. */
-static bool covers(const Stmt *st, const Buffer *b, const Var *const *vars, Expr *const *ext, int n)
+/* The part of a buffer a store must reach: all of it (NULL), or block v
+ * of dimension dim — indices s·v + 0 .. s·v + s-1 there — and in each
+ * dimension d with fixed[d] set, only the index fixed[d]. */
+typedef struct Slice {
+    int dim;
+    const Var *v;
+    int64_t s;
+    const Var *fixed[IR_MAX_RANK];
+} Slice;
+
+/* A store to b at the loop variables `vars` (extents ext) covers all of b
+ * (or of the slice: there, an index s·v + w with w one of vars). */
+static bool covers(const Stmt *st, const Buffer *b, const Var *const *vars, Expr *const *ext, int n,
+                   const Slice *sl)
 {
     bool used[64] = {false};
     for (int d = 0; d < b->rank; d++) {
         int64_t dim;
         if (!ir_expr_is_const(b->shape[d], &dim))
             return false;
-        const Expr *e = st->u.store.idx[d];
+        Expr *e = st->u.store.idx[d];
+        if (sl && sl->fixed[d]) {
+            if (e->op == EX_VAR && e->var == sl->fixed[d])
+                continue;
+            return false;
+        }
+        if (sl && d == sl->dim) {
+            Split sp = {0};
+            if (!split_terms(e, false, sl->v, &sp) || sp.s != sl->s || sp.n > 1 || (sp.n == 1 && sp.neg[0]))
+                return false;
+            if (sp.n == 0 && sl->s == 1)
+                continue;
+            e = sp.n ? sp.t[0] : e;
+            dim = sl->s;
+        }
         if (dim == 1 && const_is(e, 0))
             continue;
         int v = 0;
@@ -677,14 +813,14 @@ static bool covers(const Stmt *st, const Buffer *b, const Var *const *vars, Expr
     return true;
 }
 
-/* Does s store every element of b unconditionally (ifs not entered;
- * enclosing loops of the store run at least once)? */
-static bool overwrites(const Stmt *s, const Buffer *b, const Var **vars, Expr **ext, int n)
+/* Does s store every element of b (or of the slice) unconditionally (ifs
+ * not entered; enclosing loops of the store run at least once)? */
+static bool overwrites(const Stmt *s, const Buffer *b, const Var **vars, Expr **ext, int n, const Slice *sl)
 {
     switch (s->op) {
     case ST_SEQ:
         for (int i = 0; i < s->u.seq.n; i++)
-            if (overwrites(s->u.seq.items[i], b, vars, ext, n))
+            if (overwrites(s->u.seq.items[i], b, vars, ext, n, sl))
                 return true;
         return false;
     case ST_FOR: {
@@ -693,9 +829,9 @@ static bool overwrites(const Stmt *s, const Buffer *b, const Var **vars, Expr **
             return false;
         vars[n] = s->u.loop.var;
         ext[n] = s->u.loop.extent;
-        return overwrites(s->u.loop.body, b, vars, ext, n + 1);
+        return overwrites(s->u.loop.body, b, vars, ext, n + 1, sl);
     }
-    case ST_STORE: return s->u.store.buf == b && !s->u.store.atomic && covers(s, b, vars, ext, n);
+    case ST_STORE: return s->u.store.buf == b && !s->u.store.atomic && covers(s, b, vars, ext, n, sl);
     default: return false;
     }
 }
@@ -722,7 +858,7 @@ static Fate fate(const Stmt *s, const Buffer *b)
             return LIVE;
         const Var *vars[64];
         Expr *ext[64];
-        return overwrites(s, b, vars, ext, 0) ? KILLED : NEITHER;
+        return overwrites(s, b, vars, ext, 0, NULL) ? KILLED : NEITHER;
     }
     }
 }
@@ -830,6 +966,233 @@ static bool prune(Fuse *F, Stmt *s)
     }
 }
 
+/* ------------------------------------------------------------ contract */
+
+/* Step 5, on a scratch buffer b and a loop L over v that holds every
+ * access to b: when each access indexes dimension d as s·v + e, e in
+ * [0, s) (one s), iteration v touches only block v of that dimension; when
+ * moreover each iteration writes its whole block before reading any of it,
+ * no value crosses iterations, so one block suffices: shape[d] = s, the
+ * indices e. */
+typedef struct Contraction {
+    Buffer *b;
+    Slice sl;
+    Vars inner; /* the variables bound inside L */
+} Contraction;
+
+/* Dimension and stride every access in acc agrees on (sl->dim < 0: none). */
+static void find_slice(Contraction *c, const Accesses *acc, const Var *v)
+{
+    c->sl = (Slice){.dim = -1, .v = v};
+    for (int d = 0; d < c->b->rank; d++) {
+        int64_t s = 0, dim;
+        bool ok = ir_expr_is_const(c->b->shape[d], &dim);
+        for (int i = 0; ok && i < acc->n; i++) {
+            Split sp;
+            if (acc->a[i].buf != c->b)
+                continue;
+            int64_t si = block_stride(acc->a[i].idx[d], v, &c->inner, &sp);
+            ok = si && (!s || si == s);
+            s = si;
+        }
+        if (ok && s && s < dim) {
+            c->sl = (Slice){.dim = d, .v = v, .s = s};
+            return;
+        }
+    }
+}
+
+static bool written_first(const Stmt *body, const Buffer *b, const Slice *sl);
+
+/* A loop over w whose accesses to b all index some free dimension as w,
+ * over all of it, and each of whose iterations writes its row of the
+ * slice before reading it: by its end it has written the whole slice, and
+ * every read in it came after the write of its element. */
+static bool rows_written_first(const Stmt *loop, const Buffer *b, const Slice *sl)
+{
+    int64_t ext, dim;
+    if (loop->op != ST_FOR || !ir_expr_is_const(loop->u.loop.extent, &ext))
+        return false;
+    Accesses acc = {0};
+    Vars below = {0};
+    accesses_of(loop->u.loop.body, &acc, &below);
+    bool found = false;
+    Slice row = *sl;
+    for (int d = 0; d < b->rank && !found; d++) {
+        if (d == sl->dim || sl->fixed[d] || !ir_expr_is_const(b->shape[d], &dim) || dim != ext)
+            continue;
+        found = true;
+        for (int i = 0; found && i < acc.n; i++) {
+            const Expr *e = acc.a[i].idx[d];
+            found = acc.a[i].buf != b || (e->op == EX_VAR && e->var == loop->u.loop.var);
+        }
+        row.fixed[d] = loop->u.loop.var;
+    }
+    free(acc.a);
+    return found && written_first(loop->u.loop.body, b, &row);
+}
+
+/* Each iteration of L writes its slice of b before reading any of it: an
+ * item of the body overwrites the slice, with no read of b before it
+ * (reads in that item come after their element's write, row by row). */
+static bool written_first(const Stmt *body, const Buffer *b, const Slice *sl)
+{
+    int n = body->op == ST_SEQ ? body->u.seq.n : 1;
+    for (int i = 0; i < n; i++) {
+        const Stmt *it = body->op == ST_SEQ ? body->u.seq.items[i] : body;
+        if (reads(it, b))
+            return rows_written_first(it, b, sl);
+        const Var *vars[64];
+        Expr *ext[64];
+        if (overwrites(it, b, vars, ext, 0, sl))
+            return true;
+    }
+    return false;
+}
+
+/* The index s·v + e as e. */
+static Expr *block_offset(Fuse *F, const Contraction *c, Expr *idx)
+{
+    Split sp;
+    split_index(idx, c->sl.v, &c->inner, &sp); /* holds: find_slice checked it */
+    Expr *e = NULL;
+    for (int i = 0; i < sp.n; i++)
+        e = !e && !sp.neg[i] ? sp.t[i]
+                             : ir_binary(F->k, sp.neg[i] ? EX_SUB : EX_ADD, e ? e : ir_const_i(F->k, 0), sp.t[i]);
+    return e ? e : ir_const_i(F->k, 0);
+}
+
+/* e with its loads of b indexed within the block (copies, never edits:
+ * expression nodes may be shared). */
+static Expr *contract_expr(Fuse *F, const Contraction *c, Expr *e)
+{
+    Expr *copy = NULL;
+    for (int i = 0; i < e->nargs; i++) {
+        Expr *a = contract_expr(F, c, e->args[i]);
+        if (a == e->args[i] && !(e->op == EX_LOAD && e->buf == c->b && i == c->sl.dim))
+            continue;
+        if (!copy) {
+            copy = arena_alloc(F->k->arena, sizeof *copy);
+            *copy = *e;
+            copy->args = arena_alloc(F->k->arena, (size_t)e->nargs * sizeof *copy->args);
+            memcpy(copy->args, e->args, (size_t)e->nargs * sizeof *copy->args);
+        }
+        copy->args[i] = e->op == EX_LOAD && e->buf == c->b && i == c->sl.dim ? block_offset(F, c, a) : a;
+    }
+    return copy ? copy : e;
+}
+
+static void contract_stmt(Fuse *F, const Contraction *c, Stmt *s)
+{
+    switch (s->op) {
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n; i++)
+            contract_stmt(F, c, s->u.seq.items[i]);
+        break;
+    case ST_FOR:
+        s->u.loop.extent = contract_expr(F, c, s->u.loop.extent);
+        contract_stmt(F, c, s->u.loop.body);
+        break;
+    case ST_IF:
+        s->u.if_.cond = contract_expr(F, c, s->u.if_.cond);
+        contract_stmt(F, c, s->u.if_.then_);
+        if (s->u.if_.else_)
+            contract_stmt(F, c, s->u.if_.else_);
+        break;
+    case ST_STORE: {
+        int rank = s->u.store.buf->rank;
+        Expr **idx = arena_alloc(F->k->arena, (size_t)(rank ? rank : 1) * sizeof *idx);
+        for (int d = 0; d < rank; d++)
+            idx[d] = contract_expr(F, c, s->u.store.idx[d]);
+        if (s->u.store.buf == c->b)
+            idx[c->sl.dim] = block_offset(F, c, idx[c->sl.dim]);
+        s->u.store.idx = idx;
+        s->u.store.value = contract_expr(F, c, s->u.store.value);
+        break;
+    }
+    default: break;
+    }
+}
+
+/* b's strides are the row-major ones of its constant shape. */
+static bool dense(const Buffer *b)
+{
+    int64_t want = 1, dim, got;
+    for (int d = b->rank - 1; d >= 0; d--) {
+        if (!ir_expr_is_const(b->shape[d], &dim) || !ir_expr_is_const(b->stride[d], &got) || got != want)
+            return false;
+        want *= dim;
+    }
+    return true;
+}
+
+static void shrink(Fuse *F, Buffer *b, int dim, int64_t s)
+{
+    b->shape[dim] = ir_const_i(F->k, s);
+    int64_t stride = 1, n;
+    for (int d = b->rank - 1; d >= 0; d--) {
+        b->stride[d] = ir_const_i(F->k, stride);
+        ir_expr_is_const(b->shape[d], &n);
+        stride *= n;
+    }
+}
+
+/* Contract b to loop L if step 5's conditions hold. */
+static bool contract_in(Fuse *F, Buffer *b, Stmt *L)
+{
+    if (L->op != ST_FOR || !plain(L) || value_reads(L->u.loop.extent, b))
+        return false;
+    Contraction c = {.b = b};
+    Accesses acc = {0};
+    accesses_of(L->u.loop.body, &acc, &c.inner);
+    if (c.inner.n && !c.inner.full) /* innermost: forwarding's business, and vectorize's loop */
+        find_slice(&c, &acc, L->u.loop.var);
+    free(acc.a);
+    if (c.sl.dim < 0 || !written_first(L->u.loop.body, b, &c.sl))
+        return false;
+    contract_stmt(F, &c, L->u.loop.body);
+    shrink(F, b, c.sl.dim, c.sl.s);
+    if (L->u.loop.kind == LOOP_PARALLEL)
+        L->u.loop.kind = LOOP_SERIAL; /* its iterations now share b's block */
+    return true;
+}
+
+/* The loops holding every access to b (use counts equal to the kernel's),
+ * outermost first, until one contracts it. */
+static bool contract_under(Fuse *F, Buffer *b, Stmt *s, IrUse all)
+{
+    IrUse u = use_of(s, b);
+    if (u.reads != all.reads || u.writes != all.writes)
+        return false;
+    if (s->op == ST_FOR && contract_in(F, b, s))
+        return true;
+    Stmt *kids[2] = {NULL, NULL};
+    if (s->op == ST_FOR)
+        kids[0] = s->u.loop.body;
+    if (s->op == ST_IF) {
+        kids[0] = s->u.if_.then_;
+        kids[1] = s->u.if_.else_;
+    }
+    if (s->op == ST_SEQ)
+        for (int i = 0; i < s->u.seq.n; i++)
+            if (contract_under(F, b, s->u.seq.items[i], all))
+                return true;
+    for (int i = 0; i < 2; i++)
+        if (kids[i] && contract_under(F, b, kids[i], all))
+            return true;
+    return false;
+}
+
+static void contract(Fuse *F)
+{
+    for (int i = F->k->nargs; i < F->k->nbufs; i++) {
+        Buffer *b = F->k->bufs[i];
+        IrUse all = use_of(F->k->body, b);
+        if (b->scope != SCOPE_GLOBAL && dense(b) && (all.reads || all.writes))
+            contract_under(F, b, F->k->body, all);
+    }
+}
+
 bool pass_fuse(Kernel *k, const TargetInfo *t, Diag *d)
 {
     (void)d;
@@ -842,6 +1205,8 @@ bool pass_fuse(Kernel *k, const TargetInfo *t, Diag *d)
     Frame fr[64] = {{k->body, 0, NULL}};
     dead_stores_in(&F, fr, 1);
     prune(&F, k->body);
+    if (!F.gpu)
+        contract(&F);
     ir_drop_unused_buffers(k);
     return true;
 }

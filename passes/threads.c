@@ -1431,9 +1431,10 @@ static bool find_mma(Threads *T, Stmt *s, Diag *d)
         if (g < 0 && wg)
             ir_wgmma_layout(c->ext[0], c->ext[1], T->k->nthreads, &T->mma[T->nmma]); /* (plan_wgmma checked) */
         else if (g < 0 && !ir_mma_layout(c->ext[0], c->ext[1], T->k->nthreads, &T->mma[T->nmma]))
-            return diag_error(d, s->loc, "gemm accumulator %s [%lld, %lld] cannot map to %d threads "
+            return diag_error(d, s->loc, "gemm accumulator %s [%lld, %lld] cannot map to %s%d threads "
                               "(needs multiples of 16 x 8 per warp)", c->buf->name,
-                              (long long)c->ext[0], (long long)c->ext[1], T->k->nthreads);
+                              (long long)c->ext[0], (long long)c->ext[1],
+                              T->k->block_threads ? "the spec's " : "", T->k->nthreads);
         if (g < 0)
             T->mma_stmt[g = T->nmma++] = s;
         if (T->nuses == (int)(sizeof T->uses / sizeof T->uses[0]))
@@ -1514,7 +1515,7 @@ bool pass_threads(Kernel *k, const TargetInfo *t, Diag *d)
         return true;
     Threads T = {.k = k, .t = t};
     T.tid = ir_var_new(k, "tid");
-    ir_set_threads(k, block_size(k->body, t->gpu_threads), T.tid);
+    ir_set_threads(k, k->block_threads ? k->block_threads : block_size(k->body, t->gpu_threads), T.tid);
     T.nids = k->next_id + 1;
     T.uniform_use = calloc((size_t)k->next_id + 1, 1);
     T.misaligned = calloc((size_t)k->next_id + 1, 1);

@@ -104,7 +104,6 @@ expect_error "compose: an error in a part names the part" \
 expect_error "fp8_gemm tile of another size" \
   "tilec: kernels_src/fp8_gemm.lua:16: --set BN=48: not one of its tune{} values {128, 64, 32, 16}" -- \
   "$TILEC" run kernels_src/fp8_gemm.lua --set M=2 --set BN=48
-
 # A failed run leaves an existing output file as it was.
 printf 'precious' > "$tmp/out.npy"
 "$TILEC" run $gemm --in A=$tmp/short.npy --out C=$tmp/out.npy 2>/dev/null

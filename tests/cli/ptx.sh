@@ -172,6 +172,39 @@ expect_error "fragment larger than the block's registers" \
 expect_error "fp8 gemm where the tensor cores take no fp8" \
   "tilec: examples/gemm.lua:27: kernel gemm: T.gemm on f8e4m3 operand As: the tensor cores of sm_80 take only bf16 and f16 (f8e4m3 needs sm_89 or later) (hint: copy the tiles into bf16 shared buffers first; fp8 and fp4 widen to bf16 exactly)" -- \
   "$TILEC" compile examples/gemm.lua --target sm_80 --set dtype=f8e4m3 -o "$tmp/x.ptx"
+# three and four tiles in flight on sm_90a (TMA onto one mbarrier per
+# stage, wgmma groups overlapping the loads), checked on the SIMT interpreter
+for st in 3 4; do
+  ptx="$tmp/st$st.ptx"
+  set_=(--set dtype=bf16 --set BM=128 --set BN=128 --set BK=64 --set stages=$st)
+  if "$TILEC" compile examples/gemm.lua --target sm_90a "${set_[@]}" -o "$ptx" &&
+     log=$("$PTXAS" -arch=sm_90a -v -o "$tmp/x.cubin" "$ptx" 2>&1) &&
+     printf '%s' "$log" | grep -q "0 bytes spill stores, 0 bytes spill loads" &&
+     "$TILEC" run examples/gemm.lua --target sm_90a --simt "${set_[@]}" --set M=300 --set N=260 --set K=400 --check 2>&1 | grep -q "OK"; then
+    ok "gemm bf16 $st stages sm_90a"
+  else
+    bad "gemm bf16 $st stages sm_90a" "ptxas failed, spilled, or the SIMT check failed"
+  fi
+done
+
+# spec's threads = N: that many threads per block (whole warps, and the
+# fragments must map), checked on the SIMT interpreter
+for nt in 64 256; do
+  ptx="$tmp/gt$nt.ptx"
+  if "$TILEC" compile tests/specs/gemm_threads.lua --target sm_90a --set NT=$nt -o "$ptx" &&
+     grep -q "^\.maxntid $nt, 1, 1" "$ptx" && "$PTXAS" -arch=sm_90a -o "$tmp/x.cubin" "$ptx" &&
+     "$TILEC" run tests/specs/gemm_threads.lua --target sm_90a --simt --set NT=$nt --check 2>&1 | grep -q "OK"; then
+    ok "threads = $nt from the spec"
+  else
+    bad "threads = $nt from the spec" "no .maxntid $nt, ptxas failed or the SIMT check failed"
+  fi
+done
+expect_error "GPU block of a partial warp" \
+  "tilec: tests/specs/gemm_threads.lua:6: kernel gemm_threads: threads = 100: a GPU block has whole warps of 32 threads, 32 to 1024" -- \
+  "$TILEC" compile tests/specs/gemm_threads.lua --target sm_90a --set NT=100 -o "$tmp/t.ptx"
+expect_error "fragment that cannot map to the requested threads" \
+  "tilec: tests/specs/gemm_threads.lua:24: gemm accumulator acc [64, 64] cannot map to the spec's 96 threads (needs multiples of 16 x 8 per warp)" -- \
+  "$TILEC" compile tests/specs/gemm_threads.lua --target sm_90a --set NT=96 -o "$tmp/t.ptx"
 expect_error "no objects for GPUs" \
   "tilec: GPU targets emit ptx, llvm or ir, not 'obj' (see 'tilec --help')" -- \
   "$TILEC" compile examples/gemm.lua --target sm_90a --emit obj -o "$tmp/x.o"

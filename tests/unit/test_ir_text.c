@@ -392,6 +392,26 @@ TEST(specs_round_trip_at_tile_and_loop_level)
     CHECKF(n >= 20, "only %d specs", n);
 }
 
+/* A spec's `threads =` is the kernel's block_threads, printed and parsed. */
+TEST(block_threads_round_trip)
+{
+    Diag d = {0};
+    FeSet nt = {"NT", "64"};
+    Kernel *k = fe_load("tests/specs/gemm_threads.lua", &nt, 1, &d);
+    CHECKF(k != NULL, "%s", d.msg);
+    if (!k)
+        return;
+    CHECK(k->block_threads == 64);
+    char *text = ir_print_string(k);
+    CHECKF(strstr(text, "\nblock_threads 64\n") != NULL, "%s", text);
+    free(text);
+    CHECK(round_trips(k, "gemm_threads (tile)"));
+    CHECKF(pass_pipeline(k, ir_target("sm_90a"), NULL, &d), "%s", d.msg);
+    CHECK(k->nthreads == 64);
+    CHECK(round_trips(k, "gemm_threads (loop)"));
+    ir_kernel_free(k);
+}
+
 /* -------------------------------------------------------- expressions */
 
 static char *expr_string(const Expr *e)
@@ -717,6 +737,7 @@ int main(void)
     RUN(reduce_kernel_round_trips);
     RUN(loop_kernel_round_trips);
     RUN(every_sample_tir_is_its_own_printed_form);
+    RUN(block_threads_round_trip);
     RUN(specs_round_trip_at_tile_and_loop_level);
     RUN(expressions_print_with_the_fewest_parentheses);
     RUN(parsed_expressions_have_the_built_shape_and_types);

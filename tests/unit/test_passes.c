@@ -118,6 +118,15 @@ TEST(golden_fuse_keep) { golden("fuse_keep", pass_fuse); }
 /* lower's `if inside {fast} else {guarded}` copies unswitched: both arms
  * fused, t gone */
 TEST(golden_fuse_switch) { golden("fuse_switch", pass_fuse); }
+/* strided blocks: iteration i writes y[., 8i + a1] and w[., 8i + a1], the
+ * next nest reads y[., 8j + 7 - c1], y[., 8j + 2c2 (+ 1)], w[., 8j + 7 - 2c2]:
+ * one block per iteration, so the nests fuse (the column loops, reversed,
+ * do not); y lives in one iteration and contracts to [2, 8], w is read
+ * after the loop and keeps its 32 columns */
+TEST(golden_fuse_strided) { golden("fuse_strided", pass_fuse); }
+/* strided blocks that must stay apart: e's range reaching s (8j + 2c1,
+ * c1 < 5), strides 8 and 4, an offset s·v + e + 1 with e over all of [0, s) */
+TEST(golden_fuse_strided_keep) { golden("fuse_strided_keep", pass_fuse); }
 /* GPU: no fusion across a barrier; the nests after it fuse */
 /* pass_tma: a staged loop's argument tiles become TMA loads on one
  * mbarrier per stage (waits with parity kb % 2, no cp.async sync left);
@@ -509,9 +518,10 @@ TEST(tile_equals_loop_hand_written)
  * (dyn M: one row, a partial block, exact blocks). */
 TEST(fuse_keeps_the_meaning)
 {
-    const char *names[] = {"fuse_chain", "fuse_keep", "fuse_switch", "fuse_barrier"};
+    const char *names[] = {"fuse_chain", "fuse_keep", "fuse_switch", "fuse_barrier", "fuse_strided",
+                           "fuse_strided_keep"};
     const int64_t ms[] = {1, 5, 8};
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 6; i++) {
         char path[256];
         snprintf(path, sizeof path, "tests/passes/%s.in.tir", names[i]);
         for (int m = 0; m < 3; m++) {
@@ -727,6 +737,8 @@ int main(void)
     RUN(golden_fuse_chain);
     RUN(golden_fuse_keep);
     RUN(golden_fuse_switch);
+    RUN(golden_fuse_strided);
+    RUN(golden_fuse_strided_keep);
     RUN(golden_fuse_barrier);
     RUN(golden_tma_gemm);
     RUN(golden_tma_keep);

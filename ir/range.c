@@ -1,0 +1,62 @@
+/* range.c — the interval of an integer expression from its leaves'. */
+#include "ir/ir.h"
+
+static const IrRange UNKNOWN_RANGE = {0, 0, false};
+
+static IrRange between(int64_t lo, int64_t hi) { return (IrRange){lo, hi, true}; }
+
+/* a op b for + - *: the extremes lie at the four corners; unknown when
+ * one overflows. */
+static IrRange corners(ExprOp op, IrRange a, IrRange b)
+{
+    int64_t x[2] = {a.lo, a.hi}, y[2] = {b.lo, b.hi}, lo = 0, hi = 0;
+    for (int i = 0; i < 4; i++) {
+        int64_t r;
+        bool over = op == EX_ADD   ? __builtin_add_overflow(x[i >> 1], y[i & 1], &r)
+                    : op == EX_SUB ? __builtin_sub_overflow(x[i >> 1], y[i & 1], &r)
+                                   : __builtin_mul_overflow(x[i >> 1], y[i & 1], &r);
+        if (over)
+            return UNKNOWN_RANGE;
+        lo = i == 0 || r < lo ? r : lo;
+        hi = i == 0 || r > hi ? r : hi;
+    }
+    return between(lo, hi);
+}
+
+static int64_t floor_div(int64_t a, int64_t b)
+{
+    int64_t q = a / b;
+    return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
+}
+
+IrRange ir_range_of(const Expr *e, IrRange (*leaf)(const Expr *, void *), void *ctx)
+{
+    if (!dt_is_int(e->dtype))
+        return UNKNOWN_RANGE;
+    if (e->op == EX_CONST)
+        return between(e->imm.i, e->imm.i);
+    if (e->op == EX_VAR || e->op == EX_PARAM)
+        return leaf(e, ctx);
+    if (e->op == EX_SELECT) {
+        IrRange t = ir_range_of(e->args[1], leaf, ctx), f = ir_range_of(e->args[2], leaf, ctx);
+        return t.known && f.known ? between(t.lo < f.lo ? t.lo : f.lo, t.hi > f.hi ? t.hi : f.hi) : UNKNOWN_RANGE;
+    }
+    if (e->nargs != 2)
+        return UNKNOWN_RANGE;
+    IrRange a = ir_range_of(e->args[0], leaf, ctx);
+    int64_t c;
+    if ((e->op == EX_DIV || e->op == EX_MOD) && ir_expr_is_const(e->args[1], &c) && c > 0) {
+        if (e->op == EX_MOD) /* floor modulo by a positive constant */
+            return a.known && a.lo >= 0 && a.hi < c ? a : between(0, c - 1);
+        return a.known ? between(floor_div(a.lo, c), floor_div(a.hi, c)) : UNKNOWN_RANGE; /* monotone */
+    }
+    IrRange b = ir_range_of(e->args[1], leaf, ctx);
+    if (!a.known || !b.known)
+        return UNKNOWN_RANGE;
+    switch (e->op) {
+    case EX_ADD: case EX_SUB: case EX_MUL: return corners(e->op, a, b);
+    case EX_MIN: return between(a.lo < b.lo ? a.lo : b.lo, a.hi < b.hi ? a.hi : b.hi);
+    case EX_MAX: return between(a.lo > b.lo ? a.lo : b.lo, a.hi > b.hi ? a.hi : b.hi);
+    default: return UNKNOWN_RANGE;
+    }
+}
