@@ -720,21 +720,55 @@ static Stmt *first_wgmma(Stmt *s)
     }
 }
 
-/* examples/gemm.lua at M x N x K = 100 x 72 x 160 (edge tiles in M and N)
+/* A gemm spec at M x N x K = 100 x 72 x 160 (edge tiles in M, N and K)
  * with the given tiles and dtype: the plain interpreter's product in *want,
  * the sm_90a lowering in *k (NULL with a printed reason). */
-static bool gemm_pair(const char *bm, const char *bn, const char *bk, const char *dt, float **want,
-                      Kernel **k)
+static bool spec_pair(const char *spec, const char *bm, const char *bn, const char *bk, const char *dt,
+                      float **want, Kernel **k)
 {
     FeSet sets[] = {{"M", "100"}, {"N", "72"}, {"K", "160"}, {"dtype", dt},
                     {"BM", bm}, {"BN", bn}, {"BK", bk}};
     Diag d = {0};
-    Kernel *plain = fe_load("examples/gemm.lua", sets, 7, &d);
-    *k = lowered("examples/gemm.lua", sets, 7);
+    Kernel *plain = fe_load(spec, sets, 7, &d);
+    *k = lowered(spec, sets, 7);
     bool ok = plain && *k && run_kernel(plain, &d, 2, want);
     if (plain)
         ir_kernel_free(plain);
     return ok;
+}
+
+/* examples/gemm.lua (B as [N, K]) */
+static bool gemm_pair(const char *bm, const char *bn, const char *bk, const char *dt, float **want,
+                      Kernel **k)
+{
+    return spec_pair("examples/gemm.lua", bm, bn, bk, dt, want, k);
+}
+
+/* Each tile configuration {BM, BN, BK, dtype} of a gemm spec runs on sm_90a
+ * as wgmma (with an MN-major B when kn: no trans_b on the product) and the
+ * SIMT interpreter gets the plain interpreter's product. */
+static void wgmma_configs_match(const char *spec, const char *const (*cfg)[4], size_t n, bool kn)
+{
+    for (size_t c = 0; c < n; c++) {
+        float *want = NULL, *got = NULL;
+        Kernel *k = NULL;
+        Diag d = {0};
+        if (spec_pair(spec, cfg[c][0], cfg[c][1], cfg[c][2], cfg[c][3], &want, &k)) {
+            Stmt *s = first_wgmma(k->body);
+            CHECKF(s && (!kn || !s->u.gemm.trans_b), "%s BM=%s BN=%s BK=%s %s: no %swgmma", spec, cfg[c][0],
+                   cfg[c][1], cfg[c][2], cfg[c][3], kn ? "MN-major " : "");
+            bool ok = run_kernel(k, &d, 2, &got);
+            CHECKF(ok, "%s BM=%s BN=%s BK=%s %s: %s", spec, cfg[c][0], cfg[c][1], cfg[c][2], cfg[c][3], d.msg);
+            CHECKF(ok && mismatches(want, got, 100 * 72) == 0, "%s BM=%s BN=%s BK=%s %s: %lld elements differ", spec,
+                   cfg[c][0], cfg[c][1], cfg[c][2], cfg[c][3], ok ? (long long)mismatches(want, got, 100 * 72) : -1LL);
+        } else {
+            CHECKF(false, "%s BM=%s BN=%s BK=%s %s does not lower", spec, cfg[c][0], cfg[c][1], cfg[c][2], cfg[c][3]);
+        }
+        free(want);
+        free(got);
+        if (k)
+            ir_kernel_free(k);
+    }
 }
 
 /* On sm_90a the tensor-core gemm runs as wgmma — one warpgroup or two, one
@@ -752,25 +786,7 @@ TEST(wgmma_gemm_matches_the_interpreter)
         {"128", "128", "64", "f8e4m3"}, /* k32, 64-byte rows */
         {"64", "32", "32", "f8e4m3"},  /* 32-byte swizzle, n32 */
     };
-    for (size_t c = 0; c < sizeof cfg / sizeof cfg[0]; c++) {
-        float *want = NULL, *got = NULL;
-        Kernel *k = NULL;
-        Diag d = {0};
-        if (gemm_pair(cfg[c][0], cfg[c][1], cfg[c][2], cfg[c][3], &want, &k)) {
-            CHECKF(first_wgmma(k->body) != NULL, "BM=%s BN=%s BK=%s %s: no wgmma", cfg[c][0], cfg[c][1],
-                   cfg[c][2], cfg[c][3]);
-            bool ok = run_kernel(k, &d, 2, &got);
-            CHECKF(ok, "BM=%s BN=%s BK=%s %s: %s", cfg[c][0], cfg[c][1], cfg[c][2], cfg[c][3], d.msg);
-            CHECKF(ok && mismatches(want, got, 100 * 72) == 0, "BM=%s BN=%s BK=%s %s: %lld elements differ",
-                   cfg[c][0], cfg[c][1], cfg[c][2], cfg[c][3], ok ? (long long)mismatches(want, got, 100 * 72) : -1LL);
-        } else {
-            CHECKF(false, "BM=%s BN=%s BK=%s %s does not lower", cfg[c][0], cfg[c][1], cfg[c][2], cfg[c][3]);
-        }
-        free(want);
-        free(got);
-        if (k)
-            ir_kernel_free(k);
-    }
+    wgmma_configs_match("examples/gemm.lua", cfg, sizeof cfg / sizeof cfg[0], false);
 }
 
 /* The wgmma form prints and parses back (descriptors, 1024-byte aligned
@@ -846,20 +862,10 @@ TEST(wgmma_descriptor_faults_are_caught)
 
 /* ---------------------------------------------- wgmma, MN-major B */
 
-/* tests/specs/gemm_kn.lua (B as [K, N]) at M x N x K = 100 x 72 x 160
- * (edge tiles in M, N and K) with the given tiles and dtype, as
- * gemm_pair does for examples/gemm.lua. */
+/* tests/specs/gemm_kn.lua (B as [K, N]) */
 static bool kn_pair(const char *bm, const char *bn, const char *bk, const char *dt, float **want, Kernel **k)
 {
-    FeSet sets[] = {{"M", "100"}, {"N", "72"}, {"K", "160"}, {"dtype", dt},
-                    {"BM", bm}, {"BN", bn}, {"BK", bk}};
-    Diag d = {0};
-    Kernel *plain = fe_load("tests/specs/gemm_kn.lua", sets, 7, &d);
-    *k = lowered("tests/specs/gemm_kn.lua", sets, 7);
-    bool ok = plain && *k && run_kernel(plain, &d, 2, want);
-    if (plain)
-        ir_kernel_free(plain);
-    return ok;
+    return spec_pair("tests/specs/gemm_kn.lua", bm, bn, bk, dt, want, k);
 }
 
 /* A 16-bit gemm whose B tile is [K, N] runs on sm_90a as wgmma with an
@@ -878,26 +884,7 @@ TEST(wgmma_mn_major_b_matches_the_interpreter)
         {"64", "32", "64", "bf16"},   /* 64-byte swizzle */
         {"64", "320", "32", "bf16"},  /* n160 per warpgroup: 64-byte atoms though rows take 128 */
     };
-    for (size_t c = 0; c < sizeof cfg / sizeof cfg[0]; c++) {
-        float *want = NULL, *got = NULL;
-        Kernel *k = NULL;
-        Diag d = {0};
-        if (kn_pair(cfg[c][0], cfg[c][1], cfg[c][2], cfg[c][3], &want, &k)) {
-            Stmt *s = first_wgmma(k->body);
-            CHECKF(s && !s->u.gemm.trans_b, "BM=%s BN=%s BK=%s %s: no MN-major wgmma", cfg[c][0], cfg[c][1],
-                   cfg[c][2], cfg[c][3]);
-            bool ok = run_kernel(k, &d, 2, &got);
-            CHECKF(ok, "BM=%s BN=%s BK=%s %s: %s", cfg[c][0], cfg[c][1], cfg[c][2], cfg[c][3], d.msg);
-            CHECKF(ok && mismatches(want, got, 100 * 72) == 0, "BM=%s BN=%s BK=%s %s: %lld elements differ",
-                   cfg[c][0], cfg[c][1], cfg[c][2], cfg[c][3], ok ? (long long)mismatches(want, got, 100 * 72) : -1LL);
-        } else {
-            CHECKF(false, "gemm_kn BM=%s BN=%s BK=%s %s does not lower", cfg[c][0], cfg[c][1], cfg[c][2], cfg[c][3]);
-        }
-        free(want);
-        free(got);
-        if (k)
-            ir_kernel_free(k);
-    }
+    wgmma_configs_match("tests/specs/gemm_kn.lua", cfg, sizeof cfg / sizeof cfg[0], true);
 }
 
 /* wgmma takes an MN-major B for 16-bit types only: an 8-bit (e4m3) [K, N]
