@@ -697,6 +697,7 @@ TEST(malformed_text_is_one_exact_error_line)
                  "bad.tir:2: the grid needs one extent per variable\n");
     expect_error("kernel k level tile\ngrid (a) < [1]\ngrid (b) < [1]\n",
                  "bad.tir:3: the grid is defined twice\n");
+    expect_error("kernel k level tile\nblock_threads 2048\n", "bad.tir:2: a block has 1 to 1024 threads\n");
     expect_error("kernel k level tile\narg y: f32[99999999999999999999] out\n",
                  "bad.tir:2: integer out of range near '99999999999999999999'\n");
     body_error("  q[0, 0] = 1.0\n}\n", "bad.tir:5: unknown buffer 'q'\n");
