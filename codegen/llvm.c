@@ -401,11 +401,14 @@ static LLVMValueRef binary(Cg *c, const Expr *e)
     case EX_MIN:
         if (fl)
             return cg_intrinsic(c, "llvm.minimum", &c->f32, 1, (LLVMValueRef[]){a, b}, 2);
-        return LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, a, b, ""), a, b, "");
+        return cg_intrinsic(c, "llvm.smin", (LLVMTypeRef[]){LLVMTypeOf(a)}, 1, (LLVMValueRef[]){a, b}, 2);
     case EX_MAX:
         if (fl)
             return cg_intrinsic(c, "llvm.maximum", &c->f32, 1, (LLVMValueRef[]){a, b}, 2);
-        return LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSGT, a, b, ""), a, b, "");
+        /* the intrinsic, not a select: LLVM narrows it through the sign
+         * extensions of 32-bit operands, which keeps a max reduction over
+         * i32 a vectorisable i32 one */
+        return cg_intrinsic(c, "llvm.smax", (LLVMTypeRef[]){LLVMTypeOf(a)}, 1, (LLVMValueRef[]){a, b}, 2);
     case EX_LT: return fl ? LLVMBuildFCmp(B, LLVMRealOLT, a, b, "") : LLVMBuildICmp(B, LLVMIntSLT, a, b, "");
     case EX_LE: return fl ? LLVMBuildFCmp(B, LLVMRealOLE, a, b, "") : LLVMBuildICmp(B, LLVMIntSLE, a, b, "");
     case EX_EQ: return fl ? LLVMBuildFCmp(B, LLVMRealOEQ, a, b, "") : LLVMBuildICmp(B, LLVMIntEQ, a, b, "");

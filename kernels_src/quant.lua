@@ -24,7 +24,9 @@ function Q.scale_rows(t, qmax, floor)
   local scale = T.fragment{rows, T.f32}
   T.reduce_absmax(t, amax, 1)
   for i in T.parallel(rows) do scale[i] = Q.pow2_ceil(T.max(amax[i], floor) / qmax) end
-  for i, j in T.parallel(rows, cols) do t[i][j] = T.clamp(t[i][j] / scale[i], -qmax, qmax) end
+  -- s is a power of two (or 0, inf, NaN), so 1/s is exact and x · (1/s)
+  -- is x / s rounded the same way: one multiply per element, not a divide
+  for i, j in T.parallel(rows, cols) do t[i][j] = T.clamp(t[i][j] * (1.0 / scale[i]), -qmax, qmax) end
   return scale
 end
 

@@ -209,6 +209,18 @@ static Expr *combine(Lower *L, ReduceOp op, Expr *acc, Expr *x)
     }
 }
 
+/* absmax on a CPU, over the bits: |x| has a clear sign bit, and for such
+ * f32 values the order of the bit patterns as integers is the float order
+ * (+0 lowest, +inf below every NaN), so an integer maximum of the patterns,
+ * from 0 (+0.0), is the IEEE maximum the reduction is defined with — one
+ * vpmaxsd, where the float maximum's NaN and signed-zero rules cost five
+ * instructions on AVX2.  (A NaN result keeps the largest payload seen
+ * rather than the canonical one: still a NaN.) */
+static Expr *absmax_bits(Lower *L, Expr *acc, Expr *x)
+{
+    return ir_binary(L->k, EX_MAX, acc, ir_bitcast(L->k, DT_I32, ir_unary(L->k, EX_ABS, x)));
+}
+
 static Expr *identity(Lower *L, ReduceOp op)
 {
     return ir_const_f(L->k, op == RED_MAX ? -INFINITY : op == RED_MIN ? INFINITY : 0.0);
@@ -291,7 +303,8 @@ static Stmt *lower_reduce(Lower *L, const Stmt *s)
     ReduceOp op = s->u.reduce.rop;
     int axis = s->u.reduce.axis, rank = src->buf->rank;
     int64_t one = 1;
-    Buffer *acc = temp(L, "acc", SCOPE_LOCAL, DT_F32, 1, &one, s->loc);
+    bool bits = op == RED_ABSMAX && !L->t->gpu_sm;
+    Buffer *acc = temp(L, "acc", SCOPE_LOCAL, bits ? DT_I32 : DT_F32, 1, &one, s->loc);
     Expr *zero[1] = {ci(L, 0)};
 
     Expr *dv[IR_MAX_RANK], *di[IR_MAX_RANK];
@@ -302,7 +315,7 @@ static Stmt *lower_reduce(Lower *L, const Stmt *s)
     LoopKind kind = L->t->gpu_sm ? LOOP_PARALLEL : LOOP_SERIAL;
     Stmt *outer = nest(L, dst->buf->rank, dst->ext, kind, "r", dv, &body, s->loc);
     region_at(L, dst, dv, di);
-    ir_seq_push(L->k, body, ir_store(L->k, acc, zero, identity(L, op), s->loc));
+    ir_seq_push(L->k, body, ir_store(L->k, acc, zero, bits ? ci(L, 0) : identity(L, op), s->loc));
 
     Var *rv = ir_var_new(L->k, "red");
     Expr *pos[IR_MAX_RANK], *si[IR_MAX_RANK];
@@ -313,10 +326,13 @@ static Stmt *lower_reduce(Lower *L, const Stmt *s)
     if (src->buf->scope == SCOPE_GLOBAL) /* outside the edge: the identity, not 0 */
         x = ir_select(L->k, in_bounds(L, src->buf, si), x, identity(L, op));
     Stmt *step = ir_seq(L->k, s->loc);
-    ir_seq_push(L->k, step, ir_store(L->k, acc, zero, combine(L, op, ir_load(L->k, acc, zero), x), s->loc));
+    Expr *next = bits ? absmax_bits(L, ir_load(L->k, acc, zero), x) : combine(L, op, ir_load(L->k, acc, zero), x);
+    ir_seq_push(L->k, step, ir_store(L->k, acc, zero, next, s->loc));
     ir_seq_push(L->k, body, ir_for(L->k, rv, ci(L, src->ext[axis]), LOOP_SERIAL, 0, step, s->loc));
 
     Expr *result = ir_load(L->k, acc, zero);
+    if (bits)
+        result = ir_bitcast(L->k, DT_F32, result);
     if (!s->u.reduce.clear) {
         ReduceOp outer_op = op == RED_ABSMAX ? RED_MAX : op;
         result = combine(L, outer_op, guarded_load(L, dst->buf, di, true), result);

@@ -4,7 +4,7 @@
  * when it is innermost and either
  *   - parallel, with a body of plain stores (iterations are independent), or
  *   - serial, with a body that is one reduction step `acc[0] = acc[0] op e`
- *     (op +, max, min) into a one-element local accumulator.
+ *     (op +, max, min) into a one-element local f32 or i32 accumulator.
  *   - serial, with a body of plain stores of which one is such a reduction
  *     step and the others independent across iterations: each stores its
  *     buffer at one index tuple with a dimension `v + c` (c free of v) and
@@ -48,7 +48,9 @@ static bool is_reduction_step(const Stmt *s)
         return false;
     const Buffer *acc = s->u.store.buf;
     const Expr *v = s->u.store.value;
-    if (acc->scope != SCOPE_LOCAL || acc->rank != 1 || acc->dtype != DT_F32)
+    /* an i32 accumulator is lower's absmax over the bits: integer +, max
+     * and min may be reordered freely */
+    if (acc->scope != SCOPE_LOCAL || acc->rank != 1 || (acc->dtype != DT_F32 && acc->dtype != DT_I32))
         return false;
     if (v->op != EX_ADD && v->op != EX_MAX && v->op != EX_MIN)
         return false;
