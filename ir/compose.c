@@ -16,12 +16,15 @@
  *     blocks read of x (extra dimensions over their extents) lies inside it.
  * Then y becomes a scratch buffer of the window's shape in y's dtype (so the
  * results are the pair's bits), its indices rebased by the window's origin.
- * Where the window may pass y's edge (a tail block), what P writes past the
- * edge is zeroed right after the write: the pair drops those writes and C
- * reads 0 there.  The intermediate's scope is shared: on a GPU the block's
+ * Where the window may pass y's edge (a tail block), P's writes store 0
+ * past the edge (`select(row < M, v, 0)`; a copy or fill becomes element
+ * stores, a copy from a global tensor staged first): the pair drops those
+ * writes and C reads 0 there.  In the stored value, not a nest of its own,
+ * so nothing sits between P's last nest and C's first.  The intermediate's scope is shared: on a GPU the block's
  * threads hand it from P's phase to C's; on a CPU it is cache-resident
- * scratch.  Afterwards the ordinary pipeline runs (fuse may merge P's last
- * nest with C's first). */
+ * scratch.  Afterwards the ordinary pipeline runs (fuse merges P's and
+ * C's window tests, fuses P's last nest with C's first and, inside the
+ * window, drops the select). */
 #include "ir/ir.h"
 
 #include <stdarg.h>
@@ -476,7 +479,17 @@ static Expr *zero_of(Kernel *k, DType t)
     return t == DT_BOOL ? ir_const_bool(k, false) : dt_is_float(t) ? ir_const_f(k, 0.0) : ir_const_i(k, 0);
 }
 
-static Expr *either(Kernel *k, Expr *a, Expr *b) { return a ? ir_binary(k, EX_OR, a, b) : b; }
+static const char *free_name(Kernel *k, const char *name)
+{
+    const char *n = name;
+    for (int i = 1; ir_buf_find(k, n); i++)
+        n = arena_printf(k->arena, "%s_%d", name, i);
+    return n;
+}
+
+static Expr *clone(Kernel *k, const Expr *e) { return ir_clone_expr(k, e, &(IrSubst){0}); }
+
+static Expr *both(Kernel *k, Expr *a, Expr *b) { return a ? ir_binary(k, EX_AND, a, b) : b; }
 
 /* May a write's span pass y's edge in dimension d: above its extent, or
  * below 0?  Grid variables are >= 0 and run-time sizes positive. */
@@ -490,49 +503,92 @@ static void may_pass(const Link *l, const Span *s, int d, bool *above, bool *bel
         *below |= s->base.t[i].coef < 0;
 }
 
-/* After write w of the local buffer (global offsets off, extents ext):
- * zero what lies past y's edge, where the pair's write was dropped.  NULL
- * when the write cannot pass the edge. */
-static Stmt *zero_past_edge(Compose *cx, Link *l, const Box *w, Expr *const *off, const int64_t *ext)
+/* Whether y's element idx (global indices) lies inside y, tested in the
+ * dimensions where write w may pass y's edge; NULL when it cannot. */
+static Expr *inside_y(Kernel *k, const Link *l, const Box *w, Expr *const *idx)
 {
-    Kernel *k = cx->k;
-    int rank = l->out->rank;
-    SrcLoc loc = w->stmt->loc;
-    Expr *any = NULL, *elem = NULL, *idx[IR_MAX_RANK];
-    Var *z[IR_MAX_RANK] = {0};
-    for (int d = 0; d < rank; d++) {
+    Expr *in = NULL;
+    for (int d = 0; d < l->out->rank; d++) {
         bool above, below;
         may_pass(l, &w->dim[d], d, &above, &below);
-        Expr *o = ir_clone_expr(k, off[d], &(IrSubst){0});
-        if (ext[d] > 1)
-            z[d] = ir_var_new(k, "z");
-        idx[d] = z[d] ? ir_binary(k, EX_ADD, o, ir_var(k, z[d])) : o;
-        Expr *shape = ir_clone_expr(k, l->shape[d], &(IrSubst){0});
-        if (above) {
-            Expr *end = ir_binary(k, EX_ADD, ir_clone_expr(k, o, &(IrSubst){0}), ir_const_i(k, ext[d]));
-            any = either(k, any, ir_binary(k, EX_LT, shape, end));
-            elem = either(k, elem, ir_binary(k, EX_LE, ir_clone_expr(k, shape, &(IrSubst){0}),
-                                               ir_clone_expr(k, idx[d], &(IrSubst){0})));
-        }
-        if (below) {
-            any = either(k, any, ir_binary(k, EX_LT, ir_clone_expr(k, o, &(IrSubst){0}), ir_const_i(k, 0)));
-            elem = either(k, elem, ir_binary(k, EX_LT, ir_clone_expr(k, idx[d], &(IrSubst){0}), ir_const_i(k, 0)));
-        }
+        if (below)
+            in = both(k, in, ir_binary(k, EX_LE, ir_const_i(k, 0), clone(k, idx[d])));
+        if (above)
+            in = both(k, in, ir_binary(k, EX_LT, clone(k, idx[d]), clone(k, l->shape[d])));
     }
-    if (!any)
-        return NULL;
-    Stmt *st = ir_seq(k, loc);
-    ir_seq_push(k, st, ir_store(k, l->local, idx, zero_of(k, l->local->dtype), loc));
-    Stmt *guard = ir_seq(k, loc);
-    ir_seq_push(k, guard, ir_if(k, elem, st, NULL, loc));
-    for (int d = rank - 1; d >= 0; d--) {
+    return in;
+}
+
+/* The value P's write leaves in y: v where the pair's write lands, 0 past
+ * y's edge, where the pair drops it and C reads 0.  Zeroing in the stored
+ * value (not in a nest of its own) keeps P's last nest next to C's first,
+ * so fuse can merge them when the rows are a run-time size. */
+static Expr *landed(Kernel *k, Expr *in, Expr *v) { return in ? ir_select(k, in, v, zero_of(k, v->dtype)) : v; }
+
+/* Loops over the non-unit extents of window r around an empty body
+ * (*inner); pos[d] is the position in dimension d of the window. */
+static Stmt *window_loops(Kernel *k, const Region *r, Expr **pos, Stmt **inner, SrcLoc loc)
+{
+    Var *z[IR_MAX_RANK] = {0};
+    for (int d = 0; d < r->buf->rank; d++) {
+        z[d] = r->ext[d] > 1 ? ir_var_new(k, "z") : NULL;
+        pos[d] = z[d] ? ir_var(k, z[d]) : ir_const_i(k, 0);
+    }
+    Stmt *body = ir_seq(k, loc);
+    *inner = body;
+    for (int d = r->buf->rank - 1; d >= 0; d--) {
         if (!z[d])
             continue;
-        Stmt *body = guard;
-        guard = ir_seq(k, loc);
-        ir_seq_push(k, guard, ir_for(k, z[d], ir_const_i(k, ext[d]), LOOP_PARALLEL, 0, body, loc));
+        Stmt *seq = ir_seq(k, loc);
+        ir_seq_push(k, seq, ir_for(k, z[d], ir_const_i(k, r->ext[d]), LOOP_PARALLEL, 0, body, loc));
+        body = seq;
     }
-    return ir_if(k, any, guard, NULL, loc);
+    return body;
+}
+
+static void element(Kernel *k, const Region *r, Expr *const *pos, Expr **idx)
+{
+    for (int d = 0; d < r->buf->rank; d++)
+        idx[d] = ir_binary(k, EX_ADD, clone(k, r->off[d]), clone(k, pos[d]));
+}
+
+/* A copy's source element for destination position pos: the source's
+ * non-unit dimensions take the destination's in order (COPY's rule). */
+static Expr *source_at(Kernel *k, const Region *src, const Region *dst, Expr *const *pos)
+{
+    Expr *spos[IR_MAX_RANK], *idx[IR_MAX_RANK];
+    int next = 0;
+    for (int d = 0; d < src->buf->rank; d++) {
+        while (next < dst->buf->rank && dst->ext[next] == 1)
+            next++;
+        spos[d] = src->ext[d] == 1 || next == dst->buf->rank ? ir_const_i(k, 0) : pos[next++];
+    }
+    element(k, src, spos, idx);
+    return ir_load(k, src->buf, idx);
+}
+
+/* A fill or copy into y's window as element stores of landed values.  A
+ * global source is copied into a scratch tile first, so its own edge keeps
+ * lower's guards (reads past it give 0). */
+static Stmt *land_window(Compose *cx, const Link *l, const Box *w, Stmt *s)
+{
+    Kernel *k = cx->k;
+    const Region *dst = s->op == ST_COPY ? &s->u.copy.dst : &s->u.fill.dst;
+    Region src = s->op == ST_COPY ? s->u.copy.src : (Region){0};
+    Stmt *out = ir_seq(k, s->loc), *inner;
+    if (src.buf && src.buf->scope == SCOPE_GLOBAL) {
+        Buffer *stage = ir_buf_add(k, free_name(k, "stage"), SCOPE_SHARED, l->local->dtype, dst->buf->rank,
+                                   dst->ext, s->loc);
+        Region whole = ir_region_whole(k, stage);
+        ir_seq_push(k, out, ir_copy(k, src, whole, s->loc));
+        src = whole;
+    }
+    Expr *pos[IR_MAX_RANK], *idx[IR_MAX_RANK];
+    ir_seq_push(k, out, window_loops(k, dst, pos, &inner, s->loc));
+    element(k, dst, pos, idx);
+    Expr *v = src.buf ? source_at(k, &src, dst, pos) : clone(k, s->u.fill.value);
+    ir_seq_push(k, inner, ir_store(k, l->local, idx, landed(k, inside_y(k, l, w, idx), v), s->loc));
+    return out;
 }
 
 static const Box *write_of(const Link *l, const Stmt *s)
@@ -543,46 +599,45 @@ static const Box *write_of(const Link *l, const Stmt *s)
     return NULL;
 }
 
-/* The zeroing statement that follows s, if s is a write that can pass y's edge. */
-static Stmt *after_write(Compose *cx, const Stmt *s)
+/* s, or what replaces it when it is a write of y that may pass y's edge. */
+static Stmt *land_write(Compose *cx, Stmt *s)
 {
     for (int i = 0; i < cx->nlinks; i++) {
-        Link *l = &cx->links[i];
+        const Link *l = &cx->links[i];
         const Box *w = write_of(l, s);
         if (!w)
             continue;
-        int64_t ones[IR_MAX_RANK] = {1, 1, 1, 1, 1, 1};
-        if (s->op == ST_STORE)
-            return zero_past_edge(cx, l, w, s->u.store.idx, ones);
-        const Region *r = s->op == ST_COPY ? &s->u.copy.dst : &s->u.fill.dst;
-        return zero_past_edge(cx, l, w, r->off, r->ext);
+        if (s->op == ST_STORE) {
+            s->u.store.value = landed(cx->k, inside_y(cx->k, l, w, s->u.store.idx), s->u.store.value);
+            return s;
+        }
+        const Region *dst = s->op == ST_COPY ? &s->u.copy.dst : &s->u.fill.dst;
+        bool may = false;
+        for (int d = 0; d < dst->buf->rank; d++) {
+            bool above, below;
+            may_pass(l, &w->dim[d], d, &above, &below);
+            may |= above || below;
+        }
+        return may ? land_window(cx, l, w, s) : s;
     }
-    return NULL;
+    return s;
 }
 
-static void add_zeroing(Compose *cx, Stmt *s)
+static Stmt *land_writes(Compose *cx, Stmt *s)
 {
     if (!s)
-        return;
+        return s;
     switch (s->op) {
-    case ST_SEQ: {
-        Stmt *out = ir_seq(cx->k, s->loc);
-        for (int i = 0; i < s->u.seq.n; i++) {
-            Stmt *it = s->u.seq.items[i], *z = after_write(cx, it);
-            add_zeroing(cx, it);
-            ir_seq_push(cx->k, out, it);
-            if (z)
-                ir_seq_push(cx->k, out, z);
-        }
-        s->u.seq = out->u.seq;
-        break;
-    }
-    case ST_FOR: add_zeroing(cx, s->u.loop.body); break;
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n; i++)
+            s->u.seq.items[i] = land_writes(cx, s->u.seq.items[i]);
+        return s;
+    case ST_FOR: s->u.loop.body = land_writes(cx, s->u.loop.body); return s;
     case ST_IF:
-        add_zeroing(cx, s->u.if_.then_);
-        add_zeroing(cx, s->u.if_.else_);
-        break;
-    default: break;
+        s->u.if_.then_ = land_writes(cx, s->u.if_.then_);
+        s->u.if_.else_ = land_writes(cx, s->u.if_.else_);
+        return s;
+    default: return land_write(cx, s);
     }
 }
 
@@ -835,14 +890,6 @@ static bool add_args(Compose *cx, const Kernel *part, IrSubst *sub)
     return true;
 }
 
-static const char *free_name(Kernel *k, const char *name)
-{
-    const char *n = name;
-    for (int i = 1; ir_buf_find(k, n); i++)
-        n = arena_printf(k->arena, "%s_%d", name, i);
-    return n;
-}
-
 /* A part's scratch buffers, renamed where the other part took the name. */
 static bool add_scratch(Compose *cx, const Kernel *part, IrSubst *sub)
 {
@@ -967,7 +1014,7 @@ bool ir_compose(Kernel *k, const Kernel *P, const Kernel *C, const ComposeVia *v
     for (int i = 0; ok && i < cx->nlinks; i++)
         ok = follow(cx, &cx->links[i], pbody, cbody);
     if (ok) {
-        add_zeroing(cx, pbody);
+        land_writes(cx, pbody);
         for (int i = 0; i < cx->nlinks; i++)
             shape_local(cx, &cx->links[i]);
         rebase_stmt(cx, pbody);

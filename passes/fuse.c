@@ -2,9 +2,14 @@
  *
  * lower makes one loop nest per tile op; consecutive nests over the same
  * iteration space are merged here, and scratch values that then live
- * within one iteration stop going through memory.  Five steps, each over
+ * within one iteration stop going through memory.  These steps, each over
  * every sequence of the kernel:
  *
+ *  0. merge ifs: two adjacent `if`s on structurally equal conditions, the
+ *     first writing nothing the condition loads, become one whose arms are
+ *     the concatenations (`if c {A; B} else {A'; B'}`), so their nests can
+ *     fuse (T.compose leaves the producer's and the consumer's window
+ *     tests side by side).
  *  1. unswitch: a run of nests and lower's `if inside {fast} else {guarded}`
  *     copies becomes one `if` per distinct condition, each arm a straight
  *     run of nests (2^k versions, k <= MAX_CONDS on a CPU; k = 1 on a GPU,
@@ -29,6 +34,12 @@
  *     GPU: only perfect nests of parallel loops with equal extents at every
  *     level fuse (threads spreads a nest over the block; putting a row's
  *     column loop under a per-row reduction would leave it to one thread).
+ *  2b. decide: in the then arm of `if c`, the integer comparisons of c
+ *     (its load-free conjuncts, `lo < hi` / `lo <= hi`) hold; a comparison
+ *     inside whose difference from one of them, its shared terms
+ *     cancelled, is bounded by the loops' ranges is folded, and the select
+ *     or if on it goes (under `bx * 8 + 8 <= M`, `bx * 8 + c0 < M` for
+ *     c0 < 8).  bounds cannot: the arms exist only after steps 0 and 1.
  *  3. forward: in straight-line code a load of scratch X at the indices of
  *     the last store to X (nothing in between storing X or a buffer the
  *     stored value reads) becomes the stored value (rounded to X's dtype).
@@ -548,10 +559,55 @@ static void unswitch(Fuse *F, Stmt *seq)
     }
 }
 
-/* Steps 1 and 2 on a sequence and everything in it, innermost first. */
+/* ------------------------------------------------------------ merge ifs */
+
+/* Does s write a buffer that e loads?  (Loop variables never change.) */
+static bool writes_loaded(const Stmt *s, const Expr *e)
+{
+    if (e->op == EX_LOAD && use_of(s, e->buf).writes)
+        return true;
+    for (int i = 0; i < e->nargs; i++)
+        if (writes_loaded(s, e->args[i]))
+            return true;
+    return false;
+}
+
+/* x then y as one arm (either may be absent). */
+static Stmt *joined(Fuse *F, Stmt *x, Stmt *y)
+{
+    if (!x || !y)
+        return x ? x : y;
+    Stmt *s = ir_seq(F->k, x->loc);
+    ir_seq_push(F->k, s, x);
+    ir_seq_push(F->k, s, y);
+    flatten(F, s);
+    return s;
+}
+
+/* Step 0: `if c {A} else {A'}; if c {B} else {B'}` becomes
+ * `if c {A; B} else {A'; B'}` when c is the same expression in both and
+ * the first if writes nothing c loads (so c still has its value when the
+ * second is tested): the nests of A and B, and of A' and B', can then
+ * fuse, which unswitch cannot arrange for two ifs that are a run of two. */
+static void merge_ifs(Fuse *F, Stmt *seq)
+{
+    for (int i = 0; i + 1 < seq->u.seq.n; i++) {
+        Stmt *a = seq->u.seq.items[i], *b = seq->u.seq.items[i + 1];
+        if (a->op != ST_IF || b->op != ST_IF || !ir_expr_equal(a->u.if_.cond, b->u.if_.cond) ||
+            writes_loaded(a, a->u.if_.cond))
+            continue;
+        seq->u.seq.items[i] = ir_if(F->k, a->u.if_.cond, joined(F, a->u.if_.then_, b->u.if_.then_),
+                                    joined(F, a->u.if_.else_, b->u.if_.else_), a->loc);
+        seq_remove(seq, i + 1);
+        i--; /* the merged if may merge with the next */
+    }
+}
+
+/* Steps 0, 1 and 2 on a sequence and everything in it, innermost first. */
 static void fuse_seq(Fuse *F, Stmt *seq)
 {
     flatten(F, seq);
+    merge_ifs(F, seq);
     for (int i = 0; i < seq->u.seq.n; i++) {
         Stmt *s = seq->u.seq.items[i];
         if (s->op == ST_FOR && s->u.loop.body->op == ST_SEQ)
@@ -563,6 +619,190 @@ static void fuse_seq(Fuse *F, Stmt *seq)
     }
     unswitch(F, seq);
     fuse_run(F, seq);
+}
+
+/* ------------------------------------------------------------ decide */
+
+/* A load-free integer comparison as `hi - lo >= k` (a < b: b - a >= 1). */
+typedef struct Fact {
+    const Expr *hi, *lo;
+    int64_t k;
+} Fact;
+
+/* What holds where a walk stands: the tests of the `if`s whose then arm
+ * it is in, and the loops around it (their variables' ranges). */
+typedef struct Facts {
+    Fact f[16];
+    int n;
+    Vars loops;
+} Facts;
+
+enum { MAX_LINEAR = 16 };
+
+/* Σ coef·atom + c, an atom any integer expression other than + - and a
+ * product with a constant, structurally equal atoms merged: terms that
+ * cancel need no range. */
+typedef struct Linear {
+    const Expr *atom[MAX_LINEAR];
+    int64_t coef[MAX_LINEAR];
+    int n;
+    int64_t c;
+    bool ok;
+} Linear;
+
+static void linear_add(Linear *l, const Expr *e, int64_t scale)
+{
+    int64_t k, prod;
+    if (!l->ok || !dt_is_int(e->dtype)) {
+        l->ok = false;
+        return;
+    }
+    if (e->op == EX_CONST) {
+        l->ok = !__builtin_mul_overflow(scale, e->imm.i, &prod) && !__builtin_add_overflow(l->c, prod, &l->c);
+        return;
+    }
+    if (e->op == EX_ADD || e->op == EX_SUB) {
+        linear_add(l, e->args[0], scale);
+        linear_add(l, e->args[1], e->op == EX_SUB ? -scale : scale);
+        return;
+    }
+    for (int s = 0; s < 2 && e->op == EX_MUL; s++)
+        if (ir_expr_is_const(e->args[s], &k)) {
+            l->ok = !__builtin_mul_overflow(scale, k, &prod);
+            linear_add(l, e->args[1 - s], prod);
+            return;
+        }
+    for (int i = 0; i < l->n; i++)
+        if (ir_expr_equal(l->atom[i], e)) {
+            l->coef[i] += scale;
+            return;
+        }
+    l->ok = l->n < MAX_LINEAR;
+    if (l->ok) {
+        l->atom[l->n] = e;
+        l->coef[l->n++] = scale;
+    }
+}
+
+/* The least value of Σ sign[i]·e[i] over the loops' ranges; false when
+ * unknown (a term left over that no enclosing loop bounds). */
+static bool least(const Expr *const *e, const int64_t *sign, int n, const Vars *loops, int64_t *lo)
+{
+    Linear l = {.ok = true};
+    for (int i = 0; i < n; i++)
+        linear_add(&l, e[i], sign[i]);
+    *lo = l.c;
+    for (int i = 0; i < l.n && l.ok; i++) {
+        IrRange a = l.coef[i] ? range_in(l.atom[i], loops) : (IrRange){0, 0, true};
+        int64_t at = l.coef[i] > 0 ? a.lo : a.hi, prod;
+        l.ok = a.known && !__builtin_mul_overflow(at, l.coef[i], &prod) && !__builtin_add_overflow(*lo, prod, lo);
+    }
+    return l.ok;
+}
+
+static bool as_fact(const Expr *e, Fact *f)
+{
+    if ((e->op != EX_LT && e->op != EX_LE) || !dt_is_int(e->args[0]->dtype) || has_load(e))
+        return false;
+    *f = (Fact){e->args[1], e->args[0], e->op == EX_LT};
+    return true;
+}
+
+static void add_facts(Facts *fs, const Expr *c)
+{
+    if (c->op == EX_AND) {
+        add_facts(fs, c->args[0]);
+        add_facts(fs, c->args[1]);
+    } else if (fs->n < 16 && as_fact(c, &fs->f[fs->n])) {
+        fs->n++;
+    }
+}
+
+/* 1 when a fact proves q, 0 when one refutes it, -1 otherwise.  With f
+ * `fhi - flo >= fk`: q holds when (hi - lo) - (fhi - flo) >= k - fk, and
+ * fails when (lo - hi) - (fhi - flo) >= 1 - k - fk. */
+static int implied(const Facts *fs, const Fact *q)
+{
+    for (int i = 0; i < fs->n; i++) {
+        const Fact *f = &fs->f[i];
+        const Expr *e[4] = {q->hi, q->lo, f->hi, f->lo};
+        int64_t lo;
+        if (least(e, (int64_t[]){1, -1, -1, 1}, 4, &fs->loops, &lo) && lo >= q->k - f->k)
+            return 1;
+        if (least(e, (int64_t[]){-1, 1, -1, 1}, 4, &fs->loops, &lo) && lo >= 1 - q->k - f->k)
+            return 0;
+    }
+    return -1;
+}
+
+/* e with the comparisons the facts decide folded (new nodes where
+ * anything changed: a node may be shared with code outside the arm). */
+static Expr *decide(Fuse *F, Expr *e, const Facts *fs)
+{
+    Fact q;
+    if (fs->n && as_fact(e, &q)) {
+        int t = implied(fs, &q);
+        return t < 0 ? e : ir_const_bool(F->k, t);
+    }
+    Expr *args[8];
+    bool changed = false;
+    for (int i = 0; i < e->nargs && i < 8; i++) {
+        args[i] = decide(F, e->args[i], fs);
+        changed |= args[i] != e->args[i];
+    }
+    if (!changed)
+        return e;
+    if (e->op == EX_SELECT && args[0]->op == EX_CONST)
+        return args[args[0]->imm.i ? 1 : 2];
+    if (e->op == EX_AND || e->op == EX_OR) /* the builder folds a constant side */
+        return ir_binary(F->k, e->op, args[0], args[1]);
+    Expr *n = ir_clone_expr(F->k, e, &(IrSubst){0});
+    for (int i = 0; i < e->nargs; i++)
+        n->args[i] = args[i];
+    return n;
+}
+
+/* Step 2b: in the then arm of `if c`, c's comparisons hold, and decide the
+ * selects and ifs they imply: what the window test of a merged or
+ * unswitched arm proves of the guards inside it (a composed kernel's
+ * `select(row < M, v, 0)` under `bx * 8 + 8 <= M`).  Returns s or what
+ * replaces it. */
+static Stmt *decide_stmt(Fuse *F, Stmt *s, Facts *fs)
+{
+    switch (s->op) {
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n; i++)
+            s->u.seq.items[i] = decide_stmt(F, s->u.seq.items[i], fs);
+        return s;
+    case ST_FOR: {
+        int outside = fs->loops.n;
+        vars_push(&fs->loops, s);
+        s->u.loop.body = decide_stmt(F, s->u.loop.body, fs);
+        fs->loops.n = outside;
+        return s;
+    }
+    case ST_IF: {
+        s->u.if_.cond = decide(F, s->u.if_.cond, fs);
+        if (s->u.if_.cond->op == EX_CONST) {
+            Stmt *taken = s->u.if_.cond->imm.i ? s->u.if_.then_ : s->u.if_.else_;
+            return taken ? decide_stmt(F, taken, fs) : ir_seq(F->k, s->loc);
+        }
+        Facts *inside = malloc(sizeof *inside);
+        *inside = *fs;
+        add_facts(inside, s->u.if_.cond);
+        s->u.if_.then_ = decide_stmt(F, s->u.if_.then_, inside);
+        free(inside);
+        if (s->u.if_.else_)
+            s->u.if_.else_ = decide_stmt(F, s->u.if_.else_, fs);
+        return s;
+    }
+    case ST_STORE:
+        for (int d = 0; d < s->u.store.buf->rank; d++)
+            s->u.store.idx[d] = decide(F, s->u.store.idx[d], fs);
+        s->u.store.value = decide(F, s->u.store.value, fs);
+        return s;
+    default: return s;
+    }
 }
 
 /* ------------------------------------------------------------ forward */
@@ -1200,6 +1440,9 @@ bool pass_fuse(Kernel *k, const TargetInfo *t, Diag *d)
         return true;
     Fuse F = {.k = k, .gpu = t->gpu_sm > 0};
     fuse_seq(&F, k->body);
+    Facts *none = calloc(1, sizeof *none);
+    decide_stmt(&F, k->body, none);
+    free(none);
     Avails av = {0};
     forward_seq(&F, k->body, &av);
     Frame fr[64] = {{k->body, 0, NULL}};

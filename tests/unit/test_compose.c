@@ -12,8 +12,9 @@
  *   - every illegal composition is one line at the T.compose call.
  * Mutant checks (done by hand when the pass was written): with
  * reads_inside() accepting any window, illegal_compositions_are_one_line_errors
- * fails on bad_region.lua and bad_rows.lua; without the zeroing past y's
- * edge, tail_rows_read_as_zero fails at M 1, 13 and 20. */
+ * fails on bad_region.lua and bad_rows.lua; with landed() storing the value
+ * unselected (no zero past y's edge), tail_rows_read_as_zero fails at M 1,
+ * 13 and 20. */
 #include "codegen/codegen.h"
 #include "frontend/frontend.h"
 #include "passes/passes.h"
@@ -81,16 +82,22 @@ TEST(rmsnorm_fp8_is_the_pair_bit_for_bit)
 
 /* addone then colsum: colsum sums each block's rows, so the composed
  * kernel's y rows past M (addone wrote 1 there) must read 0 as the pair's
- * dropped writes do. */
+ * dropped writes do.  copyin then colsum: y written by a copy from a
+ * global tensor (staged in the block, then zeroed past M). */
 TEST(tail_rows_read_as_zero)
 {
     static const int rows[] = {1, 8, 13, 20};
+    static const char *const producers[][2] = {{"addone", "good"}, {"copyin", "copyin_colsum"}};
     const int D = 256;
     for (int t = 0; t < NTARGETS; t++) {
         if (!th_runs_here(targets[t]))
             continue;
-        for (int r = 0; r < 4; r++) {
-            int M = rows[r], nb = (M + 7) / 8;
+        for (int r = 0; r < 8; r++) {
+            const char *producer = producers[r / 4][0], *composed = producers[r / 4][1];
+            char ppath[128], cpath[128];
+            snprintf(ppath, sizeof ppath, "tests/specs/compose/%s.lua", producer);
+            snprintf(cpath, sizeof cpath, "tests/specs/compose/%s.lua", composed);
+            int M = rows[r % 4], nb = (M + 7) / 8;
             float *x = calloc((size_t)M * D, 4), *s1 = calloc((size_t)nb * D, 4), *s2 = calloc((size_t)nb * D, 4);
             uint16_t *y = calloc((size_t)M * D, 2);
             unsigned seed = 7;
@@ -99,11 +106,11 @@ TEST(tail_rows_read_as_zero)
             FeSet cs[] = {{"K", "256"}};
             int64_t params[1] = {M};
             void *a1[] = {x, y}, *a2[] = {y, s1}, *a3[] = {x, s2};
-            CHECK(th_run("tests/specs/compose/addone.lua", NULL, 0, targets[t], a1, params, 2));
+            CHECK(th_run(ppath, NULL, 0, targets[t], a1, params, 2));
             CHECK(th_run("tests/specs/compose/colsum.lua", cs, 1, targets[t], a2, params, 2));
-            CHECK(th_run("tests/specs/compose/good.lua", NULL, 0, targets[t], a3, params, 2));
-            CHECKF(!memcmp(s1, s2, (size_t)nb * D * 4), "%s, M %d: composed column sums differ from the pair's",
-                   th_name(targets[t]), M);
+            CHECK(th_run(cpath, NULL, 0, targets[t], a3, params, 2));
+            CHECKF(!memcmp(s1, s2, (size_t)nb * D * 4), "%s, M %d: %s's column sums differ from the pair's",
+                   th_name(targets[t]), M, composed);
             free(x); free(y); free(s1); free(s2);
         }
     }

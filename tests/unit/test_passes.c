@@ -127,6 +127,18 @@ TEST(golden_fuse_strided) { golden("fuse_strided", pass_fuse); }
 /* strided blocks that must stay apart: e's range reaching s (8j + 2c1,
  * c1 < 5), strides 8 and 4, an offset s·v + e + 1 with e over all of [0, s) */
 TEST(golden_fuse_strided_keep) { golden("fuse_strided_keep", pass_fuse); }
+/* adjacent ifs on one condition merge, so their arms' nests fuse: the
+ * window test `b * 4 + 4 <= M` (no loads; each arm two nests, so unswitch
+ * alone would keep them apart) and `0 < n[0]` (a load nothing writes);
+ * under the window test, select(b * 4 + c0 < M, v, 0) is v and
+ * select(M <= b * 4 + a0, 7, v) is v */
+TEST(golden_fuse_merge) { golden("fuse_merge", pass_fuse); }
+/* ifs that must stay apart: the first writes f, which the condition loads
+ * (merged, the second if's else arm would never run); conditions that
+ * differ (b * 4 + 3 <= M, b * 4 + 4 <= M).  Under b * 4 + 4 <= M the row
+ * guard b * 4 + e0 < M goes, but b * 4 + e0 + 1 < M and its negation
+ * stay in their selects (either may hold at e0 = 3) */
+TEST(golden_fuse_merge_keep) { golden("fuse_merge_keep", pass_fuse); }
 /* GPU: no fusion across a barrier; the nests after it fuse */
 /* pass_tma: a staged loop's argument tiles become TMA loads on one
  * mbarrier per stage (waits with parity kb % 2, no cp.async sync left);
@@ -518,10 +530,10 @@ TEST(tile_equals_loop_hand_written)
  * (dyn M: one row, a partial block, exact blocks). */
 TEST(fuse_keeps_the_meaning)
 {
-    const char *names[] = {"fuse_chain", "fuse_keep", "fuse_switch", "fuse_barrier", "fuse_strided",
-                           "fuse_strided_keep"};
+    const char *names[] = {"fuse_chain",   "fuse_keep",         "fuse_switch", "fuse_barrier",
+                           "fuse_strided", "fuse_strided_keep", "fuse_merge",  "fuse_merge_keep"};
     const int64_t ms[] = {1, 5, 8};
-    for (int i = 0; i < 6; i++) {
+    for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++) {
         char path[256];
         snprintf(path, sizeof path, "tests/passes/%s.in.tir", names[i]);
         for (int m = 0; m < 3; m++) {
@@ -739,6 +751,8 @@ int main(void)
     RUN(golden_fuse_switch);
     RUN(golden_fuse_strided);
     RUN(golden_fuse_strided_keep);
+    RUN(golden_fuse_merge);
+    RUN(golden_fuse_merge_keep);
     RUN(golden_fuse_barrier);
     RUN(golden_tma_gemm);
     RUN(golden_tma_keep);
