@@ -4,8 +4,10 @@
 #include "runtime/pool.h"
 
 #include <dlfcn.h>
+#include <llvm-c/ExecutionEngine.h>
 #include <llvm-c/LLJIT.h>
 #include <llvm-c/Orc.h>
+#include <llvm-c/OrcEE.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,6 +22,22 @@ static bool llvm_error(Diag *d, const Kernel *k, const char *what, LLVMErrorRef 
     diag_error(d, k->loc, "%s for kernel %s: %s", what, k->name, msg);
     LLVMDisposeErrorMessage(msg);
     return false;
+}
+
+/* With TILEC_PERF set, kernels are linked by RuntimeDyld with LLVM's perf
+ * listener, which writes a jitdump (jit-PID.dump, under $JITDUMPDIR or
+ * ~/.debug/jit): `perf record -k 1 ...`, then `perf inject --jit`, and
+ * perf report / annotate show the kernels by name, instruction by
+ * instruction.  Off by default: the default linker is JITLink. */
+static LLVMOrcObjectLayerRef perf_linking_layer(void *ctx, LLVMOrcExecutionSessionRef es, const char *triple)
+{
+    (void)ctx;
+    (void)triple;
+    LLVMOrcObjectLayerRef layer = LLVMOrcCreateRTDyldObjectLinkingLayerWithSectionMemoryManager(es);
+    LLVMJITEventListenerRef perf = LLVMCreatePerfJITEventListener();
+    if (perf)
+        LLVMOrcRTDyldObjectLinkingLayerRegisterJITEventListener(layer, perf);
+    return layer;
 }
 
 CgJit *cg_jit_compile(const Kernel *k, const TargetInfo *t, Diag *d)
@@ -40,6 +58,9 @@ CgJit *cg_jit_compile(const Kernel *k, const TargetInfo *t, Diag *d)
     /* The JIT owns the target machine from here on. */
     LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(
         builder, LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(tm));
+    const char *perf = getenv("TILEC_PERF");
+    if (perf && *perf && strcmp(perf, "0"))
+        LLVMOrcLLJITBuilderSetObjectLinkingLayerCreator(builder, perf_linking_layer, NULL);
     LLVMErrorRef e = LLVMOrcCreateLLJIT(&j->jit, builder);
     if (e) {
         llvm_error(d, k, "cannot create the JIT", e);

@@ -115,4 +115,17 @@ if "$TILEC" compile examples/softmax.lua --dump-after all --emit ir -o /dev/null
 if "$TILEC" --help | grep -q "usage" && "$TILEC" run --help | grep -q -- "--check"; then
   ok "help"; else bad "help"; fi
 
+# TILEC_PERF=1: the kernels are linked with LLVM's perf listener, which
+# writes a jitdump naming them (what `perf inject --jit` reads); the
+# results are unchanged
+mkdir -p "$tmp/jitdump"
+if out=$(TILEC_PERF=1 JITDUMPDIR="$tmp/jitdump" "$TILEC" run examples/softmax.lua --check 2>&1) &&
+   printf '%s' "$out" | grep -q OK &&
+   dump=$(find "$tmp/jitdump" -name 'jit-*.dump' | head -1) && [ -n "$dump" ] &&
+   grep -qa softmax "$dump"; then
+  ok "TILEC_PERF=1 writes a jitdump with the kernel"
+else
+  bad "TILEC_PERF=1 writes a jitdump with the kernel" "$out"
+fi
+
 finish
