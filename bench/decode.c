@@ -19,7 +19,10 @@
  * level cache are rotated between repetitions, so the weights come from
  * DRAM.  Every kernel's output is checked on sampled columns against double-
  * precision sums of the decoded operands before it is timed (a fast wrong
- * answer fails the run). */
+ * answer fails the run).  of_read compares with a plain C loop reading
+ * memory the way the dot tiles do (bench_read_bandwidth): copy counts the
+ * bytes written too, and one core of the AVX2 host reads ~0.75 of what
+ * memcpy moves. */
 #include "bench/peers.h"
 #include "ir/ir.h"
 #include "runtime/timing.h"
@@ -318,11 +321,13 @@ int main(int argc, char **argv)
     static const int shapes[][2] = {{4096, 4096}, {7168, 2048}}, ms[] = {1, 4, 16};
     int reps = quick ? 5 : 11;
     const TargetInfo *t = ir_host_target();
-    double bw = bench_copy_bandwidth(threads);
+    double bw = bench_copy_bandwidth(threads), rd = bench_read_bandwidth(threads);
     printf("bench_decode: target %s, %d thread(s), median of %d, weights rotated over 2x the %zu MiB LLC\n",
            t ? t->name : "none", threads, reps, llc_bytes() >> 20);
     printf("copy bandwidth %.1f GB/s (read+write, %d thread(s)); of_copy = weight GB/s / that\n", bw, threads);
-    printf("%-5s %3s %5s %5s %10s %9s %8s\n", "fmt", "M", "N", "K", "median_us", "weightGB/s", "of_copy");
+    printf("read bandwidth %.1f GB/s (8 neighbouring 8 KiB rows at a time, bench/peers.c); of_read = weight GB/s / that\n", rd);
+    printf("%-5s %3s %5s %5s %10s %9s %8s %8s\n", "fmt", "M", "N", "K", "median_us", "weightGB/s", "of_copy",
+           "of_read");
     int failures = 0;
     for (int f = 0; f < NFMT; f++)
         for (int s = 0; s < 2; s++)
@@ -337,7 +342,8 @@ int main(int argc, char **argv)
                     continue;
                 }
                 double gbs = (double)weight_bytes(&p) / sec * 1e-9;
-                printf("%-5s %3d %5d %5d %10.1f %9.2f %8.2f\n", fmt_name[f], p.M, p.N, p.K, sec * 1e6, gbs, gbs / bw);
+                printf("%-5s %3d %5d %5d %10.1f %9.2f %8.2f %8.2f\n", fmt_name[f], p.M, p.N, p.K, sec * 1e6, gbs,
+                       gbs / bw, gbs / rd);
                 fflush(stdout);
             }
     return failures ? 1 : 0;
