@@ -698,34 +698,56 @@ static bool widens_exactly(DType from, DType to)
  * twice as many.  Only exact copies qualify (the values the GEMM sees are
  * unchanged).  Each row band widens w again, and it still pays with six
  * bands: fp8_gemm at M = 16, x86-avx2, 38 ms forwarded against 62 ms with
- * the copy (N = K = 4096, one thread). */
+ * the copy (N = K = 4096, one thread).  A's tile is forwarded the same
+ * way (a_ok): fp8_gemm's e4m3 → bf16 copy of the activations costs ~5
+ * instructions per element each step (the generic conversion), but every
+ * column tile widens A again (~9 per 16 e4m3 elements), so a widening copy
+ * goes only where at most 8 column tiles would (fp8 at BN = 16: at one row
+ * 0.030 ms against 0.037, N = K = 512; at 16 rows and BN = 128, 43 tiles,
+ * it was 18% slower). */
+static void forward_operand(Lower *L, Stmt *seq, int j, Region *op, bool (*ok)(Lower *, const Stmt *, DType))
+{
+    Buffer *ws = op->buf;
+    if (ws->scope == SCOPE_GLOBAL || !ir_region_is_whole(op))
+        return;
+    for (int i = 0; i < j; i++) {
+        Stmt *cp = seq->u.seq.items[i];
+        if (cp->op != ST_COPY || cp->u.copy.async || cp->u.copy.dst.buf != ws)
+            continue;
+        const Region *src = &cp->u.copy.src;
+        if (src->buf->scope != SCOPE_GLOBAL || src->buf->dir != ARG_IN || src->buf->rank != 2 ||
+            src->ext[0] != op->ext[0] || src->ext[1] != op->ext[1] || !ir_region_is_whole(&cp->u.copy.dst) ||
+            !widens_exactly(src->buf->dtype, ws->dtype) || !dot_reads_in_place(src->buf->dtype) ||
+            (ok && !ok(L, seq->u.seq.items[j], src->buf->dtype)))
+            return;
+        IrUse use = {0};
+        ir_buffer_use(L->k->body, ws, &use);
+        if (use.reads != 1 || use.writes != 1)
+            return;
+        *op = *src;
+        seq->u.seq.items[i] = ir_seq(L->k, cp->loc); /* the copy is gone */
+        return;
+    }
+}
+
+static bool a_ok(Lower *L, const Stmt *g, DType from)
+{
+    const Region *b = &g->u.gemm.b, *bs = &g->u.gemm.b_scale;
+    if (from == g->u.gemm.a.buf->dtype)
+        return true;
+    int64_t M = g->u.gemm.c.ext[0], N = g->u.gemm.c.ext[1], bn = bs->buf ? mat_rows(b) / mat_rows(bs) : 0;
+    int64_t nr = dot_cols_of(L->t, dot_rows_of(L->t, M, from, b->buf->dtype), from, b->buf->dtype, bn, N);
+    return (N + nr - 1) / nr <= 8;
+}
+
 static void forward_dot_operands(Lower *L, Stmt *seq)
 {
     for (int j = 0; j < seq->u.seq.n; j++) {
         Stmt *g = seq->u.seq.items[j];
         if (g->op != ST_GEMM || !dot_gemm(L, g))
             continue;
-        Buffer *ws = g->u.gemm.b.buf;
-        if (ws->scope == SCOPE_GLOBAL || !ir_region_is_whole(&g->u.gemm.b))
-            continue;
-        for (int i = 0; i < j; i++) {
-            Stmt *cp = seq->u.seq.items[i];
-            if (cp->op != ST_COPY || cp->u.copy.async || cp->u.copy.dst.buf != ws)
-                continue;
-            const Region *src = &cp->u.copy.src;
-            if (src->buf->scope != SCOPE_GLOBAL || src->buf->dir != ARG_IN || src->buf->rank != 2 ||
-                src->ext[0] != g->u.gemm.b.ext[0] || src->ext[1] != g->u.gemm.b.ext[1] ||
-                !ir_region_is_whole(&cp->u.copy.dst) || !widens_exactly(src->buf->dtype, ws->dtype) ||
-                !dot_reads_in_place(src->buf->dtype))
-                break;
-            IrUse use = {0};
-            ir_buffer_use(L->k->body, ws, &use);
-            if (use.reads != 1 || use.writes != 1)
-                break;
-            g->u.gemm.b = *src;
-            seq->u.seq.items[i] = ir_seq(L->k, cp->loc); /* the copy is gone */
-            break;
-        }
+        forward_operand(L, seq, j, &g->u.gemm.b, NULL);
+        forward_operand(L, seq, j, &g->u.gemm.a, a_ok);
     }
 }
 
