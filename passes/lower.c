@@ -701,8 +701,9 @@ static bool widens_exactly(DType from, DType to)
  * the copy (N = K = 4096, one thread).  A's tile is forwarded the same
  * way (a_ok): fp8_gemm's e4m3 → bf16 copy of the activations costs ~5
  * instructions per element each step (the generic conversion), but every
- * column tile widens A again (~9 per 16 e4m3 elements), so a widening copy
- * goes only where at most 8 column tiles would (fp8 at BN = 16: at one row
+ * column tile widens A again (~9 per 16 e4m3 elements; ~7 per 8 beside
+ * packed fp4, whose steps are 8 wide), so a widening copy goes only where
+ * at most 8 (fp4: 4) column tiles would (fp8 at BN = 16: at one row
  * 0.030 ms against 0.037, N = K = 512; at 16 rows and BN = 128, 43 tiles,
  * it was 18% slower). */
 static void forward_operand(Lower *L, Stmt *seq, int j, Region *op, bool (*ok)(Lower *, const Stmt *, DType))
@@ -737,7 +738,8 @@ static bool a_ok(Lower *L, const Stmt *g, DType from)
         return true;
     int64_t M = g->u.gemm.c.ext[0], N = g->u.gemm.c.ext[1], bn = bs->buf ? mat_rows(b) / mat_rows(bs) : 0;
     int64_t nr = dot_cols_of(L->t, dot_rows_of(L->t, M, from, b->buf->dtype), from, b->buf->dtype, bn, N);
-    return (N + nr - 1) / nr <= 8;
+    /* B of 8 bits: A widened 16 elements at a time; else 8, costlier */
+    return (N + nr - 1) / nr <= (dt_bits(b->buf->dtype) == 8 ? 8 : 4);
 }
 
 static void forward_dot_operands(Lower *L, Stmt *seq)
