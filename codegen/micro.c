@@ -8,6 +8,7 @@
  * dtypes take a scalar loop (correct, not fast). */
 #include "codegen/cgctx.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -249,9 +250,12 @@ static bool dot_dtype(DType t)
  * e5m2 is the top byte of an f16; e4m3's exponent and mantissa fit f16's
  * fields as they are (subnormals included), with bias 7 instead of 15, so
  * the value comes out 2^-8 too small — dot_gemm scales the finished sum
- * back (dot_scale), which is exact — and its S.1111.111 code becomes an f16
- * NaN.  All the bit work is on 16-bit lanes, twice as many per register. */
-static LLVMValueRef dot_widen(Cg *c, DType t, LLVMValueRef raw, int n)
+ * back (dot_scale), which is exact.  All the bit work is on 16-bit lanes,
+ * twice as many per register.  e4m3's S.1111.111 code becomes an f16 NaN
+ * here only with `nan`; without, it comes out finite (±480 · 2^-8), and the
+ * caller must make the sum NaN itself (dot_b_nans: B's weights, scanned
+ * once per tile, which is cheaper than three instructions per register). */
+static LLVMValueRef dot_widen(Cg *c, DType t, LLVMValueRef raw, int n, bool nan)
 {
     LLVMBuilderRef B = c->b;
     LLVMTypeRef vf32 = LLVMVectorType(c->f32, (unsigned)n), vi16 = LLVMVectorType(c->i16, (unsigned)n);
@@ -274,9 +278,11 @@ static LLVMValueRef dot_widen(Cg *c, DType t, LLVMValueRef raw, int n)
          * conversion, onto twice as many 32-bit lanes.) */
         LLVMValueRef h = LLVMBuildShl(B, LLVMBuildSExt(B, raw, vi16, ""), splat_i(c, c->i16, n, 7), "");
         h = LLVMBuildAnd(B, h, splat_i(c, c->i16, n, 0xbfff), "");
-        LLVMValueRef nan = LLVMBuildAnd(B, LLVMBuildAdd(B, h, splat_i(c, c->i16, n, 0x80), ""),
-                                        splat_i(c, c->i16, n, 0x4000), "");
-        h = LLVMBuildOr(B, h, nan, "");
+        if (nan) {
+            LLVMValueRef carry = LLVMBuildAnd(B, LLVMBuildAdd(B, h, splat_i(c, c->i16, n, 0x80), ""),
+                                              splat_i(c, c->i16, n, 0x4000), "");
+            h = LLVMBuildOr(B, h, carry, "");
+        }
         return LLVMBuildFPExt(B, LLVMBuildBitCast(B, h, vhalf, ""), vf32, "");
     }
     default: abort(); /* dot_dtype() said no */
@@ -309,9 +315,12 @@ static LLVMValueRef dot_raw(Cg *c, Dot *d, const Region *r, int row, LLVMValueRe
     return cg_intrinsic(c, "llvm.masked.load", tys, 2, args, 4);
 }
 
+/* B's e4m3 NaN codes are dot_b_nans' (after the K loop); A's are widened
+ * exactly here. */
 static LLVMValueRef dot_load(Cg *c, Dot *d, const Region *r, int row, LLVMValueRef k, int lanes)
 {
-    return dot_widen(c, r->buf->dtype, dot_raw(c, d, r, row, k, lanes), d->chunk);
+    bool nan = r != &d->s->u.gemm.b;
+    return dot_widen(c, r->buf->dtype, dot_raw(c, d, r, row, k, lanes), d->chunk, nan);
 }
 
 /* Lanes [h·W, (h+1)·W) of a chunk. */
@@ -500,6 +509,64 @@ static void dot_block(Cg *c, void *ctx)
     cg_loop(c, d->kvar, cg_i64(c, d->bk / d->chunk), LOOP_SERIAL, 2, false, dot_scaled_step, d);
 }
 
+/* ------------------------------------------------ e4m3 B's NaNs */
+
+/* dot_widen's fast e4m3 form turns B's NaN codes into finite values, and a
+ * NaN weight makes its column's sum NaN whatever A holds; so each column's
+ * K bytes are scanned once per tile instead: a byte with its low 7 bits
+ * set is NaN, i.e. (byte | 0x80) == 0xff, and the running unsigned byte
+ * maximum reaches 0xff exactly when one was seen.  32 bytes per register:
+ * two instructions per 32 weights where the exact widening spends three
+ * per 16. */
+enum { NAN_STEP = 32 };
+
+typedef struct NanScan {
+    Dot *d;
+    Var *kk;
+    LLVMValueRef flag[MAX_DOT_COLS]; /* allocas: <32 x i8> running maxima */
+} NanScan;
+
+static void nan_fold(Cg *c, NanScan *ns, LLVMValueRef k, int lanes)
+{
+    Dot *d = ns->d;
+    LLVMTypeRef v8 = LLVMVectorType(c->i8, NAN_STEP);
+    Dot wide = *d;
+    wide.chunk = NAN_STEP; /* dot_raw reads d->chunk elements */
+    for (int j = 0; j < d->nr; j++) {
+        LLVMValueRef raw = dot_raw(c, &wide, &d->s->u.gemm.b, j, k, lanes);
+        LLVMValueRef args[2] = {LLVMBuildLoad2(c->b, v8, ns->flag[j], ""),
+                                LLVMBuildOr(c->b, raw, splat_i(c, c->i8, NAN_STEP, 0x80), "")};
+        LLVMBuildStore(c->b, cg_intrinsic(c, "llvm.umax", &v8, 1, args, 2), ns->flag[j]);
+    }
+}
+
+static void nan_step(Cg *c, void *ctx)
+{
+    NanScan *ns = ctx;
+    nan_fold(c, ns, LLVMBuildMul(c->b, c->var[ns->kk->id], cg_i64(c, NAN_STEP), ""), NAN_STEP);
+}
+
+/* An i1 per column of the tile: whether its B row holds a NaN code. */
+static void dot_b_nans(Cg *c, Dot *d, int64_t K, LLVMValueRef *nan)
+{
+    LLVMTypeRef v8 = LLVMVectorType(c->i8, NAN_STEP);
+    NanScan ns = {.d = d, .kk = temp_var(c, "kk", 5)};
+    for (int j = 0; j < d->nr; j++) {
+        ns.flag[j] = entry_alloca(c, v8);
+        LLVMBuildStore(c->b, LLVMConstNull(v8), ns.flag[j]);
+    }
+    cg_loop(c, ns.kk, cg_i64(c, K / NAN_STEP), LOOP_SERIAL, 0, false, nan_step, &ns);
+    if (K % NAN_STEP) /* masked-off bytes read 0: not NaN */
+        nan_fold(c, &ns, cg_i64(c, K - K % NAN_STEP), (int)(K % NAN_STEP));
+    for (int j = 0; j < d->nr; j++) {
+        LLVMValueRef f = LLVMBuildLoad2(c->b, v8, ns.flag[j], "");
+        LLVMValueRef hit = LLVMBuildICmp(c->b, LLVMIntEQ, f, splat_i(c, c->i8, NAN_STEP, 0xff), "");
+        LLVMValueRef bits = LLVMBuildBitCast(c->b, hit, c->i32, "");
+        nan[j] = LLVMBuildICmp(c->b, LLVMIntNE, bits, LLVMConstInt(c->i32, 0, 0), "");
+    }
+    free(ns.kk);
+}
+
 /* The W lanes of v summed pairwise (halves, then quarters, ...). */
 static LLVMValueRef lane_sum(Cg *c, LLVMValueRef v, int w)
 {
@@ -552,10 +619,16 @@ static void dot_gemm(Cg *c, const Stmt *s, int mr, int nr, Var *k)
         cg_loop(c, d.kbvar, cg_i64(c, K / d.bk), LOOP_SERIAL, 0, false, dot_block, &d);
         free(d.kbvar);
     } else {
-        cg_loop(c, k, cg_i64(c, K / chunk), LOOP_SERIAL, 2, false, dot_step, &d);
+        /* two 8-bit steps unrolled interleave their widenings' temporaries
+         * and spill accumulators (fp8 at one row, AVX2) */
+        int unroll = dt_bits(tb) == 8 ? 1 : 2;
+        cg_loop(c, k, cg_i64(c, K / chunk), LOOP_SERIAL, unroll, false, dot_step, &d);
     }
     if (K % chunk)
         dot_lanes(c, &d, cg_i64(c, K - K % chunk), (int)(K % chunk));
+    LLVMValueRef nan[MAX_DOT_COLS] = {0};
+    if (tb == DT_F8E4M3)
+        dot_b_nans(c, &d, K, nan);
     LLVMValueRef scale = LLVMConstReal(c->f32, dot_scale(ta) * dot_scale(tb));
     const Region *cr = &s->u.gemm.c;
     for (int i = 0; i < mr; i++)
@@ -564,6 +637,8 @@ static void dot_gemm(Cg *c, const Stmt *s, int mr, int nr, Var *k)
             LLVMValueRef sum = lane_sum(c, LLVMBuildLoad2(c->b, d.vf32, d.acc[i][j], ""), w);
             if (dot_scale(ta) * dot_scale(tb) != 1.0)
                 sum = LLVMBuildFMul(c->b, sum, scale, "");
+            if (nan[j])
+                sum = LLVMBuildSelect(c->b, nan[j], LLVMConstReal(c->f32, NAN), sum, "");
             if (!s->u.gemm.clear)
                 sum = LLVMBuildFAdd(c->b, LLVMBuildLoad2(c->b, c->f32, p, ""), sum, "");
             LLVMBuildStore(c->b, sum, p);

@@ -492,6 +492,11 @@ static bool tensor_core_gemm(Lower *L, const Stmt *g)
 
 /* ------------------------------------------------ dot tiles (decode) */
 
+/* The matrix of a window is its last two dims (a scaled operand may have
+ * leading unit dims). */
+static int64_t mat_rows(const Region *r) { return r->ext[r->buf->rank - 2]; }
+static int64_t mat_cols(const Region *r) { return r->ext[r->buf->rank - 1]; }
+
 /* A product of few rows (decode: one token, a few) with B as [N, K] runs on
  * the CPU as dot products along K, which is contiguous in A and in B: a
  * MICRO_GEMM with trans_b is a dot_m x dot_n tile of them (codegen/micro.c),
@@ -505,12 +510,50 @@ static bool dot_gemm(Lower *L, const Stmt *g)
     return !L->t->gpu_sm && g->u.gemm.trans_b && !g->u.gemm.trans_a && g->u.gemm.c.ext[0] <= DOT_MAX_ROWS;
 }
 
-/* The tile's rows for a product of M rows, and its columns for mr rows:
- * the accumulator budget dot_m x dot_n, spent on columns when rows are few.
- * One row more than dot_m still fits the registers (fewer columns), and
- * then each weight is widened once instead of twice (fp8 at M = 4 on AVX2:
- * one 4x2 band instead of a 3x3 and a 1x9). */
-static int64_t dot_rows_of(const TargetInfo *t, int64_t M) { return M <= t->dot_m + 1 ? M : t->dot_m; }
+/* What a dot tile's K loop keeps in vector registers besides its mr x nr
+ * accumulators (codegen/micro.c), per operand dtypes ta x tb: each A row's
+ * widened chunk, chunk / W registers (2 where an operand is 8-bit: the
+ * chunk is 2W), and B's widening — none beyond a vector or two for the
+ * 16- and 32-bit types, but e4m3 keeps three 16-bit constants and three
+ * temporaries live (AVX2, fp8 at one row: nine columns spilled accumulators
+ * every step, eight do not). */
+typedef struct DotRegs {
+    int64_t regs, per_row, fixed;
+} DotRegs;
+
+static DotRegs dot_regs(const TargetInfo *t, DType ta, DType tb)
+{
+    bool wide = dt_bits(ta) == 8 || dt_bits(tb) == 8;
+    DotRegs r = {t->vector_bits >= 512 ? 32 : 16, wide ? 2 : 1, 2};
+    if (tb == DT_F8E4M3)
+        r.fixed = 6;
+    else if (tb == DT_F8E5M2)
+        r.fixed = 4;
+    return r;
+}
+
+/* The columns of a tile of mr rows: the accumulator budget dot_m x dot_n,
+ * spent on columns when rows are few, and no more than the registers left
+ * beside what dot_regs counts. */
+static int64_t dot_fit_cols(const TargetInfo *t, int64_t mr, DType ta, DType tb)
+{
+    DotRegs r = dot_regs(t, ta, tb);
+    int64_t nr = (int64_t)t->dot_m * t->dot_n / mr, fit = (r.regs - r.fixed - mr * r.per_row) / mr;
+    return nr < fit ? nr : fit;
+}
+
+/* The tile's rows for a product of M rows: all of them up to one more
+ * than dot_m where that leaves two columns (then each weight is widened
+ * once instead of twice: bf16 at M = 4 on AVX2 is one 4x2 band, not a 3x3
+ * and a 1x9), else bands of dot_m rows or as many as keep two columns
+ * (fp8 B on AVX2: two). */
+static int64_t dot_rows_of(const TargetInfo *t, int64_t M, DType ta, DType tb)
+{
+    int64_t most = 1;
+    while (most <= t->dot_m && dot_fit_cols(t, most + 1, ta, tb) >= 2)
+        most++;
+    return M <= most ? M : most < t->dot_m ? most : t->dot_m;
+}
 
 /* A dot tile over block-scaled packed e2m1 B (codegen/micro.c) holds, per
  * column, its accumulators and the block's scaled table, beside one A
@@ -520,11 +563,13 @@ static int64_t dot_rows_of(const TargetInfo *t, int64_t M) { return M <= t->dot_
  * AVX2 3 for one row (at 4 and more the K loop reloads a table or the
  * sign constant from the stack), AVX-512 4 (at 6, pointers are reloaded).
  * Narrower, down to half, where that divides the N columns: a tail tile's
- * K loop had its row pointers reloaded from the stack (N 128 in 3s). */
-static int64_t dot_cols_of(const TargetInfo *t, int64_t mr, bool e2m1, int64_t N)
+ * K loop had its row pointers reloaded from the stack (N 128 in 3s).
+ * A block-scaled B (bn > 0 rows per scale row): fewer columns where that
+ * keeps every tile's rows within whole block rows of the scale. */
+static int64_t dot_cols_of(const TargetInfo *t, int64_t mr, DType ta, DType tb, int64_t bn, int64_t N)
 {
-    int64_t nr = (int64_t)t->dot_m * t->dot_n / mr;
-    if (e2m1) {
+    int64_t nr = dot_fit_cols(t, mr, ta, tb);
+    if (bn && tb == DT_F4E2M1) {
         int64_t regs = t->vector_bits >= 512 ? 32 : 16;
         nr = (regs - 8 - mr) / (1 + mr);
         nr = nr < 1 ? 1 : nr > 4 ? 4 : nr;
@@ -532,11 +577,14 @@ static int64_t dot_cols_of(const TargetInfo *t, int64_t mr, bool e2m1, int64_t N
             if (N % d == 0)
                 nr = d;
     }
-    return nr < 16 ? nr : 16; /* codegen/micro.c's MAX_DOT_COLS */
+    nr = nr < 1 ? 1 : nr < 16 ? nr : 16; /* codegen/micro.c's MAX_DOT_COLS */
+    while (bn && bn % nr && nr % bn)
+        nr--;
+    return nr;
 }
 
 /* The rows of B's block scale bs that B's rows [j + j0, +n) of a dot tile
- * use: one block row, or n / bn of them (dot_scale_fits). */
+ * use: one block row, or n / bn of them (dot_cols_of keeps to whole ones). */
 static Region scale_rows(Lower *L, const Region *b, const Region *bs, Expr *j, int64_t j0, int64_t n)
 {
     int R = b->buf->rank - 2;
@@ -551,7 +599,8 @@ static Region scale_rows(Lower *L, const Region *b, const Region *bs, Expr *j, i
 static void dot_band(Lower *L, Stmt *seq, const Stmt *g, const Region *a, const Region *b, const Region *bs,
                      const Region *c, Expr *i, int64_t i0, int64_t mr, int64_t N, int64_t K)
 {
-    int64_t nr = dot_cols_of(L->t, mr, bs && b->buf->dtype == DT_F4E2M1, N), full = N / nr, rem = N % nr;
+    int64_t bn = bs ? mat_rows(b) / mat_rows(bs) : 0;
+    int64_t nr = dot_cols_of(L->t, mr, a->buf->dtype, b->buf->dtype, bn, N), full = N / nr, rem = N % nr;
     Expr *z = ci(L, 0);
     for (int part = 0; part < 2; part++) {
         if (part == 0 ? !full : !rem)
@@ -579,7 +628,7 @@ static Stmt *dot_tiles(Lower *L, const Stmt *g, const Region *a, const Region *b
 {
     Stmt *seq = ir_seq(L->k, g->loc);
     int64_t M = c->ext[0], N = c->ext[1], K = a->ext[1];
-    int64_t mr = dot_rows_of(L->t, M), full = M / mr, rem = M % mr;
+    int64_t mr = dot_rows_of(L->t, M, a->buf->dtype, b->buf->dtype), full = M / mr, rem = M % mr;
     bs = bs && bs->buf ? bs : NULL;
     if (full > 1) {
         Var *iv = ir_var_new(L->k, "it");
@@ -665,43 +714,62 @@ static bool widens_exactly(DType from, DType to)
  * twice as many.  Only exact copies qualify (the values the GEMM sees are
  * unchanged).  Each row band widens w again, and it still pays with six
  * bands: fp8_gemm at M = 16, x86-avx2, 38 ms forwarded against 62 ms with
- * the copy (N = K = 4096, one thread). */
+ * the copy (N = K = 4096, one thread).  A's tile is forwarded the same
+ * way (a_ok): fp8_gemm's e4m3 → bf16 copy of the activations costs ~5
+ * instructions per element each step (the generic conversion), but every
+ * column tile widens A again (~9 per 16 e4m3 elements; ~7 per 8 beside
+ * packed fp4, whose steps are 8 wide), so a widening copy goes only where
+ * at most 8 (fp4: 4) column tiles would (fp8 at BN = 16: at one row
+ * 0.030 ms against 0.037, N = K = 512; at 16 rows and BN = 128, 43 tiles,
+ * it was 18% slower). */
+static void forward_operand(Lower *L, Stmt *seq, int j, Region *op, bool (*ok)(Lower *, const Stmt *, DType))
+{
+    Buffer *ws = op->buf;
+    if (ws->scope == SCOPE_GLOBAL || !ir_region_is_whole(op))
+        return;
+    for (int i = 0; i < j; i++) {
+        Stmt *cp = seq->u.seq.items[i];
+        if (cp->op != ST_COPY || cp->u.copy.async || cp->u.copy.dst.buf != ws)
+            continue;
+        const Region *src = &cp->u.copy.src;
+        if (src->buf->scope != SCOPE_GLOBAL || src->buf->dir != ARG_IN || src->buf->rank != 2 ||
+            src->ext[0] != op->ext[0] || src->ext[1] != op->ext[1] || !ir_region_is_whole(&cp->u.copy.dst) ||
+            !widens_exactly(src->buf->dtype, ws->dtype) || !dot_reads_in_place(src->buf->dtype) ||
+            (ok && !ok(L, seq->u.seq.items[j], src->buf->dtype)))
+            return;
+        IrUse use = {0};
+        ir_buffer_use(L->k->body, ws, &use);
+        if (use.reads != 1 || use.writes != 1)
+            return;
+        *op = *src;
+        seq->u.seq.items[i] = ir_seq(L->k, cp->loc); /* the copy is gone */
+        return;
+    }
+}
+
+static bool a_ok(Lower *L, const Stmt *g, DType from)
+{
+    const Region *b = &g->u.gemm.b, *bs = &g->u.gemm.b_scale;
+    if (from == g->u.gemm.a.buf->dtype)
+        return true;
+    int64_t M = g->u.gemm.c.ext[0], N = g->u.gemm.c.ext[1], bn = bs->buf ? mat_rows(b) / mat_rows(bs) : 0;
+    int64_t nr = dot_cols_of(L->t, dot_rows_of(L->t, M, from, b->buf->dtype), from, b->buf->dtype, bn, N);
+    /* B of 8 bits: A widened 16 elements at a time; else 8, costlier */
+    return (N + nr - 1) / nr <= (dt_bits(b->buf->dtype) == 8 ? 8 : 4);
+}
+
 static void forward_dot_operands(Lower *L, Stmt *seq)
 {
     for (int j = 0; j < seq->u.seq.n; j++) {
         Stmt *g = seq->u.seq.items[j];
         if (g->op != ST_GEMM || !dot_gemm(L, g))
             continue;
-        Buffer *ws = g->u.gemm.b.buf;
-        if (ws->scope == SCOPE_GLOBAL || !ir_region_is_whole(&g->u.gemm.b))
-            continue;
-        for (int i = 0; i < j; i++) {
-            Stmt *cp = seq->u.seq.items[i];
-            if (cp->op != ST_COPY || cp->u.copy.async || cp->u.copy.dst.buf != ws)
-                continue;
-            const Region *src = &cp->u.copy.src;
-            if (src->buf->scope != SCOPE_GLOBAL || src->buf->dir != ARG_IN || src->buf->rank != 2 ||
-                src->ext[0] != g->u.gemm.b.ext[0] || src->ext[1] != g->u.gemm.b.ext[1] ||
-                !ir_region_is_whole(&cp->u.copy.dst) || !widens_exactly(src->buf->dtype, ws->dtype) ||
-                !dot_reads_in_place(src->buf->dtype))
-                break;
-            IrUse use = {0};
-            ir_buffer_use(L->k->body, ws, &use);
-            if (use.reads != 1 || use.writes != 1)
-                break;
-            g->u.gemm.b = *src;
-            seq->u.seq.items[i] = ir_seq(L->k, cp->loc); /* the copy is gone */
-            break;
-        }
+        forward_operand(L, seq, j, &g->u.gemm.b, NULL);
+        forward_operand(L, seq, j, &g->u.gemm.a, a_ok);
     }
 }
 
 /* ------------------------------------------------ block-scaled operands */
-
-/* The matrix of a window is its last two dims (a scaled operand may have
- * leading unit dims). */
-static int64_t mat_rows(const Region *r) { return r->ext[r->buf->rank - 2]; }
-static int64_t mat_cols(const Region *r) { return r->ext[r->buf->rank - 1]; }
 
 /* The loops of dequantise, guarded or not. */
 /* The loops of dequantise, guarded or not.  Packed e2m1 with blocks of an
@@ -784,23 +852,9 @@ static bool provably_even(const Expr *e)
 /* The dtypes a dot tile reads in place and scales (codegen/micro.c). */
 static bool dot_scales(DType t) { return dot_reads_in_place(t) || t == DT_F4E2M1; }
 
-/* Whether every dot tile's rows of B lie in whole block rows of its scale
- * (one block row, or whole ones): B's block height bn against the tile
- * heights nr the row bands use. */
-static bool dot_scale_fits(Lower *L, int64_t M, int64_t N, int64_t bn, bool e2m1)
-{
-    int64_t mr = dot_rows_of(L->t, M), bands[2] = {mr, M % mr};
-    for (int i = 0; i < 2; i++) {
-        int64_t nr = bands[i] ? dot_cols_of(L->t, bands[i], e2m1, N) : 0;
-        if (nr && bn % nr && nr % bn)
-            return false;
-    }
-    return true;
-}
-
 /* A decode GEMM whose B is block-scaled runs as dot tiles that scale B in
  * registers (packed e2m1 through a table): B of a dtype they read, K blocks
- * of whole 32-element steps, tiles inside block rows, and packed e2m1 rows
+ * of whole 32-element steps, and packed e2m1 rows
  * and windows starting on a byte.  Every row band decodes B again (an
  * e2m1 decode is ~6 vector instructions per register of weights, three
  * times a bf16 widening), and still this beats dequantising into scratch,
@@ -811,8 +865,7 @@ static bool dot_scale_fits(Lower *L, int64_t M, int64_t N, int64_t bn, bool e2m1
 static bool dot_scaled_in_place(Lower *L, const Stmt *g)
 {
     const Region *b = &g->u.gemm.b, *bs = &g->u.gemm.b_scale;
-    if (!dot_gemm(L, g) || !bs->buf || !dot_scales(b->buf->dtype) || mat_cols(b) / mat_cols(bs) % 32 ||
-        !dot_scale_fits(L, g->u.gemm.c.ext[0], mat_rows(b), mat_rows(b) / mat_rows(bs), b->buf->dtype == DT_F4E2M1))
+    if (!dot_gemm(L, g) || !bs->buf || !dot_scales(b->buf->dtype) || mat_cols(b) / mat_cols(bs) % 32)
         return false;
     if (b->buf->dtype != DT_F4E2M1)
         return true;

@@ -89,6 +89,24 @@ if grep -q "vdpbf16ps.*zmm" "$tmp/dot_bf16.s"; then ok "avx512 bf16 dot tiles us
 "$TILEC" compile kernels_src/fp8_gemm.lua --set BM=1 --set BN=16 --target x86-avx2 --emit asm -o "$tmp/dot_fp8.s" 2>/dev/null
 if grep -q "vcvtph2ps" "$tmp/dot_fp8.s" && grep -q "prefetcht1" "$tmp/dot_fp8.s"; then
   ok "fp8 dot tiles widen through f16 and prefetch"; else bad "fp8 dot tiles widen through f16 and prefetch"; fi
+# fp8 at one row: the dot tile's K loop widens each 16 e4m3 weights in six
+# instructions (sign-extend, shift, and, extract, two vcvtph2ps: no NaN
+# arithmetic — one vpaddw per step is A's row, widened exactly; B's NaN
+# codes are found by a vpmaxub scan after the loop) and keeps its
+# accumulators in registers: no stack operands (A is read in place; were
+# it copied, its bf16 scratch would be loaded with vpmovzxwd).
+"$TILEC" compile kernels_src/fp8_gemm.lua --set M=1 --set BM=1 --set BN=16 --target x86-avx2 --emit asm \
+  -o "$tmp/dot_fp8_1.s" 2>/dev/null
+awk '/^\.LBB[0-9_]+:/ { lab = $1; sub(/:$/, "", lab); n = 0; next }
+     { body[++n] = $0 }
+     /^[ \t]+j[a-z]+[ \t]+\.LBB/ { if ($2 == lab) { s = ""; for (i = 1; i <= n; i++) s = s body[i] "\n"
+                                     if (s ~ /vfmadd/ && s ~ /vcvtph2ps/) printf "%s", s } }' "$tmp/dot_fp8_1.s" >"$tmp/dot_fp8_1k.s"
+if grep -q vcvtph2ps "$tmp/dot_fp8_1k.s" && [ "$(grep -c vpaddw "$tmp/dot_fp8_1k.s")" -le 1 ] &&
+   ! grep -v vpmovzxwd "$tmp/dot_fp8_1k.s" | grep -q "(%rsp" && grep -q vpmaxub "$tmp/dot_fp8_1.s"; then
+  ok "fp8 dot tile at one row: no NaN arithmetic in the K loop, no spills"
+else
+  bad "fp8 dot tile at one row: no NaN arithmetic in the K loop, no spills" "$(head -60 "$tmp/dot_fp8_1k.s")"
+fi
 # packed fp4 weights with 1x32 scales (a block-scaled GEMM operand): the
 # dot tile's K loops read the bytes in place — per 8 weights one dword
 # broadcast from memory, the e2m1 table permute (vpermps; LLVM's domain pass

@@ -369,6 +369,74 @@ TEST(dot_tiles_widen_every_fp8_code)
         }
 }
 
+/* The dot tiles widen e4m3 B without its NaN codes and scan each column
+ * for them apart (codegen/micro.c, dot_b_nans): one NaN weight, at every
+ * position of K (the scan's 32-byte steps and its masked tail, K = 40),
+ * either sign, must make its column NaN and leave the others exact.  Rows
+ * of B below K hold a NaN at their own index; the rest none, but the
+ * finite codes next to it (±448, ±416).  1, 3 and 16 rows of A (one band,
+ * bands, all rows of a block). */
+TEST(dot_tiles_find_each_e4m3_nan)
+{
+    enum { K = 40, N = 2 * K + 8 };
+    static const int rows[] = {1, 3, 16};
+    for (int r = 0; r < 3; r++) {
+        int M = rows[r];
+        char src[1024];
+        snprintf(src, sizeof src,
+                 "kernel dotnan level tile\n"
+                 "arg a: bf16[%d, %d] in\n"
+                 "arg b: f8e4m3[%d, %d] in\n"
+                 "arg c: f32[%d, %d] out\n"
+                 "buf acc: fragment f32[%d, %d]\n"
+                 "grid (g) < [1]\n"
+                 "{\n"
+                 "  gemm a[0 +: %d, 0 +: %d], b[0 +: %d, 0 +: %d] -> acc trans_b clear\n"
+                 "  copy acc -> c[0 +: %d, 0 +: %d]\n"
+                 "}\n",
+                 M, K, N, K, M, N, M, N, M, K, N, K, M, N);
+        static uint16_t a[16 * K];
+        static uint8_t b[N * K];
+        static float c[16 * N];
+        unsigned seed = 5;
+        for (int i = 0; i < M * K; i++)
+            a[i] = dt_f32_to_bf16((float)((int)(rand_r(&seed) % 17) - 8) / 8);
+        for (int n = 0; n < N; n++)
+            for (int k = 0; k < K; k++) {
+                static const uint8_t edge[4] = {0x7e, 0xfe, 0x7d, 0xfd};
+                uint8_t v = (uint8_t)(rand_r(&seed) % 256);
+                if ((v & 0x7f) == 0x7f || k % 5 == 0)
+                    v = edge[(n + k) % 4];
+                b[n * K + k] = n < K && k == n ? (n % 2 ? 0xff : 0x7f) : v;
+            }
+        for (int e = 0; e < NEXECS; e++) {
+            if (!exec_available(&execs[e]) || execs[e].mode == GPU)
+                continue;
+            Diag d = {0};
+            Kernel *k = ir_parse(src, "dotnan.tir", &d);
+            void *args[3] = {a, b, c};
+            bool ok = k && execute(k, execs[e].mode, execs[e].target, 1, args, NULL, &d);
+            CHECKF(ok, "%s M=%d: %s", exec_name(&execs[e]), M, d.msg);
+            int bad = 0;
+            for (int i = 0; ok && i < M; i++)
+                for (int n = 0; n < N; n++) {
+                    double want = 0, mag = 0;
+                    for (int kk = 0; kk < K; kk++) {
+                        double x = dt_bf16_to_f32(a[i * K + kk]) * (double)ref_decode_e4m3(b[n * K + kk]);
+                        want += x;
+                        mag += fabs(x);
+                    }
+                    float got = c[i * N + n];
+                    bool right = isnan(want) ? isnan(got) : fabs(got - want) <= 1e-6 * mag;
+                    if (!right && bad++ < 3)
+                        CHECKF(false, "%s M=%d: c[%d][%d] = %g, want %g", exec_name(&execs[e]), M, i, n, got, want);
+                }
+            CHECKF(bad == 0, "%s M=%d: %d wrong", exec_name(&execs[e]), M, bad);
+            ir_kernel_free(k);
+        }
+    }
+}
+
 /* A dot tile reads a block-scaled packed e2m1 B in place (codegen/micro.c:
  * table lookup, sign, scale; elsewhere lowering dequantises it): C = A ·
  * (B ⊙ expand(S))ᵀ with B [16, 64] and 1x32 scales S [16, 2].
@@ -1074,6 +1142,7 @@ int main(void)
     RUN(gemm_fp8_shapes);
     RUN(gemm_decode_rows);
     RUN(dot_tiles_widen_every_fp8_code);
+    RUN(dot_tiles_find_each_e4m3_nan);
     RUN(dot_tiles_widen_every_fp4_code);
     RUN(gemm_block_scales_other_operands);
     RUN(fp4_weights_copied_for_a_decode_gemm);

@@ -460,10 +460,10 @@ TEST(equivalence_catches_broken_lowerings)
          "", 0},
         {"lower_gemm_bf16", "bg[max(min(q0 * 2 + q1 % 2, 9), 0)", "bg[max(min(q0 * 2, 9), 0)", 0},
         {"lower_gemm_bf16", "bs[jt_1 * 6 +: 6, 1 +: 9]", "bs[jt_1 * 6 +: 6, 0 +: 9]", 0},
-        {"lower_dot", "w[20 +: 1, k * 40 +: 40]", "w[19 +: 1, k * 40 +: 40]", 5},
+        {"lower_dot", "40 +: 40], w[jt * 3 +: 3", "40 +: 40], w[jt * 2 +: 3", 5},
         /* block scales: another expert's scales in a dot tile; the high
          * nibble dequantised for the low one; 16-row instead of 8-row blocks */
-        {"lower_scaled", "b_scale sw[1 +: 1, jt * 3 +: 3", "b_scale sw[0 +: 1, jt * 3 +: 3", 1},
+        {"lower_scaled", "b_scale sw[1 +: 1, jt * 3 +: 3", "b_scale sw[0 +: 1, jt * 3 +: 3", 5},
         {"lower_scaled_deq", "gemm_db0[d0, d1 * 2] = w[d0, d1 * 2]", "gemm_db0[d0, d1 * 2] = w[d0, d1 * 2 + 1]", 1},
         {"lower_scaled_deq", "sw[d0 / 8, d1 * 2 / 32]", "sw[d0 / 16, d1 * 2 / 32]", 1},
         {"lower_gemm_widen", "gemm_a0[p0, p1] = as[p0, p1]", "gemm_a0[p0, p1] = as[p0, 0]", 0},
