@@ -577,6 +577,11 @@ typedef struct IrRange {
  * select, and floor / and % by positive constants; anything else (loads,
  * floats, overflow) is unknown. */
 IrRange ir_range_of(const Expr *e, IrRange (*leaf)(const Expr *, void *), void *ctx);
+/* The least value of Σ sign[i]·e[i] over n integer expressions, terms that
+ * cancel dropped before their ranges (ir_range_of's, with leaf) are used;
+ * false when some remaining term's range is unknown. */
+bool ir_least_of_sum(const Expr *const *e, const int64_t *sign, int n, IrRange (*leaf)(const Expr *, void *), void *ctx,
+                     int64_t *lo);
 /* Remove the scratch buffers the body no longer reads or writes. */
 void ir_drop_unused_buffers(Kernel *k);
 /* The whole of a scratch buffer (offsets 0, extents = its shape). */

@@ -60,3 +60,69 @@ IrRange ir_range_of(const Expr *e, IrRange (*leaf)(const Expr *, void *), void *
     default: return UNKNOWN_RANGE;
     }
 }
+
+enum { MAX_LINEAR = 16 };
+
+/* Σ coef·atom + c, an atom any integer expression other than + - and a
+ * product with a constant, structurally equal atoms merged: terms that
+ * cancel need no range. */
+typedef struct Linear {
+    const Expr *atom[MAX_LINEAR];
+    int64_t coef[MAX_LINEAR];
+    int n;
+    int64_t c;
+    bool ok;
+} Linear;
+
+static void linear_add(Linear *l, const Expr *e, int64_t scale)
+{
+    int64_t k, prod;
+    if (!l->ok || !dt_is_int(e->dtype)) {
+        l->ok = false;
+        return;
+    }
+    if (e->op == EX_CONST) {
+        l->ok = !__builtin_mul_overflow(scale, e->imm.i, &prod) && !__builtin_add_overflow(l->c, prod, &l->c);
+        return;
+    }
+    if (e->op == EX_ADD || e->op == EX_SUB) {
+        linear_add(l, e->args[0], scale);
+        linear_add(l, e->args[1], e->op == EX_SUB ? -scale : scale);
+        return;
+    }
+    for (int s = 0; s < 2 && e->op == EX_MUL; s++)
+        if (ir_expr_is_const(e->args[s], &k)) {
+            l->ok = !__builtin_mul_overflow(scale, k, &prod);
+            linear_add(l, e->args[1 - s], prod);
+            return;
+        }
+    for (int i = 0; i < l->n; i++)
+        if (ir_expr_equal(l->atom[i], e)) {
+            l->ok = !__builtin_add_overflow(l->coef[i], scale, &l->coef[i]);
+            return;
+        }
+    l->ok = l->n < MAX_LINEAR;
+    if (l->ok) {
+        l->atom[l->n] = e;
+        l->coef[l->n++] = scale;
+    }
+}
+
+/* The least value of Σ sign[i]·e[i]: the terms are collected as one
+ * linear form first, so what appears on both sides cancels and needs no
+ * range ((b·8 + c) - (b·8 + 8) is c - 8 whatever b is); each remaining
+ * atom's range comes from ir_range_of with `leaf`.  False when unknown. */
+bool ir_least_of_sum(const Expr *const *e, const int64_t *sign, int n, IrRange (*leaf)(const Expr *, void *), void *ctx,
+                     int64_t *lo)
+{
+    Linear l = {.ok = true};
+    for (int i = 0; i < n; i++)
+        linear_add(&l, e[i], sign[i]);
+    *lo = l.c;
+    for (int i = 0; i < l.n && l.ok; i++) {
+        IrRange a = l.coef[i] ? ir_range_of(l.atom[i], leaf, ctx) : (IrRange){0, 0, true};
+        int64_t at = l.coef[i] > 0 ? a.lo : a.hi, prod;
+        l.ok = a.known && !__builtin_mul_overflow(at, l.coef[i], &prod) && !__builtin_add_overflow(*lo, prod, lo);
+    }
+    return l.ok;
+}

@@ -637,67 +637,11 @@ typedef struct Facts {
     Vars loops;
 } Facts;
 
-enum { MAX_LINEAR = 16 };
-
-/* Σ coef·atom + c, an atom any integer expression other than + - and a
- * product with a constant, structurally equal atoms merged: terms that
- * cancel need no range. */
-typedef struct Linear {
-    const Expr *atom[MAX_LINEAR];
-    int64_t coef[MAX_LINEAR];
-    int n;
-    int64_t c;
-    bool ok;
-} Linear;
-
-static void linear_add(Linear *l, const Expr *e, int64_t scale)
-{
-    int64_t k, prod;
-    if (!l->ok || !dt_is_int(e->dtype)) {
-        l->ok = false;
-        return;
-    }
-    if (e->op == EX_CONST) {
-        l->ok = !__builtin_mul_overflow(scale, e->imm.i, &prod) && !__builtin_add_overflow(l->c, prod, &l->c);
-        return;
-    }
-    if (e->op == EX_ADD || e->op == EX_SUB) {
-        linear_add(l, e->args[0], scale);
-        linear_add(l, e->args[1], e->op == EX_SUB ? -scale : scale);
-        return;
-    }
-    for (int s = 0; s < 2 && e->op == EX_MUL; s++)
-        if (ir_expr_is_const(e->args[s], &k)) {
-            l->ok = !__builtin_mul_overflow(scale, k, &prod);
-            linear_add(l, e->args[1 - s], prod);
-            return;
-        }
-    for (int i = 0; i < l->n; i++)
-        if (ir_expr_equal(l->atom[i], e)) {
-            l->coef[i] += scale;
-            return;
-        }
-    l->ok = l->n < MAX_LINEAR;
-    if (l->ok) {
-        l->atom[l->n] = e;
-        l->coef[l->n++] = scale;
-    }
-}
-
-/* The least value of Σ sign[i]·e[i] over the loops' ranges; false when
- * unknown (a term left over that no enclosing loop bounds). */
+/* The least value of Σ sign[i]·e[i] over the loops' ranges (shared terms
+ * cancelled first); false when unknown. */
 static bool least(const Expr *const *e, const int64_t *sign, int n, const Vars *loops, int64_t *lo)
 {
-    Linear l = {.ok = true};
-    for (int i = 0; i < n; i++)
-        linear_add(&l, e[i], sign[i]);
-    *lo = l.c;
-    for (int i = 0; i < l.n && l.ok; i++) {
-        IrRange a = l.coef[i] ? range_in(l.atom[i], loops) : (IrRange){0, 0, true};
-        int64_t at = l.coef[i] > 0 ? a.lo : a.hi, prod;
-        l.ok = a.known && !__builtin_mul_overflow(at, l.coef[i], &prod) && !__builtin_add_overflow(*lo, prod, lo);
-    }
-    return l.ok;
+    return ir_least_of_sum(e, sign, n, inner_range, (void *)loops, lo);
 }
 
 static bool as_fact(const Expr *e, Fact *f)
