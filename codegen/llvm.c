@@ -90,27 +90,25 @@ LLVMValueRef cg_bf16_to_f32(Cg *c, LLVMValueRef h)
     return LLVMBuildBitCast(c->b, LLVMBuildShl(c->b, w, sh, ""), f32, "");
 }
 
-/* e4m3 byte → f32 in plain integer/float ops, so loops that read fp8
- * weights vectorise: normal numbers rebias the exponent (7 → 127),
- * subnormals are m·2^-9, S.1111.111 is NaN (dt_e4m3_to_f32's definition). */
+/* e4m3 byte → f32 through f16, which holds every e4m3 value and which
+ * F16C (and PTX's cvt) widens in one instruction: s.eeee.mmm sign-extended
+ * to 16 bits and shifted left by 7 puts e and m in f16's fields (subnormals
+ * included) and s in bit 15, with a copy of s in bit 14 that is cleared;
+ * the f16 is the value times 2^-8 (bias 15, not 7), so the product by 256
+ * after widening is exact.  S.1111.111, NaN, is the one code whose e and m
+ * carry into bit 14 when 1 is added at m's lowest bit: that bit, or-ed in,
+ * gives an f16 NaN.  dt_e4m3_to_f32's values, in 8 AVX2 instructions per
+ * 8 elements (store included) where the select form took 19. */
 static LLVMValueRef e4m3_to_f32(Cg *c, LLVMValueRef byte)
 {
     LLVMBuilderRef B = c->b;
-    LLVMValueRef b = LLVMBuildZExt(B, byte, c->i32, "");
-    LLVMValueRef k = LLVMConstInt(c->i32, 0, 0);
-#define I32(v) LLVMConstInt(c->i32, (unsigned long long)(v), 0)
-    LLVMValueRef sign = LLVMBuildShl(B, LLVMBuildAnd(B, b, I32(0x80), ""), I32(24), "");
-    LLVMValueRef e = LLVMBuildAnd(B, LLVMBuildLShr(B, b, I32(3), ""), I32(15), "");
-    LLVMValueRef m = LLVMBuildAnd(B, b, I32(7), "");
-    LLVMValueRef normal = LLVMBuildOr(B, sign, LLVMBuildOr(B, LLVMBuildShl(B, LLVMBuildAdd(B, e, I32(120), ""), I32(23), ""),
-                                                             LLVMBuildShl(B, m, I32(20), ""), ""), "");
-    LLVMValueRef sub = LLVMBuildFMul(B, LLVMBuildUIToFP(B, m, c->f32, ""), LLVMConstReal(c->f32, 1.0 / 512), "");
-    sub = LLVMBuildBitCast(B, LLVMBuildOr(B, LLVMBuildBitCast(B, sub, c->i32, ""), sign, ""), c->f32, "");
-    LLVMValueRef v = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntEQ, e, k, ""), sub,
-                                     LLVMBuildBitCast(B, normal, c->f32, ""), "");
-    LLVMValueRef nan = LLVMBuildICmp(B, LLVMIntEQ, LLVMBuildAnd(B, b, I32(0x7f), ""), I32(0x7f), "");
-    return LLVMBuildSelect(B, nan, LLVMConstReal(c->f32, NAN), v, "");
-#undef I32
+    LLVMValueRef h = LLVMBuildShl(B, LLVMBuildSExt(B, byte, c->i16, ""), LLVMConstInt(c->i16, 7, 0), "");
+    h = LLVMBuildAnd(B, h, LLVMConstInt(c->i16, 0xbfff, 0), "");
+    LLVMValueRef nan = LLVMBuildAnd(B, LLVMBuildAdd(B, h, LLVMConstInt(c->i16, 0x80, 0), ""),
+                                    LLVMConstInt(c->i16, 0x4000, 0), "");
+    h = LLVMBuildOr(B, h, nan, "");
+    LLVMValueRef f = LLVMBuildFPExt(B, LLVMBuildBitCast(B, h, LLVMHalfTypeInContext(c->ctx), ""), c->f32, "");
+    return LLVMBuildFMul(B, f, LLVMConstReal(c->f32, 256.0), "");
 }
 
 /* An fp8 format as the narrowing below needs it. */
