@@ -20,6 +20,18 @@ int dt_bits(DType t) { return t < DT_COUNT ? info[t].bits : 0; }
 bool dt_is_float(DType t) { return t < DT_COUNT && info[t].kind == 'f'; }
 bool dt_is_int(DType t) { return t < DT_COUNT && (info[t].kind == 'i' || info[t].kind == 'u'); }
 
+bool dt_widens_exactly(DType from, DType to)
+{
+    if (from == to)
+        return true;
+    bool fp8 = from == DT_F8E4M3 || from == DT_F8E5M2 || from == DT_F4E2M1;
+    switch (to) {
+    case DT_F32: return fp8 || from == DT_BF16 || from == DT_F16;
+    case DT_BF16: case DT_F16: return fp8;
+    default: return false;
+    }
+}
+
 DType dt_parse(const char *name)
 {
     for (int t = 1; t < DT_COUNT; t++)

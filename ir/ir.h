@@ -180,6 +180,9 @@ DType dt_parse(const char *name); /* DT_NONE if unknown */
 int dt_bits(DType t);
 bool dt_is_float(DType t);
 bool dt_is_int(DType t); /* signed or unsigned integer, not bool */
+/* Every value of float dtype `from` is exactly one of `to` (a conversion
+ * from one to the other never rounds). */
+bool dt_widens_exactly(DType from, DType to);
 /* Bytes occupied by n elements (F4E2M1: ceil(n/2)). */
 size_t dt_storage_bytes(DType t, int64_t n);
 

@@ -693,20 +693,6 @@ static bool dot_reads_in_place(DType t)
     return t == DT_F32 || t == DT_F16 || t == DT_BF16 || t == DT_F8E4M3 || t == DT_F8E5M2;
 }
 
-/* Whether every value of `from` is exactly a value of `to` (a copy from one
- * to the other only widens). */
-static bool widens_exactly(DType from, DType to)
-{
-    if (from == to)
-        return true;
-    bool fp8 = from == DT_F8E4M3 || from == DT_F8E5M2 || from == DT_F4E2M1;
-    switch (to) {
-    case DT_F32: return fp8 || from == DT_BF16 || from == DT_F16;
-    case DT_BF16: case DT_F16: return fp8;
-    default: return false;
-    }
-}
-
 /* In-register dequantisation: `copy w -> Ws; gemm(X, Ws)` where w is a
  * read-only input (an fp8 weight tile) and Ws a scratch tile used nowhere
  * else becomes `gemm(X, w)` when the GEMM takes dot tiles: they widen w's
@@ -734,7 +720,7 @@ static void forward_operand(Lower *L, Stmt *seq, int j, Region *op, bool (*ok)(L
         const Region *src = &cp->u.copy.src;
         if (src->buf->scope != SCOPE_GLOBAL || src->buf->dir != ARG_IN || src->buf->rank != 2 ||
             src->ext[0] != op->ext[0] || src->ext[1] != op->ext[1] || !ir_region_is_whole(&cp->u.copy.dst) ||
-            !widens_exactly(src->buf->dtype, ws->dtype) || !dot_reads_in_place(src->buf->dtype) ||
+            !dt_widens_exactly(src->buf->dtype, ws->dtype) || !dot_reads_in_place(src->buf->dtype) ||
             (ok && !ok(L, seq->u.seq.items[j], src->buf->dtype)))
             return;
         IrUse use = {0};
