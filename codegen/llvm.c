@@ -150,7 +150,8 @@ static double fp8_code_value(const Fp8 *F, unsigned code)
  * multiples of 2^(23 - mbits)), and -C mod 256 rides in M's mantissa
  * (an even number of ulps below 2^23 - 2^(mbits+1): M + d stays in M's
  * binade and the add still rounds k to even), which leaves
- *   code = S + (S >> (23 - mbits)) + sign   (mod 256). */
+ *   code = (S + (S >> (23 - mbits))) | sign   (mod 256),
+ * an or as the code is below 0x80 (one vpternlogd with the sign's and). */
 static LLVMValueRef fp8_magic(Cg *c, LLVMValueRef f, const Fp8 *F)
 {
     LLVMBuilderRef B = c->b;
@@ -169,7 +170,7 @@ static LLVMValueRef fp8_magic(Cg *c, LLVMValueRef f, const Fp8 *F)
     LLVMValueRef m = LLVMBuildAdd(B, e, I32(((unsigned)shift << 23) + d), "");
     LLVMValueRef s = LLVMBuildBitCast(B, LLVMBuildFAdd(B, t, LLVMBuildBitCast(B, m, c->f32, ""), ""), c->i32, "");
     LLVMValueRef sign = LLVMBuildAnd(B, LLVMBuildLShr(B, u, I32(24), ""), I32(0x80), "");
-    LLVMValueRef code = LLVMBuildAdd(B, LLVMBuildAdd(B, s, LLVMBuildLShr(B, s, I32(shift), ""), ""), sign, "");
+    LLVMValueRef code = LLVMBuildOr(B, LLVMBuildAdd(B, s, LLVMBuildLShr(B, s, I32(shift), ""), ""), sign, "");
     return LLVMBuildTrunc(B, code, c->i8, "");
 #undef F32
 #undef I32
