@@ -130,7 +130,7 @@ static double fp8_code_value(const Fp8 *F, unsigned code)
 }
 
 /* f32 → fp8 byte on the CPU, the same function as fp8_bits below in fewer
- * vector instructions (12 + 4 to pack on AVX2, against 21 + 3).
+ * vector instructions (on AVX2 12 ALU ops and 4 to pack, against 16 and 3).
  *
  * Saturate first, on the float: t = min(|x|, max) rounds to max's code as
  * any |x| >= max must (inf included); a NaN passes that min (a compare with
@@ -139,7 +139,9 @@ static double fp8_code_value(const Fp8 *F, unsigned code)
  * below at the smallest normal's emin = 1 - bias, M = 2^(e + 23 - mbits)
  * has an ulp of 2^(e - mbits), the format's step at t (normal or
  * subnormal), and t <= 2^(mbits+1) ulps, so t + M is M + k ulps with
- * k = t/step rounded to nearest even by the add itself.  The code is
+ * k = t/step rounded to nearest even by the add itself (the default
+ * rounding mode; with DAZ an f32 subnormal t would read as 0, which is its
+ * code anyway, and S is never subnormal).  The code is
  * (e - emin)·2^mbits + k (a normal's k carries its implicit 1 into the
  * exponent field, a subnormal has e = emin and code k, and k = 2^(mbits+1)
  * is the next binade's first code), and S >> (23 - mbits) is
