@@ -123,6 +123,21 @@ if grep -qE "vperm(ps|d)" "$tmp/dot_fp4_k.s" && grep -q "vpbroadcastd	(%" "$tmp/
 else
   bad "fp4 dot tiles decode through a table permute, no scalar loads or spills" "$(head -40 "$tmp/dot_fp4_k.s")"
 fi
+# f32 → e4m3 stores (act_quant's quantised block): the float add that
+# rounds, its exponent shift and the or of the sign — no compare, blend or
+# unsigned min left in the loop (codegen/llvm.c, fp8_magic), on both targets.
+for tgt in x86-avx2 x86-avx512; do
+  "$TILEC" compile kernels_src/act_quant.lua --set K=4096 --target $tgt --emit asm -o "$tmp/aq_$tgt.s" 2>/dev/null
+  awk '/^\.LBB[0-9_]+:/ { lab = $1; sub(/:$/, "", lab); n = 0; next }
+       { body[++n] = $0 }
+       /^[ \t]+j[a-z]+[ \t]+\.LBB/ { if ($2 == lab) { s = ""; for (i = 1; i <= n; i++) s = s body[i] "\n"
+                                       if (s ~ /vpsrld\t\$20/ && s ~ /vaddps/) printf "%s", s } }' "$tmp/aq_$tgt.s" >"$tmp/aq_$tgt.loop"
+  if [ -s "$tmp/aq_$tgt.loop" ] && ! grep -qE "vblendv|vpminud|vcmp" "$tmp/aq_$tgt.loop"; then
+    ok "$tgt e4m3 stores round in one float add"
+  else
+    bad "$tgt e4m3 stores round in one float add" "$(head -40 "$tmp/aq_$tgt.loop")"
+  fi
+done
 "$TILEC" compile examples/gemm.lua --target x86-avx2 --emit asm -o "$tmp/gemm_avx2.s" 2>/dev/null
 if grep -q "vfmadd231ps.*ymm" "$tmp/gemm_avx2.s" && ! grep -q zmm "$tmp/gemm_avx2.s"; then
   ok "avx2 gemm uses ymm only"; else bad "avx2 gemm uses ymm only"; fi
