@@ -10,8 +10,10 @@
 #include <stdbool.h>
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static int test_passed, test_failed, test_cur_failed;
 
@@ -88,6 +90,21 @@ static inline float test_rand(unsigned *s)
     *s ^= *s >> 17;
     *s ^= *s << 5;
     return (float)((*s >> 8) * (1.0 / 8388608.0)) - 1.0f;
+}
+
+/* An f32 from its bits and back. */
+static inline float bits_f32(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static inline uint32_t f32_bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
 }
 
 #endif

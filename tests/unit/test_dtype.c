@@ -20,20 +20,6 @@
 #include <stdint.h>
 #include <string.h>
 
-static float bits_f32(uint32_t u)
-{
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
-static uint32_t f32_bits(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    return u;
-}
-
 /* Same value, -0 and +0 told apart, any NaN equal to any NaN. */
 static bool same(float a, float b)
 {

@@ -15,20 +15,6 @@
 #define SPEC "tests/specs/fp8_store.lua"
 #define BM 16 /* the spec's rows per block */
 
-static float bits_f32(uint32_t u)
-{
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
-static uint32_t f32_bits(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    return u;
-}
-
 typedef struct Vals {
     float *v;
     int64_t n, cap;
