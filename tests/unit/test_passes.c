@@ -460,7 +460,10 @@ TEST(equivalence_catches_broken_lowerings)
          "", 0},
         {"lower_gemm_bf16", "bg[max(min(q0 * 2 + q1 % 2, 9), 0)", "bg[max(min(q0 * 2, 9), 0)", 0},
         {"lower_gemm_bf16", "bs[jt_1 * 6 +: 6, 1 +: 9]", "bs[jt_1 * 6 +: 6, 0 +: 9]", 0},
-        {"lower_dot", "40 +: 40], w[jt * 3 +: 3", "40 +: 40], w[jt * 2 +: 3", 5},
+        {"lower_dot", "micro_gemm gemm_a0, w[jt * 3 +: 3", "micro_gemm gemm_a0, w[jt * 2 +: 3", 5},
+        /* the rows of A widened once for every column tile: one row twice */
+        {"lower_dot", "x[max(min(b * 5 + p0, M - 1), 0), max(min(k * 40 + p1, 199), 0)]",
+         "x[max(min(b * 5, M - 1), 0), max(min(k * 40 + p1, 199), 0)]", 5},
         /* block scales: another expert's scales in a dot tile; the high
          * nibble dequantised for the low one; 16-row instead of 8-row blocks */
         {"lower_scaled", "b_scale sw[1 +: 1, jt * 3 +: 3", "b_scale sw[0 +: 1, jt * 3 +: 3", 5},
