@@ -107,6 +107,26 @@ if grep -q vcvtph2ps "$tmp/dot_fp8_1k.s" && [ "$(grep -c vpaddw "$tmp/dot_fp8_1k
 else
   bad "fp8 dot tile at one row: no NaN arithmetic in the K loop, no spills" "$(head -60 "$tmp/dot_fp8_1k.s")"
 fi
+# a bf16 dot tile of few columns (4 rows: 4x2) fetches the next tile's two
+# weight rows in its K loop (prefetcht0 beside the FMAs); at one row (1x9)
+# it does not (its K loops' only prefetches are the pipelined loop's t1)
+kloops() { # the loops of asm file $1 whose body has vfmadd
+  awk '/^\.LBB[0-9_]+:/ { lab = $1; sub(/:$/, "", lab); n = 0; next }
+       { body[++n] = $0 }
+       /^[ \t]+j[a-z]+[ \t]+\.LBB/ { if ($2 == lab) { s = ""; for (i = 1; i <= n; i++) s = s body[i] "\n"
+                                       if (s ~ /vfmadd/) printf "%s", s } }' "$1"
+}
+for m in 1 4; do
+  "$TILEC" compile examples/gemm.lua --set dtype=bf16 --set M=$m --set BM=$m --set BN=32 --set K=4096 \
+    --set BK=4096 --target x86-avx2 --emit asm -o "$tmp/dot_bf16_$m.s" 2>/dev/null
+  kloops "$tmp/dot_bf16_$m.s" >"$tmp/dot_bf16_${m}k.s"
+done
+if grep -q prefetcht0 "$tmp/dot_bf16_4k.s" && grep -q vfmadd "$tmp/dot_bf16_1k.s" &&
+   ! grep -q prefetcht0 "$tmp/dot_bf16_1k.s"; then
+  ok "bf16 dot tiles of 2 columns prefetch the next tile's rows, of 9 do not"
+else
+  bad "bf16 dot tiles of 2 columns prefetch the next tile's rows, of 9 do not" "$(grep -c prefetcht0 "$tmp/dot_bf16_4k.s" "$tmp/dot_bf16_1k.s")"
+fi
 # packed fp4 weights with 1x32 scales (a block-scaled GEMM operand): the
 # dot tile's K loops read the bytes in place — per 8 weights one dword
 # broadcast from memory, the e2m1 table permute (vpermps; LLVM's domain pass
