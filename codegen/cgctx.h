@@ -29,6 +29,8 @@ typedef struct Cg {
 LLVMValueRef cg_i64(Cg *c, int64_t v);
 LLVMValueRef cg_intrinsic(Cg *c, const char *name, LLVMTypeRef *tys, int ntys, LLVMValueRef *args,
                           int nargs);
+/* A prefetch hint for the line at p (locality 3: prefetcht0, 2: t1). */
+void cg_prefetch(Cg *c, LLVMValueRef p, int locality);
 LLVMTypeRef cg_storage_type(Cg *c, DType t);
 LLVMValueRef cg_bf16_to_f32(Cg *c, LLVMValueRef h);
 LLVMValueRef cg_f32_to_bf16(Cg *c, LLVMValueRef f);

@@ -643,8 +643,13 @@ static void prefetch(Cg *c, const Stmt *s)
     int bits = dt_bits(b->dtype);
     off = bits >= 8 ? LLVMBuildMul(c->b, off, cg_i64(c, bits / 8), "")
                     : LLVMBuildSDiv(c->b, LLVMBuildMul(c->b, off, cg_i64(c, bits), ""), cg_i64(c, 8), "");
-    LLVMValueRef p = LLVMBuildGEP2(c->b, c->i8, c->base[b->id], &off, 1, "");
-    LLVMValueRef args[4] = {p, LLVMConstInt(c->i32, 0, 0), LLVMConstInt(c->i32, 2, 0), LLVMConstInt(c->i32, 1, 0)};
+    cg_prefetch(c, LLVMBuildGEP2(c->b, c->i8, c->base[b->id], &off, 1, ""), 2);
+}
+
+void cg_prefetch(Cg *c, LLVMValueRef p, int locality)
+{
+    LLVMValueRef args[4] = {p, LLVMConstInt(c->i32, 0, 0), LLVMConstInt(c->i32, (unsigned)locality, 0),
+                            LLVMConstInt(c->i32, 1, 0)};
     LLVMTypeRef ty = c->ptr;
     cg_intrinsic(c, "llvm.prefetch", &ty, 1, args, 4);
 }

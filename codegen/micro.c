@@ -452,10 +452,7 @@ static LLVMValueRef e2m1_part(Cg *c, Dot *d, LLVMValueRef words, LLVMValueRef ta
  * window (the next tile's, or past the matrix) is only a hint. */
 static void prefetch_row(Cg *c, const Region *b, int row, LLVMValueRef k)
 {
-    LLVMValueRef args[4] = {at(c, b, cg_i64(c, row), k), LLVMConstInt(c->i32, 0, 0), LLVMConstInt(c->i32, 3, 0),
-                            LLVMConstInt(c->i32, 1, 0)};
-    LLVMTypeRef ty = c->ptr;
-    cg_intrinsic(c, "llvm.prefetch", &ty, 1, args, 4);
+    cg_prefetch(c, at(c, b, cg_i64(c, row), k), 3);
 }
 
 /* acc[i][j] += A(i, k..k+chunk) * B(j, k..k+chunk) for every i, j, in
