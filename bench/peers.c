@@ -21,6 +21,19 @@ static void copy_chunks(void *ctx, int64_t begin, int64_t end)
         memcpy(c->dst + (size_t)i * c->chunk, c->src + (size_t)i * c->chunk, c->chunk);
 }
 
+/* The median of 5 runs of fn over `threads` parts on the runtime's pool,
+ * in seconds. */
+static double median_of_5(int threads, void (*fn)(void *, int64_t, int64_t), void *ctx)
+{
+    double t[5];
+    for (int r = 0; r < 5; r++) {
+        double t0 = rt_now();
+        rt_pool_run(rt_pool_default(), threads, threads, fn, ctx);
+        t[r] = rt_now() - t0;
+    }
+    return rt_median(t, 5);
+}
+
 double bench_copy_bandwidth(int threads)
 {
     if (threads < 1)
@@ -32,15 +45,10 @@ double bench_copy_bandwidth(int threads)
     /* as many chunks as threads: each copies one contiguous part, as a
      * kernel's block range does */
     Copy c = {b, a, n / (size_t)threads};
-    double t[5];
-    for (int r = 0; r < 5; r++) {
-        double t0 = rt_now();
-        rt_pool_run(rt_pool_default(), threads, threads, copy_chunks, &c);
-        t[r] = rt_now() - t0;
-    }
+    double sec = median_of_5(threads, copy_chunks, &c);
     free(a);
     free(b);
-    return 2.0 * (double)(c.chunk * (size_t)threads) / rt_median(t, 5) * 1e-9; /* read + write */
+    return 2.0 * (double)(c.chunk * (size_t)threads) / sec * 1e-9; /* read + write */
 }
 
 enum { READ_STREAMS = 8, READ_ROW = 8192 };
@@ -87,15 +95,10 @@ double bench_read_bandwidth(int threads)
     char *a = malloc(n);
     memset(a, 1, n);
     Read r = {a, n / (size_t)threads, {0}};
-    double t[5];
-    for (int k = 0; k < 5; k++) {
-        double t0 = rt_now();
-        rt_pool_run(rt_pool_default(), threads, threads, read_chunks, &r);
-        t[k] = rt_now() - t0;
-    }
+    double sec = median_of_5(threads, read_chunks, &r);
     free(a);
     volatile uint64_t keep = r.sums[0];
     (void)keep;
     size_t group = (size_t)READ_STREAMS * READ_ROW;
-    return (double)(r.bytes / group * group * (size_t)threads) / rt_median(t, 5) * 1e-9;
+    return (double)(r.bytes / group * group * (size_t)threads) / sec * 1e-9;
 }
