@@ -412,12 +412,40 @@ static bool gpu_shapes_match(const Stmt *a, const Stmt *b)
     return true;
 }
 
+static bool contains_loop(const Stmt *s)
+{
+    switch (s->op) {
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n; i++)
+            if (contains_loop(s->u.seq.items[i]))
+                return true;
+        return false;
+    case ST_FOR: return true;
+    case ST_IF: return contains_loop(s->u.if_.then_) || (s->u.if_.else_ && contains_loop(s->u.if_.else_));
+    default: return false;
+    }
+}
+
+/* CPU: a parallel loop of plain statements (one value per row: a scale,
+ * a reciprocal) stays apart from a nest with inner loops.  vectorize runs
+ * it over all rows at once; fused, it would run once per row between the
+ * inner loops, scalar, and where it turns a row's reduction into that
+ * row's factor (absmax → scale → quantise) the chain's latency would stall
+ * every row, which the out-of-order window cannot hide across inner loops. */
+static bool keeps_vector_leaf(const Fuse *F, const Stmt *a, const Stmt *b)
+{
+    if (F->gpu)
+        return false;
+    bool la = !contains_loop(a->u.loop.body), lb = !contains_loop(b->u.loop.body);
+    return (la && a->u.loop.kind == LOOP_PARALLEL && !lb) || (lb && b->u.loop.kind == LOOP_PARALLEL && !la);
+}
+
 /* A and B as one loop, or NULL when step 2's conditions do not hold. */
 static Stmt *try_fuse(Fuse *F, const Stmt *a, const Stmt *b)
 {
     if (a->op != ST_FOR || b->op != ST_FOR || !fusable_kind(a->u.loop.kind) ||
         !fusable_kind(b->u.loop.kind) || !ir_expr_equal(a->u.loop.extent, b->u.loop.extent) ||
-        !plain(a) || !plain(b) || (F->gpu && !gpu_shapes_match(a, b)))
+        !plain(a) || !plain(b) || (F->gpu && !gpu_shapes_match(a, b)) || keeps_vector_leaf(F, a, b))
         return NULL;
     IrSubst sub = {.nvars = 1};
     sub.var[0] = b->u.loop.var;

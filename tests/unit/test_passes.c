@@ -112,8 +112,9 @@ TEST(golden_bounds) { golden("bounds", pass_bounds); }
  * elementwise loops fused into the reduction's, xs forwarded and gone */
 TEST(golden_fuse_chain) { golden("fuse_chain", pass_fuse); }
 /* what must stay apart: inner extents 8 and 7 (the rows still fuse), a
- * read of another row (t[3 - d0, 0]), a read of another iteration's
- * element (v[3 - e0]) */
+ * read of another row (t[3 - r0, r1]), a read of another iteration's
+ * element (v[3 - e0]), and on the CPU the loops of per-row statements
+ * (c0, d0, e0, h0) from the nests, so that they vectorise over the rows */
 TEST(golden_fuse_keep) { golden("fuse_keep", pass_fuse); }
 /* lower's `if inside {fast} else {guarded}` copies unswitched: both arms
  * fused, t gone */
