@@ -144,6 +144,39 @@ static bool is_fused_reduction(const Stmt *loop)
     return steps == 1;
 }
 
+/* The fewest bytes an element stored by the loop's body takes (4 when
+ * none is narrower than f32). */
+static int narrowest_store(const Stmt *s)
+{
+    if (s->op == ST_SEQ) {
+        int n = 4;
+        for (int i = 0; i < s->u.seq.n; i++) {
+            int m = narrowest_store(s->u.seq.items[i]);
+            n = m < n ? m : n;
+        }
+        return n;
+    }
+    if (s->op != ST_STORE)
+        return 4;
+    int bits = dt_bits(s->u.store.buf->dtype);
+    return bits >= 32 ? 4 : bits >= 16 ? 2 : 1;
+}
+
+/* Lanes for a vector loop: the f32 lanes of a register, times how many
+ * registers of f32 one register of the narrowest stored element packs
+ * (a byte store: 4), so the narrowed values of a step fill whole
+ * registers and pack in a few full-width instructions instead of one
+ * shuffle chain and a partial store per register; no more lanes than a
+ * constant extent needs. */
+static int vector_width(const Stmt *loop, int lanes)
+{
+    int w = lanes * (4 / narrowest_store(loop->u.loop.body));
+    int64_t n;
+    while (w > lanes && ir_expr_is_const(loop->u.loop.extent, &n) && n < w)
+        w /= 2;
+    return w;
+}
+
 static void walk(Stmt *s, int width)
 {
     switch (s->op) {
@@ -160,7 +193,7 @@ static void walk(Stmt *s, int width)
         if ((s->u.loop.kind == LOOP_PARALLEL && is_innermost(s->u.loop.body)) ||
             (s->u.loop.kind == LOOP_SERIAL && (is_reduction_step(s->u.loop.body) || is_fused_reduction(s)))) {
             s->u.loop.kind = LOOP_VECTOR;
-            s->u.loop.arg = width;
+            s->u.loop.arg = vector_width(s, width);
         } else {
             walk(s->u.loop.body, width);
         }

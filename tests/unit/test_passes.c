@@ -107,6 +107,10 @@ TEST(golden_lower_scaled_deq) { golden("lower_scaled_deq", pass_lower); }
 /* the same on sm_90a: dequantised into bf16 shared memory for the tensor cores */
 TEST(golden_lower_scaled_gpu) { golden_for("lower_scaled_gpu", pass_lower, ir_target("sm_90a")); }
 TEST(golden_vectorize) { golden("vectorize", pass_vectorize); }
+/* lanes for narrow stores (AVX-512: 16 f32 lanes): a byte store packs
+ * 64 lanes (4 registers of f32 into one of bytes), bf16 32, f32 16; a
+ * constant extent takes no more than it needs, never fewer than 16 */
+TEST(golden_vectorize_narrow) { golden("vectorize_narrow", pass_vectorize); }
 TEST(golden_bounds) { golden("bounds", pass_bounds); }
 /* copy in, scale, a row reduction, normalise, copy out: one row loop, the
  * elementwise loops fused into the reduction's, xs forwarded and gone */
@@ -750,6 +754,7 @@ int main(void)
     RUN(golden_lower_scaled_deq);
     RUN(golden_lower_scaled_gpu);
     RUN(golden_vectorize);
+    RUN(golden_vectorize_narrow);
     RUN(golden_fuse_chain);
     RUN(golden_fuse_keep);
     RUN(golden_fuse_switch);
