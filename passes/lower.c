@@ -542,13 +542,42 @@ static int64_t dot_fit_cols(const TargetInfo *t, int64_t mr, DType ta, DType tb)
     return nr < fit ? nr : fit;
 }
 
-/* The tile's rows for a product of M rows: all of them up to one more
- * than dot_m where that leaves two columns (then each weight is widened
- * once instead of twice: bf16 at M = 4 on AVX2 is one 4x2 band, not a 3x3
- * and a 1x9), else bands of dot_m rows or as many as keep two columns
- * (fp8 B on AVX2: two). */
+/* Tall tiles: with A staged as f32 (lower_gemm_dot's widen_a) and B
+ * widened in registers, each widened B register feeds one FMA per row of
+ * the tile, and A's rows are the FMAs' memory operands (no register each),
+ * so rows are what pays for the widening: fp8 at 16 rows spent 18 of a
+ * 2x3 tile's 34 instructions per step widening, an 8x1 tile spends 6 of
+ * 24 (cache-resident, N = K = 1024, one thread: 1.12 -> 0.70 ms; at 4 rows
+ * 4x2 against 2x3 and a 2x3: 0.38 -> 0.23).  Up to DOT_TALL rows (more
+ * were no faster and leave a short band), then as many columns as the
+ * registers hold: accumulators, B's widened step (two registers for 8-bit
+ * B, whose step is two registers of f32) and two for constants and
+ * temporaries. */
+enum { DOT_TALL = 8 };
+
+static bool dot_tall(DType ta, DType tb)
+{
+    return ta == DT_F32 && (tb == DT_BF16 || tb == DT_F16 || tb == DT_F8E4M3 || tb == DT_F8E5M2);
+}
+
+static int64_t dot_tall_cols(const TargetInfo *t, int64_t mr, DType tb)
+{
+    int64_t regs = t->vector_bits >= 512 ? 32 : 16, parts = dt_bits(tb) == 8 ? 2 : 1;
+    int64_t nr = (regs - 2) / (mr + parts);
+    return nr < 1 ? 1 : nr;
+}
+
+/* The tile's rows for a product of M rows.  Tall tiles: all of them up to
+ * DOT_TALL, else equal bands of at most that.  Otherwise all of them up to
+ * one more than dot_m where that leaves two columns (then each weight is
+ * widened once instead of twice), else bands of dot_m rows or as many as
+ * keep two columns. */
 static int64_t dot_rows_of(const TargetInfo *t, int64_t M, DType ta, DType tb)
 {
+    if (M >= 2 && dot_tall(ta, tb)) {
+        int64_t bands = (M + DOT_TALL - 1) / DOT_TALL;
+        return (M + bands - 1) / bands;
+    }
     int64_t most = 1;
     while (most <= t->dot_m && dot_fit_cols(t, most + 1, ta, tb) >= 2)
         most++;
@@ -568,7 +597,7 @@ static int64_t dot_rows_of(const TargetInfo *t, int64_t M, DType ta, DType tb)
  * keeps every tile's rows within whole block rows of the scale. */
 static int64_t dot_cols_of(const TargetInfo *t, int64_t mr, DType ta, DType tb, int64_t bn, int64_t N)
 {
-    int64_t nr = dot_fit_cols(t, mr, ta, tb);
+    int64_t nr = mr >= 2 && dot_tall(ta, tb) ? dot_tall_cols(t, mr, tb) : dot_fit_cols(t, mr, ta, tb);
     if (bn && tb == DT_F4E2M1) {
         int64_t regs = t->vector_bits >= 512 ? 32 : 16;
         nr = (regs - 8 - mr) / (1 + mr);
