@@ -465,7 +465,7 @@ TEST(equivalence_catches_broken_lowerings)
          "", 0},
         {"lower_gemm_bf16", "bg[max(min(q0 * 2 + q1 % 2, 9), 0)", "bg[max(min(q0 * 2, 9), 0)", 0},
         {"lower_gemm_bf16", "bs[jt_1 * 6 +: 6, 1 +: 9]", "bs[jt_1 * 6 +: 6, 0 +: 9]", 0},
-        {"lower_dot", "micro_gemm gemm_a0, w[jt * 3 +: 3", "micro_gemm gemm_a0, w[jt * 2 +: 3", 5},
+        {"lower_dot", "micro_gemm gemm_a0, w[jt * 4 +: 4", "micro_gemm gemm_a0, w[jt * 3 +: 4", 5},
         /* the rows of A widened once for every column tile: one row twice */
         {"lower_dot", "x[max(min(b * 5 + p0, M - 1), 0), max(min(k * 40 + p1, 199), 0)]",
          "x[max(min(b * 5, M - 1), 0), max(min(k * 40 + p1, 199), 0)]", 5},
