@@ -593,6 +593,48 @@ static LLVMValueRef lane_sum(Cg *c, LLVMValueRef v, int w)
     return LLVMBuildExtractElement(c->b, v, LLVMConstInt(c->i32, 0, 0), "");
 }
 
+/* x and y's pairs of neighbouring units summed, x's sums then y's, within
+ * each group of four units: [x0+x1, x2+x3, y0+y1, y2+y3] per group, with
+ * units of `unit` lanes.  Unit 1 is vhaddps (within 128-bit lanes); unit 4
+ * moves whole 128-bit blocks. */
+static LLVMValueRef pair_sums(Cg *c, LLVMValueRef x, LLVMValueRef y, int w, int unit)
+{
+    LLVMValueRef lo[64], hi[64];
+    int units = w / unit, group = units < 4 ? units : 4;
+    for (int l = 0; l < w; l++) {
+        int u = l / unit, g = u / group * group, r = u % group, half = group / 2;
+        int from = r < half ? 0 : w, src = g + 2 * (r % half); /* unit of x (or y) whose pair lands here */
+        lo[l] = LLVMConstInt(c->i32, (unsigned long long)(from + src * unit + l % unit), 0);
+        hi[l] = LLVMConstInt(c->i32, (unsigned long long)(from + (src + 1) * unit + l % unit), 0);
+    }
+    LLVMValueRef a = LLVMBuildShuffleVector(c->b, x, y, LLVMConstVector(lo, (unsigned)w), "");
+    LLVMValueRef b = LLVMBuildShuffleVector(c->b, x, y, LLVMConstVector(hi, (unsigned)w), "");
+    return LLVMBuildFAdd(c->b, a, b, "");
+}
+
+/* Up to W vectors' lane sums at once, as one vector (lane t: v[t]'s sum):
+ * a transposing tree of pair sums — two levels within 128-bit lanes turn
+ * four vectors into one holding each one's per-block partial sums, then
+ * the 128-bit blocks are summed pairwise.  W - 1 shuffle pairs and adds
+ * for W sums, where summing each vector alone takes log2(W) each (a tall
+ * dot tile's 8 sums at fp8_gemm's 128-wide blocks: 56 of its ~280
+ * instructions per block, alone). */
+static LLVMValueRef lane_sums(Cg *c, const LLVMValueRef *v, int n, int w)
+{
+    LLVMValueRef zero = LLVMConstNull(LLVMTypeOf(v[0])), part[16] = {zero};
+    int groups = w / 4;
+    for (int g = 0; g < groups; g++) {
+        LLVMValueRef q[4];
+        for (int i = 0; i < 4; i++)
+            q[i] = 4 * g + i < n ? v[4 * g + i] : zero;
+        part[g] = pair_sums(c, pair_sums(c, q[0], q[1], w, 1), pair_sums(c, q[2], q[3], w, 1), w, 1);
+    }
+    for (int m = groups; m > 1; m /= 2)
+        for (int g = 0; g < m / 2; g++)
+            part[g] = pair_sums(c, part[2 * g], part[2 * g + 1], w, 4);
+    return part[0];
+}
+
 static void dot_gemm(Cg *c, const Stmt *s, int mr, int nr, Var *k)
 {
     int w = c->t->vector_bits / 32;
@@ -648,16 +690,41 @@ static void dot_gemm(Cg *c, const Stmt *s, int mr, int nr, Var *k)
     LLVMValueRef nan[MAX_DOT_COLS] = {0};
     if (tb == DT_F8E4M3)
         dot_b_nans(c, &d, K, nan);
-    LLVMValueRef scale = LLVMConstReal(c->f32, dot_scale(ta) * dot_scale(tb));
+    /* the tile's sums W at a time (lane_sums), scaled and NaN-marked as
+     * vectors (one select: LLVM made eight branches of eight scalar ones) */
+    double scale = dot_scale(ta) * dot_scale(tb);
     const Region *cr = &s->u.gemm.c;
+    int n = mr * nr;
+    LLVMValueRef sums[MAX_DOT_ROWS * MAX_DOT_COLS];
+    for (int t0 = 0; t0 < n; t0 += w) {
+        LLVMValueRef v[64];
+        int m = n - t0 < w ? n - t0 : w;
+        for (int t = 0; t < m; t++)
+            v[t] = LLVMBuildLoad2(c->b, d.vf32, d.acc[(t0 + t) / nr][(t0 + t) % nr], "");
+        LLVMValueRef all = m == 1 ? NULL : lane_sums(c, v, m, w);
+        if (!all) {
+            sums[t0] = lane_sum(c, v[0], w);
+            if (scale != 1.0)
+                sums[t0] = LLVMBuildFMul(c->b, sums[t0], LLVMConstReal(c->f32, scale), "");
+            if (nan[t0 % nr])
+                sums[t0] = LLVMBuildSelect(c->b, nan[t0 % nr], LLVMConstReal(c->f32, NAN), sums[t0], "");
+            continue;
+        }
+        if (scale != 1.0)
+            all = LLVMBuildFMul(c->b, all, splat_f(c, &d, LLVMConstReal(c->f32, scale)), "");
+        if (nan[0]) {
+            LLVMValueRef mask = LLVMConstNull(LLVMVectorType(c->i1, (unsigned)w));
+            for (int t = 0; t < m; t++)
+                mask = LLVMBuildInsertElement(c->b, mask, nan[(t0 + t) % nr], LLVMConstInt(c->i32, (unsigned)t, 0), "");
+            all = LLVMBuildSelect(c->b, mask, splat_f(c, &d, LLVMConstReal(c->f32, NAN)), all, "");
+        }
+        for (int t = 0; t < m; t++)
+            sums[t0 + t] = LLVMBuildExtractElement(c->b, all, LLVMConstInt(c->i32, (unsigned)t, 0), "");
+    }
     for (int i = 0; i < mr; i++)
         for (int j = 0; j < nr; j++) {
             LLVMValueRef p = at(c, cr, cg_i64(c, i), cg_i64(c, j));
-            LLVMValueRef sum = lane_sum(c, LLVMBuildLoad2(c->b, d.vf32, d.acc[i][j], ""), w);
-            if (dot_scale(ta) * dot_scale(tb) != 1.0)
-                sum = LLVMBuildFMul(c->b, sum, scale, "");
-            if (nan[j])
-                sum = LLVMBuildSelect(c->b, nan[j], LLVMConstReal(c->f32, NAN), sum, "");
+            LLVMValueRef sum = sums[i * nr + j];
             if (!s->u.gemm.clear)
                 sum = LLVMBuildFAdd(c->b, LLVMBuildLoad2(c->b, c->f32, p, ""), sum, "");
             LLVMBuildStore(c->b, sum, p);
