@@ -659,6 +659,18 @@ void cg_prefetch(Cg *c, LLVMValueRef p, int locality)
     cg_intrinsic(c, "llvm.prefetch", &ty, 1, args, 4);
 }
 
+/* Is every value e can take one that t holds exactly?  Only loads and
+ * casts carry a narrow float dtype (arithmetic is f32), and a cast that
+ * widens exactly keeps what its operand held. */
+static bool exactly_in(const Expr *e, DType t)
+{
+    if (!dt_is_float(e->dtype))
+        return false;
+    if (e->dtype != DT_F32 && dt_widens_exactly(e->dtype, t))
+        return true;
+    return e->op == EX_CAST && dt_widens_exactly(e->args[0]->dtype, e->dtype) && exactly_in(e->args[0], t);
+}
+
 static void store(Cg *c, const Stmt *s)
 {
     const Buffer *b = s->u.store.buf;
@@ -686,12 +698,11 @@ static void store(Cg *c, const Stmt *s)
         LLVMBuildAtomicRMW(c->b, LLVMAtomicRMWBinOpFAdd, p, v, LLVMAtomicOrderingMonotonic, 0);
         return;
     }
-    /* a bf16 store of a value every one of whose kind bf16 holds exactly
-     * (an e4m3 activation staged for a bf16 GEMM): its f32 bits end in 16
-     * zeros, so the rounding has nothing to do (a NaN stays the quiet one
-     * the widening made) */
-    if (b->dtype == DT_BF16 && val->op == EX_LOAD && dt_is_float(val->buf->dtype) &&
-        dt_widens_exactly(val->buf->dtype, DT_BF16)) {
+    /* a bf16 store of a value bf16 holds exactly (an e4m3 activation
+     * staged for a bf16 GEMM, a norm already rounded by cast<bf16>): its
+     * f32 bits end in 16 zeros, so the rounding has nothing to do (a NaN
+     * stays the quiet one the widening or the cast made) */
+    if (b->dtype == DT_BF16 && exactly_in(val, DT_BF16)) {
         LLVMValueRef bits = LLVMBuildLShr(c->b, LLVMBuildBitCast(c->b, v, c->i32, ""), LLVMConstInt(c->i32, 16, 0), "");
         LLVMBuildStore(c->b, LLVMBuildTrunc(c->b, bits, c->i16, ""), p);
         return;

@@ -908,6 +908,56 @@ TEST(every_fp8_byte_widens_exactly)
     }
 }
 
+/* A bf16 store of a value already rounded to bf16 (rmsnorm's
+ * y = cast<bf16>(...)) moves its top 16 bits instead of rounding again:
+ * every executor still stores the reference's rounding of x · 3, NaNs as
+ * NaNs, infinities and the halfway cases included, and rounds x · 3 itself
+ * (z) when the store must. */
+TEST(bf16_store_of_a_rounded_value)
+{
+    static const char *src =
+        "kernel rounded level tile\n"
+        "arg x: f32[4096] in\n"
+        "arg y: bf16[4096] out\n"
+        "arg z: bf16[4096] out\n"
+        "grid (g) < [1]\n"
+        "{\n"
+        "  for i: parallel < 4096 {\n"
+        "    y[i] = cast<f32>(cast<bf16>(x[i] * 3.0))\n"
+        "    z[i] = x[i] * 3.0\n"
+        "  }\n"
+        "}\n";
+    static float x[4096];
+    static uint16_t y[4096], z[4096];
+    unsigned seed = 11;
+    for (int i = 0; i < 4096; i++) {
+        uint32_t bits = (uint32_t)rand_r(&seed) << 17 ^ (uint32_t)rand_r(&seed);
+        if (i % 4 == 1) /* x · 3 lands on a bf16 halfway point or next to one */
+            bits = (bits & 0xffff0000u) | 0x5555u;
+        memcpy(&x[i], &bits, 4);
+    }
+    const float special[] = {NAN, -NAN, INFINITY, -INFINITY, 0.0f, -0.0f, 1e-45f, 3.4e38f, -3.4e38f, 1.0f / 3};
+    for (size_t i = 0; i < sizeof special / sizeof special[0]; i++)
+        x[i] = special[i];
+    for (int e = 0; e < NEXECS; e++) {
+        if (!exec_available(&execs[e]))
+            continue;
+        Diag d = {0};
+        Kernel *k = ir_parse(src, "rounded.tir", &d);
+        void *args[3] = {x, y, z};
+        CHECKF(k && execute(k, execs[e].mode, execs[e].target, 1, args, NULL, &d), "%s: %s", exec_name(&execs[e]), d.msg);
+        int bad = 0;
+        for (int i = 0; i < 4096; i++) {
+            float want = ref_round_bf16(x[i] * 3.0f), got[2] = {dt_bf16_to_f32(y[i]), dt_bf16_to_f32(z[i])};
+            for (int o = 0; o < 2; o++) /* rounded by the cast, by the store */
+                if (!(isnan(want) ? isnan(got[o]) : memcmp(&want, &got[o], 4) == 0) && bad++ < 3)
+                    CHECKF(false, "%s: x = %a: %c %a, want %a", exec_name(&execs[e]), x[i], "yz"[o], got[o], want);
+        }
+        CHECKF(bad == 0, "%s: %d wrong", exec_name(&execs[e]), bad);
+        ir_kernel_free(k);
+    }
+}
+
 /* Compiled fp8 stores (inline, vectorised, no helper calls) against the
  * definition over a sweep of f32 bit patterns and the values around every
  * code; dt is f8e4m3 or f8e5m2. */
@@ -1153,6 +1203,7 @@ int main(void)
     RUN(atomic_add_across_blocks);
     RUN(max_and_min_follow_ieee_maximum_minimum);
     RUN(every_fp8_byte_widens_exactly);
+    RUN(bf16_store_of_a_rounded_value);
     RUN(fp8_stores_round_like_the_definition);
     RUN(fp4_casts_round_like_the_definition);
     RUN(views_take_same_rank_extents_as_they_are);
