@@ -625,6 +625,11 @@ typedef struct TargetInfo {
      * keeps dot_m x dot_n accumulators, dot_m A vectors and a B vector in
      * the vector registers. */
     int dot_m, dot_n;
+    /* L1 data cache of the smallest core of the kind (x86: 32 KiB, Zen 2-4
+     * and Skylake-SP; later Intel cores have 48), for tiles that must stay
+     * in it.  A fixed figure, not the host's: code compiled for a target
+     * is the same on every machine. */
+    int64_t l1_bytes;
     /* GPU targets (gpu_sm > 0): the block grid maps to CTAs of
      * gpu_threads threads; shared buffers live in the CTA's shared memory. */
     int gpu_sm;               /* 90 for sm_90a, 80 for sm_80; 0: a CPU */

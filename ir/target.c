@@ -21,6 +21,7 @@ static const TargetInfo targets[] = {
         .micro_n = 32,
         .dot_m = 4, /* 24 accumulators + 4 + 1 of 32 zmm */
         .dot_n = 6,
+        .l1_bytes = 32 * 1024,
     },
     {
         .name = "x86-avx2",
@@ -34,6 +35,7 @@ static const TargetInfo targets[] = {
         .micro_n = 16,
         .dot_m = 3, /* 9 accumulators + 3 + 1 of 16 ymm */
         .dot_n = 3,
+        .l1_bytes = 32 * 1024,
     },
     {
         .name = "sm_90a",

@@ -552,12 +552,21 @@ static int64_t dot_fit_cols(const TargetInfo *t, int64_t mr, DType ta, DType tb)
  * were no faster and leave a short band), then as many columns as the
  * registers hold: accumulators, B's widened step (two registers for 8-bit
  * B, whose step is two registers of f32) and two for constants and
- * temporaries. */
+ * temporaries.  Only while the band's rows of A stay in L1 (half of it):
+ * every column reads all of them again (bf16 at 16 rows, K 4096: 128 KiB
+ * of A per 8 KiB weight row from L2, 11.4 -> 14-17 ms from DRAM). */
 enum { DOT_TALL = 8 };
 
-static bool dot_tall(DType ta, DType tb)
+static int64_t dot_tall_rows(int64_t M)
 {
-    return ta == DT_F32 && (tb == DT_BF16 || tb == DT_F16 || tb == DT_F8E4M3 || tb == DT_F8E5M2);
+    int64_t bands = (M + DOT_TALL - 1) / DOT_TALL;
+    return (M + bands - 1) / bands;
+}
+
+static bool dot_tall(const TargetInfo *t, int64_t M, int64_t K, DType ta, DType tb)
+{
+    bool widened = tb == DT_BF16 || tb == DT_F16 || tb == DT_F8E4M3 || tb == DT_F8E5M2;
+    return M >= 2 && ta == DT_F32 && widened && dot_tall_rows(M) * K * 4 <= t->l1_bytes / 2;
 }
 
 static int64_t dot_tall_cols(const TargetInfo *t, int64_t mr, DType tb)
@@ -567,17 +576,15 @@ static int64_t dot_tall_cols(const TargetInfo *t, int64_t mr, DType tb)
     return nr < 1 ? 1 : nr;
 }
 
-/* The tile's rows for a product of M rows.  Tall tiles: all of them up to
- * DOT_TALL, else equal bands of at most that.  Otherwise all of them up to
- * one more than dot_m where that leaves two columns (then each weight is
- * widened once instead of twice), else bands of dot_m rows or as many as
- * keep two columns. */
-static int64_t dot_rows_of(const TargetInfo *t, int64_t M, DType ta, DType tb)
+/* The tile's rows for a product of M rows along K.  Tall tiles: all of
+ * them up to DOT_TALL, else equal bands of at most that.  Otherwise all of
+ * them up to one more than dot_m where that leaves two columns (then each
+ * weight is widened once instead of twice), else bands of dot_m rows or as
+ * many as keep two columns. */
+static int64_t dot_rows_of(const TargetInfo *t, int64_t M, int64_t K, DType ta, DType tb)
 {
-    if (M >= 2 && dot_tall(ta, tb)) {
-        int64_t bands = (M + DOT_TALL - 1) / DOT_TALL;
-        return (M + bands - 1) / bands;
-    }
+    if (dot_tall(t, M, K, ta, tb))
+        return dot_tall_rows(M);
     int64_t most = 1;
     while (most <= t->dot_m && dot_fit_cols(t, most + 1, ta, tb) >= 2)
         most++;
@@ -595,9 +602,9 @@ static int64_t dot_rows_of(const TargetInfo *t, int64_t M, DType ta, DType tb)
  * K loop had its row pointers reloaded from the stack (N 128 in 3s).
  * A block-scaled B (bn > 0 rows per scale row): fewer columns where that
  * keeps every tile's rows within whole block rows of the scale. */
-static int64_t dot_cols_of(const TargetInfo *t, int64_t mr, DType ta, DType tb, int64_t bn, int64_t N)
+static int64_t dot_cols_of(const TargetInfo *t, int64_t mr, int64_t K, DType ta, DType tb, int64_t bn, int64_t N)
 {
-    int64_t nr = mr >= 2 && dot_tall(ta, tb) ? dot_tall_cols(t, mr, tb) : dot_fit_cols(t, mr, ta, tb);
+    int64_t nr = dot_tall(t, mr, K, ta, tb) ? dot_tall_cols(t, mr, tb) : dot_fit_cols(t, mr, ta, tb);
     if (bn && tb == DT_F4E2M1) {
         int64_t regs = t->vector_bits >= 512 ? 32 : 16;
         nr = (regs - 8 - mr) / (1 + mr);
@@ -629,7 +636,7 @@ static void dot_band(Lower *L, Stmt *seq, const Stmt *g, const Region *a, const 
                      const Region *c, Expr *i, int64_t i0, int64_t mr, int64_t N, int64_t K)
 {
     int64_t bn = bs ? mat_rows(b) / mat_rows(bs) : 0;
-    int64_t nr = dot_cols_of(L->t, mr, a->buf->dtype, b->buf->dtype, bn, N), full = N / nr, rem = N % nr;
+    int64_t nr = dot_cols_of(L->t, mr, K, a->buf->dtype, b->buf->dtype, bn, N), full = N / nr, rem = N % nr;
     Expr *z = ci(L, 0);
     for (int part = 0; part < 2; part++) {
         if (part == 0 ? !full : !rem)
@@ -657,7 +664,7 @@ static Stmt *dot_tiles(Lower *L, const Stmt *g, const Region *a, const Region *b
 {
     Stmt *seq = ir_seq(L->k, g->loc);
     int64_t M = c->ext[0], N = c->ext[1], K = a->ext[1];
-    int64_t mr = dot_rows_of(L->t, M, a->buf->dtype, b->buf->dtype), full = M / mr, rem = M % mr;
+    int64_t mr = dot_rows_of(L->t, M, K, a->buf->dtype, b->buf->dtype), full = M / mr, rem = M % mr;
     bs = bs && bs->buf ? bs : NULL;
     if (full > 1) {
         Var *iv = ir_var_new(L->k, "it");
@@ -783,8 +790,9 @@ static bool a_ok(Lower *L, const Stmt *g, DType from)
     const Region *b = &g->u.gemm.b, *bs = &g->u.gemm.b_scale;
     if (from == g->u.gemm.a.buf->dtype)
         return true;
-    int64_t M = g->u.gemm.c.ext[0], N = g->u.gemm.c.ext[1], bn = bs->buf ? mat_rows(b) / mat_rows(bs) : 0;
-    int64_t nr = dot_cols_of(L->t, dot_rows_of(L->t, M, from, b->buf->dtype), from, b->buf->dtype, bn, N);
+    int64_t M = g->u.gemm.c.ext[0], N = g->u.gemm.c.ext[1], K = g->u.gemm.a.ext[1];
+    int64_t bn = bs->buf ? mat_rows(b) / mat_rows(bs) : 0;
+    int64_t nr = dot_cols_of(L->t, dot_rows_of(L->t, M, K, from, b->buf->dtype), K, from, b->buf->dtype, bn, N);
     /* B of 8 bits: A widened 16 elements at a time; else 8, costlier */
     return (N + nr - 1) / nr <= (dt_bits(b->buf->dtype) == 8 ? 8 : 4);
 }
