@@ -152,7 +152,7 @@ static double fp8_code_value(const Fp8 *F, unsigned code)
  * binade and the add still rounds k to even), which leaves
  *   code = (S + (S >> (23 - mbits))) | sign   (mod 256),
  * an or as the code is below 0x80 (one vpternlogd with the sign's and). */
-static LLVMValueRef fp8_magic(Cg *c, LLVMValueRef f, const Fp8 *F)
+static LLVMValueRef fp8_magic(Cg *c, LLVMValueRef f, const Fp8 *F, bool saturate)
 {
     LLVMBuilderRef B = c->b;
 #define I32(v) LLVMConstInt(c->i32, (unsigned long long)(v), 0)
@@ -162,7 +162,7 @@ static LLVMValueRef fp8_magic(Cg *c, LLVMValueRef f, const Fp8 *F)
     LLVMValueRef u = LLVMBuildBitCast(B, f, c->i32, "");
     LLVMValueRef a = LLVMBuildBitCast(B, LLVMBuildAnd(B, u, I32(0x7fffffff), ""), c->f32, "");
     LLVMValueRef max = F32(fp8_code_value(F, F->max)), nan = F32(fp8_code_value(F, F->nan));
-    LLVMValueRef t = LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOLT, max, a, ""), max, a, "");
+    LLVMValueRef t = saturate ? LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOLT, max, a, ""), max, a, "") : a;
     t = LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOLT, t, nan, ""), t, nan, "");
     LLVMValueRef e = LLVMBuildAnd(B, LLVMBuildBitCast(B, t, c->i32, ""), I32(0x7f800000), "");
     LLVMValueRef args[2] = {e, I32((unsigned)(127 + emin) << 23)};
@@ -222,7 +222,29 @@ static LLVMValueRef fp8_bits(Cg *c, LLVMValueRef f, const Fp8 *F)
 
 static LLVMValueRef f32_to_fp8(Cg *c, LLVMValueRef f, const Fp8 *F)
 {
-    return c->t->gpu_sm ? fp8_bits(c, f, F) : fp8_magic(c, f, F);
+    return c->t->gpu_sm ? fp8_bits(c, f, F) : fp8_magic(c, f, F, true);
+}
+
+/* Is e clamped into [-lim, lim] (or NaN): min(max(x, -a), b) or
+ * max(min(x, b), -a) with constants a, b <= lim, as quant.lua's
+ * T.clamp(x, -qmax, qmax) before an fp8 store? */
+static bool clamped_within(const Expr *e, double lim)
+{
+    if (e->op != EX_MIN && e->op != EX_MAX)
+        return false;
+    ExprOp inner = e->op == EX_MIN ? EX_MAX : EX_MIN;
+    double sign = e->op == EX_MIN ? 1 : -1;
+    for (int i = 0; i < 2; i++) {
+        const Expr *k = e->args[i], *x = e->args[1 - i];
+        if (k->op != EX_CONST || !dt_is_float(k->dtype) || sign * k->imm.f > lim || x->op != inner)
+            continue;
+        for (int j = 0; j < 2; j++) {
+            const Expr *k2 = x->args[j];
+            if (k2->op == EX_CONST && dt_is_float(k2->dtype) && -sign * k2->imm.f <= lim)
+                return true;
+        }
+    }
+    return false;
 }
 
 /* A stored element (of dtype t) widened to its value type. */
@@ -706,6 +728,15 @@ static void store(Cg *c, const Stmt *s)
         LLVMValueRef bits = LLVMBuildLShr(c->b, LLVMBuildBitCast(c->b, v, c->i32, ""), LLVMConstInt(c->i32, 16, 0), "");
         LLVMBuildStore(c->b, LLVMBuildTrunc(c->b, bits, c->i16, ""), p);
         return;
+    }
+    /* an fp8 store of a value clamped within the format's range needs no
+     * saturation of its own (act_quant and every Q.scale_rows store) */
+    if ((b->dtype == DT_F8E4M3 || b->dtype == DT_F8E5M2) && !c->t->gpu_sm) {
+        const Fp8 *F = b->dtype == DT_F8E4M3 ? &E4M3 : &E5M2;
+        if (clamped_within(val, fp8_code_value(F, F->max))) {
+            LLVMBuildStore(c->b, fp8_magic(c, v, F, false), p);
+            return;
+        }
     }
     LLVMBuildStore(c->b, cg_narrow(c, b->dtype, v), p);
 }

@@ -947,8 +947,78 @@ static bool math_may_forward(const Fuse *F, const Stmt *seq, int i)
     return here == use_of(F->k->body, st->u.store.buf).reads;
 }
 
+/* Every load of b in e is at idx. */
+static bool loads_only_at(const Expr *e, const Buffer *b, Expr *const *idx)
+{
+    if (e->op == EX_LOAD && e->buf == b && !same_idx(e->args, idx, b->rank))
+        return false;
+    for (int i = 0; i < e->nargs; i++)
+        if (!loads_only_at(e->args[i], b, idx))
+            return false;
+    return true;
+}
+
+/* e with its loads of b at idx replaced by v (copies, as forward_expr). */
+static Expr *subst_load(Fuse *F, Expr *e, const Buffer *b, Expr *const *idx, Expr *v)
+{
+    if (e->op == EX_LOAD && e->buf == b && same_idx(e->args, idx, b->rank))
+        return v;
+    Expr *copy = NULL;
+    for (int i = 0; i < e->nargs; i++) {
+        Expr *a = subst_load(F, e->args[i], b, idx, v);
+        if (a == e->args[i])
+            continue;
+        if (!copy) {
+            copy = arena_alloc(F->k->arena, sizeof *copy);
+            *copy = *e;
+            copy->args = arena_alloc(F->k->arena, (size_t)e->nargs * sizeof *copy->args);
+            memcpy(copy->args, e->args, (size_t)e->nargs * sizeof *copy->args);
+        }
+        copy->args[i] = a;
+    }
+    return copy ? copy : e;
+}
+
+/* An update in place, X[I] = f(X[I]) (f reading X only at I), cannot be
+ * forwarded: a later load of X[I] would get f of the new X[I].  So it
+ * sinks instead, past each next store S that touches X only by loading
+ * X[I], writes nothing f reads and nothing f's value depends on: S then
+ * loads f (of the old X[I], as it now runs first) — act_quant's
+ * `t = clamp(t / s); q = t` becomes `q = clamp(t / s); t = clamp(t / s)`,
+ * LLVM computes the clamp once, and the dead-store step can drop t's
+ * store, now that the nest reads X only before writing it
+ * (reads_before_write). */
+static void sink_updates(Fuse *F, Stmt *seq)
+{
+    for (int i = seq->u.seq.n - 2; i >= 0; i--) {
+        Stmt *up = seq->u.seq.items[i];
+        if (up->op != ST_STORE || up->u.store.atomic || up->u.store.async)
+            continue;
+        const Buffer *x = up->u.store.buf;
+        Expr *f = as_loaded(F, up);
+        if (x->scope == SCOPE_GLOBAL || !value_reads(up->u.store.value, x) ||
+            !loads_only_at(up->u.store.value, x, up->u.store.idx) || expr_nodes(f) > MAX_VALUE_NODES)
+            continue;
+        for (int j = i + 1; j < seq->u.seq.n; j++) {
+            Stmt *st = seq->u.seq.items[j];
+            if (st->op != ST_STORE || st->u.store.atomic || st->u.store.async || st->u.store.buf == x ||
+                value_reads(up->u.store.value, st->u.store.buf) || !loads_only_at(st->u.store.value, x, up->u.store.idx))
+                break;
+            bool idx_ok = true;
+            for (int d = 0; d < st->u.store.buf->rank; d++)
+                idx_ok = idx_ok && !value_reads(st->u.store.idx[d], x);
+            if (!idx_ok)
+                break;
+            st->u.store.value = subst_load(F, st->u.store.value, x, up->u.store.idx, f);
+            seq->u.seq.items[j - 1] = st;
+            seq->u.seq.items[j] = up;
+        }
+    }
+}
+
 static void forward_seq(Fuse *F, Stmt *seq, Avails *av)
 {
+    sink_updates(F, seq);
     for (int i = 0; i < seq->u.seq.n; i++) {
         F->no_math = !math_may_forward(F, seq, i);
         forward_stmt(F, seq->u.seq.items[i], av);
@@ -1122,13 +1192,75 @@ static void drop_stores(Fuse *F, Stmt *s, const Buffer *b)
 
 static void dead_stores_in(Fuse *F, Frame *fr, int depth);
 
+/* A perfect nest whose innermost body is plain stores, touching b only at
+ * one index tuple of the nest's own variables (one element per iteration)
+ * and storing it only after every load of it: what the nest reads of b
+ * are the values from before it, never its own stores (sink_updates'
+ * `q = f(t[i, j]); t[i, j] = f(t[i, j])`). */
+static bool reads_before_write(const Stmt *s, const Buffer *b)
+{
+    const Var *vars[IR_MAX_RANK + 4];
+    int nv = 0;
+    while (s->op == ST_FOR && nv < IR_MAX_RANK + 4) {
+        vars[nv++] = s->u.loop.var;
+        s = s->u.loop.body;
+        while (s->op == ST_SEQ && s->u.seq.n == 1 && s->u.seq.items[0]->op == ST_FOR)
+            s = s->u.seq.items[0];
+    }
+    if (s->op != ST_SEQ)
+        return false;
+    Expr *const *idx = NULL;
+    int last_load = -1, first_store = -1;
+    for (int i = 0; i < s->u.seq.n; i++) {
+        const Stmt *st = s->u.seq.items[i];
+        if (st->op == ST_SEQ && st->u.seq.n == 0)
+            continue; /* a store already dropped */
+        if (st->op != ST_STORE)
+            return false;
+        if (st->u.store.buf == b) {
+            if (!idx)
+                idx = st->u.store.idx;
+            if (!same_idx(st->u.store.idx, idx, b->rank))
+                return false;
+            first_store = first_store < 0 ? i : first_store;
+        }
+        bool loads = value_reads(st->u.store.value, b);
+        for (int d = 0; d < st->u.store.buf->rank; d++)
+            if (value_reads(st->u.store.idx[d], b))
+                return false;
+        if (loads)
+            last_load = i;
+    }
+    if (!idx || (last_load > first_store && first_store >= 0))
+        return false;
+    for (int i = 0; i < s->u.seq.n; i++)
+        if (s->u.seq.items[i]->op == ST_STORE && !loads_only_at(s->u.seq.items[i]->u.store.value, b, idx))
+            return false;
+    /* one element per iteration: each of the nest's variables is one
+     * dimension's whole index, and the other dimensions' indices do not
+     * change in the nest */
+    for (int v = 0; v < nv; v++) {
+        int found = 0;
+        for (int d = 0; d < b->rank; d++) {
+            if (idx[d]->op == EX_VAR && idx[d]->var == vars[v])
+                found++;
+            else if (mentions_var(idx[d], vars[v]))
+                return false;
+        }
+        if (found != 1)
+            return false;
+    }
+    return true;
+}
+
 static void dead_stores_item(Fuse *F, Frame *fr, int depth, Stmt *s)
 {
     if (s->op == ST_FOR && plain(s))
         for (int i = 0; i < F->k->nbufs; i++) {
             const Buffer *b = F->k->bufs[i];
             IrUse u = use_of(s, b);
-            if (b->scope != SCOPE_GLOBAL && u.writes && !u.reads && !live_after(fr, depth, b))
+            if (b->scope != SCOPE_GLOBAL && u.writes && (!u.reads || reads_before_write(s, b)) &&
+                !live_after(fr, depth, b))
                 drop_stores(F, s, b);
         }
     Stmt *kids[2] = {NULL, NULL};

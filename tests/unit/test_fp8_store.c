@@ -77,8 +77,9 @@ static Vals special_values(void)
     return s;
 }
 
-/* Run the spec at row width w over vals; false on a compile or launch error. */
-static bool run_spec(int w, const Vals *vals, uint8_t *q, uint8_t *r)
+/* Run the spec at row width w over vals; false on a compile or launch
+ * error.  q, r: the plain stores; qc, rc: of the value clamped first. */
+static bool run_spec(int w, const Vals *vals, uint8_t *q, uint8_t *r, uint8_t *qc, uint8_t *rc)
 {
     int64_t per = (int64_t)w * BM, rows = (vals->n + per - 1) / per * BM, n = rows * w;
     float *x = calloc((size_t)n, 4), *e = calloc((size_t)n, 4);
@@ -86,7 +87,7 @@ static bool run_spec(int w, const Vals *vals, uint8_t *q, uint8_t *r)
     char ws[8];
     snprintf(ws, sizeof ws, "%d", w);
     FeSet sets[] = {{"W", ws}};
-    void *args[4] = {x, q, r, e};
+    void *args[6] = {x, q, r, e, qc, rc};
     int64_t params[1] = {rows};
     bool ok = th_run(SPEC, sets, 1, ir_host_target()->name, args, params, 2);
     free(x);
@@ -94,22 +95,30 @@ static bool run_spec(int w, const Vals *vals, uint8_t *q, uint8_t *r)
     return ok;
 }
 
+/* T.clamp(x, -m, m) as the interpreter defines it: NaN stays NaN. */
+static float clamp(float x, float m) { return isnan(x) ? x : x < -m ? -m : x > m ? m : x; }
+
 static void check_width(int w, const Vals *vals)
 {
     int64_t cap = vals->n + (int64_t)w * BM;
     uint8_t *q = calloc((size_t)cap, 1), *r = calloc((size_t)cap, 1);
-    CHECK(run_spec(w, vals, q, r));
+    uint8_t *qc = calloc((size_t)cap, 1), *rc = calloc((size_t)cap, 1);
+    CHECK(run_spec(w, vals, q, r, qc, rc));
     int bad = 0;
     for (int64_t i = 0; i < vals->n; i++) {
         float x = vals->v[i];
         uint8_t q0 = dt_f32_to_e4m3(x), r0 = dt_f32_to_e5m2(x);
-        if ((q[i] != q0 || r[i] != r0) && bad++ < 8)
-            printf("  W=%d: %08x (%.9g): e4m3 %02x want %02x, e5m2 %02x want %02x\n", w, f32_bits(x),
-                   x, q[i], q0, r[i], r0);
+        uint8_t qc0 = dt_f32_to_e4m3(clamp(x, 448)), rc0 = dt_f32_to_e5m2(clamp(x, 57344));
+        if ((q[i] != q0 || r[i] != r0 || qc[i] != qc0 || rc[i] != rc0) && bad++ < 8)
+            printf("  W=%d: %08x (%.9g): e4m3 %02x want %02x, e5m2 %02x want %02x, clamped %02x/%02x want "
+                   "%02x/%02x\n",
+                   w, f32_bits(x), x, q[i], q0, r[i], r0, qc[i], rc[i], qc0, rc0);
     }
     CHECKF(bad == 0, "W=%d: %d of %lld values narrowed wrong", w, bad, (long long)vals->n);
     free(q);
     free(r);
+    free(qc);
+    free(rc);
 }
 
 TEST(values_midpoints_powers_and_specials)

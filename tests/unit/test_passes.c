@@ -120,6 +120,12 @@ TEST(golden_fuse_chain) { golden("fuse_chain", pass_fuse); }
  * element (v[3 - e0]), and on the CPU the loops of per-row statements
  * (c0, d0, e0, h0) from the nests, so that they vectorise over the rows */
 TEST(golden_fuse_keep) { golden("fuse_keep", pass_fuse); }
+/* updates in place read before they are stored: t's (q = clamp(t)) sinks
+ * below q's store and goes, as nothing reads t after the nest; u's sinks
+ * but stays (read by the next nest); v's stays where it is (the nest reads
+ * v[c0, 7 - c1], another iteration's element); w's running sum sinks below
+ * r's store and stays (every c1 of a row updates the same element) */
+TEST(golden_fuse_update) { golden("fuse_update", pass_fuse); }
 /* lower's `if inside {fast} else {guarded}` copies unswitched: both arms
  * fused, t gone */
 TEST(golden_fuse_switch) { golden("fuse_switch", pass_fuse); }
@@ -539,7 +545,8 @@ TEST(tile_equals_loop_hand_written)
 TEST(fuse_keeps_the_meaning)
 {
     const char *names[] = {"fuse_chain",   "fuse_keep",         "fuse_switch", "fuse_barrier",
-                           "fuse_strided", "fuse_strided_keep", "fuse_merge",  "fuse_merge_keep"};
+                           "fuse_strided", "fuse_strided_keep", "fuse_merge",  "fuse_merge_keep",
+                           "fuse_update"};
     const int64_t ms[] = {1, 5, 8};
     for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++) {
         char path[256];
@@ -757,6 +764,7 @@ int main(void)
     RUN(golden_vectorize_narrow);
     RUN(golden_fuse_chain);
     RUN(golden_fuse_keep);
+    RUN(golden_fuse_update);
     RUN(golden_fuse_switch);
     RUN(golden_fuse_strided);
     RUN(golden_fuse_strided_keep);
