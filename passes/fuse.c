@@ -29,7 +29,9 @@
  *     and e, from constants and the nests' inner loop variables (constant
  *     extents), within [0, s) (so they can only meet in the same iteration
  *     of v, where A's part still runs first).  The fused loop is
- *     parallel only when both were.
+ *     parallel only when both were.  CPU: a parallel loop of plain
+ *     statements (one value per row) and a nest with inner loops stay apart
+ *     (keeps_vector_leaf).
  *     The fused body is a sequence again, so inner loops fuse the same way.
  *     GPU: only perfect nests of parallel loops with equal extents at every
  *     level fuse (threads spreads a nest over the block; putting a row's
@@ -42,11 +44,15 @@
  *     c0 < 8).  bounds cannot: the arms exist only after steps 0 and 1.
  *  3. forward: in straight-line code a load of scratch X at the indices of
  *     the last store to X (nothing in between storing X or a buffer the
- *     stored value reads) becomes the stored value (rounded to X's dtype).
+ *     stored value reads) becomes the stored value (rounded to X's dtype);
+ *     an update in place X[I] = f(X[I]) first sinks below the stores that
+ *     load X[I], which then load f (sink_updates).
  *  4. dead stores: a loop nest that stores scratch X and no longer reads it
- *     loses those stores when no later statement — including the next
- *     iterations of enclosing loops — can read X before a nest overwrites
- *     all of X; a scratch buffer nothing uses any more is removed.
+ *     (or reads it only before writing it, one element per iteration:
+ *     reads_before_write) loses those stores when no later statement —
+ *     including the next iterations of enclosing loops — can read X before
+ *     a nest overwrites all of X; a scratch buffer nothing uses any more is
+ *     removed.
  *  5. contract (CPU): a scratch buffer whose every access lies in one
  *     loop over v (one with inner loops), indexing one dimension as
  *     `s·v + e`, e in [0, s), and which each iteration writes whole (its

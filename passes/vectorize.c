@@ -1,7 +1,8 @@
 /* vectorize.c — choose the loops that run in vector lanes.
  *
- * A loop becomes LOOP_VECTOR (width = lanes of f32 in the target's vectors)
- * when it is innermost and either
+ * A loop becomes LOOP_VECTOR (width = lanes of f32 in the target's vectors,
+ * times 2 or 4 where it stores 16- or 8-bit elements: vector_width) when it
+ * is innermost and either
  *   - parallel, with a body of plain stores (iterations are independent), or
  *   - serial, with a body that is one reduction step `acc[0] = acc[0] op e`
  *     (op +, max, min) into a one-element local f32 or i32 accumulator.
