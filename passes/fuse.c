@@ -1003,7 +1003,8 @@ static void sink_updates(Fuse *F, Stmt *seq)
         const Buffer *x = up->u.store.buf;
         Expr *f = as_loaded(F, up);
         if (x->scope == SCOPE_GLOBAL || !value_reads(up->u.store.value, x) ||
-            !loads_only_at(up->u.store.value, x, up->u.store.idx) || expr_nodes(f) > MAX_VALUE_NODES)
+            !loads_only_at(up->u.store.value, x, up->u.store.idx) || expr_nodes(f) > MAX_VALUE_NODES ||
+            calls_math(f)) /* LLVM merges copies of f, but not of its math calls (swiglu's silu) */
             continue;
         for (int j = i + 1; j < seq->u.seq.n; j++) {
             Stmt *st = seq->u.seq.items[j];
