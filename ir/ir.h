@@ -570,6 +570,8 @@ typedef struct IrUse {
     int reads, writes;
 } IrUse;
 void ir_buffer_use(const Stmt *s, const Buffer *b, IrUse *u);
+/* Is every load of b in e at index tuple idx (structurally equal)? */
+bool ir_loads_only_at(const Expr *e, const Buffer *b, Expr *const *idx);
 /* An integer interval lo..hi (known false: could be anything). */
 typedef struct IrRange {
     int64_t lo, hi;

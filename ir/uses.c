@@ -82,6 +82,18 @@ void ir_buffer_use(const Stmt *s, const Buffer *b, IrUse *u)
     }
 }
 
+bool ir_loads_only_at(const Expr *e, const Buffer *b, Expr *const *idx)
+{
+    if (e->op == EX_LOAD && e->buf == b)
+        for (int d = 0; d < b->rank; d++)
+            if (!ir_expr_equal(e->args[d], idx[d]))
+                return false;
+    for (int i = 0; i < e->nargs; i++)
+        if (!ir_loads_only_at(e->args[i], b, idx))
+            return false;
+    return true;
+}
+
 void ir_drop_unused_buffers(Kernel *k)
 {
     int n = k->nargs;

@@ -953,38 +953,6 @@ static bool math_may_forward(const Fuse *F, const Stmt *seq, int i)
     return here == use_of(F->k->body, st->u.store.buf).reads;
 }
 
-/* Every load of b in e is at idx. */
-static bool loads_only_at(const Expr *e, const Buffer *b, Expr *const *idx)
-{
-    if (e->op == EX_LOAD && e->buf == b && !same_idx(e->args, idx, b->rank))
-        return false;
-    for (int i = 0; i < e->nargs; i++)
-        if (!loads_only_at(e->args[i], b, idx))
-            return false;
-    return true;
-}
-
-/* e with its loads of b at idx replaced by v (copies, as forward_expr). */
-static Expr *subst_load(Fuse *F, Expr *e, const Buffer *b, Expr *const *idx, Expr *v)
-{
-    if (e->op == EX_LOAD && e->buf == b && same_idx(e->args, idx, b->rank))
-        return v;
-    Expr *copy = NULL;
-    for (int i = 0; i < e->nargs; i++) {
-        Expr *a = subst_load(F, e->args[i], b, idx, v);
-        if (a == e->args[i])
-            continue;
-        if (!copy) {
-            copy = arena_alloc(F->k->arena, sizeof *copy);
-            *copy = *e;
-            copy->args = arena_alloc(F->k->arena, (size_t)e->nargs * sizeof *copy->args);
-            memcpy(copy->args, e->args, (size_t)e->nargs * sizeof *copy->args);
-        }
-        copy->args[i] = a;
-    }
-    return copy ? copy : e;
-}
-
 /* An update in place, X[I] = f(X[I]) (f reading X only at I), cannot be
  * forwarded: a later load of X[I] would get f of the new X[I].  So it
  * sinks instead, past each next store S that touches X only by loading
@@ -1003,20 +971,21 @@ static void sink_updates(Fuse *F, Stmt *seq)
         const Buffer *x = up->u.store.buf;
         Expr *f = as_loaded(F, up);
         if (x->scope == SCOPE_GLOBAL || !value_reads(up->u.store.value, x) ||
-            !loads_only_at(up->u.store.value, x, up->u.store.idx) || expr_nodes(f) > MAX_VALUE_NODES ||
+            !ir_loads_only_at(up->u.store.value, x, up->u.store.idx) || expr_nodes(f) > MAX_VALUE_NODES ||
             calls_math(f)) /* LLVM merges copies of f, but not of its math calls (swiglu's silu) */
             continue;
         for (int j = i + 1; j < seq->u.seq.n; j++) {
             Stmt *st = seq->u.seq.items[j];
             if (st->op != ST_STORE || st->u.store.atomic || st->u.store.async || st->u.store.buf == x ||
-                value_reads(up->u.store.value, st->u.store.buf) || !loads_only_at(st->u.store.value, x, up->u.store.idx))
+                value_reads(up->u.store.value, st->u.store.buf) || !ir_loads_only_at(st->u.store.value, x, up->u.store.idx))
                 break;
             bool idx_ok = true;
             for (int d = 0; d < st->u.store.buf->rank; d++)
                 idx_ok = idx_ok && !value_reads(st->u.store.idx[d], x);
             if (!idx_ok)
                 break;
-            st->u.store.value = subst_load(F, st->u.store.value, x, up->u.store.idx, f);
+            Avails only_up = {.st = {up}, .n = 1}; /* its loads of X[I] become f */
+            st->u.store.value = forward_expr(F, st->u.store.value, &only_up);
             seq->u.seq.items[j - 1] = st;
             seq->u.seq.items[j] = up;
         }
@@ -1241,7 +1210,7 @@ static bool reads_before_write(const Stmt *s, const Buffer *b)
     if (!idx || (last_load > first_store && first_store >= 0))
         return false;
     for (int i = 0; i < s->u.seq.n; i++)
-        if (s->u.seq.items[i]->op == ST_STORE && !loads_only_at(s->u.seq.items[i]->u.store.value, b, idx))
+        if (s->u.seq.items[i]->op == ST_STORE && !ir_loads_only_at(s->u.seq.items[i]->u.store.value, b, idx))
             return false;
     /* one element per iteration: each of the nest's variables is one
      * dimension's whole index, and the other dimensions' indices do not

@@ -90,17 +90,6 @@ static bool same_tuple(Expr *const *a, Expr *const *b, int rank)
     return true;
 }
 
-/* Every load of b in e is at idx. */
-static bool loads_only_at(const Expr *e, const Buffer *b, Expr *const *idx)
-{
-    if (e->op == EX_LOAD && e->buf == b && !same_tuple(e->args, idx, b->rank))
-        return false;
-    for (int i = 0; i < e->nargs; i++)
-        if (!loads_only_at(e->args[i], b, idx))
-            return false;
-    return true;
-}
-
 /* A store of a serial loop over v that no other iteration sees. */
 static bool private_store(const Stmt *body, const Stmt *st, const Var *v)
 {
@@ -115,9 +104,9 @@ static bool private_store(const Stmt *body, const Stmt *st, const Var *v)
         if (t->u.store.buf == b && !same_tuple(t->u.store.idx, st->u.store.idx, b->rank))
             return false;
         for (int d = 0; d < t->u.store.buf->rank; d++)
-            if (!loads_only_at(t->u.store.idx[d], b, st->u.store.idx))
+            if (!ir_loads_only_at(t->u.store.idx[d], b, st->u.store.idx))
                 return false;
-        if (!loads_only_at(t->u.store.value, b, st->u.store.idx))
+        if (!ir_loads_only_at(t->u.store.value, b, st->u.store.idx))
             return false;
     }
     return true;
