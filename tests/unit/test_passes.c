@@ -101,6 +101,9 @@ TEST(golden_lower_dot) { golden("lower_dot", pass_lower); }
 /* a block-scaled fp4 B (1x32 scales, leading unit dim): dot tiles that
  * scale it in place, and f32 dequantisation where the window may leave w */
 TEST(golden_lower_scaled) { golden("lower_scaled", pass_lower); }
+/* 16 rows on AVX2: e2m1 tiles of 6 rows (6, 6 and a 4-row band), one
+ * column each: a decoded register feeds 6 FMAs */
+TEST(golden_lower_scaled_rows) { golden_for("lower_scaled_rows", pass_lower, ir_target("x86-avx2")); }
 /* 20 rows (no dot tiles): B dequantised into bf16 scratch (e2m1 times a
  * power of two is exact there), then the plain GEMM; 8x32 blocks */
 TEST(golden_lower_scaled_deq) { golden("lower_scaled_deq", pass_lower); }
@@ -514,10 +517,10 @@ TEST(equivalence_catches_broken_lowerings)
  * (1-row edges, partial last block, exact multiple). */
 TEST(tile_equals_loop_hand_written)
 {
-    const char *names[] = {"lower_copy", "lower_reduce", "lower_gemm_f32", "lower_gemm_bf16", "lower_dot",
-                           "lower_gemm_widen", "lower_scaled", "lower_scaled_deq"};
+    const char *names[] = {"lower_copy",       "lower_reduce", "lower_gemm_f32",   "lower_gemm_bf16",  "lower_dot",
+                           "lower_gemm_widen", "lower_scaled", "lower_scaled_deq", "lower_scaled_rows"};
     const int64_t ms[] = {1, 4, 5, 11};
-    for (int i = 0; i < 8; i++) {
+    for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++) {
         char path[256];
         snprintf(path, sizeof path, "tests/passes/%s.in.tir", names[i]);
         for (int m = 0; m < 4; m++) {
@@ -758,6 +761,7 @@ int main(void)
     RUN(golden_lower_gemm_widen);
     RUN(golden_lower_dot);
     RUN(golden_lower_scaled);
+    RUN(golden_lower_scaled_rows);
     RUN(golden_lower_scaled_deq);
     RUN(golden_lower_scaled_gpu);
     RUN(golden_vectorize);
