@@ -521,10 +521,17 @@ typedef struct DotRegs {
     int64_t regs, per_row, fixed;
 } DotRegs;
 
+/* The target's vector registers: 32 zmm or 16 ymm. */
+static int64_t vector_regs(const TargetInfo *t) { return t->vector_bits >= 512 ? 32 : 16; }
+
+/* What a packed e2m1 dot tile keeps in vector registers beside its
+ * accumulators, tables and A rows: constants and temporaries. */
+enum { E2M1_FIXED = 8 };
+
 static DotRegs dot_regs(const TargetInfo *t, DType ta, DType tb)
 {
     bool wide = dt_bits(ta) == 8 || dt_bits(tb) == 8;
-    DotRegs r = {t->vector_bits >= 512 ? 32 : 16, wide ? 2 : 1, 2};
+    DotRegs r = {vector_regs(t), wide ? 2 : 1, 2};
     if (tb == DT_F8E4M3)
         r.fixed = 6;
     else if (tb == DT_F8E5M2)
@@ -571,8 +578,7 @@ static bool dot_tall(const TargetInfo *t, int64_t M, int64_t K, DType ta, DType 
 
 static int64_t dot_tall_cols(const TargetInfo *t, int64_t mr, DType tb)
 {
-    int64_t regs = t->vector_bits >= 512 ? 32 : 16, parts = dt_bits(tb) == 8 ? 2 : 1;
-    int64_t nr = (regs - 2) / (mr + parts);
+    int64_t parts = dt_bits(tb) == 8 ? 2 : 1, nr = (vector_regs(t) - 2) / (mr + parts);
     return nr < 1 ? 1 : nr;
 }
 
@@ -587,11 +593,11 @@ static int64_t dot_rows_of(const TargetInfo *t, int64_t M, int64_t K, DType ta, 
         return dot_tall_rows(M);
     if (M >= 2 && ta == DT_F32 && tb == DT_F4E2M1) {
         /* packed e2m1 (one column: its accumulators per row, the block's
-         * table and about eight constants and temporaries): as many rows as
-         * leave those, each decoded register feeding one FMA per row —
+         * table, an A row and E2M1_FIXED more): as many rows as leave
+         * those, each decoded register feeding one FMA per row —
          * moe_expert_gemm 16 rows, N = K = 1024, cache-resident, 3x1 tiles
          * 1.30 ms, 4x1 1.05, 6x1 0.92, 8x1 (spilling) 0.98 */
-        int64_t regs = t->vector_bits >= 512 ? 32 : 16, most = regs - 10 < DOT_TALL ? regs - 10 : DOT_TALL;
+        int64_t fit = vector_regs(t) - E2M1_FIXED - 2, most = fit < DOT_TALL ? fit : DOT_TALL;
         int64_t bands = (M + most - 1) / most;
         return (M + bands - 1) / bands;
     }
@@ -616,8 +622,7 @@ static int64_t dot_cols_of(const TargetInfo *t, int64_t mr, int64_t K, DType ta,
 {
     int64_t nr = dot_tall(t, mr, K, ta, tb) ? dot_tall_cols(t, mr, tb) : dot_fit_cols(t, mr, ta, tb);
     if (bn && tb == DT_F4E2M1) {
-        int64_t regs = t->vector_bits >= 512 ? 32 : 16;
-        nr = (regs - 8 - mr) / (1 + mr);
+        nr = (vector_regs(t) - E2M1_FIXED - mr) / (1 + mr);
         nr = nr < 1 ? 1 : nr > 4 ? 4 : nr;
         for (int64_t d = nr; 2 * d >= nr && N % nr; d--)
             if (N % d == 0)
