@@ -489,9 +489,18 @@ local function dims2(r, trans)
   return r.ext[1], r.ext[2]
 end
 
-local function check_opts(opts, what)
+-- An options table whose keys are all among known (a list): a misspelt
+-- option would otherwise be ignored without a word.
+local function check_opts(opts, what, known)
   if opts ~= nil and type(opts) ~= "table" then
     err(("%s: options must be a table, got %s"):format(what, type(opts)), "e.g. { trans_b = true }")
+  end
+  for key in pairs(opts or {}) do
+    local ok = false
+    for _, k in ipairs(known) do ok = ok or k == key end
+    if not ok then
+      err(("%s: unknown option %s"):format(what, tostring(key)), "the options are " .. table.concat(known, ", "))
+    end
   end
   return opts or {}
 end
@@ -522,6 +531,18 @@ end
 
 -- A scaled operand may keep leading unit dims (w:tile(e, n, k, {1, BN, BK})):
 -- its matrix is the last two.
+-- The rows option of T.gemm: how many of C's m rows are wanted (an integer
+-- expression; a constant one is checked here).  Returns its IR, or nil.
+local function gemm_rows(rows, m)
+  if rows == nil then return nil end
+  local r = lift(rows, "T.gemm rows")
+  if is_float(r.dtype) then err(("T.gemm: rows must be an integer, not %s"):format(r.dtype)) end
+  if r.const ~= nil and (r.const < 0 or r.const > m) then
+    err(("T.gemm: rows = %d, but C has %d rows"):format(r.const, m))
+  end
+  return r.h
+end
+
 local function gemm_matrix(r, scaled, what)
   local n = #r.ext
   local ok = n == 2 or (scaled and n > 2)
@@ -535,7 +556,7 @@ end
 
 function T.gemm(A, Bt, C, opts)
   need_grid("T.gemm")
-  opts = check_opts(opts, "T.gemm")
+  opts = check_opts(opts, "T.gemm", { "trans_a", "trans_b", "clear", "a_scale", "b_scale", "rows" })
   local a0, b0, c = region(A, nil, "T.gemm"), region(Bt, nil, "T.gemm"), region(C, nil, "T.gemm")
   local as = gemm_scale(opts.a_scale, a0, "a")
   local bs = gemm_scale(opts.b_scale, b0, "b")
@@ -563,13 +584,14 @@ function T.gemm(A, Bt, C, opts)
   if c.b.dtype ~= "f32" then
     err(("T.gemm: the accumulator C must be f32, not %s"):format(c.b.dtype), "accumulate in a T.fragment{..., T.f32}")
   end
-  core.gemm(a0, b0, c, opts.trans_a or false, opts.trans_b or false, opts.clear or false, (where()), as, bs)
+  core.gemm(a0, b0, c, opts.trans_a or false, opts.trans_b or false, opts.clear or false, (where()), as, bs,
+            gemm_rows(opts.rows, m))
 end
 
 local function reducer(op)
   return function(src, dst, axis, opts)
     need_grid("T.reduce_" .. op)
-    opts = check_opts(opts, "T.reduce_" .. op)
+    opts = check_opts(opts, "T.reduce_" .. op, { "clear" })
     local s = region(src, nil, "T.reduce_" .. op)
     local d = region(dst, nil, "T.reduce_" .. op)
     if math.type(axis) ~= "integer" or axis < 0 or axis >= #s.ext then

@@ -354,6 +354,8 @@ static void walk(Walk *w, const Stmt *s)
         walk_region(w, s, &s->u.fill.dst, true);
         break;
     case ST_GEMM:
+        if (s->u.gemm.rows)
+            walk_expr(w, s, s->u.gemm.rows);
         walk_region(w, s, &s->u.gemm.a, false);
         walk_region(w, s, &s->u.gemm.b, false);
         walk_accumulator(w, s, &s->u.gemm.c, "accumulates a gemm into %s");
@@ -708,6 +710,8 @@ static void rebase_stmt(Compose *cx, Stmt *s)
         rebase_region(cx, &s->u.fill.dst);
         break;
     case ST_GEMM:
+        if (s->u.gemm.rows)
+            rebase_expr(cx, s->u.gemm.rows);
         rebase_region(cx, &s->u.gemm.a);
         rebase_region(cx, &s->u.gemm.b);
         rebase_region(cx, &s->u.gemm.c);

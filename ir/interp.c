@@ -579,6 +579,10 @@ static void exec_gemm(Interp *in, const Stmt *s)
     int rank = a->buf->rank;
     int64_t M = c->ext[0], N = c->ext[1], K = s->u.gemm.trans_a ? a->ext[rank - 2] : a->ext[rank - 1];
     Mem *cm = mem_of(in, c->buf);
+    if (s->u.gemm.rows) { /* the rows wanted; the others are left as they were */
+        int64_t n = eval_int(in, s->u.gemm.rows, s->loc);
+        M = n < 0 ? 0 : n < M ? n : M;
+    }
     for (int64_t i = 0; i < M && !in->failed; i++)
         for (int64_t j = 0; j < N && !in->failed; j++) {
             int64_t ci[2] = {co[0] + i, co[1] + j};

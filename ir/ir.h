@@ -414,6 +414,13 @@ struct Stmt {
          * On the GPU only GEMM has scales (lowering dequantises); on the
          * CPU a MICRO_GEMM may have b_scale (trans_b, K blocks a multiple
          * of 32 elements): the dot tile scales B in registers. */
+        /* rows (GEMM only, NULL for all): an integer expression n saying
+         * that only C's first n rows are wanted (a tile's rows of one MoE
+         * expert, the rows of the last row block that lie inside the
+         * matrix).  The others are unspecified afterwards: the interpreter
+         * leaves them as they were, the CPU computes whole register bands
+         * and stops after the band holding row n - 1, the GPU computes the
+         * whole tile.  n is clamped to [0, M]. */
         /* desc (MICRO_GEMM of a threaded kernel only, NULL otherwise): the
          * product runs as warpgroup MMAs (wgmma) whose shared operands are
          * read through these 64-bit matrix descriptors (see Threads) —
@@ -422,6 +429,7 @@ struct Stmt {
             Region a, b, c;
             Region a_scale, b_scale;
             bool trans_a, trans_b, clear, b_pairs;
+            struct Expr *rows;
             struct Expr **desc;
             int ndesc;
         } gemm;

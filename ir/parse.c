@@ -486,12 +486,14 @@ static Stmt *stmt_gemm(Parser *ps, bool micro, SrcLoc loc)
         as = region(ps);
     if (keyword(ps, "b_scale"))
         bs = region(ps);
+    Expr *rows = !micro && keyword(ps, "rows") ? expr(ps) : NULL;
     bool pairs = keyword(ps, "b_pairs");
     Stmt *g = micro ? ir_micro_gemm(ps->k, a, b, c, ta, tb, clear, loc)
                     : ir_gemm(ps->k, a, b, c, ta, tb, clear, loc);
     g->u.gemm.a_scale = as;
     g->u.gemm.b_scale = bs;
     g->u.gemm.b_pairs = pairs;
+    g->u.gemm.rows = rows;
     if (micro && accept(ps, "wgmma")) { /* (followed by "[": not a keyword()) */
         Expr *d[1024];
         int n = 0;

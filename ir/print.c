@@ -19,7 +19,7 @@
  *     B[I, J] = VALUE                 atomic B[I, J] += VALUE   async B[I, J] = VALUE
  *     copy SRC -> DST                 atomic_add SRC -> DST     copy async SRC -> DST
  *     fill DST = VALUE
- *     gemm A, B -> C [trans_a] [trans_b] [clear] [a_scale S] [b_scale S]
+ *     gemm A, B -> C [trans_a] [trans_b] [clear] [a_scale S] [b_scale S] [rows E]
  *     micro_gemm A, B -> C [trans_a] [trans_b] [clear] [b_scale S] [b_pairs] [wgmma [D0, D1, ...]]
  *     reduce sum|max|min|absmax axis N SRC -> DST [clear]
  *     barrier                         async_commit              async_wait N
@@ -253,6 +253,10 @@ static void print_gemm(const Stmt *s, FILE *f)
             fputs(i ? " b_scale " : " a_scale ", f);
             print_region(scales[i], f);
         }
+    if (s->u.gemm.rows) {
+        fputs(" rows ", f);
+        ir_print_expr(s->u.gemm.rows, f);
+    }
     if (s->u.gemm.b_pairs)
         fputs(" b_pairs", f);
     if (s->u.gemm.desc) {

@@ -169,6 +169,8 @@ static Stmt *fold_stmt(Bounds *B, Stmt *s)
         fold_region(B, &s->u.gemm.a);
         fold_region(B, &s->u.gemm.b);
         fold_region(B, &s->u.gemm.c);
+        if (s->u.gemm.rows)
+            s->u.gemm.rows = fold(B, s->u.gemm.rows);
         return s;
     case ST_REDUCE:
         fold_region(B, &s->u.reduce.src);

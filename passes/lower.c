@@ -432,6 +432,36 @@ static void row_band(Lower *L, Stmt *seq, const Stmt *g, const Region *a, const 
         ir_seq_push(L->k, seq, micro(L, g, a, b, c, i, i0, mr, ci(L, 0), full * NR, rem, K, pairs));
 }
 
+/* Bands of mr rows over C's M rows: `full` of them, then a tail band of
+ * M % mr rows.  Where only C's first `rows` rows are wanted (the gemm's
+ * rows option, an expression clamped to [0, M]), the loop of full bands
+ * stops after the band holding the last wanted row and the tail runs only
+ * if it holds one: a last row block mostly outside the matrix, or an MoE
+ * tile of one expert's two rows, computes no padding rows. */
+typedef struct Bands {
+    Expr *loop; /* the full bands' loop extent */
+    Expr *tail; /* the tail band's condition; NULL: always */
+} Bands;
+
+static Bands wanted_bands(Lower *L, Expr *rows, int64_t M, int64_t mr)
+{
+    int64_t full = M / mr;
+    Bands b = {ci(L, full), NULL};
+    if (!rows)
+        return b;
+    Expr *n = ir_binary(L->k, EX_MIN, ir_binary(L->k, EX_MAX, rows, ci(L, 0)), ci(L, M));
+    Expr *need = ir_binary(L->k, EX_DIV, add(L, n, ci(L, mr - 1)), ci(L, mr));
+    b.loop = ir_binary(L->k, EX_MIN, need, ci(L, full));
+    b.tail = ir_binary(L->k, EX_LT, ci(L, full * mr), n);
+    return b;
+}
+
+/* seq gets `body` run only where cond holds (always where cond is NULL). */
+static void push_if(Lower *L, Stmt *seq, Expr *cond, Stmt *body)
+{
+    ir_seq_push(L->k, seq, cond ? ir_if(L->k, cond, body, NULL, body->loc) : body);
+}
+
 /* GEMM on a GPU without tensor cores: one thread per element of C, a
  * private f32 accumulator and a serial loop over K (pass_threads spreads
  * the C elements over the block's threads). */
@@ -673,24 +703,30 @@ static void dot_band(Lower *L, Stmt *seq, const Stmt *g, const Region *a, const 
     }
 }
 
-/* Every row band of C = A·Bᵀ in dot tiles. */
+/* Every row band of C = A·Bᵀ in dot tiles (those holding wanted rows:
+ * wanted_bands). */
 static Stmt *dot_tiles(Lower *L, const Stmt *g, const Region *a, const Region *b, const Region *bs,
-                       const Region *c)
+                       const Region *c, Expr *rows)
 {
     Stmt *seq = ir_seq(L->k, g->loc);
     int64_t M = c->ext[0], N = c->ext[1], K = a->ext[1];
     int64_t mr = dot_rows_of(L->t, M, K, a->buf->dtype, b->buf->dtype), full = M / mr, rem = M % mr;
+    Bands bands = wanted_bands(L, rows, M, mr);
     bs = bs && bs->buf ? bs : NULL;
-    if (full > 1) {
+    if (full > 1 || (full && rows)) {
         Var *iv = ir_var_new(L->k, "it");
         Stmt *body = ir_seq(L->k, g->loc);
         dot_band(L, body, g, a, b, bs, c, ir_binary(L->k, EX_MUL, ir_var(L->k, iv), ci(L, mr)), 0, mr, N, K);
-        ir_seq_push(L->k, seq, ir_for(L->k, iv, ci(L, full), LOOP_SERIAL, 0, body, g->loc));
+        ir_seq_push(L->k, seq, ir_for(L->k, iv, bands.loop, LOOP_SERIAL, 0, body, g->loc));
     } else if (full) {
         dot_band(L, seq, g, a, b, bs, c, ci(L, 0), 0, mr, N, K);
     }
-    if (rem)
-        dot_band(L, seq, g, a, b, bs, c, ci(L, 0), full * mr, rem, N, K);
+    if (rem) {
+        Stmt *tail = bands.tail ? ir_seq(L->k, g->loc) : seq;
+        dot_band(L, tail, g, a, b, bs, c, ci(L, 0), full * mr, rem, N, K);
+        if (bands.tail)
+            push_if(L, seq, bands.tail, tail);
+    }
     return seq;
 }
 
@@ -708,6 +744,7 @@ static Stmt *lower_gemm_dot(Lower *L, const Stmt *g)
     Region a = g->u.gemm.a, b = g->u.gemm.b, c = g->u.gemm.c, c_out = c;
     const Region *bs = g->u.gemm.b_scale.buf ? &g->u.gemm.b_scale : NULL;
     bool stage_c = c.buf->scope == SCOPE_GLOBAL;
+    Expr *rows = stage_c ? NULL : g->u.gemm.rows; /* a global C's staging copies every row */
     if (stage_c) {
         c = whole(L, temp(L, "gemm_c", SCOPE_SHARED, DT_F32, 2, c.ext, g->loc));
         if (!g->u.gemm.clear)
@@ -733,7 +770,7 @@ static Stmt *lower_gemm_dot(Lower *L, const Stmt *g)
         fast = ir_seq(L->k, g->loc);
         if (widen_a)
             fa = whole(L, stage(L, fast, &a, false, a.ext[0], a.ext[1], DT_F32, "gemm_a", g->loc));
-        ir_seq_push(L->k, fast, dot_tiles(L, g, &fa, &b, bs, &c));
+        ir_seq_push(L->k, fast, dot_tiles(L, g, &fa, &b, bs, &c, rows));
     }
     if (!always) {
         slow = ir_seq(L->k, g->loc);
@@ -745,7 +782,7 @@ static Stmt *lower_gemm_dot(Lower *L, const Stmt *g)
             sb = dequantise(L, slow, &b, bs, DT_F32, "gemm_b", g->loc);
         else if (b.buf->scope == SCOPE_GLOBAL)
             sb = whole(L, stage(L, slow, &b, false, b.ext[0], b.ext[1], b.buf->dtype, "gemm_b", g->loc));
-        ir_seq_push(L->k, slow, dot_tiles(L, g, &sa, &sb, NULL, &c));
+        ir_seq_push(L->k, slow, dot_tiles(L, g, &sa, &sb, NULL, &c, rows));
     }
     ir_seq_push(L->k, seq, always ? fast : never ? slow : ir_if(L->k, inside, fast, slow, g->loc));
     if (stage_c)
@@ -941,6 +978,7 @@ static Stmt *lower_gemm_scaled(Lower *L, const Stmt *g)
                                                       g->u.gemm.trans_a, g->u.gemm.trans_b, g->u.gemm.clear, g->loc);
     const Region *as = &g->u.gemm.a_scale, *bs = &g->u.gemm.b_scale;
     bool fast = dot_scaled_in_place(L, g);
+    plain->u.gemm.rows = g->u.gemm.rows;
     if (fast)
         plain->u.gemm.b_scale = *bs;
     else if (bs->buf)
@@ -992,15 +1030,20 @@ static Stmt *lower_gemm(Lower *L, const Stmt *g)
             ir_seq_push(L->k, seq, lower_copy(L, &c_out, &c, false, g->loc));
     }
     int64_t MR = L->t->micro_m, full = M / MR, rem = M % MR;
+    Bands bands = wanted_bands(L, stage_c ? NULL : g->u.gemm.rows, M, MR);
     if (full) {
         Var *iv = ir_var_new(L->k, "it");
         Stmt *body = ir_seq(L->k, g->loc);
         Expr *i = ir_binary(L->k, EX_MUL, ir_var(L->k, iv), ci(L, MR));
         row_band(L, body, g, &a, &b, &c, i, 0, MR, N, K, pairs);
-        ir_seq_push(L->k, seq, ir_for(L->k, iv, ci(L, full), LOOP_SERIAL, 0, body, g->loc));
+        ir_seq_push(L->k, seq, ir_for(L->k, iv, bands.loop, LOOP_SERIAL, 0, body, g->loc));
     }
-    if (rem)
-        row_band(L, seq, g, &a, &b, &c, ci(L, 0), full * MR, rem, N, K, pairs);
+    if (rem) {
+        Stmt *tail = bands.tail ? ir_seq(L->k, g->loc) : seq;
+        row_band(L, tail, g, &a, &b, &c, ci(L, 0), full * MR, rem, N, K, pairs);
+        if (bands.tail)
+            push_if(L, seq, bands.tail, tail);
+    }
     if (stage_c)
         ir_seq_push(L->k, seq, lower_copy(L, &c, &c_out, false, g->loc));
     return seq;
