@@ -41,8 +41,8 @@ return T.kernel "compress_proj" {
         T.copy(x:tile(bm * p.BM, k * p.BK), xs)
         T.copy(wkv:tile(bn * p.BN, k * p.BK), wks)
         T.copy(wgate:tile(bn * p.BN, k * p.BK), wgs)
-        T.gemm(xs, wks, acck, { trans_b = true })
-        T.gemm(xs, wgs, accg, { trans_b = true })
+        T.gemm(xs, wks, acck, { trans_b = true, rows = p.T - bm * p.BM })  -- rows past T: padding
+        T.gemm(xs, wgs, accg, { trans_b = true, rows = p.T - bm * p.BM })
       end
       T.copy(acck, kv:tile(bm * p.BM, bn * p.BN))
       T.copy(accg, g:tile(bm * p.BM, bn * p.BN))

@@ -39,7 +39,7 @@ return T.kernel "fp8_gemm" {
       for kb in T.pipelined(p.K // BLOCK, 2) do
         T.copy(a:tile(by * p.BM, kb * BLOCK), As)
         T.copy(b:tile(bx * p.BN, kb * BLOCK), Bs)
-        T.gemm(As, Bs, part, { trans_b = true, clear = true })
+        T.gemm(As, Bs, part, { trans_b = true, clear = true, rows = p.M - by * p.BM })  -- rows past M: padding
         T.copy(sa:tile(by * p.BM, kb, { p.BM, 1 }), sas)
         local sbk = sb[bx * p.BN // BLOCK][kb]
         for i, j in T.parallel(p.BM, p.BN) do

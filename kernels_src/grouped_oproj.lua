@@ -27,7 +27,7 @@ return T.kernel "grouped_oproj" {
       for k in T.serial(p.GD // p.BK) do
         T.copy(o:tile(bm * p.BM, g * p.GD + k * p.BK), os)
         T.copy(wo_a:tile(g, br * p.BR, k * p.BK, { 1, p.BR, p.BK }), ws)
-        T.gemm(os, ws, acc, { trans_b = true })
+        T.gemm(os, ws, acc, { trans_b = true, rows = p.M - bm * p.BM })  -- rows past M: padding
       end
       T.copy(acc, u:tile(bm * p.BM, g, br * p.BR, { p.BM, 1, p.BR }))
     end

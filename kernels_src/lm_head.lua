@@ -29,7 +29,7 @@ return T.kernel "lm_head" {
       for k in T.pipelined(p.D // p.BK, 2) do
         T.copy(y:tile(bm * p.BM, k * p.BK), ys)
         T.copy(head:tile(bv * p.BV, k * p.BK), hs)
-        T.gemm(ys, hs, acc, { trans_b = true })
+        T.gemm(ys, hs, acc, { trans_b = true, rows = p.M - bm * p.BM })  -- rows past M: padding
       end
       T.copy(acc, logits:tile(bm * p.BM, bv * p.BV))
     end

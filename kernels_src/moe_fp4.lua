@@ -54,7 +54,9 @@ end
 -- scale them in registers; elsewhere lowering dequantises the window into
 -- a bf16 tile first (the tensor cores' bf16 x bf16).  Every 128-wide K
 -- block is summed in its own f32 accumulator, then promoted with the
--- activation scale (v4-spec §2.3).  An empty tile runs no K blocks.
+-- activation scale (v4-spec §2.3).  An empty tile runs no K blocks; the
+-- GEMMs compute only the tile's own rows (the rest of As is the next
+-- expert's rows, never stored).
 function F.accumulate(outs, a, sa, w, sw, tile, K)
   local BM, BN = outs[1][1].shape[1], outs[1][1].shape[2]
   local As   = T.shared{BM, F.ABLOCK, T.bf16, name = "As"}    -- e4m3 widens exactly
@@ -71,7 +73,8 @@ function F.accumulate(outs, a, sa, w, sw, tile, K)
     for _, o in ipairs(outs) do
       local acc, n0 = o[1], o[2]
       T.gemm(As, w:tile(tile.e, n0, kb * F.ABLOCK, { 1, BN, F.ABLOCK }), part,
-             { trans_b = true, clear = true, b_scale = sw:tile(tile.e, n0, kb * SB, { 1, BN, SB }) })
+             { trans_b = true, clear = true, b_scale = sw:tile(tile.e, n0, kb * SB, { 1, BN, SB }),
+               rows = tile.rows })
       for i, j in T.parallel(BM, BN) do acc[i][j] = acc[i][j] + part[i][j] * sas[i] end
     end
   end

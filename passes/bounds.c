@@ -66,17 +66,18 @@ static IrRange truth(const Bounds *B, const Expr *e)
 
 static Expr *fold(Bounds *B, Expr *e);
 
-/* e with its arguments folded; rebuilt by the builder when one became a
- * constant, so `true and x` is x as the parser would make it. */
+/* e with its arguments folded; rebuilt by the builder when one is a
+ * constant, so `true and x` is x as the parser would make it (also where
+ * a shared node's argument was folded in place through another parent). */
 static Expr *fold_args(Bounds *B, Expr *e)
 {
-    bool newly_const = false;
+    bool some_const = false;
     for (int i = 0; i < e->nargs; i++) {
         Expr *a = fold(B, e->args[i]);
-        newly_const |= a != e->args[i] && a->op == EX_CONST;
+        some_const |= a->op == EX_CONST;
         e->args[i] = a;
     }
-    if (!newly_const || e->op == EX_LOAD || e->op == EX_SELECT || e->op == EX_CAST || e->op == EX_BITCAST)
+    if (!some_const || e->op == EX_LOAD || e->op == EX_SELECT || e->op == EX_CAST || e->op == EX_BITCAST)
         return e;
     return e->nargs == 2 ? ir_binary(B->k, e->op, e->args[0], e->args[1])
            : e->nargs == 1 ? ir_unary(B->k, e->op, e->args[0])
@@ -95,6 +96,12 @@ static Expr *fold(Bounds *B, Expr *e)
         IrRange t = truth(B, e->args[0]);
         if (t.known && t.lo == t.hi)
             return e->args[t.lo ? 1 : 2];
+    }
+    if (e->dtype == DT_I64 && e->op != EX_CONST && e->op != EX_LOAD) {
+        /* one value over every block and step: `1 - by` with by < 1 */
+        IrRange r = range_of(B, e);
+        if (r.known && r.lo == r.hi)
+            return ir_const_i(B->k, r.lo);
     }
     if ((e->op == EX_MIN || e->op == EX_MAX) && dt_is_int(e->dtype)) {
         IrRange a = range_of(B, e->args[0]), b = range_of(B, e->args[1]);
