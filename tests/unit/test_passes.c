@@ -107,6 +107,9 @@ TEST(golden_lower_scaled_rows) { golden_for("lower_scaled_rows", pass_lower, ir_
 /* 20 rows (no dot tiles): B dequantised into bf16 scratch (e2m1 times a
  * power of two is exact there), then the plain GEMM; 8x32 blocks */
 TEST(golden_lower_scaled_deq) { golden("lower_scaled_deq", pass_lower); }
+/* gemm rows: register bands (20 rows: 6-row bands and a 2-row tail) and
+ * dot tiles (7 rows) stop after the band holding the last wanted row */
+TEST(golden_lower_rows) { golden("lower_rows", pass_lower); }
 /* the same on sm_90a: dequantised into bf16 shared memory for the tensor cores */
 TEST(golden_lower_scaled_gpu) { golden_for("lower_scaled_gpu", pass_lower, ir_target("sm_90a")); }
 TEST(golden_vectorize) { golden("vectorize", pass_vectorize); }
@@ -484,6 +487,10 @@ TEST(equivalence_catches_broken_lowerings)
         {"lower_scaled_deq", "gemm_db0[d0, d1 * 2] = w[d0, d1 * 2]", "gemm_db0[d0, d1 * 2] = w[d0, d1 * 2 + 1]", 1},
         {"lower_scaled_deq", "sw[d0 / 8, d1 * 2 / 32]", "sw[d0 / 16, d1 * 2 / 32]", 1},
         {"lower_gemm_widen", "gemm_a0[p0, p1] = as[p0, p1]", "gemm_a0[p0, p1] = as[p0, 0]", 0},
+        /* gemm rows: a band short (row 12 of 13 not computed), the tail kept
+         * off when row 19 is wanted */
+        {"lower_rows", "+ 5) / 6", "+ 4) / 6", 13},
+        {"lower_rows", "if 18 < ", "if 19 < ", 39},
     };
     for (size_t i = 0; i < sizeof mutants / sizeof mutants[0]; i++) {
         char in[256], out[256];
@@ -518,7 +525,8 @@ TEST(equivalence_catches_broken_lowerings)
 TEST(tile_equals_loop_hand_written)
 {
     const char *names[] = {"lower_copy",       "lower_reduce", "lower_gemm_f32",   "lower_gemm_bf16",  "lower_dot",
-                           "lower_gemm_widen", "lower_scaled", "lower_scaled_deq", "lower_scaled_rows"};
+                           "lower_gemm_widen", "lower_scaled", "lower_scaled_deq", "lower_scaled_rows",
+                           "lower_rows"};
     const int64_t ms[] = {1, 4, 5, 11};
     for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++) {
         char path[256];
@@ -762,6 +770,7 @@ int main(void)
     RUN(golden_lower_dot);
     RUN(golden_lower_scaled);
     RUN(golden_lower_scaled_rows);
+    RUN(golden_lower_rows);
     RUN(golden_lower_scaled_deq);
     RUN(golden_lower_scaled_gpu);
     RUN(golden_vectorize);

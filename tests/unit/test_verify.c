@@ -517,6 +517,12 @@ TEST(gemm_shapes_and_types)
     k = load(loop_src);
     item(k, 1)->u.gemm.b_pairs = false; /* bp [16, 32] read as [K, N] = K 16 */
     expect_fail(k, 13, "verify: micro_gemm shapes disagree: a gives M=16 K=32, b gives K=16 N=32, c is [16, 16]");
+    k = load(tile_src);
+    item(k, 3)->u.gemm.rows = ir_const_f(k, 3.0);
+    expect_fail(k, 16, "verify: gemm rows must be an integer, not f32");
+    k = load(loop_src);
+    item(k, 1)->u.gemm.rows = ir_const_i(k, 3); /* lowering has used it */
+    expect_fail(k, 13, "verify: micro_gemm has rows (only a gemm has)");
     const char *int_src =
         "kernel g level tile\n"
         "buf a: local i8[4, 4]\n"
