@@ -703,13 +703,39 @@ static void dot_band(Lower *L, Stmt *seq, const Stmt *g, const Region *a, const 
     }
 }
 
+static Stmt *dot_tiles(Lower *L, const Stmt *g, const Region *a, const Region *b, const Region *bs,
+                       const Region *c, Expr *rows);
+
+/* A tile of at most DOT_VARIANTS rows with only its first `rows` wanted
+ * (an MoE expert's 4-row tile at decode holds one or two tokens) runs as
+ * one variant per row count, each in the tiles of its own rows: a packed
+ * e2m1 weight decoded once feeds an FMA per row, so a 4-row tile spent
+ * half its FMAs on two rows nobody reads. */
+enum { DOT_VARIANTS = 4 };
+
+static Stmt *dot_row_variants(Lower *L, const Stmt *g, const Region *a, const Region *b, const Region *bs,
+                              const Region *c, Expr *rows)
+{
+    int64_t M = c->ext[0], N = c->ext[1], K = a->ext[1];
+    Expr *z = ci(L, 0);
+    Stmt *chain = dot_tiles(L, g, a, b, bs, c, NULL);
+    for (int64_t r = M - 1; r >= 1; r--) {
+        Region ar = sub(L, a, 0, r, z, 0, K, z), cr = sub(L, c, 0, r, z, 0, N, z);
+        chain = ir_if(L->k, ir_binary(L->k, EX_LE, rows, ci(L, r)), dot_tiles(L, g, &ar, b, bs, &cr, NULL), chain,
+                      g->loc);
+    }
+    return ir_if(L->k, ir_binary(L->k, EX_LT, z, rows), chain, NULL, g->loc);
+}
+
 /* Every row band of C = A·Bᵀ in dot tiles (those holding wanted rows:
- * wanted_bands). */
+ * wanted_bands, or dot_row_variants). */
 static Stmt *dot_tiles(Lower *L, const Stmt *g, const Region *a, const Region *b, const Region *bs,
                        const Region *c, Expr *rows)
 {
-    Stmt *seq = ir_seq(L->k, g->loc);
     int64_t M = c->ext[0], N = c->ext[1], K = a->ext[1];
+    if (rows && M >= 2 && M <= DOT_VARIANTS)
+        return dot_row_variants(L, g, a, b, bs, c, rows);
+    Stmt *seq = ir_seq(L->k, g->loc);
     int64_t mr = dot_rows_of(L->t, M, K, a->buf->dtype, b->buf->dtype), full = M / mr, rem = M % mr;
     Bands bands = wanted_bands(L, rows, M, mr);
     bs = bs && bs->buf ? bs : NULL;
