@@ -164,11 +164,16 @@ static void moe_free(Moe *m)
     free(m->rows); free(m->exact);
 }
 
-/* E, the output width (N, or I for the fused kernel), K and BM as --set values. */
-typedef struct Sets { char v[3][16]; FeSet s[4]; } Sets;
+/* E, the output width (N, or I for the fused kernel), K and BM as --set
+ * values, and one more where `more` names it (BN, BS). */
+typedef struct Sets { char v[3][16]; FeSet s[5]; } Sets;
+static FeSet more;
+
+static int nsets(void) { return more.name ? 5 : 4; }
 
 static const FeSet *sets_of(Sets *t, int E, const char *wname, int width, int K, const char *bm)
 {
+    t->s[4] = more;
     snprintf(t->v[0], 16, "%d", E);
     snprintf(t->v[1], 16, "%d", width);
     snprintf(t->v[2], 16, "%d", K);
@@ -192,7 +197,7 @@ static uint16_t *check_plain(const char *target, const Moe *m, const char *bm)
     memset(c, 0xff, (size_t)m->R * N * 2); /* NaN: a row left unwritten shows */
     Sets st;
     void *args[7] = {m->a, m->sa, m->cnt, m->off, m->w, m->sw, c};
-    CHECK(run(PLAIN, sets_of(&st, m->E, "N", N, m->K, bm), 4, target, args, m->R));
+    CHECK(run(PLAIN, sets_of(&st, m->E, "N", N, m->K, bm), nsets(), target, args, m->R));
     const int *rows = m->rows, nrows = m->nrows;
     float *want = calloc((size_t)nrows * N, 4), *got = calloc((size_t)nrows * N, 4);
     float *exact = calloc((size_t)nrows * N, 4);
@@ -288,7 +293,7 @@ static void check_fused(const char *target, const Moe *m, const char *bm, const 
     memset(s, 0xff, (size_t)m->R * nb);
     Sets st;
     void *args[9] = {m->a, m->sa, m->cnt, m->off, m->w, m->sw, m->rw, q, s};
-    CHECK(run(FUSED, sets_of(&st, m->E, "I", I, K, bm), 4, target, args, m->R));
+    CHECK(run(FUSED, sets_of(&st, m->E, "I", I, K, bm), nsets(), target, args, m->R));
     const int *rows = m->rows, nrows = m->nrows;
     const double *gu = m->exact;
     float *qr = calloc(I, 4), *sr = calloc(nb, 4);
@@ -579,6 +584,12 @@ TEST(flash_decode_jit)
         TIMED(check_plain_only(targets[t], &down, "16"));
         TIMED(check_fused(targets[t], &up, "16", NULL));
         TIMED(check_plain_only(targets[t], &down1, "4"));
+        /* decode's tiles: 4 rows (a one-row variant), 32 weight rows per K step */
+        more = (FeSet){"BN", "32"};
+        TIMED(check_plain_only(targets[t], &down, "4"));
+        more = (FeSet){"BS", "32"};
+        TIMED(check_fused(targets[t], &up, "4", NULL));
+        more = (FeSet){0};
     }
     moe_free(&down); moe_free(&up); moe_free(&down1);
 }
