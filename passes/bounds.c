@@ -176,6 +176,10 @@ static Stmt *fold_stmt(Bounds *B, Stmt *s)
         fold_region(B, &s->u.gemm.a);
         fold_region(B, &s->u.gemm.b);
         fold_region(B, &s->u.gemm.c);
+        if (s->u.gemm.a_scale.buf)
+            fold_region(B, &s->u.gemm.a_scale);
+        if (s->u.gemm.b_scale.buf)
+            fold_region(B, &s->u.gemm.b_scale);
         if (s->u.gemm.rows)
             s->u.gemm.rows = fold(B, s->u.gemm.rows);
         return s;
