@@ -5,13 +5,15 @@
 -- each sequence's last position is computed, so M is the batch (one to a
 -- few rows) and this is a GEMV over the 129280 x 4096 head: rows of BM = 1
 -- run as dot products along D on the CPU, and the vocabulary is split over
--- the grid in blocks of BV rows.
+-- the grid in blocks of BV rows (a CPU GEMV wants few, long rows: BV 32
+-- and BK = D read 129280 x 4096 at 0.7 of the copy bandwidth, BV 256 and BK
+-- 256 at 0.4).
 --   tilec run kernels_src/lm_head.lua --set M=1 --set V=1000 --set D=512 --check
 local T = require "tile"
 
 return T.kernel "lm_head" {
   params = { M = T.dyn, V = T.size(129280), D = T.size(4096),
-             BM = T.tune{1, 16}, BV = T.tune{256, 128, 64}, BK = T.tune{256, 128} },
+             BM = T.tune{1, 16}, BV = T.tune{256, 128, 64, 32}, BK = T.tune{256, 128, 512, 1024, 2048, 4096} },
   args = function(p)
     T.check(p.D % p.BK == 0, ("lm_head: hidden size %d must be a multiple of BK = %d"):format(p.D, p.BK))
     return {

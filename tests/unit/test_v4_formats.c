@@ -815,7 +815,8 @@ static void check_oproj(const char *target, int M, int G, int R, int GD, const c
 /* The output head (§3.6 step 3): logits = y · headᵀ with bf16 y (the final
  * norm's output) and bf16 head, against a double-precision dot product of
  * the same values; f32 accumulation over D terms of magnitude ≤ 0.05. */
-static void check_lm_head(const char *target, int M, int V, int D, const char *bm)
+static void check_lm_head_tiles(const char *target, int M, int V, int D, const char *bm, const char *bv,
+                                const char *bk)
 {
     int64_t ny = (int64_t)M * D, nh = (int64_t)V * D, nl = (int64_t)M * V;
     uint16_t *y = calloc((size_t)ny, 2), *h = calloc((size_t)nh, 2);
@@ -828,10 +829,10 @@ static void check_lm_head(const char *target, int M, int V, int D, const char *b
     char vs[16], ds[16];
     snprintf(vs, sizeof vs, "%d", V);
     snprintf(ds, sizeof ds, "%d", D);
-    FeSet sets[] = {{"V", vs}, {"D", ds}, {"BM", bm}};
+    FeSet sets[] = {{"V", vs}, {"D", ds}, {"BM", bm}, {"BV", bv}, {"BK", bk}};
     void *args[3] = {y, h, logits};
     int64_t params[1] = {M};
-    CHECK(th_run("kernels_src/lm_head.lua", sets, 3, target, args, params, 2));
+    CHECK(th_run("kernels_src/lm_head.lua", sets, bv ? 5 : 3, target, args, params, 2));
     double worst = 0, tol = 1e-6 * D;
     for (int m = 0; m < M; m++)
         for (int v = 0; v < V; v++) {
@@ -846,6 +847,11 @@ static void check_lm_head(const char *target, int M, int V, int D, const char *b
     free(y); free(h); free(logits);
 }
 
+static void check_lm_head(const char *target, int M, int V, int D, const char *bm)
+{
+    check_lm_head_tiles(target, M, V, D, bm, NULL, NULL);
+}
+
 TEST(lm_head_on_the_last_positions)
 {
     check_lm_head(NULL, 2, 300, 512, "1");                 /* v4-mini width, a partial vocab block */
@@ -855,6 +861,7 @@ TEST(lm_head_on_the_last_positions)
     if (test_large_shapes())
         check_lm_head(host, 4, 8192, 4096, "1");           /* Flash width (vocab cut to 8192 rows) */
     check_lm_head(host, 4, 1000, 4096, "16");
+    check_lm_head_tiles(host, 1, 1000, 4096, "1", "32", "4096"); /* the decode GEMV's tiles (bench_ops) */
 }
 
 /* wo_b (§3.4 step 16) is fp8_gemm at [d, G·1024]: act_quant'ed u against
