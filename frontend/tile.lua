@@ -529,8 +529,6 @@ local function gemm_scale(s, x, what)
   return r
 end
 
--- A scaled operand may keep leading unit dims (w:tile(e, n, k, {1, BN, BK})):
--- its matrix is the last two.
 -- The rows option of T.gemm: how many of C's m rows are wanted (an integer
 -- expression; a constant one is checked here).  Returns its IR, or nil.
 local function gemm_rows(rows, m)
@@ -543,6 +541,8 @@ local function gemm_rows(rows, m)
   return r.h
 end
 
+-- A scaled operand may keep leading unit dims (w:tile(e, n, k, {1, BN, BK})):
+-- its matrix is the last two.
 local function gemm_matrix(r, scaled, what)
   local n = #r.ext
   local ok = n == 2 or (scaled and n > 2)

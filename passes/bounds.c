@@ -8,8 +8,9 @@
  * the intervals of the variables in it — a grid variable lies in
  * [0, extent), a loop variable in [0, extent), a dyn parameter (a size) in
  * [0, ∞) — and folds a comparison that holds (or fails) over the whole
- * interval, then the and/or/not, select and if built on it, and a min/max
- * whose sides are ordered.  The branch never taken goes, and with it the
+ * interval, then the and/or/not, select and if built on it, a min/max
+ * whose sides are ordered, and an integer expression of a single value (a
+ * variable of a loop or grid of extent 1 is 0).  The branch never taken goes, and with it the
  * scratch buffers only it used: less code to compile, fewer tests to run.
  *
  * A variable's interval does not depend on where it is used (each loop

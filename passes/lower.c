@@ -456,12 +456,6 @@ static Bands wanted_bands(Lower *L, Expr *rows, int64_t M, int64_t mr)
     return b;
 }
 
-/* seq gets `body` run only where cond holds (always where cond is NULL). */
-static void push_if(Lower *L, Stmt *seq, Expr *cond, Stmt *body)
-{
-    ir_seq_push(L->k, seq, cond ? ir_if(L->k, cond, body, NULL, body->loc) : body);
-}
-
 /* GEMM on a GPU without tensor cores: one thread per element of C, a
  * private f32 accumulator and a serial loop over K (pass_threads spreads
  * the C elements over the block's threads). */
@@ -710,10 +704,10 @@ static Stmt *dot_tiles(Lower *L, const Stmt *g, const Region *a, const Region *b
  * runs a one-row variant where one row is: an MoE expert's 4-row tile at
  * decode mostly holds one token (T tokens times 6 routed experts among
  * 256), and a packed e2m1 weight decoded once feeds an FMA per row, so the
- * tile spent three quarters of its FMAs on rows nobody reads.  (A variant
- * per row count doubled moe_gemm_swiglu's compile time, 0.5 -> 1 s.)
- * moe_expert_gemm, E=16, N=4096, K=2048, BM=4, 24 rows of 1-4 per expert:
- * 50 -> 39 ms with a variant per count. */
+ * tile spent three quarters of its FMAs on rows nobody reads
+ * (moe_expert_gemm, E=16, N=4096, K=2048, BM=4, BN=32, one row per
+ * expert, one thread: 56.5 -> 28.7 ms).  A variant per row count doubled
+ * moe_gemm_swiglu's compile time (0.5 -> 1 s). */
 enum { DOT_VARIANTS = 4 };
 
 static Stmt *dot_one_row_variant(Lower *L, const Stmt *g, const Region *a, const Region *b, const Region *bs,
@@ -750,7 +744,7 @@ static Stmt *dot_tiles(Lower *L, const Stmt *g, const Region *a, const Region *b
         Stmt *tail = bands.tail ? ir_seq(L->k, g->loc) : seq;
         dot_band(L, tail, g, a, b, bs, c, ci(L, 0), full * mr, rem, N, K);
         if (bands.tail)
-            push_if(L, seq, bands.tail, tail);
+            ir_seq_push(L->k, seq, ir_if(L->k, bands.tail, tail, NULL, g->loc));
     }
     return seq;
 }
@@ -1068,7 +1062,7 @@ static Stmt *lower_gemm(Lower *L, const Stmt *g)
         Stmt *tail = bands.tail ? ir_seq(L->k, g->loc) : seq;
         row_band(L, tail, g, &a, &b, &c, ci(L, 0), full * MR, rem, N, K, pairs);
         if (bands.tail)
-            push_if(L, seq, bands.tail, tail);
+            ir_seq_push(L->k, seq, ir_if(L->k, bands.tail, tail, NULL, g->loc));
     }
     if (stage_c)
         ir_seq_push(L->k, seq, lower_copy(L, &c, &c_out, false, g->loc));
