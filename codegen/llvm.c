@@ -298,8 +298,16 @@ LLVMValueRef cg_convert(Cg *c, LLVMValueRef v, DType from, DType to)
     bool ff = dt_is_float(from), tf = dt_is_float(to);
     if (ff && tf)
         return v;
-    if (!ff && tf)
-        return from == DT_BOOL ? LLVMBuildUIToFP(c->b, v, c->f32, "") : LLVMBuildSIToFP(c->b, v, c->f32, "");
+    if (!ff && tf) {
+        if (from == DT_BOOL)
+            return LLVMBuildUIToFP(c->b, v, c->f32, "");
+        /* an i8/u8/i32 value (a load or a cast: integer arithmetic yields
+         * i64) lies in i32's range, and as i32 a vector converts in one
+         * instruction (vcvtdq2ps); i64 lanes convert one at a time on AVX2 */
+        if (dt_bits(from) <= 32)
+            return LLVMBuildSIToFP(c->b, LLVMBuildTrunc(c->b, v, c->i32, ""), c->f32, "");
+        return LLVMBuildSIToFP(c->b, v, c->f32, "");
+    }
     if (to == DT_BOOL) {
         if (from == DT_BOOL)
             return v;

@@ -127,6 +127,14 @@ if grep -q prefetcht0 "$tmp/dot_bf16_4k.s" && grep -q vfmadd "$tmp/dot_bf16_1k.s
 else
   bad "bf16 dot tiles of 2 columns prefetch the next tile's rows, of 9 do not" "$(grep -c prefetcht0 "$tmp/dot_bf16_4k.s" "$tmp/dot_bf16_1k.s")"
 fi
+# topk's positions as floats (cast<f32> of a loop index): through i32, so
+# no lane is converted alone (i64 lanes were, with vcvtsi2ss: 4x the time)
+"$TILEC" compile kernels_src/topk.lua --set N=4096 --set K=512 --target x86-avx2 --emit asm -o "$tmp/topk.s" 2>/dev/null
+if grep -q vmaxps "$tmp/topk.s" && ! grep -q vcvtsi2ss "$tmp/topk.s"; then
+  ok "topk converts positions to f32 in vector lanes"
+else
+  bad "topk converts positions to f32 in vector lanes" "$(grep -c vcvtsi2ss "$tmp/topk.s")"
+fi
 # packed fp4 weights with 1x32 scales (a block-scaled GEMM operand): the
 # dot tile's K loops read the bytes in place — per 8 weights one dword
 # broadcast from memory, the e2m1 table permute (vpermps; LLVM's domain pass

@@ -118,6 +118,8 @@ TEST(golden_vectorize) { golden("vectorize", pass_vectorize); }
  * 64 lanes (4 registers of f32 into one of bytes), bf16 32, f32 16; a
  * constant extent takes no more than it needs, never fewer than 16 */
 TEST(golden_vectorize_narrow) { golden("vectorize_narrow", pass_vectorize); }
+/* also: a variable of extent 1 is 0; an index in i32's range cast to f32
+ * through i32, a dyn size not */
 TEST(golden_bounds) { golden("bounds", pass_bounds); }
 /* copy in, scale, a row reduction, normalise, copy out: one row loop, the
  * elementwise loops fused into the reduction's, xs forwarded and gone */
