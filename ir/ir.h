@@ -580,6 +580,12 @@ typedef struct IrUse {
 void ir_buffer_use(const Stmt *s, const Buffer *b, IrUse *u);
 /* Is every load of b in e at index tuple idx (structurally equal)? */
 bool ir_loads_only_at(const Expr *e, const Buffer *b, Expr *const *idx);
+/* Does e load from b? */
+bool ir_loads_from(const Expr *e, const Buffer *b);
+/* Is s (or a one-statement sequence of it) a reduction step
+ * `acc[c] = acc[c] op e` — op +, max or min, acc a one-dimensional LOCAL
+ * f32 or i32 buffer, c a constant, e not reading acc?  *op gets the op. */
+bool ir_reduction_step(const Stmt *s, ExprOp *op);
 /* An integer interval lo..hi (known false: could be anything). */
 typedef struct IrRange {
     int64_t lo, hi;

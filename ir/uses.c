@@ -96,6 +96,40 @@ bool ir_loads_only_at(const Expr *e, const Buffer *b, Expr *const *idx)
     return true;
 }
 
+bool ir_loads_from(const Expr *e, const Buffer *b)
+{
+    if (e->op == EX_LOAD && e->buf == b)
+        return true;
+    for (int i = 0; i < e->nargs; i++)
+        if (ir_loads_from(e->args[i], b))
+            return true;
+    return false;
+}
+
+bool ir_reduction_step(const Stmt *s, ExprOp *op)
+{
+    while (s->op == ST_SEQ && s->u.seq.n == 1)
+        s = s->u.seq.items[0];
+    if (s->op != ST_STORE || s->u.store.atomic)
+        return false;
+    const Buffer *acc = s->u.store.buf;
+    const Expr *v = s->u.store.value;
+    /* an i32 accumulator is lower's absmax over the bits: integer +, max
+     * and min may be reordered freely */
+    if (acc->scope != SCOPE_LOCAL || acc->rank != 1 || (acc->dtype != DT_F32 && acc->dtype != DT_I32))
+        return false;
+    if (v->op != EX_ADD && v->op != EX_MAX && v->op != EX_MIN)
+        return false;
+    const Expr *lhs = v->args[0], *rhs = v->args[1];
+    /* one fixed accumulator element: its index is a constant */
+    if (lhs->op != EX_LOAD || lhs->buf != acc || !ir_expr_equal(lhs->args[0], s->u.store.idx[0]) ||
+        !ir_expr_is_const(s->u.store.idx[0], NULL) || ir_loads_from(rhs, acc))
+        return false;
+    if (op)
+        *op = v->op;
+    return true;
+}
+
 void ir_drop_unused_buffers(Kernel *k)
 {
     int n = k->nargs;

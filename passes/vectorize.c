@@ -30,37 +30,6 @@ static bool is_innermost(const Stmt *s)
     }
 }
 
-static bool loads_from(const Expr *e, const Buffer *b)
-{
-    if (e->op == EX_LOAD && e->buf == b)
-        return true;
-    for (int i = 0; i < e->nargs; i++)
-        if (loads_from(e->args[i], b))
-            return true;
-    return false;
-}
-
-/* acc[0] = acc[0] op e, with e not reading acc. */
-static bool is_reduction_step(const Stmt *s)
-{
-    while (s->op == ST_SEQ && s->u.seq.n == 1)
-        s = s->u.seq.items[0];
-    if (s->op != ST_STORE || s->u.store.atomic)
-        return false;
-    const Buffer *acc = s->u.store.buf;
-    const Expr *v = s->u.store.value;
-    /* an i32 accumulator is lower's absmax over the bits: integer +, max
-     * and min may be reordered freely */
-    if (acc->scope != SCOPE_LOCAL || acc->rank != 1 || (acc->dtype != DT_F32 && acc->dtype != DT_I32))
-        return false;
-    if (v->op != EX_ADD && v->op != EX_MAX && v->op != EX_MIN)
-        return false;
-    const Expr *lhs = v->args[0], *rhs = v->args[1];
-    /* one fixed accumulator element: its index is a constant */
-    return lhs->op == EX_LOAD && lhs->buf == acc && ir_expr_equal(lhs->args[0], s->u.store.idx[0]) &&
-           ir_expr_is_const(s->u.store.idx[0], NULL) && !loads_from(rhs, acc);
-}
-
 static bool mentions(const Expr *e, const Var *v)
 {
     if (e->op == EX_VAR && e->var == v)
@@ -121,11 +90,11 @@ static bool is_fused_reduction(const Stmt *loop)
     int steps = 0;
     for (int i = 0; i < body->u.seq.n; i++) {
         const Stmt *st = body->u.seq.items[i];
-        if (is_reduction_step(st)) {
+        if (ir_reduction_step(st, NULL)) {
             steps++;
             for (int j = 0; j < body->u.seq.n; j++) /* no one else touches the accumulator */
                 if (j != i && (body->u.seq.items[j]->u.store.buf == st->u.store.buf ||
-                               loads_from(body->u.seq.items[j]->u.store.value, st->u.store.buf)))
+                               ir_loads_from(body->u.seq.items[j]->u.store.value, st->u.store.buf)))
                     return false;
         } else if (!private_store(body, st, loop->u.loop.var)) {
             return false;
@@ -181,7 +150,7 @@ static void walk(Stmt *s, int width)
         break;
     case ST_FOR:
         if ((s->u.loop.kind == LOOP_PARALLEL && is_innermost(s->u.loop.body)) ||
-            (s->u.loop.kind == LOOP_SERIAL && (is_reduction_step(s->u.loop.body) || is_fused_reduction(s)))) {
+            (s->u.loop.kind == LOOP_SERIAL && (ir_reduction_step(s->u.loop.body, NULL) || is_fused_reduction(s)))) {
             s->u.loop.kind = LOOP_VECTOR;
             s->u.loop.arg = vector_width(s, width);
         } else {
