@@ -700,23 +700,21 @@ static void dot_band(Lower *L, Stmt *seq, const Stmt *g, const Region *a, const 
 static Stmt *dot_tiles(Lower *L, const Stmt *g, const Region *a, const Region *b, const Region *bs,
                        const Region *c, Expr *rows, bool variants);
 
-/* A tile of at most DOT_VARIANTS rows with only its first `rows` wanted
- * runs a one-row variant where one row is: an MoE expert's 4-row tile at
- * decode mostly holds one token (T tokens times 6 routed experts among
- * 256), and a packed e2m1 weight decoded once feeds an FMA per row, so the
- * tile spent three quarters of its FMAs on rows nobody reads
- * (moe_expert_gemm, E=16, N=4096, K=2048, BM=4, BN=32, one row per
- * expert, one thread: 56.5 -> 28.7 ms).  A variant per row count doubled
- * moe_gemm_swiglu's compile time (0.5 -> 1 s). */
-enum { DOT_VARIANTS = 4 };
-
+/* Dot tiles with only their first `rows` wanted run a one-row variant
+ * where one row is: an MoE expert's tile at decode mostly holds one token
+ * (T tokens times 6 routed experts among 256), and a packed e2m1 weight
+ * decoded once feeds an FMA per row of the band, so a 4-row tile spent
+ * three quarters of its FMAs on rows nobody reads (moe_expert_gemm, E=16,
+ * N=4096, K=2048, BN=32, one row per expert, one thread: BM 4 56.5 -> 28.7
+ * ms, BM 16 61.8 -> 40.9).  A variant per row count doubled
+ * moe_gemm_swiglu's compile time (0.5 -> 1 s); this one adds ~10%. */
 static Stmt *dot_one_row_variant(Lower *L, const Stmt *g, const Region *a, const Region *b, const Region *bs,
                                  const Region *c, Expr *rows)
 {
     Expr *z = ci(L, 0);
     Region a1 = sub(L, a, 0, 1, z, 0, a->ext[1], z), c1 = sub(L, c, 0, 1, z, 0, c->ext[1], z);
-    Stmt *one = dot_tiles(L, g, &a1, b, bs, &c1, NULL, false), *all = dot_tiles(L, g, a, b, bs, c, NULL, false);
-    Stmt *pick = ir_if(L->k, ir_binary(L->k, EX_LE, rows, ci(L, 1)), one, all, g->loc);
+    Stmt *one = dot_tiles(L, g, &a1, b, bs, &c1, NULL, false), *more = dot_tiles(L, g, a, b, bs, c, rows, false);
+    Stmt *pick = ir_if(L->k, ir_binary(L->k, EX_LE, rows, ci(L, 1)), one, more, g->loc);
     return ir_if(L->k, ir_binary(L->k, EX_LT, z, rows), pick, NULL, g->loc);
 }
 
@@ -726,7 +724,7 @@ static Stmt *dot_tiles(Lower *L, const Stmt *g, const Region *a, const Region *b
                        const Region *c, Expr *rows, bool variants)
 {
     int64_t M = c->ext[0], N = c->ext[1], K = a->ext[1];
-    if (rows && variants && M >= 2 && M <= DOT_VARIANTS)
+    if (rows && variants && M >= 2)
         return dot_one_row_variant(L, g, a, b, bs, c, rows);
     Stmt *seq = ir_seq(L->k, g->loc);
     int64_t mr = dot_rows_of(L->t, M, K, a->buf->dtype, b->buf->dtype), full = M / mr, rem = M % mr;

@@ -108,8 +108,8 @@ TEST(golden_lower_scaled_rows) { golden_for("lower_scaled_rows", pass_lower, ir_
  * power of two is exact there), then the plain GEMM; 8x32 blocks */
 TEST(golden_lower_scaled_deq) { golden("lower_scaled_deq", pass_lower); }
 /* gemm rows: register bands (20 rows: 6-row bands and a 2-row tail) and
- * dot tiles (7 rows) stop after the band holding the last wanted row; a
- * 3-row dot tile has a one-row variant (taken at M = 4) */
+ * dot tiles (7 rows) stop after the band holding the last wanted row; dot
+ * tiles have a one-row variant (the 3-row one's taken at M = 4) */
 TEST(golden_lower_rows) { golden("lower_rows", pass_lower); }
 /* the same on sm_90a: dequantised into bf16 shared memory for the tensor cores */
 TEST(golden_lower_scaled_gpu) { golden_for("lower_scaled_gpu", pass_lower, ir_target("sm_90a")); }
@@ -497,7 +497,8 @@ TEST(equivalence_catches_broken_lowerings)
         /* a 3-row tile's one-row variant taken for two rows */
         {"lower_rows", "if M - b * 20 - 3 <= 1 {", "if M - b * 20 - 3 <= 2 {", 5},
         /* ... and the one-row variant reading A's second row (run at M = 4) */
-        {"lower_rows", "micro_gemm x[b * 20 +: 1, 0 +: 16], ws[0 +: 16", "micro_gemm x[b * 20 + 1 +: 1, 0 +: 16], ws[0 +: 16", 4},
+        {"lower_rows", "micro_gemm x[b * 20 +: 1, 0 +: 16], ws[0 +: 16, 0 +: 16] -> vacc",
+         "micro_gemm x[b * 20 + 1 +: 1, 0 +: 16], ws[0 +: 16, 0 +: 16] -> vacc", 4},
     };
     for (size_t i = 0; i < sizeof mutants / sizeof mutants[0]; i++) {
         char in[256], out[256];
