@@ -580,8 +580,9 @@ typedef struct IrUse {
 void ir_buffer_use(const Stmt *s, const Buffer *b, IrUse *u);
 /* Is every load of b in e at index tuple idx (structurally equal)? */
 bool ir_loads_only_at(const Expr *e, const Buffer *b, Expr *const *idx);
-/* Does e load from b? */
+/* Does e load from b?  Does it use variable v? */
 bool ir_loads_from(const Expr *e, const Buffer *b);
+bool ir_mentions_var(const Expr *e, const Var *v);
 /* Is s (or a one-statement sequence of it) a reduction step
  * `acc[c] = acc[c] op e` — op +, max or min, acc a one-dimensional LOCAL
  * f32 or i32 buffer, c a constant, e not reading acc?  *op gets the op. */

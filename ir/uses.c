@@ -106,6 +106,16 @@ bool ir_loads_from(const Expr *e, const Buffer *b)
     return false;
 }
 
+bool ir_mentions_var(const Expr *e, const Var *v)
+{
+    if (e->op == EX_VAR && e->var == v)
+        return true;
+    for (int i = 0; i < e->nargs; i++)
+        if (ir_mentions_var(e->args[i], v))
+            return true;
+    return false;
+}
+
 bool ir_reduction_step(const Stmt *s, ExprOp *op)
 {
     while (s->op == ST_SEQ && s->u.seq.n == 1)

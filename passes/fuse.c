@@ -80,16 +80,6 @@ typedef struct Fuse {
 
 /* ---------------------------------------------------------- helpers */
 
-static bool mentions_var(const Expr *e, const Var *v)
-{
-    if (e->op == EX_VAR && e->var == v)
-        return true;
-    for (int i = 0; i < e->nargs; i++)
-        if (mentions_var(e->args[i], v))
-            return true;
-    return false;
-}
-
 static bool has_load(const Expr *e)
 {
     if (e->op == EX_LOAD)
@@ -245,7 +235,7 @@ static void accesses_of(const Stmt *s, Accesses *acc, Vars *vars)
 static bool mentions_any(const Expr *e, const Vars *vs)
 {
     for (int i = 0; i < vs->n; i++)
-        if (mentions_var(e, vs->v[i]))
+        if (ir_mentions_var(e, vs->v[i]))
             return true;
     return false;
 }
@@ -259,7 +249,7 @@ static bool moves_with(const Expr *e, const Var *v, const Vars *inner)
     if (e->op != EX_ADD)
         return false;
     for (int s = 0; s < 2; s++)
-        if (moves_with(e->args[s], v, inner) && !mentions_var(e->args[1 - s], v) &&
+        if (moves_with(e->args[s], v, inner) && !ir_mentions_var(e->args[1 - s], v) &&
             !mentions_any(e->args[1 - s], inner))
             return true;
     return false;
@@ -295,7 +285,7 @@ static bool split_terms(Expr *x, bool neg, const Var *v, Split *sp)
 {
     if (x->op == EX_ADD || (x->op == EX_SUB && dt_is_int(x->dtype)))
         return split_terms(x->args[0], neg, v, sp) && split_terms(x->args[1], x->op == EX_SUB ? !neg : neg, v, sp);
-    if (mentions_var(x, v)) {
+    if (ir_mentions_var(x, v)) {
         int64_t c = 1;
         bool ok = x->op == EX_VAR || (x->op == EX_MUL && ((x->args[0]->op == EX_VAR && x->args[0]->var == v &&
                                                            ir_expr_is_const(x->args[1], &c)) ||
@@ -1220,7 +1210,7 @@ static bool reads_before_write(const Stmt *s, const Buffer *b)
         for (int d = 0; d < b->rank; d++) {
             if (idx[d]->op == EX_VAR && idx[d]->var == vars[v])
                 found++;
-            else if (mentions_var(idx[d], vars[v]))
+            else if (ir_mentions_var(idx[d], vars[v]))
                 return false;
         }
         if (found != 1)

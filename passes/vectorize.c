@@ -30,16 +30,6 @@ static bool is_innermost(const Stmt *s)
     }
 }
 
-static bool mentions(const Expr *e, const Var *v)
-{
-    if (e->op == EX_VAR && e->var == v)
-        return true;
-    for (int i = 0; i < e->nargs; i++)
-        if (mentions(e->args[i], v))
-            return true;
-    return false;
-}
-
 /* e is v + c with c free of v: distinct iterations, distinct values. */
 static bool moves_with(const Expr *e, const Var *v)
 {
@@ -47,8 +37,8 @@ static bool moves_with(const Expr *e, const Var *v)
         return e->var == v;
     if (e->op != EX_ADD)
         return false;
-    return (moves_with(e->args[0], v) && !mentions(e->args[1], v)) ||
-           (moves_with(e->args[1], v) && !mentions(e->args[0], v));
+    return (moves_with(e->args[0], v) && !ir_mentions_var(e->args[1], v)) ||
+           (moves_with(e->args[1], v) && !ir_mentions_var(e->args[0], v));
 }
 
 static bool same_tuple(Expr *const *a, Expr *const *b, int rank)

@@ -66,16 +66,6 @@ static int group_of(const Wg *w, const Stmt *s)
     return -1;
 }
 
-static bool mentions(const Expr *e, const Var *v)
-{
-    if (e->op == EX_VAR && e->var == v)
-        return true;
-    for (int i = 0; i < e->nargs; i++)
-        if (mentions(e->args[i], v))
-            return true;
-    return false;
-}
-
 static bool has_group(const Wg *w, const Stmt *s)
 {
     switch (s->op) {
@@ -95,8 +85,8 @@ static bool has_group(const Wg *w, const Stmt *s)
 static bool descend(const Wg *w, const Stmt *s)
 {
     const Var *tid = w->k->thread_var;
-    return s->op == ST_SEQ || (s->op == ST_IF && !mentions(s->u.if_.cond, tid)) ||
-           (s->op == ST_FOR && !mentions(s->u.loop.extent, tid) && has_group(w, s->u.loop.body));
+    return s->op == ST_SEQ || (s->op == ST_IF && !ir_mentions_var(s->u.if_.cond, tid)) ||
+           (s->op == ST_FOR && !ir_mentions_var(s->u.loop.extent, tid) && has_group(w, s->u.loop.body));
 }
 
 /* The wait statement s needs first (-1: none) and whether a barrier must

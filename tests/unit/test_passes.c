@@ -297,16 +297,6 @@ TEST(lower_scratch_names_are_unique)
 
 /* ------------------------------------------ parallel loops are parallel */
 
-static bool mentions(const Expr *e, const Var *v)
-{
-    if (e->op == EX_VAR && e->var == v)
-        return true;
-    for (int i = 0; i < e->nargs; i++)
-        if (mentions(e->args[i], v))
-            return true;
-    return false;
-}
-
 /* ir.h: LOOP_PARALLEL/VECTOR iterations are independent, free to vectorise
  * or distribute.  A plain store whose indices do not mention an enclosing
  * parallel loop's variable writes the same element in every iteration of
@@ -351,7 +341,7 @@ static bool independent(const Stmt *s, const Var **par, int npar, const Var *vec
                 continue;
             bool any = false;
             for (int d = 0; d < s->u.store.buf->rank; d++)
-                any |= mentions(s->u.store.idx[d], par[p]);
+                any |= ir_mentions_var(s->u.store.idx[d], par[p]);
             if (!any) {
                 snprintf(why, n, "%s is written at one element in every iteration of parallel loop %s",
                          s->u.store.buf->name, par[p]->name);
