@@ -781,23 +781,13 @@ typedef struct Avails {
     int n;
 } Avails;
 
-static bool value_reads(const Expr *e, const Buffer *b)
-{
-    if (e->op == EX_LOAD && e->buf == b)
-        return true;
-    for (int i = 0; i < e->nargs; i++)
-        if (value_reads(e->args[i], b))
-            return true;
-    return false;
-}
-
 /* Forget what a write to b makes stale: the store to b and stores whose
  * value reads b. */
 static void kill_writes(Avails *av, const Buffer *b)
 {
     for (int i = 0; i < av->n; i++) {
         const Stmt *s = av->st[i];
-        if (s->u.store.buf == b || value_reads(s->u.store.value, b)) {
+        if (s->u.store.buf == b || ir_loads_from(s->u.store.value, b)) {
             av->st[i--] = av->st[--av->n];
         }
     }
@@ -863,7 +853,7 @@ static bool forwardable(const Stmt *s)
     DType vt = s->u.store.value->dtype;
     if (b->scope == SCOPE_GLOBAL || s->u.store.atomic || s->u.store.async)
         return false;
-    if (expr_nodes(s->u.store.value) > MAX_VALUE_NODES || value_reads(s->u.store.value, b))
+    if (expr_nodes(s->u.store.value) > MAX_VALUE_NODES || ir_loads_from(s->u.store.value, b))
         return false; /* a value reading b would read the element this store replaced */
     return vt == b->dtype || (dt_is_float(vt) && dt_is_float(b->dtype) && b->dtype != DT_F4E2M1);
 }
@@ -960,18 +950,18 @@ static void sink_updates(Fuse *F, Stmt *seq)
             continue;
         const Buffer *x = up->u.store.buf;
         Expr *f = as_loaded(F, up);
-        if (x->scope == SCOPE_GLOBAL || !value_reads(up->u.store.value, x) ||
+        if (x->scope == SCOPE_GLOBAL || !ir_loads_from(up->u.store.value, x) ||
             !ir_loads_only_at(up->u.store.value, x, up->u.store.idx) || expr_nodes(f) > MAX_VALUE_NODES ||
             calls_math(f)) /* LLVM merges copies of f, but not of its math calls (swiglu's silu) */
             continue;
         for (int j = i + 1; j < seq->u.seq.n; j++) {
             Stmt *st = seq->u.seq.items[j];
             if (st->op != ST_STORE || st->u.store.atomic || st->u.store.async || st->u.store.buf == x ||
-                value_reads(up->u.store.value, st->u.store.buf) || !ir_loads_only_at(st->u.store.value, x, up->u.store.idx))
+                ir_loads_from(up->u.store.value, st->u.store.buf) || !ir_loads_only_at(st->u.store.value, x, up->u.store.idx))
                 break;
             bool idx_ok = true;
             for (int d = 0; d < st->u.store.buf->rank; d++)
-                idx_ok = idx_ok && !value_reads(st->u.store.idx[d], x);
+                idx_ok = idx_ok && !ir_loads_from(st->u.store.idx[d], x);
             if (!idx_ok)
                 break;
             Avails only_up = {.st = {up}, .n = 1}; /* its loads of X[I] become f */
@@ -1096,7 +1086,7 @@ static Fate fate(const Stmt *s, const Buffer *b)
         }
         return NEITHER;
     case ST_IF: {
-        if (value_reads(s->u.if_.cond, b))
+        if (ir_loads_from(s->u.if_.cond, b))
             return LIVE;
         Fate t = fate(s->u.if_.then_, b), e = s->u.if_.else_ ? fate(s->u.if_.else_, b) : NEITHER;
         return t == LIVE || e == LIVE ? LIVE : t == KILLED && e == KILLED ? KILLED : NEITHER;
@@ -1190,9 +1180,9 @@ static bool reads_before_write(const Stmt *s, const Buffer *b)
                 return false;
             first_store = first_store < 0 ? i : first_store;
         }
-        bool loads = value_reads(st->u.store.value, b);
+        bool loads = ir_loads_from(st->u.store.value, b);
         for (int d = 0; d < st->u.store.buf->rank; d++)
-            if (value_reads(st->u.store.idx[d], b))
+            if (ir_loads_from(st->u.store.idx[d], b))
                 return false;
         if (loads)
             last_load = i;
@@ -1450,7 +1440,7 @@ static void shrink(Fuse *F, Buffer *b, int dim, int64_t s)
 /* Contract b to loop L if step 5's conditions hold. */
 static bool contract_in(Fuse *F, Buffer *b, Stmt *L)
 {
-    if (L->op != ST_FOR || !plain(L) || value_reads(L->u.loop.extent, b))
+    if (L->op != ST_FOR || !plain(L) || ir_loads_from(L->u.loop.extent, b))
         return false;
     Contraction c = {.b = b};
     Accesses acc = {0};
