@@ -42,10 +42,9 @@ LLVMValueRef cg_expr(Cg *c, const Expr *e);
 void cg_stmt(Cg *c, const Stmt *s);
 /* for var in [0, n): body.  kind/arg pick the loop metadata (vector width,
  * full unroll; a serial loop with arg > 0 unrolls arg times at most);
- * masked asks for a predicated vector tail.  Returns the latch branch,
- * which carries the loop's metadata. */
-LLVMValueRef cg_loop(Cg *c, Var *var, LLVMValueRef n, LoopKind kind, int arg, bool masked,
-                     void (*body)(Cg *, void *), void *ctx);
+ * masked asks for a predicated vector tail. */
+void cg_loop(Cg *c, Var *var, LLVMValueRef n, LoopKind kind, int arg, bool masked,
+             void (*body)(Cg *, void *), void *ctx);
 /* micro.c */
 void cg_micro_gemm(Cg *c, const Stmt *s);
 /* ptx.c: the GPU kernel function, barriers, math without libm */

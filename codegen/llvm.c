@@ -642,9 +642,10 @@ static void loop_metadata(Cg *c, LLVMValueRef latch_br, LoopKind kind, int width
     LLVMSetMetadata(latch_br, kid, LLVMMetadataAsValue(c->ctx, node));
 }
 
-/* for var in [0, n): body — a canonical loop with the counter as a phi. */
-LLVMValueRef cg_loop(Cg *c, Var *var, LLVMValueRef n, LoopKind kind, int arg, bool masked,
-                     void (*body)(Cg *, void *), void *ctx)
+/* for var in [0, n): body — a canonical loop with the counter as a phi;
+ * interleave as loop_metadata's. */
+static void loop_with(Cg *c, Var *var, LLVMValueRef n, LoopKind kind, int arg, bool masked, int interleave,
+                      void (*body)(Cg *, void *), void *ctx)
 {
     LLVMBasicBlockRef pre = LLVMGetInsertBlock(c->b);
     LLVMBasicBlockRef head = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "loop");
@@ -661,12 +662,17 @@ LLVMValueRef cg_loop(Cg *c, Var *var, LLVMValueRef n, LoopKind kind, int arg, bo
     LLVMValueRef next = LLVMBuildAdd(c->b, i, cg_i64(c, 1), "");
     LLVMBasicBlockRef latch = LLVMGetInsertBlock(c->b);
     LLVMValueRef br = LLVMBuildBr(c->b, head);
-    loop_metadata(c, br, kind, arg, masked, 0);
+    loop_metadata(c, br, kind, arg, masked, interleave);
     LLVMValueRef zero = cg_i64(c, 0);
     LLVMAddIncoming(i, &zero, &pre, 1);
     LLVMAddIncoming(i, &next, &latch, 1);
     LLVMPositionBuilderAtEnd(c->b, exit);
-    return br;
+}
+
+void cg_loop(Cg *c, Var *var, LLVMValueRef n, LoopKind kind, int arg, bool masked,
+             void (*body)(Cg *, void *), void *ctx)
+{
+    loop_with(c, var, n, kind, arg, masked, 0, body, ctx);
 }
 
 static void stmt_body(Cg *c, void *s) { cg_stmt(c, s); }
@@ -768,14 +774,14 @@ void cg_stmt(Cg *c, const Stmt *s)
          * unmasked: a loop with math runs 8 lanes wide with a scalar tail. */
         bool math = body_calls_math(s->u.loop.body);
         int width = math && s->u.loop.arg > 8 ? 8 : s->u.loop.arg;
-        LLVMValueRef latch = cg_loop(c, s->u.loop.var, cg_expr(c, s->u.loop.extent), s->u.loop.kind, width, !math,
-                                     stmt_body, s->u.loop.body);
         /* a max/min reduction (exact in any order) keeps 4 accumulators:
          * one is a chain of dependent maxima (topk N=4096 K=512, 16 rows:
          * 16 -> 10.9 ms); sums keep their one, and with it their rounding */
         ExprOp op;
-        if (s->u.loop.kind == LOOP_VECTOR && ir_reduction_step(s->u.loop.body, &op) && (op == EX_MAX || op == EX_MIN))
-            loop_metadata(c, latch, s->u.loop.kind, width, !math, 4);
+        bool minmax = s->u.loop.kind == LOOP_VECTOR && ir_reduction_step(s->u.loop.body, &op) &&
+                      (op == EX_MAX || op == EX_MIN);
+        loop_with(c, s->u.loop.var, cg_expr(c, s->u.loop.extent), s->u.loop.kind, width, !math, minmax ? 4 : 0,
+                  stmt_body, s->u.loop.body);
         break;
     }
     case ST_IF: {
