@@ -1,10 +1,12 @@
 /* bench/gemm.c — tilec's examples/gemm.lua against oneDNN's matmul, same run.
  *
  *   build/bench_gemm [--threads N] [--quick] [--spec examples/gemm.lua]
+ *                    [--shape MxNxK] [--dtype f32|bf16]   (one row instead of the table)
  *
  * For each shape and dtype (f32, bf16 inputs; f32 output C = A·Bᵀ) it checks
  * both results against a double-precision dot product on sampled entries,
- * then prints the median GFLOP/s of each and the ratio tilec / oneDNN.
+ * then times the two in turns and prints the median GFLOP/s of each and the
+ * ratio tilec / oneDNN.
  * oneDNN uses OpenMP, so the thread count is set before its first call. */
 #include "codegen/codegen.h"
 #include "frontend/frontend.h"
@@ -26,6 +28,17 @@ static const Shape shapes[] = {
     {1024, 1024, 1024}, {2048, 2048, 2048}, {4096, 4096, 4096},
     {1, 4096, 4096},    {4, 4096, 4096},    {16, 4096, 4096},
 };
+
+/* "MxNxK", each at least 1. */
+static bool parse_shape(const char *text, Shape *s)
+{
+    long long m, n, k;
+    char end;
+    if (sscanf(text, "%lldx%lldx%lld%c", &m, &n, &k, &end) != 3 || m < 1 || n < 1 || k < 1)
+        return false;
+    *s = (Shape){m, n, k};
+    return true;
+}
 
 static void *xalloc(size_t n)
 {
@@ -125,16 +138,24 @@ static bool tilec_prepare(Tilec *t, const char *spec, const Problem *p, double *
     return true;
 }
 
-static double time_median(int reps, void (*fn)(void *), void *ctx)
+/* Medians of fn[0] and fn[1] timed in turns, after a warm-up of each: on
+ * a shared machine a slow spell then slows both sides instead of one. A
+ * NULL fn is skipped and its median is NaN. */
+static void time_alternating(int reps, void (*fn[2])(void *), void *ctx[2], double median[2])
 {
-    double times[16];
-    fn(ctx); /* warm up */
-    for (int r = 0; r < reps; r++) {
-        double t0 = rt_now();
-        fn(ctx);
-        times[r] = rt_now() - t0;
-    }
-    return rt_median(times, reps);
+    double times[2][16];
+    for (int w = 0; w < 2; w++)
+        if (fn[w])
+            fn[w](ctx[w]);
+    for (int r = 0; r < reps; r++)
+        for (int w = 0; w < 2; w++)
+            if (fn[w]) {
+                double t0 = rt_now();
+                fn[w](ctx[w]);
+                times[w][r] = rt_now() - t0;
+            }
+    for (int w = 0; w < 2; w++)
+        median[w] = fn[w] ? rt_median(times[w], reps) : NAN;
 }
 
 typedef struct TilecRun {
@@ -230,29 +251,34 @@ static bool bench_one(const char *spec, Shape s, DType dt, int threads)
     bool ok = true;
 
     Tilec t = {0};
-    double compile_ms = 0, t_tilec = NAN, t_dnnl;
-    if (tilec_prepare(&t, spec, &p, &compile_ms)) {
-        TilecRun r = {&t, &p, threads};
+    Dnnl o;
+    double compile_ms = 0, med[2];
+    bool have_tilec = tilec_prepare(&t, spec, &p, &compile_ms);
+    bool have_dnnl = dnnl_prepare(&o, &p);
+    TilecRun r = {&t, &p, threads};
+    void (*fn[2])(void *) = {NULL, NULL};
+    void *ctx[2] = {&r, &o};
+    if (have_tilec) {
         memset(p.c, 0, sizeof(float) * (size_t)(s.m * s.n));
         tilec_call(&r);
         if (verify(&p, "tilec"))
-            t_tilec = time_median(reps, tilec_call, &r);
-        else
-            ok = false;
-        cg_jit_free(t.jit);
-        ir_kernel_free(t.k);
-    } else {
-        ok = false;
+            fn[0] = tilec_call;
     }
-    Dnnl o;
-    t_dnnl = NAN;
-    if (dnnl_prepare(&o, &p)) {
+    if (have_dnnl) {
         memset(p.c, 0, sizeof(float) * (size_t)(s.m * s.n));
         dnnl_call(&o);
-        ok &= verify(&p, "oneDNN");
-        t_dnnl = time_median(reps, dnnl_call, &o);
-        dnnl_release(&o);
+        if (verify(&p, "oneDNN"))
+            fn[1] = dnnl_call;
     }
+    ok = fn[0] && (!have_dnnl || fn[1]);
+    time_alternating(reps, fn, ctx, med);
+    double t_tilec = med[0], t_dnnl = med[1];
+    if (have_tilec) {
+        cg_jit_free(t.jit);
+        ir_kernel_free(t.k);
+    }
+    if (have_dnnl)
+        dnnl_release(&o);
 
     double g_tilec = flop / t_tilec * 1e-9, g_dnnl = flop / t_dnnl * 1e-9;
     printf("%-5s %5lld %5lld %5lld %9.1f %9.1f %7.2f %10.0f\n", dt_name(dt), (long long)s.m,
@@ -271,6 +297,8 @@ int main(int argc, char **argv)
     int threads = 1;
     bool quick = false;
     const char *spec = "examples/gemm.lua";
+    Shape only = {0, 0, 0};
+    int dtype_only = -1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc)
             threads = atoi(argv[++i]);
@@ -278,8 +306,12 @@ int main(int argc, char **argv)
             quick = true;
         else if (!strcmp(argv[i], "--spec") && i + 1 < argc)
             spec = argv[++i];
+        else if (!strcmp(argv[i], "--shape") && i + 1 < argc && parse_shape(argv[i + 1], &only))
+            i++;
+        else if (!strcmp(argv[i], "--dtype") && i + 1 < argc && (!strcmp(argv[i + 1], "f32") || !strcmp(argv[i + 1], "bf16")))
+            dtype_only = !strcmp(argv[++i], "bf16");
         else {
-            fprintf(stderr, "usage: bench_gemm [--threads N] [--quick] [--spec FILE]\n");
+            fprintf(stderr, "usage: bench_gemm [--threads N] [--quick] [--spec FILE] [--shape MxNxK] [--dtype f32|bf16]\n");
             return 2;
         }
     }
@@ -310,11 +342,18 @@ int main(int argc, char **argv)
     printf("%-5s %5s %5s %5s %9s %9s\n", "", "", "", "", "GFLOP/s", "GFLOP/s");
     bool ok = true;
     DType dts[] = {DT_F32, DT_BF16};
-    for (int d = 0; d < 2; d++)
+    for (int d = 0; d < 2; d++) {
+        if (dtype_only >= 0 && d != dtype_only)
+            continue;
+        if (only.m) {
+            ok &= bench_one(spec, only, dts[d], threads);
+            continue;
+        }
         for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
             if (quick && shapes[i].m * shapes[i].n * shapes[i].k > 1100LL * 1100 * 1100)
                 continue;
             ok &= bench_one(spec, shapes[i], dts[d], threads);
         }
+    }
     return ok ? 0 : 1;
 }

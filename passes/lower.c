@@ -345,24 +345,73 @@ static Stmt *lower_reduce(Lower *L, const Stmt *s)
 
 static Region whole(Lower *L, Buffer *b) { return ir_region_whole(L->k, b); }
 
+/* How an operand window is laid out in its scratch copy. */
+typedef enum Layout {
+    ROWS,   /* b[i, j] = R(i, j): a row-major copy */
+    PAIRS,  /* b[kk, 2n + t] = R(2kk + t, n): k-pairs for a dot-product instruction */
+    PANELS, /* b[p*K + k, n] = R(k, p*NR + n): panels of NR columns, one after another */
+} Layout;
+
+/* The staging loops of window r (transposed or not) into b with layout
+ * lay, its loads guarded or not.  Loops over `shape` (PANELS: over panels
+ * [p0, p0 + shape[0]) of shape[2] <= NR columns each). */
+static Stmt *stage_loops(Lower *L, const Region *r, Buffer *b, Layout lay, const int64_t *shape, int64_t p0,
+                         bool transpose, bool guard, SrcLoc loc)
+{
+    int n = lay == PANELS ? 3 : 2;
+    Expr *vars[3], *pos[2], *si[2], *di[2];
+    Stmt *inner;
+    Stmt *loops = nest(L, n, shape, LOOP_PARALLEL, lay == PAIRS ? "q" : "p", vars, &inner, loc);
+    if (lay == PANELS) /* panel p's rows are p*K + k: one loop over p would not tell them apart */
+        loops->u.seq.items[0]->u.loop.kind = LOOP_SERIAL;
+    Expr *row = vars[0], *col = vars[1];
+    di[0] = vars[0];
+    di[1] = vars[1];
+    if (lay == PAIRS) {
+        row = add(L, ir_binary(L->k, EX_MUL, vars[0], ci(L, 2)), ir_binary(L->k, EX_MOD, vars[1], ci(L, 2)));
+        col = ir_binary(L->k, EX_DIV, vars[1], ci(L, 2));
+    } else if (lay == PANELS) {
+        int64_t NR = L->t->micro_n, K = shape[1];
+        Expr *p = add(L, vars[0], ci(L, p0));
+        row = vars[1];
+        col = add(L, ir_binary(L->k, EX_MUL, p, ci(L, NR)), vars[2]);
+        di[0] = add(L, ir_binary(L->k, EX_MUL, p, ci(L, K)), vars[1]);
+        di[1] = vars[2];
+    }
+    pos[0] = transpose ? col : row;
+    pos[1] = transpose ? row : col;
+    region_at(L, r, pos, si);
+    ir_seq_push(L->k, inner, ir_store(L->k, b, di, guarded_load(L, r->buf, si, guard), loc));
+    return loops;
+}
+
+/* Whether a staging copy's loads are guarded: where its window is known
+ * to lie inside the buffer (a fast path), known not to, or to be decided
+ * at run time (an unguarded copy where it does, unless constant). */
+typedef enum Guard { INSIDE, OUTSIDE, CHECK } Guard;
+
+static void stage_into(Lower *L, Stmt *seq, const Region *r, Buffer *b, Layout lay, const int64_t *shape,
+                       int64_t p0, bool transpose, Guard guard, SrcLoc loc)
+{
+    Expr *inside = guard == CHECK ? window_inside(L, r) : NULL;
+    Stmt *s;
+    if (guard != CHECK || !inside || inside->op == EX_CONST)
+        s = stage_loops(L, r, b, lay, shape, p0, transpose, guard == OUTSIDE || (inside && !inside->imm.i), loc);
+    else
+        s = ir_if(L->k, inside, stage_loops(L, r, b, lay, shape, p0, transpose, false, loc),
+                  stage_loops(L, r, b, lay, shape, p0, transpose, true, loc), loc);
+    ir_seq_push(L->k, seq, s);
+}
+
 /* Copy a (possibly global, possibly transposed) operand window into a new
  * row-major scratch buffer of `rows x cols` and dtype dt (r's own, or f32
  * to widen it). */
 static Buffer *stage(Lower *L, Stmt *seq, const Region *r, bool transpose, int64_t rows,
-                     int64_t cols, DType dt, const char *what, SrcLoc loc)
+                     int64_t cols, DType dt, const char *what, Guard guard, SrcLoc loc)
 {
     int64_t shape[2] = {rows, cols};
     Buffer *b = temp(L, what, SCOPE_SHARED, dt, 2, shape, loc);
-    Expr *vars[2], *pos[2], *si[2], *di[2];
-    Stmt *inner;
-    Stmt *loops = nest(L, 2, shape, LOOP_PARALLEL, "p", vars, &inner, loc);
-    pos[0] = transpose ? vars[1] : vars[0];
-    pos[1] = transpose ? vars[0] : vars[1];
-    region_at(L, r, pos, si);
-    di[0] = vars[0];
-    di[1] = vars[1];
-    ir_seq_push(L->k, inner, ir_store(L->k, b, di, guarded_load(L, r->buf, si, true), loc));
-    ir_seq_push(L->k, seq, loops);
+    stage_into(L, seq, r, b, ROWS, shape, 0, transpose, guard, loc);
     return b;
 }
 
@@ -373,16 +422,26 @@ static Buffer *stage_pairs(Lower *L, Stmt *seq, const Region *r, bool transpose,
 {
     int64_t shape[2] = {K / 2, 2 * N};
     Buffer *b = temp(L, "gemm_bp", SCOPE_SHARED, r->buf->dtype, 2, shape, loc);
-    Expr *vars[2], *pos[2], *si[2];
-    Stmt *inner;
-    Stmt *loops = nest(L, 2, shape, LOOP_PARALLEL, "q", vars, &inner, loc);
-    Expr *k = add(L, ir_binary(L->k, EX_MUL, vars[0], ci(L, 2)), ir_binary(L->k, EX_MOD, vars[1], ci(L, 2)));
-    Expr *n = ir_binary(L->k, EX_DIV, vars[1], ci(L, 2));
-    pos[0] = transpose ? n : k;
-    pos[1] = transpose ? k : n;
-    region_at(L, r, pos, si);
-    ir_seq_push(L->k, inner, ir_store(L->k, b, vars, guarded_load(L, r->buf, si, true), loc));
-    ir_seq_push(L->k, seq, loops);
+    stage_into(L, seq, r, b, PAIRS, shape, 0, transpose, CHECK, loc);
+    return b;
+}
+
+/* Pack B (a [K,N] window, or [N,K] if transposed) as f32 panels of NR
+ * columns: a register tile then walks NR·4 contiguous bytes per k.  Read
+ * from a row-major [K,BN] copy, each tile's rows lie BN·4 bytes apart,
+ * all in a quarter of L1's sets at BN = 64: the tiles' B rows evicted
+ * one another every k step. */
+static Buffer *stage_panels(Lower *L, Stmt *seq, const Region *r, bool transpose, int64_t K, int64_t N,
+                            SrcLoc loc)
+{
+    int64_t NR = L->t->micro_n, full = N / NR, rem = N % NR;
+    int64_t shape[2] = {(full + (rem > 0)) * K, NR};
+    Buffer *b = temp(L, "gemm_b", SCOPE_SHARED, DT_F32, 2, shape, loc);
+    int64_t whole[3] = {full, K, NR}, tail[3] = {1, K, rem};
+    if (full)
+        stage_into(L, seq, r, b, PANELS, whole, 0, transpose, CHECK, loc);
+    if (rem)
+        stage_into(L, seq, r, b, PANELS, tail, full, transpose, CHECK, loc);
     return b;
 }
 
@@ -400,36 +459,37 @@ static Region sub(Lower *L, const Region *r, int64_t d0, int64_t e0, Expr *o0, i
     return s;
 }
 
-/* One register tile at rows [i, i+mr), columns [j, j+nr); with pairs, b
- * is the k-pair packing of B ([K/2, 2N]). */
+/* One register tile at rows [i, i+mr), columns [j, j+nr) = panel `p` of
+ * NR; b is B laid out as blay says ([K,N], [K/2, 2N] pairs, or panels). */
 static Stmt *micro(Lower *L, const Stmt *g, const Region *a, const Region *b, const Region *c,
-                   Expr *i, int64_t i0, int64_t mr, Expr *j, int64_t j0, int64_t nr, int64_t K,
-                   bool pairs)
+                   Expr *i, int64_t i0, int64_t mr, Expr *j, int64_t j0, int64_t nr, Expr *p, int64_t K,
+                   Layout blay)
 {
     Expr *z = ci(L, 0);
     Region ta = g->u.gemm.trans_a ? sub(L, a, 0, K, z, i0, mr, i) : sub(L, a, i0, mr, i, 0, K, z);
-    Region tb = pairs ? sub(L, b, 0, K / 2, z, 2 * j0, 2 * nr, ir_binary(L->k, EX_MUL, j, ci(L, 2)))
-                      : sub(L, b, 0, K, z, j0, nr, j);
+    Region tb = blay == PAIRS    ? sub(L, b, 0, K / 2, z, 2 * j0, 2 * nr, ir_binary(L->k, EX_MUL, j, ci(L, 2)))
+                : blay == PANELS ? sub(L, b, 0, K, ir_binary(L->k, EX_MUL, p, ci(L, K)), 0, nr, z)
+                                 : sub(L, b, 0, K, z, j0, nr, j);
     Region tc = sub(L, c, i0, mr, i, j0, nr, j);
     Stmt *s = ir_micro_gemm(L->k, ta, tb, tc, g->u.gemm.trans_a, false, g->u.gemm.clear, g->loc);
-    s->u.gemm.b_pairs = pairs;
+    s->u.gemm.b_pairs = blay == PAIRS;
     return s;
 }
 
 /* Columns of one row band: full NR tiles in a loop, then the tail. */
 static void row_band(Lower *L, Stmt *seq, const Stmt *g, const Region *a, const Region *b,
-                     const Region *c, Expr *i, int64_t i0, int64_t mr, int64_t N, int64_t K, bool pairs)
+                     const Region *c, Expr *i, int64_t i0, int64_t mr, int64_t N, int64_t K, Layout blay)
 {
     int64_t NR = L->t->micro_n, full = N / NR, rem = N % NR;
     if (full) {
         Var *jv = ir_var_new(L->k, "jt");
         Stmt *body = ir_seq(L->k, g->loc);
         Expr *j = ir_binary(L->k, EX_MUL, ir_var(L->k, jv), ci(L, NR));
-        ir_seq_push(L->k, body, micro(L, g, a, b, c, i, i0, mr, j, 0, NR, K, pairs));
+        ir_seq_push(L->k, body, micro(L, g, a, b, c, i, i0, mr, j, 0, NR, ir_var(L->k, jv), K, blay));
         ir_seq_push(L->k, seq, ir_for(L->k, jv, ci(L, full), LOOP_SERIAL, 0, body, g->loc));
     }
     if (rem)
-        ir_seq_push(L->k, seq, micro(L, g, a, b, c, i, i0, mr, ci(L, 0), full * NR, rem, K, pairs));
+        ir_seq_push(L->k, seq, micro(L, g, a, b, c, i, i0, mr, ci(L, 0), full * NR, rem, ci(L, full), K, blay));
 }
 
 /* Bands of mr rows over C's M rows: `full` of them, then a tail band of
@@ -454,6 +514,38 @@ static Bands wanted_bands(Lower *L, Expr *rows, int64_t M, int64_t mr)
     b.loop = ir_binary(L->k, EX_MIN, need, ci(L, full));
     b.tail = ir_binary(L->k, EX_LT, ci(L, full * mr), n);
     return b;
+}
+
+/* Register tiles over C: bands of MR rows (those holding wanted rows), each
+ * a row of NR-column tiles. */
+static void register_tiles(Lower *L, Stmt *seq, const Stmt *g, const Region *a, const Region *b,
+                           const Region *c, Expr *rows, Layout blay)
+{
+    int64_t M = c->ext[0], N = c->ext[1], K = g->u.gemm.trans_a ? a->ext[0] : a->ext[1];
+    int64_t MR = L->t->micro_m, full = M / MR, rem = M % MR;
+    Bands bands = wanted_bands(L, rows, M, MR);
+    if (full) {
+        Var *iv = ir_var_new(L->k, "it");
+        Stmt *body = ir_seq(L->k, g->loc);
+        Expr *i = ir_binary(L->k, EX_MUL, ir_var(L->k, iv), ci(L, MR));
+        row_band(L, body, g, a, b, c, i, 0, MR, N, K, blay);
+        ir_seq_push(L->k, seq, ir_for(L->k, iv, bands.loop, LOOP_SERIAL, 0, body, g->loc));
+    }
+    if (rem) {
+        Stmt *tail = bands.tail ? ir_seq(L->k, g->loc) : seq;
+        row_band(L, tail, g, a, b, c, ci(L, 0), full * MR, rem, N, K, blay);
+        if (bands.tail)
+            ir_seq_push(L->k, seq, ir_if(L->k, bands.tail, tail, NULL, g->loc));
+    }
+}
+
+/* An f32 A that is global (a copy into scratch forwarded: see
+ * forward_operand) is read in place by the register tiles. */
+static bool a_reads_in_place(Lower *L, const Stmt *g)
+{
+    const Region *a = &g->u.gemm.a;
+    return !L->t->gpu_sm && a->buf->scope == SCOPE_GLOBAL && a->buf->dtype == DT_F32 && !g->u.gemm.trans_a &&
+           a->buf->rank == 2;
 }
 
 /* GEMM on a GPU without tensor cores: one thread per element of C, a
@@ -786,7 +878,7 @@ static Stmt *lower_gemm_dot(Lower *L, const Stmt *g)
         Region fa = a;
         fast = ir_seq(L->k, g->loc);
         if (widen_a)
-            fa = whole(L, stage(L, fast, &a, false, a.ext[0], a.ext[1], DT_F32, "gemm_a", g->loc));
+            fa = whole(L, stage(L, fast, &a, false, a.ext[0], a.ext[1], DT_F32, "gemm_a", INSIDE, g->loc));
         ir_seq_push(L->k, fast, dot_tiles(L, g, &fa, &b, bs, &c, rows, true));
     }
     if (!always) {
@@ -794,11 +886,11 @@ static Stmt *lower_gemm_dot(Lower *L, const Stmt *g)
         Region sa = a, sb = b;
         if (a.buf->scope == SCOPE_GLOBAL || widen_a)
             sa = whole(L, stage(L, slow, &a, false, a.ext[0], a.ext[1], widen_a ? DT_F32 : a.buf->dtype, "gemm_a",
-                                g->loc));
+                                OUTSIDE, g->loc));
         if (bs)
             sb = dequantise(L, slow, &b, bs, DT_F32, "gemm_b", g->loc);
         else if (b.buf->scope == SCOPE_GLOBAL)
-            sb = whole(L, stage(L, slow, &b, false, b.ext[0], b.ext[1], b.buf->dtype, "gemm_b", g->loc));
+            sb = whole(L, stage(L, slow, &b, false, b.ext[0], b.ext[1], b.buf->dtype, "gemm_b", OUTSIDE, g->loc));
         /* the tail's copies: no row-count variants (compile time) */
         ir_seq_push(L->k, slow, dot_tiles(L, g, &sa, &sb, NULL, &c, rows, false));
     }
@@ -867,12 +959,25 @@ static bool a_ok(Lower *L, const Stmt *g, DType from)
     return (N + nr - 1) / nr <= (dt_bits(b->buf->dtype) == 8 ? 8 : 4);
 }
 
+/* A register-tile GEMM reads an f32 A in place (a_reads_in_place).  Its
+ * B stays copied: packing it straight from a global B[N,K] gathers each
+ * k-row across BN rows a row of B apart (f32 2048^3: 240 -> 350 ms). */
+static bool a_register_ok(Lower *L, const Stmt *g, DType from)
+{
+    return from == DT_F32 && g->u.gemm.a.buf->dtype == DT_F32 && !g->u.gemm.trans_a && !g->u.gemm.a_scale.buf &&
+           !g->u.gemm.b_scale.buf;
+}
+
 static void forward_dot_operands(Lower *L, Stmt *seq)
 {
     for (int j = 0; j < seq->u.seq.n; j++) {
         Stmt *g = seq->u.seq.items[j];
-        if (g->op != ST_GEMM || !dot_gemm(L, g))
+        if (g->op != ST_GEMM)
             continue;
+        if (!dot_gemm(L, g)) {
+            forward_operand(L, seq, j, &g->u.gemm.a, a_register_ok);
+            continue;
+        }
         forward_operand(L, seq, j, &g->u.gemm.b, NULL);
         forward_operand(L, seq, j, &g->u.gemm.a, a_ok);
     }
@@ -1033,12 +1138,18 @@ static Stmt *lower_gemm(Lower *L, const Stmt *g)
      * where the register tile would widen each element again for every row
      * band (B) or column tile (A) — an f32 broadcast is one instruction, a
      * bf16 one four (bf16 2048^3 on x86-avx2: 2x the instructions per k). */
-    if (a.buf->scope == SCOPE_GLOBAL || (!pairs && a.buf->dtype != DT_F32))
-        a = whole(L, stage(L, seq, &a, false, a.ext[0], a.ext[1], pairs ? a.buf->dtype : DT_F32, "gemm_a", g->loc));
+    bool a_in_place = a_reads_in_place(L, g);
+    if (!a_in_place && (a.buf->scope == SCOPE_GLOBAL || (!pairs && a.buf->dtype != DT_F32)))
+        a = whole(L, stage(L, seq, &a, false, a.ext[0], a.ext[1], pairs ? a.buf->dtype : DT_F32, "gemm_a", CHECK,
+                           g->loc));
+    /* B read where it lies only if it is one f32 tile wide, k-major */
+    Layout blay = pairs ? PAIRS : PANELS;
     if (pairs)
         b = whole(L, stage_pairs(L, seq, &b, tb, K, N, g->loc));
-    else if (b.buf->scope == SCOPE_GLOBAL || tb || b.buf->dtype != DT_F32) /* k-major, unit stride along n */
-        b = whole(L, stage(L, seq, &b, tb, K, N, DT_F32, "gemm_b", g->loc));
+    else if (b.buf->scope == SCOPE_GLOBAL || tb || b.buf->dtype != DT_F32 || N > L->t->micro_n)
+        b = whole(L, stage_panels(L, seq, &b, tb, K, N, g->loc));
+    else
+        blay = ROWS;
     Region c_out = c;
     bool stage_c = c.buf->scope == SCOPE_GLOBAL;
     if (stage_c) {
@@ -1047,20 +1158,23 @@ static Stmt *lower_gemm(Lower *L, const Stmt *g)
         if (!g->u.gemm.clear)
             ir_seq_push(L->k, seq, lower_copy(L, &c_out, &c, false, g->loc));
     }
-    int64_t MR = L->t->micro_m, full = M / MR, rem = M % MR;
-    Bands bands = wanted_bands(L, stage_c ? NULL : g->u.gemm.rows, M, MR);
-    if (full) {
-        Var *iv = ir_var_new(L->k, "it");
-        Stmt *body = ir_seq(L->k, g->loc);
-        Expr *i = ir_binary(L->k, EX_MUL, ir_var(L->k, iv), ci(L, MR));
-        row_band(L, body, g, &a, &b, &c, i, 0, MR, N, K, pairs);
-        ir_seq_push(L->k, seq, ir_for(L->k, iv, bands.loop, LOOP_SERIAL, 0, body, g->loc));
-    }
-    if (rem) {
-        Stmt *tail = bands.tail ? ir_seq(L->k, g->loc) : seq;
-        row_band(L, tail, g, &a, &b, &c, ci(L, 0), full * MR, rem, N, K, pairs);
-        if (bands.tail)
-            ir_seq_push(L->k, seq, ir_if(L->k, bands.tail, tail, NULL, g->loc));
+    Expr *rows = stage_c ? NULL : g->u.gemm.rows;
+    if (!a_in_place) {
+        register_tiles(L, seq, g, &a, &b, &c, rows, blay);
+    } else {
+        /* A read where it lies when its window is inside the matrix, else
+         * staged with the parts outside zeroed (a last row block) */
+        Expr *inside = window_inside(L, &a);
+        bool always = inside->op == EX_CONST && inside->imm.i;
+        bool never = inside->op == EX_CONST && !inside->imm.i;
+        Stmt *fast = ir_seq(L->k, g->loc), *slow = ir_seq(L->k, g->loc);
+        if (!never)
+            register_tiles(L, fast, g, &a, &b, &c, rows, blay);
+        if (!always) {
+            Region sa = whole(L, stage(L, slow, &a, false, a.ext[0], a.ext[1], DT_F32, "gemm_a", OUTSIDE, g->loc));
+            register_tiles(L, slow, g, &sa, &b, &c, rows, blay);
+        }
+        ir_seq_push(L->k, seq, always ? fast : never ? slow : ir_if(L->k, inside, fast, slow, g->loc));
     }
     if (stage_c)
         ir_seq_push(L->k, seq, lower_copy(L, &c, &c_out, false, g->loc));
