@@ -47,6 +47,9 @@ void cg_loop(Cg *c, Var *var, LLVMValueRef n, LoopKind kind, int arg, bool maske
              void (*body)(Cg *, void *), void *ctx);
 /* micro.c */
 void cg_micro_gemm(Cg *c, const Stmt *s);
+/* A transposing copy nest as 8x8 register blocks (transpose.c); false:
+ * not such a nest, nothing emitted. */
+bool cg_transposed_copy(Cg *c, const Stmt *s);
 /* ptx.c: the GPU kernel function, barriers, math without libm */
 void cg_gpu_build_function(Cg *c);
 void cg_gpu_barrier(Cg *c);

@@ -770,6 +770,8 @@ void cg_stmt(Cg *c, const Stmt *s)
     case ST_FOR: {
         if (c->t->gpu_sm && cg_gpu_async_chunk(c, s))
             break;
+        if (cg_transposed_copy(c, s))
+            break;
         /* LLVM 19 maps f32 math to libmvec's 8-lane (AVX2) entry points only,
          * unmasked: a loop with math runs 8 lanes wide with a scalar tail. */
         bool math = body_calls_math(s->u.loop.body);

@@ -81,6 +81,13 @@ done
 if grep -q "vfmadd231ps.*zmm" "$tmp/gemm.asm"; then ok "avx512 f32 gemm uses zmm FMA"; else bad "avx512 f32 gemm uses zmm FMA"; fi
 "$TILEC" compile examples/gemm.lua --set dtype=bf16 --target x86-avx512 --emit asm -o "$tmp/gemm_bf16.s" 2>/dev/null
 if grep -q "vdpbf16ps.*zmm" "$tmp/gemm_bf16.s"; then ok "avx512 bf16 gemm uses vdpbf16ps"; else bad "avx512 bf16 gemm uses vdpbf16ps"; fi
+# a transposing copy (B[N,K] packed k-major for the register tiles) in 8x8
+# register blocks: row loads and shuffles, no element-by-element gather
+"$TILEC" compile tests/specs/transpose.lua --target x86-avx2 --emit asm -o "$tmp/transpose.s" 2>/dev/null
+"$TILEC" compile examples/gemm.lua --target x86-avx2 --emit asm -o "$tmp/gemm_avx2.s" 2>/dev/null
+if grep -q "vunpcklps" "$tmp/transpose.s" && ! grep -q "vinsertps" "$tmp/transpose.s" &&
+   grep -q "vunpcklps" "$tmp/gemm_avx2.s" && ! grep -q "vinsertps" "$tmp/gemm_avx2.s"; then
+  ok "transposing copies go in 8x8 register blocks"; else bad "transposing copies go in 8x8 register blocks"; fi
 # decode rows: dot tiles — vdpbf16ps on bf16 pairs along K (AVX-512), fp8
 # widened through F16C (vcvtph2ps) and the next step prefetched (AVX2)
 "$TILEC" compile examples/gemm.lua --set dtype=bf16 --set M=4 --set BM=4 --target x86-avx512 --emit asm \

@@ -1127,6 +1127,43 @@ TEST(copies_move_bits)
     }
 }
 
+/* A transposing copy, Y[i][j] = X[j][i + 3], moves every element to its
+ * place on every executor: in 8x8 register blocks on the CPU where R and C
+ * are multiples of 8 (f32), element by element elsewhere. */
+TEST(transposing_copies_move_every_element)
+{
+    static const struct { const char *r, *c, *dtype; } cases[] = {
+        {"24", "16", "f32"}, {"8", "40", "f32"}, {"20", "12", "f32"}, {"24", "16", "bf16"}};
+    for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+        FeSet sets[] = {{"R", cases[t].r}, {"C", cases[t].c}, {"dtype", cases[t].dtype}};
+        int R = atoi(cases[t].r), C = atoi(cases[t].c), w = strcmp(cases[t].dtype, "f32") ? 2 : 4;
+        uint8_t x[64 * 64 * 4], y[64 * 64 * 4];
+        for (int i = 0; i < C * (R + 3) * w; i++)
+            x[i] = (uint8_t)(i * 7 + i / 251);
+        for (int e = 0; e < NEXECS; e++) {
+            if (!exec_available(&execs[e]))
+                continue;
+            Diag d = {0};
+            Kernel *k = fe_load("tests/specs/transpose.lua", sets, 3, &d);
+            CHECK(k != NULL);
+            if (!k)
+                continue;
+            memset(y, 0, sizeof y);
+            void *args[2] = {x, y};
+            bool ok = execute(k, execs[e].mode, execs[e].target, execs[e].threads, args, NULL, &d);
+            CHECKF(ok, "transpose %sx%s %s on %s: %s", cases[t].r, cases[t].c, cases[t].dtype,
+                   exec_name(&execs[e]), d.msg);
+            int bad = 0;
+            for (int i = 0; ok && i < R; i++)
+                for (int j = 0; j < C; j++)
+                    bad += memcmp(y + (i * C + j) * w, x + (j * (R + 3) + i + 3) * w, (size_t)w) != 0;
+            CHECKF(bad == 0, "transpose %sx%s %s on %s: %d elements misplaced", cases[t].r, cases[t].c,
+                   cases[t].dtype, exec_name(&execs[e]), bad);
+            ir_kernel_free(k);
+        }
+    }
+}
+
 /* Packed fp4 inputs: every pair of codes in a byte decodes to the e2m1
  * value of each nibble (low nibble first) on every executor. */
 TEST(fp4_inputs_decode_every_code)
@@ -1208,6 +1245,7 @@ int main(void)
     RUN(fp4_casts_round_like_the_definition);
     RUN(views_take_same_rank_extents_as_they_are);
     RUN(copies_move_bits);
+    RUN(transposing_copies_move_every_element);
     RUN(fp4_inputs_decode_every_code);
     RUN(interpreter_reports_out_of_bounds);
     return test_summary();

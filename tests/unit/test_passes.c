@@ -111,6 +111,12 @@ TEST(golden_lower_scaled_deq) { golden("lower_scaled_deq", pass_lower); }
  * dot tiles (7 rows) stop after the band holding the last wanted row; dot
  * tiles have a one-row variant (the 3-row one's taken at M = 4) */
 TEST(golden_lower_rows) { golden("lower_rows", pass_lower); }
+/* examples/gemm.lua's shape: the copies into scratch forwarded to the
+ * register tiles — A (f32) read in place where its window is inside the
+ * matrix, else staged with its tail zeroed; B packed straight from b in
+ * 32-column panels (an 8x8-block transposed copy, then an 8-column tail
+ * panel) — and the next step's windows prefetched */
+TEST(golden_lower_forward) { golden("lower_forward", pass_lower); }
 /* the same on sm_90a: dequantised into bf16 shared memory for the tensor cores */
 TEST(golden_lower_scaled_gpu) { golden_for("lower_scaled_gpu", pass_lower, ir_target("sm_90a")); }
 TEST(golden_vectorize) { golden("vectorize", pass_vectorize); }
@@ -487,6 +493,12 @@ TEST(equivalence_catches_broken_lowerings)
          "if 19 < min(max(M - b * 20, 0), 20) {\n      micro_gemm gemm_a1", 39},
         /* a 3-row tile's one-row variant taken for two rows */
         {"lower_rows", "if M - b * 20 - 3 <= 1 {", "if M - b * 20 - 3 <= 2 {", 5},
+        /* forwarded operands: A read in place a row band off; B's panels
+         * packed from the first K step every step; the 8-column tail tile
+         * reading the first panel (all at M = 45: blocks inside the matrix) */
+        {"lower_forward", "micro_gemm a[by * 20 + it * 6 +: 6", "micro_gemm a[by * 20 + it * 5 +: 6", 45},
+        {"lower_forward", "= b[p0_1 * 32 + p2_1, k * 8 + p1_1]", "= b[p0_1 * 32 + p2_1, p1_1]", 45},
+        {"lower_forward", "gemm_b0[8 +: 8, 0 +: 8] -> acc[it * 6", "gemm_b0[0 +: 8, 0 +: 8] -> acc[it * 6", 45},
         /* ... and the one-row variant reading A's second row (run at M = 4) */
         {"lower_rows", "micro_gemm x[b * 20 +: 1, 0 +: 16], ws[0 +: 16, 0 +: 16] -> vacc",
          "micro_gemm x[b * 20 + 1 +: 1, 0 +: 16], ws[0 +: 16, 0 +: 16] -> vacc", 4},
@@ -520,17 +532,18 @@ TEST(equivalence_catches_broken_lowerings)
 }
 
 /* The hand-written inputs of the goldens, each at several dyn sizes
- * (1-row edges, partial last block, exact multiple). */
+ * (1-row edges, partial last block, exact multiple, blocks inside the
+ * matrix and a last one that is not). */
 TEST(tile_equals_loop_hand_written)
 {
     const char *names[] = {"lower_copy",       "lower_reduce", "lower_gemm_f32",   "lower_gemm_bf16",  "lower_dot",
                            "lower_gemm_widen", "lower_scaled", "lower_scaled_deq", "lower_scaled_rows",
-                           "lower_rows"};
-    const int64_t ms[] = {1, 4, 5, 11};
+                           "lower_rows",       "lower_forward"};
+    const int64_t ms[] = {1, 4, 5, 11, 45}; /* 45: whole 20-row blocks, then a partial one */
     for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++) {
         char path[256];
         snprintf(path, sizeof path, "tests/passes/%s.in.tir", names[i]);
-        for (int m = 0; m < 4; m++) {
+        for (int m = 0; m < (int)(sizeof ms / sizeof ms[0]); m++) {
             Kernel *tile = parse_file(path), *loop = parse_file(path);
             if (!tile || !loop)
                 return;
@@ -770,6 +783,7 @@ int main(void)
     RUN(golden_lower_scaled);
     RUN(golden_lower_scaled_rows);
     RUN(golden_lower_rows);
+    RUN(golden_lower_forward);
     RUN(golden_lower_scaled_deq);
     RUN(golden_lower_scaled_gpu);
     RUN(golden_vectorize);

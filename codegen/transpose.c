@@ -1,0 +1,163 @@
+/* transpose.c — a transposing copy nest in 8x8 register blocks (CPU).
+ *
+ *   for i < E0 { for j < E1 { dst[.., j + x] = src[.., i + y] } }
+ *
+ * with dst's other indices free of j and src's free of i: row j of src holds
+ * column j of dst.  LLVM vectorises the inner loop as a gather (8 loads and
+ * inserts per 8 elements, from rows a row of src apart) or, loops swapped, a
+ * scatter.  Here each 8x8 block is 8 row loads, the 24 shuffles of an
+ * in-register transpose and 8 row stores.  The register-tile GEMM's B
+ * packing is such a nest (B[N,K] into k-major panels). */
+#include "codegen/cg.h"
+#include "codegen/cgctx.h"
+
+#include <stdlib.h>
+
+enum { BLK = 8 };
+
+typedef struct Transpose {
+    const Stmt *store;
+    Var *i, *j;        /* the nest's variables */
+    Var *bi, *bj;      /* block counters */
+    int64_t nj;        /* blocks along j */
+    LLVMTypeRef vec;   /* 8 elements */
+} Transpose;
+
+/* e is v + x (x free of v, any order of the terms) or v itself. */
+static bool unit_in(const Expr *e, const Var *v)
+{
+    if (e->op == EX_VAR)
+        return e->var == v;
+    if (e->op != EX_ADD)
+        return false;
+    return (unit_in(e->args[0], v) && !ir_mentions_var(e->args[1], v)) ||
+           (unit_in(e->args[1], v) && !ir_mentions_var(e->args[0], v));
+}
+
+/* Indices of a rank-r access: the last is `inner` + x, the others free of it. */
+static bool last_moves_with(Expr *const *idx, int rank, const Var *inner)
+{
+    for (int d = 0; d < rank - 1; d++)
+        if (ir_mentions_var(idx[d], inner))
+            return false;
+    return unit_in(idx[rank - 1], inner);
+}
+
+static const Stmt *only(const Stmt *s)
+{
+    while (s->op == ST_SEQ && s->u.seq.n == 1)
+        s = s->u.seq.items[0];
+    return s;
+}
+
+static bool const_multiple(const Expr *e, int64_t m)
+{
+    return e->op == EX_CONST && e->imm.i > 0 && e->imm.i % m == 0;
+}
+
+/* s is such a nest of 32-bit elements copied unchanged, E0 and E1 constant
+ * multiples of 8. */
+static bool match(const Stmt *s, Transpose *t)
+{
+    if (s->op != ST_FOR || s->u.loop.kind == LOOP_SERIAL || !const_multiple(s->u.loop.extent, BLK))
+        return false;
+    const Stmt *in = only(s->u.loop.body);
+    if (in->op != ST_FOR || in->u.loop.kind == LOOP_SERIAL || !const_multiple(in->u.loop.extent, BLK))
+        return false;
+    const Stmt *st = only(in->u.loop.body);
+    if (st->op != ST_STORE || st->u.store.atomic || st->u.store.async)
+        return false;
+    const Expr *v = st->u.store.value;
+    const Buffer *d = st->u.store.buf;
+    if (v->op != EX_LOAD || v->buf->dtype != d->dtype || dt_bits(d->dtype) != 32)
+        return false;
+    t->store = st;
+    t->i = s->u.loop.var;
+    t->j = in->u.loop.var;
+    return last_moves_with(st->u.store.idx, d->rank, t->j) && last_moves_with(v->args, v->buf->rank, t->i);
+}
+
+static LLVMValueRef shuffle(Cg *c, LLVMValueRef a, LLVMValueRef b, const int *lanes)
+{
+    LLVMValueRef m[BLK];
+    for (int l = 0; l < BLK; l++)
+        m[l] = LLVMConstInt(c->i32, (unsigned)lanes[l], 0);
+    return LLVMBuildShuffleVector(c->b, a, b, LLVMConstVector(m, BLK), "");
+}
+
+/* rows r[0..7] -> columns: out[c][l] = r[l][c].  Interleave pairs of rows,
+ * then pairs of pairs within each 128-bit half, then the halves. */
+static void transpose8(Cg *c, LLVMValueRef *r)
+{
+    static const int lo[BLK] = {0, 8, 1, 9, 4, 12, 5, 13}, hi[BLK] = {2, 10, 3, 11, 6, 14, 7, 15};
+    static const int lo2[BLK] = {0, 1, 8, 9, 4, 5, 12, 13}, hi2[BLK] = {2, 3, 10, 11, 6, 7, 14, 15};
+    static const int low_halves[BLK] = {0, 1, 2, 3, 8, 9, 10, 11}, high_halves[BLK] = {4, 5, 6, 7, 12, 13, 14, 15};
+    LLVMValueRef t[BLK], u[BLK];
+    for (int p = 0; p < 4; p++) {
+        t[2 * p] = shuffle(c, r[2 * p], r[2 * p + 1], lo);
+        t[2 * p + 1] = shuffle(c, r[2 * p], r[2 * p + 1], hi);
+    }
+    for (int q = 0; q < 2; q++) /* rows 4q..4q+3 */
+        for (int h = 0; h < 2; h++) {
+            u[4 * q + 2 * h] = shuffle(c, t[4 * q + h], t[4 * q + 2 + h], lo2);
+            u[4 * q + 2 * h + 1] = shuffle(c, t[4 * q + h], t[4 * q + 2 + h], hi2);
+        }
+    for (int k = 0; k < 4; k++) {
+        r[k] = shuffle(c, u[k], u[4 + k], low_halves);
+        r[4 + k] = shuffle(c, u[k], u[4 + k], high_halves);
+    }
+}
+
+/* The address of the access (buffer b at idx) with the nest's variables at
+ * i, j. */
+static LLVMValueRef addr(Cg *c, Transpose *t, const Buffer *b, Expr *const *idx, LLVMValueRef i, LLVMValueRef j)
+{
+    c->var[t->i->id] = i;
+    c->var[t->j->id] = j;
+    LLVMValueRef at[IR_MAX_RANK];
+    for (int d = 0; d < b->rank; d++)
+        at[d] = cg_expr(c, idx[d]);
+    return cg_elem_ptr(c, b, at);
+}
+
+static void block(Cg *c, void *ctx)
+{
+    Transpose *t = ctx;
+    const Expr *src = t->store->u.store.value;
+    const Buffer *dst = t->store->u.store.buf;
+    LLVMValueRef i0 = LLVMBuildMul(c->b, c->var[t->bi->id], cg_i64(c, BLK), "");
+    LLVMValueRef j0 = LLVMBuildMul(c->b, c->var[t->bj->id], cg_i64(c, BLK), "");
+    LLVMValueRef r[BLK];
+    for (int l = 0; l < BLK; l++) { /* row j0 + l of src: elements i0 .. i0 + 7 */
+        LLVMValueRef j = LLVMBuildAdd(c->b, j0, cg_i64(c, l), "");
+        r[l] = LLVMBuildLoad2(c->b, t->vec, addr(c, t, src->buf, src->args, i0, j), "");
+        LLVMSetAlignment(r[l], 4);
+    }
+    transpose8(c, r);
+    for (int l = 0; l < BLK; l++) { /* row i0 + l of dst: elements j0 .. j0 + 7 */
+        LLVMValueRef i = LLVMBuildAdd(c->b, i0, cg_i64(c, l), "");
+        LLVMValueRef st = LLVMBuildStore(c->b, r[l], addr(c, t, dst, t->store->u.store.idx, i, j0));
+        LLVMSetAlignment(st, 4);
+    }
+}
+
+static void row_of_blocks(Cg *c, void *ctx)
+{
+    Transpose *t = ctx;
+    cg_loop(c, t->bj, cg_i64(c, t->nj), LOOP_SERIAL, 0, false, block, t);
+}
+
+bool cg_transposed_copy(Cg *c, const Stmt *s)
+{
+    Transpose t = {0};
+    if (c->t->gpu_sm || c->t->vector_bits < 256 || !match(s, &t))
+        return false;
+    const Stmt *in = only(s->u.loop.body);
+    Var bi = {.name = "ti", .id = c->k->next_id + 4}, bj = {.name = "tj", .id = c->k->next_id + 5};
+    t.bi = &bi;
+    t.bj = &bj;
+    t.vec = LLVMVectorType(cg_storage_type(c, t.store->u.store.buf->dtype), BLK);
+    t.nj = in->u.loop.extent->imm.i / BLK;
+    cg_loop(c, t.bi, cg_i64(c, s->u.loop.extent->imm.i / BLK), LOOP_SERIAL, 0, false, row_of_blocks, &t);
+    return true;
+}

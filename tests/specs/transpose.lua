@@ -1,0 +1,18 @@
+-- A transposing copy, Y[i][j] = X[j][i + 3]: where R and C are multiples
+-- of 8 the CPU copies it in 8x8 register blocks (codegen/transpose.c),
+-- elsewhere element by element.
+local T = require "tile"
+return T.kernel "transpose" {
+  params = { R = T.size(24), C = T.size(16), dtype = T.tune{"f32", "bf16"} },
+  args = function(p) return {
+    X = T.tensor{p.C, p.R + 3, p.dtype},
+    Y = T.tensor{p.R, p.C, p.dtype, out = true},
+  } end,
+  body = function(p, X, Y)
+    for b in T.grid(1) do
+      for i, j in T.parallel(p.R, p.C) do
+        Y[i][j] = X[j][i + 3]
+      end
+    end
+  end,
+}
