@@ -1,12 +1,14 @@
-/* bench/gemm.c — tilec's examples/gemm.lua against oneDNN's matmul, same run.
+/* bench/gemm.c — tilec's examples/gemm.lua against oneDNN's matmul and
+ * OpenBLAS's sgemm, same run.
  *
  *   build/bench_gemm [--threads N] [--quick] [--spec examples/gemm.lua]
  *                    [--shape MxNxK] [--dtype f32|bf16]   (one row instead of the table)
  *
  * For each shape and dtype (f32, bf16 inputs; f32 output C = A·Bᵀ) it checks
- * both results against a double-precision dot product on sampled entries,
- * then times the two in turns and prints the median GFLOP/s of each and the
- * ratio tilec / oneDNN.
+ * each result (tilec, oneDNN, and OpenBLAS's sgemm for f32 where it was
+ * found at build time) against a double-precision dot product on sampled
+ * entries, then times them in turns and prints the median GFLOP/s of each
+ * and the ratios of tilec to each peer.
  * oneDNN uses OpenMP, so the thread count is set before its first call. */
 #include "codegen/codegen.h"
 #include "frontend/frontend.h"
@@ -15,6 +17,9 @@
 
 #include <dnnl.h>
 #include <math.h>
+#ifdef TILEC_HAVE_OPENBLAS
+#include <cblas-openblas.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -144,23 +149,25 @@ static bool tilec_prepare(Tilec *t, const char *spec, const Problem *p, double *
     return true;
 }
 
-/* Medians of fn[0] and fn[1] timed in turns, after a warm-up of each: on
- * a shared machine a slow spell then slows both sides instead of one. A
+enum { SIDES = 3 }; /* tilec, oneDNN, OpenBLAS */
+
+/* Medians of the fn[] timed in turns, after a warm-up of each: on a
+ * shared machine a slow spell then slows every side instead of one.  A
  * NULL fn is skipped and its median is NaN. */
-static void time_alternating(int reps, void (*fn[2])(void *), void *ctx[2], double median[2])
+static void time_alternating(int reps, void (*fn[SIDES])(void *), void *ctx[SIDES], double median[SIDES])
 {
-    double times[2][16];
-    for (int w = 0; w < 2; w++)
+    double times[SIDES][16];
+    for (int w = 0; w < SIDES; w++)
         if (fn[w])
             fn[w](ctx[w]);
     for (int r = 0; r < reps; r++)
-        for (int w = 0; w < 2; w++)
+        for (int w = 0; w < SIDES; w++)
             if (fn[w]) {
                 double t0 = rt_now();
                 fn[w](ctx[w]);
                 times[w][r] = rt_now() - t0;
             }
-    for (int w = 0; w < 2; w++)
+    for (int w = 0; w < SIDES; w++)
         median[w] = fn[w] ? rt_median(times[w], reps) : NAN;
 }
 
@@ -244,6 +251,27 @@ static void dnnl_release(Dnnl *o)
     dnnl_engine_destroy(o->eng);
 }
 
+/* OpenBLAS's sgemm, C = A·Bᵀ with B[N,K] row-major (f32 only). */
+static void blas_call(void *ctx)
+{
+#ifdef TILEC_HAVE_OPENBLAS
+    Problem *p = ctx;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)p->s.m, (blasint)p->s.n, (blasint)p->s.k, 1.0f,
+                p->a, (blasint)p->s.k, p->b, (blasint)p->s.k, 0.0f, p->c, (blasint)p->s.n);
+#else
+    (void)ctx;
+#endif
+}
+
+static bool have_blas(DType dt)
+{
+#ifdef TILEC_HAVE_OPENBLAS
+    return dt == DT_F32;
+#else
+    return false;
+#endif
+}
+
 static bool bench_one(const char *spec, Shape s, DType dt, int threads)
 {
     Problem p = {.s = s, .dt = dt};
@@ -258,12 +286,12 @@ static bool bench_one(const char *spec, Shape s, DType dt, int threads)
 
     Tilec t = {0};
     Dnnl o;
-    double compile_ms = 0, med[2];
+    double compile_ms = 0, med[SIDES];
     bool have_tilec = tilec_prepare(&t, spec, &p, &compile_ms);
     bool have_dnnl = dnnl_prepare(&o, &p);
     TilecRun r = {&t, &p, threads};
-    void (*fn[2])(void *) = {NULL, NULL};
-    void *ctx[2] = {&r, &o};
+    void (*fn[SIDES])(void *) = {NULL, NULL, NULL};
+    void *ctx[SIDES] = {&r, &o, &p};
     if (have_tilec) {
         memset(p.c, 0, sizeof(float) * (size_t)(s.m * s.n));
         tilec_call(&r);
@@ -276,9 +304,15 @@ static bool bench_one(const char *spec, Shape s, DType dt, int threads)
         if (verify(&p, "oneDNN"))
             fn[1] = dnnl_call;
     }
-    ok = fn[0] && (!have_dnnl || fn[1]);
+    if (have_blas(dt)) {
+        memset(p.c, 0, sizeof(float) * (size_t)(s.m * s.n));
+        blas_call(&p);
+        if (verify(&p, "OpenBLAS"))
+            fn[2] = blas_call;
+    }
+    ok = fn[0] && (!have_dnnl || fn[1]) && (!have_blas(dt) || fn[2]);
     time_alternating(reps, fn, ctx, med);
-    double t_tilec = med[0], t_dnnl = med[1];
+    double t_tilec = med[0], t_dnnl = med[1], t_blas = med[2];
     if (have_tilec) {
         cg_jit_free(t.jit);
         ir_kernel_free(t.k);
@@ -286,9 +320,9 @@ static bool bench_one(const char *spec, Shape s, DType dt, int threads)
     if (have_dnnl)
         dnnl_release(&o);
 
-    double g_tilec = flop / t_tilec * 1e-9, g_dnnl = flop / t_dnnl * 1e-9;
-    printf("%-5s %5lld %5lld %5lld %9.1f %9.1f %7.2f %10.0f\n", dt_name(dt), (long long)s.m,
-           (long long)s.n, (long long)s.k, g_tilec, g_dnnl, g_tilec / g_dnnl, compile_ms);
+    double g_tilec = flop / t_tilec * 1e-9, g_dnnl = flop / t_dnnl * 1e-9, g_blas = flop / t_blas * 1e-9;
+    printf("%-5s %5lld %5lld %5lld %9.1f %9.1f %7.2f %9.1f %7.2f %10.0f\n", dt_name(dt), (long long)s.m,
+           (long long)s.n, (long long)s.k, g_tilec, g_dnnl, g_tilec / g_dnnl, g_blas, g_tilec / g_blas, compile_ms);
     if (isnan(t_dnnl))
         printf("      (oneDNN has no %s matmul for this CPU: no peer for this row)\n", dt_name(dt));
     fflush(stdout);
@@ -341,11 +375,14 @@ int main(int argc, char **argv)
         return 1;
     }
     const TargetInfo *t = ir_host_target();
-    printf("bench_gemm: target %s, %d thread(s), medians; ratio = tilec / oneDNN\n",
+#ifdef TILEC_HAVE_OPENBLAS
+    openblas_set_num_threads(threads);
+#endif
+    printf("bench_gemm: target %s, %d thread(s), medians; ratios = tilec / the peer on their left\n",
            t ? t->name : "none", threads);
-    printf("%-5s %5s %5s %5s %9s %9s %7s %10s\n", "dtype", "M", "N", "K", "tilec", "oneDNN",
-           "ratio", "compile_ms");
-    printf("%-5s %5s %5s %5s %9s %9s\n", "", "", "", "", "GFLOP/s", "GFLOP/s");
+    printf("%-5s %5s %5s %5s %9s %9s %7s %9s %7s %10s\n", "dtype", "M", "N", "K", "tilec", "oneDNN", "ratio",
+           "OpenBLAS", "ratio", "compile_ms");
+    printf("%-5s %5s %5s %5s %9s %9s %7s %9s\n", "", "", "", "", "GFLOP/s", "GFLOP/s", "", "GFLOP/s");
     bool ok = true;
     DType dts[] = {DT_F32, DT_BF16};
     for (int d = 0; d < 2; d++) {
