@@ -961,7 +961,9 @@ static bool a_ok(Lower *L, const Stmt *g, DType from)
 
 /* A register-tile GEMM packs B from wherever it lies, so the kernel's
  * copy is one copy too many: forwarded, B is read once instead of twice.
- * It reads an f32 A in place (a_reads_in_place). */
+ * It reads an f32 A in place (a_reads_in_place), and stages a narrow one
+ * widened to f32 (no pairwise dot product) from wherever it lies too
+ * (bf16 1024^3 on x86-avx2: 29.1 -> 28.2 ms). */
 static bool b_register_ok(Lower *L, const Stmt *g, DType from)
 {
     return !g->u.gemm.a_scale.buf && !g->u.gemm.b_scale.buf;
@@ -969,7 +971,9 @@ static bool b_register_ok(Lower *L, const Stmt *g, DType from)
 
 static bool a_register_ok(Lower *L, const Stmt *g, DType from)
 {
-    return from == DT_F32 && g->u.gemm.a.buf->dtype == DT_F32 && !g->u.gemm.trans_a && !g->u.gemm.a_scale.buf &&
+    DType a = g->u.gemm.a.buf->dtype;
+    bool widened = a != DT_F32 && from == a && !L->t->has_bf16_dot; /* staged once, from A */
+    return (widened || (from == DT_F32 && a == DT_F32)) && !g->u.gemm.trans_a && !g->u.gemm.a_scale.buf &&
            !g->u.gemm.b_scale.buf;
 }
 
