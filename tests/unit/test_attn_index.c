@@ -5,6 +5,7 @@
  * errors for lists the spec does not define. */
 #include "frontend/frontend.h"
 #include "ref/attn_index_ref.h"
+#include "ref/ref.h"
 #include "test.h"
 #include "tests/harness/run.h"
 
@@ -211,6 +212,58 @@ static void check_topk(const char *target, int64_t N, int K)
     th_kernel_free(&e);
 }
 
+/* topk.lua (rows that fit one fragment, score order) against ref_topk:
+ * the same entries in the same order, ties to the lower position, −1 past
+ * the visible ones; blocks of blk scores, a last one partly past N. */
+static void check_topk_sorted(const char *target, int64_t N, int K, const char *blk)
+{
+    char ns[16], ks[16];
+    snprintf(ns, sizeof ns, "%lld", (long long)N);
+    snprintf(ks, sizeof ks, "%d", K);
+    FeSet sets[] = {{"N", ns}, {"K", ks}, {"offset", "128"}, {"BLK", blk}};
+    ThKernel e;
+    if (!th_kernel_build_on(&e, "kernels_src/topk.lua", sets, 4, target)) {
+        CHECK(false);
+        th_kernel_free(&e);
+        return;
+    }
+    float *s = malloc((size_t)(NROWS * N) * 4);
+    double *x = malloc((size_t)N * 8);
+    int32_t *got = malloc((size_t)NROWS * K * 4), *want = malloc((size_t)K * 4);
+    make_scores(N, K, s);
+    memset(got, 0x5a, (size_t)NROWS * K * 4);
+    void *args[2] = {s, got};
+    static const char *const names[] = {"M"};
+    int64_t M = NROWS;
+    CHECK(exec_run(&e, args, names, &M, 1));
+    int bad = 0;
+    for (int row = 0; row < NROWS; row++) {
+        for (int64_t n = 0; n < N; n++)
+            x[n] = s[row * N + n];
+        ref_topk((int)N, K, x, 128, want);
+        for (int k = 0; k < K; k++)
+            if (got[row * K + k] != want[k] && bad++ < 3)
+                printf("  sorted top-%d of %lld (BLK %s) on %s, row %d: entry %d = %d, want %d\n", K, (long long)N,
+                       blk, th_name(target), row, k, got[row * K + k], want[k]);
+    }
+    CHECKF(bad == 0, "sorted top-%d of %lld (BLK %s) on %s: %d wrong", K, (long long)N, blk, th_name(target), bad);
+    free(s); free(x); free(got); free(want);
+    th_kernel_free(&e);
+}
+
+TEST(topk_sorted_on_every_executor)
+{
+    const char *targets[] = {NULL, "sm_90a", "x86-avx512", "x86-avx2"};
+    for (int t = 0; t < 4; t++)
+        if (th_runs_here(targets[t])) {
+            check_topk_sorted(targets[t], 1000, 64, "32");
+            check_topk_sorted(targets[t], 256, 256, "64");
+            check_topk_sorted(targets[t], 100, 30, "16");
+        }
+    if (th_runs_here("x86-avx2"))
+        check_topk_sorted("x86-avx2", 4096, 512, "32");
+}
+
 TEST(topk_small_on_every_executor)
 {
     /* a row that is not whole tiles, and k = N */
@@ -283,6 +336,7 @@ int main(void)
 {
     RUN(index_lists_v4_mini);
     RUN(index_lists_flash);
+    RUN(topk_sorted_on_every_executor);
     RUN(topk_small_on_every_executor);
     RUN(topk_flash_lengths);
     RUN(bad_input_is_one_line);
