@@ -1,8 +1,9 @@
 /* pool.h — the thread pool that runs a kernel's block grid.
  *
- * rt_pool_run splits [0, ntasks) into one contiguous chunk per thread, so
- * independent blocks run with no barrier but the final join, and no two
- * threads write the same cache line of the pool's own state. */
+ * rt_pool_run hands out [0, ntasks) in contiguous chunks (8 per thread)
+ * that threads claim from a shared counter as they finish the last, so
+ * independent blocks run with no barrier but the final join, and a thread
+ * slowed by another job on its core does less of the work. */
 #ifndef TILEC_RUNTIME_POOL_H
 #define TILEC_RUNTIME_POOL_H
 
