@@ -3,7 +3,8 @@
  *   for i < E0 { for j < E1 { dst[.., j + x] = src[.., i + y] } }
  *
  * with dst's other indices free of j and src's free of i: row j of src holds
- * column j of dst.  LLVM vectorises the inner loop as a gather (8 loads and
+ * column j of dst.  32-bit elements copied unchanged, or bf16/f16 widened to
+ * f32 (a row widened once after its load).  LLVM vectorises the inner loop as a gather (8 loads and
  * inserts per 8 elements, from rows a row of src apart) or, loops swapped, a
  * scatter.  Here each 8x8 block is 8 row loads, the 24 shuffles of an
  * in-register transpose and 8 row stores.  The register-tile GEMM's B
@@ -20,7 +21,7 @@ typedef struct Transpose {
     Var *i, *j;        /* the nest's variables */
     Var *bi, *bj;      /* block counters */
     int64_t nj;        /* blocks along j */
-    LLVMTypeRef vec;   /* 8 elements */
+    LLVMTypeRef row;   /* 8 elements of the source */
 } Transpose;
 
 /* e is v + x (x free of v, any order of the terms) or v itself. */
@@ -41,6 +42,12 @@ static bool last_moves_with(Expr *const *idx, int rank, const Var *inner)
         if (ir_mentions_var(idx[d], inner))
             return false;
     return unit_in(idx[rank - 1], inner);
+}
+
+/* A 16-bit float copied into f32: each row widened after its load. */
+static bool widens_to_f32(DType from, DType to)
+{
+    return to == DT_F32 && (from == DT_BF16 || from == DT_F16);
 }
 
 static const Stmt *only(const Stmt *s)
@@ -69,7 +76,7 @@ static bool match(const Stmt *s, Transpose *t)
         return false;
     const Expr *v = st->u.store.value;
     const Buffer *d = st->u.store.buf;
-    if (v->op != EX_LOAD || v->buf->dtype != d->dtype || dt_bits(d->dtype) != 32)
+    if (v->op != EX_LOAD || !(v->buf->dtype == d->dtype ? dt_bits(d->dtype) == 32 : widens_to_f32(v->buf->dtype, d->dtype)))
         return false;
     t->store = st;
     t->i = s->u.loop.var;
@@ -130,8 +137,12 @@ static void block(Cg *c, void *ctx)
     LLVMValueRef r[BLK];
     for (int l = 0; l < BLK; l++) { /* row j0 + l of src: elements i0 .. i0 + 7 */
         LLVMValueRef j = LLVMBuildAdd(c->b, j0, cg_i64(c, l), "");
-        r[l] = LLVMBuildLoad2(c->b, t->vec, addr(c, t, src->buf, src->args, i0, j), "");
-        LLVMSetAlignment(r[l], 4);
+        r[l] = LLVMBuildLoad2(c->b, t->row, addr(c, t, src->buf, src->args, i0, j), "");
+        LLVMSetAlignment(r[l], (unsigned)dt_bits(src->buf->dtype) / 8);
+        if (src->buf->dtype == DT_BF16)
+            r[l] = cg_bf16_to_f32(c, r[l]);
+        else if (src->buf->dtype == DT_F16)
+            r[l] = LLVMBuildFPExt(c->b, r[l], LLVMVectorType(c->f32, BLK), "");
     }
     transpose8(c, r);
     for (int l = 0; l < BLK; l++) { /* row i0 + l of dst: elements j0 .. j0 + 7 */
@@ -156,7 +167,7 @@ bool cg_transposed_copy(Cg *c, const Stmt *s)
     Var bi = {.name = "ti", .id = c->k->next_id + 4}, bj = {.name = "tj", .id = c->k->next_id + 5};
     t.bi = &bi;
     t.bj = &bj;
-    t.vec = LLVMVectorType(cg_storage_type(c, t.store->u.store.buf->dtype), BLK);
+    t.row = LLVMVectorType(cg_storage_type(c, t.store->u.store.value->buf->dtype), BLK);
     t.nj = in->u.loop.extent->imm.i / BLK;
     cg_loop(c, t.bi, cg_i64(c, s->u.loop.extent->imm.i / BLK), LOOP_SERIAL, 0, false, row_of_blocks, &t);
     return true;

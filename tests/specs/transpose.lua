@@ -1,12 +1,13 @@
--- A transposing copy, Y[i][j] = X[j][i + 3]: where R and C are multiples
--- of 8 the CPU copies it in 8x8 register blocks (codegen/transpose.c),
--- elsewhere element by element.
+-- A transposing copy, Y[i][j] = X[j][i + 3], into Y of X's dtype or
+-- widened to f32: where R and C are multiples of 8 the CPU copies it in
+-- 8x8 register blocks (codegen/transpose.c: 32-bit elements, or bf16/f16
+-- rows widened to f32), elsewhere element by element.
 local T = require "tile"
 return T.kernel "transpose" {
-  params = { R = T.size(24), C = T.size(16), dtype = T.tune{"f32", "bf16"} },
+  params = { R = T.size(24), C = T.size(16), dtype = T.tune{"f32", "bf16", "f16"}, to = T.tune{"same", "f32"} },
   args = function(p) return {
     X = T.tensor{p.C, p.R + 3, p.dtype},
-    Y = T.tensor{p.R, p.C, p.dtype, out = true},
+    Y = T.tensor{p.R, p.C, p.to == "same" and p.dtype or T.f32, out = true},
   } end,
   body = function(p, X, Y)
     for b in T.grid(1) do

@@ -1129,36 +1129,56 @@ TEST(copies_move_bits)
 
 /* A transposing copy, Y[i][j] = X[j][i + 3], moves every element to its
  * place on every executor: in 8x8 register blocks on the CPU where R and C
- * are multiples of 8 (f32), element by element elsewhere. */
+ * are multiples of 8 (f32 as it is, bf16 and f16 widened to f32), element
+ * by element elsewhere (a 12-column tail, bf16 kept as bf16). */
+static float widened(const uint8_t *x, const char *dtype)
+{
+    uint16_t h;
+    float f;
+    if (!strcmp(dtype, "f32")) {
+        memcpy(&f, x, 4);
+        return f;
+    }
+    memcpy(&h, x, 2);
+    return !strcmp(dtype, "bf16") ? dt_bf16_to_f32(h) : dt_f16_to_f32(h);
+}
+
 TEST(transposing_copies_move_every_element)
 {
-    static const struct { const char *r, *c, *dtype; } cases[] = {
-        {"24", "16", "f32"}, {"8", "40", "f32"}, {"20", "12", "f32"}, {"24", "16", "bf16"}};
+    static const struct { const char *r, *c, *dtype, *to; } cases[] = {
+        {"24", "16", "f32", "same"}, {"8", "40", "f32", "same"}, {"20", "12", "f32", "same"},
+        {"24", "16", "bf16", "same"}, {"24", "16", "bf16", "f32"}, {"16", "8", "f16", "f32"}};
     for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
-        FeSet sets[] = {{"R", cases[t].r}, {"C", cases[t].c}, {"dtype", cases[t].dtype}};
+        FeSet sets[] = {{"R", cases[t].r}, {"C", cases[t].c}, {"dtype", cases[t].dtype}, {"to", cases[t].to}};
         int R = atoi(cases[t].r), C = atoi(cases[t].c), w = strcmp(cases[t].dtype, "f32") ? 2 : 4;
+        bool same = !strcmp(cases[t].to, "same");
+        int wy = same ? w : 4;
         uint8_t x[64 * 64 * 4], y[64 * 64 * 4];
-        for (int i = 0; i < C * (R + 3) * w; i++)
-            x[i] = (uint8_t)(i * 7 + i / 251);
+        for (int i = 0; i < C * (R + 3) * w; i++) /* finite values: exponent bytes kept below all-ones */
+            x[i] = (uint8_t)(i % w == w - 1 ? (i * 7 + i / 251) & 0x3f : i * 7 + i / 251);
         for (int e = 0; e < NEXECS; e++) {
             if (!exec_available(&execs[e]))
                 continue;
             Diag d = {0};
-            Kernel *k = fe_load("tests/specs/transpose.lua", sets, 3, &d);
+            Kernel *k = fe_load("tests/specs/transpose.lua", sets, 4, &d);
             CHECK(k != NULL);
             if (!k)
                 continue;
             memset(y, 0, sizeof y);
             void *args[2] = {x, y};
             bool ok = execute(k, execs[e].mode, execs[e].target, execs[e].threads, args, NULL, &d);
-            CHECKF(ok, "transpose %sx%s %s on %s: %s", cases[t].r, cases[t].c, cases[t].dtype,
+            CHECKF(ok, "transpose %sx%s %s to %s on %s: %s", cases[t].r, cases[t].c, cases[t].dtype, cases[t].to,
                    exec_name(&execs[e]), d.msg);
             int bad = 0;
             for (int i = 0; ok && i < R; i++)
-                for (int j = 0; j < C; j++)
-                    bad += memcmp(y + (i * C + j) * w, x + (j * (R + 3) + i + 3) * w, (size_t)w) != 0;
-            CHECKF(bad == 0, "transpose %sx%s %s on %s: %d elements misplaced", cases[t].r, cases[t].c,
-                   cases[t].dtype, exec_name(&execs[e]), bad);
+                for (int j = 0; j < C; j++) {
+                    const uint8_t *src = x + (j * (R + 3) + i + 3) * w, *dst = y + (i * C + j) * wy;
+                    float want = widened(src, cases[t].dtype), got;
+                    memcpy(&got, dst, 4);
+                    bad += same ? memcmp(dst, src, (size_t)w) != 0 : memcmp(&got, &want, 4) != 0;
+                }
+            CHECKF(bad == 0, "transpose %sx%s %s to %s on %s: %d elements misplaced", cases[t].r, cases[t].c,
+                   cases[t].dtype, cases[t].to, exec_name(&execs[e]), bad);
             ir_kernel_free(k);
         }
     }
