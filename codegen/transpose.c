@@ -3,12 +3,13 @@
  *   for i < E0 { for j < E1 { dst[.., j + x] = src[.., i + y] } }
  *
  * with dst's other indices free of j and src's free of i: row j of src holds
- * column j of dst.  32-bit elements copied unchanged, or bf16/f16 widened to
- * f32 (a row widened once after its load).  LLVM vectorises the inner loop as a gather (8 loads and
- * inserts per 8 elements, from rows a row of src apart) or, loops swapped, a
- * scatter.  Here each 8x8 block is 8 row loads, the 24 shuffles of an
- * in-register transpose and 8 row stores.  The register-tile GEMM's B
- * packing is such a nest (B[N,K] into k-major panels). */
+ * column j of dst.  32-bit elements copied unchanged, or bf16/f16 widened
+ * to f32 (a row widened once after its load).  LLVM vectorises the inner
+ * loop as a gather (8 loads and inserts per 8 elements, from rows a row of
+ * src apart) or, loops swapped, a scatter.  Here each 8x8 block is 8 row
+ * loads, the 24 shuffles of an in-register transpose and 8 row stores.
+ * The register-tile GEMM's B packing is such a nest (B[N,K] into k-major
+ * panels). */
 #include "codegen/cg.h"
 #include "codegen/cgctx.h"
 
@@ -24,24 +25,13 @@ typedef struct Transpose {
     LLVMTypeRef row;   /* 8 elements of the source */
 } Transpose;
 
-/* e is v + x (x free of v, any order of the terms) or v itself. */
-static bool unit_in(const Expr *e, const Var *v)
-{
-    if (e->op == EX_VAR)
-        return e->var == v;
-    if (e->op != EX_ADD)
-        return false;
-    return (unit_in(e->args[0], v) && !ir_mentions_var(e->args[1], v)) ||
-           (unit_in(e->args[1], v) && !ir_mentions_var(e->args[0], v));
-}
-
 /* Indices of a rank-r access: the last is `inner` + x, the others free of it. */
 static bool last_moves_with(Expr *const *idx, int rank, const Var *inner)
 {
     for (int d = 0; d < rank - 1; d++)
         if (ir_mentions_var(idx[d], inner))
             return false;
-    return unit_in(idx[rank - 1], inner);
+    return ir_var_plus(idx[rank - 1], inner);
 }
 
 /* A 16-bit float copied into f32: each row widened after its load. */
@@ -62,8 +52,8 @@ static bool const_multiple(const Expr *e, int64_t m)
     return e->op == EX_CONST && e->imm.i > 0 && e->imm.i % m == 0;
 }
 
-/* s is such a nest of 32-bit elements copied unchanged, E0 and E1 constant
- * multiples of 8. */
+/* s is such a nest (E0 and E1 constant multiples of 8) from one buffer
+ * into another. */
 static bool match(const Stmt *s, Transpose *t)
 {
     if (s->op != ST_FOR || s->u.loop.kind == LOOP_SERIAL || !const_multiple(s->u.loop.extent, BLK))
@@ -76,7 +66,8 @@ static bool match(const Stmt *s, Transpose *t)
         return false;
     const Expr *v = st->u.store.value;
     const Buffer *d = st->u.store.buf;
-    if (v->op != EX_LOAD || !(v->buf->dtype == d->dtype ? dt_bits(d->dtype) == 32 : widens_to_f32(v->buf->dtype, d->dtype)))
+    if (v->op != EX_LOAD || v->buf == d || /* in place: the blocks' order would show */
+        !(v->buf->dtype == d->dtype ? dt_bits(d->dtype) == 32 : widens_to_f32(v->buf->dtype, d->dtype)))
         return false;
     t->store = st;
     t->i = s->u.loop.var;

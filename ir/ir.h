@@ -583,6 +583,9 @@ bool ir_loads_only_at(const Expr *e, const Buffer *b, Expr *const *idx);
 /* Does e load from b?  Does it use variable v? */
 bool ir_loads_from(const Expr *e, const Buffer *b);
 bool ir_mentions_var(const Expr *e, const Var *v);
+/* Is e v itself or v + x with x free of v (terms in any order): distinct
+ * values of v, distinct values of e, one apart? */
+bool ir_var_plus(const Expr *e, const Var *v);
 /* Is s (or a one-statement sequence of it) a reduction step
  * `acc[c] = acc[c] op e` — op +, max or min, acc a one-dimensional LOCAL
  * f32 or i32 buffer, c a constant, e not reading acc?  *op gets the op. */

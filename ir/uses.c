@@ -116,6 +116,16 @@ bool ir_mentions_var(const Expr *e, const Var *v)
     return false;
 }
 
+bool ir_var_plus(const Expr *e, const Var *v)
+{
+    if (e->op == EX_VAR)
+        return e->var == v;
+    if (e->op != EX_ADD)
+        return false;
+    return (ir_var_plus(e->args[0], v) && !ir_mentions_var(e->args[1], v)) ||
+           (ir_var_plus(e->args[1], v) && !ir_mentions_var(e->args[0], v));
+}
+
 bool ir_reduction_step(const Stmt *s, ExprOp *op)
 {
     while (s->op == ST_SEQ && s->u.seq.n == 1)

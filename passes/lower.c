@@ -369,7 +369,8 @@ static Stmt *stage_loops(Lower *L, const Region *r, Buffer *b, Layout lay, const
         row = add(L, ir_binary(L->k, EX_MUL, vars[0], ci(L, 2)), ir_binary(L->k, EX_MOD, vars[1], ci(L, 2)));
         col = ir_binary(L->k, EX_DIV, vars[1], ci(L, 2));
     } else if (lay == PANELS) {
-        /* panel p's rows are p*K + k: one loop over p would not tell them apart */
+        /* the panel loop is serial: its rows p*K + k differ, but a parallel
+         * loop's stores must each move with its own variable */
         loops->u.seq.items[0]->u.loop.kind = LOOP_SERIAL;
         int64_t NR = L->t->micro_n, K = shape[1];
         Expr *p = add(L, vars[0], ci(L, p0)), *k = vars[1], *j = vars[2];
@@ -977,7 +978,7 @@ static bool a_register_ok(Lower *L, const Stmt *g, DType from)
            !g->u.gemm.b_scale.buf;
 }
 
-static void forward_dot_operands(Lower *L, Stmt *seq)
+static void forward_gemm_operands(Lower *L, Stmt *seq)
 {
     for (int j = 0; j < seq->u.seq.n; j++) {
         Stmt *g = seq->u.seq.items[j];
@@ -1287,7 +1288,7 @@ static Stmt *lower_stmt(Lower *L, Stmt *s)
     switch (s->op) {
     case ST_SEQ:
         if (!L->t->gpu_sm)
-            forward_dot_operands(L, s);
+            forward_gemm_operands(L, s);
         for (int i = 0; i < s->u.seq.n; i++)
             s->u.seq.items[i] = lower_stmt(L, s->u.seq.items[i]);
         return s;
@@ -1295,7 +1296,7 @@ static Stmt *lower_stmt(Lower *L, Stmt *s)
         Stmt *pf = NULL;
         if (!L->t->gpu_sm && s->u.loop.kind == LOOP_PIPELINED) {
             if (s->u.loop.body->op == ST_SEQ)
-                forward_dot_operands(L, s->u.loop.body); /* prefetch what is read in the end */
+                forward_gemm_operands(L, s->u.loop.body); /* prefetch what is read in the end */
             pf = prefetch_next_step(L, s);
         }
         s->u.loop.body = lower_stmt(L, s->u.loop.body);

@@ -30,17 +30,6 @@ static bool is_innermost(const Stmt *s)
     }
 }
 
-/* e is v + c with c free of v: distinct iterations, distinct values. */
-static bool moves_with(const Expr *e, const Var *v)
-{
-    if (e->op == EX_VAR)
-        return e->var == v;
-    if (e->op != EX_ADD)
-        return false;
-    return (moves_with(e->args[0], v) && !ir_mentions_var(e->args[1], v)) ||
-           (moves_with(e->args[1], v) && !ir_mentions_var(e->args[0], v));
-}
-
 static bool same_tuple(Expr *const *a, Expr *const *b, int rank)
 {
     for (int d = 0; d < rank; d++)
@@ -55,7 +44,7 @@ static bool private_store(const Stmt *body, const Stmt *st, const Var *v)
     const Buffer *b = st->u.store.buf;
     bool moves = false;
     for (int d = 0; d < b->rank; d++)
-        moves |= moves_with(st->u.store.idx[d], v);
+        moves |= ir_var_plus(st->u.store.idx[d], v);
     if (!moves)
         return false;
     for (int i = 0; i < body->u.seq.n; i++) {

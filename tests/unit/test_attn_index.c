@@ -177,39 +177,51 @@ static void make_scores(int64_t N, int K, float *s)
     }
 }
 
-static void check_topk(const char *target, int64_t N, int K)
+/* Runs a top-k spec on the NROWS rows of make_scores: *scores gets them,
+ * the result (NROWS x K) is returned; NULL where the build failed. */
+static int32_t *run_topk(const char *spec, const char *target, const FeSet *sets, int nsets, int64_t N, int K,
+                         float **scores)
 {
-    const int offset = 128;
-    char ns[16], ks[16];
-    snprintf(ns, sizeof ns, "%lld", (long long)N);
-    snprintf(ks, sizeof ks, "%d", K);
-    FeSet sets[] = {{"N", ns}, {"K", ks}, {"offset", "128"}};
     ThKernel e;
-    if (!th_kernel_build_on(&e, "kernels_src/topk_long.lua", sets, 3, target)) {
+    if (!th_kernel_build_on(&e, spec, sets, nsets, target)) {
         CHECK(false);
         th_kernel_free(&e);
-        return;
+        return NULL;
     }
     float *s = malloc((size_t)(NROWS * N) * 4);
-    int32_t *got = malloc((size_t)NROWS * K * 4), *want = malloc((size_t)K * 4);
+    int32_t *got = malloc((size_t)NROWS * K * 4);
     make_scores(N, K, s);
     memset(got, 0x5a, (size_t)NROWS * K * 4);
     void *args[2] = {s, got};
     static const char *const names[] = {"M"};
     int64_t M = NROWS;
     CHECK(exec_run(&e, args, names, &M, 1));
+    th_kernel_free(&e);
+    *scores = s;
+    return got;
+}
+
+/* topk_long.lua against the sort: the same set, in position order. */
+static void check_topk(const char *target, int64_t N, int K)
+{
+    char ns[16], ks[16];
+    snprintf(ns, sizeof ns, "%lld", (long long)N);
+    snprintf(ks, sizeof ks, "%d", K);
+    FeSet sets[] = {{"N", ns}, {"K", ks}, {"offset", "128"}};
+    float *s;
+    int32_t *got = run_topk("kernels_src/topk_long.lua", target, sets, 3, N, K, &s), *want = malloc((size_t)K * 4);
     int bad = 0;
-    for (int row = 0; row < NROWS; row++) {
-        const float *x = s + (int64_t)row * N;
-        ref_topk_sorted(N, K, x, offset, want);
+    for (int row = 0; got && row < NROWS; row++) {
+        ref_topk_sorted(N, K, s + (int64_t)row * N, 128, want);
         for (int k = 0; k < K; k++)
             if (got[row * K + k] != want[k] && bad++ < 3)
                 printf("  top-%d of %lld on %s, row %d: entry %d = %d, want %d\n", K, (long long)N, th_name(target),
                        row, k, got[row * K + k], want[k]);
     }
     CHECKF(bad == 0, "top-%d of %lld on %s: %d wrong", K, (long long)N, th_name(target), bad);
-    free(s); free(got); free(want);
-    th_kernel_free(&e);
+    if (got)
+        free(s);
+    free(got); free(want);
 }
 
 /* topk.lua (rows that fit one fragment, score order) against ref_topk:
@@ -221,23 +233,11 @@ static void check_topk_sorted(const char *target, int64_t N, int K, const char *
     snprintf(ns, sizeof ns, "%lld", (long long)N);
     snprintf(ks, sizeof ks, "%d", K);
     FeSet sets[] = {{"N", ns}, {"K", ks}, {"offset", "128"}, {"BLK", blk}};
-    ThKernel e;
-    if (!th_kernel_build_on(&e, "kernels_src/topk.lua", sets, 4, target)) {
-        CHECK(false);
-        th_kernel_free(&e);
-        return;
-    }
-    float *s = malloc((size_t)(NROWS * N) * 4);
+    float *s;
+    int32_t *got = run_topk("kernels_src/topk.lua", target, sets, 4, N, K, &s), *want = malloc((size_t)K * 4);
     double *x = malloc((size_t)N * 8);
-    int32_t *got = malloc((size_t)NROWS * K * 4), *want = malloc((size_t)K * 4);
-    make_scores(N, K, s);
-    memset(got, 0x5a, (size_t)NROWS * K * 4);
-    void *args[2] = {s, got};
-    static const char *const names[] = {"M"};
-    int64_t M = NROWS;
-    CHECK(exec_run(&e, args, names, &M, 1));
     int bad = 0;
-    for (int row = 0; row < NROWS; row++) {
+    for (int row = 0; got && row < NROWS; row++) {
         for (int64_t n = 0; n < N; n++)
             x[n] = s[row * N + n];
         ref_topk((int)N, K, x, 128, want);
@@ -247,8 +247,9 @@ static void check_topk_sorted(const char *target, int64_t N, int K, const char *
                        blk, th_name(target), row, k, got[row * K + k], want[k]);
     }
     CHECKF(bad == 0, "sorted top-%d of %lld (BLK %s) on %s: %d wrong", K, (long long)N, blk, th_name(target), bad);
-    free(s); free(x); free(got); free(want);
-    th_kernel_free(&e);
+    if (got)
+        free(s);
+    free(got); free(want); free(x);
 }
 
 TEST(topk_sorted_on_every_executor)
