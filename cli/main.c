@@ -10,6 +10,7 @@
 #include "runtime/npy.h"
 #include "runtime/timing.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +32,7 @@ typedef struct Opts {
     int nins, nouts;
     const char *target, *emit, *dump_after, *out_path;
     bool interp, simt, check, raw, time_passes, report;
-    int threads, repeat;
+    int threads, repeat, rotate;
     unsigned seed;
 } Opts;
 
@@ -54,7 +55,7 @@ static const char usage_main[] =
 static const char usage_run[] =
     "usage: tilec run SPEC.lua [--set NAME=VALUE]... [--in ARG=FILE.npy]... [--out ARG=FILE.npy]...\n"
     "                 [--interp] [--simt] [--check] [--raw] [--target T] [--threads N] [--seed N]\n"
-    "                 [--repeat N]\n"
+    "                 [--repeat N] [--rotate N]\n"
     "\n"
     "Runs the kernel once. Inputs not given with --in are filled with deterministic\n"
     "random numbers in [-1, 1) (--seed changes them). Input files are converted to\n"
@@ -72,7 +73,10 @@ static const char usage_run[] =
     "  --target T         x86-avx512 or x86-avx2 (default: the best this CPU runs), or\n"
     "                     sm_90a / sm_80 to run on the CUDA device (needs libcuda.so.1)\n"
     "  --threads N        worker threads for the block grid (default: all cores)\n"
-    "  --repeat N         run N times and print the median time\n";
+    "  --repeat N         run N times and print the median time\n"
+    "  --rotate N         CPU: hold the read-only inputs in N copies, each run reading the\n"
+    "                     next, so that weights larger than the cache come from memory as\n"
+    "                     in a model (the default 1 times them cache-warm)\n";
 
 static const char usage_compile[] =
     "usage: tilec compile SPEC.lua [--set NAME=VALUE]... [--target T] [--emit ir|llvm|asm|obj|ptx]\n"
@@ -127,7 +131,7 @@ static bool split_eq(char *s, const char **name, const char **value)
 static bool is_value_option(const char *a)
 {
     static const char *const with_value[] = {"--set", "--in", "--out", "--target", "--emit",
-                                             "--dump-after", "-o", "--threads", "--seed", "--repeat"};
+                                             "--dump-after", "-o", "--threads", "--seed", "--repeat", "--rotate"};
     for (size_t i = 0; i < sizeof with_value / sizeof with_value[0]; i++)
         if (!strcmp(a, with_value[i]))
             return true;
@@ -139,6 +143,7 @@ static int parse_opts(int argc, char **argv, Opts *o)
     memset(o, 0, sizeof *o);
     o->cmd = argv[1];
     o->repeat = 1;
+    o->rotate = 1;
     o->seed = 1;
     for (int i = 2; i < argc; i++) {
         char *a = argv[i];
@@ -177,17 +182,23 @@ static int parse_opts(int argc, char **argv, Opts *o)
             o->dump_after = argv[++i];
         } else if (!strcmp(a, "-o")) {
             o->out_path = argv[++i];
-        } else if (!strcmp(a, "--threads") || !strcmp(a, "--seed") || !strcmp(a, "--repeat")) {
+        } else if (!strcmp(a, "--threads") || !strcmp(a, "--seed") || !strcmp(a, "--repeat") ||
+                   !strcmp(a, "--rotate")) {
+            bool counts = !strcmp(a, "--repeat") || !strcmp(a, "--rotate"); /* at least 1 */
             char *end;
             long v = strtol(argv[++i], &end, 10);
-            if (*end || v < 0 || (a[2] == 'r' && v < 1))
-                return usage_error("%s needs a non-negative integer", a);
-            if (a[2] == 't')
+            if (*end || v < (counts ? 1 : 0) || v > INT_MAX)
+                return usage_error(counts ? "%s needs a positive integer" : "%s needs a non-negative integer", a);
+            if (!strcmp(a, "--rotate") && v > 64)
+                return usage_error("%s takes at most 64 copies", a);
+            if (!strcmp(a, "--threads"))
                 o->threads = (int)v;
-            else if (a[2] == 's')
+            else if (!strcmp(a, "--seed"))
                 o->seed = (unsigned)v;
-            else
+            else if (!strcmp(a, "--repeat"))
                 o->repeat = (int)v;
+            else
+                o->rotate = (int)v;
         } else if (a[0] == '-' && a[1]) {
             return usage_error("unknown option %s", a);
         } else if (!o->spec) {
@@ -456,42 +467,82 @@ static bool execute_gpu(Kernel *k, const TargetInfo *t, const Opts *o, Bindings 
     return true;
 }
 
+/* The argument lists of --rotate: list 0 is the bindings themselves, the
+ * others hold copies of each read-only input (outputs and inout
+ * arguments stay shared, so the last run's results are the ones kept). */
+enum { MAX_ROTATE = 64 }; /* parse_opts refuses more */
+typedef struct Copies {
+    int n;
+    void *args[MAX_ROTATE][64];
+} Copies;
+
+static void copies_free(const Kernel *k, Copies *c)
+{
+    for (int r = 1; r < c->n; r++)
+        for (int i = 0; i < k->nargs; i++)
+            if (k->bufs[i]->dir == ARG_IN)
+                free(c->args[r][i]);
+}
+
+static bool rotated_inputs(const Kernel *k, const Bindings *bd, int n, Copies *c, Diag *d)
+{
+    c->n = n < MAX_ROTATE ? n : MAX_ROTATE;
+    for (int r = 0; r < c->n; r++)
+        for (int i = 0; i < k->nargs; i++) {
+            void *data = bd->t[i]->data;
+            if (r > 0 && k->bufs[i]->dir == ARG_IN) {
+                size_t bytes = rt_tensor_bytes(bd->t[i]);
+                void *copy = malloc(bytes ? bytes : 1);
+                if (!copy) {
+                    c->n = r + 1; /* this list's earlier copies are freed too */
+                    for (int j = i; j < k->nargs; j++)
+                        c->args[r][j] = NULL;
+                    copies_free(k, c);
+                    SrcLoc none = {k->bufs[i]->loc.file, k->bufs[i]->loc.line};
+                    diag_error(d, none, "--rotate %d: no memory for copy %d of input %s (%zu bytes)", n, r,
+                               k->bufs[i]->name, bytes);
+                    return false;
+                }
+                data = memcpy(copy, data, bytes);
+            }
+            c->args[r][i] = data;
+        }
+    return true;
+}
+
 static bool execute(Kernel *k, bool interp, const TargetInfo *t, const Opts *o, Bindings *bd,
                     double *median, Diag *d)
 {
+    if (!interp && t->gpu_sm && o->rotate > 1) {
+        SrcLoc none = {o->spec, 0};
+        diag_error(d, none, "--rotate is for CPU targets: %s keeps its inputs in device memory", t->name);
+        return false;
+    }
     if (!interp && t->gpu_sm)
         return execute_gpu(k, t, o, bd, median, d);
-    void *args[64];
-    for (int i = 0; i < k->nargs; i++)
-        args[i] = bd->t[i]->data;
+    Copies c;
+    if (!rotated_inputs(k, bd, o->rotate, &c, d))
+        return false;
     double times[64];
     int reps = o->repeat < 64 ? o->repeat : 64;
-    if (interp) {
-        for (int r = 0; r < reps; r++) {
-            double t0 = rt_now();
-            if (!ir_interp(k, args, bd->params, d))
-                return false;
-            times[r] = rt_now() - t0;
-        }
-    } else {
+    bool ok = true;
+    CgJit *jit = NULL;
+    if (!interp) {
         PassOptions po = {.dump_after = NULL, .dump = stderr, .time_passes = o->time_passes};
-        if (!pass_pipeline(k, t, &po, d))
-            return false;
-        CgJit *jit = cg_jit_compile(k, t, d);
-        if (!jit)
-            return false;
-        for (int r = 0; r < reps; r++) {
-            double t0 = rt_now();
-            if (!cg_launch(k, cg_jit_fn(jit), args, bd->params, o->threads, d)) {
-                cg_jit_free(jit);
-                return false;
-            }
-            times[r] = rt_now() - t0;
-        }
-        cg_jit_free(jit);
+        ok = pass_pipeline(k, t, &po, d) && (jit = cg_jit_compile(k, t, d)) != NULL;
     }
-    *median = rt_median(times, reps);
-    return true;
+    for (int r = 0; ok && r < reps; r++) {
+        void **args = c.args[r % c.n];
+        double t0 = rt_now();
+        ok = interp ? ir_interp(k, args, bd->params, d) : cg_launch(k, cg_jit_fn(jit), args, bd->params, o->threads, d);
+        times[r] = rt_now() - t0;
+    }
+    if (jit)
+        cg_jit_free(jit);
+    copies_free(k, &c);
+    if (ok)
+        *median = rt_median(times, reps);
+    return ok;
 }
 
 /* Tolerance of a compiled result against the interpreter, from the output

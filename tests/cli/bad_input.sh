@@ -92,6 +92,14 @@ expect_error "unknown option" "tilec: unknown option --fast (see 'tilec --help')
   "$TILEC" run $gemm --fast
 expect_error "bad --emit" "tilec: unknown --emit kind 'exe' (ir, llvm, asm, obj or ptx) (see 'tilec --help')" -- \
   "$TILEC" compile $gemm --emit exe -o "$tmp/x"
+expect_error "--repeat 0" "tilec: --repeat needs a positive integer (see 'tilec --help')" -- \
+  "$TILEC" run $gemm --repeat 0
+expect_error "--rotate 0" "tilec: --rotate needs a positive integer (see 'tilec --help')" -- \
+  "$TILEC" run $gemm --rotate 0
+expect_error "--rotate too many" "tilec: --rotate takes at most 64 copies (see 'tilec --help')" -- \
+  "$TILEC" run $gemm --rotate 65
+expect_error "--rotate on a GPU" "tilec: $gemm: --rotate is for CPU targets: sm_90a keeps its inputs in device memory" -- \
+  "$TILEC" run $gemm --rotate 2 --target sm_90a
 
 expect_error "rmsnorm width not whole steps" "tilec: kernels_src/rmsnorm.lua:18: rmsnorm: D = 100 is not a multiple of 128" -- \
   "$TILEC" run kernels_src/rmsnorm.lua --set M=2 --set D=100

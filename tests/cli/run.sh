@@ -21,6 +21,12 @@ check "rmsnorm --check" "$TILEC" run examples/rmsnorm.lua --check
 check "silu_mul --check" "$TILEC" run examples/silu_mul.lua --check
 check "gemm on 1 thread, avx2 --check" "$TILEC" run examples/gemm.lua --target x86-avx2 --threads 1 --check
 check "dyn M=0 (an empty batch) --check" "$TILEC" run examples/dyn_scale.lua --set M=0 --check
+check "gemm with inputs in 3 rotated copies --check" "$TILEC" run examples/gemm.lua --rotate 3 --repeat 4 --check
+# rotated copies are the same inputs: the same bits out as one run
+"$TILEC" run examples/gemm.lua --set M=40 --out C="$tmp/c1.npy" >/dev/null 2>&1
+"$TILEC" run examples/gemm.lua --set M=40 --rotate 5 --repeat 7 --out C="$tmp/c5.npy" >/dev/null 2>&1
+if cmp -s "$tmp/c1.npy" "$tmp/c5.npy" && [ -s "$tmp/c1.npy" ]; then ok "--rotate gives one run's result"
+else bad "--rotate gives one run's result"; fi
 
 # an empty .npy in gives an empty one out, with the right shape
 npy write "$tmp/e.npy" "<f4" 0,100
