@@ -170,6 +170,17 @@ static bool exec_available(const Exec *e)
     return ok;
 }
 
+/* Builds spec with sets and runs it on e with args. */
+static bool run_spec_on(const Exec *e, const char *spec, const FeSet *sets, int nsets, void *const *args, Diag *d)
+{
+    Kernel *k = fe_load(spec, sets, nsets, d);
+    if (!k)
+        return false;
+    bool ok = execute(k, e->mode, e->target, e->threads, args, NULL, d);
+    ir_kernel_free(k);
+    return ok;
+}
+
 static const char *exec_name(const Exec *e)
 {
     static char buf[64];
@@ -1110,19 +1121,14 @@ TEST(copies_move_bits)
             if (!exec_available(&execs[e]))
                 continue;
             Diag d = {0};
-            Kernel *k = fe_load("tests/specs/copy_bits.lua", sets, 2, &d);
-            CHECK(k != NULL);
-            if (!k)
-                continue;
             memset(y, 0, sizeof y);
             void *args[2] = {x, y};
-            bool ok = execute(k, execs[e].mode, execs[e].target, execs[e].threads, args, NULL, &d);
+            bool ok = run_spec_on(&execs[e], "tests/specs/copy_bits.lua", sets, 2, args, &d);
             CHECKF(ok, "copy %s on %s: %s", dtypes[t], exec_name(&execs[e]), d.msg);
             int bad = 0;
             for (size_t i = 0; ok && i < 256 * w; i++)
                 bad += x[i] != y[i];
             CHECKF(bad == 0, "copy %s on %s: %d bytes changed", dtypes[t], exec_name(&execs[e]), bad);
-            ir_kernel_free(k);
         }
     }
 }
@@ -1160,13 +1166,9 @@ TEST(transposing_copies_move_every_element)
             if (!exec_available(&execs[e]))
                 continue;
             Diag d = {0};
-            Kernel *k = fe_load("tests/specs/transpose.lua", sets, 4, &d);
-            CHECK(k != NULL);
-            if (!k)
-                continue;
             memset(y, 0, sizeof y);
             void *args[2] = {x, y};
-            bool ok = execute(k, execs[e].mode, execs[e].target, execs[e].threads, args, NULL, &d);
+            bool ok = run_spec_on(&execs[e], "tests/specs/transpose.lua", sets, 4, args, &d);
             CHECKF(ok, "transpose %sx%s %s to %s on %s: %s", cases[t].r, cases[t].c, cases[t].dtype, cases[t].to,
                    exec_name(&execs[e]), d.msg);
             int bad = 0;
@@ -1179,7 +1181,6 @@ TEST(transposing_copies_move_every_element)
                 }
             CHECKF(bad == 0, "transpose %sx%s %s to %s on %s: %d elements misplaced", cases[t].r, cases[t].c,
                    cases[t].dtype, cases[t].to, exec_name(&execs[e]), bad);
-            ir_kernel_free(k);
         }
     }
 }
