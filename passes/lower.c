@@ -2,23 +2,12 @@
  *
  * Every tile op becomes loops of element loads and stores with the tail
  * semantics of ir.h (reads past a global buffer's edge give 0, writes past it
- * are dropped), except GEMM, which becomes MICRO_GEMM register tiles over
- * operands this pass stages into row-major scratch buffers: global operands
- * are copied in (and C out), a transposed B is packed k-major so the
- * micro-kernel reads unit-stride vectors of B.  After this pass codegen sees
- * only static-shaped, row-major, in-bounds MICRO_GEMM operands. */
+ * are dropped), except GEMM (lower_gemm.c).  On the CPU a pipelined loop
+ * also prefetches the windows its next steps read. */
+#include "passes/lower.h"
 #include "passes/passes.h"
 
 #include <math.h>
-
-typedef struct Lower {
-    Kernel *k;
-    const TargetInfo *t;
-    int ntemp; /* for unique scratch names */
-} Lower;
-
-static Expr *ci(Lower *L, int64_t v) { return ir_const_i(L->k, v); }
-static Expr *add(Lower *L, Expr *a, Expr *b) { return ir_binary(L->k, EX_ADD, a, b); }
 
 static Expr *zero_of(Lower *L, DType dt)
 {
@@ -26,7 +15,7 @@ static Expr *zero_of(Lower *L, DType dt)
 }
 
 /* Index of region r's element at window position pos[] (one per dim). */
-static void region_at(Lower *L, const Region *r, Expr *const *pos, Expr **idx)
+void lower_region_at(Lower *L, const Region *r, Expr *const *pos, Expr **idx)
 {
     for (int d = 0; d < r->buf->rank; d++)
         idx[d] = add(L, r->off[d], pos[d]);
@@ -49,7 +38,7 @@ static Expr *in_bounds(Lower *L, const Buffer *b, Expr *const *idx)
 }
 
 /* The whole window lies inside the buffer (NULL: trivially true). */
-static Expr *window_inside(Lower *L, const Region *r)
+Expr *lower_window_inside(Lower *L, const Region *r)
 {
     if (r->buf->scope != SCOPE_GLOBAL)
         return NULL;
@@ -63,7 +52,7 @@ static Expr *window_inside(Lower *L, const Region *r)
     return c;
 }
 
-static Expr *and_opt(Lower *L, Expr *a, Expr *b)
+Expr *lower_and(Lower *L, Expr *a, Expr *b)
 {
     if (!a)
         return b;
@@ -74,7 +63,7 @@ static Expr *and_opt(Lower *L, Expr *a, Expr *b)
 
 /* A load that reads 0 outside a global buffer without touching memory
  * there: the index is clamped into range and the value selected away. */
-static Expr *guarded_load(Lower *L, const Buffer *b, Expr **idx, bool guard)
+Expr *lower_guarded_load(Lower *L, const Buffer *b, Expr **idx, bool guard)
 {
     Expr *cond = guard ? in_bounds(L, b, idx) : NULL;
     if (!cond)
@@ -87,8 +76,7 @@ static Expr *guarded_load(Lower *L, const Buffer *b, Expr **idx, bool guard)
     return ir_select(L->k, cond, ir_load(L->k, (Buffer *)b, clamped), zero_of(L, b->dtype));
 }
 
-static Stmt *guarded_store(Lower *L, Buffer *b, Expr **idx, Expr *v, bool guard, bool atomic,
-                           SrcLoc loc)
+Stmt *lower_guarded_store(Lower *L, Buffer *b, Expr **idx, Expr *v, bool guard, bool atomic, SrcLoc loc)
 {
     Stmt *st = ir_store(L->k, b, idx, v, loc);
     st->u.store.atomic = atomic;
@@ -105,8 +93,8 @@ static Stmt *guarded_store(Lower *L, Buffer *b, Expr **idx, Expr *v, bool guard,
 /* A nest of loops of `kind` over ext[0..n); the innermost body is returned
  * through *inner and the loop variables through vars.  n == 0 gives a plain
  * block. */
-static Stmt *nest(Lower *L, int n, const int64_t *ext, LoopKind kind, const char *prefix,
-                  Expr **vars, Stmt **inner, SrcLoc loc)
+Stmt *lower_nest(Lower *L, int n, const int64_t *ext, LoopKind kind, const char *prefix, Expr **vars, Stmt **inner,
+                 SrcLoc loc)
 {
     Stmt *body = ir_seq(L->k, loc);
     *inner = body;
@@ -151,21 +139,21 @@ static Stmt *copy_loops(Lower *L, const Region *src, const Region *dst, bool ato
     int n = squeeze(dst, ext);
     Expr *vars[IR_MAX_RANK], *sp[IR_MAX_RANK], *dp[IR_MAX_RANK], *si[IR_MAX_RANK], *di[IR_MAX_RANK];
     Stmt *inner;
-    Stmt *outer = nest(L, n, ext, LOOP_PARALLEL, "c", vars, &inner, loc);
+    Stmt *outer = lower_nest(L, n, ext, LOOP_PARALLEL, "c", vars, &inner, loc);
     squeezed_pos(L, src, vars, sp);
     squeezed_pos(L, dst, vars, dp);
-    region_at(L, src, sp, si);
-    region_at(L, dst, dp, di);
-    Expr *v = guarded_load(L, src->buf, si, guard);
-    ir_seq_push(L->k, inner, guarded_store(L, dst->buf, di, v, guard, atomic, loc));
+    lower_region_at(L, src, sp, si);
+    lower_region_at(L, dst, dp, di);
+    Expr *v = lower_guarded_load(L, src->buf, si, guard);
+    ir_seq_push(L->k, inner, lower_guarded_store(L, dst->buf, di, v, guard, atomic, loc));
     return outer;
 }
 
 /* A fast unguarded nest when both windows are inside their buffers, the
  * guarded one otherwise. */
-static Stmt *lower_copy(Lower *L, const Region *src, const Region *dst, bool atomic, SrcLoc loc)
+Stmt *lower_copy(Lower *L, const Region *src, const Region *dst, bool atomic, SrcLoc loc)
 {
-    Expr *inside = and_opt(L, window_inside(L, src), window_inside(L, dst));
+    Expr *inside = lower_and(L, lower_window_inside(L, src), lower_window_inside(L, dst));
     if (!inside)
         return copy_loops(L, src, dst, atomic, false, loc);
     if (inside->op == EX_CONST) /* decided at compile time */
@@ -180,17 +168,16 @@ static Stmt *lower_fill(Lower *L, const Region *dst, Expr *value, SrcLoc loc)
     int n = squeeze(dst, ext);
     Expr *vars[IR_MAX_RANK], *dp[IR_MAX_RANK], *di[IR_MAX_RANK];
     Stmt *inner;
-    Stmt *outer = nest(L, n, ext, LOOP_PARALLEL, "f", vars, &inner, loc);
+    Stmt *outer = lower_nest(L, n, ext, LOOP_PARALLEL, "f", vars, &inner, loc);
     squeezed_pos(L, dst, vars, dp);
-    region_at(L, dst, dp, di);
-    ir_seq_push(L->k, inner, guarded_store(L, dst->buf, di, value, true, false, loc));
+    lower_region_at(L, dst, dp, di);
+    ir_seq_push(L->k, inner, lower_guarded_store(L, dst->buf, di, value, true, false, loc));
     return outer;
 }
 
 /* --------------------------------------------------------------- reduce */
 
-static Buffer *temp(Lower *L, const char *what, Scope scope, DType dt, int rank, const int64_t *shape,
-                    SrcLoc loc)
+Buffer *lower_temp(Lower *L, const char *what, Scope scope, DType dt, int rank, const int64_t *shape, SrcLoc loc)
 {
     char name[32];
     do /* a name no buffer of the kernel has, user-named ones included */
@@ -240,22 +227,22 @@ static Stmt *lower_reduce_split(Lower *L, const Stmt *s, int64_t P)
     for (int d = 0; d < dr; d++)
         ext[d] = dst->ext[d];
     ext[dr] = P;
-    Buffer *part = temp(L, "part", SCOPE_SHARED, DT_F32, dr + 1, ext, s->loc);
+    Buffer *part = lower_temp(L, "part", SCOPE_SHARED, DT_F32, dr + 1, ext, s->loc);
     Stmt *seq = ir_seq(L->k, s->loc);
 
     /* phase 1: strided partial reductions */
-    Buffer *acc = temp(L, "acc", SCOPE_LOCAL, DT_F32, 1, &one, s->loc);
+    Buffer *acc = lower_temp(L, "acc", SCOPE_LOCAL, DT_F32, 1, &one, s->loc);
     Expr *pv[IR_MAX_RANK + 1];
     Stmt *body;
-    ir_seq_push(L->k, seq, nest(L, dr + 1, ext, LOOP_PARALLEL, "r", pv, &body, s->loc));
+    ir_seq_push(L->k, seq, lower_nest(L, dr + 1, ext, LOOP_PARALLEL, "r", pv, &body, s->loc));
     ir_seq_push(L->k, body, ir_store(L->k, acc, zero, identity(L, op), s->loc));
     Var *tv = ir_var_new(L->k, "red");
     Expr *idx = add(L, pv[dr], ir_binary(L->k, EX_MUL, ir_var(L->k, tv), ci(L, P)));
     Expr *pos[IR_MAX_RANK], *si[IR_MAX_RANK];
     for (int d = 0, o = 0; d < rank; d++)
         pos[d] = d == axis ? idx : (rank == 1 ? ci(L, 0) : pv[o++]);
-    region_at(L, src, pos, si);
-    Expr *x = guarded_load(L, src->buf, si, true);
+    lower_region_at(L, src, pos, si);
+    Expr *x = lower_guarded_load(L, src->buf, si, true);
     if (src->buf->scope == SCOPE_GLOBAL)
         x = ir_select(L->k, in_bounds(L, src->buf, si), x, identity(L, op));
     Stmt *upd = ir_seq(L->k, s->loc);
@@ -270,9 +257,9 @@ static Stmt *lower_reduce_split(Lower *L, const Stmt *s, int64_t P)
 
     /* phase 2: the parts of each element, then into the destination */
     ReduceOp outer_op = op == RED_ABSMAX ? RED_MAX : op; /* parts are absolute already */
-    Buffer *acc2 = temp(L, "acc", SCOPE_LOCAL, DT_F32, 1, &one, s->loc);
+    Buffer *acc2 = lower_temp(L, "acc", SCOPE_LOCAL, DT_F32, 1, &one, s->loc);
     Expr *dv[IR_MAX_RANK + 1], *di[IR_MAX_RANK];
-    ir_seq_push(L->k, seq, nest(L, dr, dst->ext, LOOP_PARALLEL, "r", dv, &body, s->loc));
+    ir_seq_push(L->k, seq, lower_nest(L, dr, dst->ext, LOOP_PARALLEL, "r", dv, &body, s->loc));
     ir_seq_push(L->k, body, ir_store(L->k, acc2, zero, identity(L, outer_op), s->loc));
     Var *qv = ir_var_new(L->k, "part");
     dv[dr] = ir_var(L->k, qv);
@@ -280,11 +267,11 @@ static Stmt *lower_reduce_split(Lower *L, const Stmt *s, int64_t P)
     ir_seq_push(L->k, comb, ir_store(L->k, acc2, zero,
                                      combine(L, outer_op, ir_load(L->k, acc2, zero), ir_load(L->k, part, dv)), s->loc));
     ir_seq_push(L->k, body, ir_for(L->k, qv, ci(L, P), LOOP_SERIAL, 0, comb, s->loc));
-    region_at(L, dst, dv, di);
+    lower_region_at(L, dst, dv, di);
     Expr *result = ir_load(L->k, acc2, zero);
     if (!s->u.reduce.clear)
-        result = combine(L, outer_op, guarded_load(L, dst->buf, di, true), result);
-    ir_seq_push(L->k, body, guarded_store(L, dst->buf, di, result, true, false, s->loc));
+        result = combine(L, outer_op, lower_guarded_load(L, dst->buf, di, true), result);
+    ir_seq_push(L->k, body, lower_guarded_store(L, dst->buf, di, result, true, false, s->loc));
     return seq;
 }
 
@@ -304,7 +291,7 @@ static Stmt *lower_reduce(Lower *L, const Stmt *s)
     int axis = s->u.reduce.axis, rank = src->buf->rank;
     int64_t one = 1;
     bool bits = op == RED_ABSMAX && !L->t->gpu_sm;
-    Buffer *acc = temp(L, "acc", SCOPE_LOCAL, bits ? DT_I32 : DT_F32, 1, &one, s->loc);
+    Buffer *acc = lower_temp(L, "acc", SCOPE_LOCAL, bits ? DT_I32 : DT_F32, 1, &one, s->loc);
     Expr *zero[1] = {ci(L, 0)};
 
     Expr *dv[IR_MAX_RANK], *di[IR_MAX_RANK];
@@ -313,16 +300,16 @@ static Stmt *lower_reduce(Lower *L, const Stmt *s)
      * accumulator.  On a GPU a LOCAL buffer is private to each thread, so
      * the elements are independent and spread over the threads. */
     LoopKind kind = L->t->gpu_sm ? LOOP_PARALLEL : LOOP_SERIAL;
-    Stmt *outer = nest(L, dst->buf->rank, dst->ext, kind, "r", dv, &body, s->loc);
-    region_at(L, dst, dv, di);
+    Stmt *outer = lower_nest(L, dst->buf->rank, dst->ext, kind, "r", dv, &body, s->loc);
+    lower_region_at(L, dst, dv, di);
     ir_seq_push(L->k, body, ir_store(L->k, acc, zero, bits ? ci(L, 0) : identity(L, op), s->loc));
 
     Var *rv = ir_var_new(L->k, "red");
     Expr *pos[IR_MAX_RANK], *si[IR_MAX_RANK];
     for (int d = 0, o = 0; d < rank; d++)
         pos[d] = d == axis ? ir_var(L->k, rv) : (rank == 1 ? ci(L, 0) : dv[o++]);
-    region_at(L, src, pos, si);
-    Expr *x = guarded_load(L, src->buf, si, true);
+    lower_region_at(L, src, pos, si);
+    Expr *x = lower_guarded_load(L, src->buf, si, true);
     if (src->buf->scope == SCOPE_GLOBAL) /* outside the edge: the identity, not 0 */
         x = ir_select(L->k, in_bounds(L, src->buf, si), x, identity(L, op));
     Stmt *step = ir_seq(L->k, s->loc);
@@ -335,861 +322,10 @@ static Stmt *lower_reduce(Lower *L, const Stmt *s)
         result = ir_bitcast(L->k, DT_F32, result);
     if (!s->u.reduce.clear) {
         ReduceOp outer_op = op == RED_ABSMAX ? RED_MAX : op;
-        result = combine(L, outer_op, guarded_load(L, dst->buf, di, true), result);
+        result = combine(L, outer_op, lower_guarded_load(L, dst->buf, di, true), result);
     }
-    ir_seq_push(L->k, body, guarded_store(L, dst->buf, di, result, true, false, s->loc));
+    ir_seq_push(L->k, body, lower_guarded_store(L, dst->buf, di, result, true, false, s->loc));
     return outer;
-}
-
-/* ----------------------------------------------------------------- gemm */
-
-static Region whole(Lower *L, Buffer *b) { return ir_region_whole(L->k, b); }
-
-/* How an operand window is laid out in its scratch copy. */
-typedef enum Layout {
-    ROWS,   /* b[i, j] = R(i, j): a row-major copy */
-    PAIRS,  /* b[kk, 2n + t] = R(2kk + t, n): k-pairs for a dot-product instruction */
-    PANELS, /* b[p*K + k, n] = R(k, p*NR + n): panels of NR columns, one after another */
-} Layout;
-
-/* The staging loops of window r (transposed or not) into b with layout
- * lay, its loads guarded or not.  Loops over `shape` (PANELS: over panels
- * [p0, p0 + shape[0]) of shape[2] <= NR columns each). */
-static Stmt *stage_loops(Lower *L, const Region *r, Buffer *b, Layout lay, const int64_t *shape, int64_t p0,
-                         bool transpose, bool guard, SrcLoc loc)
-{
-    int n = lay == PANELS ? 3 : 2;
-    Expr *vars[3], *pos[2], *si[2], *di[2];
-    Stmt *inner;
-    Stmt *loops = nest(L, n, shape, LOOP_PARALLEL, lay == PAIRS ? "q" : "p", vars, &inner, loc);
-    Expr *row = vars[0], *col = vars[1];
-    di[0] = vars[0];
-    di[1] = vars[1];
-    if (lay == PAIRS) {
-        row = add(L, ir_binary(L->k, EX_MUL, vars[0], ci(L, 2)), ir_binary(L->k, EX_MOD, vars[1], ci(L, 2)));
-        col = ir_binary(L->k, EX_DIV, vars[1], ci(L, 2));
-    } else if (lay == PANELS) {
-        /* the panel loop is serial: its rows p*K + k differ, but a parallel
-         * loop's stores must each move with its own variable */
-        loops->u.seq.items[0]->u.loop.kind = LOOP_SERIAL;
-        int64_t NR = L->t->micro_n, K = shape[1];
-        Expr *p = add(L, vars[0], ci(L, p0)), *k = vars[1], *j = vars[2];
-        row = k;
-        col = add(L, ir_binary(L->k, EX_MUL, p, ci(L, NR)), j);
-        di[0] = add(L, ir_binary(L->k, EX_MUL, p, ci(L, K)), k);
-        di[1] = j;
-    }
-    pos[0] = transpose ? col : row;
-    pos[1] = transpose ? row : col;
-    region_at(L, r, pos, si);
-    ir_seq_push(L->k, inner, ir_store(L->k, b, di, guarded_load(L, r->buf, si, guard), loc));
-    return loops;
-}
-
-/* Whether a staging copy's loads are guarded: where its window is known
- * to lie inside the buffer (a fast path), known not to, or to be decided
- * at run time (an unguarded copy where it does, unless constant). */
-typedef enum Guard { INSIDE, OUTSIDE, CHECK } Guard;
-
-static void stage_into(Lower *L, Stmt *seq, const Region *r, Buffer *b, Layout lay, const int64_t *shape,
-                       int64_t p0, bool transpose, Guard guard, SrcLoc loc)
-{
-    Expr *inside = guard == CHECK ? window_inside(L, r) : NULL;
-    Stmt *s;
-    if (guard != CHECK || !inside || inside->op == EX_CONST)
-        s = stage_loops(L, r, b, lay, shape, p0, transpose, guard == OUTSIDE || (inside && !inside->imm.i), loc);
-    else
-        s = ir_if(L->k, inside, stage_loops(L, r, b, lay, shape, p0, transpose, false, loc),
-                  stage_loops(L, r, b, lay, shape, p0, transpose, true, loc), loc);
-    ir_seq_push(L->k, seq, s);
-}
-
-/* Copy a (possibly global, possibly transposed) operand window into a new
- * row-major scratch buffer of `rows x cols` and dtype dt (r's own, or f32
- * to widen it). */
-static Buffer *stage(Lower *L, Stmt *seq, const Region *r, bool transpose, int64_t rows,
-                     int64_t cols, DType dt, const char *what, Guard guard, SrcLoc loc)
-{
-    int64_t shape[2] = {rows, cols};
-    Buffer *b = temp(L, what, SCOPE_SHARED, dt, 2, shape, loc);
-    stage_into(L, seq, r, b, ROWS, shape, 0, transpose, guard, loc);
-    return b;
-}
-
-/* Pack B (a [K,N] window, or [N,K] if transposed; K even) in k-pairs for a
- * dot-product instruction: bp[kk, 2n + t] = B(2kk + t, n). */
-static Buffer *stage_pairs(Lower *L, Stmt *seq, const Region *r, bool transpose, int64_t K,
-                           int64_t N, SrcLoc loc)
-{
-    int64_t shape[2] = {K / 2, 2 * N};
-    Buffer *b = temp(L, "gemm_bp", SCOPE_SHARED, r->buf->dtype, 2, shape, loc);
-    stage_into(L, seq, r, b, PAIRS, shape, 0, transpose, CHECK, loc);
-    return b;
-}
-
-/* Pack B (a [K,N] window, or [N,K] if transposed) as f32 panels of NR
- * columns: a register tile then walks NR·4 contiguous bytes per k.  Read
- * from a row-major [K,BN] copy, each tile's rows lie BN·4 bytes apart,
- * all in a quarter of L1's sets at BN = 64: the tiles' B rows evicted
- * one another every k step. */
-static Buffer *stage_panels(Lower *L, Stmt *seq, const Region *r, bool transpose, int64_t K, int64_t N,
-                            SrcLoc loc)
-{
-    int64_t NR = L->t->micro_n, full = N / NR, rem = N % NR;
-    int64_t shape[2] = {(full + (rem > 0)) * K, NR};
-    Buffer *b = temp(L, "gemm_b", SCOPE_SHARED, DT_F32, 2, shape, loc);
-    int64_t whole[3] = {full, K, NR}, tail[3] = {1, K, rem};
-    if (full)
-        stage_into(L, seq, r, b, PANELS, whole, 0, transpose, CHECK, loc);
-    if (rem)
-        stage_into(L, seq, r, b, PANELS, tail, full, transpose, CHECK, loc);
-    return b;
-}
-
-/* A window of the matrix of r (its last two dims: a block-scaled operand
- * may have leading unit dims): rows [o0 + d0, +e0), columns [o1 + d1, +e1). */
-static Region sub(Lower *L, const Region *r, int64_t d0, int64_t e0, Expr *o0, int64_t d1, int64_t e1,
-                  Expr *o1)
-{
-    Region s = *r;
-    int R = r->buf->rank - 2, C = R + 1;
-    s.off[R] = add(L, add(L, r->off[R], o0), ci(L, d0));
-    s.off[C] = add(L, add(L, r->off[C], o1), ci(L, d1));
-    s.ext[R] = e0;
-    s.ext[C] = e1;
-    return s;
-}
-
-/* One register tile at rows [i, i+mr), columns [j, j+nr) = panel `p` of
- * NR; b is B laid out as blay says ([K,N], [K/2, 2N] pairs, or panels). */
-static Stmt *micro(Lower *L, const Stmt *g, const Region *a, const Region *b, const Region *c,
-                   Expr *i, int64_t i0, int64_t mr, Expr *j, int64_t j0, int64_t nr, Expr *p, int64_t K,
-                   Layout blay)
-{
-    Expr *z = ci(L, 0);
-    Region ta = g->u.gemm.trans_a ? sub(L, a, 0, K, z, i0, mr, i) : sub(L, a, i0, mr, i, 0, K, z);
-    Region tb = blay == PAIRS    ? sub(L, b, 0, K / 2, z, 2 * j0, 2 * nr, ir_binary(L->k, EX_MUL, j, ci(L, 2)))
-                : blay == PANELS ? sub(L, b, 0, K, ir_binary(L->k, EX_MUL, p, ci(L, K)), 0, nr, z)
-                                 : sub(L, b, 0, K, z, j0, nr, j);
-    Region tc = sub(L, c, i0, mr, i, j0, nr, j);
-    Stmt *s = ir_micro_gemm(L->k, ta, tb, tc, g->u.gemm.trans_a, false, g->u.gemm.clear, g->loc);
-    s->u.gemm.b_pairs = blay == PAIRS;
-    return s;
-}
-
-/* Columns of one row band: full NR tiles in a loop, then the tail. */
-static void row_band(Lower *L, Stmt *seq, const Stmt *g, const Region *a, const Region *b,
-                     const Region *c, Expr *i, int64_t i0, int64_t mr, int64_t N, int64_t K, Layout blay)
-{
-    int64_t NR = L->t->micro_n, full = N / NR, rem = N % NR;
-    if (full) {
-        Var *jv = ir_var_new(L->k, "jt");
-        Stmt *body = ir_seq(L->k, g->loc);
-        Expr *j = ir_binary(L->k, EX_MUL, ir_var(L->k, jv), ci(L, NR));
-        ir_seq_push(L->k, body, micro(L, g, a, b, c, i, i0, mr, j, 0, NR, ir_var(L->k, jv), K, blay));
-        ir_seq_push(L->k, seq, ir_for(L->k, jv, ci(L, full), LOOP_SERIAL, 0, body, g->loc));
-    }
-    if (rem)
-        ir_seq_push(L->k, seq, micro(L, g, a, b, c, i, i0, mr, ci(L, 0), full * NR, rem, ci(L, full), K, blay));
-}
-
-/* Bands of mr rows over C's M rows: `full` of them, then a tail band of
- * M % mr rows.  Where only C's first `rows` rows are wanted (the gemm's
- * rows option, an expression clamped to [0, M]), the loop of full bands
- * stops after the band holding the last wanted row and the tail runs only
- * if it holds one: a last row block mostly outside the matrix, or an MoE
- * tile of one expert's two rows, computes no padding rows. */
-typedef struct Bands {
-    Expr *loop; /* the full bands' loop extent */
-    Expr *tail; /* the tail band's condition; NULL: always */
-} Bands;
-
-static Bands wanted_bands(Lower *L, Expr *rows, int64_t M, int64_t mr)
-{
-    int64_t full = M / mr;
-    Bands b = {ci(L, full), NULL};
-    if (!rows)
-        return b;
-    Expr *n = ir_binary(L->k, EX_MIN, ir_binary(L->k, EX_MAX, rows, ci(L, 0)), ci(L, M));
-    Expr *need = ir_binary(L->k, EX_DIV, add(L, n, ci(L, mr - 1)), ci(L, mr));
-    b.loop = ir_binary(L->k, EX_MIN, need, ci(L, full));
-    b.tail = ir_binary(L->k, EX_LT, ci(L, full * mr), n);
-    return b;
-}
-
-/* Register tiles over C: bands of MR rows (those holding wanted rows), each
- * a row of NR-column tiles. */
-static void register_tiles(Lower *L, Stmt *seq, const Stmt *g, const Region *a, const Region *b,
-                           const Region *c, Expr *rows, Layout blay)
-{
-    int64_t M = c->ext[0], N = c->ext[1], K = g->u.gemm.trans_a ? a->ext[0] : a->ext[1];
-    int64_t MR = L->t->micro_m, full = M / MR, rem = M % MR;
-    Bands bands = wanted_bands(L, rows, M, MR);
-    if (full) {
-        Var *iv = ir_var_new(L->k, "it");
-        Stmt *body = ir_seq(L->k, g->loc);
-        Expr *i = ir_binary(L->k, EX_MUL, ir_var(L->k, iv), ci(L, MR));
-        row_band(L, body, g, a, b, c, i, 0, MR, N, K, blay);
-        ir_seq_push(L->k, seq, ir_for(L->k, iv, bands.loop, LOOP_SERIAL, 0, body, g->loc));
-    }
-    if (rem) {
-        Stmt *tail = bands.tail ? ir_seq(L->k, g->loc) : seq;
-        row_band(L, tail, g, a, b, c, ci(L, 0), full * MR, rem, N, K, blay);
-        if (bands.tail)
-            ir_seq_push(L->k, seq, ir_if(L->k, bands.tail, tail, NULL, g->loc));
-    }
-}
-
-/* An f32 A that is global (a copy into scratch forwarded: see
- * forward_operand) is read in place by the register tiles. */
-static bool a_reads_in_place(Lower *L, const Stmt *g)
-{
-    const Region *a = &g->u.gemm.a;
-    return !L->t->gpu_sm && a->buf->scope == SCOPE_GLOBAL && a->buf->dtype == DT_F32 && !g->u.gemm.trans_a &&
-           a->buf->rank == 2;
-}
-
-/* GEMM on a GPU without tensor cores: one thread per element of C, a
- * private f32 accumulator and a serial loop over K (pass_threads spreads
- * the C elements over the block's threads). */
-static Stmt *lower_gemm_simt(Lower *L, const Stmt *g)
-{
-    const Region *a = &g->u.gemm.a, *b = &g->u.gemm.b, *c = &g->u.gemm.c;
-    bool ta = g->u.gemm.trans_a, tb = g->u.gemm.trans_b;
-    int64_t K = ta ? a->ext[0] : a->ext[1], one = 1;
-    Buffer *acc = temp(L, "acc", SCOPE_LOCAL, DT_F32, 1, &one, g->loc);
-    Expr *zero[1] = {ci(L, 0)};
-    Expr *cv[2], *ci_[2];
-    Stmt *body;
-    Stmt *outer = nest(L, 2, c->ext, LOOP_PARALLEL, "g", cv, &body, g->loc);
-    region_at(L, c, cv, ci_);
-    Expr *init = g->u.gemm.clear ? ir_const_f(L->k, 0) : guarded_load(L, c->buf, ci_, true);
-    ir_seq_push(L->k, body, ir_store(L->k, acc, zero, init, g->loc));
-    Var *kv = ir_var_new(L->k, "kk");
-    Expr *kx = ir_var(L->k, kv), *pa[2], *pb[2], *ia[2], *ib[2];
-    pa[0] = ta ? kx : cv[0];
-    pa[1] = ta ? cv[0] : kx;
-    pb[0] = tb ? cv[1] : kx;
-    pb[1] = tb ? kx : cv[1];
-    region_at(L, a, pa, ia);
-    region_at(L, b, pb, ib);
-    Expr *prod = ir_binary(L->k, EX_MUL, guarded_load(L, a->buf, ia, true), guarded_load(L, b->buf, ib, true));
-    Stmt *step = ir_seq(L->k, g->loc);
-    ir_seq_push(L->k, step, ir_store(L->k, acc, zero, ir_binary(L->k, EX_ADD, ir_load(L->k, acc, zero), prod), g->loc));
-    ir_seq_push(L->k, body, ir_for(L->k, kv, ci(L, K), LOOP_SERIAL, 0, step, g->loc));
-    ir_seq_push(L->k, body, guarded_store(L, c->buf, ci_, ir_load(L->k, acc, zero), true, false, g->loc));
-    return outer;
-}
-
-Stmt *pass_gemm_loops(Kernel *k, const TargetInfo *t, const Stmt *g)
-{
-    Lower L = {.k = k, .t = t};
-    return lower_gemm_simt(&L, g);
-}
-
-
-/* Tensor cores take the GEMM when its operands are whole scratch tiles of a
- * dtype they take (ir_mma_k), A untransposed, K a multiple of the mma's k,
- * and C a whole f32 fragment that tiles into 16x8 pieces over the block's
- * warps (pass_threads gives C that layout).  8-bit B must be [N, K]
- * (trans_b): ldmatrix cannot transpose bytes.  Which instruction runs it
- * (mma.sync, or wgmma on sm_90a) pass_threads decides, once the block's
- * threads are known. */
-static bool tensor_core_gemm(Lower *L, const Stmt *g)
-{
-    const Region *a = &g->u.gemm.a, *b = &g->u.gemm.b, *c = &g->u.gemm.c;
-    DType dt = a->buf->dtype;
-    int kstep = ir_mma_k(L->t, dt);
-    MmaLayout lay;
-    return kstep && b->buf->dtype == dt && (g->u.gemm.trans_b || dt_bits(dt) == 16) &&
-           !g->u.gemm.trans_a && a->buf->scope != SCOPE_GLOBAL && b->buf->scope != SCOPE_GLOBAL &&
-           c->buf->scope == SCOPE_FRAGMENT && ir_region_is_whole(a) && ir_region_is_whole(b) && ir_region_is_whole(c) &&
-           a->ext[1] % kstep == 0 && ir_mma_layout(c->ext[0], c->ext[1], L->t->gpu_threads, &lay);
-}
-
-/* ------------------------------------------------ dot tiles (decode) */
-
-/* The matrix of a window is its last two dims (a scaled operand may have
- * leading unit dims). */
-static int64_t mat_rows(const Region *r) { return r->ext[r->buf->rank - 2]; }
-static int64_t mat_cols(const Region *r) { return r->ext[r->buf->rank - 1]; }
-
-/* A product of few rows (decode: one token, a few) with B as [N, K] runs on
- * the CPU as dot products along K, which is contiguous in A and in B: a
- * MICRO_GEMM with trans_b is a dot_m x dot_n tile of them (codegen/micro.c),
- * B read in place and in its own dtype.  The broadcast register tiles would
- * first transpose B into k-major panels and then compute micro_m rows, most
- * of them padding. */
-enum { DOT_MAX_ROWS = 16 };
-
-static bool dot_gemm(Lower *L, const Stmt *g)
-{
-    return !L->t->gpu_sm && g->u.gemm.trans_b && !g->u.gemm.trans_a && g->u.gemm.c.ext[0] <= DOT_MAX_ROWS;
-}
-
-/* What a dot tile's K loop keeps in vector registers besides its mr x nr
- * accumulators (codegen/micro.c), per operand dtypes ta x tb: each A row's
- * widened chunk, chunk / W registers (2 where an operand is 8-bit: the
- * chunk is 2W), and B's widening — none beyond a vector or two for the
- * 16- and 32-bit types, but e4m3 keeps three 16-bit constants and three
- * temporaries live (AVX2, fp8 at one row: nine columns spilled accumulators
- * every step, eight do not). */
-typedef struct DotRegs {
-    int64_t regs, per_row, fixed;
-} DotRegs;
-
-/* The target's vector registers: 32 zmm or 16 ymm. */
-static int64_t vector_regs(const TargetInfo *t) { return t->vector_bits >= 512 ? 32 : 16; }
-
-/* What a packed e2m1 dot tile keeps in vector registers beside its
- * accumulators, tables and A rows: constants and temporaries. */
-enum { E2M1_FIXED = 8 };
-
-static DotRegs dot_regs(const TargetInfo *t, DType ta, DType tb)
-{
-    bool wide = dt_bits(ta) == 8 || dt_bits(tb) == 8;
-    DotRegs r = {vector_regs(t), wide ? 2 : 1, 2};
-    if (tb == DT_F8E4M3)
-        r.fixed = 6;
-    else if (tb == DT_F8E5M2)
-        r.fixed = 4;
-    return r;
-}
-
-/* The columns of a tile of mr rows: the accumulator budget dot_m x dot_n,
- * spent on columns when rows are few, and no more than the registers left
- * beside what dot_regs counts. */
-static int64_t dot_fit_cols(const TargetInfo *t, int64_t mr, DType ta, DType tb)
-{
-    DotRegs r = dot_regs(t, ta, tb);
-    int64_t nr = (int64_t)t->dot_m * t->dot_n / mr, fit = (r.regs - r.fixed - mr * r.per_row) / mr;
-    return nr < fit ? nr : fit;
-}
-
-/* Tall tiles: with A staged as f32 (lower_gemm_dot's widen_a) and B
- * widened in registers, each widened B register feeds one FMA per row of
- * the tile, and A's rows are the FMAs' memory operands (no register each),
- * so rows are what pays for the widening: fp8 at 16 rows spent 18 of a
- * 2x3 tile's 34 instructions per step widening, an 8x1 tile spends 6 of
- * 24 (cache-resident, N = K = 1024, one thread: 1.12 -> 0.70 ms; at 4 rows
- * 4x2 against 2x3 and a 2x3: 0.38 -> 0.23).  Up to DOT_TALL rows (more
- * were no faster and leave a short band), then as many columns as the
- * registers hold: accumulators, B's widened step (two registers for 8-bit
- * B, whose step is two registers of f32) and two for constants and
- * temporaries.  Only while the band's rows of A stay in L1 (half of it):
- * every column reads all of them again (bf16 at 16 rows, K 4096: 128 KiB
- * of A per 8 KiB weight row from L2, 11.4 -> 14-17 ms from DRAM). */
-enum { DOT_TALL = 8 };
-
-static int64_t dot_tall_rows(int64_t M)
-{
-    int64_t bands = (M + DOT_TALL - 1) / DOT_TALL;
-    return (M + bands - 1) / bands;
-}
-
-static bool dot_tall(const TargetInfo *t, int64_t M, int64_t K, DType ta, DType tb)
-{
-    bool widened = tb == DT_BF16 || tb == DT_F16 || tb == DT_F8E4M3 || tb == DT_F8E5M2;
-    return M >= 2 && ta == DT_F32 && widened && dot_tall_rows(M) * K * 4 <= t->l1_bytes / 2;
-}
-
-static int64_t dot_tall_cols(const TargetInfo *t, int64_t mr, DType tb)
-{
-    int64_t parts = dt_bits(tb) == 8 ? 2 : 1, nr = (vector_regs(t) - 2) / (mr + parts);
-    return nr < 1 ? 1 : nr;
-}
-
-/* The tile's rows for a product of M rows along K.  Tall tiles: all of
- * them up to DOT_TALL, else equal bands of at most that.  Otherwise all of
- * them up to one more than dot_m where that leaves two columns (then each
- * weight is widened once instead of twice), else bands of dot_m rows or as
- * many as keep two columns. */
-static int64_t dot_rows_of(const TargetInfo *t, int64_t M, int64_t K, DType ta, DType tb)
-{
-    if (dot_tall(t, M, K, ta, tb))
-        return dot_tall_rows(M);
-    if (M >= 2 && ta == DT_F32 && tb == DT_F4E2M1) {
-        /* packed e2m1 (one column: its accumulators per row, the block's
-         * table, an A row and E2M1_FIXED more): as many rows as leave
-         * those, each decoded register feeding one FMA per row —
-         * moe_expert_gemm 16 rows, N = K = 1024, cache-resident, 3x1 tiles
-         * 1.30 ms, 4x1 1.05, 6x1 0.92, 8x1 (spilling) 0.98 */
-        int64_t fit = vector_regs(t) - E2M1_FIXED - 2, most = fit < DOT_TALL ? fit : DOT_TALL;
-        int64_t bands = (M + most - 1) / most;
-        return (M + bands - 1) / bands;
-    }
-    int64_t most = 1;
-    while (most <= t->dot_m && dot_fit_cols(t, most + 1, ta, tb) >= 2)
-        most++;
-    return M <= most ? M : most < t->dot_m ? most : t->dot_m;
-}
-
-/* A dot tile over block-scaled packed e2m1 B (codegen/micro.c) holds, per
- * column, its accumulators and the block's scaled table, beside one A
- * vector per row and about eight constants and temporaries; and each
- * column walks two row pointers (B's and its scale's) through the general
- * registers.  So: (registers - 8 - rows) / (rows + 1) columns, at most 4 —
- * AVX2 3 for one row (at 4 and more the K loop reloads a table or the
- * sign constant from the stack), AVX-512 4 (at 6, pointers are reloaded).
- * Narrower, down to half, where that divides the N columns: a tail tile's
- * K loop had its row pointers reloaded from the stack (N 128 in 3s).
- * A block-scaled B (bn > 0 rows per scale row): fewer columns where that
- * keeps every tile's rows within whole block rows of the scale. */
-static int64_t dot_cols_of(const TargetInfo *t, int64_t mr, int64_t K, DType ta, DType tb, int64_t bn, int64_t N)
-{
-    int64_t nr = dot_tall(t, mr, K, ta, tb) ? dot_tall_cols(t, mr, tb) : dot_fit_cols(t, mr, ta, tb);
-    if (bn && tb == DT_F4E2M1) {
-        nr = (vector_regs(t) - E2M1_FIXED - mr) / (1 + mr);
-        nr = nr < 1 ? 1 : nr > 4 ? 4 : nr;
-        for (int64_t d = nr; 2 * d >= nr && N % nr; d--)
-            if (N % d == 0)
-                nr = d;
-    }
-    nr = nr < 1 ? 1 : nr < 16 ? nr : 16; /* codegen/micro.c's MAX_DOT_COLS */
-    while (bn && bn % nr && nr % bn)
-        nr--;
-    return nr;
-}
-
-/* The rows of B's block scale bs that B's rows [j + j0, +n) of a dot tile
- * use: one block row, or n / bn of them (dot_cols_of keeps to whole ones). */
-static Region scale_rows(Lower *L, const Region *b, const Region *bs, Expr *j, int64_t j0, int64_t n)
-{
-    int R = b->buf->rank - 2;
-    int64_t bn = b->ext[R] / bs->ext[R];
-    Expr *first = ir_binary(L->k, EX_DIV, add(L, j, ci(L, j0)), ci(L, bn));
-    return sub(L, bs, 0, n > bn ? n / bn : 1, first, 0, bs->ext[R + 1], ci(L, 0));
-}
-
-/* Dot tiles over rows [i0 + i, +mr) (i a loop index times mr, or 0) and all
- * N columns: full groups of nr in a loop, then the tail.  bs: B's block
- * scale, or NULL. */
-static void dot_band(Lower *L, Stmt *seq, const Stmt *g, const Region *a, const Region *b, const Region *bs,
-                     const Region *c, Expr *i, int64_t i0, int64_t mr, int64_t N, int64_t K)
-{
-    int64_t bn = bs ? mat_rows(b) / mat_rows(bs) : 0;
-    int64_t nr = dot_cols_of(L->t, mr, K, a->buf->dtype, b->buf->dtype, bn, N), full = N / nr, rem = N % nr;
-    Expr *z = ci(L, 0);
-    for (int part = 0; part < 2; part++) {
-        if (part == 0 ? !full : !rem)
-            continue;
-        int64_t n = part == 0 ? nr : rem, j0 = part == 0 ? 0 : full * nr;
-        Var *jv = part == 0 && full > 1 ? ir_var_new(L->k, "jt") : NULL;
-        Expr *j = jv ? ir_binary(L->k, EX_MUL, ir_var(L->k, jv), ci(L, nr)) : z;
-        Region ta = sub(L, a, i0, mr, i, 0, K, z), tb = sub(L, b, j0, n, j, 0, K, z);
-        Region tc = sub(L, c, i0, mr, i, j0, n, j);
-        Stmt *tile = ir_micro_gemm(L->k, ta, tb, tc, false, true, g->u.gemm.clear, g->loc);
-        if (bs)
-            tile->u.gemm.b_scale = scale_rows(L, b, bs, j, j0, n);
-        if (jv) {
-            Stmt *body = ir_seq(L->k, g->loc);
-            ir_seq_push(L->k, body, tile);
-            tile = ir_for(L->k, jv, ci(L, full), LOOP_SERIAL, 0, body, g->loc);
-        }
-        ir_seq_push(L->k, seq, tile);
-    }
-}
-
-static Stmt *dot_tiles(Lower *L, const Stmt *g, const Region *a, const Region *b, const Region *bs,
-                       const Region *c, Expr *rows, bool variants);
-
-/* Dot tiles with only their first `rows` wanted run a one-row variant
- * where one row is: an MoE expert's tile at decode mostly holds one token
- * (T tokens times 6 routed experts among 256), and a packed e2m1 weight
- * decoded once feeds an FMA per row of the band, so a 4-row tile spent
- * three quarters of its FMAs on rows nobody reads (moe_expert_gemm, E=16,
- * N=4096, K=2048, BN=32, one row per expert, one thread: BM 4 56.5 -> 28.7
- * ms, BM 16 61.8 -> 40.9).  A variant per row count doubled
- * moe_gemm_swiglu's compile time (0.5 -> 1 s); this one adds ~10%. */
-static Stmt *dot_one_row_variant(Lower *L, const Stmt *g, const Region *a, const Region *b, const Region *bs,
-                                 const Region *c, Expr *rows)
-{
-    Expr *z = ci(L, 0);
-    Region a1 = sub(L, a, 0, 1, z, 0, a->ext[1], z), c1 = sub(L, c, 0, 1, z, 0, c->ext[1], z);
-    Stmt *one = dot_tiles(L, g, &a1, b, bs, &c1, NULL, false), *more = dot_tiles(L, g, a, b, bs, c, rows, false);
-    Stmt *pick = ir_if(L->k, ir_binary(L->k, EX_LE, rows, ci(L, 1)), one, more, g->loc);
-    return ir_if(L->k, ir_binary(L->k, EX_LT, z, rows), pick, NULL, g->loc);
-}
-
-/* Every row band of C = A·Bᵀ in dot tiles (those holding wanted rows:
- * wanted_bands, or with `variants` dot_one_row_variant). */
-static Stmt *dot_tiles(Lower *L, const Stmt *g, const Region *a, const Region *b, const Region *bs,
-                       const Region *c, Expr *rows, bool variants)
-{
-    int64_t M = c->ext[0], N = c->ext[1], K = a->ext[1];
-    if (rows && variants && M >= 2)
-        return dot_one_row_variant(L, g, a, b, bs, c, rows);
-    Stmt *seq = ir_seq(L->k, g->loc);
-    int64_t mr = dot_rows_of(L->t, M, K, a->buf->dtype, b->buf->dtype), full = M / mr, rem = M % mr;
-    Bands bands = wanted_bands(L, rows, M, mr);
-    bs = bs && bs->buf ? bs : NULL;
-    if (full > 1 || (full && rows)) {
-        Var *iv = ir_var_new(L->k, "it");
-        Stmt *body = ir_seq(L->k, g->loc);
-        dot_band(L, body, g, a, b, bs, c, ir_binary(L->k, EX_MUL, ir_var(L->k, iv), ci(L, mr)), 0, mr, N, K);
-        ir_seq_push(L->k, seq, ir_for(L->k, iv, bands.loop, LOOP_SERIAL, 0, body, g->loc));
-    } else if (full) {
-        dot_band(L, seq, g, a, b, bs, c, ci(L, 0), 0, mr, N, K);
-    }
-    if (rem) {
-        Stmt *tail = bands.tail ? ir_seq(L->k, g->loc) : seq;
-        dot_band(L, tail, g, a, b, bs, c, ci(L, 0), full * mr, rem, N, K);
-        if (bands.tail)
-            ir_seq_push(L->k, seq, ir_if(L->k, bands.tail, tail, NULL, g->loc));
-    }
-    return seq;
-}
-
-static Region dequantise(Lower *L, Stmt *seq, const Region *x, const Region *s, DType dt, const char *what,
-                         SrcLoc loc);
-
-/* A global operand is read in place when its window lies inside the
- * buffer; otherwise (a tail block) it is first copied with its tail zeroed,
- * which is the GEMM's meaning of the parts outside.  A block-scaled B
- * (b_scale; dot_scaled_in_place) is scaled in the dot tile, or in the tail
- * case dequantised into f32 scratch. */
-static Stmt *lower_gemm_dot(Lower *L, const Stmt *g)
-{
-    Stmt *seq = ir_seq(L->k, g->loc);
-    Region a = g->u.gemm.a, b = g->u.gemm.b, c = g->u.gemm.c, c_out = c;
-    const Region *bs = g->u.gemm.b_scale.buf ? &g->u.gemm.b_scale : NULL;
-    bool stage_c = c.buf->scope == SCOPE_GLOBAL;
-    Expr *rows = stage_c ? NULL : g->u.gemm.rows; /* a global C's staging copies every row */
-    if (stage_c) {
-        c = whole(L, temp(L, "gemm_c", SCOPE_SHARED, DT_F32, 2, c.ext, g->loc));
-        if (!g->u.gemm.clear)
-            ir_seq_push(L->k, seq, lower_copy(L, &c_out, &c, false, g->loc));
-    }
-    Expr *inside = and_opt(L, a.buf->scope == SCOPE_GLOBAL ? window_inside(L, &a) : NULL,
-                           b.buf->scope == SCOPE_GLOBAL ? window_inside(L, &b) : NULL);
-    if (bs && bs->buf->scope == SCOPE_GLOBAL)
-        inside = and_opt(L, inside, window_inside(L, bs));
-    bool always = !inside || (inside->op == EX_CONST && inside->imm.i);
-    bool never = inside && inside->op == EX_CONST && !inside->imm.i;
-    /* A narrow A of several rows is widened to f32 once per call: every
-     * column tile would widen all its rows again (bf16 at 4 rows: 8 of a
-     * tile's 20 instructions per step).  Cache-resident, N = K = 1024, one
-     * thread: bf16 M=4 0.168 -> 0.111 ms, M=16 0.65 -> 0.51; fp8 M=4 0.367 ->
-     * 0.298, M=16 1.17 -> 1.06.  One row is read in place: there A is one
-     * load in nr + 1.  bf16 pairs (vdpbf16ps) take A as it is. */
-    bool pairs = L->t->has_bf16_dot && a.buf->dtype == DT_BF16 && b.buf->dtype == DT_BF16 && !bs;
-    bool widen_a = a.buf->dtype != DT_F32 && c.ext[0] >= 2 && !pairs;
-    Stmt *fast = NULL, *slow = NULL;
-    if (!never) {
-        Region fa = a;
-        fast = ir_seq(L->k, g->loc);
-        if (widen_a)
-            fa = whole(L, stage(L, fast, &a, false, a.ext[0], a.ext[1], DT_F32, "gemm_a", INSIDE, g->loc));
-        ir_seq_push(L->k, fast, dot_tiles(L, g, &fa, &b, bs, &c, rows, true));
-    }
-    if (!always) {
-        slow = ir_seq(L->k, g->loc);
-        Region sa = a, sb = b;
-        if (a.buf->scope == SCOPE_GLOBAL || widen_a)
-            sa = whole(L, stage(L, slow, &a, false, a.ext[0], a.ext[1], widen_a ? DT_F32 : a.buf->dtype, "gemm_a",
-                                OUTSIDE, g->loc));
-        if (bs)
-            sb = dequantise(L, slow, &b, bs, DT_F32, "gemm_b", g->loc);
-        else if (b.buf->scope == SCOPE_GLOBAL)
-            sb = whole(L, stage(L, slow, &b, false, b.ext[0], b.ext[1], b.buf->dtype, "gemm_b", OUTSIDE, g->loc));
-        /* the tail's copies: no row-count variants (compile time) */
-        ir_seq_push(L->k, slow, dot_tiles(L, g, &sa, &sb, NULL, &c, rows, false));
-    }
-    ir_seq_push(L->k, seq, always ? fast : never ? slow : ir_if(L->k, inside, fast, slow, g->loc));
-    if (stage_c)
-        ir_seq_push(L->k, seq, lower_copy(L, &c, &c_out, false, g->loc));
-    return seq;
-}
-
-/* The dtypes a dot tile reads in place and widens in vector registers
- * (codegen/micro.c's dot_dtype): packed fp4, say, is not among them. */
-static bool dot_reads_in_place(DType t)
-{
-    return t == DT_F32 || t == DT_F16 || t == DT_BF16 || t == DT_F8E4M3 || t == DT_F8E5M2;
-}
-
-/* In-register dequantisation: `copy w -> Ws; gemm(X, Ws)` where w is a
- * read-only input (an fp8 weight tile) and Ws a scratch tile used nowhere
- * else becomes `gemm(X, w)` when the GEMM takes dot tiles: they widen w's
- * bytes in registers instead of a copy converting, writing and re-reading
- * twice as many.  Only exact copies qualify (the values the GEMM sees are
- * unchanged).  Each row band widens w again, and it still pays with six
- * bands: fp8_gemm at M = 16, x86-avx2, 38 ms forwarded against 62 ms with
- * the copy (N = K = 4096, one thread).  A's tile is forwarded the same
- * way (a_ok): fp8_gemm's e4m3 → bf16 copy of the activations costs ~5
- * instructions per element each step (the generic conversion), but every
- * column tile widens A again (~9 per 16 e4m3 elements; ~7 per 8 beside
- * packed fp4, whose steps are 8 wide), so a widening copy goes only where
- * at most 8 (fp4: 4) column tiles would (fp8 at BN = 16: at one row
- * 0.030 ms against 0.037, N = K = 512; at 16 rows and BN = 128, 43 tiles,
- * it was 18% slower). */
-static void forward_operand(Lower *L, Stmt *seq, int j, Region *op, bool (*ok)(Lower *, const Stmt *, DType))
-{
-    Buffer *ws = op->buf;
-    if (ws->scope == SCOPE_GLOBAL || !ir_region_is_whole(op))
-        return;
-    for (int i = 0; i < j; i++) {
-        Stmt *cp = seq->u.seq.items[i];
-        if (cp->op != ST_COPY || cp->u.copy.async || cp->u.copy.dst.buf != ws)
-            continue;
-        const Region *src = &cp->u.copy.src;
-        if (src->buf->scope != SCOPE_GLOBAL || src->buf->dir != ARG_IN || src->buf->rank != 2 ||
-            src->ext[0] != op->ext[0] || src->ext[1] != op->ext[1] || !ir_region_is_whole(&cp->u.copy.dst) ||
-            !dt_widens_exactly(src->buf->dtype, ws->dtype) || !dot_reads_in_place(src->buf->dtype) ||
-            (ok && !ok(L, seq->u.seq.items[j], src->buf->dtype)))
-            return;
-        IrUse use = {0};
-        ir_buffer_use(L->k->body, ws, &use);
-        if (use.reads != 1 || use.writes != 1)
-            return;
-        *op = *src;
-        seq->u.seq.items[i] = ir_seq(L->k, cp->loc); /* the copy is gone */
-        return;
-    }
-}
-
-static bool a_ok(Lower *L, const Stmt *g, DType from)
-{
-    const Region *b = &g->u.gemm.b, *bs = &g->u.gemm.b_scale;
-    if (from == g->u.gemm.a.buf->dtype)
-        return true;
-    int64_t M = g->u.gemm.c.ext[0], N = g->u.gemm.c.ext[1], K = g->u.gemm.a.ext[1];
-    int64_t bn = bs->buf ? mat_rows(b) / mat_rows(bs) : 0;
-    int64_t nr = dot_cols_of(L->t, dot_rows_of(L->t, M, K, from, b->buf->dtype), K, from, b->buf->dtype, bn, N);
-    /* B of 8 bits: A widened 16 elements at a time; else 8, costlier */
-    return (N + nr - 1) / nr <= (dt_bits(b->buf->dtype) == 8 ? 8 : 4);
-}
-
-/* A register-tile GEMM packs B from wherever it lies, so the kernel's
- * copy is one copy too many: forwarded, B is read once instead of twice.
- * It reads an f32 A in place (a_reads_in_place), and stages a narrow one
- * widened to f32 (no pairwise dot product) from wherever it lies too
- * (bf16 1024^3 on x86-avx2: 29.1 -> 28.2 ms). */
-static bool b_register_ok(Lower *L, const Stmt *g, DType from)
-{
-    return !g->u.gemm.a_scale.buf && !g->u.gemm.b_scale.buf;
-}
-
-static bool a_register_ok(Lower *L, const Stmt *g, DType from)
-{
-    DType a = g->u.gemm.a.buf->dtype;
-    bool widened = a != DT_F32 && from == a && !L->t->has_bf16_dot; /* staged once, from A */
-    return (widened || (from == DT_F32 && a == DT_F32)) && !g->u.gemm.trans_a && !g->u.gemm.a_scale.buf &&
-           !g->u.gemm.b_scale.buf;
-}
-
-static void forward_gemm_operands(Lower *L, Stmt *seq)
-{
-    for (int j = 0; j < seq->u.seq.n; j++) {
-        Stmt *g = seq->u.seq.items[j];
-        if (g->op != ST_GEMM)
-            continue;
-        if (!dot_gemm(L, g)) {
-            forward_operand(L, seq, j, &g->u.gemm.b, b_register_ok);
-            forward_operand(L, seq, j, &g->u.gemm.a, a_register_ok);
-            continue;
-        }
-        forward_operand(L, seq, j, &g->u.gemm.b, NULL);
-        forward_operand(L, seq, j, &g->u.gemm.a, a_ok);
-    }
-}
-
-/* ------------------------------------------------ block-scaled operands */
-
-/* The loops of dequantise, guarded or not. */
-/* The loops of dequantise, guarded or not.  Packed e2m1 with blocks of an
- * even width goes a byte (two elements, one scale) per iteration, which
- * LLVM vectorises as byte loads; element by element, each nibble's address
- * is a shift it does not see through, and the loop ran 4x slower than the
- * spec's own byte loop (moe_expert_gemm, 4 rows). */
-static Stmt *dequant_loops(Lower *L, const Region *x, const Region *s, Buffer *xs, bool guard, SrcLoc loc)
-{
-    int rank = x->buf->rank, R = rank - 2;
-    int64_t shape[2] = {mat_rows(x), mat_cols(x)}, block[2] = {shape[0] / mat_rows(s), shape[1] / mat_cols(s)};
-    int per = x->buf->dtype == DT_F4E2M1 && block[1] % 2 == 0 ? 2 : 1;
-    int64_t iters[2] = {shape[0], shape[1] / per};
-    Expr *v[2], *xp[IR_MAX_RANK], *sp[IR_MAX_RANK], *xi[IR_MAX_RANK], *si[IR_MAX_RANK];
-    Stmt *inner;
-    Stmt *loops = nest(L, 2, iters, LOOP_PARALLEL, "d", v, &inner, loc);
-    Expr *col = per == 1 ? v[1] : ir_binary(L->k, EX_MUL, v[1], ci(L, per));
-    for (int d = 0; d < rank; d++) {
-        Expr *pos = d == R ? v[0] : col;
-        xp[d] = d >= R ? pos : ci(L, 0);
-        sp[d] = d < R ? ci(L, 0) : block[d - R] == 1 ? pos : ir_binary(L->k, EX_DIV, pos, ci(L, block[d - R]));
-    }
-    region_at(L, s, sp, si);
-    Expr *scale = guarded_load(L, s->buf, si, guard);
-    for (int e = 0; e < per; e++) { /* (both elements of a pair share the block's scale) */
-        Expr *c = e ? add(L, col, ci(L, e)) : col, *di[2] = {v[0], c};
-        xp[rank - 1] = c;
-        region_at(L, x, xp, xi);
-        Expr *val = ir_binary(L->k, EX_MUL, guarded_load(L, x->buf, xi, guard), scale);
-        ir_seq_push(L->k, inner, ir_store(L->k, xs, di, val, loc));
-    }
-    return loops;
-}
-
-/* xs[r][c] = x(r, c) · s(r / br, c / bc) over the matrix of window x, an
- * f32 product stored as dt (tails outside either buffer read 0, as the
- * GEMM's operands do): the scratch tile a plain GEMM reads instead.  As
- * for copies, unguarded loads where both windows lie inside. */
-static Region dequantise(Lower *L, Stmt *seq, const Region *x, const Region *s, DType dt, const char *what,
-                         SrcLoc loc)
-{
-    int64_t shape[2] = {mat_rows(x), mat_cols(x)};
-    Buffer *xs = temp(L, what, SCOPE_SHARED, dt, 2, shape, loc);
-    Expr *inside = and_opt(L, window_inside(L, x), window_inside(L, s));
-    Stmt *loops;
-    if (!inside || inside->op == EX_CONST)
-        loops = dequant_loops(L, x, s, xs, inside && !inside->imm.i, loc);
-    else
-        loops = ir_if(L->k, inside, dequant_loops(L, x, s, xs, false, loc), dequant_loops(L, x, s, xs, true, loc), loc);
-    ir_seq_push(L->k, seq, loops);
-    return whole(L, xs);
-}
-
-/* What a scaled operand x (scale dtype s) is dequantised into, beside the
- * other operand's dtype: bf16 where the other is bf16 and every x·s is
- * exact in bf16 — e2m1 times a power of two: two significant bits, 2^-128
- * at the least, within bf16's subnormals (2^-133) — so the product stays
- * bf16 x bf16 (the tensor cores' on a GPU, vdpbf16ps on AVX-512); f32
- * otherwise (exact: it is the product's own dtype), and on a CPU without a
- * bf16 dot product, which would stage bf16 widened to f32 again. */
-static DType dequant_dtype(const Lower *L, DType other, DType x, DType s)
-{
-    bool bf16_products = L->t->gpu_sm || L->t->has_bf16_dot;
-    return bf16_products && other == DT_BF16 && x == DT_F4E2M1 && s == DT_E8M0 ? DT_BF16 : DT_F32;
-}
-
-/* An integer expression that is even for every value of its variables. */
-static bool provably_even(const Expr *e)
-{
-    int64_t v;
-    if (ir_expr_is_const(e, &v))
-        return v % 2 == 0;
-    switch (e->op) {
-    case EX_ADD: case EX_SUB: return provably_even(e->args[0]) && provably_even(e->args[1]);
-    case EX_MUL: return provably_even(e->args[0]) || provably_even(e->args[1]);
-    default: return false;
-    }
-}
-
-/* The dtypes a dot tile reads in place and scales (codegen/micro.c). */
-static bool dot_scales(DType t) { return dot_reads_in_place(t) || t == DT_F4E2M1; }
-
-/* A decode GEMM whose B is block-scaled runs as dot tiles that scale B in
- * registers (packed e2m1 through a table): B of a dtype they read, K blocks
- * of whole 32-element steps, and packed e2m1 rows
- * and windows starting on a byte.  Every row band decodes B again (an
- * e2m1 decode is ~6 vector instructions per register of weights, three
- * times a bf16 widening), and still this beats dequantising into scratch,
- * whose element loop LLVM does not vectorise (each nibble's address is a
- * shift it does not see through): moe_expert_gemm 4096 x 4096 on AVX2,
- * weights in cache, 1 row 3.4-6 ms (the spec's own dequantising loop:
- * 10-12), 4 rows 10-13 (11-17; scratch here: 55-86), 16 rows 32-39 (24). */
-static bool dot_scaled_in_place(Lower *L, const Stmt *g)
-{
-    const Region *b = &g->u.gemm.b, *bs = &g->u.gemm.b_scale;
-    if (!dot_gemm(L, g) || !bs->buf || !dot_scales(b->buf->dtype) || mat_cols(b) / mat_cols(bs) % 32)
-        return false;
-    if (b->buf->dtype != DT_F4E2M1)
-        return true;
-    int rank = b->buf->rank;
-    bool even = provably_even(b->off[rank - 1]);
-    for (int d = 0; d < rank - 1; d++)
-        even = even && provably_even(b->buf->stride[d]);
-    return even;
-}
-
-/* A GEMM with block scales: the scaled operands are dequantised into
- * scratch tiles, then a plain GEMM (every target; the CPU's decode GEMMs
- * scale B in the dot tiles instead, and dequantise only a scaled A). */
-static Stmt *lower_gemm(Lower *L, const Stmt *g);
-
-static Stmt *lower_gemm_scaled(Lower *L, const Stmt *g)
-{
-    Stmt *seq = ir_seq(L->k, g->loc), *plain = ir_gemm(L->k, g->u.gemm.a, g->u.gemm.b, g->u.gemm.c,
-                                                      g->u.gemm.trans_a, g->u.gemm.trans_b, g->u.gemm.clear, g->loc);
-    const Region *as = &g->u.gemm.a_scale, *bs = &g->u.gemm.b_scale;
-    bool fast = dot_scaled_in_place(L, g);
-    plain->u.gemm.rows = g->u.gemm.rows;
-    if (fast)
-        plain->u.gemm.b_scale = *bs;
-    else if (bs->buf)
-        plain->u.gemm.b = dequantise(L, seq, &g->u.gemm.b, bs,
-                                     dequant_dtype(L, g->u.gemm.a.buf->dtype, g->u.gemm.b.buf->dtype, bs->buf->dtype),
-                                     "gemm_db", g->loc);
-    if (as->buf)
-        plain->u.gemm.a = dequantise(L, seq, &g->u.gemm.a, as,
-                                     dequant_dtype(L, plain->u.gemm.b.buf->dtype, g->u.gemm.a.buf->dtype, as->buf->dtype),
-                                     "gemm_da", g->loc);
-    ir_seq_push(L->k, seq, fast ? lower_gemm_dot(L, plain) : lower_gemm(L, plain));
-    return seq;
-}
-
-static Stmt *lower_gemm(Lower *L, const Stmt *g)
-{
-    if (g->u.gemm.a_scale.buf || g->u.gemm.b_scale.buf)
-        return lower_gemm_scaled(L, g);
-    if (L->t->gpu_sm && tensor_core_gemm(L, g))
-        return ir_micro_gemm(L->k, g->u.gemm.a, g->u.gemm.b, g->u.gemm.c, false, g->u.gemm.trans_b,
-                             g->u.gemm.clear, g->loc);
-    if (L->t->gpu_sm)
-        return lower_gemm_simt(L, g);
-    if (dot_gemm(L, g))
-        return lower_gemm_dot(L, g);
-    Stmt *seq = ir_seq(L->k, g->loc);
-    Region a = g->u.gemm.a, b = g->u.gemm.b, c = g->u.gemm.c;
-    bool ta = g->u.gemm.trans_a, tb = g->u.gemm.trans_b;
-    int64_t M = c.ext[0], N = c.ext[1], K = ta ? a.ext[0] : a.ext[1];
-    /* bf16 on a target with a pairwise dot product (vdpbf16ps): B in
-     * k-pairs, A read as pairs along its rows (so K must be even). */
-    bool pairs = L->t->has_bf16_dot && a.buf->dtype == DT_BF16 && !ta && K % 2 == 0;
-    /* Otherwise narrow operands are staged widened to f32: once per block,
-     * where the register tile would widen each element again for every row
-     * band (B) or column tile (A) — an f32 broadcast is one instruction, a
-     * bf16 one four (bf16 2048^3 on x86-avx2: 2x the instructions per k). */
-    bool a_in_place = a_reads_in_place(L, g);
-    if (!a_in_place && (a.buf->scope == SCOPE_GLOBAL || (!pairs && a.buf->dtype != DT_F32)))
-        a = whole(L, stage(L, seq, &a, false, a.ext[0], a.ext[1], pairs ? a.buf->dtype : DT_F32, "gemm_a", CHECK,
-                           g->loc));
-    /* B read where it lies only if it is one f32 tile wide, k-major */
-    Layout blay = pairs ? PAIRS : PANELS;
-    if (pairs)
-        b = whole(L, stage_pairs(L, seq, &b, tb, K, N, g->loc));
-    else if (b.buf->scope == SCOPE_GLOBAL || tb || b.buf->dtype != DT_F32 || N > L->t->micro_n)
-        b = whole(L, stage_panels(L, seq, &b, tb, K, N, g->loc));
-    else
-        blay = ROWS;
-    Region c_out = c;
-    bool stage_c = c.buf->scope == SCOPE_GLOBAL;
-    if (stage_c) {
-        int64_t shape[2] = {M, N};
-        c = whole(L, temp(L, "gemm_c", SCOPE_SHARED, DT_F32, 2, shape, g->loc));
-        if (!g->u.gemm.clear)
-            ir_seq_push(L->k, seq, lower_copy(L, &c_out, &c, false, g->loc));
-    }
-    Expr *rows = stage_c ? NULL : g->u.gemm.rows;
-    if (!a_in_place) {
-        register_tiles(L, seq, g, &a, &b, &c, rows, blay);
-    } else {
-        /* A read where it lies when its window is inside the matrix, else
-         * staged with the parts outside zeroed (a last row block) */
-        Expr *inside = window_inside(L, &a);
-        bool always = inside->op == EX_CONST && inside->imm.i;
-        bool never = inside->op == EX_CONST && !inside->imm.i;
-        Stmt *fast = ir_seq(L->k, g->loc), *slow = ir_seq(L->k, g->loc);
-        if (!never)
-            register_tiles(L, fast, g, &a, &b, &c, rows, blay);
-        if (!always) {
-            Region sa = whole(L, stage(L, slow, &a, false, a.ext[0], a.ext[1], DT_F32, "gemm_a", OUTSIDE, g->loc));
-            register_tiles(L, slow, g, &sa, &b, &c, rows, blay);
-        }
-        ir_seq_push(L->k, seq, always ? fast : never ? slow : ir_if(L->k, inside, fast, slow, g->loc));
-    }
-    if (stage_c)
-        ir_seq_push(L->k, seq, lower_copy(L, &c, &c_out, false, g->loc));
-    return seq;
 }
 
 /* The stores of an async copy's loops that move an element unchanged from
@@ -1237,7 +373,7 @@ static Stmt *prefetch_window(Lower *L, const Region *r, const Var *v, Expr *ahea
     ext[rank - 1] = (r->ext[rank - 1] + per_line - 1) / per_line;
     Expr *vars[IR_MAX_RANK], *idx[IR_MAX_RANK];
     Stmt *inner;
-    Stmt *loops = nest(L, rank, ext, LOOP_SERIAL, "pf", vars, &inner, loc);
+    Stmt *loops = lower_nest(L, rank, ext, LOOP_SERIAL, "pf", vars, &inner, loc);
     for (int d = 0; d < rank; d++) {
         Expr *pos = d == rank - 1 ? ir_binary(L->k, EX_MUL, vars[d], ci(L, per_line)) : vars[d];
         idx[d] = add(L, ir_clone_expr(L->k, r->off[d], &sub), pos);
@@ -1288,7 +424,7 @@ static Stmt *lower_stmt(Lower *L, Stmt *s)
     switch (s->op) {
     case ST_SEQ:
         if (!L->t->gpu_sm)
-            forward_gemm_operands(L, s);
+            lower_forward_gemm_operands(L, s);
         for (int i = 0; i < s->u.seq.n; i++)
             s->u.seq.items[i] = lower_stmt(L, s->u.seq.items[i]);
         return s;
@@ -1296,7 +432,7 @@ static Stmt *lower_stmt(Lower *L, Stmt *s)
         Stmt *pf = NULL;
         if (!L->t->gpu_sm && s->u.loop.kind == LOOP_PIPELINED) {
             if (s->u.loop.body->op == ST_SEQ)
-                forward_gemm_operands(L, s->u.loop.body); /* prefetch what is read in the end */
+                lower_forward_gemm_operands(L, s->u.loop.body); /* prefetch what is read in the end */
             pf = prefetch_next_step(L, s);
         }
         s->u.loop.body = lower_stmt(L, s->u.loop.body);

@@ -32,7 +32,7 @@ bool pass_tma(Kernel *k, const TargetInfo *t, Diag *d);
  * tiles over packed scratch operands. */
 bool pass_lower(Kernel *k, const TargetInfo *t, Diag *d);
 /* A GEMM (or block MICRO_GEMM) as plain loops: one iteration per element
- * of C, a private accumulator, a serial loop over K (lower.c). */
+ * of C, a private accumulator, a serial loop over K (lower_gemm.c). */
 Stmt *pass_gemm_loops(Kernel *k, const TargetInfo *t, const Stmt *g);
 /* Fold the conditions, selects and min/max that the ranges of the grid,
  * loop and thread variables decide; drop the branches never taken and the

@@ -1,0 +1,47 @@
+/* lower.h — what lower.c (every tile op) and lower_gemm.c (GEMM) share:
+ * the pass's state and the pieces both build loops from.  Internal to
+ * passes/; pass_lower (passes.h) is the entry point. */
+#ifndef TILEC_PASSES_LOWER_H
+#define TILEC_PASSES_LOWER_H
+
+#include "ir/ir.h"
+
+typedef struct Lower {
+    Kernel *k;
+    const TargetInfo *t;
+    int ntemp; /* for unique scratch names */
+} Lower;
+
+static inline Expr *ci(Lower *L, int64_t v) { return ir_const_i(L->k, v); }
+static inline Expr *add(Lower *L, Expr *a, Expr *b) { return ir_binary(L->k, EX_ADD, a, b); }
+static inline Region whole(Lower *L, Buffer *b) { return ir_region_whole(L->k, b); }
+
+/* Index of region r's element at window position pos[] (one per dim). */
+void lower_region_at(Lower *L, const Region *r, Expr *const *pos, Expr **idx);
+/* The whole window lies inside its buffer (NULL: trivially true, a
+ * scratch window). */
+Expr *lower_window_inside(Lower *L, const Region *r);
+/* a && b, either NULL for true. */
+Expr *lower_and(Lower *L, Expr *a, Expr *b);
+/* A load reading 0 outside a global buffer (guard) without touching memory
+ * there, and a store dropped outside it. */
+Expr *lower_guarded_load(Lower *L, const Buffer *b, Expr **idx, bool guard);
+Stmt *lower_guarded_store(Lower *L, Buffer *b, Expr **idx, Expr *v, bool guard, bool atomic, SrcLoc loc);
+/* A nest of loops of `kind` over ext[0..n), variables prefix0.. in vars,
+ * the innermost body in *inner. */
+Stmt *lower_nest(Lower *L, int n, const int64_t *ext, LoopKind kind, const char *prefix, Expr **vars, Stmt **inner,
+                 SrcLoc loc);
+/* COPY (ATOMIC_ADD with atomic) of window src into dst as loops: the
+ * unguarded nest where both windows are inside, the guarded one else. */
+Stmt *lower_copy(Lower *L, const Region *src, const Region *dst, bool atomic, SrcLoc loc);
+/* A new scratch buffer named `what` and a number no buffer has. */
+Buffer *lower_temp(Lower *L, const char *what, Scope scope, DType dt, int rank, const int64_t *shape, SrcLoc loc);
+
+/* lower_gemm.c: a GEMM (block-scaled or not) as register tiles, dot tiles,
+ * tensor-core tiles or plain loops, by target and shape. */
+Stmt *lower_gemm(Lower *L, const Stmt *g);
+/* Copies into scratch that only a CPU GEMM of seq reads, forwarded: the
+ * GEMM reads (or packs) the copy's source instead. */
+void lower_forward_gemm_operands(Lower *L, Stmt *seq);
+
+#endif
