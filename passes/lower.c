@@ -470,6 +470,7 @@ bool pass_lower(Kernel *k, const TargetInfo *t, Diag *d)
         return true;
     Lower L = {.k = k, .t = t};
     k->body = lower_stmt(&L, k->body);
+    ir_drop_unused_buffers(k); /* the scratch of copies a GEMM forwarded */
     k->level = LEVEL_LOOP;
     return true;
 }
