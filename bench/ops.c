@@ -4,7 +4,9 @@
  * measured in the same run with memcpy over 512 MiB.
  *
  *   build/bench/bench_ops [--threads N] [--norm-only]
- * (--norm-only: just the last table, RMSNorm → FP8 fused against the pair)
+ * (--norm-only: just the last table, RMSNorm → FP8 fused against the pair;
+ * before it, prefill ops whose large outputs are streamed, against the
+ * same ops compiled to store them plainly)
  *
  * Small operators' arguments fit in the caches, so their fraction can pass
  * 1: read it as "not memory-bound"; the large ones (weights, KV) are the
@@ -281,6 +283,74 @@ static bool bench_fused_norm(const TargetInfo *t, int threads, double bw)
     return ok;
 }
 
+/* ------------------------------------------- streamed write-once outputs */
+
+/* Prefill-sized ops whose outputs (16 MiB and more) pass_stream marks:
+ * each compiled twice, for the host target (streamed: non-temporal
+ * stores) and for a copy whose stream_bytes no output reaches (plain),
+ * timed in turns, their outputs compared byte for byte. */
+static const Op streamed_ops[] = {
+    {"kernels_src/rmsnorm.lua", {{"D", "4096"}}, 4096},
+    {"kernels_src/act_quant.lua", {{"K", "4096"}}, 4096},
+    {"kernels_src/rmsnorm_quant.lua", {{"D", "4096"}}, 4096},
+    {"kernels_src/hc_post.lua", {{"D", "4096"}}, 4096},
+};
+
+static bool build_op(const Op *op, const TargetInfo *t, Built *b)
+{
+    FeSet sets[8];
+    int nsets = 0;
+    for (; nsets < 8 && op->sets[nsets][0]; nsets++)
+        sets[nsets] = (FeSet){op->sets[nsets][0], op->sets[nsets][1]};
+    return build(op->spec, sets, nsets, t, b);
+}
+
+static bool bench_streamed(const Op *op, const TargetInfo *t, int threads, double bw)
+{
+    TargetInfo plain_t = *t;
+    plain_t.stream_bytes = INT64_MAX;
+    Built streamed, plain;
+    if (!build_op(op, t, &streamed) || !build_op(op, &plain_t, &plain))
+        return false;
+    int64_t params[1] = {op->m};
+    void *args[2][16];
+    size_t bytes = make_args(streamed.k, params, args[0]);
+    make_args(plain.k, params, args[1]);
+    Diag d = {0};
+    double times[2][9];
+    for (int r = -1; r < 9; r++) /* in turns: a slow spell slows both */
+        for (int v = 0; v < 2; v++) {
+            Built *b = v ? &plain : &streamed;
+            double t0 = rt_now();
+            cg_launch(b->k, cg_jit_fn(b->j), args[v], params, threads, &d);
+            if (r >= 0)
+                times[v][r] = rt_now() - t0;
+        }
+    bool same = true;
+    for (int a = 0; a < streamed.k->nargs; a++) {
+        const Buffer *b = streamed.k->bufs[a];
+        int64_t n = 1, dim;
+        for (int i = 0; i < b->rank; i++) {
+            ir_eval_int(b->shape[i], params, &dim);
+            n *= dim;
+        }
+        same = same && (b->dir == ARG_IN || !memcmp(args[0][a], args[1][a], dt_storage_bytes(b->dtype, n)));
+    }
+    double ts = rt_median(times[0], 9), tp = rt_median(times[1], 9), gbs = (double)bytes / ts * 1e-9;
+    const char *name = op->spec + strlen("kernels_src/");
+    if (same)
+        printf("%-34s %8lld %10.1f %10.1f %7.2f %9.1f %9.2f\n", name, (long long)op->m, ts * 1e6, tp * 1e6, tp / ts,
+               gbs, gbs / bw);
+    else
+        printf("%-34s streamed and plain outputs differ\n", name);
+    for (int v = 0; v < 2; v++)
+        for (int a = 0; a < streamed.k->nargs; a++)
+            free(args[v][a]);
+    unbuild(&streamed);
+    unbuild(&plain);
+    return same;
+}
+
 int main(int argc, char **argv)
 {
     int threads = 1;
@@ -306,6 +376,12 @@ int main(int argc, char **argv)
             failures += !bench_op(&ops[i], NULL, ops[i].m, t, threads, bw);
         for (size_t i = 0; i < sizeof compressors / sizeof compressors[0]; i++)
             failures += !bench_op(&compressors[i].op, compressors[i].label, compressors[i].tokens, t, threads, bw);
+    }
+    if (!norm_only) {
+        printf("\n%-34s %8s %10s %10s %7s %9s %9s\n", "write-once outputs (prefill)", "tokens", "stream_us",
+               "plain_us", "plain/s", "GB/s", "of_copy");
+        for (size_t i = 0; i < sizeof streamed_ops / sizeof streamed_ops[0]; i++)
+            failures += !bench_streamed(&streamed_ops[i], t, threads, bw);
     }
     failures += !bench_fused_norm(t, threads, bw);
     return failures ? 1 : 0;

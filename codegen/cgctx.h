@@ -16,6 +16,13 @@ typedef struct Cg {
     LLVMValueRef *param;                /* by Param.index */
     LLVMValueRef *base;                 /* by Buffer.id */
     LLVMValueRef (*stride)[IR_MAX_RANK]; /* by Buffer.id */
+    /* CPU streaming stores (stream.c): by Buffer.id, whether its marked
+     * stores stream in this run (NULL: it has none) and the base they go
+     * through (swapped with base[] in a streamed loop); the version of a loop
+     * being emitted (1 streamed, -1 plain, 0 not a versioned loop) */
+    LLVMValueRef *stream_ok, *stream_base;
+    int stream_mode;
+    bool any_stream;
     /* GPU: the kernel issues wgmma, which reads shared memory through the
      * async proxy: every barrier is preceded by a proxy fence */
     bool async_proxy;
@@ -50,6 +57,15 @@ void cg_micro_gemm(Cg *c, const Stmt *s);
 /* A transposing copy nest as 8x8 register blocks (transpose.c); false:
  * not such a nest, nothing emitted. */
 bool cg_transposed_copy(Cg *c, const Stmt *s);
+/* stream.c: the run-time tests at entry, a vector loop with marked stores
+ * in its streamed and plain versions (false: none, nothing emitted), the
+ * tag of a marked store just built, the closing sfence, and the rewrite of
+ * tagged vector stores into non-temporal ones after the LLVM passes. */
+void cg_stream_setup(Cg *c);
+bool cg_stream_loop(Cg *c, const Stmt *loop);
+void cg_stream_tag(Cg *c, const Stmt *s);
+void cg_stream_fence(Cg *c);
+void cg_stream_rewrite(LLVMContextRef ctx, LLVMModuleRef mod, LLVMTargetDataRef dl, int vector_bits);
 /* ptx.c: the GPU kernel function, barriers, math without libm */
 void cg_gpu_build_function(Cg *c);
 void cg_gpu_barrier(Cg *c);

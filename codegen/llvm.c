@@ -728,6 +728,10 @@ static void store(Cg *c, const Stmt *s)
             si[d] = cg_expr(c, val->args[d]);
         LLVMTypeRef ty = cg_storage_type(c, b->dtype);
         LLVMValueRef bits = LLVMBuildLoad2(c->b, ty, cg_elem_ptr(c, val->buf, si), "");
+        /* a streamed copy is no memcpy idiom (LLVM's memcpy would drop the
+         * streaming): a freeze between the load and the store, no code */
+        if (c->stream_mode > 0 && s->u.store.stream)
+            bits = LLVMBuildFreeze(c->b, bits, "");
         LLVMBuildStore(c->b, bits, cg_elem_ptr(c, b, idx));
         return;
     }
@@ -770,7 +774,7 @@ void cg_stmt(Cg *c, const Stmt *s)
     case ST_FOR: {
         if (c->t->gpu_sm && cg_gpu_async_chunk(c, s))
             break;
-        if (cg_transposed_copy(c, s))
+        if (cg_transposed_copy(c, s) || cg_stream_loop(c, s))
             break;
         /* LLVM 19 maps f32 math to libmvec's 8-lane (AVX2) entry points only,
          * unmasked: a loop with math runs 8 lanes wide with a scalar tail. */
@@ -804,6 +808,7 @@ void cg_stmt(Cg *c, const Stmt *s)
     }
     case ST_STORE:
         store(c, s);
+        cg_stream_tag(c, s);
         break;
     case ST_MICRO_GEMM:
         if (c->t->gpu_sm)
@@ -906,6 +911,7 @@ static void setup_buffers(Cg *c, LLVMValueRef args)
             c->base[b->id] = a;
         }
     }
+    cg_stream_setup(c);
 }
 
 typedef struct BlockLoop {
@@ -954,6 +960,7 @@ static void build_function(Cg *c)
     LLVMValueRef count = LLVMBuildSub(c->b, LLVMGetParam(c->fn, 3), bl.begin, "");
     Var blkvar = {.name = "blk", .id = k->next_id};
     cg_loop(c, &blkvar, count, LOOP_SERIAL, 0, false, block_body, &bl);
+    cg_stream_fence(c);
     LLVMBuildRetVoid(c->b);
 }
 
@@ -1022,6 +1029,8 @@ LLVMModuleRef cg_build_module(LLVMContextRef ctx, const Kernel *k, const TargetI
     c.var = calloc(n, sizeof *c.var);
     c.base = calloc(n, sizeof *c.base);
     c.stride = calloc(n, sizeof *c.stride);
+    c.stream_ok = calloc(n, sizeof *c.stream_ok);
+    c.stream_base = calloc(n, sizeof *c.stream_base);
     c.param = calloc((size_t)k->nparams + 1, sizeof *c.param);
     if (t->gpu_sm)
         cg_gpu_build_function(&c);
@@ -1031,6 +1040,8 @@ LLVMModuleRef cg_build_module(LLVMContextRef ctx, const Kernel *k, const TargetI
     free(c.var);
     free(c.base);
     free(c.stride);
+    free(c.stream_ok);
+    free(c.stream_base);
     free(c.param);
     char *err = NULL;
     if (LLVMVerifyModule(c.mod, LLVMReturnStatusAction, &err)) {
@@ -1046,6 +1057,11 @@ LLVMModuleRef cg_build_module(LLVMContextRef ctx, const Kernel *k, const TargetI
     LLVMPassBuilderOptionsSetSLPVectorization(po, 1);
     LLVMErrorRef perr = LLVMRunPasses(c.mod, "default<O3>", tm, po);
     LLVMDisposePassBuilderOptions(po);
+    if (!perr && !t->gpu_sm) {
+        LLVMTargetDataRef tdl = LLVMCreateTargetDataLayout(tm);
+        cg_stream_rewrite(ctx, c.mod, tdl, t->vector_bits);
+        LLVMDisposeTargetData(tdl);
+    }
     if (perr) {
         char *msg = LLVMGetErrorMessage(perr);
         diag_error(d, k->loc, "internal error: LLVM passes failed: %s", msg);

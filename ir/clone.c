@@ -88,6 +88,7 @@ Stmt *ir_clone_stmt(Kernel *k, const Stmt *s, const IrSubst *sub)
         c = ir_store(k, b, idx, ir_clone_expr(k, s->u.store.value, sub), s->loc);
         c->u.store.atomic = s->u.store.atomic;
         c->u.store.async = s->u.store.async;
+        c->u.store.stream = s->u.store.stream;
         return c;
     }
     case ST_PREFETCH: {

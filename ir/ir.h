@@ -389,8 +389,11 @@ struct Stmt {
         struct { Var *var; Expr *extent; LoopKind kind; int arg; Stmt *body; } loop;
         struct { Expr *cond; Stmt *then_, *else_; } if_;
         /* atomic: buf[idx] += value as one atomic read-modify-write (what
-         * ATOMIC_ADD lowers to; blocks of the grid run concurrently). */
-        struct { Buffer *buf; Expr **idx; Expr *value; bool atomic, async; } store;
+         * ATOMIC_ADD lowers to; blocks of the grid run concurrently).
+         * stream (CPU, pass_stream): the store may bypass the cache — a
+         * write-once output's; codegen streams it when the buffer is large
+         * and aligned at run time. */
+        struct { Buffer *buf; Expr **idx; Expr *value; bool atomic, async, stream; } store;
         struct { Region src, dst; bool async; } copy; /* also ATOMIC_ADD */
         struct { int pending; } wait; /* ASYNC_WAIT, WGMMA_WAIT: groups left in flight */
         struct { Region dst; Expr *value; } fill;
@@ -650,6 +653,11 @@ typedef struct TargetInfo {
      * in it.  A fixed figure, not the host's: code compiled for a target
      * is the same on every machine. */
     int64_t l1_bytes;
+    /* The size from which a write-once output is written with non-temporal
+     * stores (pass_stream): larger than the L2s and the L3 share of the
+     * threads that write it, where it would not be found by the kernel
+     * that reads it next anyway; a smaller one stays in the cache. */
+    int64_t stream_bytes;
     /* GPU targets (gpu_sm > 0): the block grid maps to CTAs of
      * gpu_threads threads; shared buffers live in the CTA's shared memory. */
     int gpu_sm;               /* 90 for sm_90a, 80 for sm_80; 0: a CPU */

@@ -534,6 +534,7 @@ static Stmt *stmt_reduce(Parser *ps, SrcLoc loc)
 static Stmt *stmt_store(Parser *ps, SrcLoc loc)
 {
     bool atomic = keyword(ps, "atomic"), async = !atomic && keyword(ps, "async");
+    bool stream = !atomic && !async && keyword(ps, "stream");
     Buffer *b = buffer(ps, ident(ps));
     Expr *idx[IR_MAX_RANK];
     index_list(ps, b, idx);
@@ -541,6 +542,7 @@ static Stmt *stmt_store(Parser *ps, SrcLoc loc)
     Stmt *s = ir_store(ps->k, b, idx, expr(ps), loc);
     s->u.store.atomic = atomic;
     s->u.store.async = async;
+    s->u.store.stream = stream;
     return s;
 }
 

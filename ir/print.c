@@ -17,6 +17,7 @@
  *     else {
  *     }
  *     B[I, J] = VALUE                 atomic B[I, J] += VALUE   async B[I, J] = VALUE
+ *     stream B[I, J] = VALUE
  *     copy SRC -> DST                 atomic_add SRC -> DST     copy async SRC -> DST
  *     fill DST = VALUE
  *     gemm A, B -> C [trans_a] [trans_b] [clear] [a_scale S] [b_scale S] [rows E]
@@ -274,7 +275,12 @@ static void print_simple(const Stmt *s, FILE *f)
 {
     switch (s->op) {
     case ST_STORE:
-        fprintf(f, "%s%s", s->u.store.atomic ? "atomic " : s->u.store.async ? "async " : "", s->u.store.buf->name);
+        fprintf(f, "%s%s",
+                s->u.store.atomic  ? "atomic "
+                : s->u.store.async ? "async "
+                : s->u.store.stream ? "stream "
+                                    : "",
+                s->u.store.buf->name);
         print_index(s->u.store.idx, s->u.store.buf->rank, f);
         fputs(s->u.store.atomic ? " += " : " = ", f);
         ir_print_expr(s->u.store.value, f);

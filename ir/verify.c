@@ -649,6 +649,8 @@ static void check_store(Verifier *v, const Stmt *s)
         else
             check_async(v, s->u.store.value->buf, b, s->loc);
     }
+    if (v->ok && s->u.store.stream && (b->scope != SCOPE_GLOBAL || s->u.store.atomic || s->u.store.async))
+        fail(v, s->loc, "stream store to %s must be a plain store to a global buffer", b->name);
     check_writable(v, b, s->loc);
 }
 

@@ -45,6 +45,9 @@ bool pass_bounds(Kernel *k, const TargetInfo *t, Diag *d);
 bool pass_fuse(Kernel *k, const TargetInfo *t, Diag *d);
 /* Mark innermost loops that are safe to run in vector lanes (CPU). */
 bool pass_vectorize(Kernel *k, const TargetInfo *t, Diag *d);
+/* Mark the stores of vector loops that may bypass the cache: write-once
+ * outputs, every vector aligned where the base is (CPU; see stream.c). */
+bool pass_stream(Kernel *k, const TargetInfo *t, Diag *d);
 /* GPU: spread parallel loops over the block's threads, place scratch in
  * shared or private memory, insert the barriers the data flow needs. */
 bool pass_threads(Kernel *k, const TargetInfo *t, Diag *d);

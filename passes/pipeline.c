@@ -19,13 +19,14 @@ static const struct {
     {"bounds", pass_bounds, CPU}, /* GPU: softmax then spills 12 bytes on sm_90a (ptxas stops at 128 registers) */
     {"fuse", pass_fuse, CPU}, /* GPU: the rule is there (see fuse.c) but softmax then spills on sm_90a */
     {"vectorize", pass_vectorize, CPU},
+    {"stream", pass_stream, CPU},
     {"threads", pass_threads, GPU},
     {"wgwait", pass_wgwait, GPU},
 };
 
 enum { NPASSES = sizeof passes / sizeof passes[0] };
 
-const char *pass_names(void) { return "check, stages, tma, lower, bounds, fuse, vectorize, threads, wgwait"; }
+const char *pass_names(void) { return "check, stages, tma, lower, bounds, fuse, vectorize, stream, threads, wgwait"; }
 
 static double now(void)
 {

@@ -94,6 +94,16 @@ if grep -q "vdpbf16ps.*zmm" "$tmp/gemm_bf16.s"; then ok "avx512 bf16 gemm uses v
 if grep -q "vunpcklps" "$tmp/transpose.s" && ! grep -q "vinsertps" "$tmp/transpose.s" &&
    grep -q "vunpcklps" "$tmp/gemm_avx2.s" && ! grep -q "vinsertps" "$tmp/gemm_avx2.s"; then
   ok "transposing copies go in 8x8 register blocks"; else bad "transposing copies go in 8x8 register blocks"; fi
+# write-once outputs: non-temporal stores (a version taken for outputs of
+# 16 MiB and more: static shapes under that have none), the kernel closed
+# by an sfence; bf16 rows as integer vectors (AVX2), f32 C tiles as zmm
+# (AVX-512; C's copy-out is no memcpy)
+"$TILEC" compile kernels_src/rmsnorm.lua --target x86-avx2 --emit asm -o "$tmp/rmsnorm.s" 2>/dev/null
+"$TILEC" compile examples/gemm.lua --set M=4096 --set N=4096 --target x86-avx512 --emit asm \
+  -o "$tmp/gemm_nt.s" 2>/dev/null
+if grep -q "vmovntdq.*ymm" "$tmp/rmsnorm.s" && grep -q "sfence" "$tmp/rmsnorm.s" &&
+   grep -q "vmovntps.*zmm" "$tmp/gemm_nt.s"; then
+  ok "write-once outputs stream (vmovnt, sfence)"; else bad "write-once outputs stream (vmovnt, sfence)"; fi
 # decode rows: dot tiles — vdpbf16ps on bf16 pairs along K (AVX-512), fp8
 # widened through F16C (vcvtph2ps) and the next step prefetched (AVX2)
 "$TILEC" compile examples/gemm.lua --set dtype=bf16 --set M=4 --set BM=4 --target x86-avx512 --emit asm \

@@ -1187,6 +1187,69 @@ TEST(transposing_copies_move_every_element)
 
 /* Packed fp4 inputs: every pair of codes in a byte decodes to the e2m1
  * value of each nibble (low nibble first) on every executor. */
+/* Streamed (non-temporal) stores write every element: tests/specs/stream.lua
+ * (y = x * 2 + 1, f32 and bf16 out, a whole last block and a partial one)
+ * compiled for x86-avx2 with an output of any size large enough to stream,
+ * its base on a vector boundary (the streamed version), 4 bytes off one
+ * (the plain version: a streamed store there would fault), and for the
+ * target as it is (16 MiB: plain); against the values computed here, every
+ * element (y starts as all-ones bytes, which no result is). */
+static bool run_streamed(const char *out, int M, const TargetInfo *t, uint8_t *y, const float *x)
+{
+    char m[16];
+    snprintf(m, sizeof m, "%d", M);
+    FeSet sets[] = {{"M", m}, {"out", out}};
+    Diag d = {0};
+    Kernel *k = fe_load("tests/specs/stream.lua", sets, 2, &d);
+    CgJit *j = NULL;
+    void *args[2] = {(void *)x, y};
+    bool ok = k && pass_pipeline(k, t, NULL, &d) && (j = cg_jit_compile(k, t, &d)) &&
+              cg_launch(k, cg_jit_fn(j), args, NULL, 2, &d);
+    if (!ok)
+        diag_print(&d, stdout);
+    cg_jit_free(j);
+    ir_kernel_free(k);
+    return ok;
+}
+
+TEST(streamed_stores_write_every_element)
+{
+    const TargetInfo *avx2 = ir_target("x86-avx2");
+    if (!ir_target_runs_here(avx2)) {
+        printf("skipped: streamed stores (this CPU cannot run x86-avx2)\n");
+        return;
+    }
+    TargetInfo any = *avx2;
+    any.stream_bytes = 1;
+    const struct { const TargetInfo *t; int skew; const char *what; } runs[] = {
+        {&any, 0, "streamed"}, {&any, 4, "misaligned, plain"}, {avx2, 0, "small, plain"}};
+    enum { D = 64, MAXM = 13 };
+    float x[MAXM * D];
+    unsigned seed = 7;
+    for (int i = 0; i < MAXM * D; i++)
+        x[i] = test_rand(&seed);
+    uint8_t *mem = aligned_alloc(64, MAXM * D * 4 + 64);
+    for (int o = 0; o < 2; o++) {
+        const char *out = o ? "bf16" : "f32";
+        DType dt = o ? DT_BF16 : DT_F32;
+        for (int M = 8; M <= MAXM; M += MAXM - 8)
+            for (size_t r = 0; r < sizeof runs / sizeof runs[0]; r++) {
+                uint8_t *y = mem + runs[r].skew;
+                memset(mem, 0xff, MAXM * D * 4 + 64);
+                bool ok = run_streamed(out, M, runs[r].t, y, x);
+                CHECKF(ok, "stream.lua %s M=%d %s: did not run", out, M, runs[r].what);
+                int bad = 0;
+                for (int i = 0; ok && i < M * D; i++) {
+                    uint8_t want[4];
+                    dt_store(dt, want, 0, x[i] * 2.0f + 1.0f);
+                    bad += memcmp(y + (size_t)i * (o ? 2 : 4), want, o ? 2 : 4) != 0;
+                }
+                CHECKF(bad == 0, "stream.lua %s M=%d %s: %d of %d elements wrong", out, M, runs[r].what, bad, M * D);
+            }
+    }
+    free(mem);
+}
+
 TEST(fp4_inputs_decode_every_code)
 {
     static const float mag[8] = {0, 0.5f, 1, 1.5f, 2, 3, 4, 6}; /* e2m1, v4-spec §2.4 */
@@ -1267,6 +1330,7 @@ int main(void)
     RUN(views_take_same_rank_extents_as_they_are);
     RUN(copies_move_bits);
     RUN(transposing_copies_move_every_element);
+    RUN(streamed_stores_write_every_element);
     RUN(fp4_inputs_decode_every_code);
     RUN(interpreter_reports_out_of_bounds);
     return test_summary();

@@ -124,6 +124,11 @@ TEST(golden_vectorize) { golden("vectorize", pass_vectorize); }
  * 64 lanes (4 registers of f32 into one of bytes), bf16 32, f32 16; a
  * constant extent takes no more than it needs, never fewer than 16 */
 TEST(golden_vectorize_narrow) { golden("vectorize_narrow", pass_vectorize); }
+/* streamed (non-temporal) stores: y and the 8-column-offset o and the
+ * bf16 g (16-lane vectors, offset 16); not r (read back), u (inout), o at
+ * 3, t (not unit-stride along j1), h (rows of 60 bf16: a row starts off a
+ * vector), n (extent M: maybe a tail), e (extent 60; stores under an if) */
+TEST(golden_stream) { golden_for("stream", pass_stream, ir_target("x86-avx2")); }
 /* also: a variable of extent 1 is 0; an index in i32's range cast to f32
  * through i32, a dyn size not */
 TEST(golden_bounds) { golden("bounds", pass_bounds); }
@@ -725,7 +730,7 @@ TEST(dump_after_unknown_pass)
     PassOptions o = {.dump_after = "tile"};
     CHECK(!pass_pipeline(k, avx512(), &o, &d));
     CHECKF(strstr(d.msg, "unknown pass 'tile'") && strstr(d.msg, pass_names()), "%s", d.msg);
-    CHECK(!strcmp(pass_names(), "check, stages, tma, lower, bounds, fuse, vectorize, threads, wgwait"));
+    CHECK(!strcmp(pass_names(), "check, stages, tma, lower, bounds, fuse, vectorize, stream, threads, wgwait"));
     CHECK(k->level == LEVEL_TILE);
     ir_kernel_free(k);
 }
@@ -788,6 +793,7 @@ int main(void)
     RUN(golden_lower_scaled_gpu);
     RUN(golden_vectorize);
     RUN(golden_vectorize_narrow);
+    RUN(golden_stream);
     RUN(golden_fuse_chain);
     RUN(golden_fuse_keep);
     RUN(golden_fuse_update);

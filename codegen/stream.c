@@ -1,0 +1,192 @@
+/* stream.c — non-temporal stores for the stores pass_stream marked (CPU).
+ *
+ * LLVM's loop vectoriser will not vectorise a store that carries
+ * !nontemporal unless the scalar store's alignment is the vector's, which
+ * a scalar store does not have.  So a marked store is emitted as a plain
+ * store with a tag — an alias scope of its own, which no access lists as
+ * `noalias` (it claims nothing) and which the vectoriser carries onto the
+ * vector stores it makes — and after the optimisation pipeline every
+ * whole-vector store still carrying the tag becomes non-temporal, aligned
+ * to its size (pass_stream proved the offsets; the base is checked here).
+ *
+ * Each vector loop holding marked stores runs in two versions: streamed
+ * when, at run time, every buffer they write is at least the target's
+ * stream_bytes and its base is vector-aligned, plain otherwise (a small
+ * output stays in the cache for the kernel that reads it next).  The
+ * streamed version addresses the buffer through a copy of its base that
+ * LLVM cannot see through (an empty inline asm): otherwise, where the two
+ * versions unroll into the same straight-line code, it merges their
+ * stores and with them drops the tag.  The kernel ends with an sfence:
+ * non-temporal stores are weakly ordered, and whoever reads the output
+ * next must see them. */
+#include "codegen/cg.h"
+#include "codegen/cgctx.h"
+
+#include <string.h>
+
+static bool is_stream_store(const Stmt *s) { return s->op == ST_STORE && s->u.store.stream; }
+
+/* Does s hold a marked store to b (any buffer when b is NULL)? */
+static bool writes_streamed(const Stmt *s, const Buffer *b)
+{
+    switch (s->op) {
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n; i++)
+            if (writes_streamed(s->u.seq.items[i], b))
+                return true;
+        return false;
+    case ST_FOR: return writes_streamed(s->u.loop.body, b);
+    case ST_IF: return writes_streamed(s->u.if_.then_, b) || (s->u.if_.else_ && writes_streamed(s->u.if_.else_, b));
+    case ST_STORE: return s->u.store.stream && (!b || s->u.store.buf == b);
+    default: return false;
+    }
+}
+
+void cg_stream_setup(Cg *c)
+{
+    const Kernel *k = c->k;
+    int64_t vbytes = c->t->vector_bits / 8;
+    for (int i = 0; i < k->nbufs; i++) {
+        const Buffer *b = k->bufs[i];
+        if (b->scope != SCOPE_GLOBAL || !writes_streamed(k->body, b))
+            continue;
+        LLVMValueRef bytes = cg_i64(c, dt_bits(b->dtype) / 8);
+        for (int d = 0; d < b->rank; d++)
+            bytes = LLVMBuildMul(c->b, bytes, cg_expr(c, b->shape[d]), "");
+        LLVMValueRef addr = LLVMBuildPtrToInt(c->b, c->base[b->id], c->i64, "");
+        LLVMValueRef misaligned = LLVMBuildAnd(c->b, addr, cg_i64(c, vbytes - 1), "");
+        LLVMValueRef aligned = LLVMBuildICmp(c->b, LLVMIntEQ, misaligned, cg_i64(c, 0), "");
+        LLVMValueRef large = LLVMBuildICmp(c->b, LLVMIntSGE, bytes, cg_i64(c, c->t->stream_bytes), "");
+        c->stream_ok[b->id] = LLVMBuildAnd(c->b, aligned, large, b->name);
+        LLVMTypeRef fty = LLVMFunctionType(c->ptr, &c->ptr, 1, 0);
+        LLVMValueRef opaque = LLVMGetInlineAsm(fty, "", 0, "=r,0", 4, false, false, LLVMInlineAsmDialectATT, false);
+        c->stream_base[b->id] = LLVMBuildCall2(c->b, fty, opaque, &c->base[b->id], 1, "");
+        c->any_stream = true;
+    }
+}
+
+/* The run-time test for a vector loop: every buffer its marked stores
+ * write may stream (NULL: it has none). */
+static LLVMValueRef loop_may_stream(Cg *c, const Stmt *loop)
+{
+    const Stmt *body = loop->u.loop.body;
+    int n = body->op == ST_SEQ ? body->u.seq.n : 1;
+    LLVMValueRef ok = NULL;
+    for (int i = 0; i < n; i++) {
+        const Stmt *s = body->op == ST_SEQ ? body->u.seq.items[i] : body;
+        if (!is_stream_store(s))
+            continue;
+        LLVMValueRef b = c->stream_ok[s->u.store.buf->id];
+        ok = ok ? LLVMBuildAnd(c->b, ok, b, "") : b;
+    }
+    return ok;
+}
+
+/* The base a buffer's streamed stores go through, for its plain one
+ * (buffers without any: nothing). */
+static void swap(LLVMValueRef *base, LLVMValueRef *stream_base)
+{
+    if (!*stream_base)
+        return;
+    LLVMValueRef t = *base;
+    *base = *stream_base;
+    *stream_base = t;
+}
+
+bool cg_stream_loop(Cg *c, const Stmt *loop)
+{
+    if (c->stream_mode || loop->u.loop.kind != LOOP_VECTOR)
+        return false;
+    LLVMValueRef ok = loop_may_stream(c, loop);
+    if (!ok)
+        return false;
+    LLVMBasicBlockRef yes = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "stream");
+    LLVMBasicBlockRef no = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "cached");
+    LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "join");
+    LLVMBuildCondBr(c->b, ok, yes, no);
+    const Kernel *k = c->k;
+    for (int mode = 1; mode >= -1; mode -= 2) {
+        LLVMPositionBuilderAtEnd(c->b, mode > 0 ? yes : no);
+        c->stream_mode = mode;
+        for (int i = 0; mode > 0 && i < k->nbufs; i++) /* swap, and back after */
+            swap(&c->base[k->bufs[i]->id], &c->stream_base[k->bufs[i]->id]);
+        cg_stmt(c, loop);
+        for (int i = 0; mode > 0 && i < k->nbufs; i++)
+            swap(&c->base[k->bufs[i]->id], &c->stream_base[k->bufs[i]->id]);
+        LLVMBuildBr(c->b, join);
+    }
+    c->stream_mode = 0;
+    LLVMPositionBuilderAtEnd(c->b, join);
+    return true;
+}
+
+/* The tag: a scope in a domain of its own, named so that the module's
+ * uniqued nodes give the same one back after the optimisation passes. */
+static LLVMValueRef tag(LLVMContextRef ctx)
+{
+    LLVMMetadataRef dom_name = LLVMMDStringInContext2(ctx, "tilec.stream.domain", 19);
+    LLVMMetadataRef dom = LLVMMDNodeInContext2(ctx, &dom_name, 1);
+    LLVMMetadataRef scope_ops[2] = {LLVMMDStringInContext2(ctx, "tilec.stream", 12), dom};
+    LLVMMetadataRef scope = LLVMMDNodeInContext2(ctx, scope_ops, 2);
+    return LLVMMetadataAsValue(ctx, scope);
+}
+
+static unsigned alias_scope_kind(LLVMContextRef ctx) { return LLVMGetMDKindIDInContext(ctx, "alias.scope", 11); }
+
+void cg_stream_tag(Cg *c, const Stmt *s)
+{
+    if (c->stream_mode <= 0 || !is_stream_store(s))
+        return;
+    LLVMValueRef st = LLVMGetLastInstruction(LLVMGetInsertBlock(c->b));
+    if (!st || !LLVMIsAStoreInst(st))
+        return;
+    LLVMValueRef scope = tag(c->ctx);
+    LLVMMetadataRef list = LLVMMDNodeInContext2(c->ctx, (LLVMMetadataRef[]){LLVMValueAsMetadata(scope)}, 1);
+    LLVMSetMetadata(st, alias_scope_kind(c->ctx), LLVMMetadataAsValue(c->ctx, list));
+}
+
+void cg_stream_fence(Cg *c)
+{
+    if (c->any_stream)
+        cg_intrinsic(c, "llvm.x86.sse.sfence", NULL, 0, NULL, 0);
+}
+
+/* Does the store carry the tag among its scopes? */
+static bool tagged(LLVMContextRef ctx, LLVMValueRef st, LLVMValueRef scope)
+{
+    LLVMValueRef list = LLVMGetMetadata(st, alias_scope_kind(ctx));
+    if (!list)
+        return false;
+    unsigned n = LLVMGetMDNodeNumOperands(list);
+    LLVMValueRef ops[16];
+    if (n > 16)
+        return false;
+    LLVMGetMDNodeOperands(list, ops);
+    for (unsigned i = 0; i < n; i++)
+        if (ops[i] == scope)
+            return true;
+    return false;
+}
+
+void cg_stream_rewrite(LLVMContextRef ctx, LLVMModuleRef mod, LLVMTargetDataRef dl, int vector_bits)
+{
+    LLVMValueRef scope = tag(ctx);
+    unsigned nt = LLVMGetMDKindIDInContext(ctx, "nontemporal", 11);
+    LLVMMetadataRef one = LLVMValueAsMetadata(LLVMConstInt(LLVMInt32TypeInContext(ctx), 1, 0));
+    LLVMValueRef flag = LLVMMetadataAsValue(ctx, LLVMMDNodeInContext2(ctx, &one, 1));
+    unsigned long long most = (unsigned long long)vector_bits / 8;
+    for (LLVMValueRef f = LLVMGetFirstFunction(mod); f; f = LLVMGetNextFunction(f))
+        for (LLVMBasicBlockRef bb = LLVMGetFirstBasicBlock(f); bb; bb = LLVMGetNextBasicBlock(bb))
+            for (LLVMValueRef in = LLVMGetFirstInstruction(bb); in; in = LLVMGetNextInstruction(in)) {
+                if (!LLVMIsAStoreInst(in) || !tagged(ctx, in, scope))
+                    continue;
+                LLVMTypeRef ty = LLVMTypeOf(LLVMGetOperand(in, 0));
+                unsigned long long size = LLVMStoreSizeOfType(dl, ty);
+                /* whole vectors of 16 bytes or more (a scalar, the odd
+                 * store LLVM left unvectorised, stays as it is) */
+                if (LLVMGetTypeKind(ty) != LLVMVectorTypeKind || size < 16 || (size & (size - 1)))
+                    continue;
+                LLVMSetMetadata(in, nt, flag);
+                LLVMSetAlignment(in, (unsigned)(size < most ? size : most));
+            }
+}
