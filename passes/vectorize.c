@@ -141,9 +141,74 @@ static void walk(Stmt *s, int width)
     }
 }
 
+/* ------------------------------------------------------ guards hoisted */
+
+/* An expression that reads no buffer: the same value wherever its
+ * variables hold the same values. */
+static bool reads_nothing(const Expr *e)
+{
+    if (e->op == EX_LOAD)
+        return false;
+    for (int i = 0; i < e->nargs; i++)
+        if (!reads_nothing(e->args[i]))
+            return false;
+    return true;
+}
+
+/* The one guard `if c { ... }` (no else; c reads no buffer) that a body
+ * is, adjacent guards on equal conditions merged into it; NULL if none.
+ * (Nothing in an arm can change c: it reads no buffer.) */
+static Stmt *sole_guard(Kernel *k, Stmt *body)
+{
+    int n = body->op == ST_SEQ ? body->u.seq.n : 1;
+    Stmt *const *items = body->op == ST_SEQ ? body->u.seq.items : &body;
+    for (int i = 0; i < n; i++)
+        if (items[i]->op != ST_IF || items[i]->u.if_.else_ || !reads_nothing(items[i]->u.if_.cond) ||
+            !ir_expr_equal(items[i]->u.if_.cond, items[0]->u.if_.cond))
+            return NULL;
+    if (n == 1)
+        return items[0];
+    Stmt *then_ = ir_seq(k, items[0]->loc);
+    for (int i = 0; i < n; i++)
+        ir_seq_push(k, then_, items[i]->u.if_.then_);
+    return ir_if(k, items[0]->u.if_.cond, then_, NULL, items[0]->loc);
+}
+
+/* `for v { if c { S } }` with c free of v becomes `if c { for v { S } }`,
+ * from the inside out, so a guard rises through every loop it does not
+ * depend on: rope's `t < M` around each element (the spec's T.if_ in the
+ * nest over a row) then stands outside the loops over the row, whose
+ * innermost loop can run in vector lanes. */
+static Stmt *hoist_guards(Kernel *k, Stmt *s)
+{
+    switch (s->op) {
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n; i++)
+            s->u.seq.items[i] = hoist_guards(k, s->u.seq.items[i]);
+        return s;
+    case ST_IF:
+        s->u.if_.then_ = hoist_guards(k, s->u.if_.then_);
+        if (s->u.if_.else_)
+            s->u.if_.else_ = hoist_guards(k, s->u.if_.else_);
+        return s;
+    case ST_FOR: {
+        s->u.loop.body = hoist_guards(k, s->u.loop.body);
+        Stmt *g = sole_guard(k, s->u.loop.body);
+        if (!g || ir_mentions_var(g->u.if_.cond, s->u.loop.var))
+            return s;
+        s->u.loop.body = g->u.if_.then_;
+        Stmt *then_ = ir_seq(k, s->loc);
+        ir_seq_push(k, then_, s);
+        return ir_if(k, g->u.if_.cond, then_, NULL, g->loc);
+    }
+    default: return s;
+    }
+}
+
 bool pass_vectorize(Kernel *k, const TargetInfo *t, Diag *d)
 {
     (void)d;
+    k->body = hoist_guards(k, k->body);
     walk(k->body, t->vector_bits / 32);
     return true;
 }

@@ -124,6 +124,12 @@ TEST(golden_vectorize) { golden("vectorize", pass_vectorize); }
  * 64 lanes (4 registers of f32 into one of bytes), bf16 32, f32 16; a
  * constant extent takes no more than it needs, never fewer than 16 */
 TEST(golden_vectorize_narrow) { golden("vectorize_narrow", pass_vectorize); }
+/* a guard free of a loop's variable and reading no buffer rises above the
+ * loop (adjacent guards on one condition merged), so the loop it guarded
+ * vectorises: the row guard `b * 4 + i < M` above the h and j loops; not a
+ * guard on the loop's variable, one reading a buffer, one with an else, or
+ * two guards on different conditions */
+TEST(golden_vectorize_guards) { golden("vectorize_guards", pass_vectorize); }
 /* streamed (non-temporal) stores: y and the 8-column-offset o and the
  * bf16 g (16-lane vectors, offset 16); not r (read back), u (inout), o at
  * 3, t (not unit-stride along j1), h (rows of 60 bf16: a row starts off a
@@ -793,6 +799,7 @@ int main(void)
     RUN(golden_lower_scaled_gpu);
     RUN(golden_vectorize);
     RUN(golden_vectorize_narrow);
+    RUN(golden_vectorize_guards);
     RUN(golden_stream);
     RUN(golden_fuse_chain);
     RUN(golden_fuse_keep);
