@@ -22,11 +22,9 @@
 #include "codegen/cg.h"
 #include "codegen/cgctx.h"
 
-#include <string.h>
-
 static bool is_stream_store(const Stmt *s) { return s->op == ST_STORE && s->u.store.stream; }
 
-/* Does s hold a marked store to b (any buffer when b is NULL)? */
+/* Does s hold a marked store to b? */
 static bool writes_streamed(const Stmt *s, const Buffer *b)
 {
     switch (s->op) {
@@ -37,7 +35,7 @@ static bool writes_streamed(const Stmt *s, const Buffer *b)
         return false;
     case ST_FOR: return writes_streamed(s->u.loop.body, b);
     case ST_IF: return writes_streamed(s->u.if_.then_, b) || (s->u.if_.else_ && writes_streamed(s->u.if_.else_, b));
-    case ST_STORE: return s->u.store.stream && (!b || s->u.store.buf == b);
+    case ST_STORE: return s->u.store.stream && s->u.store.buf == b;
     default: return false;
     }
 }
