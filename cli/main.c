@@ -34,6 +34,7 @@ typedef struct Opts {
     bool interp, simt, check, raw, time_passes, report;
     int threads, repeat, rotate;
     unsigned seed;
+    long long stream_bytes; /* -1: the target's */
 } Opts;
 
 static const char usage_main[] =
@@ -55,7 +56,7 @@ static const char usage_main[] =
 static const char usage_run[] =
     "usage: tilec run SPEC.lua [--set NAME=VALUE]... [--in ARG=FILE.npy]... [--out ARG=FILE.npy]...\n"
     "                 [--interp] [--simt] [--check] [--raw] [--target T] [--threads N] [--seed N]\n"
-    "                 [--repeat N] [--rotate N]\n"
+    "                 [--repeat N] [--rotate N] [--stream-bytes N]\n"
     "\n"
     "Runs the kernel once. Inputs not given with --in are filled with deterministic\n"
     "random numbers in [-1, 1) (--seed changes them). Input files are converted to\n"
@@ -76,11 +77,13 @@ static const char usage_run[] =
     "  --repeat N         run N times and print the median time\n"
     "  --rotate N         CPU: hold the read-only inputs in N copies, each run reading the\n"
     "                     next, so that weights larger than the cache come from memory as\n"
-    "                     in a model (the default 1 times them cache-warm)\n";
+    "                     in a model (the default 1 times them cache-warm)\n"
+    "  --stream-bytes N   CPU: outputs the kernel only writes go to memory past the cache\n"
+    "                     (non-temporal stores) from N bytes on (default 16 MiB; 0: all)\n";
 
 static const char usage_compile[] =
     "usage: tilec compile SPEC.lua [--set NAME=VALUE]... [--target T] [--emit ir|llvm|asm|obj|ptx]\n"
-    "                     [--dump-after PASS|all] [--time-passes] [--report] -o OUT\n"
+    "                     [--dump-after PASS|all] [--time-passes] [--report] [--stream-bytes N] -o OUT\n"
     "\n"
     "Lowers the kernel through the pass pipeline and writes the result.\n"
     "  --emit ir     the Loop IR after all passes (text)\n"
@@ -89,6 +92,8 @@ static const char usage_compile[] =
     "  --report      GPU targets: registers, shared memory, spills (ptxas -v) and the\n"
     "                instruction mix (cuobjdump -sass) of the kernel, on stdout\n"
     "  --dump-after  print the IR after the named pass (or every pass) to stderr\n"
+    "  --stream-bytes N  CPU: write outputs of N bytes and more that the kernel only\n"
+    "                writes with non-temporal stores (default 16 MiB; 0: all of them)\n"
     "  -o OUT        output path ('-' for stdout, text formats only)\n"
     "The object exports one function named after the kernel:\n"
     "  void NAME(void *const *args, const int64_t *params, int64_t block_begin, int64_t block_end);\n"
@@ -131,7 +136,8 @@ static bool split_eq(char *s, const char **name, const char **value)
 static bool is_value_option(const char *a)
 {
     static const char *const with_value[] = {"--set", "--in", "--out", "--target", "--emit",
-                                             "--dump-after", "-o", "--threads", "--seed", "--repeat", "--rotate"};
+                                             "--dump-after", "-o", "--threads", "--seed", "--repeat", "--rotate",
+                                             "--stream-bytes"};
     for (size_t i = 0; i < sizeof with_value / sizeof with_value[0]; i++)
         if (!strcmp(a, with_value[i]))
             return true;
@@ -145,6 +151,7 @@ static int parse_opts(int argc, char **argv, Opts *o)
     o->repeat = 1;
     o->rotate = 1;
     o->seed = 1;
+    o->stream_bytes = -1;
     for (int i = 2; i < argc; i++) {
         char *a = argv[i];
         bool has_value = i + 1 < argc;
@@ -199,6 +206,11 @@ static int parse_opts(int argc, char **argv, Opts *o)
                 o->repeat = (int)v;
             else
                 o->rotate = (int)v;
+        } else if (!strcmp(a, "--stream-bytes")) {
+            char *end;
+            o->stream_bytes = strtoll(argv[++i], &end, 10);
+            if (*end || !*argv[i] || o->stream_bytes < 0)
+                return usage_error("%s needs a non-negative integer", a);
         } else if (a[0] == '-' && a[1]) {
             return usage_error("unknown option %s", a);
         } else if (!o->spec) {
@@ -208,6 +220,25 @@ static int parse_opts(int argc, char **argv, Opts *o)
         }
     }
     return 0;
+}
+
+static const TargetInfo *pick_target(const char *name, Diag *d);
+
+/* The target of --target, with --stream-bytes where given (CPU only). */
+static const TargetInfo *target_of(const Opts *o, Diag *d)
+{
+    static TargetInfo changed;
+    const TargetInfo *t = pick_target(o->target, d);
+    if (!t || o->stream_bytes < 0)
+        return t;
+    if (t->gpu_sm) {
+        SrcLoc none = {0};
+        diag_error(d, none, "--stream-bytes is for CPU targets (%s has no non-temporal stores to choose)", t->name);
+        return NULL;
+    }
+    changed = *t;
+    changed.stream_bytes = o->stream_bytes;
+    return &changed;
 }
 
 static const TargetInfo *pick_target(const char *name, Diag *d)
@@ -627,7 +658,7 @@ static bool write_outputs(const Kernel *k, const Opts *o, const Bindings *bd, Di
 static int cmd_run(const Opts *o)
 {
     Diag d = {0};
-    const TargetInfo *t = pick_target(o->target, &d);
+    const TargetInfo *t = target_of(o, &d);
     if (!t)
         return fail(&d);
     if (o->simt && !t->gpu_sm) {
@@ -758,7 +789,7 @@ static int cmd_compile(const Opts *o)
         return usage_error("compile needs -o OUT%s", "");
     if (!strcmp(o->out_path, "-") && !strcmp(emit, "obj"))
         return usage_error("an object file cannot go to stdout%s", "");
-    const TargetInfo *t = pick_target(o->target, &d);
+    const TargetInfo *t = target_of(o, &d);
     if (!t)
         return fail(&d);
     Kernel *k = fe_load(o->spec, o->sets, o->nsets, &d);

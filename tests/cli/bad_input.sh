@@ -98,6 +98,11 @@ expect_error "--rotate 0" "tilec: --rotate needs a positive integer (see 'tilec 
   "$TILEC" run $gemm --rotate 0
 expect_error "--rotate too many" "tilec: --rotate takes at most 64 copies (see 'tilec --help')" -- \
   "$TILEC" run $gemm --rotate 65
+expect_error "--stream-bytes negative" "tilec: --stream-bytes needs a non-negative integer (see 'tilec --help')" -- \
+  "$TILEC" run $gemm --stream-bytes -1
+expect_error "--stream-bytes on a GPU" \
+  "tilec: --stream-bytes is for CPU targets (sm_90a has no non-temporal stores to choose)" -- \
+  "$TILEC" compile $gemm --stream-bytes 0 --target sm_90a -o /dev/null
 expect_error "--rotate on a GPU" "tilec: $gemm: --rotate is for CPU targets: sm_90a keeps its inputs in device memory" -- \
   "$TILEC" run $gemm --rotate 2 --target sm_90a
 

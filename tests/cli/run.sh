@@ -22,6 +22,16 @@ check "silu_mul --check" "$TILEC" run examples/silu_mul.lua --check
 check "gemm on 1 thread, avx2 --check" "$TILEC" run examples/gemm.lua --target x86-avx2 --threads 1 --check
 check "dyn M=0 (an empty batch) --check" "$TILEC" run examples/dyn_scale.lua --set M=0 --check
 check "gemm with inputs in 3 rotated copies --check" "$TILEC" run examples/gemm.lua --rotate 3 --repeat 4 --check
+# every output pass_stream marks written with non-temporal stores (any size:
+# --stream-bytes 0), against the interpreter: a store the alignment proof
+# let through wrongly would fault, a wrong one mismatch
+for f in act_quant fp4_act_quant hadamard hc_head hc_post hc_post_pre hc_pre kv_fp8_sim moe_combine moe_gather \
+         q_norm rmsnorm rmsnorm_fp8 rmsnorm_quant rope swiglu_quant; do
+  check "$f streamed --check" "$TILEC" run kernels_src/$f.lua --set M=9 --stream-bytes 0 --check
+done
+check "gemm streamed, tail blocks --check" "$TILEC" run examples/gemm.lua --set M=300 --set N=260 --set K=64 \
+  --stream-bytes 0 --check
+check "softmax streamed --check" "$TILEC" run examples/softmax.lua --stream-bytes 0 --check
 # rotated copies are the same inputs: the same bits out as one run
 "$TILEC" run examples/gemm.lua --set M=40 --out C="$tmp/c1.npy" >/dev/null 2>&1
 "$TILEC" run examples/gemm.lua --set M=40 --rotate 5 --repeat 7 --out C="$tmp/c5.npy" >/dev/null 2>&1
