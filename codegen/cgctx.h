@@ -21,7 +21,7 @@ typedef struct Cg {
      * through (swapped with base[] in a streamed loop); the version of a loop
      * being emitted (1 streamed, -1 plain, 0 not a versioned loop) */
     LLVMValueRef *stream_ok, *stream_base;
-    int stream_mode;
+    int stream_mode, stream_width; /* stream_width: lanes the loop is emitted at */
     bool any_stream;
     /* GPU: the kernel issues wgmma, which reads shared memory through the
      * async proxy: every barrier is preceded by a proxy fence */
@@ -62,10 +62,10 @@ bool cg_transposed_copy(Cg *c, const Stmt *s);
  * tag of a marked store just built, the closing sfence, and the rewrite of
  * tagged vector stores into non-temporal ones after the LLVM passes. */
 void cg_stream_setup(Cg *c);
-bool cg_stream_loop(Cg *c, const Stmt *loop);
+bool cg_stream_loop(Cg *c, const Stmt *loop, int width);
 void cg_stream_tag(Cg *c, const Stmt *s);
 void cg_stream_fence(Cg *c);
-void cg_stream_rewrite(LLVMContextRef ctx, LLVMModuleRef mod, LLVMTargetDataRef dl, int vector_bits);
+void cg_stream_rewrite(LLVMContextRef ctx, LLVMModuleRef mod, LLVMTargetDataRef dl);
 /* ptx.c: the GPU kernel function, barriers, math without libm */
 void cg_gpu_build_function(Cg *c);
 void cg_gpu_barrier(Cg *c);

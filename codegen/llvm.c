@@ -784,12 +784,12 @@ void cg_stmt(Cg *c, const Stmt *s)
     case ST_FOR: {
         if (c->t->gpu_sm && cg_gpu_async_chunk(c, s))
             break;
-        if (cg_transposed_copy(c, s) || cg_stream_loop(c, s))
-            break;
         /* LLVM 19 maps f32 math to libmvec's 8-lane (AVX2) entry points only,
          * unmasked: a loop with math runs 8 lanes wide with a scalar tail. */
         bool math = body_calls_math(s->u.loop.body);
         int width = math && s->u.loop.arg > 8 ? 8 : s->u.loop.arg;
+        if (cg_transposed_copy(c, s) || cg_stream_loop(c, s, width))
+            break;
         /* a max/min reduction (exact in any order) keeps 4 accumulators:
          * one is a chain of dependent maxima (topk N=4096 K=512, 16 rows:
          * 16 -> 10.9 ms); sums keep their one, and with it their rounding */
@@ -1069,7 +1069,7 @@ LLVMModuleRef cg_build_module(LLVMContextRef ctx, const Kernel *k, const TargetI
     LLVMDisposePassBuilderOptions(po);
     if (!perr && !t->gpu_sm) {
         LLVMTargetDataRef tdl = LLVMCreateTargetDataLayout(tm);
-        cg_stream_rewrite(ctx, c.mod, tdl, t->vector_bits);
+        cg_stream_rewrite(ctx, c.mod, tdl);
         LLVMDisposeTargetData(tdl);
     }
     if (perr) {

@@ -7,7 +7,9 @@
  * `noalias` (it claims nothing) and which the vectoriser carries onto the
  * vector stores it makes — and after the optimisation pipeline every
  * whole-vector store still carrying the tag becomes non-temporal, aligned
- * to its size (pass_stream proved the offsets; the base is checked here).
+ * to its size or, if less, to the alignment the tag records: the loop's
+ * emitted width of elements, where pass_stream proved each vector starts
+ * (the base is checked here).
  *
  * Each vector loop holding marked stores runs in two versions: streamed
  * when, at run time, every buffer they write is at least the target's
@@ -91,7 +93,7 @@ static void swap(LLVMValueRef *base, LLVMValueRef *stream_base)
     *stream_base = t;
 }
 
-bool cg_stream_loop(Cg *c, const Stmt *loop)
+bool cg_stream_loop(Cg *c, const Stmt *loop, int width)
 {
     if (c->stream_mode || loop->u.loop.kind != LOOP_VECTOR)
         return false;
@@ -106,6 +108,7 @@ bool cg_stream_loop(Cg *c, const Stmt *loop)
     for (int mode = 1; mode >= -1; mode -= 2) {
         LLVMPositionBuilderAtEnd(c->b, mode > 0 ? yes : no);
         c->stream_mode = mode;
+        c->stream_width = width;
         for (int i = 0; mode > 0 && i < k->nbufs; i++) /* swap, and back after */
             swap(&c->base[k->bufs[i]->id], &c->stream_base[k->bufs[i]->id]);
         cg_stmt(c, loop);
@@ -118,13 +121,20 @@ bool cg_stream_loop(Cg *c, const Stmt *loop)
     return true;
 }
 
-/* The tag: a scope in a domain of its own, named so that the module's
- * uniqued nodes give the same one back after the optimisation passes. */
-static LLVMValueRef tag(LLVMContextRef ctx)
+/* The tags: a scope per alignment (bytes, a power of two, 16 to 64) in a
+ * domain of their own, named so that the module's uniqued nodes give the
+ * same ones back after the optimisation passes.  A store's tag is the
+ * alignment pass_stream proved for it: its vectors start at multiples of
+ * the emitted width of elements from an aligned base. */
+enum { MIN_ALIGN = 16, MAX_ALIGN = 64 };
+
+static LLVMValueRef tag(LLVMContextRef ctx, int align)
 {
-    LLVMMetadataRef dom_name = LLVMMDStringInContext2(ctx, "tilec.stream.domain", 19);
+    char name[32];
+    int len = snprintf(name, sizeof name, "tilec.stream.%d", align);
+    LLVMMetadataRef dom_name = LLVMMDStringInContext2(ctx, "tilec.stream", 12);
     LLVMMetadataRef dom = LLVMMDNodeInContext2(ctx, &dom_name, 1);
-    LLVMMetadataRef scope_ops[2] = {LLVMMDStringInContext2(ctx, "tilec.stream", 12), dom};
+    LLVMMetadataRef scope_ops[2] = {LLVMMDStringInContext2(ctx, name, (size_t)len), dom};
     LLVMMetadataRef scope = LLVMMDNodeInContext2(ctx, scope_ops, 2);
     return LLVMMetadataAsValue(ctx, scope);
 }
@@ -136,9 +146,11 @@ void cg_stream_tag(Cg *c, const Stmt *s)
     if (c->stream_mode <= 0 || !is_stream_store(s))
         return;
     LLVMValueRef st = LLVMGetLastInstruction(LLVMGetInsertBlock(c->b));
-    if (!st || !LLVMIsAStoreInst(st))
+    int align = c->stream_width * dt_bits(s->u.store.buf->dtype) / 8, most = c->t->vector_bits / 8;
+    align = align < most ? align : most;
+    if (!st || !LLVMIsAStoreInst(st) || align < MIN_ALIGN || align > MAX_ALIGN)
         return;
-    LLVMValueRef scope = tag(c->ctx);
+    LLVMValueRef scope = tag(c->ctx, align);
     LLVMMetadataRef list = LLVMMDNodeInContext2(c->ctx, (LLVMMetadataRef[]){LLVMValueAsMetadata(scope)}, 1);
     LLVMSetMetadata(st, alias_scope_kind(c->ctx), LLVMMetadataAsValue(c->ctx, list));
 }
@@ -149,42 +161,44 @@ void cg_stream_fence(Cg *c)
         cg_intrinsic(c, "llvm.x86.sse.sfence", NULL, 0, NULL, 0);
 }
 
-/* Does the store carry the tag among its scopes? */
-static bool tagged(LLVMContextRef ctx, LLVMValueRef st, LLVMValueRef scope)
+/* The alignment of the tag the store carries among its scopes (0: none). */
+static int tagged(LLVMContextRef ctx, LLVMValueRef st)
 {
     LLVMValueRef list = LLVMGetMetadata(st, alias_scope_kind(ctx));
     if (!list)
-        return false;
+        return 0;
     unsigned n = LLVMGetMDNodeNumOperands(list);
     LLVMValueRef ops[16];
     if (n > 16)
-        return false;
+        return 0;
     LLVMGetMDNodeOperands(list, ops);
     for (unsigned i = 0; i < n; i++)
-        if (ops[i] == scope)
-            return true;
-    return false;
+        for (int align = MIN_ALIGN; align <= MAX_ALIGN; align *= 2)
+            if (ops[i] == tag(ctx, align))
+                return align;
+    return 0;
 }
 
-void cg_stream_rewrite(LLVMContextRef ctx, LLVMModuleRef mod, LLVMTargetDataRef dl, int vector_bits)
+void cg_stream_rewrite(LLVMContextRef ctx, LLVMModuleRef mod, LLVMTargetDataRef dl)
 {
-    LLVMValueRef scope = tag(ctx);
     unsigned nt = LLVMGetMDKindIDInContext(ctx, "nontemporal", 11);
     LLVMMetadataRef one = LLVMValueAsMetadata(LLVMConstInt(LLVMInt32TypeInContext(ctx), 1, 0));
     LLVMValueRef flag = LLVMMetadataAsValue(ctx, LLVMMDNodeInContext2(ctx, &one, 1));
-    unsigned long long most = (unsigned long long)vector_bits / 8;
     for (LLVMValueRef f = LLVMGetFirstFunction(mod); f; f = LLVMGetNextFunction(f))
         for (LLVMBasicBlockRef bb = LLVMGetFirstBasicBlock(f); bb; bb = LLVMGetNextBasicBlock(bb))
             for (LLVMValueRef in = LLVMGetFirstInstruction(bb); in; in = LLVMGetNextInstruction(in)) {
-                if (!LLVMIsAStoreInst(in) || !tagged(ctx, in, scope))
+                int align = LLVMIsAStoreInst(in) ? tagged(ctx, in) : 0;
+                if (!align)
                     continue;
                 LLVMTypeRef ty = LLVMTypeOf(LLVMGetOperand(in, 0));
                 unsigned long long size = LLVMStoreSizeOfType(dl, ty);
                 /* whole vectors of 16 bytes or more (a scalar, the odd
-                 * store LLVM left unvectorised, stays as it is) */
-                if (LLVMGetTypeKind(ty) != LLVMVectorTypeKind || size < 16 || (size & (size - 1)))
+                 * store LLVM left unvectorised, stays as it is), aligned
+                 * to their size or to the proven alignment if less (the
+                 * back end then splits them) */
+                if (LLVMGetTypeKind(ty) != LLVMVectorTypeKind || size < MIN_ALIGN || (size & (size - 1)))
                     continue;
                 LLVMSetMetadata(in, nt, flag);
-                LLVMSetAlignment(in, (unsigned)(size < most ? size : most));
+                LLVMSetAlignment(in, (unsigned)(size < (unsigned long long)align ? size : (unsigned long long)align));
             }
 }
