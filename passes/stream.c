@@ -55,6 +55,23 @@ static int64_t known_divisor(const Expr *e, const Var *v, int64_t w)
     }
 }
 
+/* Does s add to b atomically anywhere (a read of the line, from any
+ * thread, that a streamed store of another may not have reached yet)? */
+static bool adds_atomically(const Stmt *s, const Buffer *b)
+{
+    switch (s->op) {
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n; i++)
+            if (adds_atomically(s->u.seq.items[i], b))
+                return true;
+        return false;
+    case ST_FOR: return adds_atomically(s->u.loop.body, b);
+    case ST_IF: return adds_atomically(s->u.if_.then_, b) || (s->u.if_.else_ && adds_atomically(s->u.if_.else_, b));
+    case ST_STORE: return s->u.store.atomic && s->u.store.buf == b;
+    default: return false;
+    }
+}
+
 /* Only a global output the kernel never reads, of whole bytes. */
 static bool write_once(const Kernel *k, const Buffer *b)
 {
@@ -62,7 +79,7 @@ static bool write_once(const Kernel *k, const Buffer *b)
         return false;
     IrUse u = {0};
     ir_buffer_use(k->body, b, &u);
-    return u.reads == 0;
+    return u.reads == 0 && !adds_atomically(k->body, b);
 }
 
 /* Every vector of the loop's store s begins on a multiple of the width. */
