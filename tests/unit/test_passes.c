@@ -134,7 +134,8 @@ TEST(golden_vectorize_guards) { golden("vectorize_guards", pass_vectorize); }
  * bf16 g (16-lane vectors, offset 16); not r (read back), u (inout), o at
  * 3, t (not unit-stride along j1), h (rows of 60 bf16: a row starts off a
  * vector), n (extent M: maybe a tail), e (extent 60; stores under an if),
- * a (added to atomically) */
+ * a (added to atomically), v in the else arm of a branch whose then arm
+ * streams it (a window test's slow path) */
 TEST(golden_stream) { golden_for("stream", pass_stream, ir_target("x86-avx2")); }
 /* also: a variable of extent 1 is 0; an index in i32's range cast to f32
  * through i32, a dyn size not */
