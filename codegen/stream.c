@@ -26,29 +26,15 @@
 
 static bool is_stream_store(const Stmt *s) { return s->op == ST_STORE && s->u.store.stream; }
 
-/* Does s hold a marked store to b? */
-static bool writes_streamed(const Stmt *s, const Buffer *b)
-{
-    switch (s->op) {
-    case ST_SEQ:
-        for (int i = 0; i < s->u.seq.n; i++)
-            if (writes_streamed(s->u.seq.items[i], b))
-                return true;
-        return false;
-    case ST_FOR: return writes_streamed(s->u.loop.body, b);
-    case ST_IF: return writes_streamed(s->u.if_.then_, b) || (s->u.if_.else_ && writes_streamed(s->u.if_.else_, b));
-    case ST_STORE: return s->u.store.stream && s->u.store.buf == b;
-    default: return false;
-    }
-}
-
 void cg_stream_setup(Cg *c)
 {
     const Kernel *k = c->k;
     int64_t vbytes = c->t->vector_bits / 8;
     for (int i = 0; i < k->nbufs; i++) {
         const Buffer *b = k->bufs[i];
-        if (b->scope != SCOPE_GLOBAL || !writes_streamed(k->body, b))
+        IrUse u = {0};
+        ir_buffer_use(k->body, b, &u);
+        if (b->scope != SCOPE_GLOBAL || !u.streamed)
             continue;
         LLVMValueRef bytes = cg_i64(c, dt_bits(b->dtype) / 8);
         for (int d = 0; d < b->rank; d++)

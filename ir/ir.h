@@ -576,9 +576,10 @@ Expr *ir_clone_expr(Kernel *k, const Expr *e, const IrSubst *sub);
 Stmt *ir_clone_stmt(Kernel *k, const Stmt *s, const IrSubst *sub);
 
 /* How often s reads and writes buffer b, counted statically (a statement
- * in a loop counts once): regions, loads and stores, added to *u. */
+ * in a loop counts once): regions, loads and stores, added to *u; of the
+ * stores, the atomic ones and those marked stream. */
 typedef struct IrUse {
-    int reads, writes;
+    int reads, writes, atomics, streamed;
 } IrUse;
 void ir_buffer_use(const Stmt *s, const Buffer *b, IrUse *u);
 /* Is every load of b in e at index tuple idx (structurally equal)? */

@@ -36,8 +36,11 @@ void ir_buffer_use(const Stmt *s, const Buffer *b, IrUse *u)
         ir_buffer_use(s->u.if_.else_, b, u);
         break;
     case ST_STORE:
-        if (s->u.store.buf == b)
+        if (s->u.store.buf == b) {
             u->writes++;
+            u->atomics += s->u.store.atomic;
+            u->streamed += s->u.store.stream;
+        }
         for (int d = 0; d < s->u.store.buf->rank; d++)
             use_expr(s->u.store.idx[d], b, u);
         use_expr(s->u.store.value, b, u);

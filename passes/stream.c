@@ -55,31 +55,16 @@ static int64_t known_divisor(const Expr *e, const Var *v, int64_t w)
     }
 }
 
-/* Does s add to b atomically anywhere (a read of the line, from any
- * thread, that a streamed store of another may not have reached yet)? */
-static bool adds_atomically(const Stmt *s, const Buffer *b)
-{
-    switch (s->op) {
-    case ST_SEQ:
-        for (int i = 0; i < s->u.seq.n; i++)
-            if (adds_atomically(s->u.seq.items[i], b))
-                return true;
-        return false;
-    case ST_FOR: return adds_atomically(s->u.loop.body, b);
-    case ST_IF: return adds_atomically(s->u.if_.then_, b) || (s->u.if_.else_ && adds_atomically(s->u.if_.else_, b));
-    case ST_STORE: return s->u.store.atomic && s->u.store.buf == b;
-    default: return false;
-    }
-}
-
-/* Only a global output the kernel never reads, of whole bytes. */
+/* Only a global output of whole bytes that the kernel never reads nor
+ * adds to atomically (a read of the line, from any thread, that another's
+ * streamed store may not have reached yet). */
 static bool write_once(const Kernel *k, const Buffer *b)
 {
     if (b->scope != SCOPE_GLOBAL || b->dir != ARG_OUT || dt_bits(b->dtype) < 8)
         return false;
     IrUse u = {0};
     ir_buffer_use(k->body, b, &u);
-    return u.reads == 0 && !adds_atomically(k->body, b);
+    return u.reads == 0 && u.atomics == 0;
 }
 
 /* Every vector of the loop's store s begins on a multiple of the width. */
@@ -100,54 +85,43 @@ static bool starts_aligned(const Stmt *loop, const Stmt *s)
     return d % w == 0;
 }
 
-static void mark(const Kernel *k, const Stmt *loop, Stmt *s)
+/* hot: the then arm of the innermost if whose else arm holds s, or NULL.
+ * A buffer that arm streams is not streamed here: the else arm of such a
+ * branch is a window test's slow path, which runs for the grid's last
+ * block only, and streamed it doubled its code for nothing (rmsnorm
+ * compiled in 1.05 s against 0.77 s before streaming). */
+static void mark(const Kernel *k, const Stmt *loop, Stmt *s, const Stmt *hot)
 {
-    if (s->op == ST_STORE && !s->u.store.atomic && !s->u.store.async && write_once(k, s->u.store.buf) &&
-        starts_aligned(loop, s))
-        s->u.store.stream = true;
+    if (s->op != ST_STORE || s->u.store.atomic || s->u.store.async || !write_once(k, s->u.store.buf) ||
+        !starts_aligned(loop, s))
+        return;
+    IrUse u = {0};
+    if (hot)
+        ir_buffer_use(hot, s->u.store.buf, &u);
+    s->u.store.stream = u.streamed == 0;
 }
 
-/* Does s hold a marked store? */
-static bool streams(const Stmt *s)
+static void walk(const Kernel *k, Stmt *s, const Stmt *hot)
 {
     switch (s->op) {
     case ST_SEQ:
         for (int i = 0; i < s->u.seq.n; i++)
-            if (streams(s->u.seq.items[i]))
-                return true;
-        return false;
-    case ST_FOR: return streams(s->u.loop.body);
-    case ST_IF: return streams(s->u.if_.then_) || (s->u.if_.else_ && streams(s->u.if_.else_));
-    case ST_STORE: return s->u.store.stream;
-    default: return false;
-    }
-}
-
-static void walk(const Kernel *k, Stmt *s)
-{
-    switch (s->op) {
-    case ST_SEQ:
-        for (int i = 0; i < s->u.seq.n; i++)
-            walk(k, s->u.seq.items[i]);
+            walk(k, s->u.seq.items[i], hot);
         break;
     case ST_IF:
-        walk(k, s->u.if_.then_);
-        /* the else arm of a branch whose then arm streams is a window
-         * test's slow path, which runs for the grid's last block only:
-         * streamed, it doubled its code for nothing (rmsnorm compiled in
-         * 1.05 s against 0.77 s before streaming) */
-        if (s->u.if_.else_ && !streams(s->u.if_.then_))
-            walk(k, s->u.if_.else_);
+        walk(k, s->u.if_.then_, hot);
+        if (s->u.if_.else_)
+            walk(k, s->u.if_.else_, s->u.if_.then_);
         break;
     case ST_FOR: {
         Stmt *body = s->u.loop.body;
         if (s->u.loop.kind != LOOP_VECTOR)
-            walk(k, body);
+            walk(k, body, hot);
         else if (body->op != ST_SEQ) /* a vector loop is innermost: its own stores only */
-            mark(k, s, body);
+            mark(k, s, body, hot);
         else
             for (int i = 0; i < body->u.seq.n; i++)
-                mark(k, s, body->u.seq.items[i]);
+                mark(k, s, body->u.seq.items[i], hot);
         break;
     }
     default: break;
@@ -158,6 +132,6 @@ bool pass_stream(Kernel *k, const TargetInfo *t, Diag *d)
 {
     (void)t;
     (void)d;
-    walk(k, k->body);
+    walk(k, k->body, NULL);
     return true;
 }
