@@ -147,8 +147,11 @@ void cg_stream_fence(Cg *c)
         cg_intrinsic(c, "llvm.x86.sse.sfence", NULL, 0, NULL, 0);
 }
 
-/* The alignment of the tag the store carries among its scopes (0: none). */
-static int tagged(LLVMContextRef ctx, LLVMValueRef st)
+enum { NTAGS = 3 }; /* 16, 32, 64 */
+
+/* The alignment of the tag the store carries among its scopes (0: none);
+ * tags[t] is the tag of MIN_ALIGN << t. */
+static int tagged(LLVMContextRef ctx, LLVMValueRef st, const LLVMValueRef *tags)
 {
     LLVMValueRef list = LLVMGetMetadata(st, alias_scope_kind(ctx));
     if (!list)
@@ -159,9 +162,9 @@ static int tagged(LLVMContextRef ctx, LLVMValueRef st)
         return 0;
     LLVMGetMDNodeOperands(list, ops);
     for (unsigned i = 0; i < n; i++)
-        for (int align = MIN_ALIGN; align <= MAX_ALIGN; align *= 2)
-            if (ops[i] == tag(ctx, align))
-                return align;
+        for (int t = 0; t < NTAGS; t++)
+            if (ops[i] == tags[t])
+                return MIN_ALIGN << t;
     return 0;
 }
 
@@ -170,10 +173,13 @@ void cg_stream_rewrite(LLVMContextRef ctx, LLVMModuleRef mod, LLVMTargetDataRef 
     unsigned nt = LLVMGetMDKindIDInContext(ctx, "nontemporal", 11);
     LLVMMetadataRef one = LLVMValueAsMetadata(LLVMConstInt(LLVMInt32TypeInContext(ctx), 1, 0));
     LLVMValueRef flag = LLVMMetadataAsValue(ctx, LLVMMDNodeInContext2(ctx, &one, 1));
+    LLVMValueRef tags[NTAGS];
+    for (int t = 0; t < NTAGS; t++)
+        tags[t] = tag(ctx, MIN_ALIGN << t);
     for (LLVMValueRef f = LLVMGetFirstFunction(mod); f; f = LLVMGetNextFunction(f))
         for (LLVMBasicBlockRef bb = LLVMGetFirstBasicBlock(f); bb; bb = LLVMGetNextBasicBlock(bb))
             for (LLVMValueRef in = LLVMGetFirstInstruction(bb); in; in = LLVMGetNextInstruction(in)) {
-                int align = LLVMIsAStoreInst(in) ? tagged(ctx, in) : 0;
+                int align = LLVMIsAStoreInst(in) ? tagged(ctx, in, tags) : 0;
                 if (!align)
                     continue;
                 LLVMTypeRef ty = LLVMTypeOf(LLVMGetOperand(in, 0));

@@ -12,7 +12,10 @@
  *
  * A store qualifies when
  *   - its buffer is a global output (not inout) that the kernel never
- *     loads: nothing of the kernel misses the line later;
+ *     loads nor adds to atomically: nothing of the kernel misses the line
+ *     later;
+ *   - it is not in the else arm of a branch whose then arm streams the
+ *     same buffer (a window test's slow path: the last block only);
  *   - it sits in the body of a vector loop of extent a multiple of the
  *     loop's width W, unit-stride along the loop (buf[.., v + x]): LLVM
  *     emits it as whole-vector stores with no scalar tail;

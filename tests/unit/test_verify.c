@@ -443,6 +443,39 @@ TEST(async_copies_and_waits)
     expect_fail(k, 13, "verify: wgmma_wait -1: the groups left in flight cannot be negative");
 }
 
+/* A stream store (pass_stream's mark) is a plain store to a global buffer:
+ * not to scratch; the mark round-trips through the text. */
+TEST(stream_stores_go_to_global_buffers)
+{
+    Kernel *k = load("kernel a level loop\n"
+                     "arg x: f32[64] in\n"
+                     "arg y: f32[64] out\n"
+                     "grid (g) < [1]\n"
+                     "{\n"
+                     "  for i: vector(8) < 64 {\n"
+                     "    stream y[i] = x[i] + 1.0\n"
+                     "  }\n"
+                     "}\n");
+    Diag d = {0};
+    CHECKF(k && ir_verify(k, &d), "a stream store to an output: %s", d.msg);
+    if (k) {
+        char *text = ir_print_string(k);
+        CHECKF(strstr(text, "    stream y[i] = x[i] + 1.0\n") != NULL, "printed:\n%s", text);
+        free(text);
+        ir_kernel_free(k);
+    }
+    k = load("kernel a level loop\n"
+             "arg x: f32[64] in\n"
+             "buf s: shared f32[64]\n"
+             "grid (g) < [1]\n"
+             "{\n"
+             "  for i: vector(8) < 64 {\n"
+             "    stream s[i] = x[i]\n"
+             "  }\n"
+             "}\n");
+    expect_fail(k, 7, "verify: stream store to s must be a plain store to a global buffer");
+}
+
 /* A prefetch is Loop IR (lower places it) and indexes its buffer like a
  * load; out-of-bounds indices are allowed (it is only a hint). */
 TEST(prefetch_is_loop_ir_with_integer_indices)
@@ -621,6 +654,7 @@ int main(void)
     RUN(regions);
     RUN(copy_shapes_agree_after_dropping_unit_extents);
     RUN(async_copies_and_waits);
+    RUN(stream_stores_go_to_global_buffers);
     RUN(prefetch_is_loop_ir_with_integer_indices);
     RUN(gemm_shapes_and_types);
     RUN(gemm_block_scales);
