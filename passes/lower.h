@@ -40,6 +40,9 @@ Buffer *lower_temp(Lower *L, const char *what, Scope scope, DType dt, int rank, 
 /* lower_gemm.c: a GEMM (block-scaled or not) as register tiles, dot tiles,
  * tensor-core tiles or plain loops, by target and shape. */
 Stmt *lower_gemm(Lower *L, const Stmt *g);
+/* Whether GEMM g runs on the CPU as broadcast register tiles (B packed
+ * into panels, A read micro_m rows at a time), not as dot tiles. */
+bool lower_gemm_in_register_tiles(Lower *L, const Stmt *g);
 /* Copies into scratch that only a CPU GEMM of seq reads, forwarded: the
  * GEMM reads (or packs) the copy's source instead. */
 void lower_forward_gemm_operands(Lower *L, Stmt *seq);

@@ -294,6 +294,8 @@ static bool dot_gemm(Lower *L, const Stmt *g)
     return !L->t->gpu_sm && g->u.gemm.trans_b && !g->u.gemm.trans_a && g->u.gemm.c.ext[0] <= DOT_MAX_ROWS;
 }
 
+bool lower_gemm_in_register_tiles(Lower *L, const Stmt *g) { return !L->t->gpu_sm && !dot_gemm(L, g); }
+
 /* What a dot tile's K loop keeps in vector registers besides its mr x nr
  * accumulators (codegen/micro.c), per operand dtypes ta x tb: each A row's
  * widened chunk, chunk / W registers (2 where an operand is 8-bit: the

@@ -115,8 +115,12 @@ TEST(golden_lower_rows) { golden("lower_rows", pass_lower); }
  * register tiles — A (f32) read in place where its window is inside the
  * matrix, else staged with its tail zeroed; B packed straight from b in
  * 32-column panels (an 8x8-block transposed copy, then an 8-column tail
- * panel) — and the next step's windows prefetched */
+ * panel); the step is left to the hardware prefetchers (register tiles) */
 TEST(golden_lower_forward) { golden("lower_forward", pass_lower); }
+/* prefetch of the next step: the step of a 96-row GEMM (register tiles)
+ * is left to the hardware's prefetchers, the copy loop's step fetches its
+ * next window (lower_dot: a step of dot tiles fetches its operands') */
+TEST(golden_lower_prefetch) { golden("lower_prefetch", pass_lower); }
 /* the same on sm_90a: dequantised into bf16 shared memory for the tensor cores */
 TEST(golden_lower_scaled_gpu) { golden_for("lower_scaled_gpu", pass_lower, ir_target("sm_90a")); }
 TEST(golden_vectorize) { golden("vectorize", pass_vectorize); }
@@ -797,6 +801,7 @@ int main(void)
     RUN(golden_lower_scaled_rows);
     RUN(golden_lower_rows);
     RUN(golden_lower_forward);
+    RUN(golden_lower_prefetch);
     RUN(golden_lower_scaled_deq);
     RUN(golden_lower_scaled_gpu);
     RUN(golden_vectorize);
