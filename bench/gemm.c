@@ -110,14 +110,15 @@ static bool tilec_prepare(Tilec *t, const char *spec, const Problem *p, double *
     snprintf(k, sizeof k, "%lld", (long long)p->s.k);
     /* BM per shape from the spec's own candidates, as a tuner would: the
      * smallest row tile that holds M (decode: up to 16 rows run as dot
-     * tiles), else the large default. */
-    const char *bm = p->s.m <= 1    ? "1"
-                     : p->s.m <= 4  ? "4"
-                     : p->s.m <= 16 ? "16"
-                     : p->s.m <= 24 ? "24"
-                     : p->s.m <= 48 ? "48"
-                     : p->s.m <= 96 ? "96"
-                                    : "192";
+     * tiles), at most 512: the largest block whose f32 accumulators fit a
+     * fragment (128 KiB at 64 columns), over which each packed B panel is
+     * reused (f32 2048^3, one thread, alternated: 192 rows 199.6 ms, 256
+     * 192.5, 512 187.5 at BK 1024; bf16 at BK 128 208.5 and 202.6). */
+    static const char *const bms[] = {"1", "4", "16", "24", "48", "96", "192", "256", "512"};
+    const char *bm = "512";
+    for (int i = 8; i >= 0; i--)
+        if (p->s.m <= atoll(bms[i]))
+            bm = bms[i];
     /* Decode rows (dot tiles) take K in one step where a candidate holds
      * it: each weight row is then one stream read start to end, where 128-
      * wide steps read 64 rows 512 bytes at a time (f32 M=1, N = K = 4096,
@@ -127,12 +128,13 @@ static bool tilec_prepare(Tilec *t, const char *spec, const Problem *p, double *
     for (int i = 0; p->s.m <= 16 && i < 5 && !strcmp(bk, "128"); i++)
         if (p->s.k % atoll(bks[i]) == 0)
             bk = bks[i];
-    /* f32 register tiles (A read in place) take 512-deep steps: fewer
-     * loads and stores of the accumulators and shorter-lived prefetches
-     * per FLOP (one thread, alternated: 1024^3 27.4 -> 26.3 ms, 2048^3
-     * 214 -> 205; bf16, staged and widened, gained nothing) */
-    if (p->s.m > 16 && p->dt == DT_F32 && p->s.k % 512 == 0)
-        bk = "512";
+    /* f32 register tiles (A read in place) take 1024-deep steps where K
+     * allows, else 512: fewer loads and stores of the accumulators per
+     * FLOP (one thread, alternated: 1024^3 27.4 ms at BK 128, 26.3 at
+     * 512; 4096^3 at BM 512 1610 ms at 512, 1512 at 1024, 1610 at 2048;
+     * bf16, staged and widened, gained nothing) */
+    if (p->s.m > 16 && p->dt == DT_F32)
+        bk = p->s.k % 1024 == 0 ? "1024" : p->s.k % 512 == 0 ? "512" : "128";
     FeSet sets[] = {{"M", m}, {"N", n}, {"K", k}, {"dtype", dt_name(p->dt)}, {"BM", bm}, {"BK", bk}};
     Diag d = {0};
     double t0 = rt_now();
