@@ -7,11 +7,13 @@
  * For each shape and dtype (f32, bf16 inputs; f32 output C = A·Bᵀ) it checks
  * each result (tilec, oneDNN, and OpenBLAS's sgemm for f32 where it was
  * found at build time) against a double-precision dot product on sampled
- * entries, then times them in turns and prints the median GFLOP/s of each
- * and the ratios of tilec to each peer.
+ * entries, then times them in turns and prints the median GFLOP/s of each,
+ * the ratios of tilec to each peer, and tilec's fraction of the machine's
+ * multiply-add peak (bench/peers.c, measured after each row).
  * oneDNN uses OpenMP, so the thread count is set before its first call. */
 #include "codegen/codegen.h"
 #include "frontend/frontend.h"
+#include "bench/peers.h"
 #include "passes/passes.h"
 #include "runtime/timing.h"
 
@@ -322,9 +324,14 @@ static bool bench_one(const char *spec, Shape s, DType dt, int threads)
     if (have_dnnl)
         dnnl_release(&o);
 
+    /* the peak of the instruction the kernel multiplies with, measured
+     * now: the clock moves with the machine's other tenants */
+    const TargetInfo *target = ir_host_target();
+    double peak = bench_fma_peak(threads, target->vector_bits, dt == DT_BF16 && target->has_bf16_dot);
     double g_tilec = flop / t_tilec * 1e-9, g_dnnl = flop / t_dnnl * 1e-9, g_blas = flop / t_blas * 1e-9;
-    printf("%-5s %5lld %5lld %5lld %9.1f %9.1f %7.2f %9.1f %7.2f %10.0f\n", dt_name(dt), (long long)s.m,
-           (long long)s.n, (long long)s.k, g_tilec, g_dnnl, g_tilec / g_dnnl, g_blas, g_tilec / g_blas, compile_ms);
+    printf("%-5s %5lld %5lld %5lld %9.1f %7.2f %9.1f %7.2f %9.1f %7.2f %10.0f\n", dt_name(dt), (long long)s.m,
+           (long long)s.n, (long long)s.k, g_tilec, g_tilec / peak, g_dnnl, g_tilec / g_dnnl, g_blas,
+           g_tilec / g_blas, compile_ms);
     if (isnan(t_dnnl))
         printf("      (oneDNN has no %s matmul for this CPU: no peer for this row)\n", dt_name(dt));
     fflush(stdout);
@@ -380,11 +387,13 @@ int main(int argc, char **argv)
 #ifdef TILEC_HAVE_OPENBLAS
     openblas_set_num_threads(threads);
 #endif
-    printf("bench_gemm: target %s, %d thread(s), medians; ratios = tilec / the peer on their left\n",
+    printf("bench_gemm: target %s, %d thread(s), medians; ratios = tilec / the peer on their left;\n"
+           "of_peak = tilec / this machine's multiply-add peak, measured after each row (FMA; vdpbf16ps for\n"
+           "bf16 where the target has it)\n",
            t ? t->name : "none", threads);
-    printf("%-5s %5s %5s %5s %9s %9s %7s %9s %7s %10s\n", "dtype", "M", "N", "K", "tilec", "oneDNN", "ratio",
-           "OpenBLAS", "ratio", "compile_ms");
-    printf("%-5s %5s %5s %5s %9s %9s %7s %9s\n", "", "", "", "", "GFLOP/s", "GFLOP/s", "", "GFLOP/s");
+    printf("%-5s %5s %5s %5s %9s %7s %9s %7s %9s %7s %10s\n", "dtype", "M", "N", "K", "tilec", "of_peak", "oneDNN",
+           "ratio", "OpenBLAS", "ratio", "compile_ms");
+    printf("%-5s %5s %5s %5s %9s %7s %9s %7s %9s\n", "", "", "", "", "GFLOP/s", "", "GFLOP/s", "", "GFLOP/s");
     bool ok = true;
     DType dts[] = {DT_F32, DT_BF16};
     for (int d = 0; d < 2; d++) {

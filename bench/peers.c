@@ -4,6 +4,7 @@
 #include "runtime/pool.h"
 #include "runtime/timing.h"
 
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,4 +102,60 @@ double bench_read_bandwidth(int threads)
     (void)keep;
     size_t group = (size_t)READ_STREAMS * READ_ROW;
     return (double)(r.bytes / group * group * (size_t)threads) / sec * 1e-9;
+}
+
+enum { PEAK_CHAINS = 12, PEAK_ITERS = 20000000 };
+
+#define CHAINS12(op, r) \
+    op " %%" r "12, %%" r "13, %%" r "0\n" op " %%" r "12, %%" r "13, %%" r "1\n" \
+    op " %%" r "12, %%" r "13, %%" r "2\n" op " %%" r "12, %%" r "13, %%" r "3\n" \
+    op " %%" r "12, %%" r "13, %%" r "4\n" op " %%" r "12, %%" r "13, %%" r "5\n" \
+    op " %%" r "12, %%" r "13, %%" r "6\n" op " %%" r "12, %%" r "13, %%" r "7\n" \
+    op " %%" r "12, %%" r "13, %%" r "8\n" op " %%" r "12, %%" r "13, %%" r "9\n" \
+    op " %%" r "12, %%" r "13, %%" r "10\n" op " %%" r "12, %%" r "13, %%" r "11\n"
+
+#define ZERO(i) "vxorps %%xmm" #i ", %%xmm" #i ", %%xmm" #i "\n"
+/* zeros everywhere (VEX clears the upper lanes): no NaN, no denormal */
+#define PEAK_LOOP(body, n)                                                                                    \
+    __asm__ volatile(ZERO(0) ZERO(1) ZERO(2) ZERO(3) ZERO(4) ZERO(5) ZERO(6) ZERO(7) ZERO(8) ZERO(9) ZERO(10) \
+                     ZERO(11) ZERO(12) ZERO(13) "1:\n" body "dec %0\n jnz 1b\n"                              \
+                     : "+r"(n)                                                                                \
+                     :                                                                                        \
+                     : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9",         \
+                       "xmm10", "xmm11", "xmm12", "xmm13", "cc")
+
+typedef struct Peak {
+    int kind; /* 0: FMA ymm, 1: FMA zmm, 2: vdpbf16ps zmm */
+} Peak;
+
+/* The values never matter (nothing reads them): only the issue rate. */
+static void peak_chains(void *ctx, int64_t begin, int64_t end)
+{
+#if defined(__x86_64__)
+    const Peak *p = ctx;
+    for (int64_t i = begin; i < end; i++) {
+        long n = PEAK_ITERS;
+        if (p->kind == 0)
+            PEAK_LOOP(CHAINS12("vfmadd231ps", "ymm"), n);
+        else if (p->kind == 1)
+            PEAK_LOOP(CHAINS12("vfmadd231ps", "zmm"), n);
+        else
+            PEAK_LOOP(CHAINS12("vdpbf16ps", "zmm"), n);
+    }
+#else
+    (void)ctx, (void)begin, (void)end;
+#endif
+}
+
+double bench_fma_peak(int threads, int vector_bits, bool bf16_dot)
+{
+    if (threads < 1)
+        threads = 1;
+#if !defined(__x86_64__)
+    return NAN;
+#endif
+    Peak p = {bf16_dot ? 2 : vector_bits >= 512 ? 1 : 0};
+    double lanes = (p.kind ? 512 : 256) / 32, flops_per_op = (bf16_dot ? 4 : 2) * lanes;
+    double sec = median_of_5(threads, peak_chains, &p);
+    return (double)threads * PEAK_ITERS * PEAK_CHAINS * flops_per_op / sec * 1e-9;
 }
