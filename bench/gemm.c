@@ -112,13 +112,14 @@ static bool tilec_prepare(Tilec *t, const char *spec, const Problem *p, double *
     snprintf(k, sizeof k, "%lld", (long long)p->s.k);
     /* BM per shape from the spec's own candidates, as a tuner would: the
      * smallest row tile that holds M (decode: up to 16 rows run as dot
-     * tiles), at most 512: the largest block whose f32 accumulators fit a
-     * fragment (128 KiB at 64 columns), over which each packed B panel is
-     * reused (f32 2048^3, one thread, alternated: 192 rows 199.6 ms, 256
-     * 192.5, 512 187.5 at BK 1024; bf16 at BK 128 208.5 and 202.6). */
-    static const char *const bms[] = {"1", "4", "16", "24", "48", "96", "192", "256", "512"};
-    const char *bm = "512";
-    for (int i = 8; i >= 0; i--)
+     * tiles), at most 256, over which each packed B panel is reused.  f32
+     * 2048^3, one thread, BK 1024, alternated: quiet, 192 rows 199.6 ms,
+     * 256 186.9, 512 184.1; with the L3 shared with another tenant (`tilec
+     * sweep`), 256.7, 243.5, 292.5 — A's 512-row bands are read from L3
+     * for every column block.  bf16 at BK 128: 192 rows 208.5, 512 202.6. */
+    static const char *const bms[] = {"1", "4", "16", "24", "48", "96", "192", "256"};
+    const char *bm = "256";
+    for (int i = 7; i >= 0; i--)
         if (p->s.m <= atoll(bms[i]))
             bm = bms[i];
     /* Decode rows (dot tiles) take K in one step where a candidate holds

@@ -2,6 +2,7 @@
  *
  * Every error is one line on stderr and a non-zero exit: 1 for a failure in
  * the user's spec, data or check, 2 for a malformed command line. */
+#include "cli/cli.h"
 #include "cli/report.h"
 #include "codegen/codegen.h"
 #include "frontend/frontend.h"
@@ -17,26 +18,6 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { MAX_OPTS = 64 };
-
-typedef struct NamedFile {
-    const char *name, *path;
-} NamedFile;
-
-/* Options of every command, parsed in one place. */
-typedef struct Opts {
-    const char *cmd, *spec;
-    FeSet sets[MAX_OPTS];
-    int nsets;
-    NamedFile ins[MAX_OPTS], outs[MAX_OPTS];
-    int nins, nouts;
-    const char *target, *emit, *dump_after, *out_path;
-    bool interp, simt, check, raw, time_passes, report;
-    int threads, repeat, rotate;
-    unsigned seed;
-    long long stream_bytes; /* -1: the target's */
-} Opts;
-
 static const char usage_main[] =
     "tilec — compile tile kernels written in Lua to AVX-512 machine code and to PTX\n"
     "\n"
@@ -45,6 +26,7 @@ static const char usage_main[] =
     "commands:\n"
     "  run      run a kernel on .npy inputs (JIT-compiled, or --interp), optionally --check it\n"
     "  compile  compile a kernel to LLVM IR, assembly, an object file or printed Loop IR\n"
+    "  sweep    time a kernel over its tune{} parameters' values and keep the results\n"
     "  ir       print a kernel's Tile IR as the frontend built it\n"
     "  targets  list the targets and whether this CPU can run them\n"
     "\n"
@@ -56,7 +38,7 @@ static const char usage_main[] =
 static const char usage_run[] =
     "usage: tilec run SPEC.lua [--set NAME=VALUE]... [--in ARG=FILE.npy]... [--out ARG=FILE.npy]...\n"
     "                 [--interp] [--simt] [--check] [--raw] [--target T] [--threads N] [--seed N]\n"
-    "                 [--repeat N] [--rotate N] [--stream-bytes N]\n"
+    "                 [--repeat N] [--rotate N] [--stream-bytes N] [--tuned FILE]\n"
     "\n"
     "Runs the kernel once. Inputs not given with --in are filled with deterministic\n"
     "random numbers in [-1, 1) (--seed changes them). Input files are converted to\n"
@@ -79,11 +61,15 @@ static const char usage_run[] =
     "                     next, so that weights larger than the cache come from memory as\n"
     "                     in a model (the default 1 times them cache-warm)\n"
     "  --stream-bytes N   CPU: outputs the kernel only writes go to memory past the cache\n"
-    "                     (non-temporal stores) from N bytes on (default 16 MiB; 0: all)\n";
+    "                     (non-temporal stores) from N bytes on (default 16 MiB; 0: all)\n"
+    "  --tuned FILE       tune parameters not --set take the values of the fastest point\n"
+    "                     'tilec sweep --store FILE' recorded for this kernel, target and\n"
+    "                     --set values (the spec's defaults where it has none)\n";
 
 static const char usage_compile[] =
     "usage: tilec compile SPEC.lua [--set NAME=VALUE]... [--target T] [--emit ir|llvm|asm|obj|ptx]\n"
-    "                     [--dump-after PASS|all] [--time-passes] [--report] [--stream-bytes N] -o OUT\n"
+    "                     [--dump-after PASS|all] [--time-passes] [--report] [--stream-bytes N]\n"
+    "                     [--tuned FILE] -o OUT\n"
     "\n"
     "Lowers the kernel through the pass pipeline and writes the result.\n"
     "  --emit ir     the Loop IR after all passes (text)\n"
@@ -94,11 +80,33 @@ static const char usage_compile[] =
     "  --dump-after  print the IR after the named pass (or every pass) to stderr\n"
     "  --stream-bytes N  CPU: write outputs of N bytes and more that the kernel only\n"
     "                writes with non-temporal stores (default 16 MiB; 0: all of them)\n"
+    "  --tuned FILE  tune parameters not --set as 'tilec sweep --store FILE' found fastest\n"
     "  -o OUT        output path ('-' for stdout, text formats only)\n"
     "The object exports one function named after the kernel:\n"
     "  void NAME(void *const *args, const int64_t *params, int64_t block_begin, int64_t block_end);\n"
     "The PTX has one .entry named after the kernel: NAME(args..., params...), one global\n"
     "pointer per argument then one .u64 per runtime scalar, launched as a 1-D grid of all blocks.\n";
+
+static const char usage_sweep[] =
+    "usage: tilec sweep SPEC.lua [--set NAME=VALUE]... [--over NAME=V1,V2,...]... [--store FILE]\n"
+    "                   [--in ARG=FILE.npy]... [--check] [--target T] [--threads N] [--seed N]\n"
+    "                   [--repeat N] [--rotate N] [--stream-bytes N]\n"
+    "\n"
+    "Compiles and times the kernel at every point of its tune{} space: each tune\n"
+    "parameter not fixed with --set takes each of its candidates in turn, or the\n"
+    "values --over lists (512 points at most). Every point runs on the same inputs\n"
+    "(as 'tilec run' makes them) and its outputs are compared with the first\n"
+    "point's: one that differs fails the sweep (exit 1), however fast. A point the\n"
+    "compiler refuses (a tile too large for the target, say) is reported and skipped.\n"
+    "\n"
+    "  --over NAME=V,...  the values of tune parameter NAME to try (its candidates by default)\n"
+    "  --check            also check the first point against the interpreter\n"
+    "  --repeat N         runs per point; the median is reported (default 5)\n"
+    "  --store FILE       add every timed point to the results store FILE (created if\n"
+    "                     missing), keyed by kernel, target and the --set values; then\n"
+    "                     'tilec run/compile --tuned FILE' with the same --set values\n"
+    "                     takes the fastest point's values for the parameters they leave unset\n"
+    "The other options are 'tilec run's.\n";
 
 static const char usage_ir[] =
     "usage: tilec ir SPEC.lua [--set NAME=VALUE]...\n"
@@ -106,7 +114,7 @@ static const char usage_ir[] =
     "Prints the Tile IR the frontend builds from SPEC.lua, before any pass.\n"
     "'tilec compile SPEC.lua --dump-after all -o /dev/null' shows what each pass makes of it.\n";
 
-static int usage_error(const char *fmt, const char *arg)
+int usage_error(const char *fmt, const char *arg)
 {
     fputs("tilec: ", stderr);
     fprintf(stderr, fmt, arg);
@@ -114,7 +122,7 @@ static int usage_error(const char *fmt, const char *arg)
     return 2;
 }
 
-static int fail(const Diag *d)
+int fail(const Diag *d)
 {
     fputs("tilec: ", stderr);
     diag_print(d, stderr);
@@ -137,7 +145,7 @@ static bool is_value_option(const char *a)
 {
     static const char *const with_value[] = {"--set", "--in", "--out", "--target", "--emit",
                                              "--dump-after", "-o", "--threads", "--seed", "--repeat", "--rotate",
-                                             "--stream-bytes"};
+                                             "--stream-bytes", "--over", "--store", "--tuned"};
     for (size_t i = 0; i < sizeof with_value / sizeof with_value[0]; i++)
         if (!strcmp(a, with_value[i]))
             return true;
@@ -181,6 +189,17 @@ static int parse_opts(int argc, char **argv, Opts *o)
                 o->ins[o->nins++] = (NamedFile){name, value};
             else
                 o->outs[o->nouts++] = (NamedFile){name, value};
+        } else if (!strcmp(a, "--over")) {
+            const char *name, *values;
+            if (o->novers == MAX_OPTS)
+                return usage_error("too many %s options", a);
+            if (!split_eq(argv[++i], &name, &values) || !*values)
+                return usage_error("expected NAME=V1,V2,... after %s", a);
+            o->overs[o->novers++] = (FeSet){name, values};
+        } else if (!strcmp(a, "--store")) {
+            o->store = argv[++i];
+        } else if (!strcmp(a, "--tuned")) {
+            o->tuned = argv[++i];
         } else if (!strcmp(a, "--target")) {
             o->target = argv[++i];
         } else if (!strcmp(a, "--emit")) {
@@ -225,7 +244,7 @@ static int parse_opts(int argc, char **argv, Opts *o)
 static const TargetInfo *pick_target(const char *name, Diag *d);
 
 /* The target of --target, with --stream-bytes where given (CPU only). */
-static const TargetInfo *target_of(const Opts *o, Diag *d)
+const TargetInfo *target_of(const Opts *o, Diag *d)
 {
     static TargetInfo changed;
     const TargetInfo *t = pick_target(o->target, d);
@@ -258,15 +277,7 @@ static const TargetInfo *pick_target(const char *name, Diag *d)
 
 /* ------------------------------------------------------------ arguments */
 
-/* The run-time state of one invocation: a tensor per argument, values of
- * the dyn params, and which params are bound so far. */
-typedef struct Bindings {
-    RtTensor *t[64];
-    int64_t params[64];
-    bool bound[64];
-} Bindings;
-
-static void bindings_free(Bindings *b, int n)
+void bindings_free(Bindings *b, int n)
 {
     for (int i = 0; i < n; i++)
         rt_tensor_free(b->t[i]);
@@ -420,7 +431,7 @@ static void fill_random(RtTensor *t, unsigned seed)
 
 /* Build every argument: given inputs first (they bind dyn dims), then
  * random inputs and zeroed outputs. */
-static bool setup_args(const Kernel *k, const Opts *o, Bindings *bd, Diag *d)
+bool setup_args(const Kernel *k, const Opts *o, Bindings *bd, Diag *d)
 {
     memset(bd, 0, sizeof *bd);
     for (int i = 0; i < o->nins; i++)
@@ -459,7 +470,7 @@ static bool setup_args(const Kernel *k, const Opts *o, Bindings *bd, Diag *d)
     return true;
 }
 
-static Bindings *bindings_clone(const Kernel *k, const Bindings *src)
+Bindings *bindings_clone(const Kernel *k, const Bindings *src)
 {
     Bindings *b = malloc(sizeof *b);
     *b = *src;
@@ -541,7 +552,7 @@ static bool rotated_inputs(const Kernel *k, const Bindings *bd, int n, Copies *c
     return true;
 }
 
-static bool execute(Kernel *k, bool interp, const TargetInfo *t, const Opts *o, Bindings *bd,
+bool execute(Kernel *k, bool interp, const TargetInfo *t, const Opts *o, Bindings *bd,
                     double *median, Diag *d)
 {
     if (!interp && t->gpu_sm && o->rotate > 1) {
@@ -590,6 +601,24 @@ static double tolerance(DType dt)
     }
 }
 
+OutputDiff output_diff(DType dt, const RtTensor *ref, const RtTensor *got)
+{
+    int64_t n = rt_tensor_numel(ref);
+    double maxabs = 0, maxref = 0, maxrel = 0;
+    for (int64_t j = 0; j < n; j++) {
+        double x = dt_load(dt, ref->data, j), y = dt_load(dt, got->data, j);
+        double diff = fabs(x - y);
+        if (!isfinite(x) || !isfinite(y)) /* infinities and NaNs must match exactly */
+            diff = (x == y || (isnan(x) && isnan(y))) ? 0 : INFINITY;
+        else
+            maxref = fmax(maxref, fabs(x));
+        maxabs = fmax(maxabs, diff);
+        if (fabs(x) > 1e-6)
+            maxrel = fmax(maxrel, diff / fabs(x));
+    }
+    return (OutputDiff){maxabs, maxrel, tolerance(dt) * fmax(maxref, 1.0)};
+}
+
 static bool compare_outputs(const Kernel *k, const Bindings *ref, const Bindings *got,
                             const char *what)
 {
@@ -598,24 +627,10 @@ static bool compare_outputs(const Kernel *k, const Bindings *ref, const Bindings
         const Buffer *b = k->bufs[i];
         if (b->dir == ARG_IN)
             continue;
-        const RtTensor *r = ref->t[i], *g = got->t[i];
-        int64_t n = rt_tensor_numel(r);
-        double maxabs = 0, maxref = 0, maxrel = 0;
-        for (int64_t j = 0; j < n; j++) {
-            double x = dt_load(b->dtype, r->data, j), y = dt_load(b->dtype, g->data, j);
-            double diff = fabs(x - y);
-            if (!isfinite(x) || !isfinite(y)) /* infinities and NaNs must match exactly */
-                diff = (x == y || (isnan(x) && isnan(y))) ? 0 : INFINITY;
-            else
-                maxref = fmax(maxref, fabs(x));
-            maxabs = fmax(maxabs, diff);
-            if (fabs(x) > 1e-6)
-                maxrel = fmax(maxrel, diff / fabs(x));
-        }
-        double tol = tolerance(b->dtype) * fmax(maxref, 1.0);
-        bool pass = maxabs <= tol;
+        OutputDiff od = output_diff(b->dtype, ref->t[i], got->t[i]);
+        bool pass = od.maxabs <= od.tol;
         printf("check %s: max |diff| %.3g, max rel %.3g (tolerance %.3g) — %s vs interpreter: %s\n",
-               b->name, maxabs, maxrel, tol, what, pass ? "OK" : "MISMATCH");
+               b->name, od.maxabs, od.maxrel, od.tol, what, pass ? "OK" : "MISMATCH");
         ok &= pass;
     }
     return ok;
@@ -673,6 +688,9 @@ static int cmd_run(const Opts *o)
                   ir_host_target() ? ir_host_target()->name : "x86-avx2");
         return fail(&d);
     }
+    Opts tuned;
+    if (!(o = with_tuned(o, t, &tuned, &d)))
+        return fail(&d);
     Kernel *k = fe_load(o->spec, o->sets, o->nsets, &d);
     if (!k)
         return fail(&d);
@@ -792,6 +810,9 @@ static int cmd_compile(const Opts *o)
     const TargetInfo *t = target_of(o, &d);
     if (!t)
         return fail(&d);
+    Opts tuned;
+    if (!(o = with_tuned(o, t, &tuned, &d)))
+        return fail(&d);
     Kernel *k = fe_load(o->spec, o->sets, o->nsets, &d);
     if (!k)
         return fail(&d);
@@ -867,10 +888,11 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     const char *help = !strcmp(cmd, "run")       ? usage_run
                        : !strcmp(cmd, "compile") ? usage_compile
+                       : !strcmp(cmd, "sweep")   ? usage_sweep
                        : !strcmp(cmd, "ir")      ? usage_ir
                                                  : NULL;
     if (!help && strcmp(cmd, "targets"))
-        return usage_error("unknown command '%s' (run, compile, ir, targets)", cmd);
+        return usage_error("unknown command '%s' (run, compile, sweep, ir, targets)", cmd);
     for (int i = 2; i < argc; i++)
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             fputs(help ? help : "usage: tilec targets\n", stdout);
@@ -884,8 +906,17 @@ int main(int argc, char **argv)
         return rc;
     if (!o.spec)
         return usage_error("%s needs a SPEC.lua", cmd);
+    if ((o.novers || o.store) && strcmp(cmd, "sweep"))
+        return usage_error("--over and --store belong to 'tilec sweep', not '%s'", cmd);
+    if (o.tuned && strcmp(cmd, "run") && strcmp(cmd, "compile"))
+        return usage_error("--tuned belongs to 'tilec run' and 'tilec compile', not '%s'", cmd);
     if (!strcmp(cmd, "run"))
         return cmd_run(&o);
+    if (!strcmp(cmd, "sweep")) {
+        if (o.nouts || o.interp || o.simt || o.raw)
+            return usage_error("--out/--interp/--simt/--raw belong to 'tilec run', not '%s'", cmd);
+        return cmd_sweep(&o);
+    }
     if (o.nins || o.nouts || o.interp || o.check || o.simt)
         return usage_error("--in/--out/--interp/--simt/--check belong to 'tilec run', not '%s'", cmd);
     return !strcmp(cmd, "compile") ? cmd_compile(&o) : cmd_ir(&o);

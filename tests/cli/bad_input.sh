@@ -86,7 +86,7 @@ expect_error_like "fragment larger than the target allows" \
   "^tilec: .*gemm\.lua:[0-9]+: .*larger than x86-avx512 allows" -- \
   "$TILEC" compile $gemm --set BM=192 --set BN=256 --target x86-avx512 -o "$tmp/big.o"
 
-expect_error "unknown command" "tilec: unknown command 'frobnicate' (run, compile, ir, targets) (see 'tilec --help')" -- \
+expect_error "unknown command" "tilec: unknown command 'frobnicate' (run, compile, sweep, ir, targets) (see 'tilec --help')" -- \
   "$TILEC" frobnicate
 expect_error "unknown option" "tilec: unknown option --fast (see 'tilec --help')" -- \
   "$TILEC" run $gemm --fast

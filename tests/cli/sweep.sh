@@ -1,0 +1,79 @@
+# tilec sweep: every point of a tune space timed on the same inputs and
+# compared with the first; the results store and run/compile --tuned.
+TILEC=$1
+source "$(dirname "$0")/support/lib.sh"
+
+gemm=examples/gemm.lua
+sizes=(--set M=70 --set N=40 --set K=64 --set dtype=f32 --set stages=2)
+small=("${sizes[@]}" --set BN=32 --threads 1 --repeat 2)
+store="$tmp/tuned.tsv"
+
+# 2 x 2 points, the first also against the interpreter, into a new store
+out=$("$TILEC" sweep $gemm "${small[@]}" --over BM=24,48 --over BK=32,64 --check --store "$store" 2>&1); rc=$?
+rows=$(printf '%s\n' "$out" | grep -cE '^ *(32|64) +(24|48) +[0-9.]+$')
+best=$(printf '%s\n' "$out" | sed -n 's/^best: --set \(BK=[0-9]*\) --set \(BM=[0-9]*\) .*/\1,\2/p')
+if [ $rc -eq 0 ] && [ "$rows" -eq 4 ] && [ -n "$best" ]; then ok "sweep times 4 points"; else
+  bad "sweep times 4 points" "rc=$rc rows=$rows best=$best" "$out"; fi
+records=$(grep -vc '^#' "$store")
+if [ "$records" -eq 4 ] &&
+   grep -qP "^gemm\tx86-avx\S+\t1\tBN=32,K=64,M=70,N=40,dtype=f32,stages=2\tBK=32,BM=24\t[0-9.e-]+$" "$store"; then
+  ok "the store holds the 4 points"; else bad "the store holds the 4 points" "$(cat "$store")"; fi
+
+# --tuned takes the fastest point's values for the unset tune parameters
+err=$("$TILEC" run $gemm "${small[@]}" --tuned "$store" --check 2>&1 >/dev/null); rc=$?
+if [ $rc -eq 0 ] && printf '%s' "$err" | grep -q "tuned to $best "; then ok "run --tuned takes the best point ($best)"; else
+  bad "run --tuned takes the best point ($best)" "rc=$rc" "$err"; fi
+"$TILEC" compile $gemm "${sizes[@]}" --set BN=32 --tuned "$store" --emit ir -o "$tmp/tuned.ir" 2>/dev/null
+bm=${best#*BM=}
+if grep -q "^param BM tune $bm " "$tmp/tuned.ir"; then ok "compile --tuned builds the best point"; else
+  bad "compile --tuned builds the best point" "$(grep '^param BM' "$tmp/tuned.ir")"; fi
+# ... but a value given with --set stands
+"$TILEC" compile $gemm "${sizes[@]}" --set BN=32 --set BM=96 --tuned "$store" --emit ir -o "$tmp/set.ir" 2>/dev/null
+if grep -q "^param BM tune 96 " "$tmp/set.ir"; then ok "--set wins over --tuned"; else bad "--set wins over --tuned"; fi
+# other sizes: no record, the spec's defaults, a note on stderr
+err=$("$TILEC" run $gemm --set M=71 --set N=40 --set K=64 --tuned "$store" 2>&1 >/dev/null); rc=$?
+if [ $rc -eq 0 ] && printf '%s' "$err" | grep -q "no record of gemm"; then ok "--tuned without a record keeps the defaults"; else
+  bad "--tuned without a record keeps the defaults" "rc=$rc" "$err"; fi
+
+# a second sweep adds its points; the first's stay
+"$TILEC" sweep $gemm "${small[@]}" --over BM=96 --over BK=32 --store "$store" >/dev/null 2>&1
+if [ "$(grep -vc '^#' "$store")" -eq 5 ]; then ok "a second sweep appends"; else bad "a second sweep appends" "$(cat "$store")"; fi
+
+# a point whose outputs differ from the first's fails the sweep
+out=$("$TILEC" sweep tests/specs/sweep_wrong.lua --threads 1 --repeat 1 2>&1); rc=$?
+if [ $rc -eq 1 ] && printf '%s' "$out" | grep -q "WRONG: output y differs from the first point's by 1 "; then
+  ok "a point with other outputs fails the sweep"; else bad "a point with other outputs fails the sweep" "rc=$rc" "$out"; fi
+# a point the compiler refuses is reported and skipped
+out=$("$TILEC" sweep $gemm "${sizes[@]}" --set BK=32 --over BM=24,512 --over BN=32,256 --threads 1 --repeat 1 2>&1); rc=$?
+if [ $rc -eq 0 ] && printf '%s' "$out" | grep -q "larger than x86-avx[0-9]* allows"; then ok "refused points are skipped"; else
+  bad "refused points are skipped" "rc=$rc" "$out"; fi
+
+# bad input: one line, non-zero exit, the store untouched
+cp "$store" "$tmp/before.tsv"
+printf 'gemm\tx86-avx2\tone\tM=1\tBM=4\t1.0\n' >> "$tmp/bad.tsv"
+expect_error "corrupt store (run)" \
+  "tilec: $tmp/bad.tsv:1: not a results record (want kernel, target, threads, fixed, point, median_ms, separated by tabs)" -- \
+  "$TILEC" run $gemm --tuned "$tmp/bad.tsv"
+cp "$tmp/bad.tsv" "$tmp/bad_before.tsv"
+"$TILEC" sweep $gemm "${small[@]}" --over BM=24 --over BK=32 --store "$tmp/bad.tsv" >/dev/null 2>&1; rc=$?
+if [ $rc -ne 0 ] && cmp -s "$tmp/bad.tsv" "$tmp/bad_before.tsv"; then ok "a corrupt store is refused, not rewritten"; else
+  bad "a corrupt store is refused, not rewritten" "rc=$rc"; fi
+expect_error "missing store" "tilec: $tmp/none.tsv: cannot read the results store: No such file or directory" -- \
+  "$TILEC" run $gemm --tuned "$tmp/none.tsv"
+expect_error "--over a size" "tilec: $gemm: --over M: kernel gemm has no tune parameter M" -- \
+  "$TILEC" sweep $gemm --over M=3
+expect_error "--over and --set" "tilec: $gemm: --over BM: BM is also fixed with --set" -- \
+  "$TILEC" sweep $gemm --set BM=24 --over BM=24,48
+expect_error "--over a non-candidate" "tilec: $gemm: --over BM=7: not one of its tune{} values {192, 96, 48, 24, 128, 64, 16, 4, 1, 256, 512}" -- \
+  "$TILEC" sweep $gemm "${small[@]}" --set BK=32 --over BM=7
+expect_error "space too large" \
+  "tilec: $gemm: kernel gemm's tune space has more than 512 points (hint: fix some parameters with --set NAME=VALUE, or narrow them with --over NAME=V1,V2)" -- \
+  "$TILEC" sweep $gemm
+expect_error "--store belongs to sweep" "tilec: --over and --store belong to 'tilec sweep', not 'run' (see 'tilec --help')" -- \
+  "$TILEC" run $gemm --store "$tmp/x.tsv"
+expect_error "--tuned belongs to run and compile" \
+  "tilec: --tuned belongs to 'tilec run' and 'tilec compile', not 'sweep' (see 'tilec --help')" -- \
+  "$TILEC" sweep $gemm --tuned "$store"
+if cmp -s "$store" "$tmp/before.tsv"; then ok "bad input left the store alone"; else bad "bad input left the store alone"; fi
+
+finish
