@@ -24,6 +24,7 @@ typedef struct Opts {
     const char *target, *emit, *dump_after, *out_path;
     bool interp, simt, check, raw, time_passes, report;
     int threads, repeat, rotate;
+    bool repeat_given;
     unsigned seed;
     long long stream_bytes; /* -1: the target's */
     FeSet overs[MAX_OPTS];  /* sweep: --over NAME=V1,V2,... */

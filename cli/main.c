@@ -222,7 +222,7 @@ static int parse_opts(int argc, char **argv, Opts *o)
             else if (!strcmp(a, "--seed"))
                 o->seed = (unsigned)v;
             else if (!strcmp(a, "--repeat"))
-                o->repeat = (int)v;
+                o->repeat = (int)v, o->repeat_given = true;
             else
                 o->rotate = (int)v;
         } else if (!strcmp(a, "--stream-bytes")) {

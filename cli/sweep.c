@@ -136,8 +136,9 @@ static bool load_point(const Opts *o, const FeSet *sets, int nsets, Ran *r, Diag
 }
 
 /* Whether every output of `got` lies within the check's tolerance of
- * `ref`'s; the first that does not is described in `why`. */
-static bool same_outputs(const Ran *ref, const Ran *got, char *why, size_t n)
+ * `ref`'s (`whose`: "the first point's", say); the first that does not is
+ * described in `why`. */
+static bool same_outputs(const Ran *ref, const Ran *got, const char *whose, char *why, size_t n)
 {
     for (int i = 0; i < got->k->nargs; i++) {
         const Buffer *b = got->k->bufs[i];
@@ -145,13 +146,13 @@ static bool same_outputs(const Ran *ref, const Ran *got, char *why, size_t n)
             continue;
         if (i >= ref->k->nargs || ref->k->bufs[i]->dtype != b->dtype ||
             rt_tensor_numel(ref->bd->t[i]) != rt_tensor_numel(got->bd->t[i])) {
-            snprintf(why, n, "output %s is not the first point's shape", b->name);
+            snprintf(why, n, "output %s is not the shape of %s", b->name, whose);
             return false;
         }
         OutputDiff od = output_diff(b->dtype, ref->bd->t[i], got->bd->t[i]);
         if (!(od.maxabs <= od.tol)) {
-            snprintf(why, n, "output %s differs from the first point's by %.3g (tolerance %.3g)", b->name,
-                     od.maxabs, od.tol);
+            snprintf(why, n, "output %s differs from %s by %.3g (tolerance %.3g)", b->name, whose, od.maxabs,
+                     od.tol);
             return false;
         }
     }
@@ -169,10 +170,8 @@ static bool check_point(const Opts *o, const TargetInfo *t, const FeSet *sets, i
     bool ok = load_point(&once, sets, nsets, &ref, d) && execute(ref.k, true, t, &once, ref.bd, &sec, d) &&
               load_point(&once, sets, nsets, &got, d) && execute(got.k, false, t, &once, got.bd, &sec, d);
     char why[256];
-    if (ok && !same_outputs(&ref, &got, why, sizeof why)) {
-        printf("(--check: %s, against the interpreter) ", why);
-        ok = false;
-    }
+    if (ok && !same_outputs(&ref, &got, "the interpreter's", why, sizeof why))
+        ok = diag_error(d, (SrcLoc){o->spec, 0}, "%s", why);
     ran_free(&ref);
     ran_free(&got);
     return ok;
@@ -310,142 +309,164 @@ static bool append_store(const char *path, const char *add, Diag *d)
 
 /* ------------------------------------------------------------ the sweep */
 
-static void print_header(const Axis *axes, int naxes, const int *width)
+typedef struct Sweep {
+    const Opts *o;
+    Opts run;                /* o with the sweep's repeat count */
+    const TargetInfo *t;
+    Kernel *k0;              /* the kernel at its defaults: the tune space */
+    Axis axes[MAX_AXES];
+    int naxes, width[MAX_AXES], threads;
+    char *lists[MAX_OPTS];   /* the --over lists the axes point into */
+    long npoints;
+    char fixed[LINE_MAX_LEN]; /* o's --set values, as the store keys them */
+    Ran first;               /* the first point that ran: the outputs all others must give */
+    int timed, wrong;
+    double best_ms;
+    char best[LINE_MAX_LEN];
+    char *records;           /* store lines of the points timed */
+    size_t nrecords;
+} Sweep;
+
+static bool sweep_setup(Sweep *s, Diag *d)
 {
-    for (int i = 0; i < naxes; i++)
-        printf("%*s ", width[i], axes[i].name);
-    printf("%12s\n", "median_ms");
+    const Opts *o = s->o;
+    if (!s->t->gpu_sm && !ir_target_runs_here(s->t))
+        return diag_error(d, (SrcLoc){0}, "this CPU cannot run target %s", s->t->name);
+    if (o->store && !storable(o->sets, o->nsets))
+        return diag_error(d, (SrcLoc){o->spec, 0}, "--store: a --set value holds a tab, comma or '='");
+    if (!(s->k0 = fe_load(o->spec, o->sets, o->nsets, d)) || !make_axes(s->k0, o, s->lists, s->axes, &s->naxes, d))
+        return false;
+    s->npoints = 1;
+    for (int i = 0; i < s->naxes; i++) {
+        s->npoints = s->npoints * s->axes[i].n > MAX_POINTS ? MAX_POINTS + 1 : s->npoints * s->axes[i].n;
+        s->width[i] = (int)strlen(s->axes[i].name);
+        for (int j = 0; j < s->axes[i].n; j++)
+            if ((int)strlen(s->axes[i].values[j]) > s->width[i])
+                s->width[i] = (int)strlen(s->axes[i].values[j]);
+    }
+    if (s->npoints > MAX_POINTS) {
+        diag_error(d, (SrcLoc){o->spec, 0}, "kernel %s's tune space has more than %d points", s->k0->name,
+                   MAX_POINTS);
+        diag_hint(d, "fix some parameters with --set NAME=VALUE, or narrow them with --over NAME=V1,V2");
+        return false;
+    }
+    s->run = *o;
+    s->run.repeat = o->repeat_given ? o->repeat : 5;
+    s->threads = o->threads ? o->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    s->best_ms = INFINITY;
+    join_sets(o->sets, o->nsets, s->fixed, sizeof s->fixed);
+    return true;
+}
+
+/* A point timed and matching the first: the best so far?, and its store line. */
+static void keep_point(Sweep *s, const FeSet *point, int n, double ms)
+{
+    char joined[LINE_MAX_LEN], line[3 * LINE_MAX_LEN];
+    join_sets(point, n, joined, sizeof joined);
+    if (ms < s->best_ms) {
+        s->best_ms = ms;
+        snprintf(s->best, sizeof s->best, "%s", joined);
+    }
+    if (!storable(point, n))
+        return;
+    int len = snprintf(line, sizeof line, "%s\t%s\t%d\t%s\t%s\t%.6g\n", s->k0->name, s->t->name, s->threads, s->fixed,
+                       joined, ms);
+    s->records = realloc(s->records, s->nrecords + (size_t)len + 1);
+    memcpy(s->records + s->nrecords, line, (size_t)len + 1);
+    s->nrecords += (size_t)len;
+}
+
+/* Point idx (one value index per axis): compiled, run, compared, one row. */
+static void sweep_point(Sweep *s, const int *idx)
+{
+    const Opts *o = s->o;
+    FeSet sets[MAX_OPTS + MAX_AXES];
+    int nsets = o->nsets;
+    memcpy(sets, o->sets, sizeof(FeSet) * (size_t)o->nsets);
+    for (int i = 0; i < s->naxes; i++) {
+        sets[nsets++] = (FeSet){s->axes[i].name, s->axes[i].values[idx[i]]};
+        printf("%*s ", s->width[i], s->axes[i].values[idx[i]]);
+    }
+    fflush(stdout);
+    Diag d = {0};
+    Ran r = {0};
+    double sec = 0;
+    char why[256];
+    bool checked = !o->check || s->timed || check_point(o, s->t, sets, nsets, &d);
+    if (!checked || !load_point(&s->run, sets, nsets, &r, &d) || !execute(r.k, false, s->t, &s->run, r.bd, &sec, &d)) {
+        printf("%12s  (%s%s)\n", "-", checked ? "" : "--check failed: ", d.set ? d.msg : "");
+        s->wrong += !checked;
+    } else if (s->timed && !same_outputs(&s->first, &r, "the first point's", why, sizeof why)) {
+        printf("%12.3f  WRONG: %s\n", sec * 1e3, why);
+        s->wrong++;
+    } else {
+        printf("%12.3f\n", sec * 1e3);
+        keep_point(s, sets + o->nsets, nsets - o->nsets, sec * 1e3);
+        if (!s->timed++)
+            s->first = r, r = (Ran){0};
+    }
+    fflush(stdout);
+    ran_free(&r);
+}
+
+static void print_best(const Sweep *s)
+{
+    if (!strcmp(s->best, "-")) {
+        printf("best: (no tune parameter left to choose) (%.3f ms)\n", s->best_ms);
+        return;
+    }
+    printf("best:");
+    for (const char *p = s->best; p;) {
+        const char *comma = strchr(p, ',');
+        printf(" --set %.*s", comma ? (int)(comma - p) : (int)strlen(p), p);
+        p = comma ? comma + 1 : NULL;
+    }
+    printf(" (%.3f ms)\n", s->best_ms);
 }
 
 int cmd_sweep(const Opts *o)
 {
     Diag d = {0};
-    const TargetInfo *t = target_of(o, &d);
-    if (!t)
-        return fail(&d);
-    if (!t->gpu_sm && !ir_target_runs_here(t)) {
-        diag_error(&d, (SrcLoc){0}, "this CPU cannot run target %s", t->name);
-        return fail(&d);
-    }
-    if (!storable(o->sets, o->nsets) && o->store) {
-        diag_error(&d, (SrcLoc){o->spec, 0}, "--store: a --set value holds a tab, comma or '='");
-        return fail(&d);
-    }
-    Kernel *k0 = fe_load(o->spec, o->sets, o->nsets, &d);
-    if (!k0)
-        return fail(&d);
-    Axis axes[MAX_AXES];
-    char *lists[MAX_OPTS] = {0};
-    int naxes = 0, rc = 1;
-    long npoints = 1;
-    Ran first = {0};
-    char *records = NULL;
-    size_t rlen = 0;
-    if (!make_axes(k0, o, lists, axes, &naxes, &d))
+    Sweep *s = calloc(1, sizeof *s);
+    s->o = o;
+    int rc = 1;
+    if (!(s->t = target_of(o, &d)) || !sweep_setup(s, &d))
         goto out;
-    for (int i = 0; i < naxes; i++)
-        npoints = npoints * axes[i].n > MAX_POINTS ? MAX_POINTS + 1 : npoints * axes[i].n;
-    if (npoints > MAX_POINTS) {
-        diag_error(&d, (SrcLoc){o->spec, 0}, "kernel %s's tune space has more than %d points", k0->name, MAX_POINTS);
-        diag_hint(&d, "fix some parameters with --set NAME=VALUE, or narrow them with --over NAME=V1,V2");
-        goto out;
-    }
-    Opts run = *o;
-    if (run.repeat == 1)
-        run.repeat = 5;
-    int width[MAX_AXES];
-    for (int i = 0; i < naxes; i++) {
-        width[i] = (int)strlen(axes[i].name);
-        for (int j = 0; j < axes[i].n; j++)
-            width[i] = width[i] > (int)strlen(axes[i].values[j]) ? width[i] : (int)strlen(axes[i].values[j]);
-    }
     printf("sweep %s on %s, %d thread(s): %ld point(s), median of %d runs each; outputs compared with the "
            "first point's%s\n",
-           k0->name, t->name, o->threads ? o->threads : (int)sysconf(_SC_NPROCESSORS_ONLN), npoints, run.repeat,
+           s->k0->name, s->t->name, s->threads, s->npoints, s->run.repeat,
            o->check ? ", the first's with the interpreter's" : "");
-    print_header(axes, naxes, width);
-    fflush(stdout);
-
-    int idx[MAX_AXES] = {0}, best = -1, timed = 0, wrong = 0;
-    double best_ms = INFINITY;
-    char best_point[LINE_MAX_LEN] = "", fixed[LINE_MAX_LEN];
-    join_sets(o->sets, o->nsets, fixed, sizeof fixed);
-    for (long p = 0; p < npoints; p++) {
-        FeSet sets[MAX_OPTS + MAX_AXES];
-        int nsets = o->nsets;
-        memcpy(sets, o->sets, sizeof(FeSet) * (size_t)o->nsets);
-        for (int i = 0; i < naxes; i++) {
-            sets[nsets++] = (FeSet){axes[i].name, axes[i].values[idx[i]]};
-            printf("%*s ", width[i], axes[i].values[idx[i]]);
-        }
-        fflush(stdout);
-        Diag pd = {0};
-        Ran r = {0};
-        double sec = 0;
-        bool checked = !o->check || timed || check_point(o, t, sets, nsets, &pd);
-        bool ok = checked && load_point(&run, sets, nsets, &r, &pd) && execute(r.k, false, t, &run, r.bd, &sec, &pd);
-        char why[256];
-        if (!ok) {
-            printf("%12s  (%s%s)\n", "-", checked ? "" : "--check failed", pd.set ? pd.msg : "");
-            wrong += !checked;
-        } else if (timed && !same_outputs(&first, &r, why, sizeof why)) {
-            printf("%12.3f  WRONG: %s\n", sec * 1e3, why);
-            wrong++;
-        } else {
-            printf("%12.3f\n", sec * 1e3);
-            char point[LINE_MAX_LEN], line[3 * LINE_MAX_LEN];
-            join_sets(sets + o->nsets, nsets - o->nsets, point, sizeof point);
-            if (sec * 1e3 < best_ms) {
-                best_ms = sec * 1e3;
-                best = (int)p;
-                snprintf(best_point, sizeof best_point, "%s", point);
-            }
-            int n = snprintf(line, sizeof line, "%s\t%s\t%d\t%s\t%s\t%.6g\n", k0->name, t->name, o->threads, fixed,
-                             point, sec * 1e3);
-            if (storable(sets, nsets)) {
-                records = realloc(records, rlen + (size_t)n + 1);
-                memcpy(records + rlen, line, (size_t)n + 1);
-                rlen += (size_t)n;
-            }
-            if (!timed++)
-                first = r, r = (Ran){0};
-        }
-        fflush(stdout);
-        ran_free(&r);
-        for (int i = naxes - 1; i >= 0 && ++idx[i] == axes[i].n; i--)
+    for (int i = 0; i < s->naxes; i++)
+        printf("%*s ", s->width[i], s->axes[i].name);
+    printf("%12s\n", "median_ms");
+    int idx[MAX_AXES] = {0};
+    for (long p = 0; p < s->npoints; p++) {
+        sweep_point(s, idx);
+        for (int i = s->naxes - 1; i >= 0 && ++idx[i] == s->axes[i].n; i--)
             idx[i] = 0;
     }
-    if (best >= 0) {
-        printf("best: %s", best_point[0] == '-' ? "(no tune parameter left to choose)" : "");
-        for (char *s = best_point[0] == '-' ? NULL : best_point; s && *s;) {
-            char *comma = strchr(s, ',');
-            printf("--set %.*s ", comma ? (int)(comma - s) : (int)strlen(s), s);
-            s = comma ? comma + 1 : NULL;
-        }
-        printf("(%.3f ms)\n", best_ms);
+    if (s->timed)
+        print_best(s);
+    SrcLoc spec = {o->spec, 0};
+    if (!s->timed)
+        diag_error(&d, spec, "no point of kernel %s's sweep compiled and ran", s->k0->name);
+    else if (s->wrong)
+        diag_error(&d, spec, "%d point(s) of kernel %s gave other outputs than the first", s->wrong, s->k0->name);
+    else if (!o->store || !s->records)
+        rc = 0;
+    else if (append_store(o->store, s->records, &d)) {
+        printf("stored %d point(s) in %s\n", s->timed, o->store);
+        rc = 0;
     }
-    if (!timed) {
-        diag_error(&d, (SrcLoc){o->spec, 0}, "no point of kernel %s's sweep compiled and ran", k0->name);
-        goto out;
-    }
-    if (wrong) {
-        diag_error(&d, (SrcLoc){o->spec, 0}, "%d point(s) of kernel %s gave other outputs than the first", wrong,
-                   k0->name);
-        goto out;
-    }
-    if (o->store && records && !append_store(o->store, records, &d))
-        goto out;
-    if (o->store)
-        printf("stored %d point(s) in %s\n", timed, o->store);
-    rc = 0;
 out:
     if (d.set)
         fail(&d);
     for (int i = 0; i < MAX_OPTS; i++)
-        free(lists[i]);
-    free(records);
-    ran_free(&first);
-    ir_kernel_free(k0);
+        free(s->lists[i]);
+    free(s->records);
+    ran_free(&s->first);
+    ir_kernel_free(s->k0);
+    free(s);
     return rc;
 }
 
