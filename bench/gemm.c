@@ -3,6 +3,7 @@
  *
  *   build/bench_gemm [--threads N] [--quick] [--spec examples/gemm.lua]
  *                    [--shape MxNxK] [--dtype f32|bf16]   (one row instead of the table)
+ *                    [--tuned FILE]   (tile sizes from a `tilec sweep --store` results store)
  *
  * For each shape and dtype (f32, bf16 inputs; f32 output C = A·Bᵀ) it checks
  * each result (tilec, oneDNN, and OpenBLAS's sgemm for f32 where it was
@@ -16,6 +17,7 @@
 #include "bench/peers.h"
 #include "passes/passes.h"
 #include "runtime/timing.h"
+#include "runtime/tuned.h"
 
 #include <dnnl.h>
 #include <math.h>
@@ -102,9 +104,42 @@ static bool verify(const Problem *p, const char *who)
 typedef struct Tilec {
     Kernel *k;
     CgJit *jit;
+    char point[RT_TUNED_LINE]; /* --tuned: the store's values, split in place */
+    char tuned[RT_TUNED_LINE]; /* --tuned: the same as the store has them ("" if none) */
 } Tilec;
 
-static bool tilec_prepare(Tilec *t, const char *spec, const Problem *p, double *compile_ms)
+/* --tuned FILE: the fastest point the results store has for gemm on
+ * target with these sizes (sets[0..5]: M, N, K, dtype and the spec's BN
+ * and stages) replaces the bench's own choices; its values into point. */
+static bool tuned_sets(const char *path, const TargetInfo *target, FeSet *sets, int *nsets, char *point, char *desc,
+                       Diag *d)
+{
+    RtSetting fixed[6];
+    for (int i = 0; i < 6; i++)
+        fixed[i] = (RtSetting){sets[i].name, sets[i].value};
+    double ms;
+    if (!rt_tuned_best(path, "gemm", target->name, fixed, 6, point, RT_TUNED_LINE, &ms, d))
+        return false;
+    if (isinf(ms))
+        return true;
+    snprintf(desc, RT_TUNED_LINE, "%s", point);
+    char *save = NULL;
+    for (char *pair = strtok_r(point, ",", &save); pair; pair = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(pair, '=');
+        if (!eq)
+            continue;
+        *eq = 0;
+        int i = 0;
+        while (i < *nsets && strcmp(sets[i].name, pair))
+            i++;
+        if (i == *nsets && *nsets < 16)
+            (*nsets)++;
+        sets[i] = (FeSet){pair, eq + 1};
+    }
+    return true;
+}
+
+static bool tilec_prepare(Tilec *t, const char *spec, const char *tuned, const Problem *p, double *compile_ms)
 {
     char m[32], n[32], k[32];
     snprintf(m, sizeof m, "%lld", (long long)p->s.m);
@@ -138,11 +173,18 @@ static bool tilec_prepare(Tilec *t, const char *spec, const Problem *p, double *
      * bf16, staged and widened, gained nothing) */
     if (p->s.m > 16 && p->dt == DT_F32)
         bk = p->s.k % 1024 == 0 ? "1024" : p->s.k % 512 == 0 ? "512" : "128";
-    FeSet sets[] = {{"M", m}, {"N", n}, {"K", k}, {"dtype", dt_name(p->dt)}, {"BM", bm}, {"BK", bk}};
+    FeSet sets[16] = {{"M", m}, {"N", n}, {"K", k}, {"dtype", dt_name(p->dt)}, {"BN", "64"}, {"stages", "2"},
+                     {"BM", bm}, {"BK", bk}};
+    int nsets = 8;
     Diag d = {0};
-    double t0 = rt_now();
-    t->k = fe_load(spec, sets, 6, &d);
     const TargetInfo *target = ir_host_target();
+    if (tuned && !tuned_sets(tuned, target, sets, &nsets, t->point, t->tuned, &d)) {
+        fputs("bench_gemm: ", stderr);
+        diag_print(&d, stderr);
+        return false;
+    }
+    double t0 = rt_now();
+    t->k = fe_load(spec, sets, nsets, &d);
     PassOptions po = {0};
     if (!t->k || !pass_pipeline(t->k, target, &po, &d) ||
         !(t->jit = cg_jit_compile(t->k, target, &d))) {
@@ -277,7 +319,7 @@ static bool have_blas(DType dt)
 #endif
 }
 
-static bool bench_one(const char *spec, Shape s, DType dt, int threads)
+static bool bench_one(const char *spec, const char *tuned, Shape s, DType dt, int threads)
 {
     Problem p = {.s = s, .dt = dt};
     p.a = xalloc(dt_storage_bytes(dt, s.m * s.k));
@@ -292,7 +334,7 @@ static bool bench_one(const char *spec, Shape s, DType dt, int threads)
     Tilec t = {0};
     Dnnl o;
     double compile_ms = 0, med[SIDES];
-    bool have_tilec = tilec_prepare(&t, spec, &p, &compile_ms);
+    bool have_tilec = tilec_prepare(&t, spec, tuned, &p, &compile_ms);
     bool have_dnnl = dnnl_prepare(&o, &p);
     TilecRun r = {&t, &p, threads};
     void (*fn[SIDES])(void *) = {NULL, NULL, NULL};
@@ -335,6 +377,8 @@ static bool bench_one(const char *spec, Shape s, DType dt, int threads)
            g_tilec / g_blas, compile_ms);
     if (isnan(t_dnnl))
         printf("      (oneDNN has no %s matmul for this CPU: no peer for this row)\n", dt_name(dt));
+    if (t.tuned[0])
+        printf("      (tilec tuned to %s from %s)\n", t.tuned, tuned);
     fflush(stdout);
     free(p.a);
     free(p.b);
@@ -346,7 +390,7 @@ int main(int argc, char **argv)
 {
     int threads = 1;
     bool quick = false;
-    const char *spec = "examples/gemm.lua";
+    const char *spec = "examples/gemm.lua", *tuned = NULL;
     Shape only = {0, 0, 0};
     int dtype_only = -1;
     for (int i = 1; i < argc; i++) {
@@ -356,12 +400,15 @@ int main(int argc, char **argv)
             quick = true;
         else if (!strcmp(argv[i], "--spec") && i + 1 < argc)
             spec = argv[++i];
+        else if (!strcmp(argv[i], "--tuned") && i + 1 < argc)
+            tuned = argv[++i];
         else if (!strcmp(argv[i], "--shape") && i + 1 < argc && parse_shape(argv[i + 1], &only))
             i++;
         else if (!strcmp(argv[i], "--dtype") && i + 1 < argc && (!strcmp(argv[i + 1], "f32") || !strcmp(argv[i + 1], "bf16")))
             dtype_only = !strcmp(argv[++i], "bf16");
         else {
-            fprintf(stderr, "usage: bench_gemm [--threads N] [--quick] [--spec FILE] [--shape MxNxK] [--dtype f32|bf16]\n");
+            fprintf(stderr, "usage: bench_gemm [--threads N] [--quick] [--spec FILE] [--shape MxNxK] [--dtype f32|bf16] "
+                            "[--tuned FILE]\n");
             return 2;
         }
     }
@@ -401,13 +448,13 @@ int main(int argc, char **argv)
         if (dtype_only >= 0 && d != dtype_only)
             continue;
         if (only.m) {
-            ok &= bench_one(spec, only, dts[d], threads);
+            ok &= bench_one(spec, tuned, only, dts[d], threads);
             continue;
         }
         for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
             if (quick && shapes[i].m * shapes[i].n * shapes[i].k > 1100LL * 1100 * 1100)
                 continue;
-            ok &= bench_one(spec, shapes[i], dts[d], threads);
+            ok &= bench_one(spec, tuned, shapes[i], dts[d], threads);
         }
     }
     return ok ? 0 : 1;

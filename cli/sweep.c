@@ -1,17 +1,9 @@
 /* sweep.c — `tilec sweep`: a kernel compiled and timed at every point of
- * its tune{} space, and the results store `tilec run/compile --tuned` read.
- *
- * The store is a text file, one timed point per line, six fields separated
- * by tabs:
- *     kernel  target  threads  fixed  point  median_ms
- * `fixed` is the sweep's --set values and `point` the tune values it chose,
- * each as NAME=VALUE pairs joined by commas, sorted by name ("-" when
- * empty); lines starting with '#' are comments.  A lookup takes, among the
- * lines of the kernel and target whose every fixed value the caller sets
- * alike, the fastest.  Records are only ever added: the store is rewritten
- * whole into a temporary file renamed over it, and a store that does not
- * parse is refused before anything is written. */
+ * its tune{} space, each point's outputs compared with the first's; the
+ * timings go to the results store (runtime/tuned.h), from which `tilec
+ * run/compile --tuned` take the fastest point. */
 #include "cli/cli.h"
+#include "runtime/tuned.h"
 
 #include <errno.h>
 #include <math.h>
@@ -20,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-enum { MAX_POINTS = 512, MAX_AXES = 16, MAX_VALUES = 64, LINE_MAX_LEN = 4096 };
+enum { MAX_POINTS = 512, MAX_AXES = 16, MAX_VALUES = 64 };
 
 /* One tune parameter of the sweep and the values it takes. */
 typedef struct Axis {
@@ -177,134 +169,12 @@ static bool check_point(const Opts *o, const TargetInfo *t, const FeSet *sets, i
     return ok;
 }
 
-/* ------------------------------------------------------------ the store */
-
-/* "NAME=VALUE,..." of sets, sorted by name; "-" when there are none. */
-static void join_sets(const FeSet *sets, int n, char *out, size_t cap)
-{
-    int order[MAX_OPTS + MAX_AXES];
-    for (int i = 0; i < n; i++) {
-        int j = i;
-        for (; j > 0 && strcmp(sets[order[j - 1]].name, sets[i].name) > 0; j--)
-            order[j] = order[j - 1];
-        order[j] = i;
-    }
-    size_t used = 0;
-    out[0] = 0;
-    for (int i = 0; i < n && used < cap; i++)
-        used += (size_t)snprintf(out + used, cap - used, "%s%s=%s", i ? "," : "", sets[order[i]].name,
-                                 sets[order[i]].value);
-    if (!n)
-        snprintf(out, cap, "-");
-}
-
-/* A value the store can hold: no separator of its own format in it. */
-static bool storable(const FeSet *sets, int n)
+/* The --set values (or any FeSets) as the store's settings. */
+static int settings_of(const FeSet *f, int n, RtSetting *out)
 {
     for (int i = 0; i < n; i++)
-        if (strpbrk(sets[i].name, "\t\n,=") || strpbrk(sets[i].value, "\t\n,=") || !*sets[i].value)
-            return false;
-    return true;
-}
-
-typedef struct Record {
-    char *kernel, *target, *fixed, *point;
-    int threads;
-    double ms;
-} Record;
-
-/* Splits one line of the store in place; false if it is not a record. */
-static bool parse_record(char *line, Record *r)
-{
-    char *f[6];
-    int n = 0;
-    for (char *p = line; n < 6; n++) {
-        f[n] = p;
-        p = strchr(p, '\t');
-        if (!p) {
-            n++;
-            break;
-        }
-        *p++ = 0;
-    }
-    if (n != 6 || strchr(f[5], '\t'))
-        return false;
-    char *end;
-    long threads = strtol(f[2], &end, 10);
-    if (*end || end == f[2] || threads < 0)
-        return false;
-    double ms = strtod(f[5], &end);
-    if (*end || end == f[5] || !isfinite(ms) || ms < 0 || !*f[0] || !*f[1] || !*f[3] || !*f[4])
-        return false;
-    *r = (Record){f[0], f[1], f[3], f[4], (int)threads, ms};
-    return true;
-}
-
-/* Calls fn on each record of the store at path (a missing file has none);
- * false with d set at the first line that is not a record. */
-static bool read_store(const char *path, bool missing_ok, bool (*fn)(const Record *, void *), void *ctx, Diag *d)
-{
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        if (errno == ENOENT && missing_ok)
-            return true;
-        return diag_error(d, (SrcLoc){path, 0}, "cannot read the results store: %s", strerror(errno));
-    }
-    char line[LINE_MAX_LEN];
-    bool ok = true;
-    for (int no = 1; ok && fgets(line, sizeof line, f); no++) {
-        size_t len = strlen(line);
-        if (len && line[len - 1] == '\n')
-            line[--len] = 0;
-        else if (!feof(f)) {
-            ok = diag_error(d, (SrcLoc){path, no}, "line longer than %d bytes in the results store", LINE_MAX_LEN);
-            break;
-        }
-        if (!len || line[0] == '#')
-            continue;
-        Record r;
-        if (!parse_record(line, &r))
-            ok = diag_error(d, (SrcLoc){path, no},
-                            "not a results record (want kernel, target, threads, fixed, point, "
-                            "median_ms, separated by tabs)");
-        else if (fn)
-            ok = fn(&r, ctx);
-    }
-    fclose(f);
-    return ok;
-}
-
-/* The store at path with `add` appended, written to a temporary file and
- * renamed over it: a failure leaves the old store as it was. */
-static bool append_store(const char *path, const char *add, Diag *d)
-{
-    if (!read_store(path, true, NULL, NULL, d))
-        return false;
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    FILE *in = fopen(path, "r"), *out = fopen(tmp, "w");
-    if (!out) {
-        if (in)
-            fclose(in);
-        return diag_error(d, (SrcLoc){path, 0}, "cannot write the results store: %s", strerror(errno));
-    }
-    bool ok = true;
-    if (in) {
-        char buf[65536];
-        size_t n;
-        while ((n = fread(buf, 1, sizeof buf, in)) > 0)
-            ok &= fwrite(buf, 1, n, out) == n;
-        fclose(in);
-    } else {
-        fputs("# tilec sweep results: kernel, target, threads, fixed, point, median_ms (tab-separated)\n", out);
-    }
-    ok &= fputs(add, out) >= 0;
-    ok &= fclose(out) == 0;
-    if (!ok || rename(tmp, path)) {
-        remove(tmp);
-        return diag_error(d, (SrcLoc){path, 0}, "cannot write the results store: %s", strerror(errno));
-    }
-    return true;
+        out[i] = (RtSetting){f[i].name, f[i].value};
+    return n;
 }
 
 /* ------------------------------------------------------------ the sweep */
@@ -318,11 +188,11 @@ typedef struct Sweep {
     int naxes, width[MAX_AXES], threads;
     char *lists[MAX_OPTS];   /* the --over lists the axes point into */
     long npoints;
-    char fixed[LINE_MAX_LEN]; /* o's --set values, as the store keys them */
+    char fixed[RT_TUNED_LINE]; /* o's --set values, as the store keys them */
     Ran first;               /* the first point that ran: the outputs all others must give */
     int timed, wrong;
     double best_ms;
-    char best[LINE_MAX_LEN];
+    char best[RT_TUNED_LINE];
     char *records;           /* store lines of the points timed */
     size_t nrecords;
 } Sweep;
@@ -332,7 +202,8 @@ static bool sweep_setup(Sweep *s, Diag *d)
     const Opts *o = s->o;
     if (!s->t->gpu_sm && !ir_target_runs_here(s->t))
         return diag_error(d, (SrcLoc){0}, "this CPU cannot run target %s", s->t->name);
-    if (o->store && !storable(o->sets, o->nsets))
+    RtSetting fixed[MAX_OPTS];
+    if (!rt_tuned_join(fixed, settings_of(o->sets, o->nsets, fixed), s->fixed, sizeof s->fixed) && o->store)
         return diag_error(d, (SrcLoc){o->spec, 0}, "--store: a --set value holds a tab, comma or '='");
     if (!(s->k0 = fe_load(o->spec, o->sets, o->nsets, d)) || !make_axes(s->k0, o, s->lists, s->axes, &s->naxes, d))
         return false;
@@ -354,26 +225,25 @@ static bool sweep_setup(Sweep *s, Diag *d)
     s->run.repeat = o->repeat_given ? o->repeat : 5;
     s->threads = o->threads ? o->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     s->best_ms = INFINITY;
-    join_sets(o->sets, o->nsets, s->fixed, sizeof s->fixed);
     return true;
 }
 
 /* A point timed and matching the first: the best so far?, and its store line. */
 static void keep_point(Sweep *s, const FeSet *point, int n, double ms)
 {
-    char joined[LINE_MAX_LEN], line[3 * LINE_MAX_LEN];
-    join_sets(point, n, joined, sizeof joined);
+    RtSetting set[MAX_AXES];
+    char joined[RT_TUNED_LINE], line[RT_TUNED_LINE];
+    bool storable = rt_tuned_join(set, settings_of(point, n, set), joined, sizeof joined);
     if (ms < s->best_ms) {
         s->best_ms = ms;
         snprintf(s->best, sizeof s->best, "%s", joined);
     }
-    if (!storable(point, n))
+    if (!storable || !rt_tuned_line(s->k0->name, s->t->name, s->threads, s->fixed, joined, ms, line, sizeof line))
         return;
-    int len = snprintf(line, sizeof line, "%s\t%s\t%d\t%s\t%s\t%.6g\n", s->k0->name, s->t->name, s->threads, s->fixed,
-                       joined, ms);
-    s->records = realloc(s->records, s->nrecords + (size_t)len + 1);
-    memcpy(s->records + s->nrecords, line, (size_t)len + 1);
-    s->nrecords += (size_t)len;
+    size_t len = strlen(line);
+    s->records = realloc(s->records, s->nrecords + len + 1);
+    memcpy(s->records + s->nrecords, line, len + 1);
+    s->nrecords += len;
 }
 
 /* Point idx (one value index per axis): compiled, run, compared, one row. */
@@ -454,7 +324,7 @@ int cmd_sweep(const Opts *o)
         diag_error(&d, spec, "%d point(s) of kernel %s gave other outputs than the first", s->wrong, s->k0->name);
     else if (!o->store || !s->records)
         rc = 0;
-    else if (append_store(o->store, s->records, &d)) {
+    else if (rt_tuned_append(o->store, s->records, &d)) {
         printf("stored %d point(s) in %s\n", s->timed, o->store);
         rc = 0;
     }
@@ -472,70 +342,31 @@ out:
 
 /* ------------------------------------------------------------ --tuned */
 
-typedef struct Lookup {
-    const Opts *o;
-    const char *kernel, *target;
-    char point[LINE_MAX_LEN];
-    double ms;
-} Lookup;
-
-/* Whether every NAME=VALUE of `fixed` is among o's --set values. */
-static bool fixed_matches(const Opts *o, const char *fixed)
-{
-    if (!strcmp(fixed, "-"))
-        return true;
-    char buf[LINE_MAX_LEN];
-    snprintf(buf, sizeof buf, "%s", fixed);
-    char *save = NULL;
-    for (char *pair = strtok_r(buf, ",", &save); pair; pair = strtok_r(NULL, ",", &save)) {
-        char *eq = strchr(pair, '=');
-        if (!eq)
-            return false;
-        *eq = 0;
-        bool found = false;
-        for (int i = 0; i < o->nsets && !found; i++)
-            found = !strcmp(o->sets[i].name, pair) && !strcmp(o->sets[i].value, eq + 1);
-        if (!found)
-            return false;
-    }
-    return true;
-}
-
-static bool consider(const Record *r, void *ctx)
-{
-    Lookup *l = ctx;
-    if (!strcmp(r->kernel, l->kernel) && !strcmp(r->target, l->target) && r->ms < l->ms &&
-        fixed_matches(l->o, r->fixed)) {
-        l->ms = r->ms;
-        snprintf(l->point, sizeof l->point, "%s", r->point);
-    }
-    return true;
-}
-
 const Opts *with_tuned(const Opts *o, const TargetInfo *t, Opts *buf, Diag *d)
 {
     /* the chosen values live here until the process ends: one lookup per command */
-    static char point[LINE_MAX_LEN];
+    static char point[RT_TUNED_LINE];
     if (!o->tuned)
         return o;
     Kernel *k = fe_load(o->spec, o->sets, o->nsets, d);
     if (!k)
         return NULL;
-    Lookup l = {o, k->name, t->name, "", INFINITY};
-    if (!read_store(o->tuned, false, consider, &l, d)) {
+    RtSetting set[MAX_OPTS];
+    double ms;
+    if (!rt_tuned_best(o->tuned, k->name, t->name, set, settings_of(o->sets, o->nsets, set), point, sizeof point,
+                       &ms, d)) {
         ir_kernel_free(k);
         return NULL;
     }
     *buf = *o;
-    if (isinf(l.ms)) {
+    if (isinf(ms))
         fprintf(stderr, "tilec: %s: no record of %s on %s with these --set values; the spec's defaults stand\n",
                 o->tuned, k->name, t->name);
-        ir_kernel_free(k);
-        return buf;
-    }
-    snprintf(point, sizeof point, "%s", l.point);
+    else
+        fprintf(stderr, "tilec: %s: %s on %s tuned to %s (%.3f ms when swept)\n", o->tuned, k->name, t->name, point,
+                ms);
     char *save = NULL;
-    for (char *pair = strtok_r(point, ",", &save); pair; pair = strtok_r(NULL, ",", &save)) {
+    for (char *pair = isinf(ms) ? NULL : strtok_r(point, ",", &save); pair; pair = strtok_r(NULL, ",", &save)) {
         char *eq = strchr(pair, '=');
         if (!eq)
             continue;
@@ -544,8 +375,6 @@ const Opts *with_tuned(const Opts *o, const TargetInfo *t, Opts *buf, Diag *d)
         if (tune_param(k, pair) && !is_set(o, pair) && buf->nsets < MAX_OPTS)
             buf->sets[buf->nsets++] = (FeSet){pair, eq + 1};
     }
-    fprintf(stderr, "tilec: %s: %s on %s tuned to %s (%.3f ms when swept)\n", o->tuned, k->name, t->name, l.point,
-            l.ms);
     ir_kernel_free(k);
     return buf;
 }

@@ -35,6 +35,11 @@ err=$("$TILEC" run $gemm --set M=71 --set N=40 --set K=64 --tuned "$store" 2>&1 
 if [ $rc -eq 0 ] && printf '%s' "$err" | grep -q "no record of gemm"; then ok "--tuned without a record keeps the defaults"; else
   bad "--tuned without a record keeps the defaults" "rc=$rc" "$err"; fi
 
+# a value that is a prefix of the recorded one (M=7 against M=70) is another size
+err=$("$TILEC" run $gemm --set M=7 --set N=40 --set K=64 --set dtype=f32 --set stages=2 --set BN=32 --tuned "$store" 2>&1 >/dev/null)
+if printf '%s' "$err" | grep -q "no record of gemm"; then ok "--tuned matches whole values"; else
+  bad "--tuned matches whole values" "$err"; fi
+
 # a second sweep adds its points; the first's stay
 "$TILEC" sweep $gemm "${small[@]}" --over BM=96 --over BK=32 --store "$store" >/dev/null 2>&1
 if [ "$(grep -vc '^#' "$store")" -eq 5 ]; then ok "a second sweep appends"; else bad "a second sweep appends" "$(cat "$store")"; fi
