@@ -132,8 +132,9 @@ static bool tuned_sets(const char *path, const TargetInfo *target, FeSet *sets, 
         int i = 0;
         while (i < *nsets && strcmp(sets[i].name, pair))
             i++;
-        if (i == *nsets && *nsets < 16)
-            (*nsets)++;
+        if (i == *nsets && *nsets == 16)
+            continue; /* more values than the spec has parameters: not ours */
+        *nsets += i == *nsets;
         sets[i] = (FeSet){pair, eq + 1};
     }
     return true;
