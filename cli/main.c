@@ -63,8 +63,9 @@ static const char usage_run[] =
     "  --stream-bytes N   CPU: outputs the kernel only writes go to memory past the cache\n"
     "                     (non-temporal stores) from N bytes on (default 16 MiB; 0: all)\n"
     "  --tuned FILE       tune parameters not --set take the values of the fastest point\n"
-    "                     'tilec sweep --store FILE' recorded for this kernel, target and\n"
-    "                     --set values (the spec's defaults where it has none)\n";
+    "                     'tilec sweep --store FILE' recorded for this kernel and target with\n"
+    "                     the same values of the other parameters (sizes, say); the spec's\n"
+    "                     defaults where it has none\n";
 
 static const char usage_compile[] =
     "usage: tilec compile SPEC.lua [--set NAME=VALUE]... [--target T] [--emit ir|llvm|asm|obj|ptx]\n"
@@ -103,9 +104,10 @@ static const char usage_sweep[] =
     "  --check            also check the first point against the interpreter\n"
     "  --repeat N         runs per point; the median is reported (default 5)\n"
     "  --store FILE       add every timed point to the results store FILE (created if\n"
-    "                     missing), keyed by kernel, target and the --set values; then\n"
-    "                     'tilec run/compile --tuned FILE' with the same --set values\n"
-    "                     takes the fastest point's values for the parameters they leave unset\n"
+    "                     missing), keyed by kernel, target and the values of the parameters\n"
+    "                     not swept (sizes, say: as set or as the spec has them); then\n"
+    "                     'tilec run/compile --tuned FILE' at the same values takes the\n"
+    "                     fastest point's values for the tune parameters it leaves unset\n"
     "The other options are 'tilec run's.\n";
 
 static const char usage_ir[] =

@@ -169,11 +169,39 @@ static bool check_point(const Opts *o, const TargetInfo *t, const FeSet *sets, i
     return ok;
 }
 
-/* The --set values (or any FeSets) as the store's settings. */
+/* FeSets as the store's settings. */
 static int settings_of(const FeSet *f, int n, RtSetting *out)
 {
     for (int i = 0; i < n; i++)
         out[i] = (RtSetting){f[i].name, f[i].value};
+    return n;
+}
+
+static const char *set_value(const Opts *o, const char *name)
+{
+    for (int i = o->nsets - 1; i >= 0; i--)
+        if (!strcmp(o->sets[i].name, name))
+            return o->sets[i].value;
+    return NULL;
+}
+
+/* What the store keys a kernel's timings by, besides its name and target:
+ * every parameter of k with the value it has (sizes and fixed values as
+ * the spec resolved them, tune values as set or defaulted, dyn sizes as
+ * --set gives them; one bound from an input file is not known here),
+ * except the axes being swept. */
+static int key_of(const Kernel *k, const Opts *o, const Axis *axes, int naxes, RtSetting *out)
+{
+    int n = 0;
+    for (int i = 0; i < k->nkparams && n < MAX_OPTS; i++) {
+        const KParam *kp = &k->kparams[i];
+        bool swept = false;
+        for (int a = 0; a < naxes; a++)
+            swept |= !strcmp(axes[a].name, kp->name);
+        const char *v = kp->kind == KP_DYN ? set_value(o, kp->name) : kp->value;
+        if (!swept && v)
+            out[n++] = (RtSetting){kp->name, v};
+    }
     return n;
 }
 
@@ -188,7 +216,7 @@ typedef struct Sweep {
     int naxes, width[MAX_AXES], threads;
     char *lists[MAX_OPTS];   /* the --over lists the axes point into */
     long npoints;
-    char fixed[RT_TUNED_LINE]; /* o's --set values, as the store keys them */
+    char fixed[RT_TUNED_LINE]; /* the parameters not swept, as the store keys them (key_of) */
     Ran first;               /* the first point that ran: the outputs all others must give */
     int timed, wrong;
     double best_ms;
@@ -202,11 +230,11 @@ static bool sweep_setup(Sweep *s, Diag *d)
     const Opts *o = s->o;
     if (!s->t->gpu_sm && !ir_target_runs_here(s->t))
         return diag_error(d, (SrcLoc){0}, "this CPU cannot run target %s", s->t->name);
-    RtSetting fixed[MAX_OPTS];
-    if (!rt_tuned_join(fixed, settings_of(o->sets, o->nsets, fixed), s->fixed, sizeof s->fixed) && o->store)
-        return diag_error(d, (SrcLoc){o->spec, 0}, "--store: a --set value holds a tab, comma or '='");
     if (!(s->k0 = fe_load(o->spec, o->sets, o->nsets, d)) || !make_axes(s->k0, o, s->lists, s->axes, &s->naxes, d))
         return false;
+    RtSetting key[MAX_OPTS];
+    if (!rt_tuned_join(key, key_of(s->k0, o, s->axes, s->naxes, key), s->fixed, sizeof s->fixed) && o->store)
+        return diag_error(d, (SrcLoc){o->spec, 0}, "--store: a parameter's value holds a tab, comma or '='");
     s->npoints = 1;
     for (int i = 0; i < s->naxes; i++) {
         s->npoints = s->npoints * s->axes[i].n > MAX_POINTS ? MAX_POINTS + 1 : s->npoints * s->axes[i].n;
@@ -351,16 +379,15 @@ const Opts *with_tuned(const Opts *o, const TargetInfo *t, Opts *buf, Diag *d)
     Kernel *k = fe_load(o->spec, o->sets, o->nsets, d);
     if (!k)
         return NULL;
-    RtSetting set[MAX_OPTS];
+    RtSetting key[MAX_OPTS];
     double ms;
-    if (!rt_tuned_best(o->tuned, k->name, t->name, set, settings_of(o->sets, o->nsets, set), point, sizeof point,
-                       &ms, d)) {
+    if (!rt_tuned_best(o->tuned, k->name, t->name, key, key_of(k, o, NULL, 0, key), point, sizeof point, &ms, d)) {
         ir_kernel_free(k);
         return NULL;
     }
     *buf = *o;
     if (isinf(ms))
-        fprintf(stderr, "tilec: %s: no record of %s on %s with these --set values; the spec's defaults stand\n",
+        fprintf(stderr, "tilec: %s: no record of %s on %s with these parameters; the spec's defaults stand\n",
                 o->tuned, k->name, t->name);
     else
         fprintf(stderr, "tilec: %s: %s on %s tuned to %s (%.3f ms when swept)\n", o->tuned, k->name, t->name, point,

@@ -5,8 +5,8 @@
  *
  * One timed point per line, six fields separated by tabs:
  *     kernel  target  threads  fixed  point  median_ms
- * `fixed` is the values the sweep was given (its --set: sizes, say) and
- * `point` the tune values it chose, each as NAME=VALUE pairs joined by
+ * `fixed` is the values of the kernel's parameters the sweep did not vary
+ * (sizes, say) and `point` the tune values it chose, each as NAME=VALUE pairs joined by
  * commas, sorted by name ("-" when empty); lines starting with '#' are
  * comments.  Records are only ever added: the file is rewritten whole into
  * a temporary one renamed over it, and a store that does not parse is

@@ -40,6 +40,15 @@ err=$("$TILEC" run $gemm --set M=7 --set N=40 --set K=64 --set dtype=f32 --set s
 if printf '%s' "$err" | grep -q "no record of gemm"; then ok "--tuned matches whole values"; else
   bad "--tuned matches whole values" "$err"; fi
 
+# a sweep at the spec's default sizes keys them too: another M finds nothing
+"$TILEC" sweep $gemm --set dtype=f32 --set stages=2 --set BN=32 --over BM=24 --over BK=32 --threads 1 --repeat 1 \
+  --store "$tmp/defaults.tsv" >/dev/null 2>&1
+if grep -qP "\tBN=32,K=256,M=256,N=256,dtype=f32,stages=2\t" "$tmp/defaults.tsv"; then ok "defaults are part of the key"; else
+  bad "defaults are part of the key" "$(cat "$tmp/defaults.tsv")"; fi
+err=$("$TILEC" run $gemm --set M=512 --set dtype=f32 --set stages=2 --set BN=32 --tuned "$tmp/defaults.tsv" 2>&1 >/dev/null)
+if printf '%s' "$err" | grep -q "no record of gemm"; then ok "another size finds no record"; else
+  bad "another size finds no record" "$err"; fi
+
 # a second sweep adds its points; the first's stay
 "$TILEC" sweep $gemm "${small[@]}" --over BM=96 --over BK=32 --store "$store" >/dev/null 2>&1
 if [ "$(grep -vc '^#' "$store")" -eq 5 ]; then ok "a second sweep appends"; else bad "a second sweep appends" "$(cat "$store")"; fi
