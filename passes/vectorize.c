@@ -143,8 +143,22 @@ static void walk(Stmt *s, int width)
 
 /* ------------------------------------------------------ guards hoisted */
 
-/* An expression that reads no buffer: the same value wherever its
- * variables hold the same values. */
+/* Whether e reads no buffer that `body` writes: its value does not change
+ * while body runs (given the same variables). */
+static bool unchanged_by(const Expr *e, const Stmt *body)
+{
+    if (e->op == EX_LOAD) {
+        IrUse use = {0};
+        ir_buffer_use(body, e->buf, &use);
+        if (use.writes)
+            return false;
+    }
+    for (int i = 0; i < e->nargs; i++)
+        if (!unchanged_by(e->args[i], body))
+            return false;
+    return true;
+}
+
 static bool reads_nothing(const Expr *e)
 {
     if (e->op == EX_LOAD)
@@ -155,30 +169,97 @@ static bool reads_nothing(const Expr *e)
     return true;
 }
 
-/* The one guard `if c { ... }` (no else; c reads no buffer) that a body
- * is, adjacent guards on equal conditions merged into it; NULL if none.
- * (Nothing in an arm can change c: it reads no buffer.) */
-static Stmt *sole_guard(Kernel *k, Stmt *body)
+/* Whether loop s may read c once before it instead of in every step: c is
+ * free of s's variable and the body does not change it; and a c that
+ * reads buffers (moe kernels' row counts in `sched`) only where the loop
+ * surely runs, else c might be read where the loop would not have. */
+static bool invariant_guard(const Stmt *s, const Expr *c)
 {
+    int64_t trips = 0;
+    bool runs = ir_expr_is_const(s->u.loop.extent, &trips) && trips > 0;
+    return !ir_mentions_var(c, s->u.loop.var) && (reads_nothing(c) || (runs && unchanged_by(c, s->u.loop.body)));
+}
+
+/* s pushed onto seq, a sequence's items one by one: the vector-loop tests
+ * read a loop body as one flat sequence of statements. */
+static void push_flat(Kernel *k, Stmt *seq, Stmt *s)
+{
+    if (s->op != ST_SEQ) {
+        ir_seq_push(k, seq, s);
+        return;
+    }
+    for (int i = 0; i < s->u.seq.n; i++)
+        push_flat(k, seq, s->u.seq.items[i]);
+}
+
+/* The one invariant guard `if c { ... }` (no else) that loop s's body is,
+ * adjacent guards on equal conditions merged into it; NULL if none. */
+static Stmt *sole_guard(Kernel *k, const Stmt *s)
+{
+    Stmt *body = s->u.loop.body;
     int n = body->op == ST_SEQ ? body->u.seq.n : 1;
     Stmt *const *items = body->op == ST_SEQ ? body->u.seq.items : &body;
     for (int i = 0; i < n; i++)
-        if (items[i]->op != ST_IF || items[i]->u.if_.else_ || !reads_nothing(items[i]->u.if_.cond) ||
+        if (items[i]->op != ST_IF || items[i]->u.if_.else_ ||
             !ir_expr_equal(items[i]->u.if_.cond, items[0]->u.if_.cond))
             return NULL;
+    if (!invariant_guard(s, items[0]->u.if_.cond))
+        return NULL;
     if (n == 1)
         return items[0];
     Stmt *then_ = ir_seq(k, items[0]->loc);
     for (int i = 0; i < n; i++)
-        ir_seq_push(k, then_, items[i]->u.if_.then_);
+        push_flat(k, then_, items[i]->u.if_.then_);
     return ir_if(k, items[0]->u.if_.cond, then_, NULL, items[0]->loc);
 }
 
-/* `for v { if c { S } }` with c free of v becomes `if c { for v { S } }`,
+/* An innermost loop `for v { A; if c { B }; C }` (plain stores, c
+ * invariant) becomes `if c { for v { A; B; C } } else { for v { A; C } }`,
+ * both of which can run in vector lanes: moe_gemm_swiglu quantises every
+ * element of its tile and stores only its expert's rows.  The body is
+ * copied once, so only innermost loops are split. */
+static Stmt *unswitch(Kernel *k, Stmt *s)
+{
+    Stmt *body = s->u.loop.body;
+    if (body->op != ST_SEQ)
+        return NULL;
+    const Expr *c = NULL;
+    for (int i = 0; i < body->u.seq.n; i++) {
+        const Stmt *t = body->u.seq.items[i];
+        if (t->op != ST_IF) {
+            if (!is_innermost(t))
+                return NULL;
+            continue;
+        }
+        if (t->u.if_.else_ || !is_innermost(t->u.if_.then_) || (c && !ir_expr_equal(c, t->u.if_.cond)))
+            return NULL;
+        c = t->u.if_.cond;
+    }
+    if (!c || !invariant_guard(s, c))
+        return NULL;
+    Stmt *all = ir_seq(k, body->loc), *rest = ir_seq(k, body->loc);
+    for (int i = 0; i < body->u.seq.n; i++) {
+        Stmt *t = body->u.seq.items[i];
+        push_flat(k, all, t->op == ST_IF ? t->u.if_.then_ : t);
+        if (t->op != ST_IF)
+            push_flat(k, rest, t);
+    }
+    IrSubst fresh = {0}; /* the copy gets a loop variable of its own */
+    Stmt *without = ir_clone_stmt(
+        k, ir_for(k, s->u.loop.var, s->u.loop.extent, s->u.loop.kind, s->u.loop.arg, rest, s->loc), &fresh);
+    s->u.loop.body = all;
+    Stmt *then_ = ir_seq(k, s->loc), *else_ = ir_seq(k, s->loc);
+    ir_seq_push(k, then_, s);
+    ir_seq_push(k, else_, without);
+    return ir_if(k, (Expr *)c, then_, else_, s->loc);
+}
+
+/* `for v { if c { S } }` with c invariant becomes `if c { for v { S } }`,
  * from the inside out, so a guard rises through every loop it does not
  * depend on: rope's `t < M` around each element (the spec's T.if_ in the
  * nest over a row) then stands outside the loops over the row, whose
- * innermost loop can run in vector lanes. */
+ * innermost loop can run in vector lanes; an innermost loop whose guard
+ * covers only part of its body is unswitched instead. */
 static Stmt *hoist_guards(Kernel *k, Stmt *s)
 {
     switch (s->op) {
@@ -193,9 +274,11 @@ static Stmt *hoist_guards(Kernel *k, Stmt *s)
         return s;
     case ST_FOR: {
         s->u.loop.body = hoist_guards(k, s->u.loop.body);
-        Stmt *g = sole_guard(k, s->u.loop.body);
-        if (!g || ir_mentions_var(g->u.if_.cond, s->u.loop.var))
-            return s;
+        Stmt *g = sole_guard(k, s);
+        if (!g) {
+            Stmt *u = unswitch(k, s);
+            return u ? u : s;
+        }
         s->u.loop.body = g->u.if_.then_;
         Stmt *then_ = ir_seq(k, s->loc);
         ir_seq_push(k, then_, s);

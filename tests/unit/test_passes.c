@@ -130,9 +130,13 @@ TEST(golden_vectorize) { golden("vectorize", pass_vectorize); }
 TEST(golden_vectorize_narrow) { golden("vectorize_narrow", pass_vectorize); }
 /* a guard free of a loop's variable and reading no buffer rises above the
  * loop (adjacent guards on one condition merged), so the loop it guarded
- * vectorises: the row guard `b * 4 + i < M` above the h and j loops; not a
- * guard on the loop's variable, one reading a buffer, one with an else, or
- * two guards on different conditions */
+ * vectorises: the row guard `b * 4 + i < M` above the h and j loops, and
+ * `0 < f[1]` (f not written in that loop, which runs 40 times); not a
+ * guard on the loop's variable, one reading a buffer its loop writes, one
+ * reading a buffer in a loop that may not run (extent M), one with an
+ * else, or two guards on different conditions; an innermost loop whose
+ * guard covers part of its body is unswitched (j9: both copies vector
+ * loops), not one whose guard is on its variable (j10) */
 TEST(golden_vectorize_guards) { golden("vectorize_guards", pass_vectorize); }
 /* streamed (non-temporal) stores: y and the 8-column-offset o and the
  * bf16 g (16-lane vectors, offset 16); not r (read back), u (inout), o at
