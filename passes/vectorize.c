@@ -213,53 +213,11 @@ static Stmt *sole_guard(Kernel *k, const Stmt *s)
     return ir_if(k, items[0]->u.if_.cond, then_, NULL, items[0]->loc);
 }
 
-/* An innermost loop `for v { A; if c { B }; C }` (plain stores, c
- * invariant) becomes `if c { for v { A; B; C } } else { for v { A; C } }`,
- * both of which can run in vector lanes: moe_gemm_swiglu quantises every
- * element of its tile and stores only its expert's rows.  The body is
- * copied once, so only innermost loops are split. */
-static Stmt *unswitch(Kernel *k, Stmt *s)
-{
-    Stmt *body = s->u.loop.body;
-    if (body->op != ST_SEQ)
-        return NULL;
-    const Expr *c = NULL;
-    for (int i = 0; i < body->u.seq.n; i++) {
-        const Stmt *t = body->u.seq.items[i];
-        if (t->op != ST_IF) {
-            if (!is_innermost(t))
-                return NULL;
-            continue;
-        }
-        if (t->u.if_.else_ || !is_innermost(t->u.if_.then_) || (c && !ir_expr_equal(c, t->u.if_.cond)))
-            return NULL;
-        c = t->u.if_.cond;
-    }
-    if (!c || !invariant_guard(s, c))
-        return NULL;
-    Stmt *all = ir_seq(k, body->loc), *rest = ir_seq(k, body->loc);
-    for (int i = 0; i < body->u.seq.n; i++) {
-        Stmt *t = body->u.seq.items[i];
-        push_flat(k, all, t->op == ST_IF ? t->u.if_.then_ : t);
-        if (t->op != ST_IF)
-            push_flat(k, rest, t);
-    }
-    IrSubst fresh = {0}; /* the copy gets a loop variable of its own */
-    Stmt *without = ir_clone_stmt(
-        k, ir_for(k, s->u.loop.var, s->u.loop.extent, s->u.loop.kind, s->u.loop.arg, rest, s->loc), &fresh);
-    s->u.loop.body = all;
-    Stmt *then_ = ir_seq(k, s->loc), *else_ = ir_seq(k, s->loc);
-    ir_seq_push(k, then_, s);
-    ir_seq_push(k, else_, without);
-    return ir_if(k, (Expr *)c, then_, else_, s->loc);
-}
-
 /* `for v { if c { S } }` with c invariant becomes `if c { for v { S } }`,
  * from the inside out, so a guard rises through every loop it does not
  * depend on: rope's `t < M` around each element (the spec's T.if_ in the
  * nest over a row) then stands outside the loops over the row, whose
- * innermost loop can run in vector lanes; an innermost loop whose guard
- * covers only part of its body is unswitched instead. */
+ * innermost loop can run in vector lanes. */
 static Stmt *hoist_guards(Kernel *k, Stmt *s)
 {
     switch (s->op) {
@@ -275,10 +233,8 @@ static Stmt *hoist_guards(Kernel *k, Stmt *s)
     case ST_FOR: {
         s->u.loop.body = hoist_guards(k, s->u.loop.body);
         Stmt *g = sole_guard(k, s);
-        if (!g) {
-            Stmt *u = unswitch(k, s);
-            return u ? u : s;
-        }
+        if (!g)
+            return s;
         s->u.loop.body = g->u.if_.then_;
         Stmt *then_ = ir_seq(k, s->loc);
         ir_seq_push(k, then_, s);
