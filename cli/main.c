@@ -33,7 +33,9 @@ static const char usage_main[] =
     "'tilec COMMAND --help' explains a command. First steps:\n"
     "  tilec run examples/gemm.lua --check          # random inputs, JIT vs interpreter\n"
     "  tilec ir examples/softmax.lua                # look at the IR\n"
-    "  tilec compile examples/gemm.lua --emit asm -o gemm.s\n";
+    "  tilec compile examples/gemm.lua --emit asm -o gemm.s\n"
+    "  tilec sweep examples/gemm.lua --over BM=96,192 --over BK=128,512 --set BN=64 \\\n"
+    "      --set dtype=f32 --set stages=2 --store tuned.tsv   # time tile sizes, keep the best\n";
 
 static const char usage_run[] =
     "usage: tilec run SPEC.lua [--set NAME=VALUE]... [--in ARG=FILE.npy]... [--out ARG=FILE.npy]...\n"
