@@ -235,6 +235,15 @@ static bool sweep_setup(Sweep *s, Diag *d)
     RtSetting key[MAX_OPTS];
     if (!rt_tuned_join(key, key_of(s->k0, o, s->axes, s->naxes, key), s->fixed, sizeof s->fixed) && o->store)
         return diag_error(d, (SrcLoc){o->spec, 0}, "--store: a parameter's value holds a tab, comma or '='");
+    for (int i = 0; o->store && i < s->k0->nkparams; i++)
+        if (s->k0->kparams[i].kind == KP_DYN && !set_value(o, s->k0->kparams[i].name)) {
+            /* bound from an input's shape, it would not be in the record's
+             * key, which would then answer for every value of it */
+            diag_error(d, (SrcLoc){o->spec, 0}, "--store: dyn size %s is not --set, so the store could not key it",
+                       s->k0->kparams[i].name);
+            diag_hint(d, "give it with --set %s=VALUE", s->k0->kparams[i].name);
+            return false;
+        }
     s->npoints = 1;
     for (int i = 0; i < s->naxes; i++) {
         s->npoints = s->npoints * s->axes[i].n > MAX_POINTS ? MAX_POINTS + 1 : s->npoints * s->axes[i].n;

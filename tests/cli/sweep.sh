@@ -80,6 +80,9 @@ expect_error "--over and --set" "tilec: $gemm: --over BM: BM is also fixed with 
   "$TILEC" sweep $gemm --set BM=24 --over BM=24,48
 expect_error "--over a non-candidate" "tilec: $gemm: --over BM=7: not one of its tune{} values {192, 96, 48, 24, 128, 64, 16, 4, 1, 256, 512}" -- \
   "$TILEC" sweep $gemm "${small[@]}" --set BK=32 --over BM=7
+expect_error "--store with a dyn size not set" \
+  "tilec: examples/dyn_scale.lua: --store: dyn size M is not --set, so the store could not key it (hint: give it with --set M=VALUE)" -- \
+  "$TILEC" sweep examples/dyn_scale.lua --store "$tmp/dyn.tsv"
 expect_error "space too large" \
   "tilec: $gemm: kernel gemm's tune space has more than 512 points (hint: fix some parameters with --set NAME=VALUE, or narrow them with --over NAME=V1,V2)" -- \
   "$TILEC" sweep $gemm
