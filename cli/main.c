@@ -107,7 +107,8 @@ static const char usage_sweep[] =
     "  --repeat N         runs per point; the median is reported (default 5)\n"
     "  --store FILE       add every timed point to the results store FILE (created if\n"
     "                     missing), keyed by kernel, target and the values of the parameters\n"
-    "                     not swept (sizes, say: as set or as the spec has them); then\n"
+    "                     not swept (sizes, say: as set or as the spec has them; a dyn\n"
+    "                     size must be --set); then\n"
     "                     'tilec run/compile --tuned FILE' at the same values takes the\n"
     "                     fastest point's values for the tune parameters it leaves unset\n"
     "The other options are 'tilec run's.\n";
