@@ -123,19 +123,16 @@ static bool tuned_sets(const char *path, const TargetInfo *target, FeSet *sets, 
     if (isinf(ms))
         return true;
     snprintf(desc, RT_TUNED_LINE, "%s", point);
-    char *save = NULL;
-    for (char *pair = strtok_r(point, ",", &save); pair; pair = strtok_r(NULL, ",", &save)) {
-        char *eq = strchr(pair, '=');
-        if (!eq)
-            continue;
-        *eq = 0;
+    RtSetting best[16];
+    int n = rt_tuned_split(point, best, 16);
+    for (int b = 0; b < n; b++) {
         int i = 0;
-        while (i < *nsets && strcmp(sets[i].name, pair))
+        while (i < *nsets && strcmp(sets[i].name, best[b].name))
             i++;
         if (i == *nsets && *nsets == 16)
             continue; /* more values than the spec has parameters: not ours */
         *nsets += i == *nsets;
-        sets[i] = (FeSet){pair, eq + 1};
+        sets[i] = (FeSet){best[b].name, best[b].value};
     }
     return true;
 }

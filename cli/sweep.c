@@ -21,13 +21,15 @@ typedef struct Axis {
     int n;
 } Axis;
 
-static bool is_set(const Opts *o, const char *name)
+static const char *set_value(const Opts *o, const char *name)
 {
-    for (int i = 0; i < o->nsets; i++)
+    for (int i = o->nsets - 1; i >= 0; i--)
         if (!strcmp(o->sets[i].name, name))
-            return true;
-    return false;
+            return o->sets[i].value;
+    return NULL;
 }
+
+static bool is_set(const Opts *o, const char *name) { return set_value(o, name) != NULL; }
 
 /* A tune{} parameter (a size is a KP_TUNE without candidates: not one). */
 static const KParam *tune_param(const Kernel *k, const char *name)
@@ -177,13 +179,6 @@ static int settings_of(const FeSet *f, int n, RtSetting *out)
     return n;
 }
 
-static const char *set_value(const Opts *o, const char *name)
-{
-    for (int i = o->nsets - 1; i >= 0; i--)
-        if (!strcmp(o->sets[i].name, name))
-            return o->sets[i].value;
-    return NULL;
-}
 
 /* What the store keys a kernel's timings by, besides its name and target:
  * every parameter of k with the value it has (sizes and fixed values as
@@ -401,16 +396,12 @@ const Opts *with_tuned(const Opts *o, const TargetInfo *t, Opts *buf, Diag *d)
     else
         fprintf(stderr, "tilec: %s: %s on %s tuned to %s (%.3f ms when swept)\n", o->tuned, k->name, t->name, point,
                 ms);
-    char *save = NULL;
-    for (char *pair = isinf(ms) ? NULL : strtok_r(point, ",", &save); pair; pair = strtok_r(NULL, ",", &save)) {
-        char *eq = strchr(pair, '=');
-        if (!eq)
-            continue;
-        *eq = 0;
-        /* a parameter the spec no longer tunes, or one the caller set, is left alone */
-        if (tune_param(k, pair) && !is_set(o, pair) && buf->nsets < MAX_OPTS)
-            buf->sets[buf->nsets++] = (FeSet){pair, eq + 1};
-    }
+    RtSetting best[MAX_OPTS];
+    int n = isinf(ms) ? 0 : rt_tuned_split(point, best, MAX_OPTS);
+    /* a parameter the spec no longer tunes, or one the caller set, is left alone */
+    for (int i = 0; i < n; i++)
+        if (tune_param(k, best[i].name) && !is_set(o, best[i].name) && buf->nsets < MAX_OPTS)
+            buf->sets[buf->nsets++] = (FeSet){best[i].name, best[i].value};
     ir_kernel_free(k);
     return buf;
 }

@@ -32,6 +32,24 @@ bool rt_tuned_join(const RtSetting *s, int n, char *out, size_t cap)
     return used < cap;
 }
 
+int rt_tuned_split(char *joined, RtSetting *out, int cap)
+{
+    if (!strcmp(joined, "-"))
+        return 0;
+    int n = 0;
+    for (char *p = joined; p; n++) {
+        char *end = strchr(p, ','), *eq = strchr(p, '=');
+        if (end)
+            *end = 0;
+        if (!eq || n == cap)
+            return -1;
+        *eq = 0;
+        out[n] = (RtSetting){p, eq + 1};
+        p = end ? end + 1 : NULL;
+    }
+    return n;
+}
+
 bool rt_tuned_line(const char *kernel, const char *target, int threads, const char *fixed, const char *point,
                    double ms, char *out, size_t cap)
 {
@@ -146,22 +164,18 @@ typedef struct Lookup {
 /* Whether every NAME=VALUE of `fixed` is among the lookup's settings. */
 static bool fixed_matches(const Lookup *l, const char *fixed)
 {
-    if (!strcmp(fixed, "-"))
-        return true;
-    for (const char *p = fixed; p;) {
-        const char *eq = strchr(p, '='), *end = strchr(p, ',');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        if (!eq || (end && eq > end))
-            return false;
+    char buf[RT_TUNED_LINE];
+    RtSetting want[MAX_SETTINGS];
+    snprintf(buf, sizeof buf, "%s", fixed);
+    int n = rt_tuned_split(buf, want, MAX_SETTINGS);
+    if (n < 0)
+        return false;
+    for (int w = 0; w < n; w++) {
         bool found = false;
-        for (int i = 0; i < l->n && !found; i++) {
-            size_t nl = strlen(l->s[i].name), vl = strlen(l->s[i].value);
-            found = nl == (size_t)(eq - p) && !strncmp(p, l->s[i].name, nl) && vl == len - nl - 1 &&
-                    !strncmp(eq + 1, l->s[i].value, vl);
-        }
+        for (int i = 0; i < l->n && !found; i++)
+            found = !strcmp(l->s[i].name, want[w].name) && !strcmp(l->s[i].value, want[w].value);
         if (!found)
             return false;
-        p = end ? end + 1 : NULL;
     }
     return true;
 }

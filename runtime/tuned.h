@@ -27,6 +27,11 @@ typedef struct RtSetting {
  * the result does not fit cap. */
 bool rt_tuned_join(const RtSetting *s, int n, char *out, size_t cap);
 
+/* The pairs of a joined list ("NAME=VALUE,...", or "-" for none), split
+ * in place into at most cap settings; the count, or -1 when an item has
+ * no '=' or there are more than cap. */
+int rt_tuned_split(char *joined, RtSetting *out, int cap);
+
 /* One record: the line "kernel target threads fixed point ms". */
 bool rt_tuned_line(const char *kernel, const char *target, int threads, const char *fixed, const char *point,
                    double ms, char *out, size_t cap);

@@ -38,7 +38,7 @@ static void write_file(const char *path, const char *text)
     fclose(f);
 }
 
-TEST(settings_join_sorted_and_plain)
+TEST(settings_join_sorted_and_plain_and_split_back)
 {
     RtSetting s[] = {{"N", "40"}, {"BM", "24"}, {"M", "70"}};
     char out[64];
@@ -50,6 +50,15 @@ TEST(settings_join_sorted_and_plain)
     CHECK(!rt_tuned_join(eq, 1, out, sizeof out));
     CHECK(!rt_tuned_join(empty, 1, out, sizeof out));
     CHECK(!rt_tuned_join(s, 3, out, 8)); /* does not fit */
+    /* and back: the joined list splits into the same settings */
+    RtSetting back[4];
+    char joined[64] = "BM=24,M=70,N=40", none[] = "-", bad[] = "BM=24,M", many[] = "A=1,B=2,C=3,D=4,E=5";
+    CHECK(rt_tuned_split(joined, back, 4) == 3);
+    CHECK(!strcmp(back[0].name, "BM") && !strcmp(back[0].value, "24") && !strcmp(back[2].name, "N") &&
+          !strcmp(back[2].value, "40"));
+    CHECK(rt_tuned_split(none, back, 4) == 0);
+    CHECK(rt_tuned_split(bad, back, 4) == -1);
+    CHECK(rt_tuned_split(many, back, 4) == -1);
 }
 
 TEST(fastest_matching_record)
@@ -126,7 +135,7 @@ int main(void)
     snprintf(dir, sizeof dir, "/tmp/tilec_tuned_XXXXXX");
     if (!mkdtemp(dir))
         return 1;
-    RUN(settings_join_sorted_and_plain);
+    RUN(settings_join_sorted_and_plain_and_split_back);
     RUN(fastest_matching_record);
     RUN(a_store_that_does_not_parse_is_refused_and_kept);
     rmdir(dir);
