@@ -32,8 +32,9 @@
  *              float inputs; c is f32.  A block scale (e8m0 or f32) has
  *              its operand's rank and extents that divide the operand's;
  *              a scaled operand may have leading dims of extent 1; a
- *              micro_gemm takes only b_scale, with trans_b, no b_pairs,
- *              no threads, and K blocks a multiple of 32 elements.
+ *              micro_gemm's scales go with trans_b, no trans_a, no
+ *              b_pairs and no threads, in K blocks a multiple of 32
+ *              elements, the same for both operands.
  *   reduce   — axis < src rank; dst is the src window with the axis
  *              removed (rank - 1, the other extents in order), except that
  *              a rank-1 source reduces into a rank-1 window of extent 1
@@ -400,18 +401,32 @@ static void check_scaled(Verifier *v, const Stmt *s, const Region *x, const Regi
     }
 }
 
-/* A micro_gemm's scale is the CPU dot tile's (codegen/micro.c): B's, with
- * trans_b, and K blocks a whole number of its steps (32 covers them all). */
+/* A micro_gemm's scales are the CPU dot tile's (codegen/micro.c): with
+ * trans_b, in K blocks of a whole number of its steps (32 covers them
+ * all), one block size for both operands. */
 static void check_micro_scale(Verifier *v, const Stmt *s)
 {
-    const Region *b = &s->u.gemm.b, *sc = &s->u.gemm.b_scale;
-    if (s->u.gemm.a_scale.buf || (sc->buf && (!s->u.gemm.trans_b || s->u.gemm.trans_a || s->u.gemm.b_pairs))) {
-        fail(v, s->loc, "micro_gemm: only b takes a block scale, with trans_b and without trans_a or b_pairs");
+    const Region *x[2] = {&s->u.gemm.a, &s->u.gemm.b}, *sc[2] = {&s->u.gemm.a_scale, &s->u.gemm.b_scale};
+    if (!sc[0]->buf && !sc[1]->buf)
+        return;
+    if (!s->u.gemm.trans_b || s->u.gemm.trans_a || s->u.gemm.b_pairs) {
+        fail(v, s->loc, "micro_gemm: block scales need trans_b, without trans_a or b_pairs");
         return;
     }
-    if (sc->buf && cols_of(b) / cols_of(sc) % 32)
-        fail(v, s->loc, "micro_gemm: b_scale %s's blocks are %lld elements along K, not a multiple of 32",
-             sc->buf->name, (long long)(cols_of(b) / cols_of(sc)));
+    int64_t bk[2] = {0, 0};
+    for (int i = 0; i < 2; i++) {
+        if (!sc[i]->buf)
+            continue;
+        bk[i] = cols_of(x[i]) / cols_of(sc[i]);
+        if (bk[i] % 32) {
+            fail(v, s->loc, "micro_gemm: %s_scale %s's blocks are %lld elements along K, not a multiple of 32",
+                 i ? "b" : "a", sc[i]->buf->name, (long long)bk[i]);
+            return;
+        }
+    }
+    if (bk[0] && bk[1] && bk[0] != bk[1])
+        fail(v, s->loc, "micro_gemm: a_scale's K blocks (%lld) differ from b_scale's (%lld)", (long long)bk[0],
+             (long long)bk[1]);
 }
 
 static void check_gemm(Verifier *v, const Stmt *s)

@@ -8,16 +8,25 @@
 -- 128; at decode a small BN keeps fewer weight rows in flight per step,
 -- which the CPU's prefetchers follow (16 rows: 2x the weight bandwidth of
 -- 128 at M = 1 on an AVX2 host, bench/decode.c).
+-- BK above 128: each step is one T.gemm over BK columns with both block
+-- scales (a_scale, b_scale), so the per-block promotion happens inside the
+-- GEMM — on the CPU's decode dot tiles in registers, where the per-block
+-- body pays a reduction and a pass over its fragments every 128 columns
+-- (bench/decode.c runs BK = K).  Elsewhere the lowering dequantises each
+-- step's scaled tiles first: BK 128, the default, suits the tensor cores
+-- and the register tiles of a prefill.
 --   tilec run kernels_src/fp8_gemm.lua --set M=16 --set N=256 --set K=512 --check
+--   tilec run kernels_src/fp8_gemm.lua --set M=1 --set N=256 --set K=512 --set BK=512 --check
 local T = require "tile"
 
 local BLOCK = 128
 
 return T.kernel "fp8_gemm" {
   params = { M = T.dyn, N = T.size(4096), K = T.size(4096), BM = T.tune{64, 32, 16, 128, 4, 1},
-             BN = T.tune{128, 64, 32, 16} },
+             BN = T.tune{128, 64, 32, 16}, BK = T.tune{128, 256, 512, 1024, 2048, 4096} },
   args = function(p)
     T.check(p.K % BLOCK == 0, ("fp8_gemm: K = %d is not a multiple of the scale block (%d)"):format(p.K, BLOCK))
+    T.check(p.K % p.BK == 0, ("fp8_gemm: BK = %d does not divide K = %d"):format(p.BK, p.K))
     -- a block's rows share one row of weight scales
     T.check(BLOCK % p.BN == 0, ("fp8_gemm: BN = %d does not divide the scale block (%d)"):format(p.BN, BLOCK))
     return {
@@ -29,6 +38,21 @@ return T.kernel "fp8_gemm" {
     }
   end,
   body = function(p, a, sa, b, sb, c)
+    if p.BK > BLOCK then
+      local SB = p.BK // BLOCK -- scale columns per step
+      for by, bx in T.grid(T.ceildiv(p.M, p.BM), T.ceildiv(p.N, p.BN)) do
+        local acc = T.fragment{p.BM, p.BN, T.f32}
+        T.clear(acc)
+        for kb in T.pipelined(p.K // p.BK, 2) do
+          T.gemm(a:tile(by * p.BM, kb * p.BK, { p.BM, p.BK }), b:tile(bx * p.BN, kb * p.BK, { p.BN, p.BK }), acc,
+                 { trans_b = true, rows = p.M - by * p.BM,
+                   a_scale = sa:tile(by * p.BM, kb * SB, { p.BM, SB }),
+                   b_scale = sb:tile(bx * p.BN // BLOCK, kb * SB, { 1, SB }) })
+        end
+        T.copy(acc, c:tile(by * p.BM, bx * p.BN))
+      end
+      return
+    end
     for by, bx in T.grid(T.ceildiv(p.M, p.BM), T.ceildiv(p.N, p.BN)) do
       local As   = T.shared{p.BM, BLOCK, T.bf16}
       local Bs   = T.shared{p.BN, BLOCK, T.bf16}

@@ -56,7 +56,7 @@ Expr *lower_and(Lower *L, Expr *a, Expr *b)
 {
     if (!a)
         return b;
-    if (!b)
+    if (!b || ir_expr_equal(a, b)) /* (two windows over the same rows: one test) */
         return a;
     return ir_binary(L->k, EX_AND, a, b);
 }

@@ -420,8 +420,14 @@ static int64_t dot_cols_of(const TargetInfo *t, int64_t mr, int64_t K, DType ta,
     return nr;
 }
 
-/* The rows of B's block scale bs that B's rows [j + j0, +n) of a dot tile
- * use: one block row, or n / bn of them (dot_cols_of keeps to whole ones). */
+/* The block scales a dot tile applies (codegen/micro.c), NULL where absent. */
+typedef struct DotScales {
+    const Region *a, *b;
+} DotScales;
+
+/* The rows of the block scale bs of an operand (A or B) that its rows
+ * [j + j0, +n) of a dot tile use: one block row, or n / bn of them
+ * (dot_cols_of keeps B's to whole ones; A's scale rows are single rows). */
 static Region scale_rows(Lower *L, const Region *b, const Region *bs, Expr *j, int64_t j0, int64_t n)
 {
     int R = b->buf->rank - 2;
@@ -431,11 +437,11 @@ static Region scale_rows(Lower *L, const Region *b, const Region *bs, Expr *j, i
 }
 
 /* Dot tiles over rows [i0 + i, +mr) (i a loop index times mr, or 0) and all
- * N columns: full groups of nr in a loop, then the tail.  bs: B's block
- * scale, or NULL. */
-static void dot_band(Lower *L, Stmt *seq, const Stmt *g, const Region *a, const Region *b, const Region *bs,
+ * N columns: full groups of nr in a loop, then the tail. */
+static void dot_band(Lower *L, Stmt *seq, const Stmt *g, const Region *a, const Region *b, DotScales sc,
                      const Region *c, Expr *i, int64_t i0, int64_t mr, int64_t N, int64_t K)
 {
+    const Region *bs = sc.b;
     int64_t bn = bs ? mat_rows(b) / mat_rows(bs) : 0;
     int64_t nr = dot_cols_of(L->t, mr, K, a->buf->dtype, b->buf->dtype, bn, N), full = N / nr, rem = N % nr;
     Expr *z = ci(L, 0);
@@ -450,6 +456,8 @@ static void dot_band(Lower *L, Stmt *seq, const Stmt *g, const Region *a, const 
         Stmt *tile = ir_micro_gemm(L->k, ta, tb, tc, false, true, g->u.gemm.clear, g->loc);
         if (bs)
             tile->u.gemm.b_scale = scale_rows(L, b, bs, j, j0, n);
+        if (sc.a)
+            tile->u.gemm.a_scale = scale_rows(L, a, sc.a, i, i0, mr);
         if (jv) {
             Stmt *body = ir_seq(L->k, g->loc);
             ir_seq_push(L->k, body, tile);
@@ -459,7 +467,7 @@ static void dot_band(Lower *L, Stmt *seq, const Stmt *g, const Region *a, const 
     }
 }
 
-static Stmt *dot_tiles(Lower *L, const Stmt *g, const Region *a, const Region *b, const Region *bs,
+static Stmt *dot_tiles(Lower *L, const Stmt *g, const Region *a, const Region *b, DotScales sc,
                        const Region *c, Expr *rows, bool variants);
 
 /* Dot tiles with only their first `rows` wanted run a one-row variant
@@ -470,39 +478,43 @@ static Stmt *dot_tiles(Lower *L, const Stmt *g, const Region *a, const Region *b
  * N=4096, K=2048, BN=32, one row per expert, one thread: BM 4 56.5 -> 28.7
  * ms, BM 16 61.8 -> 40.9).  A variant per row count doubled
  * moe_gemm_swiglu's compile time (0.5 -> 1 s); this one adds ~10%. */
-static Stmt *dot_one_row_variant(Lower *L, const Stmt *g, const Region *a, const Region *b, const Region *bs,
+static Stmt *dot_one_row_variant(Lower *L, const Stmt *g, const Region *a, const Region *b, DotScales sc,
                                  const Region *c, Expr *rows)
 {
     Expr *z = ci(L, 0);
-    Region a1 = sub(L, a, 0, 1, z, 0, a->ext[1], z), c1 = sub(L, c, 0, 1, z, 0, c->ext[1], z);
-    Stmt *one = dot_tiles(L, g, &a1, b, bs, &c1, NULL, false), *more = dot_tiles(L, g, a, b, bs, c, rows, false);
+    Region a1 = sub(L, a, 0, 1, z, 0, a->ext[1], z), c1 = sub(L, c, 0, 1, z, 0, c->ext[1], z), as1;
+    DotScales sc1 = sc;
+    if (sc.a) {
+        as1 = scale_rows(L, a, sc.a, z, 0, 1);
+        sc1.a = &as1;
+    }
+    Stmt *one = dot_tiles(L, g, &a1, b, sc1, &c1, NULL, false), *more = dot_tiles(L, g, a, b, sc, c, rows, false);
     Stmt *pick = ir_if(L->k, ir_binary(L->k, EX_LE, rows, ci(L, 1)), one, more, g->loc);
     return ir_if(L->k, ir_binary(L->k, EX_LT, z, rows), pick, NULL, g->loc);
 }
 
 /* Every row band of C = A·Bᵀ in dot tiles (those holding wanted rows:
  * wanted_bands, or with `variants` dot_one_row_variant). */
-static Stmt *dot_tiles(Lower *L, const Stmt *g, const Region *a, const Region *b, const Region *bs,
+static Stmt *dot_tiles(Lower *L, const Stmt *g, const Region *a, const Region *b, DotScales sc,
                        const Region *c, Expr *rows, bool variants)
 {
     int64_t M = c->ext[0], N = c->ext[1], K = a->ext[1];
     if (rows && variants && M >= 2)
-        return dot_one_row_variant(L, g, a, b, bs, c, rows);
+        return dot_one_row_variant(L, g, a, b, sc, c, rows);
     Stmt *seq = ir_seq(L->k, g->loc);
     int64_t mr = dot_rows_of(L->t, M, K, a->buf->dtype, b->buf->dtype), full = M / mr, rem = M % mr;
     Bands bands = wanted_bands(L, rows, M, mr);
-    bs = bs && bs->buf ? bs : NULL;
     if (full > 1 || (full && rows)) {
         Var *iv = ir_var_new(L->k, "it");
         Stmt *body = ir_seq(L->k, g->loc);
-        dot_band(L, body, g, a, b, bs, c, ir_binary(L->k, EX_MUL, ir_var(L->k, iv), ci(L, mr)), 0, mr, N, K);
+        dot_band(L, body, g, a, b, sc, c, ir_binary(L->k, EX_MUL, ir_var(L->k, iv), ci(L, mr)), 0, mr, N, K);
         ir_seq_push(L->k, seq, ir_for(L->k, iv, bands.loop, LOOP_SERIAL, 0, body, g->loc));
     } else if (full) {
-        dot_band(L, seq, g, a, b, bs, c, ci(L, 0), 0, mr, N, K);
+        dot_band(L, seq, g, a, b, sc, c, ci(L, 0), 0, mr, N, K);
     }
     if (rem) {
         Stmt *tail = bands.tail ? ir_seq(L->k, g->loc) : seq;
-        dot_band(L, tail, g, a, b, bs, c, ci(L, 0), full * mr, rem, N, K);
+        dot_band(L, tail, g, a, b, sc, c, ci(L, 0), full * mr, rem, N, K);
         if (bands.tail)
             ir_seq_push(L->k, seq, ir_if(L->k, bands.tail, tail, NULL, g->loc));
     }
@@ -514,14 +526,16 @@ static Region dequantise(Lower *L, Stmt *seq, const Region *x, const Region *s, 
 
 /* A global operand is read in place when its window lies inside the
  * buffer; otherwise (a tail block) it is first copied with its tail zeroed,
- * which is the GEMM's meaning of the parts outside.  A block-scaled B
- * (b_scale; dot_scaled_in_place) is scaled in the dot tile, or in the tail
- * case dequantised into f32 scratch. */
+ * which is the GEMM's meaning of the parts outside.  Block scales
+ * (dot_scaled_in_place, dot_a_scale_in_place) are applied in the dot
+ * tiles, or in the tail case the operand is dequantised into f32 scratch. */
 static Stmt *lower_gemm_dot(Lower *L, const Stmt *g)
 {
     Stmt *seq = ir_seq(L->k, g->loc);
     Region a = g->u.gemm.a, b = g->u.gemm.b, c = g->u.gemm.c, c_out = c;
     const Region *bs = g->u.gemm.b_scale.buf ? &g->u.gemm.b_scale : NULL;
+    const Region *as = g->u.gemm.a_scale.buf ? &g->u.gemm.a_scale : NULL;
+    DotScales sc = {as, bs};
     bool stage_c = c.buf->scope == SCOPE_GLOBAL;
     Expr *rows = stage_c ? NULL : g->u.gemm.rows; /* a global C's staging copies every row */
     if (stage_c) {
@@ -531,8 +545,9 @@ static Stmt *lower_gemm_dot(Lower *L, const Stmt *g)
     }
     Expr *inside = lower_and(L, a.buf->scope == SCOPE_GLOBAL ? lower_window_inside(L, &a) : NULL,
                              b.buf->scope == SCOPE_GLOBAL ? lower_window_inside(L, &b) : NULL);
-    if (bs && bs->buf->scope == SCOPE_GLOBAL)
-        inside = lower_and(L, inside, lower_window_inside(L, bs));
+    for (int x = 0; x < 2; x++)
+        if ((x ? bs : as) && (x ? bs : as)->buf->scope == SCOPE_GLOBAL)
+            inside = lower_and(L, inside, lower_window_inside(L, x ? bs : as));
     bool always = !inside || (inside->op == EX_CONST && inside->imm.i);
     bool never = inside && inside->op == EX_CONST && !inside->imm.i;
     /* A narrow A of several rows is widened to f32 once per call: every
@@ -541,7 +556,7 @@ static Stmt *lower_gemm_dot(Lower *L, const Stmt *g)
      * thread: bf16 M=4 0.168 -> 0.111 ms, M=16 0.65 -> 0.51; fp8 M=4 0.367 ->
      * 0.298, M=16 1.17 -> 1.06.  One row is read in place: there A is one
      * load in nr + 1.  bf16 pairs (vdpbf16ps) take A as it is. */
-    bool pairs = L->t->has_bf16_dot && a.buf->dtype == DT_BF16 && b.buf->dtype == DT_BF16 && !bs;
+    bool pairs = L->t->has_bf16_dot && a.buf->dtype == DT_BF16 && b.buf->dtype == DT_BF16 && !bs && !as;
     bool widen_a = a.buf->dtype != DT_F32 && c.ext[0] >= 2 && !pairs;
     Stmt *fast = NULL, *slow = NULL;
     if (!never) {
@@ -549,12 +564,14 @@ static Stmt *lower_gemm_dot(Lower *L, const Stmt *g)
         fast = ir_seq(L->k, g->loc);
         if (widen_a)
             fa = whole(L, stage(L, fast, &a, false, a.ext[0], a.ext[1], DT_F32, "gemm_a", INSIDE, g->loc));
-        ir_seq_push(L->k, fast, dot_tiles(L, g, &fa, &b, bs, &c, rows, true));
+        ir_seq_push(L->k, fast, dot_tiles(L, g, &fa, &b, sc, &c, rows, true));
     }
     if (!always) {
         slow = ir_seq(L->k, g->loc);
         Region sa = a, sb = b;
-        if (a.buf->scope == SCOPE_GLOBAL || widen_a)
+        if (as)
+            sa = dequantise(L, slow, &a, as, DT_F32, "gemm_a", g->loc);
+        else if (a.buf->scope == SCOPE_GLOBAL || widen_a)
             sa = whole(L, stage(L, slow, &a, false, a.ext[0], a.ext[1], widen_a ? DT_F32 : a.buf->dtype, "gemm_a",
                                 OUTSIDE, g->loc));
         if (bs)
@@ -562,7 +579,7 @@ static Stmt *lower_gemm_dot(Lower *L, const Stmt *g)
         else if (b.buf->scope == SCOPE_GLOBAL)
             sb = whole(L, stage(L, slow, &b, false, b.ext[0], b.ext[1], b.buf->dtype, "gemm_b", OUTSIDE, g->loc));
         /* the tail's copies: no row-count variants (compile time) */
-        ir_seq_push(L->k, slow, dot_tiles(L, g, &sa, &sb, NULL, &c, rows, false));
+        ir_seq_push(L->k, slow, dot_tiles(L, g, &sa, &sb, (DotScales){0}, &c, rows, false));
     }
     ir_seq_push(L->k, seq, always ? fast : never ? slow : ir_if(L->k, inside, fast, slow, g->loc));
     if (stage_c)
@@ -770,27 +787,45 @@ static bool dot_scaled_in_place(Lower *L, const Stmt *g)
     return even;
 }
 
+/* A's block scale goes into the dot tiles too when each row of A has its
+ * own row of scales (fp8_gemm's 1 x 128 activation scales) in K blocks of
+ * whole 32-element steps, the same blocks as a B scaled there: each
+ * block's sums are then scaled once, in registers, where dequantising A
+ * first would also leave B's scale to be applied per weight (fp8_gemm as
+ * one scaled T.gemm over K = 4096 at one row: 3.20 ms so, against 3.00 for
+ * a T.gemm per 128-wide block; promoted in the tile, see bench/README). */
+static bool dot_a_scale_in_place(Lower *L, const Stmt *g, bool b_in_place)
+{
+    const Region *a = &g->u.gemm.a, *as = &g->u.gemm.a_scale, *b = &g->u.gemm.b, *bs = &g->u.gemm.b_scale;
+    if (!dot_gemm(L, g) || !as->buf || a->buf->rank != 2 || !dot_reads_in_place(a->buf->dtype) ||
+        mat_rows(a) != mat_rows(as) || mat_cols(a) / mat_cols(as) % 32)
+        return false;
+    return !b_in_place || mat_cols(a) / mat_cols(as) == mat_cols(b) / mat_cols(bs);
+}
+
 /* A GEMM with block scales: the scaled operands are dequantised into
  * scratch tiles, then a plain GEMM (every target; the CPU's decode GEMMs
- * scale B in the dot tiles instead, and dequantise only a scaled A). */
+ * apply the scales they can in the dot tiles instead). */
 static Stmt *lower_gemm_scaled(Lower *L, const Stmt *g)
 {
     Stmt *seq = ir_seq(L->k, g->loc), *plain = ir_gemm(L->k, g->u.gemm.a, g->u.gemm.b, g->u.gemm.c,
                                                       g->u.gemm.trans_a, g->u.gemm.trans_b, g->u.gemm.clear, g->loc);
     const Region *as = &g->u.gemm.a_scale, *bs = &g->u.gemm.b_scale;
-    bool fast = dot_scaled_in_place(L, g);
+    bool b_fast = dot_scaled_in_place(L, g), a_fast = dot_a_scale_in_place(L, g, b_fast);
     plain->u.gemm.rows = g->u.gemm.rows;
-    if (fast)
+    if (b_fast)
         plain->u.gemm.b_scale = *bs;
     else if (bs->buf)
         plain->u.gemm.b = dequantise(L, seq, &g->u.gemm.b, bs,
                                      dequant_dtype(L, g->u.gemm.a.buf->dtype, g->u.gemm.b.buf->dtype, bs->buf->dtype),
                                      "gemm_db", g->loc);
-    if (as->buf)
+    if (a_fast)
+        plain->u.gemm.a_scale = *as;
+    else if (as->buf)
         plain->u.gemm.a = dequantise(L, seq, &g->u.gemm.a, as,
                                      dequant_dtype(L, plain->u.gemm.b.buf->dtype, g->u.gemm.a.buf->dtype, as->buf->dtype),
                                      "gemm_da", g->loc);
-    ir_seq_push(L->k, seq, fast ? lower_gemm_dot(L, plain) : lower_gemm(L, plain));
+    ir_seq_push(L->k, seq, b_fast || a_fast ? lower_gemm_dot(L, plain) : lower_gemm(L, plain));
     return seq;
 }
 

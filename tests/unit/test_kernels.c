@@ -10,6 +10,7 @@
 #include "ref/ref.h"
 #include "runtime/cuda.h"
 #include "test.h"
+#include "tests/harness/run.h"
 
 #include <string.h>
 
@@ -378,6 +379,71 @@ TEST(dot_tiles_widen_every_fp8_code)
                 ir_kernel_free(k);
             }
         }
+}
+
+/* e4m3 x e4m3 at one row: the dot tile widens B straight into f32's
+ * fields (a 2^-120 scale, undone with A's; codegen/micro.c, e4m3_direct).
+ * Every pair of codes, NaN, ±0 and subnormals included, through
+ * tests/specs/dot_fp8.lua compiled once per target: A = code i along all
+ * of K, row n of B = code n, so C[n] = K · a · b, exact in f32 (e4m3
+ * values are multiples of 2^-9 with four significant bits).  K = 40 runs
+ * whole steps and a masked tail; with S = 32 both operands are scaled per
+ * 32-wide block (A by 2^-3, 2^2; row n of B by 2^(n%5-2), 2^-(n%3)),
+ * applied to each block's sums in registers: C[n] = 32 · a · b · Σ sa sb,
+ * still exact (the two terms lie within 2^9 of each other). */
+static void check_dot_fp8_pairs(const char *target, int K, int S)
+{
+    enum { N = 256 };
+    char ks[16], ss[16], what[64];
+    snprintf(ks, sizeof ks, "%d", K);
+    snprintf(ss, sizeof ss, "%d", S);
+    snprintf(what, sizeof what, "%s K=%d S=%d", target, K, S);
+    FeSet sets[] = {{"N", "256"}, {"K", ks}, {"S", ss}};
+    ThKernel tk = {0};
+    CHECKF(th_kernel_build_on(&tk, "tests/specs/dot_fp8.lua", sets, 3, target), "%s: does not build", what);
+    if (!tk.k)
+        return;
+    int nb = S ? K / S : 1;
+    static uint8_t a[64], b[N * 64], sa[2], sb[N * 2];
+    static float c[N];
+    double sav[2] = {0.125, 4}, sbv[N][2];
+    for (int n = 0; n < N; n++) {
+        for (int k = 0; k < K; k++)
+            b[n * K + k] = (uint8_t)n;
+        sbv[n][0] = ldexp(1, n % 5 - 2);
+        sbv[n][1] = ldexp(1, -(n % 3));
+        for (int j = 0; j < nb; j++)
+            sb[n * nb + j] = dt_f32_to_e8m0((float)sbv[n][j]);
+    }
+    for (int j = 0; j < nb; j++)
+        sa[j] = dt_f32_to_e8m0((float)sav[j]);
+    int bad = 0;
+    for (int i = 0; i < 256 && bad < 3; i++) {
+        memset(a, i, sizeof a);
+        void *args[5] = {a, b, sa, sb, c};
+        CHECKF(th_kernel_run(&tk, args, NULL, 1), "%s: does not run", what);
+        for (int n = 0; n < N; n++) {
+            double p = (double)ref_decode_e4m3((uint8_t)i) * ref_decode_e4m3((uint8_t)n), want = K * p;
+            if (S)
+                want = S * p * (sav[0] * sbv[n][0] + sav[1] * sbv[n][1]);
+            bool right = isnan(want) ? isnan(c[n]) : c[n] == (float)want;
+            if (!right && bad++ < 3)
+                CHECKF(false, "%s: a %02x, b %02x: %g, want %g", what, i, n, c[n], want);
+        }
+    }
+    CHECKF(bad == 0, "%s: wrong products", what);
+    th_kernel_free(&tk);
+}
+
+TEST(dot_tiles_e4m3_by_e4m3_every_pair)
+{
+    const char *targets[] = {"x86-avx512", "x86-avx2"};
+    for (int t = 0; t < 2; t++) {
+        if (!th_runs_here(targets[t]))
+            continue;
+        check_dot_fp8_pairs(targets[t], 40, 0);
+        check_dot_fp8_pairs(targets[t], 64, 32);
+    }
 }
 
 /* The dot tiles widen e4m3 B without its NaN codes and scan each column
@@ -1313,6 +1379,7 @@ int main(void)
     RUN(gemm_fp8_shapes);
     RUN(gemm_decode_rows);
     RUN(dot_tiles_widen_every_fp8_code);
+    RUN(dot_tiles_e4m3_by_e4m3_every_pair);
     RUN(dot_tiles_find_each_e4m3_nan);
     RUN(dot_tiles_widen_every_fp4_code);
     RUN(gemm_block_scales_other_operands);

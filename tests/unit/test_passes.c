@@ -107,6 +107,12 @@ TEST(golden_lower_scaled_rows) { golden_for("lower_scaled_rows", pass_lower, ir_
 /* 20 rows (no dot tiles): B dequantised into bf16 scratch (e2m1 times a
  * power of two is exact there), then the plain GEMM; 8x32 blocks */
 TEST(golden_lower_scaled_deq) { golden("lower_scaled_deq", pass_lower); }
+/* both operands block-scaled at 4 rows: dot tiles that promote each
+ * 128-wide block's sums in registers (a_scale and b_scale on the tiles,
+ * A staged widened where its window is inside x, dequantised with its
+ * scale where it may leave it); A's 64-wide blocks against B's 128: A
+ * dequantised, B still scaled in the tiles */
+TEST(golden_lower_promote) { golden("lower_promote", pass_lower); }
 /* gemm rows: register bands (20 rows: 6-row bands and a 2-row tail) and
  * dot tiles (7 rows) stop after the band holding the last wanted row; dot
  * tiles have a one-row variant (the 3-row one's taken at M = 4) */
@@ -802,6 +808,7 @@ int main(void)
     RUN(golden_lower_dot);
     RUN(golden_lower_scaled);
     RUN(golden_lower_scaled_rows);
+    RUN(golden_lower_promote);
     RUN(golden_lower_rows);
     RUN(golden_lower_forward);
     RUN(golden_lower_prefetch);

@@ -349,7 +349,7 @@ TEST(rmsnorm_alone_and_composed_with_act_quant)
 /* fp8_gemm (§2.3), two levels: tight against the spec's math on the same
  * quantised inputs (bf16 results within one rounding), loose against the
  * unquantised product (DeepGEMM's calc_diff below 1e-3 for FP8). */
-static void check_fp8_gemm_bn(const char *target, int M, int N, int K, const char *bn)
+static void check_fp8_gemm_bk(const char *target, int M, int N, int K, const char *bn, const char *bk)
 {
     int nkb = K / 128, nnb = (N + 127) / 128;
     float *xa = calloc((size_t)M * K, 4), *xb = calloc((size_t)N * K, 4);
@@ -394,10 +394,10 @@ static void check_fp8_gemm_bn(const char *target, int M, int N, int K, const cha
     char ns[16], ks[16];
     snprintf(ns, sizeof ns, "%d", N);
     snprintf(ks, sizeof ks, "%d", K);
-    FeSet sets[] = {{"N", ns}, {"K", ks}, {"BM", M <= 16 ? "16" : "64"}, {"BN", bn}};
+    FeSet sets[] = {{"N", ns}, {"K", ks}, {"BM", M <= 16 ? "16" : "64"}, {"BN", bn}, {"BK", bk}};
     void *args[5] = {a8, sa8, b8, sb8, c};
     int64_t params[1] = {M};
-    CHECK(th_run("kernels_src/fp8_gemm.lua", sets, 4, target, args, params, 2));
+    CHECK(th_run("kernels_src/fp8_gemm.lua", sets, 5, target, args, params, 2));
     int far = 0, same = 0;
     for (int64_t i = 0; i < (int64_t)M * N; i++) {
         got[i] = dt_bf16_to_f32(c[i]);
@@ -407,10 +407,15 @@ static void check_fp8_gemm_bn(const char *target, int M, int N, int K, const cha
     }
     double diff = ref_calc_diff(got, exact, (int64_t)M * N);
     CHECKF(far == 0 && same >= M * N * 9 / 10 && diff < 1e-3,
-           "fp8_gemm %dx%dx%d BN %s on %s: %d beyond one bf16 rounding, %d of %d equal, calc_diff %.2e", M, N, K,
-           bn, target ? target : "interp", far, same, M * N, diff);
+           "fp8_gemm %dx%dx%d BN %s BK %s on %s: %d beyond one bf16 rounding, %d of %d equal, calc_diff %.2e", M,
+           N, K, bn, bk, target ? target : "interp", far, same, M * N, diff);
     free(xa); free(xb); free(qa); free(sa); free(qb); free(sb); free(a8); free(b8); free(sa8); free(sb8);
     free(want); free(exact); free(got); free(c);
+}
+
+static void check_fp8_gemm_bn(const char *target, int M, int N, int K, const char *bn)
+{
+    check_fp8_gemm_bk(target, M, N, K, bn, "128");
 }
 
 static void check_fp8_gemm(const char *target, int M, int N, int K)
@@ -431,8 +436,16 @@ TEST(fp8_gemm_two_level)
         check_fp8_gemm(targets[t], 16, 1024, 4096);
         check_fp8_gemm_bn(targets[t], 5, 200, 256, "16"); /* 16-row blocks: eight share a row of weight scales */
         check_fp8_gemm_bn(targets[t], 1, 200, 256, "32");
+        /* one scaled T.gemm per step: promoted per 128-wide block inside it
+         * (at one row, e4m3 x e4m3 widened straight to f32), tall tiles at
+         * 16 rows, a partial last N block, two steps */
+        check_fp8_gemm_bk(targets[t], 1, 4096, 4096, "16", "4096");
+        check_fp8_gemm_bk(targets[t], 1, 200, 512, "16", "256");
+        check_fp8_gemm_bk(targets[t], 5, 200, 512, "32", "512");
+        check_fp8_gemm_bk(targets[t], 16, 1024, 1024, "16", "256");
     }
     check_fp8_gemm_bn("sm_90a", 5, 200, 256, "32");
+    check_fp8_gemm_bk("sm_90a", 5, 200, 512, "32", "256");
     if (test_large_shapes())
         check_fp8_gemm(ir_host_target()->name, 512, 512, 1024); /* a prefill of 512 tokens */
 }

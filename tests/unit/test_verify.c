@@ -569,7 +569,7 @@ TEST(gemm_shapes_and_types)
 
 /* Block scales: e8m0 or f32, the operand's rank, extents that divide the
  * operand's, leading unit dims only on a scaled operand; a micro_gemm's
- * only on b, with 32-element K blocks. */
+ * with trans_b, in 32-element K blocks, the same for both operands. */
 TEST(gemm_block_scales)
 {
     Kernel *k = load(scaled_src);
@@ -599,9 +599,17 @@ TEST(gemm_block_scales)
     item(k, 0)->u.gemm.b_scale.ext[1] = 4; /* 16-element K blocks */
     item(k, 0)->u.gemm.b_scale.buf->shape[1] = ir_const_i(k, 4);
     expect_fail(k, 9, "verify: micro_gemm: b_scale sw's blocks are 16 elements along K, not a multiple of 32");
+    k = load(scaled_loop_src); /* both scaled, in the same 32-element K blocks */
+    item(k, 0)->u.gemm.a_scale = ir_region_whole(k, ir_buf_find(k, "sx"));
+    CHECKF(k && ir_verify(k, &d), "%s", d.msg);
+    ir_kernel_free(k);
     k = load(scaled_loop_src);
     item(k, 0)->u.gemm.a_scale = ir_region_whole(k, ir_buf_find(k, "sx"));
-    expect_fail(k, 9, "verify: micro_gemm: only b takes a block scale, with trans_b and without trans_a or b_pairs");
+    item(k, 0)->u.gemm.a_scale.ext[1] = 1; /* 64-element K blocks against b's 32 */
+    expect_fail(k, 9, "verify: micro_gemm: a_scale's K blocks (64) differ from b_scale's (32)");
+    k = load(scaled_loop_src);
+    item(k, 0)->u.gemm.trans_b = false;
+    expect_fail(k, 9, "verify: micro_gemm: block scales need trans_b, without trans_a or b_pairs");
 }
 
 TEST(reduce_ranks_axes_and_types)
