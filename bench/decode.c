@@ -10,8 +10,8 @@
  *   fp4    kernels_src/moe_expert_gemm.lua with one expert (packed e2m1,
  *          1×32 UE8M0 scales; e4m3 activations)
  * The tiles are picked among the spec's own candidates as a tuner would:
- * BM the smallest that holds M, BK the longest step (fp8: one scaled T.gemm
- * over all of K); BN 32 (bf16) and 16 (fp8) weight rows per
+ * BM the smallest that holds M, BK the longest step (fp8 at one row: one
+ * scaled T.gemm over all of K); BN 32 (bf16) and 16 (fp8) weight rows per
  * block, few enough concurrent row streams for the hardware prefetchers
  * (against 64 and 128: 1.5x and 2x at M = 1 on the AVX2 host; at 16 rows,
  * with tall dot tiles, 13.3 against 25.4 ms).  fp4 likewise: BN 16 up to 4 rows (M = 1: 3.4-4.4 ms against 10-11 at 128,
@@ -260,9 +260,12 @@ static bool build(const Problem *p, ThKernel *tk)
     char bk[16];
     snprintf(bk, sizeof bk, "%d", bk_for(p->K));
     FeSet bf16[] = {{"M", m}, {"N", n}, {"K", k}, {"dtype", "bf16"}, {"BM", bm}, {"BN", "32"}, {"BK", bk}};
-    /* 16 weight rows per block: few enough streams for the prefetchers;
-     * the whole K in one scaled T.gemm (promotion in the dot tiles) */
-    FeSet fp8[] = {{"N", n}, {"K", k}, {"BM", bm}, {"BN", "16"}, {"BK", bk}};
+    /* 16 weight rows per block: few enough streams for the prefetchers.
+     * One row: all of K in one scaled T.gemm (each 128-wide block promoted
+     * in the dot tiles' registers, A and B e4m3 throughout).  More rows:
+     * 128-wide steps, whose A rows, staged as f32, stay in L1 for tall
+     * tiles (at 16 rows, K 4096 in one step ran 18 ms against 13). */
+    FeSet fp8[] = {{"N", n}, {"K", k}, {"BM", bm}, {"BN", "16"}, {"BK", p->M == 1 ? bk : "128"}};
     FeSet fp4[] = {{"E", "1"}, {"N", n}, {"K", k}, {"BM", bm}, {"BN", p->M <= 4 ? "16" : "128"}};
     const FeSet *sets = p->fmt == FMT_BF16 ? bf16 : p->fmt == FMT_FP8 ? fp8 : fp4;
     int nsets = p->fmt == FMT_BF16 ? 7 : 5;

@@ -218,7 +218,7 @@ typedef struct Dot {
     int mr, nr, w, chunk; /* chunk: elements per step, w or (8-bit operands, bf16 pairs) 2w */
     bool pairs;           /* bf16 x bf16 with vdpbf16ps: the elements stay bf16 */
     bool prefetch_next;   /* fetch the next tile's B rows while this one runs */
-    bool direct;          /* e4m3 B widened straight to f32 (e4m3_direct) */
+    bool lift_a;          /* e4m3 x e4m3: A lifted, B widened straight to f32 (e4m3_direct) */
     LLVMTypeRef vf32;
     LLVMValueRef acc[MAX_DOT_ROWS][MAX_DOT_COLS];
     Var *kvar;
@@ -301,21 +301,26 @@ static LLVMValueRef dot_widen(Cg *c, DType t, LLVMValueRef raw, int n, bool nan)
 /* What dot_widen's values must be multiplied by to be the stored ones. */
 static double dot_scale(DType t) { return t == DT_F8E4M3 ? 256.0 : 1.0; }
 
-/* e4m3 x e4m3 without a block scale widens B straight into f32's fields:
- * the byte sign-extended to 32 bits and shifted left by 20 holds e and m
- * where f32 keeps its exponent's low four bits and its mantissa's top
- * three (copies of s above them, cleared; s itself stays in bit 31), so
- * the value is the stored one times 2^-120, subnormals included (f32's
- * exponent-0 values scale the same way).  Three integer operations per 8
- * weights and no conversion: the F16C route spends a lane-crossing
- * extension and two vcvtph2ps per 16, which bound the K loop on Zen 3
- * (fp8 weights in L1, 8 rows: 11.6 -> 15.9 GB/s, /tmp measurement in the
- * commit).  Products of such tiny values with A's would fall below f32's
- * normal range, so A (widened through f16, x 2^-8) is scaled by 2^120:
- * |a| <= 448 stays below 2^121, and every product a·b·2^-8 is an exact
- * f32 normal (e4m3 values are multiples of 2^-9, products of 2^-18).
- * B's NaN codes come out finite, as in dot_widen's fast form (dot_b_nans). */
-enum { DIRECT_B_EXP = -120, DIRECT_A_EXP = 120 };
+/* e4m3 x e4m3 (Dot.lift_a) widens B straight into f32's fields: the byte
+ * sign-extended to 32 bits and shifted left by 20 holds e and m where f32
+ * keeps its exponent's low four bits and its mantissa's top three (copies
+ * of s above them, cleared; s itself stays in bit 31), so the value is the
+ * stored one times 2^-120, subnormals included (f32's exponent-0 values
+ * scale the same way).  Three integer operations per 8 weights and no
+ * conversion: the F16C route spends a lane-crossing extension and two
+ * vcvtph2ps per 16, which bound the K loop on Zen 3 (fp8 weights in L1,
+ * 8 rows: 11.6 -> 15.9 GB/s, a C loop of each).  Products of such tiny
+ * values would fall below f32's normal range, so A (widened through f16,
+ * x 2^-8) is lifted by 2^120: |a| <= 448 stays below 2^121, and every
+ * product a·b·2^-8 is an exact f32 normal (e4m3 values are multiples of
+ * 2^-9, products of 2^-18); one multiply per A register, shared by the
+ * tile's columns.  Beside an A of another dtype (any f32 value: nothing
+ * to lift it by safely), B would need the multiply instead, one per
+ * register of weights on the FMA ports: tall tiles, where a widened
+ * register feeds four FMAs or more, ran 15-20% slower than with the F16C
+ * route (fp8_gemm 4096^2, one thread, M = 4 and 16).  B's NaN codes come
+ * out finite, as in dot_widen's fast form (dot_b_nans). */
+enum { DIRECT_B_EXP = -120, LIFT_A_EXP = 120 };
 
 static LLVMValueRef e4m3_direct(Cg *c, LLVMValueRef raw, int n)
 {
@@ -326,9 +331,8 @@ static LLVMValueRef e4m3_direct(Cg *c, LLVMValueRef raw, int n)
     return LLVMBuildBitCast(B, x, LLVMVectorType(c->f32, (unsigned)n), "");
 }
 
-/* d->chunk (or, masked, `lanes`) elements of row `row` of r from column k
- * on, as f32 lanes; masked-off lanes read as 0. */
-/* d->chunk (or, masked, `lanes`) raw elements of row `row` of r from k on. */
+/* d->chunk (or, masked, `lanes`) raw elements of row `row` of r from k on;
+ * masked-off lanes read as 0. */
 static LLVMValueRef dot_raw(Cg *c, Dot *d, const Region *r, int row, LLVMValueRef k, int lanes)
 {
     DType t = r->buf->dtype;
@@ -349,19 +353,19 @@ static LLVMValueRef dot_raw(Cg *c, Dot *d, const Region *r, int row, LLVMValueRe
     return cg_intrinsic(c, "llvm.masked.load", tys, 2, args, 4);
 }
 
-/* B's e4m3 NaN codes are dot_b_nans' (after the K loop); A's are widened
- * exactly here. */
+/* The same as f32 lanes (lifted: e4m3_direct).  B's e4m3 NaN codes are
+ * dot_b_nans' (after the K loop); A's are widened exactly here. */
 static LLVMValueRef dot_load(Cg *c, Dot *d, const Region *r, int row, LLVMValueRef k, int lanes)
 {
     bool is_b = r == &d->s->u.gemm.b;
     LLVMValueRef raw = dot_raw(c, d, r, row, k, lanes);
-    if (d->direct && is_b)
+    if (d->lift_a && is_b)
         return e4m3_direct(c, raw, d->chunk);
     LLVMValueRef v = dot_widen(c, r->buf->dtype, raw, d->chunk, !is_b);
-    if (d->direct) {
+    if (d->lift_a) {
         LLVMTypeRef vf = LLVMVectorType(c->f32, (unsigned)d->chunk);
         v = LLVMBuildFMul(c->b, v, LLVMConstBitCast(splat_i(c, c->i32, d->chunk,
-                                                            (unsigned)(127 + DIRECT_A_EXP) << 23), vf), "");
+                                                            (unsigned)(127 + LIFT_A_EXP) << 23), vf), "");
     }
     return v;
 }
@@ -577,13 +581,13 @@ static void dot_block(Cg *c, void *ctx)
 
 /* ------------------------------------------------ e4m3 B's NaNs */
 
-/* dot_widen's fast e4m3 form turns B's NaN codes into finite values, and a
- * NaN weight makes its column's sum NaN whatever A holds; so each column's
- * K bytes are scanned once per tile instead: a byte with its low 7 bits
- * set is NaN, i.e. (byte | 0x80) == 0xff, and the running unsigned byte
- * maximum reaches 0xff exactly when one was seen.  32 bytes per register:
- * two instructions per 32 weights where the exact widening spends three
- * per 16. */
+/* dot_widen's fast e4m3 form and e4m3_direct turn B's NaN codes into
+ * finite values, and a NaN weight makes its column's sum NaN whatever A
+ * holds; so each column's K bytes are scanned once per tile instead: a
+ * byte with its low 7 bits set is NaN, i.e. (byte | 0x80) == 0xff, and the
+ * running unsigned byte maximum reaches 0xff exactly when one was seen.
+ * 32 bytes per register: two instructions per 32 weights where the exact
+ * widening spends three per 16. */
 enum { NAN_STEP = 32 };
 
 typedef struct NanScan {
@@ -714,7 +718,7 @@ static void dot_gemm(Cg *c, const Stmt *s, int mr, int nr, Var *k)
                tb != DT_F4E2M1;
     Dot d = {.s = s, .mr = mr, .nr = nr, .w = w, .chunk = chunk, .pairs = pairs, .kvar = k,
              .vf32 = LLVMVectorType(c->f32, (unsigned)w), .prefetch_next = few, .a_scale = asc, .b_scale = bsc,
-             .promote = promote, .direct = ta == DT_F8E4M3 && tb == DT_F8E4M3 && (!bsc || promote)};
+             .promote = promote, .lift_a = ta == DT_F8E4M3 && tb == DT_F8E4M3 && (!bsc || promote)};
     const Region *ops[2] = {&s->u.gemm.a, &s->u.gemm.b}, *scs[2] = {asc, bsc};
     int64_t *rows_per[2] = {&d.a_rows_per_scale, &d.b_rows_per_scale};
     for (int x = 0; x < 2; x++) {
@@ -759,7 +763,7 @@ static void dot_gemm(Cg *c, const Stmt *s, int mr, int nr, Var *k)
         dot_b_nans(c, &d, K, nan);
     /* the tile's sums W at a time (lane_sums), scaled and NaN-marked as
      * vectors (one select: LLVM made eight branches of eight scalar ones) */
-    double scale = d.direct ? ldexp(dot_scale(ta), -DIRECT_A_EXP - DIRECT_B_EXP) : dot_scale(ta) * dot_scale(tb);
+    double scale = d.lift_a ? ldexp(dot_scale(ta), -LIFT_A_EXP - DIRECT_B_EXP) : dot_scale(ta) * dot_scale(tb);
     const Region *cr = &s->u.gemm.c;
     int n = mr * nr;
     LLVMValueRef sums[MAX_DOT_ROWS * MAX_DOT_COLS];
