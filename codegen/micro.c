@@ -238,7 +238,11 @@ typedef struct Dot {
     Var *kbvar;
     LLVMValueRef k0, row_table[MAX_DOT_COLS];
     LLVMValueRef total[MAX_DOT_ROWS][MAX_DOT_COLS]; /* promoted: the running sums */
+    struct NanScan *nans; /* e4m3 B: its NaN codes, scanned apart (nan_scan) */
 } Dot;
+
+typedef struct NanScan NanScan;
+static void nan_scan(Cg *c, NanScan *ns, LLVMValueRef k0, int64_t len);
 
 static LLVMValueRef splat_i(Cg *c, LLVMTypeRef elem, int w, unsigned long long v)
 {
@@ -262,7 +266,7 @@ static bool dot_dtype(DType t)
  * back (dot_scale), which is exact.  All the bit work is on 16-bit lanes,
  * twice as many per register.  e4m3's S.1111.111 code becomes an f16 NaN
  * here only with `nan`; without, it comes out finite (±480 · 2^-8), and the
- * caller must make the sum NaN itself (dot_b_nans: B's weights, scanned
+ * caller must make the sum NaN itself (nan_scan: B's weights, scanned
  * once per tile, which is cheaper than three instructions per register). */
 static LLVMValueRef dot_widen(Cg *c, DType t, LLVMValueRef raw, int n, bool nan)
 {
@@ -319,7 +323,7 @@ static double dot_scale(DType t) { return t == DT_F8E4M3 ? 256.0 : 1.0; }
  * register of weights on the FMA ports: tall tiles, where a widened
  * register feeds four FMAs or more, ran 15-20% slower than with the F16C
  * route (fp8_gemm 4096^2, one thread, M = 4 and 16).  B's NaN codes come
- * out finite, as in dot_widen's fast form (dot_b_nans). */
+ * out finite, as in dot_widen's fast form (nan_scan). */
 enum { DIRECT_B_EXP = -120, LIFT_A_EXP = 120 };
 
 static LLVMValueRef e4m3_direct(Cg *c, LLVMValueRef raw, int n)
@@ -354,7 +358,7 @@ static LLVMValueRef dot_raw(Cg *c, Dot *d, const Region *r, int row, LLVMValueRe
 }
 
 /* The same as f32 lanes (lifted: e4m3_direct).  B's e4m3 NaN codes are
- * dot_b_nans' (after the K loop); A's are widened exactly here. */
+ * nan_scan's (apart from the widening); A's are widened exactly here. */
 static LLVMValueRef dot_load(Cg *c, Dot *d, const Region *r, int row, LLVMValueRef k, int lanes)
 {
     bool is_b = r == &d->s->u.gemm.b;
@@ -564,6 +568,8 @@ static void dot_block(Cg *c, void *ctx)
         for (int j = 0; j < d->nr; j++)
             LLVMBuildStore(c->b, LLVMConstNull(d->vf32), d->acc[i][j]);
     cg_loop(c, d->kvar, cg_i64(c, d->bk / d->chunk), LOOP_SERIAL, 0, false, dot_scaled_step, d);
+    if (d->nans)
+        nan_scan(c, d->nans, d->k0, d->bk);
     LLVMValueRef sa[MAX_DOT_ROWS] = {0}, sb[MAX_DOT_COLS] = {0};
     for (int i = 0; d->a_scale && i < d->mr; i++)
         sa[i] = block_scale(c, d->a_scale, d->a_rows_per_scale, i, kb);
@@ -590,11 +596,12 @@ static void dot_block(Cg *c, void *ctx)
  * widening spends three per 16. */
 enum { NAN_STEP = 32 };
 
-typedef struct NanScan {
+struct NanScan {
     Dot *d;
     Var *kk;
+    LLVMValueRef k0;                 /* where the range scanned starts */
     LLVMValueRef flag[MAX_DOT_COLS]; /* allocas: <32 x i8> running maxima */
-} NanScan;
+};
 
 static void nan_fold(Cg *c, NanScan *ns, LLVMValueRef k, int lanes)
 {
@@ -613,28 +620,47 @@ static void nan_fold(Cg *c, NanScan *ns, LLVMValueRef k, int lanes)
 static void nan_step(Cg *c, void *ctx)
 {
     NanScan *ns = ctx;
-    nan_fold(c, ns, LLVMBuildMul(c->b, c->var[ns->kk->id], cg_i64(c, NAN_STEP), ""), NAN_STEP);
+    LLVMValueRef k = LLVMBuildMul(c->b, c->var[ns->kk->id], cg_i64(c, NAN_STEP), "");
+    nan_fold(c, ns, LLVMBuildAdd(c->b, ns->k0, k, ""), NAN_STEP);
 }
 
-/* An i1 per column of the tile: whether its B row holds a NaN code. */
-static void dot_b_nans(Cg *c, Dot *d, int64_t K, LLVMValueRef *nan)
+/* Columns k0 .. k0 + len of the tile's B rows into the running maxima.  A
+ * promoted tile scans each block after its steps, while its bytes are in
+ * L1 (after the K loop, a tile's rows came back from L2: 7% of fp8_gemm's
+ * decode samples, K 4096). */
+static void nan_scan(Cg *c, NanScan *ns, LLVMValueRef k0, int64_t len)
+{
+    ns->k0 = k0;
+    cg_loop(c, ns->kk, cg_i64(c, len / NAN_STEP), LOOP_SERIAL, 0, false, nan_step, ns);
+    if (len % NAN_STEP) /* masked-off bytes read 0: not NaN */
+        nan_fold(c, ns, LLVMBuildAdd(c->b, k0, cg_i64(c, len - len % NAN_STEP), ""), (int)(len % NAN_STEP));
+}
+
+static NanScan *nan_begin(Cg *c, Dot *d)
 {
     LLVMTypeRef v8 = LLVMVectorType(c->i8, NAN_STEP);
-    NanScan ns = {.d = d, .kk = temp_var(c, "kk", 5)};
+    NanScan *ns = calloc(1, sizeof *ns);
+    ns->d = d;
+    ns->kk = temp_var(c, "kk", 5);
     for (int j = 0; j < d->nr; j++) {
-        ns.flag[j] = entry_alloca(c, v8);
-        LLVMBuildStore(c->b, LLVMConstNull(v8), ns.flag[j]);
+        ns->flag[j] = entry_alloca(c, v8);
+        LLVMBuildStore(c->b, LLVMConstNull(v8), ns->flag[j]);
     }
-    cg_loop(c, ns.kk, cg_i64(c, K / NAN_STEP), LOOP_SERIAL, 0, false, nan_step, &ns);
-    if (K % NAN_STEP) /* masked-off bytes read 0: not NaN */
-        nan_fold(c, &ns, cg_i64(c, K - K % NAN_STEP), (int)(K % NAN_STEP));
-    for (int j = 0; j < d->nr; j++) {
-        LLVMValueRef f = LLVMBuildLoad2(c->b, v8, ns.flag[j], "");
+    return ns;
+}
+
+/* An i1 per column of the tile: whether its B row held a NaN code. */
+static void nan_end(Cg *c, NanScan *ns, LLVMValueRef *nan)
+{
+    LLVMTypeRef v8 = LLVMVectorType(c->i8, NAN_STEP);
+    for (int j = 0; j < ns->d->nr; j++) {
+        LLVMValueRef f = LLVMBuildLoad2(c->b, v8, ns->flag[j], "");
         LLVMValueRef hit = LLVMBuildICmp(c->b, LLVMIntEQ, f, splat_i(c, c->i8, NAN_STEP, 0xff), "");
         LLVMValueRef bits = LLVMBuildBitCast(c->b, hit, c->i32, "");
         nan[j] = LLVMBuildICmp(c->b, LLVMIntNE, bits, LLVMConstInt(c->i32, 0, 0), "");
     }
-    free(ns.kk);
+    free(ns->kk);
+    free(ns);
 }
 
 /* The W lanes of v summed pairwise (halves, then quarters, ...). */
@@ -746,6 +772,8 @@ static void dot_gemm(Cg *c, const Stmt *s, int mr, int nr, Var *k)
     /* The body is already mr·nr FMAs wide: unrolling it further only
      * multiplies the code (and the compile time: 0.49 s for a 16-row f32
      * gemm fully unrolled at K 128). */
+    if (tb == DT_F8E4M3)
+        d.nans = nan_begin(c, &d);
     if (scaled) {
         d.kbvar = temp_var(c, "kb", 4);
         cg_loop(c, d.kbvar, cg_i64(c, K / d.bk), LOOP_SERIAL, 0, false, dot_block, &d);
@@ -759,8 +787,11 @@ static void dot_gemm(Cg *c, const Stmt *s, int mr, int nr, Var *k)
     if (K % chunk)
         dot_lanes(c, &d, cg_i64(c, K - K % chunk), (int)(K % chunk));
     LLVMValueRef nan[MAX_DOT_COLS] = {0};
-    if (tb == DT_F8E4M3)
-        dot_b_nans(c, &d, K, nan);
+    if (d.nans) {
+        if (!promote)
+            nan_scan(c, d.nans, cg_i64(c, 0), K);
+        nan_end(c, d.nans, nan);
+    }
     /* the tile's sums W at a time (lane_sums), scaled and NaN-marked as
      * vectors (one select: LLVM made eight branches of eight scalar ones) */
     double scale = d.lift_a ? ldexp(dot_scale(ta), -LIFT_A_EXP - DIRECT_B_EXP) : dot_scale(ta) * dot_scale(tb);
