@@ -222,20 +222,22 @@ typedef struct Dot {
     LLVMTypeRef vf32;
     LLVMValueRef acc[MAX_DOT_ROWS][MAX_DOT_COLS];
     Var *kvar;
-    /* Block scales (a_scale, b_scale): rows of the operand per scale row;
-     * bk, elements of K per scale column, the same for both and a multiple
-     * of chunk (the verifier's 32).  The K loop runs per block (kb) and per
-     * step in it.  Two ways to apply them:
-     *  - promoted (A scaled, or B of a dtype widened as it is): acc holds
-     *    the block's unscaled sums, added at its end times the block's
-     *    scales into total — one FMA per accumulator per block, the
-     *    reference's "promotion" done in registers;
-     *  - packed e2m1 B alone: its block scale goes into the decoding
-     *    table, row_table[j], which costs nothing per element. */
+    /* Block scales (a_scale, b_scale): rows of the operand per scale row,
+     * elements of K per scale column (bk_a, bk_b: multiples of chunk, the
+     * verifier's 32, one a multiple of the other).  Two ways to apply them:
+     *  - promoted (A's, and B's unless packed e2m1): acc holds a block's
+     *    unscaled sums, added at its end times the block's scales into
+     *    total — one FMA per accumulator per block of `block` elements
+     *    (the finer scale's), the reference's "promotion" in registers;
+     *  - packed e2m1 B's: in the decoding table, row_table[j], rebuilt
+     *    every bk_b elements (which divide a promoted block), at no cost
+     *    per element.
+     * The K loop runs per promoted block (kbvar), per table block in it
+     * (ktvar) and per step (kvar). */
     const Region *a_scale, *b_scale;
-    int64_t a_rows_per_scale, b_rows_per_scale, bk;
-    bool promote;
-    Var *kbvar;
+    int64_t a_rows_per_scale, b_rows_per_scale, bk_a, bk_b, block;
+    bool promote, b_in_table;
+    Var *kbvar, *ktvar;
     LLVMValueRef k0, row_table[MAX_DOT_COLS];
     LLVMValueRef total[MAX_DOT_ROWS][MAX_DOT_COLS]; /* promoted: the running sums */
     struct NanScan *nans; /* e4m3 B: its NaN codes, scanned apart (nan_scan) */
@@ -542,9 +544,7 @@ static void dot_step(Cg *c, void *ctx)
     dot_lanes(c, d, LLVMBuildMul(c->b, c->var[d->kvar->id], cg_i64(c, d->chunk), ""), d->chunk);
 }
 
-/* One K block of block-scaled operands: packed e2m1's scaled tables, the
- * block's steps, and (promoted) its sums times their scales added to the
- * running ones. */
+/* The steps of a block of block-scaled operands, from d->k0 on. */
 static void dot_scaled_step(Cg *c, void *ctx)
 {
     Dot *d = ctx;
@@ -552,29 +552,61 @@ static void dot_scaled_step(Cg *c, void *ctx)
     dot_lanes(c, d, LLVMBuildAdd(c->b, d->k0, k, ""), d->chunk);
 }
 
+/* kb (counted in blocks of `block` elements) as a scale column of blocks
+ * of bk elements, a multiple of block. */
+static LLVMValueRef scale_col(Cg *c, LLVMValueRef kb, int64_t block, int64_t bk)
+{
+    return bk == block ? kb : LLVMBuildUDiv(c->b, kb, cg_i64(c, bk / block), "");
+}
+
+/* One table block of packed e2m1 B from k0: each column's table scaled by
+ * its block scale, then the block's steps.  Unrolled by 2 where nothing is
+ * promoted (a tile's sums stay in acc: moe_expert_gemm's tuning). */
+static void dot_table_block(Cg *c, Dot *d, LLVMValueRef k0)
+{
+    LLVMValueRef kb = LLVMBuildUDiv(c->b, k0, cg_i64(c, d->bk_b), "");
+    for (int j = 0; j < d->nr; j++)
+        d->row_table[j] = e2m1_table(c, d, block_scale(c, d->b_scale, d->b_rows_per_scale, j, kb));
+    d->k0 = k0;
+    cg_loop(c, d->kvar, cg_i64(c, d->bk_b / d->chunk), LOOP_SERIAL, 2, false, dot_scaled_step, d);
+}
+
+static void dot_table_step(Cg *c, void *ctx)
+{
+    Dot *d = ctx;
+    LLVMValueRef kb = c->var[d->kbvar->id], kt = c->var[d->ktvar->id];
+    LLVMValueRef k0 = LLVMBuildMul(c->b, kb, cg_i64(c, d->block), "");
+    dot_table_block(c, d, LLVMBuildAdd(c->b, k0, LLVMBuildMul(c->b, kt, cg_i64(c, d->bk_b), ""), ""));
+}
+
+/* A K block of `block` elements: its steps (through table blocks for
+ * packed e2m1 B) and, promoted, its sums times its scales added to the
+ * running ones. */
 static void dot_block(Cg *c, void *ctx)
 {
     Dot *d = ctx;
     LLVMValueRef kb = c->var[d->kbvar->id];
-    d->k0 = LLVMBuildMul(c->b, kb, cg_i64(c, d->bk), "");
-    if (d->s->u.gemm.b.buf->dtype == DT_F4E2M1)
-        for (int j = 0; j < d->nr; j++)
-            d->row_table[j] = e2m1_table(c, d, d->promote ? NULL : block_scale(c, d->b_scale, d->b_rows_per_scale, j, kb));
+    LLVMValueRef k0 = LLVMBuildMul(c->b, kb, cg_i64(c, d->block), "");
     if (!d->promote) {
-        cg_loop(c, d->kvar, cg_i64(c, d->bk / d->chunk), LOOP_SERIAL, 2, false, dot_scaled_step, d);
+        dot_table_block(c, d, k0);
         return;
     }
     for (int i = 0; i < d->mr; i++)
         for (int j = 0; j < d->nr; j++)
             LLVMBuildStore(c->b, LLVMConstNull(d->vf32), d->acc[i][j]);
-    cg_loop(c, d->kvar, cg_i64(c, d->bk / d->chunk), LOOP_SERIAL, 0, false, dot_scaled_step, d);
+    if (d->b_in_table) {
+        cg_loop(c, d->ktvar, cg_i64(c, d->block / d->bk_b), LOOP_SERIAL, 0, false, dot_table_step, d);
+    } else {
+        d->k0 = k0;
+        cg_loop(c, d->kvar, cg_i64(c, d->block / d->chunk), LOOP_SERIAL, 0, false, dot_scaled_step, d);
+    }
     if (d->nans)
-        nan_scan(c, d->nans, d->k0, d->bk);
+        nan_scan(c, d->nans, k0, d->block);
     LLVMValueRef sa[MAX_DOT_ROWS] = {0}, sb[MAX_DOT_COLS] = {0};
     for (int i = 0; d->a_scale && i < d->mr; i++)
-        sa[i] = block_scale(c, d->a_scale, d->a_rows_per_scale, i, kb);
-    for (int j = 0; d->b_scale && j < d->nr; j++)
-        sb[j] = block_scale(c, d->b_scale, d->b_rows_per_scale, j, kb);
+        sa[i] = block_scale(c, d->a_scale, d->a_rows_per_scale, i, scale_col(c, kb, d->block, d->bk_a));
+    for (int j = 0; d->b_scale && !d->b_in_table && j < d->nr; j++)
+        sb[j] = block_scale(c, d->b_scale, d->b_rows_per_scale, j, scale_col(c, kb, d->block, d->bk_b));
     LLVMTypeRef ty = d->vf32;
     for (int i = 0; i < d->mr; i++)
         for (int j = 0; j < d->nr; j++) {
@@ -728,7 +760,7 @@ static void dot_gemm(Cg *c, const Stmt *s, int mr, int nr, Var *k)
     DType ta = s->u.gemm.a.buf->dtype, tb = s->u.gemm.b.buf->dtype;
     const Region *asc = s->u.gemm.a_scale.buf ? &s->u.gemm.a_scale : NULL;
     const Region *bsc = s->u.gemm.b_scale.buf ? &s->u.gemm.b_scale : NULL;
-    bool scaled = asc || bsc, promote = asc || (bsc && tb != DT_F4E2M1);
+    bool scaled = asc || bsc, b_in_table = bsc && tb == DT_F4E2M1, promote = asc || (bsc && !b_in_table);
     bool pairs = c->t->has_bf16_dot && ta == DT_BF16 && tb == DT_BF16 && !scaled;
     /* packed e2m1: one W-lane part per step, which keeps the tables and
      * accumulators of pass_lower's columns in registers */
@@ -744,21 +776,28 @@ static void dot_gemm(Cg *c, const Stmt *s, int mr, int nr, Var *k)
                tb != DT_F4E2M1;
     Dot d = {.s = s, .mr = mr, .nr = nr, .w = w, .chunk = chunk, .pairs = pairs, .kvar = k,
              .vf32 = LLVMVectorType(c->f32, (unsigned)w), .prefetch_next = few, .a_scale = asc, .b_scale = bsc,
-             .promote = promote, .lift_a = ta == DT_F8E4M3 && tb == DT_F8E4M3 && (!bsc || promote)};
+             .promote = promote, .b_in_table = b_in_table,
+             .lift_a = ta == DT_F8E4M3 && tb == DT_F8E4M3 && (!bsc || promote)};
     const Region *ops[2] = {&s->u.gemm.a, &s->u.gemm.b}, *scs[2] = {asc, bsc};
-    int64_t *rows_per[2] = {&d.a_rows_per_scale, &d.b_rows_per_scale};
+    int64_t *rows_per[2] = {&d.a_rows_per_scale, &d.b_rows_per_scale}, *bk[2] = {&d.bk_a, &d.bk_b};
     for (int x = 0; x < 2; x++) {
         if (!scs[x])
             continue;
         int rank = ops[x]->buf->rank;
         *rows_per[x] = ops[x]->ext[rank - 2] / scs[x]->ext[rank - 2];
-        int64_t bk = ops[x]->ext[rank - 1] / scs[x]->ext[rank - 1];
-        if (bk % chunk || K % chunk || (d.bk && bk != d.bk)) { /* the verifier's equal 32-element blocks */
-            fprintf(stderr, "tilec: internal error: scale blocks of %lld elements in %d-element steps\n",
-                    (long long)bk, chunk);
-            abort();
-        }
-        d.bk = bk;
+        *bk[x] = ops[x]->ext[rank - 1] / scs[x]->ext[rank - 1];
+    }
+    /* the promoted block: the finer scale's (a table's is rebuilt inside) */
+    d.block = !promote ? d.bk_b : !d.bk_b || b_in_table ? d.bk_a : !d.bk_a ? d.bk_b : d.bk_a < d.bk_b ? d.bk_a : d.bk_b;
+    bool fits = true;
+    for (int x = 0; x < 2; x++)
+        fits = fits && (!*bk[x] || (*bk[x] % chunk == 0 && (*bk[x] % d.block == 0 || d.block % *bk[x] == 0)));
+    if (scaled && (!fits || K % chunk || d.block % chunk || (b_in_table && promote && d.bk_a % d.bk_b))) {
+        /* the verifier's 32-element blocks, one a multiple of the other;
+         * pass_lower's e2m1 tables within A's blocks */
+        fprintf(stderr, "tilec: internal error: scale blocks of %lld and %lld elements in %d-element steps\n",
+                (long long)d.bk_a, (long long)d.bk_b, chunk);
+        abort();
     }
     for (int i = 0; i < mr; i++)
         for (int j = 0; j < nr; j++) {
@@ -776,8 +815,10 @@ static void dot_gemm(Cg *c, const Stmt *s, int mr, int nr, Var *k)
         d.nans = nan_begin(c, &d);
     if (scaled) {
         d.kbvar = temp_var(c, "kb", 4);
-        cg_loop(c, d.kbvar, cg_i64(c, K / d.bk), LOOP_SERIAL, 0, false, dot_block, &d);
+        d.ktvar = temp_var(c, "kt", 6);
+        cg_loop(c, d.kbvar, cg_i64(c, K / d.block), LOOP_SERIAL, 0, false, dot_block, &d);
         free(d.kbvar);
+        free(d.ktvar);
     } else {
         /* two 8-bit steps unrolled interleave their widenings' temporaries
          * and spill accumulators (fp8 at one row, AVX2) */

@@ -403,7 +403,7 @@ static void check_scaled(Verifier *v, const Stmt *s, const Region *x, const Regi
 
 /* A micro_gemm's scales are the CPU dot tile's (codegen/micro.c): with
  * trans_b, in K blocks of a whole number of its steps (32 covers them
- * all), one block size for both operands. */
+ * all), nested (one operand's blocks a multiple of the other's). */
 static void check_micro_scale(Verifier *v, const Stmt *s)
 {
     const Region *x[2] = {&s->u.gemm.a, &s->u.gemm.b}, *sc[2] = {&s->u.gemm.a_scale, &s->u.gemm.b_scale};
@@ -424,9 +424,9 @@ static void check_micro_scale(Verifier *v, const Stmt *s)
             return;
         }
     }
-    if (bk[0] && bk[1] && bk[0] != bk[1])
-        fail(v, s->loc, "micro_gemm: a_scale's K blocks (%lld) differ from b_scale's (%lld)", (long long)bk[0],
-             (long long)bk[1]);
+    if (bk[0] && bk[1] && bk[0] % bk[1] && bk[1] % bk[0])
+        fail(v, s->loc, "micro_gemm: a_scale's K blocks (%lld) and b_scale's (%lld): neither is a multiple of the other",
+             (long long)bk[0], (long long)bk[1]);
 }
 
 static void check_gemm(Verifier *v, const Stmt *s)

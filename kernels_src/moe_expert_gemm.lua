@@ -11,6 +11,8 @@
 -- 128-wide K block is then one product of A (e4m3 widened to bf16, exact)
 -- and the block-scaled weights in its own f32 accumulator, promoted with
 -- the activation scale as in fp8_gemm.
+-- BK above 128: each K step is one T.gemm with both scales, promoted
+-- inside it (moe_fp4.accumulate; the CPU's decode runs BK = K).
 -- Blocks are row tiles × 128-wide column blocks; the grid is the bound on
 -- row tiles (moe_fp4.lua), and each block finds its expert by scanning the
 -- row counts, so empty experts cost no blocks.
@@ -21,7 +23,8 @@ local F = require "moe_fp4"
 
 return T.kernel "moe_expert_gemm" {
   params = { R = T.dyn, E = T.size(16), N = T.size(4096), K = T.size(2048),
-             BM = T.tune{16, 4, 8, 32, 64, 1}, BN = T.tune{128, 64, 32, 16} },
+             BM = T.tune{16, 4, 8, 32, 64, 1}, BN = T.tune{128, 64, 32, 16},
+             BK = T.tune{128, 256, 512, 1024, 2048, 4096} },
   args = function(p)
     F.check_k(p.K, "moe_expert_gemm")
     T.check(p.N % p.BN == 0, ("moe_expert_gemm: N = %d is not a multiple of the tile BN = %d"):format(p.N, p.BN))
@@ -40,7 +43,7 @@ return T.kernel "moe_expert_gemm" {
       local tile = F.find_tile(t, cnt, off, p.E, p.BM)
       local acc = T.fragment{p.BM, p.BN, T.f32}
       T.clear(acc)
-      F.accumulate({ { acc, bn * p.BN } }, a, sa, w, sw, tile, p.K)
+      F.accumulate({ { acc, bn * p.BN } }, a, sa, w, sw, tile, p.K, nil, p.BK)
       F.store_rows(acc, c, tile, bn * p.BN)
     end
   end,

@@ -63,10 +63,23 @@ end
 -- staged again per sub-block).  At decode on the CPU few rows per step is
 -- what the prefetchers keep up with (moe_expert_gemm with E=16, N=4096,
 -- K=2048 and one row per expert: 28 ms at 32 rows per step, 55 at 128).
-function F.accumulate(outs, a, sa, w, sw, tile, K, BS)
+-- BK (optional, ABLOCK by default): above ABLOCK, each step is one T.gemm
+-- over BK columns with both block scales (a_scale, b_scale), so the
+-- promotion happens inside the GEMM: on the CPU's decode dot tiles in
+-- registers (each 128-wide block's sums times its activation scale, the
+-- weight scales in the decoding tables), where the per-block loop pays a
+-- reduction and a pass over its fragments every 128 columns.  Elsewhere
+-- the lowering dequantises each step's tiles first: 128 suits the tensor
+-- cores and the register tiles.
+function F.accumulate(outs, a, sa, w, sw, tile, K, BS, BK)
   local BM, BN = outs[1][1].shape[1], outs[1][1].shape[2]
-  BS = BS or BN
+  BS, BK = BS or BN, BK or F.ABLOCK
   T.check(BN % BS == 0, ("moe: column sub-block BS = %d does not divide the block's %d columns"):format(BS, BN))
+  T.check(BK % F.ABLOCK == 0 and K % BK == 0,
+          ("moe: BK = %d is not a multiple of %d dividing K = %d"):format(BK, F.ABLOCK, K))
+  if BK > F.ABLOCK then
+    return F.accumulate_scaled(outs, a, sa, w, sw, tile, K, BS, BK)
+  end
   local As   = T.shared{BM, F.ABLOCK, T.bf16, name = "As"}    -- e4m3 widens exactly
   local part = T.fragment{BM, BS, T.f32, name = "part"}
   local SB = F.ABLOCK // F.WBLOCK                               -- weight scales per K block
@@ -86,6 +99,28 @@ function F.accumulate(outs, a, sa, w, sw, tile, K, BS)
                  rows = tile.rows })
         for i, j in T.parallel(BM, BS) do
           acc[i][sb * BS + j] = acc[i][sb * BS + j] + part[i][j] * sas[i]
+        end
+      end
+    end
+  end
+end
+
+-- F.accumulate with BK > ABLOCK: one scaled T.gemm per BK-wide step.
+function F.accumulate_scaled(outs, a, sa, w, sw, tile, K, BS, BK)
+  local BM, BN = outs[1][1].shape[1], outs[1][1].shape[2]
+  local part = T.fragment{BM, BS, T.f32, name = "part"}
+  local nk = T.select(T.lt(0, tile.rows), K // BK, 0)
+  local SA, SW = BK // F.ABLOCK, BK // F.WBLOCK -- scale columns per step
+  for sb in T.serial(BN // BS) do
+    for kb in T.pipelined(nk, 2) do
+      for _, o in ipairs(outs) do
+        local acc, n0 = o[1], o[2] + sb * BS
+        T.gemm(a:tile(tile.row0, kb * BK, { BM, BK }), w:tile(tile.e, n0, kb * BK, { 1, BS, BK }), part,
+               { trans_b = true, clear = true, rows = tile.rows,
+                 a_scale = sa:tile(tile.row0, kb * SA, { BM, SA }),
+                 b_scale = sw:tile(tile.e, n0, kb * SW, { 1, BS, SW }) })
+        for i, j in T.parallel(BM, BS) do
+          acc[i][sb * BS + j] = acc[i][sb * BS + j] + part[i][j]
         end
       end
     end

@@ -20,7 +20,8 @@ local BN = F.ABLOCK  -- a column block is one output scale block
 
 return T.kernel "moe_gemm_swiglu" {
   params = { R = T.dyn, E = T.size(16), I = T.size(2048), K = T.size(4096),
-             limit = T.tune{"10"}, BM = T.tune{16, 4, 8, 32, 64}, BS = T.tune{128, 64, 32} },
+             limit = T.tune{"10"}, BM = T.tune{16, 4, 8, 32, 64}, BS = T.tune{128, 64, 32},
+             BK = T.tune{128, 256, 512, 1024, 2048, 4096} },
   args = function(p)
     F.check_k(p.K, "moe_gemm_swiglu")
     T.check(p.I % BN == 0, ("moe_gemm_swiglu: inter = %d is not a multiple of the output scale block (%d)"):format(p.I, BN),
@@ -47,8 +48,9 @@ return T.kernel "moe_gemm_swiglu" {
       T.clear(g)
       T.clear(u)
       -- BS: the block's columns in sub-blocks, each through the whole K loop
-      -- (decode on the CPU: 32, few weight rows per K step)
-      F.accumulate({ { g, bn * BN }, { u, p.I + bn * BN } }, a, sa, w13, sw13, tile, p.K, p.BS)
+      -- (decode on the CPU: 32, few weight rows per K step); BK: columns of
+      -- K per step (above 128, promoted inside each T.gemm)
+      F.accumulate({ { g, bn * BN }, { u, p.I + bn * BN } }, a, sa, w13, sw13, tile, p.K, p.BS, p.BK)
       T.copy(rw:tile(tile.row0), ws)
       for i, j in T.parallel(p.BM, BN) do
         local gate, up = T.cast(g[i][j], T.bf16), T.cast(u[i][j], T.bf16)   -- the GEMMs' bf16 outputs

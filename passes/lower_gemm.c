@@ -557,7 +557,7 @@ static Stmt *lower_gemm_dot(Lower *L, const Stmt *g)
      * 0.298, M=16 1.17 -> 1.06.  One row is read in place: there A is one
      * load in nr + 1.  bf16 pairs (vdpbf16ps) take A as it is. */
     bool pairs = L->t->has_bf16_dot && a.buf->dtype == DT_BF16 && b.buf->dtype == DT_BF16 && !bs && !as;
-    bool widen_a = a.buf->dtype != DT_F32 && c.ext[0] >= 2 && !pairs;
+    bool widen_a = a.buf->dtype != DT_F32 && (c.ext[0] >= 2 || b.buf->dtype == DT_F4E2M1) && !pairs;
     Stmt *fast = NULL, *slow = NULL;
     if (!never) {
         Region fa = a;
@@ -788,19 +788,23 @@ static bool dot_scaled_in_place(Lower *L, const Stmt *g)
 }
 
 /* A's block scale goes into the dot tiles too when each row of A has its
- * own row of scales (fp8_gemm's 1 x 128 activation scales) in K blocks of
- * whole 32-element steps, the same blocks as a B scaled there: each
- * block's sums are then scaled once, in registers, where dequantising A
- * first would also leave B's scale to be applied per weight (fp8_gemm as
- * one scaled T.gemm over K = 4096 at one row: 3.20 ms so, against 3.00 for
- * a T.gemm per 128-wide block; promoted in the tile, see bench/README). */
+ * own row of scales (the 1 x 128 activation scales) in K blocks of whole
+ * 32-element steps, nested with a B scaled there (packed e2m1's table
+ * blocks within A's): each block's sums are then scaled once, in
+ * registers, where dequantising A first would also leave an fp8 B's scale
+ * to be applied per weight (fp8_gemm as one scaled T.gemm over K = 4096 at
+ * one row: 3.20 ms so, against 3.00 for a T.gemm per 128-wide block;
+ * promoted in the tile, see bench/README). */
 static bool dot_a_scale_in_place(Lower *L, const Stmt *g, bool b_in_place)
 {
     const Region *a = &g->u.gemm.a, *as = &g->u.gemm.a_scale, *b = &g->u.gemm.b, *bs = &g->u.gemm.b_scale;
     if (!dot_gemm(L, g) || !as->buf || a->buf->rank != 2 || !dot_reads_in_place(a->buf->dtype) ||
         mat_rows(a) != mat_rows(as) || mat_cols(a) / mat_cols(as) % 32)
         return false;
-    return !b_in_place || mat_cols(a) / mat_cols(as) == mat_cols(b) / mat_cols(bs);
+    if (!b_in_place)
+        return true;
+    int64_t bka = mat_cols(a) / mat_cols(as), bkb = mat_cols(b) / mat_cols(bs);
+    return bka % bkb == 0 || (b->buf->dtype != DT_F4E2M1 && bkb % bka == 0);
 }
 
 /* A GEMM with block scales: the scaled operands are dequantised into

@@ -42,6 +42,6 @@ expect_error "weight scales of the wrong shape" \
   "tilec: $tmp/sw.npy: is u8[4, 256, 4] but argument sw is e8m0[4, 256, 8]: dim 2 is 4, expected 8" -- \
   "$TILEC" run kernels_src/moe_expert_gemm.lua "${route[@]}" --set N=256 --in sw=$tmp/sw.npy
 expect_error "K the activation scales do not divide" \
-  "tilec: kernels_src/moe_expert_gemm.lua:26: moe_expert_gemm: K = 160 is not a multiple of the activation scale block (128)" -- \
+  "tilec: kernels_src/moe_expert_gemm.lua:29: moe_expert_gemm: K = 160 is not a multiple of the activation scale block (128)" -- \
   "$TILEC" run kernels_src/moe_expert_gemm.lua --set K=160
 finish

@@ -387,23 +387,25 @@ TEST(dot_tiles_widen_every_fp8_code)
  * tests/specs/dot_fp8.lua compiled once per target: A = code i along all
  * of K, row n of B = code n, so C[n] = K · a · b, exact in f32 (e4m3
  * values are multiples of 2^-9 with four significant bits).  K = 40 runs
- * whole steps and a masked tail; with S = 32 both operands are scaled per
- * 32-wide block (A by 2^-3, 2^2; row n of B by 2^(n%5-2), 2^-(n%3)),
- * applied to each block's sums in registers: C[n] = 32 · a · b · Σ sa sb,
- * still exact (the two terms lie within 2^9 of each other). */
-static void check_dot_fp8_pairs(const char *target, int K, int S)
+ * whole steps and a masked tail; with S > 0 both operands are scaled, A per
+ * S-wide block (2^-3, 2^2), row n of B per SB-wide one (2^(n%5-2),
+ * 2^-(n%3)), applied to each block's sums in registers — the finer of the
+ * two blocks: C[n] = a · b · Σ_k sa sb, still exact (the terms lie within
+ * 2^9 of each other). */
+static void check_dot_fp8_pairs(const char *target, int K, int S, int SB)
 {
     enum { N = 256 };
-    char ks[16], ss[16], what[64];
+    char ks[16], ss[16], sbs[16], what[64];
     snprintf(ks, sizeof ks, "%d", K);
     snprintf(ss, sizeof ss, "%d", S);
-    snprintf(what, sizeof what, "%s K=%d S=%d", target, K, S);
-    FeSet sets[] = {{"N", "256"}, {"K", ks}, {"S", ss}};
+    snprintf(sbs, sizeof sbs, "%d", SB);
+    snprintf(what, sizeof what, "%s K=%d S=%d SB=%d", target, K, S, SB);
+    FeSet sets[] = {{"N", "256"}, {"K", ks}, {"S", ss}, {"SB", sbs}};
     ThKernel tk = {0};
-    CHECKF(th_kernel_build_on(&tk, "tests/specs/dot_fp8.lua", sets, 3, target), "%s: does not build", what);
+    CHECKF(th_kernel_build_on(&tk, "tests/specs/dot_fp8.lua", sets, 4, target), "%s: does not build", what);
     if (!tk.k)
         return;
-    int nb = S ? K / S : 1;
+    int na = S ? K / S : 1, nb = S ? K / SB : 1;
     static uint8_t a[64], b[N * 64], sa[2], sb[N * 2];
     static float c[N];
     double sav[2] = {0.125, 4}, sbv[N][2];
@@ -415,7 +417,7 @@ static void check_dot_fp8_pairs(const char *target, int K, int S)
         for (int j = 0; j < nb; j++)
             sb[n * nb + j] = dt_f32_to_e8m0((float)sbv[n][j]);
     }
-    for (int j = 0; j < nb; j++)
+    for (int j = 0; j < na; j++)
         sa[j] = dt_f32_to_e8m0((float)sav[j]);
     int bad = 0;
     for (int i = 0; i < 256 && bad < 3; i++) {
@@ -424,8 +426,12 @@ static void check_dot_fp8_pairs(const char *target, int K, int S)
         CHECKF(th_kernel_run(&tk, args, NULL, 1), "%s: does not run", what);
         for (int n = 0; n < N; n++) {
             double p = (double)ref_decode_e4m3((uint8_t)i) * ref_decode_e4m3((uint8_t)n), want = K * p;
-            if (S)
-                want = S * p * (sav[0] * sbv[n][0] + sav[1] * sbv[n][1]);
+            if (S) {
+                double sum = 0;
+                for (int k = 0; k < K; k++)
+                    sum += sav[k / S] * sbv[n][k / SB];
+                want = p * sum;
+            }
             bool right = isnan(want) ? isnan(c[n]) : c[n] == (float)want;
             if (!right && bad++ < 3)
                 CHECKF(false, "%s: a %02x, b %02x: %g, want %g", what, i, n, c[n], want);
@@ -441,8 +447,10 @@ TEST(dot_tiles_e4m3_by_e4m3_every_pair)
     for (int t = 0; t < 2; t++) {
         if (!th_runs_here(targets[t]))
             continue;
-        check_dot_fp8_pairs(targets[t], 40, 0);
-        check_dot_fp8_pairs(targets[t], 64, 32);
+        check_dot_fp8_pairs(targets[t], 40, 0, 0);
+        check_dot_fp8_pairs(targets[t], 64, 32, 32);
+        check_dot_fp8_pairs(targets[t], 64, 32, 64); /* nested: promoted per A's 32 */
+        check_dot_fp8_pairs(targets[t], 64, 64, 32); /* and per B's 32 */
     }
 }
 

@@ -508,6 +508,12 @@ TEST(small_shapes_interp_and_simt)
             TIMED(check_fused(targets[t], &m, bms[b], gu));
             free(gu);
         }
+    /* one scaled T.gemm over K, in the interpreter (on sm_90a its
+     * dequantised f32 tiles would not fit shared memory) */
+    more = (FeSet){"BK", "256"};
+    check_plain_only(NULL, &m, "4");
+    check_fused(NULL, &m, "16", NULL);
+    more = (FeSet){0};
     moe_free(&m);
 }
 
@@ -563,6 +569,10 @@ TEST(aligned_expert_offsets)
     for (int t = 0; t < n; t++) {
         check_plain_only(targets[t], &plain, "16");
         check_fused(targets[t], &fused, "8", NULL);
+        more = (FeSet){"BK", "256"}; /* one scaled T.gemm over K */
+        check_plain_only(targets[t], &plain, "16");
+        check_fused(targets[t], &fused, "8", NULL);
+        more = (FeSet){0};
     }
     moe_free(&plain);
     moe_free(&fused);
@@ -589,6 +599,14 @@ TEST(flash_decode_jit)
         TIMED(check_plain_only(targets[t], &down, "4"));
         more = (FeSet){"BS", "32"};
         TIMED(check_fused(targets[t], &up, "4", NULL));
+        /* all of K in one scaled T.gemm per step (promoted in the dot
+         * tiles): 16 rows, 4, and one */
+        more = (FeSet){"BK", "2048"};
+        TIMED(check_plain_only(targets[t], &down, "16"));
+        TIMED(check_plain_only(targets[t], &down, "4"));
+        TIMED(check_plain_only(targets[t], &down1, "4"));
+        more = (FeSet){"BK", "4096"};
+        TIMED(check_fused(targets[t], &up, "16", NULL));
         more = (FeSet){0};
     }
     moe_free(&down); moe_free(&up); moe_free(&down1);
@@ -633,15 +651,15 @@ static void expect_error(const char *spec, const char *name, const char *value, 
 TEST(bad_shapes_are_one_line_errors)
 {
     expect_error(PLAIN, "K", "127",
-                 PLAIN ":26: moe_expert_gemm: K = 127 is odd, but packed fp4 weights hold two elements per byte\n");
+                 PLAIN ":29: moe_expert_gemm: K = 127 is odd, but packed fp4 weights hold two elements per byte\n");
     expect_error(FUSED, "K", "4094",
-                 FUSED ":25: moe_gemm_swiglu: K = 4094 is not a multiple of the fp4 weight scale block (32)\n");
+                 FUSED ":26: moe_gemm_swiglu: K = 4094 is not a multiple of the fp4 weight scale block (32)\n");
     expect_error(PLAIN, "K", "96",
-                 PLAIN ":26: moe_expert_gemm: K = 96 is not a multiple of the activation scale block (128)\n");
+                 PLAIN ":29: moe_expert_gemm: K = 96 is not a multiple of the activation scale block (128)\n");
     expect_error(FUSED, "I", "200",
-                 FUSED ":26: moe_gemm_swiglu: inter = 200 is not a multiple of the output scale block (128) "
+                 FUSED ":27: moe_gemm_swiglu: inter = 200 is not a multiple of the output scale block (128) "
                  "(hint: the scales s[R, inter/128] must cover whole blocks)\n");
-    expect_error(PLAIN, "N", "200", PLAIN ":27: moe_expert_gemm: N = 200 is not a multiple of the tile BN = 128\n");
+    expect_error(PLAIN, "N", "200", PLAIN ":30: moe_expert_gemm: N = 200 is not a multiple of the tile BN = 128\n");
 }
 
 int main(void)

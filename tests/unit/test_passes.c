@@ -110,8 +110,9 @@ TEST(golden_lower_scaled_deq) { golden("lower_scaled_deq", pass_lower); }
 /* both operands block-scaled at 4 rows: dot tiles that promote each
  * 128-wide block's sums in registers (a_scale and b_scale on the tiles,
  * A staged widened where its window is inside x, dequantised with its
- * scale where it may leave it); A's 64-wide blocks against B's 128: A
- * dequantised, B still scaled in the tiles */
+ * scale where it may leave it); A's 64-wide blocks within B's 128: both
+ * still on the tiles; A's 64 against B's 96 (not nested): A dequantised,
+ * B still scaled in the tiles */
 TEST(golden_lower_promote) { golden("lower_promote", pass_lower); }
 /* gemm rows: register bands (20 rows: 6-row bands and a 2-row tail) and
  * dot tiles (7 rows) stop after the band holding the last wanted row; dot

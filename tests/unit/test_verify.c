@@ -569,7 +569,7 @@ TEST(gemm_shapes_and_types)
 
 /* Block scales: e8m0 or f32, the operand's rank, extents that divide the
  * operand's, leading unit dims only on a scaled operand; a micro_gemm's
- * with trans_b, in 32-element K blocks, the same for both operands. */
+ * with trans_b, in 32-element K blocks, one operand's a multiple of the other's. */
 TEST(gemm_block_scales)
 {
     Kernel *k = load(scaled_src);
@@ -605,8 +605,21 @@ TEST(gemm_block_scales)
     ir_kernel_free(k);
     k = load(scaled_loop_src);
     item(k, 0)->u.gemm.a_scale = ir_region_whole(k, ir_buf_find(k, "sx"));
-    item(k, 0)->u.gemm.a_scale.ext[1] = 1; /* 64-element K blocks against b's 32 */
-    expect_fail(k, 9, "verify: micro_gemm: a_scale's K blocks (64) differ from b_scale's (32)");
+    item(k, 0)->u.gemm.a_scale.ext[1] = 1; /* 64-element K blocks over b's 32: nested */
+    CHECKF(k && ir_verify(k, &d), "%s", d.msg);
+    ir_kernel_free(k);
+    k = load("kernel s level loop\n"
+             "arg x: f8e4m3[4, 192] in\n"
+             "arg w: f8e4m3[16, 192] in\n"
+             "arg sw: e8m0[16, 2] in\n"
+             "arg sx: e8m0[4, 3] in\n"
+             "buf acc: fragment f32[4, 16]\n"
+             "grid (b) < [1]\n"
+             "{\n"
+             "  micro_gemm x[0 +: 4, 0 +: 192], w[0 +: 16, 0 +: 192] -> acc trans_b clear a_scale sx[0 +: 4, 0 +: 3] "
+             "b_scale sw[0 +: 16, 0 +: 2]\n" /* 9: blocks of 64 and 96 */
+             "}\n");
+    expect_fail(k, 9, "verify: micro_gemm: a_scale's K blocks (64) and b_scale's (96): neither is a multiple of the other");
     k = load(scaled_loop_src);
     item(k, 0)->u.gemm.trans_b = false;
     expect_fail(k, 9, "verify: micro_gemm: block scales need trans_b, without trans_a or b_pairs");
