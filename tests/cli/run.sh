@@ -182,20 +182,33 @@ else
   bad "a row's max reduction keeps 4 accumulators" "$accs"
 fi
 # packed fp4 weights with 1x32 scales (a block-scaled GEMM operand): the
-# dot tile's K loops read the bytes in place — per 8 weights one dword
-# broadcast from memory, the e2m1 table permute (vpermps; LLVM's domain pass
-# may spell it vpermd, the same permute), the sign blend and the FMA — with
-# no scalar byte loads and no spill or reload through the stack.
-"$TILEC" compile kernels_src/moe_expert_gemm.lua --set BM=1 --target x86-avx2 --emit asm -o "$tmp/dot_fp4.s" 2>/dev/null
-awk '/^\.LBB[0-9_]+:/ { lab = $1; sub(/:$/, "", lab); n = 0; next }
-     { body[++n] = $0 }
-     /^[ \t]+j[a-z]+[ \t]+\.LBB/ { if ($2 == lab) { s = ""; for (i = 1; i <= n; i++) s = s body[i] "\n"
-                                     if (s ~ /vfmadd/ && s ~ /vperm/) printf "%s", s } }' "$tmp/dot_fp4.s" >"$tmp/dot_fp4_k.s"
+# dot tiles' K loops read the bytes in place, with no scalar byte loads
+# (the UE8M0 scales are decoded before the loop).  One row on AVX2: the
+# nibbles through a byte table (vpshufb), sign-extended from a stack
+# scratch (vpmovsxbd) and converted (vcvtdq2ps).  Tall tiles (16 rows):
+# per 8 weights one dword broadcast from memory, the e2m1 table permute
+# (vpermps; LLVM's domain pass may spell it vpermd), the sign blend and the
+# FMAs, and no spill or reload through the stack.
+fp4_loop() { # spec args... -> the innermost loops holding FMAs and $PAT
+  "$TILEC" compile kernels_src/moe_expert_gemm.lua "$@" --target x86-avx2 --emit asm -o "$tmp/dot_fp4.s" 2>/dev/null
+  awk -v pat="$PAT" '/^\.LBB[0-9_]+:/ { lab = $1; sub(/:$/, "", lab); n = 0; next }
+       { body[++n] = $0 }
+       /^[ \t]+j[a-z]+[ \t]+\.LBB/ { if ($2 == lab) { s = ""; for (i = 1; i <= n; i++) s = s body[i] "\n"
+                                       if (s ~ /vfmadd/ && s ~ pat) printf "%s", s } }' "$tmp/dot_fp4.s"
+}
+PAT=vpshufb fp4_loop --set BM=1 --set BK=2048 >"$tmp/dot_fp4_1.s"
+if grep -q vpmovsxbd "$tmp/dot_fp4_1.s" && grep -q vcvtdq2ps "$tmp/dot_fp4_1.s" &&
+   ! grep -qE "movzb|movsb|vperm" "$tmp/dot_fp4_1.s"; then
+  ok "fp4 dot tile at one row decodes through a byte table, no scalar loads"
+else
+  bad "fp4 dot tile at one row decodes through a byte table, no scalar loads" "$(head -40 "$tmp/dot_fp4_1.s")"
+fi
+PAT=vperm fp4_loop --set BM=16 --set BK=2048 >"$tmp/dot_fp4_k.s"
 if grep -qE "vperm(ps|d)" "$tmp/dot_fp4_k.s" && grep -q "vpbroadcastd	(%" "$tmp/dot_fp4_k.s" &&
    grep -q vblendvps "$tmp/dot_fp4_k.s" && ! grep -qE "movzb|movsb|[0-9]\(%rsp\)" "$tmp/dot_fp4_k.s"; then
-  ok "fp4 dot tiles decode through a table permute, no scalar loads or spills"
+  ok "fp4 tall dot tiles decode through a table permute, no scalar loads or spills"
 else
-  bad "fp4 dot tiles decode through a table permute, no scalar loads or spills" "$(head -40 "$tmp/dot_fp4_k.s")"
+  bad "fp4 tall dot tiles decode through a table permute, no scalar loads or spills" "$(head -40 "$tmp/dot_fp4_k.s")"
 fi
 # f32 → e4m3 stores (act_quant's quantised block): the float add that
 # rounds, its exponent shift and the or of the sign — no compare, blend or

@@ -532,22 +532,22 @@ TEST(dot_tiles_find_each_e4m3_nan)
  *     powers of two, against a double sum — and against the same sum with
  *     each byte's nibbles swapped, which must fail: the inputs would catch
  *     a decoder that took the high nibble first. */
-static const char *fp4_src(const char *adt, const char *sdt)
+static const char *fp4_src(const char *adt, const char *sdt, int M)
 {
     static char src[1024];
     snprintf(src, sizeof src,
              "kernel dotf4 level tile\n"
-             "arg a: %s[3, 64] in\n"
+             "arg a: %s[%d, 64] in\n"
              "arg b: f4e2m1[16, 64] in\n"
              "arg s: %s[16, 2] in\n"
-             "arg c: f32[3, 16] out\n"
-             "buf acc: fragment f32[3, 16]\n"
+             "arg c: f32[%d, 16] out\n"
+             "buf acc: fragment f32[%d, 16]\n"
              "grid (g) < [1]\n"
              "{\n"
-             "  gemm a[0 +: 3, 0 +: 64], b[0 +: 16, 0 +: 64] -> acc trans_b clear b_scale s[0 +: 16, 0 +: 2]\n"
-             "  copy acc -> c[0 +: 3, 0 +: 16]\n"
+             "  gemm a[0 +: %d, 0 +: 64], b[0 +: 16, 0 +: 64] -> acc trans_b clear b_scale s[0 +: 16, 0 +: 2]\n"
+             "  copy acc -> c[0 +: %d, 0 +: 16]\n"
              "}\n",
-             adt, sdt);
+             adt, M, sdt, M, M, M, M);
     return src;
 }
 
@@ -578,14 +578,15 @@ static double fp4_dot(const float *a, const uint8_t *b, const float *s, int i, i
     return sum;
 }
 
-TEST(dot_tiles_widen_every_fp4_code)
+/* exact: row n of B is code n in every nibble, rows of A constant */
+static void check_fp4_codes_exact(int M)
 {
     static const char *adts[] = {"f32", "bf16"};
     static const float rows[3] = {1.0f, 0.5f, -1.0f};
-    float af[3 * 64], sf[16 * 2];
+    float af[3 * 64];
     uint16_t ab[3 * 64];
     uint8_t codes[16 * 32], s8[16 * 2];
-    for (int t = 0; t < 2; t++) { /* exact */
+    for (int t = 0; t < 2; t++) {
         for (int i = 0; i < 3 * 64; i++) {
             af[i] = rows[i / 64];
             ab[i] = dt_f32_to_bf16(af[i]);
@@ -598,21 +599,31 @@ TEST(dot_tiles_widen_every_fp4_code)
             if (!exec_available(&execs[e]) || execs[e].mode == GPU)
                 continue;
             static float c[3 * 16];
-            if (!run_fp4(&execs[e], fp4_src(adts[t], "e8m0"), t ? (void *)ab : (void *)af, codes, s8, c))
+            if (!run_fp4(&execs[e], fp4_src(adts[t], "e8m0", M), t ? (void *)ab : (void *)af, codes, s8, c))
                 continue;
             int bad = 0;
-            for (int i = 0; i < 3; i++)
+            for (int i = 0; i < M; i++)
                 for (int n = 0; n < 16; n++) {
                     float want = rows[i] * ref_decode_e2m1((uint8_t)n) * 32.0f *
                                  (ref_decode_e8m0(s8[2 * n]) + ref_decode_e8m0(s8[2 * n + 1]));
                     float got = c[i * 16 + n];
                     bool same = got == want; /* (a sum from +0: -0 terms give +0) */
                     if (!same && bad++ < 3)
-                        CHECKF(false, "%s %s: c[%d][%x] = %g, want %g", exec_name(&execs[e]), adts[t], i, n, got, want);
+                        CHECKF(false, "%s %s M=%d: c[%d][%x] = %g, want %g", exec_name(&execs[e]), adts[t], M, i, n,
+                               got, want);
                 }
-            CHECKF(bad == 0, "%s %s x e2m1: %d wrong", exec_name(&execs[e]), adts[t], bad);
+            CHECKF(bad == 0, "%s %s x e2m1 M=%d: %d wrong", exec_name(&execs[e]), adts[t], M, bad);
         }
     }
+}
+
+/* mixed: random codes and A, f32 scales, against a double sum */
+static void check_fp4_codes_mixed(int M)
+{
+    static const char *adts[] = {"f32", "bf16"};
+    float af[3 * 64], sf[16 * 2];
+    uint16_t ab[3 * 64];
+    uint8_t codes[16 * 32];
     unsigned seed = 7;
     for (int i = 0; i < 3 * 64; i++) {
         af[i] = test_rand(&seed);
@@ -623,15 +634,15 @@ TEST(dot_tiles_widen_every_fp4_code)
         codes[i] = (uint8_t)((test_rand(&seed) + 1.0f) * 128.0f);
     for (int i = 0; i < 16 * 2; i++)
         sf[i] = 0.3f + 0.7f * (float)i / 7.0f * (i % 3 == 1 ? -1.0f : 1.0f);
-    for (int t = 0; t < 2; t++) /* mixed */
+    for (int t = 0; t < 2; t++)
         for (int e = 0; e < NEXECS; e++) {
             if (!exec_available(&execs[e]) || execs[e].mode == GPU)
                 continue;
             static float c[3 * 16];
-            if (!run_fp4(&execs[e], fp4_src(adts[t], "f32"), t ? (void *)ab : (void *)af, codes, sf, c))
+            if (!run_fp4(&execs[e], fp4_src(adts[t], "f32", M), t ? (void *)ab : (void *)af, codes, sf, c))
                 continue;
             int bad = 0, caught = 0;
-            for (int i = 0; i < 3; i++)
+            for (int i = 0; i < M; i++)
                 for (int n = 0; n < 16; n++) {
                     double mag, want = fp4_dot(af, codes, sf, i, n, false, &mag), tol = 1e-6 * mag;
                     double swapped = fp4_dot(af, codes, sf, i, n, true, &mag);
@@ -641,10 +652,18 @@ TEST(dot_tiles_widen_every_fp4_code)
                                got, want);
                     caught += !(fabs(got - swapped) <= tol);
                 }
-            CHECKF(bad == 0, "%s %s f32 scales: %d wrong", exec_name(&execs[e]), adts[t], bad);
-            CHECKF(caught >= 40, "%s %s: swapped nibbles would pass for %d of 48 outputs", exec_name(&execs[e]),
-                   adts[t], 48 - caught);
+            CHECKF(bad == 0, "%s %s f32 scales M=%d: %d wrong", exec_name(&execs[e]), adts[t], M, bad);
+            CHECKF(caught >= M * 16 * 5 / 6, "%s %s M=%d: swapped nibbles would pass for %d of %d outputs",
+                   exec_name(&execs[e]), adts[t], M, M * 16 - caught, M * 16);
         }
+}
+
+TEST(dot_tiles_widen_every_fp4_code)
+{
+    for (int M = 3; M >= 1; M -= 2) {
+        check_fp4_codes_exact(M);
+        check_fp4_codes_mixed(M);
+    }
 }
 
 /* Block scales on other operands and shapes, against a double sum of the
