@@ -415,8 +415,9 @@ struct Stmt {
          * have any float dtype (packed f4e2m1 included) and rank > 2 with
          * extent 1 in all but its last two dims, which are the matrix.
          * On the GPU only GEMM has scales (lowering dequantises); on the
-         * CPU a MICRO_GEMM may have b_scale (trans_b, K blocks a multiple
-         * of 32 elements): the dot tile scales B in registers. */
+         * CPU a MICRO_GEMM may have a_scale and b_scale (trans_b, K blocks
+         * a multiple of 32 elements, one operand's a multiple of the
+         * other's): the dot tile applies them in registers. */
         /* rows (GEMM only, NULL for all): an integer expression n saying
          * that only C's first n rows are wanted (a tile's rows of one MoE
          * expert, the rows of the last row block that lie inside the

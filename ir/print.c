@@ -21,7 +21,7 @@
  *     copy SRC -> DST                 atomic_add SRC -> DST     copy async SRC -> DST
  *     fill DST = VALUE
  *     gemm A, B -> C [trans_a] [trans_b] [clear] [a_scale S] [b_scale S] [rows E]
- *     micro_gemm A, B -> C [trans_a] [trans_b] [clear] [b_scale S] [b_pairs] [wgmma [D0, D1, ...]]
+ *     micro_gemm A, B -> C [trans_a] [trans_b] [clear] [a_scale S] [b_scale S] [b_pairs] [wgmma [D0, D1, ...]]
  *     reduce sum|max|min|absmax axis N SRC -> DST [clear]
  *     barrier                         async_commit              async_wait N
  *     prefetch B[I, J]
