@@ -227,13 +227,13 @@ typedef struct Dot {
     /* Block scales (a_scale, b_scale): rows of the operand per scale row,
      * elements of K per scale column (bk_a, bk_b: multiples of chunk, the
      * verifier's 32, one a multiple of the other).  Two ways to apply them:
-     *  - promoted (A's, and B's unless packed e2m1): acc holds a block's
+     *  - promoted (A's, and B's unless in a table): acc holds a block's
      *    unscaled sums, added at its end times the block's scales into
      *    total — one FMA per accumulator per block of `block` elements
      *    (the finer scale's), the reference's "promotion" in registers;
-     *  - packed e2m1 B's: in the decoding table, row_table[j], rebuilt
-     *    every bk_b elements (which divide a promoted block), at no cost
-     *    per element.
+     *  - packed e2m1 B's with an f32 table (b_in_table; not e2m1_lut): in
+     *    the decoding table, row_table[j], rebuilt every bk_b elements
+     *    (which divide a promoted block), at no cost per element.
      * The K loop runs per promoted block (kbvar), per table block in it
      * (ktvar) and per step (kvar). */
     const Region *a_scale, *b_scale;
@@ -273,7 +273,7 @@ static bool dot_dtype(DType t)
  * twice as many per register.  e4m3's S.1111.111 code becomes an f16 NaN
  * here only with `nan`; without, it comes out finite (±480 · 2^-8), and the
  * caller must make the sum NaN itself (nan_scan: B's weights, scanned
- * once per tile, which is cheaper than three instructions per register). */
+ * apart, which is cheaper than three instructions per register). */
 static LLVMValueRef dot_widen(Cg *c, DType t, LLVMValueRef raw, int n, bool nan)
 {
     LLVMBuilderRef B = c->b;
@@ -686,8 +686,8 @@ static LLVMValueRef scale_col(Cg *c, LLVMValueRef kb, int64_t block, int64_t bk)
 }
 
 /* One table block of packed e2m1 B from k0: each column's table scaled by
- * its block scale, then the block's steps.  Unrolled by 2 where nothing is
- * promoted (a tile's sums stay in acc: moe_expert_gemm's tuning). */
+ * its block scale, then the block's steps (unrolled by 2: moe_expert_gemm's
+ * tuning). */
 static void dot_table_block(Cg *c, Dot *d, LLVMValueRef k0)
 {
     LLVMValueRef kb = LLVMBuildUDiv(c->b, k0, cg_i64(c, d->bk_b), "");
@@ -912,7 +912,7 @@ static void dot_gemm(Cg *c, const Stmt *s, int mr, int nr, Var *k)
     Dot d = {.s = s, .mr = mr, .nr = nr, .w = w, .chunk = chunk, .pairs = pairs, .kvar = k,
              .vf32 = LLVMVectorType(c->f32, (unsigned)w), .prefetch_next = few, .a_scale = asc, .b_scale = bsc,
              .promote = promote, .b_in_table = b_in_table, .e2m1_lut = e2m1_lut,
-             .lift_a = ta == DT_F8E4M3 && tb == DT_F8E4M3 && (!bsc || promote)};
+             .lift_a = ta == DT_F8E4M3 && tb == DT_F8E4M3};
     const Region *ops[2] = {&s->u.gemm.a, &s->u.gemm.b}, *scs[2] = {asc, bsc};
     int64_t *rows_per[2] = {&d.a_rows_per_scale, &d.b_rows_per_scale}, *bk[2] = {&d.bk_a, &d.bk_b};
     for (int x = 0; x < 2; x++) {
@@ -945,11 +945,11 @@ static void dot_gemm(Cg *c, const Stmt *s, int mr, int nr, Var *k)
                 LLVMBuildStore(c->b, LLVMConstNull(d.vf32), d.total[i][j]);
             }
         }
+    if (tb == DT_F8E4M3)
+        d.nans = nan_begin(c, &d);
     /* The body is already mr·nr FMAs wide: unrolling it further only
      * multiplies the code (and the compile time: 0.49 s for a 16-row f32
      * gemm fully unrolled at K 128). */
-    if (tb == DT_F8E4M3)
-        d.nans = nan_begin(c, &d);
     if (scaled) {
         decode_scales(c, &d);
         d.kbvar = temp_var(c, "kb", 4);

@@ -545,9 +545,10 @@ static Stmt *lower_gemm_dot(Lower *L, const Stmt *g)
     }
     Expr *inside = lower_and(L, a.buf->scope == SCOPE_GLOBAL ? lower_window_inside(L, &a) : NULL,
                              b.buf->scope == SCOPE_GLOBAL ? lower_window_inside(L, &b) : NULL);
+    const Region *scales[2] = {as, bs};
     for (int x = 0; x < 2; x++)
-        if ((x ? bs : as) && (x ? bs : as)->buf->scope == SCOPE_GLOBAL)
-            inside = lower_and(L, inside, lower_window_inside(L, x ? bs : as));
+        if (scales[x] && scales[x]->buf->scope == SCOPE_GLOBAL)
+            inside = lower_and(L, inside, lower_window_inside(L, scales[x]));
     bool always = !inside || (inside->op == EX_CONST && inside->imm.i);
     bool never = inside && inside->op == EX_CONST && !inside->imm.i;
     /* A narrow A of several rows is widened to f32 once per call: every
@@ -555,7 +556,10 @@ static Stmt *lower_gemm_dot(Lower *L, const Stmt *g)
      * tile's 20 instructions per step).  Cache-resident, N = K = 1024, one
      * thread: bf16 M=4 0.168 -> 0.111 ms, M=16 0.65 -> 0.51; fp8 M=4 0.367 ->
      * 0.298, M=16 1.17 -> 1.06.  One row is read in place: there A is one
-     * load in nr + 1.  bf16 pairs (vdpbf16ps) take A as it is. */
+     * load in nr + 1 — but beside packed e2m1, whose tiles of two or three
+     * columns widened e4m3 A again each (moe_expert_gemm at one row, K
+     * 4096 in one step: 3.2 -> 2.6 ms staged).  bf16 pairs (vdpbf16ps)
+     * take A as it is. */
     bool pairs = L->t->has_bf16_dot && a.buf->dtype == DT_BF16 && b.buf->dtype == DT_BF16 && !bs && !as;
     bool widen_a = a.buf->dtype != DT_F32 && (c.ext[0] >= 2 || b.buf->dtype == DT_F4E2M1) && !pairs;
     Stmt *fast = NULL, *slow = NULL;
