@@ -524,11 +524,50 @@ static Stmt *dot_tiles(Lower *L, const Stmt *g, const Region *a, const Region *b
 static Region dequantise(Lower *L, Stmt *seq, const Region *x, const Region *s, DType dt, const char *what,
                          SrcLoc loc);
 
+/* Whether operand x's window and its scale's (NULL: none) lie inside
+ * their buffers: NULL where that holds without a test. */
+static Expr *operand_inside(Lower *L, const Region *x, const Region *scale)
+{
+    Expr *in = x->buf->scope == SCOPE_GLOBAL ? lower_window_inside(L, x) : NULL;
+    if (scale && scale->buf->scope == SCOPE_GLOBAL)
+        in = lower_and(L, in, lower_window_inside(L, scale));
+    return in && in->op == EX_CONST && in->imm.i ? NULL : in;
+}
+
+/* The dot tiles of a GEMM whose A (and, with copy_b, B) may leave its
+ * buffer: A staged with its tail zeroed (dequantised where it has a
+ * scale), B read in place or likewise copied; no row-count variants
+ * (compile time). */
+static Stmt *tail_tiles(Lower *L, const Stmt *g, const Region *c, Expr *rows, bool widen_a, bool copy_b)
+{
+    Stmt *seq = ir_seq(L->k, g->loc);
+    Region a = g->u.gemm.a, b = g->u.gemm.b, sa = a, sb = b;
+    const Region *as = g->u.gemm.a_scale.buf ? &g->u.gemm.a_scale : NULL;
+    const Region *bs = g->u.gemm.b_scale.buf ? &g->u.gemm.b_scale : NULL;
+    if (as)
+        sa = dequantise(L, seq, &a, as, DT_F32, "gemm_a", g->loc);
+    else if (a.buf->scope == SCOPE_GLOBAL || widen_a)
+        sa = whole(L, stage(L, seq, &a, false, a.ext[0], a.ext[1], widen_a ? DT_F32 : a.buf->dtype, "gemm_a",
+                            OUTSIDE, g->loc));
+    if (copy_b && bs)
+        sb = dequantise(L, seq, &b, bs, DT_F32, "gemm_b", g->loc);
+    else if (copy_b)
+        sb = whole(L, stage(L, seq, &b, false, b.ext[0], b.ext[1], b.buf->dtype, "gemm_b", OUTSIDE, g->loc));
+    DotScales sc = {NULL, copy_b ? NULL : bs};
+    ir_seq_push(L->k, seq, dot_tiles(L, g, &sa, &sb, sc, c, rows, false));
+    return seq;
+}
+
 /* A global operand is read in place when its window lies inside the
  * buffer; otherwise (a tail block) it is first copied with its tail zeroed,
  * which is the GEMM's meaning of the parts outside.  Block scales
  * (dot_scaled_in_place, dot_a_scale_in_place) are applied in the dot
- * tiles, or in the tail case the operand is dequantised into f32 scratch. */
+ * tiles, or in the tail case the operand is dequantised into f32 scratch.
+ * B is copied only where its own window may leave: an MoE tile's rows of
+ * A run past the last expert's, and dequantising its expert's packed
+ * weights as well (32 x 2048 into f32, every column block) made the decode
+ * 4.7x slower (moe_expert_gemm, 6 rows over 16 experts, BK = K: 50 ms
+ * against 10.6 at BK 128). */
 static Stmt *lower_gemm_dot(Lower *L, const Stmt *g)
 {
     Stmt *seq = ir_seq(L->k, g->loc);
@@ -543,12 +582,7 @@ static Stmt *lower_gemm_dot(Lower *L, const Stmt *g)
         if (!g->u.gemm.clear)
             ir_seq_push(L->k, seq, lower_copy(L, &c_out, &c, false, g->loc));
     }
-    Expr *inside = lower_and(L, a.buf->scope == SCOPE_GLOBAL ? lower_window_inside(L, &a) : NULL,
-                             b.buf->scope == SCOPE_GLOBAL ? lower_window_inside(L, &b) : NULL);
-    const Region *scales[2] = {as, bs};
-    for (int x = 0; x < 2; x++)
-        if (scales[x] && scales[x]->buf->scope == SCOPE_GLOBAL)
-            inside = lower_and(L, inside, lower_window_inside(L, scales[x]));
+    Expr *inside_b = operand_inside(L, &b, bs), *inside = lower_and(L, operand_inside(L, &a, as), inside_b);
     bool always = !inside || (inside->op == EX_CONST && inside->imm.i);
     bool never = inside && inside->op == EX_CONST && !inside->imm.i;
     /* A narrow A of several rows is widened to f32 once per call: every
@@ -571,19 +605,10 @@ static Stmt *lower_gemm_dot(Lower *L, const Stmt *g)
         ir_seq_push(L->k, fast, dot_tiles(L, g, &fa, &b, sc, &c, rows, true));
     }
     if (!always) {
-        slow = ir_seq(L->k, g->loc);
-        Region sa = a, sb = b;
-        if (as)
-            sa = dequantise(L, slow, &a, as, DT_F32, "gemm_a", g->loc);
-        else if (a.buf->scope == SCOPE_GLOBAL || widen_a)
-            sa = whole(L, stage(L, slow, &a, false, a.ext[0], a.ext[1], widen_a ? DT_F32 : a.buf->dtype, "gemm_a",
-                                OUTSIDE, g->loc));
-        if (bs)
-            sb = dequantise(L, slow, &b, bs, DT_F32, "gemm_b", g->loc);
-        else if (b.buf->scope == SCOPE_GLOBAL)
-            sb = whole(L, stage(L, slow, &b, false, b.ext[0], b.ext[1], b.buf->dtype, "gemm_b", OUTSIDE, g->loc));
-        /* the tail's copies: no row-count variants (compile time) */
-        ir_seq_push(L->k, slow, dot_tiles(L, g, &sa, &sb, (DotScales){0}, &c, rows, false));
+        bool b_never = inside_b && inside_b->op == EX_CONST; /* (operand_inside: not a constant true) */
+        slow = tail_tiles(L, g, &c, rows, widen_a, b_never);
+        if (inside_b && !b_never)
+            slow = ir_if(L->k, inside_b, slow, tail_tiles(L, g, &c, rows, widen_a, true), g->loc);
     }
     ir_seq_push(L->k, seq, always ? fast : never ? slow : ir_if(L->k, inside, fast, slow, g->loc));
     if (stage_c)
