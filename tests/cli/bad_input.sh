@@ -117,6 +117,13 @@ expect_error "compose: an error in a part names the part" \
 expect_error "fp8_gemm tile of another size" \
   "tilec: kernels_src/fp8_gemm.lua:24: --set BN=48: not one of its tune{} values {128, 64, 32, 16}" -- \
   "$TILEC" run kernels_src/fp8_gemm.lua --set M=2 --set BN=48
+# the K step of the scaled decode form (BK) must divide K, in whole scale blocks
+expect_error "fp8_gemm step longer than K" \
+  "tilec: kernels_src/fp8_gemm.lua:29: fp8_gemm: BK = 1024 does not divide K = 512" -- \
+  "$TILEC" run kernels_src/fp8_gemm.lua --set M=2 --set K=512 --set BK=1024
+expect_error "moe_expert_gemm step not dividing K" \
+  "tilec: kernels_src/moe_expert_gemm.lua:46: moe: BK = 256 is not a multiple of 128 dividing K = 384" -- \
+  "$TILEC" run kernels_src/moe_expert_gemm.lua --set R=2 --set K=384 --set BK=256
 # A failed run leaves an existing output file as it was.
 printf 'precious' > "$tmp/out.npy"
 "$TILEC" run $gemm --in A=$tmp/short.npy --out C=$tmp/out.npy 2>/dev/null

@@ -40,6 +40,16 @@ ptx="$tmp/g.ptx"
 if "$TILEC" compile examples/gemm.lua --target sm_90a --set dtype=bf16 --set BM=48 --set BN=32 --set BK=64 \
      --set M=100 -o "$ptx" && "$PTXAS" -arch=sm_90a -o "$tmp/x.cubin" "$ptx"; then ok "gemm bf16 tails"; else bad "gemm bf16 tails"; fi
 
+# the scaled decode form (BK above 128: one T.gemm with both block scales,
+# dequantised into shared memory on the GPU) assembles too
+for k in "fp8_gemm --set N=200 --set K=512 --set BK=256" "moe_expert_gemm --set BM=4 --set N=512 --set K=512 --set BK=256"; do
+  set -- $k
+  ptx="$tmp/bk.ptx" f=kernels_src/$1.lua
+  shift
+  if "$TILEC" compile "$f" --target sm_90a "$@" -o "$ptx" && "$PTXAS" -arch=sm_90a -o "$tmp/x.cubin" "$ptx"; then
+    ok "sm_90a $k"; else bad "sm_90a $k"; fi
+done
+
 # the pipelined bf16 gemm streams its tiles into two stages without spills:
 # on sm_80 with cp.async (cp.async.ca/cg, not bulk), on sm_90a with TMA
 # loads onto mbarriers (pass_tma) and no per-thread cp.async left
