@@ -879,6 +879,17 @@ static LLVMValueRef lane_sums(Cg *c, const LLVMValueRef *v, int n, int w)
     return part[0];
 }
 
+/* The K block the loop runs per: the finer of the promoted scales' blocks
+ * (A's, and B's unless in a table, whose blocks are rebuilt inside);
+ * without promotion, the table's. */
+static int64_t promoted_block(const Dot *d)
+{
+    if (!d->promote)
+        return d->bk_b;
+    int64_t a = d->bk_a, b = d->b_in_table ? 0 : d->bk_b;
+    return !a ? b : !b || a < b ? a : b;
+}
+
 static void dot_gemm(Cg *c, const Stmt *s, int mr, int nr, Var *k)
 {
     int w = c->t->vector_bits / 32;
@@ -922,8 +933,7 @@ static void dot_gemm(Cg *c, const Stmt *s, int mr, int nr, Var *k)
         *rows_per[x] = ops[x]->ext[rank - 2] / scs[x]->ext[rank - 2];
         *bk[x] = ops[x]->ext[rank - 1] / scs[x]->ext[rank - 1];
     }
-    /* the promoted block: the finer scale's (a table's is rebuilt inside) */
-    d.block = !promote ? d.bk_b : !d.bk_b || b_in_table ? d.bk_a : !d.bk_a ? d.bk_b : d.bk_a < d.bk_b ? d.bk_a : d.bk_b;
+    d.block = promoted_block(&d);
     bool fits = true;
     for (int x = 0; x < 2; x++)
         fits = fits && (!*bk[x] || (*bk[x] % chunk == 0 && (*bk[x] % d.block == 0 || d.block % *bk[x] == 0)));
