@@ -1074,6 +1074,18 @@ static bool overwrites(const Stmt *s, const Buffer *b, const Var **vars, Expr **
     }
 }
 
+static bool read_after_write(const Stmt *s, const Buffer *b, const Slice *sl);
+
+/* What s, taken whole, does to b: reads it, or stores all of it. */
+static Fate fate_of_leaf(const Stmt *s, const Buffer *b)
+{
+    if (reads(s, b))
+        return LIVE;
+    const Var *vars[64];
+    Expr *ext[64];
+    return overwrites(s, b, vars, ext, 0, NULL) ? KILLED : NEITHER;
+}
+
 /* What s does to b's old contents, read in program order. */
 static Fate fate(const Stmt *s, const Buffer *b)
 {
@@ -1091,13 +1103,14 @@ static Fate fate(const Stmt *s, const Buffer *b)
         Fate t = fate(s->u.if_.then_, b), e = s->u.if_.else_ ? fate(s->u.if_.else_, b) : NEITHER;
         return t == LIVE || e == LIVE ? LIVE : t == KILLED && e == KILLED ? KILLED : NEITHER;
     }
-    default: {
-        if (reads(s, b))
-            return LIVE;
-        const Var *vars[64];
-        Expr *ext[64];
-        return overwrites(s, b, vars, ext, 0, NULL) ? KILLED : NEITHER;
+    case ST_FOR: {
+        /* a loop that reads b may still overwrite it before each read
+         * (rmsnorm's normalising steps after its sum of squares, through
+         * the same scratch tile) */
+        Slice whole = {.dim = -1};
+        return !reads(s, b) ? fate_of_leaf(s, b) : read_after_write(s, b, &whole) ? KILLED : LIVE;
     }
+    default: return fate_of_leaf(s, b);
     }
 }
 
@@ -1334,20 +1347,38 @@ static bool rows_written_first(const Stmt *loop, const Buffer *b, const Slice *s
 
 /* Each iteration of L writes its slice of b before reading any of it: an
  * item of the body overwrites the slice, with no read of b before it
- * (reads in that item come after their element's write, row by row). */
+ * (reads in that item come after their element's write). */
 static bool written_first(const Stmt *body, const Buffer *b, const Slice *sl)
 {
     int n = body->op == ST_SEQ ? body->u.seq.n : 1;
     for (int i = 0; i < n; i++) {
         const Stmt *it = body->op == ST_SEQ ? body->u.seq.items[i] : body;
         if (reads(it, b))
-            return rows_written_first(it, b, sl);
+            return read_after_write(it, b, sl);
         const Var *vars[64];
         Expr *ext[64];
         if (overwrites(it, b, vars, ext, 0, sl))
             return true;
     }
     return false;
+}
+
+/* s reads b and overwrites the slice, each read after the write of the
+ * element it reads: row by row, or in both arms of an if, or in a loop
+ * that does so each time round and runs at least once. */
+static bool read_after_write(const Stmt *s, const Buffer *b, const Slice *sl)
+{
+    int64_t n;
+    switch (s->op) {
+    case ST_IF:
+        return !ir_loads_from(s->u.if_.cond, b) && s->u.if_.else_ && written_first(s->u.if_.then_, b, sl) &&
+               written_first(s->u.if_.else_, b, sl);
+    case ST_FOR:
+        return !ir_loads_from(s->u.loop.extent, b) &&
+               (rows_written_first(s, b, sl) ||
+                (ir_expr_is_const(s->u.loop.extent, &n) && n >= 1 && written_first(s->u.loop.body, b, sl)));
+    default: return false;
+    }
 }
 
 /* The index s·v + e as e. */

@@ -168,6 +168,11 @@ TEST(golden_fuse_keep) { golden("fuse_keep", pass_fuse); }
  * v[c0, 7 - c1], another iteration's element); w's running sum sinks below
  * r's store and stays (every c1 of a row updates the same element) */
 TEST(golden_fuse_update) { golden("fuse_update", pass_fuse); }
+/* stores no one reads, past loops: t's squares go (the s2 loop, which
+ * reads t, overwrites it first each time round); u's stay (the s2 loop
+ * reads u before it overwrites it), and so do v's (the loop that
+ * overwrites v may run no times: M - 1 is 0 at one row) */
+TEST(golden_fuse_dead_loop) { golden("fuse_dead_loop", pass_fuse); }
 /* lower's `if inside {fast} else {guarded}` copies unswitched: both arms
  * fused, t gone */
 TEST(golden_fuse_switch) { golden("fuse_switch", pass_fuse); }
@@ -596,7 +601,7 @@ TEST(fuse_keeps_the_meaning)
 {
     const char *names[] = {"fuse_chain",   "fuse_keep",         "fuse_switch", "fuse_barrier",
                            "fuse_strided", "fuse_strided_keep", "fuse_merge",  "fuse_merge_keep",
-                           "fuse_update"};
+                           "fuse_update",  "fuse_dead_loop"};
     const int64_t ms[] = {1, 5, 8};
     for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++) {
         char path[256];
@@ -822,6 +827,7 @@ int main(void)
     RUN(golden_fuse_chain);
     RUN(golden_fuse_keep);
     RUN(golden_fuse_update);
+    RUN(golden_fuse_dead_loop);
     RUN(golden_fuse_switch);
     RUN(golden_fuse_strided);
     RUN(golden_fuse_strided_keep);
