@@ -51,8 +51,9 @@
  *     (or reads it only before writing it, one element per iteration:
  *     reads_before_write) loses those stores when no later statement —
  *     including the next iterations of enclosing loops — can read X before
- *     a nest overwrites all of X; a scratch buffer nothing uses any more is
- *     removed.
+ *     a nest overwrites all of X (or a loop that runs at least once and,
+ *     each time round, overwrites X before its reads); a scratch buffer
+ *     nothing uses any more is removed.
  *  5. contract (CPU): a scratch buffer whose every access lies in one
  *     loop over v (one with inner loops), indexing one dimension as
  *     `s·v + e`, e in [0, s), and which each iteration writes whole (its
