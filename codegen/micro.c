@@ -218,7 +218,7 @@ typedef struct Dot {
     int mr, nr, w, chunk; /* chunk: elements per step, w or (8-bit operands, bf16 pairs) 2w */
     bool pairs;           /* bf16 x bf16 with vdpbf16ps: the elements stay bf16 */
     bool prefetch_next;   /* fetch the next tile's B rows while this one runs */
-    bool lift_a;          /* e4m3 x e4m3: A lifted, B widened straight to f32 (e4m3_direct) */
+    bool lift_a;          /* e4m3 x e4m3: A lifted (here, or staged: a_lifted), B widened straight to f32 */
     bool e2m1_lut;        /* packed e2m1 B through a byte table (e2m1_lut_parts) */
     LLVMValueRef lut_buf; /* e2m1_lut: [32 x i8] scratch */
     LLVMTypeRef vf32;
@@ -324,12 +324,13 @@ static double dot_scale(DType t) { return t == DT_F8E4M3 ? 256.0 : 1.0; }
  * x 2^-8) is lifted by 2^120: |a| <= 448 stays below 2^121, and every
  * product a·b·2^-8 is an exact f32 normal (e4m3 values are multiples of
  * 2^-9, products of 2^-18); one multiply per A register, shared by the
- * tile's columns.  Beside an A of another dtype (any f32 value: nothing
- * to lift it by safely), B would need the multiply instead, one per
- * register of weights on the FMA ports: tall tiles, where a widened
- * register feeds four FMAs or more, ran 15-20% slower than with the F16C
- * route (fp8_gemm 4096^2, one thread, M = 4 and 16).  B's NaN codes come
- * out finite, as in dot_widen's fast form (nan_scan). */
+ * tile's columns.  Tall tiles read an f32 A that lowering staged already
+ * lifted, to a·2^112 (micro_gemm a_lifted, IR_A_LIFT_EXP).  Beside any
+ * other f32 A (nothing to lift it by safely), B would need the multiply
+ * instead, one per register of weights on the FMA ports: tall tiles, where
+ * a widened register feeds four FMAs or more, ran 15-20% slower than with
+ * the F16C route (fp8_gemm 4096^2, one thread, M = 4 and 16).  B's NaN
+ * codes come out finite, as in dot_widen's fast form (nan_scan). */
 enum { DIRECT_B_EXP = -120, LIFT_A_EXP = 120 };
 
 static LLVMValueRef e4m3_direct(Cg *c, LLVMValueRef raw, int n)
@@ -372,7 +373,7 @@ static LLVMValueRef dot_load(Cg *c, Dot *d, const Region *r, int row, LLVMValueR
     if (d->lift_a && is_b)
         return e4m3_direct(c, raw, d->chunk);
     LLVMValueRef v = dot_widen(c, r->buf->dtype, raw, d->chunk, !is_b);
-    if (d->lift_a) {
+    if (d->lift_a && !d->s->u.gemm.a_lifted) {
         LLVMTypeRef vf = LLVMVectorType(c->f32, (unsigned)d->chunk);
         v = LLVMBuildFMul(c->b, v, LLVMConstBitCast(splat_i(c, c->i32, d->chunk,
                                                             (unsigned)(127 + LIFT_A_EXP) << 23), vf), "");
@@ -923,7 +924,7 @@ static void dot_gemm(Cg *c, const Stmt *s, int mr, int nr, Var *k)
     Dot d = {.s = s, .mr = mr, .nr = nr, .w = w, .chunk = chunk, .pairs = pairs, .kvar = k,
              .vf32 = LLVMVectorType(c->f32, (unsigned)w), .prefetch_next = few, .a_scale = asc, .b_scale = bsc,
              .promote = promote, .b_in_table = b_in_table, .e2m1_lut = e2m1_lut,
-             .lift_a = ta == DT_F8E4M3 && tb == DT_F8E4M3};
+             .lift_a = (ta == DT_F8E4M3 || s->u.gemm.a_lifted) && tb == DT_F8E4M3};
     const Region *ops[2] = {&s->u.gemm.a, &s->u.gemm.b}, *scs[2] = {asc, bsc};
     int64_t *rows_per[2] = {&d.a_rows_per_scale, &d.b_rows_per_scale}, *bk[2] = {&d.bk_a, &d.bk_b};
     for (int x = 0; x < 2; x++) {
@@ -983,7 +984,9 @@ static void dot_gemm(Cg *c, const Stmt *s, int mr, int nr, Var *k)
     }
     /* the tile's sums W at a time (lane_sums), scaled and NaN-marked as
      * vectors (one select: LLVM made eight branches of eight scalar ones) */
-    double scale = d.lift_a ? ldexp(dot_scale(ta), -LIFT_A_EXP - DIRECT_B_EXP) : dot_scale(ta) * dot_scale(tb);
+    double scale = !d.lift_a               ? dot_scale(ta) * dot_scale(tb)
+                   : s->u.gemm.a_lifted ? ldexp(1.0, -IR_A_LIFT_EXP - DIRECT_B_EXP)
+                                        : ldexp(dot_scale(ta), -LIFT_A_EXP - DIRECT_B_EXP);
     if (e2m1_lut)
         scale *= 0.5; /* the byte table holds 2x the values */
     const Region *cr = &s->u.gemm.c;
@@ -1086,8 +1089,8 @@ void cg_micro_gemm(Cg *c, const Stmt *s)
         free(k);
         return;
     }
-    if (scaled) { /* pass_lower gives scales only to dot tiles */
-        fprintf(stderr, "tilec: internal error: a block-scaled micro_gemm that is not a dot tile\n");
+    if (scaled || s->u.gemm.a_lifted) { /* pass_lower gives these only to dot tiles */
+        fprintf(stderr, "tilec: internal error: a block-scaled or a_lifted micro_gemm that is not a dot tile\n");
         abort();
     }
     if (!vec || s->u.gemm.trans_b) {

@@ -114,6 +114,9 @@
 
 #define IR_MAX_RANK 6
 #define IR_MAX_GRID 3
+/* a_lifted micro_gemm: A's e4m3 values times 2^112 are below 2^121, and
+ * their products with B's stored values times 2^-120 at least 2^-26 */
+#define IR_A_LIFT_EXP 112
 
 /* ---------------------------------------------------------------- arena */
 
@@ -418,6 +421,11 @@ struct Stmt {
          * CPU a MICRO_GEMM may have a_scale and b_scale (trans_b, K blocks
          * a multiple of 32 elements, one operand's a multiple of the
          * other's): the dot tile applies them in registers. */
+        /* a_lifted (MICRO_GEMM only): A is an f32 copy of fp8 e4m3 values
+         * times 2^IR_A_LIFT_EXP, and C (+)= (a · 2^-IR_A_LIFT_EXP) . b: a
+         * staged A that lets the CPU's dot tile widen an e4m3 B straight
+         * into f32's fields (codegen/micro.c, e4m3_direct), every product
+         * of the two still an f32 normal.  Needs trans_b and an e4m3 b. */
         /* rows (GEMM only, NULL for all): an integer expression n saying
          * that only C's first n rows are wanted (a tile's rows of one MoE
          * expert, the rows of the last row block that lie inside the
@@ -432,7 +440,7 @@ struct Stmt {
         struct {
             Region a, b, c;
             Region a_scale, b_scale;
-            bool trans_a, trans_b, clear, b_pairs;
+            bool trans_a, trans_b, clear, b_pairs, a_lifted;
             struct Expr *rows;
             struct Expr **desc;
             int ndesc;

@@ -487,12 +487,13 @@ static Stmt *stmt_gemm(Parser *ps, bool micro, SrcLoc loc)
     if (keyword(ps, "b_scale"))
         bs = region(ps);
     Expr *rows = !micro && keyword(ps, "rows") ? expr(ps) : NULL;
-    bool pairs = keyword(ps, "b_pairs");
+    bool pairs = keyword(ps, "b_pairs"), lifted = micro && keyword(ps, "a_lifted");
     Stmt *g = micro ? ir_micro_gemm(ps->k, a, b, c, ta, tb, clear, loc)
                     : ir_gemm(ps->k, a, b, c, ta, tb, clear, loc);
     g->u.gemm.a_scale = as;
     g->u.gemm.b_scale = bs;
     g->u.gemm.b_pairs = pairs;
+    g->u.gemm.a_lifted = lifted;
     g->u.gemm.rows = rows;
     if (micro && accept(ps, "wgmma")) { /* (followed by "[": not a keyword()) */
         Expr *d[1024];

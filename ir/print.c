@@ -21,7 +21,8 @@
  *     copy SRC -> DST                 atomic_add SRC -> DST     copy async SRC -> DST
  *     fill DST = VALUE
  *     gemm A, B -> C [trans_a] [trans_b] [clear] [a_scale S] [b_scale S] [rows E]
- *     micro_gemm A, B -> C [trans_a] [trans_b] [clear] [a_scale S] [b_scale S] [b_pairs] [wgmma [D0, D1, ...]]
+ *     micro_gemm A, B -> C [trans_a] [trans_b] [clear] [a_scale S] [b_scale S] [b_pairs] [a_lifted]
+ *                [wgmma [D0, D1, ...]]
  *     reduce sum|max|min|absmax axis N SRC -> DST [clear]
  *     barrier                         async_commit              async_wait N
  *     prefetch B[I, J]
@@ -260,6 +261,8 @@ static void print_gemm(const Stmt *s, FILE *f)
     }
     if (s->u.gemm.b_pairs)
         fputs(" b_pairs", f);
+    if (s->u.gemm.a_lifted)
+        fputs(" a_lifted", f);
     if (s->u.gemm.desc) {
         fputs(" wgmma [", f);
         for (int i = 0; i < s->u.gemm.ndesc; i++) {

@@ -34,7 +34,8 @@
  *              a scaled operand may have leading dims of extent 1; a
  *              micro_gemm's scales go with trans_b, no trans_a, no
  *              b_pairs and no threads, in K blocks a multiple of 32
- *              elements, the same for both operands.
+ *              elements, one operand's a multiple of the other's;
+ *              a_lifted: a micro_gemm of an f32 a by a transposed f8e4m3 b.
  *   reduce   — axis < src rank; dst is the src window with the axis
  *              removed (rank - 1, the other extents in order), except that
  *              a rank-1 source reduces into a rank-1 window of extent 1
@@ -463,6 +464,11 @@ static void check_gemm(Verifier *v, const Stmt *s)
         return;
     if (s->u.gemm.b_pairs && (s->op != ST_MICRO_GEMM || s->u.gemm.trans_b || b->ext[1] % 2)) {
         fail(v, s->loc, "%s: b_pairs needs a micro_gemm with an untransposed [K/2, 2N] b", op);
+        return;
+    }
+    if (s->u.gemm.a_lifted && (s->op != ST_MICRO_GEMM || !s->u.gemm.trans_b || s->u.gemm.trans_a ||
+                               a->buf->dtype != DT_F32 || b->buf->dtype != DT_F8E4M3 || s->u.gemm.desc)) {
+        fail(v, s->loc, "%s: a_lifted needs a micro_gemm of an f32 a by a transposed f8e4m3 b (no wgmma)", op);
         return;
     }
     int64_t m, n, ka, kb;

@@ -1,6 +1,7 @@
--- C[1, N] = A[1, K] · B[N, K]ᵀ with e4m3 on both sides: one row, so the CPU
--- reads A in place and widens B straight into f32 (codegen/micro.c,
--- e4m3_direct).  S > 0 scales both operands per K block, A's S wide and
+-- C[M, N] = A[M, K] · B[N, K]ᵀ with e4m3 on both sides: at one row the CPU
+-- reads A in place, lifts it in registers and widens B straight into f32
+-- (codegen/micro.c, e4m3_direct); at more rows it stages A as f32, lifted
+-- (micro_gemm a_lifted).  S > 0 scales both operands per K block, A's S wide and
 -- B's (per row) SB wide (0: S), which the dot tiles apply per block in
 -- registers (one block size a multiple of the other).
 -- tests/unit/test_kernels.c runs it over every pair of codes.
@@ -8,29 +9,29 @@
 local T = require "tile"
 
 return T.kernel "dot_fp8" {
-  params = { N = T.size(256), K = T.size(64), S = T.tune{0, 32, 64}, SB = T.tune{0, 32, 64} },
+  params = { M = T.size(1), N = T.size(256), K = T.size(64), S = T.tune{0, 32, 64}, SB = T.tune{0, 32, 64} },
   args = function(p)
     local SB = p.SB > 0 and p.SB or p.S
     T.check(p.S == 0 or (p.K % p.S == 0 and p.K % SB == 0),
             ("dot_fp8: S = %d or SB = %d does not divide K = %d"):format(p.S, SB, p.K))
     local blocks = p.S > 0 and p.K // p.S or 1 -- S = 0: the scales are not read
     return {
-      a  = T.tensor{1, p.K, T.f8e4m3},
+      a  = T.tensor{p.M, p.K, T.f8e4m3},
       b  = T.tensor{p.N, p.K, T.f8e4m3},
-      sa = T.tensor{1, blocks, T.e8m0},
+      sa = T.tensor{p.M, blocks, T.e8m0},
       sb = T.tensor{p.N, p.S > 0 and p.K // SB or 1, T.e8m0},
-      c  = T.tensor{1, p.N, T.f32, out = true},
+      c  = T.tensor{p.M, p.N, T.f32, out = true},
     }
   end,
   body = function(p, a, b, sa, sb, c)
     for _ in T.grid(1) do
-      local acc = T.fragment{1, p.N, T.f32}
+      local acc = T.fragment{p.M, p.N, T.f32}
       local opts = { trans_b = true, clear = true }
       if p.S > 0 then
         local SB = p.SB > 0 and p.SB or p.S
-        opts.a_scale, opts.b_scale = sa:tile(0, 0, { 1, p.K // p.S }), sb:tile(0, 0, { p.N, p.K // SB })
+        opts.a_scale, opts.b_scale = sa:tile(0, 0, { p.M, p.K // p.S }), sb:tile(0, 0, { p.N, p.K // SB })
       end
-      T.gemm(a:tile(0, 0, { 1, p.K }), b:tile(0, 0, { p.N, p.K }), acc, opts)
+      T.gemm(a:tile(0, 0, { p.M, p.K }), b:tile(0, 0, { p.N, p.K }), acc, opts)
       T.copy(acc, c:tile(0, 0))
     end
   end,

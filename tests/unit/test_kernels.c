@@ -381,33 +381,35 @@ TEST(dot_tiles_widen_every_fp8_code)
         }
 }
 
-/* e4m3 x e4m3 at one row: the dot tile widens B straight into f32's
- * fields (a 2^-120 scale, undone with A's; codegen/micro.c, e4m3_direct).
- * Every pair of codes, NaN, ±0 and subnormals included, through
- * tests/specs/dot_fp8.lua compiled once per target: A = code i along all
- * of K, row n of B = code n, so C[n] = K · a · b, exact in f32 (e4m3
+/* e4m3 x e4m3: the dot tile widens B straight into f32's fields (a 2^-120
+ * scale, undone with A's lift: in registers at one row, staged at more —
+ * micro_gemm a_lifted; codegen/micro.c, e4m3_direct).  Every pair of
+ * codes, NaN, ±0 and subnormals included, through tests/specs/dot_fp8.lua
+ * compiled once per target and row count: a row of A = one code i along all
+ * of K, row n of B = code n, so C[., n] = K · a · b, exact in f32 (e4m3
  * values are multiples of 2^-9 with four significant bits).  K = 40 runs
  * whole steps and a masked tail; with S > 0 both operands are scaled, A per
  * S-wide block (2^-3, 2^2), row n of B per SB-wide one (2^(n%5-2),
  * 2^-(n%3)), applied to each block's sums in registers — the finer of the
  * two blocks: C[n] = a · b · Σ_k sa sb, still exact (the terms lie within
  * 2^9 of each other). */
-static void check_dot_fp8_pairs(const char *target, int K, int S, int SB)
+static void check_dot_fp8_pairs(const char *target, int M, int K, int S, int SB)
 {
-    enum { N = 256 };
-    char ks[16], ss[16], sbs[16], what[64];
+    enum { N = 256, MAX_M = 16 };
+    char ms[16], ks[16], ss[16], sbs[16], what[64];
+    snprintf(ms, sizeof ms, "%d", M);
     snprintf(ks, sizeof ks, "%d", K);
     snprintf(ss, sizeof ss, "%d", S);
     snprintf(sbs, sizeof sbs, "%d", SB);
-    snprintf(what, sizeof what, "%s K=%d S=%d SB=%d", target, K, S, SB);
-    FeSet sets[] = {{"N", "256"}, {"K", ks}, {"S", ss}, {"SB", sbs}};
+    snprintf(what, sizeof what, "%s M=%d K=%d S=%d SB=%d", target, M, K, S, SB);
+    FeSet sets[] = {{"M", ms}, {"N", "256"}, {"K", ks}, {"S", ss}, {"SB", sbs}};
     ThKernel tk = {0};
-    CHECKF(th_kernel_build_on(&tk, "tests/specs/dot_fp8.lua", sets, 4, target), "%s: does not build", what);
+    CHECKF(th_kernel_build_on(&tk, "tests/specs/dot_fp8.lua", sets, 5, target), "%s: does not build", what);
     if (!tk.k)
         return;
     int na = S ? K / S : 1, nb = S ? K / SB : 1;
-    static uint8_t a[64], b[N * 64], sa[2], sb[N * 2];
-    static float c[N];
+    static uint8_t a[MAX_M * 64], b[N * 64], sa[MAX_M * 2], sb[N * 2];
+    static float c[MAX_M * N];
     double sav[2] = {0.125, 4}, sbv[N][2];
     for (int n = 0; n < N; n++) {
         for (int k = 0; k < K; k++)
@@ -417,40 +419,51 @@ static void check_dot_fp8_pairs(const char *target, int K, int S, int SB)
         for (int j = 0; j < nb; j++)
             sb[n * nb + j] = dt_f32_to_e8m0((float)sbv[n][j]);
     }
-    for (int j = 0; j < na; j++)
-        sa[j] = dt_f32_to_e8m0((float)sav[j]);
+    for (int r = 0; r < M; r++)
+        for (int j = 0; j < na; j++)
+            sa[r * na + j] = dt_f32_to_e8m0((float)sav[j]);
     int bad = 0;
-    for (int i = 0; i < 256 && bad < 3; i++) {
-        memset(a, i, sizeof a);
+    /* row r of launch l holds code l·M + r */
+    for (int l = 0; l * M < 256 && bad < 3; l++) {
+        for (int r = 0; r < M; r++)
+            memset(a + r * K, (l * M + r) % 256, (size_t)K);
         void *args[5] = {a, b, sa, sb, c};
         CHECKF(th_kernel_run(&tk, args, NULL, 1), "%s: does not run", what);
-        for (int n = 0; n < N; n++) {
-            double p = (double)ref_decode_e4m3((uint8_t)i) * ref_decode_e4m3((uint8_t)n), want = K * p;
-            if (S) {
-                double sum = 0;
-                for (int k = 0; k < K; k++)
-                    sum += sav[k / S] * sbv[n][k / SB];
-                want = p * sum;
+        for (int r = 0; r < M; r++)
+            for (int n = 0; n < N; n++) {
+                int i = (l * M + r) % 256;
+                double p = (double)ref_decode_e4m3((uint8_t)i) * ref_decode_e4m3((uint8_t)n), want = K * p;
+                if (S) {
+                    double sum = 0;
+                    for (int k = 0; k < K; k++)
+                        sum += sav[k / S] * sbv[n][k / SB];
+                    want = p * sum;
+                }
+                float got = c[r * N + n];
+                bool right = isnan(want) ? isnan(got) : got == (float)want;
+                if (!right && bad++ < 3)
+                    CHECKF(false, "%s: a %02x, b %02x: %g, want %g", what, i, n, got, want);
             }
-            bool right = isnan(want) ? isnan(c[n]) : c[n] == (float)want;
-            if (!right && bad++ < 3)
-                CHECKF(false, "%s: a %02x, b %02x: %g, want %g", what, i, n, c[n], want);
-        }
     }
     CHECKF(bad == 0, "%s: wrong products", what);
     th_kernel_free(&tk);
 }
 
+/* 1 row, 3 (one band) and 16 (two bands of 8); unscaled, scaled per
+ * 32-block on both sides, and nested blocks. */
 TEST(dot_tiles_e4m3_by_e4m3_every_pair)
 {
     const char *targets[] = {"x86-avx512", "x86-avx2"};
+    static const int rows[] = {1, 3, 16};
     for (int t = 0; t < 2; t++) {
         if (!th_runs_here(targets[t]))
             continue;
-        check_dot_fp8_pairs(targets[t], 40, 0, 0);
-        check_dot_fp8_pairs(targets[t], 64, 32, 32);
-        check_dot_fp8_pairs(targets[t], 64, 32, 64); /* nested: promoted per A's 32 */
-        check_dot_fp8_pairs(targets[t], 64, 64, 32); /* and per B's 32 */
+        for (int r = 0; r < 3; r++) {
+            check_dot_fp8_pairs(targets[t], rows[r], 40, 0, 0);
+            check_dot_fp8_pairs(targets[t], rows[r], 64, 32, 32);
+            check_dot_fp8_pairs(targets[t], rows[r], 64, 32, 64); /* nested: promoted per A's 32 */
+            check_dot_fp8_pairs(targets[t], rows[r], 64, 64, 32); /* and per B's 32 */
+        }
     }
 }
 

@@ -625,6 +625,34 @@ TEST(gemm_block_scales)
     expect_fail(k, 9, "verify: micro_gemm: block scales need trans_b, without trans_a or b_pairs");
 }
 
+/* a_lifted: a micro_gemm of a staged f32 A (lifted e4m3) by a transposed
+ * e4m3 B, and nothing else. */
+TEST(a_lifted_needs_f32_by_transposed_e4m3)
+{
+    static const char *src = "kernel l level loop\n"
+                             "arg w: f8e4m3[16, 64] in\n"
+                             "arg x: bf16[4, 64] in\n"
+                             "buf xs: shared f32[4, 64]\n"
+                             "buf acc: fragment f32[4, 16]\n"
+                             "grid (b) < [1]\n"
+                             "{\n"
+                             "  micro_gemm xs, w[0 +: 16, 0 +: 64] -> acc trans_b clear a_lifted\n" /* 8 */
+                             "}\n";
+    const char *want = "verify: micro_gemm: a_lifted needs a micro_gemm of an f32 a by a transposed f8e4m3 b (no wgmma)";
+    Diag d = {0};
+    Kernel *k = load(src);
+    CHECKF(k && ir_verify(k, &d), "%s", d.msg);
+    ir_kernel_free(k);
+    k = load(src);
+    item(k, 0)->u.gemm.trans_b = false;
+    item(k, 0)->u.gemm.b.ext[0] = 64; /* [K, N] = [64, 16]: the shapes still agree */
+    item(k, 0)->u.gemm.b.ext[1] = 16;
+    expect_fail(k, 8, want);
+    k = load(src);
+    item(k, 0)->u.gemm.a = ir_region_whole(k, ir_buf_find(k, "x")); /* bf16 A */
+    expect_fail(k, 8, want);
+}
+
 TEST(reduce_ranks_axes_and_types)
 {
     Kernel *k = load(tile_src);
@@ -664,6 +692,7 @@ int main(void)
     RUN(base_kernels_verify);
     RUN(tile_ops_are_errors_in_loop_ir);
     RUN(micro_gemm_and_vector_loops_are_errors_in_tile_ir);
+    RUN(a_lifted_needs_f32_by_transposed_e4m3);
     RUN(wgmma_descriptors);
     RUN(load_index_count_type_and_dtype);
     RUN(operand_counts_and_operator_types);
