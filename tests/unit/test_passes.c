@@ -102,7 +102,8 @@ TEST(golden_lower_dot) { golden("lower_dot", pass_lower); }
  * scale it in place, and f32 dequantisation where the window may leave w */
 TEST(golden_lower_scaled) { golden("lower_scaled", pass_lower); }
 /* 16 rows on AVX2: e2m1 tiles of 6 rows (6, 6 and a 4-row band), one
- * column each: a decoded register feeds 6 FMAs */
+ * column each: a decoded register feeds 6 FMAs; the bands of each column
+ * one after another (the weight tile read once from memory) */
 TEST(golden_lower_scaled_rows) { golden_for("lower_scaled_rows", pass_lower, ir_target("x86-avx2")); }
 /* 20 rows (no dot tiles): B dequantised into bf16 scratch (e2m1 times a
  * power of two is exact there), then the plain GEMM; 8x32 blocks */
@@ -504,7 +505,7 @@ TEST(equivalence_catches_broken_lowerings)
         {"lower_reduce", "acc1[0] = -inf", "acc1[0] = 0.0", 1},
         {"lower_reduce", "min(select(0 <= 4 + r0_2 and 4 + r0_2 < 12, cm[max(min(4 + r0_2, 11), 0)], 0.0), acc2[0])",
          "min(acc2[0], acc2[0])", 4},
-        {"lower_gemm_f32", "micro_gemm gemm_a1[12 +: 1, 0 +: 7], gemm_b2[32 +: 8, 0 +: 7] -> gemm_c0[12 +: 1, 32 +: 8] trans_b",
+        {"lower_gemm_f32", "micro_gemm gemm_a1[12 +: 1, 0 +: 7], gemm_b2[36 +: 4, 0 +: 7] -> gemm_c0[12 +: 1, 36 +: 4] trans_b",
          "", 0},
         {"lower_gemm_bf16", "bg[max(min(q0 * 2 + q1 % 2, 9), 0)", "bg[max(min(q0 * 2, 9), 0)", 0},
         {"lower_gemm_bf16", "bs[jt_1 * 6 +: 6, 1 +: 9]", "bs[jt_1 * 6 +: 6, 0 +: 9]", 0},
