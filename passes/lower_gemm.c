@@ -496,55 +496,24 @@ static void dot_column(Lower *L, Stmt *seq, const Stmt *g, const Region *a, cons
     }
 }
 
-/* Tiles of nr columns over [j0 + j, +width) in every band of rb. */
-static void band_tiles(Lower *L, Stmt *seq, const Stmt *g, const Region *a, const Region *b, DotScales sc,
-                       const Region *c, const RowBands *rb, int64_t nr, Expr *j, int64_t j0, int64_t width, int64_t K)
-{
-    for (int64_t t = 0; t < width; t += nr)
-        dot_column(L, seq, g, a, b, sc, c, j, j0 + t, width - t < nr ? width - t : nr, rb, K);
-}
-
-/* The full bands' tiles (nr columns) and the tail band's (tail_nr, under
- * its condition) over columns [j0 + j, +width). */
-typedef struct DotBands {
-    RowBands head, tail; /* tail.full 0: none */
-    int64_t nr, tail_nr;
-    Expr *tail_cond;
-} DotBands;
-
-static void dot_group(Lower *L, Stmt *seq, const Stmt *g, const Region *a, const Region *b, DotScales sc,
-                      const Region *c, const DotBands *db, Expr *j, int64_t j0, int64_t width, int64_t K)
-{
-    band_tiles(L, seq, g, a, b, sc, c, &db->head, db->nr, j, j0, width, K);
-    if (!db->tail.full)
-        return;
-    Stmt *ts = db->tail_cond ? ir_seq(L->k, g->loc) : seq;
-    band_tiles(L, ts, g, a, b, sc, c, &db->tail, db->tail_nr, j, j0, width, K);
-    if (db->tail_cond)
-        ir_seq_push(L->k, seq, ir_if(L->k, db->tail_cond, ts, NULL, g->loc));
-}
-
-/* Every tile of the bands, over C's columns in groups as wide as the widest
- * band's tiles: the groups outside, the bands inside, so that a group's
- * weight rows are read from memory once and from the cache by the other
- * bands (f32 B, 64 MiB, at 16 rows in 5 bands of 3 and one of 1: 11.2 ->
- * 9.7 ms), each band in tiles of its own width (the 1-row tail in one of
- * 9 columns, where the others take 3 each). */
+/* The tiles of rb's bands over all of C's columns, in groups of nr: the
+ * columns outside, the bands inside, so that a tile of weight rows is read
+ * from memory once and from the cache by the other bands (f32 B, 64 MiB,
+ * at 16 rows in 5 bands of 3: 11.2 -> 10.0 ms). */
 static void dot_columns(Lower *L, Stmt *seq, const Stmt *g, const Region *a, const Region *b, DotScales sc,
-                        const Region *c, const DotBands *db, int64_t K)
+                        const Region *c, int64_t nr, const RowBands *rb, int64_t K)
 {
-    int64_t N = c->ext[1], w = db->tail.full && db->tail_nr > db->nr ? db->tail_nr : db->nr;
-    int64_t groups = N / w, rest = N % w;
-    if (groups) {
-        Var *jv = groups > 1 ? ir_var_new(L->k, "jt") : NULL;
+    int64_t N = c->ext[1], cols = N / nr, rem = N % nr;
+    if (cols) {
+        Var *jv = cols > 1 ? ir_var_new(L->k, "jt") : NULL;
         Stmt *body = jv ? ir_seq(L->k, g->loc) : seq;
-        Expr *j = jv ? ir_binary(L->k, EX_MUL, ir_var(L->k, jv), ci(L, w)) : ci(L, 0);
-        dot_group(L, body, g, a, b, sc, c, db, j, 0, w, K);
+        Expr *j = jv ? ir_binary(L->k, EX_MUL, ir_var(L->k, jv), ci(L, nr)) : ci(L, 0);
+        dot_column(L, body, g, a, b, sc, c, j, 0, nr, rb, K);
         if (jv)
-            ir_seq_push(L->k, seq, ir_for(L->k, jv, ci(L, groups), LOOP_SERIAL, 0, body, g->loc));
+            ir_seq_push(L->k, seq, ir_for(L->k, jv, ci(L, cols), LOOP_SERIAL, 0, body, g->loc));
     }
-    if (rest)
-        dot_group(L, seq, g, a, b, sc, c, db, ci(L, 0), groups * w, rest, K);
+    if (rem)
+        dot_column(L, seq, g, a, b, sc, c, ci(L, 0), cols * nr, rem, rb, K);
 }
 
 static Stmt *dot_tiles(Lower *L, const Stmt *g, const Region *a, const Region *b, DotScales sc,
@@ -585,22 +554,13 @@ static Stmt *dot_tiles(Lower *L, const Stmt *g, const Region *a, const Region *b
     DType ta = a->buf->dtype, tb = b->buf->dtype;
     int64_t mr = dot_rows_of(L->t, M, K, ta, tb), full = M / mr, rem = M % mr;
     Bands bands = wanted_bands(L, rows, M, mr);
+    RowBands rb = {0, mr, full, rem, full > 1 || (full && rows) ? bands.loop : NULL, bands.tail};
+    /* the tail band in the full bands' columns, with them: one of 1 row
+     * in its own tiles of 9 columns read the weight tiles again, from L3
+     * (f32 at 16 rows: 10.0 -> 10.6-11 ms), where packed e2m1's 4-row
+     * tail in tiles of 1 column instead of 2 costs it 1-2% at 16 rows */
     int64_t bn = sc.b ? mat_rows(b) / mat_rows(sc.b) : 0;
-    DotBands db = {.head = {0, mr, full, 0, full > 1 || (full && rows) ? bands.loop : NULL, NULL},
-                   .tail = {full * mr, rem, rem ? 1 : 0, 0, NULL, NULL},
-                   .nr = dot_cols_of(L->t, mr, K, ta, tb, bn, N),
-                   .tail_nr = rem ? dot_cols_of(L->t, rem, K, ta, tb, bn, N) : 0,
-                   .tail_cond = bands.tail};
-    if (!full) { /* only a band of fewer rows than a full one */
-        db.head = (RowBands){0, rem, 0, rem, NULL, bands.tail};
-        db.nr = db.tail_nr;
-        db.tail.full = 0;
-    }
-    /* tiles of the two widths share the column groups where one divides
-     * the other; otherwise the tail takes the full bands' width */
-    if (db.tail.full && db.tail_nr % db.nr && db.nr % db.tail_nr)
-        db.tail_nr = db.nr;
-    dot_columns(L, seq, g, a, b, sc, c, &db, K);
+    dot_columns(L, seq, g, a, b, sc, c, dot_cols_of(L->t, full ? mr : rem, K, ta, tb, bn, N), &rb, K);
     return seq;
 }
 
