@@ -663,6 +663,7 @@ typedef struct TargetInfo {
      * in it.  A fixed figure, not the host's: code compiled for a target
      * is the same on every machine. */
     int64_t l1_bytes;
+    int64_t l2_bytes; /* likewise, the L2 of one core (Zen 2-4: 512 KiB) */
     /* The size from which a write-once output is written with non-temporal
      * stores (pass_stream): larger than the L2s and the L3 share of the
      * threads that write it, where it would not be found by the kernel

@@ -22,6 +22,7 @@ static const TargetInfo targets[] = {
         .dot_m = 4, /* 24 accumulators + 4 + 1 of 32 zmm */
         .dot_n = 6,
         .l1_bytes = 32 * 1024,
+        .l2_bytes = 512 * 1024,
         .stream_bytes = 16 << 20,
     },
     {
@@ -37,6 +38,7 @@ static const TargetInfo targets[] = {
         .dot_m = 3, /* 9 accumulators + 3 + 1 of 16 ymm */
         .dot_n = 3,
         .l1_bytes = 32 * 1024,
+        .l2_bytes = 512 * 1024,
         .stream_bytes = 16 << 20,
     },
     {

@@ -469,6 +469,27 @@ static Stmt *dot_tile(Lower *L, const Stmt *g, const Region *a, const Region *b,
     return tile;
 }
 
+/* The tiles of one band, rows [i0 + i, +mr), over all of C's columns in
+ * groups of nr. */
+static void dot_band(Lower *L, Stmt *seq, const Stmt *g, const Region *a, const Region *b, DotScales sc,
+                     const Region *c, Expr *i, int64_t i0, int64_t mr, int64_t nr, int64_t K)
+{
+    int64_t N = c->ext[1], cols = N / nr, rem = N % nr;
+    if (cols) {
+        Var *jv = cols > 1 ? ir_var_new(L->k, "jt") : NULL;
+        Expr *j = jv ? ir_binary(L->k, EX_MUL, ir_var(L->k, jv), ci(L, nr)) : ci(L, 0);
+        Stmt *tile = dot_tile(L, g, a, b, sc, c, i, i0, mr, j, 0, nr, K);
+        if (jv) {
+            Stmt *body = ir_seq(L->k, g->loc);
+            ir_seq_push(L->k, body, tile);
+            tile = ir_for(L->k, jv, ci(L, cols), LOOP_SERIAL, 0, body, g->loc);
+        }
+        ir_seq_push(L->k, seq, tile);
+    }
+    if (rem)
+        ir_seq_push(L->k, seq, dot_tile(L, g, a, b, sc, c, i, i0, mr, ci(L, 0), cols * nr, rem, K));
+}
+
 /* Rows of C in bands: `full` bands of mr rows from row i0 (in a loop of
  * `loop` steps, or NULL: one band), then a tail band of rem rows (under
  * the condition `tail`, or NULL: always). */
@@ -554,13 +575,37 @@ static Stmt *dot_tiles(Lower *L, const Stmt *g, const Region *a, const Region *b
     DType ta = a->buf->dtype, tb = b->buf->dtype;
     int64_t mr = dot_rows_of(L->t, M, K, ta, tb), full = M / mr, rem = M % mr;
     Bands bands = wanted_bands(L, rows, M, mr);
-    RowBands rb = {0, mr, full, rem, full > 1 || (full && rows) ? bands.loop : NULL, bands.tail};
-    /* the tail band in the full bands' columns, with them: one of 1 row
-     * in its own tiles of 9 columns read the weight tiles again, from L3
-     * (f32 at 16 rows: 10.0 -> 10.6-11 ms), where packed e2m1's 4-row
-     * tail in tiles of 1 column instead of 2 costs it 1-2% at 16 rows */
+    bool loop = full > 1 || (full && rows);
     int64_t bn = sc.b ? mat_rows(b) / mat_rows(sc.b) : 0;
-    dot_columns(L, seq, g, a, b, sc, c, dot_cols_of(L->t, full ? mr : rem, K, ta, tb, bn, N), &rb, K);
+    int64_t nr = dot_cols_of(L->t, full ? mr : rem, K, ta, tb, bn, N);
+    /* Weight rows that overflow half of L2 would come from L3 or memory
+     * again for every band: there the columns go outside and the bands
+     * inside, each tile of weight rows read once and then from the cache
+     * (f32 at 16 rows, 64 rows of 16 KiB per block: 11.2 -> 9.7 ms), the
+     * tail band in the full bands' columns.  Otherwise the bands go outside,
+     * each in tiles of its own width: a block of packed e2m1 at 16 rows
+     * (128 rows of 2 KiB) stays in L2, and columns outside ran 4-7% slower
+     * there. */
+    if ((double)N * K * dt_bits(tb) / 8 > L->t->l2_bytes / 2) {
+        RowBands rb = {0, mr, full, rem, loop ? bands.loop : NULL, bands.tail};
+        dot_columns(L, seq, g, a, b, sc, c, nr, &rb, K);
+        return seq;
+    }
+    if (loop) {
+        Var *iv = ir_var_new(L->k, "it");
+        Stmt *body = ir_seq(L->k, g->loc);
+        dot_band(L, body, g, a, b, sc, c, ir_binary(L->k, EX_MUL, ir_var(L->k, iv), ci(L, mr)), 0, mr, nr, K);
+        ir_seq_push(L->k, seq, ir_for(L->k, iv, bands.loop, LOOP_SERIAL, 0, body, g->loc));
+    } else if (full) {
+        dot_band(L, seq, g, a, b, sc, c, ci(L, 0), 0, mr, nr, K);
+    }
+    if (rem) {
+        Stmt *tail = bands.tail ? ir_seq(L->k, g->loc) : seq;
+        int64_t tail_nr = full ? dot_cols_of(L->t, rem, K, ta, tb, bn, N) : nr;
+        dot_band(L, tail, g, a, b, sc, c, ci(L, 0), full * mr, rem, tail_nr, K);
+        if (bands.tail)
+            ir_seq_push(L->k, seq, ir_if(L->k, bands.tail, tail, NULL, g->loc));
+    }
     return seq;
 }
 

@@ -98,12 +98,14 @@ TEST(golden_lower_gemm_bf16) { golden("lower_gemm_bf16", pass_lower); }
 TEST(golden_lower_gemm_widen) { golden_for("lower_gemm_widen", pass_lower, ir_target("x86-avx2")); }
 /* decode: dot tiles, the fp8 weight read in place, prefetch of the next step */
 TEST(golden_lower_dot) { golden("lower_dot", pass_lower); }
+/* weight rows past half of L2 (80 x 1024 f32): the column tiles outside,
+ * the row bands (and the tail band, in the same columns) inside */
+TEST(golden_lower_dot_columns) { golden_for("lower_dot_columns", pass_lower, ir_target("x86-avx2")); }
 /* a block-scaled fp4 B (1x32 scales, leading unit dim): dot tiles that
  * scale it in place, and f32 dequantisation where the window may leave w */
 TEST(golden_lower_scaled) { golden("lower_scaled", pass_lower); }
 /* 16 rows on AVX2: e2m1 tiles of 6 rows (6, 6 and a 4-row band), one
- * column each: a decoded register feeds 6 FMAs; the bands of each column
- * one after another (the weight tile read once from memory) */
+ * column each: a decoded register feeds 6 FMAs */
 TEST(golden_lower_scaled_rows) { golden_for("lower_scaled_rows", pass_lower, ir_target("x86-avx2")); }
 /* 20 rows (no dot tiles): B dequantised into bf16 scratch (e2m1 times a
  * power of two is exact there), then the plain GEMM; 8x32 blocks */
@@ -505,11 +507,14 @@ TEST(equivalence_catches_broken_lowerings)
         {"lower_reduce", "acc1[0] = -inf", "acc1[0] = 0.0", 1},
         {"lower_reduce", "min(select(0 <= 4 + r0_2 and 4 + r0_2 < 12, cm[max(min(4 + r0_2, 11), 0)], 0.0), acc2[0])",
          "min(acc2[0], acc2[0])", 4},
-        {"lower_gemm_f32", "micro_gemm gemm_a1[12 +: 1, 0 +: 7], gemm_b2[36 +: 4, 0 +: 7] -> gemm_c0[12 +: 1, 36 +: 4] trans_b",
+        {"lower_gemm_f32", "micro_gemm gemm_a1[12 +: 1, 0 +: 7], gemm_b2[32 +: 8, 0 +: 7] -> gemm_c0[12 +: 1, 32 +: 8] trans_b",
          "", 0},
         {"lower_gemm_bf16", "bg[max(min(q0 * 2 + q1 % 2, 9), 0)", "bg[max(min(q0 * 2, 9), 0)", 0},
         {"lower_gemm_bf16", "bs[jt_1 * 6 +: 6, 1 +: 9]", "bs[jt_1 * 6 +: 6, 0 +: 9]", 0},
         {"lower_dot", "micro_gemm gemm_a0, w[jt * 4 +: 4", "micro_gemm gemm_a0, w[jt * 3 +: 4", 5},
+        /* the tail band's tile one column group behind */
+        {"lower_dot_columns", "micro_gemm x[6 +: 1, 0 +: 1024], w[jt * 3 +: 3",
+         "micro_gemm x[6 +: 1, 0 +: 1024], w[jt * 3 + 3 +: 3", 0},
         /* the rows of A widened once for every column tile: one row twice */
         {"lower_dot", "gemm_a0[p0, p1] = x[b * 5 + p0, k * 40 + p1]", "gemm_a0[p0, p1] = x[b * 5, k * 40 + p1]", 5},
         /* block scales: another expert's scales in a dot tile; the high
@@ -571,7 +576,7 @@ TEST(tile_equals_loop_hand_written)
 {
     const char *names[] = {"lower_copy",       "lower_reduce", "lower_gemm_f32",   "lower_gemm_bf16",  "lower_dot",
                            "lower_gemm_widen", "lower_scaled", "lower_scaled_deq", "lower_scaled_rows",
-                           "lower_rows",       "lower_forward"};
+                           "lower_rows",       "lower_forward", "lower_dot_columns"};
     const int64_t ms[] = {1, 4, 5, 11, 45}; /* 45: whole 20-row blocks, then a partial one */
     for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++) {
         char path[256];
@@ -813,6 +818,7 @@ int main(void)
     RUN(golden_lower_gemm_bf16);
     RUN(golden_lower_gemm_widen);
     RUN(golden_lower_dot);
+    RUN(golden_lower_dot_columns);
     RUN(golden_lower_scaled);
     RUN(golden_lower_scaled_rows);
     RUN(golden_lower_promote);
