@@ -1008,7 +1008,11 @@ static void dot_gemm(Cg *c, const Stmt *s, int mr, int nr, Var *k)
         }
         if (scale != 1.0)
             all = LLVMBuildFMul(c->b, all, splat_f(c, &d, LLVMConstReal(c->f32, scale)), "");
-        if (nan[0]) {
+        if (nan[0] && nr == 1) {
+            /* one column: one flag for every lane, selected as a scalar
+             * (a vector mask of it took 4 instructions per tile) */
+            all = LLVMBuildSelect(c->b, nan[0], splat_f(c, &d, LLVMConstReal(c->f32, NAN)), all, "");
+        } else if (nan[0]) {
             LLVMValueRef mask = LLVMConstNull(LLVMVectorType(c->i1, (unsigned)w));
             for (int t = 0; t < m; t++)
                 mask = LLVMBuildInsertElement(c->b, mask, nan[(t0 + t) % nr], LLVMConstInt(c->i32, (unsigned)t, 0), "");
