@@ -915,12 +915,19 @@ static void dot_gemm(Cg *c, const Stmt *s, int mr, int nr, Var *k)
     /* A tile of few columns streams few weight rows from memory (a 4x2
      * bf16 tile at 4 rows: two), fewer than the prefetchers need to keep
      * DRAM busy; the next tile's rows, fetched alongside, make it twice as
-     * many.  Only where one row band covers all of A (later bands find the
-     * rows in cache, and at 16 rows the hints cost 8%), and not at 9
+     * many.  Only where the tile's rows are all of A's (later bands find
+     * the rows in cache, and at 16 rows the hints cost 8%), and not at 9
      * columns (one row: 18 streams were 20% slower than 9).  bench_decode
-     * --quick, 4096^2, one thread: bf16 M=4 3.39-3.46 -> 2.49-2.59 ms. */
-    bool few = nr <= 4 && ir_region_is_whole(&s->u.gemm.a) && s->u.gemm.b.buf->scope == SCOPE_GLOBAL &&
-               tb != DT_F4E2M1;
+     * --quick, 4096^2, one thread: bf16 M=4 3.39-3.46 -> 2.49-2.59 ms.
+     * Packed e2m1 through the byte table (one row, 2 columns) likewise,
+     * also where its row is one of a band's (an MoE expert's one-row
+     * variant, the band's other rows not computed): fp4 M=1 2.43-3.09 ->
+     * 1.93-1.97 ms; bench_moe --quick, routed GEMMs at one token 26.6-29.2
+     * -> 24.5-24.8 ms.  Not e2m1's f32-table tiles: unmeasured. */
+    int ra = s->u.gemm.a.buf->rank;
+    int64_t a_rows;
+    bool all_rows = ir_expr_is_const(s->u.gemm.a.buf->shape[ra - 2], &a_rows) && a_rows == s->u.gemm.a.ext[ra - 2];
+    bool few = nr <= 4 && s->u.gemm.b.buf->scope == SCOPE_GLOBAL && (e2m1_lut || (all_rows && tb != DT_F4E2M1));
     Dot d = {.s = s, .mr = mr, .nr = nr, .w = w, .chunk = chunk, .pairs = pairs, .kvar = k,
              .vf32 = LLVMVectorType(c->f32, (unsigned)w), .prefetch_next = few, .a_scale = asc, .b_scale = bsc,
              .promote = promote, .b_in_table = b_in_table, .e2m1_lut = e2m1_lut,

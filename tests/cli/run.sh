@@ -196,12 +196,16 @@ fp4_loop() { # spec args... -> the innermost loops holding FMAs and $PAT
        /^[ \t]+j[a-z]+[ \t]+\.LBB/ { if ($2 == lab) { s = ""; for (i = 1; i <= n; i++) s = s body[i] "\n"
                                        if (s ~ /vfmadd/ && s ~ pat) printf "%s----\n", s } }' "$tmp/dot_fp4.s"
 }
+# It fetches the next tile's weight rows as it goes (prefetcht0), also in
+# an MoE expert's one-row variant of a 4-row band.
 PAT=vpshufb fp4_loop --set BM=1 --set BK=2048 >"$tmp/dot_fp4_1.s"
+PAT=vpshufb fp4_loop --set BM=4 --set BK=2048 >"$tmp/dot_fp4_v.s"
 if grep -q vpmovsxbd "$tmp/dot_fp4_1.s" && grep -q vcvtdq2ps "$tmp/dot_fp4_1.s" &&
-   ! grep -qE "movzb|movsb|vperm" "$tmp/dot_fp4_1.s"; then
-  ok "fp4 dot tile at one row decodes through a byte table, no scalar loads"
+   ! grep -qE "movzb|movsb|vperm" "$tmp/dot_fp4_1.s" && grep -q prefetcht0 "$tmp/dot_fp4_1.s" &&
+   grep -q prefetcht0 "$tmp/dot_fp4_v.s"; then
+  ok "fp4 dot tile at one row decodes through a byte table, no scalar loads, prefetching"
 else
-  bad "fp4 dot tile at one row decodes through a byte table, no scalar loads" "$(head -40 "$tmp/dot_fp4_1.s")"
+  bad "fp4 dot tile at one row decodes through a byte table, no scalar loads, prefetching" "$(head -40 "$tmp/dot_fp4_1.s")"
 fi
 # (the first such loop: the tiles whose rows all lie inside A; the tail's,
 # reading a staged A, may reload a constant)
