@@ -487,7 +487,7 @@ static Stmt *stmt_gemm(Parser *ps, bool micro, SrcLoc loc)
     if (keyword(ps, "b_scale"))
         bs = region(ps);
     Expr *rows = !micro && keyword(ps, "rows") ? expr(ps) : NULL;
-    bool pairs = keyword(ps, "b_pairs"), lifted = micro && keyword(ps, "a_lifted");
+    bool pairs = keyword(ps, "b_pairs"), lifted = keyword(ps, "a_lifted");
     Stmt *g = micro ? ir_micro_gemm(ps->k, a, b, c, ta, tb, clear, loc)
                     : ir_gemm(ps->k, a, b, c, ta, tb, clear, loc);
     g->u.gemm.a_scale = as;

@@ -651,6 +651,15 @@ TEST(a_lifted_needs_f32_by_transposed_e4m3)
     k = load(src);
     item(k, 0)->u.gemm.a = ir_region_whole(k, ir_buf_find(k, "x")); /* bf16 A */
     expect_fail(k, 8, want);
+    k = load("kernel l level tile\n" /* a gemm, not a micro_gemm */
+             "arg w: f8e4m3[16, 64] in\n"
+             "arg x: f32[4, 64] in\n"
+             "buf acc: fragment f32[4, 16]\n"
+             "grid (b) < [1]\n"
+             "{\n"
+             "  gemm x[0 +: 4, 0 +: 64], w[0 +: 16, 0 +: 64] -> acc trans_b clear a_lifted\n" /* 7 */
+             "}\n");
+    expect_fail(k, 7, "verify: gemm: a_lifted needs a micro_gemm of an f32 a by a transposed f8e4m3 b (no wgmma)");
 }
 
 TEST(reduce_ranks_axes_and_types)
