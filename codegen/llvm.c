@@ -225,47 +225,28 @@ static LLVMValueRef f32_to_fp8(Cg *c, LLVMValueRef f, const Fp8 *F)
     return c->t->gpu_sm ? fp8_bits(c, f, F) : fp8_magic(c, f, F, true);
 }
 
-/* x, where e is exactly clamp(x, -lim, lim): min(max(x, -lim), lim) or
- * max(min(x, lim), -lim); NULL otherwise. */
-static const Expr *clamp_operand(const Expr *e, double lim)
+/* x, where e clamps it between constants: min(max(x, lo), hi) or
+ * max(min(x, hi), lo) (quant.lua's T.clamp(x, -qmax, qmax) before an fp8
+ * store); NULL otherwise. */
+static const Expr *clamp_of(const Expr *e, double *lo, double *hi)
 {
     if (e->op != EX_MIN && e->op != EX_MAX)
         return NULL;
     ExprOp inner = e->op == EX_MIN ? EX_MAX : EX_MIN;
-    double outer = e->op == EX_MIN ? lim : -lim;
     for (int i = 0; i < 2; i++) {
         const Expr *k = e->args[i], *x = e->args[1 - i];
-        if (k->op != EX_CONST || !dt_is_float(k->dtype) || k->imm.f != outer || x->op != inner)
+        if (k->op != EX_CONST || !dt_is_float(k->dtype) || x->op != inner)
             continue;
         for (int j = 0; j < 2; j++) {
             const Expr *k2 = x->args[j];
-            if (k2->op == EX_CONST && dt_is_float(k2->dtype) && k2->imm.f == -outer)
+            if (k2->op == EX_CONST && dt_is_float(k2->dtype)) {
+                *hi = e->op == EX_MIN ? k->imm.f : k2->imm.f;
+                *lo = e->op == EX_MIN ? k2->imm.f : k->imm.f;
                 return x->args[1 - j];
+            }
         }
     }
     return NULL;
-}
-
-/* Is e clamped into [-lim, lim] (or NaN): min(max(x, -a), b) or
- * max(min(x, b), -a) with constants a, b <= lim, as quant.lua's
- * T.clamp(x, -qmax, qmax) before an fp8 store? */
-static bool clamped_within(const Expr *e, double lim)
-{
-    if (e->op != EX_MIN && e->op != EX_MAX)
-        return false;
-    ExprOp inner = e->op == EX_MIN ? EX_MAX : EX_MIN;
-    double sign = e->op == EX_MIN ? 1 : -1;
-    for (int i = 0; i < 2; i++) {
-        const Expr *k = e->args[i], *x = e->args[1 - i];
-        if (k->op != EX_CONST || !dt_is_float(k->dtype) || sign * k->imm.f > lim || x->op != inner)
-            continue;
-        for (int j = 0; j < 2; j++) {
-            const Expr *k2 = x->args[j];
-            if (k2->op == EX_CONST && dt_is_float(k2->dtype) && -sign * k2->imm.f <= lim)
-                return true;
-        }
-    }
-    return false;
 }
 
 /* A stored element (of dtype t) widened to its value type. */
@@ -794,13 +775,14 @@ static void store(Cg *c, const Stmt *s)
      * vector: |x| meets the largest value and the NaN test in a row */
     if ((b->dtype == DT_F8E4M3 || b->dtype == DT_F8E5M2) && !c->t->gpu_sm) {
         const Fp8 *F = b->dtype == DT_F8E4M3 ? &E4M3 : &E5M2;
-        const Expr *x = clamp_operand(val, fp8_code_value(F, F->max));
-        if (x) {
+        double lo, hi, fmax = fp8_code_value(F, F->max);
+        const Expr *x = clamp_of(val, &lo, &hi);
+        if (x && lo == -fmax && hi == fmax) {
             LLVMValueRef xv = cg_convert(c, cg_expr(c, x), x->dtype, DT_F32);
             LLVMBuildStore(c->b, fp8_magic(c, xv, F, true), p);
             return;
         }
-        if (clamped_within(val, fp8_code_value(F, F->max))) {
+        if (x && -lo <= fmax && hi <= fmax) {
             LLVMBuildStore(c->b, fp8_magic(c, v, F, false), p);
             return;
         }
