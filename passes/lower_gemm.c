@@ -469,33 +469,12 @@ static Stmt *dot_tile(Lower *L, const Stmt *g, const Region *a, const Region *b,
     return tile;
 }
 
-/* The tiles of one band, rows [i0 + i, +mr), over all of C's columns in
- * groups of nr. */
-static void dot_band(Lower *L, Stmt *seq, const Stmt *g, const Region *a, const Region *b, DotScales sc,
-                     const Region *c, Expr *i, int64_t i0, int64_t mr, int64_t nr, int64_t K)
-{
-    int64_t N = c->ext[1], cols = N / nr, rem = N % nr;
-    if (cols) {
-        Var *jv = cols > 1 ? ir_var_new(L->k, "jt") : NULL;
-        Expr *j = jv ? ir_binary(L->k, EX_MUL, ir_var(L->k, jv), ci(L, nr)) : ci(L, 0);
-        Stmt *tile = dot_tile(L, g, a, b, sc, c, i, i0, mr, j, 0, nr, K);
-        if (jv) {
-            Stmt *body = ir_seq(L->k, g->loc);
-            ir_seq_push(L->k, body, tile);
-            tile = ir_for(L->k, jv, ci(L, cols), LOOP_SERIAL, 0, body, g->loc);
-        }
-        ir_seq_push(L->k, seq, tile);
-    }
-    if (rem)
-        ir_seq_push(L->k, seq, dot_tile(L, g, a, b, sc, c, i, i0, mr, ci(L, 0), cols * nr, rem, K));
-}
-
 /* Rows of C in bands: `full` bands of mr rows from row i0 (in a loop of
- * `loop` steps, or NULL: one band), then a tail band of rem rows (under
- * the condition `tail`, or NULL: always). */
+ * `loop` steps, or NULL: one band, from i0 + i — i NULL: 0), then a tail
+ * band of rem rows (under the condition `tail`, or NULL: always). */
 typedef struct RowBands {
     int64_t i0, mr, full, rem;
-    Expr *loop, *tail;
+    Expr *loop, *tail, *i;
 } RowBands;
 
 /* The tiles of columns [j0 + j, +n) in every band of rb. */
@@ -509,7 +488,7 @@ static void dot_column(Lower *L, Stmt *seq, const Stmt *g, const Region *a, cons
         ir_seq_push(L->k, body, dot_tile(L, g, a, b, sc, c, i, rb->i0, rb->mr, j, j0, n, K));
         ir_seq_push(L->k, seq, ir_for(L->k, iv, rb->loop, LOOP_SERIAL, 0, body, g->loc));
     } else if (rb->full) {
-        ir_seq_push(L->k, seq, dot_tile(L, g, a, b, sc, c, ci(L, 0), rb->i0, rb->mr, j, j0, n, K));
+        ir_seq_push(L->k, seq, dot_tile(L, g, a, b, sc, c, rb->i ? rb->i : ci(L, 0), rb->i0, rb->mr, j, j0, n, K));
     }
     if (rb->rem) {
         Stmt *tail = dot_tile(L, g, a, b, sc, c, ci(L, 0), rb->i0 + rb->full * rb->mr, rb->rem, j, j0, n, K);
@@ -518,7 +497,8 @@ static void dot_column(Lower *L, Stmt *seq, const Stmt *g, const Region *a, cons
 }
 
 /* The tiles of rb's bands over all of C's columns in groups of nr, the
- * columns outside and the bands inside (dot_tiles says where). */
+ * columns outside and the bands inside (dot_tiles says where; for one
+ * band, the band's tiles). */
 static void dot_columns(Lower *L, Stmt *seq, const Stmt *g, const Region *a, const Region *b, DotScales sc,
                         const Region *c, int64_t nr, const RowBands *rb, int64_t K)
 {
@@ -585,22 +565,23 @@ static Stmt *dot_tiles(Lower *L, const Stmt *g, const Region *a, const Region *b
      * (128 rows of 2 KiB) stays in L2, and columns outside ran 4-7% slower
      * there. */
     if ((double)N * K * dt_bits(tb) / 8 > L->t->l2_bytes / 2) {
-        RowBands rb = {0, mr, full, rem, loop ? bands.loop : NULL, bands.tail};
+        RowBands rb = {0, mr, full, rem, loop ? bands.loop : NULL, bands.tail, NULL};
         dot_columns(L, seq, g, a, b, sc, c, nr, &rb, K);
         return seq;
     }
     if (loop) {
         Var *iv = ir_var_new(L->k, "it");
         Stmt *body = ir_seq(L->k, g->loc);
-        dot_band(L, body, g, a, b, sc, c, ir_binary(L->k, EX_MUL, ir_var(L->k, iv), ci(L, mr)), 0, mr, nr, K);
+        RowBands band = {.mr = mr, .full = 1, .i = ir_binary(L->k, EX_MUL, ir_var(L->k, iv), ci(L, mr))};
+        dot_columns(L, body, g, a, b, sc, c, nr, &band, K);
         ir_seq_push(L->k, seq, ir_for(L->k, iv, bands.loop, LOOP_SERIAL, 0, body, g->loc));
     } else if (full) {
-        dot_band(L, seq, g, a, b, sc, c, ci(L, 0), 0, mr, nr, K);
+        dot_columns(L, seq, g, a, b, sc, c, nr, &(RowBands){.mr = mr, .full = 1}, K);
     }
     if (rem) {
         Stmt *tail = bands.tail ? ir_seq(L->k, g->loc) : seq;
         int64_t tail_nr = full ? dot_cols_of(L->t, rem, K, ta, tb, bn, N) : nr;
-        dot_band(L, tail, g, a, b, sc, c, ci(L, 0), full * mr, rem, tail_nr, K);
+        dot_columns(L, tail, g, a, b, sc, c, tail_nr, &(RowBands){.i0 = full * mr, .mr = rem, .full = 1}, K);
         if (bands.tail)
             ir_seq_push(L->k, seq, ir_if(L->k, bands.tail, tail, NULL, g->loc));
     }
