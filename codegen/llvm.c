@@ -790,6 +790,39 @@ static void store(Cg *c, const Stmt *s)
     LLVMBuildStore(c->b, cg_narrow(c, b->dtype, v), p);
 }
 
+/* ONCE on the CPU: a slot of the launch (an entry alloca, INT64_MIN, no
+ * grid key, stored before the block loop) holds the key the body last ran
+ * with, and the body runs when the key differs.  GPU blocks keep nothing
+ * from one to the next: there it runs always (pass_hoist is CPU-only). */
+static void once(Cg *c, const Stmt *s)
+{
+    if (c->t->gpu_sm) {
+        cg_stmt(c, s->u.once.body);
+        return;
+    }
+    LLVMBasicBlockRef entry = LLVMGetEntryBasicBlock(c->fn);
+    LLVMBuilderRef eb = LLVMCreateBuilderInContext(c->ctx);
+    LLVMPositionBuilderBefore(eb, LLVMGetFirstInstruction(entry));
+    LLVMValueRef slot = LLVMBuildAlloca(eb, c->i64, "once");
+    LLVMValueRef end = LLVMGetBasicBlockTerminator(entry);
+    if (end)
+        LLVMPositionBuilderBefore(eb, end);
+    else
+        LLVMPositionBuilderAtEnd(eb, entry);
+    LLVMBuildStore(eb, cg_i64(c, INT64_MIN), slot);
+    LLVMDisposeBuilder(eb);
+    LLVMValueRef key = cg_convert(c, cg_expr(c, s->u.once.key), s->u.once.key->dtype, DT_I64);
+    LLVMValueRef stale = LLVMBuildICmp(c->b, LLVMIntNE, LLVMBuildLoad2(c->b, c->i64, slot, ""), key, "");
+    LLVMBasicBlockRef run = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "once");
+    LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "once_done");
+    LLVMBuildCondBr(c->b, stale, run, join);
+    LLVMPositionBuilderAtEnd(c->b, run);
+    LLVMBuildStore(c->b, key, slot);
+    cg_stmt(c, s->u.once.body);
+    LLVMBuildBr(c->b, join);
+    LLVMPositionBuilderAtEnd(c->b, join);
+}
+
 void cg_stmt(Cg *c, const Stmt *s)
 {
     switch (s->op) {
@@ -834,6 +867,9 @@ void cg_stmt(Cg *c, const Stmt *s)
         LLVMPositionBuilderAtEnd(c->b, join);
         break;
     }
+    case ST_ONCE:
+        once(c, s);
+        break;
     case ST_STORE:
         store(c, s);
         cg_stream_tag(c, s);

@@ -503,6 +503,14 @@ Stmt *ir_if(Kernel *k, Expr *cond, Stmt *then_, Stmt *else_, SrcLoc loc)
     return s;
 }
 
+Stmt *ir_once(Kernel *k, Expr *key, Stmt *body, SrcLoc loc)
+{
+    Stmt *s = stmt_new(k, ST_ONCE, loc);
+    s->u.once.key = key;
+    s->u.once.body = body;
+    return s;
+}
+
 Stmt *ir_store(Kernel *k, Buffer *b, Expr *const *idx, Expr *value, SrcLoc loc)
 {
     Stmt *s = stmt_new(k, ST_STORE, loc);

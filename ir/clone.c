@@ -80,6 +80,8 @@ Stmt *ir_clone_stmt(Kernel *k, const Stmt *s, const IrSubst *sub)
     case ST_IF:
         return ir_if(k, ir_clone_expr(k, s->u.if_.cond, sub), ir_clone_stmt(k, s->u.if_.then_, sub),
                      ir_clone_stmt(k, s->u.if_.else_, sub), s->loc);
+    case ST_ONCE:
+        return ir_once(k, ir_clone_expr(k, s->u.once.key, sub), ir_clone_stmt(k, s->u.once.body, sub), s->loc);
     case ST_STORE: {
         Buffer *b = map_buf(sub, s->u.store.buf);
         Expr *idx[IR_MAX_RANK];

@@ -1147,6 +1147,10 @@ static void exec(Interp *in, const Stmt *s)
         else if (s->u.if_.else_)
             exec(in, s->u.if_.else_);
         break;
+    case ST_ONCE: /* the meaning: the body each time (ir.h) */
+        eval_int(in, s->u.once.key, s->loc);
+        exec(in, s->u.once.body);
+        break;
     case ST_STORE: exec_store(in, s); break;
     case ST_COPY: exec_copy(in, s, false); break;
     case ST_ATOMIC_ADD: exec_copy(in, s, true); break;

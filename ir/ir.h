@@ -372,7 +372,8 @@ typedef struct Region {
     X(MBAR_INIT, "mbar_init")   /* sm_90a: set up an mbarrier */\
     X(MBAR_EXPECT, "mbar_expect_tx") /* arrive, expecting TMA bytes */\
     X(TMA_LOAD, "tma_load")     /* TMA tile copy onto an mbarrier */\
-    X(MBAR_WAIT, "mbar_wait")   /* wait for an mbarrier's phase */
+    X(MBAR_WAIT, "mbar_wait")   /* wait for an mbarrier's phase */\
+    X(ONCE, "once")             /* CPU Loop IR: body once per key */
 
 typedef enum StmtOp {
 #define X(e, t) ST_##e,
@@ -397,6 +398,16 @@ struct Stmt {
          * write-once output's; codegen streams it when the buffer is large
          * and aligned at run time. */
         struct { Buffer *buf; Expr **idx; Expr *value; bool atomic, async, stream; } store;
+        /* ONCE (CPU Loop IR, made by pass_hoist): body runs unless the
+         * block this thread ran before, in the same launch, ran it with
+         * the same key (an integer).  The contract, which the pass keeps
+         * and the verifier cannot check: body writes only scratch, from
+         * read-only inputs and the key's values, so what it leaves there
+         * is the same each time the key is; the blocks after it read that
+         * scratch without writing it.  Scratch keeps its contents from
+         * one block to the next on the CPU (stack arrays per launch of a
+         * run of blocks); the interpreter, the meaning, runs body always. */
+        struct { Expr *key; Stmt *body; } once;
         struct { Region src, dst; bool async; } copy; /* also ATOMIC_ADD */
         struct { int pending; } wait; /* ASYNC_WAIT, WGMMA_WAIT: groups left in flight */
         struct { Region dst; Expr *value; } fill;
@@ -534,6 +545,7 @@ Stmt *ir_seq(Kernel *k, SrcLoc loc);
 void ir_seq_push(Kernel *k, Stmt *seq, Stmt *s);
 Stmt *ir_for(Kernel *k, Var *v, Expr *extent, LoopKind kind, int arg, Stmt *body, SrcLoc loc);
 Stmt *ir_if(Kernel *k, Expr *cond, Stmt *then_, Stmt *else_, SrcLoc loc);
+Stmt *ir_once(Kernel *k, Expr *key, Stmt *body, SrcLoc loc);
 Stmt *ir_store(Kernel *k, Buffer *b, Expr *const *idx, Expr *value, SrcLoc loc);
 /* A hint that the cache line holding buf[idx] is read soon (u.store, no
  * value): no effect on results, out-of-bounds indices allowed. */

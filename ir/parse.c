@@ -594,6 +594,11 @@ static Stmt *stmt(Parser *ps)
         return stmt_for(ps, loc);
     if (keyword(ps, "if"))
         return stmt_if(ps, loc);
+    if (keyword(ps, "once")) {
+        Stmt *s = ir_once(k, expr(ps), NULL, loc);
+        s->u.once.body = block(ps, &s->loc);
+        return s;
+    }
     Stmt *s;
     bool is_copy = keyword(ps, "copy"), micro = false;
     if (is_copy || keyword(ps, "atomic_add")) {

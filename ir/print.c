@@ -370,6 +370,11 @@ static void print_stmt(const Printer *p, const Stmt *s, int depth)
             fputs("else ", p->f);
             print_block(p, s->u.if_.else_, depth, (SrcLoc){0});
         }
+    } else if (s->op == ST_ONCE) {
+        fputs("once ", p->f);
+        ir_print_expr(s->u.once.key, p->f);
+        fputc(' ', p->f);
+        print_block(p, s->u.once.body, depth, s->loc);
     } else {
         print_simple(s, p->f);
         end_line(p, s->loc);

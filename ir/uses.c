@@ -35,6 +35,10 @@ void ir_buffer_use(const Stmt *s, const Buffer *b, IrUse *u)
         ir_buffer_use(s->u.if_.then_, b, u);
         ir_buffer_use(s->u.if_.else_, b, u);
         break;
+    case ST_ONCE:
+        use_expr(s->u.once.key, b, u);
+        ir_buffer_use(s->u.once.body, b, u);
+        break;
     case ST_STORE:
         if (s->u.store.buf == b) {
             u->writes++;

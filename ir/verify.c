@@ -637,6 +637,16 @@ static void check_if(Verifier *v, const Stmt *s)
         check_stmt(v, s->u.if_.else_);
 }
 
+static void check_once(Verifier *v, const Stmt *s)
+{
+    if (v->k->level != LEVEL_LOOP || v->k->nthreads) {
+        fail(v, s->loc, "once belongs to loop IR without threads (a CPU's blocks)");
+        return;
+    }
+    check_int(v, s->u.once.key, s->loc, "a once key");
+    check_stmt(v, s->u.once.body);
+}
+
 /* The buffer and indices of a STORE or PREFETCH. */
 static void check_index(Verifier *v, const Stmt *s, const char *what)
 {
@@ -699,6 +709,7 @@ static void check_stmt(Verifier *v, const Stmt *s)
         break;
     case ST_FOR: check_for(v, s); break;
     case ST_IF: check_if(v, s); break;
+    case ST_ONCE: check_once(v, s); break;
     case ST_STORE: check_store(v, s); break;
     case ST_PREFETCH: check_index(v, s, "prefetch of"); break;
     case ST_COPY:

@@ -43,6 +43,9 @@ bool pass_bounds(Kernel *k, const TargetInfo *t, Diag *d);
  * iteration of the other writes; scratch values then used within one
  * iteration are forwarded and their stores dropped (see fuse.c). */
 bool pass_fuse(Kernel *k, const TargetInfo *t, Diag *d);
+/* Staging that consecutive blocks share (grid variables aside from the
+ * fastest) runs once per run of them, in a `once` (CPU; see hoist.c). */
+bool pass_hoist(Kernel *k, const TargetInfo *t, Diag *d);
 /* Mark innermost loops that are safe to run in vector lanes (CPU). */
 bool pass_vectorize(Kernel *k, const TargetInfo *t, Diag *d);
 /* Mark the stores of vector loops that may bypass the cache: write-once

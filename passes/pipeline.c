@@ -18,6 +18,7 @@ static const struct {
     {"lower", pass_lower, ANY},
     {"bounds", pass_bounds, CPU}, /* GPU: softmax then spills 12 bytes on sm_90a (ptxas stops at 128 registers) */
     {"fuse", pass_fuse, CPU}, /* GPU: the rule is there (see fuse.c) but softmax then spills on sm_90a */
+    {"hoist", pass_hoist, CPU}, /* a GPU block's shared memory starts anew */
     {"vectorize", pass_vectorize, CPU},
     {"stream", pass_stream, CPU},
     {"threads", pass_threads, GPU},
@@ -26,7 +27,7 @@ static const struct {
 
 enum { NPASSES = sizeof passes / sizeof passes[0] };
 
-const char *pass_names(void) { return "check, stages, tma, lower, bounds, fuse, vectorize, stream, threads, wgwait"; }
+const char *pass_names(void) { return "check, stages, tma, lower, bounds, fuse, hoist, vectorize, stream, threads, wgwait"; }
 
 static double now(void)
 {

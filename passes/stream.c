@@ -116,6 +116,9 @@ static void walk(const Kernel *k, Stmt *s, const Stmt *hot)
         if (s->u.if_.else_)
             walk(k, s->u.if_.else_, s->u.if_.then_);
         break;
+    case ST_ONCE:
+        walk(k, s->u.once.body, hot);
+        break;
     case ST_FOR: {
         Stmt *body = s->u.loop.body;
         if (s->u.loop.kind != LOOP_VECTOR)

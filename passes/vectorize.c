@@ -127,6 +127,9 @@ static void walk(Stmt *s, int width)
         if (s->u.if_.else_)
             walk(s->u.if_.else_, width);
         break;
+    case ST_ONCE:
+        walk(s->u.once.body, width);
+        break;
     case ST_FOR:
         if ((s->u.loop.kind == LOOP_PARALLEL && is_innermost(s->u.loop.body)) ||
             (s->u.loop.kind == LOOP_SERIAL && (ir_reduction_step(s->u.loop.body, NULL) || is_fused_reduction(s)))) {
@@ -229,6 +232,9 @@ static Stmt *hoist_guards(Kernel *k, Stmt *s)
         s->u.if_.then_ = hoist_guards(k, s->u.if_.then_);
         if (s->u.if_.else_)
             s->u.if_.else_ = hoist_guards(k, s->u.if_.else_);
+        return s;
+    case ST_ONCE:
+        s->u.once.body = hoist_guards(k, s->u.once.body);
         return s;
     case ST_FOR: {
         s->u.loop.body = hoist_guards(k, s->u.loop.body);

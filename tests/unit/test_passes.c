@@ -176,6 +176,12 @@ TEST(golden_fuse_update) { golden("fuse_update", pass_fuse); }
  * reads u before it overwrites it), and so do v's (the loop that
  * overwrites v may run no times: M - 1 is 0 at one row) */
 TEST(golden_fuse_dead_loop) { golden("fuse_dead_loop", pass_fuse); }
+/* staging that consecutive blocks share: A's rows (both arms of the
+ * window test, by's only) move into a once per by before the step loop,
+ * their scratch a block per step, and the step loop's prefetches of a go;
+ * the scale row at the top level stays in place, in a once; the weight
+ * tile (bx's, the fastest dimension) stays */
+TEST(golden_hoist_staging) { golden_for("hoist_staging", pass_hoist, ir_target("x86-avx2")); }
 /* lower's `if inside {fast} else {guarded}` copies unswitched: both arms
  * fused, t gone */
 TEST(golden_fuse_switch) { golden("fuse_switch", pass_fuse); }
@@ -646,6 +652,26 @@ TEST(bounds_keeps_the_meaning)
     }
 }
 
+/* pass_hoist alone keeps the meaning of its golden's input (the
+ * interpreter runs a once's body each time: what the blocks read from the
+ * hoisted scratch is what they staged before).  M: one row, a partial
+ * row block, whole ones. */
+TEST(hoist_keeps_the_meaning)
+{
+    const int64_t ms[] = {1, 6, 8};
+    for (int m = 0; m < 3; m++) {
+        Kernel *before = parse_file("tests/passes/hoist_staging.in.tir");
+        Kernel *after = parse_file("tests/passes/hoist_staging.in.tir");
+        if (!before || !after)
+            return;
+        Diag d = {0};
+        CHECKF(pass_hoist(after, ir_target("x86-avx2"), &d) && ir_verify(after, &d), "hoist: %s", d.msg);
+        same_results(before, after, &ms[m], "hoist_staging");
+        ir_kernel_free(before);
+        ir_kernel_free(after);
+    }
+}
+
 /* Every example spec, at shapes that hit tails (and small enough for the
  * interpreter), for both targets' lowerings. */
 TEST(tile_equals_loop_examples)
@@ -763,7 +789,7 @@ TEST(dump_after_unknown_pass)
     PassOptions o = {.dump_after = "tile"};
     CHECK(!pass_pipeline(k, avx512(), &o, &d));
     CHECKF(strstr(d.msg, "unknown pass 'tile'") && strstr(d.msg, pass_names()), "%s", d.msg);
-    CHECK(!strcmp(pass_names(), "check, stages, tma, lower, bounds, fuse, vectorize, stream, threads, wgwait"));
+    CHECK(!strcmp(pass_names(), "check, stages, tma, lower, bounds, fuse, hoist, vectorize, stream, threads, wgwait"));
     CHECK(k->level == LEVEL_TILE);
     ir_kernel_free(k);
 }
@@ -835,6 +861,8 @@ int main(void)
     RUN(golden_fuse_keep);
     RUN(golden_fuse_update);
     RUN(golden_fuse_dead_loop);
+    RUN(golden_hoist_staging);
+    RUN(hoist_keeps_the_meaning);
     RUN(golden_fuse_switch);
     RUN(golden_fuse_strided);
     RUN(golden_fuse_strided_keep);

@@ -662,6 +662,32 @@ TEST(a_lifted_needs_f32_by_transposed_e4m3)
     expect_fail(k, 7, "verify: gemm: a_lifted needs a micro_gemm of an f32 a by a transposed f8e4m3 b (no wgmma)");
 }
 
+/* once: an integer key, in a CPU's Loop IR (no threads) */
+TEST(once_is_cpu_loop_ir_with_an_integer_key)
+{
+    static const char *src = "kernel o level loop\n"
+                             "arg x: f32[4, 8] in\n"
+                             "buf t: shared f32[8]\n"
+                             "grid (b, c) < [4, 2]\n"
+                             "{\n"
+                             "  once b {\n" /* 6 */
+                             "    for i: parallel < 8 {\n"
+                             "      t[i] = x[b, i]\n"
+                             "    }\n"
+                             "  }\n"
+                             "}\n";
+    Diag d = {0};
+    Kernel *k = load(src);
+    CHECKF(k && ir_verify(k, &d), "%s", d.msg);
+    ir_kernel_free(k);
+    k = load(src);
+    item(k, 0)->u.once.key = ir_const_f(k, 1.0);
+    expect_fail(k, 6, "verify: a once key must be an integer, not f32");
+    k = load(src);
+    k->level = LEVEL_TILE;
+    expect_fail(k, 6, "verify: once belongs to loop IR without threads (a CPU's blocks)");
+}
+
 TEST(reduce_ranks_axes_and_types)
 {
     Kernel *k = load(tile_src);
@@ -718,5 +744,6 @@ int main(void)
     RUN(gemm_shapes_and_types);
     RUN(gemm_block_scales);
     RUN(reduce_ranks_axes_and_types);
+    RUN(once_is_cpu_loop_ir_with_an_integer_key);
     return test_summary();
 }
