@@ -915,8 +915,10 @@ static void dot_gemm(Cg *c, const Stmt *s, int mr, int nr, Var *k)
     /* A tile of few columns streams few weight rows from memory (a 4x2
      * bf16 tile at 4 rows: two), fewer than the prefetchers need to keep
      * DRAM busy; the next tile's rows, fetched alongside, make it twice as
-     * many.  Only where the tile's rows are all of A's (later bands find
-     * the rows in cache, and at 16 rows the hints cost 8%), and not at 9
+     * many.  Only where the tile's rows are all of the product's — all of
+     * C's, the GEMM's accumulator (A's buffer may hold a block of rows per
+     * step, pass_hoist) — as later bands find the rows in cache (at 16
+     * rows the hints cost 8%), and not at 9
      * columns (one row: 18 streams were 20% slower than 9).  bench_decode
      * --quick, 4096^2, one thread: bf16 M=4 3.39-3.46 -> 2.49-2.59 ms.
      * Packed e2m1 through the byte table (one row, 2 columns) likewise,
@@ -925,9 +927,9 @@ static void dot_gemm(Cg *c, const Stmt *s, int mr, int nr, Var *k)
      * 1.93-1.97 ms; bench_moe --quick, routed GEMMs at one token 26.6-29.2
      * -> 24.5-24.8 ms.  Not e2m1's f32-table tiles, compute-bound: 4 rows
      * 3.75 -> 3.73 ms with it. */
-    int ra = s->u.gemm.a.buf->rank;
-    int64_t a_rows;
-    bool all_rows = ir_expr_is_const(s->u.gemm.a.buf->shape[ra - 2], &a_rows) && a_rows == s->u.gemm.a.ext[ra - 2];
+    int rc = s->u.gemm.c.buf->rank;
+    int64_t c_rows;
+    bool all_rows = ir_expr_is_const(s->u.gemm.c.buf->shape[rc - 2], &c_rows) && c_rows == s->u.gemm.c.ext[rc - 2];
     bool few = nr <= 4 && s->u.gemm.b.buf->scope == SCOPE_GLOBAL && (e2m1_lut || (all_rows && tb != DT_F4E2M1));
     Dot d = {.s = s, .mr = mr, .nr = nr, .w = w, .chunk = chunk, .pairs = pairs, .kvar = k,
              .vf32 = LLVMVectorType(c->f32, (unsigned)w), .prefetch_next = few, .a_scale = asc, .b_scale = bsc,

@@ -154,11 +154,19 @@ for m in 1 4; do
     --set BK=4096 --target x86-avx2 --emit asm -o "$tmp/dot_bf16_$m.s" 2>/dev/null
   kloops "$tmp/dot_bf16_$m.s" >"$tmp/dot_bf16_${m}k.s"
 done
+# Likewise fp8's 4x2 tiles at 4 rows in 128-wide steps, whose A rows
+# pass_hoist stages for all the steps at once (A's buffer then holds a
+# block of rows per step: the test is on C's rows).
+"$TILEC" compile kernels_src/fp8_gemm.lua --set M=4 --set BM=4 --set BN=16 --set BK=128 \
+  --target x86-avx2 --emit asm -o "$tmp/dot_fp8_4.s" 2>/dev/null
+kloops "$tmp/dot_fp8_4.s" >"$tmp/dot_fp8_4k.s"
 if grep -q prefetcht0 "$tmp/dot_bf16_4k.s" && grep -q vfmadd "$tmp/dot_bf16_1k.s" &&
+   grep -q prefetcht0 "$tmp/dot_fp8_4k.s" &&
    ! grep -q prefetcht0 "$tmp/dot_bf16_1k.s"; then
-  ok "bf16 dot tiles of 2 columns prefetch the next tile's rows, of 9 do not"
+  ok "bf16 and fp8 dot tiles of 2 columns prefetch the next tile's rows, bf16's of 9 do not"
 else
-  bad "bf16 dot tiles of 2 columns prefetch the next tile's rows, of 9 do not" "$(grep -c prefetcht0 "$tmp/dot_bf16_4k.s" "$tmp/dot_bf16_1k.s")"
+  bad "bf16 and fp8 dot tiles of 2 columns prefetch the next tile's rows, bf16's of 9 do not" \
+    "$(grep -c prefetcht0 "$tmp/dot_bf16_4k.s" "$tmp/dot_bf16_1k.s" "$tmp/dot_fp8_4k.s")"
 fi
 # topk's positions as floats (cast<f32> of a loop index): through i32, so
 # no lane is converted alone (i64 lanes were, with vcvtsi2ss: 4x the time)
