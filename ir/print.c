@@ -16,6 +16,8 @@
  *     }
  *     else {
  *     }
+ *     once KEY {                      (CPU Loop IR: skipped when this thread's
+ *     }                                previous block ran it with KEY)
  *     B[I, J] = VALUE                 atomic B[I, J] += VALUE   async B[I, J] = VALUE
  *     stream B[I, J] = VALUE
  *     copy SRC -> DST                 atomic_add SRC -> DST     copy async SRC -> DST
