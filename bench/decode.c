@@ -263,9 +263,15 @@ static bool build(const Problem *p, ThKernel *tk)
     /* 16 weight rows per block: few enough streams for the prefetchers.
      * One row: all of K in one scaled T.gemm (each 128-wide block promoted
      * in the dot tiles' registers, A and B e4m3 throughout).  More rows:
-     * 128-wide steps, whose A rows, staged as f32, stay in L1 for tall
-     * tiles (at 16 rows, K 4096 in one step ran 18 ms against 13). */
-    FeSet fp8[] = {{"N", n}, {"K", k}, {"BM", bm}, {"BN", "16"}, {"BK", p->M == 1 ? bk : "128"}};
+     * shorter steps, whose A rows, staged as f32 (once per row block,
+     * pass_hoist), stay in L1 for tall tiles (at 16 rows, K 4096 in one
+     * step ran 18 ms against 13).  4 rows in 512-wide steps, where the 4x2
+     * tiles' ends (lane sums, NaN flags, stores) come a quarter as often:
+     * 7168x2048 2.87-2.97 -> 2.46-2.50 ms, 4096^2 3.03 -> 2.74; at 16 rows
+     * 512 gained at 4096^2 (9.7 -> 9.3) and lost at 7168x2048 (8.6-8.7 ->
+     * 8.8-8.9): 128 there. */
+    const char *fp8_bk = p->M == 1 ? bk : p->M <= 4 && p->K % 512 == 0 ? "512" : "128";
+    FeSet fp8[] = {{"N", n}, {"K", k}, {"BM", bm}, {"BN", "16"}, {"BK", fp8_bk}};
     /* fp4: all of K in one scaled T.gemm at every row count (the A rows
      * staged as f32 once; 4096^2, one thread: 1 row 2.73 -> 2.55 ms, 4 rows
      * 5.13 -> 4.15, 16 rows 14.7 -> 13.0, weights in L3) */
