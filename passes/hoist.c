@@ -112,7 +112,10 @@ static Stmt *staging_store(Stmt *s, Var **vars, int *nvars)
     for (int d = 0; d < n; d++) {
         int64_t want;
         const Expr *i = s->u.store.idx[d];
-        if (i->op != EX_VAR || i->var != vars[d] || !ir_expr_is_const(x->shape[d], &want) || want != ext[d])
+        int64_t zero;
+        bool at_var = i->op == EX_VAR && i->var == vars[d];
+        bool folded = ext[d] == 1 && ir_expr_is_const(i, &zero) && zero == 0; /* a loop of one, its variable 0 */
+        if (!(at_var || folded) || !ir_expr_is_const(x->shape[d], &want) || want != ext[d])
             return NULL;
     }
     *nvars = n;
@@ -322,7 +325,13 @@ static void hoist(Hoist *H, Stmt *seq, int i, int at)
         Expr *cond = H->in_else[c] ? ir_unary(k, EX_NOT, g->u.if_.cond) : g->u.if_.cond;
         staged = ir_if(k, cond, staged, NULL, g->loc);
     }
-    if (H->loop) {
+    if (H->loop && steps(H) == 1) { /* one step: the nest as it is, at step 0 */
+        IrSubst sub = {.var = {H->loop->u.loop.var}, .by = {ir_const_i(k, 0)}, .nvars = 1};
+        staged = ir_clone_stmt(k, staged, &sub);
+        H->loop->u.loop.body = drop_prefetches(H, H->loop->u.loop.body);
+        if (!H->loop->u.loop.body)
+            H->loop->u.loop.body = ir_seq(k, H->loop->loc);
+    } else if (H->loop) {
         Var *kv = H->loop->u.loop.var, *step = ir_var_new(k, kv->name);
         IrSubst sub = {.var = {kv}, .by = {ir_var(k, step)}, .nvars = 1};
         Stmt *copy = ir_clone_stmt(k, staged, &sub);
