@@ -15,7 +15,9 @@
  * A nest qualifies when
  *   - it is a perfect nest of constant extents storing every element of
  *     one scratch buffer X once, at its own loop variables in order (what
- *     it leaves in X does not depend on what X held);
+ *     it leaves in X does not depend on what X held) — or an if whose two
+ *     arms both are, for the same X (a window test's two copies), its
+ *     condition as below;
  *   - it sits in a step loop (serial or pipelined, constant extent) at the
  *     block's top level, or at the top level itself, under ifs whose
  *     conditions read no buffer and depend on neither the step nor any
@@ -145,34 +147,55 @@ static int64_t steps(const Hoist *H)
     return n;
 }
 
-/* Is `nest`, item i of seq, one to hoist (the ifs around it in H)? */
-static bool qualifies(Hoist *H, Stmt *seq, int i)
+/* A condition the same for every step of a block: invariant, and free
+ * of the step. */
+static bool invariant_cond(Hoist *H, const Expr *cond)
 {
-    Stmt *nest = seq->u.seq.items[i];
+    return invariant_expr(H, cond, NULL, 0) && !(H->loop && ir_mentions_var(cond, H->loop->u.loop.var));
+}
+
+/* The buffer s stores every element of, whichever way it goes — a staging
+ * nest, or an if on an invariant condition whose arms both stage the same
+ * buffer (a row-count variant's copy, say) — its values invariant; NULL if
+ * none. */
+static Buffer *staged_by(Hoist *H, const Stmt *s)
+{
+    if (s->op == ST_IF) {
+        if (!s->u.if_.else_ || !invariant_cond(H, s->u.if_.cond))
+            return NULL;
+        Buffer *x = staged_by(H, s->u.if_.then_);
+        return x && staged_by(H, s->u.if_.else_) == x ? x : NULL;
+    }
     Var *vars[IR_MAX_RANK];
     int n;
-    Stmt *st = staging_store(nest, vars, &n);
+    Stmt *st = staging_store((Stmt *)s, vars, &n);
     if (!st)
-        return false;
-    Buffer *x = st->u.store.buf;
-    memset(H->grid_used, 0, sizeof H->grid_used);
+        return NULL;
     for (int d = 0; d < n; d++)
         if (!invariant_expr(H, st->u.store.idx[d], vars, n))
-            return false;
-    if (!invariant_expr(H, st->u.store.value, vars, n))
+            return NULL;
+    return invariant_expr(H, st->u.store.value, vars, n) ? st->u.store.buf : NULL;
+}
+
+/* Is item i of seq one to hoist (the ifs around it in H)? */
+static bool qualifies(Hoist *H, Stmt *seq, int i)
+{
+    const Stmt *s = seq->u.seq.items[i];
+    memset(H->grid_used, 0, sizeof H->grid_used);
+    Buffer *x = staged_by(H, s);
+    if (!x)
         return false;
-    for (int c = 0; c < H->nconds; c++) {
-        const Expr *cond = H->conds[c]->u.if_.cond;
-        if (!invariant_expr(H, cond, NULL, 0) || (H->loop && ir_mentions_var(cond, H->loop->u.loop.var)))
+    for (int c = 0; c < H->nconds; c++)
+        if (!invariant_cond(H, H->conds[c]->u.if_.cond))
             return false;
-    }
     if (!shared_by_a_run(H))
         return false;
-    IrUse all = {0}, after = {0};
+    IrUse all = {0}, mine = {0}, after = {0};
     ir_buffer_use(H->k->body, x, &all);
+    ir_buffer_use(s, x, &mine);
     for (int j = i + 1; j < seq->u.seq.n; j++)
         ir_buffer_use(seq->u.seq.items[j], x, &after);
-    if (all.writes != 1 || all.reads != after.reads)
+    if (all.writes != mine.writes || all.reads != after.reads)
         return false;
     int64_t rows;
     if (!ir_expr_is_const(x->shape[0], &rows) ||
@@ -356,7 +379,7 @@ static bool scan(Hoist *H, Stmt *seq, int at)
 {
     for (int i = 0; i < seq->u.seq.n; i++) {
         Stmt *s = seq->u.seq.items[i];
-        if (s->op == ST_FOR && qualifies(H, seq, i)) {
+        if ((s->op == ST_FOR || s->op == ST_IF) && qualifies(H, seq, i)) {
             hoist(H, seq, i, at);
             return true;
         }
@@ -386,7 +409,7 @@ bool pass_hoist(Kernel *k, const TargetInfo *t, Diag *d)
     Stmt *body = k->body;
     for (int i = 0; i < body->u.seq.n; i++) { /* nests at the top level stay where they are */
         Stmt *s = body->u.seq.items[i];
-        if (s->op == ST_FOR && qualifies(&H, body, i))
+        if ((s->op == ST_FOR || s->op == ST_IF) && qualifies(&H, body, i))
             body->u.seq.items[i] = ir_once(k, run_key(&H), s, s->loc);
     }
     for (int i = 0; i < k->body->u.seq.n; i++) {

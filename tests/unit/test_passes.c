@@ -179,8 +179,9 @@ TEST(golden_fuse_dead_loop) { golden("fuse_dead_loop", pass_fuse); }
 /* staging that consecutive blocks share: A's rows (both arms of the
  * window test, by's only) move into a once per by before the step loop,
  * their scratch a block per step, and the step loop's prefetches of a go;
- * the scale row at the top level stays in place, in a once; the weight
- * tile (bx's, the fastest dimension) stays */
+ * a step's scales, an if whose two arms both stage sr, move as one; the
+ * scale row at the top level stays in place, in a once; the weight tile
+ * (bx's, the fastest dimension) stays */
 TEST(golden_hoist_staging) { golden_for("hoist_staging", pass_hoist, ir_target("x86-avx2")); }
 /* one row in one step (fp8_gemm at M = 1, K in one step): the row's nest,
  * its variable folded to 0, into a once keyed 0 (no grid variable), at
