@@ -5,48 +5,59 @@
  * whose values depend on none of the fastest grid variables computes the
  * same scratch in each of a run of blocks: fp8_gemm at 16 rows over N =
  * 4096 in blocks of 16 widens every A row 256 times, a fifth of its time.
- * This pass moves such a nest out of the step loop (or the block's top
- * level) into `once KEY { for k' { nest } }` at the loop's place (ir.h):
- * KEY is the linear index of the grid variables the nest reads, and its
- * scratch gains a leading block per step — X[i, ..] becomes
- * X[k·R + i, ..] (R: X's first extent), one contiguous step after
+ * This pass moves such a nest into `once KEY { ... }` (ir.h) in place of
+ * the block's top-level statement holding it (just before it): the loops
+ * and ifs around the nest are repeated around it there, KEY is the linear
+ * index of the grid variables it depends on, and where a step loop of n
+ * steps encloses it its scratch gains a block of rows per step — X[i, ..]
+ * becomes X[k·R + i, ..] (R: X's first extent), one contiguous step after
  * another — so the blocks after the first read what it staged.
  *
  * A nest qualifies when
  *   - it is a perfect nest of constant extents storing every element of
  *     one scratch buffer X once, at its own loop variables in order (what
  *     it leaves in X does not depend on what X held) — or an if whose two
- *     arms both are, for the same X (a window test's two copies), its
- *     condition as below;
- *   - it sits in a step loop (serial or pipelined, constant extent) at the
- *     block's top level, or at the top level itself, under ifs whose
- *     conditions read no buffer and depend on neither the step nor any
- *     loop (a window test: the same for every step of the block);
- *   - its values load only read-only arguments (nothing in the kernel
- *     writes them) and use only its own loop variables, the step, grid
- *     variables and parameters;
- *   - the grid variables it and its conditions use are the slowest grid
- *     dimensions (those of extent 1 aside), not all of them: consecutive
- *     blocks then share KEY;
+ *     arms both are, for the same X (a window test's two copies);
+ *   - the statements around it (from the block's top level) are ifs and
+ *     loops (serial or pipelined) of at most one step, and at most one
+ *     step loop of a constant number of steps;
+ *   - its values, its conditions and those loops' extents load only
+ *     read-only arguments and block-derived scratch (below), and use only
+ *     its own variables, the enclosing loops', grid variables and
+ *     parameters, no condition or extent the step's;
+ *   - the grid variables all that depends on are the slowest dimensions
+ *     (those of extent 1 aside), not all of them: consecutive blocks then
+ *     share KEY;
  *   - nothing else writes X, and X is read only after the nest in its own
  *     sequence (as before, those reads see this step's values);
  *   - X, grown by the step count, fits the target's L2.
- * A step loop's prefetches of a buffer only the nest read go with it. */
+ * Block-derived scratch: a buffer written only by top-level statements
+ * before the one holding the nest, statements of stores, loops and ifs
+ * whose values use only their own loop variables, grid variables (KEY's
+ * too then), parameters, read-only arguments and block-derived scratch
+ * (itself included): an MoE block's schedule (expert, first row, rows),
+ * found from the grid row and the expert counts.
+ * The prefetches of a buffer that only the nest read go with it. */
 #include "passes/passes.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+enum { MAX_DEPTH = 8 };
+
 typedef struct Hoist {
     Kernel *k;
     const TargetInfo *t;
-    Stmt *loop;                      /* the step loop, NULL at the block's top level */
-    const Stmt *conds[8];            /* the ifs around the nest, outermost first */
-    bool in_else[8];                 /* the nest lies in that if's else arm */
-    int nconds;
+    int item;                   /* the block's top-level statement being searched */
+    Stmt *path[MAX_DEPTH];      /* the loops and ifs around the nest, outermost first */
+    bool in_else[MAX_DEPTH];    /* (an if) the nest lies in its else arm */
+    int depth;
+    Stmt *step;                 /* the step loop among them, NULL if none */
     bool grid_used[IR_MAX_GRID];
-    Buffer *x;                       /* the staged scratch */
-    Expr *rows;                      /* its first extent, R */
+    const Buffer *deriving[4];  /* derived(): the buffers whose writers are being checked */
+    int nderiving;
+    Buffer *x;                  /* the staged scratch */
+    Expr *rows;                 /* its first extent, R */
 } Hoist;
 
 /* ------------------------------------------------------------ the tests */
@@ -59,9 +70,36 @@ static int grid_dim(const Kernel *k, const Var *v)
     return -1;
 }
 
-/* Does e use only the nest's variables (vars[0..n)), the step, grid
- * variables (noted) and parameters, and load only read-only arguments? */
-static bool invariant_expr(Hoist *H, const Expr *e, Var *const *vars, int n)
+static bool read_only_arg(const Kernel *k, const Buffer *b)
+{
+    IrUse u = {0};
+    ir_buffer_use(k->body, b, &u);
+    return b->scope == SCOPE_GLOBAL && b->dir == ARG_IN && !u.writes;
+}
+
+static bool derived(Hoist *H, const Buffer *b);
+
+/* Loop variables defined in s (vars[*n..]). */
+static void loop_vars(const Stmt *s, const Var **vars, int *n, int cap)
+{
+    if (!s)
+        return;
+    if (s->op == ST_SEQ)
+        for (int i = 0; i < s->u.seq.n; i++)
+            loop_vars(s->u.seq.items[i], vars, n, cap);
+    else if (s->op == ST_IF) {
+        loop_vars(s->u.if_.then_, vars, n, cap);
+        loop_vars(s->u.if_.else_, vars, n, cap);
+    } else if (s->op == ST_FOR) {
+        if (*n < cap)
+            vars[(*n)++] = s->u.loop.var;
+        loop_vars(s->u.loop.body, vars, n, cap);
+    }
+}
+
+/* Does e use only vars[0..n), grid variables (noted) and parameters, and
+ * load only read-only arguments and block-derived scratch? */
+static bool invariant_in(Hoist *H, const Expr *e, const Var *const *vars, int n)
 {
     if (e->op == EX_VAR) {
         int g = grid_dim(H->k, e->var);
@@ -69,23 +107,96 @@ static bool invariant_expr(Hoist *H, const Expr *e, Var *const *vars, int n)
             H->grid_used[g] = true;
             return true;
         }
-        if (H->loop && e->var == H->loop->u.loop.var)
-            return true;
         for (int i = 0; i < n; i++)
             if (vars[i] == e->var)
                 return true;
         return false;
     }
-    if (e->op == EX_LOAD) {
-        IrUse u = {0};
-        ir_buffer_use(H->k->body, e->buf, &u);
-        if (e->buf->scope != SCOPE_GLOBAL || e->buf->dir != ARG_IN || u.writes)
-            return false;
-    }
+    if (e->op == EX_LOAD && !read_only_arg(H->k, e->buf) && !derived(H, e->buf))
+        return false; /* (derived() allows the loads of a buffer in its own writers) */
     for (int i = 0; i < e->nargs; i++)
-        if (!invariant_expr(H, e->args[i], vars, n))
+        if (!invariant_in(H, e->args[i], vars, n))
             return false;
     return true;
+}
+
+/* Is statement s (stores, loops and ifs) invariant given vars[0..n)? */
+static bool invariant_stmt(Hoist *H, const Stmt *s, const Var *const *vars, int n)
+{
+    if (!s)
+        return true;
+    switch (s->op) {
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n; i++)
+            if (!invariant_stmt(H, s->u.seq.items[i], vars, n))
+                return false;
+        return true;
+    case ST_FOR:
+        return invariant_in(H, s->u.loop.extent, vars, n) &&
+               invariant_stmt(H, s->u.loop.body, vars, n);
+    case ST_IF:
+        return invariant_in(H, s->u.if_.cond, vars, n) && invariant_stmt(H, s->u.if_.then_, vars, n) &&
+               invariant_stmt(H, s->u.if_.else_, vars, n);
+    case ST_STORE:
+        for (int d = 0; d < s->u.store.buf->rank; d++)
+            if (!invariant_in(H, s->u.store.idx[d], vars, n))
+                return false;
+        return !s->u.store.atomic && invariant_in(H, s->u.store.value, vars, n);
+    default: return false;
+    }
+}
+
+/* Is scratch b block-derived (see the top) for the statement H->item? */
+static bool derived(Hoist *H, const Buffer *b)
+{
+    for (int i = 0; i < H->nderiving; i++)
+        if (H->deriving[i] == b)
+            return true;
+    if (b->scope == SCOPE_GLOBAL || H->nderiving == (int)(sizeof H->deriving / sizeof H->deriving[0]))
+        return false;
+    Stmt *body = H->k->body;
+    for (int i = H->item; i < body->u.seq.n; i++) {
+        IrUse u = {0};
+        ir_buffer_use(body->u.seq.items[i], b, &u);
+        if (u.writes)
+            return false;
+    }
+    for (int i = 0; i < H->item; i++) {
+        const Stmt *s = body->u.seq.items[i];
+        IrUse u = {0};
+        ir_buffer_use(s, b, &u);
+        if (!u.writes)
+            continue;
+        const Var *vars[32];
+        int n = 0;
+        loop_vars(s, vars, &n, 32);
+        H->deriving[H->nderiving++] = b;
+        bool ok = n < 32 && invariant_stmt(H, s, vars, n);
+        H->nderiving--;
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+/* Loop variables of the path and the nest's (extra[0..n)), for
+ * invariant_in. */
+static int scope_vars(const Hoist *H, const Var **vars, Var *const *extra, int n)
+{
+    int m = 0;
+    for (int i = 0; i < H->depth; i++)
+        if (H->path[i]->op == ST_FOR)
+            vars[m++] = H->path[i]->u.loop.var;
+    for (int i = 0; i < n; i++)
+        vars[m++] = extra[i];
+    return m;
+}
+
+static bool invariant_expr(Hoist *H, const Expr *e, Var *const *nest_vars, int n)
+{
+    const Var *vars[MAX_DEPTH + IR_MAX_RANK];
+    int m = scope_vars(H, vars, nest_vars, n);
+    return invariant_in(H, e, vars, m);
 }
 
 /* The store of a perfect nest of constant extents writing each element
@@ -112,9 +223,8 @@ static Stmt *staging_store(Stmt *s, Var **vars, int *nvars)
     if (x->scope == SCOPE_GLOBAL || x->rank != n)
         return NULL;
     for (int d = 0; d < n; d++) {
-        int64_t want;
+        int64_t want, zero;
         const Expr *i = s->u.store.idx[d];
-        int64_t zero;
         bool at_var = i->op == EX_VAR && i->var == vars[d];
         bool folded = ext[d] == 1 && ir_expr_is_const(i, &zero) && zero == 0; /* a loop of one, its variable 0 */
         if (!(at_var || folded) || !ir_expr_is_const(x->shape[d], &want) || want != ext[d])
@@ -142,16 +252,42 @@ static bool shared_by_a_run(const Hoist *H)
 static int64_t steps(const Hoist *H)
 {
     int64_t n = 1;
-    if (H->loop)
-        ir_expr_is_const(H->loop->u.loop.extent, &n);
+    if (H->step)
+        ir_expr_is_const(H->step->u.loop.extent, &n);
     return n;
 }
 
-/* A condition the same for every step of a block: invariant, and free
- * of the step. */
-static bool invariant_cond(Hoist *H, const Expr *cond)
+static IrRange no_leaf(const Expr *e, void *ctx)
 {
-    return invariant_expr(H, cond, NULL, 0) && !(H->loop && ir_mentions_var(cond, H->loop->u.loop.var));
+    (void)e;
+    (void)ctx;
+    return (IrRange){0, 0, false};
+}
+
+/* A loop the search may pass through: serial or pipelined, of at most one
+ * step, or the (one) step loop of a constant count. */
+static bool passable(const Hoist *H, const Stmt *s)
+{
+    if (s->u.loop.kind != LOOP_SERIAL && s->u.loop.kind != LOOP_PIPELINED)
+        return false;
+    int64_t n;
+    if (ir_expr_is_const(s->u.loop.extent, &n))
+        return n <= 1 || !H->step;
+    IrRange r = ir_range_of(s->u.loop.extent, no_leaf, NULL);
+    return r.known && r.hi <= 1;
+}
+
+/* The conditions and extents around the nest: invariant, free of the
+ * step. */
+static bool invariant_path(Hoist *H)
+{
+    for (int i = 0; i < H->depth; i++) {
+        const Stmt *s = H->path[i];
+        const Expr *e = s->op == ST_IF ? s->u.if_.cond : s->u.loop.extent;
+        if (!invariant_expr(H, e, NULL, 0) || (H->step && ir_mentions_var(e, H->step->u.loop.var)))
+            return false;
+    }
+    return true;
 }
 
 /* The buffer s stores every element of, whichever way it goes — a staging
@@ -161,7 +297,8 @@ static bool invariant_cond(Hoist *H, const Expr *cond)
 static Buffer *staged_by(Hoist *H, const Stmt *s)
 {
     if (s->op == ST_IF) {
-        if (!s->u.if_.else_ || !invariant_cond(H, s->u.if_.cond))
+        if (!s->u.if_.else_ || !invariant_expr(H, s->u.if_.cond, NULL, 0) ||
+            (H->step && ir_mentions_var(s->u.if_.cond, H->step->u.loop.var)))
             return NULL;
         Buffer *x = staged_by(H, s->u.if_.then_);
         return x && staged_by(H, s->u.if_.else_) == x ? x : NULL;
@@ -177,18 +314,13 @@ static Buffer *staged_by(Hoist *H, const Stmt *s)
     return invariant_expr(H, st->u.store.value, vars, n) ? st->u.store.buf : NULL;
 }
 
-/* Is item i of seq one to hoist (the ifs around it in H)? */
+/* Is item i of seq one to hoist (the statements around it in H)? */
 static bool qualifies(Hoist *H, Stmt *seq, int i)
 {
     const Stmt *s = seq->u.seq.items[i];
     memset(H->grid_used, 0, sizeof H->grid_used);
     Buffer *x = staged_by(H, s);
-    if (!x)
-        return false;
-    for (int c = 0; c < H->nconds; c++)
-        if (!invariant_cond(H, H->conds[c]->u.if_.cond))
-            return false;
-    if (!shared_by_a_run(H))
+    if (!x || !invariant_path(H) || !shared_by_a_run(H))
         return false;
     IrUse all = {0}, mine = {0}, after = {0};
     ir_buffer_use(H->k->body, x, &all);
@@ -299,15 +431,15 @@ static Expr *run_key(Hoist *H)
     return key;
 }
 
-/* Drop the prefetches of buffers the step loop no longer reads (and the
+/* Drop the prefetches in s of buffers `top` no longer reads (and the
  * loops and ifs left empty). */
-static Stmt *drop_prefetches(Hoist *H, Stmt *s)
+static Stmt *drop_prefetches(Hoist *H, Stmt *s, const Stmt *top)
 {
     switch (s->op) {
     case ST_SEQ: {
         int n = 0;
         for (int i = 0; i < s->u.seq.n; i++) {
-            Stmt *c = drop_prefetches(H, s->u.seq.items[i]);
+            Stmt *c = drop_prefetches(H, s->u.seq.items[i], top);
             if (c)
                 s->u.seq.items[n++] = c;
         }
@@ -315,11 +447,11 @@ static Stmt *drop_prefetches(Hoist *H, Stmt *s)
         return n ? s : NULL;
     }
     case ST_FOR:
-        s->u.loop.body = s->u.loop.body ? drop_prefetches(H, s->u.loop.body) : NULL;
+        s->u.loop.body = drop_prefetches(H, s->u.loop.body, top);
         return s->u.loop.body ? s : NULL;
     case ST_IF:
-        s->u.if_.then_ = s->u.if_.then_ ? drop_prefetches(H, s->u.if_.then_) : NULL;
-        s->u.if_.else_ = s->u.if_.else_ ? drop_prefetches(H, s->u.if_.else_) : NULL;
+        s->u.if_.then_ = drop_prefetches(H, s->u.if_.then_, top);
+        s->u.if_.else_ = s->u.if_.else_ ? drop_prefetches(H, s->u.if_.else_, top) : NULL;
         if (!s->u.if_.then_ && !s->u.if_.else_)
             return NULL;
         if (!s->u.if_.then_)
@@ -327,72 +459,84 @@ static Stmt *drop_prefetches(Hoist *H, Stmt *s)
         return s;
     case ST_PREFETCH: {
         IrUse u = {0};
-        ir_buffer_use(H->loop, s->u.store.buf, &u);
+        ir_buffer_use(top, s->u.store.buf, &u);
         return u.reads ? s : NULL;
     }
     default: return s;
     }
 }
 
-/* Move item i of seq (qualifies() said yes) into a once before the step
- * loop (item `at` of the block's body). */
-static void hoist(Hoist *H, Stmt *seq, int i, int at)
+/* Move item i of seq (qualifies() said yes) into a once before the
+ * block's top-level statement H->item, inside copies of the loops and
+ * ifs around it. */
+static void hoist(Hoist *H, Stmt *seq, int i)
 {
     Kernel *k = H->k;
     Stmt *nest = seq->u.seq.items[i];
     memmove(&seq->u.seq.items[i], &seq->u.seq.items[i + 1], sizeof(Stmt *) * (size_t)(seq->u.seq.n - i - 1));
     seq->u.seq.n--;
+    if (steps(H) > 1) {
+        rebase(H, nest, ir_var(k, H->step->u.loop.var)); /* its stores; the clone renames the step */
+        rebase(H, H->step->u.loop.body, ir_var(k, H->step->u.loop.var));
+        H->x->shape[0] = ir_const_i(k, steps(H) * H->rows->imm.i);
+    }
     Stmt *staged = nest;
-    for (int c = H->nconds - 1; c >= 0; c--) {
-        const Stmt *g = H->conds[c];
-        Expr *cond = H->in_else[c] ? ir_unary(k, EX_NOT, g->u.if_.cond) : g->u.if_.cond;
-        staged = ir_if(k, cond, staged, NULL, g->loc);
+    for (int d = H->depth - 1; d >= 0; d--) {
+        const Stmt *s = H->path[d];
+        if (s->op == ST_IF) {
+            Expr *cond = H->in_else[d] ? ir_unary(k, EX_NOT, s->u.if_.cond) : s->u.if_.cond;
+            staged = ir_if(k, cond, staged, NULL, s->loc);
+        } else {
+            staged = ir_for(k, s->u.loop.var, s->u.loop.extent, LOOP_SERIAL, 0, staged, s->loc);
+        }
     }
-    if (H->loop && steps(H) == 1) { /* one step: the nest as it is, at step 0 */
-        IrSubst sub = {.var = {H->loop->u.loop.var}, .by = {ir_const_i(k, 0)}, .nvars = 1};
-        staged = ir_clone_stmt(k, staged, &sub);
-        H->loop->u.loop.body = drop_prefetches(H, H->loop->u.loop.body);
-        if (!H->loop->u.loop.body)
-            H->loop->u.loop.body = ir_seq(k, H->loop->loc);
-    } else if (H->loop) {
-        Var *kv = H->loop->u.loop.var, *step = ir_var_new(k, kv->name);
-        IrSubst sub = {.var = {kv}, .by = {ir_var(k, step)}, .nvars = 1};
-        Stmt *copy = ir_clone_stmt(k, staged, &sub);
-        rebase(H, copy, ir_var(k, step));
-        staged = ir_for(k, step, H->loop->u.loop.extent, LOOP_SERIAL, 0, copy, nest->loc);
-        rebase(H, H->loop->u.loop.body, ir_var(k, kv));
-        int64_t n = steps(H);
-        H->x->shape[0] = ir_const_i(k, n * H->rows->imm.i);
-        H->loop->u.loop.body = drop_prefetches(H, H->loop->u.loop.body);
-        if (!H->loop->u.loop.body)
-            H->loop->u.loop.body = ir_seq(k, H->loop->loc);
-    }
-    Stmt *body = k->body;
+    staged = ir_clone_stmt(k, staged, &(IrSubst){0}); /* fresh loop variables */
+    Stmt *body = k->body, *top = body->u.seq.items[H->item];
+    Stmt *left = drop_prefetches(H, top, top);
+    body->u.seq.items[H->item] = left ? left : ir_seq(k, top->loc);
     ir_seq_push(k, body, ir_once(k, run_key(H), staged, nest->loc));
     Stmt *once = body->u.seq.items[body->u.seq.n - 1];
-    memmove(&body->u.seq.items[at + 1], &body->u.seq.items[at], sizeof(Stmt *) * (size_t)(body->u.seq.n - 1 - at));
-    body->u.seq.items[at] = once;
+    memmove(&body->u.seq.items[H->item + 1], &body->u.seq.items[H->item],
+            sizeof(Stmt *) * (size_t)(body->u.seq.n - 1 - H->item));
+    body->u.seq.items[H->item] = once;
 }
 
-/* Find a nest to hoist in seq (under H's ifs); true once one moved. */
-static bool scan(Hoist *H, Stmt *seq, int at)
+/* Find a nest to hoist in seq (under H's path); true once one moved. */
+static bool scan(Hoist *H, Stmt *seq)
 {
     for (int i = 0; i < seq->u.seq.n; i++) {
         Stmt *s = seq->u.seq.items[i];
-        if ((s->op == ST_FOR || s->op == ST_IF) && qualifies(H, seq, i)) {
-            hoist(H, seq, i, at);
+        if ((s->op == ST_FOR || s->op == ST_IF) && H->depth > 0 && qualifies(H, seq, i)) {
+            hoist(H, seq, i);
             return true;
         }
-        if (s->op != ST_IF || H->nconds == (int)(sizeof H->conds / sizeof H->conds[0]))
+        if (H->depth == MAX_DEPTH)
             continue;
-        Stmt *arms[2] = {s->u.if_.then_, s->u.if_.else_};
+        Stmt **inner[2] = {NULL, NULL};
+        if (s->op == ST_IF) {
+            inner[0] = &s->u.if_.then_;
+            inner[1] = s->u.if_.else_ ? &s->u.if_.else_ : NULL;
+        } else if (s->op == ST_FOR && passable(H, s)) {
+            inner[0] = &s->u.loop.body;
+        }
+        int64_t n;
+        bool is_step = s->op == ST_FOR && ir_expr_is_const(s->u.loop.extent, &n) && n > 1;
         for (int a = 0; a < 2; a++) {
-            if (!arms[a] || arms[a]->op != ST_SEQ)
+            if (!inner[a])
                 continue;
-            H->conds[H->nconds] = s;
-            H->in_else[H->nconds++] = a;
-            bool moved = scan(H, arms[a], at);
-            H->nconds--;
+            if ((*inner[a])->op != ST_SEQ) { /* a lone statement: a sequence of one, the same meaning */
+                Stmt *one = ir_seq(H->k, (*inner[a])->loc);
+                ir_seq_push(H->k, one, *inner[a]);
+                *inner[a] = one;
+            }
+            H->path[H->depth] = s;
+            H->in_else[H->depth++] = a;
+            if (is_step)
+                H->step = s;
+            bool moved = scan(H, *inner[a]);
+            H->depth--;
+            if (is_step)
+                H->step = NULL;
             if (moved)
                 return true;
         }
@@ -409,18 +553,21 @@ bool pass_hoist(Kernel *k, const TargetInfo *t, Diag *d)
     Stmt *body = k->body;
     for (int i = 0; i < body->u.seq.n; i++) { /* nests at the top level stay where they are */
         Stmt *s = body->u.seq.items[i];
+        H.item = i;
         if ((s->op == ST_FOR || s->op == ST_IF) && qualifies(&H, body, i))
             body->u.seq.items[i] = ir_once(k, run_key(&H), s, s->loc);
     }
-    for (int i = 0; i < k->body->u.seq.n; i++) {
-        Stmt *s = k->body->u.seq.items[i];
-        H.loop = s->op == ST_FOR && (s->u.loop.kind == LOOP_SERIAL || s->u.loop.kind == LOOP_PIPELINED) &&
-                         ir_expr_is_const(s->u.loop.extent, NULL) && s->u.loop.body->op == ST_SEQ
-                     ? s
-                     : NULL;
-        if (H.loop) {
-            while (scan(&H, s->u.loop.body, i))
-                i++; /* the loop moved one item down */
+    for (int i = 0; i < body->u.seq.n; i++) {
+        Stmt *s = body->u.seq.items[i];
+        if (s->op == ST_ONCE)
+            continue;
+        Stmt wrap = {.op = ST_SEQ, .u.seq = {.items = &s, .n = 1, .cap = 1}};
+        H.item = i;
+        while (scan(&H, &wrap)) {
+            i++; /* a once went before it */
+            H.item = i;
+            s = body->u.seq.items[i];
+            wrap.u.seq.items = &s;
         }
     }
     return true;

@@ -187,6 +187,11 @@ TEST(golden_hoist_staging) { golden_for("hoist_staging", pass_hoist, ir_target("
  * its variable folded to 0, into a once keyed 0 (no grid variable), at
  * step 0, its scratch as it was; the prefetch of a goes */
 TEST(golden_hoist_one_step) { golden_for("hoist_one_step", pass_hoist, ir_target("x86-avx2")); }
+/* an MoE block's schedule (first row, rows) found from by at the top of
+ * the block: the rows' staging, reading it, inside a loop of at most one
+ * step (none for an empty tile), goes into a once keyed by by, the loops
+ * and the window test around it copied */
+TEST(golden_hoist_derived) { golden_for("hoist_derived", pass_hoist, ir_target("x86-avx2")); }
 /* lower's `if inside {fast} else {guarded}` copies unswitched: both arms
  * fused, t gone */
 TEST(golden_fuse_switch) { golden("fuse_switch", pass_fuse); }
@@ -663,9 +668,9 @@ TEST(bounds_keeps_the_meaning)
  * row block, whole ones. */
 TEST(hoist_keeps_the_meaning)
 {
-    const char *names[] = {"hoist_staging", "hoist_one_step"};
+    const char *names[] = {"hoist_staging", "hoist_one_step", "hoist_derived"};
     const int64_t ms[] = {1, 6, 8};
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 3; i++) {
         char path[256];
         snprintf(path, sizeof path, "tests/passes/%s.in.tir", names[i]);
         for (int m = 0; m < 3; m++) {
@@ -875,6 +880,7 @@ int main(void)
     RUN(golden_fuse_dead_loop);
     RUN(golden_hoist_staging);
     RUN(golden_hoist_one_step);
+    RUN(golden_hoist_derived);
     RUN(hoist_keeps_the_meaning);
     RUN(golden_fuse_switch);
     RUN(golden_fuse_strided);
