@@ -23,7 +23,7 @@
  *              (a prefetch indexes its buffer like a load); loop extents
  *              integer, unroll extents constant, pipelined/vector arg >= 1;
  *              if conditions bool; nothing writes an `in` argument; once
-              (an integer key) only in loop IR without threads.
+ *              (an integer key) only in loop IR without threads.
  *   regions  — a buffer of the kernel, integer offsets, positive extents
  *              (a Region's rank is its buffer's rank by construction).
  *   copy     — both windows have the same shape once unit extents are

@@ -40,7 +40,6 @@
  * The prefetches of a buffer that only the nest read go with it. */
 #include "passes/passes.h"
 
-#include <stdlib.h>
 #include <string.h>
 
 enum { MAX_DEPTH = 8 };
@@ -431,15 +430,15 @@ static Expr *run_key(Hoist *H)
     return key;
 }
 
-/* Drop the prefetches in s of buffers `top` no longer reads (and the
- * loops and ifs left empty). */
-static Stmt *drop_prefetches(Hoist *H, Stmt *s, const Stmt *top)
+/* Drop the prefetches in s of buffers the moved nest read and `top` no
+ * longer reads (and the loops and ifs left empty). */
+static Stmt *drop_prefetches(Hoist *H, Stmt *s, const Stmt *top, const Stmt *nest)
 {
     switch (s->op) {
     case ST_SEQ: {
         int n = 0;
         for (int i = 0; i < s->u.seq.n; i++) {
-            Stmt *c = drop_prefetches(H, s->u.seq.items[i], top);
+            Stmt *c = drop_prefetches(H, s->u.seq.items[i], top, nest);
             if (c)
                 s->u.seq.items[n++] = c;
         }
@@ -447,20 +446,21 @@ static Stmt *drop_prefetches(Hoist *H, Stmt *s, const Stmt *top)
         return n ? s : NULL;
     }
     case ST_FOR:
-        s->u.loop.body = drop_prefetches(H, s->u.loop.body, top);
+        s->u.loop.body = drop_prefetches(H, s->u.loop.body, top, nest);
         return s->u.loop.body ? s : NULL;
     case ST_IF:
-        s->u.if_.then_ = drop_prefetches(H, s->u.if_.then_, top);
-        s->u.if_.else_ = s->u.if_.else_ ? drop_prefetches(H, s->u.if_.else_, top) : NULL;
+        s->u.if_.then_ = drop_prefetches(H, s->u.if_.then_, top, nest);
+        s->u.if_.else_ = s->u.if_.else_ ? drop_prefetches(H, s->u.if_.else_, top, nest) : NULL;
         if (!s->u.if_.then_ && !s->u.if_.else_)
             return NULL;
         if (!s->u.if_.then_)
             s->u.if_.then_ = ir_seq(H->k, s->loc);
         return s;
     case ST_PREFETCH: {
-        IrUse u = {0};
-        ir_buffer_use(top, s->u.store.buf, &u);
-        return u.reads ? s : NULL;
+        IrUse left = {0}, moved = {0};
+        ir_buffer_use(top, s->u.store.buf, &left);
+        ir_buffer_use(nest, s->u.store.buf, &moved);
+        return left.reads || !moved.reads ? s : NULL;
     }
     default: return s;
     }
@@ -492,7 +492,7 @@ static void hoist(Hoist *H, Stmt *seq, int i)
     }
     staged = ir_clone_stmt(k, staged, &(IrSubst){0}); /* fresh loop variables */
     Stmt *body = k->body, *top = body->u.seq.items[H->item];
-    Stmt *left = drop_prefetches(H, top, top);
+    Stmt *left = drop_prefetches(H, top, top, nest);
     body->u.seq.items[H->item] = left ? left : ir_seq(k, top->loc);
     ir_seq_push(k, body, ir_once(k, run_key(H), staged, nest->loc));
     Stmt *once = body->u.seq.items[body->u.seq.n - 1];
