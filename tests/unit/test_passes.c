@@ -617,6 +617,31 @@ TEST(tile_equals_loop_hand_written)
     }
 }
 
+/* Each of names' goldens' inputs through `pass` alone gives the same
+ * results under the interpreter (dyn M at each of ms[0..3)); cpu is the
+ * target of unthreaded kernels, sm_90a that of threaded ones. */
+static void keeps_the_meaning(const char *const *names, int n, PassFn pass, const TargetInfo *cpu, const int64_t *ms)
+{
+    for (int i = 0; i < n; i++) {
+        char path[256];
+        snprintf(path, sizeof path, "tests/passes/%s.in.tir", names[i]);
+        for (int m = 0; m < 3; m++) {
+            Kernel *before = parse_file(path), *after = parse_file(path);
+            if (!before || !after)
+                return;
+            Diag d = {0};
+            const TargetInfo *t = after->nthreads ? ir_target("sm_90a") : cpu;
+            CHECKF(pass(after, t, &d) && ir_verify(after, &d), "%s: %s", names[i], d.msg);
+            same_results(before, after, &ms[m], names[i]);
+            bool dyn = before->nparams > 0;
+            ir_kernel_free(before);
+            ir_kernel_free(after);
+            if (!dyn)
+                break; /* static shapes: one size is all there is */
+        }
+    }
+}
+
 /* pass_fuse alone keeps the meaning of its goldens' inputs bit for bit
  * (dyn M: one row, a partial block, exact blocks). */
 TEST(fuse_keeps_the_meaning)
@@ -625,24 +650,7 @@ TEST(fuse_keeps_the_meaning)
                            "fuse_strided", "fuse_strided_keep", "fuse_merge",  "fuse_merge_keep",
                            "fuse_update",  "fuse_dead_loop"};
     const int64_t ms[] = {1, 5, 8};
-    for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++) {
-        char path[256];
-        snprintf(path, sizeof path, "tests/passes/%s.in.tir", names[i]);
-        for (int m = 0; m < 3; m++) {
-            Kernel *before = parse_file(path), *after = parse_file(path);
-            if (!before || !after)
-                return;
-            Diag d = {0};
-            const TargetInfo *t = after->nthreads ? ir_target("sm_90a") : avx512();
-            CHECKF(pass_fuse(after, t, &d) && ir_verify(after, &d), "%s: %s", names[i], d.msg);
-            same_results(before, after, &ms[m], names[i]);
-            bool dyn = before->nparams > 0;
-            ir_kernel_free(before);
-            ir_kernel_free(after);
-            if (!dyn)
-                break;
-        }
-    }
+    keeps_the_meaning(names, (int)(sizeof names / sizeof names[0]), pass_fuse, avx512(), ms);
 }
 
 /* pass_bounds alone keeps the meaning of its golden's input (dyn M: inside
@@ -670,23 +678,7 @@ TEST(hoist_keeps_the_meaning)
 {
     const char *names[] = {"hoist_staging", "hoist_one_step", "hoist_derived"};
     const int64_t ms[] = {1, 6, 8};
-    for (int i = 0; i < 3; i++) {
-        char path[256];
-        snprintf(path, sizeof path, "tests/passes/%s.in.tir", names[i]);
-        for (int m = 0; m < 3; m++) {
-            Kernel *before = parse_file(path), *after = parse_file(path);
-            if (!before || !after)
-                return;
-            Diag d = {0};
-            CHECKF(pass_hoist(after, ir_target("x86-avx2"), &d) && ir_verify(after, &d), "%s: %s", names[i], d.msg);
-            same_results(before, after, &ms[m], names[i]);
-            bool dyn = before->nparams > 0;
-            ir_kernel_free(before);
-            ir_kernel_free(after);
-            if (!dyn)
-                break; /* static shapes: one size is all there is */
-        }
-    }
+    keeps_the_meaning(names, 3, pass_hoist, ir_target("x86-avx2"), ms);
 }
 
 /* Every example spec, at shapes that hit tails (and small enough for the
