@@ -5,13 +5,14 @@
  * whose values depend on none of the fastest grid variables computes the
  * same scratch in each of a run of blocks: fp8_gemm at 16 rows over N =
  * 4096 in blocks of 16 widens every A row 256 times, a fifth of its time.
- * This pass moves such a nest into `once KEY { ... }` (ir.h) in place of
- * the block's top-level statement holding it (just before it): the loops
- * and ifs around the nest are repeated around it there, KEY is the linear
- * index of the grid variables it depends on, and where a step loop of n
- * steps encloses it its scratch gains a block of rows per step — X[i, ..]
- * becomes X[k·R + i, ..] (R: X's first extent), one contiguous step after
- * another — so the blocks after the first read what it staged.
+ * This pass moves such a nest into a `once KEY { ... }` (ir.h) placed
+ * just before the block's top-level statement that held it, the loops and
+ * ifs that were around the nest repeated around it there (a nest at the
+ * top level itself is wrapped where it is).  KEY is the linear index of
+ * the grid variables it depends on; where a step loop of n steps enclosed
+ * it, its scratch gains a block of rows per step — X[i, ..] becomes
+ * X[k·R + i, ..] (R: X's first extent), one contiguous step after another
+ * — so the blocks after the first read what it staged.
  *
  * A nest qualifies when
  *   - it is a perfect nest of constant extents storing every element of
