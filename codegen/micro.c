@@ -218,7 +218,7 @@ typedef struct Dot {
     int mr, nr, w, chunk; /* chunk: elements per step, w or (8-bit operands, bf16 pairs) 2w */
     bool pairs;           /* bf16 x bf16 with vdpbf16ps: the elements stay bf16 */
     bool prefetch_next;   /* fetch the next tile's B rows while this one runs */
-    bool lift_a;          /* e4m3 x e4m3: A lifted (here, or staged: a_lifted), B widened straight to f32 */
+    bool lift_a;          /* a_lifted: A staged lifted, e4m3 B widened straight to f32 */
     bool e2m1_lut;        /* packed e2m1 B through a byte table (e2m1_lut_parts) */
     LLVMValueRef lut_buf; /* e2m1_lut: [32 x i8] scratch */
     LLVMTypeRef vf32;
@@ -311,7 +311,7 @@ static LLVMValueRef dot_widen(Cg *c, DType t, LLVMValueRef raw, int n, bool nan)
 /* What dot_widen's values must be multiplied by to be the stored ones. */
 static double dot_scale(DType t) { return t == DT_F8E4M3 ? 256.0 : 1.0; }
 
-/* e4m3 x e4m3 (Dot.lift_a) widens B straight into f32's fields: the byte
+/* An a_lifted tile (Dot.lift_a) widens B straight into f32's fields: the byte
  * sign-extended to 32 bits and shifted left by 20 holds e and m where f32
  * keeps its exponent's low four bits and its mantissa's top three (copies
  * of s above them, cleared; s itself stays in bit 31), so the value is the
@@ -320,18 +320,19 @@ static double dot_scale(DType t) { return t == DT_F8E4M3 ? 256.0 : 1.0; }
  * conversion: the F16C route spends a lane-crossing extension and two
  * vcvtph2ps per 16, which bound the K loop on Zen 3 (fp8 weights in L1,
  * 8 rows: 11.6 -> 15.9 GB/s, a C loop of each).  Products of such tiny
- * values would fall below f32's normal range, so A (widened through f16,
- * x 2^-8) is lifted by 2^120: |a| <= 448 stays below 2^121, and every
+ * values would fall below f32's normal range, so A comes staged by
+ * lowering as an f32 copy of its e4m3 values lifted to a·2^112 (micro_gemm
+ * a_lifted, IR_A_LIFT_EXP): |a| <= 448 stays below 2^121, and every
  * product a·b·2^-8 is an exact f32 normal (e4m3 values are multiples of
- * 2^-9, products of 2^-18); one multiply per A register, shared by the
- * tile's columns.  Tall tiles read an f32 A that lowering staged already
- * lifted, to a·2^112 (micro_gemm a_lifted, IR_A_LIFT_EXP).  Beside any
- * other f32 A (nothing to lift it by safely), B would need the multiply
+ * 2^-9, products of 2^-18).  (One-row tiles lifted a raw e4m3 A in
+ * registers, one multiply per A register, until lowering staged it there
+ * too, once per launch with pass_hoist; a raw e4m3 A now takes the F16C
+ * route.)  Beside any other f32 A (nothing to lift it by safely), B would need the multiply
  * instead, one per register of weights on the FMA ports: tall tiles, where
  * a widened register feeds four FMAs or more, ran 15-20% slower than with
  * the F16C route (fp8_gemm 4096^2, one thread, M = 4 and 16).  B's NaN
  * codes come out finite, as in dot_widen's fast form (nan_scan). */
-enum { DIRECT_B_EXP = -120, LIFT_A_EXP = 120 };
+enum { DIRECT_B_EXP = -120 };
 
 static LLVMValueRef e4m3_direct(Cg *c, LLVMValueRef raw, int n)
 {
@@ -364,21 +365,16 @@ static LLVMValueRef dot_raw(Cg *c, Dot *d, const Region *r, int row, LLVMValueRe
     return cg_intrinsic(c, "llvm.masked.load", tys, 2, args, 4);
 }
 
-/* The same as f32 lanes (lifted: e4m3_direct).  B's e4m3 NaN codes are
- * nan_scan's (apart from the widening); A's are widened exactly here. */
+/* The same as f32 lanes (an a_lifted tile's B: e4m3_direct).  B's e4m3
+ * NaN codes are nan_scan's (apart from the widening); A's are widened
+ * exactly here. */
 static LLVMValueRef dot_load(Cg *c, Dot *d, const Region *r, int row, LLVMValueRef k, int lanes)
 {
     bool is_b = r == &d->s->u.gemm.b;
     LLVMValueRef raw = dot_raw(c, d, r, row, k, lanes);
     if (d->lift_a && is_b)
         return e4m3_direct(c, raw, d->chunk);
-    LLVMValueRef v = dot_widen(c, r->buf->dtype, raw, d->chunk, !is_b);
-    if (d->lift_a && !d->s->u.gemm.a_lifted) {
-        LLVMTypeRef vf = LLVMVectorType(c->f32, (unsigned)d->chunk);
-        v = LLVMBuildFMul(c->b, v, LLVMConstBitCast(splat_i(c, c->i32, d->chunk,
-                                                            (unsigned)(127 + LIFT_A_EXP) << 23), vf), "");
-    }
-    return v;
+    return dot_widen(c, r->buf->dtype, raw, d->chunk, !is_b);
 }
 
 /* Lanes [h·W, (h+1)·W) of a chunk. */
@@ -934,7 +930,7 @@ static void dot_gemm(Cg *c, const Stmt *s, int mr, int nr, Var *k)
     Dot d = {.s = s, .mr = mr, .nr = nr, .w = w, .chunk = chunk, .pairs = pairs, .kvar = k,
              .vf32 = LLVMVectorType(c->f32, (unsigned)w), .prefetch_next = few, .a_scale = asc, .b_scale = bsc,
              .promote = promote, .b_in_table = b_in_table, .e2m1_lut = e2m1_lut,
-             .lift_a = (ta == DT_F8E4M3 || s->u.gemm.a_lifted) && tb == DT_F8E4M3};
+             .lift_a = s->u.gemm.a_lifted};
     const Region *ops[2] = {&s->u.gemm.a, &s->u.gemm.b}, *scs[2] = {asc, bsc};
     int64_t *rows_per[2] = {&d.a_rows_per_scale, &d.b_rows_per_scale}, *bk[2] = {&d.bk_a, &d.bk_b};
     for (int x = 0; x < 2; x++) {
@@ -994,9 +990,7 @@ static void dot_gemm(Cg *c, const Stmt *s, int mr, int nr, Var *k)
     }
     /* the tile's sums W at a time (lane_sums), scaled and NaN-marked as
      * vectors (one select: LLVM made eight branches of eight scalar ones) */
-    double scale = !d.lift_a               ? dot_scale(ta) * dot_scale(tb)
-                   : s->u.gemm.a_lifted ? ldexp(1.0, -IR_A_LIFT_EXP - DIRECT_B_EXP)
-                                        : ldexp(dot_scale(ta), -LIFT_A_EXP - DIRECT_B_EXP);
+    double scale = d.lift_a ? ldexp(1.0, -IR_A_LIFT_EXP - DIRECT_B_EXP) : dot_scale(ta) * dot_scale(tb);
     if (e2m1_lut)
         scale *= 0.5; /* the byte table holds 2x the values */
     const Region *cr = &s->u.gemm.c;

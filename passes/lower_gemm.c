@@ -605,9 +605,9 @@ static Expr *operand_inside(Lower *L, const Region *x, const Region *scale)
  * lifted by 2^IR_A_LIFT_EXP (micro_gemm a_lifted): the tiles then widen B
  * straight into f32's fields, three integer operations per 8 weights where
  * the F16C route spends a lane-crossing extension and two conversions per
- * 16 (codegen/micro.c, e4m3_direct) — what the one-row tiles do with an A
- * they lift in registers.  fp8_gemm 4096^2, one thread: M = 4 3.83-3.92 ->
- * 3.51-3.53 ms, M = 16 13.0-13.3 -> 11.9-12.2. */
+ * 16 (codegen/micro.c, e4m3_direct).  fp8_gemm 4096^2, one thread: M = 4
+ * 3.83-3.92 -> 3.51-3.53 ms, M = 16 13.0-13.3 -> 11.9-12.2; at one row,
+ * where the tiles had lifted A in registers, see lower_gemm_dot. */
 static bool lifts_a(const Stmt *g, bool widen_a)
 {
     return widen_a && g->u.gemm.a.buf->dtype == DT_F8E4M3 && g->u.gemm.b.buf->dtype == DT_F8E4M3;

@@ -1,7 +1,6 @@
--- C[M, N] = A[M, K] · B[N, K]ᵀ with e4m3 on both sides: at one row the CPU
--- reads A in place, lifts it in registers and widens B straight into f32
--- (codegen/micro.c, e4m3_direct); at more rows it stages A as f32, lifted
--- (micro_gemm a_lifted).  S > 0 scales both operands per K block, A's S wide and
+-- C[M, N] = A[M, K] · B[N, K]ᵀ with e4m3 on both sides: the CPU stages A
+-- as f32, lifted (micro_gemm a_lifted), and widens B straight into f32
+-- (codegen/micro.c, e4m3_direct).  S > 0 scales both operands per K block, A's S wide and
 -- B's (per row) SB wide (0: S), which the dot tiles apply per block in
 -- registers (one block size a multiple of the other).
 -- tests/unit/test_kernels.c runs it over every pair of codes.
