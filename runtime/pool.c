@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+enum { WORKER_STACK_BYTES = 32 << 20 };
+
 typedef struct Worker {
     _Alignas(64) struct RtPool *pool; /* one cache line per worker */
     int index;
@@ -87,11 +89,20 @@ RtPool *rt_pool_new(int nthreads)
     pthread_cond_init(&p->done, NULL);
     p->nthreads = nthreads - 1;
     p->workers = aligned_alloc(64, sizeof(Worker) * (size_t)(p->nthreads + 1));
+    /* Kernels keep their scratch in stack arrays for the run of blocks
+     * they are given (codegen/llvm.c), a staging shared by those blocks up
+     * to an L2's worth per buffer (passes/hoist.c): the stack is sized for
+     * that rather than left to the C library's default (the stack rlimit,
+     * which a user may have lowered).  Pages are only touched as used. */
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, WORKER_STACK_BYTES);
     for (int i = 0; i < p->nthreads; i++) {
         p->workers[i].pool = p;
         p->workers[i].index = i;
-        pthread_create(&p->workers[i].thread, NULL, worker_main, &p->workers[i]);
+        pthread_create(&p->workers[i].thread, &attr, worker_main, &p->workers[i]);
     }
+    pthread_attr_destroy(&attr);
     return p;
 }
 
