@@ -340,6 +340,12 @@ static bool qualifies(Hoist *H, Stmt *seq, int i)
 
 /* ------------------------------------------------------------ the moves */
 
+/* step·R + i: X's first index i in step's block. */
+static Expr *in_block(Hoist *H, Expr *step, Expr *i)
+{
+    return ir_binary(H->k, EX_ADD, ir_binary(H->k, EX_MUL, step, H->rows), i);
+}
+
 /* X[i, ..] → X[step·R + i, ..]; e itself when it holds no load of X (an
  * expression may be shared). */
 static Expr *rebase_expr(Hoist *H, Expr *e, Expr *step)
@@ -353,7 +359,7 @@ static Expr *rebase_expr(Hoist *H, Expr *e, Expr *step)
         changed |= a[i] != e->args[i];
     }
     if (e->op == EX_LOAD && e->buf == H->x) {
-        a[0] = ir_binary(H->k, EX_ADD, ir_binary(H->k, EX_MUL, step, H->rows), a[0]);
+        a[0] = in_block(H, step, a[0]);
         changed = true;
     }
     if (!changed)
@@ -372,7 +378,7 @@ static void rebase_region(Hoist *H, Region *r, Expr *step)
     for (int d = 0; d < r->buf->rank; d++)
         r->off[d] = rebase_expr(H, r->off[d], step);
     if (r->buf == H->x)
-        r->off[0] = ir_binary(H->k, EX_ADD, ir_binary(H->k, EX_MUL, step, H->rows), r->off[0]);
+        r->off[0] = in_block(H, step, r->off[0]);
 }
 
 /* Every access of X in s (Loop IR) moves to step's block. */
@@ -406,7 +412,7 @@ static void rebase(Hoist *H, Stmt *s, Expr *step)
         if (s->op == ST_STORE)
             s->u.store.value = rebase_expr(H, s->u.store.value, step);
         if (b == H->x)
-            s->u.store.idx[0] = ir_binary(H->k, EX_ADD, ir_binary(H->k, EX_MUL, step, H->rows), s->u.store.idx[0]);
+            s->u.store.idx[0] = in_block(H, step, s->u.store.idx[0]);
         break;
     }
     case ST_MICRO_GEMM:
