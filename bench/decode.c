@@ -85,17 +85,11 @@ static void *fill_bf16(size_t n)
  * does (which a VM's CPUID may inflate), else 32 MiB. */
 static size_t llc_bytes(void)
 {
-    FILE *f = fopen("/sys/devices/system/cpu/cpu0/cache/index3/size", "r");
-    unsigned long kib = 0;
-    if (f) {
-        if (fscanf(f, "%luK", &kib) != 1)
-            kib = 0;
-        fclose(f);
-    }
-    if (kib)
-        return (size_t)kib << 10;
-    long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
-    return l3 > 0 ? (size_t)l3 : (size_t)32 << 20;
+    int64_t l3 = ir_read_caches("/sys/devices/system/cpu/cpu0").l3;
+    if (l3 > 0)
+        return (size_t)l3;
+    long libc = sysconf(_SC_LEVEL3_CACHE_SIZE);
+    return libc > 0 ? (size_t)libc : (size_t)32 << 20;
 }
 
 /* The bytes of one copy of the weights, scales included. */

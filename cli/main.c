@@ -55,7 +55,8 @@ static const char usage_run[] =
     "  --simt             GPU targets: run the GPU-lowered kernel in the interpreter's SIMT\n"
     "                     mode (threads, shared memory, barriers, race checks) instead of a GPU\n"
     "  --check            run both, report the largest difference, fail if it is too big\n"
-    "  --target T         x86-avx512 or x86-avx2 (default: the best this CPU runs), or\n"
+    "  --target T         x86-avx512 or x86-avx2 (default: the best this CPU runs, planned\n"
+    "                     for its own caches: 'tilec targets'), or\n"
     "                     sm_90a / sm_80 to run on the CUDA device (needs libcuda.so.1)\n"
     "  --threads N        worker threads for the block grid (default: all cores)\n"
     "  --repeat N         run N times and print the median time\n"
@@ -78,6 +79,8 @@ static const char usage_compile[] =
     "  --emit ir     the Loop IR after all passes (text)\n"
     "  --emit llvm   LLVM IR (.ll)      --emit asm  assembly (.s)      --emit obj  object (.o, default)\n"
     "  --emit ptx    PTX for --target sm_90a or sm_80 (the default for those targets)\n"
+    "  --target T    x86-avx512, x86-avx2, sm_90a or sm_80; without it this CPU's best, planned\n"
+    "                for its own caches (an object for other machines: name the target)\n"
     "  --report      GPU targets: registers, shared memory, spills (ptxas -v) and the\n"
     "                instruction mix (cuobjdump -sass) of the kernel, on stdout\n"
     "  --dump-after  print the IR after the named pass (or every pass) to stderr\n"
@@ -865,10 +868,15 @@ static int cmd_targets(void)
 {
     const char *names[] = {"x86-avx512", "x86-avx2"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        const TargetInfo *t = ir_target(names[i]);
+        const TargetInfo *t = ir_target(names[i]), *host = ir_host_target();
         printf("%-12s %d-bit vectors%s  %s\n", t->name, t->vector_bits,
                t->has_bf16_dot ? ", bf16 dot" : "          ",
                ir_target_runs_here(t) ? "runs on this CPU" : "compile only on this CPU");
+        if (host && !strcmp(host->name, t->name))
+            printf("%-12s the default here: L1d %lld KiB, L2 %lld KiB (%s; --target %s plans for %lld and %lld)\n",
+                   "", (long long)(host->l1_bytes >> 10), (long long)(host->l2_bytes >> 10),
+                   ir_host_caches_read() ? "this CPU's, from sysfs" : "the kind's: sysfs gave none",
+                   t->name, (long long)(t->l1_bytes >> 10), (long long)(t->l2_bytes >> 10));
     }
     const char *gpus[] = {"sm_90a", "sm_80"};
     for (size_t i = 0; i < sizeof gpus / sizeof gpus[0]; i++) {

@@ -670,12 +670,13 @@ typedef struct TargetInfo {
      * keeps dot_m x dot_n accumulators, dot_m A vectors and a B vector in
      * the vector registers. */
     int dot_m, dot_n;
-    /* L1 data cache of the smallest core of the kind (x86: 32 KiB, Zen 2-4
-     * and Skylake-SP; later Intel cores have 48), for tiles that must stay
-     * in it.  A fixed figure, not the host's: code compiled for a target
-     * is the same on every machine. */
+    /* L1 data cache of one core, for tiles that must stay in it, and its
+     * L2.  A named target (ir_target) holds the smallest core of the kind
+     * (x86: 32 KiB and 512 KiB, Zen 2-4; Skylake-SP has 1 MiB of L2, later
+     * Intel cores 48 KiB of L1), so code compiled for it is the same on
+     * every machine; the host target (ir_host_target) this machine's. */
     int64_t l1_bytes;
-    int64_t l2_bytes; /* likewise, the L2 of one core (Zen 2-4: 512 KiB) */
+    int64_t l2_bytes;
     /* The size from which a write-once output is written with non-temporal
      * stores (pass_stream): larger than the L2s and the L3 share of the
      * threads that write it, where it would not be found by the kernel
@@ -690,8 +691,20 @@ typedef struct TargetInfo {
 
 const TargetInfo *ir_target(const char *name); /* NULL if unknown */
 const char *ir_target_names(void);             /* "x86-avx512, x86-avx2" */
-/* Best target this CPU can run (checks cpuid). */
+/* Best target this CPU can run (checks cpuid), with this machine's L1 and
+ * L2 sizes (ir_read_caches) where Linux reports sane ones, else the named
+ * target's: what `tilec run` and `compile` use without --target. */
 const TargetInfo *ir_host_target(void);
+/* Whether ir_host_target's L1 and L2 sizes are this machine's (else the
+ * named target's: sysfs unreadable, or figures out of range). */
+bool ir_host_caches_read(void);
+/* The cache sizes of a CPU as Linux reports them in sysfs_cpu (normally
+ * "/sys/devices/system/cpu/cpu0"): cache/index* with level, type and size
+ * ("32K"; K, M and G suffixes).  0 for a level not found or not parsed. */
+typedef struct HostCaches {
+    int64_t l1d, l2, l3;
+} HostCaches;
+HostCaches ir_read_caches(const char *sysfs_cpu);
 bool ir_target_runs_here(const TargetInfo *t);
 
 /* ------------------------------------------------------- GPU layouts */

@@ -1,6 +1,9 @@
 /* target.c — the targets passes know about, and what this CPU can run. */
 #include "ir/ir.h"
 
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const TargetInfo targets[] = {
@@ -89,10 +92,88 @@ bool ir_target_runs_here(const TargetInfo *t)
     return false;
 }
 
-const TargetInfo *ir_host_target(void)
+/* The first line of dir/name, without its newline; false if unreadable. */
+static bool read_line(const char *dir, const char *name, char *out, size_t cap)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    bool ok = fgets(out, (int)cap, f) != NULL;
+    fclose(f);
+    out[strcspn(out, "\n")] = 0;
+    return ok;
+}
+
+/* "32K", "1M", "512": bytes, or 0 when it is not a size. */
+static int64_t parse_size(const char *s)
+{
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (end == s || v <= 0 || v > (1LL << 40))
+        return 0;
+    int shift = *end == 'K' ? 10 : *end == 'M' ? 20 : *end == 'G' ? 30 : *end ? -1 : 0;
+    if (shift < 0 || (shift && end[1]))
+        return 0;
+    return (int64_t)v << shift;
+}
+
+HostCaches ir_read_caches(const char *sysfs_cpu)
+{
+    HostCaches hc = {0};
+    for (int i = 0; i < 16; i++) {
+        char dir[768], level[32], type[32], size[32];
+        snprintf(dir, sizeof dir, "%s/cache/index%d", sysfs_cpu, i);
+        if (!read_line(dir, "level", level, sizeof level) || !read_line(dir, "type", type, sizeof type) ||
+            !read_line(dir, "size", size, sizeof size))
+            continue;
+        int64_t bytes = parse_size(size);
+        if (!strcmp(level, "1") && !strcmp(type, "Data"))
+            hc.l1d = bytes;
+        else if (!strcmp(level, "2") && strcmp(type, "Instruction"))
+            hc.l2 = bytes;
+        else if (!strcmp(level, "3") && strcmp(type, "Instruction"))
+            hc.l3 = bytes;
+    }
+    return hc;
+}
+
+/* A size the passes may plan with: within [lo, hi], else `fixed` (a VM's
+ * made-up figure, a level the kernel did not report). */
+static int64_t sane(int64_t bytes, int64_t lo, int64_t hi, int64_t fixed)
+{
+    return bytes >= lo && bytes <= hi ? bytes : fixed;
+}
+
+static TargetInfo host;
+static bool host_found, caches_read;
+static pthread_once_t host_once = PTHREAD_ONCE_INIT;
+
+static void find_host(void)
 {
     for (int i = 0; i < NTARGETS && !targets[i].gpu_sm; i++)
-        if (ir_target_runs_here(&targets[i]))
-            return &targets[i];
-    return NULL;
+        if (ir_target_runs_here(&targets[i])) {
+            HostCaches hc = ir_read_caches("/sys/devices/system/cpu/cpu0");
+            host = targets[i];
+            host.l1_bytes = sane(hc.l1d, 8 << 10, 1 << 20, 0);
+            host.l2_bytes = sane(hc.l2, 128 << 10, 64 << 20, 0);
+            caches_read = host.l1_bytes && host.l2_bytes;
+            if (!caches_read) /* both or neither: the passes weigh one against the other */
+                host = targets[i];
+            host_found = true;
+            return;
+        }
+}
+
+const TargetInfo *ir_host_target(void)
+{
+    pthread_once(&host_once, find_host);
+    return host_found ? &host : NULL;
+}
+
+bool ir_host_caches_read(void)
+{
+    pthread_once(&host_once, find_host);
+    return caches_read;
 }

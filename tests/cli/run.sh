@@ -280,4 +280,12 @@ else
   bad "TILEC_PERF=1 writes a jitdump with the kernel" "$out"
 fi
 
+# the default target plans with this CPU's caches, and says which
+out=$("$TILEC" targets 2>&1)
+if printf '%s\n' "$out" | grep -Eq "^ +the default here: L1d [0-9]+ KiB, L2 [0-9]+ KiB \((this CPU's, from sysfs|the kind's: sysfs gave none); --target x86-(avx2|avx512) plans for 32 and 512\)$"; then
+  ok "tilec targets names the default's cache sizes"
+else
+  bad "tilec targets names the default's cache sizes" "$out"
+fi
+
 finish

@@ -1,0 +1,132 @@
+/* test_target.c — the host target's cache sizes (ir/target.c).
+ *
+ *   ir_read_caches reads a sysfs tree's cache/index* entries (a tree built
+ *   here: sizes with K and M suffixes, instruction caches skipped) and reads
+ *   a malformed or missing entry as 0;
+ *   ir_host_target plans with this machine's L1 and L2 where sysfs gives
+ *   sane ones, else with the named target's, and differs from it in
+ *   nothing else;
+ *   the passes plan with the figures they are given: pass_hoist keeps a
+ *   GEMM's A staging once per row block only while it fits the L2. */
+#include "frontend/frontend.h"
+#include "passes/passes.h"
+#include "test.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* dir/index<i>/{level,type,size}; a NULL field is left out. */
+static void cache_entry(const char *dir, int i, const char *level, const char *type, const char *size)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/cache", dir);
+    mkdir(path, 0700);
+    snprintf(path, sizeof path, "%s/cache/index%d", dir, i);
+    mkdir(path, 0700);
+    const char *names[3] = {"level", "type", "size"}, *values[3] = {level, type, size};
+    for (int f = 0; f < 3; f++) {
+        if (!values[f])
+            continue;
+        char file[600];
+        snprintf(file, sizeof file, "%s/%s", path, names[f]);
+        FILE *fp = fopen(file, "w");
+        fprintf(fp, "%s\n", values[f]);
+        fclose(fp);
+    }
+}
+
+static void remove_tree(const char *dir)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK(system(cmd) == 0);
+}
+
+TEST(caches_are_read_from_a_sysfs_tree)
+{
+    char dir[] = "/tmp/tilec_sysfs_XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    cache_entry(dir, 0, "1", "Data", "48K");
+    cache_entry(dir, 1, "1", "Instruction", "32K");
+    cache_entry(dir, 2, "2", "Unified", "2048K");
+    cache_entry(dir, 3, "3", "Unified", "105M");
+    HostCaches hc = ir_read_caches(dir);
+    CHECK(hc.l1d == 48 << 10);
+    CHECK(hc.l2 == 2 << 20);
+    CHECK(hc.l3 == 105LL << 20);
+    remove_tree(dir);
+}
+
+TEST(malformed_or_missing_entries_read_as_zero)
+{
+    char dir[] = "/tmp/tilec_sysfs_XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    cache_entry(dir, 0, "1", "Data", "32 K");   /* not a size */
+    cache_entry(dir, 1, "2", "Unified", NULL);  /* no size */
+    cache_entry(dir, 2, "3", "Unified", "-4K"); /* negative */
+    HostCaches hc = ir_read_caches(dir);
+    CHECK(hc.l1d == 0 && hc.l2 == 0 && hc.l3 == 0);
+    cache_entry(dir, 0, "1", "Data", "12Q");
+    cache_entry(dir, 1, "2", "Unified", "");
+    cache_entry(dir, 2, "3", "Unified", "99999999999999G");
+    hc = ir_read_caches(dir);
+    CHECK(hc.l1d == 0 && hc.l2 == 0 && hc.l3 == 0);
+    remove_tree(dir);
+    hc = ir_read_caches("/nonexistent/cpu0");
+    CHECK(hc.l1d == 0 && hc.l2 == 0 && hc.l3 == 0);
+}
+
+TEST(the_host_target_plans_with_this_machines_caches)
+{
+    const TargetInfo *host = ir_host_target(), *named = host ? ir_target(host->name) : NULL;
+    if (!host) {
+        printf("  skipped: this CPU runs no CPU target\n");
+        return;
+    }
+    CHECK(named && named != host);
+    CHECK(named->l1_bytes == 32 << 10 && named->l2_bytes == 512 << 10); /* fixed: the smallest core of the kind */
+    HostCaches hc = ir_read_caches("/sys/devices/system/cpu/cpu0");
+    bool sane = hc.l1d >= 8 << 10 && hc.l1d <= 1 << 20 && hc.l2 >= 128 << 10 && hc.l2 <= 64 << 20;
+    CHECK(ir_host_caches_read() == sane);
+    CHECK(host->l1_bytes == (sane ? hc.l1d : named->l1_bytes));
+    CHECK(host->l2_bytes == (sane ? hc.l2 : named->l2_bytes));
+    TargetInfo same = *host; /* everything else is the named target's */
+    same.l1_bytes = named->l1_bytes;
+    same.l2_bytes = named->l2_bytes;
+    CHECK(!memcmp(&same, named, sizeof same));
+}
+
+/* fp8_gemm at 16 rows stages A lifted to f32 for its dot tiles: 16 rows of
+ * K = 4096, 256 KiB, which pass_hoist runs once per row block (its buffer
+ * then holds 16 rows for each of the 32 steps) when that fits the L2 it is
+ * told of. */
+static bool staged_once(int64_t l2_bytes)
+{
+    FeSet sets[] = {{"M", "16"}, {"BM", "16"}, {"BN", "16"}, {"N", "256"}, {"K", "4096"}, {"BK", "128"}};
+    Diag d = {0};
+    Kernel *k = fe_load("kernels_src/fp8_gemm.lua", sets, 6, &d);
+    TargetInfo t = *ir_target("x86-avx2");
+    t.l2_bytes = l2_bytes;
+    bool ok = k && pass_pipeline(k, &t, NULL, &d);
+    CHECKF(ok, "%s", d.msg);
+    char *text = ok ? ir_print_string(k) : NULL;
+    bool once = text && strstr(text, "buf gemm_a0: shared f32[512, 128]"); /* a block of rows per step */
+    free(text);
+    ir_kernel_free(k);
+    return once;
+}
+
+TEST(hoisting_follows_the_l2_it_is_given)
+{
+    CHECK(staged_once(512 << 10));
+    CHECK(!staged_once(128 << 10));
+}
+
+int main(void)
+{
+    RUN(caches_are_read_from_a_sysfs_tree);
+    RUN(malformed_or_missing_entries_read_as_zero);
+    RUN(the_host_target_plans_with_this_machines_caches);
+    RUN(hoisting_follows_the_l2_it_is_given);
+    return test_summary();
+}
