@@ -911,7 +911,7 @@ static bool dot_scaled_in_place(Lower *L, const Stmt *g)
  * registers, where dequantising A first would also leave an fp8 B's scale
  * to be applied per weight (fp8_gemm as one scaled T.gemm over K = 4096 at
  * one row: 3.20 ms so, against 3.00 for a T.gemm per 128-wide block;
- * promoted in the tile, see bench/README). */
+ * promoted in the tile, see bench/HISTORY.md). */
 static bool dot_a_scale_in_place(Lower *L, const Stmt *g, bool b_in_place)
 {
     const Region *a = &g->u.gemm.a, *as = &g->u.gemm.a_scale, *b = &g->u.gemm.b, *bs = &g->u.gemm.b_scale;
