@@ -9,13 +9,14 @@
  *   fp8    kernels_src/fp8_gemm.lua (e4m3, 1×128 / 128×128 UE8M0 scales)
  *   fp4    kernels_src/moe_expert_gemm.lua with one expert (packed e2m1,
  *          1×32 UE8M0 scales; e4m3 activations)
- * The tiles are picked among the spec's own candidates as a tuner would:
- * BM the smallest that holds M, BK the longest step (fp8 at one row: one
- * scaled T.gemm over all of K); BN 32 (bf16) and 16 (fp8) weight rows per
- * block, few enough concurrent row streams for the hardware prefetchers
- * (against 64 and 128: 1.5x and 2x at M = 1 on the AVX2 host; at 16 rows,
- * with tall dot tiles, 13.3 against 25.4 ms).  fp4 likewise: BN 16 up to 4 rows (M = 1: 3.4-4.4 ms against 10-11 at 128,
- * a loaded host), 128 at 16.  Enough copies of the weights to fill twice the last-
+ * The tiles are what the specs' choose picks for this machine, as `tilec
+ * run --set M=...` gets them (bf16 and fp8: BM the smallest that holds M,
+ * BK the longest step, BN 32 and 16 weight rows per block, few enough
+ * concurrent row streams for the hardware prefetchers: against 64 and 128,
+ * 1.5x and 2x at M = 1 on the AVX2 host; at 16 rows, with tall dot tiles,
+ * 13.3 against 25.4 ms); fp4's are set here (build()): BN 16 up to 4 rows
+ * (M = 1: 3.4-4.4 ms against 10-11 at 128, a loaded host), 128 at 16.
+ * Enough copies of the weights to fill twice the last-
  * level cache are rotated between repetitions, so the weights come from
  * DRAM.  Every kernel's output is checked on sampled columns against double-
  * precision sums of the decoded operands before it is timed (a fast wrong
@@ -227,51 +228,27 @@ static const char *spec_of(int fmt)
                                                                  : "kernels_src/moe_expert_gemm.lua";
 }
 
-/* The bf16 spec's K step for a decode shape: its largest candidate up to
- * K.  A block walks its 32 weight rows a K step at a time; with 128-element
- * steps that is 32 interleaved 256-byte runs, which the prefetchers and the
- * DRAM pages follow badly (M = 1, 8192x8192 bf16, one thread: 14.5-19 ms at
- * BK 128, 10.5 at 512, 7.4-7.8 at 8192).  With one step per row the dot
- * tile reads its 9 rows start to end: 9 streams, 17 GB/s. */
-static int bk_for(int K)
-{
-    static const int cands[] = {4096, 2048, 1024, 512, 256, 128};
-    for (size_t i = 0; i < sizeof cands / sizeof cands[0]; i++)
-        if (cands[i] <= K)
-            return cands[i];
-    return 128;
-}
-
+/* The kernel of p's format, its tile sizes as the spec's choose picks them
+ * for this machine (as `tilec run` does): bf16 and fp8 at a known M (the
+ * GEMM specialised to the batch, as a decode step would compile it; see
+ * examples/gemm.lua and kernels_src/fp8_gemm.lua for the choices and why).
+ * fp4, moe_expert_gemm with one expert, whose rows are a run-time count,
+ * takes them from here: all of K in one scaled T.gemm at every row count
+ * (the A rows staged as f32 once; 4096^2, one thread: 1 row 2.73 -> 2.55
+ * ms, 4 rows 5.13 -> 4.15, 16 rows 14.7 -> 13.0, weights in L3), 16 weight
+ * rows per block up to 4 rows, else 128. */
 static bool build(const Problem *p, ThKernel *tk)
 {
     char m[16], n[16], k[16];
     snprintf(m, sizeof m, "%d", p->M);
     snprintf(n, sizeof n, "%d", p->N);
     snprintf(k, sizeof k, "%d", p->K);
+    FeSet bf16[] = {{"M", m}, {"N", n}, {"K", k}, {"dtype", "bf16"}};
+    FeSet fp8[] = {{"M", m}, {"N", n}, {"K", k}};
     const char *bm = p->M <= 1 ? "1" : p->M <= 4 ? "4" : "16";
-    /* bf16: a K step as long as the spec allows (every row read start to
-     * end while the dot tile is on it), see bk_for */
-    char bk[16];
-    snprintf(bk, sizeof bk, "%d", bk_for(p->K));
-    FeSet bf16[] = {{"M", m}, {"N", n}, {"K", k}, {"dtype", "bf16"}, {"BM", bm}, {"BN", "32"}, {"BK", bk}};
-    /* 16 weight rows per block: few enough streams for the prefetchers.
-     * One row: all of K in one scaled T.gemm (each 128-wide block promoted
-     * in the dot tiles' registers, A and B e4m3 throughout).  More rows:
-     * shorter steps, whose A rows, staged as f32 (once per row block,
-     * pass_hoist), stay in L1 for tall tiles (at 16 rows, K 4096 in one
-     * step ran 18 ms against 13).  4 rows in 512-wide steps, where the 4x2
-     * tiles' ends (lane sums, NaN flags, stores) come a quarter as often:
-     * 7168x2048 2.87-2.97 -> 2.46-2.50 ms, 4096^2 3.03 -> 2.74; at 16 rows
-     * 512 gained at 4096^2 (9.7 -> 9.3) and lost at 7168x2048 (8.6-8.7 ->
-     * 8.8-8.9): 128 there. */
-    const char *fp8_bk = p->M == 1 ? bk : p->M <= 4 && p->K % 512 == 0 ? "512" : "128";
-    FeSet fp8[] = {{"N", n}, {"K", k}, {"BM", bm}, {"BN", "16"}, {"BK", fp8_bk}};
-    /* fp4: all of K in one scaled T.gemm at every row count (the A rows
-     * staged as f32 once; 4096^2, one thread: 1 row 2.73 -> 2.55 ms, 4 rows
-     * 5.13 -> 4.15, 16 rows 14.7 -> 13.0, weights in L3) */
-    FeSet fp4[] = {{"E", "1"}, {"N", n}, {"K", k}, {"BM", bm}, {"BN", p->M <= 4 ? "16" : "128"}, {"BK", bk}};
+    FeSet fp4[] = {{"E", "1"}, {"N", n}, {"K", k}, {"BM", bm}, {"BN", p->M <= 4 ? "16" : "128"}, {"BK", k}};
     const FeSet *sets = p->fmt == FMT_BF16 ? bf16 : p->fmt == FMT_FP8 ? fp8 : fp4;
-    int nsets = p->fmt == FMT_BF16 ? 7 : p->fmt == FMT_FP4 ? 6 : 5;
+    int nsets = p->fmt == FMT_BF16 ? 4 : p->fmt == FMT_FP4 ? 6 : 3;
     return th_kernel_build(tk, spec_of(p->fmt), sets, nsets);
 }
 
@@ -285,7 +262,7 @@ static double run(const Problem *p, int threads, int reps)
     data_make(p, &d);
     void *args[8];
     int64_t params[1] = {p->M};
-    const int64_t *pp = p->fmt == FMT_BF16 ? NULL : params;
+    const int64_t *pp = p->fmt == FMT_FP4 ? params : NULL; /* (bf16 and fp8: M is set) */
     args_of(p, &d, 0, args);
     bool ok = th_kernel_run(&tk, args, pp, threads) && verify(p, &d);
     double *t = calloc((size_t)reps, sizeof *t), med = -1;

@@ -110,7 +110,7 @@ typedef struct Tilec {
 
 /* --tuned FILE: the fastest point the results store has for gemm on
  * target with these sizes (sets[0..5]: M, N, K, dtype and the spec's BN
- * and stages) replaces the bench's own choices; its values into point. */
+ * and stages) replaces the spec's choices (choose); its values into point. */
 static bool tuned_sets(const char *path, const TargetInfo *target, FeSet *sets, int *nsets, char *point, char *desc,
                        Diag *d)
 {
@@ -143,37 +143,12 @@ static bool tilec_prepare(Tilec *t, const char *spec, const char *tuned, const P
     snprintf(m, sizeof m, "%lld", (long long)p->s.m);
     snprintf(n, sizeof n, "%lld", (long long)p->s.n);
     snprintf(k, sizeof k, "%lld", (long long)p->s.k);
-    /* BM per shape from the spec's own candidates, as a tuner would: the
-     * smallest row tile that holds M (decode: up to 16 rows run as dot
-     * tiles), at most 256, over which each packed B panel is reused.  f32
-     * 2048^3, one thread, BK 1024, alternated: quiet, 192 rows 199.6 ms,
-     * 256 186.9, 512 184.1; with the L3 shared with another tenant (`tilec
-     * sweep`), 256.7, 243.5, 292.5 — A's 512-row bands are read from L3
-     * for every column block.  bf16 at BK 128: 192 rows 208.5, 512 202.6. */
-    static const char *const bms[] = {"1", "4", "16", "24", "48", "96", "192", "256"};
-    const char *bm = "256";
-    for (int i = 7; i >= 0; i--)
-        if (p->s.m <= atoll(bms[i]))
-            bm = bms[i];
-    /* Decode rows (dot tiles) take K in one step where a candidate holds
-     * it: each weight row is then one stream read start to end, where 128-
-     * wide steps read 64 rows 512 bytes at a time (f32 M=1, N = K = 4096,
-     * one thread: 5.9 ms at BK 128, 3.3 at 4096; M=16 19.1 and 13.9). */
-    const char *bk = "128";
-    static const char *const bks[] = {"4096", "2048", "1024", "512", "256"};
-    for (int i = 0; p->s.m <= 16 && i < 5 && !strcmp(bk, "128"); i++)
-        if (p->s.k % atoll(bks[i]) == 0)
-            bk = bks[i];
-    /* f32 register tiles (A read in place) take 1024-deep steps where K
-     * allows, else 512: fewer loads and stores of the accumulators per
-     * FLOP (one thread, alternated: 1024^3 27.4 ms at BK 128, 26.3 at
-     * 512; 4096^3 at BM 512 1610 ms at 512, 1512 at 1024, 1610 at 2048;
-     * bf16, staged and widened, gained nothing) */
-    if (p->s.m > 16 && p->dt == DT_F32)
-        bk = p->s.k % 1024 == 0 ? "1024" : p->s.k % 512 == 0 ? "512" : "128";
-    FeSet sets[16] = {{"M", m}, {"N", n}, {"K", k}, {"dtype", dt_name(p->dt)}, {"BN", "64"}, {"stages", "2"},
-                     {"BM", bm}, {"BK", bk}};
-    int nsets = 8;
+    /* BM and BK: what examples/gemm.lua's choose picks for this machine
+     * and shape (as `tilec run` gets them; the spec says why), unless the
+     * store has the shape.  BN 64 and stages 2 are set: the tuned store's
+     * key (tuned_sets). */
+    FeSet sets[16] = {{"M", m}, {"N", n}, {"K", k}, {"dtype", dt_name(p->dt)}, {"BN", "64"}, {"stages", "2"}};
+    int nsets = 6;
     Diag d = {0};
     const TargetInfo *target = ir_host_target();
     if (tuned && !tuned_sets(tuned, target, sets, &nsets, t->point, t->tuned, &d)) {
@@ -182,7 +157,7 @@ static bool tilec_prepare(Tilec *t, const char *spec, const char *tuned, const P
         return false;
     }
     double t0 = rt_now();
-    t->k = fe_load(spec, sets, nsets, &d);
+    t->k = fe_load_for(spec, sets, nsets, target, &d);
     PassOptions po = {0};
     if (!t->k || !pass_pipeline(t->k, target, &po, &d) ||
         !(t->jit = cg_jit_compile(t->k, target, &d))) {

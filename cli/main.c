@@ -117,9 +117,10 @@ static const char usage_sweep[] =
     "The other options are 'tilec run's.\n";
 
 static const char usage_ir[] =
-    "usage: tilec ir SPEC.lua [--set NAME=VALUE]...\n"
+    "usage: tilec ir SPEC.lua [--set NAME=VALUE]... [--target T]\n"
     "\n"
-    "Prints the Tile IR the frontend builds from SPEC.lua, before any pass.\n"
+    "Prints the Tile IR the frontend builds from SPEC.lua, before any pass: for the\n"
+    "target T (default: this CPU), whose figures a spec's choose{} may size its tiles by.\n"
     "'tilec compile SPEC.lua --dump-after all -o /dev/null' shows what each pass makes of it.\n";
 
 int usage_error(const char *fmt, const char *arg)
@@ -699,7 +700,7 @@ static int cmd_run(const Opts *o)
     Opts tuned;
     if (!(o = with_tuned(o, t, &tuned, &d)))
         return fail(&d);
-    Kernel *k = fe_load(o->spec, o->sets, o->nsets, &d);
+    Kernel *k = fe_load_for(o->spec, o->sets, o->nsets, t, &d);
     if (!k)
         return fail(&d);
     if (k->nargs > 64 || k->nparams > 64) {
@@ -718,7 +719,7 @@ static int cmd_run(const Opts *o)
         /* The interpreter runs the Tile IR as the frontend built it, before
          * any pass: an independent path to the same numbers. */
         ref = bindings_clone(k, bd);
-        tile = fe_load(o->spec, o->sets, o->nsets, &d);
+        tile = fe_load_for(o->spec, o->sets, o->nsets, t, &d);
         double tref;
         Opts once = *o;
         once.repeat = 1;
@@ -821,7 +822,7 @@ static int cmd_compile(const Opts *o)
     Opts tuned;
     if (!(o = with_tuned(o, t, &tuned, &d)))
         return fail(&d);
-    Kernel *k = fe_load(o->spec, o->sets, o->nsets, &d);
+    Kernel *k = fe_load_for(o->spec, o->sets, o->nsets, t, &d);
     if (!k)
         return fail(&d);
     PassOptions po = {.dump_after = o->dump_after, .dump = stderr, .time_passes = o->time_passes};
@@ -856,7 +857,10 @@ out:
 static int cmd_ir(const Opts *o)
 {
     Diag d = {0};
-    Kernel *k = fe_load(o->spec, o->sets, o->nsets, &d);
+    const TargetInfo *t = target_of(o, &d); /* whose figures the spec's choose sees */
+    if (!t)
+        return fail(&d);
+    Kernel *k = fe_load_for(o->spec, o->sets, o->nsets, t, &d);
     if (!k)
         return fail(&d);
     ir_print(k, stdout);

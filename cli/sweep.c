@@ -117,9 +117,9 @@ static void ran_free(Ran *r)
     *r = (Ran){0};
 }
 
-static bool load_point(const Opts *o, const FeSet *sets, int nsets, Ran *r, Diag *d)
+static bool load_point(const Opts *o, const TargetInfo *t, const FeSet *sets, int nsets, Ran *r, Diag *d)
 {
-    r->k = fe_load(o->spec, sets, nsets, d);
+    r->k = fe_load_for(o->spec, sets, nsets, t, d);
     if (!r->k)
         return false;
     if (r->k->nargs > 64 || r->k->nparams > 64)
@@ -161,8 +161,8 @@ static bool check_point(const Opts *o, const TargetInfo *t, const FeSet *sets, i
     once.repeat = 1;
     Ran ref = {0}, got = {0};
     double sec;
-    bool ok = load_point(&once, sets, nsets, &ref, d) && execute(ref.k, true, t, &once, ref.bd, &sec, d) &&
-              load_point(&once, sets, nsets, &got, d) && execute(got.k, false, t, &once, got.bd, &sec, d);
+    bool ok = load_point(&once, t, sets, nsets, &ref, d) && execute(ref.k, true, t, &once, ref.bd, &sec, d) &&
+              load_point(&once, t, sets, nsets, &got, d) && execute(got.k, false, t, &once, got.bd, &sec, d);
     char why[256];
     if (ok && !same_outputs(&ref, &got, "the interpreter's", why, sizeof why))
         ok = diag_error(d, (SrcLoc){o->spec, 0}, "%s", why);
@@ -225,7 +225,7 @@ static bool sweep_setup(Sweep *s, Diag *d)
     const Opts *o = s->o;
     if (!s->t->gpu_sm && !ir_target_runs_here(s->t))
         return diag_error(d, (SrcLoc){0}, "this CPU cannot run target %s", s->t->name);
-    if (!(s->k0 = fe_load(o->spec, o->sets, o->nsets, d)) || !make_axes(s->k0, o, s->lists, s->axes, &s->naxes, d))
+    if (!(s->k0 = fe_load_for(o->spec, o->sets, o->nsets, s->t, d)) || !make_axes(s->k0, o, s->lists, s->axes, &s->naxes, d))
         return false;
     RtSetting key[MAX_OPTS];
     if (!rt_tuned_join(key, key_of(s->k0, o, s->axes, s->naxes, key), s->fixed, sizeof s->fixed) && o->store)
@@ -295,7 +295,7 @@ static void sweep_point(Sweep *s, const int *idx)
     double sec = 0;
     char why[256];
     bool checked = !o->check || s->timed || check_point(o, s->t, sets, nsets, &d);
-    if (!checked || !load_point(&s->run, sets, nsets, &r, &d) || !execute(r.k, false, s->t, &s->run, r.bd, &sec, &d)) {
+    if (!checked || !load_point(&s->run, s->t, sets, nsets, &r, &d) || !execute(r.k, false, s->t, &s->run, r.bd, &sec, &d)) {
         printf("%12s  (%s%s)\n", "-", checked ? "" : "--check failed: ", d.set ? d.msg : "");
         s->wrong += !checked;
     } else if (s->timed && !same_outputs(&s->first, &r, "the first point's", why, sizeof why)) {
@@ -380,7 +380,7 @@ const Opts *with_tuned(const Opts *o, const TargetInfo *t, Opts *buf, Diag *d)
     static char point[RT_TUNED_LINE];
     if (!o->tuned)
         return o;
-    Kernel *k = fe_load(o->spec, o->sets, o->nsets, d);
+    Kernel *k = fe_load_for(o->spec, o->sets, o->nsets, t, d);
     if (!k)
         return NULL;
     RtSetting key[MAX_OPTS];

@@ -20,5 +20,9 @@ typedef struct FeSet {
  * sets.  NULL on error, with d naming the user's file and line.  The caller
  * frees the kernel with ir_kernel_free. */
 Kernel *fe_load(const char *path, const FeSet *sets, int nsets, Diag *d);
+/* The same, built for target t: a spec's `choose` picks the tune{}
+ * parameters the sets leave out from the shape and t's figures (vector
+ * width, caches).  fe_load (t NULL) leaves them at their first candidates. */
+Kernel *fe_load_for(const char *path, const FeSet *sets, int nsets, const TargetInfo *t, Diag *d);
 
 #endif

@@ -577,7 +577,35 @@ static void lua_diag(lua_State *L, const char *file, Diag *d)
     diag_error(d, loc, "%s", msg);
 }
 
+/* What a spec's choose sees of t (T._build): a table, or nil without one. */
+static void push_target(lua_State *L, const TargetInfo *t)
+{
+    if (!t) {
+        lua_pushnil(L);
+        return;
+    }
+    lua_newtable(L);
+    lua_pushstring(L, t->name);
+    lua_setfield(L, -2, "name");
+    lua_pushinteger(L, t->vector_bits);
+    lua_setfield(L, -2, "vector_bits");
+    if (t->gpu_sm) {
+        lua_pushinteger(L, t->gpu_sm);
+        lua_setfield(L, -2, "sm");
+        return;
+    }
+    lua_pushinteger(L, t->l1_bytes);
+    lua_setfield(L, -2, "l1");
+    lua_pushinteger(L, t->l2_bytes);
+    lua_setfield(L, -2, "l2");
+}
+
 Kernel *fe_load(const char *path, const FeSet *sets, int nsets, Diag *d)
+{
+    return fe_load_for(path, sets, nsets, NULL, d);
+}
+
+Kernel *fe_load_for(const char *path, const FeSet *sets, int nsets, const TargetInfo *t, Diag *d)
 {
     lua_State *L = luaL_newstate();
     if (!L) {
@@ -633,7 +661,8 @@ Kernel *fe_load(const char *path, const FeSet *sets, int nsets, Diag *d)
         lua_setfield(L, -2, sets[i].name);
     }
     lua_pushstring(L, path);
-    if (lua_pcall(L, 3, 0, handler) != LUA_OK) {
+    push_target(L, t);
+    if (lua_pcall(L, 4, 0, handler) != LUA_OK) {
         lua_diag(L, path, d);
         goto out;
     }

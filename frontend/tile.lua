@@ -783,12 +783,57 @@ local function resolve_one(name, v, s)
   set_error(("parameter %s: expected a number, a string, T.dyn, T.tune{...} or T.size(n)"):format(name))
 end
 
+-- choose = function(p, target) ... end: the spec's own defaults for the
+-- tune{} parameters left unset, from the shape and the target.  p holds
+-- what is known before any is chosen: sizes, fixed values, dyn ones given
+-- a number, tune values that were set (an unset tune or dyn one is nil);
+-- target is build_target's table.  It returns { NAME = value, ... } with
+-- values among each one's candidates; the others take their first.
+local function chosen_defaults(choose, params, sets, target)
+  if choose == nil or target == nil then return {} end
+  if type(choose) ~= "function" then
+    set_error(("kernel %s: choose must be a function(p, target) returning tune{} values"):format(built.name))
+  end
+  local known = {}
+  for name, v in pairs(params) do
+    local s = sets[name]
+    if v == DYN or (type(v) == "table" and v.__size) then
+      known[name] = s and math.tointeger(tonumber(s)) or (v ~= DYN and v.default or nil)
+    elseif type(v) == "table" and v.__tune then
+      for _, c in ipairs(v.cands) do if s and tostring(c) == s then known[name] = c end end
+    else
+      known[name] = v
+    end
+  end
+  local picks = choose(known, target)
+  if type(picks) ~= "table" then
+    set_error(("kernel %s: choose returned %s, not a table of tune{} values"):format(built.name, type(picks)))
+  end
+  local out = {}
+  for name, value in pairs(picks) do
+    local v = params[name]
+    if type(v) ~= "table" or not v.__tune then
+      set_error(("kernel %s: choose picked %s, which is not a tune{} parameter"):format(built.name, tostring(name)))
+    end
+    local ok = false
+    for _, c in ipairs(v.cands) do ok = ok or tostring(c) == tostring(value) end
+    if not ok then
+      local cs = {}
+      for i, c in ipairs(v.cands) do cs[i] = tostring(c) end
+      set_error(("kernel %s: choose picked %s = %s, not one of its tune{} values {%s}"):format(built.name, name,
+                tostring(value), table.concat(cs, ", ")))
+    end
+    if sets[name] == nil then out[name] = tostring(value) end -- a --set value stays
+  end
+  return out
+end
+
 -- Resolve every parameter (with --set overrides) into p and record it.
 -- forced (a composition's part): every parameter takes the composed
 -- kernel's value instead (T.dyn: a run-time scalar of the same name).
 -- derived (a composition): a function value is a parameter computed from
 -- the others, p.X = f(p), recorded after them.
-local function resolve_params(params, sets, forced, derived)
+local function resolve_params(params, sets, forced, derived, picks)
   local p = {}
   for name in pairs(sets) do
     if params[name] == nil then
@@ -798,7 +843,7 @@ local function resolve_params(params, sets, forced, derived)
   end
   local later = {}
   for _, name in ipairs(names_of(params)) do
-    local v, s = params[name], sets[name]
+    local v, s = params[name], sets[name] or (picks and picks[name])
     if forced and forced[name] ~= nil then
       v, s = forced[name], nil
     end
@@ -913,7 +958,7 @@ local function set_block_threads(threads, p)
 end
 
 -- Build a kernel spec's IR: resolve parameters, declare arguments, run the body.
-local function build_kernel(spec, sets, forced)
+local function build_kernel(spec, sets, forced, target)
   built = { name = spec.name, line = spec.line, grid = false, in_body = false, names = {} }
   scratch_count = {} -- a composition's parts are named as they are alone
   core.kernel(spec.name, spec.line)
@@ -922,7 +967,8 @@ local function build_kernel(spec, sets, forced)
     set_error(("kernel %s: params must be a table, got %s"):format(spec.name, type(params)),
               "params = { N = 4096, BM = T.tune{64, 128}, M = T.dyn }")
   end
-  local p = resolve_params(params, sets, forced)
+  local picks = not forced and chosen_defaults(spec.def.choose, params, sets, target) or nil
+  local p = resolve_params(params, sets, forced, nil, picks)
   set_block_threads(spec.def.threads, p)
   local bufs, list = declare_args(spec.def, p)
   call_body(spec.def, p, bufs, list)
@@ -1004,14 +1050,17 @@ local function build_compose(spec, sets, path)
   core.compose(composed, handles[1], handles[2], via)
 end
 
-function T._build(chunk, sets, path)
+-- target (nil: none given) is what a spec's choose sees of the target the
+-- kernel is built for: name, vector_bits, l1 and l2 (bytes, the L1 data
+-- cache and L2 of one core; CPUs), sm (GPUs: 90, 80; nil on a CPU).
+function T._build(chunk, sets, path, target)
   USER_FILE = "@" .. path
   local spec = chunk()
   if type(spec) == "table" and spec.__compose then return build_compose(spec, sets, path) end
   if type(spec) ~= "table" or not spec.__kernel then
     error({ msg = "the spec must return a kernel: return T.kernel \"name\" { ... }", line = 0 }, 0)
   end
-  build_kernel(spec, sets)
+  build_kernel(spec, sets, nil, target)
 end
 
 ------------------------------------------------------- unknown T.* names

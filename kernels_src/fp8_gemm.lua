@@ -73,4 +73,29 @@ return T.kernel "fp8_gemm" {
       T.copy(acc, c:tile(by * p.BM, bx * p.BN))
     end
   end,
+  -- The tile sizes left unset where M is known (--set M=...), as a tuner
+  -- would (a --set or --tuned value stays).  Decode (up to 16 rows, on a
+  -- CPU): blocks of 16 weight rows, few enough streams for the
+  -- prefetchers (M = 1: 2x the weight bandwidth of 128).  One row: all of
+  -- K in one scaled T.gemm where a candidate divides it, each 128-wide
+  -- block promoted in the dot tiles' registers.  More rows: shorter steps,
+  -- whose A rows, staged as f32 once per row block (pass_hoist), stay in
+  -- L1 for the tall tiles (16 rows, K 4096 in one step: 18 ms against
+  -- 13); 4 rows in 512-wide steps, where the 4x2 tiles' ends come a
+  -- quarter as often (4096^2 3.03 -> 2.74 ms, 7168x2048 2.87-2.97 ->
+  -- 2.46-2.50); at 16 rows 512 gained at 4096^2 (9.7 -> 9.3) and lost at
+  -- 7168x2048 (8.6-8.7 -> 8.8-8.9): 128 there.  Otherwise (a dyn M,
+  -- prefill, a GPU) the first candidates.
+  choose = function(p, target)
+    if target.sm or not p.M or p.M > 16 then return {} end
+    local bk = 128
+    if p.M == 1 then
+      for _, c in ipairs{4096, 2048, 1024, 512, 256} do
+        if p.K % c == 0 then bk = c break end
+      end
+    elseif p.M <= 4 and p.K % 512 == 0 then
+      bk = 512
+    end
+    return { BM = p.M <= 1 and 1 or p.M <= 4 and 4 or 16, BN = 16, BK = bk }
+  end,
 }

@@ -106,6 +106,13 @@ expect_error "--stream-bytes on a GPU" \
 expect_error "--rotate on a GPU" "tilec: $gemm: --rotate is for CPU targets: sm_90a keeps its inputs in device memory" -- \
   "$TILEC" run $gemm --rotate 2 --target sm_90a
 
+expect_error "a spec's choose picks outside its candidates" \
+  "tilec: tests/specs/choose_bad.lua:3: kernel choose_bad: choose picked BN = 7, not one of its tune{} values {16, 32}" -- \
+  "$TILEC" run tests/specs/choose_bad.lua --set how=value
+expect_error "a spec's choose fails in Lua" \
+  "tilec: tests/specs/choose_bad.lua:9: attempt to perform arithmetic on a nil value (field 'missing')" -- \
+  "$TILEC" ir tests/specs/choose_bad.lua --set how=lua
+
 expect_error "rmsnorm width not whole steps" "tilec: kernels_src/rmsnorm.lua:18: rmsnorm: D = 100 is not a multiple of 128" -- \
   "$TILEC" run kernels_src/rmsnorm.lua --set M=2 --set D=100
 expect_error "compose: consumer reads outside the producer's block" \

@@ -68,13 +68,14 @@ bool th_load_fails(const char *spec, const FeSet *sets, int nsets, char *msg, si
     return k == NULL;
 }
 
-bool th_kernel_build_on(ThKernel *tk, const char *spec, const FeSet *sets, int nsets, const char *target)
+/* t: the target the kernel is compiled for (NULL: interpreted); choose:
+ * whether the spec's choose picks the tile sizes the sets leave out. */
+static bool build(ThKernel *tk, const char *spec, const FeSet *sets, int nsets, const TargetInfo *t, bool choose)
 {
     Diag d = {0};
-    const TargetInfo *t = target ? ir_target(target) : NULL;
-    tk->k = fe_load(spec, sets, nsets, &d);
+    tk->k = fe_load_for(spec, sets, nsets, choose ? t : NULL, &d);
     tk->jit = NULL;
-    tk->target = target;
+    tk->target = t ? t->name : NULL;
     bool ok = tk->k != NULL;
     if (ok && t)
         ok = pass_pipeline(tk->k, t, NULL, &d);
@@ -87,9 +88,14 @@ bool th_kernel_build_on(ThKernel *tk, const char *spec, const FeSet *sets, int n
     return ok;
 }
 
+bool th_kernel_build_on(ThKernel *tk, const char *spec, const FeSet *sets, int nsets, const char *target)
+{
+    return build(tk, spec, sets, nsets, target ? ir_target(target) : NULL, false);
+}
+
 bool th_kernel_build(ThKernel *tk, const char *spec, const FeSet *sets, int nsets)
 {
-    return th_kernel_build_on(tk, spec, sets, nsets, ir_host_target()->name);
+    return build(tk, spec, sets, nsets, ir_host_target(), true);
 }
 
 bool th_kernel_run(const ThKernel *tk, void *const *args, const int64_t *params, int threads)

@@ -34,10 +34,12 @@ typedef struct ThKernel {
     const char *target;
 } ThKernel;
 
-/* On target (NULL: the interpreter).  False (the diagnostic printed,
- * naming spec) when it does not compile. */
+/* On target (NULL: the interpreter), tune{} parameters the sets leave out
+ * at their first candidates.  False (the diagnostic printed, naming spec)
+ * when it does not compile. */
 bool th_kernel_build_on(ThKernel *tk, const char *spec, const FeSet *sets, int nsets, const char *target);
-/* On this CPU's best target. */
+/* On this CPU's best target (ir_host_target: this machine's caches), as
+ * `tilec run` builds it: the spec's choose picks what the sets leave out. */
 bool th_kernel_build(ThKernel *tk, const char *spec, const FeSet *sets, int nsets);
 /* One launch over args; params: the dyn values, in the kernel's order. */
 bool th_kernel_run(const ThKernel *tk, void *const *args, const int64_t *params, int threads);

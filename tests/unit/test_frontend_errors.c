@@ -1,5 +1,6 @@
-/* test_frontend_errors.c — --set validation and a missing spec file: one
- * line each, naming the file and line.  (The golden bad specs are run by
+/* test_frontend_errors.c — --set validation, a spec's choose (its picks,
+ * and each way it can go wrong) and a missing spec file: one line each,
+ * naming the file and line.  (The golden bad specs are run by
  * test_frontend.c from tests/specs/fe/bad/.) */
 #include "frontend/frontend.h"
 #include "test.h"
@@ -60,6 +61,87 @@ TEST(set_values_reach_the_kernel)
     ir_kernel_free(k);
 }
 
+/* The value kernel k records for parameter name ("" when it has none). */
+static const char *kparam(const Kernel *k, const char *name)
+{
+    for (int i = 0; k && i < k->nkparams; i++)
+        if (!strcmp(k->kparams[i].name, name))
+            return k->kparams[i].value;
+    return "";
+}
+
+/* fp8_gemm's choose: decode tiles for a known M on a CPU target, a --set
+ * value kept; the first candidates without a target, for a dyn M and on
+ * a GPU. */
+TEST(choose_picks_the_unset_tile_sizes)
+{
+    const char *spec = "kernels_src/fp8_gemm.lua";
+    const TargetInfo *cpu = ir_target("x86-avx2"), *gpu = ir_target("sm_90a");
+    struct {
+        FeSet sets[3];
+        int nsets;
+        const TargetInfo *t;
+        const char *bm, *bn, *bk;
+    } cases[] = {
+        {{{"M", "1"}, {"K", "4096"}}, 2, cpu, "1", "16", "4096"},
+        {{{"M", "1"}, {"K", "2048"}}, 2, cpu, "1", "16", "2048"},
+        {{{"M", "4"}, {"K", "4096"}}, 2, cpu, "4", "16", "512"},
+        {{{"M", "16"}, {"K", "4096"}}, 2, cpu, "16", "16", "128"},
+        {{{"M", "16"}, {"BN", "32"}}, 2, cpu, "16", "32", "128"}, /* a --set value stays */
+        {{{"M", "512"}}, 1, cpu, "64", "128", "128"},               /* prefill: the first candidates */
+        {{{"K", "4096"}}, 1, cpu, "64", "128", "128"},              /* a dyn M */
+        {{{"M", "1"}, {"K", "4096"}}, 2, gpu, "64", "128", "128"},
+        {{{"M", "1"}, {"K", "4096"}}, 2, NULL, "64", "128", "128"}, /* fe_load: no target */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        Diag d = {0};
+        Kernel *k = fe_load_for(spec, cases[i].sets, cases[i].nsets, cases[i].t, &d);
+        CHECKF(k, "case %zu: %s", i, d.msg);
+        CHECKF(!strcmp(kparam(k, "BM"), cases[i].bm) && !strcmp(kparam(k, "BN"), cases[i].bn) &&
+                   !strcmp(kparam(k, "BK"), cases[i].bk),
+               "case %zu: BM %s BN %s BK %s, want %s %s %s", i, kparam(k, "BM"), kparam(k, "BN"), kparam(k, "BK"),
+               cases[i].bm, cases[i].bn, cases[i].bk);
+        ir_kernel_free(k);
+    }
+    FeSet ok = {"how", "ok"};
+    Diag d = {0};
+    Kernel *k = fe_load_for("tests/specs/choose_bad.lua", &ok, 1, cpu, &d);
+    CHECKF(k && !strcmp(kparam(k, "BN"), "32"), "%s", d.msg); /* it sees the target's figures */
+    ir_kernel_free(k);
+}
+
+static void expect_choose_error(const char *spec, const char *how, const char *want)
+{
+    FeSet set = {"how", how};
+    Diag d = {0};
+    Kernel *k = fe_load_for(spec, &set, how ? 1 : 0, ir_target("x86-avx2"), &d);
+    CHECKF(k == NULL, "%s how=%s accepted", spec, how ? how : "-");
+    ir_kernel_free(k);
+    char got[1024];
+    diag_text(&d, got, sizeof got);
+    CHECKF(!strcmp(got, want), "how=%s\n    got:  %s    want: %s", how ? how : "-", got, want);
+}
+
+TEST(a_wrong_choose_is_one_line_at_the_spec)
+{
+    const char *bad = "tests/specs/choose_bad.lua";
+    expect_choose_error(bad, "value",
+                        "tests/specs/choose_bad.lua:3: kernel choose_bad: choose picked BN = 7, not one of its "
+                        "tune{} values {16, 32}\n");
+    expect_choose_error(bad, "name",
+                        "tests/specs/choose_bad.lua:3: kernel choose_bad: choose picked N, which is not a tune{} "
+                        "parameter\n");
+    expect_choose_error(bad, "type",
+                        "tests/specs/choose_bad.lua:3: kernel choose_bad: choose returned number, not a table of "
+                        "tune{} values\n");
+    expect_choose_error(bad, "lua",
+                        "tests/specs/choose_bad.lua:9: attempt to perform arithmetic on a nil value (field "
+                        "'missing')\n");
+    expect_choose_error("tests/specs/choose_not_function.lua", NULL,
+                        "tests/specs/choose_not_function.lua:2: kernel choose_not_function: choose must be a "
+                        "function(p, target) returning tune{} values\n");
+}
+
 TEST(missing_spec_file)
 {
     Diag d = {0};
@@ -73,6 +155,8 @@ int main(void)
 {
     RUN(set_rejects_unknown_fixed_and_out_of_set_values);
     RUN(set_values_reach_the_kernel);
+    RUN(choose_picks_the_unset_tile_sizes);
+    RUN(a_wrong_choose_is_one_line_at_the_spec);
     RUN(missing_spec_file);
     return test_summary();
 }
