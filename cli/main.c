@@ -120,7 +120,7 @@ static const char usage_ir[] =
     "usage: tilec ir SPEC.lua [--set NAME=VALUE]... [--target T]\n"
     "\n"
     "Prints the Tile IR the frontend builds from SPEC.lua, before any pass: for the\n"
-    "target T (default: this CPU), whose figures a spec's choose{} may size its tiles by.\n"
+    "target T (default: this CPU), whose figures a spec's choose may size its tiles by.\n"
     "'tilec compile SPEC.lua --dump-after all -o /dev/null' shows what each pass makes of it.\n";
 
 int usage_error(const char *fmt, const char *arg)
@@ -857,8 +857,9 @@ out:
 static int cmd_ir(const Opts *o)
 {
     Diag d = {0};
-    const TargetInfo *t = target_of(o, &d); /* whose figures the spec's choose sees */
-    if (!t)
+    /* whose figures the spec's choose sees (none on a CPU tilec cannot run) */
+    const TargetInfo *t = o->target ? target_of(o, &d) : ir_host_target();
+    if (o->target && !t)
         return fail(&d);
     Kernel *k = fe_load_for(o->spec, o->sets, o->nsets, t, &d);
     if (!k)

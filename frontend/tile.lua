@@ -787,7 +787,7 @@ end
 -- tune{} parameters left unset, from the shape and the target.  p holds
 -- what is known before any is chosen: sizes, fixed values, dyn ones given
 -- a number, tune values that were set (an unset tune or dyn one is nil);
--- target is build_target's table.  It returns { NAME = value, ... } with
+-- target is T._build's table.  It returns { NAME = value, ... } with
 -- values among each one's candidates; the others take their first.
 local function chosen_defaults(choose, params, sets, target)
   if choose == nil or target == nil then return {} end

@@ -139,11 +139,11 @@ HostCaches ir_read_caches(const char *sysfs_cpu)
     return hc;
 }
 
-/* A size the passes may plan with: within [lo, hi], else `fixed` (a VM's
- * made-up figure, a level the kernel did not report). */
-static int64_t sane(int64_t bytes, int64_t lo, int64_t hi, int64_t fixed)
+/* bytes where the passes may plan with it, within [lo, hi]; else 0 (a
+ * VM's made-up figure, a level the kernel did not report). */
+static int64_t sane(int64_t bytes, int64_t lo, int64_t hi)
 {
-    return bytes >= lo && bytes <= hi ? bytes : fixed;
+    return bytes >= lo && bytes <= hi ? bytes : 0;
 }
 
 static TargetInfo host;
@@ -156,8 +156,8 @@ static void find_host(void)
         if (ir_target_runs_here(&targets[i])) {
             HostCaches hc = ir_read_caches("/sys/devices/system/cpu/cpu0");
             host = targets[i];
-            host.l1_bytes = sane(hc.l1d, 8 << 10, 1 << 20, 0);
-            host.l2_bytes = sane(hc.l2, 128 << 10, 64 << 20, 0);
+            host.l1_bytes = sane(hc.l1d, 8 << 10, 1 << 20);
+            host.l2_bytes = sane(hc.l2, 128 << 10, 64 << 20);
             caches_read = host.l1_bytes && host.l2_bytes;
             if (!caches_read) /* both or neither: the passes weigh one against the other */
                 host = targets[i];
