@@ -36,4 +36,14 @@ return T.kernel "lm_head" {
       T.copy(acc, logits:tile(bm * p.BM, bv * p.BV))
     end
   end,
+  -- The tiles left unset for one row (--set M=1) on a CPU: the GEMV above,
+  -- 32 head rows per block, each read start to end (BK the longest
+  -- candidate dividing D).  Otherwise the first candidates.
+  choose = function(p, target)
+    if target.sm or p.M ~= 1 then return {} end
+    for _, c in ipairs{4096, 2048, 1024, 512, 256, 128} do
+      if p.D % c == 0 then return { BM = 1, BV = 32, BK = c } end
+    end
+    return { BM = 1, BV = 32 }
+  end,
 }
