@@ -679,6 +679,21 @@ static bool write_outputs(const Kernel *k, const Opts *o, const Bindings *bd, Di
     return true;
 }
 
+/* " (tiles from the spec's choose: BK=4096 BM=1)" when it picked any. */
+static const char *picks_of(const Kernel *k)
+{
+    static char out[512];
+    size_t n = 0;
+    out[0] = 0;
+    for (int i = 0; i < k->nkparams; i++)
+        if (k->kparams[i].picked && n < sizeof out)
+            n += (size_t)snprintf(out + n, sizeof out - n, "%s%s=%s", n ? " " : " (tiles from the spec's choose: ",
+                                  k->kparams[i].name, k->kparams[i].value);
+    if (n && n < sizeof out)
+        snprintf(out + n, sizeof out - n, ")");
+    return out;
+}
+
 static int cmd_run(const Opts *o)
 {
     Diag d = {0};
@@ -733,7 +748,7 @@ static int cmd_run(const Opts *o)
                        : o->simt                 ? "SIMT interpreter"
                                                  : t->name;
     if (o->repeat > 1)
-        printf("%s: %s median of %d runs: %.3f ms\n", k->name, what, o->repeat, median * 1e3);
+        printf("%s: %s median of %d runs: %.3f ms%s\n", k->name, what, o->repeat, median * 1e3, picks_of(k));
     rc = 0;
     if (o->check && !compare_outputs(k, ref, bd, what))
         rc = 1;

@@ -140,6 +140,7 @@ static int c_kparam(lua_State *L)
             ir_kparam_cand(k, p, luaL_tolstring(L, -1, NULL));
             lua_pop(L, 2);
         }
+    p->picked = lua_toboolean(L, 5);
     if (kk == KP_DYN) {
         p->dyn = ir_param_add(k, p->name, DT_I64);
         lua_pushlightuserdata(L, ir_param(k, p->dyn));

@@ -747,7 +747,7 @@ local function int_at_least(least, name, s)
 end
 
 -- One parameter's value from its declaration v and its --set text s.
-local function resolve_one(name, v, s)
+local function resolve_one(name, v, s, picked)
   if v == DYN then
     if s then
       local n = int_at_least(0, name, s)
@@ -766,7 +766,7 @@ local function resolve_one(name, v, s)
         set_error(("--set %s=%s: not one of its tune{} values {%s}"):format(name, s, table.concat(cs, ", ")))
       end
     end
-    core.kparam(name, "tune", tostring(chosen), v.cands)
+    core.kparam(name, "tune", tostring(chosen), v.cands, picked)
     return chosen
   elseif type(v) == "table" and v.__size then
     local n = s and int_at_least(1, name, s) or v.default
@@ -843,15 +843,16 @@ local function resolve_params(params, sets, forced, derived, picks)
   end
   local later = {}
   for _, name in ipairs(names_of(params)) do
-    local v, s = params[name], sets[name] or (picks and picks[name])
+    local v, s, picked = params[name], sets[name], false
+    if s == nil and picks and picks[name] then s, picked = picks[name], true end
     if forced and forced[name] ~= nil then
-      v, s = forced[name], nil
+      v, s, picked = forced[name], nil, false
     end
     if derived and type(v) == "function" then
       if s then set_error(("--set %s: parameter %s is derived from the others (T.compose params)"):format(name, name)) end
       later[#later + 1] = name
     else
-      p[name] = resolve_one(name, v, s)
+      p[name] = resolve_one(name, v, s, picked)
     end
   end
   -- A misspelt p.X is an error at the user's line, not a nil that fails later.

@@ -240,6 +240,7 @@ typedef struct KParam {
     const char **cands; /* tune candidates as text */
     int ncands;
     Param *dyn; /* KP_DYN only */
+    bool picked; /* KP_TUNE: the spec's choose gave the value (not printed) */
 } KParam;
 
 /* --------------------------------------------------------------- buffers */

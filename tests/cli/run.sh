@@ -280,6 +280,14 @@ else
   bad "TILEC_PERF=1 writes a jitdump with the kernel" "$out"
 fi
 
+# a spec's choose picks what --set leaves out, and the timing line says so
+out=$("$TILEC" run kernels_src/fp8_gemm.lua --set M=1 --set N=256 --set K=1024 --set BN=32 --repeat 2 2>&1)
+if printf '%s\n' "$out" | grep -q "median of 2 runs: [0-9.]* ms (tiles from the spec's choose: BK=1024 BM=1)$"; then
+  ok "the timing line names the tiles choose picked"
+else
+  bad "the timing line names the tiles choose picked" "$out"
+fi
+
 # the default target plans with this CPU's caches, and says which
 out=$("$TILEC" targets 2>&1)
 if printf '%s\n' "$out" | grep -Eq "^ +the default here: L1d [0-9]+ KiB, L2 [0-9]+ KiB \((this CPU's, from sysfs|the kind's: sysfs gave none); --target x86-(avx2|avx512) plans for 32 and 512\)$"; then
