@@ -104,6 +104,8 @@ static const char usage_sweep[] =
     "(as 'tilec run' makes them) and its outputs are compared with the first\n"
     "point's: one that differs fails the sweep (exit 1), however fast. A point the\n"
     "compiler refuses (a tile too large for the target, say) is reported and skipped.\n"
+    "The fastest point is printed, and against it the point 'tilec run' takes when\n"
+    "none of them is set (the spec's choose, else the first candidates) if it was swept.\n"
     "\n"
     "  --over NAME=V,...  the values of tune parameter NAME to try (its candidates by default)\n"
     "  --check            also check the first point against the interpreter\n"

@@ -216,6 +216,8 @@ typedef struct Sweep {
     int timed, wrong;
     double best_ms;
     char best[RT_TUNED_LINE];
+    double default_ms;        /* the point the spec takes unswept (choose's picks, else first candidates) */
+    bool default_picked;      /* some of its values came from the spec's choose */
     char *records;           /* store lines of the points timed */
     size_t nrecords;
 } Sweep;
@@ -257,6 +259,19 @@ static bool sweep_setup(Sweep *s, Diag *d)
     s->run.repeat = o->repeat_given ? o->repeat : 5;
     s->threads = o->threads ? o->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     s->best_ms = INFINITY;
+    s->default_ms = INFINITY;
+    for (int i = 0; i < s->naxes; i++)
+        s->default_picked |= tune_param(s->k0, s->axes[i].name)->picked;
+    return true;
+}
+
+/* Whether the n values of point are the kernel's own for them: what
+ * `tilec run` takes with none of them set. */
+static bool is_default(const Kernel *k, const FeSet *point, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(tune_param(k, point[i].name)->value, point[i].value))
+            return false;
     return true;
 }
 
@@ -270,6 +285,8 @@ static void keep_point(Sweep *s, const FeSet *point, int n, double ms)
         s->best_ms = ms;
         snprintf(s->best, sizeof s->best, "%s", joined);
     }
+    if (is_default(s->k0, point, n))
+        s->default_ms = ms;
     if (!storable || !rt_tuned_line(s->k0->name, s->t->name, s->threads, s->fixed, joined, ms, line, sizeof line))
         return;
     size_t len = strlen(line);
@@ -324,6 +341,10 @@ static void print_best(const Sweep *s)
         p = comma ? comma + 1 : NULL;
     }
     printf(" (%.3f ms)\n", s->best_ms);
+    if (isfinite(s->default_ms))
+        printf("default (%s): %.3f ms, %.2fx the best\n",
+               s->default_picked ? "the spec's choose" : "the first candidates", s->default_ms,
+               s->default_ms / s->best_ms);
 }
 
 int cmd_sweep(const Opts *o)

@@ -19,6 +19,13 @@ if [ "$records" -eq 4 ] &&
    grep -qP "^gemm\tx86-avx\S+\t1\tBN=32,K=64,M=70,N=40,dtype=f32,stages=2\tBK=32,BM=24\t[0-9.e-]+$" "$store"; then
   ok "the store holds the 4 points"; else bad "the store holds the 4 points" "$(cat "$store")"; fi
 
+# the point tilec run would take unswept (gemm.lua's choose: 96 rows for
+# M = 70) is reported against the best
+out=$("$TILEC" sweep $gemm "${small[@]}" --set BK=64 --over BM=48,96 2>&1); rc=$?
+if [ $rc -eq 0 ] && printf '%s\n' "$out" | grep -qE "^default \(the spec's choose\): [0-9.]+ ms, [0-9.]+x the best$"; then
+  ok "sweep reports the spec's default against the best"; else
+  bad "sweep reports the spec's default against the best" "rc=$rc" "$out"; fi
+
 # --tuned takes the fastest point's values for the unset tune parameters
 err=$("$TILEC" run $gemm "${small[@]}" --tuned "$store" --check 2>&1 >/dev/null); rc=$?
 if [ $rc -eq 0 ] && printf '%s' "$err" | grep -q "tuned to $best "; then ok "run --tuned takes the best point ($best)"; else
