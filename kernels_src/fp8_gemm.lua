@@ -75,27 +75,25 @@ return T.kernel "fp8_gemm" {
   end,
   -- The tile sizes left unset where M is known (--set M=...), as a tuner
   -- would (a --set or --tuned value stays).  Decode (up to 16 rows, on a
-  -- CPU): blocks of 16 weight rows, few enough streams for the
-  -- prefetchers (M = 1: 2x the weight bandwidth of 128).  One row: all of
-  -- K in one scaled T.gemm where a candidate divides it, each 128-wide
-  -- block promoted in the dot tiles' registers.  More rows: shorter steps,
-  -- whose A rows, staged as f32 once per row block (pass_hoist), stay in
-  -- L1 for the tall tiles (16 rows, K 4096 in one step: 18 ms against
-  -- 13); 4 rows in 512-wide steps, where the 4x2 tiles' ends come a
-  -- quarter as often (4096^2 3.03 -> 2.74 ms, 7168x2048 2.87-2.97 ->
-  -- 2.46-2.50); at 16 rows 512 gained at 4096^2 (9.7 -> 9.3) and lost at
-  -- 7168x2048 (8.6-8.7 -> 8.8-8.9): 128 there.  Otherwise (a dyn M,
-  -- prefill, a GPU) the first candidates.
+  -- CPU): blocks of 16 weight rows at one row, 32 at more, few enough
+  -- streams for the prefetchers (M = 1: 2x the weight bandwidth of 128).
+  -- The K step: the longest that divides K and keeps a dot tile's rows of
+  -- A (staged as f32 once per row block, pass_hoist; 1, 4 or 8 rows per
+  -- tile at 1, 4 and 16 rows) within half of L1, where the tile re-reads
+  -- them for every column: on the AVX2 host's 32 KiB, all of K at one row
+  -- (one scaled T.gemm, each 128-wide block promoted in registers), 1024
+  -- at 4 rows, 512 at 16.  `tilec sweep` over BK and BN agreed (one
+  -- thread, alternated): 4 rows 4096^2 2.60-2.73 ms at the earlier 512/16
+  -- against 2.50-2.55, 7168x2048 2.42-3.07 against 2.22-2.25; 16 rows
+  -- 4096^2 9.51-9.67 at 128/16 against 8.98-9.17, 7168x2048 equal.
+  -- Otherwise (a dyn M, prefill, a GPU) the first candidates.
   choose = function(p, target)
     if target.sm or not p.M or p.M > 16 then return {} end
-    local bk = 128
-    if p.M == 1 then
-      for _, c in ipairs{4096, 2048, 1024, 512, 256} do
-        if p.K % c == 0 then bk = c break end
-      end
-    elseif p.M <= 4 and p.K % 512 == 0 then
-      bk = 512
+    local bm = p.M <= 1 and 1 or p.M <= 4 and 4 or 16
+    local rows, bk = math.min(bm, 8), 128
+    for _, c in ipairs{4096, 2048, 1024, 512, 256} do
+      if p.K % c == 0 and rows * c * 4 <= target.l1 // 2 then bk = c break end
     end
-    return { BM = p.M <= 1 and 1 or p.M <= 4 and 4 or 16, BN = 16, BK = bk }
+    return { BM = bm, BN = bm == 1 and 16 or 32, BK = bk }
   end,
 }

@@ -70,9 +70,9 @@ static const char *kparam(const Kernel *k, const char *name)
     return "";
 }
 
-/* fp8_gemm's choose: decode tiles for a known M on a CPU target, a --set
- * value kept; the first candidates without a target, for a dyn M and on
- * a GPU. */
+/* fp8_gemm's choose: decode tiles for a known M on a CPU target (K steps
+ * whose A rows per tile fit half of x86-avx2's 32 KiB L1), a --set value
+ * kept; the first candidates without a target, for a dyn M and on a GPU. */
 TEST(choose_picks_the_unset_tile_sizes)
 {
     const char *spec = "kernels_src/fp8_gemm.lua";
@@ -85,9 +85,10 @@ TEST(choose_picks_the_unset_tile_sizes)
     } cases[] = {
         {{{"M", "1"}, {"K", "4096"}}, 2, cpu, "1", "16", "4096"},
         {{{"M", "1"}, {"K", "2048"}}, 2, cpu, "1", "16", "2048"},
-        {{{"M", "4"}, {"K", "4096"}}, 2, cpu, "4", "16", "512"},
-        {{{"M", "16"}, {"K", "4096"}}, 2, cpu, "16", "16", "128"},
-        {{{"M", "16"}, {"BN", "32"}}, 2, cpu, "16", "32", "128"}, /* a --set value stays */
+        {{{"M", "4"}, {"K", "4096"}}, 2, cpu, "4", "32", "1024"},
+        {{{"M", "16"}, {"K", "4096"}}, 2, cpu, "16", "32", "512"},
+        {{{"M", "16"}, {"BN", "64"}}, 2, cpu, "16", "64", "512"}, /* a --set value stays */
+        {{{"M", "16"}, {"K", "4224"}}, 2, cpu, "16", "32", "128"}, /* no longer step divides K */
         {{{"M", "512"}}, 1, cpu, "64", "128", "128"},               /* prefill: the first candidates */
         {{{"K", "4096"}}, 1, cpu, "64", "128", "128"},              /* a dyn M */
         {{{"M", "1"}, {"K", "4096"}}, 2, gpu, "64", "128", "128"},
