@@ -227,7 +227,8 @@ static bool sweep_setup(Sweep *s, Diag *d)
     const Opts *o = s->o;
     if (!s->t->gpu_sm && !ir_target_runs_here(s->t))
         return diag_error(d, (SrcLoc){0}, "this CPU cannot run target %s", s->t->name);
-    if (!(s->k0 = fe_load_for(o->spec, o->sets, o->nsets, s->t, d)) || !make_axes(s->k0, o, s->lists, s->axes, &s->naxes, d))
+    s->k0 = fe_load_for(o->spec, o->sets, o->nsets, s->t, d);
+    if (!s->k0 || !make_axes(s->k0, o, s->lists, s->axes, &s->naxes, d))
         return false;
     RtSetting key[MAX_OPTS];
     if (!rt_tuned_join(key, key_of(s->k0, o, s->axes, s->naxes, key), s->fixed, sizeof s->fixed) && o->store)

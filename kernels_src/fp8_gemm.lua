@@ -7,12 +7,12 @@
 -- reference's "promotion every K block".  BN (rows of B per block) divides
 -- 128; at decode a small BN keeps fewer weight rows in flight per step,
 -- which the CPU's prefetchers follow (16 rows: 2x the weight bandwidth of
--- 128 at M = 1 on an AVX2 host, bench/decode.c).
+-- 128 at M = 1 on an AVX2 host; `choose` at the end picks decode tiles).
 -- BK above 128: each step is one T.gemm over BK columns with both block
 -- scales (a_scale, b_scale), so the per-block promotion happens inside the
 -- GEMM — on the CPU's decode dot tiles in registers, where the per-block
 -- body pays a reduction and a pass over its fragments every 128 columns
--- (bench/decode.c runs BK = K).  Elsewhere the lowering dequantises each
+-- (choose takes all of K at one row).  Elsewhere the lowering dequantises each
 -- step's scaled tiles first: BK 128, the default, suits the tensor cores
 -- and the register tiles of a prefill.
 --   tilec run kernels_src/fp8_gemm.lua --set M=16 --set N=256 --set K=512 --check
