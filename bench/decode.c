@@ -9,13 +9,11 @@
  *   fp8    kernels_src/fp8_gemm.lua (e4m3, 1×128 / 128×128 UE8M0 scales)
  *   fp4    kernels_src/moe_expert_gemm.lua with one expert (packed e2m1,
  *          1×32 UE8M0 scales; e4m3 activations)
- * The tiles are what the specs' choose picks for this machine, as `tilec
- * run --set M=...` gets them (bf16 and fp8: BM the smallest that holds M,
- * BK the longest step, BN 32 and 16 weight rows per block, few enough
- * concurrent row streams for the hardware prefetchers: against 64 and 128,
- * 1.5x and 2x at M = 1 on the AVX2 host; at 16 rows, with tall dot tiles,
- * 13.3 against 25.4 ms); fp4's are set here (build()): BN 16 up to 4 rows
- * (M = 1: 3.4-4.4 ms against 10-11 at 128, a loaded host), 128 at 16.
+ * bf16 and fp8 take the tiles their spec's choose picks for this machine,
+ * as `tilec run --set M=...` gets them (the specs say what and why: few
+ * weight rows per block for the prefetchers, long K steps); fp4's are set
+ * here (build()): BN 16 up to 4 rows (M = 1: 3.4-4.4 ms against 10-11 at
+ * 128, a loaded host), 128 at 16.
  * Enough copies of the weights to fill twice the last-
  * level cache are rotated between repetitions, so the weights come from
  * DRAM.  Every kernel's output is checked on sampled columns against double-

@@ -11,6 +11,9 @@ expect_error "unknown target" \
 expect_error "unknown target (compile)" \
   "tilec: unknown target 'sm_99' (known: x86-avx512, x86-avx2, sm_90a, sm_80)" -- \
   "$TILEC" compile $gemm --target sm_99 -o "$tmp/x.o"
+expect_error "unknown target (ir)" \
+  "tilec: unknown target 'sm_99' (known: x86-avx512, x86-avx2, sm_90a, sm_80)" -- \
+  "$TILEC" ir $gemm --target sm_99
 expect_error "missing npy" \
   "tilec: $tmp/none.npy: cannot open: No such file or directory" -- \
   "$TILEC" run $gemm --in A=$tmp/none.npy
