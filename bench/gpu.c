@@ -1,9 +1,17 @@
 /* bench/gpu.c — tilec kernels on the CUDA device against peers measured in
  * the same run: bf16 GEMM against cuBLAS (cublasGemmEx, f32 accumulation)
  * and e4m3 GEMM against cuBLASLt (cublasLtMatmul, f32 accumulation, f32
- * out like tilec's) at 4096³ and 8192³, and memory-bound kernels against the device-to-device
- * copy bandwidth (bytes read + written per second).  Medians of timed
- * launches (CUDA events); inputs are random.
+ * out like tilec's where it takes it) at 4096³ and 8192³, and memory-bound
+ * kernels against the device-to-device copy bandwidth (bytes read + written
+ * per second).  Medians of timed launches (CUDA events around each, after
+ * one untimed run); inputs are random in [-1, 1).
+ *
+ * Kernels run through cg_gpu_run, the launch `tilec run --target sm_90a`
+ * uses (tensor maps for TMA included), and every output is checked before
+ * its time is printed: the streaming kernels against tests/ref in full, the
+ * GEMMs at sampled entries against double sums of the operands and in full
+ * against the peer's output.  A wrong answer prints WRONG and makes the exit
+ * status 1.
  *
  *   build/bench/bench_gpu [--quick]
  *
@@ -12,248 +20,141 @@
 #include "frontend/frontend.h"
 #include "passes/passes.h"
 #include "runtime/cuda.h"
-#include "runtime/timing.h"
+#include "tests/ref/ref.h"
 
 #include <cublasLt.h>
 #include <cublas_v2.h>
-#include <cuda_runtime_api.h>
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct Built {
+enum { MAX_ARGS = 8 };
+
+/* A kernel lowered for sm_90a with host copies of its arguments: inputs
+ * random in [-1, 1), outputs zero. */
+typedef struct Case {
     Kernel *k;
-    CuKernel *fn;
-    size_t smem;
-    unsigned grid[3];
-} Built;
+    void *host[MAX_ARGS];
+    size_t bytes[MAX_ARGS];
+    size_t total; /* every argument's bytes: what one launch moves at least */
+} Case;
 
-static bool build(CuDevice *dev, const char *spec, const FeSet *sets, int nsets, Built *b, Diag *d)
-{
-    const TargetInfo *t = ir_target("sm_90a");
-    memset(b, 0, sizeof *b);
-    b->k = fe_load(spec, sets, nsets, d);
-    if (!b->k || !pass_pipeline(b->k, t, NULL, d))
-        return false;
-    char *ptx = cg_emit_ptx(b->k, t, d);
-    if (!ptx)
-        return false;
-    b->smem = (size_t)pass_shared_bytes(b->k);
-    b->fn = cu_kernel_load(dev, ptx, b->k->name, b->smem, d);
-    free(ptx);
-    int64_t blocks = 1, n;
-    for (int g = 0; g < b->k->ngrid; g++) {
-        ir_eval_int(b->k->grid[g], NULL, &n);
-        blocks *= n;
-    }
-    b->grid[0] = (unsigned)blocks;
-    b->grid[1] = b->grid[2] = 1;
-    return b->fn != NULL;
-}
+static bool failed_any;
 
-static size_t arg_bytes(const Kernel *k, int i)
+static const TargetInfo *gpu_target(void) { return ir_target("sm_90a"); }
+
+static int64_t elems(const Buffer *b)
 {
     int64_t n = 1, dim;
-    for (int r = 0; r < k->bufs[i]->rank; r++) {
-        ir_eval_int(k->bufs[i]->shape[r], NULL, &dim);
+    for (int r = 0; r < b->rank; r++) {
+        ir_eval_int(b->shape[r], NULL, &dim);
         n *= dim;
     }
-    return dt_storage_bytes(k->bufs[i]->dtype, n);
+    return n;
 }
 
-/* Random values in [-1, 1) in each argument's dtype. */
-static bool alloc_args(CuDevice *dev, const Kernel *k, CuPtr *p, void **params, size_t *total, Diag *d)
+static void fill_random(DType t, void *h, int64_t n, unsigned seed)
 {
-    *total = 0;
-    for (int i = 0; i < k->nargs; i++) {
-        size_t n = arg_bytes(k, i);
-        int64_t elems = 1, dim;
-        for (int r = 0; r < k->bufs[i]->rank; r++) {
-            ir_eval_int(k->bufs[i]->shape[r], NULL, &dim);
-            elems *= dim;
-        }
-        *total += n;
-        void *h = calloc(n + 16, 1);
-        unsigned s = 7u + (unsigned)i;
-        for (int64_t j = 0; j < elems; j++) {
-            s = s * 1103515245u + 12345u;
-            dt_store(k->bufs[i]->dtype, h, j, (double)(s >> 8) / (double)(1u << 23) - 1.0);
-        }
-        p[i] = cu_alloc(dev, n, d);
-        bool ok = p[i] && cu_htod(dev, p[i], h, n, d);
-        free(h);
-        if (!ok)
-            return false;
-        params[i] = &p[i];
+    for (int64_t j = 0; j < n; j++) {
+        seed = seed * 1103515245u + 12345u;
+        dt_store(t, h, j, (double)(seed >> 8) / (double)(1u << 23) - 1.0);
+    }
+}
+
+static void case_free(Case *c)
+{
+    for (int i = 0; i < MAX_ARGS; i++)
+        free(c->host[i]);
+    ir_kernel_free(c->k);
+    memset(c, 0, sizeof *c);
+}
+
+static bool case_build(Case *c, const char *spec, const FeSet *sets, int nsets, Diag *d)
+{
+    memset(c, 0, sizeof *c);
+    c->k = fe_load(spec, sets, nsets, d);
+    if (!c->k || !pass_pipeline(c->k, gpu_target(), NULL, d))
+        return false;
+    if (c->k->nargs > MAX_ARGS || c->k->nparams > 0)
+        return diag_error(d, c->k->loc, "bench_gpu: kernel %s needs every size set and at most %d arguments",
+                          c->k->name, MAX_ARGS);
+    for (int i = 0; i < c->k->nargs; i++) {
+        const Buffer *b = c->k->bufs[i];
+        c->bytes[i] = dt_storage_bytes(b->dtype, elems(b));
+        c->total += c->bytes[i];
+        if (!(c->host[i] = calloc(c->bytes[i] + 16, 1)))
+            return diag_error(d, c->k->loc, "bench_gpu: out of host memory for %s", b->name);
+        if (b->dir != ARG_OUT)
+            fill_random(b->dtype, c->host[i], elems(b), 7u + (unsigned)i);
     }
     return true;
 }
 
-static double time_kernel(CuDevice *dev, Built *b, int reps, size_t *bytes, Diag *d)
+static bool case_run(Case *c, int reps, double *ms, Diag *d)
 {
-    CuPtr p[16] = {0};
-    void *params[16];
-    double ms = -1;
-    if (alloc_args(dev, b->k, p, params, bytes, d) &&
-        !cu_time_launches(b->fn, b->grid, (unsigned)b->k->nthreads, b->smem, params, reps, &ms, d))
-        ms = -1;
-    for (int i = 0; i < b->k->nargs; i++)
-        if (p[i])
-            cu_free(dev, p[i]);
-    return ms;
+    CgGpuArgs a = {c->host, c->bytes, NULL};
+    return cg_gpu_run(c->k, gpu_target(), &a, reps, ms, d);
 }
 
-/* cuBLAS bf16 GEMM with f32 accumulation: C[M,N] = A[M,K] B[N,K]^T, as the
- * gemm example computes (row-major; cuBLAS is column-major, so it computes
- * C^T = B A^T). */
-static double time_cublas(CuDevice *dev, int64_t M, int64_t N, int64_t K, int reps, Diag *d)
+/* Argument i as f32 (a new array). */
+static float *as_f32(const Case *c, int i)
 {
-    CuPtr a = cu_alloc(dev, (size_t)(M * K * 2), d), b = cu_alloc(dev, (size_t)(N * K * 2), d);
-    CuPtr c = cu_alloc(dev, (size_t)(M * N * 4), d);
-    cublasHandle_t h;
-    if (!a || !b || !c || cublasCreate(&h) != CUBLAS_STATUS_SUCCESS)
-        return -1;
-    /* the same kind of random values as the tilec kernel gets */
-    size_t na = (size_t)(M * K), nb = (size_t)(N * K);
-    uint16_t *hb = malloc(2 * (na > nb ? na : nb));
-    unsigned s = 11;
-    for (size_t j = 0; j < (na > nb ? na : nb); j++) {
-        s = s * 1103515245u + 12345u;
-        hb[j] = dt_f32_to_bf16((float)((double)(s >> 8) / (double)(1u << 23) - 1.0));
-    }
-    cu_htod(dev, a, hb, 2 * na, d);
-    cu_htod(dev, b, hb, 2 * nb, d);
-    free(hb);
-    float one = 1, zero = 0;
-    double *t = calloc((size_t)reps, sizeof *t);
-    for (int r = -2; r < reps; r++) {
-        cu_sync(dev, d);
-        double t0 = rt_now();
-        cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, (int)N, (int)M, (int)K, &one, (void *)(uintptr_t)b,
-                     CUDA_R_16BF, (int)K, (void *)(uintptr_t)a, CUDA_R_16BF, (int)K, &zero,
-                     (void *)(uintptr_t)c, CUDA_R_32F, (int)N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-        cu_sync(dev, d);
-        if (r >= 0)
-            t[r] = (rt_now() - t0) * 1e3;
-    }
-    double ms = rt_median(t, reps);
-    free(t);
-    cublasDestroy(h);
-    cu_free(dev, a);
-    cu_free(dev, b);
-    cu_free(dev, c);
-    return ms;
+    int64_t n = elems(c->k->bufs[i]);
+    float *f = malloc((size_t)n * sizeof *f);
+    for (int64_t j = 0; f && j < n; j++)
+        f[j] = (float)dt_load(c->k->bufs[i]->dtype, c->host[i], j);
+    return f;
 }
 
-/* cuBLASLt e4m3 GEMM, f32 accumulation: the same C = A B^T (fp8 needs A
- * transposed in cuBLAS's column-major terms: "TN", which this is).  Output
- * f32 where this cuBLASLt takes it, else bf16 (*out says which). */
-static double time_cublaslt_fp8(CuDevice *dev, int64_t M, int64_t N, int64_t K, int reps, const char **out,
-                                Diag *d)
+static const char *verdict(double err, double tol)
 {
-    CuPtr a = cu_alloc(dev, (size_t)(M * K), d), b = cu_alloc(dev, (size_t)(N * K), d);
-    CuPtr c = cu_alloc(dev, (size_t)(M * N * 4), d);
-    size_t wsize = 32u << 20;
-    CuPtr ws = cu_alloc(dev, wsize, d);
-    cublasLtHandle_t h;
-    if (!a || !b || !c || !ws || cublasLtCreate(&h) != CUBLAS_STATUS_SUCCESS)
-        return -1;
-    size_t na = (size_t)(M * K), nb = (size_t)(N * K), nmax = na > nb ? na : nb;
-    uint8_t *hb = malloc(nmax);
-    unsigned s = 11;
-    for (size_t j = 0; j < nmax; j++) {
-        s = s * 1103515245u + 12345u;
-        dt_store(DT_F8E4M3, hb, (int64_t)j, (double)(s >> 8) / (double)(1u << 23) - 1.0);
-    }
-    cu_htod(dev, a, hb, na, d);
-    cu_htod(dev, b, hb, nb, d);
-    free(hb);
-    double ms = -1;
-    cudaDataType_t outs[2] = {CUDA_R_32F, CUDA_R_16BF};
-    for (int o = 0; o < 2 && ms < 0; o++) {
-        cublasLtMatmulDesc_t op;
-        cublasLtMatrixLayout_t la, lb, lc;
-        cublasOperation_t tr = CUBLAS_OP_T, nt = CUBLAS_OP_N;
-        cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F);
-        cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &tr, sizeof tr);
-        cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &nt, sizeof nt);
-        cublasLtMatrixLayoutCreate(&la, CUDA_R_8F_E4M3, (uint64_t)K, (uint64_t)N, K); /* B[N,K] */
-        cublasLtMatrixLayoutCreate(&lb, CUDA_R_8F_E4M3, (uint64_t)K, (uint64_t)M, K); /* A[M,K] */
-        cublasLtMatrixLayoutCreate(&lc, outs[o], (uint64_t)N, (uint64_t)M, N);        /* C[M,N] */
-        float one = 1, zero = 0;
-        double *t = calloc((size_t)reps, sizeof *t);
-        bool ok = true;
-        for (int r = -2; r < reps && ok; r++) {
-            cu_sync(dev, d);
-            double t0 = rt_now();
-            ok = cublasLtMatmul(h, op, &one, (void *)(uintptr_t)b, la, (void *)(uintptr_t)a, lb, &zero,
-                                (void *)(uintptr_t)c, lc, (void *)(uintptr_t)c, lc, NULL,
-                                (void *)(uintptr_t)ws, wsize, 0) == CUBLAS_STATUS_SUCCESS;
-            cu_sync(dev, d);
-            if (r >= 0)
-                t[r] = (rt_now() - t0) * 1e3;
-        }
-        if (ok) {
-            ms = rt_median(t, reps);
-            *out = o ? "bf16" : "f32";
-        }
-        free(t);
-        cublasLtMatrixLayoutDestroy(la);
-        cublasLtMatrixLayoutDestroy(lb);
-        cublasLtMatrixLayoutDestroy(lc);
-        cublasLtMatmulDescDestroy(op);
-    }
-    if (ms < 0)
-        diag_error(d, (SrcLoc){0}, "cublasLtMatmul refused the e4m3 GEMM");
-    cublasLtDestroy(h);
-    cu_free(dev, a);
-    cu_free(dev, b);
-    cu_free(dev, c);
-    cu_free(dev, ws);
-    return ms;
+    if (err <= tol)
+        return "ok";
+    failed_any = true;
+    return "WRONG";
 }
 
-static void bench_gemm(CuDevice *dev, const char *dtype, int64_t n, const char *bm, const char *bn,
-                       const char *bk, int reps)
+/* ------------------------------------------------------------- streaming */
+
+typedef enum Ref { REF_SILU_MUL, REF_RMSNORM, REF_SOFTMAX } Ref;
+
+/* Largest |tilec - reference| over the whole output. */
+static double stream_error(const Case *c, Ref ref)
 {
-    char ns[32];
-    snprintf(ns, sizeof ns, "%lld", (long long)n);
-    FeSet sets[] = {{"M", ns}, {"N", ns}, {"K", ns}, {"dtype", dtype}, {"BM", bm}, {"BN", bn}, {"BK", bk}};
-    bool fp8 = !strcmp(dtype, "f8e4m3");
-    const char *peer_name = fp8 ? "cuBLASLt" : "cuBLAS", *peer_out = "f32";
-    Diag d = {0};
-    Built b;
-    size_t bytes;
-    double ms = -1, peer = -1;
-    if (build(dev, "examples/gemm.lua", sets, 7, &b, &d))
-        ms = time_kernel(dev, &b, reps, &bytes, &d);
-    if (ms > 0)
-        peer = fp8 ? time_cublaslt_fp8(dev, n, n, n, reps, &peer_out, &d) : time_cublas(dev, n, n, n, reps, &d);
-    if (ms < 0 || peer < 0) {
-        printf("gemm %s %lld^3: failed: ", dtype, (long long)n);
-        diag_print(&d, stdout);
-    } else {
-        double flop = 2.0 * (double)n * (double)n * (double)n;
-        printf("gemm %-6s %5lld^3 (BM %s BN %s BK %s, %d regs): tilec %8.3f ms %7.1f TFLOP/s | %s (%s out) "
-               "%8.3f ms %7.1f TFLOP/s | ratio %.3f\n",
-               dtype, (long long)n, bm, bn, bk, cu_kernel_regs(b.fn), ms, flop / ms * 1e-9, peer_name, peer_out,
-               peer, flop / peer * 1e-9, peer / ms);
+    int64_t M, N;
+    ir_eval_int(c->k->bufs[0]->shape[0], NULL, &M);
+    ir_eval_int(c->k->bufs[0]->shape[1], NULL, &N);
+    int out = c->k->nargs - 1;
+    float *x = as_f32(c, 0), *y = as_f32(c, out), *want = malloc((size_t)(M * N) * sizeof *want);
+    float *w = ref == REF_SOFTMAX ? NULL : as_f32(c, 1);
+    double err = INFINITY;
+    if (x && y && want && (w || ref == REF_SOFTMAX)) {
+        if (ref == REF_SILU_MUL)
+            ref_silu_mul(M * N, x, w, want);
+        else if (ref == REF_RMSNORM)
+            ref_rmsnorm((int)M, (int)N, x, w, 1e-6f, want);
+        else
+            ref_softmax((int)M, (int)N, x, want);
+        err = ref_max_abs_diff(y, want, M * N);
     }
-    cu_kernel_free(b.fn);
-    ir_kernel_free(b.k);
+    free(x);
+    free(y);
+    free(w);
+    free(want);
+    return err;
 }
 
-static void bench_stream(CuDevice *dev, const char *what, const char *spec, const FeSet *sets, int nsets,
-                         int reps)
+static void bench_stream(CuDevice *dev, const char *what, const char *spec, const FeSet *sets, int nsets, Ref ref,
+                         double tol, int reps)
 {
     Diag d = {0};
-    Built b;
-    size_t bytes = 0;
+    Case c;
     double ms = -1, peer = -1;
-    if (build(dev, spec, sets, nsets, &b, &d))
-        ms = time_kernel(dev, &b, reps, &bytes, &d);
-    if (ms > 0) { /* a copy that reads and writes as many bytes in all */
-        CuPtr x = cu_alloc(dev, bytes / 2, &d), y = cu_alloc(dev, bytes / 2, &d);
-        if (x && y && !cu_time_dtod(dev, y, x, bytes / 2, reps, &peer, &d))
+    if (case_build(&c, spec, sets, nsets, &d) && case_run(&c, reps, &ms, &d)) {
+        /* a copy that reads and writes as many bytes in all */
+        CuPtr x = cu_alloc(dev, c.total / 2, &d), y = cu_alloc(dev, c.total / 2, &d);
+        if (!x || !y || !cu_time_dtod(dev, y, x, c.total / 2, reps, &peer, &d))
             peer = -1;
         cu_free(dev, x);
         cu_free(dev, y);
@@ -261,12 +162,199 @@ static void bench_stream(CuDevice *dev, const char *what, const char *spec, cons
     if (ms < 0 || peer < 0) {
         printf("%s: failed: ", what);
         diag_print(&d, stdout);
+        failed_any = true;
     } else {
-        printf("%-28s %7.1f MB: tilec %7.3f ms %6.0f GB/s | copy %7.3f ms %6.0f GB/s | ratio %.3f (%d regs)\n", what,
-               bytes / 1e6, ms, bytes / ms * 1e-6, peer, bytes / peer * 1e-6, peer / ms, cu_kernel_regs(b.fn));
+        double err = stream_error(&c, ref);
+        printf("%-26s %7.1f MB: tilec %7.3f ms %6.0f GB/s | copy %7.3f ms %6.0f GB/s | ratio %.3f | "
+               "max err %.1e %s\n",
+               what, c.total / 1e6, ms, c.total / ms * 1e-6, peer, c.total / peer * 1e-6, peer / ms, err,
+               verdict(err, tol));
     }
-    cu_kernel_free(b.fn);
-    ir_kernel_free(b.k);
+    fflush(stdout);
+    case_free(&c);
+}
+
+/* ----------------------------------------------------------------- GEMM */
+
+typedef struct PeerGemm {
+    int64_t M, N, K;
+    CuPtr a, b, c, ws;
+    size_t ws_bytes;
+    cublasHandle_t blas;
+    cublasLtHandle_t lt;
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t la, lb, lc;
+} PeerGemm;
+
+/* C[M,N] = A[M,K] B[N,K]^T row-major is C^T = B A^T column-major: cuBLAS
+ * multiplies B^T (op T on the [K,N] column-major B) by A. */
+static bool cublas_bf16(void *ctx, Diag *d)
+{
+    PeerGemm *p = ctx;
+    float one = 1, zero = 0;
+    if (cublasGemmEx(p->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)p->N, (int)p->M, (int)p->K, &one,
+                     (void *)(uintptr_t)p->b, CUDA_R_16BF, (int)p->K, (void *)(uintptr_t)p->a, CUDA_R_16BF,
+                     (int)p->K, &zero, (void *)(uintptr_t)p->c, CUDA_R_32F, (int)p->N, CUBLAS_COMPUTE_32F,
+                     CUBLAS_GEMM_DEFAULT) != CUBLAS_STATUS_SUCCESS)
+        return diag_error(d, (SrcLoc){0}, "cublasGemmEx failed");
+    return true;
+}
+
+/* fp8 needs the "TN" form in cuBLASLt's column-major terms, which this is. */
+static bool cublaslt_fp8(void *ctx, Diag *d)
+{
+    PeerGemm *p = ctx;
+    float one = 1, zero = 0;
+    if (cublasLtMatmul(p->lt, p->op, &one, (void *)(uintptr_t)p->b, p->la, (void *)(uintptr_t)p->a, p->lb, &zero,
+                       (void *)(uintptr_t)p->c, p->lc, (void *)(uintptr_t)p->c, p->lc, NULL,
+                       (void *)(uintptr_t)p->ws, p->ws_bytes, 0) != CUBLAS_STATUS_SUCCESS)
+        return diag_error(d, (SrcLoc){0}, "cublasLtMatmul refused the e4m3 GEMM");
+    return true;
+}
+
+static void lt_layouts(PeerGemm *p, cudaDataType_t out)
+{
+    cublasOperation_t tr = CUBLAS_OP_T, nt = CUBLAS_OP_N;
+    cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+    cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &tr, sizeof tr);
+    cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &nt, sizeof nt);
+    cublasLtMatrixLayoutCreate(&p->la, CUDA_R_8F_E4M3, (uint64_t)p->K, (uint64_t)p->N, p->K); /* B[N,K] */
+    cublasLtMatrixLayoutCreate(&p->lb, CUDA_R_8F_E4M3, (uint64_t)p->K, (uint64_t)p->M, p->K); /* A[M,K] */
+    cublasLtMatrixLayoutCreate(&p->lc, out, (uint64_t)p->N, (uint64_t)p->M, p->N);            /* C[M,N] */
+}
+
+static void lt_layouts_free(PeerGemm *p)
+{
+    cublasLtMatrixLayoutDestroy(p->la);
+    cublasLtMatrixLayoutDestroy(p->lb);
+    cublasLtMatrixLayoutDestroy(p->lc);
+    cublasLtMatmulDescDestroy(p->op);
+}
+
+/* The peer on the same operands: median ms, its output as f32 into c_out,
+ * *out_dtype the output type it took (cuBLASLt's fp8 may refuse f32). */
+static double peer_gemm(CuDevice *dev, const Case *g, bool fp8, int reps, float *c_out, const char **out_dtype,
+                        Diag *d)
+{
+    PeerGemm p = {0};
+    ir_eval_int(g->k->bufs[0]->shape[0], NULL, &p.M);
+    ir_eval_int(g->k->bufs[1]->shape[0], NULL, &p.N);
+    ir_eval_int(g->k->bufs[0]->shape[1], NULL, &p.K);
+    p.ws_bytes = 32u << 20;
+    double ms = -1;
+    size_t cbytes = (size_t)(p.M * p.N) * 4;
+    p.a = cu_alloc(dev, g->bytes[0], d);
+    p.b = cu_alloc(dev, g->bytes[1], d);
+    p.c = cu_alloc(dev, cbytes, d);
+    p.ws = cu_alloc(dev, p.ws_bytes, d);
+    if (!p.a || !p.b || !p.c || !p.ws || !cu_htod(dev, p.a, g->host[0], g->bytes[0], d) ||
+        !cu_htod(dev, p.b, g->host[1], g->bytes[1], d))
+        goto out;
+    *out_dtype = "f32";
+    if (!fp8) {
+        if (cublasCreate(&p.blas) != CUBLAS_STATUS_SUCCESS) {
+            diag_error(d, (SrcLoc){0}, "cublasCreate failed");
+            goto out;
+        }
+        if (!cu_time_op(dev, cublas_bf16, &p, reps, &ms, d))
+            ms = -1;
+        cublasDestroy(p.blas);
+    } else {
+        if (cublasLtCreate(&p.lt) != CUBLAS_STATUS_SUCCESS) {
+            diag_error(d, (SrcLoc){0}, "cublasLtCreate failed");
+            goto out;
+        }
+        cudaDataType_t outs[2] = {CUDA_R_32F, CUDA_R_16BF};
+        for (int o = 0; o < 2 && ms < 0; o++) {
+            lt_layouts(&p, outs[o]);
+            Diag why = {0};
+            if (cu_time_op(dev, cublaslt_fp8, &p, reps, &ms, &why))
+                *out_dtype = o ? "bf16" : "f32";
+            else
+                ms = -1;
+            lt_layouts_free(&p);
+        }
+        if (ms < 0)
+            diag_error(d, (SrcLoc){0}, "cublasLtMatmul refused the e4m3 GEMM with f32 and bf16 out");
+        cublasLtDestroy(p.lt);
+    }
+    if (ms > 0) {
+        bool bf16 = !strcmp(*out_dtype, "bf16");
+        void *h = malloc(cbytes);
+        if (!h || !cu_dtoh(dev, h, p.c, bf16 ? cbytes / 2 : cbytes, d))
+            ms = -1;
+        for (int64_t j = 0; ms > 0 && j < p.M * p.N; j++)
+            c_out[j] = bf16 ? (float)dt_load(DT_BF16, h, j) : ((float *)h)[j];
+        free(h);
+    }
+out:
+    cu_free(dev, p.a);
+    cu_free(dev, p.b);
+    cu_free(dev, p.c);
+    cu_free(dev, p.ws);
+    return ms;
+}
+
+/* Largest |C - A B^T| over 4096 sampled entries, the sums in double from
+ * the operands' decoded values. */
+static double gemm_sample_error(const Case *g)
+{
+    int64_t M, N, K;
+    ir_eval_int(g->k->bufs[0]->shape[0], NULL, &M);
+    ir_eval_int(g->k->bufs[1]->shape[0], NULL, &N);
+    ir_eval_int(g->k->bufs[0]->shape[1], NULL, &K);
+    DType t = g->k->bufs[0]->dtype;
+    const float *c = g->host[2];
+    double err = 0;
+    unsigned s = 99;
+    for (int n = 0; n < 4096; n++) {
+        s = s * 1103515245u + 12345u;
+        int64_t i = (int64_t)(s >> 4) % M;
+        s = s * 1103515245u + 12345u;
+        int64_t j = (int64_t)(s >> 4) % N;
+        double sum = 0;
+        for (int64_t k = 0; k < K; k++)
+            sum += dt_load(t, g->host[0], i * K + k) * dt_load(t, g->host[1], j * K + k);
+        err = fmax(err, fabs(c[i * N + j] - sum));
+    }
+    return err;
+}
+
+static void bench_gemm(CuDevice *dev, const char *dtype, int64_t n, const char *bm, const char *bn,
+                       const char *bk, const char *stages, int reps)
+{
+    char ns[32];
+    snprintf(ns, sizeof ns, "%lld", (long long)n);
+    FeSet sets[] = {{"M", ns}, {"N", ns}, {"K", ns}, {"dtype", dtype},
+                    {"BM", bm}, {"BN", bn}, {"BK", bk}, {"stages", stages}};
+    bool fp8 = !strcmp(dtype, "f8e4m3");
+    const char *peer_name = fp8 ? "cuBLASLt" : "cuBLAS", *peer_out = "f32";
+    Diag d = {0};
+    Case g;
+    double ms = -1, peer = -1;
+    float *c_peer = malloc((size_t)(n * n) * sizeof *c_peer);
+    if (c_peer && case_build(&g, "examples/gemm.lua", sets, 8, &d) && case_run(&g, reps, &ms, &d))
+        peer = peer_gemm(dev, &g, fp8, reps, c_peer, &peer_out, &d);
+    if (ms < 0 || peer < 0) {
+        printf("gemm %s %lld^3: failed: ", dtype, (long long)n);
+        diag_print(&d, stdout);
+        failed_any = true;
+    } else {
+        double flop = 2.0 * (double)n * (double)n * (double)n;
+        /* a bf16 peer output rounds values near sqrt(K)/3 to 2^-8 relative */
+        double err = gemm_sample_error(&g), vs_peer = ref_max_abs_diff(g.host[2], c_peer, n * n);
+        /* f32 accumulation: ~1e-4 at these sizes; Hopper's fp8 products
+         * accumulate with fewer mantissa bits (cuBLASLt's too) */
+        double tol = (fp8 ? 1e-4 : 1e-6) * (double)n;
+        printf("gemm %-6s %5lld^3 (BM %s BN %s BK %s, %s stages): tilec %8.3f ms %6.1f TFLOP/s | %s (%s out) "
+               "%8.3f ms %6.1f TFLOP/s | ratio %.3f | max err %.1e %s, vs %s %.1e %s\n",
+               dtype, (long long)n, bm, bn, bk, stages, ms, flop / ms * 1e-9, peer_name, peer_out, peer,
+               flop / peer * 1e-9, peer / ms, err, verdict(err, tol), peer_name, vs_peer,
+               verdict(vs_peer, strcmp(peer_out, "f32") ? 0.5 : tol));
+    }
+    fflush(stdout);
+    free(c_peer);
+    case_free(&g);
 }
 
 int main(int argc, char **argv)
@@ -281,19 +369,21 @@ int main(int argc, char **argv)
     printf("device: %s (sm_%d, %d SMs)\n", cu_device_name(dev), cu_sm_version(dev), cu_sm_count(dev));
     int reps = quick ? 5 : 20;
     FeSet silu[] = {{"M", "16384"}, {"N", "8192"}, {"dtype", "bf16"}, {"BM", "4"}, {"BN", "1024"}};
-    bench_stream(dev, "silu_mul bf16 16384x8192", "examples/silu_mul.lua", silu, 5, reps);
+    bench_stream(dev, "silu_mul bf16 16384x8192", "examples/silu_mul.lua", silu, 5, REF_SILU_MUL, 8e-3, reps);
     FeSet silu32[] = {{"M", "16384"}, {"N", "8192"}, {"dtype", "f32"}, {"BM", "4"}, {"BN", "512"}};
-    bench_stream(dev, "silu_mul f32 16384x8192", "examples/silu_mul.lua", silu32, 5, reps);
+    bench_stream(dev, "silu_mul f32 16384x8192", "examples/silu_mul.lua", silu32, 5, REF_SILU_MUL, 2e-6, reps);
     FeSet rms[] = {{"M", "16384"}, {"N", "4096"}, {"BM", "4"}, {"BN", "512"}};
-    bench_stream(dev, "rmsnorm f32 16384x4096", "examples/rmsnorm.lua", rms, 4, reps);
+    bench_stream(dev, "rmsnorm f32 16384x4096", "examples/rmsnorm.lua", rms, 4, REF_RMSNORM, 1e-5, reps);
     FeSet sm[] = {{"M", "16384"}, {"N", "4096"}, {"BM", "4"}, {"BN", "512"}};
-    bench_stream(dev, "softmax f32 16384x4096", "examples/softmax.lua", sm, 4, reps);
+    bench_stream(dev, "softmax f32 16384x4096", "examples/softmax.lua", sm, 4, REF_SOFTMAX, 1e-6, reps);
     static const char *dtypes[] = {"bf16", "f8e4m3"};
     for (int i = 0; i < 2; i++) {
-        bench_gemm(dev, dtypes[i], 4096, "128", "128", "64", reps);
+        const char *bk = i ? "128" : "64"; /* 128-byte rows: the widest swizzle */
+        bench_gemm(dev, dtypes[i], 4096, "128", "128", bk, "2", reps);
+        bench_gemm(dev, dtypes[i], 4096, "128", "128", bk, "4", reps);
         if (!quick)
-            bench_gemm(dev, dtypes[i], 8192, "128", "128", "64", reps);
+            bench_gemm(dev, dtypes[i], 8192, "128", "128", bk, "4", reps);
     }
     cu_close(dev);
-    return 0;
+    return failed_any ? 1 : 0;
 }

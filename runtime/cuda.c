@@ -354,9 +354,6 @@ bool cu_memset(CuDevice *dev, CuPtr dst, uint8_t v, size_t bytes, Diag *d)
 
 /* -------------------------------------------------------------- timing */
 
-/* One timed operation, enqueued on the default stream. */
-typedef bool (*CuTimedOp)(void *ctx, Diag *d);
-
 static void destroy_events(CuDevice *dev, CUevent *ev, int n)
 {
     for (int i = 0; i < n; i++)
@@ -367,7 +364,7 @@ static void destroy_events(CuDevice *dev, CUevent *ev, int n)
 
 /* Event pair i brackets run i; one untimed run first, so module loading
  * and first-touch costs stay out of the samples. */
-static bool time_runs(CuDevice *dev, CuTimedOp op, void *ctx, int reps, double *ms, Diag *d)
+bool cu_time_op(CuDevice *dev, CuTimedOp op, void *ctx, int reps, double *ms, Diag *d)
 {
     if (reps < 1)
         return diag_error(d, (SrcLoc){0}, "CUDA timing needs reps >= 1 (got %d)", reps);
@@ -426,7 +423,7 @@ bool cu_time_launches(CuKernel *k, const unsigned grid[3], unsigned block_thread
                       void **params, int reps, double *ms, Diag *d)
 {
     LaunchOp l = {k, grid, block_threads, dyn_smem, params};
-    return time_runs(k->dev, launch_op, &l, reps, ms, d);
+    return cu_time_op(k->dev, launch_op, &l, reps, ms, d);
 }
 
 typedef struct CopyOp {
@@ -445,7 +442,7 @@ static bool copy_op(void *ctx, Diag *d)
 bool cu_time_dtod(CuDevice *dev, CuPtr dst, CuPtr src, size_t bytes, int reps, double *ms, Diag *d)
 {
     CopyOp c = {dev, dst, src, bytes};
-    return time_runs(dev, copy_op, &c, reps, ms, d);
+    return cu_time_op(dev, copy_op, &c, reps, ms, d);
 }
 
 #else /* !TILEC_HAVE_CUDA: the API exists, every call says why it cannot work */
@@ -503,6 +500,7 @@ bool cu_time_dtod(CuDevice *dev, CuPtr dst, CuPtr src, size_t bytes, int reps, d
 {
     return no_cuda(d);
 }
+bool cu_time_op(CuDevice *dev, CuTimedOp op, void *ctx, int reps, double *ms, Diag *d) { return no_cuda(d); }
 bool cu_tensor_map_encode(CuDevice *dev, const TmapArgs *a, CuPtr base, void *map, Diag *d)
 {
     return no_cuda(d);

@@ -56,6 +56,12 @@ bool cu_memset(CuDevice *dev, CuPtr dst, uint8_t v, size_t bytes, Diag *d);
  * device address (16-byte aligned, checked). */
 bool cu_tensor_map_encode(CuDevice *dev, const TmapArgs *a, CuPtr base, void *map, Diag *d);
 
+/* One operation to time (a launch, a copy, a library call), enqueued on
+ * the default stream; false with *d set when it fails. */
+typedef bool (*CuTimedOp)(void *ctx, Diag *d);
+/* Time reps runs of op with an event pair around each, after one untimed
+ * run (module loading, first touch); median ms into *ms. */
+bool cu_time_op(CuDevice *dev, CuTimedOp op, void *ctx, int reps, double *ms, Diag *d);
 /* Time `reps` launches with events (one event pair per launch); median ms into *ms. */
 bool cu_time_launches(CuKernel *k, const unsigned grid[3], unsigned block_threads, size_t dyn_smem,
                       void **params, int reps, double *ms, Diag *d);
