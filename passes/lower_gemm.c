@@ -96,12 +96,13 @@ static Buffer *stage(Lower *L, Stmt *seq, const Region *r, bool transpose, int64
 }
 
 /* Pack B (a [K,N] window, or [N,K] if transposed; K even) in k-pairs for a
- * dot-product instruction: bp[kk, 2n + t] = B(2kk + t, n). */
+ * dot-product instruction: bp[kk, 2n + t] = B(2kk + t, n), as bf16 (B's
+ * values are bf16's: fp8 widens exactly). */
 static Buffer *stage_pairs(Lower *L, Stmt *seq, const Region *r, bool transpose, int64_t K,
                            int64_t N, SrcLoc loc)
 {
     int64_t shape[2] = {K / 2, 2 * N};
-    Buffer *b = lower_temp(L, "gemm_bp", SCOPE_SHARED, r->buf->dtype, 2, shape, loc);
+    Buffer *b = lower_temp(L, "gemm_bp", SCOPE_SHARED, DT_BF16, 2, shape, loc);
     stage_into(L, seq, r, b, PAIRS, shape, 0, transpose, CHECK, 0, loc);
     return b;
 }
@@ -966,8 +967,10 @@ Stmt *lower_gemm(Lower *L, const Stmt *g)
     bool ta = g->u.gemm.trans_a, tb = g->u.gemm.trans_b;
     int64_t M = c.ext[0], N = c.ext[1], K = ta ? a.ext[0] : a.ext[1];
     /* bf16 on a target with a pairwise dot product (vdpbf16ps): B in
-     * k-pairs, A read as pairs along its rows (so K must be even). */
-    bool pairs = L->t->has_bf16_dot && a.buf->dtype == DT_BF16 && !ta && K % 2 == 0;
+     * k-pairs, A read as pairs along its rows (so K must be even).  B may
+     * be narrower (fp8 next to an A dequantised to bf16): packed widened. */
+    bool pairs = L->t->has_bf16_dot && a.buf->dtype == DT_BF16 && dt_widens_exactly(b.buf->dtype, DT_BF16) && !ta &&
+                 K % 2 == 0;
     /* Otherwise narrow operands are staged widened to f32: once per block,
      * where the register tile would widen each element again for every row
      * band (B) or column tile (A) — an f32 broadcast is one instruction, a

@@ -97,6 +97,13 @@ done
 if grep -q "vfmadd231ps.*zmm" "$tmp/gemm.asm"; then ok "avx512 f32 gemm uses zmm FMA"; else bad "avx512 f32 gemm uses zmm FMA"; fi
 "$TILEC" compile examples/gemm.lua --set dtype=bf16 --target x86-avx512 --emit asm -o "$tmp/gemm_bf16.s" 2>/dev/null
 if grep -q "vdpbf16ps.*zmm" "$tmp/gemm_bf16.s"; then ok "avx512 bf16 gemm uses vdpbf16ps"; else bad "avx512 bf16 gemm uses vdpbf16ps"; fi
+# fp8 weights next to an A dequantised to bf16 (fp8_gemm's 16-row blocks
+# below 64 rows): B packed in k-pairs widened to bf16 for vdpbf16ps (it was
+# packed as e4m3 and codegen stopped on an internal error; found by the
+# first run on an AVX-512 host with a GPU)
+if "$TILEC" compile kernels_src/fp8_gemm.lua --set M=40 --set N=256 --set K=512 --set BN=16 --set BK=128 \
+     --target x86-avx512 --emit asm -o "$tmp/fp8_pairs.s" 2>"$tmp/err" && grep -q "vdpbf16ps.*zmm" "$tmp/fp8_pairs.s"; then
+  ok "avx512 fp8 weights pack as bf16 pairs"; else bad "avx512 fp8 weights pack as bf16 pairs" "$(cat "$tmp/err")"; fi
 # a transposing copy (B[N,K] packed k-major for the register tiles) in 8x8
 # register blocks: row loads and shuffles, no element-by-element gather
 "$TILEC" compile tests/specs/transpose.lua --target x86-avx2 --emit asm -o "$tmp/transpose.s" 2>/dev/null
