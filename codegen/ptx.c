@@ -267,6 +267,24 @@ void cg_gpu_build_function(Cg *c)
     LLVMBuildRetVoid(c->b);
 }
 
+/* Every PTX instruction tilec writes as inline asm (mma, ldmatrix, wgmma,
+ * barriers, TMA) goes through here.  The call is convergent, as clang marks
+ * inline asm in CUDA: warp- and warpgroup-wide `.aligned` instructions must
+ * be executed by all their threads together, and without the attribute
+ * LLVM may sink one into a branch some lanes skip (it moved the mma.sync
+ * of a column tile into the store of its only column inside N: wrong values
+ * on the device, invisible to the SIMT interpreter). */
+static LLVMValueRef asm_call(Cg *c, LLVMTypeRef fty, const char *text, const char *cons, bool side_effects,
+                             LLVMValueRef *args, int nargs)
+{
+    LLVMValueRef fn = LLVMGetInlineAsm(fty, (char *)text, strlen(text), (char *)cons, strlen(cons), side_effects,
+                                       0, LLVMInlineAsmDialectATT, 0);
+    LLVMValueRef call = LLVMBuildCall2(c->b, fty, fn, args, (unsigned)nargs, "");
+    unsigned convergent = LLVMGetEnumAttributeKindForName("convergent", 10);
+    LLVMAddCallSiteAttribute(call, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(c->ctx, convergent, 0));
+    return call;
+}
+
 static void asm_void(Cg *c, const char *text, const char *cons, LLVMValueRef *args, int nargs);
 
 /* In a kernel with wgmma, shared memory written by threads (stores, and
@@ -290,9 +308,7 @@ static void asm_void(Cg *c, const char *text, const char *cons, LLVMValueRef *ar
     for (int i = 0; i < nargs; i++)
         tys[i] = LLVMTypeOf(args[i]);
     LLVMTypeRef fty = LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), tys, (unsigned)nargs, 0);
-    LLVMValueRef fn = LLVMGetInlineAsm(fty, (char *)text, strlen(text), (char *)cons, strlen(cons), 1, 0,
-                                       LLVMInlineAsmDialectATT, 0);
-    LLVMBuildCall2(c->b, fty, fn, args, (unsigned)nargs, "");
+    asm_call(c, fty, text, cons, true, args, nargs);
 }
 
 static void cg_gpu_wgmma_wait(Cg *c, const Stmt *s);
@@ -501,10 +517,8 @@ static void ldmatrix4(Cg *c, LLVMValueRef row_ptr, LLVMValueRef out[4])
     LLVMTypeRef fty = LLVMFunctionType(ret, &p, 1, 0);
     const char *text = "ldmatrix.sync.aligned.m8n8.x4.shared.b16 {$0,$1,$2,$3}, [$4];";
     const char *cons = "=r,=r,=r,=r,l,~{memory}";
-    LLVMValueRef fn = LLVMGetInlineAsm(fty, (char *)text, strlen(text), (char *)cons, strlen(cons), 1, 0,
-                                       LLVMInlineAsmDialectATT, 0);
     LLVMValueRef addr = LLVMBuildPtrToInt(c->b, row_ptr, c->i64, "");
-    LLVMValueRef r = LLVMBuildCall2(c->b, fty, fn, &addr, 1, "");
+    LLVMValueRef r = asm_call(c, fty, text, cons, true, &addr, 1);
     for (int i = 0; i < 4; i++)
         out[i] = LLVMBuildExtractValue(c->b, r, (unsigned)i, "");
 }
@@ -530,10 +544,8 @@ static LLVMValueRef mma_asm(Cg *c, DType dt, LLVMValueRef *a, LLVMValueRef *b, L
     snprintf(text, sizeof text, "%s{$0,$1,$2,$3}, {$4,$5,$6,$7}, {$8,$9}, {$10,$11,$12,$13};",
              mma_text(dt));
     const char *cons = "=f,=f,=f,=f,r,r,r,r,r,r,0,1,2,3";
-    LLVMValueRef fn = LLVMGetInlineAsm(fty, (char *)text, strlen(text), (char *)cons, strlen(cons), 0, 0,
-                                       LLVMInlineAsmDialectATT, 0);
     LLVMValueRef args[10] = {a[0], a[1], a[2], a[3], b[0], b[1], acc[0], acc[1], acc[2], acc[3]};
-    return LLVMBuildCall2(c->b, fty, fn, args, 10, "");
+    return asm_call(c, fty, text, cons, false, args, 10);
 }
 
 /* One step of k: every warp loads its A and B fragments from shared memory
@@ -619,11 +631,10 @@ static const char *wgmma_types(DType dt, bool *trans_imm)
 static void fence_slots(Cg *c, const Buffer *C, int64_t slots)
 {
     LLVMTypeRef fty = LLVMFunctionType(c->f32, &c->f32, 1, 0);
-    LLVMValueRef fn = LLVMGetInlineAsm(fty, "", 0, "=f,0,~{memory}", 14, 1, 0, LLVMInlineAsmDialectATT, 0);
     for (int64_t i = 0; i < slots; i++) {
         LLVMValueRef slot = cg_i64(c, i), p = cg_elem_ptr(c, C, &slot);
         LLVMValueRef v = LLVMBuildLoad2(c->b, c->f32, p, "");
-        LLVMBuildStore(c->b, LLVMBuildCall2(c->b, fty, fn, &v, 1, ""), p);
+        LLVMBuildStore(c->b, asm_call(c, fty, "", "=f,0,~{memory}", true, &v, 1), p);
     }
 }
 
@@ -677,8 +688,7 @@ static void wgmma_one(Cg *c, const Stmt *s, int n, int i, int64_t first, bool ze
     }
     LLVMTypeRef ret = LLVMStructTypeInContext(c->ctx, outs, (unsigned)r, 0);
     LLVMTypeRef fty = LLVMFunctionType(ret, tys, (unsigned)(r + 3), 0);
-    LLVMValueRef fn = LLVMGetInlineAsm(fty, text, strlen(text), cons, strlen(cons), 1, 0, LLVMInlineAsmDialectATT, 0);
-    LLVMValueRef d = LLVMBuildCall2(c->b, fty, fn, args, (unsigned)(r + 3), "");
+    LLVMValueRef d = asm_call(c, fty, text, cons, true, args, r + 3);
     for (int j = 0; j < r; j++)
         LLVMBuildStore(c->b, LLVMBuildExtractValue(c->b, d, (unsigned)j, ""), ptrs[j]);
     free(text);

@@ -40,6 +40,16 @@ ptx="$tmp/g.ptx"
 if "$TILEC" compile examples/gemm.lua --target sm_90a --set dtype=bf16 --set BM=48 --set BN=32 --set BK=64 \
      --set M=100 -o "$ptx" && "$PTXAS" -arch=sm_90a -o "$tmp/x.cubin" "$ptx"; then ok "gemm bf16 tails"; else bad "gemm bf16 tails"; fi
 
+# warp-wide instructions stay where every lane runs them: with N = 9 the
+# second column tile of mma.sync feeds one stored column, and LLVM sank its
+# mma chain into that column's store (lanes skipping it: wrong values on an
+# H200, not seen by the SIMT interpreter) until the asm calls were convergent
+ptx="$tmp/g9.ptx"
+if "$TILEC" compile examples/gemm.lua --target sm_90a --set dtype=bf16 --set BM=16 --set M=7 --set N=9 --set K=70 \
+     -o "$ptx" && last_mma=$(grep -n 'mma.sync' "$ptx" | tail -n 1 | cut -d: -f1) &&
+   first_st=$(grep -n 'st.global' "$ptx" | head -n 1 | cut -d: -f1) && [ -n "$last_mma" ] && [ "$last_mma" -lt "$first_st" ]; then
+  ok "mma.sync not sunk into a column's store"; else bad "mma.sync not sunk into a column's store" "last mma line ${last_mma:-?}, first store ${first_st:-?}"; fi
+
 # the scaled decode form (BK above 128: one T.gemm with both block scales,
 # dequantised into shared memory on the GPU) assembles too
 for k in "fp8_gemm --set N=200 --set K=512 --set BK=256" "moe_expert_gemm --set BM=4 --set N=512 --set K=512 --set BK=256"; do
