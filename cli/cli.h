@@ -60,7 +60,11 @@ bool execute(Kernel *k, bool interp, const TargetInfo *t, const Opts *o, Binding
 typedef struct OutputDiff {
     double maxabs, maxrel, tol;
 } OutputDiff;
-OutputDiff output_diff(DType dt, const RtTensor *ref, const RtTensor *got);
+/* got against ref within the tolerance of dt (wider for f32 results of
+ * fp8 tensor-core products: fp8_mma, see fp8_tensor_cores). */
+OutputDiff output_diff(DType dt, bool fp8_mma, const RtTensor *ref, const RtTensor *got);
+/* Lowered k multiplies 8-bit floats with tensor-core instructions. */
+bool fp8_tensor_cores(const Kernel *k);
 
 /* sweep.c: `tilec sweep`, and the results store `run`/`compile --tuned`
  * read: o itself without --tuned, else a copy in *buf whose --set list

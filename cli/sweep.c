@@ -132,8 +132,9 @@ static bool load_point(const Opts *o, const TargetInfo *t, const FeSet *sets, in
 /* Whether every output of `got` lies within the check's tolerance of
  * `ref`'s (`whose`: "the first point's", say); the first that does not is
  * described in `why`. */
-static bool same_outputs(const Ran *ref, const Ran *got, const char *whose, char *why, size_t n)
+static bool same_outputs(const Ran *ref, const Ran *got, const char *whose, bool on_gpu, char *why, size_t n)
 {
+    bool fp8_mma = on_gpu && fp8_tensor_cores(got->k);
     for (int i = 0; i < got->k->nargs; i++) {
         const Buffer *b = got->k->bufs[i];
         if (b->dir == ARG_IN)
@@ -143,7 +144,7 @@ static bool same_outputs(const Ran *ref, const Ran *got, const char *whose, char
             snprintf(why, n, "output %s is not the shape of %s", b->name, whose);
             return false;
         }
-        OutputDiff od = output_diff(b->dtype, ref->bd->t[i], got->bd->t[i]);
+        OutputDiff od = output_diff(b->dtype, fp8_mma, ref->bd->t[i], got->bd->t[i]);
         if (!(od.maxabs <= od.tol)) {
             snprintf(why, n, "output %s differs from %s by %.3g (tolerance %.3g)", b->name, whose, od.maxabs,
                      od.tol);
@@ -164,7 +165,7 @@ static bool check_point(const Opts *o, const TargetInfo *t, const FeSet *sets, i
     bool ok = load_point(&once, t, sets, nsets, &ref, d) && execute(ref.k, true, t, &once, ref.bd, &sec, d) &&
               load_point(&once, t, sets, nsets, &got, d) && execute(got.k, false, t, &once, got.bd, &sec, d);
     char why[256];
-    if (ok && !same_outputs(&ref, &got, "the interpreter's", why, sizeof why))
+    if (ok && !same_outputs(&ref, &got, "the interpreter's", t->gpu_sm && !o->simt, why, sizeof why))
         ok = diag_error(d, (SrcLoc){o->spec, 0}, "%s", why);
     ran_free(&ref);
     ran_free(&got);
@@ -316,7 +317,7 @@ static void sweep_point(Sweep *s, const int *idx)
     if (!checked || !load_point(&s->run, s->t, sets, nsets, &r, &d) || !execute(r.k, false, s->t, &s->run, r.bd, &sec, &d)) {
         printf("%12s  (%s%s)\n", "-", checked ? "" : "--check failed: ", d.set ? d.msg : "");
         s->wrong += !checked;
-    } else if (s->timed && !same_outputs(&s->first, &r, "the first point's", why, sizeof why)) {
+    } else if (s->timed && !same_outputs(&s->first, &r, "the first point's", s->t->gpu_sm && !o->simt, why, sizeof why)) {
         printf("%12.3f  WRONG: %s\n", sec * 1e3, why);
         s->wrong++;
     } else {
