@@ -598,11 +598,11 @@ bool execute(Kernel *k, bool interp, const TargetInfo *t, const Opts *o, Binding
     return ok;
 }
 
-/* Whether lowered code multiplies 8-bit floats on a GPU's tensor cores,
- * which add the products of one instruction with ~13 fraction bits, not
- * f32's 23 (an m64nNk32 e4m3 wgmma on an H200 was off by 2^-12 of its sum;
- * pass_lower promotes each step's products to f32, which bounds the drift
- * but not that). */
+/* Whether lowered code multiplies 8-bit floats on a GPU's tensor cores.
+ * Those keep their running sum with ~13 fraction bits, not f32's 23, and
+ * truncate, so the error drifts with K: on an H200, 2^-12 of the sum at
+ * K = 32 and 0.3 in values of ~80 at K = 4096 (cuBLASLt's FAST_ACCUM mode
+ * behaves alike; promoting partial sums to f32 is the way out, not done). */
 static bool fp8_mma_in(const Stmt *s)
 {
     switch (s->op) {
@@ -626,7 +626,7 @@ bool fp8_tensor_cores(const Kernel *k) { return fp8_mma_in(k->body); }
 static double tolerance(DType dt, bool fp8_mma)
 {
     switch (dt) {
-    case DT_F32: return fp8_mma ? 2e-3 : 1e-4;
+    case DT_F32: return fp8_mma ? 1e-2 : 1e-4;
     case DT_F16: return 2e-3;
     case DT_BF16: return 1.6e-2;
     case DT_F8E4M3: return 1.3e-1;
