@@ -39,18 +39,20 @@ return T.kernel "gemm" {
   -- reused over it; 512-row bands of A come from L3 for every column
   -- block), and f32 in 1024-deep steps, A read in place (1024^3 27.4 ms
   -- at BK 128, 26.3 at 512).
-  -- On sm_90a, 16-bit and fp8 products of 128 rows and 256 columns or more
-  -- run in 128 x 256 tiles, K steps of 128 bytes (the widest swizzle), three
-  -- (bf16) or four (fp8) stages in flight.  8192^3 on an H200 (tilec sweep,
-  -- 2026-11-30): bf16 1.50 ms against 1.95 in 128 x 128 x 64 tiles of two
-  -- stages (cuBLAS 1.41-1.36); fp8 0.82 against 0.98 (cuBLASLt 0.77-0.75).
-  -- sm_80 and f32 keep the first candidates.
+  -- On sm_90a, products of 128 rows and 256 columns or more run in K
+  -- steps of 128 bytes (the widest swizzle): bf16 in 128 x 256 tiles of
+  -- three stages — 8192^3 on an H200 (tilec sweep, 2026-11-30) 1.50 ms
+  -- against 1.95 in 128 x 128 x 64 tiles of two stages (cuBLAS 1.36-1.41);
+  -- fp8 in 128 x 128 tiles of four, since its products are promoted to f32
+  -- per step through a partial fragment as wide as the accumulator (256
+  -- columns spill).  sm_80 and f32 keep the first candidates.
   choose = function(p, target)
     if target.sm then
       local dt = p.dtype or "f32"
       if target.sm < 90 or dt == "f32" or p.M < 128 or p.N < 256 then return {} end
       local fp8 = dt == "f8e4m3"
-      return { BM = 128, BN = 256, BK = fp8 and 128 or 64, stages = fp8 and 4 or 3 }
+      if fp8 then return { BM = 128, BN = 128, BK = 128, stages = 4 } end
+      return { BM = 128, BN = 256, BK = 64, stages = 3 }
     end
     local bm = 256
     for _, c in ipairs{1, 4, 16, 24, 48, 96, 192, 256} do

@@ -556,7 +556,10 @@ end
 
 function T.gemm(A, Bt, C, opts)
   need_grid("T.gemm")
-  opts = check_opts(opts, "T.gemm", { "trans_a", "trans_b", "clear", "a_scale", "b_scale", "rows" })
+  opts = check_opts(opts, "T.gemm", { "trans_a", "trans_b", "clear", "a_scale", "b_scale", "rows", "fast_accum" })
+  if opts.fast_accum ~= nil and type(opts.fast_accum) ~= "boolean" then
+    err(("T.gemm: fast_accum must be true or false, not %s"):format(tostring(opts.fast_accum)))
+  end
   local a0, b0, c = region(A, nil, "T.gemm"), region(Bt, nil, "T.gemm"), region(C, nil, "T.gemm")
   local as = gemm_scale(opts.a_scale, a0, "a")
   local bs = gemm_scale(opts.b_scale, b0, "b")
@@ -585,7 +588,7 @@ function T.gemm(A, Bt, C, opts)
     err(("T.gemm: the accumulator C must be f32, not %s"):format(c.b.dtype), "accumulate in a T.fragment{..., T.f32}")
   end
   core.gemm(a0, b0, c, opts.trans_a or false, opts.trans_b or false, opts.clear or false, (where()), as, bs,
-            gemm_rows(opts.rows, m))
+            gemm_rows(opts.rows, m), opts.fast_accum or false)
 end
 
 local function reducer(op)

@@ -452,7 +452,10 @@ struct Stmt {
         struct {
             Region a, b, c;
             Region a_scale, b_scale;
-            bool trans_a, trans_b, clear, b_pairs, a_lifted;
+            /* fast_accum (GEMM): 8-bit operands on tensor cores keep the
+             * hardware's own running sum (~13 fraction bits) instead of a
+             * step's partial products added into C in f32 (pass_lower) */
+            bool trans_a, trans_b, clear, b_pairs, a_lifted, fast_accum;
             struct Expr *rows;
             struct Expr **desc;
             int ndesc;

@@ -487,6 +487,7 @@ static Stmt *stmt_gemm(Parser *ps, bool micro, SrcLoc loc)
     if (keyword(ps, "b_scale"))
         bs = region(ps);
     Expr *rows = !micro && keyword(ps, "rows") ? expr(ps) : NULL;
+    bool fast = !micro && keyword(ps, "fast_accum");
     bool pairs = keyword(ps, "b_pairs"), lifted = keyword(ps, "a_lifted");
     Stmt *g = micro ? ir_micro_gemm(ps->k, a, b, c, ta, tb, clear, loc)
                     : ir_gemm(ps->k, a, b, c, ta, tb, clear, loc);
@@ -495,6 +496,7 @@ static Stmt *stmt_gemm(Parser *ps, bool micro, SrcLoc loc)
     g->u.gemm.b_pairs = pairs;
     g->u.gemm.a_lifted = lifted;
     g->u.gemm.rows = rows;
+    g->u.gemm.fast_accum = fast;
     if (micro && accept(ps, "wgmma")) { /* (followed by "[": not a keyword()) */
         Expr *d[1024];
         int n = 0;

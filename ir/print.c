@@ -22,7 +22,7 @@
  *     stream B[I, J] = VALUE
  *     copy SRC -> DST                 atomic_add SRC -> DST     copy async SRC -> DST
  *     fill DST = VALUE
- *     gemm A, B -> C [trans_a] [trans_b] [clear] [a_scale S] [b_scale S] [rows E]
+ *     gemm A, B -> C [trans_a] [trans_b] [clear] [a_scale S] [b_scale S] [rows E] [fast_accum]
  *     micro_gemm A, B -> C [trans_a] [trans_b] [clear] [a_scale S] [b_scale S] [b_pairs] [a_lifted]
  *                [wgmma [D0, D1, ...]]
  *     reduce sum|max|min|absmax axis N SRC -> DST [clear]
@@ -261,6 +261,8 @@ static void print_gemm(const Stmt *s, FILE *f)
         fputs(" rows ", f);
         ir_print_expr(s->u.gemm.rows, f);
     }
+    if (s->u.gemm.fast_accum)
+        fputs(" fast_accum", f);
     if (s->u.gemm.b_pairs)
         fputs(" b_pairs", f);
     if (s->u.gemm.a_lifted)

@@ -10,6 +10,10 @@ typedef struct Lower {
     Kernel *k;
     const TargetInfo *t;
     int ntemp; /* for unique scratch names */
+    /* promoted fp8 GEMMs' partial products, one per accumulator: the
+     * copies of a pipelined step share it (lower_gemm.c) */
+    Buffer *part_of[8], *part[8];
+    int nparts;
 } Lower;
 
 static inline Expr *ci(Lower *L, int64_t v) { return ir_const_i(L->k, v); }

@@ -951,10 +951,62 @@ static Stmt *lower_gemm_scaled(Lower *L, const Stmt *g)
     return seq;
 }
 
+/* fp8 tensor cores keep their running sum with ~13 fraction bits and
+ * truncate: on an H200 an e4m3 wgmma was off by 2^-12 of its sum, and a
+ * 4096-deep product by 0.3 in values of ~80.  A gemm that adds into a
+ * running accumulator therefore multiplies into a zeroed fragment of its
+ * own and adds that to C in f32, one call's block of K (a pipelined step)
+ * at a time — what cuBLASLt does unless asked for FAST_ACCUM: on the H200
+ * the two agreed bit for bit.  The threads pass keeps C in the partial
+ * fragment's register layout (adopt_layouts).  { fast_accum = true } and a
+ * gemm that clears C need none of it. */
+static bool promotes(Lower *L, const Stmt *g)
+{
+    return dt_bits(g->u.gemm.a.buf->dtype) == 8 && !g->u.gemm.clear && !g->u.gemm.fast_accum && L->t->gpu_sm;
+}
+
+/* The partial-product fragment of accumulator c: one per accumulator, so
+ * that the S copies of a pipelined step (pass_stages) share its registers. */
+static Buffer *part_for(Lower *L, const Region *c, SrcLoc loc)
+{
+    for (int i = 0; i < L->nparts; i++) {
+        int64_t rows, cols;
+        if (L->part_of[i] == c->buf && ir_expr_is_const(L->part[i]->shape[0], &rows) && rows == c->ext[0] &&
+            ir_expr_is_const(L->part[i]->shape[1], &cols) && cols == c->ext[1])
+            return L->part[i];
+    }
+    int64_t shape[2] = {c->ext[0], c->ext[1]};
+    Buffer *part = lower_temp(L, "gemm_part", SCOPE_FRAGMENT, DT_F32, 2, shape, loc);
+    if (L->nparts < (int)(sizeof L->part / sizeof L->part[0])) {
+        L->part_of[L->nparts] = c->buf;
+        L->part[L->nparts++] = part;
+    }
+    return part;
+}
+
+static Stmt *promoted_gemm(Lower *L, const Stmt *g)
+{
+    const Region *c = &g->u.gemm.c;
+    int64_t shape[2] = {c->ext[0], c->ext[1]};
+    Buffer *part = part_for(L, c, g->loc);
+    Stmt *seq = ir_seq(L->k, g->loc);
+    ir_seq_push(L->k, seq, ir_micro_gemm(L->k, g->u.gemm.a, g->u.gemm.b, whole(L, part), false, g->u.gemm.trans_b,
+                                         true, g->loc));
+    Expr *v[2], *at[2];
+    Stmt *inner, *loops = lower_nest(L, 2, shape, LOOP_PARALLEL, "p", v, &inner, g->loc);
+    lower_region_at(L, c, v, at);
+    Expr *sum = ir_binary(L->k, EX_ADD, ir_load(L->k, c->buf, at), ir_load(L->k, part, v));
+    ir_seq_push(L->k, inner, ir_store(L->k, c->buf, at, sum, g->loc));
+    ir_seq_push(L->k, seq, loops);
+    return seq;
+}
+
 Stmt *lower_gemm(Lower *L, const Stmt *g)
 {
     if (g->u.gemm.a_scale.buf || g->u.gemm.b_scale.buf)
         return lower_gemm_scaled(L, g);
+    if (L->t->gpu_sm && tensor_core_gemm(L, g) && promotes(L, g))
+        return promoted_gemm(L, g);
     if (L->t->gpu_sm && tensor_core_gemm(L, g))
         return ir_micro_gemm(L->k, g->u.gemm.a, g->u.gemm.b, g->u.gemm.c, false, g->u.gemm.trans_b,
                              g->u.gemm.clear, g->loc);

@@ -55,6 +55,10 @@ typedef struct Threads {
     /* by Buffer.id: the distribution its owned accesses follow: 0 none yet,
      * 1 cyclic, 2 + g for the layout of the g-th MICRO_GEMM's accumulator */
     int *layout_of;
+    /* by Buffer.id: 2 + g for a fragment that takes accumulator g's layout
+     * without being one — combined with it element by element (a partial
+     * product added into a running sum), see adopt_layouts */
+    int *adopted;
     MmaLayout mma[16];
     Stmt *mma_stmt[16]; /* the first product into each accumulator */
     int nmma;
@@ -265,6 +269,7 @@ static int mma_of(const Threads *T, const Buffer *b)
 /* The distribution a nest over these loops uses: the MMA layout of the
  * first accumulator it reaches at owned elements, else cyclic. */
 static int nest_layout(Threads *T, Stmt *s, Stmt *const *loops, int n);
+static Stmt *only_parallel_child(Stmt *s);
 
 static void add_owned(Threads *T, Expr *load, Stmt *store, Var *slot)
 {
@@ -332,10 +337,20 @@ static void find_owned(Threads *T, Stmt *s, Stmt *const *loops, int n, Var *slot
     }
 }
 
+/* The tensor-core layout b's elements follow: 2 + g for accumulator g or a
+ * fragment that adopted its layout, else 0. */
+static int mma_layout_of(const Threads *T, const Buffer *b)
+{
+    int g = mma_of(T, b);
+    if (g >= 0)
+        return 2 + g;
+    return b->id < T->nids ? T->adopted[b->id] : 0;
+}
+
 static int layout_expr(Threads *T, const Expr *e, Stmt *const *loops, int n)
 {
-    if (e->op == EX_LOAD && owned_index(e->args, e->buf, loops, n) && mma_of(T, e->buf) >= 0)
-        return 2 + mma_of(T, e->buf);
+    if (e->op == EX_LOAD && owned_index(e->args, e->buf, loops, n) && mma_layout_of(T, e->buf))
+        return mma_layout_of(T, e->buf);
     for (int i = 0; i < e->nargs; i++) {
         int l = layout_expr(T, e->args[i], loops, n);
         if (l)
@@ -360,10 +375,95 @@ static int nest_layout(Threads *T, Stmt *s, Stmt *const *loops, int n)
             l = nest_layout(T, s->u.if_.else_, loops, n);
         return l;
     case ST_STORE:
-        if (owned_index(s->u.store.idx, s->u.store.buf, loops, n) && mma_of(T, s->u.store.buf) >= 0)
-            return 2 + mma_of(T, s->u.store.buf);
+        if (owned_index(s->u.store.idx, s->u.store.buf, loops, n) && mma_layout_of(T, s->u.store.buf))
+            return mma_layout_of(T, s->u.store.buf);
         return layout_expr(T, s->u.store.value, loops, n);
     default: return 0;
+    }
+}
+
+/* Fragments reached at owned elements by a nest of tensor-core layout lay
+ * adopt it (*changed when one did). */
+static void adopt_expr(Threads *T, const Expr *e, Stmt *const *loops, int n, int lay, bool *changed)
+{
+    if (e->op == EX_LOAD && owned_index(e->args, e->buf, loops, n) && !mma_layout_of(T, e->buf) &&
+        e->buf->id < T->nids) {
+        T->adopted[e->buf->id] = lay;
+        *changed = true;
+    }
+    for (int i = 0; i < e->nargs; i++)
+        adopt_expr(T, e->args[i], loops, n, lay, changed);
+}
+
+static void adopt_body(Threads *T, const Stmt *s, Stmt *const *loops, int n, int lay, bool *changed)
+{
+    switch (s->op) {
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n; i++)
+            adopt_body(T, s->u.seq.items[i], loops, n, lay, changed);
+        break;
+    case ST_IF:
+        adopt_expr(T, s->u.if_.cond, loops, n, lay, changed);
+        adopt_body(T, s->u.if_.then_, loops, n, lay, changed);
+        if (s->u.if_.else_)
+            adopt_body(T, s->u.if_.else_, loops, n, lay, changed);
+        break;
+    case ST_STORE: {
+        const Buffer *b = s->u.store.buf;
+        if (owned_index(s->u.store.idx, b, loops, n) && !mma_layout_of(T, b) && b->id < T->nids) {
+            T->adopted[b->id] = lay;
+            *changed = true;
+        }
+        adopt_expr(T, s->u.store.value, loops, n, lay, changed);
+        break;
+    }
+    default: break;
+    }
+}
+
+/* A running sum that only ever meets a tensor-core accumulator element by
+ * element (acc += part, after `part = A B` per step) is best kept in the
+ * same registers layout: each thread then adds its own slots, where a
+ * cyclic layout would put the sum in shared memory behind barriers (it made
+ * an fp8 GEMM with per-step promotion 7x slower on an H200).  Every
+ * parallel nest whose layout is a tensor-core one passes it to the other
+ * fragments it reaches at owned elements, to a fixed point (a nest that
+ * clears the sum comes before the one that ties it to the accumulator). */
+static void adopt_nests(Threads *T, Stmt *s, bool *changed)
+{
+    switch (s->op) {
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n; i++)
+            adopt_nests(T, s->u.seq.items[i], changed);
+        break;
+    case ST_FOR:
+        if (s->u.loop.kind == LOOP_PARALLEL) {
+            Stmt *loops[IR_MAX_RANK * 4];
+            int n = 0;
+            for (Stmt *l = s; l && n < (int)(sizeof loops / sizeof loops[0]); l = only_parallel_child(l))
+                loops[n++] = l;
+            Stmt *body = loops[n - 1]->u.loop.body;
+            int lay = nest_layout(T, body, loops, n);
+            if (lay >= 2)
+                adopt_body(T, body, loops, n, lay, changed);
+        } else
+            adopt_nests(T, s->u.loop.body, changed);
+        break;
+    case ST_IF:
+        adopt_nests(T, s->u.if_.then_, changed);
+        if (s->u.if_.else_)
+            adopt_nests(T, s->u.if_.else_, changed);
+        break;
+    default: break;
+    }
+}
+
+static void adopt_layouts(Threads *T, Stmt *body)
+{
+    bool changed = true;
+    for (int round = 0; changed && round < 8; round++) {
+        changed = false;
+        adopt_nests(T, body, &changed);
     }
 }
 
@@ -1520,7 +1620,8 @@ bool pass_threads(Kernel *k, const TargetInfo *t, Diag *d)
     T.uniform_use = calloc((size_t)k->next_id + 1, 1);
     T.misaligned = calloc((size_t)k->next_id + 1, 1);
     T.layout_of = calloc((size_t)k->next_id + 1, sizeof *T.layout_of);
-    if (!T.uniform_use || !T.misaligned || !T.layout_of)
+    T.adopted = calloc((size_t)k->next_id + 1, sizeof *T.adopted);
+    if (!T.uniform_use || !T.misaligned || !T.layout_of || !T.adopted)
         return diag_error(d, k->loc, "out of memory");
     plan_wgmma(&T);
     bool ok = find_mma(&T, k->body, d);
@@ -1531,12 +1632,15 @@ bool pass_threads(Kernel *k, const TargetInfo *t, Diag *d)
         T.uniform_use = realloc(T.uniform_use, (size_t)n);
         T.misaligned = realloc(T.misaligned, (size_t)n);
         T.layout_of = realloc(T.layout_of, (size_t)n * sizeof *T.layout_of);
+        T.adopted = realloc(T.adopted, (size_t)n * sizeof *T.adopted);
+        memset(T.adopted + T.nids, 0, (size_t)(n - T.nids) * sizeof *T.adopted);
         memset(T.uniform_use + T.nids, 0, (size_t)(n - T.nids));
         memset(T.misaligned + T.nids, 0, (size_t)(n - T.nids));
         memset(T.layout_of + T.nids, 0, (size_t)(n - T.nids) * sizeof *T.layout_of);
         T.nids = n;
     }
     if (ok) {
+        adopt_layouts(&T, k->body);
         prescan(&T, k->body);
         k->body = uniform(&T, k->body);
         promote(&T);
@@ -1553,6 +1657,7 @@ bool pass_threads(Kernel *k, const TargetInfo *t, Diag *d)
     free(T.uniform_use);
     free(T.misaligned);
     free(T.layout_of);
+    free(T.adopted);
     free(T.owned);
     free(T.phases);
     free(T.phase_one);

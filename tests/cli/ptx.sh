@@ -50,6 +50,24 @@ if "$TILEC" compile examples/gemm.lua --target sm_90a --set dtype=bf16 --set BM=
    first_st=$(grep -n 'st.global' "$ptx" | head -n 1 | cut -d: -f1) && [ -n "$last_mma" ] && [ "$last_mma" -lt "$first_st" ]; then
   ok "mma.sync not sunk into a column's store"; else bad "mma.sync not sunk into a column's store" "last mma line ${last_mma:-?}, first store ${first_st:-?}"; fi
 
+# fp8 products on tensor cores are promoted to f32 once per pipelined step
+# (a zeroed partial fragment, added into the accumulator: cuBLASLt's
+# default numerics); the step copies share one partial fragment, which the
+# accumulator's registers follow (no shared memory for either); bf16 and
+# { fast_accum = true } accumulate in place
+f8=(--set dtype=f8e4m3 --set M=8192 --set N=8192 --set K=8192 --set BM=128 --set BN=128 --set BK=128 --set stages=3)
+ir=$("$TILEC" compile examples/gemm.lua --target sm_90a "${f8[@]}" --dump-after threads -o /dev/null 2>&1)
+ir16=$("$TILEC" compile examples/gemm.lua --target sm_90a --set dtype=bf16 --set BM=128 --set BN=128 --set BK=64 \
+         --dump-after lower -o /dev/null 2>&1)
+irfast=$("$TILEC" compile bench/gemm_fp8_fast.lua --target sm_90a --dump-after lower -o /dev/null 2>&1)
+if [ "$(grep -c '^buf gemm_part' <<< "$ir")" = 1 ] && grep -q '^buf acc: local f32\[64\]' <<< "$ir" &&
+   grep -q '^buf gemm_part0: local f32\[64\]' <<< "$ir" && [ "$(grep -c -- '-> gemm_part0 trans_b clear' <<< "$ir")" = 3 ] &&
+   ! grep -q gemm_part <<< "$ir16" && ! grep -q gemm_part <<< "$irfast" &&
+   "$TILEC" compile examples/gemm.lua --target sm_90a "${f8[@]}" -o "$tmp/f8.ptx" &&
+   log=$("$PTXAS" -arch=sm_90a -v -o "$tmp/x.cubin" "$tmp/f8.ptx" 2>&1) &&
+   printf '%s' "$log" | grep -q "0 bytes spill stores, 0 bytes spill loads"; then
+  ok "fp8 tensor-core products promoted per step"; else bad "fp8 tensor-core products promoted per step" "$(grep -E '^buf|micro_gemm' <<< "$ir" | head -n 12)" "${log:-}"; fi
+
 # the scaled decode form (BK above 128: one T.gemm with both block scales,
 # dequantised into shared memory on the GPU) assembles too
 for k in "fp8_gemm --set N=200 --set K=512 --set BK=256" "moe_expert_gemm --set BM=4 --set N=512 --set K=512 --set BK=256"; do

@@ -388,8 +388,8 @@ static int round_trip_specs_in(const char *dirname)
 
 TEST(specs_round_trip_at_tile_and_loop_level)
 {
-    int n = round_trip_specs_in("examples") + round_trip_specs_in("kernels_src");
-    CHECKF(n >= 20, "only %d specs", n);
+    int n = round_trip_specs_in("examples") + round_trip_specs_in("kernels_src") + round_trip_specs_in("bench");
+    CHECKF(n >= 22, "only %d specs", n);
 }
 
 /* A spec's `threads =` is the kernel's block_threads, printed and parsed. */
