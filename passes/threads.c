@@ -269,7 +269,26 @@ static int mma_of(const Threads *T, const Buffer *b)
 /* The distribution a nest over these loops uses: the MMA layout of the
  * first accumulator it reaches at owned elements, else cyclic. */
 static int nest_layout(Threads *T, Stmt *s, Stmt *const *loops, int n);
-static Stmt *only_parallel_child(Stmt *s);
+
+/* The loop directly nested as the only statement of s's body, if parallel. */
+static Stmt *only_parallel_child(Stmt *s)
+{
+    Stmt *b = s->u.loop.body;
+    while (b->op == ST_SEQ && b->u.seq.n == 1)
+        b = b->u.seq.items[0];
+    return b->op == ST_FOR && b->u.loop.kind == LOOP_PARALLEL ? b : NULL;
+}
+
+enum { MAX_NEST = IR_MAX_RANK * 4 };
+
+/* The perfect nest of parallel loops from s down: loops[0..n), n returned. */
+static int parallel_nest(Stmt *s, Stmt **loops)
+{
+    int n = 0;
+    for (Stmt *l = s; l && n < MAX_NEST; l = only_parallel_child(l))
+        loops[n++] = l;
+    return n;
+}
 
 static void add_owned(Threads *T, Expr *load, Stmt *store, Var *slot)
 {
@@ -438,10 +457,8 @@ static void adopt_nests(Threads *T, Stmt *s, bool *changed)
         break;
     case ST_FOR:
         if (s->u.loop.kind == LOOP_PARALLEL) {
-            Stmt *loops[IR_MAX_RANK * 4];
-            int n = 0;
-            for (Stmt *l = s; l && n < (int)(sizeof loops / sizeof loops[0]); l = only_parallel_child(l))
-                loops[n++] = l;
+            Stmt *loops[MAX_NEST];
+            int n = parallel_nest(s, loops);
             Stmt *body = loops[n - 1]->u.loop.body;
             int lay = nest_layout(T, body, loops, n);
             if (lay >= 2)
@@ -551,14 +568,6 @@ static int widest_bytes(const Stmt *s)
     }
 }
 
-/* The loop directly nested as the only statement of s's body, if parallel. */
-static Stmt *only_parallel_child(Stmt *s)
-{
-    Stmt *b = s->u.loop.body;
-    while (b->op == ST_SEQ && b->u.seq.n == 1)
-        b = b->u.seq.items[0];
-    return b->op == ST_FOR && b->u.loop.kind == LOOP_PARALLEL ? b : NULL;
-}
 
 /* Which thread touches an element a nest reaches at the element its thread
  * owns depends only on the nest's distribution: cyclic with V elements per
@@ -652,10 +661,8 @@ static Stmt *distribute_mma(Threads *T, Stmt *s, Stmt *const *loops, int n, cons
  * with f = r*NT + tid and E = e0*e1 (any depth). */
 static Stmt *distribute(Threads *T, Stmt *s)
 {
-    Stmt *loops[IR_MAX_RANK * 4];
-    int n = 0;
-    for (Stmt *l = s; l && n < (int)(sizeof loops / sizeof loops[0]); l = only_parallel_child(l))
-        loops[n++] = l;
+    Stmt *loops[MAX_NEST];
+    int n = parallel_nest(s, loops);
     Stmt *body = loops[n - 1]->u.loop.body;
     Expr *total = ci(T, 1);
     for (int i = 0; i < n; i++)
@@ -747,10 +754,8 @@ static void prescan(Threads *T, Stmt *s)
         break;
     case ST_FOR:
         if (s->u.loop.kind == LOOP_PARALLEL) {
-            Stmt *loops[IR_MAX_RANK * 4];
-            int n = 0;
-            for (Stmt *l = s; l && n < (int)(sizeof loops / sizeof loops[0]); l = only_parallel_child(l))
-                loops[n++] = l;
+            Stmt *loops[MAX_NEST];
+            int n = parallel_nest(s, loops);
             Stmt *body = loops[n - 1]->u.loop.body;
             int lay = nest_layout(T, body, loops, n);
             int saved = T->nowned;
