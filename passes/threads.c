@@ -50,7 +50,9 @@ typedef struct Threads {
     /* Register candidates: scratch accesses whose index is exactly the
      * element a distributed nest's thread owns (see find_owned). */
     unsigned char *misaligned;  /* by Buffer.id: some access is not owned */
-    struct Owned { Expr *load; Stmt *store; Var *slot; } *owned;
+    /* an owned access's private index: slot, or slot * V + elem where a
+     * thread takes V consecutive elements per round */
+    struct Owned { Expr *load; Stmt *store; Var *slot, *elem; int64_t V; } *owned;
     int nowned, capowned;
     /* by Buffer.id: the distribution its owned accesses follow: 0 none yet,
      * 1 cyclic, 2 + g for the layout of the g-th MICRO_GEMM's accumulator */
@@ -59,6 +61,9 @@ typedef struct Threads {
      * without being one — combined with it element by element (a partial
      * product added into a running sum), see adopt_layouts */
     int *adopted;
+    /* by Buffer.id: the elements per thread and round (V) that every cyclic
+     * nest reaching the fragment at owned elements uses (agree_chunks) */
+    int64_t *chunk_of;
     MmaLayout mma[16];
     Stmt *mma_stmt[16]; /* the first product into each accumulator */
     int nmma;
@@ -296,10 +301,15 @@ static void add_owned(Threads *T, Expr *load, Stmt *store, Var *slot)
         T->capowned = T->capowned ? 2 * T->capowned : 64;
         T->owned = realloc(T->owned, (size_t)T->capowned * sizeof *T->owned);
     }
-    T->owned[T->nowned++] = (struct Owned){load, store, slot};
+    T->owned[T->nowned++] = (struct Owned){load, store, slot, NULL, 1};
 }
 
 static int cur_layout; /* the layout of the nest find_owned is walking */
+
+/* layout_of's value for a cyclic nest of V elements per thread and round
+ * (1 for one; 2 + g is accumulator g's) */
+enum { CYCLIC_V = 1000 };
+static int cyclic_layout(int64_t V) { return V > 1 ? CYCLIC_V + (int)V : 1; }
 
 static void note_layout(Threads *T, const Buffer *b)
 {
@@ -506,7 +516,8 @@ static void promote(Threads *T)
         b->scope = SCOPE_LOCAL;
         b->rank = 1;
         int l = T->layout_of[b->id];
-        b->shape[0] = ci(T, l >= 2 ? T->mma[l - 2].slots : (n + nt - 1) / nt);
+        int64_t V = T->chunk_of[b->id] > 1 ? T->chunk_of[b->id] : 1, rounds = (n / V + nt - 1) / nt;
+        b->shape[0] = ci(T, l >= 2 && l < CYCLIC_V ? T->mma[l - 2].slots : rounds * V);
         b->stride[0] = ci(T, 1);
     }
     for (int u = 0; u < T->nuses; u++) { /* c: the thread's whole share */
@@ -523,6 +534,8 @@ static void promote(Threads *T)
             continue;
         Expr **idx = arena_alloc(T->k->arena, sizeof *idx);
         idx[0] = ir_var(T->k, o->slot);
+        if (o->elem)
+            idx[0] = ir_binary(T->k, EX_ADD, ir_binary(T->k, EX_MUL, idx[0], ci(T, o->V)), ir_var(T->k, o->elem));
         if (o->load) {
             o->load->args = idx;
             o->load->nargs = 1;
@@ -534,37 +547,165 @@ static void promote(Threads *T)
 
 /* ------------------------------------------------------- distribution */
 
-static int widest_expr(const Expr *e)
+/* Scratch that may live in registers: its width does not limit vectors. */
+static bool in_registers(const Buffer *b) { return b->scope == SCOPE_FRAGMENT || b->scope == SCOPE_LOCAL; }
+
+static int widest_expr(const Expr *e, bool memory_only)
 {
-    int w = e->op == EX_LOAD ? dt_bits(e->buf->dtype) / 8 : 1;
+    int w = e->op == EX_LOAD && !(memory_only && in_registers(e->buf)) ? dt_bits(e->buf->dtype) / 8 : 1;
     for (int i = 0; i < e->nargs; i++) {
-        int a = widest_expr(e->args[i]);
+        int a = widest_expr(e->args[i], memory_only);
         w = a > w ? a : w;
     }
     return w;
 }
 
-/* Bytes of the widest element a statement loads or stores (at least 1). */
-static int widest_bytes(const Stmt *s)
+/* Bytes of the widest element a statement loads or stores (at least 1);
+ * memory_only: of global and shared buffers only. */
+static int widest_bytes(const Stmt *s, bool memory_only)
 {
     int w = 1, a;
     switch (s->op) {
     case ST_SEQ:
         for (int i = 0; i < s->u.seq.n; i++)
-            if ((a = widest_bytes(s->u.seq.items[i])) > w)
+            if ((a = widest_bytes(s->u.seq.items[i], memory_only)) > w)
                 w = a;
         return w;
-    case ST_FOR: return widest_bytes(s->u.loop.body);
+    case ST_FOR: return widest_bytes(s->u.loop.body, memory_only);
     case ST_IF:
-        w = widest_bytes(s->u.if_.then_);
-        if (s->u.if_.else_ && (a = widest_bytes(s->u.if_.else_)) > w)
+        w = widest_bytes(s->u.if_.then_, memory_only);
+        if (s->u.if_.else_ && (a = widest_bytes(s->u.if_.else_, memory_only)) > w)
             w = a;
         return w;
     case ST_STORE:
-        w = dt_bits(s->u.store.buf->dtype) / 8;
-        a = widest_expr(s->u.store.value);
+        w = memory_only && in_registers(s->u.store.buf) ? 1 : dt_bits(s->u.store.buf->dtype) / 8;
+        a = widest_expr(s->u.store.value, memory_only);
         return a > w ? a : w;
     default: return 16; /* anything else: no vectors */
+    }
+}
+
+/* Register scratch a nest reaches at owned elements (at most max). */
+static void owned_bufs_expr(const Expr *e, Stmt *const *loops, int n, const Buffer **out, int *nout, int max)
+{
+    if (e->op == EX_LOAD && owned_index(e->args, e->buf, loops, n) && *nout < max)
+        out[(*nout)++] = e->buf;
+    for (int i = 0; i < e->nargs; i++)
+        owned_bufs_expr(e->args[i], loops, n, out, nout, max);
+}
+
+static void owned_bufs(const Stmt *s, Stmt *const *loops, int n, const Buffer **out, int *nout, int max)
+{
+    switch (s->op) {
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n; i++)
+            owned_bufs(s->u.seq.items[i], loops, n, out, nout, max);
+        break;
+    case ST_IF:
+        owned_bufs_expr(s->u.if_.cond, loops, n, out, nout, max);
+        owned_bufs(s->u.if_.then_, loops, n, out, nout, max);
+        if (s->u.if_.else_)
+            owned_bufs(s->u.if_.else_, loops, n, out, nout, max);
+        break;
+    case ST_STORE:
+        if (owned_index(s->u.store.idx, s->u.store.buf, loops, n) && *nout < max)
+            out[(*nout)++] = s->u.store.buf;
+        owned_bufs_expr(s->u.store.value, loops, n, out, nout, max);
+        break;
+    default: break;
+    }
+}
+
+enum { MAX_OWNED_BUFS = 64 };
+
+static bool has_loop(const Stmt *s)
+{
+    switch (s->op) {
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n; i++)
+            if (has_loop(s->u.seq.items[i]))
+                return true;
+        return false;
+    case ST_FOR: return true;
+    case ST_IF: return has_loop(s->u.if_.then_) || (s->u.if_.else_ && has_loop(s->u.if_.else_));
+    default: return false;
+    }
+}
+
+/* Elements per thread and round of a cyclic nest: 16 bytes of the widest
+ * dtype it moves to or from memory — so that neighbouring accesses merge
+ * into vector loads and stores — as far as the innermost extent divides
+ * and every thread keeps a chunk.  A nest that keeps values in registers
+ * takes no more than the other nests on those registers (they must agree
+ * on which thread holds which element: agree_chunks), and one element per
+ * round if it loops inside (a SIMT GEMM's k loop: a chunk there spilled
+ * the f32 gemm's accumulator to the stack). */
+static int64_t nest_chunk(Threads *T, const Stmt *body, Stmt *const *loops, int n)
+{
+    const Buffer *own[MAX_OWNED_BUFS];
+    int nown = 0;
+    owned_bufs(body, loops, n, own, &nown, MAX_OWNED_BUFS);
+    if (nown > 0 && has_loop(body))
+        return 1;
+    int64_t V = 16 / widest_bytes(body, nown > 0), ein, tot = 1, e;
+    for (int i = 0; i < n; i++)
+        tot = ir_expr_is_const(loops[i]->u.loop.extent, &e) && tot > 0 ? tot * e : -1;
+    if (tot < 0 || !ir_expr_is_const(loops[n - 1]->u.loop.extent, &ein) || V < 1)
+        return 1;
+    while (V > 1 && (ein % V || tot / V < T->k->nthreads))
+        V /= 2;
+    for (int i = 0; i < nown; i++)
+        if (own[i]->id < T->nids && T->chunk_of[own[i]->id] && T->chunk_of[own[i]->id] < V)
+            V = T->chunk_of[own[i]->id];
+    return V;
+}
+
+static void agree_nests(Threads *T, Stmt *s, bool *changed)
+{
+    switch (s->op) {
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n; i++)
+            agree_nests(T, s->u.seq.items[i], changed);
+        break;
+    case ST_FOR:
+        if (s->u.loop.kind == LOOP_PARALLEL) {
+            Stmt *loops[MAX_NEST];
+            int n = parallel_nest(s, loops);
+            Stmt *body = loops[n - 1]->u.loop.body;
+            if (nest_layout(T, body, loops, n) >= 2)
+                break;
+            int64_t V = nest_chunk(T, body, loops, n);
+            const Buffer *own[MAX_OWNED_BUFS];
+            int nown = 0;
+            owned_bufs(body, loops, n, own, &nown, MAX_OWNED_BUFS);
+            for (int i = 0; i < nown; i++) {
+                int64_t *c = own[i]->id < T->nids ? &T->chunk_of[own[i]->id] : NULL;
+                if (c && (!*c || *c > V)) {
+                    *c = V;
+                    *changed = true;
+                }
+            }
+        } else
+            agree_nests(T, s->u.loop.body, changed);
+        break;
+    case ST_IF:
+        agree_nests(T, s->u.if_.then_, changed);
+        if (s->u.if_.else_)
+            agree_nests(T, s->u.if_.else_, changed);
+        break;
+    default: break;
+    }
+}
+
+/* Every cyclic nest that reaches a register fragment at owned elements
+ * takes the same V, the smallest any of them can (a fixed point: chunks
+ * only shrink, by halves). */
+static void agree_chunks(Threads *T, Stmt *body)
+{
+    bool changed = true;
+    for (int round = 0; changed && round < 16; round++) {
+        changed = false;
+        agree_nests(T, body, &changed);
     }
 }
 
@@ -671,27 +812,23 @@ static Stmt *distribute(Threads *T, Stmt *s)
     int lay = nest_layout(T, body, loops, n);
     if (lay >= 2)
         return distribute_mma(T, s, loops, n, &T->mma[lay - 2], lay);
-    Var *rv = ir_var_new(T->k, "r");
-    cur_layout = 1;
+    /* A thread takes V consecutive elements along the innermost loop (see
+     * nest_chunk); an owned element's private index is round * V + e. */
+    int64_t tot, V = nest_chunk(T, body, loops, n);
+    bool known = ir_expr_is_const(total, &tot);
+    Var *rv = ir_var_new(T->k, "r"), *ev = V > 1 ? ir_var_new(T->k, "e") : NULL;
+    cur_layout = cyclic_layout(V);
     int owned_before = T->nowned;
     find_owned(T, body, loops, n, rv);
     bool has_owned = false; /* of buffers that will be promoted (see prescan) */
     for (int i = owned_before; i < T->nowned; i++) {
         const Buffer *b = T->owned[i].load ? T->owned[i].load->buf : T->owned[i].store->u.store.buf;
         has_owned |= promotable(T, b);
+        T->owned[i].elem = ev;
+        T->owned[i].V = V;
     }
-    /* A thread takes V consecutive elements along the innermost loop (16
-     * bytes of the widest dtype touched), so neighbouring accesses merge
-     * into vector loads and stores; owned elements stay one per round. */
-    int64_t ein, tot, V = has_owned ? 1 : 16 / widest_bytes(body);
-    bool known = ir_expr_is_const(total, &tot);
-    if (!known || !ir_expr_is_const(loops[n - 1]->u.loop.extent, &ein) || V < 1)
-        V = 1;
-    while (V > 1 && (ein % V || tot / V < T->k->nthreads)) /* and keep every thread busy */
-        V /= 2;
     Expr *nt = ci(T, T->k->nthreads);
     Expr *chunk = ir_binary(T->k, EX_ADD, ir_binary(T->k, EX_MUL, ir_var(T->k, rv), nt), ir_var(T->k, T->tid));
-    Var *ev = V > 1 ? ir_var_new(T->k, "e") : NULL;
     Expr *base = ir_binary(T->k, EX_MUL, chunk, ci(T, V)); /* first element of the chunk */
     Expr *inner = ci(T, 1); /* product of the extents inside loop i */
     int nkeys = T->k->next_id + 1;
@@ -759,7 +896,7 @@ static void prescan(Threads *T, Stmt *s)
             Stmt *body = loops[n - 1]->u.loop.body;
             int lay = nest_layout(T, body, loops, n);
             int saved = T->nowned;
-            cur_layout = lay >= 2 ? lay : 1;
+            cur_layout = lay >= 2 ? lay : cyclic_layout(nest_chunk(T, body, loops, n));
             find_owned(T, body, loops, n, NULL);
             T->nowned = saved; /* flags only */
             break;
@@ -1626,7 +1763,8 @@ bool pass_threads(Kernel *k, const TargetInfo *t, Diag *d)
     T.misaligned = calloc((size_t)k->next_id + 1, 1);
     T.layout_of = calloc((size_t)k->next_id + 1, sizeof *T.layout_of);
     T.adopted = calloc((size_t)k->next_id + 1, sizeof *T.adopted);
-    if (!T.uniform_use || !T.misaligned || !T.layout_of || !T.adopted)
+    T.chunk_of = calloc((size_t)k->next_id + 1, sizeof *T.chunk_of);
+    if (!T.uniform_use || !T.misaligned || !T.layout_of || !T.adopted || !T.chunk_of)
         return diag_error(d, k->loc, "out of memory");
     plan_wgmma(&T);
     bool ok = find_mma(&T, k->body, d);
@@ -1639,6 +1777,8 @@ bool pass_threads(Kernel *k, const TargetInfo *t, Diag *d)
         T.layout_of = realloc(T.layout_of, (size_t)n * sizeof *T.layout_of);
         T.adopted = realloc(T.adopted, (size_t)n * sizeof *T.adopted);
         memset(T.adopted + T.nids, 0, (size_t)(n - T.nids) * sizeof *T.adopted);
+        T.chunk_of = realloc(T.chunk_of, (size_t)n * sizeof *T.chunk_of);
+        memset(T.chunk_of + T.nids, 0, (size_t)(n - T.nids) * sizeof *T.chunk_of);
         memset(T.uniform_use + T.nids, 0, (size_t)(n - T.nids));
         memset(T.misaligned + T.nids, 0, (size_t)(n - T.nids));
         memset(T.layout_of + T.nids, 0, (size_t)(n - T.nids) * sizeof *T.layout_of);
@@ -1646,6 +1786,7 @@ bool pass_threads(Kernel *k, const TargetInfo *t, Diag *d)
     }
     if (ok) {
         adopt_layouts(&T, k->body);
+        agree_chunks(&T, k->body);
         prescan(&T, k->body);
         k->body = uniform(&T, k->body);
         promote(&T);
@@ -1663,6 +1804,7 @@ bool pass_threads(Kernel *k, const TargetInfo *t, Diag *d)
     free(T.misaligned);
     free(T.layout_of);
     free(T.adopted);
+    free(T.chunk_of);
     free(T.owned);
     free(T.phases);
     free(T.phase_one);
