@@ -958,7 +958,7 @@ static Stmt *lower_gemm_scaled(Lower *L, const Stmt *g)
  * own and adds that to C in f32, one call's block of K (a pipelined step)
  * at a time — what cuBLASLt does unless asked for FAST_ACCUM: on the H200
  * the two agreed bit for bit.  The threads pass keeps C in the partial
- * fragment's register layout (adopt_layouts).  { fast_accum = true } and a
+ * fragment's register layout (pass_threads, adopt_nest).  { fast_accum = true } and a
  * gemm that clears C need none of it. */
 static bool promotes(Lower *L, const Stmt *g)
 {

@@ -59,10 +59,10 @@ typedef struct Threads {
     int *layout_of;
     /* by Buffer.id: 2 + g for a fragment that takes accumulator g's layout
      * without being one — combined with it element by element (a partial
-     * product added into a running sum), see adopt_layouts */
+     * product added into a running sum), see adopt_nest */
     int *adopted;
     /* by Buffer.id: the elements per thread and round (V) that every cyclic
-     * nest reaching the fragment at owned elements uses (agree_chunks) */
+     * nest reaching the fragment at owned elements uses (agree_nest) */
     int64_t *chunk_of;
     MmaLayout mma[16];
     Stmt *mma_stmt[16]; /* the first product into each accumulator */
@@ -411,87 +411,97 @@ static int nest_layout(Threads *T, Stmt *s, Stmt *const *loops, int n)
     }
 }
 
-/* Fragments reached at owned elements by a nest of tensor-core layout lay
- * adopt it (*changed when one did). */
-static void adopt_expr(Threads *T, const Expr *e, Stmt *const *loops, int n, int lay, bool *changed)
+/* Register scratch a nest reaches at owned elements (at most max). */
+static void owned_bufs_expr(const Expr *e, Stmt *const *loops, int n, const Buffer **out, int *nout, int max)
 {
-    if (e->op == EX_LOAD && owned_index(e->args, e->buf, loops, n) && !mma_layout_of(T, e->buf) &&
-        e->buf->id < T->nids) {
-        T->adopted[e->buf->id] = lay;
-        *changed = true;
-    }
+    if (e->op == EX_LOAD && owned_index(e->args, e->buf, loops, n) && *nout < max)
+        out[(*nout)++] = e->buf;
     for (int i = 0; i < e->nargs; i++)
-        adopt_expr(T, e->args[i], loops, n, lay, changed);
+        owned_bufs_expr(e->args[i], loops, n, out, nout, max);
 }
 
-static void adopt_body(Threads *T, const Stmt *s, Stmt *const *loops, int n, int lay, bool *changed)
+static void owned_bufs(const Stmt *s, Stmt *const *loops, int n, const Buffer **out, int *nout, int max)
 {
     switch (s->op) {
     case ST_SEQ:
         for (int i = 0; i < s->u.seq.n; i++)
-            adopt_body(T, s->u.seq.items[i], loops, n, lay, changed);
+            owned_bufs(s->u.seq.items[i], loops, n, out, nout, max);
         break;
     case ST_IF:
-        adopt_expr(T, s->u.if_.cond, loops, n, lay, changed);
-        adopt_body(T, s->u.if_.then_, loops, n, lay, changed);
+        owned_bufs_expr(s->u.if_.cond, loops, n, out, nout, max);
+        owned_bufs(s->u.if_.then_, loops, n, out, nout, max);
         if (s->u.if_.else_)
-            adopt_body(T, s->u.if_.else_, loops, n, lay, changed);
+            owned_bufs(s->u.if_.else_, loops, n, out, nout, max);
         break;
-    case ST_STORE: {
-        const Buffer *b = s->u.store.buf;
-        if (owned_index(s->u.store.idx, b, loops, n) && !mma_layout_of(T, b) && b->id < T->nids) {
-            T->adopted[b->id] = lay;
-            *changed = true;
-        }
-        adopt_expr(T, s->u.store.value, loops, n, lay, changed);
+    case ST_STORE:
+        if (owned_index(s->u.store.idx, s->u.store.buf, loops, n) && *nout < max)
+            out[(*nout)++] = s->u.store.buf;
+        owned_bufs_expr(s->u.store.value, loops, n, out, nout, max);
         break;
-    }
     default: break;
+    }
+}
+
+enum { MAX_OWNED_BUFS = 64 };
+
+/* A decision about every perfect parallel nest (not one inside another),
+ * repeated until none changes anything: *changed says one did. */
+typedef void (*NestFn)(Threads *T, Stmt *const *loops, int n, bool *changed);
+
+static void visit_nests(Threads *T, Stmt *s, NestFn fn, bool *changed)
+{
+    switch (s->op) {
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n; i++)
+            visit_nests(T, s->u.seq.items[i], fn, changed);
+        break;
+    case ST_FOR:
+        if (s->u.loop.kind == LOOP_PARALLEL) {
+            Stmt *loops[MAX_NEST];
+            fn(T, loops, parallel_nest(s, loops), changed);
+        } else
+            visit_nests(T, s->u.loop.body, fn, changed);
+        break;
+    case ST_IF:
+        visit_nests(T, s->u.if_.then_, fn, changed);
+        if (s->u.if_.else_)
+            visit_nests(T, s->u.if_.else_, fn, changed);
+        break;
+    default: break;
+    }
+}
+
+static void to_fixed_point(Threads *T, Stmt *body, NestFn fn)
+{
+    bool changed = true;
+    for (int round = 0; changed && round < 16; round++) {
+        changed = false;
+        visit_nests(T, body, fn, &changed);
     }
 }
 
 /* A running sum that only ever meets a tensor-core accumulator element by
  * element (acc += part, after `part = A B` per step) is best kept in the
- * same registers layout: each thread then adds its own slots, where a
+ * same register layout: each thread then adds its own slots, where a
  * cyclic layout would put the sum in shared memory behind barriers (it made
- * an fp8 GEMM with per-step promotion 7x slower on an H200).  Every
- * parallel nest whose layout is a tensor-core one passes it to the other
- * fragments it reaches at owned elements, to a fixed point (a nest that
- * clears the sum comes before the one that ties it to the accumulator). */
-static void adopt_nests(Threads *T, Stmt *s, bool *changed)
+ * an fp8 GEMM with per-step promotion 7x slower on an H200).  A nest of a
+ * tensor-core layout passes it to the other fragments it reaches at owned
+ * elements (to a fixed point: a nest that clears the sum comes before the
+ * one that ties it to the accumulator). */
+static void adopt_nest(Threads *T, Stmt *const *loops, int n, bool *changed)
 {
-    switch (s->op) {
-    case ST_SEQ:
-        for (int i = 0; i < s->u.seq.n; i++)
-            adopt_nests(T, s->u.seq.items[i], changed);
-        break;
-    case ST_FOR:
-        if (s->u.loop.kind == LOOP_PARALLEL) {
-            Stmt *loops[MAX_NEST];
-            int n = parallel_nest(s, loops);
-            Stmt *body = loops[n - 1]->u.loop.body;
-            int lay = nest_layout(T, body, loops, n);
-            if (lay >= 2)
-                adopt_body(T, body, loops, n, lay, changed);
-        } else
-            adopt_nests(T, s->u.loop.body, changed);
-        break;
-    case ST_IF:
-        adopt_nests(T, s->u.if_.then_, changed);
-        if (s->u.if_.else_)
-            adopt_nests(T, s->u.if_.else_, changed);
-        break;
-    default: break;
-    }
-}
-
-static void adopt_layouts(Threads *T, Stmt *body)
-{
-    bool changed = true;
-    for (int round = 0; changed && round < 8; round++) {
-        changed = false;
-        adopt_nests(T, body, &changed);
-    }
+    Stmt *body = loops[n - 1]->u.loop.body;
+    int lay = nest_layout(T, body, loops, n);
+    if (lay < 2)
+        return;
+    const Buffer *own[MAX_OWNED_BUFS];
+    int nown = 0;
+    owned_bufs(body, loops, n, own, &nown, MAX_OWNED_BUFS);
+    for (int i = 0; i < nown; i++)
+        if (!mma_layout_of(T, own[i]) && own[i]->id < T->nids) {
+            T->adopted[own[i]->id] = lay;
+            *changed = true;
+        }
 }
 
 static bool promotable(const Threads *T, const Buffer *b)
@@ -585,38 +595,6 @@ static int widest_bytes(const Stmt *s, bool memory_only)
     }
 }
 
-/* Register scratch a nest reaches at owned elements (at most max). */
-static void owned_bufs_expr(const Expr *e, Stmt *const *loops, int n, const Buffer **out, int *nout, int max)
-{
-    if (e->op == EX_LOAD && owned_index(e->args, e->buf, loops, n) && *nout < max)
-        out[(*nout)++] = e->buf;
-    for (int i = 0; i < e->nargs; i++)
-        owned_bufs_expr(e->args[i], loops, n, out, nout, max);
-}
-
-static void owned_bufs(const Stmt *s, Stmt *const *loops, int n, const Buffer **out, int *nout, int max)
-{
-    switch (s->op) {
-    case ST_SEQ:
-        for (int i = 0; i < s->u.seq.n; i++)
-            owned_bufs(s->u.seq.items[i], loops, n, out, nout, max);
-        break;
-    case ST_IF:
-        owned_bufs_expr(s->u.if_.cond, loops, n, out, nout, max);
-        owned_bufs(s->u.if_.then_, loops, n, out, nout, max);
-        if (s->u.if_.else_)
-            owned_bufs(s->u.if_.else_, loops, n, out, nout, max);
-        break;
-    case ST_STORE:
-        if (owned_index(s->u.store.idx, s->u.store.buf, loops, n) && *nout < max)
-            out[(*nout)++] = s->u.store.buf;
-        owned_bufs_expr(s->u.store.value, loops, n, out, nout, max);
-        break;
-    default: break;
-    }
-}
-
-enum { MAX_OWNED_BUFS = 64 };
 
 static bool has_loop(const Stmt *s)
 {
@@ -637,7 +615,7 @@ static bool has_loop(const Stmt *s)
  * into vector loads and stores — as far as the innermost extent divides
  * and every thread keeps a chunk.  A nest that keeps values in registers
  * takes no more than the other nests on those registers (they must agree
- * on which thread holds which element: agree_chunks), and one element per
+ * on which thread holds which element: agree_nest), and one element per
  * round if it loops inside (a SIMT GEMM's k loop: a chunk there spilled
  * the f32 gemm's accumulator to the stack). */
 static int64_t nest_chunk(Threads *T, const Stmt *body, Stmt *const *loops, int n)
@@ -660,52 +638,24 @@ static int64_t nest_chunk(Threads *T, const Stmt *body, Stmt *const *loops, int 
     return V;
 }
 
-static void agree_nests(Threads *T, Stmt *s, bool *changed)
-{
-    switch (s->op) {
-    case ST_SEQ:
-        for (int i = 0; i < s->u.seq.n; i++)
-            agree_nests(T, s->u.seq.items[i], changed);
-        break;
-    case ST_FOR:
-        if (s->u.loop.kind == LOOP_PARALLEL) {
-            Stmt *loops[MAX_NEST];
-            int n = parallel_nest(s, loops);
-            Stmt *body = loops[n - 1]->u.loop.body;
-            if (nest_layout(T, body, loops, n) >= 2)
-                break;
-            int64_t V = nest_chunk(T, body, loops, n);
-            const Buffer *own[MAX_OWNED_BUFS];
-            int nown = 0;
-            owned_bufs(body, loops, n, own, &nown, MAX_OWNED_BUFS);
-            for (int i = 0; i < nown; i++) {
-                int64_t *c = own[i]->id < T->nids ? &T->chunk_of[own[i]->id] : NULL;
-                if (c && (!*c || *c > V)) {
-                    *c = V;
-                    *changed = true;
-                }
-            }
-        } else
-            agree_nests(T, s->u.loop.body, changed);
-        break;
-    case ST_IF:
-        agree_nests(T, s->u.if_.then_, changed);
-        if (s->u.if_.else_)
-            agree_nests(T, s->u.if_.else_, changed);
-        break;
-    default: break;
-    }
-}
-
 /* Every cyclic nest that reaches a register fragment at owned elements
- * takes the same V, the smallest any of them can (a fixed point: chunks
- * only shrink, by halves). */
-static void agree_chunks(Threads *T, Stmt *body)
+ * takes the same V, the smallest any of them can (run to a fixed point:
+ * chunks only shrink, by halves). */
+static void agree_nest(Threads *T, Stmt *const *loops, int n, bool *changed)
 {
-    bool changed = true;
-    for (int round = 0; changed && round < 16; round++) {
-        changed = false;
-        agree_nests(T, body, &changed);
+    Stmt *body = loops[n - 1]->u.loop.body;
+    if (nest_layout(T, body, loops, n) >= 2)
+        return;
+    int64_t V = nest_chunk(T, body, loops, n);
+    const Buffer *own[MAX_OWNED_BUFS];
+    int nown = 0;
+    owned_bufs(body, loops, n, own, &nown, MAX_OWNED_BUFS);
+    for (int i = 0; i < nown; i++) {
+        int64_t *c = own[i]->id < T->nids ? &T->chunk_of[own[i]->id] : NULL;
+        if (c && (!*c || *c > V)) {
+            *c = V;
+            *changed = true;
+        }
     }
 }
 
@@ -1785,8 +1735,8 @@ bool pass_threads(Kernel *k, const TargetInfo *t, Diag *d)
         T.nids = n;
     }
     if (ok) {
-        adopt_layouts(&T, k->body);
-        agree_chunks(&T, k->body);
+        to_fixed_point(&T, k->body, adopt_nest);
+        to_fixed_point(&T, k->body, agree_nest);
         prescan(&T, k->body);
         k->body = uniform(&T, k->body);
         promote(&T);
