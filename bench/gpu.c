@@ -94,10 +94,8 @@ static bool case_build(Case *c, const char *spec, const FeSet *sets, int nsets, 
 /* The value tune parameter `name` took ("?" when the spec has none). */
 static const char *param_value(const Kernel *k, const char *name)
 {
-    for (int i = 0; i < k->nkparams; i++)
-        if (!strcmp(k->kparams[i].name, name) && k->kparams[i].value)
-            return k->kparams[i].value;
-    return "?";
+    const KParam *p = ir_kparam_find(k, name);
+    return p && p->value ? p->value : "?";
 }
 
 static bool case_run(Case *c, int reps, double *ms, Diag *d)

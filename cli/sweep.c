@@ -34,10 +34,8 @@ static bool is_set(const Opts *o, const char *name) { return set_value(o, name) 
 /* A tune{} parameter (a size is a KP_TUNE without candidates: not one). */
 static const KParam *tune_param(const Kernel *k, const char *name)
 {
-    for (int i = 0; i < k->nkparams; i++)
-        if (k->kparams[i].kind == KP_TUNE && k->kparams[i].ncands && !strcmp(k->kparams[i].name, name))
-            return &k->kparams[i];
-    return NULL;
+    const KParam *p = ir_kparam_find(k, name);
+    return p && p->kind == KP_TUNE && p->ncands ? p : NULL;
 }
 
 static bool is_candidate(const KParam *kp, const char *v)

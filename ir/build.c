@@ -75,6 +75,14 @@ static void *grow(Arena *a, void *old, int n, size_t elem)
     return p;
 }
 
+KParam *ir_kparam_find(const Kernel *k, const char *name)
+{
+    for (int i = 0; i < k->nkparams; i++)
+        if (!strcmp(k->kparams[i].name, name))
+            return &k->kparams[i];
+    return NULL;
+}
+
 KParam *ir_kparam_add(Kernel *k, const char *name, KParamKind kind, const char *value)
 {
     k->kparams = grow(k->arena, k->kparams, k->nkparams, sizeof *k->kparams);

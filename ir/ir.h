@@ -510,6 +510,7 @@ Kernel *ir_kernel_new(const char *name, SrcLoc loc);
 void ir_kernel_free(Kernel *k);
 
 KParam *ir_kparam_add(Kernel *k, const char *name, KParamKind kind, const char *value);
+KParam *ir_kparam_find(const Kernel *k, const char *name); /* NULL if k has none of that name */
 void ir_kparam_cand(Kernel *k, KParam *p, const char *cand);
 Param *ir_param_add(Kernel *k, const char *name, DType dtype);
 Param *ir_param_find(const Kernel *k, const char *name);

@@ -691,9 +691,8 @@ static void header_param(Parser *ps)
 {
     char name[128];
     snprintf(name, sizeof name, "%s", ident(ps));
-    for (int i = 0; i < ps->k->nkparams; i++)
-        if (!strcmp(ps->k->kparams[i].name, name))
-            error(ps, "parameter '%s' is defined twice", name);
+    if (ir_kparam_find(ps->k, name))
+        error(ps, "parameter '%s' is defined twice", name);
     const char *kind = ident(ps);
     if (!strcmp(kind, "dyn")) {
         ir_kparam_add(ps->k, name, KP_DYN, NULL);

@@ -134,6 +134,11 @@ expect_error "fp8_gemm step longer than K" \
 expect_error "moe_expert_gemm step not dividing K" \
   "tilec: kernels_src/moe_expert_gemm.lua:46: moe: BK = 256 is not a multiple of 128 dividing K = 384" -- \
   "$TILEC" run kernels_src/moe_expert_gemm.lua --set R=2 --set K=384 --set BK=256
+# the device tooling's scripts: a usage line, and a missing build named
+expect_error "bundle without a folder" "usage: scripts/bundle DIR [BUILD]" -- bash scripts/bundle
+expect_error "bundle of a build that is not there" \
+  "scripts/bundle: $tmp/nobuild/tilec not found: build first (scripts/setup or scripts/test)" -- \
+  bash scripts/bundle "$tmp/b" "$tmp/nobuild"
 # A failed run leaves an existing output file as it was.
 printf 'precious' > "$tmp/out.npy"
 "$TILEC" run $gemm --in A=$tmp/short.npy --out C=$tmp/out.npy 2>/dev/null

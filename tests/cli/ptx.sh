@@ -60,6 +60,10 @@ ir=$("$TILEC" compile examples/gemm.lua --target sm_90a "${f8[@]}" --dump-after 
 ir16=$("$TILEC" compile examples/gemm.lua --target sm_90a --set dtype=bf16 --set BM=128 --set BN=128 --set BK=64 \
          --dump-after lower -o /dev/null 2>&1)
 irfast=$("$TILEC" compile bench/gemm_fp8_fast.lua --target sm_90a --dump-after lower -o /dev/null 2>&1)
+"$TILEC" compile bench/gemm_fp8_fast.lua --target sm_90a --set M=8192 --set N=8192 --set K=8192 -o "$tmp/fast.ptx" &&
+  logf=$("$PTXAS" -arch=sm_90a -v -o "$tmp/x.cubin" "$tmp/fast.ptx" 2>&1) &&
+  printf '%s' "$logf" | grep -q "0 bytes spill stores, 0 bytes spill loads" &&
+  ok "fast_accum fp8 gemm assembles without spills" || bad "fast_accum fp8 gemm assembles without spills" "${logf:-}"
 if [ "$(grep -c '^buf gemm_part' <<< "$ir")" = 1 ] && grep -q '^buf acc: local f32\[64\]' <<< "$ir" &&
    grep -q '^buf gemm_part0: local f32\[64\]' <<< "$ir" && [ "$(grep -c -- '-> gemm_part0 trans_b clear' <<< "$ir")" = 3 ] &&
    ! grep -q gemm_part <<< "$ir16" && ! grep -q gemm_part <<< "$irfast" &&

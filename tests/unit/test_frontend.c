@@ -40,13 +40,7 @@ static Kernel *load(const char *path, const FeSet *sets, int nsets)
     return k;
 }
 
-static const KParam *kparam(const Kernel *k, const char *name)
-{
-    for (int i = 0; i < k->nkparams; i++)
-        if (!strcmp(k->kparams[i].name, name))
-            return &k->kparams[i];
-    return NULL;
-}
+static const KParam *kparam(const Kernel *k, const char *name) { return ir_kparam_find(k, name); }
 
 static bool const_is(const Expr *e, int64_t want)
 {

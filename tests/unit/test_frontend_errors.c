@@ -64,10 +64,8 @@ TEST(set_values_reach_the_kernel)
 /* The value kernel k records for parameter name ("" when it has none). */
 static const char *kparam(const Kernel *k, const char *name)
 {
-    for (int i = 0; k && i < k->nkparams; i++)
-        if (!strcmp(k->kparams[i].name, name))
-            return k->kparams[i].value;
-    return "";
+    const KParam *p = k ? ir_kparam_find(k, name) : NULL;
+    return p ? p->value : "";
 }
 
 /* fp8_gemm's choose: decode tiles for a known M on a CPU target (K steps
