@@ -11,6 +11,7 @@
 #include "runtime/npy.h"
 #include "runtime/timing.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
@@ -22,6 +23,10 @@ static const char usage_main[] =
     "tilec — compile tile kernels written in Lua to AVX-512 machine code and to PTX\n"
     "\n"
     "usage: tilec COMMAND SPEC.lua [options]\n"
+    "\n"
+    "SPEC.lua is a kernel written in the Lua DSL. run, compile and ir also take a\n"
+    "KERNEL.tir, the printed IR of 'tilec ir' or 'compile --emit ir' (edited, say):\n"
+    "Tile IR goes through the passes, Loop IR (already lowered) straight to code.\n"
     "\n"
     "commands:\n"
     "  run      run a kernel on .npy inputs (JIT-compiled, or --interp), optionally --check it\n"
@@ -47,7 +52,8 @@ static const char usage_run[] =
     "the argument's dtype (bf16/fp8 with round-to-nearest-even); a `dyn` dimension\n"
     "takes its value from the input whose shape uses it, or from --set.\n"
     "\n"
-    "  --set NAME=VALUE   choose a parameter (a tune{} candidate, a size, or a dyn dim)\n"
+    "  --set NAME=VALUE   choose a parameter (a tune{} candidate, a size, or a dyn dim;\n"
+    "                     of a KERNEL.tir only its dyn dims)\n"
     "  --in ARG=FILE      read input argument ARG from a NumPy .npy file\n"
     "  --out ARG=FILE     write output argument ARG to FILE (f32 unless --raw)\n"
     "  --raw              write outputs in their own dtype (bf16 as u2 bits, fp8 as u1 bits)\n"
@@ -123,6 +129,8 @@ static const char usage_ir[] =
     "\n"
     "Prints the Tile IR the frontend builds from SPEC.lua, before any pass: for the\n"
     "target T (default: this CPU), whose figures a spec's choose may size its tiles by.\n"
+    "Saved as NAME.tir, it is input to run and compile too (and 'tilec ir NAME.tir'\n"
+    "checks and prints it back).\n"
     "'tilec compile SPEC.lua --dump-after all -o /dev/null' shows what each pass makes of it.\n";
 
 int usage_error(const char *fmt, const char *arg)
@@ -302,6 +310,62 @@ static const char *find_named(const NamedFile *v, int n, const char *name)
     return NULL;
 }
 
+/* Is path printed IR (what `tilec ir` and `compile --emit ir` write)? */
+bool is_printed_ir(const char *path)
+{
+    size_t n = strlen(path);
+    return n > 4 && !strcmp(path + n - 4, ".tir");
+}
+
+/* The value of --set NAME for a dyn size: a count. */
+static bool dyn_value(const char *text, int64_t *v)
+{
+    char *end;
+    errno = 0;
+    long long x = strtoll(text, &end, 10);
+    *v = x;
+    return end != text && !*end && !errno && x >= 0;
+}
+
+/* The kernel o->spec names, for target t: a Lua spec built with --set and
+ * the spec's choose, or printed IR (.tir) read back as it stands.  A
+ * printed kernel's parameters were fixed when it was built, so --set names
+ * only its dyn sizes (bound at run time, setup_args); Loop IR has been
+ * through the passes for one kind of target, which t must be. */
+Kernel *load_kernel(const Opts *o, const TargetInfo *t, Diag *d)
+{
+    if (!is_printed_ir(o->spec))
+        return fe_load_for(o->spec, o->sets, o->nsets, t, d);
+    Kernel *k = ir_parse_file(o->spec, d);
+    if (!k)
+        return NULL;
+    for (int i = 0; i < o->nsets; i++) {
+        const KParam *p = ir_kparam_find(k, o->sets[i].name);
+        int64_t v;
+        if (!p || p->kind != KP_DYN) {
+            diag_error(d, k->loc, "--set %s: kernel %s %s", o->sets[i].name, k->name,
+                       p ? "was printed with this parameter fixed (only dyn sizes take --set)"
+                         : "has no such parameter");
+            diag_hint(d, "print it again from its spec with the value set (tilec ir SPEC.lua --set ...)");
+            goto bad;
+        }
+        if (!dyn_value(o->sets[i].value, &v)) {
+            diag_error(d, k->loc, "--set %s=%s: a dyn size takes a count", o->sets[i].name, o->sets[i].value);
+            goto bad;
+        }
+    }
+    if (t && k->level == LEVEL_LOOP && (k->nthreads > 0) != (t->gpu_sm > 0)) {
+        diag_error(d, k->loc, "kernel %s is Loop IR lowered for a %s, not for target %s", k->name,
+                   k->nthreads ? "GPU (it has threads)" : "CPU (it has no threads)", t->name);
+        diag_hint(d, "give the --target it was printed for");
+        goto bad;
+    }
+    return k;
+bad:
+    ir_kernel_free(k);
+    return NULL;
+}
+
 static void describe_shape(const Buffer *b, char *out, size_t n)
 {
     size_t used = (size_t)snprintf(out, n, "%s[", dt_name(b->dtype));
@@ -445,6 +509,11 @@ static void fill_random(RtTensor *t, unsigned seed)
 bool setup_args(const Kernel *k, const Opts *o, Bindings *bd, Diag *d)
 {
     memset(bd, 0, sizeof *bd);
+    for (int i = 0; i < o->nsets; i++) { /* a printed kernel's dyn sizes (load_kernel checked them) */
+        const KParam *p = ir_kparam_find(k, o->sets[i].name);
+        if (p && p->kind == KP_DYN && p->dyn && dyn_value(o->sets[i].value, &bd->params[p->dyn->index]))
+            bd->bound[p->dyn->index] = true;
+    }
     for (int i = 0; i < o->nins; i++)
         if (!ir_buf_find(k, o->ins[i].name) || ir_buf_find(k, o->ins[i].name)->scope != SCOPE_GLOBAL) {
             SrcLoc none = {0};
@@ -740,7 +809,7 @@ static int cmd_run(const Opts *o)
     Opts tuned;
     if (!(o = with_tuned(o, t, &tuned, &d)))
         return fail(&d);
-    Kernel *k = fe_load_for(o->spec, o->sets, o->nsets, t, &d);
+    Kernel *k = load_kernel(o, t, &d);
     if (!k)
         return fail(&d);
     if (k->nargs > 64 || k->nparams > 64) {
@@ -759,7 +828,7 @@ static int cmd_run(const Opts *o)
         /* The interpreter runs the Tile IR as the frontend built it, before
          * any pass: an independent path to the same numbers. */
         ref = bindings_clone(k, bd);
-        tile = fe_load_for(o->spec, o->sets, o->nsets, t, &d);
+        tile = load_kernel(o, t, &d);
         double tref;
         Opts once = *o;
         once.repeat = 1;
@@ -862,7 +931,7 @@ static int cmd_compile(const Opts *o)
     Opts tuned;
     if (!(o = with_tuned(o, t, &tuned, &d)))
         return fail(&d);
-    Kernel *k = fe_load_for(o->spec, o->sets, o->nsets, t, &d);
+    Kernel *k = load_kernel(o, t, &d);
     if (!k)
         return fail(&d);
     PassOptions po = {.dump_after = o->dump_after, .dump = stderr, .time_passes = o->time_passes};
@@ -901,7 +970,7 @@ static int cmd_ir(const Opts *o)
     const TargetInfo *t = o->target ? target_of(o, &d) : ir_host_target();
     if (o->target && !t)
         return fail(&d);
-    Kernel *k = fe_load_for(o->spec, o->sets, o->nsets, t, &d);
+    Kernel *k = load_kernel(o, t, &d);
     if (!k)
         return fail(&d);
     ir_print(k, stdout);
@@ -964,6 +1033,8 @@ int main(int argc, char **argv)
         return rc;
     if (!o.spec)
         return usage_error("%s needs a SPEC.lua", cmd);
+    if (is_printed_ir(o.spec) && (!strcmp(cmd, "sweep") || o.tuned))
+        return usage_error("%s is printed IR, its tile sizes fixed: sweep and --tuned take a SPEC.lua", o.spec);
     if ((o.novers || o.store) && strcmp(cmd, "sweep"))
         return usage_error("--over and --store belong to 'tilec sweep', not '%s'", cmd);
     if (o.tuned && strcmp(cmd, "run") && strcmp(cmd, "compile"))

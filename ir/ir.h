@@ -655,6 +655,9 @@ void ir_print_locs(const Kernel *k, FILE *f);
 char *ir_print_string(const Kernel *k); /* malloc'd */
 void ir_print_expr(const Expr *e, FILE *f);
 Kernel *ir_parse(const char *text, const char *filename, Diag *d);
+/* A file of printed IR (a .tir), parsed and verified; errors name the file
+ * and line. */
+Kernel *ir_parse_file(const char *path, Diag *d);
 
 /* Structural and type checks; run after every pass (ir/verify.c). */
 bool ir_verify(const Kernel *k, Diag *d);

@@ -884,3 +884,40 @@ Kernel *ir_parse(const char *text, const char *filename, Diag *d)
         error(&ps, "unexpected text after the kernel body near '%s'", near(&ps));
     return ps.k;
 }
+
+Kernel *ir_parse_file(const char *path, Diag *d)
+{
+    SrcLoc none = {0};
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return diag_error(d, none, "cannot open %s: %s", path, strerror(errno)), NULL;
+    size_t cap = 1 << 16, n = 0;
+    char *text = malloc(cap);
+    for (size_t got; text && (got = fread(text + n, 1, cap - 1 - n, f)) > 0;) {
+        n += got;
+        if (n + 1 == cap) {
+            char *bigger = realloc(text, cap *= 2);
+            if (!bigger)
+                free(text);
+            text = bigger;
+        }
+    }
+    bool bad = ferror(f) || !text;
+    fclose(f);
+    if (bad) {
+        free(text);
+        return diag_error(d, none, "cannot read %s", path), NULL;
+    }
+    text[n] = 0;
+    if (strlen(text) != n) {
+        free(text);
+        return diag_error(d, none, "%s: not a printed kernel (it holds a NUL byte)", path), NULL;
+    }
+    Kernel *k = ir_parse(text, path, d);
+    free(text);
+    if (k && !ir_verify(k, d)) {
+        ir_kernel_free(k);
+        return NULL;
+    }
+    return k;
+}

@@ -14,7 +14,8 @@ typedef struct PassOptions {
     bool time_passes;
 } PassOptions;
 
-/* Run every pass in order: Tile IR → Loop IR for target t. */
+/* Run every pass in order: Tile IR → Loop IR for target t (Loop IR read back
+ * from a .tir is only verified: it has been through them). */
 bool pass_pipeline(Kernel *k, const TargetInfo *t, const PassOptions *o, Diag *d);
 /* "check, stages, tma, lower, bounds, fuse, vectorize, threads, wgwait" */
 const char *pass_names(void);

@@ -55,6 +55,10 @@ bool pass_pipeline(Kernel *k, const TargetInfo *t, const PassOptions *o, Diag *d
     }
     if (!ir_verify(k, d))
         return false;
+    /* Loop IR read back from its printed form (a .tir) has been through
+     * the passes already, for the target it was printed for. */
+    if (k->level == LEVEL_LOOP)
+        return true;
     for (int i = 0; i < NPASSES; i++) {
         if (passes[i].on != ANY && (passes[i].on == GPU) != (t->gpu_sm > 0))
             continue;

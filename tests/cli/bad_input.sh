@@ -139,6 +139,32 @@ expect_error "bundle without a folder" "usage: scripts/bundle DIR [BUILD]" -- ba
 expect_error "bundle of a build that is not there" \
   "scripts/bundle: $tmp/nobuild/tilec not found: build first (scripts/setup or scripts/test)" -- \
   bash scripts/bundle "$tmp/b" "$tmp/nobuild"
+# printed IR (.tir) as input: errors name the file and line
+expect_error "missing .tir" "tilec: cannot open $tmp/none.tir: No such file or directory" -- \
+  "$TILEC" compile "$tmp/none.tir" -o "$tmp/x.o"
+"$TILEC" compile examples/softmax.lua --emit ir -o "$tmp/softmax.tir"
+sed '12s/$/ +/' "$tmp/softmax.tir" > "$tmp/syntax.tir"
+expect_error "syntax error in a .tir" "tilec: $tmp/syntax.tir:12: expected '{' near '+'" -- \
+  "$TILEC" compile "$tmp/syntax.tir" -o "$tmp/x.o"
+sed '18s/ m\[/ mm[/' "$tmp/softmax.tir" > "$tmp/unknown.tir"
+expect_error "unknown buffer in a .tir" "tilec: $tmp/unknown.tir:18: unknown buffer 'mm'" -- \
+  "$TILEC" run "$tmp/unknown.tir"
+expect_error ".tir lowered for a CPU, run on a GPU target" \
+  "tilec: $tmp/softmax.tir:1: kernel softmax is Loop IR lowered for a CPU (it has no threads), not for target sm_90a (hint: give the --target it was printed for)" -- \
+  "$TILEC" compile "$tmp/softmax.tir" --target sm_90a -o "$tmp/x.ptx"
+expect_error "--set of a printed kernel's fixed parameter" \
+  "tilec: $tmp/softmax.tir:1: --set BM: kernel softmax was printed with this parameter fixed (only dyn sizes take --set) (hint: print it again from its spec with the value set (tilec ir SPEC.lua --set ...))" -- \
+  "$TILEC" run "$tmp/softmax.tir" --set BM=4
+"$TILEC" ir kernels_src/rmsnorm_quant.lua > "$tmp/rq.tir"
+expect_error "--set of a dyn size that is not a count" \
+  "tilec: $tmp/rq.tir:1: --set M=-3: a dyn size takes a count" -- \
+  "$TILEC" run "$tmp/rq.tir" --set M=-3
+expect_error "sweep of a .tir" \
+  "tilec: $tmp/softmax.tir is printed IR, its tile sizes fixed: sweep and --tuned take a SPEC.lua (see 'tilec --help')" -- \
+  "$TILEC" sweep "$tmp/softmax.tir"
+printf 'precious' > "$tmp/keep.o"
+"$TILEC" compile "$tmp/syntax.tir" -o "$tmp/keep.o" 2>/dev/null
+if [ "$(cat "$tmp/keep.o")" = precious ]; then ok "failed .tir compile keeps existing output"; else bad "failed .tir compile keeps existing output" "keep.o was changed"; fi
 # A failed run leaves an existing output file as it was.
 printf 'precious' > "$tmp/out.npy"
 "$TILEC" run $gemm --in A=$tmp/short.npy --out C=$tmp/out.npy 2>/dev/null
