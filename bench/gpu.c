@@ -13,9 +13,14 @@
  * against the peer's output.  A wrong answer prints WRONG and makes the exit
  * status 1.
  *
- *   build/bench/bench_gpu [--quick]
+ *   build/bench/bench_gpu [--quick]   the GEMMs and the streaming examples
+ *   build/bench/bench_gpu --ops       the V4 operators of kernels_src/ at Flash
+ *                                     decode shapes (bench/v4ops.c), each
+ *                                     against the copy bandwidth and checked
+ *                                     against the same operator on the CPU
  *
  * Prints "skipped: no CUDA device" and exits 0 where there is none. */
+#include "bench/v4ops.h"
 #include "codegen/codegen.h"
 #include "frontend/frontend.h"
 #include "passes/passes.h"
@@ -370,9 +375,155 @@ static void bench_gemm(CuDevice *dev, const char *dtype, bool fast, int64_t n, i
     case_free(&g);
 }
 
+/* ------------------------------------------------------ V4 operators */
+
+/* How far the device's outputs lie from the CPU's: per output, elements
+ * off by more than 1e-2 of the output's largest finite |value| (integers:
+ * any difference; equal infinities agree).  The two back ends round exp,
+ * rsqrt and contractions differently, and a quantised output then moves by
+ * a code step where a value sat on a rounding boundary, so up to one
+ * element in a thousand may differ; a layout or indexing bug moves whole
+ * rows.  why gets the figures of the output with the most elements off;
+ * false when any output has more than that share. */
+static bool outputs_agree(const Kernel *k, void *const *got, void *const *want, const int64_t *params, char *why,
+                          size_t n_why)
+{
+    bool ok = true;
+    double worst_share = -1;
+    snprintf(why, n_why, "no outputs");
+    for (int i = 0; i < k->nargs; i++) {
+        const Buffer *b = k->bufs[i];
+        if (b->dir == ARG_IN)
+            continue;
+        int64_t n = 1, dim;
+        for (int r = 0; r < b->rank; r++) {
+            ir_eval_int(b->shape[r], params, &dim);
+            n *= dim;
+        }
+        double amax = 0;
+        for (int64_t j = 0; j < n; j++) {
+            double w = fabs(dt_load(b->dtype, want[i], j));
+            if (isfinite(w))
+                amax = fmax(amax, w);
+        }
+        double tol = dt_is_float(b->dtype) ? 1e-2 * amax : 0, worst = 0;
+        int64_t off = 0;
+        for (int64_t j = 0; j < n; j++) {
+            double g = dt_load(b->dtype, got[i], j), w = dt_load(b->dtype, want[i], j);
+            double diff = g == w || (isnan(g) && isnan(w)) ? 0 : isfinite(g) && isfinite(w) ? fabs(g - w) : INFINITY;
+            worst = fmax(worst, diff);
+            off += diff > tol;
+        }
+        ok = ok && off * 1000 <= n;
+        double share = n ? (double)off / (double)n : 0;
+        if (share > worst_share) {
+            worst_share = share;
+            snprintf(why, n_why, "%s: %lld of %lld off, max |diff| %.2g of max |value| %.2g", b->name,
+                     (long long)off, (long long)n, worst, amax);
+        }
+    }
+    return ok;
+}
+
+/* The outputs of op on this host's CPU, from the inputs in args (copied:
+ * inout arguments change).  NULL entries where it failed (printed). */
+static bool cpu_outputs(const V4Op *op, const Kernel *gk, void *const *args, const size_t *bytes,
+                        const int64_t *params, void **out)
+{
+    const TargetInfo *t = ir_host_target();
+    FeSet sets[2 * V4OP_MAX_SETS];
+    Diag d = {0};
+    Kernel *k = t ? fe_load(op->spec, sets, v4_op_sets(op, true, sets), &d) : NULL;
+    CgJit *j = NULL;
+    bool ok = k && pass_pipeline(k, t, NULL, &d) && (j = cg_jit_compile(k, t, &d));
+    for (int i = 0; i < gk->nargs; i++)
+        out[i] = memcpy(malloc(bytes[i] + 16), args[i], bytes[i]);
+    ok = ok && k->nargs == gk->nargs && cg_launch(k, cg_jit_fn(j), out, params, 0, &d);
+    if (!ok) {
+        printf("%-34s CPU reference failed: ", v4_op_name(op));
+        if (t)
+            diag_print(&d, stdout);
+        else
+            printf("no CPU target on this host\n");
+    }
+    cg_jit_free(j);
+    ir_kernel_free(k);
+    return ok;
+}
+
+/* One operator on the device: its tiles from the spec's choose for
+ * sm_90a, the median of reps launches, checked against the CPU. */
+static void bench_v4_op(const V4Op *op, int reps, double copy_gbs)
+{
+    const char *name = v4_op_name(op);
+    FeSet sets[2 * V4OP_MAX_SETS];
+    Diag d = {0};
+    Kernel *k = fe_load_for(op->spec, sets, v4_op_sets(op, false, sets), gpu_target(), &d);
+    if (!k || !pass_pipeline(k, gpu_target(), NULL, &d)) {
+        printf("%-34s failed: ", name);
+        diag_print(&d, stdout);
+        failed_any = true;
+        ir_kernel_free(k);
+        return;
+    }
+    int64_t params[1] = {op->m};
+    void *args[V4OP_MAX_ARGS] = {0}, *want[V4OP_MAX_ARGS] = {0};
+    size_t bytes[V4OP_MAX_ARGS];
+    size_t total = v4_make_args(k, params, args, bytes);
+    double ms = -1;
+    char why[256];
+    if (!cpu_outputs(op, k, args, bytes, params, want)) {
+        failed_any = true;
+    } else if (!cg_gpu_run(k, gpu_target(), &(CgGpuArgs){args, bytes, params}, reps, &ms, &d)) {
+        printf("%-34s failed: ", name);
+        diag_print(&d, stdout);
+        failed_any = true;
+    } else {
+        bool ok = outputs_agree(k, args, want, params, why, sizeof why);
+        double gbs = (double)total / ms * 1e-6;
+        printf("%-34s %8lld %10.1f %9.1f %9.2f  %s %s\n", name, (long long)v4_op_tokens(op), ms * 1e3, gbs,
+               gbs / copy_gbs, ok ? "ok" : "WRONG", why);
+        failed_any |= !ok;
+    }
+    fflush(stdout);
+    for (int i = 0; i < k->nargs; i++) {
+        free(args[i]);
+        free(want[i]);
+    }
+    ir_kernel_free(k);
+}
+
+static void bench_v4_ops(CuDevice *dev, int reps)
+{
+    Diag d = {0};
+    size_t half = (size_t)256 << 20;
+    double ms = -1;
+    CuPtr x = cu_alloc(dev, half, &d), y = cu_alloc(dev, half, &d);
+    if (!x || !y || !cu_time_dtod(dev, y, x, half, reps, &ms, &d)) {
+        printf("copy bandwidth: failed: ");
+        diag_print(&d, stdout);
+        failed_any = true;
+    }
+    cu_free(dev, x);
+    cu_free(dev, y);
+    if (ms < 0)
+        return;
+    double copy_gbs = 2.0 * (double)half / ms * 1e-6;
+    printf("V4 operators at Flash decode shapes, tiles from each spec's choose for sm_90a; device copy %.0f GB/s "
+           "(read + write); of_copy = bytes of the arguments per second / that; each output checked against "
+           "the CPU's\n", copy_gbs);
+    printf("%-34s %8s %10s %9s %9s  %s\n", "operator", "tokens", "median_us", "GB/s", "of_copy", "check");
+    for (size_t i = 0; i < v4_nops; i++)
+        bench_v4_op(&v4_ops[i], reps, copy_gbs);
+}
+
 int main(int argc, char **argv)
 {
-    bool quick = argc > 1 && !strcmp(argv[1], "--quick");
+    bool quick = argc > 1 && !strcmp(argv[1], "--quick"), ops = argc > 1 && !strcmp(argv[1], "--ops");
+    if (argc > 2 || (argc > 1 && !quick && !ops)) {
+        fprintf(stderr, "usage: bench_gpu [--quick | --ops]\n");
+        return 2;
+    }
     Diag d = {0};
     CuDevice *dev = cu_open(&d);
     if (!dev) {
@@ -381,6 +532,11 @@ int main(int argc, char **argv)
     }
     printf("device: %s (sm_%d, %d SMs)\n", cu_device_name(dev), cu_sm_version(dev), cu_sm_count(dev));
     int reps = quick ? 5 : 20;
+    if (ops) {
+        bench_v4_ops(dev, reps);
+        cu_close(dev);
+        return failed_any ? 1 : 0;
+    }
     FeSet silu[] = {{"M", "16384"}, {"N", "8192"}, {"dtype", "bf16"}, {"BM", "4"}, {"BN", "256"}}; /* best of 9 on an H200 */
     bench_stream(dev, "silu_mul bf16 16384x8192", "examples/silu_mul.lua", silu, 5, REF_SILU_MUL, 8e-3, reps);
     FeSet silu32[] = {{"M", "16384"}, {"N", "8192"}, {"dtype", "f32"}, {"BM", "4"}, {"BN", "512"}};

@@ -12,6 +12,7 @@
  * 1: read it as "not memory-bound"; the large ones (weights, KV) are the
  * honest bandwidth figures. */
 #include "bench/peers.h"
+#include "bench/v4ops.h"
 #include "codegen/codegen.h"
 #include "frontend/frontend.h"
 #include "passes/passes.h"
@@ -20,137 +21,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct Op {
-    const char *spec;
-    const char *sets[8][2];
-    int64_t m; /* the dyn token count (0: none) */
-} Op;
-
-/* Flash (v4-spec §1) decode: 16 tokens. */
-static const Op ops[] = {
-    {"kernels_src/act_quant.lua", {{"K", "4096"}}, 16},
-    {"kernels_src/rmsnorm_quant.lua", {{"D", "4096"}}, 16},
-    {"kernels_src/hc_pre.lua", {{"D", "4096"}}, 16},
-    {"kernels_src/hc_post.lua", {{"D", "4096"}}, 16},
-    {"kernels_src/hc_post_pre.lua", {{"D", "4096"}}, 16},
-    {"kernels_src/hc_head.lua", {{"D", "4096"}}, 16},
-    {"kernels_src/q_norm.lua", {{"H", "64"}, {"HD", "512"}}, 16},
-    {"kernels_src/rope.lua", {{"H", "64"}, {"D", "512"}, {"P", "4096"}}, 16},
-    {"kernels_src/kv_fp8_sim.lua", {{"D", "512"}}, 16},
-    {"kernels_src/hadamard.lua", {{"N", "128"}}, 16 * 64},
-    {"kernels_src/fp4_act_quant.lua", {{"K", "128"}}, 16 * 64},
-    {"kernels_src/indexer_logits.lua", {{"N", "4096"}}, 16},
-    {"kernels_src/topk.lua", {{"N", "4096"}, {"K", "512"}}, 16},
-    {"kernels_src/sparse_attn.lua", {{"H", "64"}, {"D", "512"}, {"L", "640"}, {"NKV", "65664"}}, 16},
-    {"kernels_src/grouped_oproj.lua", {{"G", "8"}, {"R", "1024"}, {"GD", "4096"}}, 16},
-    /* the tiles fp8_gemm's choose picks at 16 rows (M is a run-time
-     * scalar here, which choose cannot see): 32 weight rows per block, K
-     * steps of 512 (tall dot tiles; 128 rows per block ran 30.9 against
-     * 21.7 ms at 16) */
-    {"kernels_src/fp8_gemm.lua", {{"N", "4096"}, {"K", "4096"}, {"BM", "16"}, {"BN", "32"}, {"BK", "512"}}, 16},
-    {"kernels_src/moe_gate.lua", {{"D", "4096"}, {"E", "256"}}, 16},
-    {"kernels_src/swiglu_quant.lua", {{"I", "2048"}}, 16 * 6},
-    {"kernels_src/compress.lua", {{"T", "128"}, {"ratio", "4"}, {"D", "512"}}, 0},
-    {"kernels_src/topk_long.lua", {{"N", "262144"}, {"K", "1024"}}, 16},
-    /* a GEMV: 32 head rows per block, each read start to end (BK = D), as
-     * bench_decode's bf16 rows (V 32768, one thread: 16.6 ms against 29 at
-     * BV 256, BK 256) */
-    {"kernels_src/lm_head.lua", {{"V", "129280"}, {"D", "4096"}, {"BM", "1"}, {"BV", "32"}, {"BK", "4096"}}, 1},
-    {"kernels_src/moe_count.lua", {{"E", "256"}}, 16},
-    {"kernels_src/moe_offsets.lua", {{"E", "256"}}, 16},
-    {"kernels_src/moe_place.lua", {{"E", "256"}}, 16},
-    {"kernels_src/moe_gather.lua", {{"D", "4096"}}, 16},
-    /* the expert GEMMs: 16 tokens x top-6 rows over 8 experts (12 each), in
-     * one 16-row tile per expert whose GEMMs compute its 12 rows (rows):
-     * moe_gemm_swiglu 96 against 181 ms in 4-row tiles, moe_expert_gemm 46
-     * against 67 */
-    {"kernels_src/moe_gemm_swiglu.lua", {{"E", "8"}, {"I", "2048"}, {"K", "4096"}, {"BM", "16"}}, 16 * 6},
-    {"kernels_src/moe_expert_gemm.lua", {{"E", "8"}, {"N", "4096"}, {"K", "2048"}, {"BM", "16"}}, 16 * 6},
-    {"kernels_src/moe_combine.lua", {{"D", "4096"}, {"shared", "add"}, {"out_dtype", "bf16"}}, 16},
-};
-
-
-/* The compressors (v4-spec §3.4.1), one spec in several configurations, so
- * each row is labelled: the projections of 16 tokens (attention CSA reads
- * 2 x [1024, 4096] bf16 weights, HCA 2 x [512, 4096], the indexer's
- * 2 x [256, 4096]); one decode token at a block's last position (m is the
- * position: the step that pools the block and emits an entry); the fused
- * prefill of the 128 tokens compress.lua pools above.  The decode rows'
- * bytes count the whole cache [1024, 512] and cos/sin table they index. */
-typedef struct Labelled {
-    Op op;
-    const char *label;
-    int64_t tokens;
-} Labelled;
-
-static const Labelled compressors[] = {
-    {{"kernels_src/compress_proj.lua", {{"d", "4096"}, {"D", "512"}, {"ratio", "4"}}, 16},
-      "compress_proj attn CSA", 16},
-    {{"kernels_src/compress_proj.lua", {{"d", "4096"}, {"D", "512"}, {"ratio", "128"}}, 16},
-      "compress_proj attn HCA", 16},
-    {{"kernels_src/compress_proj.lua", {{"d", "4096"}, {"D", "128"}, {"kind", "index"}}, 16},
-      "compress_proj indexer", 16},
-    {{"kernels_src/compress_decode.lua", {{"D", "512"}, {"ratio", "4"}}, 15}, "compress_decode attn CSA, emit", 1},
-    {{"kernels_src/compress_decode.lua", {{"D", "512"}, {"ratio", "128"}}, 127}, "compress_decode attn HCA, emit", 1},
-    {{"kernels_src/compress_decode.lua", {{"D", "128"}, {"kind", "index"}}, 15}, "compress_decode indexer, emit", 1},
-    {{"kernels_src/compress_decode.lua", {{"D", "512"}, {"ratio", "4"}}, 14}, "compress_decode attn CSA, no emit", 1},
-    {{"kernels_src/compress_prefill.lua", {{"D", "512"}, {"ratio", "4"}}, 128}, "compress_prefill attn CSA", 128},
-};
-
-/* The expert GEMMs take per-expert row counts and offsets (int32 [E], named
- * cnt and off): the m rows spread evenly, so every expert has work. */
-static void spread_rows(const Kernel *k, int64_t m, void **args)
+/* One row: compile op for t (with its CPU tiles), time 9 launches after a
+ * warm-up, print the median. */
+static bool bench_op(const V4Op *op, const TargetInfo *t, int threads, double bw)
 {
-    int32_t *cnt = NULL, *off = NULL;
-    int64_t E = 0;
-    for (int i = 0; i < k->nargs; i++) {
-        const Buffer *b = k->bufs[i];
-        if (b->dtype != DT_I32 || b->rank != 1 || !ir_expr_is_const(b->shape[0], &E))
-            continue;
-        if (!strcmp(b->name, "cnt"))
-            cnt = args[i];
-        else if (!strcmp(b->name, "off"))
-            off = args[i];
-    }
-    for (int64_t e = 0, at = 0; cnt && off && e < E; e++) {
-        cnt[e] = (int32_t)(m / E + (e < m % E));
-        off[e] = (int32_t)at;
-        at += cnt[e];
-    }
-}
-
-/* Arguments filled so every kernel runs meaningfully: small floats, scales
- * of 1 (e8m0 127), and index arguments of 0 (always in range). */
-static size_t make_args(const Kernel *k, const int64_t *params, void **args)
-{
-    size_t total = 0;
-    for (int i = 0; i < k->nargs; i++) {
-        const Buffer *b = k->bufs[i];
-        int64_t n = 1, dim;
-        for (int d = 0; d < b->rank; d++) {
-            ir_eval_int(b->shape[d], params, &dim);
-            n *= dim;
-        }
-        size_t bytes = dt_storage_bytes(b->dtype, n);
-        args[i] = aligned_alloc(64, (bytes + 127) / 64 * 64);
-        memset(args[i], 0, bytes);
-        if (dt_is_float(b->dtype))
-            for (int64_t j = 0; j < n; j++)
-                dt_store(b->dtype, args[i], j, b->dtype == DT_E8M0 ? 1.0 : (double)((j * 7) % 13) / 13 - 0.5);
-        total += bytes;
-    }
-    return total;
-}
-
-/* One row: compile op for t, time 9 launches after a warm-up, print the
- * median under label (NULL: the spec's name) with `tokens` in that column. */
-static bool bench_op(const Op *op, const char *label, int64_t tokens, const TargetInfo *t, int threads, double bw)
-{
-    const char *name = label ? label : op->spec + strlen("kernels_src/");
-    FeSet sets[8];
-    int nsets = 0;
-    for (; nsets < 8 && op->sets[nsets][0]; nsets++)
-        sets[nsets] = (FeSet){op->sets[nsets][0], op->sets[nsets][1]};
+    const char *name = v4_op_name(op);
+    FeSet sets[2 * V4OP_MAX_SETS];
+    int nsets = v4_op_sets(op, true, sets);
     Diag d = {0};
     Kernel *k = fe_load(op->spec, sets, nsets, &d);
     CgJit *j = NULL;
@@ -161,9 +38,9 @@ static bool bench_op(const Op *op, const char *label, int64_t tokens, const Targ
         return false;
     }
     int64_t params[1] = {op->m};
-    void *args[16];
-    size_t bytes = make_args(k, params, args);
-    spread_rows(k, op->m, args);
+    void *args[V4OP_MAX_ARGS];
+    size_t each[V4OP_MAX_ARGS];
+    size_t bytes = v4_make_args(k, params, args, each);
     double times[9];
     cg_launch(k, cg_jit_fn(j), args, params, threads, &d); /* warm up */
     for (int r = 0; r < 9; r++) {
@@ -172,7 +49,7 @@ static bool bench_op(const Op *op, const char *label, int64_t tokens, const Targ
         times[r] = rt_now() - t0;
     }
     double med = rt_median(times, 9), gbs = (double)bytes / med * 1e-9;
-    printf("%-34s %8lld %10.1f %9.1f %9.2f\n", name, (long long)tokens, med * 1e6, gbs, gbs / bw);
+    printf("%-34s %8lld %10.1f %9.1f %9.2f\n", name, (long long)v4_op_tokens(op), med * 1e6, gbs, gbs / bw);
     for (int a = 0; a < k->nargs; a++)
         free(args[a]);
     cg_jit_free(j);
@@ -291,23 +168,20 @@ static bool bench_fused_norm(const TargetInfo *t, int threads, double bw)
  * each compiled twice, for the host target (streamed: non-temporal
  * stores) and for a copy whose stream_bytes no output reaches (plain),
  * timed in turns, their outputs compared byte for byte. */
-static const Op streamed_ops[] = {
-    {"kernels_src/rmsnorm.lua", {{"D", "4096"}}, 4096},
-    {"kernels_src/act_quant.lua", {{"K", "4096"}}, 4096},
-    {"kernels_src/rmsnorm_quant.lua", {{"D", "4096"}}, 4096},
-    {"kernels_src/hc_post.lua", {{"D", "4096"}}, 4096},
+static const V4Op streamed_ops[] = {
+    {"kernels_src/rmsnorm.lua", {{"D", "4096"}}, {{0}}, 4096, NULL, 0},
+    {"kernels_src/act_quant.lua", {{"K", "4096"}}, {{0}}, 4096, NULL, 0},
+    {"kernels_src/rmsnorm_quant.lua", {{"D", "4096"}}, {{0}}, 4096, NULL, 0},
+    {"kernels_src/hc_post.lua", {{"D", "4096"}}, {{0}}, 4096, NULL, 0},
 };
 
-static bool build_op(const Op *op, const TargetInfo *t, Built *b)
+static bool build_op(const V4Op *op, const TargetInfo *t, Built *b)
 {
-    FeSet sets[8];
-    int nsets = 0;
-    for (; nsets < 8 && op->sets[nsets][0]; nsets++)
-        sets[nsets] = (FeSet){op->sets[nsets][0], op->sets[nsets][1]};
-    return build(op->spec, sets, nsets, t, b);
+    FeSet sets[2 * V4OP_MAX_SETS];
+    return build(op->spec, sets, v4_op_sets(op, true, sets), t, b);
 }
 
-static bool bench_streamed(const Op *op, const TargetInfo *t, int threads, double bw)
+static bool bench_streamed(const V4Op *op, const TargetInfo *t, int threads, double bw)
 {
     TargetInfo plain_t = *t;
     plain_t.stream_bytes = INT64_MAX;
@@ -315,9 +189,10 @@ static bool bench_streamed(const Op *op, const TargetInfo *t, int threads, doubl
     if (!build_op(op, t, &streamed) || !build_op(op, &plain_t, &plain))
         return false;
     int64_t params[1] = {op->m};
-    void *args[2][16];
-    size_t bytes = make_args(streamed.k, params, args[0]);
-    make_args(plain.k, params, args[1]);
+    void *args[2][V4OP_MAX_ARGS];
+    size_t each[V4OP_MAX_ARGS];
+    size_t bytes = v4_make_args(streamed.k, params, args[0], each);
+    v4_make_args(plain.k, params, args[1], each);
     Diag d = {0};
     double times[2][9];
     for (int r = -1; r < 9; r++) /* in turns: a slow spell slows both */
@@ -339,7 +214,7 @@ static bool bench_streamed(const Op *op, const TargetInfo *t, int threads, doubl
         same = same && (b->dir == ARG_IN || !memcmp(args[0][a], args[1][a], dt_storage_bytes(b->dtype, n)));
     }
     double ts = rt_median(times[0], 9), tp = rt_median(times[1], 9), gbs = (double)bytes / ts * 1e-9;
-    const char *name = op->spec + strlen("kernels_src/");
+    const char *name = v4_op_name(op);
     if (same)
         printf("%-34s %8lld %10.1f %10.1f %7.2f %9.1f %9.2f\n", name, (long long)op->m, ts * 1e6, tp * 1e6, tp / ts,
                gbs, gbs / bw);
@@ -374,10 +249,8 @@ int main(int argc, char **argv)
     int failures = 0;
     if (!norm_only) {
         printf("%-34s %8s %10s %9s %9s\n", "operator (Flash decode)", "tokens", "median_us", "GB/s", "of_copy");
-        for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
-            failures += !bench_op(&ops[i], NULL, ops[i].m, t, threads, bw);
-        for (size_t i = 0; i < sizeof compressors / sizeof compressors[0]; i++)
-            failures += !bench_op(&compressors[i].op, compressors[i].label, compressors[i].tokens, t, threads, bw);
+        for (size_t i = 0; i < v4_nops; i++)
+            failures += !bench_op(&v4_ops[i], t, threads, bw);
     }
     if (!norm_only) {
         printf("\n%-34s %8s %10s %10s %7s %9s %9s\n", "write-once outputs (prefill)", "tokens", "stream_us",
