@@ -469,7 +469,7 @@ static void bench_v4_op(const V4Op *op, int reps, double copy_gbs)
     int64_t params[1] = {op->m};
     void *args[V4OP_MAX_ARGS] = {0}, *want[V4OP_MAX_ARGS] = {0};
     size_t bytes[V4OP_MAX_ARGS];
-    size_t total = v4_make_args(k, params, args, bytes);
+    size_t total = v4_make_args(op, k, params, args, bytes);
     double ms = -1;
     char why[256];
     if (!cpu_outputs(op, k, args, bytes, params, want)) {

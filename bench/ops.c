@@ -40,7 +40,7 @@ static bool bench_op(const V4Op *op, const TargetInfo *t, int threads, double bw
     int64_t params[1] = {op->m};
     void *args[V4OP_MAX_ARGS];
     size_t each[V4OP_MAX_ARGS];
-    size_t bytes = v4_make_args(k, params, args, each);
+    size_t bytes = v4_make_args(op, k, params, args, each);
     double times[9];
     cg_launch(k, cg_jit_fn(j), args, params, threads, &d); /* warm up */
     for (int r = 0; r < 9; r++) {
@@ -169,10 +169,10 @@ static bool bench_fused_norm(const TargetInfo *t, int threads, double bw)
  * stores) and for a copy whose stream_bytes no output reaches (plain),
  * timed in turns, their outputs compared byte for byte. */
 static const V4Op streamed_ops[] = {
-    {"kernels_src/rmsnorm.lua", {{"D", "4096"}}, {{0}}, 4096, NULL, 0},
-    {"kernels_src/act_quant.lua", {{"K", "4096"}}, {{0}}, 4096, NULL, 0},
-    {"kernels_src/rmsnorm_quant.lua", {{"D", "4096"}}, {{0}}, 4096, NULL, 0},
-    {"kernels_src/hc_post.lua", {{"D", "4096"}}, {{0}}, 4096, NULL, 0},
+    {"kernels_src/rmsnorm.lua", {{"D", "4096"}}, {{0}}, {{0}}, 4096, NULL, 0},
+    {"kernels_src/act_quant.lua", {{"K", "4096"}}, {{0}}, {{0}}, 4096, NULL, 0},
+    {"kernels_src/rmsnorm_quant.lua", {{"D", "4096"}}, {{0}}, {{0}}, 4096, NULL, 0},
+    {"kernels_src/hc_post.lua", {{"D", "4096"}}, {{0}}, {{0}}, 4096, NULL, 0},
 };
 
 static bool build_op(const V4Op *op, const TargetInfo *t, Built *b)
@@ -191,8 +191,8 @@ static bool bench_streamed(const V4Op *op, const TargetInfo *t, int threads, dou
     int64_t params[1] = {op->m};
     void *args[2][V4OP_MAX_ARGS];
     size_t each[V4OP_MAX_ARGS];
-    size_t bytes = v4_make_args(streamed.k, params, args[0], each);
-    v4_make_args(plain.k, params, args[1], each);
+    size_t bytes = v4_make_args(op, streamed.k, params, args[0], each);
+    v4_make_args(op, plain.k, params, args[1], each);
     Diag d = {0};
     double times[2][9];
     for (int r = -1; r < 9; r++) /* in turns: a slow spell slows both */

@@ -6,47 +6,49 @@
 
 /* Flash (v4-spec §1) decode: 16 tokens. */
 const V4Op v4_ops[] = {
-    {"kernels_src/act_quant.lua", {{"K", "4096"}}, {{0}}, 16, NULL, 0},
-    {"kernels_src/rmsnorm_quant.lua", {{"D", "4096"}}, {{0}}, 16, NULL, 0},
-    {"kernels_src/hc_pre.lua", {{"D", "4096"}}, {{0}}, 16, NULL, 0},
-    {"kernels_src/hc_post.lua", {{"D", "4096"}}, {{0}}, 16, NULL, 0},
-    {"kernels_src/hc_post_pre.lua", {{"D", "4096"}}, {{0}}, 16, NULL, 0},
-    {"kernels_src/hc_head.lua", {{"D", "4096"}}, {{0}}, 16, NULL, 0},
-    {"kernels_src/q_norm.lua", {{"H", "64"}, {"HD", "512"}}, {{0}}, 16, NULL, 0},
-    {"kernels_src/rope.lua", {{"H", "64"}, {"D", "512"}, {"P", "4096"}}, {{0}}, 16, NULL, 0},
-    {"kernels_src/kv_fp8_sim.lua", {{"D", "512"}}, {{0}}, 16, NULL, 0},
-    {"kernels_src/hadamard.lua", {{"N", "128"}}, {{0}}, 16 * 64, NULL, 0},
-    {"kernels_src/fp4_act_quant.lua", {{"K", "128"}}, {{0}}, 16 * 64, NULL, 0},
-    {"kernels_src/indexer_logits.lua", {{"N", "4096"}}, {{0}}, 16, NULL, 0},
-    {"kernels_src/topk.lua", {{"N", "4096"}, {"K", "512"}}, {{0}}, 16, NULL, 0},
-    {"kernels_src/sparse_attn.lua", {{"H", "64"}, {"D", "512"}, {"L", "640"}, {"NKV", "65664"}}, {{0}}, 16, NULL, 0},
-    {"kernels_src/grouped_oproj.lua", {{"G", "8"}, {"R", "1024"}, {"GD", "4096"}}, {{0}}, 16, NULL, 0},
+    {"kernels_src/act_quant.lua", {{"K", "4096"}}, {{0}}, {{0}}, 16, NULL, 0},
+    {"kernels_src/rmsnorm_quant.lua", {{"D", "4096"}}, {{0}}, {{0}}, 16, NULL, 0},
+    {"kernels_src/hc_pre.lua", {{"D", "4096"}}, {{0}}, {{0}}, 16, NULL, 0},
+    {"kernels_src/hc_post.lua", {{"D", "4096"}}, {{0}}, {{0}}, 16, NULL, 0},
+    {"kernels_src/hc_post_pre.lua", {{"D", "4096"}}, {{0}}, {{0}}, 16, NULL, 0},
+    {"kernels_src/hc_head.lua", {{"D", "4096"}}, {{0}}, {{0}}, 16, NULL, 0},
+    {"kernels_src/q_norm.lua", {{"H", "64"}, {"HD", "512"}}, {{0}}, {{0}}, 16, NULL, 0},
+    {"kernels_src/rope.lua", {{"H", "64"}, {"D", "512"}, {"P", "4096"}}, {{0}}, {{"pos", "4096"}}, 16, NULL, 0},
+    {"kernels_src/kv_fp8_sim.lua", {{"D", "512"}}, {{0}}, {{0}}, 16, NULL, 0},
+    {"kernels_src/hadamard.lua", {{"N", "128"}}, {{0}}, {{0}}, 16 * 64, NULL, 0},
+    {"kernels_src/fp4_act_quant.lua", {{"K", "128"}}, {{0}}, {{0}}, 16 * 64, NULL, 0},
+    {"kernels_src/indexer_logits.lua", {{"N", "4096"}}, {{0}}, {{"pos", "16384"}}, 16, NULL, 0},
+    {"kernels_src/topk.lua", {{"N", "4096"}, {"K", "512"}}, {{0}}, {{0}}, 16, NULL, 0},
+    {"kernels_src/sparse_attn.lua", {{"H", "64"}, {"D", "512"}, {"L", "640"}, {"NKV", "65664"}}, {{0}}, {{"idx", "65664"}}, 16, NULL, 0},
+    {"kernels_src/grouped_oproj.lua", {{"G", "8"}, {"R", "1024"}, {"GD", "4096"}}, {{0}}, {{0}}, 16, NULL, 0},
     /* the tiles fp8_gemm's choose picks at 16 rows (M is a run-time
      * scalar here, which choose cannot see): 32 weight rows per block, K
      * steps of 512 (tall dot tiles; 128 rows per block ran 30.9 against
      * 21.7 ms at 16) */
-    {"kernels_src/fp8_gemm.lua", {{"N", "4096"}, {"K", "4096"}}, {{"BM", "16"}, {"BN", "32"}, {"BK", "512"}}, 16,
+    {"kernels_src/fp8_gemm.lua", {{"N", "4096"}, {"K", "4096"}}, {{"BM", "16"}, {"BN", "32"}, {"BK", "512"}}, {{0}}, 16,
      NULL, 0},
-    {"kernels_src/moe_gate.lua", {{"D", "4096"}, {"E", "256"}}, {{0}}, 16, NULL, 0},
-    {"kernels_src/swiglu_quant.lua", {{"I", "2048"}}, {{0}}, 16 * 6, NULL, 0},
-    {"kernels_src/compress.lua", {{"T", "128"}, {"ratio", "4"}, {"D", "512"}}, {{0}}, 0, NULL, 0},
-    {"kernels_src/topk_long.lua", {{"N", "262144"}, {"K", "1024"}}, {{0}}, 16, NULL, 0},
+    {"kernels_src/moe_gate.lua", {{"D", "4096"}, {"E", "256"}}, {{0}}, {{0}}, 16, NULL, 0},
+    {"kernels_src/swiglu_quant.lua", {{"I", "2048"}}, {{0}}, {{0}}, 16 * 6, NULL, 0},
+    {"kernels_src/compress.lua", {{"T", "128"}, {"ratio", "4"}, {"D", "512"}}, {{0}}, {{0}}, 0, NULL, 0},
+    {"kernels_src/topk_long.lua", {{"N", "262144"}, {"K", "1024"}}, {{0}}, {{0}}, 16, NULL, 0},
     /* a GEMV: 32 head rows per block, each read start to end (BK = D), as
      * bench_decode's bf16 rows (V 32768, one thread: 16.6 ms against 29 at
      * BV 256, BK 256) */
-    {"kernels_src/lm_head.lua", {{"V", "129280"}, {"D", "4096"}}, {{"BM", "1"}, {"BV", "32"}, {"BK", "4096"}}, 1,
+    {"kernels_src/lm_head.lua", {{"V", "129280"}, {"D", "4096"}}, {{"BM", "1"}, {"BV", "32"}, {"BK", "4096"}}, {{0}}, 1,
      NULL, 0},
-    {"kernels_src/moe_count.lua", {{"E", "256"}}, {{0}}, 16, NULL, 0},
-    {"kernels_src/moe_offsets.lua", {{"E", "256"}}, {{0}}, 16, NULL, 0},
-    {"kernels_src/moe_place.lua", {{"E", "256"}}, {{0}}, 16, NULL, 0},
-    {"kernels_src/moe_gather.lua", {{"D", "4096"}}, {{0}}, 16, NULL, 0},
+    {"kernels_src/moe_count.lua", {{"E", "256"}}, {{0}}, {{"idx", "256"}}, 16, NULL, 0},
+    {"kernels_src/moe_offsets.lua", {{"E", "256"}}, {{0}}, {{0}}, 16, NULL, 0},
+    /* one block of 8 tokens (MD.BT): with two, the blocks' rows would
+     * collide unless the bases came from moe_offsets */
+    {"kernels_src/moe_place.lua", {{"E", "256"}}, {{0}}, {{"idx", "256"}}, 8, NULL, 0},
+    {"kernels_src/moe_gather.lua", {{"D", "4096"}}, {{0}}, {{"src", "16"}}, 16, NULL, 0},
     /* the expert GEMMs: 16 tokens x top-6 rows over 8 experts (12 each), in
      * one 16-row tile per expert whose GEMMs compute its 12 rows (rows):
      * moe_gemm_swiglu 96 against 181 ms in 4-row tiles, moe_expert_gemm 46
      * against 67 */
-    {"kernels_src/moe_gemm_swiglu.lua", {{"E", "8"}, {"I", "2048"}, {"K", "4096"}}, {{"BM", "16"}}, 16 * 6, NULL, 0},
-    {"kernels_src/moe_expert_gemm.lua", {{"E", "8"}, {"N", "4096"}, {"K", "2048"}}, {{"BM", "16"}}, 16 * 6, NULL, 0},
-    {"kernels_src/moe_combine.lua", {{"D", "4096"}, {"shared", "add"}, {"out_dtype", "bf16"}}, {{0}}, 16, NULL, 0},
+    {"kernels_src/moe_gemm_swiglu.lua", {{"E", "8"}, {"I", "2048"}, {"K", "4096"}}, {{"BM", "16"}}, {{0}}, 16 * 6, NULL, 0},
+    {"kernels_src/moe_expert_gemm.lua", {{"E", "8"}, {"N", "4096"}, {"K", "2048"}}, {{"BM", "16"}}, {{0}}, 16 * 6, NULL, 0},
+    {"kernels_src/moe_combine.lua", {{"D", "4096"}, {"shared", "add"}, {"out_dtype", "bf16"}}, {{0}}, {{"row", "96"}}, 16, NULL, 0},
     /* The compressors (v4-spec §3.4.1), one spec in several configurations,
      * so each row is labelled: the projections of 16 tokens (attention CSA
      * reads 2 x [1024, 4096] bf16 weights, HCA 2 x [512, 4096], the
@@ -55,20 +57,20 @@ const V4Op v4_ops[] = {
      * an entry); the fused prefill of the 128 tokens compress.lua pools
      * above.  The decode rows' bytes count the whole cache [1024, 512] and
      * cos/sin table they index. */
-    {"kernels_src/compress_proj.lua", {{"d", "4096"}, {"D", "512"}, {"ratio", "4"}}, {{0}}, 16,
+    {"kernels_src/compress_proj.lua", {{"d", "4096"}, {"D", "512"}, {"ratio", "4"}}, {{0}}, {{0}}, 16,
      "compress_proj attn CSA", 16},
-    {"kernels_src/compress_proj.lua", {{"d", "4096"}, {"D", "512"}, {"ratio", "128"}}, {{0}}, 16,
+    {"kernels_src/compress_proj.lua", {{"d", "4096"}, {"D", "512"}, {"ratio", "128"}}, {{0}}, {{0}}, 16,
      "compress_proj attn HCA", 16},
-    {"kernels_src/compress_proj.lua", {{"d", "4096"}, {"D", "128"}, {"kind", "index"}}, {{0}}, 16,
+    {"kernels_src/compress_proj.lua", {{"d", "4096"}, {"D", "128"}, {"kind", "index"}}, {{0}}, {{0}}, 16,
      "compress_proj indexer", 16},
-    {"kernels_src/compress_decode.lua", {{"D", "512"}, {"ratio", "4"}}, {{0}}, 15, "compress_decode attn CSA, emit", 1},
-    {"kernels_src/compress_decode.lua", {{"D", "512"}, {"ratio", "128"}}, {{0}}, 127,
+    {"kernels_src/compress_decode.lua", {{"D", "512"}, {"ratio", "4"}}, {{0}}, {{0}}, 15, "compress_decode attn CSA, emit", 1},
+    {"kernels_src/compress_decode.lua", {{"D", "512"}, {"ratio", "128"}}, {{0}}, {{0}}, 127,
      "compress_decode attn HCA, emit", 1},
-    {"kernels_src/compress_decode.lua", {{"D", "128"}, {"kind", "index"}}, {{0}}, 15,
+    {"kernels_src/compress_decode.lua", {{"D", "128"}, {"kind", "index"}}, {{0}}, {{0}}, 15,
      "compress_decode indexer, emit", 1},
-    {"kernels_src/compress_decode.lua", {{"D", "512"}, {"ratio", "4"}}, {{0}}, 14,
+    {"kernels_src/compress_decode.lua", {{"D", "512"}, {"ratio", "4"}}, {{0}}, {{0}}, 14,
      "compress_decode attn CSA, no emit", 1},
-    {"kernels_src/compress_prefill.lua", {{"D", "512"}, {"ratio", "4"}}, {{0}}, 128, "compress_prefill attn CSA", 128},
+    {"kernels_src/compress_prefill.lua", {{"D", "512"}, {"ratio", "4"}}, {{0}}, {{0}}, 128, "compress_prefill attn CSA", 128},
 };
 
 const size_t v4_nops = sizeof v4_ops / sizeof v4_ops[0];
@@ -112,7 +114,16 @@ static void spread_rows(const Kernel *k, int64_t m, void **args)
     }
 }
 
-size_t v4_make_args(const Kernel *k, const int64_t *params, void **args, size_t *bytes)
+/* An integer input named in op's ints: element j at a spread of [0, bound). */
+static int64_t int_bound(const V4Op *op, const Buffer *b)
+{
+    for (int i = 0; i < 2 && op->ints[i][0]; i++)
+        if (!strcmp(op->ints[i][0], b->name))
+            return atoll(op->ints[i][1]);
+    return 0;
+}
+
+size_t v4_make_args(const V4Op *op, const Kernel *k, const int64_t *params, void **args, size_t *bytes)
 {
     size_t total = 0;
     for (int i = 0; i < k->nargs; i++) {
@@ -125,9 +136,13 @@ size_t v4_make_args(const Kernel *k, const int64_t *params, void **args, size_t 
         bytes[i] = dt_storage_bytes(b->dtype, n);
         args[i] = aligned_alloc(64, (bytes[i] + 127) / 64 * 64);
         memset(args[i], 0, bytes[i]);
+        int64_t bound = int_bound(op, b);
         if (dt_is_float(b->dtype))
             for (int64_t j = 0; j < n; j++)
                 dt_store(b->dtype, args[i], j, b->dtype == DT_E8M0 ? 1.0 : (double)((j * 7) % 13) / 13 - 0.5);
+        else if (bound > 0)
+            for (int64_t j = 0; j < n; j++)
+                dt_store(b->dtype, args[i], j, (double)((j * 2654435761u + 12345) % (uint64_t)bound));
         total += bytes[i];
     }
     spread_rows(k, k->nparams ? params[0] : 0, args);
