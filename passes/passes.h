@@ -17,12 +17,15 @@ typedef struct PassOptions {
 /* Run every pass in order: Tile IR → Loop IR for target t (Loop IR read back
  * from a .tir is only verified: it has been through them). */
 bool pass_pipeline(Kernel *k, const TargetInfo *t, const PassOptions *o, Diag *d);
-/* "check, stages, tma, lower, bounds, fuse, vectorize, threads, wgwait" */
+/* "check, reuse, stages, tma, lower, bounds, fuse, hoist, vectorize, stream, threads, wgwait" */
 const char *pass_names(void);
 
 
 /* Semantic pre-check against the target (fragment sizes, ...). */
 bool pass_check(Kernel *k, const TargetInfo *t, Diag *d);
+/* Serial loops of one iteration unwrapped, then a copy of an input window
+ * into a buffer that still holds it dropped (Tile IR; see reuse.c). */
+bool pass_reuse(Kernel *k, const TargetInfo *t, Diag *d);
 /* GPU: multi-stage buffering of `pipelined` loops with asynchronous copies
  * (Tile IR; see stages.c). */
 bool pass_stages(Kernel *k, const TargetInfo *t, Diag *d);

@@ -13,6 +13,7 @@ static const struct {
     int on;
 } passes[] = {
     {"check", pass_check, ANY},
+    {"reuse", pass_reuse, ANY},
     {"stages", pass_stages, GPU},
     {"tma", pass_tma, GPU}, /* sm_90a only */
     {"lower", pass_lower, ANY},
@@ -27,7 +28,7 @@ static const struct {
 
 enum { NPASSES = sizeof passes / sizeof passes[0] };
 
-const char *pass_names(void) { return "check, stages, tma, lower, bounds, fuse, hoist, vectorize, stream, threads, wgwait"; }
+const char *pass_names(void) { return "check, reuse, stages, tma, lower, bounds, fuse, hoist, vectorize, stream, threads, wgwait"; }
 
 static double now(void)
 {

@@ -400,7 +400,7 @@ TEST(set_errors)
     expect_error("examples/dyn_scale.lua", &(FeSet){"M", "abc"}, 1,
                  "examples/dyn_scale.lua:7: --set M=abc: expected a non-negative integer\n");
     expect_error("examples/softmax.lua", &(FeSet){"x", "3"}, 1,
-                 "examples/softmax.lua:7: --set x: kernel softmax has no parameter x "
+                 "examples/softmax.lua:11: --set x: kernel softmax has no parameter x "
                  "(hint: its parameters: BM, BN, M, N)\n");
     expect_error("examples/silu_mul.lua", &(FeSet){"dtype", "f16"}, 1,
                  "examples/silu_mul.lua:6: --set dtype=f16: not one of its tune{} values {bf16, f32}\n");

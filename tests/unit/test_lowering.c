@@ -111,7 +111,7 @@ TEST(pipeline_errors)
     k = fe_load("examples/gemm.lua", NULL, 0, &d2);
     PassOptions o = {.dump_after = "tile"};
     CHECK(k && !pass_pipeline(k, ir_target("x86-avx512"), &o, &d2));
-    CHECKF(!strcmp(d2.msg, "--dump-after: unknown pass 'tile' (passes: check, stages, tma, lower, bounds, fuse, hoist, vectorize, stream, threads, wgwait, or all)"), "%s", d2.msg);
+    CHECKF(!strcmp(d2.msg, "--dump-after: unknown pass 'tile' (passes: check, reuse, stages, tma, lower, bounds, fuse, hoist, vectorize, stream, threads, wgwait, or all)"), "%s", d2.msg);
     ir_kernel_free(k);
 }
 

@@ -90,6 +90,11 @@ static void golden_for(const char *name, PassFn pass, const TargetInfo *t)
 
 /* ------------------------------------------------------------ goldens */
 
+/* a serial loop of one iteration unwrapped; of the repeated copies, the
+ * one whose buffer still holds the window dropped, and kept: after a
+ * write to the buffer, from an argument the kernel writes, of another
+ * window, at a loaded offset, across a loop's iterations */
+TEST(golden_reuse) { golden("reuse", pass_reuse); }
 TEST(golden_lower_copy) { golden("lower_copy", pass_lower); }
 TEST(golden_lower_reduce) { golden("lower_reduce", pass_lower); }
 TEST(golden_lower_gemm_f32) { golden("lower_gemm_f32", pass_lower); }
@@ -798,7 +803,7 @@ TEST(dump_after_unknown_pass)
     PassOptions o = {.dump_after = "tile"};
     CHECK(!pass_pipeline(k, avx512(), &o, &d));
     CHECKF(strstr(d.msg, "unknown pass 'tile'") && strstr(d.msg, pass_names()), "%s", d.msg);
-    CHECK(!strcmp(pass_names(), "check, stages, tma, lower, bounds, fuse, hoist, vectorize, stream, threads, wgwait"));
+    CHECK(!strcmp(pass_names(), "check, reuse, stages, tma, lower, bounds, fuse, hoist, vectorize, stream, threads, wgwait"));
     CHECK(k->level == LEVEL_TILE);
     ir_kernel_free(k);
 }
@@ -885,6 +890,7 @@ int main(void)
     RUN(golden_tma_not_on_sm80);
     RUN(fuse_keeps_the_meaning);
     RUN(golden_bounds);
+    RUN(golden_reuse);
     RUN(bounds_keeps_the_meaning);
     RUN(vectorize_reduction_needs_a_fixed_accumulator);
     RUN(vectorize_width_follows_target);
