@@ -246,21 +246,41 @@ static void serialize(Stmt *s)
  * touched by the thread that owns the element: iteration f of the nest runs
  * in thread f % NT as its (f / NT)-th round.  Such a buffer needs no shared
  * memory and no barriers: each thread keeps its ceil(size / NT) elements in
- * a private array indexed by the round (registers, once unrolled). */
+ * a private array indexed by the round (registers, once unrolled).
+ * Dimensions of extent 1 do not count, in the buffer (indexed by 0 or by a
+ * loop of one iteration) or in the nest, as they leave f unchanged: a copy
+ * of a [1, N] tile lowers to one loop over N, the element-wise nests on it
+ * to two. */
+static bool unit_index(const Expr *e, Stmt *const *loops, int n)
+{
+    int64_t v;
+    if (ir_expr_is_const(e, &v))
+        return v == 0;
+    for (int l = 0; e->op == EX_VAR && l < n; l++)
+        if (e->var == loops[l]->u.loop.var)
+            return ir_expr_is_const(loops[l]->u.loop.extent, &v) && v == 1;
+    return false;
+}
+
 static bool owned_index(Expr *const *idx, const Buffer *b, Stmt *const *loops, int n)
 {
     if (b->scope != SCOPE_FRAGMENT && b->scope != SCOPE_LOCAL)
         return false;
-    if (b->rank != n)
-        return false;
-    for (int d = 0; d < n; d++) {
-        int64_t ext, dim;
-        if (idx[d]->op != EX_VAR || idx[d]->var != loops[d]->u.loop.var ||
-            !ir_expr_is_const(loops[d]->u.loop.extent, &ext) ||
-            !ir_expr_is_const(b->shape[d], &dim) || ext != dim)
+    int d = 0, l = 0;
+    for (;;) {
+        int64_t dim = 0, ext = 0;
+        while (d < b->rank && ir_expr_is_const(b->shape[d], &dim) && dim == 1 && unit_index(idx[d], loops, n))
+            d++;
+        while (l < n && ir_expr_is_const(loops[l]->u.loop.extent, &ext) && ext == 1)
+            l++;
+        if (d == b->rank || l == n)
+            return d == b->rank && l == n;
+        if (idx[d]->op != EX_VAR || idx[d]->var != loops[l]->u.loop.var ||
+            !ir_expr_is_const(loops[l]->u.loop.extent, &ext) || !ir_expr_is_const(b->shape[d], &dim) || ext != dim)
             return false;
+        d++;
+        l++;
     }
-    return true;
 }
 
 static int mma_of(const Threads *T, const Buffer *b)
