@@ -9,6 +9,10 @@ bool diag_error(Diag *d, SrcLoc loc, const char *fmt, ...)
         return false;
     d->set = true;
     d->loc = loc;
+    if (loc.file) { /* a copy: a kernel's arena holding the name may be freed before the print */
+        snprintf(d->file, sizeof d->file, "%s", loc.file);
+        d->loc.file = d->file;
+    }
     d->hint[0] = 0;
     va_list ap;
     va_start(ap, fmt);

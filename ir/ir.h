@@ -139,7 +139,8 @@ typedef struct SrcLoc {
  * Printed as one line: "file:line: message (hint: ...)". */
 typedef struct Diag {
     bool set;
-    SrcLoc loc;
+    SrcLoc loc; /* loc.file points at file: the error outlives the kernel that named it */
+    char file[256];
     char msg[512];
     char hint[256];
 } Diag;

@@ -162,6 +162,11 @@ expect_error "--set of a dyn size that is not a count" \
 expect_error "sweep of a .tir" \
   "tilec: $tmp/softmax.tir is printed IR, its tile sizes fixed: sweep and --tuned take a SPEC.lua (see 'tilec --help')" -- \
   "$TILEC" sweep "$tmp/softmax.tir"
+# a .tir that parses but breaks the IR's rules: the verifier's line (the
+# message outlives the kernel, freed before it is printed)
+printf 'kernel bad level tile\narg x: f32[4] in\narg y: f32[4] out\ngrid (bx) < [1]\n{\n  for i: parallel < 4 {\n    y[i] = x[i]\n  }\n  x[0] = 1.0\n}\n' > "$tmp/verify.tir"
+expect_error "a .tir the verifier refuses" "tilec: $tmp/verify.tir:9: verify: write to input argument x" -- \
+  "$TILEC" compile "$tmp/verify.tir" -o "$tmp/x.o"
 printf 'precious' > "$tmp/keep.o"
 "$TILEC" compile "$tmp/syntax.tir" -o "$tmp/keep.o" 2>/dev/null
 if [ "$(cat "$tmp/keep.o")" = precious ]; then ok "failed .tir compile keeps existing output"; else bad "failed .tir compile keeps existing output" "keep.o was changed"; fi
