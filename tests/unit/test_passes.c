@@ -95,6 +95,13 @@ static void golden_for(const char *name, PassFn pass, const TargetInfo *t)
  * write to the buffer, from an argument the kernel writes, of another
  * window, at a loaded offset, across a loop's iterations */
 TEST(golden_reuse) { golden("reuse", pass_reuse); }
+/* GPU passes on printed IR: a pipelined gemm's tiles staged (sm_80:
+ * cp.async, two buffers); a one-row rmsnorm's tile kept in registers by
+ * pass_threads (its copy nest has one loop, its element-wise nests two);
+ * the wgmma waits of a staged sm_90a gemm */
+TEST(golden_stages) { golden_for("stages_gemm", pass_stages, ir_target("sm_80")); }
+TEST(golden_threads) { golden_for("threads_row", pass_threads, ir_target("sm_90a")); }
+TEST(golden_wgwait) { golden_for("wgwait_gemm", pass_wgwait, ir_target("sm_90a")); }
 TEST(golden_lower_copy) { golden("lower_copy", pass_lower); }
 TEST(golden_lower_reduce) { golden("lower_reduce", pass_lower); }
 TEST(golden_lower_gemm_f32) { golden("lower_gemm_f32", pass_lower); }
@@ -891,6 +898,9 @@ int main(void)
     RUN(fuse_keeps_the_meaning);
     RUN(golden_bounds);
     RUN(golden_reuse);
+    RUN(golden_stages);
+    RUN(golden_threads);
+    RUN(golden_wgwait);
     RUN(bounds_keeps_the_meaning);
     RUN(vectorize_reduction_needs_a_fixed_accumulator);
     RUN(vectorize_width_follows_target);
