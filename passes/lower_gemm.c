@@ -727,29 +727,67 @@ static bool dot_reads_in_place(DType t)
  * at most 8 (fp4: 4) column tiles would (fp8 at BN = 16: at one row
  * 0.030 ms against 0.037, N = K = 512; at 16 rows and BN = 128, 43 tiles,
  * it was 18% slower). */
+static bool touches(const Stmt *s, const Buffer *b)
+{
+    IrUse u = {0};
+    ir_buffer_use(s, b, &u);
+    return u.reads || u.writes;
+}
+
+/* Does GEMM g read ws as the whole of one operand and touch it nowhere else? */
+static bool reads_whole_operand(const Stmt *g, const Buffer *ws)
+{
+    const Region *a = &g->u.gemm.a, *b = &g->u.gemm.b;
+    return (a->buf == ws) != (b->buf == ws) && ir_region_is_whole(a->buf == ws ? a : b) &&
+           g->u.gemm.c.buf != ws && g->u.gemm.a_scale.buf != ws && g->u.gemm.b_scale.buf != ws;
+}
+
+/* Is every access of scratch ws in the kernel a pair in seq: a copy into
+ * the whole of it, then a GEMM reading the whole of it, nothing else
+ * touching it in between?  (hc_post_pre stages four weight tiles through
+ * one buffer, one per stream, each for one GEMM.)  Then each GEMM may take
+ * its copy's source instead, whatever the other pairs do. */
+static bool only_copy_gemm_pairs(const Lower *L, const Stmt *seq, const Buffer *ws)
+{
+    int copies = 0, gemms = 0;
+    bool pending = false;
+    for (int i = 0; i < seq->u.seq.n; i++) {
+        const Stmt *s = seq->u.seq.items[i];
+        if (!touches(s, ws))
+            continue;
+        if (s->op == ST_COPY && s->u.copy.dst.buf == ws && ir_region_is_whole(&s->u.copy.dst) && !pending) {
+            pending = true;
+            copies++;
+        } else if (s->op == ST_GEMM && pending && reads_whole_operand(s, ws)) {
+            pending = false;
+            gemms++;
+        } else {
+            return false;
+        }
+    }
+    IrUse all = {0};
+    ir_buffer_use(L->k->body, ws, &all);
+    return !pending && all.writes == copies && all.reads == gemms;
+}
+
 static void forward_operand(Lower *L, Stmt *seq, int j, Region *op, bool (*ok)(Lower *, const Stmt *, DType))
 {
     Buffer *ws = op->buf;
-    if (ws->scope == SCOPE_GLOBAL || !ir_region_is_whole(op))
+    if (ws->scope == SCOPE_GLOBAL || !ir_region_is_whole(op) || !only_copy_gemm_pairs(L, seq, ws))
         return;
-    for (int i = 0; i < j; i++) {
-        Stmt *cp = seq->u.seq.items[i];
-        if (cp->op != ST_COPY || cp->u.copy.async || cp->u.copy.dst.buf != ws)
-            continue;
-        const Region *src = &cp->u.copy.src;
-        if (src->buf->scope != SCOPE_GLOBAL || src->buf->dir != ARG_IN || src->buf->rank != 2 ||
-            src->ext[0] != op->ext[0] || src->ext[1] != op->ext[1] || !ir_region_is_whole(&cp->u.copy.dst) ||
-            !dt_widens_exactly(src->buf->dtype, ws->dtype) || !dot_reads_in_place(src->buf->dtype) ||
-            (ok && !ok(L, seq->u.seq.items[j], src->buf->dtype)))
-            return;
-        IrUse use = {0};
-        ir_buffer_use(L->k->body, ws, &use);
-        if (use.reads != 1 || use.writes != 1)
-            return;
-        *op = *src;
-        seq->u.seq.items[i] = ir_seq(L->k, cp->loc); /* the copy is gone */
+    int i = j - 1; /* the copy of this GEMM's pair */
+    while (i >= 0 && !touches(seq->u.seq.items[i], ws))
+        i--;
+    if (i < 0)
         return;
-    }
+    Stmt *cp = seq->u.seq.items[i];
+    const Region *src = &cp->u.copy.src;
+    if (cp->u.copy.async || src->buf->scope != SCOPE_GLOBAL || src->buf->dir != ARG_IN || src->buf->rank != 2 ||
+        src->ext[0] != op->ext[0] || src->ext[1] != op->ext[1] || !dt_widens_exactly(src->buf->dtype, ws->dtype) ||
+        !dot_reads_in_place(src->buf->dtype) || (ok && !ok(L, seq->u.seq.items[j], src->buf->dtype)))
+        return;
+    *op = *src;
+    seq->u.seq.items[i] = ir_seq(L->k, cp->loc); /* the copy is gone */
 }
 
 static bool a_ok(Lower *L, const Stmt *g, DType from)

@@ -139,6 +139,10 @@ TEST(golden_lower_rows) { golden("lower_rows", pass_lower); }
  * 32-column panels (an 8x8-block transposed copy, then an 8-column tail
  * panel); the step is left to the hardware prefetchers (register tiles) */
 TEST(golden_lower_forward) { golden("lower_forward", pass_lower); }
+/* one staging buffer for two dot GEMMs, a copy before each (hc_post_pre's
+ * four weight tiles): both copies forwarded; a buffer also read elsewhere
+ * (vs) keeps its copies */
+TEST(golden_lower_forward_pairs) { golden_for("lower_forward_pairs", pass_lower, ir_target("x86-avx2")); }
 /* prefetch of the next step: the step of a 96-row GEMM (register tiles)
  * is left to the hardware's prefetchers, the copy loop's step fetches its
  * next window (lower_dot: a step of dot tiles fetches its operands') */
@@ -604,7 +608,7 @@ TEST(tile_equals_loop_hand_written)
 {
     const char *names[] = {"lower_copy",       "lower_reduce", "lower_gemm_f32",   "lower_gemm_bf16",  "lower_dot",
                            "lower_gemm_widen", "lower_scaled", "lower_scaled_deq", "lower_scaled_rows",
-                           "lower_rows",       "lower_forward", "lower_dot_columns"};
+                           "lower_rows",       "lower_forward", "lower_dot_columns", "lower_forward_pairs"};
     const int64_t ms[] = {1, 4, 5, 11, 45}; /* 45: whole 20-row blocks, then a partial one */
     for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++) {
         char path[256];
@@ -680,6 +684,15 @@ TEST(bounds_keeps_the_meaning)
         ir_kernel_free(before);
         ir_kernel_free(after);
     }
+}
+
+/* pass_reuse alone keeps the meaning of its golden's input: the dropped
+ * copies would have written what the buffers held. */
+TEST(reuse_keeps_the_meaning)
+{
+    const char *names[] = {"reuse"};
+    const int64_t ms[] = {1};
+    keeps_the_meaning(names, 1, pass_reuse, avx512(), ms);
 }
 
 /* pass_hoist alone keeps the meaning of its golden's input (the
@@ -871,6 +884,7 @@ int main(void)
     RUN(golden_lower_promote);
     RUN(golden_lower_rows);
     RUN(golden_lower_forward);
+    RUN(golden_lower_forward_pairs);
     RUN(golden_lower_prefetch);
     RUN(golden_lower_scaled_deq);
     RUN(golden_lower_scaled_gpu);
@@ -898,6 +912,7 @@ int main(void)
     RUN(fuse_keeps_the_meaning);
     RUN(golden_bounds);
     RUN(golden_reuse);
+    RUN(reuse_keeps_the_meaning);
     RUN(golden_stages);
     RUN(golden_threads);
     RUN(golden_wgwait);
