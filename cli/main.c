@@ -96,6 +96,7 @@ static const char usage_compile[] =
     "  -o OUT        output path ('-' for stdout, text formats only)\n"
     "The object exports one function named after the kernel:\n"
     "  void NAME(void *const *args, const int64_t *params, int64_t block_begin, int64_t block_end);\n"
+    "(arguments must not overlap where one is written: an update in place is an inout argument)\n"
     "The PTX has one .entry named after the kernel: NAME(args..., params...), one global\n"
     "pointer per argument then one .u64 per runtime scalar, launched as a 1-D grid of all blocks.\n";
 

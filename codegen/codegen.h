@@ -4,6 +4,9 @@
  *   void NAME(void *const *args, const int64_t *params, int64_t begin, int64_t end);
  * runs blocks [begin, end) of the grid linearised row-major over its dims;
  * args[i] is the base of argument i, params[i] the value of runtime scalar i.
+ * Arguments must not overlap where one of them is written (the code treats
+ * them as `noalias`, as the PTX entry does): an update in place is one
+ * inout argument.
  * fp8 conversions call the exported dt_* functions of ir/dtype.c and vector
  * math calls glibc's libmvec, so an object file links with tilec_ir and
  * -lmvec -lm. */

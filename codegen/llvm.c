@@ -950,9 +950,10 @@ static bool check_kernel(const Kernel *k, const TargetInfo *t, Diag *d)
     return cg_check(k, k->body, d);
 }
 
-/* Shapes and strides of every buffer, evaluated once at entry; scratch
- * buffers are 64-byte aligned stack arrays (one set per running block). */
-static void setup_buffers(Cg *c, LLVMValueRef args)
+/* Shapes and strides of every buffer, evaluated once at entry; argument i
+ * at base[i] (the body's noalias parameters), scratch buffers 64-byte
+ * aligned stack arrays (one set per running block). */
+static void setup_buffers(Cg *c, LLVMValueRef const *base)
 {
     const Kernel *k = c->k;
     for (int i = 0; i < k->nbufs; i++) {
@@ -960,8 +961,7 @@ static void setup_buffers(Cg *c, LLVMValueRef args)
         for (int d = 0; d < b->rank; d++)
             c->stride[b->id][d] = cg_expr(c, b->stride[d]);
         if (b->scope == SCOPE_GLOBAL) {
-            LLVMValueRef slot = LLVMBuildGEP2(c->b, c->ptr, args, (LLVMValueRef[]){cg_i64(c, i)}, 1, "");
-            c->base[b->id] = LLVMBuildLoad2(c->b, c->ptr, slot, b->name);
+            c->base[b->id] = base[i];
         } else {
             int64_t n = 1, dim;
             for (int d = 0; d < b->rank; d++) {
@@ -994,38 +994,89 @@ static void block_body(Cg *c, void *ctx)
     cg_stmt(c, k->body);
 }
 
-static void build_function(Cg *c)
+static void add_attr(Cg *c, LLVMValueRef fn, unsigned index, const char *name)
 {
-    const Kernel *k = c->k;
-    LLVMTypeRef ps[4] = {c->ptr, c->ptr, c->i64, c->i64};
-    LLVMTypeRef fty = LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), ps, 4, 0);
-    c->fn = LLVMAddFunction(c->mod, k->name, fty);
+    unsigned kind = LLVMGetEnumAttributeKindForName(name, strlen(name));
+    LLVMAddAttributeAtIndex(fn, index, LLVMCreateEnumAttribute(c->ctx, kind, 0));
+}
+
+static void target_attrs(Cg *c, LLVMValueRef fn)
+{
     const char *attrs[][2] = {{"target-cpu", c->t->llvm_cpu},
                               {"target-features", c->t->llvm_features},
                               {"prefer-vector-width", c->t->vector_bits == 512 ? "512" : "256"},
                               {"min-legal-vector-width", c->t->vector_bits == 512 ? "512" : "256"}};
     for (size_t i = 0; i < sizeof attrs / sizeof attrs[0]; i++)
-        LLVMAddAttributeAtIndex(c->fn, LLVMAttributeFunctionIndex,
+        LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
                                 LLVMCreateStringAttribute(c->ctx, attrs[i][0], (unsigned)strlen(attrs[i][0]),
                                                           attrs[i][1], (unsigned)strlen(attrs[i][1])));
-    unsigned nounwind = LLVMGetEnumAttributeKindForName("nounwind", 8);
-    LLVMAddAttributeAtIndex(c->fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(c->ctx, nounwind, 0));
-    LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "entry");
-    LLVMPositionBuilderAtEnd(c->b, entry);
-    LLVMValueRef args = LLVMGetParam(c->fn, 0), params = LLVMGetParam(c->fn, 1);
+    add_attr(c, fn, LLVMAttributeFunctionIndex, "nounwind");
+}
+
+/* The exported NAME(args, params, begin, end) loads the argument pointers
+ * and calls NAME.body with each as a `noalias` parameter (arguments never
+ * overlap: an update in place is one inout argument; the PTX entry's
+ * parameters say the same).  The body is always inlined, and inlining
+ * turns those parameters into alias scopes on every access: LLVM then
+ * vectorises a loop that writes one argument and reads another without
+ * run-time overlap checks, which it cannot build where a dyn size hides
+ * the bounds (hc_pre's y loop at a dyn token count ran scalar: 0.60 ms
+ * against 0.30 with the count fixed). */
+static void build_function(Cg *c)
+{
+    const Kernel *k = c->k;
+    LLVMTypeRef ps[4] = {c->ptr, c->ptr, c->i64, c->i64};
+    LLVMTypeRef fty = LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), ps, 4, 0);
+    LLVMValueRef entry_fn = LLVMAddFunction(c->mod, k->name, fty);
+    target_attrs(c, entry_fn);
+
+    int nb = k->nargs + 3;
+    LLVMTypeRef *bps = malloc((size_t)nb * sizeof *bps);
+    for (int i = 0; i < k->nargs; i++)
+        bps[i] = c->ptr;
+    bps[k->nargs] = c->ptr;
+    bps[k->nargs + 1] = bps[k->nargs + 2] = c->i64;
+    char body_name[300];
+    snprintf(body_name, sizeof body_name, "%s.body", k->name);
+    c->fn = LLVMAddFunction(c->mod, body_name, LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), bps, (unsigned)nb, 0));
+    LLVMSetLinkage(c->fn, LLVMInternalLinkage);
+    target_attrs(c, c->fn);
+    add_attr(c, c->fn, LLVMAttributeFunctionIndex, "alwaysinline");
+    for (int i = 0; i < k->nargs; i++)
+        add_attr(c, c->fn, (unsigned)i + 1, "noalias");
+
+    /* the entry: load the pointers, call the body */
+    LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, entry_fn, "entry"));
+    LLVMValueRef *cargs = malloc((size_t)nb * sizeof *cargs);
+    for (int i = 0; i < k->nargs; i++) {
+        LLVMValueRef slot = LLVMBuildGEP2(c->b, c->ptr, LLVMGetParam(entry_fn, 0), (LLVMValueRef[]){cg_i64(c, i)}, 1, "");
+        cargs[i] = LLVMBuildLoad2(c->b, c->ptr, slot, k->bufs[i]->name);
+    }
+    for (int i = 0; i < 3; i++)
+        cargs[k->nargs + i] = LLVMGetParam(entry_fn, (unsigned)i + 1);
+    LLVMBuildCall2(c->b, LLVMGlobalGetValueType(c->fn), c->fn, cargs, (unsigned)nb, "");
+    LLVMBuildRetVoid(c->b);
+
+    /* the body */
+    LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, c->fn, "entry"));
+    LLVMValueRef params = LLVMGetParam(c->fn, (unsigned)k->nargs);
     for (int i = 0; i < k->nparams; i++) {
         LLVMValueRef slot = LLVMBuildGEP2(c->b, c->i64, params, (LLVMValueRef[]){cg_i64(c, i)}, 1, "");
         c->param[i] = LLVMBuildLoad2(c->b, c->i64, slot, k->params[i]->name);
     }
-    setup_buffers(c, args);
-    BlockLoop bl = {.begin = LLVMGetParam(c->fn, 2)};
+    for (int i = 0; i < k->nargs; i++)
+        cargs[i] = LLVMGetParam(c->fn, (unsigned)i);
+    setup_buffers(c, cargs);
+    BlockLoop bl = {.begin = LLVMGetParam(c->fn, (unsigned)k->nargs + 1)};
     for (int g = 0; g < k->ngrid; g++)
         bl.grid[g] = cg_expr(c, k->grid[g]);
-    LLVMValueRef count = LLVMBuildSub(c->b, LLVMGetParam(c->fn, 3), bl.begin, "");
+    LLVMValueRef count = LLVMBuildSub(c->b, LLVMGetParam(c->fn, (unsigned)k->nargs + 2), bl.begin, "");
     Var blkvar = {.name = "blk", .id = k->next_id};
     cg_loop(c, &blkvar, count, LOOP_SERIAL, 0, false, block_body, &bl);
     cg_stream_fence(c);
     LLVMBuildRetVoid(c->b);
+    free(cargs);
+    free(bps);
 }
 
 /* Once per process: vectorised math calls (exp, log, ...) go to glibc's

@@ -121,6 +121,12 @@ if grep -q "vunpcklps" "$tmp/transpose.s" && ! grep -q "vinsertps" "$tmp/transpo
 if grep -q "vmovntdq.*ymm" "$tmp/rmsnorm.s" && grep -q "sfence" "$tmp/rmsnorm.s" &&
    grep -q "vmovntps.*zmm" "$tmp/gemm_nt.s"; then
   ok "write-once outputs stream (vmovnt, sfence)"; else bad "write-once outputs stream (vmovnt, sfence)"; fi
+# arguments never overlap, and LLVM knows it (noalias): a kernel with a dyn
+# token count vectorises without run-time overlap checks (rope had 11),
+# which a dyn size can leave it unable to build (hc_pre's y loop ran scalar)
+if "$TILEC" compile kernels_src/rope.lua --target x86-avx2 --emit llvm -o "$tmp/rope.ll" 2>"$tmp/err" &&
+   grep -q "vector.body" "$tmp/rope.ll" && ! grep -q "vector.memcheck" "$tmp/rope.ll"; then
+  ok "argument loops vectorise without overlap checks"; else bad "argument loops vectorise without overlap checks" "$(grep -c vector.memcheck "$tmp/rope.ll") memchecks" "$(cat "$tmp/err")"; fi
 # decode rows: dot tiles — vdpbf16ps on bf16 pairs along K (AVX-512), fp8
 # widened through F16C (vcvtph2ps) and the next step prefetched (AVX2)
 "$TILEC" compile examples/gemm.lua --set dtype=bf16 --set M=4 --set BM=4 --target x86-avx512 --emit asm \
