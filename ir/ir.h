@@ -611,8 +611,9 @@ typedef struct IrUse {
 void ir_buffer_use(const Stmt *s, const Buffer *b, IrUse *u);
 /* Is every load of b in e at index tuple idx (structurally equal)? */
 bool ir_loads_only_at(const Expr *e, const Buffer *b, Expr *const *idx);
-/* Does e load from b?  Does it use variable v? */
+/* Does e load from b (from any buffer)?  Does it use variable v? */
 bool ir_loads_from(const Expr *e, const Buffer *b);
+bool ir_loads_any(const Expr *e);
 bool ir_mentions_var(const Expr *e, const Var *v);
 /* Is e v itself or v + x with x free of v (terms in any order): distinct
  * values of v, distinct values of e, one apart? */

@@ -103,6 +103,16 @@ bool ir_loads_only_at(const Expr *e, const Buffer *b, Expr *const *idx)
     return true;
 }
 
+bool ir_loads_any(const Expr *e)
+{
+    if (e->op == EX_LOAD)
+        return true;
+    for (int i = 0; i < e->nargs; i++)
+        if (ir_loads_any(e->args[i]))
+            return true;
+    return false;
+}
+
 bool ir_loads_from(const Expr *e, const Buffer *b)
 {
     if (e->op == EX_LOAD && e->buf == b)

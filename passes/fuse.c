@@ -81,16 +81,6 @@ typedef struct Fuse {
 
 /* ---------------------------------------------------------- helpers */
 
-static bool has_load(const Expr *e)
-{
-    if (e->op == EX_LOAD)
-        return true;
-    for (int i = 0; i < e->nargs; i++)
-        if (has_load(e->args[i]))
-            return true;
-    return false;
-}
-
 static int expr_nodes(const Expr *e)
 {
     int n = 1;
@@ -494,7 +484,7 @@ static void fuse_run(Fuse *F, Stmt *seq)
 /* lower's guarded copy: `if c {...} else {...}`, c without loads. */
 static bool switchable(const Stmt *s)
 {
-    return s->op == ST_IF && s->u.if_.else_ && !has_load(s->u.if_.cond) && plain(s);
+    return s->op == ST_IF && s->u.if_.else_ && !ir_loads_any(s->u.if_.cond) && plain(s);
 }
 
 static int cond_index(Expr **conds, int n, const Expr *c)
@@ -671,7 +661,7 @@ static bool least(const Expr *const *e, const int64_t *sign, int n, const Vars *
 
 static bool as_fact(const Expr *e, Fact *f)
 {
-    if ((e->op != EX_LT && e->op != EX_LE) || !dt_is_int(e->args[0]->dtype) || has_load(e))
+    if ((e->op != EX_LT && e->op != EX_LE) || !dt_is_int(e->args[0]->dtype) || ir_loads_any(e))
         return false;
     *f = (Fact){e->args[1], e->args[0], e->op == EX_LT};
     return true;

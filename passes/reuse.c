@@ -66,16 +66,6 @@ static void unwrap_all(Kernel *k, Stmt *s)
     }
 }
 
-static bool loads_anything(const Expr *e)
-{
-    if (e->op == EX_LOAD)
-        return true;
-    for (int i = 0; i < e->nargs; i++)
-        if (loads_anything(e->args[i]))
-            return true;
-    return false;
-}
-
 /* A copy this pass tracks: a pure window of a read-only input into a whole
  * scratch buffer. */
 static bool reusable(const Stmt *s)
@@ -87,7 +77,7 @@ static bool reusable(const Stmt *s)
         !ir_region_is_whole(dst))
         return false;
     for (int d = 0; d < src->buf->rank; d++)
-        if (loads_anything(src->off[d]))
+        if (ir_loads_any(src->off[d]))
             return false;
     return true;
 }

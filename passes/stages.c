@@ -38,17 +38,6 @@
 
 enum { MAX_STAGED = 8, MAX_STAGES = 4 };
 
-static bool has_load(const Expr *e)
-{
-    if (e->op == EX_LOAD)
-        return true;
-    for (int i = 0; i < e->nargs; i++)
-        if (has_load(e->args[i]))
-            return true;
-    return false;
-}
-
-
 /* Bytes of b in shared memory, with room for the row padding pass_threads
  * may add to tensor-core operands (or, on sm_90a, the 1024-byte alignment
  * of a wgmma operand instead). */
@@ -84,7 +73,7 @@ static bool stageable(const Kernel *k, const Stmt *loop, const Stmt *c)
         !ir_region_is_whole(&c->u.copy.dst))
         return false;
     for (int d = 0; d < c->u.copy.src.buf->rank; d++)
-        if (has_load(c->u.copy.src.off[d]))
+        if (ir_loads_any(c->u.copy.src.off[d]))
             return false;
     const Buffer *x = c->u.copy.dst.buf;
     IrUse all = {0}, inside = {0};
