@@ -712,21 +712,6 @@ static bool dot_reads_in_place(DType t)
     return t == DT_F32 || t == DT_F16 || t == DT_BF16 || t == DT_F8E4M3 || t == DT_F8E5M2;
 }
 
-/* In-register dequantisation: `copy w -> Ws; gemm(X, Ws)` where w is a
- * read-only input (an fp8 weight tile) and Ws a scratch tile used nowhere
- * else becomes `gemm(X, w)` when the GEMM takes dot tiles: they widen w's
- * bytes in registers instead of a copy converting, writing and re-reading
- * twice as many.  Only exact copies qualify (the values the GEMM sees are
- * unchanged).  Each row band widens w again, and it still pays with six
- * bands: fp8_gemm at M = 16, x86-avx2, 38 ms forwarded against 62 ms with
- * the copy (N = K = 4096, one thread).  A's tile is forwarded the same
- * way (a_ok): fp8_gemm's e4m3 → bf16 copy of the activations costs ~5
- * instructions per element each step (the generic conversion), but every
- * column tile widens A again (~9 per 16 e4m3 elements; ~7 per 8 beside
- * packed fp4, whose steps are 8 wide), so a widening copy goes only where
- * at most 8 (fp4: 4) column tiles would (fp8 at BN = 16: at one row
- * 0.030 ms against 0.037, N = K = 512; at 16 rows and BN = 128, 43 tiles,
- * it was 18% slower). */
 static bool touches(const Stmt *s, const Buffer *b)
 {
     IrUse u = {0};
@@ -770,6 +755,21 @@ static bool only_copy_gemm_pairs(const Lower *L, const Stmt *seq, const Buffer *
     return !pending && all.writes == copies && all.reads == gemms;
 }
 
+/* In-register dequantisation: `copy w -> Ws; gemm(X, Ws)` where w is a
+ * read-only input (an fp8 weight tile) and Ws a scratch tile used nowhere
+ * else becomes `gemm(X, w)` when the GEMM takes dot tiles: they widen w's
+ * bytes in registers instead of a copy converting, writing and re-reading
+ * twice as many.  Only exact copies qualify (the values the GEMM sees are
+ * unchanged).  Each row band widens w again, and it still pays with six
+ * bands: fp8_gemm at M = 16, x86-avx2, 38 ms forwarded against 62 ms with
+ * the copy (N = K = 4096, one thread).  A's tile is forwarded the same
+ * way (a_ok): fp8_gemm's e4m3 → bf16 copy of the activations costs ~5
+ * instructions per element each step (the generic conversion), but every
+ * column tile widens A again (~9 per 16 e4m3 elements; ~7 per 8 beside
+ * packed fp4, whose steps are 8 wide), so a widening copy goes only where
+ * at most 8 (fp4: 4) column tiles would (fp8 at BN = 16: at one row
+ * 0.030 ms against 0.037, N = K = 512; at 16 rows and BN = 128, 43 tiles,
+ * it was 18% slower). */
 static void forward_operand(Lower *L, Stmt *seq, int j, Region *op, bool (*ok)(Lower *, const Stmt *, DType))
 {
     Buffer *ws = op->buf;
