@@ -646,11 +646,13 @@ bool execute(Kernel *k, bool interp, const TargetInfo *t, const Opts *o, Binding
     Copies c;
     if (!rotated_inputs(k, bd, o->rotate, &c, d))
         return false;
-    double times[64];
-    int reps = o->repeat < 64 ? o->repeat : 64;
-    bool ok = true;
+    int reps = o->repeat;
+    double *times = malloc((size_t)reps * sizeof *times); /* every run asked for (it was 64 at most) */
+    bool ok = times != NULL;
+    if (!times)
+        diag_error(d, (SrcLoc){o->spec, 0}, "--repeat %d: no memory for the timings", reps);
     CgJit *jit = NULL;
-    if (!interp) {
+    if (ok && !interp) {
         PassOptions po = {.dump_after = NULL, .dump = stderr, .time_passes = o->time_passes};
         ok = pass_pipeline(k, t, &po, d) && (jit = cg_jit_compile(k, t, d)) != NULL;
     }
@@ -665,6 +667,7 @@ bool execute(Kernel *k, bool interp, const TargetInfo *t, const Opts *o, Binding
     copies_free(k, &c);
     if (ok)
         *median = rt_median(times, reps);
+    free(times);
     return ok;
 }
 

@@ -121,6 +121,14 @@ if grep -q "vunpcklps" "$tmp/transpose.s" && ! grep -q "vinsertps" "$tmp/transpo
 if grep -q "vmovntdq.*ymm" "$tmp/rmsnorm.s" && grep -q "sfence" "$tmp/rmsnorm.s" &&
    grep -q "vmovntps.*zmm" "$tmp/gemm_nt.s"; then
   ok "write-once outputs stream (vmovnt, sfence)"; else bad "write-once outputs stream (vmovnt, sfence)"; fi
+# --repeat N runs the kernel N times (it stopped at 64 while printing N): an
+# inout argument that each run adds 1 to ends at N
+printf 'kernel count level tile\narg y: f32[4] inout\ngrid (b) < [1]\n{\n  for i: parallel < 4 {\n    y[i] = y[i] + 1.0\n  }\n}\n' > "$tmp/count.tir"
+npy write "$tmp/zeros4.npy" "<f4" 4 0 0 0 0
+if out=$("$TILEC" run "$tmp/count.tir" --in y="$tmp/zeros4.npy" --out y="$tmp/count.npy" --repeat 100 2>&1) &&
+   grep -q "median of 100 runs" <<< "$out" &&
+   python3 -c "import numpy as np, sys; y = np.load(sys.argv[1]); sys.exit(0 if (y == 100).all() else 1)" "$tmp/count.npy"; then
+  ok "--repeat 100 runs 100 times"; else bad "--repeat 100 runs 100 times" "$out" "$(python3 -c "import numpy as np; print(np.load('$tmp/count.npy'))" 2>&1)"; fi
 # arguments never overlap, and LLVM knows it (noalias): a kernel with a dyn
 # token count vectorises without run-time overlap checks (rope had 11),
 # which a dyn size can leave it unable to build (hc_pre's y loop ran scalar)
