@@ -11,6 +11,7 @@ M.EPS = 1e-6
 -- both the mixing GEMM and the sum of squares.  Returns the mix fragment.
 function M.mixes(p, x, fn, nmix, bm)
   local xs  = T.fragment{p.BM, p.BK, T.f32, name = "xs"}
+  local sq  = T.fragment{p.BM, p.BK, T.f32, name = "sq"} -- squares, not in xs: fuse then drops them
   local fs  = T.shared{nmix, p.BK, T.f32, name = "fs"}
   local mix = T.fragment{p.BM, nmix, T.f32, name = "mix"}
   local ss  = T.fragment{p.BM, T.f32, name = "ss"}
@@ -20,8 +21,8 @@ function M.mixes(p, x, fn, nmix, bm)
     T.copy(x:tile(bm * p.BM, kb * p.BK), xs)
     T.copy(fn:tile(0, kb * p.BK), fs)
     T.gemm(xs, fs, mix, { trans_b = true })
-    for t, j in T.parallel(p.BM, p.BK) do xs[t][j] = xs[t][j] * xs[t][j] end
-    T.reduce_sum(xs, ss, 1, { clear = false })
+    for t, j in T.parallel(p.BM, p.BK) do sq[t][j] = xs[t][j] * xs[t][j] end
+    T.reduce_sum(sq, ss, 1, { clear = false })
   end
   for t, k in T.parallel(p.BM, nmix) do
     mix[t][k] = mix[t][k] * T.rsqrt(ss[t] / (4 * p.D) + M.EPS)
