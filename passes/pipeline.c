@@ -58,8 +58,11 @@ bool pass_pipeline(Kernel *k, const TargetInfo *t, const PassOptions *o, Diag *d
         return false;
     /* Loop IR read back from its printed form (a .tir) has been through
      * the passes already, for the target it was printed for. */
-    if (k->level == LEVEL_LOOP)
+    if (k->level == LEVEL_LOOP) {
+        if (dump || o->time_passes) /* say why nothing follows */
+            fprintf(out, "# %s is Loop IR: its passes ran before it was printed, none run now\n", k->name);
         return true;
+    }
     for (int i = 0; i < NPASSES; i++) {
         if (passes[i].on != ANY && (passes[i].on == GPU) != (t->gpu_sm > 0))
             continue;

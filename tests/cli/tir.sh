@@ -35,6 +35,10 @@ else
   bad "Loop IR runs and checks" "$(cat "$tmp/run.log")"
 fi
 
+# --dump-after on Loop IR says why it prints no pass
+if "$TILEC" compile "$tmp/softmax.tir" --dump-after all -o "$tmp/x.o" 2>&1 | grep -q "is Loop IR: its passes ran before it was printed"; then
+  ok "--dump-after on Loop IR says no pass runs"; else bad "--dump-after on Loop IR says no pass runs"; fi
+
 # GPU Loop IR (threads, shared memory): the same PTX, and the SIMT run
 "$TILEC" compile examples/rmsnorm.lua --target sm_90a --emit ir -o "$tmp/rms_gpu.tir"
 "$TILEC" compile examples/rmsnorm.lua --target sm_90a -o "$tmp/spec.ptx" &&
