@@ -49,16 +49,6 @@ static bool failed_any;
 
 static const TargetInfo *gpu_target(void) { return ir_target("sm_90a"); }
 
-static int64_t elems(const Buffer *b)
-{
-    int64_t n = 1, dim;
-    for (int r = 0; r < b->rank; r++) {
-        ir_eval_int(b->shape[r], NULL, &dim);
-        n *= dim;
-    }
-    return n;
-}
-
 static void fill_random(DType t, void *h, int64_t n, unsigned seed)
 {
     for (int64_t j = 0; j < n; j++) {
@@ -86,12 +76,12 @@ static bool case_build(Case *c, const char *spec, const FeSet *sets, int nsets, 
                           c->k->name, MAX_ARGS);
     for (int i = 0; i < c->k->nargs; i++) {
         const Buffer *b = c->k->bufs[i];
-        c->bytes[i] = dt_storage_bytes(b->dtype, elems(b));
+        c->bytes[i] = dt_storage_bytes(b->dtype, ir_buf_elems(b, NULL));
         c->total += c->bytes[i];
         if (!(c->host[i] = calloc(c->bytes[i] + 16, 1)))
             return diag_error(d, c->k->loc, "bench_gpu: out of host memory for %s", b->name);
         if (b->dir != ARG_OUT)
-            fill_random(b->dtype, c->host[i], elems(b), 7u + (unsigned)i);
+            fill_random(b->dtype, c->host[i], ir_buf_elems(b, NULL), 7u + (unsigned)i);
     }
     return true;
 }
@@ -112,7 +102,7 @@ static bool case_run(Case *c, int reps, double *ms, Diag *d)
 /* Argument i as f32 (a new array). */
 static float *as_f32(const Case *c, int i)
 {
-    int64_t n = elems(c->k->bufs[i]);
+    int64_t n = ir_buf_elems(c->k->bufs[i], NULL);
     float *f = malloc((size_t)n * sizeof *f);
     for (int64_t j = 0; f && j < n; j++)
         f[j] = (float)dt_load(c->k->bufs[i]->dtype, c->host[i], j);
@@ -395,11 +385,7 @@ static bool outputs_agree(const Kernel *k, void *const *got, void *const *want, 
         const Buffer *b = k->bufs[i];
         if (b->dir == ARG_IN)
             continue;
-        int64_t n = 1, dim;
-        for (int r = 0; r < b->rank; r++) {
-            ir_eval_int(b->shape[r], params, &dim);
-            n *= dim;
-        }
+        int64_t n = ir_buf_elems(b, params);
         double amax = 0;
         for (int64_t j = 0; j < n; j++) {
             double w = fabs(dt_load(b->dtype, want[i], j));

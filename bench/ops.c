@@ -206,11 +206,7 @@ static bool bench_streamed(const V4Op *op, const TargetInfo *t, int threads, dou
     bool same = true;
     for (int a = 0; a < streamed.k->nargs; a++) {
         const Buffer *b = streamed.k->bufs[a];
-        int64_t n = 1, dim;
-        for (int i = 0; i < b->rank; i++) {
-            ir_eval_int(b->shape[i], params, &dim);
-            n *= dim;
-        }
+        int64_t n = ir_buf_elems(b, params);
         same = same && (b->dir == ARG_IN || !memcmp(args[0][a], args[1][a], dt_storage_bytes(b->dtype, n)));
     }
     double ts = rt_median(times[0], 9), tp = rt_median(times[1], 9), gbs = (double)bytes / ts * 1e-9;

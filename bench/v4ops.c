@@ -128,11 +128,7 @@ size_t v4_make_args(const V4Op *op, const Kernel *k, const int64_t *params, void
     size_t total = 0;
     for (int i = 0; i < k->nargs; i++) {
         const Buffer *b = k->bufs[i];
-        int64_t n = 1, dim;
-        for (int d = 0; d < b->rank; d++) {
-            ir_eval_int(b->shape[d], params, &dim);
-            n *= dim;
-        }
+        int64_t n = ir_buf_elems(b, params);
         bytes[i] = dt_storage_bytes(b->dtype, n);
         args[i] = aligned_alloc(64, (bytes[i] + 127) / 64 * 64);
         memset(args[i], 0, bytes[i]);

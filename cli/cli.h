@@ -44,11 +44,6 @@ typedef struct Bindings {
 /* One line on stderr: exit code 2 (malformed command line) or 1 (d). */
 int usage_error(const char *fmt, const char *arg);
 int fail(const Diag *d);
-/* Is path printed IR (a .tir)? */
-bool is_printed_ir(const char *path);
-/* The kernel of o->spec for target t: a Lua spec built with o's --set, or
- * printed IR read back (its --set may name only dyn sizes). */
-Kernel *load_kernel(const Opts *o, const TargetInfo *t, Diag *d);
 /* The target of --target (the host's best by default), with --stream-bytes. */
 const TargetInfo *target_of(const Opts *o, Diag *d);
 /* Every argument of k: --in files, random inputs (--seed), zeroed outputs. */

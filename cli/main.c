@@ -312,7 +312,7 @@ static const char *find_named(const NamedFile *v, int n, const char *name)
 }
 
 /* Is path printed IR (what `tilec ir` and `compile --emit ir` write)? */
-bool is_printed_ir(const char *path)
+static bool is_printed_ir(const char *path)
 {
     size_t n = strlen(path);
     return n > 4 && !strcmp(path + n - 4, ".tir");
@@ -333,7 +333,7 @@ static bool dyn_value(const char *text, int64_t *v)
  * printed kernel's parameters were fixed when it was built, so --set names
  * only its dyn sizes (bound at run time, setup_args); Loop IR has been
  * through the passes for one kind of target, which t must be. */
-Kernel *load_kernel(const Opts *o, const TargetInfo *t, Diag *d)
+static Kernel *load_kernel(const Opts *o, const TargetInfo *t, Diag *d)
 {
     if (!is_printed_ir(o->spec))
         return fe_load_for(o->spec, o->sets, o->nsets, t, d);

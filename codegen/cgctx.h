@@ -34,6 +34,8 @@ typedef struct Cg {
 } Cg;
 
 LLVMValueRef cg_i64(Cg *c, int64_t v);
+/* The enum attribute `name` (with a value for align and the like). */
+LLVMAttributeRef cg_enum_attr(Cg *c, const char *name, uint64_t value);
 LLVMValueRef cg_intrinsic(Cg *c, const char *name, LLVMTypeRef *tys, int ntys, LLVMValueRef *args,
                           int nargs);
 /* A prefetch hint for the line at p (locality 3: prefetcht0, 2: t1). */

@@ -23,6 +23,11 @@
 
 LLVMValueRef cg_i64(Cg *c, int64_t v) { return LLVMConstInt(c->i64, (unsigned long long)v, 1); }
 
+LLVMAttributeRef cg_enum_attr(Cg *c, const char *name, uint64_t value)
+{
+    return LLVMCreateEnumAttribute(c->ctx, LLVMGetEnumAttributeKindForName(name, strlen(name)), value);
+}
+
 LLVMValueRef cg_intrinsic(Cg *c, const char *name, LLVMTypeRef *tys, int ntys, LLVMValueRef *args,
                           int nargs)
 {
@@ -994,12 +999,6 @@ static void block_body(Cg *c, void *ctx)
     cg_stmt(c, k->body);
 }
 
-static void add_attr(Cg *c, LLVMValueRef fn, unsigned index, const char *name)
-{
-    unsigned kind = LLVMGetEnumAttributeKindForName(name, strlen(name));
-    LLVMAddAttributeAtIndex(fn, index, LLVMCreateEnumAttribute(c->ctx, kind, 0));
-}
-
 static void target_attrs(Cg *c, LLVMValueRef fn)
 {
     const char *attrs[][2] = {{"target-cpu", c->t->llvm_cpu},
@@ -1010,7 +1009,7 @@ static void target_attrs(Cg *c, LLVMValueRef fn)
         LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
                                 LLVMCreateStringAttribute(c->ctx, attrs[i][0], (unsigned)strlen(attrs[i][0]),
                                                           attrs[i][1], (unsigned)strlen(attrs[i][1])));
-    add_attr(c, fn, LLVMAttributeFunctionIndex, "nounwind");
+    LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, cg_enum_attr(c, "nounwind", 0));
 }
 
 /* The exported NAME(args, params, begin, end) loads the argument pointers
@@ -1041,9 +1040,12 @@ static void build_function(Cg *c)
     c->fn = LLVMAddFunction(c->mod, body_name, LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), bps, (unsigned)nb, 0));
     LLVMSetLinkage(c->fn, LLVMInternalLinkage);
     target_attrs(c, c->fn);
-    add_attr(c, c->fn, LLVMAttributeFunctionIndex, "alwaysinline");
-    for (int i = 0; i < k->nargs; i++)
-        add_attr(c, c->fn, (unsigned)i + 1, "noalias");
+    LLVMAddAttributeAtIndex(c->fn, LLVMAttributeFunctionIndex, cg_enum_attr(c, "alwaysinline", 0));
+    for (int i = 0; i < k->nargs; i++) {
+        LLVMAddAttributeAtIndex(c->fn, (unsigned)i + 1, cg_enum_attr(c, "noalias", 0));
+        if (k->bufs[i]->dir == ARG_IN) /* as on the GPU: the verifier refuses writes to inputs */
+            LLVMAddAttributeAtIndex(c->fn, (unsigned)i + 1, cg_enum_attr(c, "readonly", 0));
+    }
 
     /* the entry: load the pointers, call the body */
     LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, entry_fn, "entry"));

@@ -202,12 +202,11 @@ static void tmap_params(Cg *c)
         return;
     LLVMTypeRef map = LLVMArrayType2(c->i8, TMAP_BYTES);
     unsigned byval = LLVMGetEnumAttributeKindForName("byval", 5);
-    unsigned align = LLVMGetEnumAttributeKindForName("align", 5);
     LLVMValueRef idx[CG_MAX_TMAPS];
     for (int j = 0; j < c->ntmaps; j++) {
         unsigned slot = (unsigned)cg_gpu_param_slot(k, c->ntmaps, CG_PARAM_TMAP, j);
         LLVMAddAttributeAtIndex(c->fn, slot + 1, LLVMCreateTypeAttribute(c->ctx, byval, map));
-        LLVMAddAttributeAtIndex(c->fn, slot + 1, LLVMCreateEnumAttribute(c->ctx, align, TMAP_ALIGN));
+        LLVMAddAttributeAtIndex(c->fn, slot + 1, cg_enum_attr(c, "align", TMAP_ALIGN));
         c->tmap_param[j] = LLVMGetParam(c->fn, slot);
         idx[j] = LLVMConstInt(c->i32, slot + 1, 0); /* (1-based) */
     }
@@ -239,16 +238,13 @@ void cg_gpu_build_function(Cg *c)
     tmap_params(c);
     /* Arguments are distinct tensors (the runtime allocates each one), so
      * loads of inputs may take the read-only path. */
-    unsigned noalias = LLVMGetEnumAttributeKindForName("noalias", 7);
-    unsigned readonly = LLVMGetEnumAttributeKindForName("readonly", 8);
-    unsigned align = LLVMGetEnumAttributeKindForName("align", 5);
     for (int i = 0; i < k->nargs; i++) {
-        LLVMAddAttributeAtIndex(c->fn, (unsigned)i + 1, LLVMCreateEnumAttribute(c->ctx, noalias, 0));
+        LLVMAddAttributeAtIndex(c->fn, (unsigned)i + 1, cg_enum_attr(c, "noalias", 0));
         /* whole allocations (cuMemAlloc: 256-byte aligned): lets 16-byte
          * vector accesses be proven aligned */
-        LLVMAddAttributeAtIndex(c->fn, (unsigned)i + 1, LLVMCreateEnumAttribute(c->ctx, align, 16));
+        LLVMAddAttributeAtIndex(c->fn, (unsigned)i + 1, cg_enum_attr(c, "align", 16));
         if (k->bufs[i]->dir == ARG_IN)
-            LLVMAddAttributeAtIndex(c->fn, (unsigned)i + 1, LLVMCreateEnumAttribute(c->ctx, readonly, 0));
+            LLVMAddAttributeAtIndex(c->fn, (unsigned)i + 1, cg_enum_attr(c, "readonly", 0));
     }
     LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "entry");
     LLVMPositionBuilderAtEnd(c->b, entry);
@@ -280,8 +276,7 @@ static LLVMValueRef asm_call(Cg *c, LLVMTypeRef fty, const char *text, const cha
     LLVMValueRef fn = LLVMGetInlineAsm(fty, (char *)text, strlen(text), (char *)cons, strlen(cons), side_effects,
                                        0, LLVMInlineAsmDialectATT, 0);
     LLVMValueRef call = LLVMBuildCall2(c->b, fty, fn, args, (unsigned)nargs, "");
-    unsigned convergent = LLVMGetEnumAttributeKindForName("convergent", 10);
-    LLVMAddCallSiteAttribute(call, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(c->ctx, convergent, 0));
+    LLVMAddCallSiteAttribute(call, LLVMAttributeFunctionIndex, cg_enum_attr(c, "convergent", 0));
     return call;
 }
 

@@ -43,3 +43,14 @@ bool ir_eval_int(const Expr *e, const int64_t *params, int64_t *out)
     default: *out = a > b ? a : b; return true;
     }
 }
+
+int64_t ir_buf_elems(const Buffer *b, const int64_t *params)
+{
+    int64_t n = 1, dim;
+    for (int d = 0; d < b->rank; d++) {
+        if (!ir_eval_int(b->shape[d], params, &dim) || dim < 0)
+            return -1;
+        n *= dim;
+    }
+    return n;
+}

@@ -770,6 +770,8 @@ bool ir_interp(const Kernel *k, void *const *args, const int64_t *params, Diag *
 
 /* Evaluate an integer expression over params only (grid sizes, shapes). */
 bool ir_eval_int(const Expr *e, const int64_t *params, int64_t *out);
+/* Elements of b's shape at the dyn sizes params; -1 if it cannot be evaluated. */
+int64_t ir_buf_elems(const Buffer *b, const int64_t *params);
 
 /* ------------------------------------------------------- composition */
 

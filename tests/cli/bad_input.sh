@@ -134,6 +134,15 @@ expect_error "fp8_gemm step longer than K" \
 expect_error "moe_expert_gemm step not dividing K" \
   "tilec: kernels_src/moe_expert_gemm.lua:46: moe: BK = 256 is not a multiple of 128 dividing K = 384" -- \
   "$TILEC" run kernels_src/moe_expert_gemm.lua --set R=2 --set K=384 --set BK=256
+# the benches' options: one usage line (bench_gpu checks them before
+# looking for a device)
+bench=$(dirname "$TILEC")/bench
+for b in "bench_gpu [--quick | --ops]" "bench_ops [--threads N] [--norm-only]"; do
+  exe=$bench/${b%% *}
+  if [ -x "$exe" ]; then
+    expect_error "${b%% *} with an unknown option" "usage: $b" -- "$exe" --bogus
+  fi
+done
 # the device tooling's scripts: a usage line, and a missing build named
 expect_error "bundle without a folder" "usage: scripts/bundle DIR [BUILD]" -- bash scripts/bundle
 expect_error "bundle of a build that is not there" \
