@@ -23,7 +23,8 @@
  * kernels it serves have both passes in the block's top sequence. */
 #include "passes/passes.h"
 
-/* A serial loop of one iteration, as its body with the variable 0. */
+/* A serial loop of one iteration, as its body with the variable 0 (a body
+ * that is itself such a loop too). */
 static Stmt *unwrap(Kernel *k, Stmt *s)
 {
     int64_t n;
@@ -32,7 +33,7 @@ static Stmt *unwrap(Kernel *k, Stmt *s)
     IrSubst sub = {.nvars = 1};
     sub.var[0] = s->u.loop.var;
     sub.by[0] = ir_const_i(k, 0);
-    return ir_clone_stmt(k, s->u.loop.body, &sub);
+    return unwrap(k, ir_clone_stmt(k, s->u.loop.body, &sub));
 }
 
 static void unwrap_all(Kernel *k, Stmt *s)
