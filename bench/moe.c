@@ -178,27 +178,20 @@ static bool chain_build(Stage *st, const Cfg *c)
     int R = c->T * c->K, per = R / (c->E < R ? c->E : R); /* rows per touched expert */
     snprintf(BMe, 8, "%d", per <= 8 ? 4 : 16);               /* the expert GEMMs' row tile */
     snprintf(BMs, 8, "%d", c->T <= 16 ? 16 : 64);           /* the shared fp8_gemm's */
-    /* The expert GEMMs' weight rows per 128-wide K step, as a tuner would:
-     * at decode (4-row tiles) 32, few enough row streams for the prefetchers
-     * (moe_expert_gemm, E=16, N=4096, K=2048, one row per expert: 28 ms
-     * against 55 at 128) — moe_expert_gemm's BN, and moe_gemm_swiglu's
-     * column sub-blocks BS (its blocks keep 128 columns, one output scale
-     * block) */
-    const char *BNe = per <= 8 ? "32" : "128";
-    /* and at decode all of K in one scaled T.gemm per step (promoted in the
-     * dot tiles; moe_fp4.accumulate's BK) */
-    const char *BKg1 = per <= 8 ? D : "128", *BKg2 = per <= 8 ? I : "128";
+    /* The expert GEMMs' K step and weight rows per step: their specs'
+     * choose (all of K per step in the CPU's dot tiles, 32 weight rows per
+     * step in 4-row tiles) */
     const char *gate[][2] = {{"D", D}, {"E", E}, {"TOPK", K}, {"route_scale", "1.5"}, {"routing", "topk"}, {0}};
     const char *aq[][2] = {{"K", D}, {0}};
     const char *layout[][2] = {{"E", E}, {"TOPK", K}, {0}};
     const char *gather[][2] = {{"D", D}, {"TOPK", K}, {0}};
-    const char *g1[][2] = {{"E", E}, {"I", I}, {"K", D}, {"BM", BMe}, {"BS", BNe}, {"BK", BKg1}, {0}};
-    const char *g2[][2] = {{"E", E}, {"N", D}, {"K", I}, {"BM", BMe}, {"BN", BNe}, {"BK", BKg2}, {0}};
+    const char *g1[][2] = {{"E", E}, {"I", I}, {"K", D}, {"BM", BMe}, {0}};
+    const char *g2[][2] = {{"E", E}, {"N", D}, {"K", I}, {"BM", BMe}, {0}};
     const char *s13[][2] = {{"N", IS}, {"K", D}, {"BM", BMs}, {0}};
     const char *sw[][2] = {{"I", IS}, {0}};
     const char *s2[][2] = {{"N", D}, {"K", IS}, {"BM", BMs}, {0}};
     const char *comb[][2] = {{"D", D}, {"TOPK", K}, {"shared", "add"}, {"out_dtype", "bf16"}, {0}};
-    const char *ug1[][2] = {{"E", E}, {"N", I}, {"K", D}, {"BM", BMe}, {"BN", BNe}, {"BK", BKg1}, {0}};
+    const char *ug1[][2] = {{"E", E}, {"N", I}, {"K", D}, {"BM", BMe}, {0}};
     const char *usw[][2] = {{"I", I}, {0}};
     const char *ucomb[][2] = {{"D", D}, {"TOPK", K}, {"shared", "none"}, {"out_dtype", "f32"}, {0}};
     const char *add[][2] = {{"D", D}, {0}};

@@ -520,34 +520,46 @@ static LLVMValueRef e2m1_row(Cg *c, Dot *d, int j, LLVMValueRef k)
 }
 
 /* The e2m1 magnitudes 0, .5, 1, 1.5, 2, 3, 4, 6 times the block's scale,
- * one per lane of the permute's table: 8 lanes (AVX2's vpermps reads index
- * bits 0-2; the sign is applied apart), or 16 with the negatives in lanes
- * 8-15 (AVX-512's reads bits 0-3, so the nibble indexes it as it is).
- * A power-of-two scale makes every entry exact; an f32 one rounds each
- * product once, as the definition does. */
+ * one per lane of the permute's table: 16 lanes with the negatives in
+ * lanes 8-15 (AVX-512's vpermps reads index bits 0-3, so a nibble indexes
+ * it as it is), or 8 (AVX2's reads bits 0-2) with entry m's bits 28-30
+ * xor-ed with m: e2m1_part's one xor then clears them and applies the
+ * sign.  A power-of-two scale makes every entry exact; an f32 one rounds
+ * each product once, as the definition does. */
 static LLVMValueRef e2m1_table(Cg *c, Dot *d, LLVMValueRef scale)
 {
     static const float mag[8] = {0, 0.5f, 1, 1.5f, 2, 3, 4, 6};
-    LLVMValueRef k[16];
-    for (int i = 0; i < d->w; i++)
+    LLVMValueRef k[16], m[16];
+    for (int i = 0; i < d->w; i++) {
         k[i] = LLVMConstReal(c->f32, i < 8 ? mag[i] : -mag[i - 8]);
+        m[i] = LLVMConstInt(c->i32, (unsigned long long)i << 28, 0);
+    }
     LLVMValueRef t = LLVMConstVector(k, (unsigned)d->w);
-    return scale ? LLVMBuildFMul(c->b, t, splat_f(c, d, scale), "") : t;
+    if (scale)
+        t = LLVMBuildFMul(c->b, t, splat_f(c, d, scale), "");
+    if (d->w == 16)
+        return t;
+    LLVMTypeRef vi32 = LLVMVectorType(c->i32, (unsigned)d->w);
+    LLVMValueRef bits = LLVMBuildXor(c->b, LLVMBuildBitCast(c->b, t, vi32, ""), LLVMConstVector(m, (unsigned)d->w), "");
+    return LLVMBuildBitCast(c->b, bits, d->vf32, "");
 }
 
 /* Lanes [h·W, (h+1)·W) of the chunk's e2m1 elements as scaled f32: each
- * lane takes its word (a broadcast), shifts its nibble to the top and then
- * to the bottom, and looks it up in the table with vpermps; with an
- * 8-entry table, lanes whose nibble has its sign bit (bit 31 after the
- * first shift) take the negated entry, whatever the scale's sign. */
+ * lane takes its word (a broadcast) shifted right by its nibble's place,
+ * and vpermps looks the low index bits up in the table.  AVX-512's
+ * 16-entry table takes the whole nibble.  AVX2's 8 entries take the
+ * magnitude m, and the index shifted left by 28 (m at bits 28-30, the
+ * nibble's sign at 31, the other nibbles gone) xor-ed into the entry
+ * clears the m e2m1_table put there and flips the sign: five operations
+ * per 8 elements, load included, where a blend on the sign took six. */
 static LLVMValueRef e2m1_part(Cg *c, Dot *d, LLVMValueRef words, LLVMValueRef table, int h)
 {
     LLVMBuilderRef B = c->b;
     int w = d->w;
-    LLVMValueRef pick[16], left[16];
+    LLVMValueRef pick[16], right[16];
     for (int l = 0; l < w; l++) {
         pick[l] = LLVMConstInt(c->i32, (unsigned long long)(l / 8), 0);
-        left[l] = LLVMConstInt(c->i32, (unsigned long long)(28 - 4 * (l % 8)), 0);
+        right[l] = LLVMConstInt(c->i32, (unsigned long long)(4 * (l % 8)), 0);
     }
     /* this part's w/8 words (w/2 bytes), each broadcast to its 8 lanes:
      * vpbroadcastd from memory on AVX2 */
@@ -557,19 +569,15 @@ static LLVMValueRef e2m1_part(Cg *c, Dot *d, LLVMValueRef words, LLVMValueRef ta
     LLVMValueRef raw = LLVMBuildLoad2(B, wty, p, "");
     LLVMSetAlignment(raw, 1);
     LLVMValueRef x = LLVMBuildShuffleVector(B, raw, LLVMGetPoison(wty), LLVMConstVector(pick, (unsigned)w), "");
-    /* each lane's nibble to the top (bits 28-31: the sign at bit 31), then
-     * down to the bottom with one uniform shift */
-    LLVMTypeRef vi32 = LLVMVectorType(c->i32, (unsigned)w);
-    LLVMValueRef top = LLVMBuildShl(B, x, LLVMConstVector(left, (unsigned)w), "");
-    LLVMValueRef idx = LLVMBuildLShr(B, top, splat_i(c, c->i32, w, 28), "");
+    LLVMValueRef idx = LLVMBuildLShr(B, x, LLVMConstVector(right, (unsigned)w), "");
     const char *name = w == 16 ? "llvm.x86.avx512.permvar.sf.512" : "llvm.x86.avx2.permps";
     LLVMValueRef args[2] = {table, idx};
     LLVMValueRef v = cg_intrinsic(c, name, NULL, 0, args, 2);
     if (w == 16)
         return v;
-    /* negative lanes (bit 31 of top) take -v: vblendvps on the sign bit */
-    LLVMValueRef neg = LLVMBuildICmp(B, LLVMIntSLT, top, LLVMConstNull(vi32), "");
-    return LLVMBuildSelect(B, neg, LLVMBuildFNeg(B, v, ""), v, "");
+    LLVMTypeRef vi32 = LLVMVectorType(c->i32, (unsigned)w);
+    LLVMValueRef sign = LLVMBuildShl(B, idx, splat_i(c, c->i32, w, 28), "");
+    return LLVMBuildBitCast(B, LLVMBuildXor(B, LLVMBuildBitCast(B, v, vi32, ""), sign, ""), d->vf32, "");
 }
 
 /* Packed e2m1 on AVX2 (Dot.e2m1_lut): a step of 32 elements (16 bytes, one
@@ -580,9 +588,9 @@ static LLVMValueRef e2m1_part(Cg *c, Dot *d, LLVMValueRef words, LLVMValueRef ta
  * int8, sign included), stored to a 32-byte scratch, read back 8 at a
  * time sign-extended (vpmovsxbd from memory) and converted (vcvtdq2ps):
  * ~4 vector operations per 8 elements, where the f32 table of
- * e2m1_part spends five with a lane-crossing permute and a blend on the
- * FMA ports (a C loop of each, weights in L1, 3 columns: 0.19 -> 0.11 ns
- * per weight).  The scratch's accesses are volatile, or LLVM would keep
+ * e2m1_part then spent five, with a lane-crossing permute and a blend on
+ * the FMA ports (a C loop of each, weights in L1, 3 columns: 0.19 -> 0.11
+ * ns per weight; e2m1_part has since lost the blend).  The scratch's accesses are volatile, or LLVM would keep
  * the bytes in registers and extract each part with shuffles. */
 static void e2m1_lut_parts(Cg *c, Dot *d, int j, LLVMValueRef k, LLVMValueRef *part)
 {

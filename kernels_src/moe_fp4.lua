@@ -71,6 +71,22 @@ end
 -- reduction and a pass over its fragments every 128 columns.  Elsewhere
 -- the lowering dequantises each step's tiles first: 128 suits the tensor
 -- cores and the register tiles.
+-- The K step of the CPU's dot tiles (row tiles of BM <= 16; an unset BM
+-- takes its first candidate, 16) for a spec's choose, nil elsewhere: all
+-- of K in one scaled T.gemm, each 128-wide block promoted in registers
+-- rather than reduced and added every 128 columns.  Swept at 12 rows per
+-- expert (E = 8, one thread, `tilec sweep --over BK=...`): moe_expert_gemm
+-- (N 4096, K 2048) 52.6 ms at BK 128, 35.1 at 2048; moe_gemm_swiglu
+-- (I 2048, K 4096) 113 at 128, 72 at 4096.  A GPU or taller tiles keep
+-- 128 (the tensor cores, the register tiles).
+function F.dot_bk(p, target)
+  if target.sm or (p.BM or 16) > 16 then return nil end
+  for _, c in ipairs{4096, 2048, 1024, 512, 256} do
+    if p.K % c == 0 then return c end
+  end
+  return nil
+end
+
 function F.accumulate(outs, a, sa, w, sw, tile, K, BS, BK)
   local BM, BN = outs[1][1].shape[1], outs[1][1].shape[2]
   BS, BK = BS or BN, BK or F.ABLOCK

@@ -238,10 +238,12 @@ else
   bad "fp4 dot tile at one row decodes through a byte table, no scalar loads, prefetching" "$(head -40 "$tmp/dot_fp4_1.s")"
 fi
 # (the first such loop: the tiles whose rows all lie inside A; the tail's,
-# reading a staged A, may reload a constant)
+# reading a staged A, may reload a constant).  The sign goes in with the
+# xor that clears the table's marks (a left shift by 28), not a blend.
 PAT=vperm fp4_loop --set BM=16 --set BK=2048 | awk '/^----$/ { exit } { print }' >"$tmp/dot_fp4_k.s"
 if grep -qE "vperm(ps|d)" "$tmp/dot_fp4_k.s" && grep -q "vpbroadcastd	(%" "$tmp/dot_fp4_k.s" &&
-   grep -q vblendvps "$tmp/dot_fp4_k.s" && ! grep -qE "movzb|movsb|[0-9]\(%rsp\)" "$tmp/dot_fp4_k.s"; then
+   grep -q "vpslld	\$28" "$tmp/dot_fp4_k.s" && ! grep -q vblendvps "$tmp/dot_fp4_k.s" &&
+   ! grep -qE "movzb|movsb|[0-9]\(%rsp\)" "$tmp/dot_fp4_k.s"; then
   ok "fp4 tall dot tiles decode through a table permute, no scalar loads or spills"
 else
   bad "fp4 tall dot tiles decode through a table permute, no scalar loads or spills" "$(head -40 "$tmp/dot_fp4_k.s")"
