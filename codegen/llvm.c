@@ -410,25 +410,97 @@ static LLVMValueRef round_to(Cg *c, DType t, LLVMValueRef v)
 
 /* ------------------------------------------------------------ addresses */
 
-LLVMValueRef cg_elem_ptr(Cg *c, const Buffer *b, LLVMValueRef const *idx)
+/* Element idx of buffer b: on the CPU one GEP per dimension, so that
+ * scalar evolution sees each dimension's term apart.  A single summed
+ * offset loses them where InstCombine turns i·2048 + 2j into an `or`
+ * without its disjoint flag, and the loop vectoriser then gives up
+ * ("cannot identify array bounds": a pair of stores per step, as in
+ * lowering's dequantising copies, was never vectorised).  The GPU keeps
+ * one offset (its PTX as it was). */
+static LLVMValueRef elem_at(Cg *c, LLVMTypeRef ty, LLVMValueRef base, int rank, LLVMValueRef const *scaled)
 {
-    LLVMValueRef off = cg_i64(c, 0);
-    for (int d = 0; d < b->rank; d++)
-        off = LLVMBuildAdd(c->b, off, LLVMBuildMul(c->b, idx[d], c->stride[b->id][d], ""), "");
-    return LLVMBuildGEP2(c->b, cg_storage_type(c, b->dtype), c->base[b->id], &off, 1, "");
+    if (c->t->gpu_sm) {
+        LLVMValueRef off = cg_i64(c, 0);
+        for (int d = 0; d < rank; d++)
+            off = LLVMBuildAdd(c->b, off, scaled[d], "");
+        return LLVMBuildGEP2(c->b, ty, base, &off, 1, "");
+    }
+    LLVMValueRef p = base;
+    for (int d = 0; d < rank; d++)
+        p = LLVMBuildGEP2(c->b, ty, p, (LLVMValueRef *)&scaled[d], 1, "");
+    return p;
 }
 
-/* Element idx of a packed fp4 buffer (low nibble first), as an i8 0..15. */
-static LLVMValueRef load_nibble(Cg *c, const Buffer *b, LLVMValueRef const *idx)
+LLVMValueRef cg_elem_ptr(Cg *c, const Buffer *b, LLVMValueRef const *idx)
 {
-    LLVMValueRef off = cg_i64(c, 0);
+    LLVMValueRef scaled[IR_MAX_RANK];
     for (int d = 0; d < b->rank; d++)
-        off = LLVMBuildAdd(c->b, off, LLVMBuildMul(c->b, idx[d], c->stride[b->id][d], ""), "");
-    LLVMValueRef byte_off = LLVMBuildLShr(c->b, off, cg_i64(c, 1), "");
-    LLVMValueRef p = LLVMBuildGEP2(c->b, c->i8, c->base[b->id], &byte_off, 1, "");
+        scaled[d] = LLVMBuildMul(c->b, idx[d], c->stride[b->id][d], "");
+    return elem_at(c, cg_storage_type(c, b->dtype), c->base[b->id], b->rank, scaled);
+}
+
+/* An index expression as 2·h + r with r a constant 0 or 1: sums of
+ * constants and of products by even constants.  *h is built (an i64
+ * LLVM value) only when the whole expression has that form. */
+static bool halve(Cg *c, const Expr *e, LLVMValueRef *h, int64_t *r)
+{
+    if (e->op == EX_CONST && !dt_is_float(e->dtype)) {
+        *h = cg_i64(c, e->imm.i >> 1);
+        *r = e->imm.i & 1;
+        return true;
+    }
+    if (e->op == EX_MUL)
+        for (int i = 0; i < 2; i++) {
+            const Expr *k = e->args[i];
+            if (k->op == EX_CONST && !dt_is_float(k->dtype) && k->imm.i % 2 == 0) {
+                *h = LLVMBuildMul(c->b, cg_expr(c, e->args[1 - i]), cg_i64(c, k->imm.i / 2), "");
+                *r = 0;
+                return true;
+            }
+        }
+    LLVMValueRef ha, hb;
+    int64_t ra, rb;
+    if (e->op == EX_ADD && halve(c, e->args[0], &ha, &ra) && halve(c, e->args[1], &hb, &rb)) {
+        *h = LLVMBuildAdd(c->b, LLVMBuildAdd(c->b, ha, hb, ""), cg_i64(c, (ra + rb) >> 1), "");
+        *r = (ra + rb) & 1;
+        return true;
+    }
+    return false;
+}
+
+/* Element idx of a packed fp4 buffer (low nibble first), as an i8 0..15.
+ * Where every dimension but the last has an even stride and the last
+ * index is 2·h + r (lowering's dequantising copies read a pair of
+ * elements per step, say), the byte is h's plus the others' half-strides
+ * and the nibble a constant r: addresses the loop vectoriser follows as
+ * consecutive bytes.  Otherwise the element offset is halved at run time,
+ * which it can only gather (a staged 128 x 128 fp4 weight tile: ~12
+ * instructions per element, not vectorised). */
+static LLVMValueRef load_nibble(Cg *c, const Buffer *b, const Expr *const *index, LLVMValueRef const *idx)
+{
+    int last = b->rank - 1;
+    bool even = true;
+    for (int d = 0; d < last; d++)
+        even = even && b->stride[d]->op == EX_CONST && b->stride[d]->imm.i % 2 == 0;
+    LLVMValueRef half, p, shift;
+    int64_t r;
+    if (even && halve(c, index[last], &half, &r)) {
+        LLVMValueRef bytes[IR_MAX_RANK];
+        for (int d = 0; d < last; d++)
+            bytes[d] = LLVMBuildMul(c->b, idx[d], cg_i64(c, b->stride[d]->imm.i / 2), "");
+        bytes[last] = half;
+        p = elem_at(c, c->i8, c->base[b->id], b->rank, bytes);
+        shift = LLVMConstInt(c->i8, (unsigned long long)(4 * r), 0);
+    } else {
+        LLVMValueRef off = cg_i64(c, 0);
+        for (int d = 0; d < b->rank; d++)
+            off = LLVMBuildAdd(c->b, off, LLVMBuildMul(c->b, idx[d], c->stride[b->id][d], ""), "");
+        LLVMValueRef byte_off = LLVMBuildLShr(c->b, off, cg_i64(c, 1), "");
+        p = LLVMBuildGEP2(c->b, c->i8, c->base[b->id], &byte_off, 1, "");
+        shift = LLVMBuildTrunc(c->b, LLVMBuildShl(c->b, LLVMBuildAnd(c->b, off, cg_i64(c, 1), ""), cg_i64(c, 2), ""),
+                               c->i8, "");
+    }
     LLVMValueRef byte = LLVMBuildLoad2(c->b, c->i8, p, "");
-    LLVMValueRef shift = LLVMBuildTrunc(c->b, LLVMBuildShl(c->b, LLVMBuildAnd(c->b, off, cg_i64(c, 1), ""),
-                                                           cg_i64(c, 2), ""), c->i8, "");
     return LLVMBuildAnd(c->b, LLVMBuildLShr(c->b, byte, shift, ""), LLVMConstInt(c->i8, 15, 0), "");
 }
 
@@ -436,6 +508,20 @@ static LLVMValueRef load_nibble(Cg *c, const Buffer *b, LLVMValueRef const *idx)
 
 static LLVMValueRef int_div(Cg *c, LLVMValueRef a, LLVMValueRef b, bool mod)
 {
+    /* by a power of two, floor division is an arithmetic shift and the
+     * floor remainder a mask: forms that value tracking turns into lshr
+     * and the loop vectoriser's bounds analysis follows (an fp4 weight's
+     * scale sw[i, j / 16] behind a select made the loop unvectorisable:
+     * "cannot identify array bounds") */
+    if (LLVMIsAConstantInt(b)) {
+        long long k = LLVMConstIntGetSExtValue(b);
+        if (k > 0 && (k & (k - 1)) == 0) {
+            int sh = 0;
+            while ((1LL << sh) < k)
+                sh++;
+            return mod ? LLVMBuildAnd(c->b, a, cg_i64(c, k - 1), "") : LLVMBuildAShr(c->b, a, cg_i64(c, sh), "");
+        }
+    }
     /* floor semantics: adjust C's truncation when signs differ */
     LLVMValueRef q = LLVMBuildSDiv(c->b, a, b, ""), r = LLVMBuildSRem(c->b, a, b, "");
     LLVMValueRef nz = LLVMBuildICmp(c->b, LLVMIntNE, r, cg_i64(c, 0), "");
@@ -538,7 +624,7 @@ LLVMValueRef cg_expr(Cg *c, const Expr *e)
         for (int d = 0; d < e->nargs; d++)
             idx[d] = cg_expr(c, e->args[d]);
         if (e->buf->dtype == DT_F4E2M1) /* packed: element i is nibble i % 2 of byte i / 2 */
-            return cg_widen(c, DT_F4E2M1, load_nibble(c, e->buf, idx));
+            return cg_widen(c, DT_F4E2M1, load_nibble(c, e->buf, (const Expr *const *)e->args, idx));
         LLVMValueRef p = cg_elem_ptr(c, e->buf, idx);
         return cg_widen(c, e->buf->dtype, LLVMBuildLoad2(c->b, cg_storage_type(c, e->buf->dtype), p, ""));
     }

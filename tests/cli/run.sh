@@ -135,6 +135,14 @@ if out=$("$TILEC" run "$tmp/count.tir" --in y="$tmp/zeros4.npy" --out y="$tmp/co
 if "$TILEC" compile kernels_src/rope.lua --target x86-avx2 --emit llvm -o "$tmp/rope.ll" 2>"$tmp/err" &&
    grep -q "vector.body" "$tmp/rope.ll" && ! grep -q "vector.memcheck" "$tmp/rope.ll"; then
   ok "argument loops vectorise without overlap checks"; else bad "argument loops vectorise without overlap checks" "$(grep -c vector.memcheck "$tmp/rope.ll") memchecks" "$(cat "$tmp/err")"; fi
+# a prefill tile's packed fp4 weights are dequantised a pair of elements
+# per step: each dimension its own GEP and the pair's byte at an affine
+# address, so the loop vectorises (8 bytes in, 16 floats out interleaved);
+# with one summed offset LLVM gave up ("cannot identify array bounds")
+if "$TILEC" compile kernels_src/moe_expert_gemm.lua --set R=1024 --set E=8 --set N=4096 --set K=2048 --set BM=64 \
+     --set BK=512 --set BN=128 --target x86-avx2 --emit llvm -o "$tmp/moe64.ll" 2>"$tmp/err" &&
+   grep -q "store <16 x float> %interleaved" "$tmp/moe64.ll"; then
+  ok "fp4 dequantising copies vectorise"; else bad "fp4 dequantising copies vectorise" "$(cat "$tmp/err")"; fi
 # decode rows: dot tiles — vdpbf16ps on bf16 pairs along K (AVX-512), fp8
 # widened through F16C (vcvtph2ps) and the next step prefetched (AVX2)
 "$TILEC" compile examples/gemm.lua --set dtype=bf16 --set M=4 --set BM=4 --target x86-avx512 --emit asm \
