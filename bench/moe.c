@@ -177,15 +177,16 @@ static bool chain_build(Stage *st, const Cfg *c)
     snprintf(E, 16, "%d", c->E); snprintf(K, 16, "%d", c->K);
     int R = c->T * c->K, per = R / (c->E < R ? c->E : R); /* rows per touched expert */
     /* the expert GEMMs' row tile: 4 for a decode's one or two rows per
-     * expert, else 16 (one tile for an expert's rows, its weights decoded
-     * once per band: moe_expert_gemm, E 16, 6 rows each, one thread,
-     * `tilec sweep --over BM=4,8,16`: 47.7 ms at 4, 35.2-40.7 at 16; at 1
-     * row each 6.9 at 4, 13.2 at 16) */
-    snprintf(BMe, 8, "%d", per <= 4 ? 4 : 16);
+     * expert, 16 (dot tiles, one for an expert's rows, its weights decoded
+     * once per band) up to 16 rows, then register tiles over dequantised
+     * weights: moe_expert_gemm, one thread, `tilec sweep --over BM=...`:
+     * E 16, 6 rows each: 47.7 ms at 4, 35.2-40.7 at 16; 1 row each: 6.9 at
+     * 4, 13.2 at 16; v4-mini's 64 rows each: 8.2 at 16, 5.3 at 32, 4.2 at
+     * 64; Flash's 128 rows, E 8: 381 at 16, 363 at 32, 306 at 64 */
+    snprintf(BMe, 8, "%d", per <= 4 ? 4 : per <= 16 ? 16 : per <= 48 ? 32 : 64);
     snprintf(BMs, 8, "%d", c->T <= 16 ? 16 : 64);           /* the shared fp8_gemm's */
     /* The expert GEMMs' K step and weight rows per step: their specs'
-     * choose (all of K per step in the CPU's dot tiles, 32 weight rows per
-     * step in 4-row tiles) */
+     * choose (moe_fp4.cpu_bk) */
     const char *gate[][2] = {{"D", D}, {"E", E}, {"TOPK", K}, {"route_scale", "1.5"}, {"routing", "topk"}, {0}};
     const char *aq[][2] = {{"K", D}, {0}};
     const char *layout[][2] = {{"E", E}, {"TOPK", K}, {0}};

@@ -47,12 +47,13 @@ return T.kernel "moe_expert_gemm" {
       F.store_rows(acc, c, tile, bn * p.BN)
     end
   end,
-  -- CPU dot tiles: all of K per step (moe_fp4.dot_bk) and 32 weight rows
-  -- per block, few enough streams for the prefetchers (E = 16, one row per
-  -- expert: 28 ms against 55 at 128; at 12 rows 33.7-35.8 against
-  -- 34.6-38.8, alternated).  A --set value stays.
+  -- On a CPU: the K step of moe_fp4.cpu_bk, and in dot tiles (BM <= 16)
+  -- 32 weight rows per block, few enough streams for the prefetchers
+  -- (E = 16, one row per expert: 28 ms against 55 at 128; at 12 rows
+  -- 33.7-35.8 against 34.6-38.8, alternated).  A --set value stays.
   choose = function(p, target)
-    local bk = F.dot_bk(p, target)
-    return bk and { BK = bk, BN = 32 } or {}
+    local bk = F.cpu_bk(p, target)
+    if not bk then return {} end
+    return (p.BM or 16) <= 16 and { BK = bk, BN = 32 } or { BK = bk }
   end,
 }

@@ -71,18 +71,22 @@ end
 -- reduction and a pass over its fragments every 128 columns.  Elsewhere
 -- the lowering dequantises each step's tiles first: 128 suits the tensor
 -- cores and the register tiles.
--- The K step of the CPU's dot tiles (row tiles of BM <= 16; an unset BM
--- takes its first candidate, 16) for a spec's choose, nil elsewhere: all
--- of K in one scaled T.gemm, each 128-wide block promoted in registers
--- rather than reduced and added every 128 columns.  Swept at 12 rows per
--- expert (E = 8, one thread, `tilec sweep --over BK=...`): moe_expert_gemm
--- (N 4096, K 2048) 52.6 ms at BK 128, 35.1 at 2048; moe_gemm_swiglu
--- (I 2048, K 4096) 113 at 128, 72 at 4096.  A GPU or taller tiles keep
--- 128 (the tensor cores, the register tiles).
-function F.dot_bk(p, target)
-  if target.sm or (p.BM or 16) > 16 then return nil end
+-- The K step on a CPU for a spec's choose (nil on a GPU: 128 suits the
+-- tensor cores).  Row tiles of BM <= 16 (an unset BM takes its first
+-- candidate, 16) are dot tiles: all of K in one scaled T.gemm, each
+-- 128-wide block promoted in registers rather than reduced and added every
+-- 128 columns.  Taller ones are register tiles over a dequantised weight
+-- tile of BN x BK f32: up to 512, which half of L2 holds.  Swept on the
+-- AVX2 host, one thread (`tilec sweep --over BK=...`): 12 rows per expert,
+-- E 8: moe_expert_gemm (N 4096, K 2048) 52.6 ms at BK 128, 35.1 at 2048;
+-- moe_gemm_swiglu (I 2048, K 4096) 113 at 128, 72 at 4096.  64 rows, E 16
+-- (v4-mini: N 512, K 256), BM 64: 5.6 at 128, 4.2 at 256; 128 rows, E 8,
+-- Flash, BM 64: 350 at 128, 306 at 512 and at 2048.
+function F.cpu_bk(p, target)
+  if target.sm then return nil end
+  local most = (p.BM or 16) <= 16 and 4096 or 512
   for _, c in ipairs{4096, 2048, 1024, 512, 256} do
-    if p.K % c == 0 then return c end
+    if c <= most and p.K % c == 0 then return c end
   end
   return nil
 end

@@ -63,11 +63,11 @@ return T.kernel "moe_gemm_swiglu" {
       end
     end
   end,
-  -- CPU dot tiles: all of K per step (moe_fp4.dot_bk); 4-row tiles (a
-  -- decode's one or two rows per expert) stream 32 weight rows per step,
-  -- taller ones the block's 128 (12 rows: 72 ms against 89 at 32).
+  -- On a CPU: the K step of moe_fp4.cpu_bk; 4-row tiles (a decode's one
+  -- or two rows per expert) stream 32 weight rows per step, taller ones the
+  -- block's 128 (12 rows: 72 ms against 89 at 32).
   choose = function(p, target)
-    local bk = F.dot_bk(p, target)
+    local bk = F.cpu_bk(p, target)
     return bk and { BK = bk, BS = (p.BM or 16) <= 4 and 32 or 128 } or {}
   end,
 }
