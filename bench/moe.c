@@ -182,8 +182,9 @@ static bool chain_build(Stage *st, const Cfg *c)
      * weights: moe_expert_gemm, one thread, `tilec sweep --over BM=...`:
      * E 16, 6 rows each: 47.7 ms at 4, 35.2-40.7 at 16; 1 row each: 6.9 at
      * 4, 13.2 at 16; v4-mini's 64 rows each: 8.2 at 16, 5.3 at 32, 4.2 at
-     * 64; Flash's 128 rows, E 8: 381 at 16, 363 at 32, 306 at 64 */
-    snprintf(BMe, 8, "%d", per <= 4 ? 4 : per <= 16 ? 16 : per <= 48 ? 32 : 64);
+     * 64; Flash's 128 rows, E 8: 381 at 16, 363 at 32, 306-398 at 64, 256-303
+     * at 128 (moe_gemm_swiglu 629 at 64, 539 at 128) */
+    snprintf(BMe, 8, "%d", per <= 4 ? 4 : per <= 16 ? 16 : per <= 48 ? 32 : per <= 96 ? 64 : 128);
     snprintf(BMs, 8, "%d", c->T <= 16 ? 16 : 64);           /* the shared fp8_gemm's */
     /* The expert GEMMs' K step and weight rows per step: their specs'
      * choose (moe_fp4.cpu_bk) */
