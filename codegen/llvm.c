@@ -417,7 +417,8 @@ static LLVMValueRef round_to(Cg *c, DType t, LLVMValueRef v)
  * without its disjoint flag, and the loop vectoriser then gives up
  * ("cannot identify array bounds": a pair of stores per step, as in
  * lowering's dequantising copies, was never vectorised).  The GPU keeps
- * one offset (its PTX as it was). */
+ * one summed offset (its PTX unchanged but for packed fp4's bytes,
+ * load_nibble). */
 static LLVMValueRef elem_at(Cg *c, LLVMTypeRef ty, LLVMValueRef base, int rank, LLVMValueRef const *scaled)
 {
     if (c->t->gpu_sm) {

@@ -590,8 +590,9 @@ static LLVMValueRef e2m1_part(Cg *c, Dot *d, LLVMValueRef words, LLVMValueRef ta
  * ~4 vector operations per 8 elements, where the f32 table of
  * e2m1_part then spent five, with a lane-crossing permute and a blend on
  * the FMA ports (a C loop of each, weights in L1, 3 columns: 0.19 -> 0.11
- * ns per weight; e2m1_part has since lost the blend).  The scratch's accesses are volatile, or LLVM would keep
- * the bytes in registers and extract each part with shuffles. */
+ * ns per weight; e2m1_part has since lost the blend).  The scratch's
+ * accesses are volatile, or LLVM would keep the bytes in registers and
+ * extract each part with shuffles. */
 static void e2m1_lut_parts(Cg *c, Dot *d, int j, LLVMValueRef k, LLVMValueRef *part)
 {
     static const int8_t twice[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
