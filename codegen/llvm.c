@@ -441,33 +441,44 @@ LLVMValueRef cg_elem_ptr(Cg *c, const Buffer *b, LLVMValueRef const *idx)
     return elem_at(c, cg_storage_type(c, b->dtype), c->base[b->id], b->rank, scaled);
 }
 
-/* An index expression as 2·h + r with r a constant 0 or 1: sums of
- * constants and of products by even constants.  *h is built (an i64
- * LLVM value) only when the whole expression has that form. */
-static bool halve(Cg *c, const Expr *e, LLVMValueRef *h, int64_t *r)
+/* Whether an index expression is 2·h + r with r a constant 0 or 1 (sums
+ * of integer constants and of products by even constants); *r is r. */
+static bool halves(const Expr *e, int64_t *r)
 {
     if (e->op == EX_CONST && !dt_is_float(e->dtype)) {
-        *h = cg_i64(c, e->imm.i >> 1);
         *r = e->imm.i & 1;
         return true;
     }
     if (e->op == EX_MUL)
-        for (int i = 0; i < 2; i++) {
-            const Expr *k = e->args[i];
-            if (k->op == EX_CONST && !dt_is_float(k->dtype) && k->imm.i % 2 == 0) {
-                *h = LLVMBuildMul(c->b, cg_expr(c, e->args[1 - i]), cg_i64(c, k->imm.i / 2), "");
+        for (int i = 0; i < 2; i++)
+            if (e->args[i]->op == EX_CONST && !dt_is_float(e->args[i]->dtype) && e->args[i]->imm.i % 2 == 0) {
                 *r = 0;
                 return true;
             }
-        }
-    LLVMValueRef ha, hb;
     int64_t ra, rb;
-    if (e->op == EX_ADD && halve(c, e->args[0], &ha, &ra) && halve(c, e->args[1], &hb, &rb)) {
-        *h = LLVMBuildAdd(c->b, LLVMBuildAdd(c->b, ha, hb, ""), cg_i64(c, (ra + rb) >> 1), "");
+    if (e->op == EX_ADD && halves(e->args[0], &ra) && halves(e->args[1], &rb)) {
         *r = (ra + rb) & 1;
         return true;
     }
     return false;
+}
+
+/* h of an expression halves() accepted, as an i64; *r as there. */
+static LLVMValueRef half_of(Cg *c, const Expr *e, int64_t *r)
+{
+    if (e->op == EX_CONST) {
+        *r = e->imm.i & 1;
+        return cg_i64(c, e->imm.i >> 1);
+    }
+    if (e->op == EX_MUL) {
+        int k = e->args[0]->op == EX_CONST && e->args[0]->imm.i % 2 == 0 ? 0 : 1;
+        *r = 0;
+        return LLVMBuildMul(c->b, cg_expr(c, e->args[1 - k]), cg_i64(c, e->args[k]->imm.i / 2), "");
+    }
+    int64_t ra, rb;
+    LLVMValueRef ha = half_of(c, e->args[0], &ra), hb = half_of(c, e->args[1], &rb);
+    *r = (ra + rb) & 1;
+    return LLVMBuildAdd(c->b, LLVMBuildAdd(c->b, ha, hb, ""), cg_i64(c, (ra + rb) >> 1), "");
 }
 
 /* Element idx of a packed fp4 buffer (low nibble first), as an i8 0..15.
@@ -484,13 +495,13 @@ static LLVMValueRef load_nibble(Cg *c, const Buffer *b, const Expr *const *index
     bool even = true;
     for (int d = 0; d < last; d++)
         even = even && b->stride[d]->op == EX_CONST && b->stride[d]->imm.i % 2 == 0;
-    LLVMValueRef half, p, shift;
+    LLVMValueRef p, shift;
     int64_t r;
-    if (even && halve(c, index[last], &half, &r)) {
+    if (even && halves(index[last], &r)) {
         LLVMValueRef bytes[IR_MAX_RANK];
         for (int d = 0; d < last; d++)
             bytes[d] = LLVMBuildMul(c->b, idx[d], cg_i64(c, b->stride[d]->imm.i / 2), "");
-        bytes[last] = half;
+        bytes[last] = half_of(c, index[last], &r);
         p = elem_at(c, c->i8, c->base[b->id], b->rank, bytes);
         shift = LLVMConstInt(c->i8, (unsigned long long)(4 * r), 0);
     } else {
