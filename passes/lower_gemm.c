@@ -472,10 +472,13 @@ static Stmt *dot_tile(Lower *L, const Stmt *g, const Region *a, const Region *b,
 
 /* Rows of C in bands: `full` bands of mr rows from row i0 (in a loop of
  * `loop` steps, or NULL: one band, from i0 + i — i NULL: 0), then a tail
- * band of rem rows (under the condition `tail`, or NULL: always). */
+ * band of rem rows (under the condition `tail`, or NULL: always), or with
+ * `left` (the rows the loop's bands leave, 0 to mr - 1 at run time) a band
+ * of exactly that many: one variant per row count, chosen by a chain of
+ * tests. */
 typedef struct RowBands {
     int64_t i0, mr, full, rem;
-    Expr *loop, *tail, *i;
+    Expr *loop, *tail, *i, *left;
 } RowBands;
 
 /* The tiles of columns [j0 + j, +n) in every band of rb. */
@@ -491,7 +494,14 @@ static void dot_column(Lower *L, Stmt *seq, const Stmt *g, const Region *a, cons
     } else if (rb->full) {
         ir_seq_push(L->k, seq, dot_tile(L, g, a, b, sc, c, rb->i ? rb->i : ci(L, 0), rb->i0, rb->mr, j, j0, n, K));
     }
-    if (rb->rem) {
+    if (rb->left) {
+        Expr *done = ir_binary(L->k, EX_MUL, rb->loop, ci(L, rb->mr));
+        Stmt *chain = NULL;
+        for (int64_t k = rb->mr - 1; k >= 1; k--)
+            chain = ir_if(L->k, ir_binary(L->k, EX_EQ, rb->left, ci(L, k)),
+                          dot_tile(L, g, a, b, sc, c, done, rb->i0, k, j, j0, n, K), chain, g->loc);
+        ir_seq_push(L->k, seq, chain);
+    } else if (rb->rem) {
         Stmt *tail = dot_tile(L, g, a, b, sc, c, ci(L, 0), rb->i0 + rb->full * rb->mr, rb->rem, j, j0, n, K);
         ir_seq_push(L->k, seq, rb->tail ? ir_if(L->k, rb->tail, tail, NULL, g->loc) : tail);
     }
@@ -516,44 +526,32 @@ static void dot_columns(Lower *L, Stmt *seq, const Stmt *g, const Region *a, con
         dot_column(L, seq, g, a, b, sc, c, ci(L, 0), cols * nr, rem, rb, K);
 }
 
-static Stmt *dot_tiles(Lower *L, const Stmt *g, const Region *a, const Region *b, DotScales sc,
-                       const Region *c, Expr *rows, bool variants);
-
-/* Dot tiles with only their first `rows` wanted run a one-row variant
- * where one row is: an MoE expert's tile at decode mostly holds one token
- * (T tokens times 6 routed experts among 256), and a packed e2m1 weight
- * decoded once feeds an FMA per row of the band, so a 4-row tile spent
- * three quarters of its FMAs on rows nobody reads (moe_expert_gemm, E=16,
- * N=4096, K=2048, BN=32, one row per expert, one thread: BM 4 56.5 -> 28.7
- * ms, BM 16 61.8 -> 40.9).  A variant per row count doubled
- * moe_gemm_swiglu's compile time (0.5 -> 1 s); this one adds ~10%. */
-static Stmt *dot_one_row_variant(Lower *L, const Stmt *g, const Region *a, const Region *b, DotScales sc,
-                                 const Region *c, Expr *rows)
-{
-    Expr *z = ci(L, 0);
-    Region a1 = sub(L, a, 0, 1, z, 0, a->ext[1], z), c1 = sub(L, c, 0, 1, z, 0, c->ext[1], z), as1;
-    DotScales sc1 = sc;
-    if (sc.a) {
-        as1 = scale_rows(L, a, sc.a, z, 0, 1);
-        sc1.a = &as1;
-    }
-    Stmt *one = dot_tiles(L, g, &a1, b, sc1, &c1, NULL, false), *more = dot_tiles(L, g, a, b, sc, c, rows, false);
-    Stmt *pick = ir_if(L->k, ir_binary(L->k, EX_LE, rows, ci(L, 1)), one, more, g->loc);
-    return ir_if(L->k, ir_binary(L->k, EX_LT, z, rows), pick, NULL, g->loc);
-}
-
-/* Every row band of C = A·Bᵀ in dot tiles (those holding wanted rows:
- * wanted_bands, or with `variants` dot_one_row_variant). */
+/* Every row band of C = A·Bᵀ in dot tiles: those holding wanted rows
+ * (wanted_bands), or with `variants` exactly the wanted ones — bands of mr
+ * rows while that many are left, then a band of the rows left, in one of
+ * mr - 1 variants (RowBands.left).  A wanted row costs an FMA (and a load
+ * of A) per step, and a band decodes its weights once, so the padding
+ * rows of a fixed band were a fifth of the work where an MoE expert's
+ * tile holds 3 to 9 tokens: a 16-row tile's bands of 6 computed 138 rows
+ * for 96 wanted at a decode step of 16 tokens over 16 experts.  At one
+ * row per tile, the common case at decode (T tokens times 6 routed
+ * experts among 256), the variant is one row of the widest tiles. */
 static Stmt *dot_tiles(Lower *L, const Stmt *g, const Region *a, const Region *b, DotScales sc,
                        const Region *c, Expr *rows, bool variants)
 {
     int64_t M = c->ext[0], N = c->ext[1], K = a->ext[1];
-    if (rows && variants && M >= 2)
-        return dot_one_row_variant(L, g, a, b, sc, c, rows);
     Stmt *seq = ir_seq(L->k, g->loc);
     DType ta = a->buf->dtype, tb = b->buf->dtype;
     int64_t mr = dot_rows_of(L->t, M, K, ta, tb), full = M / mr, rem = M % mr;
     Bands bands = wanted_bands(L, rows, M, mr);
+    Expr *left = NULL;
+    if (rows && variants && mr >= 2) {
+        Expr *n = ir_binary(L->k, EX_MIN, ir_binary(L->k, EX_MAX, rows, ci(L, 0)), ci(L, M));
+        bands.loop = ir_binary(L->k, EX_DIV, n, ci(L, mr));
+        bands.tail = NULL;
+        left = ir_binary(L->k, EX_MOD, n, ci(L, mr));
+        rem = 0;
+    }
     bool loop = full > 1 || (full && rows);
     int64_t bn = sc.b ? mat_rows(b) / mat_rows(sc.b) : 0;
     int64_t nr = dot_cols_of(L->t, full ? mr : rem, K, ta, tb, bn, N);
@@ -566,7 +564,7 @@ static Stmt *dot_tiles(Lower *L, const Stmt *g, const Region *a, const Region *b
      * (128 rows of 2 KiB) stays in L2, and columns outside ran 4-7% slower
      * there. */
     if ((double)N * K * dt_bits(tb) / 8 > L->t->l2_bytes / 2) {
-        RowBands rb = {0, mr, full, rem, loop ? bands.loop : NULL, bands.tail, NULL};
+        RowBands rb = {0, mr, full, rem, loop ? bands.loop : NULL, bands.tail, NULL, left};
         dot_columns(L, seq, g, a, b, sc, c, nr, &rb, K);
         return seq;
     }
@@ -579,7 +577,17 @@ static Stmt *dot_tiles(Lower *L, const Stmt *g, const Region *a, const Region *b
     } else if (full) {
         dot_columns(L, seq, g, a, b, sc, c, nr, &(RowBands){.mr = mr, .full = 1}, K);
     }
-    if (rem) {
+    if (left) {
+        Expr *done = ir_binary(L->k, EX_MUL, bands.loop, ci(L, mr));
+        Stmt *chain = NULL;
+        for (int64_t k = mr - 1; k >= 1; k--) {
+            Stmt *band = ir_seq(L->k, g->loc);
+            dot_columns(L, band, g, a, b, sc, c, dot_cols_of(L->t, k, K, ta, tb, bn, N),
+                        &(RowBands){.mr = k, .full = 1, .i = done}, K);
+            chain = ir_if(L->k, ir_binary(L->k, EX_EQ, left, ci(L, k)), band, chain, g->loc);
+        }
+        ir_seq_push(L->k, seq, chain);
+    } else if (rem) {
         Stmt *tail = bands.tail ? ir_seq(L->k, g->loc) : seq;
         int64_t tail_nr = full ? dot_cols_of(L->t, rem, K, ta, tb, bn, N) : nr;
         dot_columns(L, tail, g, a, b, sc, c, tail_nr, &(RowBands){.i0 = full * mr, .mr = rem, .full = 1}, K);
