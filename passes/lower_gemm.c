@@ -610,6 +610,30 @@ static Expr *operand_inside(Lower *L, const Region *x, const Region *scale)
     return in && in->op == EX_CONST && in->imm.i ? NULL : in;
 }
 
+/* Whether the first n (an expression, at most the window's) of operand
+ * x's window rows, with the rows of its scale they use (NULL: none), lie
+ * inside their buffers — all a GEMM's dot tiles read where it has `rows`
+ * (dot_tiles' variants).  NULL where that holds without a test. */
+static Expr *rows_inside(Lower *L, const Region *x, const Region *scale, Expr *n)
+{
+    Expr *in = NULL;
+    const Region *rs[2] = {x, scale};
+    for (int t = 0; t < 2 && rs[t]; t++) {
+        const Region *r = rs[t];
+        if (r->buf->scope != SCOPE_GLOBAL)
+            continue;
+        int R = r->buf->rank - 2;
+        int64_t per = mat_rows(x) / mat_rows(r);
+        Expr *ext = per == 1 ? n : ir_binary(L->k, EX_DIV, add(L, n, ci(L, per - 1)), ci(L, per));
+        for (int d = 0; d < r->buf->rank; d++) {
+            Expr *lo = ir_binary(L->k, EX_LE, ci(L, 0), r->off[d]);
+            Expr *hi = ir_binary(L->k, EX_LE, add(L, r->off[d], d == R ? ext : ci(L, r->ext[d])), r->buf->shape[d]);
+            in = lower_and(L, in, ir_binary(L->k, EX_AND, lo, hi));
+        }
+    }
+    return in && in->op == EX_CONST && in->imm.i ? NULL : in;
+}
+
 /* An e4m3 A widened to f32 for dot tiles beside an e4m3 B is staged
  * lifted by 2^IR_A_LIFT_EXP (micro_gemm a_lifted): the tiles then widen B
  * straight into f32's fields, three integer operations per 8 weights where
@@ -671,7 +695,14 @@ static Stmt *lower_gemm_dot(Lower *L, const Stmt *g)
         if (!g->u.gemm.clear)
             ir_seq_push(L->k, seq, lower_copy(L, &c_out, &c, false, g->loc));
     }
-    Expr *inside_b = operand_inside(L, &b, bs), *inside = lower_and(L, operand_inside(L, &a, as), inside_b);
+    /* With `rows`, the dot tiles read only the first n of A's rows: an MoE
+     * expert's tile runs past the last row of A far more often than its
+     * rows do (at decode, every tile but the first few), and the slow path
+     * below dequantises A and computes whole bands (moe_expert_gemm at one
+     * row per expert, 16-row tiles: 2x the time of 4-row ones). */
+    Expr *n = rows ? ir_binary(L->k, EX_MIN, ir_binary(L->k, EX_MAX, rows, ci(L, 0)), ci(L, mat_rows(&a))) : NULL;
+    Expr *inside_a = n ? rows_inside(L, &a, as, n) : operand_inside(L, &a, as);
+    Expr *inside_b = operand_inside(L, &b, bs), *inside = lower_and(L, inside_a, inside_b);
     bool always = !inside || (inside->op == EX_CONST && inside->imm.i);
     bool never = inside && inside->op == EX_CONST && !inside->imm.i;
     /* A narrow A of several rows is widened to f32 once per call: every
@@ -696,8 +727,11 @@ static Stmt *lower_gemm_dot(Lower *L, const Stmt *g)
         fast = ir_seq(L->k, g->loc);
         DotScales fsc = sc;
         fsc.a_lifted = lifts_a(g, widen_a);
+        /* with `rows` only the first n rows need be inside: the whole
+         * window is staged (pass_hoist finds it), its loads guarded where
+         * it leaves the matrix */
         if (widen_a)
-            fa = whole(L, stage_lifted(L, fast, &a, false, a.ext[0], a.ext[1], DT_F32, "gemm_a", INSIDE,
+            fa = whole(L, stage_lifted(L, fast, &a, false, a.ext[0], a.ext[1], DT_F32, "gemm_a", n ? CHECK : INSIDE,
                                        fsc.a_lifted ? IR_A_LIFT_EXP : 0, g->loc));
         ir_seq_push(L->k, fast, dot_tiles(L, g, &fa, &b, fsc, &c, rows, true));
     }
