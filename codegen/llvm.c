@@ -832,6 +832,38 @@ static bool exactly_in(const Expr *e, DType t)
     return e->op == EX_CAST && dt_widens_exactly(e->args[0]->dtype, e->dtype) && exactly_in(e->args[0], t);
 }
 
+/* Whether body is a reduction step whose result no order of its steps
+ * changes: a maximum or minimum, or a sum of integers — an integer
+ * accumulator, or an f32 one adding a choice between integer constants (a
+ * count: topk_long's bisection, exact below 2^24).  Those keep 4
+ * accumulators: one is a chain of dependent steps (topk N=4096 K=512, 16
+ * rows: 16 -> 10.9 ms), and a count's lanes sum as a tree (store: its
+ * adds may be regrouped; without, LLVM adds the 8 lanes one after
+ * another) — topk_long at N 65536, one row, one thread: 0.185-0.187 ->
+ * 0.177-0.179 ms with the accumulators, 0.161-0.169 with both.  Other sums
+ * keep their one accumulator and their order, and with them their
+ * rounding (four gained nothing measurable: softmax, hc_pre,
+ * rmsnorm_quant; rmsnorm at 4096 tokens, its 128-element steps, lost
+ * 2-3%). */
+static bool integer_const(const Expr *e)
+{
+    return e->op == EX_CONST && (!dt_is_float(e->dtype) || e->imm.f == floor(e->imm.f));
+}
+
+static bool reduction_in_any_order(const Stmt *body)
+{
+    ExprOp op;
+    if (!ir_reduction_step(body, &op))
+        return false;
+    if (op == EX_MAX || op == EX_MIN)
+        return true;
+    while (body->op == ST_SEQ)
+        body = body->u.seq.items[0];
+    const Expr *term = body->u.store.value->args[1];
+    return !dt_is_float(body->u.store.buf->dtype) ||
+           (term->op == EX_SELECT && integer_const(term->args[1]) && integer_const(term->args[2]));
+}
+
 static void store(Cg *c, const Stmt *s)
 {
     const Buffer *b = s->u.store.buf;
@@ -856,6 +888,10 @@ static void store(Cg *c, const Stmt *s)
         return;
     }
     LLVMValueRef v = cg_expr(c, s->u.store.value);
+    /* a count's adds may be regrouped: its vector loop's lanes then sum as
+     * a tree, not one lane after another */
+    if (LLVMIsAInstruction(v) && LLVMGetInstructionOpcode(v) == LLVMFAdd && reduction_in_any_order(s))
+        LLVMSetFastMathFlags(v, LLVMFastMathAllowReassoc);
     DType vt = dt_is_float(b->dtype) ? DT_F32 : b->dtype == DT_BOOL ? DT_BOOL : DT_I64;
     v = cg_convert(c, v, s->u.store.value->dtype, vt);
     LLVMValueRef p = cg_elem_ptr(c, b, idx);
@@ -943,15 +979,8 @@ void cg_stmt(Cg *c, const Stmt *s)
         int width = math && s->u.loop.arg > 8 ? 8 : s->u.loop.arg;
         if (cg_transposed_copy(c, s) || cg_stream_loop(c, s, width))
             break;
-        /* a max/min reduction (exact in any order) keeps 4 accumulators:
-         * one is a chain of dependent maxima (topk N=4096 K=512, 16 rows:
-         * 16 -> 10.9 ms); sums keep their one, and with it their rounding
-         * (four gained nothing measurable: softmax, hc_pre, rmsnorm_quant;
-         * rmsnorm at 4096 tokens, its 128-element steps, lost 2-3%) */
-        ExprOp op;
-        bool minmax = s->u.loop.kind == LOOP_VECTOR && ir_reduction_step(s->u.loop.body, &op) &&
-                      (op == EX_MAX || op == EX_MIN);
-        loop_with(c, s->u.loop.var, cg_expr(c, s->u.loop.extent), s->u.loop.kind, width, !math, minmax ? 4 : 0,
+        bool any_order = s->u.loop.kind == LOOP_VECTOR && reduction_in_any_order(s->u.loop.body);
+        loop_with(c, s->u.loop.var, cg_expr(c, s->u.loop.extent), s->u.loop.kind, width, !math, any_order ? 4 : 0,
                   stmt_body, s->u.loop.body);
         break;
     }
