@@ -143,6 +143,14 @@ if "$TILEC" compile kernels_src/moe_expert_gemm.lua --set R=1024 --set E=8 --set
      --set BK=512 --set BN=128 --target x86-avx2 --emit llvm -o "$tmp/moe64.ll" 2>"$tmp/err" &&
    grep -q "store <16 x float> %interleaved" "$tmp/moe64.ll"; then
   ok "fp4 dequantising copies vectorise"; else bad "fp4 dequantising copies vectorise" "$(cat "$tmp/err")"; fi
+# a count (a sum of 0/1 choices, exact in any order) keeps several vector
+# accumulators (bin.rdx: their sum) and adds its lanes as a tree (reassoc on
+# the final reduction; without it, LLVM adds the 8 lanes one by one)
+if "$TILEC" compile kernels_src/topk_long.lua --set N=65536 --set K=1024 --target x86-avx2 --emit llvm \
+     -o "$tmp/topk_long.ll" 2>"$tmp/err" &&
+   grep -q "reassoc float @llvm.vector.reduce.fadd.*bin.rdx" "$tmp/topk_long.ll" &&
+   ! grep -q "call float @llvm.vector.reduce.fadd" "$tmp/topk_long.ll"; then
+  ok "counts reduce in any order"; else bad "counts reduce in any order" "$(grep reduce.fadd "$tmp/topk_long.ll")" "$(cat "$tmp/err")"; fi
 # decode rows: dot tiles — vdpbf16ps on bf16 pairs along K (AVX-512), fp8
 # widened through F16C (vcvtph2ps) and the next step prefetched (AVX2)
 "$TILEC" compile examples/gemm.lua --set dtype=bf16 --set M=4 --set BM=4 --target x86-avx512 --emit asm \
