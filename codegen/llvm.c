@@ -116,6 +116,25 @@ static LLVMValueRef e4m3_to_f32(Cg *c, LLVMValueRef byte)
     return LLVMBuildFMul(B, f, LLVMConstReal(c->f32, 256.0), "");
 }
 
+/* e2m1 nibble s.ee.m → f32 through f16, as e4m3_to_f32: the nibble
+ * shifted to the top of 16 bits and arithmetically back by 3 puts e in
+ * f16's two lowest exponent bits and m in its top mantissa bit, and s in
+ * bit 15 with copies in bits 12-14, which are cleared.  That f16 is the
+ * value times 2^-14 (bias 15, where e2m1's is 1; e = 0 is f16's subnormal
+ * m·2^-15, e2m1's m/2), so the product by 2^14 after widening is exact.
+ * Six vector operations per 8 (F16C's conversion and the product
+ * included) where the select form took 12: moe_expert_gemm at v4-mini
+ * sizes, 64 rows per expert (register tiles over a dequantising copy),
+ * one thread, 3.82-3.84 -> 3.62-3.65 ms. */
+static LLVMValueRef e2m1_to_f32(Cg *c, LLVMValueRef nibble)
+{
+    LLVMBuilderRef B = c->b;
+    LLVMValueRef h = LLVMBuildShl(B, LLVMBuildZExt(B, nibble, c->i16, ""), LLVMConstInt(c->i16, 12, 0), "");
+    h = LLVMBuildAnd(B, LLVMBuildAShr(B, h, LLVMConstInt(c->i16, 3, 0), ""), LLVMConstInt(c->i16, 0x8e00, 0), "");
+    LLVMValueRef f = LLVMBuildFPExt(B, LLVMBuildBitCast(B, h, LLVMHalfTypeInContext(c->ctx), ""), c->f32, "");
+    return LLVMBuildFMul(B, f, LLVMConstReal(c->f32, 16384.0), "");
+}
+
 /* An fp8 format as the narrowing below needs it. */
 typedef struct Fp8 {
     int mbits, bias;       /* mantissa bits, exponent bias */
@@ -280,22 +299,7 @@ LLVMValueRef cg_widen(Cg *c, DType t, LLVMValueRef raw)
                                LLVMConstInt(c->i32, 0x7fc00000, 0), bits, "");
         return LLVMBuildBitCast(c->b, bits, c->f32, "");
     }
-    case DT_F4E2M1: { /* one nibble s.ee.m: 0, 0.5 (e 0) or (1 + m/2) 2^(e-1) */
-        LLVMValueRef n = LLVMBuildZExt(c->b, raw, c->i32, "");
-        LLVMValueRef e = LLVMBuildAnd(c->b, LLVMBuildLShr(c->b, n, LLVMConstInt(c->i32, 1, 0), ""),
-                                      LLVMConstInt(c->i32, 3, 0), "");
-        LLVMValueRef m = LLVMBuildAnd(c->b, n, LLVMConstInt(c->i32, 1, 0), "");
-        LLVMValueRef normal = LLVMBuildOr(
-            c->b, LLVMBuildShl(c->b, LLVMBuildAdd(c->b, e, LLVMConstInt(c->i32, 126, 0), ""), LLVMConstInt(c->i32, 23, 0), ""),
-            LLVMBuildShl(c->b, m, LLVMConstInt(c->i32, 22, 0), ""), "");
-        /* 0 or 0.5: a mask, not a multiply (vpmulld: two slow uops per 8) */
-        LLVMValueRef sub = LLVMBuildAnd(c->b, LLVMBuildNeg(c->b, m, ""), LLVMConstInt(c->i32, 0x3f000000, 0), "");
-        LLVMValueRef mag = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntEQ, e, LLVMConstInt(c->i32, 0, 0), ""),
-                                           sub, normal, "");
-        LLVMValueRef sign = LLVMBuildShl(c->b, LLVMBuildAnd(c->b, n, LLVMConstInt(c->i32, 8, 0), ""),
-                                         LLVMConstInt(c->i32, 28, 0), "");
-        return LLVMBuildBitCast(c->b, LLVMBuildOr(c->b, mag, sign, ""), c->f32, "");
-    }
+    case DT_F4E2M1: return e2m1_to_f32(c, raw);
     default: return raw;
     }
 }
