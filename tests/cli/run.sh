@@ -143,6 +143,12 @@ if "$TILEC" compile kernels_src/moe_expert_gemm.lua --set R=1024 --set E=8 --set
      --set BK=512 --set BN=128 --target x86-avx2 --emit llvm -o "$tmp/moe64.ll" 2>"$tmp/err" &&
    grep -q "store <16 x float> %interleaved" "$tmp/moe64.ll"; then
   ok "fp4 dequantising copies vectorise"; else bad "fp4 dequantising copies vectorise" "$(cat "$tmp/err")"; fi
+# one-row fp4 dot tiles (AVX2) decode 64 weights at once for a pair of
+# scale blocks: 256-bit vpshufb lookups, and no 128-bit ones left
+if "$TILEC" compile kernels_src/moe_expert_gemm.lua --set R=16 --set E=16 --set N=4096 --set K=2048 --set BM=1 \
+     --target x86-avx2 --emit asm -o "$tmp/fp4_row.s" 2>"$tmp/err" &&
+   grep -q "vpshufb.*ymm" "$tmp/fp4_row.s" && ! grep -q "vpshufb.*xmm" "$tmp/fp4_row.s"; then
+  ok "one-row fp4 tiles decode block pairs"; else bad "one-row fp4 tiles decode block pairs" "$(grep -c vpshufb "$tmp/fp4_row.s")" "$(cat "$tmp/err")"; fi
 # a count (a sum of 0/1 choices, exact in any order) keeps several vector
 # accumulators (bin.rdx: their sum) and adds its lanes as a tree (reassoc on
 # the final reduction; without it, LLVM adds the 8 lanes one by one)
