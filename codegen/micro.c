@@ -595,18 +595,34 @@ static LLVMValueRef e2m1_part(Cg *c, Dot *d, LLVMValueRef words, LLVMValueRef ta
  * ns per weight; e2m1_part has since lost the blend).  The scratch's
  * accesses are volatile, or LLVM would keep the bytes in registers and
  * extract each part with shuffles. */
+static const int8_t E2M1_TWICE[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+
+/* The four parts of 8 elements at bytes at[0..3] of the scratch buf:
+ * sign-extended (vpmovsxbd from memory) and converted. */
+static void lut_read_parts(Cg *c, Dot *d, LLVMValueRef buf, const int *at, LLVMValueRef *part)
+{
+    LLVMTypeRef v8 = LLVMVectorType(c->i8, 8), vi32 = LLVMVectorType(c->i32, (unsigned)d->w);
+    for (int p = 0; p < 4; p++) {
+        LLVMValueRef off = cg_i64(c, at[p]);
+        LLVMValueRef x = LLVMBuildLoad2(c->b, v8, LLVMBuildGEP2(c->b, c->i8, buf, &off, 1, ""), "");
+        LLVMSetVolatile(x, 1);
+        LLVMSetAlignment(x, 8);
+        part[p] = LLVMBuildSIToFP(c->b, LLVMBuildSExt(c->b, x, vi32, ""), d->vf32, "");
+    }
+}
+
 static void e2m1_lut_parts(Cg *c, Dot *d, int j, LLVMValueRef k, LLVMValueRef *part)
 {
-    static const int8_t twice[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+    static const int at[4] = {0, 8, 16, 24};
     LLVMBuilderRef B = c->b;
-    LLVMTypeRef v16 = LLVMVectorType(c->i8, 16), v8 = LLVMVectorType(c->i8, 8);
+    LLVMTypeRef v16 = LLVMVectorType(c->i8, 16);
     LLVMValueRef raw = LLVMBuildLoad2(B, v16, e2m1_row(c, d, j, k), "");
     LLVMSetAlignment(raw, 1);
     LLVMValueRef lo = LLVMBuildAnd(B, raw, splat_i(c, c->i8, 16, 0x0f), "");
     LLVMValueRef hi = LLVMBuildLShr(B, raw, splat_i(c, c->i8, 16, 4), "");
     LLVMValueRef t[16], lows[16], highs[16];
     for (int i = 0; i < 16; i++) {
-        t[i] = LLVMConstInt(c->i8, (unsigned long long)(uint8_t)twice[i], 0);
+        t[i] = LLVMConstInt(c->i8, (unsigned long long)(uint8_t)E2M1_TWICE[i], 0);
         lows[i] = LLVMConstInt(c->i32, (unsigned long long)(i / 2 + (i % 2) * 16), 0);
         highs[i] = LLVMConstInt(c->i32, (unsigned long long)(8 + i / 2 + (i % 2) * 16), 0);
     }
@@ -621,14 +637,7 @@ static void e2m1_lut_parts(Cg *c, Dot *d, int j, LLVMValueRef k, LLVMValueRef *p
         LLVMSetVolatile(st, 1);
         LLVMSetAlignment(st, 16);
     }
-    LLVMTypeRef vi32 = LLVMVectorType(c->i32, (unsigned)d->w);
-    for (int p = 0; p < 4; p++) {
-        LLVMValueRef off = cg_i64(c, 8 * p);
-        LLVMValueRef x = LLVMBuildLoad2(B, v8, LLVMBuildGEP2(B, c->i8, d->lut_buf, &off, 1, ""), "");
-        LLVMSetVolatile(x, 1);
-        LLVMSetAlignment(x, 8);
-        part[p] = LLVMBuildSIToFP(B, LLVMBuildSExt(B, x, vi32, ""), d->vf32, "");
-    }
+    lut_read_parts(c, d, d->lut_buf, at, part);
 }
 
 /* e2m1_lut_parts over a pair of blocks (Dot.lut_pairs): the first block
@@ -639,7 +648,6 @@ static void e2m1_lut_parts(Cg *c, Dot *d, int j, LLVMValueRef k, LLVMValueRef *p
  * 16-31, 48-63; both blocks read their parts from there. */
 static void e2m1_lut_pair_parts(Cg *c, Dot *d, int j, LLVMValueRef k, LLVMValueRef *part)
 {
-    static const int8_t twice[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
     static const int at[2][4] = {{0, 8, 32, 40}, {16, 24, 48, 56}}; /* scratch bytes of each half's parts */
     LLVMBuilderRef B = c->b;
     LLVMValueRef base = cg_i64(c, 64 * j);
@@ -652,7 +660,7 @@ static void e2m1_lut_pair_parts(Cg *c, Dot *d, int j, LLVMValueRef k, LLVMValueR
         LLVMValueRef hi = LLVMBuildLShr(B, raw, splat_i(c, c->i8, 32, 4), "");
         LLVMValueRef t[32], mask[2][32];
         for (int i = 0; i < 32; i++) {
-            t[i] = LLVMConstInt(c->i8, (unsigned long long)(uint8_t)twice[i % 16], 0);
+            t[i] = LLVMConstInt(c->i8, (unsigned long long)(uint8_t)E2M1_TWICE[i % 16], 0);
             for (int h = 0; h < 2; h++) /* lane i / 16's bytes 8h..8h+7, low nibble first */
                 mask[h][i] = LLVMConstInt(c->i32, (unsigned long long)(16 * (i / 16) + 8 * h + (i % 16) / 2 + (i % 2) * 32), 0);
         }
@@ -666,14 +674,7 @@ static void e2m1_lut_pair_parts(Cg *c, Dot *d, int j, LLVMValueRef k, LLVMValueR
             LLVMSetAlignment(st, 32);
         }
     }
-    LLVMTypeRef v8 = LLVMVectorType(c->i8, 8), vi32 = LLVMVectorType(c->i32, (unsigned)d->w);
-    for (int p = 0; p < 4; p++) {
-        LLVMValueRef off = cg_i64(c, at[d->lut_half][p]);
-        LLVMValueRef x = LLVMBuildLoad2(B, v8, LLVMBuildGEP2(B, c->i8, buf, &off, 1, ""), "");
-        LLVMSetVolatile(x, 1);
-        LLVMSetAlignment(x, 8);
-        part[p] = LLVMBuildSIToFP(B, LLVMBuildSExt(B, x, vi32, ""), d->vf32, "");
-    }
+    lut_read_parts(c, d, buf, at[d->lut_half], part);
 }
 
 /* prefetcht0 of B's row `row` at column k: a plain GEP, so a row past the

@@ -40,12 +40,17 @@ static Expr *in_bounds(Lower *L, const Buffer *b, Expr *const *idx)
 /* The whole window lies inside the buffer (NULL: trivially true). */
 Expr *lower_window_inside(Lower *L, const Region *r)
 {
+    return lower_window_part_inside(L, r, -1, NULL);
+}
+
+Expr *lower_window_part_inside(Lower *L, const Region *r, int dim, Expr *ext)
+{
     if (r->buf->scope != SCOPE_GLOBAL)
         return NULL;
     Expr *c = NULL;
     for (int d = 0; d < r->buf->rank; d++) {
         Expr *lo = ir_binary(L->k, EX_LE, ci(L, 0), r->off[d]);
-        Expr *hi = ir_binary(L->k, EX_LE, add(L, r->off[d], ci(L, r->ext[d])), r->buf->shape[d]);
+        Expr *hi = ir_binary(L->k, EX_LE, add(L, r->off[d], d == dim ? ext : ci(L, r->ext[d])), r->buf->shape[d]);
         Expr *both = ir_binary(L->k, EX_AND, lo, hi);
         c = c ? ir_binary(L->k, EX_AND, c, both) : both;
     }

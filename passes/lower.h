@@ -25,6 +25,9 @@ void lower_region_at(Lower *L, const Region *r, Expr *const *pos, Expr **idx);
 /* The whole window lies inside its buffer (NULL: trivially true, a
  * scratch window). */
 Expr *lower_window_inside(Lower *L, const Region *r);
+/* The same with dimension dim's extent the expression ext instead (the
+ * part of the window a run-time count covers); dim -1: the whole window. */
+Expr *lower_window_part_inside(Lower *L, const Region *r, int dim, Expr *ext);
 /* a && b, either NULL for true. */
 Expr *lower_and(Lower *L, Expr *a, Expr *b);
 /* A load reading 0 outside a global buffer (guard) without touching memory

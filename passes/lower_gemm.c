@@ -184,13 +184,19 @@ typedef struct Bands {
     Expr *tail; /* the tail band's condition; NULL: always */
 } Bands;
 
+/* The gemm's rows option clamped to [0, M]. */
+static Expr *wanted_rows(Lower *L, Expr *rows, int64_t M)
+{
+    return ir_binary(L->k, EX_MIN, ir_binary(L->k, EX_MAX, rows, ci(L, 0)), ci(L, M));
+}
+
 static Bands wanted_bands(Lower *L, Expr *rows, int64_t M, int64_t mr)
 {
     int64_t full = M / mr;
     Bands b = {ci(L, full), NULL};
     if (!rows)
         return b;
-    Expr *n = ir_binary(L->k, EX_MIN, ir_binary(L->k, EX_MAX, rows, ci(L, 0)), ci(L, M));
+    Expr *n = wanted_rows(L, rows, M);
     Expr *need = ir_binary(L->k, EX_DIV, add(L, n, ci(L, mr - 1)), ci(L, mr));
     b.loop = ir_binary(L->k, EX_MIN, need, ci(L, full));
     b.tail = ir_binary(L->k, EX_LT, ci(L, full * mr), n);
@@ -481,6 +487,15 @@ typedef struct RowBands {
     Expr *loop, *tail, *i, *left;
 } RowBands;
 
+/* band[k] where left == k, for k = 1 .. mr - 1 (a chain of tests). */
+static Stmt *by_rows_left(Lower *L, Expr *left, Stmt *const *band, int64_t mr, SrcLoc loc)
+{
+    Stmt *chain = NULL;
+    for (int64_t k = mr - 1; k >= 1; k--)
+        chain = ir_if(L->k, ir_binary(L->k, EX_EQ, left, ci(L, k)), band[k], chain, loc);
+    return chain;
+}
+
 /* The tiles of columns [j0 + j, +n) in every band of rb. */
 static void dot_column(Lower *L, Stmt *seq, const Stmt *g, const Region *a, const Region *b, DotScales sc,
                        const Region *c, Expr *j, int64_t j0, int64_t n, const RowBands *rb, int64_t K)
@@ -496,11 +511,10 @@ static void dot_column(Lower *L, Stmt *seq, const Stmt *g, const Region *a, cons
     }
     if (rb->left) {
         Expr *done = ir_binary(L->k, EX_MUL, rb->loop, ci(L, rb->mr));
-        Stmt *chain = NULL;
-        for (int64_t k = rb->mr - 1; k >= 1; k--)
-            chain = ir_if(L->k, ir_binary(L->k, EX_EQ, rb->left, ci(L, k)),
-                          dot_tile(L, g, a, b, sc, c, done, rb->i0, k, j, j0, n, K), chain, g->loc);
-        ir_seq_push(L->k, seq, chain);
+        Stmt *band[DOT_MAX_ROWS]; /* a band has at most DOT_MAX_ROWS rows */
+        for (int64_t k = rb->mr - 1; k >= 1; k--) /* (the order of the printed loop names) */
+            band[k] = dot_tile(L, g, a, b, sc, c, done, rb->i0, k, j, j0, n, K);
+        ir_seq_push(L->k, seq, by_rows_left(L, rb->left, band, rb->mr, g->loc));
     } else if (rb->rem) {
         Stmt *tail = dot_tile(L, g, a, b, sc, c, ci(L, 0), rb->i0 + rb->full * rb->mr, rb->rem, j, j0, n, K);
         ir_seq_push(L->k, seq, rb->tail ? ir_if(L->k, rb->tail, tail, NULL, g->loc) : tail);
@@ -546,7 +560,7 @@ static Stmt *dot_tiles(Lower *L, const Stmt *g, const Region *a, const Region *b
     Bands bands = wanted_bands(L, rows, M, mr);
     Expr *left = NULL;
     if (rows && variants && mr >= 2) {
-        Expr *n = ir_binary(L->k, EX_MIN, ir_binary(L->k, EX_MAX, rows, ci(L, 0)), ci(L, M));
+        Expr *n = wanted_rows(L, rows, M);
         bands.loop = ir_binary(L->k, EX_DIV, n, ci(L, mr));
         bands.tail = NULL;
         left = ir_binary(L->k, EX_MOD, n, ci(L, mr));
@@ -579,14 +593,13 @@ static Stmt *dot_tiles(Lower *L, const Stmt *g, const Region *a, const Region *b
     }
     if (left) {
         Expr *done = ir_binary(L->k, EX_MUL, bands.loop, ci(L, mr));
-        Stmt *chain = NULL;
+        Stmt *band[DOT_MAX_ROWS]; /* a band has at most DOT_MAX_ROWS rows */
         for (int64_t k = mr - 1; k >= 1; k--) {
-            Stmt *band = ir_seq(L->k, g->loc);
-            dot_columns(L, band, g, a, b, sc, c, dot_cols_of(L->t, k, K, ta, tb, bn, N),
+            band[k] = ir_seq(L->k, g->loc);
+            dot_columns(L, band[k], g, a, b, sc, c, dot_cols_of(L->t, k, K, ta, tb, bn, N),
                         &(RowBands){.mr = k, .full = 1, .i = done}, K);
-            chain = ir_if(L->k, ir_binary(L->k, EX_EQ, left, ci(L, k)), band, chain, g->loc);
         }
-        ir_seq_push(L->k, seq, chain);
+        ir_seq_push(L->k, seq, by_rows_left(L, left, band, mr, g->loc));
     } else if (rem) {
         Stmt *tail = bands.tail ? ir_seq(L->k, g->loc) : seq;
         int64_t tail_nr = full ? dot_cols_of(L->t, rem, K, ta, tb, bn, N) : nr;
@@ -616,20 +629,11 @@ static Expr *operand_inside(Lower *L, const Region *x, const Region *scale)
  * (dot_tiles' variants).  NULL where that holds without a test. */
 static Expr *rows_inside(Lower *L, const Region *x, const Region *scale, Expr *n)
 {
-    Expr *in = NULL;
-    const Region *rs[2] = {x, scale};
-    for (int t = 0; t < 2 && rs[t]; t++) {
-        const Region *r = rs[t];
-        if (r->buf->scope != SCOPE_GLOBAL)
-            continue;
-        int R = r->buf->rank - 2;
-        int64_t per = mat_rows(x) / mat_rows(r);
+    Expr *in = lower_window_part_inside(L, x, x->buf->rank - 2, n);
+    if (scale) {
+        int64_t per = mat_rows(x) / mat_rows(scale); /* rows of x per scale row */
         Expr *ext = per == 1 ? n : ir_binary(L->k, EX_DIV, add(L, n, ci(L, per - 1)), ci(L, per));
-        for (int d = 0; d < r->buf->rank; d++) {
-            Expr *lo = ir_binary(L->k, EX_LE, ci(L, 0), r->off[d]);
-            Expr *hi = ir_binary(L->k, EX_LE, add(L, r->off[d], d == R ? ext : ci(L, r->ext[d])), r->buf->shape[d]);
-            in = lower_and(L, in, ir_binary(L->k, EX_AND, lo, hi));
-        }
+        in = lower_and(L, in, lower_window_part_inside(L, scale, scale->buf->rank - 2, ext));
     }
     return in && in->op == EX_CONST && in->imm.i ? NULL : in;
 }
@@ -700,7 +704,7 @@ static Stmt *lower_gemm_dot(Lower *L, const Stmt *g)
      * rows do (at decode, every tile but the first few), and the slow path
      * below dequantises A and computes whole bands (moe_expert_gemm at one
      * row per expert, 16-row tiles: 2x the time of 4-row ones). */
-    Expr *n = rows ? ir_binary(L->k, EX_MIN, ir_binary(L->k, EX_MAX, rows, ci(L, 0)), ci(L, mat_rows(&a))) : NULL;
+    Expr *n = rows ? wanted_rows(L, rows, mat_rows(&a)) : NULL;
     Expr *inside_a = n ? rows_inside(L, &a, as, n) : operand_inside(L, &a, as);
     Expr *inside_b = operand_inside(L, &b, bs), *inside = lower_and(L, inside_a, inside_b);
     bool always = !inside || (inside->op == EX_CONST && inside->imm.i);
