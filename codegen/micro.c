@@ -333,7 +333,10 @@ static double dot_scale(DType t) { return t == DT_F8E4M3 ? 256.0 : 1.0; }
  * instead, one per register of weights on the FMA ports: tall tiles, where
  * a widened register feeds four FMAs or more, ran 15-20% slower than with
  * the F16C route (fp8_gemm 4096^2, one thread, M = 4 and 16).  B's NaN
- * codes come out finite, as in dot_widen's fast form (nan_scan). */
+ * codes come out finite, as in dot_widen's fast form (nan_scan).  B's
+ * subnormal codes come out f32 subnormals, which cost an assist per FMA on
+ * Intel cores: lowering lifts A only for targets without them (TargetInfo
+ * subnormal_assists). */
 enum { DIRECT_B_EXP = -120 };
 
 static LLVMValueRef e4m3_direct(Cg *c, LLVMValueRef raw, int n)

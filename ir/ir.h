@@ -687,6 +687,13 @@ typedef struct TargetInfo {
      * every machine; the host target (ir_host_target) this machine's. */
     int64_t l1_bytes;
     int64_t l2_bytes;
+    /* Whether an FMA with a subnormal f32 operand takes a microcode assist
+     * (Intel cores: ~100 cycles each, unless DAZ/FTZ, which the exact fp8
+     * formats cannot have): then no tile may widen values into f32
+     * subnormals (codegen/micro.c's e4m3_direct, for one).  The named
+     * x86-avx512 assumes it, x86-avx2 not (its kind's reference cores are
+     * AMD's, which run them at full speed); the host target knows. */
+    bool subnormal_assists;
     /* The size from which a write-once output is written with non-temporal
      * stores (pass_stream): larger than the L2s and the L3 share of the
      * threads that write it, where it would not be found by the kernel

@@ -26,6 +26,7 @@ static const TargetInfo targets[] = {
         .dot_n = 6,
         .l1_bytes = 32 * 1024,
         .l2_bytes = 512 * 1024,
+        .subnormal_assists = true,
         .stream_bytes = 16 << 20,
     },
     {
@@ -161,6 +162,10 @@ static void find_host(void)
             caches_read = host.l1_bytes && host.l2_bytes;
             if (!caches_read) /* both or neither: the passes weigh one against the other */
                 host = targets[i];
+            /* the cores that run subnormal operands at full speed: AMD's
+             * (an fp8 decode on a Sapphire Rapids Xeon ran 20x slower with
+             * them, bench/RESULTS.md) */
+            host.subnormal_assists = !__builtin_cpu_is("amd");
             host_found = true;
             return;
         }

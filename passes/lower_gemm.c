@@ -644,10 +644,15 @@ static Expr *rows_inside(Lower *L, const Region *x, const Region *scale, Expr *n
  * the F16C route spends a lane-crossing extension and two conversions per
  * 16 (codegen/micro.c, e4m3_direct).  fp8_gemm 4096^2, one thread: M = 4
  * 3.83-3.92 -> 3.51-3.53 ms, M = 16 13.0-13.3 -> 11.9-12.2; at one row,
- * where the tiles had lifted A in registers, see lower_gemm_dot. */
-static bool lifts_a(const Stmt *g, bool widen_a)
+ * where the tiles had lifted A in registers, see lower_gemm_dot.  Not where
+ * the target's FMAs take an assist on subnormal operands (TargetInfo
+ * subnormal_assists): B's subnormal codes widen to f32 subnormals, 5% of
+ * random e4m3 bytes, and bench_decode's fp8 rows ran 20x slower than bf16
+ * on a Sapphire Rapids Xeon; the F16C route's values are all normal. */
+static bool lifts_a(const Lower *L, const Stmt *g, bool widen_a)
 {
-    return widen_a && g->u.gemm.a.buf->dtype == DT_F8E4M3 && g->u.gemm.b.buf->dtype == DT_F8E4M3;
+    return widen_a && !L->t->subnormal_assists && g->u.gemm.a.buf->dtype == DT_F8E4M3 &&
+           g->u.gemm.b.buf->dtype == DT_F8E4M3;
 }
 
 /* The dot tiles of a GEMM whose A (and, with copy_b, B) may leave its
@@ -660,7 +665,7 @@ static Stmt *tail_tiles(Lower *L, const Stmt *g, const Region *c, Expr *rows, bo
     Region a = g->u.gemm.a, b = g->u.gemm.b, sa = a, sb = b;
     const Region *as = g->u.gemm.a_scale.buf ? &g->u.gemm.a_scale : NULL;
     const Region *bs = g->u.gemm.b_scale.buf ? &g->u.gemm.b_scale : NULL;
-    bool lift = !as && !(copy_b && bs) && lifts_a(g, widen_a); /* A as it is, beside B's e4m3 */
+    bool lift = !as && !(copy_b && bs) && lifts_a(L, g, widen_a); /* A as it is, beside B's e4m3 */
     if (as)
         sa = dequantise(L, seq, &a, as, DT_F32, "gemm_a", g->loc);
     else if (a.buf->scope == SCOPE_GLOBAL || widen_a)
@@ -730,7 +735,7 @@ static Stmt *lower_gemm_dot(Lower *L, const Stmt *g)
         Region fa = a;
         fast = ir_seq(L->k, g->loc);
         DotScales fsc = sc;
-        fsc.a_lifted = lifts_a(g, widen_a);
+        fsc.a_lifted = lifts_a(L, g, widen_a);
         /* with `rows` only the first n rows need be inside: the whole
          * window is staged (pass_hoist finds it), its loads guarded where
          * it leaves the matrix */

@@ -184,6 +184,17 @@ else
   bad "fp8 dot tile at one row: B widened straight to f32, no NaN arithmetic in the K loop, no spills" \
     "$(head -60 "$tmp/dot_fp8_1k.s")"
 fi
+# ... but not for x86-avx512 (Intel: an FMA with a subnormal operand takes
+# an assist, and B's subnormal e4m3 codes would widen to f32 subnormals):
+# there the K loops widen B through F16C, normal values only
+"$TILEC" compile kernels_src/fp8_gemm.lua --set M=1 --set BM=1 --set BN=16 --set BK=4096 --target x86-avx512 \
+  --emit asm -o "$tmp/dot_fp8_512.s" 2>/dev/null
+if grep -q "vfmadd231ps.*zmm" "$tmp/dot_fp8_512.s" && grep -q "vcvtph2ps.*zmm" "$tmp/dot_fp8_512.s" &&
+   ! grep -qE 'vpslld[[:space:]]+\$20' "$tmp/dot_fp8_512.s"; then
+  ok "avx512 fp8 dot tiles widen B through f16 (no f32 subnormals)"
+else
+  bad "avx512 fp8 dot tiles widen B through f16 (no f32 subnormals)"
+fi
 # a bf16 dot tile of few columns (4 rows: 4x2) fetches the next tile's two
 # weight rows in its K loop (prefetcht0 beside the FMAs); at one row (1x9)
 # it does not (its K loops' only prefetches are the pipelined loop's t1)

@@ -90,9 +90,11 @@ TEST(the_host_target_plans_with_this_machines_caches)
     CHECK(ir_host_caches_read() == sane);
     CHECK(host->l1_bytes == (sane ? hc.l1d : named->l1_bytes));
     CHECK(host->l2_bytes == (sane ? hc.l2 : named->l2_bytes));
+    CHECK(host->subnormal_assists == !__builtin_cpu_is("amd"));
     TargetInfo same = *host; /* everything else is the named target's */
     same.l1_bytes = named->l1_bytes;
     same.l2_bytes = named->l2_bytes;
+    same.subnormal_assists = named->subnormal_assists;
     CHECK(!memcmp(&same, named, sizeof same));
 }
 
