@@ -38,9 +38,8 @@ const V4Op v4_ops[] = {
      NULL, 0},
     {"kernels_src/moe_count.lua", {{"E", "256"}}, {{0}}, {{"idx", "256"}}, 16, NULL, 0},
     {"kernels_src/moe_offsets.lua", {{"E", "256"}}, {{0}}, {{0}}, 16, NULL, 0},
-    /* one block of 8 tokens (MD.BT): with two, the blocks' rows would
-     * collide unless the bases came from moe_offsets */
-    {"kernels_src/moe_place.lua", {{"E", "256"}}, {{0}}, {{"idx", "256"}}, 8, NULL, 0},
+    /* its bases laid out as moe_offsets would (layout_bases) */
+    {"kernels_src/moe_place.lua", {{"E", "256"}}, {{0}}, {{"idx", "256"}}, 16, NULL, 0},
     {"kernels_src/moe_gather.lua", {{"D", "4096"}}, {{0}}, {{"src", "16"}}, 16, NULL, 0},
     /* the expert GEMMs: 16 tokens x top-6 rows over 8 experts (12 each), in
      * one 16-row tile per expert whose GEMMs compute its 12 rows (rows):
@@ -114,6 +113,36 @@ static void spread_rows(const Kernel *k, int64_t m, void **args)
     }
 }
 
+/* The expert GEMMs' row layout for moe_place (its bases, int32 [blocks,
+ * E], named base, beside its expert ids idx [M, TOPK]): the rows of each
+ * expert in block order, the experts one after another, as moe_offsets
+ * makes them.  Then every row 0 .. M*TOPK-1 is written once; with
+ * other bases the blocks' rows collide or leave rows unwritten, and the
+ * CPU's and the GPU's outputs differ where neither is defined. */
+static void layout_bases(const Kernel *k, const int64_t *params, void **args)
+{
+    const Buffer *bb = NULL, *ib = NULL;
+    int32_t *base = NULL, *idx = NULL;
+    for (int i = 0; i < k->nargs; i++) {
+        const Buffer *b = k->bufs[i];
+        if (b->dtype == DT_I32 && b->rank == 2 && !strcmp(b->name, "base"))
+            bb = b, base = args[i];
+        else if (b->dtype == DT_I32 && b->rank == 2 && !strcmp(b->name, "idx"))
+            ib = b, idx = args[i];
+    }
+    int64_t blocks, E, M, topk;
+    if (!bb || !ib || !ir_eval_int(bb->shape[0], params, &blocks) || !ir_eval_int(bb->shape[1], params, &E) ||
+        !ir_eval_int(ib->shape[0], params, &M) || !ir_eval_int(ib->shape[1], params, &topk) || blocks < 1)
+        return;
+    int64_t bt = (M + blocks - 1) / blocks, at = 0; /* tokens per block */
+    for (int64_t e = 0; e < E; e++)
+        for (int64_t b = 0; b < blocks; b++) {
+            base[b * E + e] = (int32_t)at;
+            for (int64_t q = b * bt * topk; q < (b + 1) * bt * topk && q < M * topk; q++)
+                at += idx[q] == e;
+        }
+}
+
 /* An integer input named in op's ints: element j at a spread of [0, bound). */
 static int64_t int_bound(const V4Op *op, const Buffer *b)
 {
@@ -142,5 +171,6 @@ size_t v4_make_args(const V4Op *op, const Kernel *k, const int64_t *params, void
         total += bytes[i];
     }
     spread_rows(k, k->nparams ? params[0] : 0, args);
+    layout_bases(k, params, args);
     return total;
 }
