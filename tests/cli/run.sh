@@ -149,6 +149,12 @@ if "$TILEC" compile kernels_src/moe_expert_gemm.lua --set R=16 --set E=16 --set 
      --target x86-avx2 --emit asm -o "$tmp/fp4_row.s" 2>"$tmp/err" &&
    grep -q "vpshufb.*ymm" "$tmp/fp4_row.s" && ! grep -q "vpshufb.*xmm" "$tmp/fp4_row.s"; then
   ok "one-row fp4 tiles decode block pairs"; else bad "one-row fp4 tiles decode block pairs" "$(grep -c vpshufb "$tmp/fp4_row.s")" "$(cat "$tmp/err")"; fi
+# ... and so do x86-avx512's, on 256-bit registers (faster than 512-bit
+# f32-table tiles on a Sapphire Rapids Xeon): no 16-lane permutes left
+if "$TILEC" compile kernels_src/moe_expert_gemm.lua --set R=16 --set E=16 --set N=4096 --set K=2048 --set BM=1 \
+     --target x86-avx512 --emit asm -o "$tmp/fp4_row512.s" 2>"$tmp/err" &&
+   grep -q "vpshufb.*ymm" "$tmp/fp4_row512.s" && ! grep -q "vperm[a-z]*.*zmm" "$tmp/fp4_row512.s"; then
+  ok "avx512 one-row fp4 tiles take the byte table"; else bad "avx512 one-row fp4 tiles take the byte table" "$(cat "$tmp/err")"; fi
 # a count (a sum of 0/1 choices, exact in any order) keeps several vector
 # accumulators (bin.rdx: their sum) and adds its lanes as a tree (reassoc on
 # the final reduction; without it, LLVM adds the 8 lanes one by one)
