@@ -673,7 +673,7 @@ typedef struct TargetInfo {
     const char *llvm_cpu;     /* NULL: host */
     const char *llvm_features;
     int vector_bits;          /* 512, 256 */
-    bool has_bf16_dot;        /* vdpbf16ps */
+    bool has_bf16_dot;        /* vdpbf16ps, where it is faster than FMAs (the host: AMD's) */
     int64_t max_fragment_bytes;
     int micro_m, micro_n;     /* register tile of MICRO_GEMM (f32 accumulators) */
     /* A dot-product MICRO_GEMM (trans_b: few rows, B [N, K] read in place)

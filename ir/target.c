@@ -166,6 +166,12 @@ static void find_host(void)
              * (an fp8 decode on a Sapphire Rapids Xeon ran 20x slower with
              * them, bench/RESULTS.md) */
             host.subnormal_assists = !__builtin_cpu_is("amd");
+            /* vdpbf16ps only where it outruns FMAs on widened values:
+             * AMD's Zen 4 issues it at twice their flops, a Sapphire Rapids
+             * Xeon at half (bench_fma_peak: 88 GFLOP/s against 178; its
+             * bf16 GEMM ran at 71 GFLOP/s, its f32 one at 149) */
+            if (host.has_bf16_dot && !__builtin_cpu_is("amd"))
+                host.has_bf16_dot = false;
             host_found = true;
             return;
         }

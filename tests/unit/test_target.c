@@ -91,10 +91,12 @@ TEST(the_host_target_plans_with_this_machines_caches)
     CHECK(host->l1_bytes == (sane ? hc.l1d : named->l1_bytes));
     CHECK(host->l2_bytes == (sane ? hc.l2 : named->l2_bytes));
     CHECK(host->subnormal_assists == !__builtin_cpu_is("amd"));
+    CHECK(host->has_bf16_dot == (named->has_bf16_dot && __builtin_cpu_is("amd")));
     TargetInfo same = *host; /* everything else is the named target's */
     same.l1_bytes = named->l1_bytes;
     same.l2_bytes = named->l2_bytes;
     same.subnormal_assists = named->subnormal_assists;
+    same.has_bf16_dot = named->has_bf16_dot;
     CHECK(!memcmp(&same, named, sizeof same));
 }
 
