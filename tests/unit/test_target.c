@@ -7,7 +7,12 @@
  *   sane ones, else with the named target's, and differs from it in
  *   nothing else;
  *   the passes plan with the figures they are given: pass_hoist keeps a
- *   GEMM's A staging once per row block only while it fits the L2. */
+ *   GEMM's A staging once per row block only while it fits the L2;
+ *   an Intel AVX-512 host (subnormal assists, no vdpbf16ps: what
+ *   ir_host_target makes of one) compiles the decode GEMMs without f32
+ *   subnormals or vdpbf16ps — the device's Xeon runs them, this host
+ *   cannot. */
+#include "codegen/codegen.h"
 #include "frontend/frontend.h"
 #include "passes/passes.h"
 #include "test.h"
@@ -126,11 +131,54 @@ TEST(hoisting_follows_the_l2_it_is_given)
     CHECK(!staged_once(128 << 10));
 }
 
+/* The assembly of spec at sets for t; NULL (checked) on failure. */
+static char *asm_of(const char *spec, const FeSet *sets, int nsets, const TargetInfo *t)
+{
+    Diag d = {0};
+    Kernel *k = fe_load(spec, sets, nsets, &d);
+    char path[] = "/tmp/tilec_target_XXXXXX";
+    int fd = mkstemp(path);
+    bool ok = k && fd >= 0 && pass_pipeline(k, t, NULL, &d) && cg_emit_file(k, t, CG_EMIT_ASM, path, &d);
+    CHECKF(ok, "%s: %s", spec, d.msg);
+    char *text = NULL;
+    FILE *f = ok ? fopen(path, "r") : NULL;
+    if (f) {
+        fseek(f, 0, SEEK_END);
+        long n = ftell(f);
+        rewind(f);
+        text = calloc((size_t)n + 1, 1);
+        CHECK(fread(text, 1, (size_t)n, f) == (size_t)n);
+        fclose(f);
+    }
+    if (fd >= 0)
+        close(fd), unlink(path);
+    ir_kernel_free(k);
+    return text;
+}
+
+TEST(an_intel_avx512_host_takes_no_subnormals_nor_vdpbf16ps)
+{
+    TargetInfo t = *ir_target("x86-avx512");
+    t.has_bf16_dot = false;
+    t.subnormal_assists = true;
+    /* the decode tiles choose picks at one row: all of K in one scaled step */
+    FeSet fp8[] = {{"M", "1"}, {"N", "256"}, {"K", "1024"}, {"BM", "1"}, {"BN", "16"}, {"BK", "1024"}};
+    char *a = asm_of("kernels_src/fp8_gemm.lua", fp8, 6, &t);
+    /* B widened through F16C, not shifted into f32's fields */
+    CHECK(a && strstr(a, "vcvtph2ps") && !strstr(a, "vpslld\t$20"));
+    free(a);
+    FeSet bf16[] = {{"M", "64"}, {"N", "64"}, {"K", "64"}, {"dtype", "bf16"}};
+    a = asm_of("examples/gemm.lua", bf16, 4, &t);
+    CHECK(a && strstr(a, "vfmadd231ps") && strstr(a, "zmm") && !strstr(a, "vdpbf16ps"));
+    free(a);
+}
+
 int main(void)
 {
     RUN(caches_are_read_from_a_sysfs_tree);
     RUN(malformed_or_missing_entries_read_as_zero);
     RUN(the_host_target_plans_with_this_machines_caches);
     RUN(hoisting_follows_the_l2_it_is_given);
+    RUN(an_intel_avx512_host_takes_no_subnormals_nor_vdpbf16ps);
     return test_summary();
 }
