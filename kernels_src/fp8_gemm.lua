@@ -86,9 +86,14 @@ return T.kernel "fp8_gemm" {
   -- thread, alternated): 4 rows 4096^2 2.60-2.73 ms at the earlier 512/16
   -- against 2.50-2.55, 7168x2048 2.42-3.07 against 2.22-2.25; 16 rows
   -- 4096^2 9.51-9.67 at 128/16 against 8.98-9.17, 7168x2048 equal.
-  -- Otherwise (a dyn M, prefill, a GPU) the first candidates.
+  -- On a GPU at up to 16 rows: 16-row blocks of 32 weight rows, 4x as
+  -- many blocks as 64 rows over 128 (H200, M = 16, N = K = 4096, BK 128,
+  -- `tilec sweep --over BM=16,32,64 --over BN=32,64,128`: 0.032 ms against
+  -- 0.200 at the first candidates).  Otherwise (a dyn M, prefill) the
+  -- first candidates.
   choose = function(p, target)
-    if target.sm or not p.M or p.M > 16 then return {} end
+    if target.sm then return p.M and p.M <= 16 and { BM = 16, BN = 32, BK = 128 } or {} end
+    if not p.M or p.M > 16 then return {} end
     local bm = p.M <= 1 and 1 or p.M <= 4 and 4 or 16
     local rows, bk = math.min(bm, 8), 128
     for _, c in ipairs{4096, 2048, 1024, 512, 256} do

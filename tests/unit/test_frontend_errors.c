@@ -70,7 +70,8 @@ static const char *kparam(const Kernel *k, const char *name)
 
 /* fp8_gemm's choose: decode tiles for a known M on a CPU target (K steps
  * whose A rows per tile fit half of x86-avx2's 32 KiB L1), a --set value
- * kept; the first candidates without a target, for a dyn M and on a GPU. */
+ * kept; 16-row tiles of 32 weight rows on a GPU up to 16 rows; the first
+ * candidates without a target, for a dyn M and a GPU's prefill. */
 TEST(choose_picks_the_unset_tile_sizes)
 {
     const char *spec = "kernels_src/fp8_gemm.lua";
@@ -89,7 +90,8 @@ TEST(choose_picks_the_unset_tile_sizes)
         {{{"M", "16"}, {"K", "4224"}}, 2, cpu, "16", "32", "128"}, /* no longer step divides K */
         {{{"M", "512"}}, 1, cpu, "64", "128", "128"},               /* prefill: the first candidates */
         {{{"K", "4096"}}, 1, cpu, "64", "128", "128"},              /* a dyn M */
-        {{{"M", "1"}, {"K", "4096"}}, 2, gpu, "64", "128", "128"},
+        {{{"M", "1"}, {"K", "4096"}}, 2, gpu, "16", "32", "128"},
+        {{{"M", "512"}, {"K", "4096"}}, 2, gpu, "64", "128", "128"},
         {{{"M", "1"}, {"K", "4096"}}, 2, NULL, "64", "128", "128"}, /* fe_load: no target */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
