@@ -43,6 +43,7 @@ static const TargetInfo targets[] = {
         .dot_n = 3,
         .l1_bytes = 32 * 1024,
         .l2_bytes = 512 * 1024,
+        .subnormal_assists = true,
         .stream_bytes = 16 << 20,
     },
     {

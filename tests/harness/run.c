@@ -93,6 +93,11 @@ bool th_kernel_build_on(ThKernel *tk, const char *spec, const FeSet *sets, int n
     return build(tk, spec, sets, nsets, target ? ir_target(target) : NULL, false);
 }
 
+bool th_kernel_build_for(ThKernel *tk, const char *spec, const FeSet *sets, int nsets, const TargetInfo *t)
+{
+    return build(tk, spec, sets, nsets, t, false);
+}
+
 bool th_kernel_build(ThKernel *tk, const char *spec, const FeSet *sets, int nsets)
 {
     return build(tk, spec, sets, nsets, ir_host_target(), true);

@@ -38,6 +38,9 @@ typedef struct ThKernel {
  * at their first candidates.  False (the diagnostic printed, naming spec)
  * when it does not compile. */
 bool th_kernel_build_on(ThKernel *tk, const char *spec, const FeSet *sets, int nsets, const char *target);
+/* The same for a target description of the test's own (a named one with a
+ * trait changed, say), which must outlive tk. */
+bool th_kernel_build_for(ThKernel *tk, const char *spec, const FeSet *sets, int nsets, const TargetInfo *t);
 /* On this CPU's best target (ir_host_target: this machine's caches), as
  * `tilec run` builds it: the spec's choose picks what the sets leave out. */
 bool th_kernel_build(ThKernel *tk, const char *spec, const FeSet *sets, int nsets);

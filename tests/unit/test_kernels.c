@@ -385,9 +385,10 @@ TEST(dot_tiles_widen_every_fp8_code)
         }
 }
 
-/* e4m3 x e4m3: the dot tile widens B straight into f32's fields (a 2^-120
- * scale, undone with A's lift: in registers at one row, staged at more —
- * micro_gemm a_lifted; codegen/micro.c, e4m3_direct).  Every pair of
+/* e4m3 x e4m3: the dot tile widens B through F16C, or (for a target whose
+ * FMAs take subnormals at full speed, TargetInfo subnormal_assists false)
+ * straight into f32's fields (a 2^-120 scale, undone with A's lift: staged
+ * — micro_gemm a_lifted; codegen/micro.c, e4m3_direct).  Every pair of
  * codes, NaN, ±0 and subnormals included, through tests/specs/dot_fp8.lua
  * compiled once per target and row count: a row of A = one code i along all
  * of K, row n of B = code n, so C[., n] = K · a · b, exact in f32 (e4m3
@@ -397,18 +398,19 @@ TEST(dot_tiles_widen_every_fp8_code)
  * 2^-(n%3)), applied to each block's sums in registers — the finer of the
  * two blocks: C[n] = a · b · Σ_k sa sb, still exact (the terms lie within
  * 2^9 of each other). */
-static void check_dot_fp8_pairs(const char *target, int M, int K, int S, int SB)
+static void check_dot_fp8_pairs(const TargetInfo *target, int M, int K, int S, int SB)
 {
     enum { N = 256, MAX_M = 16 };
-    char ms[16], ks[16], ss[16], sbs[16], what[64];
+    char ms[16], ks[16], ss[16], sbs[16], what[96];
     snprintf(ms, sizeof ms, "%d", M);
     snprintf(ks, sizeof ks, "%d", K);
     snprintf(ss, sizeof ss, "%d", S);
     snprintf(sbs, sizeof sbs, "%d", SB);
-    snprintf(what, sizeof what, "%s M=%d K=%d S=%d SB=%d", target, M, K, S, SB);
+    snprintf(what, sizeof what, "%s%s M=%d K=%d S=%d SB=%d", target->name,
+             target->subnormal_assists ? "" : " (B straight to f32)", M, K, S, SB);
     FeSet sets[] = {{"M", ms}, {"N", "256"}, {"K", ks}, {"S", ss}, {"SB", sbs}};
     ThKernel tk = {0};
-    CHECKF(th_kernel_build_on(&tk, "tests/specs/dot_fp8.lua", sets, 5, target), "%s: does not build", what);
+    CHECKF(th_kernel_build_for(&tk, "tests/specs/dot_fp8.lua", sets, 5, target), "%s: does not build", what);
     if (!tk.k)
         return;
     int na = S ? K / S : 1, nb = S ? K / SB : 1;
@@ -454,7 +456,7 @@ static void check_dot_fp8_pairs(const char *target, int M, int K, int S, int SB)
 }
 
 /* 1 row, 3 (one band) and 16 (two bands of 8); unscaled, scaled per
- * 32-block on both sides, and nested blocks. */
+ * 32-block on both sides, and nested blocks; both ways of widening B. */
 TEST(dot_tiles_e4m3_by_e4m3_every_pair)
 {
     const char *targets[] = {"x86-avx512", "x86-avx2"};
@@ -462,11 +464,15 @@ TEST(dot_tiles_e4m3_by_e4m3_every_pair)
     for (int t = 0; t < 2; t++) {
         if (!th_runs_here(targets[t]))
             continue;
-        for (int r = 0; r < 3; r++) {
-            check_dot_fp8_pairs(targets[t], rows[r], 40, 0, 0);
-            check_dot_fp8_pairs(targets[t], rows[r], 64, 32, 32);
-            check_dot_fp8_pairs(targets[t], rows[r], 64, 32, 64); /* nested: promoted per A's 32 */
-            check_dot_fp8_pairs(targets[t], rows[r], 64, 64, 32); /* and per B's 32 */
+        for (int way = 0; way < 2; way++) {
+            TargetInfo ti = *ir_target(targets[t]);
+            ti.subnormal_assists = way == 0;
+            for (int r = 0; r < 3; r++) {
+                check_dot_fp8_pairs(&ti, rows[r], 40, 0, 0);
+                check_dot_fp8_pairs(&ti, rows[r], 64, 32, 32);
+                check_dot_fp8_pairs(&ti, rows[r], 64, 32, 64); /* nested: promoted per A's 32 */
+                check_dot_fp8_pairs(&ti, rows[r], 64, 64, 32); /* and per B's 32 */
+            }
         }
     }
 }

@@ -95,6 +95,7 @@ TEST(the_host_target_plans_with_this_machines_caches)
     CHECK(ir_host_caches_read() == sane);
     CHECK(host->l1_bytes == (sane ? hc.l1d : named->l1_bytes));
     CHECK(host->l2_bytes == (sane ? hc.l2 : named->l2_bytes));
+    CHECK(named->subnormal_assists); /* code for any core of the kind */
     CHECK(host->subnormal_assists == !__builtin_cpu_is("amd"));
     CHECK(host->has_bf16_dot == (named->has_bf16_dot && __builtin_cpu_is("amd")));
     TargetInfo same = *host; /* everything else is the named target's */
@@ -166,6 +167,12 @@ TEST(an_intel_avx512_host_takes_no_subnormals_nor_vdpbf16ps)
     char *a = asm_of("kernels_src/fp8_gemm.lua", fp8, 6, &t);
     /* B widened through F16C, not shifted into f32's fields */
     CHECK(a && strstr(a, "vcvtph2ps") && !strstr(a, "vpslld\t$20"));
+    free(a);
+    /* and with the assists off (AMD's hosts), B straight into f32's fields */
+    TargetInfo amd = *ir_target("x86-avx2");
+    amd.subnormal_assists = false;
+    a = asm_of("kernels_src/fp8_gemm.lua", fp8, 6, &amd);
+    CHECK(a && strstr(a, "vpslld\t$20"));
     free(a);
     FeSet bf16[] = {{"M", "64"}, {"N", "64"}, {"K", "64"}, {"dtype", "bf16"}};
     a = asm_of("examples/gemm.lua", bf16, 4, &t);
