@@ -171,8 +171,7 @@ static void find_host(void)
              * AMD's Zen 4 issues it at twice their flops, a Sapphire Rapids
              * Xeon at half (bench_fma_peak: 88 GFLOP/s against 178; its
              * bf16 GEMM ran at 71 GFLOP/s, its f32 one at 149) */
-            if (host.has_bf16_dot && !__builtin_cpu_is("amd"))
-                host.has_bf16_dot = false;
+            host.has_bf16_dot = host.has_bf16_dot && __builtin_cpu_is("amd");
             host_found = true;
             return;
         }
