@@ -4,6 +4,12 @@
 
 #include "codegen/cg.h"
 
+/* A dot tile's key and how many times the kernel has it (micro.c). */
+typedef struct CgTile {
+    char *key;
+    int n;
+} CgTile;
+
 typedef struct Cg {
     LLVMContextRef ctx;
     LLVMModuleRef mod;
@@ -31,9 +37,15 @@ typedef struct Cg {
     CgTmaMap tmaps[CG_MAX_TMAPS];
     LLVMValueRef tmap_param[CG_MAX_TMAPS];
     int ntmaps;
+    /* CPU: the kernel's dot tiles by key; those it has more than once
+     * become functions */
+    CgTile *tiles;
+    int ntiles;
 } Cg;
 
 LLVMValueRef cg_i64(Cg *c, int64_t v);
+/* A CPU function's target attributes (cpu, features, vector widths). */
+void cg_target_attrs(Cg *c, LLVMValueRef fn);
 /* The enum attribute `name` (with a value for align and the like). */
 LLVMAttributeRef cg_enum_attr(Cg *c, const char *name, uint64_t value);
 LLVMValueRef cg_intrinsic(Cg *c, const char *name, LLVMTypeRef *tys, int ntys, LLVMValueRef *args,
@@ -56,6 +68,8 @@ void cg_loop(Cg *c, Var *var, LLVMValueRef n, LoopKind kind, int arg, bool maske
              void (*body)(Cg *, void *), void *ctx);
 /* micro.c */
 void cg_micro_gemm(Cg *c, const Stmt *s);
+/* Count the dot tiles under s (after the buffers' strides are set up). */
+void cg_count_tiles(Cg *c, const Stmt *s);
 /* A transposing copy nest as 8x8 register blocks (transpose.c); false:
  * not such a nest, nothing emitted. */
 bool cg_transposed_copy(Cg *c, const Stmt *s);

@@ -1131,7 +1131,7 @@ static void block_body(Cg *c, void *ctx)
     cg_stmt(c, k->body);
 }
 
-static void target_attrs(Cg *c, LLVMValueRef fn)
+void cg_target_attrs(Cg *c, LLVMValueRef fn)
 {
     const char *attrs[][2] = {{"target-cpu", c->t->llvm_cpu},
                               {"target-features", c->t->llvm_features},
@@ -1159,7 +1159,7 @@ static void build_function(Cg *c)
     LLVMTypeRef ps[4] = {c->ptr, c->ptr, c->i64, c->i64};
     LLVMTypeRef fty = LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), ps, 4, 0);
     LLVMValueRef entry_fn = LLVMAddFunction(c->mod, k->name, fty);
-    target_attrs(c, entry_fn);
+    cg_target_attrs(c, entry_fn);
 
     int nb = k->nargs + 3;
     LLVMTypeRef *bps = malloc((size_t)nb * sizeof *bps);
@@ -1171,7 +1171,7 @@ static void build_function(Cg *c)
     snprintf(body_name, sizeof body_name, "%s.body", k->name);
     c->fn = LLVMAddFunction(c->mod, body_name, LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), bps, (unsigned)nb, 0));
     LLVMSetLinkage(c->fn, LLVMInternalLinkage);
-    target_attrs(c, c->fn);
+    cg_target_attrs(c, c->fn);
     LLVMAddAttributeAtIndex(c->fn, LLVMAttributeFunctionIndex, cg_enum_attr(c, "alwaysinline", 0));
     for (int i = 0; i < k->nargs; i++) {
         LLVMAddAttributeAtIndex(c->fn, (unsigned)i + 1, cg_enum_attr(c, "noalias", 0));
@@ -1201,6 +1201,7 @@ static void build_function(Cg *c)
     for (int i = 0; i < k->nargs; i++)
         cargs[i] = LLVMGetParam(c->fn, (unsigned)i);
     setup_buffers(c, cargs);
+    cg_count_tiles(c, k->body);
     BlockLoop bl = {.begin = LLVMGetParam(c->fn, (unsigned)k->nargs + 1)};
     for (int g = 0; g < k->ngrid; g++)
         bl.grid[g] = cg_expr(c, k->grid[g]);
@@ -1292,6 +1293,9 @@ LLVMModuleRef cg_build_module(LLVMContextRef ctx, const Kernel *k, const TargetI
     free(c.stream_ok);
     free(c.stream_base);
     free(c.param);
+    for (int i = 0; i < c.ntiles; i++)
+        free(c.tiles[i].key);
+    free(c.tiles);
     char *err = NULL;
     if (LLVMVerifyModule(c.mod, LLVMReturnStatusAction, &err)) {
         diag_error(d, k->loc, "internal error: LLVM rejected the IR for %s: %.300s", k->name, err);

@@ -150,11 +150,25 @@ if "$TILEC" compile kernels_src/moe_expert_gemm.lua --set R=16 --set E=16 --set 
    grep -q "vpshufb.*ymm" "$tmp/fp4_row.s" && ! grep -q "vpshufb.*xmm" "$tmp/fp4_row.s"; then
   ok "one-row fp4 tiles decode block pairs"; else bad "one-row fp4 tiles decode block pairs" "$(grep -c vpshufb "$tmp/fp4_row.s")" "$(cat "$tmp/err")"; fi
 # ... and so do x86-avx512's, on 256-bit registers (faster than 512-bit
-# f32-table tiles on a Sapphire Rapids Xeon): no 16-lane permutes left
+# f32-table tiles on a Sapphire Rapids Xeon): no 16-lane table lookups
+# (vpermd, vpermps) left
 if "$TILEC" compile kernels_src/moe_expert_gemm.lua --set R=16 --set E=16 --set N=4096 --set K=2048 --set BM=1 \
      --target x86-avx512 --emit asm -o "$tmp/fp4_row512.s" 2>"$tmp/err" &&
-   grep -q "vpshufb.*ymm" "$tmp/fp4_row512.s" && ! grep -q "vperm[a-z]*.*zmm" "$tmp/fp4_row512.s"; then
+   grep -q "vpshufb.*ymm" "$tmp/fp4_row512.s" && ! grep -qE "vperm(d|ps)[[:space:]].*zmm" "$tmp/fp4_row512.s"; then
   ok "avx512 one-row fp4 tiles take the byte table"; else bad "avx512 one-row fp4 tiles take the byte table" "$(cat "$tmp/err")"; fi
+# a dot tile the kernel has more than once is one function, called from
+# each place (moe_gemm_swiglu: the gate and up GEMMs' tiles), and one it
+# has once stays inline (fp8_gemm at 16 rows)
+"$TILEC" compile kernels_src/moe_gemm_swiglu.lua --set R=96 --set E=16 --set I=2048 --set K=4096 --set BM=16 \
+  --emit llvm -o "$tmp/swiglu.ll" 2>/dev/null
+"$TILEC" compile kernels_src/fp8_gemm.lua --set M=16 --emit llvm -o "$tmp/fp8_16.ll" 2>/dev/null
+defs=$(grep -c '^define internal.*@"tile\.' "$tmp/swiglu.ll")
+calls=$(grep -c 'call .*@"tile\.' "$tmp/swiglu.ll")
+if [ "$defs" -ge 4 ] && [ "$calls" -eq $((2 * defs)) ] && ! grep -q '@"tile\.' "$tmp/fp8_16.ll"; then
+  ok "repeated dot tiles are functions, single ones inline"
+else
+  bad "repeated dot tiles are functions, single ones inline" "defs $defs calls $calls"
+fi
 # a count (a sum of 0/1 choices, exact in any order) keeps several vector
 # accumulators (bin.rdx: their sum) and adds its lanes as a tree (reassoc on
 # the final reduction; without it, LLVM adds the 8 lanes one by one)
