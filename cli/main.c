@@ -62,7 +62,7 @@ static const char usage_run[] =
     "                     mode (threads, shared memory, barriers, race checks) instead of a GPU\n"
     "  --check            run both, report the largest difference, fail if it is too big\n"
     "  --target T         x86-avx512 or x86-avx2 (default: the best this CPU runs, planned\n"
-    "                     for its own caches: 'tilec targets'), or\n"
+    "                     for its own caches and cores: 'tilec targets'), or\n"
     "                     sm_90a / sm_80 to run on the CUDA device (needs libcuda.so.1)\n"
     "  --threads N        worker threads for the block grid (default: all cores)\n"
     "  --repeat N         run N times and print the median time\n"
