@@ -19,7 +19,9 @@ const V4Op v4_ops[] = {
     {"kernels_src/fp4_act_quant.lua", {{"K", "128"}}, {{0}}, {{0}}, 16 * 64, NULL, 0},
     {"kernels_src/indexer_logits.lua", {{"N", "4096"}}, {{0}}, {{"pos", "16384"}}, 16, NULL, 0},
     {"kernels_src/topk.lua", {{"N", "4096"}, {"K", "512"}}, {{0}}, {{0}}, 16, NULL, 0},
-    {"kernels_src/sparse_attn.lua", {{"H", "64"}, {"D", "512"}, {"L", "640"}, {"NKV", "65664"}}, {{0}}, {{"idx", "65664"}}, 16, NULL, 0},
+    /* all 64 heads per block, as choose picks at 16 known rows */
+    {"kernels_src/sparse_attn.lua", {{"H", "64"}, {"D", "512"}, {"L", "640"}, {"NKV", "65664"}}, {{"BH", "64"}},
+     {{"idx", "65664"}}, 16, NULL, 0},
     {"kernels_src/grouped_oproj.lua", {{"G", "8"}, {"R", "1024"}, {"GD", "4096"}}, {{0}}, {{0}}, 16, NULL, 0},
     /* the tiles fp8_gemm's choose picks at 16 rows (M is a run-time
      * scalar here, which choose cannot see): 32 weight rows per block, K

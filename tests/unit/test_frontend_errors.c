@@ -111,6 +111,27 @@ TEST(choose_picks_the_unset_tile_sizes)
     ir_kernel_free(k);
 }
 
+/* sparse_attn's choose: all heads per block from 4 known queries on a CPU,
+ * the smallest head blocks below; the first candidate on a GPU and for a
+ * dyn M. */
+TEST(sparse_attn_choose_heads_per_block)
+{
+    const TargetInfo *cpu = ir_target("x86-avx2"), *gpu = ir_target("sm_90a");
+    struct {
+        const char *m;
+        const TargetInfo *t;
+        const char *bh;
+    } cases[] = {{"16", cpu, "64"}, {"4", cpu, "64"}, {"1", cpu, "8"}, {"16", gpu, "16"}, {NULL, cpu, "16"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        FeSet sets[] = {{"H", "64"}, {"M", cases[i].m}};
+        Diag d = {0};
+        Kernel *k = fe_load_for("kernels_src/sparse_attn.lua", sets, cases[i].m ? 2 : 1, cases[i].t, &d);
+        CHECKF(k && !strcmp(kparam(k, "BH"), cases[i].bh), "case %zu: BH %s, want %s %s", i, kparam(k, "BH"),
+               cases[i].bh, d.msg);
+        ir_kernel_free(k);
+    }
+}
+
 static void expect_choose_error(const char *spec, const char *how, const char *want)
 {
     FeSet set = {"how", how};
@@ -157,6 +178,7 @@ int main(void)
     RUN(set_rejects_unknown_fixed_and_out_of_set_values);
     RUN(set_values_reach_the_kernel);
     RUN(choose_picks_the_unset_tile_sizes);
+    RUN(sparse_attn_choose_heads_per_block);
     RUN(a_wrong_choose_is_one_line_at_the_spec);
     RUN(missing_spec_file);
     return test_summary();
