@@ -1191,7 +1191,7 @@ static bool is_dot_tile(const Stmt *s)
 /* A kernel's dot tiles repeat: the row-count variants of each band, a
  * GEMM's fast and tail paths, the gate and up GEMMs of an expert — and
  * LLVM optimised each copy inline (moe_gemm_swiglu at 16-row tiles held 24
- * of them, 88% of its 1.37 s compile in LLVM).  A tile that occurs more
+ * of them, 88% of its 1.33 s compile in LLVM).  A tile that occurs more
  * than once is now one internal function, called with the origins of its
  * operands' windows and their run-time strides; its body is dot_gemm of
  * the statement with those windows moved to (0, 0).  Distinct: the key
@@ -1213,16 +1213,17 @@ static int tile_regions(Stmt *copy, Region *rs[TILE_REGIONS])
     return n;
 }
 
-/* The key of a tile: its shape and flags, and per operand the buffer's
+/* The key of a tile: its flags and scales, and per operand the buffer's
  * dtype, scope, rank, constant strides ("?" where known at run time only)
  * and the window's extents; C's rows (dot_gemm's all_rows).  false: too
  * long, or an operand's buffer shared with another (one origin each). */
 static bool tile_key(Cg *c, const Stmt *s, Region *const *rs, int n, char *key)
 {
     size_t at_ = 0;
-#define PUT(...) at_ += (size_t)snprintf(key + at_, at_ < TILE_KEY ? TILE_KEY - at_ : 0, __VA_ARGS__)
+#define PUT(...) at_ += (size_t)snprintf(at_ < TILE_KEY ? key + at_ : NULL, at_ < TILE_KEY ? TILE_KEY - at_ : 0, __VA_ARGS__)
     const __typeof__(s->u.gemm) *g = &s->u.gemm;
-    PUT("tile.%d%d%d%d%d%d", g->trans_a, g->trans_b, g->clear, g->b_pairs, g->a_lifted, g->fast_accum);
+    PUT("tile.%d%d%d%d%d%d.%d%d", g->trans_a, g->trans_b, g->clear, g->b_pairs, g->a_lifted, g->fast_accum,
+        g->a_scale.buf != NULL, g->b_scale.buf != NULL); /* which scales rs[3..] are */
     for (int i = 0; i < n; i++) {
         const Buffer *b = rs[i]->buf;
         for (int j = 0; j < i; j++)
