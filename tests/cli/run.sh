@@ -169,6 +169,9 @@ if [ "$defs" -ge 4 ] && [ "$calls" -eq $((2 * defs)) ] && ! grep -q '@"tile\.' "
 else
   bad "repeated dot tiles are functions, single ones inline" "defs $defs calls $calls"
 fi
+# repeated dot tiles whose operands are alike but whose scales differ (A's
+# in one, B's in the other) are two functions, not one
+check "dot tiles with A's and with B's scales --check" "$TILEC" run tests/specs/tile_scales.tir --check
 # a count (a sum of 0/1 choices, exact in any order) keeps several vector
 # accumulators (bin.rdx: their sum) and adds its lanes as a tree (reassoc on
 # the final reduction; without it, LLVM adds the 8 lanes one by one)
