@@ -382,5 +382,11 @@ if printf '%s\n' "$out" | grep -Eq "^ +the default here: L1d [0-9]+ KiB, L2 [0-9
 else
   bad "tilec targets names the default's cache sizes" "$out"
 fi
+# ... and what its cores do well (TargetInfo subnormal_assists, has_bf16_dot)
+if printf '%s\n' "$out" | grep -Eq "^ +subnormal operands (at full speed here|slow this CPU's FMAs); bf16 (dot products|widened to f32 for FMAs)$"; then
+  ok "tilec targets names the default's core traits"
+else
+  bad "tilec targets names the default's core traits" "$out"
+fi
 
 finish
