@@ -1298,8 +1298,8 @@ static LLVMValueRef tile_function(Cg *c, const char *key, Stmt *copy, Region *co
     return fn;
 }
 
-/* How many times key occurs in the kernel (cg_count_tiles); 0 if never
- * counted. */
+/* Where the count of key's tiles in the kernel is kept (cg_count_tiles
+ * adds them); NULL for a key never counted, unless add makes it. */
 static int *tile_count(Cg *c, const char *key, bool add)
 {
     for (int i = 0; i < c->ntiles; i++)
