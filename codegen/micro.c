@@ -990,7 +990,7 @@ static void dot_gemm(Cg *c, const Stmt *s, int mr, int nr, Var *k)
      * thread) took 13.1 ms compiled for AVX2 against 20.7 with 512-bit
      * f32-table tiles, whose permutes and 512-bit operations issue on
      * two ports where 256-bit ones have three. */
-    bool e2m1_lut = tb == DT_F4E2M1 && w >= 8 && bsc && mr <= 2;
+    bool e2m1_lut = tb == DT_F4E2M1 && bsc && mr <= 2;
     if (e2m1_lut)
         w = 8;
     bool scaled = asc || bsc, b_in_table = bsc && tb == DT_F4E2M1 && !e2m1_lut;

@@ -88,14 +88,14 @@ static bool build(ThKernel *tk, const char *spec, const FeSet *sets, int nsets, 
     return ok;
 }
 
-bool th_kernel_build_on(ThKernel *tk, const char *spec, const FeSet *sets, int nsets, const char *target)
-{
-    return build(tk, spec, sets, nsets, target ? ir_target(target) : NULL, false);
-}
-
 bool th_kernel_build_for(ThKernel *tk, const char *spec, const FeSet *sets, int nsets, const TargetInfo *t)
 {
     return build(tk, spec, sets, nsets, t, false);
+}
+
+bool th_kernel_build_on(ThKernel *tk, const char *spec, const FeSet *sets, int nsets, const char *target)
+{
+    return th_kernel_build_for(tk, spec, sets, nsets, target ? ir_target(target) : NULL);
 }
 
 bool th_kernel_build(ThKernel *tk, const char *spec, const FeSet *sets, int nsets)
