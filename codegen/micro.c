@@ -221,6 +221,7 @@ typedef struct Dot {
     bool lift_a;          /* a_lifted: A staged lifted, e4m3 B widened straight to f32 */
     bool e2m1_lut;        /* packed e2m1 B through a byte table (e2m1_lut_parts) */
     bool lut_pairs;       /* e2m1_lut: blocks in pairs, 64 elements decoded at once */
+    bool t8;              /* e2m1_lut beside A in e2m1 order (micro_gemm a_e2m1_order): e2m1_t8_parts */
     int lut_half;         /* lut_pairs: the block of the pair being emitted */
     LLVMValueRef lut_buf; /* e2m1_lut: [64 x i8] scratch per column */
     LLVMTypeRef vf32;
@@ -680,6 +681,66 @@ static void e2m1_lut_pair_parts(Cg *c, Dot *d, int j, LLVMValueRef k, LLVMValueR
     lut_read_parts(c, d, buf, at[d->lut_half], part);
 }
 
+/* Packed e2m1 beside an A in e2m1 order (Dot.t8, micro_gemm
+ * a_e2m1_order): a block of 64 elements (32 bytes) of B's row j as the
+ * eight f32 parts of A's 8x8-transposed block, part c holding element
+ * 8l + c in lane l.  The bytes are reordered within each 128-bit lane
+ * (vpshufb by e2m1_t8_bytes), the nibbles split (and, shift), each nibble
+ * vector looked up in two byte tables (vpshufb: bits 24-31 and 16-23 of
+ * the f32 value, sign included) whose results interleave into the 16-bit
+ * halves of f32s (vpunpck*bw); even halves shift up (vpslld 16), odd ones
+ * are masked (vpand).  20 vector operations per 64 weights, 6 of them off
+ * the shuffle ports, no conversion, values exact.  The in-order byte table
+ * (e2m1_lut_parts) restored the elements' order and spent a vpmovsxbd
+ * (three shuffle-port cycles on Zen 3) and a vcvtdq2ps per 8: a C loop of
+ * each, one row, 2 columns, weights in L2, 0.075-0.089 -> 0.048-0.055 ns
+ * per weight (Zen 3).  Lane bookkeeping: after the reorder, byte b of a
+ * 128-bit lane L holds source byte 16L + s(b), s(8q + 2e + r) = 4e + 2q +
+ * r; vpunpck (q = 0: low, 1: high) puts nibble h of byte 8q + 2e + r in
+ * the r-th 16-bit half of lane L's dword e, i.e. element 2(16L + s(b)) + h
+ * = 8(4L + e) + 4q + 2r + h: part c = 4q + 2r + h, lane l = 4L + e. */
+static uint8_t e2m1_t8_byte(int i, int shift)
+{
+    float v = dt_e2m1_to_f32((uint8_t)(i % 16));
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    return (uint8_t)(u >> shift);
+}
+
+static void e2m1_t8_parts(Cg *c, Dot *d, int j, LLVMValueRef k, LLVMValueRef *part)
+{
+    LLVMBuilderRef B = c->b;
+    LLVMTypeRef v32 = LLVMVectorType(c->i8, 32), vi32 = LLVMVectorType(c->i32, 8);
+    LLVMValueRef order[32], hi[32], lo[32], inter[2][32];
+    for (int i = 0; i < 32; i++) {
+        int b = i % 16;
+        order[i] = LLVMConstInt(c->i8, (unsigned long long)(4 * (b % 8 / 2) + 2 * (b / 8) + b % 2), 0);
+        hi[i] = LLVMConstInt(c->i8, e2m1_t8_byte(i, 24), 0);
+        lo[i] = LLVMConstInt(c->i8, e2m1_t8_byte(i, 16), 0);
+        for (int q = 0; q < 2; q++) /* vpunpck{l,h}bw of (lo, hi): byte i takes lo's or hi's byte 8q + b / 2 */
+            inter[q][i] = LLVMConstInt(c->i32, (unsigned long long)((i % 2) * 32 + 16 * (i / 16) + 8 * q + b / 2), 0);
+    }
+    LLVMValueRef raw = LLVMBuildLoad2(B, v32, e2m1_row(c, d, j, k), "");
+    LLVMSetAlignment(raw, 1);
+    LLVMValueRef args[2] = {raw, LLVMConstVector(order, 32)};
+    LLVMValueRef x = cg_intrinsic(c, "llvm.x86.avx2.pshuf.b", NULL, 0, args, 2);
+    LLVMValueRef nib[2] = {LLVMBuildAnd(B, x, splat_i(c, c->i8, 32, 0x0f), ""),
+                           LLVMBuildLShr(B, x, splat_i(c, c->i8, 32, 4), "")};
+    for (int h = 0; h < 2; h++) {
+        LLVMValueRef hargs[2] = {LLVMConstVector(hi, 32), nib[h]}, largs[2] = {LLVMConstVector(lo, 32), nib[h]};
+        LLVMValueRef hv = cg_intrinsic(c, "llvm.x86.avx2.pshuf.b", NULL, 0, hargs, 2);
+        LLVMValueRef lv = cg_intrinsic(c, "llvm.x86.avx2.pshuf.b", NULL, 0, largs, 2);
+        for (int q = 0; q < 2; q++) {
+            LLVMValueRef words = LLVMBuildBitCast(
+                B, LLVMBuildShuffleVector(B, lv, hv, LLVMConstVector(inter[q], 32), ""), vi32, "");
+            LLVMValueRef even = LLVMBuildShl(B, words, splat_i(c, c->i32, 8, 16), "");
+            LLVMValueRef odd = LLVMBuildAnd(B, words, splat_i(c, c->i32, 8, 0xffff0000u), "");
+            part[4 * q + h] = LLVMBuildBitCast(B, even, d->vf32, "");
+            part[4 * q + 2 + h] = LLVMBuildBitCast(B, odd, d->vf32, "");
+        }
+    }
+}
+
 /* prefetcht0 of B's row `row` at column k: a plain GEP, so a row past the
  * window (the next tile's, or past the matrix) is only a hint. */
 static void prefetch_row(Cg *c, const Region *b, int row, LLVMValueRef k)
@@ -820,6 +881,63 @@ static void dot_block_pair(Cg *c, void *ctx)
     Dot *d = ctx;
     for (d->lut_half = 0; d->lut_half < 2; d->lut_half++)
         dot_block(c, d);
+}
+
+/* The scales of operand x's row `row` (0: A, 1: B; NULL: unscaled) over
+ * the two 32-element halves of 64-block kb of a Dot.t8 tile, lanes 0-3
+ * the first's and 4-7 the second's (the 128-bit lanes of e2m1_t8_parts'
+ * load): one broadcast where the halves share a scale block. */
+static LLVMValueRef t8_scales(Cg *c, Dot *d, int x, int row, LLVMValueRef kb)
+{
+    int64_t bk = x ? d->bk_b : d->bk_a;
+    if (!(x ? d->b_scale : d->a_scale))
+        return NULL;
+    LLVMBuilderRef B = c->b;
+    if (bk % IR_E2M1_BLOCK == 0)
+        return splat_f(c, d, block_scale(c, d, x, row, scale_col(c, kb, IR_E2M1_BLOCK, bk)));
+    LLVMValueRef v = LLVMGetPoison(d->vf32), half[8];
+    for (int h = 0; h < 2; h++) {
+        LLVMValueRef q = LLVMBuildAdd(B, LLVMBuildMul(B, kb, cg_i64(c, 2), ""), cg_i64(c, h), "");
+        LLVMValueRef s = block_scale(c, d, x, row, scale_col(c, q, 32, bk));
+        v = LLVMBuildInsertElement(B, v, s, LLVMConstInt(c->i32, (unsigned long long)h, 0), "");
+    }
+    for (int l = 0; l < 8; l++)
+        half[l] = LLVMConstInt(c->i32, (unsigned long long)(l / 4), 0);
+    return LLVMBuildShuffleVector(B, v, LLVMGetPoison(d->vf32), LLVMConstVector(half, 8), "");
+}
+
+/* One 64-element block kb of a Dot.t8 tile: each column's weights decoded
+ * once (e2m1_t8_parts), two FMA chains per row (even and odd parts), then
+ * their sum times the block's scales added to the running one. */
+static void dot_t8_block(Cg *c, void *ctx)
+{
+    Dot *d = ctx;
+    LLVMBuilderRef B = c->b;
+    const Stmt *s = d->s;
+    LLVMValueRef kb = c->var[d->kbvar->id], k = LLVMBuildMul(B, kb, cg_i64(c, IR_E2M1_BLOCK), "");
+    LLVMValueRef av[MAX_DOT_ROWS], sa[MAX_DOT_ROWS];
+    for (int i = 0; i < d->mr; i++) {
+        av[i] = dot_load(c, d, &s->u.gemm.a, i, k, d->chunk);
+        sa[i] = t8_scales(c, d, 0, i, kb);
+    }
+    LLVMTypeRef ty = d->vf32;
+    for (int j = 0; j < d->nr; j++) {
+        if (d->prefetch_next)
+            prefetch_row(c, &s->u.gemm.b, d->nr + j, k);
+        LLVMValueRef part[8], sb = t8_scales(c, d, 1, j, kb);
+        e2m1_t8_parts(c, d, j, k, part);
+        for (int i = 0; i < d->mr; i++) {
+            LLVMValueRef chain[2] = {LLVMConstNull(ty), LLVMConstNull(ty)};
+            for (int p = 0; p < 8; p++) {
+                LLVMValueRef args[3] = {dot_part(c, d, av[i], p), part[p], chain[p % 2]};
+                chain[p % 2] = cg_intrinsic(c, "llvm.fma", &ty, 1, args, 3);
+            }
+            LLVMValueRef sum = LLVMBuildFAdd(B, chain[0], chain[1], "");
+            LLVMValueRef sc = sa[i] && sb ? LLVMBuildFMul(B, sa[i], sb, "") : sa[i] ? sa[i] : sb;
+            LLVMValueRef args[3] = {sum, sc, LLVMBuildLoad2(B, ty, d->total[i][j], "")};
+            LLVMBuildStore(B, cg_intrinsic(c, "llvm.fma", &ty, 1, args, 3), d->total[i][j]);
+        }
+    }
 }
 
 /* ------------------------------------------------ e4m3 B's NaNs */
@@ -1048,7 +1166,16 @@ static void dot_gemm(Cg *c, const Stmt *s, int mr, int nr, Var *k)
      * thread, 1756-1760 -> 1490-1537 us (moe_expert_gemm, one row per
      * expert, 14.2-14.4 -> 12.1-12.7 ms) */
     d.lut_pairs = e2m1_lut && d.block == chunk && (K / d.block) % 2 == 0;
-    if (e2m1_lut) {
+    if (s->u.gemm.a_e2m1_order) {
+        if (!e2m1_lut || !promote || K % IR_E2M1_BLOCK) { /* the verifier's conditions */
+            fprintf(stderr, "tilec: internal error: an a_e2m1_order micro_gemm that is no byte-table dot tile\n");
+            abort();
+        }
+        d.t8 = true;
+        d.lut_pairs = false;
+        d.chunk = chunk = IR_E2M1_BLOCK;
+    }
+    if (e2m1_lut && !d.t8) {
         d.lut_buf = entry_alloca(c, LLVMArrayType(c->i8, (unsigned)(64 * nr)));
         LLVMSetAlignment(d.lut_buf, 32);
     }
@@ -1070,7 +1197,9 @@ static void dot_gemm(Cg *c, const Stmt *s, int mr, int nr, Var *k)
         decode_scales(c, &d);
         d.kbvar = temp_var(c, "kb", 4);
         d.ktvar = temp_var(c, "kt", 6);
-        if (d.lut_pairs)
+        if (d.t8)
+            cg_loop(c, d.kbvar, cg_i64(c, K / IR_E2M1_BLOCK), LOOP_SERIAL, 0, false, dot_t8_block, &d);
+        else if (d.lut_pairs)
             cg_loop(c, d.kbvar, cg_i64(c, K / d.block / 2), LOOP_SERIAL, 0, false, dot_block_pair, &d);
         else
             cg_loop(c, d.kbvar, cg_i64(c, K / d.block), LOOP_SERIAL, 0, false, dot_block, &d);
@@ -1090,7 +1219,7 @@ static void dot_gemm(Cg *c, const Stmt *s, int mr, int nr, Var *k)
     /* the tile's sums W at a time (lane_sums), scaled and NaN-marked as
      * vectors (one select: LLVM made eight branches of eight scalar ones) */
     double scale = d.lift_a ? ldexp(1.0, -IR_A_LIFT_EXP - DIRECT_B_EXP) : dot_scale(ta) * dot_scale(tb);
-    if (e2m1_lut)
+    if (e2m1_lut && !d.t8)
         scale *= 0.5; /* the byte table holds 2x the values */
     const Region *cr = &s->u.gemm.c;
     int n = mr * nr;
@@ -1222,7 +1351,8 @@ static bool tile_key(Cg *c, const Stmt *s, Region *const *rs, int n, char *key)
     size_t at_ = 0;
 #define PUT(...) at_ += (size_t)snprintf(at_ < TILE_KEY ? key + at_ : NULL, at_ < TILE_KEY ? TILE_KEY - at_ : 0, __VA_ARGS__)
     const __typeof__(s->u.gemm) *g = &s->u.gemm;
-    PUT("tile.%d%d%d%d%d%d.%d%d", g->trans_a, g->trans_b, g->clear, g->b_pairs, g->a_lifted, g->fast_accum,
+    PUT("tile.%d%d%d%d%d%d%d.%d%d", g->trans_a, g->trans_b, g->clear, g->b_pairs, g->a_lifted, g->a_e2m1_order,
+        g->fast_accum,
         g->a_scale.buf != NULL, g->b_scale.buf != NULL); /* which scales rs[3..] are */
     for (int i = 0; i < n; i++) {
         const Buffer *b = rs[i]->buf;

@@ -544,15 +544,22 @@ static void operand_init(Interp *in, Operand *x, const Region *r, const Region *
     }
 }
 
-/* Element (i, j) of an operand, transposed on request, times its block's
- * scale (an f32 product). */
-static double operand(Interp *in, const Operand *x, int64_t i, int64_t j, bool trans, SrcLoc loc)
+/* The operand's element stored at (r, c) times the block scale of (r,
+ * sc), sc its logical column (an f32 product). */
+static double operand_at(Interp *in, const Operand *x, int64_t r, int64_t c, int64_t sc, SrcLoc loc)
 {
-    int64_t r = trans ? j : i, c = trans ? i : j;
     double v = matrix_elem(in, x->r, x->o, r, c, loc);
     if (!x->scale)
         return v;
-    return f32(v * matrix_elem(in, x->scale, x->so, r / x->br, c / x->bc, loc));
+    return f32(v * matrix_elem(in, x->scale, x->so, r / x->br, sc / x->bc, loc));
+}
+
+/* Element (i, j) of an operand, transposed on request, times its block's
+ * scale. */
+static double operand(Interp *in, const Operand *x, int64_t i, int64_t j, bool trans, SrcLoc loc)
+{
+    int64_t r = trans ? j : i, c = trans ? i : j;
+    return operand_at(in, x, r, c, c, loc);
 }
 
 /* acc + the dot product of row i of op(a) and column j of op(b), summed in
@@ -563,7 +570,8 @@ static float dot(Interp *in, const Stmt *s, const Operand *a, const Operand *b, 
     for (int64_t kk = 0; kk < K && !in->failed; kk++) {
         double bv = s->u.gemm.b_pairs ? operand(in, b, kk / 2, 2 * j + kk % 2, false, s->loc)
                                       : operand(in, b, kk, j, s->u.gemm.trans_b, s->loc);
-        double av = operand(in, a, i, kk, s->u.gemm.trans_a, s->loc);
+        double av = s->u.gemm.a_e2m1_order ? operand_at(in, a, i, ir_e2m1_position(kk), kk, s->loc)
+                                           : operand(in, a, i, kk, s->u.gemm.trans_a, s->loc);
         acc += (float)(s->u.gemm.a_lifted ? ldexp(av, -IR_A_LIFT_EXP) : av) * (float)bv;
     }
     return acc;

@@ -117,6 +117,20 @@
 /* a_lifted micro_gemm: A's e4m3 values times 2^112 are below 2^121, and
  * their products with B's stored values times 2^-120 at least 2^-26 */
 #define IR_A_LIFT_EXP 112
+/* a_e2m1_order micro_gemm: A's columns within each block of IR_E2M1_BLOCK
+ * are stored 8x8-transposed, column 8l + c of a block at position 8c + l,
+ * the order in which the CPU's byte-table dot tiles decode packed e2m1 B
+ * (codegen/micro.c, e2m1_t8_parts); such tiles have at most
+ * IR_E2M1_TABLE_ROWS rows. */
+#define IR_E2M1_BLOCK 64
+#define IR_E2M1_TABLE_ROWS 2
+
+/* Where column k of an a_e2m1_order A is stored. */
+static inline int64_t ir_e2m1_position(int64_t k)
+{
+    int64_t r = k % IR_E2M1_BLOCK;
+    return k - r + 8 * (r % 8) + r / 8;
+}
 
 /* ---------------------------------------------------------------- arena */
 
@@ -439,6 +453,11 @@ struct Stmt {
          * staged A that lets the CPU's dot tile widen an e4m3 B straight
          * into f32's fields (codegen/micro.c, e4m3_direct), every product
          * of the two still an f32 normal.  Needs trans_b and an e4m3 b. */
+        /* a_e2m1_order (MICRO_GEMM only): A is stored in IR_E2M1_BLOCK
+         * column blocks, each 8x8-transposed (element (i, k) at column
+         * k - k % 64 + 8 (k % 8) + k % 64 / 8; its scale, if any, is still
+         * column k's), for a block-scaled packed e2m1 b, transposed, of
+         * K a multiple of 64, and at most IR_E2M1_TABLE_ROWS rows of C. */
         /* rows (GEMM only, NULL for all): an integer expression n saying
          * that only C's first n rows are wanted (a tile's rows of one MoE
          * expert, the rows of the last row block that lie inside the
@@ -456,7 +475,7 @@ struct Stmt {
             /* fast_accum (GEMM): 8-bit operands on tensor cores keep the
              * hardware's own running sum (~13 fraction bits) instead of a
              * step's partial products added into C in f32 (pass_lower) */
-            bool trans_a, trans_b, clear, b_pairs, a_lifted, fast_accum;
+            bool trans_a, trans_b, clear, b_pairs, a_lifted, a_e2m1_order, fast_accum;
             struct Expr *rows;
             struct Expr **desc;
             int ndesc;

@@ -18,7 +18,18 @@ typedef enum Layout {
     ROWS,   /* b[i, j] = R(i, j): a row-major copy */
     PAIRS,  /* b[kk, 2n + t] = R(2kk + t, n): k-pairs for a dot-product instruction */
     PANELS, /* b[p*K + k, n] = R(k, p*NR + n): panels of NR columns, one after another */
+    E2M1_ORDER, /* b[i, ir_e2m1_position(j)] = R(i, j): a micro_gemm a_e2m1_order A */
 } Layout;
+
+/* ir_e2m1_position(p) as an expression: the transposition of each 8x8
+ * block is its own inverse, so it is also the column stored at p. */
+static Expr *e2m1_position(Lower *L, Expr *p)
+{
+    Expr *r = ir_binary(L->k, EX_MOD, p, ci(L, IR_E2M1_BLOCK));
+    Expr *t = add(L, ir_binary(L->k, EX_MUL, ir_binary(L->k, EX_MOD, r, ci(L, 8)), ci(L, 8)),
+                  ir_binary(L->k, EX_DIV, r, ci(L, 8)));
+    return add(L, ir_binary(L->k, EX_SUB, p, r), t);
+}
 
 /* The staging loops of window r (transposed or not) into b with layout
  * lay, its loads guarded or not, its values times 2^lift.  Loops over
@@ -37,6 +48,8 @@ static Stmt *stage_loops(Lower *L, const Region *r, Buffer *b, Layout lay, const
     if (lay == PAIRS) {
         row = add(L, ir_binary(L->k, EX_MUL, vars[0], ci(L, 2)), ir_binary(L->k, EX_MOD, vars[1], ci(L, 2)));
         col = ir_binary(L->k, EX_DIV, vars[1], ci(L, 2));
+    } else if (lay == E2M1_ORDER) {
+        col = e2m1_position(L, vars[1]); /* stores at vars[1]: each moves with its own variable */
     } else if (lay == PANELS) {
         /* the panel loop is serial: its rows p*K + k differ, but a parallel
          * loop's stores must each move with its own variable */
@@ -423,9 +436,17 @@ static int64_t dot_rows_of(const TargetInfo *t, int64_t M, int64_t K, DType ta, 
  * Narrower, down to half, where that divides the N columns: a tail tile's
  * K loop had its row pointers reloaded from the stack (N 128 in 3s).
  * A block-scaled B (bn > 0 rows per scale row): fewer columns where that
- * keeps every tile's rows within whole block rows of the scale. */
-static int64_t dot_cols_of(const TargetInfo *t, int64_t mr, int64_t K, DType ta, DType tb, int64_t bn, int64_t N)
+ * keeps every tile's rows within whole block rows of the scale.  A tile
+ * reading A in e2m1 order (e2m1_order) takes one column: its A vectors are
+ * then the FMAs' memory operands, where at two columns LLVM kept them in
+ * registers and spilled them and the decoding's constants (bench_decode
+ * --quick --fmt fp4, M = 1, one thread: 1255-1274 us at two, 1177-1183 at
+ * one). */
+static int64_t dot_cols_of(const TargetInfo *t, int64_t mr, int64_t K, DType ta, DType tb, int64_t bn, int64_t N,
+                           bool e2m1_order)
 {
+    if (e2m1_order && mr <= IR_E2M1_TABLE_ROWS)
+        return 1;
     int64_t nr = dot_tall(t, mr, K, ta, tb) ? dot_tall_cols(t, mr, tb) : dot_fit_cols(t, mr, ta, tb);
     if (bn && tb == DT_F4E2M1) {
         nr = (vector_regs(t) - E2M1_FIXED - mr) / (1 + mr);
@@ -441,10 +462,13 @@ static int64_t dot_cols_of(const TargetInfo *t, int64_t mr, int64_t K, DType ta,
 }
 
 /* The block scales a dot tile applies (codegen/micro.c), NULL where
- * absent, and whether its A is a lifted e4m3 copy (micro_gemm a_lifted). */
+ * absent, whether its A is a lifted e4m3 copy (micro_gemm a_lifted), and
+ * A's copy in e2m1 order for tiles of at most IR_E2M1_TABLE_ROWS rows
+ * (micro_gemm a_e2m1_order; NULL: none). */
 typedef struct DotScales {
     const Region *a, *b;
     bool a_lifted;
+    const Region *a_e2m1;
 } DotScales;
 
 /* The rows of the block scale bs of an operand (A or B) that its rows
@@ -465,7 +489,8 @@ static Stmt *dot_tile(Lower *L, const Stmt *g, const Region *a, const Region *b,
                       Expr *i, int64_t i0, int64_t mr, Expr *j, int64_t j0, int64_t n, int64_t K)
 {
     Expr *z = ci(L, 0);
-    Region ta = sub(L, a, i0, mr, i, 0, K, z), tb = sub(L, b, j0, n, j, 0, K, z);
+    bool e2m1_order = sc.a_e2m1 && mr <= IR_E2M1_TABLE_ROWS;
+    Region ta = sub(L, e2m1_order ? sc.a_e2m1 : a, i0, mr, i, 0, K, z), tb = sub(L, b, j0, n, j, 0, K, z);
     Region tc = sub(L, c, i0, mr, i, j0, n, j);
     Stmt *tile = ir_micro_gemm(L->k, ta, tb, tc, false, true, g->u.gemm.clear, g->loc);
     if (sc.b)
@@ -473,6 +498,7 @@ static Stmt *dot_tile(Lower *L, const Stmt *g, const Region *a, const Region *b,
     if (sc.a)
         tile->u.gemm.a_scale = scale_rows(L, a, sc.a, i, i0, mr);
     tile->u.gemm.a_lifted = sc.a_lifted;
+    tile->u.gemm.a_e2m1_order = e2m1_order;
     return tile;
 }
 
@@ -568,7 +594,8 @@ static Stmt *dot_tiles(Lower *L, const Stmt *g, const Region *a, const Region *b
     }
     bool loop = full > 1 || (full && rows);
     int64_t bn = sc.b ? mat_rows(b) / mat_rows(sc.b) : 0;
-    int64_t nr = dot_cols_of(L->t, full ? mr : rem, K, ta, tb, bn, N);
+    bool t8 = sc.a_e2m1 != NULL;
+    int64_t nr = dot_cols_of(L->t, full ? mr : rem, K, ta, tb, bn, N, t8);
     /* Weight rows that overflow half of L2 would come from L3 or memory
      * again for every band: there the columns go outside and the bands
      * inside, each tile of weight rows read once and then from the cache
@@ -596,13 +623,13 @@ static Stmt *dot_tiles(Lower *L, const Stmt *g, const Region *a, const Region *b
         Stmt *band[DOT_MAX_ROWS]; /* a band has at most DOT_MAX_ROWS rows */
         for (int64_t k = mr - 1; k >= 1; k--) {
             band[k] = ir_seq(L->k, g->loc);
-            dot_columns(L, band[k], g, a, b, sc, c, dot_cols_of(L->t, k, K, ta, tb, bn, N),
+            dot_columns(L, band[k], g, a, b, sc, c, dot_cols_of(L->t, k, K, ta, tb, bn, N, t8),
                         &(RowBands){.mr = k, .full = 1, .i = done}, K);
         }
         ir_seq_push(L->k, seq, by_rows_left(L, left, band, mr, g->loc));
     } else if (rem) {
         Stmt *tail = bands.tail ? ir_seq(L->k, g->loc) : seq;
-        int64_t tail_nr = full ? dot_cols_of(L->t, rem, K, ta, tb, bn, N) : nr;
+        int64_t tail_nr = full ? dot_cols_of(L->t, rem, K, ta, tb, bn, N, t8) : nr;
         dot_columns(L, tail, g, a, b, sc, c, tail_nr, &(RowBands){.i0 = full * mr, .mr = rem, .full = 1}, K);
         if (bands.tail)
             ir_seq_push(L->k, seq, ir_if(L->k, bands.tail, tail, NULL, g->loc));
@@ -675,7 +702,7 @@ static Stmt *tail_tiles(Lower *L, const Stmt *g, const Region *c, Expr *rows, bo
         sb = dequantise(L, seq, &b, bs, DT_F32, "gemm_b", g->loc);
     else if (copy_b)
         sb = whole(L, stage(L, seq, &b, false, b.ext[0], b.ext[1], b.buf->dtype, "gemm_b", OUTSIDE, g->loc));
-    DotScales sc = {NULL, copy_b ? NULL : bs, lift};
+    DotScales sc = {NULL, copy_b ? NULL : bs, lift, NULL};
     ir_seq_push(L->k, seq, dot_tiles(L, g, &sa, &sb, sc, c, rows, false));
     return seq;
 }
@@ -690,13 +717,27 @@ static Stmt *tail_tiles(Lower *L, const Stmt *g, const Region *c, Expr *rows, bo
  * weights as well (32 x 2048 into f32, every column block) made the decode
  * 4.7x slower (moe_expert_gemm, 6 rows over 16 experts, BK = K: 50 ms
  * against 10.6 at BK 128). */
+/* Whether a GEMM's dot tiles of at most IR_E2M1_TABLE_ROWS rows read A
+ * from a copy in e2m1 order (micro_gemm a_e2m1_order): beside
+ * block-scaled packed e2m1 B, where those tiles decode B through the byte
+ * table without restoring the elements' order (codegen/micro.c,
+ * e2m1_t8_parts).  bench_decode --fmt fp4 --quick, M = 1, one thread:
+ * see bench/README.md.  The copy is staged once per call beside the
+ * K x N weights it meets; where the tiles also have more rows (an MoE
+ * tile's bands and its 1- and 2-row variants), A is staged both ways. */
+static bool stages_e2m1_order(const Stmt *g, const Region *bs)
+{
+    return bs && g->u.gemm.b.buf->dtype == DT_F4E2M1 && g->u.gemm.a.ext[1] % IR_E2M1_BLOCK == 0 &&
+           (g->u.gemm.c.ext[0] <= IR_E2M1_TABLE_ROWS || g->u.gemm.rows);
+}
+
 static Stmt *lower_gemm_dot(Lower *L, const Stmt *g)
 {
     Stmt *seq = ir_seq(L->k, g->loc);
     Region a = g->u.gemm.a, b = g->u.gemm.b, c = g->u.gemm.c, c_out = c;
     const Region *bs = g->u.gemm.b_scale.buf ? &g->u.gemm.b_scale : NULL;
     const Region *as = g->u.gemm.a_scale.buf ? &g->u.gemm.a_scale : NULL;
-    DotScales sc = {as, bs, false};
+    DotScales sc = {as, bs, false, NULL};
     bool stage_c = c.buf->scope == SCOPE_GLOBAL;
     Expr *rows = stage_c ? NULL : g->u.gemm.rows; /* a global C's staging copies every row */
     if (stage_c) {
@@ -739,7 +780,18 @@ static Stmt *lower_gemm_dot(Lower *L, const Stmt *g)
         /* with `rows` only the first n rows need be inside: the whole
          * window is staged (pass_hoist finds it), its loads guarded where
          * it leaves the matrix */
-        if (widen_a)
+        Region fe;
+        if (stages_e2m1_order(g, bs)) {
+            int64_t shape[2] = {a.ext[0], a.ext[1]};
+            fe = whole(L, lower_temp(L, "gemm_a_t", SCOPE_SHARED, DT_F32, 2, shape, g->loc));
+            stage_into(L, fast, &a, fe.buf, E2M1_ORDER, shape, 0, false, n ? CHECK : INSIDE, 0, g->loc);
+            fsc.a_e2m1 = &fe;
+        }
+        /* A in its own order only where a tile has more rows than those
+         * reading the e2m1 copy (which otherwise stands in for it) */
+        if (fsc.a_e2m1 && c.ext[0] <= IR_E2M1_TABLE_ROWS)
+            fa = fe;
+        else if (widen_a)
             fa = whole(L, stage_lifted(L, fast, &a, false, a.ext[0], a.ext[1], DT_F32, "gemm_a", n ? CHECK : INSIDE,
                                        fsc.a_lifted ? IR_A_LIFT_EXP : 0, g->loc));
         ir_seq_push(L->k, fast, dot_tiles(L, g, &fa, &b, fsc, &c, rows, true));
@@ -848,7 +900,7 @@ static bool a_ok(Lower *L, const Stmt *g, DType from)
         return true;
     int64_t M = g->u.gemm.c.ext[0], N = g->u.gemm.c.ext[1], K = g->u.gemm.a.ext[1];
     int64_t bn = bs->buf ? mat_rows(b) / mat_rows(bs) : 0;
-    int64_t nr = dot_cols_of(L->t, dot_rows_of(L->t, M, K, from, b->buf->dtype), K, from, b->buf->dtype, bn, N);
+    int64_t nr = dot_cols_of(L->t, dot_rows_of(L->t, M, K, from, b->buf->dtype), K, from, b->buf->dtype, bn, N, false);
     /* B of 8 bits: A widened 16 elements at a time; else 8, costlier */
     return (N + nr - 1) / nr <= (dt_bits(b->buf->dtype) == 8 ? 8 : 4);
 }

@@ -172,6 +172,10 @@ fi
 # repeated dot tiles whose operands are alike but whose scales differ (A's
 # in one, B's in the other) are two functions, not one
 check "dot tiles with A's and with B's scales --check" "$TILEC" run tests/specs/tile_scales.tir --check
+# byte-table fp4 tiles reading A in e2m1 order (micro_gemm a_e2m1_order):
+# A's and B's scales per 32 and per 64 elements, one and two rows, beside a
+# tile of the same operands in A's own order
+check "fp4 tiles beside A in e2m1 order --check" "$TILEC" run tests/specs/e2m1_order.tir --check
 # a count (a sum of 0/1 choices, exact in any order) keeps several vector
 # accumulators (bin.rdx: their sum) and adds its lanes as a tree (reassoc on
 # the final reduction; without it, LLVM adds the 8 lanes one by one)
@@ -277,9 +281,12 @@ else
 fi
 # packed fp4 weights with 1x32 scales (a block-scaled GEMM operand): the
 # dot tiles' K loops read the bytes in place, with no scalar byte loads
-# (the UE8M0 scales are decoded before the loop).  One row on AVX2: the
-# nibbles through a byte table (vpshufb), sign-extended from a stack
-# scratch (vpmovsxbd) and converted (vcvtdq2ps).  Tall tiles (16 rows):
+# (the UE8M0 scales are decoded before the loop).  One row, beside A in
+# e2m1 order (micro_gemm a_e2m1_order): the bytes reordered and the
+# nibbles looked up in two byte tables (vpshufb), interleaved into f32s
+# (vpunpck*bw) and shifted into place (vpslld) — no sign extension
+# (vpmovsxbd) or conversion (vcvtdq2ps), the element order not restored.
+# Tall tiles (16 rows):
 # per 8 weights one dword broadcast from memory, the e2m1 table permute
 # (vpermps; LLVM's domain pass may spell it vpermd), the sign blend and the
 # FMAs, and no spill or reload through the stack.
@@ -292,14 +299,17 @@ fp4_loop() { # spec args... -> the innermost loops holding FMAs and $PAT
 }
 # It fetches the next tile's weight rows as it goes (prefetcht0), also in
 # an MoE expert's one-row variant of a 4-row band.
-PAT=vpshufb fp4_loop --set BM=1 --set BK=2048 >"$tmp/dot_fp4_1.s"
+# (the first loop: the tiles whose rows all lie inside A; the tail's read A
+# staged in its own order, through the in-order byte table)
+PAT=vpshufb fp4_loop --set BM=1 --set BK=2048 | awk '/^----$/ { exit } { print }' >"$tmp/dot_fp4_1.s"
 PAT=vpshufb fp4_loop --set BM=4 --set BK=2048 >"$tmp/dot_fp4_v.s"
-if grep -q vpmovsxbd "$tmp/dot_fp4_1.s" && grep -q vcvtdq2ps "$tmp/dot_fp4_1.s" &&
-   ! grep -qE "movzb|movsb|vperm" "$tmp/dot_fp4_1.s" && grep -q prefetcht0 "$tmp/dot_fp4_1.s" &&
-   grep -q prefetcht0 "$tmp/dot_fp4_v.s"; then
-  ok "fp4 dot tile at one row decodes through a byte table, no scalar loads, prefetching"
+if [ "$(grep -c vpshufb "$tmp/dot_fp4_1.s")" -ge 5 ] && grep -q vpunpcklbw "$tmp/dot_fp4_1.s" &&
+   grep -q "vpslld	\$16" "$tmp/dot_fp4_1.s" && ! grep -qE "vpmovsxbd|vcvtdq2ps|movzb|movsb" "$tmp/dot_fp4_1.s" &&
+   grep -q prefetcht0 "$tmp/dot_fp4_1.s" && grep -q prefetcht0 "$tmp/dot_fp4_v.s" &&
+   ! grep -q vpmovsxbd "$tmp/dot_fp4_v.s"; then
+  ok "fp4 dot tile at one row decodes through byte tables in e2m1 order, no scalar loads, prefetching"
 else
-  bad "fp4 dot tile at one row decodes through a byte table, no scalar loads, prefetching" "$(head -40 "$tmp/dot_fp4_1.s")"
+  bad "fp4 dot tile at one row decodes through byte tables in e2m1 order, no scalar loads, prefetching" "$(head -40 "$tmp/dot_fp4_1.s")"
 fi
 # (the first such loop: the tiles whose rows all lie inside A; the tail's,
 # reading a staged A, may reload a constant).  The sign goes in with the

@@ -547,7 +547,9 @@ TEST(dot_tiles_find_each_e4m3_nan)
 
 /* A dot tile reads a block-scaled packed e2m1 B in place (codegen/micro.c:
  * table lookup, sign, scale; elsewhere lowering dequantises it): C = A ·
- * (B ⊙ expand(S))ᵀ with B [16, 64] and 1x32 scales S [16, 2].
+ * (B ⊙ expand(S))ᵀ with B [16, K] and 1x32 scales S [16, K / 32], at K
+ * 64 and 128 (tiles of one and two rows read A in e2m1 order: micro_gemm
+ * a_e2m1_order) and 96 (no 64-element blocks: A in its own order).
  *   exact: row n of B is code n everywhere (all 16 codes, ±0 included),
  *     scales 2^-3 .. 2^3 per block, rows of A constant, so C[i][n] =
  *     a_i · e2m1(n) · 32 · (s[n][0] + s[n][1]) exactly in f32;
@@ -555,22 +557,24 @@ TEST(dot_tiles_find_each_e4m3_nan)
  *     powers of two, against a double sum — and against the same sum with
  *     each byte's nibbles swapped, which must fail: the inputs would catch
  *     a decoder that took the high nibble first. */
-static const char *fp4_src(const char *adt, const char *sdt, int M)
+enum { FP4_KMAX = 128 };
+
+static const char *fp4_src(const char *adt, const char *sdt, int M, int K)
 {
     static char src[1024];
     snprintf(src, sizeof src,
              "kernel dotf4 level tile\n"
-             "arg a: %s[%d, 64] in\n"
-             "arg b: f4e2m1[16, 64] in\n"
-             "arg s: %s[16, 2] in\n"
+             "arg a: %s[%d, %d] in\n"
+             "arg b: f4e2m1[16, %d] in\n"
+             "arg s: %s[16, %d] in\n"
              "arg c: f32[%d, 16] out\n"
              "buf acc: fragment f32[%d, 16]\n"
              "grid (g) < [1]\n"
              "{\n"
-             "  gemm a[0 +: %d, 0 +: 64], b[0 +: 16, 0 +: 64] -> acc trans_b clear b_scale s[0 +: 16, 0 +: 2]\n"
+             "  gemm a[0 +: %d, 0 +: %d], b[0 +: 16, 0 +: %d] -> acc trans_b clear b_scale s[0 +: 16, 0 +: %d]\n"
              "  copy acc -> c[0 +: %d, 0 +: 16]\n"
              "}\n",
-             adt, M, sdt, M, M, M, M);
+             adt, M, K, K, sdt, K / 32, M, M, M, K, K, K / 32, M);
     return src;
 }
 
@@ -586,15 +590,15 @@ static bool run_fp4(const Exec *x, const char *src, void *a, void *b, void *s, f
 }
 
 /* Σ_k a[i][k] · e2m1(B[n][k]) · s[n][k / 32], nibbles swapped on request. */
-static double fp4_dot(const float *a, const uint8_t *b, const float *s, int i, int n, bool swap, double *mag)
+static double fp4_dot(const float *a, const uint8_t *b, const float *s, int K, int i, int n, bool swap, double *mag)
 {
     double sum = 0;
     *mag = 0;
-    for (int k = 0; k < 64; k++) {
-        int idx = n * 64 + k;
+    for (int k = 0; k < K; k++) {
+        int idx = n * K + k;
         bool high = (idx % 2 == 1) != swap;
         unsigned nib = high ? b[idx / 2] >> 4 : b[idx / 2] & 15;
-        double t = (double)a[i * 64 + k] * ref_decode_e2m1((uint8_t)nib) * s[n * 2 + k / 32];
+        double t = (double)a[i * K + k] * ref_decode_e2m1((uint8_t)nib) * s[n * (K / 32) + k / 32];
         sum += t;
         *mag += fabs(t);
     }
@@ -602,91 +606,96 @@ static double fp4_dot(const float *a, const uint8_t *b, const float *s, int i, i
 }
 
 /* exact: row n of B is code n in every nibble, rows of A constant */
-static void check_fp4_codes_exact(int M)
+static void check_fp4_codes_exact(int M, int K)
 {
     static const char *adts[] = {"f32", "bf16"};
     static const float rows[3] = {1.0f, 0.5f, -1.0f};
-    float af[3 * 64];
-    uint16_t ab[3 * 64];
-    uint8_t codes[16 * 32], s8[16 * 2];
+    float af[3 * FP4_KMAX];
+    uint16_t ab[3 * FP4_KMAX];
+    uint8_t codes[16 * FP4_KMAX / 2], s8[16 * FP4_KMAX / 32];
+    int nb = K / 32;
     for (int t = 0; t < 2; t++) {
-        for (int i = 0; i < 3 * 64; i++) {
-            af[i] = rows[i / 64];
+        for (int i = 0; i < 3 * K; i++) {
+            af[i] = rows[i / K];
             ab[i] = dt_f32_to_bf16(af[i]);
         }
-        for (int i = 0; i < 16 * 32; i++)
-            codes[i] = (uint8_t)((i / 32) * 17); /* code n in both nibbles of row n */
-        for (int i = 0; i < 16 * 2; i++)
+        for (int i = 0; i < 16 * K / 2; i++)
+            codes[i] = (uint8_t)((i / (K / 2)) * 17); /* code n in both nibbles of row n */
+        for (int i = 0; i < 16 * nb; i++)
             s8[i] = (uint8_t)(127 + (i * 5) % 7 - 3);
         for (int e = 0; e < NEXECS; e++) {
             if (!exec_available(&execs[e]) || execs[e].mode == GPU)
                 continue;
             static float c[3 * 16];
-            if (!run_fp4(&execs[e], fp4_src(adts[t], "e8m0", M), t ? (void *)ab : (void *)af, codes, s8, c))
+            if (!run_fp4(&execs[e], fp4_src(adts[t], "e8m0", M, K), t ? (void *)ab : (void *)af, codes, s8, c))
                 continue;
             int bad = 0;
             for (int i = 0; i < M; i++)
                 for (int n = 0; n < 16; n++) {
-                    float want = rows[i] * ref_decode_e2m1((uint8_t)n) * 32.0f *
-                                 (ref_decode_e8m0(s8[2 * n]) + ref_decode_e8m0(s8[2 * n + 1]));
+                    float scales = 0;
+                    for (int b = 0; b < nb; b++)
+                        scales += ref_decode_e8m0(s8[nb * n + b]);
+                    float want = rows[i] * ref_decode_e2m1((uint8_t)n) * 32.0f * scales;
                     float got = c[i * 16 + n];
                     bool same = got == want; /* (a sum from +0: -0 terms give +0) */
                     if (!same && bad++ < 3)
-                        CHECKF(false, "%s %s M=%d: c[%d][%x] = %g, want %g", exec_name(&execs[e]), adts[t], M, i, n,
-                               got, want);
+                        CHECKF(false, "%s %s M=%d K=%d: c[%d][%x] = %g, want %g", exec_name(&execs[e]), adts[t], M, K,
+                               i, n, got, want);
                 }
-            CHECKF(bad == 0, "%s %s x e2m1 M=%d: %d wrong", exec_name(&execs[e]), adts[t], M, bad);
+            CHECKF(bad == 0, "%s %s x e2m1 M=%d K=%d: %d wrong", exec_name(&execs[e]), adts[t], M, K, bad);
         }
     }
 }
 
 /* mixed: random codes and A, f32 scales, against a double sum */
-static void check_fp4_codes_mixed(int M)
+static void check_fp4_codes_mixed(int M, int K)
 {
     static const char *adts[] = {"f32", "bf16"};
-    float af[3 * 64], sf[16 * 2];
-    uint16_t ab[3 * 64];
-    uint8_t codes[16 * 32];
+    float af[3 * FP4_KMAX], sf[16 * FP4_KMAX / 32];
+    uint16_t ab[3 * FP4_KMAX];
+    uint8_t codes[16 * FP4_KMAX / 2];
     unsigned seed = 7;
-    for (int i = 0; i < 3 * 64; i++) {
+    for (int i = 0; i < 3 * K; i++) {
         af[i] = test_rand(&seed);
         ab[i] = dt_f32_to_bf16(af[i]);
         af[i] = dt_bf16_to_f32(ab[i]); /* the same values in both dtypes */
     }
-    for (int i = 0; i < 16 * 32; i++)
+    for (int i = 0; i < 16 * K / 2; i++)
         codes[i] = (uint8_t)((test_rand(&seed) + 1.0f) * 128.0f);
-    for (int i = 0; i < 16 * 2; i++)
-        sf[i] = 0.3f + 0.7f * (float)i / 7.0f * (i % 3 == 1 ? -1.0f : 1.0f);
+    for (int i = 0; i < 16 * K / 32; i++)
+        sf[i] = 0.3f + 0.7f * (float)(i % 8) / 7.0f * (i % 3 == 1 ? -1.0f : 1.0f);
     for (int t = 0; t < 2; t++)
         for (int e = 0; e < NEXECS; e++) {
             if (!exec_available(&execs[e]) || execs[e].mode == GPU)
                 continue;
             static float c[3 * 16];
-            if (!run_fp4(&execs[e], fp4_src(adts[t], "f32", M), t ? (void *)ab : (void *)af, codes, sf, c))
+            if (!run_fp4(&execs[e], fp4_src(adts[t], "f32", M, K), t ? (void *)ab : (void *)af, codes, sf, c))
                 continue;
             int bad = 0, caught = 0;
             for (int i = 0; i < M; i++)
                 for (int n = 0; n < 16; n++) {
-                    double mag, want = fp4_dot(af, codes, sf, i, n, false, &mag), tol = 1e-6 * mag;
-                    double swapped = fp4_dot(af, codes, sf, i, n, true, &mag);
+                    double mag, want = fp4_dot(af, codes, sf, K, i, n, false, &mag), tol = 1e-6 * mag;
+                    double swapped = fp4_dot(af, codes, sf, K, i, n, true, &mag);
                     double got = c[i * 16 + n];
                     if (!(fabs(got - want) <= tol) && bad++ < 3)
                         CHECKF(false, "%s %s f32 scales: c[%d][%d] = %g, want %g", exec_name(&execs[e]), adts[t], i, n,
                                got, want);
                     caught += !(fabs(got - swapped) <= tol);
                 }
-            CHECKF(bad == 0, "%s %s f32 scales M=%d: %d wrong", exec_name(&execs[e]), adts[t], M, bad);
-            CHECKF(caught >= M * 16 * 5 / 6, "%s %s M=%d: swapped nibbles would pass for %d of %d outputs",
-                   exec_name(&execs[e]), adts[t], M, M * 16 - caught, M * 16);
+            CHECKF(bad == 0, "%s %s f32 scales M=%d K=%d: %d wrong", exec_name(&execs[e]), adts[t], M, K, bad);
+            CHECKF(caught >= M * 16 * 5 / 6, "%s %s M=%d K=%d: swapped nibbles would pass for %d of %d outputs",
+                   exec_name(&execs[e]), adts[t], M, K, M * 16 - caught, M * 16);
         }
 }
 
 TEST(dot_tiles_widen_every_fp4_code)
 {
-    for (int M = 3; M >= 1; M -= 2) {
-        check_fp4_codes_exact(M);
-        check_fp4_codes_mixed(M);
-    }
+    static const int Ks[] = {64, 96, 128};
+    for (int M = 3; M >= 1; M--)
+        for (int k = 0; k < 3; k++) {
+            check_fp4_codes_exact(M, Ks[k]);
+            check_fp4_codes_mixed(M, Ks[k]);
+        }
 }
 
 /* Block scales on other operands and shapes, against a double sum of the

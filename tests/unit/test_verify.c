@@ -662,6 +662,43 @@ TEST(a_lifted_needs_f32_by_transposed_e4m3)
     expect_fail(k, 7, "verify: gemm: a_lifted needs a micro_gemm of an f32 a by a transposed f8e4m3 b (no wgmma)");
 }
 
+/* a_e2m1_order: a micro_gemm of at most IR_E2M1_TABLE_ROWS rows of an f32
+ * A by a transposed, block-scaled e2m1 B, K a multiple of 64. */
+TEST(a_e2m1_order_needs_a_byte_table_tile)
+{
+    static const char *src = "kernel e level loop\n"
+                             "arg w: f4e2m1[16, 128] in\n"
+                             "arg s: e8m0[16, 4] in\n"
+                             "arg x: bf16[4, 128] in\n"
+                             "buf xs: shared f32[4, 128]\n"
+                             "buf acc: fragment f32[4, 16]\n"
+                             "grid (b) < [1]\n"
+                             "{\n"
+                             "  micro_gemm xs[0 +: 2, 0 +: 128], w[0 +: 16, 0 +: 128] -> acc[0 +: 2, 0 +: 16] trans_b clear "
+                             "b_scale s[0 +: 16, 0 +: 4] a_e2m1_order\n" /* 9 */
+                             "}\n";
+    const char *want = "verify: micro_gemm: a_e2m1_order needs a micro_gemm of at most 2 rows of an f32 a by a "
+                       "transposed, block-scaled f4e2m1 b, K a multiple of 64 (no wgmma)";
+    Diag d = {0};
+    Kernel *k = load(src);
+    CHECKF(k && ir_verify(k, &d), "%s", d.msg);
+    ir_kernel_free(k);
+    k = load(src);
+    item(k, 0)->u.gemm.a.ext[0] = item(k, 0)->u.gemm.c.ext[0] = 3; /* three rows */
+    expect_fail(k, 9, want);
+    k = load(src);
+    item(k, 0)->u.gemm.a.ext[1] = item(k, 0)->u.gemm.b.ext[1] = 96; /* K 96 */
+    item(k, 0)->u.gemm.b_scale.ext[1] = 3;
+    expect_fail(k, 9, want);
+    k = load(src);
+    item(k, 0)->u.gemm.b_scale = (Region){0}; /* unscaled */
+    expect_fail(k, 9, want);
+    k = load(src);
+    item(k, 0)->u.gemm.a = ir_region_whole(k, ir_buf_find(k, "x")); /* bf16 A */
+    item(k, 0)->u.gemm.a.ext[0] = 2;
+    expect_fail(k, 9, want);
+}
+
 /* once: an integer key, in a CPU's Loop IR (no threads) */
 TEST(once_is_cpu_loop_ir_with_an_integer_key)
 {
@@ -728,6 +765,7 @@ int main(void)
     RUN(tile_ops_are_errors_in_loop_ir);
     RUN(micro_gemm_and_vector_loops_are_errors_in_tile_ir);
     RUN(a_lifted_needs_f32_by_transposed_e4m3);
+    RUN(a_e2m1_order_needs_a_byte_table_tile);
     RUN(wgmma_descriptors);
     RUN(load_index_count_type_and_dtype);
     RUN(operand_counts_and_operator_types);
