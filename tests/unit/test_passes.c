@@ -208,6 +208,10 @@ TEST(golden_hoist_one_step) { golden_for("hoist_one_step", pass_hoist, ir_target
  * step (none for an empty tile), goes into a once keyed by by, the loops
  * and the window test around it copied */
 TEST(golden_hoist_derived) { golden_for("hoist_derived", pass_hoist, ir_target("x86-avx2")); }
+/* a nest staging two buffers (fuse's merge of lower's two copies of one
+ * A: in its own order and in e2m1 order) under a step loop of two: both
+ * move into one once per by, each grown by a block of rows per step */
+TEST(golden_hoist_two_copies) { golden_for("hoist_two_copies", pass_hoist, ir_target("x86-avx2")); }
 /* lower's `if inside {fast} else {guarded}` copies unswitched: both arms
  * fused, t gone */
 TEST(golden_fuse_switch) { golden("fuse_switch", pass_fuse); }
@@ -704,9 +708,9 @@ TEST(reuse_keeps_the_meaning)
  * row block, whole ones. */
 TEST(hoist_keeps_the_meaning)
 {
-    const char *names[] = {"hoist_staging", "hoist_one_step", "hoist_derived"};
+    const char *names[] = {"hoist_staging", "hoist_one_step", "hoist_derived", "hoist_two_copies"};
     const int64_t ms[] = {1, 6, 8};
-    keeps_the_meaning(names, 3, pass_hoist, ir_target("x86-avx2"), ms);
+    keeps_the_meaning(names, 4, pass_hoist, ir_target("x86-avx2"), ms);
 }
 
 /* Every example spec, at shapes that hit tails (and small enough for the
@@ -902,6 +906,7 @@ int main(void)
     RUN(golden_hoist_staging);
     RUN(golden_hoist_one_step);
     RUN(golden_hoist_derived);
+    RUN(golden_hoist_two_copies);
     RUN(hoist_keeps_the_meaning);
     RUN(golden_fuse_switch);
     RUN(golden_fuse_strided);
