@@ -685,7 +685,7 @@ static void e2m1_lut_pair_parts(Cg *c, Dot *d, int j, LLVMValueRef k, LLVMValueR
  * a_e2m1_order): a block of 64 elements (32 bytes) of B's row j as the
  * eight f32 parts of A's 8x8-transposed block, part c holding element
  * 8l + c in lane l.  The bytes are reordered within each 128-bit lane
- * (vpshufb by e2m1_t8_bytes), the nibbles split (and, shift), each nibble
+ * (vpshufb by `order`), the nibbles split (and, shift), each nibble
  * vector looked up in two byte tables (vpshufb: bits 24-31 and 16-23 of
  * the f32 value, sign included) whose results interleave into the 16-bit
  * halves of f32s (vpunpck*bw); even halves shift up (vpslld 16), odd ones

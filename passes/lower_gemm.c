@@ -707,6 +707,21 @@ static Stmt *tail_tiles(Lower *L, const Stmt *g, const Region *c, Expr *rows, bo
     return seq;
 }
 
+/* Whether a GEMM's dot tiles of at most IR_E2M1_TABLE_ROWS rows read A
+ * from a copy in e2m1 order (micro_gemm a_e2m1_order): beside
+ * block-scaled packed e2m1 B, where those tiles decode B through the byte
+ * table without restoring the elements' order (codegen/micro.c,
+ * e2m1_t8_parts; bench_decode --fmt fp4 --quick, M = 1, one thread:
+ * 1481-1504 -> 1177-1183 us).  The copy is staged once per call beside the
+ * K x N weights it meets; where the tiles also have more rows (an MoE
+ * tile's bands and its 1- and 2-row variants, `rows`), A is staged both
+ * ways. */
+static bool stages_e2m1_order(const Stmt *g, const Region *bs, const Expr *rows)
+{
+    return bs && g->u.gemm.b.buf->dtype == DT_F4E2M1 && g->u.gemm.a.ext[1] % IR_E2M1_BLOCK == 0 &&
+           (g->u.gemm.c.ext[0] <= IR_E2M1_TABLE_ROWS || rows);
+}
+
 /* A global operand is read in place when its window lies inside the
  * buffer; otherwise (a tail block) it is first copied with its tail zeroed,
  * which is the GEMM's meaning of the parts outside.  Block scales
@@ -717,20 +732,6 @@ static Stmt *tail_tiles(Lower *L, const Stmt *g, const Region *c, Expr *rows, bo
  * weights as well (32 x 2048 into f32, every column block) made the decode
  * 4.7x slower (moe_expert_gemm, 6 rows over 16 experts, BK = K: 50 ms
  * against 10.6 at BK 128). */
-/* Whether a GEMM's dot tiles of at most IR_E2M1_TABLE_ROWS rows read A
- * from a copy in e2m1 order (micro_gemm a_e2m1_order): beside
- * block-scaled packed e2m1 B, where those tiles decode B through the byte
- * table without restoring the elements' order (codegen/micro.c,
- * e2m1_t8_parts).  bench_decode --fmt fp4 --quick, M = 1, one thread:
- * see bench/README.md.  The copy is staged once per call beside the
- * K x N weights it meets; where the tiles also have more rows (an MoE
- * tile's bands and its 1- and 2-row variants), A is staged both ways. */
-static bool stages_e2m1_order(const Stmt *g, const Region *bs)
-{
-    return bs && g->u.gemm.b.buf->dtype == DT_F4E2M1 && g->u.gemm.a.ext[1] % IR_E2M1_BLOCK == 0 &&
-           (g->u.gemm.c.ext[0] <= IR_E2M1_TABLE_ROWS || g->u.gemm.rows);
-}
-
 static Stmt *lower_gemm_dot(Lower *L, const Stmt *g)
 {
     Stmt *seq = ir_seq(L->k, g->loc);
@@ -781,7 +782,7 @@ static Stmt *lower_gemm_dot(Lower *L, const Stmt *g)
          * window is staged (pass_hoist finds it), its loads guarded where
          * it leaves the matrix */
         Region fe;
-        if (stages_e2m1_order(g, bs)) {
+        if (stages_e2m1_order(g, bs, rows)) {
             int64_t shape[2] = {a.ext[0], a.ext[1]};
             fe = whole(L, lower_temp(L, "gemm_a_t", SCOPE_SHARED, DT_F32, 2, shape, g->loc));
             stage_into(L, fast, &a, fe.buf, E2M1_ORDER, shape, 0, false, n ? CHECK : INSIDE, 0, g->loc);
