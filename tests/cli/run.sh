@@ -151,10 +151,12 @@ if "$TILEC" compile kernels_src/moe_expert_gemm.lua --set R=16 --set E=16 --set 
   ok "one-row fp4 tiles decode block pairs"; else bad "one-row fp4 tiles decode block pairs" "$(grep -c vpshufb "$tmp/fp4_row.s")" "$(cat "$tmp/err")"; fi
 # ... and so do x86-avx512's, on 256-bit registers (faster than 512-bit
 # f32-table tiles on a Sapphire Rapids Xeon): no 16-lane table lookups
-# (vpermd, vpermps) left
+# (vpermd, vpermps) left, and A in e2m1 order (the byte tables' halves
+# interleaved and shifted into f32s)
 if "$TILEC" compile kernels_src/moe_expert_gemm.lua --set R=16 --set E=16 --set N=4096 --set K=2048 --set BM=1 \
      --target x86-avx512 --emit asm -o "$tmp/fp4_row512.s" 2>"$tmp/err" &&
-   grep -q "vpshufb.*ymm" "$tmp/fp4_row512.s" && ! grep -qE "vperm(d|ps)[[:space:]].*zmm" "$tmp/fp4_row512.s"; then
+   grep -q "vpshufb.*ymm" "$tmp/fp4_row512.s" && ! grep -qE "vperm(d|ps)[[:space:]].*zmm" "$tmp/fp4_row512.s" &&
+   grep -q "vpunpcklbw.*ymm" "$tmp/fp4_row512.s" && grep -q "vpslld	\$16, %ymm" "$tmp/fp4_row512.s"; then
   ok "avx512 one-row fp4 tiles take the byte table"; else bad "avx512 one-row fp4 tiles take the byte table" "$(cat "$tmp/err")"; fi
 # a dot tile the kernel has more than once is one function, called from
 # each place (moe_gemm_swiglu: the gate and up GEMMs' tiles), and one it
