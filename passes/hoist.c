@@ -24,7 +24,9 @@
  *     X is each of them;
  *   - the statements around it (from the block's top level) are ifs and
  *     loops (serial or pipelined) of at most one step, and at most one
- *     step loop of a constant number of steps;
+ *     step loop of a bounded number of steps (a constant, or an extent
+ *     whose range is known: an MoE tile's `select(0 < rows, 7, 0)`, its
+ *     scratch grown by the most);
  *   - its values, its conditions and those loops' extents load only
  *     read-only arguments and block-derived scratch (below), and use only
  *     its own variables, the enclosing loops', grid variables and
@@ -272,14 +274,6 @@ static bool shared_by_a_run(const Hoist *H)
     return unused_slower;
 }
 
-static int64_t steps(const Hoist *H)
-{
-    int64_t n = 1;
-    if (H->step)
-        ir_expr_is_const(H->step->u.loop.extent, &n);
-    return n;
-}
-
 static IrRange no_leaf(const Expr *e, void *ctx)
 {
     (void)e;
@@ -287,17 +281,31 @@ static IrRange no_leaf(const Expr *e, void *ctx)
     return (IrRange){0, 0, false};
 }
 
+/* The most iterations loop s runs: its constant extent, or the top of its
+ * extent's range (an MoE tile's K steps, `select(0 < rows, 7, 0)`: none
+ * for an empty tile); -1 where unknown. */
+static int64_t most_steps(const Stmt *s)
+{
+    int64_t n;
+    if (ir_expr_is_const(s->u.loop.extent, &n))
+        return n;
+    IrRange r = ir_range_of(s->u.loop.extent, no_leaf, NULL);
+    return r.known ? r.hi : -1;
+}
+
+static int64_t steps(const Hoist *H)
+{
+    return H->step ? most_steps(H->step) : 1;
+}
+
 /* A loop the search may pass through: serial or pipelined, of at most one
- * step, or the (one) step loop of a constant count. */
+ * step, or the (one) step loop of a bounded count. */
 static bool passable(const Hoist *H, const Stmt *s)
 {
     if (s->u.loop.kind != LOOP_SERIAL && s->u.loop.kind != LOOP_PIPELINED)
         return false;
-    int64_t n;
-    if (ir_expr_is_const(s->u.loop.extent, &n))
-        return n <= 1 || !H->step;
-    IrRange r = ir_range_of(s->u.loop.extent, no_leaf, NULL);
-    return r.known && r.hi <= 1;
+    int64_t n = most_steps(s);
+    return n >= 0 && (n <= 1 || !H->step);
 }
 
 /* The conditions and extents around the nest: invariant, free of the
@@ -573,8 +581,7 @@ static bool scan(Hoist *H, Stmt *seq)
         } else if (s->op == ST_FOR && passable(H, s)) {
             inner[0] = &s->u.loop.body;
         }
-        int64_t n;
-        bool is_step = s->op == ST_FOR && ir_expr_is_const(s->u.loop.extent, &n) && n > 1;
+        bool is_step = s->op == ST_FOR && most_steps(s) > 1;
         for (int a = 0; a < 2; a++) {
             if (!inner[a])
                 continue;

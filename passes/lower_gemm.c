@@ -715,11 +715,17 @@ static Stmt *tail_tiles(Lower *L, const Stmt *g, const Region *c, Expr *rows, bo
  * 1481-1504 -> 1177-1183 us).  The copy is staged once per call beside the
  * K x N weights it meets; where the tiles also have more rows (an MoE
  * tile's bands and its 1- and 2-row variants, `rows`), A is staged both
- * ways. */
+ * ways — only where the GEMM reads whole rows of A (K in one step): in
+ * steps, two copies of a 16-row tile outgrew L2 for pass_hoist and were
+ * staged again in every block (moe_expert_gemm at Pro's K 7168 in steps
+ * of 1024, 16-row tiles, one thread: T=16 routing 86-88 -> 121-127 ms). */
 static bool stages_e2m1_order(const Stmt *g, const Region *bs, const Expr *rows)
 {
-    return bs && g->u.gemm.b.buf->dtype == DT_F4E2M1 && g->u.gemm.a.ext[1] % IR_E2M1_BLOCK == 0 &&
-           (g->u.gemm.c.ext[0] <= IR_E2M1_TABLE_ROWS || rows);
+    const Region *a = &g->u.gemm.a;
+    int64_t cols;
+    bool whole_rows = ir_expr_is_const(a->buf->shape[a->buf->rank - 1], &cols) && cols == a->ext[1];
+    return bs && g->u.gemm.b.buf->dtype == DT_F4E2M1 && a->ext[1] % IR_E2M1_BLOCK == 0 &&
+           (g->u.gemm.c.ext[0] <= IR_E2M1_TABLE_ROWS || (rows && whole_rows));
 }
 
 /* A global operand is read in place when its window lies inside the

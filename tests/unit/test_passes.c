@@ -212,6 +212,10 @@ TEST(golden_hoist_derived) { golden_for("hoist_derived", pass_hoist, ir_target("
  * A: in its own order and in e2m1 order) under a step loop of two: both
  * move into one once per by, each grown by a block of rows per step */
 TEST(golden_hoist_two_copies) { golden_for("hoist_two_copies", pass_hoist, ir_target("x86-avx2")); }
+/* an MoE tile's K steps, `select(0 < rows, 2, 0)` (none for an empty
+ * tile): a step loop of at most two steps, its rows' staging into a once
+ * per by, the scratch a block per step, the loop copied with its extent */
+TEST(golden_hoist_bounded_steps) { golden_for("hoist_bounded_steps", pass_hoist, ir_target("x86-avx2")); }
 /* lower's `if inside {fast} else {guarded}` copies unswitched: both arms
  * fused, t gone */
 TEST(golden_fuse_switch) { golden("fuse_switch", pass_fuse); }
@@ -708,9 +712,10 @@ TEST(reuse_keeps_the_meaning)
  * row block, whole ones. */
 TEST(hoist_keeps_the_meaning)
 {
-    const char *names[] = {"hoist_staging", "hoist_one_step", "hoist_derived", "hoist_two_copies"};
+    const char *names[] = {"hoist_staging", "hoist_one_step", "hoist_derived", "hoist_two_copies",
+                           "hoist_bounded_steps"};
     const int64_t ms[] = {1, 6, 8};
-    keeps_the_meaning(names, 4, pass_hoist, ir_target("x86-avx2"), ms);
+    keeps_the_meaning(names, 5, pass_hoist, ir_target("x86-avx2"), ms);
 }
 
 /* Every example spec, at shapes that hit tails (and small enough for the
@@ -907,6 +912,7 @@ int main(void)
     RUN(golden_hoist_one_step);
     RUN(golden_hoist_derived);
     RUN(golden_hoist_two_copies);
+    RUN(golden_hoist_bounded_steps);
     RUN(hoist_keeps_the_meaning);
     RUN(golden_fuse_switch);
     RUN(golden_fuse_strided);
