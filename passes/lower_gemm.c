@@ -464,11 +464,14 @@ static int64_t dot_cols_of(const TargetInfo *t, int64_t mr, int64_t K, DType ta,
 /* The block scales a dot tile applies (codegen/micro.c), NULL where
  * absent, whether its A is a lifted e4m3 copy (micro_gemm a_lifted), and
  * A's copy in e2m1 order for tiles of at most IR_E2M1_TABLE_ROWS rows
- * (micro_gemm a_e2m1_order; NULL: none). */
+ * (micro_gemm a_e2m1_order; NULL: none): of all of A's rows, or with
+ * a_e2m1_band of just the rows-left variant's band (its row 0 the band's
+ * first). */
 typedef struct DotScales {
     const Region *a, *b;
     bool a_lifted;
     const Region *a_e2m1;
+    bool a_e2m1_band;
 } DotScales;
 
 /* The rows of the block scale bs of an operand (A or B) that its rows
@@ -490,7 +493,10 @@ static Stmt *dot_tile(Lower *L, const Stmt *g, const Region *a, const Region *b,
 {
     Expr *z = ci(L, 0);
     bool e2m1_order = sc.a_e2m1 && mr <= IR_E2M1_TABLE_ROWS;
-    Region ta = sub(L, e2m1_order ? sc.a_e2m1 : a, i0, mr, i, 0, K, z), tb = sub(L, b, j0, n, j, 0, K, z);
+    Region ta = !e2m1_order        ? sub(L, a, i0, mr, i, 0, K, z)
+                : sc.a_e2m1_band ? sub(L, sc.a_e2m1, 0, mr, z, 0, K, z)
+                                 : sub(L, sc.a_e2m1, i0, mr, i, 0, K, z);
+    Region tb = sub(L, b, j0, n, j, 0, K, z);
     Region tc = sub(L, c, i0, mr, i, j0, n, j);
     Stmt *tile = ir_micro_gemm(L->k, ta, tb, tc, false, true, g->u.gemm.clear, g->loc);
     if (sc.b)
@@ -702,7 +708,7 @@ static Stmt *tail_tiles(Lower *L, const Stmt *g, const Region *c, Expr *rows, bo
         sb = dequantise(L, seq, &b, bs, DT_F32, "gemm_b", g->loc);
     else if (copy_b)
         sb = whole(L, stage(L, seq, &b, false, b.ext[0], b.ext[1], b.buf->dtype, "gemm_b", OUTSIDE, g->loc));
-    DotScales sc = {NULL, copy_b ? NULL : bs, lift, NULL};
+    DotScales sc = {NULL, copy_b ? NULL : bs, lift, NULL, false};
     ir_seq_push(L->k, seq, dot_tiles(L, g, &sa, &sb, sc, c, rows, false));
     return seq;
 }
@@ -715,10 +721,13 @@ static Stmt *tail_tiles(Lower *L, const Stmt *g, const Region *c, Expr *rows, bo
  * 1481-1504 -> 1177-1183 us).  The copy is staged once per call beside the
  * K x N weights it meets; where the tiles also have more rows (an MoE
  * tile's bands and its 1- and 2-row variants, `rows`), A is staged both
- * ways — only where the GEMM reads whole rows of A (K in one step): in
- * steps, two copies of a 16-row tile outgrew L2 for pass_hoist and were
- * staged again in every block (moe_expert_gemm at Pro's K 7168 in steps
- * of 1024, 16-row tiles, one thread: T=16 routing 86-88 -> 121-127 ms). */
+ * ways: the e2m1 copy then holds only the band the rows-left variant
+ * reads (its rows start where the full bands end), and only where the
+ * GEMM reads whole rows of A (K in one step) — in steps, two copies of a
+ * 16-row tile outgrew L2 for pass_hoist and were staged again in every
+ * block (moe_expert_gemm at Pro's K 7168 in steps of 1024, 16-row tiles,
+ * one thread: T=16 routing 86-88 -> 121-127 ms), and 16 rows of it, most
+ * never read, cost moe_gemm_swiglu at 6 rows per expert 3-5%. */
 static bool stages_e2m1_order(const Stmt *g, const Region *bs, const Expr *rows)
 {
     const Region *a = &g->u.gemm.a;
@@ -744,7 +753,7 @@ static Stmt *lower_gemm_dot(Lower *L, const Stmt *g)
     Region a = g->u.gemm.a, b = g->u.gemm.b, c = g->u.gemm.c, c_out = c;
     const Region *bs = g->u.gemm.b_scale.buf ? &g->u.gemm.b_scale : NULL;
     const Region *as = g->u.gemm.a_scale.buf ? &g->u.gemm.a_scale : NULL;
-    DotScales sc = {as, bs, false, NULL};
+    DotScales sc = {as, bs, false, NULL, false};
     bool stage_c = c.buf->scope == SCOPE_GLOBAL;
     Expr *rows = stage_c ? NULL : g->u.gemm.rows; /* a global C's staging copies every row */
     if (stage_c) {
@@ -788,10 +797,20 @@ static Stmt *lower_gemm_dot(Lower *L, const Stmt *g)
          * window is staged (pass_hoist finds it), its loads guarded where
          * it leaves the matrix */
         Region fe;
-        if (stages_e2m1_order(g, bs, rows)) {
+        /* the full bands' rows (dot_tiles'), more than the e2m1 copy's
+         * tiles take where A has more rows than those */
+        int64_t mr = dot_rows_of(L->t, c.ext[0], a.ext[1], DT_F32, b.buf->dtype);
+        if (stages_e2m1_order(g, bs, rows) && (c.ext[0] <= IR_E2M1_TABLE_ROWS || mr > IR_E2M1_TABLE_ROWS)) {
             int64_t shape[2] = {a.ext[0], a.ext[1]};
+            Region from = a;
+            if (c.ext[0] > IR_E2M1_TABLE_ROWS) { /* the variant's band: rows from (n / mr) * mr */
+                Expr *done = ir_binary(L->k, EX_MUL, ir_binary(L->k, EX_DIV, n, ci(L, mr)), ci(L, mr));
+                shape[0] = mr - 1 < IR_E2M1_TABLE_ROWS ? mr - 1 : IR_E2M1_TABLE_ROWS;
+                from = sub(L, &a, 0, shape[0], done, 0, a.ext[1], ci(L, 0));
+                fsc.a_e2m1_band = true;
+            }
             fe = whole(L, lower_temp(L, "gemm_a_t", SCOPE_SHARED, DT_F32, 2, shape, g->loc));
-            stage_into(L, fast, &a, fe.buf, E2M1_ORDER, shape, 0, false, n ? CHECK : INSIDE, 0, g->loc);
+            stage_into(L, fast, &from, fe.buf, E2M1_ORDER, shape, 0, false, n ? CHECK : INSIDE, 0, g->loc);
             fsc.a_e2m1 = &fe;
         }
         /* A in its own order only where a tile has more rows than those
