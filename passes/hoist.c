@@ -21,7 +21,8 @@
  *     buffers, one store each (fuse merges the copies of one A, in two
  *     layouts, that lower stages side by side) — or an if whose two arms
  *     both are, for the same buffers (a window test's two copies); below,
- *     X is each of them;
+ *     X is each of them (several only where a step stages at least half
+ *     of L1, or there is no step loop);
  *   - the statements around it (from the block's top level) are ifs and
  *     loops (serial or pipelined) of at most one step, and at most one
  *     step loop of a bounded number of steps (a constant, or an extent
@@ -377,7 +378,12 @@ static bool qualifies(Hoist *H, Stmt *seq, int i)
         H->x[b] = x[b];
         H->rows[b] = ir_const_i(H->k, rows);
     }
-    if (bytes > (double)H->t->l2_bytes)
+    /* A fused nest of several copies under a step loop, each step's small:
+     * register tiles read their per-step copies from L1, and once hoisted
+     * every step's from L2 (compress_proj, x as bf16 and as f32, 16 rows x
+     * 128 per step, 32 steps, 16 column blocks: 4.7 -> 5.5 ms) */
+    bool small_steps = nx > 1 && steps(H) > 1 && bytes / (double)steps(H) < (double)H->t->l1_bytes / 2;
+    if (bytes > (double)H->t->l2_bytes || small_steps)
         return false;
     H->nx = nx;
     return true;
