@@ -737,6 +737,30 @@ static bool stages_e2m1_order(const Stmt *g, const Region *bs, const Expr *rows)
            (g->u.gemm.c.ext[0] <= IR_E2M1_TABLE_ROWS || (rows && whole_rows));
 }
 
+/* A's copy in e2m1 order into *fe, staged in seq (its loads guarded where
+ * n, the wanted rows, may leave the matrix): all of A's rows, or beside
+ * taller tiles just the band of the rows-left variant (sc->a_e2m1_band:
+ * min(mr - 1, IR_E2M1_TABLE_ROWS) rows from where the full bands of mr
+ * end).  False where the full bands themselves would be e2m1 tiles. */
+static bool stage_e2m1_copy(Lower *L, Stmt *seq, const Stmt *g, Expr *n, DotScales *sc, Region *fe)
+{
+    const Region *a = &g->u.gemm.a;
+    int64_t M = g->u.gemm.c.ext[0], K = a->ext[1], shape[2] = {a->ext[0], K};
+    Region from = *a;
+    if (M > IR_E2M1_TABLE_ROWS) {
+        int64_t mr = dot_rows_of(L->t, M, K, DT_F32, g->u.gemm.b.buf->dtype);
+        if (mr <= IR_E2M1_TABLE_ROWS)
+            return false;
+        Expr *done = ir_binary(L->k, EX_MUL, ir_binary(L->k, EX_DIV, n, ci(L, mr)), ci(L, mr));
+        shape[0] = mr - 1 < IR_E2M1_TABLE_ROWS ? mr - 1 : IR_E2M1_TABLE_ROWS;
+        from = sub(L, a, 0, shape[0], done, 0, K, ci(L, 0));
+        sc->a_e2m1_band = true;
+    }
+    *fe = whole(L, lower_temp(L, "gemm_a_t", SCOPE_SHARED, DT_F32, 2, shape, g->loc));
+    stage_into(L, seq, &from, fe->buf, E2M1_ORDER, shape, 0, false, n ? CHECK : INSIDE, 0, g->loc);
+    return true;
+}
+
 /* A global operand is read in place when its window lies inside the
  * buffer; otherwise (a tail block) it is first copied with its tail zeroed,
  * which is the GEMM's meaning of the parts outside.  Block scales
@@ -797,22 +821,8 @@ static Stmt *lower_gemm_dot(Lower *L, const Stmt *g)
          * window is staged (pass_hoist finds it), its loads guarded where
          * it leaves the matrix */
         Region fe;
-        /* the full bands' rows (dot_tiles'), more than the e2m1 copy's
-         * tiles take where A has more rows than those */
-        int64_t mr = dot_rows_of(L->t, c.ext[0], a.ext[1], DT_F32, b.buf->dtype);
-        if (stages_e2m1_order(g, bs, rows) && (c.ext[0] <= IR_E2M1_TABLE_ROWS || mr > IR_E2M1_TABLE_ROWS)) {
-            int64_t shape[2] = {a.ext[0], a.ext[1]};
-            Region from = a;
-            if (c.ext[0] > IR_E2M1_TABLE_ROWS) { /* the variant's band: rows from (n / mr) * mr */
-                Expr *done = ir_binary(L->k, EX_MUL, ir_binary(L->k, EX_DIV, n, ci(L, mr)), ci(L, mr));
-                shape[0] = mr - 1 < IR_E2M1_TABLE_ROWS ? mr - 1 : IR_E2M1_TABLE_ROWS;
-                from = sub(L, &a, 0, shape[0], done, 0, a.ext[1], ci(L, 0));
-                fsc.a_e2m1_band = true;
-            }
-            fe = whole(L, lower_temp(L, "gemm_a_t", SCOPE_SHARED, DT_F32, 2, shape, g->loc));
-            stage_into(L, fast, &from, fe.buf, E2M1_ORDER, shape, 0, false, n ? CHECK : INSIDE, 0, g->loc);
+        if (stages_e2m1_order(g, bs, rows) && stage_e2m1_copy(L, fast, g, n, &fsc, &fe))
             fsc.a_e2m1 = &fe;
-        }
         /* A in its own order only where a tile has more rows than those
          * reading the e2m1 copy (which otherwise stands in for it) */
         if (fsc.a_e2m1 && c.ext[0] <= IR_E2M1_TABLE_ROWS)
