@@ -461,18 +461,18 @@ static int64_t dot_cols_of(const TargetInfo *t, int64_t mr, int64_t K, DType ta,
     return nr;
 }
 
-/* The block scales a dot tile applies (codegen/micro.c), NULL where
- * absent, whether its A is a lifted e4m3 copy (micro_gemm a_lifted), and
- * A's copy in e2m1 order for tiles of at most IR_E2M1_TABLE_ROWS rows
+/* What a GEMM's dot tiles take besides A, B and C: the block scales they
+ * apply (codegen/micro.c), NULL where absent, whether their A is a lifted
+ * e4m3 copy (micro_gemm a_lifted), and A's copy in e2m1 order for tiles of at most IR_E2M1_TABLE_ROWS rows
  * (micro_gemm a_e2m1_order; NULL: none): of all of A's rows, or with
  * a_e2m1_band of just the rows-left variant's band (its row 0 the band's
  * first). */
-typedef struct DotScales {
+typedef struct DotInputs {
     const Region *a, *b;
     bool a_lifted;
     const Region *a_e2m1;
     bool a_e2m1_band;
-} DotScales;
+} DotInputs;
 
 /* The rows of the block scale bs of an operand (A or B) that its rows
  * [j + j0, +n) of a dot tile use: one block row, or n / bn of them
@@ -488,7 +488,7 @@ static Region scale_rows(Lower *L, const Region *b, const Region *bs, Expr *j, i
 /* The dot tile of C's rows [i0 + i, +mr) and columns [j0 + j, +n) (i, j a
  * loop index times the tile's extent, or 0), with the rows of the block
  * scales they use. */
-static Stmt *dot_tile(Lower *L, const Stmt *g, const Region *a, const Region *b, DotScales sc, const Region *c,
+static Stmt *dot_tile(Lower *L, const Stmt *g, const Region *a, const Region *b, DotInputs sc, const Region *c,
                       Expr *i, int64_t i0, int64_t mr, Expr *j, int64_t j0, int64_t n, int64_t K)
 {
     Expr *z = ci(L, 0);
@@ -529,7 +529,7 @@ static Stmt *by_rows_left(Lower *L, Expr *left, Stmt *const *band, int64_t mr, S
 }
 
 /* The tiles of columns [j0 + j, +n) in every band of rb. */
-static void dot_column(Lower *L, Stmt *seq, const Stmt *g, const Region *a, const Region *b, DotScales sc,
+static void dot_column(Lower *L, Stmt *seq, const Stmt *g, const Region *a, const Region *b, DotInputs sc,
                        const Region *c, Expr *j, int64_t j0, int64_t n, const RowBands *rb, int64_t K)
 {
     if (rb->loop) {
@@ -556,7 +556,7 @@ static void dot_column(Lower *L, Stmt *seq, const Stmt *g, const Region *a, cons
 /* The tiles of rb's bands over all of C's columns in groups of nr, the
  * columns outside and the bands inside (dot_tiles says where; for one
  * band, the band's tiles). */
-static void dot_columns(Lower *L, Stmt *seq, const Stmt *g, const Region *a, const Region *b, DotScales sc,
+static void dot_columns(Lower *L, Stmt *seq, const Stmt *g, const Region *a, const Region *b, DotInputs sc,
                         const Region *c, int64_t nr, const RowBands *rb, int64_t K)
 {
     int64_t N = c->ext[1], cols = N / nr, rem = N % nr;
@@ -582,7 +582,7 @@ static void dot_columns(Lower *L, Stmt *seq, const Stmt *g, const Region *a, con
  * for 96 wanted at a decode step of 16 tokens over 16 experts.  At one
  * row per tile, the common case at decode (T tokens times 6 routed
  * experts among 256), the variant is one row of the widest tiles. */
-static Stmt *dot_tiles(Lower *L, const Stmt *g, const Region *a, const Region *b, DotScales sc,
+static Stmt *dot_tiles(Lower *L, const Stmt *g, const Region *a, const Region *b, DotInputs sc,
                        const Region *c, Expr *rows, bool variants)
 {
     int64_t M = c->ext[0], N = c->ext[1], K = a->ext[1];
@@ -708,7 +708,7 @@ static Stmt *tail_tiles(Lower *L, const Stmt *g, const Region *c, Expr *rows, bo
         sb = dequantise(L, seq, &b, bs, DT_F32, "gemm_b", g->loc);
     else if (copy_b)
         sb = whole(L, stage(L, seq, &b, false, b.ext[0], b.ext[1], b.buf->dtype, "gemm_b", OUTSIDE, g->loc));
-    DotScales sc = {NULL, copy_b ? NULL : bs, lift, NULL, false};
+    DotInputs sc = {NULL, copy_b ? NULL : bs, lift, NULL, false};
     ir_seq_push(L->k, seq, dot_tiles(L, g, &sa, &sb, sc, c, rows, false));
     return seq;
 }
@@ -728,29 +728,31 @@ static Stmt *tail_tiles(Lower *L, const Stmt *g, const Region *c, Expr *rows, bo
  * block (moe_expert_gemm at Pro's K 7168 in steps of 1024, 16-row tiles,
  * one thread: T=16 routing 86-88 -> 121-127 ms), and 16 rows of it, most
  * never read, cost moe_gemm_swiglu at 6 rows per expert 3-5%. */
-static bool stages_e2m1_order(const Stmt *g, const Region *bs, const Expr *rows)
+static bool stages_e2m1_order(const Lower *L, const Stmt *g, const Region *bs, const Expr *rows)
 {
     const Region *a = &g->u.gemm.a;
-    int64_t cols;
-    bool whole_rows = ir_expr_is_const(a->buf->shape[a->buf->rank - 1], &cols) && cols == a->ext[1];
-    return bs && g->u.gemm.b.buf->dtype == DT_F4E2M1 && a->ext[1] % IR_E2M1_BLOCK == 0 &&
-           (g->u.gemm.c.ext[0] <= IR_E2M1_TABLE_ROWS || (rows && whole_rows));
+    int64_t M = g->u.gemm.c.ext[0], K = a->ext[1], cols;
+    if (!bs || g->u.gemm.b.buf->dtype != DT_F4E2M1 || K % IR_E2M1_BLOCK)
+        return false;
+    if (M <= IR_E2M1_TABLE_ROWS)
+        return true;
+    /* taller tiles: their full bands are not e2m1 tiles themselves */
+    bool whole_rows = ir_expr_is_const(a->buf->shape[a->buf->rank - 1], &cols) && cols == K;
+    return rows && whole_rows && dot_rows_of(L->t, M, K, DT_F32, g->u.gemm.b.buf->dtype) > IR_E2M1_TABLE_ROWS;
 }
 
-/* A's copy in e2m1 order into *fe, staged in seq (its loads guarded where
- * n, the wanted rows, may leave the matrix): all of A's rows, or beside
- * taller tiles just the band of the rows-left variant (sc->a_e2m1_band:
- * min(mr - 1, IR_E2M1_TABLE_ROWS) rows from where the full bands of mr
- * end).  False where the full bands themselves would be e2m1 tiles. */
-static bool stage_e2m1_copy(Lower *L, Stmt *seq, const Stmt *g, Expr *n, DotScales *sc, Region *fe)
+/* A's copy in e2m1 order (where stages_e2m1_order says) into *fe, staged
+ * in seq (its loads guarded where n, the wanted rows, may leave the
+ * matrix): all of A's rows, or beside taller tiles just the band of the
+ * rows-left variant (sc->a_e2m1_band: min(mr - 1, IR_E2M1_TABLE_ROWS) rows
+ * from where the full bands of mr end). */
+static void stage_e2m1_copy(Lower *L, Stmt *seq, const Stmt *g, Expr *n, DotInputs *sc, Region *fe)
 {
     const Region *a = &g->u.gemm.a;
     int64_t M = g->u.gemm.c.ext[0], K = a->ext[1], shape[2] = {a->ext[0], K};
     Region from = *a;
     if (M > IR_E2M1_TABLE_ROWS) {
         int64_t mr = dot_rows_of(L->t, M, K, DT_F32, g->u.gemm.b.buf->dtype);
-        if (mr <= IR_E2M1_TABLE_ROWS)
-            return false;
         Expr *done = ir_binary(L->k, EX_MUL, ir_binary(L->k, EX_DIV, n, ci(L, mr)), ci(L, mr));
         shape[0] = mr - 1 < IR_E2M1_TABLE_ROWS ? mr - 1 : IR_E2M1_TABLE_ROWS;
         from = sub(L, a, 0, shape[0], done, 0, K, ci(L, 0));
@@ -758,7 +760,7 @@ static bool stage_e2m1_copy(Lower *L, Stmt *seq, const Stmt *g, Expr *n, DotScal
     }
     *fe = whole(L, lower_temp(L, "gemm_a_t", SCOPE_SHARED, DT_F32, 2, shape, g->loc));
     stage_into(L, seq, &from, fe->buf, E2M1_ORDER, shape, 0, false, n ? CHECK : INSIDE, 0, g->loc);
-    return true;
+    sc->a_e2m1 = fe;
 }
 
 /* A global operand is read in place when its window lies inside the
@@ -777,7 +779,7 @@ static Stmt *lower_gemm_dot(Lower *L, const Stmt *g)
     Region a = g->u.gemm.a, b = g->u.gemm.b, c = g->u.gemm.c, c_out = c;
     const Region *bs = g->u.gemm.b_scale.buf ? &g->u.gemm.b_scale : NULL;
     const Region *as = g->u.gemm.a_scale.buf ? &g->u.gemm.a_scale : NULL;
-    DotScales sc = {as, bs, false, NULL, false};
+    DotInputs sc = {as, bs, false, NULL, false};
     bool stage_c = c.buf->scope == SCOPE_GLOBAL;
     Expr *rows = stage_c ? NULL : g->u.gemm.rows; /* a global C's staging copies every row */
     if (stage_c) {
@@ -815,14 +817,14 @@ static Stmt *lower_gemm_dot(Lower *L, const Stmt *g)
     if (!never) {
         Region fa = a;
         fast = ir_seq(L->k, g->loc);
-        DotScales fsc = sc;
+        DotInputs fsc = sc;
         fsc.a_lifted = lifts_a(L, g, widen_a);
         /* with `rows` only the first n rows need be inside: the whole
          * window is staged (pass_hoist finds it), its loads guarded where
          * it leaves the matrix */
         Region fe;
-        if (stages_e2m1_order(g, bs, rows) && stage_e2m1_copy(L, fast, g, n, &fsc, &fe))
-            fsc.a_e2m1 = &fe;
+        if (stages_e2m1_order(L, g, bs, rows))
+            stage_e2m1_copy(L, fast, g, n, &fsc, &fe);
         /* A in its own order only where a tile has more rows than those
          * reading the e2m1 copy (which otherwise stands in for it) */
         if (fsc.a_e2m1 && c.ext[0] <= IR_E2M1_TABLE_ROWS)
