@@ -17,12 +17,8 @@
  * A nest qualifies when
  *   - it is a perfect nest of constant extents storing every element of
  *     one scratch buffer X once, at its own loop variables in order (what
- *     it leaves in X does not depend on what X held) — or of a few such
- *     buffers, one store each (fuse merges the copies of one A, in two
- *     layouts, that lower stages side by side) — or an if whose two arms
- *     both are, for the same buffers (a window test's two copies); below,
- *     X is each of them (several only where a step stages at least half
- *     of L1, or there is no step loop);
+ *     it leaves in X does not depend on what X held) — or an if whose two
+ *     arms both are, for the same X (a window test's two copies);
  *   - the statements around it (from the block's top level) are ifs and
  *     loops (serial or pipelined) of at most one step, and at most one
  *     step loop of a bounded number of steps (a constant, or an extent
@@ -49,7 +45,7 @@
 
 #include <string.h>
 
-enum { MAX_DEPTH = 8, MAX_STAGED = 4 };
+enum { MAX_DEPTH = 8 };
 
 typedef struct Hoist {
     Kernel *k;
@@ -62,9 +58,8 @@ typedef struct Hoist {
     bool grid_used[IR_MAX_GRID];
     const Buffer *deriving[4];  /* derived(): the buffers whose writers are being checked */
     int nderiving;
-    Buffer *x[MAX_STAGED];      /* the staged scratch buffers */
-    Expr *rows[MAX_STAGED];     /* their first extents, R */
-    int nx;
+    Buffer *x;                  /* the staged scratch */
+    Expr *rows;                 /* its first extent, R */
 } Hoist;
 
 /* ------------------------------------------------------------ the tests */
@@ -206,30 +201,10 @@ static bool invariant_expr(Hoist *H, const Expr *e, Var *const *nest_vars, int n
     return invariant_in(H, e, vars, m);
 }
 
-/* Is store st one writing each element of a scratch buffer at the nest's
- * loop variables in order (vars, outermost first; ext their extents)? */
-static bool stages_whole(const Stmt *st, Var *const *vars, const int64_t *ext, int n)
-{
-    if (st->op != ST_STORE || st->u.store.atomic || st->u.store.async)
-        return false;
-    const Buffer *x = st->u.store.buf;
-    if (x->scope == SCOPE_GLOBAL || x->rank != n)
-        return false;
-    for (int d = 0; d < n; d++) {
-        int64_t want, zero;
-        const Expr *i = st->u.store.idx[d];
-        bool at_var = i->op == EX_VAR && i->var == vars[d];
-        bool folded = ext[d] == 1 && ir_expr_is_const(i, &zero) && zero == 0; /* a loop of one, its variable 0 */
-        if (!(at_var || folded) || !ir_expr_is_const(x->shape[d], &want) || want != ext[d])
-            return false;
-    }
-    return true;
-}
-
-/* The stores of a perfect nest of constant extents whose body is one or a
- * few stages_whole stores of distinct buffers (vars: the nest's, outermost
- * first); how many, 0 if s is not such a nest. */
-static int staging_stores(Stmt *s, Var **vars, int *nvars, Stmt **st)
+/* The store of a perfect nest of constant extents writing each element
+ * of one scratch buffer at its loop variables in order (vars: the nest's,
+ * outermost first); NULL if s is not such a nest. */
+static Stmt *staging_store(Stmt *s, Var **vars, int *nvars)
 {
     int n = 0;
     int64_t ext[IR_MAX_RANK];
@@ -240,24 +215,25 @@ static int staging_stores(Stmt *s, Var **vars, int *nvars, Stmt **st)
         }
         if (n == IR_MAX_RANK || !ir_expr_is_const(s->u.loop.extent, &ext[n]) ||
             (s->u.loop.kind != LOOP_SERIAL && s->u.loop.kind != LOOP_PARALLEL))
-            return 0;
+            return NULL;
         vars[n++] = s->u.loop.var;
         s = s->u.loop.body;
     }
-    Stmt *const *items = s->op == ST_SEQ ? s->u.seq.items : &s;
-    int m = s->op == ST_SEQ ? s->u.seq.n : 1;
-    if (m > MAX_STAGED)
-        return 0;
-    for (int i = 0; i < m; i++) {
-        if (!stages_whole(items[i], vars, ext, n))
-            return 0;
-        for (int j = 0; j < i; j++)
-            if (items[j]->u.store.buf == items[i]->u.store.buf)
-                return 0;
-        st[i] = items[i];
+    if (s->op != ST_STORE || s->u.store.atomic || s->u.store.async)
+        return NULL;
+    const Buffer *x = s->u.store.buf;
+    if (x->scope == SCOPE_GLOBAL || x->rank != n)
+        return NULL;
+    for (int d = 0; d < n; d++) {
+        int64_t want, zero;
+        const Expr *i = s->u.store.idx[d];
+        bool at_var = i->op == EX_VAR && i->var == vars[d];
+        bool folded = ext[d] == 1 && ir_expr_is_const(i, &zero) && zero == 0; /* a loop of one, its variable 0 */
+        if (!(at_var || folded) || !ir_expr_is_const(x->shape[d], &want) || want != ext[d])
+            return NULL;
     }
     *nvars = n;
-    return m;
+    return s;
 }
 
 /* The grid variables used are the slowest dimensions of extent other
@@ -322,37 +298,28 @@ static bool invariant_path(Hoist *H)
     return true;
 }
 
-/* The buffers s stores every element of, whichever way it goes — a
- * staging nest, or an if on an invariant condition whose arms both stage
- * the same buffers (a row-count variant's copy, say) — their values
- * invariant: how many (into x), 0 if none. */
-static int staged_by(Hoist *H, const Stmt *s, Buffer **x)
+/* The buffer s stores every element of, whichever way it goes — a staging
+ * nest, or an if on an invariant condition whose arms both stage the same
+ * buffer (a row-count variant's copy, say) — its values invariant; NULL if
+ * none. */
+static Buffer *staged_by(Hoist *H, const Stmt *s)
 {
     if (s->op == ST_IF) {
         if (!s->u.if_.else_ || !invariant_expr(H, s->u.if_.cond, NULL, 0) ||
             (H->step && ir_mentions_var(s->u.if_.cond, H->step->u.loop.var)))
-            return 0;
-        Buffer *y[MAX_STAGED];
-        int n = staged_by(H, s->u.if_.then_, x);
-        if (!n || staged_by(H, s->u.if_.else_, y) != n)
-            return 0;
-        for (int i = 0; i < n; i++)
-            if (x[i] != y[i])
-                return 0;
-        return n;
+            return NULL;
+        Buffer *x = staged_by(H, s->u.if_.then_);
+        return x && staged_by(H, s->u.if_.else_) == x ? x : NULL;
     }
     Var *vars[IR_MAX_RANK];
-    Stmt *st[MAX_STAGED];
-    int n, m = staging_stores((Stmt *)s, vars, &n, st);
-    for (int i = 0; i < m; i++) {
-        for (int d = 0; d < n; d++)
-            if (!invariant_expr(H, st[i]->u.store.idx[d], vars, n))
-                return 0;
-        if (!invariant_expr(H, st[i]->u.store.value, vars, n))
-            return 0;
-        x[i] = st[i]->u.store.buf;
-    }
-    return m;
+    int n;
+    Stmt *st = staging_store((Stmt *)s, vars, &n);
+    if (!st)
+        return NULL;
+    for (int d = 0; d < n; d++)
+        if (!invariant_expr(H, st->u.store.idx[d], vars, n))
+            return NULL;
+    return invariant_expr(H, st->u.store.value, vars, n) ? st->u.store.buf : NULL;
 }
 
 /* Is item i of seq one to hoist (the statements around it in H)? */
@@ -360,50 +327,31 @@ static bool qualifies(Hoist *H, Stmt *seq, int i)
 {
     const Stmt *s = seq->u.seq.items[i];
     memset(H->grid_used, 0, sizeof H->grid_used);
-    Buffer *x[MAX_STAGED];
-    int nx = staged_by(H, s, x);
-    if (!nx || !invariant_path(H) || !shared_by_a_run(H))
+    Buffer *x = staged_by(H, s);
+    if (!x || !invariant_path(H) || !shared_by_a_run(H))
         return false;
-    double bytes = 0;
-    for (int b = 0; b < nx; b++) {
-        IrUse all = {0}, mine = {0}, after = {0};
-        ir_buffer_use(H->k->body, x[b], &all);
-        ir_buffer_use(s, x[b], &mine);
-        for (int j = i + 1; j < seq->u.seq.n; j++)
-            ir_buffer_use(seq->u.seq.items[j], x[b], &after);
-        int64_t rows;
-        if (all.writes != mine.writes || all.reads != after.reads || !ir_expr_is_const(x[b]->shape[0], &rows))
-            return false;
-        bytes += (double)dt_storage_bytes(x[b]->dtype, ir_buf_span(x[b])) * (double)steps(H);
-        H->x[b] = x[b];
-        H->rows[b] = ir_const_i(H->k, rows);
-    }
-    /* A fused nest of several copies under a step loop, each step's small:
-     * register tiles read their per-step copies from L1, and once hoisted
-     * every step's from L2 (compress_proj, x as bf16 and as f32, 16 rows x
-     * 128 per step, 32 steps, 16 column blocks: 4.7 -> 5.5 ms) */
-    bool small_steps = nx > 1 && steps(H) > 1 && bytes / (double)steps(H) < (double)H->t->l1_bytes / 2;
-    if (bytes > (double)H->t->l2_bytes || small_steps)
+    IrUse all = {0}, mine = {0}, after = {0};
+    ir_buffer_use(H->k->body, x, &all);
+    ir_buffer_use(s, x, &mine);
+    for (int j = i + 1; j < seq->u.seq.n; j++)
+        ir_buffer_use(seq->u.seq.items[j], x, &after);
+    if (all.writes != mine.writes || all.reads != after.reads)
         return false;
-    H->nx = nx;
+    int64_t rows;
+    if (!ir_expr_is_const(x->shape[0], &rows) ||
+        (double)dt_storage_bytes(x->dtype, ir_buf_span(x)) * (double)steps(H) > (double)H->t->l2_bytes)
+        return false;
+    H->x = x;
+    H->rows = ir_const_i(H->k, rows);
     return true;
 }
 
 /* ------------------------------------------------------------ the moves */
 
-/* Which staged buffer b is (-1: none). */
-static int staged_index(const Hoist *H, const Buffer *b)
+/* step·R + i: X's first index i in step's block. */
+static Expr *in_block(Hoist *H, Expr *step, Expr *i)
 {
-    for (int i = 0; i < H->nx; i++)
-        if (H->x[i] == b)
-            return i;
-    return -1;
-}
-
-/* step·R + i: staged buffer x's first index i in step's block. */
-static Expr *in_block(Hoist *H, int x, Expr *step, Expr *i)
-{
-    return ir_binary(H->k, EX_ADD, ir_binary(H->k, EX_MUL, step, H->rows[x]), i);
+    return ir_binary(H->k, EX_ADD, ir_binary(H->k, EX_MUL, step, H->rows), i);
 }
 
 /* X[i, ..] → X[step·R + i, ..]; e itself when it holds no load of X (an
@@ -418,8 +366,8 @@ static Expr *rebase_expr(Hoist *H, Expr *e, Expr *step)
         a[i] = rebase_expr(H, e->args[i], step);
         changed |= a[i] != e->args[i];
     }
-    if (e->op == EX_LOAD && staged_index(H, e->buf) >= 0) {
-        a[0] = in_block(H, staged_index(H, e->buf), step, a[0]);
+    if (e->op == EX_LOAD && e->buf == H->x) {
+        a[0] = in_block(H, step, a[0]);
         changed = true;
     }
     if (!changed)
@@ -437,8 +385,8 @@ static void rebase_region(Hoist *H, Region *r, Expr *step)
         return;
     for (int d = 0; d < r->buf->rank; d++)
         r->off[d] = rebase_expr(H, r->off[d], step);
-    if (staged_index(H, r->buf) >= 0)
-        r->off[0] = in_block(H, staged_index(H, r->buf), step, r->off[0]);
+    if (r->buf == H->x)
+        r->off[0] = in_block(H, step, r->off[0]);
 }
 
 /* Every access of X in s (Loop IR) moves to step's block. */
@@ -471,8 +419,8 @@ static void rebase(Hoist *H, Stmt *s, Expr *step)
             s->u.store.idx[d] = rebase_expr(H, s->u.store.idx[d], step);
         if (s->op == ST_STORE)
             s->u.store.value = rebase_expr(H, s->u.store.value, step);
-        if (staged_index(H, b) >= 0)
-            s->u.store.idx[0] = in_block(H, staged_index(H, b), step, s->u.store.idx[0]);
+        if (b == H->x)
+            s->u.store.idx[0] = in_block(H, step, s->u.store.idx[0]);
         break;
     }
     case ST_MICRO_GEMM:
@@ -545,8 +493,7 @@ static void hoist(Hoist *H, Stmt *seq, int i)
     if (steps(H) > 1) {
         rebase(H, nest, ir_var(k, H->step->u.loop.var)); /* its stores; the clone renames the step */
         rebase(H, H->step->u.loop.body, ir_var(k, H->step->u.loop.var));
-        for (int x = 0; x < H->nx; x++)
-            H->x[x]->shape[0] = ir_const_i(k, steps(H) * H->rows[x]->imm.i);
+        H->x->shape[0] = ir_const_i(k, steps(H) * H->rows->imm.i);
     }
     Stmt *staged = nest;
     for (int d = H->depth - 1; d >= 0; d--) {
