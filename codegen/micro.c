@@ -1263,6 +1263,179 @@ static void dot_gemm(Cg *c, const Stmt *s, int mr, int nr, Var *k)
         }
 }
 
+/* ------------------------------------------------ broadcast tiles (trans_a, trans_b) */
+
+/* MICRO_GEMM with A as [K, M] f32 (trans_a) and B as [N, K] (trans_b) in
+ * its own dtype, block-scaled or not: C's M rows are the vector lanes.
+ * pass_lower gives these the decode GEMMs of a vector's worth of rows or
+ * more (16 tokens, say), where dot tiles read A at 32 bytes per FMA (from
+ * L2 once a band's rows of A outgrow L1: 8 rows of 4096) and widen B on
+ * the shuffle ports the FMAs share — about half the FMA peak on Zen 3
+ * (bench_decode M = 16, every format).  Here the K loop runs in chunks:
+ * the chunk of each of the tile's nr weight rows is decoded once (widened,
+ * times its block scale) into an f32 scratch in L1, and then each k of it
+ * loads A's row k (M lanes, one or two vectors; pass_lower stages A
+ * transposed) and meets every weight broadcast from the scratch in one FMA
+ * per vector: nr·nv accumulators and no other work per FMA, A read
+ * sequentially at 32 bytes per nr FMAs.  The sums come out in k order,
+ * as the interpreter adds them. */
+enum { MAX_BCAST_VECS = 4 };
+
+typedef struct Bcast {
+    Dot d;           /* the decoding helpers' context, as for a dot tile: lanes, B's scale */
+    int nv, rem, nr; /* vectors of C's rows, lanes of the last one (0: full), columns */
+    int64_t chunk;   /* elements of K decoded at a time */
+    LLVMValueRef acc[IR_BCAST_COLS][MAX_BCAST_VECS];
+    LLVMValueRef scratch; /* [nr][chunk] f32: the chunk's weights, decoded */
+    Var *qvar, *kvar;     /* the chunk loop and the k loop in it */
+    LLVMValueRef k0;      /* the chunk's first k */
+} Bcast;
+
+/* Whether micro_gemm s runs as a broadcast tile: what IR_BCAST_CHUNK says
+ * (which the verifier holds a scaled one to), of B's dtypes the dot tiles
+ * read, f32 A unscaled, W · MAX_BCAST_VECS rows at most. */
+static bool is_bcast_tile(Cg *c, const Stmt *s)
+{
+    const __typeof__(s->u.gemm) *g = &s->u.gemm;
+    const Region *b = &g->b, *bs = &g->b_scale;
+    DType tb = b->buf->dtype;
+    int w = c->t->vector_bits / 32, rank = b->buf->rank;
+    int64_t K = b->ext[rank - 1], bk = bs->buf ? K / bs->ext[rank - 1] : 0;
+    return !c->t->gpu_sm && g->trans_a && g->trans_b && g->a.buf->dtype == DT_F32 && !g->a_scale.buf &&
+           !g->a_lifted && !g->a_e2m1_order && !g->b_pairs && (dot_dtype(tb) || (tb == DT_F4E2M1 && bs->buf)) &&
+           K % IR_BCAST_CHUNK == 0 && (!bk || bk == 32 || bk % IR_BCAST_CHUNK == 0) && g->c.ext[0] <= IR_BCAST_ROWS &&
+           g->c.ext[0] <= (int64_t)MAX_BCAST_VECS * w && g->c.ext[1] <= IR_BCAST_COLS;
+}
+
+static LLVMValueRef bcast_slot(Cg *c, Bcast *t, int j, LLVMValueRef k)
+{
+    LLVMValueRef i = LLVMBuildAdd(c->b, cg_i64(c, j * t->chunk), k, "");
+    return LLVMBuildGEP2(c->b, c->f32, t->scratch, &i, 1, "");
+}
+
+static void bcast_put(Cg *c, Bcast *t, int j, int64_t o, LLVMValueRef v)
+{
+    LLVMSetAlignment(LLVMBuildStore(c->b, v, bcast_slot(c, t, j, cg_i64(c, o))), 4);
+}
+
+/* Weight row j's chunk from k0 into the scratch, each scale block's
+ * values times its scale (packed e2m1: through the block's f32 table, as
+ * the tall dot tiles decode it; e4m3: the F16C route, 2^-8 of the value,
+ * NaN codes NaN — bcast_gemm scales the sums back). */
+static void bcast_decode(Cg *c, Bcast *t, int j, LLVMValueRef k0)
+{
+    Dot *d = &t->d;
+    const Region *b = &d->s->u.gemm.b;
+    DType tb = b->buf->dtype;
+    int w = d->w;
+    int64_t blk = d->b_scale && d->bk_b < t->chunk ? d->bk_b : t->chunk;
+    LLVMTypeRef raw_ty = LLVMVectorType(cg_storage_type(c, tb), (unsigned)w);
+    for (int64_t o = 0; o < t->chunk; o += blk) {
+        LLVMValueRef k = LLVMBuildAdd(c->b, k0, cg_i64(c, o), ""), scale = NULL;
+        if (d->b_scale)
+            scale = block_scale(c, d, 1, j, LLVMBuildUDiv(c->b, k, cg_i64(c, d->bk_b), ""));
+        if (tb == DT_F4E2M1) {
+            LLVMValueRef table = e2m1_table(c, d, scale), words = e2m1_row(c, d, j, k);
+            for (int h = 0; h < blk / w; h++)
+                bcast_put(c, t, j, o + (int64_t)h * w, e2m1_part(c, d, words, table, h));
+            continue;
+        }
+        LLVMValueRef sv = scale ? splat_f(c, d, scale) : NULL;
+        for (int64_t e = 0; e < blk; e += w) {
+            LLVMValueRef raw = LLVMBuildLoad2(c->b, raw_ty, at(c, b, cg_i64(c, j), LLVMBuildAdd(c->b, k, cg_i64(c, e), "")), "");
+            LLVMSetAlignment(raw, (unsigned)(dt_bits(tb) / 8));
+            LLVMValueRef v = dot_widen(c, tb, raw, w, true);
+            bcast_put(c, t, j, o + e, sv ? LLVMBuildFMul(c->b, v, sv, "") : v);
+        }
+    }
+}
+
+/* Vector v of A's row k (C's rows v·W on; the last masked to its lanes). */
+static LLVMValueRef bcast_a(Cg *c, Bcast *t, LLVMValueRef k, int v)
+{
+    int w = t->d.w, lanes = v == t->nv - 1 && t->rem ? t->rem : w;
+    LLVMValueRef p = at(c, &t->d.s->u.gemm.a, k, cg_i64(c, (int64_t)v * w));
+    if (lanes == w) {
+        LLVMValueRef x = LLVMBuildLoad2(c->b, t->d.vf32, p, "");
+        LLVMSetAlignment(x, 4);
+        return x;
+    }
+    LLVMValueRef bits[64];
+    for (int i = 0; i < w; i++)
+        bits[i] = LLVMConstInt(c->i1, i < lanes, 0);
+    LLVMTypeRef tys[2] = {t->d.vf32, c->ptr};
+    LLVMValueRef args[4] = {p, LLVMConstInt(c->i32, 4, 0), LLVMConstVector(bits, (unsigned)w), LLVMConstNull(t->d.vf32)};
+    return cg_intrinsic(c, "llvm.masked.load", tys, 2, args, 4);
+}
+
+static void bcast_k(Cg *c, void *ctx)
+{
+    Bcast *t = ctx;
+    LLVMValueRef kk = c->var[t->kvar->id], k = LLVMBuildAdd(c->b, t->k0, kk, ""), av[MAX_BCAST_VECS];
+    LLVMTypeRef ty = t->d.vf32;
+    for (int v = 0; v < t->nv; v++)
+        av[v] = bcast_a(c, t, k, v);
+    for (int j = 0; j < t->nr; j++) {
+        LLVMValueRef x = LLVMBuildLoad2(c->b, c->f32, bcast_slot(c, t, j, kk), "");
+        LLVMValueRef bx = splat_f(c, &t->d, x);
+        for (int v = 0; v < t->nv; v++) {
+            LLVMValueRef args[3] = {av[v], bx, LLVMBuildLoad2(c->b, ty, t->acc[j][v], "")};
+            LLVMBuildStore(c->b, cg_intrinsic(c, "llvm.fma", &ty, 1, args, 3), t->acc[j][v]);
+        }
+    }
+}
+
+static void bcast_chunk(Cg *c, void *ctx)
+{
+    Bcast *t = ctx;
+    t->k0 = LLVMBuildMul(c->b, c->var[t->qvar->id], cg_i64(c, t->chunk), "");
+    for (int j = 0; j < t->nr; j++)
+        bcast_decode(c, t, j, t->k0);
+    cg_loop(c, t->kvar, cg_i64(c, t->chunk), LOOP_SERIAL, 2, false, bcast_k, t);
+}
+
+static void bcast_gemm(Cg *c, const Stmt *s)
+{
+    const Region *a = &s->u.gemm.a, *b = &s->u.gemm.b, *cr = &s->u.gemm.c;
+    const Region *bsc = s->u.gemm.b_scale.buf ? &s->u.gemm.b_scale : NULL;
+    int w = c->t->vector_bits / 32, M = (int)cr->ext[0], nr = (int)cr->ext[1], rank = b->buf->rank;
+    int64_t K = a->ext[0];
+    DType tb = b->buf->dtype;
+    Bcast t = {.d = {.s = s, .mr = M, .nr = nr, .w = w, .chunk = w, .vf32 = LLVMVectorType(c->f32, (unsigned)w),
+                     .b_scale = bsc},
+               .nv = (M + w - 1) / w, .rem = M % w, .nr = nr, .chunk = IR_BCAST_CHUNK};
+    if (bsc) {
+        t.d.b_rows_per_scale = b->ext[rank - 2] / bsc->ext[rank - 2];
+        t.d.bk_b = b->ext[rank - 1] / bsc->ext[rank - 1];
+    }
+    for (int j = 0; j < nr; j++)
+        for (int v = 0; v < t.nv; v++) {
+            t.acc[j][v] = entry_alloca(c, t.d.vf32);
+            LLVMBuildStore(c->b, LLVMConstNull(t.d.vf32), t.acc[j][v]);
+        }
+    t.scratch = entry_alloca(c, LLVMArrayType(c->f32, (unsigned)(nr * t.chunk)));
+    LLVMSetAlignment(t.scratch, 32);
+    t.qvar = temp_var(c, "q", 2);
+    t.kvar = temp_var(c, "k", 1);
+    cg_loop(c, t.qvar, cg_i64(c, K / t.chunk), LOOP_SERIAL, 0, false, bcast_chunk, &t);
+    free(t.qvar);
+    free(t.kvar);
+    double scale = dot_scale(tb);
+    for (int j = 0; j < nr; j++)
+        for (int v = 0; v < t.nv; v++) {
+            LLVMValueRef sum = LLVMBuildLoad2(c->b, t.d.vf32, t.acc[j][v], "");
+            if (scale != 1.0)
+                sum = LLVMBuildFMul(c->b, sum, splat_f(c, &t.d, LLVMConstReal(c->f32, scale)), "");
+            for (int l = 0; l < w && v * w + l < M; l++) {
+                LLVMValueRef p = at(c, cr, cg_i64(c, (int64_t)v * w + l), cg_i64(c, j));
+                LLVMValueRef x = LLVMBuildExtractElement(c->b, sum, LLVMConstInt(c->i32, (unsigned)l, 0), "");
+                if (!s->u.gemm.clear)
+                    x = LLVMBuildFAdd(c->b, LLVMBuildLoad2(c->b, c->f32, p, ""), x, "");
+                LLVMBuildStore(c->b, x, p);
+            }
+        }
+}
+
 /* Any dtype: c[i][j] (+)= sum_k a*b in f32, one element at a time. */
 typedef struct Scalar {
     const Stmt *s;
@@ -1512,6 +1685,11 @@ void cg_micro_gemm(Cg *c, const Stmt *s)
     }
     Var *k = temp_var(c, "k", 1);
     bool scaled = s->u.gemm.a_scale.buf || s->u.gemm.b_scale.buf;
+    if (is_bcast_tile(c, s)) {
+        bcast_gemm(c, s);
+        free(k);
+        return;
+    }
     if (is_dot_tile(s)) {
         if (!dot_call(c, s))
             dot_gemm(c, s, mr, nr, k);
@@ -1519,7 +1697,7 @@ void cg_micro_gemm(Cg *c, const Stmt *s)
         return;
     }
     if (scaled || s->u.gemm.a_lifted) { /* pass_lower gives these only to dot tiles */
-        fprintf(stderr, "tilec: internal error: a block-scaled or a_lifted micro_gemm that is not a dot tile\n");
+        fprintf(stderr, "tilec: internal error: a block-scaled or a_lifted micro_gemm that is no dot or broadcast tile\n");
         abort();
     }
     if (!vec || s->u.gemm.trans_b) {

@@ -124,6 +124,15 @@
  * IR_E2M1_TABLE_ROWS rows. */
 #define IR_E2M1_BLOCK 64
 #define IR_E2M1_TABLE_ROWS 2
+/* A micro_gemm with trans_a and a block-scaled B is one of the CPU's
+ * broadcast tiles (codegen/micro.c, bcast_gemm), which decode B in chunks
+ * of IR_BCAST_CHUNK along K: K a multiple of that, B's scale blocks 32
+ * elements or a multiple of the chunk, at most IR_BCAST_ROWS rows and
+ * IR_BCAST_COLS columns of C (unscaled, such a tile may be any shape:
+ * codegen takes a scalar loop where these do not hold). */
+#define IR_BCAST_CHUNK 64
+#define IR_BCAST_ROWS 32
+#define IR_BCAST_COLS 16
 
 /* Where column k of an a_e2m1_order A is stored. */
 static inline int64_t ir_e2m1_position(int64_t k)
@@ -447,7 +456,8 @@ struct Stmt {
          * On the GPU only GEMM has scales (lowering dequantises); on the
          * CPU a MICRO_GEMM may have a_scale and b_scale (trans_b, K blocks
          * a multiple of 32 elements, one operand's a multiple of the
-         * other's): the dot tile applies them in registers. */
+         * other's): the dot tile applies them in registers; with trans_a
+         * (a broadcast tile) b_scale only, as IR_BCAST_CHUNK says. */
         /* a_lifted (MICRO_GEMM only): A is an f32 copy of fp8 e4m3 values
          * times 2^IR_A_LIFT_EXP, and C (+)= (a · 2^-IR_A_LIFT_EXP) . b: a
          * staged A that lets the CPU's dot tile widen an e4m3 B straight

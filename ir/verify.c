@@ -33,8 +33,8 @@
  *              float inputs; c is f32.  A block scale (e8m0 or f32) has
  *              its operand's rank and extents that divide the operand's;
  *              a scaled operand may have leading dims of extent 1; a
- *              micro_gemm's scales go with trans_b, no trans_a, no
- *              b_pairs and no threads, in K blocks a multiple of 32
+ *              micro_gemm's scales go with trans_b, no b_pairs and no
+ *              threads (a_scale: no trans_a), in K blocks a multiple of 32
  *              elements, one operand's a multiple of the other's;
  *              a_lifted: a micro_gemm of an f32 a by a transposed f8e4m3 b;
  *              a_e2m1_order: a micro_gemm of an f32 a by a transposed,
@@ -414,8 +414,8 @@ static void check_micro_scale(Verifier *v, const Stmt *s)
     const Region *x[2] = {&s->u.gemm.a, &s->u.gemm.b}, *sc[2] = {&s->u.gemm.a_scale, &s->u.gemm.b_scale};
     if (!sc[0]->buf && !sc[1]->buf)
         return;
-    if (!s->u.gemm.trans_b || s->u.gemm.trans_a || s->u.gemm.b_pairs) {
-        fail(v, s->loc, "micro_gemm: block scales need trans_b, without trans_a or b_pairs");
+    if (!s->u.gemm.trans_b || s->u.gemm.b_pairs || (sc[0]->buf && s->u.gemm.trans_a)) {
+        fail(v, s->loc, "micro_gemm: block scales need trans_b, without b_pairs, and a_scale no trans_a");
         return;
     }
     int64_t bk[2] = {0, 0};
@@ -432,6 +432,12 @@ static void check_micro_scale(Verifier *v, const Stmt *s)
     if (bk[0] && bk[1] && bk[0] % bk[1] && bk[1] % bk[0])
         fail(v, s->loc, "micro_gemm: a_scale's K blocks (%lld) and b_scale's (%lld): neither is a multiple of the other",
              (long long)bk[0], (long long)bk[1]);
+    int64_t K = cols_of(x[1]), m = cols_of(x[0]), n = rows_of(x[1]);
+    if (v->ok && s->u.gemm.trans_a &&
+        (K % IR_BCAST_CHUNK || (bk[1] != 32 && bk[1] % IR_BCAST_CHUNK) || m > IR_BCAST_ROWS || n > IR_BCAST_COLS))
+        fail(v, s->loc, "micro_gemm: a scaled broadcast tile (trans_a) needs K a multiple of %d (K = %lld), b_scale's "
+             "K blocks 32 or a multiple of %d (%lld), at most %d rows (%lld) and %d columns (%lld)", IR_BCAST_CHUNK,
+             (long long)K, IR_BCAST_CHUNK, (long long)bk[1], IR_BCAST_ROWS, (long long)m, IR_BCAST_COLS, (long long)n);
 }
 
 static void check_gemm(Verifier *v, const Stmt *s)

@@ -32,11 +32,12 @@ static Expr *e2m1_position(Lower *L, Expr *p)
 }
 
 /* The staging loops of window r (transposed or not) into b with layout
- * lay, its loads guarded or not, its values times 2^lift.  Loops over
- * `shape` (PANELS: over panels [p0, p0 + shape[0]) of shape[2] <= NR
- * columns each). */
+ * lay, its loads guarded or not, its values times 2^lift and, where scale
+ * is not NULL, times r's block scale (an f32 product).  Loops over `shape`
+ * (PANELS: over panels [p0, p0 + shape[0]) of shape[2] <= NR columns
+ * each). */
 static Stmt *stage_loops(Lower *L, const Region *r, Buffer *b, Layout lay, const int64_t *shape, int64_t p0,
-                         bool transpose, bool guard, int lift, SrcLoc loc)
+                         bool transpose, bool guard, int lift, const Region *scale, SrcLoc loc)
 {
     int n = lay == PANELS ? 3 : 2;
     Expr *vars[3], *pos[2], *si[2], *di[2];
@@ -67,6 +68,16 @@ static Stmt *stage_loops(Lower *L, const Region *r, Buffer *b, Layout lay, const
     Expr *v = lower_guarded_load(L, r->buf, si, guard);
     if (lift)
         v = ir_binary(L->k, EX_MUL, v, ir_const_f(L->k, ldexp(1.0, lift)));
+    if (scale) {
+        int R = r->buf->rank - 2;
+        Expr *sp[2], *ssi[IR_MAX_RANK];
+        for (int d = 0; d < 2; d++) {
+            int64_t per = r->ext[R + d] / scale->ext[R + d];
+            sp[d] = per == 1 ? pos[d] : ir_binary(L->k, EX_DIV, pos[d], ci(L, per));
+        }
+        lower_region_at(L, scale, sp, ssi);
+        v = ir_binary(L->k, EX_MUL, v, lower_guarded_load(L, scale->buf, ssi, guard));
+    }
     ir_seq_push(L->k, inner, ir_store(L->k, b, di, v, loc));
     return loops;
 }
@@ -77,16 +88,18 @@ static Stmt *stage_loops(Lower *L, const Region *r, Buffer *b, Layout lay, const
 typedef enum Guard { INSIDE, OUTSIDE, CHECK } Guard;
 
 static void stage_into(Lower *L, Stmt *seq, const Region *r, Buffer *b, Layout lay, const int64_t *shape,
-                       int64_t p0, bool transpose, Guard guard, int lift, SrcLoc loc)
+                       int64_t p0, bool transpose, Guard guard, int lift, const Region *scale, SrcLoc loc)
 {
     Expr *inside = guard == CHECK ? lower_window_inside(L, r) : NULL;
+    if (inside && scale)
+        inside = lower_and(L, inside, lower_window_inside(L, scale));
     Stmt *s;
     if (guard != CHECK || !inside || inside->op == EX_CONST)
         s = stage_loops(L, r, b, lay, shape, p0, transpose, guard == OUTSIDE || (inside && !inside->imm.i), lift,
-                        loc);
+                        scale, loc);
     else
-        s = ir_if(L->k, inside, stage_loops(L, r, b, lay, shape, p0, transpose, false, lift, loc),
-                  stage_loops(L, r, b, lay, shape, p0, transpose, true, lift, loc), loc);
+        s = ir_if(L->k, inside, stage_loops(L, r, b, lay, shape, p0, transpose, false, lift, scale, loc),
+                  stage_loops(L, r, b, lay, shape, p0, transpose, true, lift, scale, loc), loc);
     ir_seq_push(L->k, seq, s);
 }
 
@@ -98,7 +111,7 @@ static Buffer *stage_lifted(Lower *L, Stmt *seq, const Region *r, bool transpose
 {
     int64_t shape[2] = {rows, cols};
     Buffer *b = lower_temp(L, what, SCOPE_SHARED, dt, 2, shape, loc);
-    stage_into(L, seq, r, b, ROWS, shape, 0, transpose, guard, lift, loc);
+    stage_into(L, seq, r, b, ROWS, shape, 0, transpose, guard, lift, NULL, loc);
     return b;
 }
 
@@ -116,7 +129,7 @@ static Buffer *stage_pairs(Lower *L, Stmt *seq, const Region *r, bool transpose,
 {
     int64_t shape[2] = {K / 2, 2 * N};
     Buffer *b = lower_temp(L, "gemm_bp", SCOPE_SHARED, DT_BF16, 2, shape, loc);
-    stage_into(L, seq, r, b, PAIRS, shape, 0, transpose, CHECK, 0, loc);
+    stage_into(L, seq, r, b, PAIRS, shape, 0, transpose, CHECK, 0, NULL, loc);
     return b;
 }
 
@@ -133,9 +146,9 @@ static Buffer *stage_panels(Lower *L, Stmt *seq, const Region *r, bool transpose
     Buffer *b = lower_temp(L, "gemm_b", SCOPE_SHARED, DT_F32, 2, shape, loc);
     int64_t whole[3] = {full, K, NR}, tail[3] = {1, K, rem};
     if (full)
-        stage_into(L, seq, r, b, PANELS, whole, 0, transpose, CHECK, 0, loc);
+        stage_into(L, seq, r, b, PANELS, whole, 0, transpose, CHECK, 0, NULL, loc);
     if (rem)
-        stage_into(L, seq, r, b, PANELS, tail, full, transpose, CHECK, 0, loc);
+        stage_into(L, seq, r, b, PANELS, tail, full, transpose, CHECK, 0, NULL, loc);
     return b;
 }
 
@@ -643,6 +656,93 @@ static Stmt *dot_tiles(Lower *L, const Stmt *g, const Region *a, const Region *b
     return seq;
 }
 
+/* Broadcast tiles (codegen/micro.c, a micro_gemm with trans_a and
+ * trans_b): C's rows are the vector lanes, A is staged transposed ([K, M]
+ * f32, times its block scale), and each weight of B, decoded once per
+ * chunk of K, meets A's row k in one FMA per vector of rows.  For a decode
+ * GEMM of a vector's worth of rows or more (16 tokens: W <= M <= 2W),
+ * where the dot tiles run at about half the FMA peak — each FMA reads 32
+ * bytes of A (from L2 once a band's rows outgrow L1) and B is widened on
+ * the ports the FMAs share.  Not where `rows` may want fewer than W rows
+ * (an MoE tile's run-time count: its lanes would be computed), nor for an f32
+ * B (nothing to decode; the dot tiles read it as it is).  B's block scale
+ * goes into the tiles, where IR_BCAST_CHUNK allows. */
+/* A grid variable's interval where the grid's extent is a constant. */
+static IrRange grid_leaf(const Expr *e, void *ctx)
+{
+    const Kernel *k = ctx;
+    int64_t n;
+    for (int d = 0; e->op == EX_VAR && d < k->ngrid; d++)
+        if (k->grid_var[d] == e->var && ir_expr_is_const(k->grid[d], &n) && n > 0)
+            return (IrRange){0, n - 1, true};
+    return (IrRange){0, 0, false};
+}
+
+/* Whether a gemm's `rows` (NULL: all of them) wants at least n rows in
+ * every block: fp8_gemm's M - by·BM at a known M. */
+static bool wants_at_least(const Lower *L, const Expr *rows, int64_t n)
+{
+    IrRange r = rows ? ir_range_of(rows, grid_leaf, L->k) : (IrRange){n, n, true};
+    return r.known && r.lo >= n;
+}
+
+static bool bcast_gemm(const Lower *L, const Stmt *g, const Expr *rows)
+{
+    const Region *a = &g->u.gemm.a, *as = &g->u.gemm.a_scale, *b = &g->u.gemm.b, *bs = &g->u.gemm.b_scale;
+    DType tb = b->buf->dtype;
+    int64_t w = L->t->vector_bits / 32, M = g->u.gemm.c.ext[0], K = a->ext[1];
+    int64_t bk = bs->buf ? mat_cols(b) / mat_cols(bs) : 0;
+    bool decodes = tb == DT_BF16 || tb == DT_F16 || tb == DT_F8E4M3 || tb == DT_F8E5M2 || (tb == DT_F4E2M1 && bk);
+    return wants_at_least(L, rows, w) && !L->t->gpu_sm && a->buf->rank == 2 && (!as->buf || as->buf->rank == 2) && M >= w &&
+           M <= 2 * w && M <= IR_BCAST_ROWS && K % IR_BCAST_CHUNK == 0 && decodes &&
+           (!bk || bk == 32 || bk % IR_BCAST_CHUNK == 0);
+}
+
+/* The columns of a broadcast tile of M rows: as many as keep the
+ * accumulators (columns x vectors of rows) within the registers less four
+ * (A's vectors, the broadcast weight) — each accumulator takes one FMA per
+ * k, so fewer than twice the FMA latency of them leave the FMA ports idle
+ * (fp8_gemm 16 rows: 4 columns ... against 6) — and fewer where that keeps
+ * a tile within a block row of B's scale (bn rows per scale row of the
+ * window; 0: one scale row, or none). */
+static int64_t bcast_cols(const TargetInfo *t, int64_t M, int64_t bn)
+{
+    int64_t w = t->vector_bits / 32, nv = (M + w - 1) / w, nr = (vector_regs(t) - 4) / nv;
+    nr = nr > IR_BCAST_COLS ? IR_BCAST_COLS : nr < 1 ? 1 : nr;
+    while (bn && bn % nr && nr % bn)
+        nr--;
+    return nr;
+}
+
+/* C = A·Bᵀ in broadcast tiles over the transposed A `at`, nr columns each
+ * (a loop of them, then the tail). */
+static Stmt *bcast_tiles(Lower *L, const Stmt *g, const Region *at, const Region *b, const Region *bs,
+                         const Region *c)
+{
+    int64_t M = c->ext[0], N = c->ext[1], K = at->ext[0];
+    int64_t bn = bs && mat_rows(bs) > 1 ? mat_rows(b) / mat_rows(bs) : 0;
+    int64_t nr = bcast_cols(L->t, M, bn), full = N / nr, rem = N % nr;
+    Stmt *seq = ir_seq(L->k, g->loc);
+    for (int part = 0; part < 2; part++) {
+        int64_t n = part ? rem : nr, j0 = part ? full * nr : 0;
+        if (!n || (!part && !full))
+            continue;
+        Var *jv = !part && full > 1 ? ir_var_new(L->k, "jt") : NULL;
+        Expr *z = ci(L, 0), *j = jv ? ir_binary(L->k, EX_MUL, ir_var(L->k, jv), ci(L, nr)) : z;
+        Stmt *tile = ir_micro_gemm(L->k, sub(L, at, 0, K, z, 0, M, z), sub(L, b, j0, n, j, 0, K, z),
+                                   sub(L, c, 0, M, z, j0, n, j), true, true, g->u.gemm.clear, g->loc);
+        if (bs)
+            tile->u.gemm.b_scale = scale_rows(L, b, bs, j, j0, n);
+        if (jv) {
+            Stmt *body = ir_seq(L->k, g->loc);
+            ir_seq_push(L->k, body, tile);
+            tile = ir_for(L->k, jv, ci(L, full), LOOP_SERIAL, 0, body, g->loc);
+        }
+        ir_seq_push(L->k, seq, tile);
+    }
+    return seq;
+}
+
 static Region dequantise(Lower *L, Stmt *seq, const Region *x, const Region *s, DType dt, const char *what,
                          SrcLoc loc);
 
@@ -759,7 +859,7 @@ static void stage_e2m1_copy(Lower *L, Stmt *seq, const Stmt *g, Expr *n, DotInpu
         sc->a_e2m1_band = true;
     }
     *fe = whole(L, lower_temp(L, "gemm_a_t", SCOPE_SHARED, DT_F32, 2, shape, g->loc));
-    stage_into(L, seq, &from, fe->buf, E2M1_ORDER, shape, 0, false, n ? CHECK : INSIDE, 0, g->loc);
+    stage_into(L, seq, &from, fe->buf, E2M1_ORDER, shape, 0, false, n ? CHECK : INSIDE, 0, NULL, g->loc);
     sc->a_e2m1 = fe;
 }
 
@@ -814,7 +914,14 @@ static Stmt *lower_gemm_dot(Lower *L, const Stmt *g)
     bool e4m3_pair = a.buf->dtype == DT_F8E4M3 && b.buf->dtype == DT_F8E4M3;
     bool widen_a = a.buf->dtype != DT_F32 && (c.ext[0] >= 2 || b.buf->dtype == DT_F4E2M1 || e4m3_pair) && !pairs;
     Stmt *fast = NULL, *slow = NULL;
-    if (!never) {
+    if (!never && bcast_gemm(L, g, rows)) {
+        /* A transposed, times its scale; B's scale in the tiles */
+        fast = ir_seq(L->k, g->loc);
+        int64_t shape[2] = {a.ext[1], a.ext[0]};
+        Region at = whole(L, lower_temp(L, "gemm_at", SCOPE_SHARED, DT_F32, 2, shape, g->loc));
+        stage_into(L, fast, &a, at.buf, ROWS, shape, 0, true, n ? CHECK : INSIDE, 0, as, g->loc);
+        ir_seq_push(L->k, fast, bcast_tiles(L, g, &at, &b, bs, &c));
+    } else if (!never) {
         Region fa = a;
         fast = ir_seq(L->k, g->loc);
         DotInputs fsc = sc;

@@ -178,6 +178,10 @@ check "dot tiles with A's and with B's scales --check" "$TILEC" run tests/specs/
 # A's and B's scales per 32 and per 64 elements, one and two rows, beside a
 # tile of the same operands in A's own order
 check "fp4 tiles beside A in e2m1 order --check" "$TILEC" run tests/specs/e2m1_order.tir --check
+# broadcast tiles (micro_gemm trans_a trans_b): bf16, e4m3 with 128x128
+# scales added into C, packed e2m1 with 1x32 scales over 12 rows (a masked
+# vector on AVX2)
+check "broadcast tiles --check" "$TILEC" run tests/specs/bcast_tile.tir --check
 # a count (a sum of 0/1 choices, exact in any order) keeps several vector
 # accumulators (bin.rdx: their sum) and adds its lanes as a tree (reassoc on
 # the final reduction; without it, LLVM adds the 8 lanes one by one)

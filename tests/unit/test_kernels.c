@@ -557,7 +557,7 @@ TEST(dot_tiles_find_each_e4m3_nan)
  *     powers of two, against a double sum — and against the same sum with
  *     each byte's nibbles swapped, which must fail: the inputs would catch
  *     a decoder that took the high nibble first. */
-enum { FP4_KMAX = 128 };
+enum { FP4_KMAX = 128, FP4_MMAX = 16 };
 
 static const char *fp4_src(const char *adt, const char *sdt, int M, int K)
 {
@@ -610,13 +610,13 @@ static void check_fp4_codes_exact(int M, int K)
 {
     static const char *adts[] = {"f32", "bf16"};
     static const float rows[3] = {1.0f, 0.5f, -1.0f};
-    float af[3 * FP4_KMAX];
-    uint16_t ab[3 * FP4_KMAX];
+    static float af[FP4_MMAX * FP4_KMAX];
+    static uint16_t ab[FP4_MMAX * FP4_KMAX];
     uint8_t codes[16 * FP4_KMAX / 2], s8[16 * FP4_KMAX / 32];
     int nb = K / 32;
     for (int t = 0; t < 2; t++) {
-        for (int i = 0; i < 3 * K; i++) {
-            af[i] = rows[i / K];
+        for (int i = 0; i < M * K; i++) {
+            af[i] = rows[i / K % 3];
             ab[i] = dt_f32_to_bf16(af[i]);
         }
         for (int i = 0; i < 16 * K / 2; i++)
@@ -626,7 +626,7 @@ static void check_fp4_codes_exact(int M, int K)
         for (int e = 0; e < NEXECS; e++) {
             if (!exec_available(&execs[e]) || execs[e].mode == GPU)
                 continue;
-            static float c[3 * 16];
+            static float c[FP4_MMAX * 16];
             if (!run_fp4(&execs[e], fp4_src(adts[t], "e8m0", M, K), t ? (void *)ab : (void *)af, codes, s8, c))
                 continue;
             int bad = 0;
@@ -635,7 +635,7 @@ static void check_fp4_codes_exact(int M, int K)
                     float scales = 0;
                     for (int b = 0; b < nb; b++)
                         scales += ref_decode_e8m0(s8[nb * n + b]);
-                    float want = rows[i] * ref_decode_e2m1((uint8_t)n) * 32.0f * scales;
+                    float want = rows[i % 3] * ref_decode_e2m1((uint8_t)n) * 32.0f * scales;
                     float got = c[i * 16 + n];
                     bool same = got == want; /* (a sum from +0: -0 terms give +0) */
                     if (!same && bad++ < 3)
@@ -651,11 +651,12 @@ static void check_fp4_codes_exact(int M, int K)
 static void check_fp4_codes_mixed(int M, int K)
 {
     static const char *adts[] = {"f32", "bf16"};
-    float af[3 * FP4_KMAX], sf[16 * FP4_KMAX / 32];
-    uint16_t ab[3 * FP4_KMAX];
+    static float af[FP4_MMAX * FP4_KMAX];
+    static uint16_t ab[FP4_MMAX * FP4_KMAX];
+    float sf[16 * FP4_KMAX / 32];
     uint8_t codes[16 * FP4_KMAX / 2];
     unsigned seed = 7;
-    for (int i = 0; i < 3 * K; i++) {
+    for (int i = 0; i < M * K; i++) {
         af[i] = test_rand(&seed);
         ab[i] = dt_f32_to_bf16(af[i]);
         af[i] = dt_bf16_to_f32(ab[i]); /* the same values in both dtypes */
@@ -668,7 +669,7 @@ static void check_fp4_codes_mixed(int M, int K)
         for (int e = 0; e < NEXECS; e++) {
             if (!exec_available(&execs[e]) || execs[e].mode == GPU)
                 continue;
-            static float c[3 * 16];
+            static float c[FP4_MMAX * 16];
             if (!run_fp4(&execs[e], fp4_src(adts[t], "f32", M, K), t ? (void *)ab : (void *)af, codes, sf, c))
                 continue;
             int bad = 0, caught = 0;
@@ -698,6 +699,20 @@ TEST(dot_tiles_widen_every_fp4_code)
         }
 }
 
+/* 8 to 16 rows of a K a multiple of 64 (IR_BCAST_CHUNK): broadcast tiles
+ * (micro_gemm trans_a trans_b; a vector and a half of rows at 12 on AVX2),
+ * B decoded through the scaled f32 table into their scratch; at K 96 the
+ * tall dot tiles. */
+TEST(broadcast_tiles_decode_every_fp4_code)
+{
+    static const int Ms[] = {8, 12, 16}, Ks[] = {64, 96, 128};
+    for (int m = 0; m < 3; m++)
+        for (int k = 0; k < 3; k++) {
+            check_fp4_codes_exact(Ms[m], Ks[k]);
+            check_fp4_codes_mixed(Ms[m], Ks[k]);
+        }
+}
+
 /* Block scales on other operands and shapes, against a double sum of the
  * decoded, scaled operands (tolerance: f32 accumulation, 1e-5 of Σ|terms|):
  *   bf16 B with f32 1x32 scales and e4m3 B with e8m0 6x32 scales, decode
@@ -710,6 +725,7 @@ typedef struct ScaledCase {
     bool a_scaled, b_scaled, trans_b;
     int sa[2], sb[2];            /* scale shapes (window = buffer) */
     bool dot_scales_b;           /* the CPU's Loop IR has micro_gemm ... b_scale */
+    bool bcast;                  /* ... as broadcast tiles (micro_gemm trans_a trans_b) */
 } ScaledCase;
 
 /* Element (r, c) of an [rows, cols] array of dtype dt, decoded. */
@@ -775,9 +791,10 @@ static void check_scaled_case(const ScaledCase *t)
     CHECKF(k != NULL, "%s", d.msg);
     if (k && pass_pipeline(k, ir_target("x86-avx2"), NULL, &d)) {
         char *text = ir_print_string(k);
-        bool dot = strstr(text, "b_scale") != NULL;
+        bool dot = strstr(text, "b_scale") != NULL, bcast = strstr(text, "trans_a trans_b") != NULL;
         CHECKF(dot == t->dot_scales_b, "%s x %s, M=%d: the dot tiles %s B's scale", t->adt, t->bdt, t->M,
                dot ? "take" : "do not take");
+        CHECKF(bcast == t->bcast, "%s x %s, M=%d: %sbroadcast tiles", t->adt, t->bdt, t->M, bcast ? "" : "no ");
         free(text);
     }
     ir_kernel_free(k);
@@ -821,10 +838,16 @@ static void check_scaled_case(const ScaledCase *t)
 TEST(gemm_block_scales_other_operands)
 {
     static const ScaledCase cases[] = {
-        {3, 40, 256, "bf16", "bf16", "f32", false, true, true, {1, 1}, {40, 8}, true},
-        {3, 48, 128, "f32", "f8e4m3", "e8m0", false, true, true, {1, 1}, {8, 4}, true},
-        {2, 16, 64, "bf16", "f32", "e8m0", true, false, true, {2, 2}, {1, 1}, false},
-        {20, 24, 64, "bf16", "bf16", "f32", true, true, false, {10, 2}, {2, 3}, false},
+        {3, 40, 256, "bf16", "bf16", "f32", false, true, true, {1, 1}, {40, 8}, true, false},
+        {3, 48, 128, "f32", "f8e4m3", "e8m0", false, true, true, {1, 1}, {8, 4}, true, false},
+        {2, 16, 64, "bf16", "f32", "e8m0", true, false, true, {2, 2}, {1, 1}, false, false},
+        {20, 24, 64, "bf16", "bf16", "f32", true, true, false, {10, 2}, {2, 3}, false, false},
+        /* broadcast tiles (8 to 16 rows on AVX2, K a multiple of 64): A
+         * staged transposed times its scale (e4m3 1x128, fp8_gemm's), B's
+         * 128x128 or 1x32 in the tiles; 12 rows: a masked vector */
+        {16, 20, 256, "f8e4m3", "f8e4m3", "e8m0", true, true, true, {16, 2}, {1, 2}, true, true},
+        {12, 14, 128, "bf16", "bf16", "f32", false, true, true, {1, 1}, {14, 4}, true, true},
+        {8, 9, 64, "f32", "f8e4m3", "e8m0", true, true, true, {8, 1}, {9, 2}, true, true},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         check_scaled_case(&cases[i]);
@@ -1441,6 +1464,7 @@ int main(void)
     RUN(dot_tiles_e4m3_by_e4m3_every_pair);
     RUN(dot_tiles_find_each_e4m3_nan);
     RUN(dot_tiles_widen_every_fp4_code);
+    RUN(broadcast_tiles_decode_every_fp4_code);
     RUN(gemm_block_scales_other_operands);
     RUN(fp4_weights_copied_for_a_decode_gemm);
     RUN(softmax_shapes);

@@ -116,9 +116,14 @@ TEST(golden_lower_dot_columns) { golden_for("lower_dot_columns", pass_lower, ir_
 /* a block-scaled fp4 B (1x32 scales, leading unit dim): dot tiles that
  * scale it in place, and f32 dequantisation where the window may leave w */
 TEST(golden_lower_scaled) { golden("lower_scaled", pass_lower); }
-/* 16 rows on AVX2: e2m1 tiles of 6 rows (6, 6 and a 4-row band), one
- * column each: a decoded register feeds 6 FMAs */
+/* 16 rows on AVX2: broadcast tiles (micro_gemm trans_a trans_b) of 6
+ * weight rows over A staged transposed, B's scale on the tiles (a 4x6 tile
+ * and 24 rows of weights); dot tiles where the window may leave x */
 TEST(golden_lower_scaled_rows) { golden_for("lower_scaled_rows", pass_lower, ir_target("x86-avx2")); }
+/* the same where `rows` may want fewer than a vector's worth of rows: e2m1
+ * dot tiles of 6 rows (bands of 6 while that many are left, then one of
+ * the rows left), one column each: a decoded register feeds 6 FMAs */
+TEST(golden_lower_scaled_tall) { golden_for("lower_scaled_tall", pass_lower, ir_target("x86-avx2")); }
 /* 20 rows (no dot tiles): B dequantised into bf16 scratch (e2m1 times a
  * power of two is exact there), then the plain GEMM; 8x32 blocks */
 TEST(golden_lower_scaled_deq) { golden("lower_scaled_deq", pass_lower); }
@@ -570,6 +575,12 @@ TEST(equivalence_catches_broken_lowerings)
         {"lower_rows", "if min(max(M - b * 20 - 3, 0), 3) % 3 == 1 {", "if min(max(M - b * 20 - 3, 0), 3) % 3 == 2 {", 5},
         {"lower_rows", "micro_gemm x[b * 20 + min(max(min(M - b * 20, 7), 0), 7) / 4 * 4 +: 3",
          "micro_gemm x[b * 20 +: 3", 7},
+        /* broadcast tiles: A staged transposed from one column of x; a
+         * tile's weight rows a column group behind its accumulators */
+        {"lower_scaled_rows", "gemm_at0[p0, p1] = x[b * 16 + p1, k * 64 + p0]",
+         "gemm_at0[p0, p1] = x[b * 16 + p1, k * 64]", 16},
+        {"lower_scaled_rows", "w[1 +: 1, jt * 6 +: 6, k * 64 +: 64] -> acc[0 +: 16, jt * 6 +: 6]",
+         "w[1 +: 1, jt * 5 +: 6, k * 64 +: 64] -> acc[0 +: 16, jt * 6 +: 6]", 16},
         /* forwarded operands: A read in place a row band off; B's panels
          * packed from the first K step every step; the 8-column tail tile
          * reading the first panel (all at M = 45: blocks inside the matrix) */
@@ -614,7 +625,7 @@ TEST(equivalence_catches_broken_lowerings)
 TEST(tile_equals_loop_hand_written)
 {
     const char *names[] = {"lower_copy",       "lower_reduce", "lower_gemm_f32",   "lower_gemm_bf16",  "lower_dot",
-                           "lower_gemm_widen", "lower_scaled", "lower_scaled_deq", "lower_scaled_rows",
+                           "lower_gemm_widen", "lower_scaled", "lower_scaled_deq", "lower_scaled_rows", "lower_scaled_tall",
                            "lower_rows",       "lower_forward", "lower_dot_columns", "lower_forward_pairs"};
     const int64_t ms[] = {1, 4, 5, 11, 45}; /* 45: whole 20-row blocks, then a partial one */
     for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++) {
@@ -888,6 +899,7 @@ int main(void)
     RUN(golden_lower_dot_columns);
     RUN(golden_lower_scaled);
     RUN(golden_lower_scaled_rows);
+    RUN(golden_lower_scaled_tall);
     RUN(golden_lower_promote);
     RUN(golden_lower_rows);
     RUN(golden_lower_forward);

@@ -106,10 +106,10 @@ TEST(the_host_target_plans_with_this_machines_caches)
     CHECK(!memcmp(&same, named, sizeof same));
 }
 
-/* fp8_gemm at 16 rows stages A lifted to f32 for its dot tiles: 16 rows of
- * K = 4096, 256 KiB, which pass_hoist runs once per row block (its buffer
- * then holds 16 rows for each of the 32 steps) when that fits the L2 it is
- * told of. */
+/* fp8_gemm at 16 rows stages A transposed to f32 for its broadcast tiles:
+ * 16 rows of K = 4096, 256 KiB, which pass_hoist runs once per row block
+ * (its buffer then holds 128 rows of K for each of the 32 steps) when that
+ * fits the L2 it is told of. */
 static bool staged_once(int64_t l2_bytes)
 {
     FeSet sets[] = {{"M", "16"}, {"BM", "16"}, {"BN", "16"}, {"N", "256"}, {"K", "4096"}, {"BK", "128"}};
@@ -120,7 +120,7 @@ static bool staged_once(int64_t l2_bytes)
     bool ok = k && pass_pipeline(k, &t, NULL, &d);
     CHECKF(ok, "%s", d.msg);
     char *text = ok ? ir_print_string(k) : NULL;
-    bool once = text && strstr(text, "buf gemm_a0: shared f32[512, 128]"); /* a block of rows per step */
+    bool once = text && strstr(text, "buf gemm_at0: shared f32[4096, 16]"); /* a block of rows per step */
     free(text);
     ir_kernel_free(k);
     return once;

@@ -622,7 +622,22 @@ TEST(gemm_block_scales)
     expect_fail(k, 9, "verify: micro_gemm: a_scale's K blocks (64) and b_scale's (96): neither is a multiple of the other");
     k = load(scaled_loop_src);
     item(k, 0)->u.gemm.trans_b = false;
-    expect_fail(k, 9, "verify: micro_gemm: block scales need trans_b, without trans_a or b_pairs");
+    expect_fail(k, 9, "verify: micro_gemm: block scales need trans_b, without b_pairs, and a_scale no trans_a");
+    /* a broadcast tile's A, [K, M] (trans_a), comes unscaled: lowering
+     * stages it times its scale */
+    k = load("kernel s level loop\n"
+             "arg x: f32[64, 4] in\n"
+             "arg w: f4e2m1[16, 64] in\n"
+             "arg sw: e8m0[16, 2] in\n"
+             "arg sx: e8m0[2, 4] in\n"
+             "buf acc: fragment f32[4, 16]\n"
+             "grid (b) < [1]\n"
+             "{\n"
+             "  micro_gemm x[0 +: 64, 0 +: 4], w[0 +: 16, 0 +: 64] -> acc trans_a trans_b clear b_scale sw[0 +: 16, 0 +: 2]\n"
+             "}\n");
+    CHECKF(k && ir_verify(k, &d), "%s", d.msg);
+    item(k, 0)->u.gemm.a_scale = ir_region_whole(k, ir_buf_find(k, "sx"));
+    expect_fail(k, 9, "verify: micro_gemm: block scales need trans_b, without b_pairs, and a_scale no trans_a");
 }
 
 /* a_lifted: a micro_gemm of a staged f32 A (lifted e4m3) by a transposed
