@@ -1391,7 +1391,7 @@ static void bcast_chunk(Cg *c, void *ctx)
     t->k0 = LLVMBuildMul(c->b, c->var[t->qvar->id], cg_i64(c, t->chunk), "");
     for (int j = 0; j < t->nr; j++)
         bcast_decode(c, t, j, t->k0);
-    cg_loop(c, t->kvar, cg_i64(c, t->chunk), LOOP_SERIAL, 2, false, bcast_k, t);
+    cg_loop(c, t->kvar, cg_i64(c, t->chunk), LOOP_SERIAL, 1, false, bcast_k, t);
 }
 
 static void bcast_gemm(Cg *c, const Stmt *s)

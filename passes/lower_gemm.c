@@ -656,17 +656,6 @@ static Stmt *dot_tiles(Lower *L, const Stmt *g, const Region *a, const Region *b
     return seq;
 }
 
-/* Broadcast tiles (codegen/micro.c, a micro_gemm with trans_a and
- * trans_b): C's rows are the vector lanes, A is staged transposed ([K, M]
- * f32, times its block scale), and each weight of B, decoded once per
- * chunk of K, meets A's row k in one FMA per vector of rows.  For a decode
- * GEMM of a vector's worth of rows or more (16 tokens: W <= M <= 2W),
- * where the dot tiles run at about half the FMA peak — each FMA reads 32
- * bytes of A (from L2 once a band's rows outgrow L1) and B is widened on
- * the ports the FMAs share.  Not where `rows` may want fewer than W rows
- * (an MoE tile's run-time count: its lanes would be computed), nor for an f32
- * B (nothing to decode; the dot tiles read it as it is).  B's block scale
- * goes into the tiles, where IR_BCAST_CHUNK allows. */
 /* A grid variable's interval where the grid's extent is a constant. */
 static IrRange grid_leaf(const Expr *e, void *ctx)
 {
@@ -678,24 +667,39 @@ static IrRange grid_leaf(const Expr *e, void *ctx)
     return (IrRange){0, 0, false};
 }
 
-/* Whether a gemm's `rows` (NULL: all of them) wants at least n rows in
- * every block: fp8_gemm's M - by·BM at a known M. */
-static bool wants_at_least(const Lower *L, const Expr *rows, int64_t n)
-{
-    IrRange r = rows ? ir_range_of(rows, grid_leaf, L->k) : (IrRange){n, n, true};
-    return r.known && r.lo >= n;
-}
+/* Broadcast tiles (codegen/micro.c, a micro_gemm with trans_a and
+ * trans_b): C's rows are the vector lanes, A is staged transposed ([K, M]
+ * f32, times its block scale), and each weight of B, decoded once per
+ * chunk of K, meets A's row k in one FMA per vector of rows.  For a decode
+ * GEMM of two vectors' worth of rows (16 tokens on AVX2), where the dot
+ * tiles run at about half the FMA peak — each FMA reads 32 bytes of A
+ * (from L2 once a band's rows outgrow L1) and B is widened on the ports
+ * the FMAs share: examples/gemm.lua bf16 4096^2, one thread, 16 rows
+ * 9.07-10.1 -> 6.88-8.44 ms.  Each decoded weight feeds a tile's vectors
+ * of rows, and with one vector (8 rows) it gained 5% (4.91 -> 4.68 ms), with
+ * 12 rows in two it lost 14% (7.76 -> 8.86: a quarter of the lanes idle),
+ * so two full vectors or nearly (BCAST_IDLE lanes at most).  The rows
+ * computed are those `rows` may want at most (fp8_gemm's M - by·BM at a
+ * known M), and not where it may want fewer (an MoE tile's run-time
+ * count: lanes it does not want would be computed); not for an f32 B
+ * either (nothing to decode: the dot tiles read it as it is).  B's block
+ * scale goes into the tiles, where IR_BCAST_CHUNK allows.  Returns the
+ * rows, 0 for none. */
+enum { BCAST_IDLE = 2 };
 
-static bool bcast_gemm(const Lower *L, const Stmt *g, const Expr *rows)
+static int64_t bcast_rows(const Lower *L, const Stmt *g, const Expr *rows)
 {
     const Region *a = &g->u.gemm.a, *as = &g->u.gemm.a_scale, *b = &g->u.gemm.b, *bs = &g->u.gemm.b_scale;
     DType tb = b->buf->dtype;
     int64_t w = L->t->vector_bits / 32, M = g->u.gemm.c.ext[0], K = a->ext[1];
     int64_t bk = bs->buf ? mat_cols(b) / mat_cols(bs) : 0;
     bool decodes = tb == DT_BF16 || tb == DT_F16 || tb == DT_F8E4M3 || tb == DT_F8E5M2 || (tb == DT_F4E2M1 && bk);
-    return wants_at_least(L, rows, w) && !L->t->gpu_sm && a->buf->rank == 2 && (!as->buf || as->buf->rank == 2) && M >= w &&
-           M <= 2 * w && M <= IR_BCAST_ROWS && K % IR_BCAST_CHUNK == 0 && decodes &&
-           (!bk || bk == 32 || bk % IR_BCAST_CHUNK == 0);
+    IrRange r = rows ? ir_range_of(rows, grid_leaf, L->k) : (IrRange){M, M, true};
+    int64_t most = r.hi < M ? r.hi : M;
+    bool ok = !L->t->gpu_sm && a->buf->rank == 2 && (!as->buf || as->buf->rank == 2) && K % IR_BCAST_CHUNK == 0 &&
+              decodes && (!bk || bk == 32 || bk % IR_BCAST_CHUNK == 0) && r.known && r.lo >= 2 * w - BCAST_IDLE &&
+              most <= 2 * w && most <= IR_BCAST_ROWS;
+    return ok ? most : 0;
 }
 
 /* The columns of a broadcast tile of M rows: as many as keep the
@@ -914,13 +918,16 @@ static Stmt *lower_gemm_dot(Lower *L, const Stmt *g)
     bool e4m3_pair = a.buf->dtype == DT_F8E4M3 && b.buf->dtype == DT_F8E4M3;
     bool widen_a = a.buf->dtype != DT_F32 && (c.ext[0] >= 2 || b.buf->dtype == DT_F4E2M1 || e4m3_pair) && !pairs;
     Stmt *fast = NULL, *slow = NULL;
-    if (!never && bcast_gemm(L, g, rows)) {
-        /* A transposed, times its scale; B's scale in the tiles */
+    int64_t bm = never ? 0 : bcast_rows(L, g, rows);
+    if (bm) {
+        /* A's first bm rows transposed, times their scale; B's scale in the tiles */
         fast = ir_seq(L->k, g->loc);
-        int64_t shape[2] = {a.ext[1], a.ext[0]};
+        int64_t shape[2] = {a.ext[1], bm};
         Region at = whole(L, lower_temp(L, "gemm_at", SCOPE_SHARED, DT_F32, 2, shape, g->loc));
-        stage_into(L, fast, &a, at.buf, ROWS, shape, 0, true, n ? CHECK : INSIDE, 0, as, g->loc);
-        ir_seq_push(L->k, fast, bcast_tiles(L, g, &at, &b, bs, &c));
+        Region from = sub(L, &a, 0, bm, ci(L, 0), 0, a.ext[1], ci(L, 0)), cb = sub(L, &c, 0, bm, ci(L, 0), 0, c.ext[1], ci(L, 0));
+        Region fas = as ? sub(L, as, 0, bm, ci(L, 0), 0, mat_cols(as), ci(L, 0)) : (Region){0};
+        stage_into(L, fast, &from, at.buf, ROWS, shape, 0, true, n ? CHECK : INSIDE, 0, as ? &fas : NULL, g->loc);
+        ir_seq_push(L->k, fast, bcast_tiles(L, g, &at, &b, bs, &cb));
     } else if (!never) {
         Region fa = a;
         fast = ir_seq(L->k, g->loc);

@@ -699,13 +699,13 @@ TEST(dot_tiles_widen_every_fp4_code)
         }
 }
 
-/* 8 to 16 rows of a K a multiple of 64 (IR_BCAST_CHUNK): broadcast tiles
- * (micro_gemm trans_a trans_b; a vector and a half of rows at 12 on AVX2),
- * B decoded through the scaled f32 table into their scratch; at K 96 the
- * tall dot tiles. */
+/* 14 to 16 rows of a K a multiple of 64 (IR_BCAST_CHUNK) on AVX2:
+ * broadcast tiles (micro_gemm trans_a trans_b; 14: the second vector of
+ * rows masked), B decoded through the scaled f32 table into their
+ * scratch; at K 96, and at 8 rows, the tall dot tiles. */
 TEST(broadcast_tiles_decode_every_fp4_code)
 {
-    static const int Ms[] = {8, 12, 16}, Ks[] = {64, 96, 128};
+    static const int Ms[] = {8, 14, 16}, Ks[] = {64, 96, 128};
     for (int m = 0; m < 3; m++)
         for (int k = 0; k < 3; k++) {
             check_fp4_codes_exact(Ms[m], Ks[k]);
@@ -842,12 +842,14 @@ TEST(gemm_block_scales_other_operands)
         {3, 48, 128, "f32", "f8e4m3", "e8m0", false, true, true, {1, 1}, {8, 4}, true, false},
         {2, 16, 64, "bf16", "f32", "e8m0", true, false, true, {2, 2}, {1, 1}, false, false},
         {20, 24, 64, "bf16", "bf16", "f32", true, true, false, {10, 2}, {2, 3}, false, false},
-        /* broadcast tiles (8 to 16 rows on AVX2, K a multiple of 64): A
+        /* broadcast tiles (14 to 16 rows on AVX2, K a multiple of 64): A
          * staged transposed times its scale (e4m3 1x128, fp8_gemm's), B's
-         * 128x128 or 1x32 in the tiles; 12 rows: a masked vector */
+         * 128x128 or 1x32 in the tiles; 14 and 15 rows: a masked vector;
+         * 12 rows: dot tiles */
         {16, 20, 256, "f8e4m3", "f8e4m3", "e8m0", true, true, true, {16, 2}, {1, 2}, true, true},
-        {12, 14, 128, "bf16", "bf16", "f32", false, true, true, {1, 1}, {14, 4}, true, true},
-        {8, 9, 64, "f32", "f8e4m3", "e8m0", true, true, true, {8, 1}, {9, 2}, true, true},
+        {14, 14, 128, "bf16", "bf16", "f32", false, true, true, {1, 1}, {14, 4}, true, true},
+        {15, 9, 64, "f32", "f8e4m3", "e8m0", true, true, true, {15, 1}, {9, 2}, true, true},
+        {12, 9, 64, "f32", "f8e4m3", "e8m0", true, true, true, {12, 1}, {9, 2}, true, false},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         check_scaled_case(&cases[i]);
