@@ -680,14 +680,15 @@ static IrRange grid_leaf(const Expr *e, void *ctx)
  * 12 rows in two it lost 14% (7.76 -> 8.86: a quarter of the lanes idle),
  * so two full vectors or nearly (BCAST_IDLE lanes at most).  The rows
  * computed are those `rows` may want at most (fp8_gemm's M - by·BM at a
- * known M), and not where it may want fewer (an MoE tile's run-time
- * count: lanes it does not want would be computed); not for an f32 B
- * either (nothing to decode: the dot tiles read it as it is).  B's block
- * scale goes into the tiles, where IR_BCAST_CHUNK allows.  Returns the
- * rows, 0 for none. */
+ * known M); where it may want fewer (an MoE tile's run-time count, whose
+ * idle lanes would be computed) the tiles run under a run-time test of n,
+ * the rows wanted (*test; NULL where they are known to be enough), dot
+ * tiles otherwise.  Not for an f32 B (nothing to decode: the dot tiles
+ * read it as it is).  B's block scale goes into the tiles, where
+ * IR_BCAST_CHUNK allows.  Returns the rows, 0 for none. */
 enum { BCAST_IDLE = 2 };
 
-static int64_t bcast_rows(const Lower *L, const Stmt *g, const Expr *rows)
+static int64_t bcast_rows(Lower *L, const Stmt *g, const Expr *rows, Expr *n, Expr **test)
 {
     const Region *a = &g->u.gemm.a, *as = &g->u.gemm.a_scale, *b = &g->u.gemm.b, *bs = &g->u.gemm.b_scale;
     DType tb = b->buf->dtype;
@@ -695,10 +696,11 @@ static int64_t bcast_rows(const Lower *L, const Stmt *g, const Expr *rows)
     int64_t bk = bs->buf ? mat_cols(b) / mat_cols(bs) : 0;
     bool decodes = tb == DT_BF16 || tb == DT_F16 || tb == DT_F8E4M3 || tb == DT_F8E5M2 || (tb == DT_F4E2M1 && bk);
     IrRange r = rows ? ir_range_of(rows, grid_leaf, L->k) : (IrRange){M, M, true};
-    int64_t most = r.hi < M ? r.hi : M;
+    int64_t most = r.known && r.hi < M ? r.hi : M, least = 2 * w - BCAST_IDLE;
     bool ok = !L->t->gpu_sm && a->buf->rank == 2 && (!as->buf || as->buf->rank == 2) && K % IR_BCAST_CHUNK == 0 &&
-              decodes && (!bk || bk == 32 || bk % IR_BCAST_CHUNK == 0) && r.known && r.lo >= 2 * w - BCAST_IDLE &&
-              most <= 2 * w && most <= IR_BCAST_ROWS;
+              decodes && (!bk || bk == 32 || bk % IR_BCAST_CHUNK == 0) && most >= least && most <= 2 * w &&
+              most <= IR_BCAST_ROWS;
+    *test = ok && !(r.known && r.lo >= least) ? ir_binary(L->k, EX_LT, ci(L, least - 1), n) : NULL;
     return ok ? most : 0;
 }
 
@@ -867,6 +869,49 @@ static void stage_e2m1_copy(Lower *L, Stmt *seq, const Stmt *g, Expr *n, DotInpu
     sc->a_e2m1 = fe;
 }
 
+/* The fast path of a GEMM in broadcast tiles over C's first bm rows
+ * (bcast_rows): A's first bm rows staged transposed, times their scale
+ * (loads guarded where n, the wanted rows, may leave the matrix), B's
+ * scale in the tiles. */
+static Stmt *bcast_path(Lower *L, const Stmt *g, const Region *c, Expr *n, int64_t bm)
+{
+    const Region *a = &g->u.gemm.a, *as = g->u.gemm.a_scale.buf ? &g->u.gemm.a_scale : NULL;
+    const Region *bs = g->u.gemm.b_scale.buf ? &g->u.gemm.b_scale : NULL;
+    Stmt *seq = ir_seq(L->k, g->loc);
+    Expr *z = ci(L, 0);
+    int64_t K = a->ext[1], shape[2] = {K, bm};
+    Region at = whole(L, lower_temp(L, "gemm_at", SCOPE_SHARED, DT_F32, 2, shape, g->loc));
+    Region from = sub(L, a, 0, bm, z, 0, K, z), cb = sub(L, c, 0, bm, z, 0, c->ext[1], z);
+    Region fas = as ? sub(L, as, 0, bm, z, 0, mat_cols(as), z) : (Region){0};
+    stage_into(L, seq, &from, at.buf, ROWS, shape, 0, true, n ? CHECK : INSIDE, 0, as ? &fas : NULL, g->loc);
+    ir_seq_push(L->k, seq, bcast_tiles(L, g, &at, &g->u.gemm.b, bs, &cb));
+    return seq;
+}
+
+/* The fast path of a GEMM in dot tiles: A staged widened (lifted, in e2m1
+ * order: DotInputs) where the tiles want it so, scales in the tiles.  With
+ * `rows` only the first n rows need be inside: the whole window is staged
+ * (pass_hoist finds it), its loads guarded where it leaves the matrix. */
+static Stmt *dot_path(Lower *L, const Stmt *g, const Region *c, Expr *rows, Expr *n, bool widen_a)
+{
+    const Region *a = &g->u.gemm.a;
+    const Region *bs = g->u.gemm.b_scale.buf ? &g->u.gemm.b_scale : NULL;
+    DotInputs sc = {g->u.gemm.a_scale.buf ? &g->u.gemm.a_scale : NULL, bs, lifts_a(L, g, widen_a), NULL, false};
+    Stmt *seq = ir_seq(L->k, g->loc);
+    Region fa = *a, fe;
+    if (stages_e2m1_order(L, g, bs, rows))
+        stage_e2m1_copy(L, seq, g, n, &sc, &fe);
+    /* A in its own order only where a tile has more rows than those
+     * reading the e2m1 copy (which otherwise stands in for it) */
+    if (sc.a_e2m1 && c->ext[0] <= IR_E2M1_TABLE_ROWS)
+        fa = fe;
+    else if (widen_a)
+        fa = whole(L, stage_lifted(L, seq, a, false, a->ext[0], a->ext[1], DT_F32, "gemm_a", n ? CHECK : INSIDE,
+                                   sc.a_lifted ? IR_A_LIFT_EXP : 0, g->loc));
+    ir_seq_push(L->k, seq, dot_tiles(L, g, &fa, &g->u.gemm.b, sc, c, rows, true));
+    return seq;
+}
+
 /* A global operand is read in place when its window lies inside the
  * buffer; otherwise (a tail block) it is first copied with its tail zeroed,
  * which is the GEMM's meaning of the parts outside.  Block scales
@@ -883,7 +928,6 @@ static Stmt *lower_gemm_dot(Lower *L, const Stmt *g)
     Region a = g->u.gemm.a, b = g->u.gemm.b, c = g->u.gemm.c, c_out = c;
     const Region *bs = g->u.gemm.b_scale.buf ? &g->u.gemm.b_scale : NULL;
     const Region *as = g->u.gemm.a_scale.buf ? &g->u.gemm.a_scale : NULL;
-    DotInputs sc = {as, bs, false, NULL, false};
     bool stage_c = c.buf->scope == SCOPE_GLOBAL;
     Expr *rows = stage_c ? NULL : g->u.gemm.rows; /* a global C's staging copies every row */
     if (stage_c) {
@@ -918,35 +962,12 @@ static Stmt *lower_gemm_dot(Lower *L, const Stmt *g)
     bool e4m3_pair = a.buf->dtype == DT_F8E4M3 && b.buf->dtype == DT_F8E4M3;
     bool widen_a = a.buf->dtype != DT_F32 && (c.ext[0] >= 2 || b.buf->dtype == DT_F4E2M1 || e4m3_pair) && !pairs;
     Stmt *fast = NULL, *slow = NULL;
-    int64_t bm = never ? 0 : bcast_rows(L, g, rows);
-    if (bm) {
-        /* A's first bm rows transposed, times their scale; B's scale in the tiles */
-        fast = ir_seq(L->k, g->loc);
-        int64_t shape[2] = {a.ext[1], bm};
-        Region at = whole(L, lower_temp(L, "gemm_at", SCOPE_SHARED, DT_F32, 2, shape, g->loc));
-        Region from = sub(L, &a, 0, bm, ci(L, 0), 0, a.ext[1], ci(L, 0)), cb = sub(L, &c, 0, bm, ci(L, 0), 0, c.ext[1], ci(L, 0));
-        Region fas = as ? sub(L, as, 0, bm, ci(L, 0), 0, mat_cols(as), ci(L, 0)) : (Region){0};
-        stage_into(L, fast, &from, at.buf, ROWS, shape, 0, true, n ? CHECK : INSIDE, 0, as ? &fas : NULL, g->loc);
-        ir_seq_push(L->k, fast, bcast_tiles(L, g, &at, &b, bs, &cb));
-    } else if (!never) {
-        Region fa = a;
-        fast = ir_seq(L->k, g->loc);
-        DotInputs fsc = sc;
-        fsc.a_lifted = lifts_a(L, g, widen_a);
-        /* with `rows` only the first n rows need be inside: the whole
-         * window is staged (pass_hoist finds it), its loads guarded where
-         * it leaves the matrix */
-        Region fe;
-        if (stages_e2m1_order(L, g, bs, rows))
-            stage_e2m1_copy(L, fast, g, n, &fsc, &fe);
-        /* A in its own order only where a tile has more rows than those
-         * reading the e2m1 copy (which otherwise stands in for it) */
-        if (fsc.a_e2m1 && c.ext[0] <= IR_E2M1_TABLE_ROWS)
-            fa = fe;
-        else if (widen_a)
-            fa = whole(L, stage_lifted(L, fast, &a, false, a.ext[0], a.ext[1], DT_F32, "gemm_a", n ? CHECK : INSIDE,
-                                       fsc.a_lifted ? IR_A_LIFT_EXP : 0, g->loc));
-        ir_seq_push(L->k, fast, dot_tiles(L, g, &fa, &b, fsc, &c, rows, true));
+    Expr *test = NULL;
+    int64_t bm = never ? 0 : bcast_rows(L, g, rows, n, &test);
+    if (!never) {
+        Stmt *bc = bm ? bcast_path(L, g, &c, n, bm) : NULL;
+        Stmt *dots = !bm || test ? dot_path(L, g, &c, rows, n, widen_a) : NULL;
+        fast = !bc ? dots : !dots ? bc : ir_if(L->k, test, bc, dots, g->loc);
     }
     if (!always) {
         bool b_never = inside_b && inside_b->op == EX_CONST; /* (operand_inside: not a constant true) */

@@ -352,14 +352,17 @@ if grep -q "vfmadd231ps.*ymm" "$tmp/gemm_avx2.s" && ! grep -q zmm "$tmp/gemm_avx
 "$TILEC" compile examples/softmax.lua --target x86-avx512 --emit asm -o "$tmp/softmax.s" 2>/dev/null
 if grep -qE "vmov[au]ps.*zmm.*\{%k" "$tmp/softmax.s"; then ok "softmax vectorised with masked zmm tails"; else bad "softmax vectorised with masked zmm tails"; fi
 # pass_hoist finds the staging the decode GEMMs share between column blocks:
-# fp8_gemm's lifted A rows at 16 rows (one block of rows per K step, keyed
-# by the row block) and an MoE expert tile's rows (keyed through its
-# schedule); the weight tiles stay in their blocks.
+# fp8_gemm's A rows at 16 rows, transposed for the broadcast tiles and
+# lifted for the dot tiles (the rows wanted are a run-time test at a dyn
+# M; one block of rows per K step, keyed by the row block) and an MoE
+# expert tile's rows (keyed through its schedule); the weight tiles stay
+# in their blocks.
 "$TILEC" compile kernels_src/fp8_gemm.lua --set BM=16 --set BN=16 --target x86-avx2 --emit ir \
   -o "$tmp/hoist_fp8.ir" 2>/dev/null
 "$TILEC" compile kernels_src/moe_expert_gemm.lua --set E=16 --set N=4096 --set K=2048 --set BM=4 --set BN=32 \
   --set BK=2048 --target x86-avx2 --emit ir -o "$tmp/hoist_moe.ir" 2>/dev/null
-if grep -q "^  once by {" "$tmp/hoist_fp8.ir" && grep -q "^buf gemm_a0: shared f32\[512, 128\]" "$tmp/hoist_fp8.ir" &&
+if grep -q "^  once by {" "$tmp/hoist_fp8.ir" && grep -q "^buf gemm_at0: shared f32\[4096, 16\]" "$tmp/hoist_fp8.ir" &&
+   grep -q "^buf gemm_a1: shared f32\[512, 128\]" "$tmp/hoist_fp8.ir" &&
    grep -q "^  once by {" "$tmp/hoist_moe.ir"; then
   ok "decode GEMMs stage their A rows once per row block (hoist)"
 else
