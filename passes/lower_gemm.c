@@ -720,32 +720,47 @@ static int64_t bcast_cols(const TargetInfo *t, int64_t M, int64_t bn)
     return nr;
 }
 
+/* The broadcast tile of C's columns [j0 + j, +n) (j: a loop index times
+ * the tiles' width, or 0). */
+static Stmt *bcast_tile(Lower *L, const Stmt *g, const Region *at, const Region *b, const Region *bs,
+                        const Region *c, Expr *j, int64_t j0, int64_t n)
+{
+    Expr *z = ci(L, 0);
+    int64_t M = c->ext[0], K = at->ext[0];
+    Stmt *tile = ir_micro_gemm(L->k, sub(L, at, 0, K, z, 0, M, z), sub(L, b, j0, n, j, 0, K, z),
+                               sub(L, c, 0, M, z, j0, n, j), true, true, g->u.gemm.clear, g->loc);
+    if (bs)
+        tile->u.gemm.b_scale = scale_rows(L, b, bs, j, j0, n);
+    return tile;
+}
+
 /* C = A·Bᵀ in broadcast tiles over the transposed A `at`, nr columns each
- * (a loop of them, then the tail). */
+ * (a loop of them), the last one and the columns left over (a tail of
+ * fewer than half a tile, whose few accumulators would wait on the FMA
+ * latency) split into two tiles of about equal width where each scale row
+ * is one tile row's, or there is one. */
 static Stmt *bcast_tiles(Lower *L, const Stmt *g, const Region *at, const Region *b, const Region *bs,
                          const Region *c)
 {
-    int64_t M = c->ext[0], N = c->ext[1], K = at->ext[0];
+    int64_t M = c->ext[0], N = c->ext[1];
     int64_t bn = bs && mat_rows(bs) > 1 ? mat_rows(b) / mat_rows(bs) : 0;
     int64_t nr = bcast_cols(L->t, M, bn), full = N / nr, rem = N % nr;
+    bool split = rem && 2 * rem < nr && full && bn <= 1;
+    int64_t loop = split ? full - 1 : full, left = N - loop * nr;
     Stmt *seq = ir_seq(L->k, g->loc);
-    for (int part = 0; part < 2; part++) {
-        int64_t n = part ? rem : nr, j0 = part ? full * nr : 0;
-        if (!n || (!part && !full))
-            continue;
-        Var *jv = !part && full > 1 ? ir_var_new(L->k, "jt") : NULL;
-        Expr *z = ci(L, 0), *j = jv ? ir_binary(L->k, EX_MUL, ir_var(L->k, jv), ci(L, nr)) : z;
-        Stmt *tile = ir_micro_gemm(L->k, sub(L, at, 0, K, z, 0, M, z), sub(L, b, j0, n, j, 0, K, z),
-                                   sub(L, c, 0, M, z, j0, n, j), true, true, g->u.gemm.clear, g->loc);
-        if (bs)
-            tile->u.gemm.b_scale = scale_rows(L, b, bs, j, j0, n);
-        if (jv) {
-            Stmt *body = ir_seq(L->k, g->loc);
-            ir_seq_push(L->k, body, tile);
-            tile = ir_for(L->k, jv, ci(L, full), LOOP_SERIAL, 0, body, g->loc);
-        }
-        ir_seq_push(L->k, seq, tile);
+    if (loop > 1) {
+        Var *jv = ir_var_new(L->k, "jt");
+        Stmt *body = ir_seq(L->k, g->loc);
+        ir_seq_push(L->k, body, bcast_tile(L, g, at, b, bs, c, ir_binary(L->k, EX_MUL, ir_var(L->k, jv), ci(L, nr)), 0, nr));
+        ir_seq_push(L->k, seq, ir_for(L->k, jv, ci(L, loop), LOOP_SERIAL, 0, body, g->loc));
+    } else if (loop) {
+        ir_seq_push(L->k, seq, bcast_tile(L, g, at, b, bs, c, ci(L, 0), 0, nr));
     }
+    int64_t first = split ? (left + 1) / 2 : left;
+    if (first)
+        ir_seq_push(L->k, seq, bcast_tile(L, g, at, b, bs, c, ci(L, 0), loop * nr, first));
+    if (left > first)
+        ir_seq_push(L->k, seq, bcast_tile(L, g, at, b, bs, c, ci(L, 0), loop * nr + first, left - first));
     return seq;
 }
 
