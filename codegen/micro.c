@@ -1496,8 +1496,10 @@ static bool is_dot_tile(const Stmt *s)
  * of them, 88% of its 1.33 s compile in LLVM).  A tile that occurs more
  * than once is now one internal function, called with the origins of its
  * operands' windows and their run-time strides; its body is dot_gemm of
- * the statement with those windows moved to (0, 0).  Distinct: the key
- * below names everything of the statement and its buffers dot_gemm reads.
+ * the statement with those windows moved to (0, 0) (bcast_gemm for a
+ * broadcast tile: moe_gemm_swiglu's 6 of them, 1.53 -> ... s).  Distinct:
+ * the key below names everything of the statement and its buffers the
+ * tile reads.
  * A tile that occurs once stays inline, where LLVM hoists its loop-invariant
  * work (decoded scales, say) out of the column loop around it: fp8_gemm at
  * 16 rows, one tile, ran 5% slower as a call (9.5-9.8 ms against 9.0-9.2). */
@@ -1587,7 +1589,10 @@ static LLVMValueRef tile_function(Cg *c, const char *key, Stmt *copy, Region *co
     c->fn = fn;
     LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, fn, "entry"));
     Var *k = temp_var(c, "k", 1);
-    dot_gemm(c, copy, (int)copy->u.gemm.c.ext[0], (int)copy->u.gemm.c.ext[1], k);
+    if (is_bcast_tile(c, copy))
+        bcast_gemm(c, copy);
+    else
+        dot_gemm(c, copy, (int)copy->u.gemm.c.ext[0], (int)copy->u.gemm.c.ext[1], k);
     free(k);
     LLVMBuildRetVoid(c->b);
     c->fn = caller;
@@ -1633,7 +1638,7 @@ void cg_count_tiles(Cg *c, const Stmt *s)
         Stmt copy = *s;
         Region *rs[TILE_REGIONS];
         char key[TILE_KEY];
-        if (is_dot_tile(s) && tile_key(c, s, rs, tile_regions(&copy, rs), key))
+        if ((is_dot_tile(s) || is_bcast_tile(c, s)) && tile_key(c, s, rs, tile_regions(&copy, rs), key))
             ++*tile_count(c, key, true);
         break;
     }
@@ -1686,7 +1691,8 @@ void cg_micro_gemm(Cg *c, const Stmt *s)
     Var *k = temp_var(c, "k", 1);
     bool scaled = s->u.gemm.a_scale.buf || s->u.gemm.b_scale.buf;
     if (is_bcast_tile(c, s)) {
-        bcast_gemm(c, s);
+        if (!dot_call(c, s))
+            bcast_gemm(c, s);
         free(k);
         return;
     }

@@ -158,18 +158,22 @@ if "$TILEC" compile kernels_src/moe_expert_gemm.lua --set R=16 --set E=16 --set 
    grep -q "vpshufb.*ymm" "$tmp/fp4_row512.s" && ! grep -qE "vperm(d|ps)[[:space:]].*zmm" "$tmp/fp4_row512.s" &&
    grep -q "vpunpcklbw.*ymm" "$tmp/fp4_row512.s" && grep -q "vpslld	\$16, %ymm" "$tmp/fp4_row512.s"; then
   ok "avx512 one-row fp4 tiles take the byte table"; else bad "avx512 one-row fp4 tiles take the byte table" "$(cat "$tmp/err")"; fi
-# a dot tile the kernel has more than once is one function, called from
-# each place (moe_gemm_swiglu: the gate and up GEMMs' tiles), and one it
-# has once stays inline (fp8_gemm at 16 rows)
+# a dot or broadcast tile the kernel has more than once is one function,
+# called from each place (moe_gemm_swiglu: the gate and up GEMMs' tiles;
+# a broadcast tile's two tail tiles of a width, twice in each), and one it
+# has once stays inline (fp8_gemm at 16 rows: the broadcast tiles' loop;
+# its two tail tiles are one function)
 "$TILEC" compile kernels_src/moe_gemm_swiglu.lua --set R=96 --set E=16 --set I=2048 --set K=4096 --set BM=16 \
   --emit llvm -o "$tmp/swiglu.ll" 2>/dev/null
 "$TILEC" compile kernels_src/fp8_gemm.lua --set M=16 --emit llvm -o "$tmp/fp8_16.ll" 2>/dev/null
 defs=$(grep -c '^define internal.*@"tile\.' "$tmp/swiglu.ll")
 calls=$(grep -c 'call .*@"tile\.' "$tmp/swiglu.ll")
-if [ "$defs" -ge 4 ] && [ "$calls" -eq $((2 * defs)) ] && ! grep -q '@"tile\.' "$tmp/fp8_16.ll"; then
+fdefs=$(grep -c '^define internal.*@"tile\.' "$tmp/fp8_16.ll")
+fcalls=$(grep -c 'call .*@"tile\.' "$tmp/fp8_16.ll")
+if [ "$defs" -ge 4 ] && [ "$calls" -ge $((2 * defs)) ] && [ "$fdefs" -eq 1 ] && [ "$fcalls" -eq 2 ]; then
   ok "repeated dot tiles are functions, single ones inline"
 else
-  bad "repeated dot tiles are functions, single ones inline" "defs $defs calls $calls"
+  bad "repeated dot tiles are functions, single ones inline" "defs $defs calls $calls; fp8_gemm $fdefs, $fcalls"
 fi
 # repeated dot tiles whose operands are alike but whose scales differ (A's
 # in one, B's in the other) are two functions, not one
