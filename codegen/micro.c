@@ -1289,6 +1289,7 @@ typedef struct Bcast {
     LLVMValueRef scratch; /* [nr][chunk] f32: the chunk's weights, decoded */
     Var *qvar, *kvar;     /* the chunk loop and the k loop in it */
     LLVMValueRef k0;      /* the chunk's first k */
+    NanScan *nans;        /* e4m3 B: its NaN codes, scanned apart */
 } Bcast;
 
 /* Whether micro_gemm s runs as a broadcast tile: what IR_BCAST_CHUNK says
@@ -1320,8 +1321,13 @@ static void bcast_put(Cg *c, Bcast *t, int j, int64_t o, LLVMValueRef v)
 
 /* Weight row j's chunk from k0 into the scratch, each scale block's
  * values times its scale (packed e2m1: through the block's f32 table, as
- * the tall dot tiles decode it; e4m3: the F16C route, 2^-8 of the value,
- * NaN codes NaN — bcast_gemm scales the sums back). */
+ * the tall dot tiles decode it; e4m3: the F16C route, 2^-8 of the value —
+ * bcast_gemm scales the sums back — its NaN codes finite and scanned apart
+ * per chunk (Bcast.nans), three instructions per 8 weights fewer: fp8_gemm
+ * 16 rows, 4096^2, one thread, 8.15-8.43 -> 7.63-7.99 ms).  Straight into
+ * f32's fields (e4m3_direct) and multiplied back by 2^120 and by the scale
+ * was slower (8.47-9.68 against 9.27-10.4: two multiplies on the FMA
+ * ports). */
 static void bcast_decode(Cg *c, Bcast *t, int j, LLVMValueRef k0)
 {
     Dot *d = &t->d;
@@ -1344,7 +1350,7 @@ static void bcast_decode(Cg *c, Bcast *t, int j, LLVMValueRef k0)
         for (int64_t e = 0; e < blk; e += w) {
             LLVMValueRef raw = LLVMBuildLoad2(c->b, raw_ty, at(c, b, cg_i64(c, j), LLVMBuildAdd(c->b, k, cg_i64(c, e), "")), "");
             LLVMSetAlignment(raw, (unsigned)(dt_bits(tb) / 8));
-            LLVMValueRef v = dot_widen(c, tb, raw, w, true);
+            LLVMValueRef v = dot_widen(c, tb, raw, w, false);
             bcast_put(c, t, j, o + e, sv ? LLVMBuildFMul(c->b, v, sv, "") : v);
         }
     }
@@ -1391,6 +1397,8 @@ static void bcast_chunk(Cg *c, void *ctx)
     t->k0 = LLVMBuildMul(c->b, c->var[t->qvar->id], cg_i64(c, t->chunk), "");
     for (int j = 0; j < t->nr; j++)
         bcast_decode(c, t, j, t->k0);
+    if (t->nans)
+        nan_scan(c, t->nans, t->k0, t->chunk);
     cg_loop(c, t->kvar, cg_i64(c, t->chunk), LOOP_SERIAL, 1, false, bcast_k, t);
 }
 
@@ -1415,17 +1423,24 @@ static void bcast_gemm(Cg *c, const Stmt *s)
         }
     t.scratch = entry_alloca(c, LLVMArrayType(c->f32, (unsigned)(nr * t.chunk)));
     LLVMSetAlignment(t.scratch, 32);
+    if (tb == DT_F8E4M3)
+        t.nans = nan_begin(c, &t.d);
     t.qvar = temp_var(c, "q", 2);
     t.kvar = temp_var(c, "k", 1);
     cg_loop(c, t.qvar, cg_i64(c, K / t.chunk), LOOP_SERIAL, 0, false, bcast_chunk, &t);
     free(t.qvar);
     free(t.kvar);
+    LLVMValueRef nan[IR_BCAST_COLS] = {0};
+    if (t.nans)
+        nan_end(c, t.nans, nan);
     double scale = dot_scale(tb);
     for (int j = 0; j < nr; j++)
         for (int v = 0; v < t.nv; v++) {
             LLVMValueRef sum = LLVMBuildLoad2(c->b, t.d.vf32, t.acc[j][v], "");
             if (scale != 1.0)
                 sum = LLVMBuildFMul(c->b, sum, splat_f(c, &t.d, LLVMConstReal(c->f32, scale)), "");
+            if (nan[j])
+                sum = LLVMBuildSelect(c->b, nan[j], splat_f(c, &t.d, LLVMConstReal(c->f32, NAN)), sum, "");
             for (int l = 0; l < w && v * w + l < M; l++) {
                 LLVMValueRef p = at(c, cr, cg_i64(c, (int64_t)v * w + l), cg_i64(c, j));
                 LLVMValueRef x = LLVMBuildExtractElement(c->b, sum, LLVMConstInt(c->i32, (unsigned)l, 0), "");
