@@ -186,6 +186,12 @@ check "fp4 tiles beside A in e2m1 order --check" "$TILEC" run tests/specs/e2m1_o
 # scales added into C, packed e2m1 with 1x32 scales over 12 rows (a masked
 # vector on AVX2)
 check "broadcast tiles --check" "$TILEC" run tests/specs/bcast_tile.tir --check
+# ... and for AVX-512 (one zmm of rows, 12 of 16 lanes masked), which this
+# host may not run: the K loop broadcasts into zmm FMAs
+if "$TILEC" compile tests/specs/bcast_tile.tir --target x86-avx512 --emit asm -o "$tmp/bcast512.s" 2>"$tmp/err" &&
+   grep -q "vbroadcastss.*zmm" "$tmp/bcast512.s" && grep -q "vfmadd231ps.*zmm" "$tmp/bcast512.s" &&
+   ! grep -q "vfmadd231ps.*ymm" "$tmp/bcast512.s"; then
+  ok "x86-avx512 broadcast tiles on zmm"; else bad "x86-avx512 broadcast tiles on zmm" "$(cat "$tmp/err")"; fi
 # a count (a sum of 0/1 choices, exact in any order) keeps several vector
 # accumulators (bin.rdx: their sum) and adds its lanes as a tree (reassoc on
 # the final reduction; without it, LLVM adds the 8 lanes one by one)
