@@ -707,10 +707,11 @@ static int64_t bcast_rows(Lower *L, const Stmt *g, const Expr *rows, Expr *n, Ex
 /* The columns of a broadcast tile of M rows: as many as keep the
  * accumulators (columns x vectors of rows) within the registers less four
  * (A's vectors, the broadcast weight) — each accumulator takes one FMA per
- * k, so fewer than twice the FMA latency of them leave the FMA ports idle
- * (fp8_gemm 16 rows: 4 columns ... against 6) — and fewer where that keeps
- * a tile within a block row of B's scale (bn rows per scale row of the
- * window; 0: one scale row, or none). */
+ * k, and two FMA ports of latency 4 want 8 of them in flight, which 6
+ * columns of 2 vectors keep with room to spare (4 columns, exactly 8, ran
+ * fp8_gemm at 16 rows as fast within this host's noise) — and fewer where
+ * that keeps a tile within a block row of B's scale (bn rows per scale
+ * row of the window; 0: one scale row, or none). */
 static int64_t bcast_cols(const TargetInfo *t, int64_t M, int64_t bn)
 {
     int64_t w = t->vector_bits / 32, nv = (M + w - 1) / w, nr = (vector_regs(t) - 4) / nv;
@@ -751,7 +752,8 @@ static Stmt *bcast_tiles(Lower *L, const Stmt *g, const Region *at, const Region
     if (loop > 1) {
         Var *jv = ir_var_new(L->k, "jt");
         Stmt *body = ir_seq(L->k, g->loc);
-        ir_seq_push(L->k, body, bcast_tile(L, g, at, b, bs, c, ir_binary(L->k, EX_MUL, ir_var(L->k, jv), ci(L, nr)), 0, nr));
+        Expr *j = ir_binary(L->k, EX_MUL, ir_var(L->k, jv), ci(L, nr));
+        ir_seq_push(L->k, body, bcast_tile(L, g, at, b, bs, c, j, 0, nr));
         ir_seq_push(L->k, seq, ir_for(L->k, jv, ci(L, loop), LOOP_SERIAL, 0, body, g->loc));
     } else if (loop) {
         ir_seq_push(L->k, seq, bcast_tile(L, g, at, b, bs, c, ci(L, 0), 0, nr));
