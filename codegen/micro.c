@@ -1267,8 +1267,8 @@ static void dot_gemm(Cg *c, const Stmt *s, int mr, int nr, Var *k)
 
 /* MICRO_GEMM with A as [K, M] f32 (trans_a) and B as [N, K] (trans_b) in
  * its own dtype, block-scaled or not: C's M rows are the vector lanes.
- * pass_lower gives these the decode GEMMs of a vector's worth of rows or
- * more (16 tokens, say), where dot tiles read A at 32 bytes per FMA (from
+ * pass_lower gives these the decode GEMMs of two vectors' worth of rows
+ * (16 tokens on AVX2), where dot tiles read A at 32 bytes per FMA (from
  * L2 once a band's rows of A outgrow L1: 8 rows of 4096) and widen B on
  * the shuffle ports the FMAs share — about half the FMA peak on Zen 3
  * (bench_decode M = 16, every format).  Here the K loop runs in chunks:
