@@ -676,9 +676,15 @@ static IrRange grid_leaf(const Expr *e, void *ctx)
  * (from L2 once a band's rows outgrow L1) and B is widened on the ports
  * the FMAs share: examples/gemm.lua bf16 4096^2, one thread, 16 rows
  * 9.07-10.1 -> 6.88-8.44 ms.  Each decoded weight feeds a tile's vectors
- * of rows, and with one vector (8 rows) it gained 5% (4.91 -> 4.68 ms), with
- * 12 rows in two it lost 14% (7.76 -> 8.86: a quarter of the lanes idle),
- * so two full vectors or nearly (BCAST_IDLE lanes at most).  The rows
+ * of rows, and with one vector (8 rows) it gained 5% (4.91 -> 4.68 ms);
+ * at 12 rows in two (a quarter of the lanes idle) bf16 ran as fast as its
+ * dot tiles (6.55-6.90 against 6.69-6.71 ms) and fp8 slower (7.68-8.08
+ * against 7.11-7.77), so two full vectors or nearly (BCAST_IDLE lanes at
+ * most) — but packed e2m1, whose dot tiles decode it on the shuffle ports
+ * once per band of 6 rows, gains from 12 rows (BCAST_IDLE_E2M1:
+ * moe_expert_gemm, 12 rows for each of 8 experts, N 4096, K 2048, one
+ * thread, 34.0-41.0 -> 30.6-33.9 ms; at 10 rows 29.7-34.8 against
+ * 31.1-42.8, a loss).  The rows
  * computed are those `rows` may want at most (fp8_gemm's M - by·BM at a
  * known M); where it may want fewer (an MoE tile's run-time count, whose
  * idle lanes would be computed) the tiles run under a run-time test of n,
@@ -686,7 +692,7 @@ static IrRange grid_leaf(const Expr *e, void *ctx)
  * tiles otherwise.  Not for an f32 B (nothing to decode: the dot tiles
  * read it as it is).  B's block scale goes into the tiles, where
  * IR_BCAST_CHUNK allows.  Returns the rows, 0 for none. */
-enum { BCAST_IDLE = 2 };
+enum { BCAST_IDLE = 2, BCAST_IDLE_E2M1 = 4 };
 
 static int64_t bcast_rows(Lower *L, const Stmt *g, const Expr *rows, Expr *n, Expr **test)
 {
@@ -696,7 +702,7 @@ static int64_t bcast_rows(Lower *L, const Stmt *g, const Expr *rows, Expr *n, Ex
     int64_t bk = bs->buf ? mat_cols(b) / mat_cols(bs) : 0;
     bool decodes = tb == DT_BF16 || tb == DT_F16 || tb == DT_F8E4M3 || tb == DT_F8E5M2 || (tb == DT_F4E2M1 && bk);
     IrRange r = rows ? ir_range_of(rows, grid_leaf, L->k) : (IrRange){M, M, true};
-    int64_t most = r.known && r.hi < M ? r.hi : M, least = 2 * w - BCAST_IDLE;
+    int64_t most = r.known && r.hi < M ? r.hi : M, least = 2 * w - (tb == DT_F4E2M1 ? BCAST_IDLE_E2M1 : BCAST_IDLE);
     bool ok = !L->t->gpu_sm && a->buf->rank == 2 && (!as->buf || as->buf->rank == 2) && K % IR_BCAST_CHUNK == 0 &&
               decodes && (!bk || bk == 32 || bk % IR_BCAST_CHUNK == 0) && most >= least && most <= 2 * w &&
               most <= IR_BCAST_ROWS;

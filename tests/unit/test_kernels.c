@@ -699,14 +699,14 @@ TEST(dot_tiles_widen_every_fp4_code)
         }
 }
 
-/* 14 to 16 rows of a K a multiple of 64 (IR_BCAST_CHUNK) on AVX2:
- * broadcast tiles (micro_gemm trans_a trans_b; 14: the second vector of
- * rows masked), B decoded through the scaled f32 table into their
- * scratch; at K 96, and at 8 rows, the tall dot tiles. */
+/* 12 to 16 rows of a K a multiple of 64 (IR_BCAST_CHUNK) on AVX2:
+ * broadcast tiles (micro_gemm trans_a trans_b; 12 and 14: the second
+ * vector of rows masked), B decoded through the scaled f32 table into
+ * their scratch; at K 96, and at 8 rows, the tall dot tiles. */
 TEST(broadcast_tiles_decode_every_fp4_code)
 {
-    static const int Ms[] = {8, 14, 16}, Ks[] = {64, 96, 128};
-    for (int m = 0; m < 3; m++)
+    static const int Ms[] = {8, 12, 14, 16}, Ks[] = {64, 96, 128};
+    for (int m = 0; m < 4; m++)
         for (int k = 0; k < 3; k++) {
             check_fp4_codes_exact(Ms[m], Ks[k]);
             check_fp4_codes_mixed(Ms[m], Ks[k]);

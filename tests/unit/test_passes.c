@@ -120,7 +120,7 @@ TEST(golden_lower_scaled) { golden("lower_scaled", pass_lower); }
  * weight rows over A staged transposed, B's scale on the tiles (a 4x6 tile
  * and 24 rows of weights); dot tiles where the window may leave x */
 TEST(golden_lower_scaled_rows) { golden_for("lower_scaled_rows", pass_lower, ir_target("x86-avx2")); }
-/* the same where `rows` may want fewer: broadcast tiles where 14 or more
+/* the same where `rows` may want fewer: broadcast tiles where 12 or more
  * are wanted (a run-time test), else e2m1 dot tiles of 6 rows (bands of 6
  * while that many are left, then one of the rows left), one column each:
  * a decoded register feeds 6 FMAs */
