@@ -638,6 +638,18 @@ TEST(gemm_block_scales)
     CHECKF(k && ir_verify(k, &d), "%s", d.msg);
     item(k, 0)->u.gemm.a_scale = ir_region_whole(k, ir_buf_find(k, "sx"));
     expect_fail(k, 9, "verify: micro_gemm: block scales need trans_b, without b_pairs, and a_scale no trans_a");
+    /* ... in chunks of IR_BCAST_CHUNK along K: 96 is none */
+    k = load("kernel s level loop\n"
+             "arg x: f32[96, 4] in\n"
+             "arg w: f4e2m1[16, 96] in\n"
+             "arg sw: e8m0[16, 3] in\n"
+             "buf acc: fragment f32[4, 16]\n"
+             "grid (b) < [1]\n"
+             "{\n"
+             "  micro_gemm x[0 +: 96, 0 +: 4], w[0 +: 16, 0 +: 96] -> acc trans_a trans_b clear b_scale sw[0 +: 16, 0 +: 3]\n"
+             "}\n");
+    expect_fail(k, 8, "verify: micro_gemm: a scaled broadcast tile (trans_a) needs K a multiple of 64 (K = 96), "
+                      "b_scale's K blocks 32 or a multiple of 64 (32), at most 32 rows (4) and 16 columns (16)");
 }
 
 /* a_lifted: a micro_gemm of a staged f32 A (lifted e4m3) by a transposed
