@@ -126,10 +126,10 @@
 #define IR_E2M1_TABLE_ROWS 2
 /* A micro_gemm with trans_a and a block-scaled B is one of the CPU's
  * broadcast tiles (codegen/micro.c, bcast_gemm), which decode B in chunks
- * of IR_BCAST_CHUNK along K: K a multiple of that, B's scale blocks 32
- * elements or a multiple of the chunk, at most IR_BCAST_ROWS rows and
- * IR_BCAST_COLS columns of C (unscaled, such a tile may be any shape:
- * codegen takes a scalar loop where these do not hold). */
+ * of IR_BCAST_CHUNK along K: an f32 A, K a multiple of that chunk, B's
+ * scale blocks 32 elements or a multiple of the chunk, at most
+ * IR_BCAST_ROWS rows and IR_BCAST_COLS columns of C (unscaled, such a tile
+ * may be any shape: codegen takes a scalar loop where these do not hold). */
 #define IR_BCAST_CHUNK 64
 #define IR_BCAST_ROWS 32
 #define IR_BCAST_COLS 16

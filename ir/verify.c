@@ -438,6 +438,9 @@ static void check_micro_scale(Verifier *v, const Stmt *s)
         fail(v, s->loc, "micro_gemm: a scaled broadcast tile (trans_a) needs K a multiple of %d (K = %lld), b_scale's "
              "K blocks 32 or a multiple of %d (%lld), at most %d rows (%lld) and %d columns (%lld)", IR_BCAST_CHUNK,
              (long long)K, IR_BCAST_CHUNK, (long long)bk[1], IR_BCAST_ROWS, (long long)m, IR_BCAST_COLS, (long long)n);
+    else if (v->ok && s->u.gemm.trans_a && x[0]->buf->dtype != DT_F32)
+        fail(v, s->loc, "micro_gemm: a scaled broadcast tile (trans_a) needs an f32 a, not %s",
+             dt_name(x[0]->buf->dtype));
 }
 
 static void check_gemm(Verifier *v, const Stmt *s)

@@ -650,6 +650,17 @@ TEST(gemm_block_scales)
              "}\n");
     expect_fail(k, 8, "verify: micro_gemm: a scaled broadcast tile (trans_a) needs K a multiple of 64 (K = 96), "
                       "b_scale's K blocks 32 or a multiple of 64 (32), at most 32 rows (4) and 16 columns (16)");
+    /* ... of an f32 A (lowering stages it so) */
+    k = load("kernel s level loop\n"
+             "arg x: bf16[64, 4] in\n"
+             "arg w: f4e2m1[16, 64] in\n"
+             "arg sw: e8m0[16, 2] in\n"
+             "buf acc: fragment f32[4, 16]\n"
+             "grid (b) < [1]\n"
+             "{\n"
+             "  micro_gemm x[0 +: 64, 0 +: 4], w[0 +: 16, 0 +: 64] -> acc trans_a trans_b clear b_scale sw[0 +: 16, 0 +: 2]\n"
+             "}\n");
+    expect_fail(k, 8, "verify: micro_gemm: a scaled broadcast tile (trans_a) needs an f32 a, not bf16");
 }
 
 /* a_lifted: a micro_gemm of a staged f32 A (lifted e4m3) by a transposed
