@@ -22,24 +22,29 @@ typedef struct Micro {
     Var *kvar;
 } Micro;
 
-static LLVMValueRef mask(Cg *c, Micro *m, int lanes)
+/* An n-lane mask of the first `lanes` lanes. */
+static LLVMValueRef lane_mask(Cg *c, int n, int lanes)
 {
     LLVMValueRef bits[64];
-    for (int i = 0; i < m->w; i++)
+    for (int i = 0; i < n; i++)
         bits[i] = LLVMConstInt(c->i1, i < lanes, 0);
-    return LLVMConstVector(bits, (unsigned)m->w);
+    return LLVMConstVector(bits, (unsigned)n);
 }
 
-/* Load W elements at p (masked to `lanes` when fewer). */
-static LLVMValueRef vload(Cg *c, Micro *m, LLVMTypeRef ty, LLVMValueRef p, int lanes)
+static LLVMValueRef mask(Cg *c, Micro *m, int lanes) { return lane_mask(c, m->w, lanes); }
+
+/* A vector of type ty at p, its elements `align`-byte aligned; masked to
+ * the first `lanes` (the others read 0) when fewer than ty has. */
+static LLVMValueRef load_lanes(Cg *c, LLVMTypeRef ty, LLVMValueRef p, int lanes, unsigned align)
 {
-    if (lanes == m->w) {
+    int n = (int)LLVMGetVectorSize(ty);
+    if (lanes == n) {
         LLVMValueRef v = LLVMBuildLoad2(c->b, ty, p, "");
-        LLVMSetAlignment(v, 4);
+        LLVMSetAlignment(v, align);
         return v;
     }
     LLVMTypeRef tys[2] = {ty, c->ptr};
-    LLVMValueRef args[4] = {p, LLVMConstInt(c->i32, 4, 0), mask(c, m, lanes), LLVMConstNull(ty)};
+    LLVMValueRef args[4] = {p, LLVMConstInt(c->i32, align, 0), lane_mask(c, n, lanes), LLVMConstNull(ty)};
     return cg_intrinsic(c, "llvm.masked.load", tys, 2, args, 4);
 }
 
@@ -163,7 +168,7 @@ static void k_step(Cg *c, void *ctx)
     LLVMValueRef bv[MAX_VECS];
     for (int v = 0; v < m->nv; v++) {
         LLVMValueRef p = at(c, b, k, cg_i64(c, (int64_t)v * m->w));
-        bv[v] = widen_vec(c, m, b->buf->dtype, vload(c, m, m->velem, p, lanes_of(m, v)));
+        bv[v] = widen_vec(c, m, b->buf->dtype, load_lanes(c, m->velem, p, lanes_of(m, v), 4));
     }
     for (int i = 0; i < m->mr; i++) {
         LLVMValueRef ii = cg_i64(c, i);
@@ -356,19 +361,7 @@ static LLVMValueRef dot_raw(Cg *c, Dot *d, const Region *r, int row, LLVMValueRe
     DType t = r->buf->dtype;
     int n = d->chunk;
     LLVMTypeRef ty = LLVMVectorType(cg_storage_type(c, t), (unsigned)n);
-    LLVMValueRef p = at(c, r, cg_i64(c, row), k);
-    unsigned align = (unsigned)(dt_bits(t) / 8);
-    if (lanes == n) {
-        LLVMValueRef v = LLVMBuildLoad2(c->b, ty, p, "");
-        LLVMSetAlignment(v, align);
-        return v;
-    }
-    LLVMValueRef bits[64];
-    for (int i = 0; i < n; i++)
-        bits[i] = LLVMConstInt(c->i1, i < lanes, 0);
-    LLVMTypeRef tys[2] = {ty, c->ptr};
-    LLVMValueRef args[4] = {p, LLVMConstInt(c->i32, align, 0), LLVMConstVector(bits, (unsigned)n), LLVMConstNull(ty)};
-    return cg_intrinsic(c, "llvm.masked.load", tys, 2, args, 4);
+    return load_lanes(c, ty, at(c, r, cg_i64(c, row), k), lanes, (unsigned)(dt_bits(t) / 8));
 }
 
 /* The same as f32 lanes (an a_lifted tile's B: e4m3_direct).  B's e4m3
@@ -1361,19 +1354,7 @@ static void bcast_decode(Cg *c, Bcast *t, int j, LLVMValueRef k0)
 static LLVMValueRef bcast_a(Cg *c, Bcast *t, LLVMValueRef k, int v)
 {
     int w = t->d.w, lanes = v == t->nv - 1 && t->rem ? t->rem : w;
-    LLVMValueRef p = at(c, &t->d.s->u.gemm.a, k, cg_i64(c, (int64_t)v * w));
-    if (lanes == w) {
-        LLVMValueRef x = LLVMBuildLoad2(c->b, t->d.vf32, p, "");
-        LLVMSetAlignment(x, 4);
-        return x;
-    }
-    LLVMValueRef bits[64];
-    for (int i = 0; i < w; i++)
-        bits[i] = LLVMConstInt(c->i1, i < lanes, 0);
-    LLVMTypeRef tys[2] = {t->d.vf32, c->ptr};
-    LLVMValueRef args[4] = {p, LLVMConstInt(c->i32, 4, 0), LLVMConstVector(bits, (unsigned)w),
-                            LLVMConstNull(t->d.vf32)};
-    return cg_intrinsic(c, "llvm.masked.load", tys, 2, args, 4);
+    return load_lanes(c, t->d.vf32, at(c, &t->d.s->u.gemm.a, k, cg_i64(c, (int64_t)v * w)), lanes, 4);
 }
 
 static void bcast_k(Cg *c, void *ctx)
@@ -1411,8 +1392,7 @@ static void bcast_gemm(Cg *c, const Stmt *s)
     int w = c->t->vector_bits / 32, M = (int)cr->ext[0], nr = (int)cr->ext[1], rank = b->buf->rank;
     int64_t K = a->ext[0];
     DType tb = b->buf->dtype;
-    Bcast t = {.d = {.s = s, .mr = M, .nr = nr, .w = w, .chunk = w, .vf32 = LLVMVectorType(c->f32, (unsigned)w),
-                     .b_scale = bsc},
+    Bcast t = {.d = {.s = s, .nr = nr, .w = w, .vf32 = LLVMVectorType(c->f32, (unsigned)w), .b_scale = bsc},
                .nv = (M + w - 1) / w, .rem = M % w, .nr = nr, .chunk = IR_BCAST_CHUNK};
     if (bsc) {
         t.d.b_rows_per_scale = b->ext[rank - 2] / bsc->ext[rank - 2];
@@ -1515,9 +1495,8 @@ static bool is_dot_tile(const Stmt *s)
  * operands' windows and their run-time strides; its body is dot_gemm of
  * the statement with those windows moved to (0, 0) (bcast_gemm for a
  * broadcast tile: moe_gemm_swiglu's 6 of them, compiled in 1.07-1.38 s
- * instead of 1.49-1.96).  Distinct:
- * the key below names everything of the statement and its buffers the
- * tile reads.
+ * instead of 1.49-1.96).  Distinct: the key below names everything of the
+ * statement and its buffers the tile reads.
  * A tile that occurs once stays inline, where LLVM hoists its loop-invariant
  * work (decoded scales, say) out of the column loop around it: fp8_gemm at
  * 16 rows, one tile, ran 5% slower as a call (9.5-9.8 ms against 9.0-9.2). */
@@ -1743,7 +1722,7 @@ void cg_micro_gemm(Cg *c, const Stmt *s)
             m.acc[i][v] = entry_alloca(c, m.vf32);
             LLVMValueRef init = LLVMConstNull(m.vf32);
             if (!s->u.gemm.clear)
-                init = vload(c, &m, m.vf32, at(c, cr, cg_i64(c, i), cg_i64(c, (int64_t)v * w)), lanes_of(&m, v));
+                init = load_lanes(c, m.vf32, at(c, cr, cg_i64(c, i), cg_i64(c, (int64_t)v * w)), lanes_of(&m, v), 4);
             LLVMBuildStore(c->b, init, m.acc[i][v]);
         }
     /* b's window rows: K, or K/2 pairs */
