@@ -9,7 +9,16 @@
  * src apart) or, loops swapped, a scatter.  Here each 8x8 block is 8 row
  * loads, the 24 shuffles of an in-register transpose and 8 row stores.
  * The register-tile GEMM's B packing is such a nest (B[N,K] into k-major
- * panels). */
+ * panels).
+ *
+ * So is the packing of B[N,K] in k-pairs for a dot-product instruction
+ * (lower_gemm's PAIRS layout) read as 32-bit pairs:
+ *
+ *   for i < E0 { for j < E1 { dst[.., j + x] = src[.., j / 2 + y, 2 * i + j % 2 + z] } }
+ *
+ * with 16-bit elements of one dtype: the pair (j, j + 1), j even, is one
+ * 32-bit element of dst's row i and of src's row j / 2, so it is the
+ * transposition above of 32-bit elements, src's rows 8 pairs at a time. */
 #include "codegen/cg.h"
 #include "codegen/cgctx.h"
 
@@ -22,6 +31,7 @@ typedef struct Transpose {
     Var *i, *j;        /* the nest's variables */
     Var *bi, *bj;      /* block counters */
     int64_t nj;        /* blocks along j */
+    bool pairs;        /* 16-bit k-pairs moved as 32-bit elements */
     LLVMTypeRef row;   /* 8 elements of the source */
 } Transpose;
 
@@ -32,6 +42,67 @@ static bool last_moves_with(Expr *const *idx, int rank, const Var *inner)
         if (ir_mentions_var(idx[d], inner))
             return false;
     return ir_var_plus(idx[rank - 1], inner);
+}
+
+/* v op c, or c op v (op commutes where it matters: MUL; MOD and DIV only
+ * as v op c) */
+static bool var_op_const(const Expr *e, ExprOp op, const Var *v, int64_t c)
+{
+    if (e->op != op)
+        return false;
+    int64_t k;
+    for (int s = 0; s < (op == EX_MUL ? 2 : 1); s++)
+        if (e->args[s]->op == EX_VAR && e->args[s]->var == v && ir_expr_is_const(e->args[1 - s], &k) && k == c)
+            return true;
+    return false;
+}
+
+/* Is e `core(e)` plus terms free of vars a and b (in any order)? */
+static bool plus_free(const Expr *e, const Var *a, const Var *b, bool (*core)(const Expr *, const Var *, const Var *))
+{
+    if (core(e, a, b))
+        return true;
+    if (e->op != EX_ADD)
+        return false;
+    for (int s = 0; s < 2; s++) {
+        const Expr *other = e->args[1 - s];
+        if (!ir_mentions_var(other, a) && !ir_mentions_var(other, b) && plus_free(e->args[s], a, b, core))
+            return true;
+    }
+    return false;
+}
+
+/* j / 2 */
+static bool half_of(const Expr *e, const Var *j, const Var *unused)
+{
+    (void)unused;
+    return var_op_const(e, EX_DIV, j, 2);
+}
+
+/* 2 * i + j % 2 (either order of either operation) */
+static bool pair_column(const Expr *e, const Var *i, const Var *j)
+{
+    if (e->op != EX_ADD)
+        return false;
+    for (int s = 0; s < 2; s++)
+        if (var_op_const(e->args[s], EX_MUL, i, 2) && var_op_const(e->args[1 - s], EX_MOD, j, 2))
+            return true;
+    return false;
+}
+
+/* The k-pair form: dst's last index j + x, its others free of j; src's
+ * last two j / 2 + y and 2 * i + j % 2 + z, its others free of i and j;
+ * both 16-bit of one dtype. */
+static bool moves_in_pairs(const Stmt *st, const Var *i, const Var *j)
+{
+    const Expr *v = st->u.store.value;
+    const Buffer *d = st->u.store.buf, *s = v->buf;
+    if (s->dtype != d->dtype || dt_bits(d->dtype) != 16 || s->rank < 2 || !last_moves_with(st->u.store.idx, d->rank, j))
+        return false;
+    for (int k = 0; k < s->rank - 2; k++)
+        if (ir_mentions_var(v->args[k], i) || ir_mentions_var(v->args[k], j))
+            return false;
+    return plus_free(v->args[s->rank - 2], j, i, half_of) && plus_free(v->args[s->rank - 1], i, j, pair_column);
 }
 
 /* A 16-bit float copied into f32: each row widened after its load. */
@@ -66,12 +137,16 @@ static bool match(const Stmt *s, Transpose *t)
         return false;
     const Expr *v = st->u.store.value;
     const Buffer *d = st->u.store.buf;
-    if (v->op != EX_LOAD || v->buf == d || /* in place: the blocks' order would show */
-        !(v->buf->dtype == d->dtype ? dt_bits(d->dtype) == 32 : widens_to_f32(v->buf->dtype, d->dtype)))
+    if (v->op != EX_LOAD || v->buf == d) /* in place: the blocks' order would show */
         return false;
     t->store = st;
     t->i = s->u.loop.var;
     t->j = in->u.loop.var;
+    t->pairs = in->u.loop.extent->imm.i % (2 * BLK) == 0 && moves_in_pairs(st, t->i, t->j);
+    if (t->pairs)
+        return true;
+    if (!(v->buf->dtype == d->dtype ? dt_bits(d->dtype) == 32 : widens_to_f32(v->buf->dtype, d->dtype)))
+        return false;
     return last_moves_with(st->u.store.idx, d->rank, t->j) && last_moves_with(v->args, v->buf->rank, t->i);
 }
 
@@ -123,13 +198,16 @@ static void block(Cg *c, void *ctx)
     Transpose *t = ctx;
     const Expr *src = t->store->u.store.value;
     const Buffer *dst = t->store->u.store.buf;
+    int per = t->pairs ? 2 : 1; /* values of j per 32-bit element */
     LLVMValueRef i0 = LLVMBuildMul(c->b, c->var[t->bi->id], cg_i64(c, BLK), "");
-    LLVMValueRef j0 = LLVMBuildMul(c->b, c->var[t->bj->id], cg_i64(c, BLK), "");
+    LLVMValueRef j0 = LLVMBuildMul(c->b, c->var[t->bj->id], cg_i64(c, per * BLK), "");
     LLVMValueRef r[BLK];
-    for (int l = 0; l < BLK; l++) { /* row j0 + l of src: elements i0 .. i0 + 7 */
-        LLVMValueRef j = LLVMBuildAdd(c->b, j0, cg_i64(c, l), "");
+    for (int l = 0; l < BLK; l++) { /* row j0 + l of src (pair row j0 / 2 + l): elements i0 .. i0 + 7 */
+        LLVMValueRef j = LLVMBuildAdd(c->b, j0, cg_i64(c, per * l), "");
         r[l] = LLVMBuildLoad2(c->b, t->row, addr(c, t, src->buf, src->args, i0, j), "");
         LLVMSetAlignment(r[l], (unsigned)dt_bits(src->buf->dtype) / 8);
+        if (t->pairs)
+            continue;
         if (src->buf->dtype == DT_BF16)
             r[l] = cg_bf16_to_f32(c, r[l]);
         else if (src->buf->dtype == DT_F16)
@@ -139,7 +217,7 @@ static void block(Cg *c, void *ctx)
     for (int l = 0; l < BLK; l++) { /* row i0 + l of dst: elements j0 .. j0 + 7 */
         LLVMValueRef i = LLVMBuildAdd(c->b, i0, cg_i64(c, l), "");
         LLVMValueRef st = LLVMBuildStore(c->b, r[l], addr(c, t, dst, t->store->u.store.idx, i, j0));
-        LLVMSetAlignment(st, 4);
+        LLVMSetAlignment(st, (unsigned)dt_bits(dst->dtype) / 8);
     }
 }
 
@@ -158,8 +236,8 @@ bool cg_transposed_copy(Cg *c, const Stmt *s)
     Var bi = {.name = "ti", .id = c->k->next_id + 4}, bj = {.name = "tj", .id = c->k->next_id + 5};
     t.bi = &bi;
     t.bj = &bj;
-    t.row = LLVMVectorType(cg_storage_type(c, t.store->u.store.value->buf->dtype), BLK);
-    t.nj = in->u.loop.extent->imm.i / BLK;
+    t.row = LLVMVectorType(t.pairs ? c->i32 : cg_storage_type(c, t.store->u.store.value->buf->dtype), BLK);
+    t.nj = in->u.loop.extent->imm.i / (t.pairs ? 2 * BLK : BLK);
     cg_loop(c, t.bi, cg_i64(c, s->u.loop.extent->imm.i / BLK), LOOP_SERIAL, 0, false, row_of_blocks, &t);
     return true;
 }

@@ -111,6 +111,15 @@ if "$TILEC" compile kernels_src/fp8_gemm.lua --set M=40 --set N=256 --set K=512 
 if grep -q "vunpcklps" "$tmp/transpose.s" && ! grep -q "vinsertps" "$tmp/transpose.s" &&
    grep -q "vunpcklps" "$tmp/gemm_avx2.s" && ! grep -q "vinsertps" "$tmp/gemm_avx2.s"; then
   ok "transposing copies go in 8x8 register blocks"; else bad "transposing copies go in 8x8 register blocks"; fi
+# ... and so does B[N,K]'s packing in bf16 k-pairs for vdpbf16ps, as 32-bit
+# pairs (it was a gather of 16-bit elements: 60 vpextr/vpinsr, half of a
+# 2048^3 bf16 GEMM's time on Zen 5)
+"$TILEC" compile tests/specs/transpose.lua --set form=pairs --set dtype=bf16 --target x86-avx512 --emit asm \
+  -o "$tmp/pairs.s" 2>/dev/null
+"$TILEC" compile examples/gemm.lua --set dtype=bf16 --target x86-avx512 --emit asm -o "$tmp/gemm_bf16.s" 2>/dev/null
+if grep -q "vpunpckldq" "$tmp/pairs.s" && ! grep -qE "vpextr|vpinsr" "$tmp/pairs.s" &&
+   grep -q "vpunpckldq" "$tmp/gemm_bf16.s" && ! grep -qE "vpextr|vpinsr" "$tmp/gemm_bf16.s"; then
+  ok "bf16 k-pair packing goes in 32-bit register blocks"; else bad "bf16 k-pair packing goes in 32-bit register blocks"; fi
 # write-once outputs: non-temporal stores (a version taken for outputs of
 # 16 MiB and more: static shapes under that have none), the kernel closed
 # by an sfence; bf16 rows as integer vectors (AVX2), f32 C tiles as zmm

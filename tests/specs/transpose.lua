@@ -2,17 +2,28 @@
 -- widened to f32: where R and C are multiples of 8 the CPU copies it in
 -- 8x8 register blocks (codegen/transpose.c: 32-bit elements, or bf16/f16
 -- rows widened to f32), elsewhere element by element.
+-- form = "pairs" moves 16-bit k-pairs instead, Y[i][j] = X[j // 2][2i + j % 2 + 3]
+-- (a register-tile GEMM's B packed for vdpbf16ps), in 32-bit register
+-- blocks where R is a multiple of 8 and C of 16.
 local T = require "tile"
 return T.kernel "transpose" {
-  params = { R = T.size(24), C = T.size(16), dtype = T.tune{"f32", "bf16", "f16"}, to = T.tune{"same", "f32"} },
-  args = function(p) return {
-    X = T.tensor{p.C, p.R + 3, p.dtype},
-    Y = T.tensor{p.R, p.C, p.to == "same" and p.dtype or T.f32, out = true},
-  } end,
+  params = { R = T.size(24), C = T.size(16), dtype = T.tune{"f32", "bf16", "f16"}, to = T.tune{"same", "f32"},
+             form = T.tune{"plain", "pairs"} },
+  args = function(p)
+    local pairs = p.form == "pairs"
+    return {
+      X = pairs and T.tensor{p.C // 2, 2 * p.R + 3, p.dtype} or T.tensor{p.C, p.R + 3, p.dtype},
+      Y = T.tensor{p.R, p.C, p.to == "same" and p.dtype or T.f32, out = true},
+    }
+  end,
   body = function(p, X, Y)
     for b in T.grid(1) do
       for i, j in T.parallel(p.R, p.C) do
-        Y[i][j] = X[j][i + 3]
+        if p.form == "pairs" then
+          Y[i][j] = X[j // 2][2 * i + j % 2 + 3]
+        else
+          Y[i][j] = X[j][i + 3]
+        end
       end
     end
   end,

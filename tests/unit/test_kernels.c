@@ -1301,13 +1301,20 @@ static float widened(const uint8_t *x, const char *dtype)
 
 TEST(transposing_copies_move_every_element)
 {
-    static const struct { const char *r, *c, *dtype, *to; } cases[] = {
-        {"24", "16", "f32", "same"}, {"8", "40", "f32", "same"}, {"20", "12", "f32", "same"},
-        {"24", "16", "bf16", "same"}, {"24", "16", "bf16", "f32"}, {"16", "8", "f16", "f32"}};
+    /* "pairs": Y[i][j] = X[j / 2][2i + j % 2 + 3], 16-bit k-pairs (the
+     * register tiles' B for vdpbf16ps) moved as 32-bit elements where R is
+     * a multiple of 8 and C of 16 */
+    static const struct { const char *r, *c, *dtype, *to, *form; } cases[] = {
+        {"24", "16", "f32", "same", "plain"},  {"8", "40", "f32", "same", "plain"},
+        {"20", "12", "f32", "same", "plain"},  {"24", "16", "bf16", "same", "plain"},
+        {"24", "16", "bf16", "f32", "plain"},  {"16", "8", "f16", "f32", "plain"},
+        {"24", "16", "bf16", "same", "pairs"}, {"8", "48", "f16", "same", "pairs"},
+        {"20", "12", "bf16", "same", "pairs"}};
     for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
-        FeSet sets[] = {{"R", cases[t].r}, {"C", cases[t].c}, {"dtype", cases[t].dtype}, {"to", cases[t].to}};
+        FeSet sets[] = {{"R", cases[t].r}, {"C", cases[t].c}, {"dtype", cases[t].dtype}, {"to", cases[t].to},
+                        {"form", cases[t].form}};
         int R = atoi(cases[t].r), C = atoi(cases[t].c), w = strcmp(cases[t].dtype, "f32") ? 2 : 4;
-        bool same = !strcmp(cases[t].to, "same");
+        bool same = !strcmp(cases[t].to, "same"), pairs = !strcmp(cases[t].form, "pairs");
         int wy = same ? w : 4;
         uint8_t x[64 * 64 * 4], y[64 * 64 * 4];
         for (int i = 0; i < C * (R + 3) * w; i++) /* finite values: exponent bytes kept below all-ones */
@@ -1318,19 +1325,20 @@ TEST(transposing_copies_move_every_element)
             Diag d = {0};
             memset(y, 0, sizeof y);
             void *args[2] = {x, y};
-            bool ok = run_spec_on(&execs[e], "tests/specs/transpose.lua", sets, 4, args, &d);
-            CHECKF(ok, "transpose %sx%s %s to %s on %s: %s", cases[t].r, cases[t].c, cases[t].dtype, cases[t].to,
-                   exec_name(&execs[e]), d.msg);
+            bool ok = run_spec_on(&execs[e], "tests/specs/transpose.lua", sets, 5, args, &d);
+            CHECKF(ok, "transpose %sx%s %s to %s (%s) on %s: %s", cases[t].r, cases[t].c, cases[t].dtype,
+                   cases[t].to, cases[t].form, exec_name(&execs[e]), d.msg);
             int bad = 0;
             for (int i = 0; ok && i < R; i++)
                 for (int j = 0; j < C; j++) {
-                    const uint8_t *src = x + (j * (R + 3) + i + 3) * w, *dst = y + (i * C + j) * wy;
+                    int at = pairs ? (j / 2) * (2 * R + 3) + 2 * i + j % 2 + 3 : j * (R + 3) + i + 3;
+                    const uint8_t *src = x + at * w, *dst = y + (i * C + j) * wy;
                     float want = widened(src, cases[t].dtype), got;
                     memcpy(&got, dst, 4);
                     bad += same ? memcmp(dst, src, (size_t)w) != 0 : memcmp(&got, &want, 4) != 0;
                 }
-            CHECKF(bad == 0, "transpose %sx%s %s to %s on %s: %d elements misplaced", cases[t].r, cases[t].c,
-                   cases[t].dtype, cases[t].to, exec_name(&execs[e]), bad);
+            CHECKF(bad == 0, "transpose %sx%s %s to %s (%s) on %s: %d elements misplaced", cases[t].r, cases[t].c,
+                   cases[t].dtype, cases[t].to, cases[t].form, exec_name(&execs[e]), bad);
         }
     }
 }

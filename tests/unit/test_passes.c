@@ -565,12 +565,12 @@ TEST(equivalence_catches_broken_lowerings)
         {"lower_scaled_deq", "gemm_db0[d0, d1 * 2] = w[d0, d1 * 2]", "gemm_db0[d0, d1 * 2] = w[d0, d1 * 2 + 1]", 1},
         {"lower_scaled_deq", "sw[d0 / 8, d1 * 2 / 32]", "sw[d0 / 16, d1 * 2 / 32]", 1},
         {"lower_gemm_widen", "gemm_a0[p0, p1] = as[p0, p1]", "gemm_a0[p0, p1] = as[p0, 0]", 0},
-        /* gemm rows: a band short (row 12 of 13 not computed), the tail kept
-         * off when row 19 is wanted (in the staged-A path a last block takes) */
-        {"lower_rows", "it_1: serial < min((min(max(M - b * 20, 0), 20) + 5) / 6",
-         "it_1: serial < min((min(max(M - b * 20, 0), 20) + 4) / 6", 13},
-        {"lower_rows", "if 18 < min(max(M - b * 20, 0), 20) {\n      micro_gemm gemm_a1",
-         "if 19 < min(max(M - b * 20, 0), 20) {\n      micro_gemm gemm_a1", 39},
+        /* gemm rows: a band short (row 8 of 9 not computed), the tail kept
+         * off when row 17 is wanted (in the staged-A path a last block takes) */
+        {"lower_rows", "it_1: serial < min((min(max(M - b * 20, 0), 20) + 7) / 8",
+         "it_1: serial < min((min(max(M - b * 20, 0), 20) + 6) / 8", 9},
+        {"lower_rows", "if 16 < min(max(M - b * 20, 0), 20) {\n      micro_gemm gemm_a1",
+         "if 17 < min(max(M - b * 20, 0), 20) {\n      micro_gemm gemm_a1", 37},
         /* a 3-row tile's one-row variant taken for two rows; the band of
          * the rows left after 4-row bands reading A from row 0 */
         {"lower_rows", "if min(max(M - b * 20 - 3, 0), 3) % 3 == 1 {", "if min(max(M - b * 20 - 3, 0), 3) % 3 == 2 {", 5},
@@ -585,9 +585,9 @@ TEST(equivalence_catches_broken_lowerings)
         /* forwarded operands: A read in place a row band off; B's panels
          * packed from the first K step every step; the 8-column tail tile
          * reading the first panel (all at M = 45: blocks inside the matrix) */
-        {"lower_forward", "micro_gemm a[by * 20 + it * 6 +: 6", "micro_gemm a[by * 20 + it * 5 +: 6", 45},
+        {"lower_forward", "micro_gemm a[by * 20 + it * 8 +: 8", "micro_gemm a[by * 20 + it * 7 +: 8", 45},
         {"lower_forward", "= b[p0_1 * 32 + p2_1, k * 8 + p1_1]", "= b[p0_1 * 32 + p2_1, p1_1]", 45},
-        {"lower_forward", "gemm_b0[8 +: 8, 0 +: 8] -> acc[it * 6", "gemm_b0[0 +: 8, 0 +: 8] -> acc[it * 6", 45},
+        {"lower_forward", "gemm_b0[8 +: 8, 0 +: 8] -> acc[it * 8", "gemm_b0[0 +: 8, 0 +: 8] -> acc[it * 8", 45},
         /* ... and the one-row variant reading A's second row (run at M = 4) */
         {"lower_rows", "micro_gemm x[b * 20 + min(max(M - b * 20 - 3, 0), 3) / 3 * 3 +: 1, 0 +: 16], ws[0 +: 16",
          "micro_gemm x[b * 20 + 1 + min(max(M - b * 20 - 3, 0), 3) / 3 * 3 +: 1, 0 +: 16], ws[0 +: 16", 4},
