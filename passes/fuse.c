@@ -31,7 +31,7 @@
  *     of v, where A's part still runs first).  The fused loop is
  *     parallel only when both were.  CPU: a parallel loop of plain
  *     statements (one value per row) and a nest with inner loops stay apart
- *     (keeps_vector_leaf).
+ *     (keeps_vector_leaf), and so do nests with no buffer in common.
  *     The fused body is a sequence again, so inner loops fuse the same way.
  *     GPU: only perfect nests of parallel loops with equal extents at every
  *     level fuse (threads spreads a nest over the block; putting a row's
@@ -341,23 +341,28 @@ static bool same_iteration(const Access *x, const Access *y, const Var *v, const
 }
 
 /* The dependence test of step 2 (B's variable already renamed to v);
- * strided blocks only on a CPU (the GPU rule stays the one tested there). */
+ * strided blocks only on a CPU (the GPU rule stays the one tested there).
+ * On a CPU the nests must also touch a common buffer: fusing two that do
+ * not saves a loop's overhead at most, and it can cost much more — a
+ * GEMM's A staging fused with B's k-pair packing left the packing a nest
+ * codegen no longer copies in register blocks (2.4x slower). */
 static bool fusable_accesses(const Fuse *F, const Stmt *a, const Stmt *b, const Var *v)
 {
     Accesses aa = {0}, ab = {0};
     Vars inner = {0};
     accesses_of(a, &aa, &inner);
     accesses_of(b, &ab, &inner);
-    bool ok = !inner.full;
+    bool ok = !inner.full, shared = false;
     for (int i = 0; ok && i < aa.n; i++)
         for (int j = 0; ok && j < ab.n; j++) {
             const Access *x = &aa.a[i], *y = &ab.a[j];
+            shared |= x->buf == y->buf;
             if (x->buf == y->buf && (x->write || y->write))
                 ok = same_iteration(x, y, v, &inner, !F->gpu);
         }
     free(aa.a);
     free(ab.a);
-    return ok;
+    return ok && (shared || F->gpu);
 }
 
 /* ------------------------------------------------------------ fusion */
