@@ -68,6 +68,9 @@ void cg_loop(Cg *c, Var *var, LLVMValueRef n, LoopKind kind, int arg, bool maske
              void (*body)(Cg *, void *), void *ctx);
 /* micro.c */
 void cg_micro_gemm(Cg *c, const Stmt *s);
+/* n stored elements of dtype t (f32, f16, bf16, or an fp8 format) as n
+ * f32 lanes, exactly (NaN codes NaN). */
+LLVMValueRef cg_widen_lanes(Cg *c, DType t, LLVMValueRef raw, int n);
 /* Count the dot tiles under s (after the buffers' strides are set up). */
 void cg_count_tiles(Cg *c, const Stmt *s);
 /* A transposing copy nest as 8x8 register blocks (transpose.c); false:

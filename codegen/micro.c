@@ -319,6 +319,17 @@ static LLVMValueRef dot_widen(Cg *c, DType t, LLVMValueRef raw, int n, bool nan)
 /* What dot_widen's values must be multiplied by to be the stored ones. */
 static double dot_scale(DType t) { return t == DT_F8E4M3 ? 256.0 : 1.0; }
 
+LLVMValueRef cg_widen_lanes(Cg *c, DType t, LLVMValueRef raw, int n)
+{
+    LLVMValueRef v = dot_widen(c, t, raw, n, true);
+    if (dot_scale(t) == 1.0)
+        return v;
+    LLVMValueRef k[64];
+    for (int i = 0; i < n; i++)
+        k[i] = LLVMConstReal(c->f32, dot_scale(t));
+    return LLVMBuildFMul(c->b, v, LLVMConstVector(k, (unsigned)n), "");
+}
+
 /* An a_lifted tile (Dot.lift_a) widens B straight into f32's fields: the byte
  * sign-extended to 32 bits and shifted left by 20 holds e and m where f32
  * keeps its exponent's low four bits and its mantissa's top three (copies

@@ -18,7 +18,9 @@
  *
  * with 16-bit elements of one dtype: the pair (j, j + 1), j even, is one
  * 32-bit element of dst's row i and of src's row j / 2, so it is the
- * transposition above of 32-bit elements, src's rows 8 pairs at a time. */
+ * transposition above of 32-bit elements, src's rows 8 pairs at a time.
+ * An fp8 src into a bf16 dst (which holds its values exactly) moves 16-bit
+ * pairs the same way, each row of dst widened after the transposition. */
 #include "codegen/cg.h"
 #include "codegen/cgctx.h"
 
@@ -31,7 +33,7 @@ typedef struct Transpose {
     Var *i, *j;        /* the nest's variables */
     Var *bi, *bj;      /* block counters */
     int64_t nj;        /* blocks along j */
-    bool pairs;        /* 16-bit k-pairs moved as 32-bit elements */
+    bool pairs;        /* k-pairs moved as one element each */
     LLVMTypeRef row;   /* 8 elements of the source */
 } Transpose;
 
@@ -92,12 +94,14 @@ static bool pair_column(const Expr *e, const Var *i, const Var *j)
 
 /* The k-pair form: dst's last index j + x, its others free of j; src's
  * last two j / 2 + y and 2 * i + j % 2 + z, its others free of i and j;
- * both 16-bit of one dtype. */
+ * both 16-bit of one dtype, or an fp8 src and a bf16 dst. */
 static bool moves_in_pairs(const Stmt *st, const Var *i, const Var *j)
 {
     const Expr *v = st->u.store.value;
     const Buffer *d = st->u.store.buf, *s = v->buf;
-    if (s->dtype != d->dtype || dt_bits(d->dtype) != 16 || s->rank < 2 || !last_moves_with(st->u.store.idx, d->rank, j))
+    bool fp8 = d->dtype == DT_BF16 && (s->dtype == DT_F8E4M3 || s->dtype == DT_F8E5M2);
+    if (!(s->dtype == d->dtype ? dt_bits(d->dtype) == 16 : fp8) || s->rank < 2 ||
+        !last_moves_with(st->u.store.idx, d->rank, j))
         return false;
     for (int k = 0; k < s->rank - 2; k++)
         if (ir_mentions_var(v->args[k], i) || ir_mentions_var(v->args[k], j))
@@ -193,6 +197,20 @@ static LLVMValueRef addr(Cg *c, Transpose *t, const Buffer *b, Expr *const *idx,
     return cg_elem_ptr(c, b, at);
 }
 
+/* 8 pairs of fp8 codes -> the 16 values as bf16 bits: exact, so the top
+ * half of each widened f32. */
+static LLVMValueRef fp8_pairs_to_bf16(Cg *c, DType t, LLVMValueRef pairs)
+{
+    enum { N = 2 * BLK };
+    LLVMValueRef f = cg_widen_lanes(c, t, LLVMBuildBitCast(c->b, pairs, LLVMVectorType(c->i8, N), ""), N);
+    LLVMValueRef k[N];
+    for (int l = 0; l < N; l++)
+        k[l] = LLVMConstInt(c->i32, 16, 0);
+    LLVMValueRef top = LLVMBuildLShr(c->b, LLVMBuildBitCast(c->b, f, LLVMVectorType(c->i32, N), ""),
+                                     LLVMConstVector(k, N), "");
+    return LLVMBuildTrunc(c->b, top, LLVMVectorType(c->i16, N), "");
+}
+
 static void block(Cg *c, void *ctx)
 {
     Transpose *t = ctx;
@@ -206,7 +224,7 @@ static void block(Cg *c, void *ctx)
         LLVMValueRef j = LLVMBuildAdd(c->b, j0, cg_i64(c, per * l), "");
         r[l] = LLVMBuildLoad2(c->b, t->row, addr(c, t, src->buf, src->args, i0, j), "");
         LLVMSetAlignment(r[l], (unsigned)dt_bits(src->buf->dtype) / 8);
-        if (t->pairs)
+        if (t->pairs) /* widened after the transposition, if at all */
             continue;
         if (src->buf->dtype == DT_BF16)
             r[l] = cg_bf16_to_f32(c, r[l]);
@@ -214,6 +232,9 @@ static void block(Cg *c, void *ctx)
             r[l] = LLVMBuildFPExt(c->b, r[l], LLVMVectorType(c->f32, BLK), "");
     }
     transpose8(c, r);
+    if (t->pairs && src->buf->dtype != dst->dtype)
+        for (int l = 0; l < BLK; l++)
+            r[l] = fp8_pairs_to_bf16(c, src->buf->dtype, r[l]);
     for (int l = 0; l < BLK; l++) { /* row i0 + l of dst: elements j0 .. j0 + 7 */
         LLVMValueRef i = LLVMBuildAdd(c->b, i0, cg_i64(c, l), "");
         LLVMValueRef st = LLVMBuildStore(c->b, r[l], addr(c, t, dst, t->store->u.store.idx, i, j0));
@@ -236,7 +257,8 @@ bool cg_transposed_copy(Cg *c, const Stmt *s)
     Var bi = {.name = "ti", .id = c->k->next_id + 4}, bj = {.name = "tj", .id = c->k->next_id + 5};
     t.bi = &bi;
     t.bj = &bj;
-    t.row = LLVMVectorType(t.pairs ? c->i32 : cg_storage_type(c, t.store->u.store.value->buf->dtype), BLK);
+    DType from = t.store->u.store.value->buf->dtype;
+    t.row = LLVMVectorType(t.pairs ? (dt_bits(from) == 8 ? c->i16 : c->i32) : cg_storage_type(c, from), BLK);
     t.nj = in->u.loop.extent->imm.i / (t.pairs ? 2 * BLK : BLK);
     cg_loop(c, t.bi, cg_i64(c, s->u.loop.extent->imm.i / BLK), LOOP_SERIAL, 0, false, row_of_blocks, &t);
     return true;

@@ -4,16 +4,18 @@
 -- rows widened to f32), elsewhere element by element.
 -- form = "pairs" moves 16-bit k-pairs instead, Y[i][j] = X[j // 2][2i + j % 2 + 3]
 -- (a register-tile GEMM's B packed for vdpbf16ps), in 32-bit register
--- blocks where R is a multiple of 8 and C of 16.
+-- blocks where R is a multiple of 8 and C of 16 — fp8 pairs too, widened
+-- into bf16 (to = "bf16").
 local T = require "tile"
 return T.kernel "transpose" {
-  params = { R = T.size(24), C = T.size(16), dtype = T.tune{"f32", "bf16", "f16"}, to = T.tune{"same", "f32"},
+  params = { R = T.size(24), C = T.size(16), dtype = T.tune{"f32", "bf16", "f16", "f8e4m3", "f8e5m2"},
+             to = T.tune{"same", "f32", "bf16"},
              form = T.tune{"plain", "pairs"} },
   args = function(p)
     local pairs = p.form == "pairs"
     return {
       X = pairs and T.tensor{p.C // 2, 2 * p.R + 3, p.dtype} or T.tensor{p.C, p.R + 3, p.dtype},
-      Y = T.tensor{p.R, p.C, p.to == "same" and p.dtype or T.f32, out = true},
+      Y = T.tensor{p.R, p.C, p.to == "same" and p.dtype or p.to, out = true},
     }
   end,
   body = function(p, X, Y)

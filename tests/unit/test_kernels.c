@@ -1295,6 +1295,10 @@ static float widened(const uint8_t *x, const char *dtype)
         memcpy(&f, x, 4);
         return f;
     }
+    if (!strcmp(dtype, "f8e4m3"))
+        return dt_e4m3_to_f32(*x);
+    if (!strcmp(dtype, "f8e5m2"))
+        return dt_e5m2_to_f32(*x);
     memcpy(&h, x, 2);
     return !strcmp(dtype, "bf16") ? dt_bf16_to_f32(h) : dt_f16_to_f32(h);
 }
@@ -1309,16 +1313,19 @@ TEST(transposing_copies_move_every_element)
         {"20", "12", "f32", "same", "plain"},  {"24", "16", "bf16", "same", "plain"},
         {"24", "16", "bf16", "f32", "plain"},  {"16", "8", "f16", "f32", "plain"},
         {"24", "16", "bf16", "same", "pairs"}, {"8", "48", "f16", "same", "pairs"},
-        {"20", "12", "bf16", "same", "pairs"}};
+        {"20", "12", "bf16", "same", "pairs"}, {"24", "16", "f8e4m3", "bf16", "pairs"},
+        {"8", "32", "f8e5m2", "bf16", "pairs"}, {"20", "12", "f8e4m3", "bf16", "pairs"}};
     for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
         FeSet sets[] = {{"R", cases[t].r}, {"C", cases[t].c}, {"dtype", cases[t].dtype}, {"to", cases[t].to},
                         {"form", cases[t].form}};
-        int R = atoi(cases[t].r), C = atoi(cases[t].c), w = strcmp(cases[t].dtype, "f32") ? 2 : 4;
+        int R = atoi(cases[t].r), C = atoi(cases[t].c);
+        int w = !strcmp(cases[t].dtype, "f32") ? 4 : strncmp(cases[t].dtype, "f8", 2) ? 2 : 1;
         bool same = !strcmp(cases[t].to, "same"), pairs = !strcmp(cases[t].form, "pairs");
-        int wy = same ? w : 4;
+        bool to_bf16 = !strcmp(cases[t].to, "bf16"); /* fp8 values, exactly */
+        int wy = same ? w : to_bf16 ? 2 : 4;
         uint8_t x[64 * 64 * 4], y[64 * 64 * 4];
         for (int i = 0; i < C * (R + 3) * w; i++) /* finite values: exponent bytes kept below all-ones */
-            x[i] = (uint8_t)(i % w == w - 1 ? (i * 7 + i / 251) & 0x3f : i * 7 + i / 251);
+            x[i] = (uint8_t)(w > 1 && i % w == w - 1 ? (i * 7 + i / 251) & 0x3f : i * 7 + i / 251); /* fp8: every code, NaN too */
         for (int e = 0; e < NEXECS; e++) {
             if (!exec_available(&execs[e]))
                 continue;
@@ -1334,6 +1341,13 @@ TEST(transposing_copies_move_every_element)
                     int at = pairs ? (j / 2) * (2 * R + 3) + 2 * i + j % 2 + 3 : j * (R + 3) + i + 3;
                     const uint8_t *src = x + at * w, *dst = y + (i * C + j) * wy;
                     float want = widened(src, cases[t].dtype), got;
+                    if (to_bf16) {
+                        uint16_t h;
+                        memcpy(&h, dst, 2);
+                        got = dt_bf16_to_f32(h);
+                        bad += isnan(want) ? !isnan(got) : memcmp(&got, &want, 4) != 0;
+                        continue;
+                    }
                     memcpy(&got, dst, 4);
                     bad += same ? memcmp(dst, src, (size_t)w) != 0 : memcmp(&got, &want, 4) != 0;
                 }
