@@ -684,8 +684,14 @@ static IrRange grid_leaf(const Expr *e, void *ctx)
  * once per band of 6 rows, gains from 12 rows (BCAST_IDLE_E2M1:
  * moe_expert_gemm, 12 rows for each of 8 experts, N 4096, K 2048, one
  * thread, 34.0-41.0 -> 30.6-33.9 ms; at 10 rows 29.7-34.8 against
- * 31.1-42.8, a loss).  The rows
- * computed are those `rows` may want at most (fp8_gemm's M - by·BM at a
+ * 31.1-42.8, a loss).
+ * With 16 lanes (AVX-512) one vector of rows holds as many as AVX2's two,
+ * and there one vector pays too (bcast_least): on Zen 5, fp8_gemm at 16
+ * rows 3.76-4.08 -> 3.22-3.29 ms (at 12 rows 3.07 -> 3.36-3.51, a loss),
+ * packed e2m1 at 16 rows 6.67-6.84 -> 2.83-2.99 and at 8 rows 3.85-3.87
+ * -> 2.67-2.89 (at 6, 1.30-1.46 -> 2.86-2.93, a loss) — but not bf16,
+ * whose dot tiles there take vdpbf16ps (2.50 -> 3.15-3.23 ms at 16 rows).
+ * The rows computed are those `rows` may want at most (fp8_gemm's M - by·BM at a
  * known M); where it may want fewer (an MoE tile's run-time count, whose
  * idle lanes would be computed) the tiles run under a run-time test of n,
  * the rows wanted (*test; NULL where they are known to be enough), dot
@@ -693,6 +699,18 @@ static IrRange grid_leaf(const Expr *e, void *ctx)
  * read it as it is).  B's block scale goes into the tiles, where
  * IR_BCAST_CHUNK allows.  Returns the rows, 0 for none. */
 enum { BCAST_IDLE = 2, BCAST_IDLE_E2M1 = 4 };
+
+/* The fewest rows a broadcast tile for at most `most` rows of a B of dtype
+ * tb may compute (INT64_MAX: none). */
+static int64_t bcast_least(const TargetInfo *t, DType tb, int64_t most)
+{
+    int64_t w = t->vector_bits / 32;
+    if (most > w)
+        return 2 * w - (tb == DT_F4E2M1 ? BCAST_IDLE_E2M1 : BCAST_IDLE);
+    if (w < 16 || (tb == DT_BF16 && t->has_bf16_dot))
+        return INT64_MAX;
+    return w - (tb == DT_F4E2M1 ? w / 2 : BCAST_IDLE);
+}
 
 static int64_t bcast_rows(Lower *L, const Stmt *g, const Expr *rows, Expr *n, Expr **test)
 {
@@ -702,7 +720,7 @@ static int64_t bcast_rows(Lower *L, const Stmt *g, const Expr *rows, Expr *n, Ex
     int64_t bk = bs->buf ? mat_cols(b) / mat_cols(bs) : 0;
     bool decodes = tb == DT_BF16 || tb == DT_F16 || tb == DT_F8E4M3 || tb == DT_F8E5M2 || (tb == DT_F4E2M1 && bk);
     IrRange r = rows ? ir_range_of(rows, grid_leaf, L->k) : (IrRange){M, M, true};
-    int64_t most = r.known && r.hi < M ? r.hi : M, least = 2 * w - (tb == DT_F4E2M1 ? BCAST_IDLE_E2M1 : BCAST_IDLE);
+    int64_t most = r.known && r.hi < M ? r.hi : M, least = bcast_least(L->t, tb, most);
     bool ok = !L->t->gpu_sm && a->buf->rank == 2 && (!as->buf || as->buf->rank == 2) && K % IR_BCAST_CHUNK == 0 &&
               decodes && (!bk || bk == 32 || bk % IR_BCAST_CHUNK == 0) && most >= least && most <= 2 * w &&
               most <= IR_BCAST_ROWS;

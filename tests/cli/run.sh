@@ -207,6 +207,15 @@ if "$TILEC" compile tests/specs/bcast_tile.tir --target x86-avx512 --emit asm -o
    grep -q "vbroadcastss.*zmm" "$tmp/bcast512.s" && grep -q "vfmadd231ps.*zmm" "$tmp/bcast512.s" &&
    ! grep -q "vfmadd231ps.*ymm" "$tmp/bcast512.s"; then
   ok "x86-avx512 broadcast tiles on zmm"; else bad "x86-avx512 broadcast tiles on zmm" "$(cat "$tmp/err")"; fi
+# 16 lanes hold AVX2's two vectors of rows: x86-avx512 takes broadcast tiles
+# of one vector for fp8 at 16 rows and packed e2m1 from 8 (under a run-time
+# test in an MoE tile), but not for bf16, whose dot tiles take vdpbf16ps
+"$TILEC" compile kernels_src/fp8_gemm.lua --set M=16 --target x86-avx512 --emit ir -o "$tmp/fp8_16.tir" 2>/dev/null
+"$TILEC" compile kernels_src/moe_expert_gemm.lua --set R=16 --set BM=16 --target x86-avx512 --emit ir -o "$tmp/fp4_16.tir" 2>/dev/null
+"$TILEC" compile examples/gemm.lua --set M=16 --set dtype=bf16 --target x86-avx512 --emit ir -o "$tmp/bf16_16.tir" 2>/dev/null
+if grep -q "trans_a trans_b" "$tmp/fp8_16.tir" && grep -q "if 7 < min(max(sched" "$tmp/fp4_16.tir" &&
+   grep -q "trans_a trans_b" "$tmp/fp4_16.tir" && [ -s "$tmp/bf16_16.tir" ] && ! grep -q "trans_a trans_b" "$tmp/bf16_16.tir"; then
+  ok "x86-avx512 broadcast tiles of one vector of rows"; else bad "x86-avx512 broadcast tiles of one vector of rows"; fi
 # a count (a sum of 0/1 choices, exact in any order) keeps several vector
 # accumulators (bin.rdx: their sum) and adds its lanes as a tree (reassoc on
 # the final reduction; without it, LLVM adds the 8 lanes one by one)
