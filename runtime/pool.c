@@ -91,7 +91,7 @@ RtPool *rt_pool_new(int nthreads)
     p->workers = aligned_alloc(64, sizeof(Worker) * (size_t)(p->nthreads + 1));
     /* Kernels keep their scratch in stack arrays for the run of blocks
      * they are given (codegen/llvm.c), a staging shared by those blocks up
-     * to an L2's worth per buffer (passes/hoist.c): the stack is sized for
+     * to two L2s' worth per buffer (passes/hoist.c): the stack is sized for
      * that rather than left to the C library's default (the stack rlimit,
      * which a user may have lowered).  Pages are only touched as used. */
     pthread_attr_t attr;
