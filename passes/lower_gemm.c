@@ -454,7 +454,10 @@ static int64_t dot_rows_of(const TargetInfo *t, int64_t M, int64_t K, DType ta, 
  * then the FMAs' memory operands, where at two columns LLVM kept them in
  * registers and spilled them and the decoding's constants (bench_decode
  * --quick --fmt fp4, M = 1, one thread: 1255-1274 us at two, 1177-1183 at
- * one). */
+ * one).  With 16 lanes at least two columns: a one-column tile's FMA
+ * reads 64 bytes of A, more than L2 feeds once A outgrows L1 (Zen 5,
+ * packed e2m1, one expert, N = K = 4096, 8 rows: 8x1 3.76 ms, 8x2 1.68;
+ * 16 rows 6.76 -> 3.24). */
 static int64_t dot_cols_of(const TargetInfo *t, int64_t mr, int64_t K, DType ta, DType tb, int64_t bn, int64_t N,
                            bool e2m1_order)
 {
@@ -464,6 +467,8 @@ static int64_t dot_cols_of(const TargetInfo *t, int64_t mr, int64_t K, DType ta,
     if (bn && tb == DT_F4E2M1) {
         nr = (vector_regs(t) - E2M1_FIXED - mr) / (1 + mr);
         nr = nr < 1 ? 1 : nr > 4 ? 4 : nr;
+        if (t->vector_bits / 32 >= 16 && nr < 2 && N >= 2)
+            nr = 2; /* one column's FMAs would read 64 bytes of A each */
         for (int64_t d = nr; 2 * d >= nr && N % nr; d--)
             if (N % d == 0)
                 nr = d;
@@ -688,9 +693,12 @@ static IrRange grid_leaf(const Expr *e, void *ctx)
  * With 16 lanes (AVX-512) one vector of rows holds as many as AVX2's two,
  * and there one vector pays too (bcast_least): on Zen 5, fp8_gemm at 16
  * rows 3.76-4.08 -> 3.22-3.29 ms (at 12 rows 3.07 -> 3.36-3.51, a loss),
- * packed e2m1 at 16 rows 6.67-6.84 -> 2.83-2.99 and at 8 rows 3.85-3.87
- * -> 2.67-2.89 (at 6, 1.30-1.46 -> 2.86-2.93, a loss) — but not bf16,
- * whose dot tiles there take vdpbf16ps (2.50 -> 3.15-3.23 ms at 16 rows).
+ * packed e2m1 (in 8x2 dot tiles there: dot_cols_of) at 16 rows 3.24 ->
+ * 2.82-2.92, at 14 2.74 (at 12 2.59 against 2.82, at 8 1.68-1.77 against
+ * 2.76-2.81: losses; at 13 3.23 against 2.84, a gain let go for one rule
+ * of idle lanes) — but not
+ * bf16, whose dot tiles there take vdpbf16ps (2.50 -> 3.15-3.23 ms at 16
+ * rows).
  * The rows computed are those `rows` may want at most (fp8_gemm's M - by·BM at a
  * known M); where it may want fewer (an MoE tile's run-time count, whose
  * idle lanes would be computed) the tiles run under a run-time test of n,
@@ -709,7 +717,7 @@ static int64_t bcast_least(const TargetInfo *t, DType tb, int64_t most)
         return 2 * w - (tb == DT_F4E2M1 ? BCAST_IDLE_E2M1 : BCAST_IDLE);
     if (w < 16 || (tb == DT_BF16 && t->has_bf16_dot))
         return INT64_MAX;
-    return w - (tb == DT_F4E2M1 ? w / 2 : BCAST_IDLE);
+    return w - BCAST_IDLE;
 }
 
 static int64_t bcast_rows(Lower *L, const Stmt *g, const Expr *rows, Expr *n, Expr **test)
