@@ -213,13 +213,16 @@ if "$TILEC" compile tests/specs/bcast_tile.tir --target x86-avx512 --emit asm -o
    ! grep -q "vfmadd231ps.*ymm" "$tmp/bcast512.s"; then
   ok "x86-avx512 broadcast tiles on zmm"; else bad "x86-avx512 broadcast tiles on zmm" "$(cat "$tmp/err")"; fi
 # 16 lanes hold AVX2's two vectors of rows: x86-avx512 takes broadcast tiles
-# of one vector for fp8 at 16 rows and packed e2m1 from 14 (under a run-time
-# test in an MoE tile), but not for bf16, whose dot tiles take vdpbf16ps
+# of one vector for fp8 at a known 16 rows, but not for bf16, whose dot
+# tiles take vdpbf16ps, nor where the rows are known only at run time (a dyn
+# M, an MoE tile): there the dot tiles' arm of the test ran 15-27% slower
 "$TILEC" compile kernels_src/fp8_gemm.lua --set M=16 --target x86-avx512 --emit ir -o "$tmp/fp8_16.tir" 2>/dev/null
+"$TILEC" compile kernels_src/fp8_gemm.lua --set BM=16 --target x86-avx512 --emit ir -o "$tmp/fp8_dyn.tir" 2>/dev/null
 "$TILEC" compile kernels_src/moe_expert_gemm.lua --set R=16 --set BM=16 --target x86-avx512 --emit ir -o "$tmp/fp4_16.tir" 2>/dev/null
 "$TILEC" compile examples/gemm.lua --set M=16 --set dtype=bf16 --target x86-avx512 --emit ir -o "$tmp/bf16_16.tir" 2>/dev/null
-if grep -q "trans_a trans_b" "$tmp/fp8_16.tir" && grep -q "if 13 < min(max(sched" "$tmp/fp4_16.tir" &&
-   grep -q "trans_a trans_b" "$tmp/fp4_16.tir" && [ -s "$tmp/bf16_16.tir" ] && ! grep -q "trans_a trans_b" "$tmp/bf16_16.tir"; then
+if grep -q "trans_a trans_b" "$tmp/fp8_16.tir" && [ -s "$tmp/fp8_dyn.tir" ] && ! grep -q "trans_a trans_b" "$tmp/fp8_dyn.tir" &&
+   [ -s "$tmp/fp4_16.tir" ] && ! grep -q "trans_a trans_b" "$tmp/fp4_16.tir" &&
+   [ -s "$tmp/bf16_16.tir" ] && ! grep -q "trans_a trans_b" "$tmp/bf16_16.tir"; then
   ok "x86-avx512 broadcast tiles of one vector of rows"; else bad "x86-avx512 broadcast tiles of one vector of rows"; fi
 # below them, x86-avx512's packed e2m1 dot tiles of 8 rows take two columns
 # (one column's FMAs read 64 bytes of A each, from L2: 8x1 ran 2.2x slower)
