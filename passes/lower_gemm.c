@@ -696,14 +696,12 @@ static IrRange grid_leaf(const Expr *e, void *ctx)
  * packed e2m1 (in 8x2 dot tiles there: dot_cols_of) at 16 rows 3.24 ->
  * 2.82-2.92, at 14 2.74 (at 12 2.59 against 2.82, at 8 1.68-1.77 against
  * 2.76-2.81: losses; at 13 3.23 against 2.84, a gain let go for one rule
- * of idle lanes) — but not
- * bf16, whose dot tiles there take vdpbf16ps (2.50 -> 3.15-3.23 ms at 16
- * rows).
- * The rows computed are those `rows` may want at most (fp8_gemm's M - by·BM at a
- * known M); where it may want fewer (an MoE tile's run-time count, whose
- * idle lanes would be computed) the tiles run under a run-time test of n,
- * the rows wanted (*test; NULL where they are known to be enough), dot
- * tiles otherwise.  Not for an f32 B (nothing to decode: the dot tiles
+ * of idle lanes) — but not bf16, whose dot tiles there take vdpbf16ps
+ * (2.50 -> 3.15-3.23 ms at 16 rows).  The rows computed are those `rows`
+ * may want at most (fp8_gemm's M - by·BM at a known M); where it may want
+ * fewer (an MoE tile's run-time count, whose idle lanes would be computed)
+ * two vectors' tiles run under a run-time test of n, the rows wanted
+ * (*test; NULL where they are known to be enough), dot tiles otherwise.  Not for an f32 B (nothing to decode: the dot tiles
  * read it as it is).  B's block scale goes into the tiles, where
  * IR_BCAST_CHUNK allows.  Returns the rows, 0 for none. */
 enum { BCAST_IDLE = 2, BCAST_IDLE_E2M1 = 4 };
