@@ -948,39 +948,50 @@ static void dot_t8_block(Cg *c, void *ctx)
 
 /* dot_widen's fast e4m3 form and e4m3_direct turn B's NaN codes into
  * finite values, and a NaN weight makes its column's sum NaN whatever A
- * holds; so each column's K bytes are scanned once per tile instead: a
- * byte with its low 7 bits set is NaN, i.e. (byte | 0x80) == 0xff, and the
- * running unsigned byte maximum reaches 0xff exactly when one was seen.
- * 32 bytes per register: two instructions per 32 weights where the exact
- * widening spends three per 16. */
-enum { NAN_STEP = 32 };
-
+ * holds; so the tile's K bytes are scanned once apart instead: a byte with
+ * its low 7 bits set is NaN, i.e. (byte | 0x80) == 0xff, and a running
+ * unsigned byte maximum reaches 0xff exactly when one was seen.  One
+ * maximum for all the tile's columns (two chains), a register of bytes at
+ * a time: two instructions per 64 weights on AVX-512, where the exact
+ * widening spends three per 16.  Only a tile whose maximum says NaN scans
+ * its columns again, each for its own flag (nan_end; weights with NaN
+ * codes are the rare case).  A maximum per column had 16 registers to
+ * keep beside the dot tile's and spilled: a third of fp8_gemm's decode
+ * samples (M 1, K 4096, one thread, Zen 5). */
 struct NanScan {
     Dot *d;
     Var *kk;
+    int step;                        /* bytes per register */
+    int64_t len;                     /* the K of the tile: what nan_end rescans */
     LLVMValueRef k0;                 /* where the range scanned starts */
-    LLVMValueRef flag[MAX_DOT_COLS]; /* allocas: <32 x i8> running maxima */
+    bool per_column;                 /* nan_end's rescan: into flag[j] */
+    LLVMValueRef any[2];             /* allocas: running maxima over the columns */
+    LLVMValueRef flag[MAX_DOT_COLS]; /* allocas: a column's maximum (the rescan) */
 };
+
+static LLVMValueRef nan_max(Cg *c, NanScan *ns, LLVMValueRef slot, LLVMValueRef raw)
+{
+    LLVMTypeRef v8 = LLVMVectorType(c->i8, (unsigned)ns->step);
+    LLVMValueRef args[2] = {LLVMBuildLoad2(c->b, v8, slot, ""),
+                            LLVMBuildOr(c->b, raw, splat_i(c, c->i8, ns->step, 0x80), "")};
+    return LLVMBuildStore(c->b, cg_intrinsic(c, "llvm.umax", &v8, 1, args, 2), slot);
+}
 
 static void nan_fold(Cg *c, NanScan *ns, LLVMValueRef k, int lanes)
 {
-    Dot *d = ns->d;
-    LLVMTypeRef v8 = LLVMVectorType(c->i8, NAN_STEP);
-    Dot wide = *d;
-    wide.chunk = NAN_STEP; /* dot_raw reads d->chunk elements */
-    for (int j = 0; j < d->nr; j++) {
-        LLVMValueRef raw = dot_raw(c, &wide, &d->s->u.gemm.b, j, k, lanes);
-        LLVMValueRef args[2] = {LLVMBuildLoad2(c->b, v8, ns->flag[j], ""),
-                                LLVMBuildOr(c->b, raw, splat_i(c, c->i8, NAN_STEP, 0x80), "")};
-        LLVMBuildStore(c->b, cg_intrinsic(c, "llvm.umax", &v8, 1, args, 2), ns->flag[j]);
+    Dot wide = *ns->d;
+    wide.chunk = ns->step; /* dot_raw reads d->chunk elements */
+    for (int j = 0; j < ns->d->nr; j++) {
+        LLVMValueRef raw = dot_raw(c, &wide, &ns->d->s->u.gemm.b, j, k, lanes);
+        nan_max(c, ns, ns->per_column ? ns->flag[j] : ns->any[j % 2], raw);
     }
 }
 
 static void nan_step(Cg *c, void *ctx)
 {
     NanScan *ns = ctx;
-    LLVMValueRef k = LLVMBuildMul(c->b, c->var[ns->kk->id], cg_i64(c, NAN_STEP), "");
-    nan_fold(c, ns, LLVMBuildAdd(c->b, ns->k0, k, ""), NAN_STEP);
+    LLVMValueRef k = LLVMBuildMul(c->b, c->var[ns->kk->id], cg_i64(c, ns->step), "");
+    nan_fold(c, ns, LLVMBuildAdd(c->b, ns->k0, k, ""), ns->step);
 }
 
 /* Columns k0 .. k0 + len of the tile's B rows into the running maxima.  A
@@ -990,33 +1001,70 @@ static void nan_step(Cg *c, void *ctx)
 static void nan_scan(Cg *c, NanScan *ns, LLVMValueRef k0, int64_t len)
 {
     ns->k0 = k0;
-    cg_loop(c, ns->kk, cg_i64(c, len / NAN_STEP), LOOP_SERIAL, 0, false, nan_step, ns);
-    if (len % NAN_STEP) /* masked-off bytes read 0: not NaN */
-        nan_fold(c, ns, LLVMBuildAdd(c->b, k0, cg_i64(c, len - len % NAN_STEP), ""), (int)(len % NAN_STEP));
+    cg_loop(c, ns->kk, cg_i64(c, len / ns->step), LOOP_SERIAL, 0, false, nan_step, ns);
+    if (len % ns->step) /* masked-off bytes read 0: not NaN */
+        nan_fold(c, ns, LLVMBuildAdd(c->b, k0, cg_i64(c, len - len % ns->step), ""), (int)(len % ns->step));
 }
 
-static NanScan *nan_begin(Cg *c, Dot *d)
+static LLVMValueRef zeroed(Cg *c, LLVMTypeRef ty)
 {
-    LLVMTypeRef v8 = LLVMVectorType(c->i8, NAN_STEP);
+    LLVMValueRef p = entry_alloca(c, ty);
+    LLVMBuildStore(c->b, LLVMConstNull(ty), p);
+    return p;
+}
+
+/* A scan of a tile's columns over K elements of B. */
+static NanScan *nan_begin(Cg *c, Dot *d, int64_t K)
+{
     NanScan *ns = calloc(1, sizeof *ns);
     ns->d = d;
     ns->kk = temp_var(c, "kk", 5);
-    for (int j = 0; j < d->nr; j++) {
-        ns->flag[j] = entry_alloca(c, v8);
-        LLVMBuildStore(c->b, LLVMConstNull(v8), ns->flag[j]);
-    }
+    ns->step = c->t->vector_bits / 8;
+    ns->len = K;
+    LLVMTypeRef v8 = LLVMVectorType(c->i8, (unsigned)ns->step);
+    for (int h = 0; h < 2; h++)
+        ns->any[h] = zeroed(c, v8);
     return ns;
 }
 
-/* An i1 per column of the tile: whether its B row held a NaN code. */
+/* Whether a maximum of (byte | 0x80) saw 0xff. */
+static LLVMValueRef nan_seen(Cg *c, NanScan *ns, LLVMValueRef max)
+{
+    LLVMValueRef hit = LLVMBuildICmp(c->b, LLVMIntEQ, max, splat_i(c, c->i8, ns->step, 0xff), "");
+    LLVMTypeRef bits = LLVMIntTypeInContext(c->ctx, (unsigned)ns->step);
+    return LLVMBuildICmp(c->b, LLVMIntNE, LLVMBuildBitCast(c->b, hit, bits, ""), LLVMConstInt(bits, 0, 0), "");
+}
+
+/* An i1 per column of the tile: whether its B row held a NaN code — false
+ * for every column unless the tile's maximum saw one, then each column's
+ * own rescan (a branch, cold). */
 static void nan_end(Cg *c, NanScan *ns, LLVMValueRef *nan)
 {
-    LLVMTypeRef v8 = LLVMVectorType(c->i8, NAN_STEP);
+    LLVMTypeRef v8 = LLVMVectorType(c->i8, (unsigned)ns->step);
+    LLVMValueRef args[2] = {LLVMBuildLoad2(c->b, v8, ns->any[0], ""), LLVMBuildLoad2(c->b, v8, ns->any[1], "")};
+    LLVMValueRef seen = nan_seen(c, ns, cg_intrinsic(c, "llvm.umax", &v8, 1, args, 2));
+    LLVMBasicBlockRef from = LLVMGetInsertBlock(c->b);
+    LLVMBasicBlockRef rescan = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "nan_rescan");
+    LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "nan_known");
+    LLVMBuildCondBr(c->b, seen, rescan, join);
+
+    LLVMPositionBuilderAtEnd(c->b, rescan);
+    ns->per_column = true;
+    for (int j = 0; j < ns->d->nr; j++)
+        ns->flag[j] = zeroed(c, v8);
+    nan_scan(c, ns, cg_i64(c, 0), ns->len);
+    LLVMValueRef col[MAX_DOT_COLS];
+    for (int j = 0; j < ns->d->nr; j++)
+        col[j] = nan_seen(c, ns, LLVMBuildLoad2(c->b, v8, ns->flag[j], ""));
+    LLVMBasicBlockRef rescanned = LLVMGetInsertBlock(c->b);
+    LLVMBuildBr(c->b, join);
+
+    LLVMPositionBuilderAtEnd(c->b, join);
     for (int j = 0; j < ns->d->nr; j++) {
-        LLVMValueRef f = LLVMBuildLoad2(c->b, v8, ns->flag[j], "");
-        LLVMValueRef hit = LLVMBuildICmp(c->b, LLVMIntEQ, f, splat_i(c, c->i8, NAN_STEP, 0xff), "");
-        LLVMValueRef bits = LLVMBuildBitCast(c->b, hit, c->i32, "");
-        nan[j] = LLVMBuildICmp(c->b, LLVMIntNE, bits, LLVMConstInt(c->i32, 0, 0), "");
+        nan[j] = LLVMBuildPhi(c->b, c->i1, "");
+        LLVMValueRef in[2] = {LLVMConstInt(c->i1, 0, 0), col[j]};
+        LLVMBasicBlockRef bb[2] = {from, rescanned};
+        LLVMAddIncoming(nan[j], in, bb, 2);
     }
     free(ns->kk);
     free(ns);
@@ -1193,7 +1241,7 @@ static void dot_gemm(Cg *c, const Stmt *s, int mr, int nr, Var *k)
             }
         }
     if (tb == DT_F8E4M3)
-        d.nans = nan_begin(c, &d);
+        d.nans = nan_begin(c, &d, K);
     /* The body is already mr·nr FMAs wide: unrolling it further only
      * multiplies the code (and the compile time: 0.49 s for a 16-row f32
      * gemm fully unrolled at K 128). */
@@ -1417,7 +1465,7 @@ static void bcast_gemm(Cg *c, const Stmt *s)
     t.scratch = entry_alloca(c, LLVMArrayType(c->f32, (unsigned)(nr * t.chunk)));
     LLVMSetAlignment(t.scratch, 32);
     if (tb == DT_F8E4M3)
-        t.nans = nan_begin(c, &t.d);
+        t.nans = nan_begin(c, &t.d, K);
     t.qvar = temp_var(c, "q", 2);
     t.kvar = temp_var(c, "k", 1);
     cg_loop(c, t.qvar, cg_i64(c, K / t.chunk), LOOP_SERIAL, 0, false, bcast_chunk, &t);

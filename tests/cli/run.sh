@@ -271,6 +271,18 @@ else
   bad "fp8 dot tile at one row: B widened straight to f32, no NaN arithmetic in the K loop, no spills" \
     "$(head -60 "$tmp/dot_fp8_1k.s")"
 fi
+# the NaN scan: one running maximum for all the tile's columns, a zmm of
+# bytes at a time, kept in registers (a maximum per column spilled: a
+# third of the kernel's samples); each column rescanned only on a hit
+awk '/^\.LBB[0-9_]+:/ { lab = $1; sub(/:$/, "", lab); n = 0; next }
+     { body[++n] = $0 }
+     /^[ \t]+j[a-z]+[ \t]+\.LBB/ { if ($2 == lab) { s = ""; for (i = 1; i <= n; i++) s = s body[i] "\n"
+                                     if (s ~ /vpmaxub/) { printf "%s", s; exit } } }' "$tmp/dot_fp8_1.s" >"$tmp/nan_scan.s"
+if grep -qE "vpmaxub.*zmm" "$tmp/nan_scan.s" && ! grep -qE "\(%rsp" "$tmp/nan_scan.s"; then
+  ok "fp8 dot tile's NaN scan: zmm maxima in registers"
+else
+  bad "fp8 dot tile's NaN scan: zmm maxima in registers" "$(head -40 "$tmp/nan_scan.s")"
+fi
 fi
 # ... but not for a named target (on Intel's cores an FMA with a subnormal
 # operand takes an assist, and B's subnormal e4m3 codes would widen to f32
