@@ -12,11 +12,13 @@
  * bf16 and fp8 take the tiles their spec's choose picks for this machine,
  * as `tilec run --set M=...` gets them (the specs say what and why: few
  * weight rows per block for the prefetchers, long K steps); fp4's are set
- * here (build()): BN 16 up to 4 rows (M = 1: 3.4-4.4 ms against 10-11 at
- * 128, a loaded host), 128 at 16.
- * Enough copies of the weights to fill twice the last-
- * level cache are rotated between repetitions, so the weights come from
- * DRAM.  Every kernel's output is checked on sampled columns against double-
+ * here (build()): BN 4 up to 4 rows (M = 1: 3.4-4.4 ms at 16 against 10-11
+ * at 128, a loaded AVX2 host; Zen 5, M = 4: 0.94 ms at 16, 0.78 at 4), 128
+ * at 16.
+ * Enough copies of the weights to fill three times the last-level cache
+ * (at least three) are rotated between repetitions, so the weights come
+ * from DRAM (two copies of bf16's 32 MiB beside a 32 MiB L3 read faster
+ * than memory does).  Every kernel's output is checked on sampled columns against double-
  * precision sums of the decoded operands before it is timed (a fast wrong
  * answer fails the run).  of_read compares with a plain C loop reading
  * memory the way the dot tiles do (bench_read_bandwidth): copy counts the
@@ -103,8 +105,8 @@ static void data_make(const Problem *p, Data *d)
     size_t M = (size_t)p->M, N = (size_t)p->N, K = (size_t)p->K;
     memset(d, 0, sizeof *d);
     size_t wb = weight_bytes(p);
-    d->copies = (int)((2 * llc_bytes() + wb - 1) / wb);
-    d->copies = d->copies < 2 ? 2 : d->copies > 32 ? 32 : d->copies;
+    d->copies = (int)((3 * llc_bytes() + wb - 1) / wb);
+    d->copies = d->copies < 3 ? 3 : d->copies > 48 ? 48 : d->copies;
     d->w = calloc((size_t)d->copies, sizeof(void *));
     d->sw = calloc((size_t)d->copies, sizeof(void *));
     for (int r = 0; r < d->copies; r++) {
@@ -244,7 +246,7 @@ static bool build(const Problem *p, ThKernel *tk)
     FeSet bf16[] = {{"M", m}, {"N", n}, {"K", k}, {"dtype", "bf16"}};
     FeSet fp8[] = {{"M", m}, {"N", n}, {"K", k}};
     const char *bm = p->M <= 1 ? "1" : p->M <= 4 ? "4" : "16";
-    FeSet fp4[] = {{"E", "1"}, {"N", n}, {"K", k}, {"BM", bm}, {"BN", p->M <= 4 ? "16" : "128"}, {"BK", k}};
+    FeSet fp4[] = {{"E", "1"}, {"N", n}, {"K", k}, {"BM", bm}, {"BN", p->M <= 4 ? "4" : "128"}, {"BK", k}};
     const FeSet *sets = p->fmt == FMT_BF16 ? bf16 : p->fmt == FMT_FP8 ? fp8 : fp4;
     int nsets = p->fmt == FMT_BF16 ? 4 : p->fmt == FMT_FP4 ? 6 : 3;
     return th_kernel_build(tk, spec_of(p->fmt), sets, nsets);
@@ -304,7 +306,7 @@ int main(int argc, char **argv)
     int reps = quick ? 5 : 11;
     const TargetInfo *t = ir_host_target();
     double bw = bench_copy_bandwidth(threads), rd = bench_read_bandwidth(threads);
-    printf("bench_decode: target %s, %d thread(s), median of %d, weights rotated over 2x the %zu MiB LLC\n",
+    printf("bench_decode: target %s, %d thread(s), median of %d, weights rotated over 3x the %zu MiB LLC\n",
            t ? t->name : "none", threads, reps, llc_bytes() >> 20);
     printf("copy bandwidth %.1f GB/s (read+write, %d thread(s)); of_copy = weight GB/s / that\n", bw, threads);
     printf("read bandwidth %.1f GB/s (8 neighbouring 8 KiB rows at a time, bench/peers.c); of_read = weight GB/s / that\n", rd);

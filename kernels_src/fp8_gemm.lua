@@ -23,7 +23,7 @@ local BLOCK = 128
 
 return T.kernel "fp8_gemm" {
   params = { M = T.dyn, N = T.size(4096), K = T.size(4096), BM = T.tune{64, 32, 16, 128, 4, 1},
-             BN = T.tune{128, 64, 32, 16}, BK = T.tune{128, 256, 512, 1024, 2048, 4096} },
+             BN = T.tune{128, 64, 32, 16, 8, 4}, BK = T.tune{128, 256, 512, 1024, 2048, 4096} },
   args = function(p)
     T.check(p.K % BLOCK == 0, ("fp8_gemm: K = %d is not a multiple of the scale block (%d)"):format(p.K, BLOCK))
     T.check(p.K % p.BK == 0, ("fp8_gemm: BK = %d does not divide K = %d"):format(p.BK, p.K))
@@ -75,8 +75,11 @@ return T.kernel "fp8_gemm" {
   end,
   -- The tile sizes left unset where M is known (--set M=...), as a tuner
   -- would (a --set or --tuned value stays).  Decode (up to 16 rows, on a
-  -- CPU): blocks of 16 weight rows at one row, 32 at more, few enough
-  -- streams for the prefetchers (M = 1: 2x the weight bandwidth of 128).
+  -- CPU): blocks of 4 weight rows at one row, 32 at more, few enough
+  -- streams for the prefetchers (M = 1: 16 rows 2x the weight bandwidth of
+  -- 128 on an AVX2 host; 4 rows 1.6-1.8x that of 16 on Zen 5, one thread,
+  -- 0.62 -> 0.35-0.40 ms at 4096^2, 0.42 -> 0.35 at 7168x2048; at 4 and
+  -- 16 rows 16-32 stay best).
   -- The K step: the longest that divides K and keeps a dot tile's rows of
   -- A (staged as f32 once per row block, pass_hoist; 1, 4 or 8 rows per
   -- tile at 1, 4 and 16 rows) within half of L1, where the tile re-reads
@@ -102,6 +105,6 @@ return T.kernel "fp8_gemm" {
     for _, c in ipairs{4096, 2048, 1024, 512, 256} do
       if p.K % c == 0 and rows * c * 4 <= target.l1 // 2 then bk = c break end
     end
-    return { BM = bm, BN = bm == 1 and 16 or 32, BK = bk }
+    return { BM = bm, BN = bm == 1 and 4 or 32, BK = bk }
   end,
 }

@@ -23,7 +23,7 @@ local F = require "moe_fp4"
 
 return T.kernel "moe_expert_gemm" {
   params = { R = T.dyn, E = T.size(16), N = T.size(4096), K = T.size(2048),
-             BM = T.tune{16, 4, 8, 32, 64, 1, 128}, BN = T.tune{128, 64, 32, 16},
+             BM = T.tune{16, 4, 8, 32, 64, 1, 128}, BN = T.tune{128, 64, 32, 16, 8, 4},
              BK = T.tune{128, 256, 512, 1024, 2048, 4096} },
   args = function(p)
     F.check_k(p.K, "moe_expert_gemm")
