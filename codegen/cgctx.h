@@ -28,6 +28,7 @@ typedef struct Cg {
      * being emitted (1 streamed, -1 plain, 0 not a versioned loop) */
     LLVMValueRef *stream_ok, *stream_base;
     int stream_mode, stream_width; /* stream_width: lanes the loop is emitted at */
+    bool in_vector_loop;           /* emitting a LOOP_VECTOR's body (store: its sums' lanes fold as a tree) */
     bool any_stream;
     /* GPU: the kernel issues wgmma, which reads shared memory through the
      * async proxy: every barrier is preceded by a proxy fence */

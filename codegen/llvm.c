@@ -844,14 +844,30 @@ static bool exactly_in(const Expr *e, DType t)
  * rows: 16 -> 10.9 ms), and a count's lanes sum as a tree (store: its
  * adds may be regrouped; without, LLVM adds the 8 lanes one after
  * another) — topk_long at N 65536, one row, one thread: 0.185-0.187 ->
- * 0.177-0.179 ms with the accumulators, 0.161-0.169 with both.  Other sums
- * keep their one accumulator and their order, and with them their
- * rounding (four gained nothing measurable: softmax, hc_pre,
+ * 0.177-0.179 ms with the accumulators, 0.161-0.169 with both.  Other
+ * sums keep their one accumulator, each lane adding its elements in
+ * order (four gained nothing measurable on an AVX2 host: softmax, hc_pre,
  * rmsnorm_quant; rmsnorm at 4096 tokens, its 128-element steps, lost
- * 2-3%). */
+ * 2-3%), and fold their lanes as a tree (store). */
 static bool integer_const(const Expr *e)
 {
     return e->op == EX_CONST && (!dt_is_float(e->dtype) || e->imm.f == floor(e->imm.f));
+}
+
+static bool reduction_in_any_order(const Stmt *body);
+
+/* Whether body (a store or a sequence of them) holds an f32 sum's step
+ * whose order matters (not reduction_in_any_order's). */
+static bool sums_floats(const Stmt *body)
+{
+    if (body->op == ST_SEQ) {
+        for (int i = 0; i < body->u.seq.n; i++)
+            if (sums_floats(body->u.seq.items[i]))
+                return true;
+        return false;
+    }
+    ExprOp op;
+    return body->op == ST_STORE && ir_reduction_step(body, &op) && op == EX_ADD && !reduction_in_any_order(body);
 }
 
 static bool reduction_in_any_order(const Stmt *body)
@@ -892,9 +908,15 @@ static void store(Cg *c, const Stmt *s)
         return;
     }
     LLVMValueRef v = cg_expr(c, s->u.store.value);
-    /* a count's adds may be regrouped: its vector loop's lanes then sum as
-     * a tree, not one lane after another */
-    if (LLVMIsAInstruction(v) && LLVMGetInstructionOpcode(v) == LLVMFAdd && reduction_in_any_order(s))
+    /* a count's adds may be regrouped, and so may a vector loop's sum: its
+     * lanes then fold as a tree, not one lane after another (each lane's
+     * partial sum still adds its elements in order: one accumulator, see
+     * the loop's interleave).  Zen 5, `build/bench/bench_ops --threads 1`,
+     * twice alternated: rmsnorm_quant 0.37-0.38 -> 0.40-0.41 of copy,
+     * q_norm 0.76-0.79 -> 0.80-0.84, hc_pre and hc_head a few % */
+    ExprOp op;
+    if (LLVMIsAInstruction(v) && LLVMGetInstructionOpcode(v) == LLVMFAdd &&
+        (reduction_in_any_order(s) || (c->in_vector_loop && ir_reduction_step(s, &op) && op == EX_ADD)))
         LLVMSetFastMathFlags(v, LLVMFastMathAllowReassoc);
     DType vt = dt_is_float(b->dtype) ? DT_F32 : b->dtype == DT_BOOL ? DT_BOOL : DT_I64;
     v = cg_convert(c, v, s->u.store.value->dtype, vt);
@@ -983,9 +1005,12 @@ void cg_stmt(Cg *c, const Stmt *s)
         int width = math && s->u.loop.arg > 8 ? 8 : s->u.loop.arg;
         if (cg_transposed_copy(c, s) || cg_stream_loop(c, s, width))
             break;
-        bool any_order = s->u.loop.kind == LOOP_VECTOR && reduction_in_any_order(s->u.loop.body);
-        loop_with(c, s->u.loop.var, cg_expr(c, s->u.loop.extent), s->u.loop.kind, width, !math, any_order ? 4 : 0,
-                  stmt_body, s->u.loop.body);
+        bool vec = s->u.loop.kind == LOOP_VECTOR, any_order = vec && reduction_in_any_order(s->u.loop.body);
+        bool outer = c->in_vector_loop;
+        c->in_vector_loop = vec;
+        loop_with(c, s->u.loop.var, cg_expr(c, s->u.loop.extent), s->u.loop.kind, width, !math,
+                  any_order ? 4 : vec && sums_floats(s->u.loop.body) ? 1 : 0, stmt_body, s->u.loop.body);
+        c->in_vector_loop = outer;
         break;
     }
     case ST_IF: {
