@@ -1069,17 +1069,22 @@ void cg_stmt(Cg *c, const Stmt *s)
 /* ------------------------------------------------------------- function */
 
 /* What this back end cannot compile yet, reported before building. */
-static bool cg_check(const Kernel *k, const Stmt *s, Diag *d)
+static bool cg_check(const Kernel *k, const TargetInfo *t, const Stmt *s, Diag *d)
 {
     switch (s->op) {
     case ST_SEQ:
         for (int i = 0; i < s->u.seq.n; i++)
-            if (!cg_check(k, s->u.seq.items[i], d))
+            if (!cg_check(k, t, s->u.seq.items[i], d))
                 return false;
         return true;
-    case ST_FOR: return cg_check(k, s->u.loop.body, d);
+    case ST_FOR: return cg_check(k, t, s->u.loop.body, d);
     case ST_IF:
-        return cg_check(k, s->u.if_.then_, d) && (!s->u.if_.else_ || cg_check(k, s->u.if_.else_, d));
+        return cg_check(k, t, s->u.if_.then_, d) && (!s->u.if_.else_ || cg_check(k, t, s->u.if_.else_, d));
+    case ST_MICRO_GEMM:
+        if (s->u.gemm.a_e2m1_order && s->u.gemm.a.buf->dtype == DT_BF16 && !(t->has_bf16_dot && t->vector_bits == 512))
+            return diag_error(d, s->loc, "micro_gemm a_e2m1_order of a bf16 a needs 512-bit vdpbf16ps, which %s has not",
+                              t->name);
+        return true;
     case ST_STORE:
         if (s->u.store.atomic && s->u.store.buf->dtype != DT_F32)
             return diag_error(d, s->loc, "atomic_add into %s buffer %s: the x86 back end supports f32 only",
@@ -1109,7 +1114,7 @@ static bool check_kernel(const Kernel *k, const TargetInfo *t, Diag *d)
     }
     if (t->gpu_sm)
         return cg_gpu_check(k, d);
-    return cg_check(k, k->body, d);
+    return cg_check(k, t, k->body, d);
 }
 
 /* Shapes and strides of every buffer, evaluated once at entry; argument i

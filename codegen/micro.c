@@ -227,6 +227,7 @@ typedef struct Dot {
     bool e2m1_lut;        /* packed e2m1 B through a byte table (e2m1_lut_parts) */
     bool lut_pairs;       /* e2m1_lut: blocks in pairs, 64 elements decoded at once */
     bool t8;              /* e2m1_lut beside A in e2m1 order (micro_gemm a_e2m1_order): e2m1_t8_parts */
+    bool pair8;           /* the same beside a bf16 A: 128 weights as bf16 words, vdpbf16ps (e2m1_pair_parts) */
     int lut_half;         /* lut_pairs: the block of the pair being emitted */
     LLVMValueRef lut_buf; /* e2m1_lut: [64 x i8] scratch per column */
     LLVMTypeRef vf32;
@@ -944,6 +945,110 @@ static void dot_t8_block(Cg *c, void *ctx)
     }
 }
 
+/* Packed e2m1 beside a bf16 A in e2m1 order (Dot.pair8, micro_gemm
+ * a_e2m1_order of a bf16 A): 128 elements (64 bytes) of B's row j as the
+ * four bf16 parts of A's block (ir_e2m1_pair_position): the nibbles split
+ * (and, shift), each nibble vector looked up in two byte tables (vpshufb:
+ * the high and low byte of the value's bf16 — exact, sign included) whose
+ * results interleave into words (vpunpck{l,h}bw).  Part 2h + q holds, in
+ * word e of 128-bit lane L, the nibble h of source byte 16L + 8q + e:
+ * element 32L + 16q + 2e + h, so lane L holds 32-element block L of the
+ * 128.  11 vector operations per 128 weights, and 4 vdpbf16ps per row of
+ * A where the f32 tiles (e2m1_t8_parts) spend 40 and 16 FMAs. */
+static void e2m1_pair_parts(Cg *c, Dot *d, int j, LLVMValueRef k, LLVMTypeRef ty, LLVMValueRef *part)
+{
+    LLVMBuilderRef B = c->b;
+    LLVMTypeRef v64 = LLVMVectorType(c->i8, 64);
+    LLVMValueRef hi[64], lo[64], inter[2][64];
+    for (int i = 0; i < 64; i++) {
+        int m = i % 16;
+        hi[i] = LLVMConstInt(c->i8, e2m1_t8_byte(i, 24), 0);
+        lo[i] = LLVMConstInt(c->i8, e2m1_t8_byte(i, 16), 0);
+        for (int q = 0; q < 2; q++) /* vpunpck{l,h}bw of (lo, hi): byte i is lo's or hi's byte 8q + m / 2 */
+            inter[q][i] = LLVMConstInt(c->i32, (unsigned long long)((m % 2) * 64 + 16 * (i / 16) + 8 * q + m / 2), 0);
+    }
+    LLVMValueRef raw = LLVMBuildLoad2(B, v64, e2m1_row(c, d, j, k), "");
+    LLVMSetAlignment(raw, 1);
+    LLVMValueRef nib[2] = {LLVMBuildAnd(B, raw, splat_i(c, c->i8, 64, 0x0f), ""),
+                           LLVMBuildLShr(B, raw, splat_i(c, c->i8, 64, 4), "")};
+    for (int h = 0; h < 2; h++) {
+        LLVMValueRef hargs[2] = {LLVMConstVector(hi, 64), nib[h]}, largs[2] = {LLVMConstVector(lo, 64), nib[h]};
+        LLVMValueRef hv = cg_intrinsic(c, "llvm.x86.avx512.pshuf.b.512", NULL, 0, hargs, 2);
+        LLVMValueRef lv = cg_intrinsic(c, "llvm.x86.avx512.pshuf.b.512", NULL, 0, largs, 2);
+        for (int q = 0; q < 2; q++)
+            part[2 * h + q] = LLVMBuildBitCast(B, LLVMBuildShuffleVector(B, lv, hv, LLVMConstVector(inter[q], 64), ""),
+                                               ty, "");
+    }
+}
+
+/* The scales of operand x's row `row` (NULL: unscaled) over the four
+ * 32-element blocks of 128-block kb of a Dot.pair8 tile, lanes 4L..4L+3
+ * block L's: one broadcast where they share a scale block. */
+static LLVMValueRef pair8_scales(Cg *c, Dot *d, int x, int row, LLVMValueRef kb)
+{
+    int64_t bk = x ? d->bk_b : d->bk_a;
+    if (!(x ? d->b_scale : d->a_scale))
+        return NULL;
+    LLVMBuilderRef B = c->b;
+    if (bk % IR_E2M1_PAIR_BLOCK == 0)
+        return splat_f(c, d, block_scale(c, d, x, row, scale_col(c, kb, IR_E2M1_PAIR_BLOCK, bk)));
+    int n = (int)(IR_E2M1_PAIR_BLOCK / bk); /* 4 or 2 scale blocks (the verifier's 32 divides bk) */
+    LLVMValueRef v = LLVMGetPoison(d->vf32), lanes[16];
+    for (int h = 0; h < n; h++) {
+        LLVMValueRef q = LLVMBuildAdd(B, LLVMBuildMul(B, kb, cg_i64(c, n), ""), cg_i64(c, h), "");
+        v = LLVMBuildInsertElement(B, v, block_scale(c, d, x, row, q), LLVMConstInt(c->i32, (unsigned long long)h, 0), "");
+    }
+    for (int l = 0; l < 16; l++)
+        lanes[l] = LLVMConstInt(c->i32, (unsigned long long)(l * n / 16), 0);
+    return LLVMBuildShuffleVector(B, v, LLVMGetPoison(d->vf32), LLVMConstVector(lanes, 16), "");
+}
+
+/* One 128-element block kb of a Dot.pair8 tile: each column's weights
+ * decoded once (e2m1_pair_parts), one vdpbf16ps chain per row from zero
+ * (the blocks' chains are independent: only the running sums carry from
+ * block to block), then times the block's scales added to the running
+ * sums.  The products are exact and no sum is subnormal (A's e4m3 values
+ * and e2m1's are normal in bf16, every product a multiple of 2^-10), so
+ * the instruction's flushing of subnormals changes nothing. */
+static void dot_pair8_block(Cg *c, void *ctx)
+{
+    Dot *d = ctx;
+    LLVMBuilderRef B = c->b;
+    const Stmt *s = d->s;
+    const char *name = "llvm.x86.avx512bf16.dpbf16ps.512";
+    LLVMValueRef fn = LLVMGetIntrinsicDeclaration(c->mod, LLVMLookupIntrinsicID(name, strlen(name)), NULL, 0);
+    LLVMTypeRef fty = LLVMGlobalGetValueType(fn), params[3], v32 = LLVMVectorType(c->i16, 32);
+    LLVMGetParamTypes(fty, params);
+    LLVMValueRef kb = c->var[d->kbvar->id], k = LLVMBuildMul(B, kb, cg_i64(c, IR_E2M1_PAIR_BLOCK), "");
+    LLVMValueRef av[MAX_DOT_ROWS][4], sa[MAX_DOT_ROWS];
+    for (int i = 0; i < d->mr; i++) {
+        for (int p = 0; p < 4; p++) {
+            LLVMValueRef kp = LLVMBuildAdd(B, k, cg_i64(c, 32 * p), "");
+            LLVMValueRef x = LLVMBuildLoad2(B, v32, at(c, &s->u.gemm.a, cg_i64(c, i), kp), "");
+            LLVMSetAlignment(x, 2);
+            av[i][p] = LLVMBuildBitCast(B, x, params[1], "");
+        }
+        sa[i] = pair8_scales(c, d, 0, i, kb);
+    }
+    LLVMTypeRef ty = d->vf32;
+    for (int j = 0; j < d->nr; j++) {
+        if (d->prefetch_next)
+            prefetch_row(c, &s->u.gemm.b, d->nr + j, k);
+        LLVMValueRef part[4], sb = pair8_scales(c, d, 1, j, kb);
+        e2m1_pair_parts(c, d, j, k, params[2], part);
+        for (int i = 0; i < d->mr; i++) {
+            LLVMValueRef sum = LLVMConstNull(ty);
+            for (int p = 0; p < 4; p++) {
+                LLVMValueRef args[3] = {sum, av[i][p], part[p]};
+                sum = LLVMBuildCall2(B, fty, fn, args, 3, "");
+            }
+            LLVMValueRef sc = sa[i] && sb ? LLVMBuildFMul(B, sa[i], sb, "") : sa[i] ? sa[i] : sb;
+            LLVMValueRef args[3] = {sum, sc, LLVMBuildLoad2(B, ty, d->total[i][j], "")};
+            LLVMBuildStore(B, cg_intrinsic(c, "llvm.fma", &ty, 1, args, 3), d->total[i][j]);
+        }
+    }
+}
+
 /* ------------------------------------------------ e4m3 B's NaNs */
 
 /* dot_widen's fast e4m3 form and e4m3_direct turn B's NaN codes into
@@ -1161,7 +1266,8 @@ static void dot_gemm(Cg *c, const Stmt *s, int mr, int nr, Var *k)
      * f32-table tiles, whose permutes and 512-bit operations issue on
      * two ports where 256-bit ones have three. */
     bool e2m1_lut = tb == DT_F4E2M1 && bsc && mr <= 2;
-    if (e2m1_lut)
+    bool pair8 = s->u.gemm.a_e2m1_order && ta == DT_BF16; /* 512-bit: vdpbf16ps */
+    if (e2m1_lut && !pair8)
         w = 8;
     bool scaled = asc || bsc, b_in_table = bsc && tb == DT_F4E2M1 && !e2m1_lut;
     bool promote = asc || (bsc && !b_in_table);
@@ -1223,9 +1329,14 @@ static void dot_gemm(Cg *c, const Stmt *s, int mr, int nr, Var *k)
             fprintf(stderr, "tilec: internal error: an a_e2m1_order micro_gemm that is no byte-table dot tile\n");
             abort();
         }
-        d.t8 = true;
+        d.t8 = !pair8;
+        d.pair8 = pair8;
         d.lut_pairs = false;
-        d.chunk = chunk = IR_E2M1_BLOCK;
+        d.chunk = chunk = pair8 ? IR_E2M1_PAIR_BLOCK : IR_E2M1_BLOCK;
+        if (pair8 && (!c->t->has_bf16_dot || w != 16 || K % IR_E2M1_PAIR_BLOCK)) {
+            fprintf(stderr, "tilec: internal error: a bf16 a_e2m1_order tile for a target without 16-lane vdpbf16ps\n");
+            abort();
+        }
     }
     if (e2m1_lut && !d.t8) {
         d.lut_buf = entry_alloca(c, LLVMArrayType(c->i8, (unsigned)(64 * nr)));
@@ -1251,6 +1362,8 @@ static void dot_gemm(Cg *c, const Stmt *s, int mr, int nr, Var *k)
         d.ktvar = temp_var(c, "kt", 6);
         if (d.t8)
             cg_loop(c, d.kbvar, cg_i64(c, K / IR_E2M1_BLOCK), LOOP_SERIAL, 0, false, dot_t8_block, &d);
+        else if (d.pair8)
+            cg_loop(c, d.kbvar, cg_i64(c, K / IR_E2M1_PAIR_BLOCK), LOOP_SERIAL, 0, false, dot_pair8_block, &d);
         else if (d.lut_pairs)
             cg_loop(c, d.kbvar, cg_i64(c, K / d.block / 2), LOOP_SERIAL, 0, false, dot_block_pair, &d);
         else
@@ -1271,7 +1384,7 @@ static void dot_gemm(Cg *c, const Stmt *s, int mr, int nr, Var *k)
     /* the tile's sums W at a time (lane_sums), scaled and NaN-marked as
      * vectors (one select: LLVM made eight branches of eight scalar ones) */
     double scale = d.lift_a ? ldexp(1.0, -IR_A_LIFT_EXP - DIRECT_B_EXP) : dot_scale(ta) * dot_scale(tb);
-    if (e2m1_lut && !d.t8)
+    if (e2m1_lut && !d.t8 && !d.pair8)
         scale *= 0.5; /* the byte table holds 2x the values */
     const Region *cr = &s->u.gemm.c;
     int n = mr * nr;

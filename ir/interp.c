@@ -570,7 +570,8 @@ static float dot(Interp *in, const Stmt *s, const Operand *a, const Operand *b, 
     for (int64_t kk = 0; kk < K && !in->failed; kk++) {
         double bv = s->u.gemm.b_pairs ? operand(in, b, kk / 2, 2 * j + kk % 2, false, s->loc)
                                       : operand(in, b, kk, j, s->u.gemm.trans_b, s->loc);
-        double av = s->u.gemm.a_e2m1_order ? operand_at(in, a, i, ir_e2m1_position(kk), kk, s->loc)
+        int64_t at = a->r->buf->dtype == DT_BF16 ? ir_e2m1_pair_position(kk) : ir_e2m1_position(kk);
+        double av = s->u.gemm.a_e2m1_order ? operand_at(in, a, i, at, kk, s->loc)
                                            : operand(in, a, i, kk, s->u.gemm.trans_a, s->loc);
         acc += (float)(s->u.gemm.a_lifted ? ldexp(av, -IR_A_LIFT_EXP) : av) * (float)bv;
     }

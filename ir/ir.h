@@ -134,11 +134,34 @@
 #define IR_BCAST_ROWS 32
 #define IR_BCAST_COLS 16
 
-/* Where column k of an a_e2m1_order A is stored. */
+/* A bf16 a_e2m1_order A (beside vdpbf16ps dot tiles, codegen/micro.c,
+ * e2m1_pair_parts) is stored in blocks of IR_E2M1_PAIR_BLOCK columns,
+ * each four parts of 32: column 32L + 16q + 2e + h of a block at position
+ * 32(2h + q) + 8L + e — the order in which 64 bytes of packed e2m1, split
+ * into low and high nibbles and interleaved within 128-bit lanes, become
+ * bf16 words (lane L of every part holds the block's 32-column scale
+ * block L). */
+#define IR_E2M1_PAIR_BLOCK 128
+
+/* Where column k of an a_e2m1_order A is stored: an f32 A's, a bf16 A's. */
 static inline int64_t ir_e2m1_position(int64_t k)
 {
     int64_t r = k % IR_E2M1_BLOCK;
     return k - r + 8 * (r % 8) + r / 8;
+}
+
+static inline int64_t ir_e2m1_pair_position(int64_t k)
+{
+    int64_t r = k % IR_E2M1_PAIR_BLOCK, s = r % 32;
+    return k - r + 32 * (2 * (s % 2) + s / 16) + 8 * (r / 32) + s % 16 / 2;
+}
+
+/* The column stored at position p of a bf16 a_e2m1_order A (the inverse
+ * of ir_e2m1_pair_position). */
+static inline int64_t ir_e2m1_pair_column(int64_t p)
+{
+    int64_t r = p % IR_E2M1_PAIR_BLOCK, part = r / 32;
+    return p - r + 32 * (r % 32 / 8) + 16 * (part % 2) + 2 * (r % 8) + part / 2;
 }
 
 /* ---------------------------------------------------------------- arena */
@@ -463,11 +486,15 @@ struct Stmt {
          * staged A that lets the CPU's dot tile widen an e4m3 B straight
          * into f32's fields (codegen/micro.c, e4m3_direct), every product
          * of the two still an f32 normal.  Needs trans_b and an e4m3 b. */
-        /* a_e2m1_order (MICRO_GEMM only): A is stored in IR_E2M1_BLOCK
-         * column blocks, each 8x8-transposed (element (i, k) at column
-         * k - k % 64 + 8 (k % 8) + k % 64 / 8; its scale, if any, is still
-         * column k's), for a block-scaled packed e2m1 b, transposed, of
-         * K a multiple of 64, and at most IR_E2M1_TABLE_ROWS rows of C. */
+        /* a_e2m1_order (MICRO_GEMM only): A is stored in the order a
+         * byte-table dot tile decodes a block-scaled packed e2m1 b,
+         * transposed, with at most IR_E2M1_TABLE_ROWS rows of C: element
+         * (i, k) at column ir_e2m1_position(k), or for a bf16 A
+         * ir_e2m1_pair_position(k) (its scale, if
+         * any, is still column k's).  An f32 A: IR_E2M1_BLOCK column
+         * blocks, each 8x8-transposed (k - k % 64 + 8 (k % 8) + k % 64 / 8),
+         * K a multiple of 64; a bf16 A (vdpbf16ps tiles, on targets with
+         * has_bf16_dot): blocks of IR_E2M1_PAIR_BLOCK, K a multiple of 128. */
         /* rows (GEMM only, NULL for all): an integer expression n saying
          * that only C's first n rows are wanted (a tile's rows of one MoE
          * expert, the rows of the last row block that lie inside the

@@ -18,7 +18,8 @@ typedef enum Layout {
     ROWS,   /* b[i, j] = R(i, j): a row-major copy */
     PAIRS,  /* b[kk, 2n + t] = R(2kk + t, n): k-pairs for a dot-product instruction */
     PANELS, /* b[p*K + k, n] = R(k, p*NR + n): panels of NR columns, one after another */
-    E2M1_ORDER, /* b[i, ir_e2m1_position(j)] = R(i, j): a micro_gemm a_e2m1_order A */
+    E2M1_ORDER, /* b[i, ir_e2m1_position(j)] = R(i, j): a micro_gemm a_e2m1_order A (f32) */
+    E2M1_PAIRS, /* b[i, ir_e2m1_pair_position(j)] = R(i, j): the same, bf16 */
 } Layout;
 
 /* ir_e2m1_position(p) as an expression: the transposition of each 8x8
@@ -28,6 +29,19 @@ static Expr *e2m1_position(Lower *L, Expr *p)
     Expr *r = ir_binary(L->k, EX_MOD, p, ci(L, IR_E2M1_BLOCK));
     Expr *t = add(L, ir_binary(L->k, EX_MUL, ir_binary(L->k, EX_MOD, r, ci(L, 8)), ci(L, 8)),
                   ir_binary(L->k, EX_DIV, r, ci(L, 8)));
+    return add(L, ir_binary(L->k, EX_SUB, p, r), t);
+}
+
+/* ir_e2m1_pair_column(p) as an expression: the column stored at p. */
+static Expr *e2m1_pair_column(Lower *L, Expr *p)
+{
+    Expr *r = ir_binary(L->k, EX_MOD, p, ci(L, IR_E2M1_PAIR_BLOCK));
+    Expr *part = ir_binary(L->k, EX_DIV, r, ci(L, 32));
+    Expr *lane = ir_binary(L->k, EX_DIV, ir_binary(L->k, EX_MOD, r, ci(L, 32)), ci(L, 8));
+    Expr *t = add(L, ir_binary(L->k, EX_MUL, lane, ci(L, 32)),
+                  add(L, ir_binary(L->k, EX_MUL, ir_binary(L->k, EX_MOD, part, ci(L, 2)), ci(L, 16)),
+                      add(L, ir_binary(L->k, EX_MUL, ir_binary(L->k, EX_MOD, r, ci(L, 8)), ci(L, 2)),
+                          ir_binary(L->k, EX_DIV, part, ci(L, 2)))));
     return add(L, ir_binary(L->k, EX_SUB, p, r), t);
 }
 
@@ -49,8 +63,9 @@ static Stmt *stage_loops(Lower *L, const Region *r, Buffer *b, Layout lay, const
     if (lay == PAIRS) {
         row = add(L, ir_binary(L->k, EX_MUL, vars[0], ci(L, 2)), ir_binary(L->k, EX_MOD, vars[1], ci(L, 2)));
         col = ir_binary(L->k, EX_DIV, vars[1], ci(L, 2));
-    } else if (lay == E2M1_ORDER) {
-        col = e2m1_position(L, vars[1]); /* stores at vars[1]: each moves with its own variable */
+    } else if (lay == E2M1_ORDER || lay == E2M1_PAIRS) {
+        /* stores at vars[1]: each moves with its own variable */
+        col = lay == E2M1_ORDER ? e2m1_position(L, vars[1]) : e2m1_pair_column(L, vars[1]);
     } else if (lay == PANELS) {
         /* the panel loop is serial: its rows p*K + k differ, but a parallel
          * loop's stores must each move with its own variable */
@@ -901,6 +916,18 @@ static bool stages_e2m1_order(const Lower *L, const Stmt *g, const Region *bs, c
     return rows && whole_rows && dot_rows_of(L->t, M, K, DT_F32, g->u.gemm.b.buf->dtype) > IR_E2M1_TABLE_ROWS;
 }
 
+/* Whether A's copy in e2m1 order is bf16 in IR_E2M1_PAIR_BLOCK blocks, for
+ * tiles that decode 128 weights to bf16 words at once and sum them with
+ * vdpbf16ps (codegen/micro.c, e2m1_pair_parts): where the target has a
+ * fast vdpbf16ps and A holds e4m3 values — exact in bf16, every one of
+ * them and their products with e2m1's normal (the instruction takes
+ * subnormal inputs and results as zero).  Zen 5, bench_decode --fmt fp4,
+ * one row, one thread: see the tile's comment. */
+static bool e2m1_pairs(const Lower *L, const Stmt *g)
+{
+    return L->t->has_bf16_dot && g->u.gemm.a.buf->dtype == DT_F8E4M3 && g->u.gemm.a.ext[1] % IR_E2M1_PAIR_BLOCK == 0;
+}
+
 /* A's copy in e2m1 order (where stages_e2m1_order says) into *fe, staged
  * in seq (its loads guarded where n, the wanted rows, may leave the
  * matrix): all of A's rows, or beside taller tiles just the band of the
@@ -918,8 +945,10 @@ static void stage_e2m1_copy(Lower *L, Stmt *seq, const Stmt *g, Expr *n, DotInpu
         from = sub(L, a, 0, shape[0], done, 0, K, ci(L, 0));
         sc->a_e2m1_band = true;
     }
-    *fe = whole(L, lower_temp(L, "gemm_a_t", SCOPE_SHARED, DT_F32, 2, shape, g->loc));
-    stage_into(L, seq, &from, fe->buf, E2M1_ORDER, shape, 0, false, n ? CHECK : INSIDE, 0, NULL, g->loc);
+    bool pairs = e2m1_pairs(L, g);
+    *fe = whole(L, lower_temp(L, "gemm_a_t", SCOPE_SHARED, pairs ? DT_BF16 : DT_F32, 2, shape, g->loc));
+    stage_into(L, seq, &from, fe->buf, pairs ? E2M1_PAIRS : E2M1_ORDER, shape, 0, false, n ? CHECK : INSIDE, 0, NULL,
+               g->loc);
     sc->a_e2m1 = fe;
 }
 

@@ -168,15 +168,18 @@ if "$TILEC" compile kernels_src/moe_expert_gemm.lua --set R=16 --set E=16 --set 
      --target x86-avx2 --emit asm -o "$tmp/fp4_row.s" 2>"$tmp/err" &&
    grep -q "vpshufb.*ymm" "$tmp/fp4_row.s" && ! grep -q "vpshufb.*xmm" "$tmp/fp4_row.s"; then
   ok "one-row fp4 tiles decode block pairs"; else bad "one-row fp4 tiles decode block pairs" "$(grep -c vpshufb "$tmp/fp4_row.s")" "$(cat "$tmp/err")"; fi
-# ... and so do x86-avx512's, on 256-bit registers (faster than 512-bit
-# f32-table tiles on a Sapphire Rapids Xeon): no 16-lane table lookups
-# (vpermd, vpermps) left, and A in e2m1 order (the byte tables' halves
-# interleaved and shifted into f32s)
+# ... and x86-avx512's (vdpbf16ps) 128 weights at once into bf16 words
+# beside a bf16 A in their order (micro_gemm a_e2m1_order of a bf16 A):
+# 512-bit vpshufb lookups interleaved into words, summed by vdpbf16ps, no
+# f32 parts (vpslld 16)
 if "$TILEC" compile kernels_src/moe_expert_gemm.lua --set R=16 --set E=16 --set N=4096 --set K=2048 --set BM=1 \
      --target x86-avx512 --emit asm -o "$tmp/fp4_row512.s" 2>"$tmp/err" &&
-   grep -q "vpshufb.*ymm" "$tmp/fp4_row512.s" && ! grep -qE "vperm(d|ps)[[:space:]].*zmm" "$tmp/fp4_row512.s" &&
-   grep -q "vpunpcklbw.*ymm" "$tmp/fp4_row512.s" && grep -q "vpslld	\$16, %ymm" "$tmp/fp4_row512.s"; then
-  ok "avx512 one-row fp4 tiles take the byte table"; else bad "avx512 one-row fp4 tiles take the byte table" "$(cat "$tmp/err")"; fi
+   grep -q "vpshufb.*zmm" "$tmp/fp4_row512.s" && grep -q "vpunpcklbw.*zmm" "$tmp/fp4_row512.s" && grep -q "vdpbf16ps.*zmm" "$tmp/fp4_row512.s" &&
+   ! grep -q "vpslld	\$16, %[yz]mm" "$tmp/fp4_row512.s"; then
+  ok "avx512 one-row fp4 tiles decode to bf16 for vdpbf16ps"
+else
+  bad "avx512 one-row fp4 tiles decode to bf16 for vdpbf16ps" "$(cat "$tmp/err")"
+fi
 # a dot or broadcast tile the kernel has more than once is one function,
 # called from each place (moe_gemm_swiglu: the gate and up GEMMs' tiles;
 # a broadcast tile's two tail tiles of a width, twice in each), and one it
@@ -202,6 +205,13 @@ check "dot tiles with A's and with B's scales --check" "$TILEC" run tests/specs/
 # A's and B's scales per 32 and per 64 elements, one and two rows, beside a
 # tile of the same operands in A's own order
 check "fp4 tiles beside A in e2m1 order --check" "$TILEC" run tests/specs/e2m1_order.tir --check
+# ... and beside a bf16 A in its blocks of 128 (vdpbf16ps tiles): scales per
+# 32, 64 and 128 elements, one and two rows
+if "$TILEC" targets | grep -q "bf16 dot products"; then
+  check "fp4 tiles beside a bf16 A in e2m1 order --check" "$TILEC" run tests/specs/e2m1_pairs.tir --check
+else
+  echo "skipped: fp4 tiles beside a bf16 A in e2m1 order (this CPU's target has no fast vdpbf16ps)"
+fi
 # broadcast tiles (micro_gemm trans_a trans_b): bf16, e4m3 with 128x128
 # scales added into C, packed e2m1 with 1x32 scales over 12 rows (a masked
 # vector on AVX2)

@@ -701,7 +701,8 @@ TEST(a_lifted_needs_f32_by_transposed_e4m3)
 }
 
 /* a_e2m1_order: a micro_gemm of at most IR_E2M1_TABLE_ROWS rows of an f32
- * A by a transposed, block-scaled e2m1 B, K a multiple of 64. */
+ * A (K a multiple of 64) or a bf16 A (K a multiple of 128) by a
+ * transposed, block-scaled e2m1 B. */
 TEST(a_e2m1_order_needs_a_byte_table_tile)
 {
     static const char *src = "kernel e level loop\n"
@@ -715,8 +716,9 @@ TEST(a_e2m1_order_needs_a_byte_table_tile)
                              "  micro_gemm xs[0 +: 2, 0 +: 128], w[0 +: 16, 0 +: 128] -> acc[0 +: 2, 0 +: 16] trans_b clear "
                              "b_scale s[0 +: 16, 0 +: 4] a_e2m1_order\n" /* 9 */
                              "}\n";
-    const char *want = "verify: micro_gemm: a_e2m1_order needs a micro_gemm of at most 2 rows of an f32 a by a "
-                       "transposed, block-scaled f4e2m1 b, K a multiple of 64 (no wgmma)";
+    const char *want = "verify: micro_gemm: a_e2m1_order needs a micro_gemm of at most 2 rows of an f32 a (K a "
+                       "multiple of 64) or a bf16 a (K a multiple of 128) by a transposed, block-scaled f4e2m1 b "
+                       "(no wgmma)";
     Diag d = {0};
     Kernel *k = load(src);
     CHECKF(k && ir_verify(k, &d), "%s", d.msg);
@@ -732,7 +734,18 @@ TEST(a_e2m1_order_needs_a_byte_table_tile)
     item(k, 0)->u.gemm.b_scale = (Region){0}; /* unscaled */
     expect_fail(k, 9, want);
     k = load(src);
-    item(k, 0)->u.gemm.a = ir_region_whole(k, ir_buf_find(k, "x")); /* bf16 A */
+    item(k, 0)->u.gemm.a = ir_region_whole(k, ir_buf_find(k, "x")); /* bf16 A: its blocks of 128 */
+    item(k, 0)->u.gemm.a.ext[0] = 2;
+    CHECKF(ir_verify(k, &d), "%s", d.msg);
+    ir_kernel_free(k);
+    k = load(src);
+    item(k, 0)->u.gemm.a = ir_region_whole(k, ir_buf_find(k, "x"));
+    item(k, 0)->u.gemm.a.ext[0] = 2;
+    item(k, 0)->u.gemm.a.ext[1] = item(k, 0)->u.gemm.b.ext[1] = 64; /* bf16 A, K 64 */
+    item(k, 0)->u.gemm.b_scale.ext[1] = 2;
+    expect_fail(k, 9, want);
+    k = load(src);
+    item(k, 0)->u.gemm.a = ir_region_whole(k, ir_buf_find(k, "w")); /* an e2m1 A */
     item(k, 0)->u.gemm.a.ext[0] = 2;
     expect_fail(k, 9, want);
 }
