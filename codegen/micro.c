@@ -1265,8 +1265,8 @@ static void dot_gemm(Cg *c, const Stmt *s, int mr, int nr, Var *k)
      * thread) took 13.1 ms compiled for AVX2 against 20.7 with 512-bit
      * f32-table tiles, whose permutes and 512-bit operations issue on
      * two ports where 256-bit ones have three. */
-    bool e2m1_lut = tb == DT_F4E2M1 && bsc && mr <= 2;
     bool pair8 = s->u.gemm.a_e2m1_order && ta == DT_BF16; /* 512-bit: vdpbf16ps */
+    bool e2m1_lut = tb == DT_F4E2M1 && bsc && (mr <= 2 || pair8);
     if (e2m1_lut && !pair8)
         w = 8;
     bool scaled = asc || bsc, b_in_table = bsc && tb == DT_F4E2M1 && !e2m1_lut;

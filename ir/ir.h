@@ -142,6 +142,9 @@
  * bf16 words (lane L of every part holds the block's 32-column scale
  * block L). */
 #define IR_E2M1_PAIR_BLOCK 128
+/* ... and such tiles have at most IR_E2M1_PAIR_ROWS rows (each decoded
+ * part feeds one vdpbf16ps per row). */
+#define IR_E2M1_PAIR_ROWS 8
 
 /* Where column k of an a_e2m1_order A is stored: an f32 A's, a bf16 A's. */
 static inline int64_t ir_e2m1_position(int64_t k)
@@ -488,7 +491,8 @@ struct Stmt {
          * of the two still an f32 normal.  Needs trans_b and an e4m3 b. */
         /* a_e2m1_order (MICRO_GEMM only): A is stored in the order a
          * byte-table dot tile decodes a block-scaled packed e2m1 b,
-         * transposed, with at most IR_E2M1_TABLE_ROWS rows of C: element
+         * transposed, with at most IR_E2M1_TABLE_ROWS rows of C (a bf16
+         * A: IR_E2M1_PAIR_ROWS): element
          * (i, k) at column ir_e2m1_position(k), or for a bf16 A
          * ir_e2m1_pair_position(k) (its scale, if
          * any, is still column k's).  An f32 A: IR_E2M1_BLOCK column

@@ -38,8 +38,9 @@
  *              elements, one operand's a multiple of the other's;
  *              a_lifted: a micro_gemm of an f32 a by a transposed f8e4m3 b;
  *              a_e2m1_order: a micro_gemm of an f32 a (K a multiple of
- *              64) or a bf16 a (K a multiple of 128) by a transposed,
- *              block-scaled f4e2m1 b, at most IR_E2M1_TABLE_ROWS rows.
+ *              64, at most IR_E2M1_TABLE_ROWS rows) or a bf16 a (K a
+ *              multiple of 128, at most IR_E2M1_PAIR_ROWS rows) by a
+ *              transposed, block-scaled f4e2m1 b.
  *   reduce   — axis < src rank; dst is the src window with the axis
  *              removed (rank - 1, the other extents in order), except that
  *              a rank-1 source reduces into a rank-1 window of extent 1
@@ -486,14 +487,16 @@ static void check_gemm(Verifier *v, const Stmt *s)
     }
     int64_t m, n, ka, kb;
     gemm_dims(s, &m, &n, &ka, &kb);
-    int64_t order_block = a->buf->dtype == DT_BF16 ? IR_E2M1_PAIR_BLOCK : IR_E2M1_BLOCK;
+    bool pair_order = a->buf->dtype == DT_BF16;
+    int64_t order_block = pair_order ? IR_E2M1_PAIR_BLOCK : IR_E2M1_BLOCK;
     if (s->u.gemm.a_e2m1_order &&
         (s->op != ST_MICRO_GEMM || !s->u.gemm.trans_b || s->u.gemm.trans_a ||
          (a->buf->dtype != DT_F32 && a->buf->dtype != DT_BF16) || b->buf->dtype != DT_F4E2M1 ||
-         !s->u.gemm.b_scale.buf || s->u.gemm.desc || ka % order_block || m > IR_E2M1_TABLE_ROWS)) {
+         !s->u.gemm.b_scale.buf || s->u.gemm.desc || ka % order_block ||
+         m > (pair_order ? IR_E2M1_PAIR_ROWS : IR_E2M1_TABLE_ROWS))) {
         fail(v, s->loc, "%s: a_e2m1_order needs a micro_gemm of at most %d rows of an f32 a (K a multiple of %d) "
-             "or a bf16 a (K a multiple of %d) by a transposed, block-scaled f4e2m1 b (no wgmma)", op,
-             IR_E2M1_TABLE_ROWS, IR_E2M1_BLOCK, IR_E2M1_PAIR_BLOCK);
+             "or %d of a bf16 a (K a multiple of %d) by a transposed, block-scaled f4e2m1 b (no wgmma)", op,
+             IR_E2M1_TABLE_ROWS, IR_E2M1_BLOCK, IR_E2M1_PAIR_ROWS, IR_E2M1_PAIR_BLOCK);
         return;
     }
     if (ka != kb || c->ext[0] != m || c->ext[1] != n) {

@@ -465,7 +465,7 @@ static int64_t dot_rows_of(const TargetInfo *t, int64_t M, int64_t K, DType ta, 
  * K loop had its row pointers reloaded from the stack (N 128 in 3s).
  * A block-scaled B (bn > 0 rows per scale row): fewer columns where that
  * keeps every tile's rows within whole block rows of the scale.  A tile
- * reading A in e2m1 order (e2m1_order) takes one column: its A vectors are
+ * reading A in e2m1 order (at most e2m1_rows rows) takes one column: its A vectors are
  * then the FMAs' memory operands, where at two columns LLVM kept them in
  * registers and spilled them and the decoding's constants (bench_decode
  * --quick --fmt fp4, M = 1, one thread: 1255-1274 us at two, 1177-1183 at
@@ -474,9 +474,9 @@ static int64_t dot_rows_of(const TargetInfo *t, int64_t M, int64_t K, DType ta, 
  * packed e2m1, one expert, N = K = 4096, 8 rows: 8x1 3.76 ms, 8x2 1.68;
  * 16 rows 6.76 -> 3.24). */
 static int64_t dot_cols_of(const TargetInfo *t, int64_t mr, int64_t K, DType ta, DType tb, int64_t bn, int64_t N,
-                           bool e2m1_order)
+                           int64_t e2m1_rows)
 {
-    if (e2m1_order && mr <= IR_E2M1_TABLE_ROWS)
+    if (mr <= e2m1_rows)
         return 1;
     int64_t nr = dot_tall(t, mr, K, ta, tb) ? dot_tall_cols(t, mr, tb) : dot_fit_cols(t, mr, ta, tb);
     if (bn && tb == DT_F4E2M1) {
@@ -505,6 +505,7 @@ typedef struct DotInputs {
     bool a_lifted;
     const Region *a_e2m1;
     bool a_e2m1_band;
+    int64_t e2m1_rows; /* the most rows of a tile reading a_e2m1 (e2m1_order_rows) */
 } DotInputs;
 
 /* The rows of the block scale bs of an operand (A or B) that its rows
@@ -525,7 +526,7 @@ static Stmt *dot_tile(Lower *L, const Stmt *g, const Region *a, const Region *b,
                       Expr *i, int64_t i0, int64_t mr, Expr *j, int64_t j0, int64_t n, int64_t K)
 {
     Expr *z = ci(L, 0);
-    bool e2m1_order = sc.a_e2m1 && mr <= IR_E2M1_TABLE_ROWS;
+    bool e2m1_order = sc.a_e2m1 && mr <= sc.e2m1_rows;
     Region ta = !e2m1_order        ? sub(L, a, i0, mr, i, 0, K, z)
                 : sc.a_e2m1_band ? sub(L, sc.a_e2m1, 0, mr, z, 0, K, z)
                                  : sub(L, sc.a_e2m1, i0, mr, i, 0, K, z);
@@ -633,7 +634,7 @@ static Stmt *dot_tiles(Lower *L, const Stmt *g, const Region *a, const Region *b
     }
     bool loop = full > 1 || (full && rows);
     int64_t bn = sc.b ? mat_rows(b) / mat_rows(sc.b) : 0;
-    bool t8 = sc.a_e2m1 != NULL;
+    int64_t t8 = sc.a_e2m1 ? sc.e2m1_rows : 0;
     int64_t nr = dot_cols_of(L->t, full ? mr : rem, K, ta, tb, bn, N, t8);
     /* Weight rows that overflow half of L2 would come from L3 or memory
      * again for every band: there the columns go outside and the bands
@@ -883,37 +884,9 @@ static Stmt *tail_tiles(Lower *L, const Stmt *g, const Region *c, Expr *rows, bo
         sb = dequantise(L, seq, &b, bs, DT_F32, "gemm_b", g->loc);
     else if (copy_b)
         sb = whole(L, stage(L, seq, &b, false, b.ext[0], b.ext[1], b.buf->dtype, "gemm_b", OUTSIDE, g->loc));
-    DotInputs sc = {NULL, copy_b ? NULL : bs, lift, NULL, false};
+    DotInputs sc = {NULL, copy_b ? NULL : bs, lift, NULL, false, 0};
     ir_seq_push(L->k, seq, dot_tiles(L, g, &sa, &sb, sc, c, rows, false));
     return seq;
-}
-
-/* Whether a GEMM's dot tiles of at most IR_E2M1_TABLE_ROWS rows read A
- * from a copy in e2m1 order (micro_gemm a_e2m1_order): beside
- * block-scaled packed e2m1 B, where those tiles decode B through the byte
- * table without restoring the elements' order (codegen/micro.c,
- * e2m1_t8_parts; bench_decode --fmt fp4 --quick, M = 1, one thread:
- * 1481-1504 -> 1177-1183 us).  The copy is staged once per call beside the
- * K x N weights it meets; where the tiles also have more rows (an MoE
- * tile's bands and its 1- and 2-row variants, `rows`), A is staged both
- * ways: the e2m1 copy then holds only the band the rows-left variant
- * reads (its rows start where the full bands end), and only where the
- * GEMM reads whole rows of A (K in one step) — in steps, two copies of a
- * 16-row tile outgrew L2 for pass_hoist and were staged again in every
- * block (moe_expert_gemm at Pro's K 7168 in steps of 1024, 16-row tiles,
- * one thread: T=16 routing 86-88 -> 121-127 ms), and 16 rows of it, most
- * never read, cost moe_gemm_swiglu at 6 rows per expert 3-5%. */
-static bool stages_e2m1_order(const Lower *L, const Stmt *g, const Region *bs, const Expr *rows)
-{
-    const Region *a = &g->u.gemm.a;
-    int64_t M = g->u.gemm.c.ext[0], K = a->ext[1], cols;
-    if (!bs || g->u.gemm.b.buf->dtype != DT_F4E2M1 || K % IR_E2M1_BLOCK)
-        return false;
-    if (M <= IR_E2M1_TABLE_ROWS)
-        return true;
-    /* taller tiles: their full bands are not e2m1 tiles themselves */
-    bool whole_rows = ir_expr_is_const(a->buf->shape[a->buf->rank - 1], &cols) && cols == K;
-    return rows && whole_rows && dot_rows_of(L->t, M, K, DT_F32, g->u.gemm.b.buf->dtype) > IR_E2M1_TABLE_ROWS;
 }
 
 /* Whether A's copy in e2m1 order is bf16 in IR_E2M1_PAIR_BLOCK blocks, for
@@ -928,20 +901,66 @@ static bool e2m1_pairs(const Lower *L, const Stmt *g)
     return L->t->has_bf16_dot && g->u.gemm.a.buf->dtype == DT_F8E4M3 && g->u.gemm.a.ext[1] % IR_E2M1_PAIR_BLOCK == 0;
 }
 
+/* The most rows of a dot tile reading A's copy in e2m1 order. */
+static int64_t e2m1_order_rows(const Lower *L, const Stmt *g)
+{
+    return e2m1_pairs(L, g) ? IR_E2M1_PAIR_ROWS : IR_E2M1_TABLE_ROWS;
+}
+
+/* Whether every band of a GEMM's dot tiles reads A's copy in e2m1 order
+ * (else only the rows-left variant's band, beside taller tiles). */
+static bool e2m1_all_rows(const Lower *L, const Stmt *g)
+{
+    int64_t M = g->u.gemm.c.ext[0], K = g->u.gemm.a.ext[1];
+    return M <= e2m1_order_rows(L, g) ||
+           dot_rows_of(L->t, M, K, DT_F32, g->u.gemm.b.buf->dtype) <= e2m1_order_rows(L, g);
+}
+
+/* Whether a GEMM's dot tiles of at most e2m1_order_rows rows read A
+ * from a copy in e2m1 order (micro_gemm a_e2m1_order): beside
+ * block-scaled packed e2m1 B, where those tiles decode B through the byte
+ * table without restoring the elements' order (codegen/micro.c,
+ * e2m1_t8_parts; bench_decode --fmt fp4 --quick, M = 1, one thread:
+ * 1481-1504 -> 1177-1183 us).  The copy is staged once per call beside the
+ * K x N weights it meets; where the tiles also have more rows (an MoE
+ * tile's bands and its 1- and 2-row variants, `rows`; not where every band
+ * reads the copy, e2m1_all_rows), A is staged both
+ * ways: the e2m1 copy then holds only the band the rows-left variant
+ * reads (its rows start where the full bands end), and only where the
+ * GEMM reads whole rows of A (K in one step) — in steps, two copies of a
+ * 16-row tile outgrew L2 for pass_hoist and were staged again in every
+ * block (moe_expert_gemm at Pro's K 7168 in steps of 1024, 16-row tiles,
+ * one thread: T=16 routing 86-88 -> 121-127 ms), and 16 rows of it, most
+ * never read, cost moe_gemm_swiglu at 6 rows per expert 3-5%. */
+static bool stages_e2m1_order(const Lower *L, const Stmt *g, const Region *bs, const Expr *rows)
+{
+    const Region *a = &g->u.gemm.a;
+    int64_t K = a->ext[1], cols;
+    if (!bs || g->u.gemm.b.buf->dtype != DT_F4E2M1 || K % IR_E2M1_BLOCK)
+        return false;
+    if (e2m1_all_rows(L, g))
+        return true;
+    /* taller tiles: their full bands are not e2m1 tiles themselves */
+    bool whole_rows = ir_expr_is_const(a->buf->shape[a->buf->rank - 1], &cols) && cols == K;
+    return rows && whole_rows;
+}
+
 /* A's copy in e2m1 order (where stages_e2m1_order says) into *fe, staged
  * in seq (its loads guarded where n, the wanted rows, may leave the
  * matrix): all of A's rows, or beside taller tiles just the band of the
- * rows-left variant (sc->a_e2m1_band: min(mr - 1, IR_E2M1_TABLE_ROWS) rows
+ * rows-left variant (sc->a_e2m1_band: min(mr - 1, e2m1_order_rows) rows
  * from where the full bands of mr end). */
 static void stage_e2m1_copy(Lower *L, Stmt *seq, const Stmt *g, Expr *n, DotInputs *sc, Region *fe)
 {
     const Region *a = &g->u.gemm.a;
     int64_t M = g->u.gemm.c.ext[0], K = a->ext[1], shape[2] = {a->ext[0], K};
     Region from = *a;
-    if (M > IR_E2M1_TABLE_ROWS) {
+    int64_t most = e2m1_order_rows(L, g);
+    sc->e2m1_rows = most;
+    if (!e2m1_all_rows(L, g)) {
         int64_t mr = dot_rows_of(L->t, M, K, DT_F32, g->u.gemm.b.buf->dtype);
         Expr *done = ir_binary(L->k, EX_MUL, ir_binary(L->k, EX_DIV, n, ci(L, mr)), ci(L, mr));
-        shape[0] = mr - 1 < IR_E2M1_TABLE_ROWS ? mr - 1 : IR_E2M1_TABLE_ROWS;
+        shape[0] = mr - 1 < most ? mr - 1 : most;
         from = sub(L, a, 0, shape[0], done, 0, K, ci(L, 0));
         sc->a_e2m1_band = true;
     }
@@ -979,14 +998,14 @@ static Stmt *dot_path(Lower *L, const Stmt *g, const Region *c, Expr *rows, Expr
 {
     const Region *a = &g->u.gemm.a;
     const Region *bs = g->u.gemm.b_scale.buf ? &g->u.gemm.b_scale : NULL;
-    DotInputs sc = {g->u.gemm.a_scale.buf ? &g->u.gemm.a_scale : NULL, bs, lifts_a(L, g, widen_a), NULL, false};
+    DotInputs sc = {g->u.gemm.a_scale.buf ? &g->u.gemm.a_scale : NULL, bs, lifts_a(L, g, widen_a), NULL, false, 0};
     Stmt *seq = ir_seq(L->k, g->loc);
     Region fa = *a, fe;
     if (stages_e2m1_order(L, g, bs, rows))
         stage_e2m1_copy(L, seq, g, n, &sc, &fe);
     /* A in its own order only where a tile has more rows than those
      * reading the e2m1 copy (which otherwise stands in for it) */
-    if (sc.a_e2m1 && c->ext[0] <= IR_E2M1_TABLE_ROWS)
+    if (sc.a_e2m1 && !sc.a_e2m1_band)
         fa = fe;
     else if (widen_a)
         fa = whole(L, stage_lifted(L, seq, a, false, a->ext[0], a->ext[1], DT_F32, "gemm_a", n ? CHECK : INSIDE,

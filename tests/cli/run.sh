@@ -206,7 +206,7 @@ check "dot tiles with A's and with B's scales --check" "$TILEC" run tests/specs/
 # tile of the same operands in A's own order
 check "fp4 tiles beside A in e2m1 order --check" "$TILEC" run tests/specs/e2m1_order.tir --check
 # ... and beside a bf16 A in its blocks of 128 (vdpbf16ps tiles): scales per
-# 32, 64 and 128 elements, one and two rows
+# 32, 64 and 128 elements, one, two and four rows
 if "$TILEC" targets | grep -q "bf16 dot products"; then
   check "fp4 tiles beside a bf16 A in e2m1 order --check" "$TILEC" run tests/specs/e2m1_pairs.tir --check
 else

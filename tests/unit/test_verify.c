@@ -717,8 +717,8 @@ TEST(a_e2m1_order_needs_a_byte_table_tile)
                              "b_scale s[0 +: 16, 0 +: 4] a_e2m1_order\n" /* 9 */
                              "}\n";
     const char *want = "verify: micro_gemm: a_e2m1_order needs a micro_gemm of at most 2 rows of an f32 a (K a "
-                       "multiple of 64) or a bf16 a (K a multiple of 128) by a transposed, block-scaled f4e2m1 b "
-                       "(no wgmma)";
+                       "multiple of 64) or 8 of a bf16 a (K a multiple of 128) by a transposed, block-scaled f4e2m1 "
+                       "b (no wgmma)";
     Diag d = {0};
     Kernel *k = load(src);
     CHECKF(k && ir_verify(k, &d), "%s", d.msg);
@@ -736,6 +736,11 @@ TEST(a_e2m1_order_needs_a_byte_table_tile)
     k = load(src);
     item(k, 0)->u.gemm.a = ir_region_whole(k, ir_buf_find(k, "x")); /* bf16 A: its blocks of 128 */
     item(k, 0)->u.gemm.a.ext[0] = 2;
+    CHECKF(ir_verify(k, &d), "%s", d.msg);
+    ir_kernel_free(k);
+    k = load(src);
+    item(k, 0)->u.gemm.a = ir_region_whole(k, ir_buf_find(k, "x")); /* ... of 4 rows (up to 8) */
+    item(k, 0)->u.gemm.c.ext[0] = 4;
     CHECKF(ir_verify(k, &d), "%s", d.msg);
     ir_kernel_free(k);
     k = load(src);
