@@ -99,6 +99,17 @@ return T.kernel "fp8_gemm" {
     -- a prefill: 128-row blocks (Zen 5, N = K = 2048, one thread: 51.7 ->
     -- 43.4 ms; N = K = 7168 620 -> 539; x86-avx2 there 159 -> 151)
     if p.M and p.M > 64 then return { BM = 128 } end
+    -- a dyn M in blocks of at most 16 rows (--set BM: bench_moe's shared
+    -- expert at decode): dot tiles over all of K (Zen 5, N 2048, K 4096,
+    -- one thread, M = 1 / 4 / 16: 0.70 / 2.15 / 3.82 ms at the first
+    -- candidates, 0.37 / 0.50 / 1.56 at BN 16 and BK 4096; BK 1024 0.43 /
+    -- 0.63 / 1.78)
+    if not p.M and p.BM and p.BM <= 16 then
+      for _, c in ipairs{4096, 2048, 1024, 512, 256} do
+        if p.K % c == 0 then return { BN = 16, BK = c } end
+      end
+      return {}
+    end
     if not p.M or p.M > 16 then return {} end
     local bm = p.M <= 1 and 1 or p.M <= 4 and 4 or 16
     local rows, bk = math.min(bm, 8), 128
