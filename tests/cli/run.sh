@@ -260,7 +260,7 @@ if "$TILEC" compile kernels_src/rmsnorm.lua --target x86-avx512 --emit llvm -o "
 "$TILEC" compile examples/gemm.lua --set dtype=bf16 --set M=4 --set BM=4 --target x86-avx512 --emit asm \
   -o "$tmp/dot_bf16.s" 2>/dev/null
 if grep -q "vdpbf16ps.*zmm" "$tmp/dot_bf16.s"; then ok "avx512 bf16 dot tiles use vdpbf16ps"; else bad "avx512 bf16 dot tiles use vdpbf16ps"; fi
-"$TILEC" compile kernels_src/fp8_gemm.lua --set BM=1 --set BN=16 --target x86-avx2 --emit asm -o "$tmp/dot_fp8.s" 2>/dev/null
+"$TILEC" compile kernels_src/fp8_gemm.lua --set BM=1 --set BN=16 --set BK=128 --target x86-avx2 --emit asm -o "$tmp/dot_fp8.s" 2>/dev/null
 if grep -q "vcvtph2ps" "$tmp/dot_fp8.s" && grep -q "prefetcht1" "$tmp/dot_fp8.s"; then
   ok "fp8 dot tiles widen through f16 and prefetch"; else bad "fp8 dot tiles widen through f16 and prefetch"; fi
 # fp8 at one row, where the host's FMAs take subnormals at full speed
@@ -434,7 +434,7 @@ if grep -qE "vmov[au]ps.*zmm.*\{%k" "$tmp/softmax.s"; then ok "softmax vectorise
 # M; one block of rows per K step, keyed by the row block) and an MoE
 # expert tile's rows (keyed through its schedule); the weight tiles stay
 # in their blocks.
-"$TILEC" compile kernels_src/fp8_gemm.lua --set BM=16 --set BN=16 --target x86-avx2 --emit ir \
+"$TILEC" compile kernels_src/fp8_gemm.lua --set BM=16 --set BN=16 --set BK=128 --target x86-avx2 --emit ir \
   -o "$tmp/hoist_fp8.ir" 2>/dev/null
 "$TILEC" compile kernels_src/moe_expert_gemm.lua --set E=16 --set N=4096 --set K=2048 --set BM=4 --set BN=32 \
   --set BK=2048 --target x86-avx2 --emit ir -o "$tmp/hoist_moe.ir" 2>/dev/null
