@@ -115,6 +115,32 @@ TEST(choose_picks_the_unset_tile_sizes)
     ir_kernel_free(k);
 }
 
+/* examples/gemm.lua's choose on a CPU: blocks of 4 weight rows at one row,
+ * 32 at a few; 512-row blocks where such a band of A fits two L2s
+ * (x86-avx2 plans for 512 KiB), else 256. */
+TEST(gemm_choose_blocks)
+{
+    const TargetInfo *cpu = ir_target("x86-avx2");
+    struct {
+        FeSet sets[3];
+        const char *bm, *bn;
+    } cases[] = {
+        {{{"M", "1"}, {"K", "4096"}, {"dtype", "bf16"}}, "1", "4"},
+        {{{"M", "4"}, {"K", "4096"}, {"dtype", "bf16"}}, "4", "32"},
+        {{{"M", "1024"}, {"K", "1024"}, {"dtype", "bf16"}}, "512", "64"},
+        {{{"M", "1024"}, {"K", "2048"}, {"dtype", "bf16"}}, "256", "64"},
+        {{{"M", "1024"}, {"K", "1024"}, {"dtype", "f32"}}, "256", "64"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        Diag d = {0};
+        Kernel *k = fe_load_for("examples/gemm.lua", cases[i].sets, 3, cpu, &d);
+        CHECKF(k, "case %zu: %s", i, d.msg);
+        CHECKF(!strcmp(kparam(k, "BM"), cases[i].bm) && !strcmp(kparam(k, "BN"), cases[i].bn),
+               "case %zu: BM %s BN %s, want %s %s", i, kparam(k, "BM"), kparam(k, "BN"), cases[i].bm, cases[i].bn);
+        ir_kernel_free(k);
+    }
+}
+
 /* sparse_attn's choose: all heads per block from 4 known queries on a CPU,
  * the smallest head blocks below; the first candidate on a GPU and for a
  * dyn M. */
@@ -182,6 +208,7 @@ int main(void)
     RUN(set_rejects_unknown_fixed_and_out_of_set_values);
     RUN(set_values_reach_the_kernel);
     RUN(choose_picks_the_unset_tile_sizes);
+    RUN(gemm_choose_blocks);
     RUN(sparse_attn_choose_heads_per_block);
     RUN(a_wrong_choose_is_one_line_at_the_spec);
     RUN(missing_spec_file);
