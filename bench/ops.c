@@ -21,15 +21,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* One row: compile op for t (with its CPU tiles), time 9 launches after a
- * warm-up, print the median. */
+/* One row: compile op for t (with its CPU tiles; the tiles those leave
+ * unset are the spec's choose for t, as `tilec run` picks them), time 9
+ * launches after a warm-up, print the median. */
 static bool bench_op(const V4Op *op, const TargetInfo *t, int threads, double bw)
 {
     const char *name = v4_op_name(op);
     FeSet sets[2 * V4OP_MAX_SETS];
     int nsets = v4_op_sets(op, true, sets);
     Diag d = {0};
-    Kernel *k = fe_load(op->spec, sets, nsets, &d);
+    Kernel *k = fe_load_for(op->spec, sets, nsets, t, &d);
     CgJit *j = NULL;
     if (!k || !pass_pipeline(k, t, NULL, &d) || !(j = cg_jit_compile(k, t, &d))) {
         printf("%-34s failed: ", name);
@@ -68,7 +69,7 @@ static bool build(const char *spec, const FeSet *sets, int nsets, const TargetIn
 {
     Diag d = {0};
     b->j = NULL;
-    b->k = fe_load(spec, sets, nsets, &d);
+    b->k = fe_load_for(spec, sets, nsets, t, &d);
     if (b->k && pass_pipeline(b->k, t, NULL, &d) && (b->j = cg_jit_compile(b->k, t, &d)))
         return true;
     printf("%s failed: ", spec);
