@@ -63,11 +63,15 @@ return T.kernel "moe_gemm_swiglu" {
       end
     end
   end,
-  -- On a CPU: the K step of moe_fp4.cpu_bk; 4-row tiles (a decode's one
-  -- or two rows per expert) stream 32 weight rows per step, taller ones the
-  -- block's 128 (12 rows: 72 ms against 89 at 32).
+  -- On a CPU: the K step of moe_fp4.cpu_bk, and the block's 128 weight
+  -- rows per step (12 rows: 72 ms against 89 at 32).  4-row tiles (a
+  -- decode's one or two rows per expert) took 32 until the dot tiles
+  -- fetched their rows 4 KiB ahead; since, 128 there too (Zen 5, 6 of 16
+  -- experts, I 2048, K 4096, one thread: 1, 2, 4 rows each 1.95-2.04 /
+  -- 2.45-2.48 / 3.71-3.81 ms at 32, 1.77-1.78 / 2.22-2.39 / 3.46-3.50 at
+  -- 128; x86-avx2 one row 4.38-4.41 against 4.26-4.27).
   choose = function(p, target)
     local bk = F.cpu_bk(p, target)
-    return bk and { BK = bk, BS = (p.BM or 16) <= 4 and 32 or 128 } or {}
+    return bk and { BK = bk, BS = 128 } or {}
   end,
 }
