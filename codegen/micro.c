@@ -890,26 +890,27 @@ static void dot_block_pair(Cg *c, void *ctx)
 }
 
 /* The scales of operand x's row `row` (0: A, 1: B; NULL: unscaled) over
- * the two 32-element halves of 64-block kb of a Dot.t8 tile, lanes 0-3
- * the first's and 4-7 the second's (the 128-bit lanes of e2m1_t8_parts'
- * load): one broadcast where the halves share a scale block. */
-static LLVMValueRef t8_scales(Cg *c, Dot *d, int x, int row, LLVMValueRef kb)
+ * the block kb of `block` elements of a Dot.t8 or Dot.pair8 tile, whose
+ * 128-bit lanes each hold a 32-element part of it (e2m1_t8_parts,
+ * e2m1_pair_parts): lane group g the scale of the part's scale block —
+ * one broadcast where the block shares one. */
+static LLVMValueRef lane_scales(Cg *c, Dot *d, int x, int row, LLVMValueRef kb, int64_t block)
 {
     int64_t bk = x ? d->bk_b : d->bk_a;
     if (!(x ? d->b_scale : d->a_scale))
         return NULL;
     LLVMBuilderRef B = c->b;
-    if (bk % IR_E2M1_BLOCK == 0)
-        return splat_f(c, d, block_scale(c, d, x, row, scale_col(c, kb, IR_E2M1_BLOCK, bk)));
-    LLVMValueRef v = LLVMGetPoison(d->vf32), half[8];
-    for (int h = 0; h < 2; h++) {
-        LLVMValueRef q = LLVMBuildAdd(B, LLVMBuildMul(B, kb, cg_i64(c, 2), ""), cg_i64(c, h), "");
-        LLVMValueRef s = block_scale(c, d, x, row, scale_col(c, q, 32, bk));
-        v = LLVMBuildInsertElement(B, v, s, LLVMConstInt(c->i32, (unsigned long long)h, 0), "");
+    if (bk % block == 0)
+        return splat_f(c, d, block_scale(c, d, x, row, scale_col(c, kb, block, bk)));
+    int n = (int)(block / bk); /* scale blocks in the block (the verifier's 32 divides bk) */
+    LLVMValueRef v = LLVMGetPoison(d->vf32), lanes[16];
+    for (int h = 0; h < n; h++) {
+        LLVMValueRef q = LLVMBuildAdd(B, LLVMBuildMul(B, kb, cg_i64(c, n), ""), cg_i64(c, h), "");
+        v = LLVMBuildInsertElement(B, v, block_scale(c, d, x, row, q), LLVMConstInt(c->i32, (unsigned long long)h, 0), "");
     }
-    for (int l = 0; l < 8; l++)
-        half[l] = LLVMConstInt(c->i32, (unsigned long long)(l / 4), 0);
-    return LLVMBuildShuffleVector(B, v, LLVMGetPoison(d->vf32), LLVMConstVector(half, 8), "");
+    for (int l = 0; l < d->w; l++)
+        lanes[l] = LLVMConstInt(c->i32, (unsigned long long)(l * n / d->w), 0);
+    return LLVMBuildShuffleVector(B, v, LLVMGetPoison(d->vf32), LLVMConstVector(lanes, (unsigned)d->w), "");
 }
 
 /* One 64-element block kb of a Dot.t8 tile: each column's weights decoded
@@ -924,13 +925,13 @@ static void dot_t8_block(Cg *c, void *ctx)
     LLVMValueRef av[MAX_DOT_ROWS], sa[MAX_DOT_ROWS];
     for (int i = 0; i < d->mr; i++) {
         av[i] = dot_load(c, d, &s->u.gemm.a, i, k, d->chunk);
-        sa[i] = t8_scales(c, d, 0, i, kb);
+        sa[i] = lane_scales(c, d, 0, i, kb, IR_E2M1_BLOCK);
     }
     LLVMTypeRef ty = d->vf32;
     for (int j = 0; j < d->nr; j++) {
         if (d->prefetch_next)
             prefetch_row(c, &s->u.gemm.b, d->pf_ahead + j, k);
-        LLVMValueRef part[8], sb = t8_scales(c, d, 1, j, kb);
+        LLVMValueRef part[8], sb = lane_scales(c, d, 1, j, kb, IR_E2M1_BLOCK);
         e2m1_t8_parts(c, d, j, k, part);
         for (int i = 0; i < d->mr; i++) {
             LLVMValueRef chain[2] = {LLVMConstNull(ty), LLVMConstNull(ty)};
@@ -982,28 +983,6 @@ static void e2m1_pair_parts(Cg *c, Dot *d, int j, LLVMValueRef k, LLVMTypeRef ty
     }
 }
 
-/* The scales of operand x's row `row` (NULL: unscaled) over the four
- * 32-element blocks of 128-block kb of a Dot.pair8 tile, lanes 4L..4L+3
- * block L's: one broadcast where they share a scale block. */
-static LLVMValueRef pair8_scales(Cg *c, Dot *d, int x, int row, LLVMValueRef kb)
-{
-    int64_t bk = x ? d->bk_b : d->bk_a;
-    if (!(x ? d->b_scale : d->a_scale))
-        return NULL;
-    LLVMBuilderRef B = c->b;
-    if (bk % IR_E2M1_PAIR_BLOCK == 0)
-        return splat_f(c, d, block_scale(c, d, x, row, scale_col(c, kb, IR_E2M1_PAIR_BLOCK, bk)));
-    int n = (int)(IR_E2M1_PAIR_BLOCK / bk); /* 4 or 2 scale blocks (the verifier's 32 divides bk) */
-    LLVMValueRef v = LLVMGetPoison(d->vf32), lanes[16];
-    for (int h = 0; h < n; h++) {
-        LLVMValueRef q = LLVMBuildAdd(B, LLVMBuildMul(B, kb, cg_i64(c, n), ""), cg_i64(c, h), "");
-        v = LLVMBuildInsertElement(B, v, block_scale(c, d, x, row, q), LLVMConstInt(c->i32, (unsigned long long)h, 0), "");
-    }
-    for (int l = 0; l < 16; l++)
-        lanes[l] = LLVMConstInt(c->i32, (unsigned long long)(l * n / 16), 0);
-    return LLVMBuildShuffleVector(B, v, LLVMGetPoison(d->vf32), LLVMConstVector(lanes, 16), "");
-}
-
 /* One 128-element block kb of a Dot.pair8 tile: each column's weights
  * decoded once (e2m1_pair_parts), one vdpbf16ps chain per row from zero
  * (the blocks' chains are independent: only the running sums carry from
@@ -1029,13 +1008,13 @@ static void dot_pair8_block(Cg *c, void *ctx)
             LLVMSetAlignment(x, 2);
             av[i][p] = LLVMBuildBitCast(B, x, params[1], "");
         }
-        sa[i] = pair8_scales(c, d, 0, i, kb);
+        sa[i] = lane_scales(c, d, 0, i, kb, IR_E2M1_PAIR_BLOCK);
     }
     LLVMTypeRef ty = d->vf32;
     for (int j = 0; j < d->nr; j++) {
         if (d->prefetch_next)
             prefetch_row(c, &s->u.gemm.b, d->pf_ahead + j, k);
-        LLVMValueRef part[4], sb = pair8_scales(c, d, 1, j, kb);
+        LLVMValueRef part[4], sb = lane_scales(c, d, 1, j, kb, IR_E2M1_PAIR_BLOCK);
         e2m1_pair_parts(c, d, j, k, params[2], part);
         for (int i = 0; i < d->mr; i++) {
             LLVMValueRef sum = LLVMConstNull(ty);
