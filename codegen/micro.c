@@ -713,38 +713,55 @@ static uint8_t e2m1_t8_byte(int i, int shift)
     return (uint8_t)(u >> shift);
 }
 
+/* n bytes of packed e2m1 (32 or 64; each 16-byte lane's bytes in any
+ * order) as words: nibble h of the lane's byte 8q + e in word e of the
+ * lane of words[h][q], the value's bf16 bits (the high and low bytes
+ * looked up in two 16-entry tables, vpshufb, interleaved, vpunpck{l,h}bw). */
+static void e2m1_words(Cg *c, LLVMValueRef raw, int n, LLVMValueRef words[2][2])
+{
+    LLVMBuilderRef B = c->b;
+    const char *pshufb = n == 64 ? "llvm.x86.avx512.pshuf.b.512" : "llvm.x86.avx2.pshuf.b";
+    LLVMValueRef hi[64], lo[64], inter[2][64];
+    for (int i = 0; i < n; i++) {
+        int m = i % 16;
+        hi[i] = LLVMConstInt(c->i8, e2m1_t8_byte(i, 24), 0);
+        lo[i] = LLVMConstInt(c->i8, e2m1_t8_byte(i, 16), 0);
+        for (int q = 0; q < 2; q++) /* byte i is lo's or hi's byte 8q + m / 2 of its lane */
+            inter[q][i] = LLVMConstInt(c->i32, (unsigned long long)((m % 2) * n + 16 * (i / 16) + 8 * q + m / 2), 0);
+    }
+    LLVMValueRef nib[2] = {LLVMBuildAnd(B, raw, splat_i(c, c->i8, n, 0x0f), ""),
+                           LLVMBuildLShr(B, raw, splat_i(c, c->i8, n, 4), "")};
+    for (int h = 0; h < 2; h++) {
+        LLVMValueRef hargs[2] = {LLVMConstVector(hi, (unsigned)n), nib[h]};
+        LLVMValueRef largs[2] = {LLVMConstVector(lo, (unsigned)n), nib[h]};
+        LLVMValueRef hv = cg_intrinsic(c, pshufb, NULL, 0, hargs, 2);
+        LLVMValueRef lv = cg_intrinsic(c, pshufb, NULL, 0, largs, 2);
+        for (int q = 0; q < 2; q++)
+            words[h][q] = LLVMBuildShuffleVector(B, lv, hv, LLVMConstVector(inter[q], (unsigned)n), "");
+    }
+}
+
 static void e2m1_t8_parts(Cg *c, Dot *d, int j, LLVMValueRef k, LLVMValueRef *part)
 {
     LLVMBuilderRef B = c->b;
     LLVMTypeRef v32 = LLVMVectorType(c->i8, 32), vi32 = LLVMVectorType(c->i32, 8);
-    LLVMValueRef order[32], hi[32], lo[32], inter[2][32];
+    LLVMValueRef order[32], words[2][2];
     for (int i = 0; i < 32; i++) {
         int b = i % 16;
         order[i] = LLVMConstInt(c->i8, (unsigned long long)(4 * (b % 8 / 2) + 2 * (b / 8) + b % 2), 0);
-        hi[i] = LLVMConstInt(c->i8, e2m1_t8_byte(i, 24), 0);
-        lo[i] = LLVMConstInt(c->i8, e2m1_t8_byte(i, 16), 0);
-        for (int q = 0; q < 2; q++) /* vpunpck{l,h}bw of (lo, hi): byte i takes lo's or hi's byte 8q + b / 2 */
-            inter[q][i] = LLVMConstInt(c->i32, (unsigned long long)((i % 2) * 32 + 16 * (i / 16) + 8 * q + b / 2), 0);
     }
     LLVMValueRef raw = LLVMBuildLoad2(B, v32, e2m1_row(c, d, j, k), "");
     LLVMSetAlignment(raw, 1);
     LLVMValueRef args[2] = {raw, LLVMConstVector(order, 32)};
-    LLVMValueRef x = cg_intrinsic(c, "llvm.x86.avx2.pshuf.b", NULL, 0, args, 2);
-    LLVMValueRef nib[2] = {LLVMBuildAnd(B, x, splat_i(c, c->i8, 32, 0x0f), ""),
-                           LLVMBuildLShr(B, x, splat_i(c, c->i8, 32, 4), "")};
-    for (int h = 0; h < 2; h++) {
-        LLVMValueRef hargs[2] = {LLVMConstVector(hi, 32), nib[h]}, largs[2] = {LLVMConstVector(lo, 32), nib[h]};
-        LLVMValueRef hv = cg_intrinsic(c, "llvm.x86.avx2.pshuf.b", NULL, 0, hargs, 2);
-        LLVMValueRef lv = cg_intrinsic(c, "llvm.x86.avx2.pshuf.b", NULL, 0, largs, 2);
+    e2m1_words(c, cg_intrinsic(c, "llvm.x86.avx2.pshuf.b", NULL, 0, args, 2), 32, words);
+    for (int h = 0; h < 2; h++)
         for (int q = 0; q < 2; q++) {
-            LLVMValueRef words = LLVMBuildBitCast(
-                B, LLVMBuildShuffleVector(B, lv, hv, LLVMConstVector(inter[q], 32), ""), vi32, "");
-            LLVMValueRef even = LLVMBuildShl(B, words, splat_i(c, c->i32, 8, 16), "");
-            LLVMValueRef odd = LLVMBuildAnd(B, words, splat_i(c, c->i32, 8, 0xffff0000u), "");
+            LLVMValueRef w = LLVMBuildBitCast(B, words[h][q], vi32, "");
+            LLVMValueRef even = LLVMBuildShl(B, w, splat_i(c, c->i32, 8, 16), "");
+            LLVMValueRef odd = LLVMBuildAnd(B, w, splat_i(c, c->i32, 8, 0xffff0000u), "");
             part[4 * q + h] = LLVMBuildBitCast(B, even, d->vf32, "");
             part[4 * q + 2 + h] = LLVMBuildBitCast(B, odd, d->vf32, "");
         }
-    }
 }
 
 /* prefetcht0 of B's row `row` at column k: a plain GEP, so a row past the
@@ -959,28 +976,12 @@ static void dot_t8_block(Cg *c, void *ctx)
  * A where the f32 tiles (e2m1_t8_parts) spend 40 and 16 FMAs. */
 static void e2m1_pair_parts(Cg *c, Dot *d, int j, LLVMValueRef k, LLVMTypeRef ty, LLVMValueRef *part)
 {
-    LLVMBuilderRef B = c->b;
-    LLVMTypeRef v64 = LLVMVectorType(c->i8, 64);
-    LLVMValueRef hi[64], lo[64], inter[2][64];
-    for (int i = 0; i < 64; i++) {
-        int m = i % 16;
-        hi[i] = LLVMConstInt(c->i8, e2m1_t8_byte(i, 24), 0);
-        lo[i] = LLVMConstInt(c->i8, e2m1_t8_byte(i, 16), 0);
-        for (int q = 0; q < 2; q++) /* vpunpck{l,h}bw of (lo, hi): byte i is lo's or hi's byte 8q + m / 2 */
-            inter[q][i] = LLVMConstInt(c->i32, (unsigned long long)((m % 2) * 64 + 16 * (i / 16) + 8 * q + m / 2), 0);
-    }
-    LLVMValueRef raw = LLVMBuildLoad2(B, v64, e2m1_row(c, d, j, k), "");
+    LLVMValueRef raw = LLVMBuildLoad2(c->b, LLVMVectorType(c->i8, 64), e2m1_row(c, d, j, k), ""), words[2][2];
     LLVMSetAlignment(raw, 1);
-    LLVMValueRef nib[2] = {LLVMBuildAnd(B, raw, splat_i(c, c->i8, 64, 0x0f), ""),
-                           LLVMBuildLShr(B, raw, splat_i(c, c->i8, 64, 4), "")};
-    for (int h = 0; h < 2; h++) {
-        LLVMValueRef hargs[2] = {LLVMConstVector(hi, 64), nib[h]}, largs[2] = {LLVMConstVector(lo, 64), nib[h]};
-        LLVMValueRef hv = cg_intrinsic(c, "llvm.x86.avx512.pshuf.b.512", NULL, 0, hargs, 2);
-        LLVMValueRef lv = cg_intrinsic(c, "llvm.x86.avx512.pshuf.b.512", NULL, 0, largs, 2);
+    e2m1_words(c, raw, 64, words);
+    for (int h = 0; h < 2; h++)
         for (int q = 0; q < 2; q++)
-            part[2 * h + q] = LLVMBuildBitCast(B, LLVMBuildShuffleVector(B, lv, hv, LLVMConstVector(inter[q], 64), ""),
-                                               ty, "");
-    }
+            part[2 * h + q] = LLVMBuildBitCast(c->b, words[h][q], ty, "");
 }
 
 /* One 128-element block kb of a Dot.pair8 tile: each column's weights
