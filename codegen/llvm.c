@@ -856,18 +856,23 @@ static bool integer_const(const Expr *e)
 
 static bool reduction_in_any_order(const Stmt *body);
 
-/* Whether body (a store or a sequence of them) holds an f32 sum's step
- * whose order matters (not reduction_in_any_order's). */
-static bool sums_floats(const Stmt *body)
+/* Whether store s is a sum's step whose order matters (an f32 sum that is
+ * not reduction_in_any_order's). */
+static bool ordered_sum(const Stmt *s)
 {
-    if (body->op == ST_SEQ) {
-        for (int i = 0; i < body->u.seq.n; i++)
-            if (sums_floats(body->u.seq.items[i]))
-                return true;
-        return false;
-    }
     ExprOp op;
-    return body->op == ST_STORE && ir_reduction_step(body, &op) && op == EX_ADD && !reduction_in_any_order(body);
+    return ir_reduction_step(s, &op) && op == EX_ADD && !reduction_in_any_order(s);
+}
+
+/* Whether body (a store or a sequence of them) holds one. */
+static bool has_ordered_sum(const Stmt *body)
+{
+    if (body->op != ST_SEQ)
+        return body->op == ST_STORE && ordered_sum(body);
+    for (int i = 0; i < body->u.seq.n; i++)
+        if (has_ordered_sum(body->u.seq.items[i]))
+            return true;
+    return false;
 }
 
 static bool reduction_in_any_order(const Stmt *body)
@@ -914,9 +919,8 @@ static void store(Cg *c, const Stmt *s)
      * the loop's interleave).  Zen 5, `build/bench/bench_ops --threads 1`,
      * twice alternated: rmsnorm_quant 0.37-0.38 -> 0.40-0.41 of copy,
      * q_norm 0.76-0.79 -> 0.80-0.84, hc_pre and hc_head a few % */
-    ExprOp op;
     if (LLVMIsAInstruction(v) && LLVMGetInstructionOpcode(v) == LLVMFAdd &&
-        (reduction_in_any_order(s) || (c->in_vector_loop && ir_reduction_step(s, &op) && op == EX_ADD)))
+        (reduction_in_any_order(s) || (c->in_vector_loop && ordered_sum(s))))
         LLVMSetFastMathFlags(v, LLVMFastMathAllowReassoc);
     DType vt = dt_is_float(b->dtype) ? DT_F32 : b->dtype == DT_BOOL ? DT_BOOL : DT_I64;
     v = cg_convert(c, v, s->u.store.value->dtype, vt);
@@ -1009,7 +1013,7 @@ void cg_stmt(Cg *c, const Stmt *s)
         bool outer = c->in_vector_loop;
         c->in_vector_loop = vec;
         loop_with(c, s->u.loop.var, cg_expr(c, s->u.loop.extent), s->u.loop.kind, width, !math,
-                  any_order ? 4 : vec && sums_floats(s->u.loop.body) ? 1 : 0, stmt_body, s->u.loop.body);
+                  any_order ? 4 : vec && has_ordered_sum(s->u.loop.body) ? 1 : 0, stmt_body, s->u.loop.body);
         c->in_vector_loop = outer;
         break;
     }

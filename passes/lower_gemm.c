@@ -505,7 +505,7 @@ typedef struct DotInputs {
     bool a_lifted;
     const Region *a_e2m1;
     bool a_e2m1_band;
-    int64_t e2m1_rows; /* the most rows of a tile reading a_e2m1 (e2m1_order_rows) */
+    int64_t e2m1_rows; /* the most rows of a tile reading a_e2m1 (e2m1_order_rows; 0: none) */
 } DotInputs;
 
 /* The rows of the block scale bs of an operand (A or B) that its rows
@@ -634,8 +634,7 @@ static Stmt *dot_tiles(Lower *L, const Stmt *g, const Region *a, const Region *b
     }
     bool loop = full > 1 || (full && rows);
     int64_t bn = sc.b ? mat_rows(b) / mat_rows(sc.b) : 0;
-    int64_t t8 = sc.a_e2m1 ? sc.e2m1_rows : 0;
-    int64_t nr = dot_cols_of(L->t, full ? mr : rem, K, ta, tb, bn, N, t8);
+    int64_t nr = dot_cols_of(L->t, full ? mr : rem, K, ta, tb, bn, N, sc.e2m1_rows);
     /* Weight rows that overflow half of L2 would come from L3 or memory
      * again for every band: there the columns go outside and the bands
      * inside, each tile of weight rows read once and then from the cache
@@ -663,13 +662,13 @@ static Stmt *dot_tiles(Lower *L, const Stmt *g, const Region *a, const Region *b
         Stmt *band[DOT_MAX_ROWS]; /* a band has at most DOT_MAX_ROWS rows */
         for (int64_t k = mr - 1; k >= 1; k--) {
             band[k] = ir_seq(L->k, g->loc);
-            dot_columns(L, band[k], g, a, b, sc, c, dot_cols_of(L->t, k, K, ta, tb, bn, N, t8),
+            dot_columns(L, band[k], g, a, b, sc, c, dot_cols_of(L->t, k, K, ta, tb, bn, N, sc.e2m1_rows),
                         &(RowBands){.mr = k, .full = 1, .i = done}, K);
         }
         ir_seq_push(L->k, seq, by_rows_left(L, left, band, mr, g->loc));
     } else if (rem) {
         Stmt *tail = bands.tail ? ir_seq(L->k, g->loc) : seq;
-        int64_t tail_nr = full ? dot_cols_of(L->t, rem, K, ta, tb, bn, N, t8) : nr;
+        int64_t tail_nr = full ? dot_cols_of(L->t, rem, K, ta, tb, bn, N, sc.e2m1_rows) : nr;
         dot_columns(L, tail, g, a, b, sc, c, tail_nr, &(RowBands){.i0 = full * mr, .mr = rem, .full = 1}, K);
         if (bands.tail)
             ir_seq_push(L->k, seq, ir_if(L->k, bands.tail, tail, NULL, g->loc));
