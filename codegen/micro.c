@@ -966,22 +966,32 @@ static void dot_t8_block(Cg *c, void *ctx)
 
 /* Packed e2m1 beside a bf16 A in e2m1 order (Dot.pair8, micro_gemm
  * a_e2m1_order of a bf16 A): 128 elements (64 bytes) of B's row j as the
- * four bf16 parts of A's block (ir_e2m1_pair_position): the nibbles split
- * (and, shift), each nibble vector looked up in two byte tables (vpshufb:
- * the high and low byte of the value's bf16 — exact, sign included) whose
- * results interleave into words (vpunpck{l,h}bw).  Part 2h + q holds, in
- * word e of 128-bit lane L, the nibble h of source byte 16L + 8q + e:
- * element 32L + 16q + 2e + h, so lane L holds 32-element block L of the
- * 128.  11 vector operations per 128 weights, and 4 vdpbf16ps per row of
- * A where the f32 tiles (e2m1_t8_parts) spend 40 and 16 FMAs. */
+ * four bf16 parts of A's block (ir_e2m1_pair_position).  The bytes read
+ * as 32 words of four nibbles: part s is the words shifted right by 4s
+ * and looked up in one 32-entry table of bf16 words (vpermw, which reads
+ * an index's low 5 bits: entry i is nibble i % 16's value, exact, sign
+ * included, so the bits above the nibble need no mask), i.e. element
+ * 4w + s in word w.  7 vector operations per 128 weights (3 shifts, 4
+ * permutes) where two byte tables and their interleave took 11, 9 of them
+ * on Zen 5's two shuffle pipes; and 4 vdpbf16ps per row of A where the
+ * f32 tiles (e2m1_t8_parts) spend 40 and 16 FMAs. */
 static void e2m1_pair_parts(Cg *c, Dot *d, int j, LLVMValueRef k, LLVMTypeRef ty, LLVMValueRef *part)
 {
-    LLVMValueRef raw = LLVMBuildLoad2(c->b, LLVMVectorType(c->i8, 64), e2m1_row(c, d, j, k), ""), words[2][2];
+    LLVMBuilderRef B = c->b;
+    LLVMTypeRef v32 = LLVMVectorType(c->i16, 32);
+    LLVMValueRef raw = LLVMBuildLoad2(B, v32, e2m1_row(c, d, j, k), ""), table[32];
     LLVMSetAlignment(raw, 1);
-    e2m1_words(c, raw, 64, words);
-    for (int h = 0; h < 2; h++)
-        for (int q = 0; q < 2; q++)
-            part[2 * h + q] = LLVMBuildBitCast(c->b, words[h][q], ty, "");
+    for (int i = 0; i < 32; i++) {
+        float v = dt_e2m1_to_f32((uint8_t)(i % 16));
+        uint32_t u;
+        memcpy(&u, &v, sizeof u);
+        table[i] = LLVMConstInt(c->i16, u >> 16, 0);
+    }
+    for (int s = 0; s < 4; s++) {
+        LLVMValueRef idx = s ? LLVMBuildLShr(B, raw, splat_i(c, c->i16, 32, 4 * s), "") : raw;
+        LLVMValueRef args[2] = {LLVMConstVector(table, 32), idx};
+        part[s] = LLVMBuildBitCast(B, cg_intrinsic(c, "llvm.x86.avx512.permvar.hi.512", NULL, 0, args, 2), ty, "");
+    }
 }
 
 /* One 128-element block kb of a Dot.pair8 tile: each column's weights

@@ -136,11 +136,12 @@
 
 /* A bf16 a_e2m1_order A (beside vdpbf16ps dot tiles, codegen/micro.c,
  * e2m1_pair_parts) is stored in blocks of IR_E2M1_PAIR_BLOCK columns,
- * each four parts of 32: column 32L + 16q + 2e + h of a block at position
- * 32(2h + q) + 8L + e — the order in which 64 bytes of packed e2m1, split
- * into low and high nibbles and interleaved within 128-bit lanes, become
- * bf16 words (lane L of every part holds the block's 32-column scale
- * block L). */
+ * each four parts of 32: column 4w + s of a block at position 32s + w —
+ * the order in which 64 bytes of packed e2m1, read as 32 words of four
+ * nibbles and shifted right by 4s, become bf16 words through one 32-entry
+ * word table (vpermw): part s holds nibble s of each word, and f32 lane l
+ * of a vdpbf16ps over the parts sums columns 8l .. 8l + 7, so lanes
+ * 4L .. 4L + 3 hold the block's 32-column scale block L. */
 #define IR_E2M1_PAIR_BLOCK 128
 /* ... and such tiles have at most IR_E2M1_PAIR_ROWS rows (each decoded
  * part feeds one vdpbf16ps per row). */
@@ -155,16 +156,16 @@ static inline int64_t ir_e2m1_position(int64_t k)
 
 static inline int64_t ir_e2m1_pair_position(int64_t k)
 {
-    int64_t r = k % IR_E2M1_PAIR_BLOCK, s = r % 32;
-    return k - r + 32 * (2 * (s % 2) + s / 16) + 8 * (r / 32) + s % 16 / 2;
+    int64_t r = k % IR_E2M1_PAIR_BLOCK;
+    return k - r + 32 * (r % 4) + r / 4;
 }
 
 /* The column stored at position p of a bf16 a_e2m1_order A (the inverse
  * of ir_e2m1_pair_position). */
 static inline int64_t ir_e2m1_pair_column(int64_t p)
 {
-    int64_t r = p % IR_E2M1_PAIR_BLOCK, part = r / 32;
-    return p - r + 32 * (r % 32 / 8) + 16 * (part % 2) + 2 * (r % 8) + part / 2;
+    int64_t r = p % IR_E2M1_PAIR_BLOCK;
+    return p - r + 4 * (r % 32) + r / 32;
 }
 
 /* ---------------------------------------------------------------- arena */

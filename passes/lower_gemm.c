@@ -36,12 +36,8 @@ static Expr *e2m1_position(Lower *L, Expr *p)
 static Expr *e2m1_pair_column(Lower *L, Expr *p)
 {
     Expr *r = ir_binary(L->k, EX_MOD, p, ci(L, IR_E2M1_PAIR_BLOCK));
-    Expr *part = ir_binary(L->k, EX_DIV, r, ci(L, 32));
-    Expr *lane = ir_binary(L->k, EX_DIV, ir_binary(L->k, EX_MOD, r, ci(L, 32)), ci(L, 8));
-    Expr *t = add(L, ir_binary(L->k, EX_MUL, lane, ci(L, 32)),
-                  add(L, ir_binary(L->k, EX_MUL, ir_binary(L->k, EX_MOD, part, ci(L, 2)), ci(L, 16)),
-                      add(L, ir_binary(L->k, EX_MUL, ir_binary(L->k, EX_MOD, r, ci(L, 8)), ci(L, 2)),
-                          ir_binary(L->k, EX_DIV, part, ci(L, 2)))));
+    Expr *t = add(L, ir_binary(L->k, EX_MUL, ir_binary(L->k, EX_MOD, r, ci(L, 32)), ci(L, 4)),
+                  ir_binary(L->k, EX_DIV, r, ci(L, 32)));
     return add(L, ir_binary(L->k, EX_SUB, p, r), t);
 }
 

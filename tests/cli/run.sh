@@ -170,12 +170,13 @@ if "$TILEC" compile kernels_src/moe_expert_gemm.lua --set R=16 --set E=16 --set 
   ok "one-row fp4 tiles decode block pairs"; else bad "one-row fp4 tiles decode block pairs" "$(grep -c vpshufb "$tmp/fp4_row.s")" "$(cat "$tmp/err")"; fi
 # ... and x86-avx512's (vdpbf16ps) 128 weights at once into bf16 words
 # beside a bf16 A in their order (micro_gemm a_e2m1_order of a bf16 A):
-# 512-bit vpshufb lookups interleaved into words, summed by vdpbf16ps, no
-# f32 parts (vpslld 16)
+# words looked up in one word table (vpermw, after 16-bit shifts), summed
+# by vdpbf16ps: no 512-bit byte tables or interleave (vpshufb, vpunpcklbw;
+# the 256-bit ones are the in-order tail's) and no f32 parts (vpslld 16)
 if "$TILEC" compile kernels_src/moe_expert_gemm.lua --set R=16 --set E=16 --set N=4096 --set K=2048 --set BM=1 \
      --target x86-avx512 --emit asm -o "$tmp/fp4_row512.s" 2>"$tmp/err" &&
-   grep -q "vpshufb.*zmm" "$tmp/fp4_row512.s" && grep -q "vpunpcklbw.*zmm" "$tmp/fp4_row512.s" && grep -q "vdpbf16ps.*zmm" "$tmp/fp4_row512.s" &&
-   ! grep -q "vpslld	\$16, %[yz]mm" "$tmp/fp4_row512.s"; then
+   grep -q "vpermw.*zmm" "$tmp/fp4_row512.s" && grep -q "vpsrlw.*zmm" "$tmp/fp4_row512.s" && grep -q "vdpbf16ps.*zmm" "$tmp/fp4_row512.s" &&
+   ! grep -qE "(vpshufb|vpunpcklbw).*zmm" "$tmp/fp4_row512.s" && ! grep -q "vpslld	\$16, %[yz]mm" "$tmp/fp4_row512.s"; then
   ok "avx512 one-row fp4 tiles decode to bf16 for vdpbf16ps"
 else
   bad "avx512 one-row fp4 tiles decode to bf16 for vdpbf16ps" "$(cat "$tmp/err")"
