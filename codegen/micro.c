@@ -476,7 +476,7 @@ static LLVMValueRef block_scale(Cg *c, Dot *d, int x, int row, LLVMValueRef kb)
     return sc->buf->dtype == DT_E8M0 ? e8m0_to_f32(c, raw) : cg_widen(c, sc->buf->dtype, raw);
 }
 
-/* A tile's UE8M0 scale rows decoded into f32 once, 8 at a time, before its
+/* A tile's UE8M0 scale rows decoded into f32 once, a register at a time, before its
  * K loop: decoded per block inside it, LLVM vectorised the scalar decodes
  * of the tile's columns together into ~12 vector operations per block on
  * the FMA ports (e2m1 at one row: as many as the 32-wide block's FMAs). */
@@ -500,7 +500,8 @@ static void decode_scale(Cg *c, Dot *d, int x, int srow, LLVMValueRef k, int n)
 static void decode_scales_step(Cg *c, void *ctx)
 {
     ScaleDecode *sd = ctx;
-    decode_scale(c, sd->d, sd->x, sd->srow, LLVMBuildMul(c->b, c->var[sd->kv->id], cg_i64(c, 8), ""), 8);
+    int w = sd->d->w;
+    decode_scale(c, sd->d, sd->x, sd->srow, LLVMBuildMul(c->b, c->var[sd->kv->id], cg_i64(c, w), ""), w);
 }
 
 static void decode_scales(Cg *c, Dot *d)
@@ -516,8 +517,11 @@ static void decode_scales(Cg *c, Dot *d)
         d->scale_buf[x] = entry_alloca(c, LLVMArrayType(c->f32, (unsigned)(srows * n)));
         ScaleDecode sd = {.d = d, .x = x, .kv = temp_var(c, "ks", 7)};
         for (sd.srow = 0; sd.srow < srows; sd.srow++) {
-            cg_loop(c, sd.kv, cg_i64(c, n / 8), LOOP_SERIAL, 0, false, decode_scales_step, &sd);
-            for (int64_t k = n - n % 8; k < n; k++)
+            cg_loop(c, sd.kv, cg_i64(c, n / d->w), LOOP_SERIAL, 0, false, decode_scales_step, &sd);
+            int64_t k = n - n % d->w;
+            for (; k + 8 <= n; k += 8) /* AVX-512's tail: 8 at a time too */
+                decode_scale(c, d, x, sd.srow, cg_i64(c, k), 8);
+            for (; k < n; k++)
                 decode_scale(c, d, x, sd.srow, cg_i64(c, k), 1);
         }
         free(sd.kv);
