@@ -1348,6 +1348,8 @@ LLVMModuleRef cg_build_module(LLVMContextRef ctx, const Kernel *k, const TargetI
         LLVMTargetDataRef tdl = LLVMCreateTargetDataLayout(tm);
         cg_stream_rewrite(ctx, c.mod, tdl);
         LLVMDisposeTargetData(tdl);
+        if (strstr(t->llvm_features, "+avx512dq"))
+            cg_minmax_rewrite(ctx, c.mod);
     }
     if (perr) {
         char *msg = LLVMGetErrorMessage(perr);

@@ -130,6 +130,12 @@ if grep -q "vpunpckldq" "$tmp/pairs.s" && ! grep -qE "vpextr|vpinsr" "$tmp/pairs
 if "$TILEC" compile kernels_src/hadamard.lua --target x86-avx512 --emit asm -o "$tmp/hadamard512.s" 2>"$tmp/err" &&
    [ -s "$tmp/hadamard512.s" ] && ! grep -qE "vgather|vscatter" "$tmp/hadamard512.s"; then
   ok "x86-avx512 strided accesses take no gathers or scatters"; else bad "x86-avx512 strided accesses take no gathers or scatters" "$(cat "$tmp/err")"; fi
+# x86-avx512's float max and min (llvm.maximum / minimum) go through
+# vrangeps beside a NaN test (codegen/minmax.c), not LLVM's sign-mask
+# ordering (vpmovd2m and two blends a step: topk ran 2.4x slower)
+if "$TILEC" compile kernels_src/topk.lua --target x86-avx512 --emit asm -o "$tmp/topk512.s" 2>"$tmp/err" &&
+   grep -q "vrangeps" "$tmp/topk512.s" && ! grep -q "vpmovd2m" "$tmp/topk512.s"; then
+  ok "x86-avx512 float max and min through vrangeps"; else bad "x86-avx512 float max and min through vrangeps" "$(cat "$tmp/err")"; fi
 # write-once outputs: non-temporal stores (a version taken for outputs of
 # 16 MiB and more: static shapes under that have none), the kernel closed
 # by an sfence; bf16 rows as integer vectors (AVX2), f32 C tiles as zmm

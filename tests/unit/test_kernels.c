@@ -1032,6 +1032,90 @@ TEST(max_and_min_follow_ieee_maximum_minimum)
     }
 }
 
+/* llvm.maximum / llvm.minimum of two floats as the definition has them:
+ * NaN if either is, -0 below +0. */
+static float ieee_extreme(float a, float b, bool max)
+{
+    if (isnan(a) || isnan(b))
+        return NAN;
+    if (a == b) /* equal zeros of either sign: max +0 unless both -0 */
+        return max ? (signbit(a) ? b : a) : (signbit(a) ? a : b);
+    return (a > b) == max ? a : b;
+}
+
+TEST(max_min_reductions_of_every_width_keep_nans_and_signed_zeros)
+{
+    /* Row max and min reductions at widths that vectorise whole (16, 64),
+     * with a tail (37) and below a register (3): NaN at the start, middle
+     * or end of a row, rows of zeros of both signs in either order —
+     * against the definition (x86-avx512 rewrites these into vrangeps
+     * with a NaN test beside it: codegen/minmax.c). */
+    static const int widths[] = {3, 16, 37, 64};
+    for (int wi = 0; wi < 4; wi++) {
+        int W = widths[wi];
+        char src[1024];
+        snprintf(src, sizeof src,
+                 "kernel rowext level tile\n"
+                 "arg x: f32[6, %d] in\n"
+                 "arg y: f32[6] out\n"
+                 "arg z: f32[6] out\n"
+                 "buf t: fragment f32[6, %d]\n"
+                 "buf r: fragment f32[6]\n"
+                 "buf q: fragment f32[6]\n"
+                 "grid (b) < [1]\n"
+                 "{\n"
+                 "  copy x[0 +: 6, 0 +: %d] -> t\n"
+                 "  reduce max axis 1 t -> r clear\n"
+                 "  reduce min axis 1 t -> q clear\n"
+                 "  copy r -> y[0 +: 6]\n"
+                 "  copy q -> z[0 +: 6]\n"
+                 "}\n",
+                 W, W, W);
+        float x[6 * 64], want_max[6], want_min[6];
+        for (int i = 0; i < W; i++) {
+            x[0 * W + i] = (float)((i * 7) % W) - 20.0f;
+            x[1 * W + i] = (float)i;
+            x[2 * W + i] = (float)-i;
+            x[3 * W + i] = (float)i;
+            x[4 * W + i] = (i % 2) ? -0.0f : 0.0f; /* +0 first */
+            x[5 * W + i] = (i % 2) ? 0.0f : -0.0f; /* -0 first */
+        }
+        if (W == 3) /* a row of one sign of zero */
+            x[4 * W + 1] = 0.0f;
+        x[1 * W + 0] = NAN;
+        x[2 * W + W / 2] = NAN;
+        x[3 * W + W - 1] = -NAN;
+        for (int r = 0; r < 6; r++) {
+            want_max[r] = x[r * W];
+            want_min[r] = x[r * W];
+            for (int i = 1; i < W; i++) {
+                want_max[r] = ieee_extreme(want_max[r], x[r * W + i], true);
+                want_min[r] = ieee_extreme(want_min[r], x[r * W + i], false);
+            }
+        }
+        for (int e = 0; e < NEXECS; e++) {
+            if (!exec_available(&execs[e]))
+                continue;
+            Diag d = {0};
+            Kernel *k = ir_parse(src, "rowext.tir", &d);
+            CHECK(k != NULL);
+            if (!k)
+                return;
+            float y[6], z[6];
+            void *args[3] = {x, y, z};
+            bool ok = execute(k, execs[e].mode, execs[e].target, execs[e].threads, args, NULL, &d);
+            CHECKF(ok, "rowext W=%d on %s", W, exec_name(&execs[e]));
+            for (int r = 0; ok && r < 6; r++) {
+                bool same_max = isnan(want_max[r]) ? isnan(y[r]) : memcmp(&y[r], &want_max[r], 4) == 0;
+                bool same_min = isnan(want_min[r]) ? isnan(z[r]) : memcmp(&z[r], &want_min[r], 4) == 0;
+                CHECKF(same_max && same_min, "%s W=%d row %d: max %g min %g, want %g %g", exec_name(&execs[e]), W,
+                       r, y[r], z[r], want_max[r], want_min[r]);
+            }
+            ir_kernel_free(k);
+        }
+    }
+}
+
 TEST(every_fp8_byte_widens_exactly)
 {
     /* Compiled fp8 loads (inline bit arithmetic, vectorised) decode all 256
@@ -1497,6 +1581,7 @@ int main(void)
     RUN(dyn_dimension_at_run_time);
     RUN(atomic_add_across_blocks);
     RUN(max_and_min_follow_ieee_maximum_minimum);
+    RUN(max_min_reductions_of_every_width_keep_nans_and_signed_zeros);
     RUN(every_fp8_byte_widens_exactly);
     RUN(bf16_store_of_a_rounded_value);
     RUN(fp8_stores_round_like_the_definition);
