@@ -1047,31 +1047,31 @@ TEST(max_min_reductions_of_every_width_keep_nans_and_signed_zeros)
 {
     /* Row max and min reductions at widths that vectorise whole (16, 64),
      * with a tail (37) and below a register (3): NaN at the start, middle
-     * or end of a row, rows of zeros of both signs in either order —
-     * against the definition (x86-avx512 rewrites these into vrangeps
-     * with a NaN test beside it: codegen/minmax.c). */
+     * or end of a row, rows of zeros of both signs in either order, one of
+     * subnormals — against the definition (x86-avx512 rewrites these into
+     * vrangeps with a NaN test beside it: codegen/minmax.c). */
     static const int widths[] = {3, 16, 37, 64};
     for (int wi = 0; wi < 4; wi++) {
         int W = widths[wi];
         char src[1024];
         snprintf(src, sizeof src,
                  "kernel rowext level tile\n"
-                 "arg x: f32[6, %d] in\n"
-                 "arg y: f32[6] out\n"
-                 "arg z: f32[6] out\n"
-                 "buf t: fragment f32[6, %d]\n"
-                 "buf r: fragment f32[6]\n"
-                 "buf q: fragment f32[6]\n"
+                 "arg x: f32[7, %d] in\n"
+                 "arg y: f32[7] out\n"
+                 "arg z: f32[7] out\n"
+                 "buf t: fragment f32[7, %d]\n"
+                 "buf r: fragment f32[7]\n"
+                 "buf q: fragment f32[7]\n"
                  "grid (b) < [1]\n"
                  "{\n"
-                 "  copy x[0 +: 6, 0 +: %d] -> t\n"
+                 "  copy x[0 +: 7, 0 +: %d] -> t\n"
                  "  reduce max axis 1 t -> r clear\n"
                  "  reduce min axis 1 t -> q clear\n"
-                 "  copy r -> y[0 +: 6]\n"
-                 "  copy q -> z[0 +: 6]\n"
+                 "  copy r -> y[0 +: 7]\n"
+                 "  copy q -> z[0 +: 7]\n"
                  "}\n",
                  W, W, W);
-        float x[6 * 64], want_max[6], want_min[6];
+        float x[7 * 64], want_max[7], want_min[7];
         for (int i = 0; i < W; i++) {
             x[0 * W + i] = (float)((i * 7) % W) - 20.0f;
             x[1 * W + i] = (float)i;
@@ -1079,13 +1079,14 @@ TEST(max_min_reductions_of_every_width_keep_nans_and_signed_zeros)
             x[3 * W + i] = (float)i;
             x[4 * W + i] = (i % 2) ? -0.0f : 0.0f; /* +0 first */
             x[5 * W + i] = (i % 2) ? 0.0f : -0.0f; /* -0 first */
+            x[6 * W + i] = (i % 3 == 0) ? 1e-45f : (i % 3 == 1) ? -3e-39f : -0.0f; /* subnormals */
         }
         if (W == 3) /* a row of one sign of zero */
             x[4 * W + 1] = 0.0f;
         x[1 * W + 0] = NAN;
         x[2 * W + W / 2] = NAN;
         x[3 * W + W - 1] = -NAN;
-        for (int r = 0; r < 6; r++) {
+        for (int r = 0; r < 7; r++) {
             want_max[r] = x[r * W];
             want_min[r] = x[r * W];
             for (int i = 1; i < W; i++) {
@@ -1101,11 +1102,11 @@ TEST(max_min_reductions_of_every_width_keep_nans_and_signed_zeros)
             CHECK(k != NULL);
             if (!k)
                 return;
-            float y[6], z[6];
+            float y[7], z[7];
             void *args[3] = {x, y, z};
             bool ok = execute(k, execs[e].mode, execs[e].target, execs[e].threads, args, NULL, &d);
             CHECKF(ok, "rowext W=%d on %s", W, exec_name(&execs[e]));
-            for (int r = 0; ok && r < 6; r++) {
+            for (int r = 0; ok && r < 7; r++) {
                 bool same_max = isnan(want_max[r]) ? isnan(y[r]) : memcmp(&y[r], &want_max[r], 4) == 0;
                 bool same_min = isnan(want_min[r]) ? isnan(z[r]) : memcmp(&z[r], &want_min[r], 4) == 0;
                 CHECKF(same_max && same_min, "%s W=%d row %d: max %g min %g, want %g %g", exec_name(&execs[e]), W,
