@@ -400,6 +400,13 @@ static LLVMValueRef dot_part(Cg *c, Dot *d, LLVMValueRef v, int h)
     return LLVMBuildShuffleVector(c->b, v, LLVMGetPoison(LLVMTypeOf(v)), LLVMConstVector(idx, (unsigned)d->w), "");
 }
 
+/* prefetcht0 of B's row `row` at column k: a plain GEP, so a row past the
+ * window (the next tile's, or past the matrix) is only a hint. */
+static void prefetch_row(Cg *c, const Region *b, int row, LLVMValueRef k)
+{
+    cg_prefetch(c, at(c, b, cg_i64(c, row), k), 3);
+}
+
 /* bf16 pairs: acc[i][j] += Σ over 2W elements with vdpbf16ps, which sums
  * adjacent pairs into each f32 lane — along K, the order a dot product
  * needs, so neither operand is rearranged.  Masked-off elements are +0. */
@@ -416,6 +423,8 @@ static void dot_pairs(Cg *c, Dot *d, LLVMValueRef k, int lanes)
         av[i] = LLVMBuildBitCast(c->b, dot_raw(c, d, &s->u.gemm.a, i, k, lanes), params[1], "");
     for (int j = 0; j < d->nr; j++) {
         LLVMValueRef bv = LLVMBuildBitCast(c->b, dot_raw(c, d, &s->u.gemm.b, j, k, lanes), params[2], "");
+        if (d->prefetch_next)
+            prefetch_row(c, &s->u.gemm.b, d->pf_ahead + j, k);
         for (int i = 0; i < d->mr; i++) {
             LLVMValueRef args[3] = {LLVMBuildLoad2(c->b, d->vf32, d->acc[i][j], ""), av[i], bv};
             LLVMBuildStore(c->b, LLVMBuildCall2(c->b, fty, fn, args, 3, ""), d->acc[i][j]);
@@ -766,13 +775,6 @@ static void e2m1_t8_parts(Cg *c, Dot *d, int j, LLVMValueRef k, LLVMValueRef *pa
             part[4 * q + h] = LLVMBuildBitCast(B, even, d->vf32, "");
             part[4 * q + 2 + h] = LLVMBuildBitCast(B, odd, d->vf32, "");
         }
-}
-
-/* prefetcht0 of B's row `row` at column k: a plain GEP, so a row past the
- * window (the next tile's, or past the matrix) is only a hint. */
-static void prefetch_row(Cg *c, const Region *b, int row, LLVMValueRef k)
-{
-    cg_prefetch(c, at(c, b, cg_i64(c, row), k), 3);
 }
 
 /* acc[i][j] += A(i, k..k+chunk) * B(j, k..k+chunk) for every i, j, in

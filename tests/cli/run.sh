@@ -130,6 +130,14 @@ if grep -q "vpunpckldq" "$tmp/pairs.s" && ! grep -qE "vpextr|vpinsr" "$tmp/pairs
 if "$TILEC" compile kernels_src/hadamard.lua --target x86-avx512 --emit asm -o "$tmp/hadamard512.s" 2>"$tmp/err" &&
    [ -s "$tmp/hadamard512.s" ] && ! grep -qE "vgather|vscatter" "$tmp/hadamard512.s"; then
   ok "x86-avx512 strided accesses take no gathers or scatters"; else bad "x86-avx512 strided accesses take no gathers or scatters" "$(cat "$tmp/err")"; fi
+# bf16 decode at one row on x86-avx512 (vdpbf16ps pair tiles) fetches the
+# next tile's weight rows as it goes, as the other dot tiles do
+if "$TILEC" compile examples/gemm.lua --set M=1 --set N=4096 --set K=4096 --set dtype=bf16 --target x86-avx512 \
+     --emit asm -o "$tmp/bf16_row.s" 2>"$tmp/err" &&
+   [ "$(awk '/^\.LBB[0-9_]+:/ { lab = $1; sub(/:$/, "", lab); n = 0; next } { body[++n] = $0 }
+            /^[ \t]+j[a-z]+[ \t]+\.LBB/ { if ($2 == lab) { s = ""; for (i = 1; i <= n; i++) s = s body[i] "\n"
+                                         if (s ~ /vdpbf16ps/ && s ~ /prefetcht0/) c++ } } END { print c + 0 }' "$tmp/bf16_row.s")" -ge 1 ]; then
+  ok "bf16 pair tiles at one row prefetch the next tile's rows"; else bad "bf16 pair tiles at one row prefetch the next tile's rows" "$(cat "$tmp/err")"; fi
 # x86-avx512's float max and min (llvm.maximum / minimum) go through
 # vrangeps beside a NaN test (codegen/minmax.c), not LLVM's sign-mask
 # ordering (vpmovd2m and two blends a step: topk ran 2.4x slower)
