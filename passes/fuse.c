@@ -89,7 +89,8 @@ static int expr_nodes(const Expr *e)
     return n;
 }
 
-/* Only loops, ifs and plain stores: what this pass reasons about. */
+/* Only loops, ifs, plain stores and prefetches: what this pass reasons
+ * about. */
 static bool plain(const Stmt *s)
 {
     switch (s->op) {
@@ -101,6 +102,7 @@ static bool plain(const Stmt *s)
     case ST_FOR: return plain(s->u.loop.body);
     case ST_IF: return plain(s->u.if_.then_) && (!s->u.if_.else_ || plain(s->u.if_.else_));
     case ST_STORE: return !s->u.store.atomic && !s->u.store.async;
+    case ST_PREFETCH: return true; /* a hint: it reads and writes nothing */
     default: return false;
     }
 }

@@ -14,6 +14,10 @@ typedef struct Lower {
      * copies of a pipelined step share it (lower_gemm.c) */
     Buffer *part_of[8], *part[8];
     int nparts;
+    /* CPU: the copy that reads each global input a second time in a block,
+     * which also fetches the next grid block's window (lower.c) */
+    const Stmt *fetch_next[8];
+    int nfetch;
 } Lower;
 
 static inline Expr *ci(Lower *L, int64_t v) { return ir_const_i(L->k, v); }

@@ -153,6 +153,10 @@ TEST(golden_lower_forward_pairs) { golden_for("lower_forward_pairs", pass_lower,
  * is left to the hardware's prefetchers, the copy loop's step fetches its
  * next window (lower_dot: a step of dot tiles fetches its operands') */
 TEST(golden_lower_prefetch) { golden("lower_prefetch", pass_lower); }
+/* a window read twice in a block (x, in two loops) fetches the next
+ * block's in its second copy; one that does not move with the grid (w)
+ * or is read once (r's two halves) does not */
+TEST(golden_lower_next_block) { golden("lower_next_block", pass_lower); }
 /* the same on sm_90a: dequantised into bf16 shared memory for the tensor cores */
 TEST(golden_lower_scaled_gpu) { golden_for("lower_scaled_gpu", pass_lower, ir_target("sm_90a")); }
 TEST(golden_vectorize) { golden("vectorize", pass_vectorize); }
@@ -236,6 +240,9 @@ TEST(golden_fuse_strided_keep) { golden("fuse_strided_keep", pass_fuse); }
  * under the window test, select(b * 4 + c0 < M, v, 0) is v and
  * select(M <= b * 4 + a0, 7, v) is v */
 TEST(golden_fuse_merge) { golden("fuse_merge", pass_fuse); }
+/* a prefetch (lower's fetch of the next block) rides along in the loop
+ * it sits in: the copy still fuses with its consumer */
+TEST(golden_fuse_prefetch) { golden("fuse_prefetch", pass_fuse); }
 /* ifs that must stay apart: the first writes f, which the condition loads
  * (merged, the second if's else arm would never run); conditions that
  * differ (b * 4 + 3 <= M, b * 4 + 4 <= M).  Under b * 4 + 4 <= M the row
@@ -906,6 +913,7 @@ int main(void)
     RUN(golden_lower_forward);
     RUN(golden_lower_forward_pairs);
     RUN(golden_lower_prefetch);
+    RUN(golden_lower_next_block);
     RUN(golden_lower_scaled_deq);
     RUN(golden_lower_scaled_gpu);
     RUN(golden_vectorize);
@@ -925,6 +933,7 @@ int main(void)
     RUN(golden_fuse_strided);
     RUN(golden_fuse_strided_keep);
     RUN(golden_fuse_merge);
+    RUN(golden_fuse_prefetch);
     RUN(golden_fuse_merge_keep);
     RUN(golden_fuse_barrier);
     RUN(golden_tma_gemm);
