@@ -1247,8 +1247,14 @@ static int64_t promoted_block(const Dot *d)
  * reads (DRAM's latency times a core's bandwidth, ~100 ns x 40 GB/s).
  * Zen 5, packed e2m1 at one row, one thread: K 2048 (1 KiB rows, a tile
  * of one) 1.04-1.09 -> 0.82-0.87 ms for 6 experts' 4096 rows at 4 tiles
- * ahead against 1, K 4096 0.31-0.32 -> 0.26-0.28 at 2. */
-enum { PREFETCH_BYTES = 4096 };
+ * ahead against 1, K 4096 0.31-0.32 -> 0.26-0.28 at 2.  8 KiB rather than
+ * 4 (twice the bandwidth-latency product: the prefetches queue behind the
+ * tile's own misses), five alternations each, weights rotated: fp4 one
+ * row 7168x2048 0.219 -> 0.203 ms (medians), 4096^2 0.262 -> 0.244; fp8
+ * 4096^2 one row 0.504 -> 0.496, four rows 0.835 -> 0.797; bf16 one row
+ * 0.891 -> 0.877; moe_expert_gemm, 6 of 16 experts at one row, 0.795 ->
+ * 0.737; 16 KiB no better than 8. */
+enum { PREFETCH_BYTES = 8192 };
 
 static int64_t prefetch_ahead(int64_t nr, int64_t K, DType t)
 {
