@@ -66,4 +66,13 @@ return T.kernel "hc_post_pre" {
       mhc.stream_sum(p, x, pre, y, bm)
     end
   end,
+  -- On a CPU, 8 tokens per block: each block reads all of fn (24 x 4D f32,
+  -- 1.5 MiB at D 4096, past L2), so half the blocks read it half as often
+  -- (Zen 5, one thread: hc_pre at 16 tokens 0.094-0.099 -> 0.084-0.086 ms,
+  -- 4096 tokens 37.3-37.7 -> 33.0-33.5; hc_post_pre 0.132-0.136 ->
+  -- 0.127-0.128 and 49.9 -> 43.2).  A GPU keeps the first candidates.
+  choose = function(p, target)
+    if target.sm then return {} end
+    return { BM = 8 }
+  end,
 }
