@@ -29,4 +29,10 @@ return T.kernel "hc_head" {
       mhc.stream_sum(p, x, pre, y, bm)
     end
   end,
+  -- On a CPU, 8 tokens per block in K steps of 256 (Zen 5, one thread,
+  -- `tilec sweep`: 16 tokens 0.028 -> 0.026 ms, 1024 tokens 3.95 -> 2.74).
+  choose = function(p, target)
+    if target.sm then return {} end
+    return { BM = 8, BK = 256 }
+  end,
 }

@@ -28,4 +28,10 @@ return T.kernel "q_norm" {
       T.copy(t, y:tile(bm * p.BM, h, 0))
     end
   end,
+  -- On a CPU, 4 tokens per block (Zen 5, one thread, `tilec sweep`: 16
+  -- tokens 0.064 ms at BM 2, 0.060 at 4; 256 tokens 1.35 -> 1.23).
+  choose = function(p, target)
+    if target.sm then return {} end
+    return { BM = 4 }
+  end,
 }
