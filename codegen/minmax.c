@@ -30,6 +30,8 @@ typedef struct Rewriter {
     LLVMTypeRef f32, i1, i8, i16, i32;
 } Rewriter;
 
+/* Lanes from .. from + n - 1 of v as a vector of `width` lanes (the rest
+ * poison). */
 static LLVMValueRef lanes(Rewriter *r, LLVMValueRef v, int from, int n, int width)
 {
     LLVMValueRef idx[64];
