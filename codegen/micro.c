@@ -700,6 +700,45 @@ static void e2m1_lut_pair_parts(Cg *c, Dot *d, int j, LLVMValueRef k, LLVMValueR
     lut_read_parts(c, d, buf, at[d->lut_half], part);
 }
 
+/* The f32 bits of e2m1 nibble i % 16's value (exact; its low 16 bits are
+ * zero, so the high half is its bf16). */
+static uint32_t e2m1_f32_bits(int i)
+{
+    float v = dt_e2m1_to_f32((uint8_t)(i % 16));
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    return u;
+}
+
+/* 32 bytes of packed e2m1 (each 16-byte lane's bytes in any order) as
+ * words: nibble h of the lane's byte 8q + e in word e of the lane of
+ * words[h][q], the value's bf16 bits (the high and low bytes looked up in
+ * two 16-entry tables, vpshufb, interleaved, vpunpck{l,h}bw). */
+static void e2m1_words(Cg *c, LLVMValueRef raw, LLVMValueRef words[2][2])
+{
+    enum { n = 32 };
+    LLVMBuilderRef B = c->b;
+    const char *pshufb = "llvm.x86.avx2.pshuf.b";
+    LLVMValueRef hi[n], lo[n], inter[2][n];
+    for (int i = 0; i < n; i++) {
+        int m = i % 16;
+        hi[i] = LLVMConstInt(c->i8, (uint8_t)(e2m1_f32_bits(i) >> 24), 0);
+        lo[i] = LLVMConstInt(c->i8, (uint8_t)(e2m1_f32_bits(i) >> 16), 0);
+        for (int q = 0; q < 2; q++) /* byte i is lo's or hi's byte 8q + m / 2 of its lane */
+            inter[q][i] = LLVMConstInt(c->i32, (unsigned long long)((m % 2) * n + 16 * (i / 16) + 8 * q + m / 2), 0);
+    }
+    LLVMValueRef nib[2] = {LLVMBuildAnd(B, raw, splat_i(c, c->i8, n, 0x0f), ""),
+                           LLVMBuildLShr(B, raw, splat_i(c, c->i8, n, 4), "")};
+    for (int h = 0; h < 2; h++) {
+        LLVMValueRef hargs[2] = {LLVMConstVector(hi, (unsigned)n), nib[h]};
+        LLVMValueRef largs[2] = {LLVMConstVector(lo, (unsigned)n), nib[h]};
+        LLVMValueRef hv = cg_intrinsic(c, pshufb, NULL, 0, hargs, 2);
+        LLVMValueRef lv = cg_intrinsic(c, pshufb, NULL, 0, largs, 2);
+        for (int q = 0; q < 2; q++)
+            words[h][q] = LLVMBuildShuffleVector(B, lv, hv, LLVMConstVector(inter[q], (unsigned)n), "");
+    }
+}
+
 /* Packed e2m1 beside an A in e2m1 order (Dot.t8, micro_gemm
  * a_e2m1_order): a block of 64 elements (32 bytes) of B's row j as the
  * eight f32 parts of A's 8x8-transposed block, part c holding element
@@ -718,42 +757,6 @@ static void e2m1_lut_pair_parts(Cg *c, Dot *d, int j, LLVMValueRef k, LLVMValueR
  * r; vpunpck (q = 0: low, 1: high) puts nibble h of byte 8q + 2e + r in
  * the r-th 16-bit half of lane L's dword e, i.e. element 2(16L + s(b)) + h
  * = 8(4L + e) + 4q + 2r + h: part c = 4q + 2r + h, lane l = 4L + e. */
-static uint8_t e2m1_t8_byte(int i, int shift)
-{
-    float v = dt_e2m1_to_f32((uint8_t)(i % 16));
-    uint32_t u;
-    memcpy(&u, &v, sizeof u);
-    return (uint8_t)(u >> shift);
-}
-
-/* n bytes of packed e2m1 (32 or 64; each 16-byte lane's bytes in any
- * order) as words: nibble h of the lane's byte 8q + e in word e of the
- * lane of words[h][q], the value's bf16 bits (the high and low bytes
- * looked up in two 16-entry tables, vpshufb, interleaved, vpunpck{l,h}bw). */
-static void e2m1_words(Cg *c, LLVMValueRef raw, int n, LLVMValueRef words[2][2])
-{
-    LLVMBuilderRef B = c->b;
-    const char *pshufb = n == 64 ? "llvm.x86.avx512.pshuf.b.512" : "llvm.x86.avx2.pshuf.b";
-    LLVMValueRef hi[64], lo[64], inter[2][64];
-    for (int i = 0; i < n; i++) {
-        int m = i % 16;
-        hi[i] = LLVMConstInt(c->i8, e2m1_t8_byte(i, 24), 0);
-        lo[i] = LLVMConstInt(c->i8, e2m1_t8_byte(i, 16), 0);
-        for (int q = 0; q < 2; q++) /* byte i is lo's or hi's byte 8q + m / 2 of its lane */
-            inter[q][i] = LLVMConstInt(c->i32, (unsigned long long)((m % 2) * n + 16 * (i / 16) + 8 * q + m / 2), 0);
-    }
-    LLVMValueRef nib[2] = {LLVMBuildAnd(B, raw, splat_i(c, c->i8, n, 0x0f), ""),
-                           LLVMBuildLShr(B, raw, splat_i(c, c->i8, n, 4), "")};
-    for (int h = 0; h < 2; h++) {
-        LLVMValueRef hargs[2] = {LLVMConstVector(hi, (unsigned)n), nib[h]};
-        LLVMValueRef largs[2] = {LLVMConstVector(lo, (unsigned)n), nib[h]};
-        LLVMValueRef hv = cg_intrinsic(c, pshufb, NULL, 0, hargs, 2);
-        LLVMValueRef lv = cg_intrinsic(c, pshufb, NULL, 0, largs, 2);
-        for (int q = 0; q < 2; q++)
-            words[h][q] = LLVMBuildShuffleVector(B, lv, hv, LLVMConstVector(inter[q], (unsigned)n), "");
-    }
-}
-
 static void e2m1_t8_parts(Cg *c, Dot *d, int j, LLVMValueRef k, LLVMValueRef *part)
 {
     LLVMBuilderRef B = c->b;
@@ -766,7 +769,7 @@ static void e2m1_t8_parts(Cg *c, Dot *d, int j, LLVMValueRef k, LLVMValueRef *pa
     LLVMValueRef raw = LLVMBuildLoad2(B, v32, e2m1_row(c, d, j, k), "");
     LLVMSetAlignment(raw, 1);
     LLVMValueRef args[2] = {raw, LLVMConstVector(order, 32)};
-    e2m1_words(c, cg_intrinsic(c, "llvm.x86.avx2.pshuf.b", NULL, 0, args, 2), 32, words);
+    e2m1_words(c, cg_intrinsic(c, "llvm.x86.avx2.pshuf.b", NULL, 0, args, 2), words);
     for (int h = 0; h < 2; h++)
         for (int q = 0; q < 2; q++) {
             LLVMValueRef w = LLVMBuildBitCast(B, words[h][q], vi32, "");
@@ -987,12 +990,8 @@ static void e2m1_pair_parts(Cg *c, Dot *d, int j, LLVMValueRef k, LLVMTypeRef ty
     LLVMTypeRef v32 = LLVMVectorType(c->i16, 32);
     LLVMValueRef raw = LLVMBuildLoad2(B, v32, e2m1_row(c, d, j, k), ""), table[32];
     LLVMSetAlignment(raw, 1);
-    for (int i = 0; i < 32; i++) {
-        float v = dt_e2m1_to_f32((uint8_t)(i % 16));
-        uint32_t u;
-        memcpy(&u, &v, sizeof u);
-        table[i] = LLVMConstInt(c->i16, u >> 16, 0);
-    }
+    for (int i = 0; i < 32; i++)
+        table[i] = LLVMConstInt(c->i16, e2m1_f32_bits(i) >> 16, 0);
     for (int s = 0; s < 4; s++) {
         LLVMValueRef idx = s ? LLVMBuildLShr(B, raw, splat_i(c, c->i16, 32, 4 * s), "") : raw;
         LLVMValueRef args[2] = {LLVMConstVector(table, 32), idx};
