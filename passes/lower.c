@@ -138,13 +138,13 @@ static int squeeze(const Region *r, int64_t *ext)
 
 enum { CACHE_LINE = 64 };
 
-/* Window r one block further along the innermost grid dimension. */
-static Region next_block(Lower *L, const Region *r)
+/* Window r where variable v reads as `ahead` (a later step's, a later
+ * block's). */
+static Region advanced(Lower *L, const Region *r, const Var *v, Expr *ahead)
 {
     IrSubst sub = {.nvars = 1};
-    Var *g = L->k->grid_var[L->k->ngrid - 1];
-    sub.var[0] = g;
-    sub.by[0] = add(L, ir_var(L->k, g), ci(L, 1));
+    sub.var[0] = v;
+    sub.by[0] = ahead;
     Region n = *r;
     for (int d = 0; d < r->buf->rank; d++)
         n.off[d] = ir_clone_expr(L->k, r->off[d], &sub);
@@ -161,7 +161,8 @@ static Stmt *fetch_next_row(Lower *L, const Region *src, Expr *const *pos, SrcLo
         last--;
     int64_t per_line = CACHE_LINE * 8 / dt_bits(src->buf->dtype);
     int64_t lines = (src->ext[last] + per_line - 1) / per_line;
-    Region next = next_block(L, src);
+    Var *g = L->k->grid_var[L->k->ngrid - 1]; /* the next block along the innermost grid dimension */
+    Region next = advanced(L, src, g, add(L, ir_var(L->k, g), ci(L, 1)));
     Expr *vars[1], *at[IR_MAX_RANK], *idx[IR_MAX_RANK];
     Stmt *inner;
     Stmt *loop = lower_nest(L, 1, &lines, LOOP_SERIAL, "pf", vars, &inner, loc);
@@ -193,14 +194,13 @@ static Stmt *copy_loops(Lower *L, const Region *src, const Region *dst, bool ato
     Expr *v = lower_guarded_load(L, src->buf, si, guard);
     ir_seq_push(L->k, inner, lower_guarded_store(L, dst->buf, di, v, guard, atomic, loc));
     if (fetch_next && n >= 2) {
-        Stmt *row = outer; /* the body of the loop just outside the innermost */
-        for (int d = 0; d < n - 1; d++)
-            row = row->u.seq.items[0]->u.loop.body;
+        Stmt *row = outer->u.seq.items[0]; /* the loop just outside the innermost */
+        for (int d = 0; d < n - 2; d++)
+            row = row->u.loop.body->u.seq.items[0];
         Stmt *body = ir_seq(L->k, loc);
         ir_seq_push(L->k, body, fetch_next_row(L, src, sp, loc));
-        for (int i = 0; i < row->u.seq.n; i++)
-            ir_seq_push(L->k, body, row->u.seq.items[i]);
-        *row = *body;
+        ir_seq_push(L->k, body, row->u.loop.body);
+        row->u.loop.body = body;
     }
     return outer;
 }
@@ -422,9 +422,7 @@ static void mark_async(Stmt *s)
  * variable advanced by `ahead`. */
 static Stmt *prefetch_window(Lower *L, const Region *r, const Var *v, Expr *ahead, SrcLoc loc)
 {
-    IrSubst sub = {.nvars = 1};
-    sub.var[0] = v;
-    sub.by[0] = ahead;
+    Region next = advanced(L, r, v, ahead);
     int rank = r->buf->rank, bits = dt_bits(r->buf->dtype);
     int64_t per_line = CACHE_LINE * 8 / bits, ext[IR_MAX_RANK];
     for (int d = 0; d < rank; d++)
@@ -435,7 +433,7 @@ static Stmt *prefetch_window(Lower *L, const Region *r, const Var *v, Expr *ahea
     Stmt *loops = lower_nest(L, rank, ext, LOOP_SERIAL, "pf", vars, &inner, loc);
     for (int d = 0; d < rank; d++) {
         Expr *pos = d == rank - 1 ? ir_binary(L->k, EX_MUL, vars[d], ci(L, per_line)) : vars[d];
-        idx[d] = add(L, ir_clone_expr(L->k, r->off[d], &sub), pos);
+        idx[d] = add(L, next.off[d], pos);
     }
     ir_seq_push(L->k, inner, ir_prefetch(L->k, r->buf, idx, loc));
     return loops;
@@ -510,7 +508,7 @@ typedef struct Rereads {
     const Var *grid;
     const Stmt *loop[MAX_LOOPS];
     int depth;
-    Var *ph[MAX_LOOPS];
+    Var *ph[MAX_LOOPS]; /* the placeholders of the enclosing loops' variables, made as needed */
     Reread r[MAX_COPIES];
     int n;
 } Rereads;
@@ -542,6 +540,8 @@ static void note_copy(Rereads *rr, const Stmt *s)
     *r = (Reread){.copy = s, .nloops = rr->depth};
     IrSubst sub = {.nvars = rr->depth};
     for (int i = 0; i < rr->depth; i++) {
+        if (!rr->ph[i])
+            rr->ph[i] = ir_var_new(rr->L->k, "window");
         sub.var[i] = rr->loop[i]->u.loop.var;
         sub.by[i] = ir_var(rr->L->k, rr->ph[i]);
         r->loop_ext[i] = rr->loop[i]->u.loop.extent;
@@ -582,8 +582,6 @@ static void plan_next_block_fetch(Lower *L)
     if (L->t->gpu_sm || L->k->ngrid == 0)
         return;
     Rereads rr = {.L = L, .grid = L->k->grid_var[L->k->ngrid - 1]};
-    for (int i = 0; i < MAX_LOOPS; i++)
-        rr.ph[i] = ir_var_new(L->k, "window");
     find_rereads(&rr, L->k->body);
     for (int i = 0; i < rr.n; i++) {
         bool last = rr.r[i].again;
