@@ -407,9 +407,40 @@ static void prefetch_row(Cg *c, const Region *b, int row, LLVMValueRef k)
     cg_prefetch(c, at(c, b, cg_i64(c, row), k), 3);
 }
 
+/* 32 e4m3 bytes → 32 bf16 words of the same values (the pair tiles' B
+ * beside a bf16 A).  bf16 holds every e4m3 value as a normal: a normal
+ * code s.eeee.mmm keeps its fields, its exponent rebiased 7 → 127 (the
+ * byte shifted left by 4 under a mask, plus 120 << 7); the eight codes of
+ * exponent 0 (zero and the subnormals m·2^-9) are looked up instead in a
+ * word table by the byte's low five bits (vpermw), which for them are m.
+ * The sign, bit 15 of the sign-extended byte, is or-ed in last.  Seven
+ * instructions per 32 weights (LLVM makes the select a masked add); the
+ * NaN codes come out finite (±480), as in dot_widen's fast form
+ * (nan_scan). */
+static LLVMValueRef e4m3_words(Cg *c, LLVMValueRef raw)
+{
+    LLVMBuilderRef B = c->b;
+    LLVMValueRef x = LLVMBuildSExt(B, raw, LLVMVectorType(c->i16, 32), ""), table[32];
+    LLVMValueRef normal = LLVMBuildAnd(B, LLVMBuildShl(B, x, splat_i(c, c->i16, 32, 4), ""),
+                                       splat_i(c, c->i16, 32, 0x07f0), "");
+    normal = LLVMBuildAdd(B, normal, splat_i(c, c->i16, 32, 120 << 7), "");
+    for (int i = 0; i < 32; i++) /* codes 0-7: m·2^-9, exact in bf16 */
+        table[i] = LLVMConstInt(c->i16, i < 8 ? dt_f32_to_bf16(dt_e4m3_to_f32((uint8_t)i)) : 0, 0);
+    LLVMValueRef args[2] = {LLVMConstVector(table, 32), x};
+    LLVMValueRef small = cg_intrinsic(c, "llvm.x86.avx512.permvar.hi.512", NULL, 0, args, 2);
+    LLVMValueRef subnormal = LLVMBuildICmp(B, LLVMIntEQ, LLVMBuildAnd(B, x, splat_i(c, c->i16, 32, 0x78), ""),
+                                           LLVMConstNull(LLVMTypeOf(x)), "");
+    LLVMValueRef mag = LLVMBuildSelect(B, subnormal, small, normal, "");
+    return LLVMBuildOr(B, mag, LLVMBuildAnd(B, x, splat_i(c, c->i16, 32, 0x8000), ""), "");
+}
+
 /* bf16 pairs: acc[i][j] += Σ over 2W elements with vdpbf16ps, which sums
  * adjacent pairs into each f32 lane — along K, the order a dot product
- * needs, so neither operand is rearranged.  Masked-off elements are +0. */
+ * needs, so neither operand is rearranged.  Masked-off elements are +0.
+ * An e4m3 B is decoded to bf16 words (e4m3_words): its values and their
+ * products with A's (bf16 copies of e4m3 activations, lowering's
+ * e4m3_pairs) are exact normals, so the instruction's flushing of
+ * subnormals changes nothing. */
 static void dot_pairs(Cg *c, Dot *d, LLVMValueRef k, int lanes)
 {
     const Stmt *s = d->s;
@@ -422,7 +453,10 @@ static void dot_pairs(Cg *c, Dot *d, LLVMValueRef k, int lanes)
     for (int i = 0; i < d->mr; i++)
         av[i] = LLVMBuildBitCast(c->b, dot_raw(c, d, &s->u.gemm.a, i, k, lanes), params[1], "");
     for (int j = 0; j < d->nr; j++) {
-        LLVMValueRef bv = LLVMBuildBitCast(c->b, dot_raw(c, d, &s->u.gemm.b, j, k, lanes), params[2], "");
+        LLVMValueRef bv = dot_raw(c, d, &s->u.gemm.b, j, k, lanes);
+        if (s->u.gemm.b.buf->dtype == DT_F8E4M3)
+            bv = e4m3_words(c, bv);
+        bv = LLVMBuildBitCast(c->b, bv, params[2], "");
         if (d->prefetch_next)
             prefetch_row(c, &s->u.gemm.b, d->pf_ahead + j, k);
         for (int i = 0; i < d->mr; i++) {
@@ -1288,7 +1322,9 @@ static void dot_gemm(Cg *c, const Stmt *s, int mr, int nr, Var *k)
         w = 8;
     bool scaled = asc || bsc, b_in_table = bsc && tb == DT_F4E2M1 && !e2m1_lut;
     bool promote = asc || (bsc && !b_in_table);
-    bool pairs = c->t->has_bf16_dot && ta == DT_BF16 && tb == DT_BF16 && !scaled;
+    /* vdpbf16ps: bf16 x bf16, or a bf16 A beside an e4m3 B (e4m3_words) */
+    bool pairs = c->t->has_bf16_dot && ta == DT_BF16 &&
+                 (tb == DT_BF16 ? !scaled : tb == DT_F8E4M3 && w == 16);
     /* packed e2m1 with an f32 table: one W-lane part per step, which keeps
      * the tables and accumulators of pass_lower's columns in registers;
      * through the byte table, a scale block of 32 */
@@ -1401,7 +1437,7 @@ static void dot_gemm(Cg *c, const Stmt *s, int mr, int nr, Var *k)
     }
     /* the tile's sums W at a time (lane_sums), scaled and NaN-marked as
      * vectors (one select: LLVM made eight branches of eight scalar ones) */
-    double scale = d.lift_a ? ldexp(1.0, -IR_A_LIFT_EXP - DIRECT_B_EXP) : dot_scale(ta) * dot_scale(tb);
+    double scale = d.lift_a ? ldexp(1.0, -IR_A_LIFT_EXP - DIRECT_B_EXP) : pairs ? 1.0 : dot_scale(ta) * dot_scale(tb);
     if (e2m1_lut && !d.t8 && !d.pair8)
         scale *= 0.5; /* the byte table holds 2x the values */
     const Region *cr = &s->u.gemm.c;

@@ -600,6 +600,8 @@ static void push_target(lua_State *L, const TargetInfo *t)
     lua_setfield(L, -2, "l1");
     lua_pushinteger(L, t->l2_bytes);
     lua_setfield(L, -2, "l2");
+    lua_pushboolean(L, t->has_bf16_dot && t->vector_bits == 512);
+    lua_setfield(L, -2, "bf16_dot");
 }
 
 Kernel *fe_load(const char *path, const FeSet *sets, int nsets, Diag *d)

@@ -353,6 +353,16 @@ static bool dot_gemm(Lower *L, const Stmt *g)
 
 bool lower_gemm_in_register_tiles(Lower *L, const Stmt *g) { return !L->t->gpu_sm && !dot_gemm(L, g); }
 
+/* Whether an e4m3 A beside an e4m3 B is staged as bf16 (exactly: bf16
+ * holds every e4m3 value as a normal) for tiles that decode B to bf16
+ * words and sum with vdpbf16ps (codegen/micro.c, e4m3_words): where the
+ * target's vdpbf16ps is fast, it does the work of two FMAs. */
+static bool e4m3_pairs(const Lower *L, const Stmt *g)
+{
+    return L->t->has_bf16_dot && L->t->vector_bits == 512 && g->u.gemm.a.buf->dtype == DT_F8E4M3 &&
+           g->u.gemm.b.buf->dtype == DT_F8E4M3 && g->u.gemm.c.ext[0] >= 2;
+}
+
 /* What a dot tile's K loop keeps in vector registers besides its mr x nr
  * accumulators (codegen/micro.c), per operand dtypes ta x tb: each A row's
  * widened chunk, chunk / W registers (2 where an operand is 8-bit: the
@@ -413,6 +423,23 @@ static int64_t dot_tall_rows(int64_t M)
     return (M + bands - 1) / bands;
 }
 
+/* Pair tiles over e4m3 weights (lowering's e4m3_pairs: A staged bf16,
+ * codegen/micro.c's e4m3_words): each decoded register of 32 weights
+ * feeds one vdpbf16ps per row, so rows again pay for the decoding — bands
+ * of up to DOT_TALL rows as for tall tiles (Zen 5, fp8_gemm at 16 rows,
+ * 4096^2, one thread, weights from DRAM: 8x2 tiles 2.43 ms, 4x4 2.56, 8x3
+ * 2.96, 8x1 4.12) — and PAIR_SUMS sums a tile (their promoted running
+ * sums take as many registers again), at most 4 columns (4 rows: 4x4 0.75
+ * ms, 4x2 0.88; 2 rows: 2x4 0.89, 2x8 1.05).  Not bound by L1 as tall
+ * tiles are: a band of 8 rows over all of K 4096 (64 KiB of bf16) ran
+ * 2.43 ms against 2.62 in steps of 1024. */
+enum { PAIR_SUMS = 16 };
+
+static bool pair_e4m3(const TargetInfo *t, DType ta, DType tb)
+{
+    return t->has_bf16_dot && t->vector_bits == 512 && ta == DT_BF16 && tb == DT_F8E4M3;
+}
+
 static bool dot_tall(const TargetInfo *t, int64_t M, int64_t K, DType ta, DType tb)
 {
     bool widened = tb == DT_BF16 || tb == DT_F16 || tb == DT_F8E4M3 || tb == DT_F8E5M2;
@@ -432,7 +459,7 @@ static int64_t dot_tall_cols(const TargetInfo *t, int64_t mr, DType tb)
  * many as keep two columns. */
 static int64_t dot_rows_of(const TargetInfo *t, int64_t M, int64_t K, DType ta, DType tb)
 {
-    if (dot_tall(t, M, K, ta, tb))
+    if (dot_tall(t, M, K, ta, tb) || pair_e4m3(t, ta, tb))
         return dot_tall_rows(M);
     if (M >= 2 && ta == DT_F32 && tb == DT_F4E2M1) {
         /* packed e2m1 (one column: its accumulators per row, the block's
@@ -475,6 +502,8 @@ static int64_t dot_cols_of(const TargetInfo *t, int64_t mr, int64_t K, DType ta,
     if (mr <= e2m1_rows)
         return 1;
     int64_t nr = dot_tall(t, mr, K, ta, tb) ? dot_tall_cols(t, mr, tb) : dot_fit_cols(t, mr, ta, tb);
+    if (pair_e4m3(t, ta, tb))
+        nr = PAIR_SUMS / mr < 4 ? PAIR_SUMS / mr : 4;
     if (bn && tb == DT_F4E2M1) {
         nr = (vector_regs(t) - E2M1_FIXED - mr) / (1 + mr);
         nr = nr < 1 ? 1 : nr > 4 ? 4 : nr;
@@ -708,7 +737,8 @@ static IrRange grid_leaf(const Expr *e, void *ctx)
  * 2.82-2.92, at 14 2.74 (at 12 2.59 against 2.82, at 8 1.68-1.77 against
  * 2.76-2.81: losses; at 13 3.23 against 2.84, a gain let go for one rule
  * of idle lanes) — but not bf16, whose dot tiles there take vdpbf16ps
- * (2.50 -> 3.15-3.23 ms at 16 rows).  The rows computed are those `rows`
+ * (2.50 -> 3.15-3.23 ms at 16 rows), nor e4m3 beside e4m3 where the dot
+ * tiles take it too (e4m3_pairs; 16 rows 3.0-3.2 -> 2.4).  The rows computed are those `rows`
  * may want at most (fp8_gemm's M - by·BM at a known M); where it may want
  * fewer (an MoE tile's run-time count, whose idle lanes would be computed)
  * two vectors' tiles run under a run-time test of n, the rows wanted
@@ -719,12 +749,12 @@ enum { BCAST_IDLE = 2, BCAST_IDLE_E2M1 = 4 };
 
 /* The fewest rows a broadcast tile for at most `most` rows of a B of dtype
  * tb may compute (INT64_MAX: none). */
-static int64_t bcast_least(const TargetInfo *t, DType tb, int64_t most)
+static int64_t bcast_least(const TargetInfo *t, DType tb, int64_t most, bool pairs)
 {
     int64_t w = t->vector_bits / 32;
     if (most > w)
         return 2 * w - (tb == DT_F4E2M1 ? BCAST_IDLE_E2M1 : BCAST_IDLE);
-    if (w < 16 || (tb == DT_BF16 && t->has_bf16_dot))
+    if (w < 16 || pairs)
         return INT64_MAX;
     return w - BCAST_IDLE;
 }
@@ -737,7 +767,7 @@ static int64_t bcast_rows(Lower *L, const Stmt *g, const Expr *rows, Expr *n, Ex
     int64_t bk = bs->buf ? mat_cols(b) / mat_cols(bs) : 0;
     bool decodes = tb == DT_BF16 || tb == DT_F16 || tb == DT_F8E4M3 || tb == DT_F8E5M2 || (tb == DT_F4E2M1 && bk);
     IrRange r = rows ? ir_range_of(rows, grid_leaf, L->k) : (IrRange){M, M, true};
-    int64_t most = r.known && r.hi < M ? r.hi : M, least = bcast_least(L->t, tb, most);
+    int64_t most = r.known && r.hi < M ? r.hi : M, least = bcast_least(L->t, tb, most, (tb == DT_BF16 && L->t->has_bf16_dot) || e4m3_pairs(L, g));
     bool ok = !L->t->gpu_sm && a->buf->rank == 2 && (!as->buf || as->buf->rank == 2) && K % IR_BCAST_CHUNK == 0 &&
               decodes && (!bk || bk == 32 || bk % IR_BCAST_CHUNK == 0) && most >= least && most <= 2 * w &&
               most <= IR_BCAST_ROWS;
@@ -856,8 +886,11 @@ static Expr *rows_inside(Lower *L, const Region *x, const Region *scale, Expr *n
 static bool lifts_a(const Lower *L, const Stmt *g, bool widen_a)
 {
     return widen_a && !L->t->subnormal_assists && g->u.gemm.a.buf->dtype == DT_F8E4M3 &&
-           g->u.gemm.b.buf->dtype == DT_F8E4M3;
+           g->u.gemm.b.buf->dtype == DT_F8E4M3 && !e4m3_pairs(L, g);
 }
+
+/* The dtype A is staged in where the dot tiles want it widened. */
+static DType widened_a(const Lower *L, const Stmt *g) { return e4m3_pairs(L, g) ? DT_BF16 : DT_F32; }
 
 /* The dot tiles of a GEMM whose A (and, with copy_b, B) may leave its
  * buffer: A staged with its tail zeroed (dequantised where it has a
@@ -873,7 +906,7 @@ static Stmt *tail_tiles(Lower *L, const Stmt *g, const Region *c, Expr *rows, bo
     if (as)
         sa = dequantise(L, seq, &a, as, DT_F32, "gemm_a", g->loc);
     else if (a.buf->scope == SCOPE_GLOBAL || widen_a)
-        sa = whole(L, stage_lifted(L, seq, &a, false, a.ext[0], a.ext[1], widen_a ? DT_F32 : a.buf->dtype, "gemm_a",
+        sa = whole(L, stage_lifted(L, seq, &a, false, a.ext[0], a.ext[1], widen_a ? widened_a(L, g) : a.buf->dtype, "gemm_a",
                                    OUTSIDE, lift ? IR_A_LIFT_EXP : 0, g->loc));
     if (copy_b && bs)
         sb = dequantise(L, seq, &b, bs, DT_F32, "gemm_b", g->loc);
@@ -1003,7 +1036,7 @@ static Stmt *dot_path(Lower *L, const Stmt *g, const Region *c, Expr *rows, Expr
     if (sc.a_e2m1 && !sc.a_e2m1_band)
         fa = fe;
     else if (widen_a)
-        fa = whole(L, stage_lifted(L, seq, a, false, a->ext[0], a->ext[1], DT_F32, "gemm_a", n ? CHECK : INSIDE,
+        fa = whole(L, stage_lifted(L, seq, a, false, a->ext[0], a->ext[1], widened_a(L, g), "gemm_a", n ? CHECK : INSIDE,
                                    sc.a_lifted ? IR_A_LIFT_EXP : 0, g->loc));
     ir_seq_push(L->k, seq, dot_tiles(L, g, &fa, &g->u.gemm.b, sc, c, rows, true));
     return seq;

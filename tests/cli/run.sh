@@ -237,18 +237,21 @@ if "$TILEC" compile tests/specs/bcast_tile.tir --target x86-avx512 --emit asm -o
    grep -q "vbroadcastss.*zmm" "$tmp/bcast512.s" && grep -q "vfmadd231ps.*zmm" "$tmp/bcast512.s" &&
    ! grep -q "vfmadd231ps.*ymm" "$tmp/bcast512.s"; then
   ok "x86-avx512 broadcast tiles on zmm"; else bad "x86-avx512 broadcast tiles on zmm" "$(cat "$tmp/err")"; fi
-# 16 lanes hold AVX2's two vectors of rows: x86-avx512 takes broadcast tiles
-# of one vector for fp8 at a known 16 rows, but not for bf16, whose dot
-# tiles take vdpbf16ps, nor where the rows are known only at run time (a dyn
-# M, an MoE tile): there the dot tiles' arm of the test ran 15-27% slower
+# 16 lanes hold AVX2's two vectors of rows: x86-avx512 would take broadcast
+# tiles of one vector at a known 16 rows, but not where its dot tiles take
+# vdpbf16ps (bf16, and e4m3 beside e4m3 in 8-row bands with A staged bf16:
+# an Intel host's target, without a fast vdpbf16ps, takes them for fp8 —
+# test_target), nor where the rows are known only at run time (a dyn M, an
+# MoE tile): there the dot tiles' arm of the test ran 15-27% slower
 "$TILEC" compile kernels_src/fp8_gemm.lua --set M=16 --target x86-avx512 --emit ir -o "$tmp/fp8_16.tir" 2>/dev/null
 "$TILEC" compile kernels_src/fp8_gemm.lua --set BM=16 --target x86-avx512 --emit ir -o "$tmp/fp8_dyn.tir" 2>/dev/null
 "$TILEC" compile kernels_src/moe_expert_gemm.lua --set R=16 --set BM=16 --target x86-avx512 --emit ir -o "$tmp/fp4_16.tir" 2>/dev/null
 "$TILEC" compile examples/gemm.lua --set M=16 --set dtype=bf16 --target x86-avx512 --emit ir -o "$tmp/bf16_16.tir" 2>/dev/null
-if grep -q "trans_a trans_b" "$tmp/fp8_16.tir" && [ -s "$tmp/fp8_dyn.tir" ] && ! grep -q "trans_a trans_b" "$tmp/fp8_dyn.tir" &&
+if grep -q "gemm_a0: shared bf16\[16, " "$tmp/fp8_16.tir" && grep -q "micro_gemm gemm_a0\[it \* 8 +: 8," "$tmp/fp8_16.tir" &&
+   ! grep -q "trans_a trans_b" "$tmp/fp8_16.tir" && [ -s "$tmp/fp8_dyn.tir" ] && ! grep -q "trans_a trans_b" "$tmp/fp8_dyn.tir" &&
    [ -s "$tmp/fp4_16.tir" ] && ! grep -q "trans_a trans_b" "$tmp/fp4_16.tir" &&
    [ -s "$tmp/bf16_16.tir" ] && ! grep -q "trans_a trans_b" "$tmp/bf16_16.tir"; then
-  ok "x86-avx512 broadcast tiles of one vector of rows"; else bad "x86-avx512 broadcast tiles of one vector of rows"; fi
+  ok "x86-avx512 decode at 16 rows: dot tiles where they take vdpbf16ps"; else bad "x86-avx512 decode at 16 rows: dot tiles where they take vdpbf16ps"; fi
 # below them, x86-avx512's packed e2m1 dot tiles of 8 rows take two columns
 # (one column's FMAs read 64 bytes of A each, from L2: 8x1 ran 2.2x slower)
 "$TILEC" compile kernels_src/moe_expert_gemm.lua --set R=16 --set BM=8 --target x86-avx512 --emit ir \
@@ -301,6 +304,22 @@ if grep -q vpmovsxbd "$tmp/dot_fp8_1k.s" && ! grep -qE "vcvtph2ps|vpaddw" "$tmp/
 else
   bad "fp8 dot tile at one row: B widened straight to f32, no NaN arithmetic in the K loop, no spills" \
     "$(head -60 "$tmp/dot_fp8_1k.s")"
+fi
+# fp8 at 4 rows where vdpbf16ps is fast (x86-avx512 names such a target):
+# A staged bf16, and the K loop decodes each 32 e4m3 weights to bf16 words
+# (vpmovsxbw, a vpermw lookup for the exponent-0 codes) for vdpbf16ps —
+# no FMA and no f32 widening in the loop, nothing stored to the stack
+"$TILEC" compile kernels_src/fp8_gemm.lua --set M=4 --target x86-avx512 --emit asm -o "$tmp/dot_fp8_4.s" 2>/dev/null
+awk '/^\.LBB[0-9_]+:/ { lab = $1; sub(/:$/, "", lab); n = 0; next }
+     { body[++n] = $0 }
+     /^[ \t]+j[a-z]+[ \t]+\.LBB/ { if ($2 == lab) { s = ""; for (i = 1; i <= n; i++) s = s body[i] "\n"
+                                     if (s ~ /vdpbf16ps/) printf "%s", s } }' "$tmp/dot_fp8_4.s" >"$tmp/dot_fp8_4k.s"
+if grep -q vpmovsxbw "$tmp/dot_fp8_4k.s" && grep -q vpermw "$tmp/dot_fp8_4k.s" &&
+   ! grep -qE "vfmadd|vpmovsxbd|vcvtph2ps" "$tmp/dot_fp8_4k.s" && ! grep -q "(%rsp" "$tmp/dot_fp8_4k.s" &&
+   grep -q vpmaxub "$tmp/dot_fp8_4.s"; then
+  ok "fp8 dot tile at 4 rows: e4m3 B decoded to bf16 words for vdpbf16ps, no spills"
+else
+  bad "fp8 dot tile at 4 rows: e4m3 B decoded to bf16 words for vdpbf16ps, no spills" "$(head -60 "$tmp/dot_fp8_4k.s")"
 fi
 # the NaN scan: one running maximum for all the tile's columns, a zmm of
 # bytes at a time, kept in registers (a maximum per column spilled: a

@@ -388,7 +388,9 @@ TEST(dot_tiles_widen_every_fp8_code)
 /* e4m3 x e4m3: the dot tile widens B through F16C, or (for a target whose
  * FMAs take subnormals at full speed, TargetInfo subnormal_assists false)
  * straight into f32's fields (a 2^-120 scale, undone with A's lift: staged
- * — micro_gemm a_lifted; codegen/micro.c, e4m3_direct).  Every pair of
+ * — micro_gemm a_lifted; codegen/micro.c, e4m3_direct), or (a 512-bit
+ * target with a fast vdpbf16ps, TargetInfo has_bf16_dot, at two rows or
+ * more) to bf16 words beside A staged bf16 (e4m3_words).  Every pair of
  * codes, NaN, ±0 and subnormals included, through tests/specs/dot_fp8.lua
  * compiled once per target and row count: a row of A = one code i along all
  * of K, row n of B = code n, so C[., n] = K · a · b, exact in f32 (e4m3
@@ -407,7 +409,8 @@ static void check_dot_fp8_pairs(const TargetInfo *target, int M, int K, int S, i
     snprintf(ss, sizeof ss, "%d", S);
     snprintf(sbs, sizeof sbs, "%d", SB);
     snprintf(what, sizeof what, "%s%s M=%d K=%d S=%d SB=%d", target->name,
-             target->subnormal_assists ? "" : " (B straight to f32)", M, K, S, SB);
+             target->has_bf16_dot ? " (B to bf16)" : target->subnormal_assists ? "" : " (B straight to f32)", M, K, S,
+             SB);
     FeSet sets[] = {{"M", ms}, {"N", "256"}, {"K", ks}, {"S", ss}, {"SB", sbs}};
     ThKernel tk = {0};
     CHECKF(th_kernel_build_for(&tk, "tests/specs/dot_fp8.lua", sets, 5, target), "%s: does not build", what);
@@ -456,7 +459,7 @@ static void check_dot_fp8_pairs(const TargetInfo *target, int M, int K, int S, i
 }
 
 /* 1 row, 3 (one band) and 16 (two bands of 8); unscaled, scaled per
- * 32-block on both sides, and nested blocks; both ways of widening B. */
+ * 32-block on both sides, and nested blocks; every way of widening B. */
 TEST(dot_tiles_e4m3_by_e4m3_every_pair)
 {
     const char *targets[] = {"x86-avx512", "x86-avx2"};
@@ -464,9 +467,12 @@ TEST(dot_tiles_e4m3_by_e4m3_every_pair)
     for (int t = 0; t < 2; t++) {
         if (!th_runs_here(targets[t]))
             continue;
-        for (int way = 0; way < 2; way++) {
+        for (int way = 0; way < 3; way++) { /* F16C, straight to f32, bf16 words */
             TargetInfo ti = *ir_target(targets[t]);
             ti.subnormal_assists = way == 0;
+            ti.has_bf16_dot = way == 2;
+            if (way == 2 && ti.vector_bits != 512)
+                continue;
             for (int r = 0; r < 3; r++) {
                 check_dot_fp8_pairs(&ti, rows[r], 40, 0, 0);
                 check_dot_fp8_pairs(&ti, rows[r], 64, 32, 32);

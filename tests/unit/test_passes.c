@@ -130,7 +130,8 @@ TEST(golden_lower_scaled_tall) { golden_for("lower_scaled_tall", pass_lower, ir_
 TEST(golden_lower_scaled_deq) { golden("lower_scaled_deq", pass_lower); }
 /* both operands block-scaled at 4 rows: dot tiles that promote each
  * 128-wide block's sums in registers (a_scale and b_scale on the tiles,
- * A staged widened where its window is inside x, dequantised with its
+ * A staged widened where its window is inside x — to bf16 for the
+ * vdpbf16ps tiles of x86-avx512, e4m3_pairs — dequantised to f32 with its
  * scale where it may leave it); A's 64-wide blocks within B's 128: both
  * still on the tiles; A's 64 against B's 96 (not nested): A dequantised,
  * B still scaled in the tiles */

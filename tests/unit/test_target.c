@@ -181,6 +181,38 @@ TEST(an_intel_avx512_host_takes_no_subnormals_nor_vdpbf16ps)
     free(a);
 }
 
+/* The printed Loop IR of spec at sets for t (its choose's picks for t);
+ * NULL (checked) on failure. */
+static char *loop_ir_of(const char *spec, const FeSet *sets, int nsets, const TargetInfo *t)
+{
+    Diag d = {0};
+    Kernel *k = fe_load_for(spec, sets, nsets, t, &d);
+    bool ok = k && pass_pipeline(k, t, NULL, &d);
+    CHECKF(ok, "%s: %s", spec, d.msg);
+    char *text = ok ? ir_print_string(k) : NULL;
+    ir_kernel_free(k);
+    return text;
+}
+
+/* fp8_gemm at 16 rows on AVX-512: where vdpbf16ps is fast (AMD's hosts),
+ * A staged bf16 for dot tiles of 8 rows that decode e4m3 B to bf16 words
+ * (lowering's e4m3_pairs); elsewhere broadcast tiles of one vector of
+ * rows, A staged transposed as f32 (bcast_rows). */
+TEST(fp8_decode_at_16_rows_follows_vdpbf16ps)
+{
+    FeSet sets[] = {{"M", "16"}, {"N", "256"}, {"K", "1024"}};
+    TargetInfo amd = *ir_target("x86-avx512"), intel = amd;
+    amd.has_bf16_dot = true;
+    intel.has_bf16_dot = false;
+    char *pairs = loop_ir_of("kernels_src/fp8_gemm.lua", sets, 3, &amd);
+    CHECK(pairs && strstr(pairs, "buf gemm_a0: shared bf16[16, 1024]") && strstr(pairs, "+: 8, 0 +: 1024], b[") &&
+          !strstr(pairs, "trans_a trans_b"));
+    free(pairs);
+    char *bcast = loop_ir_of("kernels_src/fp8_gemm.lua", sets, 3, &intel);
+    CHECK(bcast && strstr(bcast, "trans_a trans_b") && !strstr(bcast, "shared bf16"));
+    free(bcast);
+}
+
 int main(void)
 {
     RUN(caches_are_read_from_a_sysfs_tree);
@@ -188,5 +220,6 @@ int main(void)
     RUN(the_host_target_plans_with_this_machines_caches);
     RUN(hoisting_follows_the_l2_it_is_given);
     RUN(an_intel_avx512_host_takes_no_subnormals_nor_vdpbf16ps);
+    RUN(fp8_decode_at_16_rows_follows_vdpbf16ps);
     return test_summary();
 }
