@@ -429,8 +429,9 @@ static int64_t dot_tall_rows(int64_t M)
  * of up to DOT_TALL rows as for tall tiles (Zen 5, fp8_gemm at 16 rows,
  * 4096^2, one thread, weights from DRAM: 8x2 tiles 2.43 ms, 4x4 2.56, 8x3
  * 2.96, 8x1 4.12) — and PAIR_SUMS sums a tile (their promoted running
- * sums take as many registers again), at most 4 columns (4 rows: 4x4 0.75
- * ms, 4x2 0.88; 2 rows: 2x4 0.89, 2x8 1.05).  Not bound by L1 as tall
+ * sums take as many registers again): 4 rows 4x4 0.75 ms, 4x2 0.88; 2
+ * rows 2x8 0.56-0.63, 2x4 0.74-0.81; one row (the rows-left variant of a
+ * 16-row block) 1x16 0.60-0.63, 1x8 0.60-0.72, 1x4 0.95.  Not bound by L1 as tall
  * tiles are: a band of 8 rows over all of K 4096 (64 KiB of bf16) ran
  * 2.43 ms against 2.62 in steps of 1024. */
 enum { PAIR_SUMS = 16 };
@@ -503,7 +504,7 @@ static int64_t dot_cols_of(const TargetInfo *t, int64_t mr, int64_t K, DType ta,
         return 1;
     int64_t nr = dot_tall(t, mr, K, ta, tb) ? dot_tall_cols(t, mr, tb) : dot_fit_cols(t, mr, ta, tb);
     if (pair_e4m3(t, ta, tb))
-        nr = PAIR_SUMS / mr < 4 ? PAIR_SUMS / mr : 4;
+        nr = PAIR_SUMS / mr;
     if (bn && tb == DT_F4E2M1) {
         nr = (vector_regs(t) - E2M1_FIXED - mr) / (1 + mr);
         nr = nr < 1 ? 1 : nr > 4 ? 4 : nr;
