@@ -431,12 +431,12 @@ static int64_t dot_tall_rows(int64_t M)
  * 2.96, 8x1 4.12) — and PAIR_SUMS sums a tile (their promoted running
  * sums take as many registers again): 4 rows 4x4 0.75 ms, 4x2 0.88; 2
  * rows 2x8 0.56-0.63, 2x4 0.74-0.81; one row (the rows-left variant of a
- * 16-row block) 1x16 0.60-0.63, 1x8 0.60-0.72, 1x4 0.95.  Not bound by L1 as tall
- * tiles are: a band of 8 rows over all of K 4096 (64 KiB of bf16) ran
- * 2.43 ms against 2.62 in steps of 1024. */
+ * 16-row block) 1x16 0.60-0.63, 1x8 0.60-0.72, 1x4 0.95.  Not bound by L1
+ * as tall tiles are: a band of 8 rows over all of K 4096 (64 KiB of bf16)
+ * ran 2.43 ms against 2.62 in steps of 1024. */
 enum { PAIR_SUMS = 16 };
 
-static bool pair_e4m3(const TargetInfo *t, DType ta, DType tb)
+static bool bf16_by_e4m3_tiles(const TargetInfo *t, DType ta, DType tb)
 {
     return t->has_bf16_dot && t->vector_bits == 512 && ta == DT_BF16 && tb == DT_F8E4M3;
 }
@@ -460,7 +460,7 @@ static int64_t dot_tall_cols(const TargetInfo *t, int64_t mr, DType tb)
  * many as keep two columns. */
 static int64_t dot_rows_of(const TargetInfo *t, int64_t M, int64_t K, DType ta, DType tb)
 {
-    if (dot_tall(t, M, K, ta, tb) || pair_e4m3(t, ta, tb))
+    if (dot_tall(t, M, K, ta, tb) || bf16_by_e4m3_tiles(t, ta, tb))
         return dot_tall_rows(M);
     if (M >= 2 && ta == DT_F32 && tb == DT_F4E2M1) {
         /* packed e2m1 (one column: its accumulators per row, the block's
@@ -503,7 +503,7 @@ static int64_t dot_cols_of(const TargetInfo *t, int64_t mr, int64_t K, DType ta,
     if (mr <= e2m1_rows)
         return 1;
     int64_t nr = dot_tall(t, mr, K, ta, tb) ? dot_tall_cols(t, mr, tb) : dot_fit_cols(t, mr, ta, tb);
-    if (pair_e4m3(t, ta, tb))
+    if (bf16_by_e4m3_tiles(t, ta, tb))
         nr = PAIR_SUMS / mr;
     if (bn && tb == DT_F4E2M1) {
         nr = (vector_regs(t) - E2M1_FIXED - mr) / (1 + mr);
@@ -739,8 +739,8 @@ static IrRange grid_leaf(const Expr *e, void *ctx)
  * 2.76-2.81: losses; at 13 3.23 against 2.84, a gain let go for one rule
  * of idle lanes) — but not bf16, whose dot tiles there take vdpbf16ps
  * (2.50 -> 3.15-3.23 ms at 16 rows), nor e4m3 beside e4m3 where the dot
- * tiles take it too (e4m3_pairs; 16 rows 3.0-3.2 -> 2.4).  The rows computed are those `rows`
- * may want at most (fp8_gemm's M - by·BM at a known M); where it may want
+ * tiles take it too (e4m3_pairs; 16 rows 3.0-3.2 -> 2.4).  The rows
+ * computed are those `rows` may want at most (fp8_gemm's M - by·BM at a known M); where it may want
  * fewer (an MoE tile's run-time count, whose idle lanes would be computed)
  * two vectors' tiles run under a run-time test of n, the rows wanted
  * (*test; NULL where they are known to be enough), dot tiles otherwise.  Not for an f32 B (nothing to decode: the dot tiles
@@ -768,7 +768,8 @@ static int64_t bcast_rows(Lower *L, const Stmt *g, const Expr *rows, Expr *n, Ex
     int64_t bk = bs->buf ? mat_cols(b) / mat_cols(bs) : 0;
     bool decodes = tb == DT_BF16 || tb == DT_F16 || tb == DT_F8E4M3 || tb == DT_F8E5M2 || (tb == DT_F4E2M1 && bk);
     IrRange r = rows ? ir_range_of(rows, grid_leaf, L->k) : (IrRange){M, M, true};
-    int64_t most = r.known && r.hi < M ? r.hi : M, least = bcast_least(L->t, tb, most, (tb == DT_BF16 && L->t->has_bf16_dot) || e4m3_pairs(L, g));
+    bool pairs = (tb == DT_BF16 && L->t->has_bf16_dot) || e4m3_pairs(L, g); /* dot tiles of vdpbf16ps */
+    int64_t most = r.known && r.hi < M ? r.hi : M, least = bcast_least(L->t, tb, most, pairs);
     bool ok = !L->t->gpu_sm && a->buf->rank == 2 && (!as->buf || as->buf->rank == 2) && K % IR_BCAST_CHUNK == 0 &&
               decodes && (!bk || bk == 32 || bk % IR_BCAST_CHUNK == 0) && most >= least && most <= 2 * w &&
               most <= IR_BCAST_ROWS;
@@ -907,8 +908,8 @@ static Stmt *tail_tiles(Lower *L, const Stmt *g, const Region *c, Expr *rows, bo
     if (as)
         sa = dequantise(L, seq, &a, as, DT_F32, "gemm_a", g->loc);
     else if (a.buf->scope == SCOPE_GLOBAL || widen_a)
-        sa = whole(L, stage_lifted(L, seq, &a, false, a.ext[0], a.ext[1], widen_a ? widened_a(L, g) : a.buf->dtype, "gemm_a",
-                                   OUTSIDE, lift ? IR_A_LIFT_EXP : 0, g->loc));
+        sa = whole(L, stage_lifted(L, seq, &a, false, a.ext[0], a.ext[1], widen_a ? widened_a(L, g) : a.buf->dtype,
+                                   "gemm_a", OUTSIDE, lift ? IR_A_LIFT_EXP : 0, g->loc));
     if (copy_b && bs)
         sb = dequantise(L, seq, &b, bs, DT_F32, "gemm_b", g->loc);
     else if (copy_b)
@@ -1037,8 +1038,8 @@ static Stmt *dot_path(Lower *L, const Stmt *g, const Region *c, Expr *rows, Expr
     if (sc.a_e2m1 && !sc.a_e2m1_band)
         fa = fe;
     else if (widen_a)
-        fa = whole(L, stage_lifted(L, seq, a, false, a->ext[0], a->ext[1], widened_a(L, g), "gemm_a", n ? CHECK : INSIDE,
-                                   sc.a_lifted ? IR_A_LIFT_EXP : 0, g->loc));
+        fa = whole(L, stage_lifted(L, seq, a, false, a->ext[0], a->ext[1], widened_a(L, g), "gemm_a",
+                                   n ? CHECK : INSIDE, sc.a_lifted ? IR_A_LIFT_EXP : 0, g->loc));
     ir_seq_push(L->k, seq, dot_tiles(L, g, &fa, &g->u.gemm.b, sc, c, rows, true));
     return seq;
 }
