@@ -222,6 +222,7 @@ typedef struct Dot {
     const Stmt *s;
     int mr, nr, w, chunk; /* chunk: elements per step, w or (8-bit operands, bf16 pairs) 2w */
     bool pairs;           /* bf16 x bf16 with vdpbf16ps: the elements stay bf16 */
+    bool e4m3_fast;       /* pairs over e4m3 B: the block being emitted has no exponent-0 codes (e4m3_words) */
     bool prefetch_next;   /* fetch a later tile's B rows while this one runs */
     int64_t pf_ahead;     /* ... pf_ahead rows on (prefetch_ahead) */
     bool lift_a;          /* a_lifted: A staged lifted, e4m3 B widened straight to f32 */
@@ -409,20 +410,27 @@ static void prefetch_row(Cg *c, const Region *b, int row, LLVMValueRef k)
 
 /* 32 e4m3 bytes → 32 bf16 words of the same values (the pair tiles' B
  * beside a bf16 A).  bf16 holds every e4m3 value as a normal: a normal
- * code s.eeee.mmm keeps its fields, its exponent rebiased 7 → 127 (the
- * byte shifted left by 4 under a mask, plus 120 << 7); the eight codes of
- * exponent 0 (zero and the subnormals m·2^-9) are looked up instead in a
- * word table by the byte's low five bits (vpermw), which for them are m.
- * The sign, bit 15 of the sign-extended byte, is or-ed in last.  Seven
- * instructions per 32 weights (LLVM makes the select a masked add); the
- * NaN codes come out finite (±480), as in dot_widen's fast form
- * (nan_scan). */
-static LLVMValueRef e4m3_words(Cg *c, LLVMValueRef raw)
+ * code s.eeee.mmm keeps its fields, its exponent rebiased 7 → 127 — the
+ * sign-extended byte shifted left by 4 puts s in bit 15 and e, m where
+ * bf16 has their low bits; a mask clears the sign's copies, an add of
+ * 120 << 7 rebiases: four instructions per 32 weights (`fast`).  The
+ * eight codes of exponent 0 (zero and the subnormals m·2^-9) need three
+ * more (`!fast`): looked up in a word table by the byte's low five bits
+ * (vpermw), which for them are m, merged under a mask (the sign or-ed in
+ * after).  The tiles take the fast form for blocks without such codes
+ * (e4m3_small, checked per block: rare in block-scaled weights, whose
+ * values sit within 2^9 of their block's largest).  The NaN codes come
+ * out finite (±480), as in dot_widen's fast form (nan_scan). */
+static LLVMValueRef e4m3_words(Cg *c, LLVMValueRef raw, bool fast)
 {
     LLVMBuilderRef B = c->b;
     LLVMValueRef x = LLVMBuildSExt(B, raw, LLVMVectorType(c->i16, 32), ""), table[32];
-    LLVMValueRef normal = LLVMBuildAnd(B, LLVMBuildShl(B, x, splat_i(c, c->i16, 32, 4), ""),
-                                       splat_i(c, c->i16, 32, 0x07f0), "");
+    LLVMValueRef shifted = LLVMBuildShl(B, x, splat_i(c, c->i16, 32, 4), "");
+    if (fast) {
+        LLVMValueRef fields = LLVMBuildAnd(B, shifted, splat_i(c, c->i16, 32, 0x87f0), "");
+        return LLVMBuildAdd(B, fields, splat_i(c, c->i16, 32, 120 << 7), "");
+    }
+    LLVMValueRef normal = LLVMBuildAnd(B, shifted, splat_i(c, c->i16, 32, 0x07f0), "");
     normal = LLVMBuildAdd(B, normal, splat_i(c, c->i16, 32, 120 << 7), "");
     for (int i = 0; i < 32; i++) /* codes 0-7: m·2^-9, exact in bf16 */
         table[i] = LLVMConstInt(c->i16, i < 8 ? dt_f32_to_bf16(dt_e4m3_to_f32((uint8_t)i)) : 0, 0);
@@ -455,7 +463,7 @@ static void dot_pairs(Cg *c, Dot *d, LLVMValueRef k, int lanes)
     for (int j = 0; j < d->nr; j++) {
         LLVMValueRef bv = dot_raw(c, d, &s->u.gemm.b, j, k, lanes);
         if (s->u.gemm.b.buf->dtype == DT_F8E4M3)
-            bv = e4m3_words(c, bv);
+            bv = e4m3_words(c, bv, d->e4m3_fast);
         bv = LLVMBuildBitCast(c->b, bv, params[2], "");
         if (d->prefetch_next)
             prefetch_row(c, &s->u.gemm.b, d->pf_ahead + j, k);
@@ -901,6 +909,50 @@ static int dot_unroll(const Dot *d)
     return dt_bits(d->s->u.gemm.b.buf->dtype) == 8 ? 1 : 2;
 }
 
+/* Whether any of the tile's e4m3 weights in columns [k0, k0 + len) has
+ * exponent 0 (zero or a subnormal: the byte's bits 3-6 clear), 64 bytes
+ * at a time (32 where len is no multiple of 64). */
+static LLVMValueRef e4m3_small(Cg *c, Dot *d, LLVMValueRef k0, int64_t len)
+{
+    int step = len % 64 == 0 ? 64 : 32;
+    Dot wide = *d;
+    wide.chunk = step; /* dot_raw reads d->chunk elements */
+    LLVMTypeRef flags = LLVMVectorType(c->i1, (unsigned)step);
+    LLVMValueRef any = LLVMConstNull(flags);
+    for (int j = 0; j < d->nr; j++)
+        for (int64_t o = 0; o < len; o += step) {
+            LLVMValueRef raw = dot_raw(c, &wide, &d->s->u.gemm.b, j, LLVMBuildAdd(c->b, k0, cg_i64(c, o), ""), step);
+            LLVMValueRef e = LLVMBuildAnd(c->b, raw, splat_i(c, c->i8, step, 0x78), "");
+            any = LLVMBuildOr(c->b, any, LLVMBuildICmp(c->b, LLVMIntEQ, e, LLVMConstNull(LLVMTypeOf(e)), ""), "");
+        }
+    return cg_intrinsic(c, "llvm.vector.reduce.or", &flags, 1, &any, 1);
+}
+
+/* A promoted block's steps from k0.  Pair tiles over e4m3 B decode it in
+ * e4m3_words' fast form where none of the block's weights has exponent 0,
+ * tested once per block (two versions of the steps, one branch). */
+static void block_steps(Cg *c, Dot *d, LLVMValueRef k0)
+{
+    d->k0 = k0;
+    LLVMValueRef n = cg_i64(c, d->block / d->chunk);
+    if (!d->pairs || d->s->u.gemm.b.buf->dtype != DT_F8E4M3) {
+        cg_loop(c, d->kvar, n, LOOP_SERIAL, dot_unroll(d), false, dot_scaled_step, d);
+        return;
+    }
+    LLVMBasicBlockRef way[2] = {LLVMAppendBasicBlockInContext(c->ctx, c->fn, "e4m3_exact"),
+                                LLVMAppendBasicBlockInContext(c->ctx, c->fn, "e4m3_fast")};
+    LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "e4m3_done");
+    LLVMBuildCondBr(c->b, e4m3_small(c, d, k0, d->block), way[0], way[1]);
+    for (int fast = 0; fast < 2; fast++) {
+        LLVMPositionBuilderAtEnd(c->b, way[fast]);
+        d->e4m3_fast = fast;
+        cg_loop(c, d->kvar, n, LOOP_SERIAL, dot_unroll(d), false, dot_scaled_step, d);
+        LLVMBuildBr(c->b, join);
+    }
+    d->e4m3_fast = false;
+    LLVMPositionBuilderAtEnd(c->b, join);
+}
+
 /* A K block of `block` elements: its steps (through table blocks for
  * packed e2m1 B) and, promoted, its sums times its scales added to the
  * running ones. */
@@ -918,12 +970,10 @@ static void dot_block(Cg *c, void *ctx)
     for (int i = 0; i < d->mr; i++)
         for (int j = 0; j < d->nr; j++)
             LLVMBuildStore(c->b, LLVMConstNull(d->vf32), d->acc[i][j]);
-    if (d->b_in_table) {
+    if (d->b_in_table)
         cg_loop(c, d->ktvar, cg_i64(c, d->block / d->bk_b), LOOP_SERIAL, 0, false, dot_table_step, d);
-    } else {
-        d->k0 = k0;
-        cg_loop(c, d->kvar, cg_i64(c, d->block / d->chunk), LOOP_SERIAL, dot_unroll(d), false, dot_scaled_step, d);
-    }
+    else
+        block_steps(c, d, k0);
     if (d->nans)
         nan_scan(c, d->nans, k0, d->block);
     LLVMValueRef sa[MAX_DOT_ROWS] = {0}, sb[MAX_DOT_COLS] = {0};
