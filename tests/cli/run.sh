@@ -308,18 +308,20 @@ fi
 # fp8 at 4 rows where vdpbf16ps is fast (x86-avx512 names such a target):
 # A staged bf16, and the K loop decodes each 32 e4m3 weights to bf16 words
 # (vpmovsxbw, a vpermw lookup for the exponent-0 codes) for vdpbf16ps —
-# no FMA and no f32 widening in the loop, nothing stored to the stack
+# and a second version of it, for blocks without such codes, no lookup —
+# no FMA and no f32 widening in either, nothing stored to the stack
 "$TILEC" compile kernels_src/fp8_gemm.lua --set M=4 --target x86-avx512 --emit asm -o "$tmp/dot_fp8_4.s" 2>/dev/null
 awk '/^\.LBB[0-9_]+:/ { lab = $1; sub(/:$/, "", lab); n = 0; next }
      { body[++n] = $0 }
      /^[ \t]+j[a-z]+[ \t]+\.LBB/ { if ($2 == lab) { s = ""; for (i = 1; i <= n; i++) s = s body[i] "\n"
-                                     if (s ~ /vdpbf16ps/) printf "%s", s } }' "$tmp/dot_fp8_4.s" >"$tmp/dot_fp8_4k.s"
-if grep -q vpmovsxbw "$tmp/dot_fp8_4k.s" && grep -q vpermw "$tmp/dot_fp8_4k.s" &&
+                                     if (s ~ /vdpbf16ps/) printf "%s# %s\n", s, (s ~ /vpermw/ ? "exact" : "fast") } }' \
+  "$tmp/dot_fp8_4.s" >"$tmp/dot_fp8_4k.s"
+if grep -q vpmovsxbw "$tmp/dot_fp8_4k.s" && grep -q "^# exact" "$tmp/dot_fp8_4k.s" && grep -q "^# fast" "$tmp/dot_fp8_4k.s" &&
    ! grep -qE "vfmadd|vpmovsxbd|vcvtph2ps" "$tmp/dot_fp8_4k.s" && ! grep -q "(%rsp" "$tmp/dot_fp8_4k.s" &&
    grep -q vpmaxub "$tmp/dot_fp8_4.s"; then
-  ok "fp8 dot tile at 4 rows: e4m3 B decoded to bf16 words for vdpbf16ps, no spills"
+  ok "fp8 dot tile at 4 rows: e4m3 B decoded to bf16 words for vdpbf16ps, exact and fast forms, no spills"
 else
-  bad "fp8 dot tile at 4 rows: e4m3 B decoded to bf16 words for vdpbf16ps, no spills" "$(head -60 "$tmp/dot_fp8_4k.s")"
+  bad "fp8 dot tile at 4 rows: e4m3 B decoded to bf16 words for vdpbf16ps, exact and fast forms, no spills" "$(head -60 "$tmp/dot_fp8_4k.s")"
 fi
 # the NaN scan: one running maximum for all the tile's columns, a zmm of
 # bytes at a time, kept in registers (a maximum per column spilled: a
