@@ -429,12 +429,16 @@ static int64_t dot_tall_rows(int64_t M)
  * of up to DOT_TALL rows as for tall tiles (Zen 5, fp8_gemm at 16 rows,
  * 4096^2, one thread, weights from DRAM: 8x2 tiles 2.43 ms, 4x4 2.56, 8x3
  * 2.96, 8x1 4.12) — and PAIR_SUMS sums a tile (their promoted running
- * sums take as many registers again): 4 rows 4x4 0.75 ms, 4x2 0.88; 2
- * rows 2x8 0.56-0.63, 2x4 0.74-0.81; one row (the rows-left variant of a
- * 16-row block) 1x16 0.60-0.63, 1x8 0.60-0.72, 1x4 0.95.  Not bound by L1
- * as tall tiles are: a band of 8 rows over all of K 4096 (64 KiB of bf16)
+ * sums take as many registers again), at most PAIR_COLS columns: 4 rows
+ * 4x4 0.75 ms, 4x2 0.88; 2 rows 2x8 0.56-0.63, 2x4 0.74-0.81; one row
+ * (the rows-left variant of a dyn block of 16 rows; N x K 2048 x 4096 and
+ * 4096 x 2048, with the fast decode) 1x8 0.22-0.34 ms, 1x16 0.41-0.47, 1x2
+ * 0.43-0.67, the f32 route's 1x16 0.31-0.36 — but from L3 that route wins
+ * (0.19-0.23 against 0.26-0.27 at 1x8; bench_moe, whose weights stay in
+ * L3, shows it in its shared expert at one token).  Not bound by L1 as
+ * tall tiles are: a band of 8 rows over all of K 4096 (64 KiB of bf16)
  * ran 2.43 ms against 2.62 in steps of 1024. */
-enum { PAIR_SUMS = 16 };
+enum { PAIR_SUMS = 16, PAIR_COLS = 8 };
 
 static bool bf16_by_e4m3_tiles(const TargetInfo *t, DType ta, DType tb)
 {
@@ -504,7 +508,7 @@ static int64_t dot_cols_of(const TargetInfo *t, int64_t mr, int64_t K, DType ta,
         return 1;
     int64_t nr = dot_tall(t, mr, K, ta, tb) ? dot_tall_cols(t, mr, tb) : dot_fit_cols(t, mr, ta, tb);
     if (bf16_by_e4m3_tiles(t, ta, tb))
-        nr = PAIR_SUMS / mr;
+        nr = PAIR_SUMS / mr < PAIR_COLS ? PAIR_SUMS / mr : PAIR_COLS;
     if (bn && tb == DT_F4E2M1) {
         nr = (vector_regs(t) - E2M1_FIXED - mr) / (1 + mr);
         nr = nr < 1 ? 1 : nr > 4 ? 4 : nr;
