@@ -223,6 +223,9 @@ typedef struct Dot {
     int mr, nr, w, chunk; /* chunk: elements per step, w or (8-bit operands, bf16 pairs) 2w */
     bool pairs;           /* bf16 x bf16 with vdpbf16ps: the elements stay bf16 */
     bool e4m3_fast;       /* pairs over e4m3 B: the block being emitted has no exponent-0 codes (e4m3_words) */
+    bool prescaled;       /* micro_gemm a_prescaled: A's scale code e stands for e - clamp(e) + 127 (residual_code) */
+    bool fold;            /* the scales may fold into the operands (fold_scales) */
+    bool folding;         /* ... and the loop being emitted does: B's words decode with fold_words */
     bool prefetch_next;   /* fetch a later tile's B rows while this one runs */
     int64_t pf_ahead;     /* ... pf_ahead rows on (prefetch_ahead) */
     bool lift_a;          /* a_lifted: A staged lifted, e4m3 B widened straight to f32 */
@@ -254,6 +257,7 @@ typedef struct Dot {
     LLVMValueRef k0, row_table[MAX_DOT_COLS];
     LLVMValueRef total[MAX_DOT_ROWS][MAX_DOT_COLS]; /* promoted: the running sums */
     LLVMValueRef scale_buf[2]; /* UE8M0 scales decoded (decode_scales), A's and B's */
+    LLVMValueRef fold_words[MAX_DOT_COLS][2]; /* folding: column j's block's rebias and exponent-0 table (e4m3_words) */
     int64_t scale_cols[2];
     struct NanScan *nans; /* e4m3 B: its NaN codes, scanned apart (nan_scan) */
 } Dot;
@@ -421,20 +425,30 @@ static void prefetch_row(Cg *c, const Region *b, int row, LLVMValueRef k)
  * (e4m3_small, checked per block: rare in block-scaled weights, whose
  * values sit within 2^9 of their block's largest).  The NaN codes come
  * out finite (±480), as in dot_widen's fast form (nan_scan). */
-static LLVMValueRef e4m3_words(Cg *c, LLVMValueRef raw, bool fast)
+static LLVMValueRef e4m3_small_table(Cg *c)
 {
-    LLVMBuilderRef B = c->b;
-    LLVMValueRef x = LLVMBuildSExt(B, raw, LLVMVectorType(c->i16, 32), ""), table[32];
-    LLVMValueRef shifted = LLVMBuildShl(B, x, splat_i(c, c->i16, 32, 4), "");
-    if (fast) {
-        LLVMValueRef fields = LLVMBuildAnd(B, shifted, splat_i(c, c->i16, 32, 0x87f0), "");
-        return LLVMBuildAdd(B, fields, splat_i(c, c->i16, 32, 120 << 7), "");
-    }
-    LLVMValueRef normal = LLVMBuildAnd(B, shifted, splat_i(c, c->i16, 32, 0x07f0), "");
-    normal = LLVMBuildAdd(B, normal, splat_i(c, c->i16, 32, 120 << 7), "");
+    LLVMValueRef table[32];
     for (int i = 0; i < 32; i++) /* codes 0-7: m·2^-9, exact in bf16 */
         table[i] = LLVMConstInt(c->i16, i < 8 ? dt_f32_to_bf16(dt_e4m3_to_f32((uint8_t)i)) : 0, 0);
-    LLVMValueRef args[2] = {LLVMConstVector(table, 32), x};
+    return LLVMConstVector(table, 32);
+}
+
+/* fold: {rebias, table} of a folded block (fold_words) in place of the
+ * constants — the exponent rebias and the exponent-0 codes' values with
+ * the block's scale in them — or NULL. */
+static LLVMValueRef e4m3_words(Cg *c, LLVMValueRef raw, bool fast, LLVMValueRef const *fold)
+{
+    LLVMBuilderRef B = c->b;
+    LLVMValueRef x = LLVMBuildSExt(B, raw, LLVMVectorType(c->i16, 32), "");
+    LLVMValueRef shifted = LLVMBuildShl(B, x, splat_i(c, c->i16, 32, 4), "");
+    LLVMValueRef rebias = fold ? fold[0] : splat_i(c, c->i16, 32, 120 << 7);
+    if (fast) {
+        LLVMValueRef fields = LLVMBuildAnd(B, shifted, splat_i(c, c->i16, 32, 0x87f0), "");
+        return LLVMBuildAdd(B, fields, rebias, "");
+    }
+    LLVMValueRef normal = LLVMBuildAnd(B, shifted, splat_i(c, c->i16, 32, 0x07f0), "");
+    normal = LLVMBuildAdd(B, normal, rebias, "");
+    LLVMValueRef args[2] = {fold ? fold[1] : e4m3_small_table(c), x};
     LLVMValueRef small = cg_intrinsic(c, "llvm.x86.avx512.permvar.hi.512", NULL, 0, args, 2);
     LLVMValueRef subnormal = LLVMBuildICmp(B, LLVMIntEQ, LLVMBuildAnd(B, x, splat_i(c, c->i16, 32, 0x78), ""),
                                            LLVMConstNull(LLVMTypeOf(x)), "");
@@ -463,7 +477,7 @@ static void dot_pairs(Cg *c, Dot *d, LLVMValueRef k, int lanes)
     for (int j = 0; j < d->nr; j++) {
         LLVMValueRef bv = dot_raw(c, d, &s->u.gemm.b, j, k, lanes);
         if (s->u.gemm.b.buf->dtype == DT_F8E4M3)
-            bv = e4m3_words(c, bv, d->e4m3_fast);
+            bv = e4m3_words(c, bv, d->e4m3_fast, d->folding ? d->fold_words[j] : NULL);
         bv = LLVMBuildBitCast(c->b, bv, params[2], "");
         if (d->prefetch_next)
             prefetch_row(c, &s->u.gemm.b, d->pf_ahead + j, k);
@@ -510,6 +524,32 @@ static LLVMValueRef e8m0_to_f32(Cg *c, LLVMValueRef raw)
     return LLVMBuildBitCast(B, bits, f32, "");
 }
 
+/* The code of what is left of a prescaled A's scale code e (micro_gemm
+ * a_prescaled: A holds its values times clamp(e), clamped into the fold
+ * window): e - clamp(e) + 127, in [54, 213] — 127 within the window — and
+ * 255 (NaN) kept.  raw: an i8 or a vector of them; the arithmetic wraps
+ * mod 256 on the way, the result does not. */
+static LLVMValueRef residual_code(Cg *c, LLVMValueRef raw)
+{
+    LLVMBuilderRef B = c->b;
+    LLVMTypeRef ty = LLVMTypeOf(raw);
+    LLVMValueRef args[2] = {raw, konst(c, ty, IR_FOLD_SCALE_LO)};
+    LLVMValueRef clamped = cg_intrinsic(c, "llvm.umax", &ty, 1, args, 2);
+    args[0] = clamped;
+    args[1] = konst(c, ty, IR_FOLD_SCALE_HI);
+    clamped = cg_intrinsic(c, "llvm.umin", &ty, 1, args, 2);
+    LLVMValueRef rest = LLVMBuildAdd(B, LLVMBuildSub(B, raw, clamped, ""), konst(c, ty, 127), "");
+    LLVMValueRef nan = LLVMBuildICmp(B, LLVMIntEQ, raw, konst(c, ty, 255), "");
+    return LLVMBuildSelect(B, nan, raw, rest, "");
+}
+
+/* A UE8M0 scale code of operand x (0: A, 1: B) as an f32: a prescaled A's
+ * residual. */
+static LLVMValueRef scale_code_value(Cg *c, const Dot *d, int x, LLVMValueRef raw)
+{
+    return e8m0_to_f32(c, x == 0 && d->prescaled ? residual_code(c, raw) : raw);
+}
+
 /* The scale of row `row` of operand x (0: A, 1: B) in K block kb (counted
  * in that scale's blocks), as an f32: from the tile's decoded scales
  * (decode_scales), else one scalar load per row per block. */
@@ -524,7 +564,7 @@ static LLVMValueRef block_scale(Cg *c, Dot *d, int x, int row, LLVMValueRef kb)
     }
     LLVMValueRef p = at(c, sc, cg_i64(c, row / rows_per), kb);
     LLVMValueRef raw = LLVMBuildLoad2(B, cg_storage_type(c, sc->buf->dtype), p, "");
-    return sc->buf->dtype == DT_E8M0 ? e8m0_to_f32(c, raw) : cg_widen(c, sc->buf->dtype, raw);
+    return sc->buf->dtype == DT_E8M0 ? scale_code_value(c, d, x, raw) : cg_widen(c, sc->buf->dtype, raw);
 }
 
 /* A tile's UE8M0 scale rows decoded into f32 once, a register at a time, before its
@@ -544,7 +584,8 @@ static void decode_scale(Cg *c, Dot *d, int x, int srow, LLVMValueRef k, int n)
     LLVMValueRef raw = LLVMBuildLoad2(c->b, ty, at(c, sc, cg_i64(c, srow), k), "");
     LLVMSetAlignment(raw, 1);
     LLVMValueRef i = LLVMBuildAdd(c->b, cg_i64(c, srow * d->scale_cols[x]), k, "");
-    LLVMValueRef st = LLVMBuildStore(c->b, e8m0_to_f32(c, raw), LLVMBuildGEP2(c->b, c->f32, d->scale_buf[x], &i, 1, ""));
+    LLVMValueRef st = LLVMBuildStore(c->b, scale_code_value(c, d, x, raw),
+                                     LLVMBuildGEP2(c->b, c->f32, d->scale_buf[x], &i, 1, ""));
     LLVMSetAlignment(st, 4);
 }
 
@@ -991,6 +1032,120 @@ static void dot_block(Cg *c, void *ctx)
         }
 }
 
+/* ------------------------------------------------ folded scales */
+
+/* Pair tiles over e4m3 B (Dot.fold) fold the block scales into their
+ * operands where every code the tile reads lies in the window
+ * [IR_FOLD_SCALE_LO, IR_FOLD_SCALE_HI] — A's through pass_lower's
+ * prescaled copy (micro_gemm a_prescaled, whose residual is then 1), B's
+ * into each block's decoding (fold_words) — and sum all of K in one
+ * running sum per accumulator.  The scaled values' products are the
+ * scaled products, exact normals (ir.h), so only the order of the f32
+ * sums differs from the per-block promotion's, which the tile runs instead
+ * where some code lies outside the window: one test per tile, two
+ * versions of its K loop.  The promotion took, per block and 8x2 tile,
+ * 16 FMAs, 8 scale products and the running sums' spills beside 64
+ * vdpbf16ps (fp8_gemm at 16 rows, 4096^2, weights from DRAM, one thread:
+ * 2.54-2.57 -> 2.12-2.18 ms, the promotion simply left out). */
+enum { MAX_FOLD_CODES = 1024 }; /* scale codes per row the tile's test reads (unrolled) */
+
+/* Whether the n codes of row srow of scale region sc all lie in the window. */
+static LLVMValueRef codes_in_window(Cg *c, const Region *sc, int64_t srow, int64_t n)
+{
+    LLVMBuilderRef B = c->b;
+    LLVMValueRef all = LLVMConstInt(c->i1, 1, 0);
+    for (int64_t k = 0; k < n; k += 64) {
+        unsigned m = (unsigned)(n - k < 64 ? n - k : 64);
+        LLVMTypeRef ty = LLVMVectorType(c->i8, m), bits = LLVMIntTypeInContext(c->ctx, m);
+        LLVMValueRef raw = LLVMBuildLoad2(B, ty, at(c, sc, cg_i64(c, srow), cg_i64(c, k)), "");
+        LLVMSetAlignment(raw, 1);
+        LLVMValueRef off = LLVMBuildSub(B, raw, konst(c, ty, IR_FOLD_SCALE_LO), "");
+        LLVMValueRef in = LLVMBuildICmp(B, LLVMIntULE, off, konst(c, ty, IR_FOLD_SCALE_HI - IR_FOLD_SCALE_LO), "");
+        LLVMValueRef every = LLVMBuildICmp(B, LLVMIntEQ, LLVMBuildBitCast(B, in, bits, ""), LLVMConstAllOnes(bits), "");
+        all = LLVMBuildAnd(B, all, every, "");
+    }
+    return all;
+}
+
+/* Whether every scale code the tile reads, A's and B's, lies in the window. */
+static LLVMValueRef scales_fold(Cg *c, const Dot *d)
+{
+    LLVMValueRef all = LLVMConstInt(c->i1, 1, 0);
+    const Region *scs[2] = {d->a_scale, d->b_scale};
+    for (int x = 0; x < 2; x++) {
+        if (!scs[x])
+            continue;
+        int R = scs[x]->buf->rank - 2;
+        for (int64_t r = 0; r < scs[x]->ext[R]; r++)
+            all = LLVMBuildAnd(c->b, all, codes_in_window(c, scs[x], r, scs[x]->ext[R + 1]), "");
+    }
+    return all;
+}
+
+static LLVMValueRef splat_word(Cg *c, LLVMValueRef x)
+{
+    LLVMTypeRef v = LLVMVectorType(c->i16, 32);
+    LLVMValueRef one = LLVMBuildInsertElement(c->b, LLVMGetPoison(v), x, LLVMConstInt(c->i32, 0, 0), "");
+    return LLVMBuildShuffleVector(c->b, one, LLVMGetPoison(v), LLVMConstNull(LLVMVectorType(c->i32, 32)), "");
+}
+
+/* Column j's decoding constants in block kb (Dot.fold_words) with its
+ * scale 2^(e - 127) in them: e - 127 added to the exponent field of the
+ * rebias and of the exponent-0 codes' values (not zero's). */
+static void fold_words(Cg *c, Dot *d, int j, LLVMValueRef kb)
+{
+    LLVMBuilderRef B = c->b;
+    LLVMValueRef rebias = splat_i(c, c->i16, 32, 120 << 7), table = e4m3_small_table(c);
+    if (d->b_scale) {
+        LLVMValueRef p = at(c, d->b_scale, cg_i64(c, j / d->b_rows_per_scale), scale_col(c, kb, d->block, d->bk_b));
+        LLVMValueRef e = LLVMBuildZExt(B, LLVMBuildLoad2(B, c->i8, p, ""), c->i16, "");
+        LLVMValueRef shift = splat_word(c, LLVMBuildShl(B, LLVMBuildSub(B, e, LLVMConstInt(c->i16, 127, 0), ""),
+                                                        LLVMConstInt(c->i16, 7, 0), ""));
+        LLVMValueRef nonzero[32];
+        for (int i = 0; i < 32; i++)
+            nonzero[i] = LLVMConstInt(c->i16, i >= 1 && i < 8 ? 0xffff : 0, 0);
+        rebias = LLVMBuildAdd(B, rebias, shift, "");
+        table = LLVMBuildAdd(B, table, LLVMBuildAnd(B, shift, LLVMConstVector(nonzero, 32), ""), "");
+    }
+    d->fold_words[j][0] = rebias;
+    d->fold_words[j][1] = table;
+}
+
+/* A block of a folding tile: its steps into the running sums. */
+static void fold_block(Cg *c, void *ctx)
+{
+    Dot *d = ctx;
+    LLVMValueRef kb = c->var[d->kbvar->id];
+    LLVMValueRef k0 = LLVMBuildMul(c->b, kb, cg_i64(c, d->block), "");
+    for (int j = 0; j < d->nr; j++)
+        fold_words(c, d, j, kb);
+    block_steps(c, d, k0);
+    if (d->nans)
+        nan_scan(c, d->nans, k0, d->block);
+}
+
+/* The K loop of a Dot.fold tile: folded where the scales allow, else
+ * promoted per block (dot_block); the sums end in d->total either way. */
+static void fold_scales(Cg *c, Dot *d, int64_t K)
+{
+    LLVMBasicBlockRef way[2] = {LLVMAppendBasicBlockInContext(c->ctx, c->fn, "scales_folded"),
+                                LLVMAppendBasicBlockInContext(c->ctx, c->fn, "scales_promoted")};
+    LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "scales_done");
+    LLVMBuildCondBr(c->b, scales_fold(c, d), way[0], way[1]);
+    LLVMPositionBuilderAtEnd(c->b, way[0]);
+    d->folding = true;
+    cg_loop(c, d->kbvar, cg_i64(c, K / d->block), LOOP_SERIAL, 0, false, fold_block, d);
+    d->folding = false;
+    for (int i = 0; i < d->mr; i++)
+        for (int j = 0; j < d->nr; j++)
+            LLVMBuildStore(c->b, LLVMBuildLoad2(c->b, d->vf32, d->acc[i][j], ""), d->total[i][j]);
+    LLVMBuildBr(c->b, join);
+    LLVMPositionBuilderAtEnd(c->b, way[1]);
+    cg_loop(c, d->kbvar, cg_i64(c, K / d->block), LOOP_SERIAL, 0, false, dot_block, d);
+    LLVMBuildBr(c->b, join);
+    LLVMPositionBuilderAtEnd(c->b, join);
+}
+
 /* Two blocks (Dot.lut_pairs): the first decodes both's weights. */
 static void dot_block_pair(Cg *c, void *ctx)
 {
@@ -1402,7 +1557,7 @@ static void dot_gemm(Cg *c, const Stmt *s, int mr, int nr, Var *k)
              .vf32 = LLVMVectorType(c->f32, (unsigned)w), .prefetch_next = few,
              .pf_ahead = prefetch_ahead(nr, K, tb), .a_scale = asc, .b_scale = bsc,
              .promote = promote, .b_in_table = b_in_table, .e2m1_lut = e2m1_lut,
-             .lift_a = s->u.gemm.a_lifted};
+             .lift_a = s->u.gemm.a_lifted, .prescaled = s->u.gemm.a_prescaled};
     const Region *ops[2] = {&s->u.gemm.a, &s->u.gemm.b}, *scs[2] = {asc, bsc};
     int64_t *rows_per[2] = {&d.a_rows_per_scale, &d.b_rows_per_scale}, *bk[2] = {&d.bk_a, &d.bk_b};
     for (int x = 0; x < 2; x++) {
@@ -1413,6 +1568,8 @@ static void dot_gemm(Cg *c, const Stmt *s, int mr, int nr, Var *k)
         *bk[x] = ops[x]->ext[rank - 1] / scs[x]->ext[rank - 1];
     }
     d.block = promoted_block(&d);
+    d.fold = pairs && tb == DT_F8E4M3 && promote && (!asc || d.prescaled) && (!bsc || bsc->buf->dtype == DT_E8M0) &&
+             K / d.block <= MAX_FOLD_CODES;
     bool fits = true;
     for (int x = 0; x < 2; x++)
         fits = fits && (!*bk[x] || (*bk[x] % chunk == 0 && (*bk[x] % d.block == 0 || d.block % *bk[x] == 0)));
@@ -1470,6 +1627,8 @@ static void dot_gemm(Cg *c, const Stmt *s, int mr, int nr, Var *k)
             cg_loop(c, d.kbvar, cg_i64(c, K / IR_E2M1_PAIR_BLOCK), LOOP_SERIAL, 0, false, dot_pair8_block, &d);
         else if (d.lut_pairs)
             cg_loop(c, d.kbvar, cg_i64(c, K / d.block / 2), LOOP_SERIAL, 0, false, dot_block_pair, &d);
+        else if (d.fold)
+            fold_scales(c, &d, K);
         else
             cg_loop(c, d.kbvar, cg_i64(c, K / d.block), LOOP_SERIAL, 0, false, dot_block, &d);
         free(d.kbvar);
@@ -1572,7 +1731,7 @@ static bool is_bcast_tile(Cg *c, const Stmt *s)
     int w = c->t->vector_bits / 32, rank = b->buf->rank;
     int64_t K = b->ext[rank - 1], bk = bs->buf ? K / bs->ext[rank - 1] : 0;
     return !c->t->gpu_sm && g->trans_a && g->trans_b && g->a.buf->dtype == DT_F32 && !g->a_scale.buf &&
-           !g->a_lifted && !g->a_e2m1_order && !g->b_pairs && (dot_dtype(tb) || (tb == DT_F4E2M1 && bs->buf)) &&
+           !g->a_lifted && !g->a_prescaled && !g->a_e2m1_order && !g->b_pairs && (dot_dtype(tb) || (tb == DT_F4E2M1 && bs->buf)) &&
            K % IR_BCAST_CHUNK == 0 && (!bk || bk == 32 || bk % IR_BCAST_CHUNK == 0) && g->c.ext[0] <= IR_BCAST_ROWS &&
            g->c.ext[0] <= (int64_t)MAX_BCAST_VECS * w && g->c.ext[1] <= IR_BCAST_COLS;
 }
@@ -1799,8 +1958,8 @@ static bool tile_key(Cg *c, const Stmt *s, Region *const *rs, int n, char *key)
     size_t at_ = 0;
 #define PUT(...) at_ += (size_t)snprintf(at_ < TILE_KEY ? key + at_ : NULL, at_ < TILE_KEY ? TILE_KEY - at_ : 0, __VA_ARGS__)
     const __typeof__(s->u.gemm) *g = &s->u.gemm;
-    PUT("tile.%d%d%d%d%d%d%d.%d%d", g->trans_a, g->trans_b, g->clear, g->b_pairs, g->a_lifted, g->a_e2m1_order,
-        g->fast_accum,
+    PUT("tile.%d%d%d%d%d%d%d%d.%d%d", g->trans_a, g->trans_b, g->clear, g->b_pairs, g->a_lifted, g->a_prescaled,
+        g->a_e2m1_order, g->fast_accum,
         g->a_scale.buf != NULL, g->b_scale.buf != NULL); /* which scales rs[3..] are */
     for (int i = 0; i < n; i++) {
         const Buffer *b = rs[i]->buf;

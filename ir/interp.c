@@ -529,12 +529,14 @@ typedef struct Operand {
     const Region *r, *scale;
     int64_t o[IR_MAX_RANK], so[IR_MAX_RANK];
     int64_t br, bc; /* block shape */
+    bool prescaled; /* micro_gemm a_prescaled: the scale left is s / clamp(s) */
 } Operand;
 
 static void operand_init(Interp *in, Operand *x, const Region *r, const Region *scale, SrcLoc loc)
 {
     x->r = r;
     x->scale = scale->buf ? scale : NULL;
+    x->prescaled = false;
     region_origin(in, r, x->o, loc);
     if (x->scale) {
         int rank = r->buf->rank;
@@ -551,7 +553,10 @@ static double operand_at(Interp *in, const Operand *x, int64_t r, int64_t c, int
     double v = matrix_elem(in, x->r, x->o, r, c, loc);
     if (!x->scale)
         return v;
-    return f32(v * matrix_elem(in, x->scale, x->so, r / x->br, sc / x->bc, loc));
+    double s = matrix_elem(in, x->scale, x->so, r / x->br, sc / x->bc, loc);
+    if (x->prescaled) /* exact: powers of two in f32's normal range (NaN stays NaN) */
+        s /= fmin(fmax(s, ldexp(1, IR_FOLD_SCALE_LO - 127)), ldexp(1, IR_FOLD_SCALE_HI - 127));
+    return f32(v * s);
 }
 
 /* Element (i, j) of an operand, transposed on request, times its block's
@@ -584,6 +589,7 @@ static void exec_gemm(Interp *in, const Stmt *s)
     Operand ao, bo;
     int64_t co[2];
     operand_init(in, &ao, a, &s->u.gemm.a_scale, s->loc);
+    ao.prescaled = s->u.gemm.a_prescaled;
     operand_init(in, &bo, &s->u.gemm.b, &s->u.gemm.b_scale, s->loc);
     region_origin(in, c, co, s->loc);
     int rank = a->buf->rank;

@@ -117,6 +117,16 @@
 /* a_lifted micro_gemm: A's e4m3 values times 2^112 are below 2^121, and
  * their products with B's stored values times 2^-120 at least 2^-26 */
 #define IR_A_LIFT_EXP 112
+/* Block scales a CPU dot tile over e4m3 B folds into its operands (codegen/
+ * micro.c, fold_scales): UE8M0 codes within [IR_FOLD_SCALE_LO,
+ * IR_FOLD_SCALE_HI], 2^-54 .. 2^42.  An e4m3 value times such a scale is a
+ * normal at least 2^-63 (a bf16 holds it exactly), the product of two at
+ * least 2^-126 (vdpbf16ps flushes nothing) and at most 2^101.6, whose sums
+ * stay finite for any K below 2^26.  pass_lower stages an e4m3 A times its
+ * scale clamped into this window (prescaled_a), the rest of the scale left
+ * as an f32 residual, 1 within it. */
+#define IR_FOLD_SCALE_LO 73
+#define IR_FOLD_SCALE_HI 169
 /* a_e2m1_order micro_gemm: A's columns within each block of IR_E2M1_BLOCK
  * are stored 8x8-transposed, column 8l + c of a block at position 8c + l,
  * the order in which the CPU's byte-table dot tiles decode packed e2m1 B
@@ -490,6 +500,14 @@ struct Stmt {
          * staged A that lets the CPU's dot tile widen an e4m3 B straight
          * into f32's fields (codegen/micro.c, e4m3_direct), every product
          * of the two still an f32 normal.  Needs trans_b and an e4m3 b. */
+        /* a_prescaled (MICRO_GEMM only): A holds its values times its
+         * UE8M0 a_scale clamped into [2^(IR_FOLD_SCALE_LO - 127),
+         * 2^(IR_FOLD_SCALE_HI - 127)], so that the scale left to apply
+         * is a_scale / clamp(a_scale) (1 within the window, NaN for a NaN
+         * code): a bf16 copy of e4m3 values with the scale in it as far
+         * as bf16 holds it exactly, which lets the CPU's dot tiles fold
+         * the scales into their operands (codegen/micro.c, fold_scales).
+         * Needs trans_b, a bf16 a and an e8m0 a_scale. */
         /* a_e2m1_order (MICRO_GEMM only): A is stored in the order a
          * byte-table dot tile decodes a block-scaled packed e2m1 b,
          * transposed, with at most IR_E2M1_TABLE_ROWS rows of C (a bf16
@@ -517,7 +535,7 @@ struct Stmt {
             /* fast_accum (GEMM): 8-bit operands on tensor cores keep the
              * hardware's own running sum (~13 fraction bits) instead of a
              * step's partial products added into C in f32 (pass_lower) */
-            bool trans_a, trans_b, clear, b_pairs, a_lifted, a_e2m1_order, fast_accum;
+            bool trans_a, trans_b, clear, b_pairs, a_lifted, a_prescaled, a_e2m1_order, fast_accum;
             struct Expr *rows;
             struct Expr **desc;
             int ndesc;

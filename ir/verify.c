@@ -37,6 +37,8 @@
  *              threads (a_scale: no trans_a), in K blocks a multiple of 32
  *              elements, one operand's a multiple of the other's;
  *              a_lifted: a micro_gemm of an f32 a by a transposed f8e4m3 b;
+ *              a_prescaled: a micro_gemm of a bf16 a with an e8m0
+ *              a_scale by a transposed b;
  *              a_e2m1_order: a micro_gemm of an f32 a (K a multiple of
  *              64, at most IR_E2M1_TABLE_ROWS rows) or a bf16 a (K a
  *              multiple of 128, at most IR_E2M1_PAIR_ROWS rows) by a
@@ -483,6 +485,12 @@ static void check_gemm(Verifier *v, const Stmt *s)
     if (s->u.gemm.a_lifted && (s->op != ST_MICRO_GEMM || !s->u.gemm.trans_b || s->u.gemm.trans_a ||
                                a->buf->dtype != DT_F32 || b->buf->dtype != DT_F8E4M3 || s->u.gemm.desc)) {
         fail(v, s->loc, "%s: a_lifted needs a micro_gemm of an f32 a by a transposed f8e4m3 b (no wgmma)", op);
+        return;
+    }
+    if (s->u.gemm.a_prescaled && (s->op != ST_MICRO_GEMM || !s->u.gemm.trans_b || s->u.gemm.trans_a ||
+                                   a->buf->dtype != DT_BF16 || !s->u.gemm.a_scale.buf ||
+                                   s->u.gemm.a_scale.buf->dtype != DT_E8M0 || s->u.gemm.desc)) {
+        fail(v, s->loc, "%s: a_prescaled needs a micro_gemm of a bf16 a with an e8m0 a_scale by a transposed b", op);
         return;
     }
     int64_t m, n, ka, kb;

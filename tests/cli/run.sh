@@ -323,6 +323,21 @@ if grep -q vpmovsxbw "$tmp/dot_fp8_4k.s" && grep -q "^# exact" "$tmp/dot_fp8_4k.
 else
   bad "fp8 dot tile at 4 rows: e4m3 B decoded to bf16 words for vdpbf16ps, exact and fast forms, no spills" "$(head -60 "$tmp/dot_fp8_4k.s")"
 fi
+# ... its A staged bf16 with its block scale in it (micro_gemm a_prescaled),
+# the tiles folding both scales into their operands where the codes allow
+# (a second K loop promotes per block where they do not); the Loop IR run
+# compiled against the interpreter, which takes a_prescaled's residual
+"$TILEC" compile kernels_src/fp8_gemm.lua --set M=4 --set N=256 --set K=512 --target x86-avx512 --emit ir \
+  -o "$tmp/fp8_4.tir" 2>/dev/null
+"$TILEC" compile kernels_src/fp8_gemm.lua --set M=4 --set N=256 --set K=512 --target x86-avx512 --emit llvm \
+  -o "$tmp/fp8_4.ll" 2>/dev/null
+if grep -q "micro_gemm gemm_a.* a_prescaled" "$tmp/fp8_4.tir" && grep -q "^scales_done" "$tmp/fp8_4.ll" &&
+   "$TILEC" run "$tmp/fp8_4.tir" --check >"$tmp/out" 2>&1; then
+  ok "fp8 at 4 rows: A prescaled, scales folded into the pair tiles, Loop IR checked against the interpreter"
+else
+  bad "fp8 at 4 rows: A prescaled, scales folded into the pair tiles, Loop IR checked against the interpreter" \
+    "$(grep -c a_prescaled "$tmp/fp8_4.tir") prescaled; $(tail -2 "$tmp/out")"
+fi
 # the NaN scan: one running maximum for all the tile's columns, a zmm of
 # bytes at a time, kept in registers (a maximum per column spilled: a
 # third of the kernel's samples); each column rescanned only on a hit

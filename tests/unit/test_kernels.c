@@ -399,8 +399,15 @@ TEST(dot_tiles_widen_every_fp8_code)
  * S-wide block (2^-3, 2^2), row n of B per SB-wide one (2^(n%5-2),
  * 2^-(n%3)), applied to each block's sums in registers — the finer of the
  * two blocks: C[n] = a · b · Σ_k sa sb, still exact (the terms lie within
- * 2^9 of each other). */
-static void check_dot_fp8_pairs(const TargetInfo *target, int M, int K, int S, int SB)
+ * 2^9 of each other).  Those scales lie within the window the bf16-word
+ * tiles fold into their operands (ir.h, IR_FOLD_SCALE_LO/HI); `scales`
+ * OUT_OF_WINDOW takes A's below it (2^-60, 2^-58) and B's above it (times
+ * 2^55), which those tiles promote per block instead, A's bf16 copy
+ * holding the scale clamped into the window (micro_gemm a_prescaled) and
+ * the tile the rest; NAN_SCALE makes A's second block's scale NaN. */
+typedef enum { IN_WINDOW, OUT_OF_WINDOW, NAN_SCALE } PairScales;
+
+static void check_dot_fp8_pairs(const TargetInfo *target, int M, int K, int S, int SB, PairScales scales)
 {
     enum { N = 256, MAX_M = 16 };
     char ms[16], ks[16], ss[16], sbs[16], what[96];
@@ -408,9 +415,10 @@ static void check_dot_fp8_pairs(const TargetInfo *target, int M, int K, int S, i
     snprintf(ks, sizeof ks, "%d", K);
     snprintf(ss, sizeof ss, "%d", S);
     snprintf(sbs, sizeof sbs, "%d", SB);
-    snprintf(what, sizeof what, "%s%s M=%d K=%d S=%d SB=%d", target->name,
+    static const char *scale_names[] = {"", " scales out of the window", " a NaN scale"};
+    snprintf(what, sizeof what, "%s%s M=%d K=%d S=%d SB=%d%s", target->name,
              target->has_bf16_dot ? " (B to bf16)" : target->subnormal_assists ? "" : " (B straight to f32)", M, K, S,
-             SB);
+             SB, scale_names[scales]);
     FeSet sets[] = {{"M", ms}, {"N", "256"}, {"K", ks}, {"S", ss}, {"SB", sbs}};
     ThKernel tk = {0};
     CHECKF(th_kernel_build_for(&tk, "tests/specs/dot_fp8.lua", sets, 5, target), "%s: does not build", what);
@@ -420,11 +428,19 @@ static void check_dot_fp8_pairs(const TargetInfo *target, int M, int K, int S, i
     static uint8_t a[MAX_M * 64], b[N * 64], sa[MAX_M * 2], sb[N * 2];
     static float c[MAX_M * N];
     double sav[2] = {0.125, 4}, sbv[N][2];
+    int b_exp = 0;
+    if (scales == OUT_OF_WINDOW) {
+        sav[0] = ldexp(1, -60);
+        sav[1] = ldexp(1, -58);
+        b_exp = 55;
+    } else if (scales == NAN_SCALE) {
+        sav[1] = NAN;
+    }
     for (int n = 0; n < N; n++) {
         for (int k = 0; k < K; k++)
             b[n * K + k] = (uint8_t)n;
-        sbv[n][0] = ldexp(1, n % 5 - 2);
-        sbv[n][1] = ldexp(1, -(n % 3));
+        sbv[n][0] = ldexp(1, n % 5 - 2 + b_exp);
+        sbv[n][1] = ldexp(1, -(n % 3) + b_exp);
         for (int j = 0; j < nb; j++)
             sb[n * nb + j] = dt_f32_to_e8m0((float)sbv[n][j]);
     }
@@ -474,10 +490,12 @@ TEST(dot_tiles_e4m3_by_e4m3_every_pair)
             if (way == 2 && ti.vector_bits != 512)
                 continue;
             for (int r = 0; r < 3; r++) {
-                check_dot_fp8_pairs(&ti, rows[r], 40, 0, 0);
-                check_dot_fp8_pairs(&ti, rows[r], 64, 32, 32);
-                check_dot_fp8_pairs(&ti, rows[r], 64, 32, 64); /* nested: promoted per A's 32 */
-                check_dot_fp8_pairs(&ti, rows[r], 64, 64, 32); /* and per B's 32 */
+                check_dot_fp8_pairs(&ti, rows[r], 40, 0, 0, IN_WINDOW);
+                check_dot_fp8_pairs(&ti, rows[r], 64, 32, 32, IN_WINDOW);
+                check_dot_fp8_pairs(&ti, rows[r], 64, 32, 64, IN_WINDOW); /* nested: promoted per A's 32 */
+                check_dot_fp8_pairs(&ti, rows[r], 64, 64, 32, IN_WINDOW); /* and per B's 32 */
+                check_dot_fp8_pairs(&ti, rows[r], 64, 32, 64, OUT_OF_WINDOW);
+                check_dot_fp8_pairs(&ti, rows[r], 64, 32, 32, NAN_SCALE);
             }
         }
     }

@@ -700,6 +700,40 @@ TEST(a_lifted_needs_f32_by_transposed_e4m3)
     expect_fail(k, 7, "verify: gemm: a_lifted needs a micro_gemm of an f32 a by a transposed f8e4m3 b (no wgmma)");
 }
 
+/* a_prescaled: a micro_gemm of a staged bf16 A with an e8m0 a_scale by a
+ * transposed B; parsed and printed back as it was. */
+TEST(a_prescaled_needs_bf16_with_e8m0_scale)
+{
+    static const char *src = "kernel p level loop\n"
+                             "arg w: f8e4m3[16, 256] in\n"
+                             "arg sx: e8m0[4, 2] in\n"
+                             "arg fx: f32[4, 2] in\n"
+                             "buf xs: shared bf16[4, 256]\n"
+                             "buf xf: shared f32[4, 256]\n"
+                             "buf acc: fragment f32[4, 16]\n"
+                             "grid (b) < [1]\n"
+                             "{\n"
+                             "  micro_gemm xs, w[0 +: 16, 0 +: 256] -> acc trans_b clear a_scale sx[0 +: 4, 0 +: 2] a_prescaled\n" /* 10 */
+                             "}\n";
+    const char *want = "verify: micro_gemm: a_prescaled needs a micro_gemm of a bf16 a with an e8m0 a_scale by a transposed b";
+    Diag d = {0};
+    Kernel *k = load(src);
+    CHECKF(k && ir_verify(k, &d), "%s", d.msg);
+    char *text = k ? ir_print_string(k) : NULL;
+    CHECKF(text && strstr(text, "a_scale sx[0 +: 4, 0 +: 2] a_prescaled\n"), "printed: %s", text ? text : "(none)");
+    free(text);
+    ir_kernel_free(k);
+    k = load(src);
+    item(k, 0)->u.gemm.a = ir_region_whole(k, ir_buf_find(k, "xf")); /* f32 A */
+    expect_fail(k, 10, want);
+    k = load(src);
+    item(k, 0)->u.gemm.a_scale = ir_region_whole(k, ir_buf_find(k, "fx")); /* an f32 scale */
+    expect_fail(k, 10, want);
+    k = load(src);
+    item(k, 0)->u.gemm.a_scale = (Region){0}; /* no scale */
+    expect_fail(k, 10, want);
+}
+
 /* a_e2m1_order: a micro_gemm of at most IR_E2M1_TABLE_ROWS rows of an f32
  * A (K a multiple of 64) or a bf16 A (K a multiple of 128) by a
  * transposed, block-scaled e2m1 B. */
@@ -821,6 +855,7 @@ int main(void)
     RUN(tile_ops_are_errors_in_loop_ir);
     RUN(micro_gemm_and_vector_loops_are_errors_in_tile_ir);
     RUN(a_lifted_needs_f32_by_transposed_e4m3);
+    RUN(a_prescaled_needs_bf16_with_e8m0_scale);
     RUN(a_e2m1_order_needs_a_byte_table_tile);
     RUN(wgmma_descriptors);
     RUN(load_index_count_type_and_dtype);
