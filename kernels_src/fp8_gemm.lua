@@ -90,12 +90,11 @@ return T.kernel "fp8_gemm" {
   -- against 2.50-2.55, 7168x2048 2.42-3.07 against 2.22-2.25; 16 rows
   -- 4096^2 9.51-9.67 at 128/16 against 8.98-9.17, 7168x2048 equal.
   -- Where the tiles sum with vdpbf16ps (target.bf16_dot: A staged bf16,
-  -- half the bytes, and bands of 8 rows) a band's A rows in at most 3/4 of
-  -- L1: Zen 5, weights from DRAM, 4 rows 4096^2 0.76 ms in steps of 1024
-  -- against 0.62 in one (32 KiB of A), 7168x2048 0.67 against 0.56; 16 rows
-  -- 2.62 against 2.43 with per-block promotion, but with the scales folded
-  -- (codegen/micro.c, fold_scales) 1.93 in steps of 2048 against 2.17 in
-  -- one (64 KiB of A from L2 for every two weight rows).
+  -- half the bytes, and bands of 8 rows) all of K up to 4096 instead — the
+  -- lowering runs a band whose A outgrows L1 in K chunks itself
+  -- (passes/lower_gemm.c, band_k_chunk): Zen 5, weights from DRAM, 4 rows
+  -- 4096^2 0.76 ms in steps of 1024 against 0.62, 7168x2048 0.67 against
+  -- 0.56; 16 rows 1.60 either way (steps of 2048 here, or chunks there).
   -- On a GPU at up to 16 rows: 16-row blocks of 32 weight rows, 4x as
   -- many blocks as 64 rows over 128 (H200, M = 16, N = K = 4096, BK 128,
   -- `tilec sweep --over BM=16,32,64 --over BN=32,64,128`: 0.032 ms against
@@ -121,8 +120,7 @@ return T.kernel "fp8_gemm" {
     local bm = p.M <= 1 and 1 or p.M <= 4 and 4 or 16
     local rows, bk = math.min(bm, 8), 128
     for _, c in ipairs{4096, 2048, 1024, 512, 256} do
-      local fits = target.bf16_dot and rows * c * 2 <= target.l1 * 3 // 4 or rows * c * 4 <= target.l1 // 2
-      if p.K % c == 0 and fits then bk = c break end
+      if p.K % c == 0 and (target.bf16_dot or rows * c * 4 <= target.l1 // 2) then bk = c break end
     end
     return { BM = bm, BN = bm == 1 and 4 or 32, BK = bk }
   end,

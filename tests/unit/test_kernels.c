@@ -871,6 +871,10 @@ TEST(gemm_block_scales_other_operands)
          * 128x128 or 1x32 in the tiles; 14 and 15 rows: a masked vector;
          * 12 rows: dot tiles */
         {16, 20, 256, "f8e4m3", "f8e4m3", "e8m0", true, true, true, {16, 2}, {1, 2}, true, true},
+        /* ... and over K 2048, where x86-avx512's e4m3 pair tiles (a
+         * fast vdpbf16ps) run their 8-row bands in K chunks of 1024 (its
+         * L1 is 32 KiB), C cleared first */
+        {16, 4, 2048, "f8e4m3", "f8e4m3", "e8m0", true, true, true, {16, 16}, {1, 16}, true, true},
         {14, 14, 128, "bf16", "bf16", "f32", false, true, true, {1, 1}, {14, 4}, true, true},
         {15, 9, 64, "f32", "f8e4m3", "e8m0", true, true, true, {15, 1}, {9, 2}, true, true},
         {12, 9, 64, "f32", "f8e4m3", "e8m0", true, true, true, {12, 1}, {9, 2}, true, false},

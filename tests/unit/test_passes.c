@@ -136,6 +136,10 @@ TEST(golden_lower_scaled_deq) { golden("lower_scaled_deq", pass_lower); }
  * still on the tiles; A's 64 against B's 96 (not nested): A dequantised,
  * B still scaled in the tiles */
 TEST(golden_lower_promote) { golden("lower_promote", pass_lower); }
+/* e4m3 pair tiles over 8-row bands whose bf16 A (8 x 2048) outgrows 3/4 of
+ * the target's 32 KiB L1: A staged with its scale in it (a_prescaled), C
+ * cleared, then the bands' tiles in K chunks of 1024 adding into it */
+TEST(golden_lower_band_chunks) { golden("lower_band_chunks", pass_lower); }
 /* gemm rows: register bands (20 rows: 6-row bands and a 2-row tail) and
  * dot tiles (7 rows) stop after the band holding the last wanted row; dot
  * tiles have a one-row variant (the 3-row one's taken at M = 4) */
@@ -910,6 +914,7 @@ int main(void)
     RUN(golden_lower_scaled_rows);
     RUN(golden_lower_scaled_tall);
     RUN(golden_lower_promote);
+    RUN(golden_lower_band_chunks);
     RUN(golden_lower_rows);
     RUN(golden_lower_forward);
     RUN(golden_lower_forward_pairs);
