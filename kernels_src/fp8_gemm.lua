@@ -109,10 +109,15 @@ return T.kernel "fp8_gemm" {
     -- expert at decode): dot tiles over all of K (Zen 5, N 2048, K 4096,
     -- one thread, M = 1 / 4 / 16: 0.70 / 2.15 / 3.82 ms at the first
     -- candidates, 0.37 / 0.50 / 1.56 at BN 16 and BK 4096; BK 1024 0.43 /
-    -- 0.63 / 1.78)
+    -- 0.63 / 1.78); where the tiles sum with vdpbf16ps (target.bf16_dot),
+    -- folding their scales and chunking K, 64 weight rows per block
+    -- (weights from DRAM: N 2048 K 4096 0.27-0.29
+    -- / 0.32 / 0.95 ms against 0.28-0.30 / 0.30-0.33 / 0.98-1.01 at BN 16;
+    -- N 4096 K 2048 0.30-0.32 / 0.31-0.33 / 0.93-0.95 against 0.30-0.33 /
+    -- 0.31-0.35 / 0.98-1.03)
     if not p.M and p.BM and p.BM <= 16 then
       for _, c in ipairs{4096, 2048, 1024, 512, 256} do
-        if p.K % c == 0 then return { BN = 16, BK = c } end
+        if p.K % c == 0 then return { BN = target.bf16_dot and 64 or 16, BK = c } end
       end
       return {}
     end
