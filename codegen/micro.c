@@ -1739,7 +1739,8 @@ static bool is_bcast_tile(Cg *c, const Stmt *s)
     int w = c->t->vector_bits / 32, rank = b->buf->rank;
     int64_t K = b->ext[rank - 1], bk = bs->buf ? K / bs->ext[rank - 1] : 0;
     return !c->t->gpu_sm && g->trans_a && g->trans_b && g->a.buf->dtype == DT_F32 && !g->a_scale.buf &&
-           !g->a_lifted && !g->a_prescaled && !g->a_e2m1_order && !g->b_pairs && (dot_dtype(tb) || (tb == DT_F4E2M1 && bs->buf)) &&
+           !g->a_lifted && !g->a_prescaled && !g->a_e2m1_order && !g->b_pairs &&
+           (dot_dtype(tb) || (tb == DT_F4E2M1 && bs->buf)) &&
            K % IR_BCAST_CHUNK == 0 && (!bk || bk == 32 || bk % IR_BCAST_CHUNK == 0) && g->c.ext[0] <= IR_BCAST_ROWS &&
            g->c.ext[0] <= (int64_t)MAX_BCAST_VECS * w && g->c.ext[1] <= IR_BCAST_COLS;
 }

@@ -123,8 +123,8 @@
  * normal at least 2^-63 (a bf16 holds it exactly), the product of two at
  * least 2^-126 (vdpbf16ps flushes nothing) and at most 2^101.6, whose sums
  * stay finite for any K below 2^26.  pass_lower stages an e4m3 A times its
- * scale clamped into this window (prescaled_a), the rest of the scale left
- * as an f32 residual, 1 within it. */
+ * scale clamped into this window (prescale_a, micro_gemm a_prescaled); the
+ * tile applies the rest, 1 within it. */
 #define IR_FOLD_SCALE_LO 73
 #define IR_FOLD_SCALE_HI 169
 /* a_e2m1_order micro_gemm: A's columns within each block of IR_E2M1_BLOCK

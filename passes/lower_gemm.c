@@ -1117,7 +1117,8 @@ static Stmt *dot_path(Lower *L, const Stmt *g, const Region *c, Expr *rows, Expr
 {
     const Region *a = &g->u.gemm.a;
     const Region *bs = g->u.gemm.b_scale.buf ? &g->u.gemm.b_scale : NULL;
-    DotInputs sc = {.a = g->u.gemm.a_scale.buf ? &g->u.gemm.a_scale : NULL, .b = bs, .a_lifted = lifts_a(L, g, widen_a)};
+    DotInputs sc = {.a = g->u.gemm.a_scale.buf ? &g->u.gemm.a_scale : NULL, .b = bs,
+                    .a_lifted = lifts_a(L, g, widen_a)};
     Stmt *seq = ir_seq(L->k, g->loc);
     Region fa = *a, fe;
     if (stages_e2m1_order(L, g, bs, rows))
@@ -1363,7 +1364,8 @@ static Stmt *dequant_loops(Lower *L, const Region *x, const Region *s, Buffer *x
     lower_region_at(L, s, sp, si);
     Expr *scale = lower_guarded_load(L, s->buf, si, guard);
     if (clamp) { /* prescale_a */
-        Expr *lo = ir_const_f(L->k, ldexp(1, IR_FOLD_SCALE_LO - 127)), *hi = ir_const_f(L->k, ldexp(1, IR_FOLD_SCALE_HI - 127));
+        Expr *lo = ir_const_f(L->k, ldexp(1, IR_FOLD_SCALE_LO - 127));
+        Expr *hi = ir_const_f(L->k, ldexp(1, IR_FOLD_SCALE_HI - 127));
         scale = ir_binary(L->k, EX_MIN, ir_binary(L->k, EX_MAX, scale, lo), hi);
     }
     for (int e = 0; e < per; e++) { /* (both elements of a pair share the block's scale) */
@@ -1378,41 +1380,38 @@ static Stmt *dequant_loops(Lower *L, const Region *x, const Region *s, Buffer *x
 
 /* xs[r][c] = x(r, c) · s(r / br, c / bc) over the matrix of window x, an
  * f32 product stored as dt (tails outside either buffer read 0, as the
- * GEMM's operands do): the scratch tile a plain GEMM reads instead.  As
- * for copies, unguarded loads where both windows lie inside. */
-static Region dequantise(Lower *L, Stmt *seq, const Region *x, const Region *s, DType dt, const char *what,
-                         SrcLoc loc)
+ * GEMM's operands do), s clamped into the fold window where `clamp` says
+ * (dequant_loops), its loads guarded as `guard` says (as for stage_into:
+ * CHECK tests the windows at run time, unguarded where both lie inside). */
+static Region dequantise_as(Lower *L, Stmt *seq, const Region *x, const Region *s, DType dt, const char *what,
+                            Guard guard, bool clamp, SrcLoc loc)
 {
     int64_t shape[2] = {mat_rows(x), mat_cols(x)};
     Buffer *xs = lower_temp(L, what, SCOPE_SHARED, dt, 2, shape, loc);
-    Expr *inside = lower_and(L, lower_window_inside(L, x), lower_window_inside(L, s));
+    Expr *inside = guard == CHECK ? lower_and(L, lower_window_inside(L, x), lower_window_inside(L, s)) : NULL;
     Stmt *loops;
-    if (!inside || inside->op == EX_CONST)
-        loops = dequant_loops(L, x, s, xs, inside && !inside->imm.i, false, loc);
+    if (guard != CHECK || !inside || inside->op == EX_CONST)
+        loops = dequant_loops(L, x, s, xs, guard == OUTSIDE || (inside && !inside->imm.i), clamp, loc);
     else
-        loops = ir_if(L->k, inside, dequant_loops(L, x, s, xs, false, false, loc),
-                      dequant_loops(L, x, s, xs, true, false, loc), loc);
+        loops = ir_if(L->k, inside, dequant_loops(L, x, s, xs, false, clamp, loc),
+                      dequant_loops(L, x, s, xs, true, clamp, loc), loc);
     ir_seq_push(L->k, seq, loops);
     return whole(L, xs);
 }
 
+/* The scratch tile a plain GEMM reads instead of a scaled operand. */
+static Region dequantise(Lower *L, Stmt *seq, const Region *x, const Region *s, DType dt, const char *what,
+                         SrcLoc loc)
+{
+    return dequantise_as(L, seq, x, s, dt, what, CHECK, false, loc);
+}
+
 /* A's bf16 copy for e4m3 pair tiles with its UE8M0 scale in it, clamped
  * into the window the tiles fold (micro_gemm a_prescaled): x times a power
- * of two there is exact in bf16.  Loads guarded as `guard` says (as for
- * stage_into). */
+ * of two there is exact in bf16. */
 static Region prescale_a(Lower *L, Stmt *seq, const Region *a, const Region *as, Guard guard, SrcLoc loc)
 {
-    int64_t shape[2] = {mat_rows(a), mat_cols(a)};
-    Buffer *xs = lower_temp(L, "gemm_a", SCOPE_SHARED, DT_BF16, 2, shape, loc);
-    Expr *inside = guard == CHECK ? lower_and(L, lower_window_inside(L, a), lower_window_inside(L, as)) : NULL;
-    Stmt *loops;
-    if (guard != CHECK || !inside || inside->op == EX_CONST)
-        loops = dequant_loops(L, a, as, xs, guard == OUTSIDE || (inside && !inside->imm.i), true, loc);
-    else
-        loops = ir_if(L->k, inside, dequant_loops(L, a, as, xs, false, true, loc),
-                      dequant_loops(L, a, as, xs, true, true, loc), loc);
-    ir_seq_push(L->k, seq, loops);
-    return whole(L, xs);
+    return dequantise_as(L, seq, a, as, DT_BF16, "gemm_a", guard, true, loc);
 }
 
 /* What a scaled operand x (scale dtype s) is dequantised into, beside the
