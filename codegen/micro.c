@@ -108,20 +108,30 @@ static LLVMValueRef splat(Cg *c, Micro *m, LLVMValueRef x)
     return LLVMBuildShuffleVector(c->b, v, LLVMGetPoison(m->vf32), LLVMConstNull(mty), "");
 }
 
-/* One k-pair with vdpbf16ps: acc += A(i, 2kk)·B(2kk, n) + A(i, 2kk+1)·B(2kk+1, n).
- * The instruction's operand types are read off its declaration (LLVM has
- * used both i32 and bfloat vectors for them). */
+/* vdpbf16ps (512-bit): its declaration, type and operand types, read off
+ * the declaration (LLVM has used both i32 and bfloat vectors for them). */
+typedef struct Dpbf16 {
+    LLVMValueRef fn;
+    LLVMTypeRef ty, params[3];
+} Dpbf16;
+
+static Dpbf16 dpbf16(Cg *c)
+{
+    const char *name = "llvm.x86.avx512bf16.dpbf16ps.512";
+    Dpbf16 x = {.fn = LLVMGetIntrinsicDeclaration(c->mod, LLVMLookupIntrinsicID(name, strlen(name)), NULL, 0)};
+    x.ty = LLVMGlobalGetValueType(x.fn);
+    LLVMGetParamTypes(x.ty, x.params);
+    return x;
+}
+
+/* One k-pair with vdpbf16ps: acc += A(i, 2kk)·B(2kk, n) + A(i, 2kk+1)·B(2kk+1, n). */
 static void pair_step(Cg *c, void *ctx)
 {
     Micro *m = ctx;
     const Stmt *s = m->s;
     const Region *a = &s->u.gemm.a, *b = &s->u.gemm.b;
     LLVMValueRef kk = c->var[m->kvar->id];
-    const char *name = "llvm.x86.avx512bf16.dpbf16ps.512";
-    unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
-    LLVMValueRef fn = LLVMGetIntrinsicDeclaration(c->mod, id, NULL, 0);
-    LLVMTypeRef fty = LLVMGlobalGetValueType(fn), params[3];
-    LLVMGetParamTypes(fty, params);
+    Dpbf16 dp = dpbf16(c);
     LLVMTypeRef pairs16 = LLVMVectorType(c->i16, (unsigned)(2 * m->w));
     LLVMValueRef bv[MAX_VECS];
     for (int v = 0; v < m->nv; v++) {
@@ -140,7 +150,7 @@ static void pair_step(Cg *c, void *ctx)
                                     LLVMConstNull(pairs16)};
             raw = cg_intrinsic(c, "llvm.masked.load", tys, 2, args, 4);
         }
-        bv[v] = LLVMBuildBitCast(c->b, raw, params[2], "");
+        bv[v] = LLVMBuildBitCast(c->b, raw, dp.params[2], "");
     }
     LLVMValueRef two_kk = LLVMBuildMul(c->b, kk, cg_i64(c, 2), "");
     LLVMTypeRef vi32 = LLVMVectorType(c->i32, (unsigned)m->w);
@@ -150,11 +160,11 @@ static void pair_step(Cg *c, void *ctx)
         LLVMSetAlignment(pair, 2);
         LLVMValueRef v = LLVMBuildInsertElement(c->b, LLVMGetPoison(vi32), pair, LLVMConstInt(c->i32, 0, 0), "");
         v = LLVMBuildShuffleVector(c->b, v, LLVMGetPoison(vi32), LLVMConstNull(vi32), "");
-        LLVMValueRef av = LLVMBuildBitCast(c->b, v, params[1], "");
+        LLVMValueRef av = LLVMBuildBitCast(c->b, v, dp.params[1], "");
         for (int w = 0; w < m->nv; w++) {
             LLVMValueRef acc = LLVMBuildLoad2(c->b, m->vf32, m->acc[i][w], "");
             LLVMValueRef args[3] = {acc, av, bv[w]};
-            LLVMBuildStore(c->b, LLVMBuildCall2(c->b, fty, fn, args, 3, ""), m->acc[i][w]);
+            LLVMBuildStore(c->b, LLVMBuildCall2(c->b, dp.ty, dp.fn, args, 3, ""), m->acc[i][w]);
         }
     }
 }
@@ -225,7 +235,7 @@ typedef struct Dot {
     bool e4m3_fast;       /* pairs over e4m3 B: the block being emitted has no exponent-0 codes (e4m3_words) */
     bool prescaled;       /* micro_gemm a_prescaled: A's scale code e stands for e - clamp(e) + 127 (residual_code) */
     bool fold;            /* the scales may fold into the operands (fold_scales) */
-    bool folding;         /* ... and the loop being emitted does: B's words decode with fold_words */
+    bool folding;         /* ... and the loop being emitted does (fold_words, e2m1_fold_offsets) */
     bool prefetch_next;   /* fetch a later tile's B rows while this one runs */
     int64_t pf_ahead;     /* ... pf_ahead rows on (prefetch_ahead) */
     bool lift_a;          /* a_lifted: A staged lifted, e4m3 B widened straight to f32 */
@@ -237,6 +247,7 @@ typedef struct Dot {
     LLVMValueRef lut_buf; /* e2m1_lut: [64 x i8] scratch per column */
     LLVMTypeRef vf32;
     LLVMValueRef acc[MAX_DOT_ROWS][MAX_DOT_COLS];
+    LLVMValueRef acc_odd[MAX_DOT_ROWS][MAX_DOT_COLS]; /* a folding Dot.pair8 tile of few sums: odd parts' chains */
     Var *kvar;
     /* Block scales (a_scale, b_scale): rows of the operand per scale row,
      * elements of K per scale column (bk_a, bk_b: multiples of chunk, the
@@ -257,7 +268,8 @@ typedef struct Dot {
     LLVMValueRef k0, row_table[MAX_DOT_COLS];
     LLVMValueRef total[MAX_DOT_ROWS][MAX_DOT_COLS]; /* promoted: the running sums */
     LLVMValueRef scale_buf[2]; /* UE8M0 scales decoded (decode_scales), A's and B's */
-    LLVMValueRef fold_words[MAX_DOT_COLS][2]; /* folding: column j's block's rebias and exponent-0 table (e4m3_words) */
+    LLVMValueRef fold_words[MAX_DOT_COLS][2]; /* folding: column j's block's rebias and exponent-0 table (e4m3_words),
+                                               * or a Dot.pair8 tile's exponent offsets (e2m1_fold_offsets) */
     int64_t scale_cols[2];
     struct NanScan *nans; /* e4m3 B: its NaN codes, scanned apart (nan_scan) */
 } Dot;
@@ -466,24 +478,20 @@ static LLVMValueRef e4m3_words(Cg *c, LLVMValueRef raw, bool fast, LLVMValueRef 
 static void dot_pairs(Cg *c, Dot *d, LLVMValueRef k, int lanes)
 {
     const Stmt *s = d->s;
-    const char *name = "llvm.x86.avx512bf16.dpbf16ps.512";
-    unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
-    LLVMValueRef fn = LLVMGetIntrinsicDeclaration(c->mod, id, NULL, 0);
-    LLVMTypeRef fty = LLVMGlobalGetValueType(fn), params[3];
-    LLVMGetParamTypes(fty, params);
+    Dpbf16 dp = dpbf16(c);
     LLVMValueRef av[MAX_DOT_ROWS];
     for (int i = 0; i < d->mr; i++)
-        av[i] = LLVMBuildBitCast(c->b, dot_raw(c, d, &s->u.gemm.a, i, k, lanes), params[1], "");
+        av[i] = LLVMBuildBitCast(c->b, dot_raw(c, d, &s->u.gemm.a, i, k, lanes), dp.params[1], "");
     for (int j = 0; j < d->nr; j++) {
         LLVMValueRef bv = dot_raw(c, d, &s->u.gemm.b, j, k, lanes);
         if (s->u.gemm.b.buf->dtype == DT_F8E4M3)
             bv = e4m3_words(c, bv, d->e4m3_fast, d->folding ? d->fold_words[j] : NULL);
-        bv = LLVMBuildBitCast(c->b, bv, params[2], "");
+        bv = LLVMBuildBitCast(c->b, bv, dp.params[2], "");
         if (d->prefetch_next)
             prefetch_row(c, &s->u.gemm.b, d->pf_ahead + j, k);
         for (int i = 0; i < d->mr; i++) {
             LLVMValueRef args[3] = {LLVMBuildLoad2(c->b, d->vf32, d->acc[i][j], ""), av[i], bv};
-            LLVMBuildStore(c->b, LLVMBuildCall2(c->b, fty, fn, args, 3, ""), d->acc[i][j]);
+            LLVMBuildStore(c->b, LLVMBuildCall2(c->b, dp.ty, dp.fn, args, 3, ""), d->acc[i][j]);
         }
     }
 }
@@ -1034,12 +1042,13 @@ static void dot_block(Cg *c, void *ctx)
 
 /* ------------------------------------------------ folded scales */
 
-/* Pair tiles over e4m3 B (Dot.fold) fold the block scales into their
- * operands where every code the tile reads lies in the window
- * [IR_FOLD_SCALE_LO, IR_FOLD_SCALE_HI] — A's through pass_lower's
- * prescaled copy (micro_gemm a_prescaled, whose residual is then 1), B's
- * into each block's decoding (fold_words) — and sum all of K in one
- * running sum per accumulator.  The scaled values' products are the
+/* Pair tiles over e4m3 B, and Dot.pair8 tiles of two rows or more over
+ * packed e2m1 (Dot.fold), fold the block scales into their operands where
+ * every code the tile reads lies in the window [IR_FOLD_SCALE_LO,
+ * IR_FOLD_SCALE_HI] — A's through pass_lower's prescaled copy (micro_gemm
+ * a_prescaled, whose residual is then 1), B's into each block's decoding
+ * (fold_words; e2m1_fold_offsets) — and sum all of K in one running sum
+ * per accumulator.  The scaled values' products are the
  * scaled products, exact normals (ir.h), so only the order of the f32
  * sums differs from the per-block promotion's, which the tile runs instead
  * where some code lies outside the window: one test per tile, two
@@ -1111,10 +1120,15 @@ static void fold_words(Cg *c, Dot *d, int j, LLVMValueRef kb)
     d->fold_words[j][1] = table;
 }
 
-/* A block of a folding tile: its steps into the running sums. */
+/* A block of a Dot.fold tile over e4m3 B: folding, its steps into the
+ * running sums, else promoted (dot_block). */
 static void fold_block(Cg *c, void *ctx)
 {
     Dot *d = ctx;
+    if (!d->folding) {
+        dot_block(c, d);
+        return;
+    }
     LLVMValueRef kb = c->var[d->kbvar->id];
     LLVMValueRef k0 = LLVMBuildMul(c->b, kb, cg_i64(c, d->block), "");
     for (int j = 0; j < d->nr; j++)
@@ -1124,9 +1138,10 @@ static void fold_block(Cg *c, void *ctx)
         nan_scan(c, d->nans, k0, d->block);
 }
 
-/* The K loop of a Dot.fold tile: folded where the scales allow, else
- * promoted per block (dot_block); the sums end in d->total either way. */
-static void fold_scales(Cg *c, Dot *d, int64_t K)
+/* The K loop of a Dot.fold tile, `blocks` iterations of `block`: with
+ * d->folding set where the scales allow, else promoted; the sums end in
+ * d->total either way. */
+static void fold_scales(Cg *c, Dot *d, int64_t blocks, void (*block)(Cg *, void *))
 {
     LLVMBasicBlockRef way[2] = {LLVMAppendBasicBlockInContext(c->ctx, c->fn, "scales_folded"),
                                 LLVMAppendBasicBlockInContext(c->ctx, c->fn, "scales_promoted")};
@@ -1134,14 +1149,18 @@ static void fold_scales(Cg *c, Dot *d, int64_t K)
     LLVMBuildCondBr(c->b, scales_fold(c, d), way[0], way[1]);
     LLVMPositionBuilderAtEnd(c->b, way[0]);
     d->folding = true;
-    cg_loop(c, d->kbvar, cg_i64(c, K / d->block), LOOP_SERIAL, 0, false, fold_block, d);
+    cg_loop(c, d->kbvar, cg_i64(c, blocks), LOOP_SERIAL, 0, false, block, d);
     d->folding = false;
     for (int i = 0; i < d->mr; i++)
-        for (int j = 0; j < d->nr; j++)
-            LLVMBuildStore(c->b, LLVMBuildLoad2(c->b, d->vf32, d->acc[i][j], ""), d->total[i][j]);
+        for (int j = 0; j < d->nr; j++) {
+            LLVMValueRef sum = LLVMBuildLoad2(c->b, d->vf32, d->acc[i][j], "");
+            if (d->acc_odd[i][j])
+                sum = LLVMBuildFAdd(c->b, sum, LLVMBuildLoad2(c->b, d->vf32, d->acc_odd[i][j], ""), "");
+            LLVMBuildStore(c->b, sum, d->total[i][j]);
+        }
     LLVMBuildBr(c->b, join);
     LLVMPositionBuilderAtEnd(c->b, way[1]);
-    cg_loop(c, d->kbvar, cg_i64(c, K / d->block), LOOP_SERIAL, 0, false, dot_block, d);
+    cg_loop(c, d->kbvar, cg_i64(c, blocks), LOOP_SERIAL, 0, false, block, d);
     LLVMBuildBr(c->b, join);
     LLVMPositionBuilderAtEnd(c->b, join);
 }
@@ -1212,70 +1231,162 @@ static void dot_t8_block(Cg *c, void *ctx)
     }
 }
 
+/* A folding Dot.pair8 tile's table holds the e2m1 values times
+ * 2^E2M1_FOLD_BIAS (e2m1_pair_part, e2m1_fold_offsets). */
+enum { E2M1_FOLD_BIAS = 64 };
+/* A folding Dot.pair8 tile's chains of vdpbf16ps: two per sum (even and
+ * odd parts) while that makes at most this many, else one — the latency
+ * hidden without spilling.  A C harness of the folded loop in cache (Zen
+ * 5, K 4096, 64 weight rows, one thread), GFLOP/s: 2x2 tiles 180 with one
+ * chain, 310-315 with two; 4x2 316-327 / 398-438; 8x2 415 / 370. */
+enum { PAIR8_FOLD_SUMS = 16 };
+
+/* The 64 bytes of B's row j from k (e2m1_pair_part's words). */
+static LLVMValueRef e2m1_pair_words(Cg *c, Dot *d, int j, LLVMValueRef k)
+{
+    LLVMValueRef raw = LLVMBuildLoad2(c->b, LLVMVectorType(c->i16, 32), e2m1_row(c, d, j, k), "");
+    LLVMSetAlignment(raw, 1);
+    return raw;
+}
+
 /* Packed e2m1 beside a bf16 A in e2m1 order (Dot.pair8, micro_gemm
- * a_e2m1_order of a bf16 A): 128 elements (64 bytes) of B's row j as the
- * four bf16 parts of A's block (ir_e2m1_pair_position).  The bytes read
- * as 32 words of four nibbles: part s is the words shifted right by 4s
- * and looked up in one 32-entry table of bf16 words (vpermw, which reads
- * an index's low 5 bits: entry i is nibble i % 16's value, exact, sign
- * included, so the bits above the nibble need no mask), i.e. element
- * 4w + s in word w.  7 vector operations per 128 weights (3 shifts, 4
- * permutes) where two byte tables and their interleave took 11, 9 of them
- * on Zen 5's two shuffle pipes; and 4 vdpbf16ps per row of A where the
- * f32 tiles (e2m1_t8_parts) spend 40 and 16 FMAs. */
-static void e2m1_pair_parts(Cg *c, Dot *d, int j, LLVMValueRef k, LLVMTypeRef ty, LLVMValueRef *part)
+ * a_e2m1_order of a bf16 A): 128 elements (64 bytes, e2m1_pair_words) of
+ * a row of B as the four bf16 parts of A's block (ir_e2m1_pair_position),
+ * part s of type ty here.  The bytes read as 32 words of four nibbles:
+ * part s is the words shifted right by 4s and looked up in one 32-entry
+ * table of bf16 words (vpermw, which reads an index's low 5 bits: entry i
+ * is nibble i % 16's value, exact, sign included, so the bits above the
+ * nibble need no mask), i.e. element 4w + s in word w.  7 vector
+ * operations per 128 weights (3 shifts, 4 permutes) where two byte tables
+ * and their interleave took 11, 9 of them on Zen 5's two shuffle pipes;
+ * and 4 vdpbf16ps per row of A where the f32 tiles (e2m1_t8_parts) spend
+ * 40 and 16 FMAs.  Folding (`off` not NULL), the table holds the values
+ * times 2^E2M1_FOLD_BIAS and each part loses the column's exponent offsets
+ * (e2m1_fold_offsets) by one saturating subtraction: zero, entries 0 and
+ * 8, stays zero. */
+static LLVMValueRef e2m1_pair_part(Cg *c, LLVMValueRef raw, int s, LLVMValueRef off, LLVMTypeRef ty)
 {
     LLVMBuilderRef B = c->b;
     LLVMTypeRef v32 = LLVMVectorType(c->i16, 32);
-    LLVMValueRef raw = LLVMBuildLoad2(B, v32, e2m1_row(c, d, j, k), ""), table[32];
+    LLVMValueRef table[32];
+    for (int i = 0; i < 32; i++) {
+        float v = ldexpf(dt_e2m1_to_f32((uint8_t)(i % 16)), E2M1_FOLD_BIAS);
+        uint32_t bits;
+        memcpy(&bits, &v, sizeof bits);
+        table[i] = LLVMConstInt(c->i16, off ? (bits & 0x7fffffff ? bits >> 16 : 0) : e2m1_f32_bits(i) >> 16, 0);
+    }
+    LLVMValueRef idx = s ? LLVMBuildLShr(B, raw, splat_i(c, c->i16, 32, 4 * s), "") : raw;
+    LLVMValueRef args[2] = {LLVMConstVector(table, 32), idx};
+    LLVMValueRef words = cg_intrinsic(c, "llvm.x86.avx512.permvar.hi.512", NULL, 0, args, 2);
+    if (off) {
+        LLVMValueRef sub[2] = {words, off};
+        words = cg_intrinsic(c, "llvm.usub.sat", &v32, 1, sub, 2);
+    }
+    return LLVMBuildBitCast(B, words, ty, "");
+}
+
+/* What a folding Dot.pair8 tile subtracts from column j's table words in
+ * block kb (e2m1_pair_part): word w, in lane group w / 8 and so in the
+ * block's 32-column scale block w / 8, gets (E2M1_FOLD_BIAS + 127 - e)
+ * in its exponent field, e that block's scale code — 22 .. 118 within the
+ * fold window, below every nonzero entry's exponent (190 and up): the
+ * result is the value times 2^(e - 127), exact, and no borrow reaches the
+ * sign. */
+static LLVMValueRef e2m1_fold_offsets(Cg *c, Dot *d, int j, LLVMValueRef kb)
+{
+    LLVMBuilderRef B = c->b;
+    LLVMValueRef top = splat_i(c, c->i16, 32, (E2M1_FOLD_BIAS + 127) << 7);
+    if (!d->b_scale)
+        return splat_i(c, c->i16, 32, E2M1_FOLD_BIAS << 7);
+    int64_t n = d->bk_b < IR_E2M1_PAIR_BLOCK ? IR_E2M1_PAIR_BLOCK / d->bk_b : 1; /* codes in the block */
+    LLVMValueRef first = n > 1 ? LLVMBuildMul(B, kb, cg_i64(c, n), "") : scale_col(c, kb, IR_E2M1_PAIR_BLOCK, d->bk_b);
+    LLVMTypeRef ty = LLVMVectorType(c->i8, (unsigned)n);
+    LLVMValueRef raw = LLVMBuildLoad2(B, ty, at(c, d->b_scale, cg_i64(c, j / d->b_rows_per_scale), first), "");
     LLVMSetAlignment(raw, 1);
-    for (int i = 0; i < 32; i++)
-        table[i] = LLVMConstInt(c->i16, e2m1_f32_bits(i) >> 16, 0);
-    for (int s = 0; s < 4; s++) {
-        LLVMValueRef idx = s ? LLVMBuildLShr(B, raw, splat_i(c, c->i16, 32, 4 * s), "") : raw;
-        LLVMValueRef args[2] = {LLVMConstVector(table, 32), idx};
-        part[s] = LLVMBuildBitCast(B, cg_intrinsic(c, "llvm.x86.avx512.permvar.hi.512", NULL, 0, args, 2), ty, "");
+    LLVMValueRef codes = LLVMBuildZExt(B, raw, LLVMVectorType(c->i16, (unsigned)n), ""), lanes[32];
+    for (int w = 0; w < 32; w++)
+        lanes[w] = LLVMConstInt(c->i32, (unsigned long long)(w / 8 * n / 4), 0);
+    codes = LLVMBuildShuffleVector(B, codes, LLVMGetPoison(LLVMTypeOf(codes)), LLVMConstVector(lanes, 32), "");
+    return LLVMBuildSub(B, top, LLVMBuildShl(B, codes, splat_i(c, c->i16, 32, 7), ""), "");
+}
+
+/* Row i's part p of A's block from k, as vdpbf16ps takes it. */
+static LLVMValueRef pair8_a(Cg *c, Dot *d, const Dpbf16 *dp, int i, LLVMValueRef k, int p)
+{
+    LLVMValueRef kp = LLVMBuildAdd(c->b, k, cg_i64(c, 32 * p), "");
+    LLVMValueRef x = LLVMBuildLoad2(c->b, LLVMVectorType(c->i16, 32), at(c, &d->s->u.gemm.a, cg_i64(c, i), kp), "");
+    LLVMSetAlignment(x, 2);
+    return LLVMBuildBitCast(c->b, x, dp->params[1], "");
+}
+
+/* One 128-element block kb of a folding Dot.pair8 tile (fold_scales): the
+ * scales are in the operands and the chains run on across blocks in
+ * d->acc (the even parts' and the odd ones' apart where the tile has
+ * acc_odd), a part at a time — each column's part decoded once, each
+ * row's loaded once — so that only the sums stay live across it (all of
+ * A's block loaded first spilled a quarter of it). */
+static void pair8_folded_block(Cg *c, Dot *d, LLVMValueRef kb, LLVMValueRef k)
+{
+    LLVMBuilderRef B = c->b;
+    Dpbf16 dp = dpbf16(c);
+    LLVMValueRef raw[MAX_DOT_COLS], off[MAX_DOT_COLS];
+    for (int j = 0; j < d->nr; j++) {
+        if (d->prefetch_next)
+            prefetch_row(c, &d->s->u.gemm.b, d->pf_ahead + j, k);
+        off[j] = e2m1_fold_offsets(c, d, j, kb);
+        raw[j] = e2m1_pair_words(c, d, j, k);
+    }
+    for (int p = 0; p < 4; p++) {
+        LLVMValueRef part[MAX_DOT_COLS];
+        for (int j = 0; j < d->nr; j++)
+            part[j] = e2m1_pair_part(c, raw[j], p, off[j], dp.params[2]);
+        for (int i = 0; i < d->mr; i++) {
+            LLVMValueRef a = pair8_a(c, d, &dp, i, k, p);
+            for (int j = 0; j < d->nr; j++) {
+                LLVMValueRef acc = p % 2 && d->acc_odd[i][j] ? d->acc_odd[i][j] : d->acc[i][j];
+                LLVMValueRef args[3] = {LLVMBuildLoad2(B, d->vf32, acc, ""), a, part[j]};
+                LLVMBuildStore(B, LLVMBuildCall2(B, dp.ty, dp.fn, args, 3, ""), acc);
+            }
+        }
     }
 }
 
 /* One 128-element block kb of a Dot.pair8 tile: each column's weights
- * decoded once (e2m1_pair_parts), one vdpbf16ps chain per row from zero
+ * decoded once (e2m1_pair_part), one vdpbf16ps chain per row from zero
  * (the blocks' chains are independent: only the running sums carry from
  * block to block), then times the block's scales added to the running
  * sums.  The products are exact and no sum is subnormal (A's e4m3 values
  * and e2m1's are normal in bf16, every product a multiple of 2^-10), so
- * the instruction's flushing of subnormals changes nothing. */
+ * the instruction's flushing of subnormals changes nothing.  Folding:
+ * pair8_folded_block. */
 static void dot_pair8_block(Cg *c, void *ctx)
 {
     Dot *d = ctx;
     LLVMBuilderRef B = c->b;
-    const Stmt *s = d->s;
-    const char *name = "llvm.x86.avx512bf16.dpbf16ps.512";
-    LLVMValueRef fn = LLVMGetIntrinsicDeclaration(c->mod, LLVMLookupIntrinsicID(name, strlen(name)), NULL, 0);
-    LLVMTypeRef fty = LLVMGlobalGetValueType(fn), params[3], v32 = LLVMVectorType(c->i16, 32);
-    LLVMGetParamTypes(fty, params);
     LLVMValueRef kb = c->var[d->kbvar->id], k = LLVMBuildMul(B, kb, cg_i64(c, IR_E2M1_PAIR_BLOCK), "");
+    if (d->folding) {
+        pair8_folded_block(c, d, kb, k);
+        return;
+    }
+    Dpbf16 dp = dpbf16(c);
     LLVMValueRef av[MAX_DOT_ROWS][4], sa[MAX_DOT_ROWS];
     for (int i = 0; i < d->mr; i++) {
-        for (int p = 0; p < 4; p++) {
-            LLVMValueRef kp = LLVMBuildAdd(B, k, cg_i64(c, 32 * p), "");
-            LLVMValueRef x = LLVMBuildLoad2(B, v32, at(c, &s->u.gemm.a, cg_i64(c, i), kp), "");
-            LLVMSetAlignment(x, 2);
-            av[i][p] = LLVMBuildBitCast(B, x, params[1], "");
-        }
+        for (int p = 0; p < 4; p++)
+            av[i][p] = pair8_a(c, d, &dp, i, k, p);
         sa[i] = lane_scales(c, d, 0, i, kb, IR_E2M1_PAIR_BLOCK);
     }
     LLVMTypeRef ty = d->vf32;
     for (int j = 0; j < d->nr; j++) {
         if (d->prefetch_next)
-            prefetch_row(c, &s->u.gemm.b, d->pf_ahead + j, k);
-        LLVMValueRef part[4], sb = lane_scales(c, d, 1, j, kb, IR_E2M1_PAIR_BLOCK);
-        e2m1_pair_parts(c, d, j, k, params[2], part);
+            prefetch_row(c, &d->s->u.gemm.b, d->pf_ahead + j, k);
+        LLVMValueRef raw = e2m1_pair_words(c, d, j, k), sb = lane_scales(c, d, 1, j, kb, IR_E2M1_PAIR_BLOCK), part[4];
+        for (int p = 0; p < 4; p++)
+            part[p] = e2m1_pair_part(c, raw, p, NULL, dp.params[2]);
         for (int i = 0; i < d->mr; i++) {
             LLVMValueRef sum = LLVMConstNull(ty);
             for (int p = 0; p < 4; p++) {
                 LLVMValueRef args[3] = {sum, av[i][p], part[p]};
-                sum = LLVMBuildCall2(B, fty, fn, args, 3, "");
+                sum = LLVMBuildCall2(B, dp.ty, dp.fn, args, 3, "");
             }
             LLVMValueRef sc = sa[i] && sb ? LLVMBuildFMul(B, sa[i], sb, "") : sa[i] ? sa[i] : sb;
             LLVMValueRef args[3] = {sum, sc, LLVMBuildLoad2(B, ty, d->total[i][j], "")};
@@ -1576,8 +1687,9 @@ static void dot_gemm(Cg *c, const Stmt *s, int mr, int nr, Var *k)
         *bk[x] = ops[x]->ext[rank - 1] / scs[x]->ext[rank - 1];
     }
     d.block = promoted_block(&d);
-    d.fold = pairs && tb == DT_F8E4M3 && promote && (!asc || d.prescaled) && (!bsc || bsc->buf->dtype == DT_E8M0) &&
-             K / d.block <= MAX_FOLD_CODES;
+    int64_t finest = d.bk_a && d.bk_b ? (d.bk_a < d.bk_b ? d.bk_a : d.bk_b) : d.bk_a ? d.bk_a : d.bk_b;
+    d.fold = ((pairs && tb == DT_F8E4M3) || (pair8 && mr >= 2)) && promote && (!asc || d.prescaled) &&
+             (!bsc || bsc->buf->dtype == DT_E8M0) && (!finest || K / finest <= MAX_FOLD_CODES);
     bool fits = true;
     for (int x = 0; x < 2; x++)
         fits = fits && (!*bk[x] || (*bk[x] % chunk == 0 && (*bk[x] % d.block == 0 || d.block % *bk[x] == 0)));
@@ -1619,6 +1731,10 @@ static void dot_gemm(Cg *c, const Stmt *s, int mr, int nr, Var *k)
                 d.total[i][j] = entry_alloca(c, d.vf32);
                 LLVMBuildStore(c->b, LLVMConstNull(d.vf32), d.total[i][j]);
             }
+            if (d.fold && d.pair8 && 2 * mr * nr <= PAIR8_FOLD_SUMS) {
+                d.acc_odd[i][j] = entry_alloca(c, d.vf32);
+                LLVMBuildStore(c->b, LLVMConstNull(d.vf32), d.acc_odd[i][j]);
+            }
         }
     if (tb == DT_F8E4M3)
         d.nans = nan_begin(c, &d, K);
@@ -1631,12 +1747,14 @@ static void dot_gemm(Cg *c, const Stmt *s, int mr, int nr, Var *k)
         d.ktvar = temp_var(c, "kt", 6);
         if (d.t8)
             cg_loop(c, d.kbvar, cg_i64(c, K / IR_E2M1_BLOCK), LOOP_SERIAL, 0, false, dot_t8_block, &d);
+        else if (d.pair8 && d.fold)
+            fold_scales(c, &d, K / IR_E2M1_PAIR_BLOCK, dot_pair8_block);
         else if (d.pair8)
             cg_loop(c, d.kbvar, cg_i64(c, K / IR_E2M1_PAIR_BLOCK), LOOP_SERIAL, 0, false, dot_pair8_block, &d);
         else if (d.lut_pairs)
             cg_loop(c, d.kbvar, cg_i64(c, K / d.block / 2), LOOP_SERIAL, 0, false, dot_block_pair, &d);
         else if (d.fold)
-            fold_scales(c, &d, K);
+            fold_scales(c, &d, K / d.block, fold_block);
         else
             cg_loop(c, d.kbvar, cg_i64(c, K / d.block), LOOP_SERIAL, 0, false, dot_block, &d);
         free(d.kbvar);

@@ -117,14 +117,16 @@
 /* a_lifted micro_gemm: A's e4m3 values times 2^112 are below 2^121, and
  * their products with B's stored values times 2^-120 at least 2^-26 */
 #define IR_A_LIFT_EXP 112
-/* Block scales a CPU dot tile over e4m3 B folds into its operands (codegen/
- * micro.c, fold_scales): UE8M0 codes within [IR_FOLD_SCALE_LO,
- * IR_FOLD_SCALE_HI], 2^-54 .. 2^42.  An e4m3 value times such a scale is a
- * normal at least 2^-63 (a bf16 holds it exactly), the product of two at
- * least 2^-126 (vdpbf16ps flushes nothing) and at most 2^101.6, whose sums
- * stay finite for any K below 2^26.  pass_lower stages an e4m3 A times its
- * scale clamped into this window (prescale_a, micro_gemm a_prescaled); the
- * tile applies the rest, 1 within it. */
+/* Block scales a CPU dot tile over e4m3 or packed e2m1 B folds into its
+ * operands (codegen/micro.c, fold_scales): UE8M0 codes within
+ * [IR_FOLD_SCALE_LO, IR_FOLD_SCALE_HI], 2^-54 .. 2^42.  An e4m3 value
+ * times such a scale is a normal at least 2^-63 (a bf16 holds it exactly),
+ * the product of two at least 2^-126 (vdpbf16ps flushes nothing) and at
+ * most 2^101.6, whose sums stay finite for any K below 2^26; a nonzero
+ * e2m1 value (0.5 .. 6) times one lies in [2^-55, 2^44.6], its products
+ * with e4m3's in [2^-118, 2^95.4].  pass_lower stages an e4m3 A times its
+ * scale clamped into this window (prescale_a, prescales_e2m1_copy;
+ * micro_gemm a_prescaled); the tile applies the rest, 1 within it. */
 #define IR_FOLD_SCALE_LO 73
 #define IR_FOLD_SCALE_HI 169
 /* a_e2m1_order micro_gemm: A's columns within each block of IR_E2M1_BLOCK

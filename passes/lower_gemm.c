@@ -41,13 +41,30 @@ static Expr *e2m1_pair_column(Lower *L, Expr *p)
     return add(L, ir_binary(L->k, EX_SUB, p, r), t);
 }
 
+/* What a staged copy's values are multiplied by: 2^lift, and where
+ * `scale` is not NULL the window's block scale (an f32 product), clamped into the
+ * window the dot tiles fold where `clamp` says (fold_clamp). */
+typedef struct Scaling {
+    int lift;
+    const Region *scale;
+    bool clamp;
+} Scaling;
+
+/* A block scale clamped into the window the dot tiles fold (ir.h,
+ * IR_FOLD_SCALE_LO): what a copy with micro_gemm a_prescaled holds. */
+static Expr *fold_clamp(Lower *L, Expr *scale)
+{
+    Expr *lo = ir_const_f(L->k, ldexp(1, IR_FOLD_SCALE_LO - 127));
+    Expr *hi = ir_const_f(L->k, ldexp(1, IR_FOLD_SCALE_HI - 127));
+    return ir_binary(L->k, EX_MIN, ir_binary(L->k, EX_MAX, scale, lo), hi);
+}
+
 /* The staging loops of window r (transposed or not) into b with layout
- * lay, its loads guarded or not, its values times 2^lift and, where scale
- * is not NULL, times r's block scale (an f32 product).  Loops over `shape`
- * (PANELS: over panels [p0, p0 + shape[0]) of shape[2] <= NR columns
- * each). */
+ * lay, its loads guarded or not, its values scaled as `by` says.  Loops
+ * over `shape` (PANELS: over panels [p0, p0 + shape[0]) of shape[2] <= NR
+ * columns each). */
 static Stmt *stage_loops(Lower *L, const Region *r, Buffer *b, Layout lay, const int64_t *shape, int64_t p0,
-                         bool transpose, bool guard, int lift, const Region *scale, SrcLoc loc)
+                         bool transpose, bool guard, Scaling by, SrcLoc loc)
 {
     int n = lay == PANELS ? 3 : 2;
     Expr *vars[3], *pos[2], *si[2], *di[2];
@@ -77,8 +94,9 @@ static Stmt *stage_loops(Lower *L, const Region *r, Buffer *b, Layout lay, const
     pos[1] = transpose ? row : col;
     lower_region_at(L, r, pos, si);
     Expr *v = lower_guarded_load(L, r->buf, si, guard);
-    if (lift)
-        v = ir_binary(L->k, EX_MUL, v, ir_const_f(L->k, ldexp(1.0, lift)));
+    const Region *scale = by.scale;
+    if (by.lift)
+        v = ir_binary(L->k, EX_MUL, v, ir_const_f(L->k, ldexp(1.0, by.lift)));
     if (scale) {
         int R = r->buf->rank - 2;
         Expr *sp[2], *ssi[IR_MAX_RANK];
@@ -87,7 +105,8 @@ static Stmt *stage_loops(Lower *L, const Region *r, Buffer *b, Layout lay, const
             sp[d] = per == 1 ? pos[d] : ir_binary(L->k, EX_DIV, pos[d], ci(L, per));
         }
         lower_region_at(L, scale, sp, ssi);
-        v = ir_binary(L->k, EX_MUL, v, lower_guarded_load(L, scale->buf, ssi, guard));
+        Expr *f = lower_guarded_load(L, scale->buf, ssi, guard);
+        v = ir_binary(L->k, EX_MUL, v, by.clamp ? fold_clamp(L, f) : f);
     }
     ir_seq_push(L->k, inner, ir_store(L->k, b, di, v, loc));
     return loops;
@@ -99,18 +118,17 @@ static Stmt *stage_loops(Lower *L, const Region *r, Buffer *b, Layout lay, const
 typedef enum Guard { INSIDE, OUTSIDE, CHECK } Guard;
 
 static void stage_into(Lower *L, Stmt *seq, const Region *r, Buffer *b, Layout lay, const int64_t *shape,
-                       int64_t p0, bool transpose, Guard guard, int lift, const Region *scale, SrcLoc loc)
+                       int64_t p0, bool transpose, Guard guard, Scaling by, SrcLoc loc)
 {
     Expr *inside = guard == CHECK ? lower_window_inside(L, r) : NULL;
-    if (inside && scale)
-        inside = lower_and(L, inside, lower_window_inside(L, scale));
+    if (inside && by.scale)
+        inside = lower_and(L, inside, lower_window_inside(L, by.scale));
     Stmt *s;
     if (guard != CHECK || !inside || inside->op == EX_CONST)
-        s = stage_loops(L, r, b, lay, shape, p0, transpose, guard == OUTSIDE || (inside && !inside->imm.i), lift,
-                        scale, loc);
+        s = stage_loops(L, r, b, lay, shape, p0, transpose, guard == OUTSIDE || (inside && !inside->imm.i), by, loc);
     else
-        s = ir_if(L->k, inside, stage_loops(L, r, b, lay, shape, p0, transpose, false, lift, scale, loc),
-                  stage_loops(L, r, b, lay, shape, p0, transpose, true, lift, scale, loc), loc);
+        s = ir_if(L->k, inside, stage_loops(L, r, b, lay, shape, p0, transpose, false, by, loc),
+                  stage_loops(L, r, b, lay, shape, p0, transpose, true, by, loc), loc);
     ir_seq_push(L->k, seq, s);
 }
 
@@ -122,7 +140,7 @@ static Buffer *stage_lifted(Lower *L, Stmt *seq, const Region *r, bool transpose
 {
     int64_t shape[2] = {rows, cols};
     Buffer *b = lower_temp(L, what, SCOPE_SHARED, dt, 2, shape, loc);
-    stage_into(L, seq, r, b, ROWS, shape, 0, transpose, guard, lift, NULL, loc);
+    stage_into(L, seq, r, b, ROWS, shape, 0, transpose, guard, (Scaling){.lift = lift}, loc);
     return b;
 }
 
@@ -140,7 +158,7 @@ static Buffer *stage_pairs(Lower *L, Stmt *seq, const Region *r, bool transpose,
 {
     int64_t shape[2] = {K / 2, 2 * N};
     Buffer *b = lower_temp(L, "gemm_bp", SCOPE_SHARED, DT_BF16, 2, shape, loc);
-    stage_into(L, seq, r, b, PAIRS, shape, 0, transpose, CHECK, 0, NULL, loc);
+    stage_into(L, seq, r, b, PAIRS, shape, 0, transpose, CHECK, (Scaling){0}, loc);
     return b;
 }
 
@@ -157,9 +175,9 @@ static Buffer *stage_panels(Lower *L, Stmt *seq, const Region *r, bool transpose
     Buffer *b = lower_temp(L, "gemm_b", SCOPE_SHARED, DT_F32, 2, shape, loc);
     int64_t whole[3] = {full, K, NR}, tail[3] = {1, K, rem};
     if (full)
-        stage_into(L, seq, r, b, PANELS, whole, 0, transpose, CHECK, 0, NULL, loc);
+        stage_into(L, seq, r, b, PANELS, whole, 0, transpose, CHECK, (Scaling){0}, loc);
     if (rem)
-        stage_into(L, seq, r, b, PANELS, tail, full, transpose, CHECK, 0, NULL, loc);
+        stage_into(L, seq, r, b, PANELS, tail, full, transpose, CHECK, (Scaling){0}, loc);
     return b;
 }
 
@@ -497,19 +515,22 @@ static int64_t dot_rows_of(const TargetInfo *t, int64_t M, int64_t K, DType ta, 
  * then the FMAs' memory operands, where at two columns LLVM kept them in
  * registers and spilled them and the decoding's constants (bench_decode
  * --quick --fmt fp4, M = 1, one thread: 1255-1274 us at two, 1177-1183 at
- * one).  With 16 lanes at least two columns: a one-column tile's FMA
+ * one), except where its scales fold (e2m1_fold, prescales_e2m1_copy)
+ * and it has two rows or more: two columns then halve the reads of A per
+ * vdpbf16ps and keep enough chains (codegen/micro.c, PAIR8_FOLD_SUMS).
+ * With 16 lanes at least two columns: a one-column tile's FMA
  * reads 64 bytes of A, more than L2 feeds once A outgrows L1 (Zen 5,
  * packed e2m1, one expert, N = K = 4096, 8 rows: 8x1 3.76 ms, 8x2 1.68;
  * 16 rows 6.76 -> 3.24). */
 static int64_t dot_cols_of(const TargetInfo *t, int64_t mr, int64_t K, DType ta, DType tb, int64_t bn, int64_t N,
-                           int64_t e2m1_rows)
+                           int64_t e2m1_rows, bool e2m1_fold)
 {
-    if (mr <= e2m1_rows)
-        return 1;
     int64_t nr = dot_tall(t, mr, K, ta, tb) ? dot_tall_cols(t, mr, tb) : dot_fit_cols(t, mr, ta, tb);
-    if (bf16_by_e4m3_tiles(t, ta, tb))
+    if (mr <= e2m1_rows)
+        nr = e2m1_fold && mr >= 2 && N % 2 == 0 ? 2 : 1;
+    else if (bf16_by_e4m3_tiles(t, ta, tb))
         nr = PAIR_SUMS / mr < PAIR_COLS ? PAIR_SUMS / mr : PAIR_COLS;
-    if (bn && tb == DT_F4E2M1) {
+    else if (bn && tb == DT_F4E2M1) {
         nr = (vector_regs(t) - E2M1_FIXED - mr) / (1 + mr);
         nr = nr < 1 ? 1 : nr > 4 ? 4 : nr;
         if (t->vector_bits / 32 >= 16 && nr < 2 && N >= 2)
@@ -535,7 +556,8 @@ typedef struct DotInputs {
     bool a_lifted, a_prescaled;
     const Region *a_e2m1;
     bool a_e2m1_band;
-    int64_t e2m1_rows; /* the most rows of a tile reading a_e2m1 (e2m1_order_rows; 0: none) */
+    bool e2m1_prescaled; /* a_e2m1 holds A times its clamped scale (prescales_e2m1_copy) */
+    int64_t e2m1_rows;   /* the most rows of a tile reading a_e2m1 (e2m1_order_rows; 0: none) */
 } DotInputs;
 
 /* The rows of the block scale bs of an operand (A or B) that its rows
@@ -568,7 +590,7 @@ static Stmt *dot_tile(Lower *L, const Stmt *g, const Region *a, const Region *b,
     if (sc.a)
         tile->u.gemm.a_scale = scale_rows(L, a, sc.a, i, i0, mr);
     tile->u.gemm.a_lifted = sc.a_lifted;
-    tile->u.gemm.a_prescaled = sc.a_prescaled;
+    tile->u.gemm.a_prescaled = e2m1_order ? sc.e2m1_prescaled : sc.a_prescaled;
     tile->u.gemm.a_e2m1_order = e2m1_order;
     return tile;
 }
@@ -732,7 +754,7 @@ static Stmt *dot_tiles(Lower *L, const Stmt *g, const Region *a, const Region *b
     }
     bool loop = full > 1 || (full && rows);
     int64_t bn = sc.b ? mat_rows(b) / mat_rows(sc.b) : 0;
-    int64_t nr = dot_cols_of(L->t, full ? mr : rem, K, ta, tb, bn, N, sc.e2m1_rows);
+    int64_t nr = dot_cols_of(L->t, full ? mr : rem, K, ta, tb, bn, N, sc.e2m1_rows, sc.e2m1_prescaled);
     /* Weight rows that overflow half of L2 would come from L3 or memory
      * again for every band: there the columns go outside and the bands
      * inside, each tile of weight rows read once and then from the cache
@@ -764,13 +786,13 @@ static Stmt *dot_tiles(Lower *L, const Stmt *g, const Region *a, const Region *b
         Stmt *band[DOT_MAX_ROWS]; /* a band has at most DOT_MAX_ROWS rows */
         for (int64_t k = mr - 1; k >= 1; k--) {
             band[k] = ir_seq(L->k, g->loc);
-            dot_columns(L, band[k], g, a, b, sc, c, dot_cols_of(L->t, k, K, ta, tb, bn, N, sc.e2m1_rows),
-                        &(RowBands){.mr = k, .full = 1, .i = done}, K);
+            int64_t k_nr = dot_cols_of(L->t, k, K, ta, tb, bn, N, sc.e2m1_rows, sc.e2m1_prescaled);
+            dot_columns(L, band[k], g, a, b, sc, c, k_nr, &(RowBands){.mr = k, .full = 1, .i = done}, K);
         }
         ir_seq_push(L->k, seq, by_rows_left(L, left, band, mr, g->loc));
     } else if (rem) {
         Stmt *tail = bands.tail ? ir_seq(L->k, g->loc) : seq;
-        int64_t tail_nr = full ? dot_cols_of(L->t, rem, K, ta, tb, bn, N, sc.e2m1_rows) : nr;
+        int64_t tail_nr = full ? dot_cols_of(L->t, rem, K, ta, tb, bn, N, sc.e2m1_rows, sc.e2m1_prescaled) : nr;
         dot_columns(L, tail, g, a, b, sc, c, tail_nr, &(RowBands){.i0 = full * mr, .mr = rem, .full = 1}, K);
         if (bands.tail)
             ir_seq_push(L->k, seq, ir_if(L->k, bands.tail, tail, NULL, g->loc));
@@ -1064,16 +1086,28 @@ static bool stages_e2m1_order(const Lower *L, const Stmt *g, const Region *bs, c
     return rows && whole_rows;
 }
 
+/* Whether A's bf16 copy in e2m1 order holds A times its UE8M0 scale,
+ * clamped into the fold window (micro_gemm a_prescaled): the pair tiles
+ * then fold both scales into their operands where they allow and sum all
+ * of K in one running sum, in tiles of two columns (codegen/micro.c,
+ * dot_pair8_block; dot_cols_of). */
+static bool prescales_e2m1_copy(const Lower *L, const Stmt *g)
+{
+    const Region *as = &g->u.gemm.a_scale, *bs = &g->u.gemm.b_scale;
+    return e2m1_pairs(L, g) && as->buf && as->buf->dtype == DT_E8M0 && (!bs->buf || bs->buf->dtype == DT_E8M0);
+}
+
 /* A's copy in e2m1 order (where stages_e2m1_order says) into *fe, staged
  * in seq (its loads guarded where n, the wanted rows, may leave the
- * matrix): all of A's rows, or beside taller tiles just the band of the
- * rows-left variant (sc->a_e2m1_band: min(mr - 1, e2m1_order_rows) rows
- * from where the full bands of mr end). */
+ * matrix), prescaled where prescales_e2m1_copy says: all of A's rows, or
+ * beside taller tiles just the band of the rows-left variant
+ * (sc->a_e2m1_band: min(mr - 1, e2m1_order_rows) rows from where the full
+ * bands of mr end). */
 static void stage_e2m1_copy(Lower *L, Stmt *seq, const Stmt *g, Expr *n, DotInputs *sc, Region *fe)
 {
-    const Region *a = &g->u.gemm.a;
+    const Region *a = &g->u.gemm.a, *as = &g->u.gemm.a_scale;
     int64_t M = g->u.gemm.c.ext[0], K = a->ext[1], shape[2] = {a->ext[0], K};
-    Region from = *a;
+    Region from = *a, scale = as->buf ? *as : (Region){0};
     int64_t most = e2m1_order_rows(L, g);
     sc->e2m1_rows = most;
     if (!e2m1_all_rows(L, g)) {
@@ -1081,11 +1115,15 @@ static void stage_e2m1_copy(Lower *L, Stmt *seq, const Stmt *g, Expr *n, DotInpu
         Expr *done = ir_binary(L->k, EX_MUL, ir_binary(L->k, EX_DIV, n, ci(L, mr)), ci(L, mr));
         shape[0] = mr - 1 < most ? mr - 1 : most;
         from = sub(L, a, 0, shape[0], done, 0, K, ci(L, 0));
+        if (as->buf)
+            scale = sub(L, as, 0, shape[0], done, 0, mat_cols(as), ci(L, 0));
         sc->a_e2m1_band = true;
     }
     bool pairs = e2m1_pairs(L, g);
+    sc->e2m1_prescaled = prescales_e2m1_copy(L, g);
     *fe = whole(L, lower_temp(L, "gemm_a_t", SCOPE_SHARED, pairs ? DT_BF16 : DT_F32, 2, shape, g->loc));
-    stage_into(L, seq, &from, fe->buf, pairs ? E2M1_PAIRS : E2M1_ORDER, shape, 0, false, n ? CHECK : INSIDE, 0, NULL,
+    Scaling by = {.scale = sc->e2m1_prescaled ? &scale : NULL, .clamp = true};
+    stage_into(L, seq, &from, fe->buf, pairs ? E2M1_PAIRS : E2M1_ORDER, shape, 0, false, n ? CHECK : INSIDE, by,
                g->loc);
     sc->a_e2m1 = fe;
 }
@@ -1104,7 +1142,8 @@ static Stmt *bcast_path(Lower *L, const Stmt *g, const Region *c, Expr *n, int64
     Region at = whole(L, lower_temp(L, "gemm_at", SCOPE_SHARED, DT_F32, 2, shape, g->loc));
     Region from = sub(L, a, 0, bm, z, 0, K, z), cb = sub(L, c, 0, bm, z, 0, c->ext[1], z);
     Region fas = as ? sub(L, as, 0, bm, z, 0, mat_cols(as), z) : (Region){0};
-    stage_into(L, seq, &from, at.buf, ROWS, shape, 0, true, n ? CHECK : INSIDE, 0, as ? &fas : NULL, g->loc);
+    stage_into(L, seq, &from, at.buf, ROWS, shape, 0, true, n ? CHECK : INSIDE, (Scaling){.scale = as ? &fas : NULL},
+               g->loc);
     ir_seq_push(L->k, seq, bcast_tiles(L, g, &at, &g->u.gemm.b, bs, &cb));
     return seq;
 }
@@ -1298,7 +1337,8 @@ static bool a_ok(Lower *L, const Stmt *g, DType from)
         return true;
     int64_t M = g->u.gemm.c.ext[0], N = g->u.gemm.c.ext[1], K = g->u.gemm.a.ext[1];
     int64_t bn = bs->buf ? mat_rows(b) / mat_rows(bs) : 0;
-    int64_t nr = dot_cols_of(L->t, dot_rows_of(L->t, M, K, from, b->buf->dtype), K, from, b->buf->dtype, bn, N, false);
+    int64_t mr = dot_rows_of(L->t, M, K, from, b->buf->dtype);
+    int64_t nr = dot_cols_of(L->t, mr, K, from, b->buf->dtype, bn, N, 0, false);
     /* B of 8 bits: A widened 16 elements at a time; else 8, costlier */
     return (N + nr - 1) / nr <= (dt_bits(b->buf->dtype) == 8 ? 8 : 4);
 }
@@ -1363,11 +1403,8 @@ static Stmt *dequant_loops(Lower *L, const Region *x, const Region *s, Buffer *x
     }
     lower_region_at(L, s, sp, si);
     Expr *scale = lower_guarded_load(L, s->buf, si, guard);
-    if (clamp) { /* prescale_a */
-        Expr *lo = ir_const_f(L->k, ldexp(1, IR_FOLD_SCALE_LO - 127));
-        Expr *hi = ir_const_f(L->k, ldexp(1, IR_FOLD_SCALE_HI - 127));
-        scale = ir_binary(L->k, EX_MIN, ir_binary(L->k, EX_MAX, scale, lo), hi);
-    }
+    if (clamp) /* prescale_a */
+        scale = fold_clamp(L, scale);
     for (int e = 0; e < per; e++) { /* (both elements of a pair share the block's scale) */
         Expr *c = e ? add(L, col, ci(L, e)) : col, *di[2] = {v[0], c};
         xp[rank - 1] = c;

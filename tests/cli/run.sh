@@ -338,6 +338,27 @@ else
   bad "fp8 at 4 rows: A prescaled, scales folded into the pair tiles, Loop IR checked against the interpreter" \
     "$(grep -c a_prescaled "$tmp/fp8_4.tir") prescaled; $(tail -2 "$tmp/out")"
 fi
+# fp4 (e4m3 A by packed e2m1 B, both block-scaled) at 4 rows likewise: A's
+# copy in e2m1 order prescaled, 4x2 tiles, whose folded K loop takes each
+# column's scales into its decoded words (vpsubusw) and runs no FMA and
+# stores nothing to the stack, beside the promoted one; the Loop IR run
+# compiled against the interpreter
+"$TILEC" compile tests/specs/dot_fp8.lua --set M=4 --set K=512 --set S=128 --set SB=32 --set bdt=f4e2m1 \
+  --target x86-avx512 --emit ir -o "$tmp/fp4_4.tir" 2>/dev/null
+"$TILEC" compile "$tmp/fp4_4.tir" --target x86-avx512 --emit asm -o "$tmp/fp4_4.s" 2>/dev/null
+awk '/^\.LBB[0-9_]+:/ { lab = $1; sub(/:$/, "", lab); n = 0; next }
+     { body[++n] = $0 }
+     /^[ \t]+j[a-z]+[ \t]+\.LBB/ { if ($2 == lab) { s = ""; for (i = 1; i <= n; i++) s = s body[i] "\n"
+                                     if (s ~ /vdpbf16ps/ && s ~ /vpsubusw/) printf "%s", s } }' \
+  "$tmp/fp4_4.s" >"$tmp/fp4_4k.s"
+if grep -q "micro_gemm gemm_a_t.* -> acc\[0 +: 4, jt \* 2 +: 2\] .* a_prescaled a_e2m1_order" "$tmp/fp4_4.tir" &&
+   grep -q vdpbf16ps "$tmp/fp4_4k.s" && ! grep -qE "vfmadd|vmulps|%zmm[0-9]+, [-0-9]*\(%rsp" "$tmp/fp4_4k.s" &&
+   "$TILEC" run "$tmp/fp4_4.tir" --check >"$tmp/out" 2>&1; then
+  ok "fp4 at 4 rows: A prescaled in e2m1 order, 4x2 tiles fold the scales into the decoded words"
+else
+  bad "fp4 at 4 rows: A prescaled in e2m1 order, 4x2 tiles fold the scales into the decoded words" \
+    "$(grep micro_gemm "$tmp/fp4_4.tir"); $(head -40 "$tmp/fp4_4k.s"); $(tail -2 "$tmp/out")"
+fi
 # the NaN scan: one running maximum for all the tile's columns, a zmm of
 # bytes at a time, kept in registers (a maximum per column spilled: a
 # third of the kernel's samples); each column rescanned only on a hit

@@ -396,38 +396,48 @@ TEST(dot_tiles_widen_every_fp8_code)
  * of K, row n of B = code n, so C[., n] = K · a · b, exact in f32 (e4m3
  * values are multiples of 2^-9 with four significant bits).  K = 40 runs
  * whole steps and a masked tail; with S > 0 both operands are scaled, A per
- * S-wide block (2^-3, 2^2), row n of B per SB-wide one (2^(n%5-2),
- * 2^-(n%3)), applied to each block's sums in registers — the finer of the
- * two blocks: C[n] = a · b · Σ_k sa sb, still exact (the terms lie within
- * 2^9 of each other).  Those scales lie within the window the bf16-word
- * tiles fold into their operands (ir.h, IR_FOLD_SCALE_LO/HI); `scales`
- * OUT_OF_WINDOW takes A's below it (2^-60, 2^-58) and B's above it (times
- * 2^55), which those tiles promote per block instead, A's bf16 copy
- * holding the scale clamped into the window (micro_gemm a_prescaled) and
- * the tile the rest; NAN_SCALE makes A's second block's scale NaN. */
+ * S-wide block (2^-3, 2^2), row n of B per SB-wide one (sb_exp), applied
+ * to each block's sums in registers — the finer of the two blocks: C[n] =
+ * a · b · Σ_k sa sb, still exact (the terms lie within 2^9 of each other).
+ * Those scales lie within the window the bf16-word tiles fold into their
+ * operands (ir.h, IR_FOLD_SCALE_LO/HI); `scales` OUT_OF_WINDOW takes A's
+ * below it (2^-60, 2^-58) and B's above it (times 2^55), which those tiles
+ * promote per block instead, A's bf16 copy holding the scale clamped into
+ * the window (micro_gemm a_prescaled) and the tile the rest; NAN_SCALE
+ * makes A's second block's scale NaN.  With bt f4e2m1, row n of B is
+ * packed e2m1 code n % 16 (both nibbles of every byte): the same over
+ * every e4m3 code of A times every e2m1 code. */
 typedef enum { IN_WINDOW, OUT_OF_WINDOW, NAN_SCALE } PairScales;
 
-static void check_dot_fp8_pairs(const TargetInfo *target, int M, int K, int S, int SB, PairScales scales)
+/* Row n's scale exponent in B's scale block j (the first two as they
+ * were when B had at most two). */
+static int sb_exp(int n, int j)
 {
-    enum { N = 256, MAX_M = 16 };
-    char ms[16], ks[16], ss[16], sbs[16], what[96];
+    return j == 0 ? n % 5 - 2 : j == 1 ? -(n % 3) : (n + j) % 4 - 2;
+}
+
+static void check_dot_pairs(const TargetInfo *target, DType bt, int M, int K, int S, int SB, PairScales scales)
+{
+    enum { N = 256, MAX_M = 16, MAX_K = 256, MAX_SB = MAX_K / 32 };
+    bool fp4 = bt == DT_F4E2M1;
+    char ms[16], ks[16], ss[16], sbs[16], what[128];
     snprintf(ms, sizeof ms, "%d", M);
     snprintf(ks, sizeof ks, "%d", K);
     snprintf(ss, sizeof ss, "%d", S);
     snprintf(sbs, sizeof sbs, "%d", SB);
     static const char *scale_names[] = {"", " scales out of the window", " a NaN scale"};
-    snprintf(what, sizeof what, "%s%s M=%d K=%d S=%d SB=%d%s", target->name,
+    snprintf(what, sizeof what, "%s%s%s M=%d K=%d S=%d SB=%d%s", target->name, fp4 ? " e2m1 B" : "",
              target->has_bf16_dot ? " (B to bf16)" : target->subnormal_assists ? "" : " (B straight to f32)", M, K, S,
              SB, scale_names[scales]);
-    FeSet sets[] = {{"M", ms}, {"N", "256"}, {"K", ks}, {"S", ss}, {"SB", sbs}};
+    FeSet sets[] = {{"M", ms}, {"N", "256"}, {"K", ks}, {"S", ss}, {"SB", sbs}, {"bdt", fp4 ? "f4e2m1" : "f8e4m3"}};
     ThKernel tk = {0};
-    CHECKF(th_kernel_build_for(&tk, "tests/specs/dot_fp8.lua", sets, 5, target), "%s: does not build", what);
+    CHECKF(th_kernel_build_for(&tk, "tests/specs/dot_fp8.lua", sets, 6, target), "%s: does not build", what);
     if (!tk.k)
         return;
-    int na = S ? K / S : 1, nb = S ? K / SB : 1;
-    static uint8_t a[MAX_M * 64], b[N * 64], sa[MAX_M * 2], sb[N * 2];
+    int na = S ? K / S : 1, nb = S ? K / SB : 1, row_bytes = fp4 ? K / 2 : K;
+    static uint8_t a[MAX_M * MAX_K], b[N * MAX_K], sa[MAX_M * 2], sb[N * MAX_SB];
     static float c[MAX_M * N];
-    double sav[2] = {0.125, 4}, sbv[N][2];
+    double sav[2] = {0.125, 4}, sbv[N][MAX_SB];
     int b_exp = 0;
     if (scales == OUT_OF_WINDOW) {
         sav[0] = ldexp(1, -60);
@@ -437,12 +447,11 @@ static void check_dot_fp8_pairs(const TargetInfo *target, int M, int K, int S, i
         sav[1] = NAN;
     }
     for (int n = 0; n < N; n++) {
-        for (int k = 0; k < K; k++)
-            b[n * K + k] = (uint8_t)n;
-        sbv[n][0] = ldexp(1, n % 5 - 2 + b_exp);
-        sbv[n][1] = ldexp(1, -(n % 3) + b_exp);
-        for (int j = 0; j < nb; j++)
+        memset(b + n * row_bytes, fp4 ? n % 16 * 17 : n, (size_t)row_bytes);
+        for (int j = 0; j < nb; j++) {
+            sbv[n][j] = ldexp(1, sb_exp(n, j) + b_exp);
             sb[n * nb + j] = dt_f32_to_e8m0((float)sbv[n][j]);
+        }
     }
     for (int r = 0; r < M; r++)
         for (int j = 0; j < na; j++)
@@ -457,7 +466,8 @@ static void check_dot_fp8_pairs(const TargetInfo *target, int M, int K, int S, i
         for (int r = 0; r < M; r++)
             for (int n = 0; n < N; n++) {
                 int i = (l * M + r) % 256;
-                double p = (double)ref_decode_e4m3((uint8_t)i) * ref_decode_e4m3((uint8_t)n), want = K * p;
+                double bv = fp4 ? ref_decode_e2m1((uint8_t)(n % 16)) : ref_decode_e4m3((uint8_t)n);
+                double p = (double)ref_decode_e4m3((uint8_t)i) * bv, want = K * p;
                 if (S) {
                     double sum = 0;
                     for (int k = 0; k < K; k++)
@@ -467,7 +477,7 @@ static void check_dot_fp8_pairs(const TargetInfo *target, int M, int K, int S, i
                 float got = c[r * N + n];
                 bool right = isnan(want) ? isnan(got) : got == (float)want;
                 if (!right && bad++ < 3)
-                    CHECKF(false, "%s: a %02x, b %02x: %g, want %g", what, i, n, got, want);
+                    CHECKF(false, "%s: a %02x, b %02x: %g, want %g", what, i, fp4 ? n % 16 : n, got, want);
             }
     }
     CHECKF(bad == 0, "%s: wrong products", what);
@@ -490,12 +500,42 @@ TEST(dot_tiles_e4m3_by_e4m3_every_pair)
             if (way == 2 && ti.vector_bits != 512)
                 continue;
             for (int r = 0; r < 3; r++) {
-                check_dot_fp8_pairs(&ti, rows[r], 40, 0, 0, IN_WINDOW);
-                check_dot_fp8_pairs(&ti, rows[r], 64, 32, 32, IN_WINDOW);
-                check_dot_fp8_pairs(&ti, rows[r], 64, 32, 64, IN_WINDOW); /* nested: promoted per A's 32 */
-                check_dot_fp8_pairs(&ti, rows[r], 64, 64, 32, IN_WINDOW); /* and per B's 32 */
-                check_dot_fp8_pairs(&ti, rows[r], 64, 32, 64, OUT_OF_WINDOW);
-                check_dot_fp8_pairs(&ti, rows[r], 64, 32, 32, NAN_SCALE);
+                check_dot_pairs(&ti, DT_F8E4M3, rows[r], 40, 0, 0, IN_WINDOW);
+                check_dot_pairs(&ti, DT_F8E4M3, rows[r], 64, 32, 32, IN_WINDOW);
+                check_dot_pairs(&ti, DT_F8E4M3, rows[r], 64, 32, 64, IN_WINDOW); /* nested: promoted per A's 32 */
+                check_dot_pairs(&ti, DT_F8E4M3, rows[r], 64, 64, 32, IN_WINDOW); /* and per B's 32 */
+                check_dot_pairs(&ti, DT_F8E4M3, rows[r], 64, 32, 64, OUT_OF_WINDOW);
+                check_dot_pairs(&ti, DT_F8E4M3, rows[r], 64, 32, 32, NAN_SCALE);
+            }
+        }
+    }
+}
+
+/* e4m3 A by packed e2m1 B, both block-scaled (an MoE expert's GEMM):
+ * where the target has a fast vdpbf16ps, A staged bf16 in e2m1 order and
+ * B decoded to bf16 words (codegen/micro.c, dot_pair8_block), the scales
+ * folded into both at two rows and more (A's bf16 copy prescaled) or
+ * promoted per block; elsewhere the byte- or f32-table tiles.  1 row, 2
+ * (2x2 tiles, two chains per sum), 3, 8 (8x2, one chain) and 16 (bands);
+ * B's scales per 32, 64 and 128; out of the window and NaN. */
+TEST(dot_tiles_e4m3_by_e2m1_every_pair)
+{
+    const char *targets[] = {"x86-avx512", "x86-avx2"};
+    static const int rows[] = {1, 2, 3, 8, 16};
+    for (int t = 0; t < 2; t++) {
+        if (!th_runs_here(targets[t]))
+            continue;
+        for (int dot = 0; dot < 2; dot++) {
+            TargetInfo ti = *ir_target(targets[t]);
+            ti.has_bf16_dot = dot == 1;
+            if (dot && ti.vector_bits != 512)
+                continue;
+            for (int r = 0; r < 5; r++) {
+                check_dot_pairs(&ti, DT_F4E2M1, rows[r], 256, 128, 32, IN_WINDOW);
+                check_dot_pairs(&ti, DT_F4E2M1, rows[r], 256, 128, 64, IN_WINDOW);
+                check_dot_pairs(&ti, DT_F4E2M1, rows[r], 256, 128, 128, IN_WINDOW);
+                check_dot_pairs(&ti, DT_F4E2M1, rows[r], 256, 128, 32, OUT_OF_WINDOW);
+                check_dot_pairs(&ti, DT_F4E2M1, rows[r], 256, 128, 32, NAN_SCALE);
             }
         }
     }
@@ -1599,6 +1639,7 @@ int main(void)
     RUN(gemm_decode_rows);
     RUN(dot_tiles_widen_every_fp8_code);
     RUN(dot_tiles_e4m3_by_e4m3_every_pair);
+    RUN(dot_tiles_e4m3_by_e2m1_every_pair);
     RUN(dot_tiles_find_each_e4m3_nan);
     RUN(dot_tiles_widen_every_fp4_code);
     RUN(broadcast_tiles_decode_every_fp4_code);

@@ -140,6 +140,12 @@ TEST(golden_lower_promote) { golden("lower_promote", pass_lower); }
  * the target's 32 KiB L1: A staged with its scale in it (a_prescaled), C
  * cleared, then the bands' tiles in K chunks of 1024 adding into it */
 TEST(golden_lower_band_chunks) { golden("lower_band_chunks", pass_lower); }
+/* e4m3 A by packed e2m1 B, both block-scaled, at 4 rows on a target with
+ * a fast vdpbf16ps: A's bf16 copy in e2m1 order (blocks of 128) holding A
+ * times its scale clamped into the fold window (a_prescaled), 4x2 tiles
+ * reading it — the scales fold into the operands (codegen/micro.c,
+ * dot_pair8_block) */
+TEST(golden_lower_e2m1_pairs) { golden("lower_e2m1_pairs", pass_lower); }
 /* gemm rows: register bands (20 rows: 6-row bands and a 2-row tail) and
  * dot tiles (7 rows) stop after the band holding the last wanted row; dot
  * tiles have a one-row variant (the 3-row one's taken at M = 4) */
@@ -915,6 +921,7 @@ int main(void)
     RUN(golden_lower_scaled_tall);
     RUN(golden_lower_promote);
     RUN(golden_lower_band_chunks);
+    RUN(golden_lower_e2m1_pairs);
     RUN(golden_lower_rows);
     RUN(golden_lower_forward);
     RUN(golden_lower_forward_pairs);
