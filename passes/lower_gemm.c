@@ -463,6 +463,18 @@ static bool bf16_by_e4m3_tiles(const TargetInfo *t, DType ta, DType tb)
     return t->has_bf16_dot && t->vector_bits == 512 && ta == DT_BF16 && tb == DT_F8E4M3;
 }
 
+/* Pair tiles over packed e2m1 weights (A's bf16 copy in e2m1 order,
+ * codegen/micro.c's dot_pair8_block) likewise take bands of up to
+ * DOT_TALL = IR_E2M1_PAIR_ROWS rows, each decoded part feeding a
+ * vdpbf16ps per row, in K chunks where a band's A outgrows L1
+ * (band_k_chunk).  Zen 5, bench_decode --fmt fp4 at 16 rows, one thread,
+ * three alternations: 4096^2 1.39-1.44 ms in 4-row bands, 1.25-1.33 in
+ * 8-row ones (1.92-1.99 over all of K); 7168x2048 1.26-1.32 -> 1.06-1.16. */
+static bool bf16_by_e2m1_tiles(const TargetInfo *t, DType ta, DType tb)
+{
+    return t->has_bf16_dot && t->vector_bits == 512 && ta == DT_BF16 && tb == DT_F4E2M1;
+}
+
 static bool dot_tall(const TargetInfo *t, int64_t M, int64_t K, DType ta, DType tb)
 {
     bool widened = tb == DT_BF16 || tb == DT_F16 || tb == DT_F8E4M3 || tb == DT_F8E5M2;
@@ -482,7 +494,7 @@ static int64_t dot_tall_cols(const TargetInfo *t, int64_t mr, DType tb)
  * many as keep two columns. */
 static int64_t dot_rows_of(const TargetInfo *t, int64_t M, int64_t K, DType ta, DType tb)
 {
-    if (dot_tall(t, M, K, ta, tb) || bf16_by_e4m3_tiles(t, ta, tb))
+    if (dot_tall(t, M, K, ta, tb) || bf16_by_e4m3_tiles(t, ta, tb) || bf16_by_e2m1_tiles(t, ta, tb))
         return dot_tall_rows(M);
     if (M >= 2 && ta == DT_F32 && tb == DT_F4E2M1) {
         /* packed e2m1 (one column: its accumulators per row, the block's
@@ -659,10 +671,11 @@ static void dot_columns(Lower *L, Stmt *seq, const Stmt *g, const Region *a, con
         dot_column(L, seq, g, a, b, sc, c, ci(L, 0), cols * nr, rem, rb, K);
 }
 
-/* The K chunk a band of mr rows of e4m3 pair tiles runs in (K: none):
- * the tiles re-read the band's bf16 rows of A for every column, so they
- * are kept within 3/4 of L1 beside the streamed weights — a multiple of
- * the scale blocks (and of the tiles' 32-element step) that divides K.
+/* The K chunk a band of mr rows of e4m3 or e2m1 pair tiles runs in (K:
+ * none): the tiles re-read the band's bf16 rows of A for every column, so
+ * they are kept within 3/4 of L1 beside the streamed weights — a multiple
+ * of the scale blocks (and of the tiles' 32-element step, or e2m1's
+ * 128-element blocks of A's copy) that divides K.
  * Zen 5, fp8_gemm 4096^2 at 16 rows (8-row bands, 64 KiB of A over all
  * of K), a dyn M in blocks of 16 weight rows, weights from DRAM, one
  * thread: 2.25-2.36 ms over all of K, 1.72 in chunks of 2048, 4-row bands
@@ -670,9 +683,11 @@ static void dot_columns(Lower *L, Stmt *seq, const Stmt *g, const Region *a, con
 static int64_t band_k_chunk(const Lower *L, const DotInputs *sc, int64_t mr, int64_t K, DType ta, DType tb)
 {
     int64_t most = L->t->l1_bytes * 3 / 4 / (mr * (dt_bits(ta) / 8));
-    if (!bf16_by_e4m3_tiles(L->t, ta, tb) || sc->a_e2m1 || K <= most)
+    bool e4m3_pairs = bf16_by_e4m3_tiles(L->t, ta, tb) && !sc->a_e2m1;
+    bool e2m1_pairs = bf16_by_e2m1_tiles(L->t, ta, tb) && sc->a_e2m1 && !sc->a_e2m1_band;
+    if (!(e4m3_pairs || e2m1_pairs) || K <= most)
         return K;
-    int64_t unit = 32;
+    int64_t unit = e2m1_pairs ? IR_E2M1_PAIR_BLOCK : 32;
     const Region *scs[2] = {sc->a, sc->b};
     for (int x = 0; x < 2; x++)
         if (scs[x] && K / mat_cols(scs[x]) > unit)
@@ -702,11 +717,13 @@ static void dot_band_chunks(Lower *L, Stmt *seq, const Stmt *g, const Region *a,
     }
     Var *kv = ir_var_new(L->k, "kc");
     Expr *k0 = ir_binary(L->k, EX_MUL, ir_var(L->k, kv), ci(L, kc));
-    Region ca = k_chunk(L, a, k0, kc, K), cb = k_chunk(L, b, k0, kc, K), csa, csb;
+    Region ca = k_chunk(L, a, k0, kc, K), cb = k_chunk(L, b, k0, kc, K), csa, csb, cae;
     if (sc.a)
         csa = k_chunk(L, sc.a, k0, kc, K), sc.a = &csa;
     if (sc.b)
         csb = k_chunk(L, sc.b, k0, kc, K), sc.b = &csb;
+    if (sc.a_e2m1)
+        cae = k_chunk(L, sc.a_e2m1, k0, kc, K), sc.a_e2m1 = &cae;
     Stmt adding = *g;
     adding.u.gemm.clear = false;
     Stmt *body = ir_seq(L->k, g->loc);

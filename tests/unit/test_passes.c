@@ -146,6 +146,10 @@ TEST(golden_lower_band_chunks) { golden("lower_band_chunks", pass_lower); }
  * reading it — the scales fold into the operands (codegen/micro.c,
  * dot_pair8_block) */
 TEST(golden_lower_e2m1_pairs) { golden("lower_e2m1_pairs", pass_lower); }
+/* ... at 8 rows, one band whose bf16 A (8 x 2048 in e2m1 order) outgrows
+ * 3/4 of the target's 32 KiB L1: C cleared, then the 8x2 tiles in K
+ * chunks of 1024 adding into it (band_k_chunk) */
+TEST(golden_lower_e2m1_bands) { golden("lower_e2m1_bands", pass_lower); }
 /* gemm rows: register bands (20 rows: 6-row bands and a 2-row tail) and
  * dot tiles (7 rows) stop after the band holding the last wanted row; dot
  * tiles have a one-row variant (the 3-row one's taken at M = 4) */
@@ -922,6 +926,7 @@ int main(void)
     RUN(golden_lower_promote);
     RUN(golden_lower_band_chunks);
     RUN(golden_lower_e2m1_pairs);
+    RUN(golden_lower_e2m1_bands);
     RUN(golden_lower_rows);
     RUN(golden_lower_forward);
     RUN(golden_lower_forward_pairs);
