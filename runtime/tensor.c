@@ -23,15 +23,21 @@ RtTensor *rt_tensor_new(DType dt, int rank, const int64_t *shape)
     t->rank = rank;
     for (int d = 0; d < rank; d++)
         t->shape[d] = shape[d];
-    size_t bytes = rt_tensor_bytes(t);
-    size_t padded = (bytes + 63) / 64 * 64 + 64; /* room for vector tails */
-    t->data = aligned_alloc(64, padded);
+    t->data = rt_tensor_storage(rt_tensor_bytes(t));
     if (!t->data) {
         free(t);
         return NULL;
     }
-    memset(t->data, 0, padded);
     return t;
+}
+
+void *rt_tensor_storage(size_t bytes)
+{
+    size_t padded = (bytes + 63) / 64 * 64 + 64; /* room for vector tails */
+    void *p = aligned_alloc(64, padded);
+    if (p)
+        memset(p, 0, padded);
+    return p;
 }
 
 void rt_tensor_free(RtTensor *t)

@@ -13,6 +13,10 @@ typedef struct RtTensor {
 
 /* Zero-filled tensor; NULL if memory is short. */
 RtTensor *rt_tensor_new(DType dt, int rank, const int64_t *shape);
+/* Storage as a tensor's: `bytes` zeroed, 64-byte aligned (a kernel's
+ * vector loads do not straddle cache lines), with room for vector tails
+ * past the end; free() releases it.  NULL if memory is short. */
+void *rt_tensor_storage(size_t bytes);
 void rt_tensor_free(RtTensor *t);
 int64_t rt_tensor_numel(const RtTensor *t);
 size_t rt_tensor_bytes(const RtTensor *t);
