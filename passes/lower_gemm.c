@@ -442,8 +442,10 @@ static int64_t dot_tall_rows(int64_t M)
 }
 
 /* Pair tiles over e4m3 weights (lowering's e4m3_pairs: A staged bf16,
- * codegen/micro.c's e4m3_words): each decoded register of 32 weights
- * feeds one vdpbf16ps per row, so rows again pay for the decoding — bands
+ * codegen/micro.c's e4m3_words) and over bf16 ones: each decoded register
+ * of 32 weights feeds one vdpbf16ps per row, so rows again pay for the
+ * decoding (bf16's: each register of A feeds a vdpbf16ps per column, each
+ * of B one per row) — bands
  * of up to DOT_TALL rows as for tall tiles (Zen 5, fp8_gemm at 16 rows,
  * 4096^2, one thread, weights from DRAM: 8x2 tiles 2.43 ms, 4x4 2.56, 8x3
  * 2.96, 8x1 4.12) — and PAIR_SUMS sums a tile (their promoted running
@@ -455,12 +457,17 @@ static int64_t dot_tall_rows(int64_t M)
  * (0.19-0.23 against 0.26-0.27 at 1x8; bench_moe, whose weights stay in
  * L3, shows it in its shared expert at one token).  Not bound by L1 as
  * tall tiles are: a band of 8 rows over all of K 4096 (64 KiB of bf16)
- * ran 2.43 ms against 2.62 in steps of 1024. */
+ * ran 2.43 ms against 2.62 in steps of 1024.  bf16 weights took 4x6
+ * tiles in bands of 4 before (the general rule, dot_fit_cols): Zen 5,
+ * bench_decode --fmt bf16, one thread, three alternations, 4096^2 16 rows
+ * 2.60-2.69 -> 1.93-2.00 ms (8x2 tiles in K chunks of 2048, the next
+ * tile's rows fetched in every band), 4 rows 1.45-1.54 -> 1.31-1.36
+ * (4x4). */
 enum { PAIR_SUMS = 16, PAIR_COLS = 8 };
 
-static bool bf16_by_e4m3_tiles(const TargetInfo *t, DType ta, DType tb)
+static bool bf16_pair_tiles(const TargetInfo *t, DType ta, DType tb)
 {
-    return t->has_bf16_dot && t->vector_bits == 512 && ta == DT_BF16 && tb == DT_F8E4M3;
+    return t->has_bf16_dot && t->vector_bits == 512 && ta == DT_BF16 && (tb == DT_F8E4M3 || tb == DT_BF16);
 }
 
 /* Pair tiles over packed e2m1 weights (A's bf16 copy in e2m1 order,
@@ -494,7 +501,7 @@ static int64_t dot_tall_cols(const TargetInfo *t, int64_t mr, DType tb)
  * many as keep two columns. */
 static int64_t dot_rows_of(const TargetInfo *t, int64_t M, int64_t K, DType ta, DType tb)
 {
-    if (dot_tall(t, M, K, ta, tb) || bf16_by_e4m3_tiles(t, ta, tb) || bf16_by_e2m1_tiles(t, ta, tb))
+    if (dot_tall(t, M, K, ta, tb) || bf16_pair_tiles(t, ta, tb) || bf16_by_e2m1_tiles(t, ta, tb))
         return dot_tall_rows(M);
     if (M >= 2 && ta == DT_F32 && tb == DT_F4E2M1) {
         /* packed e2m1 (one column: its accumulators per row, the block's
@@ -540,7 +547,7 @@ static int64_t dot_cols_of(const TargetInfo *t, int64_t mr, int64_t K, DType ta,
     int64_t nr = dot_tall(t, mr, K, ta, tb) ? dot_tall_cols(t, mr, tb) : dot_fit_cols(t, mr, ta, tb);
     if (mr <= e2m1_rows)
         nr = e2m1_fold && mr >= 2 && N % 2 == 0 ? 2 : 1;
-    else if (bf16_by_e4m3_tiles(t, ta, tb))
+    else if (bf16_pair_tiles(t, ta, tb))
         nr = PAIR_SUMS / mr < PAIR_COLS ? PAIR_SUMS / mr : PAIR_COLS;
     else if (bn && tb == DT_F4E2M1) {
         nr = (vector_regs(t) - E2M1_FIXED - mr) / (1 + mr);
@@ -671,8 +678,8 @@ static void dot_columns(Lower *L, Stmt *seq, const Stmt *g, const Region *a, con
         dot_column(L, seq, g, a, b, sc, c, ci(L, 0), cols * nr, rem, rb, K);
 }
 
-/* The K chunk a band of mr rows of e4m3 or e2m1 pair tiles runs in (K:
- * none): the tiles re-read the band's bf16 rows of A for every column, so
+/* The K chunk a band of mr rows of pair tiles (bf16, e4m3 or e2m1
+ * weights) runs in (K: none): the tiles re-read the band's bf16 rows of A for every column, so
  * they are kept within 3/4 of L1 beside the streamed weights — a multiple
  * of the scale blocks (and of the tiles' 32-element step, or e2m1's
  * 128-element blocks of A's copy) that divides K.
@@ -683,9 +690,9 @@ static void dot_columns(Lower *L, Stmt *seq, const Stmt *g, const Region *a, con
 static int64_t band_k_chunk(const Lower *L, const DotInputs *sc, int64_t mr, int64_t K, DType ta, DType tb)
 {
     int64_t most = L->t->l1_bytes * 3 / 4 / (mr * (dt_bits(ta) / 8));
-    bool e4m3_pairs = bf16_by_e4m3_tiles(L->t, ta, tb) && !sc->a_e2m1;
+    bool pairs = bf16_pair_tiles(L->t, ta, tb) && !sc->a_e2m1;
     bool e2m1_pairs = bf16_by_e2m1_tiles(L->t, ta, tb) && sc->a_e2m1 && !sc->a_e2m1_band;
-    if (!(e4m3_pairs || e2m1_pairs) || K <= most)
+    if (!(pairs || e2m1_pairs) || K <= most)
         return K;
     int64_t unit = e2m1_pairs ? IR_E2M1_PAIR_BLOCK : 32;
     const Region *scs[2] = {sc->a, sc->b};
