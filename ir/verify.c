@@ -372,14 +372,23 @@ static void check_block_mma(Verifier *v, const Stmt *s)
 }
 
 /* Operand x (named what) and its block scale sc, if any: x is 2-D, or
- * scaled with leading unit dims; the scale's window tiles x's. */
+ * scaled, or a micro_gemm's B (pass_lower reads a weight tile of a
+ * higher-rank tensor in place: lower_forward_gemm_operands), with leading
+ * unit dims; the scale's window tiles x's. */
 static void check_scaled(Verifier *v, const Stmt *s, const Region *x, const Region *sc, const char *what)
 {
     const char *op = st_name(s->op);
     int rank = x->buf->rank;
-    if (!sc->buf) {
+    if (!sc->buf && (rank == 2 || s->op != ST_MICRO_GEMM || strcmp(what, "b"))) {
         if (rank != 2)
             fail(v, s->loc, "%s operand %s %s must be 2-D, not rank %d", op, what, x->buf->name, rank);
+        return;
+    }
+    if (!sc->buf) {
+        for (int d = 0; d < rank - 2; d++)
+            if (x->ext[d] != 1)
+                fail(v, s->loc, "%s: %s %s has extent %lld in dimension %d; only its last two may exceed 1", op, what,
+                     x->buf->name, (long long)x->ext[d], d);
         return;
     }
     check_region(v, sc, s->loc, op);

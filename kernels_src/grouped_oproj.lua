@@ -33,15 +33,17 @@ return T.kernel "grouped_oproj" {
     end
   end,
   -- On a CPU at decode (row blocks of at most 16): all of a group's K in
-  -- one step (up to 4096) and 16 weight rows per block — the dot tiles
-  -- stream whole rows of wo_a, few at a time.  Zen 5, 16 rows, G 8, R
-  -- 1024, GD 4096, one thread, weights from DRAM (`tilec sweep --over
-  -- BK=4096,1024 --over BR=16,32,64 --rotate 2`): 4.56-4.82 ms against
-  -- 6.43 at the first candidates (BK 256, BR 64); BK 1024 5.45-5.69.
+  -- one step (up to 4096) and 32 weight rows per block — the dot tiles
+  -- read wo_a's rows in place (its tile copy forwarded), a few at a time.
+  -- Zen 5, 16 rows, G 8, R 1024, GD 4096, one thread, weights from DRAM
+  -- (`tilec sweep --over BK=4096,1024 --over BR=16,32,64 --rotate 2`):
+  -- 4.56-4.82 ms against 6.43 at the first candidates (BK 256, BR 64), BK
+  -- 1024 5.45-5.69, with the copy; read in place, four alternations, BR
+  -- 32 4.16-4.70 against 16 4.43-5.58.
   choose = function(p, target)
     if target.sm or (p.BM or 16) > 16 then return {} end
     for _, c in ipairs{4096, 2048, 1024, 512} do
-      if p.GD % c == 0 then return { BK = c, BR = 16 } end
+      if p.GD % c == 0 then return { BK = c, BR = p.R % 32 == 0 and 32 or 16 } end
     end
     return {}
   end,

@@ -164,6 +164,10 @@ TEST(golden_lower_forward) { golden("lower_forward", pass_lower); }
  * four weight tiles): both copies forwarded; a buffer also read elsewhere
  * (vs) keeps its copies */
 TEST(golden_lower_forward_pairs) { golden_for("lower_forward_pairs", pass_lower, ir_target("x86-avx2")); }
+/* a weight tile of a 3-D tensor (a group's, an expert's: leading extent
+ * 1) copied for dot tiles: forwarded too, the tiles reading w[g +: 1, ..]
+ * in place */
+TEST(golden_lower_forward_group) { golden("lower_forward_group", pass_lower); }
 /* prefetch of the next step: the step of a 96-row GEMM (register tiles)
  * is left to the hardware's prefetchers, the copy loop's step fetches its
  * next window (lower_dot: a step of dot tiles fetches its operands') */
@@ -930,6 +934,7 @@ int main(void)
     RUN(golden_lower_rows);
     RUN(golden_lower_forward);
     RUN(golden_lower_forward_pairs);
+    RUN(golden_lower_forward_group);
     RUN(golden_lower_prefetch);
     RUN(golden_lower_next_block);
     RUN(golden_lower_scaled_deq);

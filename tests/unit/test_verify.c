@@ -111,6 +111,18 @@ static const char *scaled_loop_src =
     "  micro_gemm x[0 +: 4, 0 +: 64], w[0 +: 16, 0 +: 64] -> acc trans_b clear b_scale sw[0 +: 16, 0 +: 2]\n" /* 9 */
     "}\n";
 
+/* A micro_gemm reading a group's weight tile in place (pass_lower's
+ * forwarded copy): B of rank 3 with a leading extent of 1. */
+static const char *group_loop_src =
+    "kernel s level loop\n"
+    "arg x: bf16[4, 64] in\n"
+    "arg w: bf16[2, 16, 64] in\n"
+    "buf acc: fragment f32[4, 16]\n"
+    "grid (b) < [1]\n"
+    "{\n"
+    "  micro_gemm x[0 +: 4, 0 +: 64], w[1 +: 1, 0 +: 16, 0 +: 64] -> acc trans_b clear\n" /* 7 */
+    "}\n";
+
 static void expect_fail(Kernel *k, int line, const char *want)
 {
     CHECK(k != NULL);
@@ -568,7 +580,8 @@ TEST(gemm_shapes_and_types)
 }
 
 /* Block scales: e8m0 or f32, the operand's rank, extents that divide the
- * operand's, leading unit dims only on a scaled operand; a micro_gemm's
+ * operand's, leading unit dims only on a scaled operand or a micro_gemm's
+ * B; a micro_gemm's
  * with trans_b, in 32-element K blocks, one operand's a multiple of the other's. */
 TEST(gemm_block_scales)
 {
@@ -595,6 +608,15 @@ TEST(gemm_block_scales)
     k = load(scaled_src);
     item(k, 0)->u.gemm.b_scale.buf = NULL; /* rank 3 without a scale */
     expect_fail(k, 10, "verify: gemm operand b w must be 2-D, not rank 3");
+    k = load(group_loop_src); /* a micro_gemm's unscaled B: leading unit dims too */
+    CHECKF(k && ir_verify(k, &d), "%s", d.msg);
+    ir_kernel_free(k);
+    k = load(group_loop_src);
+    item(k, 0)->u.gemm.b.ext[0] = 2;
+    expect_fail(k, 7, "verify: micro_gemm: b w has extent 2 in dimension 0; only its last two may exceed 1");
+    k = load(group_loop_src); /* ... but not A */
+    item(k, 0)->u.gemm.a = item(k, 0)->u.gemm.b;
+    expect_fail(k, 7, "verify: micro_gemm operand a w must be 2-D, not rank 3");
     k = load(scaled_loop_src);
     item(k, 0)->u.gemm.b_scale.ext[1] = 4; /* 16-element K blocks */
     item(k, 0)->u.gemm.b_scale.buf->shape[1] = ir_const_i(k, 4);
