@@ -463,8 +463,10 @@ static int64_t dot_tall_rows(int64_t M)
  * bench_decode --fmt bf16, one thread, three alternations, 4096^2 16 rows
  * 2.60-2.69 -> 1.93-2.00 ms (8x2 tiles in K chunks of 2048, the next
  * tile's rows fetched in every band), 4 rows 1.45-1.54 -> 1.31-1.36
- * (4x4); at one row they keep 16 columns (lm_head, 1 GiB of bf16 at one
- * row: 8 were 34.2-37.9 ms against 29.0-34.1). */
+ * (4x4); at one row they keep the 16 columns they had (lm_head's 1 GiB
+ * head at one row: 8 columns 34.2-37.9 ms against 29.0-34.1 with 16, but
+ * the same code read 39.5-40.0 in a later run — within the host's noise,
+ * so not changed). */
 enum { PAIR_SUMS = 16, PAIR_COLS = 8 };
 
 static bool bf16_pair_tiles(const TargetInfo *t, DType ta, DType tb)
