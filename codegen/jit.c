@@ -89,8 +89,10 @@ CgJit *cg_jit_compile(const Kernel *k, const TargetInfo *t, Diag *d)
     }
     LLVMOrcDisposeThreadSafeContext(tsc);
     LLVMOrcExecutorAddress addr = 0;
+    char claimed[300];
+    snprintf(claimed, sizeof claimed, "%s.claimed", k->name);
     if (!e)
-        e = LLVMOrcLLJITLookup(j->jit, &addr, k->name);
+        e = LLVMOrcLLJITLookup(j->jit, &addr, claimed);
     if (e) {
         llvm_error(d, k, "JIT compilation failed", e);
         cg_jit_free(j);
@@ -170,12 +172,16 @@ typedef struct Launch {
     CgKernelFn fn;
     void *const *args;
     const int64_t *params;
+    int64_t nblocks;
+    CgClaim claim;
 } Launch;
 
-static void run_blocks(void *ctx, int64_t begin, int64_t end)
+/* One pool task per thread: the kernel claims its chunks itself. */
+static void run_claiming(void *ctx, int64_t begin, int64_t end)
 {
+    (void)begin, (void)end;
     Launch *l = ctx;
-    l->fn(l->args, l->params, begin, end);
+    l->fn(l->args, l->params, 0, l->nblocks, &l->claim);
 }
 
 bool cg_launch(const Kernel *k, CgKernelFn fn, void *const *args, const int64_t *params,
@@ -191,10 +197,20 @@ bool cg_launch(const Kernel *k, CgKernelFn fn, void *const *args, const int64_t 
                               (long long)n);
         nblocks *= n;
     }
-    Launch l = {fn, args, params};
     RtPool *pool = rt_pool_default();
     if (!pool)
         return diag_error(d, k->loc, "cannot start the thread pool");
-    rt_pool_run(pool, nthreads, nblocks, run_blocks, &l);
+    int total = rt_pool_threads(pool), use = nthreads <= 0 || nthreads > total ? total : nthreads;
+    if (use > nblocks)
+        use = nblocks > 0 ? (int)nblocks : 1;
+    if (use == 1) {
+        fn(args, params, 0, nblocks, NULL);
+        return true;
+    }
+    /* 8 chunks per thread, claimed (rt_pool_run's grain): a slow thread's
+     * share goes to the others */
+    Launch l = {.fn = fn, .args = args, .params = params, .nblocks = nblocks};
+    l.claim.grain = nblocks / ((int64_t)use * 8) > 1 ? nblocks / ((int64_t)use * 8) : 1;
+    rt_pool_run(pool, use, use, run_claiming, &l);
     return true;
 }

@@ -1187,20 +1187,86 @@ void cg_target_attrs(Cg *c, LLVMValueRef fn)
  * run-time overlap checks, which it cannot build where a dyn size hides
  * the bounds (hc_pre's y loop at a dyn token count ran scalar: 0.60 ms
  * against 0.30 with the count fixed). */
+/* The exported entries: NAME.claimed loads the argument pointers and
+ * calls the body (inlined there, once); NAME calls NAME.claimed without a
+ * claim (the blocks [begin, end) as given). */
+static void build_entries(Cg *c)
+{
+    const Kernel *k = c->k;
+    char name[300];
+    snprintf(name, sizeof name, "%s.claimed", k->name);
+    LLVMTypeRef ps[5] = {c->ptr, c->ptr, c->i64, c->i64, c->ptr}, vt = LLVMVoidTypeInContext(c->ctx);
+    LLVMValueRef claimed = LLVMAddFunction(c->mod, name, LLVMFunctionType(vt, ps, 5, 0));
+    cg_target_attrs(c, claimed);
+    LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, claimed, "entry"));
+    int nb = k->nargs + 4;
+    LLVMValueRef *cargs = malloc((size_t)nb * sizeof *cargs);
+    for (int i = 0; i < k->nargs; i++) {
+        LLVMValueRef slot = LLVMBuildGEP2(c->b, c->ptr, LLVMGetParam(claimed, 0), (LLVMValueRef[]){cg_i64(c, i)}, 1, "");
+        cargs[i] = LLVMBuildLoad2(c->b, c->ptr, slot, k->bufs[i]->name);
+    }
+    for (int i = 0; i < 4; i++)
+        cargs[k->nargs + i] = LLVMGetParam(claimed, (unsigned)i + 1);
+    LLVMBuildCall2(c->b, LLVMGlobalGetValueType(c->fn), c->fn, cargs, (unsigned)nb, "");
+    LLVMBuildRetVoid(c->b);
+    free(cargs);
+
+    LLVMValueRef plain = LLVMAddFunction(c->mod, k->name, LLVMFunctionType(vt, ps, 4, 0));
+    cg_target_attrs(c, plain);
+    LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, plain, "entry"));
+    LLVMValueRef args[5];
+    for (int i = 0; i < 4; i++)
+        args[i] = LLVMGetParam(plain, (unsigned)i);
+    args[4] = LLVMConstNull(c->ptr);
+    LLVMBuildCall2(c->b, LLVMGlobalGetValueType(claimed), claimed, args, 5, "");
+    LLVMBuildRetVoid(c->b);
+}
+
+/* The body's blocks: [begin, end) once, or with a claim (a CgClaim: the
+ * next block at offset 0, the grain at 8) chunk after chunk claimed from
+ * it until none is left below end — in one call, so that its scratch and
+ * ONCE keys carry over from chunk to chunk. */
+static void claim_loop(Cg *c, BlockLoop *bl, LLVMValueRef begin, LLVMValueRef end, LLVMValueRef claim)
+{
+    LLVMBuilderRef B = c->b;
+    const Kernel *k = c->k;
+    LLVMBasicBlockRef from = LLVMGetInsertBlock(B);
+    LLVMBasicBlockRef take = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "claim");
+    LLVMBasicBlockRef got = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "claimed");
+    LLVMBasicBlockRef run = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "chunk");
+    LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "blocks_done");
+    LLVMValueRef claimed = LLVMBuildICmp(B, LLVMIntNE, claim, LLVMConstNull(c->ptr), "");
+    LLVMBuildCondBr(B, claimed, take, run);
+    LLVMPositionBuilderAtEnd(B, take);
+    LLVMValueRef gp = LLVMBuildGEP2(B, c->i64, claim, (LLVMValueRef[]){cg_i64(c, 1)}, 1, "");
+    LLVMValueRef grain = LLVMBuildLoad2(B, c->i64, gp, "grain");
+    LLVMValueRef b = LLVMBuildAtomicRMW(B, LLVMAtomicRMWBinOpAdd, claim, grain, LLVMAtomicOrderingMonotonic, 0);
+    LLVMBuildCondBr(B, LLVMBuildICmp(B, LLVMIntSGE, b, end, ""), done, got);
+    LLVMPositionBuilderAtEnd(B, got);
+    LLVMValueRef e = LLVMBuildAdd(B, b, grain, "");
+    e = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, e, end, ""), e, end, "");
+    LLVMBuildBr(B, run);
+    LLVMPositionBuilderAtEnd(B, run);
+    LLVMValueRef first = LLVMBuildPhi(B, c->i64, "first"), last = LLVMBuildPhi(B, c->i64, "last");
+    LLVMAddIncoming(first, (LLVMValueRef[]){begin, b}, (LLVMBasicBlockRef[]){from, got}, 2);
+    LLVMAddIncoming(last, (LLVMValueRef[]){end, e}, (LLVMBasicBlockRef[]){from, got}, 2);
+    bl->begin = first;
+    Var blkvar = {.name = "blk", .id = k->next_id};
+    cg_loop(c, &blkvar, LLVMBuildSub(B, last, first, ""), LOOP_SERIAL, 0, false, block_body, bl);
+    LLVMBuildCondBr(B, claimed, take, done);
+    LLVMPositionBuilderAtEnd(B, done);
+}
+
 static void build_function(Cg *c)
 {
     const Kernel *k = c->k;
-    LLVMTypeRef ps[4] = {c->ptr, c->ptr, c->i64, c->i64};
-    LLVMTypeRef fty = LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), ps, 4, 0);
-    LLVMValueRef entry_fn = LLVMAddFunction(c->mod, k->name, fty);
-    cg_target_attrs(c, entry_fn);
-
-    int nb = k->nargs + 3;
+    int nb = k->nargs + 4;
     LLVMTypeRef *bps = malloc((size_t)nb * sizeof *bps);
     for (int i = 0; i < k->nargs; i++)
         bps[i] = c->ptr;
     bps[k->nargs] = c->ptr;
     bps[k->nargs + 1] = bps[k->nargs + 2] = c->i64;
+    bps[k->nargs + 3] = c->ptr;
     char body_name[300];
     snprintf(body_name, sizeof body_name, "%s.body", k->name);
     c->fn = LLVMAddFunction(c->mod, body_name, LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), bps, (unsigned)nb, 0));
@@ -1213,17 +1279,8 @@ static void build_function(Cg *c)
             LLVMAddAttributeAtIndex(c->fn, (unsigned)i + 1, cg_enum_attr(c, "readonly", 0));
     }
 
-    /* the entry: load the pointers, call the body */
-    LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, entry_fn, "entry"));
+    build_entries(c);
     LLVMValueRef *cargs = malloc((size_t)nb * sizeof *cargs);
-    for (int i = 0; i < k->nargs; i++) {
-        LLVMValueRef slot = LLVMBuildGEP2(c->b, c->ptr, LLVMGetParam(entry_fn, 0), (LLVMValueRef[]){cg_i64(c, i)}, 1, "");
-        cargs[i] = LLVMBuildLoad2(c->b, c->ptr, slot, k->bufs[i]->name);
-    }
-    for (int i = 0; i < 3; i++)
-        cargs[k->nargs + i] = LLVMGetParam(entry_fn, (unsigned)i + 1);
-    LLVMBuildCall2(c->b, LLVMGlobalGetValueType(c->fn), c->fn, cargs, (unsigned)nb, "");
-    LLVMBuildRetVoid(c->b);
 
     /* the body */
     LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, c->fn, "entry"));
@@ -1236,12 +1293,11 @@ static void build_function(Cg *c)
         cargs[i] = LLVMGetParam(c->fn, (unsigned)i);
     setup_buffers(c, cargs);
     cg_count_tiles(c, k->body);
-    BlockLoop bl = {.begin = LLVMGetParam(c->fn, (unsigned)k->nargs + 1)};
+    BlockLoop bl = {0};
     for (int g = 0; g < k->ngrid; g++)
         bl.grid[g] = cg_expr(c, k->grid[g]);
-    LLVMValueRef count = LLVMBuildSub(c->b, LLVMGetParam(c->fn, (unsigned)k->nargs + 2), bl.begin, "");
-    Var blkvar = {.name = "blk", .id = k->next_id};
-    cg_loop(c, &blkvar, count, LOOP_SERIAL, 0, false, block_body, &bl);
+    claim_loop(c, &bl, LLVMGetParam(c->fn, (unsigned)k->nargs + 1), LLVMGetParam(c->fn, (unsigned)k->nargs + 2),
+               LLVMGetParam(c->fn, (unsigned)k->nargs + 3));
     cg_stream_fence(c);
     LLVMBuildRetVoid(c->b);
     free(cargs);
