@@ -200,17 +200,15 @@ bool cg_launch(const Kernel *k, CgKernelFn fn, void *const *args, const int64_t 
     RtPool *pool = rt_pool_default();
     if (!pool)
         return diag_error(d, k->loc, "cannot start the thread pool");
-    int total = rt_pool_threads(pool), use = nthreads <= 0 || nthreads > total ? total : nthreads;
-    if (use > nblocks)
-        use = nblocks > 0 ? (int)nblocks : 1;
+    int use = rt_pool_use(pool, nthreads, nblocks);
     if (use == 1) {
         fn(args, params, 0, nblocks, NULL);
         return true;
     }
-    /* 8 chunks per thread, claimed (rt_pool_run's grain): a slow thread's
-     * share goes to the others */
+    /* the pool's chunks, claimed by the kernel: a slow thread's share
+     * goes to the others */
     Launch l = {.fn = fn, .args = args, .params = params, .nblocks = nblocks};
-    l.claim.grain = nblocks / ((int64_t)use * 8) > 1 ? nblocks / ((int64_t)use * 8) : 1;
+    l.claim.grain = rt_pool_grain(use, nblocks);
     rt_pool_run(pool, use, use, run_claiming, &l);
     return true;
 }

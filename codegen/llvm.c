@@ -1178,18 +1178,16 @@ void cg_target_attrs(Cg *c, LLVMValueRef fn)
     LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, cg_enum_attr(c, "nounwind", 0));
 }
 
-/* The exported NAME(args, params, begin, end) loads the argument pointers
- * and calls NAME.body with each as a `noalias` parameter (arguments never
- * overlap: an update in place is one inout argument; the PTX entry's
- * parameters say the same).  The body is always inlined, and inlining
- * turns those parameters into alias scopes on every access: LLVM then
- * vectorises a loop that writes one argument and reads another without
- * run-time overlap checks, which it cannot build where a dyn size hides
- * the bounds (hc_pre's y loop at a dyn token count ran scalar: 0.60 ms
- * against 0.30 with the count fixed). */
 /* The exported entries: NAME.claimed loads the argument pointers and
- * calls the body (inlined there, once); NAME calls NAME.claimed without a
- * claim (the blocks [begin, end) as given). */
+ * calls NAME.body with each as a `noalias` parameter (arguments never
+ * overlap: an update in place is one inout argument; the PTX entry's
+ * parameters say the same); NAME calls NAME.claimed without a claim (the
+ * blocks [begin, end) as given).  The body is always inlined, once, and
+ * inlining turns those parameters into alias scopes on every access: LLVM
+ * then vectorises a loop that writes one argument and reads another
+ * without run-time overlap checks, which it cannot build where a dyn size
+ * hides the bounds (hc_pre's y loop at a dyn token count ran scalar: 0.60
+ * ms against 0.30 with the count fixed). */
 static void build_entries(Cg *c)
 {
     const Kernel *k = c->k;

@@ -242,7 +242,7 @@ typedef struct Dot {
     bool e2m1_lut;        /* packed e2m1 B through a byte table (e2m1_lut_parts) */
     bool lut_pairs;       /* e2m1_lut: blocks in pairs, 64 elements decoded at once */
     bool t8;              /* e2m1_lut beside A in e2m1 order (micro_gemm a_e2m1_order): e2m1_t8_parts */
-    bool pair8;           /* the same beside a bf16 A: 128 weights as bf16 words, vdpbf16ps (e2m1_pair_parts) */
+    bool pair8;           /* the same beside a bf16 A: 128 weights as bf16 words, vdpbf16ps (e2m1_pair_part) */
     int lut_half;         /* lut_pairs: the block of the pair being emitted */
     LLVMValueRef lut_buf; /* e2m1_lut: [64 x i8] scratch per column */
     LLVMTypeRef vf32;
@@ -1176,7 +1176,7 @@ static void dot_block_pair(Cg *c, void *ctx)
 /* The scales of operand x's row `row` (0: A, 1: B; NULL: unscaled) over
  * the block kb of `block` elements of a Dot.t8 or Dot.pair8 tile, whose
  * 128-bit lanes each hold a 32-element part of it (e2m1_t8_parts,
- * e2m1_pair_parts): lane group g the scale of the part's scale block —
+ * e2m1_pair_part): lane group g the scale of the part's scale block —
  * one broadcast where the block shares one. */
 static LLVMValueRef lane_scales(Cg *c, Dot *d, int x, int row, LLVMValueRef kb, int64_t block)
 {

@@ -147,7 +147,7 @@
 #define IR_BCAST_COLS 16
 
 /* A bf16 a_e2m1_order A (beside vdpbf16ps dot tiles, codegen/micro.c,
- * e2m1_pair_parts) is stored in blocks of IR_E2M1_PAIR_BLOCK columns,
+ * e2m1_pair_part) is stored in blocks of IR_E2M1_PAIR_BLOCK columns,
  * each four parts of 32: column 4w + s of a block at position 32s + w —
  * the order in which 64 bytes of packed e2m1, read as 32 words of four
  * nibbles and shifted right by 4s, become bf16 words through one 32-entry

@@ -1060,7 +1060,7 @@ static Stmt *tail_tiles(Lower *L, const Stmt *g, const Region *c, Expr *rows, bo
 
 /* Whether A's copy in e2m1 order is bf16 in IR_E2M1_PAIR_BLOCK blocks, for
  * tiles that decode 128 weights to bf16 words at once and sum them with
- * vdpbf16ps (codegen/micro.c, e2m1_pair_parts): where the target has a
+ * vdpbf16ps (codegen/micro.c, e2m1_pair_part): where the target has a
  * fast vdpbf16ps and A holds e4m3 values — exact in bf16, every one of
  * them and their products with e2m1's normal (the instruction takes
  * subnormal inputs and results as zero).  Zen 5, bench_decode --fmt fp4,

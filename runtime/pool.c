@@ -125,13 +125,24 @@ void rt_pool_free(RtPool *p)
 
 int rt_pool_threads(const RtPool *p) { return p->nthreads + 1; }
 
-void rt_pool_run(RtPool *p, int use, int64_t ntasks, RtTaskFn fn, void *ctx)
+int rt_pool_use(const RtPool *p, int use, int64_t ntasks)
 {
     int total = p->nthreads + 1;
     if (use <= 0 || use > total)
         use = total;
-    if (use > ntasks)
-        use = ntasks > 0 ? (int)ntasks : 1;
+    return use > ntasks ? (ntasks > 0 ? (int)ntasks : 1) : use;
+}
+
+/* 8 chunks per thread: fewer claims than blocks, and each chunk still a
+ * contiguous run of blocks (neighbouring memory for one thread) */
+int64_t rt_pool_grain(int use, int64_t ntasks)
+{
+    return ntasks / ((int64_t)use * 8) > 1 ? ntasks / ((int64_t)use * 8) : 1;
+}
+
+void rt_pool_run(RtPool *p, int use, int64_t ntasks, RtTaskFn fn, void *ctx)
+{
+    use = rt_pool_use(p, use, ntasks);
     if (use == 1) {
         if (ntasks > 0)
             fn(ctx, 0, ntasks);
@@ -141,9 +152,7 @@ void rt_pool_run(RtPool *p, int use, int64_t ntasks, RtTaskFn fn, void *ctx)
     p->fn = fn;
     p->ctx = ctx;
     p->ntasks = ntasks;
-    /* 8 chunks per thread: fewer claims than blocks, and each chunk still
-     * a contiguous run of blocks (neighbouring memory for one thread) */
-    p->grain = ntasks / ((int64_t)use * 8) > 1 ? ntasks / ((int64_t)use * 8) : 1;
+    p->grain = rt_pool_grain(use, ntasks);
     atomic_store_explicit(&p->next, 0, memory_order_relaxed);
     p->use = use;
     p->pending = use - 1;

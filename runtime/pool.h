@@ -17,6 +17,10 @@ void rt_pool_free(RtPool *p);
 int rt_pool_threads(const RtPool *p);
 /* Run fn over [0, ntasks) on at most `use` threads (<= 0: all of them). */
 void rt_pool_run(RtPool *p, int use, int64_t ntasks, RtTaskFn fn, void *ctx);
+/* The threads rt_pool_run would take for ntasks, and its chunk of tasks
+ * (for callers that claim their own chunks: codegen's launch). */
+int rt_pool_use(const RtPool *p, int use, int64_t ntasks);
+int64_t rt_pool_grain(int use, int64_t ntasks);
 /* The process's pool, created on first use with one thread per core. */
 RtPool *rt_pool_default(void);
 
