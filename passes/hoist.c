@@ -16,9 +16,12 @@
  *
  * A nest qualifies when
  *   - it is a perfect nest of constant extents storing every element of
- *     one scratch buffer X once, at its own loop variables in order (what
- *     it leaves in X does not depend on what X held) — or an if whose two
- *     arms both are, for the same X (a window test's two copies);
+ *     one scratch buffer X once (what it leaves in X does not depend on
+ *     what X held): a store at its own loop variables in order, or
+ *     several whose indices are numbers in mixed radix of its variables
+ *     (writes_each_once: an e2m1-order copy's block transposed, a store
+ *     per row of the block) — or an if whose two arms both are, for the
+ *     same X (a window test's two copies);
  *   - the statements around it (from the block's top level) are ifs and
  *     loops (serial or pipelined) of at most one step, and at most one
  *     step loop of a bounded number of steps (a constant, or an extent
@@ -46,6 +49,7 @@
  * The prefetches of a buffer that only the nest read go with it. */
 #include "passes/passes.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 enum { HOIST_L2S = 2 }; /* the most a hoisted scratch takes, in L2s */
@@ -206,12 +210,133 @@ static bool invariant_expr(Hoist *H, const Expr *e, Var *const *nest_vars, int n
     return invariant_in(H, e, vars, m);
 }
 
-/* The store of a perfect nest of constant extents writing each element
- * of one scratch buffer at its loop variables in order (vars: the nest's,
- * outermost first); NULL if s is not such a nest. */
-static Stmt *staging_store(Stmt *s, Var **vars, int *nvars)
+/* Add mul·e to Σ coef[i]·vars[i] + *c; false where e is not such a sum
+ * of the n variables (integer constants, + - and products with them). */
+static bool add_linear(const Expr *e, int64_t mul, Var *const *vars, int n, int64_t *coef, int64_t *c)
 {
-    int n = 0;
+    switch (e->op) {
+    case EX_CONST:
+        if (!dt_is_int(e->dtype))
+            return false;
+        *c += mul * e->imm.i;
+        return true;
+    case EX_VAR:
+        for (int i = 0; i < n; i++)
+            if (vars[i] == e->var) {
+                coef[i] += mul;
+                return true;
+            }
+        return false;
+    case EX_ADD:
+    case EX_SUB:
+        return add_linear(e->args[0], mul, vars, n, coef, c) &&
+               add_linear(e->args[1], e->op == EX_SUB ? -mul : mul, vars, n, coef, c);
+    case EX_MUL:
+        for (int k = 0; k < 2; k++)
+            if (e->args[k]->op == EX_CONST && dt_is_int(e->args[k]->dtype))
+                return add_linear(e->args[1 - k], mul * e->args[k]->imm.i, vars, n, coef, c);
+        return false;
+    default: return false;
+    }
+}
+
+typedef struct Digit {
+    int64_t weight, count;
+} Digit;
+
+static int by_weight(const void *a, const void *b)
+{
+    int64_t x = ((const Digit *)a)->weight, y = ((const Digit *)b)->weight;
+    return (x > y) - (x < y);
+}
+
+/* Are digits a number system for [0, extent): weights 1, c0, c0·c1, ...
+ * (sorted), the counts' product the extent — every value once? */
+static bool mixed_radix(Digit *d, int n, int64_t extent)
+{
+    qsort(d, (size_t)n, sizeof *d, by_weight);
+    int64_t w = 1;
+    for (int i = 0; i < n; i++) {
+        if (d[i].weight != w)
+            return false;
+        w *= d[i].count;
+    }
+    return w == extent;
+}
+
+enum { MAX_STORES = 16 };
+
+/* Do stores st[0..m) in a nest over vars (extents ext) write each element
+ * of their buffer once?  Each index is a number in mixed radix: the terms
+ * weight·v of the nest's variables, each variable in one dimension with
+ * the same weight in every store, and a constant; the stores' constants
+ * differ in one dimension only, as 0, u, ..., (m-1)·u — a digit of its
+ * own (m stores that unroll a loop: lower's e2m1-order copies).  A store
+ * at the nest's variables in order is the one-store case. */
+static bool writes_each_once(Stmt *const *st, int m, Var *const *vars, const int64_t *ext, int n)
+{
+    const Buffer *x = st[0]->u.store.buf;
+    int64_t coef[IR_MAX_RANK][IR_MAX_RANK], c[MAX_STORES][IR_MAX_RANK], coef_j[IR_MAX_RANK];
+    int unrolled = -1;
+    for (int j = 0; j < m; j++)
+        for (int d = 0; d < x->rank; d++) {
+            int64_t *w = j ? coef_j : coef[d];
+            memset(w, 0, sizeof coef_j);
+            c[j][d] = 0;
+            if (!add_linear(st[j]->u.store.idx[d], 1, vars, n, w, &c[j][d]) ||
+                (j && memcmp(coef_j, coef[d], sizeof coef_j)))
+                return false;
+            if (c[j][d] != c[0][d]) {
+                if (unrolled >= 0 && unrolled != d)
+                    return false;
+                unrolled = d;
+            }
+        }
+    if (m > 1 && unrolled < 0)
+        return false;
+    int used[IR_MAX_RANK] = {0};
+    for (int d = 0; d < x->rank; d++) {
+        Digit dig[IR_MAX_RANK + 1];
+        int nd = 0;
+        int64_t extent;
+        for (int i = 0; i < n; i++)
+            if (coef[d][i] && ext[i] > 1) {
+                dig[nd++] = (Digit){coef[d][i], ext[i]};
+                used[i]++;
+            }
+        if (d == unrolled) {
+            int64_t lo = c[0][d], hi = c[0][d];
+            for (int j = 1; j < m; j++) {
+                lo = c[j][d] < lo ? c[j][d] : lo;
+                hi = c[j][d] > hi ? c[j][d] : hi;
+            }
+            int64_t u = (hi - lo) / (m - 1);
+            bool seen[MAX_STORES] = {0};
+            for (int j = 0; j < m; j++) {
+                int64_t k = u ? (c[j][d] - lo) / u : -1;
+                if (lo != 0 || k < 0 || k >= m || k * u != c[j][d] - lo || seen[k])
+                    return false;
+                seen[k] = true;
+            }
+            dig[nd++] = (Digit){u, m};
+        } else if (c[0][d] != 0) {
+            return false;
+        }
+        if (!ir_expr_is_const(x->shape[d], &extent) || !mixed_radix(dig, nd, extent))
+            return false;
+    }
+    for (int i = 0; i < n; i++)
+        if (ext[i] > 1 && used[i] != 1)
+            return false;
+    return true;
+}
+
+/* The stores of a perfect nest of constant extents that write each
+ * element of one scratch buffer once (writes_each_once), into st (vars:
+ * the nest's, outermost first); 0 if s is not such a nest. */
+static int staging_stores(Stmt *s, Stmt **st, Var **vars, int *nvars)
+{
+    int n = 0, m = 0;
     int64_t ext[IR_MAX_RANK];
     while (s->op == ST_FOR || (s->op == ST_SEQ && s->u.seq.n == 1)) {
         if (s->op == ST_SEQ) {
@@ -220,25 +345,25 @@ static Stmt *staging_store(Stmt *s, Var **vars, int *nvars)
         }
         if (n == IR_MAX_RANK || !ir_expr_is_const(s->u.loop.extent, &ext[n]) ||
             (s->u.loop.kind != LOOP_SERIAL && s->u.loop.kind != LOOP_PARALLEL))
-            return NULL;
+            return 0;
         vars[n++] = s->u.loop.var;
         s = s->u.loop.body;
     }
-    if (s->op != ST_STORE || s->u.store.atomic || s->u.store.async)
-        return NULL;
-    const Buffer *x = s->u.store.buf;
-    if (x->scope == SCOPE_GLOBAL || x->rank != n)
-        return NULL;
-    for (int d = 0; d < n; d++) {
-        int64_t want, zero;
-        const Expr *i = s->u.store.idx[d];
-        bool at_var = i->op == EX_VAR && i->var == vars[d];
-        bool folded = ext[d] == 1 && ir_expr_is_const(i, &zero) && zero == 0; /* a loop of one, its variable 0 */
-        if (!(at_var || folded) || !ir_expr_is_const(x->shape[d], &want) || want != ext[d])
-            return NULL;
+    Stmt *const *items = s->op == ST_SEQ ? s->u.seq.items : &s;
+    int count = s->op == ST_SEQ ? s->u.seq.n : 1;
+    if (count > MAX_STORES)
+        return 0;
+    for (int j = 0; j < count; j++) {
+        Stmt *t = items[j];
+        if (t->op != ST_STORE || t->u.store.atomic || t->u.store.async || t->u.store.buf != items[0]->u.store.buf)
+            return 0;
+        st[m++] = t;
     }
+    const Buffer *x = m ? st[0]->u.store.buf : NULL;
+    if (!x || x->scope == SCOPE_GLOBAL || !writes_each_once(st, m, vars, ext, n))
+        return 0;
     *nvars = n;
-    return s;
+    return m;
 }
 
 /* The grid variables used are the slowest dimensions of extent other
@@ -317,14 +442,16 @@ static Buffer *staged_by(Hoist *H, const Stmt *s)
         return x && staged_by(H, s->u.if_.else_) == x ? x : NULL;
     }
     Var *vars[IR_MAX_RANK];
-    int n;
-    Stmt *st = staging_store((Stmt *)s, vars, &n);
-    if (!st)
-        return NULL;
-    for (int d = 0; d < n; d++)
-        if (!invariant_expr(H, st->u.store.idx[d], vars, n))
+    Stmt *st[MAX_STORES];
+    int n, m = staging_stores((Stmt *)s, st, vars, &n);
+    for (int j = 0; j < m; j++) {
+        for (int d = 0; d < st[j]->u.store.buf->rank; d++)
+            if (!invariant_expr(H, st[j]->u.store.idx[d], vars, n))
+                return NULL;
+        if (!invariant_expr(H, st[j]->u.store.value, vars, n))
             return NULL;
-    return invariant_expr(H, st->u.store.value, vars, n) ? st->u.store.buf : NULL;
+    }
+    return m ? st[0]->u.store.buf : NULL;
 }
 
 /* Is item i of seq one to hoist (the statements around it in H)? */

@@ -13,6 +13,13 @@ check() { # NAME COMMAND...: must exit 0 and print only OK checks
   fi
 }
 
+asm_loops() { # PATTERN FILE: the loops of asm file FILE (from a label to the jump back to it) whose body matches PATTERN
+  awk -v pat="$1" '/^\.LBB[0-9_]+:/ { lab = $1; sub(/:$/, "", lab); n = 0; next }
+       { body[++n] = $0 }
+       /^[ \t]+j[a-z]+[ \t]+\.LBB/ { if ($2 == lab) { s = ""; for (i = 1; i <= n; i++) s = s body[i] "\n"
+                                       if (s ~ pat) printf "%s", s } }' "$2"
+}
+
 check "demo: gemm f32 --check" "$TILEC" run examples/gemm.lua --check
 check "gemm bf16 odd shape --check" "$TILEC" run examples/gemm.lua --set dtype=bf16 --set M=67 --set N=45 --set K=131 --check
 check "gemm 1x1x1 --check" "$TILEC" run examples/gemm.lua --set M=1 --set N=1 --set K=1 --check
@@ -185,12 +192,14 @@ if "$TILEC" compile kernels_src/moe_expert_gemm.lua --set R=16 --set E=16 --set 
 # ... and x86-avx512's (vdpbf16ps) 128 weights at once into bf16 words
 # beside a bf16 A in their order (micro_gemm a_e2m1_order of a bf16 A):
 # words looked up in one word table (vpermw, after 16-bit shifts), summed
-# by vdpbf16ps: no 512-bit byte tables or interleave (vpshufb, vpunpcklbw;
-# the 256-bit ones are the in-order tail's) and no f32 parts (vpslld 16)
+# by vdpbf16ps: in the loops that sum, no 512-bit byte tables or
+# interleave (vpshufb, vpunpcklbw: A's staging copy has its own) and no
+# f32 parts (vpslld 16)
 if "$TILEC" compile kernels_src/moe_expert_gemm.lua --set R=16 --set E=16 --set N=4096 --set K=2048 --set BM=1 \
      --target x86-avx512 --emit asm -o "$tmp/fp4_row512.s" 2>"$tmp/err" &&
-   grep -q "vpermw.*zmm" "$tmp/fp4_row512.s" && grep -q "vpsrlw.*zmm" "$tmp/fp4_row512.s" && grep -q "vdpbf16ps.*zmm" "$tmp/fp4_row512.s" &&
-   ! grep -qE "(vpshufb|vpunpcklbw).*zmm" "$tmp/fp4_row512.s" && ! grep -q "vpslld	\$16, %[yz]mm" "$tmp/fp4_row512.s"; then
+   asm_loops vdpbf16ps "$tmp/fp4_row512.s" >"$tmp/fp4_dot512.s" &&
+   grep -q "vpermw.*zmm" "$tmp/fp4_dot512.s" && grep -q "vpsrlw.*zmm" "$tmp/fp4_dot512.s" && grep -q "vdpbf16ps.*zmm" "$tmp/fp4_dot512.s" &&
+   ! grep -qE "(vpshufb|vpunpcklbw).*zmm" "$tmp/fp4_dot512.s" && ! grep -q "vpslld	\$16, %[yz]mm" "$tmp/fp4_dot512.s"; then
   ok "avx512 one-row fp4 tiles decode to bf16 for vdpbf16ps"
 else
   bad "avx512 one-row fp4 tiles decode to bf16 for vdpbf16ps" "$(cat "$tmp/err")"
@@ -388,12 +397,7 @@ done
 # a bf16 dot tile of few columns (4 rows: 4x2) fetches the next tile's two
 # weight rows in its K loop (prefetcht0 beside the FMAs); at one row (1x9)
 # it does not (its K loops' only prefetches are the pipelined loop's t1)
-kloops() { # the loops of asm file $1 whose body has vfmadd
-  awk '/^\.LBB[0-9_]+:/ { lab = $1; sub(/:$/, "", lab); n = 0; next }
-       { body[++n] = $0 }
-       /^[ \t]+j[a-z]+[ \t]+\.LBB/ { if ($2 == lab) { s = ""; for (i = 1; i <= n; i++) s = s body[i] "\n"
-                                       if (s ~ /vfmadd/) printf "%s", s } }' "$1"
-}
+kloops() { asm_loops vfmadd "$1"; } # the loops of asm file $1 whose body has vfmadd
 for m in 1 4; do
   "$TILEC" compile examples/gemm.lua --set dtype=bf16 --set M=$m --set BM=$m --set BN=32 --set K=4096 \
     --set BK=4096 --target x86-avx2 --emit asm -o "$tmp/dot_bf16_$m.s" 2>/dev/null

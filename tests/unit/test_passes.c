@@ -241,6 +241,11 @@ TEST(golden_hoist_derived) { golden_for("hoist_derived", pass_hoist, ir_target("
  * tile): a step loop of at most two steps, its rows' staging into a once
  * per by, the scratch a block per step, the loop copied with its extent */
 TEST(golden_hoist_bounded_steps) { golden_for("hoist_bounded_steps", pass_hoist, ir_target("x86-avx2")); }
+/* staging nests of several stores: as's two (each 8-column block as two
+ * halves of strided columns, lower's e2m1-order copies in small) write
+ * every element once, a number in mixed radix, and go into a once per by;
+ * bt's overlap (2 + t2 meets t2) and stay */
+TEST(golden_hoist_unrolled) { golden_for("hoist_unrolled", pass_hoist, ir_target("x86-avx2")); }
 /* lower's `if inside {fast} else {guarded}` copies unswitched: both arms
  * fused, t gone */
 TEST(golden_fuse_switch) { golden("fuse_switch", pass_fuse); }
@@ -746,9 +751,9 @@ TEST(reuse_keeps_the_meaning)
  * row block, whole ones. */
 TEST(hoist_keeps_the_meaning)
 {
-    const char *names[] = {"hoist_staging", "hoist_one_step", "hoist_derived", "hoist_bounded_steps"};
+    const char *names[] = {"hoist_staging", "hoist_one_step", "hoist_derived", "hoist_bounded_steps", "hoist_unrolled"};
     const int64_t ms[] = {1, 6, 8};
-    keeps_the_meaning(names, 4, pass_hoist, ir_target("x86-avx2"), ms);
+    keeps_the_meaning(names, 5, pass_hoist, ir_target("x86-avx2"), ms);
 }
 
 /* Every example spec, at shapes that hit tails (and small enough for the
@@ -951,6 +956,7 @@ int main(void)
     RUN(golden_hoist_one_step);
     RUN(golden_hoist_derived);
     RUN(golden_hoist_bounded_steps);
+    RUN(golden_hoist_unrolled);
     RUN(hoist_keeps_the_meaning);
     RUN(golden_fuse_switch);
     RUN(golden_fuse_strided);
