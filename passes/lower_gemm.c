@@ -840,9 +840,11 @@ static Stmt *dot_tiles(Lower *L, const Stmt *g, const Region *a, const Region *b
         dot_columns(L, seq, g, a, b, sc, c, nr, &rb, K);
         return seq;
     }
-    /* the full bands in K chunks where their A outgrows L1 (band_k_chunk) */
+    /* the full bands and the rows-left ones in K chunks where their A
+     * outgrows L1 (band_k_chunk; the most rows left, mr - 1, chunk first) */
     int64_t kc = full || loop ? band_k_chunk(L, &sc, mr, K, ta, tb) : K;
-    if (kc < K && g->u.gemm.clear)
+    bool left_chunked = left && band_k_chunk(L, &sc, mr - 1, K, ta, tb) < K;
+    if ((kc < K || left_chunked) && g->u.gemm.clear)
         ir_seq_push(L->k, seq, zero_window(L, c, g->loc));
     if (loop) {
         Var *iv = ir_var_new(L->k, "it");
@@ -859,7 +861,8 @@ static Stmt *dot_tiles(Lower *L, const Stmt *g, const Region *a, const Region *b
         for (int64_t k = mr - 1; k >= 1; k--) {
             band[k] = ir_seq(L->k, g->loc);
             int64_t k_nr = dot_cols_of(L->t, k, K, ta, tb, bn, N, sc.e2m1_rows, sc.e2m1_prescaled);
-            dot_columns(L, band[k], g, a, b, sc, c, k_nr, &(RowBands){.mr = k, .full = 1, .i = done}, K);
+            dot_band_chunks(L, band[k], g, a, b, sc, c, k_nr, &(RowBands){.mr = k, .full = 1, .i = done}, K,
+                            band_k_chunk(L, &sc, k, K, ta, tb));
         }
         ir_seq_push(L->k, seq, by_rows_left(L, left, band, mr, g->loc));
     } else if (rem) {

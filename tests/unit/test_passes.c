@@ -150,6 +150,11 @@ TEST(golden_lower_e2m1_pairs) { golden("lower_e2m1_pairs", pass_lower); }
  * 3/4 of the target's 32 KiB L1: C cleared, then the 8x2 tiles in K
  * chunks of 1024 adding into it (band_k_chunk) */
 TEST(golden_lower_e2m1_bands) { golden("lower_e2m1_bands", pass_lower); }
+/* ... an MoE tile's rows (16, `rows` of them wanted): 8-row bands, then
+ * one of the variants for the rows left, and those of 7 rows (28 KiB of
+ * A) in K chunks of 1024 too, C cleared first; 6 rows and fewer over all
+ * of K */
+TEST(golden_lower_e2m1_rows_left) { golden("lower_e2m1_rows_left", pass_lower); }
 /* gemm rows: register bands (20 rows: 6-row bands and a 2-row tail) and
  * dot tiles (7 rows) stop after the band holding the last wanted row; dot
  * tiles have a one-row variant (the 3-row one's taken at M = 4) */
@@ -936,6 +941,7 @@ int main(void)
     RUN(golden_lower_band_chunks);
     RUN(golden_lower_e2m1_pairs);
     RUN(golden_lower_e2m1_bands);
+    RUN(golden_lower_e2m1_rows_left);
     RUN(golden_lower_rows);
     RUN(golden_lower_forward);
     RUN(golden_lower_forward_pairs);
