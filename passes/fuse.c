@@ -1343,22 +1343,36 @@ static bool rows_written_first(const Stmt *loop, const Buffer *b, const Slice *s
     return found && written_first(loop->u.loop.body, b, &row);
 }
 
-/* Each iteration of L writes its slice of b before reading any of it: an
- * item of the body overwrites the slice, with no read of b before it
- * (reads in that item come after their element's write). */
-static bool written_first(const Stmt *body, const Buffer *b, const Slice *sl)
+/* Whether body's items, in order, overwrite the slice of b before any
+ * read of it (1; reads in that item come after their element's write), or
+ * read it first (0), or neither (-1).  A nested sequence (an unswitched
+ * arm, before prune flattens it) is looked into: taken as one item, its
+ * reads had kept rmsnorm_quant's sum of squares storing its dead squares. */
+static int first_access(const Stmt *body, const Buffer *b, const Slice *sl)
 {
     int n = body->op == ST_SEQ ? body->u.seq.n : 1;
     for (int i = 0; i < n; i++) {
         const Stmt *it = body->op == ST_SEQ ? body->u.seq.items[i] : body;
+        if (it->op == ST_SEQ) {
+            int r = first_access(it, b, sl);
+            if (r >= 0)
+                return r;
+            continue;
+        }
         if (reads(it, b))
             return read_after_write(it, b, sl);
         const Var *vars[64];
         Expr *ext[64];
         if (overwrites(it, b, vars, ext, 0, sl))
-            return true;
+            return 1;
     }
-    return false;
+    return -1;
+}
+
+/* Each iteration of L writes its slice of b before reading any of it. */
+static bool written_first(const Stmt *body, const Buffer *b, const Slice *sl)
+{
+    return first_access(body, b, sl) == 1;
 }
 
 /* s reads b and overwrites the slice, each read after the write of the

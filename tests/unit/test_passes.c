@@ -226,6 +226,11 @@ TEST(golden_fuse_update) { golden("fuse_update", pass_fuse); }
  * reads u before it overwrites it), and so do v's (the loop that
  * overwrites v may run no times: M - 1 is 0 at one row) */
 TEST(golden_fuse_dead_loop) { golden("fuse_dead_loop", pass_fuse); }
+/* rmsnorm_quant (D 256, BM 4) after bounds: the sum of squares' squares
+ * in t are dead — the normalising step overwrites t before the quantising
+ * one reads it, behind the window test's arms, each a nested sequence
+ * once unswitched — so its fused loop keeps only the reduction */
+TEST(golden_fuse_dead_nested) { golden("fuse_dead_nested", pass_fuse); }
 /* staging that consecutive blocks share: A's rows (both arms of the
  * window test, by's only) move into a once per by before the step loop,
  * their scratch a block per step, and the step loop's prefetches of a go;
@@ -719,7 +724,7 @@ TEST(fuse_keeps_the_meaning)
 {
     const char *names[] = {"fuse_chain",   "fuse_keep",         "fuse_switch", "fuse_barrier",
                            "fuse_strided", "fuse_strided_keep", "fuse_merge",  "fuse_merge_keep",
-                           "fuse_update",  "fuse_dead_loop"};
+                           "fuse_update",  "fuse_dead_loop",    "fuse_dead_nested"};
     const int64_t ms[] = {1, 5, 8};
     keeps_the_meaning(names, (int)(sizeof names / sizeof names[0]), pass_fuse, avx512(), ms);
 }
@@ -958,6 +963,7 @@ int main(void)
     RUN(golden_fuse_keep);
     RUN(golden_fuse_update);
     RUN(golden_fuse_dead_loop);
+    RUN(golden_fuse_dead_nested);
     RUN(golden_hoist_staging);
     RUN(golden_hoist_one_step);
     RUN(golden_hoist_derived);
