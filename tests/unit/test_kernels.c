@@ -12,6 +12,8 @@
 #include "test.h"
 #include "tests/harness/run.h"
 
+#include <float.h>
+#include <math.h>
 #include <string.h>
 
 enum { MAXARGS = 8 };
@@ -1100,6 +1102,86 @@ TEST(max_and_min_follow_ieee_maximum_minimum)
     }
 }
 
+/* How far y is from e (a double), in units in the last place of the
+ * float nearest e (the least subnormal's below the normals). */
+static double ulps_off(float y, double e)
+{
+    float r = (float)e;
+    double ulp = fabs(r) < FLT_MIN ? ldexp(1, -149) : (double)nextafterf(fabsf(r), INFINITY) - fabs(r);
+    return fabs((double)y - e) / ulp;
+}
+
+/* e^x or 2^x of one float against the math: within 1.5 ulps; 0 below the
+ * subnormals' half step; inf past the largest float; NaN for a NaN. */
+static bool exp_ok(float x, float y, bool base2)
+{
+    if (isnan(x))
+        return isnan(y);
+    double e = base2 ? exp2((double)x) : exp((double)x);
+    if (e >= (double)FLT_MAX * (1 + ldexp(1, -23)))
+        return isinf(y) && y > 0;
+    if (isinf(y))
+        return e >= (double)FLT_MAX * (1 - ldexp(1, -22));
+    return ulps_off(y, e) <= 1.5;
+}
+
+/* exp and exp2 on the CPU (codegen/vmath.c's arithmetic on the JIT
+ * targets, libm in the interpreter) against double precision, over
+ * their whole range: [-1, 1] densely, every binade's edges near overflow
+ * and into the subnormals, the special values.  The GPU executors are not
+ * run here: their ex2.approx has errors of its own (tests/gpu). */
+TEST(cpu_exp_within_one_and_a_half_ulps)
+{
+    const char *src =
+        "kernel exps level loop\n"
+        "param N size 65536\n"
+        "arg x: f32[65536] in\n"
+        "arg y: f32[65536] out\n"
+        "arg z: f32[65536] out\n"
+        "grid (b) < [16]\n"
+        "{\n"
+        "  for i: parallel < 4096 {\n"
+        "    y[b * 4096 + i] = exp(x[b * 4096 + i])\n"
+        "    z[b * 4096 + i] = exp2(x[b * 4096 + i])\n"
+        "  }\n"
+        "}\n";
+    enum { N = 65536 };
+    static float x[N], y[N], z[N];
+    const float special[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, -NAN, 88.72283f, 88.72284f, 88.7229f,
+                             -87.33654f, -87.33655f, -103.27893f, -103.97208f, -103.9721f, 127.99999f, 128.0f,
+                             -126.0f, -149.0f, -149.5f, -150.0f, 1e-30f, -1e-30f, 0.5f * 0.6931472f};
+    int ns = (int)(sizeof special / sizeof special[0]);
+    for (int i = 0; i < N; i++) {
+        if (i < ns)
+            x[i] = special[i];
+        else if (i < N / 2)
+            x[i] = -1.0f + 2.0f * (float)i / (N / 2);         /* the polynomial's range and around */
+        else
+            x[i] = -155.0f + 250.0f * (float)(i - N / 2) / (N / 2); /* under- to overflow, both bases */
+    }
+    for (int e = 0; e < NEXECS; e++) {
+        if (execs[e].mode == SIMT || execs[e].mode == GPU || !exec_available(&execs[e]))
+            continue;
+        Diag d = {0};
+        Kernel *k = ir_parse(src, "exps.tir", &d);
+        CHECK(k != NULL);
+        if (!k)
+            return;
+        void *args[3] = {x, y, z};
+        bool ok = execute(k, execs[e].mode, execs[e].target, execs[e].threads, args, NULL, &d);
+        CHECKF(ok, "exps on %s: %s", exec_name(&execs[e]), d.msg);
+        int bad = 0;
+        for (int i = 0; ok && i < N && bad < 4; i++) {
+            if (!exp_ok(x[i], y[i], false) || !exp_ok(x[i], z[i], true)) {
+                bad++;
+                CHECKF(false, "%s: exp(%.9g) = %.9g (%.2f ulps), exp2 = %.9g (%.2f ulps)", exec_name(&execs[e]),
+                       x[i], y[i], ulps_off(y[i], exp(x[i])), z[i], ulps_off(z[i], exp2(x[i])));
+            }
+        }
+        ir_kernel_free(k);
+    }
+}
+
 /* llvm.maximum / llvm.minimum of two floats as the definition has them:
  * NaN if either is, -0 below +0. */
 static float ieee_extreme(float a, float b, bool max)
@@ -1651,6 +1733,7 @@ int main(void)
     RUN(dyn_dimension_at_run_time);
     RUN(atomic_add_across_blocks);
     RUN(max_and_min_follow_ieee_maximum_minimum);
+    RUN(cpu_exp_within_one_and_a_half_ulps);
     RUN(max_min_reductions_of_every_width_keep_nans_and_signed_zeros);
     RUN(every_fp8_byte_widens_exactly);
     RUN(bf16_store_of_a_rounded_value);
