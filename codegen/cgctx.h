@@ -67,8 +67,9 @@ void cg_stmt(Cg *c, const Stmt *s);
  * masked asks for a predicated vector tail. */
 void cg_loop(Cg *c, Var *var, LLVMValueRef n, LoopKind kind, int arg, bool masked,
              void (*body)(Cg *, void *), void *ctx);
-/* vmath.c: e^x (2^x with base2) of an f32 in inline arithmetic (CPU). */
+/* vmath.c: e^x (2^x with base2) and ln x of an f32 in inline arithmetic (CPU). */
 LLVMValueRef cg_exp(Cg *c, LLVMValueRef x, bool base2);
+LLVMValueRef cg_log(Cg *c, LLVMValueRef x);
 /* micro.c */
 void cg_micro_gemm(Cg *c, const Stmt *s);
 /* n stored elements of dtype t (f32, f16, bf16, or an fp8 format) as n

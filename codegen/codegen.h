@@ -13,9 +13,8 @@
  * Arguments must not overlap where one of them is written (the code treats
  * them as `noalias`, as the PTX entry does): an update in place is one
  * inout argument.
- * fp8 conversions call the exported dt_* functions of ir/dtype.c and vector
- * math calls glibc's libmvec, so an object file links with tilec_ir and
- * -lmvec -lm. */
+ * fp8 conversions call the exported dt_* functions of ir/dtype.c, so an
+ * object file links with tilec_ir and -lm (math is inline: vmath.c). */
 #ifndef TILEC_CODEGEN_H
 #define TILEC_CODEGEN_H
 

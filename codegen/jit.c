@@ -3,7 +3,6 @@
 #include "codegen/cg.h"
 #include "runtime/pool.h"
 
-#include <dlfcn.h>
 #include <llvm-c/ExecutionEngine.h>
 #include <llvm-c/LLJIT.h>
 #include <llvm-c/Orc.h>
@@ -70,15 +69,6 @@ CgJit *cg_jit_compile(const Kernel *k, const TargetInfo *t, Diag *d)
         return NULL;
     }
     LLVMOrcJITDylibRef jd = LLVMOrcLLJITGetMainJITDylib(j->jit);
-    /* Vector math (see init_llvm in llvm.c) lives in libmvec: make its
-     * symbols visible to the process-wide search below. */
-    if (!dlopen("libmvec.so.1", RTLD_NOW | RTLD_GLOBAL)) {
-        diag_error(d, k->loc, "cannot load glibc's libmvec.so.1 (vector math): %s", dlerror());
-        cg_jit_free(j);
-        LLVMDisposeModule(mod);
-        LLVMOrcDisposeThreadSafeContext(tsc);
-        return NULL;
-    }
     /* dt_* conversion helpers and libm resolve from this process. */
     LLVMOrcDefinitionGeneratorRef gen;
     e = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(&gen, LLVMOrcLLJITGetGlobalPrefix(j->jit),

@@ -560,11 +560,16 @@ static LLVMValueRef fmath(Cg *c, const char *name, LLVMValueRef x)
 
 static LLVMValueRef fconst(Cg *c, double v) { return LLVMConstReal(c->f32, v); }
 
-/* e^x (2^x with base2): the GPU's own instructions, the CPU's inline
- * arithmetic (vmath.c). */
+/* e^x (2^x with base2) and ln x: the GPU's own instructions, the CPU's
+ * inline arithmetic (vmath.c). */
 static LLVMValueRef exp_of(Cg *c, LLVMValueRef x, bool base2)
 {
     return c->t->gpu_sm ? fmath(c, base2 ? "llvm.exp2" : "llvm.exp", x) : cg_exp(c, x, base2);
+}
+
+static LLVMValueRef log_of(Cg *c, LLVMValueRef x)
+{
+    return c->t->gpu_sm ? fmath(c, "llvm.log", x) : cg_log(c, x);
 }
 
 static LLVMValueRef unary_float(Cg *c, ExprOp op, LLVMValueRef x)
@@ -575,7 +580,7 @@ static LLVMValueRef unary_float(Cg *c, ExprOp op, LLVMValueRef x)
     case EX_ABS: return fmath(c, "llvm.fabs", x);
     case EX_EXP: return exp_of(c, x, false);
     case EX_EXP2: return exp_of(c, x, true);
-    case EX_LOG: return fmath(c, "llvm.log", x);
+    case EX_LOG: return log_of(c, x);
     case EX_SQRT: return fmath(c, "llvm.sqrt", x);
     case EX_RSQRT: return LLVMBuildFDiv(c->b, one, fmath(c, "llvm.sqrt", x), "");
     case EX_SIGMOID:
@@ -584,7 +589,7 @@ static LLVMValueRef unary_float(Cg *c, ExprOp op, LLVMValueRef x)
         return LLVMBuildFDiv(c->b, x, LLVMBuildFAdd(c->b, one, exp_of(c, LLVMBuildFNeg(c->b, x, ""), false), ""), "");
     case EX_SOFTPLUS: { /* max(x, 0) + log(1 + exp(-|x|)): no overflow */
         LLVMValueRef ax = fmath(c, "llvm.fabs", x);
-        LLVMValueRef t = fmath(c, "llvm.log", LLVMBuildFAdd(c->b, one, exp_of(c, LLVMBuildFNeg(c->b, ax, ""), false), ""));
+        LLVMValueRef t = log_of(c, LLVMBuildFAdd(c->b, one, exp_of(c, LLVMBuildFNeg(c->b, ax, ""), false), ""));
         LLVMValueRef pos = LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOGT, x, fconst(c, 0), ""), x, fconst(c, 0), "");
         return LLVMBuildFAdd(c->b, pos, t, "");
     }
@@ -704,34 +709,10 @@ static LLVMMetadataRef md_flag(Cg *c, const char *name, LLVMValueRef v)
     return LLVMMDNodeInContext2(c->ctx, ops, v ? 2 : 1);
 }
 
-/* Does e call libmvec (log: exp and 2^x are vmath.c's arithmetic)? */
-static bool calls_math(const Expr *e)
-{
-    if (e->op == EX_LOG || e->op == EX_SOFTPLUS)
-        return true;
-    for (int i = 0; i < e->nargs; i++)
-        if (calls_math(e->args[i]))
-            return true;
-    return false;
-}
-
-static bool body_calls_math(const Stmt *s)
-{
-    if (s->op == ST_SEQ) {
-        for (int i = 0; i < s->u.seq.n; i++)
-            if (body_calls_math(s->u.seq.items[i]))
-                return true;
-        return false;
-    }
-    return s->op == ST_STORE && calls_math(s->u.store.value);
-}
-
 /* !llvm.loop metadata for a vector loop: force vectorisation at `width`
  * lanes with a predicated (masked) tail, `interleave` vectors per step
  * where > 0 (independent accumulators for a reduction); reductions may be
- * reordered; `rolled`: not unrolled after vectorising.
- * Loops calling vector math keep an unmasked body and a scalar tail
- * instead, since libmvec has no masked variants for LLVM to call. */
+ * reordered; `rolled`: not unrolled after vectorising. */
 static void loop_metadata(Cg *c, LLVMValueRef latch_br, LoopKind kind, int width, bool masked, int interleave,
                           bool rolled)
 {
@@ -1010,16 +991,13 @@ void cg_stmt(Cg *c, const Stmt *s)
     case ST_FOR: {
         if (c->t->gpu_sm && cg_gpu_async_chunk(c, s))
             break;
-        /* LLVM 19 maps f32 math (log) to libmvec's 8-lane (AVX2) entry points only,
-         * unmasked: a loop with math runs 8 lanes wide with a scalar tail. */
-        bool math = body_calls_math(s->u.loop.body);
-        int width = math && s->u.loop.arg > 8 ? 8 : s->u.loop.arg;
+        int width = s->u.loop.arg;
         if (cg_transposed_copy(c, s) || cg_stream_loop(c, s, width))
             break;
         bool vec = s->u.loop.kind == LOOP_VECTOR, any_order = vec && reduction_in_any_order(s->u.loop.body);
         bool outer = c->in_vector_loop;
         c->in_vector_loop = vec;
-        loop_with(c, s->u.loop.var, cg_expr(c, s->u.loop.extent), s->u.loop.kind, width, !math,
+        loop_with(c, s->u.loop.var, cg_expr(c, s->u.loop.extent), s->u.loop.kind, width, true,
                   any_order ? 4 : vec && has_ordered_sum(s->u.loop.body) ? 1 : 0, stmt_body, s->u.loop.body);
         c->in_vector_loop = outer;
         break;
@@ -1309,17 +1287,16 @@ static void build_function(Cg *c)
     free(bps);
 }
 
-/* Once per process: vectorised math calls (log; exp is vmath.c's) go to glibc's
- * libmvec (_ZGVdN8v_logf ...); loops are unswitched on invariant
- * conditions up to a larger body than LLVM's default 50 — an inline exp
- * is ~25 instructions, and compress.lua's pooling loop (two of them, a
- * slot's row and column picked by a select on the outer loop's variable)
- * was no longer unswitched and gathered every load: 0.108 -> 0.166 ms,
- * 0.062 at 200. */
+/* Once per process: loops are unswitched on invariant conditions up to
+ * a larger body than LLVM's default 50 — an inline exp (vmath.c) is ~25
+ * instructions, and compress.lua's pooling loop (two of them, a slot's
+ * row and column picked by a select on the outer loop's variable) was no
+ * longer unswitched and gathered every load: 0.108 -> 0.166 ms, 0.062 at
+ * 200.  (No vector library: the CPU's math is vmath.c's arithmetic.) */
 static void init_llvm(void)
 {
-    const char *argv[] = {"tilec", "-vector-library=LIBMVEC-X86", "-unswitch-threshold=200"};
-    LLVMParseCommandLineOptions(3, argv, NULL);
+    const char *argv[] = {"tilec", "-unswitch-threshold=200"};
+    LLVMParseCommandLineOptions(2, argv, NULL);
 }
 
 LLVMTargetMachineRef cg_target_machine(const TargetInfo *t, Diag *d)

@@ -36,7 +36,7 @@ int main(void)
 }
 C
 lib=$(dirname "$TILEC")/libtilec_ir.a
-if cc -O1 "$tmp/main.c" "$tmp/gemm.o" "$lib" -lmvec -lm -o "$tmp/main" 2>"$tmp/err" && "$tmp/main" >"$tmp/out" 2>&1; then
+if cc -O1 "$tmp/main.c" "$tmp/gemm.o" "$lib" -lm -o "$tmp/main" 2>"$tmp/err" && "$tmp/main" >"$tmp/out" 2>&1; then
   ok "a C program links the object and gets C = A·Bᵀ"
 else
   bad "a C program links the object and gets C = A·Bᵀ" "$(cat "$tmp/err" "$tmp/out" 2>/dev/null)"

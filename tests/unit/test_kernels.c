@@ -1125,12 +1125,27 @@ static bool exp_ok(float x, float y, bool base2)
     return ulps_off(y, e) <= 1.5;
 }
 
-/* exp and exp2 on the CPU (codegen/vmath.c's arithmetic on the JIT
+/* ln x of one float against the math: within 1.5 ulps; -inf at ±0,
+ * inf at inf, NaN below 0 and for a NaN. */
+static bool log_ok(float x, float y)
+{
+    if (isnan(x) || x < 0)
+        return isnan(y);
+    if (x == 0)
+        return isinf(y) && y < 0;
+    if (isinf(x))
+        return isinf(y) && y > 0;
+    return ulps_off(y, log((double)x)) <= 1.5;
+}
+
+/* exp, exp2 and log on the CPU (codegen/vmath.c's arithmetic on the JIT
  * targets, libm in the interpreter) against double precision, over
  * their whole range: [-1, 1] densely, every binade's edges near overflow
- * and into the subnormals, the special values.  The GPU executors are not
- * run here: their ex2.approx has errors of its own (tests/gpu). */
-TEST(cpu_exp_within_one_and_a_half_ulps)
+ * and into the subnormals, the special values; log over the positive
+ * floats' bit patterns (every binade, subnormals too) and around 1.  The
+ * GPU executors are not run here: their ex2.approx and lg2.approx have
+ * errors of their own (tests/gpu). */
+TEST(cpu_exp_and_log_within_one_and_a_half_ulps)
 {
     const char *src =
         "kernel exps level loop\n"
@@ -1138,15 +1153,31 @@ TEST(cpu_exp_within_one_and_a_half_ulps)
         "arg x: f32[65536] in\n"
         "arg y: f32[65536] out\n"
         "arg z: f32[65536] out\n"
+        "arg u: f32[65536] in\n"
+        "arg l: f32[65536] out\n"
         "grid (b) < [16]\n"
         "{\n"
         "  for i: parallel < 4096 {\n"
         "    y[b * 4096 + i] = exp(x[b * 4096 + i])\n"
         "    z[b * 4096 + i] = exp2(x[b * 4096 + i])\n"
+        "    l[b * 4096 + i] = log(u[b * 4096 + i])\n"
         "  }\n"
         "}\n";
     enum { N = 65536 };
-    static float x[N], y[N], z[N];
+    static float x[N], y[N], z[N], u[N], l[N];
+    const float log_special[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, -1.0f, 1.0f, FLT_MIN, FLT_MAX, 1e-45f,
+                                 0.70710677f, 0.70710683f, 1.4142135f, 1.4142137f, nextafterf(1.0f, 0), nextafterf(1.0f, 2)};
+    int nl = (int)(sizeof log_special / sizeof log_special[0]);
+    for (int i = 0; i < N; i++) {
+        if (i < nl) {
+            u[i] = log_special[i];
+        } else if (i < N / 2) {                    /* every positive bit pattern's neighbourhood, evenly */
+            uint32_t bits = (uint32_t)((uint64_t)(i - nl) * 0x7f800000u / (N / 2 - nl));
+            memcpy(&u[i], &bits, 4);
+        } else {
+            u[i] = 0.5f + 1.5f * (float)(i - N / 2) / (N / 2); /* around 1, where ln x is small */
+        }
+    }
     const float special[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, -NAN, 88.72283f, 88.72284f, 88.7229f,
                              -87.33654f, -87.33655f, -103.27893f, -103.97208f, -103.9721f, 127.99999f, 128.0f,
                              -126.0f, -149.0f, -149.5f, -150.0f, 1e-30f, -1e-30f, 0.5f * 0.6931472f};
@@ -1167,7 +1198,7 @@ TEST(cpu_exp_within_one_and_a_half_ulps)
         CHECK(k != NULL);
         if (!k)
             return;
-        void *args[3] = {x, y, z};
+        void *args[5] = {x, y, z, u, l};
         bool ok = execute(k, execs[e].mode, execs[e].target, execs[e].threads, args, NULL, &d);
         CHECKF(ok, "exps on %s: %s", exec_name(&execs[e]), d.msg);
         int bad = 0;
@@ -1176,6 +1207,11 @@ TEST(cpu_exp_within_one_and_a_half_ulps)
                 bad++;
                 CHECKF(false, "%s: exp(%.9g) = %.9g (%.2f ulps), exp2 = %.9g (%.2f ulps)", exec_name(&execs[e]),
                        x[i], y[i], ulps_off(y[i], exp(x[i])), z[i], ulps_off(z[i], exp2(x[i])));
+            }
+            if (!log_ok(u[i], l[i])) {
+                bad++;
+                CHECKF(false, "%s: log(%.9g) = %.9g (%.2f ulps)", exec_name(&execs[e]), u[i], l[i],
+                       ulps_off(l[i], log(u[i])));
             }
         }
         ir_kernel_free(k);
@@ -1733,7 +1769,7 @@ int main(void)
     RUN(dyn_dimension_at_run_time);
     RUN(atomic_add_across_blocks);
     RUN(max_and_min_follow_ieee_maximum_minimum);
-    RUN(cpu_exp_within_one_and_a_half_ulps);
+    RUN(cpu_exp_and_log_within_one_and_a_half_ulps);
     RUN(max_min_reductions_of_every_width_keep_nans_and_signed_zeros);
     RUN(every_fp8_byte_widens_exactly);
     RUN(bf16_store_of_a_rounded_value);
