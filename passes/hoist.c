@@ -690,6 +690,213 @@ static bool scan(Hoist *H, Stmt *seq)
     return false;
 }
 
+/* ------------------------------------------------------------ merging */
+
+/* Two statements alike up to their loop variables' names and scratch
+ * buffer xb standing where xa does. */
+typedef struct Alike {
+    const Var *a[MAX_DEPTH * 4], *b[MAX_DEPTH * 4];
+    int n;
+    const Buffer *xa, *xb;
+} Alike;
+
+static bool same_buf(const Alike *m, const Buffer *a, const Buffer *b)
+{
+    return a == b || (a == m->xa && b == m->xb);
+}
+
+static bool same_expr(const Alike *m, const Expr *a, const Expr *b)
+{
+    if (a->op != b->op || a->dtype != b->dtype || a->nargs != b->nargs)
+        return false;
+    if (a->op == EX_VAR) {
+        for (int i = m->n - 1; i >= 0; i--)
+            if (m->a[i] == a->var || m->b[i] == b->var)
+                return m->a[i] == a->var && m->b[i] == b->var;
+        return a->var == b->var;
+    }
+    if (a->op == EX_LOAD && !same_buf(m, a->buf, b->buf))
+        return false;
+    if (a->nargs == 0)
+        return a->op == EX_LOAD || ir_expr_equal(a, b);
+    for (int i = 0; i < a->nargs; i++)
+        if (!same_expr(m, a->args[i], b->args[i]))
+            return false;
+    return true;
+}
+
+/* Alike, for the statements a staging nest is made of (loops, ifs,
+ * sequences, stores); anything else is not. */
+static bool same_stmt(Alike *m, const Stmt *a, const Stmt *b)
+{
+    if (!a || !b)
+        return a == b;
+    if (a->op != b->op)
+        return false;
+    switch (a->op) {
+    case ST_SEQ:
+        if (a->u.seq.n != b->u.seq.n)
+            return false;
+        for (int i = 0; i < a->u.seq.n; i++)
+            if (!same_stmt(m, a->u.seq.items[i], b->u.seq.items[i]))
+                return false;
+        return true;
+    case ST_FOR: {
+        if (a->u.loop.kind != b->u.loop.kind || a->u.loop.arg != b->u.loop.arg ||
+            !same_expr(m, a->u.loop.extent, b->u.loop.extent) || m->n == (int)(sizeof m->a / sizeof m->a[0]))
+            return false;
+        m->a[m->n] = a->u.loop.var;
+        m->b[m->n++] = b->u.loop.var;
+        bool same = same_stmt(m, a->u.loop.body, b->u.loop.body);
+        m->n--;
+        return same;
+    }
+    case ST_IF:
+        return same_expr(m, a->u.if_.cond, b->u.if_.cond) && same_stmt(m, a->u.if_.then_, b->u.if_.then_) &&
+               same_stmt(m, a->u.if_.else_, b->u.if_.else_);
+    case ST_STORE:
+        if (!same_buf(m, a->u.store.buf, b->u.store.buf) || a->u.store.atomic || b->u.store.atomic ||
+            a->u.store.async || b->u.store.async || a->u.store.stream != b->u.store.stream ||
+            !same_expr(m, a->u.store.value, b->u.store.value))
+            return false;
+        for (int d = 0; d < a->u.store.buf->rank; d++)
+            if (!same_expr(m, a->u.store.idx[d], b->u.store.idx[d]))
+                return false;
+        return true;
+    default: return false;
+    }
+}
+
+/* Whether the statements under s store to one buffer at most (*x: it,
+ * NULL for none): loops, ifs, sequences and stores only. */
+static bool stores_one(const Stmt *s, Buffer **x)
+{
+    switch (s->op) {
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n; i++)
+            if (!stores_one(s->u.seq.items[i], x))
+                return false;
+        return true;
+    case ST_FOR: return stores_one(s->u.loop.body, x);
+    case ST_IF: return stores_one(s->u.if_.then_, x) && (!s->u.if_.else_ || stores_one(s->u.if_.else_, x));
+    case ST_STORE:
+        if (*x && *x != s->u.store.buf)
+            return false;
+        *x = s->u.store.buf;
+        return true;
+    default: return false;
+    }
+}
+
+/* The scratch a once stages (NULL: not a once of one such nest). */
+static Buffer *staged_once(const Stmt *s)
+{
+    Buffer *x = NULL;
+    return s->op == ST_ONCE && stores_one(s->u.once.body, &x) ? x : NULL;
+}
+
+static bool same_shape(const Buffer *a, const Buffer *b)
+{
+    int64_t x, y;
+    if (a->dtype != b->dtype || a->rank != b->rank || a->scope != b->scope)
+        return false;
+    for (int d = 0; d < a->rank; d++)
+        if (!ir_expr_is_const(a->shape[d], &x) || !ir_expr_is_const(b->shape[d], &y) || x != y)
+            return false;
+    return true;
+}
+
+static void rename_in_expr(Expr *e, const Buffer *from, Buffer *to)
+{
+    if (e->op == EX_LOAD && e->buf == from)
+        e->buf = to;
+    for (int i = 0; i < e->nargs; i++)
+        rename_in_expr(e->args[i], from, to);
+}
+
+static void rename_in_region(Region *r, const Buffer *from, Buffer *to)
+{
+    if (!r->buf)
+        return;
+    if (r->buf == from)
+        r->buf = to;
+    for (int d = 0; d < r->buf->rank; d++)
+        rename_in_expr(r->off[d], from, to);
+}
+
+/* Every access of buffer `from` in s reads `to` instead (expressions are
+ * changed in place: a shared one means `from` wherever it appears). */
+static void rename_buffer(Stmt *s, const Buffer *from, Buffer *to)
+{
+    if (!s)
+        return;
+    switch (s->op) {
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n; i++)
+            rename_buffer(s->u.seq.items[i], from, to);
+        break;
+    case ST_FOR:
+        rename_in_expr(s->u.loop.extent, from, to);
+        rename_buffer(s->u.loop.body, from, to);
+        break;
+    case ST_IF:
+        rename_in_expr(s->u.if_.cond, from, to);
+        rename_buffer(s->u.if_.then_, from, to);
+        rename_buffer(s->u.if_.else_, from, to);
+        break;
+    case ST_ONCE:
+        rename_in_expr(s->u.once.key, from, to);
+        rename_buffer(s->u.once.body, from, to);
+        break;
+    case ST_STORE:
+    case ST_PREFETCH:
+        if (s->u.store.buf == from)
+            s->u.store.buf = to;
+        for (int d = 0; d < s->u.store.buf->rank; d++)
+            rename_in_expr(s->u.store.idx[d], from, to);
+        if (s->op == ST_STORE)
+            rename_in_expr(s->u.store.value, from, to);
+        break;
+    case ST_MICRO_GEMM:
+        rename_in_region(&s->u.gemm.a, from, to);
+        rename_in_region(&s->u.gemm.b, from, to);
+        rename_in_region(&s->u.gemm.c, from, to);
+        rename_in_region(&s->u.gemm.a_scale, from, to);
+        rename_in_region(&s->u.gemm.b_scale, from, to);
+        break;
+    default: break;
+    }
+}
+
+/* A once staging what an earlier one stages, under the same key — two
+ * GEMMs over the same rows of A (moe_gemm_swiglu's gate and up halves)
+ * copy A in e2m1 order twice — goes, its scratch read from the earlier
+ * one's: each is written only by its once, from the same read-only and
+ * block-derived values (qualifies()), so both hold the same whenever a
+ * key's blocks read them. */
+static void merge_equal_onces(Kernel *k)
+{
+    Stmt *body = k->body;
+    for (int j = 0; j < body->u.seq.n; j++) {
+        Stmt *b = body->u.seq.items[j];
+        Buffer *xb = staged_once(b);
+        for (int i = 0; xb && i < j; i++) {
+            Stmt *a = body->u.seq.items[i];
+            Buffer *xa = staged_once(a);
+            Alike m = {.xa = xa, .xb = xb};
+            if (!xa || xa == xb || !same_shape(xa, xb) || !same_expr(&m, a->u.once.key, b->u.once.key) ||
+                !same_stmt(&m, a->u.once.body, b->u.once.body))
+                continue;
+            memmove(&body->u.seq.items[j], &body->u.seq.items[j + 1], sizeof(Stmt *) * (size_t)(body->u.seq.n - j - 1));
+            body->u.seq.n--;
+            rename_buffer(body, xb, xa);
+            j--;
+            break;
+        }
+    }
+    ir_drop_unused_buffers(k);
+}
+
 bool pass_hoist(Kernel *k, const TargetInfo *t, Diag *d)
 {
     (void)d;
@@ -716,5 +923,6 @@ bool pass_hoist(Kernel *k, const TargetInfo *t, Diag *d)
             wrap.u.seq.items = &s;
         }
     }
+    merge_equal_onces(k);
     return true;
 }

@@ -256,6 +256,11 @@ TEST(golden_hoist_bounded_steps) { golden_for("hoist_bounded_steps", pass_hoist,
  * every element once, a number in mixed radix, and go into a once per by;
  * bt's overlap (2 + t2 meets t2) and stay */
 TEST(golden_hoist_unrolled) { golden_for("hoist_unrolled", pass_hoist, ir_target("x86-avx2")); }
+/* two nests staging the same rows of a (as, as2: the gate and up GEMMs
+ * of moe_gemm_swiglu in small) go into onces under one key, and the
+ * second goes, its reads taken from as; at (the rows doubled) keeps its
+ * own once */
+TEST(golden_hoist_merge) { golden_for("hoist_merge", pass_hoist, ir_target("x86-avx2")); }
 /* lower's `if inside {fast} else {guarded}` copies unswitched: both arms
  * fused, t gone */
 TEST(golden_fuse_switch) { golden("fuse_switch", pass_fuse); }
@@ -761,9 +766,10 @@ TEST(reuse_keeps_the_meaning)
  * row block, whole ones. */
 TEST(hoist_keeps_the_meaning)
 {
-    const char *names[] = {"hoist_staging", "hoist_one_step", "hoist_derived", "hoist_bounded_steps", "hoist_unrolled"};
+    const char *names[] = {"hoist_staging",  "hoist_one_step", "hoist_derived",
+                           "hoist_bounded_steps", "hoist_unrolled", "hoist_merge"};
     const int64_t ms[] = {1, 6, 8};
-    keeps_the_meaning(names, 5, pass_hoist, ir_target("x86-avx2"), ms);
+    keeps_the_meaning(names, 6, pass_hoist, ir_target("x86-avx2"), ms);
 }
 
 /* Every example spec, at shapes that hit tails (and small enough for the
@@ -969,6 +975,7 @@ int main(void)
     RUN(golden_hoist_derived);
     RUN(golden_hoist_bounded_steps);
     RUN(golden_hoist_unrolled);
+    RUN(golden_hoist_merge);
     RUN(hoist_keeps_the_meaning);
     RUN(golden_fuse_switch);
     RUN(golden_fuse_strided);
