@@ -991,13 +991,12 @@ void cg_stmt(Cg *c, const Stmt *s)
     case ST_FOR: {
         if (c->t->gpu_sm && cg_gpu_async_chunk(c, s))
             break;
-        int width = s->u.loop.arg;
-        if (cg_transposed_copy(c, s) || cg_stream_loop(c, s, width))
+        if (cg_transposed_copy(c, s) || cg_stream_loop(c, s, s->u.loop.arg))
             break;
         bool vec = s->u.loop.kind == LOOP_VECTOR, any_order = vec && reduction_in_any_order(s->u.loop.body);
         bool outer = c->in_vector_loop;
         c->in_vector_loop = vec;
-        loop_with(c, s->u.loop.var, cg_expr(c, s->u.loop.extent), s->u.loop.kind, width, true,
+        loop_with(c, s->u.loop.var, cg_expr(c, s->u.loop.extent), s->u.loop.kind, s->u.loop.arg, true,
                   any_order ? 4 : vec && has_ordered_sum(s->u.loop.body) ? 1 : 0, stmt_body, s->u.loop.body);
         c->in_vector_loop = outer;
         break;

@@ -42,9 +42,9 @@ static Expr *fold_clamp(Lower *L, Expr *scale)
 
 /* The value a staged copy holds for window r's element at pos (its
  * leading dims 0 first), its load guarded or not, scaled as `by` says;
- * the scale's element at spos where given (else pos divided by the
- * window's elements per scale). */
-static Expr *staged_value(Lower *L, const Region *r, Expr *const *pos, Expr *const *spos, bool guard, Scaling by)
+ * the scale's element at pos divided by the window's elements per scale,
+ * or in the last dim at scol where given. */
+static Expr *staged_value(Lower *L, const Region *r, Expr *const *pos, Expr *scol, bool guard, Scaling by)
 {
     Expr *si[IR_MAX_RANK];
     lower_region_at(L, r, pos, si);
@@ -54,34 +54,16 @@ static Expr *staged_value(Lower *L, const Region *r, Expr *const *pos, Expr *con
         v = ir_binary(L->k, EX_MUL, v, ir_const_f(L->k, ldexp(1.0, by.lift)));
     if (scale) {
         Expr *sp[IR_MAX_RANK], *ssi[IR_MAX_RANK];
-        for (int d = 0; d < r->buf->rank; d++) {
+        int C = r->buf->rank - 1;
+        for (int d = 0; d <= C; d++) {
             int64_t per = r->ext[d] / scale->ext[d];
-            sp[d] = spos ? spos[d] : per == 1 ? pos[d] : ir_binary(L->k, EX_DIV, pos[d], ci(L, per));
+            sp[d] = d == C && scol ? scol : per == 1 ? pos[d] : ir_binary(L->k, EX_DIV, pos[d], ci(L, per));
         }
         lower_region_at(L, scale, sp, ssi);
         Expr *f = lower_guarded_load(L, scale->buf, ssi, guard);
         v = ir_binary(L->k, EX_MUL, v, by.clamp ? fold_clamp(L, f) : f);
     }
     return v;
-}
-
-/* Where an e2m1-order copy's value at pos (in block blk of B columns)
- * finds its scale, in spos: NULL without one.  A block lies in one scale
- * block where those are whole blocks of the copy (A's 1x128 scales):
- * found from blk, as the loop vectoriser sees an invariant. */
-static Expr **scale_at(Lower *L, const Region *r, const Region *scale, Expr *const *pos, Expr *blk, int64_t B,
-                       Expr **spos)
-{
-    if (!scale)
-        return NULL;
-    int C = r->buf->rank - 1;
-    for (int d = 0; d <= C; d++) {
-        int64_t per = r->ext[d] / scale->ext[d];
-        spos[d] = per == 1 ? pos[d] : ir_binary(L->k, EX_DIV, pos[d], ci(L, per));
-        if (d == C && per % B == 0)
-            spos[d] = ir_binary(L->k, EX_DIV, blk, ci(L, per / B));
-    }
-    return spos;
 }
 
 /* The staging loops of A's copy in e2m1 order (lay E2M1_ORDER or
@@ -100,10 +82,15 @@ static Stmt *stage_e2m1_loops(Lower *L, const Region *r, Buffer *b, Layout lay, 
     int64_t B = lay == E2M1_PAIRS ? IR_E2M1_PAIR_BLOCK : IR_E2M1_BLOCK, W = lay == E2M1_PAIRS ? 32 : 8, Q = B / W;
     int R = r->buf->rank - 2, C = R + 1;
     int64_t ext[3] = {shape[0], shape[1] / B, W};
-    Expr *v[3], *pos[IR_MAX_RANK], *spos[IR_MAX_RANK];
+    Expr *v[3], *pos[IR_MAX_RANK];
     Stmt *inner;
     Stmt *loops = lower_nest(L, 3, ext, LOOP_PARALLEL, "e", v, &inner, loc);
     Expr *first = ir_binary(L->k, EX_MUL, v[1], ci(L, B));
+    /* a block lies in one scale block where those are whole blocks of the
+     * copy (A's 1x128 scales): its scale found from blk, an invariant of
+     * the vectorised loop */
+    int64_t per = by.scale ? r->ext[C] / by.scale->ext[C] : 0;
+    Expr *scol = per && per % B == 0 ? ir_binary(L->k, EX_DIV, v[1], ci(L, per / B)) : NULL;
     for (int d = 0; d < R; d++)
         pos[d] = ci(L, 0);
     pos[R] = v[0];
@@ -113,8 +100,7 @@ static Stmt *stage_e2m1_loops(Lower *L, const Region *r, Buffer *b, Layout lay, 
          * loads' addresses step (the loop was not vectorised) */
         pos[C] = add(L, add(L, first, ci(L, q)), ir_binary(L->k, EX_MUL, v[2], ci(L, Q)));
         Expr *di[2] = {v[0], add(L, add(L, first, ci(L, W * q)), v[2])};
-        ir_seq_push(L->k, inner, ir_store(L->k, b, di, staged_value(L, r, pos, scale_at(L, r, by.scale, pos, v[1], B, spos),
-                                                                     guard, by), loc));
+        ir_seq_push(L->k, inner, ir_store(L->k, b, di, staged_value(L, r, pos, scol, guard, by), loc));
     }
     return loops;
 }
