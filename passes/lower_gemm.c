@@ -105,6 +105,32 @@ static Stmt *stage_e2m1_loops(Lower *L, const Region *r, Buffer *b, Layout lay, 
     return loops;
 }
 
+/* The PAIRS staging loops of a [K, N] window r (not transposed): row kk
+ * of b interleaves rows 2kk and 2kk + 1 of r, two stores a step,
+ *   for kk < K/2 { for n < N { b[kk, 2n] = R(2kk, n); b[kk, 2n + 1] = R(2kk + 1, n) } }
+ * which LLVM vectorises as one interleaved group (two row loads, their
+ * words zipped).  As one store reading R(2kk + j % 2, j / 2) the loads
+ * were gathers of a word each (sparse_attn's P·V, whose B is the
+ * gathered key rows: half of its time). */
+static Stmt *stage_row_pairs(Lower *L, const Region *r, Buffer *b, const int64_t *shape, bool guard, Scaling by,
+                             SrcLoc loc)
+{
+    int R = r->buf->rank - 2;
+    int64_t ext[2] = {shape[0], shape[1] / 2};
+    Expr *v[2], *pos[IR_MAX_RANK];
+    Stmt *inner;
+    Stmt *loops = lower_nest(L, 2, ext, LOOP_PARALLEL, "q", v, &inner, loc);
+    for (int d = 0; d < R; d++)
+        pos[d] = ci(L, 0);
+    pos[R + 1] = v[1];
+    for (int t = 0; t < 2; t++) {
+        pos[R] = add(L, ir_binary(L->k, EX_MUL, v[0], ci(L, 2)), ci(L, t));
+        Expr *di[2] = {v[0], add(L, ir_binary(L->k, EX_MUL, v[1], ci(L, 2)), ci(L, t))};
+        ir_seq_push(L->k, inner, ir_store(L->k, b, di, staged_value(L, r, pos, NULL, guard, by), loc));
+    }
+    return loops;
+}
+
 /* The staging loops of window r (transposed or not) into b with layout
  * lay, its loads guarded or not, its values scaled as `by` says.  Loops
  * over `shape` (PANELS: over panels [p0, p0 + shape[0]) of shape[2] <= NR
@@ -114,6 +140,8 @@ static Stmt *stage_loops(Lower *L, const Region *r, Buffer *b, Layout lay, const
 {
     if (lay == E2M1_ORDER || lay == E2M1_PAIRS)
         return stage_e2m1_loops(L, r, b, lay, shape, guard, by, loc); /* (never transposed) */
+    if (lay == PAIRS && !transpose)
+        return stage_row_pairs(L, r, b, shape, guard, by, loc);
     int n = lay == PANELS ? 3 : 2, R = r->buf->rank - 2; /* (leading dims of extent 1) */
     Expr *vars[3], *pos[IR_MAX_RANK], *di[2];
     Stmt *inner;
