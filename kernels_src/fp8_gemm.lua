@@ -22,7 +22,7 @@ local T = require "tile"
 local BLOCK = 128
 
 return T.kernel "fp8_gemm" {
-  params = { M = T.dyn, N = T.size(4096), K = T.size(4096), BM = T.tune{64, 32, 16, 128, 4, 1},
+  params = { M = T.dyn, N = T.size(4096), K = T.size(4096), BM = T.tune{64, 32, 16, 128, 4, 1, 256},
              BN = T.tune{128, 64, 32, 16, 8, 4}, BK = T.tune{128, 256, 512, 1024, 2048, 4096} },
   args = function(p)
     T.check(p.K % BLOCK == 0, ("fp8_gemm: K = %d is not a multiple of the scale block (%d)"):format(p.K, BLOCK))
@@ -103,8 +103,12 @@ return T.kernel "fp8_gemm" {
   choose = function(p, target)
     if target.sm then return p.M and p.M <= 16 and { BM = 16, BN = 32, BK = 128 } or {} end
     -- a prefill: 128-row blocks (Zen 5, N = K = 2048, one thread: 51.7 ->
-    -- 43.4 ms; N = K = 7168 620 -> 539; x86-avx2 there 159 -> 151)
-    if p.M and p.M > 64 then return { BM = 128 } end
+    -- 43.4 ms; N = K = 7168 620 -> 539; x86-avx2 there 159 -> 151), 256
+    -- beyond 128 rows: each step's weight tile is packed half as often
+    -- (Zen 5, one thread, N = K = 4096: M = 256 29.4-29.5 -> 25.5-26.9 ms,
+    -- 1024 103-110 -> 93-98, 4096 426-440 -> 410-412; N = K = 2048 at 1024
+    -- 25.5-25.6 -> 23.0-23.6).  512 would need a 256 KiB fragment.
+    if p.M and p.M > 64 then return { BM = p.M > 128 and 256 or 128 } end
     -- a dyn M in blocks of at most 16 rows (--set BM: bench_moe's shared
     -- expert at decode): dot tiles over all of K (Zen 5, N 2048, K 4096,
     -- one thread, M = 1 / 4 / 16: 0.70 / 2.15 / 3.82 ms at the first
