@@ -70,9 +70,9 @@ static const char *kparam(const Kernel *k, const char *name)
 
 /* fp8_gemm's choose: decode tiles for a known M on a CPU target (K steps
  * whose A rows per tile fit half of x86-avx2's 32 KiB L1), a --set value
- * kept; 128-row blocks for a CPU's prefill beyond 64 rows; 16-row tiles of
- * 32 weight rows on a GPU up to 16 rows; the first candidates without a
- * target, for a dyn M and a GPU's prefill. */
+ * kept; 128-row blocks for a CPU's prefill beyond 64 rows, 256 beyond 128;
+ * 16-row tiles of 32 weight rows on a GPU up to 16 rows; the first
+ * candidates without a target, for a dyn M and a GPU's prefill. */
 TEST(choose_picks_the_unset_tile_sizes)
 {
     const char *spec = "kernels_src/fp8_gemm.lua";
@@ -89,7 +89,8 @@ TEST(choose_picks_the_unset_tile_sizes)
         {{{"M", "16"}, {"K", "4096"}}, 2, cpu, "16", "32", "512"},
         {{{"M", "16"}, {"BN", "64"}}, 2, cpu, "16", "64", "512"}, /* a --set value stays */
         {{{"M", "16"}, {"K", "4224"}}, 2, cpu, "16", "32", "128"}, /* no longer step divides K */
-        {{{"M", "512"}}, 1, cpu, "128", "128", "128"},              /* prefill: 128-row blocks */
+        {{{"M", "128"}}, 1, cpu, "128", "128", "128"},              /* prefill: 128-row blocks */
+        {{{"M", "129"}}, 1, cpu, "256", "128", "128"},              /* ... 256 beyond 128 rows */
         {{{"M", "64"}}, 1, cpu, "64", "128", "128"},                /* the first candidates */
         {{{"K", "4096"}}, 1, cpu, "64", "128", "128"},              /* a dyn M */
         {{{"BM", "16"}, {"K", "2048"}}, 2, cpu, "16", "16", "2048"}, /* a dyn M in 16-row blocks */
