@@ -265,6 +265,40 @@ TEST(gemm_fp8_shapes)
         check_gemm("f8e4m3", shapes[i][0], shapes[i][1], shapes[i][2]);
 }
 
+/* B as [K, N] (tests/specs/gemm_kn.lua): on AVX-512 with vdpbf16ps its
+ * tile is packed in k-pairs by zipping rows 2kk and 2kk + 1 (lower_gemm.c,
+ * stage_row_pairs) — windows inside the matrices, tails in every
+ * dimension, and an odd K. */
+TEST(gemm_kn_bf16_shapes)
+{
+    static const int shapes[][3] = {{64, 128, 256}, {37, 50, 30}, {20, 33, 67}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        int M = shapes[i][0], N = shapes[i][1], K = shapes[i][2];
+        FeSet sets[] = {{"M", itoa_slot(0, M)}, {"N", itoa_slot(1, N)}, {"K", itoa_slot(2, K)}, {"dtype", "bf16"}};
+        for (int e = 0; e < NEXECS; e++) {
+            if (!exec_available(&execs[e]))
+                continue;
+            Args a = {0};
+            bool ok = run_spec("tests/specs/gemm_kn.lua", sets, 4, NULL, execs[e].mode, execs[e].target,
+                               execs[e].threads, &a);
+            CHECKF(ok, "gemm_kn %dx%dx%d on %s did not run", M, N, K, exec_name(&execs[e]));
+            if (ok) {
+                float *bt = malloc((size_t)N * K * sizeof(float)), *ref = calloc((size_t)M * N, sizeof(float));
+                for (int k = 0; k < K; k++) /* ref_gemm's B is [N, K] */
+                    for (int n = 0; n < N; n++)
+                        bt[(int64_t)n * K + k] = a.f[1][(int64_t)k * N + n];
+                ref_gemm(M, N, K, a.f[0], bt, ref);
+                double diff = ref_max_abs_diff(ref, a.f[2], (int64_t)M * N), tol = 1e-6 * K + 1e-6;
+                CHECKF(diff <= tol, "gemm_kn %dx%dx%d on %s: max |diff| %g > %g", M, N, K, exec_name(&execs[e]),
+                       diff, tol);
+                free(bt);
+                free(ref);
+            }
+            args_free(&a);
+        }
+    }
+}
+
 /* Row tiles of up to 16 rows run as dot tiles along K on the CPU (decode):
  * one row, row bands with a remainder (4 = 3 + 1 on AVX2), 16 rows; tails
  * in N and in K (K not a multiple of the 8, 16 or 32 elements per step). */
@@ -1754,6 +1788,7 @@ int main(void)
     RUN(gemm_f32_shapes);
     RUN(gemm_bf16_shapes);
     RUN(gemm_fp8_shapes);
+    RUN(gemm_kn_bf16_shapes);
     RUN(gemm_decode_rows);
     RUN(dot_tiles_widen_every_fp8_code);
     RUN(dot_tiles_e4m3_by_e4m3_every_pair);
