@@ -181,6 +181,7 @@ TEST(golden_lower_prefetch) { golden("lower_prefetch", pass_lower); }
  * block's in its second copy; one that does not move with the grid (w)
  * or is read once (r's two halves) does not */
 TEST(golden_lower_next_block) { golden("lower_next_block", pass_lower); }
+TEST(golden_lower_next_block_retiled) { golden("lower_next_block_retiled", pass_lower); }
 /* the same on sm_90a: dequantised into bf16 shared memory for the tensor cores */
 TEST(golden_lower_scaled_gpu) { golden_for("lower_scaled_gpu", pass_lower, ir_target("sm_90a")); }
 TEST(golden_vectorize) { golden("vectorize", pass_vectorize); }
@@ -959,6 +960,7 @@ int main(void)
     RUN(golden_lower_forward_group);
     RUN(golden_lower_prefetch);
     RUN(golden_lower_next_block);
+    RUN(golden_lower_next_block_retiled);
     RUN(golden_lower_scaled_deq);
     RUN(golden_lower_scaled_gpu);
     RUN(golden_vectorize);
