@@ -153,7 +153,8 @@ static Region advanced(Lower *L, const Region *r, const Var *v, Expr *ahead)
 
 /* The prefetch of the next block's copy of the innermost row at window
  * position pos (its other dimensions': a row of the copy's loops), a line
- * at a time. */
+ * at a time — where that block's window lies inside the buffer (the last
+ * block has none to fetch). */
 static Stmt *fetch_next_row(Lower *L, const Region *src, Expr *const *pos, SrcLoc loc)
 {
     int rank = src->buf->rank, last = rank - 1;
@@ -170,7 +171,8 @@ static Stmt *fetch_next_row(Lower *L, const Region *src, Expr *const *pos, SrcLo
         at[d] = d == last ? ir_binary(L->k, EX_MUL, vars[0], ci(L, per_line)) : pos[d];
     lower_region_at(L, &next, at, idx);
     ir_seq_push(L->k, inner, ir_prefetch(L->k, src->buf, idx, loc));
-    return loop;
+    Expr *inside = lower_window_inside(L, &next);
+    return inside ? ir_if(L->k, inside, loop, NULL, loc) : loop;
 }
 
 /* COPY / ATOMIC_ADD as loops; guarded or not.  With fetch_next (an
