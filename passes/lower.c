@@ -536,7 +536,9 @@ static bool same_window(const Reread *x, const Reread *y)
 
 /* The range of a copy's offset within one block: the enclosing loops'
  * variables over their constant extents, the grid's at 0 (both copies
- * compared are the same block's); anything else unknown. */
+ * compared are the same block's, and read the grid's rows alike — where
+ * they do not, a fetch is misplaced, never a value wrong); anything else
+ * unknown. */
 static IrRange block_leaf(const Expr *e, void *ctx)
 {
     const Rereads *rr = ctx;
