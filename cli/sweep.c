@@ -31,11 +31,12 @@ static const char *set_value(const Opts *o, const char *name)
 
 static bool is_set(const Opts *o, const char *name) { return set_value(o, name) != NULL; }
 
-/* A tune{} parameter (a size is a KP_TUNE without candidates: not one). */
+/* A tune{} parameter (a size is a KP_TUNE without candidates, a variant{}
+ * one that says what the kernel computes: neither is). */
 static const KParam *tune_param(const Kernel *k, const char *name)
 {
     const KParam *p = ir_kparam_find(k, name);
-    return p && p->kind == KP_TUNE && p->ncands ? p : NULL;
+    return p && p->kind == KP_TUNE && p->ncands && !p->variant ? p : NULL;
 }
 
 static bool is_candidate(const KParam *kp, const char *v)
@@ -63,6 +64,14 @@ static bool make_axes(const Kernel *k, const Opts *o, char **lists, Axis *axes, 
     SrcLoc none = {o->spec, 0};
     for (int i = 0; i < o->novers; i++) {
         const char *name = o->overs[i].name;
+        const KParam *kp = ir_kparam_find(k, name);
+        if (kp && kp->variant) {
+            /* its values compute different things: no point is "the best" */
+            diag_error(d, none, "--over %s: %s is a variant{} of kernel %s (what it computes), not a tune parameter",
+                       name, name, k->name);
+            diag_hint(d, "sweep each with --set %s=VALUE", name);
+            return false;
+        }
         if (!tune_param(k, name))
             return diag_error(d, none, "--over %s: kernel %s has no tune parameter %s", name, k->name, name);
         if (is_set(o, name))

@@ -7,7 +7,7 @@ local T = require "tile"
 return T.kernel "gemm" {
   params = {
     M = T.size(256), N = T.size(256), K = T.size(256),
-    dtype = T.tune{"f32", "bf16", "f8e4m3"}, stages = T.tune{2, 3, 4},  -- tiles in flight (CPU: prefetch distance + 1)
+    dtype = T.variant{"f32", "bf16", "f8e4m3"}, stages = T.tune{2, 3, 4},  -- tiles in flight (CPU: prefetch distance + 1)
     BM = T.tune{192, 96, 48, 24, 128, 64, 16, 4, 1, 256, 512}, BN = T.tune{64, 32, 128, 256, 16, 8, 4}, BK = T.tune{128, 64, 256, 32, 512, 1024, 2048, 4096},
   },
   args = function(p) return {

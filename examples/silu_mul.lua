@@ -4,7 +4,7 @@
 local T = require "tile"
 
 return T.kernel "silu_mul" {
-  params = { M = T.size(128), N = T.size(1000), dtype = T.tune{"bf16", "f32"},
+  params = { M = T.size(128), N = T.size(1000), dtype = T.variant{"bf16", "f32"},
              BM = T.tune{4, 8, 16}, BN = T.tune{512, 256, 1024} },
   args = function(p) return {
     gate = T.tensor{p.M, p.N, p.dtype},

@@ -141,6 +141,7 @@ static int c_kparam(lua_State *L)
             lua_pop(L, 2);
         }
     p->picked = lua_toboolean(L, 5);
+    p->variant = !strcmp(kind, "variant");
     if (kk == KP_DYN) {
         p->dyn = ir_param_add(k, p->name, DT_I64);
         lua_pushlightuserdata(L, ir_param(k, p->dyn));

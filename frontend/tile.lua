@@ -725,6 +725,13 @@ function T.tune(cands)
   if type(cands) ~= "table" or #cands == 0 then err("T.tune{...} needs a list of candidates") end
   return { __tune = true, cands = cands }
 end
+-- A choice of what the kernel computes (a dtype, a mode), set as a tune{}
+-- one is but never swept, picked by choose or taken from a results store:
+-- two values give two different results, not one result at two speeds.
+function T.variant(cands)
+  if type(cands) ~= "table" or #cands == 0 then err("T.variant{...} needs a list of values") end
+  return { __tune = true, variant = true, cands = cands }
+end
 function T.size(default)
   if math.type(default) ~= "integer" or default < 1 then err("T.size(n) needs a positive integer default") end
   return { __size = true, default = default }
@@ -766,10 +773,11 @@ local function resolve_one(name, v, s, picked)
       if chosen == nil then
         local cs = {}
         for i, c in ipairs(v.cands) do cs[i] = tostring(c) end
-        set_error(("--set %s=%s: not one of its tune{} values {%s}"):format(name, s, table.concat(cs, ", ")))
+        set_error(("--set %s=%s: not one of its %s{} values {%s}"):format(name, s, v.variant and "variant" or "tune",
+                  table.concat(cs, ", ")))
       end
     end
-    core.kparam(name, "tune", tostring(chosen), v.cands, picked)
+    core.kparam(name, v.variant and "variant" or "tune", tostring(chosen), v.cands, picked)
     return chosen
   elseif type(v) == "table" and v.__size then
     local n = s and int_at_least(1, name, s) or v.default
@@ -778,12 +786,12 @@ local function resolve_one(name, v, s, picked)
   elseif type(v) == "number" or type(v) == "string" or type(v) == "boolean" then
     if s then
       set_error(("--set %s: parameter %s is fixed (%s)"):format(name, name, tostring(v)),
-                "make it T.tune{...}, T.size(n) or T.dyn to set it")
+                "make it T.tune{...}, T.variant{...}, T.size(n) or T.dyn to set it")
     end
     core.kparam(name, "fixed", tostring(v))
     return v
   end
-  set_error(("parameter %s: expected a number, a string, T.dyn, T.tune{...} or T.size(n)"):format(name))
+  set_error(("parameter %s: expected a number, a string, T.dyn, T.tune{...}, T.variant{...} or T.size(n)"):format(name))
 end
 
 -- choose = function(p, target) ... end: the spec's own defaults for the
@@ -804,6 +812,7 @@ local function chosen_defaults(choose, params, sets, target)
       known[name] = s and math.tointeger(tonumber(s)) or (v ~= DYN and v.default or nil)
     elseif type(v) == "table" and v.__tune then
       for _, c in ipairs(v.cands) do if s and tostring(c) == s then known[name] = c end end
+      if v.variant and known[name] == nil then known[name] = v.cands[1] end -- part of the problem: always known
     else
       known[name] = v
     end
@@ -817,6 +826,10 @@ local function chosen_defaults(choose, params, sets, target)
     local v = params[name]
     if type(v) ~= "table" or not v.__tune then
       set_error(("kernel %s: choose picked %s, which is not a tune{} parameter"):format(built.name, tostring(name)))
+    end
+    if v.variant then
+      set_error(("kernel %s: choose picked %s, a variant{} (what the kernel computes), not a tune{} parameter")
+                :format(built.name, name))
     end
     local ok = false
     for _, c in ipairs(v.cands) do ok = ok or tostring(c) == tostring(value) end

@@ -293,7 +293,11 @@ typedef struct Param {
 
 /* A parameter of the spec as the user wrote it: fixed, tunable or dynamic.
  * Fixed and tunable parameters are resolved to a value before IR is built;
- * they are kept so tools (sweeps, caches) can see the kernel's signature. */
+ * they are kept so tools (sweeps, caches) can see the kernel's signature.
+ * A variant (T.variant{...}) is a KP_TUNE whose value selects what the
+ * kernel computes (a dtype, a mode): set like a tune{} one, but never
+ * swept, chosen by the spec's choose or taken from a results store — it
+ * belongs to the problem, as a size does. */
 typedef enum KParamKind { KP_FIXED, KP_TUNE, KP_DYN } KParamKind;
 
 typedef struct KParam {
@@ -304,6 +308,7 @@ typedef struct KParam {
     int ncands;
     Param *dyn; /* KP_DYN only */
     bool picked; /* KP_TUNE: the spec's choose gave the value (not printed) */
+    bool variant; /* KP_TUNE: T.variant{...} (see above) */
 } KParam;
 
 /* --------------------------------------------------------------- buffers */

@@ -702,10 +702,11 @@ static void header_param(Parser *ps)
         return;
     }
     KParamKind kk = !strcmp(kind, "fixed") ? KP_FIXED : KP_TUNE;
-    if (strcmp(kind, "fixed") && strcmp(kind, "tune") && strcmp(kind, "size"))
-        error(ps, "unknown parameter kind '%s' (fixed, tune, size, dyn)", kind);
-    bool tune = !strcmp(kind, "tune");
+    bool variant = !strcmp(kind, "variant"), tune = variant || !strcmp(kind, "tune");
+    if (strcmp(kind, "fixed") && !tune && strcmp(kind, "size"))
+        error(ps, "unknown parameter kind '%s' (fixed, tune, variant, size, dyn)", kind);
     KParam *p = ir_kparam_add(ps->k, name, kk, word(ps));
+    p->variant = variant;
     if (tune) {
         expect(ps, "{");
         do

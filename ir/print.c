@@ -446,7 +446,7 @@ static void print_kparam(const KParam *p, FILE *f)
         fputs("dyn\n", f);
         return;
     }
-    const char *kind = p->kind == KP_FIXED ? "fixed" : p->ncands ? "tune" : "size";
+    const char *kind = p->kind == KP_FIXED ? "fixed" : p->variant ? "variant" : p->ncands ? "tune" : "size";
     fprintf(f, "%s %s", kind, p->value ? p->value : "?");
     if (p->ncands) {
         fputs(" {", f);

@@ -9,7 +9,7 @@ local Q = require "quant"
 local BLOCK = 128
 
 return T.kernel "act_quant" {
-  params = { M = T.dyn, K = T.size(7168), dtype = T.tune{"bf16", "f32"}, BM = T.tune{8, 4, 16} },
+  params = { M = T.dyn, K = T.size(7168), dtype = T.variant{"bf16", "f32"}, BM = T.tune{8, 4, 16} },
   args = function(p)
     T.check(p.K % BLOCK == 0, ("act_quant: K = %d is not a multiple of the scale block (%d)"):format(p.K, BLOCK),
             "pad K, or quantise the tail separately")

@@ -59,8 +59,8 @@ local function compressed(p)
 end
 
 return T.kernel "attn_index" {
-  params = { M = T.dyn, start_pos = T.dyn, mode = T.tune{"prefill", "decode"},
-             kind = T.tune{"csa", "hca", "swa"}, W = T.size(128), ratio = T.size(4),
+  params = { M = T.dyn, start_pos = T.dyn, mode = T.variant{"prefill", "decode"},
+             kind = T.variant{"csa", "hca", "swa"}, W = T.size(128), ratio = T.size(4),
              KT = T.size(512), S = T.size(1048576) },
   args = function(p)
     check_args(p)

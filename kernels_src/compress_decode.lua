@@ -16,7 +16,7 @@ local C = require "compressor"
 local function known(x) return type(x) == "number" end
 
 return T.kernel "compress_decode" {
-  params = { pos = T.dyn, D = T.size(512), ratio = T.size(4), kind = T.tune{"attn", "index"}, S = T.size(4096) },
+  params = { pos = T.dyn, D = T.size(512), ratio = T.size(4), kind = T.variant{"attn", "index"}, S = T.size(4096) },
   args = function(p)
     C.check(p, "compress_decode")
     C.check_cache(p, "compress_decode")

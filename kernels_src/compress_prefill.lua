@@ -17,7 +17,7 @@ local C = require "compressor"
 local function known(x) return type(x) == "number" end
 
 return T.kernel "compress_prefill" {
-  params = { T = T.dyn, D = T.size(512), ratio = T.size(4), kind = T.tune{"attn", "index"}, S = T.size(4096) },
+  params = { T = T.dyn, D = T.size(512), ratio = T.size(4), kind = T.variant{"attn", "index"}, S = T.size(4096) },
   args = function(p)
     C.check(p, "compress_prefill")
     C.check_cache(p, "compress_prefill")

@@ -12,7 +12,7 @@ local T = require "tile"
 local C = require "compressor"
 
 return T.kernel "compress_proj" {
-  params = { T = T.dyn, d = T.size(4096), D = T.size(512), ratio = T.size(4), kind = T.tune{"attn", "index"},
+  params = { T = T.dyn, d = T.size(4096), D = T.size(512), ratio = T.size(4), kind = T.variant{"attn", "index"},
              BM = T.tune{16, 64}, BN = T.tune{64, 128, 32, 16}, BK = T.tune{128, 256, 512, 1024, 2048, 4096} },
   args = function(p)
     C.check(p, "compress_proj")

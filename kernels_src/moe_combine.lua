@@ -18,8 +18,8 @@ local T = require "tile"
 local MD = require "moe_dispatch"
 
 return T.kernel "moe_combine" {
-  params = { M = T.dyn, D = T.size(4096), TOPK = T.size(6), weighted = T.tune{"no", "yes"},
-             shared = T.tune{"none", "add"}, out_dtype = T.tune{"f32", "bf16"},
+  params = { M = T.dyn, D = T.size(4096), TOPK = T.size(6), weighted = T.variant{"no", "yes"},
+             shared = T.variant{"none", "add"}, out_dtype = T.variant{"f32", "bf16"},
              BM = T.tune{4, 8, 1}, BD = T.tune{512, 256, 1024} },
   args = function(p)
     T.check(p.D % p.BD == 0, ("moe_combine: D = %d is not a multiple of the tile BD = %d"):format(p.D, p.BD))

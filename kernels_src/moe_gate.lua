@@ -15,7 +15,7 @@ local T = require "tile"
 
 return T.kernel "moe_gate" {
   params = { M = T.dyn, D = T.size(4096), E = T.size(256), TOPK = T.size(6),
-             route_scale = T.tune{"1.5", "2.5"}, routing = T.tune{"topk", "hash"},
+             route_scale = T.variant{"1.5", "2.5"}, routing = T.variant{"topk", "hash"},
              V = T.size(129280), BM = T.tune{4, 8}, BK = T.tune{256, 512} },
   args = function(p)
     T.check(p.TOPK <= p.E, ("moe_gate: top-k %d is larger than the %d experts"):format(p.TOPK, p.E))

@@ -20,7 +20,7 @@ local BN = F.ABLOCK  -- a column block is one output scale block
 
 return T.kernel "moe_gemm_swiglu" {
   params = { R = T.dyn, E = T.size(16), I = T.size(2048), K = T.size(4096),
-             limit = T.tune{"10"}, BM = T.tune{16, 4, 8, 32, 64, 128}, BS = T.tune{128, 64, 32},
+             limit = T.variant{"10"}, BM = T.tune{16, 4, 8, 32, 64, 128}, BS = T.tune{128, 64, 32},
              BK = T.tune{128, 256, 512, 1024, 2048, 4096} },
   args = function(p)
     F.check_k(p.K, "moe_gemm_swiglu")

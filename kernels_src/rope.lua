@@ -12,7 +12,7 @@ local ROPE = R.ROPE
 
 return T.kernel "rope" {
   params = { M = T.dyn, H = T.size(64), D = T.size(512), P = T.size(4096),
-             direction = T.tune{"forward", "inverse"}, BM = T.tune{4, 1, 8} },
+             direction = T.variant{"forward", "inverse"}, BM = T.tune{4, 1, 8} },
   args = function(p)
     T.check(p.D > ROPE and p.D % 2 == 0, ("rope: head dim %d must hold the %d rotary dims"):format(p.D, ROPE))
     return {

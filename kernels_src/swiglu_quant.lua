@@ -10,7 +10,7 @@ local Q = require "quant"
 local BLOCK = 128
 
 return T.kernel "swiglu_quant" {
-  params = { M = T.dyn, I = T.size(2048), limit = T.tune{"10"}, BM = T.tune{8, 4, 16} },
+  params = { M = T.dyn, I = T.size(2048), limit = T.variant{"10"}, BM = T.tune{8, 4, 16} },
   args = function(p)
     T.check(p.I % BLOCK == 0, ("swiglu_quant: inter dim %d is not a multiple of the scale block (%d)"):format(p.I, BLOCK))
     return {

@@ -112,6 +112,9 @@ expect_error "--rotate on a GPU" "tilec: $gemm: --rotate is for CPU targets: sm_
 expect_error "a spec's choose picks outside its candidates" \
   "tilec: tests/specs/choose_bad.lua:3: kernel choose_bad: choose picked BN = 7, not one of its tune{} values {16, 32}" -- \
   "$TILEC" run tests/specs/choose_bad.lua --set how=value
+expect_error "a spec's choose picks a variant" \
+  "tilec: tests/specs/choose_bad.lua:3: kernel choose_bad: choose picked how, a variant{} (what the kernel computes), not a tune{} parameter" -- \
+  "$TILEC" run tests/specs/choose_bad.lua --set how=variant
 expect_error "a spec's choose fails in Lua" \
   "tilec: tests/specs/choose_bad.lua:9: attempt to perform arithmetic on a nil value (field 'missing')" -- \
   "$TILEC" ir tests/specs/choose_bad.lua --set how=lua

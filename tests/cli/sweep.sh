@@ -60,6 +60,22 @@ if printf '%s' "$err" | grep -q "no record of gemm"; then ok "another size finds
 "$TILEC" sweep $gemm "${small[@]}" --over BM=96 --over BK=32 --store "$store" >/dev/null 2>&1
 if [ "$(grep -vc '^#' "$store")" -eq 5 ]; then ok "a second sweep appends"; else bad "a second sweep appends" "$(cat "$store")"; fi
 
+# a variant{} (gemm's dtype: what it computes) is no axis: unset, it keeps
+# its value and keys the records, so --tuned at another dtype finds none
+# (and never picks one: two dtypes are two problems, not two speeds)
+out=$("$TILEC" sweep $gemm --set M=70 --set N=40 --set K=64 --set stages=2 --set BN=32 --over BM=24 --over BK=32 \
+  --threads 1 --repeat 1 --store "$tmp/variant.tsv" 2>&1); rc=$?
+if [ $rc -eq 0 ] && printf '%s\n' "$out" | grep -qE "^BK +BM +median_ms$" &&
+   grep -qP "\tBN=32,K=64,M=70,N=40,dtype=f32,stages=2\tBK=32,BM=24\t" "$tmp/variant.tsv"; then
+  ok "a variant is not swept, and keys the records"; else bad "a variant is not swept, and keys the records" "rc=$rc" "$out"; fi
+err=$("$TILEC" run $gemm --set M=70 --set N=40 --set K=64 --set stages=2 --set BN=32 --set dtype=bf16 \
+  --tuned "$tmp/variant.tsv" 2>&1 >/dev/null)
+if printf '%s' "$err" | grep -q "no record of gemm"; then ok "--tuned at another variant finds no record"; else
+  bad "--tuned at another variant finds no record" "$err"; fi
+expect_error "--over a variant" \
+  "tilec: $gemm: --over dtype: dtype is a variant{} of kernel gemm (what it computes), not a tune parameter (hint: sweep each with --set dtype=VALUE)" -- \
+  "$TILEC" sweep $gemm --over dtype=f32,bf16
+
 # a point whose outputs differ from the first's fails the sweep
 out=$("$TILEC" sweep tests/specs/sweep_wrong.lua --threads 1 --repeat 1 2>&1); rc=$?
 if [ $rc -eq 1 ] && printf '%s' "$out" | grep -q "WRONG: output y differs from the first point's by 1 "; then

@@ -2,7 +2,7 @@
 -- arrive unchanged (NaN signs and payloads included).
 local T = require "tile"
 return T.kernel "copy_bits" {
-  params = { N = T.size(256), dtype = T.tune{"f8e4m3", "f8e5m2", "bf16", "f16", "f32"} },
+  params = { N = T.size(256), dtype = T.variant{"f8e4m3", "f8e5m2", "bf16", "f16", "f32"} },
   args = function(p) return {
     x = T.tensor{p.N, p.dtype},
     y = T.tensor{p.N, p.dtype, out = true},

@@ -10,8 +10,8 @@
 local T = require "tile"
 
 return T.kernel "dot_fp8" {
-  params = { M = T.size(1), N = T.size(256), K = T.size(64), S = T.tune{0, 32, 64, 128},
-             SB = T.tune{0, 32, 64, 128}, bdt = T.tune{"f8e4m3", "f4e2m1"} },
+  params = { M = T.size(1), N = T.size(256), K = T.size(64), S = T.variant{0, 32, 64, 128},
+             SB = T.variant{0, 32, 64, 128}, bdt = T.variant{"f8e4m3", "f4e2m1"} },
   args = function(p)
     local SB = p.SB > 0 and p.SB or p.S
     T.check(p.S == 0 or (p.K % p.S == 0 and p.K % SB == 0),

@@ -7,7 +7,7 @@ local T = require "tile"
 return T.kernel "gemm_kn" {
   params = {
     M = T.size(256), N = T.size(256), K = T.size(256),
-    dtype = T.tune{"bf16", "f16", "f32", "f8e4m3"},
+    dtype = T.variant{"bf16", "f16", "f32", "f8e4m3"},
     BM = T.tune{64, 128, 16}, BN = T.tune{64, 128, 256, 32, 48, 320}, BK = T.tune{64, 32, 128},
   },
   args = function(p) return {

@@ -5,7 +5,7 @@
 local T = require "tile"
 
 return T.kernel "stream" {
-  params = { M = T.dyn, D = T.size(64), out = T.tune{"f32", "bf16"}, BM = T.tune{4} },
+  params = { M = T.dyn, D = T.size(64), out = T.variant{"f32", "bf16"}, BM = T.tune{4} },
   args = function(p) return {
     x = T.tensor{p.M, p.D, T.f32},
     y = T.tensor{p.M, p.D, p.out, out = true},

@@ -8,9 +8,9 @@
 -- into bf16 (to = "bf16").
 local T = require "tile"
 return T.kernel "transpose" {
-  params = { R = T.size(24), C = T.size(16), dtype = T.tune{"f32", "bf16", "f16", "f8e4m3", "f8e5m2"},
-             to = T.tune{"same", "f32", "bf16"},
-             form = T.tune{"plain", "pairs"} },
+  params = { R = T.size(24), C = T.size(16), dtype = T.variant{"f32", "bf16", "f16", "f8e4m3", "f8e5m2"},
+             to = T.variant{"same", "f32", "bf16"},
+             form = T.variant{"plain", "pairs"} },
   args = function(p)
     local pairs = p.form == "pairs"
     return {

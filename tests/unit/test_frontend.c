@@ -239,12 +239,12 @@ TEST(gemm_defaults)
     for (int i = 0; i < 8 && i < k->nkparams; i++)
         CHECKF(!strcmp(k->kparams[i].name, order[i]), "kparam %d is %s", i, k->kparams[i].name);
     const KParam *p = kparam(k, "dtype");
-    CHECK(p && p->kind == KP_TUNE && !strcmp(p->value, "f32") && p->ncands == 3 &&
+    CHECK(p && p->kind == KP_TUNE && p->variant && !strcmp(p->value, "f32") && p->ncands == 3 &&
           !strcmp(p->cands[0], "f32") && !strcmp(p->cands[1], "bf16"));
     p = kparam(k, "M");
     CHECK(p && p->kind == KP_TUNE && p->ncands == 0 && !strcmp(p->value, "256"));
     p = kparam(k, "BM");
-    CHECK(p && p->kind == KP_TUNE && p->ncands >= 2 && !strcmp(p->value, p->cands[0]));
+    CHECK(p && p->kind == KP_TUNE && !p->variant && p->ncands >= 2 && !strcmp(p->value, p->cands[0]));
     int64_t bm = p ? atoll(p->value) : 1, bn = atoll(kparam(k, "BN")->value),
             bk = atoll(kparam(k, "BK")->value);
     /* The fragment stays in what a CPU target allows. */
@@ -403,7 +403,7 @@ TEST(set_errors)
                  "examples/softmax.lua:11: --set x: kernel softmax has no parameter x "
                  "(hint: its parameters: BM, BN, M, N)\n");
     expect_error("examples/silu_mul.lua", &(FeSet){"dtype", "f16"}, 1,
-                 "examples/silu_mul.lua:6: --set dtype=f16: not one of its tune{} values {bf16, f32}\n");
+                 "examples/silu_mul.lua:6: --set dtype=f16: not one of its variant{} values {bf16, f32}\n");
     expect_error("examples/gemm.lua", &(FeSet){"K", "2.5"}, 1,
                  "examples/gemm.lua:7: --set K=2.5: expected a positive integer\n");
     FeSet two[] = {{"M", "8"}, {"nope", "1"}};
@@ -413,7 +413,7 @@ TEST(set_errors)
     /* A fixed string parameter, too. */
     expect_error("tests/specs/fe/features.lua", &(FeSet){"mode", "slow"}, 1,
                  "tests/specs/fe/features.lua:3: --set mode: parameter mode is fixed (fast) "
-                 "(hint: make it T.tune{...}, T.size(n) or T.dyn to set it)\n");
+                 "(hint: make it T.tune{...}, T.variant{...}, T.size(n) or T.dyn to set it)\n");
 }
 
 /* ------------------------------------------------------- DSL constructs */

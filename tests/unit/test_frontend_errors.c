@@ -31,7 +31,7 @@ TEST(set_rejects_unknown_fixed_and_out_of_set_values)
     expect_set_error("QQ", "1",
                      "examples/gemm.lua:7: --set QQ: kernel gemm has no parameter QQ "
                      "(hint: its parameters: BK, BM, BN, K, M, N, dtype, stages)\n");
-    expect_set_error("dtype", "f64", "examples/gemm.lua:7: --set dtype=f64: not one of its tune{} values {f32, bf16, f8e4m3}\n");
+    expect_set_error("dtype", "f64", "examples/gemm.lua:7: --set dtype=f64: not one of its variant{} values {f32, bf16, f8e4m3}\n");
     expect_set_error("M", "-3", "examples/gemm.lua:7: --set M=-3: expected a positive integer\n");
     expect_set_error("BM", "7", "examples/gemm.lua:7: --set BM=7: not one of its tune{} values {192, 96, 48, 24, 128, 64, 16, 4, 1, 256, 512}\n");
     FeSet set = {"N", "64"};
@@ -41,7 +41,7 @@ TEST(set_rejects_unknown_fixed_and_out_of_set_values)
     char got[1024];
     diag_text(&d, got, sizeof got);
     CHECKF(!strcmp(got, "tests/specs/fixed_param.lua:2: --set N: parameter N is fixed (32) "
-                        "(hint: make it T.tune{...}, T.size(n) or T.dyn to set it)\n"), "%s", got);
+                        "(hint: make it T.tune{...}, T.variant{...}, T.size(n) or T.dyn to set it)\n"), "%s", got);
     ir_kernel_free(k);
 }
 

@@ -690,7 +690,7 @@ TEST(malformed_text_is_one_exact_error_line)
     expect_error("kernel k level tile\nscalar M: i64\nscalar M: i64\n",
                  "bad.tir:3: scalar 'M' is defined twice\n");
     expect_error("kernel k level tile\nparam M shape 3\n",
-                 "bad.tir:2: unknown parameter kind 'shape' (fixed, tune, size, dyn)\n");
+                 "bad.tir:2: unknown parameter kind 'shape' (fixed, tune, variant, size, dyn)\n");
     expect_error("kernel k level tile\narg y: f32[4, 4] out strides [1]\n",
                  "bad.tir:2: argument 'y' needs one stride per dimension\n");
     expect_error("kernel k level tile\ngrid (a, b) < [1]\n",
