@@ -238,6 +238,8 @@ static bool sweep_setup(Sweep *s, Diag *d)
     s->k0 = fe_load_for(o->spec, o->sets, o->nsets, s->t, d);
     if (!s->k0 || !make_axes(s->k0, o, s->lists, s->axes, &s->naxes, d))
         return false;
+    if (o->store && !rt_tuned_check(o->store, d))
+        return false;
     RtSetting key[MAX_OPTS];
     if (!rt_tuned_join(key, key_of(s->k0, o, s->axes, s->naxes, key), s->fixed, sizeof s->fixed) && o->store)
         return diag_error(d, (SrcLoc){o->spec, 0}, "--store: a parameter's value holds a tab, comma or '='");

@@ -120,12 +120,32 @@ static bool read_store(const char *path, bool missing_ok, void (*fn)(const Recor
     return ok;
 }
 
+/* The temporary file rt_tuned_append writes before renaming it to path. */
+static void temp_path(const char *path, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s.tmp.%ld", path, (long)getpid());
+}
+
+bool rt_tuned_check(const char *path, Diag *d)
+{
+    if (!read_store(path, true, NULL, NULL, d))
+        return false;
+    char tmp[4096];
+    temp_path(path, tmp, sizeof tmp);
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return diag_error(d, (SrcLoc){path, 0}, "cannot write the results store: %s", strerror(errno));
+    fclose(f);
+    remove(tmp);
+    return true;
+}
+
 bool rt_tuned_append(const char *path, const char *lines, Diag *d)
 {
     if (!read_store(path, true, NULL, NULL, d))
         return false;
     char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    temp_path(path, tmp, sizeof tmp);
     FILE *in = fopen(path, "r"), *out = fopen(tmp, "w");
     if (!out) {
         if (in)

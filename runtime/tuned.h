@@ -36,6 +36,11 @@ int rt_tuned_split(char *joined, RtSetting *out, int cap);
 bool rt_tuned_line(const char *kernel, const char *target, int threads, const char *fixed, const char *point,
                    double ms, char *out, size_t cap);
 
+/* Whether rt_tuned_append could add to the store at path: it parses (or
+ * is missing) and a file can be made beside it; false with d set.  A
+ * sweep asks before its first point, not after its last. */
+bool rt_tuned_check(const char *path, Diag *d);
+
 /* Adds `lines` (whole records, each ending in '\n') to the store at path,
  * creating it; false with d set, the store as it was, when it does not
  * parse or cannot be written. */

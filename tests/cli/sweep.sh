@@ -95,6 +95,11 @@ cp "$tmp/bad.tsv" "$tmp/bad_before.tsv"
 "$TILEC" sweep $gemm "${small[@]}" --over BM=24 --over BK=32 --store "$tmp/bad.tsv" >/dev/null 2>&1; rc=$?
 if [ $rc -ne 0 ] && cmp -s "$tmp/bad.tsv" "$tmp/bad_before.tsv"; then ok "a corrupt store is refused, not rewritten"; else
   bad "a corrupt store is refused, not rewritten" "rc=$rc"; fi
+# a store that cannot be written is refused before the first point runs
+expect_error "unwritable store" "tilec: $tmp/no/dir.tsv: cannot write the results store: No such file or directory" -- \
+  "$TILEC" sweep $gemm "${small[@]}" --over BM=24 --over BK=32 --store "$tmp/no/dir.tsv"
+if [ -z "$("$TILEC" sweep $gemm "${small[@]}" --over BM=24 --over BK=32 --store "$tmp/no/dir.tsv" 2>/dev/null)" ]; then
+  ok "... and no point is run"; else bad "... and no point is run"; fi
 expect_error "missing store" "tilec: $tmp/none.tsv: cannot read the results store: No such file or directory" -- \
   "$TILEC" run $gemm --tuned "$tmp/none.tsv"
 expect_error "--over a size" "tilec: $gemm: --over M: kernel gemm has no tune parameter M" -- \
