@@ -85,6 +85,10 @@ static Kernel *gemm_kernel(void)
     ir_kparam_cand(k, bk, "32");
     ir_kparam_cand(k, bk, "64");
     ir_kparam_add(k, "K", KP_TUNE, "256");
+    KParam *dt = ir_kparam_add(k, "dtype", KP_TUNE, "bf16");
+    dt->variant = true;
+    ir_kparam_cand(k, dt, "bf16");
+    ir_kparam_cand(k, dt, "f32");
     KParam *kn = ir_kparam_add(k, "N", KP_DYN, NULL);
     Param *n = kn->dyn = ir_param_add(k, "N", DT_I64);
     Expr *sa[2] = {ci(k, 128), ci(k, 256)}, *sb[2] = {ci(k, 256), ir_param(k, n)};
@@ -119,6 +123,7 @@ static const char gemm_text[] =
     "param BM fixed 64\n"
     "param BK tune 32 {32, 64}\n"
     "param K size 256\n"
+    "param dtype variant bf16 {bf16, f32}\n"
     "param N dyn\n"
     "scalar N: i64\n"
     "arg A: bf16[128, 256] in\n"
