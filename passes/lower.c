@@ -338,10 +338,70 @@ static Stmt *lower_reduce_split(Lower *L, const Stmt *s, int64_t P)
     return seq;
 }
 
+/* Whether a CPU reduction runs across its rows (lower_reduce_across): its
+ * axis is not the source's last, and the kept elements after it — each
+ * destination row's contiguous run — fill a vector at least. */
+static bool reduce_across(const Lower *L, const Stmt *s)
+{
+    const Region *src = &s->u.reduce.src;
+    int axis = s->u.reduce.axis, rank = src->buf->rank;
+    return !L->t->gpu_sm && rank >= 2 && axis < rank - 1 && s->u.reduce.dst.buf->rank == rank - 1 &&
+           src->ext[rank - 1] >= L->t->vector_bits / 32;
+}
+
+/* A CPU reduction over an axis that is not the source's last, as an
+ * accumulation: one accumulator per destination element (a fragment of
+ * the destination's shape), and for each step along the axis a loop over
+ * them whose innermost dimension is the source's contiguous one — vector
+ * loads and one vector combine per step, where a loop along the axis per
+ * element gathered a strided column (a column sum of 64 rows: one gather
+ * of 8 floats 256 floats apart per 8 elements).  Each element still
+ * combines its values in the axis's order, as the interpreter does. */
+static Stmt *lower_reduce_across(Lower *L, const Stmt *s)
+{
+    const Region *src = &s->u.reduce.src, *dst = &s->u.reduce.dst;
+    ReduceOp op = s->u.reduce.rop;
+    int axis = s->u.reduce.axis, rank = src->buf->rank, dr = dst->buf->rank;
+    bool bits = op == RED_ABSMAX;
+    Buffer *acc = lower_temp(L, "acc", SCOPE_FRAGMENT, bits ? DT_I32 : DT_F32, dr, dst->ext, s->loc);
+    Stmt *seq = ir_seq(L->k, s->loc), *body;
+    Expr *av[IR_MAX_RANK];
+
+    ir_seq_push(L->k, seq, lower_nest(L, dr, dst->ext, LOOP_PARALLEL, "a", av, &body, s->loc));
+    ir_seq_push(L->k, body, ir_store(L->k, acc, av, bits ? ci(L, 0) : identity(L, op), s->loc));
+
+    Var *rv = ir_var_new(L->k, "red");
+    Stmt *step = ir_seq(L->k, s->loc);
+    ir_seq_push(L->k, seq, ir_for(L->k, rv, ci(L, src->ext[axis]), LOOP_SERIAL, 0, step, s->loc));
+    ir_seq_push(L->k, step, lower_nest(L, dr, dst->ext, LOOP_PARALLEL, "a", av, &body, s->loc));
+    Expr *pos[IR_MAX_RANK], *si[IR_MAX_RANK];
+    for (int d = 0, o = 0; d < rank; d++)
+        pos[d] = d == axis ? ir_var(L->k, rv) : av[o++];
+    lower_region_at(L, src, pos, si);
+    Expr *x = lower_guarded_load(L, src->buf, si, true);
+    if (src->buf->scope == SCOPE_GLOBAL) /* outside the edge: the identity, not 0 */
+        x = ir_select(L->k, in_bounds(L, src->buf, si), x, identity(L, op));
+    Expr *a = ir_load(L->k, acc, av);
+    ir_seq_push(L->k, body, ir_store(L->k, acc, av, bits ? absmax_bits(L, a, x) : combine(L, op, a, x), s->loc));
+
+    Expr *di[IR_MAX_RANK];
+    ir_seq_push(L->k, seq, lower_nest(L, dr, dst->ext, LOOP_PARALLEL, "a", av, &body, s->loc));
+    lower_region_at(L, dst, av, di);
+    Expr *result = ir_load(L->k, acc, av);
+    if (bits)
+        result = ir_bitcast(L->k, DT_F32, result);
+    if (!s->u.reduce.clear)
+        result = combine(L, bits ? RED_MAX : op, lower_guarded_load(L, dst->buf, di, true), result);
+    ir_seq_push(L->k, body, lower_guarded_store(L, dst->buf, di, result, true, false, s->loc));
+    return seq;
+}
+
 /* dst[...] (op)= reduce over the axis, through an f32 accumulator so a
  * low-precision destination is rounded once, as the interpreter does. */
 static Stmt *lower_reduce(Lower *L, const Stmt *s)
 {
+    if (reduce_across(L, s))
+        return lower_reduce_across(L, s);
     if (L->t->gpu_sm) {
         int64_t D = ir_region_elems(&s->u.reduce.dst), P = 1;
         while (2 * P * D <= L->t->gpu_threads && 2 * P <= s->u.reduce.src.ext[s->u.reduce.axis])

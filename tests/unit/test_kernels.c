@@ -1337,6 +1337,89 @@ TEST(max_min_reductions_of_every_width_keep_nans_and_signed_zeros)
     }
 }
 
+TEST(column_reductions_of_every_width)
+{
+    /* Reductions over the rows (axis 0) of 5 x W, at widths below a
+     * register (3, the per-element loop), whole registers (8, 16, 64) and
+     * with a tail (37), which pass_lower runs across the rows (vector
+     * accumulators along the row): NaN in one column, zeros of both signs,
+     * subnormals, columns of one sign — max, min and absmax against the definition bit for bit,
+     * sums against a row-order sum (to rounding: below a register the
+     * per-element loop may add in lanes). */
+    static const int widths[] = {3, 8, 16, 37, 64};
+    enum { R = 5 };
+    for (int wi = 0; wi < 5; wi++) {
+        int W = widths[wi];
+        char src[2048];
+        snprintf(src, sizeof src,
+                 "kernel colext level tile\n"
+                 "arg x: f32[%d, %d] in\n"
+                 "arg y: f32[4, %d] out\n"
+                 "buf t: fragment f32[%d, %d]\n"
+                 "buf r: fragment f32[%d]\n"
+                 "grid (b) < [1]\n"
+                 "{\n"
+                 "  copy x[0 +: %d, 0 +: %d] -> t\n"
+                 "  reduce max axis 0 t -> r clear\n"
+                 "  copy r -> y[0 +: 1, 0 +: %d]\n"
+                 "  reduce min axis 0 t -> r clear\n"
+                 "  copy r -> y[1 +: 1, 0 +: %d]\n"
+                 "  reduce absmax axis 0 t -> r clear\n"
+                 "  copy r -> y[2 +: 1, 0 +: %d]\n"
+                 "  reduce sum axis 0 x[0 +: %d, 0 +: %d] -> r clear\n"
+                 "  copy r -> y[3 +: 1, 0 +: %d]\n"
+                 "}\n",
+                 R, W, W, R, W, W, R, W, W, W, W, R, W, W);
+        float x[R * 64], want[4][64];
+        for (int r = 0; r < R; r++)
+            for (int i = 0; i < W; i++) {
+                float v = (float)((i * 7 + r * 3) % 11) - 5.0f + (float)r * 0.25f;
+                if (i % 5 == 1)
+                    v = (r % 2) ? -0.0f : 0.0f;
+                if (i % 5 == 2)
+                    v = r == 3 ? 1e-45f : -3e-39f;
+                if (i % 5 == 3) /* all negative: a max from 0 would show */
+                    v = -1.0f - (float)r;
+                if (i % 5 == 4) /* all positive: a min from 0 would show */
+                    v = 1.0f + (float)r * 0.5f;
+                x[r * W + i] = v;
+            }
+        x[2 * W + W - 1] = NAN;
+        for (int i = 0; i < W; i++) {
+            float mx = x[i], mn = x[i], ab = fabsf(x[i]), sum = 0.0f;
+            for (int r = 0; r < R; r++) {
+                float v = x[r * W + i];
+                mx = ieee_extreme(mx, v, true);
+                mn = ieee_extreme(mn, v, false);
+                ab = ieee_extreme(ab, fabsf(v), true);
+                sum += v;
+            }
+            want[0][i] = mx, want[1][i] = mn, want[2][i] = ab, want[3][i] = sum;
+        }
+        for (int e = 0; e < NEXECS; e++) {
+            if (!exec_available(&execs[e]))
+                continue;
+            Diag d = {0};
+            Kernel *k = ir_parse(src, "colext.tir", &d);
+            CHECK(k != NULL);
+            if (!k)
+                return;
+            float y[4 * 64];
+            void *args[2] = {x, y};
+            bool ok = execute(k, execs[e].mode, execs[e].target, execs[e].threads, args, NULL, &d);
+            CHECKF(ok, "colext W=%d on %s", W, exec_name(&execs[e]));
+            for (int q = 0; ok && q < 4; q++)
+                for (int i = 0; i < W; i++) {
+                    float got = y[q * W + i], w = want[q][i];
+                    bool same = isnan(w) ? isnan(got) : q < 3 ? memcmp(&got, &w, 4) == 0 : fabsf(got - w) <= 1e-6f * 32;
+                    CHECKF(same, "%s W=%d reduction %d column %d: %g, want %g", exec_name(&execs[e]), W, q, i, got,
+                           w);
+                }
+            ir_kernel_free(k);
+        }
+    }
+}
+
 TEST(every_fp8_byte_widens_exactly)
 {
     /* Compiled fp8 loads (inline bit arithmetic, vectorised) decode all 256
@@ -1806,6 +1889,7 @@ int main(void)
     RUN(max_and_min_follow_ieee_maximum_minimum);
     RUN(cpu_exp_and_log_within_one_and_a_half_ulps);
     RUN(max_min_reductions_of_every_width_keep_nans_and_signed_zeros);
+    RUN(column_reductions_of_every_width);
     RUN(every_fp8_byte_widens_exactly);
     RUN(bf16_store_of_a_rounded_value);
     RUN(fp8_stores_round_like_the_definition);

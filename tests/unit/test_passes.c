@@ -104,6 +104,10 @@ TEST(golden_threads) { golden_for("threads_row", pass_threads, ir_target("sm_90a
 TEST(golden_wgwait) { golden_for("wgwait_gemm", pass_wgwait, ir_target("sm_90a")); }
 TEST(golden_lower_copy) { golden("lower_copy", pass_lower); }
 TEST(golden_lower_reduce) { golden("lower_reduce", pass_lower); }
+/* reductions over an axis before the source's last (x86-avx2: rows of 8
+ * lanes or more): per-element accumulators, a vector loop along the
+ * contiguous dimension for each step of the axis (lower_reduce_across) */
+TEST(golden_lower_reduce_across) { golden_for("lower_reduce_across", pass_lower, ir_target("x86-avx2")); }
 TEST(golden_lower_gemm_f32) { golden("lower_gemm_f32", pass_lower); }
 TEST(golden_lower_gemm_bf16) { golden("lower_gemm_bf16", pass_lower); }
 /* Without a bf16 dot product, narrow operands are staged widened to f32. */
@@ -596,6 +600,10 @@ TEST(equivalence_catches_broken_lowerings)
         {"lower_reduce", "acc1[0] = -inf", "acc1[0] = 0.0", 1},
         {"lower_reduce", "min(select(0 <= 4 + r0_2 and 4 + r0_2 < 12, cm[max(min(4 + r0_2, 11), 0)], 0.0), acc2[0])",
          "min(acc2[0], acc2[0])", 4},
+        /* reductions across rows: a max's accumulators from 0; a sum
+         * keeping only the last row */
+        {"lower_reduce_across", "acc1[a0_3, a1] = -inf", "acc1[a0_3, a1] = 0.0", 4},
+        {"lower_reduce_across", "acc0[a0_1] = acc0[a0_1] + select(", "acc0[a0_1] = 0.0 + select(", 4},
         {"lower_gemm_f32", "micro_gemm gemm_a1[12 +: 1, 0 +: 7], gemm_b2[32 +: 8, 0 +: 7] -> gemm_c0[12 +: 1, 32 +: 8] trans_b",
          "", 0},
         {"lower_gemm_bf16", "bg[max(min(q0 * 2 + 1, 9), 0)", "bg[max(min(q0 * 2, 9), 0)", 0},
@@ -672,7 +680,7 @@ TEST(equivalence_catches_broken_lowerings)
  * matrix and a last one that is not). */
 TEST(tile_equals_loop_hand_written)
 {
-    const char *names[] = {"lower_copy",       "lower_reduce", "lower_gemm_f32",   "lower_gemm_bf16",  "lower_dot",
+    const char *names[] = {"lower_copy",       "lower_reduce", "lower_reduce_across", "lower_gemm_f32",   "lower_gemm_bf16",  "lower_dot",
                            "lower_gemm_widen", "lower_scaled", "lower_scaled_deq", "lower_scaled_rows", "lower_scaled_tall",
                            "lower_rows",       "lower_forward", "lower_dot_columns", "lower_forward_pairs"};
     const int64_t ms[] = {1, 4, 5, 11, 45}; /* 45: whole 20-row blocks, then a partial one */
@@ -941,6 +949,7 @@ int main(void)
 {
     RUN(golden_lower_copy);
     RUN(golden_lower_reduce);
+    RUN(golden_lower_reduce_across);
     RUN(golden_lower_gemm_f32);
     RUN(golden_lower_gemm_bf16);
     RUN(golden_lower_gemm_widen);
