@@ -90,8 +90,9 @@ void cg_stream_tag(Cg *c, const Stmt *s);
 void cg_stream_fence(Cg *c);
 void cg_stream_rewrite(LLVMContextRef ctx, LLVMModuleRef mod, LLVMTargetDataRef dl);
 /* minmax.c: after the optimisation pipeline, float maximum and minimum
- * (pairs and vector reductions) through vrangeps (targets with AVX-512DQ). */
-void cg_minmax_rewrite(LLVMContextRef ctx, LLVMModuleRef mod);
+ * against a signed zero as maxps / minps, and (vrange: targets with
+ * AVX-512DQ) the others, pairs and vector reductions, through vrangeps. */
+void cg_minmax_rewrite(LLVMContextRef ctx, LLVMModuleRef mod, bool vrange);
 /* ptx.c: the GPU kernel function, barriers, math without libm */
 void cg_gpu_build_function(Cg *c);
 void cg_gpu_barrier(Cg *c);

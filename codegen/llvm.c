@@ -1390,8 +1390,7 @@ LLVMModuleRef cg_build_module(LLVMContextRef ctx, const Kernel *k, const TargetI
         LLVMTargetDataRef tdl = LLVMCreateTargetDataLayout(tm);
         cg_stream_rewrite(ctx, c.mod, tdl);
         LLVMDisposeTargetData(tdl);
-        if (strstr(t->llvm_features, "+avx512dq"))
-            cg_minmax_rewrite(ctx, c.mod);
+        cg_minmax_rewrite(ctx, c.mod, strstr(t->llvm_features, "+avx512dq") != NULL);
     }
     if (perr) {
         char *msg = LLVMGetErrorMessage(perr);

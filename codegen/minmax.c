@@ -1,4 +1,4 @@
-/* minmax.c — float maximum and minimum through vrangeps (CPU, AVX-512DQ).
+/* minmax.c — float maximum and minimum in fewer x86 instructions (CPU).
  *
  * tilec's max and min of floats are llvm.maximum / llvm.minimum: a NaN
  * operand gives NaN and -0 orders below +0.  LLVM 19 lowers each on
@@ -16,7 +16,17 @@
  *     r = vrangeps(a, b);   maximum(a, b) = isnan(a) | isnan(b) ? NaN : r
  * (the test and vrangeps side by side, then one blend), and a reduction a
  * shuffle tree of vrangeps with one NaN test of the whole vector beside
- * it, its result NaN if any lane was. */
+ * it, its result NaN if any lane was.
+ *
+ * Against a signed zero (ReLU's max(x, 0), on every x86 target): maxps(a,
+ * b) is a > b ? a : b, which is b when either is NaN or both are zeros, so
+ * with the zero first it passes a NaN x through and orders x against the
+ * zero exactly except at x = -0 against +0 — maximum(x, -0) and
+ * minimum(x, +0) are one maxps / minps, and maximum(x, +0) one maxps and
+ * an add of +0 (which turns the -0 it returned for x = -0 into +0 and
+ * changes nothing else), where LLVM spent a maxps, a NaN test and a blend
+ * on AVX2 and four instructions on AVX-512.  Written as the compare and
+ * select the x86 back end selects maxps / minps from. */
 #include "codegen/cg.h"
 #include "codegen/cgctx.h"
 
@@ -116,7 +126,7 @@ static LLVMValueRef exact_reduce(Rewriter *r, LLVMValueRef v, bool max)
     return LLVMBuildSelect(r->b, any_nan, LLVMConstReal(r->f32, NAN), m, "");
 }
 
-typedef enum { NOT_MINMAX, PAIR, REDUCE } Kind;
+typedef enum { NOT_MINMAX, PAIR, REDUCE, BY_ZERO } Kind;
 
 /* Whether v is a float constant (or a splat of one) neither NaN nor zero:
  * LLVM's own maximum / minimum against one is a single vmaxps / vminps
@@ -137,6 +147,38 @@ static bool plain_constant(LLVMValueRef v)
     return !isnan(x) && x != 0;
 }
 
+/* The sign of v where it is a float zero or a splat of one: 1 for +0, -1
+ * for -0, 0 otherwise. */
+static int zero_sign(LLVMValueRef v)
+{
+    if (LLVMIsAConstantDataVector(v) || LLVMIsAConstantVector(v)) {
+        unsigned n = LLVMGetVectorSize(LLVMTypeOf(v));
+        int sign = n ? zero_sign(LLVMGetAggregateElement(v, 0)) : 0;
+        for (unsigned i = 1; i < n && sign; i++)
+            if (zero_sign(LLVMGetAggregateElement(v, i)) != sign)
+                return 0;
+        return sign;
+    }
+    if (LLVMIsAConstantAggregateZero(v))
+        return LLVMGetTypeKind(LLVMTypeOf(v)) == LLVMVectorTypeKind ? 1 : 0;
+    if (!LLVMIsAConstantFP(v))
+        return 0;
+    LLVMBool lost;
+    double x = LLVMConstRealGetDouble(v, &lost);
+    return x != 0 || isnan(x) ? 0 : signbit(x) ? -1 : 1;
+}
+
+/* maximum or minimum of x and the signed zero z (zero_sign(z) = sign), or
+ * NULL where that is minimum(x, -0), left to LLVM (the header says how). */
+static LLVMValueRef by_zero(Rewriter *r, LLVMValueRef x, LLVMValueRef z, int sign, bool max)
+{
+    if (!max && sign < 0)
+        return NULL;
+    LLVMValueRef picked = LLVMBuildFCmp(r->b, max ? LLVMRealOGT : LLVMRealOLT, z, x, "");
+    LLVMValueRef m = LLVMBuildSelect(r->b, picked, z, x, "");
+    return max && sign > 0 ? LLVMBuildFAdd(r->b, m, LLVMConstNull(LLVMTypeOf(x)), "") : m;
+}
+
 /* Whether call `in` is one this pass replaces, and whether a maximum. */
 static Kind minmax_kind(LLVMValueRef in, bool *max)
 {
@@ -151,6 +193,8 @@ static Kind minmax_kind(LLVMValueRef in, bool *max)
         return NOT_MINMAX;
     if (!strncmp(name, "llvm.maximum.", 13) || !strncmp(name, "llvm.minimum.", 13)) {
         *max = name[6] == 'a';
+        if (zero_sign(LLVMGetOperand(in, 0)) || zero_sign(LLVMGetOperand(in, 1)))
+            return BY_ZERO;
         unsigned n = LLVMGetTypeKind(ty) == LLVMVectorTypeKind ? LLVMGetVectorSize(ty) : 1;
         if (plain_constant(LLVMGetOperand(in, 0)) || plain_constant(LLVMGetOperand(in, 1)))
             return NOT_MINMAX;
@@ -165,7 +209,20 @@ static Kind minmax_kind(LLVMValueRef in, bool *max)
     return NOT_MINMAX;
 }
 
-void cg_minmax_rewrite(LLVMContextRef ctx, LLVMModuleRef mod)
+/* The replacement of minmax call `in` of kind `kind` (NULL: none). */
+static LLVMValueRef replacement(Rewriter *r, LLVMValueRef in, Kind kind, bool max, bool vrange)
+{
+    LLVMValueRef a = LLVMGetOperand(in, 0), b = LLVMGetOperand(in, 1);
+    if (kind == BY_ZERO) {
+        int sa = zero_sign(a);
+        return sa ? by_zero(r, b, a, sa, max) : by_zero(r, a, b, zero_sign(b), max);
+    }
+    if (!vrange)
+        return NULL;
+    return kind == PAIR ? exact_pair(r, a, b, max) : exact_reduce(r, a, max);
+}
+
+void cg_minmax_rewrite(LLVMContextRef ctx, LLVMModuleRef mod, bool vrange)
 {
     Rewriter r = {.mod = mod, .b = LLVMCreateBuilderInContext(ctx), .f32 = LLVMFloatTypeInContext(ctx),
                   .i1 = LLVMInt1TypeInContext(ctx), .i8 = LLVMInt8TypeInContext(ctx),
@@ -179,10 +236,11 @@ void cg_minmax_rewrite(LLVMContextRef ctx, LLVMModuleRef mod)
                 Kind kind = LLVMIsACallInst(in) ? minmax_kind(in, &max) : NOT_MINMAX;
                 if (kind != NOT_MINMAX) {
                     LLVMPositionBuilderBefore(r.b, in);
-                    LLVMValueRef v = kind == PAIR ? exact_pair(&r, LLVMGetOperand(in, 0), LLVMGetOperand(in, 1), max)
-                                                  : exact_reduce(&r, LLVMGetOperand(in, 0), max);
-                    LLVMReplaceAllUsesWith(in, v);
-                    LLVMInstructionEraseFromParent(in);
+                    LLVMValueRef v = replacement(&r, in, kind, max, vrange);
+                    if (v) {
+                        LLVMReplaceAllUsesWith(in, v);
+                        LLVMInstructionEraseFromParent(in);
+                    }
                 }
                 in = next;
             }

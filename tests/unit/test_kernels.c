@@ -1136,6 +1136,69 @@ TEST(max_and_min_follow_ieee_maximum_minimum)
     }
 }
 
+/* llvm.maximum / llvm.minimum of two floats as the definition has them:
+ * NaN if either is, -0 below +0. */
+static float ieee_extreme(float a, float b, bool max)
+{
+    if (isnan(a) || isnan(b))
+        return NAN;
+    if (a == b) /* equal zeros of either sign: max +0 unless both -0 */
+        return max ? (signbit(a) ? b : a) : (signbit(a) ? a : b);
+    return (a > b) == max ? a : b;
+}
+
+TEST(max_and_min_against_signed_zeros)
+{
+    /* max and min of x and a constant +0 or -0, either side (codegen's
+     * minmax.c turns those into a maxps / minps with the zero first): the
+     * IEEE maximum / minimum bit for bit at NaN, both zeros, subnormals and
+     * infinities, in vector lanes and a scalar tail (37 elements). */
+    static const char *ops[] = {"max(x[i], 0.0)", "max(x[i], -0.0)", "min(x[i], 0.0)", "min(x[i], -0.0)",
+                                "max(0.0, x[i])", "max(-0.0, x[i])", "min(0.0, x[i])", "min(-0.0, x[i])"};
+    enum { N = 37, OPS = 8 };
+    char src[2048];
+    int at = snprintf(src, sizeof src,
+                      "kernel zeroext level loop\n"
+                      "arg x: f32[%d] in\n"
+                      "arg y: f32[%d, %d] out\n"
+                      "grid (b) < [1]\n"
+                      "{\n"
+                      "  for i: parallel < %d {\n",
+                      N, OPS, N, N);
+    for (int o = 0; o < OPS; o++)
+        at += snprintf(src + at, sizeof src - (size_t)at, "    y[%d, i] = %s\n", o, ops[o]);
+    snprintf(src + at, sizeof src - (size_t)at, "  }\n}\n");
+    static const float vals[] = {0.0f, -0.0f, 1.0f, -1.0f, 1e-45f, -1e-45f, INFINITY, -INFINITY, 3.5f, -2e-39f};
+    float x[N];
+    for (int i = 0; i < N; i++)
+        x[i] = vals[i % 10];
+    x[11] = NAN;
+    x[N - 1] = -NAN;
+    for (int e = 0; e < NEXECS; e++) {
+        if (!exec_available(&execs[e]))
+            continue;
+        Diag d = {0};
+        Kernel *k = ir_parse(src, "zeroext.tir", &d);
+        if (!k)
+            diag_print(&d, stdout);
+        CHECK(k != NULL);
+        if (!k)
+            return;
+        float y[OPS * N];
+        void *args[2] = {x, y};
+        bool ok = execute(k, execs[e].mode, execs[e].target, execs[e].threads, args, NULL, &d);
+        CHECKF(ok, "zeroext on %s", exec_name(&execs[e]));
+        for (int o = 0; ok && o < OPS; o++)
+            for (int i = 0; i < N; i++) {
+                float z = o % 2 ? -0.0f : 0.0f, want = ieee_extreme(x[i], z, o % 4 < 2);
+                float got = y[o * N + i];
+                bool same = isnan(want) ? isnan(got) : memcmp(&got, &want, 4) == 0;
+                CHECKF(same, "%s: %s at x = %g: %g, want %g", exec_name(&execs[e]), ops[o], x[i], got, want);
+            }
+        ir_kernel_free(k);
+    }
+}
+
 /* How far y is from e (a double), in units in the last place of the
  * float nearest e (the least subnormal's below the normals). */
 static double ulps_off(float y, double e)
@@ -1250,17 +1313,6 @@ TEST(cpu_exp_and_log_within_one_and_a_half_ulps)
         }
         ir_kernel_free(k);
     }
-}
-
-/* llvm.maximum / llvm.minimum of two floats as the definition has them:
- * NaN if either is, -0 below +0. */
-static float ieee_extreme(float a, float b, bool max)
-{
-    if (isnan(a) || isnan(b))
-        return NAN;
-    if (a == b) /* equal zeros of either sign: max +0 unless both -0 */
-        return max ? (signbit(a) ? b : a) : (signbit(a) ? a : b);
-    return (a > b) == max ? a : b;
 }
 
 TEST(max_min_reductions_of_every_width_keep_nans_and_signed_zeros)
@@ -1887,6 +1939,7 @@ int main(void)
     RUN(dyn_dimension_at_run_time);
     RUN(atomic_add_across_blocks);
     RUN(max_and_min_follow_ieee_maximum_minimum);
+    RUN(max_and_min_against_signed_zeros);
     RUN(cpu_exp_and_log_within_one_and_a_half_ulps);
     RUN(max_min_reductions_of_every_width_keep_nans_and_signed_zeros);
     RUN(column_reductions_of_every_width);
