@@ -827,16 +827,20 @@ static bool exactly_in(const Expr *e, DType t)
 /* Whether body is a reduction step whose result no order of its steps
  * changes: a maximum or minimum, or a sum of integers — an integer
  * accumulator, or an f32 one adding a choice between integer constants (a
- * count: topk_long's bisection, exact below 2^24).  Those keep 4
- * accumulators: one is a chain of dependent steps (topk N=4096 K=512, 16
- * rows: 16 -> 10.9 ms), and a count's lanes sum as a tree (store: its
- * adds may be regrouped; without, LLVM adds the 8 lanes one after
- * another) — topk_long at N 65536, one row, one thread: 0.185-0.187 ->
- * 0.177-0.179 ms with the accumulators, 0.161-0.169 with both.  Other
- * sums keep their one accumulator, each lane adding its elements in
- * order (four gained nothing measurable on an AVX2 host: softmax, hc_pre,
- * rmsnorm_quant; rmsnorm at 4096 tokens, its 128-element steps, lost
- * 2-3%), and fold their lanes as a tree (store). */
+ * count: topk_long's bisection, exact below 2^24).  A vector loop with a
+ * reduction keeps 4 accumulators: one is a chain of dependent steps, an
+ * add's or FMA's latency per vector (topk N=4096 K=512, 16 rows: 16 ->
+ * 10.9 ms), and a count's lanes sum as a tree (store: its adds may be
+ * regrouped; without, LLVM adds the 8 lanes one after another) —
+ * topk_long at N 65536, one row, one thread: 0.185-0.187 -> 0.177-0.179
+ * ms with the accumulators, 0.161-0.169 with both.  So do f32 sums, whose
+ * lanes then add every fourth vector of their elements in order
+ * (2026-12-02, an AVX2 host retiring ~2 vector ops a cycle, five
+ * alternations, one thread: a LayerNorm of 256 x 4096 bf16 0.62-0.64 ->
+ * 0.46-0.48 ms, examples/rmsnorm.lua 256 x 4096 0.31-0.50 -> 0.29-0.47;
+ * softmax, rmsnorm_quant and rmsnorm at 4096 tokens from DRAM within the
+ * noise — an earlier AVX2 host had found four no better on those), and
+ * fold their lanes as a tree (store). */
 static bool integer_const(const Expr *e)
 {
     return e->op == EX_CONST && (!dt_is_float(e->dtype) || e->imm.f == floor(e->imm.f));
@@ -902,10 +906,9 @@ static void store(Cg *c, const Stmt *s)
     }
     LLVMValueRef v = cg_expr(c, s->u.store.value);
     /* a count's adds may be regrouped, and so may a vector loop's sum: its
-     * lanes then fold as a tree, not one lane after another (each lane's
-     * partial sum still adds its elements in order: one accumulator, see
-     * the loop's interleave).  Zen 5, `build/bench/bench_ops --threads 1`,
-     * twice alternated: rmsnorm_quant 0.37-0.38 -> 0.40-0.41 of copy,
+     * lanes then fold as a tree, not one lane after another (each of the
+     * loop's four accumulators still adds its elements in order).  Zen 5,
+     * `build/bench/bench_ops --threads 1`, twice alternated: rmsnorm_quant 0.37-0.38 -> 0.40-0.41 of copy,
      * q_norm 0.76-0.79 -> 0.80-0.84, hc_pre and hc_head a few % */
     if (LLVMIsAInstruction(v) && LLVMGetInstructionOpcode(v) == LLVMFAdd &&
         (reduction_in_any_order(s) || (c->in_vector_loop && ordered_sum(s))))
@@ -993,11 +996,11 @@ void cg_stmt(Cg *c, const Stmt *s)
             break;
         if (cg_transposed_copy(c, s) || cg_stream_loop(c, s, s->u.loop.arg))
             break;
-        bool vec = s->u.loop.kind == LOOP_VECTOR, any_order = vec && reduction_in_any_order(s->u.loop.body);
-        bool outer = c->in_vector_loop;
+        bool vec = s->u.loop.kind == LOOP_VECTOR, outer = c->in_vector_loop;
+        bool reduces = vec && (reduction_in_any_order(s->u.loop.body) || has_ordered_sum(s->u.loop.body));
         c->in_vector_loop = vec;
         loop_with(c, s->u.loop.var, cg_expr(c, s->u.loop.extent), s->u.loop.kind, s->u.loop.arg, true,
-                  any_order ? 4 : vec && has_ordered_sum(s->u.loop.body) ? 1 : 0, stmt_body, s->u.loop.body);
+                  reduces ? 4 : 0, stmt_body, s->u.loop.body);
         c->in_vector_loop = outer;
         break;
     }
