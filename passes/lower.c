@@ -339,14 +339,16 @@ static Stmt *lower_reduce_split(Lower *L, const Stmt *s, int64_t P)
 }
 
 /* Whether a CPU reduction runs across its rows (lower_reduce_across): its
- * axis is not the source's last, and the kept elements after it — each
- * destination row's contiguous run — fill a vector at least. */
+ * axis is not the source's last, the kept elements after it — each
+ * destination row's contiguous run — fill a vector at least, and the
+ * accumulators, one per destination element, stay within half of L1 (a
+ * global destination may be any size; the fragment is on the stack). */
 static bool reduce_across(const Lower *L, const Stmt *s)
 {
     const Region *src = &s->u.reduce.src;
     int axis = s->u.reduce.axis, rank = src->buf->rank;
     return !L->t->gpu_sm && rank >= 2 && axis < rank - 1 && s->u.reduce.dst.buf->rank == rank - 1 &&
-           src->ext[rank - 1] >= L->t->vector_bits / 32;
+           src->ext[rank - 1] >= L->t->vector_bits / 32 && ir_region_elems(&s->u.reduce.dst) * 4 <= L->t->l1_bytes / 2;
 }
 
 /* A CPU reduction over an axis that is not the source's last, as an
