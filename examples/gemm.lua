@@ -40,7 +40,10 @@ return T.kernel "gemm" {
   -- smallest row block that holds M, at most 256 (each packed B panel is
   -- reused over it; 512-row bands of A come from L3 for every column
   -- block), and f32 in 1024-deep steps, A read in place (1024^3 27.4 ms
-  -- at BK 128, 26.3 at 512).
+  -- at BK 128, 26.3 at 512) — or 512, or a last step that pads K by 3% at
+  -- most (1000^3, one thread, AVX2 host, four alternations: 32-62 ms,
+  -- median 40, at BK 128, 28-51, median 32, at 1024, and compiled in 0.14
+  -- s against 0.37: the K tail's staged variants of every tile go).
   -- On sm_90a, products of 128 rows and 256 columns or more run in K
   -- steps of 128 bytes (the widest swizzle): bf16 in 128 x 256 tiles of
   -- three stages — 8192^3 on an H200 (tilec sweep, 2026-11-30) 1.50 ms
@@ -72,8 +75,10 @@ return T.kernel "gemm" {
       end
       return { BM = bm, BN = p.M <= 1 and 4 or 32 }
     end
-    if (p.dtype or "f32") == "f32" and p.K % 512 == 0 then
-      return { BM = bm, BK = p.K % 1024 == 0 and 1024 or 512 }
+    if (p.dtype or "f32") == "f32" then
+      for _, c in ipairs{1024, 512} do
+        if T.ceildiv(p.K, c) * c - p.K <= p.K // 32 then return { BM = bm, BK = c } end
+      end
     end
     return { BM = bm }
   end,
