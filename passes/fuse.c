@@ -1256,7 +1256,8 @@ static void dead_stores_in(Fuse *F, Frame *fr, int depth)
 }
 
 /* Loops and ifs left without a store do nothing (their conditions and
- * extents have no effects): removed, and sequences flattened. */
+ * extents have no effects), nor do loops of no steps: removed, and
+ * sequences flattened. */
 static bool prune(Fuse *F, Stmt *s)
 {
     switch (s->op) {
@@ -1267,7 +1268,11 @@ static bool prune(Fuse *F, Stmt *s)
                 seq_remove(s, i--);
         return s->u.seq.n > 0;
     }
-    case ST_FOR: return prune(F, s->u.loop.body);
+    case ST_FOR: { /* (a loop of no steps: an edge copy's empty run, bounds having folded its start) */
+        int64_t n;
+        bool body = prune(F, s->u.loop.body);
+        return body && !(ir_expr_is_const(s->u.loop.extent, &n) && n <= 0);
+    }
     case ST_IF: {
         bool t = prune(F, s->u.if_.then_);
         bool e = s->u.if_.else_ && prune(F, s->u.if_.else_);

@@ -207,17 +207,118 @@ static Stmt *copy_loops(Lower *L, const Region *src, const Region *dst, bool ato
     return outer;
 }
 
+/* The buffer dimension of window r that carries the innermost of its
+ * squeezed dimensions (-1: none). */
+static int innermost_dim(const Region *r)
+{
+    for (int d = r->buf->rank - 1; d >= 0; d--)
+        if (r->ext[d] != 1)
+            return d;
+    return -1;
+}
+
+/* min(max(e, lo), hi) of integers. */
+static Expr *clamp_i(Lower *L, Expr *e, Expr *lo, Expr *hi)
+{
+    return ir_binary(L->k, EX_MIN, ir_binary(L->k, EX_MAX, e, lo), hi);
+}
+
+/* for j < n: dst[.., start + j] = value at (start + j), one loop over the
+ * innermost dimension (v: the positions of the outer ones, inner the slot
+ * of the innermost in pos arrays). */
+static Stmt *row_run(Lower *L, const Region *src, const Region *dst, Expr **sp, Expr **dp, int si_d, int di_d,
+                     Expr *start, Expr *n, bool zero, SrcLoc loc)
+{
+    Var *jv = ir_var_new(L->k, zero ? "z" : "r");
+    Expr *at = add(L, start, ir_var(L->k, jv));
+    Expr *si[IR_MAX_RANK], *di[IR_MAX_RANK];
+    dp[di_d] = at;
+    lower_region_at(L, dst, dp, di);
+    Expr *v = zero_of(L, dst->buf->dtype);
+    if (!zero) {
+        sp[si_d] = at;
+        lower_region_at(L, src, sp, si);
+        v = lower_guarded_load(L, src->buf, si, false);
+    }
+    Stmt *body = ir_seq(L->k, loc);
+    ir_seq_push(L->k, body, lower_guarded_store(L, dst->buf, di, v, false, false, loc));
+    return ir_for(L->k, jv, n, LOOP_PARALLEL, 0, body, loc);
+}
+
+/* A guarded copy between a global window that may lie partly outside its
+ * buffer and scratch, split along the innermost dimension at the buffer's
+ * edges: each row copies its inside run — contiguous loads and stores, no
+ * index clamped — and, into scratch, fills the rest with zeros in two more
+ * loops (rows outside the buffer: all zeros, or nothing stored).  The
+ * guarded form clamped every index into the buffer, which the vectoriser
+ * can only gather: a GEMM's K-tail step staged A one vinsertps per
+ * element.  NULL where the copy is not of that shape (both windows global,
+ * or the global one's innermost dimension not its last) and on a GPU
+ * (whose threads take a copy's loops as they are: there the guarded form's
+ * loads are one per thread anyway). */
+static Stmt *copy_rows_split(Lower *L, const Region *src, const Region *dst, SrcLoc loc)
+{
+    bool from_global = src->buf->scope == SCOPE_GLOBAL, to_global = dst->buf->scope == SCOPE_GLOBAL;
+    const Region *g = from_global ? src : dst;
+    int64_t ext[IR_MAX_RANK];
+    int n = squeeze(dst, ext), gd = innermost_dim(g), sd = innermost_dim(src), dd = innermost_dim(dst);
+    if (L->t->gpu_sm || from_global == to_global || n < 1 || gd != g->buf->rank - 1 || sd < 0 || dd < 0)
+        return NULL;
+    Expr *vars[IR_MAX_RANK], *sp[IR_MAX_RANK], *dp[IR_MAX_RANK], *gi[IR_MAX_RANK];
+    Stmt *inner;
+    Stmt *outer = lower_nest(L, n - 1, ext, LOOP_PARALLEL, "c", vars, &inner, loc);
+    vars[n - 1] = ci(L, 0);
+    squeezed_pos(L, src, vars, sp);
+    squeezed_pos(L, dst, vars, dp);
+    /* the row's place in the buffer: inside in every other dimension, and
+     * its run [lo, hi) of the innermost */
+    lower_region_at(L, g, from_global ? sp : dp, gi);
+    Expr *row_ok = NULL;
+    for (int d = 0; d < g->buf->rank; d++) {
+        if (d == gd)
+            continue;
+        Expr *in = ir_binary(L->k, EX_AND, ir_binary(L->k, EX_LE, ci(L, 0), gi[d]),
+                             ir_binary(L->k, EX_LT, gi[d], g->buf->shape[d]));
+        row_ok = row_ok ? ir_binary(L->k, EX_AND, row_ok, in) : in;
+    }
+    int64_t c;
+    Expr *E = ci(L, ext[n - 1]), *off = g->off[gd];
+    Expr *lo = clamp_i(L, ir_binary(L->k, EX_SUB, ci(L, 0), off), ci(L, 0), E);
+    Expr *hi = clamp_i(L, ir_binary(L->k, EX_SUB, g->buf->shape[gd], off), lo, E);
+    bool from_0 = ir_expr_is_const(lo, &c) && c == 0; /* (a window that cannot start before the buffer) */
+    if (row_ok) {
+        lo = from_0 ? lo : ir_select(L->k, row_ok, lo, ci(L, 0));
+        hi = ir_select(L->k, row_ok, hi, ci(L, 0));
+    }
+    if (!to_global && !from_0)
+        ir_seq_push(L->k, inner, row_run(L, src, dst, sp, dp, sd, dd, ci(L, 0), lo, true, loc));
+    Expr *run = from_0 ? hi : ir_binary(L->k, EX_SUB, hi, lo);
+    ir_seq_push(L->k, inner, row_run(L, src, dst, sp, dp, sd, dd, lo, run, false, loc));
+    if (!to_global && !(ir_expr_is_const(hi, &c) && c == ext[n - 1]))
+        ir_seq_push(L->k, inner, row_run(L, src, dst, sp, dp, sd, dd, hi, ir_binary(L->k, EX_SUB, E, hi), true, loc));
+    return outer;
+}
+
+/* A copy whose windows may lie partly outside their buffers: split at the
+ * edges where it can be, guarded element by element otherwise. */
+static Stmt *edge_copy(Lower *L, const Region *src, const Region *dst, bool atomic, SrcLoc loc)
+{
+    Stmt *split = atomic ? NULL : copy_rows_split(L, src, dst, loc);
+    return split ? split : copy_loops(L, src, dst, atomic, true, false, loc);
+}
+
 /* A fast unguarded nest when both windows are inside their buffers, the
- * guarded one otherwise. */
+ * edge form otherwise. */
 static Stmt *copy_nest(Lower *L, const Region *src, const Region *dst, bool atomic, bool fetch_next, SrcLoc loc)
 {
     Expr *inside = lower_and(L, lower_window_inside(L, src), lower_window_inside(L, dst));
     if (!inside)
         return copy_loops(L, src, dst, atomic, false, fetch_next, loc);
     if (inside->op == EX_CONST) /* decided at compile time */
-        return copy_loops(L, src, dst, atomic, inside->imm.i == 0, fetch_next && inside->imm.i, loc);
+        return inside->imm.i ? copy_loops(L, src, dst, atomic, false, fetch_next, loc)
+                             : edge_copy(L, src, dst, atomic, loc);
     return ir_if(L->k, inside, copy_loops(L, src, dst, atomic, false, fetch_next, loc),
-                 copy_loops(L, src, dst, atomic, true, false, loc), loc);
+                 edge_copy(L, src, dst, atomic, loc), loc);
 }
 
 Stmt *lower_copy(Lower *L, const Region *src, const Region *dst, bool atomic, SrcLoc loc)
