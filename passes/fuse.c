@@ -742,6 +742,7 @@ static Stmt *decide_stmt(Fuse *F, Stmt *s, Facts *fs)
         return s;
     case ST_FOR: {
         int outside = fs->loops.n;
+        s->u.loop.extent = decide(F, s->u.loop.extent, fs); /* (an edge copy's run, as its stores' indices) */
         vars_push(&fs->loops, s);
         s->u.loop.body = decide_stmt(F, s->u.loop.body, fs);
         fs->loops.n = outside;

@@ -366,6 +366,83 @@ static int staging_stores(Stmt *s, Stmt **st, Var **vars, int *nvars)
     return m;
 }
 
+/* Run loop s of a split row (lower_copy_rows_split: `for v < count {
+ * X[.., start + v] = value }`, start 0 written as just v): its store, and
+ * start through *start (NULL: 0). */
+static Stmt *run_store(Stmt *s, Expr **start)
+{
+    if (s->op != ST_FOR || s->u.loop.kind != LOOP_PARALLEL)
+        return NULL;
+    Stmt *b = s->u.loop.body;
+    while (b->op == ST_SEQ && b->u.seq.n == 1)
+        b = b->u.seq.items[0];
+    if (b->op != ST_STORE || b->u.store.atomic || b->u.store.async || b->u.store.buf->rank != 2)
+        return NULL;
+    Expr *last = b->u.store.idx[1];
+    const Var *v = s->u.loop.var;
+    if (last->op == EX_VAR && last->var == v)
+        *start = NULL;
+    else if (last->op == EX_ADD && last->args[1]->op == EX_VAR && last->args[1]->var == v &&
+             !ir_mentions_var(last->args[0], v))
+        *start = last->args[0];
+    else
+        return NULL;
+    return b;
+}
+
+/* Whether count is the length of a run from `start` (NULL: 0) to `next`:
+ * `next - start`, or `next` from 0. */
+static bool run_length(const Expr *count, const Expr *start, const Expr *next)
+{
+    if (!start)
+        return ir_expr_equal(count, next);
+    return count->op == EX_SUB && ir_expr_equal(count->args[0], next) && ir_expr_equal(count->args[1], start);
+}
+
+/* A copy's rows split at a buffer's edges (lower_copy_rows_split), the
+ * row loop of constant extent over a 2-D scratch X — or one row of it —
+ * each row's runs back to back from 0 to X's extent: every element
+ * stored once, as a staging nest (staging_stores) stores it.  Its stores
+ * into st (vars: the row loop's variable, if any, then the runs'); their
+ * count, 0 if s is not such a nest. */
+static int split_rows_stores(Stmt *s, Stmt **st, Var **vars, int *nvars)
+{
+    int n = 0;
+    int64_t rows = 1, width;
+    while (s->op == ST_SEQ && s->u.seq.n == 1)
+        s = s->u.seq.items[0];
+    if (s->op == ST_FOR) {
+        if (!ir_expr_is_const(s->u.loop.extent, &rows) || s->u.loop.kind != LOOP_PARALLEL)
+            return 0;
+        vars[n++] = s->u.loop.var;
+        s = s->u.loop.body;
+    }
+    if (s->op != ST_SEQ || s->u.seq.n < 2 || s->u.seq.n > 3 || s->u.seq.n > MAX_STORES)
+        return 0;
+    Expr *start[3], *prev = NULL;
+    for (int i = 0; i < s->u.seq.n; i++) {
+        Stmt *run = s->u.seq.items[i];
+        if (!(st[i] = run_store(run, &start[i])) || st[i]->u.store.buf != st[0]->u.store.buf ||
+            (i == 0 && start[0]) || (i > 0 && !run_length(s->u.seq.items[i - 1]->u.loop.extent, prev, start[i])))
+            return 0;
+        Expr *row = st[i]->u.store.idx[0];
+        if (n ? !(row->op == EX_VAR && row->var == vars[0]) : !(row->op == EX_CONST && row->imm.i == 0))
+            return 0;
+        vars[n + i] = run->u.loop.var;
+        prev = start[i];
+    }
+    const Buffer *x = st[0]->u.store.buf;
+    int64_t have_rows;
+    Stmt *last = s->u.seq.items[s->u.seq.n - 1];
+    if (x->scope == SCOPE_GLOBAL || !ir_expr_is_const(x->shape[0], &have_rows) || have_rows != rows ||
+        !ir_expr_is_const(x->shape[1], &width) || !prev || last->u.loop.extent->op != EX_SUB ||
+        !ir_expr_is_const(last->u.loop.extent->args[0], &rows) || rows != width ||
+        !ir_expr_equal(last->u.loop.extent->args[1], prev))
+        return 0;
+    *nvars = n + s->u.seq.n;
+    return s->u.seq.n;
+}
+
 /* The grid variables used are the slowest dimensions of extent other
  * than 1, and some such dimension is not used. */
 static bool shared_by_a_run(const Hoist *H)
@@ -428,6 +505,21 @@ static bool invariant_path(Hoist *H)
     return true;
 }
 
+/* The extents of a split row's runs (split_rows_stores) are invariant as
+ * its stores' values must be. */
+static bool runs_invariant(Hoist *H, const Stmt *s, Var *const *vars, int n)
+{
+    switch (s->op) {
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n; i++)
+            if (!runs_invariant(H, s->u.seq.items[i], vars, n))
+                return false;
+        return true;
+    case ST_FOR: return invariant_expr(H, s->u.loop.extent, vars, n) && runs_invariant(H, s->u.loop.body, vars, n);
+    default: return true;
+    }
+}
+
 /* The buffer s stores every element of, whichever way it goes — a staging
  * nest, or an if on an invariant condition whose arms both stage the same
  * buffer (a row-count variant's copy, say) — its values invariant; NULL if
@@ -441,9 +533,11 @@ static Buffer *staged_by(Hoist *H, const Stmt *s)
         Buffer *x = staged_by(H, s->u.if_.then_);
         return x && staged_by(H, s->u.if_.else_) == x ? x : NULL;
     }
-    Var *vars[IR_MAX_RANK];
+    Var *vars[IR_MAX_RANK + 3];
     Stmt *st[MAX_STORES];
     int n, m = staging_stores((Stmt *)s, st, vars, &n);
+    if (!m && (m = split_rows_stores((Stmt *)s, st, vars, &n)) && !runs_invariant(H, s, vars, n))
+        return NULL;
     for (int j = 0; j < m; j++) {
         for (int d = 0; d < st[j]->u.store.buf->rank; d++)
             if (!invariant_expr(H, st[j]->u.store.idx[d], vars, n))

@@ -256,7 +256,7 @@ static Stmt *row_run(Lower *L, const Region *src, const Region *dst, Expr **sp, 
  * or the global one's innermost dimension not its last) and on a GPU
  * (whose threads take a copy's loops as they are: there the guarded form's
  * loads are one per thread anyway). */
-static Stmt *copy_rows_split(Lower *L, const Region *src, const Region *dst, SrcLoc loc)
+Stmt *lower_copy_rows_split(Lower *L, const Region *src, const Region *dst, SrcLoc loc)
 {
     bool from_global = src->buf->scope == SCOPE_GLOBAL, to_global = dst->buf->scope == SCOPE_GLOBAL;
     const Region *g = from_global ? src : dst;
@@ -303,7 +303,7 @@ static Stmt *copy_rows_split(Lower *L, const Region *src, const Region *dst, Src
  * edges where it can be, guarded element by element otherwise. */
 static Stmt *edge_copy(Lower *L, const Region *src, const Region *dst, bool atomic, SrcLoc loc)
 {
-    Stmt *split = atomic ? NULL : copy_rows_split(L, src, dst, loc);
+    Stmt *split = atomic ? NULL : lower_copy_rows_split(L, src, dst, loc);
     return split ? split : copy_loops(L, src, dst, atomic, true, false, loc);
 }
 

@@ -45,6 +45,10 @@ Stmt *lower_nest(Lower *L, int n, const int64_t *ext, LoopKind kind, const char 
 /* COPY (ATOMIC_ADD with atomic) of window src into dst as loops: the
  * unguarded nest where both windows are inside, the guarded one else. */
 Stmt *lower_copy(Lower *L, const Region *src, const Region *dst, bool atomic, SrcLoc loc);
+/* A copy between a global window that may lie partly outside its buffer
+ * and scratch as row runs split at the buffer's edges (CPU; NULL where
+ * the copy is not of that shape: lower.c says which). */
+Stmt *lower_copy_rows_split(Lower *L, const Region *src, const Region *dst, SrcLoc loc);
 /* A new scratch buffer named `what` and a number no buffer has. */
 Buffer *lower_temp(Lower *L, const char *what, Scope scope, DType dt, int rank, const int64_t *shape, SrcLoc loc);
 

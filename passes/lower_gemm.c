@@ -143,6 +143,13 @@ static Stmt *stage_loops(Lower *L, const Region *r, Buffer *b, Layout lay, const
     if (lay == PAIRS && !transpose)
         return stage_row_pairs(L, r, b, shape, guard, by, loc);
     int n = lay == PANELS ? 3 : 2, R = r->buf->rank - 2; /* (leading dims of extent 1) */
+    if (lay == ROWS && !transpose && guard && !by.scale && !by.lift && r->ext[R] == shape[0] &&
+        r->ext[R + 1] == shape[1]) { /* an edge block's rows as runs, no index clamped (lower.c) */
+        Region whole = {.buf = b, .off = {ci(L, 0), ci(L, 0)}, .ext = {shape[0], shape[1]}};
+        Stmt *split = lower_copy_rows_split(L, r, &whole, loc);
+        if (split)
+            return split;
+    }
     Expr *vars[3], *pos[IR_MAX_RANK], *di[2];
     Stmt *inner;
     Stmt *loops = lower_nest(L, n, shape, LOOP_PARALLEL, lay == PAIRS ? "q" : "p", vars, &inner, loc);

@@ -267,6 +267,11 @@ TEST(golden_hoist_unrolled) { golden_for("hoist_unrolled", pass_hoist, ir_target
  * second goes, its reads taken from as; at (the rows doubled) keeps its
  * own once */
 TEST(golden_hoist_merge) { golden_for("hoist_merge", pass_hoist, ir_target("x86-avx2")); }
+/* lower's edge copy in row runs (the window test's else arm: each row's
+ * inside run, then zeros to the row's end) stages every element of as
+ * once, so the if moves into a once per by as a nest would; bad's runs
+ * stop a column short of the row and stay */
+TEST(golden_hoist_split) { golden_for("hoist_split", pass_hoist, ir_target("x86-avx2")); }
 /* lower's `if inside {fast} else {guarded}` copies unswitched: both arms
  * fused, t gone */
 TEST(golden_fuse_switch) { golden("fuse_switch", pass_fuse); }
@@ -779,10 +784,10 @@ TEST(reuse_keeps_the_meaning)
  * row block, whole ones. */
 TEST(hoist_keeps_the_meaning)
 {
-    const char *names[] = {"hoist_staging",  "hoist_one_step", "hoist_derived",
-                           "hoist_bounded_steps", "hoist_unrolled", "hoist_merge"};
+    const char *names[] = {"hoist_staging",       "hoist_one_step", "hoist_derived",
+                           "hoist_bounded_steps", "hoist_unrolled", "hoist_merge", "hoist_split"};
     const int64_t ms[] = {1, 6, 8};
-    keeps_the_meaning(names, 6, pass_hoist, ir_target("x86-avx2"), ms);
+    keeps_the_meaning(names, 7, pass_hoist, ir_target("x86-avx2"), ms);
 }
 
 /* Every example spec, at shapes that hit tails (and small enough for the
@@ -991,6 +996,7 @@ int main(void)
     RUN(golden_hoist_bounded_steps);
     RUN(golden_hoist_unrolled);
     RUN(golden_hoist_merge);
+    RUN(golden_hoist_split);
     RUN(hoist_keeps_the_meaning);
     RUN(golden_fuse_switch);
     RUN(golden_fuse_strided);
