@@ -33,9 +33,12 @@ typedef struct Shape {
     int64_t m, n, k;
 } Shape;
 
+/* The square products of the issue's goals, the decode rows, and two
+ * that no tile divides (edge blocks in every dimension: a tail K step, a
+ * partial row block, a partial column block). */
 static const Shape shapes[] = {
-    {1024, 1024, 1024}, {2048, 2048, 2048}, {4096, 4096, 4096},
-    {1, 4096, 4096},    {4, 4096, 4096},    {16, 4096, 4096},
+    {1024, 1024, 1024}, {2048, 2048, 2048}, {4096, 4096, 4096}, {1, 4096, 4096},
+    {4, 4096, 4096},    {16, 4096, 4096},   {1000, 1000, 1000}, {333, 777, 555},
 };
 
 /* "MxNxK", each at least 1. */

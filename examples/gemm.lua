@@ -64,11 +64,13 @@ return T.kernel "gemm" {
       if p.M <= c then bm = c break end
     end
     -- 512-row blocks where such a band of A fits two L2s (pass_hoist's
-    -- bound): B's panels are packed once per row block, half as often
-    -- (Zen 5, bf16 2048^3: one thread 37.4-39.9 -> 35.1-36.8 ms, two
-    -- 20.1-20.3 -> 18.8-18.9; at 4096^3, a 4 MiB band, 305 -> 320)
+    -- bound) and M fills one: B's panels are packed once per row block,
+    -- half as often (Zen 5, bf16 2048^3: one thread 37.4-39.9 -> 35.1-36.8
+    -- ms, two 20.1-20.3 -> 18.8-18.9; at 4096^3, a 4 MiB band, 305 -> 320);
+    -- 333 rows in one such block ran bf16 333 x 777 x 555 at 25.5 GFLOP/s,
+    -- in 256-row blocks at 36-47 (AVX2 host, bench_gemm, three runs)
     local bytes = (p.dtype or "f32") == "f32" and 4 or (p.dtype == "bf16" and 2 or 1)
-    if p.M > 256 and 512 * p.K * bytes <= 2 * target.l2 then bm = 512 end
+    if p.M >= 512 and 512 * p.K * bytes <= 2 * target.l2 then bm = 512 end
     if p.M <= 16 then
       for _, c in ipairs{4096, 2048, 1024, 512, 256} do
         if p.K % c == 0 then return { BM = bm, BN = p.M <= 1 and 4 or 32, BK = c } end
