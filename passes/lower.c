@@ -223,9 +223,9 @@ static Expr *clamp_i(Lower *L, Expr *e, Expr *lo, Expr *hi)
     return ir_binary(L->k, EX_MIN, ir_binary(L->k, EX_MAX, e, lo), hi);
 }
 
-/* for j < n: dst[.., start + j] = value at (start + j), one loop over the
- * innermost dimension (v: the positions of the outer ones, inner the slot
- * of the innermost in pos arrays). */
+/* One run of a split row: for j < n, dst[.., start + j] = src[.., start +
+ * j] (0 where `zero`).  sp and dp hold the row's window positions in src
+ * and dst; si_d and di_d are the slots of their innermost dimensions. */
 static Stmt *row_run(Lower *L, const Region *src, const Region *dst, Expr **sp, Expr **dp, int si_d, int di_d,
                      Expr *start, Expr *n, bool zero, SrcLoc loc)
 {
