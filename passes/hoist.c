@@ -417,7 +417,7 @@ static int split_rows_stores(Stmt *s, Stmt **st, Var **vars, int *nvars)
         vars[n++] = s->u.loop.var;
         s = s->u.loop.body;
     }
-    if (s->op != ST_SEQ || s->u.seq.n < 2 || s->u.seq.n > 3 || s->u.seq.n > MAX_STORES)
+    if (s->op != ST_SEQ || s->u.seq.n < 2 || s->u.seq.n > 3)
         return 0;
     Expr *start[3], *prev = NULL;
     for (int i = 0; i < s->u.seq.n; i++) {
@@ -431,13 +431,13 @@ static int split_rows_stores(Stmt *s, Stmt **st, Var **vars, int *nvars)
         vars[n + i] = run->u.loop.var;
         prev = start[i];
     }
+    /* the last run ends at the row's end: `width - start` */
     const Buffer *x = st[0]->u.store.buf;
-    int64_t have_rows;
-    Stmt *last = s->u.seq.items[s->u.seq.n - 1];
+    const Expr *count = s->u.seq.items[s->u.seq.n - 1]->u.loop.extent;
+    int64_t have_rows, end;
     if (x->scope == SCOPE_GLOBAL || !ir_expr_is_const(x->shape[0], &have_rows) || have_rows != rows ||
-        !ir_expr_is_const(x->shape[1], &width) || !prev || last->u.loop.extent->op != EX_SUB ||
-        !ir_expr_is_const(last->u.loop.extent->args[0], &rows) || rows != width ||
-        !ir_expr_equal(last->u.loop.extent->args[1], prev))
+        !ir_expr_is_const(x->shape[1], &width) || !prev || count->op != EX_SUB ||
+        !ir_expr_is_const(count->args[0], &end) || end != width || !ir_expr_equal(count->args[1], prev))
         return 0;
     *nvars = n + s->u.seq.n;
     return s->u.seq.n;
