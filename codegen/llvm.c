@@ -712,7 +712,7 @@ static LLVMMetadataRef md_flag(Cg *c, const char *name, LLVMValueRef v)
 /* !llvm.loop metadata for a vector loop: force vectorisation at `width`
  * lanes with a predicated (masked) tail, `interleave` vectors per step
  * where > 0 (independent accumulators for a reduction); reductions may be
- * reordered; `rolled`: not unrolled after vectorising. */
+ * reordered; `rolled`: not unrolled (a vector loop: after vectorising). */
 static void loop_metadata(Cg *c, LLVMValueRef latch_br, LoopKind kind, int width, bool masked, int interleave,
                           bool rolled)
 {
@@ -732,6 +732,8 @@ static void loop_metadata(Cg *c, LLVMValueRef latch_br, LoopKind kind, int width
         ops[n++] = md_flag(c, "llvm.loop.unroll.full", NULL);
     } else if (kind == LOOP_SERIAL && width > 0) {
         ops[n++] = md_flag(c, "llvm.loop.unroll.count", LLVMConstInt(c->i32, (unsigned)width, 0));
+    } else if (rolled) {
+        ops[n++] = md_flag(c, "llvm.loop.unroll.disable", NULL);
     } else {
         return;
     }
@@ -748,7 +750,7 @@ enum { MAX_UNROLLED_STEPS = 16 };
 /* for var in [0, n): body — a canonical loop with the counter as a phi;
  * interleave as loop_metadata's. */
 static void loop_with(Cg *c, Var *var, LLVMValueRef n, LoopKind kind, int arg, bool masked, int interleave,
-                      void (*body)(Cg *, void *), void *ctx)
+                      bool rolled, void (*body)(Cg *, void *), void *ctx)
 {
     LLVMBasicBlockRef pre = LLVMGetInsertBlock(c->b);
     LLVMBasicBlockRef head = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "loop");
@@ -774,7 +776,7 @@ static void loop_with(Cg *c, Var *var, LLVMValueRef n, LoopKind kind, int arg, b
      * spill (act_quant at 16 tokens, K 4096: 25.7 us against 21.4) */
     int64_t steps = LLVMIsAConstantInt(n) ? LLVMConstIntGetSExtValue(n) / (arg > 0 ? arg : 1) : 0;
     bool wide = kind == LOOP_VECTOR && arg * 32 >= 4 * c->t->vector_bits;
-    loop_metadata(c, br, kind, arg, masked, interleave, steps > MAX_UNROLLED_STEPS || wide);
+    loop_metadata(c, br, kind, arg, masked, interleave, rolled || steps > MAX_UNROLLED_STEPS || wide);
     LLVMValueRef zero = cg_i64(c, 0);
     LLVMAddIncoming(i, &zero, &pre, 1);
     LLVMAddIncoming(i, &next, &latch, 1);
@@ -784,7 +786,7 @@ static void loop_with(Cg *c, Var *var, LLVMValueRef n, LoopKind kind, int arg, b
 void cg_loop(Cg *c, Var *var, LLVMValueRef n, LoopKind kind, int arg, bool masked,
              void (*body)(Cg *, void *), void *ctx)
 {
-    loop_with(c, var, n, kind, arg, masked, 0, body, ctx);
+    loop_with(c, var, n, kind, arg, masked, 0, false, body, ctx);
 }
 
 static void stmt_body(Cg *c, void *s) { cg_stmt(c, s); }
@@ -879,6 +881,25 @@ static bool reduction_in_any_order(const Stmt *body)
     const Expr *term = body->u.store.value->args[1];
     return !dt_is_float(body->u.store.buf->dtype) ||
            (term->op == EX_SELECT && integer_const(term->args[1]) && integer_const(term->args[2]));
+}
+
+/* Whether s holds a register tile (micro.c): a loop over such tiles stays
+ * a loop.  LLVM unrolled the 4 column tiles of a GEMM row band in full,
+ * each a K loop of its own, for no gain; 333 x 777 x 555 f32 had 16 of
+ * them, a third of its compile time. */
+static bool holds_micro_gemm(const Stmt *s)
+{
+    switch (s->op) {
+    case ST_MICRO_GEMM: return true;
+    case ST_FOR: return holds_micro_gemm(s->u.loop.body);
+    case ST_IF: return holds_micro_gemm(s->u.if_.then_) || (s->u.if_.else_ && holds_micro_gemm(s->u.if_.else_));
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n; i++)
+            if (holds_micro_gemm(s->u.seq.items[i]))
+                return true;
+        return false;
+    default: return false;
+    }
 }
 
 static void store(Cg *c, const Stmt *s)
@@ -1000,7 +1021,7 @@ void cg_stmt(Cg *c, const Stmt *s)
         bool reduces = vec && (reduction_in_any_order(s->u.loop.body) || has_ordered_sum(s->u.loop.body));
         c->in_vector_loop = vec;
         loop_with(c, s->u.loop.var, cg_expr(c, s->u.loop.extent), s->u.loop.kind, s->u.loop.arg, true,
-                  reduces ? 4 : 0, stmt_body, s->u.loop.body);
+                  reduces ? 4 : 0, holds_micro_gemm(s->u.loop.body), stmt_body, s->u.loop.body);
         c->in_vector_loop = outer;
         break;
     }
