@@ -883,24 +883,29 @@ static bool reduction_in_any_order(const Stmt *body)
            (term->op == EX_SELECT && integer_const(term->args[1]) && integer_const(term->args[2]));
 }
 
-/* Whether s holds a register tile (micro.c): a loop over such tiles stays
- * a loop.  LLVM unrolled the 4 column tiles of a GEMM row band in full,
- * each a K loop of its own, for no gain; 333 x 777 x 555 f32 had 16 of
- * them, a third of its compile time. */
-static bool holds_micro_gemm(const Stmt *s)
+/* Whether s or a statement in it (through loops, ifs and sequences)
+ * is one `hit` says it is. */
+static bool any_nested(const Stmt *s, bool (*hit)(const Stmt *))
 {
+    if (hit(s))
+        return true;
     switch (s->op) {
-    case ST_MICRO_GEMM: return true;
-    case ST_FOR: return holds_micro_gemm(s->u.loop.body);
-    case ST_IF: return holds_micro_gemm(s->u.if_.then_) || (s->u.if_.else_ && holds_micro_gemm(s->u.if_.else_));
+    case ST_FOR: return any_nested(s->u.loop.body, hit);
+    case ST_IF: return any_nested(s->u.if_.then_, hit) || (s->u.if_.else_ && any_nested(s->u.if_.else_, hit));
     case ST_SEQ:
         for (int i = 0; i < s->u.seq.n; i++)
-            if (holds_micro_gemm(s->u.seq.items[i]))
+            if (any_nested(s->u.seq.items[i], hit))
                 return true;
         return false;
     default: return false;
     }
 }
+
+/* A register tile (micro.c): a loop holding one stays a loop.  LLVM
+ * unrolled the 4 column tiles of a GEMM row band in full, each a K loop
+ * of its own, for no gain; 333 x 777 x 555 f32 had 16 of them, a third of
+ * its compile time. */
+static bool is_micro_gemm(const Stmt *s) { return s->op == ST_MICRO_GEMM; }
 
 /* Whether e loads an element narrower than 32 bits. */
 static bool loads_narrow(const Expr *e)
@@ -913,22 +918,13 @@ static bool loads_narrow(const Expr *e)
     return false;
 }
 
-/* Whether s reads or writes an element narrower than 32 bits. */
+/* A store or a condition that reads or writes an element narrower than
+ * 32 bits. */
 static bool accesses_narrow(const Stmt *s)
 {
-    switch (s->op) {
-    case ST_STORE: return dt_bits(s->u.store.buf->dtype) < 32 || loads_narrow(s->u.store.value);
-    case ST_FOR: return accesses_narrow(s->u.loop.body);
-    case ST_IF:
-        return loads_narrow(s->u.if_.cond) || accesses_narrow(s->u.if_.then_) ||
-               (s->u.if_.else_ && accesses_narrow(s->u.if_.else_));
-    case ST_SEQ:
-        for (int i = 0; i < s->u.seq.n; i++)
-            if (accesses_narrow(s->u.seq.items[i]))
-                return true;
-        return false;
-    default: return false;
-    }
+    if (s->op == ST_STORE)
+        return dt_bits(s->u.store.buf->dtype) < 32 || loads_narrow(s->u.store.value);
+    return s->op == ST_IF && loads_narrow(s->u.if_.cond);
 }
 
 /* Whether a vector loop over body folds its tail into masked steps.  AVX2
@@ -940,7 +936,7 @@ static bool accesses_narrow(const Stmt *s)
  * remainder instead. */
 static bool masks_tail(const Cg *c, const Stmt *body)
 {
-    return c->t->gpu_sm || strstr(c->t->llvm_features, "+avx512bw") || !accesses_narrow(body);
+    return c->t->gpu_sm || strstr(c->t->llvm_features, "+avx512bw") || !any_nested(body, accesses_narrow);
 }
 
 static void store(Cg *c, const Stmt *s)
@@ -1062,7 +1058,7 @@ void cg_stmt(Cg *c, const Stmt *s)
         bool reduces = vec && (reduction_in_any_order(s->u.loop.body) || has_ordered_sum(s->u.loop.body));
         c->in_vector_loop = vec;
         loop_with(c, s->u.loop.var, cg_expr(c, s->u.loop.extent), s->u.loop.kind, s->u.loop.arg,
-                  !vec || masks_tail(c, s->u.loop.body), reduces ? 4 : 0, holds_micro_gemm(s->u.loop.body), stmt_body,
+                  !vec || masks_tail(c, s->u.loop.body), reduces ? 4 : 0, any_nested(s->u.loop.body, is_micro_gemm), stmt_body,
                   s->u.loop.body);
         c->in_vector_loop = outer;
         break;
