@@ -45,7 +45,7 @@ static const char usage_main[] =
 static const char usage_run[] =
     "usage: tilec run SPEC.lua [--set NAME=VALUE]... [--in ARG=FILE.npy]... [--out ARG=FILE.npy]...\n"
     "                 [--interp] [--simt] [--check] [--raw] [--target T] [--threads N] [--seed N]\n"
-    "                 [--repeat N] [--rotate N] [--stream-bytes N] [--tuned FILE]\n"
+    "                 [--repeat N] [--rotate N] [--stream-bytes N] [--tuned FILE] [--time-passes]\n"
     "\n"
     "Runs the kernel once. Inputs not given with --in are filled with deterministic\n"
     "random numbers in [-1, 1) (--seed changes them). Input files are converted to\n"
@@ -66,6 +66,8 @@ static const char usage_run[] =
     "                     sm_90a / sm_80 to run on the CUDA device (needs libcuda.so.1)\n"
     "  --threads N        worker threads for the block grid (default: all cores)\n"
     "  --repeat N         run N times and print the median time\n"
+    "  --time-passes      print each pass's time to stderr, then LLVM's (its IR, O3, the JIT's\n"
+    "                     machine code): the compile, as 'tilec compile --time-passes'\n"
     "  --rotate N         CPU: hold the read-only inputs in N copies, each run reading the\n"
     "                     next, so that weights larger than the cache come from memory as\n"
     "                     in a model (the default 1 times them cache-warm)\n"
@@ -90,6 +92,8 @@ static const char usage_compile[] =
     "  --report      GPU targets: registers, shared memory, spills (ptxas -v) and the\n"
     "                instruction mix (cuobjdump -sass) of the kernel, on stdout\n"
     "  --dump-after  print the IR after the named pass (or every pass) to stderr\n"
+    "  --time-passes print each pass's time to stderr, then LLVM's: its IR built, its O3\n"
+    "                pipeline, the machine code\n"
     "  --stream-bytes N  CPU: write outputs of N bytes and more that the kernel only\n"
     "                writes with non-temporal stores (default 16 MiB; 0: all of them)\n"
     "  --tuned FILE  tune parameters not --set as 'tilec sweep --store FILE' found fastest\n"
@@ -638,6 +642,16 @@ static bool rotated_inputs(const Kernel *k, const Bindings *bd, int n, Copies *c
     return true;
 }
 
+/* --time-passes, after the passes' lines: where code generation's time
+ * went (LLVM's; a GEMM's passes take under a millisecond, its O3 and
+ * machine code most of the compile). */
+static void print_cg_times(const CgTimes *t)
+{
+    fprintf(stderr, "llvm %-10s %8.3f ms\nllvm %-10s %8.3f ms\n", "ir", t->build * 1e3, "O3", t->optimise * 1e3);
+    if (t->machine > 0)
+        fprintf(stderr, "llvm %-10s %8.3f ms\n", "machine", t->machine * 1e3);
+}
+
 bool execute(Kernel *k, bool interp, const TargetInfo *t, const Opts *o, Bindings *bd,
                     double *median, Diag *d)
 {
@@ -660,6 +674,10 @@ bool execute(Kernel *k, bool interp, const TargetInfo *t, const Opts *o, Binding
     if (ok && !interp) {
         PassOptions po = {.dump_after = NULL, .dump = stderr, .time_passes = o->time_passes};
         ok = pass_pipeline(k, t, &po, d) && (jit = cg_jit_compile(k, t, d)) != NULL;
+        if (ok && o->time_passes) {
+            CgTimes times = cg_jit_times(jit);
+            print_cg_times(&times);
+        }
     }
     for (int r = 0; ok && r < reps; r++) {
         void **args = c.args[r % c.n];
@@ -961,8 +979,12 @@ static int cmd_compile(const Opts *o)
     } else if (!strcmp(emit, "ptx")) {
         if (!write_ptx(k, t, o, &d))
             goto out;
-    } else if (!cg_emit_file(k, t, what, !strcmp(o->out_path, "-") ? "/dev/stdout" : o->out_path, &d)) {
-        goto out;
+    } else {
+        CgTimes times = {0};
+        if (!cg_emit_file(k, t, what, !strcmp(o->out_path, "-") ? "/dev/stdout" : o->out_path, &times, &d))
+            goto out;
+        if (o->time_passes)
+            print_cg_times(&times);
     }
     rc = 0;
 out:

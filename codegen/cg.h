@@ -8,9 +8,10 @@
 #include <llvm-c/TargetMachine.h>
 
 /* Build an LLVM module holding k's function, optimised at O3 for t.
- * *tm receives the target machine it was built for (caller disposes). */
+ * *tm receives the target machine it was built for (caller disposes);
+ * times (or NULL) the build's and O3's. */
 LLVMModuleRef cg_build_module(LLVMContextRef ctx, const Kernel *k, const TargetInfo *t,
-                              LLVMTargetMachineRef *tm, Diag *d);
+                              LLVMTargetMachineRef *tm, CgTimes *times, Diag *d);
 /* A target machine for t (NULL with d set if LLVM lacks the target). */
 LLVMTargetMachineRef cg_target_machine(const TargetInfo *t, Diag *d);
 

@@ -32,8 +32,16 @@ typedef void (*CgKernelFn)(void *const *args, const int64_t *params, int64_t beg
 
 typedef enum CgEmit { CG_EMIT_LLVM, CG_EMIT_ASM, CG_EMIT_OBJ } CgEmit;
 
-/* Write k (at LEVEL_LOOP) as LLVM IR text, assembly or an object file. */
-bool cg_emit_file(const Kernel *k, const TargetInfo *t, CgEmit what, const char *path, Diag *d);
+/* Where code generation's time went, in seconds: LLVM IR built from the
+ * Loop IR, LLVM's O3 pipeline over it, and machine code (the file's, or
+ * the JIT's). */
+typedef struct CgTimes {
+    double build, optimise, machine;
+} CgTimes;
+
+/* Write k (at LEVEL_LOOP) as LLVM IR text, assembly or an object file;
+ * the time each step took into *times unless it is NULL. */
+bool cg_emit_file(const Kernel *k, const TargetInfo *t, CgEmit what, const char *path, CgTimes *times, Diag *d);
 
 /* PTX text of k (GPU Loop IR, after pass_threads) for a GPU target t; the
  * kernel ABI is in ptx.c.  malloc'd, NULL with d set on failure. */
@@ -79,6 +87,7 @@ bool cg_gpu_run(const Kernel *k, const TargetInfo *t, const CgGpuArgs *a, int re
 typedef struct CgJit CgJit;
 CgJit *cg_jit_compile(const Kernel *k, const TargetInfo *t, Diag *d);
 CgKernelFn cg_jit_fn(const CgJit *j);
+CgTimes cg_jit_times(const CgJit *j);
 void cg_jit_free(CgJit *j);
 
 /* Evaluate the grid with params and run every block on nthreads threads of

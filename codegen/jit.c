@@ -2,6 +2,7 @@
  * to files, and the launch of a kernel's grid on the runtime's pool. */
 #include "codegen/cg.h"
 #include "runtime/pool.h"
+#include "runtime/timing.h"
 
 #include <llvm-c/ExecutionEngine.h>
 #include <llvm-c/LLJIT.h>
@@ -13,6 +14,7 @@
 struct CgJit {
     LLVMOrcLLJITRef jit;
     CgKernelFn fn;
+    CgTimes times;
 };
 
 static bool llvm_error(Diag *d, const Kernel *k, const char *what, LLVMErrorRef e)
@@ -47,11 +49,13 @@ CgJit *cg_jit_compile(const Kernel *k, const TargetInfo *t, Diag *d)
     }
     LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext();
     LLVMTargetMachineRef tm = NULL;
-    LLVMModuleRef mod = cg_build_module(LLVMOrcThreadSafeContextGetContext(tsc), k, t, &tm, d);
+    CgTimes times = {0};
+    LLVMModuleRef mod = cg_build_module(LLVMOrcThreadSafeContextGetContext(tsc), k, t, &tm, &times, d);
     if (!mod) {
         LLVMOrcDisposeThreadSafeContext(tsc);
         return NULL;
     }
+    double t0 = rt_now();
     CgJit *j = calloc(1, sizeof *j);
     LLVMOrcLLJITBuilderRef builder = LLVMOrcCreateLLJITBuilder();
     /* The JIT owns the target machine from here on. */
@@ -89,10 +93,14 @@ CgJit *cg_jit_compile(const Kernel *k, const TargetInfo *t, Diag *d)
         return NULL;
     }
     j->fn = (CgKernelFn)(uintptr_t)addr;
+    times.machine = rt_now() - t0; /* the JIT makes the machine code at the lookup */
+    j->times = times;
     return j;
 }
 
 CgKernelFn cg_jit_fn(const CgJit *j) { return j->fn; }
+
+CgTimes cg_jit_times(const CgJit *j) { return j->times; }
 
 void cg_jit_free(CgJit *j)
 {
@@ -103,18 +111,21 @@ void cg_jit_free(CgJit *j)
     free(j);
 }
 
-bool cg_emit_file(const Kernel *k, const TargetInfo *t, CgEmit what, const char *path, Diag *d)
+bool cg_emit_file(const Kernel *k, const TargetInfo *t, CgEmit what, const char *path, CgTimes *times, Diag *d)
 {
     LLVMContextRef ctx = LLVMContextCreate();
     LLVMTargetMachineRef tm = NULL;
-    LLVMModuleRef mod = cg_build_module(ctx, k, t, &tm, d);
+    LLVMModuleRef mod = cg_build_module(ctx, k, t, &tm, times, d);
     bool ok = mod != NULL;
     char *err = NULL;
+    double t0 = rt_now();
     if (ok && what == CG_EMIT_LLVM)
         ok = !LLVMPrintModuleToFile(mod, path, &err);
     else if (ok)
         ok = !LLVMTargetMachineEmitToFile(tm, mod, (char *)path,
                                           what == CG_EMIT_ASM ? LLVMAssemblyFile : LLVMObjectFile, &err);
+    if (times)
+        times->machine = what == CG_EMIT_LLVM ? 0 : rt_now() - t0;
     if (mod && !ok) {
         SrcLoc loc = {path, 0};
         diag_error(d, loc, "cannot write: %s", err ? err : "?");
@@ -136,7 +147,7 @@ char *cg_emit_ptx(const Kernel *k, const TargetInfo *t, Diag *d)
     }
     LLVMContextRef ctx = LLVMContextCreate();
     LLVMTargetMachineRef tm = NULL;
-    LLVMModuleRef mod = cg_build_module(ctx, k, t, &tm, d);
+    LLVMModuleRef mod = cg_build_module(ctx, k, t, &tm, NULL, d);
     char *text = NULL, *err = NULL;
     LLVMMemoryBufferRef mb = NULL;
     if (mod && LLVMTargetMachineEmitToMemoryBuffer(tm, mod, LLVMAssemblyFile, &err, &mb))

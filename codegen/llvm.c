@@ -8,6 +8,7 @@
  * register-blocked vector kernel (micro.c). */
 #include "codegen/cg.h"
 #include "codegen/cgctx.h"
+#include "runtime/timing.h"
 
 #include <llvm-c/Analysis.h>
 #include <llvm-c/DebugInfo.h>
@@ -1389,8 +1390,9 @@ LLVMTargetMachineRef cg_target_machine(const TargetInfo *t, Diag *d)
 static void quiet_diagnostics(LLVMDiagnosticInfoRef info, void *ctx) { (void)info; (void)ctx; }
 
 LLVMModuleRef cg_build_module(LLVMContextRef ctx, const Kernel *k, const TargetInfo *t,
-                              LLVMTargetMachineRef *tm_out, Diag *d)
+                              LLVMTargetMachineRef *tm_out, CgTimes *times, Diag *d)
 {
+    double t0 = rt_now();
     LLVMContextSetDiagnosticHandler(ctx, quiet_diagnostics, NULL);
     if (!check_kernel(k, t, d))
         return NULL;
@@ -1443,6 +1445,7 @@ LLVMModuleRef cg_build_module(LLVMContextRef ctx, const Kernel *k, const TargetI
         return NULL;
     }
     LLVMDisposeMessage(err);
+    double t1 = rt_now();
     LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
     LLVMPassBuilderOptionsSetLoopVectorization(po, 1);
     LLVMPassBuilderOptionsSetSLPVectorization(po, 1);
@@ -1453,6 +1456,10 @@ LLVMModuleRef cg_build_module(LLVMContextRef ctx, const Kernel *k, const TargetI
         cg_stream_rewrite(ctx, c.mod, tdl);
         LLVMDisposeTargetData(tdl);
         cg_minmax_rewrite(ctx, c.mod, strstr(t->llvm_features, "+avx512dq") != NULL);
+    }
+    if (times) {
+        times->build = t1 - t0;
+        times->optimise = rt_now() - t1;
     }
     if (perr) {
         char *msg = LLVMGetErrorMessage(perr);

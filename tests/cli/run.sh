@@ -285,6 +285,15 @@ if "$TILEC" compile kernels_src/rmsnorm.lua --target x86-avx512 --emit llvm -o "
    grep -q "reassoc float @llvm.vector.reduce.fadd" "$tmp/rmsnorm.ll" &&
    ! grep -q "call float @llvm.vector.reduce.fadd" "$tmp/rmsnorm.ll" && grep -q "bin.rdx" "$tmp/rmsnorm.ll"; then
   ok "vector sums fold their lanes as a tree"; else bad "vector sums fold their lanes as a tree" "$(grep reduce.fadd "$tmp/rmsnorm.ll")" "$(cat "$tmp/err")"; fi
+# --time-passes: each pass's line, then LLVM's IR, O3 and machine code —
+# for compile (an object) and for run (the JIT's)
+if out=$("$TILEC" compile examples/gemm.lua --time-passes -o "$tmp/timed.o" 2>&1) &&
+   printf '%s\n' "$out" | grep -qE "^pass lower +[0-9.]+ ms" &&
+   printf '%s\n' "$out" | grep -qE "^llvm O3 +[0-9.]+ ms" && printf '%s\n' "$out" | grep -qE "^llvm machine +[0-9.]+ ms" &&
+   out2=$("$TILEC" run examples/gemm.lua --set M=64 --set N=64 --set K=64 --time-passes 2>&1) &&
+   printf '%s\n' "$out2" | grep -qE "^llvm ir +[0-9.]+ ms" && printf '%s\n' "$out2" | grep -qE "^llvm machine +[0-9.]+ ms"; then
+  ok "--time-passes times the passes and LLVM's steps"
+else bad "--time-passes times the passes and LLVM's steps" "$out" "$out2"; fi
 # a loop over register tiles stays a loop: LLVM unrolled a row band's four
 # column tiles in full, each with its own K loop (225 FMAs in the IR of a
 # GEMM with row, column and K edges, 41 rolled: a third of its compile time)

@@ -140,7 +140,7 @@ static char *asm_of(const char *spec, const FeSet *sets, int nsets, const Target
     Kernel *k = fe_load(spec, sets, nsets, &d);
     char path[] = "/tmp/tilec_target_XXXXXX";
     int fd = mkstemp(path);
-    bool ok = k && fd >= 0 && pass_pipeline(k, t, NULL, &d) && cg_emit_file(k, t, CG_EMIT_ASM, path, &d);
+    bool ok = k && fd >= 0 && pass_pipeline(k, t, NULL, &d) && cg_emit_file(k, t, CG_EMIT_ASM, path, NULL, &d);
     CHECKF(ok, "%s: %s", spec, d.msg);
     char *text = NULL;
     FILE *f = ok ? fopen(path, "r") : NULL;
