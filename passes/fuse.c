@@ -66,6 +66,7 @@
  * before threads (which spreads the fused nests and places barriers between
  * what remains; barriers do not exist yet, and a statement that is not a
  * plain nest — barrier, micro_gemm, async op — never commutes or fuses). */
+#include "passes/lower.h"
 #include "passes/passes.h"
 
 #include <stdlib.h>
@@ -1349,6 +1350,25 @@ static bool rows_written_first(const Stmt *loop, const Buffer *b, const Slice *s
     return found && written_first(loop->u.loop.body, b, &row);
 }
 
+/* Whether items i.. of body are the runs of one row of a copy split at a
+ * buffer's edges (lower_row_runs) that store all of the slice: b's row
+ * that the slice fixes.  A column sum's fast arm (the copy forwarded into
+ * the sum) kept its store of the tile because the edge arm's split copy
+ * was not seen to overwrite each row before its sum read it (1000 x 1000,
+ * the store dropped by hand: 0.148 -> 0.133 ms). */
+static bool runs_overwrite_row(const Stmt *body, int i, const Buffer *b, const Slice *sl)
+{
+    Stmt *st[3];
+    int n = lower_row_runs(body, i, st);
+    if (!n || st[0]->u.store.buf != b || sl->dim >= 0 || !sl->fixed[0] || sl->fixed[1])
+        return false;
+    const Expr *row = st[0]->u.store.idx[0];
+    for (int r = 0; r < n; r++)
+        if (reads(body->u.seq.items[i + r], b))
+            return false;
+    return row->op == EX_VAR && row->var == sl->fixed[0];
+}
+
 /* Whether body's items, in order, overwrite the slice of b before any
  * read of it (1; reads in that item come after their element's write), or
  * read it first (0), or neither (-1).  A nested sequence (an unswitched
@@ -1365,6 +1385,8 @@ static int first_access(const Stmt *body, const Buffer *b, const Slice *sl)
                 return r;
             continue;
         }
+        if (runs_overwrite_row(body, i, b, sl))
+            return 1;
         if (reads(it, b))
             return read_after_write(it, b, sl);
         const Var *vars[64];

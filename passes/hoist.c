@@ -47,6 +47,7 @@
  * (itself included): an MoE block's schedule (expert, first row, rows),
  * found from the grid row and the expert counts.
  * The prefetches of a buffer that only the nest read go with it. */
+#include "passes/lower.h"
 #include "passes/passes.h"
 
 #include <stdlib.h>
@@ -366,49 +367,16 @@ static int staging_stores(Stmt *s, Stmt **st, Var **vars, int *nvars)
     return m;
 }
 
-/* Run loop s of a split row (lower_copy_rows_split: `for v < count {
- * X[.., start + v] = value }`, start 0 written as just v): its store, and
- * start through *start (NULL: 0). */
-static Stmt *run_store(Stmt *s, Expr **start)
-{
-    if (s->op != ST_FOR || s->u.loop.kind != LOOP_PARALLEL)
-        return NULL;
-    Stmt *b = s->u.loop.body;
-    while (b->op == ST_SEQ && b->u.seq.n == 1)
-        b = b->u.seq.items[0];
-    if (b->op != ST_STORE || b->u.store.atomic || b->u.store.async || b->u.store.buf->rank != 2)
-        return NULL;
-    Expr *last = b->u.store.idx[1];
-    const Var *v = s->u.loop.var;
-    if (last->op == EX_VAR && last->var == v)
-        *start = NULL;
-    else if (last->op == EX_ADD && last->args[1]->op == EX_VAR && last->args[1]->var == v &&
-             !ir_mentions_var(last->args[0], v))
-        *start = last->args[0];
-    else
-        return NULL;
-    return b;
-}
-
-/* Whether count is the length of a run from `start` (NULL: 0) to `next`:
- * `next - start`, or `next` from 0. */
-static bool run_length(const Expr *count, const Expr *start, const Expr *next)
-{
-    if (!start)
-        return ir_expr_equal(count, next);
-    return count->op == EX_SUB && ir_expr_equal(count->args[0], next) && ir_expr_equal(count->args[1], start);
-}
-
 /* A copy's rows split at a buffer's edges (lower_copy_rows_split), the
  * row loop of constant extent over a 2-D scratch X — or one row of it —
- * each row's runs back to back from 0 to X's extent: every element
- * stored once, as a staging nest (staging_stores) stores it.  Its stores
- * into st (vars: the row loop's variable, if any, then the runs'); their
- * count, 0 if s is not such a nest. */
+ * each row's runs back to back from 0 to X's extent (lower_row_runs):
+ * every element stored once, as a staging nest (staging_stores) stores
+ * it.  Its stores into st (vars: the row loop's variable, if any, then the
+ * runs'); their count, 0 if s is not such a nest. */
 static int split_rows_stores(Stmt *s, Stmt **st, Var **vars, int *nvars)
 {
     int n = 0;
-    int64_t rows = 1, width;
+    int64_t rows = 1, have_rows;
     while (s->op == ST_SEQ && s->u.seq.n == 1)
         s = s->u.seq.items[0];
     if (s->op == ST_FOR) {
@@ -417,30 +385,16 @@ static int split_rows_stores(Stmt *s, Stmt **st, Var **vars, int *nvars)
         vars[n++] = s->u.loop.var;
         s = s->u.loop.body;
     }
-    if (s->op != ST_SEQ || s->u.seq.n < 2 || s->u.seq.n > 3)
+    int m = lower_row_runs(s, 0, st);
+    if (m < 2 || m != s->u.seq.n || !ir_expr_is_const(st[0]->u.store.buf->shape[0], &have_rows) || have_rows != rows)
         return 0;
-    Expr *start[3], *prev = NULL;
-    for (int i = 0; i < s->u.seq.n; i++) {
-        Stmt *run = s->u.seq.items[i];
-        if (!(st[i] = run_store(run, &start[i])) || st[i]->u.store.buf != st[0]->u.store.buf ||
-            (i == 0 && start[0]) || (i > 0 && !run_length(s->u.seq.items[i - 1]->u.loop.extent, prev, start[i])))
-            return 0;
-        Expr *row = st[i]->u.store.idx[0];
-        if (n ? !(row->op == EX_VAR && row->var == vars[0]) : !(row->op == EX_CONST && row->imm.i == 0))
-            return 0;
-        vars[n + i] = run->u.loop.var;
-        prev = start[i];
-    }
-    /* the last run ends at the row's end: `width - start` */
-    const Buffer *x = st[0]->u.store.buf;
-    const Expr *count = s->u.seq.items[s->u.seq.n - 1]->u.loop.extent;
-    int64_t have_rows, end;
-    if (x->scope == SCOPE_GLOBAL || !ir_expr_is_const(x->shape[0], &have_rows) || have_rows != rows ||
-        !ir_expr_is_const(x->shape[1], &width) || !prev || count->op != EX_SUB ||
-        !ir_expr_is_const(count->args[0], &end) || end != width || !ir_expr_equal(count->args[1], prev))
+    Expr *row = st[0]->u.store.idx[0];
+    if (n ? !(row->op == EX_VAR && row->var == vars[0]) : !(row->op == EX_CONST && row->imm.i == 0))
         return 0;
-    *nvars = n + s->u.seq.n;
-    return s->u.seq.n;
+    for (int i = 0; i < m; i++)
+        vars[n + i] = s->u.seq.items[i]->u.loop.var;
+    *nvars = n + m;
+    return m;
 }
 
 /* The grid variables used are the slowest dimensions of extent other

@@ -299,6 +299,63 @@ Stmt *lower_copy_rows_split(Lower *L, const Region *src, const Region *dst, SrcL
     return outer;
 }
 
+/* Run loop s of a split row: its store, and start through *start (NULL:
+ * 0); NULL if s is no such loop. */
+static Stmt *run_store(const Stmt *s, Expr **start)
+{
+    if (s->op != ST_FOR || s->u.loop.kind != LOOP_PARALLEL)
+        return NULL;
+    Stmt *b = s->u.loop.body;
+    while (b->op == ST_SEQ && b->u.seq.n == 1)
+        b = b->u.seq.items[0];
+    if (b->op != ST_STORE || b->u.store.atomic || b->u.store.async || b->u.store.buf->rank != 2)
+        return NULL;
+    Expr *last = b->u.store.idx[1];
+    const Var *v = s->u.loop.var;
+    if (last->op == EX_VAR && last->var == v)
+        *start = NULL;
+    else if (last->op == EX_ADD && last->args[1]->op == EX_VAR && last->args[1]->var == v &&
+             !ir_mentions_var(last->args[0], v))
+        *start = last->args[0];
+    else
+        return NULL;
+    return b;
+}
+
+/* Whether count is the length of a run from `start` (NULL: 0) to `next`:
+ * `next - start`, or `next` from 0. */
+static bool run_length(const Expr *count, const Expr *start, const Expr *next)
+{
+    if (!start)
+        return ir_expr_equal(count, next);
+    return count->op == EX_SUB && ir_expr_equal(count->args[0], next) && ir_expr_equal(count->args[1], start);
+}
+
+int lower_row_runs(const Stmt *seq, int from, Stmt **st)
+{
+    if (seq->op != ST_SEQ)
+        return 0;
+    Expr *start = NULL, *prev = NULL;
+    for (int i = 0; i < 3 && from + i < seq->u.seq.n; i++) {
+        const Stmt *run = seq->u.seq.items[from + i];
+        if (!(st[i] = run_store(run, &start)) || st[i]->u.store.buf != st[0]->u.store.buf ||
+            !ir_expr_equal(st[i]->u.store.idx[0], st[0]->u.store.idx[0]) || (i == 0 && start) ||
+            (i > 0 && !run_length(seq->u.seq.items[from + i - 1]->u.loop.extent, prev, start)))
+            return 0;
+        prev = start;
+        /* the last run ends at the row's end: `width - start`, or width */
+        const Buffer *x = st[0]->u.store.buf;
+        Expr *count = run->u.loop.extent;
+        int64_t width, end;
+        if (x->scope != SCOPE_GLOBAL && ir_expr_is_const(x->shape[1], &width) &&
+            (prev ? count->op == EX_SUB && ir_expr_is_const(count->args[0], &end) && end == width &&
+                        ir_expr_equal(count->args[1], prev)
+                  : ir_expr_is_const(count, &end) && end == width))
+            return i + 1;
+    }
+    return 0;
+}
+
 /* A copy whose windows may lie partly outside their buffers: split at the
  * edges where it can be, guarded element by element otherwise. */
 static Stmt *edge_copy(Lower *L, const Region *src, const Region *dst, bool atomic, SrcLoc loc)

@@ -49,6 +49,13 @@ Stmt *lower_copy(Lower *L, const Region *src, const Region *dst, bool atomic, Sr
  * and scratch as row runs split at the buffer's edges (CPU; NULL where
  * the copy is not of that shape: lower.c says which). */
 Stmt *lower_copy_rows_split(Lower *L, const Region *src, const Region *dst, SrcLoc loc);
+/* One row of such a copy into scratch, found again after the passes that
+ * follow (hoist, fuse): items [from, from + n) of seq are loops `for v <
+ * count { X[row, start + v] = value }` (start 0 written as just v) whose
+ * runs lie back to back from 0 to the end of X's constant last extent,
+ * every store X's (2-D scratch) at the same row.  Their stores into st
+ * (3 at most); n, 0 where the items from `from` on are not such runs. */
+int lower_row_runs(const Stmt *seq, int from, Stmt **st);
 /* A new scratch buffer named `what` and a number no buffer has. */
 Buffer *lower_temp(Lower *L, const char *what, Scope scope, DType dt, int rank, const int64_t *shape, SrcLoc loc);
 

@@ -237,6 +237,13 @@ TEST(golden_fuse_dead_loop) { golden("fuse_dead_loop", pass_fuse); }
  * one reads it, behind the window test's arms, each a nested sequence
  * once unswitched — so its fused loop keeps only the reduction */
 TEST(golden_fuse_dead_nested) { golden("fuse_dead_nested", pass_fuse); }
+/* a column sum over an edge test's arms (x86-avx2 after bounds): the
+ * fast arm's copy into t is forwarded into the sum and its stores go —
+ * the edge arm's split copy writes each row of t (its runs back to back,
+ * lower_row_runs) before the sum reads it; with its last run a column
+ * short (_short) the row is not all written, and the fast arm keeps t */
+TEST(golden_fuse_dead_runs) { golden_for("fuse_dead_runs", pass_fuse, ir_target("x86-avx2")); }
+TEST(golden_fuse_dead_runs_short) { golden_for("fuse_dead_runs_short", pass_fuse, ir_target("x86-avx2")); }
 /* staging that consecutive blocks share: A's rows (both arms of the
  * window test, by's only) move into a once per by before the step loop,
  * their scratch a block per step, and the step loop's prefetches of a go;
@@ -747,7 +754,8 @@ TEST(fuse_keeps_the_meaning)
 {
     const char *names[] = {"fuse_chain",   "fuse_keep",         "fuse_switch", "fuse_barrier",
                            "fuse_strided", "fuse_strided_keep", "fuse_merge",  "fuse_merge_keep",
-                           "fuse_update",  "fuse_dead_loop",    "fuse_dead_nested"};
+                           "fuse_update",  "fuse_dead_loop",    "fuse_dead_nested", "fuse_dead_runs",
+                           "fuse_dead_runs_short"};
     const int64_t ms[] = {1, 5, 8};
     keeps_the_meaning(names, (int)(sizeof names / sizeof names[0]), pass_fuse, avx512(), ms);
 }
@@ -990,6 +998,8 @@ int main(void)
     RUN(golden_fuse_update);
     RUN(golden_fuse_dead_loop);
     RUN(golden_fuse_dead_nested);
+    RUN(golden_fuse_dead_runs);
+    RUN(golden_fuse_dead_runs_short);
     RUN(golden_hoist_staging);
     RUN(golden_hoist_one_step);
     RUN(golden_hoist_derived);
