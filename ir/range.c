@@ -35,7 +35,7 @@ IrRange ir_range_of(const Expr *e, IrRange (*leaf)(const Expr *, void *), void *
         return UNKNOWN_RANGE;
     if (e->op == EX_CONST)
         return between(e->imm.i, e->imm.i);
-    if (e->op == EX_VAR || e->op == EX_PARAM)
+    if (e->op == EX_VAR || e->op == EX_PARAM || e->op == EX_LOAD)
         return leaf(e, ctx);
     if (e->op == EX_SELECT) {
         IrRange t = ir_range_of(e->args[1], leaf, ctx), f = ir_range_of(e->args[2], leaf, ctx);

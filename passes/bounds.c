@@ -15,24 +15,45 @@
  *
  * A variable's interval does not depend on where it is used (each loop
  * binds its own variable, and conditions on the path are not used), so
- * shared expression nodes are rewritten in place. */
+ * shared expression nodes are rewritten in place.
+ *
+ * So does a load of a small integer scratch (a block's schedule: an MoE
+ * tile's expert, first row and row count, found by scanning the counts)
+ * at a constant index: the union of what every store to that element
+ * puts there (a store at a varying index counts for each element), where
+ * the block's first use of the buffer stores every element of it (its
+ * clear), so no load sees what an earlier block left.  An expert stored
+ * as a loop variable over E lies in [0, E): the tile's windows into the
+ * expert's weights are inside, and their edge arms go. */
 #include "passes/passes.h"
 
 #include <stdlib.h>
 
+enum { MAX_TRACKED = 16 }; /* elements of a scratch whose loads get ranges */
+
 typedef struct Bounds {
     Kernel *k;
-    IrRange *var; /* by Var id */
+    IrRange *var;                     /* by Var id */
+    IrRange (*elem)[MAX_TRACKED];     /* by Buffer id: each element's stored values */
+    bool *tracked;                    /* by Buffer id */
+    bool ranges_ready;                /* elem complete: loads may use it */
 } Bounds;
 
 static const IrRange ANYTHING = {0, 0, false};
 
 static IrRange between(int64_t lo, int64_t hi) { return (IrRange){lo, hi, true}; }
 
-/* A variable's interval from the table; a dyn parameter is a size. */
+/* A variable's interval from the table; a dyn parameter is a size; a
+ * tracked scratch element's load, its stores' union. */
 static IrRange leaf_range(const Expr *e, void *ctx)
 {
     const Bounds *B = ctx;
+    int64_t i;
+    if (e->op == EX_LOAD)
+        return B->ranges_ready && B->tracked[e->buf->id] && ir_expr_is_const(e->args[0], &i) && i >= 0 &&
+                       i < MAX_TRACKED
+                   ? B->elem[e->buf->id][i]
+                   : ANYTHING;
     return e->op == EX_VAR ? B->var[e->var->id] : between(0, INT64_MAX);
 }
 
@@ -200,6 +221,125 @@ static Stmt *fold_stmt(Bounds *B, Stmt *s)
     }
 }
 
+/* ------------------------------------------------ scratch element ranges */
+
+/* Elements of a 1-D integer scratch small enough to track; 0 if not one. */
+static int64_t trackable(const Buffer *b)
+{
+    int64_t n;
+    bool ok = b->scope == SCOPE_LOCAL && dt_is_int(b->dtype) && b->rank == 1 && ir_expr_is_const(b->shape[0], &n);
+    return ok && n >= 1 && n <= MAX_TRACKED ? n : 0;
+}
+
+static IrRange either(IrRange a, IrRange b)
+{
+    if (!a.known || !b.known)
+        return ANYTHING;
+    return between(a.lo < b.lo ? a.lo : b.lo, a.hi > b.hi ? a.hi : b.hi);
+}
+
+/* Widen each element's range by what s stores to tracked buffers (the
+ * loops' variables bound as fold_stmt binds them); a buffer written any
+ * other way stops being tracked. */
+static void collect_stores(Bounds *B, const Stmt *s, bool *seen)
+{
+    switch (s->op) {
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n; i++)
+            collect_stores(B, s->u.seq.items[i], seen);
+        return;
+    case ST_FOR:
+        bind(B, s->u.loop.var, s->u.loop.extent);
+        collect_stores(B, s->u.loop.body, seen);
+        return;
+    case ST_IF:
+        collect_stores(B, s->u.if_.then_, seen);
+        if (s->u.if_.else_)
+            collect_stores(B, s->u.if_.else_, seen);
+        return;
+    case ST_ONCE: collect_stores(B, s->u.once.body, seen); return;
+    case ST_STORE: {
+        const Buffer *b = s->u.store.buf;
+        if (!B->tracked[b->id])
+            return;
+        if (s->u.store.atomic || s->u.store.async) {
+            B->tracked[b->id] = false;
+            return;
+        }
+        IrRange v = range_of(B, s->u.store.value);
+        int64_t n = trackable(b), at;
+        bool one = ir_expr_is_const(s->u.store.idx[0], &at) && at >= 0 && at < n;
+        for (int64_t i = 0; i < n; i++)
+            if (!one || i == at) {
+                size_t at_i = (size_t)b->id * MAX_TRACKED + (size_t)i;
+                B->elem[b->id][i] = seen[at_i] ? either(B->elem[b->id][i], v) : v;
+                seen[at_i] = true;
+            }
+        return;
+    }
+    default:
+        for (int i = 0; i < B->k->nbufs; i++) {
+            const Buffer *b = B->k->bufs[i];
+            IrUse u = {0};
+            if (B->tracked[b->id] && (ir_buffer_use(s, b, &u), u.writes))
+                B->tracked[b->id] = false;
+        }
+        return;
+    }
+}
+
+/* Whether s is `for v < n { b[v] = value }` over all of b (n its size),
+ * the value free of b. */
+static bool stores_all_of(const Stmt *s, const Buffer *b)
+{
+    while (s->op == ST_SEQ && s->u.seq.n == 1)
+        s = s->u.seq.items[0];
+    int64_t n;
+    if (s->op != ST_FOR || !ir_expr_is_const(s->u.loop.extent, &n) || n != trackable(b))
+        return false;
+    const Stmt *st = s->u.loop.body;
+    while (st->op == ST_SEQ && st->u.seq.n == 1)
+        st = st->u.seq.items[0];
+    return st->op == ST_STORE && st->u.store.buf == b && st->u.store.idx[0]->op == EX_VAR &&
+           st->u.store.idx[0]->var == s->u.loop.var && !ir_loads_from(st->u.store.value, b);
+}
+
+/* The buffers whose first use in the block body stores all of them, and
+ * the ranges their stores give each element (Bounds.elem). */
+static void track_scratch(Bounds *B)
+{
+    size_t ids = (size_t)B->k->next_id + 1;
+    B->tracked = calloc(ids, sizeof *B->tracked);
+    B->elem = calloc(ids, sizeof *B->elem);
+    bool *seen = calloc(ids * MAX_TRACKED, sizeof *seen);
+    const Stmt *body = B->k->body;
+    int items = body->op == ST_SEQ ? body->u.seq.n : 1;
+    for (int b = 0; b < B->k->nbufs; b++) {
+        const Buffer *x = B->k->bufs[b];
+        if (!trackable(x))
+            continue;
+        for (int i = 0; i < items; i++) {
+            const Stmt *it = body->op == ST_SEQ ? body->u.seq.items[i] : body;
+            IrUse u = {0};
+            ir_buffer_use(it, x, &u);
+            if (u.reads || u.writes) {
+                B->tracked[x->id] = stores_all_of(it, x);
+                break;
+            }
+        }
+    }
+    collect_stores(B, body, seen);
+    for (int b = 0; b < B->k->nbufs; b++) {
+        const Buffer *x = B->k->bufs[b];
+        for (int64_t i = 0; B->tracked[x->id] && i < trackable(x); i++)
+            B->tracked[x->id] = seen[(size_t)x->id * MAX_TRACKED + (size_t)i]; /* (its clear stores each) */
+    }
+    free(seen);
+    for (size_t i = 0; i < ids; i++) /* the loops bind their variables again as they fold */
+        B->var[i] = ANYTHING;
+    B->ranges_ready = true; /* (a store's value read its own buffer as unknown: x = x + 1 grows) */
+}
+
 bool pass_bounds(Kernel *k, const TargetInfo *t, Diag *d)
 {
     (void)t;
@@ -213,8 +353,15 @@ bool pass_bounds(Kernel *k, const TargetInfo *t, Diag *d)
         bind(&B, k->grid_var[g], k->grid[g]);
     if (k->nthreads > 0)
         B.var[k->thread_var->id] = between(0, k->nthreads - 1);
+    track_scratch(&B);
+    for (int g = 0; g < k->ngrid; g++)
+        bind(&B, k->grid_var[g], k->grid[g]);
+    if (k->nthreads > 0)
+        B.var[k->thread_var->id] = between(0, k->nthreads - 1);
     k->body = fold_stmt(&B, k->body);
     free(B.var);
+    free(B.elem);
+    free(B.tracked);
     ir_drop_unused_buffers(k);
     return true;
 }

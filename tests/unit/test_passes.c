@@ -213,6 +213,14 @@ TEST(golden_stream) { golden_for("stream", pass_stream, ir_target("x86-avx2")); 
 /* also: a variable of extent 1 is 0; an index in i32's range cast to f32
  * through i32, a dyn size not */
 TEST(golden_bounds) { golden("bounds", pass_bounds); }
+/* a block's schedule in a small local: sched[0], stored only as the loop
+ * variable i < 4 after its clear, lies in [0, 4), so the window test on it
+ * folds and its else arm goes; sched[1] (a count: sched[1] + 1, read as
+ * unknown while the stores are gathered) and sched[2] (an input) stay
+ * unknown; _late: a load of sched before its clear — what an earlier
+ * block left — and nothing folds */
+TEST(golden_bounds_scratch) { golden("bounds_scratch", pass_bounds); }
+TEST(golden_bounds_scratch_late) { golden("bounds_scratch_late", pass_bounds); }
 /* copy in, scale, a row reduction, normalise, copy out: one row loop, the
  * elementwise loops fused into the reduction's, xs forwarded and gone */
 TEST(golden_fuse_chain) { golden("fuse_chain", pass_fuse); }
@@ -764,6 +772,8 @@ TEST(fuse_keeps_the_meaning)
  * and past the grid's rows, so the unfolded tests go both ways). */
 TEST(bounds_keeps_the_meaning)
 {
+    const char *names[] = {"bounds_scratch", "bounds_scratch_late"};
+    keeps_the_meaning(names, 2, pass_bounds, avx512(), (const int64_t[]){1, 1, 1});
     const int64_t ms[] = {1, 100, 5000};
     for (int m = 0; m < 3; m++) {
         Kernel *before = parse_file("tests/passes/bounds.in.tir"), *after = parse_file("tests/passes/bounds.in.tir");
@@ -1020,6 +1030,8 @@ int main(void)
     RUN(golden_tma_not_on_sm80);
     RUN(fuse_keeps_the_meaning);
     RUN(golden_bounds);
+    RUN(golden_bounds_scratch);
+    RUN(golden_bounds_scratch_late);
     RUN(golden_reuse);
     RUN(reuse_keeps_the_meaning);
     RUN(golden_stages);
