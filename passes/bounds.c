@@ -328,15 +328,11 @@ static void track_scratch(Bounds *B)
             }
         }
     }
+    /* the walk meets a tracked buffer's clear before its other stores (the
+     * clear is its first use), so every element is seen; the loops it
+     * binds are bound again as fold_stmt reaches them */
     collect_stores(B, body, seen);
-    for (int b = 0; b < B->k->nbufs; b++) {
-        const Buffer *x = B->k->bufs[b];
-        for (int64_t i = 0; B->tracked[x->id] && i < trackable(x); i++)
-            B->tracked[x->id] = seen[(size_t)x->id * MAX_TRACKED + (size_t)i]; /* (its clear stores each) */
-    }
     free(seen);
-    for (size_t i = 0; i < ids; i++) /* the loops bind their variables again as they fold */
-        B->var[i] = ANYTHING;
     B->ranges_ready = true; /* (a store's value read its own buffer as unknown: x = x + 1 grows) */
 }
 
@@ -354,10 +350,6 @@ bool pass_bounds(Kernel *k, const TargetInfo *t, Diag *d)
     if (k->nthreads > 0)
         B.var[k->thread_var->id] = between(0, k->nthreads - 1);
     track_scratch(&B);
-    for (int g = 0; g < k->ngrid; g++)
-        bind(&B, k->grid_var[g], k->grid[g]);
-    if (k->nthreads > 0)
-        B.var[k->thread_var->id] = between(0, k->nthreads - 1);
     k->body = fold_stmt(&B, k->body);
     free(B.var);
     free(B.elem);
