@@ -748,6 +748,21 @@ static void loop_metadata(Cg *c, LLVMValueRef latch_br, LoopKind kind, int width
 
 enum { MAX_UNROLLED_STEPS = 16 };
 
+/* Whether a loop of `steps` steps (of `arg` lanes where a vector loop)
+ * stays a loop though nothing in it asks.  A vector loop of many steps
+ * does: unrolled in full (LLVM does, up to 64 steps), hc_post_pre's
+ * 512-wide rows made 60k lines of IR and took 9.5 s to compile (1.3 s
+ * rolled), for a loop branch per step saved (its run time, and hc_pre's,
+ * moe_gate's, unchanged).  So does one whose step already spans four f32
+ * registers (an fp8 store's 32 lanes on AVX2): unrolled, its copies'
+ * temporaries interleave and spill (act_quant at 16 tokens, K 4096:
+ * 25.7 us against 21.4). */
+static bool too_big_to_unroll(const Cg *c, LoopKind kind, int arg, int64_t steps)
+{
+    bool wide = kind == LOOP_VECTOR && arg * 32 >= 4 * c->t->vector_bits;
+    return steps > MAX_UNROLLED_STEPS || wide;
+}
+
 /* for var in [0, n): body — a canonical loop with the counter as a phi;
  * interleave as loop_metadata's. */
 static void loop_with(Cg *c, Var *var, LLVMValueRef n, LoopKind kind, int arg, bool masked, int interleave,
@@ -768,16 +783,8 @@ static void loop_with(Cg *c, Var *var, LLVMValueRef n, LoopKind kind, int arg, b
     LLVMValueRef next = LLVMBuildAdd(c->b, i, cg_i64(c, 1), "");
     LLVMBasicBlockRef latch = LLVMGetInsertBlock(c->b);
     LLVMValueRef br = LLVMBuildBr(c->b, head);
-    /* a vector loop of many steps stays a loop: unrolled in full (LLVM
-     * does, up to 64 steps), hc_post_pre's 512-wide rows made 60k lines of
-     * IR and took 9.5 s to compile (1.3 s rolled), for a loop branch per
-     * step saved (its run time, and hc_pre's, moe_gate's, unchanged).  So
-     * does one whose step already spans four f32 registers (an fp8 store's
-     * 32 lanes on AVX2): unrolled, its copies' temporaries interleave and
-     * spill (act_quant at 16 tokens, K 4096: 25.7 us against 21.4) */
     int64_t steps = LLVMIsAConstantInt(n) ? LLVMConstIntGetSExtValue(n) / (arg > 0 ? arg : 1) : 0;
-    bool wide = kind == LOOP_VECTOR && arg * 32 >= 4 * c->t->vector_bits;
-    loop_metadata(c, br, kind, arg, masked, interleave, rolled || steps > MAX_UNROLLED_STEPS || wide);
+    loop_metadata(c, br, kind, arg, masked, interleave, rolled || too_big_to_unroll(c, kind, arg, steps));
     LLVMValueRef zero = cg_i64(c, 0);
     LLVMAddIncoming(i, &zero, &pre, 1);
     LLVMAddIncoming(i, &next, &latch, 1);
@@ -902,11 +909,62 @@ static bool any_nested(const Stmt *s, bool (*hit)(const Stmt *))
     }
 }
 
-/* A register tile (micro.c): a loop holding one stays a loop.  LLVM
- * unrolled the 4 column tiles of a GEMM row band in full, each a K loop
- * of its own, for no gain; 333 x 777 x 555 f32 had 16 of them, a third of
- * its compile time. */
+/* A register tile (micro.c). */
 static bool is_micro_gemm(const Stmt *s) { return s->op == ST_MICRO_GEMM; }
+
+/* The steps of loop s, -1 where its count is not known here. */
+static int64_t loop_steps(const Stmt *s)
+{
+    const Expr *n = s->u.loop.extent;
+    int64_t w = s->u.loop.kind == LOOP_VECTOR && s->u.loop.arg > 0 ? s->u.loop.arg : 1;
+    return n->op == EX_CONST ? (n->imm.i + w - 1) / w : -1;
+}
+
+static bool stays_rolled(const Cg *c, const Stmt *loop);
+
+/* Whether s holds a loop that a loop around s should not copy: one LLVM
+ * unrolls in full (2 to MAX_UNROLLED_STEPS steps, nothing keeping it
+ * rolled), one of many steps (its branch already paid for), or one of a
+ * count it does not know (a vector body, a remainder and their checks).
+ * A short loop kept rolled for its wide steps is cheap to copy. */
+static bool holds_long_loop(const Cg *c, const Stmt *s)
+{
+    switch (s->op) {
+    case ST_FOR: {
+        int64_t steps = loop_steps(s);
+        return steps < 0 || steps > MAX_UNROLLED_STEPS || (steps > 1 && !stays_rolled(c, s)) ||
+               holds_long_loop(c, s->u.loop.body);
+    }
+    case ST_IF:
+        return holds_long_loop(c, s->u.if_.then_) || (s->u.if_.else_ && holds_long_loop(c, s->u.if_.else_));
+    case ST_SEQ:
+        for (int i = 0; i < s->u.seq.n; i++)
+            if (holds_long_loop(c, s->u.seq.items[i]))
+                return true;
+        return false;
+    default: return false;
+    }
+}
+
+/* Whether loop s is kept a loop (llvm.loop.unroll.disable).  A loop over
+ * register tiles is: LLVM unrolled the 4 column tiles of a GEMM row band
+ * in full, each a K loop of its own, for no gain (333 x 777 x 555 f32 had
+ * 16 of them, a third of its compile time).  So is a serial or parallel
+ * loop over loops LLVM unrolls in full: rmsnorm's 8-row loops made 8
+ * copies of each row's 16 vector steps, 2.5 of its 3 compile time, for no
+ * gain.  One over loops that stay loops is LLVM's to unroll: rmsnorm_quant
+ * quantises 8 rows a loop of 4 steps each, and rolled the rows' scale
+ * divides wait on each other (37.3 us against 35.1 at 16 tokens). */
+static bool stays_rolled(const Cg *c, const Stmt *loop)
+{
+    LoopKind kind = loop->u.loop.kind;
+    if (kind == LOOP_UNROLL || (kind == LOOP_SERIAL && loop->u.loop.arg > 0))
+        return false; /* unrolled as asked */
+    if (any_nested(loop->u.loop.body, is_micro_gemm) ||
+        too_big_to_unroll(c, kind, loop->u.loop.arg, loop_steps(loop)))
+        return true;
+    return kind != LOOP_VECTOR && holds_long_loop(c, loop->u.loop.body);
+}
 
 /* Whether e loads an element narrower than 32 bits. */
 static bool loads_narrow(const Expr *e)
@@ -1059,7 +1117,7 @@ void cg_stmt(Cg *c, const Stmt *s)
         bool reduces = vec && (reduction_in_any_order(s->u.loop.body) || has_ordered_sum(s->u.loop.body));
         c->in_vector_loop = vec;
         loop_with(c, s->u.loop.var, cg_expr(c, s->u.loop.extent), s->u.loop.kind, s->u.loop.arg,
-                  !vec || masks_tail(c, s->u.loop.body), reduces ? 4 : 0, any_nested(s->u.loop.body, is_micro_gemm), stmt_body,
+                  !vec || masks_tail(c, s->u.loop.body), reduces ? 4 : 0, stays_rolled(c, s), stmt_body,
                   s->u.loop.body);
         c->in_vector_loop = outer;
         break;
