@@ -922,11 +922,23 @@ static int64_t loop_steps(const Stmt *s)
 
 static bool stays_rolled(const Cg *c, const Stmt *loop);
 
-/* Whether vector loop s reduces into an accumulator. */
+/* Whether vector loop s is a reduction whose accumulator may be split
+ * (four partial sums, interleaved). */
 static bool reduces(const Stmt *s)
 {
     return s->u.loop.kind == LOOP_VECTOR &&
            (reduction_in_any_order(s->u.loop.body) || has_ordered_sum(s->u.loop.body));
+}
+
+/* Whether body (a store or a sequence of them) holds a reduction's step. */
+static bool holds_reduction(const Stmt *body)
+{
+    if (body->op != ST_SEQ)
+        return ir_reduction_step(body, NULL);
+    for (int i = 0; i < body->u.seq.n; i++)
+        if (holds_reduction(body->u.seq.items[i]))
+            return true;
+    return false;
 }
 
 /* A prefetch, or a sequence of them. */
@@ -955,7 +967,7 @@ static bool holds_long_loop(const Cg *c, const Stmt *s)
     switch (s->op) {
     case ST_FOR: {
         int64_t steps = loop_steps(s);
-        bool cheap = stays_rolled(c, s) || reduces(s) || prefetches(s->u.loop.body);
+        bool cheap = stays_rolled(c, s) || holds_reduction(s->u.loop.body) || prefetches(s->u.loop.body);
         return steps < 0 || steps > MAX_UNROLLED_STEPS || (steps > 1 && !cheap) ||
                holds_long_loop(c, s->u.loop.body);
     }
