@@ -47,8 +47,9 @@ static const char usage_run[] =
     "                 [--interp] [--simt] [--check] [--raw] [--target T] [--threads N] [--seed N]\n"
     "                 [--repeat N] [--rotate N] [--stream-bytes N] [--tuned FILE] [--time-passes]\n"
     "\n"
-    "Runs the kernel once. Inputs not given with --in are filled with deterministic\n"
-    "random numbers in [-1, 1) (--seed changes them). Input files are converted to\n"
+    "Runs the kernel once. Inputs not given with --in take the values the spec's\n"
+    "`inputs` gives them, else deterministic random numbers in [-1, 1) (integers\n"
+    "0-15; --seed changes them). Input files are converted to\n"
     "the argument's dtype (bf16/fp8 with round-to-nearest-even); a `dyn` dimension\n"
     "takes its value from the input whose shape uses it, or from --set.\n"
     "\n"
@@ -509,8 +510,21 @@ static void fill_random(RtTensor *t, unsigned seed)
     }
 }
 
+/* An input the spec's `inputs` gave values; false (d says why) where the
+ * argument's size is not the count of those values. */
+static bool fill_sample(const Buffer *b, RtTensor *t, Diag *d)
+{
+    int64_t n = rt_tensor_numel(t);
+    if (n != b->nsample)
+        return diag_error(d, b->loc, "argument %s: the spec's inputs give %lld values for its %lld elements",
+                          b->name, (long long)b->nsample, (long long)n);
+    for (int64_t i = 0; i < n; i++)
+        dt_store(t->dtype, t->data, i, b->sample[i]);
+    return true;
+}
+
 /* Build every argument: given inputs first (they bind dyn dims), then
- * random inputs and zeroed outputs. */
+ * the spec's sample inputs, random inputs and zeroed outputs. */
 bool setup_args(const Kernel *k, const Opts *o, Bindings *bd, Diag *d)
 {
     memset(bd, 0, sizeof *bd);
@@ -549,7 +563,9 @@ bool setup_args(const Kernel *k, const Opts *o, Bindings *bd, Diag *d)
         bd->t[i] = rt_tensor_new(b->dtype, b->rank, shape);
         if (!bd->t[i])
             return diag_error(d, b->loc, "argument %s: out of memory", b->name);
-        if (b->dir != ARG_OUT)
+        if (b->dir != ARG_OUT && b->sample && !fill_sample(b, bd->t[i], d))
+            return false;
+        if (b->dir != ARG_OUT && !b->sample)
             fill_random(bd->t[i], o->seed + (unsigned)i);
     }
     return true;

@@ -164,6 +164,29 @@ static int c_arg(lua_State *L)
     return 1;
 }
 
+/* core.sample(arg, values, n): the spec's `inputs` for an argument —
+ * values a list of n numbers (tile.lua checked them) or one number for all. */
+static int c_sample(lua_State *L)
+{
+    Kernel *k = kern(L);
+    Buffer *b = ptr(L, 1);
+    lua_Integer n = luaL_checkinteger(L, 3);
+    double *v = arena_alloc(k->arena, (size_t)n * sizeof *v);
+    bool fill = lua_type(L, 2) == LUA_TNUMBER;
+    double all = fill ? lua_tonumber(L, 2) : 0;
+    for (lua_Integer i = 0; i < n; i++) {
+        if (!fill) {
+            lua_geti(L, 2, i + 1);
+            all = lua_tonumber(L, -1);
+            lua_pop(L, 1);
+        }
+        v[i] = all;
+    }
+    b->sample = v;
+    b->nsample = n;
+    return 0;
+}
+
 static int c_buf(lua_State *L)
 {
     Kernel *k = kern(L);
@@ -474,6 +497,7 @@ static int c_compose(lua_State *L)
 
 static const luaL_Reg core_fns[] = {
     {"kernel", c_kernel}, {"block_threads", c_block_threads}, {"kparam", c_kparam}, {"arg", c_arg},     {"buf", c_buf},
+    {"sample", c_sample},
     {"rename", c_rename}, {"var", c_var},       {"const", c_const}, {"unary", c_unary},
     {"binary", c_binary}, {"select", c_select}, {"cast", c_cast},   {"load", c_load}, {"bitcast", c_bitcast},
     {"info", c_info},     {"print_expr", c_print_expr},            {"push", c_push},

@@ -926,6 +926,50 @@ local function declare_args(def, p)
   return bufs, list
 end
 
+-- inputs = function(p) return { name = {v1, v2, ...} or v, ... } end: the
+-- values 'tilec run' and 'tilec sweep' give those input arguments where no
+-- --in file does, in place of random numbers — for inputs with a contract
+-- random numbers break (an MoE schedule's row ranges, which must not
+-- overlap).  A list holds every element, row-major; a number fills the
+-- argument.  Taken only where every dyn size is set (T.dyn parameters are
+-- run-time values until --set gives them one).
+local function set_inputs(def, p, bufs)
+  local inputs = def.inputs
+  if inputs == nil then return end
+  local line = type(inputs) == "function" and debug.getinfo(inputs, "S").linedefined or built.line
+  local function fail(msg, hint)
+    error({ msg = ("kernel %s: inputs: %s"):format(built.name, msg), hint = hint, line = line }, 0)
+  end
+  if type(inputs) ~= "function" then fail("must be a function(p) returning { argument = values }") end
+  for _, v in pairs(p) do
+    if is_E(v) then return end
+  end
+  local vals = inputs(p)
+  if type(vals) ~= "table" then fail(("returned %s, not a table { argument = values }"):format(type(vals))) end
+  for _, name in ipairs(names_of(vals)) do
+    local v, b = vals[name], bufs[name]
+    if not b and not built.absent[name] then
+      fail(("%s is not an argument"):format(tostring(name)), "arguments: " .. table.concat(names_of(bufs), ", "))
+    end
+    if b and b.dir == "out" then fail(("%s is an output: it takes no input values"):format(name)) end
+    if b then
+      local n = 1
+      for _, d in ipairs(b.shape) do n = n * d end
+      if type(v) == "table" then
+        if #v ~= n then fail(("%s: %d values for its %d elements"):format(name, #v, n)) end
+        for i = 1, n do
+          if type(v[i]) ~= "number" then
+            fail(("%s[%d] is %s, not a number"):format(name, i, type(v[i])))
+          end
+        end
+      elseif type(v) ~= "number" then
+        fail(("%s: expected a list of %d numbers or one number, got %s"):format(name, n, type(v)))
+      end
+      core.sample(b.h, v, n)
+    end
+  end
+end
+
 -- body(p, A, B, ...): arguments are matched to the body's parameter names.
 local function call_body(def, p, bufs, list)
   local body = def.body
@@ -988,6 +1032,7 @@ local function build_kernel(spec, sets, forced, target)
   local p = resolve_params(params, sets, forced, nil, picks)
   set_block_threads(spec.def.threads, p)
   local bufs, list = declare_args(spec.def, p)
+  set_inputs(spec.def, p, bufs)
   call_body(spec.def, p, bufs, list)
 end
 

@@ -331,6 +331,11 @@ typedef struct Buffer {
     struct Expr *shape[IR_MAX_RANK];
     struct Expr *stride[IR_MAX_RANK];
     int align; /* shared scratch: byte alignment of its storage (0: 16) */
+    /* an input argument's values from the spec's `inputs`, row-major (in
+     * the kernel's arena), which tilec run and sweep give it in place of
+     * random numbers; NULL: none */
+    const double *sample;
+    int64_t nsample;
     SrcLoc loc;
 } Buffer;
 

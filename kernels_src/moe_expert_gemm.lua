@@ -16,8 +16,8 @@
 -- Blocks are row tiles × 128-wide column blocks; the grid is the bound on
 -- row tiles (moe_fp4.lua), and each block finds its expert by scanning the
 -- row counts, so empty experts cost no blocks.
---   tilec run kernels_src/moe_expert_gemm.lua --set R=9 --set E=4 --set N=256 --set K=256 \
---     --in cnt=cnt.npy --in off=off.npy --check      (cnt, off: int32 [E])
+--   tilec run kernels_src/moe_expert_gemm.lua --set R=9 --set E=4 --set N=256 --set K=256 --check
+-- (cnt and off from F.sample_schedule unless given: --in cnt=cnt.npy --in off=off.npy)
 local T = require "tile"
 local F = require "moe_fp4"
 
@@ -38,6 +38,7 @@ return T.kernel "moe_expert_gemm" {
       c   = T.tensor{p.R, p.N, T.bf16, out = true},
     }
   end,
+  inputs = function(p) return F.sample_schedule(p.R, p.E) end, -- disjoint ranges, not random
   body = function(p, a, sa, cnt, off, w, sw, c)
     for t, bn in T.grid(F.max_tiles(p.R, p.E, p.BM), p.N // p.BN) do
       local tile = F.find_tile(t, cnt, off, p.E, p.BM)

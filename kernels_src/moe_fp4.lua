@@ -23,6 +23,25 @@ end
 -- Σ_e ceil(cnt[e] / BM) <= (R + n·(BM - 1)) / BM with n <= min(E, R)
 -- non-empty experts.  The grid is this bound, so empty experts cost no
 -- blocks and a decode step launches at most one tile per routed row.
+-- A schedule for sample inputs (the specs' `inputs`): R rows over E
+-- experts in back-to-back ranges of uneven sizes, every fourth expert
+-- empty — what a router hands the expert GEMMs, where random counts and
+-- offsets would overlap (and blocks race on the rows they share).
+function F.sample_schedule(R, E)
+  local weight, total = {}, 0
+  for e = 1, E do
+    weight[e] = (e % 4 == 0 and E > 1) and 0 or (e * 5) % 7 + 1
+    total = total + weight[e]
+  end
+  local cnt, off, before = {}, {}, 0
+  for e = 1, E do
+    off[e] = R * before // total
+    before = before + weight[e]
+    cnt[e] = R * before // total - off[e]
+  end
+  return { cnt = cnt, off = off }
+end
+
 function F.max_tiles(R, E, BM)
   return (R + T.min(E, R) * (BM - 1)) // BM
 end

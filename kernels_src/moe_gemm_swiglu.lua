@@ -10,8 +10,8 @@
 -- fp4 with 1×32 UE8M0 scales.  A block owns one 128-wide column block of
 -- the gate and the matching one of up, which is one scale block of q; rows
 -- and the GEMM are moe_expert_gemm's (moe_fp4.lua).
---   tilec run kernels_src/moe_gemm_swiglu.lua --set R=9 --set E=4 --set I=128 --set K=256 \
---     --in cnt=cnt.npy --in off=off.npy --check      (cnt, off: int32 [E])
+--   tilec run kernels_src/moe_gemm_swiglu.lua --set R=9 --set E=4 --set I=128 --set K=256 --check
+-- (cnt and off from F.sample_schedule unless given: --in cnt=cnt.npy --in off=off.npy)
 local T = require "tile"
 local F = require "moe_fp4"
 local Q = require "quant"
@@ -38,6 +38,7 @@ return T.kernel "moe_gemm_swiglu" {
       s    = T.tensor{p.R, p.I // F.ABLOCK, T.e8m0, out = true},
     }
   end,
+  inputs = function(p) return F.sample_schedule(p.R, p.E) end, -- disjoint ranges, not random
   body = function(p, a, sa, cnt, off, w13, sw13, rw, q, s)
     local L = tonumber(p.limit)
     for t, bn in T.grid(F.max_tiles(p.R, p.E, p.BM), p.I // BN) do

@@ -139,7 +139,7 @@ expect_error "fp8_gemm step longer than K" \
   "tilec: kernels_src/fp8_gemm.lua:29: fp8_gemm: BK = 1024 does not divide K = 512" -- \
   "$TILEC" run kernels_src/fp8_gemm.lua --set M=2 --set K=512 --set BK=1024
 expect_error "moe_expert_gemm step not dividing K" \
-  "tilec: kernels_src/moe_expert_gemm.lua:46: moe: BK = 256 is not a multiple of 128 dividing K = 384" -- \
+  "tilec: kernels_src/moe_expert_gemm.lua:47: moe: BK = 256 is not a multiple of 128 dividing K = 384" -- \
   "$TILEC" run kernels_src/moe_expert_gemm.lua --set R=2 --set K=384 --set BK=256
 # the benches' options: one usage line (bench_gpu checks them before
 # looking for a device)

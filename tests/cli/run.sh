@@ -602,4 +602,17 @@ else
   bad "tilec targets names the default's core traits" "$out"
 fi
 
+# a spec's `inputs` give an argument its values where no --in file does:
+# tests/specs/sample_inputs.lua's ids[i] = 3i mod N, so y = x[ids] + 10 ids
+# (|x| < 1) rounds to 10 ids; a file given with --in wins
+ids_of() { python3 -c "import sys; sys.path.insert(0, 'tests/cli/support'); import npyio
+print(' '.join(str(round(v / 10)) for v in npyio.read('$1')[1]))"; }
+if "$TILEC" run tests/specs/sample_inputs.lua --set N=5 --check --out y="$tmp/sy.npy" >"$tmp/out" 2>&1 &&
+   [ "$(ids_of "$tmp/sy.npy")" = "3 1 4 2 0" ]; then ok "run gives an argument the spec's inputs"
+else bad "run gives an argument the spec's inputs" "$(ids_of "$tmp/sy.npy" 2>&1)" "$(cat "$tmp/out")"; fi
+python3 tests/cli/support/npyio.py write "$tmp/ids.npy" "<i4" 5 4 4 4 4 4
+if "$TILEC" run tests/specs/sample_inputs.lua --set N=5 --in ids="$tmp/ids.npy" --out y="$tmp/sy2.npy" >"$tmp/out" 2>&1 &&
+   [ "$(ids_of "$tmp/sy2.npy")" = "4 4 4 4 4" ]; then ok "an --in file wins over the spec's inputs"
+else bad "an --in file wins over the spec's inputs" "$(ids_of "$tmp/sy2.npy" 2>&1)" "$(cat "$tmp/out")"; fi
+
 finish
