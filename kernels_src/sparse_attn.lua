@@ -24,6 +24,17 @@ return T.kernel "sparse_attn" {
       o    = T.tensor{p.M, p.H, p.D, T.bf16, out = true},
     }
   end,
+  -- distinct rows spread over the cache, a few masked at the end: random
+  -- integers (0-15) would gather the same 16 rows over and over, from L1
+  inputs = function(p)
+    local idx = {}
+    for t = 0, p.M - 1 do
+      for j = 0, p.L - 1 do
+        idx[#idx + 1] = j < p.L - 8 * (t % 3) and (j * 97 + t * 31) % p.NKV or -1
+      end
+    end
+    return { idx = idx }
+  end,
   body = function(p, q, kv, idx, sink, o)
     local scale = 1.0 / math.sqrt(p.D)
     for t, hb in T.grid(p.M, p.H // p.BH) do
