@@ -946,6 +946,9 @@ local function set_inputs(def, p, bufs)
   end
   local vals = inputs(p)
   if type(vals) ~= "table" then fail(("returned %s, not a table { argument = values }"):format(type(vals))) end
+  for name in pairs(vals) do
+    if type(name) ~= "string" then fail(("a key %s, not an argument's name"):format(tostring(name))) end
+  end
   for _, name in ipairs(names_of(vals)) do
     local v, b = vals[name], bufs[name]
     if not b and not built.absent[name] then
@@ -954,7 +957,10 @@ local function set_inputs(def, p, bufs)
     if b and b.dir == "out" then fail(("%s is an output: it takes no input values"):format(name)) end
     if b then
       local n = 1
-      for _, d in ipairs(b.shape) do n = n * d end
+      for _, d in ipairs(b.shape) do
+        if math.type(d) ~= "integer" then return end -- a shape known only at run time
+        n = n * d
+      end
       if type(v) == "table" then
         if #v ~= n then fail(("%s: %d values for its %d elements"):format(name, #v, n)) end
         for i = 1, n do
