@@ -523,6 +523,18 @@ static bool fill_sample(const Buffer *b, RtTensor *t, Diag *d)
     return true;
 }
 
+/* The spec's inputs were not taken (a dyn size had no --set value): say
+ * so, as random inputs may break their contract. */
+static void note_inputs_unset(const Kernel *k, const Opts *o)
+{
+    char dyn[256] = "";
+    for (int i = 0; i < k->nkparams; i++)
+        if (k->kparams[i].kind == KP_DYN && strlen(dyn) + strlen(k->kparams[i].name) + 3 < sizeof dyn)
+            snprintf(dyn + strlen(dyn), sizeof dyn - strlen(dyn), "%s%s", *dyn ? ", " : "", k->kparams[i].name);
+    fprintf(stderr, "tilec: %s: note: kernel %s takes its spec's inputs only with its dyn sizes given by --set (%s); "
+            "inputs not given with --in are random\n", o->spec, k->name, dyn);
+}
+
 /* Build every argument: given inputs first (they bind dyn dims), then
  * the spec's sample inputs, random inputs and zeroed outputs. */
 bool setup_args(const Kernel *k, const Opts *o, Bindings *bd, Diag *d)
@@ -568,6 +580,8 @@ bool setup_args(const Kernel *k, const Opts *o, Bindings *bd, Diag *d)
         if (b->dir != ARG_OUT && !b->sample)
             fill_random(bd->t[i], o->seed + (unsigned)i);
     }
+    if (k->inputs_unset)
+        note_inputs_unset(k, o);
     return true;
 }
 

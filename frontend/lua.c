@@ -187,6 +187,13 @@ static int c_sample(lua_State *L)
     return 0;
 }
 
+/* core.inputs_unset(): the spec's `inputs` wait for dyn sizes. */
+static int c_inputs_unset(lua_State *L)
+{
+    kern(L)->inputs_unset = true;
+    return 0;
+}
+
 static int c_buf(lua_State *L)
 {
     Kernel *k = kern(L);
@@ -497,7 +504,7 @@ static int c_compose(lua_State *L)
 
 static const luaL_Reg core_fns[] = {
     {"kernel", c_kernel}, {"block_threads", c_block_threads}, {"kparam", c_kparam}, {"arg", c_arg},     {"buf", c_buf},
-    {"sample", c_sample},
+    {"sample", c_sample}, {"inputs_unset", c_inputs_unset},
     {"rename", c_rename}, {"var", c_var},       {"const", c_const}, {"unary", c_unary},
     {"binary", c_binary}, {"select", c_select}, {"cast", c_cast},   {"load", c_load}, {"bitcast", c_bitcast},
     {"info", c_info},     {"print_expr", c_print_expr},            {"push", c_push},

@@ -942,7 +942,7 @@ local function set_inputs(def, p, bufs)
   end
   if type(inputs) ~= "function" then fail("must be a function(p) returning { argument = values }") end
   for _, v in pairs(p) do
-    if is_E(v) then return end
+    if is_E(v) then core.inputs_unset(); return end
   end
   local vals = inputs(p)
   if type(vals) ~= "table" then fail(("returned %s, not a table { argument = values }"):format(type(vals))) end

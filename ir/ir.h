@@ -588,6 +588,7 @@ typedef struct Kernel {
     int block_threads; /* GPU threads per block the spec asks for (0: the target chooses) */
     Var *thread_var; /* the thread index when nthreads > 0 */
 
+    bool inputs_unset; /* the spec has `inputs`, not taken: a dyn size had no value */
     Stmt *body; /* a SEQ, run once per block (per thread when nthreads > 0) */
     Var **vars; /* every variable made by ir_var_new (names unique) */
     int nvars;

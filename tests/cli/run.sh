@@ -614,5 +614,10 @@ python3 tests/cli/support/npyio.py write "$tmp/ids.npy" "<i4" 5 4 4 4 4 4
 if "$TILEC" run tests/specs/sample_inputs.lua --set N=5 --in ids="$tmp/ids.npy" --out y="$tmp/sy2.npy" >"$tmp/out" 2>&1 &&
    [ "$(ids_of "$tmp/sy2.npy")" = "4 4 4 4 4" ]; then ok "an --in file wins over the spec's inputs"
 else bad "an --in file wins over the spec's inputs" "$(ids_of "$tmp/sy2.npy" 2>&1)" "$(cat "$tmp/out")"; fi
+# N from x's shape, not --set: the inputs cannot be made, and tilec says so
+python3 tests/cli/support/npyio.py write "$tmp/x5.npy" "<f4" 5 0 0 0 0 0
+if "$TILEC" run tests/specs/sample_inputs.lua --in x="$tmp/x5.npy" >"$tmp/out" 2>&1 &&
+   grep -qx "tilec: tests/specs/sample_inputs.lua: note: kernel sample_inputs takes its spec's inputs only with its dyn sizes given by --set (N); inputs not given with --in are random" "$tmp/out"
+then ok "inputs waiting for a dyn size are noted"; else bad "inputs waiting for a dyn size are noted" "$(cat "$tmp/out")"; fi
 
 finish
