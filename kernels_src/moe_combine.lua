@@ -35,6 +35,14 @@ return T.kernel "moe_combine" {
   -- sh, the one optional argument, comes last: with absent arguments
   -- between present ones the frontend can hand the body nil for the later
   -- ones too (it unpacks a table with holes).
+  -- a routing's rows: each of y's rows taken once, in no slot order, and
+  -- every fifth slot unrouted (-1) — random integers (0-15) never leave a
+  -- slot out and pile every token onto y's first rows
+  inputs = function(p)
+    local n, row = p.M * p.TOPK, {}
+    for i = 0, n - 1 do row[i + 1] = i % 5 == 4 and -1 or (i * 7 + 3) % n end
+    return { row = row }
+  end,
   body = function(p, row, w, y, out, sh)
     local K = p.TOPK
     if p.weighted ~= "yes" then w = nil end

@@ -21,6 +21,13 @@ return T.kernel "moe_gather" {
       se  = T.tensor{p.M * p.TOPK, p.D // BLOCK, T.e8m0, out = true},
     }
   end,
+  -- a dispatch's sources: each expert row a token's, every seventh row
+  -- padding (-1) — random integers (0-15) never pad, and point past M
+  inputs = function(p)
+    local src = {}
+    for r = 0, p.M * p.TOPK - 1 do src[r + 1] = r % 7 == 6 and -1 or (r * 5) % p.M end
+    return { src = src }
+  end,
   body = function(p, src, x, xs, xe, se)
     local R = p.M * p.TOPK
     for rb in T.grid(T.ceildiv(R, p.BR)) do
