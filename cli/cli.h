@@ -4,6 +4,7 @@
 #ifndef TILEC_CLI_H
 #define TILEC_CLI_H
 
+#include "codegen/codegen.h"
 #include "frontend/frontend.h"
 #include "ir/ir.h"
 #include "runtime/tensor.h"
@@ -30,6 +31,7 @@ typedef struct Opts {
     FeSet overs[MAX_OPTS];  /* sweep: --over NAME=V1,V2,... */
     int novers;
     const char *store;      /* sweep: --store FILE */
+    int jobs;               /* sweep: --jobs N (0: one per core) */
     const char *tuned;      /* run, compile: --tuned FILE */
 } Opts;
 
@@ -54,6 +56,12 @@ void bindings_free(Bindings *b, int n);
  * pipeline and the JIT / the CUDA device; k is lowered in place) and
  * gives the median time in seconds. */
 bool execute(Kernel *k, bool interp, const TargetInfo *t, const Opts *o, Bindings *bd, double *median, Diag *d);
+/* execute's two halves on a CPU, for a caller that compiles apart from
+ * running (a sweep, on several threads): the pass pipeline and the JIT
+ * (k lowered in place; --time-passes printed), then o->repeat runs of
+ * the code (jit NULL: the interpreter) and their median in seconds. */
+CgJit *compile_jit(Kernel *k, const TargetInfo *t, const Opts *o, Diag *d);
+bool run_cpu(Kernel *k, CgJit *jit, const Opts *o, Bindings *bd, double *median, Diag *d);
 /* How far output got lies from ref (same dtype dt and size): the largest
  * difference (infinite where a NaN or infinity is not matched exactly),
  * the largest relative one, and the tolerance a check allows. */

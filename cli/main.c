@@ -108,7 +108,7 @@ static const char usage_compile[] =
 static const char usage_sweep[] =
     "usage: tilec sweep SPEC.lua [--set NAME=VALUE]... [--over NAME=V1,V2,...]... [--store FILE]\n"
     "                   [--in ARG=FILE.npy]... [--check] [--target T] [--threads N] [--seed N]\n"
-    "                   [--repeat N] [--rotate N] [--stream-bytes N]\n"
+    "                   [--repeat N] [--rotate N] [--stream-bytes N] [--jobs N]\n"
     "\n"
     "Compiles and times the kernel at every point of its tune{} space: each tune\n"
     "parameter not fixed with --set takes each of its candidates in turn, or the\n"
@@ -122,6 +122,9 @@ static const char usage_sweep[] =
     "  --over NAME=V,...  the values of tune parameter NAME to try (its candidates by default)\n"
     "  --check            also check the first point against the interpreter\n"
     "  --repeat N         runs per point; the median is reported (default 5)\n"
+    "  --jobs N           compile up to N points at once, on as many threads (default: one\n"
+    "                     per core); each batch is then timed a point at a time, with\n"
+    "                     nothing else running (a GPU target's points compile as they run)\n"
     "  --store FILE       add every timed point to the results store FILE (created if\n"
     "                     missing), keyed by kernel, target and the values of the parameters\n"
     "                     not swept (sizes, say: as set or as the spec has them; a dyn\n"
@@ -170,7 +173,7 @@ static bool is_value_option(const char *a)
 {
     static const char *const with_value[] = {"--set", "--in", "--out", "--target", "--emit",
                                              "--dump-after", "-o", "--threads", "--seed", "--repeat", "--rotate",
-                                             "--stream-bytes", "--over", "--store", "--tuned"};
+                                             "--stream-bytes", "--over", "--store", "--tuned", "--jobs"};
     for (size_t i = 0; i < sizeof with_value / sizeof with_value[0]; i++)
         if (!strcmp(a, with_value[i]))
             return true;
@@ -234,8 +237,8 @@ static int parse_opts(int argc, char **argv, Opts *o)
         } else if (!strcmp(a, "-o")) {
             o->out_path = argv[++i];
         } else if (!strcmp(a, "--threads") || !strcmp(a, "--seed") || !strcmp(a, "--repeat") ||
-                   !strcmp(a, "--rotate")) {
-            bool counts = !strcmp(a, "--repeat") || !strcmp(a, "--rotate"); /* at least 1 */
+                   !strcmp(a, "--rotate") || !strcmp(a, "--jobs")) {
+            bool counts = !strcmp(a, "--repeat") || !strcmp(a, "--rotate") || !strcmp(a, "--jobs"); /* at least 1 */
             char *end;
             long v = strtol(argv[++i], &end, 10);
             if (*end || v < (counts ? 1 : 0) || v > INT_MAX)
@@ -248,6 +251,8 @@ static int parse_opts(int argc, char **argv, Opts *o)
                 o->seed = (unsigned)v;
             else if (!strcmp(a, "--repeat"))
                 o->repeat = (int)v, o->repeat_given = true;
+            else if (!strcmp(a, "--jobs"))
+                o->jobs = (int)v;
             else
                 o->rotate = (int)v;
         } else if (!strcmp(a, "--stream-bytes")) {
@@ -682,6 +687,40 @@ static void print_cg_times(const CgTimes *t)
         fprintf(stderr, "llvm %-10s %8.3f ms\n", "machine", t->machine * 1e3);
 }
 
+CgJit *compile_jit(Kernel *k, const TargetInfo *t, const Opts *o, Diag *d)
+{
+    PassOptions po = {.dump_after = NULL, .dump = stderr, .time_passes = o->time_passes};
+    CgJit *jit = pass_pipeline(k, t, &po, d) ? cg_jit_compile(k, t, d) : NULL;
+    if (jit && o->time_passes) {
+        CgTimes times = cg_jit_times(jit);
+        print_cg_times(&times);
+    }
+    return jit;
+}
+
+bool run_cpu(Kernel *k, CgJit *jit, const Opts *o, Bindings *bd, double *median, Diag *d)
+{
+    Copies c;
+    if (!rotated_inputs(k, bd, o->rotate, &c, d))
+        return false;
+    int reps = o->repeat;
+    double *times = malloc((size_t)reps * sizeof *times); /* every run asked for (it was 64 at most) */
+    bool ok = times != NULL;
+    if (!times)
+        diag_error(d, (SrcLoc){o->spec, 0}, "--repeat %d: no memory for the timings", reps);
+    for (int r = 0; ok && r < reps; r++) {
+        void **args = c.args[r % c.n];
+        double t0 = rt_now();
+        ok = jit ? cg_launch(k, cg_jit_fn(jit), args, bd->params, o->threads, d) : ir_interp(k, args, bd->params, d);
+        times[r] = rt_now() - t0;
+    }
+    copies_free(k, &c);
+    if (ok)
+        *median = rt_median(times, reps);
+    free(times);
+    return ok;
+}
+
 bool execute(Kernel *k, bool interp, const TargetInfo *t, const Opts *o, Bindings *bd,
                     double *median, Diag *d)
 {
@@ -692,35 +731,11 @@ bool execute(Kernel *k, bool interp, const TargetInfo *t, const Opts *o, Binding
     }
     if (!interp && t->gpu_sm)
         return execute_gpu(k, t, o, bd, median, d);
-    Copies c;
-    if (!rotated_inputs(k, bd, o->rotate, &c, d))
-        return false;
-    int reps = o->repeat;
-    double *times = malloc((size_t)reps * sizeof *times); /* every run asked for (it was 64 at most) */
-    bool ok = times != NULL;
-    if (!times)
-        diag_error(d, (SrcLoc){o->spec, 0}, "--repeat %d: no memory for the timings", reps);
     CgJit *jit = NULL;
-    if (ok && !interp) {
-        PassOptions po = {.dump_after = NULL, .dump = stderr, .time_passes = o->time_passes};
-        ok = pass_pipeline(k, t, &po, d) && (jit = cg_jit_compile(k, t, d)) != NULL;
-        if (ok && o->time_passes) {
-            CgTimes times = cg_jit_times(jit);
-            print_cg_times(&times);
-        }
-    }
-    for (int r = 0; ok && r < reps; r++) {
-        void **args = c.args[r % c.n];
-        double t0 = rt_now();
-        ok = interp ? ir_interp(k, args, bd->params, d) : cg_launch(k, cg_jit_fn(jit), args, bd->params, o->threads, d);
-        times[r] = rt_now() - t0;
-    }
-    if (jit)
-        cg_jit_free(jit);
-    copies_free(k, &c);
-    if (ok)
-        *median = rt_median(times, reps);
-    free(times);
+    if (!interp && !(jit = compile_jit(k, t, o, d)))
+        return false;
+    bool ok = run_cpu(k, jit, o, bd, median, d);
+    cg_jit_free(jit);
     return ok;
 }
 
@@ -1101,8 +1116,8 @@ int main(int argc, char **argv)
         return usage_error("%s needs a SPEC.lua", cmd);
     if (is_printed_ir(o.spec) && (!strcmp(cmd, "sweep") || o.tuned))
         return usage_error("%s is printed IR, its tile sizes fixed: sweep and --tuned take a SPEC.lua", o.spec);
-    if ((o.novers || o.store) && strcmp(cmd, "sweep"))
-        return usage_error("--over and --store belong to 'tilec sweep', not '%s'", cmd);
+    if ((o.novers || o.store || o.jobs) && strcmp(cmd, "sweep"))
+        return usage_error("--over, --store and --jobs belong to 'tilec sweep', not '%s'", cmd);
     if (o.tuned && strcmp(cmd, "run") && strcmp(cmd, "compile"))
         return usage_error("--tuned belongs to 'tilec run' and 'tilec compile', not '%s'", cmd);
     if (!strcmp(cmd, "run"))

@@ -7,12 +7,14 @@
 
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-enum { MAX_POINTS = 512, MAX_AXES = 16, MAX_VALUES = 64 };
+enum { MAX_POINTS = 512, MAX_AXES = 16, MAX_VALUES = 64, MAX_JOBS = 256 };
 
 /* One tune parameter of the sweep and the values it takes. */
 typedef struct Axis {
@@ -217,6 +219,7 @@ typedef struct Sweep {
     Kernel *k0;              /* the kernel at its defaults: the tune space */
     Axis axes[MAX_AXES];
     int naxes, width[MAX_AXES], threads;
+    int jobs;                /* points compiled at once (--jobs) */
     char *lists[MAX_OPTS];   /* the --over lists the axes point into */
     long npoints;
     char fixed[RT_TUNED_LINE]; /* the parameters not swept, as the store keys them (key_of) */
@@ -269,6 +272,8 @@ static bool sweep_setup(Sweep *s, Diag *d)
     s->run = *o;
     s->run.repeat = o->repeat_given ? o->repeat : 5;
     s->threads = o->threads ? o->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    s->jobs = o->jobs ? o->jobs : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    s->jobs = s->jobs < 1 ? 1 : s->jobs > MAX_JOBS ? MAX_JOBS : s->jobs;
     s->best_ms = INFINITY;
     s->default_ms = INFINITY;
     for (int i = 0; i < s->naxes; i++)
@@ -306,37 +311,110 @@ static void keep_point(Sweep *s, const FeSet *point, int n, double ms)
     s->nrecords += len;
 }
 
-/* Point idx (one value index per axis): compiled, run, compared, one row. */
-static void sweep_point(Sweep *s, const int *idx)
+/* A point made ready off the timing: its values, its kernel loaded with
+ * its inputs, lowered and compiled (jit NULL on a GPU, whose points
+ * compile as they run, in the device's context), or why it could not be. */
+typedef struct Built {
+    FeSet sets[MAX_OPTS + MAX_AXES];
+    int nsets;
+    Ran r;
+    CgJit *jit;
+    bool ok;
+    Diag d;
+} Built;
+
+/* The points being built and the next one a thread takes. */
+typedef struct Batch {
+    Sweep *s;
+    Built *b;
+    int n;
+    atomic_int next;
+} Batch;
+
+static void *build_points(void *arg)
+{
+    Batch *w = arg;
+    Sweep *s = w->s;
+    for (int i; (i = atomic_fetch_add(&w->next, 1)) < w->n;) {
+        Built *b = &w->b[i];
+        b->ok = load_point(&s->run, s->t, b->sets, b->nsets, &b->r, &b->d) &&
+                (s->t->gpu_sm || (b->jit = compile_jit(b->r.k, s->t, &s->run, &b->d)) != NULL);
+    }
+    return NULL;
+}
+
+/* Builds n points on up to s->jobs threads, this one among them: the
+ * compiles of a sweep are independent, and each is single-threaded LLVM
+ * (a GEMM point 0.2 s on the AVX2 host, an MoE GEMM's 1.3). */
+static void build_batch(Sweep *s, Built *b, int n)
+{
+    Batch w = {.s = s, .b = b, .n = n};
+    atomic_init(&w.next, 0);
+    pthread_t th[MAX_JOBS];
+    int extra = (s->jobs < n ? s->jobs : n) - 1, started = 0;
+    while (started < extra && !pthread_create(&th[started], NULL, build_points, &w))
+        started++;
+    build_points(&w);
+    for (int i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+}
+
+/* A built point run (timed with no compile beside it), compared, one row. */
+static void time_point(Sweep *s, Built *b)
 {
     const Opts *o = s->o;
-    FeSet sets[MAX_OPTS + MAX_AXES];
-    int nsets = o->nsets;
-    memcpy(sets, o->sets, sizeof(FeSet) * (size_t)o->nsets);
-    for (int i = 0; i < s->naxes; i++) {
-        sets[nsets++] = (FeSet){s->axes[i].name, s->axes[i].values[idx[i]]};
-        printf("%*s ", s->width[i], s->axes[i].values[idx[i]]);
-    }
+    for (int i = 0; i < s->naxes; i++)
+        printf("%*s ", s->width[i], b->sets[o->nsets + i].value);
     fflush(stdout);
     Diag d = {0};
-    Ran r = {0};
     double sec = 0;
     char why[256];
-    bool checked = !o->check || s->timed || check_point(o, s->t, sets, nsets, &d);
-    if (!checked || !load_point(&s->run, s->t, sets, nsets, &r, &d) || !execute(r.k, false, s->t, &s->run, r.bd, &sec, &d)) {
+    bool checked = !o->check || s->timed || check_point(o, s->t, b->sets, b->nsets, &d);
+    if (checked && !b->ok)
+        d = b->d;
+    bool ran = checked && b->ok &&
+               (s->t->gpu_sm ? execute(b->r.k, false, s->t, &s->run, b->r.bd, &sec, &d)
+                             : run_cpu(b->r.k, b->jit, &s->run, b->r.bd, &sec, &d));
+    cg_jit_free(b->jit);
+    b->jit = NULL;
+    if (!ran) {
         printf("%12s  (%s%s)\n", "-", checked ? "" : "--check failed: ", d.set ? d.msg : "");
         s->wrong += !checked;
-    } else if (s->timed && !same_outputs(&s->first, &r, "the first point's", s->t->gpu_sm && !o->simt, why, sizeof why)) {
+    } else if (s->timed && !same_outputs(&s->first, &b->r, "the first point's", s->t->gpu_sm && !o->simt, why,
+                                         sizeof why)) {
         printf("%12.3f  WRONG: %s\n", sec * 1e3, why);
         s->wrong++;
     } else {
         printf("%12.3f\n", sec * 1e3);
-        keep_point(s, sets + o->nsets, nsets - o->nsets, sec * 1e3);
+        keep_point(s, b->sets + o->nsets, b->nsets - o->nsets, sec * 1e3);
         if (!s->timed++)
-            s->first = r, r = (Ran){0};
+            s->first = b->r, b->r = (Ran){0};
     }
     fflush(stdout);
-    ran_free(&r);
+    ran_free(&b->r);
+}
+
+/* Every point, in batches of s->jobs: built together, then timed in turn. */
+static void sweep_points(Sweep *s)
+{
+    const Opts *o = s->o;
+    Built *b = calloc((size_t)s->jobs, sizeof *b);
+    int idx[MAX_AXES] = {0};
+    for (long p = 0; p < s->npoints;) {
+        int n = 0;
+        for (; n < s->jobs && p < s->npoints; n++, p++) {
+            b[n] = (Built){.nsets = o->nsets};
+            memcpy(b[n].sets, o->sets, sizeof(FeSet) * (size_t)o->nsets);
+            for (int i = 0; i < s->naxes; i++)
+                b[n].sets[b[n].nsets++] = (FeSet){s->axes[i].name, s->axes[i].values[idx[i]]};
+            for (int i = s->naxes - 1; i >= 0 && ++idx[i] == s->axes[i].n; i--)
+                idx[i] = 0;
+        }
+        build_batch(s, b, n);
+        for (int i = 0; i < n; i++)
+            time_point(s, &b[i]);
+    }
+    free(b);
 }
 
 static void print_best(const Sweep *s)
@@ -366,19 +444,14 @@ int cmd_sweep(const Opts *o)
     int rc = 1;
     if (!(s->t = target_of(o, &d)) || !sweep_setup(s, &d))
         goto out;
-    printf("sweep %s on %s, %d thread(s): %ld point(s), median of %d runs each; outputs compared with the "
-           "first point's%s\n",
-           s->k0->name, s->t->name, s->threads, s->npoints, s->run.repeat,
+    printf("sweep %s on %s, %d thread(s): %ld point(s) compiled %d at a time, median of %d runs each; outputs "
+           "compared with the first point's%s\n",
+           s->k0->name, s->t->name, s->threads, s->npoints, s->t->gpu_sm ? 1 : s->jobs, s->run.repeat,
            o->check ? ", the first's with the interpreter's" : "");
     for (int i = 0; i < s->naxes; i++)
         printf("%*s ", s->width[i], s->axes[i].name);
     printf("%12s\n", "median_ms");
-    int idx[MAX_AXES] = {0};
-    for (long p = 0; p < s->npoints; p++) {
-        sweep_point(s, idx);
-        for (int i = s->naxes - 1; i >= 0 && ++idx[i] == s->axes[i].n; i--)
-            idx[i] = 0;
-    }
+    sweep_points(s);
     if (s->timed)
         print_best(s);
     SrcLoc spec = {o->spec, 0};

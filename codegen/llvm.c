@@ -1443,22 +1443,16 @@ static void build_function(Cg *c)
     free(bps);
 }
 
-/* Once per process: loops are unswitched on invariant conditions up to
- * a larger body than LLVM's default 50 — an inline exp (vmath.c) is ~25
- * instructions, and compress.lua's pooling loop (two of them, a slot's
- * row and column picked by a select on the outer loop's variable) was no
- * longer unswitched and gathered every load: 0.108 -> 0.166 ms, 0.062 at
- * 200.  (No vector library: the CPU's math is vmath.c's arithmetic.) */
+/* Once per process, as LLVM's registries and options are the process's
+ * (kernels compile on several threads at once: tilec sweep): the targets,
+ * and loops unswitched on invariant conditions up to a larger body than
+ * LLVM's default 50 — an inline exp (vmath.c) is ~25 instructions, and
+ * compress.lua's pooling loop (two of them, a slot's row and column picked
+ * by a select on the outer loop's variable) was no longer unswitched and
+ * gathered every load: 0.108 -> 0.166 ms, 0.062 at 200.  (No vector
+ * library: the CPU's math is vmath.c's arithmetic.) */
 static void init_llvm(void)
 {
-    const char *argv[] = {"tilec", "-unswitch-threshold=200"};
-    LLVMParseCommandLineOptions(2, argv, NULL);
-}
-
-LLVMTargetMachineRef cg_target_machine(const TargetInfo *t, Diag *d)
-{
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, init_llvm);
     LLVMInitializeX86TargetInfo();
     LLVMInitializeX86Target();
     LLVMInitializeX86TargetMC();
@@ -1467,6 +1461,14 @@ LLVMTargetMachineRef cg_target_machine(const TargetInfo *t, Diag *d)
     LLVMInitializeNVPTXTarget();
     LLVMInitializeNVPTXTargetMC();
     LLVMInitializeNVPTXAsmPrinter();
+    const char *argv[] = {"tilec", "-unswitch-threshold=200"};
+    LLVMParseCommandLineOptions(2, argv, NULL);
+}
+
+LLVMTargetMachineRef cg_target_machine(const TargetInfo *t, Diag *d)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, init_llvm);
     LLVMTargetRef target;
     char *err = NULL;
     if (LLVMGetTargetFromTriple(t->llvm_triple, &target, &err)) {

@@ -64,6 +64,7 @@ typedef struct Threads {
     /* by Buffer.id: the elements per thread and round (V) that every cyclic
      * nest reaching the fragment at owned elements uses (agree_nest) */
     int64_t *chunk_of;
+    int cur_layout; /* the layout of the nest find_owned is walking */
     MmaLayout mma[16];
     Stmt *mma_stmt[16]; /* the first product into each accumulator */
     int nmma;
@@ -324,8 +325,6 @@ static void add_owned(Threads *T, Expr *load, Stmt *store, Var *slot)
     T->owned[T->nowned++] = (struct Owned){load, store, slot, NULL, 1};
 }
 
-static int cur_layout; /* the layout of the nest find_owned is walking */
-
 /* layout_of's value for a cyclic nest of V elements per thread and round
  * (1 for one; 2 + g is accumulator g's) */
 enum { CYCLIC_V = 1000 };
@@ -334,9 +333,9 @@ static int cyclic_layout(int64_t V) { return V > 1 ? CYCLIC_V + (int)V : 1; }
 static void note_layout(Threads *T, const Buffer *b)
 {
     int *l = &T->layout_of[b->id];
-    if (*l && *l != cur_layout)
+    if (*l && *l != T->cur_layout)
         T->misaligned[b->id] = 1; /* owned in two different distributions */
-    *l = cur_layout;
+    *l = T->cur_layout;
 }
 
 static void owned_expr(Threads *T, Expr *e, Stmt *const *loops, int n, Var *slot)
@@ -744,7 +743,7 @@ static Stmt *distribute_mma(Threads *T, Stmt *s, Stmt *const *loops, int n, cons
     uint16_t *keys = nest_keys(T, body, loops, n, dist_key(lay, 1));
     int nkeys = k->next_id + 1;
     Var *sv = ir_var_new(k, "slot");
-    cur_layout = lay;
+    T->cur_layout = lay;
     find_owned(T, body, loops, n, sv);
     Expr *tid = ir_var(k, T->tid), *slot = ir_var(k, sv);
 #define B(op, a, b) ir_binary(k, EX_##op, a, b)
@@ -787,7 +786,7 @@ static Stmt *distribute(Threads *T, Stmt *s)
     int64_t tot, V = nest_chunk(T, body, loops, n);
     bool known = ir_expr_is_const(total, &tot);
     Var *rv = ir_var_new(T->k, "r"), *ev = V > 1 ? ir_var_new(T->k, "e") : NULL;
-    cur_layout = cyclic_layout(V);
+    T->cur_layout = cyclic_layout(V);
     int owned_before = T->nowned;
     find_owned(T, body, loops, n, rv);
     bool has_owned = false; /* of buffers that will be promoted (see prescan) */
@@ -866,7 +865,7 @@ static void prescan(Threads *T, Stmt *s)
             Stmt *body = loops[n - 1]->u.loop.body;
             int lay = nest_layout(T, body, loops, n);
             int saved = T->nowned;
-            cur_layout = lay >= 2 ? lay : cyclic_layout(nest_chunk(T, body, loops, n));
+            T->cur_layout = lay >= 2 ? lay : cyclic_layout(nest_chunk(T, body, loops, n));
             find_owned(T, body, loops, n, NULL);
             T->nowned = saved; /* flags only */
             break;

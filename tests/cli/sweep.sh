@@ -85,6 +85,25 @@ out=$("$TILEC" sweep $gemm "${sizes[@]}" --set BK=32 --over BM=24,512 --over BN=
 if [ $rc -eq 0 ] && printf '%s' "$out" | grep -q "larger than x86-avx[0-9]* allows"; then ok "refused points are skipped"; else
   bad "refused points are skipped" "rc=$rc" "$out"; fi
 
+# points compiled 3 at a time (a batch of 3, then 1; the refused point in
+# the first): the same rows in the same order as one at a time, the same
+# points stored
+for j in 1 3; do
+  "$TILEC" sweep $gemm "${sizes[@]}" --set BK=32 --over BM=24,512 --over BN=256,32 --threads 1 --repeat 1 --jobs $j \
+    --store "$tmp/jobs$j.tsv" > "$tmp/jobs$j.out" 2>&1; echo "rc=$?" >> "$tmp/jobs$j.out"
+  sed -E -i 's/ [0-9]+\.[0-9]{3}( ms)?/ T/g; s/compiled [0-9]+ at a time/compiled J at a time/' "$tmp/jobs$j.out"
+  cut -f1-5 "$tmp/jobs$j.tsv" > "$tmp/jobs$j.keys"
+done
+if grep -q "^rc=0$" "$tmp/jobs3.out" && grep -q "larger than x86-avx[0-9]* allows" "$tmp/jobs3.out" &&
+   [ "$(grep -vc '^#' "$tmp/jobs3.keys")" -eq 3 ] && cmp -s "$tmp/jobs3.keys" "$tmp/jobs1.keys" &&
+   diff <(grep -Ev '^(best|stored|default)' "$tmp/jobs1.out") <(grep -Ev '^(best|stored|default)' "$tmp/jobs3.out") >/dev/null; then
+  ok "points compiled 3 at a time sweep as one at a time"; else
+  bad "points compiled 3 at a time sweep as one at a time" "$(diff "$tmp/jobs1.out" "$tmp/jobs3.out")"; fi
+expect_error "--jobs 0" "tilec: --jobs needs a positive integer (see 'tilec --help')" -- \
+  "$TILEC" sweep $gemm --jobs 0
+expect_error "--jobs belongs to sweep" "tilec: --over, --store and --jobs belong to 'tilec sweep', not 'run' (see 'tilec --help')" -- \
+  "$TILEC" run $gemm --jobs 2
+
 # bad input: one line, non-zero exit, the store untouched
 cp "$store" "$tmp/before.tsv"
 printf 'gemm\tx86-avx2\tone\tM=1\tBM=4\t1.0\n' >> "$tmp/bad.tsv"
@@ -114,7 +133,7 @@ expect_error "--store with a dyn size not set" \
 expect_error "space too large" \
   "tilec: $gemm: kernel gemm's tune space has more than 512 points (hint: fix some parameters with --set NAME=VALUE, or narrow them with --over NAME=V1,V2)" -- \
   "$TILEC" sweep $gemm
-expect_error "--store belongs to sweep" "tilec: --over and --store belong to 'tilec sweep', not 'run' (see 'tilec --help')" -- \
+expect_error "--store belongs to sweep" "tilec: --over, --store and --jobs belong to 'tilec sweep', not 'run' (see 'tilec --help')" -- \
   "$TILEC" run $gemm --store "$tmp/x.tsv"
 expect_error "--tuned belongs to run and compile" \
   "tilec: --tuned belongs to 'tilec run' and 'tilec compile', not 'sweep' (see 'tilec --help')" -- \
