@@ -21,16 +21,30 @@
  * transposition above of 32-bit elements, src's rows 8 pairs at a time.
  * An fp8 src into a bf16 dst (which holds its values exactly) moves 16-bit
  * pairs the same way, each row of dst widened after the transposition.
- * The blocks go along src's rows, 8 rows at a time (row_of_blocks). */
+ * The blocks go along src's rows, 8 rows at a time (row_of_blocks).
+ *
+ * The copy of an edge block (not in pairs) reads
+ *
+ *   dst[.., j + x] = select(row j in bounds, src[.., i + y], 0)
+ *
+ * with the condition free of i (src's row index clamped into the buffer,
+ * as the bounds pass makes it: select evaluates both arms): each row is
+ * loaded, then zeroed whole where its condition fails, before the
+ * transposition.  Left to LLVM, such a nest (the B panel of a GEMM whose
+ * N is not a multiple of BN) was unrolled, SLP-vectorised and
+ * load-eliminated for 0.15 s of a 0.3 s compile (f32 336 x 777 x 512). */
 #include "codegen/cg.h"
 #include "codegen/cgctx.h"
 
+#include <math.h>
 #include <stdlib.h>
 
 enum { BLK = 8 };
 
 typedef struct Transpose {
     const Stmt *store;
+    const Expr *src;   /* the load of src */
+    const Expr *keep;  /* an edge block's row condition, else NULL */
     Var *i, *j;        /* the nest's variables */
     Var *bi, *bj;      /* block counters */
     int64_t ni, nj;    /* blocks along i, j */
@@ -128,6 +142,27 @@ static bool const_multiple(const Expr *e, int64_t m)
     return e->op == EX_CONST && e->imm.i > 0 && e->imm.i % m == 0;
 }
 
+static bool zero_const(const Expr *e)
+{
+    return e->op == EX_CONST && (dt_is_float(e->dtype) ? e->imm.f == 0 && !signbit(e->imm.f) : e->imm.i == 0);
+}
+
+/* A store's value as the load it copies and, for an edge block's
+ * select(keep, load, 0) whose condition is free of i, the condition (the
+ * select's dtype the load's or dst's: no rounding between them). */
+static const Expr *copied_load(const Stmt *st, const Var *i, const Expr **keep)
+{
+    const Expr *v = st->u.store.value;
+    *keep = NULL;
+    if (v->op == EX_SELECT && v->args[1]->op == EX_LOAD && zero_const(v->args[2]) &&
+        !ir_mentions_var(v->args[0], i) &&
+        (v->dtype == v->args[1]->buf->dtype || v->dtype == st->u.store.buf->dtype)) {
+        *keep = v->args[0];
+        return v->args[1];
+    }
+    return v;
+}
+
 /* s is such a nest (E0 and E1 constant multiples of 8) from one buffer
  * into another. */
 static bool match(const Stmt *s, Transpose *t)
@@ -140,14 +175,15 @@ static bool match(const Stmt *s, Transpose *t)
     const Stmt *st = only(in->u.loop.body);
     if (st->op != ST_STORE || st->u.store.atomic || st->u.store.async)
         return false;
-    const Expr *v = st->u.store.value;
+    const Expr *v = copied_load(st, s->u.loop.var, &t->keep);
     const Buffer *d = st->u.store.buf;
     if (v->op != EX_LOAD || v->buf == d) /* in place: the blocks' order would show */
         return false;
     t->store = st;
+    t->src = v;
     t->i = s->u.loop.var;
     t->j = in->u.loop.var;
-    t->pairs = in->u.loop.extent->imm.i % (2 * BLK) == 0 && moves_in_pairs(st, t->i, t->j);
+    t->pairs = !t->keep && in->u.loop.extent->imm.i % (2 * BLK) == 0 && moves_in_pairs(st, t->i, t->j);
     if (t->pairs)
         return true;
     if (!(v->buf->dtype == d->dtype ? dt_bits(d->dtype) == 32 : widens_to_f32(v->buf->dtype, d->dtype)))
@@ -215,7 +251,7 @@ static LLVMValueRef fp8_pairs_to_bf16(Cg *c, DType t, LLVMValueRef pairs)
 static void block(Cg *c, void *ctx)
 {
     Transpose *t = ctx;
-    const Expr *src = t->store->u.store.value;
+    const Expr *src = t->src;
     const Buffer *dst = t->store->u.store.buf;
     int per = t->pairs ? 2 : 1; /* values of j per 32-bit element */
     LLVMValueRef i0 = LLVMBuildMul(c->b, c->var[t->bi->id], cg_i64(c, BLK), "");
@@ -231,6 +267,9 @@ static void block(Cg *c, void *ctx)
             r[l] = cg_bf16_to_f32(c, r[l]);
         else if (src->buf->dtype == DT_F16)
             r[l] = LLVMBuildFPExt(c->b, r[l], LLVMVectorType(c->f32, BLK), "");
+        if (t->keep) /* the row's condition, j at the row (i does not occur) */
+            r[l] = LLVMBuildSelect(c->b, cg_convert(c, cg_expr(c, t->keep), t->keep->dtype, DT_BOOL), r[l],
+                                   LLVMConstNull(LLVMTypeOf(r[l])), "");
     }
     transpose8(c, r);
     if (t->pairs && src->buf->dtype != dst->dtype)
@@ -252,7 +291,7 @@ static void block(Cg *c, void *ctx)
 static void prefetch_rows_ahead(Cg *c, Transpose *t)
 {
     enum { LINE = 64, MOST_LINES = 8 };
-    const Expr *src = t->store->u.store.value;
+    const Expr *src = t->src;
     int per = t->pairs ? 2 : 1;
     int64_t unit = per * dt_bits(src->buf->dtype) / 8; /* bytes per element of i */
     int64_t lines = (t->ni * BLK * unit + LINE - 1) / LINE;
@@ -289,7 +328,7 @@ bool cg_transposed_copy(Cg *c, const Stmt *s)
     Var bi = {.name = "ti", .id = c->k->next_id + 4}, bj = {.name = "tj", .id = c->k->next_id + 5};
     t.bi = &bi;
     t.bj = &bj;
-    DType from = t.store->u.store.value->buf->dtype;
+    DType from = t.src->buf->dtype;
     t.row = LLVMVectorType(t.pairs ? (dt_bits(from) == 8 ? c->i16 : c->i32) : cg_storage_type(c, from), BLK);
     t.nj = in->u.loop.extent->imm.i / (t.pairs ? 2 * BLK : BLK);
     t.ni = s->u.loop.extent->imm.i / BLK;

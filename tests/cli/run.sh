@@ -120,6 +120,13 @@ if "$TILEC" compile kernels_src/fp8_gemm.lua --set M=40 --set N=256 --set K=512 
 if grep -q "vunpcklps" "$tmp/transpose.s" && ! grep -q "vinsertps" "$tmp/transpose.s" &&
    grep -q "vunpcklps" "$tmp/gemm_avx2.s" && ! grep -q "vinsertps" "$tmp/gemm_avx2.s"; then
   ok "transposing copies go in 8x8 register blocks"; else bad "transposing copies go in 8x8 register blocks"; fi
+# ... an edge block's too (rows past the edge zeroed whole: a GEMM's B panel
+# where BN does not divide N; left to LLVM it was a gather unrolled and
+# SLP-vectorised in half of the compile)
+"$TILEC" compile tests/specs/transpose.lua --set form=edge --target x86-avx2 --emit asm -o "$tmp/edge.s" 2>/dev/null
+if grep -q "vunpcklps" "$tmp/edge.s" && ! grep -q "vinsertps" "$tmp/edge.s"; then
+  ok "an edge block's transposing copy goes in 8x8 register blocks"; else
+  bad "an edge block's transposing copy goes in 8x8 register blocks"; fi
 # ... and so does B[N,K]'s packing in bf16 k-pairs for vdpbf16ps, as 32-bit
 # pairs (it was a gather of 16-bit elements: 60 vpextr/vpinsr, half of a
 # 2048^3 bf16 GEMM's time on Zen 5)

@@ -6,11 +6,15 @@
 -- (a register-tile GEMM's B packed for vdpbf16ps), in 32-bit register
 -- blocks where R is a multiple of 8 and C of 16 — fp8 pairs too, widened
 -- into bf16 (to = "bf16").
+-- form = "edge" is the plain copy of an edge block, its last 5 rows of X
+-- past the edge: Y[i][j] = select(j < C - 5, X[min(j, C - 6)][i + 3], 0)
+-- (a GEMM's B panel where N is not a multiple of BN), also in register
+-- blocks, each row zeroed whole where it is past the edge.
 local T = require "tile"
 return T.kernel "transpose" {
   params = { R = T.size(24), C = T.size(16), dtype = T.variant{"f32", "bf16", "f16", "f8e4m3", "f8e5m2"},
              to = T.variant{"same", "f32", "bf16"},
-             form = T.variant{"plain", "pairs"} },
+             form = T.variant{"plain", "pairs", "edge"} },
   args = function(p)
     local pairs = p.form == "pairs"
     return {
@@ -23,6 +27,8 @@ return T.kernel "transpose" {
       for i, j in T.parallel(p.R, p.C) do
         if p.form == "pairs" then
           Y[i][j] = X[j // 2][2 * i + j % 2 + 3]
+        elseif p.form == "edge" then
+          Y[i][j] = T.select(T.lt(j, p.C - 5), X[T.min(j, p.C - 6)][i + 3], 0.0)
         else
           Y[i][j] = X[j][i + 3]
         end

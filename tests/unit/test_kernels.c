@@ -1747,20 +1747,24 @@ TEST(transposing_copies_move_every_element)
 {
     /* "pairs": Y[i][j] = X[j / 2][2i + j % 2 + 3], 16-bit k-pairs (the
      * register tiles' B for vdpbf16ps) moved as 32-bit elements where R is
-     * a multiple of 8 and C of 16 */
+     * a multiple of 8 and C of 16; "edge": rows j >= C - 5 of X past the
+     * edge, zeros in Y */
     static const struct { const char *r, *c, *dtype, *to, *form; } cases[] = {
         {"24", "16", "f32", "same", "plain"},  {"8", "40", "f32", "same", "plain"},
         {"20", "12", "f32", "same", "plain"},  {"24", "16", "bf16", "same", "plain"},
         {"24", "16", "bf16", "f32", "plain"},  {"16", "8", "f16", "f32", "plain"},
         {"24", "16", "bf16", "same", "pairs"}, {"8", "48", "f16", "same", "pairs"},
         {"20", "12", "bf16", "same", "pairs"}, {"24", "16", "f8e4m3", "bf16", "pairs"},
-        {"8", "32", "f8e5m2", "bf16", "pairs"}, {"20", "12", "f8e4m3", "bf16", "pairs"}};
+        {"8", "32", "f8e5m2", "bf16", "pairs"}, {"20", "12", "f8e4m3", "bf16", "pairs"},
+        {"24", "16", "f32", "same", "edge"},   {"16", "24", "bf16", "f32", "edge"},
+        {"8", "16", "f16", "f32", "edge"},     {"20", "12", "f32", "same", "edge"}};
     for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
         FeSet sets[] = {{"R", cases[t].r}, {"C", cases[t].c}, {"dtype", cases[t].dtype}, {"to", cases[t].to},
                         {"form", cases[t].form}};
         int R = atoi(cases[t].r), C = atoi(cases[t].c);
         int w = !strcmp(cases[t].dtype, "f32") ? 4 : strncmp(cases[t].dtype, "f8", 2) ? 2 : 1;
         bool same = !strcmp(cases[t].to, "same"), pairs = !strcmp(cases[t].form, "pairs");
+        bool edge = !strcmp(cases[t].form, "edge");
         bool to_bf16 = !strcmp(cases[t].to, "bf16"); /* fp8 values, exactly */
         int wy = same ? w : to_bf16 ? 2 : 4;
         uint8_t x[64 * 64 * 4], y[64 * 64 * 4];
@@ -1780,6 +1784,9 @@ TEST(transposing_copies_move_every_element)
                 for (int j = 0; j < C; j++) {
                     int at = pairs ? (j / 2) * (2 * R + 3) + 2 * i + j % 2 + 3 : j * (R + 3) + i + 3;
                     const uint8_t *src = x + at * w, *dst = y + (i * C + j) * wy;
+                    static const uint8_t zero[4];
+                    if (edge && j >= C - 5)
+                        src = zero; /* +0.0 in every dtype */
                     float want = widened(src, cases[t].dtype), got;
                     if (to_bf16) {
                         uint16_t h;
