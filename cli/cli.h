@@ -51,6 +51,9 @@ const TargetInfo *target_of(const Opts *o, Diag *d);
 /* Every argument of k: --in files, random inputs (--seed), zeroed outputs. */
 bool setup_args(const Kernel *k, const Opts *o, Bindings *bd, Diag *d);
 Bindings *bindings_clone(const Kernel *k, const Bindings *src);
+/* Whether bd, made for kernel `of`, binds kernel k's arguments too: the
+ * same names, directions, dtypes and shapes (k another point of its spec). */
+bool bindings_fit(const Kernel *k, const Kernel *of, const Bindings *bd);
 void bindings_free(Bindings *b, int n);
 /* Runs k on bd o->repeat times (the interpreter on Tile IR, or the pass
  * pipeline and the JIT / the CUDA device; k is lowered in place) and

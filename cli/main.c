@@ -590,6 +590,23 @@ bool setup_args(const Kernel *k, const Opts *o, Bindings *bd, Diag *d)
     return true;
 }
 
+bool bindings_fit(const Kernel *k, const Kernel *of, const Bindings *bd)
+{
+    if (k->nargs != of->nargs || k->nparams != of->nparams)
+        return false;
+    for (int i = 0; i < k->nargs; i++) {
+        const Buffer *b = k->bufs[i];
+        const RtTensor *t = bd->t[i];
+        int64_t shape[IR_MAX_RANK];
+        Diag quiet = {0};
+        if (strcmp(b->name, of->bufs[i]->name) || b->dir != of->bufs[i]->dir || t->dtype != b->dtype ||
+            t->rank != b->rank || !eval_shape(k, b, bd, shape, &quiet) ||
+            memcmp(shape, t->shape, sizeof(int64_t) * (size_t)b->rank))
+            return false;
+    }
+    return true;
+}
+
 Bindings *bindings_clone(const Kernel *k, const Bindings *src)
 {
     Bindings *b = malloc(sizeof *b);

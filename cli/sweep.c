@@ -126,7 +126,10 @@ static void ran_free(Ran *r)
     *r = (Ran){0};
 }
 
-static bool load_point(const Opts *o, const TargetInfo *t, const FeSet *sets, int nsets, Ran *r, Diag *d)
+/* A point's kernel and its arguments: a copy of `inputs` (the sweep's,
+ * made once) where they fit its arguments, else its own (setup_args). */
+static bool load_point(const Opts *o, const TargetInfo *t, const FeSet *sets, int nsets, const Ran *inputs, Ran *r,
+                       Diag *d)
 {
     r->k = fe_load_for(o->spec, sets, nsets, t, d);
     if (!r->k)
@@ -134,6 +137,10 @@ static bool load_point(const Opts *o, const TargetInfo *t, const FeSet *sets, in
     if (r->k->nargs > 64 || r->k->nparams > 64)
         return diag_error(d, (SrcLoc){o->spec, 0}, "kernel %s is too large for tilec (64 arguments at most)",
                           r->k->name);
+    if (inputs && inputs->bd && bindings_fit(r->k, inputs->k, inputs->bd)) {
+        r->bd = bindings_clone(r->k, inputs->bd);
+        return true;
+    }
     r->bd = calloc(1, sizeof *r->bd);
     return setup_args(r->k, o, r->bd, d);
 }
@@ -165,14 +172,15 @@ static bool same_outputs(const Ran *ref, const Ran *got, const char *whose, bool
 
 /* --check: the point's compiled code once against the interpreter on the
  * Tile IR, each on fresh inputs, as `tilec run --check` does. */
-static bool check_point(const Opts *o, const TargetInfo *t, const FeSet *sets, int nsets, Diag *d)
+static bool check_point(const Opts *o, const TargetInfo *t, const FeSet *sets, int nsets, const Ran *inputs,
+                        Diag *d)
 {
     Opts once = *o;
     once.repeat = 1;
     Ran ref = {0}, got = {0};
     double sec;
-    bool ok = load_point(&once, t, sets, nsets, &ref, d) && execute(ref.k, true, t, &once, ref.bd, &sec, d) &&
-              load_point(&once, t, sets, nsets, &got, d) && execute(got.k, false, t, &once, got.bd, &sec, d);
+    bool ok = load_point(&once, t, sets, nsets, inputs, &ref, d) && execute(ref.k, true, t, &once, ref.bd, &sec, d) &&
+              load_point(&once, t, sets, nsets, inputs, &got, d) && execute(got.k, false, t, &once, got.bd, &sec, d);
     char why[256];
     if (ok && !same_outputs(&ref, &got, "the interpreter's", t->gpu_sm && !o->simt, why, sizeof why))
         ok = diag_error(d, (SrcLoc){o->spec, 0}, "%s", why);
@@ -223,6 +231,8 @@ typedef struct Sweep {
     char *lists[MAX_OPTS];   /* the --over lists the axes point into */
     long npoints;
     char fixed[RT_TUNED_LINE]; /* the parameters not swept, as the store keys them (key_of) */
+    Ran inputs;              /* the kernel at its defaults and the inputs every point copies
+                              * (none where they could not be made: each point makes its own) */
     Ran first;               /* the first point that ran: the outputs all others must give */
     int timed, wrong;
     double best_ms;
@@ -276,6 +286,11 @@ static bool sweep_setup(Sweep *s, Diag *d)
     s->jobs = s->jobs < 1 ? 1 : s->jobs > MAX_JOBS ? MAX_JOBS : s->jobs;
     s->best_ms = INFINITY;
     s->default_ms = INFINITY;
+    /* the inputs, made once (an MoE GEMM's random fp4 weights took 0.6 s a
+     * point); a failure here is left for each point to report as its own */
+    Diag quiet = {0};
+    if (!load_point(&s->run, s->t, o->sets, o->nsets, NULL, &s->inputs, &quiet))
+        ran_free(&s->inputs);
     for (int i = 0; i < s->naxes; i++)
         s->default_picked |= tune_param(s->k0, s->axes[i].name)->picked;
     return true;
@@ -337,7 +352,7 @@ static void *build_points(void *arg)
     Sweep *s = w->s;
     for (int i; (i = atomic_fetch_add(&w->next, 1)) < w->n;) {
         Built *b = &w->b[i];
-        b->ok = load_point(&s->run, s->t, b->sets, b->nsets, &b->r, &b->d) &&
+        b->ok = load_point(&s->run, s->t, b->sets, b->nsets, &s->inputs, &b->r, &b->d) &&
                 (s->t->gpu_sm || (b->jit = compile_jit(b->r.k, s->t, &s->run, &b->d)) != NULL);
     }
     return NULL;
@@ -369,7 +384,7 @@ static void time_point(Sweep *s, Built *b)
     Diag d = {0};
     double sec = 0;
     char why[256];
-    bool checked = !o->check || s->timed || check_point(o, s->t, b->sets, b->nsets, &d);
+    bool checked = !o->check || s->timed || check_point(o, s->t, b->sets, b->nsets, &s->inputs, &d);
     if (checked && !b->ok)
         d = b->d;
     bool ran = checked && b->ok &&
@@ -472,6 +487,7 @@ out:
         free(s->lists[i]);
     free(s->records);
     ran_free(&s->first);
+    ran_free(&s->inputs);
     ir_kernel_free(s->k0);
     free(s);
     return rc;

@@ -20,7 +20,8 @@ void *rt_tensor_storage(size_t bytes);
 void rt_tensor_free(RtTensor *t);
 int64_t rt_tensor_numel(const RtTensor *t);
 size_t rt_tensor_bytes(const RtTensor *t);
-/* A copy converted to another dtype (exact dtype conversions of ir/dtype.c). */
+/* A copy converted to another dtype (exact dtype conversions of ir/dtype.c);
+ * to its own dtype, the bytes as they are. */
 RtTensor *rt_tensor_convert(const RtTensor *t, DType to);
 /* "f32[256, 512]" into buf. */
 const char *rt_tensor_describe(const RtTensor *t, char *buf, size_t n);

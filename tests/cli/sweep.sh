@@ -99,6 +99,12 @@ if grep -q "^rc=0$" "$tmp/jobs3.out" && grep -q "larger than x86-avx[0-9]* allow
    diff <(grep -Ev '^(best|stored|default)' "$tmp/jobs1.out") <(grep -Ev '^(best|stored|default)' "$tmp/jobs3.out") >/dev/null; then
   ok "points compiled 3 at a time sweep as one at a time"; else
   bad "points compiled 3 at a time sweep as one at a time" "$(diff "$tmp/jobs1.out" "$tmp/jobs3.out")"; fi
+# the points copy one set of inputs, made once — but a point whose input
+# is another shape (a tune parameter in it) makes its own
+out=$("$TILEC" sweep tests/specs/sweep_shapes.lua --threads 1 --repeat 1 2>&1); rc=$?
+if [ $rc -eq 0 ] && [ "$(printf '%s\n' "$out" | grep -cE '^ *(8|24) +[0-9.]+$')" -eq 2 ]; then
+  ok "a point whose input is another shape makes its own"; else
+  bad "a point whose input is another shape makes its own" "rc=$rc" "$out"; fi
 expect_error "--jobs 0" "tilec: --jobs needs a positive integer (see 'tilec --help')" -- \
   "$TILEC" sweep $gemm --jobs 0
 expect_error "--jobs belongs to sweep" "tilec: --over, --store and --jobs belong to 'tilec sweep', not 'run' (see 'tilec --help')" -- \
