@@ -393,8 +393,8 @@ static void time_point(Sweep *s, Built *b)
     cg_jit_free(b->jit);
     b->jit = NULL;
     if (!ran) {
-        printf("%12s  (%s%s%s%s)\n", "-", checked ? "" : "--check failed: ", d.set ? d.msg : "",
-               d.set && d.hint[0] ? "; hint: " : "", d.set ? d.hint : "");
+        char line[1200];
+        printf("%12s  (%s%s)\n", "-", checked ? "" : "--check failed: ", d.set ? diag_format(&d, line, sizeof line) : "");
         s->wrong += !checked;
     } else if (s->timed && !same_outputs(&s->first, &b->r, "the first point's", s->t->gpu_sm && !o->simt, why,
                                          sizeof why)) {

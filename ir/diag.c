@@ -38,14 +38,19 @@ void diag_hint(Diag *d, const char *fmt, ...)
             *p = ' ';
 }
 
+const char *diag_format(const Diag *d, char *buf, size_t n)
+{
+    char where[300] = "";
+    if (d->loc.file && d->loc.line > 0)
+        snprintf(where, sizeof where, "%s:%d: ", d->loc.file, d->loc.line);
+    else if (d->loc.file)
+        snprintf(where, sizeof where, "%s: ", d->loc.file);
+    snprintf(buf, n, "%s%s%s%s%s", where, d->msg, d->hint[0] ? " (hint: " : "", d->hint, d->hint[0] ? ")" : "");
+    return buf;
+}
+
 void diag_print(const Diag *d, FILE *f)
 {
-    if (d->loc.file && d->loc.line > 0)
-        fprintf(f, "%s:%d: ", d->loc.file, d->loc.line);
-    else if (d->loc.file)
-        fprintf(f, "%s: ", d->loc.file);
-    fputs(d->msg, f);
-    if (d->hint[0])
-        fprintf(f, " (hint: %s)", d->hint);
-    fputc('\n', f);
+    char line[1200];
+    fprintf(f, "%s\n", diag_format(d, line, sizeof line));
 }

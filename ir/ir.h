@@ -213,6 +213,9 @@ bool diag_error(Diag *d, SrcLoc loc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void diag_hint(Diag *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void diag_print(const Diag *d, FILE *f);
+/* The line diag_print writes ("FILE:LINE: message (hint: ...)"), without
+ * its newline, into buf. */
+const char *diag_format(const Diag *d, char *buf, size_t n);
 
 /* ---------------------------------------------------------------- dtypes */
 

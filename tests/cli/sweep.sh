@@ -110,9 +110,9 @@ expect_error "--jobs 0" "tilec: --jobs needs a positive integer (see 'tilec --he
 expect_error "--jobs belongs to sweep" "tilec: --over, --store and --jobs belong to 'tilec sweep', not 'run' (see 'tilec --help')" -- \
   "$TILEC" run $gemm --jobs 2
 
-# a point that cannot run says why in its row, with the hint
+# a point that cannot run says why in its row, as tilec run would (where, what, the hint)
 out=$("$TILEC" sweep kernels_src/moe_count.lua --threads 1 --repeat 1 2>&1); rc=$?
-if [ $rc -eq 1 ] && printf '%s\n' "$out" | grep -qF -- "-  (argument idx: dyn dimension M has no value; hint: give an input whose shape uses it, or --set M=N)" &&
+if [ $rc -eq 1 ] && printf '%s\n' "$out" | grep -qF -- "-  (kernels_src/moe_count.lua:14: argument idx: dyn dimension M has no value (hint: give an input whose shape uses it, or --set M=N))" &&
    printf '%s\n' "$out" | grep -qF "tilec: kernels_src/moe_count.lua: no point of kernel moe_count's sweep compiled and ran"; then
   ok "a point that cannot run says why, with the hint"; else bad "a point that cannot run says why, with the hint" "rc=$rc" "$out"; fi
 
