@@ -393,8 +393,10 @@ static void time_point(Sweep *s, Built *b)
     cg_jit_free(b->jit);
     b->jit = NULL;
     if (!ran) {
-        char line[1200];
-        printf("%12s  (%s%s)\n", "-", checked ? "" : "--check failed: ", d.set ? diag_format(&d, line, sizeof line) : "");
+        char line[1200] = "";
+        if (d.set)
+            diag_format(&d, line, sizeof line);
+        printf("%12s  (%s%s)\n", "-", checked ? "" : "--check failed: ", line);
         s->wrong += !checked;
     } else if (s->timed && !same_outputs(&s->first, &b->r, "the first point's", s->t->gpu_sm && !o->simt, why,
                                          sizeof why)) {
