@@ -7,7 +7,7 @@
 -- Decode (T up to 16) is a GEMV over the weights: one BM = 16 row block
 -- covers every token, so the weights are read once; the outputs go to
 -- compress_prefill.lua / compress_decode.lua (ape is added there).
---   tilec run kernels_src/compress_proj.lua --set T=5 --set d=512 --set D=128 --check
+--   tilec run kernels_src/compress_proj.lua --set T=5 --set d=512 --set D=128 --set kind=index --check
 local T = require "tile"
 local C = require "compressor"
 
