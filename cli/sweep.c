@@ -3,6 +3,7 @@
  * timings go to the results store (runtime/tuned.h), from which `tilec
  * run/compile --tuned` take the fastest point. */
 #include "cli/cli.h"
+#include "runtime/timing.h"
 #include "runtime/tuned.h"
 
 #include <errno.h>
@@ -228,6 +229,7 @@ typedef struct Sweep {
     Axis axes[MAX_AXES];
     int naxes, width[MAX_AXES], threads;
     int jobs;                /* points compiled at once (--jobs) */
+    double build_s, time_s;  /* wall time building the points (inputs, passes, JIT) and running them */
     char *lists[MAX_OPTS];   /* the --over lists the axes point into */
     long npoints;
     char fixed[RT_TUNED_LINE]; /* the parameters not swept, as the store keys them (key_of) */
@@ -435,9 +437,13 @@ static void sweep_points(Sweep *s)
             for (int i = s->naxes - 1; i >= 0 && ++idx[i] == s->axes[i].n; i--)
                 idx[i] = 0;
         }
+        double t0 = rt_now();
         build_batch(s, b, n);
+        double t1 = rt_now();
         for (int i = 0; i < n; i++)
             time_point(s, &b[i]);
+        s->build_s += t1 - t0;
+        s->time_s += rt_now() - t1;
     }
     free(b);
 }
@@ -479,6 +485,12 @@ int cmd_sweep(const Opts *o)
     sweep_points(s);
     if (s->timed)
         print_best(s);
+    if (s->t->gpu_sm) /* compiled as they run, in the device's context */
+        printf("%ld point(s) loaded in %.2f s, compiled, run and compared in %.2f s\n", s->npoints, s->build_s,
+               s->time_s);
+    else
+        printf("%ld point(s) compiled in %.2f s (%d at a time), run and compared in %.2f s\n", s->npoints,
+               s->build_s, s->jobs, s->time_s);
     SrcLoc spec = {o->spec, 0};
     if (!s->timed)
         diag_error(&d, spec, "no point of kernel %s's sweep compiled and ran", s->k0->name);
