@@ -61,10 +61,11 @@ void bindings_free(Bindings *b, int n);
 bool execute(Kernel *k, bool interp, const TargetInfo *t, const Opts *o, Bindings *bd, double *median, Diag *d);
 /* execute's two halves on a CPU, for a caller that compiles apart from
  * running (a sweep, on several threads): the pass pipeline and the JIT
- * (k lowered in place; --time-passes printed), then o->repeat runs of
- * the code (jit NULL: the interpreter) and their median in seconds. */
+ * (k lowered in place; --time-passes printed), then `untimed` runs of the
+ * code (jit NULL: the interpreter) and o->repeat timed ones, their median
+ * in seconds. */
 CgJit *compile_jit(Kernel *k, const TargetInfo *t, const Opts *o, Diag *d);
-bool run_cpu(Kernel *k, CgJit *jit, const Opts *o, Bindings *bd, double *median, Diag *d);
+bool run_cpu(Kernel *k, CgJit *jit, const Opts *o, Bindings *bd, int untimed, double *median, Diag *d);
 /* How far output got lies from ref (same dtype dt and size): the largest
  * difference (infinite where a NaN or infinity is not matched exactly),
  * the largest relative one, and the tolerance a check allows. */

@@ -717,7 +717,7 @@ CgJit *compile_jit(Kernel *k, const TargetInfo *t, const Opts *o, Diag *d)
     return jit;
 }
 
-bool run_cpu(Kernel *k, CgJit *jit, const Opts *o, Bindings *bd, double *median, Diag *d)
+bool run_cpu(Kernel *k, CgJit *jit, const Opts *o, Bindings *bd, int untimed, double *median, Diag *d)
 {
     Copies c;
     if (!rotated_inputs(k, bd, o->rotate, &c, d))
@@ -727,11 +727,12 @@ bool run_cpu(Kernel *k, CgJit *jit, const Opts *o, Bindings *bd, double *median,
     bool ok = times != NULL;
     if (!times)
         diag_error(d, (SrcLoc){o->spec, 0}, "--repeat %d: no memory for the timings", reps);
-    for (int r = 0; ok && r < reps; r++) {
-        void **args = c.args[r % c.n];
+    for (int r = -untimed; ok && r < reps; r++) {
+        void **args = c.args[r < 0 ? 0 : r % c.n];
         double t0 = rt_now();
         ok = jit ? cg_launch(k, cg_jit_fn(jit), args, bd->params, o->threads, d) : ir_interp(k, args, bd->params, d);
-        times[r] = rt_now() - t0;
+        if (r >= 0)
+            times[r] = rt_now() - t0;
     }
     copies_free(k, &c);
     if (ok)
@@ -753,7 +754,7 @@ bool execute(Kernel *k, bool interp, const TargetInfo *t, const Opts *o, Binding
     CgJit *jit = NULL;
     if (!interp && !(jit = compile_jit(k, t, o, d)))
         return false;
-    bool ok = run_cpu(k, jit, o, bd, median, d);
+    bool ok = run_cpu(k, jit, o, bd, 0, median, d);
     cg_jit_free(jit);
     return ok;
 }
@@ -979,7 +980,7 @@ static int cmd_run(const Opts *o)
             goto out;
     }
     double median;
-    if (compiled_apart ? !(jit = finish_compiling(&cc, &d)) || !run_cpu(cc.k, jit, o, bd, &median, &d)
+    if (compiled_apart ? !(jit = finish_compiling(&cc, &d)) || !run_cpu(cc.k, jit, o, bd, 0, &median, &d)
                        : !execute(k, o->interp && !o->check, t, o, bd, &median, &d))
         goto out;
     const char *what = o->interp && !o->check ? "interpreter"

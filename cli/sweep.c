@@ -117,12 +117,16 @@ typedef struct Ran {
     Bindings *bd;
 } Ran;
 
+static void free_inputs(const Kernel *k, Bindings *bd)
+{
+    bindings_free(bd, k->nargs);
+    free(bd);
+}
+
 static void ran_free(Ran *r)
 {
-    if (r->bd) {
-        bindings_free(r->bd, r->k->nargs);
-        free(r->bd);
-    }
+    if (r->bd)
+        free_inputs(r->k, r->bd);
     ir_kernel_free(r->k);
     *r = (Ran){0};
 }
@@ -233,8 +237,8 @@ typedef struct Sweep {
     char *lists[MAX_OPTS];   /* the --over lists the axes point into */
     long npoints;
     char fixed[RT_TUNED_LINE]; /* the parameters not swept, as the store keys them (key_of) */
-    Ran inputs;              /* the kernel at its defaults and the inputs every point copies
-                              * (none where they could not be made: each point makes its own) */
+    Ran inputs;              /* k0 and the inputs every point copies (bd NULL where they could
+                              * not be made: each point makes its own); k0 is freed as k0 */
     Ran first;               /* the first point that ran: the outputs all others must give */
     int timed, wrong;
     double best_ms;
@@ -288,11 +292,14 @@ static bool sweep_setup(Sweep *s, Diag *d)
     s->jobs = s->jobs < 1 ? 1 : s->jobs > MAX_JOBS ? MAX_JOBS : s->jobs;
     s->best_ms = INFINITY;
     s->default_ms = INFINITY;
-    /* the inputs, made once (an MoE GEMM's random fp4 weights took 0.6 s a
-     * point); a failure here is left for each point to report as its own */
+    /* the inputs, made once for k0 (an MoE GEMM's random fp4 weights took
+     * 0.6 s a point); a failure here is left for each point to report */
     Diag quiet = {0};
-    if (!load_point(&s->run, s->t, o->sets, o->nsets, NULL, &s->inputs, &quiet))
-        ran_free(&s->inputs);
+    Bindings *bd = s->k0->nargs <= 64 && s->k0->nparams <= 64 ? calloc(1, sizeof *bd) : NULL;
+    if (bd && setup_args(s->k0, &s->run, bd, &quiet))
+        s->inputs = (Ran){s->k0, bd};
+    else if (bd)
+        free_inputs(s->k0, bd);
     for (int i = 0; i < s->naxes; i++)
         s->default_picked |= tune_param(s->k0, s->axes[i].name)->picked;
     return true;
@@ -392,13 +399,9 @@ static void time_point(Sweep *s, Built *b)
     /* on a CPU one run untimed first: its pages and code are then warm,
      * as the first point's were not (at --repeat 1 a 0.2 ms first run
      * stood against 0.001 for the same work at the next point) */
-    Opts warm = s->run;
-    warm.repeat = 1;
-    double untimed;
     bool ran = checked && b->ok &&
                (s->t->gpu_sm ? execute(b->r.k, false, s->t, &s->run, b->r.bd, &sec, &d)
-                             : run_cpu(b->r.k, b->jit, &warm, b->r.bd, &untimed, &d) &&
-                                   run_cpu(b->r.k, b->jit, &s->run, b->r.bd, &sec, &d));
+                             : run_cpu(b->r.k, b->jit, &s->run, b->r.bd, 1, &sec, &d));
     cg_jit_free(b->jit);
     b->jit = NULL;
     if (!ran) {
@@ -509,7 +512,8 @@ out:
         free(s->lists[i]);
     free(s->records);
     ran_free(&s->first);
-    ran_free(&s->inputs);
+    if (s->inputs.bd)
+        free_inputs(s->k0, s->inputs.bd);
     ir_kernel_free(s->k0);
     free(s);
     return rc;
