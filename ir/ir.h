@@ -791,6 +791,13 @@ typedef struct TargetInfo {
      * fp8_gemm 4096^2 on Zen 3, one thread, M = 1 1.20-1.38 -> 1.65-1.93
      * ms, M = 16 9.12-9.16 -> 10.05-10.16); the host target knows. */
     bool subnormal_assists;
+    /* Whether the core runs a 512-bit operation as two 256-bit halves
+     * (AMD's Zen 4): a zmm instruction then costs two issue slots, so a
+     * tile with fewer instructions per weight wins over one that keeps more
+     * independent chains (fp8 decode at one row in vdpbf16ps pairs rather
+     * than widened to f32 for FMAs, lower_gemm's e4m3_pairs).  The named
+     * targets assume full-width units; the host target knows. */
+    bool split_512;
     /* The size from which a write-once output is written with non-temporal
      * stores (pass_stream): larger than the L2s and the L3 share of the
      * threads that write it, where it would not be found by the kernel

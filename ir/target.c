@@ -1,6 +1,7 @@
 /* target.c — the targets passes know about, and what this CPU can run. */
 #include "ir/ir.h"
 
+#include <cpuid.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -153,6 +154,20 @@ static int64_t sane(int64_t bytes, int64_t lo, int64_t hi)
     return bytes >= lo && bytes <= hi ? bytes : 0;
 }
 
+/* AMD's Zen 4: family 19h (Zen 3, the same family, has no AVX-512, so
+ * a 512-bit target that runs here is Zen 4), whose vector units are
+ * 256 bits wide; Zen 5 (1Ah) has full-width ones. */
+static bool amd_zen4(void)
+{
+    unsigned eax, ebx, ecx, edx;
+    if (!__builtin_cpu_is("amd") || !__get_cpuid(1, &eax, &ebx, &ecx, &edx))
+        return false;
+    unsigned family = (eax >> 8) & 0xf;
+    if (family == 0xf)
+        family += (eax >> 20) & 0xff;
+    return family == 0x19;
+}
+
 static TargetInfo host;
 static bool host_found, caches_read;
 static pthread_once_t host_once = PTHREAD_ONCE_INIT;
@@ -177,6 +192,7 @@ static void find_host(void)
              * Xeon at half (bench_fma_peak: 88 GFLOP/s against 178; its
              * bf16 GEMM ran at 71 GFLOP/s, its f32 one at 149) */
             host.has_bf16_dot = host.has_bf16_dot && __builtin_cpu_is("amd");
+            host.split_512 = host.vector_bits == 512 && amd_zen4();
             host_found = true;
             return;
         }

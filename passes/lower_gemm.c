@@ -440,11 +440,17 @@ bool lower_gemm_in_register_tiles(Lower *L, const Stmt *g) { return !L->t->gpu_s
 /* Whether an e4m3 A beside an e4m3 B is staged as bf16 (exactly: bf16
  * holds every e4m3 value as a normal) for tiles that decode B to bf16
  * words and sum with vdpbf16ps (codegen/micro.c, e4m3_words): where the
- * target's vdpbf16ps is fast, it does the work of two FMAs. */
+ * target's vdpbf16ps is fast, it does the work of two FMAs.  At one row
+ * only where 512-bit operations run in halves (split_512): there the
+ * pairs' 2.5 instructions per 16 weights beat the f32 route's 4 (Zen 4,
+ * fp8_gemm M = 1, 4096^2, normal codes, weights in L3: 0.80-0.84 ->
+ * 0.60-0.66 ms); full-width units run the f32 route's FMAs, whose chains
+ * are shorter than vdpbf16ps's, faster from L3 at one row (Zen 5:
+ * 0.19-0.23 ms against 0.26-0.27, 2048 x 4096). */
 static bool e4m3_pairs(const Lower *L, const Stmt *g)
 {
     return L->t->has_bf16_dot && L->t->vector_bits == 512 && g->u.gemm.a.buf->dtype == DT_F8E4M3 &&
-           g->u.gemm.b.buf->dtype == DT_F8E4M3 && g->u.gemm.c.ext[0] >= 2;
+           g->u.gemm.b.buf->dtype == DT_F8E4M3 && g->u.gemm.c.ext[0] >= (L->t->split_512 ? 1 : 2);
 }
 
 /* What a dot tile's K loop keeps in vector registers besides its mr x nr

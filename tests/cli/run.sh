@@ -339,8 +339,24 @@ if grep -q "vcvtph2ps" "$tmp/dot_fp8.s" && grep -q "prefetcht1" "$tmp/dot_fp8.s"
 # (vpmovsxbd, vpslld, vpand: no F16C and no NaN arithmetic — B's NaN codes
 # are found by a vpmaxub scan after the loop), its FMAs reading A from the
 # staging; the accumulators stay in registers (nothing stored to the stack
-# in the loop).  (test_target compiles this route on any host.)
-if ! "$TILEC" targets | grep -q "subnormal operands at full speed here"; then
+# in the loop).  (test_target compiles this route on any host.)  Where
+# 512-bit operations run in halves (Zen 4) one row takes the bf16 pairs
+# instead, as 4 rows do below: its K loop decodes 32 weights to bf16 words
+# for vdpbf16ps, no f32 widening and no FMA.
+if "$TILEC" targets | grep -q "512-bit operations in two halves"; then
+"$TILEC" compile kernels_src/fp8_gemm.lua --set M=1 --set BM=1 --set BN=16 --emit asm \
+  -o "$tmp/dot_fp8_1.s" 2>/dev/null
+awk '/^\.LBB[0-9_]+:/ { lab = $1; sub(/:$/, "", lab); n = 0; next }
+     { body[++n] = $0 }
+     /^[ \t]+j[a-z]+[ \t]+\.LBB/ { if ($2 == lab) { s = ""; for (i = 1; i <= n; i++) s = s body[i] "\n"
+                                     if (s ~ /vdpbf16ps/) printf "%s", s } }' "$tmp/dot_fp8_1.s" >"$tmp/dot_fp8_1k.s"
+if grep -q vpmovsxbw "$tmp/dot_fp8_1k.s" && ! grep -qE "vfmadd|vpmovsxbd|vcvtph2ps" "$tmp/dot_fp8_1k.s"; then
+  ok "fp8 dot tile at one row, 512-bit operations in halves: e4m3 B decoded to bf16 words for vdpbf16ps"
+else
+  bad "fp8 dot tile at one row, 512-bit operations in halves: e4m3 B decoded to bf16 words for vdpbf16ps" \
+    "$(head -60 "$tmp/dot_fp8_1k.s")"
+fi
+elif ! "$TILEC" targets | grep -q "subnormal operands at full speed here"; then
   echo "skipped: fp8 dot tile at one row, B straight to f32 (this CPU's FMAs take assists on subnormals)"
 else
 "$TILEC" compile kernels_src/fp8_gemm.lua --set M=1 --set BM=1 --set BN=16 --emit asm \
@@ -602,8 +618,9 @@ if printf '%s\n' "$out" | grep -Eq "^ +the default here: L1d [0-9]+ KiB, L2 [0-9
 else
   bad "tilec targets names the default's cache sizes" "$out"
 fi
-# ... and what its cores do well (TargetInfo subnormal_assists, has_bf16_dot)
-if printf '%s\n' "$out" | grep -Eq "^ +subnormal operands (at full speed here|slow this CPU's FMAs); bf16 (dot products|widened to f32 for FMAs)$"; then
+# ... and what its cores do well (TargetInfo subnormal_assists, has_bf16_dot,
+# split_512)
+if printf '%s\n' "$out" | grep -Eq "^ +subnormal operands (at full speed here|slow this CPU's FMAs); bf16 (dot products|widened to f32 for FMAs)(; 512-bit operations in two halves)?$"; then
   ok "tilec targets names the default's core traits"
 else
   bad "tilec targets names the default's core traits" "$out"

@@ -98,11 +98,14 @@ TEST(the_host_target_plans_with_this_machines_caches)
     CHECK(named->subnormal_assists); /* code for any core of the kind */
     CHECK(host->subnormal_assists == !__builtin_cpu_is("amd"));
     CHECK(host->has_bf16_dot == (named->has_bf16_dot && __builtin_cpu_is("amd")));
+    CHECK(!named->split_512); /* full-width units: Zen 5's, Intel's */
+    CHECK(!host->split_512 || (__builtin_cpu_is("amd") && host->vector_bits == 512));
     TargetInfo same = *host; /* everything else is the named target's */
     same.l1_bytes = named->l1_bytes;
     same.l2_bytes = named->l2_bytes;
     same.subnormal_assists = named->subnormal_assists;
     same.has_bf16_dot = named->has_bf16_dot;
+    same.split_512 = named->split_512;
     CHECK(!memcmp(&same, named, sizeof same));
 }
 
