@@ -32,7 +32,19 @@
  * loaded, then zeroed whole where its condition fails, before the
  * transposition.  Left to LLVM, such a nest (the B panel of a GEMM whose
  * N is not a multiple of BN) was unrolled, SLP-vectorised and
- * load-eliminated for 0.15 s of a 0.3 s compile (f32 336 x 777 x 512). */
+ * load-eliminated for 0.15 s of a 0.3 s compile (f32 336 x 777 x 512).
+ *
+ * The k-pairs of an edge block or a K tail read
+ *
+ *   dst[.., j + x] = select(rows and col < bound, src[.., j / 2 + y, 2 * i + j % 2 + z], 0)
+ *
+ * with src's indices possibly clamped by min (the bounds pass), `rows` terms
+ * in which j occurs only as j / 2 (a row of pairs past N: zeroed whole, as
+ * above) and at most one term col < bound whose col is src's last index
+ * unclamped: each row's 16 elements are a masked load, the lanes at and
+ * past the bound zero and not read (an odd bound splits a pair).  Left to
+ * LLVM, such a nest gathered each 16-bit element with its own load and
+ * insert: bf16 1000^3 in one K step packed all of B so, 18% of its time. */
 #include "codegen/cg.h"
 #include "codegen/cgctx.h"
 
@@ -41,10 +53,17 @@
 
 enum { BLK = 8 };
 
+enum { MAX_ROW_TERMS = 4 };
+
 typedef struct Transpose {
     const Stmt *store;
     const Expr *src;   /* the load of src */
     const Expr *keep;  /* an edge block's row condition, else NULL */
+    /* pairs under a select: its conditions on rows (j only as j / 2), and
+     * the one on columns, col < bound (col: src's last index unclamped) */
+    const Expr *row_terms[MAX_ROW_TERMS];
+    int nrow_terms;
+    const Expr *col, *bound;
     Var *i, *j;        /* the nest's variables */
     Var *bi, *bj;      /* block counters */
     int64_t ni, nj;    /* blocks along i, j */
@@ -107,12 +126,62 @@ static bool pair_column(const Expr *e, const Var *i, const Var *j)
     return false;
 }
 
-/* The k-pair form: dst's last index j + x, its others free of j; src's
- * last two j / 2 + y and 2 * i + j % 2 + z, its others free of i and j;
- * both 16-bit of one dtype, or an fp8 src and a bf16 dst. */
-static bool moves_in_pairs(const Stmt *st, const Var *i, const Var *j)
+/* e without a clamp min(e, hi) by a constant hi (*hi: it, else -1). */
+static const Expr *unclamped(const Expr *e, int64_t *hi)
 {
-    const Expr *v = st->u.store.value;
+    *hi = -1;
+    if (e->op == EX_MIN)
+        for (int s = 0; s < 2; s++)
+            if (ir_expr_is_const(e->args[1 - s], hi))
+                return e->args[s];
+    return e;
+}
+
+/* Does j occur in e only as j / 2? */
+static bool j_only_halved(const Expr *e, const Var *j)
+{
+    if (half_of(e, j, NULL))
+        return true;
+    if (e->op == EX_VAR && e->var == j)
+        return false;
+    for (int a = 0; a < e->nargs; a++)
+        if (!j_only_halved(e->args[a], j))
+            return false;
+    return true;
+}
+
+/* Split a pair copy's select condition (an `and` of terms) into row terms
+ * and the column term; false where a term is neither. */
+static bool split_terms(Transpose *t, const Expr *e)
+{
+    if (e->op == EX_AND)
+        return split_terms(t, e->args[0]) && split_terms(t, e->args[1]);
+    if (!ir_mentions_var(e, t->i) && j_only_halved(e, t->j)) {
+        if (t->nrow_terms == MAX_ROW_TERMS)
+            return false;
+        t->row_terms[t->nrow_terms++] = e;
+        return true;
+    }
+    if (e->op != EX_LT || t->bound || ir_mentions_var(e->args[1], t->i) || ir_mentions_var(e->args[1], t->j))
+        return false;
+    int64_t hi, bound;
+    const Expr *col = unclamped(t->src->args[t->src->buf->rank - 1], &hi);
+    /* the lanes read are those below the bound: in the buffer where its
+     * clamp says so (else the copy read every lane) */
+    if (!ir_expr_equal(e->args[0], col) || (hi >= 0 && !(ir_expr_is_const(e->args[1], &bound) && bound <= hi + 1)))
+        return false;
+    t->col = col;
+    t->bound = e->args[1];
+    return true;
+}
+
+/* The k-pair form: dst's last index j + x, its others free of j; src's
+ * last two j / 2 + y and 2 * i + j % 2 + z (each maybe clamped), its
+ * others free of i and j; both 16-bit of one dtype, or an fp8 src and a
+ * bf16 dst.  Under a select, its condition as split_terms takes it. */
+static bool moves_in_pairs(Transpose *t, const Stmt *st, const Var *i, const Var *j)
+{
+    const Expr *v = t->src;
     const Buffer *d = st->u.store.buf, *s = v->buf;
     bool fp8 = d->dtype == DT_BF16 && (s->dtype == DT_F8E4M3 || s->dtype == DT_F8E5M2);
     if (!(s->dtype == d->dtype ? dt_bits(d->dtype) == 16 : fp8) || s->rank < 2 ||
@@ -121,7 +190,14 @@ static bool moves_in_pairs(const Stmt *st, const Var *i, const Var *j)
     for (int k = 0; k < s->rank - 2; k++)
         if (ir_mentions_var(v->args[k], i) || ir_mentions_var(v->args[k], j))
             return false;
-    return plus_free(v->args[s->rank - 2], j, i, half_of) && plus_free(v->args[s->rank - 1], i, j, pair_column);
+    int64_t hi;
+    if (!plus_free(unclamped(v->args[s->rank - 2], &hi), j, i, half_of) ||
+        !plus_free(unclamped(v->args[s->rank - 1], &hi), i, j, pair_column))
+        return false;
+    /* clamped indices only under a select, which says where they apply */
+    if (!t->keep)
+        return v->args[s->rank - 2]->op != EX_MIN && v->args[s->rank - 1]->op != EX_MIN;
+    return split_terms(t, t->keep);
 }
 
 /* A 16-bit float copied into f32: each row widened after its load. */
@@ -147,16 +223,22 @@ static bool zero_const(const Expr *e)
     return e->op == EX_CONST && (dt_is_float(e->dtype) ? e->imm.f == 0 && !signbit(e->imm.f) : e->imm.i == 0);
 }
 
+/* Does f32 hold every value of t (a float of 16 bits or fewer)? */
+static bool f32_holds(DType t)
+{
+    return t == DT_F32 || t == DT_BF16 || t == DT_F16 || t == DT_F8E4M3 || t == DT_F8E5M2;
+}
+
 /* A store's value as the load it copies and, for an edge block's
- * select(keep, load, 0) whose condition is free of i, the condition (the
- * select's dtype the load's or dst's: no rounding between them). */
-static const Expr *copied_load(const Stmt *st, const Var *i, const Expr **keep)
+ * select(keep, load, 0), the condition (the select's dtype the load's or
+ * dst's, or f32 beside a narrower float: no rounding between them). */
+static const Expr *copied_load(const Stmt *st, const Expr **keep)
 {
     const Expr *v = st->u.store.value;
     *keep = NULL;
     if (v->op == EX_SELECT && v->args[1]->op == EX_LOAD && zero_const(v->args[2]) &&
-        !ir_mentions_var(v->args[0], i) &&
-        (v->dtype == v->args[1]->buf->dtype || v->dtype == st->u.store.buf->dtype)) {
+        (v->dtype == v->args[1]->buf->dtype || v->dtype == st->u.store.buf->dtype ||
+         (v->dtype == DT_F32 && f32_holds(v->args[1]->buf->dtype)))) {
         *keep = v->args[0];
         return v->args[1];
     }
@@ -175,7 +257,7 @@ static bool match(const Stmt *s, Transpose *t)
     const Stmt *st = only(in->u.loop.body);
     if (st->op != ST_STORE || st->u.store.atomic || st->u.store.async)
         return false;
-    const Expr *v = copied_load(st, s->u.loop.var, &t->keep);
+    const Expr *v = copied_load(st, &t->keep);
     const Buffer *d = st->u.store.buf;
     if (v->op != EX_LOAD || v->buf == d) /* in place: the blocks' order would show */
         return false;
@@ -183,9 +265,11 @@ static bool match(const Stmt *s, Transpose *t)
     t->src = v;
     t->i = s->u.loop.var;
     t->j = in->u.loop.var;
-    t->pairs = !t->keep && in->u.loop.extent->imm.i % (2 * BLK) == 0 && moves_in_pairs(st, t->i, t->j);
+    t->pairs = in->u.loop.extent->imm.i % (2 * BLK) == 0 && moves_in_pairs(t, st, t->i, t->j);
     if (t->pairs)
         return true;
+    if (t->keep && ir_mentions_var(t->keep, t->i)) /* only whole rows, outside pairs */
+        return false;
     if (!(v->buf->dtype == d->dtype ? dt_bits(d->dtype) == 32 : widens_to_f32(v->buf->dtype, d->dtype)))
         return false;
     return last_moves_with(st->u.store.idx, d->rank, t->j) && last_moves_with(v->args, v->buf->rank, t->i);
@@ -248,6 +332,44 @@ static LLVMValueRef fp8_pairs_to_bf16(Cg *c, DType t, LLVMValueRef pairs)
     return LLVMBuildTrunc(c->b, top, LLVMVectorType(c->i16, N), "");
 }
 
+/* cond as an i1, with the nest's variables as they are set. */
+static LLVMValueRef truth(Cg *c, const Expr *cond)
+{
+    return cg_convert(c, cg_expr(c, cond), cond->dtype, DT_BOOL);
+}
+
+/* Row j of a pair copy under a select (src's 16 elements from column i0
+ * on): a masked load of the lanes below the column bound, then zero where
+ * a row term fails. */
+static LLVMValueRef pair_row_kept(Cg *c, Transpose *t, LLVMValueRef i0, LLVMValueRef j)
+{
+    enum { N = 2 * BLK };
+    const Expr *src = t->src;
+    LLVMTypeRef ty = LLVMVectorType(cg_storage_type(c, src->buf->dtype), N);
+    LLVMValueRef p = addr(c, t, src->buf, src->args, i0, j), raw;
+    unsigned align = (unsigned)dt_bits(src->buf->dtype) / 8;
+    if (t->bound) { /* lane e is column col(i0, j) + e */
+        LLVMValueRef left = LLVMBuildSub(c->b, cg_expr(c, t->bound), cg_expr(c, t->col), "");
+        LLVMValueRef lanes[N];
+        for (int e = 0; e < N; e++)
+            lanes[e] = LLVMConstInt(c->i64, (unsigned long long)e, 0);
+        LLVMValueRef n = LLVMBuildInsertElement(c->b, LLVMGetPoison(LLVMVectorType(c->i64, N)), left,
+                                                LLVMConstInt(c->i32, 0, 0), "");
+        n = LLVMBuildShuffleVector(c->b, n, LLVMGetPoison(LLVMTypeOf(n)), LLVMConstNull(LLVMVectorType(c->i32, N)), "");
+        LLVMValueRef mask = LLVMBuildICmp(c->b, LLVMIntSLT, LLVMConstVector(lanes, N), n, "");
+        LLVMTypeRef tys[2] = {ty, c->ptr};
+        LLVMValueRef args[4] = {p, LLVMConstInt(c->i32, align, 0), mask, LLVMConstNull(ty)};
+        raw = cg_intrinsic(c, "llvm.masked.load", tys, 2, args, 4);
+    } else {
+        raw = LLVMBuildLoad2(c->b, ty, p, "");
+        LLVMSetAlignment(raw, align);
+    }
+    LLVMValueRef r = LLVMBuildBitCast(c->b, raw, t->row, "");
+    for (int k = 0; k < t->nrow_terms; k++)
+        r = LLVMBuildSelect(c->b, truth(c, t->row_terms[k]), r, LLVMConstNull(t->row), "");
+    return r;
+}
+
 static void block(Cg *c, void *ctx)
 {
     Transpose *t = ctx;
@@ -259,6 +381,10 @@ static void block(Cg *c, void *ctx)
     LLVMValueRef r[BLK];
     for (int l = 0; l < BLK; l++) { /* row j0 + l of src (pair row j0 / 2 + l): elements i0 .. i0 + 7 */
         LLVMValueRef j = LLVMBuildAdd(c->b, j0, cg_i64(c, per * l), "");
+        if (t->pairs && t->keep) {
+            r[l] = pair_row_kept(c, t, i0, j);
+            continue;
+        }
         r[l] = LLVMBuildLoad2(c->b, t->row, addr(c, t, src->buf, src->args, i0, j), "");
         LLVMSetAlignment(r[l], (unsigned)dt_bits(src->buf->dtype) / 8);
         if (t->pairs) /* widened after the transposition, if at all */
@@ -268,8 +394,7 @@ static void block(Cg *c, void *ctx)
         else if (src->buf->dtype == DT_F16)
             r[l] = LLVMBuildFPExt(c->b, r[l], LLVMVectorType(c->f32, BLK), "");
         if (t->keep) /* the row's condition, j at the row (i does not occur) */
-            r[l] = LLVMBuildSelect(c->b, cg_convert(c, cg_expr(c, t->keep), t->keep->dtype, DT_BOOL), r[l],
-                                   LLVMConstNull(LLVMTypeOf(r[l])), "");
+            r[l] = LLVMBuildSelect(c->b, truth(c, t->keep), r[l], LLVMConstNull(LLVMTypeOf(r[l])), "");
     }
     transpose8(c, r);
     if (t->pairs && src->buf->dtype != dst->dtype)

@@ -1749,7 +1749,8 @@ TEST(transposing_copies_move_every_element)
     /* "pairs": Y[i][j] = X[j / 2][2i + j % 2 + 3], 16-bit k-pairs (the
      * register tiles' B for vdpbf16ps) moved as 32-bit elements where R is
      * a multiple of 8 and C of 16; "edge": rows j >= C - 5 of X past the
-     * edge, zeros in Y */
+     * edge, zeros in Y; "pairs_edge": pairs whose rows j / 2 >= C/2 - 3 are
+     * past the edge and whose columns 2i + j % 2 + 3 >= 2R - 2 past K, zeros */
     static const struct { const char *r, *c, *dtype, *to, *form; } cases[] = {
         {"24", "16", "f32", "same", "plain"},  {"8", "40", "f32", "same", "plain"},
         {"20", "12", "f32", "same", "plain"},  {"24", "16", "bf16", "same", "plain"},
@@ -1758,18 +1759,21 @@ TEST(transposing_copies_move_every_element)
         {"20", "12", "bf16", "same", "pairs"}, {"24", "16", "f8e4m3", "bf16", "pairs"},
         {"8", "32", "f8e5m2", "bf16", "pairs"}, {"20", "12", "f8e4m3", "bf16", "pairs"},
         {"24", "16", "f32", "same", "edge"},   {"16", "24", "bf16", "f32", "edge"},
-        {"8", "16", "f16", "f32", "edge"},     {"20", "12", "f32", "same", "edge"}};
+        {"8", "16", "f16", "f32", "edge"},     {"20", "12", "f32", "same", "edge"},
+        {"24", "32", "bf16", "same", "pairs_edge"}, {"8", "16", "f8e4m3", "bf16", "pairs_edge"},
+        {"16", "48", "f16", "same", "pairs_edge"},  {"20", "12", "bf16", "same", "pairs_edge"}};
     for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
         FeSet sets[] = {{"R", cases[t].r}, {"C", cases[t].c}, {"dtype", cases[t].dtype}, {"to", cases[t].to},
                         {"form", cases[t].form}};
         int R = atoi(cases[t].r), C = atoi(cases[t].c);
         int w = !strcmp(cases[t].dtype, "f32") ? 4 : strncmp(cases[t].dtype, "f8", 2) ? 2 : 1;
-        bool same = !strcmp(cases[t].to, "same"), pairs = !strcmp(cases[t].form, "pairs");
+        bool pairs_edge = !strcmp(cases[t].form, "pairs_edge");
+        bool same = !strcmp(cases[t].to, "same"), pairs = !strcmp(cases[t].form, "pairs") || pairs_edge;
         bool edge = !strcmp(cases[t].form, "edge");
         bool to_bf16 = !strcmp(cases[t].to, "bf16"); /* fp8 values, exactly */
         int wy = same ? w : to_bf16 ? 2 : 4;
         uint8_t x[64 * 64 * 4], y[64 * 64 * 4];
-        for (int i = 0; i < C * (R + 3) * w; i++) /* finite values: exponent bytes kept below all-ones */
+        for (int i = 0; i < (C + 1) * (2 * R + 3) * w; i++) /* finite values: exponent bytes kept below all-ones */
             x[i] = (uint8_t)(w > 1 && i % w == w - 1 ? (i * 7 + i / 251) & 0x3f : i * 7 + i / 251); /* fp8: every code, NaN too */
         for (int e = 0; e < NEXECS; e++) {
             if (!exec_available(&execs[e]))
@@ -1786,7 +1790,7 @@ TEST(transposing_copies_move_every_element)
                     int at = pairs ? (j / 2) * (2 * R + 3) + 2 * i + j % 2 + 3 : j * (R + 3) + i + 3;
                     const uint8_t *src = x + at * w, *dst = y + (i * C + j) * wy;
                     static const uint8_t zero[4];
-                    if (edge && j >= C - 5)
+                    if ((edge && j >= C - 5) || (pairs_edge && (j / 2 >= C / 2 - 3 || 2 * i + j % 2 + 3 >= 2 * R - 2)))
                         src = zero; /* +0.0 in every dtype */
                     float want = widened(src, cases[t].dtype), got;
                     if (to_bf16) {
