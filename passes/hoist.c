@@ -51,7 +51,10 @@
  * too then), parameters, read-only arguments and block-derived scratch
  * (itself included): an MoE block's schedule (expert, first row, rows),
  * found from the grid row and the expert counts.
- * The prefetches of a buffer that only the nest read go with it. */
+ * The prefetches of a buffer that only the nest read go with it.  An if
+ * whose arms stage several buffers in the same order (fusion's one window
+ * test over A's and B's copies) is first split into one if per buffer,
+ * where one of them then qualifies (split_window_test). */
 #include "passes/lower.h"
 #include "passes/passes.h"
 
@@ -700,11 +703,93 @@ static void hoist(Hoist *H, Stmt *seq, int i)
     body->u.seq.items[H->item] = once;
 }
 
+/* The one buffer s (stores, loops and ifs) writes; NULL if none or more. */
+static Buffer *written(const Stmt *s)
+{
+    if (!s)
+        return NULL;
+    switch (s->op) {
+    case ST_STORE: return s->u.store.buf;
+    case ST_FOR: return written(s->u.loop.body);
+    case ST_IF: {
+        Buffer *a = written(s->u.if_.then_), *b = s->u.if_.else_ ? written(s->u.if_.else_) : a;
+        return a == b ? a : NULL;
+    }
+    case ST_SEQ: {
+        Buffer *x = NULL;
+        for (int i = 0; i < s->u.seq.n; i++) {
+            Buffer *y = written(s->u.seq.items[i]);
+            if (!y || (x && y != x))
+                return NULL;
+            x = y;
+        }
+        return x;
+    }
+    default: return NULL;
+    }
+}
+
+/* Fusion joins the copies under one window test — `if k·BK + BK <= K
+ * {A's rows; B's panel} else {their edge forms}` where no M edge sets A's
+ * test apart (bf16 2048 x 2048 x 2000) — and such an if stages neither
+ * buffer alone.  Where item i of seq is one whose arms are nests in the
+ * same order, nest n of each writing one buffer X_n of its own that no
+ * other nest and not the test reads, it becomes one if per buffer (the
+ * same meaning: the nests are independent), if one of them then
+ * qualifies; else it stays. */
+static void split_window_test(Hoist *H, Stmt *seq, int i)
+{
+    enum { MOST = 4 };
+    Stmt *s = seq->u.seq.items[i], *then_ = s->u.if_.then_, *else_ = s->u.if_.else_;
+    if (!else_ || then_->op != ST_SEQ || else_->op != ST_SEQ || then_->u.seq.n != else_->u.seq.n ||
+        then_->u.seq.n < 2 || then_->u.seq.n > MOST)
+        return;
+    int n = then_->u.seq.n;
+    Buffer *x[MOST];
+    for (int a = 0; a < n; a++) {
+        x[a] = written(then_->u.seq.items[a]);
+        if (!x[a] || written(else_->u.seq.items[a]) != x[a] || ir_loads_from(s->u.if_.cond, x[a]))
+            return;
+        for (int b = 0; b < a; b++)
+            if (x[b] == x[a])
+                return;
+    }
+    for (int a = 0; a < n; a++)
+        for (int b = 0; b < n; b++) {
+            IrUse u = {0};
+            ir_buffer_use(then_->u.seq.items[b], x[a], &u);
+            ir_buffer_use(else_->u.seq.items[b], x[a], &u);
+            if (a != b && u.reads)
+                return;
+        }
+    Stmt *split[MOST];
+    for (int a = 0; a < n; a++)
+        split[a] = ir_if(H->k, a ? ir_clone_expr(H->k, s->u.if_.cond, &(IrSubst){0}) : s->u.if_.cond,
+                         then_->u.seq.items[a], else_->u.seq.items[a], s->loc);
+    Stmt **items;
+    for (int a = 1; a < n; a++)
+        ir_seq_push(H->k, seq, s); /* room for n - 1 more */
+    items = seq->u.seq.items;
+    memmove(&items[i + n], &items[i + 1], sizeof(Stmt *) * (size_t)(seq->u.seq.n - (i + n)));
+    for (int a = 0; a < n; a++)
+        items[i + a] = split[a];
+    for (int a = 0; a < n; a++)
+        if (qualifies(H, seq, i + a))
+            return;
+    memmove(&items[i + 1], &items[i + n], sizeof(Stmt *) * (size_t)(seq->u.seq.n - (i + n)));
+    items[i] = s;
+    seq->u.seq.n -= n - 1;
+}
+
 /* Find a nest to hoist in seq (under H's path); true once one moved. */
 static bool scan(Hoist *H, Stmt *seq)
 {
     for (int i = 0; i < seq->u.seq.n; i++) {
         Stmt *s = seq->u.seq.items[i];
+        if (s->op == ST_IF && H->depth > 0) {
+            split_window_test(H, seq, i);
+            s = seq->u.seq.items[i];
+        }
         if ((s->op == ST_FOR || s->op == ST_IF) && H->depth > 0 && qualifies(H, seq, i)) {
             hoist(H, seq, i);
             return true;
