@@ -42,7 +42,10 @@
  * in which j occurs only as j / 2 (a row of pairs past N: zeroed whole, as
  * above) and at most one term col < bound whose col is src's last index
  * unclamped: each row's 16 elements are a masked load, the lanes at and
- * past the bound zero and not read (an odd bound splits a pair).  Left to
+ * past the bound zero and not read (an odd bound splits a pair; AVX-512
+ * only, AVX2 masks no 16- or 8-bit lanes).  (The plain copy's K tail, a
+ * masked row of f32 as well, compiled 20-30 ms slower at f32 333 x 777 x
+ * 555 and ran no faster on Zen 4: LLVM's loop there is cheap enough.)  Left to
  * LLVM, such a nest gathered each 16-bit element with its own load and
  * insert: bf16 1000^3 in one K step packed all of B so, 18% of its time. */
 #include "codegen/cg.h"
@@ -448,6 +451,10 @@ bool cg_transposed_copy(Cg *c, const Stmt *s)
 {
     Transpose t = {0};
     if (c->t->gpu_sm || c->t->vector_bits < 256 || !match(s, &t))
+        return false;
+    /* AVX2 masks loads of 32- and 64-bit lanes only: LLVM would load a
+     * masked row of 16- or 8-bit ones element by element */
+    if (t.bound && c->t->vector_bits < 512)
         return false;
     const Stmt *in = only(s->u.loop.body);
     Var bi = {.name = "ti", .id = c->k->next_id + 4}, bj = {.name = "tj", .id = c->k->next_id + 5};
