@@ -24,7 +24,7 @@ return T.kernel "gemm" {
       for k in T.pipelined(T.ceildiv(p.K, p.BK), p.stages) do
         T.copy(A:tile(by * p.BM, k * p.BK), As)
         T.copy(B:tile(bx * p.BN, k * p.BK), Bs)
-        T.gemm(As, Bs, acc, { trans_b = true, rows = p.M - by * p.BM })  -- the last block's rows past M are padding
+        T.gemm(As, Bs, acc, { trans_b = true, rows = p.M - by * p.BM, cols = p.N - bx * p.BN })  -- past M, N: padding
       end
       T.copy(acc, C:tile(by * p.BM, bx * p.BN))
     end

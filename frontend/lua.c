@@ -358,7 +358,7 @@ static int c_fill(lua_State *L)
     return 0;
 }
 
-/* gemm(a, b, c, trans_a, trans_b, clear, line [, a_scale [, b_scale [, rows [, fast_accum]]]]) */
+/* gemm(a, b, c, trans_a, trans_b, clear, line [, a_scale [, b_scale [, rows [, fast_accum [, cols]]]]]) */
 static int c_gemm(lua_State *L)
 {
     Stmt *g = ir_gemm(kern(L), region(L, 1), region(L, 2), region(L, 3), lua_toboolean(L, 4),
@@ -370,6 +370,8 @@ static int c_gemm(lua_State *L)
     if (!lua_isnoneornil(L, 10))
         g->u.gemm.rows = ptr(L, 10);
     g->u.gemm.fast_accum = lua_toboolean(L, 11);
+    if (!lua_isnoneornil(L, 12))
+        g->u.gemm.cols = ptr(L, 12);
     emit(L, g);
     return 0;
 }

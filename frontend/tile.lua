@@ -529,14 +529,15 @@ local function gemm_scale(s, x, what)
   return r
 end
 
--- The rows option of T.gemm: how many of C's m rows are wanted (an integer
--- expression; a constant one is checked here).  Returns its IR, or nil.
-local function gemm_rows(rows, m)
-  if rows == nil then return nil end
-  local r = lift(rows, "T.gemm rows")
-  if is_float(r.dtype) then err(("T.gemm: rows must be an integer, not %s"):format(r.dtype)) end
+-- The rows (cols) option of T.gemm: how many of C's m rows (columns) are
+-- wanted (an integer expression; a constant one is checked here).
+-- Returns its IR, or nil.
+local function gemm_wanted(n, m, what)
+  if n == nil then return nil end
+  local r = lift(n, "T.gemm " .. what)
+  if is_float(r.dtype) then err(("T.gemm: %s must be an integer, not %s"):format(what, r.dtype)) end
   if r.const ~= nil and (r.const < 0 or r.const > m) then
-    err(("T.gemm: rows = %d, but C has %d rows"):format(r.const, m))
+    err(("T.gemm: %s = %d, but C has %d %s"):format(what, r.const, m, what == "cols" and "columns" or what))
   end
   return r.h
 end
@@ -556,7 +557,8 @@ end
 
 function T.gemm(A, Bt, C, opts)
   need_grid("T.gemm")
-  opts = check_opts(opts, "T.gemm", { "trans_a", "trans_b", "clear", "a_scale", "b_scale", "rows", "fast_accum" })
+  opts = check_opts(opts, "T.gemm", { "trans_a", "trans_b", "clear", "a_scale", "b_scale", "rows", "cols",
+                                          "fast_accum" })
   if opts.fast_accum ~= nil and type(opts.fast_accum) ~= "boolean" then
     err(("T.gemm: fast_accum must be true or false, not %s"):format(tostring(opts.fast_accum)))
   end
@@ -588,7 +590,7 @@ function T.gemm(A, Bt, C, opts)
     err(("T.gemm: the accumulator C must be f32, not %s"):format(c.b.dtype), "accumulate in a T.fragment{..., T.f32}")
   end
   core.gemm(a0, b0, c, opts.trans_a or false, opts.trans_b or false, opts.clear or false, (where()), as, bs,
-            gemm_rows(opts.rows, m), opts.fast_accum or false)
+            gemm_wanted(opts.rows, m, "rows"), opts.fast_accum or false, gemm_wanted(opts.cols, n, "cols"))
 end
 
 local function reducer(op)

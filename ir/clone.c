@@ -125,6 +125,8 @@ Stmt *ir_clone_stmt(Kernel *k, const Stmt *s, const IrSubst *sub)
             c->u.gemm.b_scale = clone_region(k, &s->u.gemm.b_scale, sub);
         if (s->u.gemm.rows)
             c->u.gemm.rows = ir_clone_expr(k, s->u.gemm.rows, sub);
+        if (s->u.gemm.cols)
+            c->u.gemm.cols = ir_clone_expr(k, s->u.gemm.cols, sub);
         if (s->u.gemm.desc) {
             c->u.gemm.desc = arena_alloc(k->arena, (size_t)s->u.gemm.ndesc * sizeof *c->u.gemm.desc);
             for (int i = 0; i < s->u.gemm.ndesc; i++)

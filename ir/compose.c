@@ -356,6 +356,8 @@ static void walk(Walk *w, const Stmt *s)
     case ST_GEMM:
         if (s->u.gemm.rows)
             walk_expr(w, s, s->u.gemm.rows);
+        if (s->u.gemm.cols)
+            walk_expr(w, s, s->u.gemm.cols);
         walk_region(w, s, &s->u.gemm.a, false);
         walk_region(w, s, &s->u.gemm.b, false);
         walk_accumulator(w, s, &s->u.gemm.c, "accumulates a gemm into %s");
@@ -712,6 +714,8 @@ static void rebase_stmt(Compose *cx, Stmt *s)
     case ST_GEMM:
         if (s->u.gemm.rows)
             rebase_expr(cx, s->u.gemm.rows);
+        if (s->u.gemm.cols)
+            rebase_expr(cx, s->u.gemm.cols);
         rebase_region(cx, &s->u.gemm.a);
         rebase_region(cx, &s->u.gemm.b);
         rebase_region(cx, &s->u.gemm.c);

@@ -599,6 +599,10 @@ static void exec_gemm(Interp *in, const Stmt *s)
         int64_t n = eval_int(in, s->u.gemm.rows, s->loc);
         M = n < 0 ? 0 : n < M ? n : M;
     }
+    if (s->u.gemm.cols) { /* and the columns */
+        int64_t n = eval_int(in, s->u.gemm.cols, s->loc);
+        N = n < 0 ? 0 : n < N ? n : N;
+    }
     for (int64_t i = 0; i < M && !in->failed; i++)
         for (int64_t j = 0; j < N && !in->failed; j++) {
             int64_t ci[2] = {co[0] + i, co[1] + j};

@@ -539,7 +539,9 @@ struct Stmt {
          * matrix).  The others are unspecified afterwards: the interpreter
          * leaves them as they were, the CPU computes whole register bands
          * and stops after the band holding row n - 1, the GPU computes the
-         * whole tile.  n is clamped to [0, M]. */
+         * whole tile.  n is clamped to [0, M].  cols likewise for C's
+         * first columns (the last column block's inside the matrix): the
+         * CPU's register tiles stop after the tile holding column n - 1. */
         /* desc (MICRO_GEMM of a threaded kernel only, NULL otherwise): the
          * product runs as warpgroup MMAs (wgmma) whose shared operands are
          * read through these 64-bit matrix descriptors (see Threads) —
@@ -551,7 +553,7 @@ struct Stmt {
              * hardware's own running sum (~13 fraction bits) instead of a
              * step's partial products added into C in f32 (pass_lower) */
             bool trans_a, trans_b, clear, b_pairs, a_lifted, a_prescaled, a_e2m1_order, fast_accum;
-            struct Expr *rows;
+            struct Expr *rows, *cols;
             struct Expr **desc;
             int ndesc;
         } gemm;

@@ -487,6 +487,7 @@ static Stmt *stmt_gemm(Parser *ps, bool micro, SrcLoc loc)
     if (keyword(ps, "b_scale"))
         bs = region(ps);
     Expr *rows = !micro && keyword(ps, "rows") ? expr(ps) : NULL;
+    Expr *cols = !micro && keyword(ps, "cols") ? expr(ps) : NULL;
     bool fast = !micro && keyword(ps, "fast_accum");
     bool pairs = keyword(ps, "b_pairs"), lifted = keyword(ps, "a_lifted");
     bool prescaled = keyword(ps, "a_prescaled"), e2m1_order = keyword(ps, "a_e2m1_order");
@@ -499,6 +500,7 @@ static Stmt *stmt_gemm(Parser *ps, bool micro, SrcLoc loc)
     g->u.gemm.a_prescaled = prescaled;
     g->u.gemm.a_e2m1_order = e2m1_order;
     g->u.gemm.rows = rows;
+    g->u.gemm.cols = cols;
     g->u.gemm.fast_accum = fast;
     if (micro && accept(ps, "wgmma")) { /* (followed by "[": not a keyword()) */
         Expr *d[1024];

@@ -261,6 +261,10 @@ static void print_gemm(const Stmt *s, FILE *f)
         fputs(" rows ", f);
         ir_print_expr(s->u.gemm.rows, f);
     }
+    if (s->u.gemm.cols) {
+        fputs(" cols ", f);
+        ir_print_expr(s->u.gemm.cols, f);
+    }
     if (s->u.gemm.fast_accum)
         fputs(" fast_accum", f);
     if (s->u.gemm.b_pairs)

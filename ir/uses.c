@@ -69,6 +69,8 @@ void ir_buffer_use(const Stmt *s, const Buffer *b, IrUse *u)
             use_region(&s->u.gemm.b_scale, b, u, false);
         if (s->u.gemm.rows)
             use_expr(s->u.gemm.rows, b, u);
+        if (s->u.gemm.cols)
+            use_expr(s->u.gemm.cols, b, u);
         break;
     case ST_REDUCE:
         use_region(&s->u.reduce.src, b, u, false);

@@ -528,10 +528,12 @@ static void check_gemm(Verifier *v, const Stmt *s)
     else if (c->buf->dtype != DT_F32)
         fail(v, s->loc, "%s accumulator %s is %s, not f32", op, c->buf->name,
              dt_name(c->buf->dtype));
-    if (s->u.gemm.rows && s->op == ST_MICRO_GEMM)
-        fail(v, s->loc, "micro_gemm has rows (only a gemm has)");
-    else if (s->u.gemm.rows)
+    if ((s->u.gemm.rows || s->u.gemm.cols) && s->op == ST_MICRO_GEMM)
+        fail(v, s->loc, "micro_gemm has rows or cols (only a gemm has)");
+    if (s->u.gemm.rows)
         check_int(v, s->u.gemm.rows, s->loc, "gemm rows");
+    if (s->u.gemm.cols)
+        check_int(v, s->u.gemm.cols, s->loc, "gemm cols");
     check_writable(v, c->buf, s->loc);
 }
 

@@ -212,6 +212,8 @@ static Stmt *fold_stmt(Bounds *B, Stmt *s)
             fold_region(B, &s->u.gemm.b_scale);
         if (s->u.gemm.rows)
             s->u.gemm.rows = fold(B, s->u.gemm.rows);
+        if (s->u.gemm.cols)
+            s->u.gemm.cols = fold(B, s->u.gemm.cols);
         return s;
     case ST_REDUCE:
         fold_region(B, &s->u.reduce.src);

@@ -278,22 +278,6 @@ static Stmt *micro(Lower *L, const Stmt *g, const Region *a, const Region *b, co
     return s;
 }
 
-/* Columns of one row band: full NR tiles in a loop, then the tail. */
-static void row_band(Lower *L, Stmt *seq, const Stmt *g, const Region *a, const Region *b,
-                     const Region *c, Expr *i, int64_t i0, int64_t mr, int64_t N, int64_t K, Layout blay)
-{
-    int64_t NR = L->t->micro_n, full = N / NR, rem = N % NR;
-    if (full) {
-        Var *jv = ir_var_new(L->k, "jt");
-        Stmt *body = ir_seq(L->k, g->loc);
-        Expr *j = ir_binary(L->k, EX_MUL, ir_var(L->k, jv), ci(L, NR));
-        ir_seq_push(L->k, body, micro(L, g, a, b, c, i, i0, mr, j, 0, NR, ir_var(L->k, jv), K, blay));
-        ir_seq_push(L->k, seq, ir_for(L->k, jv, ci(L, full), LOOP_SERIAL, 0, body, g->loc));
-    }
-    if (rem)
-        ir_seq_push(L->k, seq, micro(L, g, a, b, c, i, i0, mr, ci(L, 0), full * NR, rem, ci(L, full), K, blay));
-}
-
 /* Bands of mr rows over C's M rows: `full` of them, then a tail band of
  * M % mr rows.  Where only C's first `rows` rows are wanted (the gemm's
  * rows option, an expression clamped to [0, M]), the loop of full bands
@@ -324,10 +308,33 @@ static Bands wanted_bands(Lower *L, Expr *rows, int64_t M, int64_t mr)
     return b;
 }
 
+/* Columns of one row band: full NR tiles in a loop, then the tail — those
+ * holding wanted columns (the gemm's cols option, as rows for bands): the
+ * last column block's columns past N are not computed (bf16 333 x 777 x
+ * 555 in BN 64: its 13th block holds 9). */
+static void row_band(Lower *L, Stmt *seq, const Stmt *g, const Region *a, const Region *b,
+                     const Region *c, Expr *i, int64_t i0, int64_t mr, int64_t N, int64_t K, Layout blay,
+                     Expr *cols)
+{
+    int64_t NR = L->t->micro_n, full = N / NR, rem = N % NR;
+    Bands tiles = wanted_bands(L, cols, N, NR);
+    if (full) {
+        Var *jv = ir_var_new(L->k, "jt");
+        Stmt *body = ir_seq(L->k, g->loc);
+        Expr *j = ir_binary(L->k, EX_MUL, ir_var(L->k, jv), ci(L, NR));
+        ir_seq_push(L->k, body, micro(L, g, a, b, c, i, i0, mr, j, 0, NR, ir_var(L->k, jv), K, blay));
+        ir_seq_push(L->k, seq, ir_for(L->k, jv, tiles.loop, LOOP_SERIAL, 0, body, g->loc));
+    }
+    if (rem) {
+        Stmt *tail = micro(L, g, a, b, c, i, i0, mr, ci(L, 0), full * NR, rem, ci(L, full), K, blay);
+        ir_seq_push(L->k, seq, tiles.tail ? ir_if(L->k, tiles.tail, tail, NULL, g->loc) : tail);
+    }
+}
+
 /* Register tiles over C: bands of MR rows (those holding wanted rows), each
- * a row of NR-column tiles. */
+ * a row of NR-column tiles (those holding wanted columns). */
 static void register_tiles(Lower *L, Stmt *seq, const Stmt *g, const Region *a, const Region *b,
-                           const Region *c, Expr *rows, Layout blay)
+                           const Region *c, Expr *rows, Expr *cols, Layout blay)
 {
     int64_t M = c->ext[0], N = c->ext[1], K = g->u.gemm.trans_a ? a->ext[0] : a->ext[1];
     int64_t MR = L->t->micro_m, full = M / MR, rem = M % MR;
@@ -336,12 +343,12 @@ static void register_tiles(Lower *L, Stmt *seq, const Stmt *g, const Region *a, 
         Var *iv = ir_var_new(L->k, "it");
         Stmt *body = ir_seq(L->k, g->loc);
         Expr *i = ir_binary(L->k, EX_MUL, ir_var(L->k, iv), ci(L, MR));
-        row_band(L, body, g, a, b, c, i, 0, MR, N, K, blay);
+        row_band(L, body, g, a, b, c, i, 0, MR, N, K, blay, cols);
         ir_seq_push(L->k, seq, ir_for(L->k, iv, bands.loop, LOOP_SERIAL, 0, body, g->loc));
     }
     if (rem) {
         Stmt *tail = bands.tail ? ir_seq(L->k, g->loc) : seq;
-        row_band(L, tail, g, a, b, c, ci(L, 0), full * MR, rem, N, K, blay);
+        row_band(L, tail, g, a, b, c, ci(L, 0), full * MR, rem, N, K, blay, cols);
         if (bands.tail)
             ir_seq_push(L->k, seq, ir_if(L->k, bands.tail, tail, NULL, g->loc));
     }
@@ -1645,6 +1652,7 @@ static Stmt *lower_gemm_scaled(Lower *L, const Stmt *g)
     const Region *as = &g->u.gemm.a_scale, *bs = &g->u.gemm.b_scale;
     bool b_fast = dot_scaled_in_place(L, g), a_fast = dot_a_scale_in_place(L, g, b_fast);
     plain->u.gemm.rows = g->u.gemm.rows;
+    plain->u.gemm.cols = g->u.gemm.cols;
     if (b_fast)
         plain->u.gemm.b_scale = *bs;
     else if (bs->buf)
@@ -1757,9 +1765,9 @@ Stmt *lower_gemm(Lower *L, const Stmt *g)
         if (!g->u.gemm.clear)
             ir_seq_push(L->k, seq, lower_copy(L, &c_out, &c, false, g->loc));
     }
-    Expr *rows = stage_c ? NULL : g->u.gemm.rows;
+    Expr *rows = stage_c ? NULL : g->u.gemm.rows, *cols = stage_c ? NULL : g->u.gemm.cols;
     if (!a_in_place) {
-        register_tiles(L, seq, g, &a, &b, &c, rows, blay);
+        register_tiles(L, seq, g, &a, &b, &c, rows, cols, blay);
     } else {
         /* A read where it lies when its window is inside the matrix, else
          * staged with the parts outside zeroed (a last row block) */
@@ -1768,10 +1776,10 @@ Stmt *lower_gemm(Lower *L, const Stmt *g)
         bool never = inside->op == EX_CONST && !inside->imm.i;
         Stmt *fast = ir_seq(L->k, g->loc), *slow = ir_seq(L->k, g->loc);
         if (!never)
-            register_tiles(L, fast, g, &a, &b, &c, rows, blay);
+            register_tiles(L, fast, g, &a, &b, &c, rows, cols, blay);
         if (!always) {
             Region sa = whole(L, stage(L, slow, &a, false, a.ext[0], a.ext[1], DT_F32, "gemm_a", OUTSIDE, g->loc));
-            register_tiles(L, slow, g, &sa, &b, &c, rows, blay);
+            register_tiles(L, slow, g, &sa, &b, &c, rows, cols, blay);
         }
         ir_seq_push(L->k, seq, always ? fast : never ? slow : ir_if(L->k, inside, fast, slow, g->loc));
     }

@@ -164,6 +164,10 @@ TEST(golden_lower_e2m1_rows_left) { golden("lower_e2m1_rows_left", pass_lower); 
  * dot tiles (7 rows) stop after the band holding the last wanted row; dot
  * tiles have a one-row variant (the 3-row one's taken at M = 4) */
 TEST(golden_lower_rows) { golden("lower_rows", pass_lower); }
+/* the cols option: the register tiles' column loop stops after the tile
+ * holding the last wanted column, the 8-column tail (72 = 2 x 32 + 8 on
+ * x86-avx512) only where it holds one */
+TEST(golden_lower_cols) { golden("lower_cols", pass_lower); }
 /* examples/gemm.lua's shape: the copies into scratch forwarded to the
  * register tiles — A (f32) read in place where its window is inside the
  * matrix, else staged with its tail zeroed; B packed straight from b in
@@ -719,7 +723,7 @@ TEST(tile_equals_loop_hand_written)
 {
     const char *names[] = {"lower_copy",       "lower_reduce", "lower_reduce_across", "lower_gemm_f32",   "lower_gemm_bf16",  "lower_dot",
                            "lower_gemm_widen", "lower_scaled", "lower_scaled_deq", "lower_scaled_rows", "lower_scaled_tall",
-                           "lower_rows",       "lower_forward", "lower_dot_columns", "lower_forward_pairs"};
+                           "lower_rows",       "lower_cols",       "lower_forward", "lower_dot_columns", "lower_forward_pairs"};
     const int64_t ms[] = {1, 4, 5, 11, 45}; /* 45: whole 20-row blocks, then a partial one */
     for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++) {
         char path[256];
@@ -1005,6 +1009,7 @@ int main(void)
     RUN(golden_lower_e2m1_bands);
     RUN(golden_lower_e2m1_rows_left);
     RUN(golden_lower_rows);
+    RUN(golden_lower_cols);
     RUN(golden_lower_forward);
     RUN(golden_lower_forward_pairs);
     RUN(golden_lower_forward_group);

@@ -567,7 +567,13 @@ TEST(gemm_shapes_and_types)
     expect_fail(k, 16, "verify: gemm rows must be an integer, not f32");
     k = load(loop_src);
     item(k, 1)->u.gemm.rows = ir_const_i(k, 3); /* lowering has used it */
-    expect_fail(k, 13, "verify: micro_gemm has rows (only a gemm has)");
+    expect_fail(k, 13, "verify: micro_gemm has rows or cols (only a gemm has)");
+    k = load(tile_src);
+    item(k, 3)->u.gemm.cols = ir_const_f(k, 3.0);
+    expect_fail(k, 16, "verify: gemm cols must be an integer, not f32");
+    k = load(loop_src);
+    item(k, 1)->u.gemm.cols = ir_const_i(k, 3);
+    expect_fail(k, 13, "verify: micro_gemm has rows or cols (only a gemm has)");
     const char *int_src =
         "kernel g level tile\n"
         "buf a: local i8[4, 4]\n"
