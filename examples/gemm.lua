@@ -70,7 +70,14 @@ return T.kernel "gemm" {
     -- 333 rows in one such block ran bf16 333 x 777 x 555 at 25.5 GFLOP/s,
     -- in 256-row blocks at 36-47 (AVX2 host, bench_gemm, three runs)
     local bytes = (p.dtype or "f32") == "f32" and 4 or (p.dtype == "bf16" and 2 or 1)
-    if p.M >= 512 and 512 * p.K * bytes <= 2 * target.l2 then bm = 512 end
+    -- f32 A is read in place, not staged: on AVX-512 512 rows pay beyond
+    -- the L2s too where M gives each of two threads two such blocks (Zen 4,
+    -- tilec sweep, BK 1024: 2048^3 one thread 159-167 -> 153-159 ms, two
+    -- 80.7-80.9 -> 79.5-79.8; 4096^3 1266 -> 1246; bench_gemm 2048^3
+    -- 1.00-1.01 -> 1.02 of oneDNN; but 1024^3 on two threads, one block
+    -- each, 10.65 -> 11.58; AVX2 not measured)
+    local wide_f32 = bytes == 4 and p.M >= 2048 and target.vector_bits == 512
+    if p.M >= 512 and (512 * p.K * bytes <= 2 * target.l2 or wide_f32) then bm = 512 end
     if p.M <= 16 then
       for _, c in ipairs{4096, 2048, 1024, 512, 256} do
         if p.K % c == 0 then return { BM = bm, BN = p.M <= 1 and 4 or 32, BK = c } end
