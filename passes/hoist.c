@@ -733,10 +733,11 @@ static Buffer *written(const Stmt *s)
  * {A's rows; B's panel} else {their edge forms}` where no M edge sets A's
  * test apart (bf16 2048 x 2048 x 2000) — and such an if stages neither
  * buffer alone.  Where item i of seq is one whose arms are nests in the
- * same order, nest n of each writing one buffer X_n of its own that no
- * other nest and not the test reads, it becomes one if per buffer (the
- * same meaning: the nests are independent), if one of them then
- * qualifies; else it stays. */
+ * same order, nest n of each writing one buffer X_n of its own that the
+ * test does not read, it becomes one if per buffer — the same meaning: the
+ * nests still run in their order and the test reads the same values each
+ * time — if one of them then qualifies (a later nest reading X_n, as
+ * anything after the nest, has its reads moved with it); else it stays. */
 static void split_window_test(Hoist *H, Stmt *seq, int i)
 {
     enum { MOST = 4 };
@@ -754,14 +755,6 @@ static void split_window_test(Hoist *H, Stmt *seq, int i)
             if (x[b] == x[a])
                 return;
     }
-    for (int a = 0; a < n; a++)
-        for (int b = 0; b < n; b++) {
-            IrUse u = {0};
-            ir_buffer_use(then_->u.seq.items[b], x[a], &u);
-            ir_buffer_use(else_->u.seq.items[b], x[a], &u);
-            if (a != b && u.reads)
-                return;
-        }
     Stmt *split[MOST];
     for (int a = 0; a < n; a++)
         split[a] = ir_if(H->k, a ? ir_clone_expr(H->k, s->u.if_.cond, &(IrSubst){0}) : s->u.if_.cond,

@@ -304,6 +304,10 @@ TEST(golden_hoist_step_tail) { golden_for("hoist_step_tail", pass_hoist, ir_targ
  * (bx's) stays in its own if (bf16 2048 x 2048 x 2000, Zen 4, one thread:
  * A staged again for each column block, 93 -> 78-80 ms) */
 TEST(golden_hoist_window_split) { golden_for("hoist_window_split", pass_hoist, ir_target("x86-avx2")); }
+/* ... also where an arm's second nest reads what its first staged (bs
+ * from as): the pieces keep their order, so as's moves into the once and
+ * bs's reads of it, in its own if, move to the step's block */
+TEST(golden_hoist_window_reads) { golden_for("hoist_window_reads", pass_hoist, ir_target("x86-avx2")); }
 /* lower's `if inside {fast} else {guarded}` copies unswitched: both arms
  * fused, t gone */
 TEST(golden_fuse_switch) { golden("fuse_switch", pass_fuse); }
@@ -821,9 +825,9 @@ TEST(hoist_keeps_the_meaning)
 {
     const char *names[] = {"hoist_staging",       "hoist_one_step", "hoist_derived",
                            "hoist_bounded_steps", "hoist_unrolled", "hoist_merge", "hoist_split",
-                           "hoist_step_tail",     "hoist_window_split"};
+                           "hoist_step_tail",     "hoist_window_split", "hoist_window_reads"};
     const int64_t ms[] = {1, 6, 8};
-    keeps_the_meaning(names, 9, pass_hoist, ir_target("x86-avx2"), ms);
+    keeps_the_meaning(names, 10, pass_hoist, ir_target("x86-avx2"), ms);
 }
 
 /* Every example spec, at shapes that hit tails (and small enough for the
@@ -1038,6 +1042,7 @@ int main(void)
     RUN(golden_hoist_split);
     RUN(golden_hoist_step_tail);
     RUN(golden_hoist_window_split);
+    RUN(golden_hoist_window_reads);
     RUN(hoist_keeps_the_meaning);
     RUN(golden_fuse_switch);
     RUN(golden_fuse_strided);
