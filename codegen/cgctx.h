@@ -67,6 +67,8 @@ void cg_stmt(Cg *c, const Stmt *s);
  * masked asks for a predicated vector tail. */
 void cg_loop(Cg *c, Var *var, LLVMValueRef n, LoopKind kind, int arg, bool masked,
              void (*body)(Cg *, void *), void *ctx);
+/* A serial loop LLVM keeps rolled (llvm.loop.unroll.disable). */
+void cg_loop_rolled(Cg *c, Var *var, LLVMValueRef n, void (*body)(Cg *, void *), void *ctx);
 /* vmath.c: e^x (2^x with base2) and ln x of an f32 in inline arithmetic (CPU). */
 LLVMValueRef cg_exp(Cg *c, LLVMValueRef x, bool base2);
 LLVMValueRef cg_log(Cg *c, LLVMValueRef x);

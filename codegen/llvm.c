@@ -797,6 +797,11 @@ void cg_loop(Cg *c, Var *var, LLVMValueRef n, LoopKind kind, int arg, bool maske
     loop_with(c, var, n, kind, arg, masked, 0, false, body, ctx);
 }
 
+void cg_loop_rolled(Cg *c, Var *var, LLVMValueRef n, void (*body)(Cg *, void *), void *ctx)
+{
+    loop_with(c, var, n, LOOP_SERIAL, 0, false, 0, true, body, ctx);
+}
+
 static void stmt_body(Cg *c, void *s) { cg_stmt(c, s); }
 
 /* prefetcht1: into L2 and the levels below, where a tile read on the next
