@@ -1144,11 +1144,12 @@ static int cmd_targets(void)
                    ir_host_caches_read() ? "this CPU's, from sysfs" : "the kind's: sysfs gave none",
                    t->name, (long long)(t->l1_bytes >> 10), (long long)(t->l2_bytes >> 10));
         if (host && !strcmp(host->name, t->name))
-            printf("%-12s %s; %s%s\n", "",
+            printf("%-12s %s; %s%s%s\n", "",
                    host->subnormal_assists ? "subnormal operands slow this CPU's FMAs"
                                            : "subnormal operands at full speed here",
                    host->has_bf16_dot ? "bf16 dot products" : "bf16 widened to f32 for FMAs",
-                   host->split_512 ? "; 512-bit operations in two halves" : "");
+                   host->split_512 ? "; 512-bit operations in two halves" : "",
+                   host->one_stream ? "; weights read best as one stream" : "");
     }
     const char *gpus[] = {"sm_90a", "sm_80"};
     for (size_t i = 0; i < sizeof gpus / sizeof gpus[0]; i++) {

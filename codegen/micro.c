@@ -247,7 +247,8 @@ typedef struct Dot {
     LLVMValueRef lut_buf; /* e2m1_lut: [64 x i8] scratch per column */
     LLVMTypeRef vf32;
     LLVMValueRef acc[MAX_DOT_ROWS][MAX_DOT_COLS];
-    LLVMValueRef acc_odd[MAX_DOT_ROWS][MAX_DOT_COLS]; /* a folding Dot.pair8 tile of few sums: odd parts' chains */
+    LLVMValueRef acc_odd[MAX_DOT_ROWS][MAX_DOT_COLS]; /* a tile of few sums: odd parts' or steps' chains */
+    bool odd_step;        /* a pair tile with acc_odd: the step being emitted sums into it */
     Var *kvar;
     /* Block scales (a_scale, b_scale): rows of the operand per scale row,
      * elements of K per scale column (bk_a, bk_b: multiples of chunk, the
@@ -487,11 +488,13 @@ static void dot_pairs(Cg *c, Dot *d, LLVMValueRef k, int lanes)
         if (s->u.gemm.b.buf->dtype == DT_F8E4M3)
             bv = e4m3_words(c, bv, d->e4m3_fast, d->folding ? d->fold_words[j] : NULL);
         bv = LLVMBuildBitCast(c->b, bv, dp.params[2], "");
-        if (d->prefetch_next)
+        /* (an odd step of 32 e4m3 bytes shares the even one's line) */
+        if (d->prefetch_next && !(d->odd_step && d->chunk * dt_bits(s->u.gemm.b.buf->dtype) < 512))
             prefetch_row(c, &s->u.gemm.b, d->pf_ahead + j, k);
         for (int i = 0; i < d->mr; i++) {
-            LLVMValueRef args[3] = {LLVMBuildLoad2(c->b, d->vf32, d->acc[i][j], ""), av[i], bv};
-            LLVMBuildStore(c->b, LLVMBuildCall2(c->b, dp.ty, dp.fn, args, 3, ""), d->acc[i][j]);
+            LLVMValueRef acc = d->odd_step && d->acc_odd[i][j] ? d->acc_odd[i][j] : d->acc[i][j];
+            LLVMValueRef args[3] = {LLVMBuildLoad2(c->b, d->vf32, acc, ""), av[i], bv};
+            LLVMBuildStore(c->b, LLVMBuildCall2(c->b, dp.ty, dp.fn, args, 3, ""), acc);
         }
     }
 }
@@ -921,6 +924,19 @@ static void dot_scaled_step(Cg *c, void *ctx)
     dot_lanes(c, d, LLVMBuildAdd(c->b, d->k0, k, ""), d->chunk);
 }
 
+/* Two steps of a pair tile with two chains per sum (acc_odd, pair_chains): the
+ * even one into acc, the odd one into acc_odd. */
+static void dot_chained_steps(Cg *c, void *ctx)
+{
+    Dot *d = ctx;
+    LLVMValueRef k = LLVMBuildMul(c->b, c->var[d->kvar->id], cg_i64(c, 2 * d->chunk), "");
+    k = LLVMBuildAdd(c->b, d->k0, k, "");
+    dot_lanes(c, d, k, d->chunk);
+    d->odd_step = true;
+    dot_lanes(c, d, LLVMBuildAdd(c->b, k, cg_i64(c, d->chunk), ""), d->chunk);
+    d->odd_step = false;
+}
+
 /* kb (counted in blocks of `block` elements) as a scale column of blocks
  * of bk elements, a multiple of block. */
 static LLVMValueRef scale_col(Cg *c, LLVMValueRef kb, int64_t block, int64_t bk)
@@ -992,10 +1008,14 @@ static void block_steps(Cg *c, Dot *d, LLVMValueRef k0)
                                 LLVMAppendBasicBlockInContext(c->ctx, c->fn, "e4m3_fast")};
     LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "e4m3_done");
     LLVMBuildCondBr(c->b, e4m3_small(c, d, k0, d->block), way[0], way[1]);
+    bool chained = d->acc_odd[0][0] != NULL;
     for (int fast = 0; fast < 2; fast++) {
         LLVMPositionBuilderAtEnd(c->b, way[fast]);
         d->e4m3_fast = fast;
-        cg_loop(c, d->kvar, n, LOOP_SERIAL, dot_unroll(d), false, dot_scaled_step, d);
+        if (chained)
+            cg_loop(c, d->kvar, cg_i64(c, d->block / d->chunk / 2), LOOP_SERIAL, 2, false, dot_chained_steps, d);
+        else
+            cg_loop(c, d->kvar, n, LOOP_SERIAL, dot_unroll(d), false, dot_scaled_step, d);
         LLVMBuildBr(c->b, join);
     }
     d->e4m3_fast = false;
@@ -1017,8 +1037,11 @@ static void dot_block(Cg *c, void *ctx)
         return;
     }
     for (int i = 0; i < d->mr; i++)
-        for (int j = 0; j < d->nr; j++)
+        for (int j = 0; j < d->nr; j++) {
             LLVMBuildStore(c->b, LLVMConstNull(d->vf32), d->acc[i][j]);
+            if (d->acc_odd[i][j])
+                LLVMBuildStore(c->b, LLVMConstNull(d->vf32), d->acc_odd[i][j]);
+        }
     if (d->b_in_table)
         cg_loop(c, d->ktvar, cg_i64(c, d->block / d->bk_b), LOOP_SERIAL, 0, false, dot_table_step, d);
     else
@@ -1034,7 +1057,10 @@ static void dot_block(Cg *c, void *ctx)
     for (int i = 0; i < d->mr; i++)
         for (int j = 0; j < d->nr; j++) {
             LLVMValueRef s = sa[i] && sb[j] ? LLVMBuildFMul(c->b, sa[i], sb[j], "") : sa[i] ? sa[i] : sb[j];
-            LLVMValueRef args[3] = {LLVMBuildLoad2(c->b, ty, d->acc[i][j], ""), splat_f(c, d, s),
+            LLVMValueRef sum = LLVMBuildLoad2(c->b, ty, d->acc[i][j], "");
+            if (d->acc_odd[i][j])
+                sum = LLVMBuildFAdd(c->b, sum, LLVMBuildLoad2(c->b, ty, d->acc_odd[i][j], ""), "");
+            LLVMValueRef args[3] = {sum, splat_f(c, d, s),
                                     LLVMBuildLoad2(c->b, ty, d->total[i][j], "")};
             LLVMBuildStore(c->b, cg_intrinsic(c, "llvm.fma", &ty, 1, args, 3), d->total[i][j]);
         }
@@ -1240,6 +1266,22 @@ enum { E2M1_FOLD_BIAS = 64 };
  * 5, K 4096, 64 weight rows, one thread), GFLOP/s: 2x2 tiles 180 with one
  * chain, 310-315 with two; 4x2 316-327 / 398-438; 8x2 415 / 370. */
 enum { PAIR8_FOLD_SUMS = 16 };
+
+/* Whether a pair tile (dot_pairs) keeps two chains per sum (the even
+ * steps' and the odd ones', dot_chained_steps): where it has no more than
+ * PAIR_CHAIN_SUMS sums and its K loop (block_steps' where scaled) an even
+ * number of steps.  A one-column tile (lowering's one-row pair tiles on
+ * Zen 4, one weight row streamed at a time) otherwise runs one chain of
+ * vdpbf16ps over all of K, bound by its latency. */
+enum { PAIR_CHAIN_SUMS = 2 };
+
+static bool pair_chains(const Dot *d, int64_t K)
+{
+    bool bf16 = d->s->u.gemm.b.buf->dtype == DT_BF16 && !d->promote;
+    bool e4m3 = d->s->u.gemm.b.buf->dtype == DT_F8E4M3 && d->promote;
+    return d->pairs && (bf16 || e4m3) && d->mr * d->nr <= PAIR_CHAIN_SUMS &&
+           (e4m3 ? d->block : K) % (2 * d->chunk) == 0;
+}
 
 /* The 64 bytes of B's row j from k (e2m1_pair_part's words). */
 static LLVMValueRef e2m1_pair_words(Cg *c, Dot *d, int j, LLVMValueRef k)
@@ -1671,8 +1713,16 @@ static void dot_gemm(Cg *c, const Stmt *s, int mr, int nr, Var *k)
     int64_t c_rows;
     bool all_rows = ir_expr_is_const(s->u.gemm.c.buf->shape[rc - 2], &c_rows) && c_rows == s->u.gemm.c.ext[rc - 2];
     bool few = nr <= 4 && s->u.gemm.b.buf->scope == SCOPE_GLOBAL && (e2m1_lut || pairs || (all_rows && tb != DT_F4E2M1));
+    /* A one-column pair tile at one row on a core that streams one run of
+     * rows best (TargetInfo.one_stream): the tiles read the weight rows one
+     * after another, a sequential stream the hardware prefetches, where
+     * the hints only cost (one row, one thread, weights from DRAM: fp8_gemm
+     * by `tilec run --rotate`, 4096^2 0.91-0.94 -> 0.74-0.79 ms, 7168x2048
+     * 0.77-0.81 -> 0.68-0.74; bench_decode's bf16 1.54-1.77 -> 1.17-1.37,
+     * 1.20-1.40 -> 1.13-1.22). */
+    bool one_stream = c->t->one_stream && pairs && mr == 1 && nr == 1;
     Dot d = {.s = s, .mr = mr, .nr = nr, .w = w, .chunk = chunk, .pairs = pairs, .kvar = k,
-             .vf32 = LLVMVectorType(c->f32, (unsigned)w), .prefetch_next = few,
+             .vf32 = LLVMVectorType(c->f32, (unsigned)w), .prefetch_next = few && !one_stream,
              .pf_ahead = prefetch_ahead(nr, K, tb), .a_scale = asc, .b_scale = bsc,
              .promote = promote, .b_in_table = b_in_table, .e2m1_lut = e2m1_lut,
              .lift_a = s->u.gemm.a_lifted, .prescaled = s->u.gemm.a_prescaled};
@@ -1730,7 +1780,7 @@ static void dot_gemm(Cg *c, const Stmt *s, int mr, int nr, Var *k)
                 d.total[i][j] = entry_alloca(c, d.vf32);
                 LLVMBuildStore(c->b, LLVMConstNull(d.vf32), d.total[i][j]);
             }
-            if (d.fold && d.pair8 && 2 * mr * nr <= PAIR8_FOLD_SUMS) {
+            if ((d.fold && d.pair8 && 2 * mr * nr <= PAIR8_FOLD_SUMS) || pair_chains(&d, K)) {
                 d.acc_odd[i][j] = entry_alloca(c, d.vf32);
                 LLVMBuildStore(c->b, LLVMConstNull(d.vf32), d.acc_odd[i][j]);
             }
@@ -1758,6 +1808,15 @@ static void dot_gemm(Cg *c, const Stmt *s, int mr, int nr, Var *k)
             cg_loop(c, d.kbvar, cg_i64(c, K / d.block), LOOP_SERIAL, 0, false, dot_block, &d);
         free(d.kbvar);
         free(d.ktvar);
+    } else if (d.acc_odd[0][0]) {
+        d.k0 = cg_i64(c, 0);
+        cg_loop(c, k, cg_i64(c, K / chunk / 2), LOOP_SERIAL, 1, false, dot_chained_steps, &d);
+        for (int i = 0; i < mr; i++)
+            for (int j = 0; j < nr; j++) {
+                LLVMValueRef sum = LLVMBuildFAdd(c->b, LLVMBuildLoad2(c->b, d.vf32, d.acc[i][j], ""),
+                                                 LLVMBuildLoad2(c->b, d.vf32, d.acc_odd[i][j], ""), "");
+                LLVMBuildStore(c->b, sum, d.acc[i][j]);
+            }
     } else {
         cg_loop(c, k, cg_i64(c, K / chunk), LOOP_SERIAL, dot_unroll(&d), false, dot_step, &d);
     }

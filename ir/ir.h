@@ -800,6 +800,15 @@ typedef struct TargetInfo {
      * than widened to f32 for FMAs, lower_gemm's e4m3_pairs).  The named
      * targets assume full-width units; the host target knows. */
     bool split_512;
+    /* Whether the core's prefetchers serve one sequential stream of weight
+     * rows far better than a few interleaved ones (AMD's Zen 4: a C loop
+     * reading 4 neighbouring rows of 2 KiB at a time drew 10-12 GB/s from
+     * DRAM on one thread, of 4 KiB 18, one sequential stream 27): a GEMM
+     * at one row of A then reads one weight row at a time (lowering's
+     * dot_cols_of) and leaves the next one to the hardware's prefetch
+     * (codegen/micro.c).  The named targets assume not; the host target
+     * knows. */
+    bool one_stream;
     /* The size from which a write-once output is written with non-temporal
      * stores (pass_stream): larger than the L2s and the L3 share of the
      * threads that write it, where it would not be found by the kernel

@@ -193,6 +193,7 @@ static void find_host(void)
              * bf16 GEMM ran at 71 GFLOP/s, its f32 one at 149) */
             host.has_bf16_dot = host.has_bf16_dot && __builtin_cpu_is("amd");
             host.split_512 = host.vector_bits == 512 && amd_zen4();
+            host.one_stream = host.split_512;
             host_found = true;
             return;
         }

@@ -544,7 +544,16 @@ static int64_t dot_tall_rows(int64_t M)
  * (4x4); at one row they keep the 16 columns they had (lm_head's 1 GiB
  * head at one row: 8 columns 34.2-37.9 ms against 29.0-34.1 with 16, but
  * the same code read 39.5-40.0 in a later run — within the host's noise,
- * so not changed). */
+ * so not changed).  Where the core streams one run of weight rows best
+ * (TargetInfo.one_stream, Zen 4), one row takes one column, the tiles
+ * reading the block's rows one after the other: with two chains per sum
+ * (codegen/micro.c, pair_chains) and no prefetch hints.  bench_decode at
+ * one row, one thread, weights from DRAM, three alternations against 1x4
+ * (fp8) and 1x16 (bf16) tiles: fp8 4096^2 0.97-1.22 -> 0.72-0.83 ms,
+ * 7168x2048 1.10-1.26 -> 0.61-0.76; bf16 1.45-1.72 -> 1.16-1.21 and
+ * 1.58-2.07 -> 0.96-1.02 (1.63 and 1.74 in a run whose copy peer read 12
+ * GB/s, half its usual).  At 4 rows 4x1 tiles were slower (fp8 4096^2
+ * 1.45 -> 3.2 ms). */
 enum { PAIR_SUMS = 16, PAIR_COLS = 8 };
 
 static bool bf16_pair_tiles(const TargetInfo *t, DType ta, DType tb)
@@ -629,6 +638,8 @@ static int64_t dot_cols_of(const TargetInfo *t, int64_t mr, int64_t K, DType ta,
     int64_t nr = dot_tall(t, mr, K, ta, tb) ? dot_tall_cols(t, mr, tb) : dot_fit_cols(t, mr, ta, tb);
     if (mr <= e2m1_rows)
         nr = e2m1_fold && mr >= 2 && N % 2 == 0 ? 2 : 1;
+    else if (bf16_pair_tiles(t, ta, tb) && mr == 1 && t->one_stream)
+        nr = 1; /* one weight row at a time: see below */
     else if (bf16_pair_tiles(t, ta, tb) && (tb == DT_F8E4M3 || mr >= 2)) /* (bf16 at one row: as before) */
         nr = PAIR_SUMS / mr < PAIR_COLS ? PAIR_SUMS / mr : PAIR_COLS;
     else if (bn && tb == DT_F4E2M1) {

@@ -353,20 +353,32 @@ if grep -q "vcvtph2ps" "$tmp/dot_fp8.s" && grep -q "prefetcht1" "$tmp/dot_fp8.s"
 # staging; the accumulators stay in registers (nothing stored to the stack
 # in the loop).  (test_target compiles this route on any host.)  Where
 # 512-bit operations run in halves (Zen 4) one row takes the bf16 pairs
-# instead, as 4 rows do below: its K loop decodes 32 weights to bf16 words
-# for vdpbf16ps, no f32 widening and no FMA.
+# instead, as 4 rows do below: the basic blocks of its K loop decode 32
+# weights to bf16 words for vdpbf16ps, no f32 widening and no FMA.  And
+# where the core streams weights best as one run (TargetInfo.one_stream,
+# Zen 4 too), the tile reads one weight row at a time: those blocks sum
+# into 2-4 registers (one column's two chains, codegen/micro.c's
+# pair_chains, in the folded and the promoted loop; a 1x16 tile's into 16)
+# and fetch no rows ahead.
 if "$TILEC" targets | grep -q "512-bit operations in two halves"; then
 "$TILEC" compile kernels_src/fp8_gemm.lua --set M=1 --set BM=1 --set BN=16 --emit asm \
   -o "$tmp/dot_fp8_1.s" 2>/dev/null
-awk '/^\.LBB[0-9_]+:/ { lab = $1; sub(/:$/, "", lab); n = 0; next }
-     { body[++n] = $0 }
-     /^[ \t]+j[a-z]+[ \t]+\.LBB/ { if ($2 == lab) { s = ""; for (i = 1; i <= n; i++) s = s body[i] "\n"
-                                     if (s ~ /vdpbf16ps/) printf "%s", s } }' "$tmp/dot_fp8_1.s" >"$tmp/dot_fp8_1k.s"
+awk '/^\.LBB[0-9_]+:/ { if (s ~ /vdpbf16ps/) printf "%s", s; s = ""; next }
+     { s = s $0 "\n" } END { if (s ~ /vdpbf16ps/) printf "%s", s }' "$tmp/dot_fp8_1.s" >"$tmp/dot_fp8_1k.s"
 if grep -q vpmovsxbw "$tmp/dot_fp8_1k.s" && ! grep -qE "vfmadd|vpmovsxbd|vcvtph2ps" "$tmp/dot_fp8_1k.s"; then
   ok "fp8 dot tile at one row, 512-bit operations in halves: e4m3 B decoded to bf16 words for vdpbf16ps"
 else
   bad "fp8 dot tile at one row, 512-bit operations in halves: e4m3 B decoded to bf16 words for vdpbf16ps" \
     "$(head -60 "$tmp/dot_fp8_1k.s")"
+fi
+if "$TILEC" targets | grep -q "weights read best as one stream"; then
+  sums=$(awk '/vdpbf16ps/ { print $NF }' "$tmp/dot_fp8_1k.s" | sort -u | wc -l)
+  if [ "$sums" -ge 2 ] && [ "$sums" -le 4 ] && ! grep -q prefetch "$tmp/dot_fp8_1k.s"; then
+    ok "fp8 dot tile at one row, one stream: one weight row at a time in two chains, no prefetch"
+  else
+    bad "fp8 dot tile at one row, one stream: one weight row at a time in two chains, no prefetch" \
+      "$sums registers summed into" "$(head -60 "$tmp/dot_fp8_1k.s")"
+  fi
 fi
 elif ! "$TILEC" targets | grep -q "subnormal operands at full speed here"; then
   echo "skipped: fp8 dot tile at one row, B straight to f32 (this CPU's FMAs take assists on subnormals)"
@@ -631,8 +643,8 @@ else
   bad "tilec targets names the default's cache sizes" "$out"
 fi
 # ... and what its cores do well (TargetInfo subnormal_assists, has_bf16_dot,
-# split_512)
-if printf '%s\n' "$out" | grep -Eq "^ +subnormal operands (at full speed here|slow this CPU's FMAs); bf16 (dot products|widened to f32 for FMAs)(; 512-bit operations in two halves)?$"; then
+# split_512, one_stream)
+if printf '%s\n' "$out" | grep -Eq "^ +subnormal operands (at full speed here|slow this CPU's FMAs); bf16 (dot products|widened to f32 for FMAs)(; 512-bit operations in two halves)?(; weights read best as one stream)?$"; then
   ok "tilec targets names the default's core traits"
 else
   bad "tilec targets names the default's core traits" "$out"

@@ -313,6 +313,46 @@ TEST(gemm_decode_rows)
                 check_gemm_bm(dtypes[d], shapes[i][0], shapes[i][1], shapes[i][2], bms[b]);
 }
 
+/* bf16 at one row where the core streams one run of weight rows best
+ * (TargetInfo.one_stream, Zen 4): one weight row at a time, two chains per
+ * sum (codegen/micro.c, pair_chains; fails with the odd chain's sum left
+ * out — checked); K 300's last step in a zero-padded window; and as
+ * before, in 1x4 tiles. */
+TEST(gemm_one_row_bf16_one_stream)
+{
+    if (!th_runs_here("x86-avx512"))
+        return;
+    static const int shapes[][2] = {{50, 320}, {50, 300}, {9, 2048}};
+    for (int one = 0; one < 2; one++)
+        for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+            int N = shapes[i][0], K = shapes[i][1];
+            TargetInfo ti = *ir_target("x86-avx512");
+            ti.has_bf16_dot = ti.split_512 = true;
+            ti.subnormal_assists = false;
+            ti.one_stream = one;
+            FeSet sets[] = {{"M", "1"}, {"N", itoa_slot(0, N)}, {"K", itoa_slot(1, K)}, {"dtype", "bf16"}};
+            Diag d = {0};
+            Kernel *k = fe_load_for("examples/gemm.lua", sets, 4, &ti, &d); /* choose: the decode tiles */
+            CHECKF(k, "gemm bf16 1x%dx%d does not load", N, K);
+            if (!k)
+                continue;
+            Args a = {0};
+            args_make(k, NULL, &a, 7);
+            CgJit *j = NULL;
+            bool ok = pass_pipeline(k, &ti, NULL, &d) && (j = cg_jit_compile(k, &ti, &d)) &&
+                      cg_launch(k, cg_jit_fn(j), a.raw, NULL, 1, &d);
+            CHECKF(ok, "gemm bf16 1x%dx%d (one stream %d): %s", N, K, one, d.msg);
+            args_read_back(&a);
+            float ref[64];
+            ref_gemm(1, N, K, a.f[0], a.f[1], ref);
+            double diff = ref_max_abs_diff(ref, a.f[2], N), tol = 1e-6 * K + 1e-6;
+            CHECKF(!ok || diff <= tol, "gemm bf16 1x%dx%d (one stream %d): max |diff| %g > %g", N, K, one, diff, tol);
+            cg_jit_free(j);
+            args_free(&a);
+            ir_kernel_free(k);
+        }
+}
+
 /* A copy of a read-only weight tile into scratch that only feeds a decode
  * GEMM is skipped when the dot tile can read the weights in place — but
  * not for packed fp4, which it cannot (it once read the nibbles as bytes).
@@ -521,7 +561,10 @@ static void check_dot_pairs(const TargetInfo *target, DType bt, int M, int K, in
 }
 
 /* 1 row, 3 (one band) and 16 (two bands of 8); unscaled, scaled per
- * 32-block on both sides, and nested blocks; every way of widening B. */
+ * 32-block on both sides, nested blocks, and blocks of 64 and 128 (two
+ * steps and more: a one-column tile's two chains, codegen/micro.c's
+ * pair_chains); every way of widening B, and bf16 words at one row both
+ * in 1x8 tiles and one weight row at a time (TargetInfo.one_stream). */
 TEST(dot_tiles_e4m3_by_e4m3_every_pair)
 {
     const char *targets[] = {"x86-avx512", "x86-avx2"};
@@ -529,14 +572,18 @@ TEST(dot_tiles_e4m3_by_e4m3_every_pair)
     for (int t = 0; t < 2; t++) {
         if (!th_runs_here(targets[t]))
             continue;
-        for (int way = 0; way < 3; way++) { /* F16C, straight to f32, bf16 words */
+        for (int way = 0; way < 4; way++) { /* F16C, straight to f32, bf16 words (one stream) */
             TargetInfo ti = *ir_target(targets[t]);
             ti.subnormal_assists = way == 0;
-            ti.has_bf16_dot = way == 2;
-            ti.split_512 = way == 2; /* bf16 words at one row too */
-            if (way == 2 && ti.vector_bits != 512)
+            ti.has_bf16_dot = way >= 2;
+            ti.split_512 = way >= 2; /* bf16 words at one row too */
+            ti.one_stream = way == 3;
+            if (way >= 2 && ti.vector_bits != 512)
                 continue;
             for (int r = 0; r < 3; r++) {
+                check_dot_pairs(&ti, DT_F8E4M3, rows[r], 256, 128, 128, IN_WINDOW);
+                check_dot_pairs(&ti, DT_F8E4M3, rows[r], 256, 128, 64, OUT_OF_WINDOW);
+                check_dot_pairs(&ti, DT_F8E4M3, rows[r], 256, 128, 128, NAN_SCALE);
                 check_dot_pairs(&ti, DT_F8E4M3, rows[r], 40, 0, 0, IN_WINDOW);
                 check_dot_pairs(&ti, DT_F8E4M3, rows[r], 64, 32, 32, IN_WINDOW);
                 check_dot_pairs(&ti, DT_F8E4M3, rows[r], 64, 32, 64, IN_WINDOW); /* nested: promoted per A's 32 */
@@ -1937,6 +1984,7 @@ int main(void)
     RUN(gemm_fp8_shapes);
     RUN(gemm_kn_bf16_shapes);
     RUN(gemm_decode_rows);
+    RUN(gemm_one_row_bf16_one_stream);
     RUN(dot_tiles_widen_every_fp8_code);
     RUN(dot_tiles_e4m3_by_e4m3_every_pair);
     RUN(dot_tiles_e4m3_by_e2m1_every_pair);

@@ -100,12 +100,15 @@ TEST(the_host_target_plans_with_this_machines_caches)
     CHECK(host->has_bf16_dot == (named->has_bf16_dot && __builtin_cpu_is("amd")));
     CHECK(!named->split_512); /* full-width units: Zen 5's, Intel's */
     CHECK(!host->split_512 || (__builtin_cpu_is("amd") && host->vector_bits == 512));
+    CHECK(!named->one_stream); /* a few interleaved streams served as well as one */
+    CHECK(host->one_stream == host->split_512); /* Zen 4 */
     TargetInfo same = *host; /* everything else is the named target's */
     same.l1_bytes = named->l1_bytes;
     same.l2_bytes = named->l2_bytes;
     same.subnormal_assists = named->subnormal_assists;
     same.has_bf16_dot = named->has_bf16_dot;
     same.split_512 = named->split_512;
+    same.one_stream = named->one_stream;
     CHECK(!memcmp(&same, named, sizeof same));
 }
 
