@@ -599,7 +599,9 @@ TEST(dot_tiles_e4m3_by_e4m3_every_pair)
  * where the target has a fast vdpbf16ps, A staged bf16 in e2m1 order and
  * B decoded to bf16 words (codegen/micro.c, dot_pair8_block), the scales
  * folded into both at two rows and more (A's bf16 copy prescaled) or
- * promoted per block; elsewhere the byte- or f32-table tiles.  1 row, 2
+ * promoted per block (at one row without A's residual where its codes lie
+ * in the window, a_unit_versions: fails applying that version to the
+ * codes out of it — checked); elsewhere the byte- or f32-table tiles.  1 row, 2
  * (2x2 tiles, two chains per sum), 3, 8 (8x2, one chain) and 16 (bands);
  * B's scales per 32, 64 and 128; out of the window and NaN. */
 TEST(dot_tiles_e4m3_by_e2m1_every_pair)
