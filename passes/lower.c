@@ -323,11 +323,15 @@ static Stmt *run_store(const Stmt *s, Expr **start)
 }
 
 /* Whether count is the length of a run from `start` (NULL: 0) to `next`:
- * `next - start`, or `next` from 0. */
+ * `next - start`, or `next` from 0 — or the number it is where all three
+ * are numbers (a padded row's tail, lowering's dot_a_copy). */
 static bool run_length(const Expr *count, const Expr *start, const Expr *next)
 {
+    int64_t c, s, n;
     if (!start)
         return ir_expr_equal(count, next);
+    if (ir_expr_is_const(count, &c) && ir_expr_is_const(start, &s) && ir_expr_is_const(next, &n))
+        return c == n - s;
     return count->op == EX_SUB && ir_expr_equal(count->args[0], next) && ir_expr_equal(count->args[1], start);
 }
 
@@ -346,11 +350,15 @@ int lower_row_runs(const Stmt *seq, int from, Stmt **st)
         /* the last run ends at the row's end: `width - start`, or width */
         const Buffer *x = st[0]->u.store.buf;
         Expr *count = run->u.loop.extent;
-        int64_t width, end;
-        if (x->scope != SCOPE_GLOBAL && ir_expr_is_const(x->shape[1], &width) &&
-            (prev ? count->op == EX_SUB && ir_expr_is_const(count->args[0], &end) && end == width &&
-                        ir_expr_equal(count->args[1], prev)
-                  : ir_expr_is_const(count, &end) && end == width))
+        int64_t width, end, from_n;
+        if (x->scope == SCOPE_GLOBAL || !ir_expr_is_const(x->shape[1], &width))
+            continue;
+        bool to_end = prev ? (count->op == EX_SUB && ir_expr_is_const(count->args[0], &end) && end == width &&
+                              ir_expr_equal(count->args[1], prev)) ||
+                                 (ir_expr_is_const(count, &end) && ir_expr_is_const(prev, &from_n) &&
+                                  end == width - from_n)
+                           : ir_expr_is_const(count, &end) && end == width;
+        if (to_end)
             return i + 1;
     }
     return 0;

@@ -301,10 +301,12 @@ TEST(gemm_kn_bf16_shapes)
 
 /* Row tiles of up to 16 rows run as dot tiles along K on the CPU (decode):
  * one row, row bands with a remainder (4 = 3 + 1 on AVX2), 16 rows; tails
- * in N and in K (K not a multiple of the 8, 16 or 32 elements per step). */
+ * in N and in K (K not a multiple of the 8, 16 or 32 elements per step);
+ * rows of A 4 or 8 KiB apart (K 2048), which the tiles read from a copy
+ * with padded rows (lower_gemm's dot_a_copy). */
 TEST(gemm_decode_rows)
 {
-    static const int shapes[][3] = {{1, 100, 300}, {2, 64, 256}, {3, 33, 129}, {16, 40, 37}, {7, 9, 70}};
+    static const int shapes[][3] = {{1, 100, 300}, {2, 64, 256}, {3, 33, 129}, {16, 40, 37}, {7, 9, 70}, {5, 40, 2048}};
     static const char *dtypes[] = {"f32", "bf16", "f8e4m3"};
     static const char *bms[] = {"1", "4", "16"};
     for (int d = 0; d < 3; d++)

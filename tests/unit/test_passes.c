@@ -291,6 +291,9 @@ TEST(golden_hoist_merge) { golden_for("hoist_merge", pass_hoist, ir_target("x86-
  * once, so the if moves into a once per by as a nest would; bad's runs
  * stop a column short of the row and stay */
 TEST(golden_hoist_split) { golden_for("hoist_split", pass_hoist, ir_target("x86-avx2")); }
+/* rows padded past their copy (lowering's dot_a_copy): the runs' lengths
+ * numbers; one that stops a column short of the row's end stays */
+TEST(golden_hoist_padded_rows) { golden_for("hoist_padded_rows", pass_hoist, ir_target("x86-avx2")); }
 /* a K tail (40 in steps of 16): the window test names the step, and both
  * its arms stage every element of as, so the if moves into a once per by
  * all the same, the step loop copied around it and each step's block
@@ -655,8 +658,11 @@ TEST(equivalence_catches_broken_lowerings)
         {"lower_gemm_bf16", "bs[jt_1 * 2 +: 2, 1 +: 9]", "bs[jt_1 * 2 +: 2, 0 +: 9]", 0},
         {"lower_dot", "micro_gemm gemm_a0, w[jt * 4 +: 4", "micro_gemm gemm_a0, w[jt * 3 +: 4", 5},
         /* the tail band's tile one column group behind */
-        {"lower_dot_columns", "micro_gemm x[6 +: 1, 0 +: 1024], w[jt * 3 +: 3",
-         "micro_gemm x[6 +: 1, 0 +: 1024], w[jt * 3 + 3 +: 3", 0},
+        {"lower_dot_columns", "micro_gemm gemm_a0[6 +: 1, 0 +: 1024], w[jt * 3 +: 3",
+         "micro_gemm gemm_a0[6 +: 1, 0 +: 1024], w[jt * 3 + 3 +: 3", 0},
+        /* A's copy with its rows padded (dot_a_copy): a row's last element left out */
+        {"lower_dot_columns", "for r: parallel < select(0 <= c0 and c0 < 7, 1024, 0)",
+         "for r: parallel < select(0 <= c0 and c0 < 7, 1023, 0)", 0},
         /* the rows of A widened once for every column tile: one row twice */
         {"lower_dot", "gemm_a0[p0, p1] = x[b * 5 + p0, k * 40 + p1]", "gemm_a0[p0, p1] = x[b * 5, k * 40 + p1]", 5},
         /* block scales: another expert's scales in a dot tile; the high
@@ -824,10 +830,10 @@ TEST(reuse_keeps_the_meaning)
 TEST(hoist_keeps_the_meaning)
 {
     const char *names[] = {"hoist_staging",       "hoist_one_step", "hoist_derived",
-                           "hoist_bounded_steps", "hoist_unrolled", "hoist_merge", "hoist_split",
+                           "hoist_bounded_steps", "hoist_unrolled", "hoist_merge", "hoist_split", "hoist_padded_rows",
                            "hoist_step_tail",     "hoist_window_split", "hoist_window_reads"};
     const int64_t ms[] = {1, 6, 8};
-    keeps_the_meaning(names, 10, pass_hoist, ir_target("x86-avx2"), ms);
+    keeps_the_meaning(names, 11, pass_hoist, ir_target("x86-avx2"), ms);
 }
 
 /* Every example spec, at shapes that hit tails (and small enough for the
@@ -1040,6 +1046,7 @@ int main(void)
     RUN(golden_hoist_unrolled);
     RUN(golden_hoist_merge);
     RUN(golden_hoist_split);
+    RUN(golden_hoist_padded_rows);
     RUN(golden_hoist_step_tail);
     RUN(golden_hoist_window_split);
     RUN(golden_hoist_window_reads);
