@@ -1581,6 +1581,16 @@ static Stmt *dequant_loops(Lower *L, const Region *x, const Region *s, Buffer *x
         Expr *val = ir_binary(L->k, EX_MUL, lower_guarded_load(L, x->buf, xi, guard), scale);
         ir_seq_push(L->k, inner, ir_store(L->k, xs, di, val, loc));
     }
+    int64_t pad;
+    ir_expr_is_const(xs->shape[1], &pad);
+    pad -= shape[1];
+    if (pad > 0) { /* xs's rows padded (prescale_a): zero past the copy, a run of the row loop's */
+        Var *z = ir_var_new(L->k, "z");
+        Expr *zi[2] = {v[0], ir_binary(L->k, EX_ADD, ci(L, shape[1]), ir_var(L->k, z))};
+        Stmt *zero = ir_seq(L->k, loc);
+        ir_seq_push(L->k, zero, ir_store(L->k, xs, zi, ir_const_f(L->k, 0.0), loc));
+        ir_seq_push(L->k, loops->u.seq.items[0]->u.loop.body, ir_for(L->k, z, ci(L, pad), LOOP_PARALLEL, 0, zero, loc));
+    }
     return loops;
 }
 
@@ -1590,9 +1600,9 @@ static Stmt *dequant_loops(Lower *L, const Region *x, const Region *s, Buffer *x
  * (dequant_loops), its loads guarded as `guard` says (as for stage_into:
  * CHECK tests the windows at run time, unguarded where both lie inside). */
 static Region dequantise_as(Lower *L, Stmt *seq, const Region *x, const Region *s, DType dt, const char *what,
-                            Guard guard, bool clamp, SrcLoc loc)
+                            Guard guard, bool clamp, int64_t pad, SrcLoc loc)
 {
-    int64_t shape[2] = {mat_rows(x), mat_cols(x)};
+    int64_t shape[2] = {mat_rows(x), mat_cols(x) + pad};
     Buffer *xs = lower_temp(L, what, SCOPE_SHARED, dt, 2, shape, loc);
     Expr *inside = guard == CHECK ? lower_and(L, lower_window_inside(L, x), lower_window_inside(L, s)) : NULL;
     Stmt *loops;
@@ -1602,22 +1612,26 @@ static Region dequantise_as(Lower *L, Stmt *seq, const Region *x, const Region *
         loops = ir_if(L->k, inside, dequant_loops(L, x, s, xs, false, clamp, loc),
                       dequant_loops(L, x, s, xs, true, clamp, loc), loc);
     ir_seq_push(L->k, seq, loops);
-    return whole(L, xs);
+    Region r = whole(L, xs);
+    r.ext[1] = mat_cols(x);
+    return r;
 }
 
 /* The scratch tile a plain GEMM reads instead of a scaled operand. */
 static Region dequantise(Lower *L, Stmt *seq, const Region *x, const Region *s, DType dt, const char *what,
                          SrcLoc loc)
 {
-    return dequantise_as(L, seq, x, s, dt, what, CHECK, false, loc);
+    return dequantise_as(L, seq, x, s, dt, what, CHECK, false, 0, loc);
 }
 
 /* A's bf16 copy for e4m3 pair tiles with its UE8M0 scale in it, clamped
  * into the window the tiles fold (micro_gemm a_prescaled): x times a power
- * of two there is exact in bf16. */
+ * of two there is exact in bf16.  Its rows padded by a line where they
+ * would alias in L1 (rows_alias). */
 static Region prescale_a(Lower *L, Stmt *seq, const Region *a, const Region *as, Guard guard, SrcLoc loc)
 {
-    return dequantise_as(L, seq, a, as, DT_BF16, "gemm_a", guard, true, loc);
+    int64_t pad = rows_alias(mat_rows(a), mat_cols(a) * 2) ? LINE_BYTES / 2 : 0;
+    return dequantise_as(L, seq, a, as, DT_BF16, "gemm_a", guard, true, pad, loc);
 }
 
 /* What a scaled operand x (scale dtype s) is dequantised into, beside the
