@@ -335,6 +335,19 @@ static bool run_length(const Expr *count, const Expr *start, const Expr *next)
     return count->op == EX_SUB && ir_expr_equal(count->args[0], next) && ir_expr_equal(count->args[1], start);
 }
 
+/* Whether count is the length of a run from `start` (NULL: 0) to the
+ * number end: `end - start`, or what that is where start is a number. */
+static bool runs_to(const Expr *count, const Expr *start, int64_t end)
+{
+    int64_t c, s, e;
+    if (!start)
+        return ir_expr_is_const(count, &c) && c == end;
+    if (ir_expr_is_const(count, &c) && ir_expr_is_const(start, &s))
+        return c == end - s;
+    return count->op == EX_SUB && ir_expr_is_const(count->args[0], &e) && e == end &&
+           ir_expr_equal(count->args[1], start);
+}
+
 int lower_row_runs(const Stmt *seq, int from, Stmt **st)
 {
     if (seq->op != ST_SEQ)
@@ -347,18 +360,11 @@ int lower_row_runs(const Stmt *seq, int from, Stmt **st)
             (i > 0 && !run_length(seq->u.seq.items[from + i - 1]->u.loop.extent, prev, start)))
             return 0;
         prev = start;
-        /* the last run ends at the row's end: `width - start`, or width */
+        /* the last run ends at the row's end */
         const Buffer *x = st[0]->u.store.buf;
-        Expr *count = run->u.loop.extent;
-        int64_t width, end, from_n;
-        if (x->scope == SCOPE_GLOBAL || !ir_expr_is_const(x->shape[1], &width))
-            continue;
-        bool to_end = prev ? (count->op == EX_SUB && ir_expr_is_const(count->args[0], &end) && end == width &&
-                              ir_expr_equal(count->args[1], prev)) ||
-                                 (ir_expr_is_const(count, &end) && ir_expr_is_const(prev, &from_n) &&
-                                  end == width - from_n)
-                           : ir_expr_is_const(count, &end) && end == width;
-        if (to_end)
+        int64_t width;
+        if (x->scope != SCOPE_GLOBAL && ir_expr_is_const(x->shape[1], &width) &&
+            runs_to(run->u.loop.extent, prev, width))
             return i + 1;
     }
     return 0;

@@ -1279,6 +1279,13 @@ enum { L1_ALIAS_BYTES = 4096, LINE_BYTES = 64 };
 
 static bool rows_alias(int64_t rows, int64_t pitch_bytes) { return rows >= 2 && pitch_bytes % L1_ALIAS_BYTES == 0; }
 
+/* The elements a copy of rows x cols of dt adds to each row: a line where
+ * its rows would alias, else none. */
+static int64_t row_pad(int64_t rows, int64_t cols, DType dt)
+{
+    return rows_alias(rows, cols * dt_bits(dt) / 8) ? LINE_BYTES * 8 / dt_bits(dt) : 0;
+}
+
 /* Copy A's window into scratch of dtype dt for the dot tiles (its values
  * times 2^lift), its rows padded by a line where they would alias: the
  * copy then takes the line past each row's end too, from the window
@@ -1287,8 +1294,7 @@ static bool rows_alias(int64_t rows, int64_t pitch_bytes) { return rows >= 2 && 
  * block). */
 static Region dot_a_copy(Lower *L, Stmt *seq, const Region *a, DType dt, Guard guard, int lift, SrcLoc loc)
 {
-    int64_t rows = mat_rows(a), cols = mat_cols(a);
-    int64_t pad = rows_alias(rows, cols * dt_bits(dt) / 8) ? LINE_BYTES * 8 / dt_bits(dt) : 0;
+    int64_t rows = mat_rows(a), cols = mat_cols(a), pad = row_pad(rows, cols, dt);
     int64_t shape[2] = {rows, cols + pad};
     Buffer *b = lower_temp(L, "gemm_a", SCOPE_SHARED, dt, 2, shape, loc);
     Region from = pad ? sub(L, a, 0, rows, ci(L, 0), 0, cols + pad, ci(L, 0)) : *a;
@@ -1627,10 +1633,10 @@ static Region dequantise(Lower *L, Stmt *seq, const Region *x, const Region *s, 
 /* A's bf16 copy for e4m3 pair tiles with its UE8M0 scale in it, clamped
  * into the window the tiles fold (micro_gemm a_prescaled): x times a power
  * of two there is exact in bf16.  Its rows padded by a line where they
- * would alias in L1 (rows_alias). */
+ * would alias in L1 (row_pad). */
 static Region prescale_a(Lower *L, Stmt *seq, const Region *a, const Region *as, Guard guard, SrcLoc loc)
 {
-    int64_t pad = rows_alias(mat_rows(a), mat_cols(a) * 2) ? LINE_BYTES / 2 : 0;
+    int64_t pad = row_pad(mat_rows(a), mat_cols(a), DT_BF16);
     return dequantise_as(L, seq, a, as, DT_BF16, "gemm_a", guard, true, pad, loc);
 }
 
