@@ -1231,8 +1231,8 @@ static bool cg_check(const Kernel *k, const TargetInfo *t, const Stmt *s, Diag *
     case ST_IF:
         return cg_check(k, t, s->u.if_.then_, d) && (!s->u.if_.else_ || cg_check(k, t, s->u.if_.else_, d));
     case ST_MICRO_GEMM:
-        if (s->u.gemm.a_e2m1_order && s->u.gemm.a.buf->dtype == DT_BF16 && !(t->has_bf16_dot && t->vector_bits == 512))
-            return diag_error(d, s->loc, "micro_gemm a_e2m1_order of a bf16 a needs 512-bit vdpbf16ps, which %s has not",
+        if (s->u.gemm.a_decode_order && s->u.gemm.a.buf->dtype == DT_BF16 && !(t->has_bf16_dot && t->vector_bits == 512))
+            return diag_error(d, s->loc, "micro_gemm a_decode_order of a bf16 a needs 512-bit vdpbf16ps, which %s has not",
                               t->name);
         return true;
     case ST_STORE:

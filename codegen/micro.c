@@ -242,14 +242,16 @@ typedef struct Dot {
     bool lift_a;          /* a_lifted: A staged lifted, e4m3 B widened straight to f32 */
     bool e2m1_lut;        /* packed e2m1 B through a byte table (e2m1_lut_parts) */
     bool lut_pairs;       /* e2m1_lut: blocks in pairs, 64 elements decoded at once */
-    bool t8;              /* e2m1_lut beside A in e2m1 order (micro_gemm a_e2m1_order): e2m1_t8_parts */
+    bool t8;              /* e2m1_lut beside A in e2m1 order (micro_gemm a_decode_order): e2m1_t8_parts */
     bool pair8;           /* the same beside a bf16 A: 128 weights as bf16 words, vdpbf16ps (e2m1_pair_part) */
+    bool words;           /* pairs over e4m3 B beside A in its decode order (a_decode_order): e4m3_word_parts */
     int lut_half;         /* lut_pairs: the block of the pair being emitted */
     LLVMValueRef lut_buf; /* e2m1_lut: [64 x i8] scratch per column */
     LLVMTypeRef vf32;
     LLVMValueRef acc[MAX_DOT_ROWS][MAX_DOT_COLS];
     LLVMValueRef acc_odd[MAX_DOT_ROWS][MAX_DOT_COLS]; /* a tile of few sums: odd parts' or steps' chains */
-    bool odd_step;        /* a pair tile with acc_odd: the step being emitted sums into it */
+    bool odd_step;        /* a pair tile with acc_odd, or words: the step being emitted is a pair's second */
+    LLVMValueRef odd_part[MAX_DOT_COLS]; /* words: column j's B for the odd step, decoded by the even one */
     Var *kvar;
     /* Block scales (a_scale, b_scale): rows of the operand per scale row,
      * elements of K per scale column (bk_a, bk_b: multiples of chunk, the
@@ -447,14 +449,16 @@ static LLVMValueRef e4m3_small_table(Cg *c)
     return LLVMConstVector(table, 32);
 }
 
-/* fold: {rebias, table} of a folded block (fold_words) in place of the
- * constants — the exponent rebias and the exponent-0 codes' values with
- * the block's scale in them — or NULL. */
-static LLVMValueRef e4m3_words(Cg *c, LLVMValueRef raw, bool fast, LLVMValueRef const *fold)
+/* The bf16 words of 32 e4m3 codes from x, the codes sign-extended to 16
+ * bits (needed only where !fast), and `shifted`, words that hold a code's
+ * sign in bit 15 and its exponent and mantissa in bits 10-4, as x << 4
+ * does (bits 14-11 and 3-0 are masked off).  fold: {rebias, table} of a
+ * folded block (fold_words) in place of the constants — the exponent
+ * rebias and the exponent-0 codes' values with the block's scale in them —
+ * or NULL. */
+static LLVMValueRef e4m3_decode(Cg *c, LLVMValueRef x, LLVMValueRef shifted, bool fast, LLVMValueRef const *fold)
 {
     LLVMBuilderRef B = c->b;
-    LLVMValueRef x = LLVMBuildSExt(B, raw, LLVMVectorType(c->i16, 32), "");
-    LLVMValueRef shifted = LLVMBuildShl(B, x, splat_i(c, c->i16, 32, 4), "");
     LLVMValueRef rebias = fold ? fold[0] : splat_i(c, c->i16, 32, 120 << 7);
     if (fast) {
         LLVMValueRef fields = LLVMBuildAnd(B, shifted, splat_i(c, c->i16, 32, 0x87f0), "");
@@ -468,6 +472,38 @@ static LLVMValueRef e4m3_words(Cg *c, LLVMValueRef raw, bool fast, LLVMValueRef 
                                            LLVMConstNull(LLVMTypeOf(x)), "");
     LLVMValueRef mag = LLVMBuildSelect(B, subnormal, small, normal, "");
     return LLVMBuildOr(B, mag, LLVMBuildAnd(B, x, splat_i(c, c->i16, 32, 0x8000), ""), "");
+}
+
+/* 32 raw e4m3 bytes as bf16 words (e4m3_decode). */
+static LLVMValueRef e4m3_words(Cg *c, LLVMValueRef raw, bool fast, LLVMValueRef const *fold)
+{
+    LLVMValueRef x = LLVMBuildSExt(c->b, raw, LLVMVectorType(c->i16, 32), "");
+    return e4m3_decode(c, x, LLVMBuildShl(c->b, x, splat_i(c, c->i16, 32, 4), ""), fast, fold);
+}
+
+/* Column j's 64 e4m3 weights from k beside A in their decode order
+ * (Dot.words, ir.h's IR_E4M3_WORD_BLOCK): read as 32 words, the bf16
+ * words of the low bytes (returned: the even columns, A's part 0) and of
+ * the high bytes (*odd: part 1).  A high byte sits where x << 4 wants it
+ * after one arithmetic shift right by 4, a low byte after a shift left by
+ * 8 and that one — three shifts per 64 weights where e4m3_words spends
+ * two lane-crossing widenings and two shifts.  (The exact form takes
+ * the sign-extended bytes as well.) */
+static LLVMValueRef e4m3_word_parts(Cg *c, Dot *d, int j, LLVMValueRef k, LLVMValueRef *odd)
+{
+    LLVMBuilderRef B = c->b;
+    LLVMTypeRef v32 = LLVMVectorType(c->i16, 32);
+    LLVMValueRef w = LLVMBuildLoad2(B, v32, at(c, &d->s->u.gemm.b, cg_i64(c, j), k), "");
+    LLVMSetAlignment(w, 1);
+    LLVMValueRef four = splat_i(c, c->i16, 32, 4), eight = splat_i(c, c->i16, 32, 8);
+    LLVMValueRef low = LLVMBuildShl(B, w, eight, ""), *fold = d->folding ? d->fold_words[j] : NULL;
+    if (d->e4m3_fast) {
+        *odd = e4m3_decode(c, NULL, LLVMBuildAShr(B, w, four, ""), true, fold);
+        return e4m3_decode(c, NULL, LLVMBuildAShr(B, low, four, ""), true, fold);
+    }
+    LLVMValueRef xl = LLVMBuildAShr(B, low, eight, ""), xh = LLVMBuildAShr(B, w, eight, "");
+    *odd = e4m3_decode(c, xh, LLVMBuildShl(B, xh, four, ""), false, fold);
+    return e4m3_decode(c, xl, LLVMBuildShl(B, xl, four, ""), false, fold);
 }
 
 /* bf16 pairs: acc[i][j] += Σ over 2W elements with vdpbf16ps, which sums
@@ -485,8 +521,12 @@ static void dot_pairs(Cg *c, Dot *d, LLVMValueRef k, int lanes)
     for (int i = 0; i < d->mr; i++)
         av[i] = LLVMBuildBitCast(c->b, dot_raw(c, d, &s->u.gemm.a, i, k, lanes), dp.params[1], "");
     for (int j = 0; j < d->nr; j++) {
-        LLVMValueRef bv = dot_raw(c, d, &s->u.gemm.b, j, k, lanes);
-        if (s->u.gemm.b.buf->dtype == DT_F8E4M3)
+        LLVMValueRef bv;
+        if (d->words)
+            bv = d->odd_step ? d->odd_part[j] : e4m3_word_parts(c, d, j, k, &d->odd_part[j]);
+        else
+            bv = dot_raw(c, d, &s->u.gemm.b, j, k, lanes);
+        if (s->u.gemm.b.buf->dtype == DT_F8E4M3 && !d->words)
             bv = e4m3_words(c, bv, d->e4m3_fast, d->folding ? d->fold_words[j] : NULL);
         bv = LLVMBuildBitCast(c->b, bv, dp.params[2], "");
         /* (an odd step of 32 e4m3 bytes shares the even one's line) */
@@ -835,7 +875,7 @@ static void e2m1_words(Cg *c, LLVMValueRef raw, LLVMValueRef words[2][2])
 }
 
 /* Packed e2m1 beside an A in e2m1 order (Dot.t8, micro_gemm
- * a_e2m1_order): a block of 64 elements (32 bytes) of B's row j as the
+ * a_decode_order): a block of 64 elements (32 bytes) of B's row j as the
  * eight f32 parts of A's 8x8-transposed block, part c holding element
  * 8l + c in lane l.  The bytes are reordered within each 128-bit lane
  * (vpshufb by `order`), the nibbles split (and, shift), each nibble
@@ -1009,11 +1049,11 @@ static void block_steps(Cg *c, Dot *d, LLVMValueRef k0)
                                 LLVMAppendBasicBlockInContext(c->ctx, c->fn, "e4m3_fast")};
     LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "e4m3_done");
     LLVMBuildCondBr(c->b, e4m3_small(c, d, k0, d->block), way[0], way[1]);
-    bool chained = d->acc_odd[0][0] != NULL;
+    bool paired = d->acc_odd[0][0] || d->words;
     for (int fast = 0; fast < 2; fast++) {
         LLVMPositionBuilderAtEnd(c->b, way[fast]);
         d->e4m3_fast = fast;
-        if (chained)
+        if (paired)
             cg_loop(c, d->kvar, cg_i64(c, d->block / d->chunk / 2), LOOP_SERIAL, 2, false, dot_chained_steps, d);
         else
             cg_loop(c, d->kvar, n, LOOP_SERIAL, dot_unroll(d), false, dot_scaled_step, d);
@@ -1319,7 +1359,7 @@ static LLVMValueRef e2m1_pair_words(Cg *c, Dot *d, int j, LLVMValueRef k)
 }
 
 /* Packed e2m1 beside a bf16 A in e2m1 order (Dot.pair8, micro_gemm
- * a_e2m1_order of a bf16 A): 128 elements (64 bytes, e2m1_pair_words) of
+ * a_decode_order of a bf16 A): 128 elements (64 bytes, e2m1_pair_words) of
  * a row of B as the four bf16 parts of A's block (ir_e2m1_pair_position),
  * part s of type ty here.  The bytes read as 32 words of four nibbles:
  * part s is the words shifted right by 4s and looked up in one 32-entry
@@ -1701,7 +1741,7 @@ static void dot_gemm(Cg *c, const Stmt *s, int mr, int nr, Var *k)
      * thread) took 13.1 ms compiled for AVX2 against 20.7 with 512-bit
      * f32-table tiles, whose permutes and 512-bit operations issue on
      * two ports where 256-bit ones have three. */
-    bool pair8 = s->u.gemm.a_e2m1_order && ta == DT_BF16; /* 512-bit: vdpbf16ps */
+    bool pair8 = s->u.gemm.a_decode_order && ta == DT_BF16 && tb == DT_F4E2M1; /* 512-bit: vdpbf16ps */
     bool e2m1_lut = tb == DT_F4E2M1 && bsc && (mr <= 2 || pair8);
     if (e2m1_lut && !pair8)
         w = 8;
@@ -1781,9 +1821,14 @@ static void dot_gemm(Cg *c, const Stmt *s, int mr, int nr, Var *k)
      * thread, 1756-1760 -> 1490-1537 us (moe_expert_gemm, one row per
      * expert, 14.2-14.4 -> 12.1-12.7 ms) */
     d.lut_pairs = e2m1_lut && d.block == chunk && (K / d.block) % 2 == 0;
-    if (s->u.gemm.a_e2m1_order) {
+    d.words = s->u.gemm.a_decode_order && tb == DT_F8E4M3;
+    if (d.words && (!pairs || K % IR_E4M3_WORD_BLOCK || (scaled && d.block % IR_E4M3_WORD_BLOCK))) {
+        fprintf(stderr, "tilec: internal error: an e4m3 a_decode_order micro_gemm that is no pair tile\n");
+        abort();
+    }
+    if (s->u.gemm.a_decode_order && !d.words) {
         if (!e2m1_lut || !promote || K % IR_E2M1_BLOCK) { /* the verifier's conditions */
-            fprintf(stderr, "tilec: internal error: an a_e2m1_order micro_gemm that is no byte-table dot tile\n");
+            fprintf(stderr, "tilec: internal error: an a_decode_order micro_gemm that is no byte-table dot tile\n");
             abort();
         }
         d.t8 = !pair8;
@@ -1791,7 +1836,7 @@ static void dot_gemm(Cg *c, const Stmt *s, int mr, int nr, Var *k)
         d.lut_pairs = false;
         d.chunk = chunk = pair8 ? IR_E2M1_PAIR_BLOCK : IR_E2M1_BLOCK;
         if (pair8 && (!c->t->has_bf16_dot || w != 16 || K % IR_E2M1_PAIR_BLOCK)) {
-            fprintf(stderr, "tilec: internal error: a bf16 a_e2m1_order tile for a target without 16-lane vdpbf16ps\n");
+            fprintf(stderr, "tilec: internal error: a bf16 a_decode_order tile for a target without 16-lane vdpbf16ps\n");
             abort();
         }
     }
@@ -1837,10 +1882,10 @@ static void dot_gemm(Cg *c, const Stmt *s, int mr, int nr, Var *k)
             cg_loop(c, d.kbvar, cg_i64(c, K / d.block), LOOP_SERIAL, 0, false, dot_block, &d);
         free(d.kbvar);
         free(d.ktvar);
-    } else if (d.acc_odd[0][0]) {
+    } else if (d.acc_odd[0][0] || d.words) {
         d.k0 = cg_i64(c, 0);
         cg_loop(c, k, cg_i64(c, K / chunk / 2), LOOP_SERIAL, 1, false, dot_chained_steps, &d);
-        for (int i = 0; i < mr; i++)
+        for (int i = 0; i < mr && d.acc_odd[0][0]; i++)
             for (int j = 0; j < nr; j++) {
                 LLVMValueRef sum = LLVMBuildFAdd(c->b, LLVMBuildLoad2(c->b, d.vf32, d.acc[i][j], ""),
                                                  LLVMBuildLoad2(c->b, d.vf32, d.acc_odd[i][j], ""), "");
@@ -1944,7 +1989,7 @@ static bool is_bcast_tile(Cg *c, const Stmt *s)
     int w = c->t->vector_bits / 32, rank = b->buf->rank;
     int64_t K = b->ext[rank - 1], bk = bs->buf ? K / bs->ext[rank - 1] : 0;
     return !c->t->gpu_sm && g->trans_a && g->trans_b && g->a.buf->dtype == DT_F32 && !g->a_scale.buf &&
-           !g->a_lifted && !g->a_prescaled && !g->a_e2m1_order && !g->b_pairs &&
+           !g->a_lifted && !g->a_prescaled && !g->a_decode_order && !g->b_pairs &&
            (dot_dtype(tb) || (tb == DT_F4E2M1 && bs->buf)) &&
            K % IR_BCAST_CHUNK == 0 && (!bk || bk == 32 || bk % IR_BCAST_CHUNK == 0) && g->c.ext[0] <= IR_BCAST_ROWS &&
            g->c.ext[0] <= (int64_t)MAX_BCAST_VECS * w && g->c.ext[1] <= IR_BCAST_COLS;
@@ -2204,7 +2249,7 @@ static bool tile_key(Cg *c, const Stmt *s, Region *const *rs, int n, char *key)
 #define PUT(...) at_ += (size_t)snprintf(at_ < TILE_KEY ? key + at_ : NULL, at_ < TILE_KEY ? TILE_KEY - at_ : 0, __VA_ARGS__)
     const __typeof__(s->u.gemm) *g = &s->u.gemm;
     PUT("tile.%d%d%d%d%d%d%d%d.%d%d", g->trans_a, g->trans_b, g->clear, g->b_pairs, g->a_lifted, g->a_prescaled,
-        g->a_e2m1_order, g->fast_accum,
+        g->a_decode_order, g->fast_accum,
         g->a_scale.buf != NULL, g->b_scale.buf != NULL); /* which scales rs[3..] are */
     for (int i = 0; i < n; i++) {
         const Buffer *b = rs[i]->buf;

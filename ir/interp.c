@@ -572,11 +572,11 @@ static double operand(Interp *in, const Operand *x, int64_t i, int64_t j, bool t
 static float dot(Interp *in, const Stmt *s, const Operand *a, const Operand *b, int64_t i,
                  int64_t j, int64_t K, float acc)
 {
+    IrOrder order = ir_decode_order(a->r->buf->dtype, b->r->buf->dtype);
     for (int64_t kk = 0; kk < K && !in->failed; kk++) {
         double bv = s->u.gemm.b_pairs ? operand(in, b, kk / 2, 2 * j + kk % 2, false, s->loc)
                                       : operand(in, b, kk, j, s->u.gemm.trans_b, s->loc);
-        int64_t at = a->r->buf->dtype == DT_BF16 ? ir_e2m1_pair_position(kk) : ir_e2m1_position(kk);
-        double av = s->u.gemm.a_e2m1_order ? operand_at(in, a, i, at, kk, s->loc)
+        double av = s->u.gemm.a_decode_order ? operand_at(in, a, i, ir_order_position(order, kk), kk, s->loc)
                                            : operand(in, a, i, kk, s->u.gemm.trans_a, s->loc);
         acc += (float)(s->u.gemm.a_lifted ? ldexp(av, -IR_A_LIFT_EXP) : av) * (float)bv;
     }

@@ -129,9 +129,9 @@
  * micro_gemm a_prescaled); the tile applies the rest, 1 within it. */
 #define IR_FOLD_SCALE_LO 73
 #define IR_FOLD_SCALE_HI 169
-/* a_e2m1_order micro_gemm: A's columns within each block of IR_E2M1_BLOCK
- * are stored 8x8-transposed, column 8l + c of a block at position 8c + l,
- * the order in which the CPU's byte-table dot tiles decode packed e2m1 B
+/* a_decode_order micro_gemm (IrOrder below): beside packed e2m1 B, an
+ * f32 A's blocks of IR_E2M1_BLOCK columns are stored 8x8-transposed,
+ * the order in which the CPU's byte-table dot tiles decode B
  * (codegen/micro.c, e2m1_t8_parts); such tiles have at most
  * IR_E2M1_TABLE_ROWS rows. */
 #define IR_E2M1_BLOCK 64
@@ -146,39 +146,26 @@
 #define IR_BCAST_ROWS 32
 #define IR_BCAST_COLS 16
 
-/* A bf16 a_e2m1_order A (beside vdpbf16ps dot tiles, codegen/micro.c,
- * e2m1_pair_part) is stored in blocks of IR_E2M1_PAIR_BLOCK columns,
- * each four parts of 32: column 4w + s of a block at position 32s + w —
- * the order in which 64 bytes of packed e2m1, read as 32 words of four
- * nibbles and shifted right by 4s, become bf16 words through one 32-entry
- * word table (vpermw): part s holds nibble s of each word, and f32 lane l
- * of a vdpbf16ps over the parts sums columns 8l .. 8l + 7, so lanes
- * 4L .. 4L + 3 hold the block's 32-column scale block L. */
+/* A bf16 a_decode_order A beside packed e2m1 (vdpbf16ps dot tiles,
+ * codegen/micro.c, e2m1_pair_part) is stored in blocks of
+ * IR_E2M1_PAIR_BLOCK columns, each four parts of 32: column 4w + s of a
+ * block at position 32s + w — the order in which 64 bytes of packed e2m1,
+ * read as 32 words of four nibbles and shifted right by 4s, become bf16
+ * words through one 32-entry word table (vpermw): part s holds nibble s
+ * of each word, and f32 lane l of a vdpbf16ps over the parts sums columns
+ * 8l .. 8l + 7, so lanes 4L .. 4L + 3 hold the block's 32-column scale
+ * block L. */
 #define IR_E2M1_PAIR_BLOCK 128
 /* ... and such tiles have at most IR_E2M1_PAIR_ROWS rows (each decoded
  * part feeds one vdpbf16ps per row). */
 #define IR_E2M1_PAIR_ROWS 8
-
-/* Where column k of an a_e2m1_order A is stored: an f32 A's, a bf16 A's. */
-static inline int64_t ir_e2m1_position(int64_t k)
-{
-    int64_t r = k % IR_E2M1_BLOCK;
-    return k - r + 8 * (r % 8) + r / 8;
-}
-
-static inline int64_t ir_e2m1_pair_position(int64_t k)
-{
-    int64_t r = k % IR_E2M1_PAIR_BLOCK;
-    return k - r + 32 * (r % 4) + r / 4;
-}
-
-/* The column stored at position p of a bf16 a_e2m1_order A (the inverse
- * of ir_e2m1_pair_position). */
-static inline int64_t ir_e2m1_pair_column(int64_t p)
-{
-    int64_t r = p % IR_E2M1_PAIR_BLOCK;
-    return p - r + 4 * (r % 32) + r / 32;
-}
+/* A bf16 a_decode_order A beside e4m3 B (vdpbf16ps dot tiles,
+ * codegen/micro.c, e4m3_word_parts) is stored in blocks of
+ * IR_E4M3_WORD_BLOCK columns, the even columns first: column 2w + s at
+ * position 32s + w — 64 bytes of e4m3 read as 32 words become the bf16
+ * words of their low bytes (part 0) and of their high bytes (part 1),
+ * each by shifts within the words, with no byte shuffled across them. */
+#define IR_E4M3_WORD_BLOCK 64
 
 /* ---------------------------------------------------------------- arena */
 
@@ -254,6 +241,39 @@ bool dt_is_int(DType t); /* signed or unsigned integer, not bool */
 bool dt_widens_exactly(DType from, DType to);
 /* Bytes occupied by n elements (F4E2M1: ceil(n/2)). */
 size_t dt_storage_bytes(DType t, int64_t n);
+
+/* The order in which A's columns are stored for a CPU dot tile that
+ * decodes B of dtype b beside A of dtype a (micro_gemm a_decode_order):
+ * in blocks of `block` columns, each `parts` parts of block / parts,
+ * column parts·w + s of a block at position (block / parts)·s + w; tiles
+ * of at most `rows` rows (0: any).  block 0: no such tile. */
+typedef struct IrOrder {
+    int64_t block, parts, rows;
+} IrOrder;
+
+static inline IrOrder ir_decode_order(DType a, DType b)
+{
+    if (b == DT_F4E2M1 && a == DT_F32)
+        return (IrOrder){IR_E2M1_BLOCK, 8, IR_E2M1_TABLE_ROWS};
+    if (b == DT_F4E2M1 && a == DT_BF16)
+        return (IrOrder){IR_E2M1_PAIR_BLOCK, 4, IR_E2M1_PAIR_ROWS};
+    if (b == DT_F8E4M3 && a == DT_BF16)
+        return (IrOrder){IR_E4M3_WORD_BLOCK, 2, 0};
+    return (IrOrder){0, 0, 0};
+}
+
+/* Where column k is stored in order o, and the column stored at p. */
+static inline int64_t ir_order_position(IrOrder o, int64_t k)
+{
+    int64_t r = k % o.block;
+    return k - r + o.block / o.parts * (r % o.parts) + r / o.parts;
+}
+
+static inline int64_t ir_order_column(IrOrder o, int64_t p)
+{
+    int64_t r = p % o.block, w = o.block / o.parts;
+    return p - r + o.parts * (r % w) + r / w;
+}
 
 /* Exact conversions (ir/dtype.c).  to_f32 is exact for every float dtype;
  * from_f32 rounds to nearest even and saturates fp8 to its max finite value
@@ -523,16 +543,15 @@ struct Stmt {
          * as bf16 holds it exactly, which lets the CPU's dot tiles fold
          * the scales into their operands (codegen/micro.c, fold_scales).
          * Needs trans_b, a bf16 a and an e8m0 a_scale. */
-        /* a_e2m1_order (MICRO_GEMM only): A is stored in the order a
-         * byte-table dot tile decodes a block-scaled packed e2m1 b,
-         * transposed, with at most IR_E2M1_TABLE_ROWS rows of C (a bf16
-         * A: IR_E2M1_PAIR_ROWS): element
-         * (i, k) at column ir_e2m1_position(k), or for a bf16 A
-         * ir_e2m1_pair_position(k) (its scale, if
-         * any, is still column k's).  An f32 A: IR_E2M1_BLOCK column
-         * blocks, each 8x8-transposed (k - k % 64 + 8 (k % 8) + k % 64 / 8),
-         * K a multiple of 64; a bf16 A (vdpbf16ps tiles, on targets with
-         * has_bf16_dot): blocks of IR_E2M1_PAIR_BLOCK, K a multiple of 128. */
+        /* a_decode_order (MICRO_GEMM only): A is stored in the order in
+         * which the CPU's dot tile decodes b (IrOrder, ir_decode_order of
+         * the two dtypes): element (i, k) at column ir_order_position(k)
+         * (its scale, if any, still column k's).  Needs trans_b, K a
+         * multiple of the order's block, at most its rows of C, and for
+         * packed e2m1 a block-scaled b: an f32 A in 8x8-transposed blocks
+         * of 64, a bf16 A (vdpbf16ps tiles, on targets with has_bf16_dot)
+         * in four parts of 32 per 128; beside e4m3 a bf16 A in two parts
+         * of 32 per 64, every scale block along K a multiple of 64. */
         /* rows (GEMM only, NULL for all): an integer expression n saying
          * that only C's first n rows are wanted (a tile's rows of one MoE
          * expert, the rows of the last row block that lie inside the
@@ -552,7 +571,7 @@ struct Stmt {
             /* fast_accum (GEMM): 8-bit operands on tensor cores keep the
              * hardware's own running sum (~13 fraction bits) instead of a
              * step's partial products added into C in f32 (pass_lower) */
-            bool trans_a, trans_b, clear, b_pairs, a_lifted, a_prescaled, a_e2m1_order, fast_accum;
+            bool trans_a, trans_b, clear, b_pairs, a_lifted, a_prescaled, a_decode_order, fast_accum;
             struct Expr *rows, *cols;
             struct Expr **desc;
             int ndesc;

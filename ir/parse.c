@@ -490,7 +490,7 @@ static Stmt *stmt_gemm(Parser *ps, bool micro, SrcLoc loc)
     Expr *cols = !micro && keyword(ps, "cols") ? expr(ps) : NULL;
     bool fast = !micro && keyword(ps, "fast_accum");
     bool pairs = keyword(ps, "b_pairs"), lifted = keyword(ps, "a_lifted");
-    bool prescaled = keyword(ps, "a_prescaled"), e2m1_order = keyword(ps, "a_e2m1_order");
+    bool prescaled = keyword(ps, "a_prescaled"), e2m1_order = keyword(ps, "a_decode_order");
     Stmt *g = micro ? ir_micro_gemm(ps->k, a, b, c, ta, tb, clear, loc)
                     : ir_gemm(ps->k, a, b, c, ta, tb, clear, loc);
     g->u.gemm.a_scale = as;
@@ -498,7 +498,7 @@ static Stmt *stmt_gemm(Parser *ps, bool micro, SrcLoc loc)
     g->u.gemm.b_pairs = pairs;
     g->u.gemm.a_lifted = lifted;
     g->u.gemm.a_prescaled = prescaled;
-    g->u.gemm.a_e2m1_order = e2m1_order;
+    g->u.gemm.a_decode_order = e2m1_order;
     g->u.gemm.rows = rows;
     g->u.gemm.cols = cols;
     g->u.gemm.fast_accum = fast;

@@ -23,7 +23,7 @@
  *     copy SRC -> DST                 atomic_add SRC -> DST     copy async SRC -> DST
  *     fill DST = VALUE
  *     gemm A, B -> C [trans_a] [trans_b] [clear] [a_scale S] [b_scale S] [rows E] [fast_accum]
- *     micro_gemm A, B -> C [trans_a] [trans_b] [clear] [a_scale S] [b_scale S] [b_pairs] [a_lifted] [a_prescaled] [a_e2m1_order]
+ *     micro_gemm A, B -> C [trans_a] [trans_b] [clear] [a_scale S] [b_scale S] [b_pairs] [a_lifted] [a_prescaled] [a_decode_order]
  *                [wgmma [D0, D1, ...]]
  *     reduce sum|max|min|absmax axis N SRC -> DST [clear]
  *     barrier                         async_commit              async_wait N
@@ -273,8 +273,8 @@ static void print_gemm(const Stmt *s, FILE *f)
         fputs(" a_lifted", f);
     if (s->u.gemm.a_prescaled)
         fputs(" a_prescaled", f);
-    if (s->u.gemm.a_e2m1_order)
-        fputs(" a_e2m1_order", f);
+    if (s->u.gemm.a_decode_order)
+        fputs(" a_decode_order", f);
     if (s->u.gemm.desc) {
         fputs(" wgmma [", f);
         for (int i = 0; i < s->u.gemm.ndesc; i++) {

@@ -39,10 +39,11 @@
  *              a_lifted: a micro_gemm of an f32 a by a transposed f8e4m3 b;
  *              a_prescaled: a micro_gemm of a bf16 a with an e8m0
  *              a_scale by a transposed b;
- *              a_e2m1_order: a micro_gemm of an f32 a (K a multiple of
- *              64, at most IR_E2M1_TABLE_ROWS rows) or a bf16 a (K a
- *              multiple of 128, at most IR_E2M1_PAIR_ROWS rows) by a
- *              transposed, block-scaled f4e2m1 b.
+ *              a_decode_order: a micro_gemm by a transposed b whose
+ *              dtypes have an order (ir_decode_order: an f32 or bf16 a by
+ *              block-scaled f4e2m1, a bf16 a by f8e4m3), K a multiple of
+ *              its block, at most its rows, an e4m3 b's scale blocks
+ *              along K multiples of its block.
  *   reduce   — axis < src rank; dst is the src window with the axis
  *              removed (rank - 1, the other extents in order), except that
  *              a rank-1 source reduces into a rank-1 window of extent 1
@@ -455,6 +456,35 @@ static void check_micro_scale(Verifier *v, const Stmt *s)
              dt_name(x[0]->buf->dtype));
 }
 
+/* Whether micro_gemm s may read its A in the order its dot tile decodes B
+ * (a_decode_order, ir.h's IrOrder); m rows, K = ka. */
+static bool check_decode_order(Verifier *v, const Stmt *s, const char *op, int64_t m, int64_t ka)
+{
+    DType ta = s->u.gemm.a.buf->dtype, tb = s->u.gemm.b.buf->dtype;
+    IrOrder o = ir_decode_order(ta, tb);
+    if (s->op != ST_MICRO_GEMM || !s->u.gemm.trans_b || s->u.gemm.trans_a || s->u.gemm.desc)
+        return fail(v, s->loc, "%s: a_decode_order needs a micro_gemm by a transposed b (no wgmma)", op);
+    if (!o.block)
+        return fail(v, s->loc, "%s: a_decode_order has no order for a %s a by a %s b (an f32 or bf16 a by "
+                    "f4e2m1, a bf16 a by f8e4m3)", op, dt_name(ta), dt_name(tb));
+    if (tb == DT_F4E2M1 && !s->u.gemm.b_scale.buf)
+        return fail(v, s->loc, "%s: a_decode_order needs a block-scaled f4e2m1 b", op);
+    if (ka % o.block)
+        return fail(v, s->loc, "%s: a_decode_order needs K a multiple of %lld, not %lld", op, (long long)o.block,
+                    (long long)ka);
+    if (o.rows && m > o.rows)
+        return fail(v, s->loc, "%s: a_decode_order takes at most %lld rows of a %s a by %s, not %lld", op,
+                    (long long)o.rows, dt_name(ta), dt_name(tb), (long long)m);
+    const Region *scs[2] = {&s->u.gemm.a_scale, &s->u.gemm.b_scale};
+    for (int x = 0; x < 2 && tb == DT_F8E4M3; x++) {
+        const Region *sc = scs[x];
+        if (sc->buf && (ka / sc->ext[sc->buf->rank - 1]) % o.block)
+            return fail(v, s->loc, "%s: a_decode_order needs %s's scale blocks along K a multiple of %lld elements", op,
+                        x ? "b" : "a", (long long)o.block);
+    }
+    return true;
+}
+
 static void check_gemm(Verifier *v, const Stmt *s)
 {
     const Region *a = &s->u.gemm.a, *b = &s->u.gemm.b, *c = &s->u.gemm.c;
@@ -504,18 +534,8 @@ static void check_gemm(Verifier *v, const Stmt *s)
     }
     int64_t m, n, ka, kb;
     gemm_dims(s, &m, &n, &ka, &kb);
-    bool pair_order = a->buf->dtype == DT_BF16;
-    int64_t order_block = pair_order ? IR_E2M1_PAIR_BLOCK : IR_E2M1_BLOCK;
-    if (s->u.gemm.a_e2m1_order &&
-        (s->op != ST_MICRO_GEMM || !s->u.gemm.trans_b || s->u.gemm.trans_a ||
-         (a->buf->dtype != DT_F32 && a->buf->dtype != DT_BF16) || b->buf->dtype != DT_F4E2M1 ||
-         !s->u.gemm.b_scale.buf || s->u.gemm.desc || ka % order_block ||
-         m > (pair_order ? IR_E2M1_PAIR_ROWS : IR_E2M1_TABLE_ROWS))) {
-        fail(v, s->loc, "%s: a_e2m1_order needs a micro_gemm of at most %d rows of an f32 a (K a multiple of %d) "
-             "or %d of a bf16 a (K a multiple of %d) by a transposed, block-scaled f4e2m1 b (no wgmma)", op,
-             IR_E2M1_TABLE_ROWS, IR_E2M1_BLOCK, IR_E2M1_PAIR_ROWS, IR_E2M1_PAIR_BLOCK);
+    if (s->u.gemm.a_decode_order && !check_decode_order(v, s, op, m, ka))
         return;
-    }
     if (ka != kb || c->ext[0] != m || c->ext[1] != n) {
         fail(v, s->loc, "%s shapes disagree: a gives M=%lld K=%lld, b gives K=%lld N=%lld, "
              "c is [%lld, %lld]", op, (long long)m, (long long)ka, (long long)kb, (long long)n,

@@ -18,9 +18,19 @@ typedef enum Layout {
     ROWS,   /* b[i, j] = R(i, j): a row-major copy */
     PAIRS,  /* b[kk, 2n + t] = R(2kk + t, n): k-pairs for a dot-product instruction */
     PANELS, /* b[p*K + k, n] = R(k, p*NR + n): panels of NR columns, one after another */
-    E2M1_ORDER, /* b[i, ir_e2m1_position(j)] = R(i, j): a micro_gemm a_e2m1_order A (f32) */
-    E2M1_PAIRS, /* b[i, ir_e2m1_pair_position(j)] = R(i, j): the same, bf16 */
+    /* b[i, ir_order_position(o, j)] = R(i, j), a micro_gemm a_decode_order A (layout_order's o): */
+    E2M1_ORDER, /* f32 beside packed e2m1 */
+    E2M1_PAIRS, /* bf16 beside packed e2m1 */
+    E4M3_WORDS, /* bf16 beside e4m3 */
 } Layout;
+
+/* The order of an a_decode_order layout (ir.h). */
+static IrOrder layout_order(Layout lay)
+{
+    return lay == E2M1_ORDER   ? ir_decode_order(DT_F32, DT_F4E2M1)
+           : lay == E2M1_PAIRS ? ir_decode_order(DT_BF16, DT_F4E2M1)
+                               : ir_decode_order(DT_BF16, DT_F8E4M3);
+}
 
 /* What a staged copy's values are multiplied by: 2^lift, and where
  * `scale` is not NULL the window's block scale (an f32 product), clamped into the
@@ -66,20 +76,22 @@ static Expr *staged_value(Lower *L, const Region *r, Expr *const *pos, Expr *sco
     return v;
 }
 
-/* The staging loops of A's copy in e2m1 order (lay E2M1_ORDER or
- * E2M1_PAIRS, ir.h): each block of B = Q·W columns of the copy holds the
- * window's B columns there as a W x Q matrix transposed,
+/* The staging loops of A's copy in a tile's decode order (lay E2M1_ORDER,
+ * E2M1_PAIRS or E4M3_WORDS, layout_order): each block of B = Q·W columns
+ * of the copy holds the window's B columns there as a W x Q matrix
+ * transposed,
  *   for i < rows { for blk < K/B { for l < W {
  *       b[i, blk·B + W·q + l] = R(i, blk·B + Q·l + q)   for q < Q } } }
  * — Q stores a step, which LLVM vectorises over l as one interleaved
  * group (wide loads split by shuffles).  Written as one store at
- * position p reading column ir_e2m1_position(p), the loads were gathers
+ * position p reading column ir_order_column(p), the loads were gathers
  * of one byte each (16 x 4096 e4m3 into the bf16 pairs order, one
  * thread: 0.122 -> 0.035 ms). */
-static Stmt *stage_e2m1_loops(Lower *L, const Region *r, Buffer *b, Layout lay, const int64_t *shape, bool guard,
-                              Scaling by, SrcLoc loc)
+static Stmt *stage_order_loops(Lower *L, const Region *r, Buffer *b, Layout lay, const int64_t *shape, bool guard,
+                               Scaling by, SrcLoc loc)
 {
-    int64_t B = lay == E2M1_PAIRS ? IR_E2M1_PAIR_BLOCK : IR_E2M1_BLOCK, W = lay == E2M1_PAIRS ? 32 : 8, Q = B / W;
+    IrOrder o = layout_order(lay);
+    int64_t B = o.block, Q = o.parts, W = B / Q;
     int R = r->buf->rank - 2, C = R + 1;
     int64_t ext[3] = {shape[0], shape[1] / B, W};
     Expr *v[3], *pos[IR_MAX_RANK];
@@ -138,8 +150,8 @@ static Stmt *stage_row_pairs(Lower *L, const Region *r, Buffer *b, const int64_t
 static Stmt *stage_loops(Lower *L, const Region *r, Buffer *b, Layout lay, const int64_t *shape, int64_t p0,
                          bool transpose, bool guard, Scaling by, SrcLoc loc)
 {
-    if (lay == E2M1_ORDER || lay == E2M1_PAIRS)
-        return stage_e2m1_loops(L, r, b, lay, shape, guard, by, loc); /* (never transposed) */
+    if (lay == E2M1_ORDER || lay == E2M1_PAIRS || lay == E4M3_WORDS)
+        return stage_order_loops(L, r, b, lay, shape, guard, by, loc); /* (never transposed) */
     if (lay == PAIRS && !transpose)
         return stage_row_pairs(L, r, b, shape, guard, by, loc);
     int n = lay == PANELS ? 3 : 2, R = r->buf->rank - 2; /* (leading dims of extent 1) */
@@ -660,7 +672,7 @@ static int64_t dot_cols_of(const TargetInfo *t, int64_t mr, int64_t K, DType ta,
 /* What a GEMM's dot tiles take besides A, B and C: the block scales they
  * apply (codegen/micro.c), NULL where absent, whether their A is a lifted
  * e4m3 copy (micro_gemm a_lifted), and A's copy in e2m1 order for tiles of at most IR_E2M1_TABLE_ROWS rows
- * (micro_gemm a_e2m1_order; NULL: none): of all of A's rows, or with
+ * (micro_gemm a_decode_order; NULL: none): of all of A's rows, or with
  * a_e2m1_band of just the rows-left variant's band (its row 0 the band's
  * first). */
 typedef struct DotInputs {
@@ -670,6 +682,7 @@ typedef struct DotInputs {
     bool a_e2m1_band;
     bool e2m1_prescaled; /* a_e2m1 holds A times its clamped scale (prescales_e2m1_copy) */
     int64_t e2m1_rows;   /* the most rows of a tile reading a_e2m1 (e2m1_order_rows; 0: none) */
+    bool a_words;        /* A is a bf16 copy in e4m3 B's decode order (stages_e4m3_words) */
 } DotInputs;
 
 /* The rows of the block scale bs of an operand (A or B) that its rows
@@ -703,7 +716,7 @@ static Stmt *dot_tile(Lower *L, const Stmt *g, const Region *a, const Region *b,
         tile->u.gemm.a_scale = scale_rows(L, a, sc.a, i, i0, mr);
     tile->u.gemm.a_lifted = sc.a_lifted;
     tile->u.gemm.a_prescaled = e2m1_order ? sc.e2m1_prescaled : sc.a_prescaled;
-    tile->u.gemm.a_e2m1_order = e2m1_order;
+    tile->u.gemm.a_decode_order = e2m1_order || sc.a_words;
     return tile;
 }
 
@@ -787,7 +800,7 @@ static int64_t band_k_chunk(const Lower *L, const DotInputs *sc, int64_t mr, int
     bool e2m1_pairs = bf16_by_e2m1_tiles(L->t, ta, tb) && sc->a_e2m1 && !sc->a_e2m1_band;
     if (!(pairs || e2m1_pairs) || K <= most)
         return K;
-    int64_t unit = e2m1_pairs ? IR_E2M1_PAIR_BLOCK : 32;
+    int64_t unit = e2m1_pairs ? IR_E2M1_PAIR_BLOCK : sc->a_words ? IR_E4M3_WORD_BLOCK : 32;
     const Region *scs[2] = {sc->a, sc->b};
     for (int x = 0; x < 2; x++)
         if (scs[x] && K / mat_cols(scs[x]) > unit)
@@ -1110,6 +1123,28 @@ static bool lifts_a(const Lower *L, const Stmt *g, bool widen_a)
            g->u.gemm.b.buf->dtype == DT_F8E4M3 && !e4m3_pairs(L, g);
 }
 
+/* Whether e4m3 pair tiles take A's bf16 copy in their decode order
+ * (micro_gemm a_decode_order, ir.h's IR_E4M3_WORD_BLOCK): B's bytes read
+ * as words, the low bytes' bf16 words and the high bytes' each by shifts
+ * within the words (codegen/micro.c, e4m3_word_parts), where a byte at a
+ * time took a lane-crossing widening more per 32 weights: fp8_gemm at one
+ * row, N 256, K 4096 (weights in L2), one thread, nine alternations,
+ * 0.044 -> 0.040 ms.  At one row only: a tile of more sums keeps each
+ * column's high bytes' words until the odd step, and the 4x4 tiles at
+ * four rows spilled (bench_decode fp8 M = 4, 1.29-1.74 -> 1.81-2.66 ms).
+ * Where every scale block along K is whole blocks of the order. */
+static bool stages_e4m3_words(const Lower *L, const Stmt *g)
+{
+    const Region *scs[2] = {&g->u.gemm.a_scale, &g->u.gemm.b_scale};
+    int64_t K = mat_cols(&g->u.gemm.a);
+    if (!e4m3_pairs(L, g) || g->u.gemm.c.ext[0] != 1 || K % IR_E4M3_WORD_BLOCK)
+        return false;
+    for (int x = 0; x < 2; x++)
+        if (scs[x]->buf && (K / mat_cols(scs[x])) % IR_E4M3_WORD_BLOCK)
+            return false;
+    return true;
+}
+
 /* The dtype A is staged in where the dot tiles want it widened. */
 static DType widened_a(const Lower *L, const Stmt *g) { return e4m3_pairs(L, g) ? DT_BF16 : DT_F32; }
 
@@ -1178,7 +1213,7 @@ static bool e2m1_all_rows(const Lower *L, const Stmt *g)
 }
 
 /* Whether a GEMM's dot tiles of at most e2m1_order_rows rows read A
- * from a copy in e2m1 order (micro_gemm a_e2m1_order): beside
+ * from a copy in e2m1 order (micro_gemm a_decode_order): beside
  * block-scaled packed e2m1 B, where those tiles decode B through the byte
  * table without restoring the elements' order (codegen/micro.c,
  * e2m1_t8_parts; bench_decode --fmt fp4 --quick, M = 1, one thread:
@@ -1304,6 +1339,21 @@ static Region dot_a_copy(Lower *L, Stmt *seq, const Region *a, DType dt, Guard g
     return r;
 }
 
+/* A's bf16 copy for e4m3 pair tiles in their decode order (E4M3_WORDS),
+ * times its UE8M0 scale clamped into the fold window where `as` is given
+ * (micro_gemm a_prescaled, as prescale_a), its rows padded as dot_a_copy's
+ * (the pad left unwritten: no tile reads it). */
+static Region stage_words(Lower *L, Stmt *seq, const Region *a, const Region *as, Guard guard, SrcLoc loc)
+{
+    int64_t rows = mat_rows(a), cols = mat_cols(a), shape[2] = {rows, cols + row_pad(rows, cols, DT_BF16)};
+    Buffer *b = lower_temp(L, "gemm_a", SCOPE_SHARED, DT_BF16, 2, shape, loc);
+    shape[1] = cols;
+    stage_into(L, seq, a, b, E4M3_WORDS, shape, 0, false, guard, (Scaling){.scale = as, .clamp = true}, loc);
+    Region r = whole(L, b);
+    r.ext[1] = cols;
+    return r;
+}
+
 /* Whether A, read in place, has rows that alias in L1 (rows_alias). */
 static bool a_aliases_in_place(const Region *a)
 {
@@ -1331,7 +1381,11 @@ static Stmt *dot_path(Lower *L, const Stmt *g, const Region *c, Expr *rows, Expr
      * reading the e2m1 copy (which otherwise stands in for it) */
     if (sc.a_e2m1 && !sc.a_e2m1_band)
         fa = fe;
-    else if (widen_a && prescales_a(L, g)) {
+    else if (widen_a && stages_e4m3_words(L, g)) {
+        sc.a_prescaled = prescales_a(L, g);
+        fa = stage_words(L, seq, a, sc.a_prescaled ? sc.a : NULL, n ? CHECK : INSIDE, g->loc);
+        sc.a_words = true;
+    } else if (widen_a && prescales_a(L, g)) {
         fa = prescale_a(L, seq, a, sc.a, n ? CHECK : INSIDE, g->loc);
         sc.a_prescaled = true;
     } else if (widen_a)

@@ -128,8 +128,8 @@ expect_error "compose: an error in a part names the part" \
   "tilec: kernels_src/rmsnorm_fp8.lua:10: T.compose rmsnorm_fp8: kernels_src/rmsnorm.lua:18: rmsnorm: D = 100 is not a multiple of 128" -- \
   "$TILEC" run kernels_src/rmsnorm_fp8.lua --set M=2 --set D=100
 # a bf16 A in e2m1 order is for 512-bit vdpbf16ps tiles only
-expect_error "bf16 a_e2m1_order for AVX2" \
-  "tilec: tests/specs/e2m1_pairs.tir:17: micro_gemm a_e2m1_order of a bf16 a needs 512-bit vdpbf16ps, which x86-avx2 has not" -- \
+expect_error "bf16 a_decode_order for AVX2" \
+  "tilec: tests/specs/e2m1_pairs.tir:17: micro_gemm a_decode_order of a bf16 a needs 512-bit vdpbf16ps, which x86-avx2 has not" -- \
   "$TILEC" compile tests/specs/e2m1_pairs.tir --target x86-avx2 -o "$tmp/pairs.ll"
 expect_error "fp8_gemm tile of another size" \
   "tilec: kernels_src/fp8_gemm.lua:24: --set BN=48: not one of its tune{} values {128, 64, 32, 16, 8, 4}" -- \

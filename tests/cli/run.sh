@@ -211,7 +211,7 @@ if "$TILEC" compile kernels_src/moe_expert_gemm.lua --set R=16 --set E=16 --set 
    grep -q "vpshufb.*ymm" "$tmp/fp4_row.s" && ! grep -q "vpshufb.*xmm" "$tmp/fp4_row.s"; then
   ok "one-row fp4 tiles decode block pairs"; else bad "one-row fp4 tiles decode block pairs" "$(grep -c vpshufb "$tmp/fp4_row.s")" "$(cat "$tmp/err")"; fi
 # ... and x86-avx512's (vdpbf16ps) 128 weights at once into bf16 words
-# beside a bf16 A in their order (micro_gemm a_e2m1_order of a bf16 A):
+# beside a bf16 A in their order (micro_gemm a_decode_order of a bf16 A):
 # words looked up in one word table (vpermw, after 16-bit shifts), summed
 # by vdpbf16ps: in the loops that sum, no 512-bit byte tables or
 # interleave (vpshufb, vpunpcklbw: A's staging copy has its own) and no
@@ -246,7 +246,7 @@ fi
 # repeated dot tiles whose operands are alike but whose scales differ (A's
 # in one, B's in the other) are two functions, not one
 check "dot tiles with A's and with B's scales --check" "$TILEC" run tests/specs/tile_scales.tir --check
-# byte-table fp4 tiles reading A in e2m1 order (micro_gemm a_e2m1_order):
+# byte-table fp4 tiles reading A in e2m1 order (micro_gemm a_decode_order):
 # A's and B's scales per 32 and per 64 elements, one and two rows, beside a
 # tile of the same operands in A's own order
 check "fp4 tiles beside A in e2m1 order --check" "$TILEC" run tests/specs/e2m1_order.tir --check
@@ -353,8 +353,10 @@ if grep -q "vcvtph2ps" "$tmp/dot_fp8.s" && grep -q "prefetcht1" "$tmp/dot_fp8.s"
 # staging; the accumulators stay in registers (nothing stored to the stack
 # in the loop).  (test_target compiles this route on any host.)  Where
 # 512-bit operations run in halves (Zen 4) one row takes the bf16 pairs
-# instead, as 4 rows do below: the basic blocks of its K loop decode 32
-# weights to bf16 words for vdpbf16ps, no f32 widening and no FMA.  And
+# instead, as 4 rows do below: the basic blocks of its K loop decode 64
+# weights to bf16 words for vdpbf16ps by shifts within 16-bit words (A
+# staged in their order, micro_gemm a_decode_order: no vpmovsxbw), no f32
+# widening (the promoted blocks' scales take one FMA each).  And
 # where the core streams weights best as one run (TargetInfo.one_stream,
 # Zen 4 too), the tile reads one weight row at a time: those blocks sum
 # into 2-4 registers (one column's two chains, codegen/micro.c's
@@ -365,11 +367,14 @@ if "$TILEC" targets | grep -q "512-bit operations in two halves"; then
   -o "$tmp/dot_fp8_1.s" 2>/dev/null
 awk '/^\.LBB[0-9_]+:/ { if (s ~ /vdpbf16ps/) printf "%s", s; s = ""; next }
      { s = s $0 "\n" } END { if (s ~ /vdpbf16ps/) printf "%s", s }' "$tmp/dot_fp8_1.s" >"$tmp/dot_fp8_1k.s"
-if grep -q vpmovsxbw "$tmp/dot_fp8_1k.s" && ! grep -qE "vfmadd|vpmovsxbd|vcvtph2ps" "$tmp/dot_fp8_1k.s"; then
-  ok "fp8 dot tile at one row, 512-bit operations in halves: e4m3 B decoded to bf16 words for vdpbf16ps"
+"$TILEC" compile kernels_src/fp8_gemm.lua --set M=1 --set BM=1 --set BN=16 --emit ir \
+  -o "$tmp/dot_fp8_1.tir" 2>/dev/null
+if grep -q vpsraw "$tmp/dot_fp8_1k.s" && ! grep -qE "vpmovsxbw|vpmovsxbd|vcvtph2ps" "$tmp/dot_fp8_1k.s" &&
+   grep -q "micro_gemm.*a_decode_order" "$tmp/dot_fp8_1.tir"; then
+  ok "fp8 dot tile at one row, 512-bit operations in halves: e4m3 B read as words, decoded to bf16 words by shifts"
 else
-  bad "fp8 dot tile at one row, 512-bit operations in halves: e4m3 B decoded to bf16 words for vdpbf16ps" \
-    "$(head -60 "$tmp/dot_fp8_1k.s")"
+  bad "fp8 dot tile at one row, 512-bit operations in halves: e4m3 B read as words, decoded to bf16 words by shifts" \
+    "$(grep micro_gemm "$tmp/dot_fp8_1.tir")" "$(head -60 "$tmp/dot_fp8_1k.s")"
 fi
 if "$TILEC" targets | grep -q "weights read best as one stream"; then
   sums=$(awk '/vdpbf16ps/ { print $NF }' "$tmp/dot_fp8_1k.s" | sort -u | wc -l)
@@ -445,7 +450,7 @@ awk '/^\.LBB[0-9_]+:/ { lab = $1; sub(/:$/, "", lab); n = 0; next }
 # (that run only where this CPU runs x86-avx512: the tiles need its vdpbf16ps)
 if runs_avx512; then "$TILEC" run "$tmp/fp4_4.tir" --check >"$tmp/out" 2>&1; fp4_run=$?
 else echo "skipped: fp4 at 4 rows' Loop IR run (this CPU cannot run x86-avx512)" >"$tmp/out"; fp4_run=0; fi
-if grep -q "micro_gemm gemm_a_t.* -> acc\[0 +: 4, jt \* 2 +: 2\] .* a_prescaled a_e2m1_order" "$tmp/fp4_4.tir" &&
+if grep -q "micro_gemm gemm_a_t.* -> acc\[0 +: 4, jt \* 2 +: 2\] .* a_prescaled a_decode_order" "$tmp/fp4_4.tir" &&
    grep -q vdpbf16ps "$tmp/fp4_4k.s" && ! grep -qE "vfmadd|vmulps|%zmm[0-9]+, [-0-9]*\(%rsp" "$tmp/fp4_4k.s" &&
    [ $fp4_run -eq 0 ]; then
   grep skipped "$tmp/out" || true
@@ -529,7 +534,7 @@ fi
 # packed fp4 weights with 1x32 scales (a block-scaled GEMM operand): the
 # dot tiles' K loops read the bytes in place, with no scalar byte loads
 # (the UE8M0 scales are decoded before the loop).  One row, beside A in
-# e2m1 order (micro_gemm a_e2m1_order): the bytes reordered and the
+# e2m1 order (micro_gemm a_decode_order): the bytes reordered and the
 # nibbles looked up in two byte tables (vpshufb), interleaved into f32s
 # (vpunpck*bw) and shifted into place (vpslld) — no sign extension
 # (vpmovsxbd) or conversion (vcvtdq2ps), the element order not restored.

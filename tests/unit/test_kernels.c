@@ -701,7 +701,7 @@ TEST(dot_tiles_find_each_e4m3_nan)
  * table lookup, sign, scale; elsewhere lowering dequantises it): C = A ·
  * (B ⊙ expand(S))ᵀ with B [16, K] and 1x32 scales S [16, K / 32], at K
  * 64 and 128 (tiles of one and two rows read A in e2m1 order: micro_gemm
- * a_e2m1_order) and 96 (no 64-element blocks: A in its own order).
+ * a_decode_order) and 96 (no 64-element blocks: A in its own order).
  *   exact: row n of B is code n everywhere (all 16 codes, ±0 included),
  *     scales 2^-3 .. 2^3 per block, rows of A constant, so C[i][n] =
  *     a_i · e2m1(n) · 32 · (s[n][0] + s[n][1]) exactly in f32;

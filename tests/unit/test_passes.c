@@ -151,6 +151,20 @@ TEST(golden_lower_band_chunks) { golden("lower_band_chunks", pass_lower); }
  * reading it — the scales fold into the operands (codegen/micro.c,
  * dot_pair8_block) */
 TEST(golden_lower_e2m1_pairs) { golden("lower_e2m1_pairs", pass_lower); }
+/* e4m3 A by e4m3 B, both block-scaled, at one row on a target whose
+ * 512-bit operations run in halves (Zen 4: the pair tiles there too): A's
+ * bf16 copy in the tiles' decode order (E4M3_WORDS: each 64 columns, the
+ * even ones first), A times its scale clamped into the fold window
+ * (a_prescaled), the tiles micro_gemm a_decode_order */
+static const TargetInfo *split_512(void)
+{
+    static TargetInfo t;
+    t = *avx512();
+    t.split_512 = true;
+    return &t;
+}
+
+TEST(golden_lower_e4m3_words) { golden_for("lower_e4m3_words", pass_lower, split_512()); }
 /* ... at 8 rows, one band whose bf16 A (8 x 2048 in e2m1 order) outgrows
  * 3/4 of the target's 32 KiB L1: C cleared, then the 8x2 tiles in K
  * chunks of 1024 adding into it (band_k_chunk) */
@@ -663,6 +677,10 @@ TEST(equivalence_catches_broken_lowerings)
         /* A's copy with its rows padded (dot_a_copy): a row's last element left out */
         {"lower_dot_columns", "for r: parallel < select(0 <= c0 and c0 < 7, 1024, 0)",
          "for r: parallel < select(0 <= c0 and c0 < 7, 1023, 0)", 0},
+        /* A's copy in the e4m3 tiles' decode order: an odd column stored
+         * where an even one belongs (the tile reads its parts swapped) */
+        {"lower_e4m3_words", "gemm_a0[e0, e1 * 64 + e2] = x[e0, e1 * 64 + e2 * 2]",
+         "gemm_a0[e0, e1 * 64 + e2] = x[e0, e1 * 64 + 1 + e2 * 2]", 0},
         /* the rows of A widened once for every column tile: one row twice */
         {"lower_dot", "gemm_a0[p0, p1] = x[b * 5 + p0, k * 40 + p1]", "gemm_a0[p0, p1] = x[b * 5, k * 40 + p1]", 5},
         /* block scales: another expert's scales in a dot tile; the high
@@ -724,6 +742,24 @@ TEST(equivalence_catches_broken_lowerings)
         free(mut);
         free(text);
     }
+}
+
+/* e4m3 by e4m3 at one row where the pair tiles read A in their decode
+ * order (split_512): the Loop IR's micro_gemm a_decode_order reads the
+ * copy where the order puts each column */
+TEST(tile_equals_loop_e4m3_words)
+{
+    Kernel *tile = parse_file("tests/passes/lower_e4m3_words.in.tir");
+    Kernel *loop = parse_file("tests/passes/lower_e4m3_words.in.tir");
+    Diag d = {0};
+    bool ok = tile && loop && pass_pipeline(loop, split_512(), NULL, &d);
+    if (!ok)
+        diag_print(&d, stdout);
+    CHECKF(ok, "lower_e4m3_words: pipeline failed");
+    if (ok)
+        same_results(tile, loop, NULL, "lower_e4m3_words");
+    ir_kernel_free(tile);
+    ir_kernel_free(loop);
 }
 
 /* The hand-written inputs of the goldens, each at several dyn sizes
@@ -1016,6 +1052,7 @@ int main(void)
     RUN(golden_lower_promote);
     RUN(golden_lower_band_chunks);
     RUN(golden_lower_e2m1_pairs);
+    RUN(golden_lower_e4m3_words);
     RUN(golden_lower_e2m1_bands);
     RUN(golden_lower_e2m1_rows_left);
     RUN(golden_lower_rows);
@@ -1076,6 +1113,7 @@ int main(void)
     RUN(lower_scratch_names_are_unique);
     RUN(lowered_parallel_loops_are_independent);
     RUN(tile_equals_loop_hand_written);
+    RUN(tile_equals_loop_e4m3_words);
     RUN(equivalence_catches_broken_lowerings);
     RUN(tile_equals_loop_examples);
     RUN(check_fragment_limit);

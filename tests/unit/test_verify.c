@@ -762,39 +762,47 @@ TEST(a_prescaled_needs_bf16_with_e8m0_scale)
     expect_fail(k, 10, want);
 }
 
-/* a_e2m1_order: a micro_gemm of at most IR_E2M1_TABLE_ROWS rows of an f32
- * A (K a multiple of 64) or a bf16 A (K a multiple of 128) by a
- * transposed, block-scaled e2m1 B. */
-TEST(a_e2m1_order_needs_a_byte_table_tile)
+/* a_decode_order: a micro_gemm by a transposed B whose dtypes have a decode
+ * order (ir_decode_order): an f32 A (at most IR_E2M1_TABLE_ROWS rows, K a
+ * multiple of 64) or a bf16 A (IR_E2M1_PAIR_ROWS, K a multiple of 128) by
+ * block-scaled e2m1; a bf16 A by e4m3 (K, and its scale blocks along K,
+ * multiples of 64).  Each refusal names what is wrong. */
+TEST(a_decode_order_needs_a_tile_that_decodes_in_order)
 {
     static const char *src = "kernel e level loop\n"
                              "arg w: f4e2m1[16, 128] in\n"
                              "arg s: e8m0[16, 4] in\n"
                              "arg x: bf16[4, 128] in\n"
+                             "arg q: f8e4m3[16, 128] in\n"
+                             "arg qs: e8m0[1, 4] in\n"
                              "buf xs: shared f32[4, 128]\n"
                              "buf acc: fragment f32[4, 16]\n"
                              "grid (b) < [1]\n"
                              "{\n"
                              "  micro_gemm xs[0 +: 2, 0 +: 128], w[0 +: 16, 0 +: 128] -> acc[0 +: 2, 0 +: 16] trans_b clear "
-                             "b_scale s[0 +: 16, 0 +: 4] a_e2m1_order\n" /* 9 */
+                             "b_scale s[0 +: 16, 0 +: 4] a_decode_order\n" /* 11 */
                              "}\n";
-    const char *want = "verify: micro_gemm: a_e2m1_order needs a micro_gemm of at most 2 rows of an f32 a (K a "
-                       "multiple of 64) or 8 of a bf16 a (K a multiple of 128) by a transposed, block-scaled f4e2m1 "
-                       "b (no wgmma)";
     Diag d = {0};
     Kernel *k = load(src);
     CHECKF(k && ir_verify(k, &d), "%s", d.msg);
     ir_kernel_free(k);
     k = load(src);
     item(k, 0)->u.gemm.a.ext[0] = item(k, 0)->u.gemm.c.ext[0] = 3; /* three rows */
-    expect_fail(k, 9, want);
+    expect_fail(k, 11, "verify: micro_gemm: a_decode_order takes at most 2 rows of a f32 a by f4e2m1, not 3");
     k = load(src);
     item(k, 0)->u.gemm.a.ext[1] = item(k, 0)->u.gemm.b.ext[1] = 96; /* K 96 */
     item(k, 0)->u.gemm.b_scale.ext[1] = 3;
-    expect_fail(k, 9, want);
+    expect_fail(k, 11, "verify: micro_gemm: a_decode_order needs K a multiple of 64, not 96");
     k = load(src);
     item(k, 0)->u.gemm.b_scale = (Region){0}; /* unscaled */
-    expect_fail(k, 9, want);
+    expect_fail(k, 11, "verify: micro_gemm: a_decode_order needs a block-scaled f4e2m1 b");
+    k = load(src);
+    item(k, 0)->u.gemm.a = ir_region_whole(k, ir_buf_find(k, "x"));
+    item(k, 0)->u.gemm.a.ext[0] = 2;
+    item(k, 0)->u.gemm.b = ir_region_whole(k, ir_buf_find(k, "q"));
+    item(k, 0)->u.gemm.b_scale = (Region){0};
+    item(k, 0)->u.gemm.trans_b = false; /* bf16 by e4m3, not transposed */
+    expect_fail(k, 11, "verify: micro_gemm: a_decode_order needs a micro_gemm by a transposed b (no wgmma)");
     k = load(src);
     item(k, 0)->u.gemm.a = ir_region_whole(k, ir_buf_find(k, "x")); /* bf16 A: its blocks of 128 */
     item(k, 0)->u.gemm.a.ext[0] = 2;
@@ -810,11 +818,34 @@ TEST(a_e2m1_order_needs_a_byte_table_tile)
     item(k, 0)->u.gemm.a.ext[0] = 2;
     item(k, 0)->u.gemm.a.ext[1] = item(k, 0)->u.gemm.b.ext[1] = 64; /* bf16 A, K 64 */
     item(k, 0)->u.gemm.b_scale.ext[1] = 2;
-    expect_fail(k, 9, want);
+    expect_fail(k, 11, "verify: micro_gemm: a_decode_order needs K a multiple of 128, not 64");
     k = load(src);
     item(k, 0)->u.gemm.a = ir_region_whole(k, ir_buf_find(k, "w")); /* an e2m1 A */
     item(k, 0)->u.gemm.a.ext[0] = 2;
-    expect_fail(k, 9, want);
+    expect_fail(k, 11, "verify: micro_gemm: a_decode_order has no order for a f4e2m1 a by a f4e2m1 b (an f32 or "
+                       "bf16 a by f4e2m1, a bf16 a by f8e4m3)");
+    /* bf16 A by e4m3 B: any rows, scaled or not, scale blocks along K of 64 and more */
+    k = load(src);
+    item(k, 0)->u.gemm.a = ir_region_whole(k, ir_buf_find(k, "x"));
+    item(k, 0)->u.gemm.c.ext[0] = 4;
+    item(k, 0)->u.gemm.b = ir_region_whole(k, ir_buf_find(k, "q"));
+    item(k, 0)->u.gemm.b_scale = (Region){0};
+    CHECKF(ir_verify(k, &d), "%s", d.msg);
+    ir_kernel_free(k);
+    k = load(src);
+    item(k, 0)->u.gemm.a = ir_region_whole(k, ir_buf_find(k, "x"));
+    item(k, 0)->u.gemm.c.ext[0] = 4;
+    item(k, 0)->u.gemm.b = ir_region_whole(k, ir_buf_find(k, "q"));
+    item(k, 0)->u.gemm.b_scale = ir_region_whole(k, ir_buf_find(k, "qs")); /* blocks of 16 x 32 */
+    expect_fail(k, 11, "verify: micro_gemm: a_decode_order needs b's scale blocks along K a multiple of 64 elements");
+    k = load(src);
+    item(k, 0)->u.gemm.a = ir_region_whole(k, ir_buf_find(k, "x"));
+    item(k, 0)->u.gemm.c.ext[0] = 4;
+    item(k, 0)->u.gemm.b = ir_region_whole(k, ir_buf_find(k, "q"));
+    item(k, 0)->u.gemm.b_scale = ir_region_whole(k, ir_buf_find(k, "qs"));
+    item(k, 0)->u.gemm.b_scale.ext[1] = 2; /* 16 x 64 */
+    CHECKF(ir_verify(k, &d), "%s", d.msg);
+    ir_kernel_free(k);
 }
 
 /* once: an integer key, in a CPU's Loop IR (no threads) */
@@ -884,7 +915,7 @@ int main(void)
     RUN(micro_gemm_and_vector_loops_are_errors_in_tile_ir);
     RUN(a_lifted_needs_f32_by_transposed_e4m3);
     RUN(a_prescaled_needs_bf16_with_e8m0_scale);
-    RUN(a_e2m1_order_needs_a_byte_table_tile);
+    RUN(a_decode_order_needs_a_tile_that_decodes_in_order);
     RUN(wgmma_descriptors);
     RUN(load_index_count_type_and_dtype);
     RUN(operand_counts_and_operator_types);
