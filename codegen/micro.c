@@ -1176,13 +1176,15 @@ static void fold_words(Cg *c, Dot *d, int j, LLVMValueRef kb)
     if (d->b_scale) {
         LLVMValueRef p = at(c, d->b_scale, cg_i64(c, j / d->b_rows_per_scale), scale_col(c, kb, d->block, d->bk_b));
         LLVMValueRef e = LLVMBuildZExt(B, LLVMBuildLoad2(B, c->i8, p, ""), c->i16, "");
-        LLVMValueRef shift = splat_word(c, LLVMBuildShl(B, LLVMBuildSub(B, e, LLVMConstInt(c->i16, 127, 0), ""),
-                                                        LLVMConstInt(c->i16, 7, 0), ""));
+        LLVMValueRef shift = LLVMBuildShl(B, LLVMBuildSub(B, e, LLVMConstInt(c->i16, 127, 0), ""),
+                                          LLVMConstInt(c->i16, 7, 0), "");
         LLVMValueRef nonzero[32];
         for (int i = 0; i < 32; i++)
             nonzero[i] = LLVMConstInt(c->i16, i >= 1 && i < 8 ? 0xffff : 0, 0);
-        rebias = LLVMBuildAdd(B, rebias, shift, "");
-        table = LLVMBuildAdd(B, table, LLVMBuildAnd(B, shift, LLVMConstVector(nonzero, 32), ""), "");
+        /* the rebias summed as a scalar, then broadcast: one vector
+         * operation per block and column (LLVM kept the broadcast's add) */
+        rebias = splat_word(c, LLVMBuildAdd(B, shift, LLVMConstInt(c->i16, 120 << 7, 0), ""));
+        table = LLVMBuildAdd(B, table, LLVMBuildAnd(B, splat_word(c, shift), LLVMConstVector(nonzero, 32), ""), "");
     }
     d->fold_words[j][0] = rebias;
     d->fold_words[j][1] = table;
