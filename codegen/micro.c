@@ -1362,7 +1362,7 @@ static LLVMValueRef e2m1_pair_words(Cg *c, Dot *d, int j, LLVMValueRef k)
 
 /* Packed e2m1 beside a bf16 A in e2m1 order (Dot.pair8, micro_gemm
  * a_decode_order of a bf16 A): 128 elements (64 bytes, e2m1_pair_words) of
- * a row of B as the four bf16 parts of A's block (ir_e2m1_pair_position),
+ * a row of B as the four bf16 parts of A's block (ir_order_position),
  * part s of type ty here.  The bytes read as 32 words of four nibbles:
  * part s is the words shifted right by 4s and looked up in one 32-entry
  * table of bf16 words (vpermw, which reads an index's low 5 bits: entry i
