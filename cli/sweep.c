@@ -416,7 +416,7 @@ static void time_point(Sweep *s, Built *b)
         s->wrong++;
     } else {
         printf("%12.3f\n", sec * 1e3);
-        keep_point(s, b->sets + o->nsets, b->nsets - o->nsets, sec * 1e3);
+        keep_point(s, b->sets + o->nsets, b->nsets - o->nsets, rt_tuned_ms(sec * 1e3));
         if (!s->timed++)
             s->first = b->r, b->r = (Ran){0};
     }

@@ -50,10 +50,19 @@ int rt_tuned_split(char *joined, RtSetting *out, int cap)
     return n;
 }
 
+#define RECORD_MS "%.6g"
+
+double rt_tuned_ms(double ms)
+{
+    char buf[64];
+    snprintf(buf, sizeof buf, RECORD_MS, ms);
+    return strtod(buf, NULL);
+}
+
 bool rt_tuned_line(const char *kernel, const char *target, int threads, const char *fixed, const char *point,
                    double ms, char *out, size_t cap)
 {
-    int n = snprintf(out, cap, "%s\t%s\t%d\t%s\t%s\t%.6g\n", kernel, target, threads, fixed, point, ms);
+    int n = snprintf(out, cap, "%s\t%s\t%d\t%s\t%s\t" RECORD_MS "\n", kernel, target, threads, fixed, point, ms);
     return n > 0 && (size_t)n < cap && !strpbrk(kernel, "\t\n") && !strpbrk(target, "\t\n");
 }
 

@@ -32,6 +32,12 @@ bool rt_tuned_join(const RtSetting *s, int n, char *out, size_t cap);
  * no '=' or there are more than cap. */
 int rt_tuned_split(char *joined, RtSetting *out, int cap);
 
+/* ms as a record holds it (6 significant digits): what a sweep compares
+ * its points by, so that the best it reports is the one rt_tuned_best
+ * finds (two points a nanosecond apart or less once tied in the store,
+ * which kept the first, against the sweep's pick of the second). */
+double rt_tuned_ms(double ms);
+
 /* One record: the line "kernel target threads fixed point ms". */
 bool rt_tuned_line(const char *kernel, const char *target, int threads, const char *fixed, const char *point,
                    double ms, char *out, size_t cap);

@@ -101,6 +101,31 @@ TEST(fastest_matching_record)
     remove(p);
 }
 
+/* A sweep compares its points as the store will hold them (rt_tuned_ms):
+ * two times that differ past the record's digits are equal there, and the
+ * store keeps the first, so the sweep must call the first the best too
+ * (cli_sweep once reported BM=48 best while the store gave BM=24). */
+TEST(a_sweep_compares_times_as_the_store_keeps_them)
+{
+    const char *p = path_of("ties.tsv");
+    double first = 0.0071234567, second = 0.0071234561; /* 0.00712346 both, recorded */
+    CHECK(second < first && rt_tuned_ms(first) == rt_tuned_ms(second));
+    CHECK(rt_tuned_ms(2.0) == 2.0 && rt_tuned_ms(0.1) == 0.1);
+    char lines[512] = "", line[256];
+    CHECK(rt_tuned_line("gemm", "x86-avx2", 1, "M=70", "BM=24", first, line, sizeof line));
+    strcat(lines, line);
+    CHECK(rt_tuned_line("gemm", "x86-avx2", 1, "M=70", "BM=48", second, line, sizeof line));
+    strcat(lines, line);
+    Diag d = {0};
+    CHECK(rt_tuned_append(p, lines, &d));
+    RtSetting m[] = {{"M", "70"}};
+    char point[64];
+    double ms;
+    CHECK(rt_tuned_best(p, "gemm", "x86-avx2", m, 1, point, sizeof point, &ms, &d));
+    CHECKF(!strcmp(point, "BM=24") && ms == rt_tuned_ms(first), "%s %g", point, ms);
+    remove(p);
+}
+
 TEST(a_store_that_does_not_parse_is_refused_and_kept)
 {
     const char *p = path_of("bad.tsv");
@@ -137,6 +162,7 @@ int main(void)
         return 1;
     RUN(settings_join_sorted_and_plain_and_split_back);
     RUN(fastest_matching_record);
+    RUN(a_sweep_compares_times_as_the_store_keeps_them);
     RUN(a_store_that_does_not_parse_is_refused_and_kept);
     rmdir(dir);
     return test_summary();
