@@ -966,7 +966,8 @@ static void dot_scaled_step(Cg *c, void *ctx)
 }
 
 /* Two steps of a pair tile with two chains per sum (acc_odd, pair_chains): the
- * even one into acc, the odd one into acc_odd. */
+ * even one into acc, the odd one into acc_odd — and of every Dot.words tile,
+ * whose even step decodes both steps' weights (e4m3_word_parts). */
 static void dot_chained_steps(Cg *c, void *ctx)
 {
     Dot *d = ctx;
