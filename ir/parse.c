@@ -490,7 +490,13 @@ static Stmt *stmt_gemm(Parser *ps, bool micro, SrcLoc loc)
     Expr *cols = !micro && keyword(ps, "cols") ? expr(ps) : NULL;
     bool fast = !micro && keyword(ps, "fast_accum");
     bool pairs = keyword(ps, "b_pairs"), lifted = keyword(ps, "a_lifted");
-    bool prescaled = keyword(ps, "a_prescaled"), e2m1_order = keyword(ps, "a_decode_order");
+    bool prescaled = keyword(ps, "a_prescaled"), decode_order = keyword(ps, "a_decode_order");
+    skip_space(ps);
+    int old_line = ps->line;
+    if (!decode_order && keyword(ps, "a_e2m1_order")) {
+        ps->line = old_line; /* (keyword looked past the line's end) */
+        error(ps, "%s is now a_decode_order (IR printed before 2026-12-03): rename it", "a_e2m1_order");
+    }
     Stmt *g = micro ? ir_micro_gemm(ps->k, a, b, c, ta, tb, clear, loc)
                     : ir_gemm(ps->k, a, b, c, ta, tb, clear, loc);
     g->u.gemm.a_scale = as;
@@ -498,7 +504,7 @@ static Stmt *stmt_gemm(Parser *ps, bool micro, SrcLoc loc)
     g->u.gemm.b_pairs = pairs;
     g->u.gemm.a_lifted = lifted;
     g->u.gemm.a_prescaled = prescaled;
-    g->u.gemm.a_decode_order = e2m1_order;
+    g->u.gemm.a_decode_order = decode_order;
     g->u.gemm.rows = rows;
     g->u.gemm.cols = cols;
     g->u.gemm.fast_accum = fast;

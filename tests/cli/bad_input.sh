@@ -165,6 +165,11 @@ expect_error "syntax error in a .tir" "tilec: $tmp/syntax.tir:12: expected '{' n
 sed '18s/ m\[/ mm[/' "$tmp/softmax.tir" > "$tmp/unknown.tir"
 expect_error "unknown buffer in a .tir" "tilec: $tmp/unknown.tir:18: unknown buffer 'mm'" -- \
   "$TILEC" run "$tmp/unknown.tir"
+# a micro_gemm flag under its old name (IR printed before 2026-12-03)
+sed 's/a_decode_order/a_e2m1_order/' tests/passes/lower_e4m3_words.out.tir > "$tmp/old_flag.tir"
+expect_error "a .tir with a_e2m1_order" \
+  "tilec: $tmp/old_flag.tir:19: a_e2m1_order is now a_decode_order (IR printed before 2026-12-03): rename it" -- \
+  "$TILEC" compile "$tmp/old_flag.tir" --target x86-avx512 -o "$tmp/x.o"
 expect_error ".tir lowered for a CPU, run on a GPU target" \
   "tilec: $tmp/softmax.tir:1: kernel softmax is Loop IR lowered for a CPU (it has no threads), not for target sm_90a (hint: give the --target it was printed for)" -- \
   "$TILEC" compile "$tmp/softmax.tir" --target sm_90a -o "$tmp/x.ptx"
