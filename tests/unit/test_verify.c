@@ -848,6 +848,29 @@ TEST(a_decode_order_needs_a_tile_that_decodes_in_order)
     ir_kernel_free(k);
 }
 
+/* Every decode order permutes each of its blocks: ir_order_position sends
+ * a block's columns onto its positions one to one, ir_order_column undoes
+ * it, and the e4m3 words order puts a block's even columns first. */
+TEST(decode_orders_permute_their_blocks)
+{
+    const DType pairs[3][2] = {{DT_F32, DT_F4E2M1}, {DT_BF16, DT_F4E2M1}, {DT_BF16, DT_F8E4M3}};
+    for (int i = 0; i < 3; i++) {
+        IrOrder o = ir_decode_order(pairs[i][0], pairs[i][1]);
+        CHECKF(o.block > 0 && o.block % o.parts == 0, "order %d", i);
+        bool seen[128] = {0};
+        for (int64_t k = o.block; k < 2 * o.block; k++) { /* the second block */
+            int64_t p = ir_order_position(o, k);
+            CHECKF(p >= o.block && p < 2 * o.block && !seen[p - o.block], "order %d: column %lld", i, (long long)k);
+            if (p >= o.block && p < 2 * o.block)
+                seen[p - o.block] = true;
+            CHECKF(ir_order_column(o, p) == k, "order %d: column %lld back", i, (long long)k);
+        }
+    }
+    IrOrder w = ir_decode_order(DT_BF16, DT_F8E4M3);
+    CHECK(ir_order_position(w, 64 + 6) == 64 + 3 && ir_order_position(w, 64 + 7) == 64 + 32 + 3);
+    CHECK(ir_decode_order(DT_F32, DT_F8E4M3).block == 0 && ir_decode_order(DT_BF16, DT_BF16).block == 0);
+}
+
 /* once: an integer key, in a CPU's Loop IR (no threads) */
 TEST(once_is_cpu_loop_ir_with_an_integer_key)
 {
@@ -916,6 +939,7 @@ int main(void)
     RUN(a_lifted_needs_f32_by_transposed_e4m3);
     RUN(a_prescaled_needs_bf16_with_e8m0_scale);
     RUN(a_decode_order_needs_a_tile_that_decodes_in_order);
+    RUN(decode_orders_permute_their_blocks);
     RUN(wgmma_descriptors);
     RUN(load_index_count_type_and_dtype);
     RUN(operand_counts_and_operator_types);
