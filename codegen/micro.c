@@ -648,7 +648,32 @@ static void decode_scales_step(Cg *c, void *ctx)
     decode_scale(c, sd->d, sd->x, sd->srow, LLVMBuildMul(c->b, c->var[sd->kv->id], cg_i64(c, w), ""), w);
 }
 
-static void decode_scales(Cg *c, Dot *d)
+/* Operand x's UE8M0 scale rows (0: A, 1: B) decoded into the tile's
+ * buffer for them (scale_buf, made by dot_gemm), where the loop version
+ * being emitted reads them: the versions that fold the scales into the
+ * operands read the codes themselves, and a_unit_versions' first reads
+ * none of A's (fp8_gemm at one row: a column's 64 codes of 4 KiB of
+ * weights, ~20 vector operations, left out where the scales fold). */
+static void decode_scales(Cg *c, Dot *d, int x)
+{
+    int64_t rows_per = x ? d->b_rows_per_scale : d->a_rows_per_scale, tile_rows = x ? d->nr : d->mr;
+    if (!d->scale_buf[x])
+        return;
+    ScaleDecode sd = {.d = d, .x = x, .kv = temp_var(c, "ks", 7)};
+    int64_t n = d->scale_cols[x], srows = (tile_rows + rows_per - 1) / rows_per;
+    for (sd.srow = 0; sd.srow < srows; sd.srow++) {
+        cg_loop(c, sd.kv, cg_i64(c, n / d->w), LOOP_SERIAL, 0, false, decode_scales_step, &sd);
+        int64_t k = n - n % d->w;
+        for (; k + 8 <= n; k += 8) /* AVX-512's tail: 8 at a time too */
+            decode_scale(c, d, x, sd.srow, cg_i64(c, k), 8);
+        for (; k < n; k++)
+            decode_scale(c, d, x, sd.srow, cg_i64(c, k), 1);
+    }
+    free(sd.kv);
+}
+
+/* The buffers decode_scales fills, one per operand with UE8M0 scales. */
+static void scale_buffers(Cg *c, Dot *d)
 {
     const Region *scs[2] = {d->a_scale, d->b_scale};
     int64_t rows_per[2] = {d->a_rows_per_scale, d->b_rows_per_scale}, tile_rows[2] = {d->mr, d->nr};
@@ -659,16 +684,6 @@ static void decode_scales(Cg *c, Dot *d)
         int64_t n = d->s->u.gemm.a.ext[1] / bk[x], srows = (tile_rows[x] + rows_per[x] - 1) / rows_per[x];
         d->scale_cols[x] = n;
         d->scale_buf[x] = entry_alloca(c, LLVMArrayType(c->f32, (unsigned)(srows * n)));
-        ScaleDecode sd = {.d = d, .x = x, .kv = temp_var(c, "ks", 7)};
-        for (sd.srow = 0; sd.srow < srows; sd.srow++) {
-            cg_loop(c, sd.kv, cg_i64(c, n / d->w), LOOP_SERIAL, 0, false, decode_scales_step, &sd);
-            int64_t k = n - n % d->w;
-            for (; k + 8 <= n; k += 8) /* AVX-512's tail: 8 at a time too */
-                decode_scale(c, d, x, sd.srow, cg_i64(c, k), 8);
-            for (; k < n; k++)
-                decode_scale(c, d, x, sd.srow, cg_i64(c, k), 1);
-        }
-        free(sd.kv);
     }
 }
 
@@ -1108,6 +1123,15 @@ static void dot_block(Cg *c, void *ctx)
         }
 }
 
+/* The K loop of a tile with block scales, `blocks` iterations of `block`,
+ * its UE8M0 scales decoded first (decode_scales). */
+static void scaled_loop(Cg *c, Dot *d, int64_t blocks, void (*block)(Cg *, void *))
+{
+    decode_scales(c, d, 0);
+    decode_scales(c, d, 1);
+    cg_loop(c, d->kbvar, cg_i64(c, blocks), LOOP_SERIAL, 0, false, block, d);
+}
+
 /* ------------------------------------------------ folded scales */
 
 /* Pair tiles over e4m3 B, and Dot.pair8 tiles of two rows or more over
@@ -1231,7 +1255,7 @@ static void fold_scales(Cg *c, Dot *d, int64_t blocks, void (*block)(Cg *, void 
         }
     LLVMBuildBr(c->b, join);
     LLVMPositionBuilderAtEnd(c->b, way[1]);
-    cg_loop(c, d->kbvar, cg_i64(c, blocks), LOOP_SERIAL, 0, false, block, d);
+    scaled_loop(c, d, blocks, block);
     LLVMBuildBr(c->b, join);
     LLVMPositionBuilderAtEnd(c->b, join);
 }
@@ -1254,6 +1278,9 @@ static void a_unit_versions(Cg *c, Dot *d, int64_t blocks, void (*block)(Cg *, v
     for (int v = 0; v < 2; v++) {
         LLVMPositionBuilderAtEnd(c->b, way[v]);
         d->a_unit = v == 0;
+        if (v)
+            decode_scales(c, d, 0);
+        decode_scales(c, d, 1);
         cg_loop(c, d->kbvar, cg_i64(c, blocks), LOOP_SERIAL, 0, false, block, d);
         LLVMBuildBr(c->b, join);
     }
@@ -1866,23 +1893,23 @@ static void dot_gemm(Cg *c, const Stmt *s, int mr, int nr, Var *k)
      * multiplies the code (and the compile time: 0.49 s for a 16-row f32
      * gemm fully unrolled at K 128). */
     if (scaled) {
-        decode_scales(c, &d);
+        scale_buffers(c, &d);
         d.kbvar = temp_var(c, "kb", 4);
         d.ktvar = temp_var(c, "kt", 6);
         if (d.t8)
-            cg_loop(c, d.kbvar, cg_i64(c, K / IR_E2M1_BLOCK), LOOP_SERIAL, 0, false, dot_t8_block, &d);
+            scaled_loop(c, &d, K / IR_E2M1_BLOCK, dot_t8_block);
         else if (d.pair8 && d.fold)
             fold_scales(c, &d, K / IR_E2M1_PAIR_BLOCK, dot_pair8_block);
         else if (d.pair8 && d.prescaled && asc && K / d.bk_a <= MAX_FOLD_CODES)
             a_unit_versions(c, &d, K / IR_E2M1_PAIR_BLOCK, dot_pair8_block);
         else if (d.pair8)
-            cg_loop(c, d.kbvar, cg_i64(c, K / IR_E2M1_PAIR_BLOCK), LOOP_SERIAL, 0, false, dot_pair8_block, &d);
+            scaled_loop(c, &d, K / IR_E2M1_PAIR_BLOCK, dot_pair8_block);
         else if (d.lut_pairs)
-            cg_loop(c, d.kbvar, cg_i64(c, K / d.block / 2), LOOP_SERIAL, 0, false, dot_block_pair, &d);
+            scaled_loop(c, &d, K / d.block / 2, dot_block_pair);
         else if (d.fold)
             fold_scales(c, &d, K / d.block, fold_block);
         else
-            cg_loop(c, d.kbvar, cg_i64(c, K / d.block), LOOP_SERIAL, 0, false, dot_block, &d);
+            scaled_loop(c, &d, K / d.block, dot_block);
         free(d.kbvar);
         free(d.ktvar);
     } else if (d.acc_odd[0][0] || d.words) {
