@@ -1129,9 +1129,10 @@ static bool lifts_a(const Lower *L, const Stmt *g, bool widen_a)
  * within the words (codegen/micro.c, e4m3_word_parts), where a byte at a
  * time took a lane-crossing widening more per 32 weights: fp8_gemm at one
  * row, N 256, K 4096 (weights in L2), one thread, nine alternations,
- * 0.044 -> 0.040 ms.  At one row only: a tile of more sums keeps each
- * column's high bytes' words until the odd step, and the 4x4 tiles at
- * four rows spilled (bench_decode fp8 M = 4, 1.29-1.74 -> 1.81-2.66 ms).
+ * 0.044 -> 0.040 ms.  At one row only: at 2 and 4 rows (each column's
+ * two parts summed as they come, A's padded copy still hoisted) it gained
+ * 1-7% in cache and nothing from DRAM, and the 8x2 tiles at 16 rows, both
+ * parts of 8 rows of A held, spilled: 0.76 -> 0.87 ms (bench/HISTORY.md).
  * Where every scale block along K is whole blocks of the order. */
 static bool stages_e4m3_words(const Lower *L, const Stmt *g)
 {
@@ -1341,17 +1342,16 @@ static Region dot_a_copy(Lower *L, Stmt *seq, const Region *a, DType dt, Guard g
 
 /* A's bf16 copy for e4m3 pair tiles in their decode order (E4M3_WORDS),
  * times its UE8M0 scale clamped into the fold window where `as` is given
- * (micro_gemm a_prescaled, as prescale_a), its rows padded as dot_a_copy's
- * (the pad left unwritten: no tile reads it). */
+ * (micro_gemm a_prescaled, as prescale_a).  One row (stages_e4m3_words),
+ * so no row pad: rows that alias would want one, staged from past the
+ * window's end as dot_a_copy's is, for pass_hoist to see every element
+ * written (left unwritten, the copy was staged again in every block). */
 static Region stage_words(Lower *L, Stmt *seq, const Region *a, const Region *as, Guard guard, SrcLoc loc)
 {
-    int64_t rows = mat_rows(a), cols = mat_cols(a), shape[2] = {rows, cols + row_pad(rows, cols, DT_BF16)};
+    int64_t shape[2] = {mat_rows(a), mat_cols(a)};
     Buffer *b = lower_temp(L, "gemm_a", SCOPE_SHARED, DT_BF16, 2, shape, loc);
-    shape[1] = cols;
     stage_into(L, seq, a, b, E4M3_WORDS, shape, 0, false, guard, (Scaling){.scale = as, .clamp = true}, loc);
-    Region r = whole(L, b);
-    r.ext[1] = cols;
-    return r;
+    return whole(L, b);
 }
 
 /* Whether A, read in place, has rows that alias in L1 (rows_alias). */
