@@ -274,7 +274,7 @@ typedef struct Dot {
     LLVMValueRef scale_buf[2]; /* UE8M0 scales decoded (decode_scales), A's and B's */
     LLVMValueRef fold_words[MAX_DOT_COLS][2]; /* folding: column j's block's rebias and exponent-0 table (e4m3_words),
                                                * or a Dot.pair8 tile's exponent offsets (e2m1_fold_offsets) */
-    int64_t scale_cols[2];
+    int64_t scale_cols[2], scale_rows[2]; /* scale_buf's shapes */
     struct NanScan *nans; /* e4m3 B: its NaN codes, scanned apart (nan_scan) */
 } Dot;
 
@@ -522,12 +522,13 @@ static void dot_pairs(Cg *c, Dot *d, LLVMValueRef k, int lanes)
         av[i] = LLVMBuildBitCast(c->b, dot_raw(c, d, &s->u.gemm.a, i, k, lanes), dp.params[1], "");
     for (int j = 0; j < d->nr; j++) {
         LLVMValueRef bv;
-        if (d->words)
+        if (d->words) {
             bv = d->odd_step ? d->odd_part[j] : e4m3_word_parts(c, d, j, k, &d->odd_part[j]);
-        else
+        } else {
             bv = dot_raw(c, d, &s->u.gemm.b, j, k, lanes);
-        if (s->u.gemm.b.buf->dtype == DT_F8E4M3 && !d->words)
-            bv = e4m3_words(c, bv, d->e4m3_fast, d->folding ? d->fold_words[j] : NULL);
+            if (s->u.gemm.b.buf->dtype == DT_F8E4M3)
+                bv = e4m3_words(c, bv, d->e4m3_fast, d->folding ? d->fold_words[j] : NULL);
+        }
         bv = LLVMBuildBitCast(c->b, bv, dp.params[2], "");
         /* (an odd step of 32 e4m3 bytes shares the even one's line) */
         if (d->prefetch_next && !(d->odd_step && d->chunk * dt_bits(s->u.gemm.b.buf->dtype) < 512))
@@ -656,12 +657,11 @@ static void decode_scales_step(Cg *c, void *ctx)
  * weights, ~20 vector operations, left out where the scales fold). */
 static void decode_scales(Cg *c, Dot *d, int x)
 {
-    int64_t rows_per = x ? d->b_rows_per_scale : d->a_rows_per_scale, tile_rows = x ? d->nr : d->mr;
     if (!d->scale_buf[x])
         return;
     ScaleDecode sd = {.d = d, .x = x, .kv = temp_var(c, "ks", 7)};
-    int64_t n = d->scale_cols[x], srows = (tile_rows + rows_per - 1) / rows_per;
-    for (sd.srow = 0; sd.srow < srows; sd.srow++) {
+    int64_t n = d->scale_cols[x];
+    for (sd.srow = 0; sd.srow < d->scale_rows[x]; sd.srow++) {
         cg_loop(c, sd.kv, cg_i64(c, n / d->w), LOOP_SERIAL, 0, false, decode_scales_step, &sd);
         int64_t k = n - n % d->w;
         for (; k + 8 <= n; k += 8) /* AVX-512's tail: 8 at a time too */
@@ -683,6 +683,7 @@ static void scale_buffers(Cg *c, Dot *d)
             continue;
         int64_t n = d->s->u.gemm.a.ext[1] / bk[x], srows = (tile_rows[x] + rows_per[x] - 1) / rows_per[x];
         d->scale_cols[x] = n;
+        d->scale_rows[x] = srows;
         d->scale_buf[x] = entry_alloca(c, LLVMArrayType(c->f32, (unsigned)(srows * n)));
     }
 }
@@ -1915,7 +1916,7 @@ static void dot_gemm(Cg *c, const Stmt *s, int mr, int nr, Var *k)
     } else if (d.acc_odd[0][0] || d.words) {
         d.k0 = cg_i64(c, 0);
         cg_loop(c, k, cg_i64(c, K / chunk / 2), LOOP_SERIAL, 1, false, dot_chained_steps, &d);
-        for (int i = 0; i < mr && d.acc_odd[0][0]; i++)
+        for (int i = 0; i < mr && d.acc_odd[0][0]; i++) /* (a words tile without chains: one sum) */
             for (int j = 0; j < nr; j++) {
                 LLVMValueRef sum = LLVMBuildFAdd(c->b, LLVMBuildLoad2(c->b, d.vf32, d.acc[i][j], ""),
                                                  LLVMBuildLoad2(c->b, d.vf32, d.acc_odd[i][j], ""), "");
